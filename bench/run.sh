@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): direct PostgreSQL vs pgrail vs PgBouncer (session mode), interleaved
+# and repeated; prints medians and the ratios to direct and to PgBouncer.
+#
+#   bench/run.sh [PGRAIL_BIN]          # default build/pgrail; about 8 minutes with the defaults
+#   REPEATS=3 DURATION=10 SHORT=5 COPY_ROWS=3000000 IDLE=500 bench/run.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+pgrail_bin=$(realpath "${1:-${PGRAIL_BIN:-$repo/build/pgrail}}")
+REPEATS=${REPEATS:-3}
+DURATION=${DURATION:-10}     # seconds per -c 8 run
+SHORT=${SHORT:-5}            # seconds per -c 1 and -C run
+COPY_ROWS=${COPY_ROWS:-3000000}
+IDLE=${IDLE:-500}
+[[ -x $pgrail_bin ]] || { echo "bench: no pgrail binary at $pgrail_bin" >&2; exit 1; }
+command -v pgbouncer >/dev/null || { echo "bench: pgbouncer not installed (scripts/install-deps.sh)" >&2; exit 1; }
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # 500 idle clients need > 1000 descriptors
+work=$(mktemp -d /tmp/pgrail-bench.XXXXXX)
+bouncer_pid=''
+cleanup() {
+  if [[ -n $bouncer_pid ]]; then kill "$bouncer_pid" 2>/dev/null || true; fi
+  "$repo/scripts/test-cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "bench: starting PostgreSQL 15 and pgrail ($pgrail_bin)"
+PG_MAX_CONNECTIONS=$((IDLE + 100)) PGRAIL_LOG_LEVEL=${PGRAIL_LOG_LEVEL:-info} \
+  "$repo/scripts/test-cluster.sh" start "$work/cluster" "$pgrail_bin" >/dev/null
+# shellcheck disable=SC1091
+source "$work/cluster/env"
+export PGHOST=$PG_HOST PGDATABASE=$PG_DATABASE PGUSER=app_owner PGPASSWORD=app_owner
+pgbench=$PG_BIN/pgbench
+psql=$PG_BIN/psql
+
+# PgBouncer must not run as root: its files live in the postgres-owned temporary directory.
+bouncer_dir=$PG_TMP/pgbouncer
+bouncer_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 40000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
+mkdir -p "$bouncer_dir"
+cat >"$bouncer_dir/pgbouncer.ini" <<EOF
+[databases]
+$PG_DATABASE = host=$PG_HOST port=$PG_PORT dbname=$PG_DATABASE
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $bouncer_dir/userlist.txt
+pool_mode = session
+max_client_conn = $((IDLE + 100))
+default_pool_size = $((IDLE + 20))
+max_db_connections = $((IDLE + 20))
+logfile = $bouncer_dir/pgbouncer.log
+pidfile = $bouncer_dir/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+echo '"app_owner" "app_owner"' >"$bouncer_dir/userlist.txt"
+if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$bouncer_dir"; run_bouncer=(runuser -u postgres --); else run_bouncer=(); fi
+"${run_bouncer[@]}" pgbouncer -d "$bouncer_dir/pgbouncer.ini"
+for _ in $(seq 50); do [[ -s $bouncer_dir/pgbouncer.pid ]] && break; sleep 0.1; done
+bouncer_pid=$(cat "$bouncer_dir/pgbouncer.pid")
+"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$bouncer_port" -t 10 || { cat "$bouncer_dir/pgbouncer.log" >&2; exit 1; }
+
+declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_port)
+declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid)
+targets=(direct pgrail pgbouncer)
+results=$work/results.txt
+: >"$results"
+
+echo "bench: pgbench -i -s 1, a $COPY_ROWS-row table for COPY"
+"$pgbench" -i -s 1 -q -n -p "$PG_PORT" >/dev/null 2>&1
+"$psql" -X -q -p "$PG_PORT" -c "CREATE TABLE copy_source AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, $COPY_ROWS) AS g" -c "VACUUM ANALYZE copy_source"
+
+clock_ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
+
+# pgbench run: records tps, mean latency and (for proxies) CPU microseconds per transaction.
+run_pgbench() {
+  local name=$1 target=$2; shift 2
+  local before=0 after output tps latency txns
+  [[ -n ${pid_of[$target]:-} ]] && before=$(cpu_ticks "${pid_of[$target]}")
+  output=$("$pgbench" -n -S -p "${port[$target]}" "$@" 2>&1) || { echo "$output" >&2; return 1; }
+  [[ -n ${pid_of[$target]:-} ]] && after=$(cpu_ticks "${pid_of[$target]}")
+  tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$output" | head -1)
+  latency=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' <<<"$output")
+  txns=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' <<<"$output")
+  grep -q "number of failed transactions: 0 " <<<"$output" || echo "bench: $name $target had failed transactions" >&2
+  echo "$name tps $target $tps" >>"$results"
+  echo "$name latency_us $target $(awk -v l="$latency" 'BEGIN{printf "%.1f", l * 1000}')" >>"$results"
+  if [[ -n ${pid_of[$target]:-} ]]; then
+    echo "$name cpu_us_per_txn $target $(awk -v d=$((after - before)) -v t="$txns" -v hz="$clock_ticks" \
+      'BEGIN{printf "%.1f", d / hz * 1e6 / t}')" >>"$results"
+  fi
+  printf '  %-22s %-10s %10.0f tps\n' "$name" "$target" "$tps"
+}
+
+run_copy() {
+  local target=$1 start end
+  start=$(date +%s%N)
+  "$psql" -X -q -p "${port[$target]}" -c "COPY copy_source TO STDOUT" >/dev/null
+  end=$(date +%s%N)
+  local seconds; seconds=$(awk -v ns=$((end - start)) 'BEGIN{printf "%.3f", ns / 1e9}')
+  echo "copy_out seconds $target $seconds" >>"$results"
+  echo "copy_out rows_per_s $target $(awk -v s="$seconds" -v r="$COPY_ROWS" 'BEGIN{printf "%.0f", r / s}')" >>"$results"
+  printf '  %-22s %-10s %10s s\n' "copy_out" "$target" "$seconds"
+}
+
+for repeat in $(seq "$REPEATS"); do
+  echo "bench: round $repeat/$REPEATS"
+  for mode in simple extended prepared; do
+    for target in "${targets[@]}"; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
+  done
+  for target in "${targets[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
+  # pgrail does not pool: connection churn is compared with direct only.
+  for target in direct pgrail; do run_pgbench "churn_C" "$target" -M simple -c 8 -j 2 -C -T "$SHORT"; done
+  for target in "${targets[@]}"; do run_copy "$target"; done
+done
+
+# Idle connections: pgbench clients that connect and then only sleep.
+echo "bench: $IDLE idle connections"
+printf '\\sleep 12 s\n' >"$work/idle.sql"
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+for target in pgrail pgbouncer; do
+  pid=${pid_of[$target]}
+  before=$(rss_kib "$pid")
+  "$pgbench" -n -p "${port[$target]}" -f "$work/idle.sql" -c "$IDLE" -j 2 -t 1 >/dev/null 2>&1 &
+  idle_pid=$!
+  sleep 8
+  during=$(rss_kib "$pid")
+  connected=$("$psql" -X -At -p "$PG_PORT" -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_owner' AND state = 'idle'")
+  wait "$idle_pid" || true
+  per=$(awk -v a="$before" -v b="$during" -v n="$IDLE" 'BEGIN{printf "%.1f", (b - a) / n}')
+  echo "idle rss_before_kib $target $before" >>"$results"
+  echo "idle rss_with_idle_kib $target $during" >>"$results"
+  echo "idle kib_per_connection $target $per" >>"$results"
+  printf '  %-10s VmRSS %s KiB -> %s KiB with %s idle clients (%s server backends idle): %s KiB each\n' \
+    "$target" "$before" "$during" "$IDLE" "$connected" "$per"
+done
+
+# Medians and ratios.
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+value() { awk -v n="$1" -v m="$2" -v t="$3" '$1 == n && $2 == m && $3 == t {print $4}' "$results" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b}'; }
+
+echo
+echo "Medians of $REPEATS interleaved rounds ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1))"
+printf '%-28s %11s %11s %11s %14s %16s\n' benchmark direct pgrail pgbouncer pgrail/direct pgrail/pgbouncer
+for name in c8_simple c8_extended c8_prepared c1_simple churn_C; do
+  d=$(value "$name" tps direct); p=$(value "$name" tps pgrail); b=$(value "$name" tps pgbouncer)
+  printf '%-28s %11s %11s %11s %14s %16s\n' "$name tps" "$d" "$p" "${b:--}" "$(ratio "$p" "$d")" "$(ratio "$p" "$b")"
+done
+d=$(value c1_simple latency_us direct); p=$(value c1_simple latency_us pgrail); b=$(value c1_simple latency_us pgbouncer)
+printf '%-28s %11s %11s %11s %14s %16s\n' "c1 latency (us)" "$d" "$p" "$b" \
+  "$(awk -v a="$p" -v b="$d" 'BEGIN{printf "%+.1f us", a - b}')" "$(awk -v a="$b" -v b="$d" 'BEGIN{printf "(bouncer %+.1f)", a - b}')"
+d=$(value copy_out rows_per_s direct); p=$(value copy_out rows_per_s pgrail); b=$(value copy_out rows_per_s pgbouncer)
+printf '%-28s %11s %11s %11s %14s %16s\n' "COPY TO rows/s" "$d" "$p" "$b" "$(ratio "$p" "$d")" "$(ratio "$p" "$b")"
+for name in c8_simple c8_extended c8_prepared c1_simple; do
+  printf '%-28s %11s %11s %11s\n' "$name CPU us/txn" "-" "$(value "$name" cpu_us_per_txn pgrail)" \
+    "$(value "$name" cpu_us_per_txn pgbouncer)"
+done
+printf '%-28s %11s %11s %11s\n' "churn_C CPU us/txn" "-" "$(value churn_C cpu_us_per_txn pgrail)" "-"
+printf '%-28s %11s %11s %11s\n' "idle KiB per connection" "-" "$(value idle kib_per_connection pgrail)" \
+  "$(value idle kib_per_connection pgbouncer)"
+echo
+echo "raw results: kept in ${BENCH_KEEP:-(set BENCH_KEEP=FILE to keep)}"
+if [[ -n ${BENCH_KEEP:-} ]]; then cp "$results" "$BENCH_KEEP"; fi

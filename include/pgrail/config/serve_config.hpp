@@ -1,0 +1,40 @@
+// The `pgrail serve` configuration file (config/pgrail.yaml documents every key).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace pgrail::config {
+
+struct ServeConfig {
+    std::string listen_host = "127.0.0.1";
+    std::uint16_t listen_port = 6432;
+    std::string upstream_host = "127.0.0.1";
+    std::uint16_t upstream_port = 5432;
+    std::uint32_t connect_timeout_ms = 5000;
+    unsigned workers = 0;                           // 0: one per core
+    std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
+    std::string log_level = "info";                 // trace debug info warn error critical off
+    std::string log_format = "text";                // text | json
+
+    std::string policy_file;                        // empty: no policy (forward everything)
+    std::string audit_file = "-";                   // "-": stdout
+    bool audit_fsync = false;                       // fsync every audit line
+    bool audit_redact_literals = true;
+
+    std::string migrations_dir;                     // empty: no registry
+    std::string migrator_conninfo;                  // libpq conninfo for in-band migrations
+    std::uint32_t lock_timeout_ms = 5000;           // SET LOCAL lock_timeout for each migration
+    std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
+};
+
+// "250ms", "5s", "2min" or a bare number of milliseconds; nullopt when malformed.
+[[nodiscard]] std::optional<std::uint32_t> parse_duration_ms(const std::string& text);
+
+// Loads and validates `path`. Relative paths inside are resolved against the file's folder.
+// Throws ConfigError naming file:line:column.
+[[nodiscard]] ServeConfig load_serve_config(const std::string& path);
+[[nodiscard]] ServeConfig parse_serve_config(const std::string& yaml, const std::string& name);
+
+}  // namespace pgrail::config

@@ -1,0 +1,93 @@
+// The runner: applies and rolls back registered migrations against the target database
+// (libpqxx, blocking), under a PostgreSQL advisory lock, recording ledger, events and audit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pgrail/migrations/registry.hpp"
+#include "pgrail/migrations/snapshot.hpp"
+#include "pgrail/migrations/status.hpp"
+
+namespace pgrail::migrations {
+
+// Writes one audit record; returns false when it could not be written (the runner then fails).
+using AuditSink = std::function<bool(const nlohmann::json&)>;
+
+// Session-level advisory lock key taken by every pgrail runner ("pgrailmg" in ASCII).
+inline constexpr std::int64_t advisory_lock_key = 0x7067726169'6c6d67;
+
+struct RunnerOptions {
+    std::string conninfo;                               // libpq conninfo of the target database
+    std::chrono::milliseconds lock_timeout{5000};       // SET LOCAL lock_timeout per migration
+    std::chrono::milliseconds statement_timeout{60000}; // SET LOCAL statement_timeout per migration
+    std::chrono::milliseconds lock_wait{300000};        // how long to wait for another run's lock
+    std::string actor;                 // recorded as applied_by / by; empty: the connection's user
+    bool require_verified = false;     // apply only checksums with a passing verify
+    AuditSink audit;                   // optional
+    // verify: where scratch databases are created (default: the target's server) and pg_dump.
+    std::string scratch_conninfo;
+    std::string pg_dump;               // default: $PGRAIL_PG_DUMP, PostgreSQL 15's, or PATH
+};
+
+struct StepResult {
+    std::string version;
+    std::string name;
+    std::string checksum;
+    Direction direction = Direction::up;
+    std::int64_t duration_ms = 0;
+};
+
+struct VerifyResult {
+    std::string version;
+    std::string name;
+    std::string checksum;
+    bool passed = false;
+    std::string detail;   // on failure: the schema diff or the error
+    std::int64_t duration_ms = 0;
+};
+
+class Runner {
+public:
+    Runner(std::shared_ptr<const Registry> registry, RunnerOptions options);
+
+    // Reads the ledger (no lock; missing ledger = nothing applied).
+    [[nodiscard]] LedgerState read_ledger() const;
+    [[nodiscard]] std::shared_ptr<const Snapshot> snapshot() const;
+
+    // What up(target) would apply, in order. Throws MigrationError on drift or a bad target.
+    [[nodiscard]] std::vector<const Migration*> plan(const std::optional<std::string>& target) const;
+    // Applies pending migrations in version order, up to and including `target`.
+    std::vector<StepResult> up(const std::optional<std::string>& target);
+    // Rolls back the latest applied migration; when `version` is given it must be that one.
+    std::vector<StepResult> down(const std::optional<std::string>& version);
+    // Rolls back, newest first, every applied migration with a version above `target`
+    // ("0": all of them).
+    std::vector<StepResult> down_to(const std::string& target);
+    // Operator's drift resolution: accept the current files of an applied migration
+    // (ledger checksum := files' checksum), or forget a vanished one (ledger row removed).
+    void resolve(const std::string& version);
+    // Rollback proof in a scratch database (see docs/migrations.md); `version` empty: every
+    // pending migration. Records a `verified` event per migration.
+    std::vector<VerifyResult> verify(const std::optional<std::string>& version);
+    [[nodiscard]] bool has_passing_verify(const std::string& version, const std::string& checksum) const;
+
+    [[nodiscard]] const Registry& registry() const { return *registry_; }
+    [[nodiscard]] const RunnerOptions& options() const { return options_; }
+
+private:
+    std::shared_ptr<const Registry> registry_;
+    RunnerOptions options_;
+};
+
+// Reads the ledger of the database at `conninfo` (for refreshing a Snapshot).
+[[nodiscard]] LedgerState read_ledger(const std::string& conninfo);
+
+}  // namespace pgrail::migrations

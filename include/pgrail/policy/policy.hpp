@@ -1,0 +1,136 @@
+// The policy model: rules that match sessions, the guards each rule applies, and the decision type.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pgrail/policy/match.hpp"
+#include "pgrail/sql/statement.hpp"
+
+namespace pgrail::policy {
+
+enum class Mode { enforce, audit_only };
+enum class OnParseError { deny, allow };
+enum class DdlMode { migrations_only, deny, allow };
+enum class OptionsMode { deny, allow, allow_list };
+
+// pgrail's in-band commands: SELECT * FROM pgrail.<command>(...).
+enum class Command : std::uint8_t { status, plan, migrate_up, migrate_down, verify };
+inline constexpr std::size_t command_count = 5;
+
+// Who is talking: taken from the startup packet and the socket.
+struct SessionInfo {
+    std::string user;
+    std::string database;
+    std::string application_name;
+    std::string client_address;  // textual IPv4 or IPv6; empty (or a path) for a Unix socket
+};
+
+// The answer for one statement (or one startup packet).
+struct Decision {
+    enum class Action { allow, deny, intercept };
+    Action action = Action::allow;
+    std::string rule;              // the rule that decided
+    std::string guard;             // the guard that refused ("ddl", "require_where", ...); empty on allow
+    std::string sqlstate = "42501";
+    std::string message;           // begins "pgrail: "
+    std::string detail;            // names the rule, the guard, the statement's tag and objects
+    std::string hint;              // what to do instead
+    bool enforced = true;          // false in mode audit_only: forward, but audit as would-deny
+    Command command = Command::status;  // the command to run when action is intercept
+    std::size_t statement_index = 0;    // set by evaluate_all: which statement of the analysis decided
+
+    [[nodiscard]] bool allowed() const { return action == Action::allow; }
+};
+
+// A read-only table pattern: `schema.table` or `table` (any schema); both parts may use globs.
+struct TablePattern {
+    std::string schema;  // empty: any schema
+    std::string table;
+};
+
+// The guards one rule applies. Sets are precomputed at load: evaluate() only looks up.
+struct Guards {
+    std::uint32_t allowed_classes = 0;  // bit (1 << StatementClass) per allowed class; ddl and unknown never set
+    DdlMode ddl = DdlMode::migrations_only;
+    bool migrator = false;
+    std::uint32_t commands = 0;  // bit (1 << Command) per pgrail.* command the rule's users may call
+    bool require_where = true;
+    bool allow_truncate = false;
+    bool allow_temporary_objects = true;
+    std::vector<std::string> protected_schemas;   // always holds pgrail, pg_catalog, pg_toast, information_schema
+    std::vector<TablePattern> read_only_tables;
+    NameSet denied_functions;                     // bare or schema-qualified names, globs allowed
+    bool allow_copy_program = false;
+    bool allow_copy_server_files = false;
+    bool allow_alter_system = false;
+    NameSet protected_settings;                   // lower-case setting names
+    bool allow_replication = false;
+    OptionsMode options = OptionsMode::deny;
+    NameSet allowed_options;                      // settings `options` may set when options is a list
+
+    [[nodiscard]] bool allows_class(sql::StatementClass statement_class) const {
+        return (allowed_classes >> static_cast<unsigned>(statement_class)) & 1U;
+    }
+    [[nodiscard]] bool allows_command(Command command) const {
+        return (commands >> static_cast<unsigned>(command)) & 1U;
+    }
+};
+
+// Which sessions a rule applies to. Each present list must have a matching entry (logical AND
+// across keys, OR within a key); an absent list matches everything.
+struct SessionMatch {
+    std::vector<std::string> users;              // globs
+    std::vector<std::string> databases;          // globs
+    std::vector<std::string> application_names;  // globs
+    std::vector<Cidr> clients;
+
+    [[nodiscard]] bool matches_everything() const;
+};
+
+struct Rule {
+    std::string name;
+    std::string location;  // "file:line:column" of the rule, for messages
+    SessionMatch match;
+    Guards guards;
+};
+
+// Per-guard overrides of the refusal's message and hint (empty: pgrail's default text).
+struct MessageOverride {
+    std::string message;
+    std::string hint;
+};
+
+// The guard names that `messages:` may override, in documentation order.
+inline constexpr std::array<const char*, 15> guard_names = {
+    "on_parse_error", "allow_classes", "ddl",        "migrations",         "require_where",
+    "truncate",       "protected_schemas", "read_only_tables", "denied_functions", "copy_program",
+    "copy_server_files", "alter_system", "protected_settings", "replication", "options"};
+
+// A loaded policy. Immutable: the proxy shares it as shared_ptr<const Policy> and swaps it on SIGHUP.
+class Policy {
+public:
+    std::string source;          // file name (or the name given to load_policy_string)
+    Mode mode = Mode::enforce;
+    OnParseError on_parse_error = OnParseError::deny;
+    std::string migrations_dir;  // shown in the DDL hint
+    std::vector<Rule> rules;     // file order; the last one matches every session
+    std::array<MessageOverride, guard_names.size()> messages;
+
+    // The first rule, in file order, whose match accepts the session (the last rule always does).
+    [[nodiscard]] const Rule& rule_for(const SessionInfo& session) const;
+    [[nodiscard]] const MessageOverride& message_for(std::string_view guard) const;
+};
+
+const char* to_string(Mode mode);
+const char* to_string(OnParseError on_parse_error);
+const char* to_string(DdlMode ddl);
+const char* to_string(OptionsMode options);
+const char* to_string(Command command);
+const char* to_string(Decision::Action action);
+const char* class_name(sql::StatementClass statement_class);  // the policy file's spelling
+
+}  // namespace pgrail::policy

@@ -1,0 +1,61 @@
+// Messages the server sends that pgrail inspects, and the ones pgrail writes itself.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgrail::protocol {
+
+namespace backend_tag {
+inline constexpr char authentication = 'R';
+inline constexpr char backend_key_data = 'K';
+inline constexpr char ready_for_query = 'Z';
+inline constexpr char error_response = 'E';
+inline constexpr char notice_response = 'N';
+inline constexpr char parameter_status = 'S';
+inline constexpr char row_description = 'T';
+inline constexpr char data_row = 'D';
+inline constexpr char command_complete = 'C';
+}  // namespace backend_tag
+
+inline constexpr std::int32_t auth_sasl = 10;
+
+// 'I' idle, 'T' in a transaction block, 'E' in a failed transaction block.
+[[nodiscard]] std::optional<char> parse_ready_for_query(std::string_view body);
+
+struct BackendKey {
+    std::int32_t pid = 0;
+    std::int32_t secret = 0;
+};
+[[nodiscard]] std::optional<BackendKey> parse_backend_key_data(std::string_view body);
+
+// ErrorResponse / NoticeResponse fields as (code, value); values view into `body`.
+using ErrorFields = std::vector<std::pair<char, std::string_view>>;
+[[nodiscard]] std::optional<ErrorFields> parse_error_fields(std::string_view body);
+[[nodiscard]] std::string_view error_field(const ErrorFields& fields, char code);
+
+struct Authentication {
+    std::int32_t code = 0;                        // 0 ok, 3 cleartext, 5 md5, 10 SASL, 11/12 SASL continue/final
+    std::vector<std::string_view> sasl_mechanisms;  // for code 10
+};
+[[nodiscard]] std::optional<Authentication> parse_authentication(std::string_view body);
+
+struct ErrorMessage {
+    std::string severity = "ERROR";  // ERROR or FATAL
+    std::string sqlstate;
+    std::string message;
+    std::string detail;
+    std::string hint;
+};
+
+void encode_error_response(std::string& out, const ErrorMessage& error);
+void encode_backend_key_data(std::string& out, BackendKey key);
+void encode_authentication_sasl(std::string& out, const std::vector<std::string_view>& mechanisms);
+void encode_ready_for_query(std::string& out, char status);
+void encode_parameter_status(std::string& out, std::string_view name, std::string_view value);
+
+}  // namespace pgrail::protocol

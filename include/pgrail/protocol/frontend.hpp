@@ -1,0 +1,69 @@
+// Messages a client sends: the startup-phase packets and the ones pgrail inspects.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgrail::protocol {
+
+inline constexpr std::uint32_t protocol_version_3 = 196608;  // 3.0
+inline constexpr std::uint32_t ssl_request_code = 80877103;
+inline constexpr std::uint32_t gssenc_request_code = 80877104;
+inline constexpr std::uint32_t cancel_request_code = 80877102;
+
+// Frontend message tags pgrail cares about (a tag means something else from the server).
+namespace frontend_tag {
+inline constexpr char query = 'Q';
+inline constexpr char parse = 'P';
+inline constexpr char bind = 'B';
+inline constexpr char execute = 'E';
+inline constexpr char describe = 'D';
+inline constexpr char close = 'C';
+inline constexpr char sync = 'S';
+inline constexpr char flush = 'H';
+inline constexpr char terminate = 'X';
+inline constexpr char copy_data = 'd';
+inline constexpr char copy_done = 'c';
+inline constexpr char copy_fail = 'f';
+inline constexpr char password = 'p';
+}  // namespace frontend_tag
+
+enum class StartupKind { startup, ssl_request, gssenc_request, cancel_request };
+
+struct StartupPacket {
+    StartupKind kind = StartupKind::startup;
+    std::uint32_t code = 0;  // protocol version or request code
+    std::vector<std::pair<std::string, std::string>> parameters;  // StartupMessage only
+    std::int32_t cancel_pid = 0;     // CancelRequest only
+    std::int32_t cancel_secret = 0;  // CancelRequest only
+
+    // The value of a startup parameter ("user", "database", ...), empty when absent.
+    [[nodiscard]] std::string parameter(std::string_view name) const;
+};
+
+// Parses a whole startup-phase packet (length field included). nullopt: malformed.
+// A StartupMessage of another protocol version parses; the caller refuses it.
+[[nodiscard]] std::optional<StartupPacket> parse_startup_packet(std::string_view packet);
+
+// Query body: the SQL text.
+[[nodiscard]] std::optional<std::string_view> parse_query(std::string_view body);
+
+struct ParseMessage {
+    std::string_view statement_name;
+    std::string_view query;
+    std::string_view parameter_types;  // the raw int16 count + OIDs, forwarded unchanged
+};
+[[nodiscard]] std::optional<ParseMessage> parse_parse(std::string_view body);
+
+// Encoders for what pgrail itself sends upstream.
+void encode_query(std::string& out, std::string_view sql);
+void encode_parse(std::string& out, std::string_view statement_name, std::string_view query,
+                  std::string_view parameter_types);
+void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secret);
+void encode_terminate(std::string& out);
+
+}  // namespace pgrail::protocol

@@ -1,0 +1,33 @@
+// Maps the BackendKeyData pgrail gives each client to the real upstream backend's key.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <unordered_map>
+
+#include "pgrail/protocol/backend.hpp"
+
+namespace pgrail::proxy {
+
+// Clients never see the server's pid and secret: a CancelRequest arrives on a fresh
+// connection, possibly on another worker thread, and is routed through this table.
+class CancelRegistry {
+public:
+    CancelRegistry();
+
+    // A fresh client-facing key for an upstream backend's key; release it when the session ends.
+    [[nodiscard]] protocol::BackendKey add(protocol::BackendKey upstream);
+    void remove(protocol::BackendKey client_key);
+    // The upstream key for a client's CancelRequest; nullopt for an unknown pid or a wrong secret.
+    [[nodiscard]] std::optional<protocol::BackendKey> find(protocol::BackendKey client_key) const;
+
+private:
+    mutable std::mutex mutex_;
+    std::unordered_map<std::int32_t, std::pair<std::int32_t, protocol::BackendKey>> by_client_pid_;
+    std::mt19937 random_;  // seeded from std::random_device: secrets are unguessable to clients
+    std::int32_t next_pid_;
+};
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,46 @@
+// The statement gate that enforces a policy: analyse, decide, audit, answer.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "pgrail/audit/audit_log.hpp"
+#include "pgrail/policy/evaluator.hpp"
+#include "pgrail/policy/policy.hpp"
+#include "pgrail/proxy/statement_gate.hpp"
+#include "pgrail/sql/analysis_cache.hpp"
+
+namespace pgrail::proxy {
+
+class PolicyGate final : public StatementGate {
+public:
+    PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared_ptr<audit::AuditLog> audit_log,
+               bool redact_literals);
+
+    GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) override;
+    std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
+                                                        const StartupParameters& parameters) override;
+
+    // Swaps the policy for statements checked from now on (SIGHUP).
+    void replace_policy(std::shared_ptr<const policy::Policy> policy);
+    // Lets migrator sessions run DDL that equals a registered migration's statement.
+    void set_migration_matcher(std::shared_ptr<const policy::MigrationMatcher> matcher);
+    [[nodiscard]] std::shared_ptr<const policy::Policy> current_policy() const;
+    [[nodiscard]] sql::AnalysisCache& cache() { return cache_; }
+
+private:
+    // Writes the audit line; false if it could not be written (the caller then fails closed).
+    bool audit_statement(const SessionContext& session, const policy::Decision& decision, const sql::Analysis& analysis,
+                         std::string_view sql);
+
+    mutable std::mutex policy_mutex_;  // guards the two pointers below; held only to copy them
+    std::shared_ptr<const policy::Policy> policy_;
+    std::shared_ptr<const policy::MigrationMatcher> matcher_;
+    std::shared_ptr<audit::AuditLog> audit_log_;
+    bool redact_literals_;
+    sql::AnalysisCache cache_;
+};
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,61 @@
+// The seam between the wire and the policy: every Query and Parse passes through check().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "pgrail/protocol/backend.hpp"
+
+namespace pgrail::proxy {
+
+// Who is on the other end, as the startup packet and the socket tell it.
+struct SessionContext {
+    std::uint64_t session_id = 0;
+    std::string user;
+    std::string database;
+    std::string application_name;
+    std::string client_address;
+};
+
+enum class MessageKind { simple_query, parse };
+
+using StartupParameters = std::vector<std::pair<std::string, std::string>>;
+
+struct GateVerdict {
+    enum class Kind { forward, refuse, substitute, intercept };
+    Kind kind = Kind::forward;
+    // refuse: the statement starting at this byte offset of the text (and all after it) is
+    // refused with `error`; the statements before it run as they would on PostgreSQL.
+    std::size_t refused_offset = 0;
+    protocol::ErrorMessage error;
+    // substitute: send this SQL to the server instead (pgrail's in-band commands).
+    std::string substitute_sql;
+    // intercept: one of pgrail's in-band commands (pgrail.status() ...), with its arguments.
+    std::string command;
+    std::vector<std::string> arguments;
+};
+
+class StatementGate {
+public:
+    virtual ~StatementGate() = default;
+    [[nodiscard]] virtual GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) = 0;
+    // A FATAL error to refuse the connection with, or nothing to let it through.
+    [[nodiscard]] virtual std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
+                                                                            const StartupParameters& parameters) = 0;
+};
+
+// Forwards everything: `pgrail serve` without a policy.
+class ForwardAllGate final : public StatementGate {
+public:
+    GateVerdict check(const SessionContext&, MessageKind, std::string_view) override { return {}; }
+    std::optional<protocol::ErrorMessage> check_startup(const SessionContext&, const StartupParameters&) override {
+        return std::nullopt;
+    }
+};
+
+}  // namespace pgrail::proxy

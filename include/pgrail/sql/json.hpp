@@ -1,0 +1,30 @@
+// JSON rendering of analysed statements (for `pgrail classify` and the audit log).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pgrail/sql/statement.hpp"
+
+namespace pgrail::sql {
+
+// Names of the flags that are set, in declaration order: "update_or_delete_without_where",
+// "data_modifying_cte", "select_into", "create_table_as", "copy_from" / "copy_to",
+// "copy_program", "copy_file", "explain_analyze", "locking_clause", "temporary_object",
+// "ddl_capable_dynamic", "alter_system".
+[[nodiscard]] std::vector<std::string> flag_names(const StatementFlags& flags);
+
+// {"class", "tag", "offset", "length", "objects": [{"schema","name","kind","role"}],
+//  "functions", "settings": [{"name","via_function"}], "flags": [...], "normalized",
+//  "structural_key": "16 hex digits", "error"?: {"message","cursor"}, "pgrail_call"?,
+//  "inner"?: [...]}. With a non-empty `query` (the text the statement came from),
+// also "text": the statement's own text. Without it, no literal value is rendered.
+[[nodiscard]] nlohmann::json to_json(const Statement& statement, std::string_view query = {});
+
+// {"statements": [...], "error"?: {...}}
+[[nodiscard]] nlohmann::json to_json(const Analysis& analysis, std::string_view query = {});
+
+}  // namespace pgrail::sql

@@ -1,0 +1,101 @@
+// What pgrail knows about one SQL statement: the result of analysing it with
+// the real PostgreSQL grammar (libpg_query). Plain data, no libpg_query types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgrail::sql {
+
+enum class StatementClass {
+    read,         // SELECT, SHOW, EXPLAIN without ANALYZE, VALUES, TABLE
+    write,        // INSERT, UPDATE, DELETE, MERGE, TRUNCATE (its object has role truncated)
+    ddl,          // CREATE/ALTER/DROP/COMMENT/GRANT/REVOKE/SECURITY LABEL/SELECT INTO/CREATE TABLE AS ...
+    transaction,  // BEGIN, COMMIT, ROLLBACK, SAVEPOINT, PREPARE TRANSACTION ...
+    session,      // SET, RESET, DISCARD, LISTEN, UNLISTEN, NOTIFY, PREPARE, EXECUTE, DEALLOCATE
+    utility,      // VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOCK, LOAD, ALTER SYSTEM ...
+    procedural,   // DO, CALL
+    copy,         // COPY
+    unknown,      // did not parse (or a node pgrail does not know: fail closed)
+};
+
+enum class ObjectRole { read, written, created, altered, dropped, truncated };
+
+struct ObjectRef {
+    std::string schema;  // empty when the text does not qualify the name
+    std::string name;
+    std::string kind;    // "table", "index", "function", "schema", ... ("relation" when unknown)
+    ObjectRole role = ObjectRole::read;
+    bool operator==(const ObjectRef&) const = default;
+};
+
+struct ParseError {
+    std::string message;    // PostgreSQL's own message, e.g. `syntax error at or near "FROM"`
+    std::size_t cursor = 0; // 1-based character position in the whole query text, 0 when unknown
+    bool operator==(const ParseError&) const = default;
+};
+
+enum class CopyDirection { none, from, to };
+
+struct StatementFlags {
+    bool update_or_delete_without_where = false;  // anywhere: CTEs, PREPARE, EXPLAIN ANALYZE
+    bool data_modifying_cte = false;
+    bool select_into = false;             // SELECT ... INTO creates a table
+    bool create_table_as = false;
+    CopyDirection copy_direction = CopyDirection::none;
+    bool copy_program = false;            // COPY ... PROGRAM
+    bool copy_file = false;               // COPY to/from a server-side file
+    bool explain_analyze = false;         // executes its inner statement
+    bool locking_clause = false;          // FOR UPDATE / FOR SHARE ...
+    bool temporary_object = false;        // CREATE TEMP ...
+    bool ddl_capable_dynamic = false;     // DO body / function with dynamic EXECUTE
+    bool alter_system = false;
+    bool operator==(const StatementFlags&) const = default;
+};
+
+struct SettingChange {
+    std::string name;        // lower-case setting name ("role", "search_path", ...); "all" for RESET ALL
+    bool via_function = false;  // set_config('name', ...) rather than SET/RESET
+    bool operator==(const SettingChange&) const = default;
+};
+
+// `SELECT * FROM pgrail.<function>(constant, ...)` (or `SELECT pgrail.<function>(...)`):
+// one of pgrail's own in-band commands, which pgrail answers itself.
+struct PgrailCall {
+    std::string function;                   // "status", "plan", "migrate_up", "migrate_down", ...
+    std::vector<std::string> arguments;     // constant arguments as text (string or number literals)
+    bool operator==(const PgrailCall&) const = default;
+};
+
+struct Statement {
+    std::size_t offset = 0;  // byte range of the statement in the original query text
+    std::size_t length = 0;
+    StatementClass statement_class = StatementClass::unknown;
+    std::string tag;                         // PostgreSQL's command tag: "ALTER TABLE", "SELECT", ...
+    std::vector<ObjectRef> objects;
+    std::vector<std::string> functions;      // called functions, qualified as written ("pg_catalog.now", "lower")
+    std::vector<SettingChange> settings;     // SET / RESET / set_config of named settings
+    StatementFlags flags;
+    std::string normalized;                  // literals replaced by $n (safe to log)
+    std::uint64_t structural_key = 0;        // parse tree without locations, hashed (constants count)
+    std::optional<ParseError> error;         // set when class is unknown because it did not parse
+    std::optional<PgrailCall> pgrail_call;
+    // The statement that PREPARE, EXPLAIN or CREATE TABLE AS wraps, analysed in turn.
+    std::vector<Statement> inner;
+    bool operator==(const Statement&) const = default;
+};
+
+struct Analysis {
+    std::vector<Statement> statements;       // empty for an empty query string
+    std::optional<ParseError> error;         // the whole text did not parse (or was refused before parsing)
+    bool operator==(const Analysis&) const = default;
+};
+
+const char* to_string(StatementClass statement_class);
+const char* to_string(ObjectRole role);
+const char* to_string(CopyDirection direction);
+
+}  // namespace pgrail::sql

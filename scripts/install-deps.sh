@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of pgrail on Debian 12 (idempotent).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost1.81-dev libboost-system1.81-dev libssl-dev libpg-query-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libpqxx-dev libpq-dev
+  nlohmann-json3-dev libcli11-dev catch2
+  postgresql-15 postgresql-client-15 pgbouncer procps iproute2
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  sudo=(sudo)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+# Refresh the package lists only when they are absent or the install fails on stale ones.
+if [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -print -quit 2>/dev/null) ]]; then
+  "${sudo[@]}" apt-get update
+fi
+if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's postgresql package starts a default cluster on 5432; pgrail's scripts use their
+# own throwaway clusters, so the default one is left as the package set it up.
+echo "install-deps: done"

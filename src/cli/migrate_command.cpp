@@ -1,0 +1,198 @@
+// `pgrail migrate status|plan|up|down|verify|resolve`: the migration runner from the command line.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "pgrail/audit/audit_log.hpp"
+#include "pgrail/migrations/commands.hpp"
+#include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/registry.hpp"
+#include "pgrail/migrations/runner.hpp"
+
+namespace pgrail::cli {
+
+namespace {
+
+namespace mig = pgrail::migrations;
+
+struct MigrateOptions {
+    std::string dir = "migrations";
+    std::string dsn;
+    std::string lock_timeout = "5s";
+    std::string statement_timeout = "60s";
+    std::string lock_wait = "300s";
+    std::string audit;
+    std::string user;
+    std::string scratch_dsn;
+    std::string pg_dump;
+    bool require_verified = false;
+    std::string to;
+    std::string version;
+};
+
+// "500ms", "5s", "2min", "1h"; a bare number is milliseconds.
+std::chrono::milliseconds parse_duration(const std::string& text, const char* option) {
+    std::size_t used = 0;
+    long long value = -1;
+    try {
+        value = std::stoll(text, &used);
+    } catch (const std::exception&) {
+    }
+    const std::string unit = text.substr(std::min(used, text.size()));
+    long long factor = 0;
+    if (unit.empty() || unit == "ms") factor = 1;
+    else if (unit == "s") factor = 1000;
+    else if (unit == "min") factor = 60'000;
+    else if (unit == "h") factor = 3'600'000;
+    if (value < 0 || factor == 0)
+        throw std::invalid_argument(fmt::format("{}: invalid duration \"{}\" (e.g. 500ms, 5s, 2min, 1h)", option, text));
+    return std::chrono::milliseconds(value * factor);
+}
+
+void print_table(const mig::ResultTable& table) {
+    std::vector<std::size_t> widths(table.columns.size());
+    const auto cell = [](const std::optional<std::string>& value) {
+        if (!value) return std::string();
+        const auto eol = value->find('\n');
+        return eol == std::string::npos ? *value : value->substr(0, eol) + " ...";
+    };
+    for (std::size_t c = 0; c < table.columns.size(); ++c) widths[c] = table.columns[c].size();
+    for (const auto& row : table.rows)
+        for (std::size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], cell(row[c]).size());
+    const auto print_row = [&](const auto& value_of) {
+        std::string line;
+        for (std::size_t c = 0; c < table.columns.size(); ++c)
+            line += fmt::format("{}{:<{}}", c == 0 ? "" : " | ", value_of(c), widths[c]);
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        std::printf("%s\n", line.c_str());
+    };
+    print_row([&](std::size_t c) { return table.columns[c]; });
+    std::string rule;
+    for (std::size_t c = 0; c < widths.size(); ++c) rule += (c == 0 ? "" : "-+-") + std::string(widths[c], '-');
+    std::printf("%s\n", rule.c_str());
+    for (const auto& row : table.rows) print_row([&](std::size_t c) { return cell(row[c]); });
+    std::printf("(%zu row%s)\n", table.rows.size(), table.rows.size() == 1 ? "" : "s");
+    // Multi-line values (a schema diff, an error) in full below the table.
+    for (const auto& row : table.rows)
+        for (std::size_t c = 0; c < row.size(); ++c)
+            if (row[c] && row[c]->find('\n') != std::string::npos)
+                std::printf("\n%s %s:\n%s\n", row[0].value_or("").c_str(), table.columns[c].c_str(), row[c]->c_str());
+}
+
+int run(const std::string& action, const MigrateOptions& options) {
+    if (options.dsn.empty())
+        throw std::invalid_argument("--dsn is required (a libpq connection string, or set PGRAIL_MIGRATE_DSN)");
+    auto registry = std::make_shared<const mig::Registry>(mig::Registry::load(options.dir));
+    mig::RunnerOptions runner_options;
+    runner_options.conninfo = options.dsn;
+    runner_options.lock_timeout = parse_duration(options.lock_timeout, "--lock-timeout");
+    runner_options.statement_timeout = parse_duration(options.statement_timeout, "--statement-timeout");
+    runner_options.lock_wait = parse_duration(options.lock_wait, "--lock-wait");
+    runner_options.actor = options.user;
+    runner_options.require_verified = options.require_verified;
+    runner_options.scratch_conninfo = options.scratch_dsn;
+    runner_options.pg_dump = options.pg_dump;
+    std::unique_ptr<audit::AuditLog> audit_log;
+    if (!options.audit.empty()) {
+        audit_log = std::make_unique<audit::AuditLog>(options.audit, audit::FsyncMode::always);
+        runner_options.audit = [log = audit_log.get()](const nlohmann::json& event) {
+            nlohmann::json record = event;
+            record["source"] = "cli";
+            return log->record(record);
+        };
+    }
+    mig::Runner runner(registry, std::move(runner_options));
+    const std::optional<std::string> to = options.to.empty() ? std::nullopt : std::optional(options.to);
+    try {
+        if (action == "status") {
+            const auto snapshot = runner.snapshot();
+            print_table(mig::status_table(*snapshot));
+            // Non-zero when something needs an operator: drift or invalid files.
+            const bool attention = std::any_of(snapshot->status().begin(), snapshot->status().end(), [](const auto& e) {
+                return e.state == mig::State::drifted || e.state == mig::State::invalid;
+            });
+            return attention ? 2 : 0;
+        }
+        if (action == "plan") print_table(mig::plan_table(runner, to));
+        if (action == "up") print_table(mig::migrate_up_table(runner, to));
+        if (action == "down") {
+            const auto table = to ? mig::migrate_down_to_table(runner, *to) : mig::migrate_down_table(runner, std::nullopt);
+            print_table(table);
+        }
+        if (action == "verify") {
+            const auto table =
+                mig::verify_table(runner, options.version.empty() ? std::nullopt : std::optional(options.version));
+            print_table(table);
+            for (const auto& row : table.rows)
+                if (row[3] != "passed") return 1;
+        }
+        if (action == "resolve") {
+            runner.resolve(options.version);
+            std::printf("resolved drift of migration %s\n", options.version.c_str());
+        }
+    } catch (const mig::MigrationError& error) {
+        std::fprintf(stderr, "pgrail: ERROR [%s] %s\n", error.sqlstate().c_str(), error.what());
+        if (!error.detail().empty()) std::fprintf(stderr, "DETAIL: %s\n", error.detail().c_str());
+        if (!error.hint().empty()) std::fprintf(stderr, "HINT: %s\n", error.hint().c_str());
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace
+
+void add_migrate_command(CLI::App& app) {
+    auto options = std::make_shared<MigrateOptions>();
+    if (const char* dsn = std::getenv("PGRAIL_MIGRATE_DSN")) options->dsn = dsn;
+    CLI::App* migrate = app.add_subcommand("migrate", "Show, apply, roll back and verify registered migrations");
+    migrate->require_subcommand(1);
+    migrate->fallthrough();
+    migrate->add_option("--dir", options->dir, "Migrations directory (<version>_<name>.up.sql / .down.sql)")
+        ->capture_default_str();
+    migrate->add_option("--dsn", options->dsn, "libpq connection string of the target database ($PGRAIL_MIGRATE_DSN)");
+    migrate->add_option("--lock-timeout", options->lock_timeout, "lock_timeout of each migration")->capture_default_str();
+    migrate->add_option("--statement-timeout", options->statement_timeout, "statement_timeout of each migration")
+        ->capture_default_str();
+    migrate->add_option("--lock-wait", options->lock_wait, "How long to wait for another run's migration lock")
+        ->capture_default_str();
+    migrate->add_option("--audit", options->audit, "Append audit records (JSON lines) to this file ('-': stdout)");
+    migrate->add_option("--user", options->user, "Who to record as applied_by (default: the database user)");
+    migrate->add_flag("--require-verified", options->require_verified,
+                      "Apply only migrations whose exact checksum passed `migrate verify`");
+    migrate->add_option("--scratch-dsn", options->scratch_dsn,
+                        "verify: server to create the scratch database on (default: --dsn's)");
+    migrate->add_option("--pg-dump", options->pg_dump, "verify: pg_dump to use (default: PostgreSQL 15's)");
+
+    const auto add = [&](const char* name, const char* help) {
+        CLI::App* sub = migrate->add_subcommand(name, help);
+        sub->callback([options, action = std::string(name)] {
+            if (const int code = run(action, *options); code != 0) {
+                std::fflush(stdout);
+                std::exit(code);
+            }
+        });
+        return sub;
+    };
+    add("status", "List migrations: pending, applied, invalid (with the reason) or drifted (exit 2 if any "
+                  "needs attention)");
+    add("plan", "Show what `up` would apply")->add_option("--to", options->to, "Stop after this version");
+    add("up", "Apply pending migrations in order")->add_option("--to", options->to, "Stop after this version");
+    add("down", "Roll back the latest applied migration")
+        ->add_option("--to", options->to, "Roll back every applied migration above this version (0: all)");
+    add("verify", "Prove rollbacks in a scratch database: up, down, compare schemas, up")
+        ->add_option("version", options->version, "Migration to verify (default: every pending one)");
+    add("resolve", "Accept changed files of a drifted migration, or forget one whose files are gone")
+        ->add_option("version", options->version, "The drifted migration")
+        ->required();
+}
+
+}  // namespace pgrail::cli

@@ -1,0 +1,76 @@
+// `pgrail serve --config FILE`: run the proxy with its policy, audit log and migrations.
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "commands.hpp"
+#include "pgrail/audit/audit_log.hpp"
+#include "pgrail/config/serve_config.hpp"
+#include "pgrail/config/yaml_reader.hpp"
+#include "pgrail/policy/loader.hpp"
+#include "pgrail/proxy/logging.hpp"
+#include "pgrail/proxy/migration_commands.hpp"
+#include "pgrail/proxy/policy_gate.hpp"
+#include "pgrail/proxy/server.hpp"
+
+namespace pgrail::cli {
+
+namespace {
+
+policy::LoadOptions policy_options(const config::ServeConfig& config) {
+    policy::LoadOptions options;
+    if (!config.migrations_dir.empty()) options.migrations_dir = config.migrations_dir;
+    return options;
+}
+
+void serve(const std::string& config_path) {
+    config::ServeConfig config;
+    std::shared_ptr<const policy::Policy> policy;
+    try {
+        config = config::load_serve_config(config_path);
+        if (!config.policy_file.empty()) policy = policy::load_policy_file(config.policy_file, policy_options(config));
+    } catch (const config::ConfigError& e) {
+        // Fail closed: never start with a configuration or policy that does not load.
+        std::fprintf(stderr, "pgrail: %s\n", e.what());
+        throw CLI::RuntimeError(2);
+    }
+    proxy::configure_logging(config.log_level, config.log_format);
+
+    if (!policy) {
+        spdlog::warn("no policy configured: every statement is forwarded (set `policy:` to enforce one)");
+        proxy::Server(config, std::make_shared<proxy::ForwardAllGate>(), nullptr).run();
+        return;
+    }
+    auto audit_log = std::make_shared<audit::AuditLog>(
+        config.audit_file, config.audit_fsync ? audit::FsyncMode::always : audit::FsyncMode::never);
+    auto gate = std::make_shared<proxy::PolicyGate>(policy, audit_log, config.audit_redact_literals);
+    std::shared_ptr<proxy::MigrationCommands> migration_commands;
+    if (!config.migrations_dir.empty())
+        migration_commands = std::make_shared<proxy::MigrationCommands>(config, audit_log, gate);
+    spdlog::info("policy {} loaded (mode {}, {} rules)", policy->source, policy::to_string(policy->mode),
+                 policy->rules.size());
+
+    auto reload = [config, gate, migration_commands] {
+        try {
+            auto fresh = policy::load_policy_file(config.policy_file, policy_options(config));
+            gate->replace_policy(fresh);
+            spdlog::info("policy {} reloaded (mode {}, {} rules)", fresh->source, policy::to_string(fresh->mode),
+                         fresh->rules.size());
+        } catch (const std::exception& e) {
+            spdlog::error("policy reload refused, the previous policy stays in force: {}", e.what());
+        }
+        if (migration_commands) migration_commands->reload();
+    };
+    proxy::Server(config, gate, migration_commands, reload).run();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+    auto* command = app.add_subcommand("serve", "Run the proxy in front of a PostgreSQL server");
+    auto config_path = std::make_shared<std::string>();
+    command->add_option("-c,--config", *config_path, "YAML configuration file (see config/pgrail.yaml)")->required();
+    command->callback([config_path] { serve(*config_path); });
+}
+
+}  // namespace pgrail::cli

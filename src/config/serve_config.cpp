@@ -1,0 +1,104 @@
+// Loading the `pgrail serve` configuration with strict key and type checks.
+#include "pgrail/config/serve_config.hpp"
+
+#include <charconv>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "pgrail/config/yaml_reader.hpp"
+
+namespace pgrail::config {
+
+namespace {
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+    if (path.empty() || path == "-" || base_dir.empty()) return path;
+    std::filesystem::path p(path);
+    return p.is_absolute() ? path : (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+std::uint32_t duration(const YamlReader& reader, const YAML::Node& node, std::string_view key) {
+    const auto value = parse_duration_ms(reader.as_string(node, key));
+    if (!value || *value == 0) reader.fail(node, fmt::format("'{}' must be a positive duration such as 500ms, 5s or 2min", key));
+    return *value;
+}
+
+ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
+    ServeConfig config;
+    const auto& root = reader.root();
+    if (root.IsNull()) return config;
+    reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "log", "policy", "audit", "migrations"},
+                      "the configuration");
+    if (const auto listen = root["listen"]) {
+        reader.expect_map(listen, {"host", "port"}, "listen");
+        if (listen["host"]) config.listen_host = reader.as_string(listen["host"], "listen.host");
+        if (listen["port"]) config.listen_port = static_cast<std::uint16_t>(reader.as_int(listen["port"], "listen.port", 1, 65535));
+    }
+    if (const auto upstream = root["upstream"]) {
+        reader.expect_map(upstream, {"host", "port", "connect_timeout_ms"}, "upstream");
+        if (upstream["host"]) config.upstream_host = reader.as_string(upstream["host"], "upstream.host");
+        if (upstream["port"])
+            config.upstream_port = static_cast<std::uint16_t>(reader.as_int(upstream["port"], "upstream.port", 1, 65535));
+        if (upstream["connect_timeout_ms"])
+            config.connect_timeout_ms = static_cast<std::uint32_t>(
+                reader.as_int(upstream["connect_timeout_ms"], "upstream.connect_timeout_ms", 1, 600000));
+    }
+    if (root["workers"]) config.workers = static_cast<unsigned>(reader.as_int(root["workers"], "workers", 0, 256));
+    if (root["max_message_size"])
+        // Below 1 KiB no ordinary client could talk; PostgreSQL itself stops at 1 GiB.
+        config.max_message_size = static_cast<std::uint32_t>(
+            reader.as_int(root["max_message_size"], "max_message_size", 1024, 1 << 30));
+    if (const auto log = root["log"]) {
+        reader.expect_map(log, {"level", "format"}, "log");
+        if (log["level"])
+            config.log_level = reader.as_choice(log["level"], "log.level",
+                                                {"trace", "debug", "info", "warn", "error", "critical", "off"});
+        if (log["format"]) config.log_format = reader.as_choice(log["format"], "log.format", {"text", "json"});
+    }
+    if (root["policy"]) config.policy_file = resolve(reader.as_string(root["policy"], "policy"), base_dir);
+    if (const auto audit = root["audit"]) {
+        reader.expect_map(audit, {"file", "fsync", "redact_literals"}, "audit");
+        if (audit["file"]) config.audit_file = resolve(reader.as_string(audit["file"], "audit.file"), base_dir);
+        if (audit["fsync"]) config.audit_fsync = reader.as_choice(audit["fsync"], "audit.fsync", {"always", "never"}) == "always";
+        if (audit["redact_literals"]) config.audit_redact_literals = reader.as_bool(audit["redact_literals"], "audit.redact_literals");
+    }
+    if (const auto migrations = root["migrations"]) {
+        reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout"}, "migrations");
+        if (migrations["dir"]) config.migrations_dir = resolve(reader.as_string(migrations["dir"], "migrations.dir"), base_dir);
+        if (migrations["migrator"]) config.migrator_conninfo = reader.as_string(migrations["migrator"], "migrations.migrator");
+        if (migrations["lock_timeout"]) config.lock_timeout_ms = duration(reader, migrations["lock_timeout"], "migrations.lock_timeout");
+        if (migrations["statement_timeout"])
+            config.statement_timeout_ms = duration(reader, migrations["statement_timeout"], "migrations.statement_timeout");
+    }
+    return config;
+}
+
+}  // namespace
+
+std::optional<std::uint32_t> parse_duration_ms(const std::string& text) {
+    std::uint64_t number = 0;
+    const auto* end = text.data() + text.size();
+    const auto [rest, ec] = std::from_chars(text.data(), end, number);
+    if (ec != std::errc{} || rest == text.data()) return std::nullopt;
+    const std::string_view unit(rest, static_cast<std::size_t>(end - rest));
+    std::uint64_t scale = 0;
+    if (unit.empty() || unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "min") scale = 60000;
+    else return std::nullopt;
+    const auto ms = number * scale;
+    if (number > UINT32_MAX || ms > UINT32_MAX) return std::nullopt;
+    return static_cast<std::uint32_t>(ms);
+}
+
+ServeConfig load_serve_config(const std::string& path) {
+    const auto reader = YamlReader::from_file(path);
+    return read(reader, std::filesystem::path(path).parent_path().string());
+}
+
+ServeConfig parse_serve_config(const std::string& yaml, const std::string& name) {
+    return read(YamlReader::from_string(yaml, name), "");
+}
+
+}  // namespace pgrail::config

@@ -1,0 +1,514 @@
+// The runner: apply/rollback under the advisory lock, ledger rows, events and audit records.
+#include "pgrail/migrations/runner.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "format.hpp"
+
+#include "internal.hpp"
+
+namespace pgrail::migrations {
+
+namespace detail {
+
+std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
+namespace {
+
+// libpq's "ERROR:  message\nLINE 1: ...": the primary message and the rest.
+std::pair<std::string, std::string> split_pq_message(std::string text) {
+    for (const char* prefix : {"ERROR:  ", "FATAL:  "})
+        if (text.starts_with(prefix)) text.erase(0, std::char_traits<char>::length(prefix));
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    const auto eol = text.find('\n');
+    if (eol == std::string::npos) return {text, {}};
+    return {text.substr(0, eol), text.substr(eol + 1)};
+}
+
+std::string first_line(std::string_view text, std::size_t max = 80) {
+    const auto eol = text.find('\n');
+    std::string line(text.substr(0, eol));
+    if (line.size() > max) line = line.substr(0, max) + "...";
+    return line;
+}
+
+std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", value.count()); }
+
+}  // namespace
+
+[[noreturn]] void rethrow_database_error(const std::string& what_we_did) {
+    try {
+        throw;
+    } catch (const MigrationError&) {
+        throw;
+    } catch (const pqxx::sql_error& error) {
+        auto [message, more] = split_pq_message(error.what());
+        throw MigrationError(error.sqlstate().empty() ? "XX000" : error.sqlstate(),
+                             fmt::format("{}: {}", what_we_did, message), more);
+    } catch (const pqxx::broken_connection& error) {
+        throw MigrationError("08006", fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
+    } catch (const std::exception& error) {
+        throw MigrationError("XX000", fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
+    }
+}
+
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo) {
+    try {
+        return std::make_unique<pqxx::connection>(conninfo);
+    } catch (...) {
+        rethrow_database_error("cannot connect to the database for migrations");
+    }
+}
+
+LedgerState read_ledger(pqxx::connection& conn) {
+    LedgerState state;
+    pqxx::read_transaction tx(conn);
+    state.exists = !tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL")[0].as<bool>();
+    if (!state.exists) return state;
+    for (const auto& row : tx.exec("SELECT version, name, checksum, applied_at::text, applied_by, execution_ms "
+                                   "FROM pgrail.schema_migrations ORDER BY applied_at, length(version), version")) {
+        state.applied.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                                 row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::int64_t>()});
+    }
+    return state;
+}
+
+void ensure_ledger(pqxx::connection& conn) {
+    pqxx::work tx(conn);
+    // Check before creating: CREATE ... IF NOT EXISTS checks the CREATE privilege first.
+    if (tx.exec1("SELECT to_regnamespace('pgrail') IS NULL")[0].as<bool>()) tx.exec0("CREATE SCHEMA pgrail");
+    if (tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL")[0].as<bool>())
+        tx.exec0(R"(CREATE TABLE pgrail.schema_migrations (
+            version      text PRIMARY KEY,
+            name         text NOT NULL,
+            checksum     text NOT NULL,
+            applied_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+            applied_by   text NOT NULL,
+            execution_ms bigint NOT NULL))");
+    if (tx.exec1("SELECT to_regclass('pgrail.migration_events') IS NULL")[0].as<bool>())
+        tx.exec0(R"(CREATE TABLE pgrail.migration_events (
+            id          bigserial PRIMARY KEY,
+            version     text NOT NULL,
+            name        text NOT NULL,
+            checksum    text NOT NULL,
+            event       text NOT NULL CHECK (event IN ('applied', 'rolled_back', 'failed', 'verified', 'resolved')),
+            outcome     text NOT NULL CHECK (outcome IN ('ok', 'failed')),
+            at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+            by          text NOT NULL,
+            duration_ms bigint NOT NULL DEFAULT 0,
+            detail      text NOT NULL DEFAULT ''))");
+    tx.commit();
+}
+
+void insert_event(pqxx::transaction_base& tx, const std::string& version, const std::string& name,
+                  const std::string& checksum, const std::string& event, bool ok, const std::string& by,
+                  std::int64_t duration_ms, const std::string& detail) {
+    tx.exec_params0(
+        "INSERT INTO pgrail.migration_events (version, name, checksum, event, outcome, by, duration_ms, detail) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        version, name, checksum, event, std::string(ok ? "ok" : "failed"), by, duration_ms, detail);
+}
+
+AdvisoryLock::AdvisoryLock(pqxx::connection& conn, std::chrono::milliseconds wait) : conn_(conn) {
+    try {
+        pqxx::nontransaction tx(conn_);
+        tx.exec0("SET lock_timeout = " + ms(wait));
+        tx.exec(fmt::format("SELECT pg_advisory_lock({})", advisory_lock_key));
+        tx.exec0("RESET lock_timeout");
+    } catch (const pqxx::sql_error& error) {
+        if (error.sqlstate() == "55P03")
+            throw MigrationError("55P03",
+                                 fmt::format("another migration run holds the pgrail migration lock (waited {} ms)",
+                                             wait.count()),
+                                 "", "retry when the other pgrail process or CLI run has finished");
+        rethrow_database_error("cannot take the migration lock");
+    } catch (...) {
+        rethrow_database_error("cannot take the migration lock");
+    }
+}
+
+AdvisoryLock::~AdvisoryLock() {
+    try {
+        pqxx::nontransaction tx(conn_);
+        tx.exec(fmt::format("SELECT pg_advisory_unlock({})", advisory_lock_key));
+    } catch (...) {
+        // The connection is gone, and with it the session lock.
+    }
+}
+
+std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& script, const Timeouts& timeouts,
+                                        const std::function<void(pqxx::transaction_base&)>& record) {
+    std::size_t index = 0;
+    try {
+        if (script.no_transaction) {
+            {
+                pqxx::nontransaction tx(conn);
+                tx.exec0("SET lock_timeout = " + ms(timeouts.lock_timeout));
+                tx.exec0("SET statement_timeout = " + ms(timeouts.statement_timeout));
+                for (; index < script.statements.size(); ++index) tx.exec(script.statements[index].text);
+                tx.exec0("RESET lock_timeout");
+                tx.exec0("RESET statement_timeout");
+            }
+            pqxx::work tx(conn);
+            record(tx);
+            tx.commit();
+        } else {
+            pqxx::work tx(conn);
+            tx.exec0("SET LOCAL lock_timeout = " + ms(timeouts.lock_timeout));
+            tx.exec0("SET LOCAL statement_timeout = " + ms(timeouts.statement_timeout));
+            for (; index < script.statements.size(); ++index) tx.exec(script.statements[index].text);
+            record(tx);
+            tx.commit();
+        }
+        return std::nullopt;
+    } catch (const pqxx::sql_error& error) {
+        auto [message, more] = split_pq_message(error.what());
+        if (script.no_transaction) {
+            try {
+                pqxx::nontransaction tx(conn);
+                tx.exec0("RESET lock_timeout");
+                tx.exec0("RESET statement_timeout");
+            } catch (...) {
+            }
+        }
+        return ScriptFailure{index, error.sqlstate(), message, more};
+    } catch (const pqxx::broken_connection& error) {
+        return ScriptFailure{index, "08006", split_pq_message(error.what()).first, ""};
+    } catch (const pqxx::failure& error) {
+        return ScriptFailure{index, "XX000", split_pq_message(error.what()).first, ""};
+    }
+}
+
+MigrationError script_error(const Migration& migration, Direction direction, const Script& script,
+                            const ScriptFailure& failure) {
+    const std::string what = direction == Direction::up ? "migration" : "rollback of";
+    std::string where;
+    if (failure.index < script.statements.size()) {
+        const auto& statement = script.statements[failure.index];
+        where = fmt::format("statement {} of {} (line {}, byte {}: {})", failure.index + 1,
+                            script.path.filename().string(), statement.line, statement.offset,
+                            first_line(std::string_view(script.text).substr(statement.offset)));
+    } else {
+        where = "while recording it in the ledger";
+    }
+    std::string detail;
+    if (script.no_transaction && failure.index > 0 && failure.index <= script.statements.size())
+        detail = fmt::format("no-transaction script: statements 1..{} ran and were not undone; the migration is not "
+                             "recorded as {}",
+                             failure.index, direction == Direction::up ? "applied" : "rolled back");
+    else
+        detail = fmt::format("the transaction was rolled back; nothing was {}",
+                             direction == Direction::up ? "applied" : "rolled back");
+    if (!failure.more.empty()) detail += "\n" + failure.more;
+    return MigrationError(failure.sqlstate.empty() ? "XX000" : failure.sqlstate,
+                          fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where,
+                                      failure.message),
+                          detail);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::elapsed_ms;
+
+std::string current_user(pqxx::connection& conn) {
+    pqxx::nontransaction tx(conn);
+    return tx.exec1("SELECT session_user::text")[0].as<std::string>();
+}
+
+MigrationError drift_error(const std::vector<StatusEntry>& status) {
+    std::string detail;
+    for (const auto& entry : status)
+        if (entry.state == State::drifted)
+            detail += fmt::format("{}{} {}: {}", detail.empty() ? "" : "\n", entry.version.value_or(""), entry.name,
+                                  entry.detail);
+    return MigrationError("55000", "migrations are blocked: applied migrations drifted from their files", detail,
+                          "restore the original files, or have an operator accept the change with "
+                          "`pgrail migrate resolve <version>` (see docs/migrations.md)");
+}
+
+std::string canonical_target(const std::string& text) {
+    auto version = canonical_version(text);
+    if (!version)
+        throw MigrationError("22023", fmt::format("invalid migration version \"{}\": expected decimal digits", text));
+    return *version;
+}
+
+// Pending migrations up to `target`, in version order; checks the target and drift.
+std::vector<const Migration*> pending_until(const Registry& registry, const std::vector<StatusEntry>& status,
+                                            const std::optional<std::string>& target_text) {
+    if (has_drift(status)) throw drift_error(status);
+    std::optional<std::string> target;
+    if (target_text) {
+        target = canonical_target(*target_text);
+        const auto entry = std::find_if(status.begin(), status.end(),
+                                        [&](const StatusEntry& e) { return e.version == target; });
+        if (entry == status.end())
+            throw MigrationError("22023", fmt::format("no migration with version {} in {}", *target,
+                                                      registry.dir().string()));
+        if (entry->state == State::invalid)
+            throw MigrationError("22023", fmt::format("migration {} is invalid and can never be applied", *target),
+                                 entry->detail);
+    }
+    std::vector<const Migration*> out;
+    for (const auto& entry : status)
+        if (entry.state == State::pending && (!target || !version_less(*target, *entry.version)))
+            out.push_back(entry.migration);
+    return out;
+}
+
+struct Session {
+    std::unique_ptr<pqxx::connection> conn;
+    std::string actor;
+};
+
+Session open_session(const RunnerOptions& options) {
+    Session session{detail::connect(options.conninfo), options.actor};
+    if (session.actor.empty()) {
+        try {
+            session.actor = current_user(*session.conn);
+        } catch (...) {
+            detail::rethrow_database_error("cannot read the current user");
+        }
+    }
+    return session;
+}
+
+void write_audit(const RunnerOptions& options, nlohmann::json record) {
+    if (!options.audit) return;
+    record["type"] = "migration";
+    if (!options.audit(record))
+        throw MigrationError("58030", "the audit record of a migration event could not be written",
+                             record.dump(), "check the audit log's disk; the ledger has the event");
+}
+
+nlohmann::json audit_record(const std::string& event, const Migration& migration, const std::string& actor,
+                            std::int64_t duration_ms, bool ok) {
+    return {{"event", event},         {"version", migration.version},   {"name", migration.name},
+            {"checksum", migration.checksum}, {"duration_ms", duration_ms}, {"user", actor},
+            {"outcome", ok ? "ok" : "failed"}};
+}
+
+bool passing_verify(pqxx::connection& conn, const std::string& version, const std::string& checksum) {
+    pqxx::read_transaction tx(conn);
+    if (tx.exec1("SELECT to_regclass('pgrail.migration_events') IS NULL")[0].as<bool>()) return false;
+    return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pgrail.migration_events WHERE version = $1 AND checksum = $2 "
+                           "AND event = 'verified' AND outcome = 'ok')",
+                           version, checksum)[0]
+        .as<bool>();
+}
+
+// Runs one script and records the outcome; throws the script's error after recording it.
+StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const std::string& actor,
+                    const Migration& migration, Direction direction) {
+    const Script& script = direction == Direction::up ? migration.up : migration.down;
+    const auto started = std::chrono::steady_clock::now();
+    const std::string event = direction == Direction::up ? "applied" : "rolled_back";
+    const auto failure = detail::run_script(
+        conn, script, {options.lock_timeout, options.statement_timeout}, [&](pqxx::transaction_base& tx) {
+            const auto duration = elapsed_ms(started);
+            if (direction == Direction::up)
+                tx.exec_params0("INSERT INTO pgrail.schema_migrations (version, name, checksum, applied_by, "
+                                "execution_ms) VALUES ($1, $2, $3, $4, $5)",
+                                migration.version, migration.name, migration.checksum, actor, duration);
+            else
+                tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", migration.version);
+            detail::insert_event(tx, migration.version, migration.name, migration.checksum, event, true, actor,
+                                 duration, "");
+        });
+    const auto duration = elapsed_ms(started);
+    if (failure) {
+        MigrationError error = detail::script_error(migration, direction, script, *failure);
+        try {
+            pqxx::work tx(conn);
+            detail::insert_event(tx, migration.version, migration.name, migration.checksum, "failed", false, actor,
+                                 duration, fmt::format("{}: {}", to_string(direction), error.message()));
+            tx.commit();
+        } catch (...) {
+            // The database may be unreachable; the audit record below still tells.
+        }
+        auto record = audit_record("failed", migration, actor, duration, false);
+        record["direction"] = to_string(direction);
+        record["error"] = error.message();
+        record["sqlstate"] = error.sqlstate();
+        write_audit(options, record);
+        throw error;
+    }
+    write_audit(options, audit_record(event, migration, actor, duration, true));
+    return {migration.version, migration.name, migration.checksum, direction, duration};
+}
+
+}  // namespace
+
+Runner::Runner(std::shared_ptr<const Registry> registry, RunnerOptions options)
+    : registry_(std::move(registry)), options_(std::move(options)) {}
+
+LedgerState read_ledger(const std::string& conninfo) {
+    auto conn = detail::connect(conninfo);
+    try {
+        return detail::read_ledger(*conn);
+    } catch (...) {
+        detail::rethrow_database_error("cannot read the migration ledger");
+    }
+}
+
+LedgerState Runner::read_ledger() const { return migrations::read_ledger(options_.conninfo); }
+
+std::shared_ptr<const Snapshot> Runner::snapshot() const {
+    return std::make_shared<const Snapshot>(registry_, read_ledger());
+}
+
+std::vector<const Migration*> Runner::plan(const std::optional<std::string>& target) const {
+    const auto ledger = read_ledger();
+    return pending_until(*registry_, compute_status(*registry_, ledger), target);
+}
+
+std::vector<StepResult> Runner::up(const std::optional<std::string>& target) {
+    Session session = open_session(options_);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    std::vector<const Migration*> pending;
+    try {
+        detail::ensure_ledger(*session.conn);
+        // Read under the lock: a run that waited sees what the other one applied.
+        const auto ledger = detail::read_ledger(*session.conn);
+        pending = pending_until(*registry_, compute_status(*registry_, ledger), target);
+        if (options_.require_verified)
+            for (const Migration* migration : pending)
+                if (!passing_verify(*session.conn, migration->version, migration->checksum))
+                    throw MigrationError("55000",
+                                         fmt::format("migration {}_{} has no passing verify of checksum {}",
+                                                     migration->version, migration->name, migration->checksum),
+                                         "the policy requires a passing rollback proof of the exact text to apply",
+                                         fmt::format("run `pgrail migrate verify {}`", migration->version));
+    } catch (...) {
+        detail::rethrow_database_error("cannot plan the migration run");
+    }
+    std::vector<StepResult> results;
+    for (const Migration* migration : pending)
+        results.push_back(run_step(*session.conn, options_, session.actor, *migration, Direction::up));
+    return results;
+}
+
+namespace {
+
+// Applied migrations newest first, each with its registered files; throws on drift of one
+// that is to be rolled back.
+std::vector<const Migration*> rollback_order(const Registry& registry, const LedgerState& ledger,
+                                             const std::function<bool(const AppliedMigration&)>& wanted) {
+    const auto status = compute_status(registry, ledger);
+    std::vector<const Migration*> out;
+    for (auto it = ledger.applied.rbegin(); it != ledger.applied.rend(); ++it) {
+        if (!wanted(*it)) continue;
+        const auto entry = std::find_if(status.begin(), status.end(),
+                                        [&](const StatusEntry& e) { return e.version == it->version; });
+        if (entry == status.end() || entry->state != State::applied || entry->migration == nullptr)
+            throw MigrationError("55000",
+                                 fmt::format("cannot roll back {} {}: its files drifted", it->version, it->name),
+                                 entry == status.end() ? "" : entry->detail,
+                                 "restore the original files or resolve the drift first (docs/migrations.md)");
+        out.push_back(entry->migration);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::vector<StepResult> Runner::down(const std::optional<std::string>& version_text) {
+    Session session = open_session(options_);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    const Migration* migration = nullptr;
+    try {
+        detail::ensure_ledger(*session.conn);
+        const auto ledger = detail::read_ledger(*session.conn);
+        if (ledger.applied.empty()) throw MigrationError("55000", "no applied migration to roll back");
+        const AppliedMigration& latest = ledger.applied.back();
+        if (version_text) {
+            const auto version = canonical_target(*version_text);
+            if (version != latest.version)
+                throw MigrationError(
+                    "55000",
+                    fmt::format("migration {} is not the latest applied one ({} {})", version, latest.version,
+                                latest.name),
+                    "", "roll back newer migrations first, or use `pgrail migrate down --to <version>`");
+        }
+        migration = rollback_order(*registry_, ledger, [&](const AppliedMigration& row) {
+                        return row.version == latest.version;
+                    }).front();
+    } catch (...) {
+        detail::rethrow_database_error("cannot plan the rollback");
+    }
+    return {run_step(*session.conn, options_, session.actor, *migration, Direction::down)};
+}
+
+std::vector<StepResult> Runner::down_to(const std::string& target_text) {
+    const std::string target = canonical_target(target_text);
+    Session session = open_session(options_);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    std::vector<const Migration*> order;
+    try {
+        detail::ensure_ledger(*session.conn);
+        const auto ledger = detail::read_ledger(*session.conn);
+        if (target != "0" && std::none_of(ledger.applied.begin(), ledger.applied.end(),
+                                          [&](const auto& row) { return row.version == target; }))
+            throw MigrationError("22023", fmt::format("migration {} is not applied", target), "",
+                                 "use --to 0 to roll back everything");
+        order = rollback_order(*registry_, ledger,
+                               [&](const AppliedMigration& row) { return version_less(target, row.version); });
+    } catch (...) {
+        detail::rethrow_database_error("cannot plan the rollback");
+    }
+    std::vector<StepResult> results;
+    for (const Migration* migration : order)
+        results.push_back(run_step(*session.conn, options_, session.actor, *migration, Direction::down));
+    return results;
+}
+
+void Runner::resolve(const std::string& version_text) {
+    const std::string version = canonical_target(version_text);
+    Session session = open_session(options_);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    nlohmann::json record;
+    try {
+        detail::ensure_ledger(*session.conn);
+        const auto ledger = detail::read_ledger(*session.conn);
+        const auto status = compute_status(*registry_, ledger);
+        const auto entry = std::find_if(status.begin(), status.end(),
+                                        [&](const StatusEntry& e) { return e.version == version; });
+        if (entry == status.end() || entry->state != State::drifted)
+            throw MigrationError("22023", fmt::format("migration {} has not drifted: nothing to resolve", version));
+        pqxx::work tx(*session.conn);
+        std::string action;
+        if (entry->migration != nullptr) {
+            tx.exec_params0("UPDATE pgrail.schema_migrations SET checksum = $2, name = $3 WHERE version = $1", version,
+                            entry->migration->checksum, entry->migration->name);
+            action = fmt::format("accepted changed files: checksum {} -> {}", entry->applied->checksum,
+                                 entry->migration->checksum);
+        } else {
+            tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", version);
+            action = "forgot the applied migration whose files are gone (schema left as it is)";
+        }
+        const std::string checksum = entry->migration ? entry->migration->checksum : entry->applied->checksum;
+        detail::insert_event(tx, version, entry->name, checksum, "resolved", true, session.actor, 0, action);
+        tx.commit();
+        record = {{"event", "resolved"}, {"version", version},     {"name", entry->name},  {"checksum", checksum},
+                  {"user", session.actor}, {"outcome", "ok"},    {"detail", action},    {"duration_ms", 0}};
+    } catch (...) {
+        detail::rethrow_database_error("cannot resolve the drift");
+    }
+    write_audit(options_, record);
+}
+
+bool Runner::has_passing_verify(const std::string& version, const std::string& checksum) const {
+    auto conn = detail::connect(options_.conninfo);
+    try {
+        return passing_verify(*conn, version, checksum);
+    } catch (...) {
+        detail::rethrow_database_error("cannot read the migration events");
+    }
+}
+
+}  // namespace pgrail::migrations

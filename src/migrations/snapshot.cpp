@@ -1,0 +1,36 @@
+// Structural-key index over the scripts a migrator may run by hand right now.
+#include "pgrail/migrations/snapshot.hpp"
+
+namespace pgrail::migrations {
+
+Snapshot::Snapshot(std::shared_ptr<const Registry> registry, LedgerState ledger)
+    : registry_(std::move(registry)), ledger_(std::move(ledger)) {
+    status_ = compute_status(*registry_, ledger_);
+    for (const StatusEntry& entry : status_) {
+        if (entry.migration == nullptr) continue;
+        const Migration& migration = *entry.migration;
+        const auto add = [&](const Script& script, Direction direction) {
+            for (const auto& statement : script.statements)
+                index_.emplace(statement.structural_key, Match{migration.version, migration.name, direction});
+        };
+        if (entry.state == State::pending) add(migration.up, Direction::up);
+        if (entry.state == State::applied) add(migration.down, Direction::down);
+    }
+}
+
+std::optional<Match> Snapshot::match(const sql::Statement& statement) const {
+    if (statement.error || statement.structural_key == 0) return std::nullopt;
+    const auto found = index_.find(statement.structural_key);
+    if (found == index_.end()) return std::nullopt;
+    return found->second;
+}
+
+bool Snapshot::matches_statement(const sql::Statement& statement, Direction direction) const {
+    if (statement.error || statement.structural_key == 0) return false;
+    const auto [begin, end] = index_.equal_range(statement.structural_key);
+    for (auto it = begin; it != end; ++it)
+        if (it->second.direction == direction) return true;
+    return false;
+}
+
+}  // namespace pgrail::migrations

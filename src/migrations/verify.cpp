@@ -1,0 +1,330 @@
+// The rollback proof: up, down, compare schema dumps, up again, in a scratch database.
+#include <libpq-fe.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "format.hpp"
+
+#include "internal.hpp"
+#include "pgrail/migrations/schema_diff.hpp"
+
+extern char** environ;
+
+namespace pgrail::migrations {
+
+namespace {
+
+using detail::elapsed_ms;
+
+struct ConninfoOption {
+    std::string keyword;
+    std::string value;
+    std::string envvar;
+};
+
+std::vector<ConninfoOption> parse_conninfo(const std::string& conninfo) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+    if (options == nullptr) {
+        std::string message = error != nullptr ? error : "out of memory";
+        PQfreemem(error);
+        while (!message.empty() && message.back() == '\n') message.pop_back();
+        throw MigrationError("22023", fmt::format("invalid connection string: {}", message));
+    }
+    std::vector<ConninfoOption> out;
+    for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option)
+        if (option->val != nullptr)
+            out.push_back({option->keyword, option->val, option->envvar != nullptr ? option->envvar : ""});
+    PQconninfoFree(options);
+    return out;
+}
+
+std::string quote_conninfo_value(std::string_view value) {
+    std::string out = "'";
+    for (const char c : value) {
+        if (c == '\\' || c == '\'') out.push_back('\\');
+        out.push_back(c);
+    }
+    return out + "'";
+}
+
+// `conninfo` (key/value or URI) with its database replaced, as key/value text.
+std::string with_database(const std::string& conninfo, const std::string& database) {
+    std::string out;
+    for (const auto& option : parse_conninfo(conninfo))
+        if (option.keyword != "dbname")
+            out += fmt::format("{}={} ", option.keyword, quote_conninfo_value(option.value));
+    return out + "dbname=" + quote_conninfo_value(database);
+}
+
+std::string quote_ident(std::string_view name) {
+    std::string out = "\"";
+    for (const char c : name) {
+        if (c == '"') out.push_back('"');
+        out.push_back(c);
+    }
+    return out + "\"";
+}
+
+std::string pg_dump_path(const RunnerOptions& options) {
+    if (!options.pg_dump.empty()) return options.pg_dump;
+    if (const char* env = std::getenv("PGRAIL_PG_DUMP"); env != nullptr && *env != '\0') return env;
+    if (std::filesystem::exists("/usr/lib/postgresql/15/bin/pg_dump")) return "/usr/lib/postgresql/15/bin/pg_dump";
+    return "pg_dump";
+}
+
+// Runs pg_dump --schema-only against `conninfo`, passing the connection through libpq's
+// environment variables so that no password appears on a command line.
+std::string schema_dump(const RunnerOptions& options, const std::string& conninfo) {
+    std::vector<std::string> env;
+    for (char** entry = environ; *entry != nullptr; ++entry)
+        if (std::strncmp(*entry, "PG", 2) != 0) env.emplace_back(*entry);
+    for (const auto& option : parse_conninfo(conninfo))
+        if (!option.envvar.empty()) env.push_back(option.envvar + "=" + option.value);
+    std::vector<char*> envp;
+    for (auto& entry : env) envp.push_back(entry.data());
+    envp.push_back(nullptr);
+
+    const std::string program = pg_dump_path(options);
+    std::array<std::string, 4> args = {program, "--schema-only", "--no-password", "--quote-all-identifiers"};
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    std::array<int, 2> out_pipe{};
+    std::array<int, 2> err_pipe{};
+    if (::pipe(out_pipe.data()) != 0 || ::pipe(err_pipe.data()) != 0)
+        throw MigrationError("58000", fmt::format("cannot create a pipe for pg_dump: {}", std::strerror(errno)));
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+    for (const int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) posix_spawn_file_actions_addclose(&actions, fd);
+    pid_t pid = 0;
+    const int spawned = ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out_pipe[1]);
+    ::close(err_pipe[1]);
+    if (spawned != 0) {
+        ::close(out_pipe[0]);
+        ::close(err_pipe[0]);
+        throw MigrationError("58000", fmt::format("cannot run {}: {}", program, std::strerror(spawned)), "",
+                             "install the PostgreSQL client tools or set PGRAIL_PG_DUMP");
+    }
+    std::string out;
+    std::string err;
+    std::array<pollfd, 2> fds{pollfd{out_pipe[0], POLLIN, 0}, pollfd{err_pipe[0], POLLIN, 0}};
+    std::array<char, 65536> buffer{};
+    int open_fds = 2;
+    while (open_fds > 0) {
+        if (::poll(fds.data(), fds.size(), -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (std::size_t k = 0; k < fds.size(); ++k) {
+            if (fds[k].fd < 0 || fds[k].revents == 0) continue;
+            const ssize_t n = ::read(fds[k].fd, buffer.data(), buffer.size());
+            if (n > 0) {
+                (k == 0 ? out : err).append(buffer.data(), static_cast<std::size_t>(n));
+            } else if (n == 0 || errno != EINTR) {
+                ::close(fds[k].fd);
+                fds[k].fd = -1;
+                --open_fds;
+            }
+        }
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        while (!err.empty() && err.back() == '\n') err.pop_back();
+        throw MigrationError("58000", fmt::format("pg_dump --schema-only failed: {}", err));
+    }
+    return out;
+}
+
+// pg_dump (15.14 and later) brackets its output with psql's \restrict / \unrestrict
+// meta-commands; the server does not know them, and nothing else in a schema dump is psql's.
+std::string without_psql_restrict(const std::string& dump) {
+    std::string out;
+    out.reserve(dump.size());
+    std::size_t pos = 0;
+    while (pos < dump.size()) {
+        auto eol = dump.find('\n', pos);
+        eol = eol == std::string::npos ? dump.size() : eol + 1;
+        const std::string_view line(dump.data() + pos, eol - pos);
+        if (!line.starts_with("\\restrict ") && !line.starts_with("\\unrestrict ")) out.append(line);
+        pos = eol;
+    }
+    return out;
+}
+
+// A scratch database that is dropped whatever happens.
+class ScratchDatabase {
+public:
+    explicit ScratchDatabase(const std::string& server_conninfo) : server_conninfo_(server_conninfo) {
+        std::random_device random;
+        name_ = fmt::format("pgrail_verify_{:08x}{:08x}", random(), random());
+        auto conn = detail::connect(server_conninfo_);
+        try {
+            pqxx::nontransaction tx(*conn);
+            tx.exec0(fmt::format("CREATE DATABASE {} TEMPLATE template0", quote_ident(name_)));
+        } catch (...) {
+            detail::rethrow_database_error("cannot create the scratch database for verify");
+        }
+        conninfo_ = with_database(server_conninfo_, name_);
+    }
+    ~ScratchDatabase() {
+        try {
+            auto conn = detail::connect(server_conninfo_);
+            pqxx::nontransaction tx(*conn);
+            tx.exec0(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name_)));
+        } catch (...) {
+            // Best effort: the name says what it is, an operator can drop a leftover.
+        }
+    }
+    ScratchDatabase(const ScratchDatabase&) = delete;
+    ScratchDatabase& operator=(const ScratchDatabase&) = delete;
+
+    [[nodiscard]] const std::string& conninfo() const { return conninfo_; }
+
+private:
+    std::string server_conninfo_;
+    std::string name_;
+    std::string conninfo_;
+};
+
+void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const Migration& migration,
+                    Direction direction) {
+    const Script& script = direction == Direction::up ? migration.up : migration.down;
+    const auto failure = detail::run_script(conn, script, {options.lock_timeout, options.statement_timeout},
+                                            [](pqxx::transaction_base&) {});
+    if (failure) throw detail::script_error(migration, direction, script, *failure);
+}
+
+}  // namespace
+
+std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& version_text) {
+    auto target_conn = detail::connect(options_.conninfo);
+    std::string actor = options_.actor;
+    LedgerState ledger;
+    try {
+        if (actor.empty()) {
+            pqxx::nontransaction tx(*target_conn);
+            actor = tx.exec1("SELECT session_user::text")[0].as<std::string>();
+        }
+        ledger = detail::read_ledger(*target_conn);
+    } catch (...) {
+        detail::rethrow_database_error("cannot read the migration ledger");
+    }
+    const auto status = compute_status(*registry_, ledger);
+    if (has_drift(status))
+        throw MigrationError("55000", "cannot verify: applied migrations drifted from their files", "",
+                             "resolve the drift first (docs/migrations.md)");
+
+    // Bring the scratch copy to the state just before the first migration to verify.
+    std::vector<const Migration*> prepare_up;
+    std::vector<const Migration*> prepare_down;
+    std::vector<const Migration*> targets;
+    if (version_text) {
+        const auto version = canonical_version(*version_text);
+        if (!version) throw MigrationError("22023", fmt::format("invalid migration version \"{}\"", *version_text));
+        const auto entry = std::find_if(status.begin(), status.end(), [&](const StatusEntry& e) {
+            return e.version == *version && e.migration != nullptr;
+        });
+        if (entry == status.end())
+            throw MigrationError("22023", fmt::format("no registered migration with version {}", *version));
+        targets.push_back(entry->migration);
+        if (entry->state == State::pending) {
+            for (const auto& e : status)
+                if (e.state == State::pending && version_less(*e.version, *version)) prepare_up.push_back(e.migration);
+        } else {
+            for (auto it = ledger.applied.rbegin(); it != ledger.applied.rend(); ++it) {
+                prepare_down.push_back(registry_->find(it->version));
+                if (it->version == *version) break;
+            }
+        }
+    } else {
+        for (const auto& e : status)
+            if (e.state == State::pending) targets.push_back(e.migration);
+    }
+    if (targets.empty()) return {};
+
+    std::vector<VerifyResult> results;
+    {
+        ScratchDatabase scratch(options_.scratch_conninfo.empty() ? options_.conninfo : options_.scratch_conninfo);
+        const std::string original = schema_dump(options_, options_.conninfo);
+        {
+            // Its own connection: the dump's set_config('search_path', '', false) must not stay.
+            auto restore = detail::connect(scratch.conninfo());
+            try {
+                pqxx::nontransaction tx(*restore);
+                tx.exec(without_psql_restrict(original));
+            } catch (...) {
+                detail::rethrow_database_error("cannot load the schema dump into the scratch database");
+            }
+        }
+        auto conn = detail::connect(scratch.conninfo());
+        for (const Migration* migration : prepare_down) run_in_scratch(*conn, options_, *migration, Direction::down);
+        for (const Migration* migration : prepare_up) run_in_scratch(*conn, options_, *migration, Direction::up);
+        for (const Migration* migration : targets) {
+            const auto started = std::chrono::steady_clock::now();
+            VerifyResult result{migration->version, migration->name, migration->checksum, false, "", 0};
+            try {
+                const auto dump = [&] { return normalize_dump(schema_dump(options_, scratch.conninfo())); };
+                const std::string before = dump();
+                run_in_scratch(*conn, options_, *migration, Direction::up);
+                const std::string after_up = dump();
+                run_in_scratch(*conn, options_, *migration, Direction::down);
+                const std::string after_down = dump();
+                std::string diff = unified_diff(before, after_down, "schema before up", "schema after up + down");
+                if (diff.empty()) {
+                    run_in_scratch(*conn, options_, *migration, Direction::up);
+                    diff = unified_diff(after_up, dump(), "schema after up", "schema after up + down + up");
+                }
+                result.passed = diff.empty();
+                result.detail = diff.empty() ? "" : "the rollback does not restore the schema:\n" + diff;
+            } catch (const MigrationError& error) {
+                result.detail = error.message() + (error.detail().empty() ? "" : "\n" + error.detail());
+            }
+            result.duration_ms = elapsed_ms(started);
+            results.push_back(result);
+            if (!result.passed) break;  // later migrations would start from an unknown state
+        }
+    }
+
+    // Record the outcomes in the target's ledger.
+    try {
+        detail::AdvisoryLock lock(*target_conn, options_.lock_wait);
+        detail::ensure_ledger(*target_conn);
+        pqxx::work tx(*target_conn);
+        for (const auto& result : results)
+            detail::insert_event(tx, result.version, result.name, result.checksum, "verified", result.passed, actor,
+                                 result.duration_ms, result.detail);
+        tx.commit();
+    } catch (...) {
+        detail::rethrow_database_error("cannot record the verify result");
+    }
+    for (const auto& result : results) {
+        if (!options_.audit) break;
+        nlohmann::json record = {{"type", "migration"},          {"event", "verified"},
+                                 {"version", result.version},    {"name", result.name},
+                                 {"checksum", result.checksum},  {"duration_ms", result.duration_ms},
+                                 {"user", actor},                {"outcome", result.passed ? "ok" : "failed"}};
+        if (!result.passed) record["detail"] = result.detail;
+        if (!options_.audit(record))
+            throw MigrationError("58030", "the audit record of a verify could not be written");
+    }
+    return results;
+}
+
+}  // namespace pgrail::migrations

@@ -1,0 +1,458 @@
+// The decision function: guards checked in a fixed order, the first refusal wins.
+#include "pgrail/policy/evaluator.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace pgrail::policy {
+
+namespace {
+
+using sql::ObjectRole;
+using sql::Statement;
+using sql::StatementClass;
+
+constexpr std::array<std::pair<std::string_view, Command>, command_count> commands = {{
+    {"status", Command::status},
+    {"plan", Command::plan},
+    {"migrate_up", Command::migrate_up},
+    {"migrate_down", Command::migrate_down},
+    {"verify", Command::verify},
+}};
+
+struct Context {
+    const Policy& policy;
+    const Rule& rule;
+    const MigrationMatcher* matcher;
+};
+
+std::string qualified(const sql::ObjectRef& object) {
+    return object.schema.empty() ? object.name : object.schema + "." + object.name;
+}
+
+// " on a, b" for the DETAIL: the statement's objects, each once, at most five.
+std::string objects_text(const Statement& statement) {
+    std::vector<std::string> names;
+    for (const auto& object : statement.objects) {
+        auto name = qualified(object);
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+    }
+    if (names.empty()) return {};
+    std::string out = " on ";
+    for (std::size_t index = 0; index < names.size() && index < 5; ++index) out += (index ? ", " : "") + names[index];
+    if (names.size() > 5) out += fmt::format(" and {} more", names.size() - 5);
+    return out;
+}
+
+const char* role_name(ObjectRole role) {
+    switch (role) {
+        case ObjectRole::read: return "read";
+        case ObjectRole::written: return "written";
+        case ObjectRole::created: return "created";
+        case ObjectRole::altered: return "altered";
+        case ObjectRole::dropped: return "dropped";
+        case ObjectRole::truncated: return "truncated";
+    }
+    return "?";
+}
+
+std::string tag_of(const Statement& statement) { return statement.tag.empty() ? "a statement" : statement.tag; }
+
+void replace_all(std::string& text, std::string_view from, std::string_view to) {
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+        text.replace(at, from.size(), to);
+}
+
+// Builds a refusal; `label` is the guard as the DETAIL shows it ("ddl: migrations_only").
+Decision refuse(const Context& context, const Statement* statement, std::string_view guard, std::string_view label,
+                std::string message, std::string detail_tail, std::string hint) {
+    Decision decision;
+    decision.action = Decision::Action::deny;
+    decision.rule = context.rule.name;
+    decision.guard = guard;
+    decision.enforced = context.policy.mode == Mode::enforce;
+    const std::string tag = statement ? tag_of(*statement) : std::string("the connection");
+    const std::string objects = statement ? objects_text(*statement) : std::string();
+    decision.detail = fmt::format("rule \"{}\" ({}) refused {}{}{}", context.rule.name, label, tag, objects, detail_tail);
+    const auto& custom = context.policy.message_for(guard);
+    decision.message = custom.message.empty() ? std::move(message) : custom.message;
+    decision.hint = custom.hint.empty() ? std::move(hint) : custom.hint;
+    for (auto* text : {&decision.message, &decision.hint}) {
+        replace_all(*text, "{rule}", context.rule.name);
+        replace_all(*text, "{tag}", tag);
+        replace_all(*text, "{objects}", objects.empty() ? std::string() : objects.substr(4));
+        replace_all(*text, "{migrations_dir}", context.policy.migrations_dir);
+    }
+    return decision;
+}
+
+Decision allow(const Context& context) {
+    Decision decision;
+    decision.rule = context.rule.name;
+    return decision;
+}
+
+std::string list_commands(const Guards& guards) {
+    std::string out;
+    for (const auto& [name, command] : commands)
+        if (guards.allows_command(command)) out += fmt::format("{}pgrail.{}", out.empty() ? "" : ", ", name);
+    return out;
+}
+
+std::string list_classes(const Guards& guards) {
+    std::string out;
+    for (auto statement_class : {StatementClass::read, StatementClass::write, StatementClass::transaction,
+                                 StatementClass::session, StatementClass::utility, StatementClass::procedural,
+                                 StatementClass::copy})
+        if (guards.allows_class(statement_class))
+            out += fmt::format("{}{}", out.empty() ? "" : ", ", class_name(statement_class));
+    return out.empty() ? "no statement class" : out;
+}
+
+Decision parse_error(const Context& context, const Statement* statement, const sql::ParseError* error) {
+    if (error) {
+        auto decision = refuse(context, nullptr, "on_parse_error", "on_parse_error: deny",
+                               "pgrail: " + error->message, "", "");
+        decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement that does not parse "
+                                      "with the PostgreSQL 15 grammar",
+                                      context.rule.name);
+        if (decision.hint.empty()) decision.hint = "Correct the statement; pgrail forwards only SQL it can parse.";
+        decision.sqlstate = "42601";  // syntax_error, as the server would have answered
+        return decision;
+    }
+    return refuse(context, statement, "on_parse_error", "on_parse_error: deny",
+                  "pgrail: statement not understood, refused", " (a statement kind pgrail does not know)",
+                  "pgrail refuses statements it cannot classify; an operator can set on_parse_error: allow.");
+}
+
+Decision command_decision(const Context& context, const Statement& statement) {
+    const auto& call = *statement.pgrail_call;
+    const auto found = std::find_if(commands.begin(), commands.end(),
+                                    [&](const auto& entry) { return entry.first == call.function; });
+    const auto allowed = list_commands(context.rule.guards);
+    if (found == commands.end())
+        return refuse(context, &statement, "migrations", "migrations",
+                      fmt::format("pgrail: unknown command pgrail.{}", call.function),
+                      fmt::format(" (pgrail.{} is not a pgrail command)", call.function),
+                      "pgrail's commands are pgrail.status(), pgrail.plan(), pgrail.migrate_up([version]), "
+                      "pgrail.migrate_down(version) and pgrail.verify([version]).");
+    if (!context.rule.guards.allows_command(found->second))
+        return refuse(context, &statement, "migrations", "migrations",
+                      fmt::format("pgrail: pgrail.{} is not allowed for this session", call.function),
+                      fmt::format(" calling pgrail.{}", call.function),
+                      allowed.empty() ? fmt::format("Rule \"{}\" may call no pgrail command; ask an operator.",
+                                                    context.rule.name)
+                                      : fmt::format("Rule \"{}\" may call {}; ask an operator for the rest.",
+                                                    context.rule.name, allowed));
+    Decision decision = allow(context);
+    decision.action = Decision::Action::intercept;
+    decision.command = found->second;
+    return decision;
+}
+
+bool is_function(std::string_view name, std::string_view wanted) {
+    if (name.starts_with("pg_catalog.")) name.remove_prefix(11);
+    return name == wanted;
+}
+
+// The schema an object lives in, as far as the text tells. Unqualified pg_* names resolve to
+// pg_catalog first (it leads every search_path), so they count as pg_catalog: fail closed.
+std::string_view schema_of(const sql::ObjectRef& object) {
+    if (object.kind == "schema") return object.name;
+    if (object.schema.empty() && object.name.starts_with("pg_")) return "pg_catalog";
+    return object.schema;
+}
+
+bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
+    if (!glob_match(pattern.table, object.name)) return false;
+    if (pattern.schema.empty()) return true;
+    // An unqualified name may resolve to the table through search_path, which pgrail cannot see:
+    // `public.ledger` also guards a plain `ledger`. A whole-schema pattern (`archive.*`) guards
+    // qualified names only, or it would guard every unqualified table.
+    if (object.schema.empty()) return pattern.table != "*";
+    return glob_match(pattern.schema, object.schema);
+}
+
+bool is_ddl(const Statement& statement) {
+    return statement.statement_class == StatementClass::ddl || statement.flags.ddl_capable_dynamic ||
+           statement.flags.select_into || statement.flags.create_table_as;
+}
+
+std::optional<Decision> check(const Context& context, const Statement& statement, bool nested);
+
+std::optional<Decision> check_ddl(const Context& context, const Statement& statement) {
+    const auto& guards = context.rule.guards;
+    // A temporary object dies with the session: it is not a schema change.
+    if (statement.flags.temporary_object && guards.allow_temporary_objects && !statement.flags.ddl_capable_dynamic &&
+        statement.tag.starts_with("CREATE"))
+        return std::nullopt;
+    if (guards.ddl == DdlMode::allow) return std::nullopt;
+    const bool registered = guards.ddl == DdlMode::migrations_only && guards.migrator && context.matcher &&
+                            *context.matcher && (*context.matcher)(statement);
+    if (registered) return std::nullopt;
+    std::string why;
+    if (statement.flags.ddl_capable_dynamic)
+        why = " (dynamic EXECUTE can change the schema)";
+    else if (guards.migrator)
+        why = ": it matches no statement of a registered migration in the matching state";
+    return refuse(context, &statement, "ddl", fmt::format("ddl: {}", to_string(guards.ddl)),
+                  "pgrail: ad hoc schema change refused", std::move(why), migrations_hint(context.policy));
+}
+
+std::optional<Decision> check(const Context& context, const Statement& statement, bool nested) {
+    const auto& guards = context.rule.guards;
+    const auto& flags = statement.flags;
+
+    if (statement.statement_class == StatementClass::unknown) {
+        if (context.policy.on_parse_error == OnParseError::allow) return std::nullopt;
+        return parse_error(context, &statement, statement.error ? &*statement.error : nullptr);
+    }
+    // The wrapped statement first: its refusal names the statement that would do the harm
+    // (DELETE, not the EXPLAIN ANALYZE around it).
+    for (const auto& inner : statement.inner)
+        if (auto refusal = check(context, inner, true)) return refusal;
+    if (statement.pgrail_call) {
+        if (!nested) return command_decision(context, statement);
+        return refuse(context, &statement, "migrations", "migrations",
+                      "pgrail: a pgrail command must be sent as a query of its own",
+                      fmt::format(" wrapping pgrail.{}", statement.pgrail_call->function),
+                      "Send SELECT * FROM pgrail.<command>(...) alone, not inside PREPARE, EXPLAIN or a multi-statement "
+                      "query.");
+    }
+    if (flags.alter_system && !guards.allow_alter_system)
+        return refuse(context, &statement, "alter_system", "alter_system: deny", "pgrail: ALTER SYSTEM refused", "",
+                      "Server configuration is changed by an operator, not through pgrail.");
+    if (flags.copy_program && !guards.allow_copy_program)
+        return refuse(context, &statement, "copy_program", "copy.program: deny", "pgrail: COPY ... PROGRAM refused", "",
+                      "Use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy).");
+    if (flags.copy_file && !guards.allow_copy_server_files)
+        return refuse(context, &statement, "copy_server_files", "copy.server_files: deny",
+                      "pgrail: COPY to or from a server file refused", "",
+                      "Use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy).");
+
+    bool computed_set_config = false;
+    for (const auto& function : statement.functions) {
+        // A qualified entry ("myschema.fn") matches as written; a bare entry matches in any schema,
+        // because extensions such as dblink install into whatever schema the operator chose.
+        std::string_view name = function;
+        if (name.starts_with("pg_catalog.")) name.remove_prefix(11);
+        const auto dot = name.rfind('.');
+        const std::string* denied = guards.denied_functions.find(name);
+        if (!denied && dot != std::string_view::npos) denied = guards.denied_functions.find(name.substr(dot + 1));
+        if (denied) {
+            const auto bare = dot == std::string_view::npos ? name : name.substr(dot + 1);
+            return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", *denied),
+                          fmt::format("pgrail: function {} is not allowed", bare), fmt::format(" calling {}", function),
+                          "This function reaches outside the database or controls the server; an operator can lift "
+                          "it for a rule with allowed_functions.");
+        }
+        computed_set_config = computed_set_config || is_function(function, "set_config");
+    }
+    if (computed_set_config) {
+        const bool named = std::any_of(statement.settings.begin(), statement.settings.end(),
+                                       [](const auto& setting) { return setting.via_function; });
+        // The setting's name is an expression: pgrail cannot tell it is not a protected one.
+        if (!named && !guards.protected_settings.empty())
+            return refuse(context, &statement, "protected_settings", "protected_settings",
+                          "pgrail: set_config with a computed setting name refused", " calling set_config",
+                          "Pass the setting name as a constant, e.g. set_config('search_path', ..., false).");
+    }
+    for (const auto& setting : statement.settings) {
+        if (setting.name == "all") continue;  // RESET ALL / DISCARD ALL return to the role's own defaults
+        if (const auto* member = guards.protected_settings.find(setting.name))
+            return refuse(context, &statement, "protected_settings", fmt::format("protected_settings: {}", *member),
+                          fmt::format("pgrail: changing setting {} refused", setting.name),
+                          setting.via_function ? " calling set_config" : "",
+                          "This setting guards the database's own protections; the session keeps the value its "
+                          "role was given.");
+    }
+
+    for (const auto& object : statement.objects) {
+        if (object.role == ObjectRole::read) continue;
+        const auto schema = schema_of(object);
+        if (schema.empty()) continue;
+        for (const auto& protected_schema : guards.protected_schemas)
+            if (glob_match(protected_schema, schema))
+                return refuse(context, &statement, "protected_schemas",
+                              fmt::format("protected_schemas: {}", protected_schema),
+                              fmt::format("pgrail: write to protected schema {} refused", schema),
+                              fmt::format(" ({} {})", role_name(object.role), qualified(object)),
+                              "Objects in this schema are read-only through pgrail; pgrail's own state changes only "
+                              "through pgrail's commands.");
+    }
+
+    if (statement.statement_class != StatementClass::ddl && !guards.allows_class(statement.statement_class))
+        return refuse(context, &statement, "allow_classes", "allow_classes",
+                      fmt::format("pgrail: {} statements are not allowed", class_name(statement.statement_class)),
+                      fmt::format(" (class {})", class_name(statement.statement_class)),
+                      fmt::format("Rule \"{}\" allows {}.", context.rule.name, list_classes(guards)));
+    if (is_ddl(statement))
+        if (auto refusal = check_ddl(context, statement)) return refusal;
+
+    if (flags.update_or_delete_without_where && guards.require_where) {
+        const bool plain = statement.tag == "UPDATE" || statement.tag == "DELETE";
+        return refuse(context, &statement, "require_where", "require_where",
+                      plain ? fmt::format("pgrail: {} without WHERE refused", statement.tag)
+                            : std::string("pgrail: UPDATE or DELETE without WHERE refused"),
+                      "", "Add a WHERE clause that selects the rows to change (WHERE true if every row is meant).");
+    }
+    if (!guards.allow_truncate) {
+        const bool truncates = statement.tag == "TRUNCATE TABLE" || statement.tag == "TRUNCATE" ||
+                               std::any_of(statement.objects.begin(), statement.objects.end(),
+                                           [](const auto& object) { return object.role == ObjectRole::truncated; });
+        if (truncates)
+            return refuse(context, &statement, "truncate", "allow_truncate: false", "pgrail: TRUNCATE refused", "",
+                          "Delete the rows you mean with DELETE ... WHERE ..., or ask an operator.");
+    }
+    if (!guards.read_only_tables.empty()) {
+        for (const auto& object : statement.objects) {
+            if (object.role != ObjectRole::written && object.role != ObjectRole::truncated) continue;
+            for (const auto& pattern : guards.read_only_tables)
+                if (table_matches(pattern, object))
+                    return refuse(context, &statement, "read_only_tables", "read_only_tables",
+                                  fmt::format("pgrail: write to read-only table {} refused", qualified(object)), "",
+                                  "This table is read-only through pgrail; an operator changes it.");
+        }
+    }
+    return std::nullopt;
+}
+
+std::string_view trim(std::string_view text) {
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+    return text;
+}
+
+// The startup `options` value split as PostgreSQL splits it: whitespace separates, backslash escapes.
+std::vector<std::string> split_options(std::string_view options) {
+    std::vector<std::string> tokens;
+    std::string current;
+    bool in_token = false;
+    for (std::size_t index = 0; index < options.size(); ++index) {
+        const char c = options[index];
+        if (std::isspace(static_cast<unsigned char>(c))) {
+            if (in_token) tokens.push_back(std::move(current));
+            current.clear();
+            in_token = false;
+            continue;
+        }
+        if (c == '\\' && index + 1 < options.size()) {
+            current += options[++index];
+        } else {
+            current += c;
+        }
+        in_token = true;
+    }
+    if (in_token) tokens.push_back(std::move(current));
+    return tokens;
+}
+
+std::string setting_name(std::string_view assignment) {
+    std::string name(assignment.substr(0, assignment.find('=')));
+    for (auto& c : name) c = c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return name;
+}
+
+std::optional<Decision> check_options(const Context& context, std::string_view options) {
+    const auto& guards = context.rule.guards;
+    if (trim(options).empty()) return std::nullopt;
+    const auto shown = options.size() > 200 ? std::string(options.substr(0, 200)) + "..." : std::string(options);
+    const auto options_hint = [&] {
+        return guards.options == OptionsMode::allow_list
+                   ? fmt::format("Rule \"{}\" allows options to set only: {}.", context.rule.name,
+                                 fmt::join(guards.allowed_options.sorted(), ", "))
+                   : std::string("Set what you need with SET after connecting.");
+    };
+    if (guards.options == OptionsMode::deny)
+        return refuse(context, nullptr, "options", "options: deny", "pgrail: startup options refused",
+                      fmt::format(" with options \"{}\"", shown), options_hint());
+    const auto tokens = split_options(options);
+    for (std::size_t index = 0; index < tokens.size(); ++index) {
+        const auto& token = tokens[index];
+        std::string assignment;
+        if (token == "-c" && index + 1 < tokens.size())
+            assignment = tokens[++index];
+        else if (token.starts_with("--"))
+            assignment = token.substr(2);
+        else if (token.starts_with("-c") && token.size() > 2)
+            assignment = token.substr(2);
+        if (assignment.empty()) {
+            if (guards.options == OptionsMode::allow) continue;
+            return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", token),
+                          fmt::format(" with options \"{}\"", shown), options_hint());
+        }
+        const auto name = setting_name(assignment);
+        if (guards.protected_settings.contains(name))
+            return refuse(context, nullptr, "protected_settings", "protected_settings",
+                          fmt::format("pgrail: changing setting {} refused", name),
+                          fmt::format(" with options \"{}\"", shown),
+                          "This setting guards the database's own protections; the session keeps the value its role "
+                          "was given.");
+        if (guards.options == OptionsMode::allow_list && !guards.allowed_options.contains(name))
+            return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", name),
+                          fmt::format(" with options \"{}\"", shown), options_hint());
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string migrations_hint(const Policy& policy) {
+    return fmt::format("Write <version>_<name>.up.sql and <version>_<name>.down.sql into the migrations directory ({}), "
+                       "get them registered, then run SELECT * FROM pgrail.migrate_up('<version>').",
+                       policy.migrations_dir);
+}
+
+Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
+                          const std::vector<std::pair<std::string, std::string>>& startup_params) {
+    const Context context{policy, policy.rule_for(session), nullptr};
+    for (const auto& [key, value] : startup_params) {
+        if (key == "replication") {
+            const auto flag = setting_name(value);
+            const bool replication = !(flag == "false" || flag == "off" || flag == "no" || flag == "0");
+            if (replication && !context.rule.guards.allow_replication)
+                return refuse(context, nullptr, "replication", "replication: deny",
+                              "pgrail: replication connections are refused",
+                              fmt::format(" with replication={}", value),
+                              "Connect replication clients to the server directly, not through pgrail.");
+        } else if (key == "options") {
+            if (auto refusal = check_options(context, value)) return *refusal;
+        } else if (key != "user" && key != "database" && !key.starts_with("_pq_.")) {
+            // Every other startup parameter is a setting the server applies to the session.
+            const auto name = setting_name(key);
+            if (context.rule.guards.protected_settings.contains(name))
+                return refuse(context, nullptr, "protected_settings", "protected_settings",
+                              fmt::format("pgrail: changing setting {} refused", name),
+                              fmt::format(" with startup parameter {}", key),
+                              "This setting guards the database's own protections; the session keeps the value its "
+                              "role was given.");
+        }
+    }
+    return allow(context);
+}
+
+Decision evaluate(const Policy& policy, const SessionInfo& session, const Statement& statement,
+                  const MigrationMatcher* is_registered_migration_statement) {
+    const Context context{policy, policy.rule_for(session), is_registered_migration_statement};
+    if (auto decision = check(context, statement, false)) return std::move(*decision);
+    return allow(context);
+}
+
+Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
+                      const MigrationMatcher* is_registered_migration_statement) {
+    const Context context{policy, policy.rule_for(session), is_registered_migration_statement};
+    if (analysis.error && policy.on_parse_error == OnParseError::deny) return parse_error(context, nullptr, &*analysis.error);
+    const bool alone = analysis.statements.size() == 1;
+    for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
+        auto decision = check(context, analysis.statements[index], !alone);
+        if (decision) {
+            decision->statement_index = index;
+            return std::move(*decision);
+        }
+    }
+    return allow(context);
+}
+
+}  // namespace pgrail::policy

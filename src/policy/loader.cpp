@@ -1,0 +1,478 @@
+// Loads a policy file into the immutable model: strict keys and types, checked combinations.
+#include "pgrail/policy/loader.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace pgrail::policy {
+
+namespace {
+
+using config::YamlReader;
+using sql::StatementClass;
+
+// Always protected, whatever the file says: pgrail's ledger and the system catalogs.
+constexpr std::array<std::string_view, 4> builtin_protected_schemas = {"pgrail", "pg_catalog", "pg_toast",
+                                                                       "information_schema"};
+
+// Functions that read or write server files, reach other servers, signal backends or change the
+// server's state. A rule may lift one with allowed_functions.
+constexpr std::array<std::string_view, 34> builtin_denied_functions = {
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
+    "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir", "lo_import", "lo_export", "dblink*", "pg_terminate_backend", "pg_cancel_backend",
+    "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_switch_wal", "pg_create_restore_point",
+    "pg_backup_start", "pg_backup_stop", "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot", "pg_replication_slot_advance", "pg_logical_emit_message",
+    "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync"};
+
+// Settings that would lift the database's own protections: trigger and FK enforcement
+// (session_replication_role), the identity (role, session_authorization) and read-only mode.
+constexpr std::array<std::string_view, 5> builtin_protected_settings = {
+    "session_replication_role", "role", "session_authorization", "default_transaction_read_only",
+    "transaction_read_only"};
+
+constexpr std::array<std::pair<std::string_view, StatementClass>, 7> class_names = {{
+    {"read", StatementClass::read},
+    {"write", StatementClass::write},
+    {"transaction", StatementClass::transaction},
+    {"session", StatementClass::session},
+    {"utility", StatementClass::utility},
+    {"procedural", StatementClass::procedural},
+    {"copy", StatementClass::copy},
+}};
+
+constexpr std::array<std::pair<std::string_view, Command>, command_count> command_names = {{
+    {"status", Command::status},
+    {"plan", Command::plan},
+    {"migrate_up", Command::migrate_up},
+    {"migrate_down", Command::migrate_down},
+    {"verify", Command::verify},
+}};
+
+std::uint32_t bit(auto value) { return 1U << static_cast<unsigned>(value); }
+
+std::string lower(std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return text;
+}
+
+// A function name as the policy compares it: lower-case, without the implicit pg_catalog schema.
+std::string function_key(std::string name) {
+    name = lower(std::move(name));
+    constexpr std::string_view catalog = "pg_catalog.";
+    if (name.starts_with(catalog)) name.erase(0, catalog.size());
+    return name;
+}
+
+// A setting name as PostgreSQL spells it internally (`--work-mem` in options means work_mem).
+std::string setting_key(std::string name) {
+    name = lower(std::move(name));
+    std::replace(name.begin(), name.end(), '-', '_');
+    return name;
+}
+
+// node[key] without yaml-cpp's throw on scalars; undefined when absent.
+YAML::Node child(const YAML::Node& node, const char* key) {
+    if (node.IsDefined() && node.IsMap()) return node[key];
+    return YAML::Node(YAML::NodeType::Undefined);
+}
+
+// The guard keys, accepted in `defaults` and in each rule (expect_map wants a literal list).
+#define GUARD_KEYS                                                                                              \
+    "allow_classes", "ddl", "migrator", "migrations", "require_where", "allow_truncate",                          \
+        "allow_temporary_objects", "protected_schemas", "read_only_tables", "denied_functions", "allowed_functions", \
+        "copy", "alter_system", "protected_settings", "allowed_settings", "replication", "options"
+
+class Loader {
+public:
+    Loader(const YamlReader& reader, const LoadOptions& options)
+        : reader_(reader), options_(options), defaults_(child(reader.root(), "defaults")) {}
+
+    std::shared_ptr<Policy> load() {
+        const YAML::Node& root = reader_.root();
+        if (!root.IsDefined() || root.IsNull()) reader_.fail(root, "the policy is empty (expected a mapping with version and rules)");
+        reject_duplicate_keys(root);
+        reader_.expect_map(root, {"version", "mode", "on_parse_error", "defaults", "messages", "rules"}, "the policy");
+
+        auto policy = std::make_shared<Policy>();
+        policy->source = reader_.file();
+        policy->migrations_dir = options_.migrations_dir;
+        if (!root["version"]) reader_.fail(root, "missing key 'version' (this pgrail reads version: 1)");
+        (void)reader_.as_int(root["version"], "version", 1, 1);
+        if (const auto& node = root["mode"])
+            policy->mode = reader_.as_choice(node, "mode", {"enforce", "audit_only"}) == "enforce" ? Mode::enforce
+                                                                                                 : Mode::audit_only;
+        if (const auto& node = root["on_parse_error"])
+            policy->on_parse_error =
+                reader_.as_choice(node, "on_parse_error", {"deny", "allow"}) == "deny" ? OnParseError::deny
+                                                                                        : OnParseError::allow;
+        if (defaults_) {
+            reader_.expect_map(defaults_, {GUARD_KEYS}, "defaults");
+            (void)build_guards(YAML::Node());  // validates defaults even where every rule overrides them
+        }
+        if (const auto& node = root["messages"]) load_messages(node, *policy);
+        load_rules(root, *policy);
+        return policy;
+    }
+
+private:
+    void reject_duplicate_keys(const YAML::Node& node) const {
+        if (node.IsMap()) {
+            std::set<std::string> seen;
+            for (const auto& entry : node) {
+                if (!seen.insert(entry.first.Scalar()).second)
+                    reader_.fail(entry.first, fmt::format("duplicate key '{}'", entry.first.Scalar()));
+                reject_duplicate_keys(entry.second);
+            }
+        } else if (node.IsSequence()) {
+            for (const auto& item : node) reject_duplicate_keys(item);
+        }
+    }
+
+    // A string or a list of strings (`users: agent` or `users: [agent, bot]`); never empty.
+    std::vector<std::string> one_or_more(const YAML::Node& node, std::string_view key) const {
+        if (node.IsScalar()) return {reader_.as_string(node, key)};
+        auto list = reader_.as_string_list(node, key);
+        if (list.empty()) reader_.fail(node, fmt::format("'{}' must not be empty (omit the key to match everything)", key));
+        for (std::size_t index = 0; index < list.size(); ++index)
+            if (list[index].empty()) reader_.fail(node[index], fmt::format("'{}' entries must not be empty", key));
+        return list;
+    }
+
+    void load_messages(const YAML::Node& node, Policy& policy) const {
+        if (!node.IsMap()) reader_.fail(node, "'messages' must be a mapping of guard name to {message, hint}");
+        for (const auto& entry : node) {
+            const auto guard = entry.first.Scalar();
+            const auto found = std::find(guard_names.begin(), guard_names.end(), guard);
+            if (found == guard_names.end()) {
+                std::string known;
+                for (const char* name : guard_names) known += known.empty() ? name : fmt::format(", {}", name);
+                reader_.fail(entry.first, fmt::format("unknown guard '{}' in messages (expected one of: {})", guard, known));
+            }
+            reader_.expect_map(entry.second, {"message", "hint"}, fmt::format("messages.{}", guard));
+            auto& out = policy.messages[static_cast<std::size_t>(found - guard_names.begin())];
+            if (const auto& message = entry.second["message"]) {
+                out.message = reader_.as_string(message, "message");
+                if (!out.message.starts_with("pgrail: "))
+                    reader_.fail(message, "a message must begin with \"pgrail: \" so that clients can tell who refused");
+            }
+            if (const auto& hint = entry.second["hint"]) out.hint = reader_.as_string(hint, "hint");
+        }
+    }
+
+    void load_rules(const YAML::Node& root, Policy& policy) const {
+        const auto& rules = root["rules"];
+        if (!rules) reader_.fail(root, "missing key 'rules' (a list whose last rule matches every session)");
+        if (!rules.IsSequence() || rules.size() == 0)
+            reader_.fail(rules, "'rules' must be a non-empty list whose last rule matches every session");
+        const Rule* catch_all = nullptr;
+        for (const auto& node : rules) {
+            Rule rule = load_rule(node);
+            for (const auto& earlier : policy.rules)
+                if (earlier.name == rule.name)
+                    reader_.fail(node["name"], fmt::format("duplicate rule name '{}' (first at {})", rule.name, earlier.location));
+            if (catch_all)
+                reader_.fail(node, fmt::format("rule '{}' can never match: rule '{}' at {} matches every session before it",
+                                               rule.name, catch_all->name, catch_all->location));
+            policy.rules.push_back(std::move(rule));
+            if (policy.rules.back().match.matches_everything()) catch_all = &policy.rules.back();
+        }
+        if (!catch_all)
+            reader_.fail(rules, fmt::format("the last rule ('{}') must match every session (omit 'match' or use "
+                                            "match: {{}}) so that every session has a rule",
+                                            policy.rules.back().name));
+    }
+
+    Rule load_rule(const YAML::Node& node) const {
+        if (!node.IsMap()) reader_.fail(node, "a rule must be a mapping with 'name', 'match' and guards");
+        reader_.expect_map(node, {"name", "match", GUARD_KEYS}, "a rule");
+        Rule rule;
+        rule.location = reader_.where(node);
+        if (!node["name"]) reader_.fail(node, "a rule needs a 'name' (it appears in every refusal)");
+        rule.name = reader_.as_string(node["name"], "name");
+        const bool valid_name = !rule.name.empty() && std::all_of(rule.name.begin(), rule.name.end(), [](unsigned char c) {
+            return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+        });
+        if (!valid_name) reader_.fail(node["name"], "a rule name must be non-empty letters, digits, '_', '-' or '.'");
+        if (const auto& match = node["match"]) rule.match = load_match(match);
+        rule.guards = build_guards(node);
+        return rule;
+    }
+
+    SessionMatch load_match(const YAML::Node& node) const {
+        SessionMatch match;
+        if (node.IsNull()) return match;
+        reader_.expect_map(node, {"users", "databases", "application_names", "clients"}, "match");
+        if (const auto& users = node["users"]) match.users = one_or_more(users, "users");
+        if (const auto& databases = node["databases"]) match.databases = one_or_more(databases, "databases");
+        if (const auto& apps = node["application_names"]) match.application_names = one_or_more(apps, "application_names");
+        if (const auto& clients = node["clients"]) {
+            const auto texts = one_or_more(clients, "clients");
+            for (std::size_t index = 0; index < texts.size(); ++index) {
+                auto cidr = Cidr::parse(texts[index]);
+                if (!cidr)
+                    reader_.fail(clients.IsScalar() ? clients : clients[index],
+                                 fmt::format("'{}' is not an address or CIDR with no host bits set (e.g. 10.0.0.0/8, "
+                                             "2001:db8::/32, ::/0)",
+                                             texts[index]));
+                match.clients.push_back(*cidr);
+            }
+        }
+        return match;
+    }
+
+    // The node for `key`: the rule's own, else the defaults', else undefined (pgrail's default).
+    YAML::Node pick(const YAML::Node& rule, const char* key) const {
+        if (auto node = child(rule, key)) return node;
+        return child(defaults_, key);
+    }
+
+    YAML::Node pick_sub(const YAML::Node& rule, const char* key, const char* sub) const {
+        for (const YAML::Node* source : {&rule, &defaults_}) {
+            if (!source->IsDefined() || !source->IsMap()) continue;
+            const auto& map = (*source)[key];
+            if (!map) continue;
+            reader_.expect_map(map, {"program", "server_files"}, key);
+            if (map[sub]) return map[sub];
+        }
+        return YAML::Node(YAML::NodeType::Undefined);
+    }
+
+    bool allow_or_deny(const YAML::Node& node, std::string_view key) const {
+        return node && reader_.as_choice(node, key, {"deny", "allow"}) == "allow";
+    }
+
+    Guards build_guards(const YAML::Node& rule) const {
+        Guards guards;
+        if (const auto node = pick(rule, "allow_classes")) {
+            const auto names = reader_.as_string_list(node, "allow_classes");
+            for (std::size_t index = 0; index < names.size(); ++index) {
+                const auto& name = names[index];
+                if (name == "ddl")
+                    reader_.fail(node[index], "'ddl' is not listed in allow_classes: DDL is governed by the rule's "
+                                              "'ddl' key (migrations_only, deny or allow)");
+                if (name == "unknown")
+                    reader_.fail(node[index], "'unknown' is not listed in allow_classes: unparsed statements are "
+                                              "governed by 'on_parse_error'");
+                const auto found = std::find_if(class_names.begin(), class_names.end(),
+                                                [&](const auto& entry) { return entry.first == name; });
+                if (found == class_names.end())
+                    reader_.fail(node[index], fmt::format("unknown statement class '{}' (expected one of: read, "
+                                                          "write, transaction, session, utility, procedural, copy)",
+                                                          name));
+                guards.allowed_classes |= bit(found->second);
+            }
+        } else {
+            for (auto statement_class : {StatementClass::read, StatementClass::write, StatementClass::transaction,
+                                         StatementClass::session, StatementClass::procedural, StatementClass::copy})
+                guards.allowed_classes |= bit(statement_class);
+        }
+
+        const auto ddl_node = pick(rule, "ddl");
+        if (ddl_node) {
+            const auto ddl = reader_.as_choice(ddl_node, "ddl", {"migrations_only", "deny", "allow"});
+            guards.ddl = ddl == "migrations_only" ? DdlMode::migrations_only
+                         : ddl == "deny"          ? DdlMode::deny
+                                                  : DdlMode::allow;
+        }
+        if (const auto node = pick(rule, "migrator")) {
+            guards.migrator = reader_.as_bool(node, "migrator");
+            if (guards.migrator && guards.ddl != DdlMode::migrations_only)
+                reader_.fail(node, fmt::format("migrator: true needs ddl: migrations_only (this rule has ddl: {}{})",
+                                               to_string(guards.ddl),
+                                               guards.ddl == DdlMode::allow ? ", which already allows every DDL statement"
+                                                                            : ", which refuses every DDL statement"));
+        }
+        if (const auto node = pick(rule, "migrations")) {
+            const auto names = reader_.as_string_list(node, "migrations");
+            for (std::size_t index = 0; index < names.size(); ++index) {
+                const auto found = std::find_if(command_names.begin(), command_names.end(),
+                                                [&](const auto& entry) { return entry.first == names[index]; });
+                if (found == command_names.end())
+                    reader_.fail(node[index], fmt::format("unknown pgrail command '{}' (expected one of: status, plan, "
+                                                          "migrate_up, migrate_down, verify)",
+                                                          names[index]));
+                guards.commands |= bit(found->second);
+            }
+        } else {
+            guards.commands = bit(Command::status) | bit(Command::plan);
+        }
+        if (const auto node = pick(rule, "require_where")) guards.require_where = reader_.as_bool(node, "require_where");
+        if (const auto node = pick(rule, "allow_truncate")) guards.allow_truncate = reader_.as_bool(node, "allow_truncate");
+        if (const auto node = pick(rule, "allow_temporary_objects"))
+            guards.allow_temporary_objects = reader_.as_bool(node, "allow_temporary_objects");
+
+        for (auto schema : builtin_protected_schemas) guards.protected_schemas.emplace_back(schema);
+        if (const auto node = pick(rule, "protected_schemas"))
+            for (auto& schema : reader_.as_string_list(node, "protected_schemas"))
+                if (std::find(guards.protected_schemas.begin(), guards.protected_schemas.end(), schema) ==
+                    guards.protected_schemas.end())
+                    guards.protected_schemas.push_back(std::move(schema));
+
+        if (const auto node = pick(rule, "read_only_tables")) {
+            const auto tables = reader_.as_string_list(node, "read_only_tables");
+            for (std::size_t index = 0; index < tables.size(); ++index) {
+                const auto& text = tables[index];
+                const auto dot = text.find('.');
+                TablePattern pattern;
+                if (dot == std::string::npos) {
+                    pattern.table = text;
+                } else {
+                    pattern.schema = text.substr(0, dot);
+                    pattern.table = text.substr(dot + 1);
+                }
+                if (pattern.table.empty() || (dot != std::string::npos && pattern.schema.empty()) ||
+                    pattern.table.find('.') != std::string::npos)
+                    reader_.fail(node[index], fmt::format("'{}' is not a table name ('table' or 'schema.table', globs "
+                                                          "allowed)",
+                                                          text));
+                guards.read_only_tables.push_back(std::move(pattern));
+            }
+        }
+
+        guards.denied_functions = name_set(rule, builtin_denied_functions, "denied_functions", "allowed_functions",
+                                           function_key, "a denied function");
+        guards.protected_settings = name_set(rule, builtin_protected_settings, "protected_settings",
+                                             "allowed_settings", setting_key, "a protected setting");
+
+        guards.allow_copy_program = allow_or_deny(pick_sub(rule, "copy", "program"), "program");
+        guards.allow_copy_server_files = allow_or_deny(pick_sub(rule, "copy", "server_files"), "server_files");
+        guards.allow_alter_system = allow_or_deny(pick(rule, "alter_system"), "alter_system");
+        guards.allow_replication = allow_or_deny(pick(rule, "replication"), "replication");
+
+        if (const auto node = pick(rule, "options")) {
+            if (node.IsSequence()) {
+                guards.options = OptionsMode::allow_list;
+                const auto names = reader_.as_string_list(node, "options");
+                for (std::size_t index = 0; index < names.size(); ++index) {
+                    auto name = setting_key(names[index]);
+                    if (guards.protected_settings.contains(name))
+                        reader_.fail(node[index], fmt::format("options may not allow '{}': it is a protected setting", name));
+                    guards.allowed_options.insert(std::move(name));
+                }
+            } else if (node.IsScalar()) {
+                guards.options = reader_.as_choice(node, "options", {"deny", "allow"}) == "allow" ? OptionsMode::allow
+                                                                                                : OptionsMode::deny;
+            } else {
+                reader_.fail(node, "'options' must be deny, allow or a list of setting names");
+            }
+        }
+        return guards;
+    }
+
+    // The built-in names plus `add_key`'s, minus `lift_key`'s (which must name a member).
+    template <std::size_t N>
+    NameSet name_set(const YAML::Node& rule, const std::array<std::string_view, N>& builtin, const char* add_key,
+                     const char* lift_key, std::string (*normalize)(std::string), std::string_view what) const {
+        NameSet set;
+        for (auto name : builtin) set.insert(std::string(name));
+        if (const auto node = pick(rule, add_key))
+            for (auto& name : reader_.as_string_list(node, add_key)) set.insert(normalize(std::move(name)));
+        if (const auto node = pick(rule, lift_key)) {
+            const auto names = reader_.as_string_list(node, lift_key);
+            for (std::size_t index = 0; index < names.size(); ++index) {
+                const auto name = normalize(names[index]);
+                const auto* member = set.find(name);
+                if (!member || *member != name)
+                    reader_.fail(node[index], fmt::format("'{}' is not {} (members are listed exactly as in docs/policy.md)",
+                                                          names[index], what));
+                set.erase(name);
+            }
+        }
+        return set;
+    }
+
+    const YamlReader& reader_;
+    const LoadOptions& options_;
+    const YAML::Node defaults_;
+};
+
+std::string join(const std::vector<std::string>& items, std::string_view separator = ", ") {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) out += separator;
+        out += item;
+    }
+    return out;
+}
+
+std::string describe_match(const SessionMatch& match) {
+    std::vector<std::string> parts;
+    if (!match.users.empty()) parts.push_back("users " + join(match.users));
+    if (!match.databases.empty()) parts.push_back("databases " + join(match.databases));
+    if (!match.application_names.empty()) parts.push_back("application_names " + join(match.application_names));
+    if (!match.clients.empty()) {
+        std::vector<std::string> cidrs;
+        for (const auto& cidr : match.clients) cidrs.push_back(cidr.to_string());
+        parts.push_back("clients " + join(cidrs));
+    }
+    return parts.empty() ? "every session" : join(parts, "; ");
+}
+
+}  // namespace
+
+std::shared_ptr<const Policy> load_policy_file(const std::string& path, const LoadOptions& options) {
+    const auto reader = YamlReader::from_file(path);
+    return Loader(reader, options).load();
+}
+
+std::shared_ptr<const Policy> load_policy_string(const std::string& yaml, const std::string& name,
+                                                 const LoadOptions& options) {
+    const auto reader = YamlReader::from_string(yaml, name);
+    return Loader(reader, options).load();
+}
+
+std::string summarize(const Policy& policy) {
+    std::string out = fmt::format("policy {}: valid\nmode: {}\non_parse_error: {}\nrules ({}, first match wins):\n",
+                                  policy.source, to_string(policy.mode), to_string(policy.on_parse_error),
+                                  policy.rules.size());
+    std::size_t number = 0;
+    for (const auto& rule : policy.rules) {
+        const auto& guards = rule.guards;
+        std::vector<std::string> classes;
+        for (const auto& [name, statement_class] : class_names)
+            if (guards.allows_class(statement_class)) classes.emplace_back(name);
+        std::vector<std::string> commands;
+        for (const auto& [name, command] : command_names)
+            if (guards.allows_command(command)) commands.push_back("pgrail." + std::string(name));
+        std::vector<std::string> read_only;
+        for (const auto& table : guards.read_only_tables)
+            read_only.push_back(table.schema.empty() ? table.table : table.schema + "." + table.table);
+        std::string options = to_string(guards.options);
+        if (guards.options == OptionsMode::allow_list) options = "only " + join(guards.allowed_options.sorted());
+
+        out += fmt::format("  {}. {} ({})\n", ++number, rule.name, rule.location);
+        out += fmt::format("     match: {}\n", describe_match(rule.match));
+        out += fmt::format("     classes: {}\n", classes.empty() ? "none" : join(classes));
+        out += fmt::format("     ddl: {}{}; temporary objects: {}\n", to_string(guards.ddl),
+                           guards.migrator ? " (migrator: registered migration statements pass)" : "",
+                           guards.allow_temporary_objects ? "allowed" : "denied");
+        out += fmt::format("     pgrail commands: {}\n", commands.empty() ? "none" : join(commands));
+        out += fmt::format("     require_where: {}; truncate: {}; copy program: {}; copy server files: {}; "
+                           "alter system: {}\n",
+                           guards.require_where ? "yes" : "no", guards.allow_truncate ? "allowed" : "denied",
+                           guards.allow_copy_program ? "allowed" : "denied",
+                           guards.allow_copy_server_files ? "allowed" : "denied",
+                           guards.allow_alter_system ? "allowed" : "denied");
+        out += fmt::format("     protected schemas: {}\n", join(guards.protected_schemas));
+        if (!read_only.empty()) out += fmt::format("     read-only tables: {}\n", join(read_only));
+        out += fmt::format("     denied functions: {}\n", join(guards.denied_functions.sorted()));
+        out += fmt::format("     protected settings: {}\n", join(guards.protected_settings.sorted()));
+        out += fmt::format("     startup: replication {}; options {}\n",
+                           guards.allow_replication ? "allowed" : "denied", options);
+    }
+    std::vector<std::string> overridden;
+    for (std::size_t index = 0; index < guard_names.size(); ++index)
+        if (!policy.messages[index].message.empty() || !policy.messages[index].hint.empty())
+            overridden.emplace_back(guard_names[index]);
+    if (!overridden.empty()) out += fmt::format("message overrides: {}\n", join(overridden));
+    return out;
+}
+
+}  // namespace pgrail::policy

@@ -1,0 +1,170 @@
+// In-band migration commands: run on the migrator connection, answered as ordinary result sets.
+#include "pgrail/proxy/migration_commands.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/runner.hpp"
+#include "pgrail/migrations/snapshot.hpp"
+
+namespace pgrail::proxy {
+
+namespace {
+
+// E'' quoting is independent of standard_conforming_strings.
+std::string quote_literal(std::string_view text) {
+    std::string out = "E'";
+    for (char c : text) {
+        if (c == '\\' || c == '\'') out.push_back(c);
+        out.push_back(c);
+    }
+    out.push_back('\'');
+    return out;
+}
+
+std::string_view type_name(std::uint32_t oid) {
+    switch (oid) {
+        case migrations::oid_bool: return "boolean";
+        case migrations::oid_int8: return "bigint";
+        case migrations::oid_timestamptz: return "timestamptz";
+        default: return "text";
+    }
+}
+
+std::string quote_identifier(std::string_view name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') out.push_back(c);
+        out.push_back(c);
+    }
+    out.push_back('"');
+    return out;
+}
+
+}  // namespace
+
+std::string result_set_sql(const migrations::ResultTable& table) {
+    std::string columns;
+    for (std::size_t i = 0; i < table.columns.size(); ++i) {
+        if (i > 0) columns += ", ";
+        columns += quote_identifier(table.columns[i]);
+    }
+    auto value = [&](std::size_t column, const std::optional<std::string>& text) {
+        const auto type = type_name(column < table.types.size() ? table.types[column] : migrations::oid_text);
+        return fmt::format("{}::{}", text ? quote_literal(*text) : std::string("NULL"), type);
+    };
+    std::string rows;
+    if (table.rows.empty()) {
+        // No rows: one typed row that WHERE false removes, so the columns still describe.
+        rows = "(";
+        for (std::size_t i = 0; i < table.columns.size(); ++i) rows += (i ? ", " : "") + value(i, std::nullopt);
+        rows += ")";
+        return fmt::format("SELECT * FROM (VALUES {}) AS pgrail_result({}) WHERE false", rows, columns);
+    }
+    for (std::size_t r = 0; r < table.rows.size(); ++r) {
+        rows += r ? ", (" : "(";
+        for (std::size_t i = 0; i < table.columns.size(); ++i) {
+            if (i > 0) rows += ", ";
+            rows += value(i, i < table.rows[r].size() ? table.rows[r][i] : std::nullopt);
+        }
+        rows += ")";
+    }
+    return fmt::format("SELECT * FROM (VALUES {}) AS pgrail_result({})", rows, columns);
+}
+
+MigrationCommands::MigrationCommands(const config::ServeConfig& config, std::shared_ptr<audit::AuditLog> audit_log,
+                                     std::shared_ptr<PolicyGate> gate)
+    : config_(config), audit_log_(std::move(audit_log)), gate_(std::move(gate)) {
+    auto loaded = std::make_shared<const migrations::Registry>(migrations::Registry::load(config_.migrations_dir));
+    for (const auto& invalid : loaded->invalid_files())
+        spdlog::warn("migrations: {} is not registered: {}", invalid.path.string(), invalid.reason);
+    {
+        std::lock_guard lock(mutex_);
+        registry_ = loaded;
+    }
+    refresh_snapshot(loaded);
+}
+
+std::shared_ptr<const migrations::Registry> MigrationCommands::registry() const {
+    std::lock_guard lock(mutex_);
+    return registry_;
+}
+
+void MigrationCommands::reload() {
+    try {
+        auto loaded = std::make_shared<const migrations::Registry>(migrations::Registry::load(config_.migrations_dir));
+        spdlog::info("migrations: {} registered, {} invalid files in {}", loaded->migrations().size(),
+                     loaded->invalid_files().size(), config_.migrations_dir);
+        {
+            std::lock_guard lock(mutex_);
+            registry_ = loaded;
+        }
+        refresh_snapshot(loaded);
+    } catch (const std::exception& e) {
+        spdlog::error("migrations: reload of {} failed, keeping the previous registry: {}", config_.migrations_dir,
+                      e.what());
+    }
+}
+
+void MigrationCommands::refresh_snapshot(const std::shared_ptr<const migrations::Registry>& registry) {
+    migrations::LedgerState ledger;
+    if (!config_.migrator_conninfo.empty()) {
+        try {
+            ledger = migrations::read_ledger(config_.migrator_conninfo);
+        } catch (const std::exception& e) {
+            // Without the ledger every migration counts as pending: down scripts do not match.
+            spdlog::warn("migrations: cannot read the ledger: {}", e.what());
+        }
+    }
+    auto snapshot = std::make_shared<const migrations::Snapshot>(registry, std::move(ledger));
+    gate_->set_migration_matcher(std::make_shared<const policy::MigrationMatcher>(
+        [snapshot](const sql::Statement& statement) { return snapshot->match(statement).has_value(); }));
+}
+
+InbandOutcome MigrationCommands::run(const SessionContext& session, const std::string& command,
+                                     const std::vector<std::string>& arguments) {
+    InbandOutcome outcome;
+    nlohmann::json event = {{"event", "command"},
+                            {"session_id", session.session_id},
+                            {"client_address", session.client_address},
+                            {"user", session.user},
+                            {"database", session.database},
+                            {"application_name", session.application_name},
+                            {"command", "pgrail." + command},
+                            {"arguments", arguments}};
+    if (config_.migrator_conninfo.empty()) {
+        outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands need a migrator connection", {},
+                         "Set migrations.migrator (a libpq connection string) in pgrail's configuration."};
+    } else {
+        std::lock_guard lock(run_mutex_);
+        const auto current = registry();
+        migrations::RunnerOptions options;
+        options.conninfo = config_.migrator_conninfo;
+        options.lock_timeout = std::chrono::milliseconds(config_.lock_timeout_ms);
+        options.statement_timeout = std::chrono::milliseconds(config_.statement_timeout_ms);
+        options.actor = session.user;
+        options.audit = [log = audit_log_](const nlohmann::json& record) { return log->record(record); };
+        try {
+            migrations::Runner runner(current, options);
+            outcome.result_sql = result_set_sql(migrations::run_command(runner, command, arguments));
+            outcome.ok = true;
+        } catch (const migrations::MigrationError& e) {
+            outcome.error = {"ERROR", e.sqlstate(), e.message(), e.detail(), e.hint()};
+        } catch (const std::exception& e) {
+            outcome.error = {"ERROR", "58000", fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
+        }
+        if (command == "migrate_up" || command == "migrate_down") refresh_snapshot(current);
+    }
+    event["outcome"] = outcome.ok ? "ok" : "error";
+    if (!outcome.ok) {
+        event["sqlstate"] = outcome.error.sqlstate;
+        event["message"] = outcome.error.message;
+    }
+    if (!audit_log_->record(std::move(event)) && outcome.ok) {
+        spdlog::error("session {}: audit log write failed for pgrail.{}", session.session_id, command);
+    }
+    return outcome;
+}
+
+}  // namespace pgrail::proxy

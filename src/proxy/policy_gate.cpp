@@ -1,0 +1,134 @@
+// Enforcing the policy: analyse (cached), decide (pure), audit (durable), then answer.
+#include "pgrail/proxy/policy_gate.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "pgrail/sql/json.hpp"
+
+namespace pgrail::proxy {
+
+namespace {
+
+policy::SessionInfo session_info(const SessionContext& session) {
+    return {session.user, session.database, session.application_name, session.client_address};
+}
+
+protocol::ErrorMessage error_of(const policy::Decision& decision) {
+    return {"ERROR", decision.sqlstate, decision.message, decision.detail, decision.hint};
+}
+
+protocol::ErrorMessage audit_unavailable() {
+    return {"ERROR", "58030", "pgrail: the audit log cannot be written, so the statement was not run", {},
+            "Ask the operator to check pgrail's audit file and disk."};
+}
+
+nlohmann::json session_fields(const SessionContext& session) {
+    return {{"session_id", session.session_id},
+            {"client_address", session.client_address},
+            {"user", session.user},
+            {"database", session.database},
+            {"application_name", session.application_name}};
+}
+
+}  // namespace
+
+PolicyGate::PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared_ptr<audit::AuditLog> audit_log,
+                       bool redact_literals)
+    : policy_(std::move(policy)), audit_log_(std::move(audit_log)), redact_literals_(redact_literals) {}
+
+void PolicyGate::replace_policy(std::shared_ptr<const policy::Policy> policy) {
+    std::lock_guard lock(policy_mutex_);
+    policy_ = std::move(policy);
+}
+
+void PolicyGate::set_migration_matcher(std::shared_ptr<const policy::MigrationMatcher> matcher) {
+    std::lock_guard lock(policy_mutex_);
+    matcher_ = std::move(matcher);
+}
+
+std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
+    std::lock_guard lock(policy_mutex_);
+    return policy_;
+}
+
+GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::string_view sql) {
+    std::shared_ptr<const policy::Policy> policy;
+    std::shared_ptr<const policy::MigrationMatcher> matcher;
+    {
+        std::lock_guard lock(policy_mutex_);
+        policy = policy_;
+        matcher = matcher_;
+    }
+    const auto analysis = cache_.analyze(sql);
+    const auto decision = policy::evaluate_all(*policy, session_info(session), *analysis, matcher.get());
+    GateVerdict verdict;
+    if (decision.action == policy::Decision::Action::allow) return verdict;
+
+    if (decision.action == policy::Decision::Action::intercept) {
+        const auto& statement = analysis->statements.at(decision.statement_index);
+        verdict.kind = GateVerdict::Kind::intercept;
+        verdict.command = statement.pgrail_call->function;
+        verdict.arguments = statement.pgrail_call->arguments;
+        return verdict;
+    }
+
+    const bool written = audit_statement(session, decision, *analysis, sql);
+    if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
+    verdict.kind = GateVerdict::Kind::refuse;
+    verdict.error = written ? error_of(decision) : audit_unavailable();
+    verdict.refused_offset =
+        decision.statement_index < analysis->statements.size() ? analysis->statements[decision.statement_index].offset : 0;
+    return verdict;
+}
+
+std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionContext& session,
+                                                                const StartupParameters& parameters) {
+    const auto policy = current_policy();
+    const auto decision = policy::evaluate_startup(*policy, session_info(session), parameters);
+    if (decision.allowed()) return std::nullopt;
+    auto event = session_fields(session);
+    event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";
+    event["rule"] = decision.rule;
+    event["guard"] = decision.guard;
+    event["decision"] = "deny";
+    event["sqlstate"] = decision.sqlstate;
+    event["message"] = decision.message;
+    const bool written = audit_log_->record(std::move(event));
+    if (!decision.enforced && written) return std::nullopt;
+    auto error = written ? error_of(decision) : audit_unavailable();
+    error.severity = "FATAL";
+    return error;
+}
+
+bool PolicyGate::audit_statement(const SessionContext& session, const policy::Decision& decision,
+                                 const sql::Analysis& analysis, std::string_view sql) {
+    auto event = session_fields(session);
+    event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
+    if (decision.statement_index < analysis.statements.size()) {
+        const auto& statement = analysis.statements[decision.statement_index];
+        auto rendered = sql::to_json(statement);
+        event["tag"] = statement.tag;
+        event["class"] = sql::to_string(statement.statement_class);
+        event["objects"] = std::move(rendered["objects"]);
+        event["statement"] = redact_literals_ ? statement.normalized
+                                              : std::string(sql.substr(statement.offset, statement.length));
+    } else {
+        // Text that did not parse cannot be normalised: keep only its size unless told otherwise.
+        event["class"] = "unknown";
+        event["statement"] = redact_literals_ ? nlohmann::json(nullptr) : nlohmann::json(std::string(sql));
+        event["statement_bytes"] = sql.size();
+    }
+    if (analysis.error) event["parse_error"] = analysis.error->message;
+    event["rule"] = decision.rule;
+    event["guard"] = decision.guard;
+    event["decision"] = "deny";
+    event["sqlstate"] = decision.sqlstate;
+    event["message"] = decision.message;
+    if (!audit_log_->record(std::move(event))) {
+        spdlog::error("session {}: audit log write failed", session.session_id);
+        return false;
+    }
+    return true;
+}
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,577 @@
+// One client connection: startup, upstream connect, and the two pumps.
+#include "session.hpp"
+
+#include <charconv>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "pgrail/protocol/frame.hpp"
+
+namespace pgrail::proxy {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using boost::system::error_code;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+// A client that opens a socket and never finishes its startup packet is dropped
+// after this long (PostgreSQL's authentication_timeout default).
+constexpr auto startup_timeout = std::chrono::seconds(60);
+
+std::string endpoint_text(const tcp::socket& socket) {
+    error_code ec;
+    const auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return "unknown";
+    return endpoint.address().to_string();
+}
+
+// Frames pgrail must read whole; everything else streams through.
+bool inspect_from_client(char tag) {
+    return tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::parse;
+}
+
+bool inspect_from_server(char tag) {
+    using namespace protocol::backend_tag;
+    return tag == authentication || tag == backend_key_data || tag == ready_for_query || tag == error_response;
+}
+
+bool counts_as_sync(char tag) {
+    return tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::sync ||
+           tag == 'F';  // FunctionCall also ends with ReadyForQuery
+}
+
+}  // namespace
+
+void Outbound::forward(std::string_view bytes) {
+    if (bytes.empty()) return;
+    if (last_is_forward_) {
+        auto& last = pieces_.back();
+        if (static_cast<const char*>(last.data()) + last.size() == bytes.data()) {
+            last = asio::const_buffer(last.data(), last.size() + bytes.size());
+            return;
+        }
+    }
+    pieces_.emplace_back(bytes.data(), bytes.size());
+    last_is_forward_ = true;
+}
+
+void Outbound::inject(std::string bytes) {
+    owned_.push_back(std::move(bytes));
+    pieces_.emplace_back(owned_.back().data(), owned_.back().size());
+    last_is_forward_ = false;
+}
+
+void Outbound::clear() {
+    pieces_.clear();
+    owned_.clear();
+    last_is_forward_ = false;
+}
+
+Session::Session(tcp::socket client, ServerShared& shared)
+    : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),
+      started_(std::chrono::steady_clock::now()) {
+    context_.session_id = shared_.next_session_id.fetch_add(1);
+    context_.client_address = endpoint_text(client_);
+    ++shared_.active_sessions;
+}
+
+Session::~Session() {
+    if (has_client_key_) shared_.cancel_registry.remove(client_key_);
+    --shared_.active_sessions;
+}
+
+awaitable<void> Session::run() {
+    error_code ignored;
+    client_.set_option(tcp::no_delay(true), ignored);
+    if (!co_await read_startup()) co_return;
+    if (auto refusal = shared_.gate->check_startup(context_, startup_parameters_)) {
+        spdlog::warn("session {}: connection refused for user={} database={}: {}", context_.session_id, context_.user,
+                     context_.database, refusal->message);
+        std::string bytes;
+        protocol::encode_error_response(bytes, *refusal);
+        co_await send_to_client(std::move(bytes));
+        co_return;
+    }
+    if (!co_await connect_upstream()) co_return;
+
+    spdlog::info("session {} start: user={} database={} application_name={} client={}", context_.session_id,
+                 context_.user, context_.database, context_.application_name, context_.client_address);
+
+    // The startup packet goes upstream as the client sent it.
+    Outbound startup;
+    startup.forward(startup_bytes_);
+    bool server_ended = false;
+    if (auto ec = co_await write_out(server_, startup); !ec) {
+        auto ended = co_await (client_to_server() || server_to_client());
+        server_ended = ended.index() == 1;
+    }
+    if (!protocol_violation_.empty()) {
+        co_await send_fatal("08P01", protocol_violation_);
+    } else if (server_ended && !server_sent_fatal_ && !client_terminated_) {
+        // The server went away without saying why: tell the client instead of a bare EOF.
+        co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
+    }
+    client_.close(ignored);
+    server_.close(ignored);
+    const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    spdlog::info("session {} end: user={} database={} application_name={} client={} duration={:.3f}s "
+                 "bytes_from_client={} bytes_from_server={}",
+                 context_.session_id, context_.user, context_.database, context_.application_name,
+                 context_.client_address, elapsed, from_client_.bytes, from_server_.bytes);
+}
+
+awaitable<bool> Session::read_startup() {
+    asio::steady_timer deadline(client_.get_executor(), startup_timeout);
+    while (true) {
+        char length_bytes[4];
+        auto read_length = asio::async_read(client_, asio::buffer(length_bytes), use_tuple);
+        auto result = co_await (std::move(read_length) || deadline.async_wait(use_tuple));
+        if (result.index() == 1) co_return false;  // timed out
+        auto [ec, n] = std::get<0>(result);
+        if (ec) co_return false;  // gone before saying anything: nothing to log
+        const auto header = protocol::read_startup_header({length_bytes, 4});
+        if (header.status != protocol::FrameStatus::complete) {
+            spdlog::warn("session {}: refused startup packet from {}: {} (header {})", context_.session_id,
+                         context_.client_address, header.reason, protocol::hex_dump({length_bytes, 4}));
+            co_await send_fatal("08P01", "invalid length of startup packet");
+            co_return false;
+        }
+        std::string packet(length_bytes, 4);
+        packet.resize(header.length);
+        auto read_body = asio::async_read(client_, asio::buffer(packet.data() + 4, packet.size() - 4), use_tuple);
+        auto body_result = co_await (std::move(read_body) || deadline.async_wait(use_tuple));
+        if (body_result.index() == 1 || std::get<0>(std::get<0>(body_result))) co_return false;
+        from_client_.bytes += packet.size();
+
+        const auto parsed = protocol::parse_startup_packet(packet);
+        if (!parsed) {
+            spdlog::warn("session {}: malformed startup packet from {} ({})", context_.session_id,
+                         context_.client_address, protocol::hex_dump(packet));
+            co_await send_fatal("08P01", "invalid startup packet layout: expected terminator as last byte");
+            co_return false;
+        }
+        switch (parsed->kind) {
+            case protocol::StartupKind::ssl_request:
+            case protocol::StartupKind::gssenc_request: {
+                // No TLS or GSS encryption yet: 'N' makes clients continue in plain text
+                // (or give up, if they require encryption), as PostgreSQL does.
+                auto [wec, wn] = co_await asio::async_write(client_, asio::buffer("N", 1), use_tuple);
+                if (wec) co_return false;
+                continue;
+            }
+            case protocol::StartupKind::cancel_request:
+                co_await handle_cancel(*parsed);
+                co_return false;
+            case protocol::StartupKind::startup:
+                break;
+        }
+        const auto major = parsed->code >> 16;
+        const auto minor = parsed->code & 0xffff;
+        if (major != 3) {
+            co_await send_fatal("0A000", fmt::format("unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
+                                                     major, minor));
+            co_return false;
+        }
+        context_.user = parsed->parameter("user");
+        context_.database = parsed->parameter("database");
+        if (context_.database.empty()) context_.database = context_.user;
+        context_.application_name = parsed->parameter("application_name");
+        startup_parameters_ = parsed->parameters;
+        startup_bytes_ = std::move(packet);
+        co_return true;
+    }
+}
+
+awaitable<void> Session::handle_cancel(const protocol::StartupPacket& packet) {
+    // Like PostgreSQL, answer nothing: the client closes after sending its request.
+    const auto upstream_key = shared_.cancel_registry.find({packet.cancel_pid, packet.cancel_secret});
+    if (!upstream_key) {
+        spdlog::warn("session {}: cancel request for unknown key pid={} from {}", context_.session_id,
+                     packet.cancel_pid, context_.client_address);
+        co_return;
+    }
+    const auto& config = shared_.config;
+    tcp::resolver resolver(client_.get_executor());
+    auto [rec, endpoints] = co_await resolver.async_resolve(config.upstream_host,
+                                                            std::to_string(config.upstream_port), use_tuple);
+    if (rec) co_return;
+    tcp::socket upstream(client_.get_executor());
+    asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
+    auto result = co_await (asio::async_connect(upstream, endpoints, use_tuple) || deadline.async_wait(use_tuple));
+    if (result.index() == 1 || std::get<0>(std::get<0>(result))) co_return;
+    std::string request;
+    protocol::encode_cancel_request(request, upstream_key->pid, upstream_key->secret);
+    co_await asio::async_write(upstream, asio::buffer(request), use_tuple);
+    spdlog::info("session {}: forwarded cancel request for backend {}", context_.session_id, upstream_key->pid);
+}
+
+awaitable<bool> Session::connect_upstream() {
+    const auto& config = shared_.config;
+    const auto where = fmt::format("{}:{}", config.upstream_host, config.upstream_port);
+    tcp::resolver resolver(client_.get_executor());
+    asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
+    auto resolved = co_await (resolver.async_resolve(config.upstream_host, std::to_string(config.upstream_port), use_tuple) ||
+                              deadline.async_wait(use_tuple));
+    std::string failure;
+    if (resolved.index() == 1) {
+        failure = "timed out resolving the host";
+    } else if (auto [ec, endpoints] = std::get<0>(resolved); ec) {
+        failure = ec.message();
+    } else {
+        auto connected = co_await (asio::async_connect(server_, endpoints, use_tuple) || deadline.async_wait(use_tuple));
+        if (connected.index() == 1) {
+            failure = fmt::format("timed out after {} ms", config.connect_timeout_ms);
+        } else if (auto connect_ec = std::get<0>(std::get<0>(connected)); connect_ec) {
+            failure = connect_ec.message();
+        }
+    }
+    if (!failure.empty()) {
+        spdlog::error("session {}: cannot connect to upstream {}: {}", context_.session_id, where, failure);
+        co_await send_fatal("08006", fmt::format("pgrail: could not connect to the database server at {}: {}", where,
+                                                 failure));
+        co_return false;
+    }
+    error_code ignored;
+    server_.set_option(tcp::no_delay(true), ignored);
+    server_.non_blocking(true, ignored);
+    client_.non_blocking(true, ignored);
+    co_return true;
+}
+
+awaitable<error_code> Session::read_more(Inbound& in) {
+    while (true) {
+        in.buffer.prepare(in.needed);
+        error_code ec;
+        const auto n = in.socket.read_some(asio::buffer(in.buffer.write_position(), in.buffer.write_space()), ec);
+        if (!ec) {
+            in.buffer.commit(n);
+            in.bytes += n;
+            co_return ec;
+        }
+        if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
+        // Nothing to read: an idle connection gives its buffer back while it waits.
+        if (in.buffer.empty()) in.buffer.release();
+        auto [wait_ec] = co_await in.socket.async_wait(tcp::socket::wait_read, use_tuple);
+        if (wait_ec) co_return wait_ec;
+    }
+}
+
+awaitable<error_code> Session::write_out(tcp::socket& socket, Outbound& out) {
+    if (out.empty()) co_return error_code{};
+    // Most writes fit in the socket buffer: try once without suspending, and only
+    // wait for the rest when the peer reads slower than we write (backpressure).
+    error_code ec;
+    auto written = socket.write_some(out.pieces(), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec.clear();
+        written = 0;
+    }
+    if (!ec && written < asio::buffer_size(out.pieces())) {
+        std::vector<asio::const_buffer> rest;
+        for (const auto& piece : out.pieces()) {
+            if (written >= piece.size()) {
+                written -= piece.size();
+                continue;
+            }
+            rest.push_back(piece + written);
+            written = 0;
+        }
+        auto [write_ec, n] = co_await asio::async_write(socket, rest, use_tuple);
+        ec = write_ec;
+    }
+    out.clear();
+    co_return ec;
+}
+
+awaitable<void> Session::send_to_client(std::string bytes) {
+    co_await asio::async_write(client_, asio::buffer(bytes), use_tuple);
+}
+
+awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {
+    std::string bytes;
+    protocol::encode_error_response(bytes, {"FATAL", std::move(sqlstate), std::move(message), {}, {}});
+    co_await send_to_client(std::move(bytes));
+}
+
+awaitable<void> Session::client_to_server() {
+    auto& in = from_client_;
+    const auto max_size = shared_.config.max_message_size;
+    while (true) {
+        if (auto ec = co_await read_more(in)) {
+            // The client went away without Terminate: end its backend politely.
+            if (!client_terminated_) {
+                std::string terminate;
+                protocol::encode_terminate(terminate);
+                co_await asio::async_write(server_, asio::buffer(terminate), use_tuple);
+            }
+            co_return;
+        }
+        in.needed = 0;
+        while (true) {
+            auto pending = in.buffer.pending();
+            if (in.passthrough_remaining > 0) {
+                const auto take = std::min(in.passthrough_remaining, pending.size());
+                if (take == 0) break;
+                to_server_.forward(pending.substr(0, take));
+                in.passthrough_remaining -= take;
+                in.buffer.consume(take);
+                continue;
+            }
+            const auto header = protocol::read_header(pending, max_size);
+            if (header.status == protocol::FrameStatus::need_more) break;
+            if (header.status == protocol::FrameStatus::invalid) {
+                spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
+                             context_.client_address, header.reason, protocol::hex_dump(pending.substr(0, 5)));
+                protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"",
+                                                  header.header.length, header.header.tag);
+                // Nothing of the bad frame is forwarded; what came before it still is.
+                co_await write_out(server_, to_server_);
+                co_return;
+            }
+            const char tag = header.header.tag;
+            if (counts_as_sync(tag)) ++syncs_sent_;
+            if (tag == protocol::frontend_tag::terminate) client_terminated_ = true;
+            if (!inspect_from_client(tag)) {
+                in.passthrough_remaining = header.header.total_size();
+                continue;
+            }
+            if (pending.size() < header.header.total_size()) {
+                in.needed = header.header.total_size();
+                if (counts_as_sync(tag)) --syncs_sent_;  // counted again once whole
+                break;
+            }
+            const auto frame = pending.substr(0, header.header.total_size());
+            if (auto intercept = on_client_statement(tag, frame, to_server_)) {
+                // What came before goes first, so the answer keeps its place in the stream.
+                if (co_await write_out(server_, to_server_)) co_return;
+                co_await run_intercept(*intercept, tag, frame, to_server_);
+            }
+            if (!protocol_violation_.empty()) {
+                co_await write_out(server_, to_server_);
+                co_return;
+            }
+            in.buffer.consume(header.header.total_size());
+        }
+        if (auto ec = co_await write_out(server_, to_server_)) co_return;
+    }
+}
+
+std::optional<GateVerdict> Session::on_client_statement(char tag, std::string_view frame, Outbound& out) {
+    const auto body = frame.substr(protocol::header_size);
+    std::string_view sql;
+    std::optional<protocol::ParseMessage> parse;
+    if (tag == protocol::frontend_tag::query) {
+        const auto query = protocol::parse_query(body);
+        if (!query) {
+            protocol_violation_ = "invalid Query message: missing terminator";
+            return std::nullopt;
+        }
+        sql = *query;
+    } else {
+        parse = protocol::parse_parse(body);
+        if (!parse) {
+            protocol_violation_ = "invalid Parse message format";
+            return std::nullopt;
+        }
+        sql = parse->query;
+    }
+    const auto kind = tag == protocol::frontend_tag::query ? MessageKind::simple_query : MessageKind::parse;
+    auto verdict = shared_.gate->check(context_, kind, sql);
+    switch (verdict.kind) {
+        case GateVerdict::Kind::forward:
+            out.forward(frame);
+            break;
+        case GateVerdict::Kind::refuse:
+            refuse(verdict, tag, sql, parse ? parse->statement_name : std::string_view{},
+                   parse ? parse->parameter_types : std::string_view{}, out);
+            break;
+        case GateVerdict::Kind::substitute:
+            substitute(tag, frame, verdict.substitute_sql, out);
+            break;
+        case GateVerdict::Kind::intercept:
+            return verdict;
+    }
+    return std::nullopt;
+}
+
+// The server answers in pgrail's place: a Query or Parse with other text, same name and types.
+void Session::substitute(char tag, std::string_view frame, std::string_view sql, Outbound& out) {
+    std::string replacement;
+    if (tag == protocol::frontend_tag::parse) {
+        const auto parse = protocol::parse_parse(frame.substr(protocol::header_size));
+        protocol::encode_parse(replacement, parse->statement_name, sql, parse->parameter_types);
+    } else {
+        protocol::encode_query(replacement, sql);
+    }
+    out.inject(std::move(replacement));
+}
+
+// Parameters by value: the coroutine runs on another thread, after the caller's frame moved on.
+awaitable<InbandOutcome> run_inband(std::shared_ptr<InbandCommands> inband, SessionContext context,
+                                    std::string command, std::vector<std::string> arguments) {
+    co_return inband->run(context, command, arguments);
+}
+
+// In-band commands run on the blocking pool; their result set is produced by the server
+// from a VALUES list, so simple and extended protocol, Describe and pipelining just work.
+awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out) {
+    InbandOutcome outcome;
+    if (!shared_.inband) {
+        outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail",
+                         {}, "Set migrations.dir and migrations.migrator in pgrail's configuration."};
+    } else {
+        outcome = co_await asio::co_spawn(
+            shared_.blocking_pool, run_inband(shared_.inband, context_, verdict.command, verdict.arguments),
+            asio::use_awaitable);
+    }
+    if (outcome.ok) {
+        substitute(tag, frame, outcome.result_sql, out);
+        co_return;
+    }
+    GateVerdict refusal;
+    refusal.kind = GateVerdict::Kind::refuse;
+    refusal.error = std::move(outcome.error);
+    const auto body = frame.substr(protocol::header_size);
+    if (tag == protocol::frontend_tag::parse) {
+        const auto parse = protocol::parse_parse(body);
+        refuse(refusal, tag, parse->query, parse->statement_name, parse->parameter_types, out);
+    } else {
+        refuse(refusal, tag, *protocol::parse_query(body), {}, {}, out);
+    }
+}
+
+// The refused statement is replaced by a call of a function that cannot exist, so the
+// server itself fails at that point: the transaction, pipeline and Sync semantics are
+// PostgreSQL's own. Its error is rewritten into the policy's error on the way back.
+void Session::refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
+                     std::string_view parse_types, Outbound& out) {
+    const auto id = next_refusal_id_++;
+    // A Query's own ReadyForQuery is already counted; a Parse's comes with the next Sync.
+    const auto ready_index = tag == protocol::frontend_tag::query ? syncs_sent_ - 1 : syncs_sent_;
+    refusals_[id] = PendingRefusal{verdict.error, ready_index};
+    const auto stand_in = fmt::format("SELECT {}{}()", shared_.refusal_marker, id);
+    std::string replacement;
+    if (tag == protocol::frontend_tag::query) {
+        // Statements before the refused one run, as they would before a failing statement.
+        const auto prefix = sql.substr(0, std::min(verdict.refused_offset, sql.size()));
+        protocol::encode_query(replacement, fmt::format("{};{}", prefix, stand_in));
+    } else {
+        protocol::encode_parse(replacement, parse_name, stand_in, parse_types);
+    }
+    out.inject(std::move(replacement));
+}
+
+awaitable<void> Session::server_to_client() {
+    auto& in = from_server_;
+    while (true) {
+        if (auto ec = co_await read_more(in)) co_return;
+        in.needed = 0;
+        while (true) {
+            auto pending = in.buffer.pending();
+            if (in.passthrough_remaining > 0) {
+                const auto take = std::min(in.passthrough_remaining, pending.size());
+                if (take == 0) break;
+                to_client_.forward(pending.substr(0, take));
+                in.passthrough_remaining -= take;
+                in.buffer.consume(take);
+                continue;
+            }
+            // The server is trusted, but its lengths are still bounded: PostgreSQL's 1 GiB.
+            const auto header = protocol::read_header(pending, 1u << 30);
+            if (header.status == protocol::FrameStatus::need_more) break;
+            if (header.status == protocol::FrameStatus::invalid) {
+                spdlog::error("session {}: invalid message from the server: {} (header {})", context_.session_id,
+                              header.reason, protocol::hex_dump(pending.substr(0, 5)));
+                co_await write_out(client_, to_client_);
+                co_return;
+            }
+            const char tag = header.header.tag;
+            if (!inspect_from_server(tag)) {
+                in.passthrough_remaining = header.header.total_size();
+                continue;
+            }
+            if (pending.size() < header.header.total_size()) {
+                in.needed = header.header.total_size();
+                break;
+            }
+            on_server_frame(tag, pending.substr(0, header.header.total_size()), to_client_);
+            in.buffer.consume(header.header.total_size());
+        }
+        if (auto ec = co_await write_out(client_, to_client_)) co_return;
+    }
+}
+
+void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
+    const auto body = frame.substr(protocol::header_size);
+    switch (tag) {
+        case protocol::backend_tag::ready_for_query: {
+            if (const auto status = protocol::parse_ready_for_query(body)) transaction_status_ = *status;
+            ++ready_received_;
+            // Refusals answered before this point can no longer come back.
+            std::erase_if(refusals_, [&](const auto& entry) { return entry.second.ready_index < ready_received_; });
+            break;
+        }
+        case protocol::backend_tag::backend_key_data: {
+            const auto key = protocol::parse_backend_key_data(body);
+            if (!key) break;
+            if (has_client_key_) shared_.cancel_registry.remove(client_key_);
+            client_key_ = shared_.cancel_registry.add(*key);
+            has_client_key_ = true;
+            std::string replacement;
+            protocol::encode_backend_key_data(replacement, client_key_);
+            out.inject(std::move(replacement));
+            return;
+        }
+        case protocol::backend_tag::authentication: {
+            const auto auth = protocol::parse_authentication(body);
+            if (!auth || auth->code != protocol::auth_sasl) break;
+            // Channel binding needs one TLS session end to end; the client's and the
+            // server's legs never share one through pgrail, so never offer -PLUS.
+            std::vector<std::string_view> mechanisms;
+            for (auto mechanism : auth->sasl_mechanisms)
+                if (mechanism != "SCRAM-SHA-256-PLUS") mechanisms.push_back(mechanism);
+            if (mechanisms.size() == auth->sasl_mechanisms.size()) break;
+            std::string replacement;
+            protocol::encode_authentication_sasl(replacement, mechanisms);
+            out.inject(std::move(replacement));
+            return;
+        }
+        case protocol::backend_tag::error_response: {
+            const auto fields = protocol::parse_error_fields(body);
+            if (!fields) break;
+            if (protocol::error_field(*fields, 'V') == "FATAL" || protocol::error_field(*fields, 'S') == "FATAL")
+                server_sent_fatal_ = true;
+            if (refusals_.empty()) break;
+            const auto message = protocol::error_field(*fields, 'M');
+            const auto marker = message.find(shared_.refusal_marker);
+            if (marker == std::string_view::npos) break;
+            const auto digits = message.substr(marker + shared_.refusal_marker.size());
+            std::uint64_t id = 0;
+            std::from_chars(digits.data(), digits.data() + digits.size(), id);
+            const auto it = refusals_.find(id);
+            if (it == refusals_.end()) break;
+            std::string replacement;
+            protocol::encode_error_response(replacement, it->second.error);
+            refusals_.erase(it);
+            out.inject(std::move(replacement));
+            return;
+        }
+        default:
+            break;
+    }
+    out.forward(frame);
+}
+
+}  // namespace pgrail::proxy

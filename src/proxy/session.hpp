@@ -1,0 +1,127 @@
+// One client connection: startup, upstream connect, and the two pumps.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "buffer.hpp"
+#include "pgrail/config/serve_config.hpp"
+#include "pgrail/protocol/backend.hpp"
+#include "pgrail/protocol/frontend.hpp"
+#include "pgrail/proxy/cancel_registry.hpp"
+#include "pgrail/proxy/inband_commands.hpp"
+#include "pgrail/proxy/statement_gate.hpp"
+
+namespace pgrail::proxy {
+
+using boost::asio::awaitable;
+using boost::asio::ip::tcp;
+
+// What every session shares; lives as long as the server.
+struct ServerShared {
+    config::ServeConfig config;
+    std::shared_ptr<StatementGate> gate;
+    std::shared_ptr<InbandCommands> inband;  // null: in-band commands are not configured
+    boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
+    CancelRegistry cancel_registry;
+    std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
+    std::atomic<std::uint64_t> next_session_id{1};
+    std::atomic<std::uint64_t> active_sessions{0};
+};
+
+// Bytes to write in order: ranges of the read buffer (forwarded without copying) and
+// messages pgrail wrote itself.
+class Outbound {
+public:
+    void forward(std::string_view bytes);
+    void inject(std::string bytes);
+    [[nodiscard]] bool empty() const { return pieces_.empty(); }
+    [[nodiscard]] const std::vector<boost::asio::const_buffer>& pieces() const { return pieces_; }
+    void clear();
+
+private:
+    std::vector<boost::asio::const_buffer> pieces_;
+    std::deque<std::string> owned_;  // deque: appending keeps earlier strings in place
+    bool last_is_forward_ = false;
+};
+
+// One direction's read side: a pooled buffer and where the current frame stands.
+struct Inbound {
+    explicit Inbound(tcp::socket& s) : socket(s) {}
+    tcp::socket& socket;
+    Buffer buffer;
+    std::size_t passthrough_remaining = 0;  // bytes of a forwarded frame still to come
+    std::size_t needed = 0;                 // bytes an inspected frame needs in the buffer
+    std::uint64_t bytes = 0;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(tcp::socket client, ServerShared& shared);
+    ~Session();
+    awaitable<void> run();
+    [[nodiscard]] tcp::socket::executor_type executor() { return client_.get_executor(); }
+
+private:
+    // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
+    awaitable<bool> read_startup();
+    awaitable<bool> connect_upstream();
+    awaitable<void> handle_cancel(const protocol::StartupPacket& packet);
+    awaitable<void> client_to_server();
+    awaitable<void> server_to_client();
+    awaitable<boost::system::error_code> read_more(Inbound& in);
+    awaitable<boost::system::error_code> write_out(tcp::socket& socket, Outbound& out);
+    awaitable<void> send_to_client(std::string bytes);
+    awaitable<void> send_fatal(std::string sqlstate, std::string message);
+
+    // Per-frame handlers; they forward the frame, replace it, or stop the pump. A client
+    // statement that is one of pgrail's in-band commands comes back as a verdict to run.
+    [[nodiscard]] std::optional<GateVerdict> on_client_statement(char tag, std::string_view frame, Outbound& out);
+    awaitable<void> run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out);
+    void on_server_frame(char tag, std::string_view frame, Outbound& out);
+    void substitute(char tag, std::string_view frame, std::string_view sql, Outbound& out);
+    void refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
+                std::string_view parse_types, Outbound& out);
+
+    ServerShared& shared_;
+    tcp::socket client_;
+    tcp::socket server_;
+    SessionContext context_;
+    std::string startup_bytes_;
+    StartupParameters startup_parameters_;
+    std::chrono::steady_clock::time_point started_;
+    Inbound from_client_{client_};
+    Inbound from_server_{server_};
+    Outbound to_server_;
+    Outbound to_client_;
+
+    // Refused statements whose stand-in error the server has yet to answer, by id;
+    // each remembers how many ReadyForQuery precede its answer, to forget it after.
+    struct PendingRefusal {
+        protocol::ErrorMessage error;
+        std::uint64_t ready_index = 0;
+    };
+    std::unordered_map<std::uint64_t, PendingRefusal> refusals_;
+    std::uint64_t next_refusal_id_ = 1;
+    std::uint64_t syncs_sent_ = 0;       // Query and Sync messages sent: each earns a ReadyForQuery
+    std::uint64_t ready_received_ = 0;
+    char transaction_status_ = 'I';
+    bool server_sent_fatal_ = false;
+    bool client_terminated_ = false;
+    std::string protocol_violation_;     // why the client pump stopped, for a FATAL 08P01
+    protocol::BackendKey client_key_{};
+    bool has_client_key_ = false;
+};
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,141 @@
+// Sharded LRU cache of analyses, bounded by an estimate of the bytes it holds.
+#include "pgrail/sql/analysis_cache.hpp"
+
+#include <array>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "pgrail/sql/analyzer.hpp"
+
+namespace pgrail::sql {
+namespace {
+
+constexpr std::size_t shard_count = 16;  // a power of two: the shard is picked by the hash's low bits
+constexpr std::size_t entry_overhead = 160;  // list node, map node, control block
+
+std::size_t footprint(const Statement& statement) {
+    std::size_t bytes = sizeof(Statement) + statement.tag.size() + statement.normalized.size();
+    for (const ObjectRef& object : statement.objects) {
+        bytes += sizeof(ObjectRef) + object.schema.size() + object.name.size() + object.kind.size();
+    }
+    for (const std::string& function : statement.functions) bytes += sizeof(std::string) + function.size();
+    for (const SettingChange& setting : statement.settings) bytes += sizeof(SettingChange) + setting.name.size();
+    if (statement.error) bytes += statement.error->message.size();
+    if (statement.pgrail_call) {
+        bytes += sizeof(PgrailCall) + statement.pgrail_call->function.size();
+        for (const std::string& argument : statement.pgrail_call->arguments) bytes += sizeof(std::string) + argument.size();
+    }
+    for (const Statement& inner : statement.inner) bytes += footprint(inner);
+    return bytes;
+}
+
+std::size_t footprint(std::string_view query, const Analysis& analysis) {
+    std::size_t bytes = entry_overhead + sizeof(Analysis) + query.size();
+    for (const Statement& statement : analysis.statements) bytes += footprint(statement);
+    if (analysis.error) bytes += analysis.error->message.size();
+    return bytes;
+}
+
+// The text's hash is computed once per lookup and reused by the map.
+struct Key {
+    std::string_view text;
+    std::size_t hash = 0;
+    bool operator==(const Key& other) const { return hash == other.hash && text == other.text; }
+};
+
+struct KeyHash {
+    std::size_t operator()(const Key& key) const noexcept { return key.hash; }
+};
+
+struct Entry {
+    std::string query;
+    std::size_t hash = 0;
+    std::shared_ptr<const Analysis> analysis;
+    std::size_t bytes = 0;
+};
+
+struct Shard {
+    std::mutex mutex;
+    std::list<Entry> entries;  // most recently used first
+    std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;  // keys view Entry::query
+    std::size_t bytes = 0;
+    std::uint64_t hits = 0;
+    std::uint64_t misses = 0;
+};
+
+}  // namespace
+
+struct AnalysisCache::Impl {
+    std::size_t shard_capacity = 0;
+    std::array<Shard, shard_count> shards;
+};
+
+AnalysisCache::AnalysisCache(std::size_t max_bytes) : impl_(std::make_unique<Impl>()) {
+    impl_->shard_capacity = max_bytes / shard_count;
+}
+
+AnalysisCache::~AnalysisCache() = default;
+
+std::shared_ptr<const Analysis> AnalysisCache::analyze(std::string_view query) {
+    const Key key{query, std::hash<std::string_view>{}(query)};
+    // High bits pick the shard; the map's buckets use the low ones.
+    Shard& shard = impl_->shards[(key.hash >> 56) & (shard_count - 1)];
+    {
+        std::lock_guard lock(shard.mutex);
+        if (const auto found = shard.index.find(key); found != shard.index.end()) {
+            ++shard.hits;
+            shard.entries.splice(shard.entries.begin(), shard.entries, found->second);
+            return found->second->analysis;
+        }
+        ++shard.misses;
+    }
+    // Analyse outside the lock: a slow statement must not stall other lookups.
+    auto analysis = std::make_shared<const Analysis>(sql::analyze(query));
+    const std::size_t bytes = footprint(query, *analysis);
+    if (bytes > impl_->shard_capacity) return analysis;
+
+    std::lock_guard lock(shard.mutex);
+    if (const auto found = shard.index.find(key); found != shard.index.end()) return found->second->analysis;
+    shard.entries.push_front(Entry{std::string(query), key.hash, analysis, bytes});
+    shard.index.emplace(Key{shard.entries.front().query, key.hash}, shard.entries.begin());
+    shard.bytes += bytes;
+    while (shard.bytes > impl_->shard_capacity) {
+        const Entry& oldest = shard.entries.back();
+        shard.bytes -= oldest.bytes;
+        shard.index.erase(Key{oldest.query, oldest.hash});
+        shard.entries.pop_back();
+    }
+    return analysis;
+}
+
+std::uint64_t AnalysisCache::hits() const {
+    std::uint64_t total = 0;
+    for (Shard& shard : impl_->shards) {
+        std::lock_guard lock(shard.mutex);
+        total += shard.hits;
+    }
+    return total;
+}
+
+std::uint64_t AnalysisCache::misses() const {
+    std::uint64_t total = 0;
+    for (Shard& shard : impl_->shards) {
+        std::lock_guard lock(shard.mutex);
+        total += shard.misses;
+    }
+    return total;
+}
+
+std::size_t AnalysisCache::size_bytes() const {
+    std::size_t total = 0;
+    for (Shard& shard : impl_->shards) {
+        std::lock_guard lock(shard.mutex);
+        total += shard.bytes;
+    }
+    return total;
+}
+
+}  // namespace pgrail::sql

@@ -1,0 +1,966 @@
+// Split, bound, parse, classify and normalise query text with libpg_query.
+#include "pgrail/sql/analyzer.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "analyzer_internal.hpp"
+#include "classify.hpp"
+#include "deep_stack.hpp"
+#include "json_tree.hpp"
+#include "nesting.hpp"
+#include "pg_query_handle.hpp"
+#include "structural_key.hpp"
+
+namespace pgrail::sql {
+namespace {
+
+using json = detail::JsonNode;
+using namespace detail;
+
+// JSON nesting our own walks accept; the parse tree of a statement within
+// max_nesting stays far below it (about two JSON levels per tree level).
+constexpr std::size_t max_json_depth = 8 * max_nesting;
+// DO bodies may contain DO statements: a few levels are plenty.
+constexpr int max_body_level = 4;
+
+// Parse trees come from a small per-thread pool: a fresh node array for each
+// statement costs page faults that show in the benchmark for large queries.
+class PooledTree {
+public:
+    PooledTree() {
+        std::vector<std::unique_ptr<JsonTree>>& pool = free_trees();
+        if (pool.empty()) {
+            tree_ = std::make_unique<JsonTree>();
+        } else {
+            tree_ = std::move(pool.back());
+            pool.pop_back();
+        }
+    }
+    ~PooledTree() {
+        std::vector<std::unique_ptr<JsonTree>>& pool = free_trees();
+        constexpr std::size_t kept_nodes = std::size_t{1} << 16;  // do not hoard memory after a huge query
+        if (pool.size() < 4 && tree_->capacity() <= kept_nodes) pool.push_back(std::move(tree_));
+    }
+    PooledTree(const PooledTree&) = delete;
+    PooledTree& operator=(const PooledTree&) = delete;
+    JsonTree& operator*() { return *tree_; }
+    JsonTree* operator->() { return tree_.get(); }
+
+private:
+    static std::vector<std::unique_ptr<JsonTree>>& free_trees() {
+        thread_local std::vector<std::unique_ptr<JsonTree>> pool;
+        return pool;
+    }
+    std::unique_ptr<JsonTree> tree_;
+};
+
+// Thrown inside one statement's analysis; it becomes that statement's ParseError.
+struct Refusal {
+    std::string message;
+};
+
+std::string too_deep_message(std::size_t bound) {
+    return "statement nested too deeply to analyse safely (nesting " + std::to_string(bound) + ", limit " +
+           std::to_string(max_nesting) + ")";
+}
+
+std::size_t character_count(std::string_view text) {
+    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+        return (static_cast<unsigned char>(c) & 0xC0U) != 0x80U;
+    }));
+}
+
+std::string lower(std::string_view text) {
+    std::string result(text);
+    std::transform(result.begin(), result.end(), result.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return result;
+}
+
+std::string_view str(const json& body, const char* name) {
+    const json value = body.find(name);
+    return value.is_string() ? value.text() : std::string_view();
+}
+
+bool boolean(const json& body, const char* name) { return body.find(name).boolean(); }
+
+// A field of a node; an absent field is an empty null.
+json child(const json& body, const char* name) { return body.find(name); }
+
+// A parse-tree node {"NodeType": {fields}}: its type name and fields.
+struct NodeRef {
+    std::string_view first;
+    json second;
+};
+
+std::optional<NodeRef> node_of(const json& value) {
+    if (!value.is_object() || value.size() != 1) return std::nullopt;
+    const json entry = value.front();
+    if (!entry.is_object()) return std::nullopt;
+    return NodeRef{entry.key(), entry};
+}
+
+// Strings of a list of String nodes (a qualified name).
+std::vector<std::string_view> names_of(const json& list) {
+    std::vector<std::string_view> names;
+    if (!list.is_array()) return names;
+    for (const json item : list) {
+        const auto node = node_of(item);
+        if (node && node->first == "String") names.push_back(str(node->second, "sval"));
+    }
+    return names;
+}
+
+std::string joined(const std::vector<std::string_view>& names) {
+    std::string result;
+    for (std::string_view name : names) {
+        if (!result.empty()) result += '.';
+        result += name;
+    }
+    return result;
+}
+
+std::string kind_of(std::string_view object_type) {
+    const std::string_view noun = object_noun(object_type);
+    return noun.empty() ? "object" : lower(noun);
+}
+
+void add_object(Statement& out, ObjectRef ref) {
+    if (ref.name.empty()) return;
+    for (ObjectRef& existing : out.objects) {
+        if (existing.schema == ref.schema && existing.name == ref.name) {
+            // A table both read and written is reported once, with its strongest role.
+            if (existing.role == ObjectRole::read && ref.role != ObjectRole::read) existing = std::move(ref);
+            return;
+        }
+    }
+    out.objects.push_back(std::move(ref));
+}
+
+void add_named(Statement& out, const std::vector<std::string_view>& names, std::string kind, ObjectRole role) {
+    if (names.empty()) return;
+    ObjectRef ref;
+    ref.name = std::string(names.back());
+    if (names.size() >= 2) ref.schema = std::string(names[names.size() - 2]);
+    ref.kind = std::move(kind);
+    ref.role = role;
+    add_object(out, std::move(ref));
+}
+
+// A named object in any of the shapes DDL nodes use for it.
+void add_object_node(Statement& out, const json& value, std::string_view object_type, ObjectRole role) {
+    // Typed fields hold their node without the {"Type": ...} wrapper.
+    if (value.contains("rolename")) return add_named(out, {str(value, "rolename")}, "role", role);
+    if (value.contains("objname")) return add_named(out, names_of(child(value, "objname")), kind_of(object_type), role);
+    const auto node = node_of(value);
+    if (!node) return;
+    const std::string_view type = node->first;
+    const json& body = node->second;
+    const std::string kind = kind_of(object_type);
+    if (type == "String") {
+        add_named(out, {str(body, "sval")}, kind, role);
+    } else if (type == "List") {
+        std::vector<std::string_view> names = names_of(child(body, "items"));
+        // Triggers, rules and policies are named relative to their table.
+        if ((object_type == "OBJECT_TRIGGER" || object_type == "OBJECT_RULE" || object_type == "OBJECT_POLICY" ||
+             object_type == "OBJECT_COLUMN" || object_type == "OBJECT_TABCONSTRAINT") && names.size() >= 2) {
+            const std::string_view own = names.back();
+            names.pop_back();
+            add_named(out, names, "table", ObjectRole::altered);
+            if (object_type == "OBJECT_COLUMN" || object_type == "OBJECT_TABCONSTRAINT") return;
+            add_named(out, {own}, kind, role);
+            return;
+        }
+        // Operator classes and families are named after their access method.
+        if ((object_type == "OBJECT_OPCLASS" || object_type == "OBJECT_OPFAMILY") && names.size() >= 2) {
+            names.erase(names.begin());
+        }
+        add_named(out, names, kind, role);
+    } else if (type == "TypeName") {
+        add_named(out, names_of(child(body, "names")), kind, role);
+    } else if (type == "ObjectWithArgs") {
+        add_named(out, names_of(child(body, "objname")), kind, role);
+    } else if (type == "RoleSpec") {
+        add_named(out, {str(body, "rolename")}, "role", role);
+    }
+}
+
+void add_object_list(Statement& out, const json& body, const char* field, std::string_view object_type,
+                     ObjectRole role) {
+    const auto it = body.find(field);
+    if (!it.valid()) return;
+    if (it.is_array()) {
+        for (const json item : it) add_object_node(out, item, object_type, role);
+    } else {
+        add_object_node(out, it, object_type, role);
+    }
+}
+
+void add_string(Statement& out, const json& body, const char* field, std::string kind, ObjectRole role) {
+    add_named(out, {str(body, field)}, std::move(kind), role);
+}
+
+// Objects that DDL names other than through a RangeVar (those the walk finds).
+void add_named_objects(std::string_view type, const json& body, Statement& out) {
+    using R = ObjectRole;
+    if (type == "DropStmt") {
+        add_object_list(out, body, "objects", str(body, "removeType"), R::dropped);
+    } else if (type == "CommentStmt" || type == "SecLabelStmt") {
+        add_object_list(out, body, "object", str(body, "objtype"), R::altered);
+    } else if (type == "GrantStmt") {
+        add_object_list(out, body, "objects", str(body, "objtype"), R::altered);
+    } else if (type == "RenameStmt" || type == "AlterOwnerStmt" || type == "AlterObjectSchemaStmt" ||
+               type == "AlterObjectDependsStmt") {
+        const std::string_view object_type = type == "RenameStmt" ? str(body, "renameType") : str(body, "objectType");
+        add_object_list(out, body, "object", object_type, R::altered);
+        // Schemas, databases, roles, tablespaces ... are renamed by name alone.
+        if (type == "RenameStmt" && !body.contains("object") && !body.contains("relation")) {
+            add_string(out, body, "subname", kind_of(object_type), R::altered);
+        }
+    } else if (type == "AlterFunctionStmt") {
+        add_object_list(out, body, "func", str(body, "objtype"), R::altered);
+    } else if (type == "CreateFunctionStmt") {
+        add_named(out, names_of(child(body, "funcname")),
+                  boolean(body, "is_procedure") ? "procedure" : "function", R::created);
+    } else if (type == "DefineStmt") {
+        add_named(out, names_of(child(body, "defnames")), kind_of(str(body, "kind")), R::created);
+    } else if (type == "CreateSchemaStmt") {
+        add_string(out, body, "schemaname", "schema", R::created);
+    } else if (type == "CreateExtensionStmt") {
+        add_string(out, body, "extname", "extension", R::created);
+    } else if (type == "AlterExtensionStmt" || type == "AlterExtensionContentsStmt") {
+        add_string(out, body, "extname", "extension", R::altered);
+    } else if (type == "CreatedbStmt") {
+        add_string(out, body, "dbname", "database", R::created);
+    } else if (type == "DropdbStmt") {
+        add_string(out, body, "dbname", "database", R::dropped);
+    } else if (type == "AlterDatabaseStmt" || type == "AlterDatabaseSetStmt" || type == "AlterDatabaseRefreshCollStmt") {
+        add_string(out, body, "dbname", "database", R::altered);
+    } else if (type == "CreateRoleStmt") {
+        add_string(out, body, "role", "role", R::created);
+    } else if (type == "AlterRoleStmt" || type == "AlterRoleSetStmt") {
+        add_object_list(out, body, "role", "OBJECT_ROLE", R::altered);
+    } else if (type == "DropRoleStmt") {
+        add_object_list(out, body, "roles", "OBJECT_ROLE", R::dropped);
+    } else if (type == "IndexStmt") {
+        ObjectRef index;
+        index.name = std::string(str(body, "idxname"));
+        if (const json relation = body.find("relation"); relation.valid()) {
+            index.schema = std::string(str(relation, "schemaname"));
+        }
+        index.kind = "index";
+        index.role = R::created;
+        add_object(out, std::move(index));
+    } else if (type == "CreateTrigStmt") {
+        add_string(out, body, "trigname", "trigger", R::created);
+    } else if (type == "CreatePolicyStmt") {
+        add_string(out, body, "policy_name", "policy", R::created);
+    } else if (type == "CreateDomainStmt") {
+        add_named(out, names_of(child(body, "domainname")), "domain", R::created);
+    } else if (type == "CreateEnumStmt" || type == "CreateRangeStmt") {
+        add_named(out, names_of(child(body, "typeName")), "type", R::created);
+    } else if (type == "AlterEnumStmt") {
+        add_named(out, names_of(child(body, "typeName")), "type", R::altered);
+    } else if (type == "AlterDomainStmt") {
+        add_named(out, names_of(child(body, "typeName")), "domain", R::altered);
+    } else if (type == "CreateEventTrigStmt") {
+        add_string(out, body, "trigname", "event trigger", R::created);
+    } else if (type == "CreateTableSpaceStmt") {
+        add_string(out, body, "tablespacename", "tablespace", R::created);
+    } else if (type == "DropTableSpaceStmt") {
+        add_string(out, body, "tablespacename", "tablespace", R::dropped);
+    } else if (type == "CreateForeignServerStmt") {
+        add_string(out, body, "servername", "server", R::created);
+    } else if (type == "CreateFdwStmt") {
+        add_string(out, body, "fdwname", "foreign data wrapper", R::created);
+    } else if (type == "CreatePublicationStmt") {
+        add_string(out, body, "pubname", "publication", R::created);
+    } else if (type == "CreateSubscriptionStmt") {
+        add_string(out, body, "subname", "subscription", R::created);
+    } else if (type == "CreateStatsStmt") {
+        add_named(out, names_of(child(body, "defnames")), "statistics", R::created);
+    } else if (type == "CreatePLangStmt") {
+        add_string(out, body, "plname", "language", R::created);
+    } else if (type == "CreateAmStmt") {
+        add_string(out, body, "amname", "access method", R::created);
+    } else if (type == "RuleStmt") {
+        add_string(out, body, "rulename", "rule", R::created);
+    } else if (type == "AlterPolicyStmt") {
+        add_string(out, body, "policy_name", "policy", R::altered);
+    } else if (type == "AlterSubscriptionStmt") {
+        add_string(out, body, "subname", "subscription", R::altered);
+    } else if (type == "DropSubscriptionStmt") {
+        add_string(out, body, "subname", "subscription", R::dropped);
+    } else if (type == "AlterForeignServerStmt") {
+        add_string(out, body, "servername", "server", R::altered);
+    } else if (type == "AlterFdwStmt") {
+        add_string(out, body, "fdwname", "foreign data wrapper", R::altered);
+    } else if (type == "AlterTableSpaceOptionsStmt") {
+        add_string(out, body, "tablespacename", "tablespace", R::altered);
+    } else if (type == "AlterEventTrigStmt") {
+        add_string(out, body, "trigname", "event trigger", R::altered);
+    } else if (type == "AlterPublicationStmt") {
+        add_string(out, body, "pubname", "publication", R::altered);
+    } else if (type == "AlterCollationStmt") {
+        add_named(out, names_of(child(body, "collname")), "collation", R::altered);
+    } else if (type == "AlterStatsStmt") {
+        add_named(out, names_of(child(body, "defnames")), "statistics", R::altered);
+    } else if (type == "AlterTSDictionaryStmt") {
+        add_named(out, names_of(child(body, "dictname")), "text search dictionary", R::altered);
+    } else if (type == "AlterTSConfigurationStmt") {
+        add_named(out, names_of(child(body, "cfgname")), "text search configuration", R::altered);
+    } else if (type == "CreateConversionStmt") {
+        add_named(out, names_of(child(body, "conversion_name")), "conversion", R::created);
+    } else if (type == "ImportForeignSchemaStmt") {
+        add_string(out, body, "local_schema", "schema", R::altered);
+    }
+}
+
+void merge_flags(StatementFlags& into, const StatementFlags& from) {
+    into.update_or_delete_without_where |= from.update_or_delete_without_where;
+    into.data_modifying_cte |= from.data_modifying_cte;
+    into.select_into |= from.select_into;
+    into.create_table_as |= from.create_table_as;
+    if (into.copy_direction == CopyDirection::none) into.copy_direction = from.copy_direction;
+    into.copy_program |= from.copy_program;
+    into.copy_file |= from.copy_file;
+    into.explain_analyze |= from.explain_analyze;
+    into.locking_clause |= from.locking_clause;
+    into.temporary_object |= from.temporary_object;
+    into.ddl_capable_dynamic |= from.ddl_capable_dynamic;
+    into.alter_system |= from.alter_system;
+}
+
+// What a walk records for the RangeVars below a field.
+struct Scope {
+    std::string_view node;        // innermost node type
+    ObjectRole role = ObjectRole::read;
+    std::string kind = "relation";
+    ObjectRole target_role = ObjectRole::read;  // role of the node's own target, where it depends on options
+    std::string target_kind = "relation";
+    bool effects = true;          // false below a plain EXPLAIN: nothing runs
+};
+
+struct FieldRole {
+    std::string_view node;
+    std::string_view field;
+    ObjectRole role;
+    bool use_target_role;
+    std::string_view kind;        // empty: the node's target kind
+};
+
+// Fields that hold the relation a statement acts on; every other RangeVar is read.
+constexpr FieldRole field_roles[] = {
+    {"InsertStmt", "relation", ObjectRole::written, false, "table"},
+    {"UpdateStmt", "relation", ObjectRole::written, false, "table"},
+    {"DeleteStmt", "relation", ObjectRole::written, false, "table"},
+    {"MergeStmt", "relation", ObjectRole::written, false, "table"},
+    {"TruncateStmt", "relations", ObjectRole::truncated, false, "table"},
+    {"CopyStmt", "relation", ObjectRole::read, true, "table"},
+    {"CreateStmt", "relation", ObjectRole::created, false, "table"},
+    {"CreateForeignTableStmt", "relation", ObjectRole::created, false, "foreign table"},
+    {"CreateTableAsStmt", "into", ObjectRole::created, false, ""},
+    {"SelectStmt", "intoClause", ObjectRole::created, false, "table"},
+    {"ViewStmt", "view", ObjectRole::created, false, "view"},
+    {"CreateSeqStmt", "sequence", ObjectRole::created, false, "sequence"},
+    {"AlterSeqStmt", "sequence", ObjectRole::altered, false, "sequence"},
+    {"AlterTableStmt", "relation", ObjectRole::altered, false, ""},
+    {"RenameStmt", "relation", ObjectRole::altered, false, ""},
+    {"AlterObjectSchemaStmt", "relation", ObjectRole::altered, false, ""},
+    {"AlterObjectDependsStmt", "relation", ObjectRole::altered, false, ""},
+    {"AlterOwnerStmt", "relation", ObjectRole::altered, false, ""},
+    {"IndexStmt", "relation", ObjectRole::altered, false, "table"},
+    {"CreateTrigStmt", "relation", ObjectRole::altered, false, "table"},
+    {"RuleStmt", "relation", ObjectRole::altered, false, "table"},
+    {"CreatePolicyStmt", "table", ObjectRole::altered, false, "table"},
+    {"AlterPolicyStmt", "table", ObjectRole::altered, false, "table"},
+    {"RefreshMatViewStmt", "relation", ObjectRole::written, false, "materialized view"},
+    {"CompositeTypeStmt", "typevar", ObjectRole::created, false, "type"},
+    {"ClusterStmt", "relation", ObjectRole::altered, false, "table"},
+    {"ReindexStmt", "relation", ObjectRole::altered, false, ""},
+    {"GrantStmt", "objects", ObjectRole::altered, false, ""},
+    {"LockStmt", "relations", ObjectRole::read, false, "table"},
+    {"CreateStatsStmt", "relations", ObjectRole::read, false, "table"},
+};
+
+bool explain_has_analyze(const json& body) {
+    const auto options = body.find("options");
+    if (!options.is_array()) return false;
+    for (const json option : options) {
+        const auto node = node_of(option);
+        if (!node || node->first != "DefElem" || str(node->second, "defname") != "analyze") continue;
+        const auto arg = node->second.find("arg");
+        if (!arg.valid()) return true;
+        const auto value = node_of(arg);
+        if (!value) return true;
+        if (value->first == "String") {
+            const std::string setting = lower(str(value->second, "sval"));
+            return !(setting == "false" || setting == "off" || setting == "0" || setting == "no");
+        }
+        if (value->first == "Integer") return value->second.find("ival").integer() != 0;
+        return true;
+    }
+    return false;
+}
+
+std::string constant_text(const json& a_const, bool& ok) {
+    if (const json it = a_const.find("sval"); it.valid()) return std::string(str(it, "sval"));
+    if (const json it = a_const.find("ival"); it.valid()) return std::to_string(it.find("ival").integer());
+    if (const json it = a_const.find("fval"); it.valid()) return std::string(str(it, "fval"));
+    if (const json it = a_const.find("boolval"); it.valid()) return boolean(it, "boolval") ? "true" : "false";
+    ok = false;
+    return {};
+}
+
+bool only_keys(const json& body, std::initializer_list<std::string_view> allowed) {
+    for (const json member : body) {
+        const std::string_view key = member.key();
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) return false;
+    }
+    return true;
+}
+
+// pgrail.<function>(constants) as the only thing a SELECT does, in FROM or in the target list.
+std::optional<PgrailCall> pgrail_call_of(const json& select) {
+    if (!only_keys(select, {"targetList", "fromClause", "limitOption", "op"}) || str(select, "op") != "SETOP_NONE") {
+        return std::nullopt;
+    }
+    const json& targets = child(select, "targetList");
+    if (targets.size() != 1) return std::nullopt;
+    const auto target = node_of(targets.front());
+    if (!target || target->first != "ResTarget" || !only_keys(target->second, {"val", "location"})) {
+        return std::nullopt;
+    }
+    const auto value = node_of(child(target->second, "val"));
+    if (value == std::nullopt) return std::nullopt;
+
+    json call;
+    if (const json from = select.find("fromClause"); from.valid()) {
+        // SELECT * FROM pgrail.f(...)
+        if (value->first != "ColumnRef" || child(value->second, "fields").size() != 1 ||
+            !node_of(child(value->second, "fields").front()) ||
+            node_of(child(value->second, "fields").front())->first != "A_Star") {
+            return std::nullopt;
+        }
+        if (from.size() != 1) return std::nullopt;
+        const auto range = node_of(from.front());
+        if (!range || range->first != "RangeFunction" || !only_keys(range->second, {"functions"})) {
+            return std::nullopt;
+        }
+        const json& functions = child(range->second, "functions");
+        if (functions.size() != 1) return std::nullopt;
+        const auto pair = node_of(functions.front());
+        if (!pair || pair->first != "List") return std::nullopt;
+        const json& items = child(pair->second, "items");
+        if (items.empty()) return std::nullopt;
+        const auto function = node_of(items.front());
+        if (!function || function->first != "FuncCall") return std::nullopt;
+        call = function->second;
+    } else {
+        if (value->first != "FuncCall") return std::nullopt;
+        call = value->second;
+    }
+    if (!only_keys(call, {"funcname", "args", "funcformat", "location"})) return std::nullopt;
+    const std::vector<std::string_view> names = names_of(child(call, "funcname"));
+    if (names.size() != 2 || names[0] != "pgrail") return std::nullopt;
+    PgrailCall result;
+    result.function = std::string(names[1]);
+    for (const json argument : child(call, "args")) {
+        const auto constant = node_of(argument);
+        if (!constant || constant->first != "A_Const") return std::nullopt;
+        bool ok = true;
+        result.arguments.push_back(constant_text(constant->second, ok));
+        if (!ok) return std::nullopt;
+    }
+    return result;
+}
+
+std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error);
+
+// Walks one statement's parse tree once, collecting objects, functions, settings and flags.
+class Walker {
+public:
+    Walker(Statement& out, int body_level) : out_(out), body_level_(body_level) {}
+
+    void visit_node(std::string_view type, const json& body, const Scope& outer, std::size_t depth) {
+        Scope scope = outer;
+        scope.node = type;
+        if (type.ends_with("Stmt")) {
+            scope.role = ObjectRole::read;
+            scope.kind = "relation";
+        }
+        on_node(type, body, scope);
+        walk(body, scope, depth + 1);
+    }
+
+    const std::vector<std::string>& cte_names() const { return cte_names_; }
+
+private:
+    void walk(const json& value, const Scope& scope, std::size_t depth) {
+        if (depth > max_json_depth) throw Refusal{"statement nested too deeply to analyse safely"};
+        if (value.is_array()) {
+            for (const json item : value) walk(item, scope, depth + 1);
+            return;
+        }
+        if (!value.is_object()) return;
+        if (value.contains("relname")) {
+            add_relation(value, scope);
+            return;
+        }
+        for (const json field : value) {
+            const std::string_view key = field.key();
+            if (!key.empty() && key[0] >= 'A' && key[0] <= 'Z' && field.is_object()) {
+                visit_node(key, field, scope, depth + 1);
+            } else if (field.is_structured()) {
+                walk(field, field_scope(scope, key), depth + 1);
+            }
+        }
+    }
+
+    static Scope field_scope(const Scope& scope, std::string_view field) {
+        for (const FieldRole& entry : field_roles) {
+            if (entry.node != scope.node || entry.field != field) continue;
+            Scope inner = scope;
+            inner.role = scope.effects ? (entry.use_target_role ? scope.target_role : entry.role) : ObjectRole::read;
+            inner.kind = entry.kind.empty() ? scope.target_kind : std::string(entry.kind);
+            return inner;
+        }
+        return scope;
+    }
+
+    void add_relation(const json& range_var, const Scope& scope) {
+        ObjectRef ref;
+        ref.schema = std::string(str(range_var, "schemaname"));
+        ref.name = std::string(str(range_var, "relname"));
+        ref.kind = scope.kind;
+        ref.role = scope.role;
+        if (scope.role == ObjectRole::created && str(range_var, "relpersistence") == "t") {
+            out_.flags.temporary_object = true;
+        }
+        add_object(out_, std::move(ref));
+    }
+
+    void on_node(std::string_view type, const json& body, Scope& scope) {
+        if (type == "FuncCall") {
+            on_function(body);
+        } else if (type == "UpdateStmt" || type == "DeleteStmt") {
+            if (scope.effects && !body.contains("whereClause")) out_.flags.update_or_delete_without_where = true;
+        } else if (type == "CommonTableExpr") {
+            cte_names_.emplace_back(str(body, "ctename"));
+            const auto query = node_of(child(body, "ctequery"));
+            if (scope.effects && query && query->first != "SelectStmt") out_.flags.data_modifying_cte = true;
+        } else if (type == "SelectStmt") {
+            if (scope.effects && body.contains("intoClause")) out_.flags.select_into = true;
+        } else if (type == "LockingClause") {
+            out_.flags.locking_clause = true;
+        } else if (type == "ExplainStmt") {
+            const bool analyze = explain_has_analyze(body);
+            if (analyze && scope.effects) out_.flags.explain_analyze = true;
+            scope.effects = scope.effects && analyze;
+        } else if (type == "CopyStmt") {
+            const bool from = boolean(body, "is_from");
+            scope.target_role = from ? ObjectRole::written : ObjectRole::read;
+            out_.flags.copy_direction = from ? CopyDirection::from : CopyDirection::to;
+            if (boolean(body, "is_program")) out_.flags.copy_program = true;
+            else if (body.contains("filename")) out_.flags.copy_file = true;
+        } else if (type == "CreateTableAsStmt") {
+            const std::string_view object_type = str(body, "objtype");
+            scope.target_kind = object_type == "OBJECT_MATVIEW" ? "materialized view" : "table";
+            if (object_type != "OBJECT_MATVIEW") out_.flags.create_table_as = true;
+        } else if (type == "AlterTableStmt" || type == "GrantStmt") {
+            scope.target_kind = kind_of(str(body, "objtype"));
+        } else if (type == "RenameStmt") {
+            // Columns, constraints, triggers, rules and policies are renamed on their relation.
+            const std::string_view rename = str(body, "renameType");
+            const std::string_view relation = str(body, "relationType");
+            const bool on_relation = rename == "OBJECT_COLUMN" || rename == "OBJECT_TABCONSTRAINT" ||
+                                     rename == "OBJECT_TRIGGER" || rename == "OBJECT_RULE" || rename == "OBJECT_POLICY";
+            scope.target_kind = !on_relation ? kind_of(rename)
+                                : (relation.empty() || relation == "OBJECT_ACCESS_METHOD") ? "table"
+                                                                                           : kind_of(relation);
+        } else if (type == "AlterObjectSchemaStmt" || type == "AlterOwnerStmt" || type == "AlterObjectDependsStmt") {
+            scope.target_kind = kind_of(str(body, "objectType"));
+        } else if (type == "ReindexStmt") {
+            scope.target_kind = str(body, "kind") == "REINDEX_OBJECT_INDEX" ? "index" : "table";
+        } else if (type == "AlterSystemStmt") {
+            out_.flags.alter_system = true;
+        } else if (type == "DoStmt") {
+            on_do(body);
+        } else if (type == "CreateFunctionStmt") {
+            on_create_function(body);
+        }
+    }
+
+    void on_function(const json& call) {
+        const std::vector<std::string_view> names = names_of(child(call, "funcname"));
+        if (names.empty()) return;
+        std::string name = joined(names);
+        if (std::find(out_.functions.begin(), out_.functions.end(), name) == out_.functions.end()) {
+            out_.functions.push_back(std::move(name));
+        }
+        const bool catalog = names.size() == 1 || (names.size() == 2 && names[0] == "pg_catalog");
+        if (!catalog || names.back() != "set_config") return;
+        // A name that is not a constant could be any setting: "*".
+        SettingChange change{"*", true};
+        const json& args = child(call, "args");
+        if (!args.empty()) {
+            const auto first = node_of(args.front());
+            if (first && first->first == "A_Const" && first->second.contains("sval")) {
+                change.name = lower(str(first->second.find("sval"), "sval"));
+            }
+        }
+        add_setting(out_, std::move(change));
+    }
+
+public:
+    static void add_setting(Statement& out, SettingChange change) {
+        if (std::find(out.settings.begin(), out.settings.end(), change) == out.settings.end()) {
+            out.settings.push_back(std::move(change));
+        }
+    }
+
+private:
+    static std::pair<std::string_view, std::string_view> body_and_language(const json& options) {
+        std::string_view body;
+        std::string_view language = "plpgsql";
+        for (const json option : options) {
+            const auto element = node_of(option);
+            if (!element || element->first != "DefElem") continue;
+            const std::string_view name = str(element->second, "defname");
+            const json& arg = child(element->second, "arg");
+            if (name == "language") {
+                if (const auto value = node_of(arg); value) language = str(value->second, "sval");
+            } else if (name == "as") {
+                if (const auto value = node_of(arg); value) {
+                    if (value->first == "String") body = str(value->second, "sval");
+                    if (value->first == "List" && !child(value->second, "items").empty()) {
+                        const auto first = node_of(child(value->second, "items").front());
+                        if (first) body = str(first->second, "sval");
+                    }
+                }
+            }
+        }
+        return {body, language};
+    }
+
+    void on_do(const json& body) {
+        const auto [code, language] = body_and_language(child(body, "args"));
+        if (lower(language) != "plpgsql") {
+            out_.flags.ddl_capable_dynamic = true;  // a body pgrail cannot read could do anything
+            return;
+        }
+        inspect_plpgsql(code, true);
+    }
+
+    void on_create_function(const json& body) {
+        const auto [code, language] = body_and_language(child(body, "options"));
+        if (lower(language) == "plpgsql" && !code.empty()) inspect_plpgsql(code, false);
+    }
+
+    // Parses a PL/pgSQL body; with `runs_now` (DO) its static statements count as the statement's own.
+    void inspect_plpgsql(std::string_view code, bool runs_now) {
+        if (body_level_ >= max_body_level) throw Refusal{"DO blocks nested too deeply"};
+        const std::string code_text(code);
+        const ScanOutcome scanned = scan(code_text.c_str());
+        if (scanned.error) {
+            out_.flags.ddl_capable_dynamic = true;
+            return;
+        }
+        const std::size_t bound = nesting_bound(code_text, scanned.tokens, true);
+        if (bound > max_nesting) throw Refusal{too_deep_message(bound)};
+        std::string tag = "pgrail";
+        while (code.find("$" + tag + "$") != std::string_view::npos) tag += "_";
+        const std::string wrapper = "CREATE FUNCTION pgrail_inline() RETURNS void LANGUAGE plpgsql AS $" + tag + "$" +
+                                    code_text + "$" + tag + "$";
+        bool parsed = false;
+        auto work = [&] {
+            const PlpgsqlHandle result(pg_query_parse_plpgsql(wrapper.c_str()));
+            if (result->error != nullptr || result->plpgsql_funcs == nullptr) return;
+            PooledTree functions;
+            if (!functions->parse(result->plpgsql_funcs)) return;
+            parsed = true;
+            walk_plpgsql(functions->root(), runs_now, false, 0);
+        };
+        if (!run_with_stack(stack_needed(bound), Work(work))) throw Refusal{too_deep_message(bound)};
+        if (!parsed) out_.flags.ddl_capable_dynamic = true;
+    }
+
+    void walk_plpgsql(const json& value, bool runs_now, bool assignment, std::size_t depth) {
+        if (depth > max_json_depth) throw Refusal{"DO block nested too deeply to analyse safely"};
+        if (value.is_array()) {
+            for (const json item : value) walk_plpgsql(item, runs_now, assignment, depth + 1);
+            return;
+        }
+        if (!value.is_object()) return;
+        for (const json field : value) {
+            const std::string_view key = field.key();
+            const json& child = field;
+            if (key == "PLpgSQL_stmt_dynexecute" || key == "PLpgSQL_stmt_dynfors" ||
+                (key == "PLpgSQL_stmt_open" && child.contains("dynquery"))) {
+                out_.flags.ddl_capable_dynamic = true;
+            }
+            if (key == "PLpgSQL_expr") {
+                on_plpgsql_expression(str(child, "query"), runs_now, assignment);
+                continue;
+            }
+            walk_plpgsql(child, runs_now, key == "PLpgSQL_stmt_assign" || (assignment && key == "expr"), depth + 1);
+        }
+    }
+
+    // Statements and expressions inside PL/pgSQL are SQL text: analyse them in turn.
+    void on_plpgsql_expression(std::string_view query, bool runs_now, bool assignment) {
+        std::string text(query);
+        if (assignment) {
+            const std::size_t assign = text.find(":=");
+            if (assign != std::string::npos) text = "SELECT " + text.substr(assign + 2);
+        }
+        std::optional<ParseError> error;
+        std::vector<Statement> statements = analyze_text(text, body_level_ + 1, &error);
+        if (error) {
+            // Not a statement: an expression such as `x > 1`.
+            error.reset();
+            statements = analyze_text("SELECT " + std::string(query), body_level_ + 1, &error);
+            if (error) return;
+            for (Statement& statement : statements) statement.tag.clear();
+        }
+        for (Statement& statement : statements) {
+            merge_flags(out_.flags, statement.flags);
+            for (const std::string& function : statement.functions) {
+                if (std::find(out_.functions.begin(), out_.functions.end(), function) == out_.functions.end()) {
+                    out_.functions.push_back(function);
+                }
+            }
+            for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
+            if (!runs_now) continue;
+            for (const ObjectRef& object : statement.objects) add_object(out_, object);
+            if (statement.statement_class == StatementClass::ddl) out_.statement_class = StatementClass::ddl;
+            if (!statement.tag.empty()) out_.inner.push_back(std::move(statement));
+        }
+    }
+
+    Statement& out_;
+    int body_level_;
+    std::vector<std::string> cte_names_;
+};
+
+// Builds the Statement for one parse-tree node (and, recursively, the statements it wraps).
+Statement build_statement(std::string_view type, const json& body, const json& node, int body_level) {
+    Statement out;
+    const Classification classification = classify(type, body);
+    out.statement_class = classification.statement_class;
+    out.tag = classification.tag;
+    add_named_objects(type, body, out);
+
+    Walker walker(out, body_level);
+    walker.visit_node(type, body, Scope{}, 0);
+    const std::vector<std::string>& ctes = walker.cte_names();
+    std::erase_if(out.objects, [&ctes](const ObjectRef& object) {
+        return object.role == ObjectRole::read && object.schema.empty() &&
+               std::find(ctes.begin(), ctes.end(), object.name) != ctes.end();
+    });
+
+    if (type == "VariableSetStmt") {
+        const std::string_view kind = str(body, "kind");
+        Walker::add_setting(out, SettingChange{kind == "VAR_RESET_ALL" ? "all" : lower(str(body, "name")), false});
+    } else if (type == "AlterSystemStmt") {
+        const json& set = child(body, "setstmt");
+        const std::string_view kind = str(set, "kind");
+        Walker::add_setting(out, SettingChange{kind == "VAR_RESET_ALL" ? "all" : lower(str(set, "name")), false});
+    } else if (type == "SelectStmt") {
+        out.pgrail_call = pgrail_call_of(body);
+        if (out.flags.select_into) out.statement_class = StatementClass::ddl;
+    }
+
+    const char* wrapped_field = type == "ExplainStmt" || type == "PrepareStmt" || type == "CreateTableAsStmt" ||
+                                        type == "DeclareCursorStmt"
+                                    ? "query"
+                                    : nullptr;
+    if (wrapped_field != nullptr) {
+        if (const json query = body.find(wrapped_field); query.valid()) {
+            if (const auto inner = node_of(query); inner) {
+                out.inner.push_back(build_statement(inner->first, inner->second, query, body_level));
+            }
+        }
+    }
+    // EXPLAIN ANALYZE runs its statement: it is what that statement is.
+    if (type == "ExplainStmt" && out.flags.explain_analyze && !out.inner.empty() &&
+        out.inner.front().statement_class != StatementClass::read) {
+        out.statement_class = out.inner.front().statement_class;
+    }
+    out.structural_key = structural_key(node, max_json_depth);
+    return out;
+}
+
+// Wrapped statements have no text of their own: they report their wrapper's range.
+void set_range(Statement& statement, std::size_t offset, std::size_t length) {
+    statement.offset = offset;
+    statement.length = length;
+    for (Statement& inner : statement.inner) set_range(inner, offset, length);
+}
+
+Statement refused(std::string_view text, std::size_t offset, std::size_t length, std::string message) {
+    Statement statement;
+    statement.offset = offset;
+    statement.length = length;
+    statement.error = ParseError{std::move(message), character_count(text.substr(0, offset)) + 1};
+    return statement;
+}
+
+// The statement's text with every literal replaced by $n (numbered after the
+// highest parameter it already has) and comments dropped, so that neither
+// literal values nor remarks reach a log. Built from the scanner's tokens,
+// which already exist: no second parse, as pg_query_normalize would need.
+std::string normalize(std::string_view text, std::size_t offset, std::size_t length, std::span<const Token> tokens) {
+    std::size_t next_parameter = 1;
+    for (const Token& token : tokens) {
+        if (token.kind != tok_param || token.end <= token.start + 1) continue;
+        std::size_t number = 0;
+        for (std::size_t index = token.start + 1; index < token.end && number < 1000000; ++index) {
+            number = number * 10 + static_cast<std::size_t>(text[index] - '0');
+        }
+        next_parameter = std::max(next_parameter, number + 1);
+    }
+    std::string out;
+    out.reserve(length + 8);
+    std::size_t copied = offset;
+    for (const Token& token : tokens) {
+        const bool literal = is_literal(token.kind);
+        const bool comment = token.kind == tok_sql_comment || token.kind == tok_c_comment;
+        if (!literal && !comment) continue;
+        out.append(text, copied, token.start - copied);
+        if (literal) {
+            out += '$';
+            out += std::to_string(next_parameter++);
+        } else if (!out.empty() && out.back() != ' ' && out.back() != '\n') {
+            out += ' ';
+        }
+        copied = token.end;
+    }
+    if (copied < offset + length) out.append(text, copied, offset + length - copied);
+    while (!out.empty() && (out.back() == ' ' || out.back() == '\n')) out.pop_back();
+    return out;
+}
+
+// One piece of the split text: parse it and build its statements.
+void analyze_piece(const std::string& text, std::size_t offset, std::size_t length, std::span<const Token> tokens,
+                   int body_level, std::vector<Statement>& out) {
+    const std::string piece = text.substr(offset, length);
+    const ParseHandle parse(pg_query_parse(piece.c_str()));
+    if (parse->error != nullptr) {
+        Statement statement;
+        statement.offset = offset;
+        statement.length = length;
+        const std::size_t cursor = static_cast<std::size_t>(std::max(parse->error->cursorpos, 0));
+        statement.error = ParseError{parse->error->message != nullptr ? parse->error->message : "syntax error",
+                                     cursor == 0 ? 0 : character_count(std::string_view(text).substr(0, offset)) + cursor};
+        out.push_back(std::move(statement));
+        return;
+    }
+    PooledTree parsed;
+    if (!parsed->parse(parse->parse_tree)) throw Refusal{"unreadable parse tree"};
+    const json tree = parsed->root();
+    const json& statements = child(tree, "stmts");
+    if (statements.empty()) return;
+    const std::string normalized = normalize(text, offset, length, tokens);
+    for (const json raw : statements) {
+        const json& node = child(raw, "stmt");
+        const auto entry = node_of(node);
+        if (!entry) continue;
+        Statement statement = build_statement(entry->first, entry->second, node, body_level);
+        set_range(statement, offset, length);
+        statement.normalized = statements.size() == 1 ? normalized : std::string();
+        out.push_back(std::move(statement));
+    }
+}
+
+std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error,
+                                    bool checked) {
+    std::vector<Statement> result;
+    const auto fail = [&](std::string message, std::size_t cursor) {
+        Statement statement;
+        statement.length = query.size();
+        statement.error = ParseError{std::move(message), cursor};
+        *error = statement.error;
+        result.assign(1, std::move(statement));
+        return result;
+    };
+    if (query.find('\0') != std::string_view::npos) return fail("query text contains a NUL byte", 0);
+    if (query.size() > 0x7fffffffU) return fail("query text too long", 0);
+    const std::string text(query);
+    const ScanOutcome scanned = scan(text.c_str());
+    if (scanned.error) return fail(*scanned.error, scanned.cursor);
+
+    for (const Piece& piece : split(scanned.tokens)) {
+        const std::size_t offset = piece.offset;
+        const std::size_t length = piece.length;
+        const std::span<const Token> tokens = std::span(scanned.tokens).subspan(piece.first, piece.last - piece.first);
+        const std::size_t bound = nesting_bound(text, tokens, false);
+        const std::size_t first_new = result.size();
+        auto work = [&] {
+            try {
+                analyze_piece(text, offset, length, tokens, body_level, result);
+            } catch (const Refusal& refusal) {
+                result.resize(first_new);
+                result.push_back(refused(text, offset, length, refusal.message));
+            } catch (const std::length_error& too_deep) {
+                result.resize(first_new);
+                result.push_back(refused(text, offset, length, too_deep.what()));
+            }
+        };
+        if (!checked) {
+            work();
+        } else if (bound > max_nesting || !run_with_stack(stack_needed(bound), Work(work))) {
+            result.push_back(refused(text, offset, length, too_deep_message(bound)));
+        }
+    }
+    for (const Statement& statement : result) {
+        if (statement.error) {
+            *error = statement.error;
+            break;
+        }
+    }
+    return result;
+}
+
+std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error) {
+    return analyze_text(query, body_level, error, true);
+}
+
+Analysis analyze_query(std::string_view query, bool checked) {
+    Analysis analysis;
+    try {
+        analysis.statements = analyze_text(query, 0, &analysis.error, checked);
+    } catch (const std::exception& failure) {
+        // Fail closed: anything unexpected makes the whole text unknown.
+        analysis.statements.clear();
+        Statement statement;
+        statement.length = query.size();
+        statement.error = ParseError{std::string("analysis failed: ") + failure.what(), 0};
+        analysis.error = statement.error;
+        analysis.statements.push_back(std::move(statement));
+    }
+    return analysis;
+}
+
+}  // namespace
+
+Analysis analyze(std::string_view query) { return analyze_query(query, true); }
+
+namespace detail {
+
+Analysis analyze_unchecked(std::string_view query) { return analyze_query(query, false); }
+
+std::size_t max_nesting_bound(std::string_view query, bool plpgsql) {
+    const std::string text(query);
+    const ScanOutcome scanned = scan(text.c_str());
+    return scanned.error ? 0 : nesting_bound(text, scanned.tokens, plpgsql);
+}
+
+}  // namespace detail
+}  // namespace pgrail::sql

@@ -1,0 +1,31 @@
+// Internals of the analyzer shared with its tests and calibration.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "pgrail/sql/statement.hpp"
+
+namespace pgrail::sql::detail {
+
+// Refuse statements whose nesting bound (see nesting.hpp) exceeds this.
+inline constexpr std::size_t max_nesting = 16000;
+// Stack budget: a fixed part plus a part per nesting level. Measured (stack
+// painting, tests/unit/sql/stack_safety_test.cpp): at most ~1.5 KB per level
+// (NOT chains), ~1.2 KB for operator chains, under 1 KB for the rest; the
+// budget allows twice the worst. 16000 levels need 49 MB: within a 64 MB worker.
+inline constexpr std::size_t stack_fixed_bytes = std::size_t{512} << 10;
+inline constexpr std::size_t stack_bytes_per_level = 3072;
+
+[[nodiscard]] constexpr std::size_t stack_needed(std::size_t nesting) {
+    return stack_fixed_bytes + nesting * stack_bytes_per_level;
+}
+
+// The nesting bound of each statement of `query` (for tests and calibration).
+[[nodiscard]] std::size_t max_nesting_bound(std::string_view query, bool plpgsql = false);
+
+// Analyses on the calling thread without the nesting check: only for measuring
+// stack use on a thread whose stack is known to suffice.
+[[nodiscard]] Analysis analyze_unchecked(std::string_view query);
+
+}  // namespace pgrail::sql::detail

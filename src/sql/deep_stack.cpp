@@ -1,0 +1,144 @@
+// Large-stack workers for the recursive parts of libpg_query (and our tree walks).
+#include "deep_stack.hpp"
+
+#include <pthread.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+namespace pgrail::sql::detail {
+namespace {
+
+// Bytes the worker keeps for itself beyond what a caller asks for.
+constexpr std::size_t worker_reserve_bytes = std::size_t{256} << 10;
+constexpr int worker_count = 2;
+
+thread_local bool on_worker = false;
+
+struct Job {
+    const Work* work = nullptr;
+    std::exception_ptr failure;
+    bool done = false;
+};
+
+class WorkerPool {
+public:
+    static WorkerPool& instance() {
+        static WorkerPool pool;
+        return pool;
+    }
+
+    bool run(const Work& work) {
+        Job job{&work, nullptr, false};
+        {
+            std::unique_lock lock(mutex_);
+            if (!start_locked()) return false;
+            queue_.push_back(&job);
+        }
+        wake_workers_.notify_one();
+        {
+            std::unique_lock lock(mutex_);
+            job_done_.wait(lock, [&job] { return job.done; });
+        }
+        if (job.failure) std::rethrow_exception(job.failure);
+        return true;
+    }
+
+    ~WorkerPool() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_workers_.notify_all();
+        for (pthread_t thread : threads_) pthread_join(thread, nullptr);
+    }
+
+private:
+    WorkerPool() = default;
+
+    // Threads start on first use, so processes that never see deep input pay nothing.
+    bool start_locked() {
+        if (!threads_.empty()) return true;
+        pthread_attr_t attributes;
+        if (pthread_attr_init(&attributes) != 0) return false;
+        pthread_attr_setstacksize(&attributes, worker_stack_bytes);
+        for (int index = 0; index < worker_count; ++index) {
+            pthread_t thread;
+            if (pthread_create(&thread, &attributes, &WorkerPool::main, this) == 0) threads_.push_back(thread);
+        }
+        pthread_attr_destroy(&attributes);
+        return !threads_.empty();
+    }
+
+    static void* main(void* self) {
+        on_worker = true;
+        static_cast<WorkerPool*>(self)->loop();
+        return nullptr;
+    }
+
+    void loop() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_workers_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) return;
+            Job* job = queue_.front();
+            queue_.pop_front();
+            lock.unlock();
+            try {
+                (*job->work)();
+            } catch (...) {
+                job->failure = std::current_exception();
+            }
+            lock.lock();
+            job->done = true;
+            job_done_.notify_all();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_workers_;
+    std::condition_variable job_done_;
+    std::deque<Job*> queue_;
+    std::vector<pthread_t> threads_;
+    bool stopping_ = false;
+};
+
+// Lowest usable address of this thread's stack, looked up once per thread.
+std::uintptr_t stack_low() {
+    thread_local std::uintptr_t low = [] {
+        pthread_attr_t attributes;
+        void* address = nullptr;
+        std::size_t size = 0;
+        if (pthread_getattr_np(pthread_self(), &attributes) != 0) return std::uintptr_t{0};
+        pthread_attr_getstack(&attributes, &address, &size);
+        std::size_t guard = 0;
+        pthread_attr_getguardsize(&attributes, &guard);
+        pthread_attr_destroy(&attributes);
+        return reinterpret_cast<std::uintptr_t>(address) + guard;
+    }();
+    return low;
+}
+
+}  // namespace
+
+std::size_t stack_remaining() {
+    const char marker = 0;
+    const auto here = reinterpret_cast<std::uintptr_t>(&marker);
+    const std::uintptr_t low = stack_low();
+    return (low == 0 || here <= low) ? 0 : static_cast<std::size_t>(here - low);
+}
+
+bool run_with_stack(std::size_t needed_bytes, const Work& work) {
+    if (stack_remaining() >= needed_bytes) {
+        work();
+        return true;
+    }
+    if (on_worker || needed_bytes + worker_reserve_bytes > worker_stack_bytes) return false;
+    return WorkerPool::instance().run(work);
+}
+
+}  // namespace pgrail::sql::detail

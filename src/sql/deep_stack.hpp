@@ -1,0 +1,32 @@
+// Runs work on a stack large enough for it: the caller's when it has room,
+// otherwise one of a few long-lived worker threads with big stacks.
+#pragma once
+
+#include <cstddef>
+
+namespace pgrail::sql::detail {
+
+inline constexpr std::size_t worker_stack_bytes = std::size_t{64} << 20;
+
+// A non-owning reference to a callable, so that no allocation happens per call.
+class Work {
+public:
+    template <class F>
+    explicit Work(F& callable) : object_(&callable), call_([](void* object) { (*static_cast<F*>(object))(); }) {}
+    void operator()() const { call_(object_); }
+
+private:
+    void* object_;
+    void (*call_)(void*);
+};
+
+// Bytes of stack left below the caller's frame (large on the main thread too).
+[[nodiscard]] std::size_t stack_remaining();
+
+// Runs `work` with at least `needed_bytes` of stack. Returns false, without
+// running it, when no such stack is available (more than a worker has, or no
+// worker could be started). Exceptions from `work` propagate to the caller.
+// Never waits for a worker when called from a worker, so it cannot deadlock.
+[[nodiscard]] bool run_with_stack(std::size_t needed_bytes, const Work& work);
+
+}  // namespace pgrail::sql::detail

@@ -1,0 +1,83 @@
+// Statement -> JSON, one shape for the CLI and the audit log.
+#include "pgrail/sql/json.hpp"
+
+#include <cstdio>
+
+namespace pgrail::sql {
+namespace {
+
+nlohmann::json error_json(const ParseError& error) {
+    return {{"message", error.message}, {"cursor", error.cursor}};
+}
+
+}  // namespace
+
+std::vector<std::string> flag_names(const StatementFlags& flags) {
+    std::vector<std::string> names;
+    const auto add = [&names](bool set, const char* name) {
+        if (set) names.emplace_back(name);
+    };
+    add(flags.update_or_delete_without_where, "update_or_delete_without_where");
+    add(flags.data_modifying_cte, "data_modifying_cte");
+    add(flags.select_into, "select_into");
+    add(flags.create_table_as, "create_table_as");
+    add(flags.copy_direction == CopyDirection::from, "copy_from");
+    add(flags.copy_direction == CopyDirection::to, "copy_to");
+    add(flags.copy_program, "copy_program");
+    add(flags.copy_file, "copy_file");
+    add(flags.explain_analyze, "explain_analyze");
+    add(flags.locking_clause, "locking_clause");
+    add(flags.temporary_object, "temporary_object");
+    add(flags.ddl_capable_dynamic, "ddl_capable_dynamic");
+    add(flags.alter_system, "alter_system");
+    return names;
+}
+
+nlohmann::json to_json(const Statement& statement, std::string_view query) {
+    nlohmann::json out;
+    out["class"] = to_string(statement.statement_class);
+    out["tag"] = statement.tag;
+    out["offset"] = statement.offset;
+    out["length"] = statement.length;
+    if (!query.empty() && statement.offset <= query.size()) {
+        out["text"] = query.substr(statement.offset, statement.length);
+    }
+    nlohmann::json objects = nlohmann::json::array();
+    for (const ObjectRef& object : statement.objects) {
+        objects.push_back({{"schema", object.schema}, {"name", object.name}, {"kind", object.kind},
+                           {"role", to_string(object.role)}});
+    }
+    out["objects"] = std::move(objects);
+    out["functions"] = statement.functions;
+    nlohmann::json settings = nlohmann::json::array();
+    for (const SettingChange& setting : statement.settings) {
+        settings.push_back({{"name", setting.name}, {"via_function", setting.via_function}});
+    }
+    out["settings"] = std::move(settings);
+    out["flags"] = flag_names(statement.flags);
+    out["normalized"] = statement.normalized;
+    char key[17];
+    std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(statement.structural_key));
+    out["structural_key"] = key;
+    if (statement.error) out["error"] = error_json(*statement.error);
+    if (statement.pgrail_call) {
+        out["pgrail_call"] = {{"function", statement.pgrail_call->function},
+                              {"arguments", statement.pgrail_call->arguments}};
+    }
+    if (!statement.inner.empty()) {
+        nlohmann::json inner = nlohmann::json::array();
+        for (const Statement& wrapped : statement.inner) inner.push_back(to_json(wrapped));
+        out["inner"] = std::move(inner);
+    }
+    return out;
+}
+
+nlohmann::json to_json(const Analysis& analysis, std::string_view query) {
+    nlohmann::json statements = nlohmann::json::array();
+    for (const Statement& statement : analysis.statements) statements.push_back(to_json(statement, query));
+    nlohmann::json out{{"statements", std::move(statements)}};
+    if (analysis.error) out["error"] = error_json(*analysis.error);
+    return out;
+}
+
+}  // namespace pgrail::sql

@@ -1,0 +1,237 @@
+// Iterative JSON parsing into a flat, read-only tree.
+#include "json_tree.hpp"
+
+#include <charconv>
+
+namespace pgrail::sql::detail {
+namespace {
+
+void append_utf8(std::string& out, std::uint32_t code) {
+    if (code < 0x80) {
+        out += static_cast<char>(code);
+    } else if (code < 0x800) {
+        out += static_cast<char>(0xC0 | (code >> 6));
+        out += static_cast<char>(0x80 | (code & 0x3F));
+    } else if (code < 0x10000) {
+        out += static_cast<char>(0xE0 | (code >> 12));
+        out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (code & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (code >> 18));
+        out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (code & 0x3F));
+    }
+}
+
+bool read_hex4(std::string_view text, std::size_t position, std::uint32_t& value) {
+    if (position + 4 > text.size()) return false;
+    const auto result = std::from_chars(text.data() + position, text.data() + position + 4, value, 16);
+    return result.ec == std::errc() && result.ptr == text.data() + position + 4;
+}
+
+}  // namespace
+
+JsonNode::Type JsonNode::type() const { return tree_ == nullptr ? Type::null : tree_->nodes_[index_].type; }
+
+std::string_view JsonNode::key() const { return tree_ == nullptr ? std::string_view() : tree_->nodes_[index_].key; }
+
+std::string_view JsonNode::text() const { return tree_ == nullptr ? std::string_view() : tree_->nodes_[index_].text; }
+
+long long JsonNode::integer() const {
+    if (type() != Type::number) return 0;
+    const std::string_view digits = text();
+    long long value = 0;
+    const auto result = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    return result.ec == std::errc() && result.ptr == digits.data() + digits.size() ? value : 0;
+}
+
+std::size_t JsonNode::size() const { return tree_ == nullptr ? 0 : tree_->nodes_[index_].size; }
+
+JsonNode JsonNode::find(std::string_view key) const {
+    if (!is_object()) return {};
+    for (JsonNode member : *this) {
+        if (member.key() == key) return member;
+    }
+    return {};
+}
+
+JsonNode JsonNode::front() const {
+    if (tree_ == nullptr || tree_->nodes_[index_].first_child == JsonTree::none) return {};
+    return JsonNode(tree_, tree_->nodes_[index_].first_child);
+}
+
+JsonNode::Iterator& JsonNode::Iterator::operator++() {
+    index_ = tree_->nodes_[index_].next_sibling;
+    return *this;
+}
+
+JsonNode::Iterator JsonNode::begin() const {
+    if (tree_ == nullptr) return Iterator(nullptr, JsonTree::none);
+    return Iterator(tree_, tree_->nodes_[index_].first_child);
+}
+
+JsonNode::Iterator JsonNode::end() const { return Iterator(tree_, JsonTree::none); }
+
+bool JsonTree::read_string(std::string_view text, std::size_t& position, std::string_view& out) {
+    // `position` is just past the opening quote.
+    const std::size_t start = position;
+    bool escaped = false;
+    for (;;) {
+        const std::size_t quote = text.find('"', position);
+        if (quote == std::string_view::npos) return false;
+        // The next backslash is remembered: searching afresh for each string would be quadratic.
+        if (next_backslash_ < position) next_backslash_ = text.find('\\', position);
+        const std::size_t backslash = next_backslash_;
+        if (backslash == std::string_view::npos || backslash > quote) {
+            position = quote;
+            break;
+        }
+        escaped = true;
+        position = backslash + 2;  // skip the escaped character, which may be a quote
+    }
+    const std::string_view raw = text.substr(start, position - start);
+    ++position;
+    if (!escaped) {
+        out = raw;
+        return true;
+    }
+    std::string& value = unescaped_.emplace_back();
+    value.reserve(raw.size());
+    for (std::size_t index = 0; index < raw.size(); ++index) {
+        if (raw[index] != '\\') {
+            value += raw[index];
+            continue;
+        }
+        if (++index >= raw.size()) return false;
+        switch (raw[index]) {
+        case '"': value += '"'; break;
+        case '\\': value += '\\'; break;
+        case '/': value += '/'; break;
+        case 'b': value += '\b'; break;
+        case 'f': value += '\f'; break;
+        case 'n': value += '\n'; break;
+        case 'r': value += '\r'; break;
+        case 't': value += '\t'; break;
+        case 'u': {
+            std::uint32_t code = 0;
+            if (!read_hex4(raw, index + 1, code)) return false;
+            index += 4;
+            if (code >= 0xD800 && code < 0xDC00 && index + 6 < raw.size() && raw[index + 1] == '\\' &&
+                raw[index + 2] == 'u') {
+                std::uint32_t low = 0;
+                if (read_hex4(raw, index + 3, low) && low >= 0xDC00 && low < 0xE000) {
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                    index += 6;
+                }
+            }
+            append_utf8(value, code);
+            break;
+        }
+        default: return false;
+        }
+    }
+    out = value;
+    return true;
+}
+
+bool JsonTree::parse(std::string_view text) {
+    nodes_.clear();
+    unescaped_.clear();
+    next_backslash_ = 0;
+    if (text.empty()) return false;
+    nodes_.reserve(text.size() / 24 + 4);
+    struct Open {
+        std::uint32_t node;
+        std::uint32_t last_child;
+    };
+    std::vector<Open> open;
+    std::size_t position = 0;
+    const auto skip_space = [&] {
+        while (position < text.size() &&
+               (text[position] == ' ' || text[position] == '\n' || text[position] == '\r' || text[position] == '\t')) {
+            ++position;
+        }
+    };
+    const auto attach = [&](std::uint32_t index) {
+        if (open.empty()) return;
+        Open& parent = open.back();
+        if (parent.last_child == none) nodes_[parent.node].first_child = index;
+        else nodes_[parent.last_child].next_sibling = index;
+        parent.last_child = index;
+        ++nodes_[parent.node].size;
+    };
+    bool done = false;
+    while (!done) {
+        skip_space();
+        if (position >= text.size()) return false;
+        std::string_view key;
+        if (!open.empty()) {
+            const Node& parent = nodes_[open.back().node];
+            const char closing = parent.type == JsonNode::Type::object ? '}' : ']';
+            if (text[position] == closing) {
+                ++position;
+                open.pop_back();
+                done = open.empty();
+                continue;
+            }
+            if (parent.size > 0) {
+                if (text[position] != ',') return false;
+                ++position;
+                skip_space();
+            }
+            if (parent.type == JsonNode::Type::object) {
+                if (position >= text.size() || text[position] != '"') return false;
+                ++position;
+                if (!read_string(text, position, key)) return false;
+                skip_space();
+                if (position >= text.size() || text[position] != ':') return false;
+                ++position;
+                skip_space();
+                if (position >= text.size()) return false;
+            }
+        }
+        if (nodes_.size() >= none - 1) return false;
+        const auto index = static_cast<std::uint32_t>(nodes_.size());
+        Node node;
+        node.key = key;
+        const char c = text[position];
+        if (c == '{' || c == '[') {
+            node.type = c == '{' ? JsonNode::Type::object : JsonNode::Type::array;
+            ++position;
+            nodes_.push_back(node);
+            attach(index);
+            open.push_back(Open{index, none});
+            continue;
+        }
+        if (c == '"') {
+            ++position;
+            node.type = JsonNode::Type::string;
+            if (!read_string(text, position, node.text)) return false;
+        } else if (text.substr(position, 4) == "true" || text.substr(position, 5) == "false") {
+            node.type = JsonNode::Type::boolean;
+            node.text = text.substr(position, c == 't' ? 4 : 5);
+            position += node.text.size();
+        } else if (text.substr(position, 4) == "null") {
+            position += 4;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            const std::size_t start = position;
+            while (position < text.size() && (text[position] == '-' || text[position] == '+' || text[position] == '.' ||
+                                              text[position] == 'e' || text[position] == 'E' ||
+                                              (text[position] >= '0' && text[position] <= '9'))) {
+                ++position;
+            }
+            node.type = JsonNode::Type::number;
+            node.text = text.substr(start, position - start);
+        } else {
+            return false;
+        }
+        nodes_.push_back(node);
+        attach(index);
+        done = open.empty();
+    }
+    skip_space();
+    return position == text.size();
+}
+
+}  // namespace pgrail::sql::detail

@@ -1,0 +1,90 @@
+// A read-only JSON tree over libpg_query's parse output: parsed without
+// recursion into one flat node array, strings viewed in place (unescaped only
+// when they contain escapes). About 10x faster than a general JSON DOM here,
+// which matters: the parse tree of a 5 KB query is ~50 KB of JSON.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgrail::sql::detail {
+
+class JsonTree;
+
+// A handle to one value; a default (or missing) handle behaves as an empty null.
+class JsonNode {
+public:
+    enum class Type : std::uint8_t { null, boolean, number, string, array, object };
+
+    JsonNode() = default;
+
+    [[nodiscard]] Type type() const;
+    [[nodiscard]] bool valid() const { return tree_ != nullptr; }
+    [[nodiscard]] bool is_object() const { return type() == Type::object; }
+    [[nodiscard]] bool is_array() const { return type() == Type::array; }
+    [[nodiscard]] bool is_string() const { return type() == Type::string; }
+    [[nodiscard]] bool is_boolean() const { return type() == Type::boolean; }
+    [[nodiscard]] bool is_structured() const { return is_object() || is_array(); }
+
+    [[nodiscard]] std::string_view key() const;   // member name inside an object
+    [[nodiscard]] std::string_view text() const;  // strings (unescaped), numbers, "true"/"false"
+    [[nodiscard]] bool boolean() const { return is_boolean() && text() == "true"; }
+    [[nodiscard]] long long integer() const;      // 0 unless an integral number
+
+    [[nodiscard]] std::size_t size() const;       // children of an array or object
+    [[nodiscard]] bool empty() const { return size() == 0; }
+    [[nodiscard]] JsonNode find(std::string_view key) const;  // invalid when absent
+    [[nodiscard]] bool contains(std::string_view key) const { return find(key).valid(); }
+    [[nodiscard]] JsonNode front() const;         // first child, invalid when none
+
+    class Iterator {
+    public:
+        Iterator(const JsonTree* tree, std::uint32_t index) : tree_(tree), index_(index) {}
+        JsonNode operator*() const { return JsonNode(tree_, index_); }
+        Iterator& operator++();
+        bool operator!=(const Iterator& other) const { return index_ != other.index_; }
+
+    private:
+        const JsonTree* tree_;
+        std::uint32_t index_;
+    };
+    [[nodiscard]] Iterator begin() const;
+    [[nodiscard]] Iterator end() const;
+
+private:
+    friend class JsonTree;
+    JsonNode(const JsonTree* tree, std::uint32_t index) : tree_(tree), index_(index) {}
+    const JsonTree* tree_ = nullptr;
+    std::uint32_t index_ = 0;
+};
+
+class JsonTree {
+public:
+    // Parses `text`, which must outlive the tree (strings are views into it).
+    // Returns false on malformed input.
+    [[nodiscard]] bool parse(std::string_view text);
+    [[nodiscard]] JsonNode root() const { return nodes_.empty() ? JsonNode() : JsonNode(this, 0); }
+    [[nodiscard]] std::size_t capacity() const { return nodes_.capacity(); }
+
+private:
+    friend class JsonNode;
+    static constexpr std::uint32_t none = 0xffffffffU;
+    struct Node {
+        std::string_view key;
+        std::string_view text;
+        std::uint32_t first_child = none;
+        std::uint32_t next_sibling = none;
+        std::uint32_t size = 0;
+        JsonNode::Type type = JsonNode::Type::null;
+    };
+    bool read_string(std::string_view text, std::size_t& position, std::string_view& out);
+
+    std::vector<Node> nodes_;
+    std::deque<std::string> unescaped_;  // stable storage for strings that had escapes
+    std::size_t next_backslash_ = 0;     // npos once none is left
+};
+
+}  // namespace pgrail::sql::detail

@@ -1,0 +1,137 @@
+// Integration-test access to the throwaway cluster of scripts/test-cluster.sh: connections
+// straight to PostgreSQL and through pgrail, result capture for comparison, raw sockets.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <libpq-fe.h>
+
+namespace pgrail::test {
+
+// The values scripts/test-cluster.sh wrote to $PGRAIL_CLUSTER_DIR/env.
+struct Cluster {
+    std::string host;
+    int pg_port = 0;
+    int pgrail_port = 0;
+    std::string database;
+    std::string socket_dir;
+    int pgrail_pid = 0;        // 0 when PGRAIL_DIRECT=1 (no pgrail running)
+    std::string pgrail_log;
+
+    // True when the "through pgrail" route really goes through pgrail.
+    [[nodiscard]] bool proxied() const { return pgrail_pid != 0; }
+
+    // Loaded once; throws with a clear message when the fixture did not run.
+    static const Cluster& get();
+};
+
+enum class Route { direct, pgrail };
+inline constexpr Route both_routes[] = {Route::direct, Route::pgrail};
+[[nodiscard]] const char* route_name(Route route);
+[[nodiscard]] int port_of(Route route);
+
+// Password defaults to the role name (the harness's convention).
+[[nodiscard]] std::string conninfo(Route route, std::string_view user = "agent",
+                                   std::optional<std::string_view> password = std::nullopt,
+                                   std::string_view extra = "");
+
+struct ConnDeleter {
+    void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+struct ResultDeleter {
+    void operator()(PGresult* result) const { PQclear(result); }
+};
+using Conn = std::unique_ptr<PGconn, ConnDeleter>;
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// Connects and fails the test (with libpq's message) unless the connection is usable.
+[[nodiscard]] Conn connect(Route route, std::string_view user = "agent",
+                           std::string_view extra = "");
+// Connects without checking: for tests of refused logins.
+[[nodiscard]] Conn try_connect(const std::string& conninfo);
+// A superuser connection straight to PostgreSQL, for observing the server.
+[[nodiscard]] Conn admin();
+
+// Everything a client can observe of one PGresult, printable for Catch2 comparisons.
+struct Outcome {
+    std::string status;                 // PQresStatus
+    std::string command;                // PQcmdStatus
+    std::string sqlstate, severity, message;
+    std::vector<std::string> columns;   // name:type oid:format
+    std::vector<std::vector<std::optional<std::string>>> rows;
+    bool operator==(const Outcome&) const = default;
+};
+[[nodiscard]] Outcome capture(const PGresult* result);
+// Runs a simple Query and captures every result it produced (multi-statement aware).
+[[nodiscard]] std::vector<Outcome> run(PGconn* conn, const std::string& sql);
+// Collects PQgetResult until NULL (one query's results).
+[[nodiscard]] std::vector<Outcome> drain(PGconn* conn);
+// Runs a query expected to succeed with one value.
+[[nodiscard]] std::string scalar(PGconn* conn, const std::string& sql);
+
+// pgrail's resident memory in KiB (VmRSS), 0 when there is no pgrail process.
+[[nodiscard]] long pgrail_rss_kib();
+
+// Raw TCP to pgrail or PostgreSQL, for what libpq never sends.
+class RawSocket {
+public:
+    explicit RawSocket(int port);
+    explicit RawSocket(Route route) : RawSocket(port_of(route)) {}
+    RawSocket(const RawSocket&) = delete;
+    RawSocket& operator=(const RawSocket&) = delete;
+    ~RawSocket();
+
+    void send(std::string_view bytes);
+    // Reads until EOF or the timeout; eof() tells which.
+    [[nodiscard]] std::string read_until_close(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // Reads exactly n bytes (or fewer at EOF/timeout).
+    [[nodiscard]] std::string read_exactly(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    [[nodiscard]] bool eof() const { return eof_; }
+
+private:
+    int fd_ = -1;
+    bool eof_ = false;
+};
+
+// Reads a socket someone else owns (e.g. PQsocket) until EOF or the timeout.
+[[nodiscard]] std::string read_fd_until_close(int fd, std::chrono::milliseconds timeout, bool* eof = nullptr);
+// Writes all bytes to a socket someone else owns; false if the peer closed first.
+bool write_fd(int fd, std::string_view bytes);
+
+// Protocol helpers for raw sockets.
+[[nodiscard]] std::string be32(std::uint32_t value);
+[[nodiscard]] std::string startup_packet(std::uint32_t version, const std::map<std::string, std::string>& params);
+
+struct BackendMessage {
+    char type = 0;
+    std::string body;
+};
+// Splits backend bytes into messages; a trailing partial message is returned as type '?'.
+[[nodiscard]] std::vector<BackendMessage> split_messages(std::string_view bytes);
+// The fields of an ErrorResponse/NoticeResponse body, keyed by field code ('S','V','C','M').
+[[nodiscard]] std::map<char, std::string> error_fields(std::string_view body);
+
+// Polls `done` every 50 ms until it holds or the timeout passes; returns whether it held.
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return true;
+}
+
+// Catch2 prints an Outcome this way, so a mismatch shows both sides.
+std::ostream& operator<<(std::ostream& out, const Outcome& outcome);
+
+}  // namespace pgrail::test

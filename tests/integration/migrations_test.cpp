@@ -1,0 +1,418 @@
+// Migrations against a real PostgreSQL 15: apply, ledger, lock, failure, drift, rollback, verify.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "cluster.hpp"
+#include "pgrail/migrations/commands.hpp"
+#include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/registry.hpp"
+#include "pgrail/migrations/runner.hpp"
+
+using namespace pgrail::migrations;
+using pgrail::test::Cluster;
+
+namespace {
+
+std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+std::string server_conninfo(const std::string& database) {
+    const auto& c = Cluster::get();
+    return "host=" + c.host + " port=" + std::to_string(c.pg_port) + " dbname=" + database +
+           " user=postgres password=postgres connect_timeout=10";
+}
+
+// A database of its own for each test, dropped at the end.
+class TestDatabase {
+public:
+    TestDatabase() {
+        std::random_device random;
+        name_ = "mig_test_" + std::to_string(random() % 1000000000);
+        pqxx::connection conn(server_conninfo("postgres"));
+        pqxx::nontransaction(conn).exec0("CREATE DATABASE " + name_);
+    }
+    ~TestDatabase() {
+        try {
+            pqxx::connection conn(server_conninfo("postgres"));
+            pqxx::nontransaction(conn).exec0("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+        } catch (...) {
+        }
+    }
+    [[nodiscard]] std::string conninfo() const { return server_conninfo(name_); }
+    // First value of the first row ("<null>" for NULL, "<none>" without rows).
+    std::string query(const std::string& sql) const {
+        pqxx::connection conn(conninfo());
+        pqxx::nontransaction tx(conn);
+        const auto result = tx.exec(sql);
+        if (result.empty()) return "<none>";
+        return result[0][0].is_null() ? "<null>" : result[0][0].as<std::string>();
+    }
+    void exec(const std::string& sql) const {
+        pqxx::connection conn(conninfo());
+        pqxx::nontransaction(conn).exec(sql);
+    }
+
+private:
+    std::string name_;
+};
+
+struct AuditCapture {
+    std::mutex mutex;
+    std::vector<nlohmann::json> records;
+    AuditSink sink() {
+        return [this](const nlohmann::json& record) {
+            std::lock_guard lock(mutex);
+            records.push_back(record);
+            return true;
+        };
+    }
+};
+
+std::shared_ptr<const Registry> registry_of(std::map<std::string, std::string> files) {
+    return std::make_shared<const Registry>(Registry::from_files("/test", files));
+}
+
+Runner runner_for(const TestDatabase& db, std::shared_ptr<const Registry> registry, AuditCapture* audit = nullptr) {
+    RunnerOptions options;
+    options.conninfo = db.conninfo();
+    options.actor = "tester";
+    if (audit != nullptr) options.audit = audit->sink();
+    return Runner(std::move(registry), options);
+}
+
+const std::filesystem::path source_dir = PGRAIL_SOURCE_DIR;
+const std::string seed_version = "20261125090000";
+
+std::string scratch_databases(const TestDatabase& db) {
+    return db.query("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgrail_verify_%'");
+}
+
+}  // namespace
+
+TEST_CASE("the seed migration applies without rewriting profiles and rolls back", "[migrations]") {
+    TestDatabase db;
+    db.exec(read_file(source_dir / "examples" / "seed.sql"));
+    const std::string filenode = db.query("SELECT pg_relation_filenode('profiles')");
+    AuditCapture audit;
+    auto registry = std::make_shared<const Registry>(Registry::load(source_dir / "migrations"));
+    Runner runner = runner_for(db, registry, &audit);
+
+    auto status = runner.snapshot();
+    CHECK_FALSE(status->ledger().exists);
+    REQUIRE(status->status().size() == 1);
+    CHECK(status->status()[0].state == State::pending);
+    REQUIRE(runner.plan(std::nullopt).size() == 1);
+
+    const auto applied = runner.up(std::nullopt);
+    REQUIRE(applied.size() == 1);
+    CHECK(applied[0].version == seed_version);
+    CHECK(db.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' AND "
+                   "column_name = 'timezone'") == "1");
+    CHECK(db.query("SELECT count(*) FROM profiles WHERE timezone IS NULL") == "4");
+    CHECK(db.query("SELECT pg_relation_filenode('profiles')") == filenode);  // no table rewrite
+    CHECK(db.query("SELECT checksum || ' ' || applied_by FROM pgrail.schema_migrations WHERE version = '" +
+                   seed_version + "'") == registry->find(seed_version)->checksum + " tester");
+    CHECK(db.query("SELECT string_agg(event || ':' || outcome, ',' ORDER BY id) FROM pgrail.migration_events") ==
+          "applied:ok");
+    status = runner.snapshot();
+    CHECK(status->status()[0].state == State::applied);
+    CHECK(status->status()[0].applied_at.has_value());
+    CHECK(runner.up(std::nullopt).empty());  // nothing pending any more
+
+    const auto table = status_table(*status);
+    CHECK(table.columns[2] == "state");
+    CHECK(table.rows[0][2] == "applied");
+    CHECK(table.rows[0][5] == "t");
+
+    SECTION("down with the wrong version is refused, with the latest it rolls back") {
+        CHECK_THROWS_AS(runner.down(std::string("1")), MigrationError);
+        const auto rolled = runner.down(seed_version);
+        REQUIRE(rolled.size() == 1);
+        CHECK(rolled[0].direction == Direction::down);
+        CHECK(db.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' AND "
+                       "column_name = 'timezone'") == "0");
+        CHECK(db.query("SELECT count(*) FROM profiles") == "4");
+        CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "0");
+        CHECK(db.query("SELECT string_agg(event, ',' ORDER BY id) FROM pgrail.migration_events") ==
+              "applied,rolled_back");
+        try {
+            (void)runner.down(std::nullopt);
+            FAIL("down without applied migrations must fail");
+        } catch (const MigrationError& error) {
+            CHECK(error.sqlstate() == "55000");
+        }
+        REQUIRE(audit.records.size() == 2);
+        CHECK(audit.records[1]["event"] == "rolled_back");
+        CHECK(audit.records[1]["user"] == "tester");
+        CHECK(audit.records[1]["checksum"] == registry->find(seed_version)->checksum);
+        CHECK(audit.records[1].contains("duration_ms"));
+    }
+}
+
+TEST_CASE("two concurrent runs apply a migration exactly once", "[migrations]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_slow.up.sql", "CREATE TABLE once (id int);\nSELECT pg_sleep(1);"},
+                                 {"1_slow.down.sql", "DROP TABLE once;"}});
+    std::atomic<int> steps{0};
+    std::atomic<int> errors{0};
+    const auto apply = [&] {
+        try {
+            Runner runner = runner_for(db, registry);
+            steps += static_cast<int>(runner.up(std::nullopt).size());
+        } catch (const std::exception&) {
+            ++errors;
+        }
+    };
+    std::thread first(apply);
+    std::thread second(apply);
+    first.join();
+    second.join();
+    CHECK(errors == 0);
+    CHECK(steps == 1);
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "1");
+    CHECK(db.query("SELECT count(*) FROM pgrail.migration_events WHERE event = 'applied'") == "1");
+
+    SECTION("a run that cannot get the lock in time fails cleanly") {
+        pqxx::connection holder(db.conninfo());
+        pqxx::nontransaction(holder).exec("SELECT pg_advisory_lock(" + std::to_string(advisory_lock_key) + ")");
+        RunnerOptions options;
+        options.conninfo = db.conninfo();
+        options.lock_wait = std::chrono::milliseconds(200);
+        Runner runner(registry, options);
+        try {
+            (void)runner.up(std::nullopt);
+            FAIL("expected a lock timeout");
+        } catch (const MigrationError& error) {
+            CHECK(error.sqlstate() == "55P03");
+            CHECK_THAT(error.what(), Catch::Contains("another migration run holds"));
+        }
+    }
+}
+
+TEST_CASE("a failure in the middle records nothing as applied and leaves the schema unchanged", "[migrations]") {
+    TestDatabase db;
+    AuditCapture audit;
+    auto registry = registry_of({{"1_ok.up.sql", "CREATE TABLE ok_table (id int);"},
+                                 {"1_ok.down.sql", "DROP TABLE ok_table;"},
+                                 {"2_bad.up.sql", "CREATE TABLE half (id int);\n-- oops\nALTER TABLE missing ADD COLUMN x int;\n"
+                                                  "CREATE TABLE never (id int);"},
+                                 {"2_bad.down.sql", "DROP TABLE never;\nDROP TABLE half;"}});
+    Runner runner = runner_for(db, registry, &audit);
+    try {
+        (void)runner.up(std::nullopt);
+        FAIL("expected the second migration to fail");
+    } catch (const MigrationError& error) {
+        CHECK(error.sqlstate() == "42P01");
+        CHECK_THAT(error.what(), Catch::Contains("2_bad") && Catch::Contains("statement 2 of 2_bad.up.sql") &&
+                                     Catch::Contains("line 3") && Catch::Contains("ALTER TABLE missing") &&
+                                     Catch::Contains("relation \"missing\" does not exist"));
+        CHECK_THAT(error.detail(), Catch::Contains("rolled back"));
+    }
+    CHECK(db.query("SELECT string_agg(version, ',') FROM pgrail.schema_migrations") == "1");
+    CHECK(db.query("SELECT to_regclass('half')") == "<null>");
+    CHECK(db.query("SELECT to_regclass('ok_table')") == "ok_table");
+    CHECK(db.query("SELECT string_agg(version || ':' || event, ',' ORDER BY id) FROM pgrail.migration_events") ==
+          "1:applied,2:failed");
+    REQUIRE(audit.records.size() == 2);
+    CHECK(audit.records[1]["event"] == "failed");
+    CHECK(audit.records[1]["outcome"] == "failed");
+    CHECK(runner.snapshot()->status()[1].state == State::pending);
+}
+
+TEST_CASE("statement_timeout and lock_timeout apply to each migration", "[migrations]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_sleepy.up.sql", "SELECT pg_sleep(2);"}, {"1_sleepy.down.sql", "SELECT 1;"}});
+    RunnerOptions options;
+    options.conninfo = db.conninfo();
+    options.statement_timeout = std::chrono::milliseconds(300);
+    Runner runner(registry, options);
+    try {
+        (void)runner.up(std::nullopt);
+        FAIL("expected a statement timeout");
+    } catch (const MigrationError& error) {
+        CHECK(error.sqlstate() == "57014");
+    }
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "0");
+}
+
+TEST_CASE("drift blocks applying until resolved", "[migrations]") {
+    TestDatabase db;
+    const std::map<std::string, std::string> original = {{"1_a.up.sql", "CREATE TABLE a (id int);"},
+                                                         {"1_a.down.sql", "DROP TABLE a;"}};
+    REQUIRE(runner_for(db, registry_of(original)).up(std::nullopt).size() == 1);
+
+    SECTION("changed file") {
+        auto changed = original;
+        changed["1_a.up.sql"] = "CREATE TABLE a (id bigint);";
+        changed["2_b.up.sql"] = "CREATE TABLE b (id int);";
+        changed["2_b.down.sql"] = "DROP TABLE b;";
+        Runner runner = runner_for(db, registry_of(changed));
+        const auto snapshot = runner.snapshot();
+        CHECK(snapshot->drift());
+        CHECK(snapshot->status()[0].state == State::drifted);
+        CHECK_THAT(snapshot->status()[0].detail, Catch::Contains("files changed"));
+        try {
+            (void)runner.up(std::nullopt);
+            FAIL("drift must block up");
+        } catch (const MigrationError& error) {
+            CHECK(error.sqlstate() == "55000");
+            CHECK_THAT(error.detail(), Catch::Contains("1 a: files changed"));
+            CHECK_THAT(error.hint(), Catch::Contains("pgrail migrate resolve"));
+        }
+        CHECK_THROWS_AS(runner.plan(std::nullopt), MigrationError);
+        CHECK_THROWS_AS(runner.down(std::nullopt), MigrationError);
+        CHECK(db.query("SELECT to_regclass('b')") == "<null>");
+        runner.resolve("1");
+        CHECK_FALSE(runner.snapshot()->drift());
+        CHECK(runner.up(std::nullopt).size() == 1);
+        CHECK(db.query("SELECT string_agg(event, ',' ORDER BY id) FROM pgrail.migration_events") ==
+              "applied,resolved,applied");
+    }
+    SECTION("vanished files") {
+        Runner runner = runner_for(db, registry_of({{"2_b.up.sql", "CREATE TABLE b (id int);"},
+                                                    {"2_b.down.sql", "DROP TABLE b;"}}));
+        const auto snapshot = runner.snapshot();
+        REQUIRE(snapshot->status().size() == 2);
+        CHECK(snapshot->status()[0].state == State::drifted);
+        CHECK_THAT(snapshot->status()[0].detail, Catch::Contains("vanished"));
+        CHECK_THROWS_AS(runner.up(std::nullopt), MigrationError);
+        runner.resolve("1");
+        CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "0");
+        CHECK(db.query("SELECT to_regclass('a')") == "a");  // resolve never touches the schema
+        CHECK(runner.up(std::nullopt).size() == 1);
+    }
+}
+
+TEST_CASE("a migration without a rollback script is never applicable", "[migrations]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_fine.up.sql", "CREATE TABLE fine (id int);"},
+                                 {"1_fine.down.sql", "DROP TABLE fine;"},
+                                 {"2_no_down.up.sql", "CREATE TABLE no_down (id int);"},
+                                 {"3_empty_down.up.sql", "CREATE TABLE empty_down (id int);"},
+                                 {"3_empty_down.down.sql", "-- nothing\n"}});
+    Runner runner = runner_for(db, registry);
+    for (const char* target : {"2", "3"}) {
+        try {
+            (void)runner.up(std::string(target));
+            FAIL("an invalid target must be refused");
+        } catch (const MigrationError& error) {
+            CHECK(error.sqlstate() == "22023");
+            CHECK_THAT(error.what(), Catch::Contains("invalid and can never be applied"));
+        }
+    }
+    CHECK(runner.up(std::nullopt).size() == 1);
+    CHECK(db.query("SELECT to_regclass('no_down')") == "<null>");
+    CHECK(db.query("SELECT to_regclass('empty_down')") == "<null>");
+    CHECK(db.query("SELECT string_agg(version, ',') FROM pgrail.schema_migrations") == "1");
+}
+
+TEST_CASE("down --to rolls back newest first; no-transaction scripts run outside a transaction", "[migrations]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_t.up.sql", "CREATE TABLE t (id int, c text);"},
+                                 {"1_t.down.sql", "DROP TABLE t;"},
+                                 {"2_idx.up.sql", "-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY t_c ON t (c);"},
+                                 {"2_idx.down.sql", "-- pgrail:no-transaction\nDROP INDEX CONCURRENTLY t_c;"},
+                                 {"3_u.up.sql", "BEGIN;\nCREATE TABLE u (id int);\nCOMMIT;"},
+                                 {"3_u.down.sql", "DROP TABLE u;"}});
+    Runner runner = runner_for(db, registry);
+    REQUIRE(runner.up(std::string("2")).size() == 2);
+    CHECK(db.query("SELECT to_regclass('t_c')") == "t_c");
+    CHECK(runner.up(std::nullopt).size() == 1);
+    const auto rolled = runner.down_to("1");
+    REQUIRE(rolled.size() == 2);
+    CHECK(rolled[0].version == "3");
+    CHECK(rolled[1].version == "2");
+    CHECK(db.query("SELECT to_regclass('t_c')") == "<null>");
+    CHECK(db.query("SELECT to_regclass('t')") == "t");
+    CHECK(runner.down_to("0").size() == 1);
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "0");
+}
+
+TEST_CASE("verify proves the seed rollback and catches one that does not restore the schema", "[migrations]") {
+    TestDatabase db;
+    db.exec(read_file(source_dir / "examples" / "seed.sql"));
+    const std::string before = scratch_databases(db);
+
+    SECTION("the seed migration passes; require_verified then allows it") {
+        auto registry = std::make_shared<const Registry>(Registry::load(source_dir / "migrations"));
+        AuditCapture audit;
+        RunnerOptions options;
+        options.conninfo = db.conninfo();
+        options.require_verified = true;
+        options.audit = audit.sink();
+        Runner runner(registry, options);
+        const std::string checksum = registry->find(seed_version)->checksum;
+        CHECK_FALSE(runner.has_passing_verify(seed_version, checksum));
+        try {
+            (void)runner.up(std::nullopt);
+            FAIL("an unverified migration must be refused");
+        } catch (const MigrationError& error) {
+            CHECK_THAT(error.hint(), Catch::Contains("pgrail migrate verify " + seed_version));
+        }
+        const auto results = runner.verify(std::nullopt);
+        REQUIRE(results.size() == 1);
+        INFO(results[0].detail);
+        CHECK(results[0].passed);
+        CHECK(runner.has_passing_verify(seed_version, checksum));
+        CHECK_FALSE(runner.has_passing_verify(seed_version, "other"));
+        CHECK(db.query("SELECT to_regclass('pgrail.schema_migrations') IS NOT NULL AND "
+                       "(SELECT count(*) FROM information_schema.columns WHERE column_name = 'timezone') = 0") == "t");
+        CHECK(runner.up(std::nullopt).size() == 1);
+        REQUIRE(audit.records.size() == 2);
+        CHECK(audit.records[0]["event"] == "verified");
+        CHECK(audit.records[0]["outcome"] == "ok");
+        // An applied migration can be verified too.
+        const auto again = runner.verify(seed_version);
+        REQUIRE(again.size() == 1);
+        CHECK(again[0].passed);
+    }
+    SECTION("a down script that leaves an index behind fails with a diff") {
+        auto registry = registry_of({{"1_tz.up.sql", "ALTER TABLE profiles ADD COLUMN tz text;\n"
+                                                     "CREATE INDEX profiles_tz ON profiles (tz);"},
+                                     {"1_tz.down.sql", "DROP INDEX profiles_tz;"}});
+        Runner runner = runner_for(db, registry);
+        const auto table = verify_table(runner, std::string("1"));
+        REQUIRE(table.rows.size() == 1);
+        CHECK(table.rows[0][3] == "failed");
+        REQUIRE(table.rows[0][5].has_value());
+        CHECK_THAT(*table.rows[0][5], Catch::Contains("does not restore the schema") &&
+                                          Catch::Contains("--- schema before up") && Catch::Contains("+") &&
+                                          Catch::Contains("tz"));
+        CHECK(db.query("SELECT outcome FROM pgrail.migration_events WHERE event = 'verified'") == "failed");
+        CHECK_FALSE(runner.has_passing_verify("1", registry->find("1")->checksum));
+        CHECK(db.query("SELECT to_regclass('profiles_tz')") == "<null>");  // the target was never touched
+    }
+    CHECK(scratch_databases(db) == before);  // scratch databases are always dropped
+}
+
+TEST_CASE("in-band command dispatch", "[migrations]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_a.up.sql", "CREATE TABLE a (id int);"}, {"1_a.down.sql", "DROP TABLE a;"}});
+    Runner runner = runner_for(db, registry);
+    CHECK(run_command(runner, "status", {}).rows.size() == 1);
+    CHECK(run_command(runner, "plan", {}).rows.size() == 1);
+    const auto up = run_command(runner, "migrate_up", {"1"});
+    REQUIRE(up.rows.size() == 1);
+    CHECK(up.rows[0][3] == "applied");
+    CHECK(run_command(runner, "migrate_down", {"1"}).rows[0][3] == "rolled_back");
+    try {
+        (void)run_command(runner, "drop_everything", {});
+        FAIL("unknown functions must be refused");
+    } catch (const MigrationError& error) {
+        CHECK(error.sqlstate() == "42883");
+    }
+    CHECK_THROWS_AS(run_command(runner, "status", {"x"}), MigrationError);
+}

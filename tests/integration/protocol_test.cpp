@@ -1,0 +1,199 @@
+// Raw protocol through pgrail: SSL/GSS negotiation, refused protocol versions and malformed
+// frames (each answered FATAL 08P01 and closed, with pgrail still serving everyone else).
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "cluster.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+constexpr std::uint32_t max_message_size = 67108864;  // the harness's pgrail.yaml
+constexpr std::uint32_t ssl_request_code = 80877103;
+constexpr std::uint32_t gss_request_code = 80877104;
+
+void require_fatal_08p01(const std::string& bytes, bool closed) {
+    INFO("answer: " << bytes.size() << " bytes");
+    CHECK(closed);
+    const auto messages = split_messages(bytes);
+    REQUIRE(messages.size() == 1);
+    REQUIRE(messages[0].type == 'E');
+    const auto fields = error_fields(messages[0].body);
+    CHECK(fields.count('S') == 1);
+    CHECK(fields.at('S') == "FATAL");
+    CHECK(fields.count('V') == 1);
+    CHECK(fields.at('C') == "08P01");
+    CHECK_FALSE(fields.at('M').empty());
+}
+
+void require_still_serving() {
+    auto conn = connect(Route::pgrail);
+    CHECK(scalar(conn.get(), "SELECT 'still serving'") == "still serving");
+}
+
+// What the server answers to a bare startup sequence, up to close or the timeout.
+std::string answer_to(Route route, const std::string& bytes, bool* closed,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    RawSocket socket(route);
+    socket.send(bytes);
+    auto answer = socket.read_until_close(timeout);
+    *closed = socket.eof();
+    return answer;
+}
+
+}  // namespace
+
+TEST_CASE("SSLRequest and GSSENCRequest are answered 'N' and the startup goes on", "[protocol]") {
+    for (const std::uint32_t code : {ssl_request_code, gss_request_code}) {
+        INFO("request code " << code);
+        std::vector<std::string> per_route;
+        for (const Route route : both_routes) {
+            RawSocket socket(route);
+            // PostgreSQL built with GSSAPI answers 'G' even without a keytab; pgrail says 'N'
+            // (no GSS encryption) and the comparison starts at the startup packet.
+            if ((route == Route::pgrail && Cluster::get().proxied()) || code == ssl_request_code) {
+                socket.send(be32(8) + be32(code));
+                REQUIRE(socket.read_exactly(1) == "N");
+            }
+            socket.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
+            // AuthenticationSASL: code 10 and the mechanisms (no -PLUS without a shared TLS session).
+            const auto messages = split_messages(socket.read_exactly(1 + 4 + 4 + 14 + 1));
+            REQUIRE(messages.size() == 1);
+            CHECK(messages[0].type == 'R');
+            per_route.push_back(messages[0].body);
+        }
+        CHECK(per_route[1] == per_route[0]);
+        CHECK(per_route[1] == std::string("\0\0\0\x0aSCRAM-SHA-256\0\0", 4 + 15));
+    }
+}
+
+TEST_CASE("protocol versions other than 3 are refused as PostgreSQL refuses them", "[protocol]") {
+    for (const std::uint32_t version : {0x00020000u, 0x00010000u, 0x00040000u, 0x12345678u}) {
+        INFO("version " << std::hex << version);
+        const auto packet = startup_packet(version, {{"user", "agent"}, {"database", "app"}});
+        bool direct_closed = false, proxied_closed = false;
+        const auto direct = answer_to(Route::direct, packet, &direct_closed);
+        const auto proxied = answer_to(Route::pgrail, packet, &proxied_closed);
+        CHECK(direct_closed);
+        CHECK(proxied_closed);
+        CHECK(proxied == direct);
+        CHECK_THAT(proxied, Catch::Contains("unsupported frontend protocol"));
+    }
+}
+
+TEST_CASE("a startup packet with a bad length gets FATAL 08P01", "[protocol][malformed]") {
+    if (!Cluster::get().proxied()) return;  // PostgreSQL itself closes without a word
+    const std::pair<const char*, std::string> cases[] = {
+        {"length 0", be32(0)},
+        {"length 3", be32(3)},
+        {"length 4 (no version)", be32(4)},
+        {"length 2^31-1", be32(0x7fffffff) + be32(0x00030000)},
+        {"length 2^32-1 (negative)", be32(0xffffffff) + be32(0x00030000)},
+        {"length max_message_size + 1", be32(max_message_size + 1) + be32(0x00030000)},
+    };
+    for (const auto& [name, bytes] : cases) {
+        INFO(name);
+        bool closed = false;
+        require_fatal_08p01(answer_to(Route::pgrail, bytes, &closed), closed);
+    }
+    require_still_serving();
+}
+
+TEST_CASE("random bytes instead of a startup packet get FATAL 08P01", "[protocol][malformed]") {
+    if (!Cluster::get().proxied()) return;
+    std::mt19937 random(20240601);
+    for (int round = 0; round < 20; ++round) {
+        std::string bytes(256, '\0');
+        for (auto& byte : bytes) byte = static_cast<char>(random() & 0xff);
+        // Random input nearly always claims a length beyond max_message_size (or negative);
+        // make that certain so the expected answer is too.
+        bytes[0] = static_cast<char>(0x05 + random() % 0xfb);
+        INFO("round " << round << " first bytes " << std::hex << (static_cast<unsigned>(bytes[0]) & 0xff));
+        bool closed = false;
+        require_fatal_08p01(answer_to(Route::pgrail, bytes, &closed), closed);
+    }
+    require_still_serving();
+}
+
+TEST_CASE("a startup packet with a valid length but random contents is refused like PostgreSQL does",
+          "[protocol][malformed]") {
+    std::mt19937 random(7);
+    for (int round = 0; round < 10; ++round) {
+        std::string body(60, '\0');
+        for (auto& byte : body) byte = static_cast<char>(random() & 0xff);
+        body[0] = static_cast<char>(0x10 + random() % 0x60);  // a version major of neither 3 nor 1234
+        const std::string packet = be32(64) + body;
+        bool direct_closed = false, proxied_closed = false;
+        const auto direct = answer_to(Route::direct, packet, &direct_closed);
+        const auto proxied = answer_to(Route::pgrail, packet, &proxied_closed);
+        INFO("round " << round);
+        CHECK(proxied_closed);
+        const auto direct_messages = split_messages(direct);
+        const auto proxied_messages = split_messages(proxied);
+        REQUIRE(direct_messages.size() == 1);
+        REQUIRE(proxied_messages.size() == 1);
+        CHECK(error_fields(proxied_messages[0].body).at('C') == error_fields(direct_messages[0].body).at('C'));
+        CHECK(error_fields(proxied_messages[0].body).at('S') == "FATAL");
+    }
+    require_still_serving();
+}
+
+TEST_CASE("a message with a bad length after login gets FATAL 08P01 and ends the session", "[protocol][malformed]") {
+    if (!Cluster::get().proxied()) return;
+    auto admin_conn = admin();
+    const std::pair<const char*, std::string> cases[] = {
+        {"Query length 3", "Q" + be32(3)},
+        {"Query length 0", "Q" + be32(0)},
+        {"Query length 2^31-1", "Q" + be32(0x7fffffff) + "SELECT 1"},
+        {"Query length max_message_size + 1", "Q" + be32(max_message_size + 1) + "SELECT 1"},
+        {"Parse length 2^32-1", "P" + be32(0xffffffff)},
+        {"unknown type, length 2^31-1", "\xee" + be32(0x7fffffff)},
+    };
+    for (const auto& [name, bytes] : cases) {
+        INFO(name);
+        auto conn = connect(Route::pgrail);
+        const int backend = std::stoi(scalar(conn.get(), "SELECT pg_backend_pid()"));
+        REQUIRE(write_fd(PQsocket(conn.get()), bytes));
+        bool closed = false;
+        const auto answer = read_fd_until_close(PQsocket(conn.get()), std::chrono::seconds(5), &closed);
+        require_fatal_08p01(answer, closed);
+        // Nothing was forwarded and the server session is gone.
+        CHECK(eventually([&] {
+            return scalar(admin_conn.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " +
+                                                std::to_string(backend)) == "0";
+        }, std::chrono::seconds(5)));
+    }
+    require_still_serving();
+}
+
+TEST_CASE("a frame split into single bytes still works", "[protocol]") {
+    // Byte-by-byte startup and query: the decoder must keep partial frames.
+    RawSocket socket(Route::pgrail);
+    const auto packet = startup_packet(0x00030000, {{"user", "plainuser"}, {"database", "app"}});
+    for (char byte : packet) {
+        socket.send(std::string(1, byte));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));
+    const std::string password = "p" + be32(4 + 10) + std::string("plainuser\0", 10);
+    const std::string query = "SELECT 'pieces'";
+    const std::string message = "Q" + be32(static_cast<std::uint32_t>(4 + query.size() + 1)) + query + '\0';
+    socket.send(password);
+    std::string bytes;
+    while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
+        const auto more = socket.read_exactly(1);
+        REQUIRE_FALSE(more.empty());
+        bytes += more;
+    }
+    for (char byte : message) socket.send(std::string(1, byte));
+    bytes.clear();
+    while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
+        const auto more = socket.read_exactly(1);
+        REQUIRE_FALSE(more.empty());
+        bytes += more;
+    }
+    CHECK_THAT(bytes, Catch::Contains("pieces"));
+    CHECK_THAT(bytes, Catch::Contains("SELECT 1"));
+}

@@ -1,0 +1,204 @@
+// Session lifetime through pgrail: cancel routing, clients that vanish mid-query, backends
+// terminated by the server.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "cluster.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+int real_pid(PGconn* conn) { return std::stoi(scalar(conn, "SELECT pg_backend_pid()")); }
+
+// Whether the server shows backend `pid` (or a backend with `application_name`) in state `state`.
+bool backend_in_state(PGconn* admin_conn, const std::string& where, const std::string& state) {
+    return scalar(admin_conn, "SELECT count(*) FROM pg_stat_activity WHERE " + where +
+                                  (state.empty() ? "" : " AND state = '" + state + "'")) != "0";
+}
+
+std::string pid_is(int pid) { return "pid = " + std::to_string(pid); }
+
+// Starts pg_sleep(30), cancels it with PQcancel, returns the outcome and how long the cancel took.
+std::pair<std::vector<Outcome>, std::chrono::milliseconds> cancel_sleep(Route route) {
+    auto admin_conn = admin();
+    auto conn = connect(route);
+    const int pid = real_pid(conn.get());
+    if (route == Route::pgrail && Cluster::get().proxied()) {
+        // pgrail hands out its own BackendKeyData, never the server's.
+        CHECK(PQbackendPID(conn.get()) != pid);
+    }
+    REQUIRE(PQsendQuery(conn.get(), "SELECT pg_sleep(30)") == 1);
+    REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), pid_is(pid), "active"); },
+                       std::chrono::seconds(5)));
+    const auto start = std::chrono::steady_clock::now();
+    PGcancel* cancel = PQgetCancel(conn.get());
+    char error[256] = {};
+    CHECK(PQcancel(cancel, error, sizeof error) == 1);
+    PQfreeCancel(cancel);
+    auto outcomes = drain(conn.get());
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    for (auto& o : run(conn.get(), "SELECT 'still usable'")) outcomes.push_back(o);
+    return {outcomes, took};
+}
+
+}  // namespace
+
+TEST_CASE("PQcancel of pg_sleep(30) through pgrail ends it within 1 s", "[session][cancel]") {
+    const auto direct = cancel_sleep(Route::direct);
+    const auto proxied = cancel_sleep(Route::pgrail);
+    REQUIRE(direct.first.size() == 2);
+    CHECK(direct.first[0].sqlstate == "57014");
+    CHECK(proxied.first == direct.first);
+    CHECK(proxied.second < std::chrono::seconds(1));
+}
+
+TEST_CASE("a cancel reaches only its own session", "[session][cancel]") {
+    auto admin_conn = admin();
+    auto first = connect(Route::pgrail);
+    auto second = connect(Route::pgrail);
+    const int first_pid = real_pid(first.get());
+    const int second_pid = real_pid(second.get());
+    if (Cluster::get().proxied()) CHECK(PQbackendPID(first.get()) != PQbackendPID(second.get()));
+    REQUIRE(PQsendQuery(first.get(), "SELECT pg_sleep(30)") == 1);
+    REQUIRE(PQsendQuery(second.get(), "SELECT pg_sleep(3)") == 1);
+    REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), pid_is(first_pid), "active") &&
+                                    backend_in_state(admin_conn.get(), pid_is(second_pid), "active"); },
+                       std::chrono::seconds(5)));
+
+    // A CancelRequest with the right pid but a wrong secret must be ignored.
+    {
+        RawSocket raw(Route::pgrail);
+        raw.send(be32(16) + be32(80877102) + be32(static_cast<std::uint32_t>(PQbackendPID(first.get()))) +
+                 be32(0x5eC12e7u));
+        (void)raw.read_until_close(std::chrono::seconds(2));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(backend_in_state(admin_conn.get(), pid_is(first_pid), "active"));
+
+    PGcancel* cancel = PQgetCancel(first.get());
+    char error[256] = {};
+    CHECK(PQcancel(cancel, error, sizeof error) == 1);
+    PQfreeCancel(cancel);
+    const auto first_outcome = drain(first.get());
+    REQUIRE(first_outcome.size() == 1);
+    CHECK(first_outcome[0].sqlstate == "57014");
+    const auto second_outcome = drain(second.get());  // ran to its end, untouched
+    REQUIRE(second_outcome.size() == 1);
+    CHECK(second_outcome[0].status == "PGRES_TUPLES_OK");
+}
+
+TEST_CASE("a client killed mid-query ends its server backend", "[session][disconnect]") {
+    auto admin_conn = admin();
+    // Idle and busy clients, killed with SIGKILL: the kernel closes their socket.
+    for (const bool busy : {false, true}) {
+        for (const Route route : both_routes) {
+            // PostgreSQL itself notices a vanished client only when it next reads or writes,
+            // so a busy backend directly stays; pgrail must end it (cancel/terminate).
+            if (busy && (route == Route::direct || !Cluster::get().proxied())) continue;
+            INFO(route_name(route) << (busy ? " busy" : " idle"));
+            const std::string app_name = std::string("killed_") + route_name(route) + (busy ? "_busy" : "_idle");
+            int ready[2];
+            REQUIRE(::pipe(ready) == 0);
+            const pid_t child = ::fork();
+            REQUIRE(child >= 0);
+            if (child == 0) {
+                PGconn* conn = PQconnectdb(conninfo(route, "agent", std::nullopt, "application_name=" + app_name).c_str());
+                if (PQstatus(conn) != CONNECTION_OK) ::_exit(1);
+                if (busy && PQsendQuery(conn, "SELECT pg_sleep(60)") != 1) ::_exit(2);
+                (void)!::write(ready[1], "r", 1);
+                for (;;) ::pause();
+            }
+            ::close(ready[1]);
+            char byte = 0;
+            REQUIRE(::read(ready[0], &byte, 1) == 1);
+            ::close(ready[0]);
+            const std::string where = "application_name = '" + app_name + "'";
+            CHECK(eventually([&] { return backend_in_state(admin_conn.get(), where, busy ? "active" : "idle"); },
+                             std::chrono::seconds(5)));
+            ::kill(child, SIGKILL);
+            ::waitpid(child, nullptr, 0);
+            CHECK(eventually([&] { return !backend_in_state(admin_conn.get(), where, ""); },
+                             std::chrono::seconds(5)));
+        }
+    }
+}
+
+TEST_CASE("a raw client that closes its socket mid-query ends its server backend", "[session][disconnect]") {
+    if (!Cluster::get().proxied()) return;  // see above: PostgreSQL alone keeps sleeping
+    auto admin_conn = admin();
+    std::optional<RawSocket> raw;
+    raw.emplace(Route::pgrail);
+    raw->send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", "app"},
+                                          {"application_name", "raw_closed"}}));
+    REQUIRE(raw->read_exactly(9).size() == 9);
+    raw->send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
+    std::string login;
+    while (login.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
+        const auto more = raw->read_exactly(1);
+        REQUIRE_FALSE(more.empty());
+        login += more;
+    }
+    const std::string query = "SELECT pg_sleep(60)";
+    raw->send("Q" + be32(static_cast<std::uint32_t>(4 + query.size() + 1)) + query + '\0');
+    const std::string where = "application_name = 'raw_closed'";
+    REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), where, "active"); }, std::chrono::seconds(5)));
+    raw.reset();  // close without Terminate
+    CHECK(eventually([&] { return !backend_in_state(admin_conn.get(), where, ""); }, std::chrono::seconds(5)));
+}
+
+namespace {
+
+void collect_notice(void* arg, const PGresult* result) {
+    const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    const char* severity = PQresultErrorField(result, PG_DIAG_SEVERITY_NONLOCALIZED);
+    static_cast<std::vector<std::string>*>(arg)->push_back(std::string(severity ? severity : "?") + " " +
+                                                           (sqlstate ? sqlstate : "?"));
+}
+
+}  // namespace
+
+TEST_CASE("pg_terminate_backend ends the client with the server's FATAL; pgrail serves on", "[session][terminate]") {
+    auto admin_conn = admin();
+    std::vector<std::vector<std::string>> per_route;
+    for (const Route route : both_routes) {
+        for (const bool busy : {false, true}) {
+            INFO(route_name(route) << (busy ? " busy" : " idle"));
+            auto bystander = connect(route);
+            auto victim = connect(route);
+            std::vector<std::string> seen;
+            // An idle client's libpq reports the unsolicited FATAL as a notice.
+            PQsetNoticeReceiver(victim.get(), collect_notice, &seen);
+            const int pid = real_pid(victim.get());
+            if (busy) {
+                REQUIRE(PQsendQuery(victim.get(), "SELECT pg_sleep(30)") == 1);
+                REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), pid_is(pid), "active"); },
+                                   std::chrono::seconds(5)));
+            }
+            CHECK(scalar(admin_conn.get(), "SELECT pg_terminate_backend(" + std::to_string(pid) + ", 5000)") == "t");
+            if (busy) {
+                const auto outcomes = drain(victim.get());
+                REQUIRE_FALSE(outcomes.empty());
+                seen.push_back(outcomes[0].severity + " " + outcomes[0].sqlstate + " " + outcomes[0].message);
+            } else {
+                std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the FATAL arrive first
+                seen.push_back("consume " + std::to_string(PQconsumeInput(victim.get())));
+                Result result(PQexec(victim.get(), "SELECT 1"));
+                seen.push_back(PQresStatus(PQresultStatus(result.get())));
+            }
+            CHECK(PQstatus(victim.get()) == CONNECTION_BAD);
+            CHECK(scalar(bystander.get(), "SELECT 'bystander fine'") == "bystander fine");
+            auto fresh = connect(route);
+            CHECK(scalar(fresh.get(), "SELECT 'new session fine'") == "new session fine");
+            per_route.push_back(seen);
+        }
+    }
+    REQUIRE(per_route.size() == 4);
+    CHECK(per_route[0] == std::vector<std::string>{"consume 1", "FATAL 57P01", "PGRES_FATAL_ERROR"});
+    CHECK(per_route[1] == std::vector<std::string>{"FATAL 57P01 terminating connection due to administrator command"});
+    CHECK(per_route[2] == per_route[0]);
+    CHECK(per_route[3] == per_route[1]);
+}

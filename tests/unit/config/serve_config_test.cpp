@@ -1,0 +1,72 @@
+// The serve configuration: defaults, every key, and errors that name file:line:column.
+#include <catch2/catch.hpp>
+
+#include "pgrail/config/serve_config.hpp"
+#include "pgrail/config/yaml_reader.hpp"
+
+using pgrail::config::ConfigError;
+using pgrail::config::parse_serve_config;
+
+TEST_CASE("an empty configuration gives the documented defaults") {
+    const auto config = parse_serve_config("", "empty.yaml");
+    CHECK(config.listen_host == "127.0.0.1");
+    CHECK(config.listen_port == 6432);
+    CHECK(config.upstream_port == 5432);
+    CHECK(config.max_message_size == 64u << 20);
+    CHECK(config.workers == 0);
+    CHECK(config.policy_file.empty());
+}
+
+TEST_CASE("every key is read") {
+    const auto config = parse_serve_config(R"(
+listen: {host: 0.0.0.0, port: 7000}
+upstream: {host: db, port: 5433, connect_timeout_ms: 250}
+workers: 3
+max_message_size: 2048
+log: {level: debug, format: json}
+policy: p.yaml
+audit: {file: a.jsonl, fsync: always, redact_literals: false}
+migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min}
+)", "full.yaml");
+    CHECK(config.listen_host == "0.0.0.0");
+    CHECK(config.listen_port == 7000);
+    CHECK(config.upstream_host == "db");
+    CHECK(config.connect_timeout_ms == 250);
+    CHECK(config.workers == 3);
+    CHECK(config.max_message_size == 2048);
+    CHECK(config.log_format == "json");
+    CHECK(config.audit_fsync);
+    CHECK_FALSE(config.audit_redact_literals);
+    CHECK(config.migrator_conninfo == "user=x");
+    CHECK(config.lock_timeout_ms == 2000);
+    CHECK(config.statement_timeout_ms == 60000);
+}
+
+TEST_CASE("bad configurations name file:line:column") {
+    auto error_of = [](const std::string& yaml) {
+        try {
+            (void)parse_serve_config(yaml, "bad.yaml");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK_THAT(error_of("listen:\n  hots: x\n"), Catch::StartsWith("bad.yaml:2:3: unknown key 'hots' in listen"));
+    CHECK_THAT(error_of("listen: {port: 70000}\n"), Catch::StartsWith("bad.yaml:1:16: 'listen.port' must be between 1 and 65535"));
+    CHECK_THAT(error_of("workers: many\n"), Catch::StartsWith("bad.yaml:1:10: 'workers' must be an integer"));
+    CHECK_THAT(error_of("log: {format: xml}\n"), Catch::StartsWith("bad.yaml:1:15: 'log.format' must be one of"));
+    CHECK_THAT(error_of("max_message_size: 10\n"), Catch::StartsWith("bad.yaml:1:19:"));
+    CHECK_THAT(error_of("migrations: {lock_timeout: soon}\n"), Catch::StartsWith("bad.yaml:1:28:"));
+    CHECK_THAT(error_of("listen: [1, 2\n"), Catch::StartsWith("bad.yaml:"));
+}
+
+TEST_CASE("durations") {
+    using pgrail::config::parse_duration_ms;
+    CHECK(parse_duration_ms("250") == 250u);
+    CHECK(parse_duration_ms("250ms") == 250u);
+    CHECK(parse_duration_ms("5s") == 5000u);
+    CHECK(parse_duration_ms("2min") == 120000u);
+    CHECK_FALSE(parse_duration_ms("5 s"));
+    CHECK_FALSE(parse_duration_ms("s"));
+    CHECK_FALSE(parse_duration_ms("99999999999"));
+}

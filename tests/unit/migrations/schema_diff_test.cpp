@@ -1,0 +1,29 @@
+// The rollback proof's diff of schema dumps.
+#include <catch2/catch.hpp>
+
+#include "pgrail/migrations/schema_diff.hpp"
+
+using namespace pgrail::migrations;
+
+TEST_CASE("normalize_dump drops comments and blank lines") {
+    CHECK(normalize_dump("--\n-- Dumped by pg_dump version 15\n--\n\nCREATE TABLE a (\n    id integer\n);\n\n") ==
+          "CREATE TABLE a (\n    id integer\n);\n");
+}
+
+TEST_CASE("unified_diff is empty for equal text and shows changed lines with context") {
+    CHECK(unified_diff("a\nb\n", "a\nb\n", "x", "y").empty());
+    const std::string before = "1\n2\n3\n4\n5\n6\n7\n8\n9\n";
+    const std::string after = "1\n2\n3\n4\nfive\n6\n7\n8\n9\nten\n";
+    CHECK(unified_diff(before, after, "before", "after", 1) ==
+          "--- before\n+++ after\n"
+          "@@ -4 +4 @@\n 4\n-5\n+five\n 6\n"
+          "@@ -9 +9 @@\n 9\n+ten\n");
+}
+
+TEST_CASE("unified_diff shows a column the rollback left behind") {
+    const std::string before = "CREATE TABLE \"public\".\"profiles\" (\n    \"id\" integer NOT NULL\n);\n";
+    const std::string after =
+        "CREATE TABLE \"public\".\"profiles\" (\n    \"id\" integer NOT NULL,\n    \"timezone\" \"text\"\n);\n";
+    const auto diff = unified_diff(before, after, "a", "b");
+    CHECK_THAT(diff, Catch::Contains("-    \"id\" integer NOT NULL\n+    \"id\" integer NOT NULL,\n+    \"timezone\""));
+}

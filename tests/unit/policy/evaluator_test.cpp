@@ -1,0 +1,359 @@
+// evaluate() over hand-built statements: every guard, its order, and its message.
+#include <chrono>
+
+#include <catch2/catch.hpp>
+
+#include "pgrail/policy/evaluator.hpp"
+#include "pgrail/policy/loader.hpp"
+
+using namespace pgrail;
+using namespace pgrail::policy;
+using sql::ObjectRef;
+using sql::ObjectRole;
+using sql::Statement;
+using sql::StatementClass;
+using Action = Decision::Action;
+
+namespace {
+
+std::shared_ptr<const Policy> default_policy() {
+    static auto policy = load_policy_file(PGRAIL_TEST_DATA "/../../policies/default.yaml", {"db/migrations"});
+    return policy;
+}
+
+Statement statement(StatementClass statement_class, std::string tag, std::vector<ObjectRef> objects = {}) {
+    Statement out;
+    out.statement_class = statement_class;
+    out.tag = std::move(tag);
+    out.objects = std::move(objects);
+    return out;
+}
+
+ObjectRef table(std::string schema, std::string name, ObjectRole role) {
+    return ObjectRef{std::move(schema), std::move(name), "table", role};
+}
+
+const SessionInfo agent{"agent", "app", "psql", "10.1.2.3"};
+const SessionInfo owner{"app_owner", "app", "flyway", "10.1.2.3"};
+
+}  // namespace
+
+TEST_CASE("a plain SELECT is allowed by the catch-all rule", "[policy][evaluate]") {
+    auto decision = evaluate(*default_policy(), agent,
+                             statement(StatementClass::read, "SELECT", {table("", "profiles", ObjectRole::read)}));
+    CHECK(decision.action == Action::allow);
+    CHECK(decision.rule == "agents");
+    CHECK(decision.guard.empty());
+    CHECK(decision.message.empty());
+}
+
+TEST_CASE("ad hoc DDL is refused with the rule, tag, objects and the migrations hint", "[policy][evaluate]") {
+    auto decision = evaluate(*default_policy(), agent,
+                             statement(StatementClass::ddl, "ALTER TABLE", {table("public", "profiles", ObjectRole::altered)}));
+    CHECK(decision.action == Action::deny);
+    CHECK(decision.enforced);
+    CHECK(decision.sqlstate == "42501");
+    CHECK(decision.guard == "ddl");
+    CHECK(decision.message == "pgrail: ad hoc schema change refused");
+    CHECK(decision.detail == "rule \"agents\" (ddl: migrations_only) refused ALTER TABLE on public.profiles");
+    CHECK(decision.hint ==
+          "Write <version>_<name>.up.sql and <version>_<name>.down.sql into the migrations directory (db/migrations), "
+          "get them registered, then run SELECT * FROM pgrail.migrate_up('<version>').");
+}
+
+TEST_CASE("a migrator's DDL passes only when it equals a registered migration statement", "[policy][evaluate]") {
+    auto ddl = statement(StatementClass::ddl, "ALTER TABLE", {table("", "profiles", ObjectRole::altered)});
+    ddl.structural_key = 42;
+    MigrationMatcher registered = [](const Statement& s) { return s.structural_key == 42; };
+    MigrationMatcher none = [](const Statement&) { return false; };
+    CHECK(evaluate(*default_policy(), owner, ddl, &registered).action == Action::allow);
+    auto refused = evaluate(*default_policy(), owner, ddl, &none);
+    CHECK(refused.action == Action::deny);
+    CHECK(refused.rule == "owner");
+    CHECK_THAT(refused.detail, Catch::Contains("matches no statement of a registered migration"));
+    CHECK(evaluate(*default_policy(), owner, ddl, nullptr).action == Action::deny);
+    // Not a migrator: the matcher is not even consulted.
+    CHECK(evaluate(*default_policy(), agent, ddl, &registered).action == Action::deny);
+}
+
+TEST_CASE("temporary objects are not schema changes", "[policy][evaluate]") {
+    auto temp = statement(StatementClass::ddl, "CREATE TABLE", {table("", "scratch", ObjectRole::created)});
+    temp.flags.temporary_object = true;
+    CHECK(evaluate(*default_policy(), agent, temp).allowed());
+    auto policy = load_policy_string("version: 1\nrules:\n  - name: all\n    allow_temporary_objects: false\n", "p");
+    CHECK(evaluate(*policy, agent, temp).guard == "ddl");
+}
+
+TEST_CASE("dynamic EXECUTE in DO counts as DDL", "[policy][evaluate]") {
+    auto block = statement(StatementClass::procedural, "DO");
+    block.flags.ddl_capable_dynamic = true;
+    auto decision = evaluate(*default_policy(), agent, block);
+    CHECK(decision.guard == "ddl");
+    CHECK_THAT(decision.detail, Catch::Contains("dynamic EXECUTE"));
+    CHECK(evaluate(*default_policy(), agent, statement(StatementClass::procedural, "DO")).allowed());
+}
+
+TEST_CASE("pgrail commands: intercept when allowed, refuse otherwise", "[policy][evaluate]") {
+    auto call = [](std::string function) {
+        auto s = statement(StatementClass::read, "SELECT");
+        s.pgrail_call = sql::PgrailCall{std::move(function), {}};
+        return s;
+    };
+    auto up = evaluate(*default_policy(), agent, call("migrate_up"));
+    CHECK(up.action == Action::intercept);
+    CHECK(up.command == Command::migrate_up);
+    auto down = evaluate(*default_policy(), agent, call("migrate_down"));
+    CHECK(down.action == Action::deny);
+    CHECK(down.guard == "migrations");
+    CHECK(down.message == "pgrail: pgrail.migrate_down is not allowed for this session");
+    CHECK_THAT(down.hint, Catch::Contains("pgrail.status, pgrail.plan, pgrail.migrate_up"));
+    CHECK(evaluate(*default_policy(), owner, call("migrate_down")).action == Action::intercept);
+    CHECK(evaluate(*default_policy(), agent, call("drop_everything")).message == "pgrail: unknown command pgrail.drop_everything");
+
+    sql::Analysis two;
+    two.statements = {statement(StatementClass::read, "SELECT"), call("status")};
+    auto mixed = evaluate_all(*default_policy(), agent, two);
+    CHECK(mixed.action == Action::deny);
+    CHECK(mixed.statement_index == 1);
+    CHECK(mixed.message == "pgrail: a pgrail command must be sent as a query of its own");
+
+    auto prepare = statement(StatementClass::session, "PREPARE");
+    prepare.inner = {call("status")};
+    CHECK(evaluate(*default_policy(), agent, prepare).guard == "migrations");
+}
+
+TEST_CASE("denied functions: bare, pg_catalog-qualified, any schema, globs, lifted", "[policy][evaluate]") {
+    auto calling = [](std::string function) {
+        auto s = statement(StatementClass::read, "SELECT");
+        s.functions = {"lower", std::move(function)};
+        return s;
+    };
+    CHECK(evaluate(*default_policy(), agent, calling("pg_read_file")).guard == "denied_functions");
+    CHECK(evaluate(*default_policy(), agent, calling("pg_catalog.pg_read_file")).guard == "denied_functions");
+    CHECK(evaluate(*default_policy(), agent, calling("public.dblink_exec")).guard == "denied_functions");
+    CHECK(evaluate(*default_policy(), agent, calling("pg_catalog.pg_terminate_backend")).message ==
+          "pgrail: function pg_terminate_backend is not allowed");
+    CHECK(evaluate(*default_policy(), agent, calling("pg_sleep")).allowed());
+    CHECK(evaluate(*default_policy(), agent, calling("now")).allowed());
+
+    auto policy = load_policy_string(R"(version: 1
+rules:
+  - name: ops
+    match: {users: ops}
+    allowed_functions: [pg_cancel_backend, "dblink*"]
+    denied_functions: [public.risky, "PG_SLEEP"]
+  - name: rest
+)", "p");
+    const SessionInfo ops{"ops", "app", "", ""};
+    CHECK(evaluate(*policy, ops, calling("pg_cancel_backend")).allowed());
+    CHECK(evaluate(*policy, ops, calling("dblink")).allowed());
+    CHECK(evaluate(*policy, ops, calling("pg_terminate_backend")).guard == "denied_functions");
+    CHECK(evaluate(*policy, ops, calling("public.risky")).guard == "denied_functions");
+    CHECK(evaluate(*policy, ops, calling("other.risky")).allowed());
+    CHECK(evaluate(*policy, ops, calling("pg_sleep")).guard == "denied_functions");
+    CHECK(evaluate(*policy, agent, calling("pg_cancel_backend")).guard == "denied_functions");
+}
+
+TEST_CASE("protected settings through SET, RESET and set_config", "[policy][evaluate]") {
+    auto setting = [](std::string name, bool via_function) {
+        auto s = statement(via_function ? StatementClass::read : StatementClass::session, via_function ? "SELECT" : "SET");
+        s.settings = {sql::SettingChange{std::move(name), via_function}};
+        if (via_function) s.functions = {"set_config"};
+        return s;
+    };
+    CHECK(evaluate(*default_policy(), agent, setting("search_path", false)).allowed());
+    CHECK(evaluate(*default_policy(), agent, setting("session_replication_role", false)).guard == "protected_settings");
+    CHECK(evaluate(*default_policy(), agent, setting("role", true)).message == "pgrail: changing setting role refused");
+    CHECK(evaluate(*default_policy(), agent, setting("all", false)).allowed());
+    auto computed = statement(StatementClass::read, "SELECT");
+    computed.functions = {"pg_catalog.set_config"};
+    CHECK(evaluate(*default_policy(), agent, computed).message ==
+          "pgrail: set_config with a computed setting name refused");
+}
+
+TEST_CASE("writes to protected schemas are refused, reads pass", "[policy][evaluate]") {
+    CHECK(evaluate(*default_policy(), agent,
+                   statement(StatementClass::read, "SELECT", {table("pgrail", "schema_migrations", ObjectRole::read)}))
+              .allowed());
+    auto write = evaluate(*default_policy(), agent,
+                          statement(StatementClass::write, "DELETE", {table("pgrail", "schema_migrations", ObjectRole::written)}));
+    CHECK(write.guard == "protected_schemas");
+    CHECK(write.message == "pgrail: write to protected schema pgrail refused");
+    CHECK(evaluate(*default_policy(), agent,
+                   statement(StatementClass::write, "UPDATE", {table("", "pg_authid", ObjectRole::written)}))
+              .guard == "protected_schemas");
+    // The migrator's registered DDL still may not touch pgrail's own schema.
+    MigrationMatcher yes = [](const Statement&) { return true; };
+    CHECK(evaluate(*default_policy(), owner,
+                   statement(StatementClass::ddl, "DROP SCHEMA", {ObjectRef{"", "pgrail", "schema", ObjectRole::dropped}}),
+                   &yes)
+              .guard == "protected_schemas");
+}
+
+TEST_CASE("DML guards: require_where, truncate, read-only tables", "[policy][evaluate]") {
+    auto unbounded = statement(StatementClass::write, "DELETE", {table("", "orders", ObjectRole::written)});
+    unbounded.flags.update_or_delete_without_where = true;
+    auto decision = evaluate(*default_policy(), agent, unbounded);
+    CHECK(decision.message == "pgrail: DELETE without WHERE refused");
+    CHECK(decision.detail == "rule \"agents\" (require_where) refused DELETE on orders");
+
+    auto truncate = statement(StatementClass::write, "TRUNCATE TABLE", {table("", "orders", ObjectRole::truncated)});
+    CHECK(evaluate(*default_policy(), agent, truncate).guard == "truncate");
+
+    auto policy = load_policy_string(R"(version: 1
+defaults:
+  read_only_tables: [public.ledger, "audit.*", invoices]
+  allow_truncate: true
+  require_where: false
+rules:
+  - name: all
+)", "p");
+    CHECK(evaluate(*policy, agent, unbounded).allowed());
+    CHECK(evaluate(*policy, agent, truncate).allowed());
+    auto write = [](std::string schema, std::string name) {
+        return statement(StatementClass::write, "INSERT", {table(std::move(schema), std::move(name), ObjectRole::written)});
+    };
+    CHECK(evaluate(*policy, agent, write("public", "ledger")).guard == "read_only_tables");
+    CHECK(evaluate(*policy, agent, write("", "ledger")).guard == "read_only_tables");  // may resolve to public.ledger
+    CHECK(evaluate(*policy, agent, write("other", "ledger")).allowed());
+    CHECK(evaluate(*policy, agent, write("audit", "events")).guard == "read_only_tables");
+    CHECK(evaluate(*policy, agent, write("x", "invoices")).message == "pgrail: write to read-only table x.invoices refused");
+    CHECK(evaluate(*policy, agent, statement(StatementClass::read, "SELECT", {table("public", "ledger", ObjectRole::read)}))
+              .allowed());
+}
+
+TEST_CASE("COPY PROGRAM, server files and ALTER SYSTEM", "[policy][evaluate]") {
+    auto program = statement(StatementClass::copy, "COPY");
+    program.flags.copy_program = true;
+    CHECK(evaluate(*default_policy(), agent, program).guard == "copy_program");
+    auto file = statement(StatementClass::copy, "COPY");
+    file.flags.copy_file = true;
+    CHECK(evaluate(*default_policy(), agent, file).guard == "copy_server_files");
+    CHECK(evaluate(*default_policy(), agent, statement(StatementClass::copy, "COPY")).allowed());
+    auto alter = statement(StatementClass::utility, "ALTER SYSTEM");
+    alter.flags.alter_system = true;
+    CHECK(evaluate(*default_policy(), agent, alter).guard == "alter_system");
+}
+
+TEST_CASE("statement classes outside allow_classes are refused", "[policy][evaluate]") {
+    auto vacuum = evaluate(*default_policy(), agent, statement(StatementClass::utility, "VACUUM"));
+    CHECK(vacuum.guard == "allow_classes");
+    CHECK(vacuum.message == "pgrail: utility statements are not allowed");
+    CHECK_THAT(vacuum.hint, Catch::Contains("read, write, transaction, session, procedural, copy"));
+}
+
+TEST_CASE("inner statements are evaluated too", "[policy][evaluate]") {
+    auto inner = statement(StatementClass::write, "DELETE", {table("", "orders", ObjectRole::written)});
+    inner.flags.update_or_delete_without_where = true;
+    auto explain = statement(StatementClass::read, "EXPLAIN");
+    explain.inner = {inner};
+    auto decision = evaluate(*default_policy(), agent, explain);
+    CHECK(decision.guard == "require_where");
+    CHECK(decision.detail == "rule \"agents\" (require_where) refused DELETE on orders");
+}
+
+TEST_CASE("unparsed statements follow on_parse_error", "[policy][evaluate]") {
+    sql::Analysis bad;
+    bad.error = sql::ParseError{"syntax error at or near \"FORM\"", 10};
+    auto decision = evaluate_all(*default_policy(), agent, bad);
+    CHECK(decision.action == Action::deny);
+    CHECK(decision.sqlstate == "42601");
+    CHECK(decision.message == "pgrail: syntax error at or near \"FORM\"");
+    CHECK(decision.guard == "on_parse_error");
+    auto unknown = evaluate(*default_policy(), agent, statement(StatementClass::unknown, ""));
+    CHECK(unknown.guard == "on_parse_error");
+    CHECK(unknown.sqlstate == "42501");
+
+    auto lenient = load_policy_string("version: 1\non_parse_error: allow\nrules:\n  - name: all\n", "p");
+    CHECK(evaluate_all(*lenient, agent, bad).allowed());
+    CHECK(evaluate(*lenient, agent, statement(StatementClass::unknown, "")).allowed());
+    CHECK(evaluate_all(*default_policy(), agent, sql::Analysis{}).allowed());  // empty query
+}
+
+TEST_CASE("audit_only decides but does not enforce", "[policy][evaluate]") {
+    auto policy = load_policy_string("version: 1\nmode: audit_only\nrules:\n  - name: all\n", "p");
+    auto decision = evaluate(*policy, agent, statement(StatementClass::ddl, "DROP TABLE", {table("", "t", ObjectRole::dropped)}));
+    CHECK(decision.action == Action::deny);
+    CHECK_FALSE(decision.enforced);
+}
+
+TEST_CASE("messages can be overridden with placeholders", "[policy][evaluate]") {
+    auto policy = load_policy_string(R"(version: 1
+messages:
+  ddl:
+    message: "pgrail: no schema changes from {rule}"
+    hint: "Open a PR adding a migration to {migrations_dir} for {objects} ({tag})."
+rules:
+  - name: all
+)", "p", {"sql/migrations"});
+    auto decision = evaluate(*policy, agent,
+                             statement(StatementClass::ddl, "ALTER TABLE", {table("public", "profiles", ObjectRole::altered)}));
+    CHECK(decision.message == "pgrail: no schema changes from all");
+    CHECK(decision.hint == "Open a PR adding a migration to sql/migrations for public.profiles (ALTER TABLE).");
+    CHECK(decision.detail == "rule \"all\" (ddl: migrations_only) refused ALTER TABLE on public.profiles");
+}
+
+TEST_CASE("rules match on user, database, application and client; first match wins", "[policy][rules]") {
+    auto policy = load_policy_string(R"(version: 1
+rules:
+  - name: office
+    match: {users: "agent*", clients: [10.0.0.0/8, "2001:db8::/32"]}
+  - name: reporting
+    match: {databases: [reports, "analytics_*"], application_names: metabase}
+  - name: rest
+    match: {users: "*", clients: "::/0"}
+)", "p");
+    auto rule = [&](SessionInfo session) { return policy->rule_for(session).name; };
+    CHECK(rule({"agent_7", "app", "", "10.9.9.9"}) == "office");
+    CHECK(rule({"agent_7", "app", "", "::ffff:10.9.9.9"}) == "office");
+    CHECK(rule({"agent_7", "app", "", "2001:db8::7"}) == "office");
+    CHECK(rule({"agent_7", "app", "", "192.168.0.1"}) == "rest");
+    CHECK(rule({"agent_7", "app", "", ""}) == "rest");  // Unix socket: no address, no CIDR match
+    CHECK(rule({"bob", "analytics_eu", "metabase", "1.2.3.4"}) == "reporting");
+    CHECK(rule({"bob", "analytics_eu", "psql", "1.2.3.4"}) == "rest");
+    CHECK(rule({"agent_1", "reports", "metabase", "10.0.0.1"}) == "office");  // file order
+}
+
+TEST_CASE("startup guards: replication, options, protected startup settings", "[policy][startup]") {
+    using Params = std::vector<std::pair<std::string, std::string>>;
+    const auto& policy = *default_policy();
+    CHECK(evaluate_startup(policy, agent, Params{{"user", "agent"}, {"database", "app"}}).allowed());
+    auto replication = evaluate_startup(policy, agent, Params{{"replication", "database"}});
+    CHECK(replication.guard == "replication");
+    CHECK(replication.message == "pgrail: replication connections are refused");
+    CHECK(evaluate_startup(policy, agent, Params{{"replication", "false"}}).allowed());
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c search_path=app,public"}}).allowed());
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "--statement-timeout=5s -c lock_timeout=1s"}}).allowed());
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c work_mem=1GB"}}).guard == "options");
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c session_replication_role=replica"}}).guard ==
+          "protected_settings");
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-B 1000"}}).guard == "options");
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c search_path=a\\ b"}}).allowed());
+    CHECK(evaluate_startup(policy, agent, Params{{"session_replication_role", "replica"}}).guard == "protected_settings");
+    CHECK(evaluate_startup(policy, agent, Params{{"default_transaction_read_only", "off"}}).guard == "protected_settings");
+    CHECK(evaluate_startup(policy, agent, Params{{"client_encoding", "UTF8"}, {"application_name", "x"}}).allowed());
+
+    auto deny = load_policy_string("version: 1\ndefaults: {options: deny, replication: allow}\nrules:\n  - name: all\n", "p");
+    CHECK(evaluate_startup(*deny, agent, Params{{"options", "-c search_path=x"}}).guard == "options");
+    CHECK(evaluate_startup(*deny, agent, Params{{"options", "  "}}).allowed());
+    CHECK(evaluate_startup(*deny, agent, Params{{"replication", "true"}}).allowed());
+    auto allow = load_policy_string("version: 1\ndefaults: {options: allow}\nrules:\n  - name: all\n", "p");
+    CHECK(evaluate_startup(*allow, agent, Params{{"options", "-c work_mem=1GB -B 10"}}).allowed());
+    CHECK(evaluate_startup(*allow, agent, Params{{"options", "-crole=postgres"}}).guard == "protected_settings");
+}
+
+TEST_CASE("evaluate costs well under a microsecond for a SELECT", "[policy][performance]") {
+    auto policy = load_policy_file(PGRAIL_TEST_DATA "/policy_custom.yaml");
+    auto select = statement(StatementClass::read, "SELECT", {table("public", "pgbench_accounts", ObjectRole::read)});
+    select.functions = {"lower", "now"};
+    const SessionInfo session{"agent", "app", "pgbench", "10.1.2.3"};
+    constexpr int rounds = 200000;
+    std::size_t allowed = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (int round = 0; round < rounds; ++round) allowed += evaluate(*policy, session, select).allowed() ? 1 : 0;
+    const auto elapsed = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+    const double per_call = elapsed / rounds;
+    WARN("evaluate(SELECT) with policy_custom.yaml: " << per_call << " ns per call");
+    CHECK(allowed == rounds);
+    CHECK(per_call < 1000.0);
+}

@@ -1,0 +1,129 @@
+// Analyzer behaviour the corpus does not show: byte ranges, normalised text,
+// structural keys, error positions and pgrail's own calls.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pgrail/sql/analyzer.hpp"
+
+using namespace pgrail::sql;
+
+namespace {
+
+std::uint64_t key_of(const std::string& sql) {
+    const Analysis analysis = analyze(sql);
+    REQUIRE(analysis.statements.size() == 1);
+    REQUIRE_FALSE(analysis.error.has_value());
+    return analysis.statements[0].structural_key;
+}
+
+}  // namespace
+
+TEST_CASE("statements carry their byte range in the original text", "[sql][analyzer]") {
+    const std::string sql = "  SELECT 'a;b' ; /* c */ DELETE FROM t WHERE x = $$;$$  ;\n-- tail";
+    const Analysis analysis = analyze(sql);
+    REQUIRE(analysis.statements.size() == 2);
+    CHECK(sql.substr(analysis.statements[0].offset, analysis.statements[0].length) == "SELECT 'a;b'");
+    CHECK(sql.substr(analysis.statements[1].offset, analysis.statements[1].length) == "DELETE FROM t WHERE x = $$;$$");
+}
+
+TEST_CASE("empty text and comments hold no statement", "[sql][analyzer]") {
+    CHECK(analyze("").statements.empty());
+    CHECK(analyze(" ;; -- nothing\n").statements.empty());
+    CHECK_FALSE(analyze("").error.has_value());
+}
+
+TEST_CASE("normalised text replaces every literal with $n", "[sql][analyzer]") {
+    const Analysis analysis = analyze("SELECT * FROM users WHERE email = 'alice@example.com' AND pin = 1234");
+    REQUIRE(analysis.statements.size() == 1);
+    CHECK(analysis.statements[0].normalized == "SELECT * FROM users WHERE email = $1 AND pin = $2");
+    const Analysis role = analyze("CREATE ROLE agent PASSWORD 'hunter2'");
+    REQUIRE(role.statements.size() == 1);
+    CHECK(role.statements[0].normalized.find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("structural key ignores whitespace, comments and keyword case only", "[sql][analyzer]") {
+    const std::uint64_t base = key_of("ALTER TABLE users ADD COLUMN tz text DEFAULT 'UTC'");
+    CHECK(key_of("alter   table users\n add column tz TEXT default 'UTC' -- why\n") == base);
+    CHECK(key_of("/* c */ ALTER TABLE users ADD COLUMN tz text DEFAULT 'UTC';") == base);
+    CHECK(key_of("ALTER TABLE users ADD COLUMN tz text DEFAULT 'utc'") != base);   // constants count
+    CHECK(key_of("ALTER TABLE people ADD COLUMN tz text DEFAULT 'UTC'") != base);  // identifiers count
+    CHECK(key_of("ALTER TABLE users ADD COLUMN tz varchar DEFAULT 'UTC'") != base);
+    CHECK(key_of("ALTER TABLE \"Users\" ADD COLUMN tz text DEFAULT 'UTC'") != base);  // quoted names keep case
+    CHECK(key_of("SELECT 1") != key_of("SELECT 2"));
+    CHECK(key_of("SELECT 1.0") != key_of("SELECT 1"));
+}
+
+TEST_CASE("text that does not parse reports PostgreSQL's message and position", "[sql][analyzer]") {
+    const Analysis analysis = analyze("SELECT 1; SELECT * FRM t");
+    REQUIRE(analysis.statements.size() == 2);
+    CHECK(analysis.statements[0].statement_class == StatementClass::read);
+    const Statement& bad = analysis.statements[1];
+    CHECK(bad.statement_class == StatementClass::unknown);
+    REQUIRE(bad.error.has_value());
+    CHECK(bad.error->message == "syntax error at or near \"FRM\"");
+    CHECK(bad.error->cursor == 20);  // 1-based, in the whole text
+    REQUIRE(analysis.error.has_value());
+    CHECK(*analysis.error == *bad.error);
+}
+
+TEST_CASE("error positions count characters, not bytes", "[sql][analyzer]") {
+    const Analysis analysis = analyze("SELECT 'äöü'; SELEKT 1");
+    REQUIRE(analysis.statements.size() == 2);
+    REQUIRE(analysis.statements[1].error.has_value());
+    CHECK(analysis.statements[1].error->cursor == 15);
+}
+
+TEST_CASE("a NUL byte is refused", "[sql][analyzer]") {
+    const Analysis analysis = analyze(std::string("SELECT 1\0; DROP TABLE t", 23));
+    REQUIRE(analysis.error.has_value());
+    REQUIRE(analysis.statements.size() == 1);
+    CHECK(analysis.statements[0].statement_class == StatementClass::unknown);
+}
+
+TEST_CASE("pgrail calls are recognised only in their exact form", "[sql][analyzer]") {
+    const auto call_of = [](const std::string& sql) { return analyze(sql).statements.at(0).pgrail_call; };
+    const auto up = call_of("SELECT * FROM pgrail.migrate_up('20260101')");
+    REQUIRE(up.has_value());
+    CHECK(up->function == "migrate_up");
+    CHECK(up->arguments == std::vector<std::string>{"20260101"});
+    CHECK(call_of("select PGRAIL.STATUS()").has_value());  // unquoted names fold to lower case
+    CHECK_FALSE(call_of("SELECT * FROM \"PGRAIL\".status()").has_value());
+    CHECK_FALSE(call_of("SELECT * FROM pgrail.status() s").has_value());
+    CHECK_FALSE(call_of("SELECT pgrail.status() WHERE false").has_value());
+    CHECK_FALSE(call_of("SELECT * FROM pgrail.migrate_up($1)").has_value());
+    CHECK_FALSE(call_of("SELECT * FROM pgrail.migrate_up(NULL)").has_value());
+    CHECK_FALSE(call_of("WITH x AS (SELECT 1) SELECT pgrail.plan()").has_value());
+    CHECK_FALSE(call_of("SELECT * FROM pgrail.status(), users").has_value());
+}
+
+TEST_CASE("DO blocks: static DDL is DDL, dynamic EXECUTE is ddl-capable", "[sql][analyzer]") {
+    const Statement fixed = analyze("DO $$BEGIN ALTER TABLE t ADD c int; END$$").statements.at(0);
+    CHECK(fixed.statement_class == StatementClass::ddl);
+    CHECK(fixed.tag == "DO");
+    CHECK_FALSE(fixed.flags.ddl_capable_dynamic);
+    const Statement dynamic = analyze("DO $$BEGIN EXECUTE 'ALTER TABLE t ADD c int'; END$$").statements.at(0);
+    CHECK(dynamic.statement_class == StatementClass::procedural);
+    CHECK(dynamic.flags.ddl_capable_dynamic);
+    const Statement nested = analyze("DO $a$BEGIN DO $b$BEGIN EXECUTE 'x'; END$b$; END$a$").statements.at(0);
+    CHECK(nested.flags.ddl_capable_dynamic);
+}
+
+TEST_CASE("analysis is thread-safe", "[sql][analyzer]") {
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int index = 0; index < 4; ++index) {
+        threads.emplace_back([&failures] {
+            for (int round = 0; round < 200; ++round) {
+                const Analysis analysis = analyze("UPDATE t SET a = 1; DO $$BEGIN DROP TABLE x; END$$");
+                if (analysis.statements.size() != 2 || analysis.statements[1].statement_class != StatementClass::ddl) {
+                    ++failures;
+                }
+            }
+        });
+    }
+    for (std::thread& thread : threads) thread.join();
+    CHECK(failures == 0);
+}

@@ -1,0 +1,174 @@
+// Drives tests/data/sql_corpus.txt: each case is SQL followed by one `=>` line per
+// statement with its expected class, tag, objects, functions, settings and flags.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pgrail/sql/analysis_cache.hpp"
+#include "pgrail/sql/analyzer.hpp"
+#include "pgrail/sql/json.hpp"
+
+using namespace pgrail::sql;
+
+namespace {
+
+struct Case {
+    std::size_t line = 0;             // where the SQL starts in the corpus file
+    std::string sql;
+    std::vector<std::string> expected;  // one line per statement, without "=> "
+};
+
+const char* corpus_path() { return PGRAIL_TEST_DATA "/sql_corpus.txt"; }
+
+std::vector<Case> read_corpus(std::vector<std::string>* raw_lines = nullptr) {
+    std::ifstream file(corpus_path());
+    REQUIRE(file.good());
+    std::vector<Case> cases;
+    std::string line;
+    std::size_t number = 0;
+    bool in_case = false;
+    while (std::getline(file, line)) {
+        ++number;
+        if (raw_lines != nullptr) raw_lines->push_back(line);
+        if (line.empty() || line.starts_with("#")) {
+            in_case = false;
+            continue;
+        }
+        if (line.starts_with("=>")) {
+            REQUIRE(!cases.empty());
+            cases.back().expected.push_back(line.size() > 3 ? line.substr(3) : std::string());
+            in_case = false;
+            continue;
+        }
+        if (in_case) {
+            cases.back().sql += "\n" + line;
+        } else {
+            cases.push_back(Case{number, line, {}});
+            in_case = true;
+        }
+    }
+    return cases;
+}
+
+// The one-line summary a corpus entry states for a statement.
+std::string render(const Statement& statement) {
+    std::ostringstream out;
+    out << to_string(statement.statement_class);
+    if (!statement.tag.empty()) out << ' ' << statement.tag;
+    if (!statement.objects.empty()) {
+        out << " | objects:";
+        const char* separator = " ";
+        for (const ObjectRef& object : statement.objects) {
+            out << separator << (object.schema.empty() ? "" : object.schema + ".") << object.name << " ("
+                << object.kind << ", " << to_string(object.role) << ")";
+            separator = "; ";
+        }
+    }
+    if (!statement.functions.empty()) {
+        out << " | functions:";
+        const char* separator = " ";
+        for (const std::string& function : statement.functions) {
+            out << separator << function;
+            separator = ", ";
+        }
+    }
+    if (!statement.settings.empty()) {
+        out << " | settings:";
+        const char* separator = " ";
+        for (const SettingChange& setting : statement.settings) {
+            out << separator << setting.name << (setting.via_function ? " (set_config)" : "");
+            separator = ", ";
+        }
+    }
+    const std::vector<std::string> flags = flag_names(statement.flags);
+    if (!flags.empty()) {
+        out << " | flags:";
+        const char* separator = " ";
+        for (const std::string& flag : flags) {
+            out << separator << flag;
+            separator = ", ";
+        }
+    }
+    if (statement.pgrail_call) {
+        out << " | pgrail: " << statement.pgrail_call->function << "(";
+        const char* separator = "";
+        for (const std::string& argument : statement.pgrail_call->arguments) {
+            out << separator << "'" << argument << "'";
+            separator = ", ";
+        }
+        out << ")";
+    }
+    if (!statement.inner.empty()) {
+        out << " | inner:";
+        const char* separator = " ";
+        for (const Statement& inner : statement.inner) {
+            out << separator << to_string(inner.statement_class) << ' ' << inner.tag;
+            separator = ", ";
+        }
+    }
+    if (statement.error) out << " | error: " << statement.error->message << " @" << statement.error->cursor;
+    return out.str();
+}
+
+std::vector<std::string> render(const Analysis& analysis) {
+    std::vector<std::string> lines;
+    for (const Statement& statement : analysis.statements) lines.push_back(render(statement));
+    if (lines.empty()) lines.emplace_back("(none)");
+    return lines;
+}
+
+// PGRAIL_CORPUS_WRITE=<file> writes the corpus with the current results, for review.
+void write_corpus(const std::vector<std::string>& raw_lines, const char* target) {
+    std::ofstream out(target);
+    std::size_t index = 0;
+    while (index < raw_lines.size()) {
+        const std::string& line = raw_lines[index];
+        if (line.empty() || line.starts_with("#")) {
+            out << line << '\n';
+            ++index;
+            continue;
+        }
+        std::string sql = line;
+        out << line << '\n';
+        ++index;
+        while (index < raw_lines.size() && !raw_lines[index].empty() && !raw_lines[index].starts_with("#") &&
+               !raw_lines[index].starts_with("=>")) {
+            sql += "\n" + raw_lines[index];
+            out << raw_lines[index] << '\n';
+            ++index;
+        }
+        while (index < raw_lines.size() && raw_lines[index].starts_with("=>")) ++index;
+        for (const std::string& rendered : render(analyze(sql))) out << "=> " << rendered << '\n';
+    }
+}
+
+}  // namespace
+
+TEST_CASE("every corpus statement is read as the corpus says", "[sql][corpus]") {
+    std::vector<std::string> raw_lines;
+    const std::vector<Case> cases = read_corpus(&raw_lines);
+    if (const char* target = std::getenv("PGRAIL_CORPUS_WRITE")) write_corpus(raw_lines, target);
+    CHECK(cases.size() >= 300);
+    for (const Case& entry : cases) {
+        INFO("sql_corpus.txt:" << entry.line << ": " << entry.sql);
+        CHECK(render(analyze(entry.sql)) == entry.expected);
+    }
+}
+
+TEST_CASE("cached and uncached analyses agree over the whole corpus", "[sql][corpus][cache]") {
+    AnalysisCache cache(1 << 20);
+    for (int round = 0; round < 2; ++round) {
+        for (const Case& entry : read_corpus()) {
+            INFO(entry.sql);
+            const std::shared_ptr<const Analysis> cached = cache.analyze(entry.sql);
+            REQUIRE(cached != nullptr);
+            CHECK(*cached == analyze(entry.sql));
+        }
+    }
+    CHECK(cache.hits() > 0);
+    CHECK(cache.misses() > 0);
+}

@@ -1,0 +1,139 @@
+// Hostile nesting must be refused, never crash: the worst shapes at and beyond the bound.
+#include <pthread.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include <catch2/catch.hpp>
+
+#include "../../../src/sql/analyzer_internal.hpp"
+#include "../../../src/sql/deep_stack.hpp"
+#include "deep_input.hpp"
+#include "pgrail/sql/analyzer.hpp"
+
+using namespace pgrail::sql;
+using pgrail::sql::testing::deep_shapes;
+
+namespace {
+
+// Runs analyze_unchecked on a fresh 64 MB stack painted with a pattern and
+// reports the deepest byte it touched: the stack the analysis really used.
+struct Measurement {
+    std::string query;
+    std::size_t used = 0;
+};
+
+void* measure_thread(void* argument) {
+    auto* measurement = static_cast<Measurement*>(argument);
+    pthread_attr_t attributes;
+    pthread_getattr_np(pthread_self(), &attributes);
+    void* low = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attributes, &low, &size);
+    pthread_attr_destroy(&attributes);
+    // Addresses as integers: comparing pointers into different objects would be undefined.
+    const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    const std::uintptr_t bottom = reinterpret_cast<std::uintptr_t>(low) + 64 * 1024;  // above the guard page
+    const std::uintptr_t top = here - 16 * 1024;
+    for (std::uintptr_t address = bottom; address < top; ++address) {
+        *reinterpret_cast<volatile unsigned char*>(address) = 0xA5;
+    }
+    (void)detail::analyze_unchecked(measurement->query);
+    std::uintptr_t touched = bottom;
+    while (touched < top && *reinterpret_cast<volatile unsigned char*>(touched) == 0xA5) ++touched;
+    measurement->used = static_cast<std::size_t>(here - touched);
+    return nullptr;
+}
+
+std::size_t stack_used(const std::string& query) {
+    Measurement measurement{query, 0};
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, detail::worker_stack_bytes);
+    pthread_t thread;
+    REQUIRE(pthread_create(&thread, &attributes, measure_thread, &measurement) == 0);
+    pthread_join(thread, nullptr);
+    pthread_attr_destroy(&attributes);
+    return measurement.used;
+}
+
+}  // namespace
+
+TEST_CASE("stack use per nesting level stays within the budget for every deep shape", "[sql][stack]") {
+    for (const auto& shape : deep_shapes()) {
+        // Near the limit but inside it, so the analysis really parses.
+        // DO bodies are bounded separately: the body is one string to the outer scanner.
+        const auto bound_of = [](const std::string& text) {
+            const std::size_t body = text.find("$$");
+            return body == std::string::npos
+                       ? detail::max_nesting_bound(text)
+                       : detail::max_nesting_bound(text.substr(body + 2, text.rfind("$$") - body - 2), true);
+        };
+        std::size_t levels = 1000;
+        std::string query = shape.make(levels);
+        std::size_t bound = bound_of(query);
+        // Scale the shape up to about half the limit.
+        if (bound > 0 && bound < detail::max_nesting / 2) {
+            levels = levels * (detail::max_nesting / 2) / bound;
+            query = shape.make(levels);
+            bound = bound_of(query);
+        }
+        const std::size_t used = stack_used(query);
+        const double per_level = bound == 0 ? 0.0 : static_cast<double>(used) / static_cast<double>(bound);
+        std::printf("%-26s levels %6zu bound %6zu stack %9zu B  %7.1f B/level  budget %9zu B\n", shape.name, levels,
+                    bound, used, per_level, detail::stack_needed(bound));
+        CHECK(used < detail::stack_needed(bound));
+        CHECK(bound <= detail::max_nesting);
+    }
+}
+
+TEST_CASE("deep input beyond the bound is refused as unparseable, not a crash", "[sql][stack]") {
+    for (const auto& shape : deep_shapes()) {
+        for (std::size_t levels : {std::size_t{3000}, std::size_t{30000}, std::size_t{100000}}) {
+            const std::string query = shape.make(levels);
+            const Analysis analysis = analyze(query);
+            INFO(shape.name << " x " << levels);
+            REQUIRE(analysis.statements.size() == 1);
+            const Statement& statement = analysis.statements.front();
+            if (detail::max_nesting_bound(query) > detail::max_nesting) {
+                CHECK(statement.statement_class == StatementClass::unknown);
+                REQUIRE(statement.error.has_value());
+                CHECK(analysis.error.has_value());
+            }
+        }
+    }
+}
+
+TEST_CASE("deep input is analysed safely from a thread with a small stack", "[sql][stack]") {
+    // A 256 KB thread (where 6 KB of 1+1+... used to crash) hands deep work to the workers.
+    struct Job {
+        std::string query;
+        Analysis analysis;
+    };
+    Job job{"SELECT 1" + pgrail::sql::testing::repeat("+1", 8000), {}};
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, 256 * 1024);
+    pthread_t thread;
+    REQUIRE(pthread_create(&thread, &attributes, [](void* argument) -> void* {
+        auto* work = static_cast<Job*>(argument);
+        work->analysis = analyze(work->query);
+        return nullptr;
+    }, &job) == 0);
+    pthread_join(thread, nullptr);
+    pthread_attr_destroy(&attributes);
+    REQUIRE(job.analysis.statements.size() == 1);
+    CHECK(job.analysis.statements[0].statement_class == StatementClass::read);
+    CHECK_FALSE(job.analysis.error.has_value());
+}
+
+TEST_CASE("long flat statements are not mistaken for deep ones", "[sql][stack]") {
+    const std::string values = "INSERT INTO t VALUES (1, 'a')" + pgrail::sql::testing::repeat(", (1, 'a')", 50000);
+    CHECK(detail::max_nesting_bound(values) < 10);
+    const std::string in_list = "SELECT * FROM t WHERE id IN (1" + pgrail::sql::testing::repeat(", 1", 50000) + ")";
+    CHECK(detail::max_nesting_bound(in_list) < 10);
+    const Analysis analysis = analyze(in_list);
+    REQUIRE(analysis.statements.size() == 1);
+    CHECK(analysis.statements[0].statement_class == StatementClass::read);
+}
