@@ -146,11 +146,12 @@ value() { awk -v n="$1" -v m="$2" -v t="$3" '$1 == n && $2 == m && $3 == t {prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b}'; }
 
 echo
-echo "Medians of $REPEATS interleaved rounds ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1))"
+echo "Medians of $REPEATS interleaved rounds ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-28s %11s %11s %11s %14s %16s\n' benchmark direct pgrail pgbouncer pgrail/direct pgrail/pgbouncer
 for name in c8_simple c8_extended c8_prepared c1_simple churn_C; do
   d=$(value "$name" tps direct); p=$(value "$name" tps pgrail); b=$(value "$name" tps pgbouncer)
-  printf '%-28s %11s %11s %11s %14s %16s\n' "$name tps" "$d" "$p" "${b:--}" "$(ratio "$p" "$d")" "$(ratio "$p" "$b")"
+  printf '%-28s %11.0f %11.0f %11s %14s %16s\n' "$name tps" "$d" "$p" "$(awk -v b="$b" 'BEGIN{print b == "" ? "-" : sprintf("%.0f", b)}')" \
+    "$(ratio "$p" "$d")" "$(ratio "$p" "$b")"
 done
 d=$(value c1_simple latency_us direct); p=$(value c1_simple latency_us pgrail); b=$(value c1_simple latency_us pgbouncer)
 printf '%-28s %11s %11s %11s %14s %16s\n' "c1 latency (us)" "$d" "$p" "$b" \

@@ -58,6 +58,11 @@ const char* role_name(ObjectRole role) {
     return "?";
 }
 
+std::string lower(std::string text) {
+    for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
+}
+
 std::string tag_of(const Statement& statement) { return statement.tag.empty() ? "a statement" : statement.tag; }
 
 void replace_all(std::string& text, std::string_view from, std::string_view to) {
@@ -251,17 +256,26 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         computed_set_config = computed_set_config || is_function(function, "set_config");
     }
     if (computed_set_config) {
-        const bool named = std::any_of(statement.settings.begin(), statement.settings.end(),
-                                       [](const auto& setting) { return setting.via_function; });
+        // The analyzer reports a non-constant name as "*"; no named entry at all means the same.
+        const bool named = std::any_of(statement.settings.begin(), statement.settings.end(), [](const auto& setting) {
+            return setting.via_function && setting.name != "*";
+        });
+        const bool computed = std::any_of(statement.settings.begin(), statement.settings.end(),
+                                          [](const auto& setting) { return setting.name == "*"; });
         // The setting's name is an expression: pgrail cannot tell it is not a protected one.
-        if (!named && !guards.protected_settings.empty())
+        if ((computed || !named) && !guards.protected_settings.empty())
             return refuse(context, &statement, "protected_settings", "protected_settings",
                           "pgrail: set_config with a computed setting name refused", " calling set_config",
                           "Pass the setting name as a constant, e.g. set_config('search_path', ..., false).");
     }
     for (const auto& setting : statement.settings) {
-        if (setting.name == "all") continue;  // RESET ALL / DISCARD ALL return to the role's own defaults
-        if (const auto* member = guards.protected_settings.find(setting.name))
+        if (setting.name == "all" || setting.name == "*") continue;  // RESET ALL returns to the role's defaults
+        // Setting names are case-insensitive in PostgreSQL; lower-case only when needed (no allocation).
+        const bool upper = std::any_of(setting.name.begin(), setting.name.end(),
+                                       [](unsigned char c) { return std::isupper(c) != 0; });
+        const auto* member = upper ? guards.protected_settings.find(lower(setting.name))
+                                   : guards.protected_settings.find(setting.name);
+        if (member)
             return refuse(context, &statement, "protected_settings", fmt::format("protected_settings: {}", *member),
                           fmt::format("pgrail: changing setting {} refused", setting.name),
                           setting.via_function ? " calling set_config" : "",

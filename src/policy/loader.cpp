@@ -137,7 +137,11 @@ private:
 
     // A string or a list of strings (`users: agent` or `users: [agent, bot]`); never empty.
     std::vector<std::string> one_or_more(const YAML::Node& node, std::string_view key) const {
-        if (node.IsScalar()) return {reader_.as_string(node, key)};
+        if (node.IsScalar()) {
+            auto value = reader_.as_string(node, key);
+            if (value.empty()) reader_.fail(node, fmt::format("'{}' entries must not be empty", key));
+            return {std::move(value)};
+        }
         auto list = reader_.as_string_list(node, key);
         if (list.empty()) reader_.fail(node, fmt::format("'{}' must not be empty (omit the key to match everything)", key));
         for (std::size_t index = 0; index < list.size(); ++index)
@@ -414,6 +418,8 @@ std::string describe_match(const SessionMatch& match) {
     }
     return parts.empty() ? "every session" : join(parts, "; ");
 }
+
+#undef GUARD_KEYS
 
 }  // namespace
 

@@ -78,8 +78,23 @@ TEST_CASE("protocol versions other than 3 are refused as PostgreSQL refuses them
         const auto proxied = answer_to(Route::pgrail, packet, &proxied_closed);
         CHECK(direct_closed);
         CHECK(proxied_closed);
-        CHECK(proxied == direct);
         CHECK_THAT(proxied, Catch::Contains("unsupported frontend protocol"));
+        if (version < 0x00030000) {
+            // PostgreSQL answers a 1.x/2.x client in that protocol's own error format.
+            CHECK(proxied == direct);
+        } else {
+            // Same fields; the server's source location fields (F, L, R) are its own business.
+            const auto direct_messages = split_messages(direct);
+            const auto proxied_messages = split_messages(proxied);
+            REQUIRE(direct_messages.size() == 1);
+            REQUIRE(proxied_messages.size() == 1);
+            auto expected = error_fields(direct_messages[0].body);
+            auto actual = error_fields(proxied_messages[0].body);
+            for (auto* fields : {&expected, &actual}) {
+                for (char internal : {'F', 'L', 'R'}) fields->erase(internal);
+            }
+            CHECK(actual == expected);
+        }
     }
 }
 
@@ -96,7 +111,8 @@ TEST_CASE("a startup packet with a bad length gets FATAL 08P01", "[protocol][mal
     for (const auto& [name, bytes] : cases) {
         INFO(name);
         bool closed = false;
-        require_fatal_08p01(answer_to(Route::pgrail, bytes, &closed), closed);
+        const auto answer = answer_to(Route::pgrail, bytes, &closed);
+        require_fatal_08p01(answer, closed);
     }
     require_still_serving();
 }
@@ -112,7 +128,8 @@ TEST_CASE("random bytes instead of a startup packet get FATAL 08P01", "[protocol
         bytes[0] = static_cast<char>(0x05 + random() % 0xfb);
         INFO("round " << round << " first bytes " << std::hex << (static_cast<unsigned>(bytes[0]) & 0xff));
         bool closed = false;
-        require_fatal_08p01(answer_to(Route::pgrail, bytes, &closed), closed);
+        const auto answer = answer_to(Route::pgrail, bytes, &closed);
+        require_fatal_08p01(answer, closed);
     }
     require_still_serving();
 }

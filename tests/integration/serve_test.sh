@@ -65,8 +65,8 @@ EOF
 startup_reply_hex() {
   local port=$1
   exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
-  # length 37: int32 len, int32 196608, "user\0agent\0database\0app\0\0"
-  printf '\x00\x00\x00\x25\x00\x03\x00\x00user\x00agent\x00database\x00app\x00\x00' >&3
+  # length 33: int32 len, int32 196608, "user\0agent\0database\0app\0\0"
+  printf '\x00\x00\x00\x21\x00\x03\x00\x00user\x00agent\x00database\x00app\x00\x00' >&3
   timeout 5 od -An -v -tx1 <&3 | tr -d ' \n'
   exec 3<&-
 }
@@ -94,8 +94,8 @@ for attempt in 1 2; do
   fi
 done
 if kill -0 "$dead_pid" 2>/dev/null; then ok "pgrail still running after upstream failures"; else fail "pgrail exited"; cat "$work/dead.log" >&2; fi
-if PGPASSWORD=x timeout 10 "$PG_BIN/psql" -X -h 127.0.0.1 -p "$listen_port" -U agent -d app -c 'SELECT 1' 2>&1 \
-   | grep -qi 'FATAL'; then
+psql_output=$(PGPASSWORD=x timeout 10 "$PG_BIN/psql" -X -h 127.0.0.1 -p "$listen_port" -U agent -d app -c 'SELECT 1' 2>&1)
+if grep -q 'FATAL' <<<"$psql_output"; then
   ok "psql sees a FATAL from the unreachable upstream"
 else
   fail "psql did not get a FATAL from the unreachable upstream"

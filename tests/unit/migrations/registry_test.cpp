@@ -98,6 +98,8 @@ TEST_CASE("files that are not complete, parseable pairs are invalid with a reaso
         {"7_.up.sql", up_sql},
         {"8_empty_up.up.sql", ""},
         {"8_empty_up.down.sql", down_sql},
+        {"9_typo.up.sql", "SELECT 1;\nSELEC 1;"},
+        {"9_typo.down.sql", down_sql},
     });
     CHECK(registry.migrations().empty());
     CHECK_THAT(reason_for(registry, "README.md"), Catch::Contains("not a migration file"));
@@ -114,6 +116,7 @@ TEST_CASE("files that are not complete, parseable pairs are invalid with a reaso
     CHECK_THAT(reason_for(registry, "x_name.up.sql"), Catch::Contains("not a migration file"));
     CHECK_THAT(reason_for(registry, "7_.up.sql"), Catch::Contains("not a migration file"));
     CHECK_THAT(reason_for(registry, "8_empty_up.up.sql"), Catch::Contains("up script has no statements"));
+    CHECK_THAT(reason_for(registry, "9_typo.up.sql"), Catch::Contains("does not parse") && Catch::Contains("line 2"));
     CHECK(registry.invalid_for("5").size() == 4);
 }
 

@@ -343,17 +343,23 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
 }
 
 TEST_CASE("evaluate costs well under a microsecond for a SELECT", "[policy][performance]") {
-    auto policy = load_policy_file(PGRAIL_TEST_DATA "/policy_custom.yaml");
+    const SessionInfo session{"agent", "app", "pgbench", "10.1.2.3"};
     auto select = statement(StatementClass::read, "SELECT", {table("public", "pgbench_accounts", ObjectRole::read)});
     select.functions = {"lower", "now"};
-    const SessionInfo session{"agent", "app", "pgbench", "10.1.2.3"};
-    constexpr int rounds = 200000;
-    std::size_t allowed = 0;
-    const auto start = std::chrono::steady_clock::now();
-    for (int round = 0; round < rounds; ++round) allowed += evaluate(*policy, session, select).allowed() ? 1 : 0;
-    const auto elapsed = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
-    const double per_call = elapsed / rounds;
-    WARN("evaluate(SELECT) with policy_custom.yaml: " << per_call << " ns per call");
-    CHECK(allowed == rounds);
-    CHECK(per_call < 1000.0);
+    for (const char* file : {"/../../policies/default.yaml", "/policy_custom.yaml"}) {
+        auto policy = load_policy_file(std::string(PGRAIL_TEST_DATA) + file);
+        // The best of several batches: the machine is shared, the minimum is the cost.
+        constexpr int batches = 7, rounds = 30000;
+        double best = 1e9;
+        std::size_t allowed = 0;
+        for (int batch = 0; batch < batches; ++batch) {
+            const auto start = std::chrono::steady_clock::now();
+            for (int round = 0; round < rounds; ++round) allowed += evaluate(*policy, session, select).allowed() ? 1 : 0;
+            const auto elapsed = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start);
+            best = std::min(best, elapsed.count() / rounds);
+        }
+        WARN("evaluate(SELECT) with " << file << ": " << best << " ns per call (best of " << batches << " batches)");
+        CHECK(allowed == std::size_t{batches} * rounds);
+        CHECK(best < 1000.0);
+    }
 }

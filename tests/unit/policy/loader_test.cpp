@@ -84,6 +84,8 @@ TEST_CASE("the test policies load", "[policy][loader]") {
     CHECK(ops.denied_functions.contains("pg_terminate_backend"));
     CHECK_FALSE(ops.protected_settings.contains("statement_timeout"));
     CHECK(custom->rules[3].guards.protected_settings.contains("statement_timeout"));
+    CHECK_THAT(summarize(*custom), Catch::Contains("message overrides: ddl, require_where"));
+    CHECK_THAT(summarize(*custom), Catch::Contains("match: users deployer; clients 10.0.0.0/8, fd00::/8"));
     CHECK(custom->rules[0].guards.allow_copy_server_files);
     CHECK_FALSE(custom->rules[0].guards.allow_copy_program);  // copy.program keeps its default
 }

@@ -1,0 +1,115 @@
+// Starting and stopping a test's own pgrail process.
+#include "pgrail_process.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <filesystem>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "cluster.hpp"
+
+namespace pgrail::test {
+
+namespace {
+
+int free_port() {
+    std::random_device device;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        const int port = 20000 + static_cast<int>(device() % 40000);
+        try {
+            RawSocket probe(port);  // connects: in use
+        } catch (const std::exception&) {
+            return port;
+        }
+    }
+    throw std::runtime_error("no free port");
+}
+
+}  // namespace
+
+std::string source_dir() { return PGRAIL_SOURCE_DIR; }
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::string PgrailProcess::make_temp_dir() {
+    char pattern[] = "/tmp/pgrail-it.XXXXXX";
+    if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    return pattern;
+}
+
+PgrailProcess::PgrailProcess(const std::string& extra_yaml) : dir_(make_temp_dir()) {
+    const auto& cluster = Cluster::get();
+    port_ = free_port();
+    const auto config = dir_ + "/pgrail.yaml";
+    write_file(config, "listen: {host: 127.0.0.1, port: " + std::to_string(port_) + "}\n" +
+                           "upstream: {host: 127.0.0.1, port: " + std::to_string(cluster.pg_port) + "}\n" +
+                           "log: {level: info, format: text}\n" + extra_yaml);
+    const char* binary = std::getenv("PGRAIL_BIN");
+    if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");
+    const auto log = dir_ + "/pgrail.log";
+    pid_ = fork();
+    if (pid_ == 0) {
+        const auto fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(binary, binary, "serve", "--config", config.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (!running()) throw std::runtime_error("pgrail exited at start: " + read_file(log));
+        try {
+            RawSocket probe(port_);
+            return;
+        } catch (const std::exception&) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+    throw std::runtime_error("pgrail did not start listening: " + read_file(log));
+}
+
+PgrailProcess::~PgrailProcess() {
+    if (pid_ > 0) {
+        kill(pid_, SIGTERM);
+        int status = 0;
+        waitpid(pid_, &status, 0);
+    }
+    std::filesystem::remove_all(dir_);
+}
+
+std::string PgrailProcess::log() const { return read_file(dir_ + "/pgrail.log"); }
+
+std::string PgrailProcess::conninfo(const std::string& user) const {
+    return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + Cluster::get().database + " user=" + user +
+           " password=" + user + " connect_timeout=10";
+}
+
+void PgrailProcess::reload() const { kill(pid_, SIGHUP); }
+
+bool PgrailProcess::running() const {
+    int status = 0;
+    return pid_ > 0 && waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+}  // namespace pgrail::test

@@ -1,0 +1,42 @@
+// A pgrail process of a test's own, with a configuration the test writes (policy, audit, ...).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace pgrail::test {
+
+class PgrailProcess {
+public:
+    // Writes `extra_yaml` after listen/upstream/log keys into a fresh config, starts
+    // `pgrail serve` on a free port in front of the cluster's PostgreSQL and waits until
+    // it accepts connections. The directory holds config, log and anything the test adds.
+    explicit PgrailProcess(const std::string& extra_yaml);
+    ~PgrailProcess();
+    PgrailProcess(const PgrailProcess&) = delete;
+    PgrailProcess& operator=(const PgrailProcess&) = delete;
+
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] const std::string& dir() const { return dir_; }
+    [[nodiscard]] std::string log() const;
+    // libpq conninfo through this pgrail; the password defaults to the role name.
+    [[nodiscard]] std::string conninfo(const std::string& user = "agent") const;
+    void reload() const;  // SIGHUP
+    [[nodiscard]] bool running() const;
+
+    // A directory for the test's files (policies, migrations), created once per test run.
+    static std::string make_temp_dir();
+
+private:
+    std::string dir_;
+    int port_ = 0;
+    pid_t pid_ = 0;
+};
+
+void write_file(const std::string& path, const std::string& text);
+[[nodiscard]] std::string read_file(const std::string& path);
+// The source tree (for policies/default.yaml and the like).
+[[nodiscard]] std::string source_dir();
+
+}  // namespace pgrail::test

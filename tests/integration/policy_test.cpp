@@ -1,0 +1,270 @@
+// The policy on the wire: refusals look and behave exactly like PostgreSQL errors, every
+// refusal is audited before the client sees it, and SIGHUP swaps the policy safely.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+// A pgrail with the shipped default policy and a synchronous audit file.
+struct EnforcingProxy {
+    std::string audit_path;
+    PgrailProcess process;
+    explicit EnforcingProxy(const std::string& policy_file = source_dir() + "/policies/default.yaml",
+                            const std::string& extra = "")
+        : audit_path(PgrailProcess::make_temp_dir() + "/audit.jsonl"),
+          process("policy: " + policy_file + "\naudit: {file: " + audit_path + ", fsync: always}\n" + extra) {}
+
+    [[nodiscard]] Conn connect(const std::string& user = "agent") const {
+        Conn conn(PQconnectdb(process.conninfo(user).c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+    [[nodiscard]] std::vector<nlohmann::json> audit_lines() const {
+        std::vector<nlohmann::json> lines;
+        std::ifstream in(audit_path);
+        for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+        return lines;
+    }
+};
+
+void reset_table() {
+    auto conn = admin();
+    (void)run(conn.get(), "DROP TABLE IF EXISTS enforce_items; CREATE TABLE enforce_items (id int, v text);"
+                    "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON enforce_items TO agent");
+}
+
+std::string row_count(PGconn* conn) { return scalar(conn, "SELECT count(*) FROM enforce_items"); }
+
+// What the client observes of a sequence of results, minus the error's text.
+std::vector<std::string> shape(const std::vector<Outcome>& outcomes) {
+    std::vector<std::string> out;
+    for (const auto& outcome : outcomes) out.push_back(outcome.status + "/" + outcome.command);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a refused statement is an ordinary PostgreSQL error with DETAIL and HINT", "[policy]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto conn = proxy.connect();
+    Result result(PQexec(conn.get(), "ALTER TABLE enforce_items ADD COLUMN secret text"));
+    REQUIRE(PQresultStatus(result.get()) == PGRES_FATAL_ERROR);
+    CHECK(std::string(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE)) == "42501");
+    CHECK(std::string(PQresultErrorField(result.get(), PG_DIAG_SEVERITY_NONLOCALIZED)) == "ERROR");
+    CHECK_THAT(PQresultErrorField(result.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::StartsWith("pgrail: "));
+    CHECK_THAT(PQresultErrorField(result.get(), PG_DIAG_MESSAGE_DETAIL), Catch::Contains("ALTER TABLE") &&
+                                                                          Catch::Contains("enforce_items"));
+    CHECK_THAT(PQresultErrorField(result.get(), PG_DIAG_MESSAGE_HINT), Catch::Contains("pgrail.migrate_up"));
+    CHECK(PQtransactionStatus(conn.get()) == PQTRANS_IDLE);
+    CHECK(scalar(conn.get(), "SELECT 41 + 1") == "42");  // the session goes on
+
+    // The column was never added.
+    auto direct = admin();
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'enforce_items' "
+                               "AND column_name = 'secret'") == "0");
+}
+
+TEST_CASE("a refused statement in a multi-statement Query behaves like a failing one", "[policy]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto through = proxy.connect();
+    auto direct = connect(Route::direct);
+    const auto refused = run(through.get(), "INSERT INTO enforce_items VALUES (1); DROP TABLE enforce_items; "
+                                            "INSERT INTO enforce_items VALUES (2)");
+    const auto failed = run(direct.get(), "INSERT INTO enforce_items VALUES (1); SELECT no_such_function(); "
+                                          "INSERT INTO enforce_items VALUES (2)");
+    CHECK(shape(refused) == shape(failed));
+    REQUIRE_FALSE(refused.empty());
+    CHECK(refused.back().sqlstate == "42501");
+    CHECK(row_count(through.get()) == "0");  // the implicit transaction was rolled back, as on the server
+    CHECK(PQtransactionStatus(through.get()) == PQtransactionStatus(direct.get()));
+}
+
+TEST_CASE("a refusal inside a transaction block fails the transaction, as PostgreSQL does", "[policy]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto through = proxy.connect();
+    auto direct = connect(Route::direct);
+    for (auto* conn : {through.get(), direct.get()}) {
+        const bool proxied = conn == through.get();
+        INFO((proxied ? "through pgrail" : "direct"));
+        CHECK(run(conn, "BEGIN").at(0).command == "BEGIN");
+        CHECK(run(conn, "INSERT INTO enforce_items VALUES (1)").at(0).command == "INSERT 0 1");
+        const auto error = run(conn, proxied ? "CREATE INDEX ON enforce_items (id)" : "SELECT no_such_function()");
+        CHECK(error.at(0).status == "PGRES_FATAL_ERROR");
+        CHECK(PQtransactionStatus(conn) == PQTRANS_INERROR);
+        CHECK(run(conn, "SELECT 1").at(0).sqlstate == "25P02");
+        CHECK(run(conn, "COMMIT").at(0).command == "ROLLBACK");
+        CHECK(PQtransactionStatus(conn) == PQTRANS_IDLE);
+        CHECK(row_count(conn) == "0");
+    }
+}
+
+TEST_CASE("a refusal in an extended-protocol pipeline discards up to Sync like a failing Parse", "[policy]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto through = proxy.connect();
+    auto direct = connect(Route::direct);
+    auto pipeline = [](PGconn* conn, const char* middle) {
+        REQUIRE(PQenterPipelineMode(conn) == 1);
+        const char* value = "7";
+        REQUIRE(PQsendQueryParams(conn, "INSERT INTO enforce_items VALUES ($1::int)", 1, nullptr, &value, nullptr,
+                                  nullptr, 0) == 1);
+        REQUIRE(PQsendQueryParams(conn, middle, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+        REQUIRE(PQsendQueryParams(conn, "SELECT count(*) FROM enforce_items", 0, nullptr, nullptr, nullptr, nullptr,
+                                  0) == 1);
+        REQUIRE(PQpipelineSync(conn) == 1);
+        REQUIRE(PQsendQueryParams(conn, "SELECT 'after sync'", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+        REQUIRE(PQpipelineSync(conn) == 1);
+        std::vector<std::string> seen;
+        int syncs = 0;
+        while (syncs < 2) {
+            Result result(PQgetResult(conn));
+            if (!result) continue;
+            const auto status = PQresultStatus(result.get());
+            std::string entry = PQresStatus(status);
+            if (status == PGRES_FATAL_ERROR) entry += ":" + std::string(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE)).substr(0, 2);
+            if (status == PGRES_TUPLES_OK) entry += ":" + std::string(PQgetvalue(result.get(), 0, 0));
+            if (status == PGRES_PIPELINE_SYNC) ++syncs;
+            seen.push_back(entry);
+        }
+        REQUIRE(PQexitPipelineMode(conn) == 1);
+        return seen;
+    };
+    const auto refused = pipeline(through.get(), "DROP TABLE enforce_items");
+    const auto failed = pipeline(direct.get(), "SELECT no_such_function()");
+    // Same message flow; only the SQLSTATE class differs (42 either way: 42501 vs 42883).
+    CHECK(refused == failed);
+    CHECK(row_count(through.get()) == "0");  // the pipelined INSERT was rolled back with the implicit transaction
+}
+
+TEST_CASE("statements inside PREPARE and EXPLAIN ANALYZE are enforced, and so is Parse", "[policy]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto conn = proxy.connect();
+    CHECK(run(conn.get(), "PREPARE wipe AS DELETE FROM enforce_items").at(0).sqlstate == "42501");
+    CHECK(run(conn.get(), "EXPLAIN ANALYZE DELETE FROM enforce_items").at(0).sqlstate == "42501");
+    CHECK(run(conn.get(), "EXPLAIN DELETE FROM enforce_items WHERE id = 1").at(0).status == "PGRES_TUPLES_OK");
+    Result prepared(PQprepare(conn.get(), "ddl", "DROP TABLE enforce_items", 0, nullptr));
+    CHECK(std::string(PQresultErrorField(prepared.get(), PG_DIAG_SQLSTATE)) == "42501");
+    // The statement was never prepared on the server, exactly as after a failed Parse.
+    Result executed(PQexecPrepared(conn.get(), "ddl", 0, nullptr, nullptr, nullptr, 0));
+    CHECK(std::string(PQresultErrorField(executed.get(), PG_DIAG_SQLSTATE)) == "26000");
+}
+
+TEST_CASE("every refusal is audited before the answer, with literals redacted", "[policy][audit]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto conn = proxy.connect();
+    CHECK(run(conn.get(), "UPDATE enforce_items SET v = 'hunter2-secret'").at(0).sqlstate == "42501");
+    // The line is on disk by the time the client has its error: no waiting here.
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    const auto& line = lines[0];
+    CHECK(line["event"] == "statement_refused");
+    CHECK(line["user"] == "agent");
+    CHECK(line["database"] == Cluster::get().database);
+    CHECK(line["tag"] == "UPDATE");
+    CHECK(line["class"] == "write");
+    CHECK(line["rule"] == "agents");
+    CHECK(line["guard"] == "require_where");
+    CHECK(line["sqlstate"] == "42501");
+    CHECK(line["decision"] == "deny");
+    CHECK(line["objects"][0]["name"] == "enforce_items");
+    CHECK(line["statement"] == "UPDATE enforce_items SET v = $1");
+    CHECK_THAT(line["time"].get<std::string>(), Catch::Matches(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"));
+    CHECK(read_file(proxy.audit_path).find("hunter2") == std::string::npos);
+    CHECK(proxy.process.log().find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("audit_only forwards everything and records what would have been refused", "[policy][audit]") {
+    reset_table();
+    const auto dir = PgrailProcess::make_temp_dir();
+    auto policy = read_file(source_dir() + "/policies/default.yaml");
+    policy.replace(policy.find("mode: enforce"), std::string("mode: enforce").size(), "mode: audit_only");
+    write_file(dir + "/audit_only.yaml", policy);
+    EnforcingProxy proxy(dir + "/audit_only.yaml");
+    auto conn = proxy.connect();
+    CHECK(run(conn.get(), "INSERT INTO enforce_items VALUES (1), (2)").at(0).command == "INSERT 0 2");
+    CHECK(run(conn.get(), "DELETE FROM enforce_items").at(0).command == "DELETE 2");
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["event"] == "statement_would_be_refused");
+    CHECK(lines[0]["guard"] == "require_where");
+}
+
+TEST_CASE("SIGHUP swaps the policy for new statements without dropping sessions", "[policy][reload]") {
+    reset_table();
+    const auto dir = PgrailProcess::make_temp_dir();
+    const auto policy_path = dir + "/policy.yaml";
+    const auto strict = read_file(source_dir() + "/policies/default.yaml");
+    write_file(policy_path, strict);
+    EnforcingProxy proxy(policy_path);
+    auto conn = proxy.connect();
+    CHECK(run(conn.get(), "TRUNCATE enforce_items").at(0).sqlstate == "42501");
+
+    // A broken policy is refused with file:line:column; the old one stays in force.
+    write_file(policy_path, strict + "\nbogus_key: 1\n");
+    proxy.process.reload();
+    REQUIRE(eventually([&] { return proxy.process.log().find("policy reload refused") != std::string::npos; },
+                       std::chrono::seconds(5)));
+    CHECK_THAT(proxy.process.log(), Catch::Contains(policy_path + ":") && Catch::Contains("bogus_key"));
+    CHECK(run(conn.get(), "TRUNCATE enforce_items").at(0).sqlstate == "42501");
+
+    // A valid new policy takes effect for the next statement on the same session.
+    auto relaxed = strict;
+    relaxed.replace(relaxed.find("allow_truncate: false"), std::string("allow_truncate: false").size(),
+                    "allow_truncate: true");
+    write_file(policy_path, relaxed);
+    proxy.process.reload();
+    REQUIRE(eventually([&] { return proxy.process.log().find("reloaded") != std::string::npos; },
+                       std::chrono::seconds(5)));
+    CHECK(PQstatus(conn.get()) == CONNECTION_OK);
+    CHECK(run(conn.get(), "TRUNCATE enforce_items").at(0).command == "TRUNCATE TABLE");
+    CHECK(scalar(conn.get(), "SELECT 1") == "1");
+}
+
+TEST_CASE("a burst of 10,000 refusals from 20 sessions gives exactly 10,000 audit lines", "[policy][audit]") {
+    reset_table();
+    EnforcingProxy proxy;
+    constexpr int sessions = 20;
+    constexpr int per_session = 500;
+    std::vector<std::thread> threads;
+    std::atomic<int> refused{0};
+    for (int s = 0; s < sessions; ++s) {
+        threads.emplace_back([&, s] {
+            Conn conn(PQconnectdb(proxy.process.conninfo().c_str()));
+            if (PQstatus(conn.get()) != CONNECTION_OK) return;
+            for (int i = 0; i < per_session; ++i) {
+                const auto sql = "DELETE FROM enforce_items -- session " + std::to_string(s) + " #" + std::to_string(i);
+                Result result(PQexec(conn.get(), sql.c_str()));
+                const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
+                if (state != nullptr && std::string(state) == "42501") ++refused;
+            }
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    CHECK(refused == sessions * per_session);
+    const auto lines = proxy.audit_lines();  // every line parses as JSON, or this throws
+    CHECK(lines.size() == static_cast<std::size_t>(sessions * per_session));
+}
+
+TEST_CASE("replication connections are refused at startup", "[policy]") {
+    EnforcingProxy proxy;
+    Conn conn(PQconnectdb((proxy.process.conninfo() + " replication=database").c_str()));
+    CHECK(PQstatus(conn.get()) == CONNECTION_BAD);
+    CHECK_THAT(PQerrorMessage(conn.get()), Catch::Contains("pgrail"));
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["event"] == "connection_refused");
+}
