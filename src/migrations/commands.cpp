@@ -3,7 +3,7 @@
 
 #include <array>
 
-#include "format.hpp"
+#include <fmt/format.h>
 
 #include "pgrail/migrations/error.hpp"
 

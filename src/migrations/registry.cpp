@@ -9,7 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "format.hpp"
+#include <fmt/format.h>
 
 #include "pgrail/sql/analyzer.hpp"
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <map>
 
-#include "format.hpp"
+#include <fmt/format.h>
 
 #include "internal.hpp"
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "format.hpp"
+#include <fmt/format.h>
 
 namespace pgrail::migrations {
 

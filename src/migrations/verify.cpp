@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <random>
 
-#include "format.hpp"
+#include <fmt/format.h>
 
 #include "internal.hpp"
 #include "pgrail/migrations/schema_diff.hpp"

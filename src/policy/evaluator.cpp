@@ -222,7 +222,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         if (!nested) return command_decision(context, statement);
         return refuse(context, &statement, "migrations", "migrations",
                       "pgrail: a pgrail command must be sent as a query of its own",
-                      fmt::format(" wrapping pgrail.{}", statement.pgrail_call->function),
+                      fmt::format(" calling pgrail.{}", statement.pgrail_call->function),
                       "Send SELECT * FROM pgrail.<command>(...) alone, not inside PREPARE, EXPLAIN or a multi-statement "
                       "query.");
     }

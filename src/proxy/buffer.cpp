@@ -5,7 +5,7 @@ namespace pgrail::proxy {
 
 namespace {
 
-constexpr std::size_t max_pooled_buffers = 256;
+constexpr std::size_t max_pooled_buffers = 64;
 
 std::vector<std::unique_ptr<char[]>>& thread_pool() {
     thread_local std::vector<std::unique_ptr<char[]>> pool;

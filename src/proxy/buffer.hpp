@@ -9,7 +9,8 @@
 
 namespace pgrail::proxy {
 
-inline constexpr std::size_t standard_buffer_size = 16 * 1024;
+// Large enough that a COPY stream moves in few system calls; only busy sessions hold one.
+inline constexpr std::size_t standard_buffer_size = 64 * 1024;
 
 class Buffer {
 public:

@@ -179,6 +179,13 @@ awaitable<bool> Session::read_startup() {
         }
         const auto major = parsed->code >> 16;
         const auto minor = parsed->code & 0xffff;
+        if (major < 3) {
+            // A pre-3.0 client reads errors in the old format: 'E' and a C string.
+            auto old_style = fmt::format("EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n", major, minor);
+            old_style.push_back('\0');
+            co_await send_to_client(std::move(old_style));
+            co_return false;
+        }
         if (major != 3) {
             co_await send_fatal("0A000", fmt::format("unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
                                                      major, minor));
@@ -202,28 +209,45 @@ awaitable<void> Session::handle_cancel(const protocol::StartupPacket& packet) {
                      packet.cancel_pid, context_.client_address);
         co_return;
     }
+    co_await send_cancel(*upstream_key);
+}
+
+awaitable<void> Session::send_cancel(protocol::BackendKey upstream_key) {
     const auto& config = shared_.config;
-    tcp::resolver resolver(client_.get_executor());
-    auto [rec, endpoints] = co_await resolver.async_resolve(config.upstream_host,
-                                                            std::to_string(config.upstream_port), use_tuple);
+    auto [rec, endpoints] = co_await resolve_upstream();
     if (rec) co_return;
     tcp::socket upstream(client_.get_executor());
     asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
     auto result = co_await (asio::async_connect(upstream, endpoints, use_tuple) || deadline.async_wait(use_tuple));
     if (result.index() == 1 || std::get<0>(std::get<0>(result))) co_return;
     std::string request;
-    protocol::encode_cancel_request(request, upstream_key->pid, upstream_key->secret);
+    protocol::encode_cancel_request(request, upstream_key.pid, upstream_key.secret);
     co_await asio::async_write(upstream, asio::buffer(request), use_tuple);
-    spdlog::info("session {}: forwarded cancel request for backend {}", context_.session_id, upstream_key->pid);
+    // PostgreSQL closes the cancel connection once it has acted on it.
+    char ignored[1];
+    co_await (upstream.async_read_some(asio::buffer(ignored), use_tuple) || deadline.async_wait(use_tuple));
+    spdlog::info("session {}: sent cancel request for backend {}", context_.session_id, upstream_key.pid);
+}
+
+awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> Session::resolve_upstream() {
+    const auto& config = shared_.config;
+    error_code ec;
+    // A numeric address needs no resolver (whose lookups run on a thread of their own).
+    const auto address = asio::ip::make_address(config.upstream_host, ec);
+    if (!ec) co_return std::tuple{ec, std::vector<tcp::endpoint>{{address, config.upstream_port}}};
+    tcp::resolver resolver(client_.get_executor());
+    auto [resolve_ec, results] =
+        co_await resolver.async_resolve(config.upstream_host, std::to_string(config.upstream_port), use_tuple);
+    std::vector<tcp::endpoint> endpoints;
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    co_return std::tuple{resolve_ec, std::move(endpoints)};
 }
 
 awaitable<bool> Session::connect_upstream() {
     const auto& config = shared_.config;
     const auto where = fmt::format("{}:{}", config.upstream_host, config.upstream_port);
-    tcp::resolver resolver(client_.get_executor());
     asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
-    auto resolved = co_await (resolver.async_resolve(config.upstream_host, std::to_string(config.upstream_port), use_tuple) ||
-                              deadline.async_wait(use_tuple));
+    auto resolved = co_await (resolve_upstream() || deadline.async_wait(use_tuple));
     std::string failure;
     if (resolved.index() == 1) {
         failure = "timed out resolving the host";
@@ -252,16 +276,24 @@ awaitable<bool> Session::connect_upstream() {
 
 awaitable<error_code> Session::read_more(Inbound& in) {
     while (true) {
-        in.buffer.prepare(in.needed);
-        error_code ec;
-        const auto n = in.socket.read_some(asio::buffer(in.buffer.write_position(), in.buffer.write_space()), ec);
-        if (!ec) {
-            in.buffer.commit(n);
-            in.bytes += n;
-            co_return ec;
+        if (!in.drained) {
+            in.buffer.prepare(in.needed);
+            error_code ec;
+            const auto space = in.buffer.write_space();
+            const auto n = in.socket.read_some(asio::buffer(in.buffer.write_position(), space), ec);
+            if (!ec) {
+                in.buffer.commit(n);
+                in.bytes += n;
+                in.drained = n < space;
+                co_return ec;
+            }
+            if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
         }
-        if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
-        // Nothing to read: an idle connection gives its buffer back while it waits.
+        // A short read emptied the socket and nothing ran since: the next edge cannot
+        // have been consumed yet, so wait without another (failing) read. Sessions run on
+        // a single-threaded io_context, so no epoll_wait can run between the two.
+        in.drained = false;
+        // An idle connection gives its buffer back while it waits.
         if (in.buffer.empty()) in.buffer.release();
         auto [wait_ec] = co_await in.socket.async_wait(tcp::socket::wait_read, use_tuple);
         if (wait_ec) co_return wait_ec;
@@ -288,6 +320,8 @@ awaitable<error_code> Session::write_out(tcp::socket& socket, Outbound& out) {
             rest.push_back(piece + written);
             written = 0;
         }
+        // Suspending lets the reactor consume read edges: the pumps must read before waiting.
+        from_client_.drained = from_server_.drained = false;
         auto [write_ec, n] = co_await asio::async_write(socket, rest, use_tuple);
         ec = write_ec;
     }
@@ -310,8 +344,10 @@ awaitable<void> Session::client_to_server() {
     const auto max_size = shared_.config.max_message_size;
     while (true) {
         if (auto ec = co_await read_more(in)) {
-            // The client went away without Terminate: end its backend politely.
+            // The client went away without Terminate. A backend busy with a query would not
+            // notice a closed socket until the query ends: cancel it first, then end it.
             if (!client_terminated_) {
+                if (has_client_key_ && syncs_sent_ > ready_received_) co_await send_cancel(upstream_key_);
                 std::string terminate;
                 protocol::encode_terminate(terminate);
                 co_await asio::async_write(server_, asio::buffer(terminate), use_tuple);
@@ -356,6 +392,7 @@ awaitable<void> Session::client_to_server() {
             if (auto intercept = on_client_statement(tag, frame, to_server_)) {
                 // What came before goes first, so the answer keeps its place in the stream.
                 if (co_await write_out(server_, to_server_)) co_return;
+                from_client_.drained = false;  // suspends while the command runs
                 co_await run_intercept(*intercept, tag, frame, to_server_);
             }
             if (!protocol_violation_.empty()) {
@@ -527,6 +564,7 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
             const auto key = protocol::parse_backend_key_data(body);
             if (!key) break;
             if (has_client_key_) shared_.cancel_registry.remove(client_key_);
+            upstream_key_ = *key;
             client_key_ = shared_.cancel_registry.add(*key);
             has_client_key_ = true;
             std::string replacement;

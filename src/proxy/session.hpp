@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -64,6 +65,7 @@ struct Inbound {
     std::size_t passthrough_remaining = 0;  // bytes of a forwarded frame still to come
     std::size_t needed = 0;                 // bytes an inspected frame needs in the buffer
     std::uint64_t bytes = 0;
+    bool drained = false;                   // the last read emptied the socket
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -77,7 +79,9 @@ private:
     // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
     awaitable<bool> read_startup();
     awaitable<bool> connect_upstream();
+    awaitable<std::tuple<boost::system::error_code, std::vector<tcp::endpoint>>> resolve_upstream();
     awaitable<void> handle_cancel(const protocol::StartupPacket& packet);
+    awaitable<void> send_cancel(protocol::BackendKey upstream_key);
     awaitable<void> client_to_server();
     awaitable<void> server_to_client();
     awaitable<boost::system::error_code> read_more(Inbound& in);
@@ -121,6 +125,7 @@ private:
     bool client_terminated_ = false;
     std::string protocol_violation_;     // why the client pump stopped, for a FATAL 08P01
     protocol::BackendKey client_key_{};
+    protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;
 };
 

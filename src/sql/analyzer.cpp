@@ -20,7 +20,7 @@
 namespace pgrail::sql {
 namespace {
 
-using json = detail::JsonNode;
+using json = detail::JsonNode;  // libpg_query JSON, read through our flat tree
 using namespace detail;
 
 // JSON nesting our own walks accept; the parse tree of a statement within
@@ -486,7 +486,9 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
 // Walks one statement's parse tree once, collecting objects, functions, settings and flags.
 class Walker {
 public:
-    Walker(Statement& out, int body_level) : out_(out), body_level_(body_level) {}
+    // `statement_text`: the statement's own text (PL/pgSQL parsing of CREATE FUNCTION uses it).
+    Walker(Statement& out, int body_level, std::string_view statement_text)
+        : out_(out), body_level_(body_level), statement_text_(statement_text) {}
 
     void visit_node(std::string_view type, const json& body, const Scope& outer, std::size_t depth) {
         Scope scope = outer;
@@ -655,16 +657,23 @@ private:
             out_.flags.ddl_capable_dynamic = true;  // a body pgrail cannot read could do anything
             return;
         }
-        inspect_plpgsql(code, true);
+        std::string tag = "pgrail";
+        while (code.find("$" + tag + "$") != std::string_view::npos) tag += "_";
+        inspect_plpgsql(code, true,
+                        "CREATE FUNCTION pgrail_inline() RETURNS void LANGUAGE plpgsql AS $" + tag + "$" +
+                            std::string(code) + "$" + tag + "$");
     }
 
     void on_create_function(const json& body) {
         const auto [code, language] = body_and_language(child(body, "options"));
-        if (lower(language) == "plpgsql" && !code.empty()) inspect_plpgsql(code, false);
+        // The function's own statement, so that its signature (trigger, OUT parameters) is known.
+        if (lower(language) == "plpgsql" && !code.empty()) inspect_plpgsql(code, false, std::string(statement_text_));
     }
 
-    // Parses a PL/pgSQL body; with `runs_now` (DO) its static statements count as the statement's own.
-    void inspect_plpgsql(std::string_view code, bool runs_now) {
+    // Parses a PL/pgSQL body (`function`: a CREATE FUNCTION statement holding it). With
+    // `runs_now` (DO) its static statements count as the statement's own; otherwise
+    // (CREATE FUNCTION) only dynamic EXECUTE is recorded.
+    void inspect_plpgsql(std::string_view code, bool runs_now, const std::string& function) {
         if (body_level_ >= max_body_level) throw Refusal{"DO blocks nested too deeply"};
         const std::string code_text(code);
         const ScanOutcome scanned = scan(code_text.c_str());
@@ -674,13 +683,9 @@ private:
         }
         const std::size_t bound = nesting_bound(code_text, scanned.tokens, true);
         if (bound > max_nesting) throw Refusal{too_deep_message(bound)};
-        std::string tag = "pgrail";
-        while (code.find("$" + tag + "$") != std::string_view::npos) tag += "_";
-        const std::string wrapper = "CREATE FUNCTION pgrail_inline() RETURNS void LANGUAGE plpgsql AS $" + tag + "$" +
-                                    code_text + "$" + tag + "$";
         bool parsed = false;
         auto work = [&] {
-            const PlpgsqlHandle result(pg_query_parse_plpgsql(wrapper.c_str()));
+            const PlpgsqlHandle result(pg_query_parse_plpgsql(function.c_str()));
             if (result->error != nullptr || result->plpgsql_funcs == nullptr) return;
             PooledTree functions;
             if (!functions->parse(result->plpgsql_funcs)) return;
@@ -715,6 +720,7 @@ private:
 
     // Statements and expressions inside PL/pgSQL are SQL text: analyse them in turn.
     void on_plpgsql_expression(std::string_view query, bool runs_now, bool assignment) {
+        if (!runs_now) return;
         std::string text(query);
         if (assignment) {
             const std::size_t assign = text.find(":=");
@@ -737,7 +743,6 @@ private:
                 }
             }
             for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
-            if (!runs_now) continue;
             for (const ObjectRef& object : statement.objects) add_object(out_, object);
             if (statement.statement_class == StatementClass::ddl) out_.statement_class = StatementClass::ddl;
             if (!statement.tag.empty()) out_.inner.push_back(std::move(statement));
@@ -746,18 +751,20 @@ private:
 
     Statement& out_;
     int body_level_;
+    std::string_view statement_text_;
     std::vector<std::string> cte_names_;
 };
 
 // Builds the Statement for one parse-tree node (and, recursively, the statements it wraps).
-Statement build_statement(std::string_view type, const json& body, const json& node, int body_level) {
+Statement build_statement(std::string_view type, const json& body, const json& node, int body_level,
+                          std::string_view text) {
     Statement out;
     const Classification classification = classify(type, body);
     out.statement_class = classification.statement_class;
     out.tag = classification.tag;
     add_named_objects(type, body, out);
 
-    Walker walker(out, body_level);
+    Walker walker(out, body_level, text);
     walker.visit_node(type, body, Scope{}, 0);
     const std::vector<std::string>& ctes = walker.cte_names();
     std::erase_if(out.objects, [&ctes](const ObjectRef& object) {
@@ -784,7 +791,7 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     if (wrapped_field != nullptr) {
         if (const json query = body.find(wrapped_field); query.valid()) {
             if (const auto inner = node_of(query); inner) {
-                out.inner.push_back(build_statement(inner->first, inner->second, query, body_level));
+                out.inner.push_back(build_statement(inner->first, inner->second, query, body_level, text));
             }
         }
     }
@@ -872,7 +879,7 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
         if (!entry) continue;
-        Statement statement = build_statement(entry->first, entry->second, node, body_level);
+        Statement statement = build_statement(entry->first, entry->second, node, body_level, piece);
         set_range(statement, offset, length);
         statement.normalized = statements.size() == 1 ? normalized : std::string();
         out.push_back(std::move(statement));

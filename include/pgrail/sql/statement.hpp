@@ -11,12 +11,12 @@
 namespace pgrail::sql {
 
 enum class StatementClass {
-    read,         // SELECT, SHOW, EXPLAIN without ANALYZE, VALUES, TABLE
+    read,         // SELECT, SHOW, EXPLAIN without ANALYZE, VALUES, TABLE, FETCH, DECLARE CURSOR (EXPLAIN ANALYZE x: x's class)
     write,        // INSERT, UPDATE, DELETE, MERGE, TRUNCATE (its object has role truncated)
-    ddl,          // CREATE/ALTER/DROP/COMMENT/GRANT/REVOKE/SECURITY LABEL/SELECT INTO/CREATE TABLE AS ...
+    ddl,          // CREATE/ALTER/DROP/COMMENT/GRANT/REVOKE/SECURITY LABEL/SELECT INTO/CREATE TABLE AS, DO with static DDL ...
     transaction,  // BEGIN, COMMIT, ROLLBACK, SAVEPOINT, PREPARE TRANSACTION ...
     session,      // SET, RESET, DISCARD, LISTEN, UNLISTEN, NOTIFY, PREPARE, EXECUTE, DEALLOCATE
-    utility,      // VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOCK, LOAD, ALTER SYSTEM ...
+    utility,      // VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOCK, LOAD, ALTER SYSTEM, REFRESH MATERIALIZED VIEW
     procedural,   // DO, CALL
     copy,         // COPY
     unknown,      // did not parse (or a node pgrail does not know: fail closed)
@@ -57,7 +57,10 @@ struct StatementFlags {
 };
 
 struct SettingChange {
-    std::string name;        // lower-case setting name ("role", "search_path", ...); "all" for RESET ALL
+    // Lower-case setting name ("role", "search_path", ...); "all" for RESET ALL;
+    // "*" for set_config() with a name that is not a constant (could be any setting);
+    // "transaction" / "session characteristics" for SET TRANSACTION / SET SESSION CHARACTERISTICS.
+    std::string name;
     bool via_function = false;  // set_config('name', ...) rather than SET/RESET
     bool operator==(const SettingChange&) const = default;
 };
@@ -79,18 +82,30 @@ struct Statement {
     std::vector<std::string> functions;      // called functions, qualified as written ("pg_catalog.now", "lower")
     std::vector<SettingChange> settings;     // SET / RESET / set_config of named settings
     StatementFlags flags;
-    std::string normalized;                  // literals replaced by $n (safe to log)
-    std::uint64_t structural_key = 0;        // parse tree without locations, hashed (constants count)
+    // Literals replaced by $n (numbered after the statement's own parameters) and
+    // comments dropped: safe to log. Empty when the statement did not parse.
+    std::string normalized;
+    // Parse tree without locations, hashed (constants and names count; whitespace,
+    // comments and keyword case do not). 64 bits: accidental collisions are
+    // negligible (~n^2/2^65), but it is not collision-resistant against crafted
+    // input: confirm a match by comparing texts when that matters. 0 when unparsed.
+    std::uint64_t structural_key = 0;
     std::optional<ParseError> error;         // set when class is unknown because it did not parse
     std::optional<PgrailCall> pgrail_call;
-    // The statement that PREPARE, EXPLAIN or CREATE TABLE AS wraps, analysed in turn.
+    // The statement that PREPARE, EXPLAIN, DECLARE CURSOR or CREATE TABLE AS wraps,
+    // and the static statements of a DO body, analysed in turn. They report their
+    // wrapper's byte range. The wrapper's objects, functions, settings and flags
+    // already include theirs (for a plain EXPLAIN, objects as read and no flags).
     std::vector<Statement> inner;
     bool operator==(const Statement&) const = default;
 };
 
 struct Analysis {
-    std::vector<Statement> statements;       // empty for an empty query string
-    std::optional<ParseError> error;         // the whole text did not parse (or was refused before parsing)
+    // Empty for text without statements (empty, only comments or semicolons).
+    // Text that could not even be scanned is one unknown statement over all of it.
+    std::vector<Statement> statements;
+    // The first statement's error, if any statement did not parse or was refused.
+    std::optional<ParseError> error;
     bool operator==(const Analysis&) const = default;
 };
 

@@ -137,3 +137,33 @@ TEST_CASE("long flat statements are not mistaken for deep ones", "[sql][stack]")
     REQUIRE(analysis.statements.size() == 1);
     CHECK(analysis.statements[0].statement_class == StatementClass::read);
 }
+
+TEST_CASE("random bytes and token soup never crash the analysis", "[sql][stack]") {
+    std::uint64_t state = 0x9E3779B97F4A7C15ULL;
+    const auto next = [&state] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state;
+    };
+    const char* const pieces[] = {"(", ")", "[", "]", "SELECT", "CASE", "WHEN", "END", "+", "-", "NOT", "'x'",
+                                  "$$", "$a$", "/*", "*/", "--", "\n", ";", ",", "1", "a", "::", "DO", "BEGIN",
+                                  "ATOMIC", "E'\\'", "U&\"", "\"", "ARRAY", "UNION", "JOIN", "ON", "FROM", " "};
+    for (int round = 0; round < 3000; ++round) {
+        std::string text;
+        const std::size_t length = next() % 400;
+        if (round % 2 == 0) {
+            for (std::size_t index = 0; index < length; ++index) text += static_cast<char>(next() % 255 + 1);
+        } else {
+            for (std::size_t index = 0; index < length; ++index) {
+                text += pieces[next() % (sizeof pieces / sizeof pieces[0])];
+                text += ' ';
+            }
+        }
+        const Analysis analysis = analyze(text);
+        for (const Statement& statement : analysis.statements) {
+            CHECK(statement.offset + statement.length <= text.size());
+            if (statement.error) CHECK(statement.statement_class == StatementClass::unknown);
+        }
+    }
+}
