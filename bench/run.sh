@@ -37,7 +37,7 @@ psql=$PG_BIN/psql
 
 # PgBouncer must not run as root: its files live in the postgres-owned temporary directory.
 bouncer_dir=$PG_TMP/pgbouncer
-bouncer_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 40000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
+bouncer_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
 mkdir -p "$bouncer_dir"
 cat >"$bouncer_dir/pgbouncer.ini" <<EOF
 [databases]

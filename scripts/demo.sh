@@ -27,8 +27,12 @@ source "$dir/env"
 
 port=6432
 if ss -Htln "sport = :$port" | grep -q .; then
-  port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 40000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
+  port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
 fi
+# The seed scenario: a profiles table owned by app_owner that the agent may read and write.
+PGPASSWORD=app_owner "$PG_BIN/psql" -q -h "$PG_HOST" -p "$PG_PORT" -U app_owner -d app \
+  -f "$repo/examples/seed.sql" -c "GRANT SELECT, INSERT, UPDATE, DELETE ON profiles TO agent" >/dev/null
+
 cat >"$dir/pgrail.yaml" <<EOF
 # pgrail demo configuration (see config/pgrail.yaml for every key)
 listen: {host: 127.0.0.1, port: $port}
@@ -36,6 +40,11 @@ upstream: {host: $PG_HOST, port: $PG_PORT, connect_timeout_ms: 5000}
 workers: 0
 max_message_size: 67108864
 log: {level: info, format: text}
+policy: $repo/policies/default.yaml
+audit: {file: $dir/audit.jsonl, fsync: always}
+migrations:
+  dir: $repo/migrations
+  migrator: "host=$PG_HOST port=$PG_PORT dbname=app user=app_owner password=app_owner"
 EOF
 
 cat <<EOF
@@ -46,6 +55,11 @@ cat <<EOF
   Connect through pgrail (password: agent):
 
     psql "postgresql://agent:agent@127.0.0.1:$port/app"
+
+  Policy policies/default.yaml, migrations from migrations/, audit lines in $dir/audit.jsonl.
+  Try:  ALTER TABLE profiles ADD COLUMN timezone text;    -- refused, with a HINT
+        SELECT * FROM pgrail.status();
+        SELECT * FROM pgrail.migrate_up();
 
   Other roles: app_owner/app_owner, postgres/postgres. Ctrl-C stops pgrail and removes the cluster.
 

@@ -28,7 +28,8 @@ port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 free_port() {
   local port
   for _ in $(seq 200); do
-    port=$((20000 + RANDOM % 40000))
+    # Below the ephemeral range (32768+), where outgoing connections take their ports.
+    port=$((20000 + RANDOM % 12000))
     if ! port_in_use "$port"; then echo "$port"; return 0; fi
   done
   die "no free TCP port found"

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pgrail/sql/json.hpp"
+#include "pgrail/sql/normalize.hpp"
 
 namespace pgrail::proxy {
 
@@ -110,8 +111,9 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         event["tag"] = statement.tag;
         event["class"] = sql::to_string(statement.statement_class);
         event["objects"] = std::move(rendered["objects"]);
-        event["statement"] = redact_literals_ ? statement.normalized
-                                              : std::string(sql.substr(statement.offset, statement.length));
+        const std::string_view text = sql.substr(statement.offset, statement.length);
+        // Normalised only here, on a refusal: the allow path never pays for it.
+        event["statement"] = !redact_literals_ ? std::string(text) : statement.error ? std::string() : sql::normalize(text);
     } else {
         // Text that did not parse cannot be normalised: keep only its size unless told otherwise.
         event["class"] = "unknown";

@@ -118,7 +118,7 @@ private:
     };
     std::unordered_map<std::uint64_t, PendingRefusal> refusals_;
     std::uint64_t next_refusal_id_ = 1;
-    std::uint64_t syncs_sent_ = 0;       // Query and Sync messages sent: each earns a ReadyForQuery
+    std::uint64_t syncs_sent_ = 1;       // startup, Query and Sync messages sent: each earns a ReadyForQuery
     std::uint64_t ready_received_ = 0;
     char transaction_status_ = 'I';
     bool server_sent_fatal_ = false;

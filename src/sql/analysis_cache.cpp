@@ -17,7 +17,7 @@ constexpr std::size_t shard_count = 16;  // a power of two: the shard is picked 
 constexpr std::size_t entry_overhead = 160;  // list node, map node, control block
 
 std::size_t footprint(const Statement& statement) {
-    std::size_t bytes = sizeof(Statement) + statement.tag.size() + statement.normalized.size();
+    std::size_t bytes = sizeof(Statement) + statement.tag.size();
     for (const ObjectRef& object : statement.objects) {
         bytes += sizeof(ObjectRef) + object.schema.size() + object.name.size() + object.kind.size();
     }

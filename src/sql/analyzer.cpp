@@ -1,4 +1,4 @@
-// Split, bound, parse, classify and normalise query text with libpg_query.
+// Split, bound, parse and classify query text with libpg_query.
 #include "pgrail/sql/analyzer.hpp"
 
 #include <algorithm>
@@ -819,44 +819,9 @@ Statement refused(std::string_view text, std::size_t offset, std::size_t length,
     return statement;
 }
 
-// The statement's text with every literal replaced by $n (numbered after the
-// highest parameter it already has) and comments dropped, so that neither
-// literal values nor remarks reach a log. Built from the scanner's tokens,
-// which already exist: no second parse, as pg_query_normalize would need.
-std::string normalize(std::string_view text, std::size_t offset, std::size_t length, std::span<const Token> tokens) {
-    std::size_t next_parameter = 1;
-    for (const Token& token : tokens) {
-        if (token.kind != tok_param || token.end <= token.start + 1) continue;
-        std::size_t number = 0;
-        for (std::size_t index = token.start + 1; index < token.end && number < 1000000; ++index) {
-            number = number * 10 + static_cast<std::size_t>(text[index] - '0');
-        }
-        next_parameter = std::max(next_parameter, number + 1);
-    }
-    std::string out;
-    out.reserve(length + 8);
-    std::size_t copied = offset;
-    for (const Token& token : tokens) {
-        const bool literal = is_literal(token.kind);
-        const bool comment = token.kind == tok_sql_comment || token.kind == tok_c_comment;
-        if (!literal && !comment) continue;
-        out.append(text, copied, token.start - copied);
-        if (literal) {
-            out += '$';
-            out += std::to_string(next_parameter++);
-        } else if (!out.empty() && out.back() != ' ' && out.back() != '\n') {
-            out += ' ';
-        }
-        copied = token.end;
-    }
-    if (copied < offset + length) out.append(text, copied, offset + length - copied);
-    while (!out.empty() && (out.back() == ' ' || out.back() == '\n')) out.pop_back();
-    return out;
-}
-
 // One piece of the split text: parse it and build its statements.
-void analyze_piece(const std::string& text, std::size_t offset, std::size_t length, std::span<const Token> tokens,
-                   int body_level, std::vector<Statement>& out) {
+void analyze_piece(const std::string& text, std::size_t offset, std::size_t length, int body_level,
+                   std::vector<Statement>& out) {
     const std::string piece = text.substr(offset, length);
     const ParseHandle parse(pg_query_parse(piece.c_str()));
     if (parse->error != nullptr) {
@@ -871,23 +836,75 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
     }
     PooledTree parsed;
     if (!parsed->parse(parse->parse_tree)) throw Refusal{"unreadable parse tree"};
-    const json tree = parsed->root();
-    const json& statements = child(tree, "stmts");
-    if (statements.empty()) return;
-    const std::string normalized = normalize(text, offset, length, tokens);
-    for (const json raw : statements) {
+    for (const json raw : child(parsed->root(), "stmts")) {
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
         if (!entry) continue;
         Statement statement = build_statement(entry->first, entry->second, node, body_level, piece);
         set_range(statement, offset, length);
-        statement.normalized = statements.size() == 1 ? normalized : std::string();
         out.push_back(std::move(statement));
     }
 }
 
+// Whitespace as PostgreSQL's scanner skips it between tokens.
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// Fast path: the whole text parsed at once, each statement's byte range taken
+// from the parse tree (RawStmt stmt_location/stmt_len, trimmed of whitespace),
+// so the scanner is not needed. Nothing (the split path decides) when the text
+// does not parse (the split path finds the bad statement and reports it as
+// before) or holds comments (its ranges then need the scanner to trim them).
+//
+// Stack safety without the scanner's nesting bound: every level nesting_bound()
+// counts takes at least one token, so at least one byte (`SELECT 1+-+-+-...1`
+// nests one level per byte), so the text's length bounds its nesting, and
+// stack_needed(length) is at least the budget the split path would grant (worst
+// measured ~1.5 KB per level, budgeted at 3 KB; stack_safety_test.cpp). A 60-byte
+// statement needs 0.7 MB, 2 KB of text 6.5 MB: short texts take this path on any
+// ordinary 8 MB thread stack; longer ones, and small stacks, take the split path.
+std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int body_level) {
+    if (!detail::whole_text_path_allowed(text.size())) return std::nullopt;
+    if (text.find("--") != std::string::npos || text.find("/*") != std::string::npos) return std::nullopt;
+    const ParseHandle parse(pg_query_parse(text.c_str()));
+    if (parse->error != nullptr) return std::nullopt;
+    PooledTree parsed;
+    if (!parsed->parse(parse->parse_tree)) return std::nullopt;
+    std::vector<Statement> result;
+    for (const json raw : child(parsed->root(), "stmts")) {
+        const long long location = raw.find("stmt_location").integer();
+        const long long length = raw.find("stmt_len").integer();
+        if (location < 0 || length < 0 || static_cast<std::size_t>(location) + static_cast<std::size_t>(length) > text.size()) {
+            return std::nullopt;
+        }
+        std::size_t begin = static_cast<std::size_t>(location);
+        std::size_t end = length == 0 ? text.size() : begin + static_cast<std::size_t>(length);  // 0: to the end
+        while (begin < end && is_space(text[begin])) ++begin;
+        while (end > begin && is_space(text[end - 1])) --end;
+        const json& node = child(raw, "stmt");
+        const auto entry = node_of(node);
+        if (!entry) continue;
+        try {
+            Statement statement = build_statement(entry->first, entry->second, node, body_level,
+                                                  std::string_view(text).substr(begin, end - begin));
+            set_range(statement, begin, end - begin);
+            result.push_back(std::move(statement));
+        } catch (const Refusal& refusal) {
+            result.push_back(refused(text, begin, end - begin, refusal.message));
+        } catch (const std::length_error& too_deep) {
+            result.push_back(refused(text, begin, end - begin, too_deep.what()));
+        }
+    }
+    return result;
+}
+
+enum class Path {
+    any,             // the fast path when it applies, else split
+    split,           // always split with the scanner and bound each statement's nesting
+    split_unchecked, // split, but parse on the calling thread without the nesting check
+};
+
 std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error,
-                                    bool checked) {
+                                    Path path) {
     std::vector<Statement> result;
     const auto fail = [&](std::string message, std::size_t cursor) {
         Statement statement;
@@ -900,30 +917,36 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
     if (query.find('\0') != std::string_view::npos) return fail("query text contains a NUL byte", 0);
     if (query.size() > 0x7fffffffU) return fail("query text too long", 0);
     const std::string text(query);
-    const ScanOutcome scanned = scan(text.c_str());
-    if (scanned.error) return fail(*scanned.error, scanned.cursor);
-
-    for (const Piece& piece : split(scanned.tokens)) {
-        const std::size_t offset = piece.offset;
-        const std::size_t length = piece.length;
-        const std::span<const Token> tokens = std::span(scanned.tokens).subspan(piece.first, piece.last - piece.first);
-        const std::size_t bound = nesting_bound(text, tokens, false);
-        const std::size_t first_new = result.size();
-        auto work = [&] {
-            try {
-                analyze_piece(text, offset, length, tokens, body_level, result);
-            } catch (const Refusal& refusal) {
-                result.resize(first_new);
-                result.push_back(refused(text, offset, length, refusal.message));
-            } catch (const std::length_error& too_deep) {
-                result.resize(first_new);
-                result.push_back(refused(text, offset, length, too_deep.what()));
+    std::optional<std::vector<Statement>> whole;
+    if (path == Path::any) whole = analyze_whole(text, body_level);
+    if (whole) {
+        result = std::move(*whole);
+    } else {
+        const ScanOutcome scanned = scan(text.c_str());
+        if (scanned.error) return fail(*scanned.error, scanned.cursor);
+        for (const Piece& piece : split(scanned.tokens)) {
+            const std::size_t offset = piece.offset;
+            const std::size_t length = piece.length;
+            const std::span<const Token> tokens =
+                std::span(scanned.tokens).subspan(piece.first, piece.last - piece.first);
+            const std::size_t bound = nesting_bound(text, tokens, false);
+            const std::size_t first_new = result.size();
+            auto work = [&] {
+                try {
+                    analyze_piece(text, offset, length, body_level, result);
+                } catch (const Refusal& refusal) {
+                    result.resize(first_new);
+                    result.push_back(refused(text, offset, length, refusal.message));
+                } catch (const std::length_error& too_deep) {
+                    result.resize(first_new);
+                    result.push_back(refused(text, offset, length, too_deep.what()));
+                }
+            };
+            if (path == Path::split_unchecked) {
+                work();
+            } else if (bound > max_nesting || !run_with_stack(stack_needed(bound), Work(work))) {
+                result.push_back(refused(text, offset, length, too_deep_message(bound)));
             }
-        };
-        if (!checked) {
-            work();
-        } else if (bound > max_nesting || !run_with_stack(stack_needed(bound), Work(work))) {
-            result.push_back(refused(text, offset, length, too_deep_message(bound)));
         }
     }
     for (const Statement& statement : result) {
@@ -936,13 +959,13 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
 }
 
 std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error) {
-    return analyze_text(query, body_level, error, true);
+    return analyze_text(query, body_level, error, Path::any);
 }
 
-Analysis analyze_query(std::string_view query, bool checked) {
+Analysis analyze_query(std::string_view query, Path path) {
     Analysis analysis;
     try {
-        analysis.statements = analyze_text(query, 0, &analysis.error, checked);
+        analysis.statements = analyze_text(query, 0, &analysis.error, path);
     } catch (const std::exception& failure) {
         // Fail closed: anything unexpected makes the whole text unknown.
         analysis.statements.clear();
@@ -957,11 +980,15 @@ Analysis analyze_query(std::string_view query, bool checked) {
 
 }  // namespace
 
-Analysis analyze(std::string_view query) { return analyze_query(query, true); }
+Analysis analyze(std::string_view query) { return analyze_query(query, Path::any); }
 
 namespace detail {
 
-Analysis analyze_unchecked(std::string_view query) { return analyze_query(query, false); }
+Analysis analyze_unchecked(std::string_view query) { return analyze_query(query, Path::split_unchecked); }
+
+Analysis analyze_split(std::string_view query) { return analyze_query(query, Path::split); }
+
+bool whole_text_path_allowed(std::size_t text_bytes) { return stack_remaining() >= stack_needed(text_bytes); }
 
 std::size_t max_nesting_bound(std::string_view query, bool plpgsql) {
     const std::string text(query);

@@ -24,8 +24,16 @@ inline constexpr std::size_t stack_bytes_per_level = 3072;
 // The nesting bound of each statement of `query` (for tests and calibration).
 [[nodiscard]] std::size_t max_nesting_bound(std::string_view query, bool plpgsql = false);
 
-// Analyses on the calling thread without the nesting check: only for measuring
-// stack use on a thread whose stack is known to suffice.
+// Analyses on the calling thread without the nesting check, always splitting with
+// the scanner: only for measuring stack use on a thread whose stack is known to suffice.
 [[nodiscard]] Analysis analyze_unchecked(std::string_view query);
+
+// Analyses as analyze() does when its whole-text fast path does not apply: split
+// with the scanner, each statement parsed alone (for tests: both paths must agree).
+[[nodiscard]] Analysis analyze_split(std::string_view query);
+
+// Whether the calling thread has stack enough to parse `text_bytes` of text
+// without bounding its nesting first (the text's length bounds its nesting).
+[[nodiscard]] bool whole_text_path_allowed(std::size_t text_bytes);
 
 }  // namespace pgrail::sql::detail

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "pgrail/sql/normalize.hpp"
+
 namespace pgrail::sql {
 namespace {
 
@@ -40,7 +42,9 @@ nlohmann::json to_json(const Statement& statement, std::string_view query) {
     out["offset"] = statement.offset;
     out["length"] = statement.length;
     if (!query.empty() && statement.offset <= query.size()) {
-        out["text"] = query.substr(statement.offset, statement.length);
+        const std::string_view text = query.substr(statement.offset, statement.length);
+        out["text"] = text;
+        out["normalized"] = statement.error ? std::string() : normalize(text);
     }
     nlohmann::json objects = nlohmann::json::array();
     for (const ObjectRef& object : statement.objects) {
@@ -55,7 +59,6 @@ nlohmann::json to_json(const Statement& statement, std::string_view query) {
     }
     out["settings"] = std::move(settings);
     out["flags"] = flag_names(statement.flags);
-    out["normalized"] = statement.normalized;
     char key[17];
     std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(statement.structural_key));
     out["structural_key"] = key;

@@ -22,10 +22,11 @@ namespace pgrail::test {
 
 namespace {
 
+// Below Linux's ephemeral range (32768+), so no outgoing connection holds the port.
 int free_port() {
     std::random_device device;
     for (int attempt = 0; attempt < 100; ++attempt) {
-        const int port = 20000 + static_cast<int>(device() % 40000);
+        const int port = 20000 + static_cast<int>(device() % 12000);
         try {
             RawSocket probe(port);  // connects: in use
         } catch (const std::exception&) {

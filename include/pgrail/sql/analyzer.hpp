@@ -1,4 +1,4 @@
-// Analyse query text with libpg_query: split, parse, classify, normalise.
+// Analyse query text with libpg_query: split, parse, classify.
 #pragma once
 
 #include <memory>

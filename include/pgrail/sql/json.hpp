@@ -18,10 +18,12 @@ namespace pgrail::sql {
 [[nodiscard]] std::vector<std::string> flag_names(const StatementFlags& flags);
 
 // {"class", "tag", "offset", "length", "objects": [{"schema","name","kind","role"}],
-//  "functions", "settings": [{"name","via_function"}], "flags": [...], "normalized",
+//  "functions", "settings": [{"name","via_function"}], "flags": [...],
 //  "structural_key": "16 hex digits", "error"?: {"message","cursor"}, "pgrail_call"?,
 //  "inner"?: [...]}. With a non-empty `query` (the text the statement came from),
-// also "text": the statement's own text. Without it, no literal value is rendered.
+// also "text": the statement's own text, and "normalized": that text without
+// literals (sql::normalize; empty when it did not parse). Without `query`, no
+// literal value is rendered.
 [[nodiscard]] nlohmann::json to_json(const Statement& statement, std::string_view query = {});
 
 // {"statements": [...], "error"?: {...}}

@@ -74,7 +74,9 @@ struct PgrailCall {
 };
 
 struct Statement {
-    std::size_t offset = 0;  // byte range of the statement in the original query text
+    // Byte range of the statement in the original query text (sql::normalize()
+    // of that text is safe to log: literals replaced, comments dropped).
+    std::size_t offset = 0;
     std::size_t length = 0;
     StatementClass statement_class = StatementClass::unknown;
     std::string tag;                         // PostgreSQL's command tag: "ALTER TABLE", "SELECT", ...
@@ -82,9 +84,6 @@ struct Statement {
     std::vector<std::string> functions;      // called functions, qualified as written ("pg_catalog.now", "lower")
     std::vector<SettingChange> settings;     // SET / RESET / set_config of named settings
     StatementFlags flags;
-    // Literals replaced by $n (numbered after the statement's own parameters) and
-    // comments dropped: safe to log. Empty when the statement did not parse.
-    std::string normalized;
     // Parse tree without locations, hashed (constants and names count; whitespace,
     // comments and keyword case do not). 64 bits: accidental collisions are
     // negligible (~n^2/2^65), but it is not collision-resistant against crafted
