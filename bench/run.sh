@@ -19,8 +19,10 @@ command -v pgbouncer >/dev/null || { echo "bench: pgbouncer not installed (scrip
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # 500 idle clients need > 1000 descriptors
 work=$(mktemp -d /tmp/pgrail-bench.XXXXXX)
 bouncer_pid=''
+policy_pid=''
 cleanup() {
   if [[ -n $bouncer_pid ]]; then kill "$bouncer_pid" 2>/dev/null || true; fi
+  if [[ -n $policy_pid ]]; then kill "$policy_pid" 2>/dev/null || true; fi
   "$repo/scripts/test-cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -64,8 +66,17 @@ for _ in $(seq 50); do [[ -s $bouncer_dir/pgbouncer.pid ]] && break; sleep 0.1; 
 bouncer_pid=$(cat "$bouncer_dir/pgbouncer.pid")
 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$bouncer_port" -t 10 || { cat "$bouncer_dir/pgbouncer.log" >&2; exit 1; }
 
-declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_port)
-declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid)
+# A second pgrail enforcing the shipped default policy: the policy's cost is its TPS
+# against pgrail without a policy, in the same run.
+policy_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
+sed -E "s/^listen: .*/listen: {host: 127.0.0.1, port: $policy_port}/" "$PGRAIL_CONFIG" >"$work/pgrail-policy.yaml"
+printf 'policy: %s\naudit: {file: %s}\n' "$repo/policies/default.yaml" "$work/audit.jsonl" >>"$work/pgrail-policy.yaml"
+"$pgrail_bin" serve --config "$work/pgrail-policy.yaml" 2>"$work/pgrail-policy.log" &
+policy_pid=$!
+"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" -t 10 || { cat "$work/pgrail-policy.log" >&2; exit 1; }
+
+declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_port [policy]=$policy_port)
+declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid [policy]=$policy_pid)
 targets=(direct pgrail pgbouncer)
 results=$work/results.txt
 : >"$results"
@@ -111,7 +122,7 @@ run_copy() {
 for repeat in $(seq "$REPEATS"); do
   echo "bench: round $repeat/$REPEATS"
   for mode in simple extended prepared; do
-    for target in "${targets[@]}"; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
+    for target in "${targets[@]}" policy; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
   done
   for target in "${targets[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
   # pgrail does not pool: connection churn is compared with direct only.
@@ -165,6 +176,12 @@ done
 printf '%-28s %11s %11s %11s\n' "churn_C CPU us/txn" "-" "$(value churn_C cpu_us_per_txn pgrail)" "-"
 printf '%-28s %11s %11s %11s\n' "idle KiB per connection" "-" "$(value idle kib_per_connection pgrail)" \
   "$(value idle kib_per_connection pgbouncer)"
+echo
+printf '%-28s %11s %15s %16s %14s\n' "policy cost" pgrail "pgrail+policy" "policy/pgrail" "CPU us/txn"
+for name in c8_simple c8_extended c8_prepared; do
+  p=$(value "$name" tps pgrail); q=$(value "$name" tps policy)
+  printf '%-28s %11.0f %15.0f %16s %14s\n' "$name tps" "$p" "$q" "$(ratio "$q" "$p")" "$(value "$name" cpu_us_per_txn policy)"
+done
 echo
 echo "raw results: kept in ${BENCH_KEEP:-(set BENCH_KEEP=FILE to keep)}"
 if [[ -n ${BENCH_KEEP:-} ]]; then cp "$results" "$BENCH_KEEP"; fi
