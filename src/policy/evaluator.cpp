@@ -46,18 +46,6 @@ std::string objects_text(const Statement& statement) {
     return out;
 }
 
-const char* role_name(ObjectRole role) {
-    switch (role) {
-        case ObjectRole::read: return "read";
-        case ObjectRole::written: return "written";
-        case ObjectRole::created: return "created";
-        case ObjectRole::altered: return "altered";
-        case ObjectRole::dropped: return "dropped";
-        case ObjectRole::truncated: return "truncated";
-    }
-    return "?";
-}
-
 std::string lower(std::string text) {
     for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return text;
@@ -292,7 +280,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                 return refuse(context, &statement, "protected_schemas",
                               fmt::format("protected_schemas: {}", protected_schema),
                               fmt::format("pgrail: write to protected schema {} refused", schema),
-                              fmt::format(" ({} {})", role_name(object.role), qualified(object)),
+                              fmt::format(" ({} {})", sql::to_string(object.role), qualified(object)),
                               "Objects in this schema are read-only through pgrail; pgrail's own state changes only "
                               "through pgrail's commands.");
     }

@@ -52,6 +52,46 @@ bool counts_as_sync(char tag) {
            tag == 'F';  // FunctionCall also ends with ReadyForQuery
 }
 
+// The next frame pgrail must read whole. Frames before it that need no inspection are
+// forwarded as they stream in, even partially; `on_header` sees each frame's tag once.
+template <class Inspect, class OnHeader>
+NextFrame next_frame(Inbound& in, Outbound& out, std::uint32_t max_size, Inspect inspect, OnHeader on_header) {
+    in.needed = 0;
+    while (true) {
+        const auto pending = in.buffer.pending();
+        if (in.passthrough_remaining > 0) {
+            const auto take = std::min(in.passthrough_remaining, pending.size());
+            if (take == 0) return {};
+            out.forward(pending.substr(0, take));
+            in.passthrough_remaining -= take;
+            in.buffer.consume(take);
+            continue;
+        }
+        NextFrame next;
+        next.header = protocol::read_header(pending, max_size);
+        if (next.header.status == protocol::FrameStatus::need_more) return next;
+        if (next.header.status == protocol::FrameStatus::invalid) {
+            next.kind = NextFrame::Kind::invalid;
+            return next;
+        }
+        const char tag = next.header.header.tag;
+        if (!in.header_seen) on_header(tag);
+        const auto total = next.header.header.total_size();
+        if (!inspect(tag)) {
+            in.passthrough_remaining = total;
+            continue;
+        }
+        if (pending.size() < total) {
+            in.header_seen = true;  // read again once the whole frame is here
+            in.needed = total;
+            return next;
+        }
+        next.kind = NextFrame::Kind::frame;
+        next.frame = pending.substr(0, total);
+        return next;
+    }
+}
+
 }  // namespace
 
 void Outbound::forward(std::string_view bytes) {
@@ -342,6 +382,10 @@ awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {
 awaitable<void> Session::client_to_server() {
     auto& in = from_client_;
     const auto max_size = shared_.config.max_message_size;
+    const auto on_header = [this](char tag) {
+        if (counts_as_sync(tag)) ++syncs_sent_;
+        if (tag == protocol::frontend_tag::terminate) client_terminated_ = true;
+    };
     while (true) {
         if (auto ec = co_await read_more(in)) {
             // The client went away without Terminate. A backend busy with a query would not
@@ -354,52 +398,30 @@ awaitable<void> Session::client_to_server() {
             }
             co_return;
         }
-        in.needed = 0;
         while (true) {
-            auto pending = in.buffer.pending();
-            if (in.passthrough_remaining > 0) {
-                const auto take = std::min(in.passthrough_remaining, pending.size());
-                if (take == 0) break;
-                to_server_.forward(pending.substr(0, take));
-                in.passthrough_remaining -= take;
-                in.buffer.consume(take);
-                continue;
-            }
-            const auto header = protocol::read_header(pending, max_size);
-            if (header.status == protocol::FrameStatus::need_more) break;
-            if (header.status == protocol::FrameStatus::invalid) {
+            const auto next = next_frame(in, to_server_, max_size, inspect_from_client, on_header);
+            if (next.kind == NextFrame::Kind::need_more) break;
+            if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
-                             context_.client_address, header.reason, protocol::hex_dump(pending.substr(0, 5)));
+                             context_.client_address, next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
                 protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"",
-                                                  header.header.length, header.header.tag);
+                                                  next.header.header.length, next.header.header.tag);
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
                 co_return;
             }
-            const char tag = header.header.tag;
-            if (counts_as_sync(tag)) ++syncs_sent_;
-            if (tag == protocol::frontend_tag::terminate) client_terminated_ = true;
-            if (!inspect_from_client(tag)) {
-                in.passthrough_remaining = header.header.total_size();
-                continue;
-            }
-            if (pending.size() < header.header.total_size()) {
-                in.needed = header.header.total_size();
-                if (counts_as_sync(tag)) --syncs_sent_;  // counted again once whole
-                break;
-            }
-            const auto frame = pending.substr(0, header.header.total_size());
-            if (auto intercept = on_client_statement(tag, frame, to_server_)) {
+            const char tag = next.header.header.tag;
+            if (auto intercept = on_client_statement(tag, next.frame, to_server_)) {
                 // What came before goes first, so the answer keeps its place in the stream.
                 if (co_await write_out(server_, to_server_)) co_return;
                 from_client_.drained = false;  // suspends while the command runs
-                co_await run_intercept(*intercept, tag, frame, to_server_);
+                co_await run_intercept(*intercept, tag, next.frame, to_server_);
             }
             if (!protocol_violation_.empty()) {
                 co_await write_out(server_, to_server_);
                 co_return;
             }
-            in.buffer.consume(header.header.total_size());
+            in.consume_frame(next.frame.size());
         }
         if (auto ec = co_await write_out(server_, to_server_)) co_return;
     }
@@ -512,39 +534,21 @@ void Session::refuse(const GateVerdict& verdict, char tag, std::string_view sql,
 
 awaitable<void> Session::server_to_client() {
     auto& in = from_server_;
+    // The server is trusted, but its lengths are still bounded: PostgreSQL's own 1 GiB.
+    constexpr std::uint32_t max_size = 1u << 30;
     while (true) {
         if (auto ec = co_await read_more(in)) co_return;
-        in.needed = 0;
         while (true) {
-            auto pending = in.buffer.pending();
-            if (in.passthrough_remaining > 0) {
-                const auto take = std::min(in.passthrough_remaining, pending.size());
-                if (take == 0) break;
-                to_client_.forward(pending.substr(0, take));
-                in.passthrough_remaining -= take;
-                in.buffer.consume(take);
-                continue;
-            }
-            // The server is trusted, but its lengths are still bounded: PostgreSQL's 1 GiB.
-            const auto header = protocol::read_header(pending, 1u << 30);
-            if (header.status == protocol::FrameStatus::need_more) break;
-            if (header.status == protocol::FrameStatus::invalid) {
+            const auto next = next_frame(in, to_client_, max_size, inspect_from_server, [](char) {});
+            if (next.kind == NextFrame::Kind::need_more) break;
+            if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::error("session {}: invalid message from the server: {} (header {})", context_.session_id,
-                              header.reason, protocol::hex_dump(pending.substr(0, 5)));
+                              next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
                 co_await write_out(client_, to_client_);
                 co_return;
             }
-            const char tag = header.header.tag;
-            if (!inspect_from_server(tag)) {
-                in.passthrough_remaining = header.header.total_size();
-                continue;
-            }
-            if (pending.size() < header.header.total_size()) {
-                in.needed = header.header.total_size();
-                break;
-            }
-            on_server_frame(tag, pending.substr(0, header.header.total_size()), to_client_);
-            in.buffer.consume(header.header.total_size());
+            on_server_frame(next.header.header.tag, next.frame, to_client_);
+            in.consume_frame(next.frame.size());
         }
         if (auto ec = co_await write_out(client_, to_client_)) co_return;
     }

@@ -19,6 +19,7 @@
 #include "buffer.hpp"
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/protocol/backend.hpp"
+#include "pgrail/protocol/frame.hpp"
 #include "pgrail/protocol/frontend.hpp"
 #include "pgrail/proxy/cancel_registry.hpp"
 #include "pgrail/proxy/inband_commands.hpp"
@@ -66,6 +67,20 @@ struct Inbound {
     std::size_t needed = 0;                 // bytes an inspected frame needs in the buffer
     std::uint64_t bytes = 0;
     bool drained = false;                   // the last read emptied the socket
+    bool header_seen = false;               // the incomplete frame at the front was announced
+
+    void consume_frame(std::size_t size) {
+        buffer.consume(size);
+        header_seen = false;
+    }
+};
+
+// What next_frame() found at the front of an Inbound's buffer.
+struct NextFrame {
+    enum class Kind { need_more, invalid, frame };
+    Kind kind = Kind::need_more;
+    protocol::HeaderResult header;
+    std::string_view frame;  // Kind::frame: the whole frame, tag included
 };
 
 class Session : public std::enable_shared_from_this<Session> {
