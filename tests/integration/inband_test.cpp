@@ -1,0 +1,140 @@
+// pgrail's in-band commands through the wire, and the seed scenario end to end: the ad hoc
+// ALTER refused with its hint, the registered migration applied and rolled back in-band.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+// A database of the test's own, owned by app_owner, holding the seed scenario's profiles table.
+struct SeedDatabase {
+    std::string name;
+    SeedDatabase() {
+        std::random_device random;
+        name = "inband_" + std::to_string(random() % 1000000000);
+        auto conn = admin();
+        REQUIRE(run(conn.get(), "CREATE DATABASE " + name + " OWNER app_owner").at(0).status == "PGRES_COMMAND_OK");
+        Conn owner(PQconnectdb(conninfo_for("app_owner").c_str()));
+        REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+        const auto seed = read_file(source_dir() + "/examples/seed.sql");
+        REQUIRE(run(owner.get(), seed).back().status == "PGRES_COMMAND_OK");
+        (void)run(owner.get(), "GRANT SELECT, INSERT, UPDATE, DELETE ON profiles TO agent");
+    }
+    ~SeedDatabase() {
+        auto conn = admin();
+        (void)run(conn.get(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    }
+    // Straight to PostgreSQL.
+    [[nodiscard]] std::string conninfo_for(const std::string& user) const {
+        return "host=127.0.0.1 port=" + std::to_string(Cluster::get().pg_port) + " dbname=" + name + " user=" + user +
+               " password=" + user;
+    }
+};
+
+struct MigratingProxy {
+    SeedDatabase db;
+    std::string audit_path = PgrailProcess::make_temp_dir() + "/audit.jsonl";
+    PgrailProcess process{"policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " + audit_path +
+                          ", fsync: always}\n" + "migrations: {dir: " + source_dir() + "/migrations, migrator: \"" +
+                          db.conninfo_for("app_owner") + "\"}\n"};
+
+    [[nodiscard]] Conn connect(const std::string& user) const {
+        Conn conn(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(process.port()) + " dbname=" + db.name +
+                               " user=" + user + " password=" + user)
+                                  .c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+};
+
+const std::string seed_version = "20261125090000";
+
+std::string column_count(PGconn* conn) {
+    return scalar(conn, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' "
+                        "AND column_name = 'timezone'");
+}
+
+}  // namespace
+
+TEST_CASE("the seed scenario end to end through pgrail", "[inband]") {
+    MigratingProxy proxy;
+    auto agent = proxy.connect("agent");
+    auto direct = admin();
+
+    // 1. The ad hoc change is refused with a hint that names the way.
+    Result refused(PQexec(agent.get(), "ALTER TABLE profiles ADD COLUMN timezone text"));
+    CHECK(std::string(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE)) == "42501");
+    CHECK_THAT(PQresultErrorField(refused.get(), PG_DIAG_MESSAGE_HINT),
+               Catch::Contains(".up.sql") && Catch::Contains(".down.sql") && Catch::Contains("pgrail.migrate_up"));
+
+    // 2. status(): the registered migration, pending, with its rollback.
+    const auto status = run(agent.get(), "SELECT * FROM pgrail.status()");
+    REQUIRE(status.size() == 1);
+    REQUIRE(status[0].rows.size() == 1);
+    const auto& columns = status[0].columns;
+    CHECK(columns.at(0).starts_with("version:"));
+    CHECK(status[0].rows[0][0] == seed_version);
+    CHECK(status[0].rows[0][2] == "pending");
+    CHECK(status[0].rows[0][5] == "t");
+
+    // The same through the extended protocol (what drivers and ORMs send).
+    Result extended(PQexecParams(agent.get(), "SELECT * FROM pgrail.status()", 0, nullptr, nullptr, nullptr, nullptr, 0));
+    REQUIRE(PQresultStatus(extended.get()) == PGRES_TUPLES_OK);
+    CHECK(PQntuples(extended.get()) == 1);
+    CHECK(std::string(PQgetvalue(extended.get(), 0, 0)) == seed_version);
+
+    // 3. Apply in-band: the column appears, the old rows are untouched (no rewrite).
+    Conn owner_direct(PQconnectdb(proxy.db.conninfo_for("app_owner").c_str()));
+    const auto relfilenode_before = scalar(owner_direct.get(), "SELECT pg_relation_filenode('profiles')");
+    const auto applied = run(agent.get(), "SELECT * FROM pgrail.migrate_up()");
+    REQUIRE(applied.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(applied[0].rows.at(0)[0] == seed_version);
+    CHECK(column_count(owner_direct.get()) == "1");
+    CHECK(scalar(owner_direct.get(), "SELECT count(*) FROM profiles WHERE timezone IS NULL") == "4");
+    CHECK(scalar(owner_direct.get(), "SELECT pg_relation_filenode('profiles')") == relfilenode_before);
+    CHECK(scalar(owner_direct.get(), "SELECT applied_by FROM pgrail.schema_migrations") == "agent");
+    CHECK(run(agent.get(), "SELECT * FROM pgrail.status()").at(0).rows.at(0)[2] == "applied");
+
+    // 4. The agent may not roll back (default policy); the schema owner may.
+    Result agent_down(PQexec(agent.get(), ("SELECT * FROM pgrail.migrate_down('" + seed_version + "')").c_str()));
+    CHECK(std::string(PQresultErrorField(agent_down.get(), PG_DIAG_SQLSTATE)) == "42501");
+    auto owner = proxy.connect("app_owner");
+    const auto rolled_back = run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + seed_version + "')");
+    REQUIRE(rolled_back.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(column_count(owner_direct.get()) == "0");
+    CHECK(scalar(owner_direct.get(), "SELECT count(*) FROM pgrail.migration_events WHERE event = 'rolled_back'") == "1");
+
+    // 5. Every command and schema change is on record.
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(proxy.audit_path);
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+    auto count = [&](const std::string& event) {
+        return std::count_if(lines.begin(), lines.end(), [&](const auto& line) { return line.value("event", "") == event; });
+    };
+    CHECK(count("statement_refused") == 2);  // the ALTER and the agent's migrate_down
+    CHECK(count("command") >= 5);
+    CHECK(count("applied") == 1);
+    CHECK(count("rolled_back") == 1);
+}
+
+TEST_CASE("a migrator's DDL passes only when it equals a registered statement", "[inband]") {
+    MigratingProxy proxy;
+    auto owner = proxy.connect("app_owner");
+    // Spelled differently, structurally equal to the pending up script: allowed.
+    CHECK(run(owner.get(), "alter table   PROFILES add column timezone TEXT -- via a migration tool").at(0).status ==
+          "PGRES_COMMAND_OK");
+    // Anything else is still an ad hoc change.
+    const auto other = run(owner.get(), "ALTER TABLE profiles ADD COLUMN locale text");
+    CHECK(other.at(0).sqlstate == "42501");
+    // The agent is no migrator: even the registered statement is refused.
+    auto agent = proxy.connect("agent");
+    CHECK(run(agent.get(), "ALTER TABLE profiles DROP COLUMN timezone").at(0).sqlstate == "42501");
+}
