@@ -214,6 +214,16 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                       "Send SELECT * FROM pgrail.<command>(...) alone, not inside PREPARE, EXPLAIN or a multi-statement "
                       "query.");
     }
+    // pgrail.* exists only as pgrail's own commands: any other use would reach the server as
+    // an unknown function; say how to call it instead.
+    for (const auto& function : statement.functions) {
+        if (!function.starts_with("pgrail.")) continue;
+        return refuse(context, &statement, "migrations", "migrations",
+                      fmt::format("pgrail: {} can only be called as SELECT * FROM {}(...)", function, function),
+                      fmt::format(" calling {}", function),
+                      "Send SELECT * FROM pgrail.<command>(constant arguments) as a query of its own; filter the "
+                      "result in your client.");
+    }
     if (flags.alter_system && !guards.allow_alter_system)
         return refuse(context, &statement, "alter_system", "alter_system: deny", "pgrail: ALTER SYSTEM refused", "",
                       "Server configuration is changed by an operator, not through pgrail.");
