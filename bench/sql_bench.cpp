@@ -95,6 +95,11 @@ int main() {
     };
     const Input inputs[] = {
         {"short SELECT", short_select},
+        // pgbench's simple-protocol statements: every text differs, so every one misses the cache.
+        {"pgbench SELECT", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"},
+        {"pgbench UPDATE", "UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 48213;"},
+        {"pgbench INSERT", "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
+                           "VALUES (7, 1, 48213, -4321, CURRENT_TIMESTAMP);"},
         {"40-line migration", migration()},
         {"5 KB analytical query", analytical_query()},
     };

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <exception>
+#include <forward_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -341,9 +342,9 @@ void merge_flags(StatementFlags& into, const StatementFlags& from) {
 struct Scope {
     std::string_view node;        // innermost node type
     ObjectRole role = ObjectRole::read;
-    std::string kind = "relation";
+    std::string_view kind = "relation";         // views literals or Walker-owned strings: copies are cheap
     ObjectRole target_role = ObjectRole::read;  // role of the node's own target, where it depends on options
-    std::string target_kind = "relation";
+    std::string_view target_kind = "relation";
     bool effects = true;          // false below a plain EXPLAIN: nothing runs
 };
 
@@ -530,7 +531,7 @@ private:
             if (entry.node != scope.node || entry.field != field) continue;
             Scope inner = scope;
             inner.role = scope.effects ? (entry.use_target_role ? scope.target_role : entry.role) : ObjectRole::read;
-            inner.kind = entry.kind.empty() ? scope.target_kind : std::string(entry.kind);
+            inner.kind = entry.kind.empty() ? scope.target_kind : entry.kind;
             return inner;
         }
         return scope;
@@ -540,7 +541,7 @@ private:
         ObjectRef ref;
         ref.schema = std::string(str(range_var, "schemaname"));
         ref.name = std::string(str(range_var, "relname"));
-        ref.kind = scope.kind;
+        ref.kind = std::string(scope.kind);
         ref.role = scope.role;
         if (scope.role == ObjectRole::created && str(range_var, "relpersistence") == "t") {
             out_.flags.temporary_object = true;
@@ -576,18 +577,18 @@ private:
             scope.target_kind = object_type == "OBJECT_MATVIEW" ? "materialized view" : "table";
             if (object_type != "OBJECT_MATVIEW") out_.flags.create_table_as = true;
         } else if (type == "AlterTableStmt" || type == "GrantStmt") {
-            scope.target_kind = kind_of(str(body, "objtype"));
+            scope.target_kind = keep(kind_of(str(body, "objtype")));
         } else if (type == "RenameStmt") {
             // Columns, constraints, triggers, rules and policies are renamed on their relation.
             const std::string_view rename = str(body, "renameType");
             const std::string_view relation = str(body, "relationType");
             const bool on_relation = rename == "OBJECT_COLUMN" || rename == "OBJECT_TABCONSTRAINT" ||
                                      rename == "OBJECT_TRIGGER" || rename == "OBJECT_RULE" || rename == "OBJECT_POLICY";
-            scope.target_kind = !on_relation ? kind_of(rename)
-                                : (relation.empty() || relation == "OBJECT_ACCESS_METHOD") ? "table"
-                                                                                           : kind_of(relation);
+            scope.target_kind = keep(!on_relation ? kind_of(rename)
+                                     : (relation.empty() || relation == "OBJECT_ACCESS_METHOD") ? "table"
+                                                                                                : kind_of(relation));
         } else if (type == "AlterObjectSchemaStmt" || type == "AlterOwnerStmt" || type == "AlterObjectDependsStmt") {
-            scope.target_kind = kind_of(str(body, "objectType"));
+            scope.target_kind = keep(kind_of(str(body, "objectType")));
         } else if (type == "ReindexStmt") {
             scope.target_kind = str(body, "kind") == "REINDEX_OBJECT_INDEX" ? "index" : "table";
         } else if (type == "AlterSystemStmt") {
@@ -749,10 +750,14 @@ private:
         }
     }
 
+    // Stores a kind computed from the tree for the walk's Scopes to view.
+    std::string_view keep(std::string kind) { return kinds_.emplace_front(std::move(kind)); }
+
     Statement& out_;
     int body_level_;
     std::string_view statement_text_;
     std::vector<std::string> cte_names_;
+    std::forward_list<std::string> kinds_;  // no allocation until used
 };
 
 // Builds the Statement for one parse-tree node (and, recursively, the statements it wraps).
@@ -855,13 +860,15 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 // does not parse (the split path finds the bad statement and reports it as
 // before) or holds comments (its ranges then need the scanner to trim them).
 //
-// Stack safety without the scanner's nesting bound: every level nesting_bound()
-// counts takes at least one token, so at least one byte (`SELECT 1+-+-+-...1`
-// nests one level per byte), so the text's length bounds its nesting, and
-// stack_needed(length) is at least the budget the split path would grant (worst
-// measured ~1.5 KB per level, budgeted at 3 KB; stack_safety_test.cpp). A 60-byte
-// statement needs 0.7 MB, 2 KB of text 6.5 MB: short texts take this path on any
-// ordinary 8 MB thread stack; longer ones, and small stacks, take the split path.
+// Stack safety without the scanner's nesting bound: every level of the parse
+// tree takes at least one token of its own, so at least one byte (`SELECT
+// -+-+-+1`: `-+` lexes as two operators, one level per byte), so the text's
+// length bounds the tree's depth. Measured (stack_safety_test.cpp, every deep
+// shape parsed whole): at most ~1.33 KB of stack per byte of text (alternating
+// signs; ~1.7 KB per level at most, for NOT chains at 4 bytes a level), against
+// the 3 KB per byte that stack_needed(length) grants. A 60-byte statement needs
+// 0.7 MB, 2 KB of text 6.5 MB: short texts take this path on any ordinary
+// thread; long texts, and threads with small stacks, take the split path.
 std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int body_level) {
     if (!detail::whole_text_path_allowed(text.size())) return std::nullopt;
     if (text.find("--") != std::string::npos || text.find("/*") != std::string::npos) return std::nullopt;

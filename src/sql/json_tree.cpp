@@ -32,12 +32,6 @@ bool read_hex4(std::string_view text, std::size_t position, std::uint32_t& value
 
 }  // namespace
 
-JsonNode::Type JsonNode::type() const { return tree_ == nullptr ? Type::null : tree_->nodes_[index_].type; }
-
-std::string_view JsonNode::key() const { return tree_ == nullptr ? std::string_view() : tree_->nodes_[index_].key; }
-
-std::string_view JsonNode::text() const { return tree_ == nullptr ? std::string_view() : tree_->nodes_[index_].text; }
-
 long long JsonNode::integer() const {
     if (type() != Type::number) return 0;
     const std::string_view digits = text();
@@ -45,33 +39,6 @@ long long JsonNode::integer() const {
     const auto result = std::from_chars(digits.data(), digits.data() + digits.size(), value);
     return result.ec == std::errc() && result.ptr == digits.data() + digits.size() ? value : 0;
 }
-
-std::size_t JsonNode::size() const { return tree_ == nullptr ? 0 : tree_->nodes_[index_].size; }
-
-JsonNode JsonNode::find(std::string_view key) const {
-    if (!is_object()) return {};
-    for (JsonNode member : *this) {
-        if (member.key() == key) return member;
-    }
-    return {};
-}
-
-JsonNode JsonNode::front() const {
-    if (tree_ == nullptr || tree_->nodes_[index_].first_child == JsonTree::none) return {};
-    return JsonNode(tree_, tree_->nodes_[index_].first_child);
-}
-
-JsonNode::Iterator& JsonNode::Iterator::operator++() {
-    index_ = tree_->nodes_[index_].next_sibling;
-    return *this;
-}
-
-JsonNode::Iterator JsonNode::begin() const {
-    if (tree_ == nullptr) return Iterator(nullptr, JsonTree::none);
-    return Iterator(tree_, tree_->nodes_[index_].first_child);
-}
-
-JsonNode::Iterator JsonNode::end() const { return Iterator(tree_, JsonTree::none); }
 
 bool JsonTree::read_string(std::string_view text, std::size_t& position, std::string_view& out) {
     // `position` is just past the opening quote.
@@ -141,11 +108,8 @@ bool JsonTree::parse(std::string_view text) {
     next_backslash_ = 0;
     if (text.empty()) return false;
     nodes_.reserve(text.size() / 24 + 4);
-    struct Open {
-        std::uint32_t node;
-        std::uint32_t last_child;
-    };
-    std::vector<Open> open;
+    std::vector<Open>& open = open_;  // reused: no allocation per parse
+    open.clear();
     std::size_t position = 0;
     const auto skip_space = [&] {
         while (position < text.size() &&
@@ -208,11 +172,12 @@ bool JsonTree::parse(std::string_view text) {
             ++position;
             node.type = JsonNode::Type::string;
             if (!read_string(text, position, node.text)) return false;
-        } else if (text.substr(position, 4) == "true" || text.substr(position, 5) == "false") {
+        } else if ((c == 't' && text.substr(position, 4) == "true") ||
+                   (c == 'f' && text.substr(position, 5) == "false")) {
             node.type = JsonNode::Type::boolean;
             node.text = text.substr(position, c == 't' ? 4 : 5);
             position += node.text.size();
-        } else if (text.substr(position, 4) == "null") {
+        } else if (c == 'n' && text.substr(position, 4) == "null") {
             position += 4;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             const std::size_t start = position;

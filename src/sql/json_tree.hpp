@@ -82,9 +82,53 @@ private:
     };
     bool read_string(std::string_view text, std::size_t& position, std::string_view& out);
 
+    struct Open {  // an array or object being read
+        std::uint32_t node;
+        std::uint32_t last_child;
+    };
+
     std::vector<Node> nodes_;
+    std::vector<Open> open_;
     std::deque<std::string> unescaped_;  // stable storage for strings that had escapes
     std::size_t next_backslash_ = 0;     // npos once none is left
 };
+
+// The accessors are inline: the analyzer's tree walks call them for every node.
+inline JsonNode::Type JsonNode::type() const { return tree_ == nullptr ? Type::null : tree_->nodes_[index_].type; }
+
+inline std::string_view JsonNode::key() const {
+    return tree_ == nullptr ? std::string_view() : tree_->nodes_[index_].key;
+}
+
+inline std::string_view JsonNode::text() const {
+    return tree_ == nullptr ? std::string_view() : tree_->nodes_[index_].text;
+}
+
+inline std::size_t JsonNode::size() const { return tree_ == nullptr ? 0 : tree_->nodes_[index_].size; }
+
+inline JsonNode JsonNode::find(std::string_view key) const {
+    if (!is_object()) return {};
+    for (JsonNode member : *this) {
+        if (member.key() == key) return member;
+    }
+    return {};
+}
+
+inline JsonNode JsonNode::front() const {
+    if (tree_ == nullptr || tree_->nodes_[index_].first_child == JsonTree::none) return {};
+    return JsonNode(tree_, tree_->nodes_[index_].first_child);
+}
+
+inline JsonNode::Iterator& JsonNode::Iterator::operator++() {
+    index_ = tree_->nodes_[index_].next_sibling;
+    return *this;
+}
+
+inline JsonNode::Iterator JsonNode::begin() const {
+    if (tree_ == nullptr) return Iterator(nullptr, JsonTree::none);
+    return Iterator(tree_, tree_->nodes_[index_].first_child);
+}
+
+inline JsonNode::Iterator JsonNode::end() const { return Iterator(tree_, JsonTree::none); }
 
 }  // namespace pgrail::sql::detail

@@ -124,6 +124,18 @@ ScanOutcome scan(const char* text) {
         }
         outcome.tokens.push_back(token);
     }
+    // libpg_query reports U&'...' with no length and U&"..." with one byte: such a
+    // token runs to the next one (comments are tokens too, so only whitespace,
+    // which the quote-ended token cannot end with, lies between). Otherwise a
+    // statement ending in one would be cut short and the literal never normalised.
+    const std::string_view all(text);
+    for (std::size_t index = 0; index < outcome.tokens.size(); ++index) {
+        Token& token = outcome.tokens[index];
+        if (token.kind != tok_usconst && token.kind != tok_uident) continue;
+        std::size_t end = index + 1 < outcome.tokens.size() ? outcome.tokens[index + 1].start : all.size();
+        while (end > token.start && std::string_view(" \t\n\r\f\v").find(all[end - 1]) != std::string_view::npos) --end;
+        token.end = static_cast<std::uint32_t>(std::max<std::size_t>(end, token.end));
+    }
     return outcome;
 }
 

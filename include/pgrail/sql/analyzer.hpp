@@ -12,7 +12,9 @@ namespace pgrail::sql {
 // Never throws for bad SQL and never crashes on hostile input: text nested too
 // deeply to parse safely is refused as a ParseError. Thread-safe. Deeply nested
 // statements run on internal 64 MB-stack worker threads; others on the caller's
-// stack when it has room (about 0.5 MB plus 3 KB per nesting level).
+// stack when it has room (about 0.5 MB plus 3 KB per nesting level). Fast path:
+// comment-free text is parsed whole, without scanning it first, when the caller's
+// stack has 0.5 MB plus 3 KB per byte of it (a short statement: well under 1 MB).
 [[nodiscard]] Analysis analyze(std::string_view query);
 
 }  // namespace pgrail::sql

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "../../../src/sql/analyzer_internal.hpp"
 #include "pgrail/sql/analysis_cache.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/json.hpp"
@@ -171,4 +172,23 @@ TEST_CASE("cached and uncached analyses agree over the whole corpus", "[sql][cor
     }
     CHECK(cache.hits() > 0);
     CHECK(cache.misses() > 0);
+}
+
+TEST_CASE("the whole-text fast path and the scanner split agree over the corpus", "[sql][corpus]") {
+    // analyze() parses comment-free text whole and takes statement ranges from the
+    // parse tree; analyze_split() is the path for everything else. Same results.
+    std::vector<std::string> texts;
+    for (const Case& entry : read_corpus()) texts.push_back(entry.sql);
+    for (const char* extra : {"  SELECT 1 ;\n\t ; UPDATE t SET a = 1\r\n", "SELECT 1;;;SELECT 2;", " ; ;", "",
+                              "SELECT U&'d\\0061t'", "SELECT U&\"d\\0061t\" FROM t", "SELECT 1; SELEC 2",
+                              "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN "
+                              "true THEN 1 END; END; SELECT 2",
+                              "SELECT $$a;b$$; DO $$BEGIN DROP TABLE t; END$$; SELECT 'x'';y'",
+                              "SELECT 1\f;\vSELECT 2", "INSERT INTO t VALUES (1, 'a'), (2, 'b') RETURNING *; COMMIT"}) {
+        texts.emplace_back(extra);
+    }
+    for (const std::string& text : texts) {
+        INFO(text);
+        CHECK(analyze(text) == detail::analyze_split(text));
+    }
 }

@@ -30,6 +30,8 @@ inline const std::vector<DeepShape>& deep_shapes() {
         {"JOIN chain", [](std::size_t n) { return "SELECT * FROM t0" + repeat(" JOIN t ON true", n); }},
         {"NOT chain", [](std::size_t n) { return "SELECT " + repeat("NOT ", n) + "true"; }},
         {"unary minus chain", [](std::size_t n) { return "SELECT " + repeat("- ", n) + "1"; }},
+        // `+-` lexes as two operators: one tree level per byte, the densest nesting.
+        {"alternating signs", [](std::size_t n) { return "SELECT " + repeat("+", n % 2) + repeat("-+", n / 2) + "1"; }},
         {"typecast chain", [](std::size_t n) { return "SELECT 1" + repeat("::int", n); }},
         {"string concatenation", [](std::size_t n) { return "SELECT 'a'" + repeat(" || 'a'", n); }},
         {"AND chain in parentheses", [](std::size_t n) { return "SELECT 1 WHERE " + repeat("(true AND ", n) + "true" + repeat(")", n); }},

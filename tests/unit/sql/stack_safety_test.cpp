@@ -21,6 +21,7 @@ namespace {
 // reports the deepest byte it touched: the stack the analysis really used.
 struct Measurement {
     std::string query;
+    bool whole = false;  // analyze() as is (whole-text fast path when it applies)
     std::size_t used = 0;
 };
 
@@ -39,15 +40,15 @@ void* measure_thread(void* argument) {
     for (std::uintptr_t address = bottom; address < top; ++address) {
         *reinterpret_cast<volatile unsigned char*>(address) = 0xA5;
     }
-    (void)detail::analyze_unchecked(measurement->query);
+    (void)(measurement->whole ? analyze(measurement->query) : detail::analyze_unchecked(measurement->query));
     std::uintptr_t touched = bottom;
     while (touched < top && *reinterpret_cast<volatile unsigned char*>(touched) == 0xA5) ++touched;
     measurement->used = static_cast<std::size_t>(here - touched);
     return nullptr;
 }
 
-std::size_t stack_used(const std::string& query) {
-    Measurement measurement{query, 0};
+std::size_t stack_used(const std::string& query, bool whole = false) {
+    Measurement measurement{query, whole, 0};
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);
     pthread_attr_setstacksize(&attributes, detail::worker_stack_bytes);
@@ -166,4 +167,45 @@ TEST_CASE("random bytes and token soup never crash the analysis", "[sql][stack]"
             if (statement.error) CHECK(statement.statement_class == StatementClass::unknown);
         }
     }
+}
+
+TEST_CASE("parsing whole texts without a nesting bound happens only within the stack bound", "[sql][stack]") {
+    // The fast path's premise: parsing whole text uses less stack than stack_needed(its length).
+    for (const auto& shape : deep_shapes()) {
+        const std::string query = shape.make(3000);
+        const std::size_t used = stack_used(query, true);
+        std::printf("%-26s bytes %6zu stack %9zu B  %7.1f B/byte  budget %9zu B\n", shape.name, query.size(), used,
+                    static_cast<double>(used) / static_cast<double>(query.size()), detail::stack_needed(query.size()));
+        INFO(shape.name);
+        CHECK(used < detail::stack_needed(query.size()));
+    }
+    const std::string one_byte_per_level = "SELECT " + pgrail::sql::testing::repeat("-+", 750) + "1";
+
+    // On a 1 MB thread: a short statement is parsed whole, 1.5 KB of text is not (it
+    // could nest 1500 levels, ~2.3 MB of stack), yet analyses safely via the split path.
+    struct Job {
+        std::string query;
+        bool short_allowed = false;
+        bool long_allowed = true;
+        Analysis analysis;
+    };
+    Job job{one_byte_per_level, false, true, {}};
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, 1024 * 1024);
+    pthread_t thread;
+    REQUIRE(pthread_create(&thread, &attributes, [](void* argument) -> void* {
+        auto* work = static_cast<Job*>(argument);
+        work->short_allowed = detail::whole_text_path_allowed(60);
+        work->long_allowed = detail::whole_text_path_allowed(work->query.size());
+        work->analysis = analyze(work->query);
+        return nullptr;
+    }, &job) == 0);
+    pthread_join(thread, nullptr);
+    pthread_attr_destroy(&attributes);
+    CHECK(job.short_allowed);
+    CHECK_FALSE(job.long_allowed);
+    REQUIRE(job.analysis.statements.size() == 1);
+    CHECK(job.analysis.statements[0].statement_class == StatementClass::read);
+    CHECK_FALSE(job.analysis.error.has_value());
 }
