@@ -73,7 +73,8 @@ sed -E "s/^listen: .*/listen: {host: 127.0.0.1, port: $policy_port}/" "$PGRAIL_C
 printf 'policy: %s\naudit: {file: %s}\n' "$repo/policies/default.yaml" "$work/audit.jsonl" >>"$work/pgrail-policy.yaml"
 "$pgrail_bin" serve --config "$work/pgrail-policy.yaml" 2>"$work/pgrail-policy.log" &
 policy_pid=$!
-"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" -t 10 || { cat "$work/pgrail-policy.log" >&2; exit 1; }
+for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" && break; sleep 0.1; done
+"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" || { cat "$work/pgrail-policy.log" >&2; exit 1; }
 
 declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_port [policy]=$policy_port)
 declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid [policy]=$policy_pid)

@@ -64,7 +64,10 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         if (audit["redact_literals"]) config.audit_redact_literals = reader.as_bool(audit["redact_literals"], "audit.redact_literals");
     }
     if (const auto migrations = root["migrations"]) {
-        reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout"}, "migrations");
+        reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "require_verified"},
+                          "migrations");
+        if (migrations["require_verified"])
+            config.require_verified = reader.as_bool(migrations["require_verified"], "migrations.require_verified");
         if (migrations["dir"]) config.migrations_dir = resolve(reader.as_string(migrations["dir"], "migrations.dir"), base_dir);
         if (migrations["migrator"]) config.migrator_conninfo = reader.as_string(migrations["migrator"], "migrations.migrator");
         if (migrations["lock_timeout"]) config.lock_timeout_ms = duration(reader, migrations["lock_timeout"], "migrations.lock_timeout");

@@ -144,6 +144,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         options.lock_timeout = std::chrono::milliseconds(config_.lock_timeout_ms);
         options.statement_timeout = std::chrono::milliseconds(config_.statement_timeout_ms);
         options.actor = session.user;
+        options.require_verified = config_.require_verified;
         options.audit = [log = audit_log_](const nlohmann::json& record) { return log->record(record); };
         try {
             migrations::Runner runner(current, options);

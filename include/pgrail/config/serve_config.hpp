@@ -27,6 +27,7 @@ struct ServeConfig {
     std::string migrator_conninfo;                  // libpq conninfo for in-band migrations
     std::uint32_t lock_timeout_ms = 5000;           // SET LOCAL lock_timeout for each migration
     std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
+    bool require_verified = false;                  // apply only checksums with a passing `verify`
 };
 
 // "250ms", "5s", "2min" or a bare number of milliseconds; nullopt when malformed.

@@ -26,7 +26,7 @@ max_message_size: 2048
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
-migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min}
+migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min, require_verified: true}
 )", "full.yaml");
     CHECK(config.listen_host == "0.0.0.0");
     CHECK(config.listen_port == 7000);
@@ -40,6 +40,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.migrator_conninfo == "user=x");
     CHECK(config.lock_timeout_ms == 2000);
     CHECK(config.statement_timeout_ms == 60000);
+    CHECK(config.require_verified);
 }
 
 TEST_CASE("bad configurations name file:line:column") {
