@@ -1,6 +1,9 @@
 // Enforcing the policy: analyse (cached), decide (pure), audit (durable), then answer.
 #include "pgrail/proxy/policy_gate.hpp"
 
+#include <array>
+#include <functional>
+
 #include <spdlog/spdlog.h>
 
 #include "pgrail/sql/json.hpp"
@@ -31,7 +34,39 @@ nlohmann::json session_fields(const SessionContext& session) {
             {"application_name", session.application_name}};
 }
 
+// Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
+constexpr std::size_t front_cache_max_text = 4096;
+constexpr std::size_t front_cache_slots = 512;
+
 }  // namespace
+
+struct PolicyGate::ThreadState {
+    const PolicyGate* owner = nullptr;
+    std::uint64_t generation = 0;
+    std::shared_ptr<const policy::Policy> policy;
+    std::shared_ptr<const policy::MigrationMatcher> matcher;
+    struct Slot {
+        std::string text;
+        std::shared_ptr<const sql::Analysis> analysis;
+    };
+    std::array<Slot, front_cache_slots> slots;
+};
+
+PolicyGate::ThreadState& PolicyGate::thread_state() {
+    thread_local ThreadState state;
+    if (state.owner != this) {
+        state = ThreadState{};
+        state.owner = this;
+    }
+    const auto generation = generation_.load(std::memory_order_acquire);
+    if (state.generation != generation) {
+        std::lock_guard lock(policy_mutex_);
+        state.policy = policy_;
+        state.matcher = matcher_;
+        state.generation = generation_.load(std::memory_order_relaxed);
+    }
+    return state;
+}
 
 PolicyGate::PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared_ptr<audit::AuditLog> audit_log,
                        bool redact_literals)
@@ -40,11 +75,13 @@ PolicyGate::PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared
 void PolicyGate::replace_policy(std::shared_ptr<const policy::Policy> policy) {
     std::lock_guard lock(policy_mutex_);
     policy_ = std::move(policy);
+    generation_.fetch_add(1, std::memory_order_release);
 }
 
 void PolicyGate::set_migration_matcher(std::shared_ptr<const policy::MigrationMatcher> matcher) {
     std::lock_guard lock(policy_mutex_);
     matcher_ = std::move(matcher);
+    generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
@@ -53,15 +90,21 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
 }
 
 GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::string_view sql) {
-    std::shared_ptr<const policy::Policy> policy;
-    std::shared_ptr<const policy::MigrationMatcher> matcher;
-    {
-        std::lock_guard lock(policy_mutex_);
-        policy = policy_;
-        matcher = matcher_;
+    auto& state = thread_state();
+    std::shared_ptr<const sql::Analysis> analysis;
+    if (sql.size() <= front_cache_max_text) {
+        auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
+        if (slot.analysis && slot.text == sql) {
+            analysis = slot.analysis;
+        } else {
+            analysis = cache_.analyze(sql);
+            slot.text.assign(sql);
+            slot.analysis = analysis;
+        }
+    } else {
+        analysis = cache_.analyze(sql);
     }
-    const auto analysis = cache_.analyze(sql);
-    const auto decision = policy::evaluate_all(*policy, session_info(session), *analysis, matcher.get());
+    const auto decision = policy::evaluate_all(*state.policy, session_info(session), *analysis, state.matcher.get());
     GateVerdict verdict;
     if (decision.action == policy::Decision::Action::allow) return verdict;
 

@@ -35,9 +35,17 @@ private:
     bool audit_statement(const SessionContext& session, const policy::Decision& decision, const sql::Analysis& analysis,
                          std::string_view sql);
 
+    struct ThreadState;
+    // The calling worker thread's copies of the policy and matcher (refreshed when the
+    // generation moves) and its small lock-free front cache of analyses.
+    ThreadState& thread_state();
+
     mutable std::mutex policy_mutex_;  // guards the two pointers below; held only to copy them
     std::shared_ptr<const policy::Policy> policy_;
     std::shared_ptr<const policy::MigrationMatcher> matcher_;
+    // Bumped on every swap: worker threads copy the pointers only when it moved, so the hot
+    // path takes no lock shared between threads.
+    std::atomic<std::uint64_t> generation_{1};
     std::shared_ptr<audit::AuditLog> audit_log_;
     bool redact_literals_;
     sql::AnalysisCache cache_;
