@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
+
 #include "cluster.hpp"
 
 using namespace pgrail::test;
@@ -182,6 +185,11 @@ TEST_CASE("a message with a bad length after login gets FATAL 08P01 and ends the
                                                 std::to_string(backend)) == "0";
         }, std::chrono::seconds(5)));
     }
+    // The log names each refusal with a hex dump of the header it refused.
+    std::ifstream log_file(Cluster::get().pgrail_log);
+    const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+    CHECK_THAT(log, Catch::Contains("refused message from") && Catch::Contains("(header 51 00 00 00 03)") &&
+                        Catch::Contains("(header 50 ff ff ff ff)"));
     require_still_serving();
 }
 
