@@ -1,11 +1,10 @@
 // Raw protocol through pgrail: SSL/GSS negotiation, refused protocol versions and malformed
 // frames (each answered FATAL 08P01 and closed, with pgrail still serving everyone else).
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include <catch2/catch.hpp>
-
-#include <fstream>
-#include <iterator>
 
 #include "cluster.hpp"
 
