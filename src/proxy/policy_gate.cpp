@@ -13,10 +13,6 @@ namespace pgrail::proxy {
 
 namespace {
 
-policy::SessionInfo session_info(const SessionContext& session) {
-    return {session.user, session.database, session.application_name, session.client_address};
-}
-
 protocol::ErrorMessage error_of(const policy::Decision& decision) {
     return {"ERROR", decision.sqlstate, decision.message, decision.detail, decision.hint};
 }
@@ -104,7 +100,7 @@ GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::s
     } else {
         analysis = cache_.analyze(sql);
     }
-    const auto decision = policy::evaluate_all(*state.policy, session_info(session), *analysis, state.matcher.get());
+    const auto decision = policy::evaluate_all(*state.policy, session, *analysis, state.matcher.get());
     GateVerdict verdict;
     if (decision.action == policy::Decision::Action::allow) return verdict;
 
@@ -128,7 +124,7 @@ GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::s
 std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionContext& session,
                                                                 const StartupParameters& parameters) {
     const auto policy = current_policy();
-    const auto decision = policy::evaluate_startup(*policy, session_info(session), parameters);
+    const auto decision = policy::evaluate_startup(*policy, session, parameters);
     if (decision.allowed()) return std::nullopt;
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";

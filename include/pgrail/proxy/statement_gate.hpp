@@ -9,17 +9,15 @@
 #include <utility>
 #include <vector>
 
+#include "pgrail/policy/policy.hpp"
 #include "pgrail/protocol/backend.hpp"
 
 namespace pgrail::proxy {
 
-// Who is on the other end, as the startup packet and the socket tell it.
-struct SessionContext {
+// Who is on the other end, as the startup packet and the socket tell it: the policy's
+// SessionInfo (user, database, application_name, client_address) and pgrail's session id.
+struct SessionContext : policy::SessionInfo {
     std::uint64_t session_id = 0;
-    std::string user;
-    std::string database;
-    std::string application_name;
-    std::string client_address;
 };
 
 enum class MessageKind { simple_query, parse };
