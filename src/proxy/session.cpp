@@ -9,7 +9,6 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
@@ -48,8 +47,8 @@ bool inspect_from_server(char tag) {
 }
 
 bool counts_as_sync(char tag) {
-    return tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::sync ||
-           tag == 'F';  // FunctionCall also ends with ReadyForQuery
+    using namespace protocol::frontend_tag;
+    return tag == query || tag == sync || tag == function_call;  // each earns a ReadyForQuery
 }
 
 // The next frame pgrail must read whole. Frames before it that need no inspection are

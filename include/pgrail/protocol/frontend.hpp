@@ -30,6 +30,7 @@ inline constexpr char copy_data = 'd';
 inline constexpr char copy_done = 'c';
 inline constexpr char copy_fail = 'f';
 inline constexpr char password = 'p';
+inline constexpr char function_call = 'F';
 }  // namespace frontend_tag
 
 enum class StartupKind { startup, ssl_request, gssenc_request, cancel_request };
