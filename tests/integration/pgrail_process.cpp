@@ -60,6 +60,14 @@ std::string PgrailProcess::make_temp_dir() {
 }
 
 PgrailProcess::PgrailProcess(const std::string& extra_yaml) : dir_(make_temp_dir()) {
+    // A port can be taken between the probe and the bind: a few attempts, each on a fresh port.
+    for (int attempt = 1;; ++attempt) {
+        if (start(extra_yaml)) return;
+        if (attempt == 3) throw std::runtime_error("pgrail could not bind a port: " + log());
+    }
+}
+
+bool PgrailProcess::start(const std::string& extra_yaml) {
     const auto& cluster = Cluster::get();
     port_ = free_port();
     const auto config = dir_ + "/pgrail.yaml";
@@ -68,10 +76,10 @@ PgrailProcess::PgrailProcess(const std::string& extra_yaml) : dir_(make_temp_dir
                            "log: {level: info, format: text}\n" + extra_yaml);
     const char* binary = std::getenv("PGRAIL_BIN");
     if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");
-    const auto log = dir_ + "/pgrail.log";
+    const auto log_path = dir_ + "/pgrail.log";
     pid_ = fork();
     if (pid_ == 0) {
-        const auto fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const auto fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
         execl(binary, binary, "serve", "--config", config.c_str(), static_cast<char*>(nullptr));
@@ -79,15 +87,19 @@ PgrailProcess::PgrailProcess(const std::string& extra_yaml) : dir_(make_temp_dir
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
-        if (!running()) throw std::runtime_error("pgrail exited at start: " + read_file(log));
+        if (!running()) {
+            pid_ = 0;
+            if (log().find("Address already in use") != std::string::npos) return false;
+            throw std::runtime_error("pgrail exited at start: " + log());
+        }
         try {
             RawSocket probe(port_);
-            return;
+            return true;
         } catch (const std::exception&) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
     }
-    throw std::runtime_error("pgrail did not start listening: " + read_file(log));
+    throw std::runtime_error("pgrail did not start listening: " + log());
 }
 
 PgrailProcess::~PgrailProcess() {

@@ -29,6 +29,9 @@ public:
     static std::string make_temp_dir();
 
 private:
+    // Starts pgrail on a fresh port; false when that port turned out to be taken.
+    bool start(const std::string& extra_yaml);
+
     std::string dir_;
     int port_ = 0;
     pid_t pid_ = 0;

@@ -19,9 +19,10 @@ failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 ok() { echo "ok: $*"; }
 
+# Below Linux's ephemeral range (32768+), where outgoing connections take their local ports.
 free_port() {
   local p
-  for _ in $(seq 100); do p=$((20000 + RANDOM % 40000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }; done
+  for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return; }; done
 }
 
 # --help and --version
@@ -73,16 +74,20 @@ startup_reply_hex() {
 
 # An upstream that cannot be reached: FATAL 08006 for the client, pgrail stays up.
 dead_port=$(free_port)
-listen_port=$(free_port)
-cat >"$work/dead.yaml" <<EOF
+# A port can still be taken between the check and the bind: try a few.
+for _ in 1 2 3; do
+  listen_port=$(free_port)
+  cat >"$work/dead.yaml" <<EOF
 listen: {host: 127.0.0.1, port: $listen_port}
 upstream: {host: 127.0.0.1, port: $dead_port, connect_timeout_ms: 1000}
 log: {level: info, format: json}
 EOF
-"$PGRAIL_BIN" serve --config "$work/dead.yaml" </dev/null >"$work/dead.log" 2>&1 &
-dead_pid=$!
+  "$PGRAIL_BIN" serve --config "$work/dead.yaml" </dev/null >"$work/dead.log" 2>&1 &
+  dead_pid=$!
+  for _ in $(seq 50); do ss -Htln "sport = :$listen_port" | grep -q . && break; kill -0 "$dead_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$dead_pid" 2>/dev/null; then break; fi
+done
 pids+=("$dead_pid")
-for _ in $(seq 50); do ss -Htln "sport = :$listen_port" | grep -q . && break; sleep 0.1; done
 hex_08006=$(printf '08006' | od -An -tx1 | tr -d ' \n')
 hex_fatal=$(printf 'SFATAL' | od -An -tx1 | tr -d ' \n')
 for attempt in 1 2; do
