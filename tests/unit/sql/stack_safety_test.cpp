@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
 #include <catch2/catch.hpp>
 
@@ -59,6 +60,22 @@ std::size_t stack_used(const std::string& query, bool whole = false) {
     return measurement.used;
 }
 
+// Runs `work` on a fresh thread with a stack of `bytes`; false if the thread could not start.
+bool run_on_thread_with_stack(std::size_t bytes, std::function<void()> work) {
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, bytes);
+    pthread_t thread;
+    const int started = pthread_create(&thread, &attributes, [](void* argument) -> void* {
+        (*static_cast<std::function<void()>*>(argument))();
+        return nullptr;
+    }, &work);
+    pthread_attr_destroy(&attributes);
+    if (started != 0) return false;
+    pthread_join(thread, nullptr);
+    return true;
+}
+
 }  // namespace
 
 TEST_CASE("stack use per nesting level stays within the budget for every deep shape", "[sql][stack]") {
@@ -109,25 +126,12 @@ TEST_CASE("deep input beyond the bound is refused as unparseable, not a crash", 
 
 TEST_CASE("deep input is analysed safely from a thread with a small stack", "[sql][stack]") {
     // A 256 KB thread (where 6 KB of 1+1+... used to crash) hands deep work to the workers.
-    struct Job {
-        std::string query;
-        Analysis analysis;
-    };
-    Job job{"SELECT 1" + pgrail::sql::testing::repeat("+1", 8000), {}};
-    pthread_attr_t attributes;
-    pthread_attr_init(&attributes);
-    pthread_attr_setstacksize(&attributes, 256 * 1024);
-    pthread_t thread;
-    REQUIRE(pthread_create(&thread, &attributes, [](void* argument) -> void* {
-        auto* work = static_cast<Job*>(argument);
-        work->analysis = analyze(work->query);
-        return nullptr;
-    }, &job) == 0);
-    pthread_join(thread, nullptr);
-    pthread_attr_destroy(&attributes);
-    REQUIRE(job.analysis.statements.size() == 1);
-    CHECK(job.analysis.statements[0].statement_class == StatementClass::read);
-    CHECK_FALSE(job.analysis.error.has_value());
+    const std::string query = "SELECT 1" + pgrail::sql::testing::repeat("+1", 8000);
+    Analysis analysis;
+    REQUIRE(run_on_thread_with_stack(256 * 1024, [&] { analysis = analyze(query); }));
+    REQUIRE(analysis.statements.size() == 1);
+    CHECK(analysis.statements[0].statement_class == StatementClass::read);
+    CHECK_FALSE(analysis.error.has_value());
 }
 
 TEST_CASE("long flat statements are not mistaken for deep ones", "[sql][stack]") {
@@ -184,29 +188,17 @@ TEST_CASE("parsing whole texts without a nesting bound happens only within the s
 
     // On a 1 MB thread: a short statement is parsed whole, 1.5 KB of text is not (it
     // could nest 1500 levels, ~2.3 MB of stack), yet analyses safely via the split path.
-    struct Job {
-        std::string query;
-        bool short_allowed = false;
-        bool long_allowed = true;
-        Analysis analysis;
-    };
-    Job job{one_byte_per_level, false, true, {}};
-    pthread_attr_t attributes;
-    pthread_attr_init(&attributes);
-    pthread_attr_setstacksize(&attributes, 1024 * 1024);
-    pthread_t thread;
-    REQUIRE(pthread_create(&thread, &attributes, [](void* argument) -> void* {
-        auto* work = static_cast<Job*>(argument);
-        work->short_allowed = detail::whole_text_path_allowed(60);
-        work->long_allowed = detail::whole_text_path_allowed(work->query.size());
-        work->analysis = analyze(work->query);
-        return nullptr;
-    }, &job) == 0);
-    pthread_join(thread, nullptr);
-    pthread_attr_destroy(&attributes);
-    CHECK(job.short_allowed);
-    CHECK_FALSE(job.long_allowed);
-    REQUIRE(job.analysis.statements.size() == 1);
-    CHECK(job.analysis.statements[0].statement_class == StatementClass::read);
-    CHECK_FALSE(job.analysis.error.has_value());
+    bool short_allowed = false;
+    bool long_allowed = true;
+    Analysis analysis;
+    REQUIRE(run_on_thread_with_stack(1024 * 1024, [&] {
+        short_allowed = detail::whole_text_path_allowed(60);
+        long_allowed = detail::whole_text_path_allowed(one_byte_per_level.size());
+        analysis = analyze(one_byte_per_level);
+    }));
+    CHECK(short_allowed);
+    CHECK_FALSE(long_allowed);
+    REQUIRE(analysis.statements.size() == 1);
+    CHECK(analysis.statements[0].statement_class == StatementClass::read);
+    CHECK_FALSE(analysis.error.has_value());
 }
