@@ -138,3 +138,45 @@ TEST_CASE("a migrator's DDL passes only when it equals a registered statement", 
     auto agent = proxy.connect("agent");
     CHECK(run(agent.get(), "ALTER TABLE profiles DROP COLUMN timezone").at(0).sqlstate == "42501");
 }
+
+TEST_CASE("SIGHUP reloads the migrations directory; files without a rollback stay unapplicable", "[inband][reload]") {
+    SeedDatabase db;
+    const auto dir = PgrailProcess::make_temp_dir();
+    for (const char* suffix : {".up.sql", ".down.sql"}) {
+        const std::string name = seed_version + "_add_profiles_timezone" + suffix;
+        write_file(dir + "/" + name, read_file(source_dir() + "/migrations/" + name));
+    }
+    // The audit file lives elsewhere: every file in the migrations directory is reported.
+    PgrailProcess process("policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " +
+                          PgrailProcess::make_temp_dir() + "/audit.jsonl}\n" + "migrations: {dir: " + dir + ", migrator: \"" +
+                          db.conninfo_for("app_owner") + "\"}\n");
+    Conn agent(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(process.port()) + " dbname=" + db.name +
+                            " user=agent password=agent")
+                               .c_str()));
+    REQUIRE(PQstatus(agent.get()) == CONNECTION_OK);
+    CHECK(run(agent.get(), "SELECT * FROM pgrail.status()").at(0).rows.size() == 1);
+
+    write_file(dir + "/20261126000000_add_profiles_locale.up.sql", "ALTER TABLE profiles ADD COLUMN locale text;\n");
+    write_file(dir + "/20261126000000_add_profiles_locale.down.sql", "ALTER TABLE profiles DROP COLUMN locale;\n");
+    write_file(dir + "/20261127000000_no_rollback.up.sql", "ALTER TABLE profiles ADD COLUMN nickname text;\n");
+    process.reload();
+    std::vector<Outcome> status;
+    REQUIRE(eventually([&] {
+        status = run(agent.get(), "SELECT * FROM pgrail.status()");
+        return status.at(0).rows.size() == 3;
+    }, std::chrono::seconds(5)));
+    const auto& rows = status[0].rows;
+    CHECK(rows[1][0] == "20261126000000");
+    CHECK(rows[1][2] == "pending");
+    CHECK(rows[2][0] == "20261127000000");
+    CHECK(rows[2][2] == "invalid");
+    CHECK(PQstatus(agent.get()) == CONNECTION_OK);  // the session lived through the reload
+
+    // Applying everything applies the two registered migrations, never the one without a rollback.
+    const auto applied = run(agent.get(), "SELECT * FROM pgrail.migrate_up()");
+    REQUIRE(applied.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(applied[0].rows.size() == 2);
+    Conn owner(PQconnectdb(db.conninfo_for("app_owner").c_str()));
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' "
+                              "AND column_name IN ('timezone', 'locale', 'nickname')") == "2");
+}
