@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pgrail/sql/json.hpp"
+#include "pgrail/sql/literal_shape.hpp"
 #include "pgrail/sql/normalize.hpp"
 
 namespace pgrail::proxy {
@@ -33,6 +34,7 @@ nlohmann::json session_fields(const SessionContext& session) {
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
+constexpr std::size_t shape_cache_slots = 512;
 
 }  // namespace
 
@@ -46,6 +48,11 @@ struct PolicyGate::ThreadState {
         std::shared_ptr<const sql::Analysis> analysis;
     };
     std::array<Slot, front_cache_slots> slots;
+    struct ShapeSlot {
+        std::string shape;  // sql::literal_shape() of the text analysed
+        std::shared_ptr<const sql::Analysis> analysis;
+    };
+    std::array<ShapeSlot, shape_cache_slots> shape_slots;
 };
 
 PolicyGate::ThreadState& PolicyGate::thread_state() {
@@ -87,37 +94,53 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
 
 GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::string_view sql) {
     auto& state = thread_state();
-    std::shared_ptr<const sql::Analysis> analysis;
-    if (sql.size() <= front_cache_max_text) {
-        auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
-        if (slot.analysis && slot.text == sql) {
-            analysis = slot.analysis;
-        } else {
-            analysis = cache_.analyze(sql);
-            slot.text.assign(sql);
-            slot.analysis = analysis;
+    if (sql.size() > front_cache_max_text) return decide(session, state, *cache_.analyze(sql), sql);
+    auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
+    if (slot.analysis && slot.text == sql) return decide(session, state, *slot.analysis, sql);
+
+    // A new text may be a known statement with other values (clients that inline them send
+    // a new text every time): an analysis that reads no literal decides for the whole shape.
+    // It may only allow: a refusal or a command needs the exact text's offsets and values.
+    auto shape = sql::literal_shape(sql);
+    ThreadState::ShapeSlot* shaped = nullptr;
+    if (shape) {
+        shaped = &state.shape_slots[std::hash<std::string>{}(*shape) % shape_cache_slots];
+        if (shaped->analysis && shaped->shape == *shape &&
+            policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr).action ==
+                policy::Decision::Action::allow) {
+            return {};
         }
-    } else {
-        analysis = cache_.analyze(sql);
     }
-    const auto decision = policy::evaluate_all(*state.policy, session, *analysis, state.matcher.get());
+    auto analysis = cache_.analyze(sql);
+    slot.text.assign(sql);
+    slot.analysis = analysis;
+    if (shaped && sql::literal_independent(*analysis)) {
+        shaped->shape = std::move(*shape);
+        shaped->analysis = analysis;
+    }
+    return decide(session, state, *analysis, sql);
+}
+
+GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
+                               std::string_view sql) {
+    const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get());
     GateVerdict verdict;
     if (decision.action == policy::Decision::Action::allow) return verdict;
 
     if (decision.action == policy::Decision::Action::intercept) {
-        const auto& statement = analysis->statements.at(decision.statement_index);
+        const auto& statement = analysis.statements.at(decision.statement_index);
         verdict.kind = GateVerdict::Kind::intercept;
         verdict.command = statement.pgrail_call->function;
         verdict.arguments = statement.pgrail_call->arguments;
         return verdict;
     }
 
-    const bool written = audit_statement(session, decision, *analysis, sql);
+    const bool written = audit_statement(session, decision, analysis, sql);
     if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = written ? error_of(decision) : audit_unavailable();
     verdict.refused_offset =
-        decision.statement_index < analysis->statements.size() ? analysis->statements[decision.statement_index].offset : 0;
+        decision.statement_index < analysis.statements.size() ? analysis.statements[decision.statement_index].offset : 0;
     return verdict;
 }
 

@@ -37,8 +37,10 @@ private:
 
     struct ThreadState;
     // The calling worker thread's copies of the policy and matcher (refreshed when the
-    // generation moves) and its small lock-free front cache of analyses.
+    // generation moves) and its small lock-free caches of analyses, by text and by shape.
     ThreadState& thread_state();
+    GateVerdict decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
+                       std::string_view sql);
 
     mutable std::mutex policy_mutex_;  // guards the two pointers below; held only to copy them
     std::shared_ptr<const policy::Policy> policy_;

@@ -9,51 +9,16 @@
 #include <catch2/catch.hpp>
 
 #include "../../../src/sql/analyzer_internal.hpp"
+#include "corpus_reader.hpp"
 #include "pgrail/sql/analysis_cache.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/json.hpp"
 
 using namespace pgrail::sql;
+using pgrail::sql::test::Case;
+using pgrail::sql::test::read_corpus;
 
 namespace {
-
-struct Case {
-    std::size_t line = 0;             // where the SQL starts in the corpus file
-    std::string sql;
-    std::vector<std::string> expected;  // one line per statement, without "=> "
-};
-
-const char* corpus_path() { return PGRAIL_TEST_DATA "/sql_corpus.txt"; }
-
-std::vector<Case> read_corpus(std::vector<std::string>* raw_lines = nullptr) {
-    std::ifstream file(corpus_path());
-    REQUIRE(file.good());
-    std::vector<Case> cases;
-    std::string line;
-    std::size_t number = 0;
-    bool in_case = false;
-    while (std::getline(file, line)) {
-        ++number;
-        if (raw_lines != nullptr) raw_lines->push_back(line);
-        if (line.empty() || line.starts_with("#")) {
-            in_case = false;
-            continue;
-        }
-        if (line.starts_with("=>")) {
-            REQUIRE(!cases.empty());
-            cases.back().expected.push_back(line.size() > 3 ? line.substr(3) : std::string());
-            in_case = false;
-            continue;
-        }
-        if (in_case) {
-            cases.back().sql += "\n" + line;
-        } else {
-            cases.push_back(Case{number, line, {}});
-            in_case = true;
-        }
-    }
-    return cases;
-}
 
 // The one-line summary a corpus entry states for a statement.
 std::string render(const Statement& statement) {

@@ -1,0 +1,103 @@
+// PolicyGate's caches must never change a decision: a text allowed through the cache of
+// shapes is one the exact analysis allows too, for every session.
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pgrail/policy/loader.hpp"
+#include "pgrail/proxy/policy_gate.hpp"
+
+using namespace pgrail;
+
+namespace {
+
+constexpr const char* policy_yaml = R"(version: 1
+mode: enforce
+defaults:
+  read_only_tables: [public.ledger]
+rules:
+  - name: owner
+    match: {users: app_owner}
+    read_only_tables: []
+  - name: agents
+)";
+
+proxy::SessionContext session_of(const std::string& user, std::uint64_t id) {
+    proxy::SessionContext session;
+    session.user = user;
+    session.database = "app";
+    session.client_address = "127.0.0.1";
+    session.session_id = id;
+    return session;
+}
+
+std::vector<std::string> lines_of(const std::filesystem::path& path) {
+    std::ifstream file(path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(file, line);) lines.push_back(line);
+    return lines;
+}
+
+struct Fixture {
+    std::filesystem::path audit_path =
+        std::filesystem::temp_directory_path() / ("pgrail-gate-test-" + std::to_string(::getpid()) + ".jsonl");
+    proxy::PolicyGate gate{policy::load_policy_string(policy_yaml, "test.yaml"),
+                           std::make_shared<audit::AuditLog>(audit_path.string(), audit::FsyncMode::never), true};
+    ~Fixture() { std::filesystem::remove(audit_path); }
+};
+
+}  // namespace
+
+TEST_CASE("a shape allowed for one session is decided afresh for another", "[proxy][gate][shape]") {
+    Fixture fixture;
+    const auto owner = session_of("app_owner", 1);
+    const auto agent = session_of("agent", 2);
+    using Kind = proxy::GateVerdict::Kind;
+
+    // The owner may write the ledger: the shape is now known and its analysis shared.
+    CHECK(fixture.gate.check(owner, proxy::MessageKind::simple_query, "UPDATE ledger SET amount = 1 WHERE id = 1").kind ==
+          Kind::forward);
+    CHECK(fixture.gate.check(owner, proxy::MessageKind::simple_query, "UPDATE ledger SET amount = 2 WHERE id = 7").kind ==
+          Kind::forward);
+    // The agent may not, whatever the values; each refusal is audited with the agent's own text.
+    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "UPDATE ledger SET amount = 3 WHERE id = 8").kind ==
+          Kind::refuse);
+    const std::string refused = "SELECT 1; UPDATE ledger SET amount = 300 WHERE id = 42";
+    const auto verdict = fixture.gate.check(agent, proxy::MessageKind::simple_query, refused);
+    REQUIRE(verdict.kind == Kind::refuse);
+    CHECK(verdict.refused_offset == refused.find("UPDATE"));
+    const auto verdict_again = fixture.gate.check(agent, proxy::MessageKind::simple_query,
+                                                  "SELECT 2; UPDATE ledger SET amount = 5 WHERE id = 4");
+    CHECK(verdict_again.kind == Kind::refuse);
+    CHECK(verdict_again.refused_offset == std::string("SELECT 2; ").size());
+    const auto lines = lines_of(fixture.audit_path);
+    REQUIRE(lines.size() == 3);
+    for (const auto& line : lines) {
+        CHECK(line.find("\"session_id\":2") != std::string::npos);
+        CHECK(line.find("UPDATE ledger SET amount = $1 WHERE id = $2") != std::string::npos);
+    }
+    // Reads of other shapes stay allowed for both.
+    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM ledger WHERE id = 9").kind ==
+          Kind::forward);
+}
+
+TEST_CASE("statements whose meaning is in a literal never share a shape's analysis", "[proxy][gate][shape]") {
+    Fixture fixture;
+    const auto agent = session_of("agent", 3);
+    using Kind = proxy::GateVerdict::Kind;
+    // set_config names its setting in a literal: the first is fine, the second is refused.
+    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT set_config('work_mem', '8MB', false)").kind ==
+          Kind::forward);
+    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT set_config('role', 'postgres', false)").kind ==
+          Kind::refuse);
+    // A pgrail command's arguments are literals: each call is read from its own text.
+    const auto first = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM pgrail.plan('1')");
+    const auto second = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM pgrail.plan('2')");
+    REQUIRE(first.kind == Kind::intercept);
+    REQUIRE(second.kind == Kind::intercept);
+    CHECK(first.arguments == std::vector<std::string>{"1"});
+    CHECK(second.arguments == std::vector<std::string>{"2"});
+}

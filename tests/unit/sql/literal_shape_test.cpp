@@ -1,0 +1,176 @@
+// literal_shape: its scanner must agree with PostgreSQL's wherever it answers (libpg_query's
+// scanner is the oracle), and an analysis it shares must hold for every text of the shape.
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "../../../src/sql/nesting.hpp"
+#include "corpus_reader.hpp"
+#include "pgrail/sql/analyzer.hpp"
+#include "pgrail/sql/literal_shape.hpp"
+
+using namespace pgrail::sql;
+
+namespace {
+
+// The literals PostgreSQL's own scanner sees, or nullopt if the text holds a token kind that
+// literal_shape must never accept (comments, parameters, prefixed strings, ...).
+std::optional<std::vector<Literal>> oracle_literals(const std::string& text) {
+    using namespace detail;
+    const ScanOutcome scanned = scan(text.c_str());
+    if (scanned.error) return std::nullopt;
+    std::vector<Literal> literals;
+    for (const Token& token : scanned.tokens) {
+        switch (token.kind) {
+        case tok_iconst: literals.push_back({token.start, token.end - token.start, LiteralKind::integer}); break;
+        case tok_fconst: literals.push_back({token.start, token.end - token.start, LiteralKind::numeric}); break;
+        case tok_sconst: literals.push_back({token.start, token.end - token.start, LiteralKind::string}); break;
+        case tok_usconst: case tok_bconst: case tok_xconst: case tok_param: case tok_uident:
+        case tok_sql_comment: case tok_c_comment:
+            return std::nullopt;
+        default: break;
+        }
+    }
+    return literals;
+}
+
+// Where literal_shape answers, PostgreSQL's scanner must find exactly the same literals.
+void require_agrees_with_postgres(const std::string& text) {
+    const auto ours = literals_of(text);
+    if (!ours) return;
+    INFO("text: " << text);
+    const auto theirs = oracle_literals(text);
+    REQUIRE(theirs.has_value());
+    REQUIRE(*ours == *theirs);
+}
+
+// The same text with every literal replaced by another value of the same kind.
+std::string with_other_values(const std::string& text, const std::vector<Literal>& literals) {
+    std::string out;
+    std::size_t copied = 0;
+    for (const Literal& literal : literals) {
+        out.append(text, copied, literal.offset - copied);
+        out += literal.kind == LiteralKind::integer ? "7" : literal.kind == LiteralKind::numeric ? "3.25" : "'other ''value'''";
+        copied = literal.offset + literal.length;
+    }
+    out.append(text, copied);
+    return out;
+}
+
+// What a decision can see: everything but byte positions and structural keys.
+void strip_positions(Statement& statement) {
+    statement.offset = statement.length = 0;
+    statement.structural_key = 0;
+    for (Statement& inner : statement.inner) strip_positions(inner);
+}
+
+Analysis decision_view(Analysis analysis) {
+    for (Statement& statement : analysis.statements) strip_positions(statement);
+    return analysis;
+}
+
+}  // namespace
+
+TEST_CASE("texts that differ only in literal values share a shape", "[sql][shape]") {
+    const auto a = literal_shape("SELECT abalance FROM pgbench_accounts WHERE aid = 1;");
+    const auto b = literal_shape("SELECT abalance FROM pgbench_accounts WHERE aid = 99813;");
+    REQUIRE(a.has_value());
+    CHECK(a == b);
+    CHECK(literal_shape("UPDATE t SET name = 'x', price = 1.5 WHERE id = 3") ==
+          literal_shape("UPDATE t SET name = 'it''s', price = 10.25 WHERE id = 30000"));
+    // Different kinds, names or keywords make different shapes.
+    CHECK(literal_shape("SELECT * FROM t WHERE a = 1") != literal_shape("SELECT * FROM t WHERE a = '1'"));
+    CHECK(literal_shape("SELECT * FROM t WHERE a = 1") != literal_shape("SELECT * FROM t WHERE a = 1.0"));
+    CHECK(literal_shape("SELECT 2147483647") != literal_shape("SELECT 2147483648"));  // ICONST vs FCONST
+    CHECK(literal_shape("SELECT * FROM t WHERE a = 1") != literal_shape("SELECT * FROM u WHERE a = 1"));
+    CHECK(literal_shape("SELECT * FROM \"T\" WHERE a = 1") != literal_shape("SELECT * FROM t WHERE a = 1"));
+    // A shape is never itself a text that has a shape.
+    CHECK_FALSE(literal_shape(*a).has_value());
+}
+
+TEST_CASE("the shape scanner gives up on what it does not know", "[sql][shape]") {
+    for (const char* text : {
+             "SELECT 1 -- comment", "SELECT /* c */ 1", "SELECT $1", "SELECT $$x$$", "SELECT E'a\\nb'",
+             "SELECT 'a\\'", "SELECT B'101'", "SELECT X'ff'", "SELECT N'x'", "SELECT U&'d\\0061t'",
+             "SELECT U&\"x\"", "SELECT 1e5", "SELECT .5", "SELECT 1.", "SELECT 1..2", "SELECT 123abc",
+             "SELECT 'a'\n'b'", "SELECT 'caf\xc3\xa9'", "SELECT 'unterminated", "SELECT \"unterminated",
+             "SELECT\v1", "SELECT {1}", "SELECT a$ FROM t WHERE b = 1 AND c = $2",
+         }) {
+        INFO(text);
+        CHECK_FALSE(literal_shape(text).has_value());
+    }
+    CHECK(literal_shape("").value().empty());
+    CHECK(literal_shape("SELECT a$b, \"we\"\"ird\", 'x''y', 3.14, 42 FROM t").has_value());
+}
+
+TEST_CASE("the shape scanner finds PostgreSQL's literals over the whole corpus", "[sql][shape][corpus]") {
+    std::size_t answered = 0;
+    for (const auto& entry : test::read_corpus()) {
+        require_agrees_with_postgres(entry.sql);
+        if (literals_of(entry.sql)) ++answered;
+    }
+    CHECK(answered > 200);  // the corpus is mostly plain SQL: most of it must have a shape
+}
+
+TEST_CASE("the shape scanner agrees with PostgreSQL's on random token soup", "[sql][shape]") {
+    // Fragments chosen to sit on the scanner's edges: quotes, dots, digits next to letters,
+    // operators that start comments, prefixes of special strings.
+    const std::vector<std::string> fragments = {
+        "SELECT", " ", "\n", "x", "e", "E", "U", "&", "1", "42", "2147483648", "0", ".", "..", "5", "'",
+        "''", "'a'", "\"", "\"q\"", "-", "--", "/", "*", "+", "(", ")", ",", ";", ":", "::", "$", "$1",
+        "\\", "1.5", "e5", "_", "=", "<", ">", "!", "~", "|", "@", "#", "%", "^", "`", "?", "[", "]", "\t",
+    };
+    std::mt19937 random(std::getenv("SHAPE_SEED") ? std::stoul(std::getenv("SHAPE_SEED")) : 20261125);
+    std::uniform_int_distribution<std::size_t> pick(0, fragments.size() - 1);
+    std::uniform_int_distribution<int> length(1, 12);
+    std::size_t answered = 0;
+    std::size_t with_literals = 0;
+    for (int round = 0; round < (std::getenv("SHAPE_ROUNDS") ? std::stoi(std::getenv("SHAPE_ROUNDS")) : 30000); ++round) {
+        std::string text;
+        for (int i = length(random); i > 0; --i) text += fragments[pick(random)];
+        require_agrees_with_postgres(text);
+        if (const auto literals = literals_of(text)) {
+            ++answered;
+            if (!literals->empty()) ++with_literals;
+        }
+    }
+    CHECK(answered > 3000);
+    CHECK(with_literals > 1000);
+}
+
+TEST_CASE("an analysis that reads no literal holds for every text of its shape", "[sql][shape][corpus]") {
+    std::size_t shared = 0;
+    for (const auto& entry : test::read_corpus()) {
+        const auto literals = literals_of(entry.sql);
+        if (!literals || literals->empty()) continue;
+        const Analysis original = analyze(entry.sql);
+        if (!literal_independent(original)) continue;
+        const std::string variant = with_other_values(entry.sql, *literals);
+        INFO("corpus line " << entry.line << ": " << entry.sql << "\nvariant: " << variant);
+        REQUIRE(literal_shape(variant) == literal_shape(entry.sql));
+        const Analysis other = analyze(variant);
+        CHECK(literal_independent(other));
+        CHECK(decision_view(other) == decision_view(original));
+        ++shared;
+    }
+    CHECK(shared > 30);
+}
+
+TEST_CASE("analyses that read literal values are not shared", "[sql][shape]") {
+    CHECK(literal_independent(analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 5")));
+    CHECK(literal_independent(analyze("UPDATE t SET a = 'x' WHERE id = 1; DELETE FROM u WHERE id = 2")));
+    for (const char* text : {
+             "SELECT set_config('role', 'x', false)",       // the setting is named by a literal
+             "SELECT * FROM pgrail.migrate_up('1')",        // arguments are literals
+             "EXPLAIN (ANALYZE 0) DELETE FROM t",           // options are literal values
+             "DO 'BEGIN DROP TABLE t; END'",                // a body in a string literal
+             "COPY t FROM '/etc/passwd'", "SET search_path = 'x'", "SELECT 1 INTO t2",
+             "CREATE TABLE t (a int DEFAULT 1)", "PREPARE p AS SELECT 1", "SELECT FROM", "",
+         }) {
+        INFO(text);
+        CHECK_FALSE(literal_independent(analyze(text)));
+    }
+}
