@@ -1,7 +1,9 @@
 // One client connection: startup, upstream connect, and the two pumps.
 #include "session.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -314,29 +316,29 @@ awaitable<bool> Session::connect_upstream() {
 }
 
 awaitable<error_code> Session::read_more(Inbound& in) {
-    while (true) {
-        if (!in.drained) {
-            in.buffer.prepare(in.needed);
-            error_code ec;
-            const auto space = in.buffer.write_space();
-            const auto n = in.socket.read_some(asio::buffer(in.buffer.write_position(), space), ec);
-            if (!ec) {
-                in.buffer.commit(n);
-                in.bytes += n;
-                in.drained = n < space;
-                co_return ec;
-            }
-            if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
-        }
-        // A short read emptied the socket and nothing ran since: the next edge cannot
-        // have been consumed yet, so wait without another (failing) read. Sessions run on
-        // a single-threaded io_context, so no epoll_wait can run between the two.
-        in.drained = false;
-        // An idle connection gives its buffer back while it waits.
-        if (in.buffer.empty()) in.buffer.release();
-        auto [wait_ec] = co_await in.socket.async_wait(tcp::socket::wait_read, use_tuple);
-        if (wait_ec) co_return wait_ec;
+    // Reads, never waits for readiness: Asio's reactor registers a socket with epoll once
+    // (edge-triggered) and, after a short read, queues the next read without trying it or
+    // touching epoll; a wait for readiness would re-arm epoll on every message.
+    if (in.buffer.empty() && !in.last_read_filled) {
+        // Probably idle: give the pooled buffer back and wait by reading into the doorbell.
+        in.buffer.release();
+        auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.doorbell), use_tuple);
+        if (ec) co_return ec;
+        in.buffer.prepare(std::max(in.needed, n));
+        std::memcpy(in.buffer.write_position(), in.doorbell.data(), n);
+        in.buffer.commit(n);
+        in.bytes += n;
+        in.last_read_filled = n == in.doorbell.size();
+        co_return ec;
     }
+    in.buffer.prepare(in.needed);
+    const auto space = in.buffer.write_space();
+    auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.buffer.write_position(), space), use_tuple);
+    if (ec) co_return ec;
+    in.buffer.commit(n);
+    in.bytes += n;
+    in.last_read_filled = n == space;
+    co_return ec;
 }
 
 awaitable<error_code> Session::write_out(tcp::socket& socket, Outbound& out) {
@@ -359,8 +361,6 @@ awaitable<error_code> Session::write_out(tcp::socket& socket, Outbound& out) {
             rest.push_back(piece + written);
             written = 0;
         }
-        // Suspending lets the reactor consume read edges: the pumps must read before waiting.
-        from_client_.drained = from_server_.drained = false;
         auto [write_ec, n] = co_await asio::async_write(socket, rest, use_tuple);
         ec = write_ec;
     }
@@ -413,7 +413,6 @@ awaitable<void> Session::client_to_server() {
             if (auto intercept = on_client_statement(tag, next.frame, to_server_)) {
                 // What came before goes first, so the answer keeps its place in the stream.
                 if (co_await write_out(server_, to_server_)) co_return;
-                from_client_.drained = false;  // suspends while the command runs
                 co_await run_intercept(*intercept, tag, next.frame, to_server_);
             }
             if (!protocol_violation_.empty()) {

@@ -1,6 +1,7 @@
 // One client connection: startup, upstream connect, and the two pumps.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -66,8 +67,11 @@ struct Inbound {
     std::size_t passthrough_remaining = 0;  // bytes of a forwarded frame still to come
     std::size_t needed = 0;                 // bytes an inspected frame needs in the buffer
     std::uint64_t bytes = 0;
-    bool drained = false;                   // the last read emptied the socket
     bool header_seen = false;               // the incomplete frame at the front was announced
+    bool last_read_filled = false;          // more is probably waiting in the socket (COPY, big results)
+    // An idle connection waits with a read into this small buffer instead of a pooled one:
+    // it keeps no 64 KiB buffer while idle, yet waits by reading (see Session::read_more).
+    std::array<char, 512> doorbell{};
 
     void consume_frame(std::size_t size) {
         buffer.consume(size);
