@@ -40,6 +40,11 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         if (upstream["host"]) config.upstream_host = reader.as_string(upstream["host"], "upstream.host");
         if (upstream["port"])
             config.upstream_port = static_cast<std::uint16_t>(reader.as_int(upstream["port"], "upstream.port", 1, 65535));
+        // sockaddr_un holds 108 bytes, the terminating NUL included.
+        if (config.upstream_is_socket() && config.upstream_socket_path().size() > 107) {
+            reader.fail(upstream["host"], "upstream.host: the socket path " + config.upstream_socket_path() +
+                                              " is longer than 107 bytes");
+        }
         if (upstream["connect_timeout_ms"])
             config.connect_timeout_ms = static_cast<std::uint32_t>(
                 reader.as_int(upstream["connect_timeout_ms"], "upstream.connect_timeout_ms", 1, 600000));

@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -31,11 +32,28 @@ namespace {
 // after this long (PostgreSQL's authentication_timeout default).
 constexpr auto startup_timeout = std::chrono::seconds(60);
 
-std::string endpoint_text(const tcp::socket& socket) {
+// The accepted TCP socket as a Stream (the type both legs share).
+Stream adopt(tcp::socket socket) {
     error_code ec;
-    const auto endpoint = socket.remote_endpoint(ec);
+    auto executor = socket.get_executor();
+    const auto local = socket.local_endpoint(ec);
+    if (ec) return Stream(executor);
+    const asio::generic::stream_protocol protocol(local.protocol().family(), IPPROTO_TCP);
+    const auto handle = socket.release(ec);
+    if (ec) return Stream(executor);
+    return Stream(executor, protocol, handle);
+}
+
+std::string endpoint_text(const Stream& socket) {
+    error_code ec;
+    const Endpoint endpoint = socket.remote_endpoint(ec);
     if (ec) return "unknown";
-    return endpoint.address().to_string();
+    const int family = endpoint.protocol().family();
+    if ((family != AF_INET && family != AF_INET6) || endpoint.size() > tcp::endpoint().capacity()) return "local";
+    tcp::endpoint address;
+    std::memcpy(address.data(), endpoint.data(), endpoint.size());
+    address.resize(endpoint.size());
+    return address.address().to_string();
 }
 
 // Frames pgrail must read whole; everything else streams through.
@@ -121,7 +139,7 @@ void Outbound::clear() {
 }
 
 Session::Session(tcp::socket client, ServerShared& shared)
-    : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),
+    : shared_(shared), client_(adopt(std::move(client))), server_(client_.get_executor()),
       started_(std::chrono::steady_clock::now()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
     context_.client_address = endpoint_text(client_);
@@ -257,7 +275,7 @@ awaitable<void> Session::send_cancel(protocol::BackendKey upstream_key) {
     const auto& config = shared_.config;
     auto [rec, endpoints] = co_await resolve_upstream();
     if (rec) co_return;
-    tcp::socket upstream(client_.get_executor());
+    Stream upstream(client_.get_executor());
     asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
     auto result = co_await (asio::async_connect(upstream, endpoints, use_tuple) || deadline.async_wait(use_tuple));
     if (result.index() == 1 || std::get<0>(std::get<0>(result))) co_return;
@@ -270,23 +288,27 @@ awaitable<void> Session::send_cancel(protocol::BackendKey upstream_key) {
     spdlog::info("session {}: sent cancel request for backend {}", context_.session_id, upstream_key.pid);
 }
 
-awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> Session::resolve_upstream() {
+awaitable<std::tuple<error_code, std::vector<Endpoint>>> Session::resolve_upstream() {
     const auto& config = shared_.config;
     error_code ec;
+    if (config.upstream_is_socket()) {
+        co_return std::tuple{ec, std::vector<Endpoint>{asio::local::stream_protocol::endpoint(config.upstream_socket_path())}};
+    }
     // A numeric address needs no resolver (whose lookups run on a thread of their own).
     const auto address = asio::ip::make_address(config.upstream_host, ec);
-    if (!ec) co_return std::tuple{ec, std::vector<tcp::endpoint>{{address, config.upstream_port}}};
+    if (!ec) co_return std::tuple{ec, std::vector<Endpoint>{tcp::endpoint{address, config.upstream_port}}};
     tcp::resolver resolver(client_.get_executor());
     auto [resolve_ec, results] =
         co_await resolver.async_resolve(config.upstream_host, std::to_string(config.upstream_port), use_tuple);
-    std::vector<tcp::endpoint> endpoints;
-    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    std::vector<Endpoint> endpoints;
+    for (const auto& entry : results) endpoints.emplace_back(entry.endpoint());
     co_return std::tuple{resolve_ec, std::move(endpoints)};
 }
 
 awaitable<bool> Session::connect_upstream() {
     const auto& config = shared_.config;
-    const auto where = fmt::format("{}:{}", config.upstream_host, config.upstream_port);
+    const auto where = config.upstream_is_socket() ? config.upstream_socket_path()
+                                                   : fmt::format("{}:{}", config.upstream_host, config.upstream_port);
     asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
     auto resolved = co_await (resolve_upstream() || deadline.async_wait(use_tuple));
     std::string failure;
@@ -309,7 +331,7 @@ awaitable<bool> Session::connect_upstream() {
         co_return false;
     }
     error_code ignored;
-    server_.set_option(tcp::no_delay(true), ignored);
+    if (!config.upstream_is_socket()) server_.set_option(tcp::no_delay(true), ignored);
     server_.non_blocking(true, ignored);
     client_.non_blocking(true, ignored);
     co_return true;
@@ -341,7 +363,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     co_return ec;
 }
 
-awaitable<error_code> Session::write_out(tcp::socket& socket, Outbound& out) {
+awaitable<error_code> Session::write_out(Stream& socket, Outbound& out) {
     if (out.empty()) co_return error_code{};
     // Most writes fit in the socket buffer: try once without suspending, and only
     // wait for the rest when the peer reads slower than we write (backpressure).
@@ -410,10 +432,15 @@ awaitable<void> Session::client_to_server() {
                 co_return;
             }
             const char tag = next.header.header.tag;
-            if (auto intercept = on_client_statement(tag, next.frame, to_server_)) {
-                // What came before goes first, so the answer keeps its place in the stream.
-                if (co_await write_out(server_, to_server_)) co_return;
-                co_await run_intercept(*intercept, tag, next.frame, to_server_);
+            if (const auto statement = statement_of(tag, next.frame)) {
+                const auto verdict = co_await check(*statement);
+                if (verdict.kind == GateVerdict::Kind::intercept) {
+                    // What came before goes first, so the answer keeps its place in the stream.
+                    if (co_await write_out(server_, to_server_)) co_return;
+                    co_await run_intercept(verdict, tag, next.frame, to_server_);
+                } else {
+                    apply(verdict, tag, next.frame, *statement, to_server_);
+                }
             }
             if (!protocol_violation_.empty()) {
                 co_await write_out(server_, to_server_);
@@ -425,42 +452,60 @@ awaitable<void> Session::client_to_server() {
     }
 }
 
-std::optional<GateVerdict> Session::on_client_statement(char tag, std::string_view frame, Outbound& out) {
+std::optional<ClientStatement> Session::statement_of(char tag, std::string_view frame) {
     const auto body = frame.substr(protocol::header_size);
-    std::string_view sql;
-    std::optional<protocol::ParseMessage> parse;
+    ClientStatement statement;
     if (tag == protocol::frontend_tag::query) {
         const auto query = protocol::parse_query(body);
         if (!query) {
             protocol_violation_ = "invalid Query message: missing terminator";
             return std::nullopt;
         }
-        sql = *query;
+        statement.kind = MessageKind::simple_query;
+        statement.sql = *query;
     } else {
-        parse = protocol::parse_parse(body);
+        const auto parse = protocol::parse_parse(body);
         if (!parse) {
             protocol_violation_ = "invalid Parse message format";
             return std::nullopt;
         }
-        sql = parse->query;
+        statement.kind = MessageKind::parse;
+        statement.sql = parse->query;
+        statement.parse_name = parse->statement_name;
+        statement.parse_types = parse->parameter_types;
     }
-    const auto kind = tag == protocol::frontend_tag::query ? MessageKind::simple_query : MessageKind::parse;
-    auto verdict = shared_.gate->check(context_, kind, sql);
+    return statement;
+}
+
+// Parameters by value: the coroutine runs on another thread.
+awaitable<GateVerdict> check_on(std::shared_ptr<StatementGate> gate, SessionContext context, MessageKind kind,
+                                std::string sql) {
+    co_return gate->check(context, kind, sql);
+}
+
+awaitable<GateVerdict> Session::check(const ClientStatement& statement) {
+    if (shared_.gate->quick(statement.sql)) co_return shared_.gate->check(context_, statement.kind, statement.sql);
+    // A long new text: analysed elsewhere, so this thread's other sessions keep moving.
+    co_return co_await asio::co_spawn(shared_.analysis_pool,
+                                      check_on(shared_.gate, context_, statement.kind, std::string(statement.sql)),
+                                      asio::use_awaitable);
+}
+
+void Session::apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
+                    Outbound& out) {
     switch (verdict.kind) {
         case GateVerdict::Kind::forward:
             out.forward(frame);
             break;
         case GateVerdict::Kind::refuse:
-            refuse(verdict, tag, sql, parse ? parse->statement_name : std::string_view{},
-                   parse ? parse->parameter_types : std::string_view{}, out);
+            refuse(verdict, tag, statement.sql, statement.parse_name, statement.parse_types, out);
             break;
         case GateVerdict::Kind::substitute:
             substitute(tag, frame, verdict.substitute_sql, out);
             break;
         case GateVerdict::Kind::intercept:
-            return verdict;
+            break;  // the caller runs it
     }
-    return std::nullopt;
 }
 
 // The server answers in pgrail's place: a Query or Parse with other text, same name and types.

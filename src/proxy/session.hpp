@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -30,6 +31,9 @@ namespace pgrail::proxy {
 
 using boost::asio::awaitable;
 using boost::asio::ip::tcp;
+// Either leg is TCP, or for the server also a Unix socket (PostgreSQL on the same host).
+using Stream = boost::asio::generic::stream_protocol::socket;
+using Endpoint = boost::asio::generic::stream_protocol::endpoint;
 
 // What every session shares; lives as long as the server.
 struct ServerShared {
@@ -37,6 +41,7 @@ struct ServerShared {
     std::shared_ptr<StatementGate> gate;
     std::shared_ptr<InbandCommands> inband;  // null: in-band commands are not configured
     boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
+    boost::asio::thread_pool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts)
     CancelRegistry cancel_registry;
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
     std::atomic<std::uint64_t> next_session_id{1};
@@ -61,8 +66,8 @@ private:
 
 // One direction's read side: a pooled buffer and where the current frame stands.
 struct Inbound {
-    explicit Inbound(tcp::socket& s) : socket(s) {}
-    tcp::socket& socket;
+    explicit Inbound(Stream& s) : socket(s) {}
+    Stream& socket;
     Buffer buffer;
     std::size_t passthrough_remaining = 0;  // bytes of a forwarded frame still to come
     std::size_t needed = 0;                 // bytes an inspected frame needs in the buffer
@@ -79,6 +84,14 @@ struct Inbound {
     }
 };
 
+// The statement a Query or Parse message carries (views into the frame).
+struct ClientStatement {
+    MessageKind kind = MessageKind::simple_query;
+    std::string_view sql;
+    std::string_view parse_name;   // Parse only
+    std::string_view parse_types;  // Parse only: raw parameter type count and OIDs
+};
+
 // What next_frame() found at the front of an Inbound's buffer.
 struct NextFrame {
     enum class Kind { need_more, invalid, frame };
@@ -92,25 +105,29 @@ public:
     Session(tcp::socket client, ServerShared& shared);
     ~Session();
     awaitable<void> run();
-    [[nodiscard]] tcp::socket::executor_type executor() { return client_.get_executor(); }
+    [[nodiscard]] Stream::executor_type executor() { return client_.get_executor(); }
 
 private:
     // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
     awaitable<bool> read_startup();
     awaitable<bool> connect_upstream();
-    awaitable<std::tuple<boost::system::error_code, std::vector<tcp::endpoint>>> resolve_upstream();
+    awaitable<std::tuple<boost::system::error_code, std::vector<Endpoint>>> resolve_upstream();
     awaitable<void> handle_cancel(const protocol::StartupPacket& packet);
     awaitable<void> send_cancel(protocol::BackendKey upstream_key);
     awaitable<void> client_to_server();
     awaitable<void> server_to_client();
     awaitable<boost::system::error_code> read_more(Inbound& in);
-    awaitable<boost::system::error_code> write_out(tcp::socket& socket, Outbound& out);
+    awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
 
-    // Per-frame handlers; they forward the frame, replace it, or stop the pump. A client
-    // statement that is one of pgrail's in-band commands comes back as a verdict to run.
-    [[nodiscard]] std::optional<GateVerdict> on_client_statement(char tag, std::string_view frame, Outbound& out);
+    // Per-frame handlers; they forward the frame, replace it, or stop the pump.
+    // A Query's or Parse's statement text (nullopt and a protocol violation when malformed).
+    [[nodiscard]] std::optional<ClientStatement> statement_of(char tag, std::string_view frame);
+    awaitable<GateVerdict> check(const ClientStatement& statement);
+    // Forwards, refuses or substitutes per the verdict; an intercept is left to run_intercept.
+    void apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
+               Outbound& out);
     awaitable<void> run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out);
     void on_server_frame(char tag, std::string_view frame, Outbound& out);
     void substitute(char tag, std::string_view frame, std::string_view sql, Outbound& out);
@@ -118,8 +135,8 @@ private:
                 std::string_view parse_types, Outbound& out);
 
     ServerShared& shared_;
-    tcp::socket client_;
-    tcp::socket server_;
+    Stream client_;
+    Stream server_;
     SessionContext context_;
     std::string startup_bytes_;
     StartupParameters startup_parameters_;

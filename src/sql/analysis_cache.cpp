@@ -79,17 +79,36 @@ AnalysisCache::AnalysisCache(std::size_t max_bytes) : impl_(std::make_unique<Imp
 
 AnalysisCache::~AnalysisCache() = default;
 
+namespace {
+
+Key key_of(std::string_view query) { return {query, std::hash<std::string_view>{}(query)}; }
+
+// High bits pick the shard; the map's buckets use the low ones.
+std::size_t shard_of(const Key& key) { return (key.hash >> 56) & (shard_count - 1); }
+
+// The entry for `key` (counted as a hit and made most recent), or null.
+std::shared_ptr<const Analysis> lookup(Shard& shard, const Key& key) {
+    std::lock_guard lock(shard.mutex);
+    const auto found = shard.index.find(key);
+    if (found == shard.index.end()) return nullptr;
+    ++shard.hits;
+    shard.entries.splice(shard.entries.begin(), shard.entries, found->second);
+    return found->second->analysis;
+}
+
+}  // namespace
+
+std::shared_ptr<const Analysis> AnalysisCache::find(std::string_view query) {
+    const Key key = key_of(query);
+    return lookup(impl_->shards[shard_of(key)], key);
+}
+
 std::shared_ptr<const Analysis> AnalysisCache::analyze(std::string_view query) {
-    const Key key{query, std::hash<std::string_view>{}(query)};
-    // High bits pick the shard; the map's buckets use the low ones.
-    Shard& shard = impl_->shards[(key.hash >> 56) & (shard_count - 1)];
+    const Key key = key_of(query);
+    Shard& shard = impl_->shards[shard_of(key)];
+    if (auto cached = lookup(shard, key)) return cached;
     {
         std::lock_guard lock(shard.mutex);
-        if (const auto found = shard.index.find(key); found != shard.index.end()) {
-            ++shard.hits;
-            shard.entries.splice(shard.entries.begin(), shard.entries, found->second);
-            return found->second->analysis;
-        }
         ++shard.misses;
     }
     // Analyse outside the lock: a slow statement must not stall other lookups.

@@ -268,3 +268,21 @@ TEST_CASE("replication connections are refused at startup", "[policy]") {
     REQUIRE(lines.size() == 1);
     CHECK(lines[0]["event"] == "connection_refused");
 }
+
+TEST_CASE("a statement that is slow to analyse does not hold up the other sessions of its thread", "[policy]") {
+    // One I/O thread for all sessions: analysing on it would stall the other session too.
+    const EnforcingProxy proxy(source_dir() + "/policies/default.yaml", "workers: 1\n");
+    auto slow = proxy.connect();
+    auto other = proxy.connect();
+    // PostgreSQL's scanner is quadratic in a run of + and -: seconds for these 20 KB.
+    std::string text = "SELECT 1 ";
+    for (int i = 0; i < 10000; ++i) text += "-+";
+    text += " 1";
+    REQUIRE(PQsendQuery(slow.get(), text.c_str()) == 1);
+    for (int i = 0; i < 20; ++i) CHECK(scalar(other.get(), "SELECT 41 + 1") == "42");
+    // The other session's 20 round trips are done while the slow text is still being analysed.
+    REQUIRE(PQconsumeInput(slow.get()) == 1);
+    CHECK(PQisBusy(slow.get()) == 1);
+    while (PGresult* result = PQgetResult(slow.get())) PQclear(result);
+    CHECK(scalar(slow.get(), "SELECT 1") == "1");
+}

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "cluster.hpp"
+#include "pgrail_process.hpp"
 
 using namespace pgrail::test;
 
@@ -201,4 +202,26 @@ TEST_CASE("pg_terminate_backend ends the client with the server's FATAL; pgrail 
     CHECK(per_route[1] == std::vector<std::string>{"FATAL 57P01 terminating connection due to administrator command"});
     CHECK(per_route[2] == per_route[0]);
     CHECK(per_route[3] == per_route[1]);
+}
+
+TEST_CASE("pgrail reaches a PostgreSQL on the same host through its Unix socket", "[session][unix]") {
+    const PgrailProcess process("", Cluster::get().socket_dir);
+    Conn conn(PQconnectdb(process.conninfo("app_owner").c_str()));
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+    // The server sees a local connection: it has no client address.
+    CHECK(scalar(conn.get(), "SELECT coalesce(inet_client_addr()::text, 'local')") == "local");
+    CHECK(scalar(conn.get(), "SELECT current_user") == "app_owner");
+    // A cancel takes the same way.
+    REQUIRE(PQsendQuery(conn.get(), "SELECT pg_sleep(30)") == 1);
+    auto admin_conn = admin();
+    REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), "query = 'SELECT pg_sleep(30)'", "active"); },
+                       std::chrono::seconds(5)));
+    PGcancel* cancel = PQgetCancel(conn.get());
+    char error[256] = {};
+    CHECK(PQcancel(cancel, error, sizeof error) == 1);
+    PQfreeCancel(cancel);
+    const auto outcomes = drain(conn.get());
+    REQUIRE(outcomes.size() == 1);
+    CHECK(outcomes[0].sqlstate == "57014");
+    CHECK(scalar(conn.get(), "SELECT 'still usable'") == "still usable");
 }

@@ -10,7 +10,7 @@ namespace pgrail::config {
 struct ServeConfig {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 6432;
-    std::string upstream_host = "127.0.0.1";
+    std::string upstream_host = "127.0.0.1";        // or, as in libpq, the directory of a Unix socket
     std::uint16_t upstream_port = 5432;
     std::uint32_t connect_timeout_ms = 5000;
     unsigned workers = 0;                           // 0: one per core
@@ -28,6 +28,12 @@ struct ServeConfig {
     std::uint32_t lock_timeout_ms = 5000;           // SET LOCAL lock_timeout for each migration
     std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
     bool require_verified = false;                  // apply only checksums with a passing `verify`
+
+    // upstream.host names a directory: connect to PostgreSQL's Unix socket in it.
+    [[nodiscard]] bool upstream_is_socket() const { return upstream_host.starts_with('/'); }
+    [[nodiscard]] std::string upstream_socket_path() const {
+        return upstream_host + "/.s.PGSQL." + std::to_string(upstream_port);
+    }
 };
 
 // "250ms", "5s", "2min" or a bare number of milliseconds; nullopt when malformed.

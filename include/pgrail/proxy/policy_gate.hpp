@@ -20,6 +20,8 @@ public:
                bool redact_literals);
 
     GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) override;
+    // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
+    bool quick(std::string_view sql) override;
     std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
                                                         const StartupParameters& parameters) override;
 

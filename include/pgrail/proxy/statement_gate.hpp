@@ -42,6 +42,9 @@ class StatementGate {
 public:
     virtual ~StatementGate() = default;
     [[nodiscard]] virtual GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) = 0;
+    // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
+    // while it runs; otherwise the session runs check() on another thread.
+    [[nodiscard]] virtual bool quick(std::string_view sql) = 0;
     // A FATAL error to refuse the connection with, or nothing to let it through.
     [[nodiscard]] virtual std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
                                                                             const StartupParameters& parameters) = 0;
@@ -51,6 +54,7 @@ public:
 class ForwardAllGate final : public StatementGate {
 public:
     GateVerdict check(const SessionContext&, MessageKind, std::string_view) override { return {}; }
+    bool quick(std::string_view) override { return true; }
     std::optional<protocol::ErrorMessage> check_startup(const SessionContext&, const StartupParameters&) override {
         return std::nullopt;
     }

@@ -19,6 +19,8 @@ public:
 
     // The analysis of `query`, from the cache or freshly computed (and stored).
     [[nodiscard]] std::shared_ptr<const Analysis> analyze(std::string_view query);
+    // The cached analysis of `query`, or null: never analyses.
+    [[nodiscard]] std::shared_ptr<const Analysis> find(std::string_view query);
 
     [[nodiscard]] std::uint64_t hits() const;
     [[nodiscard]] std::uint64_t misses() const;

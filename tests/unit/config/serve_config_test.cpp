@@ -59,6 +59,15 @@ TEST_CASE("bad configurations name file:line:column") {
     CHECK_THAT(error_of("max_message_size: 10\n"), Catch::StartsWith("bad.yaml:1:19:"));
     CHECK_THAT(error_of("migrations: {lock_timeout: soon}\n"), Catch::StartsWith("bad.yaml:1:28:"));
     CHECK_THAT(error_of("listen: [1, 2\n"), Catch::StartsWith("bad.yaml:"));
+    CHECK_THAT(error_of("upstream:\n  host: /" + std::string(100, 'd') + "\n"),
+               Catch::StartsWith("bad.yaml:2:9: upstream.host: the socket path"));
+}
+
+TEST_CASE("an upstream host that is a directory means PostgreSQL's Unix socket in it, as in libpq") {
+    const auto config = parse_serve_config("upstream: {host: /var/run/postgresql, port: 5433}\n", "unix.yaml");
+    CHECK(config.upstream_is_socket());
+    CHECK(config.upstream_socket_path() == "/var/run/postgresql/.s.PGSQL.5433");
+    CHECK_FALSE(parse_serve_config("upstream: {host: db.internal}\n", "tcp.yaml").upstream_is_socket());
 }
 
 TEST_CASE("durations") {
