@@ -4,6 +4,8 @@
 #
 #   bench/run.sh [PGRAIL_BIN]          # default build/pgrail; about 8 minutes with the defaults
 #   REPEATS=3 DURATION=10 SHORT=5 COPY_ROWS=3000000 IDLE=500 bench/run.sh
+#   UPSTREAM=unix bench/run.sh         # both proxies reach PostgreSQL through its Unix socket
+#   PGRAIL_WORKERS=1 bench/run.sh      # pgrail's I/O threads (default: one per core)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,6 +15,8 @@ DURATION=${DURATION:-10}     # seconds per -c 8 run
 SHORT=${SHORT:-5}            # seconds per -c 1 and -C run
 COPY_ROWS=${COPY_ROWS:-3000000}
 IDLE=${IDLE:-500}
+UPSTREAM=${UPSTREAM:-tcp}
+[[ $UPSTREAM == tcp || $UPSTREAM == unix ]] || { echo "bench: UPSTREAM must be tcp or unix" >&2; exit 1; }
 [[ -x $pgrail_bin ]] || { echo "bench: no pgrail binary at $pgrail_bin" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { echo "bench: pgbouncer not installed (scripts/install-deps.sh)" >&2; exit 1; }
 
@@ -29,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench: starting PostgreSQL 15 and pgrail ($pgrail_bin)"
-PG_MAX_CONNECTIONS=$((IDLE + 100)) PGRAIL_LOG_LEVEL=${PGRAIL_LOG_LEVEL:-info} \
+PG_MAX_CONNECTIONS=$((IDLE + 100)) PGRAIL_LOG_LEVEL=${PGRAIL_LOG_LEVEL:-info} PGRAIL_UPSTREAM=$UPSTREAM \
   "$repo/scripts/test-cluster.sh" start "$work/cluster" "$pgrail_bin" >/dev/null
 # shellcheck disable=SC1091
 source "$work/cluster/env"
@@ -43,7 +47,7 @@ bouncer_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "
 mkdir -p "$bouncer_dir"
 cat >"$bouncer_dir/pgbouncer.ini" <<EOF
 [databases]
-$PG_DATABASE = host=$PG_HOST port=$PG_PORT dbname=$PG_DATABASE
+$PG_DATABASE = host=$([[ $UPSTREAM == unix ]] && echo "$PG_SOCKET_DIR" || echo "$PG_HOST") port=$PG_PORT dbname=$PG_DATABASE
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $bouncer_port
@@ -158,7 +162,7 @@ value() { awk -v n="$1" -v m="$2" -v t="$3" '$1 == n && $2 == m && $3 == t {prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b}'; }
 
 echo
-echo "Medians of $REPEATS interleaved rounds ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "Medians of $REPEATS interleaved rounds, proxies reach PostgreSQL over $UPSTREAM, pgrail workers: ${PGRAIL_WORKERS:-one per core} ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-28s %11s %11s %11s %14s %16s\n' benchmark direct pgrail pgbouncer pgrail/direct pgrail/pgbouncer
 for name in c8_simple c8_extended c8_prepared c1_simple churn_C; do
   d=$(value "$name" tps direct); p=$(value "$name" tps pgrail); b=$(value "$name" tps pgbouncer)
