@@ -124,7 +124,7 @@ private:
     // Per-frame handlers; they forward the frame, replace it, or stop the pump.
     // A Query's or Parse's statement text (nullopt and a protocol violation when malformed).
     [[nodiscard]] std::optional<ClientStatement> statement_of(char tag, std::string_view frame);
-    awaitable<GateVerdict> check(const ClientStatement& statement);
+    awaitable<GateVerdict> check_elsewhere(const ClientStatement& statement);
     // Forwards, refuses or substitutes per the verdict; an intercept is left to run_intercept.
     void apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
                Outbound& out);
