@@ -124,15 +124,25 @@ run_copy() {
   printf '  %-22s %-10s %10s s\n' "copy_out" "$target" "$seconds"
 }
 
+# The targets in an order that starts one further each round: the machine drifts within a
+# round (neighbours, caches), and a fixed order would hand that drift to the same target.
+rotated() {
+  local by=$1; shift
+  local items=("$@")
+  for ((i = 0; i < ${#items[@]}; i++)); do echo "${items[(i + by) % ${#items[@]}]}"; done
+}
+
 for repeat in $(seq "$REPEATS"); do
   echo "bench: round $repeat/$REPEATS"
+  mapfile -t with_policy < <(rotated "$repeat" "${targets[@]}" policy)
+  mapfile -t in_turn < <(rotated "$repeat" "${targets[@]}")
   for mode in simple extended prepared; do
-    for target in "${targets[@]}" policy; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
+    for target in "${with_policy[@]}"; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
   done
-  for target in "${targets[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
+  for target in "${in_turn[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
   # pgrail does not pool: connection churn is compared with direct only.
-  for target in direct pgrail; do run_pgbench "churn_C" "$target" -M simple -c 8 -j 2 -C -T "$SHORT"; done
-  for target in "${targets[@]}"; do run_copy "$target"; done
+  for target in $(rotated "$repeat" direct pgrail); do run_pgbench "churn_C" "$target" -M simple -c 8 -j 2 -C -T "$SHORT"; done
+  for target in "${in_turn[@]}"; do run_copy "$target"; done
 done
 
 # Idle connections: pgbench clients that connect and then only sleep.
