@@ -75,7 +75,9 @@ bouncer_pid=$(cat "$bouncer_dir/pgbouncer.pid")
 policy_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
 sed -E "s/^listen: .*/listen: {host: 127.0.0.1, port: $policy_port}/" "$PGRAIL_CONFIG" >"$work/pgrail-policy.yaml"
 printf 'policy: %s\naudit: {file: %s}\n' "$repo/policies/default.yaml" "$work/audit.jsonl" >>"$work/pgrail-policy.yaml"
-"$pgrail_bin" serve --config "$work/pgrail-policy.yaml" 2>"$work/pgrail-policy.log" &
+# setsid: like the other pgrail (test-cluster.sh) and PgBouncer, in a session and so a scheduler
+# autogroup of its own; sharing pgbench's group would halve its CPU share and bias the ratio.
+setsid "$pgrail_bin" serve --config "$work/pgrail-policy.yaml" 2>"$work/pgrail-policy.log" &
 policy_pid=$!
 for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" && break; sleep 0.1; done
 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" || { cat "$work/pgrail-policy.log" >&2; exit 1; }
