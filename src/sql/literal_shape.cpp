@@ -39,6 +39,26 @@ LiteralKind integer_kind(std::string_view digits) {
     return LiteralKind::integer;
 }
 
+// Where the quoted text opening at q[open] ends (its closing quote; a doubled quote is one
+// character of it), or npos when unterminated or holding a byte the scanner does not trust:
+// NUL, non-ASCII (possibly part of a multibyte character in the client's encoding), and
+// backslashes unless allowed.
+std::size_t closing_quote(std::string_view q, std::size_t open, bool backslash_allowed) {
+    const char quote = q[open];
+    for (std::size_t j = open + 1; j < q.size(); ++j) {
+        const char inside = q[j];
+        if (inside == '\0' || static_cast<unsigned char>(inside) >= 0x80) return std::string_view::npos;
+        if (inside == '\\' && !backslash_allowed) return std::string_view::npos;
+        if (inside != quote) continue;
+        if (j + 1 < q.size() && q[j + 1] == quote) {
+            ++j;
+            continue;
+        }
+        return j;
+    }
+    return std::string_view::npos;
+}
+
 // Calls on_literal(Literal) for each literal; false when the text is outside what it knows.
 template <typename OnLiteral>
 bool scan_literals(std::string_view q, OnLiteral&& on_literal) {
@@ -70,22 +90,9 @@ bool scan_literals(std::string_view q, OnLiteral&& on_literal) {
             i = j;
         } else if (c == '\'') {
             if (i > 0 && (is_ident_char(q[i - 1]) || q[i - 1] == '&')) return false;
-            std::size_t j = i + 1;
-            while (true) {
-                if (j >= n) return false;  // unterminated
-                const char inside = q[j];
-                // Backslashes mean something when standard_conforming_strings is off; non-ASCII
-                // bytes could be part of a multibyte character in the client's encoding.
-                if (inside == '\\' || inside == '\0' || static_cast<unsigned char>(inside) >= 0x80) return false;
-                if (inside == '\'') {
-                    if (at(j + 1) == '\'') {
-                        j += 2;
-                        continue;
-                    }
-                    break;
-                }
-                ++j;
-            }
+            // Backslashes mean something when standard_conforming_strings is off.
+            const std::size_t j = closing_quote(q, i, /*backslash_allowed=*/false);
+            if (j == std::string_view::npos) return false;
             const std::size_t end = j + 1;
             // PostgreSQL joins 'a' <newline> 'b' into one literal: not worth knowing.
             std::size_t next = end;
@@ -95,20 +102,8 @@ bool scan_literals(std::string_view q, OnLiteral&& on_literal) {
             i = end;
         } else if (c == '"') {
             if (i > 0 && q[i - 1] == '&') return false;  // U&"..."
-            std::size_t j = i + 1;
-            while (true) {
-                if (j >= n) return false;
-                const char inside = q[j];
-                if (inside == '\0' || static_cast<unsigned char>(inside) >= 0x80) return false;
-                if (inside == '"') {
-                    if (at(j + 1) == '"') {
-                        j += 2;
-                        continue;
-                    }
-                    break;
-                }
-                ++j;
-            }
+            const std::size_t j = closing_quote(q, i, /*backslash_allowed=*/true);
+            if (j == std::string_view::npos) return false;
             if (j == i + 1) return false;  // "" is an error, not a name
             i = j + 1;
         } else if (is_punctuation(c)) {

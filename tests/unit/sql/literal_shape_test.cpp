@@ -115,6 +115,7 @@ TEST_CASE("the shape scanner finds PostgreSQL's literals over the whole corpus",
     CHECK(answered > 200);  // the corpus is mostly plain SQL: most of it must have a shape
 }
 
+// SHAPE_SEED and SHAPE_ROUNDS search further than the default 30,000 texts.
 TEST_CASE("the shape scanner agrees with PostgreSQL's on random token soup", "[sql][shape]") {
     // Fragments chosen to sit on the scanner's edges: quotes, dots, digits next to letters,
     // operators that start comments, prefixes of special strings.
