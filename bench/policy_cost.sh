@@ -9,6 +9,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 pgrail_bin=$(realpath "${1:-${PGRAIL_BIN:-$repo/build/pgrail}}")
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
@@ -28,13 +30,7 @@ PGRAIL_LOG_LEVEL=warn "$repo/scripts/test-cluster.sh" start "$work/cluster" "$pg
 source "$work/cluster/env"
 export PGHOST=$PG_HOST PGDATABASE=$PG_DATABASE PGUSER=app_owner PGPASSWORD=app_owner
 
-policy_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
-sed -E "s/^listen: .*/listen: {host: 127.0.0.1, port: $policy_port}/" "$PGRAIL_CONFIG" >"$work/policy.yaml"
-printf 'policy: %s\naudit: {file: %s}\n' "$repo/policies/default.yaml" "$work/audit.jsonl" >>"$work/policy.yaml"
-# setsid: a session (and scheduler autogroup) of its own, like the pgrail test-cluster.sh starts.
-setsid "$pgrail_bin" serve --config "$work/policy.yaml" 2>"$work/policy.log" &
-policy_pid=$!
-for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" && break; sleep 0.1; done
+start_policy_pgrail "$pgrail_bin" "$work" || exit 1
 
 "$PG_BIN/pgbench" -i -s 1 -q -n -p "$PG_PORT" >/dev/null 2>&1
 tps() { sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$1" | head -1; }

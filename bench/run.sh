@@ -9,6 +9,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 pgrail_bin=$(realpath "${1:-${PGRAIL_BIN:-$repo/build/pgrail}}")
 REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-10}     # seconds per -c 8 run
@@ -43,7 +45,7 @@ psql=$PG_BIN/psql
 
 # PgBouncer must not run as root: its files live in the postgres-owned temporary directory.
 bouncer_dir=$PG_TMP/pgbouncer
-bouncer_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
+bouncer_port=$(free_port)
 mkdir -p "$bouncer_dir"
 cat >"$bouncer_dir/pgbouncer.ini" <<EOF
 [databases]
@@ -72,15 +74,7 @@ bouncer_pid=$(cat "$bouncer_dir/pgbouncer.pid")
 
 # A second pgrail enforcing the shipped default policy: the policy's cost is its TPS
 # against pgrail without a policy, in the same run.
-policy_port=$(for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
-sed -E "s/^listen: .*/listen: {host: 127.0.0.1, port: $policy_port}/" "$PGRAIL_CONFIG" >"$work/pgrail-policy.yaml"
-printf 'policy: %s\naudit: {file: %s}\n' "$repo/policies/default.yaml" "$work/audit.jsonl" >>"$work/pgrail-policy.yaml"
-# setsid: like the other pgrail (test-cluster.sh) and PgBouncer, in a session and so a scheduler
-# autogroup of its own; sharing pgbench's group would halve its CPU share and bias the ratio.
-setsid "$pgrail_bin" serve --config "$work/pgrail-policy.yaml" 2>"$work/pgrail-policy.log" &
-policy_pid=$!
-for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" && break; sleep 0.1; done
-"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$policy_port" || { cat "$work/pgrail-policy.log" >&2; exit 1; }
+start_policy_pgrail "$pgrail_bin" "$work" || exit 1
 
 declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_port [policy]=$policy_port)
 declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid [policy]=$policy_pid)
