@@ -23,6 +23,15 @@ bool backend_in_state(PGconn* admin_conn, const std::string& where, const std::s
 
 std::string pid_is(int pid) { return "pid = " + std::to_string(pid); }
 
+// Cancels what `conn` is running with PQcancel and returns what the query answered.
+std::vector<Outcome> cancel_and_drain(PGconn* conn) {
+    PGcancel* cancel = PQgetCancel(conn);
+    char error[256] = {};
+    CHECK(PQcancel(cancel, error, sizeof error) == 1);
+    PQfreeCancel(cancel);
+    return drain(conn);
+}
+
 // Starts pg_sleep(30), cancels it with PQcancel, returns the outcome and how long the cancel took.
 std::pair<std::vector<Outcome>, std::chrono::milliseconds> cancel_sleep(Route route) {
     auto admin_conn = admin();
@@ -36,11 +45,7 @@ std::pair<std::vector<Outcome>, std::chrono::milliseconds> cancel_sleep(Route ro
     REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), pid_is(pid), "active"); },
                        std::chrono::seconds(5)));
     const auto start = std::chrono::steady_clock::now();
-    PGcancel* cancel = PQgetCancel(conn.get());
-    char error[256] = {};
-    CHECK(PQcancel(cancel, error, sizeof error) == 1);
-    PQfreeCancel(cancel);
-    auto outcomes = drain(conn.get());
+    auto outcomes = cancel_and_drain(conn.get());
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     for (auto& o : run(conn.get(), "SELECT 'still usable'")) outcomes.push_back(o);
     return {outcomes, took};
@@ -80,11 +85,7 @@ TEST_CASE("a cancel reaches only its own session", "[session][cancel]") {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(backend_in_state(admin_conn.get(), pid_is(first_pid), "active"));
 
-    PGcancel* cancel = PQgetCancel(first.get());
-    char error[256] = {};
-    CHECK(PQcancel(cancel, error, sizeof error) == 1);
-    PQfreeCancel(cancel);
-    const auto first_outcome = drain(first.get());
+    const auto first_outcome = cancel_and_drain(first.get());
     REQUIRE(first_outcome.size() == 1);
     CHECK(first_outcome[0].sqlstate == "57014");
     const auto second_outcome = drain(second.get());  // ran to its end, untouched
@@ -216,11 +217,7 @@ TEST_CASE("pgrail reaches a PostgreSQL on the same host through its Unix socket"
     auto admin_conn = admin();
     REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), "query = 'SELECT pg_sleep(30)'", "active"); },
                        std::chrono::seconds(5)));
-    PGcancel* cancel = PQgetCancel(conn.get());
-    char error[256] = {};
-    CHECK(PQcancel(cancel, error, sizeof error) == 1);
-    PQfreeCancel(cancel);
-    const auto outcomes = drain(conn.get());
+    const auto outcomes = cancel_and_drain(conn.get());
     REQUIRE(outcomes.size() == 1);
     CHECK(outcomes[0].sqlstate == "57014");
     CHECK(scalar(conn.get(), "SELECT 'still usable'") == "still usable");
