@@ -39,7 +39,7 @@ struct EnforcingProxy {
 void reset_table() {
     auto conn = admin();
     (void)run(conn.get(), "DROP TABLE IF EXISTS enforce_items; CREATE TABLE enforce_items (id int, v text);"
-                    "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON enforce_items TO agent");
+                    "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON enforce_items TO agent, app_owner");
 }
 
 std::string row_count(PGconn* conn) { return scalar(conn, "SELECT count(*) FROM enforce_items"); }
@@ -285,4 +285,37 @@ TEST_CASE("a statement that is slow to analyse does not hold up the other sessio
     CHECK(PQisBusy(slow.get()) == 1);
     while (PGresult* result = PQgetResult(slow.get())) PQclear(result);
     CHECK(scalar(slow.get(), "SELECT 1") == "1");
+}
+
+TEST_CASE("a statement shape allowed for one role is still refused for another", "[policy]") {
+    // One I/O thread, so both sessions share one cache of statement shapes: the owner's
+    // INSERTs put the shape there, the agent's INSERT of other values has the same shape.
+    reset_table();
+    const auto dir = PgrailProcess::make_temp_dir();
+    const auto policy_path = dir + "/policy.yaml";
+    auto policy = read_file(source_dir() + "/policies/default.yaml");
+    const std::string agents_rule = "  - name: agents\n";
+    REQUIRE(policy.find(agents_rule) != std::string::npos);
+    policy.replace(policy.find(agents_rule), agents_rule.size(), agents_rule + "    read_only_tables: [enforce_items]\n");
+    write_file(policy_path, policy);
+    const EnforcingProxy proxy(policy_path, "workers: 1\n");
+    auto owner = proxy.connect("app_owner");
+    auto agent = proxy.connect("agent");
+
+    CHECK(run(owner.get(), "INSERT INTO enforce_items VALUES (1, 'owner-one')").at(0).command == "INSERT 0 1");
+    CHECK(run(owner.get(), "INSERT INTO enforce_items VALUES (2, 'owner-two')").at(0).command == "INSERT 0 1");
+    const auto refused = run(agent.get(), "INSERT INTO enforce_items VALUES (3, 'agent-secret')");
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].sqlstate == "42501");
+    CHECK(run(owner.get(), "INSERT INTO enforce_items VALUES (4, 'owner-four')").at(0).command == "INSERT 0 1");
+    CHECK(row_count(owner.get()) == "3");
+
+    // The refusal is the agent's own: its audit line, its rule, its text redacted.
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["user"] == "agent");
+    CHECK(lines[0]["rule"] == "agents");
+    CHECK(lines[0]["guard"] == "read_only_tables");
+    CHECK(lines[0]["statement"] == "INSERT INTO enforce_items VALUES ($1, $2)");
+    CHECK(read_file(proxy.audit_path).find("agent-secret") == std::string::npos);
 }
