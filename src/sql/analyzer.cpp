@@ -904,6 +904,40 @@ std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int
     return result;
 }
 
+// PostgreSQL's scanner reads a whole run of operator characters before it decides where the
+// operator ends, and when it keeps only the first one ("-+-+..." is a chain of unary signs) it
+// scans the rest of the run again: time quadratic in the run's length (100 KB of "-+" is a
+// minute of CPU, in pgrail and in the server alike). Runs up to NAMEDATALEN cost linear time;
+// longer ones are refused once their squares add up to this budget (a run of 4096: about a
+// quarter of a second). Counted in the raw text: a run inside a literal or comment counts too.
+constexpr std::size_t operator_run_budget = std::size_t{1} << 24;
+constexpr std::size_t linear_operator_run = 64;
+
+bool is_operator_char(char c) { return std::string_view("~!@#^&|`?+-*/%<>=").find(c) != std::string_view::npos; }
+
+std::optional<ParseError> check_operator_runs(std::string_view text) {
+    std::size_t cost = 0;
+    for (std::size_t start = 0; start < text.size();) {
+        if (!is_operator_char(text[start])) {
+            ++start;
+            continue;
+        }
+        std::size_t end = start;
+        while (end < text.size() && is_operator_char(text[end])) ++end;
+        const std::size_t length = end - start;
+        if (length > linear_operator_run) cost += length * length;
+        if (cost > operator_run_budget) {
+            return ParseError{"a run of " + std::to_string(length) +
+                                  " operator characters is too long to scan safely (PostgreSQL's scanner "
+                                  "takes time quadratic in such runs): separate them with spaces, or pass such "
+                                  "text as a parameter",
+                              character_count(text.substr(0, start)) + 1};
+        }
+        start = end;
+    }
+    return std::nullopt;
+}
+
 enum class Path {
     any,             // the fast path when it applies, else split
     split,           // always split with the scanner and bound each statement's nesting
@@ -923,6 +957,7 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
     };
     if (query.find('\0') != std::string_view::npos) return fail("query text contains a NUL byte", 0);
     if (query.size() > 0x7fffffffU) return fail("query text too long", 0);
+    if (auto too_long = check_operator_runs(query)) return fail(std::move(too_long->message), too_long->cursor);
     const std::string text(query);
     std::optional<std::vector<Statement>> whole;
     if (path == Path::any) whole = analyze_whole(text, body_level);

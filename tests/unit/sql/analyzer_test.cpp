@@ -74,6 +74,28 @@ TEST_CASE("a NUL byte is refused", "[sql][analyzer]") {
     CHECK(analysis.statements[0].statement_class == StatementClass::unknown);
 }
 
+TEST_CASE("long runs of operator characters are refused before PostgreSQL's scanner sees them", "[sql][analyzer]") {
+    // 100 KB of "-+" kept PostgreSQL's scanner busy for a minute; now it is refused at once.
+    std::string chain = "SELECT 'ä' ";
+    for (int i = 0; i < 50000; ++i) chain += "-+";
+    chain += " 1";
+    const Analysis refused = analyze(chain);
+    REQUIRE(refused.error.has_value());
+    CHECK_THAT(refused.error->message, Catch::Contains("100000 operator characters"));
+    CHECK(refused.error->cursor == 12);  // characters: the run starts after "SELECT 'ä' "
+    CHECK(refused.statements.at(0).statement_class == StatementClass::unknown);
+
+    // Short runs, and a few long ones (a banner comment, a chain of signs), are still parsed.
+    std::string banner = "/" + std::string(300, '*') + "/\nSELECT 1 " + std::string(200, '-') + "\n";
+    std::string signs = "SELECT 1 ";
+    for (int i = 0; i < 1500; ++i) signs += "+-";
+    signs += " 1";
+    for (const auto& allowed : {std::string("SELECT 1 +-+ 2 <= 3 AND a @> b"), banner, signs}) {
+        const Analysis analysis = analyze(allowed);
+        CHECK_FALSE(analysis.error.has_value());
+    }
+}
+
 TEST_CASE("pgrail calls are recognised only in their exact form", "[sql][analyzer]") {
     const auto call_of = [](const std::string& sql) { return analyze(sql).statements.at(0).pgrail_call; };
     const auto up = call_of("SELECT * FROM pgrail.migrate_up('20260101')");
