@@ -445,6 +445,17 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
     return allow(context);
 }
 
+Decision evaluate_function_call(const Policy& policy, const SessionInfo& session, std::uint32_t function_oid) {
+    const Context context{policy, policy.rule_for(session), nullptr};
+    auto decision = refuse(context, nullptr, "function_call", "function_call",
+                           "pgrail: fast-path function calls are refused", "",
+                           "pgrail cannot see which function a FunctionCall message calls: call the function in a "
+                           "SELECT statement instead (with libpq, PQexecParams rather than PQfn).");
+    decision.detail = fmt::format("rule \"{}\" refused a FunctionCall message (function OID {})", context.rule.name,
+                                  function_oid);
+    return decision;
+}
+
 Decision evaluate(const Policy& policy, const SessionInfo& session, const Statement& statement,
                   const MigrationMatcher* is_registered_migration_statement) {
     const Context context{policy, policy.rule_for(session), is_registered_migration_statement};

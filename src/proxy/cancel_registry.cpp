@@ -1,11 +1,27 @@
 // Client-facing backend keys and their upstream counterparts.
 #include "pgrail/proxy/cancel_registry.hpp"
 
-namespace pgrail::proxy {
+#include <stdexcept>
 
-CancelRegistry::CancelRegistry() : random_(std::random_device{}()) {
-    // Start somewhere plausible for a pid, so logs do not mistake it for a real backend.
-    next_pid_ = static_cast<std::int32_t>(1000000 + random_() % 1000000);
+#include <openssl/rand.h>
+
+namespace pgrail::proxy {
+namespace {
+
+// From a cryptographic source, as PostgreSQL's pg_strong_random: a client that has seen many
+// keys must not be able to predict another session's secret and cancel its queries.
+std::int32_t strong_random() {
+    std::int32_t value = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof value) != 1)
+        throw std::runtime_error("no cryptographic random bytes for a cancel key");
+    return value;
+}
+
+}  // namespace
+
+CancelRegistry::CancelRegistry() {
+    // Pids from 1,000,000 up: above the real backend pids of most systems, so logs do not mix them up.
+    next_pid_ = 1000000 + static_cast<std::int32_t>(static_cast<std::uint32_t>(strong_random()) % 1000000);
 }
 
 protocol::BackendKey CancelRegistry::add(protocol::BackendKey upstream) {
@@ -15,7 +31,7 @@ protocol::BackendKey CancelRegistry::add(protocol::BackendKey upstream) {
         client_key.pid = next_pid_++;
         if (next_pid_ <= 0) next_pid_ = 1000000;
     } while (by_client_pid_.contains(client_key.pid));
-    client_key.secret = static_cast<std::int32_t>(random_());
+    client_key.secret = strong_random();
     by_client_pid_.emplace(client_key.pid, std::make_pair(client_key.secret, upstream));
     return client_key;
 }

@@ -155,6 +155,26 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     return verdict;
 }
 
+GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::uint32_t function_oid) {
+    const auto decision = policy::evaluate_function_call(*current_policy(), session, function_oid);
+    auto event = session_fields(session);
+    event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
+    event["tag"] = "FunctionCall";
+    event["class"] = "unknown";
+    event["function_oid"] = function_oid;
+    event["rule"] = decision.rule;
+    event["guard"] = decision.guard;
+    event["decision"] = "deny";
+    event["sqlstate"] = decision.sqlstate;
+    event["message"] = decision.message;
+    const bool written = audit_log_->record(std::move(event));
+    GateVerdict verdict;
+    if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
+    verdict.kind = GateVerdict::Kind::refuse;
+    verdict.error = written ? error_of(decision) : audit_unavailable();
+    return verdict;
+}
+
 std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionContext& session,
                                                                 const StartupParameters& parameters) {
     const auto policy = current_policy();

@@ -58,7 +58,14 @@ struct Server::Impl {
                 co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
                 continue;
             }
-            auto session = std::make_shared<Session>(std::move(socket), shared);
+            std::shared_ptr<Session> session;
+            try {
+                session = std::make_shared<Session>(std::move(socket), shared);
+            } catch (const std::exception& e) {
+                // One connection lost (no memory, epoll full): the listener keeps serving.
+                spdlog::error("could not start a session: {}", e.what());
+                continue;
+            }
             auto executor = session->executor();
             asio::co_spawn(executor, [session]() { return session->run(); }, [](std::exception_ptr error) {
                 if (!error) return;
@@ -132,6 +139,9 @@ void Server::run() {
     }
     impl.main_context.run();
     for (auto& thread : threads) thread.join();
+    // Work still running on the pools posts its result to a worker: finish it before the
+    // workers go.
+    impl.shared.analysis_pool.join();
     impl.shared.blocking_pool.join();
 }
 

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 
 namespace pgrail::proxy {
@@ -57,13 +58,24 @@ std::string endpoint_text(const Stream& socket) {
 }
 
 // Frames pgrail must read whole; everything else streams through.
-bool inspect_from_client(char tag) {
-    return tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::parse;
+bool inspect_from_client(char tag, std::size_t) {
+    using namespace protocol::frontend_tag;
+    return tag == query || tag == parse || tag == function_call;
 }
 
-bool inspect_from_server(char tag) {
+// An ErrorResponse is read whole to spot FATAL and pgrail's stand-in errors, which are short;
+// a long one (the server quoting a huge value) streams through like a DataRow.
+constexpr std::size_t inspected_error_max = 64 * 1024;
+
+bool inspect_from_server(char tag, std::size_t total_size) {
     using namespace protocol::backend_tag;
-    return tag == authentication || tag == backend_key_data || tag == ready_for_query || tag == error_response;
+    if (tag == error_response) return total_size <= inspected_error_max;
+    return tag == authentication || tag == backend_key_data || tag == ready_for_query;
+}
+
+// Before the server has authenticated the client, only the authentication exchange passes.
+bool allowed_before_authentication(char tag) {
+    return tag == protocol::frontend_tag::password || tag == protocol::frontend_tag::terminate;
 }
 
 bool counts_as_sync(char tag) {
@@ -96,7 +108,7 @@ NextFrame next_frame(Inbound& in, Outbound& out, std::uint32_t max_size, Inspect
         const char tag = next.header.header.tag;
         if (!in.header_seen) on_header(tag);
         const auto total = next.header.header.total_size();
-        if (!inspect(tag)) {
+        if (!inspect(tag, total)) {
             in.passthrough_remaining = total;
             continue;
         }
@@ -140,7 +152,8 @@ void Outbound::clear() {
 
 Session::Session(tcp::socket client, ServerShared& shared)
     : shared_(shared), client_(adopt(std::move(client))), server_(client_.get_executor()),
-      started_(std::chrono::steady_clock::now()) {
+      started_(std::chrono::steady_clock::now()),
+      first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
     context_.client_address = endpoint_text(client_);
     ++shared_.active_sessions;
@@ -420,6 +433,17 @@ awaitable<void> Session::client_to_server() {
             co_return;
         }
         while (true) {
+            // pgrail reads no SQL from a client the server has not authenticated yet: a frame
+            // other than the authentication exchange waits (unread) for the first ReadyForQuery,
+            // as PostgreSQL would read it only then.
+            if (ready_received_ == 0 && in.passthrough_remaining == 0) {
+                const auto header = protocol::read_header(in.buffer.pending(), max_size);
+                if (header.status == protocol::FrameStatus::complete &&
+                    !allowed_before_authentication(header.header.tag)) {
+                    if (co_await write_out(server_, to_server_)) co_return;
+                    if (!co_await authenticated()) co_return;
+                }
+            }
             const auto next = next_frame(in, to_server_, max_size, inspect_from_client, on_header);
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
@@ -432,7 +456,9 @@ awaitable<void> Session::client_to_server() {
                 co_return;
             }
             const char tag = next.header.header.tag;
-            if (const auto statement = statement_of(tag, next.frame)) {
+            if (tag == protocol::frontend_tag::function_call) {
+                on_function_call(next.frame, to_server_);
+            } else if (const auto statement = statement_of(tag, next.frame)) {
                 // Most texts are checked here; a long new one elsewhere (see check_elsewhere).
                 // (Not a conditional expression: GCC 12 miscompiles co_await inside one.)
                 GateVerdict verdict;
@@ -456,6 +482,25 @@ awaitable<void> Session::client_to_server() {
             in.consume_frame(next.frame.size());
         }
         if (auto ec = co_await write_out(server_, to_server_)) co_return;
+    }
+}
+
+awaitable<bool> Session::authenticated() {
+    if (ready_received_ == 0) co_await first_ready_signal_.async_wait(use_tuple);
+    co_return ready_received_ > 0;
+}
+
+void Session::on_function_call(std::string_view frame, Outbound& out) {
+    const auto body = frame.substr(protocol::header_size);
+    if (body.size() < 4) {
+        protocol_violation_ = "invalid FunctionCall message format";
+        return;
+    }
+    const auto verdict = shared_.gate->check_function_call(context_, protocol::read_u32(body.data()));
+    if (verdict.kind == GateVerdict::Kind::refuse) {
+        refuse(verdict, protocol::frontend_tag::function_call, {}, {}, {}, out);
+    } else {
+        out.forward(frame);
     }
 }
 
@@ -566,17 +611,20 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std
 void Session::refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
                      std::string_view parse_types, Outbound& out) {
     const auto id = next_refusal_id_++;
-    // A Query's own ReadyForQuery is already counted; a Parse's comes with the next Sync.
-    const auto ready_index = tag == protocol::frontend_tag::query ? syncs_sent_ - 1 : syncs_sent_;
+    // A Query's (or FunctionCall's) own ReadyForQuery is already counted; a Parse's comes
+    // with the next Sync.
+    const bool own_ready = tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::function_call;
+    const auto ready_index = own_ready ? syncs_sent_ - 1 : syncs_sent_;
     refusals_[id] = PendingRefusal{verdict.error, ready_index};
     const auto stand_in = fmt::format("SELECT {}{}()", shared_.refusal_marker, id);
     std::string replacement;
-    if (tag == protocol::frontend_tag::query) {
+    if (tag == protocol::frontend_tag::parse) {
+        protocol::encode_parse(replacement, parse_name, stand_in, parse_types);
+    } else {
         // Statements before the refused one run, as they would before a failing statement.
+        // A FunctionCall becomes a Query: both are answered by an error and ReadyForQuery.
         const auto prefix = sql.substr(0, std::min(verdict.refused_offset, sql.size()));
         protocol::encode_query(replacement, fmt::format("{};{}", prefix, stand_in));
-    } else {
-        protocol::encode_parse(replacement, parse_name, stand_in, parse_types);
     }
     out.inject(std::move(replacement));
 }
@@ -608,7 +656,7 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
     switch (tag) {
         case protocol::backend_tag::ready_for_query: {
             if (const auto status = protocol::parse_ready_for_query(body)) transaction_status_ = *status;
-            ++ready_received_;
+            if (++ready_received_ == 1) first_ready_signal_.cancel();
             // Refusals answered before this point can no longer come back.
             std::erase_if(refusals_, [&](const auto& entry) { return entry.second.ready_index < ready_received_; });
             break;

@@ -16,6 +16,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "buffer.hpp"
@@ -120,6 +121,8 @@ private:
     awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
+    // Waits for the server's first ReadyForQuery: false when the session ended first.
+    awaitable<bool> authenticated();
 
     // Per-frame handlers; they forward the frame, replace it, or stop the pump.
     // A Query's or Parse's statement text (nullopt and a protocol violation when malformed).
@@ -133,6 +136,8 @@ private:
     void substitute(char tag, std::string_view frame, std::string_view sql, Outbound& out);
     void refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
                 std::string_view parse_types, Outbound& out);
+    // A FunctionCall ('F'): the policy cannot see which function it calls.
+    void on_function_call(std::string_view frame, Outbound& out);
 
     ServerShared& shared_;
     Stream client_;
@@ -156,6 +161,7 @@ private:
     std::uint64_t next_refusal_id_ = 1;
     std::uint64_t syncs_sent_ = 1;       // startup, Query and Sync messages sent: each earns a ReadyForQuery
     std::uint64_t ready_received_ = 0;
+    boost::asio::steady_timer first_ready_signal_;  // cancelled when the first ReadyForQuery arrives
     char transaction_status_ = 'I';
     bool server_sent_fatal_ = false;
     bool client_terminated_ = false;

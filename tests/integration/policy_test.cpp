@@ -2,6 +2,8 @@
 // refusal is audited before the client sees it, and SIGHUP swaps the policy safely.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -330,4 +332,89 @@ TEST_CASE("a statement shape allowed for one role is still refused for another",
     CHECK(lines[0]["guard"] == "read_only_tables");
     CHECK(lines[0]["statement"] == "INSERT INTO enforce_items VALUES ($1, $2)");
     CHECK(read_file(proxy.audit_path).find("agent-secret") == std::string::npos);
+}
+
+TEST_CASE("pgrail reads no SQL before the server has authenticated the client", "[policy][auth]") {
+    reset_table();
+    const EnforcingProxy proxy;
+    const std::string refused = "DROP TABLE enforce_items";
+    const std::string query = "Q" + be32(static_cast<std::uint32_t>(4 + refused.size() + 1)) + refused + '\0';
+    {
+        // The startup packet and a Query in one write; the password is never sent.
+        RawSocket socket(proxy.process.port());
+        socket.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", Cluster::get().database}}) + query);
+        CHECK(socket.read_exactly(1) == "R");  // the server asks for SCRAM
+
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    // Nobody vouched for that client: its statement was neither checked nor audited.
+    CHECK(proxy.audit_lines().empty());
+
+    // A client that sends its password and a query in one write (PostgreSQL reads the query
+    // once the login is done) gets both answered, the query after authentication.
+    RawSocket socket(proxy.process.port());
+    socket.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", Cluster::get().database}}));
+    REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // cleartext password, please
+    socket.send("p" + be32(4 + 10) + std::string("plainuser\0", 10) + query);
+    std::string bytes;
+    std::vector<BackendMessage> messages;
+    while (std::count_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'Z'; }) < 2) {
+        const auto more = socket.read_exactly(1);
+        REQUIRE_FALSE(more.empty());
+        bytes += more;
+        messages = split_messages(bytes);
+    }
+    const auto error = std::find_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'E'; });
+    REQUIRE(error != messages.end());
+    CHECK(error_fields(error->body).at('C') == "42501");  // refused by the policy, after login
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["user"] == "plainuser");
+}
+
+TEST_CASE("a fast-path FunctionCall is refused like a failing call, and audited", "[policy]") {
+    reset_table();
+    const EnforcingProxy proxy;
+    auto conn = proxy.connect();
+    auto direct = connect(Route::direct, "agent");
+    // set_config(text, text, bool) by OID, as libpq's PQfn sends it.
+    const auto oid = std::stoi(scalar(direct.get(), "SELECT 'set_config(text,text,boolean)'::regprocedure::oid"));
+    const char* name = "default_transaction_read_only";
+    const char* value = "off";
+    const char is_local = 0;  // a bool travels as one byte, not as an int
+    PQArgBlock args[3];
+    args[0].len = static_cast<int>(std::strlen(name));
+    args[0].isint = 0;
+    args[0].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(name));
+    args[1].len = static_cast<int>(std::strlen(value));
+    args[1].isint = 0;
+    args[1].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(value));
+    args[2].len = 1;
+    args[2].isint = 0;
+    args[2].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(&is_local));
+    char result_buffer[256];
+    int result_length = 0;
+    for (auto* session : {conn.get(), direct.get()}) {
+        const bool proxied = session == conn.get();
+        INFO((proxied ? "through pgrail" : "direct"));
+        CHECK(run(session, "BEGIN").at(0).command == "BEGIN");
+        Result result(PQfn(session, oid, reinterpret_cast<int*>(result_buffer), &result_length, 0, args, 3));
+        if (proxied) {
+            REQUIRE(PQresultStatus(result.get()) == PGRES_FATAL_ERROR);
+            CHECK(std::string(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE)) == "42501");
+            CHECK_THAT(PQresultErrorField(result.get(), PG_DIAG_MESSAGE_HINT), Catch::Contains("SELECT"));
+            // Like any failing statement in a transaction block.
+            CHECK(PQtransactionStatus(session) == PQTRANS_INERROR);
+        } else {
+            CHECK(PQresultStatus(result.get()) == PGRES_COMMAND_OK);
+            CHECK(PQtransactionStatus(session) == PQTRANS_INTRANS);
+        }
+        CHECK(run(session, "ROLLBACK").at(0).command == "ROLLBACK");
+        CHECK(scalar(session, "SELECT 1") == "1");
+    }
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["tag"] == "FunctionCall");
+    CHECK(lines[0]["guard"] == "function_call");
+    CHECK(lines[0]["function_oid"] == oid);
 }

@@ -1,6 +1,7 @@
 // The pure decision: a policy, a session and a statement in; allow, deny or intercept out.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <utility>
@@ -19,6 +20,11 @@ using MigrationMatcher = std::function<bool(const sql::Statement&)>;
 // `startup_params` are the startup packet's key/value pairs.
 [[nodiscard]] Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
                                         const std::vector<std::pair<std::string, std::string>>& startup_params);
+
+// A fast-path FunctionCall message (libpq's PQfn and its client-side large-object calls). It names
+// its function by OID only, so no guard can judge it: refused under every rule.
+[[nodiscard]] Decision evaluate_function_call(const Policy& policy, const SessionInfo& session,
+                                              std::uint32_t function_oid);
 
 // One statement, including the statements it wraps (Statement::inner: PREPARE, EXPLAIN, CREATE
 // TABLE AS): the caller need not recurse. A pgrail.* command gives intercept when the rule allows it.

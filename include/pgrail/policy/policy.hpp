@@ -105,10 +105,11 @@ struct MessageOverride {
 };
 
 // The guard names that `messages:` may override, in documentation order.
-inline constexpr std::array<const char*, 15> guard_names = {
+inline constexpr std::array<const char*, 16> guard_names = {
     "on_parse_error",     "allow_classes",     "ddl",          "migrations",   "require_where",
     "truncate",           "protected_schemas", "read_only_tables", "denied_functions", "copy_program",
     "copy_server_files",  "alter_system",      "protected_settings", "replication",  "options",
+    "function_call",
 };
 
 // A loaded policy. Immutable: the proxy shares it as shared_ptr<const Policy> and swaps it on SIGHUP.

@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <unordered_map>
 
 #include "pgrail/protocol/backend.hpp"
@@ -26,7 +25,6 @@ public:
 private:
     mutable std::mutex mutex_;
     std::unordered_map<std::int32_t, std::pair<std::int32_t, protocol::BackendKey>> by_client_pid_;
-    std::mt19937 random_;  // seeded from std::random_device: secrets are unguessable to clients
     std::int32_t next_pid_;
 };
 

@@ -45,6 +45,8 @@ public:
     // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
     // while it runs; otherwise the session runs check() on another thread.
     [[nodiscard]] virtual bool quick(std::string_view sql) = 0;
+    // A FunctionCall message (libpq's PQfn): it names its function by OID only.
+    [[nodiscard]] virtual GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) = 0;
     // A FATAL error to refuse the connection with, or nothing to let it through.
     [[nodiscard]] virtual std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
                                                                             const StartupParameters& parameters) = 0;
@@ -55,6 +57,7 @@ class ForwardAllGate final : public StatementGate {
 public:
     GateVerdict check(const SessionContext&, MessageKind, std::string_view) override { return {}; }
     bool quick(std::string_view) override { return true; }
+    GateVerdict check_function_call(const SessionContext&, std::uint32_t) override { return {}; }
     std::optional<protocol::ErrorMessage> check_startup(const SessionContext&, const StartupParameters&) override {
         return std::nullopt;
     }
