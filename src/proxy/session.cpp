@@ -32,6 +32,7 @@ namespace {
 // A client that opens a socket and never finishes its startup packet is dropped
 // after this long (PostgreSQL's authentication_timeout default).
 constexpr auto startup_timeout = std::chrono::seconds(60);
+constexpr auto farewell_timeout = std::chrono::seconds(5);
 
 // The accepted TCP socket as a Stream (the type both legs share).
 Stream adopt(tcp::socket socket) {
@@ -76,6 +77,11 @@ bool inspect_from_server(char tag, std::size_t total_size) {
 // Before the server has authenticated the client, only the authentication exchange passes.
 bool allowed_before_authentication(char tag) {
     return tag == protocol::frontend_tag::password || tag == protocol::frontend_tag::terminate;
+}
+
+bool is_copy_in_message(char tag) {
+    using namespace protocol::frontend_tag;
+    return tag == copy_data || tag == copy_done || tag == copy_fail;
 }
 
 bool counts_as_sync(char tag) {
@@ -189,14 +195,18 @@ awaitable<void> Session::run() {
         auto ended = co_await (client_to_server() || server_to_client());
         server_ended = ended.index() == 1;
     }
-    if (!protocol_violation_.empty()) {
+    server_.close(ignored);
+    // An error of pgrail's own only between frames: inside a half-sent one it would be garbage.
+    const bool between_frames = from_server_.passthrough_remaining == 0 && !client_write_cut_;
+    if (!between_frames) {
+        spdlog::info("session {}: closing the client mid-message", context_.session_id);
+    } else if (!protocol_violation_.empty()) {
         co_await send_fatal("08P01", protocol_violation_);
     } else if (server_ended && !server_sent_fatal_ && !client_terminated_) {
         // The server went away without saying why: tell the client instead of a bare EOF.
         co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
     }
     client_.close(ignored);
-    server_.close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     spdlog::info("session {} end: user={} database={} application_name={} client={} duration={:.3f}s "
                  "bytes_from_client={} bytes_from_server={}",
@@ -399,12 +409,16 @@ awaitable<error_code> Session::write_out(Stream& socket, Outbound& out) {
         auto [write_ec, n] = co_await asio::async_write(socket, rest, use_tuple);
         ec = write_ec;
     }
+    if (ec && &socket == &client_) client_write_cut_ = true;
     out.clear();
     co_return ec;
 }
 
 awaitable<void> Session::send_to_client(std::string bytes) {
-    co_await asio::async_write(client_, asio::buffer(bytes), use_tuple);
+    // pgrail's own last words: a client that does not read them within this time goes
+    // without them (its session must not stay open on its account).
+    asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
+    co_await (asio::async_write(client_, asio::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
 }
 
 awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {
@@ -418,7 +432,11 @@ awaitable<void> Session::client_to_server() {
     const auto max_size = shared_.config.max_message_size;
     const auto on_header = [this](char tag) {
         if (counts_as_sync(tag)) ++syncs_sent_;
+        // Copy data right after a Sync: that Sync followed an Execute of COPY FROM STDIN, and
+        // the server ignores Sync in copy-in mode; only the one after CopyDone earns an answer.
+        if (is_copy_in_message(tag) && last_client_tag_ == protocol::frontend_tag::sync) --syncs_sent_;
         if (tag == protocol::frontend_tag::terminate) client_terminated_ = true;
+        last_client_tag_ = tag;
     };
     while (true) {
         if (auto ec = co_await read_more(in)) {
@@ -426,9 +444,13 @@ awaitable<void> Session::client_to_server() {
             // notice a closed socket until the query ends: cancel it first, then end it.
             if (!client_terminated_) {
                 if (has_client_key_ && syncs_sent_ > ready_received_) co_await send_cancel(upstream_key_);
-                std::string terminate;
-                protocol::encode_terminate(terminate);
-                co_await asio::async_write(server_, asio::buffer(terminate), use_tuple);
+                // Inside a half-forwarded frame a Terminate would be read as its payload: the
+                // socket's close ends that backend anyway.
+                if (in.passthrough_remaining == 0) {
+                    std::string terminate;
+                    protocol::encode_terminate(terminate);
+                    co_await asio::async_write(server_, asio::buffer(terminate), use_tuple);
+                }
             }
             co_return;
         }

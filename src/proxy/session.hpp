@@ -165,6 +165,8 @@ private:
     char transaction_status_ = 'I';
     bool server_sent_fatal_ = false;
     bool client_terminated_ = false;
+    bool client_write_cut_ = false;      // a write to the client failed or was cancelled mid-way
+    char last_client_tag_ = 0;
     std::string protocol_violation_;     // why the client pump stopped, for a FATAL 08P01
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};

@@ -1,7 +1,11 @@
 // COPY in both directions through pgrail: same data as directly, streamed with bounded memory
 // even when one side stops reading (backpressure).
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <thread>
+
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 
@@ -189,4 +193,40 @@ TEST_CASE("COPY errors and client-side aborts are relayed", "[copy]") {
         for (auto& o : run(conn.get(), "SELECT count(*) FROM c; COPY c TO STDOUT")) all.push_back(o);
     }
     CHECK(per_route[1] == per_route[0]);
+}
+
+TEST_CASE("after an extended-protocol COPY FROM STDIN the session is in step again", "[copy]") {
+    if (!Cluster::get().proxied()) return;
+    // libpq sends Sync after the Execute of COPY (the server ignores it in copy-in mode) and
+    // again after CopyDone. Were both counted, pgrail would think a query still runs, and a
+    // client that then drops its connection would get a needless CancelRequest sent upstream.
+    auto admin_conn = admin();
+    (void)run(admin_conn.get(), "DROP TABLE IF EXISTS copy_in_step; CREATE TABLE copy_in_step (v int);"
+                                "GRANT SELECT, INSERT ON copy_in_step TO agent");
+    const auto cancels_logged = [] {
+        std::ifstream log_file(Cluster::get().pgrail_log);
+        const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+        std::size_t count = 0;
+        for (auto at = log.find("sent cancel request"); at != std::string::npos; at = log.find("sent cancel request", at + 1))
+            ++count;
+        return count;
+    };
+    auto conn = connect(Route::pgrail);
+    REQUIRE(PQsendQueryParams(conn.get(), "COPY copy_in_step FROM STDIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    Result started(PQgetResult(conn.get()));
+    REQUIRE(PQresultStatus(started.get()) == PGRES_COPY_IN);
+    REQUIRE(PQputCopyData(conn.get(), "1\n2\n", 4) == 1);
+    REQUIRE(PQputCopyEnd(conn.get(), nullptr) == 1);
+    Result done(PQgetResult(conn.get()));
+    CHECK(PQresultStatus(done.get()) == PGRES_COMMAND_OK);
+    while (PGresult* rest = PQgetResult(conn.get())) PQclear(rest);
+    CHECK(scalar(conn.get(), "SELECT count(*) FROM copy_in_step") == "2");
+    const auto backend = scalar(conn.get(), "SELECT pg_backend_pid()");
+
+    const auto before = cancels_logged();
+    ::shutdown(PQsocket(conn.get()), SHUT_RDWR);  // gone without a Terminate
+    CHECK(eventually([&] {
+        return scalar(admin_conn.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " + backend) == "0";
+    }, std::chrono::seconds(5)));
+    CHECK(cancels_logged() == before);
 }
