@@ -85,4 +85,12 @@ void encode_parameter_status(std::string& out, std::string_view name, std::strin
     MessageWriter(out, backend_tag::parameter_status).cstring(name).cstring(value).finish();
 }
 
+void encode_negotiate_protocol_version(std::string& out, std::uint32_t newest_version,
+                                       const std::vector<std::string>& unrecognised_options) {
+    MessageWriter writer(out, backend_tag::negotiate_protocol_version);
+    writer.i32(static_cast<std::int32_t>(newest_version)).i32(static_cast<std::int32_t>(unrecognised_options.size()));
+    for (const auto& option : unrecognised_options) writer.cstring(option);
+    writer.finish();
+}
+
 }  // namespace pgrail::protocol

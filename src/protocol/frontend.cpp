@@ -90,4 +90,12 @@ void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secr
 
 void encode_terminate(std::string& out) { MessageWriter(out, frontend_tag::terminate).finish(); }
 
+void encode_startup_message(std::string& out, std::uint32_t version,
+                            const std::vector<std::pair<std::string, std::string>>& parameters) {
+    MessageWriter writer(out, '\0');  // startup packets have no tag
+    writer.i32(static_cast<std::int32_t>(version));
+    for (const auto& [name, value] : parameters) writer.cstring(name).cstring(value);
+    writer.u8(0).finish();
+}
+
 }  // namespace pgrail::protocol

@@ -187,7 +187,7 @@ awaitable<void> Session::run() {
     spdlog::info("session {} start: user={} database={} application_name={} client={}", context_.session_id,
                  context_.user, context_.database, context_.application_name, context_.client_address);
 
-    // The startup packet goes upstream as the client sent it.
+    // The startup packet goes upstream as the client sent it (as 3.0 without `_pq_.` options).
     Outbound startup;
     startup.forward(startup_bytes_);
     bool server_ended = false;
@@ -273,11 +273,31 @@ awaitable<bool> Session::read_startup() {
                                                      major, minor));
             co_return false;
         }
+        // pgrail speaks 3.0 and knows no protocol options (`_pq_.*`): like PostgreSQL 15 it says
+        // so with NegotiateProtocolVersion and goes on in 3.0, so the server always sees a 3.0
+        // startup and answers in 3.0 (BackendKeyData and CancelRequest of 3.0's size).
+        StartupParameters parameters;
+        std::vector<std::string> options;
+        for (const auto& parameter : parsed->parameters) {
+            if (parameter.first.starts_with("_pq_.")) {
+                options.push_back(parameter.first);
+            } else {
+                parameters.push_back(parameter);
+            }
+        }
+        if (minor > 0 || !options.empty()) {
+            std::string negotiate;
+            protocol::encode_negotiate_protocol_version(negotiate, protocol::protocol_version_3, options);
+            auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(negotiate), use_tuple);
+            if (wec) co_return false;
+            packet.clear();
+            protocol::encode_startup_message(packet, protocol::protocol_version_3, parameters);
+        }
         context_.user = parsed->parameter("user");
         context_.database = parsed->parameter("database");
         if (context_.database.empty()) context_.database = context_.user;
         context_.application_name = parsed->parameter("application_name");
-        startup_parameters_ = parsed->parameters;
+        startup_parameters_ = std::move(parameters);
         startup_bytes_ = std::move(packet);
         co_return true;
     }

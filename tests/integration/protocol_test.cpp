@@ -1,5 +1,6 @@
 // Raw protocol through pgrail: SSL/GSS negotiation, refused protocol versions and malformed
 // frames (each answered FATAL 08P01 and closed, with pgrail still serving everyone else).
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -97,6 +98,32 @@ TEST_CASE("protocol versions other than 3 are refused as PostgreSQL refuses them
             }
             CHECK(actual == expected);
         }
+    }
+}
+
+TEST_CASE("a newer protocol 3 minor or _pq_ options are negotiated down to 3.0 as PostgreSQL 15 does", "[protocol]") {
+    // The first message answers the startup: NegotiateProtocolVersion(3.0, the options), from
+    // PostgreSQL itself directly, from pgrail through it; the login goes on in 3.0.
+    const auto packet = startup_packet(0x00030002, {{"user", "plainuser"}, {"database", Cluster::get().database},
+                                                    {"_pq_.some_option", "on"}});
+    for (const Route route : {Route::direct, Route::pgrail}) {
+        INFO((route == Route::direct ? "direct" : "through pgrail"));
+        RawSocket socket(route);
+        socket.send(packet);
+        const std::string expected("v\0\0\0\x1d\0\x03\0\0\0\0\0\x01_pq_.some_option\0", 30);
+        CHECK(socket.read_exactly(expected.size()) == expected);
+        REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // cleartext password
+        socket.send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
+        std::string bytes;
+        while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
+            const auto more = socket.read_exactly(1);
+            REQUIRE_FALSE(more.empty());
+            bytes += more;
+        }
+        const auto messages = split_messages(bytes);
+        const auto key = std::find_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'K'; });
+        REQUIRE(key != messages.end());
+        CHECK(key->body.size() == 8);  // a 3.0 BackendKeyData
     }
 }
 

@@ -20,6 +20,7 @@ inline constexpr char parameter_status = 'S';
 inline constexpr char row_description = 'T';
 inline constexpr char data_row = 'D';
 inline constexpr char command_complete = 'C';
+inline constexpr char negotiate_protocol_version = 'v';
 }  // namespace backend_tag
 
 inline constexpr std::int32_t auth_sasl = 10;
@@ -57,5 +58,9 @@ void encode_backend_key_data(std::string& out, BackendKey key);
 void encode_authentication_sasl(std::string& out, const std::vector<std::string_view>& mechanisms);
 void encode_ready_for_query(std::string& out, char status);
 void encode_parameter_status(std::string& out, std::string_view name, std::string_view value);
+// The newest protocol version spoken, and the `_pq_.` options not recognised. (The protocol
+// documentation calls the first field a minor version; PostgreSQL sends the whole version code.)
+void encode_negotiate_protocol_version(std::string& out, std::uint32_t newest_version,
+                                       const std::vector<std::string>& unrecognised_options);
 
 }  // namespace pgrail::protocol

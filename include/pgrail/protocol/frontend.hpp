@@ -66,5 +66,7 @@ void encode_parse(std::string& out, std::string_view statement_name, std::string
                   std::string_view parameter_types);
 void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secret);
 void encode_terminate(std::string& out);
+void encode_startup_message(std::string& out, std::uint32_t version,
+                            const std::vector<std::pair<std::string, std::string>>& parameters);
 
 }  // namespace pgrail::protocol

@@ -124,3 +124,16 @@ TEST_CASE("ByteReader fails for good after a bad read") {
     CHECK_FALSE(reader.complete());
     CHECK_FALSE(reader.u8());
 }
+
+TEST_CASE("a StartupMessage and a NegotiateProtocolVersion are encoded as PostgreSQL expects") {
+    std::string packet;
+    encode_startup_message(packet, protocol_version_3, {{"user", "agent"}, {"database", "app"}});
+    CHECK(packet == startup(protocol_version_3, "user\0agent\0database\0app\0\0"s));
+    const auto parsed = parse_startup_packet(packet);
+    REQUIRE(parsed);
+    CHECK(parsed->parameter("database") == "app");
+
+    std::string negotiate;
+    encode_negotiate_protocol_version(negotiate, protocol_version_3, {"_pq_.a", "_pq_.b"});
+    CHECK(negotiate == "v\0\0\0\x1a\0\x03\0\0\0\0\0\x02_pq_.a\0_pq_.b\0"s);
+}
