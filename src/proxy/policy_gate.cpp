@@ -31,6 +31,15 @@ nlohmann::json session_fields(const SessionContext& session) {
             {"application_name", session.application_name}};
 }
 
+// What every refusal's audit line says of the decision.
+void add_decision_fields(nlohmann::json& event, const policy::Decision& decision) {
+    event["rule"] = decision.rule;
+    event["guard"] = decision.guard;
+    event["decision"] = "deny";
+    event["sqlstate"] = decision.sqlstate;
+    event["message"] = decision.message;
+}
+
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
@@ -162,11 +171,7 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
     event["tag"] = "FunctionCall";
     event["class"] = "unknown";
     event["function_oid"] = function_oid;
-    event["rule"] = decision.rule;
-    event["guard"] = decision.guard;
-    event["decision"] = "deny";
-    event["sqlstate"] = decision.sqlstate;
-    event["message"] = decision.message;
+    add_decision_fields(event, decision);
     const bool written = audit_log_->record(std::move(event));
     GateVerdict verdict;
     if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
@@ -182,11 +187,7 @@ std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionCon
     if (decision.allowed()) return std::nullopt;
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";
-    event["rule"] = decision.rule;
-    event["guard"] = decision.guard;
-    event["decision"] = "deny";
-    event["sqlstate"] = decision.sqlstate;
-    event["message"] = decision.message;
+    add_decision_fields(event, decision);
     const bool written = audit_log_->record(std::move(event));
     if (!decision.enforced && written) return std::nullopt;
     auto error = written ? error_of(decision) : audit_unavailable();
@@ -214,11 +215,7 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         event["statement_bytes"] = sql.size();
     }
     if (analysis.error) event["parse_error"] = analysis.error->message;
-    event["rule"] = decision.rule;
-    event["guard"] = decision.guard;
-    event["decision"] = "deny";
-    event["sqlstate"] = decision.sqlstate;
-    event["message"] = decision.message;
+    add_decision_fields(event, decision);
     if (!audit_log_->record(std::move(event))) {
         spdlog::error("session {}: audit log write failed", session.session_id);
         return false;
