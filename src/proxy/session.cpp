@@ -74,10 +74,12 @@ bool inspect_from_server(char tag, std::size_t total_size) {
     return tag == authentication || tag == backend_key_data || tag == ready_for_query;
 }
 
-// Before the server has authenticated the client, only the authentication exchange passes.
+// Before the server has authenticated the client, only the authentication exchange passes,
+// one frame at a time, each no longer than PostgreSQL accepts (PG_MAX_AUTH_TOKEN_LENGTH).
 bool allowed_before_authentication(char tag) {
     return tag == protocol::frontend_tag::password || tag == protocol::frontend_tag::terminate;
 }
+constexpr std::size_t max_authentication_frame = protocol::header_size + 65535;
 
 bool is_copy_in_message(char tag) {
     using namespace protocol::frontend_tag;
@@ -452,11 +454,20 @@ awaitable<void> Session::client_to_server() {
     const auto max_size = shared_.config.max_message_size;
     const auto on_header = [this](char tag) {
         if (counts_as_sync(tag)) ++syncs_sent_;
-        // Copy data right after a Sync: that Sync followed an Execute of COPY FROM STDIN, and
-        // the server ignores Sync in copy-in mode; only the one after CopyDone earns an answer.
-        if (is_copy_in_message(tag) && last_client_tag_ == protocol::frontend_tag::sync) --syncs_sent_;
+        if (is_copy_in_message(tag)) {
+            // Copy data right after a Sync, the server in copy-in mode: that Sync followed the
+            // Execute of COPY FROM STDIN and the server ignores it; only the one after CopyDone
+            // earns a ReadyForQuery.
+            if (last_client_tag_ == protocol::frontend_tag::sync && server_in_copy_in_) --syncs_sent_;
+            if (tag != protocol::frontend_tag::copy_data) server_in_copy_in_ = false;
+        }
         if (tag == protocol::frontend_tag::terminate) client_terminated_ = true;
         last_client_tag_ = tag;
+    };
+    // Until the server has authenticated the client every frame is read whole, so that the
+    // check below sees each one's header before anything of it moves.
+    const auto inspect = [this](char tag, std::size_t size) {
+        return ready_received_ == 0 || inspect_from_client(tag, size);
     };
     while (true) {
         if (auto ec = co_await read_more(in)) {
@@ -478,15 +489,21 @@ awaitable<void> Session::client_to_server() {
             // pgrail reads no SQL from a client the server has not authenticated yet: a frame
             // other than the authentication exchange waits (unread) for the first ReadyForQuery,
             // as PostgreSQL would read it only then.
-            if (ready_received_ == 0 && in.passthrough_remaining == 0) {
+            if (ready_received_ == 0) {
                 const auto header = protocol::read_header(in.buffer.pending(), max_size);
-                if (header.status == protocol::FrameStatus::complete &&
-                    !allowed_before_authentication(header.header.tag)) {
-                    if (co_await write_out(server_, to_server_)) co_return;
-                    if (!co_await authenticated()) co_return;
+                if (header.status == protocol::FrameStatus::complete) {
+                    if (!allowed_before_authentication(header.header.tag)) {
+                        if (co_await write_out(server_, to_server_)) co_return;
+                        if (!co_await authenticated()) co_return;
+                    } else if (header.header.total_size() > max_authentication_frame) {
+                        protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"",
+                                                          header.header.length, header.header.tag);
+                        co_await write_out(server_, to_server_);
+                        co_return;
+                    }
                 }
             }
-            const auto next = next_frame(in, to_server_, max_size, inspect_from_client, on_header);
+            const auto next = next_frame(in, to_server_, max_size, inspect, on_header);
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
@@ -500,6 +517,8 @@ awaitable<void> Session::client_to_server() {
             const char tag = next.header.header.tag;
             if (tag == protocol::frontend_tag::function_call) {
                 on_function_call(next.frame, to_server_);
+            } else if (tag != protocol::frontend_tag::query && tag != protocol::frontend_tag::parse) {
+                to_server_.forward(next.frame);  // read whole only while authentication holds frames
             } else if (const auto statement = statement_of(tag, next.frame)) {
                 // Most texts are checked here; a long new one elsewhere (see check_elsewhere).
                 // (Not a conditional expression: GCC 12 miscompiles co_await inside one.)
@@ -678,7 +697,9 @@ awaitable<void> Session::server_to_client() {
     while (true) {
         if (auto ec = co_await read_more(in)) co_return;
         while (true) {
-            const auto next = next_frame(in, to_client_, max_size, inspect_from_server, [](char) {});
+            const auto next = next_frame(in, to_client_, max_size, inspect_from_server, [this](char tag) {
+                if (tag == protocol::backend_tag::copy_in_response) server_in_copy_in_ = true;
+            });
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::error("session {}: invalid message from the server: {} (header {})", context_.session_id,

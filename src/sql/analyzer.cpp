@@ -77,6 +77,41 @@ std::size_t character_count(std::string_view text) {
     }));
 }
 
+// PostgreSQL's scanner reads a whole run of operator characters before it decides where the
+// operator ends, and when it keeps only the first one ("-+-+..." is a chain of unary signs) it
+// scans the rest of the run again: time quadratic in the run's length (100 KB of "-+" is a
+// minute of CPU, in pgrail and in the server alike). Runs up to NAMEDATALEN cost linear time;
+// longer ones are refused once their squares add up to this budget (a run of 4096: about a
+// quarter of a second). Counted in the raw text (a run inside a literal or comment counts too),
+// and again in a PL/pgSQL body once its escapes are decoded.
+constexpr std::size_t operator_run_budget = std::size_t{1} << 24;
+constexpr std::size_t linear_operator_run = 64;
+
+bool is_operator_char(char c) { return std::string_view("~!@#^&|`?+-*/%<>=").find(c) != std::string_view::npos; }
+
+std::optional<ParseError> check_operator_runs(std::string_view text) {
+    std::size_t cost = 0;
+    for (std::size_t start = 0; start < text.size();) {
+        if (!is_operator_char(text[start])) {
+            ++start;
+            continue;
+        }
+        std::size_t end = start;
+        while (end < text.size() && is_operator_char(text[end])) ++end;
+        const std::size_t length = end - start;
+        if (length > linear_operator_run) cost += length * length;
+        if (cost > operator_run_budget) {
+            return ParseError{"a run of " + std::to_string(length) +
+                                  " operator characters is too long to scan safely (PostgreSQL's scanner "
+                                  "takes time quadratic in such runs): separate them with spaces, or pass such "
+                                  "text as a parameter",
+                              character_count(text.substr(0, start)) + 1};
+        }
+        start = end;
+    }
+    return std::nullopt;
+}
+
 std::string lower(std::string_view text) {
     std::string result(text);
     std::transform(result.begin(), result.end(), result.begin(),
@@ -676,6 +711,8 @@ private:
     // (CREATE FUNCTION) only dynamic EXECUTE is recorded.
     void inspect_plpgsql(std::string_view code, bool runs_now, const std::string& function) {
         if (body_level_ >= max_body_level) throw Refusal{"DO blocks nested too deeply"};
+        // The body as the PL/pgSQL scanner sees it: E'\x2b\x2d...' has no operator run before decoding.
+        if (auto too_long = check_operator_runs(code)) throw Refusal{std::move(too_long->message)};
         const std::string code_text(code);
         const ScanOutcome scanned = scan(code_text.c_str());
         if (scanned.error) {
@@ -902,40 +939,6 @@ std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int
         }
     }
     return result;
-}
-
-// PostgreSQL's scanner reads a whole run of operator characters before it decides where the
-// operator ends, and when it keeps only the first one ("-+-+..." is a chain of unary signs) it
-// scans the rest of the run again: time quadratic in the run's length (100 KB of "-+" is a
-// minute of CPU, in pgrail and in the server alike). Runs up to NAMEDATALEN cost linear time;
-// longer ones are refused once their squares add up to this budget (a run of 4096: about a
-// quarter of a second). Counted in the raw text: a run inside a literal or comment counts too.
-constexpr std::size_t operator_run_budget = std::size_t{1} << 24;
-constexpr std::size_t linear_operator_run = 64;
-
-bool is_operator_char(char c) { return std::string_view("~!@#^&|`?+-*/%<>=").find(c) != std::string_view::npos; }
-
-std::optional<ParseError> check_operator_runs(std::string_view text) {
-    std::size_t cost = 0;
-    for (std::size_t start = 0; start < text.size();) {
-        if (!is_operator_char(text[start])) {
-            ++start;
-            continue;
-        }
-        std::size_t end = start;
-        while (end < text.size() && is_operator_char(text[end])) ++end;
-        const std::size_t length = end - start;
-        if (length > linear_operator_run) cost += length * length;
-        if (cost > operator_run_budget) {
-            return ParseError{"a run of " + std::to_string(length) +
-                                  " operator characters is too long to scan safely (PostgreSQL's scanner "
-                                  "takes time quadratic in such runs): separate them with spaces, or pass such "
-                                  "text as a parameter",
-                              character_count(text.substr(0, start)) + 1};
-        }
-        start = end;
-    }
-    return std::nullopt;
 }
 
 enum class Path {

@@ -230,3 +230,25 @@ TEST_CASE("after an extended-protocol COPY FROM STDIN the session is in step aga
     }, std::chrono::seconds(5)));
     CHECK(cancels_logged() == before);
 }
+
+TEST_CASE("an error that quotes a huge value streams through, not held whole", "[copy][query]") {
+    // The server's ErrorResponse quotes the 100 MB value; pgrail reads short ErrorResponses
+    // whole (to spot FATAL and its own stand-in errors) and streams longer ones.
+    auto direct = connect(Route::direct);
+    auto proxied = connect(Route::pgrail);
+    const std::string sql = "SELECT repeat('x', 100000000)::int";
+    const auto expected = run(direct.get(), sql);
+    REQUIRE(expected.size() == 1);
+    CHECK(expected[0].sqlstate == "22P02");
+    CHECK(expected[0].message.size() > 100000000);
+    RssSampler sampler;
+    const auto through = run(proxied.get(), sql);
+    const long max_rss = sampler.finish();
+    CHECK(through == expected);
+    CHECK(scalar(proxied.get(), "SELECT 'after'") == "after");
+    if (Cluster::get().proxied()) {
+        INFO("pgrail max VmRSS " << max_rss << " KiB");
+        CHECK(max_rss > 0);
+        CHECK(max_rss < rss_bound_kib);
+    }
+}

@@ -370,6 +370,17 @@ TEST_CASE("pgrail reads no SQL before the server has authenticated the client", 
     const auto lines = proxy.audit_lines();
     REQUIRE(lines.size() == 1);
     CHECK(lines[0]["user"] == "plainuser");
+
+    // A wrong password and a query in one write: the server refuses the login, and the query
+    // behind the password was never looked at.
+    RawSocket impostor(proxy.process.port());
+    impostor.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", Cluster::get().database}}));
+    REQUIRE(impostor.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));
+    impostor.send("p" + be32(4 + 6) + std::string("wrong\0", 6) + query);
+    const auto refusal = split_messages(impostor.read_until_close());
+    REQUIRE(refusal.size() == 1);
+    CHECK(error_fields(refusal[0].body).at('C') == "28P01");
+    CHECK(proxy.audit_lines().size() == 1);
 }
 
 TEST_CASE("a fast-path FunctionCall is refused like a failing call, and audited", "[policy]") {

@@ -212,16 +212,3 @@ TEST_CASE("a long pipeline of small queries", "[query][pipeline]") {
         return all;
     });
 }
-
-TEST_CASE("an error that quotes a huge value streams through unchanged", "[query]") {
-    // pgrail reads short ErrorResponses whole; this one (over 1 MB) passes through as it comes.
-    auto direct = connect(Route::direct);
-    auto proxied = connect(Route::pgrail);
-    const std::string sql = "SELECT repeat('x', 1000000)::int";
-    const auto expected = run(direct.get(), sql);
-    REQUIRE(expected.size() == 1);
-    CHECK(expected[0].sqlstate == "22P02");
-    CHECK(expected[0].message.size() > 1000000);
-    CHECK(run(proxied.get(), sql) == expected);
-    CHECK(scalar(proxied.get(), "SELECT 'after'") == "after");
-}

@@ -21,6 +21,7 @@ inline constexpr char row_description = 'T';
 inline constexpr char data_row = 'D';
 inline constexpr char command_complete = 'C';
 inline constexpr char negotiate_protocol_version = 'v';
+inline constexpr char copy_in_response = 'G';
 }  // namespace backend_tag
 
 inline constexpr std::int32_t auth_sasl = 10;

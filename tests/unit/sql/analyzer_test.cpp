@@ -85,6 +85,15 @@ TEST_CASE("long runs of operator characters are refused before PostgreSQL's scan
     CHECK(refused.error->cursor == 12);  // characters: the run starts after "SELECT 'ä' "
     CHECK(refused.statements.at(0).statement_class == StatementClass::unknown);
 
+    // Escaped in a DO body the run only appears once PL/pgSQL's text is decoded: still refused.
+    std::string escaped = "DO E'BEGIN PERFORM 1 ";
+    for (int i = 0; i < 3000; ++i) escaped += "\\x2b\\x2d";
+    escaped += " 1; END'";
+    CHECK(escaped.find("+-") == std::string::npos);
+    const Analysis escaped_analysis = analyze(escaped);
+    REQUIRE(escaped_analysis.error.has_value());
+    CHECK_THAT(escaped_analysis.error->message, Catch::Contains("6000 operator characters"));
+
     // Short runs, and a few long ones (a banner comment, a chain of signs), are still parsed.
     std::string banner = "/" + std::string(300, '*') + "/\nSELECT 1 " + std::string(200, '-') + "\n";
     std::string signs = "SELECT 1 ";
