@@ -6,6 +6,8 @@
 #   REPEATS=3 DURATION=10 SHORT=5 COPY_ROWS=3000000 IDLE=500 bench/run.sh
 #   UPSTREAM=unix bench/run.sh         # both proxies reach PostgreSQL through its Unix socket
 #   PGRAIL_WORKERS=1 bench/run.sh      # pgrail's I/O threads (default: one per core)
+# With build/bench/relay_floor_bench built (cmake --build build --target relay_floor_bench), a
+# relay that forwards bytes and parses nothing joins the -c 8 runs: the floor any proxy stands on.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,9 +28,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # 500 idle clients need > 1000 d
 work=$(mktemp -d /tmp/pgrail-bench.XXXXXX)
 bouncer_pid=''
 policy_pid=''
+floor_pid=''
 cleanup() {
   if [[ -n $bouncer_pid ]]; then kill "$bouncer_pid" 2>/dev/null || true; fi
   if [[ -n $policy_pid ]]; then kill "$policy_pid" 2>/dev/null || true; fi
+  if [[ -n $floor_pid ]]; then kill "$floor_pid" 2>/dev/null || true; fi
   "$repo/scripts/test-cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -79,6 +83,19 @@ start_policy_pgrail "$pgrail_bin" "$work" || exit 1
 declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_port [policy]=$policy_port)
 declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid [policy]=$policy_pid)
 targets=(direct pgrail pgbouncer)
+extra_targets=(policy)
+
+# The floor relay (bench/relay_floor_bench.cpp), over TCP only, with one loop per core like pgrail.
+floor_bin=${FLOOR_BIN:-$repo/build/bench/relay_floor_bench}
+if [[ -x $floor_bin && $UPSTREAM == tcp ]]; then
+  floor_port=$(free_port)
+  setsid "$floor_bin" "$floor_port" "$PG_HOST" "$PG_PORT" "$(nproc)" &
+  floor_pid=$!
+  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 10 || { echo "bench: the floor relay did not start" >&2; exit 1; }
+  port[floor]=$floor_port
+  pid_of[floor]=$floor_pid
+  extra_targets+=(floor)
+fi
 results=$work/results.txt
 : >"$results"
 
@@ -130,7 +147,7 @@ rotated() {
 
 for repeat in $(seq "$REPEATS"); do
   echo "bench: round $repeat/$REPEATS"
-  mapfile -t with_policy < <(rotated "$repeat" "${targets[@]}" policy)
+  mapfile -t with_policy < <(rotated "$repeat" "${targets[@]}" "${extra_targets[@]}")
   mapfile -t in_turn < <(rotated "$repeat" "${targets[@]}")
   for mode in simple extended prepared; do
     for target in "${with_policy[@]}"; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
@@ -193,6 +210,15 @@ for name in c8_simple c8_extended c8_prepared; do
   p=$(value "$name" tps pgrail); q=$(value "$name" tps policy)
   printf '%-28s %11.0f %15.0f %16s %14s\n' "$name tps" "$p" "$q" "$(ratio "$q" "$p")" "$(value "$name" cpu_us_per_txn policy)"
 done
+if [[ -n $floor_pid ]]; then
+  echo
+  printf '%-28s %11s %11s %11s %16s %14s\n' "floor relay" floor pgrail pgbouncer floor/pgbouncer "CPU us/txn"
+  for name in c8_simple c8_extended c8_prepared; do
+    f=$(value "$name" tps floor); p=$(value "$name" tps pgrail); b=$(value "$name" tps pgbouncer)
+    printf '%-28s %11.0f %11.0f %11.0f %16s %14s\n' "$name tps" "$f" "$p" "$b" "$(ratio "$f" "$b")" \
+      "$(value "$name" cpu_us_per_txn floor)"
+  done
+fi
 echo
 echo "raw results: kept in ${BENCH_KEEP:-(set BENCH_KEEP=FILE to keep)}"
 if [[ -n ${BENCH_KEEP:-} ]]; then cp "$results" "$BENCH_KEEP"; fi
