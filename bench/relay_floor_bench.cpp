@@ -79,11 +79,13 @@ void watch(int epoll_fd, Endpoint& endpoint, std::uint32_t events, int op = EPOL
 
 Endpoint& endpoint_of(Pair& pair, int fd) { return pair.client.fd == fd ? pair.client : pair.server; }
 
-void close_pair(Pair& pair) {
+// Closed now, freed after the current batch of events (a later event of it may name the pair).
+void close_pair(Pair& pair, std::vector<Pair*>& closed) {
     if (pair.closed) return;
     pair.closed = true;
     close(pair.client.fd);  // closing removes them from epoll
     close(pair.server.fd);
+    closed.push_back(&pair);
 }
 
 // Sends what the leg holds; false when the peer is gone.
@@ -103,7 +105,10 @@ void run_loop(int listen_fd, sockaddr_in upstream) {
     listen_event.data.ptr = nullptr;
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &listen_event);
     std::array<epoll_event, 64> events{};
+    std::vector<Pair*> closed;
     while (true) {
+        for (Pair* pair : closed) delete pair;
+        closed.clear();
         const int ready = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), -1);
         for (int i = 0; i < ready; ++i) {
             const auto& event = events[static_cast<std::size_t>(i)];
@@ -117,7 +122,7 @@ void run_loop(int listen_fd, sockaddr_in upstream) {
                     continue;
                 }
                 set_nodelay(client);
-                auto* pair = new Pair;  // never freed: a benchmark's connections are few
+                auto* pair = new Pair;
                 pair->up.from = pair->down.to = client;
                 pair->up.to = pair->down.from = server;
                 pair->client = Endpoint{pair, client, &pair->up, &pair->down};
@@ -132,7 +137,7 @@ void run_loop(int listen_fd, sockaddr_in upstream) {
                 // The peer takes more: send the rest, then read its source again.
                 Leg& leg = *endpoint->writes;
                 if (!flush(leg)) {
-                    close_pair(pair);
+                    close_pair(pair, closed);
                     continue;
                 }
                 if (leg.start < leg.end) continue;
@@ -145,13 +150,13 @@ void run_loop(int listen_fd, sockaddr_in upstream) {
             const auto got = recv(leg.from, leg.pending.data(), leg.pending.size(), 0);
             if (got <= 0) {
                 if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-                close_pair(pair);
+                close_pair(pair, closed);
                 continue;
             }
             leg.start = 0;
             leg.end = static_cast<std::size_t>(got);
             if (!flush(leg)) {
-                close_pair(pair);
+                close_pair(pair, closed);
                 continue;
             }
             if (leg.start < leg.end) {
