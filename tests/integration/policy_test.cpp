@@ -53,6 +53,32 @@ std::vector<std::string> shape(const std::vector<Outcome>& outcomes) {
     return out;
 }
 
+// set_config(text, text, boolean)'s OID, for fast-path calls.
+int set_config_oid() {
+    auto conn = admin();
+    return std::stoi(scalar(conn.get(), "SELECT 'set_config(text,text,boolean)'::regprocedure::oid"));
+}
+
+// set_config('default_transaction_read_only', 'off', false) by OID, as libpq's PQfn sends it.
+Result fast_path_set_config(PGconn* conn, int oid) {
+    const char* name = "default_transaction_read_only";
+    const char* value = "off";
+    const char is_local = 0;  // a bool travels as one byte, not as an int
+    PQArgBlock args[3];
+    args[0].len = static_cast<int>(std::strlen(name));
+    args[0].isint = 0;
+    args[0].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(name));
+    args[1].len = static_cast<int>(std::strlen(value));
+    args[1].isint = 0;
+    args[1].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(value));
+    args[2].len = 1;
+    args[2].isint = 0;
+    args[2].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(&is_local));
+    char result_buffer[256];
+    int result_length = 0;
+    return Result(PQfn(conn, oid, reinterpret_cast<int*>(result_buffer), &result_length, 0, args, 3));
+}
+
 }  // namespace
 
 TEST_CASE("a refused statement is an ordinary PostgreSQL error with DETAIL and HINT", "[policy]") {
@@ -199,10 +225,15 @@ TEST_CASE("audit_only forwards everything and records what would have been refus
     auto conn = proxy.connect();
     CHECK(run(conn.get(), "INSERT INTO enforce_items VALUES (1), (2)").at(0).command == "INSERT 0 2");
     CHECK(run(conn.get(), "DELETE FROM enforce_items").at(0).command == "DELETE 2");
+    // A fast-path call, which enforce mode refuses, is forwarded and recorded.
+    const auto called = fast_path_set_config(conn.get(), set_config_oid());
+    CHECK(PQresultStatus(called.get()) == PGRES_COMMAND_OK);
     const auto lines = proxy.audit_lines();
-    REQUIRE(lines.size() == 1);
+    REQUIRE(lines.size() == 2);
     CHECK(lines[0]["event"] == "statement_would_be_refused");
     CHECK(lines[0]["guard"] == "require_where");
+    CHECK(lines[1]["event"] == "statement_would_be_refused");
+    CHECK(lines[1]["guard"] == "function_call");
 }
 
 TEST_CASE("SIGHUP swaps the policy for new statements without dropping sessions", "[policy][reload]") {
@@ -388,28 +419,12 @@ TEST_CASE("a fast-path FunctionCall is refused like a failing call, and audited"
     const EnforcingProxy proxy;
     auto conn = proxy.connect();
     auto direct = connect(Route::direct, "agent");
-    // set_config(text, text, bool) by OID, as libpq's PQfn sends it.
-    const auto oid = std::stoi(scalar(direct.get(), "SELECT 'set_config(text,text,boolean)'::regprocedure::oid"));
-    const char* name = "default_transaction_read_only";
-    const char* value = "off";
-    const char is_local = 0;  // a bool travels as one byte, not as an int
-    PQArgBlock args[3];
-    args[0].len = static_cast<int>(std::strlen(name));
-    args[0].isint = 0;
-    args[0].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(name));
-    args[1].len = static_cast<int>(std::strlen(value));
-    args[1].isint = 0;
-    args[1].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(value));
-    args[2].len = 1;
-    args[2].isint = 0;
-    args[2].u.ptr = const_cast<int*>(reinterpret_cast<const int*>(&is_local));
-    char result_buffer[256];
-    int result_length = 0;
+    const auto oid = set_config_oid();
     for (auto* session : {conn.get(), direct.get()}) {
         const bool proxied = session == conn.get();
         INFO((proxied ? "through pgrail" : "direct"));
         CHECK(run(session, "BEGIN").at(0).command == "BEGIN");
-        Result result(PQfn(session, oid, reinterpret_cast<int*>(result_buffer), &result_length, 0, args, 3));
+        const auto result = fast_path_set_config(session, oid);
         if (proxied) {
             REQUIRE(PQresultStatus(result.get()) == PGRES_FATAL_ERROR);
             CHECK(std::string(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE)) == "42501");

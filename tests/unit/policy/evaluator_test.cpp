@@ -1,6 +1,8 @@
 // evaluate() over hand-built statements: every guard, its order, and its message.
 #include <chrono>
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 
 #include "pgrail/policy/evaluator.hpp"
@@ -340,4 +342,30 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
     auto allow = load_policy_string("version: 1\ndefaults: {options: allow}\nrules:\n  - name: all\n", "p");
     CHECK(evaluate_startup(*allow, agent, Params{{"options", "-c work_mem=1GB -B 10"}}).allowed());
     CHECK(evaluate_startup(*allow, agent, Params{{"options", "-crole=postgres"}}).guard == "protected_settings");
+}
+
+TEST_CASE("a fast-path function call is refused under every rule, in the policy's words if it has them",
+          "[policy][evaluate]") {
+    auto policy = load_policy_string(R"(version: 1
+messages:
+  function_call:
+    message: "pgrail: PQfn is not for {rule}"
+rules:
+  - name: owner
+    match: {users: app_owner}
+    migrator: true
+  - name: all
+)", "p");
+    for (const char* user : {"app_owner", "agent"}) {
+        SessionInfo session;
+        session.user = user;
+        const auto decision = evaluate_function_call(*policy, session, 2078);
+        CHECK(decision.action == Decision::Action::deny);
+        CHECK(decision.guard == "function_call");
+        CHECK(decision.sqlstate == "42501");
+        CHECK(decision.detail == fmt::format("rule \"{}\" refused a FunctionCall message (function OID 2078)",
+                                             decision.rule));
+        CHECK(decision.message == "pgrail: PQfn is not for " + decision.rule);
+        CHECK_THAT(decision.hint, Catch::Contains("SELECT"));
+    }
 }
