@@ -75,11 +75,12 @@ bool inspect_from_server(char tag, std::size_t total_size) {
 }
 
 // Before the server has authenticated the client, only the authentication exchange passes,
-// one frame at a time, each no longer than PostgreSQL accepts (PG_MAX_AUTH_TOKEN_LENGTH).
+// one frame at a time, each no longer than PostgreSQL reads one (PG_MAX_AUTH_TOKEN_LENGTH: the
+// length word, which counts itself, at most 65535).
 bool allowed_before_authentication(char tag) {
     return tag == protocol::frontend_tag::password || tag == protocol::frontend_tag::terminate;
 }
-constexpr std::size_t max_authentication_frame = protocol::header_size + 65535;
+constexpr std::uint32_t max_authentication_length = 65535;
 
 bool is_copy_in_message(char tag) {
     using namespace protocol::frontend_tag;
@@ -495,7 +496,7 @@ awaitable<void> Session::client_to_server() {
                     if (!allowed_before_authentication(header.header.tag)) {
                         if (co_await write_out(server_, to_server_)) co_return;
                         if (!co_await authenticated()) co_return;
-                    } else if (header.header.total_size() > max_authentication_frame) {
+                    } else if (header.header.length > max_authentication_length) {
                         protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"",
                                                           header.header.length, header.header.tag);
                         co_await write_out(server_, to_server_);

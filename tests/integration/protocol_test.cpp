@@ -219,6 +219,26 @@ TEST_CASE("a message with a bad length after login gets FATAL 08P01 and ends the
     require_still_serving();
 }
 
+TEST_CASE("before login a password message is bounded as PostgreSQL bounds it", "[protocol][malformed]") {
+    if (!Cluster::get().proxied()) return;
+    // PostgreSQL reads a password message whose length word is at most 65535: the longest one
+    // reaches the server (a wrong password), one byte more gets FATAL 08P01 from pgrail.
+    for (const std::uint32_t length : {65535u, 65536u}) {
+        INFO("length " << length);
+        RawSocket socket(Route::pgrail);
+        socket.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", Cluster::get().database}}));
+        REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // cleartext password
+        socket.send("p" + be32(length) + std::string(length - 5, 'x') + '\0');
+        const auto answer = socket.read_until_close();
+        const auto messages = split_messages(answer);
+        REQUIRE(messages.size() == 1);
+        REQUIRE(messages[0].type == 'E');
+        CHECK(error_fields(messages[0].body).at('C') == (length == 65535u ? "28P01" : "08P01"));
+        CHECK(socket.eof());
+    }
+    require_still_serving();
+}
+
 TEST_CASE("a frame split into single bytes still works", "[protocol]") {
     // Byte-by-byte startup and query: the decoder must keep partial frames.
     RawSocket socket(Route::pgrail);
