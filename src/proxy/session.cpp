@@ -487,22 +487,8 @@ awaitable<void> Session::client_to_server() {
             co_return;
         }
         while (true) {
-            // pgrail reads no SQL from a client the server has not authenticated yet: a frame
-            // other than the authentication exchange waits (unread) for the first ReadyForQuery,
-            // as PostgreSQL would read it only then.
             if (ready_received_ == 0) {
-                const auto header = protocol::read_header(in.buffer.pending(), max_size);
-                if (header.status == protocol::FrameStatus::complete) {
-                    if (!allowed_before_authentication(header.header.tag)) {
-                        if (co_await write_out(server_, to_server_)) co_return;
-                        if (!co_await authenticated()) co_return;
-                    } else if (header.header.length > max_authentication_length) {
-                        protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"",
-                                                          header.header.length, header.header.tag);
-                        co_await write_out(server_, to_server_);
-                        co_return;
-                    }
-                }
+                if (!co_await hold_until_authenticated(in)) co_return;
             }
             const auto next = next_frame(in, to_server_, max_size, inspect, on_header);
             if (next.kind == NextFrame::Kind::need_more) break;
@@ -547,9 +533,25 @@ awaitable<void> Session::client_to_server() {
     }
 }
 
-awaitable<bool> Session::authenticated() {
-    if (ready_received_ == 0) co_await first_ready_signal_.async_wait(use_tuple);
-    co_return ready_received_ > 0;
+// pgrail reads no SQL from a client the server has not authenticated yet: a frame other than
+// the authentication exchange waits, unread, at the front of the buffer for the first
+// ReadyForQuery, as PostgreSQL would read it only then. False when the pump must stop.
+awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
+    const auto header = protocol::read_header(in.buffer.pending(), shared_.config.max_message_size);
+    if (header.status != protocol::FrameStatus::complete) co_return true;  // next_frame's to judge
+    if (!allowed_before_authentication(header.header.tag)) {
+        if (co_await write_out(server_, to_server_)) co_return false;
+        // (The ReadyForQuery may have come while that write was under way.)
+        if (ready_received_ == 0) co_await first_ready_signal_.async_wait(use_tuple);
+        co_return ready_received_ > 0;
+    }
+    if (header.header.length > max_authentication_length) {
+        protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"", header.header.length,
+                                          header.header.tag);
+        co_await write_out(server_, to_server_);
+        co_return false;
+    }
+    co_return true;
 }
 
 void Session::on_function_call(std::string_view frame, Outbound& out) {

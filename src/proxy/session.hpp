@@ -121,8 +121,8 @@ private:
     awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
-    // Waits for the server's first ReadyForQuery: false when the session ended first.
-    awaitable<bool> authenticated();
+    // Before the first ReadyForQuery: holds a client frame that is not part of the login.
+    awaitable<bool> hold_until_authenticated(Inbound& in);
 
     // Per-frame handlers; they forward the frame, replace it, or stop the pump.
     // A Query's or Parse's statement text (nullopt and a protocol violation when malformed).
