@@ -165,7 +165,8 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
 }
 
 GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::uint32_t function_oid) {
-    const auto decision = policy::evaluate_function_call(*current_policy(), session, function_oid);
+    // The worker's own copy of the policy, as for statements: no lock shared between threads.
+    const auto decision = policy::evaluate_function_call(*thread_state().policy, session, function_oid);
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
     event["tag"] = "FunctionCall";
