@@ -1,8 +1,6 @@
 // COPY in both directions through pgrail: same data as directly, streamed with bounded memory
 // even when one side stops reading (backpressure).
 #include <atomic>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include <sys/socket.h>
@@ -10,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "cluster.hpp"
+#include "pgrail_process.hpp"
 
 using namespace pgrail::test;
 
@@ -204,8 +203,7 @@ TEST_CASE("after an extended-protocol COPY FROM STDIN the session is in step aga
     (void)run(admin_conn.get(), "DROP TABLE IF EXISTS copy_in_step; CREATE TABLE copy_in_step (v int);"
                                 "GRANT SELECT, INSERT ON copy_in_step TO agent");
     const auto cancels_logged = [] {
-        std::ifstream log_file(Cluster::get().pgrail_log);
-        const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+        const auto log = read_file(Cluster::get().pgrail_log);
         std::size_t count = 0;
         for (auto at = log.find("sent cancel request"); at != std::string::npos; at = log.find("sent cancel request", at + 1))
             ++count;

@@ -38,6 +38,17 @@ struct EnforcingProxy {
     }
 };
 
+// The shipped default policy with one piece of text replaced, written to a file of its own.
+std::string default_policy_with(std::string_view from, std::string_view to) {
+    auto policy = read_file(source_dir() + "/policies/default.yaml");
+    const auto at = policy.find(from);
+    REQUIRE(at != std::string::npos);
+    policy.replace(at, from.size(), to);
+    const auto path = PgrailProcess::make_temp_dir() + "/policy.yaml";
+    write_file(path, policy);
+    return path;
+}
+
 void reset_table() {
     auto conn = admin();
     (void)run(conn.get(), "DROP TABLE IF EXISTS enforce_items; CREATE TABLE enforce_items (id int, v text);"
@@ -217,11 +228,7 @@ TEST_CASE("every refusal is audited before the answer, with literals redacted", 
 
 TEST_CASE("audit_only forwards everything and records what would have been refused", "[policy][audit]") {
     reset_table();
-    const auto dir = PgrailProcess::make_temp_dir();
-    auto policy = read_file(source_dir() + "/policies/default.yaml");
-    policy.replace(policy.find("mode: enforce"), std::string("mode: enforce").size(), "mode: audit_only");
-    write_file(dir + "/audit_only.yaml", policy);
-    EnforcingProxy proxy(dir + "/audit_only.yaml");
+    EnforcingProxy proxy(default_policy_with("mode: enforce", "mode: audit_only"));
     auto conn = proxy.connect();
     CHECK(run(conn.get(), "INSERT INTO enforce_items VALUES (1), (2)").at(0).command == "INSERT 0 2");
     CHECK(run(conn.get(), "DELETE FROM enforce_items").at(0).command == "DELETE 2");
@@ -336,14 +343,9 @@ TEST_CASE("a statement shape allowed for one role is still refused for another",
     // One I/O thread, so both sessions share one cache of statement shapes: the owner's
     // INSERTs put the shape there, the agent's INSERT of other values has the same shape.
     reset_table();
-    const auto dir = PgrailProcess::make_temp_dir();
-    const auto policy_path = dir + "/policy.yaml";
-    auto policy = read_file(source_dir() + "/policies/default.yaml");
-    const std::string agents_rule = "  - name: agents\n";
-    REQUIRE(policy.find(agents_rule) != std::string::npos);
-    policy.replace(policy.find(agents_rule), agents_rule.size(), agents_rule + "    read_only_tables: [enforce_items]\n");
-    write_file(policy_path, policy);
-    const EnforcingProxy proxy(policy_path, "workers: 1\n");
+    const EnforcingProxy proxy(
+        default_policy_with("  - name: agents\n", "  - name: agents\n    read_only_tables: [enforce_items]\n"),
+        "workers: 1\n");
     auto owner = proxy.connect("app_owner");
     auto agent = proxy.connect("agent");
 
