@@ -23,6 +23,24 @@ bool backend_in_state(PGconn* admin_conn, const std::string& where, const std::s
 
 std::string pid_is(int pid) { return "pid = " + std::to_string(pid); }
 
+// Logs a raw socket in as plainuser (cleartext password) and reads up to the first ReadyForQuery.
+void log_in_as_plainuser(RawSocket& raw, const std::string& application_name) {
+    raw.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", "app"},
+                                         {"application_name", application_name}}));
+    REQUIRE(raw.read_exactly(9).size() == 9);  // AuthenticationCleartextPassword
+    raw.send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
+    std::string login;
+    while (login.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
+        const auto more = raw.read_exactly(1);
+        REQUIRE_FALSE(more.empty());
+        login += more;
+    }
+}
+
+std::string query_message(const std::string& sql) {
+    return "Q" + be32(static_cast<std::uint32_t>(4 + sql.size() + 1)) + sql + '\0';
+}
+
 // Cancels what `conn` is running with PQcancel and returns what the query answered.
 std::vector<Outcome> cancel_and_drain(PGconn* conn) {
     PGcancel* cancel = PQgetCancel(conn);
@@ -134,18 +152,8 @@ TEST_CASE("a raw client that closes its socket mid-query ends its server backend
     auto admin_conn = admin();
     std::optional<RawSocket> raw;
     raw.emplace(Route::pgrail);
-    raw->send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", "app"},
-                                          {"application_name", "raw_closed"}}));
-    REQUIRE(raw->read_exactly(9).size() == 9);
-    raw->send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
-    std::string login;
-    while (login.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
-        const auto more = raw->read_exactly(1);
-        REQUIRE_FALSE(more.empty());
-        login += more;
-    }
-    const std::string query = "SELECT pg_sleep(60)";
-    raw->send("Q" + be32(static_cast<std::uint32_t>(4 + query.size() + 1)) + query + '\0');
+    log_in_as_plainuser(*raw, "raw_closed");
+    raw->send(query_message("SELECT pg_sleep(60)"));
     const std::string where = "application_name = 'raw_closed'";
     REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), where, "active"); }, std::chrono::seconds(5)));
     raw.reset();  // close without Terminate
@@ -221,4 +229,46 @@ TEST_CASE("pgrail reaches a PostgreSQL on the same host through its Unix socket"
     REQUIRE(outcomes.size() == 1);
     CHECK(outcomes[0].sqlstate == "57014");
     CHECK(scalar(conn.get(), "SELECT 'still usable'") == "still usable");
+}
+
+TEST_CASE("a server that dies inside a message: the client gets the cut message and EOF, nothing spliced in",
+          "[session][terminate]") {
+    // A backend blocked writing to its client and told to die sends nothing more (it may be
+    // inside a message): PostgreSQL's ProcessClientWriteInterrupt. The client must see exactly
+    // that through pgrail too: no FATAL of pgrail's inside the half-sent DataRow.
+    const auto cut_sessions_logged = [] {
+        const auto log = read_file(Cluster::get().pgrail_log);
+        std::size_t count = 0;
+        for (auto at = log.find("closing the client mid-message"); at != std::string::npos;
+             at = log.find("closing the client mid-message", at + 1))
+            ++count;
+        return count;
+    };
+    const auto logged_before = Cluster::get().proxied() ? cut_sessions_logged() : 0;
+    auto admin_conn = admin();
+    for (const Route route : both_routes) {
+        INFO(route_name(route));
+        const std::string app_name = std::string("cut_mid_row_") + route_name(route);
+        RawSocket raw(route);
+        log_in_as_plainuser(raw, app_name);
+        // One 64 MiB row, far more than the socket buffers and pgrail hold: the backend blocks.
+        raw.send(query_message("SELECT repeat('x', 64 * 1024 * 1024)"));
+        const std::string where = "application_name = '" + app_name + "' AND wait_event = 'ClientWrite'";
+        REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), where, "active"); },
+                           std::chrono::seconds(10)));
+        CHECK(scalar(admin_conn.get(), "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE " +
+                                           where) == "t");
+        const auto bytes = raw.read_until_close(std::chrono::seconds(30));
+        CHECK(raw.eof());
+        const auto messages = split_messages(bytes);
+        REQUIRE(messages.size() == 2);
+        CHECK(messages[0].type == 'T');  // RowDescription
+        CHECK(messages[1].type == '?');  // the DataRow, cut
+        CHECK(bytes.back() == 'x');      // and nothing after it
+    }
+    if (Cluster::get().proxied()) {
+        CHECK(eventually([&] { return cut_sessions_logged() == logged_before + 1; }, std::chrono::seconds(5)));
+        auto conn = connect(Route::pgrail);
+        CHECK(scalar(conn.get(), "SELECT 'pgrail serves on'") == "pgrail serves on");
+    }
 }
