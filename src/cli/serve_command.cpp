@@ -43,7 +43,8 @@ void serve(const std::string& config_path) {
     }
     auto audit_log = std::make_shared<audit::AuditLog>(
         config.audit_file, config.audit_fsync ? audit::FsyncMode::always : audit::FsyncMode::never);
-    auto gate = std::make_shared<proxy::PolicyGate>(policy, audit_log, config.audit_redact_literals);
+    auto gate = std::make_shared<proxy::PolicyGate>(policy, audit_log, config.audit_redact_literals,
+                                                    config.max_analyzed_size);
     std::shared_ptr<proxy::MigrationCommands> migration_commands;
     if (!config.migrations_dir.empty())
         migration_commands = std::make_shared<proxy::MigrationCommands>(config, audit_log, gate);

@@ -28,7 +28,8 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     ServeConfig config;
     const auto& root = reader.root();
     if (root.IsNull()) return config;
-    reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "log", "policy", "audit", "migrations"},
+    reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "log", "policy",
+                                "audit", "migrations"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port"}, "listen");
@@ -54,6 +55,9 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         // Below 1 KiB no ordinary client could talk; PostgreSQL itself stops at 1 GiB.
         config.max_message_size = static_cast<std::uint32_t>(
             reader.as_int(root["max_message_size"], "max_message_size", 1024, 1 << 30));
+    if (root["max_analyzed_size"])
+        config.max_analyzed_size = static_cast<std::uint32_t>(
+            reader.as_int(root["max_analyzed_size"], "max_analyzed_size", 1024, 1 << 30));
     if (const auto log = root["log"]) {
         reader.expect_map(log, {"level", "format"}, "log");
         if (log["level"])

@@ -111,6 +111,17 @@ Decision parse_error(const Context& context, const Statement* statement, const s
         decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement that does not parse "
                                       "with the PostgreSQL 15 grammar",
                                       context.rule.name);
+        if (error->limit) {
+            // Not a syntax error: text beyond what pgrail analyses safely (program_limit_exceeded).
+            decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement beyond pgrail's "
+                                          "limits for analysing SQL",
+                                          context.rule.name);
+            if (decision.hint.empty())
+                decision.hint = "pgrail analyses every statement before it forwards it; the message says which "
+                                "limit this one exceeds. Send data as parameters (extended protocol) or with COPY.";
+            decision.sqlstate = "54000";
+            return decision;
+        }
         if (decision.hint.empty()) decision.hint = "Correct the statement; pgrail forwards only SQL it can parse.";
         decision.sqlstate = "42601";  // syntax_error, as the server would have answered
         return decision;

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/json.hpp"
 #include "pgrail/sql/literal_shape.hpp"
 #include "pgrail/sql/normalize.hpp"
@@ -83,8 +84,9 @@ PolicyGate::ThreadState& PolicyGate::thread_state() {
 }
 
 PolicyGate::PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared_ptr<audit::AuditLog> audit_log,
-                       bool redact_literals)
-    : policy_(std::move(policy)), audit_log_(std::move(audit_log)), redact_literals_(redact_literals) {}
+                       bool redact_literals, std::size_t max_analyzed_size)
+    : policy_(std::move(policy)), audit_log_(std::move(audit_log)), redact_literals_(redact_literals),
+      max_analyzed_size_(max_analyzed_size) {}
 
 void PolicyGate::replace_policy(std::shared_ptr<const policy::Policy> policy) {
     std::lock_guard lock(policy_mutex_);
@@ -104,7 +106,7 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
 }
 
 bool PolicyGate::quick(std::string_view sql) {
-    if (sql.size() <= quick_text_max) return true;
+    if (sql.size() <= quick_text_max || sql.size() > max_analyzed_size_) return true;
     if (sql.size() <= front_cache_max_text) {
         const auto& slot = thread_state().slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
         if (slot.analysis && slot.text == sql) return true;
@@ -114,6 +116,8 @@ bool PolicyGate::quick(std::string_view sql) {
 
 GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::string_view sql) {
     auto& state = thread_state();
+    if (sql.size() > max_analyzed_size_)
+        return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
     if (sql.size() > front_cache_max_text) return decide(session, state, *cache_.analyze(sql), sql);
     auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
     if (slot.analysis && slot.text == sql) return decide(session, state, *slot.analysis, sql);
@@ -207,8 +211,16 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         event["class"] = sql::to_string(statement.statement_class);
         event["objects"] = std::move(rendered["objects"]);
         const std::string_view text = sql.substr(statement.offset, statement.length);
-        // Normalised only here, on a refusal: the allow path never pays for it.
-        event["statement"] = !redact_literals_ ? std::string(text) : statement.error ? std::string() : sql::normalize(text);
+        // Normalised only here, on a refusal: the allow path never pays for it. Text that did
+        // not parse cannot be normalised: its size stands for it.
+        if (!redact_literals_) {
+            event["statement"] = std::string(text);
+        } else if (statement.error) {
+            event["statement"] = nullptr;
+            event["statement_bytes"] = text.size();
+        } else {
+            event["statement"] = sql::normalize(text);
+        }
     } else {
         // Text that did not parse cannot be normalised: keep only its size unless told otherwise.
         event["class"] = "unknown";

@@ -105,7 +105,7 @@ std::optional<ParseError> check_operator_runs(std::string_view text) {
                                   " operator characters is too long to scan safely (PostgreSQL's scanner "
                                   "takes time quadratic in such runs): separate them with spaces, or pass such "
                                   "text as a parameter",
-                              character_count(text.substr(0, start)) + 1};
+                              character_count(text.substr(0, start)) + 1, true};
         }
         start = end;
     }
@@ -857,7 +857,7 @@ Statement refused(std::string_view text, std::size_t offset, std::size_t length,
     Statement statement;
     statement.offset = offset;
     statement.length = length;
-    statement.error = ParseError{std::move(message), character_count(text.substr(0, offset)) + 1};
+    statement.error = ParseError{std::move(message), character_count(text.substr(0, offset)) + 1, true};
     return statement;
 }
 
@@ -950,17 +950,17 @@ enum class Path {
 std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error,
                                     Path path) {
     std::vector<Statement> result;
-    const auto fail = [&](std::string message, std::size_t cursor) {
+    const auto fail = [&](std::string message, std::size_t cursor, bool limit = false) {
         Statement statement;
         statement.length = query.size();
-        statement.error = ParseError{std::move(message), cursor};
+        statement.error = ParseError{std::move(message), cursor, limit};
         *error = statement.error;
         result.assign(1, std::move(statement));
         return result;
     };
     if (query.find('\0') != std::string_view::npos) return fail("query text contains a NUL byte", 0);
-    if (query.size() > 0x7fffffffU) return fail("query text too long", 0);
-    if (auto too_long = check_operator_runs(query)) return fail(std::move(too_long->message), too_long->cursor);
+    if (query.size() > 0x7fffffffU) return fail("query text too long", 0, true);
+    if (auto too_long = check_operator_runs(query)) return fail(std::move(too_long->message), too_long->cursor, true);
     const std::string text(query);
     std::optional<std::vector<Statement>> whole;
     if (path == Path::any) whole = analyze_whole(text, body_level);
@@ -1026,6 +1026,19 @@ Analysis analyze_query(std::string_view query, Path path) {
 }  // namespace
 
 Analysis analyze(std::string_view query) { return analyze_query(query, Path::any); }
+
+Analysis too_long_to_analyse(std::size_t size, std::size_t max_size) {
+    Statement statement;
+    statement.length = size;
+    statement.error = ParseError{"statement text of " + std::to_string(size) +
+                                     " bytes is longer than pgrail analyses (max_analyzed_size: " +
+                                     std::to_string(max_size) + " bytes)",
+                                 0, true};
+    Analysis analysis;
+    analysis.error = statement.error;
+    analysis.statements.push_back(std::move(statement));
+    return analysis;
+}
 
 namespace detail {
 

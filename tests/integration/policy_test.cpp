@@ -334,9 +334,34 @@ TEST_CASE("a statement that is slow to analyse does not hold up the other sessio
     text.insert(9, std::string(200, '+'));
     const auto refused = run(slow.get(), text);
     REQUIRE(refused.size() == 1);
-    CHECK(refused[0].sqlstate == "42601");
+    CHECK(refused[0].sqlstate == "54000");  // a limit of pgrail's, not a syntax error
     CHECK_THAT(refused[0].message, Catch::Contains("4200 operator characters"));
     CHECK(proxy.audit_lines().size() == 1);
+}
+
+TEST_CASE("a statement longer than max_analyzed_size is refused as a limit, audited, the session usable",
+          "[policy]") {
+    const EnforcingProxy proxy(source_dir() + "/policies/default.yaml", "max_analyzed_size: 4096\n");
+    auto conn = proxy.connect();
+    const auto in_list = [](std::size_t values) {
+        std::string text = "SELECT count(*) FROM generate_series(1, 3) AS g(id) WHERE id IN (1";
+        for (std::size_t i = 2; i <= values; ++i) text += "," + std::to_string(i);
+        return text + ")";
+    };
+    const auto within = in_list(500);
+    REQUIRE(within.size() < 4096);
+    CHECK(scalar(conn.get(), within) == "3");
+    const auto beyond = in_list(1100);
+    REQUIRE(beyond.size() > 4096);
+    const auto refused = run(conn.get(), beyond);
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].sqlstate == "54000");
+    CHECK_THAT(refused[0].message, Catch::Contains("max_analyzed_size: 4096"));
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["guard"] == "on_parse_error");
+    CHECK(lines[0]["statement_bytes"] == beyond.size());
+    CHECK(scalar(conn.get(), "SELECT 'usable'") == "usable");
 }
 
 TEST_CASE("a statement shape allowed for one role is still refused for another", "[policy]") {

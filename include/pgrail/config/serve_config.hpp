@@ -15,6 +15,7 @@ struct ServeConfig {
     std::uint32_t connect_timeout_ms = 5000;
     unsigned workers = 0;                           // 0: one per core
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
+    std::uint32_t max_analyzed_size = 4u << 20;     // bytes of statement text a policy analyses
     std::string log_level = "info";                 // trace debug info warn error critical off
     std::string log_format = "text";                // text | json
 

@@ -16,8 +16,9 @@ namespace pgrail::proxy {
 
 class PolicyGate final : public StatementGate {
 public:
+    // Texts longer than `max_analyzed_size` are not analysed: they count as not parsing.
     PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared_ptr<audit::AuditLog> audit_log,
-               bool redact_literals);
+               bool redact_literals, std::size_t max_analyzed_size);
 
     GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) override;
     // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
@@ -53,6 +54,7 @@ private:
     std::atomic<std::uint64_t> generation_{1};
     std::shared_ptr<audit::AuditLog> audit_log_;
     bool redact_literals_;
+    std::size_t max_analyzed_size_;
     sql::AnalysisCache cache_;
 };
 

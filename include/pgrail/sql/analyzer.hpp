@@ -17,4 +17,9 @@ namespace pgrail::sql {
 // stack has 0.5 MB plus 3 KB per byte of it (a short statement: well under 1 MB).
 [[nodiscard]] Analysis analyze(std::string_view query);
 
+// What stands for the analysis of a text longer than pgrail analyses (its memory grows with
+// the text: about 75 times its size for a long IN list): one unknown statement over all of
+// it, with a limit error.
+[[nodiscard]] Analysis too_long_to_analyse(std::size_t size, std::size_t max_size);
+
 }  // namespace pgrail::sql

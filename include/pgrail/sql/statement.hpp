@@ -35,6 +35,7 @@ struct ObjectRef {
 struct ParseError {
     std::string message;    // PostgreSQL's own message, e.g. `syntax error at or near "FROM"`
     std::size_t cursor = 0; // 1-based character position in the whole query text, 0 when unknown
+    bool limit = false;     // not the grammar: a bound of pgrail's (size, nesting, scanner cost)
     bool operator==(const ParseError&) const = default;
 };
 

@@ -23,6 +23,7 @@ listen: {host: 0.0.0.0, port: 7000}
 upstream: {host: db, port: 5433, connect_timeout_ms: 250}
 workers: 3
 max_message_size: 2048
+max_analyzed_size: 100000
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
@@ -34,6 +35,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.connect_timeout_ms == 250);
     CHECK(config.workers == 3);
     CHECK(config.max_message_size == 2048);
+    CHECK(config.max_analyzed_size == 100000);
     CHECK(config.log_format == "json");
     CHECK(config.audit_fsync);
     CHECK_FALSE(config.audit_redact_literals);

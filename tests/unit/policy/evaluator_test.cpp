@@ -266,8 +266,18 @@ TEST_CASE("unparsed statements follow on_parse_error", "[policy][evaluate]") {
     CHECK(unknown.guard == "on_parse_error");
     CHECK(unknown.sqlstate == "42501");
 
+    // A limit of pgrail's (the text's size, its nesting) is not a syntax error: 54000.
+    sql::Analysis beyond_limit;
+    beyond_limit.error = sql::ParseError{"statement nested too deeply to analyse safely", 1, true};
+    const auto limited = evaluate_all(*default_policy(), agent, beyond_limit);
+    CHECK(limited.action == Action::deny);
+    CHECK(limited.sqlstate == "54000");
+    CHECK(limited.guard == "on_parse_error");
+    CHECK_THAT(limited.hint, Catch::Contains("parameters"));
+
     auto lenient = load_policy_string("version: 1\non_parse_error: allow\nrules:\n  - name: all\n", "p");
     CHECK(evaluate_all(*lenient, agent, bad).allowed());
+    CHECK(evaluate_all(*lenient, agent, beyond_limit).allowed());
     CHECK(evaluate(*lenient, agent, statement(StatementClass::unknown, "")).allowed());
     CHECK(evaluate_all(*default_policy(), agent, sql::Analysis{}).allowed());  // empty query
 }

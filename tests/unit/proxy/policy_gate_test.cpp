@@ -45,7 +45,8 @@ struct Fixture {
     std::filesystem::path audit_path =
         std::filesystem::temp_directory_path() / ("pgrail-gate-test-" + std::to_string(::getpid()) + ".jsonl");
     proxy::PolicyGate gate{policy::load_policy_string(policy_yaml, "test.yaml"),
-                           std::make_shared<audit::AuditLog>(audit_path.string(), audit::FsyncMode::never), true};
+                           std::make_shared<audit::AuditLog>(audit_path.string(), audit::FsyncMode::never), true,
+                           4u << 20};
     ~Fixture() { std::filesystem::remove(audit_path); }
 };
 
@@ -100,4 +101,25 @@ TEST_CASE("statements whose meaning is in a literal never share a shape's analys
     REQUIRE(second.kind == Kind::intercept);
     CHECK(first.arguments == std::vector<std::string>{"1"});
     CHECK(second.arguments == std::vector<std::string>{"2"});
+}
+
+TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, and audited", "[proxy][gate]") {
+    Fixture fixture;
+    proxy::PolicyGate gate{policy::load_policy_string(policy_yaml, "test.yaml"),
+                           std::make_shared<audit::AuditLog>(fixture.audit_path.string(), audit::FsyncMode::never),
+                           true, 2048};
+    const auto agent = session_of("agent", 4);
+    const std::string in_list = "SELECT * FROM ledger WHERE id IN (1" + std::string(2100, ' ') + ")";
+    CHECK(gate.quick(in_list));  // decided on the I/O thread: no analysis to wait for
+    const auto verdict = gate.check(agent, proxy::MessageKind::simple_query, in_list);
+    REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
+    CHECK(verdict.error.sqlstate == "54000");
+    CHECK_THAT(verdict.error.message, Catch::Contains("2136 bytes") && Catch::Contains("max_analyzed_size: 2048"));
+    const auto lines = lines_of(fixture.audit_path);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("\"guard\":\"on_parse_error\"") != std::string::npos);
+    // At the limit the text is analysed as usual.
+    const std::string at_limit = "SELECT * FROM ledger WHERE id IN (1" + std::string(2048 - 36, ' ') + ")";
+    REQUIRE(at_limit.size() == 2048);
+    CHECK(gate.check(agent, proxy::MessageKind::simple_query, at_limit).kind == proxy::GateVerdict::Kind::forward);
 }
