@@ -28,8 +28,8 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     ServeConfig config;
     const auto& root = reader.root();
     if (root.IsNull()) return config;
-    reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "log", "policy",
-                                "audit", "migrations"},
+    reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size",
+                                "max_buffered_size", "log", "policy", "audit", "migrations"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port"}, "listen");
@@ -58,6 +58,15 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (root["max_analyzed_size"])
         config.max_analyzed_size = static_cast<std::uint32_t>(
             reader.as_int(root["max_analyzed_size"], "max_analyzed_size", 1024, 1 << 30));
+    if (root["max_buffered_size"])
+        config.max_buffered_size = static_cast<std::uint64_t>(
+            reader.as_int(root["max_buffered_size"], "max_buffered_size", 1024, std::int64_t{1} << 40));
+    // One message of the longest kind must always fit, or its session would wait forever.
+    if (config.max_buffered_size < config.max_message_size) {
+        const auto where = root["max_buffered_size"] ? root["max_buffered_size"] : root["max_message_size"];
+        reader.fail(where, "max_buffered_size (" + std::to_string(config.max_buffered_size) +
+                               ") must be at least max_message_size (" + std::to_string(config.max_message_size) + ")");
+    }
     if (const auto log = root["log"]) {
         reader.expect_map(log, {"level", "format"}, "log");
         if (log["level"])

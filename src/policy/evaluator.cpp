@@ -210,7 +210,8 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     const auto& flags = statement.flags;
 
     if (statement.statement_class == StatementClass::unknown) {
-        if (context.policy.on_parse_error == OnParseError::allow) return std::nullopt;
+        const bool limit = statement.error && statement.error->limit;
+        if (context.policy.on_parse_error == OnParseError::allow && !limit) return std::nullopt;
         return parse_error(context, &statement, statement.error ? &*statement.error : nullptr);
     }
     // The wrapped statement first: its refusal names the statement that would do the harm
@@ -477,7 +478,15 @@ Decision evaluate(const Policy& policy, const SessionInfo& session, const Statem
 Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
                       const MigrationMatcher* is_registered_migration_statement) {
     const Context context{policy, policy.rule_for(session), is_registered_migration_statement};
-    if (analysis.error && policy.on_parse_error == OnParseError::deny) return parse_error(context, nullptr, &*analysis.error);
+    // A limit of pgrail's is refused even under on_parse_error: allow: what it kept pgrail from
+    // reading could be anything (a DROP padded to max_analyzed_size).
+    if (analysis.error && (policy.on_parse_error == OnParseError::deny || analysis.error->limit)) {
+        auto decision = parse_error(context, nullptr, &*analysis.error);
+        const auto failed = std::find_if(analysis.statements.begin(), analysis.statements.end(),
+                                         [](const Statement& statement) { return statement.error.has_value(); });
+        decision.statement_index = static_cast<std::size_t>(failed - analysis.statements.begin());
+        return decision;
+    }
     const bool alone = analysis.statements.size() == 1;
     for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
         auto decision = check(context, analysis.statements[index], !alone);

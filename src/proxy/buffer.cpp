@@ -14,7 +14,15 @@ std::vector<std::unique_ptr<char[]>>& thread_pool() {
 
 }  // namespace
 
-void Buffer::prepare(std::size_t total) {
+bool BufferBudget::try_reserve(std::size_t bytes) {
+    auto used = used_.load(std::memory_order_relaxed);
+    do {
+        if (bytes > limit_ - used) return false;
+    } while (!used_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+    return true;
+}
+
+bool Buffer::prepare(std::size_t total) {
     if (total < standard_buffer_size) total = standard_buffer_size;
     const auto pending_size = end_ - begin_;
     if (data_ && capacity_ >= total) {
@@ -23,27 +31,39 @@ void Buffer::prepare(std::size_t total) {
             begin_ = 0;
             end_ = pending_size;
         }
-        return;
+        return true;
     }
+    // A larger buffer replaces the one held: only the difference is new to the budget.
+    const bool budgeted = budget_ != nullptr && total > standard_buffer_size;
+    if (budgeted && !budget_->try_reserve(total - reserved_)) return false;
     std::unique_ptr<char[]> fresh;
     auto& pool = thread_pool();
     if (total == standard_buffer_size && !pool.empty()) {
         fresh = std::move(pool.back());
         pool.pop_back();
     } else {
-        fresh.reset(new char[total]);
+        try {
+            fresh.reset(new char[total]);
+        } catch (...) {
+            if (budgeted) budget_->release(total - reserved_);
+            throw;
+        }
     }
     if (pending_size > 0) std::memcpy(fresh.get(), data_.get() + begin_, pending_size);
     release_memory_keep_pending();
+    if (budgeted) reserved_ = total;
     data_ = std::move(fresh);
     capacity_ = total;
     begin_ = 0;
     end_ = pending_size;
+    return true;
 }
 
 void Buffer::release() {
     begin_ = end_ = 0;
     release_memory_keep_pending();
+    if (reserved_ > 0) budget_->release(reserved_);
+    reserved_ = 0;
 }
 
 void Buffer::release_memory_keep_pending() {

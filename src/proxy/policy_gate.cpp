@@ -163,8 +163,10 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = written ? error_of(decision) : audit_unavailable();
-    verdict.refused_offset =
-        decision.statement_index < analysis.statements.size() ? analysis.statements[decision.statement_index].offset : 0;
+    // Text that does not parse runs not at all on PostgreSQL (it parses a whole Query first).
+    verdict.refused_offset = !analysis.error && decision.statement_index < analysis.statements.size()
+                                 ? analysis.statements[decision.statement_index].offset
+                                 : 0;
     return verdict;
 }
 
@@ -213,11 +215,12 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         const std::string_view text = sql.substr(statement.offset, statement.length);
         // Normalised only here, on a refusal: the allow path never pays for it. Text that did
         // not parse cannot be normalised: its size stands for it.
-        if (!redact_literals_) {
-            event["statement"] = std::string(text);
-        } else if (statement.error) {
+        if (statement.error && (redact_literals_ || statement.error->limit)) {
+            // (Beyond a limit, even an unredacted line keeps only the size: it may be megabytes.)
             event["statement"] = nullptr;
             event["statement_bytes"] = text.size();
+        } else if (!redact_literals_) {
+            event["statement"] = std::string(text);
         } else {
             event["statement"] = sql::normalize(text);
         }

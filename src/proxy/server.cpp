@@ -33,6 +33,7 @@ std::string random_marker() {
 }  // namespace
 
 struct Server::Impl {
+    explicit Impl(config::ServeConfig config) : shared(std::move(config)) {}
     ServerShared shared;
     std::function<void()> on_reload;
     // Each worker runs its own single-threaded io_context: a session never changes
@@ -81,8 +82,7 @@ struct Server::Impl {
 
 Server::Server(config::ServeConfig config, std::shared_ptr<StatementGate> gate, std::shared_ptr<InbandCommands> inband,
                std::function<void()> on_reload)
-    : impl_(std::make_unique<Impl>()) {
-    impl_->shared.config = std::move(config);
+    : impl_(std::make_unique<Impl>(std::move(config))) {
     impl_->shared.gate = std::move(gate);
     impl_->shared.inband = std::move(inband);
     impl_->shared.refusal_marker = random_marker();

@@ -387,19 +387,20 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     // Reads, never waits for readiness: Asio re-arms epoll (epoll_ctl) for every wait, while
     // a read that finds the socket empty costs one failed recv and leaves the socket's
     // edge-triggered registration as it is.
-    if (in.buffer.empty() && !in.last_read_filled) {
+    if (in.buffer.empty() && (!in.last_read_filled || in.buffer.large())) {
         // Probably idle: give the pooled buffer back and wait by reading into the doorbell.
+        // (A large buffer, held for one long message, never waits: the budget wants it back.)
         in.buffer.release();
         auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.doorbell), use_tuple);
         if (ec) co_return ec;
-        in.buffer.prepare(std::max(in.needed, n));
+        if (!co_await make_room(in, std::max(in.needed, n))) co_return asio::error::operation_aborted;
         std::memcpy(in.buffer.write_position(), in.doorbell.data(), n);
         in.buffer.commit(n);
         in.bytes += n;
         in.last_read_filled = n == in.doorbell.size();
         co_return ec;
     }
-    in.buffer.prepare(in.needed);
+    if (!co_await make_room(in, in.needed)) co_return asio::error::operation_aborted;
     const auto space = in.buffer.write_space();
     auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.buffer.write_position(), space), use_tuple);
     if (ec) co_return ec;
@@ -407,6 +408,23 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     in.bytes += n;
     in.last_read_filled = n == space;
     co_return ec;
+}
+
+// Room in the buffer for `total` bytes. A message longer than the standard buffer waits until
+// the budget shared by all sessions can hold it (the one message the budget always fits, as
+// max_buffered_size >= max_message_size, once the others are done). False when the wait was
+// cancelled (the session ends).
+awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
+    if (in.buffer.prepare(total)) co_return true;
+    const auto& budget = shared_.client_buffers;
+    spdlog::warn("session {}: a message of {} bytes waits for buffer space ({} of max_buffered_size {} bytes held)",
+                 context_.session_id, total, budget.used(), budget.limit());
+    asio::steady_timer retry(client_.get_executor());
+    while (!in.buffer.prepare(total)) {
+        retry.expires_after(std::chrono::milliseconds(10));
+        if (auto [ec] = co_await retry.async_wait(use_tuple); ec) co_return false;
+    }
+    co_return true;
 }
 
 awaitable<error_code> Session::write_out(Stream& socket, Outbound& out) {

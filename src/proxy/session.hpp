@@ -38,12 +38,15 @@ using Endpoint = boost::asio::generic::stream_protocol::endpoint;
 
 // What every session shares; lives as long as the server.
 struct ServerShared {
+    explicit ServerShared(config::ServeConfig serve_config)
+        : config(std::move(serve_config)), client_buffers(config.max_buffered_size) {}
     config::ServeConfig config;
     std::shared_ptr<StatementGate> gate;
     std::shared_ptr<InbandCommands> inband;  // null: in-band commands are not configured
     boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
     boost::asio::thread_pool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts)
     CancelRegistry cancel_registry;
+    BufferBudget client_buffers;  // whole client messages held for inspection, by all sessions
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
     std::atomic<std::uint64_t> next_session_id{1};
     std::atomic<std::uint64_t> active_sessions{0};
@@ -67,7 +70,7 @@ private:
 
 // One direction's read side: a pooled buffer and where the current frame stands.
 struct Inbound {
-    explicit Inbound(Stream& s) : socket(s) {}
+    Inbound(Stream& s, BufferBudget* budget) : socket(s), buffer(budget) {}
     Stream& socket;
     Buffer buffer;
     std::size_t passthrough_remaining = 0;  // bytes of a forwarded frame still to come
@@ -118,6 +121,7 @@ private:
     awaitable<void> client_to_server();
     awaitable<void> server_to_client();
     awaitable<boost::system::error_code> read_more(Inbound& in);
+    awaitable<bool> make_room(Inbound& in, std::size_t total);
     awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
@@ -146,8 +150,8 @@ private:
     std::string startup_bytes_;
     StartupParameters startup_parameters_;
     std::chrono::steady_clock::time_point started_;
-    Inbound from_client_{client_};
-    Inbound from_server_{server_};
+    Inbound from_client_{client_, &shared_.client_buffers};
+    Inbound from_server_{server_, nullptr};  // the server's inspected frames are short
     Outbound to_server_;
     Outbound to_client_;
 

@@ -877,7 +877,7 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
         return;
     }
     PooledTree parsed;
-    if (!parsed->parse(parse->parse_tree)) throw Refusal{"unreadable parse tree"};
+    if (!parsed->parse(parse->parse_tree)) throw std::runtime_error("unreadable parse tree");
     for (const json raw : child(parsed->root(), "stmts")) {
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
@@ -1012,11 +1012,12 @@ Analysis analyze_query(std::string_view query, Path path) {
     try {
         analysis.statements = analyze_text(query, 0, &analysis.error, path);
     } catch (const std::exception& failure) {
-        // Fail closed: anything unexpected makes the whole text unknown.
+        // Fail closed: anything unexpected (out of memory ...) makes the whole text unknown, and
+        // refused like a limit even where unparsed text is allowed.
         analysis.statements.clear();
         Statement statement;
         statement.length = query.size();
-        statement.error = ParseError{std::string("analysis failed: ") + failure.what(), 0};
+        statement.error = ParseError{std::string("analysis failed: ") + failure.what(), 0, true};
         analysis.error = statement.error;
         analysis.statements.push_back(std::move(statement));
     }

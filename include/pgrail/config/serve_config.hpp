@@ -16,6 +16,7 @@ struct ServeConfig {
     unsigned workers = 0;                           // 0: one per core
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
     std::uint32_t max_analyzed_size = 4u << 20;     // bytes of statement text a policy analyses
+    std::uint64_t max_buffered_size = 256u << 20;   // bytes of whole client messages, all sessions together
     std::string log_level = "info";                 // trace debug info warn error critical off
     std::string log_format = "text";                // text | json
 

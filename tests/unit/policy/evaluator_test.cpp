@@ -277,7 +277,10 @@ TEST_CASE("unparsed statements follow on_parse_error", "[policy][evaluate]") {
 
     auto lenient = load_policy_string("version: 1\non_parse_error: allow\nrules:\n  - name: all\n", "p");
     CHECK(evaluate_all(*lenient, agent, bad).allowed());
-    CHECK(evaluate_all(*lenient, agent, beyond_limit).allowed());
+    // ... but not past a limit: what pgrail did not read could be anything.
+    const auto still_limited = evaluate_all(*lenient, agent, beyond_limit);
+    CHECK(still_limited.action == Action::deny);
+    CHECK(still_limited.sqlstate == "54000");
     CHECK(evaluate(*lenient, agent, statement(StatementClass::unknown, "")).allowed());
     CHECK(evaluate_all(*default_policy(), agent, sql::Analysis{}).allowed());  // empty query
 }

@@ -111,15 +111,32 @@ TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, a
     const auto agent = session_of("agent", 4);
     const std::string in_list = "SELECT * FROM ledger WHERE id IN (1" + std::string(2100, ' ') + ")";
     CHECK(gate.quick(in_list));  // decided on the I/O thread: no analysis to wait for
+    const auto misses = gate.cache().misses();
     const auto verdict = gate.check(agent, proxy::MessageKind::simple_query, in_list);
+    CHECK(gate.cache().misses() == misses);  // and none ran
     REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
     CHECK(verdict.error.sqlstate == "54000");
     CHECK_THAT(verdict.error.message, Catch::Contains("2136 bytes") && Catch::Contains("max_analyzed_size: 2048"));
     const auto lines = lines_of(fixture.audit_path);
     REQUIRE(lines.size() == 1);
     CHECK(lines[0].find("\"guard\":\"on_parse_error\"") != std::string::npos);
+    CHECK(lines[0].find("\"statement_bytes\":2136") != std::string::npos);
     // At the limit the text is analysed as usual.
     const std::string at_limit = "SELECT * FROM ledger WHERE id IN (1" + std::string(2048 - 36, ' ') + ")";
     REQUIRE(at_limit.size() == 2048);
     CHECK(gate.check(agent, proxy::MessageKind::simple_query, at_limit).kind == proxy::GateVerdict::Kind::forward);
+}
+
+TEST_CASE("text that does not parse is refused whole, its audit line names the statement that failed",
+          "[proxy][gate]") {
+    Fixture fixture;
+    const auto agent = session_of("agent", 5);
+    // PostgreSQL parses a whole Query before it runs any of it: nothing of this runs.
+    const auto verdict = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT 1; SELEC 2");
+    REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
+    CHECK(verdict.refused_offset == 0);
+    CHECK(verdict.error.sqlstate == "42601");
+    const auto lines = lines_of(fixture.audit_path);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("\"statement_bytes\":7") != std::string::npos);  // "SELEC 2", not "SELECT 1"
 }

@@ -83,6 +83,8 @@ TEST_CASE("long runs of operator characters are refused before PostgreSQL's scan
     REQUIRE(refused.error.has_value());
     CHECK_THAT(refused.error->message, Catch::Contains("100000 operator characters"));
     CHECK(refused.error->cursor == 12);  // characters: the run starts after "SELECT 'ä' "
+    CHECK(refused.error->limit);         // pgrail's bound, not the grammar
+    CHECK_FALSE(analyze("SELECT 1 FORM t").error->limit);
     CHECK(refused.statements.at(0).statement_class == StatementClass::unknown);
 
     // Escaped in a DO body the run only appears once PL/pgSQL's text is decoded: still refused.
@@ -93,6 +95,7 @@ TEST_CASE("long runs of operator characters are refused before PostgreSQL's scan
     const Analysis escaped_analysis = analyze(escaped);
     REQUIRE(escaped_analysis.error.has_value());
     CHECK_THAT(escaped_analysis.error->message, Catch::Contains("6000 operator characters"));
+    CHECK(escaped_analysis.error->limit);
 
     // Short runs, and a few long ones (a banner comment, a chain of signs), are still parsed.
     std::string banner = "/" + std::string(300, '*') + "/\nSELECT 1 " + std::string(200, '-') + "\n";
