@@ -113,8 +113,8 @@ Decision parse_error(const Context& context, const Statement* statement, const s
                                       context.rule.name);
         if (error->limit) {
             // Not a syntax error: text beyond what pgrail analyses safely (program_limit_exceeded).
-            decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement beyond pgrail's "
-                                          "limits for analysing SQL",
+            decision.detail = fmt::format("rule \"{}\" refused a statement beyond pgrail's limits for analysing "
+                                          "SQL (refused whatever on_parse_error says)",
                                           context.rule.name);
             if (decision.hint.empty())
                 decision.hint = "pgrail analyses every statement before it forwards it; the message says which "
