@@ -61,11 +61,13 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (root["max_buffered_size"])
         config.max_buffered_size = static_cast<std::uint64_t>(
             reader.as_int(root["max_buffered_size"], "max_buffered_size", 1024, std::int64_t{1} << 40));
-    // One message of the longest kind must always fit, or its session would wait forever.
-    if (config.max_buffered_size < config.max_message_size) {
+    // The longest message (its length word plus the type byte) must always fit, or its session
+    // could never be served.
+    if (config.max_buffered_size <= config.max_message_size) {
         const auto where = root["max_buffered_size"] ? root["max_buffered_size"] : root["max_message_size"];
         reader.fail(where, "max_buffered_size (" + std::to_string(config.max_buffered_size) +
-                               ") must be at least max_message_size (" + std::to_string(config.max_message_size) + ")");
+                               ") must be larger than max_message_size (" + std::to_string(config.max_message_size) +
+                               ")");
     }
     if (const auto log = root["log"]) {
         reader.expect_map(log, {"level", "format"}, "log");

@@ -14,12 +14,35 @@ std::vector<std::unique_ptr<char[]>>& thread_pool() {
 
 }  // namespace
 
-bool BufferBudget::try_reserve(std::size_t bytes) {
-    auto used = used_.load(std::memory_order_relaxed);
-    do {
-        if (bytes > limit_ - used) return false;
-    } while (!used_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
-    return true;
+bool BufferBudget::try_reserve(std::size_t bytes, bool holds, std::uint64_t& ticket) {
+    std::lock_guard lock(mutex_);
+    const bool first_in_line = holds || (waiting_.empty() ? ticket == 0 : waiting_.front() == ticket);
+    if (first_in_line && bytes <= limit_ - used_) {
+        used_ += bytes;
+        if (ticket != 0) std::erase(waiting_, ticket);
+        ticket = 0;
+        return true;
+    }
+    if (ticket == 0 && !holds) {
+        ticket = next_ticket_++;
+        waiting_.push_back(ticket);
+    }
+    return false;
+}
+
+void BufferBudget::release(std::size_t bytes) {
+    std::lock_guard lock(mutex_);
+    used_ -= bytes;
+}
+
+void BufferBudget::abandon(std::uint64_t ticket) {
+    std::lock_guard lock(mutex_);
+    std::erase(waiting_, ticket);
+}
+
+std::size_t BufferBudget::used() const {
+    std::lock_guard lock(mutex_);
+    return used_;
 }
 
 bool Buffer::prepare(std::size_t total) {
@@ -35,7 +58,7 @@ bool Buffer::prepare(std::size_t total) {
     }
     // A larger buffer replaces the one held: only the difference is new to the budget.
     const bool budgeted = budget_ != nullptr && total > standard_buffer_size;
-    if (budgeted && !budget_->try_reserve(total - reserved_)) return false;
+    if (budgeted && !budget_->try_reserve(total - reserved_, reserved_ > 0, ticket_)) return false;
     std::unique_ptr<char[]> fresh;
     auto& pool = thread_pool();
     if (total == standard_buffer_size && !pool.empty()) {
@@ -64,6 +87,8 @@ void Buffer::release() {
     release_memory_keep_pending();
     if (reserved_ > 0) budget_->release(reserved_);
     reserved_ = 0;
+    if (ticket_ != 0) budget_->abandon(ticket_);
+    ticket_ = 0;
 }
 
 void Buffer::release_memory_keep_pending() {

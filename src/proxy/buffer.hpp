@@ -1,10 +1,12 @@
 // Read buffers for the pumps: pooled per thread, so an idle connection holds none.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -15,18 +17,28 @@ inline constexpr std::size_t standard_buffer_size = 64 * 1024;
 
 // The bytes that all sessions together may hold in buffers larger than the standard one: the
 // whole Query, Parse or FunctionCall messages pgrail reads before it decides. Clients that send
-// long messages at once then wait for each other instead of exhausting pgrail's memory.
+// long messages at once then wait for each other instead of exhausting pgrail's memory. A
+// request is granted whole or not at all (no session holds part of what it needs while it
+// waits for the rest), and in the order requests were first refused (short messages do not
+// starve a long one).
 class BufferBudget {
 public:
     explicit BufferBudget(std::size_t limit) : limit_(limit) {}
-    [[nodiscard]] bool try_reserve(std::size_t bytes);
-    void release(std::size_t bytes) { used_.fetch_sub(bytes, std::memory_order_relaxed); }
-    [[nodiscard]] std::size_t used() const { return used_.load(std::memory_order_relaxed); }
+    // `ticket` is 0 for a request not yet refused; a refused request gets one and keeps it
+    // until it is granted or abandoned. A buffer that grows (`holds` bytes already) goes first:
+    // those waiting may need what it holds.
+    [[nodiscard]] bool try_reserve(std::size_t bytes, bool holds, std::uint64_t& ticket);
+    void release(std::size_t bytes);
+    void abandon(std::uint64_t ticket);
+    [[nodiscard]] std::size_t used() const;
     [[nodiscard]] std::size_t limit() const { return limit_; }
 
 private:
-    std::atomic<std::size_t> used_{0};
-    std::size_t limit_;
+    mutable std::mutex mutex_;
+    std::size_t used_ = 0;
+    std::deque<std::uint64_t> waiting_;  // tickets of refused requests, oldest first
+    std::uint64_t next_ticket_ = 1;
+    const std::size_t limit_;
 };
 
 class Buffer {
@@ -51,6 +63,7 @@ public:
     // nothing changed, when the budget cannot grant a larger buffer now.
     [[nodiscard]] bool prepare(std::size_t total);
     [[nodiscard]] bool large() const { return capacity_ > standard_buffer_size; }
+    [[nodiscard]] bool holds_budget() const { return reserved_ > 0; }
     [[nodiscard]] char* write_position() { return data_.get() + end_; }
     [[nodiscard]] std::size_t write_space() const { return capacity_ - end_; }
     void commit(std::size_t count) { end_ += count; }
@@ -62,6 +75,7 @@ private:
     void release_memory_keep_pending();
     BufferBudget* budget_;
     std::size_t reserved_ = 0;  // of budget_, for the current large buffer
+    std::uint64_t ticket_ = 0;  // of budget_, while a larger buffer waits for it
     std::unique_ptr<char[]> data_;
     std::size_t capacity_ = 0;
     std::size_t begin_ = 0;

@@ -41,6 +41,12 @@ void add_decision_fields(nlohmann::json& event, const policy::Decision& decision
     event["message"] = decision.message;
 }
 
+// PostgreSQL's scanner and parser quote the text where they failed (`unterminated quoted string
+// at or near "'secret`): with literals redacted, the audit keeps such messages without it.
+std::string without_quoted_text(std::string_view message) {
+    return std::string(message.substr(0, message.find(" at or near \"")));
+}
+
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
@@ -230,8 +236,11 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         event["statement"] = redact_literals_ ? nlohmann::json(nullptr) : nlohmann::json(std::string(sql));
         event["statement_bytes"] = sql.size();
     }
-    if (analysis.error) event["parse_error"] = analysis.error->message;
     add_decision_fields(event, decision);
+    if (analysis.error) {
+        event["parse_error"] = redact_literals_ ? without_quoted_text(analysis.error->message) : analysis.error->message;
+        if (redact_literals_) event["message"] = without_quoted_text(decision.message);
+    }
     if (!audit_log_->record(std::move(event))) {
         spdlog::error("session {}: audit log write failed", session.session_id);
         return false;

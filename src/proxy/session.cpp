@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <tuple>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -33,6 +34,9 @@ namespace {
 // after this long (PostgreSQL's authentication_timeout default).
 constexpr auto startup_timeout = std::chrono::seconds(60);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
+// The longest a long message waits for buffer space, and the longest a client may leave one
+// unfinished, holding that space, without sending a byte.
+constexpr auto buffer_wait_timeout = std::chrono::seconds(60);
 
 // The accepted TCP socket as a Stream (the type both legs share).
 Stream adopt(tcp::socket socket) {
@@ -203,8 +207,8 @@ awaitable<void> Session::run() {
     const bool between_frames = from_server_.passthrough_remaining == 0 && !client_write_cut_;
     if (!between_frames) {
         spdlog::info("session {}: closing the client mid-message", context_.session_id);
-    } else if (!protocol_violation_.empty()) {
-        co_await send_fatal("08P01", protocol_violation_);
+    } else if (!client_fatal_.empty()) {
+        co_await send_fatal(client_fatal_sqlstate_, client_fatal_);
     } else if (server_ended && !server_sent_fatal_ && !client_terminated_) {
         // The server went away without saying why: tell the client instead of a bare EOF.
         co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
@@ -402,7 +406,22 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     }
     if (!co_await make_room(in, in.needed)) co_return asio::error::operation_aborted;
     const auto space = in.buffer.write_space();
-    auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.buffer.write_position(), space), use_tuple);
+    const auto into = asio::buffer(in.buffer.write_position(), space);
+    error_code ec;
+    std::size_t n = 0;
+    if (!in.buffer.holds_budget()) {
+        std::tie(ec, n) = co_await in.socket.async_read_some(into, use_tuple);
+    } else {
+        // Budget that others may wait for is held for this message: its client must keep sending.
+        asio::steady_timer stall(client_.get_executor(), buffer_wait_timeout);
+        auto result = co_await (in.socket.async_read_some(into, use_tuple) || stall.async_wait(use_tuple));
+        if (result.index() == 1) {
+            client_fatal_ = fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} s",
+                                        in.needed, in.buffer.pending().size(), buffer_wait_timeout.count());
+            co_return asio::error::timed_out;
+        }
+        std::tie(ec, n) = std::get<0>(result);
+    }
     if (ec) co_return ec;
     in.buffer.commit(n);
     in.bytes += n;
@@ -411,16 +430,24 @@ awaitable<error_code> Session::read_more(Inbound& in) {
 }
 
 // Room in the buffer for `total` bytes. A message longer than the standard buffer waits until
-// the budget shared by all sessions can hold it (the one message the budget always fits, as
-// max_buffered_size >= max_message_size, once the others are done). False when the wait was
-// cancelled (the session ends).
+// the budget shared by all sessions can hold it (it always can once the others are done:
+// max_buffered_size > max_message_size), at most buffer_wait_timeout: then the session ends
+// with out_of_memory, as no wait may last forever. False when the session must end.
 awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     if (in.buffer.prepare(total)) co_return true;
     const auto& budget = shared_.client_buffers;
     spdlog::warn("session {}: a message of {} bytes waits for buffer space ({} of max_buffered_size {} bytes held)",
                  context_.session_id, total, budget.used(), budget.limit());
+    const auto deadline = std::chrono::steady_clock::now() + buffer_wait_timeout;
     asio::steady_timer retry(client_.get_executor());
     while (!in.buffer.prepare(total)) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            client_fatal_sqlstate_ = "53200";
+            client_fatal_ = fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} s for "
+                                        "max_buffered_size ({} bytes, all sessions together)",
+                                        total, buffer_wait_timeout.count(), budget.limit());
+            co_return false;
+        }
         retry.expires_after(std::chrono::milliseconds(10));
         if (auto [ec] = co_await retry.async_wait(use_tuple); ec) co_return false;
     }
@@ -513,7 +540,7 @@ awaitable<void> Session::client_to_server() {
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
                              context_.client_address, next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
-                protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"",
+                client_fatal_ = fmt::format("invalid message length {} for message type \"{}\"",
                                                   next.header.header.length, next.header.header.tag);
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
@@ -541,7 +568,7 @@ awaitable<void> Session::client_to_server() {
                     apply(verdict, tag, next.frame, *statement, to_server_);
                 }
             }
-            if (!protocol_violation_.empty()) {
+            if (!client_fatal_.empty()) {
                 co_await write_out(server_, to_server_);
                 co_return;
             }
@@ -564,7 +591,7 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
         co_return ready_received_ > 0;
     }
     if (header.header.length > max_authentication_length) {
-        protocol_violation_ = fmt::format("invalid message length {} for message type \"{}\"", header.header.length,
+        client_fatal_ = fmt::format("invalid message length {} for message type \"{}\"", header.header.length,
                                           header.header.tag);
         co_await write_out(server_, to_server_);
         co_return false;
@@ -575,7 +602,7 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
 void Session::on_function_call(std::string_view frame, Outbound& out) {
     const auto body = frame.substr(protocol::header_size);
     if (body.size() < 4) {
-        protocol_violation_ = "invalid FunctionCall message format";
+        client_fatal_ = "invalid FunctionCall message format";
         return;
     }
     const auto verdict = shared_.gate->check_function_call(context_, protocol::read_u32(body.data()));
@@ -592,7 +619,7 @@ std::optional<ClientStatement> Session::statement_of(char tag, std::string_view 
     if (tag == protocol::frontend_tag::query) {
         const auto query = protocol::parse_query(body);
         if (!query) {
-            protocol_violation_ = "invalid Query message: missing terminator";
+            client_fatal_ = "invalid Query message: missing terminator";
             return std::nullopt;
         }
         statement.kind = MessageKind::simple_query;
@@ -600,7 +627,7 @@ std::optional<ClientStatement> Session::statement_of(char tag, std::string_view 
     } else {
         const auto parse = protocol::parse_parse(body);
         if (!parse) {
-            protocol_violation_ = "invalid Parse message format";
+            client_fatal_ = "invalid Parse message format";
             return std::nullopt;
         }
         statement.kind = MessageKind::parse;

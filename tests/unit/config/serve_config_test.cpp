@@ -24,7 +24,7 @@ upstream: {host: db, port: 5433, connect_timeout_ms: 250}
 workers: 3
 max_message_size: 2048
 max_analyzed_size: 100000
-max_buffered_size: 4096
+max_buffered_size: 4097
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
@@ -37,7 +37,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.workers == 3);
     CHECK(config.max_message_size == 2048);
     CHECK(config.max_analyzed_size == 100000);
-    CHECK(config.max_buffered_size == 4096);
+    CHECK(config.max_buffered_size == 4097);
     CHECK(config.log_format == "json");
     CHECK(config.audit_fsync);
     CHECK_FALSE(config.audit_redact_literals);
@@ -63,8 +63,8 @@ TEST_CASE("bad configurations name file:line:column") {
     CHECK_THAT(error_of("max_message_size: 10\n"), Catch::StartsWith("bad.yaml:1:19:"));
     CHECK_THAT(error_of("migrations: {lock_timeout: soon}\n"), Catch::StartsWith("bad.yaml:1:28:"));
     // The budget for whole messages must hold the longest one.
-    CHECK_THAT(error_of("max_message_size: 4096\nmax_buffered_size: 2048\n"),
-               Catch::StartsWith("bad.yaml:2:20: max_buffered_size (2048) must be at least max_message_size (4096)"));
+    CHECK_THAT(error_of("max_message_size: 4096\nmax_buffered_size: 4096\n"),
+               Catch::StartsWith("bad.yaml:2:20: max_buffered_size (4096) must be larger than max_message_size (4096)"));
     CHECK_THAT(error_of("max_message_size: 536870912\n"), Catch::StartsWith("bad.yaml:1:19: max_buffered_size"));
     CHECK_THAT(error_of("listen: [1, 2\n"), Catch::StartsWith("bad.yaml:"));
     CHECK_THAT(error_of("upstream:\n  host: /" + std::string(100, 'd') + "\n"),

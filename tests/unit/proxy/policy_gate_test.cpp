@@ -140,3 +140,16 @@ TEST_CASE("text that does not parse is refused whole, its audit line names the s
     REQUIRE(lines.size() == 1);
     CHECK(lines[0].find("\"statement_bytes\":7") != std::string::npos);  // "SELEC 2", not "SELECT 1"
 }
+
+TEST_CASE("with literals redacted, a parse error's audit line does not quote the text", "[proxy][gate]") {
+    Fixture fixture;
+    const auto agent = session_of("agent", 6);
+    // PostgreSQL's message quotes the text from where the scanner failed: here, a literal.
+    const auto verdict = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT 'secret value");
+    REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
+    CHECK_THAT(verdict.error.message, Catch::Contains("secret"));  // the client sees its own text
+    const auto lines = lines_of(fixture.audit_path);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("secret") == std::string::npos);
+    CHECK(lines[0].find("\"parse_error\":\"unterminated quoted string\"") != std::string::npos);
+}
