@@ -29,7 +29,7 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     const auto& root = reader.root();
     if (root.IsNull()) return config;
     reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size",
-                                "max_buffered_size", "log", "policy", "audit", "migrations"},
+                                "max_buffered_size", "buffered_message_timeout", "log", "policy", "audit", "migrations"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port"}, "listen");
@@ -61,6 +61,9 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (root["max_buffered_size"])
         config.max_buffered_size = static_cast<std::uint64_t>(
             reader.as_int(root["max_buffered_size"], "max_buffered_size", 1024, std::int64_t{1} << 40));
+    if (root["buffered_message_timeout"])
+        config.buffered_message_timeout_ms =
+            duration(reader, root["buffered_message_timeout"], "buffered_message_timeout");
     // The longest message (its length word plus the type byte) must always fit, or its session
     // could never be served.
     if (config.max_buffered_size <= config.max_message_size) {

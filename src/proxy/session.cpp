@@ -34,9 +34,6 @@ namespace {
 // after this long (PostgreSQL's authentication_timeout default).
 constexpr auto startup_timeout = std::chrono::seconds(60);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
-// The longest a long message waits for buffer space, and the longest a client may leave one
-// unfinished, holding that space, without sending a byte.
-constexpr auto buffer_wait_timeout = std::chrono::seconds(60);
 
 // The accepted TCP socket as a Stream (the type both legs share).
 Stream adopt(tcp::socket socket) {
@@ -213,7 +210,7 @@ awaitable<void> Session::run() {
         // The server went away without saying why: tell the client instead of a bare EOF.
         co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
     }
-    client_.close(ignored);
+    co_await close_client();
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     spdlog::info("session {} end: user={} database={} application_name={} client={} duration={:.3f}s "
                  "bytes_from_client={} bytes_from_server={}",
@@ -413,11 +410,12 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         std::tie(ec, n) = co_await in.socket.async_read_some(into, use_tuple);
     } else {
         // Budget that others may wait for is held for this message: its client must keep sending.
-        asio::steady_timer stall(client_.get_executor(), buffer_wait_timeout);
+        const auto timeout = std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
+        asio::steady_timer stall(client_.get_executor(), timeout);
         auto result = co_await (in.socket.async_read_some(into, use_tuple) || stall.async_wait(use_tuple));
         if (result.index() == 1) {
-            client_fatal_ = fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} s",
-                                        in.needed, in.buffer.pending().size(), buffer_wait_timeout.count());
+            client_fatal_ = fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
+                                        in.needed, in.buffer.pending().size(), timeout.count());
             co_return asio::error::timed_out;
         }
         std::tie(ec, n) = std::get<0>(result);
@@ -431,21 +429,22 @@ awaitable<error_code> Session::read_more(Inbound& in) {
 
 // Room in the buffer for `total` bytes. A message longer than the standard buffer waits until
 // the budget shared by all sessions can hold it (it always can once the others are done:
-// max_buffered_size > max_message_size), at most buffer_wait_timeout: then the session ends
-// with out_of_memory, as no wait may last forever. False when the session must end.
+// max_buffered_size > max_message_size), at most buffered_message_timeout: then the session
+// ends with out_of_memory, as no wait may last forever. False when the session must end.
 awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     if (in.buffer.prepare(total)) co_return true;
     const auto& budget = shared_.client_buffers;
     spdlog::warn("session {}: a message of {} bytes waits for buffer space ({} of max_buffered_size {} bytes held)",
                  context_.session_id, total, budget.used(), budget.limit());
-    const auto deadline = std::chrono::steady_clock::now() + buffer_wait_timeout;
+    const auto timeout = std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     asio::steady_timer retry(client_.get_executor());
     while (!in.buffer.prepare(total)) {
         if (std::chrono::steady_clock::now() > deadline) {
             client_fatal_sqlstate_ = "53200";
-            client_fatal_ = fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} s for "
+            client_fatal_ = fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} ms for "
                                         "max_buffered_size ({} bytes, all sessions together)",
-                                        total, buffer_wait_timeout.count(), budget.limit());
+                                        total, timeout.count(), budget.limit());
             co_return false;
         }
         retry.expires_after(std::chrono::milliseconds(10));
@@ -487,6 +486,22 @@ awaitable<void> Session::send_to_client(std::string bytes) {
     // without them (its session must not stay open on its account).
     asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
     co_await (asio::async_write(client_, asio::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
+}
+
+// Closing a socket with unread input makes the kernel send a reset, which can destroy pgrail's
+// last words before the client reads them (libpq then reports only "server closed the
+// connection unexpectedly"). So pgrail ends its side first and drops what the client still
+// sends until the client closes too, for at most farewell_timeout.
+awaitable<void> Session::close_client() {
+    error_code ignored;
+    client_.shutdown(asio::socket_base::shutdown_send, ignored);
+    asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
+    std::string sink(standard_buffer_size, '\0');
+    while (true) {
+        auto drained = co_await (client_.async_read_some(asio::buffer(sink), use_tuple) || deadline.async_wait(use_tuple));
+        if (drained.index() == 1 || std::get<0>(std::get<0>(drained))) break;
+    }
+    client_.close(ignored);
 }
 
 awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {

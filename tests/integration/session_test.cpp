@@ -318,3 +318,58 @@ TEST_CASE("long messages of several sessions share max_buffered_size: one waits,
     CHECK(answer[1].body.substr(6) == "900000");
     CHECK(waiter_answer.get() == "800000");
 }
+
+TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buffered_message_timeout",
+          "[session][budget]") {
+    const PgrailProcess process("max_message_size: 1048576\nmax_buffered_size: 1048577\n"
+                                "buffered_message_timeout: 1s\n");
+    const auto holder_query = query_message("SELECT length('" + std::string(900000, 'h') + "')");
+    {
+        // The holder keeps sending, slowly: a second long message waits 1 s, then gives up.
+        RawSocket holder(process.port());
+        log_in_as_plainuser(holder, "budget_trickle");
+        holder.send(holder_query.substr(0, 90000));
+        RawSocket waiter(process.port());
+        log_in_as_plainuser(waiter, "budget_waiter");
+        // (Raw: libpq, still sending when the FATAL comes, would report only the closed socket.)
+        auto sending = std::async(std::launch::async, [&] {
+            waiter.send(query_message("SELECT length('" + std::string(800000, 'w') + "')"));
+        });
+        auto reading = std::async(std::launch::async, [&] { return waiter.read_until_close(std::chrono::seconds(30)); });
+        std::size_t sent = 90000;
+        // (The holder finishes only after the waiter has its answer: it cannot have been served.)
+        while (reading.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
+            REQUIRE(sent < 180000);  // 90 rounds of 200 ms: the waiter should have given up long ago
+            holder.send(holder_query.substr(sent, 1000));
+            sent += 1000;
+        }
+        sending.wait();
+        const auto farewell = split_messages(reading.get());
+        CHECK(waiter.eof());  // a clean close, not a reset that could have destroyed the FATAL
+        REQUIRE(farewell.size() == 1);
+        REQUIRE(farewell[0].type == 'E');
+        CHECK(error_fields(farewell[0].body).at('C') == "53200");
+        CHECK_THAT(error_fields(farewell[0].body).at('M'), Catch::Contains("out of buffer space"));
+        holder.send(holder_query.substr(sent));
+        const auto answer = read_until_ready(holder);
+        REQUIRE(answer.size() == 4);
+        CHECK(answer[1].body.substr(6) == "900000");
+    }
+    {
+        // A holder that stops sending in the middle of its message is disconnected.
+        RawSocket holder(process.port());
+        log_in_as_plainuser(holder, "budget_stalled");
+        holder.send(holder_query.substr(0, 90000));
+        const auto farewell = split_messages(holder.read_until_close(std::chrono::seconds(10)));
+        CHECK(holder.eof());
+        REQUIRE(farewell.size() == 1);
+        CHECK(farewell[0].type == 'E');
+        const auto fields = error_fields(farewell[0].body);
+        CHECK(fields.at('V') == "FATAL");
+        CHECK(fields.at('C') == "08P01");
+        CHECK_THAT(fields.at('M'), Catch::Contains("stalled"));
+    }
+    // And the budget is whole again.
+    const Conn after(PQconnectdb(process.conninfo("app_owner").c_str()));
+    CHECK(scalar(after.get(), "SELECT length('" + std::string(1000000, 'a') + "')") == "1000000");
+}

@@ -17,6 +17,7 @@ struct ServeConfig {
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
     std::uint32_t max_analyzed_size = 4u << 20;     // bytes of statement text a policy analyses
     std::uint64_t max_buffered_size = 256u << 20;   // bytes of whole client messages, all sessions together
+    std::uint32_t buffered_message_timeout_ms = 60000;  // longest wait for, or stall holding, that space
     std::string log_level = "info";                 // trace debug info warn error critical off
     std::string log_format = "text";                // text | json
 

@@ -25,6 +25,7 @@ workers: 3
 max_message_size: 2048
 max_analyzed_size: 100000
 max_buffered_size: 4097
+buffered_message_timeout: 2s
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
@@ -38,6 +39,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.max_message_size == 2048);
     CHECK(config.max_analyzed_size == 100000);
     CHECK(config.max_buffered_size == 4097);
+    CHECK(config.buffered_message_timeout_ms == 2000);
     CHECK(config.log_format == "json");
     CHECK(config.audit_fsync);
     CHECK_FALSE(config.audit_redact_literals);
