@@ -14,16 +14,16 @@ std::vector<std::unique_ptr<char[]>>& thread_pool() {
 
 }  // namespace
 
-bool BufferBudget::try_reserve(std::size_t bytes, bool holds, std::uint64_t& ticket) {
+bool BufferBudget::try_reserve(std::size_t bytes, std::uint64_t& ticket) {
     std::lock_guard lock(mutex_);
-    const bool first_in_line = holds || (waiting_.empty() ? ticket == 0 : waiting_.front() == ticket);
+    const bool first_in_line = waiting_.empty() ? ticket == 0 : waiting_.front() == ticket;
     if (first_in_line && bytes <= limit_ - used_) {
         used_ += bytes;
-        if (ticket != 0) std::erase(waiting_, ticket);
+        if (ticket != 0) waiting_.pop_front();
         ticket = 0;
         return true;
     }
-    if (ticket == 0 && !holds) {
+    if (ticket == 0) {
         ticket = next_ticket_++;
         waiting_.push_back(ticket);
     }
@@ -58,7 +58,7 @@ bool Buffer::prepare(std::size_t total) {
     }
     // A larger buffer replaces the one held: only the difference is new to the budget.
     const bool budgeted = budget_ != nullptr && total > standard_buffer_size;
-    if (budgeted && !budget_->try_reserve(total - reserved_, reserved_ > 0, ticket_)) return false;
+    if (budgeted && !budget_->try_reserve(total - reserved_, ticket_)) return false;
     std::unique_ptr<char[]> fresh;
     auto& pool = thread_pool();
     if (total == standard_buffer_size && !pool.empty()) {

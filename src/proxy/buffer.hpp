@@ -19,15 +19,15 @@ inline constexpr std::size_t standard_buffer_size = 64 * 1024;
 // whole Query, Parse or FunctionCall messages pgrail reads before it decides. Clients that send
 // long messages at once then wait for each other instead of exhausting pgrail's memory. A
 // request is granted whole or not at all (no session holds part of what it needs while it
-// waits for the rest), and in the order requests were first refused (short messages do not
+// waits for the rest: a session's large buffer holds one message and is given back once that
+// message is forwarded), and in the order requests were first refused (short messages do not
 // starve a long one).
 class BufferBudget {
 public:
     explicit BufferBudget(std::size_t limit) : limit_(limit) {}
     // `ticket` is 0 for a request not yet refused; a refused request gets one and keeps it
-    // until it is granted or abandoned. A buffer that grows (`holds` bytes already) goes first:
-    // those waiting may need what it holds.
-    [[nodiscard]] bool try_reserve(std::size_t bytes, bool holds, std::uint64_t& ticket);
+    // until it is granted or abandoned.
+    [[nodiscard]] bool try_reserve(std::size_t bytes, std::uint64_t& ticket);
     void release(std::size_t bytes);
     void abandon(std::uint64_t ticket);
     [[nodiscard]] std::size_t used() const;

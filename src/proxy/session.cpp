@@ -200,6 +200,7 @@ awaitable<void> Session::run() {
         server_ended = ended.index() == 1;
     }
     server_.close(ignored);
+    from_client_.buffer.release();  // its budget and place in line, before the farewell's seconds
     // An error of pgrail's own only between frames: inside a half-sent one it would be garbage.
     const bool between_frames = from_server_.passthrough_remaining == 0 && !client_write_cut_;
     if (!between_frames) {
@@ -402,7 +403,11 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         co_return ec;
     }
     if (!co_await make_room(in, in.needed)) co_return asio::error::operation_aborted;
-    const auto space = in.buffer.write_space();
+    // A buffer that holds budget receives its one message and nothing after it, so it is empty,
+    // and given back, once that message is forwarded (it never grows while it holds budget).
+    auto space = in.buffer.write_space();
+    if (in.buffer.holds_budget() && in.needed > in.buffer.pending().size())
+        space = std::min(space, in.needed - in.buffer.pending().size());
     const auto into = asio::buffer(in.buffer.write_position(), space);
     error_code ec;
     std::size_t n = 0;

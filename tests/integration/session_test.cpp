@@ -322,10 +322,10 @@ TEST_CASE("long messages of several sessions share max_buffered_size: one waits,
 TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buffered_message_timeout",
           "[session][budget]") {
     const PgrailProcess process("max_message_size: 1048576\nmax_buffered_size: 1048577\n"
-                                "buffered_message_timeout: 1s\n");
+                                "buffered_message_timeout: 2s\n");
     const auto holder_query = query_message("SELECT length('" + std::string(900000, 'h') + "')");
     {
-        // The holder keeps sending, slowly: a second long message waits 1 s, then gives up.
+        // The holder keeps sending, slowly: a second long message waits 2 s, then gives up.
         RawSocket holder(process.port());
         log_in_as_plainuser(holder, "budget_trickle");
         holder.send(holder_query.substr(0, 90000));
@@ -339,7 +339,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         std::size_t sent = 90000;
         // (The holder finishes only after the waiter has its answer: it cannot have been served.)
         while (reading.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
-            REQUIRE(sent < 180000);  // 90 rounds of 200 ms: the waiter should have given up long ago
+            REQUIRE(sent < 180000);  // 90 rounds of 200 ms: the waiter should have given up long before
             holder.send(holder_query.substr(sent, 1000));
             sent += 1000;
         }
@@ -372,4 +372,25 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
     // And the budget is whole again.
     const Conn after(PQconnectdb(process.conninfo("app_owner").c_str()));
     CHECK(scalar(after.get(), "SELECT length('" + std::string(1000000, 'a') + "')") == "1000000");
+}
+
+TEST_CASE("pipelined long messages are each held alone, and their budget is given back", "[session][budget]") {
+    const PgrailProcess process("max_message_size: 1048576\nmax_buffered_size: 1048577\n"
+                                "buffered_message_timeout: 2s\n");
+    RawSocket pipelining(process.port());
+    log_in_as_plainuser(pipelining, "budget_pipeline");
+    // Three long Queries in one write: each needs a buffer of its own size, one after the other.
+    std::string three;
+    for (const std::size_t length : {300000, 200000, 400000})
+        three += query_message("SELECT length('" + std::string(length, 'p') + "')");
+    pipelining.send(three);
+    for (const std::string expected : {"300000", "200000", "400000"}) {
+        const auto answer = read_until_ready(pipelining);
+        REQUIRE(answer.size() == 4);
+        CHECK(answer[1].body.substr(6) == expected);
+    }
+    // Nothing of the three is still held: a message of nearly the whole budget fits at once.
+    const Conn after(PQconnectdb(process.conninfo("app_owner").c_str()));
+    CHECK(scalar(after.get(), "SELECT length('" + std::string(1000000, 'a') + "')") == "1000000");
+    CHECK(process.log().find("waits for buffer space") == std::string::npos);
 }
