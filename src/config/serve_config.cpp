@@ -28,8 +28,9 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     ServeConfig config;
     const auto& root = reader.root();
     if (root.IsNull()) return config;
-    reader.expect_map(root, {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size",
-                                "max_buffered_size", "buffered_message_timeout", "log", "policy", "audit", "migrations"},
+    reader.expect_map(root,
+                      {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "max_buffered_size",
+                       "buffered_message_timeout", "log", "policy", "audit", "migrations"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port"}, "listen");

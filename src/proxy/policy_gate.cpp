@@ -238,7 +238,8 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
     }
     add_decision_fields(event, decision);
     if (analysis.error) {
-        event["parse_error"] = redact_literals_ ? without_quoted_text(analysis.error->message) : analysis.error->message;
+        const auto& message = analysis.error->message;
+        event["parse_error"] = redact_literals_ ? without_quoted_text(message) : message;
         if (redact_literals_) event["message"] = without_quoted_text(decision.message);
     }
     if (!audit_log_->record(std::move(event))) {

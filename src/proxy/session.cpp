@@ -503,8 +503,9 @@ awaitable<void> Session::close_client() {
     asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
     std::string sink(standard_buffer_size, '\0');
     while (true) {
-        auto drained = co_await (client_.async_read_some(asio::buffer(sink), use_tuple) || deadline.async_wait(use_tuple));
-        if (drained.index() == 1 || std::get<0>(std::get<0>(drained))) break;
+        auto drained =
+            co_await (client_.async_read_some(asio::buffer(sink), use_tuple) || deadline.async_wait(use_tuple));
+        if (drained.index() == 1 || std::get<0>(std::get<0>(drained))) break;  // closed, failed or timed out
     }
     client_.close(ignored);
 }
@@ -561,7 +562,7 @@ awaitable<void> Session::client_to_server() {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
                              context_.client_address, next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
                 client_fatal_ = fmt::format("invalid message length {} for message type \"{}\"",
-                                                  next.header.header.length, next.header.header.tag);
+                                            next.header.header.length, next.header.header.tag);
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
                 co_return;
@@ -612,7 +613,7 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
     }
     if (header.header.length > max_authentication_length) {
         client_fatal_ = fmt::format("invalid message length {} for message type \"{}\"", header.header.length,
-                                          header.header.tag);
+                                    header.header.tag);
         co_await write_out(server_, to_server_);
         co_return false;
     }

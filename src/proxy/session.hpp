@@ -173,8 +173,8 @@ private:
     bool client_write_cut_ = false;      // a write to the client failed or was cancelled mid-way
     char last_client_tag_ = 0;
     bool server_in_copy_in_ = false;     // a CopyInResponse came, no CopyDone or CopyFail since
-    std::string client_fatal_;     // why the client pump stopped, for a FATAL with this SQLSTATE:
-    std::string client_fatal_sqlstate_ = "08P01";  // protocol_violation unless said otherwise
+    std::string client_fatal_;           // why the client pump stopped, for a FATAL with
+    std::string client_fatal_sqlstate_ = "08P01";  // this SQLSTATE (protocol_violation unless set)
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;

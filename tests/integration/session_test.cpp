@@ -335,7 +335,8 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         auto sending = std::async(std::launch::async, [&] {
             waiter.send(query_message("SELECT length('" + std::string(800000, 'w') + "')"));
         });
-        auto reading = std::async(std::launch::async, [&] { return waiter.read_until_close(std::chrono::seconds(30)); });
+        auto reading =
+            std::async(std::launch::async, [&] { return waiter.read_until_close(std::chrono::seconds(30)); });
         std::size_t sent = 90000;
         // (The holder finishes only after the waiter has its answer: it cannot have been served.)
         while (reading.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
