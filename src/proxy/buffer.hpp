@@ -60,7 +60,9 @@ public:
 
     // Makes room for at least `total` pending bytes (a whole frame pgrail must inspect)
     // and moves pending bytes to the front. Invalidates views into the buffer. False, with
-    // nothing changed, when the budget cannot grant a larger buffer now.
+    // nothing changed, when the budget cannot grant a larger buffer now. A larger buffer has
+    // exactly `total` bytes: it receives its one message and nothing after it, so it is empty,
+    // and given back, once that message is forwarded (it never grows while it holds budget).
     [[nodiscard]] bool prepare(std::size_t total);
     [[nodiscard]] bool large() const { return capacity_ > standard_buffer_size; }
     [[nodiscard]] bool holds_budget() const { return reserved_ > 0; }

@@ -83,6 +83,10 @@ bool allowed_before_authentication(char tag) {
 }
 constexpr std::uint32_t max_authentication_length = 65535;
 
+std::string invalid_length(const protocol::FrameHeader& header) {
+    return fmt::format("invalid message length {} for message type \"{}\"", header.length, header.tag);
+}
+
 bool is_copy_in_message(char tag) {
     using namespace protocol::frontend_tag;
     return tag == copy_data || tag == copy_done || tag == copy_fail;
@@ -403,11 +407,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         co_return ec;
     }
     if (!co_await make_room(in, in.needed)) co_return asio::error::operation_aborted;
-    // A buffer that holds budget receives its one message and nothing after it, so it is empty,
-    // and given back, once that message is forwarded (it never grows while it holds budget).
-    auto space = in.buffer.write_space();
-    if (in.buffer.holds_budget() && in.needed > in.buffer.pending().size())
-        space = std::min(space, in.needed - in.buffer.pending().size());
+    const auto space = in.buffer.write_space();
     const auto into = asio::buffer(in.buffer.write_position(), space);
     error_code ec;
     std::size_t n = 0;
@@ -415,7 +415,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         std::tie(ec, n) = co_await in.socket.async_read_some(into, use_tuple);
     } else {
         // Budget that others may wait for is held for this message: its client must keep sending.
-        const auto timeout = std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
+        const auto timeout = buffered_message_timeout();
         asio::steady_timer stall(client_.get_executor(), timeout);
         auto result = co_await (in.socket.async_read_some(into, use_tuple) || stall.async_wait(use_tuple));
         if (result.index() == 1) {
@@ -441,7 +441,7 @@ awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     const auto& budget = shared_.client_buffers;
     spdlog::warn("session {}: a message of {} bytes waits for buffer space ({} of max_buffered_size {} bytes held)",
                  context_.session_id, total, budget.used(), budget.limit());
-    const auto timeout = std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
+    const auto timeout = buffered_message_timeout();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     asio::steady_timer retry(client_.get_executor());
     while (!in.buffer.prepare(total)) {
@@ -561,8 +561,7 @@ awaitable<void> Session::client_to_server() {
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
                              context_.client_address, next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
-                client_fatal_ = fmt::format("invalid message length {} for message type \"{}\"",
-                                            next.header.header.length, next.header.header.tag);
+                client_fatal_ = invalid_length(next.header.header);
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
                 co_return;
@@ -612,8 +611,7 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
         co_return ready_received_ > 0;
     }
     if (header.header.length > max_authentication_length) {
-        client_fatal_ = fmt::format("invalid message length {} for message type \"{}\"", header.header.length,
-                                    header.header.tag);
+        client_fatal_ = invalid_length(header.header);
         co_await write_out(server_, to_server_);
         co_return false;
     }

@@ -122,6 +122,9 @@ private:
     awaitable<void> server_to_client();
     awaitable<boost::system::error_code> read_more(Inbound& in);
     awaitable<bool> make_room(Inbound& in, std::size_t total);
+    [[nodiscard]] std::chrono::milliseconds buffered_message_timeout() const {
+        return std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
+    }
     awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
