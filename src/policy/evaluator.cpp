@@ -108,9 +108,6 @@ Decision parse_error(const Context& context, const Statement* statement, const s
     if (error) {
         auto decision = refuse(context, nullptr, "on_parse_error", "on_parse_error: deny",
                                "pgrail: " + error->message, "", "");
-        decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement that does not parse "
-                                      "with the PostgreSQL 15 grammar",
-                                      context.rule.name);
         if (error->limit) {
             // Not a syntax error: text beyond what pgrail analyses safely (program_limit_exceeded).
             decision.detail = fmt::format("rule \"{}\" refused a statement beyond pgrail's limits for analysing "
@@ -122,6 +119,9 @@ Decision parse_error(const Context& context, const Statement* statement, const s
             decision.sqlstate = "54000";
             return decision;
         }
+        decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement that does not parse "
+                                      "with the PostgreSQL 15 grammar",
+                                      context.rule.name);
         if (decision.hint.empty()) decision.hint = "Correct the statement; pgrail forwards only SQL it can parse.";
         decision.sqlstate = "42601";  // syntax_error, as the server would have answered
         return decision;

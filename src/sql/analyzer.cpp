@@ -853,6 +853,17 @@ void set_range(Statement& statement, std::size_t offset, std::size_t length) {
     for (Statement& inner : statement.inner) set_range(inner, offset, length);
 }
 
+// Text that was not, or could not be, analysed: one unknown statement over all of it.
+Analysis unanalysed(std::size_t length, ParseError error) {
+    Statement statement;
+    statement.length = length;
+    statement.error = std::move(error);
+    Analysis analysis;
+    analysis.error = statement.error;
+    analysis.statements.push_back(std::move(statement));
+    return analysis;
+}
+
 Statement refused(std::string_view text, std::size_t offset, std::size_t length, std::string message) {
     Statement statement;
     statement.offset = offset;
@@ -950,17 +961,14 @@ enum class Path {
 std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error,
                                     Path path) {
     std::vector<Statement> result;
-    const auto fail = [&](std::string message, std::size_t cursor, bool limit = false) {
-        Statement statement;
-        statement.length = query.size();
-        statement.error = ParseError{std::move(message), cursor, limit};
-        *error = statement.error;
-        result.assign(1, std::move(statement));
-        return result;
+    const auto fail = [&](ParseError parse_error) {
+        auto whole = unanalysed(query.size(), std::move(parse_error));
+        *error = std::move(whole.error);
+        return std::move(whole.statements);
     };
-    if (query.find('\0') != std::string_view::npos) return fail("query text contains a NUL byte", 0);
-    if (query.size() > 0x7fffffffU) return fail("query text too long", 0, true);
-    if (auto too_long = check_operator_runs(query)) return fail(std::move(too_long->message), too_long->cursor, true);
+    if (query.find('\0') != std::string_view::npos) return fail({"query text contains a NUL byte", 0});
+    if (query.size() > 0x7fffffffU) return fail({"query text too long", 0, true});
+    if (auto too_long = check_operator_runs(query)) return fail(std::move(*too_long));
     const std::string text(query);
     std::optional<std::vector<Statement>> whole;
     if (path == Path::any) whole = analyze_whole(text, body_level);
@@ -968,7 +976,7 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
         result = std::move(*whole);
     } else {
         const ScanOutcome scanned = scan(text.c_str());
-        if (scanned.error) return fail(*scanned.error, scanned.cursor);
+        if (scanned.error) return fail({*scanned.error, scanned.cursor});
         for (const Piece& piece : split(scanned.tokens)) {
             const std::size_t offset = piece.offset;
             const std::size_t length = piece.length;
@@ -1014,12 +1022,7 @@ Analysis analyze_query(std::string_view query, Path path) {
     } catch (const std::exception& failure) {
         // Fail closed: anything unexpected (out of memory ...) makes the whole text unknown, and
         // refused like a limit even where unparsed text is allowed.
-        analysis.statements.clear();
-        Statement statement;
-        statement.length = query.size();
-        statement.error = ParseError{std::string("analysis failed: ") + failure.what(), 0, true};
-        analysis.error = statement.error;
-        analysis.statements.push_back(std::move(statement));
+        analysis = unanalysed(query.size(), {std::string("analysis failed: ") + failure.what(), 0, true});
     }
     return analysis;
 }
@@ -1029,16 +1032,10 @@ Analysis analyze_query(std::string_view query, Path path) {
 Analysis analyze(std::string_view query) { return analyze_query(query, Path::any); }
 
 Analysis too_long_to_analyse(std::size_t size, std::size_t max_size) {
-    Statement statement;
-    statement.length = size;
-    statement.error = ParseError{"statement text of " + std::to_string(size) +
-                                     " bytes is longer than pgrail analyses (max_analyzed_size: " +
-                                     std::to_string(max_size) + " bytes)",
-                                 0, true};
-    Analysis analysis;
-    analysis.error = statement.error;
-    analysis.statements.push_back(std::move(statement));
-    return analysis;
+    return unanalysed(size, {"statement text of " + std::to_string(size) +
+                                 " bytes is longer than pgrail analyses (max_analyzed_size: " +
+                                 std::to_string(max_size) + " bytes)",
+                             0, true});
 }
 
 namespace detail {
