@@ -30,7 +30,7 @@ std::string cleartext_login(Route route, const std::string& password) {
     socket.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", "app"}}));
     const auto request = socket.read_exactly(9);
     REQUIRE(request == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // AuthenticationCleartextPassword
-    socket.send("p" + be32(static_cast<std::uint32_t>(4 + password.size() + 1)) + password + '\0');
+    socket.send(password_message(password));
     return socket.read_until_close(std::chrono::seconds(3));
 }
 
@@ -108,14 +108,8 @@ TEST_CASE("a wrong password's ErrorResponse is relayed field by field (28P01)", 
     RawSocket socket(Route::pgrail);
     socket.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", "app"}}));
     REQUIRE(socket.read_exactly(9).size() == 9);
-    socket.send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
-    std::string bytes;
-    while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos && !socket.eof()) {
-        const auto more = socket.read_exactly(1, std::chrono::seconds(5));
-        if (more.empty()) break;
-        bytes += more;
-    }
-    const auto messages = split_messages(bytes);
+    socket.send(password_message("plainuser"));
+    const auto messages = read_until_ready(socket);
     REQUIRE_FALSE(messages.empty());
     CHECK(messages.front().type == 'R');
     CHECK(messages.back().type == 'Z');

@@ -313,6 +313,45 @@ std::vector<BackendMessage> split_messages(std::string_view bytes) {
     return messages;
 }
 
+std::string password_message(std::string_view password) {
+    return "p" + be32(static_cast<std::uint32_t>(4 + password.size() + 1)) + std::string(password) + '\0';
+}
+
+std::string query_message(std::string_view sql) {
+    return "Q" + be32(static_cast<std::uint32_t>(4 + sql.size() + 1)) + std::string(sql) + '\0';
+}
+
+std::vector<BackendMessage> read_until_ready(RawSocket& raw) {
+    std::string bytes;
+    while (true) {
+        const auto header = raw.read_exactly(5);
+        REQUIRE(header.size() == 5);
+        const auto* length_bytes = reinterpret_cast<const unsigned char*>(header.data()) + 1;
+        const std::uint32_t length = (std::uint32_t{length_bytes[0]} << 24) | (std::uint32_t{length_bytes[1]} << 16) |
+                                     (std::uint32_t{length_bytes[2]} << 8) | std::uint32_t{length_bytes[3]};
+        REQUIRE(length >= 4);
+        const auto body = raw.read_exactly(length - 4);
+        REQUIRE(body.size() == length - 4);
+        bytes += header + body;
+        if (header[0] == 'Z') return split_messages(bytes);
+    }
+}
+
+void log_in_as_plainuser(RawSocket& raw, const std::string& application_name) {
+    std::map<std::string, std::string> parameters{{"user", "plainuser"}, {"database", Cluster::get().database}};
+    if (!application_name.empty()) parameters.emplace("application_name", application_name);
+    raw.send(startup_packet(0x00030000, parameters));
+    REQUIRE(raw.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // AuthenticationCleartextPassword
+    raw.send(password_message("plainuser"));
+    REQUIRE(read_until_ready(raw).back().type == 'Z');
+}
+
+std::size_t count_occurrences(std::string_view text, std::string_view needle) {
+    std::size_t count = 0;
+    for (auto at = text.find(needle); at != std::string_view::npos; at = text.find(needle, at + needle.size())) ++count;
+    return count;
+}
+
 std::map<char, std::string> error_fields(std::string_view body) {
     std::map<char, std::string> fields;
     while (!body.empty() && body[0] != '\0') {

@@ -119,6 +119,14 @@ struct BackendMessage {
 [[nodiscard]] std::vector<BackendMessage> split_messages(std::string_view bytes);
 // The fields of an ErrorResponse/NoticeResponse body, keyed by field code ('S','V','C','M').
 [[nodiscard]] std::map<char, std::string> error_fields(std::string_view body);
+[[nodiscard]] std::string password_message(std::string_view password);
+[[nodiscard]] std::string query_message(std::string_view sql);
+// Reads whole messages up to and including the next ReadyForQuery (fails the test at EOF).
+[[nodiscard]] std::vector<BackendMessage> read_until_ready(RawSocket& raw);
+// Logs in as plainuser (cleartext password) and reads up to the first ReadyForQuery.
+void log_in_as_plainuser(RawSocket& raw, const std::string& application_name = "");
+// How often `needle` occurs in `text` (lines of a log, say).
+[[nodiscard]] std::size_t count_occurrences(std::string_view text, std::string_view needle);
 
 // Polls `done` every 50 ms until it holds or the timeout passes; returns whether it held.
 template <class Predicate>

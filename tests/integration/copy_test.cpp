@@ -203,11 +203,7 @@ TEST_CASE("after an extended-protocol COPY FROM STDIN the session is in step aga
     (void)run(admin_conn.get(), "DROP TABLE IF EXISTS copy_in_step; CREATE TABLE copy_in_step (v int);"
                                 "GRANT SELECT, INSERT ON copy_in_step TO agent");
     const auto cancels_logged = [] {
-        const auto log = read_file(Cluster::get().pgrail_log);
-        std::size_t count = 0;
-        for (auto at = log.find("sent cancel request"); at != std::string::npos; at = log.find("sent cancel request", at + 1))
-            ++count;
-        return count;
+        return count_occurrences(read_file(Cluster::get().pgrail_log), "sent cancel request");
     };
     auto conn = connect(Route::pgrail);
     REQUIRE(PQsendQueryParams(conn.get(), "COPY copy_in_step FROM STDIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);

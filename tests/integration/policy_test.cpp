@@ -396,7 +396,7 @@ TEST_CASE("pgrail reads no SQL before the server has authenticated the client", 
     reset_table();
     const EnforcingProxy proxy;
     const std::string refused = "DROP TABLE enforce_items";
-    const std::string query = "Q" + be32(static_cast<std::uint32_t>(4 + refused.size() + 1)) + refused + '\0';
+    const std::string query = query_message(refused);
     {
         // The startup packet and a Query in one write; the password is never sent.
         RawSocket socket(proxy.process.port());
@@ -413,7 +413,7 @@ TEST_CASE("pgrail reads no SQL before the server has authenticated the client", 
     RawSocket socket(proxy.process.port());
     socket.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", Cluster::get().database}}));
     REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // cleartext password, please
-    socket.send("p" + be32(4 + 10) + std::string("plainuser\0", 10) + query);
+    socket.send(password_message("plainuser") + query);
     std::string bytes;
     std::vector<BackendMessage> messages;
     while (std::count_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'Z'; }) < 2) {
@@ -434,7 +434,7 @@ TEST_CASE("pgrail reads no SQL before the server has authenticated the client", 
     RawSocket impostor(proxy.process.port());
     impostor.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", Cluster::get().database}}));
     REQUIRE(impostor.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));
-    impostor.send("p" + be32(4 + 6) + std::string("wrong\0", 6) + query);
+    impostor.send(password_message("wrong") + query);
     const auto refusal = split_messages(impostor.read_until_close());
     REQUIRE(refusal.size() == 1);
     CHECK(error_fields(refusal[0].body).at('C') == "28P01");

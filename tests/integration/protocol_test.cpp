@@ -113,14 +113,8 @@ TEST_CASE("a newer protocol 3 minor or _pq_ options are negotiated down to 3.0 a
         const std::string expected("v\0\0\0\x1d\0\x03\0\0\0\0\0\x01_pq_.some_option\0", 30);
         CHECK(socket.read_exactly(expected.size()) == expected);
         REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // cleartext password
-        socket.send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
-        std::string bytes;
-        while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
-            const auto more = socket.read_exactly(1);
-            REQUIRE_FALSE(more.empty());
-            bytes += more;
-        }
-        const auto messages = split_messages(bytes);
+        socket.send(password_message("plainuser"));
+        const auto messages = read_until_ready(socket);
         const auto key = std::find_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'K'; });
         REQUIRE(key != messages.end());
         CHECK(key->body.size() == 8);  // a 3.0 BackendKeyData
@@ -248,23 +242,11 @@ TEST_CASE("a frame split into single bytes still works", "[protocol]") {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     REQUIRE(socket.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));
-    const std::string password = "p" + be32(4 + 10) + std::string("plainuser\0", 10);
-    const std::string query = "SELECT 'pieces'";
-    const std::string message = "Q" + be32(static_cast<std::uint32_t>(4 + query.size() + 1)) + query + '\0';
-    socket.send(password);
-    std::string bytes;
-    while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
-        const auto more = socket.read_exactly(1);
-        REQUIRE_FALSE(more.empty());
-        bytes += more;
-    }
-    for (char byte : message) socket.send(std::string(1, byte));
-    bytes.clear();
-    while (bytes.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
-        const auto more = socket.read_exactly(1);
-        REQUIRE_FALSE(more.empty());
-        bytes += more;
-    }
-    CHECK_THAT(bytes, Catch::Contains("pieces"));
-    CHECK_THAT(bytes, Catch::Contains("SELECT 1"));
+    socket.send(password_message("plainuser"));
+    REQUIRE(read_until_ready(socket).back().type == 'Z');
+    for (char byte : query_message("SELECT 'pieces'")) socket.send(std::string(1, byte));
+    const auto answer = read_until_ready(socket);
+    REQUIRE(answer.size() == 4);  // RowDescription, DataRow, CommandComplete, ReadyForQuery
+    CHECK_THAT(answer[1].body, Catch::Contains("pieces"));
+    CHECK_THAT(answer[2].body, Catch::Contains("SELECT 1"));
 }

@@ -25,41 +25,6 @@ bool backend_in_state(PGconn* admin_conn, const std::string& where, const std::s
 
 std::string pid_is(int pid) { return "pid = " + std::to_string(pid); }
 
-// Logs a raw socket in as plainuser (cleartext password) and reads up to the first ReadyForQuery.
-void log_in_as_plainuser(RawSocket& raw, const std::string& application_name) {
-    raw.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", Cluster::get().database},
-                                         {"application_name", application_name}}));
-    REQUIRE(raw.read_exactly(9).size() == 9);  // AuthenticationCleartextPassword
-    raw.send("p" + be32(4 + 10) + std::string("plainuser\0", 10));
-    std::string login;
-    while (login.find(std::string("Z\0\0\0\x05I", 6)) == std::string::npos) {
-        const auto more = raw.read_exactly(1);
-        REQUIRE_FALSE(more.empty());
-        login += more;
-    }
-}
-
-std::string query_message(const std::string& sql) {
-    return "Q" + be32(static_cast<std::uint32_t>(4 + sql.size() + 1)) + sql + '\0';
-}
-
-// The messages up to and including the next ReadyForQuery.
-std::vector<BackendMessage> read_until_ready(RawSocket& raw) {
-    std::string bytes;
-    while (true) {
-        const auto header = raw.read_exactly(5);
-        REQUIRE(header.size() == 5);
-        const auto* length_bytes = reinterpret_cast<const unsigned char*>(header.data()) + 1;
-        const std::uint32_t length = (std::uint32_t{length_bytes[0]} << 24) | (std::uint32_t{length_bytes[1]} << 16) |
-                                     (std::uint32_t{length_bytes[2]} << 8) | std::uint32_t{length_bytes[3]};
-        REQUIRE(length >= 4);
-        const auto body = raw.read_exactly(length - 4);
-        REQUIRE(body.size() == length - 4);
-        bytes += header + body;
-        if (header[0] == 'Z') return split_messages(bytes);
-    }
-}
-
 // Cancels what `conn` is running with PQcancel and returns what the query answered.
 std::vector<Outcome> cancel_and_drain(PGconn* conn) {
     PGcancel* cancel = PQgetCancel(conn);
@@ -256,12 +221,7 @@ TEST_CASE("a server that dies inside a message: the client gets the cut message 
     // inside a message): PostgreSQL's ProcessClientWriteInterrupt. The client must see exactly
     // that through pgrail too: no FATAL of pgrail's inside the half-sent DataRow.
     const auto cut_sessions_logged = [] {
-        const auto log = read_file(Cluster::get().pgrail_log);
-        std::size_t count = 0;
-        for (auto at = log.find("closing the client mid-message"); at != std::string::npos;
-             at = log.find("closing the client mid-message", at + 1))
-            ++count;
-        return count;
+        return count_occurrences(read_file(Cluster::get().pgrail_log), "closing the client mid-message");
     };
     const auto logged_before = Cluster::get().proxied() ? cut_sessions_logged() : 0;
     auto admin_conn = admin();
