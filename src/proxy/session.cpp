@@ -215,7 +215,7 @@ awaitable<void> Session::run() {
         // The server went away without saying why: tell the client instead of a bare EOF.
         co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
     }
-    co_await close_client();
+    client_.close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     spdlog::info("session {} end: user={} database={} application_name={} client={} duration={:.3f}s "
                  "bytes_from_client={} bytes_from_server={}",
@@ -491,23 +491,6 @@ awaitable<void> Session::send_to_client(std::string bytes) {
     // without them (its session must not stay open on its account).
     asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
     co_await (asio::async_write(client_, asio::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
-}
-
-// Closing a socket with unread input makes the kernel send a reset, which can destroy pgrail's
-// last words before the client reads them (libpq then reports only "server closed the
-// connection unexpectedly"). So pgrail ends its side first and drops what the client still
-// sends until the client closes too, for at most farewell_timeout.
-awaitable<void> Session::close_client() {
-    error_code ignored;
-    client_.shutdown(asio::socket_base::shutdown_send, ignored);
-    asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
-    std::string sink(standard_buffer_size, '\0');
-    while (true) {
-        auto drained =
-            co_await (client_.async_read_some(asio::buffer(sink), use_tuple) || deadline.async_wait(use_tuple));
-        if (drained.index() == 1 || std::get<0>(std::get<0>(drained))) break;  // closed, failed or timed out
-    }
-    client_.close(ignored);
 }
 
 awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {

@@ -128,7 +128,6 @@ private:
     awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
-    awaitable<void> close_client();
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
     awaitable<bool> hold_until_authenticated(Inbound& in);
 

@@ -291,7 +291,8 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         holder.send(holder_query.substr(0, 90000));
         RawSocket waiter(process.port());
         log_in_as_plainuser(waiter, "budget_waiter");
-        // (Raw: libpq, still sending when the FATAL comes, would report only the closed socket.)
+        // (Raw: libpq, still sending when the FATAL comes, reports only the closed socket, as it
+        // does when PostgreSQL ends a session whose message it has not read.)
         auto sending = std::async(std::launch::async, [&] {
             waiter.send(query_message("SELECT length('" + std::string(800000, 'w') + "')"));
         });
@@ -306,7 +307,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         }
         sending.wait();
         const auto farewell = split_messages(reading.get());
-        CHECK(waiter.eof());  // a clean close, not a reset that could have destroyed the FATAL
+        CHECK(waiter.eof());  // and the connection closed
         REQUIRE(farewell.size() == 1);
         REQUIRE(farewell[0].type == 'E');
         CHECK(error_fields(farewell[0].body).at('C') == "53200");
