@@ -7,7 +7,8 @@
 #   UPSTREAM=unix bench/run.sh         # both proxies reach PostgreSQL through its Unix socket
 #   PGRAIL_WORKERS=1 bench/run.sh      # pgrail's I/O threads (default: one per core)
 # With build/bench/relay_floor_bench built (cmake --build build --target relay_floor_bench), a
-# relay that forwards bytes and parses nothing joins the -c 8 runs: the floor any proxy stands on.
+# relay that forwards bytes and parses nothing joins the -c 8, -c 1 and churn runs: the floor any
+# proxy stands on, so each bar can be read against what forwarding alone costs in the same run.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -84,6 +85,7 @@ declare -A port=([direct]=$PG_PORT [pgrail]=$PGRAIL_PORT [pgbouncer]=$bouncer_po
 declare -A pid_of=([pgrail]=$PGRAIL_PID [pgbouncer]=$bouncer_pid [policy]=$policy_pid)
 targets=(direct pgrail pgbouncer)
 extra_targets=(policy)
+floor_targets=()
 
 # The floor relay (bench/relay_floor_bench.cpp), over TCP only, with one loop per core like pgrail.
 floor_bin=${FLOOR_BIN:-$repo/build/bench/relay_floor_bench}
@@ -91,10 +93,13 @@ if [[ -x $floor_bin && $UPSTREAM == tcp ]]; then
   floor_port=$(free_port)
   setsid "$floor_bin" "$floor_port" "$PG_HOST" "$PG_PORT" "$(nproc)" &
   floor_pid=$!
+  # pg_isready tries once: a relay still starting would refuse it.
+  for _ in $(seq 50); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 10 && break; sleep 0.1; done
   "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 10 || { echo "bench: the floor relay did not start" >&2; exit 1; }
   port[floor]=$floor_port
   pid_of[floor]=$floor_pid
   extra_targets+=(floor)
+  floor_targets=(floor)
 fi
 results=$work/results.txt
 : >"$results"
@@ -149,12 +154,13 @@ for repeat in $(seq "$REPEATS"); do
   echo "bench: round $repeat/$REPEATS"
   mapfile -t with_policy < <(rotated "$repeat" "${targets[@]}" "${extra_targets[@]}")
   mapfile -t in_turn < <(rotated "$repeat" "${targets[@]}")
+  mapfile -t with_floor < <(rotated "$repeat" "${targets[@]}" "${floor_targets[@]}")
   for mode in simple extended prepared; do
     for target in "${with_policy[@]}"; do run_pgbench "c8_$mode" "$target" -M "$mode" -c 8 -j 2 -T "$DURATION"; done
   done
-  for target in "${in_turn[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
-  # pgrail does not pool: connection churn is compared with direct only.
-  for target in $(rotated "$repeat" direct pgrail); do run_pgbench "churn_C" "$target" -M simple -c 8 -j 2 -C -T "$SHORT"; done
+  for target in "${with_floor[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
+  # pgrail does not pool: connection churn is compared with direct (and the floor) only.
+  for target in $(rotated "$repeat" direct pgrail "${floor_targets[@]}"); do run_pgbench "churn_C" "$target" -M simple -c 8 -j 2 -C -T "$SHORT"; done
   for target in "${in_turn[@]}"; do run_copy "$target"; done
 done
 
@@ -218,6 +224,13 @@ if [[ -n $floor_pid ]]; then
     printf '%-28s %11.0f %11.0f %11.0f %16s %14s\n' "$name tps" "$f" "$p" "$b" "$(ratio "$f" "$b")" \
       "$(value "$name" cpu_us_per_txn floor)"
   done
+  d=$(value c1_simple latency_us direct); f=$(value c1_simple latency_us floor)
+  printf '%-28s %11s %11s %11s %16s %14s\n' "c1 latency (us)" "$f" "$(value c1_simple latency_us pgrail)" \
+    "$(value c1_simple latency_us pgbouncer)" "$(awk -v a="$f" -v b="$d" 'BEGIN{printf "floor %+.1f us", a - b}')" \
+    "$(value c1_simple cpu_us_per_txn floor)"
+  d=$(value churn_C tps direct); f=$(value churn_C tps floor)
+  printf '%-28s %11.0f %11.0f %11s %16s %14s\n' "churn_C tps" "$f" "$(value churn_C tps pgrail)" "-" \
+    "floor/direct $(ratio "$f" "$d")" "$(value churn_C cpu_us_per_txn floor)"
 fi
 echo
 echo "raw results: kept in ${BENCH_KEEP:-(set BENCH_KEEP=FILE to keep)}"

@@ -212,8 +212,13 @@ awaitable<void> Session::run() {
     } else if (!client_fatal_.empty()) {
         co_await send_fatal(client_fatal_sqlstate_, client_fatal_);
     } else if (server_ended && !server_sent_fatal_ && !client_terminated_) {
-        // The server went away without saying why: tell the client instead of a bare EOF.
-        co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
+        // The server went away without saying why, or said something pgrail cannot frame:
+        // tell the client instead of a bare EOF.
+        if (server_fatal_.empty()) {
+            co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
+        } else {
+            co_await send_fatal("08P01", server_fatal_);
+        }
     }
     client_.close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
@@ -754,6 +759,7 @@ awaitable<void> Session::server_to_client() {
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::error("session {}: invalid message from the server: {} (header {})", context_.session_id,
                               next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
+                server_fatal_ = fmt::format("pgrail: invalid message from the database server: {}", next.header.reason);
                 co_await write_out(client_, to_client_);
                 co_return;
             }

@@ -177,6 +177,7 @@ private:
     bool server_in_copy_in_ = false;     // a CopyInResponse came, no CopyDone or CopyFail since
     std::string client_fatal_;           // why the client pump stopped, for a FATAL with
     std::string client_fatal_sqlstate_ = "08P01";  // this SQLSTATE (protocol_violation unless set)
+    std::string server_fatal_;           // why the server pump stopped reading, for a FATAL 08P01
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;

@@ -67,6 +67,15 @@ TEST_CASE("md5 login gives the same session through pgrail", "[auth]") {
     auto direct = connect(Route::direct, "md5user");
     auto proxied = connect(Route::pgrail, "md5user");
     CHECK(whoami(proxied.get()) == whoami(direct.get()));
+    // The server really asked for md5: AuthenticationMD5Password (code 5) and a 4-byte salt.
+    for (const auto route : both_routes) {
+        INFO(route_name(route));
+        RawSocket socket(route);
+        socket.send(startup_packet(0x00030000, {{"user", "md5user"}, {"database", "app"}}));
+        const auto request = socket.read_exactly(13);
+        CHECK(request.substr(0, 9) == std::string("R\0\0\0\x0c\0\0\0\x05", 9));
+        CHECK(request.size() == 13);
+    }
 }
 
 TEST_CASE("cleartext password login gives the same session through pgrail", "[auth]") {

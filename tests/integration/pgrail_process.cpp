@@ -59,20 +59,22 @@ std::string PgrailProcess::make_temp_dir() {
     return pattern;
 }
 
-PgrailProcess::PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host) : dir_(make_temp_dir()) {
+PgrailProcess::PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port)
+    : dir_(make_temp_dir()) {
     // A port can be taken between the probe and the bind: a few attempts, each on a fresh port.
     for (int attempt = 1;; ++attempt) {
-        if (start(extra_yaml, upstream_host)) return;
+        if (start(extra_yaml, upstream_host, upstream_port)) return;
         if (attempt == 3) throw std::runtime_error("pgrail could not bind a port: " + log());
     }
 }
 
-bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upstream_host) {
+bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port) {
     const auto& cluster = Cluster::get();
     port_ = free_port();
     const auto config = dir_ + "/pgrail.yaml";
     write_file(config, "listen: {host: 127.0.0.1, port: " + std::to_string(port_) + "}\n" +
-                           "upstream: {host: " + upstream_host + ", port: " + std::to_string(cluster.pg_port) + "}\n" +
+                           "upstream: {host: " + upstream_host +
+                           ", port: " + std::to_string(upstream_port != 0 ? upstream_port : cluster.pg_port) + "}\n" +
                            "log: {level: info, format: text}\n" + extra_yaml);
     const char* binary = std::getenv("PGRAIL_BIN");
     if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");

@@ -12,8 +12,10 @@ public:
     // Writes `extra_yaml` after listen/upstream/log keys into a fresh config, starts
     // `pgrail serve` on a free port in front of the cluster's PostgreSQL and waits until
     // it accepts connections. The directory holds config, log and anything the test adds.
-    // `upstream_host`: an address, or a directory holding the server's Unix socket.
-    explicit PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host = "127.0.0.1");
+    // `upstream_host`: an address, or a directory holding the server's Unix socket;
+    // `upstream_port` 0: the cluster's PostgreSQL.
+    explicit PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host = "127.0.0.1",
+                           int upstream_port = 0);
     ~PgrailProcess();
     PgrailProcess(const PgrailProcess&) = delete;
     PgrailProcess& operator=(const PgrailProcess&) = delete;
@@ -31,7 +33,7 @@ public:
 
 private:
     // Starts pgrail on a fresh port; false when that port turned out to be taken.
-    bool start(const std::string& extra_yaml, const std::string& upstream_host);
+    bool start(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port);
 
     std::string dir_;
     int port_ = 0;

@@ -1,0 +1,250 @@
+// What pgrail does with what a server sends that the test cluster's PostgreSQL will not send on
+// demand: SCRAM-SHA-256-PLUS over plain TCP, a known backend key, a close without a word, a
+// malformed message. A scripted stand-in server plays each part.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+// Listens on a port of its own and runs `script` on each connection it accepts (with the
+// connection's index in order of arrival), each on a thread of its own.
+class ScriptedServer {
+public:
+    using Script = std::function<void(int fd, int index)>;
+
+    explicit ScriptedServer(Script script) : script_(std::move(script)) {
+        listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t size = sizeof address;
+        if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
+            listen(listen_fd_, 8) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+            throw std::runtime_error("the scripted server cannot listen");
+        }
+        port_ = ntohs(address.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~ScriptedServer() {
+        shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+        thread_.join();
+        for (auto& connection : connections_) connection.join();
+        close(listen_fd_);
+    }
+    ScriptedServer(const ScriptedServer&) = delete;
+    ScriptedServer& operator=(const ScriptedServer&) = delete;
+
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] int accepted() const { return accepted_; }
+
+private:
+    void serve() {
+        for (int index = 0;; ++index) {
+            const int fd = accept(listen_fd_, nullptr, nullptr);
+            if (fd < 0) return;
+            ++accepted_;
+            connections_.emplace_back([this, fd, index] {
+                try {
+                    script_(fd, index);
+                } catch (const std::exception&) {
+                    // The script's peer went away early: the test's own checks tell.
+                }
+                close(fd);
+            });
+        }
+    }
+
+    Script script_;
+    int listen_fd_ = -1;
+    int port_ = 0;
+    std::atomic<int> accepted_{0};
+    std::thread thread_;
+    std::vector<std::thread> connections_;  // serve()'s own until it returns
+};
+
+std::uint32_t read_be32(std::string_view bytes) {
+    const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])); };
+    return byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
+}
+
+// Exactly n bytes from a socket, or throws (EOF, or nothing for 5 s).
+std::string read_n(int fd, std::size_t n) {
+    std::string bytes;
+    while (bytes.size() < n) {
+        pollfd ready{fd, POLLIN, 0};
+        if (poll(&ready, 1, 5000) <= 0) throw std::runtime_error("the scripted server waited in vain");
+        char chunk[4096];
+        const auto got = recv(fd, chunk, std::min(sizeof chunk, n - bytes.size()), 0);
+        if (got <= 0) throw std::runtime_error("the scripted server's peer closed");
+        bytes.append(chunk, static_cast<std::size_t>(got));
+    }
+    return bytes;
+}
+
+// A startup packet or CancelRequest (no type byte), whole.
+std::string read_startup(int fd) {
+    auto bytes = read_n(fd, 4);
+    return bytes + read_n(fd, read_be32(bytes) - 4);
+}
+
+// One typed message, whole.
+std::string read_message(int fd) {
+    auto bytes = read_n(fd, 5);
+    return bytes + read_n(fd, read_be32(bytes.substr(1)) - 4);
+}
+
+std::string message(char type, const std::string& body) {
+    return type + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
+}
+
+// One whole message from pgrail's client side.
+BackendMessage next_message(RawSocket& client) {
+    const auto header = client.read_exactly(5);
+    REQUIRE(header.size() == 5);
+    const auto body = client.read_exactly(read_be32(header.substr(1)) - 4);
+    return {header[0], body};
+}
+
+const std::string authentication_ok = message('R', be32(0));
+const std::string ready_for_query = message('Z', "I");
+constexpr std::uint32_t server_pid = 4242;
+constexpr std::uint32_t server_secret = 0x5ec2e7a1;
+const std::string server_key = message('K', be32(server_pid) + be32(server_secret));
+
+std::string cancel_request(std::uint32_t pid, std::uint32_t secret) {
+    return be32(16) + be32(80877102) + be32(pid) + be32(secret);
+}
+
+void start_session(RawSocket& client) {
+    client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
+}
+
+// Serves one session: the login's answer, then waits for the client's next message and closes.
+void log_in_and_close_after_one_message(int fd) {
+    read_startup(fd);
+    write_fd(fd, authentication_ok + server_key + ready_for_query);
+    read_message(fd);
+}
+
+}  // namespace
+
+TEST_CASE("pgrail hides SCRAM-SHA-256-PLUS from the client and passes other mechanism lists as sent",
+          "[upstream]") {
+    // Channel binding needs one TLS session end to end, which pgrail's two legs never share: a
+    // client that picked -PLUS would fail to log in.
+    const auto sasl = [](const std::string& mechanisms) { return message('R', be32(10) + mechanisms + '\0'); };
+    const std::string plain_and_plus = std::string("SCRAM-SHA-256-PLUS") + '\0' + "SCRAM-SHA-256" + '\0';
+    const std::string plain = std::string("SCRAM-SHA-256") + '\0';
+    for (const auto& [offered, expected] : {std::pair{plain_and_plus, plain}, std::pair{plain, plain}}) {
+        ScriptedServer server([&offered = offered, &sasl](int fd, int) {
+            read_startup(fd);
+            write_fd(fd, sasl(offered));
+            read_message(fd);  // until the client gives up
+        });
+        PgrailProcess pgrail("", "127.0.0.1", server.port());
+        RawSocket client(pgrail.port());
+        start_session(client);
+        const auto request = next_message(client);
+        CHECK(request.type == 'R');
+        CHECK(message(request.type, request.body) == sasl(expected));
+    }
+}
+
+TEST_CASE("the client sees pgrail's backend key, and a cancel with it reaches the server with the server's key",
+          "[upstream]") {
+    std::mutex mutex;
+    std::vector<std::string> cancels;
+    ScriptedServer server([&](int fd, int index) {
+        if (index == 0) {
+            log_in_and_close_after_one_message(fd);
+            return;
+        }
+        const auto request = read_startup(fd);
+        std::lock_guard lock(mutex);
+        cancels.push_back(request);
+    });
+    PgrailProcess pgrail("", "127.0.0.1", server.port());
+    RawSocket client(pgrail.port());
+    start_session(client);
+    const auto messages = read_until_ready(client);
+    const auto key = std::find_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'K'; });
+    REQUIRE(key != messages.end());
+    REQUIRE(key->body.size() == 8);
+    const auto client_pid = read_be32(key->body);
+    const auto client_secret = read_be32(key->body.substr(4));
+    CHECK(client_pid != server_pid);
+    CHECK(client_secret != server_secret);
+
+    // A wrong secret goes nowhere (pgrail logs it); the right one reaches the server, translated.
+    RawSocket(pgrail.port()).send(cancel_request(client_pid, client_secret + 1));
+    REQUIRE(eventually([&] { return pgrail.log().find("cancel request for unknown key") != std::string::npos; },
+                       std::chrono::seconds(5)));
+    RawSocket(pgrail.port()).send(cancel_request(client_pid, client_secret));
+    REQUIRE(eventually([&] { std::lock_guard lock(mutex); return !cancels.empty(); }, std::chrono::seconds(5)));
+    std::lock_guard lock(mutex);
+    CHECK(cancels == std::vector<std::string>{cancel_request(server_pid, server_secret)});
+    CHECK(server.accepted() == 2);  // the session and the one good cancel
+}
+
+TEST_CASE("a server that closes without a word ends the client with FATAL 08006", "[upstream]") {
+    ScriptedServer server([](int fd, int) { log_in_and_close_after_one_message(fd); });
+    PgrailProcess pgrail("", "127.0.0.1", server.port());
+    RawSocket client(pgrail.port());
+    start_session(client);
+    (void)read_until_ready(client);
+    client.send(query_message("SELECT 1"));
+    const auto messages = split_messages(client.read_until_close());
+    CHECK(client.eof());
+    REQUIRE(messages.size() == 1);
+    REQUIRE(messages[0].type == 'E');
+    const auto fields = error_fields(messages[0].body);
+    CHECK(fields.at('S') == "FATAL");
+    CHECK(fields.at('C') == "08006");
+    CHECK(fields.at('M') == "pgrail: the database server closed the connection unexpectedly");
+    CHECK(pgrail.running());
+}
+
+TEST_CASE("a server message with an impossible length ends the client with FATAL 08P01, nothing of it forwarded",
+          "[upstream]") {
+    ScriptedServer server([](int fd, int) {
+        read_startup(fd);
+        write_fd(fd, authentication_ok + server_key + ready_for_query);
+        read_message(fd);
+        // A complete row, then a DataRow whose length cannot be (below 4).
+        write_fd(fd, message('T', std::string("\0\0", 2)) + 'D' + be32(2) + "garbage");
+        read_message(fd);  // until pgrail hangs up
+    });
+    PgrailProcess pgrail("", "127.0.0.1", server.port());
+    RawSocket client(pgrail.port());
+    start_session(client);
+    (void)read_until_ready(client);
+    client.send(query_message("SELECT 1"));
+    const auto messages = split_messages(client.read_until_close());
+    CHECK(client.eof());
+    REQUIRE(messages.size() == 2);
+    CHECK(messages[0].type == 'T');
+    REQUIRE(messages[1].type == 'E');
+    const auto fields = error_fields(messages[1].body);
+    CHECK(fields.at('S') == "FATAL");
+    CHECK(fields.at('C') == "08P01");
+    CHECK_THAT(fields.at('M'), Catch::StartsWith("pgrail: invalid message from the database server"));
+    CHECK_THAT(pgrail.log(), Catch::Contains("invalid message from the server"));
+    CHECK(pgrail.running());
+}
