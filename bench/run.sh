@@ -3,7 +3,7 @@
 # and repeated; prints medians and the ratios to direct and to PgBouncer.
 #
 #   bench/run.sh [PGRAIL_BIN]          # default build/pgrail; about 8 minutes with the defaults
-#   REPEATS=3 DURATION=10 SHORT=5 COPY_ROWS=3000000 IDLE=500 bench/run.sh
+#   REPEATS=3 DURATION=10 SHORT=5 COPY_ROWS=3000000 COPY_REPEATS=3 IDLE=500 bench/run.sh
 #   UPSTREAM=unix bench/run.sh         # both proxies reach PostgreSQL through its Unix socket
 #   PGRAIL_WORKERS=1 bench/run.sh      # pgrail's I/O threads (default: one per core)
 # With build/bench/relay_floor_bench built (cmake --build build --target relay_floor_bench), a
@@ -19,6 +19,7 @@ REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-10}     # seconds per -c 8 run
 SHORT=${SHORT:-5}            # seconds per -c 1 and -C run
 COPY_ROWS=${COPY_ROWS:-3000000}
+COPY_REPEATS=${COPY_REPEATS:-3}   # COPYs per target and round
 IDLE=${IDLE:-500}
 UPSTREAM=${UPSTREAM:-tcp}
 [[ $UPSTREAM == tcp || $UPSTREAM == unix ]] || { echo "bench: UPSTREAM must be tcp or unix" >&2; exit 1; }
@@ -161,7 +162,10 @@ for repeat in $(seq "$REPEATS"); do
   for target in "${with_floor[@]}"; do run_pgbench "c1_simple" "$target" -M simple -c 1 -T "$SHORT"; done
   # pgrail does not pool: connection churn is compared with direct (and the floor) only.
   for target in $(rotated "$repeat" direct pgrail "${floor_targets[@]}"); do run_pgbench "churn_C" "$target" -M simple -c 8 -j 2 -C -T "$SHORT"; done
-  for target in "${in_turn[@]}"; do run_copy "$target"; done
+  # One COPY takes about a second, where the machine's noise is largest: several per round.
+  for copy in $(seq "$COPY_REPEATS"); do
+    for target in $(rotated "$copy" "${in_turn[@]}"); do run_copy "$target"; done
+  done
 done
 
 # Idle connections: pgbench clients that connect and then only sleep.
@@ -191,7 +195,7 @@ value() { awk -v n="$1" -v m="$2" -v t="$3" '$1 == n && $2 == m && $3 == t {prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b}'; }
 
 echo
-echo "Medians of $REPEATS interleaved rounds, proxies reach PostgreSQL over $UPSTREAM, pgrail workers: ${PGRAIL_WORKERS:-one per core} ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "Medians of $REPEATS interleaved rounds (COPY: $((REPEATS * COPY_REPEATS)) runs each), proxies reach PostgreSQL over $UPSTREAM, pgrail workers: ${PGRAIL_WORKERS:-one per core} ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-28s %11s %11s %11s %14s %16s\n' benchmark direct pgrail pgbouncer pgrail/direct pgrail/pgbouncer
 for name in c8_simple c8_extended c8_prepared c1_simple churn_C; do
   d=$(value "$name" tps direct); p=$(value "$name" tps pgrail); b=$(value "$name" tps pgbouncer)

@@ -50,7 +50,9 @@ struct Server::Impl {
 
     asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
         while (acceptor.is_open()) {
-            auto [ec, socket] = co_await acceptor.async_accept(pick_worker(), asio::as_tuple(asio::use_awaitable));
+            // Accepted straight into the stream type both legs share, registered with its worker.
+            Stream socket(pick_worker());
+            auto [ec] = co_await acceptor.async_accept(socket, asio::as_tuple(asio::use_awaitable));
             if (ec) {
                 if (ec == asio::error::operation_aborted) co_return;
                 // Out of file descriptors and the like: log, breathe, go on serving.

@@ -35,18 +35,6 @@ namespace {
 constexpr auto startup_timeout = std::chrono::seconds(60);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
 
-// The accepted TCP socket as a Stream (the type both legs share).
-Stream adopt(tcp::socket socket) {
-    error_code ec;
-    auto executor = socket.get_executor();
-    const auto local = socket.local_endpoint(ec);
-    if (ec) return Stream(executor);
-    const asio::generic::stream_protocol protocol(local.protocol().family(), IPPROTO_TCP);
-    const auto handle = socket.release(ec);
-    if (ec) return Stream(executor);
-    return Stream(executor, protocol, handle);
-}
-
 std::string endpoint_text(const Stream& socket) {
     error_code ec;
     const Endpoint endpoint = socket.remote_endpoint(ec);
@@ -164,8 +152,8 @@ void Outbound::clear() {
     last_is_forward_ = false;
 }
 
-Session::Session(tcp::socket client, ServerShared& shared)
-    : shared_(shared), client_(adopt(std::move(client))), server_(client_.get_executor()),
+Session::Session(Stream client, ServerShared& shared)
+    : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),
       started_(std::chrono::steady_clock::now()),
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);

@@ -106,7 +106,7 @@ struct NextFrame {
 
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket client, ServerShared& shared);
+    Session(Stream client, ServerShared& shared);
     ~Session();
     awaitable<void> run();
     [[nodiscard]] Stream::executor_type executor() { return client_.get_executor(); }
