@@ -29,9 +29,9 @@ free_port() {
 if "$PGRAIL_BIN" --version 2>&1 | grep -qE '^pgrail [0-9]+\.[0-9]+\.[0-9]+'; then ok "--version"; else fail "--version"; fi
 if "$PGRAIL_BIN" --help 2>&1 | grep -q serve; then ok "--help lists serve"; else fail "--help"; fi
 
-# A bad config is refused before listening, with file:line:column.
+# A bad config is refused before listening, with file:line:column of the offending node.
 check_config_error() {
-  local name=$1 line=$2 file=$work/$1.yaml port
+  local name=$1 position=$2 file=$work/$1.yaml port
   port=$(free_port)
   sed "s/@PORT@/$port/" >"$file"
   local output status
@@ -39,24 +39,24 @@ check_config_error() {
   status=$?
   if ((status == 0 || status == 124)); then
     fail "$name: pgrail accepted a bad config (exit $status)"
-  elif ! grep -q "$file:$line:[0-9]" <<<"$output"; then
-    fail "$name: error does not name $file:$line:column: $output"
+  elif ! grep -qF "$file:$position: " <<<"$output"; then
+    fail "$name: error does not name $file:$position: $output"
   elif ss -Htln "sport = :$port" | grep -q .; then
     fail "$name: pgrail listened with a bad config"
   else
     ok "$name refused: $(head -1 <<<"$output")"
   fi
 }
-check_config_error unknown_key 3 <<EOF
+check_config_error unknown_key 3:1 <<EOF
 listen: {host: 127.0.0.1, port: @PORT@}
 upstream: {host: 127.0.0.1, port: $PG_PORT}
 no_such_key: 1
 EOF
-check_config_error wrong_type 2 <<EOF
+check_config_error wrong_type 2:10 <<EOF
 listen: {host: 127.0.0.1, port: @PORT@}
 workers: many
 EOF
-check_config_error wrong_nested_type 3 <<EOF
+check_config_error wrong_nested_type 3:9 <<EOF
 listen: {host: 127.0.0.1, port: @PORT@}
 upstream:
   port: not-a-port
