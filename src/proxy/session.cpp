@@ -85,72 +85,7 @@ bool counts_as_sync(char tag) {
     return tag == query || tag == sync || tag == function_call;  // each earns a ReadyForQuery
 }
 
-// The next frame pgrail must read whole. Frames before it that need no inspection are
-// forwarded as they stream in, even partially; `on_header` sees each frame's tag once.
-template <class Inspect, class OnHeader>
-NextFrame next_frame(Inbound& in, Outbound& out, std::uint32_t max_size, Inspect inspect, OnHeader on_header) {
-    in.needed = 0;
-    while (true) {
-        const auto pending = in.buffer.pending();
-        if (in.passthrough_remaining > 0) {
-            const auto take = std::min(in.passthrough_remaining, pending.size());
-            if (take == 0) return {};
-            out.forward(pending.substr(0, take));
-            in.passthrough_remaining -= take;
-            in.buffer.consume(take);
-            continue;
-        }
-        NextFrame next;
-        next.header = protocol::read_header(pending, max_size);
-        if (next.header.status == protocol::FrameStatus::need_more) return next;
-        if (next.header.status == protocol::FrameStatus::invalid) {
-            next.kind = NextFrame::Kind::invalid;
-            return next;
-        }
-        const char tag = next.header.header.tag;
-        if (!in.header_seen) on_header(tag);
-        const auto total = next.header.header.total_size();
-        if (!inspect(tag, total)) {
-            in.passthrough_remaining = total;
-            continue;
-        }
-        if (pending.size() < total) {
-            in.header_seen = true;  // read again once the whole frame is here
-            in.needed = total;
-            return next;
-        }
-        next.kind = NextFrame::Kind::frame;
-        next.frame = pending.substr(0, total);
-        return next;
-    }
-}
-
 }  // namespace
-
-void Outbound::forward(std::string_view bytes) {
-    if (bytes.empty()) return;
-    if (last_is_forward_) {
-        auto& last = pieces_.back();
-        if (static_cast<const char*>(last.data()) + last.size() == bytes.data()) {
-            last = asio::const_buffer(last.data(), last.size() + bytes.size());
-            return;
-        }
-    }
-    pieces_.emplace_back(bytes.data(), bytes.size());
-    last_is_forward_ = true;
-}
-
-void Outbound::inject(std::string bytes) {
-    owned_.push_back(std::move(bytes));
-    pieces_.emplace_back(owned_.back().data(), owned_.back().size());
-    last_is_forward_ = false;
-}
-
-void Outbound::clear() {
-    pieces_.clear();
-    owned_.clear();
-    last_is_forward_ = false;
-}
 
 Session::Session(Stream client, ServerShared& shared)
     : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),

@@ -20,6 +20,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "buffer.hpp"
+#include "frame_stream.hpp"
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/protocol/frame.hpp"
@@ -52,40 +53,15 @@ struct ServerShared {
     std::atomic<std::uint64_t> active_sessions{0};
 };
 
-// Bytes to write in order: ranges of the read buffer (forwarded without copying) and
-// messages pgrail wrote itself.
-class Outbound {
-public:
-    void forward(std::string_view bytes);
-    void inject(std::string bytes);
-    [[nodiscard]] bool empty() const { return pieces_.empty(); }
-    [[nodiscard]] const std::vector<boost::asio::const_buffer>& pieces() const { return pieces_; }
-    void clear();
-
-private:
-    std::vector<boost::asio::const_buffer> pieces_;
-    std::deque<std::string> owned_;  // deque: appending keeps earlier strings in place
-    bool last_is_forward_ = false;
-};
-
-// One direction's read side: a pooled buffer and where the current frame stands.
-struct Inbound {
-    Inbound(Stream& s, BufferBudget* budget) : socket(s), buffer(budget) {}
+// One direction's read side: the socket and its frame reader, and what the pump knows of it.
+struct Inbound : FrameReader {
+    Inbound(Stream& s, BufferBudget* budget) : FrameReader(budget), socket(s) {}
     Stream& socket;
-    Buffer buffer;
-    std::size_t passthrough_remaining = 0;  // bytes of a forwarded frame still to come
-    std::size_t needed = 0;                 // bytes an inspected frame needs in the buffer
     std::uint64_t bytes = 0;
-    bool header_seen = false;               // the incomplete frame at the front was announced
     bool last_read_filled = false;          // more is probably waiting in the socket (COPY, big results)
     // An idle connection waits with a read into this small buffer instead of a pooled one:
     // it keeps no 64 KiB buffer while idle, yet waits by reading (see Session::read_more).
     std::array<char, 512> doorbell{};
-
-    void consume_frame(std::size_t size) {
-        buffer.consume(size);
-        header_seen = false;
-    }
 };
 
 // The statement a Query or Parse message carries (views into the frame).
@@ -94,14 +70,6 @@ struct ClientStatement {
     std::string_view sql;
     std::string_view parse_name;   // Parse only
     std::string_view parse_types;  // Parse only: raw parameter type count and OIDs
-};
-
-// What next_frame() found at the front of an Inbound's buffer.
-struct NextFrame {
-    enum class Kind { need_more, invalid, frame };
-    Kind kind = Kind::need_more;
-    protocol::HeaderResult header;
-    std::string_view frame;  // Kind::frame: the whole frame, tag included
 };
 
 class Session : public std::enable_shared_from_this<Session> {
