@@ -31,6 +31,20 @@ void require_fatal_08p01(const std::string& bytes, bool closed) {
     CHECK_FALSE(fields.at('M').empty());
 }
 
+// Sends `bytes` on a logged-in session through pgrail: the answer must be FATAL 08P01 and the
+// close, and the server session must be gone.
+void require_session_ended_by(const std::string& bytes, PGconn* admin_conn) {
+    auto conn = connect(Route::pgrail);
+    const int backend = std::stoi(scalar(conn.get(), "SELECT pg_backend_pid()"));
+    REQUIRE(write_fd(PQsocket(conn.get()), bytes));
+    bool closed = false;
+    const auto answer = read_fd_until_close(PQsocket(conn.get()), std::chrono::seconds(5), &closed);
+    require_fatal_08p01(answer, closed);
+    CHECK(eventually([&] {
+        return scalar(admin_conn, "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(backend)) == "0";
+    }, std::chrono::seconds(5)));
+}
+
 void require_still_serving() {
     auto conn = connect(Route::pgrail);
     CHECK(scalar(conn.get(), "SELECT 'still serving'") == "still serving");
@@ -192,17 +206,7 @@ TEST_CASE("a message with a bad length after login gets FATAL 08P01 and ends the
     };
     for (const auto& [name, bytes] : cases) {
         INFO(name);
-        auto conn = connect(Route::pgrail);
-        const int backend = std::stoi(scalar(conn.get(), "SELECT pg_backend_pid()"));
-        REQUIRE(write_fd(PQsocket(conn.get()), bytes));
-        bool closed = false;
-        const auto answer = read_fd_until_close(PQsocket(conn.get()), std::chrono::seconds(5), &closed);
-        require_fatal_08p01(answer, closed);
-        // Nothing was forwarded and the server session is gone.
-        CHECK(eventually([&] {
-            return scalar(admin_conn.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " +
-                                                std::to_string(backend)) == "0";
-        }, std::chrono::seconds(5)));
+        require_session_ended_by(bytes, admin_conn.get());
     }
     // The log names each refusal with a hex dump of the header it refused.
     std::ifstream log_file(Cluster::get().pgrail_log);
@@ -221,17 +225,8 @@ TEST_CASE("random bytes after login end the session with FATAL 08P01", "[protoco
         for (auto& byte : bytes) byte = static_cast<char>(random() & 0xff);
         INFO("round " << round << " header " << std::hex << (static_cast<unsigned>(bytes[0]) & 0xff) << " "
                       << (static_cast<unsigned>(bytes[1]) & 0xff) << " " << (static_cast<unsigned>(bytes[2]) & 0xff));
-        auto conn = connect(Route::pgrail);
-        const int backend = std::stoi(scalar(conn.get(), "SELECT pg_backend_pid()"));
-        REQUIRE(write_fd(PQsocket(conn.get()), bytes));
-        bool closed = false;
-        const auto answer = read_fd_until_close(PQsocket(conn.get()), std::chrono::seconds(5), &closed);
         // From pgrail (a length it refuses) or from PostgreSQL (a message type it does not know).
-        require_fatal_08p01(answer, closed);
-        CHECK(eventually([&] {
-            return scalar(admin_conn.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " +
-                                                std::to_string(backend)) == "0";
-        }, std::chrono::seconds(5)));
+        require_session_ended_by(bytes, admin_conn.get());
     }
     require_still_serving();
 }

@@ -136,6 +136,17 @@ void start_session(RawSocket& client) {
     client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
 }
 
+// Logs in through `pgrail`, sends a Query and returns what came back until pgrail closed.
+std::vector<BackendMessage> answer_to_a_query(const PgrailProcess& pgrail) {
+    RawSocket client(pgrail.port());
+    start_session(client);
+    (void)read_until_ready(client);
+    client.send(query_message("SELECT 1"));
+    const auto messages = split_messages(client.read_until_close());
+    CHECK(client.eof());
+    return messages;
+}
+
 // Serves one session: the login's answer, then waits for the client's next message and closes.
 void log_in_and_close_after_one_message(int fd) {
     read_startup(fd);
@@ -206,12 +217,7 @@ TEST_CASE("the client sees pgrail's backend key, and a cancel with it reaches th
 TEST_CASE("a server that closes without a word ends the client with FATAL 08006", "[upstream]") {
     ScriptedServer server([](int fd, int) { log_in_and_close_after_one_message(fd); });
     PgrailProcess pgrail("", "127.0.0.1", server.port());
-    RawSocket client(pgrail.port());
-    start_session(client);
-    (void)read_until_ready(client);
-    client.send(query_message("SELECT 1"));
-    const auto messages = split_messages(client.read_until_close());
-    CHECK(client.eof());
+    const auto messages = answer_to_a_query(pgrail);
     REQUIRE(messages.size() == 1);
     REQUIRE(messages[0].type == 'E');
     const auto fields = error_fields(messages[0].body);
@@ -232,12 +238,7 @@ TEST_CASE("a server message with an impossible length ends the client with FATAL
         read_message(fd);  // until pgrail hangs up
     });
     PgrailProcess pgrail("", "127.0.0.1", server.port());
-    RawSocket client(pgrail.port());
-    start_session(client);
-    (void)read_until_ready(client);
-    client.send(query_message("SELECT 1"));
-    const auto messages = split_messages(client.read_until_close());
-    CHECK(client.eof());
+    const auto messages = answer_to_a_query(pgrail);
     REQUIRE(messages.size() == 2);
     CHECK(messages[0].type == 'T');
     REQUIRE(messages[1].type == 'E');
