@@ -95,8 +95,9 @@ if [[ -x $floor_bin && $UPSTREAM == tcp ]]; then
   setsid "$floor_bin" "$floor_port" "$PG_HOST" "$PG_PORT" "$(nproc)" &
   floor_pid=$!
   # pg_isready tries once: a relay still starting would refuse it.
-  for _ in $(seq 50); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 10 && break; sleep 0.1; done
-  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 10 || { echo "bench: the floor relay did not start" >&2; exit 1; }
+  floor_ready=''
+  for _ in $(seq 50); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 2 && { floor_ready=1; break; }; sleep 0.1; done
+  [[ -n $floor_ready ]] || { echo "bench: the floor relay did not start" >&2; exit 1; }
   port[floor]=$floor_port
   pid_of[floor]=$floor_pid
   extra_targets+=(floor)

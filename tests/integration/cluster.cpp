@@ -293,6 +293,11 @@ std::string startup_packet(std::uint32_t version, const std::map<std::string, st
     return be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
 }
 
+std::uint32_t from_be32(std::string_view bytes) {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
+}
+
 std::vector<BackendMessage> split_messages(std::string_view bytes) {
     std::vector<BackendMessage> messages;
     while (!bytes.empty()) {
@@ -300,9 +305,7 @@ std::vector<BackendMessage> split_messages(std::string_view bytes) {
             messages.push_back({'?', std::string(bytes)});
             break;
         }
-        const auto* p = reinterpret_cast<const unsigned char*>(bytes.data()) + 1;
-        const std::uint32_t length = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) |
-                                     (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
+        const std::uint32_t length = from_be32(bytes.substr(1));
         if (length < 4 || length + 1 > bytes.size()) {
             messages.push_back({'?', std::string(bytes)});
             break;
@@ -321,20 +324,22 @@ std::string query_message(std::string_view sql) {
     return "Q" + be32(static_cast<std::uint32_t>(4 + sql.size() + 1)) + std::string(sql) + '\0';
 }
 
+BackendMessage read_message(RawSocket& raw) {
+    const auto header = raw.read_exactly(5);
+    REQUIRE(header.size() == 5);
+    const std::uint32_t length = from_be32(header.substr(1));
+    REQUIRE(length >= 4);
+    auto body = raw.read_exactly(length - 4);
+    REQUIRE(body.size() == length - 4);
+    return {header[0], std::move(body)};
+}
+
 std::vector<BackendMessage> read_until_ready(RawSocket& raw) {
-    std::string bytes;
-    while (true) {
-        const auto header = raw.read_exactly(5);
-        REQUIRE(header.size() == 5);
-        const auto* length_bytes = reinterpret_cast<const unsigned char*>(header.data()) + 1;
-        const std::uint32_t length = (std::uint32_t{length_bytes[0]} << 24) | (std::uint32_t{length_bytes[1]} << 16) |
-                                     (std::uint32_t{length_bytes[2]} << 8) | std::uint32_t{length_bytes[3]};
-        REQUIRE(length >= 4);
-        const auto body = raw.read_exactly(length - 4);
-        REQUIRE(body.size() == length - 4);
-        bytes += header + body;
-        if (header[0] == 'Z') return split_messages(bytes);
-    }
+    std::vector<BackendMessage> messages;
+    do {
+        messages.push_back(read_message(raw));
+    } while (messages.back().type != 'Z');
+    return messages;
 }
 
 void log_in_as_plainuser(RawSocket& raw, const std::string& application_name) {

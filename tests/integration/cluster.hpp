@@ -109,6 +109,7 @@ bool write_fd(int fd, std::string_view bytes);
 
 // Protocol helpers for raw sockets.
 [[nodiscard]] std::string be32(std::uint32_t value);
+[[nodiscard]] std::uint32_t from_be32(std::string_view bytes);  // the first four bytes
 [[nodiscard]] std::string startup_packet(std::uint32_t version, const std::map<std::string, std::string>& params);
 
 struct BackendMessage {
@@ -121,6 +122,8 @@ struct BackendMessage {
 [[nodiscard]] std::map<char, std::string> error_fields(std::string_view body);
 [[nodiscard]] std::string password_message(std::string_view password);
 [[nodiscard]] std::string query_message(std::string_view sql);
+// Reads one whole message (fails the test at EOF).
+[[nodiscard]] BackendMessage read_message(RawSocket& raw);
 // Reads whole messages up to and including the next ReadyForQuery (fails the test at EOF).
 [[nodiscard]] std::vector<BackendMessage> read_until_ready(RawSocket& raw);
 // Logs in as plainuser (cleartext password) and reads up to the first ReadyForQuery.

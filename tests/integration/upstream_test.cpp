@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -37,6 +38,7 @@ public:
         socklen_t size = sizeof address;
         if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
             listen(listen_fd_, 8) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+            if (listen_fd_ >= 0) close(listen_fd_);
             throw std::runtime_error("the scripted server cannot listen");
         }
         port_ = ntohs(address.sin_port);
@@ -58,7 +60,8 @@ private:
     void serve() {
         for (int index = 0;; ++index) {
             const int fd = accept(listen_fd_, nullptr, nullptr);
-            if (fd < 0) return;
+            if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+            if (fd < 0) return;  // shut down
             ++accepted_;
             connections_.emplace_back([this, fd, index] {
                 try {
@@ -79,17 +82,13 @@ private:
     std::vector<std::thread> connections_;  // serve()'s own until it returns
 };
 
-std::uint32_t read_be32(std::string_view bytes) {
-    const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])); };
-    return byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
-}
-
-// Exactly n bytes from a socket, or throws (EOF, or nothing for 5 s).
-std::string read_n(int fd, std::size_t n) {
+// Exactly n bytes from the scripted server's client (pgrail), or throws: at EOF, or after a
+// minute of silence (a script waits as long as its test may need; the test's end closes it).
+std::string receive_n(int fd, std::size_t n) {
     std::string bytes;
     while (bytes.size() < n) {
         pollfd ready{fd, POLLIN, 0};
-        if (poll(&ready, 1, 5000) <= 0) throw std::runtime_error("the scripted server waited in vain");
+        if (poll(&ready, 1, 60000) <= 0) throw std::runtime_error("the scripted server waited in vain");
         char chunk[4096];
         const auto got = recv(fd, chunk, std::min(sizeof chunk, n - bytes.size()), 0);
         if (got <= 0) throw std::runtime_error("the scripted server's peer closed");
@@ -99,34 +98,26 @@ std::string read_n(int fd, std::size_t n) {
 }
 
 // A startup packet or CancelRequest (no type byte), whole.
-std::string read_startup(int fd) {
-    auto bytes = read_n(fd, 4);
-    return bytes + read_n(fd, read_be32(bytes) - 4);
+std::string receive_startup(int fd) {
+    auto bytes = receive_n(fd, 4);
+    return bytes + receive_n(fd, from_be32(bytes) - 4);
 }
 
 // One typed message, whole.
-std::string read_message(int fd) {
-    auto bytes = read_n(fd, 5);
-    return bytes + read_n(fd, read_be32(bytes.substr(1)) - 4);
+std::string receive_message(int fd) {
+    auto bytes = receive_n(fd, 5);
+    return bytes + receive_n(fd, from_be32(bytes.substr(1)) - 4);
 }
 
 std::string message(char type, const std::string& body) {
     return type + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
 }
 
-// One whole message from pgrail's client side.
-BackendMessage next_message(RawSocket& client) {
-    const auto header = client.read_exactly(5);
-    REQUIRE(header.size() == 5);
-    const auto body = client.read_exactly(read_be32(header.substr(1)) - 4);
-    return {header[0], body};
-}
-
-const std::string authentication_ok = message('R', be32(0));
-const std::string ready_for_query = message('Z', "I");
 constexpr std::uint32_t server_pid = 4242;
 constexpr std::uint32_t server_secret = 0x5ec2e7a1;
-const std::string server_key = message('K', be32(server_pid) + be32(server_secret));
+// AuthenticationOk, BackendKeyData with the server's own key, ReadyForQuery.
+const std::string login_reply =
+    message('R', be32(0)) + message('K', be32(server_pid) + be32(server_secret)) + message('Z', "I");
 
 std::string cancel_request(std::uint32_t pid, std::uint32_t secret) {
     return be32(16) + be32(80877102) + be32(pid) + be32(secret);
@@ -149,9 +140,9 @@ std::vector<BackendMessage> answer_to_a_query(const PgrailProcess& pgrail) {
 
 // Serves one session: the login's answer, then waits for the client's next message and closes.
 void log_in_and_close_after_one_message(int fd) {
-    read_startup(fd);
-    write_fd(fd, authentication_ok + server_key + ready_for_query);
-    read_message(fd);
+    receive_startup(fd);
+    write_fd(fd, login_reply);
+    receive_message(fd);
 }
 
 }  // namespace
@@ -163,16 +154,18 @@ TEST_CASE("pgrail hides SCRAM-SHA-256-PLUS from the client and passes other mech
     const auto sasl = [](const std::string& mechanisms) { return message('R', be32(10) + mechanisms + '\0'); };
     const std::string plain_and_plus = std::string("SCRAM-SHA-256-PLUS") + '\0' + "SCRAM-SHA-256" + '\0';
     const std::string plain = std::string("SCRAM-SHA-256") + '\0';
-    for (const auto& [offered, expected] : {std::pair{plain_and_plus, plain}, std::pair{plain, plain}}) {
+    const std::string plain_and_unknown = plain + "FUTURE-MECHANISM" + '\0';
+    for (const auto& [offered, expected] :
+         {std::pair{plain_and_plus, plain}, std::pair{plain, plain}, std::pair{plain_and_unknown, plain_and_unknown}}) {
         ScriptedServer server([&offered = offered, &sasl](int fd, int) {
-            read_startup(fd);
+            receive_startup(fd);
             write_fd(fd, sasl(offered));
-            read_message(fd);  // until the client gives up
+            receive_message(fd);  // until the client gives up
         });
         PgrailProcess pgrail("", "127.0.0.1", server.port());
         RawSocket client(pgrail.port());
         start_session(client);
-        const auto request = next_message(client);
+        const auto request = read_message(client);
         CHECK(request.type == 'R');
         CHECK(message(request.type, request.body) == sasl(expected));
     }
@@ -187,7 +180,7 @@ TEST_CASE("the client sees pgrail's backend key, and a cancel with it reaches th
             log_in_and_close_after_one_message(fd);
             return;
         }
-        const auto request = read_startup(fd);
+        const auto request = receive_startup(fd);
         std::lock_guard lock(mutex);
         cancels.push_back(request);
     });
@@ -198,8 +191,8 @@ TEST_CASE("the client sees pgrail's backend key, and a cancel with it reaches th
     const auto key = std::find_if(messages.begin(), messages.end(), [](const auto& m) { return m.type == 'K'; });
     REQUIRE(key != messages.end());
     REQUIRE(key->body.size() == 8);
-    const auto client_pid = read_be32(key->body);
-    const auto client_secret = read_be32(key->body.substr(4));
+    const auto client_pid = from_be32(key->body);
+    const auto client_secret = from_be32(key->body.substr(4));
     CHECK(client_pid != server_pid);
     CHECK(client_secret != server_secret);
 
@@ -230,12 +223,12 @@ TEST_CASE("a server that closes without a word ends the client with FATAL 08006"
 TEST_CASE("a server message with an impossible length ends the client with FATAL 08P01, nothing of it forwarded",
           "[upstream]") {
     ScriptedServer server([](int fd, int) {
-        read_startup(fd);
-        write_fd(fd, authentication_ok + server_key + ready_for_query);
-        read_message(fd);
-        // A complete row, then a DataRow whose length cannot be (below 4).
+        receive_startup(fd);
+        write_fd(fd, login_reply);
+        receive_message(fd);
+        // A whole RowDescription (of no columns), then a DataRow whose length cannot be (below 4).
         write_fd(fd, message('T', std::string("\0\0", 2)) + 'D' + be32(2) + "garbage");
-        read_message(fd);  // until pgrail hangs up
+        receive_message(fd);  // until pgrail hangs up
     });
     PgrailProcess pgrail("", "127.0.0.1", server.port());
     const auto messages = answer_to_a_query(pgrail);

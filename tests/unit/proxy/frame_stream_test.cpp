@@ -90,7 +90,7 @@ TEST_CASE("an inspected frame waits until it is whole, announced once", "[proxy]
 TEST_CASE("other frames stream through in the pieces they arrive in", "[proxy][frames]") {
     Decoder decoder;
     const auto row = frame('D', std::string(200, 'r'));
-    const auto ready = frame('Q', std::string("x", 2));
+    const auto query = frame('Q', std::string("x", 2));
     std::string forwarded;
     for (std::size_t at = 0; at < row.size(); at += 70) {
         arrive(decoder.reader, row.substr(at, 70));
@@ -100,10 +100,10 @@ TEST_CASE("other frames stream through in the pieces they arrive in", "[proxy][f
     }
     CHECK(forwarded == row);  // every byte, in order, as it came
     CHECK(decoder.reader.passthrough_remaining == 0);
-    arrive(decoder.reader, ready);
+    arrive(decoder.reader, query);
     const auto next = decoder.next();
     REQUIRE(next.kind == NextFrame::Kind::frame);
-    CHECK(next.frame == ready);
+    CHECK(next.frame == query);
     CHECK(decoder.announced == std::vector<char>{'D', 'Q'});
 }
 
