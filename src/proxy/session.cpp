@@ -132,16 +132,11 @@ awaitable<void> Session::run() {
     const bool between_frames = from_server_.passthrough_remaining == 0 && !client_write_cut_;
     if (!between_frames) {
         spdlog::info("session {}: closing the client mid-message", context_.session_id);
-    } else if (!client_fatal_.empty()) {
-        co_await send_fatal(client_fatal_sqlstate_, client_fatal_);
+    } else if (ending_) {
+        co_await send_fatal(ending_->sqlstate, ending_->message);
     } else if (server_ended && !server_sent_fatal_ && !client_terminated_) {
-        // The server went away without saying why, or said something pgrail cannot frame:
-        // tell the client instead of a bare EOF.
-        if (server_fatal_.empty()) {
-            co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
-        } else {
-            co_await send_fatal("08P01", server_fatal_);
-        }
+        // The server went away without saying why: tell the client instead of a bare EOF.
+        co_await send_fatal("08006", "pgrail: the database server closed the connection unexpectedly");
     }
     client_.close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
@@ -347,8 +342,8 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         asio::steady_timer stall(client_.get_executor(), timeout);
         auto result = co_await (in.socket.async_read_some(into, use_tuple) || stall.async_wait(use_tuple));
         if (result.index() == 1) {
-            client_fatal_ = fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
-                                        in.needed, in.buffer.pending().size(), timeout.count());
+            end_session("08P01", fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
+                                             in.needed, in.buffer.pending().size(), timeout.count()));
             co_return asio::error::timed_out;
         }
         std::tie(ec, n) = std::get<0>(result);
@@ -364,6 +359,10 @@ awaitable<error_code> Session::read_more(Inbound& in) {
 // the budget shared by all sessions can hold it (it always can once the others are done:
 // max_buffered_size > max_message_size), at most buffered_message_timeout: then the session
 // ends with out_of_memory, as no wait may last forever. False when the session must end.
+void Session::end_session(std::string sqlstate, std::string message) {
+    if (!ending_) ending_ = Ending{std::move(sqlstate), std::move(message)};
+}
+
 awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     if (in.buffer.prepare(total)) co_return true;
     const auto& budget = shared_.client_buffers;
@@ -374,10 +373,9 @@ awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     asio::steady_timer retry(client_.get_executor());
     while (!in.buffer.prepare(total)) {
         if (std::chrono::steady_clock::now() > deadline) {
-            client_fatal_sqlstate_ = "53200";
-            client_fatal_ = fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} ms for "
-                                        "max_buffered_size ({} bytes, all sessions together)",
-                                        total, timeout.count(), budget.limit());
+            end_session("53200", fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} ms for "
+                                             "max_buffered_size ({} bytes, all sessions together)",
+                                             total, timeout.count(), budget.limit()));
             co_return false;
         }
         retry.expires_after(std::chrono::milliseconds(10));
@@ -472,7 +470,7 @@ awaitable<void> Session::client_to_server() {
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
                              context_.client_address, next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
-                client_fatal_ = invalid_length(next.header.header);
+                end_session("08P01", invalid_length(next.header.header));
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
                 co_return;
@@ -499,7 +497,7 @@ awaitable<void> Session::client_to_server() {
                     apply(verdict, tag, next.frame, *statement, to_server_);
                 }
             }
-            if (!client_fatal_.empty()) {
+            if (ending_) {
                 co_await write_out(server_, to_server_);
                 co_return;
             }
@@ -522,7 +520,7 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
         co_return ready_received_ > 0;
     }
     if (header.header.length > max_authentication_length) {
-        client_fatal_ = invalid_length(header.header);
+        end_session("08P01", invalid_length(header.header));
         co_await write_out(server_, to_server_);
         co_return false;
     }
@@ -532,7 +530,7 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
 void Session::on_function_call(std::string_view frame, Outbound& out) {
     const auto body = frame.substr(protocol::header_size);
     if (body.size() < 4) {
-        client_fatal_ = "invalid FunctionCall message format";
+        end_session("08P01", "invalid FunctionCall message format");
         return;
     }
     const auto verdict = shared_.gate->check_function_call(context_, protocol::read_u32(body.data()));
@@ -549,7 +547,7 @@ std::optional<ClientStatement> Session::statement_of(char tag, std::string_view 
     if (tag == protocol::frontend_tag::query) {
         const auto query = protocol::parse_query(body);
         if (!query) {
-            client_fatal_ = "invalid Query message: missing terminator";
+            end_session("08P01", "invalid Query message: missing terminator");
             return std::nullopt;
         }
         statement.kind = MessageKind::simple_query;
@@ -557,7 +555,7 @@ std::optional<ClientStatement> Session::statement_of(char tag, std::string_view 
     } else {
         const auto parse = protocol::parse_parse(body);
         if (!parse) {
-            client_fatal_ = "invalid Parse message format";
+            end_session("08P01", "invalid Parse message format");
             return std::nullopt;
         }
         statement.kind = MessageKind::parse;
@@ -682,7 +680,8 @@ awaitable<void> Session::server_to_client() {
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::error("session {}: invalid message from the server: {} (header {})", context_.session_id,
                               next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
-                server_fatal_ = fmt::format("pgrail: invalid message from the database server: {}", next.header.reason);
+                end_session("08P01",
+                            fmt::format("pgrail: invalid message from the database server: {}", next.header.reason));
                 co_await write_out(client_, to_client_);
                 co_return;
             }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -89,6 +90,8 @@ private:
     awaitable<void> server_to_client();
     awaitable<boost::system::error_code> read_more(Inbound& in);
     awaitable<bool> make_room(Inbound& in, std::size_t total);
+    // Stops the pumps at their next check, with a FATAL of this SQLSTATE and message.
+    void end_session(std::string sqlstate, std::string message);
     [[nodiscard]] std::chrono::milliseconds buffered_message_timeout() const {
         return std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
     }
@@ -142,9 +145,12 @@ private:
     bool client_write_cut_ = false;      // a write to the client failed or was cancelled mid-way
     char last_client_tag_ = 0;
     bool server_in_copy_in_ = false;     // a CopyInResponse came, no CopyDone or CopyFail since
-    std::string client_fatal_;           // why the client pump stopped, for a FATAL with
-    std::string client_fatal_sqlstate_ = "08P01";  // this SQLSTATE (protocol_violation unless set)
-    std::string server_fatal_;           // why the server pump stopped reading, for a FATAL 08P01
+    // Why pgrail ends the session, for the client's FATAL: the first reason given wins.
+    struct Ending {
+        std::string sqlstate;
+        std::string message;
+    };
+    std::optional<Ending> ending_;
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;
