@@ -104,31 +104,39 @@ std::string list_classes(const Guards& guards) {
     return out.empty() ? "no statement class" : out;
 }
 
+// Whether text pgrail did not understand is refused. A limit of pgrail's is, even under
+// on_parse_error: allow: what it kept pgrail from reading could be anything (a DROP padded to
+// max_analyzed_size).
+bool refuses_unparsed(const Policy& policy, const sql::ParseError* error) {
+    return policy.on_parse_error == OnParseError::deny || (error != nullptr && error->limit);
+}
+
 Decision parse_error(const Context& context, const Statement* statement, const sql::ParseError* error) {
-    if (error) {
-        auto decision = refuse(context, nullptr, "on_parse_error", "on_parse_error: deny",
-                               "pgrail: " + error->message, "", "");
-        if (error->limit) {
-            // Not a syntax error: text beyond what pgrail analyses safely (program_limit_exceeded).
-            decision.detail = fmt::format("rule \"{}\" refused a statement beyond pgrail's limits for analysing "
-                                          "SQL (refused whatever on_parse_error says)",
-                                          context.rule.name);
-            if (decision.hint.empty())
-                decision.hint = "pgrail analyses every statement before it forwards it; the message says which "
-                                "limit this one exceeds. Send data as parameters (extended protocol) or with COPY.";
-            decision.sqlstate = "54000";
-            return decision;
-        }
+    if (!error) {
+        return refuse(context, statement, "on_parse_error", "on_parse_error: deny",
+                      "pgrail: statement not understood, refused", " (a statement kind pgrail does not know)",
+                      "pgrail refuses statements it cannot classify; an operator can set on_parse_error: allow.");
+    }
+    auto decision =
+        refuse(context, nullptr, "on_parse_error", "on_parse_error: deny", "pgrail: " + error->message, "", "");
+    const char* default_hint = nullptr;
+    if (error->limit) {
+        // Not a syntax error: text beyond what pgrail analyses safely (program_limit_exceeded).
+        decision.detail = fmt::format("rule \"{}\" refused a statement beyond pgrail's limits for analysing SQL "
+                                      "(refused whatever on_parse_error says)",
+                                      context.rule.name);
+        default_hint = "pgrail analyses every statement before it forwards it; the message says which limit this one "
+                       "exceeds. Send data as parameters (extended protocol) or with COPY.";
+        decision.sqlstate = "54000";
+    } else {
         decision.detail = fmt::format("rule \"{}\" (on_parse_error: deny) refused a statement that does not parse "
                                       "with the PostgreSQL 15 grammar",
                                       context.rule.name);
-        if (decision.hint.empty()) decision.hint = "Correct the statement; pgrail forwards only SQL it can parse.";
+        default_hint = "Correct the statement; pgrail forwards only SQL it can parse.";
         decision.sqlstate = "42601";  // syntax_error, as the server would have answered
-        return decision;
     }
-    return refuse(context, statement, "on_parse_error", "on_parse_error: deny",
-                  "pgrail: statement not understood, refused", " (a statement kind pgrail does not know)",
-                  "pgrail refuses statements it cannot classify; an operator can set on_parse_error: allow.");
+    if (decision.hint.empty()) decision.hint = default_hint;
+    return decision;
 }
 
 Decision command_decision(const Context& context, const Statement& statement) {
@@ -210,9 +218,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     const auto& flags = statement.flags;
 
     if (statement.statement_class == StatementClass::unknown) {
-        const bool limit = statement.error && statement.error->limit;
-        if (context.policy.on_parse_error == OnParseError::allow && !limit) return std::nullopt;
-        return parse_error(context, &statement, statement.error ? &*statement.error : nullptr);
+        const sql::ParseError* error = statement.error ? &*statement.error : nullptr;
+        if (!refuses_unparsed(context.policy, error)) return std::nullopt;
+        return parse_error(context, &statement, error);
     }
     // The wrapped statement first: its refusal names the statement that would do the harm
     // (DELETE, not the EXPLAIN ANALYZE around it).
@@ -478,9 +486,7 @@ Decision evaluate(const Policy& policy, const SessionInfo& session, const Statem
 Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
                       const MigrationMatcher* is_registered_migration_statement) {
     const Context context{policy, policy.rule_for(session), is_registered_migration_statement};
-    // A limit of pgrail's is refused even under on_parse_error: allow: what it kept pgrail from
-    // reading could be anything (a DROP padded to max_analyzed_size).
-    if (analysis.error && (policy.on_parse_error == OnParseError::deny || analysis.error->limit)) {
+    if (analysis.error && refuses_unparsed(policy, &*analysis.error)) {
         auto decision = parse_error(context, nullptr, &*analysis.error);
         const auto failed = std::find_if(analysis.statements.begin(), analysis.statements.end(),
                                          [](const Statement& statement) { return statement.error.has_value(); });
