@@ -316,12 +316,16 @@ std::vector<BackendMessage> split_messages(std::string_view bytes) {
     return messages;
 }
 
-std::string password_message(std::string_view password) {
-    return "p" + be32(static_cast<std::uint32_t>(4 + password.size() + 1)) + std::string(password) + '\0';
+std::string message(char type, std::string_view body) {
+    return type + be32(static_cast<std::uint32_t>(4 + body.size())) + std::string(body);
 }
 
-std::string query_message(std::string_view sql) {
-    return "Q" + be32(static_cast<std::uint32_t>(4 + sql.size() + 1)) + std::string(sql) + '\0';
+std::string password_message(std::string_view password) { return message('p', std::string(password) + '\0'); }
+
+std::string query_message(std::string_view sql) { return message('Q', std::string(sql) + '\0'); }
+
+std::string cancel_request(std::uint32_t pid, std::uint32_t secret) {
+    return be32(16) + be32(80877102) + be32(pid) + be32(secret);
 }
 
 BackendMessage read_message(RawSocket& raw) {
@@ -342,11 +346,15 @@ std::vector<BackendMessage> read_until_ready(RawSocket& raw) {
     return messages;
 }
 
-void log_in_as_plainuser(RawSocket& raw, const std::string& application_name) {
+void start_as_plainuser(RawSocket& raw, const std::string& application_name) {
     std::map<std::string, std::string> parameters{{"user", "plainuser"}, {"database", Cluster::get().database}};
     if (!application_name.empty()) parameters.emplace("application_name", application_name);
     raw.send(startup_packet(0x00030000, parameters));
     REQUIRE(raw.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));  // AuthenticationCleartextPassword
+}
+
+void log_in_as_plainuser(RawSocket& raw, const std::string& application_name) {
+    start_as_plainuser(raw, application_name);
     raw.send(password_message("plainuser"));
     REQUIRE(read_until_ready(raw).back().type == 'Z');
 }

@@ -120,12 +120,17 @@ struct BackendMessage {
 [[nodiscard]] std::vector<BackendMessage> split_messages(std::string_view bytes);
 // The fields of an ErrorResponse/NoticeResponse body, keyed by field code ('S','V','C','M').
 [[nodiscard]] std::map<char, std::string> error_fields(std::string_view body);
+// A typed message: the type byte, the length word, the body.
+[[nodiscard]] std::string message(char type, std::string_view body);
 [[nodiscard]] std::string password_message(std::string_view password);
+[[nodiscard]] std::string cancel_request(std::uint32_t pid, std::uint32_t secret);
 [[nodiscard]] std::string query_message(std::string_view sql);
 // Reads one whole message (fails the test at EOF).
 [[nodiscard]] BackendMessage read_message(RawSocket& raw);
 // Reads whole messages up to and including the next ReadyForQuery (fails the test at EOF).
 [[nodiscard]] std::vector<BackendMessage> read_until_ready(RawSocket& raw);
+// Sends plainuser's startup packet and reads the server's request for a cleartext password.
+void start_as_plainuser(RawSocket& raw, const std::string& application_name = "");
 // Logs in as plainuser (cleartext password) and reads up to the first ReadyForQuery.
 void log_in_as_plainuser(RawSocket& raw, const std::string& application_name = "");
 // How often `needle` occurs in `text` (lines of a log, say).

@@ -84,6 +84,7 @@ private:
 
 // Exactly n bytes from the scripted server's client (pgrail), or throws: at EOF, or after a
 // minute of silence (a script waits as long as its test may need; the test's end closes it).
+// Not RawSocket's reads: scripts run on threads of their own, where Catch2 must not assert.
 std::string receive_n(int fd, std::size_t n) {
     std::string bytes;
     while (bytes.size() < n) {
@@ -109,22 +110,14 @@ std::string receive_message(int fd) {
     return bytes + receive_n(fd, from_be32(bytes.substr(1)) - 4);
 }
 
-std::string message(char type, const std::string& body) {
-    return type + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
-}
-
 constexpr std::uint32_t server_pid = 4242;
 constexpr std::uint32_t server_secret = 0x5ec2e7a1;
 // AuthenticationOk, BackendKeyData with the server's own key, ReadyForQuery.
 const std::string login_reply =
     message('R', be32(0)) + message('K', be32(server_pid) + be32(server_secret)) + message('Z', "I");
 
-std::string cancel_request(std::uint32_t pid, std::uint32_t secret) {
-    return be32(16) + be32(80877102) + be32(pid) + be32(secret);
-}
-
 void start_session(RawSocket& client) {
-    client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
+    client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", Cluster::get().database}}));
 }
 
 // Logs in through `pgrail`, sends a Query and returns what came back until pgrail closed.

@@ -31,30 +31,32 @@ TEST_CASE("standard buffers cost no budget; larger ones reserve their whole size
     CHECK(budget.used() == 0);  // the destructor returns it too
 }
 
+// A budget of five standard buffers, three taken by `holder`, and `first` refused and in line.
+struct Line {
+    BufferBudget budget{5 * standard_buffer_size};
+    Buffer holder{&budget};
+    Buffer first{&budget};
+    Buffer second{&budget};
+    Line() {
+        REQUIRE(holder.prepare(large));
+        CHECK_FALSE(first.prepare(large));  // 3 + 3 > 5 standard buffers: refused, in line
+    }
+};
+
 TEST_CASE("a request that does not fit waits its turn; later ones queue behind it", "[proxy][buffer]") {
-    BufferBudget budget(5 * standard_buffer_size);
-    Buffer holder(&budget);
-    Buffer first(&budget);
-    Buffer second(&budget);
-    REQUIRE(holder.prepare(large));
-    CHECK_FALSE(first.prepare(large));  // 3 + 3 > 5 standard buffers: refused, in line
+    Line line;
     // A smaller request would fit, but must not overtake the one waiting.
-    CHECK_FALSE(second.prepare(standard_buffer_size + 1));
-    CHECK(budget.used() == large);
-    holder.release();
-    CHECK_FALSE(second.prepare(standard_buffer_size + 1));  // still behind `first`
-    REQUIRE(first.prepare(large));
-    REQUIRE(second.prepare(standard_buffer_size + 1));
-    CHECK(budget.used() == large + standard_buffer_size + 1);
+    CHECK_FALSE(line.second.prepare(standard_buffer_size + 1));
+    CHECK(line.budget.used() == large);
+    line.holder.release();
+    CHECK_FALSE(line.second.prepare(standard_buffer_size + 1));  // still behind `first`
+    REQUIRE(line.first.prepare(large));
+    REQUIRE(line.second.prepare(standard_buffer_size + 1));
+    CHECK(line.budget.used() == large + standard_buffer_size + 1);
 }
 
 TEST_CASE("a request that gives up leaves the line", "[proxy][buffer]") {
-    BufferBudget budget(5 * standard_buffer_size);
-    Buffer holder(&budget);
-    Buffer waiting(&budget);
-    Buffer next(&budget);
-    REQUIRE(holder.prepare(large));
-    CHECK_FALSE(waiting.prepare(large));
-    waiting.release();  // its session ended
-    REQUIRE(next.prepare(standard_buffer_size + 1));
+    Line line;
+    line.first.release();  // its session ended
+    REQUIRE(line.second.prepare(standard_buffer_size + 1));
 }
