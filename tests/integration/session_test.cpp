@@ -80,8 +80,7 @@ TEST_CASE("a cancel reaches only its own session", "[session][cancel]") {
     // A CancelRequest with the right pid but a wrong secret must be ignored.
     {
         RawSocket raw(Route::pgrail);
-        raw.send(be32(16) + be32(80877102) + be32(static_cast<std::uint32_t>(PQbackendPID(first.get()))) +
-                 be32(0x5eC12e7u));
+        raw.send(cancel_request(static_cast<std::uint32_t>(PQbackendPID(first.get())), 0x5eC12e7u));
         (void)raw.read_until_close(std::chrono::seconds(2));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -235,15 +234,19 @@ TEST_CASE("a server that dies inside a message: the client gets the cut message 
         const std::string where = "application_name = '" + app_name + "' AND wait_event = 'ClientWrite'";
         REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), where, "active"); },
                            std::chrono::seconds(10)));
-        CHECK(scalar(admin_conn.get(), "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE " +
-                                           where) == "t");
+        CHECK(scalar(admin_conn.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " + where) ==
+              "t");
         const auto bytes = raw.read_until_close(std::chrono::seconds(30));
         CHECK(raw.eof());
         const auto messages = split_messages(bytes);
         REQUIRE(messages.size() == 2);
         CHECK(messages[0].type == 'T');  // RowDescription
-        CHECK(messages[1].type == '?');  // the DataRow, cut
-        CHECK(bytes.back() == 'x');      // and nothing after it
+        REQUIRE(messages[1].type == '?');  // the DataRow, cut:
+        const auto& cut = messages[1].body;
+        CHECK(cut[0] == 'D');
+        CHECK(cut.size() < 1 + 4 + 2 + 4 + 32u * 1024 * 1024);
+        // after its header (type, length, column count, value length) only the value's bytes
+        CHECK(cut.find_first_not_of('x', 11) == std::string::npos);
     }
     if (Cluster::get().proxied()) {
         CHECK(eventually([&] { return cut_sessions_logged() > logged_before; }, std::chrono::seconds(5)));
@@ -272,6 +275,7 @@ TEST_CASE("long messages of several sessions share max_buffered_size: one waits,
     // Whichever came second waits (and says so) until the first is done.
     CHECK(eventually([&] { return process.log().find("waits for buffer space") != std::string::npos; },
                      std::chrono::seconds(10)));
+    CHECK(waiter_answer.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
     holder.send(holder_query.substr(90000));
     const auto answer = read_until_ready(holder);
     REQUIRE(answer.size() == 4);  // RowDescription, DataRow, CommandComplete, ReadyForQuery
@@ -293,6 +297,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         log_in_as_plainuser(waiter, "budget_waiter");
         // (Raw: libpq, still sending when the FATAL comes, reports only the closed socket, as it
         // does when PostgreSQL ends a session whose message it has not read.)
+        const auto waiting_since = std::chrono::steady_clock::now();
         auto sending = std::async(std::launch::async, [&] {
             waiter.send(query_message("SELECT length('" + std::string(800000, 'w') + "')"));
         });
@@ -300,11 +305,22 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
             std::async(std::launch::async, [&] { return waiter.read_until_close(std::chrono::seconds(30)); });
         std::size_t sent = 90000;
         // (The holder finishes only after the waiter has its answer: it cannot have been served.)
-        while (reading.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
-            REQUIRE(sent < 180000);  // 90 rounds of 200 ms: the waiter should have given up long before
+        // 90 rounds of 200 ms: the waiter should have given up long before.
+        while (reading.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready && sent < 180000) {
             holder.send(holder_query.substr(sent, 1000));
             sent += 1000;
         }
+        const bool gave_up = reading.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+        const auto waited = std::chrono::steady_clock::now() - waiting_since;
+        if (!gave_up) {
+            holder.send(holder_query.substr(sent));  // let the waiter through: fail, do not hang
+            sent = holder_query.size();
+        }
+        REQUIRE(gave_up);
+        // It waited (and said so) for about the timeout, neither refused at once nor much longer.
+        CHECK(waited >= std::chrono::milliseconds(1500));
+        CHECK(waited < std::chrono::seconds(10));
+        CHECK(process.log().find("waits for buffer space") != std::string::npos);
         sending.wait();
         const auto farewell = split_messages(reading.get());
         CHECK(waiter.eof());  // and the connection closed
@@ -343,10 +359,11 @@ TEST_CASE("pipelined long messages are each held alone, and their budget is give
     log_in_as_plainuser(pipelining, "budget_pipeline");
     // Three long Queries in one write: each needs a buffer of its own size, one after the other.
     std::string three;
-    for (const std::size_t length : {300000, 200000, 400000})
+    // Any two of them together exceed the budget: held together, one would wait (and say so).
+    for (const std::size_t length : {600000, 500000, 700000})
         three += query_message("SELECT length('" + std::string(length, 'p') + "')");
     pipelining.send(three);
-    for (const std::string expected : {"300000", "200000", "400000"}) {
+    for (const std::string expected : {"600000", "500000", "700000"}) {
         const auto answer = read_until_ready(pipelining);
         REQUIRE(answer.size() == 4);
         CHECK(answer[1].body.substr(6) == expected);

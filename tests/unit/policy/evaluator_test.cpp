@@ -369,10 +369,11 @@ rules:
     migrator: true
   - name: all
 )", "p");
-    for (const char* user : {"app_owner", "agent"}) {
+    for (const auto& [user, rule] : {std::pair{"app_owner", "owner"}, std::pair{"agent", "all"}}) {
         SessionInfo session;
         session.user = user;
         const auto decision = evaluate_function_call(*policy, session, 2078);
+        CHECK(decision.rule == rule);
         CHECK(decision.action == Decision::Action::deny);
         CHECK(decision.guard == "function_call");
         CHECK(decision.sqlstate == "42501");
@@ -381,4 +382,12 @@ rules:
         CHECK(decision.message == "pgrail: PQfn is not for " + decision.rule);
         CHECK_THAT(decision.hint, Catch::Contains("SELECT"));
     }
+    // Without words of its own the policy refuses in pgrail's.
+    const auto plain = load_policy_string("version: 1\nrules:\n  - name: all\n", "p");
+    const auto decision = evaluate_function_call(*plain, SessionInfo{}, 2078);
+    CHECK(decision.action == Decision::Action::deny);
+    CHECK(decision.sqlstate == "42501");
+    CHECK(decision.detail == "rule \"all\" refused a FunctionCall message (function OID 2078)");
+    CHECK_FALSE(decision.message.empty());
+    CHECK(decision.message.find("PQfn is not for") == std::string::npos);
 }
