@@ -17,6 +17,18 @@ namespace {
 
 int real_pid(PGconn* conn) { return std::stoi(scalar(conn, "SELECT pg_backend_pid()")); }
 
+// A statement of about `size` bytes (the budget tests' long messages); it answers `size`.
+std::string length_query(std::size_t size, char filler) {
+    return "SELECT length('" + std::string(size, filler) + "')";
+}
+
+// The one value of a raw answer (RowDescription, DataRow, CommandComplete, ReadyForQuery).
+std::string only_value(const std::vector<BackendMessage>& answer) {
+    REQUIRE(answer.size() == 4);
+    REQUIRE(answer[1].type == 'D');
+    return answer[1].body.substr(6);  // after the column count and the value's length
+}
+
 // Whether the server shows backend `pid` (or a backend with `application_name`) in state `state`.
 bool backend_in_state(PGconn* admin_conn, const std::string& where, const std::string& state) {
     return scalar(admin_conn, "SELECT count(*) FROM pg_stat_activity WHERE " + where +
@@ -262,13 +274,13 @@ TEST_CASE("long messages of several sessions share max_buffered_size: one waits,
     // One session announces a Query of about 900 KB and sends a tenth of it.
     RawSocket holder(process.port());
     log_in_as_plainuser(holder, "budget_holder");
-    const auto holder_query = query_message("SELECT length('" + std::string(900000, 'h') + "')");
+    const auto holder_query = query_message(length_query(900000, 'h'));
     holder.send(holder_query.substr(0, 90000));
     // Another sends about 800 KB at once: the two do not fit in the budget together.
     const Conn waiter(PQconnectdb(process.conninfo("app_owner").c_str()));
     REQUIRE(PQstatus(waiter.get()) == CONNECTION_OK);
     auto waiter_answer = std::async(std::launch::async, [&] {
-        const Result result(PQexec(waiter.get(), ("SELECT length('" + std::string(800000, 'w') + "')").c_str()));
+        const Result result(PQexec(waiter.get(), length_query(800000, 'w').c_str()));
         return std::string(PQresultStatus(result.get()) == PGRES_TUPLES_OK ? PQgetvalue(result.get(), 0, 0)
                                                                             : PQresultErrorMessage(result.get()));
     });
@@ -277,9 +289,7 @@ TEST_CASE("long messages of several sessions share max_buffered_size: one waits,
                      std::chrono::seconds(10)));
     CHECK(waiter_answer.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
     holder.send(holder_query.substr(90000));
-    const auto answer = read_until_ready(holder);
-    REQUIRE(answer.size() == 4);  // RowDescription, DataRow, CommandComplete, ReadyForQuery
-    CHECK(answer[1].body.substr(6) == "900000");
+    CHECK(only_value(read_until_ready(holder)) == "900000");
     CHECK(waiter_answer.get() == "800000");
 }
 
@@ -287,7 +297,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
           "[session][budget]") {
     const PgrailProcess process("max_message_size: 1048576\nmax_buffered_size: 1048577\n"
                                 "buffered_message_timeout: 2s\n");
-    const auto holder_query = query_message("SELECT length('" + std::string(900000, 'h') + "')");
+    const auto holder_query = query_message(length_query(900000, 'h'));
     {
         // The holder keeps sending, slowly: a second long message waits 2 s, then gives up.
         RawSocket holder(process.port());
@@ -299,7 +309,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         // does when PostgreSQL ends a session whose message it has not read.)
         const auto waiting_since = std::chrono::steady_clock::now();
         auto sending = std::async(std::launch::async, [&] {
-            waiter.send(query_message("SELECT length('" + std::string(800000, 'w') + "')"));
+            waiter.send(query_message(length_query(800000, 'w')));
         });
         auto reading =
             std::async(std::launch::async, [&] { return waiter.read_until_close(std::chrono::seconds(30)); });
@@ -329,9 +339,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         CHECK(error_fields(farewell[0].body).at('C') == "53200");
         CHECK_THAT(error_fields(farewell[0].body).at('M'), Catch::Contains("out of buffer space"));
         holder.send(holder_query.substr(sent));
-        const auto answer = read_until_ready(holder);
-        REQUIRE(answer.size() == 4);
-        CHECK(answer[1].body.substr(6) == "900000");
+        CHECK(only_value(read_until_ready(holder)) == "900000");
     }
     {
         // A holder that stops sending in the middle of its message is disconnected.
@@ -349,7 +357,7 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
     }
     // And the budget is whole again.
     const Conn after(PQconnectdb(process.conninfo("app_owner").c_str()));
-    CHECK(scalar(after.get(), "SELECT length('" + std::string(1000000, 'a') + "')") == "1000000");
+    CHECK(scalar(after.get(), length_query(1000000, 'a')) == "1000000");
 }
 
 TEST_CASE("pipelined long messages are each held alone, and their budget is given back", "[session][budget]") {
@@ -361,15 +369,13 @@ TEST_CASE("pipelined long messages are each held alone, and their budget is give
     std::string three;
     // Any two of them together exceed the budget: held together, one would wait (and say so).
     for (const std::size_t length : {600000, 500000, 700000})
-        three += query_message("SELECT length('" + std::string(length, 'p') + "')");
+        three += query_message(length_query(length, 'p'));
     pipelining.send(three);
     for (const std::string expected : {"600000", "500000", "700000"}) {
-        const auto answer = read_until_ready(pipelining);
-        REQUIRE(answer.size() == 4);
-        CHECK(answer[1].body.substr(6) == expected);
+        CHECK(only_value(read_until_ready(pipelining)) == expected);
     }
     // Nothing of the three is still held: a message of nearly the whole budget fits at once.
     const Conn after(PQconnectdb(process.conninfo("app_owner").c_str()));
-    CHECK(scalar(after.get(), "SELECT length('" + std::string(1000000, 'a') + "')") == "1000000");
+    CHECK(scalar(after.get(), length_query(1000000, 'a')) == "1000000");
     CHECK(process.log().find("waits for buffer space") == std::string::npos);
 }
