@@ -42,12 +42,14 @@ std::vector<std::string> lines_of(const std::filesystem::path& path) {
 }
 
 struct Fixture {
+    explicit Fixture(std::size_t max_analyzed_size = 4u << 20)
+        : gate(policy::load_policy_string(policy_yaml, "test.yaml"),
+               std::make_shared<audit::AuditLog>(audit_path.string(), audit::FsyncMode::never), true,
+               max_analyzed_size) {}
+    ~Fixture() { std::filesystem::remove(audit_path); }
     std::filesystem::path audit_path =
         std::filesystem::temp_directory_path() / ("pgrail-gate-test-" + std::to_string(::getpid()) + ".jsonl");
-    proxy::PolicyGate gate{policy::load_policy_string(policy_yaml, "test.yaml"),
-                           std::make_shared<audit::AuditLog>(audit_path.string(), audit::FsyncMode::never), true,
-                           4u << 20};
-    ~Fixture() { std::filesystem::remove(audit_path); }
+    proxy::PolicyGate gate;
 };
 
 }  // namespace
@@ -104,10 +106,8 @@ TEST_CASE("statements whose meaning is in a literal never share a shape's analys
 }
 
 TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, and audited", "[proxy][gate]") {
-    Fixture fixture;
-    proxy::PolicyGate gate{policy::load_policy_string(policy_yaml, "test.yaml"),
-                           std::make_shared<audit::AuditLog>(fixture.audit_path.string(), audit::FsyncMode::never),
-                           true, 2048};
+    Fixture fixture(2048);
+    auto& gate = fixture.gate;
     const auto agent = session_of("agent", 4);
     const std::string in_list = "SELECT * FROM ledger WHERE id IN (1" + std::string(2100, ' ') + ")";
     CHECK(gate.quick(in_list));  // decided on the I/O thread: no analysis to wait for
