@@ -88,7 +88,8 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         if (audit["redact_literals"]) config.audit_redact_literals = reader.as_bool(audit["redact_literals"], "audit.redact_literals");
     }
     if (const auto migrations = root["migrations"]) {
-        reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "require_verified"},
+        reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "lock_wait",
+                                       "require_verified"},
                           "migrations");
         if (migrations["require_verified"])
             config.require_verified = reader.as_bool(migrations["require_verified"], "migrations.require_verified");
@@ -97,6 +98,7 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         if (migrations["lock_timeout"]) config.lock_timeout_ms = duration(reader, migrations["lock_timeout"], "migrations.lock_timeout");
         if (migrations["statement_timeout"])
             config.statement_timeout_ms = duration(reader, migrations["statement_timeout"], "migrations.statement_timeout");
+        if (migrations["lock_wait"]) config.lock_wait_ms = duration(reader, migrations["lock_wait"], "migrations.lock_wait");
     }
     return config;
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <pqxx/pqxx>
 
@@ -16,17 +17,25 @@ namespace pgrail::migrations::detail {
 
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo);
 
-LedgerState read_ledger(pqxx::connection& conn);
+// Reads the ledger in a read-only transaction; with `lock_timeout`, a table lock on the ledger
+// is waited for at most that long (the advisory lock is never involved).
+LedgerState read_ledger(pqxx::connection& conn,
+                        std::optional<std::chrono::milliseconds> lock_timeout = std::nullopt);
 // Creates schema pgrail and its tables when missing (call under the advisory lock).
 void ensure_ledger(pqxx::connection& conn);
 void insert_event(pqxx::transaction_base& tx, const std::string& version, const std::string& name,
                   const std::string& checksum, const std::string& event, bool ok, const std::string& by,
                   std::int64_t duration_ms, const std::string& detail);
 
-// Holds pg_advisory_lock(advisory_lock_key) on `conn` for its lifetime.
+// Granted locks on advisory_lock_key in the connection's database, with their backends.
+std::vector<LockHolder> lock_holders(pqxx::connection& conn);
+
+// Holds the session advisory lock on advisory_lock_key on `conn` for its lifetime. Waits at
+// most `wait` (polling pg_try_advisory_lock), then throws lock_wait_error naming the holders;
+// throws abandoned_error as soon as `abandoned` is set while it waits.
 class AdvisoryLock {
 public:
-    AdvisoryLock(pqxx::connection& conn, std::chrono::milliseconds wait);
+    AdvisoryLock(pqxx::connection& conn, std::chrono::milliseconds wait, const AbandonFlag& abandoned = nullptr);
     ~AdvisoryLock();
     AdvisoryLock(const AdvisoryLock&) = delete;
     AdvisoryLock& operator=(const AdvisoryLock&) = delete;
@@ -49,8 +58,12 @@ struct ScriptFailure {
 
 // Runs `script` (in one transaction unless no-transaction) and then `record` in the same
 // transaction (a separate one for no-transaction scripts). Returns the failure, if any.
+// A transactional script is abandoned (rolled back, failure 57014) when `abandoned` is set:
+// checked between statements, and a running statement is cancelled. A no-transaction script,
+// once started, runs to its end (stopping halfway would leave a partial state).
 std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& script, const Timeouts& timeouts,
-                                        const std::function<void(pqxx::transaction_base&)>& record);
+                                        const std::function<void(pqxx::transaction_base&)>& record,
+                                        const AbandonFlag& abandoned = nullptr);
 
 MigrationError script_error(const Migration& migration, Direction direction, const Script& script,
                             const ScriptFailure& failure);

@@ -188,7 +188,7 @@ ScriptParse parse_script(const fs::path& path, std::string text) {
         out.line = line_of(text, begin);
         out.statement_class = statement.statement_class;
         out.tag = statement.tag;
-        out.structural_key = statement.structural_key;
+        out.structural_form = statement.structural_form;
         script.statements.push_back(std::move(out));
     }
     if (!result.error) {

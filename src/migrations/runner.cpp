@@ -2,7 +2,11 @@
 #include "pgrail/migrations/runner.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <stop_token>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -57,15 +61,22 @@ std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", v
 
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo) {
     try {
-        return std::make_unique<pqxx::connection>(conninfo);
+        auto conn = std::make_unique<pqxx::connection>(conninfo);
+        // Name the connection, unless its conninfo did: a holder of the migration lock is then
+        // recognisably one of pgrail's runners (lock_wait_error's hint depends on it).
+        pqxx::nontransaction tx(*conn);
+        if (tx.exec1("SELECT current_setting('application_name') = ''")[0].as<bool>())
+            tx.exec0(fmt::format("SET application_name = '{}'", runner_application_name));
+        return conn;
     } catch (...) {
         rethrow_database_error("cannot connect to the database for migrations");
     }
 }
 
-LedgerState read_ledger(pqxx::connection& conn) {
+LedgerState read_ledger(pqxx::connection& conn, std::optional<std::chrono::milliseconds> lock_timeout) {
     LedgerState state;
     pqxx::read_transaction tx(conn);
+    if (lock_timeout) tx.exec0("SET LOCAL lock_timeout = " + ms(*lock_timeout));
     state.exists = !tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL")[0].as<bool>();
     if (!state.exists) return state;
     for (const auto& row : tx.exec("SELECT version, name, checksum, applied_at::text, applied_by, execution_ms "
@@ -112,22 +123,51 @@ void insert_event(pqxx::transaction_base& tx, const std::string& version, const 
         version, name, checksum, event, std::string(ok ? "ok" : "failed"), by, duration_ms, detail);
 }
 
-AdvisoryLock::AdvisoryLock(pqxx::connection& conn, std::chrono::milliseconds wait) : conn_(conn) {
-    try {
+std::vector<LockHolder> lock_holders(pqxx::connection& conn) {
+    // Advisory locks belong to a database; a bigint key shows as classid (high half), objid
+    // (low half), objsubid 1. Shared and transaction-level holds count too.
+    pqxx::nontransaction tx(conn);
+    const auto rows = tx.exec(fmt::format(
+        "SELECT coalesce(l.pid, 0), l.mode, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), "
+        "coalesce(host(a.client_addr), ''), "
+        "CASE WHEN l.pid IS NULL THEN 'prepared transaction' ELSE coalesce(a.state, '') END, "
+        "coalesce(a.backend_start::text, ''), coalesce(a.state_change::text, '') "
+        "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND l.classid = {} AND l.objid = {} AND l.objsubid = 1 AND l.pid IS DISTINCT FROM pg_backend_pid() "
+        "ORDER BY 1",
+        advisory_lock_classid, advisory_lock_objid));
+    std::vector<LockHolder> holders;
+    for (const auto& row : rows)
+        holders.push_back({row[0].as<int>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                           row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>(),
+                           row[6].as<std::string>(), row[7].as<std::string>()});
+    return holders;
+}
+
+AdvisoryLock::AdvisoryLock(pqxx::connection& conn, std::chrono::milliseconds wait, const AbandonFlag& abandoned)
+    : conn_(conn) {
+    // pg_try_advisory_lock in a loop rather than pg_advisory_lock under lock_timeout: the wait
+    // stays bounded, and an abandoned run stops waiting at once.
+    const auto try_lock = [&] {
         pqxx::nontransaction tx(conn_);
-        tx.exec0("SET lock_timeout = " + ms(wait));
-        tx.exec(fmt::format("SELECT pg_advisory_lock({})", advisory_lock_key));
-        tx.exec0("RESET lock_timeout");
-    } catch (const pqxx::sql_error& error) {
-        if (error.sqlstate() == "55P03")
-            throw MigrationError("55P03",
-                                 fmt::format("another migration run holds the pgrail migration lock (waited {} ms)",
-                                             wait.count()),
-                                 "", "retry when the other pgrail process or CLI run has finished");
-        rethrow_database_error("cannot take the migration lock");
+        return tx.exec1(fmt::format("SELECT pg_try_advisory_lock({})", advisory_lock_key))[0].as<bool>();
+    };
+    std::vector<LockHolder> holders;
+    try {
+        switch (wait_for_lock(try_lock, [&] { return is_abandoned(abandoned); }, wait)) {
+            case LockWait::acquired: return;
+            case LockWait::abandoned: throw abandoned_error("while it waited for the migration lock", {});
+            case LockWait::timed_out: break;
+        }
+        holders = lock_holders(conn_);
+        // Released between the last try and the look: one more try before giving up.
+        if (holders.empty() && try_lock()) return;
     } catch (...) {
         rethrow_database_error("cannot take the migration lock");
     }
+    throw lock_wait_error(holders, wait);
 }
 
 AdvisoryLock::~AdvisoryLock() {
@@ -139,8 +179,42 @@ AdvisoryLock::~AdvisoryLock() {
     }
 }
 
+namespace {
+
+// Thrown between the statements of a transactional script whose run was abandoned.
+struct Abandoned {};
+
+// While a transactional script runs: cancels the running statement once the run is
+// abandoned (run_script also checks between statements, where a cancel would be ignored).
+class CancelWhenAbandoned {
+public:
+    CancelWhenAbandoned(pqxx::connection& conn, const AbandonFlag& flag) {
+        if (!flag) return;
+        thread_ = std::jthread([&conn, flag](std::stop_token stop) {
+            std::mutex mutex;
+            std::condition_variable_any wake;
+            std::unique_lock lock(mutex);
+            while (!stop.stop_requested()) {
+                if (wake.wait_for(lock, stop, std::chrono::milliseconds(20), [&] { return is_abandoned(flag); })) {
+                    try {
+                        conn.cancel_query();  // PQcancel: made for use from another thread
+                    } catch (...) {
+                    }
+                    return;
+                }
+            }
+        });
+    }
+
+private:
+    std::jthread thread_;  // stopped and joined first thing when the script's scope ends
+};
+
+}  // namespace
+
 std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& script, const Timeouts& timeouts,
-                                        const std::function<void(pqxx::transaction_base&)>& record) {
+                                        const std::function<void(pqxx::transaction_base&)>& record,
+                                        const AbandonFlag& abandoned) {
     std::size_t index = 0;
     try {
         if (script.no_transaction) {
@@ -157,13 +231,21 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
             tx.commit();
         } else {
             pqxx::work tx(conn);
+            CancelWhenAbandoned watcher(conn, abandoned);  // declared after tx: stops before tx rolls back
             tx.exec0("SET LOCAL lock_timeout = " + ms(timeouts.lock_timeout));
             tx.exec0("SET LOCAL statement_timeout = " + ms(timeouts.statement_timeout));
-            for (; index < script.statements.size(); ++index) tx.exec(script.statements[index].text);
+            for (; index < script.statements.size(); ++index) {
+                if (is_abandoned(abandoned)) throw Abandoned{};
+                tx.exec(script.statements[index].text);
+            }
+            if (is_abandoned(abandoned)) throw Abandoned{};
             record(tx);
+            if (is_abandoned(abandoned)) throw Abandoned{};
             tx.commit();
         }
         return std::nullopt;
+    } catch (const Abandoned&) {
+        return ScriptFailure{index, "57014", "the run was abandoned: its client cancelled or disconnected", ""};
     } catch (const pqxx::sql_error& error) {
         auto [message, more] = split_pq_message(error.what());
         if (script.no_transaction) {
@@ -309,7 +391,8 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
     const auto started = std::chrono::steady_clock::now();
     const std::string event = direction == Direction::up ? "applied" : "rolled_back";
     const auto failure = detail::run_script(
-        conn, script, {options.lock_timeout, options.statement_timeout}, [&](pqxx::transaction_base& tx) {
+        conn, script, {options.lock_timeout, options.statement_timeout},
+        [&](pqxx::transaction_base& tx) {
             const auto duration = elapsed_ms(started);
             if (direction == Direction::up)
                 tx.exec_params0("INSERT INTO pgrail.schema_migrations (version, name, checksum, applied_by, "
@@ -319,7 +402,8 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
                 tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", migration.version);
             detail::insert_event(tx, migration.version, migration.name, migration.checksum, event, true, actor,
                                  duration, "");
-        });
+        },
+        options.abandoned);
     const auto duration = elapsed_ms(started);
     if (failure) {
         MigrationError error = detail::script_error(migration, direction, script, *failure);
@@ -342,21 +426,56 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
     return {migration.version, migration.name, migration.checksum, direction, duration};
 }
 
+// Right after the lock is taken: an abandoned run does not even create the ledger.
+void check_not_abandoned(const RunnerOptions& options) {
+    if (is_abandoned(options.abandoned)) throw abandoned_error("once it held the migration lock", {});
+}
+
+std::string step_text(const StepResult& step) {
+    return fmt::format("{} {}_{} ({} ms)", step.direction == Direction::up ? "applied" : "rolled back", step.version,
+                       step.name, step.duration_ms);
+}
+
+// Runs the steps in order, stopping before the next one once the run is abandoned. A
+// transactional step abandoned while it runs rolls back; its error becomes the run's.
+std::vector<StepResult> run_steps(pqxx::connection& conn, const RunnerOptions& options, const std::string& actor,
+                                  const std::vector<const Migration*>& migrations, Direction direction) {
+    std::vector<StepResult> results;
+    std::vector<std::string> done;
+    for (const Migration* migration : migrations) {
+        const auto name = fmt::format("{}_{}", migration->version, migration->name);
+        if (is_abandoned(options.abandoned))
+            throw abandoned_error(fmt::format("before {} of {}", direction == Direction::up ? "migration" : "rollback",
+                                              name),
+                                  done);
+        try {
+            results.push_back(run_step(conn, options, actor, *migration, direction));
+        } catch (const MigrationError& error) {
+            if (error.sqlstate() != "57014" || !is_abandoned(options.abandoned)) throw;
+            throw abandoned_error(fmt::format("during {} of {} (its transaction was rolled back)",
+                                              direction == Direction::up ? "migration" : "rollback", name),
+                                  done);
+        }
+        done.push_back(step_text(results.back()));
+    }
+    return results;
+}
+
 }  // namespace
 
 Runner::Runner(std::shared_ptr<const Registry> registry, RunnerOptions options)
     : registry_(std::move(registry)), options_(std::move(options)) {}
 
-LedgerState read_ledger(const std::string& conninfo) {
+LedgerState read_ledger(const std::string& conninfo, std::chrono::milliseconds lock_timeout) {
     auto conn = detail::connect(conninfo);
     try {
-        return detail::read_ledger(*conn);
+        return detail::read_ledger(*conn, lock_timeout);
     } catch (...) {
         detail::rethrow_database_error("cannot read the migration ledger");
     }
 }
 
-LedgerState Runner::read_ledger() const { return migrations::read_ledger(options_.conninfo); }
+LedgerState Runner::read_ledger() const { return migrations::read_ledger(options_.conninfo, options_.lock_timeout); }
 
 std::shared_ptr<const Snapshot> Runner::snapshot() const {
     return std::make_shared<const Snapshot>(registry_, read_ledger());
@@ -369,7 +488,8 @@ std::vector<const Migration*> Runner::plan(const std::optional<std::string>& tar
 
 std::vector<StepResult> Runner::up(const std::optional<std::string>& target) {
     Session session = open_session(options_);
-    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait, options_.abandoned);
+    check_not_abandoned(options_);
     std::vector<const Migration*> pending;
     try {
         detail::ensure_ledger(*session.conn);
@@ -387,10 +507,7 @@ std::vector<StepResult> Runner::up(const std::optional<std::string>& target) {
     } catch (...) {
         detail::rethrow_database_error("cannot plan the migration run");
     }
-    std::vector<StepResult> results;
-    for (const Migration* migration : pending)
-        results.push_back(run_step(*session.conn, options_, session.actor, *migration, Direction::up));
-    return results;
+    return run_steps(*session.conn, options_, session.actor, pending, Direction::up);
 }
 
 namespace {
@@ -419,7 +536,8 @@ std::vector<const Migration*> rollback_order(const Registry& registry, const Led
 
 std::vector<StepResult> Runner::down(const std::optional<std::string>& version_text) {
     Session session = open_session(options_);
-    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait, options_.abandoned);
+    check_not_abandoned(options_);
     const Migration* migration = nullptr;
     try {
         detail::ensure_ledger(*session.conn);
@@ -441,13 +559,14 @@ std::vector<StepResult> Runner::down(const std::optional<std::string>& version_t
     } catch (...) {
         detail::rethrow_database_error("cannot plan the rollback");
     }
-    return {run_step(*session.conn, options_, session.actor, *migration, Direction::down)};
+    return run_steps(*session.conn, options_, session.actor, {migration}, Direction::down);
 }
 
 std::vector<StepResult> Runner::down_to(const std::string& target_text) {
     const std::string target = canonical_target(target_text);
     Session session = open_session(options_);
-    detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
+    detail::AdvisoryLock lock(*session.conn, options_.lock_wait, options_.abandoned);
+    check_not_abandoned(options_);
     std::vector<const Migration*> order;
     try {
         detail::ensure_ledger(*session.conn);
@@ -461,10 +580,7 @@ std::vector<StepResult> Runner::down_to(const std::string& target_text) {
     } catch (...) {
         detail::rethrow_database_error("cannot plan the rollback");
     }
-    std::vector<StepResult> results;
-    for (const Migration* migration : order)
-        results.push_back(run_step(*session.conn, options_, session.actor, *migration, Direction::down));
-    return results;
+    return run_steps(*session.conn, options_, session.actor, order, Direction::down);
 }
 
 void Runner::resolve(const std::string& version_text) {

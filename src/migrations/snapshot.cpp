@@ -1,4 +1,4 @@
-// Structural-key index over the scripts a migrator may run by hand right now.
+// Structural-form index over the scripts a migrator may run by hand right now.
 #include "pgrail/migrations/snapshot.hpp"
 
 namespace pgrail::migrations {
@@ -11,7 +11,8 @@ Snapshot::Snapshot(std::shared_ptr<const Registry> registry, LedgerState ledger)
         const Migration& migration = *entry.migration;
         const auto add = [&](const Script& script, Direction direction) {
             for (const auto& statement : script.statements)
-                index_.emplace(statement.structural_key, Match{migration.version, migration.name, direction});
+                if (!statement.structural_form.empty())
+                    index_.emplace(statement.structural_form, Match{migration.version, migration.name, direction});
         };
         if (entry.state == State::pending) add(migration.up, Direction::up);
         if (entry.state == State::applied) add(migration.down, Direction::down);
@@ -19,15 +20,15 @@ Snapshot::Snapshot(std::shared_ptr<const Registry> registry, LedgerState ledger)
 }
 
 std::optional<Match> Snapshot::match(const sql::Statement& statement) const {
-    if (statement.error || statement.structural_key == 0) return std::nullopt;
-    const auto found = index_.find(statement.structural_key);
+    if (statement.error || statement.structural_form.empty()) return std::nullopt;
+    const auto found = index_.find(statement.structural_form);
     if (found == index_.end()) return std::nullopt;
     return found->second;
 }
 
 bool Snapshot::matches_statement(const sql::Statement& statement, Direction direction) const {
-    if (statement.error || statement.structural_key == 0) return false;
-    const auto [begin, end] = index_.equal_range(statement.structural_key);
+    if (statement.error || statement.structural_form.empty()) return false;
+    const auto [begin, end] = index_.equal_range(statement.structural_form);
     for (auto it = begin; it != end; ++it)
         if (it->second.direction == direction) return true;
     return false;

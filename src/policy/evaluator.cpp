@@ -3,8 +3,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <optional>
 
 #include <fmt/format.h>
+
+#include "pgrail/migrations/lock.hpp"
+#include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::policy {
 
@@ -26,6 +31,7 @@ struct Context {
     const Policy& policy;
     const Rule& rule;
     const MigrationMatcher* matcher;
+    const SessionInfo& session;
 };
 
 std::string qualified(const sql::ObjectRef& object) {
@@ -49,6 +55,24 @@ std::string objects_text(const Statement& statement) {
 std::string lower(std::string text) {
     for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return text;
+}
+
+std::string_view trim(std::string_view text) {
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+    return text;
+}
+
+// Whether `text` is an integer constant other than `value`; false when it is `value` or not a
+// plain integer (fail closed).
+bool integer_differs(std::string_view text, std::int64_t value) {
+    text = trim(text);
+    if (text.starts_with('+')) text.remove_prefix(1);
+    std::int64_t parsed = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+    if (error == std::errc::result_out_of_range) return true;  // beyond bigint: never pgrail's key
+    if (error != std::errc() || end != text.data() + text.size()) return false;
+    return parsed != value;
 }
 
 std::string tag_of(const Statement& statement) { return statement.tag.empty() ? "a statement" : statement.tag; }
@@ -187,6 +211,122 @@ bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
     return glob_match(pattern.schema, object.schema);
 }
 
+// Every change the statement makes is to the session's own temporary relations (they die with
+// the session: not a schema change), and it makes at least one.
+bool only_temporary_changes(const Statement& statement) {
+    if (statement.flags.ddl_capable_dynamic) return false;
+    bool any = false;
+    for (const auto& object : statement.objects) {
+        if (object.role == ObjectRole::read) continue;
+        if (!object.temporary) return false;
+        any = true;
+    }
+    return any;
+}
+
+// PostgreSQL's parse_bool: on/off, true/false, yes/no, 1/0 and unique prefixes, any case.
+std::optional<bool> parse_bool(std::string_view text) {
+    const auto value = lower(std::string(trim(text)));
+    if (value.empty()) return std::nullopt;
+    const auto prefix_of = [&](std::string_view word) { return word.starts_with(value); };
+    if (value == "1" || prefix_of("true") || prefix_of("yes") || value == "on") return true;
+    if (value == "0" || prefix_of("false") || (value.size() > 1 && prefix_of("no")) || value == "of" || value == "off" ||
+        value == "n")
+        return false;
+    return std::nullopt;
+}
+
+// A list setting's value split as PostgreSQL's SplitIdentifierString splits search_path:
+// commas separate, double quotes keep case (and "" is a quote), unquoted names are down-cased.
+std::optional<std::vector<std::string>> split_identifiers(std::string_view text) {
+    std::vector<std::string> names;
+    std::size_t at = 0;
+    const auto skip_space = [&] {
+        while (at < text.size() && std::isspace(static_cast<unsigned char>(text[at]))) ++at;
+    };
+    skip_space();
+    if (at == text.size()) return names;
+    while (true) {
+        std::string name;
+        if (at < text.size() && text[at] == '"') {
+            for (++at;; ++at) {
+                if (at >= text.size()) return std::nullopt;
+                if (text[at] == '"') {
+                    if (at + 1 < text.size() && text[at + 1] == '"') {
+                        name += '"';
+                        ++at;
+                        continue;
+                    }
+                    ++at;
+                    break;
+                }
+                name += text[at];
+            }
+        } else {
+            while (at < text.size() && text[at] != ',' && !std::isspace(static_cast<unsigned char>(text[at])))
+                name += static_cast<char>(std::tolower(static_cast<unsigned char>(text[at++])));
+            if (name.empty()) return std::nullopt;
+        }
+        names.push_back(std::move(name));
+        skip_space();
+        if (at == text.size()) return names;
+        if (text[at] != ',') return std::nullopt;
+        ++at;
+        skip_space();
+    }
+}
+
+// Values of settings that change how pgrail must read the session's texts or resolve its
+// names: wherever they are set (SET, set_config, startup parameters and options), a value pgrail
+// cannot follow is refused. `where` ends the DETAIL (" calling set_config", " with options ...").
+std::optional<Decision> check_setting_value(const Context& context, const Statement* statement,
+                                            std::string_view name, std::string_view value, std::string where) {
+    const auto refuse_setting = [&](std::string guard, std::string message, std::string hint) {
+        return refuse(context, statement, guard, guard, std::move(message), std::move(where), std::move(hint));
+    };
+    if (name == "standard_conforming_strings") {
+        if (value.empty()) return std::nullopt;  // RESET: back to the value the session started with
+        const auto wanted = parse_bool(value);
+        if (!wanted || *wanted != context.session.lexing.standard_conforming_strings)
+            return refuse_setting(
+                "protected_settings",
+                fmt::format("pgrail: changing standard_conforming_strings to {} refused", value),
+                fmt::format("This session reads backslashes in strings with standard_conforming_strings = {}; pgrail "
+                            "reads every text as the server lexes it and does not follow a change within a session. "
+                            "Use E'...' strings for escapes.",
+                            context.session.lexing.standard_conforming_strings ? "on" : "off"));
+    } else if (name == "client_encoding") {
+        if (value == "*" || sql::is_client_only_encoding(value))
+            return refuse_setting("protected_settings", fmt::format("pgrail: client_encoding {} refused", value),
+                                  "pgrail reads every text as the server will; in SJIS, BIG5, GBK, UHC, GB18030 and "
+                                  "JOHAB a character may hold a backslash or a quote byte. Use UTF8.");
+    } else if (name == "search_path") {
+        const auto schemas = value == "*" ? std::nullopt : split_identifiers(value);
+        if (!schemas)
+            return refuse_setting("protected_schemas", "pgrail: a search_path pgrail cannot read refused",
+                                  "Give search_path as a constant list of schema names.");
+        for (const auto& schema : *schemas) {
+            // pg_catalog is searched first whether named or not: naming it changes nothing.
+            if (schema == "pg_catalog") continue;
+            for (const auto& protected_schema : context.rule.guards.protected_schemas)
+                if (glob_match(protected_schema, schema))
+                    return refuse_setting(
+                        "protected_schemas",
+                        fmt::format("pgrail: search_path naming protected schema {} refused", schema),
+                        "Unqualified names would resolve into a protected schema; qualify names instead.");
+        }
+    }
+    return std::nullopt;
+}
+
+// SET transaction_read_only = on, BEGIN READ ONLY ...: making the session stricter is not a
+// change of the protection.
+bool turns_read_only_on(const sql::SettingChange& setting) {
+    if (setting.name != "transaction_read_only" && setting.name != "default_transaction_read_only") return false;
+    const auto value = parse_bool(setting.value);
+    return value && *value;
+}
+
 bool is_ddl(const Statement& statement) {
     return statement.statement_class == StatementClass::ddl || statement.flags.ddl_capable_dynamic ||
            statement.flags.select_into || statement.flags.create_table_as;
@@ -196,10 +336,8 @@ std::optional<Decision> check(const Context& context, const Statement& statement
 
 std::optional<Decision> check_ddl(const Context& context, const Statement& statement) {
     const auto& guards = context.rule.guards;
-    // A temporary object dies with the session: it is not a schema change.
-    if (statement.flags.temporary_object && guards.allow_temporary_objects && !statement.flags.ddl_capable_dynamic &&
-        statement.tag.starts_with("CREATE"))
-        return std::nullopt;
+    // A temporary relation dies with the session: it is not a schema change.
+    if (guards.allow_temporary_objects && only_temporary_changes(statement)) return std::nullopt;
     if (guards.ddl == DdlMode::allow) return std::nullopt;
     const bool registered = guards.ddl == DdlMode::migrations_only && guards.migrator && context.matcher &&
                             *context.matcher && (*context.matcher)(statement);
@@ -286,8 +424,21 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                           "pgrail: set_config with a computed setting name refused", " calling set_config",
                           "Pass the setting name as a constant, e.g. set_config('search_path', ..., false).");
     }
+    for (const auto& key : statement.advisory_lock_keys) {
+        // pgrail's runner serialises migrations with this lock: another holder would stall them.
+        if (key != "*" && integer_differs(key, migrations::advisory_lock_key)) continue;
+        return refuse(context, &statement, "migrations", "migrations",
+                      key == "*" ? std::string("pgrail: an advisory lock with a computed key refused")
+                                 : std::string("pgrail: pgrail's migration lock is taken only by pgrail"),
+                      " (advisory lock key " + key + ")",
+                      "Pass the advisory lock key as a constant; pgrail's own key serialises its migrations.");
+    }
     for (const auto& setting : statement.settings) {
         if (setting.name == "all" || setting.name == "*") continue;  // RESET ALL returns to the role's defaults
+        if (auto refusal = check_setting_value(context, &statement, setting.name, setting.value,
+                                               setting.via_function ? " calling set_config" : ""))
+            return refusal;
+        if (turns_read_only_on(setting)) continue;
         // Setting names are case-insensitive in PostgreSQL; lower-case only when needed (no allocation).
         const bool upper = std::any_of(setting.name.begin(), setting.name.end(),
                                        [](unsigned char c) { return std::isupper(c) != 0; });
@@ -351,12 +502,6 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     return std::nullopt;
 }
 
-std::string_view trim(std::string_view text) {
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-    return text;
-}
-
 // The startup `options` value split as PostgreSQL splits it: whitespace separates, backslash escapes.
 std::vector<std::string> split_options(std::string_view options) {
     std::vector<std::string> tokens;
@@ -387,6 +532,35 @@ std::string setting_name(std::string_view assignment) {
     return name;
 }
 
+// Settings a client library sets at connection time, allowed as startup parameters even where
+// `options` is refused altogether.
+constexpr std::string_view client_settings[] = {"application_name", "client_encoding", "datestyle",
+                                                "timezone", "extra_float_digits", "intervalstyle"};
+
+// One setting given at connection time (a startup parameter, or an assignment in `options`):
+// the guards of SET, then the rule's options list (under options: deny, for startup parameters,
+// the client settings above).
+template <class Hint>
+std::optional<Decision> check_connection_setting(const Context& context, const std::string& name, std::string_view value,
+                                                 std::string where, OptionsMode mode, const Hint& options_hint) {
+    const auto& guards = context.rule.guards;
+    if (guards.protected_settings.contains(name))
+        return refuse(context, nullptr, "protected_settings", "protected_settings",
+                      fmt::format("pgrail: changing setting {} refused", name), where,
+                      "This setting guards the database's own protections; the session keeps the value its role "
+                      "was given.");
+    if (auto refusal = check_setting_value(context, nullptr, name, value, where)) return refusal;
+    const bool listed =
+        mode == OptionsMode::allow ||
+        (mode == OptionsMode::allow_list && guards.allowed_options.contains(name)) ||
+        (mode == OptionsMode::deny && std::find(std::begin(client_settings), std::end(client_settings), name) !=
+                                          std::end(client_settings));
+    if (!listed)
+        return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", name),
+                      std::move(where), options_hint());
+    return std::nullopt;
+}
+
 std::optional<Decision> check_options(const Context& context, std::string_view options) {
     const auto& guards = context.rule.guards;
     if (trim(options).empty()) return std::nullopt;
@@ -415,21 +589,19 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
             return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", token),
                           fmt::format(" with options \"{}\"", shown), options_hint());
         }
-        const auto name = setting_name(assignment);
-        if (guards.protected_settings.contains(name))
-            return refuse(context, nullptr, "protected_settings", "protected_settings",
-                          fmt::format("pgrail: changing setting {} refused", name),
-                          fmt::format(" with options \"{}\"", shown),
-                          "This setting guards the database's own protections; the session keeps the value its role "
-                          "was given.");
-        if (guards.options == OptionsMode::allow_list && !guards.allowed_options.contains(name))
-            return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", name),
-                          fmt::format(" with options \"{}\"", shown), options_hint());
+        const auto equals = assignment.find('=');
+        const auto value = equals == std::string::npos ? std::string_view() : std::string_view(assignment).substr(equals + 1);
+        if (auto refusal = check_connection_setting(context, setting_name(assignment), value,
+                                                    fmt::format(" with options \"{}\"", shown), guards.options,
+                                                    options_hint))
+            return refusal;
     }
     return std::nullopt;
 }
 
 }  // namespace
+
+bool changes_schema(const Statement& statement) { return is_ddl(statement) && !only_temporary_changes(statement); }
 
 std::string migrations_hint(const Policy& policy) {
     return fmt::format("Write <version>_<name>.up.sql and <version>_<name>.down.sql into the migrations directory ({}), "
@@ -439,7 +611,7 @@ std::string migrations_hint(const Policy& policy) {
 
 Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
                           const std::vector<std::pair<std::string, std::string>>& startup_params) {
-    const Context context{policy, policy.rule_for(session), nullptr};
+    const Context context{policy, policy.rule_for(session), nullptr, session};
     for (const auto& [key, value] : startup_params) {
         if (key == "replication") {
             const auto flag = setting_name(value);
@@ -452,21 +624,26 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
         } else if (key == "options") {
             if (auto refusal = check_options(context, value)) return *refusal;
         } else if (key != "user" && key != "database" && !key.starts_with("_pq_.")) {
-            // Every other startup parameter is a setting the server applies to the session.
-            const auto name = setting_name(key);
-            if (context.rule.guards.protected_settings.contains(name))
-                return refuse(context, nullptr, "protected_settings", "protected_settings",
-                              fmt::format("pgrail: changing setting {} refused", name),
-                              fmt::format(" with startup parameter {}", key),
-                              "This setting guards the database's own protections; the session keeps the value its "
-                              "role was given.");
+            // Every other startup parameter is a setting the server applies to the session: the
+            // same guards as `options` (an allow list) and SET.
+            const auto& guards = context.rule.guards;
+            const auto hint = [&] {
+                return guards.options == OptionsMode::allow_list
+                           ? fmt::format("Rule \"{}\" allows connection settings only for: {}.", context.rule.name,
+                                         fmt::join(guards.allowed_options.sorted(), ", "))
+                           : std::string("Set what you need with SET after connecting.");
+            };
+            if (auto refusal = check_connection_setting(context, setting_name(key), value,
+                                                        fmt::format(" with startup parameter {}", key), guards.options,
+                                                        hint))
+                return *refusal;
         }
     }
     return allow(context);
 }
 
 Decision evaluate_function_call(const Policy& policy, const SessionInfo& session, std::uint32_t function_oid) {
-    const Context context{policy, policy.rule_for(session), nullptr};
+    const Context context{policy, policy.rule_for(session), nullptr, session};
     auto decision = refuse(context, nullptr, "function_call", "function_call",
                            "pgrail: fast-path function calls are refused", "",
                            "pgrail cannot see which function a FunctionCall message calls: call the function in a "
@@ -478,14 +655,14 @@ Decision evaluate_function_call(const Policy& policy, const SessionInfo& session
 
 Decision evaluate(const Policy& policy, const SessionInfo& session, const Statement& statement,
                   const MigrationMatcher* is_registered_migration_statement) {
-    const Context context{policy, policy.rule_for(session), is_registered_migration_statement};
+    const Context context{policy, policy.rule_for(session), is_registered_migration_statement, session};
     if (auto decision = check(context, statement, false)) return std::move(*decision);
     return allow(context);
 }
 
 Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
                       const MigrationMatcher* is_registered_migration_statement) {
-    const Context context{policy, policy.rule_for(session), is_registered_migration_statement};
+    const Context context{policy, policy.rule_for(session), is_registered_migration_statement, session};
     if (analysis.error && refuses_unparsed(policy, &*analysis.error)) {
         auto decision = parse_error(context, nullptr, &*analysis.error);
         const auto failed = std::find_if(analysis.statements.begin(), analysis.statements.end(),

@@ -20,6 +20,14 @@ std::optional<BackendKey> parse_backend_key_data(std::string_view body) {
     return BackendKey{*pid, *secret};
 }
 
+std::optional<ParameterStatus> parse_parameter_status(std::string_view body) {
+    ByteReader reader(body);
+    const auto name = reader.cstring();
+    const auto value = reader.cstring();
+    if (!name || !value || !reader.complete()) return std::nullopt;
+    return ParameterStatus{*name, *value};
+}
+
 std::optional<ErrorFields> parse_error_fields(std::string_view body) {
     ByteReader reader(body);
     ErrorFields fields;

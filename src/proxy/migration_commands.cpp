@@ -83,7 +83,7 @@ MigrationCommands::MigrationCommands(const config::ServeConfig& config, std::sha
         std::lock_guard lock(mutex_);
         registry_ = loaded;
     }
-    refresh_snapshot(loaded);
+    refresh_snapshot();
 }
 
 std::shared_ptr<const migrations::Registry> MigrationCommands::registry() const {
@@ -100,30 +100,37 @@ void MigrationCommands::reload() {
             std::lock_guard lock(mutex_);
             registry_ = loaded;
         }
-        refresh_snapshot(loaded);
+        refresh_snapshot();
     } catch (const std::exception& e) {
         spdlog::error("migrations: reload of {} failed, keeping the previous registry: {}", config_.migrations_dir,
                       e.what());
     }
 }
 
-void MigrationCommands::refresh_snapshot(const std::shared_ptr<const migrations::Registry>& registry) {
+void MigrationCommands::refresh_snapshot() {
+    // Refreshes may overlap (commands of several sessions, SIGHUP). One that started later read
+    // a registry and a ledger at least as new, so an older one never replaces it.
+    const auto ticket = ++refresh_started_;
+    const auto registry = this->registry();
     migrations::LedgerState ledger;
     if (!config_.migrator_conninfo.empty()) {
         try {
-            ledger = migrations::read_ledger(config_.migrator_conninfo);
+            ledger = migrations::read_ledger(config_.migrator_conninfo, std::chrono::milliseconds(config_.lock_timeout_ms));
         } catch (const std::exception& e) {
             // Without the ledger every migration counts as pending: down scripts do not match.
             spdlog::warn("migrations: cannot read the ledger: {}", e.what());
         }
     }
     auto snapshot = std::make_shared<const migrations::Snapshot>(registry, std::move(ledger));
+    std::lock_guard lock(mutex_);
+    if (ticket < refresh_published_) return;
+    refresh_published_ = ticket;
     gate_->set_migration_matcher(std::make_shared<const policy::MigrationMatcher>(
         [snapshot](const sql::Statement& statement) { return snapshot->match(statement).has_value(); }));
 }
 
 InbandOutcome MigrationCommands::run(const SessionContext& session, const std::string& command,
-                                     const std::vector<std::string>& arguments) {
+                                     const std::vector<std::string>& arguments, AbandonedFlag abandoned) {
     InbandOutcome outcome;
     nlohmann::json event = {{"event", "command"},
                             {"session_id", session.session_id},
@@ -137,12 +144,16 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands need a migrator connection", {},
                          "Set migrations.migrator (a libpq connection string) in pgrail's configuration."};
     } else {
-        std::lock_guard lock(run_mutex_);
+        // No lock of pgrail's own here: status and plan read the ledger with a plain query and
+        // never wait behind another session's migration; up and down wait for the advisory lock
+        // at most lock_wait (then 55P03 naming the holder), and stop if the client goes away.
         const auto current = registry();
         migrations::RunnerOptions options;
         options.conninfo = config_.migrator_conninfo;
         options.lock_timeout = std::chrono::milliseconds(config_.lock_timeout_ms);
         options.statement_timeout = std::chrono::milliseconds(config_.statement_timeout_ms);
+        options.lock_wait = std::chrono::milliseconds(config_.lock_wait_ms);
+        options.abandoned = std::move(abandoned);
         options.actor = session.user;
         options.require_verified = config_.require_verified;
         options.audit = [log = audit_log_](const nlohmann::json& record) { return log->record(record); };
@@ -155,7 +166,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         } catch (const std::exception& e) {
             outcome.error = {"ERROR", "58000", fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
         }
-        if (command == "migrate_up" || command == "migrate_down") refresh_snapshot(current);
+        if (command == "migrate_up" || command == "migrate_down") refresh_snapshot();
     }
     event["outcome"] = outcome.ok ? "ok" : "error";
     if (!outcome.ok) {

@@ -1,6 +1,7 @@
 // Enforcing the policy: analyse (cached), decide (pure), audit (durable), then answer.
 #include "pgrail/proxy/policy_gate.hpp"
 
+#include <algorithm>
 #include <array>
 #include <functional>
 
@@ -45,6 +46,12 @@ void add_decision_fields(nlohmann::json& event, const policy::Decision& decision
 // at or near "'secret`): with literals redacted, the audit keeps such messages without it.
 std::string without_quoted_text(std::string_view message) {
     return std::string(message.substr(0, message.find(" at or near \"")));
+}
+
+// Whether an allowed text changes the schema: it is audited before it is forwarded.
+bool changes_schema(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(),
+                       [](const sql::Statement& statement) { return policy::changes_schema(statement); });
 }
 
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
@@ -124,6 +131,10 @@ GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::s
     auto& state = thread_state();
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
+    // A session the server lexes otherwise (standard_conforming_strings off, a client-only
+    // encoding) is analysed as the server reads it, past the caches, which hold analyses under
+    // the default lexing. Such sessions are rare.
+    if (session.lexing != sql::Lexing{}) return decide(session, state, sql::analyze(sql, session.lexing), sql);
     if (sql.size() > front_cache_max_text) return decide(session, state, *cache_.analyze(sql), sql);
     auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
     if (slot.analysis && slot.text == sql) return decide(session, state, *slot.analysis, sql);
@@ -144,7 +155,7 @@ GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::s
     auto analysis = cache_.analyze(sql);
     slot.text.assign(sql);
     slot.analysis = analysis;
-    if (shaped && sql::literal_independent(*analysis)) {
+    if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis)) {
         shaped->shape = std::move(*shape);
         shaped->analysis = analysis;
     }
@@ -155,7 +166,14 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
                                std::string_view sql) {
     const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get());
     GateVerdict verdict;
-    if (decision.action == policy::Decision::Action::allow) return verdict;
+    if (decision.action == policy::Decision::Action::allow) {
+        // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
+        // is on record before the server runs it; if it cannot be, it does not run.
+        if (!changes_schema(analysis) || audit_schema_change(session, decision, analysis, sql)) return verdict;
+        verdict.kind = GateVerdict::Kind::refuse;
+        verdict.error = audit_unavailable();
+        return verdict;
+    }
 
     if (decision.action == policy::Decision::Action::intercept) {
         const auto& statement = analysis.statements.at(decision.statement_index);
@@ -206,6 +224,30 @@ std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionCon
     auto error = written ? error_of(decision) : audit_unavailable();
     error.severity = "FATAL";
     return error;
+}
+
+bool PolicyGate::audit_schema_change(const SessionContext& session, const policy::Decision& decision,
+                                     const sql::Analysis& analysis, std::string_view sql) {
+    auto event = session_fields(session);
+    event["event"] = "schema_change_forwarded";
+    event["rule"] = decision.rule;
+    event["decision"] = "allow";
+    nlohmann::json statements = nlohmann::json::array();
+    for (const auto& statement : analysis.statements) {
+        if (!policy::changes_schema(statement)) continue;
+        auto rendered = sql::to_json(statement);
+        const std::string_view text = sql.substr(statement.offset, statement.length);
+        statements.push_back({{"tag", statement.tag},
+                              {"class", sql::to_string(statement.statement_class)},
+                              {"objects", std::move(rendered["objects"])},
+                              {"statement", redact_literals_ ? sql::normalize(text) : std::string(text)}});
+    }
+    event["statements"] = std::move(statements);
+    if (!audit_log_->record(std::move(event))) {
+        spdlog::error("session {}: audit log write failed", session.session_id);
+        return false;
+    }
+    return true;
 }
 
 bool PolicyGate::audit_statement(const SessionContext& session, const policy::Decision& decision,

@@ -1,7 +1,10 @@
 // One client connection: startup, upstream connect, and the two pumps.
 #include "session.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <tuple>
@@ -9,6 +12,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
@@ -20,6 +24,7 @@
 
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
+#include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::proxy {
 
@@ -60,7 +65,7 @@ constexpr std::size_t inspected_error_max = 64 * 1024;
 bool inspect_from_server(char tag, std::size_t total_size) {
     using namespace protocol::backend_tag;
     if (tag == error_response) return total_size <= inspected_error_max;
-    return tag == authentication || tag == backend_key_data || tag == ready_for_query;
+    return tag == authentication || tag == backend_key_data || tag == ready_for_query || tag == parameter_status;
 }
 
 // Before the server has authenticated the client, only the authentication exchange passes,
@@ -224,6 +229,19 @@ awaitable<bool> Session::read_startup() {
             if (wec) co_return false;
             packet.clear();
             protocol::encode_startup_message(packet, protocol::protocol_version_3, parameters);
+        }
+        // PostgreSQL keeps a key's last value, pgrail's policy would read one of them: a packet
+        // that names a key twice is refused, so both read the same session.
+        for (std::size_t index = 0; index < parsed->parameters.size(); ++index) {
+            const auto& name = parsed->parameters[index].first;
+            for (std::size_t other = 0; other < index; ++other) {
+                if (parsed->parameters[other].first != name) continue;
+                spdlog::warn("session {}: refused startup packet from {}: parameter \"{}\" given twice",
+                             context_.session_id, context_.client_address, name);
+                co_await send_fatal("08P01", fmt::format("invalid startup packet: parameter \"{}\" is given more than "
+                                                         "once", name));
+                co_return false;
+            }
         }
         context_.user = parsed->parameter("user");
         context_.database = parsed->parameter("database");
@@ -566,17 +584,44 @@ std::optional<ClientStatement> Session::statement_of(char tag, std::string_view 
     return statement;
 }
 
-// Parameters by value: the coroutine runs on another thread.
-awaitable<GateVerdict> check_on(std::shared_ptr<StatementGate> gate, SessionContext context, MessageKind kind,
-                                std::string sql) {
-    co_return gate->check(context, kind, sql);
+// Runs `work` (which owns what it uses) on `pool` and resumes the calling coroutine on its own
+// executor with the result, or with the exception it threw. Not co_spawn onto the pool: a
+// session that ends while the work runs cancels its coroutines, and Asio 1.81 then throws from
+// the spawned coroutine's hand-back on the pool's thread, where nothing catches it and the whole
+// process terminates. Here the cancellation is not forwarded: the work finishes, its result
+// returns to the session's executor (kept running by a work guard), and the session ends normally.
+// `work` is taken from a named variable of the caller: GCC 12 destroys temporaries of a co_await
+// expression twice (its bug 100611), which corrupted a lambda's captures here.
+template <class Result, class Work>
+awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
+    auto initiate = [&pool](auto handler, Work work) {
+        auto home = asio::get_associated_executor(handler);
+        asio::post(pool, [work = std::move(work), handler = std::move(handler),
+                          guard = asio::make_work_guard(home)]() mutable {
+            Result result{};
+            std::exception_ptr failure;
+            try {
+                result = work();
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            auto executor = guard.get_executor();
+            asio::post(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
+                std::move(handler)(failure, std::move(result));
+            });
+            guard.reset();
+        });
+    };
+    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
+        initiate, asio::use_awaitable, std::move(work));
 }
 
 // A long new text is analysed on the analysis pool, so this thread's other sessions keep moving.
 awaitable<GateVerdict> Session::check_elsewhere(const ClientStatement& statement) {
-    co_return co_await asio::co_spawn(shared_.analysis_pool,
-                                      check_on(shared_.gate, context_, statement.kind, std::string(statement.sql)),
-                                      asio::use_awaitable);
+    auto analyse = [gate = shared_.gate, context = context_, kind = statement.kind, sql = std::string(statement.sql)] {
+        return gate->check(context, kind, sql);
+    };
+    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, analyse);
 }
 
 void Session::apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
@@ -608,12 +653,6 @@ void Session::substitute(char tag, std::string_view frame, std::string_view sql,
     out.inject(std::move(replacement));
 }
 
-// Parameters by value: the coroutine runs on another thread, after the caller's frame moved on.
-awaitable<InbandOutcome> run_inband(std::shared_ptr<InbandCommands> inband, SessionContext context,
-                                    std::string command, std::vector<std::string> arguments) {
-    co_return inband->run(context, command, arguments);
-}
-
 // In-band commands run on the blocking pool; their result set is produced by the server
 // from a VALUES list, so simple and extended protocol, Describe and pipelining just work.
 awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out) {
@@ -622,9 +661,17 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std
         outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail",
                          {}, "Set migrations.dir and migrations.migrator in pgrail's configuration."};
     } else {
-        outcome = co_await asio::co_spawn(
-            shared_.blocking_pool, run_inband(shared_.inband, context_, verdict.command, verdict.arguments),
-            asio::use_awaitable);
+        // If the client leaves while the command runs, a migration it asked for must not apply
+        // afterwards: a watcher raises the flag when the client's socket reads as closed.
+        auto abandoned = std::make_shared<std::atomic<bool>>(false);
+        auto finished = std::make_shared<std::atomic<bool>>(false);
+        asio::co_spawn(client_.get_executor(), watch_for_departure(abandoned, finished), asio::detached);
+        auto command = [inband = shared_.inband, context = context_, name = verdict.command,
+                        arguments = verdict.arguments, abandoned] {
+            return inband->run(context, name, arguments, abandoned);
+        };
+        outcome = co_await run_on_pool<InbandOutcome>(shared_.blocking_pool, command);
+        finished->store(true);  // the watcher's wait ends with the client's next message, or its close
     }
     if (outcome.ok) {
         substitute(tag, frame, outcome.result_sql, out);
@@ -639,6 +686,22 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std
         refuse(refusal, tag, parse->query, parse->statement_name, parse->parameter_types, out);
     } else {
         refuse(refusal, tag, *protocol::parse_query(body), {}, {}, out);
+    }
+}
+
+// Waits while an in-band command runs: the client's socket becoming readable with nothing to
+// read means it closed (or reset): the command's answer is no longer wanted. Pipelined data
+// ends the watch (it stays unread for the pump; a departure behind it goes unseen).
+awaitable<void> Session::watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
+                                             std::shared_ptr<std::atomic<bool>> finished) {
+    auto self = shared_from_this();
+    auto [ec] = co_await client_.async_wait(Stream::wait_read, use_tuple);
+    if (ec || finished->load()) co_return;
+    char byte = 0;
+    const auto peeked = ::recv(client_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        spdlog::info("session {}: the client left while an in-band command ran: abandoning it", context_.session_id);
+        abandoned->store(true);
     }
 }
 
@@ -700,6 +763,23 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
             if (++ready_received_ == 1) first_ready_signal_.cancel();
             // Refusals answered before this point can no longer come back.
             std::erase_if(refusals_, [&](const auto& entry) { return entry.second.ready_index < ready_received_; });
+            break;
+        }
+        case protocol::backend_tag::parameter_status: {
+            // The settings that decide how the server lexes this session's texts: pgrail reads
+            // them as it does. A client-only encoding, once reported, counts for the rest of the
+            // session (a RESET may return to it while a pipelined text is on its way).
+            const auto status = protocol::parse_parameter_status(body);
+            if (!status) break;
+            if (status->name == "standard_conforming_strings") {
+                context_.lexing.standard_conforming_strings = status->value == "on";
+            } else if (status->name == "client_encoding" || status->name == "server_encoding") {
+                (status->name == "client_encoding" ? client_encoding_ : server_encoding_) = status->value;
+                if (sql::is_client_only_encoding(client_encoding_)) context_.lexing.client_only_encoding = true;
+                // The server converts between different encodings (SQL_ASCII on either side: not).
+                context_.lexing.converted = client_encoding_ != server_encoding_ && client_encoding_ != "SQL_ASCII" &&
+                                            server_encoding_ != "SQL_ASCII" && !server_encoding_.empty();
+            }
             break;
         }
         case protocol::backend_tag::backend_key_data: {

@@ -109,6 +109,8 @@ private:
     void apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
                Outbound& out);
     awaitable<void> run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out);
+    awaitable<void> watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
+                                        std::shared_ptr<std::atomic<bool>> finished);
     void on_server_frame(char tag, std::string_view frame, Outbound& out);
     void substitute(char tag, std::string_view frame, std::string_view sql, Outbound& out);
     void refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
@@ -154,6 +156,9 @@ private:
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;
+    // As the server reports them (ParameterStatus): whether it converts the client's text.
+    std::string client_encoding_;
+    std::string server_encoding_;
 };
 
 }  // namespace pgrail::proxy

@@ -16,7 +16,8 @@
 #include "json_tree.hpp"
 #include "nesting.hpp"
 #include "pg_query_handle.hpp"
-#include "structural_key.hpp"
+#include "scanner_settings.hpp"
+#include "structural_form.hpp"
 
 namespace pgrail::sql {
 namespace {
@@ -142,6 +143,14 @@ std::optional<NodeRef> node_of(const json& value) {
     return NodeRef{entry.key(), entry};
 }
 
+// The index-th child of an array (an invalid node past its end).
+json element(const json& array, std::size_t index) {
+    for (const json item : array) {
+        if (index-- == 0) return item;
+    }
+    return json();
+}
+
 // Strings of a list of String nodes (a qualified name).
 std::vector<std::string_view> names_of(const json& list) {
     std::vector<std::string_view> names;
@@ -179,6 +188,12 @@ void add_object(Statement& out, ObjectRef ref) {
     out.objects.push_back(std::move(ref));
 }
 
+// Relations PostgreSQL can create in the session's temporary schema: named pg_temp.x, they are
+// that session's own (pg_temp always means the session's temporary schema).
+bool temporary_kind(std::string_view kind) {
+    return kind == "table" || kind == "index" || kind == "view" || kind == "sequence" || kind == "relation";
+}
+
 void add_named(Statement& out, const std::vector<std::string_view>& names, std::string kind, ObjectRole role) {
     if (names.empty()) return;
     ObjectRef ref;
@@ -186,6 +201,7 @@ void add_named(Statement& out, const std::vector<std::string_view>& names, std::
     if (names.size() >= 2) ref.schema = std::string(names[names.size() - 2]);
     ref.kind = std::move(kind);
     ref.role = role;
+    ref.temporary = ref.schema == "pg_temp" && temporary_kind(ref.kind);
     add_object(out, std::move(ref));
 }
 
@@ -292,6 +308,10 @@ void add_named_objects(std::string_view type, const json& body, Statement& out) 
         }
         index.kind = "index";
         index.role = R::created;
+        // An index lives in its table's schema: a temporary table's index is temporary.
+        if (const json relation = body.find("relation"); relation.valid()) {
+            index.temporary = str(relation, "relpersistence") == "t" || index.schema == "pg_temp";
+        }
         add_object(out, std::move(index));
     } else if (type == "CreateTrigStmt") {
         add_string(out, body, "trigname", "trigger", R::created);
@@ -400,6 +420,8 @@ constexpr FieldRole field_roles[] = {
     {"TruncateStmt", "relations", ObjectRole::truncated, false, "table"},
     {"CopyStmt", "relation", ObjectRole::read, true, "table"},
     {"CreateStmt", "relation", ObjectRole::created, false, "table"},
+    {"CreateStmt", "inhRelations", ObjectRole::altered, false, "table"},  // INHERITS / PARTITION OF: the parent changes
+    {"AlterTableCmd", "def", ObjectRole::altered, false, "table"},        // INHERIT parent, and what commands name
     {"CreateForeignTableStmt", "relation", ObjectRole::created, false, "foreign table"},
     {"CreateTableAsStmt", "into", ObjectRole::created, false, ""},
     {"SelectStmt", "intoClause", ObjectRole::created, false, "table"},
@@ -424,6 +446,49 @@ constexpr FieldRole field_roles[] = {
     {"LockStmt", "relations", ObjectRole::read, false, "table"},
     {"CreateStatsStmt", "relations", ObjectRole::read, false, "table"},
 };
+
+// Whether a node below `value` is of type `type` (bounded like every walk).
+bool contains_node(const json& value, std::string_view type, std::size_t depth = 0) {
+    if (depth > max_json_depth) return true;  // too deep to tell: assume it does
+    if (value.is_array()) {
+        for (const json item : value)
+            if (contains_node(item, type, depth + 1)) return true;
+        return false;
+    }
+    if (!value.is_object()) return false;
+    for (const json field : value) {
+        if (field.key() == type) return true;
+        if (field.is_structured() && contains_node(field, type, depth + 1)) return true;
+    }
+    return false;
+}
+
+// MERGE ... ON <constant> WHEN MATCHED THEN UPDATE / DELETE, the action without AND <condition>:
+// every row of the target is matched, as by an UPDATE or DELETE without WHERE. (The ON condition
+// is MERGE's WHERE: one that reads any column selects rows, as any WHERE does for UPDATE.)
+bool merge_changes_every_row(const json& merge) {
+    if (contains_node(child(merge, "joinCondition"), "ColumnRef")) return false;
+    for (const json clause : child(merge, "mergeWhenClauses")) {
+        const auto node = node_of(clause);
+        if (!node || node->first != "MergeWhenClause" || !boolean(node->second, "matched")) continue;
+        const std::string_view command = str(node->second, "commandType");
+        if ((command == "CMD_UPDATE" || command == "CMD_DELETE") && !node->second.contains("condition")) return true;
+    }
+    return false;
+}
+
+// INSERT ... SELECT ... ON CONFLICT DO UPDATE without WHERE updates every existing row the
+// query's rows collide with, which may be all of them (INSERT INTO t SELECT * FROM t ...); a
+// VALUES list bounds the rows it can touch to its own rows, as a WHERE on a key would.
+bool upsert_changes_every_row(const json& insert) {
+    const json conflict = insert.find("onConflictClause");
+    if (!conflict.valid() || str(conflict, "action") != "ONCONFLICT_UPDATE" || conflict.contains("whereClause")) {
+        return false;
+    }
+    const auto source = node_of(child(insert, "selectStmt"));
+    if (!source) return false;  // DEFAULT VALUES: one row
+    return !(source->first == "SelectStmt" && source->second.contains("valuesLists"));
+}
 
 bool explain_has_analyze(const json& body) {
     const auto options = body.find("options");
@@ -452,6 +517,131 @@ std::string constant_text(const json& a_const, bool& ok) {
     if (const json it = a_const.find("boolval"); it.valid()) return boolean(it, "boolval") ? "true" : "false";
     ok = false;
     return {};
+}
+
+// A constant argument as text: a string, number or boolean literal, possibly cast
+// ('SELECT 1'::text, 42::bigint); nothing for any other expression.
+std::optional<std::string> constant_string(const json& argument) {
+    const auto node = node_of(argument);
+    if (!node) return std::nullopt;
+    if (node->first == "TypeCast") return constant_string(child(node->second, "arg"));
+    if (node->first != "A_Const" || node->second.contains("isnull")) return std::nullopt;
+    bool ok = true;
+    std::string text = constant_text(node->second, ok);
+    if (!ok) return std::nullopt;
+    return text;
+}
+
+bool is_advisory_lock(std::string_view function) {
+    static constexpr std::string_view locks[] = {
+        "pg_advisory_lock",        "pg_advisory_lock_shared",        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared", "pg_try_advisory_lock",    "pg_try_advisory_lock_shared",
+        "pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared",
+    };
+    return std::find(std::begin(locks), std::end(locks), function) != std::end(locks);
+}
+
+// Built-ins that execute SQL text given as an argument (PostgreSQL 15's catalog): the index of
+// that argument, or -1.
+int query_text_argument(std::string_view function, std::size_t argument_count) {
+    if (argument_count == 0) return -1;
+    if (function == "query_to_xml" || function == "query_to_xmlschema" || function == "query_to_xml_and_xmlschema" ||
+        function == "ts_stat") {
+        return 0;
+    }
+    if (function == "ts_rewrite" && argument_count == 2) return 1;  // ts_rewrite(tsquery, select text)
+    return -1;
+}
+
+// The value of a PL/pgSQL expression that is a single string constant ('CREATE TABLE t ()'),
+// read by the grammar, or nothing.
+std::optional<std::string> constant_expression(std::string_view expression) {
+    const std::string text = "SELECT " + std::string(expression);
+    const ParseHandle parse(pg_query_parse(text.c_str()));
+    if (parse->error != nullptr) return std::nullopt;
+    PooledTree parsed;
+    if (!parsed->parse(parse->parse_tree)) return std::nullopt;
+    const json statements = child(parsed->root(), "stmts");
+    if (statements.size() != 1) return std::nullopt;
+    const auto select = node_of(child(statements.front(), "stmt"));
+    if (!select || select->first != "SelectStmt") return std::nullopt;
+    for (const json member : select->second) {
+        const std::string_view key = member.key();
+        if (key != "targetList" && key != "limitOption" && key != "op") return std::nullopt;
+    }
+    const json targets = child(select->second, "targetList");
+    if (targets.size() != 1) return std::nullopt;
+    const auto target = node_of(targets.front());
+    if (!target || target->first != "ResTarget" || target->second.contains("name")) return std::nullopt;
+    const auto value = node_of(child(target->second, "val"));
+    if (!value) return std::nullopt;
+    const json constant = value->first == "TypeCast" ? child(value->second, "arg") : child(target->second, "val");
+    const auto literal = node_of(constant);
+    if (!literal || literal->first != "A_Const" || !literal->second.contains("sval")) return std::nullopt;
+    return std::string(str(literal->second.find("sval"), "sval"));
+}
+
+// A setting's value as the parser gives it (identifiers down-cased, strings as written); a
+// list's elements joined by ", ", each double-quoted where it needs it, as PostgreSQL flattens
+// a list setting; "*" for anything that is not a constant.
+std::string setting_value(const json& args) {
+    std::vector<std::string> values;
+    for (const json argument : args) {
+        const auto value = constant_string(argument);
+        if (!value) return "*";
+        values.push_back(*value);
+    }
+    if (values.size() == 1) return values.front();
+    std::string joined_values;
+    for (const std::string& value : values) {
+        if (!joined_values.empty()) joined_values += ", ";
+        const bool plain = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '$';
+        });
+        if (plain) {
+            joined_values += value;
+            continue;
+        }
+        joined_values += '"';
+        for (const char c : value) joined_values += c == '"' ? std::string("\"\"") : std::string(1, c);
+        joined_values += '"';
+    }
+    return joined_values;
+}
+
+// READ WRITE / READ ONLY, ISOLATION LEVEL, DEFERRABLE: DefElems named after the setting each
+// changes (`prefix` "default_" for SET SESSION CHARACTERISTICS).
+std::vector<SettingChange> transaction_settings(const json& options, std::string_view prefix) {
+    std::vector<SettingChange> changes;
+    for (const json option : options) {
+        const auto element = node_of(option);
+        if (!element || element->first != "DefElem") continue;
+        SettingChange change{std::string(prefix) + lower(str(element->second, "defname")), false, "*"};
+        if (const auto value = node_of(child(element->second, "arg")); value && value->first == "A_Const") {
+            if (value->second.contains("ival")) {
+                change.value = value->second.find("ival").find("ival").integer() != 0 ? "on" : "off";
+            } else if (const auto text = constant_string(child(element->second, "arg"))) {
+                change.value = lower(*text);
+            }
+        }
+        changes.push_back(std::move(change));
+    }
+    return changes;
+}
+
+// The settings a SET / RESET changes.
+std::vector<SettingChange> settings_of_set(const json& set) {
+    const std::string_view kind = str(set, "kind");
+    if (kind == "VAR_RESET_ALL") return {SettingChange{"all", false, ""}};
+    const std::string name = lower(str(set, "name"));
+    if (kind == "VAR_SET_MULTI" && (name == "transaction" || name == "session characteristics")) {
+        auto changes = transaction_settings(child(set, "args"), name == "transaction" ? "" : "default_");
+        if (!changes.empty()) return changes;
+    }
+    SettingChange change{name, false, ""};
+    if (kind == "VAR_SET_VALUE" || kind == "VAR_SET_MULTI") change.value = setting_value(child(set, "args"));
+    if (kind == "VAR_SET_CURRENT") change.value = "*";
+    return {change};
 }
 
 bool only_keys(const json& body, std::initializer_list<std::string_view> allowed) {
@@ -578,9 +768,8 @@ private:
         ref.name = std::string(str(range_var, "relname"));
         ref.kind = std::string(scope.kind);
         ref.role = scope.role;
-        if (scope.role == ObjectRole::created && str(range_var, "relpersistence") == "t") {
-            out_.flags.temporary_object = true;
-        }
+        ref.temporary = str(range_var, "relpersistence") == "t" || ref.schema == "pg_temp";
+        if (scope.role == ObjectRole::created && ref.temporary) out_.flags.temporary_object = true;
         add_object(out_, std::move(ref));
     }
 
@@ -589,6 +778,10 @@ private:
             on_function(body);
         } else if (type == "UpdateStmt" || type == "DeleteStmt") {
             if (scope.effects && !body.contains("whereClause")) out_.flags.update_or_delete_without_where = true;
+        } else if (type == "MergeStmt") {
+            if (scope.effects && merge_changes_every_row(body)) out_.flags.update_or_delete_without_where = true;
+        } else if (type == "InsertStmt") {
+            if (scope.effects && upsert_changes_every_row(body)) out_.flags.update_or_delete_without_where = true;
         } else if (type == "CommonTableExpr") {
             cte_names_.emplace_back(str(body, "ctename"));
             const auto query = node_of(child(body, "ctequery"));
@@ -636,24 +829,66 @@ private:
     }
 
     void on_function(const json& call) {
-        const std::vector<std::string_view> names = names_of(child(call, "funcname"));
+        std::vector<std::string_view> names = names_of(child(call, "funcname"));
         if (names.empty()) return;
+        // database.schema.function: PostgreSQL accepts only the current database there, so it
+        // is the function schema.function, and is judged as that.
+        if (names.size() > 2) names.erase(names.begin(), names.end() - 2);
         std::string name = joined(names);
         if (std::find(out_.functions.begin(), out_.functions.end(), name) == out_.functions.end()) {
             out_.functions.push_back(std::move(name));
         }
-        const bool catalog = names.size() == 1 || (names.size() == 2 && names[0] == "pg_catalog");
-        if (!catalog || names.back() != "set_config") return;
-        // A name that is not a constant could be any setting: "*".
-        SettingChange change{"*", true};
+        // Unqualified names resolve to pg_catalog's built-ins first: count them as those.
+        if (names.size() == 2 && names[0] != "pg_catalog") return;
+        const std::string_view function = names.back();
         const json& args = child(call, "args");
-        if (!args.empty()) {
-            const auto first = node_of(args.front());
-            if (first && first->first == "A_Const" && first->second.contains("sval")) {
-                change.name = lower(str(first->second.find("sval"), "sval"));
+        if (function == "set_config") {
+            // A name that is not a constant could be any setting: "*".
+            SettingChange change{"*", true, "*"};
+            if (!args.empty()) {
+                if (const auto setting = constant_string(args.front())) change.name = lower(*setting);
             }
+            if (args.size() >= 2) {
+                if (const auto value = constant_string(element(args, 1))) change.value = *value;
+            }
+            add_setting(out_, std::move(change));
+        } else if (is_advisory_lock(function) && args.size() == 1) {
+            out_.advisory_lock_keys.push_back(constant_string(args.front()).value_or("*"));
+        } else if (const int index = query_text_argument(function, args.size()); index >= 0) {
+            const auto text = constant_string(element(args, static_cast<std::size_t>(index)));
+            if (!text) {
+                throw Refusal{std::string(function) + "() runs the query its argument holds, and that argument is not a "
+                              "constant: pgrail cannot tell what it would run"};
+            }
+            absorb_statements(*text, std::string(function) + "()");
         }
-        add_setting(out_, std::move(change));
+    }
+
+    // SQL text that a statement runs (a built-in's query argument, a constant EXECUTE in a DO
+    // block): analysed under the same policy as statements of their own, their effects the
+    // statement's. Text that cannot be analysed makes the whole statement a refusal.
+    void absorb_statements(const std::string& text, const std::string& where) {
+        if (body_level_ >= max_body_level) throw Refusal{"query strings nested too deeply to analyse"};
+        std::optional<ParseError> error;
+        std::vector<Statement> statements = analyze_text(text, body_level_ + 1, &error);
+        if (error) throw Refusal{where + " runs text that pgrail cannot analyse: " + error->message};
+        merge_statements(std::move(statements));
+    }
+
+    void merge_statements(std::vector<Statement> statements) {
+        for (Statement& statement : statements) {
+            merge_flags(out_.flags, statement.flags);
+            for (const std::string& function : statement.functions) {
+                if (std::find(out_.functions.begin(), out_.functions.end(), function) == out_.functions.end()) {
+                    out_.functions.push_back(function);
+                }
+            }
+            for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
+            for (const ObjectRef& object : statement.objects) add_object(out_, object);
+            for (const std::string& key : statement.advisory_lock_keys) out_.advisory_lock_keys.push_back(key);
+            if (statement.statement_class == StatementClass::ddl) out_.statement_class = StatementClass::ddl;
+            if (!statement.tag.empty()) out_.inner.push_back(std::move(statement));
+        }
     }
 
 public:
@@ -716,6 +951,7 @@ private:
         const std::string code_text(code);
         const ScanOutcome scanned = scan(code_text.c_str());
         if (scanned.error) {
+            if (runs_now) throw Refusal{"a DO block whose text pgrail cannot scan: " + *scanned.error};
             out_.flags.ddl_capable_dynamic = true;
             return;
         }
@@ -731,6 +967,9 @@ private:
             walk_plpgsql(functions->root(), runs_now, false, 0);
         };
         if (!run_with_stack(stack_needed(bound), Work(work))) throw Refusal{too_deep_message(bound)};
+        // A DO body pgrail cannot read could do anything (and PostgreSQL would not run it);
+        // a function body that does not parse is DDL all the same.
+        if (!parsed && runs_now) throw Refusal{"a DO block whose PL/pgSQL pgrail cannot parse"};
         if (!parsed) out_.flags.ddl_capable_dynamic = true;
     }
 
@@ -746,7 +985,16 @@ private:
             const json& child = field;
             if (key == "PLpgSQL_stmt_dynexecute" || key == "PLpgSQL_stmt_dynfors" ||
                 (key == "PLpgSQL_stmt_open" && child.contains("dynquery"))) {
-                out_.flags.ddl_capable_dynamic = true;
+                // EXECUTE of a constant string runs that string: read it. Anything else could
+                // run any statement.
+                const json query = child.find(key == "PLpgSQL_stmt_open" ? "dynquery" : "query");
+                std::optional<std::string> text;
+                if (runs_now && query.valid()) text = constant_expression(str(query.find("PLpgSQL_expr"), "query"));
+                if (text) {
+                    absorb_statements(*text, "EXECUTE");
+                } else {
+                    out_.flags.ddl_capable_dynamic = true;
+                }
             }
             if (key == "PLpgSQL_expr") {
                 on_plpgsql_expression(str(child, "query"), runs_now, assignment);
@@ -757,6 +1005,8 @@ private:
     }
 
     // Statements and expressions inside PL/pgSQL are SQL text: analyse them in turn.
+    // An analysis is complete or a refusal: an expression pgrail cannot read, or one beyond a
+    // limit, refuses the whole statement (it could hide anything).
     void on_plpgsql_expression(std::string_view query, bool runs_now, bool assignment) {
         if (!runs_now) return;
         std::string text(query);
@@ -766,25 +1016,18 @@ private:
         }
         std::optional<ParseError> error;
         std::vector<Statement> statements = analyze_text(text, body_level_ + 1, &error);
+        if (error && error->limit) throw Refusal{error->message};
         if (error) {
             // Not a statement: an expression such as `x > 1`.
             error.reset();
             statements = analyze_text("SELECT " + std::string(query), body_level_ + 1, &error);
-            if (error) return;
+            if (error) {
+                throw Refusal{error->limit ? error->message
+                                           : "a PL/pgSQL expression pgrail cannot read: " + error->message};
+            }
             for (Statement& statement : statements) statement.tag.clear();
         }
-        for (Statement& statement : statements) {
-            merge_flags(out_.flags, statement.flags);
-            for (const std::string& function : statement.functions) {
-                if (std::find(out_.functions.begin(), out_.functions.end(), function) == out_.functions.end()) {
-                    out_.functions.push_back(function);
-                }
-            }
-            for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
-            for (const ObjectRef& object : statement.objects) add_object(out_, object);
-            if (statement.statement_class == StatementClass::ddl) out_.statement_class = StatementClass::ddl;
-            if (!statement.tag.empty()) out_.inner.push_back(std::move(statement));
-        }
+        merge_statements(std::move(statements));
     }
 
     // Stores a kind computed from the tree for the walk's Scopes to view.
@@ -796,6 +1039,21 @@ private:
     std::vector<std::string> cte_names_;
     std::forward_list<std::string> kinds_;  // no allocation until used
 };
+
+// What a statement would do, for one that is only planned (plain EXPLAIN): it reads.
+void only_planned(Statement& statement) {
+    statement.statement_class = StatementClass::read;
+    StatementFlags planned;
+    planned.locking_clause = statement.flags.locking_clause;
+    statement.flags = planned;
+    for (ObjectRef& object : statement.objects) object.role = ObjectRole::read;
+    for (Statement& inner : statement.inner) only_planned(inner);
+}
+
+bool may_change_schema(const Statement& statement) {
+    return statement.statement_class == StatementClass::ddl || statement.flags.ddl_capable_dynamic ||
+           statement.flags.select_into || statement.flags.create_table_as;
+}
 
 // Builds the Statement for one parse-tree node (and, recursively, the statements it wraps).
 Statement build_statement(std::string_view type, const json& body, const json& node, int body_level,
@@ -815,12 +1073,14 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     });
 
     if (type == "VariableSetStmt") {
-        const std::string_view kind = str(body, "kind");
-        Walker::add_setting(out, SettingChange{kind == "VAR_RESET_ALL" ? "all" : lower(str(body, "name")), false});
+        for (SettingChange& change : settings_of_set(body)) Walker::add_setting(out, std::move(change));
     } else if (type == "AlterSystemStmt") {
-        const json& set = child(body, "setstmt");
-        const std::string_view kind = str(set, "kind");
-        Walker::add_setting(out, SettingChange{kind == "VAR_RESET_ALL" ? "all" : lower(str(set, "name")), false});
+        for (SettingChange& change : settings_of_set(child(body, "setstmt"))) Walker::add_setting(out, std::move(change));
+    } else if (type == "TransactionStmt") {
+        // BEGIN / START TRANSACTION READ WRITE, ISOLATION LEVEL ...: this transaction's settings.
+        for (SettingChange& change : transaction_settings(child(body, "options"), "")) {
+            Walker::add_setting(out, std::move(change));
+        }
     } else if (type == "SelectStmt") {
         out.pgrail_call = pgrail_call_of(body);
         if (out.flags.select_into) out.statement_class = StatementClass::ddl;
@@ -837,12 +1097,19 @@ Statement build_statement(std::string_view type, const json& body, const json& n
             }
         }
     }
-    // EXPLAIN ANALYZE runs its statement: it is what that statement is.
-    if (type == "ExplainStmt" && out.flags.explain_analyze && !out.inner.empty() &&
-        out.inner.front().statement_class != StatementClass::read) {
-        out.statement_class = out.inner.front().statement_class;
+    if (type == "ExplainStmt" && !out.inner.empty()) {
+        if (out.flags.explain_analyze) {
+            // EXPLAIN ANALYZE runs its statement: it is what that statement is.
+            if (out.inner.front().statement_class != StatementClass::read) {
+                out.statement_class = out.inner.front().statement_class;
+            }
+        } else {
+            // A plain EXPLAIN only plans: its statement changes nothing (its functions still count:
+            // the planner may call them).
+            only_planned(out.inner.front());
+        }
     }
-    out.structural_key = structural_key(node, max_json_depth);
+    if (may_change_schema(out)) out.structural_form = structural_form(node, max_json_depth);
     return out;
 }
 
@@ -1015,7 +1282,19 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
     return analyze_text(query, body_level, error, Path::any);
 }
 
-Analysis analyze_query(std::string_view query, Path path) {
+Analysis analyze_query(std::string_view query, Path path, Lexing lexing) {
+    if (lexing.converted || lexing.client_only_encoding) {
+        const auto high = std::find_if(query.begin(), query.end(), [](char c) { return (static_cast<unsigned char>(c) & 0x80U) != 0; });
+        if (high != query.end()) {
+            return unanalysed(query.size(),
+                              {"pgrail cannot read non-ASCII text in this session's client_encoding (the server "
+                               "converts it to its own encoding before reading it): set client_encoding to the "
+                               "server's encoding (UTF8), or send such text as parameters",
+                               static_cast<std::size_t>(high - query.begin()) + 1, true});
+        }
+    }
+    // PostgreSQL's backslash_quote = safe_encoding refuses \' in strings under client-only encodings.
+    const ScopedScannerSettings scanner({lexing.standard_conforming_strings, lexing.client_only_encoding ? 0 : 2});
     Analysis analysis;
     try {
         analysis.statements = analyze_text(query, 0, &analysis.error, path);
@@ -1029,7 +1308,20 @@ Analysis analyze_query(std::string_view query, Path path) {
 
 }  // namespace
 
-Analysis analyze(std::string_view query) { return analyze_query(query, Path::any); }
+Analysis analyze(std::string_view query, Lexing lexing) { return analyze_query(query, Path::any, lexing); }
+
+bool is_client_only_encoding(std::string_view name) {
+    // PostgreSQL's names and aliases (pg_char_to_encoding ignores case and punctuation).
+    std::string key;
+    for (const char c : name) {
+        if (std::isalnum(static_cast<unsigned char>(c))) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    static constexpr std::string_view client_only[] = {
+        "sjis", "shiftjis", "mskanji", "windows932", "win932", "shiftjis2004", "big5", "windows950", "win950",
+        "gbk", "windows936", "win936", "uhc", "windows949", "win949", "gb18030", "johab",
+    };
+    return std::find(std::begin(client_only), std::end(client_only), key) != std::end(client_only);
+}
 
 Analysis too_long_to_analyse(std::size_t size, std::size_t max_size) {
     return unanalysed(size, {"statement text of " + std::to_string(size) +
@@ -1040,9 +1332,9 @@ Analysis too_long_to_analyse(std::size_t size, std::size_t max_size) {
 
 namespace detail {
 
-Analysis analyze_unchecked(std::string_view query) { return analyze_query(query, Path::split_unchecked); }
+Analysis analyze_unchecked(std::string_view query) { return analyze_query(query, Path::split_unchecked, {}); }
 
-Analysis analyze_split(std::string_view query) { return analyze_query(query, Path::split); }
+Analysis analyze_split(std::string_view query) { return analyze_query(query, Path::split, {}); }
 
 bool whole_text_path_allowed(std::size_t text_bytes) { return stack_remaining() >= stack_needed(text_bytes); }
 

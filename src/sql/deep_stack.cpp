@@ -1,6 +1,8 @@
 // Large-stack workers for the recursive parts of libpg_query (and our tree walks).
 #include "deep_stack.hpp"
 
+#include "scanner_settings.hpp"
+
 #include <pthread.h>
 
 #include <condition_variable>
@@ -23,6 +25,7 @@ struct Job {
     const Work* work = nullptr;
     std::exception_ptr failure;
     bool done = false;
+    ScannerSettings scanner;  // the caller's, for the worker to lex alike
 };
 
 class WorkerPool {
@@ -33,7 +36,7 @@ public:
     }
 
     bool run(const Work& work) {
-        Job job{&work, nullptr, false};
+        Job job{&work, nullptr, false, current_scanner_settings()};
         {
             std::unique_lock lock(mutex_);
             if (!start_locked()) return false;
@@ -89,6 +92,7 @@ private:
             queue_.pop_front();
             lock.unlock();
             try {
+                const ScopedScannerSettings lexing(job->scanner);
                 (*job->work)();
             } catch (...) {
                 job->failure = std::current_exception();

@@ -1,8 +1,6 @@
 // Statement -> JSON, one shape for the CLI and the audit log.
 #include "pgrail/sql/json.hpp"
 
-#include <cstdio>
-
 #include "pgrail/sql/normalize.hpp"
 
 namespace pgrail::sql {
@@ -48,20 +46,22 @@ nlohmann::json to_json(const Statement& statement, std::string_view query) {
     }
     nlohmann::json objects = nlohmann::json::array();
     for (const ObjectRef& object : statement.objects) {
-        objects.push_back({{"schema", object.schema}, {"name", object.name}, {"kind", object.kind},
-                           {"role", to_string(object.role)}});
+        nlohmann::json entry = {{"schema", object.schema}, {"name", object.name}, {"kind", object.kind},
+                                {"role", to_string(object.role)}};
+        if (object.temporary) entry["temporary"] = true;
+        objects.push_back(std::move(entry));
     }
     out["objects"] = std::move(objects);
     out["functions"] = statement.functions;
     nlohmann::json settings = nlohmann::json::array();
     for (const SettingChange& setting : statement.settings) {
-        settings.push_back({{"name", setting.name}, {"via_function", setting.via_function}});
+        settings.push_back({{"name", setting.name}, {"via_function", setting.via_function}, {"value", setting.value}});
     }
     out["settings"] = std::move(settings);
     out["flags"] = flag_names(statement.flags);
-    char key[17];
-    std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(statement.structural_key));
-    out["structural_key"] = key;
+    // The canonical form's size only: the form itself is long and not meant for reading.
+    if (!statement.structural_form.empty()) out["structural_form_bytes"] = statement.structural_form.size();
+    if (!statement.advisory_lock_keys.empty()) out["advisory_lock_keys"] = statement.advisory_lock_keys;
     if (statement.error) out["error"] = error_json(*statement.error);
     if (statement.pgrail_call) {
         out["pgrail_call"] = {{"function", statement.pgrail_call->function},

@@ -2,8 +2,13 @@
 // ALTER refused with its hint, the registered migration applied and rolled back in-band.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -42,9 +47,13 @@ struct SeedDatabase {
 struct MigratingProxy {
     SeedDatabase db;
     std::string audit_path = PgrailProcess::make_temp_dir() + "/audit.jsonl";
-    PgrailProcess process{"policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " + audit_path +
-                          ", fsync: always}\n" + "migrations: {dir: " + source_dir() + "/migrations, migrator: \"" +
-                          db.conninfo_for("app_owner") + "\"}\n"};
+    PgrailProcess process;
+
+    // `migrations_extra`: more keys of the `migrations` map, e.g. ", lock_wait: 500ms".
+    explicit MigratingProxy(const std::string& migrations_extra = "")
+        : process("policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " + audit_path +
+                  ", fsync: always}\n" + "migrations: {dir: " + source_dir() + "/migrations, migrator: \"" +
+                  db.conninfo_for("app_owner") + "\"" + migrations_extra + "}\n") {}
 
     [[nodiscard]] Conn connect(const std::string& user) const {
         Conn conn(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(process.port()) + " dbname=" + db.name +
@@ -179,4 +188,132 @@ TEST_CASE("SIGHUP reloads the migrations directory; files without a rollback sta
     Conn owner(PQconnectdb(db.conninfo_for("app_owner").c_str()));
     CHECK(scalar(owner.get(), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' "
                               "AND column_name IN ('timezone', 'locale', 'nickname')") == "2");
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string lock_key = "8099568217555234151";  // pgrail::migrations::advisory_lock_key
+
+// Waits up to `timeout` for the query sent on `conn` to finish; true when its results are in.
+bool finishes_within(PGconn* conn, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+        if (PQconsumeInput(conn) == 0 || PQisBusy(conn) == 0) return true;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left <= 0ms) return false;
+        pollfd wait{PQsocket(conn), POLLIN, 0};
+        (void)::poll(&wait, 1, static_cast<int>(std::min(left, 50ms).count()));
+    }
+}
+
+// The first result of the query sent on `conn`; the rest are drained.
+Result first_result(PGconn* conn) {
+    Result first(PQgetResult(conn));
+    while (Result more{PQgetResult(conn)}) {
+    }
+    return first;
+}
+
+std::string field(const PGresult* result, int code) {
+    const char* value = PQresultErrorField(result, code);
+    return value == nullptr ? "" : value;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// How many of pgrail's runner connections are open on the database (they name themselves).
+std::string runner_connections(PGconn* observer) {
+    return scalar(observer, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrail-migrate' "
+                            "AND datname = current_database()");
+}
+
+}  // namespace
+
+TEST_CASE("pgrail's lock key held by another session: status and plan answer, migrate_up fails naming the holder",
+          "[inband][lock]") {
+    MigratingProxy proxy(", lock_wait: 4s");
+    Conn holder(PQconnectdb(proxy.db.conninfo_for("postgres").c_str()));
+    REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
+    const auto pid = scalar(holder.get(), "SELECT pg_backend_pid()");
+    REQUIRE(run(holder.get(), "SELECT pg_advisory_lock(" + lock_key + ")").at(0).status == "PGRES_TUPLES_OK");
+
+    // One session's migrate_up waits for the lock ...
+    auto waiting = proxy.connect("agent");
+    const auto sent = std::chrono::steady_clock::now();
+    REQUIRE(PQsendQuery(waiting.get(), "SELECT * FROM pgrail.migrate_up()") == 1);
+    std::this_thread::sleep_for(200ms);
+
+    // ... while another session's read-only commands answer at once (issue 13 item 8).
+    auto reader = proxy.connect("agent");
+    for (const char* command : {"SELECT * FROM pgrail.status()", "SELECT * FROM pgrail.plan()"}) {
+        INFO(command);
+        REQUIRE(PQsendQuery(reader.get(), command) == 1);
+        REQUIRE(finishes_within(reader.get(), 1500ms));  // well under the 4 s lock wait
+        const auto answer = first_result(reader.get());
+        REQUIRE(PQresultStatus(answer.get()) == PGRES_TUPLES_OK);
+        CHECK(PQntuples(answer.get()) == 1);
+        CHECK(std::string(PQgetvalue(answer.get(), 0, PQfnumber(answer.get(), "version"))) == seed_version);
+    }
+    CHECK_FALSE(finishes_within(waiting.get(), 0ms));  // the apply is still waiting
+
+    // The apply gives up after about lock_wait, naming the holder and how to end it.
+    REQUIRE(finishes_within(waiting.get(), 15s));
+    const auto waited = seconds_since(sent);
+    const auto refused = first_result(waiting.get());
+    CHECK(PQresultStatus(refused.get()) == PGRES_FATAL_ERROR);
+    CHECK(field(refused.get(), PG_DIAG_SQLSTATE) == "55P03");
+    CHECK_THAT(field(refused.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::Contains("pid " + pid));
+    CHECK_THAT(field(refused.get(), PG_DIAG_MESSAGE_DETAIL), Catch::Contains("user postgres"));
+    CHECK_THAT(field(refused.get(), PG_DIAG_MESSAGE_HINT), Catch::Contains("pg_terminate_backend(" + pid + ")"));
+    CHECK(waited >= 3.9);
+    CHECK(waited < 15);
+    CHECK(PQstatus(waiting.get()) == CONNECTION_OK);  // an ordinary error: the session goes on
+    CHECK(run(waiting.get(), "SELECT * FROM pgrail.status()").at(0).rows.at(0)[2] == "pending");
+
+    // Released: migrate_up applies.
+    REQUIRE(run(holder.get(), "SELECT pg_advisory_unlock(" + lock_key + ")").at(0).rows.at(0)[0] == "t");
+    const auto applied = run(waiting.get(), "SELECT * FROM pgrail.migrate_up()");
+    REQUIRE(applied.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(applied[0].rows.at(0)[0] == seed_version);
+    CHECK(column_count(holder.get()) == "1");
+}
+
+TEST_CASE("an in-band migrate_up whose client disconnects while it waits for the lock is never applied",
+          "[inband][abandon]") {
+    MigratingProxy proxy(", lock_wait: 20s");
+    Conn holder(PQconnectdb(proxy.db.conninfo_for("postgres").c_str()));
+    REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
+    REQUIRE(run(holder.get(), "SELECT pg_advisory_lock(" + lock_key + ")").at(0).status == "PGRES_TUPLES_OK");
+
+    auto client = proxy.connect("agent");
+    REQUIRE(PQsendQuery(client.get(), "SELECT * FROM pgrail.migrate_up()") == 1);
+    // pgrail's runner is waiting for the lock on a connection of its own.
+    REQUIRE(eventually([&] { return runner_connections(holder.get()) == "1"; }, 10s));
+
+    SECTION("the client's connection drops") {
+        ::shutdown(PQsocket(client.get()), SHUT_RDWR);
+        client.reset();
+    }
+    SECTION("the client says Terminate and closes (PQfinish)") {
+        client.reset();
+    }
+
+    // The runner stops waiting (it does not sit out the 20 s) ...
+    CHECK(eventually([&] { return runner_connections(holder.get()) == "0"; }, 10s));
+    // ... and once the lock is free nothing is applied, not even a few seconds later.
+    REQUIRE(run(holder.get(), "SELECT pg_advisory_unlock(" + lock_key + ")").at(0).rows.at(0)[0] == "t");
+    std::this_thread::sleep_for(3s);
+    CHECK(column_count(holder.get()) == "0");
+    // The runner creates the ledger only once it holds the lock: it never did.
+    CHECK(scalar(holder.get(), "SELECT to_regclass('pgrail.schema_migrations') IS NULL") == "t");
+    CHECK(eventually([&] { return read_file(proxy.audit_path).find("\"sqlstate\":\"57014\"") != std::string::npos; },
+                     5s));
+
+    // pgrail serves on, and the migration is still there to apply.
+    auto agent = proxy.connect("agent");
+    CHECK(run(agent.get(), "SELECT * FROM pgrail.status()").at(0).rows.at(0)[2] == "pending");
 }

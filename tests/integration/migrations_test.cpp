@@ -1,10 +1,16 @@
 // Migrations against a real PostgreSQL 15: apply, ledger, lock, failure, drift, rollback, verify.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -197,9 +203,241 @@ TEST_CASE("two concurrent runs apply a migration exactly once", "[migrations]") 
             FAIL("expected a lock timeout");
         } catch (const MigrationError& error) {
             CHECK(error.sqlstate() == "55P03");
-            CHECK_THAT(error.what(), Catch::Contains("another migration run holds"));
+            CHECK_THAT(error.what(), Catch::Contains("pid " + std::to_string(holder.backendpid())));
         }
     }
+}
+
+namespace {
+
+std::string lock_sql(const std::string& function) {
+    return "SELECT " + function + "(" + std::to_string(advisory_lock_key) + ")";
+}
+
+// Runs `run` and returns the MigrationError it throws, if any (no assertions: threads use it).
+template <class Run>
+std::optional<MigrationError> caught(Run run) {
+    try {
+        run();
+    } catch (const MigrationError& error) {
+        return error;
+    }
+    return std::nullopt;
+}
+
+// Runs `run` and returns the MigrationError it throws (fails the test if it throws none).
+template <class Run>
+MigrationError error_of(Run run) {
+    auto error = caught(run);
+    if (!error) FAIL("expected a MigrationError");
+    return *error;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+}  // namespace
+
+TEST_CASE("a session holding pgrail's lock key: status and plan answer, up fails naming it, then applies",
+          "[migrations][lock]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_a.up.sql", "CREATE TABLE a (id int);"}, {"1_a.down.sql", "DROP TABLE a;"}});
+    pqxx::connection holder(db.conninfo());
+    pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_lock"));
+    const std::string pid = std::to_string(holder.backendpid());
+    RunnerOptions options;
+    options.conninfo = db.conninfo();
+    options.lock_wait = std::chrono::milliseconds(500);
+    Runner runner(registry, options);
+
+    // The read-only commands never touch the advisory lock (they would block for good here).
+    CHECK(runner.snapshot()->status().at(0).state == State::pending);
+    CHECK(runner.plan(std::nullopt).size() == 1);
+
+    // up waits about lock_wait, then names the holder and how to end it.
+    const auto started = std::chrono::steady_clock::now();
+    const auto error = error_of([&] { (void)runner.up(std::nullopt); });
+    const auto waited = seconds_since(started);
+    CHECK(error.sqlstate() == "55P03");
+    CHECK_THAT(error.message(), Catch::Contains("within 500 ms") && Catch::Contains("pid " + pid));
+    CHECK_THAT(error.detail(), Catch::Contains("backend pid " + pid) && Catch::Contains("user postgres"));
+    CHECK_THAT(error.hint(), Catch::Contains("pg_terminate_backend(" + pid + ")"));
+    CHECK(waited >= 0.45);
+    CHECK(waited < 10);
+    CHECK(db.query("SELECT to_regclass('a')") == "<null>");
+    // down and resolve take the same lock and fail the same way.
+    CHECK(error_of([&] { (void)runner.down(std::nullopt); }).sqlstate() == "55P03");
+
+    // A shared hold blocks a run just as well, and is named too.
+    pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_unlock"));
+    pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_lock_shared"));
+    const auto shared = error_of([&] { (void)runner.up(std::nullopt); });
+    CHECK(shared.sqlstate() == "55P03");
+    CHECK_THAT(shared.message(), Catch::Contains("pid " + pid));
+    CHECK_THAT(shared.detail(), Catch::Contains("ShareLock"));
+
+    // Released: the same run applies.
+    pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_unlock_shared"));
+    REQUIRE(runner.up(std::nullopt).size() == 1);
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "1");
+}
+
+TEST_CASE("a run that waits for another pgrail run says so", "[migrations][lock]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_slow.up.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(3);"},
+                                 {"1_slow.down.sql", "DROP TABLE slow;"}});
+    std::optional<MigrationError> first_error;
+    std::thread first([&] { first_error = caught([&] { (void)runner_for(db, registry).up(std::nullopt); }); });
+    // Until the first run holds the lock (its connection names itself pgrail-migrate).
+    REQUIRE(pgrail::test::eventually(
+        [&] {
+            return db.query("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = "
+                            "'advisory' AND l.granted AND a.application_name = 'pgrail-migrate' AND "
+                            "a.datname = current_database()") == "1";
+        },
+        std::chrono::seconds(10)));
+    RunnerOptions options;
+    options.conninfo = db.conninfo();
+    options.lock_wait = std::chrono::milliseconds(200);
+    Runner second(registry, options);
+    const auto error = error_of([&] { (void)second.up(std::nullopt); });
+    first.join();
+    CHECK_FALSE(first_error);
+    CHECK(error.sqlstate() == "55P03");
+    CHECK_THAT(error.detail(), Catch::Contains("\"pgrail-migrate\""));
+    CHECK_THAT(error.hint(), Catch::Contains("Another pgrail migration run is in progress"));
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "1");
+}
+
+TEST_CASE("an abandoned run never applies afterwards", "[migrations][abandon]") {
+    TestDatabase db;
+    auto abandoned = std::make_shared<std::atomic<bool>>(false);
+    auto abandonable = [&](std::shared_ptr<const Registry> registry, std::chrono::milliseconds lock_wait) {
+        RunnerOptions options;
+        options.conninfo = db.conninfo();
+        options.lock_wait = lock_wait;
+        options.abandoned = abandoned;
+        return Runner(std::move(registry), options);
+    };
+
+    SECTION("abandoned while it waits for the lock: it stops waiting, and applies nothing once the lock is free") {
+        auto registry = registry_of({{"1_a.up.sql", "CREATE TABLE a (id int);"}, {"1_a.down.sql", "DROP TABLE a;"}});
+        pqxx::connection holder(db.conninfo());
+        pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_lock"));
+        std::optional<MigrationError> error;
+        double took = 0;
+        std::thread run([&] {
+            Runner runner = abandonable(registry, std::chrono::seconds(60));
+            const auto started = std::chrono::steady_clock::now();
+            error = caught([&] { (void)runner.up(std::nullopt); });
+            took = seconds_since(started);
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        abandoned->store(true);
+        run.join();
+        REQUIRE(error);
+        CHECK(error->sqlstate() == "57014");
+        CHECK_THAT(error->message(), Catch::Contains("abandoned while it waited for the migration lock"));
+        CHECK(error->detail() == "nothing was applied or rolled back");
+        CHECK(took < 10);  // not the 60 s lock wait
+        pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_unlock"));
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        CHECK(db.query("SELECT to_regclass('a')") == "<null>");
+        CHECK(db.query("SELECT to_regclass('pgrail.schema_migrations')") == "<null>");
+    }
+
+    SECTION("abandoned before it starts: the lock is free, nothing is applied") {
+        auto registry = registry_of({{"1_a.up.sql", "CREATE TABLE a (id int);"}, {"1_a.down.sql", "DROP TABLE a;"}});
+        abandoned->store(true);
+        Runner runner = abandonable(registry, std::chrono::seconds(5));
+        CHECK(error_of([&] { (void)runner.up(std::nullopt); }).sqlstate() == "57014");
+        CHECK(error_of([&] { (void)runner.down(std::nullopt); }).sqlstate() == "57014");
+        CHECK(db.query("SELECT to_regclass('a')") == "<null>");
+    }
+
+    SECTION("abandoned while a migration runs: it rolls back and the next one never starts") {
+        auto registry = registry_of({{"1_a.up.sql", "CREATE TABLE a (id int);"},
+                                     {"1_a.down.sql", "DROP TABLE a;"},
+                                     {"2_slow.up.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(30);"},
+                                     {"2_slow.down.sql", "DROP TABLE slow;"},
+                                     {"3_c.up.sql", "CREATE TABLE c (id int);"},
+                                     {"3_c.down.sql", "DROP TABLE c;"}});
+        std::optional<MigrationError> error;
+        double took = 0;
+        std::thread run([&] {
+            Runner runner = abandonable(registry, std::chrono::seconds(5));
+            const auto started = std::chrono::steady_clock::now();
+            error = caught([&] { (void)runner.up(std::nullopt); });
+            took = seconds_since(started);
+        });
+        REQUIRE(pgrail::test::eventually(
+            [&] {
+                return db.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrail-migrate' "
+                                "AND query LIKE '%pg_sleep(30)%' AND state = 'active'") == "1";
+            },
+            std::chrono::seconds(10)));
+        abandoned->store(true);
+        run.join();
+        REQUIRE(error);
+        CHECK(error->sqlstate() == "57014");
+        CHECK_THAT(error->message(), Catch::Contains("during migration of 2_slow"));
+        CHECK_THAT(error->detail(), Catch::Contains("applied 1_a"));
+        CHECK(took < 20);  // the sleep was cancelled, not waited out
+        CHECK(db.query("SELECT string_agg(version, ',' ORDER BY version) FROM pgrail.schema_migrations") == "1");
+        CHECK(db.query("SELECT to_regclass('slow')") == "<null>");  // rolled back
+        CHECK(db.query("SELECT to_regclass('c')") == "<null>");     // never started
+        CHECK(db.query("SELECT count(*) FROM pgrail.migration_events WHERE version = '2' AND event = 'failed'") ==
+              "1");
+    }
+}
+
+namespace {
+
+// `pgrail migrate ...` with the test binary's pgrail; returns the exit status and stdout+stderr.
+std::pair<int, std::string> pgrail_cli(const std::string& arguments) {
+    const char* binary = std::getenv("PGRAIL_BIN");
+    REQUIRE(binary != nullptr);
+    FILE* pipe = ::popen((std::string(binary) + " " + arguments + " 2>&1").c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[4096];
+    while (const auto n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+    const int status = ::pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+}  // namespace
+
+TEST_CASE("the CLI: status and plan answer while the lock is held, up fails naming the holder", "[migrations][lock]") {
+    TestDatabase db;
+    const auto dir = std::filesystem::temp_directory_path() / ("pgrail_cli_lock_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "1_a.up.sql") << "CREATE TABLE a (id int);\n";
+    std::ofstream(dir / "1_a.down.sql") << "DROP TABLE a;\n";
+    pqxx::connection holder(db.conninfo());
+    pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_lock"));
+    const std::string pid = std::to_string(holder.backendpid());
+    const std::string common = "migrate --dir " + dir.string() + " --dsn '" + db.conninfo() + "' --lock-wait 500ms ";
+
+    const auto [status_code, status_out] = pgrail_cli(common + "status");
+    CHECK(status_code == 0);
+    CHECK_THAT(status_out, Catch::Contains("pending"));
+    const auto [plan_code, plan_out] = pgrail_cli(common + "plan");
+    CHECK(plan_code == 0);
+    CHECK_THAT(plan_out, Catch::Contains("(1 row)"));
+
+    const auto [up_code, up_out] = pgrail_cli(common + "up");
+    CHECK(up_code == 1);
+    CHECK_THAT(up_out, Catch::Contains("[55P03]") && Catch::Contains("pid " + pid) &&
+                           Catch::Contains("pg_terminate_backend(" + pid + ")"));
+    CHECK(db.query("SELECT to_regclass('a')") == "<null>");
+
+    pqxx::nontransaction(holder).exec(lock_sql("pg_advisory_unlock"));
+    const auto [applied_code, applied_out] = pgrail_cli(common + "up");
+    CHECK(applied_code == 0);
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "1");
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a failure in the middle records nothing as applied and leaves the schema unchanged", "[migrations]") {

@@ -30,6 +30,7 @@ struct ServeConfig {
     std::string migrator_conninfo;                  // libpq conninfo for in-band migrations
     std::uint32_t lock_timeout_ms = 5000;           // SET LOCAL lock_timeout for each migration
     std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
+    std::uint32_t lock_wait_ms = 10000;             // in-band up/down: wait for the advisory lock, then 55P03
     bool require_verified = false;                  // apply only checksums with a passing `verify`
 
     // upstream.host names a directory: connect to PostgreSQL's Unix socket in it.

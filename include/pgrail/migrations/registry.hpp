@@ -38,7 +38,7 @@ struct ScriptStatement {
     std::size_t line = 1;      // 1-based line of its first byte
     sql::StatementClass statement_class = sql::StatementClass::unknown;
     std::string tag;
-    std::uint64_t structural_key = 0;
+    std::string structural_form;  // sql::Statement::structural_form: what a migrator's statement must equal
 };
 
 struct Script {

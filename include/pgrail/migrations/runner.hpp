@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pgrail/migrations/lock.hpp"
 #include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/snapshot.hpp"
 #include "pgrail/migrations/status.hpp"
@@ -21,17 +22,19 @@ namespace pgrail::migrations {
 // Writes one audit record; returns false when it could not be written (the runner then fails).
 using AuditSink = std::function<bool(const nlohmann::json&)>;
 
-// Session-level advisory lock key taken by every pgrail runner ("pgrailmg" in ASCII).
-inline constexpr std::int64_t advisory_lock_key = 0x7067726169'6c6d67;
+// advisory_lock_key (8099568217555234151), the lock wait and AbandonFlag: lock.hpp.
 
 struct RunnerOptions {
     std::string conninfo;                               // libpq conninfo of the target database
     std::chrono::milliseconds lock_timeout{5000};       // SET LOCAL lock_timeout per migration
     std::chrono::milliseconds statement_timeout{60000}; // SET LOCAL statement_timeout per migration
-    std::chrono::milliseconds lock_wait{300000};        // how long to wait for another run's lock
+    // How long up/down/resolve/verify wait for the advisory lock before failing with 55P03
+    // (naming the holder). status and plan never take the lock.
+    std::chrono::milliseconds lock_wait{300000};
     std::string actor;                 // recorded as applied_by / by; empty: the connection's user
     bool require_verified = false;     // apply only checksums with a passing verify
     AuditSink audit;                   // optional
+    AbandonFlag abandoned;             // optional: set when the asker no longer wants the run
     // verify: where scratch databases are created (default: the target's server) and pg_dump.
     std::string scratch_conninfo;
     std::string pg_dump;               // default: $PGRAIL_PG_DUMP, PostgreSQL 15's, or PATH
@@ -58,11 +61,13 @@ class Runner {
 public:
     Runner(std::shared_ptr<const Registry> registry, RunnerOptions options);
 
-    // Reads the ledger (no lock; missing ledger = nothing applied).
+    // Reads the ledger (never the advisory lock; a table lock on the ledger is waited for at
+    // most lock_timeout; missing ledger = nothing applied).
     [[nodiscard]] LedgerState read_ledger() const;
     [[nodiscard]] std::shared_ptr<const Snapshot> snapshot() const;
 
-    // What up(target) would apply, in order. Throws MigrationError on drift or a bad target.
+    // What up(target) would apply, in order (reads the ledger as read_ledger() does). Throws
+    // MigrationError on drift or a bad target.
     [[nodiscard]] std::vector<const Migration*> plan(const std::optional<std::string>& target) const;
     // Applies pending migrations in version order, up to and including `target`.
     std::vector<StepResult> up(const std::optional<std::string>& target);
@@ -87,7 +92,9 @@ private:
     RunnerOptions options_;
 };
 
-// Reads the ledger of the database at `conninfo` (for refreshing a Snapshot).
-[[nodiscard]] LedgerState read_ledger(const std::string& conninfo);
+// Reads the ledger of the database at `conninfo` (for refreshing a Snapshot), without the
+// advisory lock, waiting at most `lock_timeout` for a table lock on the ledger.
+[[nodiscard]] LedgerState read_ledger(const std::string& conninfo,
+                                      std::chrono::milliseconds lock_timeout = std::chrono::milliseconds(5000));
 
 }  // namespace pgrail::migrations

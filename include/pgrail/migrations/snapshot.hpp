@@ -34,7 +34,8 @@ public:
     [[nodiscard]] const std::vector<StatusEntry>& status() const { return status_; }
     [[nodiscard]] bool drift() const { return has_drift(status_); }
 
-    // A statement sent by a migrator user is allowed when it is structurally equal to a
+    // A statement sent by a migrator user is allowed when it is structurally equal (its parse
+    // tree's canonical form compared whole, never a hash) to a
     // statement of the up script of a pending migration or of the down script of an
     // applied one. Drifted and invalid migrations never match.
     [[nodiscard]] std::optional<Match> match(const sql::Statement& statement) const;
@@ -44,7 +45,7 @@ private:
     std::shared_ptr<const Registry> registry_;
     LedgerState ledger_;
     std::vector<StatusEntry> status_;
-    std::unordered_multimap<std::uint64_t, Match> index_;
+    std::unordered_multimap<std::string, Match> index_;  // by structural form
 };
 
 }  // namespace pgrail::migrations

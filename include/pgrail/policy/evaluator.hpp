@@ -37,6 +37,9 @@ using MigrationMatcher = std::function<bool(const sql::Statement&)>;
 [[nodiscard]] Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
                                     const MigrationMatcher* is_registered_migration_statement = nullptr);
 
+// Whether a statement that passed changes the schema (DDL, SELECT INTO, dynamic EXECUTE ...) beyond
+// the session's own temporary relations: such statements are audited when they are allowed too.
+[[nodiscard]] bool changes_schema(const sql::Statement& statement);
 // The DDL hint for the policy's migrations directory.
 [[nodiscard]] std::string migrations_hint(const Policy& policy);
 

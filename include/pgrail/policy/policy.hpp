@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pgrail/policy/match.hpp"
+#include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/statement.hpp"
 
 namespace pgrail::policy {
@@ -27,6 +28,10 @@ struct SessionInfo {
     std::string database;
     std::string application_name;
     std::string client_address;  // textual IPv4 or IPv6; empty (or a path) for a Unix socket
+    // How the server lexes this session's texts, from its ParameterStatus reports (at the start,
+    // and client_only_encoding from then on once ever reported): pgrail analyses alike, and
+    // refuses a change of standard_conforming_strings away from this value.
+    sql::Lexing lexing;
 };
 
 // The answer for one statement (or one startup packet).

@@ -35,6 +35,13 @@ struct BackendKey {
 };
 [[nodiscard]] std::optional<BackendKey> parse_backend_key_data(std::string_view body);
 
+// A ParameterStatus: the setting's name and value, viewing into `body`.
+struct ParameterStatus {
+    std::string_view name;
+    std::string_view value;
+};
+[[nodiscard]] std::optional<ParameterStatus> parse_parameter_status(std::string_view body);
+
 // ErrorResponse / NoticeResponse fields as (code, value); values view into `body`.
 using ErrorFields = std::vector<std::pair<char, std::string_view>>;
 [[nodiscard]] std::optional<ErrorFields> parse_error_fields(std::string_view body);

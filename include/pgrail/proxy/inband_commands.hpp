@@ -1,6 +1,8 @@
 // pgrail's in-band commands (SELECT * FROM pgrail.status() ...), run for a session.
 #pragma once
 
+#include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,12 +17,20 @@ struct InbandOutcome {
     protocol::ErrorMessage error;  // !ok: the error to answer with
 };
 
+// Set by the session when the answer to a running command is no longer wanted (its client
+// cancelled or disconnected): `abandoned->store(true)`. A command that changes the schema then
+// never applies afterwards (see migrations::AbandonFlag); read-only commands ignore it.
+using AbandonedFlag = std::shared_ptr<const std::atomic<bool>>;
+
 class InbandCommands {
 public:
     virtual ~InbandCommands() = default;
-    // Blocking (it talks to the database): the proxy calls it off its I/O threads.
+    // Blocking (it talks to the database): the proxy calls it off its I/O threads. status and
+    // plan only read the ledger: they never wait for the migration lock or for another
+    // session's command. `abandoned` may be null (never abandoned).
     [[nodiscard]] virtual InbandOutcome run(const SessionContext& session, const std::string& command,
-                                            const std::vector<std::string>& arguments) = 0;
+                                            const std::vector<std::string>& arguments,
+                                            AbandonedFlag abandoned = nullptr) = 0;
 };
 
 }  // namespace pgrail::proxy

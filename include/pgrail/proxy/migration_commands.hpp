@@ -1,6 +1,8 @@
 // The in-band commands backed by the migrations module: registry, runner, ledger snapshot.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 
@@ -19,15 +21,17 @@ public:
     MigrationCommands(const config::ServeConfig& config, std::shared_ptr<audit::AuditLog> audit_log,
                       std::shared_ptr<PolicyGate> gate);
 
+    // No process-wide serialisation: status and plan read the ledger with a plain query;
+    // migrate_up/down wait at most migrations.lock_wait for the advisory lock.
     InbandOutcome run(const SessionContext& session, const std::string& command,
-                      const std::vector<std::string>& arguments) override;
+                      const std::vector<std::string>& arguments, AbandonedFlag abandoned = nullptr) override;
 
     // Reads the directory and the ledger again (SIGHUP); keeps the old registry on failure.
     void reload();
 
 private:
-    // Publishes the registry and ledger state to the gate, for migrator DDL matching.
-    void refresh_snapshot(const std::shared_ptr<const migrations::Registry>& registry);
+    // Publishes the current registry and the ledger state to the gate, for migrator DDL matching.
+    void refresh_snapshot();
     [[nodiscard]] std::shared_ptr<const migrations::Registry> registry() const;
 
     config::ServeConfig config_;
@@ -35,7 +39,9 @@ private:
     std::shared_ptr<PolicyGate> gate_;
     mutable std::mutex mutex_;
     std::shared_ptr<const migrations::Registry> registry_;
-    std::mutex run_mutex_;  // one command at a time per process; the advisory lock covers the rest
+    // Snapshot refreshes run concurrently; the one that started reading last wins.
+    std::atomic<std::uint64_t> refresh_started_{0};
+    std::uint64_t refresh_published_ = 0;  // under mutex_
 };
 
 // A query whose result set is `table`: SELECT * FROM (VALUES ...) with typed, quoted literals.

@@ -39,6 +39,9 @@ private:
     bool audit_statement(const SessionContext& session, const policy::Decision& decision, const sql::Analysis& analysis,
                          std::string_view sql);
 
+    // The audit line of an allowed schema change; false if it could not be written.
+    bool audit_schema_change(const SessionContext& session, const policy::Decision& decision,
+                             const sql::Analysis& analysis, std::string_view sql);
     struct ThreadState;
     // The calling worker thread's copies of the policy and matcher (refreshed when the
     // generation moves) and its small lock-free caches of analyses, by text and by shape.

@@ -8,14 +8,36 @@
 
 namespace pgrail::sql {
 
-// Analyses `query` (one simple-Query string or one Parse message's text).
+// How the server will lex a text: the session settings that change where literals, comments
+// and statements end (the server reports both in ParameterStatus).
+struct Lexing {
+    // standard_conforming_strings: off makes a backslash in '...' an escape (`'a\' ; DROP ...'`
+    // is one literal on, a literal and a DROP off).
+    bool standard_conforming_strings = true;
+    // The session's client_encoding is one whose multibyte characters may hold ASCII bytes
+    // (0x5C '\\', ';' ...): SJIS, BIG5, GBK, UHC, GB18030, JOHAB. The server then also refuses
+    // \' in escape strings (backslash_quote = safe_encoding): pgrail reads them alike.
+    bool client_only_encoding = false;
+    // The server converts this session's text before it lexes it (client_encoding differs from
+    // server_encoding), and pgrail does not: a text holding any byte >= 0x80 is refused (a limit
+    // error). ASCII text is the same in every encoding PostgreSQL has for a server.
+    bool converted = false;
+    bool operator==(const Lexing&) const = default;
+};
+
+// Whether PostgreSQL's encoding `name` (as client_encoding reports it, any case) is one of the
+// client-only encodings of Lexing::client_only_encoding.
+[[nodiscard]] bool is_client_only_encoding(std::string_view name);
+
+// Analyses `query` (one simple-Query string or one Parse message's text) as the server lexes it
+// under `lexing`.
 // Never throws for bad SQL and never crashes on hostile input: text nested too
 // deeply to parse safely is refused as a ParseError. Thread-safe. Deeply nested
 // statements run on internal 64 MB-stack worker threads; others on the caller's
 // stack when it has room (about 0.5 MB plus 3 KB per nesting level). Fast path:
 // comment-free text is parsed whole, without scanning it first, when the caller's
 // stack has 0.5 MB plus 3 KB per byte of it (a short statement: well under 1 MB).
-[[nodiscard]] Analysis analyze(std::string_view query);
+[[nodiscard]] Analysis analyze(std::string_view query, Lexing lexing = {});
 
 // What stands for the analysis of a text longer than pgrail analyses (its memory grows with
 // the text: about 75 times its size for a long IN list): one unknown statement over all of

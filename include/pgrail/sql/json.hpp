@@ -19,7 +19,7 @@ namespace pgrail::sql {
 
 // {"class", "tag", "offset", "length", "objects": [{"schema","name","kind","role"}],
 //  "functions", "settings": [{"name","via_function"}], "flags": [...],
-//  "structural_key": "16 hex digits", "error"?: {"message","cursor"}, "pgrail_call"?,
+//  "structural_form_bytes"?: N, "advisory_lock_keys"?: [..], "error"?: {"message","cursor"}, "pgrail_call"?,
 //  "inner"?: [...]}. With a non-empty `query` (the text the statement came from),
 // also "text": the statement's own text, and "normalized": that text without
 // literals (sql::normalize; empty when it did not parse). Without `query`, no

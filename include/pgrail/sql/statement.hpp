@@ -29,6 +29,9 @@ struct ObjectRef {
     std::string name;
     std::string kind;    // "table", "index", "function", "schema", ... ("relation" when unknown)
     ObjectRole role = ObjectRole::read;
+    // A temporary relation: CREATE TEMP ..., or a table, index, view or sequence named pg_temp.x
+    // (an unqualified name may resolve to a permanent relation: it never counts as temporary).
+    bool temporary = false;
     bool operator==(const ObjectRef&) const = default;
 };
 
@@ -51,7 +54,7 @@ struct StatementFlags {
     bool copy_file = false;               // COPY to/from a server-side file
     bool explain_analyze = false;         // executes its inner statement
     bool locking_clause = false;          // FOR UPDATE / FOR SHARE ...
-    bool temporary_object = false;        // CREATE TEMP ...
+    bool temporary_object = false;        // creates a temporary relation (see ObjectRef::temporary)
     bool ddl_capable_dynamic = false;     // DO body / function with dynamic EXECUTE
     bool alter_system = false;
     bool operator==(const StatementFlags&) const = default;
@@ -63,6 +66,10 @@ struct SettingChange {
     // "transaction" / "session characteristics" for SET TRANSACTION / SET SESSION CHARACTERISTICS.
     std::string name;
     bool via_function = false;  // set_config('name', ...) rather than SET/RESET
+    // The new value as the text gives it: constants lower-cased and joined by ", " (a list such
+    // as search_path), "on"/"off" for READ ONLY / READ WRITE; "" for RESET, SET ... TO DEFAULT
+    // and RESET ALL (back to the session's reset value); "*" when it is not a constant.
+    std::string value;
     bool operator==(const SettingChange&) const = default;
 };
 
@@ -85,11 +92,15 @@ struct Statement {
     std::vector<std::string> functions;      // called functions, qualified as written ("pg_catalog.now", "lower")
     std::vector<SettingChange> settings;     // SET / RESET / set_config of named settings
     StatementFlags flags;
-    // Parse tree without locations, hashed (constants and names count; whitespace,
-    // comments and keyword case do not). 64 bits: accidental collisions are
-    // negligible (~n^2/2^65), but it is not collision-resistant against crafted
-    // input: confirm a match by comparing texts when that matters. 0 when unparsed.
-    std::uint64_t structural_key = 0;
+    // The parse tree without locations, serialised canonically and injectively (constants and
+    // names count; whitespace, comments and keyword case do not): two statements have the same
+    // form exactly when their trees are equal. Compared whole, never hashed, where a match grants
+    // a migrator power. Computed for statements that may change the schema (is_ddl_like);
+    // empty for the rest and when unparsed.
+    std::string structural_form;
+    // The key of every single-key advisory-lock call (pg_advisory_lock(key) and its family):
+    // the constant as text, or "*" when the key is not a constant.
+    std::vector<std::string> advisory_lock_keys;
     std::optional<ParseError> error;         // set when class is unknown because it did not parse
     std::optional<PgrailCall> pgrail_call;
     // The statement that PREPARE, EXPLAIN, DECLARE CURSOR or CREATE TABLE AS wraps,

@@ -15,6 +15,7 @@ TEST_CASE("an empty configuration gives the documented defaults") {
     CHECK(config.max_message_size == 64u << 20);
     CHECK(config.workers == 0);
     CHECK(config.policy_file.empty());
+    CHECK(config.lock_wait_ms == 10000);
 }
 
 TEST_CASE("every key is read") {
@@ -29,7 +30,8 @@ buffered_message_timeout: 2s
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
-migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min, require_verified: true}
+migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min, lock_wait: 500ms,
+             require_verified: true}
 )", "full.yaml");
     CHECK(config.listen_host == "0.0.0.0");
     CHECK(config.listen_port == 7000);
@@ -46,6 +48,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.migrator_conninfo == "user=x");
     CHECK(config.lock_timeout_ms == 2000);
     CHECK(config.statement_timeout_ms == 60000);
+    CHECK(config.lock_wait_ms == 500);
     CHECK(config.require_verified);
 }
 
@@ -64,6 +67,8 @@ TEST_CASE("bad configurations name file:line:column") {
     CHECK_THAT(error_of("log: {format: xml}\n"), Catch::StartsWith("bad.yaml:1:15: 'log.format' must be one of"));
     CHECK_THAT(error_of("max_message_size: 10\n"), Catch::StartsWith("bad.yaml:1:19:"));
     CHECK_THAT(error_of("migrations: {lock_timeout: soon}\n"), Catch::StartsWith("bad.yaml:1:28:"));
+    CHECK_THAT(error_of("migrations: {lock_wait: 0s}\n"),
+               Catch::StartsWith("bad.yaml:1:25: 'migrations.lock_wait' must be a positive duration"));
     // The budget for whole messages must hold the longest one.
     CHECK_THAT(error_of("max_message_size: 4096\nmax_buffered_size: 4096\n"),
                Catch::StartsWith("bad.yaml:2:20: max_buffered_size (4096) must be larger than max_message_size (4096)"));

@@ -62,7 +62,7 @@ TEST_CASE("a pair of parseable scripts is registered, in numeric version order")
     REQUIRE(b.up.statements.size() == 1);
     CHECK(b.up.statements[0].tag == "ALTER TABLE");
     CHECK(b.up.statements[0].line == 1);
-    CHECK(b.up.statements[0].structural_key != 0);
+    CHECK_FALSE(b.up.statements[0].structural_form.empty());
     CHECK(b.up.path == std::filesystem::path("/m/10_b.up.sql"));
     CHECK_FALSE(b.up.no_transaction);
 }

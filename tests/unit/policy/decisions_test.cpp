@@ -68,7 +68,7 @@ public:
                 INFO("registered statement at line " << number);
                 REQUIRE(analysis.statements.size() == 1);
                 REQUIRE(analysis.statements[0].statement_class == sql::StatementClass::ddl);
-                registered_.insert(analysis.statements[0].structural_key);
+                registered_.insert(analysis.statements[0].structural_form);
             } else {
                 const auto bar = text.find(" | ");
                 INFO("line " << number << ": " << text);
@@ -98,7 +98,7 @@ private:
             return evaluate_startup(*policy_, session_, {{assignment.substr(0, eq), assignment.substr(eq + 1)}});
         }
         const MigrationMatcher matcher = [this](const sql::Statement& statement) {
-            return registered_.count(statement.structural_key) > 0;
+            return registered_.count(statement.structural_form) > 0;
         };
         return evaluate_all(*policy_, session_, sql::analyze(query), &matcher);
     }
@@ -127,7 +127,7 @@ private:
     std::ifstream in_;
     std::shared_ptr<const Policy> policy_;
     SessionInfo session_;
-    std::set<std::uint64_t> registered_;
+    std::set<std::string> registered_;
     int cases_ = 0;
 };
 

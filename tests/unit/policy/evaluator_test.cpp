@@ -65,8 +65,8 @@ TEST_CASE("ad hoc DDL is refused with the rule, tag, objects and the migrations 
 
 TEST_CASE("a migrator's DDL passes only when it equals a registered migration statement", "[policy][evaluate]") {
     auto ddl = statement(StatementClass::ddl, "ALTER TABLE", {table("", "profiles", ObjectRole::altered)});
-    ddl.structural_key = 42;
-    MigrationMatcher registered = [](const Statement& s) { return s.structural_key == 42; };
+    ddl.structural_form = "form";
+    MigrationMatcher registered = [](const Statement& s) { return s.structural_form == "form"; };
     MigrationMatcher none = [](const Statement&) { return false; };
     CHECK(evaluate(*default_policy(), owner, ddl, &registered).action == Action::allow);
     auto refused = evaluate(*default_policy(), owner, ddl, &none);
@@ -79,9 +79,15 @@ TEST_CASE("a migrator's DDL passes only when it equals a registered migration st
 }
 
 TEST_CASE("temporary objects are not schema changes", "[policy][evaluate]") {
-    auto temp = statement(StatementClass::ddl, "CREATE TABLE", {table("", "scratch", ObjectRole::created)});
+    auto temporary_table = table("", "scratch", ObjectRole::created);
+    temporary_table.temporary = true;
+    auto temp = statement(StatementClass::ddl, "CREATE TABLE", {temporary_table});
     temp.flags.temporary_object = true;
     CHECK(evaluate(*default_policy(), agent, temp).allowed());
+    // A permanent relation changed alongside (INHERITS, PARTITION OF) makes it a schema change.
+    auto attached = temp;
+    attached.objects.push_back(table("public", "profiles", ObjectRole::altered));
+    CHECK(evaluate(*default_policy(), agent, attached).guard == "ddl");
     auto policy = load_policy_string("version: 1\nrules:\n  - name: all\n    allow_temporary_objects: false\n", "p");
     CHECK(evaluate(*policy, agent, temp).guard == "ddl");
 }
@@ -343,7 +349,7 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
     CHECK(evaluate_startup(policy, agent, Params{{"options", "-c session_replication_role=replica"}}).guard ==
           "protected_settings");
     CHECK(evaluate_startup(policy, agent, Params{{"options", "-B 1000"}}).guard == "options");
-    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c search_path=a\\ b"}}).allowed());
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c search_path=a,\\ b"}}).allowed());
     CHECK(evaluate_startup(policy, agent, Params{{"session_replication_role", "replica"}}).guard == "protected_settings");
     CHECK(evaluate_startup(policy, agent, Params{{"default_transaction_read_only", "off"}}).guard == "protected_settings");
     CHECK(evaluate_startup(policy, agent, Params{{"client_encoding", "UTF8"}, {"application_name", "x"}}).allowed());

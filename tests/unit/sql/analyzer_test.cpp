@@ -1,5 +1,5 @@
 // Analyzer behaviour the corpus does not show: byte ranges,
-// structural keys, error positions and pgrail's own calls.
+// structural forms, error positions and pgrail's own calls.
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -12,11 +12,12 @@ using namespace pgrail::sql;
 
 namespace {
 
-std::uint64_t key_of(const std::string& sql) {
+std::string key_of(const std::string& sql) {
     const Analysis analysis = analyze(sql);
     REQUIRE(analysis.statements.size() == 1);
     REQUIRE_FALSE(analysis.error.has_value());
-    return analysis.statements[0].structural_key;
+    REQUIRE_FALSE(analysis.statements[0].structural_form.empty());
+    return analysis.statements[0].structural_form;
 }
 
 }  // namespace
@@ -35,16 +36,18 @@ TEST_CASE("empty text and comments hold no statement", "[sql][analyzer]") {
     CHECK_FALSE(analyze("").error.has_value());
 }
 
-TEST_CASE("structural key ignores whitespace, comments and keyword case only", "[sql][analyzer]") {
-    const std::uint64_t base = key_of("ALTER TABLE users ADD COLUMN tz text DEFAULT 'UTC'");
+TEST_CASE("structural form ignores whitespace, comments and keyword case only", "[sql][analyzer]") {
+    const std::string base = key_of("ALTER TABLE users ADD COLUMN tz text DEFAULT 'UTC'");
     CHECK(key_of("alter   table users\n add column tz TEXT default 'UTC' -- why\n") == base);
     CHECK(key_of("/* c */ ALTER TABLE users ADD COLUMN tz text DEFAULT 'UTC';") == base);
     CHECK(key_of("ALTER TABLE users ADD COLUMN tz text DEFAULT 'utc'") != base);   // constants count
     CHECK(key_of("ALTER TABLE people ADD COLUMN tz text DEFAULT 'UTC'") != base);  // identifiers count
     CHECK(key_of("ALTER TABLE users ADD COLUMN tz varchar DEFAULT 'UTC'") != base);
     CHECK(key_of("ALTER TABLE \"Users\" ADD COLUMN tz text DEFAULT 'UTC'") != base);  // quoted names keep case
-    CHECK(key_of("SELECT 1") != key_of("SELECT 2"));
-    CHECK(key_of("SELECT 1.0") != key_of("SELECT 1"));
+    CHECK(key_of("CREATE TABLE t1 AS SELECT 1") != key_of("CREATE TABLE t1 AS SELECT 2"));
+    CHECK(key_of("CREATE TABLE t1 AS SELECT 1.0") != key_of("CREATE TABLE t1 AS SELECT 1"));
+    // Only statements that may change the schema carry a form (nothing else is ever matched).
+    CHECK(analyze("SELECT 1").statements[0].structural_form.empty());
 }
 
 TEST_CASE("text that does not parse reports PostgreSQL's message and position", "[sql][analyzer]") {
@@ -131,11 +134,20 @@ TEST_CASE("DO blocks: static DDL is DDL, dynamic EXECUTE is ddl-capable", "[sql]
     CHECK(fixed.statement_class == StatementClass::ddl);
     CHECK(fixed.tag == "DO");
     CHECK_FALSE(fixed.flags.ddl_capable_dynamic);
-    const Statement dynamic = analyze("DO $$BEGIN EXECUTE 'ALTER TABLE t ADD c int'; END$$").statements.at(0);
+    const Statement dynamic = analyze("DO $$BEGIN EXECUTE 'ALTER TABLE t ADD ' || 'c int'; END$$").statements.at(0);
     CHECK(dynamic.statement_class == StatementClass::procedural);
     CHECK(dynamic.flags.ddl_capable_dynamic);
-    const Statement nested = analyze("DO $a$BEGIN DO $b$BEGIN EXECUTE 'x'; END$b$; END$a$").statements.at(0);
+    const Statement nested = analyze("DO $a$BEGIN DO $b$BEGIN EXECUTE format('x'); END$b$; END$a$").statements.at(0);
     CHECK(nested.flags.ddl_capable_dynamic);
+    // EXECUTE of a constant runs that constant: it is read as the statement it is.
+    const Statement constant = analyze("DO $$BEGIN EXECUTE 'ALTER TABLE t ADD c int'; END$$").statements.at(0);
+    CHECK(constant.statement_class == StatementClass::ddl);
+    CHECK_FALSE(constant.flags.ddl_capable_dynamic);
+    REQUIRE(constant.inner.size() == 1);
+    CHECK(constant.inner[0].tag == "ALTER TABLE");
+    const Statement select = analyze("DO $$BEGIN EXECUTE 'SELECT 1'; END$$").statements.at(0);
+    CHECK(select.statement_class == StatementClass::procedural);
+    CHECK_FALSE(select.flags.ddl_capable_dynamic);
 }
 
 TEST_CASE("analysis is thread-safe", "[sql][analyzer]") {

@@ -60,10 +60,10 @@ std::string with_other_values(const std::string& text, const std::vector<Literal
     return out;
 }
 
-// What a decision can see: everything but byte positions and structural keys.
+// What a decision can see: everything but byte positions and structural forms.
 void strip_positions(Statement& statement) {
     statement.offset = statement.length = 0;
-    statement.structural_key = 0;
+    statement.structural_form.clear();
     for (Statement& inner : statement.inner) strip_positions(inner);
 }
 
