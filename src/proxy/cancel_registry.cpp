@@ -32,21 +32,34 @@ protocol::BackendKey CancelRegistry::add(protocol::BackendKey upstream) {
         if (next_pid_ <= 0) next_pid_ = 1000000;
     } while (by_client_pid_.contains(client_key.pid));
     client_key.secret = strong_random();
-    by_client_pid_.emplace(client_key.pid, std::make_pair(client_key.secret, upstream));
+    by_client_pid_.emplace(client_key.pid, Entry{client_key.secret, upstream, {}});
     return client_key;
 }
 
 void CancelRegistry::remove(protocol::BackendKey client_key) {
     std::lock_guard lock(mutex_);
     auto it = by_client_pid_.find(client_key.pid);
-    if (it != by_client_pid_.end() && it->second.first == client_key.secret) by_client_pid_.erase(it);
+    if (it != by_client_pid_.end() && it->second.secret == client_key.secret) by_client_pid_.erase(it);
+}
+
+void CancelRegistry::set_abandon_flag(protocol::BackendKey client_key, std::weak_ptr<std::atomic<bool>> flag) {
+    std::lock_guard lock(mutex_);
+    auto it = by_client_pid_.find(client_key.pid);
+    if (it != by_client_pid_.end() && it->second.secret == client_key.secret) it->second.abandon = std::move(flag);
+}
+
+void CancelRegistry::abandon(protocol::BackendKey client_key) const {
+    std::lock_guard lock(mutex_);
+    auto it = by_client_pid_.find(client_key.pid);
+    if (it == by_client_pid_.end() || it->second.secret != client_key.secret) return;
+    if (const auto flag = it->second.abandon.lock()) flag->store(true);
 }
 
 std::optional<protocol::BackendKey> CancelRegistry::find(protocol::BackendKey client_key) const {
     std::lock_guard lock(mutex_);
     auto it = by_client_pid_.find(client_key.pid);
-    if (it == by_client_pid_.end() || it->second.first != client_key.secret) return std::nullopt;
-    return it->second.second;
+    if (it == by_client_pid_.end() || it->second.secret != client_key.secret) return std::nullopt;
+    return it->second.upstream;
 }
 
 }  // namespace pgrail::proxy

@@ -261,6 +261,7 @@ awaitable<void> Session::handle_cancel(const protocol::StartupPacket& packet) {
                      packet.cancel_pid, context_.client_address);
         co_return;
     }
+    shared_.cancel_registry.abandon({packet.cancel_pid, packet.cancel_secret});  // an in-band command, if one runs
     co_await send_cancel(*upstream_key);
 }
 
@@ -666,12 +667,14 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std
         auto abandoned = std::make_shared<std::atomic<bool>>(false);
         auto finished = std::make_shared<std::atomic<bool>>(false);
         asio::co_spawn(client_.get_executor(), watch_for_departure(abandoned, finished), asio::detached);
+        if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, abandoned);
         auto command = [inband = shared_.inband, context = context_, name = verdict.command,
                         arguments = verdict.arguments, abandoned] {
             return inband->run(context, name, arguments, abandoned);
         };
         outcome = co_await run_on_pool<InbandOutcome>(shared_.blocking_pool, command);
         finished->store(true);  // the watcher's wait ends with the client's next message, or its close
+        if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, {});
     }
     if (outcome.ok) {
         substitute(tag, frame, outcome.result_sql, out);
@@ -690,16 +693,19 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std
 }
 
 // Waits while an in-band command runs: the client's socket becoming readable with nothing to
-// read means it closed (or reset): the command's answer is no longer wanted. Pipelined data
-// ends the watch (it stays unread for the pump; a departure behind it goes unseen).
+// read (it closed or reset), or with a Terminate (libpq's PQfinish) means the command's answer
+// is no longer wanted. Other pipelined data ends the watch (it stays unread for the pump; a
+// departure behind it goes unseen).
 awaitable<void> Session::watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
                                              std::shared_ptr<std::atomic<bool>> finished) {
     auto self = shared_from_this();
     auto [ec] = co_await client_.async_wait(Stream::wait_read, use_tuple);
     if (ec || finished->load()) co_return;
-    char byte = 0;
-    const auto peeked = ::recv(client_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+    std::array<char, 5> head{};
+    const auto peeked = ::recv(client_.native_handle(), head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
+    constexpr std::array<char, 5> terminate = {'X', 0, 0, 0, 4};
+    const bool terminating = peeked == static_cast<ssize_t>(head.size()) && head == terminate;
+    if (peeked == 0 || terminating || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
         spdlog::info("session {}: the client left while an in-band command ran: abandoning it", context_.session_id);
         abandoned->store(true);
     }
