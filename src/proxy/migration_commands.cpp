@@ -129,6 +129,24 @@ void MigrationCommands::refresh_snapshot() {
         [snapshot](const sql::Statement& statement) { return snapshot->match(statement).has_value(); }));
 }
 
+// A command's arguments as the audit shows them: a registered migration's version as it is (it
+// says what ran), anything else redacted to its placeholder, like a statement's literals.
+namespace {
+
+nlohmann::json audited_arguments(const migrations::Registry& registry, const std::vector<std::string>& arguments) {
+    nlohmann::json out = nlohmann::json::array();
+    for (std::size_t index = 0; index < arguments.size(); ++index) {
+        if (registry.find(arguments[index]) != nullptr) {
+            out.push_back(arguments[index]);
+        } else {
+            out.push_back("$" + std::to_string(index + 1));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 InbandOutcome MigrationCommands::run(const SessionContext& session, const std::string& command,
                                      const std::vector<std::string>& arguments, AbandonedFlag abandoned) {
     InbandOutcome outcome;
@@ -139,7 +157,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
                             {"database", session.database},
                             {"application_name", session.application_name},
                             {"command", "pgrail." + command},
-                            {"arguments", arguments}};
+                            {"arguments", audited_arguments(*registry(), arguments)}};
     if (config_.migrator_conninfo.empty()) {
         outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands need a migrator connection", {},
                          "Set migrations.migrator (a libpq connection string) in pgrail's configuration."};
@@ -171,7 +189,16 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
     event["outcome"] = outcome.ok ? "ok" : "error";
     if (!outcome.ok) {
         event["sqlstate"] = outcome.error.sqlstate;
-        event["message"] = outcome.error.message;
+        // The message may quote an argument (an unknown version): redacted as the arguments are.
+        std::string message = outcome.error.message;
+        const auto& shown = event["arguments"];
+        for (std::size_t index = 0; index < arguments.size(); ++index) {
+            if (arguments[index].empty() || shown[index] == arguments[index]) continue;
+            for (auto at = message.find(arguments[index]); at != std::string::npos;
+                 at = message.find(arguments[index], at))
+                message.replace(at, arguments[index].size(), shown[index].get<std::string>());
+        }
+        event["message"] = std::move(message);
     }
     if (!audit_log_->record(std::move(event)) && outcome.ok) {
         spdlog::error("session {}: audit log write failed for pgrail.{}", session.session_id, command);

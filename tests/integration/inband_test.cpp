@@ -8,6 +8,7 @@
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -146,6 +147,23 @@ TEST_CASE("a migrator's DDL passes only when it equals a registered statement", 
     // The agent is no migrator: even the registered statement is refused.
     auto agent = proxy.connect("agent");
     CHECK(run(agent.get(), "ALTER TABLE profiles DROP COLUMN timezone").at(0).sqlstate == "42501");
+
+    // The schema change that passed is on record (it was written before the server ran it),
+    // redacted like every statement; pgrail.* arguments that are no version are redacted too.
+    CHECK(run(agent.get(), "SELECT * FROM pgrail.migrate_up('secret-token-42')").at(0).status == "PGRES_FATAL_ERROR");
+    const auto audit = read_file(proxy.audit_path);
+    std::vector<nlohmann::json> forwarded;
+    std::istringstream lines(audit);
+    for (std::string line; std::getline(lines, line);) {
+        const auto event = nlohmann::json::parse(line);
+        if (event.value("event", "") == "schema_change_forwarded") forwarded.push_back(event);
+    }
+    REQUIRE(forwarded.size() == 1);
+    CHECK(forwarded[0]["user"] == "app_owner");
+    CHECK(forwarded[0]["rule"] == "owner");
+    CHECK(forwarded[0]["statements"].at(0)["tag"] == "ALTER TABLE");
+    CHECK(forwarded[0]["statements"].at(0)["statement"] == "alter table   PROFILES add column timezone TEXT");
+    CHECK(audit.find("secret-token-42") == std::string::npos);
 }
 
 TEST_CASE("SIGHUP reloads the migrations directory; files without a rollback stay unapplicable", "[inband][reload]") {
@@ -316,4 +334,28 @@ TEST_CASE("an in-band migrate_up whose client disconnects while it waits for the
     // pgrail serves on, and the migration is still there to apply.
     auto agent = proxy.connect("agent");
     CHECK(run(agent.get(), "SELECT * FROM pgrail.status()").at(0).rows.at(0)[2] == "pending");
+}
+
+TEST_CASE("a session whose server leaves while pgrail works for it does not take pgrail down", "[inband][crash]") {
+    // Issue 13: the server closes the session (idle_session_timeout) while an in-band command
+    // runs on the blocking pool, or a long new text is analysed on the analysis pool: that
+    // session ends, and pgrail, with every other session, stays up.
+    MigratingProxy proxy;
+    auto bystander = proxy.connect("agent");
+    std::string long_text = "SELECT count(*) FROM generate_series(1, 3) AS g(id) WHERE id IN (";
+    for (int value = 1; value <= 600; ++value) long_text += (value > 1 ? "," : "") + std::to_string(value);
+    long_text += ")";
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        for (const std::string& work : {std::string("SELECT * FROM pgrail.status()"),
+                                        long_text + " AND " + std::to_string(attempt) + " = " + std::to_string(attempt)}) {
+            auto victim = proxy.connect("agent");
+            CHECK(run(victim.get(), "SET idle_session_timeout = '5ms'").at(0).status == "PGRES_COMMAND_OK");
+            std::this_thread::sleep_for(std::chrono::milliseconds(30));
+            (void)run(victim.get(), work);  // an error or a closed connection: either is the session's own end
+        }
+    }
+    REQUIRE(proxy.process.running());
+    CHECK(scalar(bystander.get(), "SELECT 1") == "1");
+    auto fresh = proxy.connect("agent");
+    CHECK(scalar(fresh.get(), "SELECT 2") == "2");
 }
