@@ -18,12 +18,22 @@ void add_classify_command(CLI::App& app) {
     CLI::App* command = app.add_subcommand(
         "classify", "Print how pgrail reads SQL: one JSON object per statement (class, tag, objects, flags ...)");
     command->add_option("sql", *sql_text, "SQL text, or - to read it from standard input")->default_str("-");
-    command->callback([sql_text] {
+    // How the session would lex it: the settings the server reports in ParameterStatus.
+    auto conforming = std::make_shared<bool>(true);
+    auto client_encoding = std::make_shared<std::string>("UTF8");
+    auto server_encoding = std::make_shared<std::string>("UTF8");
+    command->add_option("--standard-conforming-strings", *conforming, "the session's standard_conforming_strings")
+        ->default_str("on");
+    command->add_option("--client-encoding", *client_encoding, "the session's client_encoding")->default_str("UTF8");
+    command->add_option("--server-encoding", *server_encoding, "the database's server_encoding")->default_str("UTF8");
+    command->callback([sql_text, conforming, client_encoding, server_encoding] {
         std::string query = *sql_text;
         if (query == "-") query.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        const sql::Analysis analysis = sql::analyze(query);
+        const sql::Lexing lexing{*conforming, sql::is_client_only_encoding(*client_encoding),
+                                 *client_encoding != *server_encoding};
+        const sql::Analysis analysis = sql::analyze(query, lexing);
         for (const sql::Statement& statement : analysis.statements) {
-            std::cout << sql::to_json(statement, query).dump() << '\n';
+            std::cout << sql::to_json(statement, query, lexing).dump() << '\n';
         }
         std::cout.flush();
         // A statement pgrail cannot read is an error for scripts.

@@ -240,7 +240,7 @@ bool PolicyGate::audit_schema_change(const SessionContext& session, const policy
         statements.push_back({{"tag", statement.tag},
                               {"class", sql::to_string(statement.statement_class)},
                               {"objects", std::move(rendered["objects"])},
-                              {"statement", redact_literals_ ? sql::normalize(text) : std::string(text)}});
+                              {"statement", redact_literals_ ? sql::normalize(text, session.lexing) : std::string(text)}});
     }
     event["statements"] = std::move(statements);
     if (!audit_log_->record(std::move(event))) {
@@ -270,7 +270,7 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         } else if (!redact_literals_) {
             event["statement"] = std::string(text);
         } else {
-            event["statement"] = sql::normalize(text);
+            event["statement"] = sql::normalize(text, session.lexing);
         }
     } else {
         // Text that did not parse cannot be normalised: keep only its size unless told otherwise.

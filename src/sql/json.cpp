@@ -33,7 +33,7 @@ std::vector<std::string> flag_names(const StatementFlags& flags) {
     return names;
 }
 
-nlohmann::json to_json(const Statement& statement, std::string_view query) {
+nlohmann::json to_json(const Statement& statement, std::string_view query, Lexing lexing) {
     nlohmann::json out;
     out["class"] = to_string(statement.statement_class);
     out["tag"] = statement.tag;
@@ -42,7 +42,7 @@ nlohmann::json to_json(const Statement& statement, std::string_view query) {
     if (!query.empty() && statement.offset <= query.size()) {
         const std::string_view text = query.substr(statement.offset, statement.length);
         out["text"] = text;
-        out["normalized"] = statement.error ? std::string() : normalize(text);
+        out["normalized"] = statement.error ? std::string() : normalize(text, lexing);
     }
     nlohmann::json objects = nlohmann::json::array();
     for (const ObjectRef& object : statement.objects) {
@@ -75,9 +75,9 @@ nlohmann::json to_json(const Statement& statement, std::string_view query) {
     return out;
 }
 
-nlohmann::json to_json(const Analysis& analysis, std::string_view query) {
+nlohmann::json to_json(const Analysis& analysis, std::string_view query, Lexing lexing) {
     nlohmann::json statements = nlohmann::json::array();
-    for (const Statement& statement : analysis.statements) statements.push_back(to_json(statement, query));
+    for (const Statement& statement : analysis.statements) statements.push_back(to_json(statement, query, lexing));
     nlohmann::json out{{"statements", std::move(statements)}};
     if (analysis.error) out["error"] = error_json(*analysis.error);
     return out;

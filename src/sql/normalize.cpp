@@ -5,13 +5,15 @@
 #include <algorithm>
 
 #include "nesting.hpp"
+#include "scanner_settings.hpp"
 
 namespace pgrail::sql {
 
-std::string normalize(std::string_view statement_text) {
+std::string normalize(std::string_view statement_text, Lexing lexing) {
     using namespace detail;
     if (statement_text.find('\0') != std::string_view::npos || statement_text.size() > 0x7fffffffU) return {};
     const std::string text(statement_text);
+    const ScopedScannerSettings scanner({lexing.standard_conforming_strings, lexing.client_only_encoding ? 0 : 2});
     const ScanOutcome scanned = scan(text.c_str());
     if (scanned.error) return {};
 

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/statement.hpp"
 
 namespace pgrail::sql {
@@ -24,9 +25,9 @@ namespace pgrail::sql {
 // also "text": the statement's own text, and "normalized": that text without
 // literals (sql::normalize; empty when it did not parse). Without `query`, no
 // literal value is rendered.
-[[nodiscard]] nlohmann::json to_json(const Statement& statement, std::string_view query = {});
+[[nodiscard]] nlohmann::json to_json(const Statement& statement, std::string_view query = {}, Lexing lexing = {});
 
 // {"statements": [...], "error"?: {...}}
-[[nodiscard]] nlohmann::json to_json(const Analysis& analysis, std::string_view query = {});
+[[nodiscard]] nlohmann::json to_json(const Analysis& analysis, std::string_view query = {}, Lexing lexing = {});
 
 }  // namespace pgrail::sql
