@@ -5,7 +5,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -358,4 +362,121 @@ TEST_CASE("a session whose server leaves while pgrail works for it does not take
     CHECK(scalar(bystander.get(), "SELECT 1") == "1");
     auto fresh = proxy.connect("agent");
     CHECK(scalar(fresh.get(), "SELECT 2") == "2");
+}
+
+namespace {
+
+// Restarts the cluster's PostgreSQL (pg_ctl restart, as the postgres OS user when root) and
+// waits until it answers again.
+void restart_postgres(const std::string& mode) {
+    const char* dir = std::getenv("PGRAIL_CLUSTER_DIR");
+    REQUIRE(dir != nullptr);
+    std::string data, bin, log;
+    std::istringstream env(read_file(std::string(dir) + "/env"));
+    for (std::string line; std::getline(env, line);) {
+        const auto eq = line.find('=');
+        if (eq == std::string::npos) continue;
+        const auto key = line.substr(0, eq), value = line.substr(eq + 1);
+        if (key == "PG_DATA") data = value;
+        if (key == "PG_BIN") bin = value;
+        if (key == "PG_LOG") log = value;
+    }
+    const std::string as_postgres = geteuid() == 0 ? "runuser -u postgres -- " : "";
+    const std::string command = as_postgres + bin + "/pg_ctl -D " + data + " -l " + log + " -m " + mode +
+                                " -w -t 60 restart >/dev/null 2>&1";
+    CHECK(std::system(command.c_str()) == 0);
+    CHECK(eventually([] { return PQstatus(try_connect(conninfo(Route::direct, "postgres")).get()) == CONNECTION_OK; },
+                     std::chrono::seconds(30)));
+}
+
+}  // namespace
+
+TEST_CASE("chaos: pgrail stays up and its audit whole while backends, clients and the server fail", "[inband][chaos]") {
+    // Issue 13: for a bounded time, sessions run allowed statements, long new texts, refusals,
+    // pgrail commands and migrations, while backends are terminated, sessions get tiny
+    // idle_session_timeouts, clients vanish mid-message, and PostgreSQL restarts (fast, then
+    // immediate). Every failure is some session's own end; pgrail stays up and serves new ones.
+    MigratingProxy proxy;
+    std::atomic<bool> stop{false};
+    std::atomic<int> actions{0}, failures{0};
+    const auto worker = [&](unsigned seed) {
+        std::mt19937 random(seed);
+        while (!stop.load()) {
+            const int action = static_cast<int>(random() % 7);
+            Conn conn(PQconnectdb(proxy.process.conninfo(action == 6 ? "app_owner" : "agent").c_str()));
+            if (PQstatus(conn.get()) != CONNECTION_OK) {
+                ++failures;
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                continue;
+            }
+            PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+            const auto exec = [&](const std::string& sql) {
+                Result result(PQexec(conn.get(), sql.c_str()));
+                if (PQresultStatus(result.get()) == PGRES_FATAL_ERROR) ++failures;
+            };
+            switch (action) {
+                case 0: exec("SELECT count(*) FROM profiles WHERE id > 0"); break;
+                case 1: {  // a new text over 1 KiB: analysed on the analysis pool
+                    std::string text = "SELECT " + std::to_string(random()) + " WHERE 1 IN (";
+                    for (int value = 0; value < 300; ++value) text += (value ? "," : "") + std::to_string(value);
+                    exec(text + ")");
+                    break;
+                }
+                case 2: exec("ALTER TABLE profiles ADD COLUMN chaos_" + std::to_string(random() % 1000) + " int"); break;
+                case 3: exec(random() % 2 ? "SELECT * FROM pgrail.status()" : "SELECT * FROM pgrail.plan()"); break;
+                case 4:
+                    exec("SET idle_session_timeout = '5ms'");
+                    std::this_thread::sleep_for(std::chrono::milliseconds(random() % 20));
+                    exec(random() % 2 ? "SELECT * FROM pgrail.status()" : "SELECT 1");
+                    break;
+                case 5: {  // half a Query message, then gone
+                    const std::string partial = query_message("SELECT 1").substr(0, 1 + random() % 8);
+                    (void)write_fd(PQsocket(conn.get()), partial);
+                    break;
+                }
+                case 6:
+                    exec(random() % 2 ? "SELECT * FROM pgrail.migrate_up()"
+                                      : "SELECT * FROM pgrail.migrate_down('" + seed_version + "')");
+                    break;
+            }
+            ++actions;
+        }
+    };
+    std::vector<std::thread> workers;
+    for (unsigned index = 0; index < 6; ++index) workers.emplace_back(worker, 1000 + index);
+
+    // The faults, in a fixed order with pauses between them.
+    const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(1500)); };
+    for (int round = 0; round < 3; ++round) {
+        pause();
+        auto direct = admin();
+        (void)run(direct.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                "AND datname = '" + proxy.db.name + "'");
+    }
+    pause();
+    restart_postgres("fast");
+    pause();
+    restart_postgres("immediate");
+    pause();
+    stop.store(true);
+    for (auto& thread : workers) thread.join();
+
+    INFO("actions " << actions.load() << ", failed " << failures.load());
+    CHECK(actions.load() > 50);
+    REQUIRE(proxy.process.running());
+    CHECK(eventually([&] {
+        Conn conn(PQconnectdb(proxy.process.conninfo("agent").c_str()));
+        if (PQstatus(conn.get()) != CONNECTION_OK) return false;
+        Result result(PQexec(conn.get(), "SELECT 1"));
+        return PQresultStatus(result.get()) == PGRES_TUPLES_OK;
+    }, std::chrono::seconds(30)));
+    // Every audit line is whole.
+    std::istringstream audit(read_file(proxy.audit_path));
+    std::size_t lines = 0;
+    for (std::string line; std::getline(audit, line); ++lines) {
+        INFO("audit line " << lines + 1 << ": " << line);
+        CHECK(nlohmann::json::accept(line));
+    }
+    CHECK(lines > 0);
+    CHECK(proxy.process.log().find("terminate called") == std::string::npos);
 }
