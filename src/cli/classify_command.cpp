@@ -29,8 +29,11 @@ void add_classify_command(CLI::App& app) {
     command->callback([sql_text, conforming, client_encoding, server_encoding] {
         std::string query = *sql_text;
         if (query == "-") query.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        // As a session reads ParameterStatus: the server converts between different encodings,
+        // except to or from SQL_ASCII.
         const sql::Lexing lexing{*conforming, sql::is_client_only_encoding(*client_encoding),
-                                 *client_encoding != *server_encoding};
+                                 *client_encoding != *server_encoding && *client_encoding != "SQL_ASCII" &&
+                                     *server_encoding != "SQL_ASCII"};
         const sql::Analysis analysis = sql::analyze(query, lexing);
         for (const sql::Statement& statement : analysis.statements) {
             std::cout << sql::to_json(statement, query, lexing).dump() << '\n';

@@ -61,6 +61,7 @@ public:
                     else if (key == "database") session_.database = value;
                     else if (key == "application") session_.application_name = value;
                     else if (key == "client") session_.client_address = value;
+                    else if (key == "standard_conforming_strings") session_.lexing.standard_conforming_strings = value == "on";
                     else FAIL("unknown session field " << key << " at line " << number);
                 }
             } else if (text.starts_with("registered ")) {
@@ -100,7 +101,7 @@ private:
         const MigrationMatcher matcher = [this](const sql::Statement& statement) {
             return registered_.count(statement.structural_form) > 0;
         };
-        return evaluate_all(*policy_, session_, sql::analyze(query), &matcher);
+        return evaluate_all(*policy_, session_, sql::analyze(query, session_.lexing), &matcher);
     }
 
     void check(const Expected& expected) {
