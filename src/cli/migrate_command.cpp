@@ -37,6 +37,7 @@ struct MigrateOptions {
     bool require_verified = false;
     std::string to;
     std::string version;
+    std::string as;  // resolve of a partial migration: applied | pending
 };
 
 // "500ms", "5s", "2min", "1h"; a bare number is milliseconds.
@@ -116,9 +117,10 @@ int run(const std::string& action, const MigrateOptions& options) {
         if (action == "status") {
             const auto snapshot = runner.snapshot();
             print_table(mig::status_table(*snapshot));
-            // Non-zero when something needs an operator: drift or invalid files.
+            // Non-zero when something needs an operator: drift, invalid files, a partial run.
             const bool attention = std::any_of(snapshot->status().begin(), snapshot->status().end(), [](const auto& e) {
-                return e.state == mig::State::drifted || e.state == mig::State::invalid;
+                return e.state == mig::State::drifted || e.state == mig::State::invalid ||
+                       e.state == mig::State::partial;
             });
             return attention ? 2 : 0;
         }
@@ -136,8 +138,16 @@ int run(const std::string& action, const MigrateOptions& options) {
                 if (row[3] != "passed") return 1;
         }
         if (action == "resolve") {
-            runner.resolve(options.version);
-            std::printf("resolved drift of migration %s\n", options.version.c_str());
+            std::optional<mig::Resolution> as;
+            if (options.as == "applied") as = mig::Resolution::applied;
+            else if (options.as == "pending") as = mig::Resolution::pending;
+            else if (!options.as.empty())
+                throw std::invalid_argument(fmt::format("--as: expected applied or pending, not \"{}\"", options.as));
+            runner.resolve(options.version, as);
+            if (as)
+                std::printf("resolved partial migration %s: now %s\n", options.version.c_str(), options.as.c_str());
+            else
+                std::printf("resolved drift of migration %s\n", options.version.c_str());
         }
     } catch (const mig::MigrationError& error) {
         std::fprintf(stderr, "pgrail: ERROR [%s] %s\n", error.sqlstate().c_str(), error.what());
@@ -182,17 +192,21 @@ void add_migrate_command(CLI::App& app) {
         });
         return sub;
     };
-    add("status", "List migrations: pending, applied, invalid (with the reason) or drifted (exit 2 if any "
-                  "needs attention)");
+    add("status", "List migrations: pending, applied, invalid (with the reason), drifted or partial (exit 2 "
+                  "if any needs attention)");
     add("plan", "Show what `up` would apply")->add_option("--to", options->to, "Stop after this version");
     add("up", "Apply pending migrations in order")->add_option("--to", options->to, "Stop after this version");
     add("down", "Roll back the latest applied migration")
         ->add_option("--to", options->to, "Roll back every applied migration above this version (0: all)");
     add("verify", "Prove rollbacks in a scratch database: up, down, compare schemas, up")
         ->add_option("version", options->version, "Migration to verify (default: every pending one)");
-    add("resolve", "Accept changed files of a drifted migration, or forget one whose files are gone")
-        ->add_option("version", options->version, "The drifted migration")
-        ->required();
+    CLI::App* resolve = add("resolve", "Accept changed files of a drifted migration, or forget one whose files "
+                                       "are gone; or record how a partial one was finished or undone by hand");
+    resolve->add_option("version", options->version, "The drifted or partial migration")->required();
+    resolve->add_option("--as", options->as,
+                        "Partial migration only: the state its statements were left in by hand (applied: the rest "
+                        "was run by hand; pending: what ran was undone)")
+        ->check(CLI::IsMember({"applied", "pending"}));
 }
 
 }  // namespace pgrail::cli

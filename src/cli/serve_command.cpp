@@ -23,6 +23,11 @@ policy::LoadOptions policy_options(const config::ServeConfig& config) {
     return options;
 }
 
+// The exit status of a shutdown: 1 when a session had to be cut inside a transaction or statement.
+void finish(int status) {
+    if (status != 0) throw CLI::RuntimeError(status);
+}
+
 void serve(const std::string& config_path) {
     config::ServeConfig config;
     std::shared_ptr<const policy::Policy> policy;
@@ -38,7 +43,7 @@ void serve(const std::string& config_path) {
 
     if (!policy) {
         spdlog::warn("no policy configured: every statement is forwarded (set `policy:` to enforce one)");
-        proxy::Server(config, std::make_shared<proxy::ForwardAllGate>(), nullptr).run();
+        finish(proxy::Server(config, std::make_shared<proxy::ForwardAllGate>(), nullptr).run());
         return;
     }
     auto audit_log = std::make_shared<audit::AuditLog>(
@@ -51,7 +56,9 @@ void serve(const std::string& config_path) {
     spdlog::info("policy {} loaded (mode {}, {} rules)", policy->source, policy::to_string(policy->mode),
                  policy->rules.size());
 
-    auto reload = [config, gate, migration_commands] {
+    auto reload = [config, gate, migration_commands, audit_log] {
+        if (!audit_log->reopen())  // after logrotate moved it away (packaging/logrotate/pgrail)
+            spdlog::error("audit log not reopened, the previous file stays in use: {}", audit_log->last_error());
         try {
             auto fresh = policy::load_policy_file(config.policy_file, policy_options(config));
             gate->replace_policy(fresh);
@@ -62,7 +69,7 @@ void serve(const std::string& config_path) {
         }
         if (migration_commands) migration_commands->reload();
     };
-    proxy::Server(config, gate, migration_commands, reload).run();
+    finish(proxy::Server(config, gate, migration_commands, reload).run());
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (root.IsNull()) return config;
     reader.expect_map(root,
                       {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "max_buffered_size",
-                       "buffered_message_timeout", "log", "policy", "audit", "migrations"},
+                       "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port"}, "listen");
@@ -65,6 +65,8 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (root["buffered_message_timeout"])
         config.buffered_message_timeout_ms =
             duration(reader, root["buffered_message_timeout"], "buffered_message_timeout");
+    if (root["shutdown_timeout"])
+        config.shutdown_timeout_ms = duration(reader, root["shutdown_timeout"], "shutdown_timeout");
     // The longest message (its length word plus the type byte) must always fit, or its session
     // could never be served.
     if (config.max_buffered_size <= config.max_message_size) {

@@ -54,6 +54,14 @@ struct ScriptFailure {
     std::string sqlstate;
     std::string message;    // PostgreSQL's primary message
     std::string more;       // the rest of libpq's text (LINE/DETAIL/HINT)
+    // The connection is gone (the failure's event must be written on a new one).
+    bool connection_lost = false;
+    // No answer came for statement `index` (the connection broke while it ran): whether it
+    // took effect is unknown.
+    bool outcome_unknown = false;
+    // The connection was lost during the commit of a transactional script (libpqxx's
+    // in_doubt_error): whether it committed is unknown.
+    bool in_doubt = false;
 };
 
 // Runs `script` (in one transaction unless no-transaction) and then `record` in the same
@@ -65,8 +73,25 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
                                         const std::function<void(pqxx::transaction_base&)>& record,
                                         const AbandonFlag& abandoned = nullptr);
 
+// The error of a failed script: the migration, the statement (index, file, line, byte, first
+// line), PostgreSQL's message, and in the detail exactly what stayed done (a transactional
+// script: nothing, or unknown when the commit was in doubt; a no-transaction script: the
+// statements that ran before the failing one). Says nothing about the ledger (the caller does).
 MigrationError script_error(const Migration& migration, Direction direction, const Script& script,
                             const ScriptFailure& failure);
+
+// How many statements of a failed no-transaction script certainly ran and stayed done (0 for a
+// transactional script): what makes the migration partial.
+std::size_t statements_left_done(const Script& script, const ScriptFailure& failure);
+
+// `conninfo` (key=value or URI) with connect_timeout=`seconds` unless it names one (returned
+// as it is when libpq cannot parse it).
+std::string with_connect_timeout(const std::string& conninfo, int seconds);
+
+// Refusal of up, plan, down and verify while a migration is partial: names it, says which
+// statements ran (detail) and how to resolve it (hint). check_no_partial throws it if needed.
+MigrationError partial_error(const std::vector<StatusEntry>& status);
+void check_no_partial(const std::vector<StatusEntry>& status);
 
 // The error libpqxx reports, as a MigrationError (connection failures -> 08006).
 [[noreturn]] void rethrow_database_error(const std::string& what_we_did);

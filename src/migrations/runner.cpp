@@ -1,7 +1,10 @@
 // The runner: apply/rollback under the advisory lock, ledger rows, events and audit records.
 #include "pgrail/migrations/runner.hpp"
 
+#include <libpq-fe.h>
+
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -83,6 +86,23 @@ LedgerState read_ledger(pqxx::connection& conn, std::optional<std::chrono::milli
                                    "FROM pgrail.schema_migrations ORDER BY applied_at, length(version), version")) {
         state.applied.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
                                  row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::int64_t>()});
+    }
+    if (tx.exec1("SELECT to_regclass('pgrail.migration_events') IS NULL")[0].as<bool>()) return state;
+    // A version is partial while the latest of its apply/rollback/failure/resolve events is a
+    // failure that left statements of a no-transaction script done (partial_event_prefix).
+    for (const auto& row : tx.exec(
+             "SELECT version, name, checksum, at::text, by, detail FROM ("
+             "SELECT DISTINCT ON (version) version, name, checksum, event, at, by, detail "
+             "FROM pgrail.migration_events WHERE event IN ('applied', 'rolled_back', 'failed', 'resolved') "
+             "ORDER BY version, id DESC) AS latest "
+             "WHERE event = 'failed' AND detail LIKE '%, no-transaction: statements 1..%' "
+             "ORDER BY length(version), version")) {
+        const auto detail = row[5].as<std::string>();
+        const auto prefix = parse_partial_event_prefix(detail);
+        if (!prefix) continue;
+        state.partial.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                                 prefix->direction, prefix->ran, prefix->total, row[3].as<std::string>(),
+                                 row[4].as<std::string>(), detail});
     }
     return state;
 }
@@ -256,34 +276,105 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
             } catch (...) {
             }
         }
-        return ScriptFailure{index, error.sqlstate(), message, more};
+        // An error answered the statement (it did not take effect), but it may have ended the
+        // session too (57P01 after pg_terminate_backend).
+        return ScriptFailure{index, error.sqlstate(), message, more, !conn.is_open(), false, false};
     } catch (const pqxx::broken_connection& error) {
-        return ScriptFailure{index, "08006", split_pq_message(error.what()).first, ""};
+        return ScriptFailure{index, "08006", split_pq_message(error.what()).first, "", true, true, false};
+    } catch (const pqxx::in_doubt_error& error) {
+        return ScriptFailure{index, "08007", split_pq_message(error.what()).first, "", true, true, true};
+    } catch (const pqxx::deadlock_detected& error) {
+        auto [message, more] = split_pq_message(error.what());
+        return ScriptFailure{index, "40P01", message, more};
+    } catch (const pqxx::serialization_failure& error) {
+        auto [message, more] = split_pq_message(error.what());
+        return ScriptFailure{index, "40001", message, more};
+    } catch (const pqxx::statement_completion_unknown& error) {
+        return ScriptFailure{index, "40003", split_pq_message(error.what()).first, "", !conn.is_open(), true, false};
     } catch (const pqxx::failure& error) {
-        return ScriptFailure{index, "XX000", split_pq_message(error.what()).first, ""};
+        auto [message, more] = split_pq_message(error.what());
+        // libpqxx reports some lost connections as a plain failure.
+        const bool lost = !conn.is_open();
+        return ScriptFailure{index, "XX000", message, more, lost, lost, false};
     }
+}
+
+std::size_t statements_left_done(const Script& script, const ScriptFailure& failure) {
+    if (!script.no_transaction) return 0;
+    return std::min(failure.index, script.statements.size());
+}
+
+std::string with_connect_timeout(const std::string& conninfo, int seconds) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+    if (options == nullptr) {
+        PQfreemem(error);
+        return conninfo;
+    }
+    std::string out;
+    bool has_timeout = false;
+    for (const auto* option = options; option->keyword != nullptr; ++option) {
+        if (option->val == nullptr) continue;
+        if (std::string_view(option->keyword) == "connect_timeout") has_timeout = true;
+        std::string value = "'";
+        for (const char* c = option->val; *c != '\0'; ++c) {
+            if (*c == '\\' || *c == '\'') value.push_back('\\');
+            value.push_back(*c);
+        }
+        value.push_back('\'');
+        out += fmt::format("{}={} ", option->keyword, value);
+    }
+    PQconninfoFree(options);
+    if (!has_timeout) out += fmt::format("connect_timeout={}", seconds);
+    return out;
 }
 
 MigrationError script_error(const Migration& migration, Direction direction, const Script& script,
                             const ScriptFailure& failure) {
     const std::string what = direction == Direction::up ? "migration" : "rollback of";
+    const std::size_t total = script.statements.size();
     std::string where;
-    if (failure.index < script.statements.size()) {
+    bool concurrently = false;
+    if (failure.index < total) {
         const auto& statement = script.statements[failure.index];
         where = fmt::format("statement {} of {} (line {}, byte {}: {})", failure.index + 1,
                             script.path.filename().string(), statement.line, statement.offset,
                             first_line(std::string_view(script.text).substr(statement.offset)));
+        std::string upper = statement.text;
+        std::transform(upper.begin(), upper.end(), upper.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+        concurrently = upper.find("CONCURRENTLY") != std::string::npos;
     } else {
-        where = "while recording it in the ledger";
+        where = script.no_transaction ? "while recording it in the ledger" : "while committing it with its ledger record";
     }
+    const std::string nothing = fmt::format("nothing was {}", direction == Direction::up ? "applied" : "rolled back");
     std::string detail;
-    if (script.no_transaction && failure.index > 0 && failure.index <= script.statements.size())
-        detail = fmt::format("no-transaction script: statements 1..{} ran and were not undone; the migration is not "
-                             "recorded as {}",
-                             failure.index, direction == Direction::up ? "applied" : "rolled back");
-    else
-        detail = fmt::format("the transaction was rolled back; nothing was {}",
-                             direction == Direction::up ? "applied" : "rolled back");
+    if (!script.no_transaction) {
+        if (failure.in_doubt)
+            detail = "the connection was lost while the transaction committed: whether it committed is unknown; "
+                     "the ledger tells (it is written in the same transaction), see `pgrail migrate status`";
+        else
+            detail = "the transaction was rolled back; " + nothing;
+    } else {
+        const std::size_t done = statements_left_done(script, failure);
+        if (done == 0)
+            detail = "no-transaction script: statement 1 " +
+                     std::string(failure.outcome_unknown ? "was interrupted" : "failed") +
+                     ", no statement of it ran before";
+        else if (done >= total)
+            detail = "no-transaction script: " + statements_ran_text(done, total);
+        else
+            detail = fmt::format("no-transaction script: {}; statement {} {}{}", statements_ran_text(done, total),
+                                 done + 1, failure.outcome_unknown ? "was interrupted" : "failed",
+                                 done + 1 < total ? fmt::format(", {} did not run", statement_range(done + 2, total))
+                                                  : std::string());
+        if (failure.outcome_unknown && done < total)
+            detail += fmt::format(" (the connection was lost during statement {}: whether it took effect is unknown)",
+                                  done + 1);
+        if (concurrently && !failure.outcome_unknown)
+            detail += fmt::format("; a failed CONCURRENTLY statement can leave an INVALID index behind "
+                                  "(pg_index.indisvalid = false) that must be dropped by hand");
+    }
     if (!failure.more.empty()) detail += "\n" + failure.more;
     return MigrationError(failure.sqlstate.empty() ? "XX000" : failure.sqlstate,
                           fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where,
@@ -313,6 +404,32 @@ MigrationError drift_error(const std::vector<StatusEntry>& status) {
                           "`pgrail migrate resolve <version>` (see docs/migrations.md)");
 }
 
+}  // namespace
+
+MigrationError detail::partial_error(const std::vector<StatusEntry>& status) {
+    std::string names;
+    std::string detail;
+    std::string hint;
+    for (const auto& entry : status) {
+        if (entry.state != State::partial || entry.partial == nullptr) continue;
+        const PartialRun& run = *entry.partial;
+        names += fmt::format("{}{}_{}", names.empty() ? "" : ", ", run.version, run.name);
+        detail += fmt::format("{}{} {}: {}", detail.empty() ? "" : "\n", run.version, run.name, entry.detail);
+        hint += fmt::format("{}{}", hint.empty() ? "" : "\n", partial_resolution(run));
+    }
+    return MigrationError("55000",
+                          fmt::format("migrations are blocked: the no-transaction script of {} stopped partway and "
+                                      "its statements that ran were not undone; it is not run again",
+                                      names),
+                          detail, hint);
+}
+
+void detail::check_no_partial(const std::vector<StatusEntry>& status) {
+    if (has_partial(status)) throw partial_error(status);
+}
+
+namespace {
+
 std::string canonical_target(const std::string& text) {
     auto version = canonical_version(text);
     if (!version)
@@ -323,6 +440,7 @@ std::string canonical_target(const std::string& text) {
 // Pending migrations up to `target`, in version order; checks the target and drift.
 std::vector<const Migration*> pending_until(const Registry& registry, const std::vector<StatusEntry>& status,
                                             const std::optional<std::string>& target_text) {
+    detail::check_no_partial(status);
     if (has_drift(status)) throw drift_error(status);
     std::optional<std::string> target;
     if (target_text) {
@@ -406,19 +524,85 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
         options.abandoned);
     const auto duration = elapsed_ms(started);
     if (failure) {
-        MigrationError error = detail::script_error(migration, direction, script, *failure);
-        try {
-            pqxx::work tx(conn);
+        const MigrationError script_failure = detail::script_error(migration, direction, script, *failure);
+        // Statements of a no-transaction script that ran stay done: the event says how many,
+        // in a form status reads back (the migration is then `partial` until resolved).
+        const std::size_t done = detail::statements_left_done(script, *failure);
+        const std::size_t total = script.statements.size();
+        const std::string event_detail =
+            done > 0 ? fmt::format("{}; {}{}", partial_event_prefix(direction, done, total), script_failure.message(),
+                                   failure->outcome_unknown && done < total
+                                       ? fmt::format(" (the connection was lost during statement {}: whether it "
+                                                     "took effect is unknown)",
+                                                     done + 1)
+                                       : std::string())
+                     : fmt::format("{}: {}", to_string(direction), script_failure.message());
+        const auto record_event = [&](pqxx::connection& on) {
+            pqxx::work tx(on);
             detail::insert_event(tx, migration.version, migration.name, migration.checksum, "failed", false, actor,
-                                 duration, fmt::format("{}: {}", to_string(direction), error.message()));
+                                 duration, event_detail);
             tx.commit();
+        };
+        bool recorded = false;
+        try {
+            record_event(conn);
+            recorded = true;
         } catch (...) {
-            // The database may be unreachable; the audit record below still tells.
         }
+        if (!recorded && failure->connection_lost) {
+            // This connection is gone (a terminated backend, a restart): one more try on a new
+            // one, so that the ledger still tells what stayed done.
+            try {
+                auto fresh = detail::connect(detail::with_connect_timeout(options.conninfo, 5));
+                record_event(*fresh);
+                recorded = true;
+            } catch (...) {
+            }
+        }
+        std::string detail = script_failure.detail();
+        std::string hint;
+        if (done > 0) {
+            const std::string more_text = failure->more.empty() ? "" : "\n" + failure->more;
+            if (!more_text.empty() && detail.ends_with(more_text)) detail.erase(detail.size() - more_text.size());
+            detail += direction == Direction::up ? "; the migration is not recorded as applied"
+                                                 : "; the migration is still recorded as applied";
+            detail += recorded ? std::string("; status (`pgrail migrate status`, SELECT * FROM pgrail.status()) shows "
+                                             "it as partial, and up, plan, down and verify refuse to run until it "
+                                             "is resolved")
+                               : std::string("; the failure could not be recorded in the ledger either (see the "
+                                             "audit log): status cannot show it as partial, so do not retry before "
+                                             "checking the schema by hand");
+            detail += more_text;
+            PartialRun run;
+            run.version = migration.version;
+            run.name = migration.name;
+            run.direction = direction;
+            run.statements_ran = done;
+            run.statements_total = total;
+            if (recorded)
+                hint = partial_resolution(run);
+            else
+                hint = fmt::format("Undo by hand what {} of {} did{} before running {} again: a retry runs the "
+                                   "whole script.",
+                                   statement_range(1, done), script.path.filename().string(),
+                                   failure->outcome_unknown && done < total
+                                       ? fmt::format(" (and statement {}, if it took effect)", done + 1)
+                                       : std::string(),
+                                   direction == Direction::up ? "up" : "down");
+        } else if (script.no_transaction && failure->outcome_unknown) {
+            hint = fmt::format("check by hand whether statement 1 of {} took effect, and undo it before a retry",
+                               script.path.filename().string());
+        }
+        const MigrationError error(script_failure.sqlstate(), script_failure.message(), detail, hint);
         auto record = audit_record("failed", migration, actor, duration, false);
         record["direction"] = to_string(direction);
         record["error"] = error.message();
         record["sqlstate"] = error.sqlstate();
+        if (done > 0) {
+            record["statements_ran"] = done;
+            record["statements_total"] = total;
+            record["detail"] = event_detail;
+        }
         write_audit(options, record);
         throw error;
     }
@@ -452,6 +636,8 @@ std::vector<StepResult> run_steps(pqxx::connection& conn, const RunnerOptions& o
             results.push_back(run_step(conn, options, actor, *migration, direction));
         } catch (const MigrationError& error) {
             if (error.sqlstate() != "57014" || !is_abandoned(options.abandoned)) throw;
+            // A no-transaction script is never stopped by an abandon: its error is its own.
+            if ((direction == Direction::up ? migration->up : migration->down).no_transaction) throw;
             throw abandoned_error(fmt::format("during {} of {} (its transaction was rolled back)",
                                               direction == Direction::up ? "migration" : "rollback", name),
                                   done);
@@ -517,6 +703,7 @@ namespace {
 std::vector<const Migration*> rollback_order(const Registry& registry, const LedgerState& ledger,
                                              const std::function<bool(const AppliedMigration&)>& wanted) {
     const auto status = compute_status(registry, ledger);
+    detail::check_no_partial(status);
     std::vector<const Migration*> out;
     for (auto it = ledger.applied.rbegin(); it != ledger.applied.rend(); ++it) {
         if (!wanted(*it)) continue;
@@ -583,7 +770,7 @@ std::vector<StepResult> Runner::down_to(const std::string& target_text) {
     return run_steps(*session.conn, options_, session.actor, order, Direction::down);
 }
 
-void Runner::resolve(const std::string& version_text) {
+void Runner::resolve(const std::string& version_text, std::optional<Resolution> as) {
     const std::string version = canonical_target(version_text);
     Session session = open_session(options_);
     detail::AdvisoryLock lock(*session.conn, options_.lock_wait);
@@ -594,26 +781,69 @@ void Runner::resolve(const std::string& version_text) {
         const auto status = compute_status(*registry_, ledger);
         const auto entry = std::find_if(status.begin(), status.end(),
                                         [&](const StatusEntry& e) { return e.version == version; });
-        if (entry == status.end() || entry->state != State::drifted)
-            throw MigrationError("22023", fmt::format("migration {} has not drifted: nothing to resolve", version));
-        pqxx::work tx(*session.conn);
-        std::string action;
-        if (entry->migration != nullptr) {
-            tx.exec_params0("UPDATE pgrail.schema_migrations SET checksum = $2, name = $3 WHERE version = $1", version,
-                            entry->migration->checksum, entry->migration->name);
-            action = fmt::format("accepted changed files: checksum {} -> {}", entry->applied->checksum,
-                                 entry->migration->checksum);
+        if (entry != status.end() && entry->state == State::partial && entry->partial != nullptr) {
+            const PartialRun& run = *entry->partial;
+            if (!as)
+                throw MigrationError("22023",
+                                     fmt::format("migration {} stopped partway: say how you left it, with --as "
+                                                 "applied or --as pending",
+                                                 version),
+                                     entry->detail, partial_resolution(run));
+            // The files' checksum when still registered (what was finished or undone by hand is
+            // judged against them), else the one of the run.
+            const std::string checksum = entry->migration ? entry->migration->checksum : run.checksum;
+            const std::string name = entry->migration ? entry->migration->name : run.name;
+            const std::string what = fmt::format("{} of {} statements of the no-transaction {} script had run",
+                                                 run.statements_ran, run.statements_total, to_string(run.direction));
+            std::string action;
+            pqxx::work tx(*session.conn);
+            const bool up = run.direction == Direction::up;
+            if (*as == Resolution::applied) {
+                if (entry->applied == nullptr)
+                    tx.exec_params0("INSERT INTO pgrail.schema_migrations (version, name, checksum, applied_by, "
+                                    "execution_ms) VALUES ($1, $2, $3, $4, 0)",
+                                    version, name, checksum, session.actor);
+                action = up ? fmt::format("partial up run ({}) finished by hand: recorded as applied", what)
+                            : fmt::format("partial down run ({}) undone by hand: still applied", what);
+            } else {
+                if (entry->applied != nullptr)
+                    tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", version);
+                action = up ? fmt::format("partial up run ({}) undone by hand: pending again", what)
+                            : fmt::format("partial down run ({}) finished by hand: rolled back, pending", what);
+            }
+            detail::insert_event(tx, version, name, checksum, "resolved", true, session.actor, 0, action);
+            tx.commit();
+            record = {{"event", "resolved"},     {"version", version}, {"name", name},   {"checksum", checksum},
+                      {"user", session.actor}, {"outcome", "ok"},    {"detail", action}, {"duration_ms", 0}};
         } else {
-            tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", version);
-            action = "forgot the applied migration whose files are gone (schema left as it is)";
+            if (as)
+                throw MigrationError("22023",
+                                     fmt::format("migration {} did not stop partway: --as is only for a migration "
+                                                 "whose status is partial",
+                                                 version));
+            if (entry == status.end() || entry->state != State::drifted)
+                throw MigrationError("22023", fmt::format("migration {} has not drifted and did not stop partway: "
+                                                          "nothing to resolve",
+                                                          version));
+            pqxx::work tx(*session.conn);
+            std::string action;
+            if (entry->migration != nullptr) {
+                tx.exec_params0("UPDATE pgrail.schema_migrations SET checksum = $2, name = $3 WHERE version = $1",
+                                version, entry->migration->checksum, entry->migration->name);
+                action = fmt::format("accepted changed files: checksum {} -> {}", entry->applied->checksum,
+                                     entry->migration->checksum);
+            } else {
+                tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", version);
+                action = "forgot the applied migration whose files are gone (schema left as it is)";
+            }
+            const std::string checksum = entry->migration ? entry->migration->checksum : entry->applied->checksum;
+            detail::insert_event(tx, version, entry->name, checksum, "resolved", true, session.actor, 0, action);
+            tx.commit();
+            record = {{"event", "resolved"},     {"version", version}, {"name", entry->name}, {"checksum", checksum},
+                      {"user", session.actor}, {"outcome", "ok"},    {"detail", action},    {"duration_ms", 0}};
         }
-        const std::string checksum = entry->migration ? entry->migration->checksum : entry->applied->checksum;
-        detail::insert_event(tx, version, entry->name, checksum, "resolved", true, session.actor, 0, action);
-        tx.commit();
-        record = {{"event", "resolved"}, {"version", version},     {"name", entry->name},  {"checksum", checksum},
-                  {"user", session.actor}, {"outcome", "ok"},    {"detail", action},    {"duration_ms", 0}};
     } catch (...) {
-        detail::rethrow_database_error("cannot resolve the drift");
+        detail::rethrow_database_error("cannot resolve the migration");
     }
     write_audit(options_, record);
 }

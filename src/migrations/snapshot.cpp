@@ -16,6 +16,12 @@ Snapshot::Snapshot(std::shared_ptr<const Registry> registry, LedgerState ledger)
         };
         if (entry.state == State::pending) add(migration.up, Direction::up);
         if (entry.state == State::applied) add(migration.down, Direction::down);
+        // Stopped partway: the operator finishes or undoes it by hand, with either script's
+        // statements, before `pgrail migrate resolve`.
+        if (entry.state == State::partial) {
+            add(migration.up, Direction::up);
+            add(migration.down, Direction::down);
+        }
     }
 }
 

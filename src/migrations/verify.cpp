@@ -227,6 +227,8 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         detail::rethrow_database_error("cannot read the migration ledger");
     }
     const auto status = compute_status(*registry_, ledger);
+    // The target's schema is not what its ledger says: a scratch copy of it proves nothing.
+    detail::check_no_partial(status);
     if (has_drift(status))
         throw MigrationError("55000", "cannot verify: applied migrations drifted from their files", "",
                              "resolve the drift first (docs/migrations.md)");

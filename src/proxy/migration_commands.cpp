@@ -1,6 +1,8 @@
 // In-band migration commands: run on the migrator connection, answered as ordinary result sets.
 #include "pgrail/proxy/migration_commands.hpp"
 
+#include <libpq-fe.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -42,7 +44,54 @@ std::string quote_identifier(std::string_view name) {
     return out;
 }
 
+// A conninfo value in single quotes (libpq's key=value syntax).
+std::string conninfo_value(std::string_view value) {
+    std::string out = "'";
+    for (char c : value) {
+        if (c == '\\' || c == '\'') out.push_back('\\');
+        out.push_back(c);
+    }
+    out.push_back('\'');
+    return out;
+}
+
 }  // namespace
+
+std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_timeout_ms,
+                             std::uint32_t statement_timeout_ms) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+    if (options == nullptr) {
+        PQfreemem(error);
+        return conninfo;  // the connection attempt reports what is wrong with it
+    }
+    std::string out;
+    std::string server_options;
+    bool has_connect_timeout = false;
+    bool has_tcp_user_timeout = false;
+    for (const auto* option = options; option->keyword != nullptr; ++option) {
+        if (option->val == nullptr) continue;
+        const std::string_view keyword = option->keyword;
+        if (keyword == "options") {
+            server_options = option->val;
+            continue;
+        }
+        if (keyword == "connect_timeout") has_connect_timeout = true;
+        if (keyword == "tcp_user_timeout") has_tcp_user_timeout = true;
+        out += fmt::format("{}={} ", keyword, conninfo_value(option->val));
+    }
+    PQconninfoFree(options);
+    // libpq's connect_timeout counts whole seconds (at least 2) and bounds the whole login, as
+    // pgrail's own upstream.connect_timeout_ms does for sessions.
+    const auto connect_timeout_s = std::max(2u, (connect_timeout_ms + 999) / 1000);
+    if (!has_connect_timeout) out += fmt::format("connect_timeout={} ", connect_timeout_s);
+    // Unacknowledged data (the server's host gone from the network) ends the connection too.
+    if (!has_tcp_user_timeout) out += fmt::format("tcp_user_timeout={} ", statement_timeout_ms);
+    if (!server_options.empty()) server_options += ' ';
+    server_options += fmt::format("-c statement_timeout={}", statement_timeout_ms);
+    out += "options=" + conninfo_value(server_options);
+    return out;
+}
 
 std::string result_set_sql(const migrations::ResultTable& table) {
     std::string columns;
@@ -115,7 +164,11 @@ void MigrationCommands::refresh_snapshot() {
     migrations::LedgerState ledger;
     if (!config_.migrator_conninfo.empty()) {
         try {
-            ledger = migrations::read_ledger(config_.migrator_conninfo, std::chrono::milliseconds(config_.lock_timeout_ms));
+            // Bounded: a database that does not answer costs a reload (or a command) this long at
+            // most, never the listener or a session's thread (they never wait for it).
+            ledger = migrations::read_ledger(
+                bounded_conninfo(config_.migrator_conninfo, config_.connect_timeout_ms, config_.statement_timeout_ms),
+                std::chrono::milliseconds(config_.lock_timeout_ms));
         } catch (const std::exception& e) {
             // Without the ledger every migration counts as pending: down scripts do not match.
             spdlog::warn("migrations: cannot read the ledger: {}", e.what());

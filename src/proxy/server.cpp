@@ -1,6 +1,7 @@
 // The listener and the worker threads: one io_context per thread, sessions handed out in turn.
 #include "pgrail/proxy/server.hpp"
 
+#include <atomic>
 #include <random>
 #include <thread>
 #include <vector>
@@ -12,6 +13,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -41,6 +44,31 @@ struct Server::Impl {
     std::vector<std::unique_ptr<asio::io_context>> workers;
     std::size_t next_worker = 0;
     asio::io_context main_context{1};
+    // SIGHUP's reloads run here, one at a time, never on the listener's or a worker's thread:
+    // a reload reads files and the migration ledger (the database may be slow or gone).
+    asio::thread_pool reload_pool{1};
+    std::atomic<bool> reload_busy{false};
+    bool reload_again = false;  // main_context's: a SIGHUP came during a reload
+
+    void start_reload() {
+        reload_busy = true;
+        asio::post(reload_pool, [this] {
+            try {
+                if (on_reload) on_reload();
+            } catch (const std::exception& e) {
+                spdlog::error("reload failed: {}", e.what());
+            } catch (...) {
+                spdlog::error("reload failed");
+            }
+            reload_busy = false;
+            asio::post(main_context, [this] {
+                if (!reload_again) return;
+                reload_again = false;
+                spdlog::info("reloading again for the SIGHUP that came during the last reload");
+                start_reload();
+            });
+        });
+    }
 
     asio::io_context& pick_worker() {
         auto& worker = *workers[next_worker];
@@ -93,7 +121,7 @@ Server::Server(config::ServeConfig config, std::shared_ptr<StatementGate> gate, 
 
 Server::~Server() = default;
 
-void Server::run() {
+int Server::run() {
     auto& impl = *impl_;
     const auto& config = impl.shared.config;
     auto worker_count = config.workers != 0 ? config.workers : std::max(1u, std::thread::hardware_concurrency());
@@ -115,19 +143,95 @@ void Server::run() {
     }
     for (auto& acceptor : acceptors) asio::co_spawn(impl.main_context, impl.accept_loop(*acceptor), asio::detached);
 
-    asio::signal_set stop_signals(impl.main_context, SIGINT, SIGTERM);
-    stop_signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-        if (ec) return;
-        spdlog::info("received signal {}: shutting down ({} sessions open)", signal, impl.shared.active_sessions.load());
-        for (auto& acceptor : acceptors) acceptor->close();
+    // Shutdown. SIGTERM (graceful): the listeners close, each session ends with FATAL 57P01 once
+    // it is at rest (idle, nothing outstanding), at the latest at shutdown_timeout_ms; SIGINT (or
+    // the deadline): each session ends now, a running pgrail.* command first abandoned and
+    // answered. Whatever has not ended last_words later is left behind: the process exits.
+    constexpr auto last_words = std::chrono::seconds(10);
+    ShutdownMode mode = ShutdownMode::none;
+    bool forced = false;  // the deadline or last_words ended sessions
+    bool stuck = false;   // sessions (or pool work) that did not end at all
+    asio::steady_timer deadline(impl.main_context);
+    asio::steady_timer poll(impl.main_context);
+    const auto stop_everything = [&] {
         for (auto& worker : impl.workers) worker->stop();
         impl.main_context.stop();
-    });
+    };
+    std::function<void(const boost::system::error_code&)> wait_for_sessions = [&](const boost::system::error_code& ec) {
+        if (ec) return;
+        if (impl.shared.active_sessions.load() == 0) {
+            spdlog::info("every session has ended: exiting");
+            stop_everything();
+            return;
+        }
+        poll.expires_after(std::chrono::milliseconds(50));
+        poll.async_wait(wait_for_sessions);
+    };
+    const auto end_now = [&] {
+        impl.shared.shut_down_sessions(ShutdownMode::immediate);
+        deadline.expires_after(last_words);
+        deadline.async_wait([&](const boost::system::error_code& ec) {
+            if (ec) return;
+            spdlog::error("{} sessions did not end within {} s of being told to: exiting without them",
+                          impl.shared.active_sessions.load(), last_words.count());
+            forced = true;
+            stuck = true;
+            stop_everything();
+        });
+    };
+    const auto shut_down = [&](int signal) {
+        const auto requested = signal == SIGINT ? ShutdownMode::immediate : ShutdownMode::graceful;
+        if (requested <= mode) return;
+        const bool first = mode == ShutdownMode::none;
+        mode = requested;
+        if (first) {
+            for (auto& acceptor : acceptors) {
+                boost::system::error_code ignored;
+                acceptor->close(ignored);  // new connections are refused from here on
+            }
+        }
+        const auto open = impl.shared.active_sessions.load();
+        if (requested == ShutdownMode::graceful) {
+            spdlog::info("received SIGTERM: shutting down: no new connections; {} sessions end once idle, "
+                         "at most in {} ms (shutdown_timeout)",
+                         open, config.shutdown_timeout_ms);
+            impl.shared.shut_down_sessions(ShutdownMode::graceful);
+            deadline.expires_after(std::chrono::milliseconds(config.shutdown_timeout_ms));
+            deadline.async_wait([&](const boost::system::error_code& ec) {
+                if (ec) return;
+                const auto left = impl.shared.active_sessions.load();
+                if (left == 0) return;
+                spdlog::warn("shutdown_timeout ({} ms) reached: ending the {} sessions still busy",
+                             config.shutdown_timeout_ms, left);
+                forced = true;
+                mode = ShutdownMode::immediate;
+                end_now();
+            });
+        } else {
+            spdlog::info("received SIGINT: shutting down: no new connections; ending {} sessions now", open);
+            end_now();
+        }
+        if (first) wait_for_sessions({});
+    };
+    asio::signal_set stop_signals(impl.main_context, SIGINT, SIGTERM);
+    std::function<void(const boost::system::error_code&, int)> on_stop = [&](const boost::system::error_code& ec,
+                                                                             int signal) {
+        if (ec) return;
+        shut_down(signal);
+        stop_signals.async_wait(on_stop);  // SIGINT after SIGTERM hurries the shutdown
+    };
+    stop_signals.async_wait(on_stop);
+
     asio::signal_set reload_signal(impl.main_context, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_hup = [&](const boost::system::error_code& ec, int) {
         if (ec) return;
-        spdlog::info("received SIGHUP: reloading");
-        if (impl.on_reload) impl.on_reload();
+        if (impl.reload_busy) {
+            spdlog::info("received SIGHUP during a reload: reloading again after it");
+            impl.reload_again = true;
+        } else {
+            spdlog::info("received SIGHUP: reloading");
+            impl.start_reload();
+        }
         reload_signal.async_wait(on_hup);
     };
     reload_signal.async_wait(on_hup);
@@ -141,10 +245,24 @@ void Server::run() {
     }
     impl.main_context.run();
     for (auto& thread : threads) thread.join();
+    const auto cut = impl.shared.sessions_cut.load();
+    // A session ended at rest lost nothing; one cut inside a transaction or statement (by SIGINT
+    // or the deadline), or left behind, did.
+    const int status = cut > 0 || stuck ? 1 : 0;
+    spdlog::info("pgrail stopped: {} sessions cut inside a transaction or statement{}; exit status {}", cut,
+                 forced ? " (the shutdown deadline forced the end)" : "", status);
+    if (stuck || impl.reload_busy) {
+        // Work blocked in the database (a command, a reload) would keep the pools from joining:
+        // leave it behind (the process is about to exit) rather than hang.
+        if (impl.reload_busy) spdlog::warn("a reload is still running (the database does not answer): not waiting");
+        static_cast<void>(impl_.release());
+        return status;
+    }
     // Work still running on the pools posts its result to a worker: finish it before the
     // workers go.
     impl.shared.analysis_pool.join();
     impl.shared.blocking_pool.join();
+    return status;
 }
 
 }  // namespace pgrail::proxy

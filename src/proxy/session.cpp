@@ -90,12 +90,44 @@ bool counts_as_sync(char tag) {
     return tag == query || tag == sync || tag == function_call;  // each earns a ReadyForQuery
 }
 
+// Extended-protocol messages: the server owes their outcome until the next Sync's ReadyForQuery.
+bool awaits_sync(char tag) {
+    using namespace protocol::frontend_tag;
+    return tag == parse || tag == bind || tag == execute || tag == describe || tag == close || tag == flush;
+}
+
+// An authentication request the client must answer: the login's turn passes to the client.
+// (0 AuthenticationOk and 12 SASLFinal leave the turn with the server.)
+bool asks_the_client(std::int32_t code) {
+    return code != 0 && code != 12;
+}
+
+const char* const administrator_command = "terminating connection due to administrator command";
+
 }  // namespace
+
+void ServerShared::shut_down_sessions(ShutdownMode mode) {
+    std::vector<std::shared_ptr<Session>> live;
+    {
+        std::lock_guard lock(sessions_mutex);
+        if (mode <= shutdown_mode) return;
+        shutdown_mode = mode;
+        for (const auto& weak : sessions)
+            if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+    // Each session's state belongs to its thread: the request is handed to it there (and the
+    // reference with it, so a session never ends on this thread).
+    for (auto& session : live) {
+        auto executor = session->executor();
+        asio::post(executor, [session = std::move(session), mode] { session->request_shutdown(mode); });
+    }
+}
 
 Session::Session(Stream client, ServerShared& shared)
     : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),
       started_(std::chrono::steady_clock::now()),
-      first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()) {
+      first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
+      login_timer_(client_.get_executor()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
     context_.client_address = endpoint_text(client_);
     ++shared_.active_sessions;
@@ -103,13 +135,31 @@ Session::Session(Stream client, ServerShared& shared)
 
 Session::~Session() {
     if (has_client_key_) shared_.cancel_registry.remove(client_key_);
+    if (registered_) {
+        std::lock_guard lock(shared_.sessions_mutex);
+        shared_.sessions.erase(registration_);
+    }
     --shared_.active_sessions;
 }
 
 awaitable<void> Session::run() {
+    ShutdownMode shutdown_mode = ShutdownMode::none;
+    {
+        std::lock_guard lock(shared_.sessions_mutex);
+        registration_ = shared_.sessions.insert(shared_.sessions.end(), weak_from_this());
+        registered_ = true;
+        shutdown_mode = shared_.shutdown_mode;
+    }
+    if (shutdown_mode != ShutdownMode::none) request_shutdown(shutdown_mode);
     error_code ignored;
     client_.set_option(tcp::no_delay(true), ignored);
     if (!co_await read_startup()) co_return;
+    if (shutdown_ != ShutdownMode::none) {
+        // Accepted just before the listener closed: answered as PostgreSQL answers a login
+        // during its shutdown.
+        co_await send_fatal("57P03", "the database system is shutting down");
+        co_return;
+    }
     if (auto refusal = shared_.gate->check_startup(context_, startup_parameters_)) {
         spdlog::warn("session {}: connection refused for user={} database={}: {}", context_.session_id, context_.user,
                      context_.database, refusal->message);
@@ -127,10 +177,16 @@ awaitable<void> Session::run() {
     Outbound startup;
     startup.forward(startup_bytes_);
     bool server_ended = false;
+    pumping_ = true;
+    server_turn_begins();
+    asio::co_spawn(client_.get_executor(), watch_login(), asio::detached);
     if (auto ec = co_await write_out(server_, startup); !ec) {
         auto ended = co_await (client_to_server() || server_to_client());
         server_ended = ended.index() == 1;
     }
+    pumping_ = false;
+    login_watch_done_ = true;
+    login_timer_.cancel();
     server_.close(ignored);
     from_client_.buffer.release();  // its budget and place in line, before the farewell's seconds
     // An error of pgrail's own only between frames: inside a half-sent one it would be garbage.
@@ -238,8 +294,8 @@ awaitable<bool> Session::read_startup() {
                 if (parsed->parameters[other].first != name) continue;
                 spdlog::warn("session {}: refused startup packet from {}: parameter \"{}\" given twice",
                              context_.session_id, context_.client_address, name);
-                co_await send_fatal("08P01", fmt::format("invalid startup packet: parameter \"{}\" is given more than "
-                                                         "once", name));
+                co_await send_fatal("08P01", fmt::format("pgrail: invalid startup packet: parameter \"{}\" is "
+                                                         "given more than once", name));
                 co_return false;
             }
         }
@@ -318,6 +374,10 @@ awaitable<bool> Session::connect_upstream() {
             failure = connect_ec.message();
         }
     }
+    if (shutdown_ != ShutdownMode::none) {
+        co_await send_fatal("57P03", "the database system is shutting down");
+        co_return false;
+    }
     if (!failure.empty()) {
         spdlog::error("session {}: cannot connect to upstream {}: {}", context_.session_id, where, failure);
         co_await send_fatal("08006", fmt::format("pgrail: could not connect to the database server at {}: {}", where,
@@ -329,6 +389,131 @@ awaitable<bool> Session::connect_upstream() {
     server_.non_blocking(true, ignored);
     client_.non_blocking(true, ignored);
     co_return true;
+}
+
+// The login's timeouts. The server has connect_timeout_ms for each of its turns: from pgrail
+// forwarding the startup packet or a client's authentication message until the server asks the
+// client for the next one (or finishes with ReadyForQuery, or an error). The client's turns are
+// not bounded on their own (a person may type a password), only the whole login is: 60 s from
+// the connection, PostgreSQL's authentication_timeout.
+void Session::server_turn_begins() {
+    if (ready_received_ > 0) return;
+    const auto timeout = std::chrono::milliseconds(shared_.config.connect_timeout_ms);
+    server_turn_deadline_ = std::chrono::steady_clock::now() + timeout;
+    login_timer_.cancel();  // the watch re-arms for the nearer deadline
+}
+
+awaitable<void> Session::watch_login() {
+    auto self = shared_from_this();
+    const auto login_deadline = started_ + startup_timeout;
+    while (!login_watch_done_ && ready_received_ == 0) {
+        login_timer_.expires_at(std::min(server_turn_deadline_, login_deadline));
+        (void)co_await login_timer_.async_wait(use_tuple);
+        if (login_watch_done_ || ready_received_ > 0 || ending_) co_return;
+        const auto now = std::chrono::steady_clock::now();
+        const bool server_late = now >= server_turn_deadline_;
+        if (!server_late && now < login_deadline) continue;  // woken to re-arm
+        const auto& config = shared_.config;
+        const auto where = config.upstream_is_socket()
+                               ? config.upstream_socket_path()
+                               : fmt::format("{}:{}", config.upstream_host, config.upstream_port);
+        if (server_late) {
+            spdlog::error("session {}: upstream {} did not answer within {} ms during the login of user={}",
+                          context_.session_id, where, config.connect_timeout_ms, context_.user);
+            end_session("08006", fmt::format("pgrail: the database server at {} did not answer the login within {} ms "
+                                             "(upstream.connect_timeout_ms)",
+                                             where, config.connect_timeout_ms));
+        } else {
+            spdlog::warn("session {}: login of user={} not complete after {} s: ending it", context_.session_id,
+                         context_.user, startup_timeout.count());
+            end_session("57014", fmt::format("pgrail: canceling authentication due to timeout (the login did not "
+                                             "complete within {} s)",
+                                             startup_timeout.count()));
+        }
+        if (server_sent_fatal_) ending_.reset();  // the server said why already
+        close_server_and_wake_pumps();
+        co_return;
+    }
+}
+
+bool Session::at_rest() {
+    if (!(pumping_ && ready_received_ > 0 && syncs_sent_ == ready_received_ && transaction_status_ == 'I' &&
+          !unsynced_ && !inband_abandoned_ && !server_write_pending_ && from_client_.passthrough_remaining == 0 &&
+          from_client_.buffer.empty() && from_server_.passthrough_remaining == 0 && !server_in_copy_in_))
+        return false;
+    // Nor has the client sent something pgrail has yet to read (a next query is served first).
+    char next = 0;
+    return ::recv(client_.native_handle(), &next, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+void Session::request_shutdown(ShutdownMode mode) {
+    if (mode <= shutdown_) return;
+    shutdown_ = mode;
+    if (!pumping_) {
+        // Before the server heard of the session: a graceful shutdown lets the client finish its
+        // startup packet (it then hears 57P03); an immediate one stops waiting for it. After the
+        // pumps: only the farewell is left, which an immediate shutdown does not wait for.
+        if (mode == ShutdownMode::immediate) {
+            error_code ignored;
+            client_.cancel(ignored);
+            server_.cancel(ignored);
+        }
+        return;
+    }
+    if (ended_for_shutdown_) return;
+    if (ready_received_ == 0 || at_rest()) {
+        end_for_shutdown();
+        return;
+    }
+    if (mode == ShutdownMode::immediate) {
+        if (inband_abandoned_) {
+            // A running pgrail.* command is not cut: abandoned, a migration stops and rolls back,
+            // and its client gets that outcome before the FATAL (server_to_client ends it then).
+            spdlog::info("session {}: shutting down: abandoning its running in-band command", context_.session_id);
+            inband_abandoned_->store(true);
+            cut_ = true;
+            return;
+        }
+        end_for_shutdown();
+    }
+    // Graceful: server_to_client ends it once a ReadyForQuery leaves it at rest.
+}
+
+void Session::end_for_shutdown() {
+    if (ended_for_shutdown_) return;
+    ended_for_shutdown_ = true;
+    const bool logged_in = ready_received_ > 0;
+    if (logged_in && !at_rest()) cut_ = true;
+    if (cut_) ++shared_.sessions_cut;
+    spdlog::info("session {}: {} for the shutdown", context_.session_id,
+                 !logged_in ? "login ended" : cut_ ? "cut inside a transaction or statement" : "ended at rest");
+    end_session("57P01", administrator_command);
+    const bool statement_running = logged_in && syncs_sent_ > ready_received_;
+    if (logged_in && !statement_running && !server_write_pending_ && from_client_.passthrough_remaining == 0) {
+        // Between messages: a Terminate ends the backend as a client's would (in a transaction
+        // block, PostgreSQL rolls it back).
+        std::string terminate;
+        protocol::encode_terminate(terminate);
+        error_code ignored;
+        server_.write_some(asio::buffer(terminate), ignored);  // a few bytes on a non-blocking socket
+    }
+    if (statement_running && has_client_key_) {
+        // A backend busy with a statement would not notice its closed connection until the
+        // statement ends: cancel it (its transaction then rolls back as the connection is gone).
+        asio::co_spawn(client_.get_executor(),
+                       [self = shared_from_this(), key = upstream_key_] { return self->send_cancel(key); },
+                       asio::detached);
+    }
+    close_server_and_wake_pumps();
+}
+
+void Session::close_server_and_wake_pumps() {
+    server_closed_by_pgrail_ = true;
+    error_code ignored;
+    server_.shutdown(Stream::shutdown_both, ignored);
+    server_.cancel(ignored);
+    client_.cancel(ignored);
+    first_ready_signal_.cancel();
 }
 
 awaitable<error_code> Session::read_more(Inbound& in) {
@@ -423,7 +608,10 @@ awaitable<error_code> Session::write_out(Stream& socket, Outbound& out) {
             rest.push_back(piece + written);
             written = 0;
         }
+        const bool to_server = &socket == &server_;
+        if (to_server) server_write_pending_ = true;
         auto [write_ec, n] = co_await asio::async_write(socket, rest, use_tuple);
+        if (to_server) server_write_pending_ = false;
         ec = write_ec;
     }
     if (ec && &socket == &client_) client_write_cut_ = true;
@@ -457,6 +645,11 @@ awaitable<void> Session::client_to_server() {
             if (tag != protocol::frontend_tag::copy_data) server_in_copy_in_ = false;
         }
         if (tag == protocol::frontend_tag::terminate) client_terminated_ = true;
+        if (tag == protocol::frontend_tag::sync) {
+            unsynced_ = false;
+        } else if (awaits_sync(tag)) {
+            unsynced_ = true;
+        }
         last_client_tag_ = tag;
     };
     // Until the server has authenticated the client every frame is read whole, so that the
@@ -468,7 +661,8 @@ awaitable<void> Session::client_to_server() {
         if (auto ec = co_await read_more(in)) {
             // The client went away without Terminate. A backend busy with a query would not
             // notice a closed socket until the query ends: cancel it first, then end it.
-            if (!client_terminated_) {
+            // (Not when pgrail itself closed the server's connection: it did that already.)
+            if (!client_terminated_ && !server_closed_by_pgrail_) {
                 if (has_client_key_ && syncs_sent_ > ready_received_) co_await send_cancel(upstream_key_);
                 // Inside a half-forwarded frame a Terminate would be read as its payload: the
                 // socket's close ends that backend anyway.
@@ -499,6 +693,7 @@ awaitable<void> Session::client_to_server() {
                 on_function_call(next.frame, to_server_);
             } else if (tag != protocol::frontend_tag::query && tag != protocol::frontend_tag::parse) {
                 to_server_.forward(next.frame);  // read whole only while authentication holds frames
+                if (ready_received_ == 0 && tag == protocol::frontend_tag::password) server_turn_begins();
             } else if (const auto statement = statement_of(tag, next.frame)) {
                 // Most texts are checked here; a long new one elsewhere (see check_elsewhere).
                 // (Not a conditional expression: GCC 12 miscompiles co_await inside one.)
@@ -668,12 +863,20 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std
         auto finished = std::make_shared<std::atomic<bool>>(false);
         asio::co_spawn(client_.get_executor(), watch_for_departure(abandoned, finished), asio::detached);
         if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, abandoned);
+        inband_abandoned_ = abandoned;  // an immediate shutdown abandons it too
         auto command = [inband = shared_.inband, context = context_, name = verdict.command,
                         arguments = verdict.arguments, abandoned] {
             return inband->run(context, name, arguments, abandoned);
         };
         outcome = co_await run_on_pool<InbandOutcome>(shared_.blocking_pool, command);
         finished->store(true);  // the watcher's wait ends with the client's next message, or its close
+        inband_abandoned_.reset();
+        // Its answer is complete with this ReadyForQuery (a Parse's comes with the next Sync).
+        inband_answer_ready_ = syncs_sent_ + (unsynced_ ? 1 : 0);
+        if (!outcome.ok && shutdown_ == ShutdownMode::immediate && abandoned->load()) {
+            if (!outcome.error.detail.empty()) outcome.error.detail += '\n';
+            outcome.error.detail += "pgrail is shutting down (SIGINT, or shutdown_timeout reached) and abandoned the run";
+        }
         if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, {});
     }
     if (outcome.ok) {
@@ -758,6 +961,13 @@ awaitable<void> Session::server_to_client() {
             in.consume_frame(next.frame.size());
         }
         if (auto ec = co_await write_out(client_, to_client_)) co_return;
+        // Shutting down: the session ends once what it was doing is done and answered.
+        if (shutdown_ != ShutdownMode::none && !ended_for_shutdown_ && ready_received_ > 0 &&
+            (at_rest() || (shutdown_ == ShutdownMode::immediate && !inband_abandoned_ &&
+                           ready_received_ >= inband_answer_ready_))) {
+            end_for_shutdown();
+            co_return;
+        }
     }
 }
 
@@ -766,7 +976,10 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
     switch (tag) {
         case protocol::backend_tag::ready_for_query: {
             if (const auto status = protocol::parse_ready_for_query(body)) transaction_status_ = *status;
-            if (++ready_received_ == 1) first_ready_signal_.cancel();
+            if (++ready_received_ == 1) {
+                first_ready_signal_.cancel();
+                login_timer_.cancel();  // the login's watch ends
+            }
             // Refusals answered before this point can no longer come back.
             std::erase_if(refusals_, [&](const auto& entry) { return entry.second.ready_index < ready_received_; });
             break;
@@ -802,6 +1015,8 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
         }
         case protocol::backend_tag::authentication: {
             const auto auth = protocol::parse_authentication(body);
+            if (auth && ready_received_ == 0 && asks_the_client(auth->code))
+                server_turn_deadline_ = std::chrono::steady_clock::time_point::max();  // the client's turn
             if (!auth || auth->code != protocol::auth_sasl) break;
             // Channel binding needs one TLS session end to end; the client's and the
             // server's legs never share one through pgrail, so never offer -PLUS.

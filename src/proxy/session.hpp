@@ -5,7 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -37,6 +39,11 @@ using boost::asio::ip::tcp;
 using Stream = boost::asio::generic::stream_protocol::socket;
 using Endpoint = boost::asio::generic::stream_protocol::endpoint;
 
+class Session;
+
+// How the server is shutting down (SIGTERM: graceful, SIGINT or its deadline: immediate).
+enum class ShutdownMode : std::uint8_t { none, graceful, immediate };
+
 // What every session shares; lives as long as the server.
 struct ServerShared {
     explicit ServerShared(config::ServeConfig serve_config)
@@ -51,6 +58,15 @@ struct ServerShared {
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
     std::atomic<std::uint64_t> next_session_id{1};
     std::atomic<std::uint64_t> active_sessions{0};
+
+    // Live sessions, for the shutdown: each registers while its run() runs.
+    std::mutex sessions_mutex;
+    std::list<std::weak_ptr<Session>> sessions;
+    ShutdownMode shutdown_mode = ShutdownMode::none;  // under sessions_mutex
+    std::atomic<std::uint64_t> sessions_cut{0};       // ended inside a transaction or statement
+    // Tells every live session (on its own thread) that the server shuts down in this mode;
+    // sessions that start later learn it when they register.
+    void shut_down_sessions(ShutdownMode mode);
 };
 
 // One direction's read side: the socket and its frame reader, and what the pump knows of it.
@@ -78,8 +94,24 @@ public:
     ~Session();
     awaitable<void> run();
     [[nodiscard]] Stream::executor_type executor() { return client_.get_executor(); }
+    // On the session's thread: graceful ends the session once it is at rest (at once if it is),
+    // immediate ends it now (after a running in-band command, which it abandons).
+    void request_shutdown(ShutdownMode mode);
 
 private:
+    // Idle between transactions with nothing outstanding in either direction (only while shutting
+    // down: it looks into the client's socket).
+    [[nodiscard]] bool at_rest();
+    // Ends the session with FATAL 57P01: tells the server (Terminate, or a cancel when a
+    // statement runs), closes its connection and wakes both pumps.
+    void end_for_shutdown();
+    // Shuts the server's connection and cancels what both pumps wait for: they end, and run()
+    // sends the client the FATAL of ending_.
+    void close_server_and_wake_pumps();
+    // Before the first ReadyForQuery: bounds the server's turns of the login by
+    // connect_timeout_ms and the whole login by the startup timeout.
+    awaitable<void> watch_login();
+    void server_turn_begins();
     // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
     awaitable<bool> read_startup();
     awaitable<bool> connect_upstream();
@@ -153,6 +185,21 @@ private:
         std::string message;
     };
     std::optional<Ending> ending_;
+    // Lifecycle: shutdown, the login watch.
+    std::list<std::weak_ptr<Session>>::iterator registration_;
+    bool registered_ = false;
+    bool pumping_ = false;               // the pumps run (the startup packet went to the server)
+    ShutdownMode shutdown_ = ShutdownMode::none;
+    bool ended_for_shutdown_ = false;
+    bool cut_ = false;                   // the shutdown ended it inside a transaction or statement
+    bool server_closed_by_pgrail_ = false;
+    bool unsynced_ = false;              // extended-protocol messages since the last Sync
+    bool server_write_pending_ = false;  // a write to the server is under way
+    std::shared_ptr<std::atomic<bool>> inband_abandoned_;  // set while an in-band command runs
+    std::uint64_t inband_answer_ready_ = 0;  // the ReadyForQuery that completes the last one's answer
+    boost::asio::steady_timer login_timer_;
+    std::chrono::steady_clock::time_point server_turn_deadline_ = std::chrono::steady_clock::time_point::max();
+    bool login_watch_done_ = false;
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;

@@ -271,6 +271,8 @@ void add_named_objects(std::string_view type, const json& body, Statement& out) 
                type == "AlterObjectDependsStmt") {
         const std::string_view object_type = type == "RenameStmt" ? str(body, "renameType") : str(body, "objectType");
         add_object_list(out, body, "object", object_type, R::altered);
+        // SET SCHEMA moves the object into another schema: that schema changes too.
+        if (type == "AlterObjectSchemaStmt") add_string(out, body, "newschema", "schema", R::altered);
         // Schemas, databases, roles, tablespaces ... are renamed by name alone.
         if (type == "RenameStmt" && !body.contains("object") && !body.contains("relation")) {
             add_string(out, body, "subname", kind_of(object_type), R::altered);

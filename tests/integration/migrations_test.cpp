@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -18,6 +19,7 @@
 #include <pqxx/pqxx>
 
 #include "cluster.hpp"
+#include "pgrail_process.hpp"
 #include "pgrail/migrations/commands.hpp"
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/registry.hpp"
@@ -653,4 +655,319 @@ TEST_CASE("in-band command dispatch", "[migrations]") {
         CHECK(error.sqlstate() == "42883");
     }
     CHECK_THROWS_AS(run_command(runner, "status", {"x"}), MigrationError);
+}
+
+// Issue 13, failure 9: a no-transaction migration that fails halfway.
+namespace {
+
+// 2_idx: a no-transaction script whose second statement fails (no column `missing` yet).
+std::map<std::string, std::string> partial_files() {
+    return {{"1_t.up.sql", "CREATE TABLE t (id int, c text);"},
+            {"1_t.down.sql", "DROP TABLE t;"},
+            {"2_idx.up.sql", "-- pgrail:no-transaction\n"
+                             "CREATE INDEX CONCURRENTLY t_a ON t (id);\n"
+                             "CREATE INDEX CONCURRENTLY t_b ON t (missing);\n"
+                             "CREATE INDEX CONCURRENTLY t_c ON t (c);\n"},
+            {"2_idx.down.sql", "-- pgrail:no-transaction\n"
+                               "DROP INDEX CONCURRENTLY IF EXISTS t_c;\n"
+                               "DROP INDEX CONCURRENTLY IF EXISTS t_b;\n"
+                               "DROP INDEX CONCURRENTLY IF EXISTS t_a;\n"}};
+}
+
+const StatusEntry& status_of(const Snapshot& snapshot, const std::string& version) {
+    for (const auto& entry : snapshot.status())
+        if (entry.version == version) return entry;
+    FAIL("no status row for " << version);
+    throw;
+}
+
+std::string indexes(const TestDatabase& db) {
+    return db.query("SELECT coalesce(string_agg(indexname, ',' ORDER BY indexname), '') FROM pg_indexes "
+                    "WHERE tablename = 't'");
+}
+
+std::string events(const TestDatabase& db) {
+    return db.query("SELECT string_agg(version || ':' || event, ',' ORDER BY id) FROM pgrail.migration_events");
+}
+
+}  // namespace
+
+TEST_CASE("a no-transaction migration that fails halfway is partial: reported, never retried, resolved by hand",
+          "[migrations][partial]") {
+    TestDatabase db;
+    AuditCapture audit;
+    auto registry = registry_of(partial_files());
+    Runner runner = runner_for(db, registry, &audit);
+
+    // The failure itself: precise, never "rolled back".
+    const auto failure = error_of([&] { (void)runner.up(std::nullopt); });
+    CHECK(failure.sqlstate() == "42703");
+    CHECK_THAT(failure.message(), Catch::Contains("migration 2_idx failed at statement 2 of 2_idx.up.sql (line 3") &&
+                                      Catch::Contains("column \"missing\" does not exist"));
+    CHECK_THAT(failure.detail(), Catch::Contains("no-transaction script: statement 1 of 3 ran and was not "
+                                                 "undone; statement 2 failed, statement 3 did not run") &&
+                                     Catch::Contains("not recorded as applied") &&
+                                     Catch::Contains("shows it as partial"));
+    CHECK_THAT(failure.detail(), !Catch::Contains("rolled back"));
+    CHECK_THAT(failure.hint(), Catch::Contains("pgrail migrate resolve 2 --as applied") &&
+                                   Catch::Contains("pgrail migrate resolve 2 --as pending"));
+    CHECK(indexes(db) == "t_a");  // statement 1 stayed done
+    CHECK(db.query("SELECT string_agg(version, ',') FROM pgrail.schema_migrations") == "1");
+    CHECK(events(db) == "1:applied,2:failed");
+    CHECK(db.query("SELECT outcome || ' | ' || detail FROM pgrail.migration_events WHERE event = 'failed'")
+              .starts_with("failed | up, no-transaction: statements 1..1 of 3 ran and were not undone; migration 2_idx "
+                           "failed at statement 2"));
+    REQUIRE(audit.records.size() == 2);
+    CHECK(audit.records[1]["event"] == "failed");
+    CHECK(audit.records[1]["statements_ran"] == 1);
+    CHECK(audit.records[1]["statements_total"] == 3);
+
+    // Status: partial, naming what ran and what did not.
+    const auto snapshot = runner.snapshot();
+    REQUIRE(snapshot->ledger().partial.size() == 1);
+    const auto& row = status_of(*snapshot, "2");
+    CHECK(row.state == State::partial);
+    CHECK_THAT(row.detail, Catch::Contains("statement 1 of 3 ran and was not undone") &&
+                               Catch::Contains("ran:\n  1 (line 2): CREATE INDEX CONCURRENTLY t_a ON t (id)") &&
+                               Catch::Contains("failed or did not run:\n  2 (line 3)") &&
+                               Catch::Contains("3 (line 4): CREATE INDEX CONCURRENTLY t_c") &&
+                               Catch::Contains("column \"missing\" does not exist"));
+    const auto table = status_table(*snapshot);
+    REQUIRE(table.rows.size() == 2);
+    CHECK(table.rows[1][2] == "partial");
+    CHECK(run_command(runner, "status", {}).rows[1][2] == "partial");
+
+    // A retry, plan, down and verify refuse: statement 1 is never run again.
+    for (const auto& [what, attempt] : std::vector<std::pair<std::string, std::function<void()>>>{
+             {"up", [&] { (void)runner.up(std::nullopt); }},
+             {"up 2", [&] { (void)runner.up(std::string("2")); }},
+             {"plan", [&] { (void)runner.plan(std::nullopt); }},
+             {"migrate_up", [&] { (void)run_command(runner, "migrate_up", {}); }},
+             {"down", [&] { (void)runner.down(std::nullopt); }},
+             {"verify", [&] { (void)runner.verify(std::nullopt); }}}) {
+        INFO(what);
+        const auto refused = error_of(attempt);
+        CHECK(refused.sqlstate() == "55000");
+        CHECK_THAT(refused.message(), Catch::Contains("no-transaction script of 2_idx stopped partway") &&
+                                          Catch::Contains("not run again"));
+        CHECK_THAT(refused.detail(), Catch::Contains("statement 1 of 3 ran and was not undone"));
+        CHECK_THAT(refused.detail(), !Catch::Contains("rolled back"));
+        CHECK_THAT(refused.hint(), Catch::Contains("pgrail migrate resolve 2 --as applied") &&
+                                       Catch::Contains("pgrail migrate resolve 2 --as pending"));
+    }
+    CHECK(events(db) == "1:applied,2:failed");  // nothing ran, nothing was recorded
+    CHECK(indexes(db) == "t_a");
+
+    // resolve needs to be told how the operator left it; --as is only for partial migrations.
+    const auto unsaid = error_of([&] { runner.resolve("2"); });
+    CHECK(unsaid.sqlstate() == "22023");
+    CHECK_THAT(unsaid.message(), Catch::Contains("--as applied or --as pending"));
+    CHECK(error_of([&] { runner.resolve("1", Resolution::applied); }).sqlstate() == "22023");
+
+    SECTION("undone by hand, resolved as pending: a retry runs the whole (fixed) script") {
+        db.exec("DROP INDEX t_a");
+        db.exec("ALTER TABLE t ADD COLUMN missing int");  // what statement 2 needed
+        runner.resolve("2", Resolution::pending);
+        CHECK(status_of(*runner.snapshot(), "2").state == State::pending);
+        CHECK(runner.plan(std::nullopt).size() == 1);
+        REQUIRE(runner.up(std::nullopt).size() == 1);
+        CHECK(indexes(db) == "t_a,t_b,t_c");
+        CHECK(events(db) == "1:applied,2:failed,2:resolved,2:applied");
+        CHECK_THAT(db.query("SELECT detail FROM pgrail.migration_events WHERE event = 'resolved'"),
+                   Catch::Contains("partial up run (1 of 3 statements of the no-transaction up script had run) "
+                                   "undone by hand: pending again"));
+        CHECK(audit.records.back()["event"] == "applied");
+        CHECK(audit.records[audit.records.size() - 2]["event"] == "resolved");
+    }
+    SECTION("finished by hand, resolved as applied: then it rolls back like any other") {
+        db.exec("ALTER TABLE t ADD COLUMN missing int");
+        db.exec("CREATE INDEX CONCURRENTLY t_b ON t (missing)");
+        db.exec("CREATE INDEX CONCURRENTLY t_c ON t (c)");
+        runner.resolve("2", Resolution::applied);
+        const auto resolved = runner.snapshot();
+        CHECK(status_of(*resolved, "2").state == State::applied);
+        CHECK(resolved->ledger().partial.empty());
+        CHECK(db.query("SELECT applied_by || ' ' || execution_ms FROM pgrail.schema_migrations WHERE version = '2'") ==
+              "tester 0");
+        CHECK(runner.up(std::nullopt).empty());
+        REQUIRE(runner.down(std::string("2")).size() == 1);
+        CHECK(indexes(db) == "");
+        CHECK(events(db) == "1:applied,2:failed,2:resolved,2:rolled_back");
+    }
+    SECTION("still the same files and no fix: a retry after resolving fails again, and says so precisely") {
+        db.exec("DROP INDEX t_a");
+        runner.resolve("2", Resolution::pending);
+        const auto again = error_of([&] { (void)runner.up(std::nullopt); });
+        CHECK(again.sqlstate() == "42703");
+        CHECK_THAT(again.detail(), Catch::Contains("statement 1 of 3 ran and was not undone"));
+        CHECK_THAT(again.detail(), !Catch::Contains("rolled back"));
+        CHECK(status_of(*runner.snapshot(), "2").state == State::partial);
+    }
+}
+
+TEST_CASE("a no-transaction rollback that fails halfway is partial and still applied", "[migrations][partial]") {
+    TestDatabase db;
+    auto files = partial_files();
+    files["2_idx.up.sql"] = "-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY t_a ON t (id);\n"
+                            "CREATE INDEX CONCURRENTLY t_c ON t (c);\n";
+    files["2_idx.down.sql"] = "-- pgrail:no-transaction\nDROP INDEX CONCURRENTLY t_c;\n"
+                              "DROP INDEX CONCURRENTLY t_missing;\nDROP INDEX CONCURRENTLY t_a;\n";
+    Runner runner = runner_for(db, registry_of(files));
+    REQUIRE(runner.up(std::nullopt).size() == 2);
+
+    const auto failure = error_of([&] { (void)runner.down(std::nullopt); });
+    CHECK(failure.sqlstate() == "42704");
+    CHECK_THAT(failure.message(), Catch::Contains("rollback of 2_idx failed at statement 2 of 2_idx.down.sql"));
+    CHECK_THAT(failure.detail(), Catch::Contains("statement 1 of 3 ran and was not undone") &&
+                                     Catch::Contains("still recorded as applied"));
+    CHECK_THAT(failure.detail(), !Catch::Contains("rolled back;"));
+    CHECK(indexes(db) == "t_a");
+
+    const auto snapshot = runner.snapshot();
+    CHECK(status_of(*snapshot, "2").state == State::partial);
+    CHECK(status_of(*snapshot, "2").applied_at.has_value());
+    CHECK_THAT(status_of(*snapshot, "2").detail, Catch::Contains("down (rollback) script 2_idx.down.sql") &&
+                                                     Catch::Contains("1 (line 2): DROP INDEX CONCURRENTLY t_c"));
+    const auto refused = error_of([&] { (void)runner.down(std::nullopt); });
+    CHECK(refused.sqlstate() == "55000");
+    CHECK_THAT(refused.hint(), Catch::Contains("finish the rollback by hand (run statements 2..3 of the down script "
+                                               "yourself), then run `pgrail migrate resolve 2 --as pending`"));
+    CHECK(error_of([&] { (void)runner.down_to("0"); }).sqlstate() == "55000");
+    CHECK(indexes(db) == "t_a");
+
+    db.exec("DROP INDEX t_a");  // the rest of the rollback, by hand
+    runner.resolve("2", Resolution::pending);
+    CHECK(status_of(*runner.snapshot(), "2").state == State::pending);
+    CHECK(db.query("SELECT string_agg(version, ',') FROM pgrail.schema_migrations") == "1");
+    REQUIRE(runner.up(std::nullopt).size() == 1);
+    CHECK(indexes(db) == "t_a,t_c");
+}
+
+TEST_CASE("a no-transaction migration whose backend is terminated halfway is recorded as partial",
+          "[migrations][partial]") {
+    TestDatabase db;
+    auto registry = registry_of({{"1_t.up.sql", "-- pgrail:no-transaction\nCREATE TABLE t (id int);\n"
+                                                "SELECT pg_sleep(30);\nCREATE TABLE never (id int);"},
+                                 {"1_t.down.sql", "DROP TABLE IF EXISTS never;\nDROP TABLE t;"}});
+    Runner runner = runner_for(db, registry);
+    std::optional<MigrationError> error;
+    std::thread apply([&] { error = caught([&] { (void)runner.up(std::nullopt); }); });
+    const bool terminated = pgrail::test::eventually(
+        [&] {
+            return db.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND query LIKE 'SELECT pg_sleep(30)%'") == "1";
+        },
+        std::chrono::seconds(10));
+    apply.join();
+    REQUIRE(terminated);
+    REQUIRE(error);
+    CHECK_THAT(error->detail(), Catch::Contains("statement 1 of 3 ran and was not undone"));
+    CHECK_THAT(error->detail(), !Catch::Contains("rolled back"));
+    CHECK(db.query("SELECT to_regclass('t')") == "t");
+    CHECK(db.query("SELECT to_regclass('never')") == "<null>");
+    // The failure was recorded (on a new connection if the old one was gone): status knows.
+    const auto snapshot = runner.snapshot();
+    CHECK(status_of(*snapshot, "1").state == State::partial);
+    if (error->sqlstate() == "08006")  // no answer came for statement 2: it may have taken effect
+        CHECK_THAT(status_of(*snapshot, "1").detail,
+                   Catch::Contains("statement 2 was interrupted (whether it took effect is unknown)"));
+    CHECK(error_of([&] { (void)runner.up(std::nullopt); }).sqlstate() == "55000");
+}
+
+namespace {
+
+std::string write_partial_dir(const std::string& tag) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("pgrail_partial_" + tag + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    for (const auto& [name, text] : partial_files()) std::ofstream(dir / name) << text;
+    return dir.string();
+}
+
+}  // namespace
+
+TEST_CASE("the CLI: status shows a partial migration (exit 2), up refuses, resolve --as clears it",
+          "[migrations][partial]") {
+    TestDatabase db;
+    const auto dir = write_partial_dir("cli");
+    const std::string common = "migrate --dir " + dir + " --dsn '" + db.conninfo() + "' ";
+
+    const auto [up_code, up_out] = pgrail_cli(common + "up");
+    CHECK(up_code == 1);
+    CHECK_THAT(up_out, Catch::Contains("[42703]") && Catch::Contains("statement 1 of 3 ran and was not undone") &&
+                           Catch::Contains("HINT:") && Catch::Contains("pgrail migrate resolve 2 --as"));
+    CHECK_THAT(up_out, !Catch::Contains("rolled back"));
+
+    const auto [status_code, status_out] = pgrail_cli(common + "status");
+    CHECK(status_code == 2);
+    CHECK_THAT(status_out, Catch::Contains("| partial |") &&
+                               Catch::Contains("1 (line 2): CREATE INDEX CONCURRENTLY t_a ON t (id)"));
+
+    const auto [retry_code, retry_out] = pgrail_cli(common + "up");
+    CHECK(retry_code == 1);
+    CHECK_THAT(retry_out, Catch::Contains("[55000]") && Catch::Contains("stopped partway") &&
+                              Catch::Contains("pgrail migrate resolve 2 --as pending"));
+    CHECK_THAT(retry_out, !Catch::Contains("rolled back") && !Catch::Contains("already exists"));
+
+    const auto [bad_code, bad_out] = pgrail_cli(common + "resolve 2 --as sideways");
+    CHECK(bad_code != 0);
+    db.exec("DROP INDEX t_a");
+    const auto [resolve_code, resolve_out] = pgrail_cli(common + "resolve 2 --as pending");
+    CHECK(resolve_code == 0);
+    CHECK_THAT(resolve_out, Catch::Contains("resolved partial migration 2: now pending"));
+    const auto [after_code, after_out] = pgrail_cli(common + "status");
+    CHECK(after_code == 0);
+    CHECK_THAT(after_out, !Catch::Contains("partial"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("in-band: the failure, pgrail.status() and a retry of a partial migration through pgrail",
+          "[migrations][partial][inband]") {
+    TestDatabase db;
+    const auto dir = write_partial_dir("inband");
+    pgrail::test::PgrailProcess proxy("policy: " + pgrail::test::source_dir() + "/policies/default.yaml\n" +
+                                      "audit: {file: " + pgrail::test::PgrailProcess::make_temp_dir() +
+                                      "/partial-audit.jsonl}\n" + "migrations: {dir: " + dir + ", migrator: \"" +
+                                      db.conninfo() + "\"}\n");
+    const std::string database = db.conninfo().substr(db.conninfo().find("dbname=") + 7);
+    pgrail::test::Conn agent(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(proxy.port()) + " dbname=" +
+                                          database.substr(0, database.find(' ')) + " user=agent password=agent")
+                                             .c_str()));
+    REQUIRE(PQstatus(agent.get()) == CONNECTION_OK);
+    const auto error_field = [](const PGresult* result, int field) {
+        const char* value = PQresultErrorField(result, field);
+        return std::string(value == nullptr ? "" : value);
+    };
+
+    pgrail::test::Result up(PQexec(agent.get(), "SELECT * FROM pgrail.migrate_up()"));
+    REQUIRE(PQresultStatus(up.get()) == PGRES_FATAL_ERROR);
+    CHECK(error_field(up.get(), PG_DIAG_SQLSTATE) == "42703");
+    CHECK_THAT(error_field(up.get(), PG_DIAG_MESSAGE_DETAIL),
+               Catch::Contains("statement 1 of 3 ran and was not undone") && Catch::Contains("pgrail.status()"));
+    CHECK_THAT(error_field(up.get(), PG_DIAG_MESSAGE_DETAIL), !Catch::Contains("rolled back"));
+    CHECK_THAT(error_field(up.get(), PG_DIAG_MESSAGE_HINT), Catch::Contains("pgrail migrate resolve 2 --as"));
+
+    const auto status = pgrail::test::run(agent.get(), "SELECT * FROM pgrail.status()");
+    REQUIRE(status.size() == 1);
+    INFO(status[0]);
+    REQUIRE(status[0].rows.size() == 2);
+    CHECK(status[0].rows[1][0] == "2");
+    CHECK(status[0].rows[1][2] == "partial");
+    REQUIRE(status[0].rows[1][7].has_value());
+    CHECK_THAT(*status[0].rows[1][7], Catch::Contains("statement 1 of 3 ran and was not undone") &&
+                                          Catch::Contains("CREATE INDEX CONCURRENTLY t_a"));
+
+    for (const char* command : {"SELECT * FROM pgrail.migrate_up()", "SELECT * FROM pgrail.plan()"}) {
+        INFO(command);
+        pgrail::test::Result retry(PQexec(agent.get(), command));
+        REQUIRE(PQresultStatus(retry.get()) == PGRES_FATAL_ERROR);
+        CHECK(error_field(retry.get(), PG_DIAG_SQLSTATE) == "55000");
+        CHECK_THAT(error_field(retry.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::Contains("stopped partway"));
+        CHECK_THAT(error_field(retry.get(), PG_DIAG_MESSAGE_DETAIL), !Catch::Contains("rolled back"));
+        CHECK_THAT(error_field(retry.get(), PG_DIAG_MESSAGE_HINT), Catch::Contains("pgrail migrate resolve 2"));
+    }
+    CHECK(indexes(db) == "t_a");
+    CHECK(events(db) == "1:applied,2:failed");
+    std::filesystem::remove_all(dir);
 }

@@ -59,22 +59,25 @@ std::string PgrailProcess::make_temp_dir() {
     return pattern;
 }
 
-PgrailProcess::PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port)
+PgrailProcess::PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port,
+                             const std::string& upstream_extra)
     : dir_(make_temp_dir()) {
     // A port can be taken between the probe and the bind: a few attempts, each on a fresh port.
     for (int attempt = 1;; ++attempt) {
-        if (start(extra_yaml, upstream_host, upstream_port)) return;
+        if (start(extra_yaml, upstream_host, upstream_port, upstream_extra)) return;
         if (attempt == 3) throw std::runtime_error("pgrail could not bind a port: " + log());
     }
 }
 
-bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port) {
+bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port,
+                          const std::string& upstream_extra) {
     const auto& cluster = Cluster::get();
     port_ = free_port();
     const auto config = dir_ + "/pgrail.yaml";
     write_file(config, "listen: {host: 127.0.0.1, port: " + std::to_string(port_) + "}\n" +
                            "upstream: {host: " + upstream_host +
-                           ", port: " + std::to_string(upstream_port != 0 ? upstream_port : cluster.pg_port) + "}\n" +
+                           ", port: " + std::to_string(upstream_port != 0 ? upstream_port : cluster.pg_port) +
+                           upstream_extra + "}\n" +
                            "log: {level: info, format: text}\n" + extra_yaml);
     const char* binary = std::getenv("PGRAIL_BIN");
     if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");
@@ -90,7 +93,6 @@ bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upst
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
         if (!running()) {
-            pid_ = 0;
             if (log().find("Address already in use") != std::string::npos) return false;
             throw std::runtime_error("pgrail exited at start: " + log());
         }
@@ -106,7 +108,8 @@ bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upst
 
 PgrailProcess::~PgrailProcess() {
     if (pid_ > 0) {
-        kill(pid_, SIGTERM);
+        // SIGINT ends every session at once (SIGTERM would wait for open transactions).
+        kill(pid_, SIGINT);
         int status = 0;
         waitpid(pid_, &status, 0);
     }
@@ -120,11 +123,28 @@ std::string PgrailProcess::conninfo(const std::string& user) const {
            " password=" + user + " connect_timeout=10";
 }
 
-void PgrailProcess::reload() const { kill(pid_, SIGHUP); }
+void PgrailProcess::reload() const { signal(SIGHUP); }
 
 bool PgrailProcess::running() const {
+    if (pid_ <= 0) return false;
     int status = 0;
-    return pid_ > 0 && waitpid(pid_, &status, WNOHANG) == 0;
+    if (waitpid(pid_, &status, WNOHANG) == 0) return true;
+    exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    pid_ = 0;
+    return false;
+}
+
+void PgrailProcess::signal(int number) const {
+    if (pid_ > 0) kill(pid_, number);
+}
+
+std::optional<int> PgrailProcess::wait_exit(std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (running()) {
+        if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return exit_status_;
 }
 
 }  // namespace pgrail::test

@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 namespace pgrail::test {
@@ -13,9 +15,10 @@ public:
     // `pgrail serve` on a free port in front of the cluster's PostgreSQL and waits until
     // it accepts connections. The directory holds config, log and anything the test adds.
     // `upstream_host`: an address, or a directory holding the server's Unix socket;
-    // `upstream_port` 0: the cluster's PostgreSQL.
+    // `upstream_port` 0: the cluster's PostgreSQL. `upstream_extra`: more keys of the `upstream`
+    // map, e.g. ", connect_timeout_ms: 500".
     explicit PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host = "127.0.0.1",
-                           int upstream_port = 0);
+                           int upstream_port = 0, const std::string& upstream_extra = "");
     ~PgrailProcess();
     PgrailProcess(const PgrailProcess&) = delete;
     PgrailProcess& operator=(const PgrailProcess&) = delete;
@@ -27,17 +30,23 @@ public:
     [[nodiscard]] std::string conninfo(const std::string& user = "agent") const;
     void reload() const;  // SIGHUP
     [[nodiscard]] bool running() const;
+    void signal(int number) const;  // kill(2) while it runs
+    // The exit status once the process has exited within `timeout` (-1: ended by a signal);
+    // nullopt while it still runs.
+    [[nodiscard]] std::optional<int> wait_exit(std::chrono::milliseconds timeout) const;
 
     // A directory for the test's files (policies, migrations), created once per test run.
     static std::string make_temp_dir();
 
 private:
     // Starts pgrail on a fresh port; false when that port turned out to be taken.
-    bool start(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port);
+    bool start(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port,
+               const std::string& upstream_extra);
 
     std::string dir_;
     int port_ = 0;
-    pid_t pid_ = 0;
+    mutable pid_t pid_ = 0;                   // 0 once the process has been waited for
+    mutable std::optional<int> exit_status_;  // its status then
 };
 
 void write_file(const std::string& path, const std::string& text);

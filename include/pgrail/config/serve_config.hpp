@@ -12,12 +12,19 @@ struct ServeConfig {
     std::uint16_t listen_port = 6432;
     std::string upstream_host = "127.0.0.1";        // or, as in libpq, the directory of a Unix socket
     std::uint16_t upstream_port = 5432;
+    // How long pgrail waits for the server: for the TCP (or Unix socket) connection, and then for
+    // each of the server's turns of the login (after the startup packet, after each authentication
+    // message of the client) up to the first ReadyForQuery. Like libpq's connect_timeout and
+    // PgBouncer's server_connect_timeout; the client's own turns (a password typed by a person)
+    // are not counted: the whole login is bounded by 60 s (PostgreSQL's authentication_timeout).
     std::uint32_t connect_timeout_ms = 5000;
     unsigned workers = 0;                           // 0: one per core
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
     std::uint32_t max_analyzed_size = 4u << 20;     // bytes of statement text a policy analyses
     std::uint64_t max_buffered_size = 256u << 20;   // bytes of whole client messages, all sessions together
     std::uint32_t buffered_message_timeout_ms = 60000;  // longest wait for, or stall holding, that space
+    // SIGTERM: how long sessions may take to finish their transaction before they are ended.
+    std::uint32_t shutdown_timeout_ms = 30000;
     std::string log_level = "info";                 // trace debug info warn error critical off
     std::string log_format = "text";                // text | json
 

@@ -40,6 +40,9 @@ struct RunnerOptions {
     std::string pg_dump;               // default: $PGRAIL_PG_DUMP, PostgreSQL 15's, or PATH
 };
 
+// What an operator left a partial migration as (`pgrail migrate resolve V --as applied|pending`).
+enum class Resolution { applied, pending };
+
 struct StepResult {
     std::string version;
     std::string name;
@@ -76,9 +79,12 @@ public:
     // Rolls back, newest first, every applied migration with a version above `target`
     // ("0": all of them).
     std::vector<StepResult> down_to(const std::string& target);
-    // Operator's drift resolution: accept the current files of an applied migration
-    // (ledger checksum := files' checksum), or forget a vanished one (ledger row removed).
-    void resolve(const std::string& version);
+    // Operator's resolution (CLI only), never touching the schema. Drift (`as` empty): accept
+    // the current files of an applied migration (ledger checksum := files' checksum), or forget
+    // a vanished one (ledger row removed). Partial (a no-transaction script stopped partway,
+    // `as` required): the operator finished or undid its statements by hand and says which
+    // state that left: applied (ledger row written, or kept) or pending (row removed, or none).
+    void resolve(const std::string& version, std::optional<Resolution> as = std::nullopt);
     // Rollback proof in a scratch database (see docs/migrations.md); `version` empty: every
     // pending migration. Records a `verified` event per migration.
     std::vector<VerifyResult> verify(const std::optional<std::string>& version);

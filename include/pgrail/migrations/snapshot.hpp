@@ -37,7 +37,8 @@ public:
     // A statement sent by a migrator user is allowed when it is structurally equal (its parse
     // tree's canonical form compared whole, never a hash) to a
     // statement of the up script of a pending migration or of the down script of an
-    // applied one. Drifted and invalid migrations never match.
+    // applied one, or of either script of a partial one (finished or undone by hand before
+    // `pgrail migrate resolve`). Drifted and invalid migrations never match.
     [[nodiscard]] std::optional<Match> match(const sql::Statement& statement) const;
     [[nodiscard]] bool matches_statement(const sql::Statement& statement, Direction direction) const;
 

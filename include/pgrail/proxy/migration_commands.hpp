@@ -44,6 +44,12 @@ private:
     std::uint64_t refresh_published_ = 0;  // under mutex_
 };
 
+// `conninfo` (key=value or URI) with bounds for a short read of pgrail's own: connect_timeout
+// (from connect_timeout_ms, unless it names one), tcp_user_timeout and the server's
+// statement_timeout (added to its `options`). Unparseable text is returned as it is.
+[[nodiscard]] std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_timeout_ms,
+                                           std::uint32_t statement_timeout_ms);
+
 // A query whose result set is `table`: SELECT * FROM (VALUES ...) with typed, quoted literals.
 [[nodiscard]] std::string result_set_sql(const migrations::ResultTable& table);
 

@@ -16,6 +16,8 @@ TEST_CASE("an empty configuration gives the documented defaults") {
     CHECK(config.workers == 0);
     CHECK(config.policy_file.empty());
     CHECK(config.lock_wait_ms == 10000);
+    CHECK(config.connect_timeout_ms == 5000);
+    CHECK(config.shutdown_timeout_ms == 30000);
 }
 
 TEST_CASE("every key is read") {
@@ -27,6 +29,7 @@ max_message_size: 2048
 max_analyzed_size: 100000
 max_buffered_size: 4097
 buffered_message_timeout: 2s
+shutdown_timeout: 5s
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
@@ -42,6 +45,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.max_analyzed_size == 100000);
     CHECK(config.max_buffered_size == 4097);
     CHECK(config.buffered_message_timeout_ms == 2000);
+    CHECK(config.shutdown_timeout_ms == 5000);
     CHECK(config.log_format == "json");
     CHECK(config.audit_fsync);
     CHECK_FALSE(config.audit_redact_literals);

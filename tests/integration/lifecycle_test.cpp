@@ -1,0 +1,537 @@
+// pgrail's lifecycle under an operator's hand and a server's silence: the login's timeouts
+// (upstream.connect_timeout_ms), SIGHUP that never stops the listener, and the shutdown
+// (SIGTERM: sessions finish their transaction, then FATAL 57P01; SIGINT: at once; the exit status).
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+
+using namespace pgrail::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// A TCP port on the loopback that takes connections but never says a word: bound at once (a
+// connection is refused until listen()), then listening without ever calling accept(), as a
+// PostgreSQL whose postmaster is stopped (SIGSTOP) looks to a client: the kernel completes the
+// handshake, nobody answers.
+class SilentPort {
+public:
+    SilentPort() {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t size = sizeof address;
+        if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
+            getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+            if (fd_ >= 0) close(fd_);
+            throw std::runtime_error("the silent port cannot bind");
+        }
+        port_ = ntohs(address.sin_port);
+    }
+    ~SilentPort() { close(fd_); }
+    SilentPort(const SilentPort&) = delete;
+    SilentPort& operator=(const SilentPort&) = delete;
+
+    void listen_silently() {
+        if (listen(fd_, 64) != 0) throw std::runtime_error("the silent port cannot listen");
+    }
+    [[nodiscard]] int port() const { return port_; }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
+// Listens on a port of its own and runs `script` on each connection it accepts, each on a
+// thread of its own (as in upstream_test.cpp).
+class ScriptedServer {
+public:
+    using Script = std::function<void(int fd)>;
+
+    explicit ScriptedServer(Script script) : script_(std::move(script)) {
+        listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t size = sizeof address;
+        if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
+            listen(listen_fd_, 8) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+            if (listen_fd_ >= 0) close(listen_fd_);
+            throw std::runtime_error("the scripted server cannot listen");
+        }
+        port_ = ntohs(address.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~ScriptedServer() {
+        shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+        thread_.join();
+        for (auto& connection : connections_) connection.join();
+        close(listen_fd_);
+    }
+    ScriptedServer(const ScriptedServer&) = delete;
+    ScriptedServer& operator=(const ScriptedServer&) = delete;
+
+    [[nodiscard]] int port() const { return port_; }
+
+private:
+    void serve() {
+        while (true) {
+            const int fd = accept(listen_fd_, nullptr, nullptr);
+            if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+            if (fd < 0) return;  // shut down
+            connections_.emplace_back([this, fd] {
+                try {
+                    script_(fd);
+                } catch (const std::exception&) {
+                    // pgrail hung up: what the test checks is on the client's side.
+                }
+                close(fd);
+            });
+        }
+    }
+
+    Script script_;
+    int listen_fd_ = -1;
+    int port_ = 0;
+    std::thread thread_;
+    std::vector<std::thread> connections_;
+};
+
+// Exactly n bytes from pgrail, or throws at EOF or after a minute.
+std::string receive_n(int fd, std::size_t n) {
+    std::string bytes;
+    while (bytes.size() < n) {
+        pollfd ready{fd, POLLIN, 0};
+        if (poll(&ready, 1, 60000) <= 0) throw std::runtime_error("the scripted server waited in vain");
+        char chunk[4096];
+        const auto got = recv(fd, chunk, std::min(sizeof chunk, n - bytes.size()), 0);
+        if (got <= 0) throw std::runtime_error("the scripted server's peer closed");
+        bytes.append(chunk, static_cast<std::size_t>(got));
+    }
+    return bytes;
+}
+
+std::string receive_startup(int fd) {
+    auto bytes = receive_n(fd, 4);
+    return bytes + receive_n(fd, from_be32(bytes) - 4);
+}
+
+std::string receive_message(int fd) {
+    auto bytes = receive_n(fd, 5);
+    return bytes + receive_n(fd, from_be32(bytes.substr(1)) - 4);
+}
+
+// Waits until pgrail hangs up (or a minute passes).
+void wait_for_close(int fd) {
+    while (true) (void)receive_n(fd, 1);
+}
+
+const std::string cleartext_request = message('R', be32(3));
+
+// The one message a client got before pgrail closed its connection, which must be an error.
+std::map<char, std::string> last_words(RawSocket& client, std::chrono::milliseconds timeout = 10s) {
+    const auto messages = split_messages(client.read_until_close(timeout));
+    CHECK(client.eof());
+    REQUIRE(!messages.empty());
+    REQUIRE(messages.back().type == 'E');
+    return error_fields(messages.back().body);
+}
+
+void check_terminated(const std::map<char, std::string>& fields) {
+    CHECK(fields.at('S') == "FATAL");
+    CHECK(fields.at('C') == "57P01");
+    CHECK(fields.at('M') == "terminating connection due to administrator command");
+}
+
+void log_in_plain(RawSocket& raw, const std::string& database) {
+    raw.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", database}}));
+    REQUIRE(raw.read_exactly(9) == std::string("R\0\0\0\x08\0\0\0\x03", 9));
+    raw.send(password_message("plainuser"));
+    REQUIRE(read_until_ready(raw).back().type == 'Z');
+}
+
+// Sends a simple Query and returns its answer up to ReadyForQuery.
+std::vector<BackendMessage> ask(RawSocket& raw, const std::string& sql) {
+    raw.send(query_message(sql));
+    return read_until_ready(raw);
+}
+
+char status_of(const std::vector<BackendMessage>& answer) {
+    REQUIRE(!answer.empty());
+    REQUIRE(answer.back().type == 'Z');
+    REQUIRE(answer.back().body.size() == 1);
+    return answer.back().body[0];
+}
+
+bool has_error(const std::vector<BackendMessage>& answer) {
+    return std::any_of(answer.begin(), answer.end(), [](const auto& m) { return m.type == 'E'; });
+}
+
+bool refuses_connections(int port) {
+    try {
+        RawSocket probe(port);
+        return false;
+    } catch (const std::exception& e) {
+        return std::string(e.what()).find("refused") != std::string::npos;
+    }
+}
+
+std::string unique_name(const std::string& prefix) {
+    std::random_device random;
+    return prefix + std::to_string(random() % 1000000000);
+}
+
+// A table plainuser may write, in the cluster's database, dropped again at the end.
+struct ScratchTable {
+    std::string name = unique_name("lifecycle_");
+    ScratchTable() {
+        auto conn = admin();
+        REQUIRE(run(conn.get(), "CREATE TABLE " + name + " (id int)").at(0).status == "PGRES_COMMAND_OK");
+        REQUIRE(run(conn.get(), "GRANT SELECT, INSERT ON " + name + " TO plainuser").at(0).status == "PGRES_COMMAND_OK");
+    }
+    ~ScratchTable() {
+        auto conn = admin();
+        (void)run(conn.get(), "DROP TABLE IF EXISTS " + name);
+    }
+    [[nodiscard]] std::string rows() const {
+        auto conn = admin();
+        return scalar(conn.get(), "SELECT count(*) FROM " + name);
+    }
+};
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+// --- The login's timeouts -----------------------------------------------------------------
+
+TEST_CASE("a server that accepts the connection and never answers the login: FATAL 08006 within the timeout",
+          "[lifecycle]") {
+    // Both ways a server can be silent: a process that accepts and reads but never writes, and a
+    // listen queue nobody takes connections from (the postmaster stopped).
+    const auto check_silent_server = [](int port) {
+        PgrailProcess pgrail("", "127.0.0.1", port, ", connect_timeout_ms: 500");
+        for (int attempt = 0; attempt < 2; ++attempt) {  // and pgrail goes on serving the next client
+            RawSocket client(pgrail.port());
+            const auto start = Clock::now();
+            client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
+            const auto fields = last_words(client);
+            CHECK(seconds_since(start) < 5.0);
+            CHECK(fields.at('S') == "FATAL");
+            CHECK(fields.at('C') == "08006");
+            CHECK_THAT(fields.at('M'), Catch::Contains("did not answer the login within 500 ms") &&
+                                           Catch::Contains("127.0.0.1:" + std::to_string(port)) &&
+                                           Catch::Contains("upstream.connect_timeout_ms"));
+        }
+        CHECK(pgrail.running());
+        CHECK_THAT(pgrail.log(), Catch::Contains("did not answer within 500 ms during the login"));
+    };
+    SECTION("a server that reads the startup packet and says nothing") {
+        ScriptedServer server([](int fd) {
+            receive_startup(fd);
+            wait_for_close(fd);
+        });
+        check_silent_server(server.port());
+    }
+    SECTION("a listen queue nobody accepts from") {
+        SilentPort port;
+        port.listen_silently();
+        check_silent_server(port.port());
+    }
+}
+
+TEST_CASE("a server that goes silent after the client's password: FATAL 08006; the client's own time is not counted",
+          "[lifecycle]") {
+    ScriptedServer server([](int fd) {
+        receive_startup(fd);
+        write_fd(fd, cleartext_request);
+        receive_message(fd);  // the password; then nothing more
+        wait_for_close(fd);
+    });
+    PgrailProcess pgrail("", "127.0.0.1", server.port(), ", connect_timeout_ms: 500");
+    RawSocket client(pgrail.port());
+    client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
+    REQUIRE(client.read_exactly(cleartext_request.size()) == cleartext_request);
+    // A person types the password: three times the server's timeout, and no timeout for that.
+    std::this_thread::sleep_for(1500ms);
+    const auto start = Clock::now();
+    client.send(password_message("agent"));
+    const auto fields = last_words(client);
+    CHECK(seconds_since(start) < 5.0);
+    CHECK(fields.at('S') == "FATAL");
+    CHECK(fields.at('C') == "08006");
+    CHECK_THAT(fields.at('M'), Catch::Contains("did not answer the login within 500 ms"));
+    CHECK(pgrail.running());
+}
+
+TEST_CASE("the login timeout leaves a real server's login alone", "[lifecycle]") {
+    // Startup, a password round trip and the backend's start: each turn well inside 500 ms.
+    PgrailProcess pgrail("", "127.0.0.1", 0, ", connect_timeout_ms: 500");
+    for (int i = 0; i < 3; ++i) {
+        RawSocket client(pgrail.port());
+        log_in_plain(client, Cluster::get().database);
+        CHECK(status_of(ask(client, "SELECT 1")) == 'I');
+    }
+}
+
+// --- SIGHUP -------------------------------------------------------------------------------
+
+TEST_CASE("SIGHUP while the migrator's database does not answer: the listener and the sessions go on",
+          "[lifecycle]") {
+    SilentPort migrator_port;  // refuses connections until listen_silently()
+    PgrailProcess pgrail("policy: " + source_dir() + "/policies/default.yaml\n" + "migrations: {dir: " +
+                         source_dir() + "/migrations, migrator: \"host=127.0.0.1 port=" +
+                         std::to_string(migrator_port.port()) + " dbname=app user=app_owner password=app_owner\"}\n");
+    // At start the ledger could not be read (refused): that was quick.
+    REQUIRE(eventually([&] { return count_occurrences(pgrail.log(), "cannot read the ledger") == 1; }, 10s));
+    auto before = try_connect(pgrail.conninfo());
+    REQUIRE(PQstatus(before.get()) == CONNECTION_OK);
+
+    migrator_port.listen_silently();  // from now on the ledger read waits for an answer
+    pgrail.reload();
+    REQUIRE(eventually([&] { return pgrail.log().find("received SIGHUP: reloading") != std::string::npos; }, 5s));
+    const auto start = Clock::now();
+    auto fresh = try_connect(pgrail.conninfo());
+    REQUIRE(PQstatus(fresh.get()) == CONNECTION_OK);
+    CHECK(scalar(fresh.get(), "SELECT 1") == "1");
+    CHECK(scalar(before.get(), "SELECT 2") == "2");
+    CHECK(seconds_since(start) < 1.0);
+    // The reload was still waiting for the database all that time ...
+    CHECK(count_occurrences(pgrail.log(), "cannot read the ledger") == 1);
+    // ... and a SIGHUP meanwhile is not lost: it runs after it.
+    pgrail.reload();
+    REQUIRE(eventually([&] { return pgrail.log().find("SIGHUP during a reload") != std::string::npos; }, 5s));
+    // The wait is bounded (libpq's connect_timeout, from upstream.connect_timeout_ms: 5 s).
+    CHECK(eventually([&] { return count_occurrences(pgrail.log(), "cannot read the ledger") == 3; }, 30s));
+    CHECK(scalar(fresh.get(), "SELECT 3") == "3");
+}
+
+// --- Shutdown -----------------------------------------------------------------------------
+
+TEST_CASE("SIGTERM: an idle session gets FATAL 57P01 at once and pgrail exits 0", "[lifecycle]") {
+    PgrailProcess pgrail("shutdown_timeout: 30s\n");
+    RawSocket idle(pgrail.port());
+    log_in_plain(idle, Cluster::get().database);
+    CHECK(status_of(ask(idle, "SELECT 1")) == 'I');
+    const auto start = Clock::now();
+    pgrail.signal(SIGTERM);
+    check_terminated(last_words(idle));
+    CHECK(seconds_since(start) < 5.0);
+    CHECK(pgrail.wait_exit(5s) == std::optional<int>(0));
+}
+
+TEST_CASE("SIGTERM: a transaction finishes, a running statement is answered, new connections are refused",
+          "[lifecycle]") {
+    ScratchTable table;
+    PgrailProcess pgrail("shutdown_timeout: 30s\n");
+    const auto& database = Cluster::get().database;
+    RawSocket in_transaction(pgrail.port());
+    log_in_plain(in_transaction, database);
+    CHECK(status_of(ask(in_transaction, "BEGIN")) == 'T');
+    CHECK(status_of(ask(in_transaction, "INSERT INTO " + table.name + " VALUES (1)")) == 'T');
+    RawSocket running(pgrail.port());
+    log_in_plain(running, database);
+    running.send(query_message("SELECT pg_sleep(1.5)"));
+    RawSocket idle(pgrail.port());
+    log_in_plain(idle, database);
+    std::this_thread::sleep_for(200ms);  // the pg_sleep is under way
+
+    pgrail.signal(SIGTERM);
+    check_terminated(last_words(idle, 5s));
+    CHECK(eventually([&] { return refuses_connections(pgrail.port()); }, 5s));
+
+    // The statement under way is answered, then the session ends.
+    const auto slept = read_until_ready(running);
+    CHECK(!has_error(slept));
+    CHECK(std::any_of(slept.begin(), slept.end(), [](const auto& m) { return m.type == 'D'; }));
+    check_terminated(last_words(running, 5s));
+
+    // The transaction goes on to its end, then the session ends.
+    CHECK(status_of(ask(in_transaction, "INSERT INTO " + table.name + " VALUES (2)")) == 'T');
+    const auto committed = ask(in_transaction, "COMMIT");
+    CHECK(!has_error(committed));
+    CHECK(status_of(committed) == 'I');
+    check_terminated(last_words(in_transaction, 5s));
+    CHECK(table.rows() == "2");
+    CHECK(pgrail.wait_exit(10s) == std::optional<int>(0));
+    CHECK_THAT(pgrail.log(), Catch::Contains("received SIGTERM") && Catch::Contains("exit status 0"));
+}
+
+TEST_CASE("SIGTERM: a transaction that outlasts shutdown_timeout is ended at the deadline, exit status 1",
+          "[lifecycle]") {
+    ScratchTable table;
+    PgrailProcess pgrail("shutdown_timeout: 1s\n");
+    RawSocket client(pgrail.port());
+    log_in_plain(client, Cluster::get().database);
+    CHECK(status_of(ask(client, "BEGIN")) == 'T');
+    CHECK(status_of(ask(client, "INSERT INTO " + table.name + " VALUES (1)")) == 'T');
+    pgrail.signal(SIGTERM);
+    CHECK(status_of(ask(client, "SELECT 1")) == 'T');  // still served before the deadline
+    check_terminated(last_words(client, 10s));
+    CHECK(table.rows() == "0");  // never committed: rolled back
+    CHECK(pgrail.wait_exit(10s) == std::optional<int>(1));
+}
+
+TEST_CASE("SIGINT: a session inside a transaction gets FATAL 57P01 at once, exit status 1", "[lifecycle]") {
+    ScratchTable table;
+    PgrailProcess pgrail("shutdown_timeout: 60s\n");
+    RawSocket client(pgrail.port());
+    log_in_plain(client, Cluster::get().database);
+    CHECK(status_of(ask(client, "BEGIN")) == 'T');
+    CHECK(status_of(ask(client, "INSERT INTO " + table.name + " VALUES (1)")) == 'T');
+    RawSocket busy(pgrail.port());
+    log_in_plain(busy, Cluster::get().database);
+    busy.send(query_message("SELECT pg_sleep(60)"));
+    std::this_thread::sleep_for(200ms);
+    const auto start = Clock::now();
+    pgrail.signal(SIGINT);
+    check_terminated(last_words(client, 5s));
+    const auto busy_fields = last_words(busy, 5s);
+    check_terminated(busy_fields);
+    CHECK(seconds_since(start) < 5.0);
+    CHECK(pgrail.wait_exit(10s) == std::optional<int>(1));
+    CHECK(table.rows() == "0");
+    // The pg_sleep was cancelled on the server, not left running for its minute.
+    auto conn = admin();
+    CHECK(eventually([&] { return scalar(conn.get(), "SELECT count(*) FROM pg_stat_activity WHERE query = "
+                                                     "'SELECT pg_sleep(60)' AND state = 'active'") == "0"; },
+                     5s));
+}
+
+TEST_CASE("SIGINT with only idle sessions exits 0; SIGINT after SIGTERM hurries the shutdown", "[lifecycle]") {
+    SECTION("idle sessions only") {
+        PgrailProcess pgrail("");
+        RawSocket idle(pgrail.port());
+        log_in_plain(idle, Cluster::get().database);
+        pgrail.signal(SIGINT);
+        check_terminated(last_words(idle, 5s));
+        CHECK(pgrail.wait_exit(5s) == std::optional<int>(0));
+    }
+    SECTION("SIGTERM, then SIGINT") {
+        PgrailProcess pgrail("shutdown_timeout: 60s\n");
+        RawSocket client(pgrail.port());
+        log_in_plain(client, Cluster::get().database);
+        CHECK(status_of(ask(client, "BEGIN")) == 'T');
+        pgrail.signal(SIGTERM);
+        CHECK(status_of(ask(client, "SELECT 1")) == 'T');
+        pgrail.signal(SIGINT);
+        check_terminated(last_words(client, 5s));
+        CHECK(pgrail.wait_exit(5s) == std::optional<int>(1));
+    }
+}
+
+// --- Shutdown during an in-band migration ---------------------------------------------------
+
+namespace {
+
+// A database of the test's own holding the seed scenario (profiles), and a pgrail whose
+// migrator applies migrations/ to it.
+struct SeedDatabase {
+    std::string name = unique_name("lifecycle_seed_");
+    SeedDatabase() {
+        auto conn = admin();
+        REQUIRE(run(conn.get(), "CREATE DATABASE " + name + " OWNER app_owner").at(0).status == "PGRES_COMMAND_OK");
+        Conn owner(PQconnectdb(conninfo_for("app_owner").c_str()));
+        REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+        REQUIRE(run(owner.get(), read_file(source_dir() + "/examples/seed.sql")).back().status == "PGRES_COMMAND_OK");
+    }
+    ~SeedDatabase() {
+        auto conn = admin();
+        (void)run(conn.get(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    }
+    [[nodiscard]] std::string conninfo_for(const std::string& user) const {
+        return "host=127.0.0.1 port=" + std::to_string(Cluster::get().pg_port) + " dbname=" + name + " user=" + user +
+               " password=" + user;
+    }
+    [[nodiscard]] std::string timezone_columns() const {
+        Conn conn(PQconnectdb(conninfo_for("app_owner").c_str()));
+        return scalar(conn.get(), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' "
+                                  "AND column_name = 'timezone'");
+    }
+};
+
+// A migration under way: its ALTER waits for a lock another session holds on profiles.
+struct MigrationUnderWay {
+    SeedDatabase db;
+    PgrailProcess pgrail;
+    Conn locker;
+    RawSocket client;
+
+    MigrationUnderWay()
+        : pgrail("policy: " + source_dir() + "/policies/default.yaml\n" + "shutdown_timeout: 30s\n" +
+                 "migrations: {dir: " + source_dir() + "/migrations, lock_timeout: 30s, migrator: \"" +
+                 db.conninfo_for("app_owner") + "\"}\n"),
+          locker(PQconnectdb(db.conninfo_for("app_owner").c_str())),
+          client(pgrail.port()) {
+        REQUIRE(PQstatus(locker.get()) == CONNECTION_OK);
+        REQUIRE(run(locker.get(), "BEGIN; LOCK TABLE profiles IN ACCESS SHARE MODE").back().status ==
+                "PGRES_COMMAND_OK");
+        log_in_plain(client, db.name);
+        client.send(query_message("SELECT * FROM pgrail.migrate_up()"));
+        auto observer = admin();
+        REQUIRE(eventually(
+            [&] {
+                return scalar(observer.get(), "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name +
+                                                  "' AND wait_event_type = 'Lock' AND query ILIKE '%ALTER TABLE%'") ==
+                       "1";
+            },
+            10s));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("SIGTERM during an in-band migration: it finishes, its client gets the result, then 57P01, exit 0",
+          "[lifecycle]") {
+    MigrationUnderWay migration;
+    migration.pgrail.signal(SIGTERM);
+    std::this_thread::sleep_for(500ms);
+    CHECK(migration.pgrail.running());  // waiting for the migration, not cutting it
+    CHECK(eventually([&] { return refuses_connections(migration.pgrail.port()); }, 5s));
+    REQUIRE(run(migration.locker.get(), "COMMIT").at(0).status == "PGRES_COMMAND_OK");  // the ALTER goes on
+
+    const auto answer = read_until_ready(migration.client);
+    CHECK(!has_error(answer));
+    CHECK(std::any_of(answer.begin(), answer.end(),
+                      [](const auto& m) { return m.type == 'D' && m.body.find("20261125090000") != std::string::npos; }));
+    check_terminated(last_words(migration.client, 5s));
+    CHECK(migration.db.timezone_columns() == "1");
+    CHECK(migration.pgrail.wait_exit(10s) == std::optional<int>(0));
+}
+
+TEST_CASE("SIGINT during an in-band migration: it rolls back, its client hears so, then 57P01, exit 1",
+          "[lifecycle]") {
+    MigrationUnderWay migration;
+    migration.pgrail.signal(SIGINT);
+    const auto answer = read_until_ready(migration.client);  // without the lock being released
+    REQUIRE(has_error(answer));
+    const auto error = std::find_if(answer.begin(), answer.end(), [](const auto& m) { return m.type == 'E'; });
+    const auto fields = error_fields(error->body);
+    CHECK(fields.at('S') == "ERROR");
+    CHECK_THAT(fields.at('M') + " " + (fields.count('D') ? fields.at('D') : ""), Catch::Contains("rolled back"));
+    check_terminated(last_words(migration.client, 5s));
+    CHECK(migration.pgrail.wait_exit(10s) == std::optional<int>(1));
+    (void)run(migration.locker.get(), "COMMIT");
+    CHECK(migration.db.timezone_columns() == "0");
+}
