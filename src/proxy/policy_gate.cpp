@@ -20,10 +20,6 @@ protocol::ErrorMessage error_of(const policy::Decision& decision) {
     return {"ERROR", decision.sqlstate, decision.message, decision.detail, decision.hint};
 }
 
-protocol::ErrorMessage audit_unavailable() {
-    return {"ERROR", "58030", "pgrail: the audit log cannot be written, so the statement was not run", {},
-            "Ask the operator to check pgrail's audit file and disk."};
-}
 
 nlohmann::json session_fields(const SessionContext& session) {
     return {{"session_id", session.session_id},
@@ -127,7 +123,13 @@ bool PolicyGate::quick(std::string_view sql) {
     return cache_.find(sql) != nullptr;
 }
 
-GateVerdict PolicyGate::check(const SessionContext& session, MessageKind, std::string_view sql) {
+GateVerdict PolicyGate::check(const SessionContext& session, MessageKind kind, std::string_view sql) {
+    GateVerdict verdict = check_deferred(session, kind, sql);
+    settle_audit(verdict);
+    return verdict;
+}
+
+GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKind, std::string_view sql) {
     auto& state = thread_state();
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
@@ -169,9 +171,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     if (decision.action == policy::Decision::Action::allow) {
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run.
-        if (!changes_schema(analysis) || audit_schema_change(session, decision, analysis, sql)) return verdict;
-        verdict.kind = GateVerdict::Kind::refuse;
-        verdict.error = audit_unavailable();
+        if (changes_schema(analysis)) verdict.write_audit = writer(session, schema_change_event(session, decision, analysis, sql));
         return verdict;
     }
 
@@ -183,10 +183,10 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
         return verdict;
     }
 
-    const bool written = audit_statement(session, decision, analysis, sql);
-    if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
+    verdict.write_audit = writer(session, refusal_event(session, decision, analysis, sql));
+    if (!decision.enforced) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
-    verdict.error = written ? error_of(decision) : audit_unavailable();
+    verdict.error = error_of(decision);
     // Text that does not parse runs not at all on PostgreSQL (it parses a whole Query first).
     verdict.refused_offset = !analysis.error && decision.statement_index < analysis.statements.size()
                                  ? analysis.statements[decision.statement_index].offset
@@ -207,7 +207,7 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
     GateVerdict verdict;
     if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
-    verdict.error = written ? error_of(decision) : audit_unavailable();
+    verdict.error = written ? error_of(decision) : audit_unavailable_error();
     return verdict;
 }
 
@@ -221,13 +221,13 @@ std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionCon
     add_decision_fields(event, decision);
     const bool written = audit_log_->record(std::move(event));
     if (!decision.enforced && written) return std::nullopt;
-    auto error = written ? error_of(decision) : audit_unavailable();
+    auto error = written ? error_of(decision) : audit_unavailable_error();
     error.severity = "FATAL";
     return error;
 }
 
-bool PolicyGate::audit_schema_change(const SessionContext& session, const policy::Decision& decision,
-                                     const sql::Analysis& analysis, std::string_view sql) {
+nlohmann::json PolicyGate::schema_change_event(const SessionContext& session, const policy::Decision& decision,
+                                               const sql::Analysis& analysis, std::string_view sql) const {
     auto event = session_fields(session);
     event["event"] = "schema_change_forwarded";
     event["rule"] = decision.rule;
@@ -243,15 +243,11 @@ bool PolicyGate::audit_schema_change(const SessionContext& session, const policy
                               {"statement", redact_literals_ ? sql::normalize(text, session.lexing) : std::string(text)}});
     }
     event["statements"] = std::move(statements);
-    if (!audit_log_->record(std::move(event))) {
-        spdlog::error("session {}: audit log write failed", session.session_id);
-        return false;
-    }
-    return true;
+    return event;
 }
 
-bool PolicyGate::audit_statement(const SessionContext& session, const policy::Decision& decision,
-                                 const sql::Analysis& analysis, std::string_view sql) {
+nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const policy::Decision& decision,
+                                         const sql::Analysis& analysis, std::string_view sql) const {
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
     if (decision.statement_index < analysis.statements.size()) {
@@ -284,11 +280,15 @@ bool PolicyGate::audit_statement(const SessionContext& session, const policy::De
         event["parse_error"] = redact_literals_ ? without_quoted_text(message) : message;
         if (redact_literals_) event["message"] = without_quoted_text(decision.message);
     }
-    if (!audit_log_->record(std::move(event))) {
-        spdlog::error("session {}: audit log write failed", session.session_id);
+    return event;
+}
+
+std::function<bool()> PolicyGate::writer(const SessionContext& session, nlohmann::json event) const {
+    return [log = audit_log_, session_id = session.session_id, event = std::move(event)]() mutable {
+        if (log->record(std::move(event))) return true;
+        spdlog::error("session {}: audit log write failed", session_id);
         return false;
-    }
-    return true;
+    };
 }
 
 }  // namespace pgrail::proxy

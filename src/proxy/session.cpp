@@ -699,7 +699,10 @@ awaitable<void> Session::client_to_server() {
                 // (Not a conditional expression: GCC 12 miscompiles co_await inside one.)
                 GateVerdict verdict;
                 if (shared_.gate->quick(statement->sql)) {
-                    verdict = shared_.gate->check(context_, statement->kind, statement->sql);
+                    verdict = shared_.gate->check_deferred(context_, statement->kind, statement->sql);
+                    // An audit line may wait for an fsync: written on the audit pool, so that
+                    // one session's refusals do not stall this thread's other sessions.
+                    if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
                 } else {
                     verdict = co_await check_elsewhere(*statement);
                 }
@@ -810,6 +813,15 @@ awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
     };
     return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
         initiate, asio::use_awaitable, std::move(work));
+}
+
+awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
+    auto write = [write_audit = std::move(verdict.write_audit)] { return write_audit(); };
+    verdict.write_audit = nullptr;
+    const bool written = co_await run_on_pool<bool>(shared_.audit_pool, write);
+    if (written) co_return;
+    verdict.write_audit = [] { return false; };
+    settle_audit(verdict);  // the refusal that stands for an unwritten line
 }
 
 // A long new text is analysed on the analysis pool, so this thread's other sessions keep moving.

@@ -53,6 +53,7 @@ struct ServerShared {
     std::shared_ptr<InbandCommands> inband;  // null: in-band commands are not configured
     boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
     boost::asio::thread_pool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts)
+    boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
     CancelRegistry cancel_registry;
     BufferBudget client_buffers;  // whole client messages held for inspection, by all sessions
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
@@ -137,6 +138,8 @@ private:
     // A Query's or Parse's statement text (nullopt and a protocol violation when malformed).
     [[nodiscard]] std::optional<ClientStatement> statement_of(char tag, std::string_view frame);
     awaitable<GateVerdict> check_elsewhere(const ClientStatement& statement);
+    // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
+    awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
     // Forwards, refuses or substitutes per the verdict; an intercept is left to run_intercept.
     void apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
                Outbound& out);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,7 @@ public:
                bool redact_literals, std::size_t max_analyzed_size);
 
     GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) override;
+    GateVerdict check_deferred(const SessionContext& session, MessageKind kind, std::string_view sql) override;
     // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
     bool quick(std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
@@ -35,13 +37,13 @@ public:
     [[nodiscard]] sql::AnalysisCache& cache() { return cache_; }
 
 private:
-    // Writes the audit line; false if it could not be written (the caller then fails closed).
-    bool audit_statement(const SessionContext& session, const policy::Decision& decision, const sql::Analysis& analysis,
-                         std::string_view sql);
-
-    // The audit line of an allowed schema change; false if it could not be written.
-    bool audit_schema_change(const SessionContext& session, const policy::Decision& decision,
-                             const sql::Analysis& analysis, std::string_view sql);
+    // The audit lines of a refusal and of an allowed schema change.
+    nlohmann::json refusal_event(const SessionContext& session, const policy::Decision& decision,
+                                 const sql::Analysis& analysis, std::string_view sql) const;
+    nlohmann::json schema_change_event(const SessionContext& session, const policy::Decision& decision,
+                                       const sql::Analysis& analysis, std::string_view sql) const;
+    // A verdict's write_audit for this event.
+    std::function<bool()> writer(const SessionContext& session, nlohmann::json event) const;
     struct ThreadState;
     // The calling worker thread's copies of the policy and matcher (refreshed when the
     // generation moves) and its small lock-free caches of analyses, by text and by shape.

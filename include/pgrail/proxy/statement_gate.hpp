@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,12 +37,40 @@ struct GateVerdict {
     // intercept: one of pgrail's in-band commands (pgrail.status() ...), with its arguments.
     std::string command;
     std::vector<std::string> arguments;
+    // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
+    // schema change). It may wait for an fsync, so a session runs it off its I/O thread
+    // (settle_audit); when it fails, the statement is refused instead.
+    std::function<bool()> write_audit;
 };
+
+// The error of a statement whose audit line could not be written: it does not run.
+inline protocol::ErrorMessage audit_unavailable_error() {
+    return {"ERROR", "58030", "pgrail: the audit log cannot be written, so the statement was not run", {},
+            "Ask the operator to check pgrail's audit file and disk."};
+}
+
+// Writes the verdict's audit line, if it has one, and settles the verdict: the statement is
+// refused when the line could not be written.
+inline void settle_audit(GateVerdict& verdict) {
+    if (!verdict.write_audit) return;
+    const bool written = verdict.write_audit();
+    verdict.write_audit = nullptr;
+    if (written) return;
+    verdict.kind = GateVerdict::Kind::refuse;
+    verdict.error = audit_unavailable_error();
+    verdict.refused_offset = 0;
+}
 
 class StatementGate {
 public:
     virtual ~StatementGate() = default;
     [[nodiscard]] virtual GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) = 0;
+    // check() without writing the audit line: the caller settles it (settle_audit), off an I/O
+    // thread when the audit waits for fsync.
+    [[nodiscard]] virtual GateVerdict check_deferred(const SessionContext& session, MessageKind kind,
+                                                     std::string_view sql) {
+        return check(session, kind, sql);
+    }
     // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
     // while it runs; otherwise the session runs check() on another thread.
     [[nodiscard]] virtual bool quick(std::string_view sql) = 0;
