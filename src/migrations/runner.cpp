@@ -506,8 +506,14 @@ bool passing_verify(pqxx::connection& conn, const std::string& version, const st
 StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const std::string& actor,
                     const Migration& migration, Direction direction) {
     const Script& script = direction == Direction::up ? migration.up : migration.down;
-    const auto started = std::chrono::steady_clock::now();
     const std::string event = direction == Direction::up ? "applied" : "rolled_back";
+    // The intent is on record before the schema changes: a migration whose audit line cannot
+    // be written does not run (58030 from write_audit, nothing done).
+    auto intent = audit_record(direction == Direction::up ? "apply_started" : "rollback_started", migration, actor, 0, true);
+    intent["direction"] = to_string(direction);
+    intent.erase("outcome");
+    write_audit(options, intent);
+    const auto started = std::chrono::steady_clock::now();
     const auto failure = detail::run_script(
         conn, script, {options.lock_timeout, options.statement_timeout},
         [&](pqxx::transaction_base& tx) {
@@ -606,7 +612,12 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
         write_audit(options, record);
         throw error;
     }
-    write_audit(options, audit_record(event, migration, actor, duration, true));
+    // Committed: the client is told so even if the outcome's audit line cannot be written (the
+    // intent line and the ledger's event record it); never "failed" for a change that is done.
+    try {
+        write_audit(options, audit_record(event, migration, actor, duration, true));
+    } catch (const MigrationError&) {
+    }
     return {migration.version, migration.name, migration.checksum, direction, duration};
 }
 

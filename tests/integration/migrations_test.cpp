@@ -77,13 +77,19 @@ private:
     std::string name_;
 };
 
+// The runner's audit records: outcomes in `records`, the intent written before each script runs
+// in `intents`. `fail_from`: the sink refuses from that record on (a full disk).
 struct AuditCapture {
     std::mutex mutex;
     std::vector<nlohmann::json> records;
+    std::vector<nlohmann::json> intents;
+    std::size_t fail_from = static_cast<std::size_t>(-1);
     AuditSink sink() {
         return [this](const nlohmann::json& record) {
             std::lock_guard lock(mutex);
-            records.push_back(record);
+            if (records.size() + intents.size() >= fail_from) return false;
+            const auto event = record.value("event", "");
+            (event.ends_with("_started") ? intents : records).push_back(record);
             return true;
         };
     }
@@ -970,4 +976,30 @@ TEST_CASE("in-band: the failure, pgrail.status() and a retry of a partial migrat
     CHECK(indexes(db) == "t_a");
     CHECK(events(db) == "1:applied,2:failed");
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a migration runs only once its intent is on record, and a committed one is never reported failed",
+          "[migrations][audit]") {
+    // Issue 13: a full disk must not let a schema change through unrecorded, nor tell the client
+    // "failed" for a change that committed.
+    TestDatabase db;
+    const auto registry = registry_of({{"1_a.up.sql", "CREATE TABLE audited_a (id int);"},
+                                       {"1_a.down.sql", "DROP TABLE audited_a;"}});
+    {
+        AuditCapture audit;
+        audit.fail_from = 0;  // not even the intent can be written
+        Runner runner = runner_for(db, registry, &audit);
+        CHECK_THROWS_AS(runner.up(std::nullopt), MigrationError);
+        CHECK(db.query("SELECT to_regclass('audited_a')") == "<null>");
+    }
+    {
+        AuditCapture audit;
+        audit.fail_from = 1;  // the intent is written, the outcome's line is not
+        Runner runner = runner_for(db, registry, &audit);
+        CHECK(runner.up(std::nullopt).size() == 1);  // committed: reported as done
+        CHECK(db.query("SELECT to_regclass('audited_a')") == "audited_a");
+        REQUIRE(audit.intents.size() == 1);
+        CHECK(audit.intents[0]["event"] == "apply_started");
+        CHECK(audit.intents[0]["version"] == "1");
+    }
 }
