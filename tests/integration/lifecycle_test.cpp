@@ -21,6 +21,7 @@
 
 #include "cluster.hpp"
 #include "pgrail_process.hpp"
+#include "scripted_server.hpp"
 
 using namespace pgrail::test;
 using namespace std::chrono_literals;
@@ -61,74 +62,6 @@ private:
     int port_ = 0;
 };
 
-// Listens on a port of its own and runs `script` on each connection it accepts, each on a
-// thread of its own (as in upstream_test.cpp).
-class ScriptedServer {
-public:
-    using Script = std::function<void(int fd)>;
-
-    explicit ScriptedServer(Script script) : script_(std::move(script)) {
-        listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t size = sizeof address;
-        if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-            listen(listen_fd_, 8) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-            if (listen_fd_ >= 0) close(listen_fd_);
-            throw std::runtime_error("the scripted server cannot listen");
-        }
-        port_ = ntohs(address.sin_port);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~ScriptedServer() {
-        shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
-        thread_.join();
-        for (auto& connection : connections_) connection.join();
-        close(listen_fd_);
-    }
-    ScriptedServer(const ScriptedServer&) = delete;
-    ScriptedServer& operator=(const ScriptedServer&) = delete;
-
-    [[nodiscard]] int port() const { return port_; }
-
-private:
-    void serve() {
-        while (true) {
-            const int fd = accept(listen_fd_, nullptr, nullptr);
-            if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
-            if (fd < 0) return;  // shut down
-            connections_.emplace_back([this, fd] {
-                try {
-                    script_(fd);
-                } catch (const std::exception&) {
-                    // pgrail hung up: what the test checks is on the client's side.
-                }
-                close(fd);
-            });
-        }
-    }
-
-    Script script_;
-    int listen_fd_ = -1;
-    int port_ = 0;
-    std::thread thread_;
-    std::vector<std::thread> connections_;
-};
-
-// Exactly n bytes from pgrail, or throws at EOF or after a minute.
-std::string receive_n(int fd, std::size_t n) {
-    std::string bytes;
-    while (bytes.size() < n) {
-        pollfd ready{fd, POLLIN, 0};
-        if (poll(&ready, 1, 60000) <= 0) throw std::runtime_error("the scripted server waited in vain");
-        char chunk[4096];
-        const auto got = recv(fd, chunk, std::min(sizeof chunk, n - bytes.size()), 0);
-        if (got <= 0) throw std::runtime_error("the scripted server's peer closed");
-        bytes.append(chunk, static_cast<std::size_t>(got));
-    }
-    return bytes;
-}
 
 std::string receive_startup(int fd) {
     auto bytes = receive_n(fd, 4);
