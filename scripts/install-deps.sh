@@ -8,6 +8,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libpqxx-dev libpq-dev
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2
+  clang libclang-rt-14-dev llvm   # scripts/fuzz.sh: libFuzzer, clang's sanitizer runtimes, llvm-symbolizer
 )
 
 missing=()
