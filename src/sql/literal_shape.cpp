@@ -108,6 +108,14 @@ bool scan_literals(std::string_view q, OnLiteral&& on_literal) {
             i = j + 1;
         } else if (is_punctuation(c)) {
             if (c == '.' && is_digit(at(i + 1))) return false;               // ".5"
+            // PostgreSQL refuses an operator of NAMEDATALEN (64) characters or more: such a run
+            // makes the text an error, which no shape may stand for.
+            constexpr std::string_view operator_chars = "+-*/<>=~!@#%^&|`?";
+            if (operator_chars.find(c) != std::string_view::npos && (i == 0 || operator_chars.find(q[i - 1]) == std::string_view::npos)) {
+                std::size_t run = i;
+                while (run < q.size() && operator_chars.find(q[run]) != std::string_view::npos) ++run;
+                if (run - i >= 64) return false;
+            }
             if ((c == '-' && at(i + 1) == '-') || (c == '/' && at(i + 1) == '*')) return false;  // comments
             ++i;
         } else {

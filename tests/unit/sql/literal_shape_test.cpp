@@ -91,6 +91,12 @@ TEST_CASE("texts that differ only in literal values share a shape", "[sql][shape
     CHECK_FALSE(literal_shape(*a).has_value());
 }
 
+TEST_CASE("the shape scanner gives up on an operator PostgreSQL refuses as too long", "[sql][shape]") {
+    // Found by scripts/fuzz.sh (tests/fuzz/crashes/literal_shape): 64 operator characters or more.
+    CHECK_FALSE(literal_shape("SELECT 1 " + std::string(64, '#') + " 1").has_value());
+    CHECK(literal_shape("SELECT 1 " + std::string(63, '#') + " 1").has_value());
+}
+
 TEST_CASE("the shape scanner gives up on what it does not know", "[sql][shape]") {
     for (const char* text : {
              "SELECT 1 -- comment", "SELECT /* c */ 1", "SELECT $1", "SELECT $$x$$", "SELECT E'a\\nb'",
