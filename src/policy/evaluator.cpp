@@ -612,6 +612,20 @@ std::string migrations_hint(const Policy& policy) {
 Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
                           const std::vector<std::pair<std::string, std::string>>& startup_params) {
     const Context context{policy, policy.rule_for(session), nullptr, session};
+    // PostgreSQL keeps a key's last value and pgrail's session its first: a packet that names a key
+    // twice is refused, so that both read the same user, database and settings.
+    for (std::size_t index = 0; index < startup_params.size(); ++index) {
+        const auto& key = startup_params[index].first;
+        const auto earlier = std::find_if(startup_params.begin(), startup_params.begin() + static_cast<std::ptrdiff_t>(index),
+                                          [&](const auto& parameter) { return parameter.first == key; });
+        if (earlier == startup_params.begin() + static_cast<std::ptrdiff_t>(index)) continue;
+        auto decision = refuse(context, nullptr, "options", "startup packet",
+                               fmt::format("pgrail: invalid startup packet: parameter \"{}\" is given more than once", key),
+                               fmt::format(" with parameter {} given twice", key),
+                               "Send each startup parameter once.");
+        decision.sqlstate = "08P01";  // a protocol violation, as PostgreSQL calls a malformed packet
+        return decision;
+    }
     for (const auto& [key, value] : startup_params) {
         if (key == "replication") {
             const auto flag = setting_name(value);

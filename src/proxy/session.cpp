@@ -286,19 +286,7 @@ awaitable<bool> Session::read_startup() {
             packet.clear();
             protocol::encode_startup_message(packet, protocol::protocol_version_3, parameters);
         }
-        // PostgreSQL keeps a key's last value, pgrail's policy would read one of them: a packet
-        // that names a key twice is refused, so both read the same session.
-        for (std::size_t index = 0; index < parsed->parameters.size(); ++index) {
-            const auto& name = parsed->parameters[index].first;
-            for (std::size_t other = 0; other < index; ++other) {
-                if (parsed->parameters[other].first != name) continue;
-                spdlog::warn("session {}: refused startup packet from {}: parameter \"{}\" given twice",
-                             context_.session_id, context_.client_address, name);
-                co_await send_fatal("08P01", fmt::format("pgrail: invalid startup packet: parameter \"{}\" is "
-                                                         "given more than once", name));
-                co_return false;
-            }
-        }
+        // A key given twice reaches the policy as it came (evaluate_startup refuses it, audited).
         context_.user = parsed->parameter("user");
         context_.database = parsed->parameter("database");
         if (context_.database.empty()) context_.database = context_.user;
@@ -817,11 +805,8 @@ awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
 
 awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
     auto write = [write_audit = std::move(verdict.write_audit)] { return write_audit(); };
-    verdict.write_audit = nullptr;
     const bool written = co_await run_on_pool<bool>(shared_.audit_pool, write);
-    if (written) co_return;
-    verdict.write_audit = [] { return false; };
-    settle_audit(verdict);  // the refusal that stands for an unwritten line
+    settle_audit(verdict, written);
 }
 
 // A long new text is analysed on the analysis pool, so this thread's other sessions keep moving.

@@ -309,6 +309,29 @@ TEST_CASE("replication connections are refused at startup", "[policy]") {
     CHECK(lines[0]["event"] == "connection_refused");
 }
 
+TEST_CASE("a startup packet that names a key twice is refused, in pgrail's words, and audited", "[policy]") {
+    // PostgreSQL would take the last user, pgrail's rule the first: the packet is refused instead.
+    EnforcingProxy proxy;
+    RawSocket raw(proxy.process.port());
+    std::string packet = be32(0) + be32(196608);
+    for (const auto& [key, value] : {std::pair{"user", "agent"}, {"database", "app"}, {"user", "app_owner"}})
+        packet += std::string(key) + '\0' + value + '\0';
+    packet += '\0';
+    packet.replace(0, 4, be32(static_cast<std::uint32_t>(packet.size())));
+    raw.send(packet);
+    const auto messages = split_messages(raw.read_until_close());
+    REQUIRE_FALSE(messages.empty());
+    CHECK(messages[0].type == 'E');
+    const auto fields = error_fields(messages[0].body);
+    CHECK(fields.at('V') == "FATAL");
+    CHECK(fields.at('C') == "08P01");
+    CHECK(fields.at('M') == "pgrail: invalid startup packet: parameter \"user\" is given more than once");
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["event"] == "connection_refused");
+    CHECK(lines[0]["sqlstate"] == "08P01");
+}
+
 TEST_CASE("a statement that is slow to analyse does not hold up the other sessions of its thread", "[policy]") {
     // One I/O thread for all sessions: analysing on it would stall the other session too.
     const EnforcingProxy proxy(source_dir() + "/policies/default.yaml", "workers: 1\n");

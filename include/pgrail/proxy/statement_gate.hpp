@@ -49,16 +49,19 @@ inline protocol::ErrorMessage audit_unavailable_error() {
             "Ask the operator to check pgrail's audit file and disk."};
 }
 
-// Writes the verdict's audit line, if it has one, and settles the verdict: the statement is
-// refused when the line could not be written.
-inline void settle_audit(GateVerdict& verdict) {
-    if (!verdict.write_audit) return;
-    const bool written = verdict.write_audit();
+// Settles a verdict whose audit line was (`written`) or was not written: unwritten, the statement
+// is refused (none of the text runs).
+inline void settle_audit(GateVerdict& verdict, bool written) {
     verdict.write_audit = nullptr;
     if (written) return;
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = audit_unavailable_error();
     verdict.refused_offset = 0;
+}
+
+// Writes the verdict's audit line, if it has one, here, and settles the verdict.
+inline void settle_audit(GateVerdict& verdict) {
+    if (verdict.write_audit) settle_audit(verdict, verdict.write_audit());
 }
 
 class StatementGate {

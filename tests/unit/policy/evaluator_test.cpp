@@ -353,6 +353,11 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
     CHECK(evaluate_startup(policy, agent, Params{{"session_replication_role", "replica"}}).guard == "protected_settings");
     CHECK(evaluate_startup(policy, agent, Params{{"default_transaction_read_only", "off"}}).guard == "protected_settings");
     CHECK(evaluate_startup(policy, agent, Params{{"client_encoding", "UTF8"}, {"application_name", "x"}}).allowed());
+    const auto twice = evaluate_startup(policy, agent, Params{{"user", "agent"}, {"database", "app"}, {"user", "app_owner"}});
+    CHECK(twice.sqlstate == "08P01");
+    CHECK(twice.message == "pgrail: invalid startup packet: parameter \"user\" is given more than once");
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-c lock_timeout=1s"}, {"options", "-c work_mem=1GB"}})
+              .sqlstate == "08P01");
 
     auto deny = load_policy_string("version: 1\ndefaults: {options: deny, replication: allow}\nrules:\n  - name: all\n", "p");
     CHECK(evaluate_startup(*deny, agent, Params{{"options", "-c search_path=x"}}).guard == "options");
