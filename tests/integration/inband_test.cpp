@@ -19,38 +19,15 @@
 
 #include "cluster.hpp"
 #include "pgrail_process.hpp"
+#include "seed_database.hpp"
 
 using namespace pgrail::test;
 
 namespace {
 
-// A database of the test's own, owned by app_owner, holding the seed scenario's profiles table.
-struct SeedDatabase {
-    std::string name;
-    SeedDatabase() {
-        std::random_device random;
-        name = "inband_" + std::to_string(random() % 1000000000);
-        auto conn = admin();
-        REQUIRE(run(conn.get(), "CREATE DATABASE " + name + " OWNER app_owner").at(0).status == "PGRES_COMMAND_OK");
-        Conn owner(PQconnectdb(conninfo_for("app_owner").c_str()));
-        REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
-        const auto seed = read_file(source_dir() + "/examples/seed.sql");
-        REQUIRE(run(owner.get(), seed).back().status == "PGRES_COMMAND_OK");
-        (void)run(owner.get(), "GRANT SELECT, INSERT, UPDATE, DELETE ON profiles TO agent");
-    }
-    ~SeedDatabase() {
-        auto conn = admin();
-        (void)run(conn.get(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
-    }
-    // Straight to PostgreSQL.
-    [[nodiscard]] std::string conninfo_for(const std::string& user) const {
-        return "host=127.0.0.1 port=" + std::to_string(Cluster::get().pg_port) + " dbname=" + name + " user=" + user +
-               " password=" + user;
-    }
-};
 
 struct MigratingProxy {
-    SeedDatabase db;
+    SeedDatabase db{"inband_"};
     std::string audit_path = PgrailProcess::make_temp_dir() + "/audit.jsonl";
     PgrailProcess process;
 
@@ -171,7 +148,7 @@ TEST_CASE("a migrator's DDL passes only when it equals a registered statement", 
 }
 
 TEST_CASE("SIGHUP reloads the migrations directory; files without a rollback stay unapplicable", "[inband][reload]") {
-    SeedDatabase db;
+    SeedDatabase db{"inband_"};
     const auto dir = PgrailProcess::make_temp_dir();
     for (const char* suffix : {".up.sql", ".down.sql"}) {
         const std::string name = seed_version + "_add_profiles_timezone" + suffix;

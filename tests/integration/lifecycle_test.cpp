@@ -21,6 +21,7 @@
 
 #include "cluster.hpp"
 #include "pgrail_process.hpp"
+#include "seed_database.hpp"
 #include "scripted_server.hpp"
 
 using namespace pgrail::test;
@@ -378,35 +379,9 @@ TEST_CASE("SIGINT with only idle sessions exits 0; SIGINT after SIGTERM hurries 
 
 namespace {
 
-// A database of the test's own holding the seed scenario (profiles), and a pgrail whose
-// migrator applies migrations/ to it.
-struct SeedDatabase {
-    std::string name = unique_name("lifecycle_seed_");
-    SeedDatabase() {
-        auto conn = admin();
-        REQUIRE(run(conn.get(), "CREATE DATABASE " + name + " OWNER app_owner").at(0).status == "PGRES_COMMAND_OK");
-        Conn owner(PQconnectdb(conninfo_for("app_owner").c_str()));
-        REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
-        REQUIRE(run(owner.get(), read_file(source_dir() + "/examples/seed.sql")).back().status == "PGRES_COMMAND_OK");
-    }
-    ~SeedDatabase() {
-        auto conn = admin();
-        (void)run(conn.get(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
-    }
-    [[nodiscard]] std::string conninfo_for(const std::string& user) const {
-        return "host=127.0.0.1 port=" + std::to_string(Cluster::get().pg_port) + " dbname=" + name + " user=" + user +
-               " password=" + user;
-    }
-    [[nodiscard]] std::string timezone_columns() const {
-        Conn conn(PQconnectdb(conninfo_for("app_owner").c_str()));
-        return scalar(conn.get(), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' "
-                                  "AND column_name = 'timezone'");
-    }
-};
-
 // A migration under way: its ALTER waits for a lock another session holds on profiles.
 struct MigrationUnderWay {
-    SeedDatabase db;
+    SeedDatabase db{"lifecycle_seed_"};
     PgrailProcess pgrail;
     Conn locker;
     RawSocket client;
