@@ -89,15 +89,12 @@ fresh_reports() {
 
 # Test cases that measure the uninstrumented build's resources, which no instrumented build can
 # meet: left out of the ASan run only (Catch2 exclusions, one argument each).
-#   unit_sql: the stack bytes per nesting level (ASan's redzones make frames larger than the
-#     budget src/sql reserves per level).
 #   integration: pgrail's whole VmRSS under 64 MiB while 100 MB stream (ASan's shadow memory and
 #     allocator alone take about 78 MiB).
 #   unit_audit: group commit's batching (fewer than one fdatasync per 10 records written as fast
 #     as one thread can): instrumented, a record takes longer than a sync, so batches are smaller.
 declare -A asan_exclusions=(
   [unit_audit]='~record_async: completes once synced*'
-  [unit_sql]='~stack use per nesting level stays within the budget*|~parsing whole texts without a nesting bound*'
   [integration]='~COPY FROM STDIN of 100 MB*|~COPY TO STDOUT of 100 MB*|~an error that quotes a huge value streams through*'
 )
 exclusions_of() {

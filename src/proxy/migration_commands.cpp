@@ -254,7 +254,17 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         event["message"] = std::move(message);
     }
     if (!audit_log_->record(std::move(event)) && outcome.ok) {
-        spdlog::error("session {}: audit log write failed for pgrail.{}", session.session_id, command);
+        const bool changed_schema = command == "migrate_up" || command == "migrate_down";
+        if (changed_schema) {
+            // It committed, and its apply_started line is on disk: the client hears the truth.
+            spdlog::error("session {}: audit log write failed for pgrail.{} after it committed", session.session_id,
+                          command);
+        } else {
+            // Nothing happened yet that the client has seen: fail closed, as a refusal does.
+            outcome.ok = false;
+            outcome.result_sql.clear();
+            outcome.error = audit_unavailable_error();
+        }
     }
     return outcome;
 }

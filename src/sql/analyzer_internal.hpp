@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string_view>
 
+#include "deep_stack.hpp"
 #include "pgrail/sql/statement.hpp"
 
 namespace pgrail::sql::detail {
@@ -14,8 +15,9 @@ inline constexpr std::size_t max_nesting = 16000;
 // painting, tests/unit/sql/stack_safety_test.cpp): at most ~1.5 KB per level
 // (NOT chains), ~1.2 KB for operator chains, under 1 KB for the rest; the
 // budget allows twice the worst. 16000 levels need 49 MB: within a 64 MB worker.
-inline constexpr std::size_t stack_fixed_bytes = std::size_t{512} << 10;
-inline constexpr std::size_t stack_bytes_per_level = 3072;
+// Sanitizer builds scale both parts (deep_stack.hpp).
+inline constexpr std::size_t stack_fixed_bytes = (std::size_t{512} << 10) * instrumented_stack_factor;
+inline constexpr std::size_t stack_bytes_per_level = 3072 * instrumented_stack_factor;
 
 [[nodiscard]] constexpr std::size_t stack_needed(std::size_t nesting) {
     return stack_fixed_bytes + nesting * stack_bytes_per_level;

@@ -16,7 +16,7 @@ namespace pgrail::sql::detail {
 namespace {
 
 // Bytes the worker keeps for itself beyond what a caller asks for.
-constexpr std::size_t worker_reserve_bytes = std::size_t{256} << 10;
+constexpr std::size_t worker_reserve_bytes = (std::size_t{256} << 10) * instrumented_stack_factor;
 constexpr int worker_count = 2;
 
 thread_local bool on_worker = false;

@@ -14,7 +14,9 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "cluster.hpp"
 
@@ -60,8 +62,8 @@ std::string PgrailProcess::make_temp_dir() {
 }
 
 PgrailProcess::PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port,
-                             const std::string& upstream_extra)
-    : dir_(make_temp_dir()) {
+                             const std::string& upstream_extra, std::map<std::string, std::string> environment)
+    : dir_(make_temp_dir()), environment_(std::move(environment)) {
     // A port can be taken between the probe and the bind: a few attempts, each on a fresh port.
     for (int attempt = 1;; ++attempt) {
         if (start(extra_yaml, upstream_host, upstream_port, upstream_extra)) return;
@@ -82,12 +84,23 @@ bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upst
     const char* binary = std::getenv("PGRAIL_BIN");
     if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");
     const auto log_path = dir_ + "/pgrail.log";
+    // The environment is built before fork: the child of a threaded process may not allocate.
+    std::vector<std::string> variables;
+    for (char** variable = environ; *variable != nullptr; ++variable) {
+        const std::string_view entry(*variable);
+        if (!environment_.contains(std::string(entry.substr(0, entry.find('='))))) variables.emplace_back(entry);
+    }
+    for (const auto& [name, value] : environment_) variables.push_back(name + "=" + value);
+    std::vector<char*> envp;
+    for (auto& variable : variables) envp.push_back(variable.data());
+    envp.push_back(nullptr);
+    const char* argv[] = {binary, "serve", "--config", config.c_str(), nullptr};
     pid_ = fork();
     if (pid_ == 0) {
         const auto fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(binary, binary, "serve", "--config", config.c_str(), static_cast<char*>(nullptr));
+        execve(binary, const_cast<char* const*>(argv), envp.data());
         _exit(127);
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

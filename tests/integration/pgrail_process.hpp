@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -16,14 +17,17 @@ public:
     // it accepts connections. The directory holds config, log and anything the test adds.
     // `upstream_host`: an address, or a directory holding the server's Unix socket;
     // `upstream_port` 0: the cluster's PostgreSQL. `upstream_extra`: more keys of the `upstream`
-    // map, e.g. ", connect_timeout_ms: 500".
+    // map, e.g. ", connect_timeout_ms: 500". `environment`: variables set (or replaced) in
+    // pgrail's environment, e.g. LD_PRELOAD.
     explicit PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host = "127.0.0.1",
-                           int upstream_port = 0, const std::string& upstream_extra = "");
+                           int upstream_port = 0, const std::string& upstream_extra = "",
+                           std::map<std::string, std::string> environment = {});
     ~PgrailProcess();
     PgrailProcess(const PgrailProcess&) = delete;
     PgrailProcess& operator=(const PgrailProcess&) = delete;
 
     [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] pid_t pid() const { return pid_; }
     [[nodiscard]] const std::string& dir() const { return dir_; }
     [[nodiscard]] std::string log() const;
     // libpq conninfo through this pgrail; the password defaults to the role name.
@@ -44,6 +48,7 @@ private:
                const std::string& upstream_extra);
 
     std::string dir_;
+    std::map<std::string, std::string> environment_;
     int port_ = 0;
     mutable pid_t pid_ = 0;                   // 0 once the process has been waited for
     mutable std::optional<int> exit_status_;  // its status then

@@ -128,7 +128,7 @@ TEST_CASE("deep input is analysed safely from a thread with a small stack", "[sq
     // A 256 KB thread (where 6 KB of 1+1+... used to crash) hands deep work to the workers.
     const std::string query = "SELECT 1" + pgrail::sql::testing::repeat("+1", 8000);
     Analysis analysis;
-    REQUIRE(run_on_thread_with_stack(256 * 1024, [&] { analysis = analyze(query); }));
+    REQUIRE(run_on_thread_with_stack(256 * 1024 * detail::instrumented_stack_factor, [&] { analysis = analyze(query); }));
     REQUIRE(analysis.statements.size() == 1);
     CHECK(analysis.statements[0].statement_class == StatementClass::read);
     CHECK_FALSE(analysis.error.has_value());
@@ -191,7 +191,7 @@ TEST_CASE("parsing whole texts without a nesting bound happens only within the s
     bool short_allowed = false;
     bool long_allowed = true;
     Analysis analysis;
-    REQUIRE(run_on_thread_with_stack(1024 * 1024, [&] {
+    REQUIRE(run_on_thread_with_stack(1024 * 1024 * detail::instrumented_stack_factor, [&] {
         short_allowed = detail::whole_text_path_allowed(60);
         long_allowed = detail::whole_text_path_allowed(one_byte_per_level.size());
         analysis = analyze(one_byte_per_level);

@@ -1,0 +1,269 @@
+// The audit trail through a running pgrail, as an operator's machine treats it: rotation by mv,
+// rm and a real logrotate run, a full disk, and a slow disk under `fsync: always`.
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+#include "seed_database.hpp"
+
+using namespace pgrail::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string refused_statement = "ALTER TABLE profiles ADD COLUMN nickname text";
+
+// Every line of an audit file, parsed (fails the test on a line that is not whole JSON).
+std::vector<nlohmann::json> audit_lines(const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        INFO(path << ": " << line);
+        REQUIRE(nlohmann::json::accept(line));
+        lines.push_back(nlohmann::json::parse(line));
+    }
+    return lines;
+}
+
+std::size_t refusals_in(const std::string& path) {
+    std::size_t count = 0;
+    for (const auto& line : audit_lines(path)) count += line.value("decision", "") == "deny";
+    return count;
+}
+
+std::string sqlstate_of(PGconn* conn, const std::string& sql) {
+    Result result(PQexec(conn, sql.c_str()));
+    const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
+    return state == nullptr ? "" : state;
+}
+
+// pgrail in front of a seed database, its audit file at `audit_path`, its migrations the
+// repository's (the seed migration), applied in-band by the owner's connection.
+struct AuditedProxy {
+    SeedDatabase db{"audit_"};
+    std::string audit_path;
+    PgrailProcess process;
+
+    AuditedProxy(std::string path, std::map<std::string, std::string> environment = {})
+        : audit_path(std::move(path)),
+          process("policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " + audit_path +
+                      ", fsync: always}\n" + "migrations: {dir: " + source_dir() + "/migrations, migrator: \"" +
+                      db.conninfo_for("app_owner") + "\"}\n",
+                  "127.0.0.1", 0, "", std::move(environment)) {}
+
+    [[nodiscard]] Conn connect(const std::string& user) const {
+        Conn conn(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(process.port()) + " dbname=" + db.name +
+                               " user=" + user + " password=" + user)
+                                  .c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+
+    void refuse(PGconn* agent, int times) const {
+        for (int i = 0; i < times; ++i) REQUIRE(sqlstate_of(agent, refused_statement) == "42501");
+    }
+
+    // Waits until pgrail has reloaded `count` times in all (its log says so).
+    void wait_for_reloads(std::size_t count) const {
+        REQUIRE(eventually([&] { return count_occurrences(process.log(), "reloaded") >= count; }, 10s));
+    }
+};
+
+// A small tmpfs of the test's own (root only): a disk that fills up on demand.
+class SmallDisk {
+public:
+    explicit SmallDisk(const std::string& dir) : dir_(dir) {
+        fs::create_directories(dir_);
+        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=256k") == 0;
+    }
+    ~SmallDisk() {
+        if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    }
+    SmallDisk(const SmallDisk&) = delete;
+    SmallDisk& operator=(const SmallDisk&) = delete;
+
+    [[nodiscard]] bool mounted() const { return mounted_; }
+    // Fills the disk: a filler file takes every free page, then a whole JSON line of padding
+    // takes the rest of `log`'s last page (tmpfs allocates pages: appending into a page the
+    // file already has needs no free space).
+    void fill(const std::string& log) const {
+        std::ofstream filler(dir_ + "/filler", std::ios::binary);
+        const std::string block(4096, 'x');
+        while (filler.write(block.data(), static_cast<std::streamsize>(block.size())) && filler.flush()) {
+        }
+        const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t slack = (page - fs::file_size(log) % page) % page;
+        const std::string empty_line = "{\"pad\":\"\"}\n";
+        if (slack >= empty_line.size()) {
+            std::ofstream out(log, std::ios::app | std::ios::binary);
+            out << "{\"pad\":\"" << std::string(slack - empty_line.size(), 'x') << "\"}\n";
+        }
+    }
+    void free_space() const { fs::remove(dir_ + "/filler"); }
+
+private:
+    std::string dir_;
+    bool mounted_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("rotation through a running pgrail: mv, SIGHUP and rm lose no line", "[audit]") {
+    const auto dir = PgrailProcess::make_temp_dir();
+    AuditedProxy proxy(dir + "/audit.jsonl");
+    auto agent = proxy.connect("agent");
+
+    proxy.refuse(agent.get(), 3);
+    fs::rename(dir + "/audit.jsonl", dir + "/audit.jsonl.1");
+    proxy.refuse(agent.get(), 3);  // into the moved file, or a new one: never nowhere
+    proxy.process.reload();
+    proxy.wait_for_reloads(1);
+    proxy.refuse(agent.get(), 3);  // after SIGHUP: the file at the path
+    const std::size_t at_path_after_reload = refusals_in(dir + "/audit.jsonl");
+    CHECK(at_path_after_reload >= 3);
+
+    fs::remove(dir + "/audit.jsonl");
+    proxy.refuse(agent.get(), 3);  // made again at the path
+    CHECK(refusals_in(dir + "/audit.jsonl") == 3);
+
+    CHECK(at_path_after_reload + refusals_in(dir + "/audit.jsonl.1") == 9);
+}
+
+TEST_CASE("rotation by a real logrotate run with the shipped settings loses no line", "[audit]") {
+    const auto dir = PgrailProcess::make_temp_dir();
+    AuditedProxy proxy(dir + "/audit.jsonl");
+    auto agent = proxy.connect("agent");
+
+    // packaging/logrotate/pgrail's rotation settings, with this test's path, owner and signal.
+    write_file(dir + "/logrotate.conf", dir + "/audit.jsonl {\n    rotate 3\n    compress\n    delaycompress\n" +
+                                            "    missingok\n    notifempty\n    create 0640 root root\n" +
+                                            "    postrotate\n        kill -HUP " + std::to_string(proxy.process.pid()) +
+                                            "\n    endscript\n}\n");
+    const std::string logrotate = "logrotate -f -s " + dir + "/logrotate.state " + dir + "/logrotate.conf";
+    if (std::system("command -v logrotate >/dev/null") != 0) {
+        WARN("skipped: logrotate is not installed");
+        return;
+    }
+
+    // Sessions refuse while logrotate runs twice: whatever interleaves, every line is somewhere.
+    std::atomic<bool> rotating{true};
+    std::atomic<int> refused{0};
+    std::thread writer([&] {
+        auto conn = proxy.connect("agent");
+        while (rotating) {
+            if (sqlstate_of(conn.get(), refused_statement) == "42501") ++refused;
+        }
+    });
+    proxy.refuse(agent.get(), 2);
+    CHECK(std::system(logrotate.c_str()) == 0);
+    proxy.wait_for_reloads(1);
+    proxy.refuse(agent.get(), 2);
+    CHECK(std::system(logrotate.c_str()) == 0);  // audit.jsonl.1 is compressed now, .jsonl.1 new
+    proxy.wait_for_reloads(2);
+    rotating = false;
+    writer.join();
+    proxy.refuse(agent.get(), 2);
+
+    std::size_t found = refusals_in(dir + "/audit.jsonl") + refusals_in(dir + "/audit.jsonl.1");
+    REQUIRE(fs::exists(dir + "/audit.jsonl.2.gz"));
+    REQUIRE(std::system(("gunzip -k " + dir + "/audit.jsonl.2.gz").c_str()) == 0);
+    found += refusals_in(dir + "/audit.jsonl.2");
+    CHECK(found == static_cast<std::size_t>(6 + refused.load()));
+}
+
+TEST_CASE("a full disk: refusals and reads fail closed, no migration runs unrecorded, no half line", "[audit]") {
+    const auto dir = PgrailProcess::make_temp_dir() + "/disk";
+    SmallDisk disk(dir);
+    if (!disk.mounted()) {
+        WARN("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    AuditedProxy proxy(dir + "/audit.jsonl");
+    auto agent = proxy.connect("agent");
+    proxy.refuse(agent.get(), 1);
+
+    disk.fill(proxy.audit_path);
+    // The refusal is still a refusal, with 58030 saying why it cannot be recorded.
+    CHECK(sqlstate_of(agent.get(), refused_statement) == "58030");
+    // A read command is not answered without its line.
+    CHECK(sqlstate_of(agent.get(), "SELECT * FROM pgrail.status()") == "58030");
+    // The migration does not run: its intent cannot be written first.
+    CHECK(sqlstate_of(agent.get(), "SELECT * FROM pgrail.migrate_up()") == "58030");
+    CHECK(proxy.db.timezone_columns() == "0");
+    {
+        Conn owner(PQconnectdb(proxy.db.conninfo_for("app_owner").c_str()));
+        if (scalar(owner.get(), "SELECT to_regclass('pgrail.schema_migrations') IS NOT NULL") == "t")
+            CHECK(scalar(owner.get(), "SELECT count(*) FROM pgrail.schema_migrations") == "0");
+    }
+    // The session goes on: what needs no audit line still runs.
+    CHECK(scalar(agent.get(), "SELECT count(*) FROM profiles") == "4");
+
+    disk.free_space();
+    proxy.refuse(agent.get(), 1);
+    Result applied(PQexec(agent.get(), "SELECT * FROM pgrail.migrate_up()"));
+    CHECK(PQresultStatus(applied.get()) == PGRES_TUPLES_OK);
+    CHECK(proxy.db.timezone_columns() == "1");
+
+    // Every line whole: the two refusals answered 42501, and the migration's intent and outcome.
+    const auto lines = audit_lines(proxy.audit_path);
+    CHECK(refusals_in(proxy.audit_path) == 2);
+    std::size_t started = 0, applied_lines = 0;
+    for (const auto& line : lines) {
+        started += line.value("event", "") == "apply_started";
+        applied_lines += line.value("event", "") == "applied";
+    }
+    CHECK(started == 1);
+    CHECK(applied_lines == 1);
+}
+
+TEST_CASE("fsync: always on a slow disk: a session that refuses waits for its sync, nobody else does",
+          "[audit]") {
+    const auto dir = PgrailProcess::make_temp_dir();
+    // Every fdatasync takes 3 s, as on an overloaded disk.
+    AuditedProxy proxy(dir + "/audit.jsonl", {{"LD_PRELOAD", PGRAIL_SLOW_SYNC_SHIM},
+                                              {"PGRAIL_TEST_SYNC_DELAY_MS", "3000"},
+                                              {"ASAN_OPTIONS", std::string(std::getenv("ASAN_OPTIONS") != nullptr
+                                                                               ? std::getenv("ASAN_OPTIONS")
+                                                                               : "") +
+                                                                   ":verify_asan_link_order=0"}});
+    // Four sessions send a refusal each (on both of pgrail's I/O threads, whichever they are
+    // given) and wait for its sync.
+    std::vector<Conn> refusing;
+    for (int i = 0; i < 4; ++i) {
+        refusing.push_back(proxy.connect("agent"));
+        REQUIRE(PQsendQuery(refusing.back().get(), refused_statement.c_str()) == 1);
+    }
+    // Meanwhile another session's work goes on, and new sessions log in: none of it waits for
+    // the sync. Ordering, not timing: all of this is done before the first refusal is answered.
+    auto other = proxy.connect("agent");
+    for (int i = 0; i < 20; ++i) CHECK(scalar(other.get(), "SELECT count(*) FROM profiles") == "4");
+    auto newcomer = proxy.connect("agent");
+    CHECK(scalar(newcomer.get(), "SELECT 1") == "1");
+    for (auto& conn : refusing) {
+        REQUIRE(PQconsumeInput(conn.get()) == 1);
+        CHECK(PQisBusy(conn.get()) == 1);  // still waiting for the sync
+    }
+
+    for (auto& conn : refusing) {
+        const auto results = drain(conn.get());
+        REQUIRE(results.size() == 1);
+        CHECK(results[0].sqlstate == "42501");
+    }
+    CHECK(refusals_in(proxy.audit_path) == 4);
+}
