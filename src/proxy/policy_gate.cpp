@@ -203,27 +203,27 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
     event["class"] = "unknown";
     event["function_oid"] = function_oid;
     add_decision_fields(event, decision);
-    const bool written = audit_log_->record(std::move(event));
     GateVerdict verdict;
-    if (!decision.enforced && written) return verdict;  // audit_only: forwarded, but on record
+    verdict.write_audit = writer(session, std::move(event));
+    if (!decision.enforced) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
-    verdict.error = written ? error_of(decision) : audit_unavailable_error();
+    verdict.error = error_of(decision);
     return verdict;
 }
 
-std::optional<protocol::ErrorMessage> PolicyGate::check_startup(const SessionContext& session,
-                                                                const StartupParameters& parameters) {
+GateVerdict PolicyGate::check_startup(const SessionContext& session, const StartupParameters& parameters) {
     const auto policy = current_policy();
     const auto decision = policy::evaluate_startup(*policy, session, parameters);
-    if (decision.allowed()) return std::nullopt;
+    GateVerdict verdict;
+    if (decision.allowed()) return verdict;
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";
     add_decision_fields(event, decision);
-    const bool written = audit_log_->record(std::move(event));
-    if (!decision.enforced && written) return std::nullopt;
-    auto error = written ? error_of(decision) : audit_unavailable_error();
-    error.severity = "FATAL";
-    return error;
+    verdict.write_audit = writer(session, std::move(event));
+    if (!decision.enforced) return verdict;
+    verdict.kind = GateVerdict::Kind::refuse;
+    verdict.error = error_of(decision);
+    return verdict;
 }
 
 nlohmann::json PolicyGate::schema_change_event(const SessionContext& session, const policy::Decision& decision,

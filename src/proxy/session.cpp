@@ -104,6 +104,38 @@ bool asks_the_client(std::int32_t code) {
 
 const char* const administrator_command = "terminating connection due to administrator command";
 
+// Runs `work` (which owns what it uses) on `pool` and resumes the calling coroutine on its own
+// executor with the result, or with the exception it threw. Not co_spawn onto the pool: a
+// session that ends while the work runs cancels its coroutines, and Asio 1.81 then throws from
+// the spawned coroutine's hand-back on the pool's thread, where nothing catches it and the whole
+// process terminates. Here the cancellation is not forwarded: the work finishes, its result
+// returns to the session's executor (kept running by a work guard), and the session ends normally.
+// `work` is taken from a named variable of the caller: GCC 12 destroys temporaries of a co_await
+// expression twice (its bug 100611), which corrupted a lambda's captures here.
+template <class Result, class Work>
+awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
+    auto initiate = [&pool](auto handler, Work work) {
+        auto home = asio::get_associated_executor(handler);
+        asio::post(pool, [work = std::move(work), handler = std::move(handler),
+                          guard = asio::make_work_guard(home)]() mutable {
+            Result result{};
+            std::exception_ptr failure;
+            try {
+                result = work();
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            auto executor = guard.get_executor();
+            asio::post(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
+                std::move(handler)(failure, std::move(result));
+            });
+            guard.reset();
+        });
+    };
+    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
+        initiate, asio::use_awaitable, std::move(work));
+}
+
 }  // namespace
 
 void ServerShared::shut_down_sessions(ShutdownMode mode) {
@@ -160,11 +192,16 @@ awaitable<void> Session::run() {
         co_await send_fatal("57P03", "the database system is shutting down");
         co_return;
     }
-    if (auto refusal = shared_.gate->check_startup(context_, startup_parameters_)) {
+    // A refusal's audit line may wait for an fsync: written on the audit pool (as a statement's).
+    GateVerdict admission = shared_.gate->check_startup(context_, startup_parameters_);
+    if (admission.write_audit) co_await settle_audit_elsewhere(admission);
+    if (admission.kind == GateVerdict::Kind::refuse) {
+        auto refusal = std::move(admission.error);
+        refusal.severity = "FATAL";
         spdlog::warn("session {}: connection refused for user={} database={}: {}", context_.session_id, context_.user,
-                     context_.database, refusal->message);
+                     context_.database, refusal.message);
         std::string bytes;
-        protocol::encode_error_response(bytes, *refusal);
+        protocol::encode_error_response(bytes, refusal);
         co_await send_to_client(std::move(bytes));
         co_return;
     }
@@ -678,7 +715,7 @@ awaitable<void> Session::client_to_server() {
             }
             const char tag = next.header.header.tag;
             if (tag == protocol::frontend_tag::function_call) {
-                on_function_call(next.frame, to_server_);
+                co_await on_function_call(next.frame, to_server_);
             } else if (tag != protocol::frontend_tag::query && tag != protocol::frontend_tag::parse) {
                 to_server_.forward(next.frame);  // read whole only while authentication holds frames
                 if (ready_received_ == 0 && tag == protocol::frontend_tag::password) server_turn_begins();
@@ -732,13 +769,14 @@ awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
     co_return true;
 }
 
-void Session::on_function_call(std::string_view frame, Outbound& out) {
+awaitable<void> Session::on_function_call(std::string_view frame, Outbound& out) {
     const auto body = frame.substr(protocol::header_size);
     if (body.size() < 4) {
         end_session("08P01", "invalid FunctionCall message format");
-        return;
+        co_return;
     }
-    const auto verdict = shared_.gate->check_function_call(context_, protocol::read_u32(body.data()));
+    GateVerdict verdict = shared_.gate->check_function_call(context_, protocol::read_u32(body.data()));
+    if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
     if (verdict.kind == GateVerdict::Kind::refuse) {
         refuse(verdict, protocol::frontend_tag::function_call, {}, {}, {}, out);
     } else {
@@ -769,38 +807,6 @@ std::optional<ClientStatement> Session::statement_of(char tag, std::string_view 
         statement.parse_types = parse->parameter_types;
     }
     return statement;
-}
-
-// Runs `work` (which owns what it uses) on `pool` and resumes the calling coroutine on its own
-// executor with the result, or with the exception it threw. Not co_spawn onto the pool: a
-// session that ends while the work runs cancels its coroutines, and Asio 1.81 then throws from
-// the spawned coroutine's hand-back on the pool's thread, where nothing catches it and the whole
-// process terminates. Here the cancellation is not forwarded: the work finishes, its result
-// returns to the session's executor (kept running by a work guard), and the session ends normally.
-// `work` is taken from a named variable of the caller: GCC 12 destroys temporaries of a co_await
-// expression twice (its bug 100611), which corrupted a lambda's captures here.
-template <class Result, class Work>
-awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
-    auto initiate = [&pool](auto handler, Work work) {
-        auto home = asio::get_associated_executor(handler);
-        asio::post(pool, [work = std::move(work), handler = std::move(handler),
-                          guard = asio::make_work_guard(home)]() mutable {
-            Result result{};
-            std::exception_ptr failure;
-            try {
-                result = work();
-            } catch (...) {
-                failure = std::current_exception();
-            }
-            auto executor = guard.get_executor();
-            asio::post(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
-                std::move(handler)(failure, std::move(result));
-            });
-            guard.reset();
-        });
-    };
-    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
-        initiate, asio::use_awaitable, std::move(work));
 }
 
 awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {

@@ -151,7 +151,7 @@ private:
     void refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
                 std::string_view parse_types, Outbound& out);
     // A FunctionCall ('F'): the policy cannot see which function it calls.
-    void on_function_call(std::string_view frame, Outbound& out);
+    awaitable<void> on_function_call(std::string_view frame, Outbound& out);
 
     ServerShared& shared_;
     Stream client_;

@@ -1,5 +1,6 @@
 // The audit trail through a running pgrail, as an operator's machine treats it: rotation by mv,
 // rm and a real logrotate run, a full disk, and a slow disk under `fsync: always`.
+#include <poll.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -43,7 +44,7 @@ std::vector<nlohmann::json> audit_lines(const std::string& path) {
 
 std::size_t refusals_in(const std::string& path) {
     std::size_t count = 0;
-    for (const auto& line : audit_lines(path)) count += line.value("decision", "") == "deny";
+    for (const auto& line : audit_lines(path)) count += line.value("event", "") == "statement_refused";
     return count;
 }
 
@@ -249,6 +250,12 @@ TEST_CASE("fsync: always on a slow disk: a session that refuses waits for its sy
         refusing.push_back(proxy.connect("agent"));
         REQUIRE(PQsendQuery(refusing.back().get(), refused_statement.c_str()) == 1);
     }
+    // A refused login (a replication connection) waits for its line's sync too.
+    const std::string refused_login = "host=127.0.0.1 port=" + std::to_string(proxy.process.port()) + " dbname=" +
+                                      proxy.db.name + " user=agent password=agent replication=database";
+    Conn refused_connection(PQconnectStart(refused_login.c_str()));
+    REQUIRE(refused_connection != nullptr);
+    for (int turns = 0; turns < 4; ++turns) (void)PQconnectPoll(refused_connection.get());  // sends its startup
     // Meanwhile another session's work goes on, and new sessions log in: none of it waits for
     // the sync. Ordering, not timing: all of this is done before the first refusal is answered.
     auto other = proxy.connect("agent");
@@ -260,10 +267,21 @@ TEST_CASE("fsync: always on a slow disk: a session that refuses waits for its sy
         CHECK(PQisBusy(conn.get()) == 1);  // still waiting for the sync
     }
 
+    PostgresPollingStatusType login = PGRES_POLLING_WRITING;
+    while (login != PGRES_POLLING_FAILED && login != PGRES_POLLING_OK) {
+        pollfd ready{PQsocket(refused_connection.get()), login == PGRES_POLLING_READING ? short(POLLIN) : short(POLLOUT), 0};
+        (void)::poll(&ready, 1, 10000);
+        login = PQconnectPoll(refused_connection.get());
+    }
+    CHECK(login == PGRES_POLLING_FAILED);
+    CHECK_THAT(PQerrorMessage(refused_connection.get()), Catch::Contains("pgrail"));
     for (auto& conn : refusing) {
         const auto results = drain(conn.get());
         REQUIRE(results.size() == 1);
         CHECK(results[0].sqlstate == "42501");
     }
     CHECK(refusals_in(proxy.audit_path) == 4);
+    std::size_t refused_logins = 0;
+    for (const auto& line : audit_lines(proxy.audit_path)) refused_logins += line.value("event", "") == "connection_refused";
+    CHECK(refused_logins == 1);
 }

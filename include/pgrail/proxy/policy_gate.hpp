@@ -26,8 +26,7 @@ public:
     // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
     bool quick(std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
-    std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
-                                                        const StartupParameters& parameters) override;
+    GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
 
     // Swaps the policy for statements checked from now on (SIGHUP).
     void replace_policy(std::shared_ptr<const policy::Policy> policy);

@@ -77,11 +77,13 @@ public:
     // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
     // while it runs; otherwise the session runs check() on another thread.
     [[nodiscard]] virtual bool quick(std::string_view sql) = 0;
-    // A FunctionCall message (libpq's PQfn): it names its function by OID only.
+    // A FunctionCall message (libpq's PQfn): it names its function by OID only. Like
+    // check_deferred, the verdict may carry its audit line unwritten (settle_audit).
     [[nodiscard]] virtual GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) = 0;
-    // A FATAL error to refuse the connection with, or nothing to let it through.
-    [[nodiscard]] virtual std::optional<protocol::ErrorMessage> check_startup(const SessionContext& session,
-                                                                            const StartupParameters& parameters) = 0;
+    // The startup packet: forward, or refuse with a FATAL error; its audit line, too, is left to
+    // the caller (settle_audit, then the error's severity is FATAL).
+    [[nodiscard]] virtual GateVerdict check_startup(const SessionContext& session,
+                                                    const StartupParameters& parameters) = 0;
 };
 
 // Forwards everything: `pgrail serve` without a policy.
@@ -90,9 +92,7 @@ public:
     GateVerdict check(const SessionContext&, MessageKind, std::string_view) override { return {}; }
     bool quick(std::string_view) override { return true; }
     GateVerdict check_function_call(const SessionContext&, std::uint32_t) override { return {}; }
-    std::optional<protocol::ErrorMessage> check_startup(const SessionContext&, const StartupParameters&) override {
-        return std::nullopt;
-    }
+    GateVerdict check_startup(const SessionContext&, const StartupParameters&) override { return {}; }
 };
 
 }  // namespace pgrail::proxy
