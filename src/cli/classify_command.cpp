@@ -36,7 +36,9 @@ void add_classify_command(CLI::App& app) {
                                      *server_encoding != "SQL_ASCII"};
         const sql::Analysis analysis = sql::analyze(query, lexing);
         for (const sql::Statement& statement : analysis.statements) {
-            std::cout << sql::to_json(statement, query, lexing).dump() << '\n';
+            // Bytes that are not UTF-8 (a LATIN1 client's text) print as U+FFFD, as in the audit log.
+            std::cout << sql::to_json(statement, query, lexing).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                      << '\n';
         }
         std::cout.flush();
         // A statement pgrail cannot read is an error for scripts.

@@ -28,6 +28,12 @@ free_port() {
 # --help and --version
 if "$PGRAIL_BIN" --version 2>&1 | grep -qE '^pgrail [0-9]+\.[0-9]+\.[0-9]+'; then ok "--version"; else fail "--version"; fi
 if "$PGRAIL_BIN" --help 2>&1 | grep -q serve; then ok "--help lists serve"; else fail "--help"; fi
+# classify prints JSON for any bytes (a LATIN1 client's text has bytes that are not UTF-8).
+if printf "SELECT '\\xff\\xfe'" | "$PGRAIL_BIN" classify - | python3 -c 'import json,sys; json.loads(sys.stdin.readline())'; then
+  ok "classify: JSON for text that is not UTF-8"
+else
+  fail "classify: JSON for text that is not UTF-8"
+fi
 
 # A bad config is refused before listening, with file:line:column of the offending node.
 check_config_error() {
