@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh                          # every target, 60 s each (what CI runs)
 #   scripts/fuzz.sh --time 3600 analyze      # one target for an hour
 #   scripts/fuzz.sh --time 1800 --jobs 2 --corpus-out /tmp/pgrail-corpus   # longer, keep what it found
+#   scripts/fuzz.sh --parallel 2             # two targets at a time (CI: one per core)
 #   scripts/fuzz.sh --build-only
 #
 # Targets: frame startup literal_shape policy analyze. A crash, leak, timeout (a single input
@@ -29,6 +30,7 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHD
 
 seconds=60
 fuzz_jobs=1
+parallel=1
 corpus_out=
 build_only=0
 targets=()
@@ -36,6 +38,7 @@ while (($#)); do
   case $1 in
     --time) seconds=$2; shift 2 ;;
     --jobs) fuzz_jobs=$2; shift 2 ;;
+    --parallel) parallel=$2; shift 2 ;;
     --corpus-out) corpus_out=$2; shift 2 ;;
     --build-only) build_only=1; shift ;;
     -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
@@ -62,8 +65,10 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:suppressions=$ROOT/scripts/s
 export LSAN_OPTIONS="suppressions=$ROOT/scripts/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$ROOT/scripts/sanitizers/ubsan.supp"
 
-status=0
-for target in "${targets[@]}"; do
+# One target's bounded run; its report goes to stdout, its whole log to BUILD_DIR/artifacts/<target>/log.
+run_target() {
+  local target=$1
+  local binary artifacts seeds crashes work inputs options dict target_started
   binary=$BUILD_DIR/tests/fuzz/${target}_fuzz
   artifacts=$ROOT/$BUILD_DIR/artifacts/$target
   seeds=$ROOT/tests/fuzz/corpus/$target
@@ -82,11 +87,11 @@ for target in "${targets[@]}"; do
   if ((fuzz_jobs > 1)); then options+=(-fork="$fuzz_jobs" -ignore_crashes=0); fi
   target_started=$SECONDS
   log "$target: ${seconds} s from $(find "${inputs[@]}" -type f | wc -l) inputs"
-  target_status=0
+  local target_status=0
   "$binary" "${options[@]}" "${inputs[@]}" >"$artifacts/log" 2>&1 || target_status=$?
-  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)' "$artifacts/log" | tail -4 || true
+  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)' "$artifacts/log" |
+    tail -4 | sed "s/^/fuzz: $target: /" || true
   if ((target_status != 0)); then
-    status=1
     tail -n 80 "$artifacts/log"
     for file in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-* "$artifacts"/slow-unit-*; do
       [[ -f $file ]] || continue
@@ -94,9 +99,23 @@ for target in "${targets[@]}"; do
       od -An -tx1 -v "$file" | head -n 40
     done
     log "$target: FAILED after $((SECONDS - target_started)) s (exit $target_status; log $artifacts/log)"
+    return 1
   else
     log "$target: ok in $((SECONDS - target_started)) s"
   fi
+}
+
+# Up to `parallel` targets at once (each is one process: two cores fuzz two targets).
+status=0
+pids=()
+for target in "${targets[@]}"; do
+  run_target "$target" &
+  pids+=($!)
+  if ((${#pids[@]} >= parallel)); then
+    wait "${pids[0]}" || status=1
+    pids=("${pids[@]:1}")
+  fi
 done
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 log "total $((SECONDS - started)) s"
 exit "$status"
