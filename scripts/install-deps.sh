@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2
   clang libclang-rt-14-dev llvm   # scripts/fuzz.sh: libFuzzer, clang's sanitizer runtimes, llvm-symbolizer
+  nodejs npm                      # the agent loop through a real MCP server from npm (tests/integration)
 )
 
 missing=()

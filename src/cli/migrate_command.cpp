@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -15,6 +17,7 @@
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/migrations/commands.hpp"
 #include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/proposals.hpp"
 #include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/runner.hpp"
 
@@ -34,11 +37,55 @@ struct MigrateOptions {
     std::string user;
     std::string scratch_dsn;
     std::string pg_dump;
+    std::string backstop_key_file;
     bool require_verified = false;
     std::string to;
     std::string version;
     std::string as;  // resolve of a partial migration: applied | pending
+    std::string reason;                 // reject
+    std::vector<std::string> versions;  // export
+    std::string export_dir;             // export (default: --dir)
+    bool pending = false;               // export: proposed ones too
+    bool force = false;                 // export: overwrite files that differ
 };
+
+// `pgrail migrate export`: approved (and with --pending, proposed) proposals as migration files.
+int export_proposals(const MigrateOptions& options) {
+    namespace fs = std::filesystem;
+    const fs::path dir = options.export_dir.empty() ? fs::path(options.dir) : fs::path(options.export_dir);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    int written = 0;
+    for (const auto& proposal : mig::read_proposals(options.dsn)) {
+        if (!options.versions.empty() &&
+            std::find_if(options.versions.begin(), options.versions.end(), [&](const std::string& v) {
+                return mig::canonical_version(v) == proposal.version;
+            }) == options.versions.end())
+            continue;
+        if (proposal.state == mig::ProposalState::rejected) continue;
+        if (proposal.state == mig::ProposalState::proposed && !options.pending) continue;
+        for (const auto direction : {mig::Direction::up, mig::Direction::down}) {
+            const fs::path path = dir / mig::proposal_file_name(proposal, direction);
+            const std::string& text = direction == mig::Direction::up ? proposal.up_sql : proposal.down_sql;
+            if (fs::exists(path) && !options.force) {
+                std::ifstream in(path, std::ios::binary);
+                const std::string existing((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+                if (existing == text) continue;
+                throw std::runtime_error(fmt::format("{} exists with other content (--force overwrites it)",
+                                                     path.string()));
+            }
+            std::ofstream out(path, std::ios::binary | std::ios::trunc);
+            out << text;
+            out.close();
+            if (!out) throw std::runtime_error(fmt::format("cannot write {}", path.string()));
+        }
+        std::printf("%s_%s (%s, checksum %s)\n", proposal.version.c_str(), proposal.name.c_str(),
+                    mig::to_string(proposal.state), proposal.checksum.c_str());
+        ++written;
+    }
+    std::printf("exported %d proposal%s to %s\n", written, written == 1 ? "" : "s", dir.string().c_str());
+    return 0;
+}
 
 // "500ms", "5s", "2min", "1h"; a bare number is milliseconds.
 std::chrono::milliseconds parse_duration(const std::string& text, const char* option) {
@@ -92,7 +139,16 @@ void print_table(const mig::ResultTable& table) {
 int run(const std::string& action, const MigrateOptions& options) {
     if (options.dsn.empty())
         throw std::invalid_argument("--dsn is required (a libpq connection string, or set PGRAIL_MIGRATE_DSN)");
-    auto registry = std::make_shared<const mig::Registry>(mig::Registry::load(options.dir));
+    if (action == "export") return export_proposals(options);
+    auto directory = mig::Registry::load(options.dir);
+    // Approved proposals are registered migrations (proposals.hpp): read them from the ledger.
+    auto merged = mig::merge_proposals(directory, mig::read_approved_proposals(options.dsn));
+    for (const auto& conflict : merged.conflicts) std::fprintf(stderr, "pgrail: WARNING %s\n", conflict.c_str());
+    if (!merged.conflicts.empty() && action != "reject" && action != "proposals" && action != "status") {
+        std::fprintf(stderr, "pgrail: ERROR [55000] %s\n", merged.conflicts.front().c_str());
+        return 1;
+    }
+    auto registry = std::make_shared<const mig::Registry>(std::move(merged.registry));
     mig::RunnerOptions runner_options;
     runner_options.conninfo = options.dsn;
     runner_options.lock_timeout = parse_duration(options.lock_timeout, "--lock-timeout");
@@ -102,6 +158,7 @@ int run(const std::string& action, const MigrateOptions& options) {
     runner_options.require_verified = options.require_verified;
     runner_options.scratch_conninfo = options.scratch_dsn;
     runner_options.pg_dump = options.pg_dump;
+    runner_options.backstop_key_file = options.backstop_key_file;
     std::unique_ptr<audit::AuditLog> audit_log;
     if (!options.audit.empty()) {
         audit_log = std::make_unique<audit::AuditLog>(options.audit, audit::FsyncMode::always);
@@ -115,8 +172,12 @@ int run(const std::string& action, const MigrateOptions& options) {
     const std::optional<std::string> to = options.to.empty() ? std::nullopt : std::optional(options.to);
     try {
         if (action == "status") {
-            const auto snapshot = runner.snapshot();
+            const auto report = runner.status_report();
+            const auto& snapshot = report.snapshot;
             print_table(mig::status_table(*snapshot));
+            // Said, not counted in the exit status: a database without the backstop is not a
+            // migration that needs attention (`pgrail backstop status` exits non-zero for it).
+            std::printf("backstop: %s\n", report.backstop.summary().c_str());
             // Non-zero when something needs an operator: drift, invalid files, a partial run.
             const bool attention = std::any_of(snapshot->status().begin(), snapshot->status().end(), [](const auto& e) {
                 return e.state == mig::State::drifted || e.state == mig::State::invalid ||
@@ -137,6 +198,9 @@ int run(const std::string& action, const MigrateOptions& options) {
             for (const auto& row : table.rows)
                 if (row[3] != "passed") return 1;
         }
+        if (action == "approve") print_table(mig::proposal_table({runner.approve(options.version)}));
+        if (action == "reject") print_table(mig::proposal_table({runner.reject(options.version, options.reason)}));
+        if (action == "proposals") print_table(mig::proposal_table(mig::read_proposals(options.dsn)));
         if (action == "resolve") {
             std::optional<mig::Resolution> as;
             if (options.as == "applied") as = mig::Resolution::applied;
@@ -163,6 +227,7 @@ int run(const std::string& action, const MigrateOptions& options) {
 void add_migrate_command(CLI::App& app) {
     auto options = std::make_shared<MigrateOptions>();
     if (const char* dsn = std::getenv("PGRAIL_MIGRATE_DSN")) options->dsn = dsn;
+    if (const char* key = std::getenv("PGRAIL_BACKSTOP_KEY_FILE")) options->backstop_key_file = key;
     CLI::App* migrate = app.add_subcommand("migrate", "Show, apply, roll back and verify registered migrations");
     migrate->require_subcommand(1);
     migrate->fallthrough();
@@ -181,6 +246,9 @@ void add_migrate_command(CLI::App& app) {
     migrate->add_option("--scratch-dsn", options->scratch_dsn,
                         "verify: server to create the scratch database on (default: --dsn's)");
     migrate->add_option("--pg-dump", options->pg_dump, "verify: pg_dump to use (default: PostgreSQL 15's)");
+    migrate->add_option("--backstop-key-file", options->backstop_key_file,
+                        "The key `pgrail backstop install` wrote: authorizes this runner where the database has the "
+                        "backstop ($PGRAIL_BACKSTOP_KEY_FILE)");
 
     const auto add = [&](const char* name, const char* help) {
         CLI::App* sub = migrate->add_subcommand(name, help);
@@ -200,6 +268,19 @@ void add_migrate_command(CLI::App& app) {
         ->add_option("--to", options->to, "Roll back every applied migration above this version (0: all)");
     add("verify", "Prove rollbacks in a scratch database: up, down, compare schemas, up")
         ->add_option("version", options->version, "Migration to verify (default: every pending one)");
+    add("approve", "Approve a proposed migration (pgrail.propose_migration): it becomes a registered migration")
+        ->add_option("version", options->version, "The proposal's version")
+        ->required();
+    CLI::App* reject = add("reject", "Reject a proposed migration, with a reason");
+    reject->add_option("version", options->version, "The proposal's version")->required();
+    reject->add_option("--reason", options->reason, "Why (recorded in the ledger)")->required();
+    add("proposals", "List the proposed migrations and their states");
+    CLI::App* exporter = add("export", "Write approved proposals as <version>_<name>.up.sql/.down.sql files (for "
+                                       "review in git); the files have the proposals' checksums");
+    exporter->add_option("versions", options->versions, "Only these proposals (default: all)");
+    exporter->add_option("--out", options->export_dir, "Folder to write to (default: --dir)");
+    exporter->add_flag("--pending", options->pending, "Also proposals that are not approved yet");
+    exporter->add_flag("--force", options->force, "Overwrite files whose content differs");
     CLI::App* resolve = add("resolve", "Accept changed files of a drifted migration, or forget one whose files "
                                        "are gone; or record how a partial one was finished or undone by hand");
     resolve->add_option("version", options->version, "The drifted or partial migration")->required();

@@ -1,5 +1,6 @@
 // `pgrail serve --config FILE`: run the proxy with its policy, audit log and migrations.
 #include <memory>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -7,6 +8,8 @@
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/config/yaml_reader.hpp"
+#include "pgrail/migrations/backstop.hpp"
+#include "pgrail/migrations/error.hpp"
 #include "pgrail/policy/loader.hpp"
 #include "pgrail/proxy/logging.hpp"
 #include "pgrail/proxy/migration_commands.hpp"
@@ -21,6 +24,21 @@ policy::LoadOptions policy_options(const config::ServeConfig& config) {
     policy::LoadOptions options;
     if (!config.migrations_dir.empty()) options.migrations_dir = config.migrations_dir;
     return options;
+}
+
+// A warning when the migration database has no working backstop. On a thread of its own and
+// bounded by the connect timeout: never fatal, never in the way of the start.
+std::jthread check_backstop(const config::ServeConfig& config) {
+    if (config.migrator_conninfo.empty()) return {};
+    return std::jthread([conninfo = proxy::bounded_conninfo(config.migrator_conninfo, config.connect_timeout_ms, 5000)] {
+        const auto status = migrations::read_backstop_status(conninfo);
+        if (!status.error.empty())
+            spdlog::warn("backstop: cannot tell whether the migration database has pgrail's backstop: {}", status.error);
+        else if (!status.healthy())
+            spdlog::warn("backstop: {} (docs/security.md)", status.summary());
+        else
+            spdlog::info("backstop: {}", status.summary());
+    });
 }
 
 // The exit status of a shutdown: 1 when a session had to be cut inside a transaction or statement.
@@ -39,6 +57,15 @@ void serve(const std::string& config_path) {
         std::fprintf(stderr, "pgrail: %s\n", e.what());
         throw CLI::RuntimeError(2);
     }
+    if (!config.backstop_key_file.empty()) {
+        // Fail closed: a runner whose key cannot be read would be refused at its first migration.
+        try {
+            (void)migrations::read_backstop_key(config.backstop_key_file);
+        } catch (const migrations::MigrationError& e) {
+            std::fprintf(stderr, "pgrail: migrations.backstop_key_file: %s\n", e.what());
+            throw CLI::RuntimeError(2);
+        }
+    }
     proxy::configure_logging(config.log_level, config.log_format);
 
     if (!policy) {
@@ -51,8 +78,11 @@ void serve(const std::string& config_path) {
     auto gate = std::make_shared<proxy::PolicyGate>(policy, audit_log, config.audit_redact_literals,
                                                     config.max_analyzed_size);
     std::shared_ptr<proxy::MigrationCommands> migration_commands;
-    if (!config.migrations_dir.empty())
+    std::jthread backstop_check;
+    if (!config.migrations_dir.empty()) {
+        backstop_check = check_backstop(config);
         migration_commands = std::make_shared<proxy::MigrationCommands>(config, audit_log, gate);
+    }
     spdlog::info("policy {} loaded (mode {}, {} rules)", policy->source, policy::to_string(policy->mode),
                  policy->rules.size());
 

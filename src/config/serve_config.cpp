@@ -91,8 +91,14 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     }
     if (const auto migrations = root["migrations"]) {
         reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "lock_wait",
-                                       "require_verified"},
+                                       "require_verified", "backstop_key_file"},
                           "migrations");
+        if (const auto key_file = migrations["backstop_key_file"]) {
+            config.backstop_key_file = resolve(reader.as_string(key_file, "migrations.backstop_key_file"), base_dir);
+            if (config.backstop_key_file.empty())
+                reader.fail(key_file, "'migrations.backstop_key_file' must name a file (`pgrail backstop install "
+                                      "--key-file` writes it)");
+        }
         if (migrations["require_verified"])
             config.require_verified = reader.as_bool(migrations["require_verified"], "migrations.require_verified");
         if (migrations["dir"]) config.migrations_dir = resolve(reader.as_string(migrations["dir"], "migrations.dir"), base_dir);

@@ -22,6 +22,33 @@ std::string lint_text(const Migration& migration) {
 
 std::optional<std::string> bool_text(bool value) { return std::string(value ? "t" : "f"); }
 
+// The columns of each table, without rows (command_columns() answers them without running anything).
+ResultTable status_columns() {
+    return {{"version", "name", "state", "checksum", "applied_at", "has_rollback", "lint_findings", "detail"},
+            {oid_text, oid_text, oid_text, oid_text, oid_timestamptz, oid_bool, oid_text, oid_text},
+            {}};
+}
+
+// In-band status(): one more column, backstop.
+ResultTable inband_status_columns() {
+    ResultTable table = status_columns();
+    table.columns.emplace_back("backstop");
+    table.types.push_back(oid_text);
+    return table;
+}
+
+ResultTable plan_columns() {
+    return {{"step", "version", "name", "checksum", "statements", "no_transaction"},
+            {oid_int8, oid_text, oid_text, oid_text, oid_int8, oid_bool},
+            {}};
+}
+
+ResultTable verify_columns() {
+    return {{"version", "name", "checksum", "outcome", "duration_ms", "detail"},
+            {oid_text, oid_text, oid_text, oid_text, oid_int8, oid_text},
+            {}};
+}
+
 ResultTable steps_table(const std::vector<StepResult>& steps) {
     ResultTable table{{"version", "name", "checksum", "action", "duration_ms"},
                       {oid_text, oid_text, oid_text, oid_text, oid_int8},
@@ -31,6 +58,20 @@ ResultTable steps_table(const std::vector<StepResult>& steps) {
                               std::string(step.direction == Direction::up ? "applied" : "rolled_back"),
                               std::to_string(step.duration_ms)});
     return table;
+}
+
+ResultTable proposal_columns() {
+    return {{"version", "name", "state", "checksum", "findings", "verification", "next_step"},
+            {oid_text, oid_text, oid_text, oid_text, oid_text, oid_text, oid_text},
+            {}};
+}
+
+std::vector<std::string> exact_arguments(std::string_view function, const std::vector<std::string>& arguments,
+                                         std::size_t count, std::string_view spelled) {
+    if (arguments.size() != count)
+        throw MigrationError("42883", fmt::format("pgrail.{} takes {} argument{}: pgrail.{}({})", function, count,
+                                                  count == 1 ? "" : "s", function, spelled));
+    return arguments;
 }
 
 std::optional<std::string> optional_argument(std::string_view function, const std::vector<std::string>& arguments) {
@@ -43,10 +84,7 @@ std::optional<std::string> optional_argument(std::string_view function, const st
 }  // namespace
 
 ResultTable status_table(const Snapshot& snapshot) {
-    ResultTable table{
-        {"version", "name", "state", "checksum", "applied_at", "has_rollback", "lint_findings", "detail"},
-        {oid_text, oid_text, oid_text, oid_text, oid_timestamptz, oid_bool, oid_text, oid_text},
-        {}};
+    ResultTable table = status_columns();
     for (const StatusEntry& entry : snapshot.status()) {
         table.rows.push_back({entry.version, entry.name, std::string(to_string(entry.state)), entry.checksum,
                               entry.applied_at, bool_text(entry.has_rollback),
@@ -56,20 +94,28 @@ ResultTable status_table(const Snapshot& snapshot) {
     return table;
 }
 
-ResultTable plan_table(const Runner& runner, const std::optional<std::string>& target) {
-    ResultTable table{{"step", "version", "name", "checksum", "statements", "no_transaction"},
-                      {oid_int8, oid_text, oid_text, oid_text, oid_int8, oid_bool},
-                      {}};
+ResultTable status_table(const StatusReport& report) {
+    ResultTable table = status_table(*report.snapshot);
+    const ResultTable columns = inband_status_columns();
+    table.columns = columns.columns;
+    table.types = columns.types;
+    const auto summary = report.backstop.summary();
+    for (auto& row : table.rows) row.emplace_back(summary);
+    return table;
+}
+
+ResultTable plan_table(const Runner& runner, const std::optional<std::string>& target, TargetMode mode) {
+    ResultTable table = plan_columns();
     std::size_t step = 0;
-    for (const Migration* migration : runner.plan(target))
+    for (const Migration* migration : runner.plan(target, mode))
         table.rows.push_back({std::to_string(++step), migration->version, migration->name, migration->checksum,
                               std::to_string(migration->up.statements.size()),
                               bool_text(migration->up.no_transaction)});
     return table;
 }
 
-ResultTable migrate_up_table(Runner& runner, const std::optional<std::string>& target) {
-    return steps_table(runner.up(target));
+ResultTable migrate_up_table(Runner& runner, const std::optional<std::string>& target, TargetMode mode) {
+    return steps_table(runner.up(target, mode));
 }
 
 ResultTable migrate_down_table(Runner& runner, const std::optional<std::string>& version) {
@@ -81,9 +127,7 @@ ResultTable migrate_down_to_table(Runner& runner, const std::string& target) {
 }
 
 ResultTable verify_table(Runner& runner, const std::optional<std::string>& version) {
-    ResultTable table{{"version", "name", "checksum", "outcome", "duration_ms", "detail"},
-                      {oid_text, oid_text, oid_text, oid_text, oid_int8, oid_text},
-                      {}};
+    ResultTable table = verify_columns();
     for (const auto& result : runner.verify(version))
         table.rows.push_back({result.version, result.name, result.checksum,
                               std::string(result.passed ? "passed" : "failed"), std::to_string(result.duration_ms),
@@ -91,9 +135,50 @@ ResultTable verify_table(Runner& runner, const std::optional<std::string>& versi
     return table;
 }
 
+std::string next_step(const Proposal& proposal) {
+    switch (proposal.state) {
+        case ProposalState::approved:
+            return fmt::format("Approved: apply it with SELECT * FROM pgrail.migrate_up('{}')", proposal.version);
+        case ProposalState::rejected:
+            return fmt::format("Rejected by {}{}; change the scripts and propose again", proposal.decided_by,
+                               proposal.reason.empty() ? "" : ": " + proposal.reason);
+        case ProposalState::proposed: break;
+    }
+    std::string why;
+    if (!proposal.verification.starts_with("passed"))
+        why = "its verification did not pass";
+    else if (!proposal.findings.empty())
+        why = "it has findings";
+    else
+        why = "this session's rule does not approve proposals automatically";
+    return fmt::format("Waiting for an operator's approval ({}): pgrail migrate approve {} or SELECT * FROM "
+                       "pgrail.approve_migration('{}'); then apply it with SELECT * FROM pgrail.migrate_up('{}'). "
+                       "Proposing the same scripts again shows its state.",
+                       why, proposal.version, proposal.version, proposal.version);
+}
+
+ResultTable proposal_table(const std::vector<Proposal>& proposals) {
+    ResultTable table = proposal_columns();
+    for (const auto& proposal : proposals)
+        table.rows.push_back({proposal.version, proposal.name, std::string(to_string(proposal.state)),
+                              proposal.checksum, proposal.findings.dump(), proposal.verification, next_step(proposal)});
+    return table;
+}
+
+ResultTable command_columns(std::string_view function) {
+    if (function == "propose_migration" || function == "approve_migration" || function == "reject_migration")
+        return proposal_columns();
+    if (function == "status") return inband_status_columns();
+    if (function == "plan") return plan_columns();
+    if (function == "migrate_up" || function == "migrate_down") return steps_table({});
+    if (function == "verify") return verify_columns();
+    throw MigrationError("42883", fmt::format("function pgrail.{} does not exist", function));
+}
+
 bool is_command(std::string_view function) {
-    static constexpr std::array<std::string_view, 5> names = {"status", "plan", "migrate_up", "migrate_down",
-                                                              "verify"};
+    static constexpr std::array<std::string_view, 8> names = {
+        "status", "plan", "migrate_up", "migrate_down", "verify", "propose_migration", "approve_migration",
+        "reject_migration"};
     for (const auto name : names)
         if (name == function) return true;
     return false;
@@ -102,15 +187,28 @@ bool is_command(std::string_view function) {
 ResultTable run_command(Runner& runner, std::string_view function, const std::vector<std::string>& arguments) {
     if (function == "status") {
         if (!arguments.empty()) throw MigrationError("42883", "pgrail.status takes no arguments");
-        return status_table(*runner.snapshot());
+        return status_table(runner.status_report());
     }
-    if (function == "plan") return plan_table(runner, optional_argument(function, arguments));
-    if (function == "migrate_up") return migrate_up_table(runner, optional_argument(function, arguments));
+    // In-band, a version means that migration alone (it must be the next pending one).
+    if (function == "plan") return plan_table(runner, optional_argument(function, arguments), TargetMode::exactly);
+    if (function == "migrate_up")
+        return migrate_up_table(runner, optional_argument(function, arguments), TargetMode::exactly);
     if (function == "migrate_down") return migrate_down_table(runner, optional_argument(function, arguments));
     if (function == "verify") return verify_table(runner, optional_argument(function, arguments));
+    if (function == "propose_migration") {
+        const auto args = exact_arguments(function, arguments, 3, "name, up_sql, down_sql");
+        return proposal_table({runner.propose(args[0], args[1], args[2])});
+    }
+    if (function == "approve_migration")
+        return proposal_table({runner.approve(exact_arguments(function, arguments, 1, "version")[0])});
+    if (function == "reject_migration") {
+        const auto args = exact_arguments(function, arguments, 2, "version, reason");
+        return proposal_table({runner.reject(args[0], args[1])});
+    }
     throw MigrationError("42883", fmt::format("function pgrail.{} does not exist", function), "",
                          "pgrail knows status(), plan(), migrate_up([version]), migrate_down([version]), "
-                         "verify([version])");
+                         "verify([version]), propose_migration(name, up_sql, down_sql), "
+                         "approve_migration(version), reject_migration(version, reason)");
 }
 
 }  // namespace pgrail::migrations

@@ -8,6 +8,7 @@
 
 #include <pqxx/pqxx>
 
+#include "pgrail/migrations/backstop.hpp"
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/runner.hpp"
@@ -15,7 +16,18 @@
 
 namespace pgrail::migrations::detail {
 
-std::unique_ptr<pqxx::connection> connect(const std::string& conninfo);
+// A connection of pgrail's own, named pgrail-migrate unless its conninfo names it. With
+// `backstop_key_file` (a runner that changes the schema), and when the database has the backstop,
+// the connection is authorized with that key: one round trip more, once per connection.
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& backstop_key_file = {});
+
+// Backstop (backstop.cpp). Sends the key as a bound parameter; throws MigrationError (42501)
+// when the backstop refuses it, or when the key file cannot be read.
+void authorize_runner(pqxx::transaction_base& tx, const std::string& key_file);
+// The ledger's write guard on `table` (idempotent; needs the backstop installed).
+std::string ledger_guard_sql(std::string_view table);
+// Never throws: a failure is the status's error.
+BackstopStatus read_backstop_status(pqxx::connection& conn, const std::optional<std::string>& key);
 
 // Reads the ledger in a read-only transaction; with `lock_timeout`, a table lock on the ledger
 // is waited for at most that long (the advisory lock is never involved).

@@ -348,8 +348,22 @@ Registry Registry::load(const fs::path& dir) {
         }
         files.emplace(file, content.str());
     }
+    return from_listing(dir, files, unreadable);
+}
+
+Registry Registry::from_listing(const fs::path& dir, const std::map<std::string, std::string>& files,
+                                const std::vector<InvalidFile>& unreadable) {
     Registry registry = from_files(dir, files);
     registry.invalid_.insert(registry.invalid_.end(), unreadable.begin(), unreadable.end());
+    return registry;
+}
+
+Registry Registry::with_migrations(std::vector<Migration> extra) const {
+    Registry registry = *this;
+    for (auto& migration : extra)
+        if (registry.find(migration.version) == nullptr) registry.migrations_.push_back(std::move(migration));
+    std::sort(registry.migrations_.begin(), registry.migrations_.end(),
+              [](const Migration& a, const Migration& b) { return version_less(a.version, b.version); });
     return registry;
 }
 

@@ -44,6 +44,13 @@ std::string first_line(std::string_view text, std::size_t max = 80) {
 
 std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", value.count()); }
 
+// libpqxx 6.4 throws insufficient_privilege without its SQLSTATE (the backstop refuses with it).
+std::string sqlstate_of(const pqxx::sql_error& error) {
+    if (error.sqlstate().empty() && dynamic_cast<const pqxx::insufficient_privilege*>(&error) != nullptr)
+        return "42501";
+    return error.sqlstate();
+}
+
 }  // namespace
 
 [[noreturn]] void rethrow_database_error(const std::string& what_we_did) {
@@ -53,8 +60,9 @@ std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", v
         throw;
     } catch (const pqxx::sql_error& error) {
         auto [message, more] = split_pq_message(error.what());
-        throw MigrationError(error.sqlstate().empty() ? "XX000" : error.sqlstate(),
-                             fmt::format("{}: {}", what_we_did, message), more);
+        const auto sqlstate = sqlstate_of(error);
+        throw MigrationError(sqlstate.empty() ? "XX000" : sqlstate, fmt::format("{}: {}", what_we_did, message), more,
+                             backstop_refusal_hint(sqlstate, message));
     } catch (const pqxx::broken_connection& error) {
         throw MigrationError("08006", fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
     } catch (const std::exception& error) {
@@ -62,14 +70,19 @@ std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", v
     }
 }
 
-std::unique_ptr<pqxx::connection> connect(const std::string& conninfo) {
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& backstop_key_file) {
     try {
         auto conn = std::make_unique<pqxx::connection>(conninfo);
         // Name the connection, unless its conninfo did: a holder of the migration lock is then
-        // recognisably one of pgrail's runners (lock_wait_error's hint depends on it).
+        // recognisably one of pgrail's runners (lock_wait_error's hint depends on it). The same
+        // look tells whether the database has the backstop.
         pqxx::nontransaction tx(*conn);
-        if (tx.exec1("SELECT current_setting('application_name') = ''")[0].as<bool>())
-            tx.exec0(fmt::format("SET application_name = '{}'", runner_application_name));
+        const auto row = tx.exec1("SELECT current_setting('application_name') = '', "
+                                  "to_regprocedure('pgrail_backstop.authorize(text)') IS NOT NULL");
+        if (row[0].as<bool>()) tx.exec0(fmt::format("SET application_name = '{}'", runner_application_name));
+        // Without a key the backstop refuses this runner's DDL itself (42501, with
+        // backstop_refusal_hint saying what to configure).
+        if (row[1].as<bool>() && !backstop_key_file.empty()) authorize_runner(tx, backstop_key_file);
         return conn;
     } catch (...) {
         rethrow_database_error("cannot connect to the database for migrations");
@@ -109,9 +122,17 @@ LedgerState read_ledger(pqxx::connection& conn, std::optional<std::chrono::milli
 
 void ensure_ledger(pqxx::connection& conn) {
     pqxx::work tx(conn);
-    // Check before creating: CREATE ... IF NOT EXISTS checks the CREATE privilege first.
-    if (tx.exec1("SELECT to_regnamespace('pgrail') IS NULL")[0].as<bool>()) tx.exec0("CREATE SCHEMA pgrail");
-    if (tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL")[0].as<bool>())
+    // One look before creating: CREATE ... IF NOT EXISTS checks the CREATE privilege first.
+    const auto missing = tx.exec1(
+        "SELECT to_regnamespace('pgrail') IS NULL, to_regclass('pgrail.schema_migrations') IS NULL, "
+        "to_regclass('pgrail.migration_events') IS NULL, "
+        "to_regprocedure('pgrail_backstop.guard_ledger()') IS NOT NULL AND "
+        "(SELECT count(*) FROM pg_trigger WHERE tgname = 'pgrail_backstop_guard' AND tgrelid IN "
+        "(to_regclass('pgrail.schema_migrations'), to_regclass('pgrail.migration_events'), "
+        "to_regclass('pgrail.migration_proposals'))) < 3, "
+        "to_regclass('pgrail.migration_proposals') IS NULL");
+    if (missing[0].as<bool>()) tx.exec0("CREATE SCHEMA pgrail");
+    if (missing[1].as<bool>())
         tx.exec0(R"(CREATE TABLE pgrail.schema_migrations (
             version      text PRIMARY KEY,
             name         text NOT NULL,
@@ -119,18 +140,46 @@ void ensure_ledger(pqxx::connection& conn) {
             applied_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
             applied_by   text NOT NULL,
             execution_ms bigint NOT NULL))");
-    if (tx.exec1("SELECT to_regclass('pgrail.migration_events') IS NULL")[0].as<bool>())
+    if (missing[2].as<bool>())
         tx.exec0(R"(CREATE TABLE pgrail.migration_events (
             id          bigserial PRIMARY KEY,
             version     text NOT NULL,
             name        text NOT NULL,
             checksum    text NOT NULL,
-            event       text NOT NULL CHECK (event IN ('applied', 'rolled_back', 'failed', 'verified', 'resolved')),
+            event       text NOT NULL CONSTRAINT migration_events_event_check CHECK (event IN ('applied',
+                            'rolled_back', 'failed', 'verified', 'resolved', 'proposed', 'approved', 'rejected')),
             outcome     text NOT NULL CHECK (outcome IN ('ok', 'failed')),
             at          timestamptz NOT NULL DEFAULT clock_timestamp(),
             by          text NOT NULL,
             duration_ms bigint NOT NULL DEFAULT 0,
             detail      text NOT NULL DEFAULT ''))");
+    if (missing[4].as<bool>()) {
+        // Proposed migrations (proposals.cpp). A ledger made before them gains the table, and its
+        // events the proposal events.
+        tx.exec0(R"(CREATE TABLE pgrail.migration_proposals (
+            version        text PRIMARY KEY,
+            name           text NOT NULL,
+            up_sql         text NOT NULL,
+            down_sql       text NOT NULL,
+            no_transaction boolean NOT NULL,
+            checksum       text NOT NULL,
+            findings       jsonb NOT NULL DEFAULT '[]',
+            verification   text NOT NULL,
+            state          text NOT NULL CHECK (state IN ('proposed', 'approved', 'rejected')),
+            proposed_by    text NOT NULL,
+            proposed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+            decided_by     text,
+            decided_at     timestamptz,
+            reason         text))");
+        if (!missing[2].as<bool>())
+            tx.exec0("ALTER TABLE pgrail.migration_events DROP CONSTRAINT IF EXISTS migration_events_event_check, "
+                     "ADD CONSTRAINT migration_events_event_check CHECK (event IN ('applied', 'rolled_back', "
+                     "'failed', 'verified', 'resolved', 'proposed', 'approved', 'rejected'))");
+    }
+    // With the backstop installed, the ledger's rows are the runner's alone, like the schema.
+    if (missing[3].as<bool>())
+        for (const auto table : {"pgrail.schema_migrations", "pgrail.migration_events", "pgrail.migration_proposals"})
+            tx.exec0(ledger_guard_sql(table));
     tx.commit();
 }
 
@@ -278,7 +327,7 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
         }
         // An error answered the statement (it did not take effect), but it may have ended the
         // session too (57P01 after pg_terminate_backend).
-        return ScriptFailure{index, error.sqlstate(), message, more, !conn.is_open(), false, false};
+        return ScriptFailure{index, sqlstate_of(error), message, more, !conn.is_open(), false, false};
     } catch (const pqxx::broken_connection& error) {
         return ScriptFailure{index, "08006", split_pq_message(error.what()).first, "", true, true, false};
     } catch (const pqxx::in_doubt_error& error) {
@@ -379,7 +428,7 @@ MigrationError script_error(const Migration& migration, Direction direction, con
     return MigrationError(failure.sqlstate.empty() ? "XX000" : failure.sqlstate,
                           fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where,
                                       failure.message),
-                          detail);
+                          detail, backstop_refusal_hint(failure.sqlstate, failure.message));
 }
 
 }  // namespace detail
@@ -461,13 +510,47 @@ std::vector<const Migration*> pending_until(const Registry& registry, const std:
     return out;
 }
 
+// `version` alone, and only when it is the next pending migration (pgrail.migrate_up('V')):
+// applying it must never apply another one on the way.
+std::vector<const Migration*> next_pending_exactly(const Registry& registry, const std::vector<StatusEntry>& status,
+                                                   const std::string& version_text) {
+    auto pending = pending_until(registry, status, version_text);
+    const auto version = canonical_target(version_text);
+    if (pending.empty() || pending.back()->version != version)
+        throw MigrationError("55000", fmt::format("migration {} is already applied", version), "",
+                             "SELECT * FROM pgrail.status() lists every migration and its state");
+    if (pending.size() == 1) return pending;
+    pending.pop_back();
+    std::string versions;
+    std::string named;
+    for (std::size_t index = 0; index < pending.size(); ++index) {
+        if (index < 10) versions += fmt::format("{}{}", index ? ", " : "", pending[index]->version);
+        named += fmt::format("{}{} {}", index ? ", " : "", pending[index]->version, pending[index]->name);
+    }
+    if (pending.size() > 10) versions += fmt::format(" and {} more", pending.size() - 10);
+    throw MigrationError(
+        "55000",
+        fmt::format("migration {} is not the next pending migration: {} pending before it: {}", version,
+                    pending.size() == 1 ? "1 is" : fmt::format("{} are", pending.size()), versions),
+        fmt::format("pending before {}, in the order they apply: {}", version, named),
+        fmt::format("apply them first, one at a time in version order (next: SELECT * FROM pgrail.migrate_up('{}')), "
+                    "or every pending migration with SELECT * FROM pgrail.migrate_up()",
+                    pending.front()->version));
+}
+
+std::vector<const Migration*> select_pending(const Registry& registry, const std::vector<StatusEntry>& status,
+                                             const std::optional<std::string>& target, TargetMode mode) {
+    if (mode == TargetMode::exactly && target) return next_pending_exactly(registry, status, *target);
+    return pending_until(registry, status, target);
+}
+
 struct Session {
     std::unique_ptr<pqxx::connection> conn;
     std::string actor;
 };
 
 Session open_session(const RunnerOptions& options) {
-    Session session{detail::connect(options.conninfo), options.actor};
+    Session session{detail::connect(options.conninfo, options.backstop_key_file), options.actor};
     if (session.actor.empty()) {
         try {
             session.actor = current_user(*session.conn);
@@ -559,14 +642,15 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
             // This connection is gone (a terminated backend, a restart): one more try on a new
             // one, so that the ledger still tells what stayed done.
             try {
-                auto fresh = detail::connect(detail::with_connect_timeout(options.conninfo, 5));
+                auto fresh = detail::connect(detail::with_connect_timeout(options.conninfo, 5),
+                                             options.backstop_key_file);
                 record_event(*fresh);
                 recorded = true;
             } catch (...) {
             }
         }
         std::string detail = script_failure.detail();
-        std::string hint;
+        std::string hint = script_failure.hint();
         if (done > 0) {
             const std::string more_text = failure->more.empty() ? "" : "\n" + failure->more;
             if (!more_text.empty() && detail.ends_with(more_text)) detail.erase(detail.size() - more_text.size());
@@ -678,12 +762,24 @@ std::shared_ptr<const Snapshot> Runner::snapshot() const {
     return std::make_shared<const Snapshot>(registry_, read_ledger());
 }
 
-std::vector<const Migration*> Runner::plan(const std::optional<std::string>& target) const {
-    const auto ledger = read_ledger();
-    return pending_until(*registry_, compute_status(*registry_, ledger), target);
+StatusReport Runner::status_report() const {
+    auto conn = detail::connect(options_.conninfo);
+    LedgerState ledger;
+    try {
+        ledger = detail::read_ledger(*conn, options_.lock_timeout);
+    } catch (...) {
+        detail::rethrow_database_error("cannot read the migration ledger");
+    }
+    return {std::make_shared<const Snapshot>(registry_, std::move(ledger)),
+            detail::read_backstop_status(*conn, std::nullopt)};
 }
 
-std::vector<StepResult> Runner::up(const std::optional<std::string>& target) {
+std::vector<const Migration*> Runner::plan(const std::optional<std::string>& target, TargetMode mode) const {
+    const auto ledger = read_ledger();
+    return select_pending(*registry_, compute_status(*registry_, ledger), target, mode);
+}
+
+std::vector<StepResult> Runner::up(const std::optional<std::string>& target, TargetMode mode) {
     Session session = open_session(options_);
     detail::AdvisoryLock lock(*session.conn, options_.lock_wait, options_.abandoned);
     check_not_abandoned(options_);
@@ -692,7 +788,7 @@ std::vector<StepResult> Runner::up(const std::optional<std::string>& target) {
         detail::ensure_ledger(*session.conn);
         // Read under the lock: a run that waited sees what the other one applied.
         const auto ledger = detail::read_ledger(*session.conn);
-        pending = pending_until(*registry_, compute_status(*registry_, ledger), target);
+        pending = select_pending(*registry_, compute_status(*registry_, ledger), target, mode);
         if (options_.require_verified)
             for (const Migration* migration : pending)
                 if (!passing_verify(*session.conn, migration->version, migration->checksum))
@@ -747,9 +843,15 @@ std::vector<StepResult> Runner::down(const std::optional<std::string>& version_t
             if (version != latest.version)
                 throw MigrationError(
                     "55000",
-                    fmt::format("migration {} is not the latest applied one ({} {})", version, latest.version,
-                                latest.name),
-                    "", "roll back newer migrations first, or use `pgrail migrate down --to <version>`");
+                    fmt::format("migration {} is not the latest applied one; the latest is {} ({})", version,
+                                latest.version, latest.name),
+                    std::none_of(ledger.applied.begin(), ledger.applied.end(),
+                                 [&](const AppliedMigration& row) { return row.version == version; })
+                        ? fmt::format("migration {} is not applied", version)
+                        : std::string(),
+                    fmt::format("roll back newer migrations first, one at a time (next: SELECT * FROM "
+                                "pgrail.migrate_down('{}')), or use `pgrail migrate down --to <version>`",
+                                latest.version));
         }
         migration = rollback_order(*registry_, ledger, [&](const AppliedMigration& row) {
                         return row.version == latest.version;

@@ -95,7 +95,10 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     envp.push_back(nullptr);
 
     const std::string program = pg_dump_path(options);
-    std::array<std::string, 4> args = {program, "--schema-only", "--no-password", "--quote-all-identifiers"};
+    // The backstop is pgrail's, not the application's (and its key table is not the runner's to
+    // read): never part of a dump compared or loaded.
+    std::array<std::string, 5> args = {program, "--schema-only", "--no-password", "--quote-all-identifiers",
+                                       "--exclude-schema=" + std::string(backstop_schema)};
     std::vector<char*> argv;
     for (auto& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -214,7 +217,8 @@ void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const 
 }  // namespace
 
 std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& version_text) {
-    auto target_conn = detail::connect(options_.conninfo);
+    // Authorized: it records the outcomes in the ledger (and may create it).
+    auto target_conn = detail::connect(options_.conninfo, options_.backstop_key_file);
     std::string actor = options_.actor;
     LedgerState ledger;
     try {
@@ -270,7 +274,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
             auto restore = detail::connect(scratch.conninfo());
             try {
                 pqxx::nontransaction tx(*restore);
-                tx.exec(without_psql_restrict(original));
+                tx.exec(without_backstop(without_psql_restrict(original)));
             } catch (...) {
                 detail::rethrow_database_error("cannot load the schema dump into the scratch database");
             }

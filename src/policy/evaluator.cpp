@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "advice.hpp"
 #include "pgrail/migrations/lock.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
@@ -25,6 +26,9 @@ constexpr std::array<std::pair<std::string_view, Command>, command_count> comman
     {"migrate_up", Command::migrate_up},
     {"migrate_down", Command::migrate_down},
     {"verify", Command::verify},
+    {"propose_migration", Command::propose_migration},
+    {"approve_migration", Command::approve_migration},
+    {"reject_migration", Command::reject_migration},
 }};
 
 struct Context {
@@ -138,7 +142,9 @@ bool refuses_unparsed(const Policy& policy, const sql::ParseError* error) {
 Decision parse_error(const Context& context, const Statement* statement, const sql::ParseError* error) {
     if (!error) {
         return refuse(context, statement, "on_parse_error", "on_parse_error: deny",
-                      "pgrail: statement not understood, refused", " (a statement kind pgrail does not know)",
+                      "pgrail: statement of a kind pgrail does not know refused; use another statement, or ask an "
+                      "operator",
+                      " (a statement kind pgrail does not know)",
                       "pgrail refuses statements it cannot classify; an operator can set on_parse_error: allow.");
     }
     auto decision =
@@ -163,25 +169,40 @@ Decision parse_error(const Context& context, const Statement* statement, const s
     return decision;
 }
 
-Decision command_decision(const Context& context, const Statement& statement) {
-    const auto& call = *statement.pgrail_call;
+// One pgrail command the statement reads (each call is checked on its own).
+Decision command_decision(const Context& context, const Statement& statement, const sql::PgrailCall& call) {
     const auto found = std::find_if(commands.begin(), commands.end(),
                                     [&](const auto& entry) { return entry.first == call.function; });
     const auto allowed = list_commands(context.rule.guards);
     if (found == commands.end())
         return refuse(context, &statement, "migrations", "migrations",
-                      fmt::format("pgrail: unknown command pgrail.{}", call.function),
+                      fmt::format("pgrail: unknown command pgrail.{}; see SELECT * FROM pgrail.status(), "
+                                  "pgrail.plan(), pgrail.migrate_up(), pgrail.migrate_down(), pgrail.verify()",
+                                  call.function),
                       fmt::format(" (pgrail.{} is not a pgrail command)", call.function),
                       "pgrail's commands are pgrail.status(), pgrail.plan(), pgrail.migrate_up([version]), "
-                      "pgrail.migrate_down(version) and pgrail.verify([version]).");
+                      "pgrail.migrate_down(version), pgrail.verify([version]), "
+                      "pgrail.propose_migration(name, up_sql, down_sql), pgrail.approve_migration(version) and "
+                      "pgrail.reject_migration(version, reason).");
     if (!context.rule.guards.allows_command(found->second))
         return refuse(context, &statement, "migrations", "migrations",
-                      fmt::format("pgrail: pgrail.{} is not allowed for this session", call.function),
+                      fmt::format("pgrail: pgrail.{} is not allowed for this session; ask an operator to run it",
+                                  call.function),
                       fmt::format(" calling pgrail.{}", call.function),
                       allowed.empty() ? fmt::format("Rule \"{}\" may call no pgrail command; ask an operator.",
                                                     context.rule.name)
                                       : fmt::format("Rule \"{}\" may call {}; ask an operator for the rest.",
                                                     context.rule.name, allowed));
+    const bool changes = found->second == Command::migrate_up || found->second == Command::migrate_down;
+    if (changes && context.rule.guards.require_version && call.arguments.empty())
+        return refuse(context, &statement, "migrations", "migrations: require_version",
+                      fmt::format("pgrail: pgrail.{0}() without a version is not allowed for this session; name the "
+                                  "migration: SELECT * FROM pgrail.{0}('<version>')",
+                                  call.function),
+                      fmt::format(" calling pgrail.{} without a version", call.function),
+                      fmt::format("Rule \"{}\" applies and rolls back one named migration at a time. SELECT * FROM "
+                                  "pgrail.status() lists the versions and their states.",
+                                  context.rule.name));
     Decision decision = allow(context);
     decision.action = Decision::Action::intercept;
     decision.command = found->second;
@@ -197,6 +218,8 @@ bool is_function(std::string_view name, std::string_view wanted) {
 // pg_catalog first (it leads every search_path), so they count as pg_catalog: fail closed.
 std::string_view schema_of(const sql::ObjectRef& object) {
     if (object.kind == "schema") return object.name;
+    // An extension is no object of a schema (CREATE EXTENSION pg_trgm is no write to pg_catalog).
+    if (object.kind == "extension") return {};
     if (object.schema.empty() && object.name.starts_with("pg_")) return "pg_catalog";
     return object.schema;
 }
@@ -290,20 +313,25 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
         if (!wanted || *wanted != context.session.lexing.standard_conforming_strings)
             return refuse_setting(
                 "protected_settings",
-                fmt::format("pgrail: changing standard_conforming_strings to {} refused", value),
+                fmt::format("pgrail: changing standard_conforming_strings to {} refused; use E'...' strings for "
+                            "escapes",
+                            value),
                 fmt::format("This session reads backslashes in strings with standard_conforming_strings = {}; pgrail "
                             "reads every text as the server lexes it and does not follow a change within a session. "
                             "Use E'...' strings for escapes.",
                             context.session.lexing.standard_conforming_strings ? "on" : "off"));
     } else if (name == "client_encoding") {
         if (value == "*" || sql::is_client_only_encoding(value))
-            return refuse_setting("protected_settings", fmt::format("pgrail: client_encoding {} refused", value),
+            return refuse_setting("protected_settings",
+                                  fmt::format("pgrail: client_encoding {} refused; use UTF8", value),
                                   "pgrail reads every text as the server will; in SJIS, BIG5, GBK, UHC, GB18030 and "
                                   "JOHAB a character may hold a backslash or a quote byte. Use UTF8.");
     } else if (name == "search_path") {
         const auto schemas = value == "*" ? std::nullopt : split_identifiers(value);
         if (!schemas)
-            return refuse_setting("protected_schemas", "pgrail: a search_path pgrail cannot read refused",
+            return refuse_setting("protected_schemas",
+                                  "pgrail: a search_path pgrail cannot read refused; give it as a constant list of "
+                                  "schema names",
                                   "Give search_path as a constant list of schema names.");
         for (const auto& schema : *schemas) {
             // pg_catalog is searched first whether named or not: naming it changes nothing.
@@ -312,7 +340,9 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
                 if (glob_match(protected_schema, schema))
                     return refuse_setting(
                         "protected_schemas",
-                        fmt::format("pgrail: search_path naming protected schema {} refused", schema),
+                        fmt::format("pgrail: search_path naming protected schema {} refused; qualify names "
+                                    "instead",
+                                    schema),
                         "Unqualified names would resolve into a protected schema; qualify names instead.");
         }
     }
@@ -332,26 +362,75 @@ bool is_ddl(const Statement& statement) {
            statement.flags.select_into || statement.flags.create_table_as;
 }
 
-std::optional<Decision> check(const Context& context, const Statement& statement, bool nested);
+// `calls_checked`: the statement's pgrail commands passed already; check the rest of it.
+std::optional<Decision> check(const Context& context, const Statement& statement, bool nested,
+                              bool calls_checked = false);
 
 std::optional<Decision> check_ddl(const Context& context, const Statement& statement) {
     const auto& guards = context.rule.guards;
     // A temporary relation dies with the session: it is not a schema change.
     if (guards.allow_temporary_objects && only_temporary_changes(statement)) return std::nullopt;
     if (guards.ddl == DdlMode::allow) return std::nullopt;
-    const bool registered = guards.ddl == DdlMode::migrations_only && guards.migrator && context.matcher &&
-                            *context.matcher && (*context.matcher)(statement);
-    if (registered) return std::nullopt;
+    const bool passes = guards.ddl == DdlMode::migrations_only && guards.migrator && context.matcher &&
+                        *context.matcher && (*context.matcher)(statement).has_value();
+    if (passes) return std::nullopt;
     std::string why;
     if (statement.flags.ddl_capable_dynamic)
         why = " (dynamic EXECUTE can change the schema)";
     else if (guards.migrator)
         why = ": it matches no statement of a registered migration in the matching state";
-    return refuse(context, &statement, "ddl", fmt::format("ddl: {}", to_string(guards.ddl)),
-                  "pgrail: ad hoc schema change refused", std::move(why), migrations_hint(context.policy));
+    // Not a migrator (or ddl: deny): the statement may still be a registered migration's, and the
+    // next step is then to run that migration.
+    std::optional<RegisteredStatement> registered;
+    if (!guards.migrator && context.matcher && *context.matcher && !statement.flags.ddl_capable_dynamic)
+        registered = (*context.matcher)(statement);
+    auto text = advice::schema_change(context.policy, context.rule, statement, registered);
+    return refuse(context, &statement, "ddl", fmt::format("ddl: {}", to_string(guards.ddl)), std::move(text.message),
+                  std::move(why), std::move(text.hint));
 }
 
-std::optional<Decision> check(const Context& context, const Statement& statement, bool nested) {
+// A statement that reads pgrail commands as relations: each command as the rule allows it, then the
+// rest of the statement as any statement (the calls are no function references of it: it reads
+// as the plain read it is). Intercepted when all of it passes.
+std::optional<Decision> check_commands(const Context& context, const Statement& statement, bool nested) {
+    const auto& first = statement.pgrail_calls.front();
+    if (nested)
+        return refuse(context, &statement, "migrations", "migrations",
+                      fmt::format("pgrail: a query that reads a pgrail command must be that one statement; send "
+                                  "SELECT ... FROM pgrail.{}(...) on its own",
+                                  first.function),
+                      fmt::format(" calling pgrail.{}", first.function),
+                      "pgrail runs its commands itself, once per query string: send the SELECT that reads them as a "
+                      "query of its own, not inside PREPARE, EXPLAIN or a multi-statement query.");
+    if (statement.statement_class != StatementClass::read || statement.flags.data_modifying_cte)
+        return refuse(context, &statement, "migrations", "migrations",
+                      fmt::format("pgrail: pgrail.{} can only be read by a plain SELECT; read its answer in a query "
+                                  "of its own, then change your tables",
+                                  first.function),
+                      fmt::format(" calling pgrail.{} in a statement that changes data", first.function),
+                      "pgrail's commands are relations in the FROM clause of a SELECT (joins, WHERE, ORDER BY, CTEs "
+                      "that are SELECTs); a statement that also writes must not read them.");
+    const auto changing = std::count_if(statement.pgrail_calls.begin(), statement.pgrail_calls.end(),
+                                        [](const sql::PgrailCall& call) { return command_changes(call.function); });
+    if (changing > 1)
+        return refuse(context, &statement, "migrations", "migrations",
+                      "pgrail: one statement may run one pgrail command that changes the schema; send each "
+                      "migrate_up / migrate_down as a query of its own",
+                      " calling several pgrail commands that change the schema",
+                      "Each command that changes the schema is its own step: run it, read its answer, then run the "
+                      "next.");
+    std::optional<Decision> intercept;
+    for (const auto& call : statement.pgrail_calls) {
+        auto decision = command_decision(context, statement, call);
+        if (decision.action != Decision::Action::intercept) return decision;
+        // The decision names the command that changes something, if one does.
+        if (!intercept || command_changes(call.function)) intercept = std::move(decision);
+    }
+    if (auto refusal = check(context, statement, nested, true)) return refusal;
+    return intercept;
+}
+
+std::optional<Decision> check(const Context& context, const Statement& statement, bool nested, bool calls_checked) {
     const auto& guards = context.rule.guards;
     const auto& flags = statement.flags;
 
@@ -364,33 +443,34 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     // (DELETE, not the EXPLAIN ANALYZE around it).
     for (const auto& inner : statement.inner)
         if (auto refusal = check(context, inner, true)) return refusal;
-    if (statement.pgrail_call) {
-        if (!nested) return command_decision(context, statement);
-        return refuse(context, &statement, "migrations", "migrations",
-                      "pgrail: a pgrail command must be sent as a query of its own",
-                      fmt::format(" calling pgrail.{}", statement.pgrail_call->function),
-                      "Send SELECT * FROM pgrail.<command>(...) alone, not inside PREPARE, EXPLAIN or a multi-statement "
-                      "query.");
-    }
-    // pgrail.* exists only as pgrail's own commands: any other use would reach the server as
-    // an unknown function; say how to call it instead.
+    if (!statement.pgrail_calls.empty() && !calls_checked) return check_commands(context, statement, nested);
+    // pgrail.* exists only as pgrail's own commands, read as relations: any other use would reach
+    // the server as an unknown function; say how to call it instead.
     for (const auto& function : statement.functions) {
         if (!function.starts_with("pgrail.")) continue;
         return refuse(context, &statement, "migrations", "migrations",
-                      fmt::format("pgrail: {} can only be called as SELECT * FROM {}(...)", function, function),
+                      fmt::format("pgrail: pgrail commands are read as relations in FROM with constant arguments: "
+                                  "SELECT ... FROM {}(...); not in a target list, WHERE, a function argument or a "
+                                  "statement that changes data",
+                                  function),
                       fmt::format(" calling {}", function),
-                      "Send SELECT * FROM pgrail.<command>(constant arguments) as a query of its own; filter the "
-                      "result in your client.");
+                      "pgrail answers its commands itself: read them in the FROM clause of a SELECT sent as a query "
+                      "of its own (joins, WHERE, ORDER BY, LIMIT, CTEs and subqueries work), with constant "
+                      "arguments; SELECT pgrail.<command>(...) alone works too.");
     }
     if (flags.alter_system && !guards.allow_alter_system)
-        return refuse(context, &statement, "alter_system", "alter_system: deny", "pgrail: ALTER SYSTEM refused", "",
+        return refuse(context, &statement, "alter_system", "alter_system: deny",
+                      "pgrail: ALTER SYSTEM refused; server configuration is changed by an operator", "",
                       "Server configuration is changed by an operator, not through pgrail.");
     if (flags.copy_program && !guards.allow_copy_program)
-        return refuse(context, &statement, "copy_program", "copy.program: deny", "pgrail: COPY ... PROGRAM refused", "",
+        return refuse(context, &statement, "copy_program", "copy.program: deny",
+                      "pgrail: COPY ... PROGRAM refused; use COPY ... FROM STDIN or TO STDOUT (psql: \\copy)", "",
                       "Use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy).");
     if (flags.copy_file && !guards.allow_copy_server_files)
         return refuse(context, &statement, "copy_server_files", "copy.server_files: deny",
-                      "pgrail: COPY to or from a server file refused", "",
+                      "pgrail: COPY to or from a server file refused; use COPY ... FROM STDIN or TO STDOUT (psql: "
+                      "\\copy)",
+                      "",
                       "Use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy).");
 
     bool computed_set_config = false;
@@ -405,7 +485,10 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         if (denied) {
             const auto bare = dot == std::string_view::npos ? name : name.substr(dot + 1);
             return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", *denied),
-                          fmt::format("pgrail: function {} is not allowed", bare), fmt::format(" calling {}", function),
+                          fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you "
+                                      "need it",
+                                      bare),
+                          fmt::format(" calling {}", function),
                           "This function reaches outside the database or controls the server; an operator can lift "
                           "it for a rule with allowed_functions.");
         }
@@ -421,15 +504,18 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         // The setting's name is an expression: pgrail cannot tell it is not a protected one.
         if ((computed || !named) && !guards.protected_settings.empty())
             return refuse(context, &statement, "protected_settings", "protected_settings",
-                          "pgrail: set_config with a computed setting name refused", " calling set_config",
+                          "pgrail: set_config with a computed setting name refused; pass the name as a constant",
+                          " calling set_config",
                           "Pass the setting name as a constant, e.g. set_config('search_path', ..., false).");
     }
     for (const auto& key : statement.advisory_lock_keys) {
         // pgrail's runner serialises migrations with this lock: another holder would stall them.
         if (key != "*" && integer_differs(key, migrations::advisory_lock_key)) continue;
         return refuse(context, &statement, "migrations", "migrations",
-                      key == "*" ? std::string("pgrail: an advisory lock with a computed key refused")
-                                 : std::string("pgrail: pgrail's migration lock is taken only by pgrail"),
+                      key == "*" ? std::string("pgrail: an advisory lock with a computed key refused; pass the key "
+                                               "as a constant")
+                                 : std::string("pgrail: pgrail's migration lock is taken only by pgrail; use another "
+                                               "advisory lock key"),
                       " (advisory lock key " + key + ")",
                       "Pass the advisory lock key as a constant; pgrail's own key serialises its migrations.");
     }
@@ -446,7 +532,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                                    : guards.protected_settings.find(setting.name);
         if (member)
             return refuse(context, &statement, "protected_settings", fmt::format("protected_settings: {}", *member),
-                          fmt::format("pgrail: changing setting {} refused", setting.name),
+                          fmt::format("pgrail: changing setting {} refused; it guards the database's protections, "
+                                      "ask an operator",
+                                      setting.name),
                           setting.via_function ? " calling set_config" : "",
                           "This setting guards the database's own protections; the session keeps the value its "
                           "role was given.");
@@ -460,7 +548,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
             if (glob_match(protected_schema, schema))
                 return refuse(context, &statement, "protected_schemas",
                               fmt::format("protected_schemas: {}", protected_schema),
-                              fmt::format("pgrail: write to protected schema {} refused", schema),
+                              fmt::format("pgrail: write to protected schema {} refused; {}", schema,
+                                          schema == "pgrail" ? "pgrail's commands change it"
+                                                             : "it is read-only through pgrail"),
                               fmt::format(" ({} {})", sql::to_string(object.role), qualified(object)),
                               "Objects in this schema are read-only through pgrail; pgrail's own state changes only "
                               "through pgrail's commands.");
@@ -468,26 +558,28 @@ std::optional<Decision> check(const Context& context, const Statement& statement
 
     if (statement.statement_class != StatementClass::ddl && !guards.allows_class(statement.statement_class))
         return refuse(context, &statement, "allow_classes", "allow_classes",
-                      fmt::format("pgrail: {} statements are not allowed", class_name(statement.statement_class)),
+                      fmt::format("pgrail: {} statements are not allowed for this session; ask an operator to run "
+                                  "this {}",
+                                  class_name(statement.statement_class), tag_of(statement)),
                       fmt::format(" (class {})", class_name(statement.statement_class)),
                       fmt::format("Rule \"{}\" allows {}.", context.rule.name, list_classes(guards)));
     if (is_ddl(statement))
         if (auto refusal = check_ddl(context, statement)) return refusal;
 
     if (flags.update_or_delete_without_where && guards.require_where) {
-        const bool plain = statement.tag == "UPDATE" || statement.tag == "DELETE";
-        return refuse(context, &statement, "require_where", "require_where",
-                      plain ? fmt::format("pgrail: {} without WHERE refused", statement.tag)
-                            : std::string("pgrail: UPDATE or DELETE without WHERE refused"),
-                      "", "Add a WHERE clause that selects the rows to change (WHERE true if every row is meant).");
+        auto text = advice::without_where(statement);
+        return refuse(context, &statement, "require_where", "require_where", std::move(text.message), "",
+                      std::move(text.hint));
     }
     if (!guards.allow_truncate) {
         const bool truncates = statement.tag == "TRUNCATE TABLE" || statement.tag == "TRUNCATE" ||
                                std::any_of(statement.objects.begin(), statement.objects.end(),
                                            [](const auto& object) { return object.role == ObjectRole::truncated; });
-        if (truncates)
-            return refuse(context, &statement, "truncate", "allow_truncate: false", "pgrail: TRUNCATE refused", "",
-                          "Delete the rows you mean with DELETE ... WHERE ..., or ask an operator.");
+        if (truncates) {
+            auto text = advice::truncate(statement);
+            return refuse(context, &statement, "truncate", "allow_truncate: false", std::move(text.message), "",
+                          std::move(text.hint));
+        }
     }
     if (!guards.read_only_tables.empty()) {
         for (const auto& object : statement.objects) {
@@ -495,7 +587,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
             for (const auto& pattern : guards.read_only_tables)
                 if (table_matches(pattern, object))
                     return refuse(context, &statement, "read_only_tables", "read_only_tables",
-                                  fmt::format("pgrail: write to read-only table {} refused", qualified(object)), "",
+                                  fmt::format("pgrail: write to read-only table {} refused; an operator changes it",
+                                              qualified(object)),
+                                  "",
                                   "This table is read-only through pgrail; an operator changes it.");
         }
     }
@@ -546,7 +640,10 @@ std::optional<Decision> check_connection_setting(const Context& context, const s
     const auto& guards = context.rule.guards;
     if (guards.protected_settings.contains(name))
         return refuse(context, nullptr, "protected_settings", "protected_settings",
-                      fmt::format("pgrail: changing setting {} refused", name), where,
+                      fmt::format("pgrail: changing setting {} refused; it guards the database's protections, "
+                                  "ask an operator",
+                                  name),
+                      where,
                       "This setting guards the database's own protections; the session keeps the value its role "
                       "was given.");
     if (auto refusal = check_setting_value(context, nullptr, name, value, where)) return refusal;
@@ -556,7 +653,8 @@ std::optional<Decision> check_connection_setting(const Context& context, const s
         (mode == OptionsMode::deny && std::find(std::begin(client_settings), std::end(client_settings), name) !=
                                           std::end(client_settings));
     if (!listed)
-        return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", name),
+        return refuse(context, nullptr, "options", "options",
+                      fmt::format("pgrail: startup option {} refused; set it with SET after connecting", name),
                       std::move(where), options_hint());
     return std::nullopt;
 }
@@ -572,7 +670,8 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
                    : std::string("Set what you need with SET after connecting.");
     };
     if (guards.options == OptionsMode::deny)
-        return refuse(context, nullptr, "options", "options: deny", "pgrail: startup options refused",
+        return refuse(context, nullptr, "options", "options: deny",
+                      "pgrail: startup options refused; set what you need with SET after connecting",
                       fmt::format(" with options \"{}\"", shown), options_hint());
     const auto tokens = split_options(options);
     for (std::size_t index = 0; index < tokens.size(); ++index) {
@@ -586,7 +685,8 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
             assignment = token.substr(2);
         if (assignment.empty()) {
             if (guards.options == OptionsMode::allow) continue;
-            return refuse(context, nullptr, "options", "options", fmt::format("pgrail: startup option {} refused", token),
+            return refuse(context, nullptr, "options", "options",
+                          fmt::format("pgrail: startup option {} refused; connect without it", token),
                           fmt::format(" with options \"{}\"", shown), options_hint());
         }
         const auto equals = assignment.find('=');
@@ -603,9 +703,14 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
 
 bool changes_schema(const Statement& statement) { return is_ddl(statement) && !only_temporary_changes(statement); }
 
+bool command_changes(std::string_view function) { return function == "migrate_up" || function == "migrate_down"; }
+
 std::string migrations_hint(const Policy& policy) {
-    return fmt::format("Write <version>_<name>.up.sql and <version>_<name>.down.sql into the migrations directory ({}), "
-                       "get them registered, then run SELECT * FROM pgrail.migrate_up('<version>').",
+    return fmt::format("Schema changes reach the database only as registered migrations, each with a rollback "
+                       "script: pgrail.propose_migration(name, up_sql, down_sql) checks yours and stores it for "
+                       "approval; once it is approved, SELECT * FROM pgrail.migrate_up('<version>') applies it. "
+                       "Operators can also add <version>_<name>.up.sql and .down.sql to the migrations directory "
+                       "({}).",
                        policy.migrations_dir);
 }
 
@@ -632,7 +737,8 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
             const bool replication = !(flag == "false" || flag == "off" || flag == "no" || flag == "0");
             if (replication && !context.rule.guards.allow_replication)
                 return refuse(context, nullptr, "replication", "replication: deny",
-                              "pgrail: replication connections are refused",
+                              "pgrail: replication connections are refused; connect replication clients to the "
+                              "server directly",
                               fmt::format(" with replication={}", value),
                               "Connect replication clients to the server directly, not through pgrail.");
         } else if (key == "options") {
@@ -659,7 +765,7 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
 Decision evaluate_function_call(const Policy& policy, const SessionInfo& session, std::uint32_t function_oid) {
     const Context context{policy, policy.rule_for(session), nullptr, session};
     auto decision = refuse(context, nullptr, "function_call", "function_call",
-                           "pgrail: fast-path function calls are refused", "",
+                           "pgrail: fast-path function calls are refused; call the function in a SELECT", "",
                            "pgrail cannot see which function a FunctionCall message calls: call the function in a "
                            "SELECT statement instead (with libpq, PQexecParams rather than PQfn).");
     decision.detail = fmt::format("rule \"{}\" refused a FunctionCall message (function OID {})", context.rule.name,

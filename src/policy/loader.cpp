@@ -52,6 +52,9 @@ constexpr std::array<std::pair<std::string_view, Command>, command_count> comman
     {"migrate_up", Command::migrate_up},
     {"migrate_down", Command::migrate_down},
     {"verify", Command::verify},
+    {"propose_migration", Command::propose_migration},
+    {"approve_migration", Command::approve_migration},
+    {"reject_migration", Command::reject_migration},
 }};
 
 std::uint32_t bit(auto value) { return 1U << static_cast<unsigned>(value); }
@@ -248,6 +251,26 @@ private:
         return YAML::Node(YAML::NodeType::Undefined);
     }
 
+    // `migrations` is a list of commands, or a mapping {commands: [...], require_version: bool}:
+    // each part comes from the rule, else from the defaults, else pgrail's default (as copy's).
+    YAML::Node pick_migrations(const YAML::Node& rule, const char* sub) const {
+        for (const YAML::Node* source : {&rule, &defaults_}) {
+            if (!source->IsDefined() || !source->IsMap()) continue;
+            const auto& node = (*source)["migrations"];
+            if (!node) continue;
+            if (node.IsSequence()) {
+                if (std::string_view(sub) == "commands") return node;
+                continue;
+            }
+            if (!node.IsMap())
+                reader_.fail(node, "'migrations' must be a list of pgrail commands or a mapping with 'commands', "
+                                   "'require_version' and 'auto_approve'");
+            reader_.expect_map(node, {"commands", "require_version", "auto_approve"}, "migrations");
+            if (node[sub]) return node[sub];
+        }
+        return YAML::Node(YAML::NodeType::Undefined);
+    }
+
     bool allow_or_deny(const YAML::Node& node, std::string_view key) const {
         return node && reader_.as_choice(node, key, {"deny", "allow"}) == "allow";
     }
@@ -293,20 +316,25 @@ private:
                                                guards.ddl == DdlMode::allow ? ", which already allows every DDL statement"
                                                                             : ", which refuses every DDL statement"));
         }
-        if (const auto node = pick(rule, "migrations")) {
+        if (const auto node = pick_migrations(rule, "commands")) {
             const auto names = reader_.as_string_list(node, "migrations");
             for (std::size_t index = 0; index < names.size(); ++index) {
                 const auto found = std::find_if(command_names.begin(), command_names.end(),
                                                 [&](const auto& entry) { return entry.first == names[index]; });
                 if (found == command_names.end())
                     reader_.fail(node[index], fmt::format("unknown pgrail command '{}' (expected one of: status, plan, "
-                                                          "migrate_up, migrate_down, verify)",
+                                                          "migrate_up, migrate_down, verify, propose_migration, "
+                                                          "approve_migration, reject_migration)",
                                                           names[index]));
                 guards.commands |= bit(found->second);
             }
         } else {
             guards.commands = bit(Command::status) | bit(Command::plan);
         }
+        if (const auto node = pick_migrations(rule, "require_version"))
+            guards.require_version = reader_.as_bool(node, "require_version");
+        if (const auto node = pick_migrations(rule, "auto_approve"))
+            guards.auto_approve_clean = reader_.as_choice(node, "auto_approve", {"never", "clean"}) == "clean";
         if (const auto node = pick(rule, "require_where")) guards.require_where = reader_.as_bool(node, "require_where");
         if (const auto node = pick(rule, "allow_truncate")) guards.allow_truncate = reader_.as_bool(node, "allow_truncate");
         if (const auto node = pick(rule, "allow_temporary_objects"))
@@ -459,7 +487,10 @@ std::string summarize(const Policy& policy) {
         out += fmt::format("     ddl: {}{}; temporary objects: {}\n", to_string(guards.ddl),
                            guards.migrator ? " (migrator: registered migration statements pass)" : "",
                            guards.allow_temporary_objects ? "allowed" : "denied");
-        out += fmt::format("     pgrail commands: {}\n", commands.empty() ? "none" : join(commands));
+        out += fmt::format("     pgrail commands: {}{}\n", commands.empty() ? "none" : join(commands),
+                           std::string(guards.require_version ? " (migrate_up and migrate_down with a version only)"
+                                                              : "") +
+                               (guards.auto_approve_clean ? " (auto_approve: clean)" : ""));
         out += fmt::format("     require_where: {}; truncate: {}; copy program: {}; copy server files: {}; "
                            "alter system: {}\n",
                            guards.require_where ? "yes" : "no", guards.allow_truncate ? "allowed" : "denied",

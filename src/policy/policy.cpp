@@ -94,6 +94,9 @@ const char* to_string(Command command) {
         case Command::migrate_up: return "migrate_up";
         case Command::migrate_down: return "migrate_down";
         case Command::verify: return "verify";
+        case Command::propose_migration: return "propose_migration";
+        case Command::approve_migration: return "approve_migration";
+        case Command::reject_migration: return "reject_migration";
     }
     return "?";
 }

@@ -89,6 +89,27 @@ void encode_ready_for_query(std::string& out, char status) {
     MessageWriter(out, backend_tag::ready_for_query).u8(static_cast<std::uint8_t>(status)).finish();
 }
 
+std::optional<std::vector<std::uint32_t>> parse_parameter_description(std::string_view body) {
+    ByteReader reader(body);
+    const auto count = reader.u16();
+    if (!count) return std::nullopt;
+    std::vector<std::uint32_t> types;
+    for (std::uint16_t index = 0; index < *count; ++index) {
+        const auto type = reader.u32();
+        if (!type) return std::nullopt;
+        types.push_back(*type);
+    }
+    if (!reader.complete()) return std::nullopt;
+    return types;
+}
+
+void encode_parameter_description(std::string& out, const std::vector<std::uint32_t>& types) {
+    MessageWriter writer(out, backend_tag::parameter_description);
+    writer.i16(static_cast<std::int16_t>(types.size()));
+    for (const auto type : types) writer.i32(static_cast<std::int32_t>(type));
+    writer.finish();
+}
+
 void encode_parameter_status(std::string& out, std::string_view name, std::string_view value) {
     MessageWriter(out, backend_tag::parameter_status).cstring(name).cstring(value).finish();
 }

@@ -3,6 +3,8 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -13,36 +15,6 @@
 namespace pgrail::proxy {
 
 namespace {
-
-// E'' quoting is independent of standard_conforming_strings.
-std::string quote_literal(std::string_view text) {
-    std::string out = "E'";
-    for (char c : text) {
-        if (c == '\\' || c == '\'') out.push_back(c);
-        out.push_back(c);
-    }
-    out.push_back('\'');
-    return out;
-}
-
-std::string_view type_name(std::uint32_t oid) {
-    switch (oid) {
-        case migrations::oid_bool: return "boolean";
-        case migrations::oid_int8: return "bigint";
-        case migrations::oid_timestamptz: return "timestamptz";
-        default: return "text";
-    }
-}
-
-std::string quote_identifier(std::string_view name) {
-    std::string out = "\"";
-    for (char c : name) {
-        if (c == '"') out.push_back(c);
-        out.push_back(c);
-    }
-    out.push_back('"');
-    return out;
-}
 
 // A conninfo value in single quotes (libpq's key=value syntax).
 std::string conninfo_value(std::string_view value) {
@@ -93,67 +65,165 @@ std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_
     return out;
 }
 
-std::string result_set_sql(const migrations::ResultTable& table) {
-    std::string columns;
-    for (std::size_t i = 0; i < table.columns.size(); ++i) {
-        if (i > 0) columns += ", ";
-        columns += quote_identifier(table.columns[i]);
-    }
-    auto value = [&](std::size_t column, const std::optional<std::string>& text) {
-        const auto type = type_name(column < table.types.size() ? table.types[column] : migrations::oid_text);
-        return fmt::format("{}::{}", text ? quote_literal(*text) : std::string("NULL"), type);
-    };
-    std::string rows;
-    if (table.rows.empty()) {
-        // No rows: one typed row that WHERE false removes, so the columns still describe.
-        rows = "(";
-        for (std::size_t i = 0; i < table.columns.size(); ++i) rows += (i ? ", " : "") + value(i, std::nullopt);
-        rows += ")";
-        return fmt::format("SELECT * FROM (VALUES {}) AS pgrail_result({}) WHERE false", rows, columns);
-    }
-    for (std::size_t r = 0; r < table.rows.size(); ++r) {
-        rows += r ? ", (" : "(";
-        for (std::size_t i = 0; i < table.columns.size(); ++i) {
-            if (i > 0) rows += ", ";
-            rows += value(i, i < table.rows[r].size() ? table.rows[r][i] : std::nullopt);
-        }
-        rows += ")";
-    }
-    return fmt::format("SELECT * FROM (VALUES {}) AS pgrail_result({})", rows, columns);
-}
-
 MigrationCommands::MigrationCommands(const config::ServeConfig& config, std::shared_ptr<audit::AuditLog> audit_log,
                                      std::shared_ptr<PolicyGate> gate)
-    : config_(config), audit_log_(std::move(audit_log)), gate_(std::move(gate)) {
-    auto loaded = std::make_shared<const migrations::Registry>(migrations::Registry::load(config_.migrations_dir));
+    : config_(config), audit_log_(std::move(audit_log)), gate_(std::move(gate)), watch_(config_.migrations_dir) {
+    auto loaded = watch_.poll(true).registry;
     for (const auto& invalid : loaded->invalid_files())
         spdlog::warn("migrations: {} is not registered: {}", invalid.path.string(), invalid.reason);
     {
         std::lock_guard lock(mutex_);
         registry_ = loaded;
+        merge_locked();
     }
+    if (!config_.migrator_conninfo.empty()) (void)follow_proposals();
     refresh_snapshot();
 }
 
 std::shared_ptr<const migrations::Registry> MigrationCommands::registry() const {
     std::lock_guard lock(mutex_);
+    return effective_;
+}
+
+std::shared_ptr<const migrations::Registry> MigrationCommands::directory_registry() const {
+    std::lock_guard lock(mutex_);
     return registry_;
+}
+
+void MigrationCommands::merge_locked() {
+    if (approved_.empty()) {
+        effective_ = registry_;
+        proposal_conflicts_.clear();
+        return;
+    }
+    auto merged = migrations::merge_proposals(*registry_, approved_);
+    effective_ = std::make_shared<const migrations::Registry>(std::move(merged.registry));
+    proposal_conflicts_ = std::move(merged.conflicts);
+}
+
+std::optional<protocol::ErrorMessage> MigrationCommands::follow_proposals() {
+    std::vector<migrations::Proposal> approved;
+    try {
+        approved = migrations::read_approved_proposals(
+            bounded_conninfo(config_.migrator_conninfo, config_.connect_timeout_ms, config_.statement_timeout_ms));
+    } catch (const std::exception& e) {
+        spdlog::warn("migrations: cannot read the proposed migrations, keeping those read before: {}", e.what());
+        approved = {};
+        std::lock_guard lock(mutex_);
+        approved = approved_;
+    }
+    bool changed = false;
+    std::vector<std::string> conflicts;
+    {
+        std::lock_guard lock(mutex_);
+        const auto same = [](const migrations::Proposal& a, const migrations::Proposal& b) {
+            return a.version == b.version && a.checksum == b.checksum && a.name == b.name;
+        };
+        changed = !std::equal(approved.begin(), approved.end(), approved_.begin(), approved_.end(), same);
+        if (changed) {
+            approved_ = std::move(approved);
+            merge_locked();
+        }
+        conflicts = proposal_conflicts_;
+    }
+    if (changed) refresh_snapshot();
+    if (conflicts.empty()) return std::nullopt;
+    std::string detail;
+    for (const auto& conflict : conflicts) detail += (detail.empty() ? "" : "; ") + conflict;
+    return protocol::ErrorMessage{
+        "ERROR", "55000", "pgrail: " + conflicts.front(), detail,
+        "A migration's version names one pair of scripts: remove or restore the file (an exported proposal has the "
+        "same checksum), or reject the proposal (pgrail migrate reject VERSION --reason ...)."};
 }
 
 void MigrationCommands::reload() {
     try {
-        auto loaded = std::make_shared<const migrations::Registry>(migrations::Registry::load(config_.migrations_dir));
+        std::shared_ptr<const migrations::Registry> loaded;
+        {
+            std::lock_guard watch_lock(watch_mutex_);
+            loaded = watch_.poll(true).registry;
+            directory_error_.reset();
+        }
         spdlog::info("migrations: {} registered, {} invalid files in {}", loaded->migrations().size(),
                      loaded->invalid_files().size(), config_.migrations_dir);
-        {
-            std::lock_guard lock(mutex_);
-            registry_ = loaded;
-        }
-        refresh_snapshot();
+        adopt(std::move(loaded));
     } catch (const std::exception& e) {
         spdlog::error("migrations: reload of {} failed, keeping the previous registry: {}", config_.migrations_dir,
                       e.what());
     }
+}
+
+void MigrationCommands::adopt(std::shared_ptr<const migrations::Registry> loaded) {
+    {
+        std::lock_guard lock(mutex_);
+        registry_ = std::move(loaded);
+        merge_locked();
+    }
+    refresh_snapshot();
+}
+
+std::optional<protocol::ErrorMessage> MigrationCommands::follow_directory() {
+    std::shared_ptr<const migrations::Registry> adopted;
+    {
+        std::lock_guard watch_lock(watch_mutex_);
+        migrations::DirectoryWatch::Reading reading;
+        try {
+            reading = watch_.poll();
+        } catch (const std::exception& e) {
+            spdlog::warn("migrations: {}; the registry read before stays in use", e.what());
+            return protocol::ErrorMessage{
+                "ERROR", "58030", fmt::format("pgrail: cannot read the migrations directory: {}", e.what()),
+                "pgrail reads the migrations directory before every pgrail.* command; the registry read before "
+                "stays in use for migrator statements",
+                "An operator must make the directory readable by pgrail again."};
+        }
+        if (!reading.changed) return directory_error_;
+        // Files that became invalid with this change and name a version (a migration file, not a
+        // README): adopting them would silently unregister a migration, or let a later one apply
+        // before it. Keep the registry read before, and say which file is wrong.
+        const auto previous = directory_registry();
+        std::vector<const migrations::InvalidFile*> broken;
+        for (const auto& file : reading.registry->invalid_files()) {
+            if (!file.version) continue;
+            const auto& before = previous->invalid_files();
+            const bool known = std::any_of(before.begin(), before.end(), [&](const auto& old) {
+                return old.path == file.path && old.reason == file.reason;
+            });
+            if (!known) broken.push_back(&file);
+        }
+        if (!broken.empty()) {
+            std::string detail;
+            for (const auto* file : broken)
+                detail += fmt::format("{}{}: {}", detail.empty() ? "" : "; ", file->path.filename().string(),
+                                      file->reason);
+            // Name the file at fault (of a pair, the other one's reason only points at it).
+            const auto* named = broken.front();
+            for (const auto* file : broken)
+                if (!file->reason.starts_with("its up script") && !file->reason.starts_with("its rollback script")) {
+                    named = file;
+                    break;
+                }
+            const bool reported = directory_error_.has_value();
+            directory_error_ = protocol::ErrorMessage{
+                "ERROR", "55000",
+                fmt::format("pgrail: migration file {} in the migrations directory is not valid ({}); fix or remove "
+                            "it, until then pgrail keeps the migrations it read before",
+                            named->path.filename().string(), named->reason),
+                detail,
+                "pgrail reads the migrations directory before every pgrail.* command and adopts a change only when "
+                "every migration file in it is valid; SIGHUP adopts the directory as it is (invalid files then "
+                "show as invalid in pgrail.status())."};
+            if (!reported)
+                spdlog::warn("migrations: not adopting the changed directory {}: {}", config_.migrations_dir, detail);
+            return directory_error_;
+        }
+        directory_error_.reset();
+        adopted = reading.registry;
+    }
+    spdlog::info("migrations: {} changed: {} registered, {} invalid files", config_.migrations_dir,
+                 adopted->migrations().size(), adopted->invalid_files().size());
+    adopt(std::move(adopted));
+    return std::nullopt;
 }
 
 void MigrationCommands::refresh_snapshot() {
@@ -179,7 +249,12 @@ void MigrationCommands::refresh_snapshot() {
     if (ticket < refresh_published_) return;
     refresh_published_ = ticket;
     gate_->set_migration_matcher(std::make_shared<const policy::MigrationMatcher>(
-        [snapshot](const sql::Statement& statement) { return snapshot->match(statement).has_value(); }));
+        [snapshot](const sql::Statement& statement) -> std::optional<policy::RegisteredStatement> {
+            auto found = snapshot->match(statement);
+            if (!found) return std::nullopt;
+            return policy::RegisteredStatement{std::move(found->version), std::move(found->name),
+                                               found->direction == migrations::Direction::down};
+        }));
 }
 
 // A command's arguments as the audit shows them: a registered migration's version as it is (it
@@ -203,6 +278,13 @@ nlohmann::json audited_arguments(const migrations::Registry& registry, const std
 InbandOutcome MigrationCommands::run(const SessionContext& session, const std::string& command,
                                      const std::vector<std::string>& arguments, AbandonedFlag abandoned) {
     InbandOutcome outcome;
+    // The directory first: the command (and the audited arguments) see the registry as it is now.
+    auto directory_error = follow_directory();
+    // Then the approved proposals: an approved proposal is a registered migration.
+    if (!directory_error && !config_.migrator_conninfo.empty()) {
+        auto proposals_error = follow_proposals();
+        if (proposals_error && command != "reject_migration") directory_error = std::move(proposals_error);
+    }
     nlohmann::json event = {{"event", "command"},
                             {"session_id", session.session_id},
                             {"client_address", session.client_address},
@@ -211,7 +293,9 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
                             {"application_name", session.application_name},
                             {"command", "pgrail." + command},
                             {"arguments", audited_arguments(*registry(), arguments)}};
-    if (config_.migrator_conninfo.empty()) {
+    if (directory_error) {
+        outcome.error = *directory_error;
+    } else if (config_.migrator_conninfo.empty()) {
         outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands need a migrator connection", {},
                          "Set migrations.migrator (a libpq connection string) in pgrail's configuration."};
     } else {
@@ -227,10 +311,17 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         options.abandoned = std::move(abandoned);
         options.actor = session.user;
         options.require_verified = config_.require_verified;
+        options.backstop_key_file = config_.backstop_key_file;
         options.audit = [log = audit_log_](const nlohmann::json& record) { return log->record(record); };
+        // auto_approve is the proposing session's rule's.
+        if (gate_) {
+            const auto policy = gate_->current_policy();
+            if (policy && policy->rule_for(session).guards.auto_approve_clean)
+                options.auto_approve = migrations::AutoApprove::clean;
+        }
         try {
             migrations::Runner runner(current, options);
-            outcome.result_sql = result_set_sql(migrations::run_command(runner, command, arguments));
+            outcome.table = migrations::run_command(runner, command, arguments);
             outcome.ok = true;
         } catch (const migrations::MigrationError& e) {
             outcome.error = {"ERROR", e.sqlstate(), e.message(), e.detail(), e.hint()};
@@ -238,6 +329,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
             outcome.error = {"ERROR", "58000", fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
         }
         if (command == "migrate_up" || command == "migrate_down") refresh_snapshot();
+        // An approval (or a rejection) changes the registry at once, for migrator matching too.
+        if (outcome.ok && (command == "propose_migration" || command == "approve_migration" ||
+                           command == "reject_migration"))
+            (void)follow_proposals();
     }
     event["outcome"] = outcome.ok ? "ok" : "error";
     if (!outcome.ok) {
@@ -254,7 +349,9 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         event["message"] = std::move(message);
     }
     if (!audit_log_->record(std::move(event)) && outcome.ok) {
-        const bool changed_schema = command == "migrate_up" || command == "migrate_down";
+        const bool changed_schema = command == "migrate_up" || command == "migrate_down" ||
+                                    command == "propose_migration" || command == "approve_migration" ||
+                                    command == "reject_migration";
         if (changed_schema) {
             // It committed, and its apply_started line is on disk: the client hears the truth.
             spdlog::error("session {}: audit log write failed for pgrail.{} after it committed", session.session_id,
@@ -262,7 +359,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         } else {
             // Nothing happened yet that the client has seen: fail closed, as a refusal does.
             outcome.ok = false;
-            outcome.result_sql.clear();
+            outcome.table = {};
             outcome.error = audit_unavailable_error();
         }
     }

@@ -50,6 +50,17 @@ bool changes_schema(const sql::Analysis& analysis) {
                        [](const sql::Statement& statement) { return policy::changes_schema(statement); });
 }
 
+bool forgets(const sql::Statement& statement) {
+    if (statement.tag == "DEALLOCATE" || statement.tag == "DEALLOCATE ALL" || statement.tag == "DISCARD ALL") return true;
+    return std::any_of(statement.inner.begin(), statement.inner.end(), forgets);
+}
+
+// Whether a text may drop prepared statements (DEALLOCATE, DISCARD ALL): the session then
+// forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
+bool forgets_prepared(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
+}
+
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
@@ -151,7 +162,9 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
         if (shaped->analysis && shaped->shape == *shape &&
             policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr).action ==
                 policy::Decision::Action::allow) {
-            return {};
+            GateVerdict verdict;
+            verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
+            return verdict;
         }
     }
     auto analysis = cache_.analyze(sql);
@@ -169,6 +182,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get());
     GateVerdict verdict;
     if (decision.action == policy::Decision::Action::allow) {
+        verdict.forgets_prepared = forgets_prepared(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run.
         if (changes_schema(analysis)) verdict.write_audit = writer(session, schema_change_event(session, decision, analysis, sql));
@@ -178,8 +192,11 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     if (decision.action == policy::Decision::Action::intercept) {
         const auto& statement = analysis.statements.at(decision.statement_index);
         verdict.kind = GateVerdict::Kind::intercept;
-        verdict.command = statement.pgrail_call->function;
-        verdict.arguments = statement.pgrail_call->arguments;
+        for (const auto& call : statement.pgrail_calls) {
+            verdict.calls.push_back(InbandCall{call.function, call.arguments, call.offset, call.length, call.aliased,
+                                               call.whole_statement, policy::command_changes(call.function)});
+        }
+        verdict.highest_parameter = statement.highest_parameter;
         return verdict;
     }
 

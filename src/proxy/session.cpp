@@ -17,6 +17,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
@@ -24,6 +25,7 @@
 
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
+#include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::proxy {
@@ -55,7 +57,9 @@ std::string endpoint_text(const Stream& socket) {
 // Frames pgrail must read whole; everything else streams through.
 bool inspect_from_client(char tag, std::size_t) {
     using namespace protocol::frontend_tag;
-    return tag == query || tag == parse || tag == function_call;
+    // A Describe is a few bytes: each of a statement is counted (its ParameterDescription may
+    // hide pgrail's own parameters).
+    return tag == query || tag == parse || tag == function_call || tag == describe;
 }
 
 // An ErrorResponse is read whole to spot FATAL and pgrail's stand-in errors, which are short;
@@ -65,7 +69,8 @@ constexpr std::size_t inspected_error_max = 64 * 1024;
 bool inspect_from_server(char tag, std::size_t total_size) {
     using namespace protocol::backend_tag;
     if (tag == error_response) return total_size <= inspected_error_max;
-    return tag == authentication || tag == backend_key_data || tag == ready_for_query || tag == parameter_status;
+    return tag == authentication || tag == backend_key_data || tag == ready_for_query || tag == parameter_status ||
+           tag == parameter_description;
 }
 
 // Before the server has authenticated the client, only the authentication exchange passes,
@@ -114,9 +119,9 @@ const char* const administrator_command = "terminating connection due to adminis
 // expression twice (its bug 100611), which corrupted a lambda's captures here.
 template <class Result, class Work>
 awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
-    auto initiate = [&pool](auto handler, Work work) {
+    auto initiate = [&pool](auto handler, Work owned) {
         auto home = asio::get_associated_executor(handler);
-        asio::post(pool, [work = std::move(work), handler = std::move(handler),
+        asio::post(pool, [work = std::move(owned), handler = std::move(handler),
                           guard = asio::make_work_guard(home)]() mutable {
             Result result{};
             std::exception_ptr failure;
@@ -159,7 +164,7 @@ Session::Session(Stream client, ServerShared& shared)
     : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),
       started_(std::chrono::steady_clock::now()),
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
-      login_timer_(client_.get_executor()) {
+      ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
     context_.client_address = endpoint_text(client_);
     ++shared_.active_sessions;
@@ -539,6 +544,7 @@ void Session::close_server_and_wake_pumps() {
     server_.cancel(ignored);
     client_.cancel(ignored);
     first_ready_signal_.cancel();
+    ready_signal_.cancel();
 }
 
 awaitable<error_code> Session::read_more(Inbound& in) {
@@ -675,12 +681,16 @@ awaitable<void> Session::client_to_server() {
         } else if (awaits_sync(tag)) {
             unsynced_ = true;
         }
+        if (tag == protocol::frontend_tag::execute) executed_since_sync_ = true;
+        if (tag == protocol::frontend_tag::sync || tag == protocol::frontend_tag::query) executed_since_sync_ = false;
         last_client_tag_ = tag;
     };
     // Until the server has authenticated the client every frame is read whole, so that the
     // check below sees each one's header before anything of it moves.
+    // Binds and Closes are read whole only while a prepared statement reads pgrail commands.
     const auto inspect = [this](char tag, std::size_t size) {
-        return ready_received_ == 0 || inspect_from_client(tag, size);
+        return ready_received_ == 0 || inspect_from_client(tag, size) ||
+               (!deferred_.empty() && (tag == protocol::frontend_tag::bind || tag == protocol::frontend_tag::close));
     };
     while (true) {
         if (auto ec = co_await read_more(in)) {
@@ -716,6 +726,14 @@ awaitable<void> Session::client_to_server() {
             const char tag = next.header.header.tag;
             if (tag == protocol::frontend_tag::function_call) {
                 co_await on_function_call(next.frame, to_server_);
+            } else if (tag == protocol::frontend_tag::bind && !deferred_.empty() && ready_received_ > 0) {
+                co_await on_bind(next.frame, to_server_);
+            } else if (tag == protocol::frontend_tag::describe && ready_received_ > 0) {
+                on_describe(next.frame);
+                to_server_.forward(next.frame);
+            } else if (tag == protocol::frontend_tag::close && !deferred_.empty() && ready_received_ > 0) {
+                on_close(next.frame);
+                to_server_.forward(next.frame);
             } else if (tag != protocol::frontend_tag::query && tag != protocol::frontend_tag::parse) {
                 to_server_.forward(next.frame);  // read whole only while authentication holds frames
                 if (ready_received_ == 0 && tag == protocol::frontend_tag::password) server_turn_begins();
@@ -731,11 +749,18 @@ awaitable<void> Session::client_to_server() {
                 } else {
                     verdict = co_await check_elsewhere(*statement);
                 }
+                // A Query drops the unnamed prepared statement (as PostgreSQL does).
+                if (tag == protocol::frontend_tag::query && !deferred_.empty()) deferred_.erase(std::string());
                 if (verdict.kind == GateVerdict::Kind::intercept) {
                     // What came before goes first, so the answer keeps its place in the stream.
                     if (co_await write_out(server_, to_server_)) co_return;
-                    co_await run_intercept(verdict, tag, next.frame, to_server_);
+                    co_await run_intercept(verdict, tag, next.frame, *statement, to_server_);
                 } else {
+                    // A statement prepared again (or refused) under a name no longer reads pgrail
+                    // commands; DEALLOCATE and DISCARD ALL may drop any.
+                    if (tag == protocol::frontend_tag::parse && !deferred_.empty())
+                        deferred_.erase(std::string(statement->parse_name));
+                    if (verdict.forgets_prepared) deferred_.clear();
                     apply(verdict, tag, next.frame, *statement, to_server_);
                 }
             }
@@ -852,50 +877,240 @@ void Session::substitute(char tag, std::string_view frame, std::string_view sql,
     out.inject(std::move(replacement));
 }
 
-// In-band commands run on the blocking pool; their result set is produced by the server
-// from a VALUES list, so simple and extended protocol, Describe and pipelining just work.
-awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out) {
-    InbandOutcome outcome;
-    if (!shared_.inband) {
-        outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail",
-                         {}, "Set migrations.dir and migrations.migrator in pgrail's configuration."};
-    } else {
-        // If the client leaves while the command runs, a migration it asked for must not apply
-        // afterwards: a watcher raises the flag when the client's socket reads as closed.
-        auto abandoned = std::make_shared<std::atomic<bool>>(false);
-        auto finished = std::make_shared<std::atomic<bool>>(false);
-        asio::co_spawn(client_.get_executor(), watch_for_departure(abandoned, finished), asio::detached);
-        if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, abandoned);
-        inband_abandoned_ = abandoned;  // an immediate shutdown abandons it too
-        auto command = [inband = shared_.inband, context = context_, name = verdict.command,
-                        arguments = verdict.arguments, abandoned] {
-            return inband->run(context, name, arguments, abandoned);
-        };
-        outcome = co_await run_on_pool<InbandOutcome>(shared_.blocking_pool, command);
-        finished->store(true);  // the watcher's wait ends with the client's next message, or its close
-        inband_abandoned_.reset();
-        // Its answer is complete with this ReadyForQuery (a Parse's comes with the next Sync).
-        inband_answer_ready_ = syncs_sent_ + (unsynced_ ? 1 : 0);
-        if (!outcome.ok && shutdown_ == ShutdownMode::immediate && abandoned->load()) {
-            if (!outcome.error.detail.empty()) outcome.error.detail += '\n';
-            outcome.error.detail += "pgrail is shutting down (SIGINT, or shutdown_timeout reached) and abandoned the run";
-        }
-        if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, {});
-    }
-    if (outcome.ok) {
-        substitute(tag, frame, outcome.result_sql, out);
-        co_return;
-    }
+// In-band commands run on the blocking pool; their answers reach the client through the server,
+// as relations of the client's own statement (inband_relations.hpp), so simple and extended
+// protocol, Describe, pipelining and the session's transaction are PostgreSQL's own.
+awaitable<void> Session::run_intercept(const GateVerdict& verdict, char tag, std::string_view frame,
+                                       const ClientStatement& statement, Outbound& out) {
     GateVerdict refusal;
     refusal.kind = GateVerdict::Kind::refuse;
-    refusal.error = std::move(outcome.error);
-    const auto body = frame.substr(protocol::header_size);
-    if (tag == protocol::frontend_tag::parse) {
-        const auto parse = protocol::parse_parse(body);
-        refuse(refusal, tag, parse->query, parse->statement_name, parse->parameter_types, out);
+    if (!shared_.inband) {
+        refusal.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail",
+                         {}, "Set migrations.dir and migrations.migrator in pgrail's configuration."};
+    } else if (tag == protocol::frontend_tag::parse) {
+        // Nothing runs at Parse: the server prepares a text whose pgrail relations read one
+        // added json parameter each; the commands run when the client binds it (on_bind).
+        auto types = protocol::parse_parameter_types(statement.parse_types).value_or(std::vector<std::uint32_t>{});
+        const std::size_t client_parameters = std::max(types.size(), verdict.highest_parameter);
+        constexpr std::size_t max_parameters = 65535;  // the protocol's int16 count
+        if (client_parameters + verdict.calls.size() > max_parameters) {
+            refusal.error = {"ERROR", "54000",
+                             "pgrail: too many parameters for a statement that reads pgrail commands", {},
+                             "pgrail adds one parameter per pgrail command to the statement."};
+        } else {
+            std::string text;
+            try {
+                text = text_with_parameters(statement.sql, verdict.calls, client_parameters + 1);
+            } catch (const std::exception& e) {
+                refusal.error = {"ERROR", "42883", fmt::format("pgrail: {}", e.what()), {}, {}};
+            }
+            if (!text.empty()) {
+                types.resize(client_parameters, 0);
+                types.insert(types.end(), verdict.calls.size(), oid_json);
+                deferred_[std::string(statement.parse_name)] = DeferredStatement{verdict.calls, client_parameters};
+                std::string replacement;
+                protocol::encode_parse(replacement, statement.parse_name, text, protocol::encode_parameter_types(types));
+                out.inject(std::move(replacement));
+                co_return;
+            }
+        }
     } else {
-        refuse(refusal, tag, *protocol::parse_query(body), {}, {}, out);
+        // A Query: its own ReadyForQuery is counted already; the server's answers to everything
+        // before it tell the transaction status the command meets.
+        std::vector<migrations::ResultTable> answers;
+        auto error = co_await refuse_in_transaction(verdict.calls, syncs_sent_ - 1);
+        if (!error) error = co_await run_commands(verdict.calls, answers);
+        if (!error) {
+            substitute(tag, frame, text_with_answers(statement.sql, verdict.calls, answers), out);
+            co_return;
+        }
+        refusal.error = std::move(*error);
     }
+    deferred_.erase(std::string(statement.parse_name));
+    refuse(refusal, tag, statement.sql, statement.parse_name, statement.parse_types, out);
+}
+
+awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std::vector<InbandCall>& calls,
+                                                                       std::vector<migrations::ResultTable>& answers) {
+    if (!shared_.inband) {
+        co_return protocol::ErrorMessage{"ERROR", "55000",
+                                         "pgrail: in-band migration commands are not configured on this pgrail", {},
+                                         "Set migrations.dir and migrations.migrator in pgrail's configuration."};
+    }
+    // If the client leaves while the commands run, a migration it asked for must not apply
+    // afterwards: a watcher raises the flag when the client's socket reads as closed.
+    auto abandoned = std::make_shared<std::atomic<bool>>(false);
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    asio::co_spawn(client_.get_executor(), watch_for_departure(abandoned, finished), asio::detached);
+    if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, abandoned);
+    inband_abandoned_ = abandoned;  // an immediate shutdown abandons it too
+    // Reads first, then the command that changes something (at most one: the policy's): when a
+    // read fails, nothing has changed.
+    std::vector<std::size_t> order;
+    for (std::size_t index = 0; index < calls.size(); ++index)
+        if (!calls[index].changes) order.push_back(index);
+    for (std::size_t index = 0; index < calls.size(); ++index)
+        if (calls[index].changes) order.push_back(index);
+    struct Answers {
+        std::vector<migrations::ResultTable> tables;
+        std::optional<protocol::ErrorMessage> error;
+    };
+    auto work = [inband = shared_.inband, context = context_, calls, order, abandoned] {
+        Answers result;
+        result.tables.resize(calls.size());
+        for (const std::size_t index : order) {
+            auto outcome = inband->run(context, calls[index].command, calls[index].arguments, abandoned);
+            if (!outcome.ok) {
+                result.error = std::move(outcome.error);
+                break;
+            }
+            result.tables[index] = std::move(outcome.table);
+        }
+        return result;
+    };
+    Answers result = co_await run_on_pool<Answers>(shared_.blocking_pool, work);
+    finished->store(true);  // the watcher's wait ends with the client's next message, or its close
+    inband_abandoned_.reset();
+    // Its answer is complete with this ReadyForQuery (a Parse's or Bind's comes with the next Sync).
+    inband_answer_ready_ = syncs_sent_ + (unsynced_ ? 1 : 0);
+    if (result.error && shutdown_ == ShutdownMode::immediate && abandoned->load()) {
+        if (!result.error->detail.empty()) result.error->detail += '\n';
+        result.error->detail += "pgrail is shutting down (SIGINT, or shutdown_timeout reached) and abandoned the run";
+    }
+    if (has_client_key_) shared_.cancel_registry.set_abandon_flag(client_key_, {});
+    answers = std::move(result.tables);
+    co_return std::move(result.error);
+}
+
+awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(const std::vector<InbandCall>& calls,
+                                                                                std::uint64_t answered) {
+    const auto changing = std::find_if(calls.begin(), calls.end(), [](const InbandCall& call) { return call.changes; });
+    if (changing == calls.end()) co_return std::nullopt;
+    const std::string name = "pgrail." + changing->command;
+    const auto refused = [&](std::string message) {
+        return protocol::ErrorMessage{
+            "ERROR", "25001", std::move(message),
+            "pgrail runs its commands on a connection of its own, never in the session's transaction: a ROLLBACK "
+            "would not undo it.",
+            fmt::format("Send SELECT * FROM {}(...) outside a transaction block (after COMMIT or ROLLBACK), as a "
+                        "statement of its own (in the extended protocol: followed by Sync).",
+                        name)};
+    };
+    // Like PostgreSQL's CREATE DATABASE: after another Execute of the same pipeline, the server
+    // may roll back what ran before it, but not the command.
+    if (executed_since_sync_) co_return refused(fmt::format("pgrail: {} cannot be executed within a pipeline", name));
+    if (!co_await wait_for_server(answered)) {
+        co_return protocol::ErrorMessage{"ERROR", "57P01", "pgrail: the session ended before the command ran", {}, {}};
+    }
+    if (transaction_status_ != 'I')
+        co_return refused(fmt::format("pgrail: {} cannot run inside a transaction block", name));
+    co_return std::nullopt;
+}
+
+awaitable<bool> Session::wait_for_server(std::uint64_t count, bool probe) {
+    const auto done = [&] { return ready_received_ >= count && (!probe || probe_ != Probe::waiting); };
+    if (done()) co_return true;
+    // What came before must reach the server for it to answer.
+    if (co_await write_out(server_, to_server_)) co_return false;
+    while (!done()) {
+        if (ending_ || server_closed_by_pgrail_) co_return false;
+        waiting_for_server_ = true;
+        ready_signal_.expires_at(asio::steady_timer::time_point::max());
+        (void)co_await ready_signal_.async_wait(use_tuple);
+        waiting_for_server_ = false;
+        const auto state = co_await asio::this_coro::cancellation_state;
+        if (state.cancelled() != asio::cancellation_type::none) co_return false;
+    }
+    co_return true;
+}
+
+awaitable<bool> Session::probe_statement(std::string_view name, Outbound& out) {
+    // (The caller waited for the batches before this one: an error now is this batch's.)
+    if (batch_failed_) co_return false;
+    std::string probe;
+    protocol::encode_describe(probe, 'S', name);
+    protocol::encode_flush(probe);
+    parameter_trims_.push_back(ParameterTrim{syncs_sent_, 0, true});
+    probe_ = Probe::waiting;
+    out.inject(std::move(probe));
+    const bool waited = co_await wait_for_server(0, true);
+    const bool answered = waited && probe_ == Probe::answered;
+    probe_ = Probe::none;
+    co_return answered;
+}
+
+awaitable<void> Session::on_bind(std::string_view frame, Outbound& out) {
+    const auto bind = protocol::parse_bind(frame.substr(protocol::header_size));
+    if (!bind) {
+        end_session("08P01", "invalid Bind message format");
+        co_return;
+    }
+    const auto found = deferred_.find(std::string(bind->statement));
+    if (found == deferred_.end()) {
+        out.forward(frame);
+        co_return;
+    }
+    const DeferredStatement deferred = found->second;  // a copy: the map may change while commands run
+    GateVerdict refusal;
+    refusal.kind = GateVerdict::Kind::refuse;
+    const std::size_t given = bind->parameters.size();
+    const std::size_t formats = bind->parameter_formats.size();
+    if (given != deferred.client_parameters || (formats > 1 && formats != given)) {
+        // As PostgreSQL answers such a Bind, before anything runs.
+        refusal.error = {"ERROR", "08P01",
+                         formats > 1 && formats != given
+                             ? fmt::format("bind message has {} parameter formats but {} parameters", formats, given)
+                             : fmt::format("bind message supplies {} parameters, but prepared statement \"{}\" "
+                                           "requires {}",
+                                           given, bind->statement, deferred.client_parameters),
+                         {}, {}};
+    } else {
+        std::vector<migrations::ResultTable> answers;
+        // The Bind's Sync is not counted yet: everything before it is.
+        auto error = co_await refuse_in_transaction(deferred.calls, syncs_sent_);
+        const bool changes = std::any_of(deferred.calls.begin(), deferred.calls.end(),
+                                         [](const InbandCall& call) { return call.changes; });
+        // A command that changes something runs only for a statement the server holds, with
+        // nothing before it in the batch failed (a Parse the server refused, a statement
+        // DEALLOCATEd): otherwise the server skips this Bind, and the command must not run.
+        if (!error && changes && !co_await probe_statement(bind->statement, out)) {
+            out.forward(frame);
+            co_return;
+        }
+        if (!error) error = co_await run_commands(deferred.calls, answers);
+        if (!error) {
+            // The client's Bind with each command's answer as the parameter pgrail added for it.
+            std::vector<std::string> rows;
+            rows.reserve(answers.size());
+            for (const auto& answer : answers) rows.push_back(answer_json(answer));
+            protocol::BindMessage rewritten = *bind;
+            if (formats == 1 && rewritten.parameter_formats.front() != 0)
+                rewritten.parameter_formats.assign(given, rewritten.parameter_formats.front());
+            if (rewritten.parameter_formats.size() == given && given > 0)
+                rewritten.parameter_formats.insert(rewritten.parameter_formats.end(), rows.size(), 0);
+            for (const auto& row : rows) rewritten.parameters.emplace_back(row);
+            std::string replacement;
+            protocol::encode_bind(replacement, rewritten);
+            out.inject(std::move(replacement));
+            co_return;
+        }
+        refusal.error = std::move(*error);
+    }
+    // Refused like a failing Parse (of a statement of pgrail's own name, so that no statement of
+    // the client's is touched): the server skips to the Sync, and answers the refusal.
+    refuse(refusal, protocol::frontend_tag::parse, {}, "pgrail_refused_bind", std::string_view("\0\0", 2), out);
+}
+
+void Session::on_describe(std::string_view frame) {
+    const auto target = protocol::parse_describe_target(frame.substr(protocol::header_size));
+    if (!target || target->kind != 'S') return;  // a portal's Describe has no ParameterDescription
+    const auto found = deferred_.find(std::string(target->name));
+    parameter_trims_.push_back(ParameterTrim{syncs_sent_, found == deferred_.end() ? 0 : found->second.calls.size()});
+}
+
+void Session::on_close(std::string_view frame) {
+    const auto target = protocol::parse_describe_target(frame.substr(protocol::header_size));
+    if (target && target->kind == 'S') deferred_.erase(std::string(target->name));
 }
 
 // Waits while an in-band command runs: the client's socket becoming readable with nothing to
@@ -948,8 +1163,22 @@ awaitable<void> Session::server_to_client() {
     while (true) {
         if (auto ec = co_await read_more(in)) co_return;
         while (true) {
-            const auto next = next_frame(in, to_client_, max_size, inspect_from_server, [this](char tag) {
+            // The probe's RowDescription is read whole, to be dropped.
+            const auto inspect = [this](char tag, std::size_t size) {
+                return inspect_from_server(tag, size) ||
+                       (hide_row_description_ &&
+                        (tag == protocol::backend_tag::row_description || tag == protocol::backend_tag::no_data));
+            };
+            const auto next = next_frame(in, to_client_, max_size, inspect, [this](char tag) {
                 if (tag == protocol::backend_tag::copy_in_response) server_in_copy_in_ = true;
+                if (tag == protocol::backend_tag::error_response) {
+                    // The server skips the rest of this batch, a probe of pgrail's included.
+                    batch_failed_ = true;
+                    if (probe_ == Probe::waiting) {
+                        probe_ = Probe::skipped;
+                        if (waiting_for_server_) ready_signal_.cancel();
+                    }
+                }
             });
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
@@ -985,7 +1214,34 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
             }
             // Refusals answered before this point can no longer come back.
             std::erase_if(refusals_, [&](const auto& entry) { return entry.second.ready_index < ready_received_; });
+            // Nor can the ParameterDescriptions of Describes an error made the server skip.
+            while (!parameter_trims_.empty() && parameter_trims_.front().ready_index < ready_received_)
+                parameter_trims_.pop_front();
+            batch_failed_ = false;
+            if (probe_ == Probe::waiting) probe_ = Probe::skipped;
+            if (waiting_for_server_) ready_signal_.cancel();
             break;
+        }
+        case protocol::backend_tag::parameter_description: {
+            // The answer to the oldest Describe of a statement: hide pgrail's own parameters.
+            if (parameter_trims_.empty()) break;
+            const auto [ready_index, trim, probe] = parameter_trims_.front();
+            parameter_trims_.pop_front();
+            if (probe) {
+                // pgrail's probe: the statement exists and what came before it succeeded.
+                hide_row_description_ = true;
+                if (probe_ == Probe::waiting) probe_ = Probe::answered;
+                if (waiting_for_server_) ready_signal_.cancel();
+                return;
+            }
+            if (trim == 0) break;
+            auto types = protocol::parse_parameter_description(body);
+            if (!types || types->size() < trim) break;
+            types->resize(types->size() - trim);
+            std::string replacement;
+            protocol::encode_parameter_description(replacement, *types);
+            out.inject(std::move(replacement));
+            return;
         }
         case protocol::backend_tag::parameter_status: {
             // The settings that decide how the server lexes this session's texts: pgrail reads
@@ -1032,6 +1288,11 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
             out.inject(std::move(replacement));
             return;
         }
+        case protocol::backend_tag::row_description:
+        case protocol::backend_tag::no_data:
+            if (!hide_row_description_) break;
+            hide_row_description_ = false;  // the rest of the probe's answer
+            return;
         case protocol::backend_tag::error_response: {
             const auto fields = protocol::parse_error_fields(body);
             if (!fields) break;

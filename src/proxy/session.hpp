@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -143,7 +144,31 @@ private:
     // Forwards, refuses or substitutes per the verdict; an intercept is left to run_intercept.
     void apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
                Outbound& out);
-    awaitable<void> run_intercept(const GateVerdict& verdict, char tag, std::string_view frame, Outbound& out);
+    // A statement that reads pgrail commands: a Query runs them and sends the text with their
+    // answers; a Parse sends a text that takes them as parameters, and they run at its Bind.
+    awaitable<void> run_intercept(const GateVerdict& verdict, char tag, std::string_view frame,
+                                  const ClientStatement& statement, Outbound& out);
+    // Runs the commands (reads first, then the one that changes something) on the blocking pool;
+    // `answers[i]` is calls[i]'s. The error of the first that failed (the rest did not run).
+    awaitable<std::optional<protocol::ErrorMessage>> run_commands(const std::vector<InbandCall>& calls,
+                                                                  std::vector<migrations::ResultTable>& answers);
+    // A command that changes something runs only where PostgreSQL would run CREATE DATABASE: not
+    // inside a transaction block, not after another Execute of the same pipeline (SQLSTATE 25001).
+    // Waits for the server's answers to the `answered` messages before, which tell the status.
+    awaitable<std::optional<protocol::ErrorMessage>> refuse_in_transaction(const std::vector<InbandCall>& calls,
+                                                                           std::uint64_t answered);
+    // Waits until the server has answered `count` ReadyForQuery-earning messages and, with
+    // `probe`, answered or skipped the probe (false: the session ends first).
+    awaitable<bool> wait_for_server(std::uint64_t count, bool probe = false);
+    // Before a command that changes something runs at a Bind: whether the server holds the
+    // statement, with everything before the Bind in its batch done (a Describe and a Flush of
+    // pgrail's own, their answers hidden from the client). False: an error made the server skip
+    // it, and will make it skip the Bind too.
+    awaitable<bool> probe_statement(std::string_view name, Outbound& out);
+    // Extended protocol around statements that read pgrail commands (deferred_).
+    awaitable<void> on_bind(std::string_view frame, Outbound& out);
+    void on_describe(std::string_view frame);
+    void on_close(std::string_view frame);
     awaitable<void> watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
                                         std::shared_ptr<std::atomic<bool>> finished);
     void on_server_frame(char tag, std::string_view frame, Outbound& out);
@@ -199,6 +224,29 @@ private:
     bool unsynced_ = false;              // extended-protocol messages since the last Sync
     bool server_write_pending_ = false;  // a write to the server is under way
     std::shared_ptr<std::atomic<bool>> inband_abandoned_;  // set while an in-band command runs
+    // Prepared statements (by name) whose text reads pgrail commands: the server holds them with a
+    // json parameter per command after the client's own; pgrail runs the commands at each Bind.
+    struct DeferredStatement {
+        std::vector<InbandCall> calls;
+        std::size_t client_parameters = 0;  // the client's own parameters (before pgrail's)
+    };
+    std::unordered_map<std::string, DeferredStatement> deferred_;
+    // One per Describe of a statement not yet answered, in order: how many parameters of the
+    // ParameterDescription that answers it are pgrail's own (hidden from the client). Each
+    // remembers how many ReadyForQuery precede its answer, to forget it when an error skipped it.
+    struct ParameterTrim {
+        std::uint64_t ready_index = 0;
+        std::size_t count = 0;
+        bool probe = false;  // pgrail's own Describe (probe_statement): its whole answer is hidden
+    };
+    std::deque<ParameterTrim> parameter_trims_;
+    enum class Probe : std::uint8_t { none, waiting, answered, skipped };
+    Probe probe_ = Probe::none;
+    bool hide_row_description_ = false;  // the probe's RowDescription (or NoData) comes next
+    bool batch_failed_ = false;          // an ErrorResponse since the last ReadyForQuery
+    bool executed_since_sync_ = false;  // an Execute since the last Sync (a pipeline, for PostgreSQL)
+    bool waiting_for_server_ = false;   // wait_for_server() waits on ready_signal_
+    boost::asio::steady_timer ready_signal_;  // cancelled when the server answers while someone waits
     std::uint64_t inband_answer_ready_ = 0;  // the ReadyForQuery that completes the last one's answer
     boost::asio::steady_timer login_timer_;
     std::chrono::steady_clock::time_point server_turn_deadline_ = std::chrono::steady_clock::time_point::max();

@@ -24,10 +24,12 @@ std::size_t footprint(const Statement& statement) {
     for (const std::string& function : statement.functions) bytes += sizeof(std::string) + function.size();
     for (const SettingChange& setting : statement.settings) bytes += sizeof(SettingChange) + setting.name.size();
     if (statement.error) bytes += statement.error->message.size();
-    if (statement.pgrail_call) {
-        bytes += sizeof(PgrailCall) + statement.pgrail_call->function.size();
-        for (const std::string& argument : statement.pgrail_call->arguments) bytes += sizeof(std::string) + argument.size();
+    for (const PgrailCall& call : statement.pgrail_calls) {
+        bytes += sizeof(PgrailCall) + call.function.size();
+        for (const std::string& argument : call.arguments) bytes += sizeof(std::string) + argument.size();
     }
+    bytes += statement.change.schema.size() + statement.change.table.size() + statement.change.name.size();
+    for (const std::string& column : statement.change.columns) bytes += sizeof(std::string) + column.size();
     for (const Statement& inner : statement.inner) bytes += footprint(inner);
     return bytes;
 }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <exception>
 #include <forward_list>
 #include <memory>
@@ -403,6 +404,10 @@ struct Scope {
     ObjectRole target_role = ObjectRole::read;  // role of the node's own target, where it depends on options
     std::string_view target_kind = "relation";
     bool effects = true;          // false below a plain EXPLAIN: nothing runs
+    // pgrail.<command>(constants) in FROM is one of pgrail's commands read as a relation (and not
+    // walked as a function call): only inside a plain SELECT sent as a statement of its own,
+    // never below another kind of statement (a DML CTE, DELETE ... USING, EXPLAIN, PREPARE ...).
+    bool relation_calls = false;
 };
 
 struct FieldRole {
@@ -654,9 +659,30 @@ bool only_keys(const json& body, std::initializer_list<std::string_view> allowed
     return true;
 }
 
-// pgrail.<function>(constants) as the only thing a SELECT does, in FROM or in the target list.
-std::optional<PgrailCall> pgrail_call_of(const json& select) {
-    if (!only_keys(select, {"targetList", "fromClause", "limitOption", "op"}) || str(select, "op") != "SETOP_NONE") {
+// The function and constant arguments of a FuncCall `pgrail.<function>(constant, ...)`, or nothing
+// (another function, another form: DISTINCT, ORDER BY, FILTER, OVER, VARIADIC, an expression as
+// argument). Arguments are literals as written (no casts), as the commands take them.
+std::optional<PgrailCall> pgrail_function_call(const json& call) {
+    if (!only_keys(call, {"funcname", "args", "funcformat", "location"})) return std::nullopt;
+    if (str(call, "funcformat") != "COERCE_EXPLICIT_CALL") return std::nullopt;
+    const std::vector<std::string_view> names = names_of(child(call, "funcname"));
+    if (names.size() != 2 || names[0] != "pgrail") return std::nullopt;
+    PgrailCall result;
+    result.function = std::string(names[1]);
+    for (const json argument : child(call, "args")) {
+        const auto constant = node_of(argument);
+        if (!constant || constant->first != "A_Const" || constant->second.contains("isnull")) return std::nullopt;
+        bool ok = true;
+        result.arguments.push_back(constant_text(constant->second, ok));
+        if (!ok) return std::nullopt;
+    }
+    return result;
+}
+
+// `SELECT pgrail.<function>(constants)`: the call is the whole statement (the form pgrail
+// answered before relations; kept).
+std::optional<PgrailCall> pgrail_statement_call(const json& select) {
+    if (!only_keys(select, {"targetList", "limitOption", "op"}) || str(select, "op") != "SETOP_NONE") {
         return std::nullopt;
     }
     const json& targets = child(select, "targetList");
@@ -666,47 +692,34 @@ std::optional<PgrailCall> pgrail_call_of(const json& select) {
         return std::nullopt;
     }
     const auto value = node_of(child(target->second, "val"));
-    if (value == std::nullopt) return std::nullopt;
+    if (!value || value->first != "FuncCall") return std::nullopt;
+    auto call = pgrail_function_call(value->second);
+    if (call) call->whole_statement = true;
+    return call;
+}
 
-    json call;
-    if (const json from = select.find("fromClause"); from.valid()) {
-        // SELECT * FROM pgrail.f(...)
-        if (value->first != "ColumnRef" || child(value->second, "fields").size() != 1 ||
-            !node_of(child(value->second, "fields").front()) ||
-            node_of(child(value->second, "fields").front())->first != "A_Star") {
-            return std::nullopt;
-        }
-        if (from.size() != 1) return std::nullopt;
-        const auto range = node_of(from.front());
-        if (!range || range->first != "RangeFunction" || !only_keys(range->second, {"functions"})) {
-            return std::nullopt;
-        }
-        const json& functions = child(range->second, "functions");
-        if (functions.size() != 1) return std::nullopt;
-        const auto pair = node_of(functions.front());
-        if (!pair || pair->first != "List") return std::nullopt;
-        const json& items = child(pair->second, "items");
-        if (items.empty()) return std::nullopt;
-        const auto function = node_of(items.front());
-        if (!function || function->first != "FuncCall") return std::nullopt;
-        call = function->second;
-    } else {
-        if (value->first != "FuncCall") return std::nullopt;
-        call = value->second;
-    }
-    if (!only_keys(call, {"funcname", "args", "funcformat", "location"})) return std::nullopt;
-    const std::vector<std::string_view> names = names_of(child(call, "funcname"));
-    if (names.size() != 2 || names[0] != "pgrail") return std::nullopt;
-    PgrailCall result;
-    result.function = std::string(names[1]);
-    for (const json argument : child(call, "args")) {
-        const auto constant = node_of(argument);
-        if (!constant || constant->first != "A_Const") return std::nullopt;
-        bool ok = true;
-        result.arguments.push_back(constant_text(constant->second, ok));
-        if (!ok) return std::nullopt;
-    }
-    return result;
+// A range function in FROM that is one pgrail command: `pgrail.f(constants) [AS alias [(columns)]]`,
+// also LATERAL (which changes nothing for a constant relation); not WITH ORDINALITY, ROWS FROM
+// or a column definition list. `offset` holds the FuncCall's location in the parsed text until the
+// statement's spans are resolved (resolve_call_spans).
+std::optional<PgrailCall> pgrail_range_call(const json& range) {
+    if (!only_keys(range, {"functions", "alias", "lateral"})) return std::nullopt;
+    const json& functions = child(range, "functions");
+    if (functions.size() != 1) return std::nullopt;
+    const auto pair = node_of(functions.front());
+    if (!pair || pair->first != "List") return std::nullopt;
+    const json& items = child(pair->second, "items");
+    if (items.empty() || items.size() > 2) return std::nullopt;
+    if (items.size() == 2 && !element(items, 1).empty()) return std::nullopt;  // a column definition list
+    const auto function = node_of(items.front());
+    if (!function || function->first != "FuncCall") return std::nullopt;
+    auto call = pgrail_function_call(function->second);
+    if (!call) return std::nullopt;
+    const long long location = function->second.find("location").integer();
+    if (location < 0) return std::nullopt;
+    call->offset = static_cast<std::size_t>(location);
+    call->aliased = range.contains("alias");
+    return call;
 }
 
 std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error);
@@ -724,6 +737,15 @@ public:
         if (type.ends_with("Stmt")) {
             scope.role = ObjectRole::read;
             scope.kind = "relation";
+            if (type != "SelectStmt") scope.relation_calls = false;
+        }
+        if (scope.relation_calls && type == "RangeFunction") {
+            // One of pgrail's commands read as a relation: pgrail runs it and the server reads
+            // a constant relation in its place; the call is not a function of the statement.
+            if (auto call = pgrail_range_call(body)) {
+                out_.pgrail_calls.push_back(std::move(*call));
+                return;
+            }
         }
         on_node(type, body, scope);
         walk(body, scope, depth + 1);
@@ -1057,17 +1079,157 @@ bool may_change_schema(const Statement& statement) {
            statement.flags.select_into || statement.flags.create_table_as;
 }
 
+// A column definition's constraints: whether it is NOT NULL (or PRIMARY KEY) with nothing that
+// fills the existing rows (DEFAULT, identity, generation expression).
+bool not_null_without_default(const json& column) {
+    bool not_null = boolean(column, "is_not_null");
+    bool filled = column.contains("raw_default") || column.contains("cooked_default") ||
+                  !str(column, "identity").empty() || !str(column, "generated").empty();
+    for (const json item : child(column, "constraints")) {
+        const auto constraint = node_of(item);
+        if (!constraint || constraint->first != "Constraint") continue;
+        const std::string_view type = str(constraint->second, "contype");
+        if (type == "CONSTR_NOTNULL" || type == "CONSTR_PRIMARY") not_null = true;
+        if (type == "CONSTR_DEFAULT" || type == "CONSTR_IDENTITY" || type == "CONSTR_GENERATED") filled = true;
+    }
+    return not_null && !filled;
+}
+
+// What a schema change does, for a refusal's advice: read from the tree, identifiers only.
+SchemaChange schema_change_of(std::string_view type, const json& body) {
+    SchemaChange change;
+    const auto on_relation = [&](const json& relation) {
+        change.schema = std::string(str(relation, "schemaname"));
+        change.table = std::string(str(relation, "relname"));
+    };
+    if (type == "CreateStmt") {
+        change.kind = ChangeKind::create_table;
+        on_relation(child(body, "relation"));
+    } else if (type == "AlterTableStmt" && str(body, "objtype") == "OBJECT_TABLE") {
+        on_relation(child(body, "relation"));
+        bool all_add = true;
+        bool any_drop = false;
+        std::vector<std::string> added;
+        std::vector<std::string> dropped;
+        for (const json item : child(body, "cmds")) {
+            const auto command = node_of(item);
+            if (!command || command->first != "AlterTableCmd") return {};
+            const std::string_view subtype = str(command->second, "subtype");
+            if (subtype == "AT_AddColumn") {
+                const auto column = node_of(child(command->second, "def"));
+                if (!column || column->first != "ColumnDef") return {};
+                added.emplace_back(str(column->second, "colname"));
+                if (not_null_without_default(column->second)) change.not_null_without_default = true;
+            } else if (subtype == "AT_DropColumn") {
+                any_drop = true;
+                all_add = false;
+                dropped.emplace_back(str(command->second, "name"));
+            } else {
+                all_add = false;
+            }
+        }
+        if (any_drop) {
+            change.kind = ChangeKind::drop_column;
+            change.columns = std::move(dropped);
+            change.not_null_without_default = false;
+        } else if (all_add && !added.empty()) {
+            change.kind = ChangeKind::add_column;
+            change.columns = std::move(added);
+        } else {
+            return {};
+        }
+    } else if (type == "IndexStmt") {
+        change.kind = ChangeKind::create_index;
+        on_relation(child(body, "relation"));
+        change.name = std::string(str(body, "idxname"));
+        change.concurrently = boolean(body, "concurrent");
+    } else if (type == "DropStmt" && str(body, "removeType") == "OBJECT_TABLE") {
+        change.kind = ChangeKind::drop_table;
+    } else if (type == "GrantStmt") {
+        change.kind = boolean(body, "is_grant") ? ChangeKind::grant : ChangeKind::revoke;
+    } else if (type == "GrantRoleStmt") {
+        change.kind = boolean(body, "is_grant") ? ChangeKind::grant : ChangeKind::revoke;
+    } else if (type == "CreateExtensionStmt") {
+        change.kind = ChangeKind::create_extension;
+        change.name = std::string(str(body, "extname"));
+    }
+    return change;
+}
+
 // Builds the Statement for one parse-tree node (and, recursively, the statements it wraps).
+bool is_name_token(std::int32_t kind) {
+    constexpr std::int32_t first_keyword = 277;  // pg_query.proto: ABORT_P, after C_COMMENT
+    return kind == tok_ident || kind == tok_uident || kind >= first_keyword;
+}
+
+// The byte spans of a statement's pgrail calls in `text` (the statement's own text; the parse
+// tree's locations count from `base` bytes before it), decided with the scanner's tokens: from
+// the call's first token (its location) over `name . name` to the parenthesis that closes its
+// arguments, so comments, spacing, quoted names and strings holding parentheses are read as
+// PostgreSQL reads them. Also the highest $n of the statement. A call pgrail cannot locate makes
+// the statement a refusal.
+void resolve_call_spans(Statement& out, std::string_view text, std::size_t base) {
+    const std::string copy(text);
+    const ScanOutcome scanned = scan(copy.c_str());
+    const auto cannot = [](const std::string& why) {
+        return Refusal{"pgrail cannot locate its command in this statement (" + why + ")"};
+    };
+    if (scanned.error) throw cannot(*scanned.error);
+    const std::vector<Token>& tokens = scanned.tokens;
+    for (const Token& token : tokens) {
+        if (token.kind != tok_param || token.end <= token.start + 1) continue;
+        std::size_t number = 0;
+        const char* first = copy.data() + token.start + 1;
+        const char* last = copy.data() + token.end;
+        if (std::from_chars(first, last, number).ec == std::errc()) {
+            out.highest_parameter = std::max(out.highest_parameter, number);
+        }
+    }
+    for (PgrailCall& call : out.pgrail_calls) {
+        if (call.whole_statement) continue;
+        if (call.offset < base) throw cannot("location before the statement");
+        const std::size_t start = call.offset - base;
+        auto at = std::find_if(tokens.begin(), tokens.end(), [&](const Token& token) { return token.start == start; });
+        if (at == tokens.end()) throw cannot("no token at its location");
+        // name . name, comments anywhere between, then the opening parenthesis.
+        std::size_t parts = 0;
+        for (; at != tokens.end() && at->kind != tok_paren_open; ++at) {
+            if (at->kind == tok_sql_comment || at->kind == tok_c_comment) continue;
+            const bool expected = parts % 2 == 0 ? is_name_token(at->kind) : at->kind == tok_dot;
+            if (!expected || ++parts > 3) throw cannot("unexpected token in its name");
+        }
+        if (parts != 3 || at == tokens.end()) throw cannot("no argument list");
+        std::size_t depth = 0;
+        for (; at != tokens.end(); ++at) {
+            if (at->kind == tok_paren_open) ++depth;
+            if (at->kind == tok_paren_close && --depth == 0) break;
+        }
+        if (at == tokens.end()) throw cannot("unclosed argument list");
+        call.offset = start;
+        call.length = at->end - start;
+    }
+    // In text order (the walk meets a WITH clause after FROM): pgrail runs them in this order.
+    std::sort(out.pgrail_calls.begin(), out.pgrail_calls.end(),
+              [](const PgrailCall& a, const PgrailCall& b) { return a.offset < b.offset; });
+}
+
+// `outermost`: the statement itself, not one that PREPARE, EXPLAIN ... wrap. `base`: how many
+// bytes of the parsed text precede `text` (the parse tree's locations count from the parsed text).
 Statement build_statement(std::string_view type, const json& body, const json& node, int body_level,
-                          std::string_view text) {
+                          std::string_view text, std::size_t base, bool outermost) {
     Statement out;
     const Classification classification = classify(type, body);
     out.statement_class = classification.statement_class;
     out.tag = classification.tag;
     add_named_objects(type, body, out);
 
+    // pgrail's commands are relations of a plain SELECT sent as a statement of its own (not in a
+    // DO body or a built-in's query string, nor wrapped, nor SELECT INTO).
+    const bool commands = outermost && body_level == 0 && type == "SelectStmt" && !body.contains("intoClause");
+    Scope top;
+    top.relation_calls = commands;
     Walker walker(out, body_level, text);
-    walker.visit_node(type, body, Scope{}, 0);
+    walker.visit_node(type, body, top, 0);
     const std::vector<std::string>& ctes = walker.cte_names();
     std::erase_if(out.objects, [&ctes](const ObjectRef& object) {
         return object.role == ObjectRole::read && object.schema.empty() &&
@@ -1084,7 +1246,14 @@ Statement build_statement(std::string_view type, const json& body, const json& n
             Walker::add_setting(out, std::move(change));
         }
     } else if (type == "SelectStmt") {
-        out.pgrail_call = pgrail_call_of(body);
+        if (commands && out.pgrail_calls.empty()) {
+            if (auto call = pgrail_statement_call(body)) {
+                // The whole statement is the call: it names no function of its own.
+                std::erase(out.functions, "pgrail." + call->function);
+                out.pgrail_calls.push_back(std::move(*call));
+            }
+        }
+        if (!out.pgrail_calls.empty()) resolve_call_spans(out, text, base);
         if (out.flags.select_into) out.statement_class = StatementClass::ddl;
     }
 
@@ -1095,7 +1264,7 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     if (wrapped_field != nullptr) {
         if (const json query = body.find(wrapped_field); query.valid()) {
             if (const auto inner = node_of(query); inner) {
-                out.inner.push_back(build_statement(inner->first, inner->second, query, body_level, text));
+                out.inner.push_back(build_statement(inner->first, inner->second, query, body_level, text, base, false));
             }
         }
     }
@@ -1111,14 +1280,26 @@ Statement build_statement(std::string_view type, const json& body, const json& n
             only_planned(out.inner.front());
         }
     }
-    if (may_change_schema(out)) out.structural_form = structural_form(node, max_json_depth);
+    if (may_change_schema(out)) {
+        out.structural_form = structural_form(node, max_json_depth);
+        out.change = schema_change_of(type, body);
+    }
     return out;
 }
 
 // Wrapped statements have no text of their own: they report their wrapper's range.
+// A statement's pgrail calls move from the statement's text to the query's.
 void set_range(Statement& statement, std::size_t offset, std::size_t length) {
     statement.offset = offset;
     statement.length = length;
+    for (PgrailCall& call : statement.pgrail_calls) {
+        if (call.whole_statement) {
+            call.offset = offset;
+            call.length = length;
+        } else {
+            call.offset += offset;
+        }
+    }
     for (Statement& inner : statement.inner) set_range(inner, offset, length);
 }
 
@@ -1162,7 +1343,7 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
         if (!entry) continue;
-        Statement statement = build_statement(entry->first, entry->second, node, body_level, piece);
+        Statement statement = build_statement(entry->first, entry->second, node, body_level, piece, 0, true);
         set_range(statement, offset, length);
         out.push_back(std::move(statement));
     }
@@ -1209,7 +1390,7 @@ std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int
         if (!entry) continue;
         try {
             Statement statement = build_statement(entry->first, entry->second, node, body_level,
-                                                  std::string_view(text).substr(begin, end - begin));
+                                                  std::string_view(text).substr(begin, end - begin), begin, true);
             set_range(statement, begin, end - begin);
             result.push_back(std::move(statement));
         } catch (const Refusal& refusal) {

@@ -63,9 +63,15 @@ nlohmann::json to_json(const Statement& statement, std::string_view query, Lexin
     if (!statement.structural_form.empty()) out["structural_form_bytes"] = statement.structural_form.size();
     if (!statement.advisory_lock_keys.empty()) out["advisory_lock_keys"] = statement.advisory_lock_keys;
     if (statement.error) out["error"] = error_json(*statement.error);
-    if (statement.pgrail_call) {
-        out["pgrail_call"] = {{"function", statement.pgrail_call->function},
-                              {"arguments", statement.pgrail_call->arguments}};
+    if (!statement.pgrail_calls.empty()) {
+        nlohmann::json calls = nlohmann::json::array();
+        for (const PgrailCall& call : statement.pgrail_calls) {
+            calls.push_back({{"function", call.function},
+                             {"arguments", call.arguments},
+                             {"offset", call.offset},
+                             {"length", call.length}});
+        }
+        out["pgrail_calls"] = std::move(calls);
     }
     if (!statement.inner.empty()) {
         nlohmann::json inner = nlohmann::json::array();

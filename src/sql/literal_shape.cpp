@@ -137,7 +137,7 @@ char marker_of(LiteralKind kind) {
 bool reads_no_literal(const Statement& statement) {
     const auto& flags = statement.flags;
     return (statement.statement_class == StatementClass::read || statement.statement_class == StatementClass::write) &&
-           !statement.error && statement.inner.empty() && statement.settings.empty() && !statement.pgrail_call &&
+           !statement.error && statement.inner.empty() && statement.settings.empty() && statement.pgrail_calls.empty() &&
            !flags.select_into && !flags.create_table_as && !flags.explain_analyze && !flags.ddl_capable_dynamic &&
            !flags.alter_system && !flags.copy_program && !flags.copy_file && flags.copy_direction == CopyDirection::none;
 }

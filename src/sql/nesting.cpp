@@ -66,6 +66,19 @@ bool decode_token(ProtoReader reader, Token& token) {
     return true;
 }
 
+// ScanToken's keyword_kind (field 5).
+int keyword_kind_of(ProtoReader reader) {
+    int kind = 0;
+    while (!reader.done()) {
+        std::uint32_t number = 0;
+        std::uint64_t value = 0;
+        ProtoReader unused(nullptr, 0);
+        if (!reader.field(number, value, unused)) return 0;
+        if (number == 5) kind = static_cast<int>(value);
+    }
+    return kind;
+}
+
 bool is_leaf(std::int32_t kind) {
     switch (kind) {
     case tok_ident: case tok_uident: case tok_fconst: case tok_sconst: case tok_usconst:
@@ -98,6 +111,25 @@ struct Frame {
 };
 
 }  // namespace
+
+int keyword_category(std::string_view word) {
+    const std::string text(word);
+    const ScanHandle result(pg_query_scan(text.c_str()));
+    if (result->error != nullptr) return 0;
+    ProtoReader reader(reinterpret_cast<const std::uint8_t*>(result->pbuf.data), result->pbuf.len);
+    int kind = 0;
+    int tokens = 0;
+    while (!reader.done()) {
+        std::uint32_t number = 0;
+        std::uint64_t value = 0;
+        ProtoReader payload(nullptr, 0);
+        if (!reader.field(number, value, payload)) return 0;
+        if (number != 2) continue;
+        ++tokens;
+        kind = keyword_kind_of(payload);
+    }
+    return tokens == 1 ? kind : 0;
+}
 
 ScanOutcome scan(const char* text) {
     ScanOutcome outcome;

@@ -41,6 +41,10 @@ struct ScanOutcome {
 // Tokens of `text` (NUL-terminated) from libpg_query's scanner, which is not recursive.
 [[nodiscard]] ScanOutcome scan(const char* text);
 
+// The keyword category of `word` as PostgreSQL's scanner reads it (pg_query.proto KeywordKind):
+// 0 not a keyword, 1 unreserved, 2 column name, 3 type or function name, 4 reserved.
+[[nodiscard]] int keyword_category(std::string_view word);
+
 // One statement of a query: tokens [first, last) and the bytes they cover.
 struct Piece {
     std::size_t first = 0;

@@ -68,13 +68,7 @@ struct AuditedProxy {
                       db.conninfo_for("app_owner") + "\"}\n",
                   "127.0.0.1", 0, "", std::move(environment)) {}
 
-    [[nodiscard]] Conn connect(const std::string& user) const {
-        Conn conn(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(process.port()) + " dbname=" + db.name +
-                               " user=" + user + " password=" + user)
-                                  .c_str()));
-        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
-        return conn;
-    }
+    [[nodiscard]] Conn connect(const std::string& user) const { return db.connect_through(process, user); }
 
     void refuse(PGconn* agent, int times) const {
         for (int i = 0; i < times; ++i) REQUIRE(sqlstate_of(agent, refused_statement) == "42501");

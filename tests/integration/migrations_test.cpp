@@ -27,6 +27,7 @@
 
 using namespace pgrail::migrations;
 using pgrail::test::Cluster;
+using pgrail::test::pgrail_cli;
 
 namespace {
 
@@ -399,23 +400,6 @@ TEST_CASE("an abandoned run never applies afterwards", "[migrations][abandon]") 
               "1");
     }
 }
-
-namespace {
-
-// `pgrail migrate ...` with the test binary's pgrail; returns the exit status and stdout+stderr.
-std::pair<int, std::string> pgrail_cli(const std::string& arguments) {
-    const char* binary = std::getenv("PGRAIL_BIN");
-    REQUIRE(binary != nullptr);
-    FILE* pipe = ::popen((std::string(binary) + " " + arguments + " 2>&1").c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string output;
-    char buffer[4096];
-    while (const auto n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-    const int status = ::pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-}  // namespace
 
 TEST_CASE("the CLI: status and plan answer while the lock is held, up fails naming the holder", "[migrations][lock]") {
     TestDatabase db;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <cstdlib>
 #include <fstream>
@@ -127,6 +128,18 @@ PgrailProcess::~PgrailProcess() {
         waitpid(pid_, &status, 0);
     }
     std::filesystem::remove_all(dir_);
+}
+
+std::pair<int, std::string> pgrail_cli(const std::string& arguments) {
+    const char* binary = std::getenv("PGRAIL_BIN");
+    if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");
+    FILE* pipe = ::popen((std::string(binary) + " " + arguments + " 2>&1").c_str(), "r");
+    if (pipe == nullptr) throw std::runtime_error("popen failed");
+    std::string output;
+    char buffer[4096];
+    while (const auto n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+    const int status = ::pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 std::string PgrailProcess::log() const { return read_file(dir_ + "/pgrail.log"); }

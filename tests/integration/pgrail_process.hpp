@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace pgrail::test {
 
@@ -53,6 +54,10 @@ private:
     mutable pid_t pid_ = 0;                   // 0 once the process has been waited for
     mutable std::optional<int> exit_status_;  // its status then
 };
+
+// `pgrail <arguments>` (a shell command line) with the binary under test: its exit status and
+// its stdout and stderr together.
+[[nodiscard]] std::pair<int, std::string> pgrail_cli(const std::string& arguments);
 
 void write_file(const std::string& path, const std::string& text);
 [[nodiscard]] std::string read_file(const std::string& path);

@@ -36,6 +36,14 @@ struct SeedDatabase {
         return "host=127.0.0.1 port=" + std::to_string(Cluster::get().pg_port) + " dbname=" + name + " user=" + user +
                " password=" + user;
     }
+    // Through `pgrail` to this database (the password is the role's name); fails the test unless usable.
+    [[nodiscard]] Conn connect_through(const PgrailProcess& pgrail, const std::string& user) const {
+        Conn conn(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(pgrail.port()) + " dbname=" + name +
+                               " user=" + user + " password=" + user)
+                                  .c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
     // How many timezone columns profiles has (0 before the seed migration, 1 after).
     [[nodiscard]] std::string timezone_columns() const {
         Conn conn(PQconnectdb(conninfo_for("app_owner").c_str()));

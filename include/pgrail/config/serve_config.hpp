@@ -39,6 +39,9 @@ struct ServeConfig {
     std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
     std::uint32_t lock_wait_ms = 10000;             // in-band up/down: wait for the advisory lock, then 55P03
     bool require_verified = false;                  // apply only checksums with a passing `verify`
+    // The key `pgrail backstop install` wrote; the runner authorizes itself with it where the
+    // database has the backstop. Empty: none (the backstop then refuses the runner's DDL).
+    std::string backstop_key_file;
 
     // upstream.host names a directory: connect to PostgreSQL's Unix socket in it.
     [[nodiscard]] bool upstream_is_socket() const { return upstream_host.starts_with('/'); }

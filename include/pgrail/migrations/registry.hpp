@@ -73,6 +73,14 @@ public:
     static Registry load(const std::filesystem::path& dir);
     // Builds a registry from in-memory files (name -> content), as load() does from disk.
     static Registry from_files(const std::filesystem::path& dir, const std::map<std::string, std::string>& files);
+    // As from_files(), plus the directory's entries that could not be read (not a regular file,
+    // unreadable), which load() reports as invalid files.
+    static Registry from_listing(const std::filesystem::path& dir, const std::map<std::string, std::string>& files,
+                                 const std::vector<InvalidFile>& unreadable);
+
+    // This registry plus `extra` (approved proposals), in version order; an extra migration whose
+    // version is already registered is left out (merge_proposals decides about those first).
+    [[nodiscard]] Registry with_migrations(std::vector<Migration> extra) const;
 
     [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
     // Registered migrations in ascending version order.

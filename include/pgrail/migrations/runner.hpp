@@ -12,7 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pgrail/migrations/backstop.hpp"
 #include "pgrail/migrations/lock.hpp"
+#include "pgrail/migrations/proposals.hpp"
 #include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/snapshot.hpp"
 #include "pgrail/migrations/status.hpp"
@@ -38,10 +40,28 @@ struct RunnerOptions {
     // verify: where scratch databases are created (default: the target's server) and pg_dump.
     std::string scratch_conninfo;
     std::string pg_dump;               // default: $PGRAIL_PG_DUMP, PostgreSQL 15's, or PATH
+    // The key `pgrail backstop install` wrote: where the database has the backstop, every
+    // connection that changes the schema or writes the ledger authorizes itself with it.
+    std::string backstop_key_file;
+    // propose(): approve at once what is clean (the proposing session's rule's
+    // migrations.auto_approve); never: an operator approves every proposal.
+    AutoApprove auto_approve = AutoApprove::never;
+};
+
+// status(): the migrations and the database's backstop, read on one connection.
+struct StatusReport {
+    std::shared_ptr<const Snapshot> snapshot;
+    BackstopStatus backstop;
 };
 
 // What an operator left a partial migration as (`pgrail migrate resolve V --as applied|pending`).
 enum class Resolution { applied, pending };
+
+// How up() and plan() read a target version: every pending migration up to and including it (the
+// CLI's `--to`), or that migration alone, and only when it is the next pending one (in-band
+// pgrail.migrate_up('V') and pgrail.plan('V'): otherwise MigrationError 55000 listing the pending
+// migrations before it, or saying it is already applied).
+enum class TargetMode { up_to, exactly };
 
 struct StepResult {
     std::string version;
@@ -68,12 +88,16 @@ public:
     // most lock_timeout; missing ledger = nothing applied).
     [[nodiscard]] LedgerState read_ledger() const;
     [[nodiscard]] std::shared_ptr<const Snapshot> snapshot() const;
+    // The snapshot and the backstop's state (whose failure to read is in its error, not thrown).
+    [[nodiscard]] StatusReport status_report() const;
 
-    // What up(target) would apply, in order (reads the ledger as read_ledger() does). Throws
+    // What up(target, mode) would apply, in order (reads the ledger as read_ledger() does). Throws
     // MigrationError on drift or a bad target.
-    [[nodiscard]] std::vector<const Migration*> plan(const std::optional<std::string>& target) const;
-    // Applies pending migrations in version order, up to and including `target`.
-    std::vector<StepResult> up(const std::optional<std::string>& target);
+    [[nodiscard]] std::vector<const Migration*> plan(const std::optional<std::string>& target,
+                                                     TargetMode mode = TargetMode::up_to) const;
+    // Applies pending migrations in version order: without a target all of them; with one, every
+    // one up to and including it (up_to), or it alone when it is the next pending one (exactly).
+    std::vector<StepResult> up(const std::optional<std::string>& target, TargetMode mode = TargetMode::up_to);
     // Rolls back the latest applied migration; when `version` is given it must be that one.
     std::vector<StepResult> down(const std::optional<std::string>& version);
     // Rolls back, newest first, every applied migration with a version above `target`
@@ -89,6 +113,18 @@ public:
     // pending migration. Records a `verified` event per migration.
     std::vector<VerifyResult> verify(const std::optional<std::string>& version);
     [[nodiscard]] bool has_passing_verify(const std::string& version, const std::string& checksum) const;
+
+    // Proposals (proposals.cpp; docs/migrations.md "Proposed migrations"). propose() parses both
+    // scripts, checks their structure, verifies them in a scratch database (as verify() does, the
+    // proposal ordered after every registered migration), and stores the proposal in the ledger
+    // database with a `proposed` event (and `approved`, under AutoApprove::clean when it is clean).
+    // An identical proposal (same name and checksum) is answered as it is stored. Never changes the
+    // schema. Throws MigrationError (22023 bad name or empty script, 42601 a script that does not parse).
+    Proposal propose(const std::string& name, const std::string& up_sql, const std::string& down_sql);
+    // An operator's decision on a proposal: approve (it must be proposed), or reject with a reason
+    // (proposed, or approved and not applied). Records an event and an audit line.
+    Proposal approve(const std::string& version);
+    Proposal reject(const std::string& version, const std::string& reason);
 
     [[nodiscard]] const Registry& registry() const { return *registry_; }
     [[nodiscard]] const RunnerOptions& options() const { return options_; }

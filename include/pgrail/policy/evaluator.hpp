@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -12,9 +14,18 @@
 
 namespace pgrail::policy {
 
-// Tells whether a DDL statement is structurally equal to a statement of a registered migration in
-// the matching state (pending for up, applied for down). Provided by the migrations module.
-using MigrationMatcher = std::function<bool(const sql::Statement&)>;
+// A registered migration that holds a statement: one of its up script while it is pending, or of
+// its down script while it is applied (either, while it is partial).
+struct RegisteredStatement {
+    std::string version;
+    std::string name;
+    bool rollback = false;  // the statement is one of the down script's
+};
+
+// Finds the registered migration, in the matching state, holding a statement structurally equal
+// to a DDL statement (nullopt: none). Provided by the migrations module. A migrator's statement
+// that has one passes; anyone else's refusal names the migration to run instead.
+using MigrationMatcher = std::function<std::optional<RegisteredStatement>(const sql::Statement&)>;
 
 // Startup guards: replication connections, `options` and settings passed as startup parameters.
 // `startup_params` are the startup packet's key/value pairs.
@@ -32,15 +43,25 @@ using MigrationMatcher = std::function<bool(const sql::Statement&)>;
                                 const MigrationMatcher* is_registered_migration_statement = nullptr);
 
 // The first non-allow decision over the statements of an analysis (statement_index says which),
-// else allow. A whole text that did not parse is decided by on_parse_error. A pgrail.* command
-// is intercepted only when it is the query's only statement; alongside others it is refused.
+// else allow. A whole text that did not parse is decided by on_parse_error. A statement that reads
+// pgrail commands (Statement::pgrail_calls) is intercepted when each command is allowed for the rule
+// and the rest of the statement passes like any statement; only when it is the query's only
+// statement (alongside others it is refused), a plain read (no data-modifying WITH), and with at
+// most one command that changes something.
 [[nodiscard]] Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
                                     const MigrationMatcher* is_registered_migration_statement = nullptr);
+
+// Whether a pgrail command changes what a ROLLBACK of the client's transaction would not undo
+// (the schema and the ledger): migrate_up, migrate_down. pgrail runs such a command only outside
+// a transaction block (SQLSTATE 25001 otherwise). status, plan and verify read (verify records
+// that a test ran, which stays true whatever the client's transaction does).
+[[nodiscard]] bool command_changes(std::string_view function);
 
 // Whether a statement that passed changes the schema (DDL, SELECT INTO, dynamic EXECUTE ...) beyond
 // the session's own temporary relations: such statements are audited when they are allowed too.
 [[nodiscard]] bool changes_schema(const sql::Statement& statement);
-// The DDL hint for the policy's migrations directory.
+// The DDL hint: how a schema change becomes a migration (propose, approve, apply), and the
+// policy's migrations directory for operators.
 [[nodiscard]] std::string migrations_hint(const Policy& policy);
 
 }  // namespace pgrail::policy

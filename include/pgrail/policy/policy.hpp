@@ -19,8 +19,10 @@ enum class DdlMode { migrations_only, deny, allow };
 enum class OptionsMode { deny, allow, allow_list };
 
 // pgrail's in-band commands: SELECT * FROM pgrail.<command>(...).
-enum class Command : std::uint8_t { status, plan, migrate_up, migrate_down, verify };
-inline constexpr std::size_t command_count = 5;
+enum class Command : std::uint8_t {
+    status, plan, migrate_up, migrate_down, verify, propose_migration, approve_migration, reject_migration
+};
+inline constexpr std::size_t command_count = 8;
 
 // Who is talking: taken from the startup packet and the socket.
 struct SessionInfo {
@@ -63,6 +65,11 @@ struct Guards {
     DdlMode ddl = DdlMode::migrations_only;
     bool migrator = false;
     std::uint32_t commands = 0;  // bit (1 << Command) per pgrail.* command the rule's users may call
+    // migrations.require_version: pgrail.migrate_up and pgrail.migrate_down only with a version.
+    bool require_version = false;
+    // migrations.auto_approve: clean: what this rule's users propose is approved at once when it
+    // is clean (verified, no findings); never (false): an operator approves every proposal.
+    bool auto_approve_clean = false;
     bool require_where = true;
     bool allow_truncate = false;
     bool allow_temporary_objects = true;

@@ -22,6 +22,8 @@ inline constexpr char data_row = 'D';
 inline constexpr char command_complete = 'C';
 inline constexpr char negotiate_protocol_version = 'v';
 inline constexpr char copy_in_response = 'G';
+inline constexpr char parameter_description = 't';
+inline constexpr char no_data = 'n';
 }  // namespace backend_tag
 
 inline constexpr std::int32_t auth_sasl = 10;
@@ -66,6 +68,9 @@ void encode_backend_key_data(std::string& out, BackendKey key);
 void encode_authentication_sasl(std::string& out, const std::vector<std::string_view>& mechanisms);
 void encode_ready_for_query(std::string& out, char status);
 void encode_parameter_status(std::string& out, std::string_view name, std::string_view value);
+// ParameterDescription: the OIDs of a prepared statement's parameters.
+[[nodiscard]] std::optional<std::vector<std::uint32_t>> parse_parameter_description(std::string_view body);
+void encode_parameter_description(std::string& out, const std::vector<std::uint32_t>& types);
 // The newest protocol version spoken, and the `_pq_.` options not recognised. (The protocol
 // documentation calls the first field a minor version; PostgreSQL sends the whole version code.)
 void encode_negotiate_protocol_version(std::string& out, std::uint32_t newest_version,

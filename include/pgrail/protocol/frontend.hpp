@@ -60,10 +60,35 @@ struct ParseMessage {
 };
 [[nodiscard]] std::optional<ParseMessage> parse_parse(std::string_view body);
 
+// A Parse message's parameter types (its raw int16 count + OIDs) as a list, and back.
+[[nodiscard]] std::optional<std::vector<std::uint32_t>> parse_parameter_types(std::string_view raw);
+[[nodiscard]] std::string encode_parameter_types(const std::vector<std::uint32_t>& types);
+
+// Bind body: portal, statement, parameter format codes and values (nullopt: NULL), and the
+// result format codes kept raw (int16 count + codes).
+struct BindMessage {
+    std::string_view portal;
+    std::string_view statement;
+    std::vector<std::int16_t> parameter_formats;
+    std::vector<std::optional<std::string_view>> parameters;
+    std::string_view result_formats;
+};
+[[nodiscard]] std::optional<BindMessage> parse_bind(std::string_view body);
+
+// Describe or Close body: 'S' (a prepared statement) or 'P' (a portal), and its name.
+struct DescribeTarget {
+    char kind = 'S';
+    std::string_view name;
+};
+[[nodiscard]] std::optional<DescribeTarget> parse_describe_target(std::string_view body);
+
 // Encoders for what pgrail itself sends upstream.
 void encode_query(std::string& out, std::string_view sql);
 void encode_parse(std::string& out, std::string_view statement_name, std::string_view query,
                   std::string_view parameter_types);
+void encode_bind(std::string& out, const BindMessage& bind);
+void encode_describe(std::string& out, char kind, std::string_view name);
+void encode_flush(std::string& out);
 void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secret);
 void encode_terminate(std::string& out);
 void encode_startup_message(std::string& out, std::uint32_t version,

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "pgrail/migrations/commands.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
 
@@ -13,8 +14,8 @@ namespace pgrail::proxy {
 
 struct InbandOutcome {
     bool ok = false;
-    std::string result_sql;        // ok: a query whose result set is the command's answer
-    protocol::ErrorMessage error;  // !ok: the error to answer with
+    migrations::ResultTable table;  // ok: the command's answer (the session makes it a relation the server reads)
+    protocol::ErrorMessage error;   // !ok: the error to answer with
 };
 
 // Set by the session when the answer to a running command is no longer wanted (its client

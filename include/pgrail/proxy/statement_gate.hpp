@@ -25,6 +25,17 @@ enum class MessageKind { simple_query, parse };
 
 using StartupParameters = std::vector<std::pair<std::string, std::string>>;
 
+// One of pgrail's in-band commands that a statement reads (sql::PgrailCall, as the proxy needs it).
+struct InbandCall {
+    std::string command;             // "status", "migrate_up", ...
+    std::vector<std::string> arguments;
+    std::size_t offset = 0;          // the call's bytes in the statement text
+    std::size_t length = 0;
+    bool aliased = false;            // the text names the relation itself (`AS s`)
+    bool whole_statement = false;    // `SELECT pgrail.f(...)`: the call is the statement
+    bool changes = false;            // policy::command_changes: never inside a transaction block
+};
+
 struct GateVerdict {
     enum class Kind { forward, refuse, substitute, intercept };
     Kind kind = Kind::forward;
@@ -34,9 +45,13 @@ struct GateVerdict {
     protocol::ErrorMessage error;
     // substitute: send this SQL to the server instead (pgrail's in-band commands).
     std::string substitute_sql;
-    // intercept: one of pgrail's in-band commands (pgrail.status() ...), with its arguments.
-    std::string command;
-    std::vector<std::string> arguments;
+    // intercept: the statement (the text's only one) reads pgrail's in-band commands as relations
+    // (pgrail.status() ...): pgrail runs them and the server reads their answers in their place.
+    std::vector<InbandCall> calls;         // in text order
+    std::size_t highest_parameter = 0;     // the highest $n of the text
+    // forward: the text holds DEALLOCATE or DISCARD ALL, which may drop statements prepared
+    // before (the session forgets what it knows of them).
+    bool forgets_prepared = false;
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
     // (settle_audit); when it fails, the statement is refused instead.

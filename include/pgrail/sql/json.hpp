@@ -20,7 +20,7 @@ namespace pgrail::sql {
 
 // {"class", "tag", "offset", "length", "objects": [{"schema","name","kind","role"}],
 //  "functions", "settings": [{"name","via_function"}], "flags": [...],
-//  "structural_form_bytes"?: N, "advisory_lock_keys"?: [..], "error"?: {"message","cursor"}, "pgrail_call"?,
+//  "structural_form_bytes"?: N, "advisory_lock_keys"?: [..], "error"?: {"message","cursor"}, "pgrail_calls"?,
 //  "inner"?: [...]}. With a non-empty `query` (the text the statement came from),
 // also "text": the statement's own text, and "normalized": that text without
 // literals (sql::normalize; empty when it did not parse). Without `query`, no

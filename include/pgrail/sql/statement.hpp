@@ -73,12 +73,51 @@ struct SettingChange {
     bool operator==(const SettingChange&) const = default;
 };
 
-// `SELECT * FROM pgrail.<function>(constant, ...)` (or `SELECT pgrail.<function>(...)`):
-// one of pgrail's own in-band commands, which pgrail answers itself.
+// One of pgrail's own in-band commands, which pgrail answers itself: `pgrail.<function>(constant,
+// ...)` read as a relation in the FROM clause of a plain SELECT sent on its own (any SELECT: joins,
+// WHERE, CTEs, subqueries), or the whole statement `SELECT pgrail.<function>(...)`. pgrail runs the
+// command and the server reads its answer in its place, so the call is no function reference of
+// the statement (Statement::functions does not list it): the rest reads as a plain read. A
+// pgrail.* function anywhere else stays a function reference (and the policy refuses it).
 struct PgrailCall {
     std::string function;                   // "status", "plan", "migrate_up", "migrate_down", ...
     std::vector<std::string> arguments;     // constant arguments as text (string or number literals)
+    // The bytes of the call in the query text, from the first byte of its name to its closing
+    // parenthesis (found with the scanner's tokens); the statement's range for the whole form.
+    std::size_t offset = 0;
+    std::size_t length = 0;
+    bool aliased = false;          // `pgrail.status() AS s` / `pgrail.status() s (a, b)`
+    bool whole_statement = false;  // `SELECT pgrail.f(...)`: the call is the statement
     bool operator==(const PgrailCall&) const = default;
+};
+
+// What a schema change does, in the terms a refusal's advice needs (an index wants CONCURRENTLY,
+// a NOT NULL column the safe sequence, a drop loses data). Read from the parse tree, never from
+// the text's spelling; it holds identifiers only (names as PostgreSQL resolved their case),
+// never a constant of the statement, so advice built from it carries no literal value.
+enum class ChangeKind : std::uint8_t {
+    none,              // not a schema change, or one without advice of its own
+    create_table,      // CREATE TABLE schema.table
+    add_column,        // ALTER TABLE schema.table ADD COLUMN columns... (every command adds a column)
+    drop_column,       // ALTER TABLE schema.table ... DROP COLUMN columns... (any command drops one)
+    create_index,      // CREATE INDEX [name] ON schema.table; the index's name in `name`
+    drop_table,        // DROP TABLE (the statement's dropped objects)
+    grant,             // GRANT
+    revoke,            // REVOKE
+    create_extension,  // CREATE EXTENSION name
+};
+
+struct SchemaChange {
+    ChangeKind kind = ChangeKind::none;
+    std::string schema;                // the table's schema as written (empty: unqualified)
+    std::string table;                 // the table the change is on
+    std::string name;                  // create_index: the index (empty: unnamed); create_extension: the extension
+    std::vector<std::string> columns;  // add_column, drop_column: the columns
+    // add_column: some column is NOT NULL (or PRIMARY KEY) without DEFAULT, identity or
+    // generation expression: PostgreSQL refuses it on a table that has rows.
+    bool not_null_without_default = false;
+    bool concurrently = false;         // create_index: CREATE INDEX CONCURRENTLY
+    bool operator==(const SchemaChange&) const = default;
 };
 
 struct Statement {
@@ -102,7 +141,12 @@ struct Statement {
     // the constant as text, or "*" when the key is not a constant.
     std::vector<std::string> advisory_lock_keys;
     std::optional<ParseError> error;         // set when class is unknown because it did not parse
-    std::optional<PgrailCall> pgrail_call;
+    // pgrail's commands the statement reads, in text order (see PgrailCall).
+    std::vector<PgrailCall> pgrail_calls;
+    // Statements with pgrail_calls: the highest parameter number ($n) the text uses, 0 for none.
+    std::size_t highest_parameter = 0;
+    // What the statement itself changes in the schema, for a refusal's advice (never for a decision).
+    SchemaChange change;
     // The statement that PREPARE, EXPLAIN, DECLARE CURSOR or CREATE TABLE AS wraps,
     // and the static statements of a DO body, analysed in turn. They report their
     // wrapper's byte range. The wrapper's objects, functions, settings and flags

@@ -34,7 +34,7 @@ log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false}
 migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min, lock_wait: 500ms,
-             require_verified: true}
+             require_verified: true, backstop_key_file: /etc/pgrail/backstop.key}
 )", "full.yaml");
     CHECK(config.listen_host == "0.0.0.0");
     CHECK(config.listen_port == 7000);
@@ -54,6 +54,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.statement_timeout_ms == 60000);
     CHECK(config.lock_wait_ms == 500);
     CHECK(config.require_verified);
+    CHECK(config.backstop_key_file == "/etc/pgrail/backstop.key");
 }
 
 TEST_CASE("bad configurations name file:line:column") {
@@ -71,6 +72,10 @@ TEST_CASE("bad configurations name file:line:column") {
     CHECK_THAT(error_of("log: {format: xml}\n"), Catch::StartsWith("bad.yaml:1:15: 'log.format' must be one of"));
     CHECK_THAT(error_of("max_message_size: 10\n"), Catch::StartsWith("bad.yaml:1:19:"));
     CHECK_THAT(error_of("migrations: {lock_timeout: soon}\n"), Catch::StartsWith("bad.yaml:1:28:"));
+    CHECK_THAT(error_of("migrations: {backstop_key_file: [a]}\n"),
+               Catch::StartsWith("bad.yaml:1:33: 'migrations.backstop_key_file' must be a string"));
+    CHECK_THAT(error_of("migrations:\n  backstop_key_file: ''\n"),
+               Catch::StartsWith("bad.yaml:2:22: 'migrations.backstop_key_file' must name a file"));
     CHECK_THAT(error_of("migrations: {lock_wait: 0s}\n"),
                Catch::StartsWith("bad.yaml:1:25: 'migrations.lock_wait' must be a positive duration"));
     // The budget for whole messages must hold the longest one.

@@ -65,11 +65,26 @@ public:
                     else FAIL("unknown session field " << key << " at line " << number);
                 }
             } else if (text.starts_with("registered ")) {
-                const auto analysis = sql::analyze(text.substr(11));
+                // registered [version=V] [name=N] [down] SQL: a statement of a registered migration
+                // (of its down script with `down`), in the state where it matches.
+                std::string rest = text.substr(11);
+                RegisteredStatement migration{"1", "registered", false};
+                for (bool more = true; more;) {
+                    more = false;
+                    const auto space = rest.find(' ');
+                    const auto word = rest.substr(0, space);
+                    if (word.starts_with("version=")) migration.version = word.substr(8);
+                    else if (word.starts_with("name=")) migration.name = word.substr(5);
+                    else if (word == "down") migration.rollback = true;
+                    else break;
+                    rest = rest.substr(space + 1);
+                    more = true;
+                }
+                const auto analysis = sql::analyze(rest);
                 INFO("registered statement at line " << number);
                 REQUIRE(analysis.statements.size() == 1);
                 REQUIRE(analysis.statements[0].statement_class == sql::StatementClass::ddl);
-                registered_.insert(analysis.statements[0].structural_form);
+                registered_[analysis.statements[0].structural_form] = migration;
             } else {
                 const auto bar = text.find(" | ");
                 INFO("line " << number << ": " << text);
@@ -98,8 +113,10 @@ private:
             const auto eq = assignment.find('=');
             return evaluate_startup(*policy_, session_, {{assignment.substr(0, eq), assignment.substr(eq + 1)}});
         }
-        const MigrationMatcher matcher = [this](const sql::Statement& statement) {
-            return registered_.count(statement.structural_form) > 0;
+        const MigrationMatcher matcher = [this](const sql::Statement& statement) -> std::optional<RegisteredStatement> {
+            const auto found = registered_.find(statement.structural_form);
+            if (found == registered_.end()) return std::nullopt;
+            return found->second;
         };
         return evaluate_all(*policy_, session_, sql::analyze(query, session_.lexing), &matcher);
     }
@@ -128,7 +145,7 @@ private:
     std::ifstream in_;
     std::shared_ptr<const Policy> policy_;
     SessionInfo session_;
-    std::set<std::string> registered_;
+    std::map<std::string, RegisteredStatement> registered_;
     int cases_ = 0;
 };
 

@@ -56,26 +56,78 @@ TEST_CASE("ad hoc DDL is refused with the rule, tag, objects and the migrations 
     CHECK(decision.enforced);
     CHECK(decision.sqlstate == "42501");
     CHECK(decision.guard == "ddl");
-    CHECK(decision.message == "pgrail: ad hoc schema change refused");
+    CHECK(decision.message ==
+          "pgrail: ad hoc ALTER TABLE refused; propose it as a migration: SELECT * FROM "
+          "pgrail.propose_migration('alter_table_profiles', '<your ALTER TABLE>', '<SQL that undoes it>')");
     CHECK(decision.detail == "rule \"agents\" (ddl: migrations_only) refused ALTER TABLE on public.profiles");
-    CHECK(decision.hint ==
-          "Write <version>_<name>.up.sql and <version>_<name>.down.sql into the migrations directory (db/migrations), "
-          "get them registered, then run SELECT * FROM pgrail.migrate_up('<version>').");
+    CHECK_THAT(decision.hint, Catch::Contains("pgrail.propose_migration(name, up_sql, down_sql)") &&
+                                  Catch::Contains("migrations directory (db/migrations)"));
 }
 
 TEST_CASE("a migrator's DDL passes only when it equals a registered migration statement", "[policy][evaluate]") {
     auto ddl = statement(StatementClass::ddl, "ALTER TABLE", {table("", "profiles", ObjectRole::altered)});
     ddl.structural_form = "form";
-    MigrationMatcher registered = [](const Statement& s) { return s.structural_form == "form"; };
-    MigrationMatcher none = [](const Statement&) { return false; };
+    MigrationMatcher registered = [](const Statement& s) -> std::optional<RegisteredStatement> {
+        if (s.structural_form != "form") return std::nullopt;
+        return RegisteredStatement{"20261125090000", "add_profiles_timezone", false};
+    };
+    MigrationMatcher none = [](const Statement&) -> std::optional<RegisteredStatement> { return std::nullopt; };
     CHECK(evaluate(*default_policy(), owner, ddl, &registered).action == Action::allow);
     auto refused = evaluate(*default_policy(), owner, ddl, &none);
     CHECK(refused.action == Action::deny);
     CHECK(refused.rule == "owner");
     CHECK_THAT(refused.detail, Catch::Contains("matches no statement of a registered migration"));
     CHECK(evaluate(*default_policy(), owner, ddl, nullptr).action == Action::deny);
-    // Not a migrator: the matcher is not even consulted.
-    CHECK(evaluate(*default_policy(), agent, ddl, &registered).action == Action::deny);
+    // Not a migrator: refused all the same, and the message names the migration to apply instead.
+    const auto agents = evaluate(*default_policy(), agent, ddl, &registered);
+    CHECK(agents.action == Action::deny);
+    CHECK(agents.message == "pgrail: this ALTER TABLE is part of registered migration 20261125090000 "
+                            "(add_profiles_timezone); apply that instead: SELECT * FROM "
+                            "pgrail.migrate_up('20261125090000')");
+    // A rollback statement of an applied migration: roll the migration back (or ask, when the rule
+    // may not).
+    MigrationMatcher rollback = [](const Statement&) -> std::optional<RegisteredStatement> {
+        return RegisteredStatement{"7", "seven", true};
+    };
+    CHECK_THAT(evaluate(*default_policy(), agent, ddl, &rollback).message,
+               Catch::Contains("rollback of applied migration 7 (seven); ask an operator to roll it back"));
+}
+
+TEST_CASE("migrations.require_version: migrate_up and migrate_down only with a version", "[policy][evaluate]") {
+    auto policy = load_policy_string(R"(version: 1
+defaults:
+  migrations: {require_version: true}
+rules:
+  - name: deploy
+    match: {users: deployer}
+    migrations: [status, plan, migrate_up, migrate_down]
+  - name: all
+    migrations: {commands: [status, plan, migrate_up], require_version: false}
+)", "p");
+    auto call = [](std::string function, std::vector<std::string> arguments) {
+        auto s = statement(StatementClass::read, "SELECT");
+        s.pgrail_calls.push_back(sql::PgrailCall{std::move(function), std::move(arguments)});
+        return s;
+    };
+    const SessionInfo deployer{"deployer", "app", "deploy", "10.1.2.3"};
+    // The list form of the rule's commands inherits require_version from the defaults.
+    CHECK(policy->rules[0].guards.require_version);
+    CHECK_FALSE(policy->rules[1].guards.require_version);
+    auto all = evaluate(*policy, deployer, call("migrate_up", {}));
+    CHECK(all.action == Action::deny);
+    CHECK(all.guard == "migrations");
+    CHECK(all.message == "pgrail: pgrail.migrate_up() without a version is not allowed for this session; name the "
+                         "migration: SELECT * FROM pgrail.migrate_up('<version>')");
+    CHECK(all.detail == "rule \"deploy\" (migrations: require_version) refused SELECT calling pgrail.migrate_up "
+                        "without a version");
+    CHECK(evaluate(*policy, deployer, call("migrate_down", {})).guard == "migrations");
+    CHECK(evaluate(*policy, deployer, call("migrate_up", {"20261125090000"})).action == Action::intercept);
+    CHECK(evaluate(*policy, deployer, call("migrate_down", {"20261125090000"})).action == Action::intercept);
+    // Reading commands need no version.
+    CHECK(evaluate(*policy, deployer, call("plan", {})).action == Action::intercept);
+    CHECK(evaluate(*policy, deployer, call("status", {})).action == Action::intercept);
+    CHECK(evaluate(*policy, agent, call("migrate_up", {})).action == Action::intercept);
+    CHECK_THAT(summarize(*policy), Catch::Contains("(migrate_up and migrate_down with a version only)"));
 }
 
 TEST_CASE("temporary objects are not schema changes", "[policy][evaluate]") {
@@ -104,7 +156,7 @@ TEST_CASE("dynamic EXECUTE in DO counts as DDL", "[policy][evaluate]") {
 TEST_CASE("pgrail commands: intercept when allowed, refuse otherwise", "[policy][evaluate]") {
     auto call = [](std::string function) {
         auto s = statement(StatementClass::read, "SELECT");
-        s.pgrail_call = sql::PgrailCall{std::move(function), {}};
+        s.pgrail_calls.push_back(sql::PgrailCall{std::move(function), {}});
         return s;
     };
     auto up = evaluate(*default_policy(), agent, call("migrate_up"));
@@ -113,17 +165,19 @@ TEST_CASE("pgrail commands: intercept when allowed, refuse otherwise", "[policy]
     auto down = evaluate(*default_policy(), agent, call("migrate_down"));
     CHECK(down.action == Action::deny);
     CHECK(down.guard == "migrations");
-    CHECK(down.message == "pgrail: pgrail.migrate_down is not allowed for this session");
+    CHECK(down.message == "pgrail: pgrail.migrate_down is not allowed for this session; ask an operator to run it");
     CHECK_THAT(down.hint, Catch::Contains("pgrail.status, pgrail.plan, pgrail.migrate_up"));
     CHECK(evaluate(*default_policy(), owner, call("migrate_down")).action == Action::intercept);
-    CHECK(evaluate(*default_policy(), agent, call("drop_everything")).message == "pgrail: unknown command pgrail.drop_everything");
+    CHECK_THAT(evaluate(*default_policy(), agent, call("drop_everything")).message,
+               Catch::StartsWith("pgrail: unknown command pgrail.drop_everything; see SELECT * FROM pgrail.status()"));
 
     sql::Analysis two;
     two.statements = {statement(StatementClass::read, "SELECT"), call("status")};
     auto mixed = evaluate_all(*default_policy(), agent, two);
     CHECK(mixed.action == Action::deny);
     CHECK(mixed.statement_index == 1);
-    CHECK(mixed.message == "pgrail: a pgrail command must be sent as a query of its own");
+    CHECK(mixed.message == "pgrail: a query that reads a pgrail command must be that one statement; send SELECT ... "
+                           "FROM pgrail.status(...) on its own");
 
     auto prepare = statement(StatementClass::session, "PREPARE");
     prepare.inner = {call("status")};
@@ -140,7 +194,7 @@ TEST_CASE("denied functions: bare, pg_catalog-qualified, any schema, globs, lift
     CHECK(evaluate(*default_policy(), agent, calling("pg_catalog.pg_read_file")).guard == "denied_functions");
     CHECK(evaluate(*default_policy(), agent, calling("public.dblink_exec")).guard == "denied_functions");
     CHECK(evaluate(*default_policy(), agent, calling("pg_catalog.pg_terminate_backend")).message ==
-          "pgrail: function pg_terminate_backend is not allowed");
+          "pgrail: function pg_terminate_backend is not allowed for this session; ask an operator if you need it");
     CHECK(evaluate(*default_policy(), agent, calling("pg_sleep")).allowed());
     CHECK(evaluate(*default_policy(), agent, calling("now")).allowed());
 
@@ -171,12 +225,13 @@ TEST_CASE("protected settings through SET, RESET and set_config", "[policy][eval
     };
     CHECK(evaluate(*default_policy(), agent, setting("search_path", false)).allowed());
     CHECK(evaluate(*default_policy(), agent, setting("session_replication_role", false)).guard == "protected_settings");
-    CHECK(evaluate(*default_policy(), agent, setting("role", true)).message == "pgrail: changing setting role refused");
+    CHECK(evaluate(*default_policy(), agent, setting("role", true)).message ==
+          "pgrail: changing setting role refused; it guards the database's protections, ask an operator");
     CHECK(evaluate(*default_policy(), agent, setting("all", false)).allowed());
     auto computed = statement(StatementClass::read, "SELECT");
     computed.functions = {"pg_catalog.set_config"};
     CHECK(evaluate(*default_policy(), agent, computed).message ==
-          "pgrail: set_config with a computed setting name refused");
+          "pgrail: set_config with a computed setting name refused; pass the name as a constant");
 }
 
 TEST_CASE("writes to protected schemas are refused, reads pass", "[policy][evaluate]") {
@@ -186,12 +241,14 @@ TEST_CASE("writes to protected schemas are refused, reads pass", "[policy][evalu
     auto write = evaluate(*default_policy(), agent,
                           statement(StatementClass::write, "DELETE", {table("pgrail", "schema_migrations", ObjectRole::written)}));
     CHECK(write.guard == "protected_schemas");
-    CHECK(write.message == "pgrail: write to protected schema pgrail refused");
+    CHECK(write.message == "pgrail: write to protected schema pgrail refused; pgrail's commands change it");
     CHECK(evaluate(*default_policy(), agent,
                    statement(StatementClass::write, "UPDATE", {table("", "pg_authid", ObjectRole::written)}))
               .guard == "protected_schemas");
     // The migrator's registered DDL still may not touch pgrail's own schema.
-    MigrationMatcher yes = [](const Statement&) { return true; };
+    MigrationMatcher yes = [](const Statement&) -> std::optional<RegisteredStatement> {
+        return RegisteredStatement{"1", "one", false};
+    };
     CHECK(evaluate(*default_policy(), owner,
                    statement(StatementClass::ddl, "DROP SCHEMA", {ObjectRef{"", "pgrail", "schema", ObjectRole::dropped}}),
                    &yes)
@@ -202,7 +259,9 @@ TEST_CASE("DML guards: require_where, truncate, read-only tables", "[policy][eva
     auto unbounded = statement(StatementClass::write, "DELETE", {table("", "orders", ObjectRole::written)});
     unbounded.flags.update_or_delete_without_where = true;
     auto decision = evaluate(*default_policy(), agent, unbounded);
-    CHECK(decision.message == "pgrail: DELETE without WHERE refused");
+    CHECK(decision.message ==
+          "pgrail: DELETE without WHERE refused; add a WHERE clause that selects the rows (WHERE true if you mean "
+          "every row)");
     CHECK(decision.detail == "rule \"agents\" (require_where) refused DELETE on orders");
 
     auto truncate = statement(StatementClass::write, "TRUNCATE TABLE", {table("", "orders", ObjectRole::truncated)});
@@ -225,7 +284,8 @@ rules:
     CHECK(evaluate(*policy, agent, write("", "ledger")).guard == "read_only_tables");  // may resolve to public.ledger
     CHECK(evaluate(*policy, agent, write("other", "ledger")).allowed());
     CHECK(evaluate(*policy, agent, write("audit", "events")).guard == "read_only_tables");
-    CHECK(evaluate(*policy, agent, write("x", "invoices")).message == "pgrail: write to read-only table x.invoices refused");
+    CHECK(evaluate(*policy, agent, write("x", "invoices")).message ==
+          "pgrail: write to read-only table x.invoices refused; an operator changes it");
     CHECK(evaluate(*policy, agent, statement(StatementClass::read, "SELECT", {table("public", "ledger", ObjectRole::read)}))
               .allowed());
 }
@@ -246,7 +306,8 @@ TEST_CASE("COPY PROGRAM, server files and ALTER SYSTEM", "[policy][evaluate]") {
 TEST_CASE("statement classes outside allow_classes are refused", "[policy][evaluate]") {
     auto vacuum = evaluate(*default_policy(), agent, statement(StatementClass::utility, "VACUUM"));
     CHECK(vacuum.guard == "allow_classes");
-    CHECK(vacuum.message == "pgrail: utility statements are not allowed");
+    CHECK(vacuum.message == "pgrail: utility statements are not allowed for this session; ask an operator to run this "
+                            "VACUUM");
     CHECK_THAT(vacuum.hint, Catch::Contains("read, write, transaction, session, procedural, copy"));
 }
 
@@ -341,7 +402,8 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
     CHECK(evaluate_startup(policy, agent, Params{{"user", "agent"}, {"database", "app"}}).allowed());
     auto replication = evaluate_startup(policy, agent, Params{{"replication", "database"}});
     CHECK(replication.guard == "replication");
-    CHECK(replication.message == "pgrail: replication connections are refused");
+    CHECK(replication.message ==
+          "pgrail: replication connections are refused; connect replication clients to the server directly");
     CHECK(evaluate_startup(policy, agent, Params{{"replication", "false"}}).allowed());
     CHECK(evaluate_startup(policy, agent, Params{{"options", "-c search_path=app,public"}}).allowed());
     CHECK(evaluate_startup(policy, agent, Params{{"options", "--statement-timeout=5s -c lock_timeout=1s"}}).allowed());

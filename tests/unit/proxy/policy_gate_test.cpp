@@ -101,8 +101,10 @@ TEST_CASE("statements whose meaning is in a literal never share a shape's analys
     const auto second = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM pgrail.plan('2')");
     REQUIRE(first.kind == Kind::intercept);
     REQUIRE(second.kind == Kind::intercept);
-    CHECK(first.arguments == std::vector<std::string>{"1"});
-    CHECK(second.arguments == std::vector<std::string>{"2"});
+    REQUIRE(first.calls.size() == 1);
+    REQUIRE(second.calls.size() == 1);
+    CHECK(first.calls[0].arguments == std::vector<std::string>{"1"});
+    CHECK(second.calls[0].arguments == std::vector<std::string>{"2"});
 }
 
 TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, and audited", "[proxy][gate]") {

@@ -59,14 +59,19 @@ std::string render(const Statement& statement) {
             separator = ", ";
         }
     }
-    if (statement.pgrail_call) {
-        out << " | pgrail: " << statement.pgrail_call->function << "(";
-        const char* separator = "";
-        for (const std::string& argument : statement.pgrail_call->arguments) {
-            out << separator << "'" << argument << "'";
-            separator = ", ";
+    if (!statement.pgrail_calls.empty()) {
+        out << " | pgrail:";
+        const char* call_separator = " ";
+        for (const PgrailCall& call : statement.pgrail_calls) {
+            out << call_separator << call.function << "(";
+            const char* separator = "";
+            for (const std::string& argument : call.arguments) {
+                out << separator << "'" << argument << "'";
+                separator = ", ";
+            }
+            out << ")";
+            call_separator = ", ";
         }
-        out << ")";
     }
     if (!statement.inner.empty()) {
         out << " | inner:";

@@ -34,8 +34,10 @@ TEST_CASE("errors, pgrail calls and wrapped statements render", "[sql][json]") {
     CHECK(bad["error"]["cursor"] == 1);
     CHECK(bad["statements"][0]["class"] == "unknown");
     const nlohmann::json call = to_json(analyze("SELECT * FROM pgrail.migrate_up('20260101')").statements.at(0));
-    CHECK(call["pgrail_call"]["function"] == "migrate_up");
-    CHECK(call["pgrail_call"]["arguments"] == nlohmann::json::parse(R"(["20260101"])"));
+    CHECK(call["pgrail_calls"][0]["function"] == "migrate_up");
+    CHECK(call["pgrail_calls"][0]["arguments"] == nlohmann::json::parse(R"(["20260101"])"));
+    CHECK(call["pgrail_calls"][0]["offset"] == 14);
+    CHECK(call["pgrail_calls"][0]["length"] == 29);
     const nlohmann::json explain = to_json(analyze("EXPLAIN ANALYZE DELETE FROM t").statements.at(0));
     CHECK(explain["inner"][0]["tag"] == "DELETE");
     CHECK(explain["class"] == "write");

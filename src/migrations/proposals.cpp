@@ -1,0 +1,528 @@
+// Proposed migrations: checks, storage in the ledger database, approval, and their merge into the
+// registry (docs/migrations.md, "Proposed migrations").
+#include "pgrail/migrations/proposals.hpp"
+
+#include <algorithm>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "internal.hpp"
+#include "pgrail/sql/analyzer.hpp"
+
+namespace pgrail::migrations {
+
+const char* to_string(ProposalState state) {
+    switch (state) {
+        case ProposalState::proposed: return "proposed";
+        case ProposalState::approved: return "approved";
+        case ProposalState::rejected: return "rejected";
+    }
+    return "proposed";
+}
+
+namespace {
+
+ProposalState parse_state(std::string_view text) {
+    if (text == "approved") return ProposalState::approved;
+    if (text == "rejected") return ProposalState::rejected;
+    return ProposalState::proposed;
+}
+
+// Decimal string plus one.
+std::string increment(std::string digits) {
+    for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
+        if (*it != '9') {
+            ++*it;
+            return digits;
+        }
+        *it = '0';
+    }
+    return "1" + digits;
+}
+
+std::string file_path(const std::string& version, const std::string& name, Direction direction) {
+    return fmt::format("{}/{}_{}.{}.sql", proposals_source, version, name, to_string(direction));
+}
+
+constexpr const char* proposal_columns =
+    "version, name, up_sql, down_sql, no_transaction, checksum, findings::text, verification, state, proposed_by, "
+    "proposed_at::text, coalesce(decided_by, ''), coalesce(decided_at::text, ''), coalesce(reason, '')";
+
+Proposal proposal_from(const pqxx::row& row) {
+    Proposal p;
+    p.version = row[0].as<std::string>();
+    p.name = row[1].as<std::string>();
+    p.up_sql = row[2].as<std::string>();
+    p.down_sql = row[3].as<std::string>();
+    p.no_transaction = row[4].as<bool>();
+    p.checksum = row[5].as<std::string>();
+    p.findings = nlohmann::json::parse(row[6].as<std::string>(), nullptr, false);
+    if (p.findings.is_discarded()) p.findings = nlohmann::json::array();
+    p.verification = row[7].as<std::string>();
+    p.state = parse_state(row[8].as<std::string>());
+    p.proposed_by = row[9].as<std::string>();
+    p.proposed_at = row[10].as<std::string>();
+    p.decided_by = row[11].as<std::string>();
+    p.decided_at = row[12].as<std::string>();
+    p.reason = row[13].as<std::string>();
+    return p;
+}
+
+std::vector<Proposal> query_proposals(const std::string& conninfo, const std::string& where) {
+    std::vector<Proposal> out;
+    try {
+        auto conn = detail::connect(conninfo);
+        pqxx::read_transaction tx(*conn);
+        // One query: a ledger without the table (older, or none yet) has no proposals.
+        const auto result = tx.exec(fmt::format(
+            "SELECT {} FROM pgrail.migration_proposals {} ORDER BY length(version), version", proposal_columns, where));
+        for (const auto& row : result) out.push_back(proposal_from(row));
+    } catch (const pqxx::undefined_table&) {
+        return {};
+    } catch (...) {
+        detail::rethrow_database_error("cannot read the proposed migrations");
+    }
+    return out;
+}
+
+bool tag_is(const ScriptStatement& statement, std::initializer_list<std::string_view> tags) {
+    return std::find(tags.begin(), tags.end(), statement.tag) != tags.end();
+}
+
+}  // namespace
+
+bool valid_proposal_name(std::string_view name) {
+    if (name.empty() || name.size() > 63) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+std::string next_proposal_version(std::chrono::system_clock::time_point now, const std::vector<std::string>& taken) {
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    std::string version = fmt::format("{:04}{:02}{:02}{:02}{:02}{:02}", utc.tm_year + 1900, utc.tm_mon + 1,
+                                      utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    for (const auto& text : taken) {
+        const auto other = canonical_version(text);
+        if (other && !version_less(*other, version)) version = increment(*other);
+    }
+    return version;
+}
+
+Migration proposal_migration(const std::string& version, const std::string& name, const std::string& up_sql,
+                             const std::string& down_sql) {
+    if (!valid_proposal_name(name))
+        throw MigrationError("22023", fmt::format("pgrail: invalid migration name \"{}\"", name),
+                             "a migration's name is 1 to 63 characters of a-z, 0-9 and _",
+                             "e.g. SELECT * FROM pgrail.propose_migration('add_profiles_timezone', up_sql, down_sql)");
+    Migration migration;
+    migration.version = version;
+    migration.name = name;
+    const auto parse = [&](const std::string& text, Direction direction) {
+        auto parsed = parse_script(file_path(version, name, direction), text);
+        const char* which = direction == Direction::up ? "up script" : "rollback (down) script";
+        if (parsed.error)
+            throw MigrationError(parsed.error->starts_with("does not parse") ? "42601" : "22023",
+                                 fmt::format("pgrail: the proposal's {} {}", which, *parsed.error), "",
+                                 "Both scripts must be SQL that PostgreSQL parses, without BEGIN/COMMIT (the runner "
+                                 "runs each migration in a transaction); fix it and propose again.");
+        if (parsed.script.statements.empty())
+            throw MigrationError(
+                "22023", fmt::format("pgrail: the proposal's {} has no statements", which),
+                direction == Direction::down ? "every migration needs a rollback script that undoes its up script"
+                                             : "",
+                direction == Direction::down
+                    ? "Pass the SQL that undoes the change as the third argument, e.g. ALTER TABLE t DROP COLUMN c "
+                      "for ALTER TABLE t ADD COLUMN c ..."
+                    : "Pass the schema change as the second argument.");
+        return std::move(parsed.script);
+    };
+    migration.up = parse(up_sql, Direction::up);
+    migration.down = parse(down_sql, Direction::down);
+    migration.checksum = migration_checksum(up_sql, down_sql);
+    return migration;
+}
+
+// Why a statement of a proposal needs a person's approval, or nothing when pgrail may approve it
+// on its own: up scripts may only create tables, add columns and create indexes; down scripts
+// may only drop tables, columns and indexes; no script may call a function (a default or an
+// index expression runs with the runner's privileges), touch a system or pgrail schema, or add
+// a NOT NULL column without a default (the scratch copy has no rows to refuse it).
+static std::optional<std::string> needs_review(const ScriptStatement& statement, Direction direction) {
+    const sql::Analysis analysis = sql::analyze(statement.text);
+    if (analysis.error || analysis.statements.size() != 1) return "pgrail cannot read it as one statement";
+    const sql::Statement& analysed = analysis.statements.front();
+    const auto kind = analysed.change.kind;
+    const bool allowed =
+        direction == Direction::up
+            ? (analysed.tag == "CREATE TABLE" && kind == sql::ChangeKind::create_table) ||
+                  (analysed.tag == "ALTER TABLE" && kind == sql::ChangeKind::add_column) ||
+                  (analysed.tag == "CREATE INDEX" && kind == sql::ChangeKind::create_index)
+            : (analysed.tag == "DROP TABLE" && kind == sql::ChangeKind::drop_table) ||
+                  (analysed.tag == "ALTER TABLE" && kind == sql::ChangeKind::drop_column) || analysed.tag == "DROP INDEX";
+    if (!allowed)
+        return direction == Direction::up ? "only CREATE TABLE, ADD COLUMN and CREATE INDEX are approved automatically"
+                                          : "only DROP TABLE, DROP COLUMN and DROP INDEX are approved automatically";
+    if (!analysed.functions.empty()) return fmt::format("it calls {}", analysed.functions.front());
+    if (analysed.change.not_null_without_default) return "a NOT NULL column without a default fails on a table with rows";
+    for (const auto& object : analysed.objects) {
+        const std::string_view schema = object.schema;
+        if (schema == "pg_catalog" || schema == "information_schema" || schema == "pgrail" ||
+            schema == "pgrail_backstop" || schema.starts_with("pg_") || object.name.starts_with("pg_"))
+            return fmt::format("it touches {}{}{}", object.schema, object.schema.empty() ? "" : ".", object.name);
+    }
+    return std::nullopt;
+}
+
+std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
+    std::vector<ProposalFinding> out;
+    const auto is_schema_change = [](const ScriptStatement& statement) {
+        return statement.statement_class == sql::StatementClass::ddl;
+    };
+    const bool up_changes = std::any_of(migration.up.statements.begin(), migration.up.statements.end(),
+                                        is_schema_change);
+    if (!up_changes)
+        out.push_back({"no_schema_change", "up",
+                       "the up script changes no schema (a data change needs an operator's review)"});
+    for (const auto& statement : migration.up.statements) {
+        // The analyzer's own reading of the statement: what it changes, never how it is spelled.
+        const sql::Analysis analysis = sql::analyze(statement.text);
+        for (const auto& analysed : analysis.statements) {
+            std::string destructive;
+            if (tag_is(statement, {"DROP TABLE", "DROP SCHEMA", "DROP MATERIALIZED VIEW"}))
+                destructive = statement.tag;
+            else if (statement.tag == "TRUNCATE TABLE")
+                destructive = "TRUNCATE";
+            else if (analysed.change.kind == sql::ChangeKind::drop_column)
+                destructive = "DROP COLUMN";
+            else if (statement.tag == "ALTER TABLE" &&
+                     statement.structural_form.find("7:subtypes18:AT_AlterColumnType") != std::string::npos)
+                destructive = "ALTER COLUMN TYPE";
+            else if (analysed.statement_class == sql::StatementClass::write &&
+                     (analysed.tag == "DELETE" || analysed.tag == "UPDATE"))
+                destructive = analysed.tag;
+            if (!destructive.empty())
+                out.push_back({"destructive", "up",
+                               fmt::format("{} (line {}) loses or rewrites data that the rollback cannot bring back",
+                                           destructive, statement.line)});
+            const bool concurrently =
+                analysed.change.concurrently ||
+                statement.structural_form.find("10:concurrent") != std::string::npos;
+            if (concurrently && !migration.up.no_transaction)
+                out.push_back({"concurrently_in_transaction", "up",
+                               fmt::format("{} CONCURRENTLY (line {}) cannot run in a transaction block: start the up "
+                                           "script with the line -- pgrail:no-transaction",
+                                           statement.tag, statement.line)});
+        }
+    }
+    for (const Script* script : {&migration.up, &migration.down})
+        if (script->no_transaction && script->statements.size() > 1)
+            out.push_back({"no_transaction_statements", script == &migration.up ? "up" : "down",
+                           fmt::format("a -- pgrail:no-transaction script runs statement by statement, each committed "
+                                       "on its own: {} statements can leave it partial; keep it to one",
+                                       script->statements.size())});
+    // Only additive changes and their reversal can be approved without a person: the runner
+    // holds the schema owner's privileges, so anything else an agent proposes (GRANT, functions,
+    // CREATE TABLE AS copying data it may not read, the ledger's tables, ...) waits for review.
+    for (const Script* script : {&migration.up, &migration.down})
+        for (const auto& statement : script->statements)
+            if (const auto why = needs_review(statement, script == &migration.up ? Direction::up : Direction::down))
+                out.push_back({"needs_review", script == &migration.up ? "up" : "down",
+                               fmt::format("{} (line {}): {}", statement.tag, statement.line, *why)});
+    const bool down_changes = std::any_of(migration.down.statements.begin(), migration.down.statements.end(),
+                                          is_schema_change);
+    if (up_changes && !down_changes)
+        out.push_back({"rollback_reverses_nothing", "down",
+                       "the up script changes the schema but the rollback script changes none of it"});
+    return out;
+}
+
+nlohmann::json findings_json(const std::vector<ProposalFinding>& findings) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& finding : findings)
+        out.push_back({{"rule", finding.rule}, {"script", finding.script}, {"message", finding.message}});
+    return out;
+}
+
+bool proposal_is_clean(const nlohmann::json& findings, std::string_view verification) {
+    return verification == "passed" && findings.is_array() && findings.empty();
+}
+
+MergedRegistry merge_proposals(const Registry& directory, const std::vector<Proposal>& approved) {
+    MergedRegistry merged{directory, {}};
+    std::vector<Migration> extra;
+    for (const auto& proposal : approved) {
+        if (proposal.state != ProposalState::approved) continue;
+        if (const Migration* file = directory.find(proposal.version)) {
+            if (file->checksum != proposal.checksum)
+                merged.conflicts.push_back(fmt::format(
+                    "migration {} is both in the migrations directory ({}, checksum {}) and an approved proposal "
+                    "({}, checksum {}), with different scripts",
+                    proposal.version, file->up.path.filename().string(), file->checksum.substr(0, 12), proposal.name,
+                    proposal.checksum.substr(0, 12)));
+            continue;  // the file is the migration (same checksum: the exported proposal)
+        }
+        try {
+            extra.push_back(proposal_migration(proposal.version, proposal.name, proposal.up_sql, proposal.down_sql));
+        } catch (const MigrationError& error) {
+            merged.conflicts.push_back(
+                fmt::format("approved proposal {} ({}) no longer parses: {}", proposal.version, proposal.name,
+                            error.message()));
+        }
+    }
+    if (!extra.empty()) merged.registry = directory.with_migrations(std::move(extra));
+    return merged;
+}
+
+std::vector<Proposal> read_approved_proposals(const std::string& conninfo) {
+    return query_proposals(conninfo, "WHERE state = 'approved'");
+}
+
+std::vector<Proposal> read_proposals(const std::string& conninfo) { return query_proposals(conninfo, ""); }
+
+std::string proposal_file_name(const Proposal& proposal, Direction direction) {
+    return fmt::format("{}_{}.{}.sql", proposal.version, proposal.name, to_string(direction));
+}
+
+// ---- the runner's side: store, approve, reject ----
+
+namespace {
+
+std::string actor_of(pqxx::connection& conn, const RunnerOptions& options) {
+    if (!options.actor.empty()) return options.actor;
+    pqxx::nontransaction tx(conn);
+    return tx.exec1("SELECT session_user::text")[0].as<std::string>();
+}
+
+std::string findings_rules(const nlohmann::json& findings) {
+    std::string out;
+    for (const auto& finding : findings)
+        if (finding.contains("rule")) out += (out.empty() ? "" : ", ") + finding["rule"].get<std::string>();
+    return out;
+}
+
+// What the ledger's event and the audit line say of a proposal: never the scripts' text.
+std::string event_detail(const Proposal& proposal) {
+    std::string detail = fmt::format("verification: {}; findings: {}", proposal.verification.substr(
+                                         0, proposal.verification.find(':')),
+                                     proposal.findings.empty() ? "none" : findings_rules(proposal.findings));
+    if (!proposal.reason.empty() && proposal.state == ProposalState::rejected) detail += "; rejected";
+    return detail;
+}
+
+std::vector<std::string> tags(const std::string& text) {
+    std::vector<std::string> out;
+    for (const auto& statement : sql::analyze(text).statements) out.push_back(statement.tag);
+    return out;
+}
+
+void audit_proposal(const RunnerOptions& options, const Proposal& proposal, const std::string& event,
+                    const std::string& by) {
+    if (!options.audit) return;
+    nlohmann::json record = {{"type", "migration"},
+                             {"event", event},
+                             {"version", proposal.version},
+                             {"name", proposal.name},
+                             {"checksum", proposal.checksum},
+                             {"user", by},
+                             {"outcome", "ok"},
+                             {"state", to_string(proposal.state)},
+                             {"up_statements", tags(proposal.up_sql)},
+                             {"down_statements", tags(proposal.down_sql)},
+                             {"findings", findings_rules(proposal.findings)},
+                             {"verification", proposal.verification.substr(0, proposal.verification.find(':'))}};
+    if (event == "rejected") record["reason_chars"] = proposal.reason.size();
+    if (!options.audit(record))
+        throw MigrationError("58030",
+                             fmt::format("pgrail: proposal {} is recorded ({}), but its audit line could not be written",
+                                         proposal.version, event),
+                             "", "Ask the operator to check pgrail's audit file and disk.");
+}
+
+// The ledger (with the proposals table) exists: created under the advisory lock when missing.
+void ensure_proposals_table(pqxx::connection& conn, const RunnerOptions& options) {
+    {
+        pqxx::nontransaction tx(conn);
+        if (!tx.exec1("SELECT to_regclass('pgrail.migration_proposals') IS NULL")[0].as<bool>()) return;
+    }
+    detail::AdvisoryLock lock(conn, options.lock_wait, options.abandoned);
+    detail::ensure_ledger(conn);
+}
+
+std::optional<Proposal> find_proposal(pqxx::transaction_base& tx, const std::string& version, bool for_update) {
+    const auto result = tx.exec_params(fmt::format("SELECT {} FROM pgrail.migration_proposals WHERE version = $1{}",
+                                                   proposal_columns, for_update ? " FOR UPDATE" : ""),
+                                       version);
+    if (result.empty()) return std::nullopt;
+    return proposal_from(result[0]);
+}
+
+}  // namespace
+
+Proposal Runner::propose(const std::string& name, const std::string& up_sql, const std::string& down_sql) {
+    // Parse and check first: a script that does not parse is refused before anything is stored.
+    Migration checked = proposal_migration("0", name, up_sql, down_sql);
+    auto conn = detail::connect(options_.conninfo, options_.backstop_key_file);
+    std::string actor;
+    LedgerState ledger;
+    std::vector<std::string> taken;
+    try {
+        actor = actor_of(*conn, options_);
+        ensure_proposals_table(*conn, options_);
+        ledger = detail::read_ledger(*conn);
+        pqxx::read_transaction tx(*conn);
+        const auto existing = tx.exec_params(fmt::format("SELECT {} FROM pgrail.migration_proposals WHERE name = $1 "
+                                                         "AND checksum = $2 ORDER BY proposed_at DESC LIMIT 1",
+                                                         proposal_columns),
+                                             name, checked.checksum);
+        if (!existing.empty()) return proposal_from(existing[0]);
+        for (const auto& row : tx.exec("SELECT version FROM pgrail.migration_proposals"))
+            taken.push_back(row[0].as<std::string>());
+    } catch (...) {
+        detail::rethrow_database_error("cannot read the proposed migrations");
+    }
+    for (const auto& migration : registry_->migrations()) taken.push_back(migration.version);
+    for (const auto& file : registry_->invalid_files())
+        if (file.version) taken.push_back(*file.version);
+    for (const auto& applied : ledger.applied) taken.push_back(applied.version);
+
+    Proposal proposal;
+    proposal.version = next_proposal_version(std::chrono::system_clock::now(), taken);
+    proposal.name = name;
+    proposal.up_sql = up_sql;
+    proposal.down_sql = down_sql;
+    proposal.no_transaction = checked.up.no_transaction;
+    proposal.checksum = checked.checksum;
+    Migration migration = proposal_migration(proposal.version, name, up_sql, down_sql);
+    proposal.findings = findings_json(proposal_findings(migration));
+
+    // The rollback proof, as `verify` gives it: the proposal after every registered migration.
+    {
+        RunnerOptions verify_options = options_;
+        auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
+        Runner verifier(with_proposal, verify_options);
+        try {
+            const auto results = verifier.verify(proposal.version);
+            const auto result = std::find_if(results.begin(), results.end(),
+                                             [&](const VerifyResult& r) { return r.version == proposal.version; });
+            if (result == results.end()) {
+                proposal.verification = "skipped: an earlier migration failed to verify";
+            } else if (result->passed) {
+                proposal.verification = "passed";
+            } else {
+                proposal.verification = "failed: " + result->detail;
+            }
+        } catch (const MigrationError& error) {
+            proposal.verification = "skipped: " + error.message();
+        }
+    }
+    const bool auto_approved =
+        options_.auto_approve == AutoApprove::clean && proposal_is_clean(proposal.findings, proposal.verification);
+    proposal.state = auto_approved ? ProposalState::approved : ProposalState::proposed;
+    proposal.proposed_by = actor;
+    if (auto_approved) proposal.decided_by = "pgrail (auto_approve: clean)";
+
+    try {
+        pqxx::work tx(*conn);
+        // Proposers (of every pgrail replica) take their versions one at a time.
+        tx.exec0("LOCK TABLE pgrail.migration_proposals IN SHARE ROW EXCLUSIVE MODE");
+        std::vector<std::string> now_taken = taken;
+        for (const auto& row : tx.exec("SELECT version FROM pgrail.migration_proposals"))
+            now_taken.push_back(row[0].as<std::string>());
+        if (std::find(now_taken.begin(), now_taken.end(), proposal.version) != now_taken.end())
+            proposal.version = next_proposal_version(std::chrono::system_clock::now(), now_taken);
+        const auto row = tx.exec_params1(
+            "INSERT INTO pgrail.migration_proposals (version, name, up_sql, down_sql, no_transaction, checksum, "
+            "findings, verification, state, proposed_by, decided_by, decided_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, nullif($11, ''), "
+            "CASE WHEN $11 = '' THEN NULL ELSE clock_timestamp() END) RETURNING proposed_at::text, "
+            "coalesce(decided_at::text, '')",
+            proposal.version, proposal.name, proposal.up_sql, proposal.down_sql, proposal.no_transaction,
+            proposal.checksum, proposal.findings.dump(), proposal.verification, std::string(to_string(proposal.state)),
+            proposal.proposed_by, proposal.decided_by);
+        proposal.proposed_at = row[0].as<std::string>();
+        proposal.decided_at = row[1].as<std::string>();
+        detail::insert_event(tx, proposal.version, proposal.name, proposal.checksum, "proposed", true, actor, 0,
+                             event_detail(proposal));
+        if (auto_approved)
+            detail::insert_event(tx, proposal.version, proposal.name, proposal.checksum, "approved", true,
+                                 proposal.decided_by, 0, "auto_approve: clean (verified, no findings)");
+        tx.commit();
+    } catch (...) {
+        detail::rethrow_database_error("cannot store the proposed migration");
+    }
+    audit_proposal(options_, proposal, "proposed", actor);
+    if (auto_approved) audit_proposal(options_, proposal, "approved", proposal.decided_by);
+    return proposal;
+}
+
+namespace {
+
+Proposal decide(const RunnerOptions& options, const std::string& version_text, bool approve,
+                const std::string& reason) {
+    const auto version = canonical_version(version_text);
+    if (!version) throw MigrationError("22023", fmt::format("pgrail: invalid migration version \"{}\"", version_text));
+    if (!approve && reason.empty())
+        throw MigrationError("22023", "pgrail: a rejection needs a reason", "",
+                             "e.g. SELECT * FROM pgrail.reject_migration('<version>', 'why')");
+    auto conn = detail::connect(options.conninfo, options.backstop_key_file);
+    Proposal proposal;
+    std::string actor;
+    try {
+        actor = actor_of(*conn, options);
+        ensure_proposals_table(*conn, options);
+        pqxx::work tx(*conn);
+        auto found = find_proposal(tx, *version, true);
+        if (!found)
+            throw MigrationError("22023", fmt::format("pgrail: no proposed migration with version {}", *version), "",
+                                 "pgrail migrate proposals (CLI) lists them.");
+        proposal = std::move(*found);
+        if (approve && proposal.state != ProposalState::proposed)
+            throw MigrationError("55000", fmt::format("pgrail: proposal {} ({}) is already {}", proposal.version,
+                                                      proposal.name, to_string(proposal.state)));
+        if (!approve) {
+            if (proposal.state == ProposalState::rejected)
+                throw MigrationError("55000", fmt::format("pgrail: proposal {} ({}) is already rejected",
+                                                          proposal.version, proposal.name));
+            const bool applied =
+                tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pgrail.schema_migrations WHERE version = $1)",
+                                proposal.version)[0]
+                    .as<bool>();
+            if (applied)
+                throw MigrationError("55000",
+                                     fmt::format("pgrail: migration {} ({}) is applied; roll it back before rejecting "
+                                                 "it",
+                                                 proposal.version, proposal.name),
+                                     "", fmt::format("SELECT * FROM pgrail.migrate_down('{}')", proposal.version));
+        }
+        proposal.state = approve ? ProposalState::approved : ProposalState::rejected;
+        proposal.decided_by = actor;
+        proposal.reason = approve ? "" : reason;
+        proposal.decided_at =
+            tx.exec_params1("UPDATE pgrail.migration_proposals SET state = $2, decided_by = $3, "
+                            "decided_at = clock_timestamp(), reason = nullif($4, '') WHERE version = $1 "
+                            "RETURNING decided_at::text",
+                            proposal.version, std::string(to_string(proposal.state)), actor, proposal.reason)[0]
+                .as<std::string>();
+        detail::insert_event(tx, proposal.version, proposal.name, proposal.checksum,
+                             approve ? "approved" : "rejected", true, actor, 0,
+                             approve ? std::string() : "reason: " + reason);
+        tx.commit();
+    } catch (...) {
+        detail::rethrow_database_error(fmt::format("cannot {} the proposed migration", approve ? "approve" : "reject"));
+    }
+    audit_proposal(options, proposal, approve ? "approved" : "rejected", actor);
+    return proposal;
+}
+
+}  // namespace
+
+Proposal Runner::approve(const std::string& version) { return decide(options_, version, true, {}); }
+
+Proposal Runner::reject(const std::string& version, const std::string& reason) {
+    return decide(options_, version, false, reason);
+}
+
+}  // namespace pgrail::migrations

@@ -1,0 +1,137 @@
+// The texts the server runs for statements that read pgrail's commands as relations.
+#include "pgrail/proxy/inband_relations.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "pgrail/proxy/migration_commands.hpp"
+
+namespace pgrail::proxy {
+
+namespace {
+
+// E'' quoting is independent of standard_conforming_strings.
+std::string quote_literal(std::string_view text) {
+    std::string out = "E'";
+    for (char c : text) {
+        if (c == '\\' || c == '\'') out.push_back(c);
+        out.push_back(c);
+    }
+    out.push_back('\'');
+    return out;
+}
+
+std::string_view type_name(std::uint32_t oid) {
+    switch (oid) {
+        case migrations::oid_bool: return "boolean";
+        case migrations::oid_int8: return "bigint";
+        case migrations::oid_timestamptz: return "timestamptz";
+        default: return "text";
+    }
+}
+
+std::string quote_identifier(std::string_view name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') out.push_back(c);
+        out.push_back(c);
+    }
+    out.push_back('"');
+    return out;
+}
+
+// `sql` with each call's bytes replaced by `relation(i)`, parenthesised and aliased as a
+// subquery in FROM needs (a whole-statement call: the bare query).
+template <class Relation>
+std::string replace_calls(std::string_view sql, const std::vector<InbandCall>& calls, const Relation& relation) {
+    std::string out;
+    out.reserve(sql.size() + 256 * calls.size());
+    std::size_t at = 0;
+    for (std::size_t index = 0; index < calls.size(); ++index) {
+        const InbandCall& call = calls[index];
+        const std::size_t begin = std::min(call.offset, sql.size());
+        const std::size_t end = std::min(call.offset + call.length, sql.size());
+        if (begin < at) continue;  // overlapping spans cannot come from the analyzer; never copy twice
+        out.append(sql.substr(at, begin - at));
+        if (call.whole_statement) {
+            out += relation(index);
+        } else {
+            out += '(';
+            out += relation(index);
+            out += ')';
+            if (!call.aliased) out += " AS " + quote_identifier(call.command);
+        }
+        at = end;
+    }
+    out.append(sql.substr(at));
+    return out;
+}
+
+}  // namespace
+
+std::string result_set_sql(const migrations::ResultTable& table) {
+    std::string columns;
+    for (std::size_t i = 0; i < table.columns.size(); ++i) {
+        if (i > 0) columns += ", ";
+        columns += quote_identifier(table.columns[i]);
+    }
+    auto value = [&](std::size_t column, const std::optional<std::string>& text) {
+        const auto type = type_name(column < table.types.size() ? table.types[column] : migrations::oid_text);
+        return fmt::format("{}::{}", text ? quote_literal(*text) : std::string("NULL"), type);
+    };
+    std::string rows;
+    if (table.rows.empty()) {
+        // No rows: one typed row that WHERE false removes, so the columns still describe.
+        rows = "(";
+        for (std::size_t i = 0; i < table.columns.size(); ++i) rows += (i ? ", " : "") + value(i, std::nullopt);
+        rows += ")";
+        return fmt::format("SELECT * FROM (VALUES {}) AS pgrail_result({}) WHERE false", rows, columns);
+    }
+    for (std::size_t r = 0; r < table.rows.size(); ++r) {
+        rows += r ? ", (" : "(";
+        for (std::size_t i = 0; i < table.columns.size(); ++i) {
+            if (i > 0) rows += ", ";
+            rows += value(i, i < table.rows[r].size() ? table.rows[r][i] : std::nullopt);
+        }
+        rows += ")";
+    }
+    return fmt::format("SELECT * FROM (VALUES {}) AS pgrail_result({})", rows, columns);
+}
+
+std::string text_with_answers(std::string_view sql, const std::vector<InbandCall>& calls,
+                              const std::vector<migrations::ResultTable>& answers) {
+    return replace_calls(sql, calls, [&](std::size_t index) { return result_set_sql(answers.at(index)); });
+}
+
+std::string text_with_parameters(std::string_view sql, const std::vector<InbandCall>& calls,
+                                 std::size_t first_parameter) {
+    return replace_calls(sql, calls, [&](std::size_t index) {
+        const migrations::ResultTable columns = migrations::command_columns(calls[index].command);
+        std::string definitions;
+        for (std::size_t column = 0; column < columns.columns.size(); ++column) {
+            if (column > 0) definitions += ", ";
+            definitions += quote_identifier(columns.columns[column]);
+            definitions += ' ';
+            definitions += type_name(column < columns.types.size() ? columns.types[column] : migrations::oid_text);
+        }
+        return fmt::format("SELECT * FROM json_to_recordset(${}::json) AS pgrail_result({})", first_parameter + index,
+                           definitions);
+    });
+}
+
+std::string answer_json(const migrations::ResultTable& table) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : table.rows) {
+        nlohmann::json object = nlohmann::json::object();
+        for (std::size_t column = 0; column < table.columns.size(); ++column) {
+            const auto* value = column < row.size() && row[column] ? &*row[column] : nullptr;
+            object[table.columns[column]] = value != nullptr ? nlohmann::json(*value) : nlohmann::json(nullptr);
+        }
+        rows.push_back(std::move(object));
+    }
+    // Bytes that are not UTF-8 (a file name, a message) must not fail the answer: PostgreSQL reads
+    // the JSON in the server's encoding, where U+FFFD stands for them.
+    return rows.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace pgrail::proxy

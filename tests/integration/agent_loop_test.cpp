@@ -1,0 +1,399 @@
+// The agent's loop over SQL alone (issue 15): a refused ALTER, a proposed migration, its approval
+// (by the policy's auto_approve, or by the owner in-band or on the CLI), migrate_up, migrate_down.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster.hpp"
+#include "pgrail/migrations/registry.hpp"
+#include "pgrail_process.hpp"
+#include "seed_database.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+// propose_migration verifies on a scratch database created by the migrator connection's role.
+struct CreatedbForAppOwner {
+    CreatedbForAppOwner() { (void)run(admin().get(), "ALTER ROLE app_owner CREATEDB"); }
+    ~CreatedbForAppOwner() { (void)run(admin().get(), "ALTER ROLE app_owner NOCREATEDB"); }
+};
+
+// The shipped default policy, optionally with the agents' rule approving clean proposals at once.
+std::string policy_file(const std::string& dir, bool auto_approve) {
+    std::string policy = read_file(source_dir() + "/policies/default.yaml");
+    if (auto_approve) {
+        const std::string agents = "    migrations: [status, plan, migrate_up, propose_migration]";
+        const auto at = policy.rfind(agents);
+        REQUIRE(at != std::string::npos);
+        policy.replace(at, agents.size(),
+                       "    migrations: {commands: [status, plan, migrate_up, propose_migration], auto_approve: clean}");
+    }
+    const std::string path = dir + "/policy.yaml";
+    write_file(path, policy);
+    return path;
+}
+
+// Creates `dir`; "" (for a member initializer).
+std::string made(const std::string& dir) {
+    std::filesystem::create_directories(dir);
+    return {};
+}
+
+// A pgrail in front of a seed database, with an empty migrations directory of its own: the agent's
+// change is new, so its refusal proposes it.
+struct AgentLoop {
+    CreatedbForAppOwner createdb;
+    SeedDatabase db{"agent_loop_"};
+    std::string dir = PgrailProcess::make_temp_dir();
+    std::string migrations = dir + "/migrations";
+    std::string audit_path = dir + "/audit.jsonl";
+    PgrailProcess process;
+
+    explicit AgentLoop(bool auto_approve)
+        : process(made(migrations) + "policy: " +
+                  policy_file(dir, auto_approve) + "\naudit: {file: " + audit_path + ", fsync: always}\n" +
+                  "migrations: {dir: " + migrations + ", migrator: \"" + db.conninfo_for("app_owner") + "\"}\n") {}
+
+    [[nodiscard]] Conn connect(const std::string& user) const { return db.connect_through(process, user); }
+    [[nodiscard]] Conn direct() const {
+        Conn conn(PQconnectdb(db.conninfo_for("app_owner").c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+    [[nodiscard]] std::vector<nlohmann::json> audit() const {
+        std::vector<nlohmann::json> lines;
+        std::istringstream in(read_file(audit_path));
+        for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+        return lines;
+    }
+};
+
+std::string quote(const std::string& text) {
+    std::string out = "'";
+    for (const char c : text) {
+        if (c == '\'') out.push_back('\'');
+        out.push_back(c);
+    }
+    return out + "'";
+}
+
+std::string propose_sql(const std::string& name, const std::string& up, const std::string& down) {
+    return "SELECT * FROM pgrail.propose_migration(" + quote(name) + ", " + quote(up) + ", " + quote(down) + ")";
+}
+
+// The proposal row by column name.
+std::map<std::string, std::string> row_of(const Outcome& outcome) {
+    std::map<std::string, std::string> out;
+    REQUIRE(outcome.status == "PGRES_TUPLES_OK");
+    REQUIRE(outcome.rows.size() == 1);
+    for (std::size_t c = 0; c < outcome.columns.size(); ++c)
+        out[outcome.columns[c].substr(0, outcome.columns[c].find(':'))] = outcome.rows[0][c].value_or("<null>");
+    return out;
+}
+
+// Where every row of profiles physically is, and which transaction wrote it.
+std::string row_versions(PGconn* conn) {
+    return scalar(conn, "SELECT string_agg(ctid::text || '/' || xmin::text, ',' ORDER BY id) FROM profiles");
+}
+
+const std::string add_timezone = "ALTER TABLE profiles ADD COLUMN timezone text";
+const std::string drop_timezone = "ALTER TABLE profiles DROP COLUMN timezone";
+
+}  // namespace
+
+TEST_CASE("the seed scenario over SQL alone: refused, proposed, approved at once, applied, rolled back",
+          "[agent_loop]") {
+    AgentLoop loop(true);
+    auto agent = loop.connect("agent");
+    auto direct = loop.direct();
+
+    // 1. The ad hoc ALTER is refused; its MESSAGE alone names the call that proposes it.
+    Result refused(PQexec(agent.get(), add_timezone.c_str()));
+    CHECK(std::string(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE)) == "42501");
+    CHECK_THAT(PQresultErrorField(refused.get(), PG_DIAG_MESSAGE_PRIMARY),
+               Catch::Contains("pgrail.propose_migration("));
+
+    // 2. The agent proposes it, with its rollback; clean, so the agents' rule approves it at once.
+    const auto before = row_versions(direct.get());
+    const auto filenode = scalar(direct.get(), "SELECT pg_relation_filenode('profiles')");
+    const auto proposed = row_of(run(agent.get(), propose_sql("add_profiles_timezone", add_timezone, drop_timezone)).at(0));
+    const std::string version = proposed.at("version");
+    CHECK(version.size() == 14);
+    CHECK(proposed.at("name") == "add_profiles_timezone");
+    CHECK(proposed.at("state") == "approved");
+    CHECK(proposed.at("verification") == "passed");
+    CHECK(proposed.at("findings") == "[]");
+    CHECK(proposed.at("checksum") == pgrail::migrations::migration_checksum(add_timezone, drop_timezone));
+    CHECK_THAT(proposed.at("next_step"), Catch::Contains("SELECT * FROM pgrail.migrate_up('" + version + "')"));
+    CHECK(scalar(direct.get(), "SELECT string_agg(event || ':' || by, ',' ORDER BY id) FROM pgrail.migration_events "
+                               "WHERE version = '" + version + "' AND event <> 'verified'") ==
+          "proposed:agent,approved:pgrail (auto_approve: clean)");
+    // The same proposal again: the stored row, no duplicate.
+    CHECK(row_of(run(agent.get(), propose_sql("add_profiles_timezone", add_timezone, drop_timezone)).at(0))
+              .at("version") == version);
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.migration_proposals") == "1");
+
+    // 3. An approved proposal is a registered migration: status lists it, migrate_up applies it.
+    const auto status = run(agent.get(), "SELECT version, state FROM pgrail.status()");
+    CHECK(status.at(0).rows.size() == 1);
+    const auto applied = run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')");
+    REQUIRE(applied.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(applied[0].rows.at(0)[0] == version);
+    CHECK(loop.db.timezone_columns() == "1");
+    // No existing row was rewritten: same places, same writing transactions, same file.
+    CHECK(row_versions(direct.get()) == before);
+    CHECK(scalar(direct.get(), "SELECT pg_relation_filenode('profiles')") == filenode);
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM profiles WHERE timezone IS NULL") == "4");
+
+    // 4. The owner rolls it back.
+    auto owner = loop.connect("app_owner");
+    const auto rolled_back = run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + version + "')");
+    REQUIRE(rolled_back.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(loop.db.timezone_columns() == "0");
+
+    // 5. A DROP COLUMN is destructive: proposed, never approved automatically.
+    const auto drop = row_of(run(agent.get(), propose_sql("drop_profiles_display_name",
+                                                          "ALTER TABLE profiles DROP COLUMN display_name",
+                                                          "ALTER TABLE profiles ADD COLUMN display_name text"))
+                                 .at(0));
+    CHECK(drop.at("state") == "proposed");
+    CHECK_THAT(drop.at("findings"), Catch::Contains("\"rule\":\"destructive\""));
+    CHECK_THAT(drop.at("next_step"), Catch::Contains("pgrail.approve_migration('" + drop.at("version") + "')"));
+    CHECK(drop.at("version") > version);
+
+    // 6. A rollback script that does not parse is refused; nothing is stored.
+    const auto bad = run(agent.get(), propose_sql("add_profiles_locale", "ALTER TABLE profiles ADD COLUMN locale text",
+                                                  "ALTER TABLE profiles DROP COLUMN locale,,"));
+    CHECK(bad.at(0).sqlstate == "42601");
+    CHECK_THAT(bad.at(0).message, Catch::Contains("rollback"));
+    CHECK(run(agent.get(), propose_sql("add_profiles_locale", "ALTER TABLE profiles ADD COLUMN locale text", ""))
+              .at(0)
+              .sqlstate == "22023");
+    CHECK(run(agent.get(), propose_sql("Bad Name", add_timezone, drop_timezone)).at(0).sqlstate == "22023");
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.migration_proposals") == "2");
+
+    // 7. Inside a transaction block (as MCP servers send it): recorded all the same.
+    CHECK(run(agent.get(), "BEGIN TRANSACTION READ ONLY").at(0).status == "PGRES_COMMAND_OK");
+    const auto in_tx = run(agent.get(), propose_sql("add_profiles_locale", "ALTER TABLE profiles ADD COLUMN locale text",
+                                                    "ALTER TABLE profiles DROP COLUMN locale"));
+    CHECK(row_of(in_tx.at(0)).at("state") == "approved");
+    CHECK(run(agent.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.migration_proposals WHERE name = 'add_profiles_locale'") ==
+          "1");
+
+    // 8. The audit: who and what, by checksum and statement tags, never the scripts' text.
+    int proposals = 0;
+    for (const auto& line : loop.audit()) {
+        const auto text = line.dump();
+        INFO(text);
+        const auto event = line.value("event", "");
+        if (event == "command" || event == "proposed" || event == "approved" || event == "rejected") {
+            CHECK(text.find("ADD COLUMN") == std::string::npos);
+            CHECK(text.find("DROP COLUMN") == std::string::npos);
+        }
+        if (line.value("event", "") == "proposed") {
+            ++proposals;
+            CHECK(line.value("user", "") == "agent");
+            CHECK(line.contains("checksum"));
+        }
+    }
+    CHECK(proposals == 3);
+}
+
+TEST_CASE("under the default policy a proposal waits for the owner: in-band, on the CLI, reject, export",
+          "[agent_loop]") {
+    AgentLoop loop(false);
+    auto agent = loop.connect("agent");
+    auto owner = loop.connect("app_owner");
+    auto direct = loop.direct();
+
+    const auto proposed = row_of(run(agent.get(), propose_sql("add_profiles_timezone", add_timezone, drop_timezone)).at(0));
+    const std::string version = proposed.at("version");
+    CHECK(proposed.at("state") == "proposed");
+    CHECK(proposed.at("verification") == "passed");
+    CHECK_THAT(proposed.at("next_step"), Catch::Contains("pgrail migrate approve " + version));
+
+    // Not registered yet: migrate_up does not know it; the agent may not approve it.
+    CHECK(run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')").at(0).sqlstate == "22023");
+    CHECK(run(agent.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0).sqlstate == "42501");
+
+    // The owner approves in-band; the agent applies it.
+    const auto approved = row_of(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0));
+    CHECK(approved.at("state") == "approved");
+    CHECK(scalar(direct.get(), "SELECT by FROM pgrail.migration_events WHERE event = 'approved'") == "app_owner");
+    REQUIRE(run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')").at(0).status == "PGRES_TUPLES_OK");
+    CHECK(loop.db.timezone_columns() == "1");
+    REQUIRE(run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + version + "')").at(0).status ==
+            "PGRES_TUPLES_OK");
+    CHECK(loop.db.timezone_columns() == "0");
+
+    // A second proposal, approved on the command line.
+    const auto second = row_of(run(agent.get(), propose_sql("add_profiles_locale",
+                                                            "ALTER TABLE profiles ADD COLUMN locale text",
+                                                            "ALTER TABLE profiles DROP COLUMN locale"))
+                                   .at(0));
+    const std::string second_version = second.at("version");
+    const std::string cli = "migrate --dir " + loop.migrations + " --dsn '" + loop.db.conninfo_for("app_owner") + "' ";
+    const auto [approve_status, approve_output] = pgrail_cli(cli + "approve " + second_version);
+    INFO(approve_output);
+    CHECK(approve_status == 0);
+    CHECK_THAT(approve_output, Catch::Contains("approved"));
+    CHECK(row_of(run(agent.get(), propose_sql("add_profiles_locale", "ALTER TABLE profiles ADD COLUMN locale text",
+                                              "ALTER TABLE profiles DROP COLUMN locale"))
+                     .at(0))
+              .at("state") == "approved");
+
+    // A third, rejected with a reason.
+    const auto third = row_of(run(agent.get(), propose_sql("drop_profiles_display_name",
+                                                           "ALTER TABLE profiles DROP COLUMN display_name",
+                                                           "ALTER TABLE profiles ADD COLUMN display_name text"))
+                                  .at(0));
+    const auto [reject_status, reject_output] =
+        pgrail_cli(cli + "reject " + third.at("version") + " --reason 'display_name is still read by the app'");
+    INFO(reject_output);
+    CHECK(reject_status == 0);
+    CHECK(scalar(direct.get(), "SELECT state || ': ' || reason FROM pgrail.migration_proposals WHERE version = '" +
+                                   third.at("version") + "'") == "rejected: display_name is still read by the app");
+    CHECK(scalar(direct.get(), "SELECT detail FROM pgrail.migration_events WHERE event = 'rejected'") ==
+          "reason: display_name is still read by the app");
+
+    // Export: files the registry reads with the proposals' own checksums; the running pgrail
+    // then sees the same migrations in its directory (the file wins, checksums agree).
+    const auto [export_status, export_output] = pgrail_cli(cli + "export");
+    INFO(export_output);
+    CHECK(export_status == 0);
+    const auto registry = pgrail::migrations::Registry::load(loop.migrations);
+    REQUIRE(registry.migrations().size() == 2);
+    REQUIRE(registry.find(version) != nullptr);
+    CHECK(registry.find(version)->checksum == proposed.at("checksum"));
+    CHECK(registry.find(second_version)->checksum == second.at("checksum"));
+    CHECK(registry.invalid_files().empty());
+    const auto status = run(agent.get(), "SELECT version, state FROM pgrail.status() ORDER BY version");
+    REQUIRE(status.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(status[0].rows.size() == 2);
+
+    // A file that differs from an approved proposal of its version is an error, not a choice.
+    std::ofstream(loop.migrations + "/" + second_version + "_add_profiles_locale.down.sql")
+        << "ALTER TABLE profiles DROP COLUMN locale CASCADE;\n";
+    const auto conflict = run(agent.get(), "SELECT * FROM pgrail.status()");
+    CHECK(conflict.at(0).sqlstate == "55000");
+    CHECK_THAT(conflict.at(0).message, Catch::Contains(second_version));
+}
+
+namespace {
+
+// The reference MCP server for PostgreSQL, pinned, installed once per machine from npm.
+const std::string mcp_package = "@modelcontextprotocol/server-postgres@0.6.2";
+const std::string mcp_dir = "/tmp/pgrail-test-mcp-server-postgres-0.6.2";
+const std::string mcp_entry = mcp_dir + "/node_modules/@modelcontextprotocol/server-postgres/dist/index.js";
+
+// Why the MCP server cannot run here, or "" when it is installed.
+std::string mcp_unavailable() {
+    if (std::system("node --version >/dev/null 2>&1") != 0) return "node is not installed (apt-get install nodejs npm)";
+    if (std::filesystem::exists(mcp_entry)) return "";
+    const std::string install =
+        "npm install --prefix " + mcp_dir + " --no-audit --no-fund --silent " + mcp_package + " >/dev/null 2>&1";
+    if (std::system(install.c_str()) != 0 || !std::filesystem::exists(mcp_entry))
+        return "npm could not install " + mcp_package;
+    return "";
+}
+
+// Each SQL text through the MCP server's `query` tool, as an agent's host calls it; the JSON-RPC
+// responses in order.
+std::vector<nlohmann::json> mcp_queries(const std::string& database_url, const std::vector<std::string>& queries) {
+    std::vector<std::string> arguments{"node", source_dir() + "/tests/integration/mcp/mcp_call.mjs", mcp_entry,
+                                       database_url};
+    arguments.insert(arguments.end(), queries.begin(), queries.end());
+    std::vector<char*> argv;
+    for (auto& argument : arguments) argv.push_back(argument.data());
+    argv.push_back(nullptr);
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::dup2(out[1], 1);
+        ::close(out[0]);
+        ::close(out[1]);
+        ::execvp("node", argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string output;
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) output.append(buffer, static_cast<std::size_t>(n));
+    ::close(out[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    std::vector<nlohmann::json> responses;
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);) responses.push_back(nlohmann::json::parse(line));
+    REQUIRE(responses.size() == queries.size());
+    return responses;
+}
+
+// The rows a successful `query` call returned (the tool answers them as JSON text).
+nlohmann::json mcp_rows(const nlohmann::json& response) {
+    INFO(response.dump());
+    REQUIRE(response.contains("result"));
+    return nlohmann::json::parse(response["result"]["content"][0]["text"].get<std::string>());
+}
+
+// The message of a failed call: all that this server passes on to the model.
+std::string mcp_error(const nlohmann::json& response) {
+    INFO(response.dump());
+    REQUIRE(response.contains("error"));
+    return response["error"]["message"].get<std::string>();
+}
+
+}  // namespace
+
+TEST_CASE("the loop through a real MCP server from npm: its model sees only MESSAGE, and that is enough",
+          "[agent_loop][mcp]") {
+    if (const auto why = mcp_unavailable(); !why.empty()) {
+        WARN("skipped: " << why);
+        return;
+    }
+    AgentLoop loop(true);
+    auto direct = loop.direct();
+    const std::string url = "postgresql://agent:agent@127.0.0.1:" + std::to_string(loop.process.port()) + "/" +
+                            loop.db.name;
+
+    // The refusal's primary message names the next call; the agent makes it through the same tool
+    // (which wraps every query in BEGIN TRANSACTION READ ONLY ... ROLLBACK).
+    auto responses = mcp_queries(url, {add_timezone, propose_sql("add_profiles_timezone", add_timezone, drop_timezone)});
+    CHECK_THAT(mcp_error(responses[0]), Catch::Contains("pgrail.propose_migration("));
+    const auto proposal = mcp_rows(responses[1]);
+    REQUIRE(proposal.size() == 1);
+    CHECK(proposal[0]["state"] == "approved");
+    const std::string version = proposal[0]["version"].get<std::string>();
+
+    // A read-only tool does not change the schema: applying it is refused there, and nothing ran.
+    responses = mcp_queries(url, {"SELECT * FROM pgrail.migrate_up('" + version + "')"});
+    CHECK_THAT(mcp_error(responses[0]), Catch::Contains("transaction"));
+    CHECK(loop.db.timezone_columns() == "0");
+
+    // Applied over a read-write connection of the same agent; the tool then reads the ledger as a relation.
+    auto agent = loop.connect("agent");
+    const auto rows_before = row_versions(direct.get());
+    REQUIRE(run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')").at(0).status == "PGRES_TUPLES_OK");
+    CHECK(loop.db.timezone_columns() == "1");
+    CHECK(row_versions(direct.get()) == rows_before);
+    responses = mcp_queries(url, {"SELECT version, state FROM pgrail.status() WHERE version = '" + version + "'"});
+    const auto status = mcp_rows(responses[0]);
+    REQUIRE(status.size() == 1);
+    CHECK(status[0]["state"] == "applied");
+}

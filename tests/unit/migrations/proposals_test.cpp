@@ -1,0 +1,154 @@
+// Proposals' pure parts: names, version assignment, structure findings, merge into the registry.
+#include <catch2/catch.hpp>
+
+#include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/proposals.hpp"
+
+using namespace pgrail::migrations;
+
+namespace {
+
+std::chrono::system_clock::time_point at(std::time_t seconds) { return std::chrono::system_clock::from_time_t(seconds); }
+
+// The findings as script:rule, without `needs_review` unless asked for.
+std::vector<std::string> rules(const Migration& migration, bool with_review = false) {
+    std::vector<std::string> out;
+    for (const auto& finding : proposal_findings(migration))
+        if (with_review || finding.rule != "needs_review") out.push_back(finding.script + ":" + finding.rule);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("proposal names", "[proposals]") {
+    CHECK(valid_proposal_name("add_profiles_timezone"));
+    CHECK(valid_proposal_name("a"));
+    CHECK(valid_proposal_name(std::string(63, 'a')));
+    CHECK_FALSE(valid_proposal_name(""));
+    CHECK_FALSE(valid_proposal_name(std::string(64, 'a')));
+    CHECK_FALSE(valid_proposal_name("Add"));
+    CHECK_FALSE(valid_proposal_name("add-col"));
+    CHECK_FALSE(valid_proposal_name("a b"));
+    CHECK_FALSE(valid_proposal_name("../x"));
+}
+
+TEST_CASE("a proposal's version: UTC now, bumped past every taken version", "[proposals]") {
+    const auto now = at(1795683600);  // 2026-11-26 09:00:00 UTC
+    CHECK(next_proposal_version(now, {}) == "20261126090000");
+    CHECK(next_proposal_version(now, {"1", "20261125090000"}) == "20261126090000");
+    CHECK(next_proposal_version(now, {"20261126090000"}) == "20261126090001");
+    CHECK(next_proposal_version(now, {"20261126090000", "20261126090001"}) == "20261126090002");
+    CHECK(next_proposal_version(now, {"20301231235959"}) == "20301231235960");
+    CHECK(next_proposal_version(now, {"99999999999999"}) == "100000000000000");
+    CHECK(next_proposal_version(now, {"000020301231235959"}) == "20301231235960");
+}
+
+TEST_CASE("a proposal's scripts parse as migration files do", "[proposals]") {
+    const auto migration = proposal_migration("7", "add_tz", "ALTER TABLE p ADD COLUMN tz text;", "ALTER TABLE p DROP COLUMN tz");
+    CHECK(migration.checksum == migration_checksum("ALTER TABLE p ADD COLUMN tz text;", "ALTER TABLE p DROP COLUMN tz"));
+    CHECK(migration.up.path.string() == "pgrail.migration_proposals/7_add_tz.up.sql");
+    CHECK(rules(migration).empty());
+
+    const auto state = [](const std::string& name, const std::string& up, const std::string& down) {
+        try {
+            (void)proposal_migration("7", name, up, down);
+        } catch (const MigrationError& error) {
+            return error.sqlstate();
+        }
+        return std::string("ok");
+    };
+    CHECK(state("x", "ALTER TABLE p ADD COLUMN tz text", "ALTER TABLE p DROP COLUMN tz,,") == "42601");
+    CHECK(state("x", "ALTER TABLE p ADD COLUMN tz text", "") == "22023");
+    CHECK(state("x", "ALTER TABLE p ADD COLUMN tz text", "-- nothing\n;") == "22023");
+    CHECK(state("x", "", "DROP TABLE t") == "22023");
+    CHECK(state("x", "BEGIN; CREATE TABLE t (a int); COMMIT; DROP TABLE u", "DROP TABLE t") == "22023");
+    CHECK(state("X", "CREATE TABLE t (a int)", "DROP TABLE t") == "22023");
+}
+
+TEST_CASE("structure findings of a proposal", "[proposals]") {
+    const auto findings = [](const std::string& up, const std::string& down) {
+        return rules(proposal_migration("1", "x", up, down));
+    };
+    CHECK(findings("ALTER TABLE p ADD COLUMN tz text", "ALTER TABLE p DROP COLUMN tz").empty());
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t").empty());
+    CHECK(findings("ALTER TABLE p DROP COLUMN tz", "ALTER TABLE p ADD COLUMN tz text") ==
+          std::vector<std::string>{"up:destructive"});
+    CHECK(findings("DROP TABLE t", "CREATE TABLE t (a int)") == std::vector<std::string>{"up:destructive"});
+    CHECK(findings("TRUNCATE t", "SELECT 1") ==
+          std::vector<std::string>{"up:no_schema_change", "up:destructive"});
+    CHECK(findings("ALTER TABLE p ALTER COLUMN a TYPE bigint", "ALTER TABLE p ALTER COLUMN a TYPE int") ==
+          std::vector<std::string>{"up:destructive"});
+    CHECK(findings("CREATE INDEX CONCURRENTLY i ON p (a)", "DROP INDEX i") ==
+          std::vector<std::string>{"up:concurrently_in_transaction"});
+    CHECK(findings("-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY i ON p (a)", "DROP INDEX i").empty());
+    CHECK(findings("-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY i ON p (a); CREATE INDEX j ON p (b)",
+                   "DROP INDEX i; DROP INDEX j") == std::vector<std::string>{"up:no_transaction_statements"});
+    CHECK(findings("CREATE TABLE t (a int)", "SELECT 1") == std::vector<std::string>{"down:rollback_reverses_nothing"});
+    CHECK(findings("UPDATE p SET a = 1 WHERE a IS NULL", "SELECT 1") ==
+          std::vector<std::string>{"up:no_schema_change", "up:destructive"});
+}
+
+TEST_CASE("only additive changes and their reversal can be approved without a person", "[proposals]") {
+    const auto review = [](const std::string& up, const std::string& down) {
+        return rules(proposal_migration("1", "x", up, down), true);
+    };
+    CHECK(review("ALTER TABLE p ADD COLUMN tz text", "ALTER TABLE p DROP COLUMN tz").empty());
+    CHECK(review("ALTER TABLE p ADD COLUMN n int DEFAULT 0", "ALTER TABLE p DROP COLUMN n").empty());
+    CHECK(review("CREATE TABLE t (a int)", "DROP TABLE t").empty());
+    CHECK(review("CREATE INDEX i ON p (a)", "DROP INDEX i").empty());
+    const std::vector<std::string> up_review{"up:needs_review"};
+    // Privileges, data copied by the runner's rights, functions run with them, pgrail's own tables.
+    CHECK(review("CREATE TABLE t (a int); GRANT SELECT ON secrets TO agent", "DROP TABLE t") == up_review);
+    CHECK(review("CREATE TABLE leak AS SELECT * FROM secrets", "DROP TABLE leak") == up_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN f text DEFAULT pg_read_file('/etc/passwd')", "ALTER TABLE p DROP COLUMN f") ==
+          up_review);
+    CHECK(review("CREATE INDEX i ON p (lower(a))", "DROP INDEX i") == up_review);
+    CHECK(review("CREATE TABLE t (a int); INSERT INTO pgrail.schema_migrations (version) VALUES ('9')",
+                 "DROP TABLE t") == up_review);
+    CHECK(review("CREATE TABLE pgrail.t (a int)", "DROP TABLE pgrail.t") ==
+          std::vector<std::string>{"up:needs_review", "down:needs_review"});
+    CHECK(review("ALTER TABLE p ADD COLUMN n int NOT NULL", "ALTER TABLE p DROP COLUMN n") == up_review);
+    // A down script that does more than drop what up made.
+    CHECK(review("CREATE TABLE t (a int)", "DROP TABLE t; GRANT ALL ON p TO agent") ==
+          std::vector<std::string>{"down:needs_review"});
+}
+
+TEST_CASE("clean proposals and the merge into the registry", "[proposals]") {
+    CHECK(proposal_is_clean(nlohmann::json::array(), "passed"));
+    CHECK_FALSE(proposal_is_clean(nlohmann::json::array(), "skipped: no scratch database"));
+    CHECK_FALSE(proposal_is_clean(nlohmann::json::array({{{"rule", "destructive"}}}), "passed"));
+
+    const auto directory = Registry::from_files("m", {{"1_a.up.sql", "CREATE TABLE a (x int)"},
+                                                      {"1_a.down.sql", "DROP TABLE a"}});
+    Proposal same;
+    same.version = "1";
+    same.name = "a";
+    same.up_sql = "CREATE TABLE a (x int)";
+    same.down_sql = "DROP TABLE a";
+    same.checksum = migration_checksum(same.up_sql, same.down_sql);
+    same.state = ProposalState::approved;
+    Proposal other = same;
+    other.version = "2";
+    other.name = "b";
+    other.up_sql = "CREATE TABLE b (x int)";
+    other.down_sql = "DROP TABLE b";
+    other.checksum = migration_checksum(other.up_sql, other.down_sql);
+    Proposal pending = other;
+    pending.version = "3";
+    pending.state = ProposalState::proposed;
+
+    auto merged = merge_proposals(directory, {same, other, pending});
+    CHECK(merged.conflicts.empty());
+    REQUIRE(merged.registry.migrations().size() == 2);
+    CHECK(merged.registry.migrations()[0].up.path.string() == "m/1_a.up.sql");  // the file
+    CHECK(merged.registry.find("2")->checksum == other.checksum);
+    CHECK(merged.registry.find("3") == nullptr);
+
+    Proposal changed = same;
+    changed.down_sql = "DROP TABLE a CASCADE";
+    changed.checksum = migration_checksum(changed.up_sql, changed.down_sql);
+    merged = merge_proposals(directory, {changed});
+    REQUIRE(merged.conflicts.size() == 1);
+    CHECK_THAT(merged.conflicts[0], Catch::Contains("migration 1 is both in the migrations directory"));
+    CHECK(merged.registry.find("1")->checksum == directory.find("1")->checksum);
+}
