@@ -9,7 +9,6 @@ packages=(
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2
   clang libclang-rt-14-dev llvm   # scripts/fuzz.sh: libFuzzer, clang's sanitizer runtimes, llvm-symbolizer
-  nodejs npm                      # the agent loop through a real MCP server from npm (tests/integration)
 )
 
 missing=()
@@ -19,8 +18,15 @@ for package in "${packages[@]}"; do
   fi
 done
 
+# The agent loop through a real MCP server from npm (tests/integration): node and npm from Debian,
+# unless the machine already has both (e.g. a nodejs package that bundles npm and conflicts with
+# Debian's npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
+
 if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#packages[@]} packages already installed"
+  echo "install-deps: all ${#packages[@]} packages (and node, npm) already installed"
   exit 0
 fi
 
