@@ -1073,7 +1073,10 @@ awaitable<void> Session::on_bind(std::string_view frame, Outbound& out) {
         // A command that changes something runs only for a statement the server holds, with
         // nothing before it in the batch failed (a Parse the server refused, a statement
         // DEALLOCATEd): otherwise the server skips this Bind, and the command must not run.
-        if (!error && changes && !co_await probe_statement(bind->statement, out)) {
+        // (The co_await stands alone: GCC 12 mishandles one inside a larger expression.)
+        bool server_holds_it = true;
+        if (!error && changes) server_holds_it = co_await probe_statement(bind->statement, out);
+        if (!server_holds_it) {
             out.forward(frame);
             co_return;
         }
