@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "internal.hpp"
+#include "pgrail/sql/quote.hpp"
 
 namespace pgrail::migrations {
 
@@ -216,15 +217,6 @@ std::pair<std::string, bool> load_or_create_key(const std::filesystem::path& key
     return {key, true};
 }
 
-std::string quote_literal(std::string_view text) {
-    std::string out = "'";
-    for (const char c : text) {
-        if (c == '\'') out.push_back('\'');
-        out.push_back(c);
-    }
-    return out + "'";
-}
-
 }  // namespace
 
 namespace detail {
@@ -347,7 +339,7 @@ BackstopInstallResult install_backstop(const BackstopInstallOptions& options) {
         tx.exec0("GRANT USAGE ON SCHEMA pgrail_backstop TO PUBLIC");
         tx.exec0(fmt::format("CREATE OR REPLACE FUNCTION pgrail_backstop.version() RETURNS text LANGUAGE sql IMMUTABLE "
                              "SET search_path = pg_catalog, pg_temp AS $f$SELECT {}::text$f$",
-                             quote_literal(PGRAIL_VERSION)));
+                             sql::quote_literal(PGRAIL_VERSION)));
         tx.exec0(fmt::format("CREATE OR REPLACE FUNCTION pgrail_backstop.allows_temp() RETURNS boolean LANGUAGE sql "
                              "IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$SELECT {}$f$",
                              options.allow_temporary ? "true" : "false"));

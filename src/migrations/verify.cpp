@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "internal.hpp"
+#include "pgrail/sql/quote.hpp"
 #include "pgrail/migrations/schema_diff.hpp"
 
 extern char** environ;
@@ -64,15 +65,6 @@ std::string with_database(const std::string& conninfo, const std::string& databa
         if (option.keyword != "dbname")
             out += fmt::format("{}={} ", option.keyword, quote_conninfo_value(option.value));
     return out + "dbname=" + quote_conninfo_value(database);
-}
-
-std::string quote_ident(std::string_view name) {
-    std::string out = "\"";
-    for (const char c : name) {
-        if (c == '"') out.push_back('"');
-        out.push_back(c);
-    }
-    return out + "\"";
 }
 
 std::string pg_dump_path(const RunnerOptions& options) {
@@ -180,7 +172,7 @@ public:
         auto conn = detail::connect(server_conninfo_);
         try {
             pqxx::nontransaction tx(*conn);
-            tx.exec0(fmt::format("CREATE DATABASE {} TEMPLATE template0", quote_ident(name_)));
+            tx.exec0(fmt::format("CREATE DATABASE {} TEMPLATE template0", sql::quote_identifier(name_)));
         } catch (...) {
             detail::rethrow_database_error("cannot create the scratch database for verify");
         }
@@ -190,7 +182,7 @@ public:
         try {
             auto conn = detail::connect(server_conninfo_);
             pqxx::nontransaction tx(*conn);
-            tx.exec0(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name_)));
+            tx.exec0(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::quote_identifier(name_)));
         } catch (...) {
             // Best effort: the name says what it is, an operator can drop a leftover.
         }

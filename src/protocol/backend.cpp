@@ -1,5 +1,6 @@
 // Parsing and encoding of the backend messages pgrail inspects or writes.
 #include "pgrail/protocol/backend.hpp"
+#include "pgrail/protocol/frontend.hpp"
 
 #include "pgrail/protocol/bytes.hpp"
 
@@ -90,17 +91,7 @@ void encode_ready_for_query(std::string& out, char status) {
 }
 
 std::optional<std::vector<std::uint32_t>> parse_parameter_description(std::string_view body) {
-    ByteReader reader(body);
-    const auto count = reader.u16();
-    if (!count) return std::nullopt;
-    std::vector<std::uint32_t> types;
-    for (std::uint16_t index = 0; index < *count; ++index) {
-        const auto type = reader.u32();
-        if (!type) return std::nullopt;
-        types.push_back(*type);
-    }
-    if (!reader.complete()) return std::nullopt;
-    return types;
+    return parse_parameter_types(body);  // the same layout as a Parse's parameter types
 }
 
 void encode_parameter_description(std::string& out, const std::vector<std::uint32_t>& types) {
