@@ -145,13 +145,16 @@ Migration proposal_migration(const std::string& version, const std::string& name
     return migration;
 }
 
+namespace {
+
 // Why a statement of a proposal needs a person's approval, or nothing when pgrail may approve it
 // on its own: up scripts may only create tables, add columns and create indexes; down scripts
 // may only drop tables, columns and indexes; no script may call a function (a default or an
-// index expression runs with the runner's privileges), touch a system or pgrail schema, or add
-// a NOT NULL column without a default (the scratch copy has no rows to refuse it).
-static std::optional<std::string> needs_review(const ScriptStatement& statement, Direction direction) {
-    const sql::Analysis analysis = sql::analyze(statement.text);
+// index expression runs with the runner's privileges), reach a table beyond the one it changes
+// (REFERENCES, INHERITS, PARTITION OF, LIKE read or bind another table with the runner's rights),
+// touch a system or pgrail schema, or add a NOT NULL column without a default (the scratch copy
+// has no rows to refuse it).
+std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction direction) {
     if (analysis.error || analysis.statements.size() != 1) return "pgrail cannot read it as one statement";
     const sql::Statement& analysed = analysis.statements.front();
     const auto kind = analysed.change.kind;
@@ -167,6 +170,13 @@ static std::optional<std::string> needs_review(const ScriptStatement& statement,
                                           : "only DROP TABLE, DROP COLUMN and DROP INDEX are approved automatically";
     if (!analysed.functions.empty()) return fmt::format("it calls {}", analysed.functions.front());
     if (analysed.change.not_null_without_default) return "a NOT NULL column without a default fails on a table with rows";
+    // Objects that exist before the statement: none for a table it creates or objects it drops,
+    // the one table a column or an index is added to.
+    const auto existing = std::count_if(analysed.objects.begin(), analysed.objects.end(), [](const sql::ObjectRef& o) {
+        return o.role != sql::ObjectRole::created && o.role != sql::ObjectRole::dropped;
+    });
+    const bool one_table = analysed.tag == "ALTER TABLE" || analysed.tag == "CREATE INDEX";
+    if (existing > (one_table ? 1 : 0)) return "it reaches another table (REFERENCES, INHERITS, PARTITION OF or LIKE)";
     for (const auto& object : analysed.objects) {
         const std::string_view schema = object.schema;
         if (schema == "pg_catalog" || schema == "information_schema" || schema == "pgrail" ||
@@ -175,6 +185,8 @@ static std::optional<std::string> needs_review(const ScriptStatement& statement,
     }
     return std::nullopt;
 }
+
+}  // namespace
 
 std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     std::vector<ProposalFinding> out;
@@ -186,10 +198,18 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     if (!up_changes)
         out.push_back({"no_schema_change", "up",
                        "the up script changes no schema (a data change needs an operator's review)"});
-    for (const auto& statement : migration.up.statements) {
-        // The analyzer's own reading of the statement: what it changes, never how it is spelled.
-        const sql::Analysis analysis = sql::analyze(statement.text);
-        for (const auto& analysed : analysis.statements) {
+    // The analyzer's own reading of each statement, once: what it changes, never how it is spelled.
+    const auto analyse = [](const Script& script) {
+        std::vector<sql::Analysis> analyses;
+        analyses.reserve(script.statements.size());
+        for (const auto& statement : script.statements) analyses.push_back(sql::analyze(statement.text));
+        return analyses;
+    };
+    const std::vector<sql::Analysis> up_analyses = analyse(migration.up);
+    const std::vector<sql::Analysis> down_analyses = analyse(migration.down);
+    for (std::size_t index = 0; index < migration.up.statements.size(); ++index) {
+        const ScriptStatement& statement = migration.up.statements[index];
+        for (const auto& analysed : up_analyses[index].statements) {
             std::string destructive;
             if (tag_is(statement, {"DROP TABLE", "DROP SCHEMA", "DROP MATERIALIZED VIEW"}))
                 destructive = statement.tag;
@@ -226,11 +246,16 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     // Only additive changes and their reversal can be approved without a person: the runner
     // holds the schema owner's privileges, so anything else an agent proposes (GRANT, functions,
     // CREATE TABLE AS copying data it may not read, the ledger's tables, ...) waits for review.
-    for (const Script* script : {&migration.up, &migration.down})
-        for (const auto& statement : script->statements)
-            if (const auto why = needs_review(statement, script == &migration.up ? Direction::up : Direction::down))
-                out.push_back({"needs_review", script == &migration.up ? "up" : "down",
-                               fmt::format("{} (line {}): {}", statement.tag, statement.line, *why)});
+    for (const Direction direction : {Direction::up, Direction::down}) {
+        const bool up = direction == Direction::up;
+        const Script& script = up ? migration.up : migration.down;
+        const auto& analyses = up ? up_analyses : down_analyses;
+        for (std::size_t index = 0; index < script.statements.size(); ++index)
+            if (const auto why = needs_review(analyses[index], direction))
+                out.push_back({"needs_review", up ? "up" : "down",
+                               fmt::format("{} (line {}): {}", script.statements[index].tag,
+                                           script.statements[index].line, *why)});
+    }
     const bool down_changes = std::any_of(migration.down.statements.begin(), migration.down.statements.end(),
                                           is_schema_change);
     if (up_changes && !down_changes)

@@ -108,6 +108,13 @@ TEST_CASE("only additive changes and their reversal can be approved without a pe
     CHECK(review("CREATE TABLE pgrail.t (a int)", "DROP TABLE pgrail.t") ==
           std::vector<std::string>{"up:needs_review", "down:needs_review"});
     CHECK(review("ALTER TABLE p ADD COLUMN n int NOT NULL", "ALTER TABLE p DROP COLUMN n") == up_review);
+    // Another table reached with the runner's rights: bound by a key, inherited, partitioned, copied.
+    CHECK(review("CREATE TABLE c (x int REFERENCES secrets (id))", "DROP TABLE c") == up_review);
+    CHECK(review("CREATE TABLE c (x int) INHERITS (secrets)", "DROP TABLE c") == up_review);
+    CHECK(review("CREATE TABLE c PARTITION OF secrets FOR VALUES IN (1)", "DROP TABLE c") == up_review);
+    CHECK(review("CREATE TABLE c (LIKE secrets)", "DROP TABLE c") == up_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN s int REFERENCES secrets (id)", "ALTER TABLE p DROP COLUMN s") ==
+          up_review);
     // A down script that does more than drop what up made.
     CHECK(review("CREATE TABLE t (a int)", "DROP TABLE t; GRANT ALL ON p TO agent") ==
           std::vector<std::string>{"down:needs_review"});
