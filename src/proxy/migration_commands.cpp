@@ -349,11 +349,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         event["message"] = std::move(message);
     }
     if (!audit_log_->record(std::move(event)) && outcome.ok) {
-        const bool changed_schema = command == "migrate_up" || command == "migrate_down" ||
-                                    command == "propose_migration" || command == "approve_migration" ||
-                                    command == "reject_migration";
-        if (changed_schema) {
-            // It committed, and its apply_started line is on disk: the client hears the truth.
+        // Every command but status and plan writes the ledger (an apply, a proposal, a verify).
+        const bool only_read = command == "status" || command == "plan";
+        if (!only_read) {
+            // It committed (the ledger and its intent line record it): the client hears the truth.
             spdlog::error("session {}: audit log write failed for pgrail.{} after it committed", session.session_id,
                           command);
         } else {
