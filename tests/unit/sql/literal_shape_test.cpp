@@ -11,31 +11,13 @@
 #include "corpus_reader.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/literal_shape.hpp"
+#include "literal_oracle.hpp"
 
 using namespace pgrail::sql;
+using pgrail::sql::testing::oracle_literals;
+using pgrail::sql::testing::with_other_values;
 
 namespace {
-
-// The literals PostgreSQL's own scanner sees, or nullopt if the text holds a token kind that
-// literal_shape must never accept (comments, parameters, prefixed strings, ...).
-std::optional<std::vector<Literal>> oracle_literals(const std::string& text) {
-    using namespace detail;
-    const ScanOutcome scanned = scan(text.c_str());
-    if (scanned.error) return std::nullopt;
-    std::vector<Literal> literals;
-    for (const Token& token : scanned.tokens) {
-        switch (token.kind) {
-        case tok_iconst: literals.push_back({token.start, token.end - token.start, LiteralKind::integer}); break;
-        case tok_fconst: literals.push_back({token.start, token.end - token.start, LiteralKind::numeric}); break;
-        case tok_sconst: literals.push_back({token.start, token.end - token.start, LiteralKind::string}); break;
-        case tok_usconst: case tok_bconst: case tok_xconst: case tok_param: case tok_uident:
-        case tok_sql_comment: case tok_c_comment:
-            return std::nullopt;
-        default: break;
-        }
-    }
-    return literals;
-}
 
 // Where literal_shape answers, PostgreSQL's scanner must find exactly the same literals.
 void require_agrees_with_postgres(const std::string& text) {
@@ -45,19 +27,6 @@ void require_agrees_with_postgres(const std::string& text) {
     const auto theirs = oracle_literals(text);
     REQUIRE(theirs.has_value());
     REQUIRE(*ours == *theirs);
-}
-
-// The same text with every literal replaced by another value of the same kind.
-std::string with_other_values(const std::string& text, const std::vector<Literal>& literals) {
-    std::string out;
-    std::size_t copied = 0;
-    for (const Literal& literal : literals) {
-        out.append(text, copied, literal.offset - copied);
-        out += literal.kind == LiteralKind::integer ? "7" : literal.kind == LiteralKind::numeric ? "3.25" : "'other ''value'''";
-        copied = literal.offset + literal.length;
-    }
-    out.append(text, copied);
-    return out;
 }
 
 // What a decision can see: everything but byte positions and structural forms.
