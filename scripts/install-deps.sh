@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libboost1.81-dev libboost-system1.81-dev libssl-dev libpg-query-dev
+  libboost1.81-dev libboost-system1.81-dev libssl-dev zlib1g-dev libpg-query-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev libpqxx-dev libpq-dev
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2
@@ -18,7 +18,8 @@ for package in "${packages[@]}"; do
   fi
 done
 
-# The agent loop through a real MCP server from npm (tests/integration): node and npm from Debian,
+# The agent loop through a real MCP server from npm, and the migration tools test (node-pg-migrate,
+# knex: tests/integration/ledger_truth_test.cpp, [migration_tools]): node and npm from Debian,
 # unless the machine already has both (e.g. a nodejs package that bundles npm and conflicts with
 # Debian's npm).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -11,5 +11,6 @@ void add_check_command(CLI::App& app);
 void add_explain_command(CLI::App& app);
 void add_migrate_command(CLI::App& app);
 void add_backstop_command(CLI::App& app);
+void add_audit_command(CLI::App& app);
 
 }  // namespace pgrail::cli

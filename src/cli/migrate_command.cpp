@@ -1,4 +1,4 @@
-// `pgrail migrate status|plan|up|down|verify|resolve`: the migration runner from the command line.
+// `pgrail migrate status|plan|up|down|verify|resolve|lint`: the migration runner from the command line.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +17,7 @@
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/migrations/commands.hpp"
 #include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/lint.hpp"
 #include "pgrail/migrations/proposals.hpp"
 #include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/runner.hpp"
@@ -39,15 +40,41 @@ struct MigrateOptions {
     std::string pg_dump;
     std::string backstop_key_file;
     bool require_verified = false;
+    std::int64_t sample_rows = 0;                // verify: rows per table copied into the scratch copy
+    std::vector<std::string> exclude_columns;    // verify: schema.table.column never copied
     std::string to;
     std::string version;
     std::string as;  // resolve of a partial migration: applied | pending
+    bool accept_schema = false;  // resolve --accept-schema: the live schema becomes the ledger's baseline
     std::string reason;                 // reject
     std::vector<std::string> versions;  // export
     std::string export_dir;             // export (default: --dir)
     bool pending = false;               // export: proposed ones too
     bool force = false;                 // export: overwrite files that differ
+    std::string lint_format = "text";   // lint: text | json | sarif
+    bool lint_rules = false;            // lint: list the catalogue instead
 };
+
+// `pgrail migrate lint`: the lint catalogue over the directory's files, no database needed. Exit
+// 1 when an unwaived error (or a finding the default policy blocks) or an invalid file exists.
+int lint_directory(const MigrateOptions& options) {
+    if (options.lint_rules) {
+        for (const auto& rule : mig::lint_catalogue)
+            std::printf("%-36s %-8s %s\n", std::string(rule.id).c_str(), mig::to_string(rule.severity),
+                        std::string(rule.message).c_str());
+        return 0;
+    }
+    mig::LintFormat format = mig::LintFormat::text;
+    if (options.lint_format == "json") format = mig::LintFormat::json;
+    else if (options.lint_format == "sarif") format = mig::LintFormat::sarif;
+    else if (options.lint_format != "text")
+        throw std::invalid_argument(
+            fmt::format("--format: expected text, json or sarif, not \"{}\"", options.lint_format));
+    const auto registry = mig::Registry::load(options.dir);
+    const auto report = mig::lint_report(registry, format);
+    std::fwrite(report.output.data(), 1, report.output.size(), stdout);
+    return report.failed() ? 1 : 0;
+}
 
 // `pgrail migrate export`: approved (and with --pending, proposed) proposals as migration files.
 int export_proposals(const MigrateOptions& options) {
@@ -137,6 +164,7 @@ void print_table(const mig::ResultTable& table) {
 }
 
 int run(const std::string& action, const MigrateOptions& options) {
+    if (action == "lint") return lint_directory(options);
     if (options.dsn.empty())
         throw std::invalid_argument("--dsn is required (a libpq connection string, or set PGRAIL_MIGRATE_DSN)");
     if (action == "export") return export_proposals(options);
@@ -159,6 +187,8 @@ int run(const std::string& action, const MigrateOptions& options) {
     runner_options.scratch_conninfo = options.scratch_dsn;
     runner_options.pg_dump = options.pg_dump;
     runner_options.backstop_key_file = options.backstop_key_file;
+    runner_options.verify_sample_rows = options.sample_rows;
+    runner_options.verify_exclude_columns = options.exclude_columns;
     std::unique_ptr<audit::AuditLog> audit_log;
     if (!options.audit.empty()) {
         audit_log = std::make_unique<audit::AuditLog>(options.audit, audit::FsyncMode::always);
@@ -174,7 +204,10 @@ int run(const std::string& action, const MigrateOptions& options) {
         if (action == "status") {
             const auto report = runner.status_report();
             const auto& snapshot = report.snapshot;
-            print_table(mig::status_table(*snapshot));
+            auto table = mig::status_table(*snapshot);
+            mig::append_schema_drift_row(table, report.schema);
+            print_table(table);
+            if (!report.schema.error.empty()) std::printf("schema: %s\n", report.schema.detail().c_str());
             // Said, not counted in the exit status: a database without the backstop is not a
             // migration that needs attention (`pgrail backstop status` exits non-zero for it).
             std::printf("backstop: %s\n", report.backstop.summary().c_str());
@@ -183,7 +216,7 @@ int run(const std::string& action, const MigrateOptions& options) {
                 return e.state == mig::State::drifted || e.state == mig::State::invalid ||
                        e.state == mig::State::partial;
             });
-            return attention ? 2 : 0;
+            return attention || report.schema.drifted ? 2 : 0;
         }
         if (action == "plan") print_table(mig::plan_table(runner, to));
         if (action == "up") print_table(mig::migrate_up_table(runner, to));
@@ -195,13 +228,30 @@ int run(const std::string& action, const MigrateOptions& options) {
             const auto table =
                 mig::verify_table(runner, options.version.empty() ? std::nullopt : std::optional(options.version));
             print_table(table);
+            // What each migration did in the scratch copy, in one line (the table cuts nothing,
+            // but a line is easier to read than six columns).
+            for (const auto& row : table.rows)
+                std::printf("%s %s: %s; locks: %s; sample: %s\n", row[0].value_or("").c_str(),
+                            row[3].value_or("").c_str(), row[6].value_or("").c_str(), row[7].value_or("").c_str(),
+                            row[11].value_or("").c_str());
             for (const auto& row : table.rows)
                 if (row[3] != "passed") return 1;
         }
         if (action == "approve") print_table(mig::proposal_table({runner.approve(options.version)}));
         if (action == "reject") print_table(mig::proposal_table({runner.reject(options.version, options.reason)}));
         if (action == "proposals") print_table(mig::proposal_table(mig::read_proposals(options.dsn)));
+        if (action == "resolve" && options.accept_schema) {
+            if (!options.version.empty() || !options.as.empty())
+                throw std::invalid_argument("--accept-schema takes no version and no --as");
+            const auto accepted = runner.accept_schema();
+            if (accepted.drifted)
+                std::printf("accepted the live schema as the ledger's baseline; it differed:\n%s\n", accepted.diff.c_str());
+            else
+                std::printf("recorded the live schema as the ledger's baseline (it did not differ)\n");
+            return 0;
+        }
         if (action == "resolve") {
+            if (options.version.empty()) throw std::invalid_argument("resolve: name a migration version, or --accept-schema");
             std::optional<mig::Resolution> as;
             if (options.as == "applied") as = mig::Resolution::applied;
             else if (options.as == "pending") as = mig::Resolution::pending;
@@ -260,14 +310,33 @@ void add_migrate_command(CLI::App& app) {
         });
         return sub;
     };
+    auto* lint = add("lint", "Check the migrations against the lint catalogue (docs/lint.md); no database needed. "
+                             "Exit 1 on an unwaived error-severity finding or an invalid file");
+    lint->add_option("--format", options->lint_format, "text, json or sarif (SARIF 2.1.0 for code scanning)")
+        ->capture_default_str();
+    lint->add_flag("--rules", options->lint_rules, "List the rules: id, severity, message");
     add("status", "List migrations: pending, applied, invalid (with the reason), drifted or partial (exit 2 "
                   "if any needs attention)");
     add("plan", "Show what `up` would apply")->add_option("--to", options->to, "Stop after this version");
     add("up", "Apply pending migrations in order")->add_option("--to", options->to, "Stop after this version");
     add("down", "Roll back the latest applied migration")
         ->add_option("--to", options->to, "Roll back every applied migration above this version (0: all)");
-    add("verify", "Prove rollbacks in a scratch database: up, down, compare schemas, up")
-        ->add_option("version", options->version, "Migration to verify (default: every pending one)");
+    CLI::App* verify = add("verify", "Prove rollbacks in a scratch database: up, down, compare schemas, up; report "
+                                     "tables rewritten, locks taken and time per script");
+    verify->add_option("version", options->version, "Migration to verify (default: every pending one)");
+    verify->add_option("--sample-rows", options->sample_rows,
+                       "Copy at most N rows of each table from the target into the scratch copy (default 0: "
+                       "schema only)")
+        ->check(CLI::Range(std::int64_t{0}, mig::max_verify_sample_rows));
+    verify->add_option("--exclude-column", options->exclude_columns,
+                       "schema.table.column never copied into the scratch copy (repeatable; sensitive columns)")
+        ->allow_extra_args(false)  // one column per --exclude-column: the version stays positional
+        ->check([](const std::string& column) {
+            const auto dots = std::count(column.begin(), column.end(), '.');
+            return dots >= 2 && column.front() != '.' && column.back() != '.'
+                       ? std::string()
+                       : "expected schema.table.column, got \"" + column + "\"";
+        });
     add("approve", "Approve a proposed migration (pgrail.propose_migration): it becomes a registered migration")
         ->add_option("version", options->version, "The proposal's version")
         ->required();
@@ -283,7 +352,9 @@ void add_migrate_command(CLI::App& app) {
     exporter->add_flag("--force", options->force, "Overwrite files whose content differs");
     CLI::App* resolve = add("resolve", "Accept changed files of a drifted migration, or forget one whose files "
                                        "are gone; or record how a partial one was finished or undone by hand");
-    resolve->add_option("version", options->version, "The drifted or partial migration")->required();
+    resolve->add_option("version", options->version, "The drifted or partial migration");
+    resolve->add_flag("--accept-schema", options->accept_schema,
+                      "Schema drift: record the live schema as the ledger's baseline (audited, with the diff)");
     resolve->add_option("--as", options->as,
                         "Partial migration only: the state its statements were left in by hand (applied: the rest "
                         "was run by hand; pending: what ran was undone)")

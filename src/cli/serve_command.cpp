@@ -11,6 +11,7 @@
 #include "pgrail/migrations/backstop.hpp"
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/policy/loader.hpp"
+#include "pgrail/proxy/metrics.hpp"
 #include "pgrail/proxy/logging.hpp"
 #include "pgrail/proxy/migration_commands.hpp"
 #include "pgrail/proxy/policy_gate.hpp"
@@ -94,8 +95,10 @@ void serve(const std::string& config_path) {
             gate->replace_policy(fresh);
             spdlog::info("policy {} reloaded (mode {}, {} rules)", fresh->source, policy::to_string(fresh->mode),
                          fresh->rules.size());
+            proxy::metrics().reloads_ok.fetch_add(1);
         } catch (const std::exception& e) {
             spdlog::error("policy reload refused, the previous policy stays in force: {}", e.what());
+            proxy::metrics().reloads_failed.fetch_add(1);
         }
         if (migration_commands) migration_commands->reload();
     };

@@ -1,6 +1,7 @@
 // Loading the `pgrail serve` configuration with strict key and type checks.
 #include "pgrail/config/serve_config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 
@@ -24,18 +25,57 @@ std::uint32_t duration(const YamlReader& reader, const YAML::Node& node, std::st
     return *value;
 }
 
+// listen.unix_socket_*: the directory of a second listener, `<dir>/.s.PGSQL.<listen.port>` as
+// PostgreSQL names its socket, and the socket file's permissions and group.
+void read_unix_socket(const YamlReader& reader, const YAML::Node& listen, const std::string& base_dir,
+                      ServeConfig& config) {
+    if (const auto dir = listen["unix_socket_dir"]) {
+        config.unix_socket_dir = resolve(reader.as_string(dir, "listen.unix_socket_dir"), base_dir);
+        if (config.unix_socket_dir.empty())
+            reader.fail(dir, "'listen.unix_socket_dir' must name a directory (leave the key out for no Unix socket)");
+        // sockaddr_un holds 108 bytes, the terminating NUL included; the lock file is longer still
+        // but has no such limit.
+        if (config.unix_socket_path().size() > 107)
+            reader.fail(dir, "listen.unix_socket_dir: the socket path " + config.unix_socket_path() +
+                                 " is longer than 107 bytes");
+    }
+    if (const auto mode = listen["unix_socket_mode"]) {
+        const auto text = reader.as_string(mode, "listen.unix_socket_mode");
+        // Octal as chmod(1) and PostgreSQL's unix_socket_permissions write it; the leading 0 is
+        // required so that 777 cannot be mistaken for a decimal number.
+        const bool octal = text.size() == 4 && text[0] == '0' &&
+                           std::all_of(text.begin() + 1, text.end(), [](char c) { return c >= '0' && c <= '7'; });
+        if (!octal)
+            reader.fail(mode, fmt::format("'listen.unix_socket_mode' must be an octal file mode such as \"0777\" or "
+                                          "\"0770\" (a 0 and three octal digits; got '{}')",
+                                          text));
+        config.unix_socket_mode = static_cast<std::uint32_t>(std::stoul(text, nullptr, 8));
+    }
+    if (const auto group = listen["unix_socket_group"]) {
+        config.unix_socket_group = reader.as_string(group, "listen.unix_socket_group");
+        if (config.unix_socket_group.empty())
+            reader.fail(group, "'listen.unix_socket_group' must name a group (leave the key out to keep pgrail's)");
+    }
+    if ((listen["unix_socket_mode"] || listen["unix_socket_group"]) && config.unix_socket_dir.empty()) {
+        const auto where = listen["unix_socket_mode"] ? listen["unix_socket_mode"] : listen["unix_socket_group"];
+        reader.fail(where, "listen.unix_socket_mode and listen.unix_socket_group need listen.unix_socket_dir");
+    }
+}
+
 ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     ServeConfig config;
     const auto& root = reader.root();
     if (root.IsNull()) return config;
     reader.expect_map(root,
                       {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "max_buffered_size",
-                       "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations"},
+                       "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations", "http"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
-        reader.expect_map(listen, {"host", "port"}, "listen");
+        reader.expect_map(listen, {"host", "port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group"},
+                          "listen");
         if (listen["host"]) config.listen_host = reader.as_string(listen["host"], "listen.host");
         if (listen["port"]) config.listen_port = static_cast<std::uint16_t>(reader.as_int(listen["port"], "listen.port", 1, 65535));
+        read_unix_socket(reader, listen, base_dir, config);
     }
     if (const auto upstream = root["upstream"]) {
         reader.expect_map(upstream, {"host", "port", "connect_timeout_ms"}, "upstream");
@@ -82,6 +122,14 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
                                                 {"trace", "debug", "info", "warn", "error", "critical", "off"});
         if (log["format"]) config.log_format = reader.as_choice(log["format"], "log.format", {"text", "json"});
     }
+    if (const auto http = root["http"]) {
+        reader.expect_map(http, {"host", "port"}, "http");
+        if (http["host"]) config.http_host = reader.as_string(http["host"], "http.host");
+        if (http["port"]) config.http_port = static_cast<std::uint16_t>(reader.as_int(http["port"], "http.port", 0, 65535));
+        if (config.http_port != 0 && config.http_port == config.listen_port &&
+            (config.http_host == config.listen_host || config.http_host == "0.0.0.0"))
+            reader.fail(http["port"], "http.port is listen.port: the HTTP listener needs a port of its own");
+    }
     if (root["policy"]) config.policy_file = resolve(reader.as_string(root["policy"], "policy"), base_dir);
     if (const auto audit = root["audit"]) {
         reader.expect_map(audit, {"file", "fsync", "redact_literals"}, "audit");
@@ -91,8 +139,26 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     }
     if (const auto migrations = root["migrations"]) {
         reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "lock_wait",
-                                       "require_verified", "backstop_key_file"},
+                                       "require_verified", "backstop_key_file", "verify"},
                           "migrations");
+        if (const auto verify = migrations["verify"]) {
+            reader.expect_map(verify, {"sample_rows", "exclude_columns"}, "migrations.verify");
+            // The sample is copied per verify run, table by table: bounded like the rest.
+            if (verify["sample_rows"])
+                config.verify_sample_rows =
+                    reader.as_int(verify["sample_rows"], "migrations.verify.sample_rows", 0, 1'000'000);
+            if (verify["exclude_columns"]) {
+                config.verify_exclude_columns =
+                    reader.as_string_list(verify["exclude_columns"], "migrations.verify.exclude_columns");
+                for (const auto& column : config.verify_exclude_columns)
+                    if (std::count(column.begin(), column.end(), '.') < 2 || column.front() == '.' ||
+                        column.back() == '.')
+                        reader.fail(verify["exclude_columns"],
+                                    fmt::format("migrations.verify.exclude_columns: \"{}\" is not "
+                                                "schema.table.column",
+                                                column));
+            }
+        }
         if (const auto key_file = migrations["backstop_key_file"]) {
             config.backstop_key_file = resolve(reader.as_string(key_file, "migrations.backstop_key_file"), base_dir);
             if (config.backstop_key_file.empty())

@@ -180,7 +180,8 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 4> triggers 
     {"table_rewrite", "on_table_rewrite"},
 }};
 
-constexpr std::array<std::string_view, 3> ledger_tables = {"pgrail.schema_migrations", "pgrail.migration_events",
+constexpr std::array<std::string_view, 4> ledger_tables = {"pgrail.schema_fingerprints", "pgrail.schema_migrations",
+                                                            "pgrail.migration_events",
                                                             "pgrail.migration_proposals"};
 
 std::string hex(const unsigned char* bytes, std::size_t size) {

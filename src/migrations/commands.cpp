@@ -11,12 +11,14 @@ namespace pgrail::migrations {
 
 namespace {
 
+// The lint findings of docs/lint.md in one cell: rule, severity, line, message.
 std::string lint_text(const Migration& migration) {
     std::string out;
     for (const Script* script : {&migration.up, &migration.down})
         for (const auto& finding : script->lint_findings)
-            out += fmt::format("{}{}: {}{}", out.empty() ? "" : "; ", finding.rule, finding.message,
-                               finding.waived ? " (waived)" : "");
+            out += fmt::format("{}{} [{}, line {}{}]: {}", out.empty() ? "" : "; ", finding.rule,
+                               to_string(finding.severity), finding.line, finding.waived ? ", waived" : "",
+                               finding.message);
     return out;
 }
 
@@ -43,10 +45,17 @@ ResultTable plan_columns() {
             {}};
 }
 
+// The first six columns are the original ones, in their order; what verify measured follows.
 ResultTable verify_columns() {
-    return {{"version", "name", "checksum", "outcome", "duration_ms", "detail"},
-            {oid_text, oid_text, oid_text, oid_text, oid_int8, oid_text},
+    return {{"version", "name", "checksum", "outcome", "duration_ms", "detail", "rewrites", "locks", "up_ms",
+             "down_ms", "reup_ms", "sample"},
+            {oid_text, oid_text, oid_text, oid_text, oid_int8, oid_text, oid_text, oid_text, oid_int8, oid_int8,
+             oid_int8, oid_text},
             {}};
+}
+
+std::optional<std::string> ms_text(std::int64_t ms) {
+    return ms < 0 ? std::nullopt : std::optional<std::string>(std::to_string(ms));
 }
 
 ResultTable steps_table(const std::vector<StepResult>& steps) {
@@ -99,9 +108,18 @@ ResultTable status_table(const StatusReport& report) {
     const ResultTable columns = inband_status_columns();
     table.columns = columns.columns;
     table.types = columns.types;
+    append_schema_drift_row(table, report.schema);
     const auto summary = report.backstop.summary();
     for (auto& row : table.rows) row.emplace_back(summary);
     return table;
+}
+
+void append_schema_drift_row(ResultTable& table, const SchemaDrift& schema) {
+    if (!schema.drifted) return;
+    // One row of its own, after the migrations: version NULL, name "(schema)", state drifted, the
+    // live schema's SHA-256 as checksum, and the objects and the diff in the detail.
+    table.rows.push_back({std::nullopt, std::string("(schema)"), std::string("drifted"), schema.live_sha256,
+                          std::nullopt, bool_text(false), std::nullopt, schema.detail()});
 }
 
 ResultTable plan_table(const Runner& runner, const std::optional<std::string>& target, TargetMode mode) {
@@ -131,7 +149,10 @@ ResultTable verify_table(Runner& runner, const std::optional<std::string>& versi
     for (const auto& result : runner.verify(version))
         table.rows.push_back({result.version, result.name, result.checksum,
                               std::string(result.passed ? "passed" : "failed"), std::to_string(result.duration_ms),
-                              result.detail.empty() ? std::nullopt : std::optional<std::string>(result.detail)});
+                              result.detail.empty() ? std::nullopt : std::optional<std::string>(result.detail),
+                              rewrites_text(result), locks_text(result), ms_text(result.measurement.up_ms),
+                              ms_text(result.measurement.down_ms), ms_text(result.measurement.reup_ms),
+                              sample_text(result.sample)});
     return table;
 }
 

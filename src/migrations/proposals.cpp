@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "internal.hpp"
+#include "pgrail/migrations/lint.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::migrations {
@@ -264,15 +265,35 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     return out;
 }
 
+std::vector<ProposalFinding> proposal_lint_findings(const Migration& migration) {
+    std::vector<ProposalFinding> out;
+    // The two transaction rules repeat structure checks of proposal_findings() and are left out.
+    for (const auto& finding : lint_migration(migration)) {
+        if (finding.waived || finding.rule == "concurrently-in-transaction" ||
+            finding.rule == "no-transaction-multiple-statements")
+            continue;
+        out.push_back({finding.rule, "up", fmt::format("{} (line {})", finding.message, finding.line),
+                       to_string(finding.severity)});
+    }
+    return out;
+}
+
 nlohmann::json findings_json(const std::vector<ProposalFinding>& findings) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& finding : findings)
-        out.push_back({{"rule", finding.rule}, {"script", finding.script}, {"message", finding.message}});
+    for (const auto& finding : findings) {
+        nlohmann::json entry{{"rule", finding.rule}, {"script", finding.script}, {"message", finding.message}};
+        if (!finding.severity.empty()) entry["severity"] = finding.severity;
+        out.push_back(std::move(entry));
+    }
     return out;
 }
 
 bool proposal_is_clean(const nlohmann::json& findings, std::string_view verification) {
-    return verification == "passed" && findings.is_array() && findings.empty();
+    // A lint finding of severity info is advice, not a reason for a person to look.
+    return verification == "passed" && findings.is_array() &&
+           std::all_of(findings.begin(), findings.end(), [](const nlohmann::json& finding) {
+               return finding.is_object() && finding.value("severity", "") == "info";
+           });
 }
 
 MergedRegistry merge_proposals(const Registry& directory, const std::vector<Proposal>& approved) {
@@ -421,7 +442,11 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
     proposal.no_transaction = checked.up.no_transaction;
     proposal.checksum = checked.checksum;
     Migration migration = proposal_migration(proposal.version, name, up_sql, down_sql);
-    proposal.findings = findings_json(proposal_findings(migration));
+    // Structure checks and the lint catalogue (docs/lint.md): an unwaived lint warning or error
+    // makes the proposal unclean, so auto_approve: clean leaves it to a person.
+    auto findings = proposal_findings(migration);
+    for (auto& finding : proposal_lint_findings(migration)) findings.push_back(std::move(finding));
+    proposal.findings = findings_json(findings);
 
     // The rollback proof, as `verify` gives it: the proposal after every registered migration.
     {

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "pgrail/migrations/lint.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::migrations {
@@ -323,6 +324,7 @@ Registry Registry::from_files(const fs::path& dir, const std::map<std::string, s
     }
     std::sort(registry.invalid_.begin(), registry.invalid_.end(),
               [](const InvalidFile& a, const InvalidFile& b) { return a.path < b.path; });
+    lint_migrations(registry.migrations_);
     return registry;
 }
 
@@ -364,6 +366,8 @@ Registry Registry::with_migrations(std::vector<Migration> extra) const {
         if (registry.find(migration.version) == nullptr) registry.migrations_.push_back(std::move(migration));
     std::sort(registry.migrations_.begin(), registry.migrations_.end(),
               [](const Migration& a, const Migration& b) { return version_less(a.version, b.version); });
+    // Approved proposals change what earlier migrations tell later ones (the tables they create).
+    lint_migrations(registry.migrations_);
     return registry;
 }
 

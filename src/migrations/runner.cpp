@@ -13,7 +13,9 @@
 
 #include <fmt/format.h>
 
+#include "fingerprint_internal.hpp"
 #include "internal.hpp"
+#include "pgrail/migrations/lint.hpp"
 
 namespace pgrail::migrations {
 
@@ -180,6 +182,7 @@ void ensure_ledger(pqxx::connection& conn) {
     if (missing[3].as<bool>())
         for (const auto table : {"pgrail.schema_migrations", "pgrail.migration_events", "pgrail.migration_proposals"})
             tx.exec0(ledger_guard_sql(table));
+    ensure_fingerprint_table(tx);
     tx.commit();
 }
 
@@ -579,8 +582,10 @@ nlohmann::json audit_record(const std::string& event, const Migration& migration
 bool passing_verify(pqxx::connection& conn, const std::string& version, const std::string& checksum) {
     pqxx::read_transaction tx(conn);
     if (tx.exec1("SELECT to_regclass('pgrail.migration_events') IS NULL")[0].as<bool>()) return false;
-    return tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pgrail.migration_events WHERE version = $1 AND checksum = $2 "
-                           "AND event = 'verified' AND outcome = 'ok')",
+    // The latest verify of this exact text decides: a pass on the schema alone does not outlive
+    // a later failure (with sample rows, say) of the same checksum.
+    return tx.exec_params1("SELECT coalesce((SELECT outcome = 'ok' FROM pgrail.migration_events WHERE version = $1 "
+                           "AND checksum = $2 AND event = 'verified' ORDER BY id DESC LIMIT 1), false)",
                            version, checksum)[0]
         .as<bool>();
 }
@@ -609,6 +614,9 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
                 tx.exec_params0("DELETE FROM pgrail.schema_migrations WHERE version = $1", migration.version);
             detail::insert_event(tx, migration.version, migration.name, migration.checksum, event, true, actor,
                                  duration, "");
+            // The schema as this step left it: status compares the live schema with it (schema drift).
+            detail::record_fingerprint(tx, fmt::format("{} {}_{}", event, migration.version, migration.name),
+                                       migration.version, actor, options.bookkeeping_tables);
         },
         options.abandoned);
     const auto duration = elapsed_ms(started);
@@ -630,6 +638,11 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
             pqxx::work tx(on);
             detail::insert_event(tx, migration.version, migration.name, migration.checksum, "failed", false, actor,
                                  duration, event_detail);
+            // Statements that stayed done changed the schema: the ledger's fingerprint says how
+            // (the partial state explains them; they are no schema drift).
+            if (done > 0)
+                detail::record_fingerprint(tx, fmt::format("failed {}_{} partway", migration.version, migration.name),
+                                           migration.version, actor, options.bookkeeping_tables);
             tx.commit();
         };
         bool recorded = false;
@@ -770,8 +783,9 @@ StatusReport Runner::status_report() const {
     } catch (...) {
         detail::rethrow_database_error("cannot read the migration ledger");
     }
-    return {std::make_shared<const Snapshot>(registry_, std::move(ledger)),
-            detail::read_backstop_status(*conn, std::nullopt)};
+    auto backstop = detail::read_backstop_status(*conn, std::nullopt);
+    return {std::make_shared<const Snapshot>(registry_, std::move(ledger)), std::move(backstop),
+            detail::read_schema_drift(*conn)};
 }
 
 std::vector<const Migration*> Runner::plan(const std::optional<std::string>& target, TargetMode mode) const {
@@ -797,6 +811,8 @@ std::vector<StepResult> Runner::up(const std::optional<std::string>& target, Tar
                                                      migration->version, migration->name, migration->checksum),
                                          "the policy requires a passing rollback proof of the exact text to apply",
                                          fmt::format("run `pgrail migrate verify {}`", migration->version));
+        // Lint findings the policy blocks: nothing is applied until each is waived (docs/lint.md).
+        for (const Migration* migration : pending) check_lint_policy(*migration, options_.lint);
     } catch (...) {
         detail::rethrow_database_error("cannot plan the migration run");
     }
@@ -925,6 +941,10 @@ void Runner::resolve(const std::string& version_text, std::optional<Resolution> 
                             : fmt::format("partial down run ({}) finished by hand: rolled back, pending", what);
             }
             detail::insert_event(tx, version, name, checksum, "resolved", true, session.actor, 0, action);
+            // What was finished or undone by hand is the schema from now on.
+            detail::record_fingerprint(tx, fmt::format("resolve {} --as {}", version,
+                                                       *as == Resolution::applied ? "applied" : "pending"),
+                                       version, session.actor, options_.bookkeeping_tables);
             tx.commit();
             record = {{"event", "resolved"},     {"version", version}, {"name", name},   {"checksum", checksum},
                       {"user", session.actor}, {"outcome", "ok"},    {"detail", action}, {"duration_ms", 0}};

@@ -17,6 +17,7 @@
 #include "internal.hpp"
 #include "pgrail/sql/quote.hpp"
 #include "pgrail/migrations/schema_diff.hpp"
+#include "verify_measure.hpp"
 
 extern char** environ;
 
@@ -198,12 +199,36 @@ private:
     std::string conninfo_;
 };
 
+// `before_commit` runs inside a transactional script's transaction after its last statement
+// (after a no-transaction script, in a transaction of its own).
 void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const Migration& migration,
-                    Direction direction) {
+                    Direction direction,
+                    const std::function<void(pqxx::transaction_base&)>& before_commit =
+                        [](pqxx::transaction_base&) {}) {
     const Script& script = direction == Direction::up ? migration.up : migration.down;
-    const auto failure = detail::run_script(conn, script, {options.lock_timeout, options.statement_timeout},
-                                            [](pqxx::transaction_base&) {});
+    const auto failure =
+        detail::run_script(conn, script, {options.lock_timeout, options.statement_timeout}, before_commit);
     if (failure) throw detail::script_error(migration, direction, script, *failure);
+}
+
+struct MeasuredUp {
+    std::int64_t ms = 0;
+    bool locks_measured = false;
+    std::vector<TableLock> locks;
+};
+
+// Runs up with what verify measures: its time, and the locks it holds on the tables of `before`
+// just before it commits (a transactional script; a no-transaction one has no such moment).
+MeasuredUp measured_up(pqxx::connection& conn, const RunnerOptions& options, const Migration& migration,
+                       const detail::TableFiles& before) {
+    MeasuredUp out;
+    const auto started = std::chrono::steady_clock::now();
+    run_in_scratch(conn, options, migration, Direction::up, [&](pqxx::transaction_base& tx) {
+        if (!migration.up.no_transaction) out.locks = detail::held_locks(tx, before);
+    });
+    out.ms = elapsed_ms(started);
+    out.locks_measured = !migration.up.no_transaction;
+    return out;
 }
 
 }  // namespace
@@ -261,6 +286,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
     {
         ScratchDatabase scratch(options_.scratch_conninfo.empty() ? options_.conninfo : options_.scratch_conninfo);
         const std::string original = schema_dump(options_, options_.conninfo);
+        VerifySample sample;
         {
             // Its own connection: the dump's set_config('search_path', '', false) must not stay.
             auto restore = detail::connect(scratch.conninfo());
@@ -271,28 +297,48 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                 detail::rethrow_database_error("cannot load the schema dump into the scratch database");
             }
         }
+        // Opt-in: the live rows meet the migration (the copy is of the live schema, before any
+        // migration is brought forward or back below).
+        sample = detail::copy_sample(options_, scratch.conninfo());
         auto conn = detail::connect(scratch.conninfo());
         for (const Migration* migration : prepare_down) run_in_scratch(*conn, options_, *migration, Direction::down);
         for (const Migration* migration : prepare_up) run_in_scratch(*conn, options_, *migration, Direction::up);
         for (const Migration* migration : targets) {
             const auto started = std::chrono::steady_clock::now();
-            VerifyResult result{migration->version, migration->name, migration->checksum, false, "", 0};
+            VerifyResult result{migration->version, migration->name, migration->checksum, false, "", 0, {}, sample};
+            auto& measurement = result.measurement;
             try {
                 const auto dump = [&] { return normalize_dump(schema_dump(options_, scratch.conninfo())); };
                 const std::string before = dump();
-                run_in_scratch(*conn, options_, *migration, Direction::up);
+                const auto files_before = detail::table_files(*conn);
+                auto up = measured_up(*conn, options_, *migration, files_before);
+                measurement.up_ms = up.ms;
+                measurement.locks_measured = up.locks_measured;
+                measurement.locks = std::move(up.locks);
+                const auto files_after_up = detail::table_files(*conn);
+                measurement.rewrites = detail::rewritten(files_before, files_after_up);
                 const std::string after_up = dump();
+                const auto down_started = std::chrono::steady_clock::now();
                 run_in_scratch(*conn, options_, *migration, Direction::down);
+                measurement.down_ms = elapsed_ms(down_started);
+                measurement.down_rewrites = detail::rewritten(files_after_up, detail::table_files(*conn));
                 const std::string after_down = dump();
                 std::string diff = unified_diff(before, after_down, "schema before up", "schema after up + down");
                 if (diff.empty()) {
-                    run_in_scratch(*conn, options_, *migration, Direction::up);
+                    measurement.reup_ms = measured_up(*conn, options_, *migration, {}).ms;
                     diff = unified_diff(after_up, dump(), "schema after up", "schema after up + down + up");
                 }
                 result.passed = diff.empty();
                 result.detail = diff.empty() ? "" : "the rollback does not restore the schema:\n" + diff;
             } catch (const MigrationError& error) {
                 result.detail = error.message() + (error.detail().empty() ? "" : "\n" + error.detail());
+            } catch (const pqxx::failure&) {
+                // Reading the catalog between scripts (table_files) failed.
+                try {
+                    detail::rethrow_database_error("cannot measure the migration in the scratch database");
+                } catch (const MigrationError& error) {
+                    result.detail = error.message();
+                }
             }
             result.duration_ms = elapsed_ms(started);
             results.push_back(result);
@@ -305,9 +351,14 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         detail::AdvisoryLock lock(*target_conn, options_.lock_wait);
         detail::ensure_ledger(*target_conn);
         pqxx::work tx(*target_conn);
-        for (const auto& result : results)
+        // The failure first (a diff or an error, read by people), then what was measured.
+        for (const auto& result : results) {
+            const std::string measured = measurement_text(result);
+            const std::string text =
+                result.detail.empty() ? measured : result.detail + "\nin the scratch copy: " + measured;
             detail::insert_event(tx, result.version, result.name, result.checksum, "verified", result.passed, actor,
-                                 result.duration_ms, result.detail);
+                                 result.duration_ms, text);
+        }
         tx.commit();
     } catch (...) {
         detail::rethrow_database_error("cannot record the verify result");
@@ -319,6 +370,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                                  {"checksum", result.checksum},  {"duration_ms", result.duration_ms},
                                  {"user", actor},                {"outcome", result.passed ? "ok" : "failed"}};
         if (!result.passed) record["detail"] = result.detail;
+        record["measured"] = measurement_json(result);
         if (!options_.audit(record))
             throw MigrationError("58030", "the audit record of a verify could not be written");
     }

@@ -234,6 +234,23 @@ bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
     return glob_match(pattern.schema, object.schema);
 }
 
+// Every object the statement changes is one of a migrator rule's bookkeeping tables (a migration
+// tool's own state), and it changes at least one: such DDL passes without being a registered
+// migration's, and such an UPDATE or DELETE without WHERE passes (knex releases its lock so).
+bool only_bookkeeping(const Guards& guards, const Statement& statement) {
+    if (!guards.migrator || guards.bookkeeping_tables.empty() || statement.flags.ddl_capable_dynamic) return false;
+    bool any = false;
+    for (const auto& object : statement.objects) {
+        if (object.role == ObjectRole::read) continue;
+        if (object.kind != "table" && object.kind != "relation") return false;
+        const bool listed = std::any_of(guards.bookkeeping_tables.begin(), guards.bookkeeping_tables.end(),
+                                        [&](const TablePattern& pattern) { return table_matches(pattern, object); });
+        if (!listed) return false;
+        any = true;
+    }
+    return any;
+}
+
 // Every change the statement makes is to the session's own temporary relations (they die with
 // the session: not a schema change), and it makes at least one.
 bool only_temporary_changes(const Statement& statement) {
@@ -371,6 +388,7 @@ std::optional<Decision> check_ddl(const Context& context, const Statement& state
     // A temporary relation dies with the session: it is not a schema change.
     if (guards.allow_temporary_objects && only_temporary_changes(statement)) return std::nullopt;
     if (guards.ddl == DdlMode::allow) return std::nullopt;
+    if (guards.ddl == DdlMode::migrations_only && only_bookkeeping(guards, statement)) return std::nullopt;
     const bool passes = guards.ddl == DdlMode::migrations_only && guards.migrator && context.matcher &&
                         *context.matcher && (*context.matcher)(statement).has_value();
     if (passes) return std::nullopt;
@@ -566,7 +584,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     if (is_ddl(statement))
         if (auto refusal = check_ddl(context, statement)) return refusal;
 
-    if (flags.update_or_delete_without_where && guards.require_where) {
+    if (flags.update_or_delete_without_where && guards.require_where && !only_bookkeeping(guards, statement)) {
         auto text = advice::without_where(statement);
         return refuse(context, &statement, "require_where", "require_where", std::move(text.message), "",
                       std::move(text.hint));

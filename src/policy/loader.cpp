@@ -90,7 +90,8 @@ YAML::Node child(const YAML::Node& node, const char* key) {
 #define GUARD_KEYS                                                                                              \
     "allow_classes", "ddl", "migrator", "migrations", "require_where", "allow_truncate",                          \
         "allow_temporary_objects", "protected_schemas", "read_only_tables", "denied_functions", "allowed_functions", \
-        "copy", "alter_system", "protected_settings", "allowed_settings", "replication", "options"
+        "copy", "alter_system", "protected_settings", "allowed_settings", "replication", "options",                 \
+        "bookkeeping_tables"
 
 class Loader {
 public:
@@ -117,6 +118,9 @@ public:
                                                                                         : OnParseError::allow;
         if (defaults_) {
             reader_.expect_map(defaults_, {GUARD_KEYS}, "defaults");
+            if (const auto node = child(defaults_, "bookkeeping_tables"); node.IsDefined())
+                reader_.fail(node, "bookkeeping_tables belongs to the migrator rule that runs the migration tool, "
+                                   "not to defaults");
             (void)build_guards(YAML::Node());  // validates defaults even where every rule overrides them
         }
         if (const auto& node = root["messages"]) load_messages(node, *policy);
@@ -264,11 +268,39 @@ private:
             }
             if (!node.IsMap())
                 reader_.fail(node, "'migrations' must be a list of pgrail commands or a mapping with 'commands', "
-                                   "'require_version' and 'auto_approve'");
-            reader_.expect_map(node, {"commands", "require_version", "auto_approve"}, "migrations");
+                                   "'require_version', 'auto_approve' and 'lint'");
+            reader_.expect_map(node, {"commands", "require_version", "auto_approve", "lint"}, "migrations");
             if (node[sub]) return node[sub];
         }
         return YAML::Node(YAML::NodeType::Undefined);
+    }
+
+    // migrations.lint: {default: warn|block, rules: {<rule id>: warn|block}} (docs/lint.md). An
+    // unknown rule id is an error at its position: a typo would otherwise block or allow nothing.
+    migrations::LintPolicy read_lint(const YAML::Node& node) const {
+        if (!node.IsMap())
+            reader_.fail(node, "'lint' must be a mapping with 'default' (warn or block) and 'rules' "
+                               "({<rule id>: warn or block})");
+        reader_.expect_map(node, {"default", "rules"}, "migrations.lint");
+        const auto level = [&](const YAML::Node& value, std::string_view key) {
+            return reader_.as_choice(value, key, {"warn", "block"}) == "block" ? migrations::LintLevel::block
+                                                                               : migrations::LintLevel::warn;
+        };
+        migrations::LintPolicy lint;
+        if (const auto value = node["default"]) lint.default_level = level(value, "default");
+        if (const auto rules = node["rules"]) {
+            if (!rules.IsMap())
+                reader_.fail(rules, "'rules' must be a mapping of lint rule ids to warn or block");
+            for (const auto& entry : rules) {
+                const std::string id = entry.first.IsScalar() ? entry.first.Scalar() : std::string();
+                if (migrations::find_lint_rule(id) == nullptr)
+                    reader_.fail(entry.first, fmt::format("unknown lint rule '{}' (docs/lint.md lists the rules; "
+                                                          "`pgrail migrate lint --rules` prints them)",
+                                                          id));
+                lint.rules[id] = level(entry.second, id);
+            }
+        }
+        return lint;
     }
 
     bool allow_or_deny(const YAML::Node& node, std::string_view key) const {
@@ -335,6 +367,7 @@ private:
             guards.require_version = reader_.as_bool(node, "require_version");
         if (const auto node = pick_migrations(rule, "auto_approve"))
             guards.auto_approve_clean = reader_.as_choice(node, "auto_approve", {"never", "clean"}) == "clean";
+        if (const auto node = pick_migrations(rule, "lint")) guards.lint = read_lint(node);
         if (const auto node = pick(rule, "require_where")) guards.require_where = reader_.as_bool(node, "require_where");
         if (const auto node = pick(rule, "allow_truncate")) guards.allow_truncate = reader_.as_bool(node, "allow_truncate");
         if (const auto node = pick(rule, "allow_temporary_objects"))
@@ -347,6 +380,37 @@ private:
                     guards.protected_schemas.end())
                     guards.protected_schemas.push_back(std::move(schema));
 
+        // A migration tool's own tables: a rule's own key (never inherited from defaults), and only
+        // for a migrator rule: it widens what that rule may do, by name.
+        if (const auto node = child(rule, "bookkeeping_tables"); node.IsDefined()) {
+            if (!guards.migrator)
+                reader_.fail(node, "bookkeeping_tables is for a rule with migrator: true (the role that runs the "
+                                   "migration tool)");
+            const auto tables = reader_.as_string_list(node, "bookkeeping_tables");
+            for (std::size_t index = 0; index < tables.size(); ++index) {
+                const auto& text = tables[index];
+                const auto dot = text.find('.');
+                TablePattern pattern;
+                if (dot == std::string::npos) {
+                    pattern.table = text;
+                } else {
+                    pattern.schema = text.substr(0, dot);
+                    pattern.table = text.substr(dot + 1);
+                }
+                const auto plain = [](const std::string& name) {
+                    return !name.empty() && name.size() <= 63 &&
+                           std::all_of(name.begin(), name.end(), [](char c) {
+                               return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                      c == '_' || c == '$';
+                           });
+                };
+                if (!plain(pattern.table) || (dot != std::string::npos && !plain(pattern.schema)))
+                    reader_.fail(node[index], fmt::format("'{}' is not a table name ('table' or 'schema.table', "
+                                                          "letters, digits and _ only, no globs)",
+                                                          text));
+                guards.bookkeeping_tables.push_back(std::move(pattern));
+            }
+        }
         if (const auto node = pick(rule, "read_only_tables")) {
             const auto tables = reader_.as_string_list(node, "read_only_tables");
             for (std::size_t index = 0; index < tables.size(); ++index) {
@@ -487,6 +551,13 @@ std::string summarize(const Policy& policy) {
         out += fmt::format("     ddl: {}{}; temporary objects: {}\n", to_string(guards.ddl),
                            guards.migrator ? " (migrator: registered migration statements pass)" : "",
                            guards.allow_temporary_objects ? "allowed" : "denied");
+        if (!guards.bookkeeping_tables.empty()) {
+            std::vector<std::string> bookkeeping;
+            for (const auto& table : guards.bookkeeping_tables)
+                bookkeeping.push_back(table.schema.empty() ? table.table : table.schema + "." + table.table);
+            out += fmt::format("     bookkeeping tables (migration tools' own DDL and writes pass): {}\n",
+                               join(bookkeeping));
+        }
         out += fmt::format("     pgrail commands: {}{}\n", commands.empty() ? "none" : join(commands),
                            std::string(guards.require_version ? " (migrate_up and migrate_down with a version only)"
                                                               : "") +

@@ -30,9 +30,10 @@ StartupHeaderResult read_startup_header(std::string_view buffered) {
     if (result.length < 8) {
         result.status = FrameStatus::invalid;
         result.reason = "startup packet length is less than 8";
-    } else if (result.length > max_startup_packet_length) {
+    } else if (result.length - 4 > max_startup_packet_length) {
+        // PostgreSQL bounds the packet after its length word (len -= 4 first): 10004 passes.
         result.status = FrameStatus::invalid;
-        result.reason = "startup packet length exceeds 10000";
+        result.reason = "startup packet length exceeds 10004";
     } else {
         result.status = FrameStatus::complete;
     }

@@ -9,7 +9,8 @@ namespace pgrail::proxy {
 namespace {
 
 // From a cryptographic source, as PostgreSQL's pg_strong_random: a client that has seen many
-// keys must not be able to predict another session's secret and cancel its queries.
+// keys (and knows every pid from pg_stat_activity) must not be able to predict another
+// session's secret and cancel its queries.
 std::int32_t strong_random() {
     std::int32_t value = 0;
     if (RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof value) != 1)
@@ -19,47 +20,56 @@ std::int32_t strong_random() {
 
 }  // namespace
 
-CancelRegistry::CancelRegistry() {
-    // Pids from 1,000,000 up: above the real backend pids of most systems, so logs do not mix them up.
-    next_pid_ = 1000000 + static_cast<std::int32_t>(static_cast<std::uint32_t>(strong_random()) % 1000000);
+CancelRegistry::Entry* CancelRegistry::lookup(protocol::BackendKey client_key) {
+    auto [first, last] = by_pid_.equal_range(client_key.pid);
+    for (auto it = first; it != last; ++it)
+        if (it->second.secret == client_key.secret) return &it->second;
+    return nullptr;
+}
+
+const CancelRegistry::Entry* CancelRegistry::lookup(protocol::BackendKey client_key) const {
+    return const_cast<CancelRegistry*>(this)->lookup(client_key);
 }
 
 protocol::BackendKey CancelRegistry::add(protocol::BackendKey upstream) {
     std::lock_guard lock(mutex_);
     protocol::BackendKey client_key;
+    client_key.pid = upstream.pid;  // the real pid: what pg_backend_pid() answers
     do {
-        client_key.pid = next_pid_++;
-        if (next_pid_ <= 0) next_pid_ = 1000000;
-    } while (by_client_pid_.contains(client_key.pid));
-    client_key.secret = strong_random();
-    by_client_pid_.emplace(client_key.pid, Entry{client_key.secret, upstream, {}});
+        client_key.secret = strong_random();
+    } while (lookup(client_key) != nullptr);
+    by_pid_.emplace(client_key.pid, Entry{client_key.secret, upstream, {}});
     return client_key;
 }
 
 void CancelRegistry::remove(protocol::BackendKey client_key) {
     std::lock_guard lock(mutex_);
-    auto it = by_client_pid_.find(client_key.pid);
-    if (it != by_client_pid_.end() && it->second.secret == client_key.secret) by_client_pid_.erase(it);
+    auto [first, last] = by_pid_.equal_range(client_key.pid);
+    for (auto it = first; it != last; ++it) {
+        if (it->second.secret == client_key.secret) {
+            by_pid_.erase(it);
+            return;
+        }
+    }
 }
 
 void CancelRegistry::set_abandon_flag(protocol::BackendKey client_key, std::weak_ptr<std::atomic<bool>> flag) {
     std::lock_guard lock(mutex_);
-    auto it = by_client_pid_.find(client_key.pid);
-    if (it != by_client_pid_.end() && it->second.secret == client_key.secret) it->second.abandon = std::move(flag);
+    if (auto* entry = lookup(client_key)) entry->abandon = std::move(flag);
 }
 
 void CancelRegistry::abandon(protocol::BackendKey client_key) const {
     std::lock_guard lock(mutex_);
-    auto it = by_client_pid_.find(client_key.pid);
-    if (it == by_client_pid_.end() || it->second.secret != client_key.secret) return;
-    if (const auto flag = it->second.abandon.lock()) flag->store(true);
+    const auto* entry = lookup(client_key);
+    if (entry == nullptr) return;
+    if (const auto flag = entry->abandon.lock()) flag->store(true);
 }
 
 std::optional<protocol::BackendKey> CancelRegistry::find(protocol::BackendKey client_key) const {
     std::lock_guard lock(mutex_);
-    auto it = by_client_pid_.find(client_key.pid);
-    if (it == by_client_pid_.end() || it->second.secret != client_key.secret) return std::nullopt;
-    return it->second.upstream;
+    const auto* entry = lookup(client_key);
+    if (entry == nullptr) return std::nullopt;
+    return entry->upstream;
 }
 
 }  // namespace pgrail::proxy

@@ -11,10 +11,23 @@
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/runner.hpp"
 #include "pgrail/migrations/snapshot.hpp"
+#include "pgrail/proxy/metrics.hpp"
 
 namespace pgrail::proxy {
 
 namespace {
+
+// A runner's audit record, counted for /metrics (migration events by event and outcome).
+bool record_migration_event(audit::AuditLog& log, const nlohmann::json& record) {
+    const bool written = log.record(record);
+    (written ? metrics().audit_lines : metrics().audit_failures).fetch_add(1, std::memory_order_relaxed);
+    if (record.contains("event") && record["event"].is_string())
+        metrics().count_migration(record["event"].get<std::string>(),
+                                  record.contains("outcome") && record["outcome"].is_string()
+                                      ? record["outcome"].get<std::string>()
+                                      : "ok");
+    return written;
+}
 
 // A conninfo value in single quotes (libpq's key=value syntax).
 std::string conninfo_value(std::string_view value) {
@@ -78,6 +91,66 @@ MigrationCommands::MigrationCommands(const config::ServeConfig& config, std::sha
     }
     if (!config_.migrator_conninfo.empty()) (void)follow_proposals();
     refresh_snapshot();
+    if (!config_.migrator_conninfo.empty()) {
+        // Said at start: a schema changed around pgrail while it was down (or before) is on the log.
+        const auto drift = migrations::read_schema_drift(
+            bounded_conninfo(config_.migrator_conninfo, config_.connect_timeout_ms, config_.statement_timeout_ms));
+        if (drift.drifted)
+            spdlog::warn("migrations: schema drift: {}", drift.detail());
+        else if (!drift.error.empty())
+            spdlog::warn("migrations: {}", drift.detail());
+    }
+}
+
+void MigrationCommands::record_migrator_commit(const SessionContext& session,
+                                               const std::vector<migrations::CommittedStatement>& committed,
+                                               migrations::ExternalProgress& progress) {
+    if (config_.migrator_conninfo.empty() || committed.empty()) return;
+    migrations::RunnerOptions options;
+    options.conninfo = config_.migrator_conninfo;
+    options.lock_timeout = std::chrono::milliseconds(config_.lock_timeout_ms);
+    options.statement_timeout = std::chrono::milliseconds(config_.statement_timeout_ms);
+    options.lock_wait = std::chrono::milliseconds(config_.lock_wait_ms);
+    options.actor = session.user;
+    options.backstop_key_file = config_.backstop_key_file;
+    options.bookkeeping_tables = bookkeeping_tables();
+    options.audit = [log = audit_log_](const nlohmann::json& record) { return record_migration_event(*log, record); };
+    try {
+        migrations::Runner runner(registry(), options);
+        const auto runs = migrations::record_external_runs(
+            runner, committed, progress, {session.user, session.application_name, session.session_id});
+        bool changed = false;
+        for (const auto& run : runs) {
+            spdlog::info("session {}: {} {} {}_{} by {} ({}){}", session.session_id,
+                         run.direction == migrations::Direction::up ? "applied" : "rolled back",
+                         "migration", run.version,
+                         run.name, session.user, session.application_name,
+                         run.recorded ? ": recorded in the ledger" : ": the ledger said so already");
+            changed = changed || run.recorded;
+        }
+        if (changed) refresh_snapshot();
+    } catch (const std::exception& e) {
+        // The schema changed and the ledger could not say so: status shows it as schema drift.
+        spdlog::error("session {}: a migration run by {} ({}) committed but could not be recorded in the ledger: {}",
+                      session.session_id, session.user, session.application_name, e.what());
+        (void)audit_log_->record({{"type", "migration"},
+                                  {"event", "external_run_not_recorded"},
+                                  {"session_id", session.session_id},
+                                  {"user", session.user},
+                                  {"application_name", session.application_name},
+                                  {"outcome", "failed"},
+                                  {"error", e.what()}});
+    }
+}
+
+std::vector<std::string> MigrationCommands::bookkeeping_tables() const {
+    std::vector<std::string> tables;
+    const auto policy = gate_ ? gate_->current_policy() : nullptr;
+    if (!policy) return tables;
+    for (const auto& rule : policy->rules)
+        for (const auto& table : rule.guards.bookkeeping_tables)
+            tables.push_back(table.schema.empty() ? table.table : table.schema + "." + table.table);
+    return tables;
 }
 
 std::shared_ptr<const migrations::Registry> MigrationCommands::registry() const {
@@ -311,13 +384,17 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         options.abandoned = std::move(abandoned);
         options.actor = session.user;
         options.require_verified = config_.require_verified;
+        options.verify_sample_rows = config_.verify_sample_rows;
+        options.verify_exclude_columns = config_.verify_exclude_columns;
         options.backstop_key_file = config_.backstop_key_file;
-        options.audit = [log = audit_log_](const nlohmann::json& record) { return log->record(record); };
-        // auto_approve is the proposing session's rule's.
+        options.bookkeeping_tables = bookkeeping_tables();
+        options.audit = [log = audit_log_](const nlohmann::json& record) { return record_migration_event(*log, record); };
+        // auto_approve and the lint levels (docs/lint.md) are the calling session's rule's.
         if (gate_) {
             const auto policy = gate_->current_policy();
             if (policy && policy->rule_for(session).guards.auto_approve_clean)
                 options.auto_approve = migrations::AutoApprove::clean;
+            if (policy) options.lint = policy->rule_for(session).guards.lint;
         }
         try {
             migrations::Runner runner(current, options);

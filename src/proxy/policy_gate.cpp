@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <functional>
 
 #include <spdlog/spdlog.h>
 
+#include "pgrail/proxy/metrics.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/json.hpp"
 #include "pgrail/sql/literal_shape.hpp"
@@ -44,6 +46,28 @@ std::string without_quoted_text(std::string_view message) {
     return std::string(message.substr(0, message.find(" at or near \"")));
 }
 
+// Times one statement text's way through the gate, for /metrics.
+struct GateTimer {
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    GateTimer() = default;
+    GateTimer(const GateTimer&) = delete;
+    GateTimer& operator=(const GateTimer&) = delete;
+    ~GateTimer() { metrics().gate_seconds.observe(std::chrono::steady_clock::now() - started); }
+};
+
+// Counts a text's decision for /metrics: the rule, the decision and the deciding statement's class.
+void count(const policy::Decision& decision, const sql::Analysis& analysis) {
+    const char* decision_name = decision.action == policy::Decision::Action::allow    ? "allow"
+                                : decision.action == policy::Decision::Action::intercept ? "command"
+                                : decision.enforced                                     ? "deny"
+                                                                                        : "would_deny";
+    const char* statement_class = decision.statement_index < analysis.statements.size()
+                                      ? sql::to_string(analysis.statements[decision.statement_index].statement_class)
+                                      : "unknown";
+    metrics().count_statement(decision.rule, decision_name, statement_class);
+    if (decision.action == policy::Decision::Action::deny) metrics().count_refusal(decision.rule, decision.guard);
+}
+
 // Whether an allowed text changes the schema: it is audited before it is forwarded.
 bool changes_schema(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(),
@@ -59,6 +83,23 @@ bool forgets(const sql::Statement& statement) {
 // forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
 bool forgets_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
+}
+
+// The allowed schema changes that are a registered migration's statements: the session follows
+// them to their commit, and the ledger records a script run to its end (docs/migrations.md).
+std::vector<MigratorStatement> migrator_statements(const policy::MigrationMatcher* matcher,
+                                                   const sql::Analysis& analysis) {
+    std::vector<MigratorStatement> out;
+    if (matcher == nullptr || !*matcher) return out;
+    for (const auto& statement : analysis.statements) {
+        if (!policy::changes_schema(statement)) continue;
+        auto found = (*matcher)(statement);
+        if (!found) continue;
+        out.push_back({std::move(found->version),
+                       found->rollback ? migrations::Direction::down : migrations::Direction::up,
+                       statement.structural_form, statement.tag});
+    }
+    return out;
 }
 
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
@@ -141,6 +182,7 @@ GateVerdict PolicyGate::check(const SessionContext& session, MessageKind kind, s
 }
 
 GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKind, std::string_view sql) {
+    const GateTimer timer;
     auto& state = thread_state();
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
@@ -159,12 +201,14 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
     ThreadState::ShapeSlot* shaped = nullptr;
     if (shape) {
         shaped = &state.shape_slots[std::hash<std::string>{}(*shape) % shape_cache_slots];
-        if (shaped->analysis && shaped->shape == *shape &&
-            policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr).action ==
-                policy::Decision::Action::allow) {
-            GateVerdict verdict;
-            verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
-            return verdict;
+        if (shaped->analysis && shaped->shape == *shape) {
+            const auto decision = policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr);
+            if (decision.action == policy::Decision::Action::allow) {
+                count(decision, *shaped->analysis);
+                GateVerdict verdict;
+                verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
+                return verdict;
+            }
         }
     }
     auto analysis = cache_.analyze(sql);
@@ -180,12 +224,16 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
 GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
                                std::string_view sql) {
     const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get());
+    count(decision, analysis);
     GateVerdict verdict;
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run.
-        if (changes_schema(analysis)) verdict.write_audit = writer(session, schema_change_event(session, decision, analysis, sql));
+        if (changes_schema(analysis)) {
+            verdict.write_audit = writer(session, schema_change_event(session, decision, analysis, sql));
+            verdict.migrator_statements = migrator_statements(state.matcher.get(), analysis);
+        }
         return verdict;
     }
 
@@ -231,6 +279,7 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
 GateVerdict PolicyGate::check_startup(const SessionContext& session, const StartupParameters& parameters) {
     const auto policy = current_policy();
     const auto decision = policy::evaluate_startup(*policy, session, parameters);
+    metrics().count_session_rule(decision.rule);
     GateVerdict verdict;
     if (decision.allowed()) return verdict;
     auto event = session_fields(session);
@@ -302,7 +351,11 @@ nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const po
 
 std::function<bool()> PolicyGate::writer(const SessionContext& session, nlohmann::json event) const {
     return [log = audit_log_, session_id = session.session_id, event = std::move(event)]() mutable {
-        if (log->record(std::move(event))) return true;
+        if (log->record(std::move(event))) {
+            metrics().audit_lines.fetch_add(1, std::memory_order_relaxed);
+            return true;
+        }
+        metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);
         spdlog::error("session {}: audit log write failed", session_id);
         return false;
     };

@@ -12,6 +12,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/post.hpp>
@@ -19,7 +20,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "health_http.hpp"
 #include "session.hpp"
+#include "unix_socket_file.hpp"
 
 namespace pgrail::proxy {
 
@@ -76,7 +79,9 @@ struct Server::Impl {
         return worker;
     }
 
-    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
+    // A TCP or a Unix-socket acceptor: either accepts into the stream type both legs share.
+    template <class Acceptor>
+    asio::awaitable<void> accept_loop(Acceptor& acceptor) {
         while (acceptor.is_open()) {
             // Accepted straight into the stream type both legs share, registered with its worker.
             Stream socket(pick_worker());
@@ -141,7 +146,37 @@ int Server::run() {
                      config.upstream_port, worker_count);
         acceptors.push_back(std::move(acceptor));
     }
+    // listen.unix_socket_dir: PostgreSQL's socket name, lock file and permissions. Read at start
+    // only (as every listen.* key: SIGHUP reloads the policy and migrations, not the listeners).
+    UnixSocketFile unix_socket_file;  // released (both files removed) when run() returns or throws
+    std::unique_ptr<asio::local::stream_protocol::acceptor> unix_acceptor;
+    if (!config.unix_socket_dir.empty()) {
+        const auto path = config.unix_socket_path();
+        if (auto why = unix_socket_file.claim(path); !why.empty())
+            throw std::runtime_error("listen.unix_socket_dir: " + why);
+        unix_acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(impl.main_context);
+        const asio::local::stream_protocol::endpoint endpoint(path);
+        unix_acceptor->open(endpoint.protocol());
+        boost::system::error_code ec;
+        unix_acceptor->bind(endpoint, ec);
+        if (ec) throw std::runtime_error(fmt::format("listen.unix_socket_dir: could not bind {}: {}", path, ec.message()));
+        if (auto why = unix_socket_file.set_access(config.unix_socket_mode, config.unix_socket_group); !why.empty())
+            throw std::runtime_error(why);
+        unix_acceptor->listen(asio::socket_base::max_listen_connections);
+        spdlog::info("pgrail {} listening on Unix socket {} (mode {:04o}{})", PGRAIL_VERSION, path,
+                     config.unix_socket_mode,
+                     config.unix_socket_group.empty() ? "" : ", group " + config.unix_socket_group);
+    }
+    // http: /metrics, /healthz, /readyz on a listener of its own (off unless http.port is set).
+    std::unique_ptr<HealthHttp> http;
+    if (config.http_port != 0) {
+        http = std::make_unique<HealthHttp>(impl.main_context, config, [&impl]() -> std::string {
+            return !impl.shared.config.policy_file.empty() && !impl.shared.gate ? "no policy loaded" : "";
+        });
+        http->start();
+    }
     for (auto& acceptor : acceptors) asio::co_spawn(impl.main_context, impl.accept_loop(*acceptor), asio::detached);
+    if (unix_acceptor) asio::co_spawn(impl.main_context, impl.accept_loop(*unix_acceptor), asio::detached);
 
     // Shutdown. SIGTERM (graceful): the listeners close, each session ends with FATAL 57P01 once
     // it is at rest (idle, nothing outstanding), at the latest at shutdown_timeout_ms; SIGINT (or
@@ -188,6 +223,12 @@ int Server::run() {
             for (auto& acceptor : acceptors) {
                 boost::system::error_code ignored;
                 acceptor->close(ignored);  // new connections are refused from here on
+            }
+            if (http) http->stop();  // a load balancer sees "not ready" as connection refused from here on
+            if (unix_acceptor) {
+                boost::system::error_code ignored;
+                unix_acceptor->close(ignored);
+                unix_socket_file.remove_socket();  // gone, as PostgreSQL's at shutdown; the lock stays to the exit
             }
         }
         const auto open = impl.shared.active_sessions.load();

@@ -26,6 +26,7 @@
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
+#include "pgrail/proxy/metrics.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::proxy {
@@ -47,6 +48,9 @@ std::string endpoint_text(const Stream& socket) {
     const Endpoint endpoint = socket.remote_endpoint(ec);
     if (ec) return "unknown";
     const int family = endpoint.protocol().family();
+    // A Unix-socket client has no address: "[local]", as PostgreSQL's log_connections says it
+    // (policy rules match it only with `clients: ::/0`).
+    if (family == AF_UNIX) return "[local]";
     if ((family != AF_INET && family != AF_INET6) || endpoint.size() > tcp::endpoint().capacity()) return "local";
     tcp::endpoint address;
     std::memcpy(address.data(), endpoint.data(), endpoint.size());
@@ -141,6 +145,21 @@ awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
         initiate, asio::use_awaitable, std::move(work));
 }
 
+// `SELECT '<why>'::pg_catalog.int4`: the server's log line reads `ERROR: invalid input syntax for
+// type integer: "pgrail: rule ... refused ...; <marker><id>"`. The reason keeps to characters that
+// mean the same under any standard_conforming_strings and client_encoding (no quote, no backslash,
+// ASCII only) and to a bounded length.
+std::string refusal_stand_in(const protocol::ErrorMessage& error, std::string_view marker, std::uint64_t id) {
+    constexpr std::size_t max_reason = 240;
+    const std::string_view why = error.detail.empty() ? std::string_view(error.message) : error.detail;
+    std::string reason;
+    for (const char c : why.substr(0, max_reason)) {
+        const auto u = static_cast<unsigned char>(c);
+        reason.push_back(u >= 0x20 && u < 0x7f && c != '\'' && c != '\\' ? c : '?');
+    }
+    return fmt::format("SELECT 'pgrail: {}; {}{}'::pg_catalog.int4", reason, marker, id);
+}
+
 }  // namespace
 
 void ServerShared::shut_down_sessions(ShutdownMode mode) {
@@ -168,6 +187,8 @@ Session::Session(Stream client, ServerShared& shared)
     context_.session_id = shared_.next_session_id.fetch_add(1);
     context_.client_address = endpoint_text(client_);
     ++shared_.active_sessions;
+    metrics().sessions_open.fetch_add(1, std::memory_order_relaxed);
+    metrics().sessions_total.fetch_add(1, std::memory_order_relaxed);
 }
 
 Session::~Session() {
@@ -177,6 +198,7 @@ Session::~Session() {
         shared_.sessions.erase(registration_);
     }
     --shared_.active_sessions;
+    metrics().sessions_open.fetch_sub(1, std::memory_order_relaxed);
 }
 
 awaitable<void> Session::run() {
@@ -251,25 +273,45 @@ awaitable<void> Session::run() {
 
 awaitable<bool> Session::read_startup() {
     asio::steady_timer deadline(client_.get_executor(), startup_timeout);
+    // As PostgreSQL 15's ProcessStartupPacket: each encryption request is answered once; a second
+    // one is read as a StartupMessage of protocol 1234.5679 (or .5680) and refused as such.
+    bool ssl_done = false;
+    bool gss_done = false;
     while (true) {
         char length_bytes[4];
         auto read_length = asio::async_read(client_, asio::buffer(length_bytes), use_tuple);
         auto result = co_await (std::move(read_length) || deadline.async_wait(use_tuple));
         if (result.index() == 1) co_return false;  // timed out
         auto [ec, n] = std::get<0>(result);
-        if (ec) co_return false;  // gone before saying anything: nothing to log
+        if (ec) {
+            // Gone before saying anything (a port probe, a client that refused our 'N'): nothing
+            // to log, as PostgreSQL. Part of a length word: logged, nothing said to the client.
+            if (n > 0 && !ssl_done && !gss_done)
+                spdlog::warn("session {}: incomplete startup packet from {} ({} of 4 length bytes, then {})",
+                             context_.session_id, context_.client_address, n, ec.message());
+            co_return false;
+        }
         const auto header = protocol::read_startup_header({length_bytes, 4});
         if (header.status != protocol::FrameStatus::complete) {
-            spdlog::warn("session {}: refused startup packet from {}: {} (header {})", context_.session_id,
-                         context_.client_address, header.reason, protocol::hex_dump({length_bytes, 4}));
-            co_await send_fatal("08P01", "invalid length of startup packet");
+            // PostgreSQL logs this (COMMERROR) and closes without a word to the client: a client
+            // that sends Terminate before its startup packet, or garbage, hears nothing back.
+            spdlog::warn("session {}: invalid length of startup packet from {}: {} (header {}); closing without "
+                         "a message, as PostgreSQL does",
+                         context_.session_id, context_.client_address, header.reason,
+                         protocol::hex_dump({length_bytes, 4}));
             co_return false;
         }
         std::string packet(length_bytes, 4);
         packet.resize(header.length);
         auto read_body = asio::async_read(client_, asio::buffer(packet.data() + 4, packet.size() - 4), use_tuple);
         auto body_result = co_await (std::move(read_body) || deadline.async_wait(use_tuple));
-        if (body_result.index() == 1 || std::get<0>(std::get<0>(body_result))) co_return false;
+        if (body_result.index() == 1) co_return false;  // timed out
+        if (const auto body_ec = std::get<0>(std::get<0>(body_result)); body_ec) {
+            spdlog::warn("session {}: incomplete startup packet from {} (length {}, then {}); closing without a "
+                         "message, as PostgreSQL does",
+                         context_.session_id, context_.client_address, header.length, body_ec.message());
+            co_return false;
+        }
         from_client_.bytes += packet.size();
 
         const auto parsed = protocol::parse_startup_packet(packet);
@@ -282,6 +324,9 @@ awaitable<bool> Session::read_startup() {
         switch (parsed->kind) {
             case protocol::StartupKind::ssl_request:
             case protocol::StartupKind::gssenc_request: {
+                bool& done = parsed->kind == protocol::StartupKind::ssl_request ? ssl_done : gss_done;
+                if (done) break;  // a repeated request: refused below as an unknown protocol version
+                done = true;
                 // No TLS or GSS encryption yet: 'N' makes clients continue in plain text
                 // (or give up, if they require encryption), as PostgreSQL does.
                 auto [wec, wn] = co_await asio::async_write(client_, asio::buffer("N", 1), use_tuple);
@@ -409,6 +454,7 @@ awaitable<bool> Session::connect_upstream() {
         co_return false;
     }
     if (!failure.empty()) {
+        metrics().upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
         spdlog::error("session {}: cannot connect to upstream {}: {}", context_.session_id, where, failure);
         co_await send_fatal("08006", fmt::format("pgrail: could not connect to the database server at {}: {}", where,
                                                  failure));
@@ -547,6 +593,11 @@ void Session::close_server_and_wake_pumps() {
     ready_signal_.cancel();
 }
 
+void Session::count_bytes(const Inbound& in, std::size_t n) const {
+    auto& counter = &in == &from_client_ ? metrics().bytes_from_clients : metrics().bytes_from_server;
+    counter.fetch_add(n, std::memory_order_relaxed);
+}
+
 awaitable<error_code> Session::read_more(Inbound& in) {
     // Reads, never waits for readiness: Asio re-arms epoll (epoll_ctl) for every wait, while
     // a read that finds the socket empty costs one failed recv and leaves the socket's
@@ -561,6 +612,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         std::memcpy(in.buffer.write_position(), in.doorbell.data(), n);
         in.buffer.commit(n);
         in.bytes += n;
+        count_bytes(in, n);
         in.last_read_filled = n == in.doorbell.size();
         co_return ec;
     }
@@ -586,6 +638,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     if (ec) co_return ec;
     in.buffer.commit(n);
     in.bytes += n;
+    count_bytes(in, n);
     in.last_read_filled = n == space;
     co_return ec;
 }
@@ -761,6 +814,8 @@ awaitable<void> Session::client_to_server() {
                     if (tag == protocol::frontend_tag::parse && !deferred_.empty())
                         deferred_.erase(std::string(statement->parse_name));
                     if (verdict.forgets_prepared) deferred_.clear();
+                    if (verdict.kind == GateVerdict::Kind::forward && !verdict.migrator_statements.empty())
+                        migrator_runs_.on_forwarded(verdict.migrator_statements);
                     apply(verdict, tag, next.frame, *statement, to_server_);
                 }
             }
@@ -1135,9 +1190,10 @@ awaitable<void> Session::watch_for_departure(std::shared_ptr<std::atomic<bool>> 
     }
 }
 
-// The refused statement is replaced by a call of a function that cannot exist, so the
-// server itself fails at that point: the transaction, pipeline and Sync semantics are
-// PostgreSQL's own. Its error is rewritten into the policy's error on the way back.
+// The refused statement is replaced by one that fails in the server's parse analysis (a text
+// cast to integer), so the server itself fails at that point: the transaction, pipeline and Sync
+// semantics are PostgreSQL's own. The text says in the server's log that pgrail refused it and
+// why; the error is rewritten into the policy's error on the way back.
 void Session::refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
                      std::string_view parse_types, Outbound& out) {
     const auto id = next_refusal_id_++;
@@ -1146,7 +1202,7 @@ void Session::refuse(const GateVerdict& verdict, char tag, std::string_view sql,
     const bool own_ready = tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::function_call;
     const auto ready_index = own_ready ? syncs_sent_ - 1 : syncs_sent_;
     refusals_[id] = PendingRefusal{verdict.error, ready_index};
-    const auto stand_in = fmt::format("SELECT {}{}()", shared_.refusal_marker, id);
+    const auto stand_in = refusal_stand_in(verdict.error, shared_.refusal_marker, id);
     std::string replacement;
     if (tag == protocol::frontend_tag::parse) {
         protocol::encode_parse(replacement, parse_name, stand_in, parse_types);
@@ -1169,6 +1225,7 @@ awaitable<void> Session::server_to_client() {
             // The probe's RowDescription is read whole, to be dropped.
             const auto inspect = [this](char tag, std::size_t size) {
                 return inspect_from_server(tag, size) ||
+                       (tag == protocol::backend_tag::command_complete && migrator_runs_.watching()) ||
                        (hide_row_description_ &&
                         (tag == protocol::backend_tag::row_description || tag == protocol::backend_tag::no_data));
             };
@@ -1177,6 +1234,7 @@ awaitable<void> Session::server_to_client() {
                 if (tag == protocol::backend_tag::error_response) {
                     // The server skips the rest of this batch, a probe of pgrail's included.
                     batch_failed_ = true;
+                    migrator_runs_.on_error();
                     if (probe_ == Probe::waiting) {
                         probe_ = Probe::skipped;
                         if (waiting_for_server_) ready_signal_.cancel();
@@ -1194,6 +1252,9 @@ awaitable<void> Session::server_to_client() {
             }
             on_server_frame(next.header.header.tag, next.frame, to_client_);
             in.consume_frame(next.frame.size());
+            // A registered migration's script run to its end: in the ledger before the client
+            // hears that its transaction is over (so its next status or step sees it).
+            if (migrator_runs_.has_committed()) co_await record_migrator_runs();
         }
         if (auto ec = co_await write_out(client_, to_client_)) co_return;
         // Shutting down: the session ends once what it was doing is done and answered.
@@ -1206,11 +1267,27 @@ awaitable<void> Session::server_to_client() {
     }
 }
 
+awaitable<void> Session::record_migrator_runs() {
+    auto committed = migrator_runs_.take_committed();
+    if (!shared_.inband) co_return;
+    // Blocking (the ledger, under the migration lock): on the pool, as in-band commands run.
+    auto work = [inband = shared_.inband, context = context_, committed = std::move(committed),
+                 progress = &migrator_progress_]() mutable {
+        inband->record_migrator_commit(context, committed, *progress);
+        return true;
+    };
+    const bool done = co_await run_on_pool<bool>(shared_.blocking_pool, work);
+    (void)done;
+}
+
 void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
     const auto body = frame.substr(protocol::header_size);
     switch (tag) {
         case protocol::backend_tag::ready_for_query: {
-            if (const auto status = protocol::parse_ready_for_query(body)) transaction_status_ = *status;
+            if (const auto status = protocol::parse_ready_for_query(body)) {
+                transaction_status_ = *status;
+                migrator_runs_.on_ready(*status);
+            }
             if (++ready_received_ == 1) {
                 first_ready_signal_.cancel();
                 login_timer_.cancel();  // the login's watch ends
@@ -1225,6 +1302,11 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
             if (waiting_for_server_) ready_signal_.cancel();
             break;
         }
+        case protocol::backend_tag::command_complete:
+            // Read whole only while registered migrations' statements are on their way.
+            if (migrator_runs_.watching() && frame.size() > protocol::header_size)
+                migrator_runs_.on_command_complete(std::string_view(body.data(), body.size() - 1));
+            break;
         case protocol::backend_tag::parameter_description: {
             // The answer to the oldest Describe of a statement: hide pgrail's own parameters.
             if (parameter_trims_.empty()) break;

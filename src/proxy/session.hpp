@@ -122,7 +122,11 @@ private:
     awaitable<void> send_cancel(protocol::BackendKey upstream_key);
     awaitable<void> client_to_server();
     awaitable<void> server_to_client();
+    // Records in the ledger the registered migrations' scripts this session has now run to their
+    // end and committed (MigratorRunTracker), before the client sees that ReadyForQuery.
+    awaitable<void> record_migrator_runs();
     awaitable<boost::system::error_code> read_more(Inbound& in);
+    void count_bytes(const Inbound& in, std::size_t n) const;  // for /metrics
     awaitable<bool> make_room(Inbound& in, std::size_t total);
     // Stops the pumps at their next check, with a FATAL of this SQLSTATE and message.
     void end_session(std::string sqlstate, std::string message);
@@ -202,6 +206,8 @@ private:
     std::uint64_t ready_received_ = 0;
     boost::asio::steady_timer first_ready_signal_;  // cancelled when the first ReadyForQuery arrives
     char transaction_status_ = 'I';
+    MigratorRunTracker migrator_runs_;             // registered migrations' statements, to their commit
+    migrations::ExternalProgress migrator_progress_;  // how far this session ran each script
     bool server_sent_fatal_ = false;
     bool client_terminated_ = false;
     bool client_write_cut_ = false;      // a write to the client failed or was cancelled mid-way

@@ -539,6 +539,57 @@ std::optional<std::string> constant_string(const json& argument) {
     return text;
 }
 
+// The column a ColumnRef names, when it is `column` or `<qualifier>.column` (nothing else).
+std::optional<std::string_view> column_of(const json& value, std::string_view qualifier) {
+    const auto node = node_of(value);
+    if (!node || node->first != "ColumnRef") return std::nullopt;
+    const auto names = names_of(child(node->second, "fields"));
+    const json fields = child(node->second, "fields");
+    if (names.size() != fields.size() || names.empty() || names.size() > 2) return std::nullopt;  // `*` is no name
+    if (names.size() == 2 && names[0] != qualifier) return std::nullopt;
+    return names.back();
+}
+
+// The setting name a `SELECT set_config(name, ...) FROM pg_settings WHERE name = '<constant>'`
+// passes (pg_dump's form): the WHERE conjunct pins the column to one constant, so the call can
+// only ever receive that name. Anything else (another FROM item, OR, a subquery in between) pins
+// nothing. Unqualified pg_settings and `=` count as pg_catalog's, as unqualified functions do.
+std::optional<std::string> pg_settings_pinned_name(const json& select) {
+    const json from = child(select, "fromClause");
+    if (from.size() != 1) return std::nullopt;
+    const auto range = node_of(from.front());
+    if (!range || range->first != "RangeVar" || str(range->second, "relname") != "pg_settings") return std::nullopt;
+    const std::string_view schema = str(range->second, "schemaname");
+    if (!schema.empty() && schema != "pg_catalog") return std::nullopt;
+    const json alias = child(range->second, "alias");
+    const std::string_view qualifier = alias.valid() ? str(alias, "aliasname") : std::string_view("pg_settings");
+
+    std::vector<json> conjuncts;
+    const auto where = node_of(child(select, "whereClause"));
+    if (!where) return std::nullopt;
+    if (where->first == "BoolExpr" && str(where->second, "boolop") == "AND_EXPR") {
+        for (const json arg : child(where->second, "args")) conjuncts.push_back(arg);
+    } else {
+        conjuncts.push_back(child(select, "whereClause"));
+    }
+    for (const json& conjunct : conjuncts) {
+        const auto expr = node_of(conjunct);
+        if (!expr || expr->first != "A_Expr" || str(expr->second, "kind") != "AEXPR_OP") continue;
+        const auto op = names_of(child(expr->second, "name"));
+        if (op.empty() || op.back() != "=" || (op.size() == 2 && op[0] != "pg_catalog") || op.size() > 2) continue;
+        const json lhs = child(expr->second, "lexpr");
+        const json rhs = child(expr->second, "rexpr");
+        for (const auto& [column, constant] : {std::pair{lhs, rhs}, std::pair{rhs, lhs}}) {
+            if (column_of(column, qualifier) != std::optional<std::string_view>("name")) continue;
+            const auto constant_node = node_of(constant);
+            if (!constant_node || constant_node->first != "A_Const" || !constant_node->second.contains("sval"))
+                continue;
+            if (auto text = constant_string(constant)) return text;
+        }
+    }
+    return std::nullopt;
+}
+
 bool is_advisory_lock(std::string_view function) {
     static constexpr std::string_view locks[] = {
         "pg_advisory_lock",        "pg_advisory_lock_shared",        "pg_advisory_xact_lock",
@@ -812,6 +863,7 @@ private:
             if (scope.effects && query && query->first != "SelectStmt") out_.flags.data_modifying_cte = true;
         } else if (type == "SelectStmt") {
             if (scope.effects && body.contains("intoClause")) out_.flags.select_into = true;
+            pin_setting_names(body);
         } else if (type == "LockingClause") {
             out_.flags.locking_clause = true;
         } else if (type == "ExplainStmt") {
@@ -852,6 +904,29 @@ private:
         }
     }
 
+    // set_config calls of this SELECT's own target list whose name argument is pg_settings'
+    // `name` column pinned by the WHERE clause (see pg_settings_pinned_name), by location.
+    void pin_setting_names(const json& select) {
+        const auto pinned = pg_settings_pinned_name(select);
+        if (!pinned) return;
+        const json alias = child(node_of(child(select, "fromClause").front())->second, "alias");
+        const std::string_view qualifier = alias.valid() ? str(alias, "aliasname") : std::string_view("pg_settings");
+        for (const json target : child(select, "targetList")) {
+            const auto result = node_of(target);
+            if (!result || result->first != "ResTarget") continue;
+            const auto call = node_of(child(result->second, "val"));
+            if (!call || call->first != "FuncCall") continue;
+            const auto names = names_of(child(call->second, "funcname"));
+            const bool set_config = !names.empty() && names.back() == "set_config" &&
+                                    (names.size() == 1 || (names.size() == 2 && names[0] == "pg_catalog"));
+            const json args = child(call->second, "args");
+            if (!set_config || args.empty() ||
+                column_of(args.front(), qualifier) != std::optional<std::string_view>("name"))
+                continue;
+            pinned_setting_names_.emplace_back(call->second.find("location").integer(), lower(*pinned));
+        }
+    }
+
     void on_function(const json& call) {
         std::vector<std::string_view> names = names_of(child(call, "funcname"));
         if (names.empty()) return;
@@ -871,6 +946,9 @@ private:
             SettingChange change{"*", true, "*"};
             if (!args.empty()) {
                 if (const auto setting = constant_string(args.front())) change.name = lower(*setting);
+                const long long location = call.find("location").integer();
+                for (const auto& [pinned_at, pinned_name] : pinned_setting_names_)
+                    if (pinned_at == location) change.name = pinned_name;
             }
             if (args.size() >= 2) {
                 if (const auto value = constant_string(element(args, 1))) change.value = *value;
@@ -1061,6 +1139,7 @@ private:
     int body_level_;
     std::string_view statement_text_;
     std::vector<std::string> cte_names_;
+    std::vector<std::pair<long long, std::string>> pinned_setting_names_;
     std::forward_list<std::string> kinds_;  // no allocation until used
 };
 

@@ -100,7 +100,8 @@ const std::unordered_map<std::string_view, Rule>& rules() {
         {"ClusterStmt",       [](const json&) { return Classification{C::utility, "CLUSTER"}; }},
         {"ReindexStmt",       [](const json&) { return Classification{C::utility, "REINDEX"}; }},
         {"CheckPointStmt",    [](const json&) { return Classification{C::utility, "CHECKPOINT"}; }},
-        {"LockStmt",          [](const json&) { return Classification{C::utility, "LOCK TABLE"}; }},
+        // ACCESS SHARE (mode 1) is the lock every SELECT takes: reading, as pg_dump does it.
+        {"LockStmt",          [](const json& b) { return Classification{b.find("mode").integer() == 1 ? C::read : C::utility, "LOCK TABLE"}; }},
         {"LoadStmt",          [](const json&) { return Classification{C::utility, "LOAD"}; }},
         {"AlterSystemStmt",   [](const json&) { return Classification{C::utility, "ALTER SYSTEM"}; }},
         {"RefreshMatViewStmt",[](const json&) { return Classification{C::utility, "REFRESH MATERIALIZED VIEW"}; }},

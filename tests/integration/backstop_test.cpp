@@ -475,7 +475,8 @@ TEST_CASE("pgrail's ledger is written by the runner only", "[backstop]") {
     INFO(out);
     REQUIRE(code == 0);
     auto owner = db.direct("app_owner");  // the ledger's owner, as the runner's role
-    CHECK(scalar(owner.get(), "SELECT count(*) FROM pg_trigger WHERE tgname = 'pgrail_backstop_guard'") == "3");
+    // schema_migrations, migration_events, migration_proposals and schema_fingerprints.
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM pg_trigger WHERE tgname = 'pgrail_backstop_guard'") == "4");
     for (const char* sql : {"INSERT INTO pgrail.schema_migrations (version, name, checksum, applied_by, execution_ms) "
                             "VALUES ('1', 'forged', 'x', 'x', 0)",
                             "INSERT INTO pgrail.migration_proposals (version, name, up_sql, down_sql, no_transaction, "
@@ -625,6 +626,18 @@ TEST_CASE("pgrail migrate up|down|status|verify on the command line with the bac
     INFO(results[0].detail);
     CHECK(results[0].passed);
     CHECK(runner.has_passing_verify(seed_version, results[0].checksum));
+    CHECK(mig::rewrites_text(results[0]) == "no table rewritten");
+    // With sample rows: the tables' rows read from the target by the schema's owner (never the
+    // backstop's key table), loaded into the scratch copy.
+    options.verify_sample_rows = 10;
+    mig::Runner sampling(std::make_shared<const mig::Registry>(mig::Registry::load(source_dir() + "/migrations")),
+                         options);
+    const auto sampled = sampling.verify(seed_version);
+    REQUIRE(sampled.size() == 1);
+    INFO(sampled[0].detail);
+    CHECK(sampled[0].passed);
+    // profiles' 4 rows and bs_t's 2; nothing of the backstop's, nothing skipped.
+    CHECK(mig::sample_text(sampled[0].sample) == "6 rows in 2 tables (at most 10 per table)");
     auto su = db.superuser();
     CHECK(scalar(su.get(), "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgrail_verify_%'") == "0");
 }

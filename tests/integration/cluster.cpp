@@ -67,6 +67,7 @@ const Cluster& Cluster::get() {
         c.socket_dir = env.at("PG_SOCKET_DIR");
         c.pgrail_pid = to_int(env, "PGRAIL_PID");
         c.pgrail_log = env.count("PGRAIL_LOG") ? env.at("PGRAIL_LOG") : "";
+        c.pg_log = env.count("PG_LOG") ? env.at("PG_LOG") : "";
         return c;
     }();
     return cluster;

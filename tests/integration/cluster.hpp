@@ -26,6 +26,7 @@ struct Cluster {
     std::string socket_dir;
     int pgrail_pid = 0;        // 0 when PGRAIL_DIRECT=1 (no pgrail running)
     std::string pgrail_log;
+    std::string pg_log;        // PostgreSQL's own log file
 
     // True when the "through pgrail" route really goes through pgrail.
     [[nodiscard]] bool proxied() const { return pgrail_pid != 0; }

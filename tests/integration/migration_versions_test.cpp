@@ -151,13 +151,12 @@ TEST_CASE("the registry follows its directory before every pgrail command, witho
     REQUIRE(status.at(0).rows.size() == 2);
     CHECK(status[0].rows[1][3] != checksum);
 
-    // The migrator's statements match the registry the commands see.
+    // The migrator's statements match the registry the commands see. (Rolled back: a committed
+    // run of the whole script would be recorded as applied, docs/migrations.md.)
+    CHECK(run(owner.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
     CHECK(run(owner.get(), "CREATE TABLE c_t (id int)").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(owner.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
     CHECK(run(owner.get(), "CREATE TABLE b_t (id int)").at(0).sqlstate == "42501");
-    {
-        Conn owner_direct(PQconnectdb(proxy.db.conninfo_for("app_owner").c_str()));
-        (void)run(owner_direct.get(), "DROP TABLE c_t");
-    }
 
     // A broken new migration file: every command names it, nothing runs, and the registry read
     // before stays in force until the file is fixed.

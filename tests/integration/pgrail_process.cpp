@@ -63,8 +63,9 @@ std::string PgrailProcess::make_temp_dir() {
 }
 
 PgrailProcess::PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host, int upstream_port,
-                             const std::string& upstream_extra, std::map<std::string, std::string> environment)
-    : dir_(make_temp_dir()), environment_(std::move(environment)) {
+                             const std::string& upstream_extra, std::map<std::string, std::string> environment,
+                             std::string listen_extra)
+    : dir_(make_temp_dir()), environment_(std::move(environment)), listen_extra_(std::move(listen_extra)) {
     // A port can be taken between the probe and the bind: a few attempts, each on a fresh port.
     for (int attempt = 1;; ++attempt) {
         if (start(extra_yaml, upstream_host, upstream_port, upstream_extra)) return;
@@ -77,7 +78,7 @@ bool PgrailProcess::start(const std::string& extra_yaml, const std::string& upst
     const auto& cluster = Cluster::get();
     port_ = free_port();
     const auto config = dir_ + "/pgrail.yaml";
-    write_file(config, "listen: {host: 127.0.0.1, port: " + std::to_string(port_) + "}\n" +
+    write_file(config, "listen: {host: 127.0.0.1, port: " + std::to_string(port_) + listen_extra_ + "}\n" +
                            "upstream: {host: " + upstream_host +
                            ", port: " + std::to_string(upstream_port != 0 ? upstream_port : cluster.pg_port) +
                            upstream_extra + "}\n" +
@@ -133,7 +134,11 @@ PgrailProcess::~PgrailProcess() {
 std::pair<int, std::string> pgrail_cli(const std::string& arguments) {
     const char* binary = std::getenv("PGRAIL_BIN");
     if (binary == nullptr) throw std::runtime_error("PGRAIL_BIN is not set (run through ctest)");
-    FILE* pipe = ::popen((std::string(binary) + " " + arguments + " 2>&1").c_str(), "r");
+    return shell(std::string(binary) + " " + arguments + " 2>&1");
+}
+
+std::pair<int, std::string> shell(const std::string& command) {
+    FILE* pipe = ::popen(command.c_str(), "r");
     if (pipe == nullptr) throw std::runtime_error("popen failed");
     std::string output;
     char buffer[4096];

@@ -19,10 +19,11 @@ public:
     // `upstream_host`: an address, or a directory holding the server's Unix socket;
     // `upstream_port` 0: the cluster's PostgreSQL. `upstream_extra`: more keys of the `upstream`
     // map, e.g. ", connect_timeout_ms: 500". `environment`: variables set (or replaced) in
-    // pgrail's environment, e.g. LD_PRELOAD.
+    // pgrail's environment, e.g. LD_PRELOAD. `listen_extra`: more keys of the `listen` map, e.g.
+    // ", unix_socket_dir: /tmp/x".
     explicit PgrailProcess(const std::string& extra_yaml, const std::string& upstream_host = "127.0.0.1",
                            int upstream_port = 0, const std::string& upstream_extra = "",
-                           std::map<std::string, std::string> environment = {});
+                           std::map<std::string, std::string> environment = {}, std::string listen_extra = "");
     ~PgrailProcess();
     PgrailProcess(const PgrailProcess&) = delete;
     PgrailProcess& operator=(const PgrailProcess&) = delete;
@@ -50,6 +51,7 @@ private:
 
     std::string dir_;
     std::map<std::string, std::string> environment_;
+    std::string listen_extra_;
     int port_ = 0;
     mutable pid_t pid_ = 0;                   // 0 once the process has been waited for
     mutable std::optional<int> exit_status_;  // its status then
@@ -58,6 +60,8 @@ private:
 // `pgrail <arguments>` (a shell command line) with the binary under test: its exit status and
 // its stdout and stderr together.
 [[nodiscard]] std::pair<int, std::string> pgrail_cli(const std::string& arguments);
+// A shell command line's exit status (-1: ended by a signal) and its stdout.
+[[nodiscard]] std::pair<int, std::string> shell(const std::string& command);
 
 void write_file(const std::string& path, const std::string& text);
 [[nodiscard]] std::string read_file(const std::string& path);

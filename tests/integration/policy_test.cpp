@@ -113,6 +113,25 @@ TEST_CASE("a refused statement is an ordinary PostgreSQL error with DETAIL and H
                                "AND column_name = 'secret'") == "0");
 }
 
+TEST_CASE("the server's log says that pgrail refused a statement, and why", "[policy]") {
+    reset_table();
+    EnforcingProxy proxy;
+    auto conn = proxy.connect();
+    // A quote, a backslash and a non-ASCII byte in the names the reason carries stay out of the stand-in.
+    Result simple(PQexec(conn.get(), "DROP TABLE enforce_items, \"it's\\\xc3\xa9\""));
+    REQUIRE(std::string(PQresultErrorField(simple.get(), PG_DIAG_SQLSTATE)) == "42501");
+    Result parsed(PQprepare(conn.get(), "", "TRUNCATE enforce_items", 0, nullptr));
+    REQUIRE(std::string(PQresultErrorField(parsed.get(), PG_DIAG_SQLSTATE)) == "42501");
+    const auto log_has = [](const std::string& text) {
+        return eventually([&] { return read_file(Cluster::get().pg_log).find(text) != std::string::npos; },
+                          std::chrono::seconds(5));
+    };
+    CHECK(log_has("invalid input syntax for type integer: \"pgrail: rule \"agents\" (ddl: migrations_only) refused "
+                  "DROP TABLE on enforce_items, it?s???; "));
+    CHECK(log_has("invalid input syntax for type integer: \"pgrail: rule \"agents\" (allow_truncate: false) "
+                  "refused TRUNCATE TABLE on enforce_items; "));
+}
+
 TEST_CASE("a refused statement in a multi-statement Query behaves like a failing one", "[policy]") {
     reset_table();
     EnforcingProxy proxy;

@@ -51,10 +51,8 @@ std::pair<std::vector<Outcome>, std::chrono::milliseconds> cancel_sleep(Route ro
     auto admin_conn = admin();
     auto conn = connect(route);
     const int pid = real_pid(conn.get());
-    if (route == Route::pgrail && Cluster::get().proxied()) {
-        // pgrail hands out its own BackendKeyData, never the server's.
-        CHECK(PQbackendPID(conn.get()) != pid);
-    }
+    // pgrail hands out the backend's real pid (with a secret of its own).
+    CHECK(PQbackendPID(conn.get()) == pid);
     REQUIRE(PQsendQuery(conn.get(), "SELECT pg_sleep(30)") == 1);
     REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), pid_is(pid), "active"); },
                        std::chrono::seconds(5)));

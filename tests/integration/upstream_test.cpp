@@ -92,7 +92,8 @@ TEST_CASE("pgrail hides SCRAM-SHA-256-PLUS from the client and passes other mech
     }
 }
 
-TEST_CASE("the client sees pgrail's backend key, and a cancel with it reaches the server with the server's key",
+TEST_CASE("the client sees its backend's pid with pgrail's secret, and a cancel with it reaches the server with the "
+          "server's key",
           "[upstream]") {
     std::mutex mutex;
     std::vector<std::string> cancels;
@@ -114,7 +115,7 @@ TEST_CASE("the client sees pgrail's backend key, and a cancel with it reaches th
     REQUIRE(key->body.size() == 8);
     const auto client_pid = from_be32(key->body);
     const auto client_secret = from_be32(key->body.substr(4));
-    CHECK(client_pid != server_pid);
+    CHECK(client_pid == server_pid);  // pg_backend_pid() and the driver agree (issue 17)
     CHECK(client_secret != server_secret);
 
     // A wrong secret goes nowhere (pgrail logs it); the right one reaches the server, translated.

@@ -4,12 +4,19 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pgrail::config {
 
 struct ServeConfig {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 6432;
+    // listen.unix_socket_dir: also listen on <dir>/.s.PGSQL.<listen_port>, as PostgreSQL's
+    // unix_socket_directories (empty: no Unix socket). The file gets unix_socket_mode (as
+    // unix_socket_permissions, default 0777) and, if set, unix_socket_group (as unix_socket_group).
+    std::string unix_socket_dir;
+    std::uint32_t unix_socket_mode = 0777;
+    std::string unix_socket_group;
     std::string upstream_host = "127.0.0.1";        // or, as in libpq, the directory of a Unix socket
     std::uint16_t upstream_port = 5432;
     // How long pgrail waits for the server: for the TCP (or Unix socket) connection, and then for
@@ -25,6 +32,9 @@ struct ServeConfig {
     std::uint32_t buffered_message_timeout_ms = 60000;  // longest wait for, or stall holding, that space
     // SIGTERM: how long sessions may take to finish their transaction before they are ended.
     std::uint32_t shutdown_timeout_ms = 30000;
+    // http: the operator's listener for /metrics, /healthz and /readyz (port 0: off).
+    std::string http_host = "127.0.0.1";
+    std::uint16_t http_port = 0;
     std::string log_level = "info";                 // trace debug info warn error critical off
     std::string log_format = "text";                // text | json
 
@@ -39,10 +49,17 @@ struct ServeConfig {
     std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
     std::uint32_t lock_wait_ms = 10000;             // in-band up/down: wait for the advisory lock, then 55P03
     bool require_verified = false;                  // apply only checksums with a passing `verify`
+    // migrations.verify: rows copied per table into verify's scratch copy (0: schema only), and
+    // columns never copied ("schema.table.column").
+    std::int64_t verify_sample_rows = 0;
+    std::vector<std::string> verify_exclude_columns;
     // The key `pgrail backstop install` wrote; the runner authorizes itself with it where the
     // database has the backstop. Empty: none (the backstop then refuses the runner's DDL).
     std::string backstop_key_file;
 
+    [[nodiscard]] std::string unix_socket_path() const {
+        return unix_socket_dir + "/.s.PGSQL." + std::to_string(listen_port);
+    }
     // upstream.host names a directory: connect to PostgreSQL's Unix socket in it.
     [[nodiscard]] bool upstream_is_socket() const { return upstream_host.starts_with('/'); }
     [[nodiscard]] std::string upstream_socket_path() const {

@@ -30,6 +30,9 @@ struct ResultTable {
 // In-band status(): the same and a last column, backstop, on every row: the database's backstop
 // in one line (BackstopStatus::summary).
 [[nodiscard]] ResultTable status_table(const StatusReport& report);
+// Schema drift (the live schema differs from the ledger's latest fingerprint) as a status row:
+// version NULL, name "(schema)", state drifted, detail the changed objects and the diff.
+void append_schema_drift_row(ResultTable& table, const SchemaDrift& schema);
 // plan([target]): what migrate_up would apply, in order (TargetMode: runner.hpp).
 [[nodiscard]] ResultTable plan_table(const Runner& runner, const std::optional<std::string>& target,
                                      TargetMode mode = TargetMode::up_to);

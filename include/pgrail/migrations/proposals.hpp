@@ -56,16 +56,22 @@ inline constexpr std::string_view proposals_source = "pgrail.migration_proposals
 [[nodiscard]] Migration proposal_migration(const std::string& version, const std::string& name,
                                            const std::string& up_sql, const std::string& down_sql);
 
-// Structure checks until the lint rules land: no_schema_change, destructive,
-// concurrently_in_transaction, no_transaction_statements, rollback_reverses_nothing.
+// Structure checks (no_schema_change, destructive, concurrently_in_transaction,
+// no_transaction_statements, rollback_reverses_nothing, needs_review) and the lint catalogue's
+// unwaived findings (lint.hpp; they carry their severity).
 struct ProposalFinding {
     std::string rule;
     std::string script;  // "up" or "down"
     std::string message;
+    std::string severity = {};  // a lint finding's: "error", "warning", "info"; empty for structure checks
 };
 [[nodiscard]] std::vector<ProposalFinding> proposal_findings(const Migration& migration);
+// The lint catalogue's unwaived findings of the up script (every table it does not create counts
+// as existing), with their severity; Runner::propose appends them to proposal_findings().
+[[nodiscard]] std::vector<ProposalFinding> proposal_lint_findings(const Migration& migration);
 [[nodiscard]] nlohmann::json findings_json(const std::vector<ProposalFinding>& findings);
-// Verified, without findings (which also means nothing destructive): what auto_approve: clean approves.
+// Verified, without findings other than lint infos (which also means nothing destructive): what
+// auto_approve: clean approves.
 [[nodiscard]] bool proposal_is_clean(const nlohmann::json& findings, std::string_view verification);
 
 // The registry `directory` plus the approved proposals, as migrations. A proposal whose version a

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pgrail/migrations/lint_catalogue.hpp"
 #include "pgrail/sql/statement.hpp"
 
 namespace pgrail::migrations {
@@ -23,11 +24,14 @@ struct LintWaiver {
     bool operator==(const LintWaiver&) const = default;
 };
 
-// A lint finding on a script (filled by the lint rules; empty until they run).
+// A lint finding on a script (lint.hpp fills them when the registry loads; docs/lint.md).
 struct LintFinding {
     std::string rule;
     std::string message;
     bool waived = false;
+    LintSeverity severity = LintSeverity::warning;
+    std::size_t line = 0;       // 1-based line of the statement in the script (0: the whole script)
+    std::string waiver_reason;  // the `-- pgrail:allow` reason when waived
     bool operator==(const LintFinding&) const = default;
 };
 

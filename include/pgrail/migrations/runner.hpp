@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "pgrail/migrations/backstop.hpp"
+#include "pgrail/migrations/fingerprint.hpp"
+#include "pgrail/migrations/lint_catalogue.hpp"
 #include "pgrail/migrations/lock.hpp"
 #include "pgrail/migrations/proposals.hpp"
 #include "pgrail/migrations/registry.hpp"
@@ -40,18 +42,33 @@ struct RunnerOptions {
     // verify: where scratch databases are created (default: the target's server) and pg_dump.
     std::string scratch_conninfo;
     std::string pg_dump;               // default: $PGRAIL_PG_DUMP, PostgreSQL 15's, or PATH
+    // verify, opt-in: copy at most this many rows of each table from the target into the scratch
+    // copy (0: schema only), so that a migration meets data (`ADD COLUMN ... NOT NULL` fails on a
+    // table with rows). At most max_verify_sample_rows.
+    std::int64_t verify_sample_rows = 0;
+    // Columns never read from the target for that sample ("schema.table.column", as sensitive
+    // columns of a policy will be): left NULL or at their default in the copy; a table with such
+    // a column NOT NULL without a default gets no rows (said in the result).
+    std::vector<std::string> verify_exclude_columns;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
     std::string backstop_key_file;
     // propose(): approve at once what is clean (the proposing session's rule's
     // migrations.auto_approve); never: an operator approves every proposal.
     AutoApprove auto_approve = AutoApprove::never;
+    // Migration tools' bookkeeping tables (the policy's migrations.bookkeeping_tables): left out of
+    // the schema fingerprint (fingerprint.hpp). Empty: the previous fingerprint's list is kept.
+    std::vector<std::string> bookkeeping_tables;
+    // up() refuses a pending migration with an unwaived lint finding this policy blocks (the
+    // policy's migrations.lint; default: error severity blocks). docs/lint.md.
+    LintPolicy lint;
 };
 
 // status(): the migrations and the database's backstop, read on one connection.
 struct StatusReport {
     std::shared_ptr<const Snapshot> snapshot;
     BackstopStatus backstop;
+    SchemaDrift schema;  // the live schema against the ledger's latest fingerprint
 };
 
 // What an operator left a partial migration as (`pgrail migrate resolve V --as applied|pending`).
@@ -71,6 +88,34 @@ struct StepResult {
     std::int64_t duration_ms = 0;
 };
 
+inline constexpr std::int64_t max_verify_sample_rows = 1'000'000;
+
+// The strongest lock a script held on one table, e.g. {"profiles", "ACCESS EXCLUSIVE"}.
+struct TableLock {
+    std::string table;  // unqualified in schema public, else schema.table
+    std::string mode;
+};
+
+// What verify saw the migration do in the scratch copy (verify_measure.cpp). Only tables that
+// existed before up count: a table the script creates is neither rewritten nor blocking.
+struct VerifyMeasurement {
+    std::vector<std::string> rewrites;       // tables whose relfilenode up changed (a rewrite)
+    std::vector<std::string> down_rewrites;  // the same for down
+    bool locks_measured = false;             // false: no-transaction up script, or up did not finish
+    std::vector<TableLock> locks;            // up, read from pg_locks just before its commit
+    std::int64_t up_ms = -1;                 // -1: the script did not run to its end
+    std::int64_t down_ms = -1;
+    std::int64_t reup_ms = -1;               // up again after down
+};
+
+// The opt-in row sample (verify_sample.cpp): the same for every migration of one verify run.
+struct VerifySample {
+    std::int64_t rows_per_table = 0;   // the setting; 0: schema only
+    std::int64_t rows = 0;             // rows copied in all
+    std::int64_t tables = 0;           // tables that got rows
+    std::vector<std::string> notes;    // tables skipped, columns left out, and why
+};
+
 struct VerifyResult {
     std::string version;
     std::string name;
@@ -78,7 +123,18 @@ struct VerifyResult {
     bool passed = false;
     std::string detail;   // on failure: the schema diff or the error
     std::int64_t duration_ms = 0;
+    VerifyMeasurement measurement;
+    VerifySample sample;
 };
+
+// One readable line: "no table rewritten; locks: profiles ACCESS EXCLUSIVE; up 3 ms, down 2 ms,
+// up again 3 ms; sample: schema only" (the `verified` event's detail, the CLI, pgrail.verify()).
+[[nodiscard]] std::string rewrites_text(const VerifyResult& result);
+[[nodiscard]] std::string locks_text(const VerifyResult& result);
+[[nodiscard]] std::string sample_text(const VerifySample& sample);
+[[nodiscard]] std::string measurement_text(const VerifyResult& result);
+// The same as JSON (the audit line).
+[[nodiscard]] nlohmann::json measurement_json(const VerifyResult& result);
 
 class Runner {
 public:
@@ -109,6 +165,10 @@ public:
     // `as` required): the operator finished or undid its statements by hand and says which
     // state that left: applied (ledger row written, or kept) or pending (row removed, or none).
     void resolve(const std::string& version, std::optional<Resolution> as = std::nullopt);
+    // Schema drift's way out (`pgrail migrate resolve --accept-schema`, fingerprint.cpp): records the
+    // live schema as the new baseline, with a `resolved` event (version "schema") whose detail holds
+    // the diff that was accepted. Never touches the schema. Returns the drift it accepted.
+    SchemaDrift accept_schema();
     // Rollback proof in a scratch database (see docs/migrations.md); `version` empty: every
     // pending migration. Records a `verified` event per migration.
     std::vector<VerifyResult> verify(const std::optional<std::string>& version);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pgrail/migrations/lint_catalogue.hpp"
 #include "pgrail/policy/match.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/statement.hpp"
@@ -70,11 +71,19 @@ struct Guards {
     // migrations.auto_approve: clean: what this rule's users propose is approved at once when it
     // is clean (verified, no findings); never (false): an operator approves every proposal.
     bool auto_approve_clean = false;
+    // migrations.lint: per lint rule, warn or block (pgrail.migrate_up refuses a migration with an
+    // unwaived finding the policy blocks); default: error severity blocks (docs/lint.md).
+    migrations::LintPolicy lint;
     bool require_where = true;
     bool allow_truncate = false;
     bool allow_temporary_objects = true;
     std::vector<std::string> protected_schemas;   // always holds pgrail, pg_catalog, pg_toast, information_schema
     std::vector<TablePattern> read_only_tables;
+    // A migrator rule's `bookkeeping_tables`: the tables a migration tool keeps its own state in
+    // (pgmigrations, knex_migrations, knex_migrations_lock). DDL that touches only these tables, and
+    // UPDATE/DELETE of them without WHERE (knex's lock release), pass for this rule; nothing else.
+    // Exact names (`table` in any schema, or `schema.table`), no globs.
+    std::vector<TablePattern> bookkeeping_tables;
     NameSet denied_functions;                     // bare or schema-qualified names, globs allowed
     bool allow_copy_program = false;
     bool allow_copy_server_files = false;

@@ -8,7 +8,8 @@
 
 namespace pgrail::protocol {
 
-// PostgreSQL's own limit for a startup packet (MAX_STARTUP_PACKET_LENGTH).
+// PostgreSQL's own limit for a startup packet (MAX_STARTUP_PACKET_LENGTH), not counting its
+// 4-byte length word.
 inline constexpr std::uint32_t max_startup_packet_length = 10000;
 inline constexpr std::size_t header_size = 5;  // tag + int32 length
 

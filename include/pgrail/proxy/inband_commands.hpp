@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pgrail/migrations/commands.hpp"
+#include "pgrail/migrations/external_runs.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
 
@@ -32,6 +33,17 @@ public:
     [[nodiscard]] virtual InbandOutcome run(const SessionContext& session, const std::string& command,
                                             const std::vector<std::string>& arguments,
                                             AbandonedFlag abandoned = nullptr) = 0;
+    // Statements of registered migrations a session committed (the migrator route): records each
+    // script now run to its end in the ledger (migrations::record_external_runs) and refreshes the
+    // migrator matching. Blocking, off the I/O threads; never throws (failures are logged and
+    // audited: the schema then shows as drifted). `progress` is the session's own.
+    virtual void record_migrator_commit(const SessionContext& session,
+                                        const std::vector<migrations::CommittedStatement>& committed,
+                                        migrations::ExternalProgress& progress) {
+        (void)session;
+        (void)committed;
+        (void)progress;
+    }
 };
 
 }  // namespace pgrail::proxy

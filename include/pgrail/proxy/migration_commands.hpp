@@ -29,6 +29,9 @@ public:
     // follows the migrations directory (follow_directory()).
     InbandOutcome run(const SessionContext& session, const std::string& command,
                       const std::vector<std::string>& arguments, AbandonedFlag abandoned = nullptr) override;
+    void record_migrator_commit(const SessionContext& session,
+                                const std::vector<migrations::CommittedStatement>& committed,
+                                migrations::ExternalProgress& progress) override;
 
     // Reads the directory and the ledger again (SIGHUP), adopting the directory as it is (invalid
     // files become invalid entries); keeps the old registry when the directory cannot be read.
@@ -51,6 +54,8 @@ private:
     // effective_ := registry_ with approved_ (under mutex_).
     void merge_locked();
     [[nodiscard]] std::shared_ptr<const migrations::Registry> directory_registry() const;
+    // The policy's migration tools' bookkeeping tables (every rule's), left out of schema fingerprints.
+    [[nodiscard]] std::vector<std::string> bookkeeping_tables() const;
     // Publishes the current registry and the ledger state to the gate, for migrator DDL matching.
     void refresh_snapshot();
     // The registry the commands use: the directory's and the approved proposals.

@@ -12,6 +12,7 @@
 
 #include "pgrail/policy/policy.hpp"
 #include "pgrail/protocol/backend.hpp"
+#include "pgrail/proxy/migrator_runs.hpp"
 
 namespace pgrail::proxy {
 
@@ -52,6 +53,10 @@ struct GateVerdict {
     // forward: the text holds DEALLOCATE or DISCARD ALL, which may drop statements prepared
     // before (the session forgets what it knows of them).
     bool forgets_prepared = false;
+    // forward: the text's statements that equal a registered migration's (the migrator route), in
+    // text order: the session follows them to their commit and the ledger records a script run to
+    // its end (MigratorRunTracker).
+    std::vector<MigratorStatement> migrator_statements;
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
     // (settle_audit); when it fails, the statement is refused instead.

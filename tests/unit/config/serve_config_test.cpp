@@ -104,3 +104,70 @@ TEST_CASE("durations") {
     CHECK_FALSE(parse_duration_ms("s"));
     CHECK_FALSE(parse_duration_ms("99999999999"));
 }
+
+TEST_CASE("migrations.verify: the opt-in row sample and the columns it never copies") {
+    CHECK(parse_serve_config("", "empty.yaml").verify_sample_rows == 0);  // schema only
+    const auto config = parse_serve_config(
+        "migrations:\n  verify: {sample_rows: 100, exclude_columns: [public.users.password_hash, app.t.c]}\n",
+        "verify.yaml");
+    CHECK(config.verify_sample_rows == 100);
+    CHECK(config.verify_exclude_columns == std::vector<std::string>{"public.users.password_hash", "app.t.c"});
+    auto error_of = [](const std::string& yaml) {
+        try {
+            (void)parse_serve_config(yaml, "bad.yaml");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK_THAT(error_of("migrations: {verify: {sample_rows: -1}}\n"),
+               Catch::Contains("'migrations.verify.sample_rows' must be between 0 and 1000000"));
+    CHECK_THAT(error_of("migrations: {verify: {rows: 1}}\n"), Catch::Contains("unknown key 'rows' in migrations.verify"));
+    CHECK_THAT(error_of("migrations: {verify: {exclude_columns: [users.email]}}\n"),
+               Catch::Contains("\"users.email\" is not schema.table.column"));
+}
+
+TEST_CASE("listen.unix_socket_dir adds PostgreSQL's socket name in that directory") {
+    const auto none = parse_serve_config("", "empty.yaml");
+    CHECK(none.unix_socket_dir.empty());
+    CHECK(none.unix_socket_mode == 0777);
+    CHECK(none.unix_socket_group.empty());
+
+    const auto config = parse_serve_config(
+        "listen: {port: 6543, unix_socket_dir: /run/pgrail, unix_socket_mode: \"0770\", unix_socket_group: agents}\n",
+        "unix.yaml");
+    CHECK(config.unix_socket_dir == "/run/pgrail");
+    CHECK(config.unix_socket_path() == "/run/pgrail/.s.PGSQL.6543");
+    CHECK(config.unix_socket_mode == 0770);
+    CHECK(config.unix_socket_group == "agents");
+    // Unquoted, YAML's octal-looking scalar is read as written.
+    CHECK(parse_serve_config("listen: {unix_socket_dir: /tmp, unix_socket_mode: 0700}\n", "u.yaml").unix_socket_mode ==
+          0700);
+}
+
+TEST_CASE("bad listen.unix_socket_* keys name file:line:column") {
+    auto error_of = [](const std::string& yaml) {
+        try {
+            (void)parse_serve_config(yaml, "bad.yaml");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK_THAT(error_of("listen:\n  unix_socket_dir: ''\n"),
+               Catch::StartsWith("bad.yaml:2:20: 'listen.unix_socket_dir' must name a directory"));
+    CHECK_THAT(error_of("listen:\n  unix_socket_dir: [a]\n"),
+               Catch::StartsWith("bad.yaml:2:20: 'listen.unix_socket_dir' must be a string"));
+    CHECK_THAT(error_of("listen:\n  unix_socket_dir: /" + std::string(100, 'd') + "\n"),
+               Catch::StartsWith("bad.yaml:2:20: listen.unix_socket_dir: the socket path"));
+    for (const char* mode : {"777", "0778", "rwx", "01777", "\"\""}) {
+        INFO(mode);
+        CHECK_THAT(error_of(std::string("listen:\n  unix_socket_dir: /tmp\n  unix_socket_mode: ") + mode + "\n"),
+                   Catch::StartsWith("bad.yaml:3:21: 'listen.unix_socket_mode' must be an octal file mode"));
+    }
+    CHECK_THAT(error_of("listen:\n  unix_socket_dir: /tmp\n  unix_socket_group: ''\n"),
+               Catch::StartsWith("bad.yaml:3:22: 'listen.unix_socket_group' must name a group"));
+    CHECK_THAT(error_of("listen:\n  unix_socket_mode: \"0700\"\n"),
+               Catch::StartsWith("bad.yaml:2:21: listen.unix_socket_mode and listen.unix_socket_group need "
+                                 "listen.unix_socket_dir"));
+}

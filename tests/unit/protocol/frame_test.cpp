@@ -53,8 +53,9 @@ TEST_CASE("startup packet lengths are bounded like PostgreSQL's") {
     CHECK(read_startup_header(length(0)).status == FrameStatus::invalid);
     CHECK(read_startup_header(length(7)).status == FrameStatus::invalid);
     CHECK(read_startup_header(length(8)).status == FrameStatus::complete);
-    CHECK(read_startup_header(length(10000)).status == FrameStatus::complete);
-    CHECK(read_startup_header(length(10001)).status == FrameStatus::invalid);
+    // MAX_STARTUP_PACKET_LENGTH (10000) counts the packet after its length word.
+    CHECK(read_startup_header(length(10004)).status == FrameStatus::complete);
+    CHECK(read_startup_header(length(10005)).status == FrameStatus::invalid);
     CHECK(read_startup_header(length(0x7fffffff)).status == FrameStatus::invalid);
 }
 

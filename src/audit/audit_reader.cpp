@@ -1,0 +1,304 @@
+// Reading audit files back: lines from plain or gzip files, rotated sets, filters, a summary.
+#include "pgrail/audit/audit_reader.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace pgrail::audit {
+
+namespace {
+
+constexpr std::size_t chunk_size = 1u << 20;
+// Distinct refused statements the summary keeps apart; the rest count as one "(other)" entry.
+constexpr std::size_t max_distinct_statements = 100000;
+constexpr std::size_t max_statement_key = 500;
+
+std::string field(const nlohmann::json& record, const char* name) {
+    const auto it = record.find(name);
+    if (it == record.end()) return {};
+    if (it->is_string()) return it->get<std::string>();
+    return it->dump();
+}
+
+bool listed(const std::vector<std::string>& wanted, const nlohmann::json& record, const char* name) {
+    if (wanted.empty()) return true;
+    const auto value = field(record, name);
+    return std::find(wanted.begin(), wanted.end(), value) != wanted.end();
+}
+
+std::string format_time(std::chrono::system_clock::time_point at) {
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
+    const std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                       utc.tm_hour, utc.tm_min, utc.tm_sec, micros % 1000000);
+}
+
+}  // namespace
+
+LineReader::LineReader(const std::filesystem::path& path, std::size_t max_line) : path_(path), max_line_(max_line) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    std::array<unsigned char, 2> magic{};
+    const auto n = ::pread(fd_, magic.data(), magic.size(), 0);
+    if (n == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        compressed_ = true;
+        const int gz_fd = ::dup(fd_);
+        gz_ = gz_fd < 0 ? nullptr : gzdopen(gz_fd, "rb");
+        if (gz_ == nullptr) {
+            if (gz_fd >= 0) ::close(gz_fd);
+            ::close(fd_);
+            throw std::runtime_error(fmt::format("cannot read {} as gzip", path.string()));
+        }
+    }
+}
+
+LineReader::~LineReader() {
+    if (gz_ != nullptr) gzclose(static_cast<gzFile>(gz_));
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool LineReader::fill() {
+    if (start_ > 0) {
+        buffer_.erase(0, start_);
+        start_ = 0;
+    }
+    const auto size = buffer_.size();
+    buffer_.resize(size + chunk_size);
+    long n = 0;
+    if (compressed_) {
+        n = gzread(static_cast<gzFile>(gz_), buffer_.data() + size, static_cast<unsigned>(chunk_size));
+        if (n < 0) {
+            int code = 0;
+            const char* message = gzerror(static_cast<gzFile>(gz_), &code);
+            buffer_.resize(size);
+            throw std::runtime_error(fmt::format("{}: {}", path_.string(), message != nullptr ? message : "gzip error"));
+        }
+    } else {
+        do n = ::read(fd_, buffer_.data() + size, chunk_size);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            buffer_.resize(size);
+            throw std::runtime_error(fmt::format("cannot read {}: {}", path_.string(), std::strerror(errno)));
+        }
+        offset_ += static_cast<std::uint64_t>(n);
+    }
+    buffer_.resize(size + static_cast<std::size_t>(n));
+    return n > 0;
+}
+
+bool LineReader::next(std::string& line, bool finish) {
+    while (true) {
+        const auto newline = buffer_.find('\n', start_);
+        if (newline != std::string::npos) {
+            const bool was_skipping = skipping_;
+            skipping_ = false;
+            if (!was_skipping) {
+                line.assign(buffer_, start_, newline - start_);
+                start_ = newline + 1;
+                return true;
+            }
+            start_ = newline + 1;  // the end of a line too long to keep
+            continue;
+        }
+        if (buffer_.size() - start_ > max_line_) {
+            // Drop what is held of an overlong line; the rest of it goes up to its newline.
+            if (!skipping_) ++skipped_long_;
+            skipping_ = true;
+            buffer_.clear();
+            start_ = 0;
+        }
+        if (fill()) continue;
+        if (finish && start_ < buffer_.size() && !skipping_) {
+            line.assign(buffer_, start_, std::string::npos);
+            buffer_.clear();
+            start_ = 0;
+            return true;
+        }
+        return false;
+    }
+}
+
+bool LineReader::replaced() const {
+    if (compressed_) return false;
+    struct stat now {};
+    struct stat open_file {};
+    if (::fstat(fd_, &open_file) != 0) return true;
+    if (::stat(path_.c_str(), &now) != 0) return true;
+    if (now.st_dev != open_file.st_dev || now.st_ino != open_file.st_ino) return true;
+    return static_cast<std::uint64_t>(open_file.st_size) < offset_;
+}
+
+std::vector<std::filesystem::path> rotated_set(const std::filesystem::path& base) {
+    std::vector<std::pair<std::uint64_t, std::filesystem::path>> numbered;
+    const auto dir = base.has_parent_path() ? base.parent_path() : std::filesystem::path(".");
+    const auto prefix = base.filename().string() + ".";
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const auto name = entry.path().filename().string();
+        if (!name.starts_with(prefix)) continue;
+        std::string_view rest(name);
+        rest.remove_prefix(prefix.size());
+        if (rest.ends_with(".gz")) rest.remove_suffix(3);
+        std::uint64_t number = 0;
+        const auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), number);
+        if (error != std::errc() || end != rest.data() + rest.size() || rest.empty()) continue;
+        numbered.emplace_back(number, entry.path());
+    }
+    // logrotate's numbering: the highest number is the oldest.
+    std::sort(numbered.begin(), numbered.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::filesystem::path> out;
+    for (auto& [number, path] : numbered) out.push_back(std::move(path));
+    if (std::filesystem::exists(base, ec)) out.push_back(base);
+    return out;
+}
+
+std::optional<std::string> parse_time_bound(std::string_view text, std::chrono::system_clock::time_point now) {
+    if (text.empty()) return std::nullopt;
+    // A duration before now: digits and one unit.
+    const char unit = text.back();
+    if (std::string_view("smhd").find(unit) != std::string_view::npos && text.size() > 1) {
+        std::uint64_t amount = 0;
+        const auto digits = text.substr(0, text.size() - 1);
+        const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), amount);
+        if (error == std::errc() && end == digits.data() + digits.size() && amount <= 100000000) {
+            const std::uint64_t per = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
+            return format_time(now - std::chrono::seconds(amount * per));
+        }
+        return std::nullopt;
+    }
+    // A prefix of the records' own format: digits where they have digits, the same separators.
+    static constexpr std::string_view shape = "0000-00-00T00:00:00.000000Z";
+    std::string bound(text);
+    if (bound.size() > 10 && bound[10] == ' ') bound[10] = 'T';
+    if (bound.size() > shape.size()) return std::nullopt;
+    for (std::size_t i = 0; i < bound.size(); ++i) {
+        const bool digit = bound[i] >= '0' && bound[i] <= '9';
+        if ((shape[i] == '0') != digit || (!digit && bound[i] != shape[i])) return std::nullopt;
+    }
+    // A whole date, minute or second: keep it as a prefix (it sorts before every time within it).
+    if (bound.size() != 10 && bound.size() != 16 && bound.size() != 19 && bound.size() < 21) return std::nullopt;
+    return bound;
+}
+
+bool Filter::matches(const nlohmann::json& record) const {
+    if (!listed(users, record, "user") || !listed(rules, record, "rule") || !listed(decisions, record, "decision") ||
+        !listed(events, record, "event") || !listed(classes, record, "class"))
+        return false;
+    if (since || until) {
+        const auto time = field(record, "time");
+        if (since && time < *since) return false;
+        if (until && time >= *until) return false;
+    }
+    return true;
+}
+
+bool Filter::may_match(std::string_view line) const {
+    const auto any_present = [&](const std::vector<std::string>& wanted, const char* name) {
+        if (wanted.empty()) return true;
+        return std::any_of(wanted.begin(), wanted.end(), [&](const std::string& value) {
+            const auto needle = fmt::format("\"{}\":{}", name, nlohmann::json(value).dump());
+            return line.find(needle) != std::string_view::npos;
+        });
+    };
+    return any_present(users, "user") && any_present(rules, "rule") && any_present(decisions, "decision") &&
+           any_present(events, "event") && any_present(classes, "class");
+}
+
+std::string format_record(const nlohmann::json& record) {
+    std::string out = field(record, "time");
+    out += "  " + field(record, "event");
+    for (const char* name : {"decision", "outcome"})
+        if (record.contains(name)) out += " " + field(record, name);
+    if (record.contains("rule")) out += "  rule " + field(record, "rule");
+    const auto user = field(record, "user");
+    if (!user.empty()) {
+        out += "  " + user;
+        if (record.contains("database")) out += "@" + field(record, "database");
+    }
+    if (record.contains("version")) out += "  " + field(record, "version") + " " + field(record, "name");
+    for (const char* name : {"message", "statement", "command", "detail"}) {
+        if (!record.contains(name)) continue;
+        auto text = field(record, name);
+        std::replace(text.begin(), text.end(), '\n', ' ');
+        out += ": " + text;
+        break;
+    }
+    return out;
+}
+
+void Summary::add(const nlohmann::json& record) {
+    ++records_;
+    const auto time = field(record, "time");
+    if (!first_ || time < *first_) first_ = time;
+    if (!last_ || time > *last_) last_ = time;
+    ++events_[field(record, "event")];
+    if (field(record, "decision") != "deny") return;
+    ++refusals_[{field(record, "rule"), field(record, "user")}];
+    auto statement = field(record, "statement").substr(0, max_statement_key);
+    if (statement.empty()) return;
+    auto it = statements_.find(statement);
+    if (it == statements_.end() && statements_.size() >= max_distinct_statements) it = statements_.try_emplace("(other)").first;
+    if (it == statements_.end()) it = statements_.emplace(std::move(statement), 0).first;
+    ++it->second;
+}
+
+namespace {
+
+template <typename Map>
+std::vector<typename Map::const_iterator> by_count(const Map& map, std::size_t top) {
+    std::vector<typename Map::const_iterator> entries;
+    for (auto it = map.begin(); it != map.end(); ++it) entries.push_back(it);
+    std::stable_sort(entries.begin(), entries.end(), [](auto a, auto b) { return a->second > b->second; });
+    if (entries.size() > top) entries.resize(top);
+    return entries;
+}
+
+}  // namespace
+
+void Summary::print(std::ostream& out, std::size_t top) const {
+    out << fmt::format("{} records", records_);
+    if (first_) out << fmt::format(", {} .. {}", *first_, *last_);
+    out << "\n\nevents\n";
+    for (const auto it : by_count(events_, events_.size())) out << fmt::format("  {:>10}  {}\n", it->second, it->first);
+    out << "\nrefusals by rule and user\n";
+    if (refusals_.empty()) out << "  (none)\n";
+    for (const auto it : by_count(refusals_, refusals_.size()))
+        out << fmt::format("  {:>10}  rule {}  user {}\n", it->second, it->first.first, it->first.second);
+    out << fmt::format("\ntop {} refused statements (literals redacted)\n", top);
+    if (statements_.empty()) out << "  (none)\n";
+    for (const auto it : by_count(statements_, top)) {
+        auto text = it->first;
+        std::replace(text.begin(), text.end(), '\n', ' ');
+        out << fmt::format("  {:>10}  {}\n", it->second, text);
+    }
+}
+
+nlohmann::json Summary::to_json(std::size_t top) const {
+    nlohmann::json out = {{"records", records_}, {"first", first_ ? *first_ : ""}, {"last", last_ ? *last_ : ""}};
+    out["events"] = nlohmann::json::object();
+    for (const auto& [event, count] : events_) out["events"][event] = count;
+    out["refusals"] = nlohmann::json::array();
+    for (const auto it : by_count(refusals_, refusals_.size()))
+        out["refusals"].push_back({{"rule", it->first.first}, {"user", it->first.second}, {"count", it->second}});
+    out["top_statements"] = nlohmann::json::array();
+    for (const auto it : by_count(statements_, top))
+        out["top_statements"].push_back({{"statement", it->first}, {"count", it->second}});
+    return out;
+}
+
+}  // namespace pgrail::audit

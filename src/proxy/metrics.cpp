@@ -1,0 +1,134 @@
+// Process-wide counters and histograms in the Prometheus text format.
+#include "pgrail/proxy/metrics.hpp"
+
+#include <fmt/format.h>
+
+namespace pgrail::proxy {
+
+namespace {
+
+// A label value as the exposition format quotes it: backslash, quote and newline escaped.
+std::string label(std::string_view value) {
+    std::string out;
+    out.reserve(value.size());
+    for (const char c : value) {
+        if (c == '\\' || c == '"') out.push_back('\\');
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out.push_back(c);
+    }
+    return out;
+}
+
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+template <typename Key>
+void bump(std::map<Key, std::uint64_t>& series, Key key, std::size_t max_series, Key other) {
+    auto it = series.find(key);
+    if (it == series.end() && series.size() >= max_series) it = series.try_emplace(std::move(other)).first;
+    if (it == series.end()) it = series.emplace(std::move(key), 0).first;
+    ++it->second;
+}
+
+}  // namespace
+
+void Histogram::observe(std::chrono::nanoseconds elapsed) {
+    const double seconds = std::chrono::duration<double>(elapsed).count();
+    std::size_t bucket = 0;
+    while (bucket < bounds.size() && seconds > bounds[bucket]) ++bucket;
+    buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+    sum_ns_.fetch_add(static_cast<std::uint64_t>(elapsed.count()), std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, std::string_view name, std::string_view help) const {
+    header(out, name, "histogram", help);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < bounds.size(); ++i) {
+        cumulative += buckets_[i].load(std::memory_order_relaxed);
+        out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, bounds[i], cumulative);
+    }
+    cumulative += buckets_[bounds.size()].load(std::memory_order_relaxed);
+    out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+    out += fmt::format("{}_sum {}\n", name, static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9);
+    out += fmt::format("{}_count {}\n", name, count_.load(std::memory_order_relaxed));
+}
+
+void Metrics::count_statement(std::string_view rule, std::string_view decision, std::string_view statement_class) {
+    std::lock_guard lock(mutex_);
+    bump(statements_, Labels3{rule, decision, statement_class}, max_series, Labels3{"other", "other", "other"});
+}
+
+void Metrics::count_refusal(std::string_view rule, std::string_view guard) {
+    std::lock_guard lock(mutex_);
+    bump(refusals_, Labels2{rule, guard}, max_series, Labels2{"other", "other"});
+}
+
+void Metrics::count_session_rule(std::string_view rule) {
+    std::lock_guard lock(mutex_);
+    bump(session_rules_, std::string(rule), max_series, std::string("other"));
+}
+
+void Metrics::count_migration(std::string_view event, std::string_view outcome) {
+    std::lock_guard lock(mutex_);
+    bump(migrations_, Labels2{event, outcome}, max_series, Labels2{"other", "other"});
+}
+
+std::string Metrics::render() const {
+    std::string out;
+    const auto gauge = [&](std::string_view name, std::string_view help, auto value) {
+        header(out, name, "gauge", help);
+        out += fmt::format("{} {}\n", name, value);
+    };
+    const auto counter = [&](std::string_view name, std::string_view help, auto value) {
+        header(out, name, "counter", help);
+        out += fmt::format("{} {}\n", name, value);
+    };
+    gauge("pgrail_sessions_open", "Client sessions open now.", sessions_open.load(std::memory_order_relaxed));
+    counter("pgrail_sessions_total", "Client sessions accepted since start.",
+            sessions_total.load(std::memory_order_relaxed));
+    header(out, "pgrail_bytes_total", "counter", "Bytes received, by direction.");
+    out += fmt::format("pgrail_bytes_total{{direction=\"from_client\"}} {}\n",
+                       bytes_from_clients.load(std::memory_order_relaxed));
+    out += fmt::format("pgrail_bytes_total{{direction=\"from_server\"}} {}\n",
+                       bytes_from_server.load(std::memory_order_relaxed));
+    counter("pgrail_upstream_connect_failures_total", "Connections to the server that failed or timed out.",
+            upstream_connect_failures.load(std::memory_order_relaxed));
+    counter("pgrail_audit_lines_total", "Audit lines written.", audit_lines.load(std::memory_order_relaxed));
+    counter("pgrail_audit_failures_total", "Audit lines that could not be written (the statement failed closed).",
+            audit_failures.load(std::memory_order_relaxed));
+    header(out, "pgrail_reloads_total", "counter", "SIGHUP reloads, by outcome.");
+    out += fmt::format("pgrail_reloads_total{{outcome=\"ok\"}} {}\n", reloads_ok.load(std::memory_order_relaxed));
+    out += fmt::format("pgrail_reloads_total{{outcome=\"refused\"}} {}\n",
+                       reloads_failed.load(std::memory_order_relaxed));
+    gate_seconds.render(out, "pgrail_gate_seconds", "Time the policy gate took for a statement text.");
+
+    std::lock_guard lock(mutex_);
+    header(out, "pgrail_session_rules_total", "counter", "Sessions by the policy rule they matched.");
+    for (const auto& [rule, count] : session_rules_)
+        out += fmt::format("pgrail_session_rules_total{{rule=\"{}\"}} {}\n", label(rule), count);
+    header(out, "pgrail_statements_total", "counter", "Statement texts the gate decided, by rule, decision and class.");
+    for (const auto& [key, count] : statements_)
+        out += fmt::format("pgrail_statements_total{{rule=\"{}\",decision=\"{}\",class=\"{}\"}} {}\n",
+                           label(std::get<0>(key)), label(std::get<1>(key)), label(std::get<2>(key)), count);
+    header(out, "pgrail_refusals_total", "counter", "Refusals, by rule and guard.");
+    for (const auto& [key, count] : refusals_)
+        out += fmt::format("pgrail_refusals_total{{rule=\"{}\",guard=\"{}\"}} {}\n", label(std::get<0>(key)),
+                           label(std::get<1>(key)), count);
+    header(out, "pgrail_migration_events_total", "counter", "Migration events pgrail's runner recorded, by outcome.");
+    for (const auto& [key, count] : migrations_)
+        out += fmt::format("pgrail_migration_events_total{{event=\"{}\",outcome=\"{}\"}} {}\n",
+                           label(std::get<0>(key)), label(std::get<1>(key)), count);
+    return out;
+}
+
+Metrics& metrics() {
+    static Metrics instance;
+    return instance;
+}
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,101 @@
+// The operator's HTTP listener: /healthz, /readyz (the server reachable or not) and /metrics
+// counting what the sessions did, read over plain HTTP/1.1 as a load balancer or Prometheus would.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+#include "seed_database.hpp"
+
+namespace pgrail::test {
+namespace {
+
+// A port nothing listens on right now (bound once by the kernel's choice, then released).
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
+
+struct HttpAnswer {
+    int status = 0;
+    std::string body;
+};
+
+HttpAnswer get(int port, const std::string& path, const std::string& method = "GET") {
+    RawSocket raw(port);
+    raw.send(method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    const auto answer = raw.read_until_close();
+    HttpAnswer out;
+    if (answer.starts_with("HTTP/1.1 ")) out.status = std::stoi(answer.substr(9, 3));
+    const auto body = answer.find("\r\n\r\n");
+    if (body != std::string::npos) out.body = answer.substr(body + 4);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("http: /healthz, /readyz and /metrics count sessions, decisions and refusals", "[http]") {
+    SeedDatabase db("http_");
+    const int http_port = free_port();
+    PgrailProcess pgrail("policy: " + source_dir() + "/policies/default.yaml\nmigrations: {dir: " + source_dir() +
+                         "/migrations}\nhttp: {port: " + std::to_string(http_port) + "}\n");
+    CHECK(get(http_port, "/healthz").status == 200);
+    const auto ready = get(http_port, "/readyz");
+    CHECK(ready.status == 200);
+    CHECK(ready.body == "ready\n");
+    CHECK(get(http_port, "/nothing").status == 404);
+    CHECK(get(http_port, "/metrics", "POST").status == 405);
+
+    const auto sessions_total = [&] {
+        const auto body = get(http_port, "/metrics").body;
+        const auto at = body.find("\npgrail_sessions_total ");
+        REQUIRE(at != std::string::npos);
+        return std::stoi(body.substr(at + 23));
+    };
+    const int sessions_before = sessions_total();  // pgrail's start was probed with a connection
+    {
+        auto agent = db.connect_through(pgrail, "agent");
+        CHECK(scalar(agent.get(), "SELECT count(*) FROM profiles") == "4");
+        CHECK(run(agent.get(), "DROP TABLE profiles").at(0).sqlstate == "42501");
+        CHECK(run(agent.get(), "DELETE FROM profiles").at(0).sqlstate == "42501");
+        const auto metrics = get(http_port, "/metrics");
+        CHECK(metrics.status == 200);
+        CHECK_THAT(metrics.body, Catch::Contains("# TYPE pgrail_sessions_open gauge\npgrail_sessions_open 1\n"));
+        CHECK_THAT(metrics.body, Catch::Contains("pgrail_statements_total{rule=\"agents\",decision=\"allow\","
+                                                 "class=\"read\"} 1\n"));
+        CHECK_THAT(metrics.body, Catch::Contains("pgrail_refusals_total{rule=\"agents\",guard=\"ddl\"} 1\n"));
+        CHECK_THAT(metrics.body, Catch::Contains("pgrail_refusals_total{rule=\"agents\",guard=\"require_where\"} 1\n"));
+        CHECK_THAT(metrics.body, Catch::Contains("pgrail_audit_lines_total 2\n"));
+        CHECK_THAT(metrics.body, Catch::Contains("pgrail_session_rules_total{rule=\"agents\"} 1\n"));
+        CHECK_THAT(metrics.body, Catch::Contains("pgrail_gate_seconds_count 3\n"));
+    }
+    // The session's end is counted once its socket closes.
+    CHECK(eventually([&] { return get(http_port, "/metrics").body.find("pgrail_sessions_open 0\n") != std::string::npos; },
+                     std::chrono::seconds(5)));
+    CHECK(sessions_total() == sessions_before + 1);
+}
+
+TEST_CASE("http: /readyz says not ready while the server cannot be reached", "[http]") {
+    const int http_port = free_port();
+    PgrailProcess pgrail("http: {port: " + std::to_string(http_port) + "}\n", "127.0.0.1", free_port(),
+                         ", connect_timeout_ms: 500");
+    CHECK(get(http_port, "/healthz").status == 200);
+    const auto ready = get(http_port, "/readyz");
+    CHECK(ready.status == 503);
+    CHECK_THAT(ready.body, Catch::StartsWith("not ready: cannot connect to the server"));
+}
+
+}  // namespace pgrail::test

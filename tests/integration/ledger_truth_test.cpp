@@ -1,0 +1,302 @@
+// The ledger tells the truth (issue #17): a registered migration run by hand (or by a migration
+// tool) through pgrail is recorded as pgrail's runner would record it, and a schema changed around
+// pgrail shows as schema drift, with the objects named, until an operator accepts it.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+#include "seed_database.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+const std::string seed_version = "20261125090000";
+
+struct LedgerProxy {
+    SeedDatabase db{"ledger_"};
+    std::string audit_path = PgrailProcess::make_temp_dir() + "/ledger-audit.jsonl";
+    PgrailProcess process;
+
+    LedgerProxy()
+        : process("policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " + audit_path + "}\n" +
+                  "migrations: {dir: " + source_dir() + "/migrations, migrator: \"" + db.conninfo_for("app_owner") +
+                  "\"}\n") {}
+
+    // Through pgrail, naming the application (recorded in the ledger's event).
+    [[nodiscard]] Conn connect(const std::string& user, const std::string& application) const {
+        Conn conn(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(process.port()) + " dbname=" + db.name +
+                               " user=" + user + " password=" + user + " application_name=" + application)
+                                  .c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+    [[nodiscard]] Conn direct(const std::string& user) const {
+        Conn conn(PQconnectdb(db.conninfo_for(user).c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+};
+
+// The rows of pgrail.status(): state by name ("(schema)" for schema drift).
+std::string state_of(PGconn* conn, const std::string& name) {
+    const auto status = run(conn, "SELECT name, state FROM pgrail.status()");
+    REQUIRE(status.at(0).status == "PGRES_TUPLES_OK");
+    for (const auto& row : status[0].rows)
+        if (row.at(0) == name) return row.at(1).value_or("<null>");
+    return "<none>";
+}
+
+std::string schema_detail(PGconn* conn) {
+    const auto status = run(conn, "SELECT detail FROM pgrail.status() WHERE name = '(schema)'");
+    REQUIRE(status.at(0).status == "PGRES_TUPLES_OK");
+    if (status[0].rows.empty()) return "<none>";
+    return status[0].rows[0].at(0).value_or("<null>");
+}
+
+}  // namespace
+
+TEST_CASE("the owner's hand-run up and down statements through pgrail are recorded in the ledger",
+          "[ledger_truth][inband]") {
+    LedgerProxy proxy;
+    auto owner = proxy.connect("app_owner", "handwork");
+    auto direct = proxy.direct("app_owner");
+
+    // Up by hand: the registered statement passes (migrator route) and the ledger says applied.
+    REQUIRE(run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(proxy.db.timezone_columns() == "1");
+    CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
+    CHECK(scalar(direct.get(), "SELECT applied_by FROM pgrail.schema_migrations WHERE version = '" + seed_version +
+                                   "'") == "app_owner");
+    CHECK(scalar(direct.get(), "SELECT event || ' by ' || by || ': ' || detail FROM pgrail.migration_events "
+                               "ORDER BY id DESC LIMIT 1")
+              .starts_with("applied by app_owner: external: handwork (session "));
+    // No schema drift: the fingerprint was recorded with it.
+    CHECK(state_of(owner.get(), "(schema)") == "<none>");
+
+    // pgrail.migrate_up() does not try again: nothing is pending.
+    auto agent = proxy.connect("agent", "agent");
+    const auto up = run(agent.get(), "SELECT * FROM pgrail.migrate_up()");
+    REQUIRE(up.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(up[0].rows.empty());
+
+    // Down by hand: the ledger says pending again, and the up statement is accepted again.
+    REQUIRE(run(owner.get(), "ALTER TABLE profiles DROP COLUMN timezone").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(proxy.db.timezone_columns() == "0");
+    CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.schema_migrations") == "0");
+    CHECK(scalar(direct.get(), "SELECT event || ': ' || detail FROM pgrail.migration_events ORDER BY id DESC LIMIT 1")
+              .starts_with("rolled_back: external: handwork"));
+    CHECK(state_of(owner.get(), "(schema)") == "<none>");
+
+    // In a transaction block: recorded at COMMIT, not before; a ROLLBACK records nothing.
+    REQUIRE(run(owner.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+    REQUIRE(run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+    REQUIRE(run(owner.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    REQUIRE(run(owner.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+    REQUIRE(run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.schema_migrations") == "0");
+    REQUIRE(run(owner.get(), "COMMIT").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
+    CHECK(state_of(owner.get(), "(schema)") == "<none>");
+
+    // The runner's own rollback then works on what the hand run applied.
+    const auto down = run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + seed_version + "')");
+    REQUIRE(down.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(proxy.db.timezone_columns() == "0");
+    CHECK(state_of(owner.get(), "(schema)") == "<none>");
+
+    // On record in the audit log too.
+    const auto audit = read_file(proxy.audit_path);
+    CHECK(audit.find("\"external\":true") != std::string::npos);
+}
+
+TEST_CASE("a schema changed around pgrail shows as schema drift, named, until accepted", "[ledger_truth][drift]") {
+    LedgerProxy proxy;
+    auto agent = proxy.connect("agent", "agent");
+    REQUIRE(run(agent.get(), "SELECT * FROM pgrail.migrate_up()").at(0).status == "PGRES_TUPLES_OK");
+    CHECK(state_of(agent.get(), "(schema)") == "<none>");
+
+    // A superuser changes the schema straight at PostgreSQL.
+    auto superuser = admin();
+    Conn around(PQconnectdb(proxy.db.conninfo_for("postgres").c_str()));
+    REQUIRE(PQstatus(around.get()) == CONNECTION_OK);
+    REQUIRE(run(around.get(), "ALTER TABLE profiles ADD COLUMN nickname varchar(40) NOT NULL DEFAULT 'x'")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
+    REQUIRE(run(around.get(), "CREATE INDEX profiles_nickname ON profiles (nickname)").at(0).status ==
+            "PGRES_COMMAND_OK");
+
+    CHECK(state_of(agent.get(), "(schema)") == "drifted");
+    const auto detail = schema_detail(agent.get());
+    CHECK_THAT(detail, Catch::Contains("column public.profiles.nickname") &&
+                           Catch::Contains("index public.profiles_nickname") &&
+                           Catch::Contains("after applied 20261125090000_add_profiles_timezone") &&
+                           Catch::Contains("--accept-schema"));
+    // The diff names the column with its type, nullability and default.
+    CHECK_THAT(detail, Catch::Contains("+column public.profiles.nickname character varying(40) not null default "
+                                       "'x'::character varying"));
+
+    // The CLI says it too, and exits 2.
+    const auto dsn = "--dsn \"" + proxy.db.conninfo_for("app_owner") + "\" --dir " + source_dir() + "/migrations";
+    const auto [status_code, status_out] = pgrail_cli("migrate status " + dsn);
+    CHECK(status_code == 2);
+    CHECK_THAT(status_out, Catch::Contains("(schema)") && Catch::Contains("column public.profiles.nickname"));
+
+    // A pgrail started now says so in its log.
+    PgrailProcess restarted("policy: " + source_dir() + "/policies/default.yaml\n" + "migrations: {dir: " +
+                            source_dir() + "/migrations, migrator: \"" + proxy.db.conninfo_for("app_owner") + "\"}\n");
+    CHECK_THAT(restarted.log(), Catch::Contains("schema drift") && Catch::Contains("public.profiles.nickname"));
+
+    // A column dropped around pgrail is named as gone.
+    REQUIRE(run(around.get(), "ALTER TABLE profiles DROP COLUMN timezone").at(0).status == "PGRES_COMMAND_OK");
+    CHECK_THAT(schema_detail(agent.get()), Catch::Contains("changed or gone since: column public.profiles.timezone"));
+    REQUIRE(run(around.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+
+    // Accepting it: the live schema becomes the baseline, audited with the diff.
+    const auto [accept_code, accept_out] = pgrail_cli("migrate resolve --accept-schema " + dsn);
+    INFO(accept_out);
+    CHECK(accept_code == 0);
+    CHECK_THAT(accept_out, Catch::Contains("+column public.profiles.nickname"));
+    CHECK(state_of(agent.get(), "(schema)") == "<none>");
+    CHECK(pgrail_cli("migrate status " + dsn).first == 0);
+    CHECK_THAT(scalar(around.get(), "SELECT detail FROM pgrail.migration_events WHERE event = 'resolved' AND "
+                                    "version = 'schema'"),
+               Catch::Contains("+column public.profiles.nickname"));
+    (void)superuser;
+}
+
+namespace {
+
+// node-pg-migrate and knex, pinned, installed once per machine from npm into a folder of their own.
+const std::string tools_packages = "node-pg-migrate@7.9.1 knex@3.1.0 pg@8.13.1";
+const std::string tools_dir = "/tmp/pgrail-test-migration-tools-v1";
+
+// Why the tools cannot run here, or "" when they are installed.
+std::string tools_unavailable() {
+    if (std::system("node --version >/dev/null 2>&1") != 0) return "node is not installed (apt-get install nodejs npm)";
+    const auto installed = [] {
+        return std::filesystem::exists(tools_dir + "/node_modules/node-pg-migrate/package.json") &&
+               std::filesystem::exists(tools_dir + "/node_modules/knex/package.json") &&
+               std::filesystem::exists(tools_dir + "/node_modules/pg/package.json");
+    };
+    if (installed()) return "";
+    if (std::system("npm --version >/dev/null 2>&1") != 0) return "npm is not installed (apt-get install npm)";
+    const std::string install = "npm install --prefix " + tools_dir + " --no-audit --no-fund --silent " +
+                                tools_packages + " >/dev/null 2>&1";
+    if (std::system(install.c_str()) != 0 || !installed()) return "npm could not install " + tools_packages;
+    return "";
+}
+
+// One step of a tool (tests/integration/migration_tools/run_tool.js): "" when it succeeded, else its error.
+std::string tool_step(const std::string& tool, const std::string& url, const std::string& dir, const std::string& step) {
+    const std::string command = "node " + source_dir() + "/tests/integration/migration_tools/run_tool.js " + tools_dir +
+                                "/node_modules " + tool + " '" + url + "' " + dir + " " + step + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+    ::pclose(pipe);
+    if (output.find("{\"ok\":true}") != std::string::npos) return "";
+    return output.empty() ? "no output" : output;
+}
+
+}  // namespace
+
+TEST_CASE("node-pg-migrate and knex from npm run up, down and up again through pgrail under the default policy",
+          "[migration_tools]") {
+    if (const auto why = tools_unavailable(); !why.empty()) {
+        WARN("skipped: " << why);
+        return;
+    }
+    // pgrail's registry: each tool migration's DDL, registered the documented way (same statements).
+    const auto registry = PgrailProcess::make_temp_dir() + "/tools-registry";
+    const auto npm_dir = PgrailProcess::make_temp_dir() + "/tools-node-pg-migrate";
+    const auto knex_dir = PgrailProcess::make_temp_dir() + "/tools-knex";
+    for (const auto& dir : {registry, npm_dir, knex_dir}) {
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+    }
+    write_file(registry + "/1_add_nickname.up.sql", "ALTER TABLE profiles ADD COLUMN nickname text;\n");
+    write_file(registry + "/1_add_nickname.down.sql", "ALTER TABLE profiles DROP COLUMN nickname;\n");
+    write_file(registry + "/2_add_locale.up.sql", "ALTER TABLE profiles ADD COLUMN locale text;\n");
+    write_file(registry + "/2_add_locale.down.sql", "ALTER TABLE profiles DROP COLUMN locale;\n");
+    write_file(npm_dir + "/1700000000000_add-nickname.js",
+               "exports.up = (pgm) => { pgm.sql('ALTER TABLE profiles ADD COLUMN nickname text'); };\n"
+               "exports.down = (pgm) => { pgm.sql('ALTER TABLE profiles DROP COLUMN nickname'); };\n");
+    write_file(knex_dir + "/20240101000000_add_locale.js",
+               "exports.up = (knex) => knex.raw('ALTER TABLE profiles ADD COLUMN locale text');\n"
+               "exports.down = (knex) => knex.raw('ALTER TABLE profiles DROP COLUMN locale');\n");
+
+    SeedDatabase db{"tools_"};
+    PgrailProcess proxy("policy: " + source_dir() + "/policies/default.yaml\n" + "migrations: {dir: " + registry +
+                        ", migrator: \"" + db.conninfo_for("app_owner") + "\"}\n");
+    Conn direct(PQconnectdb(db.conninfo_for("app_owner").c_str()));
+    REQUIRE(PQstatus(direct.get()) == CONNECTION_OK);
+    const auto url = [&](const std::string& application) {
+        return "postgresql://app_owner:app_owner@127.0.0.1:" + std::to_string(proxy.port()) + "/" + db.name +
+               "?application_name=" + application;
+    };
+    const auto columns = [&](const std::string& column) {
+        return scalar(direct.get(), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'profiles' "
+                                    "AND column_name = '" + column + "'");
+    };
+    const auto ledger = [&](const std::string& version) {
+        return scalar(direct.get(), "SELECT count(*) FROM pgrail.schema_migrations WHERE version = '" + version + "'");
+    };
+    Conn owner(PQconnectdb(proxy.conninfo("app_owner").c_str()));
+    REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+    const auto no_drift = [&] {
+        return scalar(owner.get(), "SELECT count(*) FROM pgrail.status() WHERE name = '(schema)'") == "0";
+    };
+
+    SECTION("node-pg-migrate") {
+        const auto at = url("node-pg-migrate");
+        CHECK(tool_step("node-pg-migrate", at, npm_dir, "up") == "");
+        CHECK(columns("nickname") == "1");
+        CHECK(ledger("1") == "1");
+        CHECK(scalar(direct.get(), "SELECT count(*) FROM pgmigrations") == "1");
+        CHECK(no_drift());
+        CHECK(tool_step("node-pg-migrate", at, npm_dir, "down") == "");
+        CHECK(columns("nickname") == "0");
+        CHECK(ledger("1") == "0");
+        CHECK(scalar(direct.get(), "SELECT count(*) FROM pgmigrations") == "0");
+        CHECK(no_drift());
+        CHECK(tool_step("node-pg-migrate", at, npm_dir, "up") == "");
+        CHECK(columns("nickname") == "1");
+        CHECK(ledger("1") == "1");
+        CHECK(no_drift());
+        CHECK(scalar(direct.get(), "SELECT string_agg(event || ':' || detail, ',' ORDER BY id) FROM "
+                                   "pgrail.migration_events WHERE version = '1'")
+                  .find("applied:external: node-pg-migrate") == 0);
+    }
+    SECTION("knex") {
+        const auto at = url("knex");
+        CHECK(tool_step("knex", at, knex_dir, "up") == "");
+        CHECK(columns("locale") == "1");
+        CHECK(ledger("2") == "1");
+        // Its lock was released (UPDATE knex_migrations_lock SET is_locked = $1, without WHERE).
+        CHECK(scalar(direct.get(), "SELECT max(is_locked) FROM knex_migrations_lock") == "0");
+        CHECK(no_drift());
+        CHECK(tool_step("knex", at, knex_dir, "down") == "");
+        CHECK(columns("locale") == "0");
+        CHECK(ledger("2") == "0");
+        CHECK(no_drift());
+        CHECK(tool_step("knex", at, knex_dir, "up") == "");
+        CHECK(columns("locale") == "1");
+        CHECK(ledger("2") == "1");
+        CHECK(no_drift());
+    }
+    // What the tools may do beyond their registered migrations is their bookkeeping tables only:
+    // the owner's ad hoc DDL and an UPDATE without WHERE on an application table stay refused.
+    CHECK(run(owner.get(), "ALTER TABLE profiles ADD COLUMN ad_hoc text").at(0).sqlstate == "42501");
+    CHECK(run(owner.get(), "UPDATE profiles SET display_name = 'x'").at(0).sqlstate == "42501");
+    CHECK(run(owner.get(), "CREATE TABLE pgmigrations_extra (id int)").at(0).sqlstate == "42501");
+}

@@ -1,0 +1,168 @@
+#include "pgrail/audit/audit_reader.hpp"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+using pgrail::audit::Filter;
+using pgrail::audit::LineReader;
+using pgrail::audit::parse_time_bound;
+
+namespace {
+
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "pgrail-audit-reader-XXXXXX").string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+void write(const std::filesystem::path& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary) << text;
+}
+
+void write_gzip(const std::filesystem::path& path, const std::string& text) {
+    gzFile out = gzopen(path.c_str(), "wb");
+    REQUIRE(out != nullptr);
+    REQUIRE(gzwrite(out, text.data(), static_cast<unsigned>(text.size())) == static_cast<int>(text.size()));
+    gzclose(out);
+}
+
+std::vector<std::string> lines_of(LineReader& reader, bool finish = true) {
+    std::vector<std::string> lines;
+    for (std::string line; reader.next(line, finish);) lines.push_back(line);
+    return lines;
+}
+
+std::string record(const std::string& time, const std::string& user, const std::string& decision,
+                   const std::string& statement = "DROP TABLE t") {
+    return nlohmann::json{{"time", time},   {"event", "statement_refused"}, {"user", user},       {"rule", "agents"},
+                          {"class", "ddl"}, {"decision", decision},         {"statement", statement}}
+        .dump();
+}
+
+}  // namespace
+
+TEST_CASE("audit lines are read from plain and gzip files alike, the last one without a newline too",
+          "[audit][reader]") {
+    TempDir dir;
+    const std::string text = "{\"a\":1}\n{\"b\":2}\n{\"c\":3}";
+    write(dir.path / "plain.jsonl", text);
+    write_gzip(dir.path / "packed.jsonl.gz", text);
+    for (const char* name : {"plain.jsonl", "packed.jsonl.gz"}) {
+        LineReader reader(dir.path / name);
+        CHECK(reader.compressed() == std::string_view(name).ends_with(".gz"));
+        CHECK(lines_of(reader) == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "{\"c\":3}"});
+    }
+    CHECK_THROWS_WITH(LineReader(dir.path / "missing"), Catch::Contains("cannot open") && Catch::Contains("missing"));
+}
+
+TEST_CASE("a line longer than the bound is skipped whole and counted, the next one is read", "[audit][reader]") {
+    TempDir dir;
+    const std::string long_line(3u << 20, 'x');  // three chunks
+    write(dir.path / "a.jsonl", "first\n" + long_line + "\nlast\n");
+    LineReader reader(dir.path / "a.jsonl", 1u << 20);
+    CHECK(lines_of(reader) == std::vector<std::string>{"first", "last"});
+    CHECK(reader.skipped_long_lines() == 1);
+}
+
+TEST_CASE("following a file: an unfinished line waits, a rotation is noticed", "[audit][reader]") {
+    TempDir dir;
+    const auto path = dir.path / "audit.jsonl";
+    write(path, "one\ntw");
+    LineReader reader(path);
+    CHECK(lines_of(reader, false) == std::vector<std::string>{"one"});
+    {
+        std::ofstream(path, std::ios::app) << "o\nthree\n";
+    }
+    CHECK(lines_of(reader, false) == std::vector<std::string>{"two", "three"});
+    CHECK_FALSE(reader.replaced());
+    std::filesystem::rename(path, dir.path / "audit.jsonl.1");
+    CHECK(reader.replaced());
+    write(path, "");
+    CHECK(reader.replaced());
+}
+
+TEST_CASE("a rotated set is read oldest first: the highest number, then down to the live file",
+          "[audit][reader]") {
+    TempDir dir;
+    const auto base = dir.path / "audit.jsonl";
+    for (const char* name : {"audit.jsonl", "audit.jsonl.1", "audit.jsonl.2.gz", "audit.jsonl.10.gz",
+                             "audit.jsonl.old", "audit.jsonlx.1", "other.1"})
+        write(dir.path / name, "");
+    std::vector<std::string> names;
+    for (const auto& path : pgrail::audit::rotated_set(base)) names.push_back(path.filename().string());
+    CHECK(names == std::vector<std::string>{"audit.jsonl.10.gz", "audit.jsonl.2.gz", "audit.jsonl.1", "audit.jsonl"});
+}
+
+TEST_CASE("time bounds: RFC 3339 prefixes and durations before now, in the records' format", "[audit][reader]") {
+    using namespace std::chrono;
+    const auto now = sys_days{2026y / 12 / 4} + hours(22) + minutes(54) + seconds(7);
+    CHECK(parse_time_bound("2026-12-04", now) == "2026-12-04");
+    CHECK(parse_time_bound("2026-12-04T22:54", now) == "2026-12-04T22:54");
+    CHECK(parse_time_bound("2026-12-04 22:54:07", now) == "2026-12-04T22:54:07");
+    CHECK(parse_time_bound("2026-12-04T22:54:07.981490Z", now) == "2026-12-04T22:54:07.981490Z");
+    CHECK(parse_time_bound("90s", now) == "2026-12-04T22:52:37.000000Z");
+    CHECK(parse_time_bound("2h", now) == "2026-12-04T20:54:07.000000Z");
+    CHECK(parse_time_bound("1d", now) == "2026-12-03T22:54:07.000000Z");
+    for (const char* bad : {"", "yesterday", "2026-12-4", "2026-12-04T22", "12h30m", "h", "-5m", "2026/12/04"})
+        CHECK_FALSE(parse_time_bound(bad, now));
+}
+
+TEST_CASE("filters match users, rules, decisions and a half-open time range", "[audit][reader]") {
+    Filter filter;
+    filter.users = {"agent"};
+    filter.decisions = {"deny"};
+    filter.since = "2026-12-04";
+    filter.until = "2026-12-05";
+    const auto parse = [](const std::string& line) { return nlohmann::json::parse(line); };
+    CHECK(filter.matches(parse(record("2026-12-04T00:00:00.000000Z", "agent", "deny"))));
+    CHECK(filter.matches(parse(record("2026-12-04T23:59:59.999999Z", "agent", "deny"))));
+    CHECK_FALSE(filter.matches(parse(record("2026-12-05T00:00:00.000000Z", "agent", "deny"))));
+    CHECK_FALSE(filter.matches(parse(record("2026-12-03T23:59:59.999999Z", "agent", "deny"))));
+    CHECK_FALSE(filter.matches(parse(record("2026-12-04T12:00:00.000000Z", "owner", "deny"))));
+    CHECK_FALSE(filter.matches(parse(record("2026-12-04T12:00:00.000000Z", "agent", "allow"))));
+    // The quick test on the raw line never rules out a line that matches.
+    CHECK(filter.may_match(record("2026-12-04T12:00:00.000000Z", "agent", "deny")));
+    CHECK_FALSE(filter.may_match(record("2026-12-04T12:00:00.000000Z", "owner", "deny")));
+    Filter quoted;
+    quoted.users = {"a\"b"};
+    CHECK(quoted.may_match(record("2026-12-04T12:00:00.000000Z", "a\"b", "deny")));
+    CHECK(quoted.matches(parse(record("2026-12-04T12:00:00.000000Z", "a\"b", "deny"))));
+}
+
+TEST_CASE("the summary counts refusals per rule and user and ranks refused statements", "[audit][reader]") {
+    pgrail::audit::Summary summary;
+    for (int i = 0; i < 3; ++i)
+        summary.add(nlohmann::json::parse(record("2026-12-04T10:00:0" + std::to_string(i) + ".000000Z", "agent", "deny")));
+    summary.add(nlohmann::json::parse(record("2026-12-04T09:00:00.000000Z", "bot", "deny", "DELETE FROM t")));
+    summary.add(nlohmann::json::parse(record("2026-12-04T11:00:00.000000Z", "bot", "allow", "ALTER TABLE t ADD x int")));
+    const auto out = summary.to_json(1);
+    CHECK(out["records"] == 5);
+    CHECK(out["first"] == "2026-12-04T09:00:00.000000Z");
+    CHECK(out["last"] == "2026-12-04T11:00:00.000000Z");
+    CHECK(out["refusals"] == nlohmann::json::parse(R"([{"rule":"agents","user":"agent","count":3},
+                                                       {"rule":"agents","user":"bot","count":1}])"));
+    CHECK(out["top_statements"] == nlohmann::json::parse(R"([{"statement":"DROP TABLE t","count":3}])"));
+    std::ostringstream text;
+    summary.print(text, 5);
+    CHECK_THAT(text.str(), Catch::Contains("5 records") && Catch::Contains("rule agents  user agent") &&
+                               Catch::Contains("DELETE FROM t"));
+}
+
+TEST_CASE("a record prints as one line of text", "[audit][reader]") {
+    auto line = pgrail::audit::format_record(nlohmann::json::parse(
+        R"({"time":"2026-12-04T10:00:00.000000Z","event":"statement_refused","decision":"deny","rule":"agents",
+            "user":"agent","database":"app","message":"pgrail: ad hoc DROP\nrefused","statement":"DROP TABLE t"})"));
+    CHECK(line == "2026-12-04T10:00:00.000000Z  statement_refused deny  rule agents  agent@app: pgrail: ad hoc DROP "
+                  "refused");
+}

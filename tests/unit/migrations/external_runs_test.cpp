@@ -1,0 +1,63 @@
+// Following a migrator session through a registered script, and the schema fingerprint's text helpers.
+#include <catch2/catch.hpp>
+
+#include "pgrail/migrations/external_runs.hpp"
+#include "pgrail/migrations/fingerprint.hpp"
+
+using namespace pgrail::migrations;
+
+namespace {
+
+Registry two_statement_registry() {
+    return Registry::from_files("/test", {{"1_a.up.sql", "CREATE TABLE a (id int);\nCREATE INDEX a_id ON a (id);\n"},
+                                          {"1_a.down.sql", "DROP TABLE a;\n"}});
+}
+
+CommittedStatement statement_of(const Registry& registry, Direction direction, std::size_t index) {
+    const auto& migration = registry.migrations().at(0);
+    const auto& script = direction == Direction::up ? migration.up : migration.down;
+    return {migration.version, direction, script.statements.at(index).structural_form};
+}
+
+}  // namespace
+
+TEST_CASE("a script counts once all its statements committed, in order", "[external_runs]") {
+    const auto registry = two_statement_registry();
+    REQUIRE(registry.migrations().size() == 1);
+    ExternalProgress progress;
+    // The first statement alone: not complete.
+    CHECK(advance_external_progress(registry, {statement_of(registry, Direction::up, 0)}, progress).empty());
+    // The second in a later transaction completes it.
+    const auto done = advance_external_progress(registry, {statement_of(registry, Direction::up, 1)}, progress);
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].first->version == "1");
+    CHECK(done[0].second == Direction::up);
+    CHECK(progress.next.empty());
+    // Out of order: the second statement first does not count.
+    CHECK(advance_external_progress(registry, {statement_of(registry, Direction::up, 1)}, progress).empty());
+    CHECK(advance_external_progress(registry, {statement_of(registry, Direction::up, 0)}, progress).empty());
+    CHECK(advance_external_progress(registry, {statement_of(registry, Direction::up, 1)}, progress).size() == 1);
+    // The down script: one statement.
+    CHECK(advance_external_progress(registry, {statement_of(registry, Direction::down, 0)}, progress).size() == 1);
+    // Unknown versions are ignored.
+    CHECK(advance_external_progress(registry, {{"99", Direction::up, "x"}}, progress).empty());
+}
+
+TEST_CASE("fingerprint helpers: the lines one description has and the other not; excluded names", "[fingerprint]") {
+    const std::string before = "column public.t.a integer null\ntable public.t";
+    const std::string after = "column public.t.a integer null\ncolumn public.t.b text null\ntable public.t";
+    CHECK(lines_missing_from(after, before) == std::vector<std::string>{"column public.t.b text null"});
+    CHECK(lines_missing_from(before, after).empty());
+    CHECK(excluded_list({"pgmigrations", "knex_migrations", "bad name;", "pgmigrations"}) ==
+          "knex_migrations,pgmigrations");
+    SchemaDrift drift;
+    drift.drifted = true;
+    drift.reason = "applied 1_a";
+    drift.added = {"column public.t.b text null"};
+    drift.removed = {"index public.t_a: CREATE INDEX t_a ON public.t USING btree (a)"};
+    drift.diff = "+column public.t.b text null\n";
+    const auto detail = drift.detail();
+    CHECK_THAT(detail, Catch::Contains("not in the ledger's schema: column public.t.b") &&
+                           Catch::Contains("changed or gone since: index public.t_a") &&
+                           Catch::Contains("--accept-schema") && Catch::EndsWith("+column public.t.b text null\n"));
+}
