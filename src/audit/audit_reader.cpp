@@ -25,17 +25,125 @@ constexpr std::size_t chunk_size = 1u << 20;
 constexpr std::size_t max_distinct_statements = 100000;
 constexpr std::size_t max_statement_key = 500;
 
-std::string field(const nlohmann::json& record, const char* name) {
-    const auto it = record.find(name);
-    if (it == record.end()) return {};
-    if (it->is_string()) return it->get<std::string>();
-    return it->dump();
+std::string field(const Record& record, const char* name) { return std::string(record.get(name)); }
+
+bool listed(const std::vector<std::string>& wanted, const Record& record, const char* name) {
+    if (wanted.empty()) return true;
+    const auto value = record.get(name);
+    return std::find(wanted.begin(), wanted.end(), value) != wanted.end();
 }
 
-bool listed(const std::vector<std::string>& wanted, const nlohmann::json& record, const char* name) {
-    if (wanted.empty()) return true;
-    const auto value = field(record, name);
-    return std::find(wanted.begin(), wanted.end(), value) != wanted.end();
+void skip_space(std::string_view text, std::size_t& at) {
+    while (at < text.size() && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) ++at;
+}
+
+void append_utf8(std::string& out, std::uint32_t code) {
+    if (code < 0x80) {
+        out.push_back(static_cast<char>(code));
+    } else if (code < 0x800) {
+        out.push_back(static_cast<char>(0xc0 | (code >> 6)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    } else if (code < 0x10000) {
+        out.push_back(static_cast<char>(0xe0 | (code >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    } else {
+        out.push_back(static_cast<char>(0xf0 | (code >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3f)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    }
+}
+
+std::optional<std::uint32_t> hex4(std::string_view text, std::size_t at) {
+    if (at + 4 > text.size()) return std::nullopt;
+    std::uint32_t value = 0;
+    const auto [end, error] = std::from_chars(text.data() + at, text.data() + at + 4, value, 16);
+    if (error != std::errc() || end != text.data() + at + 4) return std::nullopt;
+    return value;
+}
+
+// A JSON string starting at text[at] == '"': its raw body (between the quotes) and whether it
+// holds escapes; `at` ends past the closing quote. nullopt when unterminated.
+std::optional<std::pair<std::string_view, bool>> scan_string(std::string_view text, std::size_t& at) {
+    const std::size_t start = ++at;
+    bool escaped = false;
+    while (at < text.size()) {
+        const char c = text[at];
+        if (c == '"') return std::pair{text.substr(start, at++ - start), escaped};
+        if (c == '\\') {
+            escaped = true;
+            at += 2;
+            continue;
+        }
+        ++at;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> decode(std::string_view raw) {
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i] != '\\') {
+            out.push_back(raw[i]);
+            continue;
+        }
+        if (++i >= raw.size()) return std::nullopt;
+        switch (raw[i]) {
+            case '"': out.push_back('"'); break;
+            case '\\': out.push_back('\\'); break;
+            case '/': out.push_back('/'); break;
+            case 'b': out.push_back('\b'); break;
+            case 'f': out.push_back('\f'); break;
+            case 'n': out.push_back('\n'); break;
+            case 'r': out.push_back('\r'); break;
+            case 't': out.push_back('\t'); break;
+            case 'u': {
+                auto code = hex4(raw, i + 1);
+                if (!code) return std::nullopt;
+                i += 4;
+                if (*code >= 0xd800 && *code < 0xdc00 && i + 6 < raw.size() + 1 && raw.substr(i + 1, 2) == "\\u") {
+                    const auto low = hex4(raw, i + 3);
+                    if (low && *low >= 0xdc00 && *low < 0xe000) {
+                        *code = 0x10000 + ((*code - 0xd800) << 10) + (*low - 0xdc00);
+                        i += 6;
+                    }
+                }
+                append_utf8(out, *code);
+                break;
+            }
+            default: return std::nullopt;
+        }
+    }
+    return out;
+}
+
+// Skips one value that is not a string (a number, true/false/null, an object or an array).
+bool skip_value(std::string_view text, std::size_t& at) {
+    if (at >= text.size()) return false;
+    if (text[at] != '{' && text[at] != '[') {
+        const std::size_t start = at;
+        while (at < text.size() && text[at] != ',' && text[at] != '}' && text[at] != ' ') ++at;
+        return at > start;
+    }
+    int depth = 0;
+    while (at < text.size()) {
+        const char c = text[at];
+        if (c == '"') {
+            if (!scan_string(text, at)) return false;
+            continue;
+        }
+        if (c == '{' || c == '[') ++depth;
+        if (c == '}' || c == ']') {
+            if (--depth == 0) {
+                ++at;
+                return true;
+            }
+        }
+        ++at;
+    }
+    return false;
 }
 
 std::string format_time(std::chrono::system_clock::time_point at) {
@@ -143,6 +251,64 @@ bool LineReader::replaced() const {
     return static_cast<std::uint64_t>(open_file.st_size) < offset_;
 }
 
+std::optional<Record> Record::parse(std::string_view line) {
+    Record record;
+    std::size_t at = 0;
+    skip_space(line, at);
+    if (at >= line.size() || line[at] != '{') return std::nullopt;
+    ++at;
+    skip_space(line, at);
+    if (at < line.size() && line[at] == '}') return record;
+    while (true) {
+        skip_space(line, at);
+        if (at >= line.size() || line[at] != '"') return std::nullopt;
+        const auto key = scan_string(line, at);
+        if (!key) return std::nullopt;
+        skip_space(line, at);
+        if (at >= line.size() || line[at] != ':') return std::nullopt;
+        ++at;
+        skip_space(line, at);
+        if (at >= line.size()) return std::nullopt;
+        const std::size_t value_start = at;
+        std::string_view value;
+        if (line[at] == '"') {
+            const auto text = scan_string(line, at);
+            if (!text) return std::nullopt;
+            value = text->first;
+            if (text->second) {
+                auto decoded = decode(text->first);
+                if (!decoded) return std::nullopt;
+                record.decoded_.push_back(std::make_unique<std::string>(std::move(*decoded)));
+                value = *record.decoded_.back();
+            }
+        } else {
+            if (!skip_value(line, at)) return std::nullopt;
+            value = line.substr(value_start, at - value_start);
+        }
+        // Keys pgrail writes hold no escapes; one that does is kept as written.
+        record.members_.push_back({key->first, value});
+        skip_space(line, at);
+        if (at >= line.size()) return std::nullopt;
+        if (line[at] == '}') break;
+        if (line[at] != ',') return std::nullopt;
+        ++at;
+    }
+    ++at;
+    skip_space(line, at);
+    if (at != line.size()) return std::nullopt;
+    return record;
+}
+
+std::string_view Record::get(std::string_view key) const {
+    for (const auto& member : members_)
+        if (member.key == key) return member.value;
+    return {};
+}
+
+bool Record::has(std::string_view key) const {
+    return std::any_of(members_.begin(), members_.end(), [&](const Member& member) { return member.key == key; });
+}
+
 std::vector<std::filesystem::path> rotated_set(const std::filesystem::path& base) {
     std::vector<std::pair<std::uint64_t, std::filesystem::path>> numbered;
     const auto dir = base.has_parent_path() ? base.parent_path() : std::filesystem::path(".");
@@ -195,7 +361,7 @@ std::optional<std::string> parse_time_bound(std::string_view text, std::chrono::
     return bound;
 }
 
-bool Filter::matches(const nlohmann::json& record) const {
+bool Filter::matches(const Record& record) const {
     if (!listed(users, record, "user") || !listed(rules, record, "rule") || !listed(decisions, record, "decision") ||
         !listed(events, record, "event") || !listed(classes, record, "class"))
         return false;
@@ -219,20 +385,20 @@ bool Filter::may_match(std::string_view line) const {
            any_present(events, "event") && any_present(classes, "class");
 }
 
-std::string format_record(const nlohmann::json& record) {
+std::string format_record(const Record& record) {
     std::string out = field(record, "time");
     out += "  " + field(record, "event");
     for (const char* name : {"decision", "outcome"})
-        if (record.contains(name)) out += " " + field(record, name);
-    if (record.contains("rule")) out += "  rule " + field(record, "rule");
+        if (record.has(name)) out += " " + field(record, name);
+    if (record.has("rule")) out += "  rule " + field(record, "rule");
     const auto user = field(record, "user");
     if (!user.empty()) {
         out += "  " + user;
-        if (record.contains("database")) out += "@" + field(record, "database");
+        if (record.has("database")) out += "@" + field(record, "database");
     }
-    if (record.contains("version")) out += "  " + field(record, "version") + " " + field(record, "name");
+    if (record.has("version")) out += "  " + field(record, "version") + " " + field(record, "name");
     for (const char* name : {"message", "statement", "command", "detail"}) {
-        if (!record.contains(name)) continue;
+        if (!record.has(name)) continue;
         auto text = field(record, name);
         std::replace(text.begin(), text.end(), '\n', ' ');
         out += ": " + text;
@@ -241,19 +407,26 @@ std::string format_record(const nlohmann::json& record) {
     return out;
 }
 
-void Summary::add(const nlohmann::json& record) {
+void Summary::add(const Record& record) {
     ++records_;
-    const auto time = field(record, "time");
-    if (!first_ || time < *first_) first_ = time;
-    if (!last_ || time > *last_) last_ = time;
-    ++events_[field(record, "event")];
-    if (field(record, "decision") != "deny") return;
-    ++refusals_[{field(record, "rule"), field(record, "user")}];
-    auto statement = field(record, "statement").substr(0, max_statement_key);
+    const auto time = record.get("time");
+    if (!first_) first_.emplace(time);
+    else if (time < *first_) first_->assign(time);
+    if (!last_) last_.emplace(time);
+    else if (time > *last_) last_->assign(time);
+    const auto count = [](auto& map, std::string_view key) {
+        auto it = map.find(key);
+        if (it == map.end()) it = map.emplace(std::string(key), 0).first;
+        ++it->second;
+    };
+    count(events_, record.get("event"));
+    if (record.get("decision") != "deny") return;
+    ++refusals_[{std::string(record.get("rule")), std::string(record.get("user"))}];
+    const auto statement = record.get("statement").substr(0, max_statement_key);
     if (statement.empty()) return;
     auto it = statements_.find(statement);
     if (it == statements_.end() && statements_.size() >= max_distinct_statements) it = statements_.try_emplace("(other)").first;
-    if (it == statements_.end()) it = statements_.emplace(std::move(statement), 0).first;
+    if (it == statements_.end()) it = statements_.emplace(std::string(statement), 0).first;
     ++it->second;
 }
 

@@ -43,18 +43,18 @@ void drain(audit::LineReader& reader, const AuditOptions& options, audit::Summar
     std::string line;
     while (reader.next(line, finish)) {
         if (line.empty() || !options.filter.may_match(line)) continue;
-        auto record = nlohmann::json::parse(line, nullptr, false);
-        if (record.is_discarded() || !record.is_object()) {
+        const auto record = audit::Record::parse(line);
+        if (!record) {
             ++counters.unreadable;
             continue;
         }
-        if (!options.filter.matches(record)) continue;
+        if (!options.filter.matches(*record)) continue;
         if (options.summary) {
-            summary.add(record);
+            summary.add(*record);
         } else if (options.json) {
             std::cout << line << '\n';
         } else {
-            std::cout << audit::format_record(record) << '\n';
+            std::cout << audit::format_record(*record) << '\n';
         }
     }
     if (options.follow) std::cout << std::flush;

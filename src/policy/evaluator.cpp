@@ -234,21 +234,39 @@ bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
     return glob_match(pattern.schema, object.schema);
 }
 
+// One of a migrator rule's bookkeeping tables, named exactly: a qualified entry matches that
+// qualified name only (unlike read_only_tables, where the stricter reading refuses more; here it
+// would exempt more).
+bool bookkeeping_table(const Guards& guards, const sql::ObjectRef& object) {
+    if (object.kind != "table" && object.kind != "relation") return false;
+    return std::any_of(guards.bookkeeping_tables.begin(), guards.bookkeeping_tables.end(),
+                       [&](const TablePattern& pattern) {
+                           return pattern.table == object.name &&
+                                  (pattern.schema.empty() || pattern.schema == object.schema);
+                       });
+}
+
 // Every object the statement changes is one of a migrator rule's bookkeeping tables (a migration
-// tool's own state), and it changes at least one: such DDL passes without being a registered
-// migration's, and such an UPDATE or DELETE without WHERE passes (knex releases its lock so).
-bool only_bookkeeping(const Guards& guards, const Statement& statement) {
+// tool's own state), and it changes at least one.
+bool changes_only_bookkeeping(const Guards& guards, const Statement& statement) {
     if (!guards.migrator || guards.bookkeeping_tables.empty() || statement.flags.ddl_capable_dynamic) return false;
     bool any = false;
     for (const auto& object : statement.objects) {
         if (object.role == ObjectRole::read) continue;
-        if (object.kind != "table" && object.kind != "relation") return false;
-        const bool listed = std::any_of(guards.bookkeeping_tables.begin(), guards.bookkeeping_tables.end(),
-                                        [&](const TablePattern& pattern) { return table_matches(pattern, object); });
-        if (!listed) return false;
+        if (!bookkeeping_table(guards, object)) return false;
         any = true;
     }
     return any;
+}
+
+// DDL a migration tool runs for its own state passes without being a registered migration's: a
+// plain CREATE TABLE [IF NOT EXISTS] of a bookkeeping table (sql::SchemaChange::plain_table) and
+// nothing else. Every other form (ALTER, RENAME, DROP, GRANT, OWNER TO, CREATE TABLE AS, a
+// reference to another table, an identity's sequence, a default that runs a function) is refused:
+// each reaches beyond the tool's own rows.
+bool bookkeeping_ddl(const Guards& guards, const Statement& statement) {
+    return statement.change.kind == sql::ChangeKind::create_table && statement.change.plain_table &&
+           statement.inner.empty() && changes_only_bookkeeping(guards, statement);
 }
 
 // Every change the statement makes is to the session's own temporary relations (they die with
@@ -388,7 +406,7 @@ std::optional<Decision> check_ddl(const Context& context, const Statement& state
     // A temporary relation dies with the session: it is not a schema change.
     if (guards.allow_temporary_objects && only_temporary_changes(statement)) return std::nullopt;
     if (guards.ddl == DdlMode::allow) return std::nullopt;
-    if (guards.ddl == DdlMode::migrations_only && only_bookkeeping(guards, statement)) return std::nullopt;
+    if (guards.ddl == DdlMode::migrations_only && bookkeeping_ddl(guards, statement)) return std::nullopt;
     const bool passes = guards.ddl == DdlMode::migrations_only && guards.migrator && context.matcher &&
                         *context.matcher && (*context.matcher)(statement).has_value();
     if (passes) return std::nullopt;
@@ -584,7 +602,8 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     if (is_ddl(statement))
         if (auto refusal = check_ddl(context, statement)) return refusal;
 
-    if (flags.update_or_delete_without_where && guards.require_where && !only_bookkeeping(guards, statement)) {
+    // knex releases its lock with an UPDATE of its bookkeeping table without WHERE.
+    if (flags.update_or_delete_without_where && guards.require_where && !changes_only_bookkeeping(guards, statement)) {
         auto text = advice::without_where(statement);
         return refuse(context, &statement, "require_where", "require_where", std::move(text.message), "",
                       std::move(text.hint));

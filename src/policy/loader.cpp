@@ -11,6 +11,13 @@ namespace pgrail::policy {
 
 namespace {
 
+// "table" or "schema.table" (split at the first dot; the callers check what each part may hold).
+TablePattern table_pattern(const std::string& text) {
+    const auto dot = text.find('.');
+    if (dot == std::string::npos) return {"", text};
+    return {text.substr(0, dot), text.substr(dot + 1)};
+}
+
 using config::YamlReader;
 using sql::StatementClass;
 
@@ -390,13 +397,7 @@ private:
             for (std::size_t index = 0; index < tables.size(); ++index) {
                 const auto& text = tables[index];
                 const auto dot = text.find('.');
-                TablePattern pattern;
-                if (dot == std::string::npos) {
-                    pattern.table = text;
-                } else {
-                    pattern.schema = text.substr(0, dot);
-                    pattern.table = text.substr(dot + 1);
-                }
+                TablePattern pattern = table_pattern(text);
                 const auto plain = [](const std::string& name) {
                     return !name.empty() && name.size() <= 63 &&
                            std::all_of(name.begin(), name.end(), [](char c) {
@@ -416,13 +417,7 @@ private:
             for (std::size_t index = 0; index < tables.size(); ++index) {
                 const auto& text = tables[index];
                 const auto dot = text.find('.');
-                TablePattern pattern;
-                if (dot == std::string::npos) {
-                    pattern.table = text;
-                } else {
-                    pattern.schema = text.substr(0, dot);
-                    pattern.table = text.substr(dot + 1);
-                }
+                TablePattern pattern = table_pattern(text);
                 if (pattern.table.empty() || (dot != std::string::npos && pattern.schema.empty()) ||
                     pattern.table.find('.') != std::string::npos)
                     reader_.fail(node[index], fmt::format("'{}' is not a table name ('table' or 'schema.table', globs "

@@ -864,6 +864,12 @@ private:
         } else if (type == "SelectStmt") {
             if (scope.effects && body.contains("intoClause")) out_.flags.select_into = true;
             pin_setting_names(body);
+        } else if (type == "DefElem" && str(body, "defname") == "sequence_name") {
+            // An identity column's own sequence, named by the statement: created where it says
+            // (a protected schema too), so it is an object of the statement.
+            const auto list = node_of(child(body, "arg"));
+            if (list && list->first == "List") add_named(out_, names_of(child(list->second, "items")), "sequence",
+                                                         ObjectRole::created);
         } else if (type == "LockingClause") {
             out_.flags.locking_clause = true;
         } else if (type == "ExplainStmt") {
@@ -1175,6 +1181,76 @@ bool not_null_without_default(const json& column) {
 }
 
 // What a schema change does, for a refusal's advice: read from the tree, identifiers only.
+// A column type of pg_catalog's built-in scalars (unqualified names resolve there first).
+bool builtin_scalar_type(const json& type_name) {
+    if (!only_keys(type_name, {"names", "typmods", "typemod", "location"})) return false;  // no arrays, no SETOF
+    const auto names = names_of(child(type_name, "names"));
+    if (names.empty() || names.size() > 2 || (names.size() == 2 && names[0] != "pg_catalog")) return false;
+    static constexpr std::string_view scalars[] = {
+        "int2",    "int4",   "int8",    "smallint",  "integer",     "int",     "bigint",  "serial",  "serial2",
+        "serial4", "serial8", "smallserial", "bigserial", "text",   "varchar", "bpchar",  "bool",    "boolean",
+        "timestamp", "timestamptz", "date", "time", "numeric", "float4", "float8", "json", "jsonb", "uuid"};
+    if (std::find(std::begin(scalars), std::end(scalars), names.back()) == std::end(scalars)) return false;
+    for (const json modifier : child(type_name, "typmods")) {
+        const auto constant = node_of(modifier);
+        if (!constant || constant->first != "A_Const" || !constant->second.contains("ival")) return false;
+    }
+    return true;
+}
+
+// A column default that runs nothing of the database's: a constant (possibly cast to a built-in
+// scalar), now() or CURRENT_TIMESTAMP and its kin.
+bool constant_default(const json& expression) {
+    const auto node = node_of(expression);
+    if (!node) return false;
+    if (node->first == "A_Const") return true;
+    if (node->first == "TypeCast")
+        return builtin_scalar_type(child(node->second, "typeName")) && constant_default(child(node->second, "arg"));
+    if (node->first == "SQLValueFunction") return true;
+    if (node->first != "FuncCall" || !only_keys(node->second, {"funcname", "funcformat", "location"})) return false;
+    const auto names = names_of(child(node->second, "funcname"));
+    return !names.empty() && names.back() == "now" && (names.size() == 1 || (names.size() == 2 && names[0] == "pg_catalog"));
+}
+
+// A key constraint (PRIMARY KEY, UNIQUE) on the table's own columns, with no index options.
+bool plain_constraint(const json& constraint) {
+    const std::string_view type = str(constraint, "contype");
+    if (type == "CONSTR_NOTNULL" || type == "CONSTR_NULL") return only_keys(constraint, {"contype", "location"});
+    if (type == "CONSTR_DEFAULT")
+        return only_keys(constraint, {"contype", "raw_expr", "location"}) && constant_default(child(constraint, "raw_expr"));
+    if (type == "CONSTR_PRIMARY" || type == "CONSTR_UNIQUE")
+        return only_keys(constraint, {"contype", "conname", "keys", "location"});
+    return false;
+}
+
+// See SchemaChange::plain_table.
+bool plain_create_table(const json& body) {
+    if (!only_keys(body, {"relation", "tableElts", "oncommit", "if_not_exists"})) return false;
+    if (const auto on_commit = str(body, "oncommit"); !on_commit.empty() && on_commit != "ONCOMMIT_NOOP") return false;
+    const json relation = child(body, "relation");
+    if (!only_keys(relation, {"relname", "schemaname", "inh", "relpersistence", "location"}) ||
+        str(relation, "relpersistence") != "p")
+        return false;
+    for (const json element : child(body, "tableElts")) {
+        const auto node = node_of(element);
+        if (!node) return false;
+        if (node->first == "Constraint") {
+            const std::string_view type = str(node->second, "contype");
+            if ((type != "CONSTR_PRIMARY" && type != "CONSTR_UNIQUE") || !plain_constraint(node->second)) return false;
+            continue;
+        }
+        if (node->first != "ColumnDef" ||
+            !only_keys(node->second, {"colname", "typeName", "is_local", "constraints", "location"}) ||
+            !builtin_scalar_type(child(node->second, "typeName")))
+            return false;
+        for (const json item : child(node->second, "constraints")) {
+            const auto constraint = node_of(item);
+            if (!constraint || constraint->first != "Constraint" || !plain_constraint(constraint->second)) return false;
+        }
+    }
+    return true;
+}
+
 SchemaChange schema_change_of(std::string_view type, const json& body) {
     SchemaChange change;
     const auto on_relation = [&](const json& relation) {
@@ -1184,6 +1260,7 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
     if (type == "CreateStmt") {
         change.kind = ChangeKind::create_table;
         on_relation(child(body, "relation"));
+        change.plain_table = plain_create_table(body);
     } else if (type == "AlterTableStmt" && str(body, "objtype") == "OBJECT_TABLE") {
         on_relation(child(body, "relation"));
         bool all_add = true;

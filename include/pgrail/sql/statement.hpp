@@ -117,6 +117,10 @@ struct SchemaChange {
     // generation expression: PostgreSQL refuses it on a table that has rows.
     bool not_null_without_default = false;
     bool concurrently = false;         // create_index: CREATE INDEX CONCURRENTLY
+    // create_table: a permanent table of built-in scalar columns with PRIMARY KEY, UNIQUE, NOT
+    // NULL, NULL and constant (or now()) defaults, and no other clause: what a migration tool
+    // creates for its own state (the bookkeeping_tables exemption takes only this form).
+    bool plain_table = false;
     bool operator==(const SchemaChange&) const = default;
 };
 

@@ -124,28 +124,35 @@ TEST_CASE("filters match users, rules, decisions and a half-open time range", "[
     filter.decisions = {"deny"};
     filter.since = "2026-12-04";
     filter.until = "2026-12-05";
-    const auto parse = [](const std::string& line) { return nlohmann::json::parse(line); };
-    CHECK(filter.matches(parse(record("2026-12-04T00:00:00.000000Z", "agent", "deny"))));
-    CHECK(filter.matches(parse(record("2026-12-04T23:59:59.999999Z", "agent", "deny"))));
-    CHECK_FALSE(filter.matches(parse(record("2026-12-05T00:00:00.000000Z", "agent", "deny"))));
-    CHECK_FALSE(filter.matches(parse(record("2026-12-03T23:59:59.999999Z", "agent", "deny"))));
-    CHECK_FALSE(filter.matches(parse(record("2026-12-04T12:00:00.000000Z", "owner", "deny"))));
-    CHECK_FALSE(filter.matches(parse(record("2026-12-04T12:00:00.000000Z", "agent", "allow"))));
+    // The record views its line: each line lives as long as the check that reads it.
+    const auto matches = [&](const Filter& f, const std::string& line) {
+        const auto parsed = pgrail::audit::Record::parse(line);
+        REQUIRE(parsed);
+        return f.matches(*parsed);
+    };
+    CHECK(matches(filter, record("2026-12-04T00:00:00.000000Z", "agent", "deny")));
+    CHECK(matches(filter, record("2026-12-04T23:59:59.999999Z", "agent", "deny")));
+    CHECK_FALSE(matches(filter, record("2026-12-05T00:00:00.000000Z", "agent", "deny")));
+    CHECK_FALSE(matches(filter, record("2026-12-03T23:59:59.999999Z", "agent", "deny")));
+    CHECK_FALSE(matches(filter, record("2026-12-04T12:00:00.000000Z", "owner", "deny")));
+    CHECK_FALSE(matches(filter, record("2026-12-04T12:00:00.000000Z", "agent", "allow")));
     // The quick test on the raw line never rules out a line that matches.
     CHECK(filter.may_match(record("2026-12-04T12:00:00.000000Z", "agent", "deny")));
     CHECK_FALSE(filter.may_match(record("2026-12-04T12:00:00.000000Z", "owner", "deny")));
     Filter quoted;
     quoted.users = {"a\"b"};
     CHECK(quoted.may_match(record("2026-12-04T12:00:00.000000Z", "a\"b", "deny")));
-    CHECK(quoted.matches(parse(record("2026-12-04T12:00:00.000000Z", "a\"b", "deny"))));
+    CHECK(matches(quoted, record("2026-12-04T12:00:00.000000Z", "a\"b", "deny")));
 }
 
 TEST_CASE("the summary counts refusals per rule and user and ranks refused statements", "[audit][reader]") {
     pgrail::audit::Summary summary;
     for (int i = 0; i < 3; ++i)
-        summary.add(nlohmann::json::parse(record("2026-12-04T10:00:0" + std::to_string(i) + ".000000Z", "agent", "deny")));
-    summary.add(nlohmann::json::parse(record("2026-12-04T09:00:00.000000Z", "bot", "deny", "DELETE FROM t")));
-    summary.add(nlohmann::json::parse(record("2026-12-04T11:00:00.000000Z", "bot", "allow", "ALTER TABLE t ADD x int")));
+        summary.add(*pgrail::audit::Record::parse(
+            record("2026-12-04T10:00:0" + std::to_string(i) + ".000000Z", "agent", "deny")));
+    summary.add(*pgrail::audit::Record::parse(record("2026-12-04T09:00:00.000000Z", "bot", "deny", "DELETE FROM t")));
+    summary.add(
+        *pgrail::audit::Record::parse(record("2026-12-04T11:00:00.000000Z", "bot", "allow", "ALTER TABLE t ADD x int")));
     const auto out = summary.to_json(1);
     CHECK(out["records"] == 5);
     CHECK(out["first"] == "2026-12-04T09:00:00.000000Z");
@@ -160,9 +167,42 @@ TEST_CASE("the summary counts refusals per rule and user and ranks refused state
 }
 
 TEST_CASE("a record prints as one line of text", "[audit][reader]") {
-    auto line = pgrail::audit::format_record(nlohmann::json::parse(
+    const std::string text =
         R"({"time":"2026-12-04T10:00:00.000000Z","event":"statement_refused","decision":"deny","rule":"agents",
-            "user":"agent","database":"app","message":"pgrail: ad hoc DROP\nrefused","statement":"DROP TABLE t"})"));
+            "user":"agent","database":"app","message":"pgrail: ad hoc DROP\nrefused","statement":"DROP TABLE t"})";
+    auto line = pgrail::audit::format_record(*pgrail::audit::Record::parse(text));
     CHECK(line == "2026-12-04T10:00:00.000000Z  statement_refused deny  rule agents  agent@app: pgrail: ad hoc DROP "
                   "refused");
+}
+
+TEST_CASE("a record reads a line's top-level members as nlohmann's parser would", "[audit][reader]") {
+    const nlohmann::json source = {{"s", "plain"},
+                                   {"e", "quote \" backslash \\ newline \n tab \t \x01 é \xf0\x9f\x98\x80"},
+                                   {"n", 42},
+                                   {"f", -1.5},
+                                   {"b", true},
+                                   {"z", nullptr},
+                                   {"o", {{"nested", {1, "two", {{"x", "}]"}}}}}},
+                                   {"a", {"[", "{", "\""}}};
+    const std::string line = source.dump();
+    const auto record = pgrail::audit::Record::parse(line);
+    REQUIRE(record);
+    CHECK(record->get("s") == "plain");
+    CHECK(record->get("e") == source["e"].get<std::string>());
+    CHECK(record->get("n") == "42");
+    CHECK(record->get("f") == "-1.5");
+    CHECK(record->get("b") == "true");
+    CHECK(record->get("z") == "null");
+    CHECK(record->get("o") == source["o"].dump());
+    CHECK(record->get("a") == source["a"].dump());
+    CHECK(record->get("missing").empty());
+    CHECK_FALSE(record->has("missing"));
+    // \u escapes, surrogate pairs included, as a writer other than nlohmann may send them.
+    const auto escaped = pgrail::audit::Record::parse(R"({"u":"\u00e9\ud83d\ude00\u0041"})");
+    REQUIRE(escaped);
+    CHECK(escaped->get("u") == "\xc3\xa9\xf0\x9f\x98\x80" "A");
+    for (const char* bad : {"", "[]", "{", "{\"a\"}", "{\"a\":}", "{\"a\":\"x}", "{\"a\":1,}", "{\"a\":1} x",
+                            "{\"a\":\"\\q\"}", "{\"a\":{\"b\":1}", "{\"pad\":\"xx"})
+        CHECK_FALSE(pgrail::audit::Record::parse(bad));
+    CHECK(pgrail::audit::Record::parse("{}"));
 }
