@@ -278,6 +278,9 @@ void add_named_objects(std::string_view type, const json& body, Statement& out) 
         if (type == "RenameStmt" && !body.contains("object") && !body.contains("relation")) {
             add_string(out, body, "subname", kind_of(object_type), R::altered);
         }
+        // A schema's new name is a schema that comes into being (a protected name too). A
+        // relation's new name stays in the relation's schema, which is already an object's.
+        if (type == "RenameStmt" && object_type == "OBJECT_SCHEMA") add_string(out, body, "newname", "schema", R::created);
     } else if (type == "AlterFunctionStmt") {
         add_object_list(out, body, "func", str(body, "objtype"), R::altered);
     } else if (type == "CreateFunctionStmt") {
