@@ -60,6 +60,18 @@ std::string last_name(Node names) {
     return last;
 }
 
+std::vector<std::string> object_names(Node objects) {
+    std::vector<std::string> names;
+    for (const Node object : objects) {
+        const std::string_view kind = type_of(object);
+        if (kind == "List") names.push_back(last_name(body_of(object).find("items")));
+        else if (kind == "String") names.emplace_back(str(body_of(object), "sval"));
+        else if (kind == "TypeName") names.push_back(last_name(body_of(object).find("names")));
+        else if (kind == "ObjectWithArgs") names.push_back(last_name(body_of(object).find("objname")));
+    }
+    return names;
+}
+
 std::string relation_name(Node range_var) { return std::string(str(range_var, "relname")); }
 
 ColumnType column_type(Node type_name) {

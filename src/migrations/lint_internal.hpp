@@ -80,6 +80,9 @@ struct LintContext {
 [[nodiscard]] std::string_view str(Node node, std::string_view key);
 [[nodiscard]] bool flag(Node node, std::string_view key);
 [[nodiscard]] std::string last_name(Node names);       // [String, String] -> last sval
+// The last name of each object of a DROP/COMMENT-style object list (List, String, TypeName,
+// ObjectWithArgs items).
+[[nodiscard]] std::vector<std::string> object_names(Node objects);
 [[nodiscard]] std::string relation_name(Node range_var);
 [[nodiscard]] ColumnType column_type(Node type_name);
 [[nodiscard]] std::string describe(const ColumnType& type);

@@ -37,18 +37,6 @@ std::string upper(std::string text) {
     return text;
 }
 
-std::vector<std::string> object_names(Node objects) {
-    std::vector<std::string> names;
-    for (const Node object : objects) {
-        const std::string_view kind = type_of(object);
-        if (kind == "List") names.push_back(last_name(body_of(object).find("items")));
-        else if (kind == "String") names.emplace_back(str(body_of(object), "sval"));
-        else if (kind == "TypeName") names.push_back(last_name(body_of(object).find("names")));
-        else if (kind == "ObjectWithArgs") names.push_back(last_name(body_of(object).find("objname")));
-    }
-    return names;
-}
-
 Change create(const std::string& kind, const std::string& name, bool replace, std::string scope = {}) {
     Change change;
     change.key = fmt::format("{} {} {}", replace ? "replace" : "create", kind, name);

@@ -259,17 +259,7 @@ void index_not_concurrent(LintContext& ctx, const Stmt& stmt) {
                            index.empty() ? "" : fmt::format("{} ", index), table, table));
 }
 
-std::vector<std::string> dropped_names(const Stmt& stmt) {
-    std::vector<std::string> names;
-    for (const Node object : stmt.body.find("objects")) {
-        const std::string_view kind = type_of(object);
-        if (kind == "List") names.push_back(last_name(body_of(object).find("items")));
-        else if (kind == "String") names.emplace_back(str(body_of(object), "sval"));
-        else if (kind == "TypeName") names.push_back(last_name(body_of(object).find("names")));
-        else if (kind == "ObjectWithArgs") names.push_back(last_name(body_of(object).find("objname")));
-    }
-    return names;
-}
+std::vector<std::string> dropped_names(const Stmt& stmt) { return object_names(stmt.body.find("objects")); }
 
 void drop_index_not_concurrent(LintContext& ctx, const Stmt& stmt) {
     if (stmt.type != "DropStmt" || str(stmt.body, "removeType") != "OBJECT_INDEX" || flag(stmt.body, "concurrent"))
