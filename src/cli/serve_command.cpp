@@ -81,8 +81,11 @@ void serve(const std::string& config_path) {
     std::shared_ptr<proxy::MigrationCommands> migration_commands;
     std::jthread backstop_check;
     if (!config.migrations_dir.empty()) {
-        backstop_check = check_backstop(config);
         migration_commands = std::make_shared<proxy::MigrationCommands>(config, audit_log, gate);
+        // Only once the main thread's own first libpqxx work is done: ThreadSanitizer saw libpqxx
+        // 6.4 share data of its own (pqxx::internal::find_with_encoding) between this check and
+        // the ledger reads above when the two started at once, on separate connections.
+        backstop_check = check_backstop(config);
     }
     spdlog::info("policy {} loaded (mode {}, {} rules)", policy->source, policy::to_string(policy->mode),
                  policy->rules.size());
