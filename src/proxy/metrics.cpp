@@ -26,11 +26,15 @@ void header(std::string& out, std::string_view name, std::string_view type, std:
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
-template <typename Key>
-void bump(std::map<Key, std::uint64_t>& series, Key key, std::size_t max_series, Key other) {
+// Counts one under `key` (views), creating the series on first use; past max_series new label
+// sets count under `other`.
+template <typename Map, typename View>
+void bump(Map& series, const View& key, std::size_t max_series, const typename Map::key_type& other) {
     auto it = series.find(key);
-    if (it == series.end() && series.size() >= max_series) it = series.try_emplace(std::move(other)).first;
-    if (it == series.end()) it = series.emplace(std::move(key), 0).first;
+    if (it == series.end()) {
+        it = series.size() >= max_series ? series.try_emplace(other).first
+                                         : series.emplace(std::make_from_tuple<typename Map::key_type>(key), 0).first;
+    }
     ++it->second;
 }
 
@@ -60,22 +64,22 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
 
 void Metrics::count_statement(std::string_view rule, std::string_view decision, std::string_view statement_class) {
     std::lock_guard lock(mutex_);
-    bump(statements_, Labels3{rule, decision, statement_class}, max_series, Labels3{"other", "other", "other"});
+    bump(statements_, std::tuple{rule, decision, statement_class}, max_series, Labels3{"other", "other", "other"});
 }
 
 void Metrics::count_refusal(std::string_view rule, std::string_view guard) {
     std::lock_guard lock(mutex_);
-    bump(refusals_, Labels2{rule, guard}, max_series, Labels2{"other", "other"});
+    bump(refusals_, std::tuple{rule, guard}, max_series, Labels2{"other", "other"});
 }
 
 void Metrics::count_session_rule(std::string_view rule) {
     std::lock_guard lock(mutex_);
-    bump(session_rules_, std::string(rule), max_series, std::string("other"));
+    bump(session_rules_, std::tuple{rule}, max_series, std::tuple<std::string>{"other"});
 }
 
 void Metrics::count_migration(std::string_view event, std::string_view outcome) {
     std::lock_guard lock(mutex_);
-    bump(migrations_, Labels2{event, outcome}, max_series, Labels2{"other", "other"});
+    bump(migrations_, std::tuple{event, outcome}, max_series, Labels2{"other", "other"});
 }
 
 std::string Metrics::render() const {
@@ -110,7 +114,7 @@ std::string Metrics::render() const {
     std::lock_guard lock(mutex_);
     header(out, "pgrail_session_rules_total", "counter", "Sessions by the policy rule they matched.");
     for (const auto& [rule, count] : session_rules_)
-        out += fmt::format("pgrail_session_rules_total{{rule=\"{}\"}} {}\n", label(rule), count);
+        out += fmt::format("pgrail_session_rules_total{{rule=\"{}\"}} {}\n", label(std::get<0>(rule)), count);
     header(out, "pgrail_statements_total", "counter", "Statement texts the gate decided, by rule, decision and class.");
     for (const auto& [key, count] : statements_)
         out += fmt::format("pgrail_statements_total{{rule=\"{}\",decision=\"{}\",class=\"{}\"}} {}\n",

@@ -62,13 +62,14 @@ public:
 private:
     // At most this many distinct label sets per labelled metric; more count under "other".
     static constexpr std::size_t max_series = 1000;
+    // Looked up by views (std::less<>): a statement's count allocates nothing once its series exists.
     using Labels2 = std::tuple<std::string, std::string>;
     using Labels3 = std::tuple<std::string, std::string, std::string>;
     mutable std::mutex mutex_;
-    std::map<Labels3, std::uint64_t> statements_;   // rule, decision, class
-    std::map<Labels2, std::uint64_t> refusals_;     // rule, guard
-    std::map<std::string, std::uint64_t> session_rules_;
-    std::map<Labels2, std::uint64_t> migrations_;   // event, outcome
+    std::map<Labels3, std::uint64_t, std::less<>> statements_;   // rule, decision, class
+    std::map<Labels2, std::uint64_t, std::less<>> refusals_;     // rule, guard
+    std::map<std::tuple<std::string>, std::uint64_t, std::less<>> session_rules_;  // rule
+    std::map<Labels2, std::uint64_t, std::less<>> migrations_;   // event, outcome
 };
 
 // The process's metrics.
