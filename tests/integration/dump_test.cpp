@@ -31,50 +31,44 @@ std::pair<int, std::string> dump(const std::string& tool, const std::string& opt
                  std::to_string(port) + " -U " + user + " 2>&1");
 }
 
+// Runs `tool options` as `user` directly and through pgrail: both succeed with the same output
+// (but for `\restrict` keys). Returns what came through pgrail.
+std::string same_through_pgrail(const std::string& tool, const std::string& options, const std::string& user,
+                                int pgrail_port) {
+    const auto direct = dump(tool, options, user, Cluster::get().pg_port);
+    const auto through = dump(tool, options, user, pgrail_port);
+    INFO(user << ": " << tool << " " << options << "\ndirectly:\n" << direct.second.substr(0, 2000)
+              << "\nthrough pgrail:\n" << through.second.substr(0, 2000));
+    REQUIRE(direct.first == 0);
+    CHECK(through.first == 0);
+    CHECK(without_restrict_keys(through.second) == without_restrict_keys(direct.second));
+    return through.second;
+}
+
 }  // namespace
 
 TEST_CASE("pg_dump and pg_dumpall --schema-only through pgrail give what they give directly", "[pg_dump]") {
     SeedDatabase db("dump_");
     PgrailProcess pgrail("policy: " + source_dir() + "/policies/default.yaml\nmigrations: {dir: " + source_dir() +
                          "/migrations}\n");
-    const int direct_port = Cluster::get().pg_port;
     for (const std::string& user : {std::string("agent"), std::string("app_owner")}) {
         // pg_dump sends `SELECT set_config(name, ..., false) FROM pg_settings WHERE name = ...` and
         // `LOCK TABLE ... IN ACCESS SHARE MODE`: both must read as what they do.
         // The whole dump (with COPY ... TO stdout) as the owner: the agent may not read the sequence.
         std::vector<std::string> runs = {"--schema-only " + db.name};
         if (user == "app_owner") runs.push_back(db.name);
-        for (const auto& options : runs) {
-            const auto direct = dump("pg_dump", options, user, direct_port);
-            const auto through = dump("pg_dump", options, user, pgrail.port());
-            INFO(user << ": pg_dump " << options << "\ndirectly:\n" << direct.second.substr(0, 2000)
-                      << "\nthrough pgrail:\n" << through.second.substr(0, 2000));
-            REQUIRE(direct.first == 0);
-            CHECK(through.first == 0);
-            CHECK(without_restrict_keys(through.second) == without_restrict_keys(direct.second));
-            CHECK(through.second.find("CREATE TABLE public.profiles") != std::string::npos);
-        }
+        for (const auto& options : runs)
+            CHECK(same_through_pgrail("pg_dump", options, user, pgrail.port()).find("CREATE TABLE public.profiles") !=
+                  std::string::npos);
         // Every database of the cluster is the superuser's to dump; a role's own view of the cluster
         // is its globals (pg_dumpall of every database would stop at other tests' tables).
-        const std::string options = "--globals-only --no-role-passwords -l " + db.name;
-        const auto direct = dump("pg_dumpall", options, user, direct_port);
-        const auto through = dump("pg_dumpall", options, user, pgrail.port());
-        INFO(user << ": pg_dumpall " << options << "\ndirectly:\n" << direct.second.substr(0, 2000)
-                  << "\nthrough pgrail:\n" << through.second.substr(0, 2000));
-        REQUIRE(direct.first == 0);
-        CHECK(through.first == 0);
-        CHECK(without_restrict_keys(through.second) == without_restrict_keys(direct.second));
+        (void)same_through_pgrail("pg_dumpall", "--globals-only --no-role-passwords -l " + db.name, user,
+                                  pgrail.port());
     }
     // The superuser (rule "agents" too, as every role without a rule of its own) dumps every database.
-    const std::string options = "--schema-only --no-role-passwords -l " + db.name;
-    const auto direct = dump("pg_dumpall", options, "postgres", direct_port);
-    const auto through = dump("pg_dumpall", options, "postgres", pgrail.port());
-    INFO("postgres: pg_dumpall " << options << "\ndirectly:\n" << direct.second.substr(0, 2000)
-                                 << "\nthrough pgrail:\n" << through.second.substr(0, 2000));
-    REQUIRE(direct.first == 0);
-    CHECK(through.first == 0);
-    CHECK(without_restrict_keys(through.second) == without_restrict_keys(direct.second));
-    CHECK(through.second.find("CREATE TABLE public.profiles") != std::string::npos);
+    CHECK(same_through_pgrail("pg_dumpall", "--schema-only --no-role-passwords -l " + db.name, "postgres",
+                              pgrail.port())
+              .find("CREATE TABLE public.profiles") != std::string::npos);
 }
 
 }  // namespace pgrail::test
