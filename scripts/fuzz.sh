@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-2}
-all_targets=(frame startup literal_shape policy analyze)
+all_targets=(frame startup literal_shape policy analyze masking)
 # ccache across checkouts (CI builds a fresh clone in another directory): paths relative to the
 # tree, the build directory not hashed (debug info may then name the checkout that compiled first).
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}

@@ -9,6 +9,9 @@ packages=(
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2
   clang libclang-rt-14-dev llvm   # scripts/fuzz.sh: libFuzzer, clang's sanitizer runtimes, llvm-symbolizer
+  # scripts/package_test.sh: cpack's dependency scan (dpkg-shlibdeps, file), the maintainer
+  # scripts (adduser), systemd-analyze, curl, and scripts/check_kubernetes.py (PyYAML)
+  dpkg-dev file binutils adduser systemd curl python3 python3-yaml
 )
 
 missing=()

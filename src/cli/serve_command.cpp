@@ -78,6 +78,17 @@ void serve(const std::string& config_path) {
         config.audit_file, config.audit_fsync ? audit::FsyncMode::always : audit::FsyncMode::never);
     auto gate = std::make_shared<proxy::PolicyGate>(policy, audit_log, config.audit_redact_literals,
                                                     config.max_analyzed_size);
+    // sensitive_columns are resolved against each database's catalog, read on pgrail's own
+    // connection (catalog.conninfo, by default the migrations'). Without one, a rule with
+    // sensitive_columns refuses every statement that reads a relation (fail closed).
+    if (!config.catalog_conninfo.empty()) {
+        gate->set_sensitive_catalogs(std::make_shared<proxy::SensitiveCatalogs>(
+            config.catalog_conninfo, std::chrono::milliseconds(config.catalog_refresh_ms),
+            std::chrono::milliseconds(config.catalog_timeout_ms)));
+    } else if (policy->has_sensitive_columns) {
+        spdlog::warn("the policy has sensitive_columns but no catalog connection is configured (catalog.conninfo): "
+                     "statements that read relations are refused under those rules");
+    }
     std::shared_ptr<proxy::MigrationCommands> migration_commands;
     std::jthread backstop_check;
     if (!config.migrations_dir.empty()) {
@@ -96,6 +107,7 @@ void serve(const std::string& config_path) {
         try {
             auto fresh = policy::load_policy_file(config.policy_file, policy_options(config));
             gate->replace_policy(fresh);
+            gate->catalog_changed();
             spdlog::info("policy {} reloaded (mode {}, {} rules)", fresh->source, policy::to_string(fresh->mode),
                          fresh->rules.size());
             proxy::metrics().reloads_ok.fetch_add(1);

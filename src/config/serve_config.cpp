@@ -68,7 +68,8 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (root.IsNull()) return config;
     reader.expect_map(root,
                       {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "max_buffered_size",
-                       "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations", "http"},
+                       "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations", "http",
+                       "catalog"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group"},
@@ -174,6 +175,18 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
             config.statement_timeout_ms = duration(reader, migrations["statement_timeout"], "migrations.statement_timeout");
         if (migrations["lock_wait"]) config.lock_wait_ms = duration(reader, migrations["lock_wait"], "migrations.lock_wait");
     }
+    if (const auto catalog = root["catalog"]) {
+        reader.expect_map(catalog, {"conninfo", "refresh", "timeout"}, "catalog");
+        if (catalog["conninfo"]) {
+            config.catalog_conninfo = reader.as_string(catalog["conninfo"], "catalog.conninfo");
+            if (config.catalog_conninfo.empty())
+                reader.fail(catalog["conninfo"], "'catalog.conninfo' must be a libpq connection string (or left out: "
+                                                 "migrations.migrator is used)");
+        }
+        if (catalog["refresh"]) config.catalog_refresh_ms = duration(reader, catalog["refresh"], "catalog.refresh");
+        if (catalog["timeout"]) config.catalog_timeout_ms = duration(reader, catalog["timeout"], "catalog.timeout");
+    }
+    if (config.catalog_conninfo.empty()) config.catalog_conninfo = config.migrator_conninfo;
     return config;
 }
 

@@ -16,6 +16,7 @@
 
 #include "internal.hpp"
 #include "pgrail/sql/quote.hpp"
+#include "pgrail/migrations/conninfo.hpp"
 #include "pgrail/migrations/schema_diff.hpp"
 #include "verify_measure.hpp"
 
@@ -48,15 +49,6 @@ std::vector<ConninfoOption> parse_conninfo(const std::string& conninfo) {
             out.push_back({option->keyword, option->val, option->envvar != nullptr ? option->envvar : ""});
     PQconninfoFree(options);
     return out;
-}
-
-std::string quote_conninfo_value(std::string_view value) {
-    std::string out = "'";
-    for (const char c : value) {
-        if (c == '\\' || c == '\'') out.push_back('\\');
-        out.push_back(c);
-    }
-    return out + "'";
 }
 
 // `conninfo` (key/value or URI) with its database replaced, as key/value text.

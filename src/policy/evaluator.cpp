@@ -7,8 +7,10 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "advice.hpp"
+#include "sensitive_reads.hpp"
 #include "pgrail/migrations/lock.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
@@ -36,6 +38,7 @@ struct Context {
     const Rule& rule;
     const MigrationMatcher* matcher;
     const SessionInfo& session;
+    const SensitiveContext* sensitive = nullptr;
 };
 
 std::string qualified(const sql::ObjectRef& object) {
@@ -810,16 +813,84 @@ Decision evaluate_function_call(const Policy& policy, const SessionInfo& session
     return decision;
 }
 
+namespace {
+
+// sensitive_columns: a statement that reads a guarded column where the rule does not allow it
+// (deny: anywhere; mask: anywhere but as a plain column of the result) is refused. `masked`
+// collects the columns it returns masked.
+std::optional<Decision> check_sensitive(const Context& context, const Statement& statement,
+                                        std::vector<std::string>& masked) {
+    const auto& guarded = context.rule.guards.sensitive;
+    if (guarded.empty()) return std::nullopt;
+    const bool masks = guarded.action == SensitiveAction::mask;
+    const std::string label = masks ? "sensitive_columns: mask" : "sensitive_columns: deny";
+    const SensitiveSet* set = context.sensitive ? context.sensitive->set : nullptr;
+    if (!set) {
+        if (statement.ranges.empty() && statement.functions.empty()) return std::nullopt;
+        auto decision = refuse(context, &statement, "sensitive_columns", label,
+                               "pgrail: cannot check this statement for sensitive columns: the database's catalog "
+                               "is not available to pgrail",
+                               context.sensitive && !context.sensitive->error.empty()
+                                   ? " (catalog: " + context.sensitive->error + ")"
+                                   : std::string(" (no catalog connection)"),
+                               "Retry in a moment; if this persists, ask the operator to check pgrail's catalog "
+                               "connection (catalog.conninfo).");
+        decision.sqlstate = "55000";
+        return decision;
+    }
+    const SensitiveReads reads = find_sensitive_reads(statement, guarded, *set);
+    if (reads.unresolved)
+        return refuse(context, &statement, "sensitive_columns", label,
+                      fmt::format("pgrail: this session may not run statements whose reads pgrail cannot follow: {}",
+                                  *reads.unresolved),
+                      "", "Name the tables and columns you read in the statement itself.");
+    if (!reads.refused.empty()) {
+        const SensitiveRead& first = reads.refused.front();
+        std::vector<std::string> columns;
+        for (const auto& read : reads.refused)
+            if (std::find(columns.begin(), columns.end(), read.column) == columns.end()) columns.push_back(read.column);
+        const std::string listed = fmt::format("{}", fmt::join(columns, ", "));
+        Decision decision;
+        if (!masks || first.always_deny)
+            decision = refuse(context, &statement, "sensitive_columns", label,
+                          fmt::format("pgrail: column {} is sensitive and may not be read in this session (read {})",
+                                      first.column, first.how),
+                          fmt::format(" reading {}", listed),
+                          "Select the columns you need by name and leave out the sensitive ones (SELECT * and whole "
+                          "rows include them).");
+        else
+            decision = refuse(context, &statement, "sensitive_columns", label,
+                      fmt::format("pgrail: column {} is masked in this session and may only be selected as a plain "
+                                  "column of the result (read {})",
+                                  first.column, first.how),
+                      fmt::format(" reading {}", listed),
+                      "Select the column by name (or with *) in the outer SELECT and its values come back masked; "
+                      "leave it out of WHERE, ORDER BY, joins, expressions, aggregates and subqueries.");
+        decision.columns = std::move(columns);
+        return decision;
+    }
+    masked.insert(masked.end(), reads.masked.begin(), reads.masked.end());
+    return std::nullopt;
+}
+
+}  // namespace
+
 Decision evaluate(const Policy& policy, const SessionInfo& session, const Statement& statement,
-                  const MigrationMatcher* is_registered_migration_statement) {
-    const Context context{policy, policy.rule_for(session), is_registered_migration_statement, session};
-    if (auto decision = check(context, statement, false)) return std::move(*decision);
-    return allow(context);
+                  const MigrationMatcher* is_registered_migration_statement, const SensitiveContext* sensitive) {
+    const Context context{policy, policy.rule_for(session), is_registered_migration_statement, session, sensitive};
+    auto decision = check(context, statement, false);
+    if (decision && decision->action == Decision::Action::deny) return std::move(*decision);
+    std::vector<std::string> masked;
+    if (auto refusal = check_sensitive(context, statement, masked)) return std::move(*refusal);
+    if (decision) return std::move(*decision);
+    auto allowed = allow(context);
+    allowed.columns = std::move(masked);
+    return allowed;
 }
 
 Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
-                      const MigrationMatcher* is_registered_migration_statement) {
-    const Context context{policy, policy.rule_for(session), is_registered_migration_statement, session};
+                      const MigrationMatcher* is_registered_migration_statement, const SensitiveContext* sensitive) {
+    const Context context{policy, policy.rule_for(session), is_registered_migration_statement, session, sensitive};
     if (analysis.error && refuses_unparsed(policy, &*analysis.error)) {
         auto decision = parse_error(context, nullptr, &*analysis.error);
         const auto failed = std::find_if(analysis.statements.begin(), analysis.statements.end(),
@@ -828,14 +899,22 @@ Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sq
         return decision;
     }
     const bool alone = analysis.statements.size() == 1;
+    std::vector<std::string> masked;
     for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
         auto decision = check(context, analysis.statements[index], !alone);
+        if (!decision || decision->action != Decision::Action::deny) {
+            if (auto refusal = check_sensitive(context, analysis.statements[index], masked)) decision = std::move(refusal);
+        }
         if (decision) {
             decision->statement_index = index;
             return std::move(*decision);
         }
     }
-    return allow(context);
+    auto allowed = allow(context);
+    std::sort(masked.begin(), masked.end());
+    masked.erase(std::unique(masked.begin(), masked.end()), masked.end());
+    allowed.columns = std::move(masked);
+    return allowed;
 }
 
 }  // namespace pgrail::policy

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -98,7 +101,7 @@ YAML::Node child(const YAML::Node& node, const char* key) {
     "allow_classes", "ddl", "migrator", "migrations", "require_where", "allow_truncate",                          \
         "allow_temporary_objects", "protected_schemas", "read_only_tables", "denied_functions", "allowed_functions", \
         "copy", "alter_system", "protected_settings", "allowed_settings", "replication", "options",                 \
-        "bookkeeping_tables"
+        "bookkeeping_tables", "sensitive_columns", "max_rows"
 
 class Loader {
 public:
@@ -109,7 +112,8 @@ public:
         const YAML::Node& root = reader_.root();
         if (!root.IsDefined() || root.IsNull()) reader_.fail(root, "the policy is empty (expected a mapping with version and rules)");
         reject_duplicate_keys(root);
-        reader_.expect_map(root, {"version", "mode", "on_parse_error", "defaults", "messages", "rules"}, "the policy");
+        reader_.expect_map(root, {"version", "mode", "on_parse_error", "defaults", "messages", "masking", "rules"},
+                           "the policy");
 
         auto policy = std::make_shared<Policy>();
         policy->source = reader_.file();
@@ -123,6 +127,7 @@ public:
             policy->on_parse_error =
                 reader_.as_choice(node, "on_parse_error", {"deny", "allow"}) == "deny" ? OnParseError::deny
                                                                                         : OnParseError::allow;
+        if (const auto& node = root["masking"]) masking_key_ = load_masking_key(node);
         if (defaults_) {
             reader_.expect_map(defaults_, {GUARD_KEYS}, "defaults");
             if (const auto node = child(defaults_, "bookkeeping_tables"); node.IsDefined())
@@ -131,7 +136,13 @@ public:
             (void)build_guards(YAML::Node());  // validates defaults even where every rule overrides them
         }
         if (const auto& node = root["messages"]) load_messages(node, *policy);
+        policy->masking_key = masking_key_;
         load_rules(root, *policy);
+        for (const auto& rule : policy->rules) {
+            policy->has_sensitive_columns = policy->has_sensitive_columns || !rule.guards.sensitive.empty();
+            policy->has_result_guards =
+                policy->has_result_guards || !rule.guards.sensitive.empty() || rule.guards.max_rows.limit > 0;
+        }
         return policy;
     }
 
@@ -427,6 +438,9 @@ private:
             }
         }
 
+        if (const auto node = pick(rule, "sensitive_columns")) guards.sensitive = read_sensitive(node);
+        if (const auto node = pick(rule, "max_rows")) guards.max_rows = read_max_rows(node);
+
         guards.denied_functions = name_set(rule, builtin_denied_functions, "denied_functions", "allowed_functions",
                                            function_key, "a denied function");
         guards.protected_settings = name_set(rule, builtin_protected_settings, "protected_settings",
@@ -479,9 +493,114 @@ private:
         return set;
     }
 
+    // masking: {key_file: path | key_env: NAME}: at least 16 bytes (a file's trailing newline is
+    // not part of the key). Read once, at load: a reload reads it again.
+    std::string load_masking_key(const YAML::Node& node) const {
+        reader_.expect_map(node, {"key_file", "key_env"}, "masking");
+        const auto file = child(node, "key_file");
+        const auto env = child(node, "key_env");
+        if (file.IsDefined() == env.IsDefined())
+            reader_.fail(node, "masking needs exactly one of key_file (a file holding the key) and key_env (an "
+                               "environment variable holding it)");
+        std::string key;
+        if (file.IsDefined()) {
+            std::string path = reader_.as_string(file, "key_file");
+            if (!path.starts_with('/')) {
+                const auto slash = reader_.file().rfind('/');
+                if (slash != std::string::npos) path = reader_.file().substr(0, slash + 1) + path;
+            }
+            std::ifstream in(path, std::ios::binary);
+            if (!in) reader_.fail(file, fmt::format("cannot read the masking key file {}", path));
+            key.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+        } else {
+            const auto name = reader_.as_string(env, "key_env");
+            const char* value = std::getenv(name.c_str());
+            if (value == nullptr) reader_.fail(env, fmt::format("the environment variable {} is not set", name));
+            key = value;
+        }
+        if (key.size() < 16 || key.size() > 4096)
+            reader_.fail(node, fmt::format("the masking key must be 16 to 4096 bytes (it has {})", key.size()));
+        return key;
+    }
+
+    // sensitive_columns: {action: deny|mask, method: hash|constant|null, value: text, columns: [...]}.
+    SensitiveColumns read_sensitive(const YAML::Node& node) const {
+        reader_.expect_map(node, {"action", "method", "value", "columns"}, "sensitive_columns");
+        SensitiveColumns sensitive;
+        if (const auto action = child(node, "action"); action.IsDefined())
+            sensitive.action = reader_.as_choice(action, "action", {"deny", "mask"}) == "mask" ? SensitiveAction::mask
+                                                                                               : SensitiveAction::deny;
+        const auto method = child(node, "method");
+        if (method.IsDefined()) {
+            if (sensitive.action != SensitiveAction::mask)
+                reader_.fail(method, "method is for action: mask (action deny refuses the statement)");
+            // `method: null` is YAML's null unless quoted: both mean the method null.
+            const auto name = method.IsNull() ? std::string("null")
+                                              : reader_.as_choice(method, "method", {"hash", "constant", "null"});
+            sensitive.method = name == "hash" ? MaskMethod::hash : name == "constant" ? MaskMethod::constant : MaskMethod::null;
+        }
+        if (const auto value = child(node, "value"); value.IsDefined()) {
+            if (sensitive.method != MaskMethod::constant || !method.IsDefined())
+                reader_.fail(value, "value is the text of method: constant");
+            sensitive.constant = reader_.as_string(value, "value");
+            if (sensitive.constant.size() > 1024) reader_.fail(value, "value is longer than 1024 bytes");
+        }
+        if (sensitive.action == SensitiveAction::mask && sensitive.method == MaskMethod::hash && masking_key_.empty())
+            reader_.fail(method.IsDefined() ? method : node,
+                         "method hash (the default of action: mask) needs a key: add masking: {key_file: ...} or "
+                         "masking: {key_env: ...} at the top of the policy");
+        const auto columns = child(node, "columns");
+        if (!columns.IsDefined()) reader_.fail(node, "sensitive_columns needs columns (a list of table.column or "
+                                                     "schema.table.column, globs allowed)");
+        const auto texts = reader_.as_string_list(columns, "columns");
+        if (texts.empty()) reader_.fail(columns, "columns is empty");
+        for (std::size_t index = 0; index < texts.size(); ++index) {
+            const auto& text = texts[index];
+            std::vector<std::string> parts;
+            std::size_t start = 0;
+            while (true) {
+                const auto dot = text.find('.', start);
+                parts.push_back(text.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+                if (dot == std::string::npos) break;
+                start = dot + 1;
+            }
+            const bool empty_part = std::any_of(parts.begin(), parts.end(), [](const auto& part) { return part.empty(); });
+            if (parts.size() < 2 || parts.size() > 3 || empty_part)
+                reader_.fail(columns[index], fmt::format("'{}' is not a column ('table.column' or "
+                                                         "'schema.table.column', globs allowed)",
+                                                         text));
+            ColumnPattern pattern;
+            if (parts.size() == 3) pattern.schema = parts[0];
+            pattern.table = parts[parts.size() - 2];
+            pattern.column = parts.back();
+            sensitive.patterns.push_back(std::move(pattern));
+        }
+        return sensitive;
+    }
+
+    // max_rows: N, or {limit: N, action: truncate|deny}.
+    MaxRows read_max_rows(const YAML::Node& node) const {
+        constexpr std::int64_t most = std::int64_t{1} << 50;
+        MaxRows max_rows;
+        if (node.IsScalar()) {
+            max_rows.limit = static_cast<std::uint64_t>(reader_.as_int(node, "max_rows", 1, most));
+            return max_rows;
+        }
+        reader_.expect_map(node, {"limit", "action"}, "max_rows");
+        const auto limit = child(node, "limit");
+        if (!limit.IsDefined()) reader_.fail(node, "max_rows needs a limit (rows)");
+        max_rows.limit = static_cast<std::uint64_t>(reader_.as_int(limit, "limit", 1, most));
+        if (const auto action = child(node, "action"); action.IsDefined())
+            max_rows.action = reader_.as_choice(action, "action", {"truncate", "deny"}) == "deny" ? MaxRowsAction::deny
+                                                                                                 : MaxRowsAction::truncate;
+        return max_rows;
+    }
+
     const YamlReader& reader_;
     const LoadOptions& options_;
     const YAML::Node defaults_;
+    std::string masking_key_;
 };
 
 std::string join(const std::vector<std::string>& items, std::string_view separator = ", ") {
@@ -567,6 +686,19 @@ std::string summarize(const Policy& policy) {
         if (!read_only.empty()) out += fmt::format("     read-only tables: {}\n", join(read_only));
         out += fmt::format("     denied functions: {}\n", join(guards.denied_functions.sorted()));
         out += fmt::format("     protected settings: {}\n", join(guards.protected_settings.sorted()));
+        if (!guards.sensitive.empty()) {
+            std::vector<std::string> columns;
+            for (const auto& pattern : guards.sensitive.patterns) columns.push_back(pattern.to_string());
+            const char* method = guards.sensitive.method == MaskMethod::hash       ? "masked by keyed hash"
+                                 : guards.sensitive.method == MaskMethod::constant ? "masked by a constant"
+                                                                                    : "masked as NULL";
+            out += fmt::format("     sensitive columns ({}): {}\n",
+                               guards.sensitive.action == SensitiveAction::deny ? "refused" : method, join(columns));
+        }
+        if (guards.max_rows.limit > 0)
+            out += fmt::format("     max rows: {} ({})\n", guards.max_rows.limit,
+                               guards.max_rows.action == MaxRowsAction::deny ? "longer results refused"
+                                                                             : "longer results cut");
         out += fmt::format("     startup: replication {}; options {}\n",
                            guards.allow_replication ? "allowed" : "denied", options);
     }

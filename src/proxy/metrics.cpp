@@ -109,6 +109,12 @@ std::string Metrics::render() const {
     out += fmt::format("pgrail_reloads_total{{outcome=\"ok\"}} {}\n", reloads_ok.load(std::memory_order_relaxed));
     out += fmt::format("pgrail_reloads_total{{outcome=\"refused\"}} {}\n",
                        reloads_failed.load(std::memory_order_relaxed));
+    header(out, "pgrail_catalog_loads_total", "counter",
+           "Reads of a database's catalog for sensitive_columns, by outcome.");
+    out += fmt::format("pgrail_catalog_loads_total{{outcome=\"ok\"}} {}\n",
+                       catalog_loads_ok.load(std::memory_order_relaxed));
+    out += fmt::format("pgrail_catalog_loads_total{{outcome=\"failed\"}} {}\n",
+                       catalog_loads_failed.load(std::memory_order_relaxed));
     gate_seconds.render(out, "pgrail_gate_seconds", "Time the policy gate took for a statement text.");
 
     std::lock_guard lock(mutex_);

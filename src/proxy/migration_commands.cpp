@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "pgrail/migrations/conninfo.hpp"
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/runner.hpp"
 #include "pgrail/migrations/snapshot.hpp"
@@ -27,17 +28,6 @@ bool record_migration_event(audit::AuditLog& log, const nlohmann::json& record) 
                                       ? record["outcome"].get<std::string>()
                                       : "ok");
     return written;
-}
-
-// A conninfo value in single quotes (libpq's key=value syntax).
-std::string conninfo_value(std::string_view value) {
-    std::string out = "'";
-    for (char c : value) {
-        if (c == '\\' || c == '\'') out.push_back('\\');
-        out.push_back(c);
-    }
-    out.push_back('\'');
-    return out;
 }
 
 }  // namespace
@@ -63,7 +53,7 @@ std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_
         }
         if (keyword == "connect_timeout") has_connect_timeout = true;
         if (keyword == "tcp_user_timeout") has_tcp_user_timeout = true;
-        out += fmt::format("{}={} ", keyword, conninfo_value(option->val));
+        out += fmt::format("{}={} ", keyword, migrations::quote_conninfo_value(option->val));
     }
     PQconninfoFree(options);
     // libpq's connect_timeout counts whole seconds (at least 2) and bounds the whole login, as
@@ -74,7 +64,7 @@ std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_
     if (!has_tcp_user_timeout) out += fmt::format("tcp_user_timeout={} ", statement_timeout_ms);
     if (!server_options.empty()) server_options += ' ';
     server_options += fmt::format("-c statement_timeout={}", statement_timeout_ms);
-    out += "options=" + conninfo_value(server_options);
+    out += "options=" + migrations::quote_conninfo_value(server_options);
     return out;
 }
 
@@ -128,6 +118,7 @@ void MigrationCommands::record_migrator_commit(const SessionContext& session,
                          run.recorded ? ": recorded in the ledger" : ": the ledger said so already");
             changed = changed || run.recorded;
         }
+        if (gate_ && !runs.empty()) gate_->catalog_changed();  // the schema moved: sensitive_columns re-resolve
         if (changed) refresh_snapshot();
     } catch (const std::exception& e) {
         // The schema changed and the ledger could not say so: status shows it as schema drift.
@@ -405,7 +396,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         } catch (const std::exception& e) {
             outcome.error = {"ERROR", "58000", fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
         }
-        if (command == "migrate_up" || command == "migrate_down") refresh_snapshot();
+        if (command == "migrate_up" || command == "migrate_down") {
+            if (gate_) gate_->catalog_changed();  // new views or columns: sensitive_columns re-resolve
+            refresh_snapshot();
+        }
         // An approval (or a rejection) changes the registry at once, for migrator matching too.
         if (outcome.ok && (command == "propose_migration" || command == "approve_migration" ||
                            command == "reject_migration"))

@@ -38,6 +38,7 @@ void add_decision_fields(nlohmann::json& event, const policy::Decision& decision
     event["decision"] = "deny";
     event["sqlstate"] = decision.sqlstate;
     event["message"] = decision.message;
+    if (!decision.columns.empty()) event["columns"] = decision.columns;
 }
 
 // PostgreSQL's scanner and parser quote the text where they failed (`unterminated quoted string
@@ -201,7 +202,8 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
     ThreadState::ShapeSlot* shaped = nullptr;
     if (shape) {
         shaped = &state.shape_slots[std::hash<std::string>{}(*shape) % shape_cache_slots];
-        if (shaped->analysis && shaped->shape == *shape) {
+        // (Not under sensitive_columns: an allow there may mask, and a masking is audited.)
+        if (shaped->analysis && shaped->shape == *shape && !state.policy->has_sensitive_columns) {
             const auto decision = policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr);
             if (decision.action == policy::Decision::Action::allow) {
                 count(decision, *shaped->analysis);
@@ -223,16 +225,38 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
 
 GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
                                std::string_view sql) {
-    const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get());
+    policy::SensitiveContext sensitive;
+    const policy::SensitiveContext* sensitive_in_use = nullptr;
+    if (state.policy->has_sensitive_columns) {
+        const auto& rule = state.policy->rule_for(session);
+        if (!rule.guards.sensitive.empty()) {
+            Resolved resolved = resolve(state.policy, rule, session.database);
+            sensitive.set = resolved.set.get();
+            sensitive.error = std::move(resolved.error);
+            sensitive.keep = std::move(resolved.set);
+            sensitive_in_use = &sensitive;
+        }
+    }
+    const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get(), sensitive_in_use);
     count(decision, analysis);
     GateVerdict verdict;
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
-        // is on record before the server runs it; if it cannot be, it does not run.
+        // is on record before the server runs it; if it cannot be, it does not run. So is a read
+        // whose results pgrail masks.
+        std::vector<std::function<bool()>> writers;
         if (changes_schema(analysis)) {
-            verdict.write_audit = writer(session, schema_change_event(session, decision, analysis, sql));
+            writers.push_back(writer(session, schema_change_event(session, decision, analysis, sql)));
             verdict.migrator_statements = migrator_statements(state.matcher.get(), analysis);
+        }
+        if (!decision.columns.empty()) writers.push_back(writer(session, masking_event(session, decision, analysis, sql)));
+        if (writers.size() == 1) {
+            verdict.write_audit = std::move(writers.front());
+        } else if (writers.size() > 1) {
+            verdict.write_audit = [writers = std::move(writers)] {
+                return std::all_of(writers.begin(), writers.end(), [](const auto& write) { return write(); });
+            };
         }
         return verdict;
     }
@@ -292,6 +316,105 @@ GateVerdict PolicyGate::check_startup(const SessionContext& session, const Start
     return verdict;
 }
 
+void PolicyGate::set_sensitive_catalogs(std::shared_ptr<SensitiveCatalogs> catalogs) { catalogs_ = std::move(catalogs); }
+
+void PolicyGate::catalog_changed() {
+    if (catalogs_) catalogs_->invalidate();
+}
+
+PolicyGate::Resolved PolicyGate::resolve(const std::shared_ptr<const policy::Policy>& policy, const policy::Rule& rule,
+                                         const std::string& database) {
+    const auto& guards = rule.guards;
+    std::shared_ptr<const CatalogSnapshot> snapshot;
+    std::string error;
+    if (!guards.sensitive.empty()) {
+        if (!catalogs_) {
+            error = "no catalog connection is configured (catalog.conninfo, or migrations.migrator)";
+        } else {
+            snapshot = catalogs_->snapshot(database, &error);  // may load it: the first time only
+        }
+    }
+    const std::uint64_t version = snapshot ? snapshot->version : 0;
+    std::lock_guard lock(resolved_mutex_);
+    auto& entry = resolved_[{rule.name, database}];
+    if (entry.policy == policy && entry.catalog_version == version && (snapshot || entry.resolved.error == error))
+        return entry.resolved;
+
+    Resolved resolved;
+    resolved.error = std::move(error);
+    auto guard = std::make_shared<ResultGuard>();
+    guard->rule = rule.name;
+    guard->max_rows = guards.max_rows;
+    guard->hash_key = policy->masking_key;
+    if (snapshot) {
+        auto set = std::make_shared<const policy::SensitiveSet>(resolve_sensitive(*snapshot, guards.sensitive));
+        const bool masks = guards.sensitive.action == policy::SensitiveAction::mask;
+        for (const auto& [key, index] : set->keys) {
+            const auto& relation = set->relations.at(index);
+            MaskedColumn column;
+            for (std::size_t at = 0; at < relation.numbers.size() && at < relation.columns.size(); ++at)
+                if (relation.numbers[at] == key.column) column.column = relation.schema + "." + relation.name + "." + relation.columns[at];
+            // A column the rule refuses (or always refuses) never reaches a result legitimately.
+            column.backstop = !masks || relation.always_deny;
+            column.method = column.backstop ? policy::MaskMethod::null : guards.sensitive.method;
+            column.constant = guards.sensitive.constant;
+            guard->columns.emplace(key, std::move(column));
+        }
+        resolved.set = std::move(set);
+    }
+    // audit_only forwards everything as the server answers it: its would-be refusals are audited,
+    // but no result is masked or cut.
+    if (guard->active() && policy->mode == policy::Mode::enforce) resolved.guard = std::move(guard);
+    entry.policy = policy;
+    entry.catalog_version = version;
+    entry.resolved = resolved;
+    return resolved;
+}
+
+std::shared_ptr<const ResultGuard> PolicyGate::result_guard(const SessionContext& session) {
+    auto& state = thread_state();
+    if (!state.policy->has_result_guards) return nullptr;
+    const auto& rule = state.policy->rule_for(session);
+    if (rule.guards.sensitive.empty() && rule.guards.max_rows.limit == 0) return nullptr;
+    return resolve(state.policy, rule, session.database).guard;
+}
+
+bool PolicyGate::audit_result_event(const SessionContext& session, const ResultEvent& result) {
+    auto event = session_fields(session);
+    event["event"] = result.kind == ResultEvent::Kind::truncated ? "result_truncated"
+                     : result.kind == ResultEvent::Kind::refused ? "result_refused"
+                                                                 : "result_masked_backstop";
+    event["rule"] = result.rule;
+    event["decision"] = result.kind == ResultEvent::Kind::refused ? "deny" : "allow";
+    if (result.kind == ResultEvent::Kind::masked_backstop) {
+        event["guard"] = "sensitive_columns";
+        event["columns"] = result.columns;
+    } else {
+        event["guard"] = "max_rows";
+        event["rows_sent"] = result.rows_sent;
+        event["limit"] = result.limit;
+    }
+    return writer(session, std::move(event))();
+}
+
+nlohmann::json PolicyGate::masking_event(const SessionContext& session, const policy::Decision& decision,
+                                         const sql::Analysis& analysis, std::string_view sql) const {
+    auto event = session_fields(session);
+    event["event"] = "statement_masked";
+    event["rule"] = decision.rule;
+    event["guard"] = "sensitive_columns";
+    event["decision"] = "allow";
+    event["columns"] = decision.columns;
+    if (!analysis.statements.empty()) {
+        const auto& first = analysis.statements.front();
+        event["tag"] = first.tag;
+        const std::string_view text = sql.substr(first.offset, analysis.statements.back().offset +
+                                                                  analysis.statements.back().length - first.offset);
+        event["statement"] = sql::normalize(text, session.lexing);  // always without its literals
+    }
+    return event;
+}
+
 nlohmann::json PolicyGate::schema_change_event(const SessionContext& session, const policy::Decision& decision,
                                                const sql::Analysis& analysis, std::string_view sql) const {
     auto event = session_fields(session);
@@ -329,7 +452,8 @@ nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const po
             // (Beyond a limit, even an unredacted line keeps only the size: it may be megabytes.)
             event["statement"] = nullptr;
             event["statement_bytes"] = text.size();
-        } else if (!redact_literals_) {
+        } else if (!redact_literals_ && decision.guard != "sensitive_columns") {
+            // (A statement that reached a sensitive column is always logged without its literals.)
             event["statement"] = std::string(text);
         } else {
             event["statement"] = sql::normalize(text, session.lexing);

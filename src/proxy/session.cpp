@@ -734,7 +734,12 @@ awaitable<void> Session::client_to_server() {
         } else if (awaits_sync(tag)) {
             unsynced_ = true;
         }
-        if (tag == protocol::frontend_tag::execute) executed_since_sync_ = true;
+        if (tag == protocol::frontend_tag::execute) {
+            executed_since_sync_ = true;
+            ++executes_sent_;
+        }
+        // What the rule does to results (ResultGuard) is asked per statement: it follows reloads.
+        if (tag == protocol::frontend_tag::query || tag == protocol::frontend_tag::execute) refresh_guard();
         if (tag == protocol::frontend_tag::sync || tag == protocol::frontend_tag::query) executed_since_sync_ = false;
         last_client_tag_ = tag;
     };
@@ -743,7 +748,8 @@ awaitable<void> Session::client_to_server() {
     // Binds and Closes are read whole only while a prepared statement reads pgrail commands.
     const auto inspect = [this](char tag, std::size_t size) {
         return ready_received_ == 0 || inspect_from_client(tag, size) ||
-               (!deferred_.empty() && (tag == protocol::frontend_tag::bind || tag == protocol::frontend_tag::close));
+               (!deferred_.empty() && (tag == protocol::frontend_tag::bind || tag == protocol::frontend_tag::close)) ||
+               (guarding_ && tag == protocol::frontend_tag::execute);  // a Describe goes before it
     };
     while (true) {
         if (auto ec = co_await read_more(in)) {
@@ -784,6 +790,8 @@ awaitable<void> Session::client_to_server() {
             } else if (tag == protocol::frontend_tag::describe && ready_received_ > 0) {
                 on_describe(next.frame);
                 to_server_.forward(next.frame);
+            } else if (tag == protocol::frontend_tag::execute && guarding_ && ready_received_ > 0) {
+                describe_before_execute(next.frame, to_server_);
             } else if (tag == protocol::frontend_tag::close && !deferred_.empty() && ready_received_ > 0) {
                 on_close(next.frame);
                 to_server_.forward(next.frame);
@@ -893,6 +901,42 @@ awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
     auto write = [write_audit = std::move(verdict.write_audit)] { return write_audit(); };
     const bool written = co_await run_on_pool<bool>(shared_.audit_pool, write);
     settle_audit(verdict, written);
+}
+
+// The end of a result max_rows cut (session_results.cpp): its audit line first (it may wait for
+// an fsync: on the audit pool), then the client hears of it. Deny whose cancel won the race: the
+// server's cancel error becomes pgrail's refusal; otherwise (no cancel sent, or the result ended
+// first) a notice goes before the result's end, whose tag stays the server's.
+awaitable<Session::ResultStep> Session::finish_result(char tag, std::string_view frame, Outbound& out) {
+    const auto guard = result_.guard;
+    const auto limit = guard->max_rows.limit;
+    const auto dropped = result_.dropped;
+    const bool refused = result_frame_ == ResultFrame::error && tag == protocol::backend_tag::error_response &&
+                         error_sqlstate(frame.substr(protocol::header_size)) == "57014";
+    result_ = {};
+    ResultEvent event;
+    event.kind = refused ? ResultEvent::Kind::refused : ResultEvent::Kind::truncated;
+    event.rule = guard->rule;
+    event.limit = limit;
+    event.rows_sent = limit;
+    auto write = [gate = shared_.gate, context = context_, event = std::move(event)] {
+        return gate->audit_result_event(context, event);
+    };
+    const bool written = co_await run_on_pool<bool>(shared_.audit_pool, write);
+    if (!written)
+        spdlog::error("session {}: the audit line of a result cut by max_rows of rule {} could not be written",
+                      context_.session_id, guard->rule);
+    spdlog::info("session {}: result {} by max_rows of rule {} after {} rows ({} not sent)", context_.session_id,
+                 refused ? "refused" : "cut", guard->rule, limit, dropped);
+    std::string message;
+    if (refused) {
+        protocol::encode_error_response(message, refused_error(guard->rule, limit));
+        out.inject(std::move(message));
+        co_return ResultStep::done;
+    }
+    encode_notice(message, truncated_notice(guard->rule, limit, dropped));
+    out.inject(std::move(message));
+    co_return ResultStep::pass;
 }
 
 // A long new text is analysed on the analysis pool, so this thread's other sessions keep moving.
@@ -1086,6 +1130,7 @@ awaitable<bool> Session::probe_statement(std::string_view name, Outbound& out) {
     protocol::encode_describe(probe, 'S', name);
     protocol::encode_flush(probe);
     parameter_trims_.push_back(ParameterTrim{syncs_sent_, 0, true});
+    describe_answers_.push_back(DescribeAnswer{syncs_sent_, false, 0});
     probe_ = Probe::waiting;
     out.inject(std::move(probe));
     const bool waited = co_await wait_for_server(0, true);
@@ -1161,6 +1206,7 @@ awaitable<void> Session::on_bind(std::string_view frame, Outbound& out) {
 
 void Session::on_describe(std::string_view frame) {
     const auto target = protocol::parse_describe_target(frame.substr(protocol::header_size));
+    if (target) describe_answers_.push_back(DescribeAnswer{syncs_sent_, false, 0});  // its RowDescription or NoData
     if (!target || target->kind != 'S') return;  // a portal's Describe has no ParameterDescription
     const auto found = deferred_.find(std::string(target->name));
     parameter_trims_.push_back(ParameterTrim{syncs_sent_, found == deferred_.end() ? 0 : found->second.calls.size()});
@@ -1227,10 +1273,12 @@ awaitable<void> Session::server_to_client() {
                 return inspect_from_server(tag, size) ||
                        (tag == protocol::backend_tag::command_complete && migrator_runs_.watching()) ||
                        (hide_row_description_ &&
-                        (tag == protocol::backend_tag::row_description || tag == protocol::backend_tag::no_data));
+                        (tag == protocol::backend_tag::row_description || tag == protocol::backend_tag::no_data)) ||
+                       (result_frame_ != ResultFrame::pass && result_inspects(size));
             };
             const auto next = next_frame(in, to_client_, max_size, inspect, [this](char tag) {
                 if (tag == protocol::backend_tag::copy_in_response) server_in_copy_in_ = true;
+                if (watching_results()) on_result_header(tag);
                 if (tag == protocol::backend_tag::error_response) {
                     // The server skips the rest of this batch, a probe of pgrail's included.
                     batch_failed_ = true;
@@ -1241,6 +1289,11 @@ awaitable<void> Session::server_to_client() {
                     }
                 }
             });
+            if (result_row_too_long_) {  // not read: the session ends (FATAL 54000)
+                flush_rows(to_client_);
+                co_await write_out(client_, to_client_);
+                co_return;
+            }
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::error("session {}: invalid message from the server: {} (header {})", context_.session_id,
@@ -1250,12 +1303,25 @@ awaitable<void> Session::server_to_client() {
                 co_await write_out(client_, to_client_);
                 co_return;
             }
-            on_server_frame(next.header.header.tag, next.frame, to_client_);
+            auto step = ResultStep::pass;
+            if (result_frame_ != ResultFrame::pass) {
+                step = on_result_frame(next.header.header.tag, next.frame, to_client_);
+                if (step == ResultStep::finish) {
+                    step = co_await finish_result(next.header.header.tag, next.frame, to_client_);
+                }
+                result_frame_ = ResultFrame::pass;
+                if (step == ResultStep::stop) {
+                    co_await write_out(client_, to_client_);
+                    co_return;
+                }
+            }
+            if (step == ResultStep::pass) on_server_frame(next.header.header.tag, next.frame, to_client_);
             in.consume_frame(next.frame.size());
             // A registered migration's script run to its end: in the ledger before the client
             // hears that its transaction is over (so its next status or step sees it).
             if (migrator_runs_.has_committed()) co_await record_migrator_runs();
         }
+        flush_rows(to_client_);
         if (auto ec = co_await write_out(client_, to_client_)) co_return;
         // Shutting down: the session ends once what it was doing is done and answered.
         if (shutdown_ != ShutdownMode::none && !ended_for_shutdown_ && ready_received_ > 0 &&
@@ -1297,6 +1363,7 @@ void Session::on_server_frame(char tag, std::string_view frame, Outbound& out) {
             // Nor can the ParameterDescriptions of Describes an error made the server skip.
             while (!parameter_trims_.empty() && parameter_trims_.front().ready_index < ready_received_)
                 parameter_trims_.pop_front();
+            if (watching_results()) forget_results_at_ready();
             batch_failed_ = false;
             if (probe_ == Probe::waiting) probe_ = Probe::skipped;
             if (waiting_for_server_) ready_signal_.cancel();

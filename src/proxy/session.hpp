@@ -24,6 +24,7 @@
 
 #include "buffer.hpp"
 #include "frame_stream.hpp"
+#include "result_masking.hpp"
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/protocol/frame.hpp"
@@ -182,6 +183,27 @@ private:
     // A FunctionCall ('F'): the policy cannot see which function it calls.
     awaitable<void> on_function_call(std::string_view frame, Outbound& out);
 
+    // Results under the rule's ResultGuard (masked columns, max_rows), in session_results.cpp.
+    // What the guard asks of the frames the server sends: pass (nothing), or read whole and
+    // handed to on_result_frame.
+    enum class ResultFrame : std::uint8_t { pass, plan, hide_plan, hide, mask, drop, end, error };
+    enum class ResultStep : std::uint8_t { pass, done, finish, stop };
+    void refresh_guard();  // at each Query and Execute
+    // A client Execute under an active guard: pgrail's own Describe(Portal) goes first, its
+    // answer hidden from the client, for the plan of the Execute's rows.
+    void describe_before_execute(std::string_view frame, Outbound& out);
+    void on_result_header(char tag);      // the server's frame headers, while results are watched
+    [[nodiscard]] bool result_inspects(std::size_t total_size);
+    ResultStep on_result_frame(char tag, std::string_view frame, Outbound& out);
+    // The end of a result max_rows cut: audited, then the notice (or the refusal) to the client.
+    awaitable<ResultStep> finish_result(char tag, std::string_view frame, Outbound& out);
+    void begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan, bool copy);
+    void forget_results_at_ready();
+    void flush_rows(Outbound& out);
+    [[nodiscard]] bool watching_results() const {
+        return guarding_ || result_.guard != nullptr || !describe_answers_.empty();
+    }
+
     ServerShared& shared_;
     Stream client_;
     Stream server_;
@@ -260,6 +282,36 @@ private:
     protocol::BackendKey client_key_{};
     protocol::BackendKey upstream_key_{};
     bool has_client_key_ = false;
+    // Results under a ResultGuard (session_results.cpp).
+    std::shared_ptr<const ResultGuard> guard_;  // as of the client's last Query or Execute
+    bool guarding_ = false;                      // guard_ masks or limits
+    std::uint64_t executes_sent_ = 0;
+    // Every Describe whose RowDescription or NoData is still to come, in order (the client's, the
+    // probe's and pgrail's own before an Execute: `mine`), forgotten at the ReadyForQuery after
+    // which an error made the server skip it (like parameter_trims_).
+    struct DescribeAnswer {
+        std::uint64_t ready_index = 0;
+        bool mine = false;
+        std::uint64_t execute = 0;  // mine: the Execute it precedes (executes_sent_)
+    };
+    std::deque<DescribeAnswer> describe_answers_;
+    std::optional<DescribeAnswer> answering_;  // the Describe the current RowDescription/NoData answers
+    // The result the server is sending, while a guard watches it.
+    struct WatchedResult {
+        std::shared_ptr<const ResultGuard> guard;  // null: none
+        std::optional<ResultPlan> plan;            // masked columns (none for COPY)
+        bool copy = false;                         // COPY TO STDOUT: CopyData rows
+        std::uint64_t rows = 0;                    // rows the server sent
+        std::uint64_t dropped = 0;                 // rows beyond max_rows
+        std::uint64_t execute = 0;                 // executes_sent_ when it began
+        bool cancel_sent = false;                  // max_rows deny: the server was asked to cancel
+    };
+    WatchedResult result_;
+    ResultFrame result_frame_ = ResultFrame::pass;  // for the frame whose header came last
+    bool result_row_too_long_ = false;              // the session ends (FATAL 54000)
+    // A masked result's rows, rewritten or not, gathered so they leave in one piece rather than
+    // one write buffer each; handed to the client's Outbound before any other frame.
+    std::string row_batch_;
     // As the server reports them (ParameterStatus): whether it converts the client's text.
     std::string client_encoding_;
     std::string server_encoding_;

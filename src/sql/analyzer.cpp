@@ -411,6 +411,8 @@ struct Scope {
     // walked as a function call): only inside a plain SELECT sent as a statement of its own,
     // never below another kind of statement (a DML CTE, DELETE ... USING, EXPLAIN, PREPARE ...).
     bool relation_calls = false;
+    std::uint32_t level = 0;      // the query (SELECT, INSERT ...) being walked: RangeRead::level
+    bool on_conflict = false;     // inside ON CONFLICT, where EXCLUDED is the row being inserted
 };
 
 struct FieldRole {
@@ -789,6 +791,7 @@ public:
         Scope scope = outer;
         scope.node = type;
         if (type.ends_with("Stmt")) {
+            scope.level = ++levels_;
             scope.role = ObjectRole::read;
             scope.kind = "relation";
             if (type != "SelectStmt") scope.relation_calls = false;
@@ -824,7 +827,12 @@ private:
             if (!key.empty() && key[0] >= 'A' && key[0] <= 'Z' && field.is_object()) {
                 visit_node(key, field, scope, depth + 1);
             } else if (field.is_structured()) {
-                walk(field, field_scope(scope, key), depth + 1);
+                Scope inner = field_scope(scope, key);
+                if (key == "onConflictClause") {
+                    inner.on_conflict = true;
+                    on_conflict_target(field, inner);
+                }
+                walk(field, inner, depth + 1);
             }
         }
     }
@@ -848,10 +856,159 @@ private:
         ref.role = scope.role;
         ref.temporary = str(range_var, "relpersistence") == "t" || ref.schema == "pg_temp";
         if (scope.role == ObjectRole::created && ref.temporary) out_.flags.temporary_object = true;
+        RangeRead range;
+        range.schema = ref.schema;
+        range.name = ref.name;
+        range.level = scope.level;
+        if (const json alias = child(range_var, "alias"); alias.valid()) {
+            range.alias = std::string(str(alias, "aliasname"));
+            range.renamed = !child(alias, "colnames").empty();
+        }
+        out_.ranges.push_back(std::move(range));
         add_object(out_, std::move(ref));
     }
 
+public:
+    // The statement's outermost plain SELECT (see ColumnRead::output): its targets that are just a
+    // column (or star) reach the client as they are, and its ORDER BY, GROUP BY and DISTINCT ON
+    // positions refer to them.
+    void set_output(const json& select) {
+        std::uint32_t position = 0;
+        for (const json target : child(select, "targetList")) {
+            ++position;
+            const auto result = node_of(target);
+            if (!result || result->first != "ResTarget") continue;
+            const auto value = node_of(child(result->second, "val"));
+            if (!value || value->first != "ColumnRef") continue;
+            output_columns_.push_back({value->second.find("location").integer(), str(result->second, "name"), position});
+        }
+        const auto positions = [this](const json& list, bool sort) {
+            for (const json item : list) {
+                auto entry = node_of(item);
+                if (entry && sort && entry->first == "SortBy") entry = node_of(child(entry->second, "node"));
+                if (!entry || entry->first != "A_Const" || !entry->second.contains("ival")) continue;
+                ColumnRead read;
+                read.kind = ColumnRead::Kind::position;
+                read.name = std::to_string(child(entry->second, "ival").find("ival").integer());
+                out_.column_reads.push_back(std::move(read));
+            }
+        };
+        positions(child(select, "sortClause"), true);
+        positions(child(select, "groupClause"), false);
+        positions(child(select, "distinctClause"), false);
+    }
+
+private:
+    // A column reference: `name`, `qualifier.name`, `*`, `qualifier.*` (schema and database
+    // qualifiers before the relation's do not matter here).
+    void on_column_ref(const json& ref, const Scope& scope) {
+        const json fields = child(ref, "fields");
+        std::optional<NodeRef> last;
+        std::optional<NodeRef> before;
+        for (const json field : fields) {
+            before = last;
+            last = node_of(field);
+        }
+        if (!last) return;
+        ColumnRead read;
+        read.level = scope.level;
+        if (last->first == "A_Star") {
+            read.kind = ColumnRead::Kind::star;
+        } else {
+            read.name = std::string(str(last->second, "sval"));
+        }
+        if (before && before->first == "String") read.qualifier = std::string(str(before->second, "sval"));
+        // EXCLUDED in ON CONFLICT is the row the statement itself proposes, not a stored one.
+        if (scope.on_conflict && read.qualifier == "excluded") return;
+        const long long location = ref.find("location").integer();
+        for (const OutputColumn& output : output_columns_) {
+            if (output.location != location) continue;
+            read.output = true;
+            read.output_position = output.position;
+            if (!output.name.empty() && output.name != read.name) read.output_name = std::string(output.name);
+        }
+        out_.column_reads.push_back(std::move(read));
+    }
+
+    static ColumnRead read_of(ColumnRead::Kind kind, std::string_view name, const Scope& scope) {
+        ColumnRead read;
+        read.kind = kind;
+        read.name = std::string(name);
+        read.level = scope.level;
+        return read;
+    }
+
+    void add_named_reads(const json& names, const Scope& scope) {
+        for (const json item : names) {
+            const auto name = node_of(item);
+            if (!name || name->first != "String") continue;
+            out_.column_reads.push_back(read_of(ColumnRead::Kind::named, str(name->second, "sval"), scope));
+        }
+    }
+
+    // ON CONFLICT (columns): which rows conflict depends on the stored values of those columns.
+    void on_conflict_target(const json& clause, const Scope& scope) {
+        for (const json item : child(child(clause, "infer"), "indexElems")) {
+            const auto element = node_of(item);
+            if (element && element->first == "IndexElem" && element->second.contains("name"))
+                out_.column_reads.push_back(read_of(ColumnRead::Kind::named, str(element->second, "name"), scope));
+        }
+    }
+
+    // Reads that name columns outside expressions: JOIN ... USING, NATURAL JOIN, ON CONFLICT's
+    // columns, COPY's column list, a field selected from a value, functions read as relations.
+    void on_column_source(std::string_view type, const json& body, const Scope& scope) {
+        // Called for every node: most types start with none of these letters.
+        const char first = type.empty() ? '\0' : type[0];
+        if (first != 'C' && first != 'A' && first != 'J' && first != 'R') return;
+        if (type == "ColumnRef") {
+            on_column_ref(body, scope);
+        } else if (type == "A_Indirection") {
+            for (const json item : child(body, "indirection")) {
+                const auto field = node_of(item);
+                if (field && field->first == "String")
+                    out_.column_reads.push_back(read_of(ColumnRead::Kind::field, str(field->second, "sval"), scope));
+            }
+        } else if (type == "JoinExpr") {
+            if (boolean(body, "isNatural")) out_.column_reads.push_back(read_of(ColumnRead::Kind::natural, "", scope));
+            add_named_reads(child(body, "usingClause"), scope);
+        } else if (type == "RangeFunction") {
+            const json alias = child(body, "alias");
+            for (const json item : child(body, "functions")) {
+                const auto list = node_of(item);
+                if (!list || list->first != "List") continue;
+                const auto call = node_of(child(list->second, "items").front());
+                if (!call || call->first != "FuncCall") continue;
+                std::vector<std::string_view> names = names_of(child(call->second, "funcname"));
+                if (names.empty()) continue;
+                RangeRead range;
+                range.function = true;
+                range.name = std::string(names.back());
+                if (names.size() >= 2) range.schema = std::string(names[names.size() - 2]);
+                range.level = scope.level;
+                if (alias.valid()) {
+                    range.alias = std::string(str(alias, "aliasname"));
+                    range.renamed = !child(alias, "colnames").empty();
+                }
+                out_.ranges.push_back(std::move(range));
+            }
+        } else if (type == "CopyStmt" && !boolean(body, "is_from") && !body.contains("query")) {
+            const json relation = child(body, "relation");
+            const json columns = child(body, "attlist");
+            if (columns.empty() && relation.valid()) {
+                RangeRead range;
+                range.schema = std::string(str(relation, "schemaname"));
+                range.name = std::string(str(relation, "relname"));
+                range.level = scope.level;
+                range.whole = true;
+                out_.ranges.push_back(std::move(range));
+            }
+            add_named_reads(columns, scope);
+        }
+    }
+
     void on_node(std::string_view type, const json& body, Scope& scope) {
+        on_column_source(type, body, scope);
         if (type == "FuncCall") {
             on_function(body);
         } else if (type == "UpdateStmt" || type == "DeleteStmt") {
@@ -989,6 +1146,21 @@ private:
     void merge_statements(std::vector<Statement> statements) {
         for (Statement& statement : statements) {
             merge_flags(out_.flags, statement.flags);
+            // Their queries keep numbers of their own; nothing of theirs reaches the client as it is.
+            std::uint32_t deepest = 0;
+            for (RangeRead range : statement.ranges) {
+                deepest = std::max(deepest, range.level);
+                range.level += levels_;
+                out_.ranges.push_back(std::move(range));
+            }
+            for (ColumnRead read : statement.column_reads) {
+                deepest = std::max(deepest, read.level);
+                read.level += levels_;
+                read.output = false;
+                read.output_name.clear();
+                if (read.kind != ColumnRead::Kind::position) out_.column_reads.push_back(std::move(read));
+            }
+            levels_ += deepest;
             for (const std::string& function : statement.functions) {
                 if (std::find(out_.functions.begin(), out_.functions.end(), function) == out_.functions.end()) {
                     out_.functions.push_back(function);
@@ -1149,8 +1321,32 @@ private:
     std::string_view statement_text_;
     std::vector<std::string> cte_names_;
     std::vector<std::pair<long long, std::string>> pinned_setting_names_;
+    std::uint32_t levels_ = 0;  // queries numbered so far (RangeRead::level)
+    // The output SELECT's targets that are just a column: the ColumnRef's location, its AS name.
+    struct OutputColumn {
+        long long location;
+        std::string_view name;
+        std::uint32_t position;
+    };
+    std::vector<OutputColumn> output_columns_;
     std::forward_list<std::string> kinds_;  // no allocation until used
 };
+
+// The SELECT whose target list the client receives as it is (ColumnRead::output): the
+// statement's own, or PREPARE's or DECLARE CURSOR's query; not a set operation nor SELECT INTO.
+json output_select(std::string_view type, const json& body) {
+    json select;
+    if (type == "SelectStmt") {
+        select = body;
+    } else if (type == "PrepareStmt" || type == "DeclareCursorStmt") {
+        const auto query = node_of(child(body, "query"));
+        if (query && query->first == "SelectStmt") select = query->second;
+    }
+    if (!select.valid() || select.contains("intoClause")) return {};
+    const std::string_view op = str(select, "op");
+    if (!op.empty() && op != "SETOP_NONE") return {};
+    return select;
+}
 
 // What a statement would do, for one that is only planned (plain EXPLAIN): it reads.
 void only_planned(Statement& statement) {
@@ -1388,6 +1584,9 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     Scope top;
     top.relation_calls = commands;
     Walker walker(out, body_level, text);
+    if (outermost && body_level == 0) {
+        if (const json select = output_select(type, body); select.valid()) walker.set_output(select);
+    }
     walker.visit_node(type, body, top, 0);
     const std::vector<std::string>& ctes = walker.cte_names();
     std::erase_if(out.objects, [&ctes](const ObjectRef& object) {

@@ -57,6 +57,14 @@ struct ServeConfig {
     // database has the backstop. Empty: none (the backstop then refuses the runner's DDL).
     std::string backstop_key_file;
 
+    // catalog: where pgrail reads each database's catalog for the policy's sensitive_columns
+    // (docs/security.md). conninfo defaults to migrations.migrator; its dbname is replaced by the
+    // session's database. A catalog older than refresh is reloaded in the background; timeout
+    // bounds the connection and each query of a read.
+    std::string catalog_conninfo;
+    std::uint32_t catalog_refresh_ms = 60000;
+    std::uint32_t catalog_timeout_ms = 10000;
+
     [[nodiscard]] std::string unix_socket_path() const {
         return unix_socket_dir + "/.s.PGSQL." + std::to_string(listen_port);
     }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,10 +38,20 @@ using MigrationMatcher = std::function<std::optional<RegisteredStatement>(const 
 [[nodiscard]] Decision evaluate_function_call(const Policy& policy, const SessionInfo& session,
                                               std::uint32_t function_oid);
 
+// What the session's rule guards in the session's database (sensitive_columns resolved against its
+// catalog). For a rule with sensitive_columns and no set (the catalog could not be read: `error`
+// says why), every statement that reads a relation or calls a function is refused.
+struct SensitiveContext {
+    const SensitiveSet* set = nullptr;
+    std::string error;
+    std::shared_ptr<const SensitiveSet> keep;  // holds `set` while it is in use
+};
+
 // One statement, including the statements it wraps (Statement::inner: PREPARE, EXPLAIN, CREATE
 // TABLE AS): the caller need not recurse. A pgrail.* command gives intercept when the rule allows it.
 [[nodiscard]] Decision evaluate(const Policy& policy, const SessionInfo& session, const sql::Statement& statement,
-                                const MigrationMatcher* is_registered_migration_statement = nullptr);
+                                const MigrationMatcher* is_registered_migration_statement = nullptr,
+                                const SensitiveContext* sensitive = nullptr);
 
 // The first non-allow decision over the statements of an analysis (statement_index says which),
 // else allow. A whole text that did not parse is decided by on_parse_error. A statement that reads
@@ -49,7 +60,8 @@ using MigrationMatcher = std::function<std::optional<RegisteredStatement>(const 
 // statement (alongside others it is refused), a plain read (no data-modifying WITH), and with at
 // most one command that changes something.
 [[nodiscard]] Decision evaluate_all(const Policy& policy, const SessionInfo& session, const sql::Analysis& analysis,
-                                    const MigrationMatcher* is_registered_migration_statement = nullptr);
+                                    const MigrationMatcher* is_registered_migration_statement = nullptr,
+                                    const SensitiveContext* sensitive = nullptr);
 
 // Whether a pgrail command changes what a ROLLBACK of the client's transaction would not undo
 // (the schema and the ledger): migrate_up, migrate_down. pgrail runs such a command only outside

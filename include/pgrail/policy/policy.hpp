@@ -9,6 +9,7 @@
 
 #include "pgrail/migrations/lint_catalogue.hpp"
 #include "pgrail/policy/match.hpp"
+#include "pgrail/policy/sensitive.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/statement.hpp"
 
@@ -50,6 +51,9 @@ struct Decision {
     bool enforced = true;          // false in mode audit_only: forward, but audit as would-deny
     Command command = Command::status;  // the command to run when action is intercept
     std::size_t statement_index = 0;    // set by evaluate_all: which statement of the analysis decided
+    // sensitive_columns ("schema.table.column"), for the audit: a refusal's guarded columns, or an
+    // allow's columns that the statement returns masked.
+    std::vector<std::string> columns;
 
     [[nodiscard]] bool allowed() const { return action == Action::allow; }
 };
@@ -92,6 +96,9 @@ struct Guards {
     bool allow_replication = false;
     OptionsMode options = OptionsMode::deny;
     NameSet allowed_options;                      // settings `options` may set when options is a list
+    // Data that must never reach this rule's clients (docs/policy.md, docs/security.md).
+    SensitiveColumns sensitive;
+    MaxRows max_rows;
 
     [[nodiscard]] bool allows_class(sql::StatementClass statement_class) const {
         return (allowed_classes >> static_cast<unsigned>(statement_class)) & 1U;
@@ -126,11 +133,11 @@ struct MessageOverride {
 };
 
 // The guard names that `messages:` may override, in documentation order.
-inline constexpr std::array<const char*, 16> guard_names = {
+inline constexpr std::array<const char*, 17> guard_names = {
     "on_parse_error",     "allow_classes",     "ddl",          "migrations",   "require_where",
     "truncate",           "protected_schemas", "read_only_tables", "denied_functions", "copy_program",
     "copy_server_files",  "alter_system",      "protected_settings", "replication",  "options",
-    "function_call",
+    "function_call",      "sensitive_columns",
 };
 
 // A loaded policy. Immutable: the proxy shares it as shared_ptr<const Policy> and swaps it on SIGHUP.
@@ -140,6 +147,11 @@ public:
     Mode mode = Mode::enforce;
     OnParseError on_parse_error = OnParseError::deny;
     std::string migrations_dir;  // shown in the DDL hint
+    // masking.key_file / masking.key_env: the HMAC key of sensitive_columns' method hash.
+    std::string masking_key;
+    // Some rule has sensitive_columns / max_rows (sessions of other policies skip their work).
+    bool has_sensitive_columns = false;
+    bool has_result_guards = false;
     std::vector<Rule> rules;     // file order; the last one matches every session
     std::array<MessageOverride, guard_names.size()> messages;
 

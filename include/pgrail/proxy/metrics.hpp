@@ -44,6 +44,9 @@ public:
     // SIGHUP reloads.
     std::atomic<std::uint64_t> reloads_ok{0};
     std::atomic<std::uint64_t> reloads_failed{0};
+    // Catalog reads for sensitive_columns (proxy/sensitive_catalog.cpp), by outcome.
+    std::atomic<std::uint64_t> catalog_loads_ok{0};
+    std::atomic<std::uint64_t> catalog_loads_failed{0};
     // Time the policy gate took per statement text (analysis, cache and decision).
     Histogram gate_seconds;
 

@@ -4,12 +4,14 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <string>
 
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/policy/evaluator.hpp"
 #include "pgrail/policy/policy.hpp"
+#include "pgrail/proxy/sensitive_catalog.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
 #include "pgrail/sql/analysis_cache.hpp"
 
@@ -27,6 +29,15 @@ public:
     bool quick(std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
     GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
+
+    std::shared_ptr<const ResultGuard> result_guard(const SessionContext& session) override;
+    bool audit_result_event(const SessionContext& session, const ResultEvent& event) override;
+    // Where sensitive_columns are resolved: each database's catalog (null: none configured, and a
+    // rule with sensitive_columns refuses what reads a relation).
+    void set_sensitive_catalogs(std::shared_ptr<SensitiveCatalogs> catalogs);
+    // The schema changed (a migration applied or rolled back, SIGHUP): each database's catalog is
+    // read again before the next statement that needs it is decided.
+    void catalog_changed();
 
     // Swaps the policy for statements checked from now on (SIGHUP).
     void replace_policy(std::shared_ptr<const policy::Policy> policy);
@@ -50,6 +61,17 @@ private:
     GateVerdict decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
                        std::string_view sql);
 
+    // A rule's sensitive_columns and max_rows in one database, resolved against its catalog.
+    struct Resolved {
+        std::shared_ptr<const policy::SensitiveSet> set;  // null: none (error says why, if it should be)
+        std::shared_ptr<const ResultGuard> guard;         // null: results pass untouched
+        std::string error;
+    };
+    Resolved resolve(const std::shared_ptr<const policy::Policy>& policy, const policy::Rule& rule,
+                     const std::string& database);
+    nlohmann::json masking_event(const SessionContext& session, const policy::Decision& decision,
+                                 const sql::Analysis& analysis, std::string_view sql) const;
+
     mutable std::mutex policy_mutex_;  // guards the two pointers below; held only to copy them
     std::shared_ptr<const policy::Policy> policy_;
     std::shared_ptr<const policy::MigrationMatcher> matcher_;
@@ -60,6 +82,14 @@ private:
     bool redact_literals_;
     std::size_t max_analyzed_size_;
     sql::AnalysisCache cache_;
+    std::shared_ptr<SensitiveCatalogs> catalogs_;  // set once, before sessions start
+    struct ResolvedEntry {
+        std::shared_ptr<const policy::Policy> policy;  // the policy it was resolved under
+        std::uint64_t catalog_version = 0;
+        Resolved resolved;
+    };
+    std::mutex resolved_mutex_;
+    std::map<std::pair<std::string, std::string>, ResolvedEntry> resolved_;  // (rule, database)
 };
 
 }  // namespace pgrail::proxy

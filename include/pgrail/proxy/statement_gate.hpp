@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "pgrail/policy/policy.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/proxy/migrator_runs.hpp"
+#include "pgrail/proxy/result_guard.hpp"
 
 namespace pgrail::proxy {
 
@@ -104,6 +106,12 @@ public:
     // the caller (settle_audit, then the error's severity is FATAL).
     [[nodiscard]] virtual GateVerdict check_startup(const SessionContext& session,
                                                     const StartupParameters& parameters) = 0;
+    // What the session does to its results (masked columns, max_rows); null: nothing. Asked
+    // again for each result: it follows reloads and catalog refreshes. Cheap (cached).
+    [[nodiscard]] virtual std::shared_ptr<const ResultGuard> result_guard(const SessionContext&) { return nullptr; }
+    // Writes the audit line of a result the session cut, refused or masked by the backstop;
+    // false when it could not be written. May wait for an fsync: call it off the I/O thread.
+    [[nodiscard]] virtual bool audit_result_event(const SessionContext&, const ResultEvent&) { return true; }
 };
 
 // Forwards everything: `pgrail serve` without a policy.

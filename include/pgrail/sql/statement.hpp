@@ -124,6 +124,46 @@ struct SchemaChange {
     bool operator==(const SchemaChange&) const = default;
 };
 
+// A name through which a statement may read column values, for the policy's sensitive_columns.
+// pgrail does not resolve names to columns here (that takes the catalog and search_path): the
+// policy matches these names conservatively against the guarded relations the statement reads.
+struct ColumnRead {
+    enum class Kind : std::uint8_t {
+        column,    // `name` or `qualifier.name`; a bare name may also be a whole row (`row_to_json(u)`)
+        star,      // `*` or `qualifier.*`: a target list, RETURNING, a function's argument; TABLE t
+        field,     // a field selected from an expression's value: `(expression).name`
+        named,     // a column a clause names: JOIN ... USING (name), ON CONFLICT (name), COPY t (name) TO
+        natural,   // NATURAL JOIN: compares every column its two sides share
+        position,  // ORDER BY, GROUP BY or DISTINCT ON by output position, in the outermost SELECT
+    };
+    Kind kind = Kind::column;
+    std::string qualifier;  // the relation or alias right before the name; empty when none
+    std::string name;
+    std::uint32_t level = 0;  // the query (SELECT, INSERT ...) it belongs to: see RangeRead::level
+    // The value reaches the client as it is, as a column of the result: a target that is just
+    // this column (or star) of the statement's outermost plain SELECT (a statement of its own, or
+    // the query of PREPARE or DECLARE CURSOR; not a set operation, not SELECT INTO).
+    bool output = false;
+    std::string output_name;  // output: the result column's name when an AS gives another
+    std::uint32_t output_position = 0;  // output: which target it is (1-based; a star: its first column)
+    bool operator==(const ColumnRead&) const = default;
+};
+
+// A relation or function that a query of the statement reads rows from (FROM, JOIN, the target of
+// INSERT, UPDATE, DELETE, MERGE, COPY), as written.
+struct RangeRead {
+    std::string schema;     // empty when unqualified
+    std::string name;
+    std::string alias;      // AS alias; empty when none
+    // Which query: each SELECT, INSERT, UPDATE, DELETE, MERGE and COPY of the statement has its
+    // own number (an unqualified * reads the relations of its own query only).
+    std::uint32_t level = 0;
+    bool function = false;  // a function in FROM (`FROM f() AS g`)
+    bool renamed = false;   // `AS alias(a, b)`: columns renamed by position
+    bool whole = false;     // COPY t TO ... without a column list: every column leaves
+    bool operator==(const RangeRead&) const = default;
+};
+
 struct Statement {
     // Byte range of the statement in the original query text (sql::normalize()
     // of that text is safe to log: literals replaced, comments dropped).
@@ -147,6 +187,10 @@ struct Statement {
     std::optional<ParseError> error;         // set when class is unknown because it did not parse
     // pgrail's commands the statement reads, in text order (see PgrailCall).
     std::vector<PgrailCall> pgrail_calls;
+    // What the statement reads rows and column values from, for sensitive_columns (the statements
+    // it wraps, a DO body's and a built-in's query string included).
+    std::vector<RangeRead> ranges;
+    std::vector<ColumnRead> column_reads;
     // Statements with pgrail_calls: the highest parameter number ($n) the text uses, 0 for none.
     std::size_t highest_parameter = 0;
     // What the statement itself changes in the schema, for a refusal's advice (never for a decision).

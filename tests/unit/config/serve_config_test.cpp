@@ -171,3 +171,20 @@ TEST_CASE("bad listen.unix_socket_* keys name file:line:column") {
                Catch::StartsWith("bad.yaml:2:21: listen.unix_socket_mode and listen.unix_socket_group need "
                                  "listen.unix_socket_dir"));
 }
+
+TEST_CASE("catalog: its conninfo defaults to the migrator's, refresh and timeout are durations") {
+    const auto defaults = parse_serve_config("migrations: {migrator: \"user=m\"}\n", "d.yaml");
+    CHECK(defaults.catalog_conninfo == "user=m");
+    CHECK(defaults.catalog_refresh_ms == 60000);
+    CHECK(defaults.catalog_timeout_ms == 10000);
+    const auto config = parse_serve_config(
+        "migrations: {migrator: \"user=m\"}\ncatalog: {conninfo: \"user=c\", refresh: 5s, timeout: 250ms}\n", "c.yaml");
+    CHECK(config.catalog_conninfo == "user=c");
+    CHECK(config.catalog_refresh_ms == 5000);
+    CHECK(config.catalog_timeout_ms == 250);
+    for (const char* yaml : {"catalog: {refresh: 0s}\n", "catalog: {conninfo: \"\"}\n", "catalog: {refreh: 5s}\n",
+                             "catalog: {timeout: soon}\n"}) {
+        INFO(yaml);
+        CHECK_THROWS_AS((void)parse_serve_config(yaml, "bad.yaml"), ConfigError);
+    }
+}

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include "pgrail/policy/loader.hpp"
 
 using namespace pgrail;
@@ -94,9 +96,53 @@ TEST_CASE("a missing file is a clear error", "[policy][loader]") {
     CHECK_THROWS_WITH(load_policy_file("/nonexistent/policy.yaml"), "/nonexistent/policy.yaml: cannot read file");
 }
 
+TEST_CASE("sensitive_columns, max_rows and masking load", "[policy][loader]") {
+    ::setenv("PGRAIL_TEST_MASK_KEY", "0123456789abcdef0123", 1);
+    const auto policy = load_policy_string(R"(version: 1
+masking: {key_env: PGRAIL_TEST_MASK_KEY}
+defaults:
+  max_rows: 500
+rules:
+  - name: agents
+    match: {users: [agent]}
+    sensitive_columns:
+      action: mask
+      columns: [users.password_hash, "billing.cards.*", "*.ssn"]
+    max_rows: {limit: 1000, action: deny}
+  - name: readers
+    match: {users: [reader]}
+    sensitive_columns: {action: mask, method: constant, value: "[hidden]", columns: [users.email]}
+  - name: all
+    sensitive_columns: {columns: [users.password_hash]}
+)",
+                                           "case");
+    CHECK(policy->masking_key == "0123456789abcdef0123");
+    CHECK(policy->has_sensitive_columns);
+    CHECK(policy->has_result_guards);
+    const auto& agents = policy->rules.at(0).guards;
+    CHECK(agents.sensitive.action == policy::SensitiveAction::mask);
+    CHECK(agents.sensitive.method == policy::MaskMethod::hash);
+    REQUIRE(agents.sensitive.patterns.size() == 3);
+    CHECK(agents.sensitive.patterns[1].schema == "billing");
+    CHECK(agents.sensitive.patterns[1].table == "cards");
+    CHECK(agents.sensitive.patterns[1].column == "*");
+    CHECK(agents.sensitive.patterns[2].to_string() == "*.ssn");
+    CHECK(agents.max_rows.limit == 1000);
+    CHECK(agents.max_rows.action == policy::MaxRowsAction::deny);
+    const auto& readers = policy->rules.at(1).guards;
+    CHECK(readers.sensitive.method == policy::MaskMethod::constant);
+    CHECK(readers.sensitive.constant == "[hidden]");
+    CHECK(readers.max_rows.limit == 500);  // from defaults
+    CHECK(readers.max_rows.action == policy::MaxRowsAction::truncate);
+    CHECK(policy->rules.at(2).guards.sensitive.action == policy::SensitiveAction::deny);
+    CHECK(summarize(*policy).find("sensitive columns (masked by keyed hash): users.password_hash") != std::string::npos);
+}
+
 TEST_CASE("bad policies give file:line:column errors (policy_errors.txt)", "[policy][loader]") {
     const auto cases = read_error_cases(PGRAIL_TEST_DATA "/policy_errors.txt");
     CHECK(cases.size() >= 40);
+    ::setenv("PGRAIL_TEST_SHORT_KEY", "short", 1);  // the masking key cases
+    ::unsetenv("PGRAIL_TEST_UNSET_KEY");
     for (const auto& error_case : cases) {
         INFO("case \"" << error_case.title << "\" at policy_errors.txt:" << error_case.line);
         std::string message = "(no error)";

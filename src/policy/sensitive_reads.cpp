@@ -1,0 +1,264 @@
+// The static half of sensitive_columns: match a statement's ranges and column reads (as the
+// analyzer records them) against a rule's guarded relations. Conservative by construction: pgrail
+// does not resolve scopes, so a name that may mean a guarded column counts as one.
+#include "sensitive_reads.hpp"
+
+#include <algorithm>
+#include <array>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "pgrail/sql/analyzer.hpp"
+
+namespace pgrail::policy {
+
+namespace {
+
+using sql::ColumnRead;
+using sql::RangeRead;
+
+// Built-ins that read tables a value names (not the statement's text): pgrail cannot see which.
+// cursor_to_xml reads a cursor whose query passed earlier, under mask with its values unmasked.
+constexpr std::array<std::string_view, 11> table_reading_functions = {
+    "table_to_xml",    "table_to_xmlschema",    "table_to_xml_and_xmlschema",
+    "schema_to_xml",   "schema_to_xmlschema",   "schema_to_xml_and_xmlschema",
+    "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
+    "cursor_to_xml",   "cursor_to_xmlschema",
+};
+
+std::string qualified(const SensitiveRelation& relation, std::string_view column) {
+    return relation.schema + "." + relation.name + "." + std::string(column);
+}
+
+// A function as the statement names it ("schema.name" or "name") split in two.
+std::pair<std::string_view, std::string_view> split_function(std::string_view function) {
+    const auto dot = function.rfind('.');
+    if (dot == std::string_view::npos) return {{}, function};
+    return {function.substr(0, dot), function.substr(dot + 1)};
+}
+
+class Matcher {
+public:
+    Matcher(const sql::Statement& statement, const SensitiveColumns& rule, const SensitiveSet& set)
+        : statement_(statement), rule_(rule), set_(set) {}
+
+    SensitiveReads run() {
+        collect_ranges();
+        collect_calls();
+        if (out_.unresolved || (present_.empty() && out_.refused.empty())) return std::move(out_);
+        for (const ColumnRead& read : statement_.column_reads) on_read(read);
+        for (const ColumnRead& read : statement_.column_reads) on_reference_to_output(read);
+        for (const Present& present : present_) {
+            if (present.range->whole) refuse_all(*present.relation, "by COPY of every column");
+            if (present.range->renamed) refuse_all(*present.relation, "under column aliases that rename its columns by position");
+        }
+        // Masked values are only what reaches the client: never a row a function returns (no
+        // table OID in RowDescription) and never always-denied sample values.
+        if (!out_.refused.empty()) out_.masked.clear();
+        std::sort(out_.masked.begin(), out_.masked.end());
+        out_.masked.erase(std::unique(out_.masked.begin(), out_.masked.end()), out_.masked.end());
+        return std::move(out_);
+    }
+
+private:
+    struct Present {
+        const RangeRead* range;
+        const SensitiveRelation* relation;
+        bool through_function;
+    };
+
+    bool masks() const { return rule_.action == SensitiveAction::mask; }
+
+    void collect_ranges() {
+        for (const RangeRead& range : statement_.ranges) {
+            if (range.function) {
+                const SensitiveRowFunction* function = set_.find_function(range.schema, range.name);
+                if (!function) continue;
+                for (const SensitiveRelation* relation : origin_of(*function)) present_.push_back({&range, relation, true});
+                continue;
+            }
+            for (const SensitiveRelation* relation : set_.find(range.schema, range.name))
+                present_.push_back({&range, relation, false});
+        }
+        for (const Present& present : present_) {
+            for (std::size_t index = 0; index < present.relation->columns.size(); ++index)
+                names_[present.relation->columns[index]].push_back(&present);
+            rows_[present.range->alias.empty() ? present.range->name : present.range->alias].push_back(&present);
+            if (!present.range->alias.empty()) rows_[present.range->name].push_back(&present);
+        }
+    }
+
+    // The guarded relation(s) a row-type function returns rows of.
+    std::vector<const SensitiveRelation*> origin_of(const SensitiveRowFunction& function) const {
+        std::vector<const SensitiveRelation*> relations;
+        for (const SensitiveRelation& relation : set_.relations)
+            if (relation.schema + "." + relation.name == function.origin) relations.push_back(&relation);
+        return relations;
+    }
+
+    void collect_calls() {
+        if (statement_.flags.ddl_capable_dynamic) {
+            out_.unresolved = "it runs SQL that pgrail cannot read (dynamic EXECUTE, or a body in another language)";
+            return;
+        }
+        for (const std::string& function : statement_.functions) {
+            // (Not a structured binding: clang does not capture those in a lambda.)
+            const auto split = split_function(function);
+            const std::string_view schema = split.first;
+            const std::string_view name = split.second;
+            if ((schema.empty() || schema == "pg_catalog") &&
+                std::find(table_reading_functions.begin(), table_reading_functions.end(), name) !=
+                    table_reading_functions.end()) {
+                out_.unresolved = std::string(name) + "() reads tables that a value names";
+                return;
+            }
+            const SensitiveRowFunction* row_function = set_.find_function(schema, name);
+            if (!row_function) continue;
+            const bool in_from = std::any_of(statement_.ranges.begin(), statement_.ranges.end(), [&](const RangeRead& range) {
+                return range.function && range.name == name && range.schema == schema;
+            });
+            if (in_from) continue;
+            // Called as a value, it returns whole rows.
+            out_.refused.push_back({row_function->origin + ".*",
+                                    "as whole rows that " + std::string(name) + "() returns", false});
+        }
+    }
+
+    void refuse(const Present& present, std::string_view column, std::string how) {
+        out_.refused.push_back({qualified(*present.relation, column), std::move(how), present.relation->always_deny});
+    }
+
+    void refuse_all(const SensitiveRelation& relation, const std::string& how) {
+        for (const auto& column : relation.columns)
+            out_.refused.push_back({qualified(relation, column), how, relation.always_deny});
+    }
+
+    // A plain output column of a guarded relation: masked on the wire where the rule masks it and
+    // the result names its table (not through a function), refused otherwise.
+    void output(const Present& present, std::string_view column, const ColumnRead& read) {
+        if (!masks() || present.relation->always_deny || present.through_function) {
+            refuse(present, column, masks() ? "in a result that pgrail cannot mask (rows of a function or sample values)"
+                                            : "in the result");
+            return;
+        }
+        out_.masked.push_back(qualified(*present.relation, column));
+        masked_outputs_.push_back(&read);
+    }
+
+    void on_read(const ColumnRead& read) {
+        switch (read.kind) {
+            case ColumnRead::Kind::column: {
+                if (const auto it = names_.find(read.name); it != names_.end()) {
+                    for (const Present* present : it->second) {
+                        if (read.output) {
+                            output(*present, read.name, read);
+                        } else {
+                            refuse(*present, read.name, "in WHERE, ORDER BY, a join, an expression or a subquery");
+                        }
+                    }
+                }
+                // A bare name that is a guarded relation's (or its alias'): a whole row.
+                if (read.qualifier.empty()) {
+                    if (const auto it = rows_.find(read.name); it != rows_.end())
+                        for (const Present* present : it->second)
+                            for (const auto& column : present->relation->columns)
+                                refuse(*present, column, "as part of a whole row (" + read.name + ")");
+                }
+                break;
+            }
+            case ColumnRead::Kind::star: {
+                for (const Present& present : present_) {
+                    const bool reached = read.qualifier.empty() ? present.range->level == read.level
+                                                                : (read.qualifier == present.range->name ||
+                                                                   read.qualifier == present.range->alias);
+                    if (!reached) continue;
+                    for (const auto& column : present.relation->columns) {
+                        if (read.output) {
+                            output(present, column, read);
+                        } else {
+                            refuse(present, column,
+                                   "through " + (read.qualifier.empty() ? std::string("*") : read.qualifier + ".*") +
+                                       " outside the result's own columns (RETURNING, a subquery, a function's "
+                                       "argument)");
+                        }
+                    }
+                }
+                break;
+            }
+            case ColumnRead::Kind::field:
+                if (const auto it = names_.find(read.name); it != names_.end())
+                    for (const Present* present : it->second) refuse(*present, read.name, "selected from a row value");
+                break;
+            case ColumnRead::Kind::named:
+                if (const auto it = names_.find(read.name); it != names_.end())
+                    for (const Present* present : it->second)
+                        refuse(*present, read.name, "named by USING, ON CONFLICT or COPY's column list");
+                break;
+            case ColumnRead::Kind::natural:
+                for (const Present& present : present_)
+                    if (present.range->level == read.level)
+                        for (const auto& column : present.relation->columns)
+                            refuse(present, column, "compared by NATURAL JOIN");
+                break;
+            case ColumnRead::Kind::position:
+                break;  // on_reference_to_output
+        }
+    }
+
+    // ORDER BY / GROUP BY / DISTINCT ON that refer to a masked output by position or by its AS
+    // name sort or group by the real values: refused.
+    void on_reference_to_output(const ColumnRead& read) {
+        if (masked_outputs_.empty()) return;
+        for (const ColumnRead* masked : masked_outputs_) {
+            bool refers = false;
+            if (read.kind == ColumnRead::Kind::position) {
+                const auto position = static_cast<std::uint32_t>(std::strtoul(read.name.c_str(), nullptr, 10));
+                refers = masked->kind == ColumnRead::Kind::star ? position >= masked->output_position
+                                                                : position == masked->output_position;
+            } else if (read.kind == ColumnRead::Kind::column && !read.output && read.qualifier.empty()) {
+                refers = !masked->output_name.empty() && read.name == masked->output_name;
+            }
+            if (!refers) continue;
+            out_.refused.push_back({out_.masked.front(), "by ORDER BY, GROUP BY or DISTINCT ON of a masked result column",
+                                    false});
+            return;
+        }
+    }
+
+    const sql::Statement& statement_;
+    const SensitiveColumns& rule_;
+    const SensitiveSet& set_;
+    std::vector<Present> present_;
+    std::unordered_map<std::string, std::vector<const Present*>> names_;  // guarded column name -> where
+    std::unordered_map<std::string, std::vector<const Present*>> rows_;   // relation name or alias -> which
+    std::vector<const ColumnRead*> masked_outputs_;
+    SensitiveReads out_;
+};
+
+}  // namespace
+
+SensitiveReads find_sensitive_reads(const sql::Statement& statement, const SensitiveColumns& rule,
+                                    const SensitiveSet& set) {
+    if (set.empty()) return {};
+    return Matcher(statement, rule, set).run();
+}
+
+bool may_read_whole_rows(std::string_view view_definition) {
+    const sql::Analysis analysis = sql::analyze(view_definition);
+    if (analysis.error || analysis.statements.empty()) return true;
+    for (const sql::Statement& statement : analysis.statements) {
+        std::unordered_set<std::string> rows;
+        for (const RangeRead& range : statement.ranges) {
+            rows.insert(range.name);
+            if (!range.alias.empty()) rows.insert(range.alias);
+        }
+        for (const ColumnRead& read : statement.column_reads) {
+            if (read.kind == ColumnRead::Kind::star) return true;
+            if (read.kind == ColumnRead::Kind::column && read.qualifier.empty() && rows.contains(read.name)) return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace pgrail::policy

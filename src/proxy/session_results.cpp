@@ -1,0 +1,257 @@
+// A session's results under the rule's ResultGuard: masked columns and max_rows.
+//
+// Nothing here runs for a session whose rule has no guard: the pumps look at a result only
+// while `guarding_` (asked at each Query and Execute) or a watched result says so.
+//
+// Simple protocol: each RowDescription is read whole and gives the result's plan; its DataRows
+// are read whole only when the plan masks a column (or once max_rows is reached, to drop them).
+// Extended protocol: an Execute's rows come with no RowDescription, so pgrail sends its own
+// Describe(Portal) right before the client's Execute and hides the answer (RowDescription or
+// NoData) from the client, using it as the plan: it carries the portal's result formats.
+//
+// Memory: one row at a time. A row pgrail must read whole (masked or dropped) longer than
+// max_result_row ends the session (FATAL 54000), as holding it is what a bound forbids.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "pgrail/protocol/frame.hpp"
+#include "session.hpp"
+
+namespace pgrail::proxy {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t max_result_row = 64u << 20;  // 64 MiB
+constexpr std::size_t max_inspected_end = 64 * 1024;  // an ErrorResponse pgrail reads whole
+constexpr char portal_suspended = 's';
+constexpr char empty_query_response = 'I';
+constexpr char copy_out_response = 'H';
+constexpr char copy_data = 'd';
+constexpr char copy_done = 'c';
+
+}  // namespace
+
+void Session::refresh_guard() {
+    guard_ = shared_.gate->result_guard(context_);
+    guarding_ = guard_ && guard_->active();
+}
+
+void Session::describe_before_execute(std::string_view frame, Outbound& out) {
+    // A malformed Execute goes on as it came: the server refuses it, and runs nothing.
+    if (const auto portal = execute_portal(frame.substr(protocol::header_size))) {
+        std::string describe;
+        protocol::encode_describe(describe, 'P', *portal);
+        out.inject(std::move(describe));
+        describe_answers_.push_back(DescribeAnswer{syncs_sent_, true, executes_sent_});
+    }
+    out.forward(frame);
+}
+
+void Session::on_result_header(char tag) {
+    using namespace protocol::backend_tag;
+    result_frame_ = ResultFrame::pass;
+    // A row of the watched result: counted, then dropped past max_rows or masked.
+    const auto row = [this] {
+        const auto& limits = result_.guard->max_rows;
+        ++result_.rows;
+        if (limits.limit > 0 && result_.rows > limits.limit) {
+            ++result_.dropped;
+            result_frame_ = ResultFrame::drop;
+            // max_rows deny: the server is asked to cancel the statement, once, and only when it
+            // is the last thing the session has sent (a later statement must not be canceled).
+            if (limits.action == policy::MaxRowsAction::deny && result_.dropped == 1 && has_client_key_ &&
+                syncs_sent_ == ready_received_ + 1 && result_.execute == executes_sent_) {
+                result_.cancel_sent = true;
+                asio::co_spawn(client_.get_executor(),
+                               [self = shared_from_this(), key = upstream_key_] { return self->send_cancel(key); },
+                               asio::detached);
+            }
+        } else if (result_.plan && result_.plan->masks()) {
+            result_frame_ = ResultFrame::mask;
+        }
+    };
+    switch (tag) {
+        case row_description:
+        case no_data:
+            answering_.reset();
+            if (!describe_answers_.empty() && describe_answers_.front().ready_index == ready_received_) {
+                answering_ = describe_answers_.front();
+                describe_answers_.pop_front();
+            }
+            if (answering_ && answering_->mine) {
+                result_frame_ = tag == row_description ? ResultFrame::hide_plan : ResultFrame::hide;
+            } else if (!answering_ && tag == row_description && guarding_) {
+                result_frame_ = ResultFrame::plan;  // a simple-protocol result begins
+            }
+            break;
+        case data_row:
+            if (result_.guard && !result_.copy) row();
+            break;
+        case copy_data:
+            if (result_.guard && result_.copy) row();
+            break;
+        case copy_out_response:
+            if (guarding_) {
+                auto guard = shared_.gate->result_guard(context_);
+                if (guard && guard->limits()) {
+                    begin_result(std::move(guard), std::nullopt, true);
+                } else {
+                    result_ = {};
+                }
+            }
+            break;
+        case command_complete:
+        case portal_suspended:
+        case empty_query_response:
+        case copy_done:
+            if (!result_.guard) break;
+            if (result_.copy && tag != copy_done) break;  // COPY's result ends at its CopyDone
+            if (result_.dropped > 0) {
+                result_frame_ = ResultFrame::end;
+            } else {
+                result_ = {};
+            }
+            break;
+        case error_response:
+            if (!result_.guard) break;
+            if (result_.dropped > 0) {
+                result_frame_ = result_.cancel_sent ? ResultFrame::error : ResultFrame::end;
+            } else {
+                result_ = {};
+            }
+            break;
+        default:
+            break;
+    }
+    // Whatever else reaches the client goes after the rows gathered so far.
+    if (result_frame_ != ResultFrame::mask && result_frame_ != ResultFrame::drop) flush_rows(to_client_);
+}
+
+void Session::flush_rows(Outbound& out) {
+    if (row_batch_.empty()) return;
+    out.inject(std::move(row_batch_));
+    row_batch_ = std::string();  // holds nothing between results (idle sessions stay small)
+}
+
+bool Session::result_inspects(std::size_t total_size) {
+    switch (result_frame_) {
+        case ResultFrame::pass:
+            return false;
+        case ResultFrame::mask:
+        case ResultFrame::drop:
+            if (total_size > max_result_row && !result_row_too_long_) {
+                result_row_too_long_ = true;
+                spdlog::error("session {}: a row of {} bytes in a result under rule {} is longer than pgrail holds "
+                              "({} bytes): ending the session",
+                              context_.session_id, total_size, result_.guard->rule, max_result_row);
+                end_session("54000", fmt::format("pgrail: a row of {} bytes in a masked or limited result is longer "
+                                                 "than pgrail holds in memory ({} MiB)",
+                                                 total_size, max_result_row >> 20));
+            }
+            return true;
+        case ResultFrame::end:
+        case ResultFrame::error:
+            if (total_size <= max_inspected_end) return true;
+            // A long ErrorResponse streams through (as any long one): the cut goes unannounced.
+            result_frame_ = ResultFrame::pass;
+            result_ = {};
+            return false;
+        default:
+            return true;
+    }
+}
+
+void Session::begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan, bool copy) {
+    if (!(plan && plan->masks()) && !guard->limits()) {
+        result_ = {};  // nothing to do to this one
+        return;
+    }
+    if (plan && !plan->backstop_columns.empty()) {
+        // The analysis let through a statement that reads a column the rule refuses: the values
+        // are NULL all the same; the log and the audit say that the analysis missed a shape.
+        spdlog::warn("session {}: result carries column(s) {} that rule {} refuses: masked as NULL (backstop)",
+                     context_.session_id, fmt::join(plan->backstop_columns, ", "), guard->rule);
+        ResultEvent event;
+        event.kind = ResultEvent::Kind::masked_backstop;
+        event.rule = guard->rule;
+        event.columns = plan->backstop_columns;
+        asio::post(shared_.audit_pool, [gate = shared_.gate, context = context_, event = std::move(event)] {
+            if (!gate->audit_result_event(context, event))
+                spdlog::error("session {}: the audit line of a backstop masking could not be written",
+                              context.session_id);
+        });
+    }
+    result_ = WatchedResult{};
+    result_.guard = std::move(guard);
+    result_.plan = std::move(plan);
+    result_.copy = copy;
+    result_.execute = answering_ && answering_->mine ? answering_->execute : executes_sent_;
+}
+
+Session::ResultStep Session::on_result_frame(char tag, std::string_view frame, Outbound& out) {
+    (void)tag;
+    switch (result_frame_) {
+        case ResultFrame::plan:
+        case ResultFrame::hide_plan: {
+            // Asked again here: the guard follows reloads and catalog refreshes.
+            auto guard = shared_.gate->result_guard(context_);
+            const bool hide = result_frame_ == ResultFrame::hide_plan;
+            if (!guard || !guard->active()) {
+                result_ = {};
+                return hide ? ResultStep::done : ResultStep::pass;
+            }
+            auto plan = plan_result(frame.substr(protocol::header_size), *guard);
+            if (!plan) {
+                spdlog::error("session {}: malformed RowDescription from the server", context_.session_id);
+                end_session("08P01", "pgrail: invalid message from the database server: malformed RowDescription");
+                return ResultStep::stop;
+            }
+            begin_result(std::move(guard), std::move(plan), false);
+            return hide ? ResultStep::done : ResultStep::pass;
+        }
+        case ResultFrame::hide:
+            result_ = {};  // pgrail's Describe found no rows to come (a COPY's start its own result)
+            return ResultStep::done;
+        case ResultFrame::mask: {
+            // Into the batch (flush_rows), rewritten or as it came.
+            if (row_batch_.capacity() < standard_buffer_size) row_batch_.reserve(standard_buffer_size);
+            switch (mask_data_row(frame, *result_.plan, row_batch_)) {
+                case RowRewrite::untouched:
+                    row_batch_ += frame;
+                    return ResultStep::done;
+                case RowRewrite::rewritten:
+                    return ResultStep::done;
+                case RowRewrite::malformed:
+                    break;
+            }
+            flush_rows(out);
+            spdlog::error("session {}: malformed DataRow from the server", context_.session_id);
+            end_session("08P01", "pgrail: invalid message from the database server: malformed DataRow");
+            return ResultStep::stop;
+        }
+        case ResultFrame::drop:
+            return ResultStep::done;
+        case ResultFrame::end:
+        case ResultFrame::error:
+            return ResultStep::finish;
+        case ResultFrame::pass:
+            break;
+    }
+    return ResultStep::pass;
+}
+
+void Session::forget_results_at_ready() {
+    // Describes an error made the server skip are never answered; no result outlives its batch.
+    while (!describe_answers_.empty() && describe_answers_.front().ready_index < ready_received_)
+        describe_answers_.pop_front();
+    answering_.reset();
+    result_ = {};
+}
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,178 @@
+// The static half of sensitive_columns over statements as the analyzer reads them: which reads
+// reach a guarded column, under deny and under mask. The catalog side is stood in for by a set
+// built by hand (what resolve_sensitive makes of a catalog is tested against PostgreSQL).
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "../../../src/policy/sensitive_reads.hpp"
+#include "pgrail/sql/analyzer.hpp"
+
+using namespace pgrail;
+using policy::SensitiveAction;
+
+namespace {
+
+policy::SensitiveSet guarded_set() {
+    policy::SensitiveSet set;
+    set.relations.push_back({1001, "public", "users", 'r', {"password_hash"}, {3}, "public.users", false});
+    set.relations.push_back({1002, "public", "users_leaky", 'v', {"id", "ph"}, {1, 2}, "public.users (through view public.users_leaky)", false});
+    set.relations.push_back({11, "pg_catalog", "pg_stats", 'v', {"most_common_vals"}, {9}, "pg_catalog.pg_stats", true});
+    set.row_functions.push_back({"public", "all_users", "public.users"});
+    set.keys[{1001, 3}] = 0;
+    return set;
+}
+
+policy::SensitiveReads reads_of(const std::string& sql, SensitiveAction action) {
+    const auto analysis = sql::analyze(sql);
+    REQUIRE_FALSE(analysis.error);
+    REQUIRE(analysis.statements.size() == 1);
+    policy::SensitiveColumns rule;
+    rule.action = action;
+    rule.patterns.push_back({"", "users", "password_hash"});
+    static const auto set = guarded_set();
+    return policy::find_sensitive_reads(analysis.statements.front(), rule, set);
+}
+
+}  // namespace
+
+TEST_CASE("sensitive reads: shapes that reach a guarded column are refused under deny", "[sensitive]") {
+    const std::vector<std::string> refused = {
+        "SELECT * FROM users",
+        "SELECT u.* FROM users u",
+        "SELECT public.users.* FROM public.users",
+        "TABLE users",
+        "SELECT password_hash FROM users",
+        "SELECT u.password_hash AS p FROM users u",
+        "SELECT id FROM users WHERE password_hash = 'x'",
+        "SELECT id FROM users ORDER BY password_hash",
+        "SELECT count(password_hash) FROM users",
+        "SELECT max(password_hash) FROM users GROUP BY id",
+        "SELECT length(password_hash) FROM users",
+        "SELECT password_hash::int FROM users",
+        "SELECT row_to_json(u) FROM users u",
+        "SELECT to_jsonb(u.*) FROM users u",
+        "SELECT u FROM users u",
+        "SELECT (u).password_hash FROM users u",
+        "SELECT users FROM users",
+        "WITH c AS (SELECT password_hash FROM users) SELECT 1 FROM c",
+        "WITH c AS (SELECT * FROM users) SELECT id FROM c",
+        "SELECT * FROM (SELECT * FROM users) s",
+        "SELECT (SELECT password_hash FROM users LIMIT 1)",
+        "SELECT id FROM orders o, LATERAL (SELECT password_hash FROM users u WHERE u.id = o.user_id) x",
+        "SELECT password_hash FROM users UNION SELECT 'a'",
+        "SELECT * FROM users_leaky",
+        "SELECT id FROM users_leaky",
+        "SELECT * FROM all_users()",
+        "SELECT all_users()",
+        "SELECT (all_users()).password_hash",
+        "COPY users TO STDOUT",
+        "COPY users (id, password_hash) TO STDOUT",
+        "COPY (SELECT password_hash FROM users) TO STDOUT",
+        "UPDATE users SET name = 'x' WHERE id = 1 RETURNING *",
+        "UPDATE users SET name = password_hash WHERE id = 1",
+        "DELETE FROM users WHERE id = 1 RETURNING password_hash",
+        "INSERT INTO users (id) VALUES (9) RETURNING *",
+        "INSERT INTO orders (note) SELECT password_hash FROM users",
+        "SELECT * FROM users JOIN users_copy USING (password_hash)",
+        "SELECT count(*) FROM users NATURAL JOIN users_copy",
+        "SELECT rank() OVER (ORDER BY password_hash) FROM users",
+        "EXPLAIN ANALYZE SELECT password_hash FROM users",
+        "PREPARE p AS SELECT password_hash FROM users",
+        "DECLARE c CURSOR FOR SELECT * FROM users",
+        "CREATE TEMP TABLE t AS SELECT password_hash FROM users",
+        "CREATE TEMP VIEW v AS SELECT * FROM users",
+        "DO $$ BEGIN PERFORM password_hash FROM users; END $$",
+        "SELECT query_to_xml('SELECT password_hash FROM users', true, true, '')",
+        "SELECT most_common_vals FROM pg_stats",
+        "SELECT * FROM users AS u (a, b, c)",
+        "INSERT INTO users (id) VALUES (1) ON CONFLICT (password_hash) DO NOTHING",
+    };
+    for (const auto& sql : refused) {
+        INFO(sql);
+        CHECK(reads_of(sql, SensitiveAction::deny).refuses());
+    }
+}
+
+TEST_CASE("sensitive reads: shapes that do not reach a guarded column pass", "[sensitive]") {
+    const std::vector<std::string> allowed = {
+        "SELECT id, name FROM users",
+        "SELECT count(*) FROM users",
+        "SELECT u.id FROM users u WHERE u.name = 'x'",
+        "SELECT * FROM orders",
+        "SELECT * FROM orders WHERE user_id IN (SELECT id FROM users)",
+        "SELECT o.* FROM users u JOIN orders o ON o.user_id = u.id",
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = 1)",
+        "UPDATE users SET password_hash = 'new' WHERE id = 1",
+        "INSERT INTO users (id, password_hash) VALUES (1, 'x') RETURNING id",
+        "INSERT INTO users (id, password_hash) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET password_hash = "
+        "EXCLUDED.password_hash",
+        "COPY users (id, name) TO STDOUT",
+        "COPY users FROM STDIN",
+        "SELECT id FROM all_users()",
+        "SELECT attname FROM pg_stats",
+        "SELECT 1",
+        "SET search_path = public",
+    };
+    for (const auto& sql : allowed) {
+        INFO(sql);
+        const auto reads = reads_of(sql, SensitiveAction::deny);
+        CHECK_FALSE(reads.refuses());
+        CHECK(reads.masked.empty());
+    }
+}
+
+TEST_CASE("sensitive reads: under mask only plain result columns pass, and are masked", "[sensitive]") {
+    const std::vector<std::string> masked = {
+        "SELECT password_hash FROM users",
+        "SELECT id, u.password_hash AS p FROM users u WHERE id = 1",
+        "SELECT * FROM users",
+        "SELECT u.* FROM users u JOIN orders o ON o.user_id = u.id",
+        "DECLARE c CURSOR FOR SELECT * FROM users",
+        "PREPARE p AS SELECT password_hash FROM users",
+        "SELECT id, password_hash FROM users ORDER BY 1",
+        "SELECT DISTINCT password_hash FROM users",
+    };
+    for (const auto& sql : masked) {
+        INFO(sql);
+        const auto reads = reads_of(sql, SensitiveAction::mask);
+        CHECK_FALSE(reads.refuses());
+        CHECK(reads.masked == std::vector<std::string>{"public.users.password_hash"});
+    }
+    const std::vector<std::string> refused = {
+        "SELECT lower(password_hash) FROM users",
+        "SELECT id FROM users WHERE password_hash = 'x'",
+        "SELECT password_hash FROM users ORDER BY password_hash",
+        "SELECT password_hash AS p FROM users ORDER BY p",
+        "SELECT id, password_hash FROM users ORDER BY 2",
+        "SELECT * FROM users ORDER BY 3",
+        "SELECT password_hash FROM users GROUP BY 1",
+        "SELECT * FROM (SELECT * FROM users) s",
+        "SELECT password_hash FROM users UNION SELECT 'a'",
+        "SELECT row_to_json(u) FROM users u",
+        "SELECT * FROM all_users()",
+        "UPDATE users SET name = 'x' WHERE id = 1 RETURNING *",
+        "COPY (SELECT password_hash FROM users) TO STDOUT",
+        "SELECT most_common_vals FROM pg_stats",
+        "CREATE TEMP TABLE t AS SELECT password_hash FROM users",
+    };
+    for (const auto& sql : refused) {
+        INFO(sql);
+        CHECK(reads_of(sql, SensitiveAction::mask).refuses());
+    }
+}
+
+TEST_CASE("sensitive reads: what pgrail cannot follow is refused", "[sensitive]") {
+    CHECK(reads_of("DO $$ BEGIN EXECUTE 'SELECT ' || 'password_hash FROM users'; END $$", SensitiveAction::deny)
+              .unresolved);
+    CHECK(reads_of("SELECT table_to_xml('users', true, true, '')", SensitiveAction::deny).unresolved);
+    CHECK(reads_of("SELECT cursor_to_xml('c', 10, true, true, '')", SensitiveAction::mask).unresolved);
+}
+
+TEST_CASE("sensitive reads: view definitions that may read whole rows", "[sensitive]") {
+    CHECK(policy::may_read_whole_rows(" SELECT row_to_json(u.*) AS j FROM users u;"));
+    CHECK(policy::may_read_whole_rows(" SELECT u AS row FROM users u;"));
+    CHECK_FALSE(policy::may_read_whole_rows(" SELECT users.id, users.name FROM users;"));
+    CHECK(policy::may_read_whole_rows("not sql at all"));
+}
