@@ -781,6 +781,13 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
                               "server directly",
                               fmt::format(" with replication={}", value),
                               "Connect replication clients to the server directly, not through pgrail.");
+            // A replication stream carries every table's rows, guarded columns included.
+            if (replication && !context.rule.guards.sensitive.empty())
+                return refuse(context, nullptr, "sensitive_columns", "sensitive_columns",
+                              "pgrail: replication connections are refused for a rule with sensitive columns: a "
+                              "replication stream carries every table's rows",
+                              fmt::format(" with replication={}", value),
+                              "Connect replication clients to the server directly, not through pgrail.");
         } else if (key == "options") {
             if (auto refusal = check_options(context, value)) return *refusal;
         } else if (key != "user" && key != "database" && !key.starts_with("_pq_.")) {

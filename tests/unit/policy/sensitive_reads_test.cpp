@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "../../../src/policy/sensitive_reads.hpp"
+#include "pgrail/policy/evaluator.hpp"
+#include "pgrail/policy/loader.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 using namespace pgrail;
@@ -175,4 +177,20 @@ TEST_CASE("sensitive reads: view definitions that may read whole rows", "[sensit
     CHECK(policy::may_read_whole_rows(" SELECT u AS row FROM users u;"));
     CHECK_FALSE(policy::may_read_whole_rows(" SELECT users.id, users.name FROM users;"));
     CHECK(policy::may_read_whole_rows("not sql at all"));
+}
+
+TEST_CASE("sensitive reads: a replication connection under a rule with sensitive columns is refused", "[sensitive]") {
+    const auto policy = policy::load_policy_string(R"(version: 1
+rules:
+  - name: all
+    replication: allow
+    sensitive_columns: {columns: [users.password_hash]}
+)",
+                                                   "case");
+    policy::SessionInfo session;
+    session.user = "agent";
+    const auto decision = policy::evaluate_startup(*policy, session, {{"replication", "database"}});
+    CHECK(decision.action == policy::Decision::Action::deny);
+    CHECK(decision.guard == "sensitive_columns");
+    CHECK(policy::evaluate_startup(*policy, session, {{"replication", "false"}}).allowed());
 }
