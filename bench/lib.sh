@@ -25,3 +25,9 @@ start_policy_pgrail() {
   cat "$dir/pgrail-policy.log" >&2
   return 1
 }
+
+# The TPS pgbench printed into FILE.
+tps() { sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$1" | head -1; }
+
+# The median of the numbers on stdin, one per line (empty for none).
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }

@@ -79,7 +79,6 @@ grep -q "|$first_secret|" "$work/out" && { echo "masking_bench: agent's result i
 run_once plainuser "$port" >/dev/null
 grep -q "|$first_secret|" "$work/out" || { echo "masking_bench: plainuser's result is masked" >&2; exit 1; }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 masked=() plain=() nulled=() direct=()
 echo "masking_bench: $ROWS rows per SELECT, method $METHOD, $ROUNDS rounds (rows/s)"
 printf '%-6s %12s %12s %12s %12s\n' round masked plain "null" direct

@@ -58,8 +58,6 @@ scrape() {
 scrape "${http_ports[0]}" >/dev/null || { echo "metrics_scrape: /metrics does not answer" >&2; exit 1; }
 
 "$PG_BIN/pgbench" -i -s 1 -q -n -p "$PG_PORT" >/dev/null 2>&1
-tps() { sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$1" | head -1; }
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "metrics_scrape: two pgrails (default policy, http on) side by side, pgbench -S -c 4 -j 1 each, one scraped every ${INTERVAL} s, ${DURATION} s x $ROUNDS"
 printf '%6s %8s %10s %12s %8s %8s\n' round scraped "tps scraped" "tps quiet" ratio scrapes

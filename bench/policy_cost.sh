@@ -33,8 +33,6 @@ export PGHOST=$PG_HOST PGDATABASE=$PG_DATABASE PGUSER=app_owner PGPASSWORD=app_o
 start_policy_pgrail "$pgrail_bin" "$work" || exit 1
 
 "$PG_BIN/pgbench" -i -s 1 -q -n -p "$PG_PORT" >/dev/null 2>&1
-tps() { sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$1" | head -1; }
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "policy_cost: pgrail vs pgrail + policies/default.yaml, side by side, pgbench -S -c 4 -j 1 each, ${DURATION} s x $ROUNDS"
 printf '%-10s %6s %12s %15s %8s\n' mode round pgrail "pgrail+policy" ratio

@@ -191,7 +191,6 @@ for target in pgrail pgbouncer; do
 done
 
 # Medians and ratios.
-median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 value() { awk -v n="$1" -v m="$2" -v t="$3" '$1 == n && $2 == m && $3 == t {print $4}' "$results" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b}'; }
 
