@@ -28,36 +28,12 @@ namespace {
 
 using detail::elapsed_ms;
 
-struct ConninfoOption {
-    std::string keyword;
-    std::string value;
-    std::string envvar;
-};
-
-std::vector<ConninfoOption> parse_conninfo(const std::string& conninfo) {
-    char* error = nullptr;
-    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
-    if (options == nullptr) {
-        std::string message = error != nullptr ? error : "out of memory";
-        PQfreemem(error);
-        while (!message.empty() && message.back() == '\n') message.pop_back();
-        throw MigrationError("22023", fmt::format("invalid connection string: {}", message));
-    }
-    std::vector<ConninfoOption> out;
-    for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option)
-        if (option->val != nullptr)
-            out.push_back({option->keyword, option->val, option->envvar != nullptr ? option->envvar : ""});
-    PQconninfoFree(options);
-    return out;
-}
-
 // `conninfo` (key/value or URI) with its database replaced, as key/value text.
 std::string with_database(const std::string& conninfo, const std::string& database) {
-    std::string out;
-    for (const auto& option : parse_conninfo(conninfo))
-        if (option.keyword != "dbname")
-            out += fmt::format("{}={} ", option.keyword, quote_conninfo_value(option.value));
-    return out + "dbname=" + quote_conninfo_value(database);
+    auto options = parse_conninfo(conninfo);
+    std::erase_if(options, [](const auto& option) { return option.keyword == "dbname"; });
+    options.push_back({"dbname", database, ""});
+    return conninfo_text(options);
 }
 
 std::string pg_dump_path(const RunnerOptions& options) {

@@ -34,38 +34,28 @@ bool record_migration_event(audit::AuditLog& log, const nlohmann::json& record) 
 
 std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_timeout_ms,
                              std::uint32_t statement_timeout_ms) {
-    char* error = nullptr;
-    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
-    if (options == nullptr) {
-        PQfreemem(error);
+    std::vector<migrations::ConninfoOption> options;
+    try {
+        options = migrations::parse_conninfo(conninfo);
+    } catch (const migrations::MigrationError&) {
         return conninfo;  // the connection attempt reports what is wrong with it
     }
-    std::string out;
-    std::string server_options;
-    bool has_connect_timeout = false;
-    bool has_tcp_user_timeout = false;
-    for (const auto* option = options; option->keyword != nullptr; ++option) {
-        if (option->val == nullptr) continue;
-        const std::string_view keyword = option->keyword;
-        if (keyword == "options") {
-            server_options = option->val;
-            continue;
-        }
-        if (keyword == "connect_timeout") has_connect_timeout = true;
-        if (keyword == "tcp_user_timeout") has_tcp_user_timeout = true;
-        out += fmt::format("{}={} ", keyword, migrations::quote_conninfo_value(option->val));
-    }
-    PQconninfoFree(options);
     // libpq's connect_timeout counts whole seconds (at least 2) and bounds the whole login, as
     // pgrail's own upstream.connect_timeout_ms does for sessions.
-    const auto connect_timeout_s = std::max(2u, (connect_timeout_ms + 999) / 1000);
-    if (!has_connect_timeout) out += fmt::format("connect_timeout={} ", connect_timeout_s);
+    if (!migrations::sets(options, "connect_timeout"))
+        options.push_back({"connect_timeout", std::to_string(std::max(2u, (connect_timeout_ms + 999) / 1000)), ""});
     // Unacknowledged data (the server's host gone from the network) ends the connection too.
-    if (!has_tcp_user_timeout) out += fmt::format("tcp_user_timeout={} ", statement_timeout_ms);
-    if (!server_options.empty()) server_options += ' ';
-    server_options += fmt::format("-c statement_timeout={}", statement_timeout_ms);
-    out += "options=" + migrations::quote_conninfo_value(server_options);
-    return out;
+    if (!migrations::sets(options, "tcp_user_timeout"))
+        options.push_back({"tcp_user_timeout", std::to_string(statement_timeout_ms), ""});
+    const std::string bound = fmt::format("-c statement_timeout={}", statement_timeout_ms);
+    const auto server_options = std::find_if(options.begin(), options.end(),
+                                             [](const auto& option) { return option.keyword == "options"; });
+    if (server_options == options.end()) {
+        options.push_back({"options", bound, ""});
+    } else {
+        server_options->value += " " + bound;
+    }
+    return migrations::conninfo_text(options);
 }
 
 MigrationCommands::MigrationCommands(const config::ServeConfig& config, std::shared_ptr<audit::AuditLog> audit_log,

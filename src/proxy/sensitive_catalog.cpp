@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pgrail/migrations/conninfo.hpp"
+#include "pgrail/migrations/error.hpp"
 #include "pgrail/policy/match.hpp"
 #include "pgrail/proxy/metrics.hpp"
 
@@ -57,33 +58,22 @@ std::atomic<std::uint64_t> snapshot_versions{0};
 // application_name unless it sets them.
 std::string catalog_conninfo(const std::string& conninfo, const std::string& database,
                              std::chrono::milliseconds timeout) {
-    char* error = nullptr;
-    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
-    if (options == nullptr) {
-        std::string message = error != nullptr ? error : "out of memory";
-        PQfreemem(error);
-        while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-        throw std::runtime_error(fmt::format("cannot read the catalog of database \"{}\": invalid conninfo: {}",
-                                             database, message));
+    std::vector<migrations::ConninfoOption> options;
+    try {
+        options = migrations::parse_conninfo(conninfo);
+    } catch (const migrations::MigrationError& e) {
+        std::string reason = e.message();  // "invalid connection string: <libpq's words>"
+        if (const auto colon = reason.find(": "); colon != std::string::npos) reason.erase(0, colon + 2);
+        throw std::runtime_error(
+            fmt::format("cannot read the catalog of database \"{}\": invalid conninfo: {}", database, reason));
     }
-    std::string out;
-    bool has_connect_timeout = false;
-    bool has_application_name = false;
-    for (const auto* option = options; option->keyword != nullptr; ++option) {
-        if (option->val == nullptr) continue;
-        const std::string_view keyword = option->keyword;
-        if (keyword == "dbname") continue;
-        if (keyword == "connect_timeout") has_connect_timeout = true;
-        if (keyword == "application_name") has_application_name = true;
-        out += fmt::format("{}={} ", keyword, migrations::quote_conninfo_value(option->val));
-    }
-    PQconninfoFree(options);
+    std::erase_if(options, [](const auto& option) { return option.keyword == "dbname"; });
     // libpq counts whole seconds, at least 2.
-    if (!has_connect_timeout)
-        out += fmt::format("connect_timeout={} ", std::max<long long>(2, (timeout.count() + 999) / 1000));
-    if (!has_application_name) out += "application_name='pgrail catalog' ";
-    out += "dbname=" + migrations::quote_conninfo_value(database);
-    return out;
+    if (!migrations::sets(options, "connect_timeout"))
+        options.push_back({"connect_timeout", std::to_string(std::max<long long>(2, (timeout.count() + 999) / 1000)), ""});
+    if (!migrations::sets(options, "application_name")) options.push_back({"application_name", "pgrail catalog", ""});
+    options.push_back({"dbname", database, ""});
+    return migrations::conninfo_text(options);
 }
 
 std::string first_line(std::string_view text) {
