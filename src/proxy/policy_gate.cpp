@@ -336,7 +336,11 @@ PolicyGate::Resolved PolicyGate::resolve(const std::shared_ptr<const policy::Pol
     }
     const std::uint64_t version = snapshot ? snapshot->version : 0;
     std::lock_guard lock(resolved_mutex_);
-    auto& entry = resolved_[{rule.name, database}];
+    const std::pair<std::string_view, std::string_view> names{rule.name, database};
+    auto found = resolved_.find(names);
+    if (found == resolved_.end())
+        found = resolved_.emplace(std::pair<std::string, std::string>(names), ResolvedEntry{}).first;
+    auto& entry = found->second;
     if (entry.policy == policy && entry.catalog_version == version && (snapshot || entry.resolved.error == error))
         return entry.resolved;
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/policy/evaluator.hpp"
@@ -89,7 +90,16 @@ private:
         Resolved resolved;
     };
     std::mutex resolved_mutex_;
-    std::map<std::pair<std::string, std::string>, ResolvedEntry> resolved_;  // (rule, database)
+    // (rule, database), looked up by views: a statement allocates no key.
+    struct ByNames {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const {
+            return std::pair<std::string_view, std::string_view>(a.first, a.second) <
+                   std::pair<std::string_view, std::string_view>(b.first, b.second);
+        }
+    };
+    std::map<std::pair<std::string, std::string>, ResolvedEntry, ByNames> resolved_;
 };
 
 }  // namespace pgrail::proxy
