@@ -24,7 +24,8 @@
 
 #include "buffer.hpp"
 #include "frame_stream.hpp"
-#include "result_masking.hpp"
+#include "session_protocol.hpp"
+#include "session_directory.hpp"  // directory
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/protocol/frame.hpp"
@@ -53,6 +54,7 @@ struct ServerShared {
     config::ServeConfig config;
     std::shared_ptr<StatementGate> gate;
     std::shared_ptr<InbandCommands> inband;  // null: in-band commands are not configured
+    std::shared_ptr<SessionDirectory> directory = std::make_shared<SessionDirectory>();  // directory
     boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
     boost::asio::thread_pool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts)
     boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
@@ -83,15 +85,9 @@ struct Inbound : FrameReader {
     std::array<char, 512> doorbell{};
 };
 
-// The statement a Query or Parse message carries (views into the frame).
-struct ClientStatement {
-    MessageKind kind = MessageKind::simple_query;
-    std::string_view sql;
-    std::string_view parse_name;   // Parse only
-    std::string_view parse_types;  // Parse only: raw parameter type count and OIDs
-};
-
-class Session : public std::enable_shared_from_this<Session> {
+// The I/O shell of one session: sockets, buffers, timers and thread hops. Its pumps read frames,
+// hand them to the protocol core (protocol_, session_protocol.hpp) and carry out what it asks.
+class Session : public std::enable_shared_from_this<Session>, private SessionEvents {
 public:
     Session(Stream client, ServerShared& shared);
     ~Session();
@@ -102,6 +98,13 @@ public:
     void request_shutdown(ShutdownMode mode);
 
 private:
+    // SessionEvents: what the protocol core asks besides bytes.
+    void logged_in() override;
+    void server_answered() override;
+    void login_turn(bool server) override;
+    void cancel_statement() override;
+    void audit_result(ResultEvent event) override;
+
     // Idle between transactions with nothing outstanding in either direction (only while shutting
     // down: it looks into the client's socket).
     [[nodiscard]] bool at_rest();
@@ -109,12 +112,11 @@ private:
     // statement runs), closes its connection and wakes both pumps.
     void end_for_shutdown();
     // Shuts the server's connection and cancels what both pumps wait for: they end, and run()
-    // sends the client the FATAL of ending_.
+    // sends the client the FATAL of the protocol's ending().
     void close_server_and_wake_pumps();
     // Before the first ReadyForQuery: bounds the server's turns of the login by
     // connect_timeout_ms and the whole login by the startup timeout.
     awaitable<void> watch_login();
-    void server_turn_begins();
     // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
     awaitable<bool> read_startup();
     awaitable<bool> connect_upstream();
@@ -130,7 +132,7 @@ private:
     void count_bytes(const Inbound& in, std::size_t n) const;  // for /metrics
     awaitable<bool> make_room(Inbound& in, std::size_t total);
     // Stops the pumps at their next check, with a FATAL of this SQLSTATE and message.
-    void end_session(std::string sqlstate, std::string message);
+    void end_session(std::string sqlstate, std::string message) { protocol_.end(std::move(sqlstate), std::move(message)); }
     [[nodiscard]] std::chrono::milliseconds buffered_message_timeout() const {
         return std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
     }
@@ -140,19 +142,15 @@ private:
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
     awaitable<bool> hold_until_authenticated(Inbound& in);
 
-    // Per-frame handlers; they forward the frame, replace it, or stop the pump.
-    // A Query's or Parse's statement text (nullopt and a protocol violation when malformed).
-    [[nodiscard]] std::optional<ClientStatement> statement_of(char tag, std::string_view frame);
-    awaitable<GateVerdict> check_elsewhere(const ClientStatement& statement);
+    // The gate's verdict on a statement, its audit line written (settle_audit).
+    awaitable<GateVerdict> check_statement(const ClientStatement& statement);
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
-    // Forwards, refuses or substitutes per the verdict; an intercept is left to run_intercept.
-    void apply(const GateVerdict& verdict, char tag, std::string_view frame, const ClientStatement& statement,
-               Outbound& out);
     // A statement that reads pgrail commands: a Query runs them and sends the text with their
     // answers; a Parse sends a text that takes them as parameters, and they run at its Bind.
-    awaitable<void> run_intercept(const GateVerdict& verdict, char tag, std::string_view frame,
-                                  const ClientStatement& statement, Outbound& out);
+    awaitable<void> run_intercept(const GateVerdict& verdict, const ClientStatement& statement, Outbound& out);
+    // A Bind of a statement that reads pgrail commands: runs them, and binds their answers.
+    awaitable<void> on_bind(const ClientStep& step, Outbound& out);
     // Runs the commands (reads first, then the one that changes something) on the blocking pool;
     // `answers[i]` is calls[i]'s. The error of the first that failed (the rest did not run).
     awaitable<std::optional<protocol::ErrorMessage>> run_commands(const std::vector<InbandCall>& calls,
@@ -170,44 +168,15 @@ private:
     // pgrail's own, their answers hidden from the client). False: an error made the server skip
     // it, and will make it skip the Bind too.
     awaitable<bool> probe_statement(std::string_view name, Outbound& out);
-    // Extended protocol around statements that read pgrail commands (deferred_).
-    awaitable<void> on_bind(std::string_view frame, Outbound& out);
-    void on_describe(std::string_view frame);
-    void on_close(std::string_view frame);
     awaitable<void> watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
                                         std::shared_ptr<std::atomic<bool>> finished);
-    void on_server_frame(char tag, std::string_view frame, Outbound& out);
-    void substitute(char tag, std::string_view frame, std::string_view sql, Outbound& out);
-    void refuse(const GateVerdict& verdict, char tag, std::string_view sql, std::string_view parse_name,
-                std::string_view parse_types, Outbound& out);
-    // A FunctionCall ('F'): the policy cannot see which function it calls.
-    awaitable<void> on_function_call(std::string_view frame, Outbound& out);
-
-    // Results under the rule's ResultGuard (masked columns, max_rows), in session_results.cpp.
-    // What the guard asks of the frames the server sends: pass (nothing), or read whole and
-    // handed to on_result_frame.
-    enum class ResultFrame : std::uint8_t { pass, plan, hide_plan, hide, mask, drop, end, error };
-    enum class ResultStep : std::uint8_t { pass, done, finish, stop };
-    void refresh_guard();  // at each Query and Execute
-    // A client Execute under an active guard: pgrail's own Describe(Portal) goes first, its
-    // answer hidden from the client, for the plan of the Execute's rows.
-    void describe_before_execute(std::string_view frame, Outbound& out);
-    void on_result_header(char tag);      // the server's frame headers, while results are watched
-    [[nodiscard]] bool result_inspects(std::size_t total_size);
-    ResultStep on_result_frame(char tag, std::string_view frame, Outbound& out);
-    // The end of a result max_rows cut: audited, then the notice (or the refusal) to the client.
-    awaitable<ResultStep> finish_result(char tag, std::string_view frame, Outbound& out);
-    void begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan, bool copy);
-    void forget_results_at_ready();
-    void flush_rows(Outbound& out);
-    [[nodiscard]] bool watching_results() const {
-        return guarding_ || result_.guard != nullptr || !describe_answers_.empty();
-    }
 
     ServerShared& shared_;
     Stream client_;
     Stream server_;
-    SessionContext context_;
+    SessionProtocol protocol_;
+    SessionContext& context_ = protocol_.context();
+    std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
     std::string startup_bytes_;
     StartupParameters startup_parameters_;
     std::chrono::steady_clock::time_point started_;
@@ -216,31 +185,9 @@ private:
     Outbound to_server_;
     Outbound to_client_;
 
-    // Refused statements whose stand-in error the server has yet to answer, by id;
-    // each remembers how many ReadyForQuery precede its answer, to forget it after.
-    struct PendingRefusal {
-        protocol::ErrorMessage error;
-        std::uint64_t ready_index = 0;
-    };
-    std::unordered_map<std::uint64_t, PendingRefusal> refusals_;
-    std::uint64_t next_refusal_id_ = 1;
-    std::uint64_t syncs_sent_ = 1;       // startup, Query and Sync messages sent: each earns a ReadyForQuery
-    std::uint64_t ready_received_ = 0;
     boost::asio::steady_timer first_ready_signal_;  // cancelled when the first ReadyForQuery arrives
-    char transaction_status_ = 'I';
-    MigratorRunTracker migrator_runs_;             // registered migrations' statements, to their commit
     migrations::ExternalProgress migrator_progress_;  // how far this session ran each script
-    bool server_sent_fatal_ = false;
-    bool client_terminated_ = false;
     bool client_write_cut_ = false;      // a write to the client failed or was cancelled mid-way
-    char last_client_tag_ = 0;
-    bool server_in_copy_in_ = false;     // a CopyInResponse came, no CopyDone or CopyFail since
-    // Why pgrail ends the session, for the client's FATAL: the first reason given wins.
-    struct Ending {
-        std::string sqlstate;
-        std::string message;
-    };
-    std::optional<Ending> ending_;
     // Lifecycle: shutdown, the login watch.
     std::list<std::weak_ptr<Session>>::iterator registration_;
     bool registered_ = false;
@@ -249,72 +196,14 @@ private:
     bool ended_for_shutdown_ = false;
     bool cut_ = false;                   // the shutdown ended it inside a transaction or statement
     bool server_closed_by_pgrail_ = false;
-    bool unsynced_ = false;              // extended-protocol messages since the last Sync
     bool server_write_pending_ = false;  // a write to the server is under way
     std::shared_ptr<std::atomic<bool>> inband_abandoned_;  // set while an in-band command runs
-    // Prepared statements (by name) whose text reads pgrail commands: the server holds them with a
-    // json parameter per command after the client's own; pgrail runs the commands at each Bind.
-    struct DeferredStatement {
-        std::vector<InbandCall> calls;
-        std::size_t client_parameters = 0;  // the client's own parameters (before pgrail's)
-    };
-    std::unordered_map<std::string, DeferredStatement> deferred_;
-    // One per Describe of a statement not yet answered, in order: how many parameters of the
-    // ParameterDescription that answers it are pgrail's own (hidden from the client). Each
-    // remembers how many ReadyForQuery precede its answer, to forget it when an error skipped it.
-    struct ParameterTrim {
-        std::uint64_t ready_index = 0;
-        std::size_t count = 0;
-        bool probe = false;  // pgrail's own Describe (probe_statement): its whole answer is hidden
-    };
-    std::deque<ParameterTrim> parameter_trims_;
-    enum class Probe : std::uint8_t { none, waiting, answered, skipped };
-    Probe probe_ = Probe::none;
-    bool hide_row_description_ = false;  // the probe's RowDescription (or NoData) comes next
-    bool batch_failed_ = false;          // an ErrorResponse since the last ReadyForQuery
-    bool executed_since_sync_ = false;  // an Execute since the last Sync (a pipeline, for PostgreSQL)
     bool waiting_for_server_ = false;   // wait_for_server() waits on ready_signal_
     boost::asio::steady_timer ready_signal_;  // cancelled when the server answers while someone waits
     std::uint64_t inband_answer_ready_ = 0;  // the ReadyForQuery that completes the last one's answer
     boost::asio::steady_timer login_timer_;
     std::chrono::steady_clock::time_point server_turn_deadline_ = std::chrono::steady_clock::time_point::max();
     bool login_watch_done_ = false;
-    protocol::BackendKey client_key_{};
-    protocol::BackendKey upstream_key_{};
-    bool has_client_key_ = false;
-    // Results under a ResultGuard (session_results.cpp).
-    std::shared_ptr<const ResultGuard> guard_;  // as of the client's last Query or Execute
-    bool guarding_ = false;                      // guard_ masks or limits
-    std::uint64_t executes_sent_ = 0;
-    // Every Describe whose RowDescription or NoData is still to come, in order (the client's, the
-    // probe's and pgrail's own before an Execute: `mine`), forgotten at the ReadyForQuery after
-    // which an error made the server skip it (like parameter_trims_).
-    struct DescribeAnswer {
-        std::uint64_t ready_index = 0;
-        bool mine = false;
-        std::uint64_t execute = 0;  // mine: the Execute it precedes (executes_sent_)
-    };
-    std::deque<DescribeAnswer> describe_answers_;
-    std::optional<DescribeAnswer> answering_;  // the Describe the current RowDescription/NoData answers
-    // The result the server is sending, while a guard watches it.
-    struct WatchedResult {
-        std::shared_ptr<const ResultGuard> guard;  // null: none
-        std::optional<ResultPlan> plan;            // masked columns (none for COPY)
-        bool copy = false;                         // COPY TO STDOUT: CopyData rows
-        std::uint64_t rows = 0;                    // rows the server sent
-        std::uint64_t dropped = 0;                 // rows beyond max_rows
-        std::uint64_t execute = 0;                 // executes_sent_ when it began
-        bool cancel_sent = false;                  // max_rows deny: the server was asked to cancel
-    };
-    WatchedResult result_;
-    ResultFrame result_frame_ = ResultFrame::pass;  // for the frame whose header came last
-    bool result_row_too_long_ = false;              // the session ends (FATAL 54000)
-    // A masked result's rows, rewritten or not, gathered so they leave in one piece rather than
-    // one write buffer each; handed to the client's Outbound before any other frame.
-    std::string row_batch_;
-    // As the server reports them (ParameterStatus): whether it converts the client's text.
-    std::string client_encoding_;
-    std::string server_encoding_;
 };
 
 }  // namespace pgrail::proxy

@@ -1,7 +1,8 @@
 // A session's results under the rule's ResultGuard: masked columns and max_rows.
 //
-// Nothing here runs for a session whose rule has no guard: the pumps look at a result only
-// while `guarding_` (asked at each Query and Execute) or a watched result says so.
+// Part of the session's protocol core (session_protocol.hpp), free of I/O. Nothing here runs for
+// a session whose rule has no guard: a result is looked at only while `guarding_` (asked at each
+// Query and Execute) or a watched result says so.
 //
 // Simple protocol: each RowDescription is read whole and gives the result's plan; its DataRows
 // are read whole only when the plan masks a column (or once max_rows is reached, to drop them).
@@ -11,49 +12,43 @@
 //
 // Memory: one row at a time. A row pgrail must read whole (masked or dropped) longer than
 // max_result_row ends the session (FATAL 54000), as holding it is what a bound forbids.
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "pgrail/protocol/frame.hpp"
-#include "session.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
+#include "session_protocol.hpp"
 
 namespace pgrail::proxy {
 
-namespace asio = boost::asio;
-
 namespace {
 
-constexpr std::size_t max_result_row = 64u << 20;  // 64 MiB
+constexpr std::size_t max_result_row = 64u << 20;     // 64 MiB
 constexpr std::size_t max_inspected_end = 64 * 1024;  // an ErrorResponse pgrail reads whole
-constexpr char portal_suspended = 's';
-constexpr char empty_query_response = 'I';
-constexpr char copy_out_response = 'H';
-constexpr char copy_data = 'd';
-constexpr char copy_done = 'c';
 
 }  // namespace
 
-void Session::refresh_guard() {
-    guard_ = shared_.gate->result_guard(context_);
+void SessionProtocol::refresh_guard() {
+    guard_ = gate_->result_guard(context_);
     guarding_ = guard_ && guard_->active();
 }
 
-void Session::describe_before_execute(std::string_view frame, Outbound& out) {
+void SessionProtocol::describe_before_execute(std::string_view frame, Outbound& out) {
     // A malformed Execute goes on as it came: the server refuses it, and runs nothing.
     if (const auto portal = execute_portal(frame.substr(protocol::header_size))) {
         std::string describe;
         protocol::encode_describe(describe, 'P', *portal);
         out.inject(std::move(describe));
-        describe_answers_.push_back(DescribeAnswer{syncs_sent_, true, executes_sent_});
+        DescribeAnswer answer;
+        answer.mine = true;
+        answer.execute = executes_sent_;
+        open_batch().describes.push_back(answer);
     }
     out.forward(frame);
 }
 
-void Session::on_result_header(char tag) {
+void SessionProtocol::on_result_header(char tag) {
     using namespace protocol::backend_tag;
     result_frame_ = ResultFrame::pass;
     // A row of the watched result: counted, then dropped past max_rows or masked.
@@ -65,12 +60,10 @@ void Session::on_result_header(char tag) {
             result_frame_ = ResultFrame::drop;
             // max_rows deny: the server is asked to cancel the statement, once, and only when it
             // is the last thing the session has sent (a later statement must not be canceled).
-            if (limits.action == policy::MaxRowsAction::deny && result_.dropped == 1 && has_client_key_ &&
-                syncs_sent_ == ready_received_ + 1 && result_.execute == executes_sent_) {
+            if (limits.action == policy::MaxRowsAction::deny && result_.dropped == 1 && upstream_key_ &&
+                batches_.size() == 2 && result_.execute == executes_sent_) {
                 result_.cancel_sent = true;
-                asio::co_spawn(client_.get_executor(),
-                               [self = shared_from_this(), key = upstream_key_] { return self->send_cancel(key); },
-                               asio::detached);
+                events_.cancel_statement();
             }
         } else if (result_.plan && result_.plan->masks()) {
             result_frame_ = ResultFrame::mask;
@@ -79,11 +72,7 @@ void Session::on_result_header(char tag) {
     switch (tag) {
         case row_description:
         case no_data:
-            answering_.reset();
-            if (!describe_answers_.empty() && describe_answers_.front().ready_index == ready_received_) {
-                answering_ = describe_answers_.front();
-                describe_answers_.pop_front();
-            }
+            // (on_server_header found the Describe it answers: answering_.)
             if (answering_ && answering_->mine) {
                 result_frame_ = tag == row_description ? ResultFrame::hide_plan : ResultFrame::hide;
             } else if (!answering_ && tag == row_description && guarding_) {
@@ -98,7 +87,7 @@ void Session::on_result_header(char tag) {
             break;
         case copy_out_response:
             if (guarding_) {
-                auto guard = shared_.gate->result_guard(context_);
+                auto guard = gate_->result_guard(context_);
                 if (guard && guard->limits()) {
                     begin_result(std::move(guard), std::nullopt, true);
                 } else {
@@ -129,17 +118,15 @@ void Session::on_result_header(char tag) {
         default:
             break;
     }
-    // Whatever else reaches the client goes after the rows gathered so far.
-    if (result_frame_ != ResultFrame::mask && result_frame_ != ResultFrame::drop) flush_rows(to_client_);
 }
 
-void Session::flush_rows(Outbound& out) {
+void SessionProtocol::flush_rows(Outbound& out) {
     if (row_batch_.empty()) return;
     out.inject(std::move(row_batch_));
     row_batch_ = std::string();  // holds nothing between results (idle sessions stay small)
 }
 
-bool Session::result_inspects(std::size_t total_size) {
+bool SessionProtocol::result_inspects(std::size_t total_size) {
     switch (result_frame_) {
         case ResultFrame::pass:
             return false;
@@ -150,9 +137,10 @@ bool Session::result_inspects(std::size_t total_size) {
                 spdlog::error("session {}: a row of {} bytes in a result under rule {} is longer than pgrail holds "
                               "({} bytes): ending the session",
                               context_.session_id, total_size, result_.guard->rule, max_result_row);
-                end_session("54000", fmt::format("pgrail: a row of {} bytes in a masked or limited result is longer "
-                                                 "than pgrail holds in memory ({} MiB)",
-                                                 total_size, max_result_row >> 20));
+                end(sqlstate::program_limit_exceeded,
+                    fmt::format("pgrail: a row of {} bytes in a masked or limited result is longer than pgrail holds "
+                                "in memory ({} MiB)",
+                                total_size, max_result_row >> 20));
             }
             return true;
         case ResultFrame::end:
@@ -167,7 +155,8 @@ bool Session::result_inspects(std::size_t total_size) {
     }
 }
 
-void Session::begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan, bool copy) {
+void SessionProtocol::begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan,
+                                   bool copy) {
     if (!(plan && plan->masks()) && !guard->limits()) {
         result_ = {};  // nothing to do to this one
         return;
@@ -181,11 +170,7 @@ void Session::begin_result(std::shared_ptr<const ResultGuard> guard, std::option
         event.kind = ResultEvent::Kind::masked_backstop;
         event.rule = guard->rule;
         event.columns = plan->backstop_columns;
-        asio::post(shared_.audit_pool, [gate = shared_.gate, context = context_, event = std::move(event)] {
-            if (!gate->audit_result_event(context, event))
-                spdlog::error("session {}: the audit line of a backstop masking could not be written",
-                              context.session_id);
-        });
+        events_.audit_result(std::move(event));
     }
     result_ = WatchedResult{};
     result_.guard = std::move(guard);
@@ -194,13 +179,12 @@ void Session::begin_result(std::shared_ptr<const ResultGuard> guard, std::option
     result_.execute = answering_ && answering_->mine ? answering_->execute : executes_sent_;
 }
 
-Session::ResultStep Session::on_result_frame(char tag, std::string_view frame, Outbound& out) {
-    (void)tag;
+SessionProtocol::ResultStep SessionProtocol::on_result_frame(std::string_view frame, Outbound& out) {
     switch (result_frame_) {
         case ResultFrame::plan:
         case ResultFrame::hide_plan: {
             // Asked again here: the guard follows reloads and catalog refreshes.
-            auto guard = shared_.gate->result_guard(context_);
+            auto guard = gate_->result_guard(context_);
             const bool hide = result_frame_ == ResultFrame::hide_plan;
             if (!guard || !guard->active()) {
                 result_ = {};
@@ -209,7 +193,8 @@ Session::ResultStep Session::on_result_frame(char tag, std::string_view frame, O
             auto plan = plan_result(frame.substr(protocol::header_size), *guard);
             if (!plan) {
                 spdlog::error("session {}: malformed RowDescription from the server", context_.session_id);
-                end_session("08P01", "pgrail: invalid message from the database server: malformed RowDescription");
+                end(sqlstate::protocol_violation,
+                    "pgrail: invalid message from the database server: malformed RowDescription");
                 return ResultStep::stop;
             }
             begin_result(std::move(guard), std::move(plan), false);
@@ -232,7 +217,7 @@ Session::ResultStep Session::on_result_frame(char tag, std::string_view frame, O
             }
             flush_rows(out);
             spdlog::error("session {}: malformed DataRow from the server", context_.session_id);
-            end_session("08P01", "pgrail: invalid message from the database server: malformed DataRow");
+            end(sqlstate::protocol_violation, "pgrail: invalid message from the database server: malformed DataRow");
             return ResultStep::stop;
         }
         case ResultFrame::drop:
@@ -246,12 +231,38 @@ Session::ResultStep Session::on_result_frame(char tag, std::string_view frame, O
     return ResultStep::pass;
 }
 
-void Session::forget_results_at_ready() {
-    // Describes an error made the server skip are never answered; no result outlives its batch.
-    while (!describe_answers_.empty() && describe_answers_.front().ready_index < ready_received_)
-        describe_answers_.pop_front();
-    answering_.reset();
+// The end of a result max_rows cut, once the shell has written its audit line (`audited`). Deny
+// whose cancel won the race: the server's cancel error becomes pgrail's refusal; otherwise (no
+// cancel sent, or the result ended first) a notice goes before the result's end, whose tag stays
+// the server's.
+ResultEvent SessionProtocol::cut_event() const {
+    ResultEvent event;
+    event.kind = cut_refused_ ? ResultEvent::Kind::refused : ResultEvent::Kind::truncated;
+    event.rule = result_.guard->rule;
+    event.limit = result_.guard->max_rows.limit;
+    event.rows_sent = event.limit;
+    return event;
+}
+
+void SessionProtocol::finish_cut(char tag, std::string_view frame, bool audited, Outbound& out) {
+    const auto guard = result_.guard;
+    const auto limit = guard->max_rows.limit;
+    const auto dropped = result_.dropped;
     result_ = {};
+    if (!audited)
+        spdlog::error("session {}: the audit line of a result cut by max_rows of rule {} could not be written",
+                      context_.session_id, guard->rule);
+    spdlog::info("session {}: result {} by max_rows of rule {} after {} rows ({} not sent)", context_.session_id,
+                 cut_refused_ ? "refused" : "cut", guard->rule, limit, dropped);
+    std::string message;
+    if (cut_refused_) {
+        protocol::encode_error_response(message, refused_error(guard->rule, limit));
+        out.inject(std::move(message));
+        return;
+    }
+    encode_notice(message, truncated_notice(guard->rule, limit, dropped));
+    out.inject(std::move(message));
+    if (!rewrite_server_frame(tag, frame, out)) out.forward(frame);
 }
 
 }  // namespace pgrail::proxy

@@ -24,6 +24,12 @@ inline constexpr char negotiate_protocol_version = 'v';
 inline constexpr char copy_in_response = 'G';
 inline constexpr char parameter_description = 't';
 inline constexpr char no_data = 'n';
+inline constexpr char copy_out_response = 'H';
+inline constexpr char copy_both_response = 'W';
+inline constexpr char copy_data = 'd';
+inline constexpr char copy_done = 'c';
+inline constexpr char portal_suspended = 's';
+inline constexpr char empty_query_response = 'I';
 }  // namespace backend_tag
 
 inline constexpr std::int32_t auth_sasl = 10;

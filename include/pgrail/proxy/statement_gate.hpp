@@ -40,14 +40,12 @@ struct InbandCall {
 };
 
 struct GateVerdict {
-    enum class Kind { forward, refuse, substitute, intercept };
+    enum class Kind { forward, refuse, intercept };
     Kind kind = Kind::forward;
     // refuse: the statement starting at this byte offset of the text (and all after it) is
     // refused with `error`; the statements before it run as they would on PostgreSQL.
     std::size_t refused_offset = 0;
     protocol::ErrorMessage error;
-    // substitute: send this SQL to the server instead (pgrail's in-band commands).
-    std::string substitute_sql;
     // intercept: the statement (the text's only one) reads pgrail's in-band commands as relations
     // (pgrail.status() ...): pgrail runs them and the server reads their answers in their place.
     std::vector<InbandCall> calls;         // in text order

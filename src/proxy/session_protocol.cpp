@@ -1,0 +1,574 @@
+// The PostgreSQL protocol's meaning for one session, free of I/O (session_protocol.hpp).
+#include "session_protocol.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "pgrail/protocol/bytes.hpp"
+#include "pgrail/protocol/frame.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
+#include "pgrail/proxy/inband_relations.hpp"
+#include "pgrail/sql/analyzer.hpp"
+
+namespace pgrail::proxy {
+
+namespace {
+
+namespace front = protocol::frontend_tag;
+namespace back = protocol::backend_tag;
+
+// An ErrorResponse is read whole to spot FATAL and pgrail's stand-in errors, which are short;
+// a long one (the server quoting a huge value) streams through like a DataRow.
+constexpr std::size_t inspected_error_max = 64 * 1024;
+
+bool is_copy_in_message(char tag) { return tag == front::copy_data || tag == front::copy_done || tag == front::copy_fail; }
+
+// Each earns a ReadyForQuery: it closes a batch.
+bool closes_batch(char tag) { return tag == front::query || tag == front::sync || tag == front::function_call; }
+
+// Extended-protocol messages: the server owes their outcome until the next Sync's ReadyForQuery.
+bool awaits_sync(char tag) {
+    return tag == front::parse || tag == front::bind || tag == front::execute || tag == front::describe ||
+           tag == front::close || tag == front::flush;
+}
+
+// An authentication request the client must answer: the login's turn passes to the client.
+// (0 AuthenticationOk and 12 SASLFinal leave the turn with the server.)
+bool asks_the_client(std::int32_t code) { return code != 0 && code != 12; }
+
+// `SELECT '<why>'::pg_catalog.int4`: the server's log line reads `ERROR: invalid input syntax for
+// type integer: "pgrail: rule ... refused ...; <marker><id>"`. The reason keeps to characters that
+// mean the same under any standard_conforming_strings and client_encoding (no quote, no backslash,
+// ASCII only) and to a bounded length.
+std::string refusal_stand_in(const protocol::ErrorMessage& error, std::string_view marker, std::uint64_t id) {
+    constexpr std::size_t max_reason = 240;
+    const std::string_view why = error.detail.empty() ? std::string_view(error.message) : error.detail;
+    std::string reason;
+    for (const char c : why.substr(0, max_reason)) {
+        const auto u = static_cast<unsigned char>(c);
+        reason.push_back(u >= 0x20 && u < 0x7f && c != '\'' && c != '\\' ? c : '?');
+    }
+    return fmt::format("SELECT 'pgrail: {}; {}{}'::pg_catalog.int4", reason, marker, id);
+}
+
+}  // namespace
+
+SessionProtocol::SessionProtocol(SessionEvents& events, std::shared_ptr<StatementGate> gate,
+                                 CancelRegistry& cancel_registry, std::string refusal_marker)
+    : events_(events), gate_(std::move(gate)), cancel_registry_(cancel_registry),
+      refusal_marker_(std::move(refusal_marker)) {
+    batches_.emplace_back();
+}
+
+SessionProtocol::~SessionProtocol() {
+    if (client_key_) cancel_registry_.remove(*client_key_);
+}
+
+void SessionProtocol::start() {
+    phase_ = Phase::authenticating;
+    close_batch();  // the startup packet earns the first ReadyForQuery
+}
+
+void SessionProtocol::end(std::string sqlstate, std::string message) {
+    if (!ending_) ending_ = Ending{std::move(sqlstate), std::move(message)};
+    phase_ = Phase::ending;
+}
+
+std::uint64_t SessionProtocol::requested() const { return answered_ + batches_.size() - 1; }
+
+bool SessionProtocol::at_rest() const {
+    return phase_ == Phase::ready && logged_in() && batches_.size() == 1 && !open_batch().extended &&
+           transaction_status_ == 'I';
+}
+
+SessionProtocol::Batch& SessionProtocol::batch_of(char tag) {
+    const bool own_ready = tag == front::query || tag == front::function_call;
+    return own_ready && batches_.size() > 1 ? batches_[batches_.size() - 2] : open_batch();
+}
+
+// ---- the client's frames ----
+
+bool SessionProtocol::client_inspects(char tag, std::size_t) const {
+    // Until the server has authenticated the client every frame is read whole, so that the shell
+    // sees each one's header before anything of it moves. A Describe is a few bytes: each is
+    // counted (its answer may hide pgrail's own parameters, or plan a guarded result).
+    if (!logged_in() || tag == front::query || tag == front::parse || tag == front::function_call ||
+        tag == front::describe)
+        return true;
+    // Binds and Closes only while a prepared statement reads pgrail commands; an Execute while a
+    // guard watches results (pgrail's Describe goes before it).
+    return (!deferred_.empty() && (tag == front::bind || tag == front::close)) || (guarding_ && tag == front::execute);
+}
+
+void SessionProtocol::on_client_header(char tag) {
+    if (closes_batch(tag)) close_batch();
+    if (is_copy_in_message(tag) && phase_ == Phase::copy_in) {
+        // Copy data right after a Sync: that Sync followed the Execute of COPY FROM STDIN and the
+        // server ignores it; only the one after CopyDone earns a ReadyForQuery.
+        if (last_client_tag_ == front::sync && batches_.size() > 1 && open_batch().describes.empty()) {
+            batches_.pop_back();
+        }
+        if (tag != front::copy_data) phase_ = Phase::ready;
+    }
+    if (tag == front::terminate) client_terminated_ = true;
+    if (awaits_sync(tag)) open_batch().extended = true;
+    if (tag == front::execute) {
+        open_batch().executed = true;
+        ++executes_sent_;
+    }
+    // What the rule does to results (ResultGuard) is asked per statement: it follows reloads.
+    if (tag == front::query || tag == front::execute) refresh_guard();
+    last_client_tag_ = tag;
+}
+
+ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Outbound& out) {
+    ClientStep step;
+    step.statement.tag = tag;
+    step.statement.frame = frame;
+    const auto body = frame.substr(protocol::header_size);
+    if (!logged_in()) {
+        // Read whole only while authentication holds frames: the login's own go on.
+        out.forward(frame);
+        if (tag == front::password) events_.login_turn(true);
+        return step;
+    }
+    switch (tag) {
+        case front::query:
+        case front::parse:
+            if (auto statement = statement_of(tag, frame)) {
+                step.kind = ClientStep::Kind::check_statement;
+                step.statement = *statement;
+            } else {
+                step.kind = ClientStep::Kind::end;
+            }
+            return step;
+        case front::function_call:
+            if (body.size() < 4) {
+                end(sqlstate::protocol_violation, "invalid FunctionCall message format");
+                step.kind = ClientStep::Kind::end;
+                return step;
+            }
+            step.kind = ClientStep::Kind::check_function_call;
+            step.function_oid = protocol::read_u32(body.data());
+            return step;
+        case front::bind: {
+            if (deferred_.empty()) break;
+            auto bind = protocol::parse_bind(body);
+            if (!bind) {
+                end(sqlstate::protocol_violation, "invalid Bind message format");
+                step.kind = ClientStep::Kind::end;
+                return step;
+            }
+            const auto found = deferred_.find(std::string(bind->statement));
+            if (found == deferred_.end()) break;
+            step.kind = ClientStep::Kind::bind_deferred;
+            step.bind = std::move(bind);
+            step.deferred = found->second;  // a copy: the map may change while commands run
+            return step;
+        }
+        case front::describe:
+            if (const auto target = protocol::parse_describe_target(body)) {
+                DescribeAnswer answer;
+                if (target->kind == 'S') {
+                    // A statement's Describe is answered by a ParameterDescription first.
+                    answer.statement = true;
+                    const auto found = deferred_.find(std::string(target->name));
+                    if (found != deferred_.end()) answer.hidden_parameters = found->second.calls.size();
+                }
+                open_batch().describes.push_back(answer);
+            }
+            break;
+        case front::execute:
+            if (guarding_) {
+                describe_before_execute(frame, out);
+                return step;
+            }
+            break;
+        case front::close:
+            if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S')
+                deferred_.erase(std::string(target->name));
+            break;
+        default:
+            break;
+    }
+    out.forward(frame);
+    return step;
+}
+
+std::optional<ClientStatement> SessionProtocol::statement_of(char tag, std::string_view frame) {
+    const auto body = frame.substr(protocol::header_size);
+    ClientStatement statement;
+    statement.tag = tag;
+    statement.frame = frame;
+    if (tag == front::query) {
+        const auto query = protocol::parse_query(body);
+        if (!query) {
+            end(sqlstate::protocol_violation, "invalid Query message: missing terminator");
+            return std::nullopt;
+        }
+        statement.sql = *query;
+        return statement;
+    }
+    const auto parse = protocol::parse_parse(body);
+    if (!parse) {
+        end(sqlstate::protocol_violation, "invalid Parse message format");
+        return std::nullopt;
+    }
+    statement.kind = MessageKind::parse;
+    statement.sql = parse->query;
+    statement.parse_name = parse->statement_name;
+    statement.parse_types = parse->parameter_types;
+    return statement;
+}
+
+void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& statement, Outbound& out) {
+    // A Query drops the unnamed prepared statement (as PostgreSQL does).
+    if (statement.tag == front::query && !deferred_.empty()) deferred_.erase(std::string());
+    // A statement prepared again (or refused) under a name no longer reads pgrail commands (until
+    // defer() says it does); DEALLOCATE and DISCARD ALL may drop any.
+    if (statement.tag == front::parse && !deferred_.empty()) deferred_.erase(std::string(statement.parse_name));
+    if (verdict.kind == GateVerdict::Kind::intercept) return;
+    if (verdict.forgets_prepared) deferred_.clear();
+    if (verdict.kind == GateVerdict::Kind::refuse) {
+        refuse(verdict.error, statement, out, verdict.refused_offset);
+        return;
+    }
+    if (!verdict.migrator_statements.empty()) migrator_runs_.on_forwarded(verdict.migrator_statements);
+    out.forward(statement.frame);
+}
+
+// The refused statement is replaced by one that fails in the server's parse analysis (a text
+// cast to integer), so the server itself fails at that point: the transaction, pipeline and Sync
+// semantics are PostgreSQL's own. The text says in the server's log that pgrail refused it and
+// why; the error is rewritten into the policy's error on the way back.
+void SessionProtocol::refuse(const protocol::ErrorMessage& error, const ClientStatement& statement, Outbound& out,
+                             std::size_t refused_offset) {
+    const auto id = next_refusal_id_++;
+    batch_of(statement.tag).refusals.push_back(PendingRefusal{id, error});
+    const auto stand_in = refusal_stand_in(error, refusal_marker_, id);
+    std::string replacement;
+    if (statement.tag == front::parse) {
+        protocol::encode_parse(replacement, statement.parse_name, stand_in, statement.parse_types);
+    } else {
+        // Statements before the refused one run, as they would before a failing statement.
+        // A FunctionCall becomes a Query: both are answered by an error and ReadyForQuery.
+        const auto prefix = statement.sql.substr(0, std::min(refused_offset, statement.sql.size()));
+        protocol::encode_query(replacement, fmt::format("{};{}", prefix, stand_in));
+    }
+    out.inject(std::move(replacement));
+}
+
+std::optional<protocol::ErrorMessage> SessionProtocol::defer(const GateVerdict& verdict,
+                                                             const ClientStatement& statement, Outbound& out) {
+    // Nothing runs at Parse: the server prepares a text whose pgrail relations read one added
+    // json parameter each; the commands run when the client binds it.
+    auto types = protocol::parse_parameter_types(statement.parse_types).value_or(std::vector<std::uint32_t>{});
+    const std::size_t client_parameters = std::max(types.size(), verdict.highest_parameter);
+    constexpr std::size_t max_parameters = 65535;  // the protocol's int16 count
+    if (client_parameters + verdict.calls.size() > max_parameters) {
+        return protocol::ErrorMessage{"ERROR", sqlstate::program_limit_exceeded,
+                                      "pgrail: too many parameters for a statement that reads pgrail commands", {},
+                                      "pgrail adds one parameter per pgrail command to the statement."};
+    }
+    std::string text;
+    try {
+        text = text_with_parameters(statement.sql, verdict.calls, client_parameters + 1);
+    } catch (const std::exception& e) {
+        return protocol::ErrorMessage{"ERROR", sqlstate::undefined_function, fmt::format("pgrail: {}", e.what()), {},
+                                      {}};
+    }
+    types.resize(client_parameters, 0);
+    types.insert(types.end(), verdict.calls.size(), oid_json);
+    deferred_[std::string(statement.parse_name)] = DeferredStatement{verdict.calls, client_parameters};
+    std::string replacement;
+    protocol::encode_parse(replacement, statement.parse_name, text, protocol::encode_parameter_types(types));
+    out.inject(std::move(replacement));
+    return std::nullopt;
+}
+
+void SessionProtocol::substitute_query(std::string_view text, Outbound& out) {
+    std::string replacement;
+    protocol::encode_query(replacement, text);
+    out.inject(std::move(replacement));
+}
+
+std::optional<protocol::ErrorMessage> SessionProtocol::bind_mismatch(const protocol::BindMessage& bind,
+                                                                     const DeferredStatement& deferred) {
+    const std::size_t given = bind.parameters.size();
+    const std::size_t formats = bind.parameter_formats.size();
+    if (given == deferred.client_parameters && (formats <= 1 || formats == given)) return std::nullopt;
+    // As PostgreSQL answers such a Bind, before anything runs.
+    return protocol::ErrorMessage{
+        "ERROR", sqlstate::protocol_violation,
+        formats > 1 && formats != given
+            ? fmt::format("bind message has {} parameter formats but {} parameters", formats, given)
+            : fmt::format("bind message supplies {} parameters, but prepared statement \"{}\" requires {}", given,
+                          bind.statement, deferred.client_parameters),
+        {}, {}};
+}
+
+void SessionProtocol::bind_with_answers(const protocol::BindMessage& bind,
+                                        const std::vector<migrations::ResultTable>& answers, Outbound& out) {
+    // The client's Bind with each command's answer as the parameter pgrail added for it.
+    const std::size_t given = bind.parameters.size();
+    std::vector<std::string> rows;
+    rows.reserve(answers.size());
+    for (const auto& answer : answers) rows.push_back(answer_json(answer));
+    protocol::BindMessage rewritten = bind;
+    if (rewritten.parameter_formats.size() == 1 && rewritten.parameter_formats.front() != 0)
+        rewritten.parameter_formats.assign(given, rewritten.parameter_formats.front());
+    if (rewritten.parameter_formats.size() == given && given > 0)
+        rewritten.parameter_formats.insert(rewritten.parameter_formats.end(), rows.size(), 0);
+    for (const auto& row : rows) rewritten.parameters.emplace_back(row);
+    std::string replacement;
+    protocol::encode_bind(replacement, rewritten);
+    out.inject(std::move(replacement));
+}
+
+void SessionProtocol::refuse_bind(const protocol::ErrorMessage& error, Outbound& out) {
+    // Refused like a failing Parse (of a statement of pgrail's own name, so that no statement of
+    // the client's is touched): the server skips to the Sync, and answers the refusal.
+    ClientStatement stand_in;
+    stand_in.tag = front::parse;
+    stand_in.kind = MessageKind::parse;
+    stand_in.parse_name = "pgrail_refused_bind";
+    stand_in.parse_types = std::string_view("\0\0", 2);
+    refuse(error, stand_in, out);
+}
+
+void SessionProtocol::send_probe(std::string_view statement_name, Outbound& out) {
+    std::string probe;
+    protocol::encode_describe(probe, 'S', statement_name);
+    protocol::encode_flush(probe);
+    DescribeAnswer answer;
+    answer.statement = true;
+    answer.probe = true;
+    open_batch().describes.push_back(answer);
+    probe_ = Probe::waiting;
+    out.inject(std::move(probe));
+}
+
+// ---- the server's frames ----
+
+bool SessionProtocol::server_inspects(char tag, std::size_t total_size) {
+    switch (tag) {
+        case back::error_response:
+            if (total_size <= inspected_error_max) return true;
+            break;
+        case back::authentication:
+        case back::backend_key_data:
+        case back::ready_for_query:
+        case back::parameter_status:
+        case back::parameter_description:
+            return true;
+        case back::command_complete:
+            if (migrator_runs_.watching()) return true;
+            break;
+        default:
+            break;
+    }
+    if (hide_frame_) return true;
+    return result_frame_ != ResultFrame::pass && result_inspects(total_size);
+}
+
+void SessionProtocol::on_server_header(char tag, Outbound& out) {
+    hide_frame_ = false;
+    switch (tag) {
+        case back::row_description:
+        case back::no_data: {
+            // The answer to the oldest Describe of the batch being answered, if any.
+            answering_.reset();
+            auto& describes = batches_.front().describes;
+            if (!describes.empty()) {
+                answering_ = describes.front();
+                describes.pop_front();
+                if (answering_->probe) hide_frame_ = true;  // the rest of the probe's answer
+            }
+            break;
+        }
+        case back::error_response:
+            // The server skips the rest of this batch, a probe of pgrail's included.
+            batch_failed_ = true;
+            migrator_runs_.on_error();
+            if (probe_ == Probe::waiting) {
+                probe_ = Probe::skipped;
+                events_.server_answered();
+            }
+            if (phase_ == Phase::copy_out) phase_ = Phase::ready;
+            break;
+        case back::copy_in_response:
+            if (phase_ == Phase::ready) phase_ = Phase::copy_in;
+            break;
+        case back::copy_out_response:
+        case back::copy_both_response:
+            if (phase_ == Phase::ready) phase_ = Phase::copy_out;
+            break;
+        case back::copy_done:
+            if (phase_ == Phase::copy_out) phase_ = Phase::ready;
+            break;
+        default:
+            break;
+    }
+    if (!watching_results()) return;
+    on_result_header(tag);
+    // Whatever else reaches the client goes after the rows gathered so far.
+    if (result_frame_ != ResultFrame::mask && result_frame_ != ResultFrame::drop) flush_rows(out);
+}
+
+ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Outbound& out) {
+    if (result_frame_ != ResultFrame::pass) {
+        const auto step = on_result_frame(frame, out);
+        const bool refused = result_frame_ == ResultFrame::error && tag == back::error_response &&
+                             error_sqlstate(frame.substr(protocol::header_size)) == sqlstate::query_canceled;
+        result_frame_ = ResultFrame::pass;
+        switch (step) {
+            case ResultStep::done:
+                return ServerStep::done;
+            case ResultStep::stop:
+                return ServerStep::stop;
+            case ResultStep::finish:
+                cut_refused_ = refused;
+                return ServerStep::cut;
+            case ResultStep::pass:
+                break;
+        }
+    }
+    if (!rewrite_server_frame(tag, frame, out)) out.forward(frame);
+    return ServerStep::done;
+}
+
+void SessionProtocol::on_ready_for_query(std::string_view body) {
+    if (const auto status = protocol::parse_ready_for_query(body)) {
+        transaction_status_ = *status;
+        migrator_runs_.on_ready(*status);
+    }
+    // The batch is answered: what it still expected (answers an error made the server skip,
+    // refusals) can no longer come.
+    if (batches_.size() > 1) {
+        batches_.pop_front();
+    } else {
+        batches_.front() = Batch{};  // not owed (a server's own ReadyForQuery): nothing to forget
+    }
+    if (++answered_ == 1) {
+        if (phase_ == Phase::authenticating) phase_ = Phase::ready;
+        events_.logged_in();
+    }
+    if (phase_ == Phase::copy_in || phase_ == Phase::copy_out) {
+        // (copy_in ends with the client's CopyDone or CopyFail, which the server may still read.)
+        if (phase_ == Phase::copy_out) phase_ = Phase::ready;
+    }
+    answering_.reset();
+    result_ = {};
+    batch_failed_ = false;
+    if (probe_ == Probe::waiting) probe_ = Probe::skipped;
+    events_.server_answered();
+}
+
+bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Outbound& out) {
+    const auto body = frame.substr(protocol::header_size);
+    switch (tag) {
+        case back::ready_for_query:
+            on_ready_for_query(body);
+            return false;
+        case back::command_complete:
+            // Read whole only while registered migrations' statements are on their way.
+            if (migrator_runs_.watching() && !body.empty())
+                migrator_runs_.on_command_complete(std::string_view(body.data(), body.size() - 1));
+            return false;
+        case back::parameter_description: {
+            // The answer to the oldest Describe of a statement: hide pgrail's own parameters.
+            auto& describes = batches_.front().describes;
+            if (describes.empty() || !describes.front().statement) return false;
+            const auto answer = describes.front();
+            if (answer.probe) {
+                // pgrail's probe: the statement exists and what came before it succeeded.
+                if (probe_ == Probe::waiting) probe_ = Probe::answered;
+                events_.server_answered();
+                return true;
+            }
+            if (answer.hidden_parameters == 0) return false;
+            auto types = protocol::parse_parameter_description(body);
+            if (!types || types->size() < answer.hidden_parameters) return false;
+            types->resize(types->size() - answer.hidden_parameters);
+            std::string replacement;
+            protocol::encode_parameter_description(replacement, *types);
+            out.inject(std::move(replacement));
+            return true;
+        }
+        case back::parameter_status: {
+            // The settings that decide how the server lexes this session's texts: pgrail reads
+            // them as it does. A client-only encoding, once reported, counts for the rest of the
+            // session (a RESET may return to it while a pipelined text is on its way).
+            const auto status = protocol::parse_parameter_status(body);
+            if (!status) return false;
+            if (status->name == "standard_conforming_strings") {
+                context_.lexing.standard_conforming_strings = status->value == "on";
+            } else if (status->name == "client_encoding" || status->name == "server_encoding") {
+                (status->name == "client_encoding" ? client_encoding_ : server_encoding_) = status->value;
+                if (sql::is_client_only_encoding(client_encoding_)) context_.lexing.client_only_encoding = true;
+                // The server converts between different encodings (SQL_ASCII on either side: not).
+                context_.lexing.converted = client_encoding_ != server_encoding_ && client_encoding_ != "SQL_ASCII" &&
+                                            server_encoding_ != "SQL_ASCII" && !server_encoding_.empty();
+            }
+            return false;
+        }
+        case back::backend_key_data: {
+            const auto key = protocol::parse_backend_key_data(body);
+            if (!key) return false;
+            if (client_key_) cancel_registry_.remove(*client_key_);
+            upstream_key_ = *key;
+            client_key_ = cancel_registry_.add(*key);
+            std::string replacement;
+            protocol::encode_backend_key_data(replacement, *client_key_);
+            out.inject(std::move(replacement));
+            return true;
+        }
+        case back::authentication: {
+            const auto auth = protocol::parse_authentication(body);
+            if (auth && !logged_in() && asks_the_client(auth->code)) events_.login_turn(false);
+            if (!auth || auth->code != protocol::auth_sasl) return false;
+            // Channel binding needs one TLS session end to end; the client's and the
+            // server's legs never share one through pgrail, so never offer -PLUS.
+            std::vector<std::string_view> mechanisms;
+            for (auto mechanism : auth->sasl_mechanisms)
+                if (mechanism != "SCRAM-SHA-256-PLUS") mechanisms.push_back(mechanism);
+            if (mechanisms.size() == auth->sasl_mechanisms.size()) return false;
+            std::string replacement;
+            protocol::encode_authentication_sasl(replacement, mechanisms);
+            out.inject(std::move(replacement));
+            return true;
+        }
+        case back::row_description:
+        case back::no_data:
+            return hide_frame_;  // the rest of the probe's answer
+        case back::error_response: {
+            const auto fields = protocol::parse_error_fields(body);
+            if (!fields) return false;
+            if (protocol::error_field(*fields, 'V') == "FATAL" || protocol::error_field(*fields, 'S') == "FATAL")
+                server_sent_fatal_ = true;
+            auto& refusals = batches_.front().refusals;
+            if (refusals.empty()) return false;
+            const auto message = protocol::error_field(*fields, 'M');
+            const auto marker = message.find(refusal_marker_);
+            if (marker == std::string_view::npos) return false;
+            const auto digits = message.substr(marker + refusal_marker_.size());
+            std::uint64_t id = 0;
+            std::from_chars(digits.data(), digits.data() + digits.size(), id);
+            const auto it = std::find_if(refusals.begin(), refusals.end(),
+                                         [id](const PendingRefusal& refusal) { return refusal.id == id; });
+            if (it == refusals.end()) return false;
+            std::string replacement;
+            protocol::encode_error_response(replacement, it->error);
+            refusals.erase(it);
+            out.inject(std::move(replacement));
+            return true;
+        }
+        default:
+            return false;
+    }
+}
+
+}  // namespace pgrail::proxy

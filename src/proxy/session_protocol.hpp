@@ -1,0 +1,274 @@
+// The PostgreSQL protocol's meaning for one session, free of I/O.
+//
+// Frames come in from either side (their headers first, as they stream, then the frames pgrail
+// reads whole); bytes go out as Outbound pieces (forwarded as they came, or written by pgrail);
+// what is neither (ask the gate, run pgrail commands, cancel, audit, end) goes back to the I/O
+// shell (Session, session.cpp) as a ClientStep or a ServerStep or through SessionEvents. The
+// state is one Phase and one queue of outstanding batches (what each ReadyForQuery the server
+// owes ends, and which of its answers pgrail rewrites or hides). Tested over byte strings in
+// tests/unit/proxy/session_protocol_test.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "frame_stream.hpp"
+#include "result_masking.hpp"
+#include "pgrail/migrations/commands.hpp"
+#include "pgrail/protocol/backend.hpp"
+#include "pgrail/protocol/frontend.hpp"
+#include "pgrail/proxy/cancel_registry.hpp"
+#include "pgrail/proxy/migrator_runs.hpp"
+#include "pgrail/proxy/statement_gate.hpp"
+
+namespace pgrail::proxy {
+
+// Where the session stands in the protocol.
+enum class Phase : std::uint8_t {
+    startup,         // the startup packet has not gone to the server
+    authenticating,  // until the first ReadyForQuery: only the login's messages pass
+    ready,           // logged in
+    copy_in,         // the server sent CopyInResponse; the client's CopyDone or CopyFail ends it
+    copy_out,        // the server sent CopyOutResponse; its CopyDone (or an error) ends it
+    ending,          // pgrail ends the session: ending() says why
+};
+
+// Why pgrail ends a session: the FATAL its client hears.
+struct Ending {
+    std::string sqlstate;
+    std::string message;
+};
+
+// What the core asks of the shell besides bytes (as Envoy's decoder callbacks).
+class SessionEvents {
+public:
+    virtual ~SessionEvents() = default;
+    virtual void logged_in() = 0;          // the first ReadyForQuery
+    virtual void server_answered() = 0;    // a ReadyForQuery, or the probe's fate: wake who waits
+    virtual void login_turn(bool server) = 0;  // the login's turn passes to the server or the client
+    virtual void cancel_statement() = 0;   // max_rows deny: cancel what the server runs now
+    virtual void audit_result(ResultEvent event) = 0;  // not awaited (a backstop masking)
+};
+
+// The statement a Query or Parse carries, parsed once (views into the frame).
+struct ClientStatement {
+    char tag = 0;
+    MessageKind kind = MessageKind::simple_query;
+    std::string_view frame;
+    std::string_view sql;
+    std::string_view parse_name;   // Parse only
+    std::string_view parse_types;  // Parse only: raw parameter type count and OIDs
+};
+
+// A prepared statement whose text reads pgrail commands: the server holds it with one json
+// parameter per command after the client's own; pgrail runs the commands at each Bind.
+struct DeferredStatement {
+    std::vector<InbandCall> calls;
+    std::size_t client_parameters = 0;  // the client's own parameters (before pgrail's)
+};
+
+// What the shell does with a client frame the core read whole.
+struct ClientStep {
+    enum class Kind : std::uint8_t {
+        done,                  // handled: its bytes (if any) are in the Outbound
+        check_statement,       // ask the gate about `statement`, then apply() the verdict
+        check_function_call,   // ask the gate about `function_oid`, then apply() the verdict
+        bind_deferred,         // a Bind of a DeferredStatement: run its commands (or refuse)
+        end,                   // malformed: ending() says why
+    };
+    Kind kind = Kind::done;
+    ClientStatement statement;
+    std::uint32_t function_oid = 0;
+    std::optional<protocol::BindMessage> bind;
+    DeferredStatement deferred;
+};
+
+// What the shell does after a server frame.
+enum class ServerStep : std::uint8_t {
+    done,  // handled
+    cut,   // a result max_rows cut ends: audit cut_event(), then finish_cut()
+    stop,  // the session ends (ending())
+};
+
+// pgrail's own Describe before a Bind that runs a command (Session::probe_statement).
+enum class Probe : std::uint8_t { none, waiting, answered, skipped };
+
+class SessionProtocol {
+public:
+    SessionProtocol(SessionEvents& events, std::shared_ptr<StatementGate> gate, CancelRegistry& cancel_registry,
+                    std::string refusal_marker);
+    ~SessionProtocol();
+    SessionProtocol(const SessionProtocol&) = delete;
+    SessionProtocol& operator=(const SessionProtocol&) = delete;
+
+    [[nodiscard]] SessionContext& context() { return context_; }
+    [[nodiscard]] const SessionContext& context() const { return context_; }
+    [[nodiscard]] Phase phase() const { return phase_; }
+    [[nodiscard]] bool logged_in() const { return answered_ > 0; }
+    // The startup packet goes to the server: its ReadyForQuery is the first one owed.
+    void start();
+    // Ends the session with a FATAL of this SQLSTATE and message; the first reason wins.
+    void end(std::string sqlstate, std::string message);
+    [[nodiscard]] const std::optional<Ending>& ending() const { return ending_; }
+    void forget_ending() { ending_.reset(); }  // the server said why already
+
+    // The client's frames.
+    [[nodiscard]] bool client_inspects(char tag, std::size_t total_size) const;
+    void on_client_header(char tag);
+    [[nodiscard]] ClientStep on_client_frame(char tag, std::string_view frame, Outbound& out);
+    // A verdict on a check_statement or check_function_call step: forward or refuse (an
+    // intercept is the shell's: run_intercept).
+    void apply(const GateVerdict& verdict, const ClientStatement& statement, Outbound& out);
+    // The statement is refused with `error`: from `refused_offset` on for a Query (what came
+    // before runs, as before a failing statement).
+    void refuse(const protocol::ErrorMessage& error, const ClientStatement& statement, Outbound& out,
+                std::size_t refused_offset = 0);
+    // In-band commands (Session::run_intercept, on_bind).
+    // A Parse of a text that reads pgrail commands: the server gets a text taking their answers as
+    // parameters. Returns the error to refuse it with instead, if any.
+    [[nodiscard]] std::optional<protocol::ErrorMessage> defer(const GateVerdict& verdict,
+                                                              const ClientStatement& statement, Outbound& out);
+    // A Query whose commands ran: the server gets `text` (their answers in place) instead.
+    void substitute_query(std::string_view text, Outbound& out);
+    // The Bind does not match its statement's parameters: PostgreSQL's error for it.
+    [[nodiscard]] static std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage& bind,
+                                                                             const DeferredStatement& deferred);
+    void bind_with_answers(const protocol::BindMessage& bind, const std::vector<migrations::ResultTable>& answers,
+                           Outbound& out);
+    void refuse_bind(const protocol::ErrorMessage& error, Outbound& out);
+    // pgrail's Describe and Flush for the statement (the shell waits for probe() to settle).
+    // Only when !batch_failed(): after an error the server would skip it.
+    void send_probe(std::string_view statement_name, Outbound& out);
+    [[nodiscard]] bool batch_failed() const { return batch_failed_; }
+    [[nodiscard]] Probe probe() const { return probe_; }
+    void end_probe() { probe_ = Probe::none; }
+
+    // The server's frames.
+    [[nodiscard]] bool server_inspects(char tag, std::size_t total_size);
+    // Each server frame's header, as it streams: `out` gets the masked rows gathered so far.
+    void on_server_header(char tag, Outbound& out);
+    [[nodiscard]] ServerStep on_server_frame(char tag, std::string_view frame, Outbound& out);
+    // The audit event of the cut result (after ServerStep::cut), then its end to the client.
+    [[nodiscard]] ResultEvent cut_event() const;
+    void finish_cut(char tag, std::string_view frame, bool audited, Outbound& out);
+    // A masked result's rows gathered so far go out (before anything else reaches the client).
+    void flush_rows(Outbound& out);
+    [[nodiscard]] bool row_too_long() const { return result_row_too_long_; }
+
+    // What the shell's waits and the shutdown read.
+    [[nodiscard]] std::uint64_t answered() const { return answered_; }    // ReadyForQuery received
+    [[nodiscard]] std::uint64_t requested() const;                        // ReadyForQuery owed, in all
+    [[nodiscard]] bool statement_running() const { return requested() > answered_; }
+    [[nodiscard]] bool unsynced() const { return open_batch().extended; }
+    [[nodiscard]] bool executed_since_sync() const { return open_batch().executed; }
+    [[nodiscard]] char transaction_status() const { return transaction_status_; }
+    // Logged in, idle outside a transaction, nothing owed or half-sent in the protocol.
+    [[nodiscard]] bool at_rest() const;
+    [[nodiscard]] bool client_terminated() const { return client_terminated_; }
+    [[nodiscard]] bool server_sent_fatal() const { return server_sent_fatal_; }
+    [[nodiscard]] std::optional<protocol::BackendKey> upstream_key() const { return upstream_key_; }
+    [[nodiscard]] std::optional<protocol::BackendKey> client_key() const { return client_key_; }
+    [[nodiscard]] MigratorRunTracker& migrator_runs() { return migrator_runs_; }
+
+private:
+    // Each Describe whose answer is still to come.
+    struct DescribeAnswer {
+        bool statement = false;       // of a statement: a ParameterDescription comes first
+        std::size_t hidden_parameters = 0;  // pgrail's own, at the end of that ParameterDescription
+        bool probe = false;           // pgrail's probe: its whole answer is hidden
+        bool mine = false;            // pgrail's own before an Execute: its answer plans the rows
+        std::uint64_t execute = 0;    // mine: the Execute it precedes (executes_sent_)
+    };
+    struct PendingRefusal {
+        std::uint64_t id = 0;
+        protocol::ErrorMessage error;
+    };
+    // What the server answers up to one ReadyForQuery, and what pgrail does to those answers.
+    // The queue's back is open (the client's messages since its last Query, Sync or FunctionCall);
+    // the others are closed and owed a ReadyForQuery each, the front's being answered now.
+    struct Batch {
+        bool extended = false;  // extended-protocol messages (awaiting a Sync)
+        bool executed = false;  // an Execute among them (a pipeline, for PostgreSQL)
+        std::deque<DescribeAnswer> describes;
+        std::vector<PendingRefusal> refusals;
+    };
+    [[nodiscard]] Batch& open_batch() { return batches_.back(); }
+    [[nodiscard]] const Batch& open_batch() const { return batches_.back(); }
+    void close_batch() { batches_.emplace_back(); }
+    // The batch a Query's or FunctionCall's refusal belongs to: the one its own message closed.
+    [[nodiscard]] Batch& batch_of(char tag);
+
+    void on_ready_for_query(std::string_view body);
+    // Rewrites or hides a server frame; false: forward it as it came.
+    bool rewrite_server_frame(char tag, std::string_view frame, Outbound& out);
+    [[nodiscard]] std::optional<ClientStatement> statement_of(char tag, std::string_view frame);
+
+    // Results under the rule's ResultGuard (masked columns, max_rows): session_results.cpp.
+    enum class ResultFrame : std::uint8_t { pass, plan, hide_plan, hide, mask, drop, end, error };
+    enum class ResultStep : std::uint8_t { pass, done, finish, stop };
+    void refresh_guard();  // at each Query and Execute
+    void describe_before_execute(std::string_view frame, Outbound& out);
+    void on_result_header(char tag);
+    [[nodiscard]] bool result_inspects(std::size_t total_size);
+    ResultStep on_result_frame(std::string_view frame, Outbound& out);
+    void begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan, bool copy);
+    [[nodiscard]] bool watching_results() const {
+        return guarding_ || result_.guard != nullptr || (answering_ && answering_->mine);
+    }
+
+    SessionEvents& events_;
+    std::shared_ptr<StatementGate> gate_;
+    CancelRegistry& cancel_registry_;
+    const std::string refusal_marker_;  // "pgrail_refused_<random>_": names the failing stand-in
+    SessionContext context_;
+    Phase phase_ = Phase::startup;
+    std::optional<Ending> ending_;
+    std::deque<Batch> batches_;
+    std::uint64_t answered_ = 0;
+    std::uint64_t next_refusal_id_ = 1;
+    char transaction_status_ = 'I';
+    char last_client_tag_ = 0;
+    bool client_terminated_ = false;
+    bool server_sent_fatal_ = false;
+    bool batch_failed_ = false;  // an ErrorResponse since the last ReadyForQuery
+    Probe probe_ = Probe::none;
+    std::optional<DescribeAnswer> answering_;  // the Describe the current RowDescription/NoData answers
+    std::unordered_map<std::string, DeferredStatement> deferred_;  // by statement name
+    std::optional<protocol::BackendKey> upstream_key_;
+    std::optional<protocol::BackendKey> client_key_;  // in the cancel registry while set
+    MigratorRunTracker migrator_runs_;  // registered migrations' statements, to their commit
+    // As the server reports them (ParameterStatus): whether it converts the client's text.
+    std::string client_encoding_;
+    std::string server_encoding_;
+
+    // Results under a ResultGuard.
+    std::shared_ptr<const ResultGuard> guard_;  // as of the client's last Query or Execute
+    bool guarding_ = false;                      // guard_ masks or limits
+    std::uint64_t executes_sent_ = 0;
+    // The result the server is sending, while a guard watches it.
+    struct WatchedResult {
+        std::shared_ptr<const ResultGuard> guard;  // null: none
+        std::optional<ResultPlan> plan;            // masked columns (none for COPY)
+        bool copy = false;                         // COPY TO STDOUT: CopyData rows
+        std::uint64_t rows = 0;                    // rows the server sent
+        std::uint64_t dropped = 0;                 // rows beyond max_rows
+        std::uint64_t execute = 0;                 // executes_sent_ when it began
+        bool cancel_sent = false;                  // max_rows deny: the server was asked to cancel
+    };
+    WatchedResult result_;
+    ResultFrame result_frame_ = ResultFrame::pass;  // for the frame whose header came last
+    bool hide_frame_ = false;                       // the probe's RowDescription or NoData
+    bool cut_refused_ = false;                      // the cut result ends in the cancel's error
+    bool result_row_too_long_ = false;
+    // A masked result's rows, gathered so they leave in one piece rather than one write each.
+    std::string row_batch_;
+};
+
+}  // namespace pgrail::proxy

@@ -1,0 +1,440 @@
+// The session's protocol core over byte strings, without sockets: what the server and the client
+// receive for what the other side sent, in every phase (session_protocol.hpp).
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../../../src/proxy/session_protocol.hpp"
+#include "pgrail/protocol/bytes.hpp"
+
+using namespace pgrail;
+using namespace pgrail::proxy;
+
+namespace {
+
+const std::string marker = "pgrail_refused_test_";
+
+std::string be32(std::uint32_t value) {
+    return {static_cast<char>(value >> 24), static_cast<char>(value >> 16), static_cast<char>(value >> 8),
+            static_cast<char>(value)};
+}
+std::string be16(std::uint16_t value) { return {static_cast<char>(value >> 8), static_cast<char>(value)}; }
+std::string frame(char tag, const std::string& body = {}) {
+    return tag + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
+}
+std::string cstr(std::string_view text) { return std::string(text) + '\0'; }
+
+// Client messages.
+std::string query(std::string_view sql) { return frame('Q', cstr(sql)); }
+std::string parse(std::string_view name, std::string_view sql) { return frame('P', cstr(name) + cstr(sql) + be16(0)); }
+std::string bind(std::string_view statement) { return frame('B', cstr("") + cstr(statement) + be16(0) + be16(0) + be16(0)); }
+std::string execute() { return frame('E', cstr("") + be32(0)); }
+std::string describe(char kind, std::string_view name) { return frame('D', kind + cstr(name)); }
+std::string sync_message() { return frame('S'); }
+std::string copy_data(std::string_view row) { return frame('d', std::string(row)); }
+std::string copy_done() { return frame('c'); }
+std::string terminate() { return frame('X'); }
+
+// Server messages.
+std::string ready(char status = 'I') { return frame('Z', std::string(1, status)); }
+std::string auth_ok() { return frame('R', be32(0)); }
+std::string auth_sasl(const std::vector<std::string>& mechanisms) {
+    std::string body = be32(10);
+    for (const auto& mechanism : mechanisms) body += cstr(mechanism);
+    return frame('R', body + '\0');
+}
+std::string backend_key(std::int32_t pid, std::int32_t secret) {
+    return frame('K', be32(static_cast<std::uint32_t>(pid)) + be32(static_cast<std::uint32_t>(secret)));
+}
+std::string error(std::string_view severity, std::string_view code, std::string_view message) {
+    return frame('E', 'S' + cstr(severity) + 'V' + cstr(severity) + 'C' + cstr(code) + 'M' + cstr(message) + '\0');
+}
+std::string complete(std::string_view tag) { return frame('C', cstr(tag)); }
+std::string parse_complete() { return frame('1'); }
+std::string bind_complete() { return frame('2'); }
+std::string no_data() { return frame('n'); }
+std::string data_row(std::string_view value) {
+    return frame('D', be16(1) + be32(static_cast<std::uint32_t>(value.size())) + std::string(value));
+}
+std::string copy_in_response() { return frame('G', std::string(1, '\0') + be16(0)); }
+std::string copy_out_response() { return frame('H', std::string(1, '\0') + be16(0)); }
+std::string parameter_description(const std::vector<std::uint32_t>& types) {
+    std::string body = be16(static_cast<std::uint16_t>(types.size()));
+    for (const auto type : types) body += be32(type);
+    return frame('t', body);
+}
+
+// The field `code` of the ErrorResponse `bytes` begin with, or "".
+std::string error_field_of(const std::string& bytes, char code) {
+    const std::size_t at = 0;
+    if (bytes.empty() || bytes[at] != 'E') return {};
+    const auto length = protocol::read_u32(bytes.data() + at + 1);
+    const auto fields = protocol::parse_error_fields(std::string_view(bytes).substr(at + 5, length - 4));
+    return fields ? std::string(protocol::error_field(*fields, code)) : std::string();
+}
+
+// A session's core with both legs as byte strings. Statements whose text begins with DROP are
+// refused by the stand-in gate; the rest are forwarded.
+class Harness : public SessionEvents {
+public:
+    Harness() : core_(*this, std::make_shared<ForwardAllGate>(), registry_, marker) { core_.start(); }
+
+    // What the server receives for the client's `bytes` (whole frames).
+    std::string client(const std::string& bytes) { return pump(from_client_, bytes, true); }
+    // What the client receives for the server's `bytes`.
+    std::string server(const std::string& bytes) { return pump(from_server_, bytes, false); }
+    // Logs in: the server's usual answers to the startup packet.
+    void log_in() {
+        REQUIRE(server(auth_ok() + backend_key(4242, 77) + ready()).size() > 0);
+        REQUIRE(core_.logged_in());
+    }
+
+    SessionProtocol& core() { return core_; }
+    CancelRegistry& registry() { return registry_; }
+    int logins = 0;
+    int cancels = 0;
+    std::vector<bool> login_turns;
+
+private:
+    void logged_in() override { ++logins; }
+    void server_answered() override {}
+    void login_turn(bool server) override { login_turns.push_back(server); }
+    void cancel_statement() override { ++cancels; }
+    void audit_result(ResultEvent) override {}
+
+    std::string pump(FrameReader& in, const std::string& bytes, bool from_client) {
+        REQUIRE(in.buffer.prepare(in.buffer.pending().size() + bytes.size()));
+        std::memcpy(in.buffer.write_position(), bytes.data(), bytes.size());
+        in.buffer.commit(bytes.size());
+        Outbound out;
+        while (true) {
+            NextFrame next;
+            if (from_client) {
+                next = next_frame(
+                    in, out, 1u << 20, [this](char tag, std::size_t size) { return core_.client_inspects(tag, size); },
+                    [this](char tag) { core_.on_client_header(tag); });
+            } else {
+                next = next_frame(
+                    in, out, 1u << 20, [this](char tag, std::size_t size) { return core_.server_inspects(tag, size); },
+                    [this, &out](char tag) { core_.on_server_header(tag, out); });
+            }
+            REQUIRE(next.kind != NextFrame::Kind::invalid);
+            if (next.kind == NextFrame::Kind::need_more) break;
+            if (from_client) {
+                const auto step = core_.on_client_frame(next.header.header.tag, next.frame, out);
+                if (step.kind == ClientStep::Kind::check_statement || step.kind == ClientStep::Kind::check_function_call) {
+                    GateVerdict verdict;
+                    if (step.statement.sql.starts_with("DROP")) {
+                        verdict.kind = GateVerdict::Kind::refuse;
+                        verdict.error = {"ERROR", "42501", "pgrail: rule agents refused DROP", "no migration", "propose one"};
+                    }
+                    core_.apply(verdict, step.statement, out);
+                }
+            } else {
+                REQUIRE(core_.on_server_frame(next.header.header.tag, next.frame, out) == ServerStep::done);
+            }
+            in.consume_frame(next.frame.size());
+        }
+        core_.flush_rows(out);
+        std::string bytes_out;
+        for (const auto& piece : out.pieces()) bytes_out.append(static_cast<const char*>(piece.data()), piece.size());
+        return bytes_out;
+    }
+
+    CancelRegistry registry_;
+    SessionProtocol core_;
+    FrameReader from_client_{nullptr};
+    FrameReader from_server_{nullptr};
+};
+
+// The stand-in error the server answers a refused statement with (its id is the refusal's).
+std::string stand_in_error(int id) {
+    return error("ERROR", "22P02", "invalid input syntax for type integer: \"pgrail: no migration; " + marker +
+                                       std::to_string(id) + "\"");
+}
+
+}  // namespace
+
+TEST_CASE("session core: the login's phases, its turns and the first ReadyForQuery") {
+    Harness h;
+    CHECK(h.core().phase() == Phase::authenticating);
+    CHECK(h.client(frame('p', cstr("secret"))) == frame('p', cstr("secret")));  // passes as it came
+    CHECK(h.login_turns == std::vector<bool>{true});
+    CHECK(h.server(frame('R', be32(3))) == frame('R', be32(3)));  // cleartext password asked: the client's turn
+    CHECK(h.login_turns == std::vector<bool>{true, false});
+    CHECK_FALSE(h.core().logged_in());
+    h.log_in();
+    CHECK(h.logins == 1);
+    CHECK(h.core().phase() == Phase::ready);
+    CHECK(h.core().at_rest());
+}
+
+TEST_CASE("session core: the SASL mechanisms without -PLUS, and untouched when there is none") {
+    Harness h;
+    const auto rewritten = h.server(auth_sasl({"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}));
+    CHECK(rewritten == auth_sasl({"SCRAM-SHA-256"}));
+    const auto plain = auth_sasl({"SCRAM-SHA-256"});
+    CHECK(h.server(plain) == plain);
+}
+
+TEST_CASE("session core: backend keys are pgrail's own, and route cancels to the server's") {
+    Harness h;
+    const auto key_of = [](const std::string& sent) {
+        REQUIRE(sent.size() == 13);
+        const auto key = protocol::parse_backend_key_data(std::string_view(sent).substr(5));
+        REQUIRE(key);
+        return *key;
+    };
+    const auto key = key_of(h.server(backend_key(4242, 77)));
+    CHECK_FALSE((key.pid == 4242 && key.secret == 77));  // the client never sees the server's key
+    const auto upstream = h.registry().find(key);
+    REQUIRE(upstream);
+    CHECK(upstream->pid == 4242);
+    CHECK(upstream->secret == 77);
+    CHECK(h.core().upstream_key()->pid == 4242);
+    // A second BackendKeyData replaces the first registration.
+    const auto again = key_of(h.server(backend_key(5000, 1)));
+    CHECK_FALSE(h.registry().find(key));
+    CHECK(h.registry().find(again)->pid == 5000);
+}
+
+TEST_CASE("session core: a refusal in simple protocol runs what came before and rewrites the stand-in's error") {
+    Harness h;
+    h.log_in();
+    const auto sent = h.client(query("DROP TABLE users"));
+    CHECK(sent.find(marker + "1") != std::string::npos);
+    CHECK(sent.find("DROP") == std::string::npos);  // the refused text never reaches the server
+    CHECK(h.core().statement_running());
+    const auto answer = h.server(stand_in_error(1) + ready());
+    CHECK(error_field_of(answer, 'C') == "42501");
+    CHECK(error_field_of(answer, 'M') == "pgrail: rule agents refused DROP");
+    CHECK(error_field_of(answer, 'H') == "propose one");
+    CHECK(answer.ends_with(ready()));
+    CHECK_FALSE(h.core().statement_running());
+    // Its batch is answered: the same id later is the server's own error, forwarded as it came.
+    const auto late = stand_in_error(1);
+    h.client(query("SELECT 1"));
+    CHECK(h.server(late + ready()) == late + ready());
+}
+
+TEST_CASE("session core: a pipeline with a refusal in the middle") {
+    Harness h;
+    h.log_in();
+    const auto pipeline = parse("a", "SELECT 1") + bind("a") + execute() + parse("b", "DROP TABLE users") + bind("b") +
+                          execute() + sync_message() + parse("c", "SELECT 2") + bind("c") + execute() + sync_message();
+    const auto sent = h.client(pipeline);
+    // The first and third statements as they came; the second's Parse carries the stand-in.
+    CHECK(sent.starts_with(parse("a", "SELECT 1") + bind("a") + execute()));
+    CHECK(sent.find(marker + "1") != std::string::npos);
+    CHECK(sent.ends_with(parse("c", "SELECT 2") + bind("c") + execute() + sync_message()));
+    CHECK(h.core().requested() == 3);  // the login's, and one per Sync
+    CHECK(h.core().executed_since_sync() == false);
+    // The server runs the first, fails the stand-in, skips to the Sync, and runs the third.
+    const auto first = parse_complete() + bind_complete() + data_row("1") + complete("SELECT 1");
+    const auto answer = h.server(first + stand_in_error(1) + ready());
+    CHECK(answer.starts_with(first));
+    CHECK(error_field_of(answer.substr(first.size()), 'C') == "42501");
+    CHECK(h.core().answered() == 2);
+    const auto third = parse_complete() + bind_complete() + data_row("2") + complete("SELECT 1") + ready();
+    CHECK(h.server(third) == third);
+    CHECK(h.core().at_rest());
+}
+
+TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
+    SECTION("extended protocol: the Sync before the data is ignored by the server") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        CHECK(h.core().requested() == 2);
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        CHECK(h.core().phase() == Phase::copy_in);
+        h.client(copy_data("1\n") + copy_data("2\n"));
+        CHECK(h.core().requested() == 1);  // that Sync earns nothing
+        h.client(copy_done() + sync_message());
+        CHECK(h.core().phase() == Phase::ready);
+        CHECK(h.core().requested() == 2);
+        h.server(complete("COPY 2") + ready());
+        CHECK(h.core().answered() == 2);
+        CHECK(h.core().at_rest());
+    }
+    SECTION("extended protocol: an error during the copy") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        h.client(copy_data("x\n"));
+        const auto failure = error("ERROR", "22P02", "invalid input syntax for type integer: \"x\"");
+        CHECK(h.server(failure) == failure);
+        CHECK_FALSE(h.core().at_rest());  // the client is still in its copy
+        h.client(copy_done() + sync_message());
+        h.server(ready());
+        CHECK(h.core().at_rest());
+    }
+    SECTION("simple protocol, and a CopyFail") {
+        Harness h;
+        h.log_in();
+        h.client(query("COPY t FROM STDIN"));
+        h.server(copy_in_response());
+        CHECK(h.core().phase() == Phase::copy_in);
+        h.client(copy_data("1\n") + frame('f', cstr("client gave up")));
+        CHECK(h.core().phase() == Phase::ready);
+        h.server(error("ERROR", "57014", "COPY from stdin failed: client gave up") + ready());
+        CHECK(h.core().answered() == 2);
+        CHECK(h.core().at_rest());
+    }
+    SECTION("COPY TO STDOUT: copy_out until the server's CopyDone") {
+        Harness h;
+        h.log_in();
+        h.client(query("COPY t TO STDOUT"));
+        h.server(copy_out_response() + copy_data("1\n"));
+        CHECK(h.core().phase() == Phase::copy_out);
+        h.server(copy_done() + complete("COPY 1") + ready());
+        CHECK(h.core().phase() == Phase::ready);
+        CHECK(h.core().at_rest());
+    }
+}
+
+TEST_CASE("session core: a server FATAL in every phase goes to the client as it came") {
+    const auto fatal = error("FATAL", "57P01", "terminating connection due to administrator command");
+    SECTION("authenticating") {
+        Harness h;
+        CHECK(h.server(fatal) == fatal);
+        CHECK(h.core().server_sent_fatal());
+    }
+    SECTION("ready") {
+        Harness h;
+        h.log_in();
+        CHECK(h.server(fatal) == fatal);
+        CHECK(h.core().server_sent_fatal());
+    }
+    SECTION("copy in") {
+        Harness h;
+        h.log_in();
+        h.client(query("COPY t FROM STDIN"));
+        h.server(copy_in_response());
+        CHECK(h.server(fatal) == fatal);
+        CHECK(h.core().server_sent_fatal());
+    }
+    SECTION("copy out") {
+        Harness h;
+        h.log_in();
+        h.client(query("COPY t TO STDOUT"));
+        h.server(copy_out_response() + copy_data("1\n"));
+        CHECK(h.server(fatal) == fatal);
+        CHECK(h.core().server_sent_fatal());
+        CHECK(h.core().phase() == Phase::ready);
+    }
+    SECTION("an ERROR is not a FATAL") {
+        Harness h;
+        h.log_in();
+        h.server(error("ERROR", "42P01", "relation \"x\" does not exist"));
+        CHECK_FALSE(h.core().server_sent_fatal());
+    }
+}
+
+TEST_CASE("session core: Terminate in every phase goes to the server") {
+    SECTION("authenticating") {
+        Harness h;
+        CHECK(h.client(terminate()) == terminate());
+        CHECK(h.core().client_terminated());
+    }
+    SECTION("ready") {
+        Harness h;
+        h.log_in();
+        CHECK(h.client(terminate()) == terminate());
+        CHECK(h.core().client_terminated());
+    }
+    SECTION("copy in") {
+        Harness h;
+        h.log_in();
+        h.client(query("COPY t FROM STDIN"));
+        h.server(copy_in_response());
+        CHECK(h.client(copy_data("1\n") + terminate()) == copy_data("1\n") + terminate());
+        CHECK(h.core().client_terminated());
+    }
+}
+
+TEST_CASE("session core: the end of a session is said once, the first reason wins") {
+    Harness h;
+    h.log_in();
+    h.core().end("08P01", "invalid message");
+    h.core().end("57P01", "shutting down");
+    REQUIRE(h.core().ending());
+    CHECK(h.core().ending()->sqlstate == "08P01");
+    CHECK(h.core().phase() == Phase::ending);
+    CHECK_FALSE(h.core().at_rest());
+    // A malformed Query ends it too.
+    Harness other;
+    other.log_in();
+    Outbound out;
+    const auto bad = frame('Q', "no terminator");
+    other.core().on_client_header('Q');
+    CHECK(other.core().on_client_frame('Q', bad, out).kind == ClientStep::Kind::end);
+    CHECK(other.core().ending()->sqlstate == "08P01");
+}
+
+TEST_CASE("session core: a statement that reads pgrail commands hides its parameters and runs at Bind") {
+    Harness h;
+    h.log_in();
+    Outbound out;
+    const auto parse_frame = parse("s", "SELECT * FROM pgrail.status()");
+    h.core().on_client_header('P');
+    const auto step = h.core().on_client_frame('P', parse_frame, out);
+    REQUIRE(step.kind == ClientStep::Kind::check_statement);
+    GateVerdict verdict;
+    verdict.kind = GateVerdict::Kind::intercept;
+    InbandCall call;
+    call.command = "status";
+    call.offset = std::string_view("SELECT * FROM ").size();
+    call.length = std::string_view("pgrail.status()").size();
+    verdict.calls.push_back(call);
+    h.core().apply(verdict, step.statement, out);
+    REQUIRE_FALSE(h.core().defer(verdict, step.statement, out));
+    // A Describe of it: the server's ParameterDescription has pgrail's json parameter, the
+    // client's has none.
+    h.client(describe('S', "s") + sync_message());
+    const auto answer = h.server(parse_complete() + parameter_description({114}) + no_data() + ready());
+    CHECK(answer == parse_complete() + parameter_description({}) + no_data() + ready());
+    // Its Bind is the shell's to run.
+    Outbound bind_out;
+    h.core().on_client_header('B');
+    const auto bound = h.core().on_client_frame('B', bind("s"), bind_out);
+    CHECK(bound.kind == ClientStep::Kind::bind_deferred);
+    CHECK(bound.deferred.calls.size() == 1);
+    CHECK_FALSE(SessionProtocol::bind_mismatch(*bound.bind, bound.deferred));
+}
+
+TEST_CASE("session core: pgrail's probe is answered and hidden, or skipped after an error") {
+    SECTION("answered") {
+        Harness h;
+        h.log_in();
+        Outbound out;
+        h.core().send_probe("s", out);
+        CHECK(h.core().probe() == Probe::waiting);
+        CHECK(h.server(parameter_description({}) + no_data()).empty());  // hidden from the client
+        CHECK(h.core().probe() == Probe::answered);
+    }
+    SECTION("skipped") {
+        Harness h;
+        h.log_in();
+        Outbound out;
+        h.core().send_probe("gone", out);
+        const auto failure = error("ERROR", "26000", "prepared statement \"gone\" does not exist");
+        CHECK(h.server(failure) == failure);
+        CHECK(h.core().probe() == Probe::skipped);
+    }
+}
+
+TEST_CASE("session core: a transaction block is not at rest") {
+    Harness h;
+    h.log_in();
+    h.client(query("BEGIN"));
+    h.server(complete("BEGIN") + ready('T'));
+    CHECK(h.core().transaction_status() == 'T');
+    CHECK_FALSE(h.core().at_rest());
+    h.client(query("COMMIT"));
+    h.server(complete("COMMIT") + ready('I'));
+    CHECK(h.core().at_rest());
+}
