@@ -52,8 +52,9 @@ struct AuditLog::Waiter {
     bool written = false;
 };
 
-AuditLog::AuditLog(const std::string& path, FsyncMode fsync_mode)
-    : path_(path == "-" ? std::string() : path), fsync_mode_(fsync_mode), is_stdout_(path_.empty()) {
+AuditLog::AuditLog(const std::string& path, FsyncMode fsync_mode, AuditTimings timings)
+    : path_(path == "-" ? std::string() : path), fsync_mode_(fsync_mode), timings_(std::move(timings)),
+      is_stdout_(path_.empty()) {
     if (is_stdout_) {
         auto file = std::make_shared<OpenFile>();
         file->fd = STDOUT_FILENO;
@@ -191,7 +192,10 @@ std::shared_ptr<AuditLog::OpenFile> AuditLog::write_event(nlohmann::json& event)
         set_error(fmt::format("{}: the open file was removed and {}", path_, last_error()));
         return nullptr;
     }
-    if (!write_line(*file_, line)) return nullptr;
+    const auto started = std::chrono::steady_clock::now();
+    const bool written = write_line(*file_, line);
+    if (timings_.on_write) timings_.on_write(std::chrono::steady_clock::now() - started);
+    if (!written) return nullptr;
     return file_;
 }
 
@@ -241,9 +245,13 @@ void AuditLog::sync_loop() {
 
         bool synced = true;
         for (const auto& file : files) {
-            if (sync_descriptor(file->fd) != 0) {
+            const auto started = std::chrono::steady_clock::now();
+            const int rc = sync_descriptor(file->fd);
+            const int error = errno;  // (before the observer runs)
+            if (timings_.on_sync) timings_.on_sync(std::chrono::steady_clock::now() - started);
+            if (rc != 0) {
                 synced = false;
-                set_error(fmt::format("{}: fdatasync: {}", path_, errno_text(errno)));
+                set_error(fmt::format("{}: fdatasync: {}", path_, errno_text(error)));
             }
             ++sync_count_;
         }

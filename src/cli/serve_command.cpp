@@ -74,8 +74,13 @@ void serve(const std::string& config_path) {
         finish(proxy::Server(config, std::make_shared<proxy::ForwardAllGate>(), nullptr).run());
         return;
     }
+    // The audit log's write and fdatasync times go to /metrics.
+    audit::AuditTimings audit_timings{
+        [](std::chrono::nanoseconds elapsed) { proxy::metrics().audit_write_seconds.observe(elapsed); },
+        [](std::chrono::nanoseconds elapsed) { proxy::metrics().audit_fsync_seconds.observe(elapsed); }};
     auto audit_log = std::make_shared<audit::AuditLog>(
-        config.audit_file, config.audit_fsync ? audit::FsyncMode::always : audit::FsyncMode::never);
+        config.audit_file, config.audit_fsync ? audit::FsyncMode::always : audit::FsyncMode::never,
+        std::move(audit_timings));
     auto gate = std::make_shared<proxy::PolicyGate>(policy, audit_log, config.audit_redact_literals,
                                                     config.max_analyzed_size);
     // sensitive_columns are resolved against each database's catalog, read on pgrail's own
@@ -117,7 +122,7 @@ void serve(const std::string& config_path) {
         }
         if (migration_commands) migration_commands->reload();
     };
-    finish(proxy::Server(config, gate, migration_commands, reload).run());
+    finish(proxy::Server(config, gate, migration_commands, reload, audit_log).run());
 }
 
 }  // namespace

@@ -196,15 +196,6 @@ ResultTable command_columns(std::string_view function) {
     throw MigrationError("42883", fmt::format("function pgrail.{} does not exist", function));
 }
 
-bool is_command(std::string_view function) {
-    static constexpr std::array<std::string_view, 8> names = {
-        "status", "plan", "migrate_up", "migrate_down", "verify", "propose_migration", "approve_migration",
-        "reject_migration"};
-    for (const auto name : names)
-        if (name == function) return true;
-    return false;
-}
-
 ResultTable run_command(Runner& runner, std::string_view function, const std::vector<std::string>& arguments) {
     if (function == "status") {
         if (!arguments.empty()) throw MigrationError("42883", "pgrail.status takes no arguments");

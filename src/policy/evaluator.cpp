@@ -31,6 +31,9 @@ constexpr std::array<std::pair<std::string_view, Command>, command_count> comman
     {"propose_migration", Command::propose_migration},
     {"approve_migration", Command::approve_migration},
     {"reject_migration", Command::reject_migration},
+    {"sessions", Command::sessions},
+    {"stats", Command::stats},
+    {"refusals", Command::refusals},
 }};
 
 struct Context {
@@ -185,8 +188,9 @@ Decision command_decision(const Context& context, const Statement& statement, co
                       fmt::format(" (pgrail.{} is not a pgrail command)", call.function),
                       "pgrail's commands are pgrail.status(), pgrail.plan(), pgrail.migrate_up([version]), "
                       "pgrail.migrate_down(version), pgrail.verify([version]), "
-                      "pgrail.propose_migration(name, up_sql, down_sql), pgrail.approve_migration(version) and "
-                      "pgrail.reject_migration(version, reason).");
+                      "pgrail.propose_migration(name, up_sql, down_sql), pgrail.approve_migration(version), "
+                      "pgrail.reject_migration(version, reason) and the admin view pgrail.sessions(), "
+                      "pgrail.stats(), pgrail.refusals([limit]).");
     if (!context.rule.guards.allows_command(found->second))
         return refuse(context, &statement, "migrations", "migrations",
                       fmt::format("pgrail: pgrail.{} is not allowed for this session; ask an operator to run it",

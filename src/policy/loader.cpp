@@ -65,6 +65,9 @@ constexpr std::array<std::pair<std::string_view, Command>, command_count> comman
     {"propose_migration", Command::propose_migration},
     {"approve_migration", Command::approve_migration},
     {"reject_migration", Command::reject_migration},
+    {"sessions", Command::sessions},
+    {"stats", Command::stats},
+    {"refusals", Command::refusals},
 }};
 
 std::uint32_t bit(auto value) { return 1U << static_cast<unsigned>(value); }
@@ -374,7 +377,8 @@ private:
                 if (found == command_names.end())
                     reader_.fail(node[index], fmt::format("unknown pgrail command '{}' (expected one of: status, plan, "
                                                           "migrate_up, migrate_down, verify, propose_migration, "
-                                                          "approve_migration, reject_migration)",
+                                                          "approve_migration, reject_migration, sessions, stats, "
+                                                          "refusals)",
                                                           names[index]));
                 guards.commands |= bit(found->second);
             }

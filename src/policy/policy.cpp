@@ -97,6 +97,9 @@ const char* to_string(Command command) {
         case Command::propose_migration: return "propose_migration";
         case Command::approve_migration: return "approve_migration";
         case Command::reject_migration: return "reject_migration";
+        case Command::sessions: return "sessions";
+        case Command::stats: return "stats";
+        case Command::refusals: return "refusals";
     }
     return "?";
 }

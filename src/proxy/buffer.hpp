@@ -50,7 +50,6 @@ public:
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
 
-    [[nodiscard]] bool allocated() const { return data_ != nullptr; }
     [[nodiscard]] std::string_view pending() const { return {data_.get() + begin_, end_ - begin_}; }
     [[nodiscard]] bool empty() const { return begin_ == end_; }
     void consume(std::size_t count) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "admin_commands.hpp"
 #include "pgrail/proxy/migration_commands.hpp"
 
 namespace pgrail::proxy {
@@ -106,7 +107,7 @@ std::string text_with_answers(std::string_view sql, const std::vector<InbandCall
 std::string text_with_parameters(std::string_view sql, const std::vector<InbandCall>& calls,
                                  std::size_t first_parameter) {
     return replace_calls(sql, calls, [&](std::size_t index) {
-        const migrations::ResultTable columns = migrations::command_columns(calls[index].command);
+        const migrations::ResultTable columns = inband_command_columns(calls[index].command);
         std::string definitions;
         for (std::size_t column = 0; column < columns.columns.size(); ++column) {
             if (column > 0) definitions += ", ";

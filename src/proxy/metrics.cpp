@@ -40,6 +40,27 @@ void bump(Map& series, const View& key, std::size_t max_series, const typename M
 
 }  // namespace
 
+const char* to_string(GateCache cache) {
+    switch (cache) {
+        case GateCache::thread_text: return "thread_text";
+        case GateCache::thread_shape: return "thread_shape";
+        case GateCache::shared_text: return "shared_text";
+    }
+    return "?";
+}
+
+const char* to_string(Timeout timeout) {
+    switch (timeout) {
+        case Timeout::startup_packet: return "startup_packet";
+        case Timeout::login: return "login";
+        case Timeout::upstream_connect: return "upstream_connect";
+        case Timeout::upstream_login: return "upstream_login";
+        case Timeout::buffered_message: return "buffered_message";
+        case Timeout::buffer_wait: return "buffer_wait";
+    }
+    return "?";
+}
+
 void Histogram::observe(std::chrono::nanoseconds elapsed) {
     const double seconds = std::chrono::duration<double>(elapsed).count();
     std::size_t bucket = 0;
@@ -116,6 +137,26 @@ std::string Metrics::render() const {
     out += fmt::format("pgrail_catalog_loads_total{{outcome=\"failed\"}} {}\n",
                        catalog_loads_failed.load(std::memory_order_relaxed));
     gate_seconds.render(out, "pgrail_gate_seconds", "Time the policy gate took for a statement text.");
+    analysis_seconds.render(out, "pgrail_analysis_seconds",
+                            "Time of each fresh statement analysis (a text no cache held), within the gate's time.");
+    header(out, "pgrail_gate_cache_lookups_total", "counter",
+           "Lookups in the gate's analysis caches (per worker by text, per worker by literal shape, shared by "
+           "text), by result.");
+    for (std::size_t index = 0; index < gate_cache_count; ++index) {
+        const auto cache = static_cast<GateCache>(index);
+        out += fmt::format("pgrail_gate_cache_lookups_total{{cache=\"{}\",result=\"hit\"}} {}\n", to_string(cache),
+                           cache_hits(cache));
+        out += fmt::format("pgrail_gate_cache_lookups_total{{cache=\"{}\",result=\"miss\"}} {}\n", to_string(cache),
+                           cache_misses(cache));
+    }
+    audit_write_seconds.render(out, "pgrail_audit_write_seconds", "Time of each audit line's write.");
+    audit_fsync_seconds.render(out, "pgrail_audit_fsync_seconds",
+                               "Time of each fdatasync of the audit log (audit.fsync: always; one covers many lines).");
+    header(out, "pgrail_timeouts_total", "counter", "Waits pgrail ended because they took too long, by kind.");
+    for (std::size_t index = 0; index < timeout_count; ++index) {
+        const auto kind = static_cast<Timeout>(index);
+        out += fmt::format("pgrail_timeouts_total{{kind=\"{}\"}} {}\n", to_string(kind), timeouts(kind));
+    }
 
     std::lock_guard lock(mutex_);
     header(out, "pgrail_session_rules_total", "counter", "Sessions by the policy rule they matched.");
@@ -133,6 +174,16 @@ std::string Metrics::render() const {
     for (const auto& [key, count] : migrations_)
         out += fmt::format("pgrail_migration_events_total{{event=\"{}\",outcome=\"{}\"}} {}\n",
                            label(std::get<0>(key)), label(std::get<1>(key)), count);
+    return out;
+}
+
+Metrics::Totals Metrics::totals() const {
+    Totals out;
+    std::lock_guard lock(mutex_);
+    for (const auto& [key, count] : statements_) out.statements_by_decision[std::get<1>(key)] += count;
+    for (const auto& [key, count] : refusals_) out.refusals_by_guard[std::get<1>(key)] += count;
+    for (const auto& [key, count] : migrations_)
+        out.migration_events[std::get<0>(key) + " " + std::get<1>(key)] += count;
     return out;
 }
 

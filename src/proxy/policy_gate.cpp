@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pgrail/proxy/metrics.hpp"
+#include "refusal_ring.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/json.hpp"
 #include "pgrail/sql/literal_shape.hpp"
@@ -103,6 +104,28 @@ std::vector<MigratorStatement> migrator_statements(const policy::MigrationMatche
     return out;
 }
 
+// The shared cache's analysis of `sql`, counted for /metrics: a hit, or a miss and the fresh
+// analysis's time. (A miss looks twice: it costs tens of microseconds anyway.)
+std::shared_ptr<const sql::Analysis> shared_analysis(sql::AnalysisCache& cache, std::string_view sql) {
+    if (auto found = cache.find(sql)) {
+        metrics().count_cache(GateCache::shared_text, true);
+        return found;
+    }
+    metrics().count_cache(GateCache::shared_text, false);
+    const auto started = std::chrono::steady_clock::now();
+    auto analysis = cache.analyze(sql);
+    metrics().analysis_seconds.observe(std::chrono::steady_clock::now() - started);
+    return analysis;
+}
+
+// A fresh analysis past the caches (a session lexed otherwise), timed for /metrics.
+sql::Analysis timed_analysis(std::string_view sql, sql::Lexing lexing) {
+    const auto started = std::chrono::steady_clock::now();
+    auto analysis = sql::analyze(sql, lexing);
+    metrics().analysis_seconds.observe(std::chrono::steady_clock::now() - started);
+    return analysis;
+}
+
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
@@ -176,13 +199,13 @@ bool PolicyGate::quick(std::string_view sql) {
     return cache_.find(sql) != nullptr;
 }
 
-GateVerdict PolicyGate::check(const SessionContext& session, MessageKind kind, std::string_view sql) {
-    GateVerdict verdict = check_deferred(session, kind, sql);
+GateVerdict PolicyGate::check(const SessionContext& session, std::string_view sql) {
+    GateVerdict verdict = check_deferred(session, sql);
     settle_audit(verdict);
     return verdict;
 }
 
-GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKind, std::string_view sql) {
+GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::string_view sql) {
     const GateTimer timer;
     auto& state = thread_state();
     if (sql.size() > max_analyzed_size_)
@@ -190,10 +213,14 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
     // A session the server lexes otherwise (standard_conforming_strings off, a client-only
     // encoding) is analysed as the server reads it, past the caches, which hold analyses under
     // the default lexing. Such sessions are rare.
-    if (session.lexing != sql::Lexing{}) return decide(session, state, sql::analyze(sql, session.lexing), sql);
-    if (sql.size() > front_cache_max_text) return decide(session, state, *cache_.analyze(sql), sql);
+    if (session.lexing != sql::Lexing{}) return decide(session, state, timed_analysis(sql, session.lexing), sql);
+    if (sql.size() > front_cache_max_text) return decide(session, state, *shared_analysis(cache_, sql), sql);
     auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
-    if (slot.analysis && slot.text == sql) return decide(session, state, *slot.analysis, sql);
+    if (slot.analysis && slot.text == sql) {
+        metrics().count_cache(GateCache::thread_text, true);
+        return decide(session, state, *slot.analysis, sql);
+    }
+    metrics().count_cache(GateCache::thread_text, false);
 
     // A new text may be a known statement with other values (clients that inline them send
     // a new text every time): an analysis that reads no literal decides for the whole shape.
@@ -206,6 +233,7 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
         if (shaped->analysis && shaped->shape == *shape && !state.policy->has_sensitive_columns) {
             const auto decision = policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr);
             if (decision.action == policy::Decision::Action::allow) {
+                metrics().count_cache(GateCache::thread_shape, true);
                 count(decision, *shaped->analysis);
                 GateVerdict verdict;
                 verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
@@ -213,7 +241,8 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, MessageKin
             }
         }
     }
-    auto analysis = cache_.analyze(sql);
+    if (shape) metrics().count_cache(GateCache::thread_shape, false);
+    auto analysis = shared_analysis(cache_, sql);
     slot.text.assign(sql);
     slot.analysis = analysis;
     if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis)) {
@@ -479,8 +508,11 @@ nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const po
 
 std::function<bool()> PolicyGate::writer(const SessionContext& session, nlohmann::json event) const {
     return [log = audit_log_, session_id = session.session_id, event = std::move(event)]() mutable {
+        // A refusal is shown by pgrail.refusals() once it is on record, redacted as its line is.
+        auto refusal = RefusalRing::record_of(event);
         if (log->record(std::move(event))) {
             metrics().audit_lines.fetch_add(1, std::memory_order_relaxed);
+            if (refusal) recent_refusals().add(std::move(*refusal));
             return true;
         }
         metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "admin_commands.hpp"
 #include "health_http.hpp"
 #include "session.hpp"
 #include "unix_socket_file.hpp"
@@ -116,10 +117,12 @@ struct Server::Impl {
 };
 
 Server::Server(config::ServeConfig config, std::shared_ptr<StatementGate> gate, std::shared_ptr<InbandCommands> inband,
-               std::function<void()> on_reload)
+               std::function<void()> on_reload, std::shared_ptr<audit::AuditLog> audit_log)
     : impl_(std::make_unique<Impl>(std::move(config))) {
     impl_->shared.gate = std::move(gate);
-    impl_->shared.inband = std::move(inband);
+    // The admin view answers from the server's own state, with or without migrations.
+    auto admin = std::make_shared<AdminCommands>(impl_->shared.directory, std::move(audit_log), recent_refusals());
+    impl_->shared.inband = std::make_shared<InbandDispatch>(std::move(admin), std::move(inband));
     impl_->shared.refusal_marker = random_marker();
     impl_->on_reload = std::move(on_reload);
 }

@@ -29,6 +29,7 @@
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/proxy/metrics.hpp"
 #include "pgrail/sql/analyzer.hpp"
+#include "upstream.hpp"
 
 namespace pgrail::proxy {
 
@@ -164,7 +165,7 @@ awaitable<void> Session::run() {
         co_return;
     }
     // A refusal's audit line may wait for an fsync: written on the audit pool (as a statement's).
-    GateVerdict admission = shared_.gate->check_startup(context_, startup_parameters_);
+    GateVerdict admission = shared_.gate->check_startup(context_, protocol_.startup_parameters());
     if (admission.write_audit) co_await settle_audit_elsewhere(admission);
     if (admission.kind == GateVerdict::Kind::refuse) {
         auto refusal = std::move(admission.error);
@@ -184,7 +185,7 @@ awaitable<void> Session::run() {
 
     // The startup packet goes upstream as the client sent it (as 3.0 without `_pq_.` options).
     Outbound startup;
-    startup.forward(startup_bytes_);
+    startup.forward(protocol_.startup_bytes());
     bool server_ended = false;
     pumping_ = true;
     protocol_.start();
@@ -219,10 +220,7 @@ awaitable<void> Session::run() {
 
 awaitable<bool> Session::read_startup() {
     asio::steady_timer deadline(client_.get_executor(), startup_timeout);
-    // As PostgreSQL 15's ProcessStartupPacket: each encryption request is answered once; a second
-    // one is read as a StartupMessage of protocol 1234.5679 (or .5680) and refused as such.
-    bool ssl_done = false;
-    bool gss_done = false;
+    bool answered = false;  // an encryption request was answered
     while (true) {
         char length_bytes[4];
         auto read_length = asio::async_read(client_, asio::buffer(length_bytes), use_tuple);
@@ -233,7 +231,7 @@ awaitable<bool> Session::read_startup() {
         if (ec) {
             // Gone before saying anything (a port probe, a client that refused our 'N'): nothing
             // to log, as PostgreSQL. Part of a length word: logged, nothing said to the client.
-            if (n > 0 && !ssl_done && !gss_done)
+            if (n > 0 && !answered)
                 spdlog::warn("session {}: incomplete startup packet from {} ({} of 4 length bytes, then {})",
                              context_.session_id, context_.client_address, n, ec.message());
             co_return false;
@@ -262,157 +260,63 @@ awaitable<bool> Session::read_startup() {
         }
         from_client_.bytes += packet.size();
 
-        const auto parsed = protocol::parse_startup_packet(packet);
-        if (!parsed) {
-            spdlog::warn("session {}: malformed startup packet from {} ({})", context_.session_id,
-                         context_.client_address, protocol::hex_dump(packet));
-            co_await send_fatal(sqlstate::protocol_violation, "invalid startup packet layout: expected terminator as last byte");
-            co_return false;
-        }
-        switch (parsed->kind) {
-            case protocol::StartupKind::ssl_request:
-            case protocol::StartupKind::gssenc_request: {
-                bool& done = parsed->kind == protocol::StartupKind::ssl_request ? ssl_done : gss_done;
-                if (done) break;  // a repeated request: refused below as an unknown protocol version
-                done = true;
-                // No TLS or GSS encryption yet: 'N' makes clients continue in plain text
-                // (or give up, if they require encryption), as PostgreSQL does.
-                auto [wec, wn] = co_await asio::async_write(client_, asio::buffer("N", 1), use_tuple);
+        auto step = protocol_.on_startup_packet(std::move(packet));
+        switch (step.kind) {
+            case StartupStep::Kind::reply: {
+                answered = true;
+                auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(step.reply), use_tuple);
                 if (wec) co_return false;
                 continue;
             }
-            case protocol::StartupKind::cancel_request:
-                co_await handle_cancel(*parsed);
+            case StartupStep::Kind::cancel:
+                co_await handle_cancel(step.cancel_key);
                 co_return false;
-            case protocol::StartupKind::startup:
+            case StartupStep::Kind::refuse:
+                co_await send_to_client(std::move(step.reply));
+                co_return false;
+            case StartupStep::Kind::accept:
                 break;
         }
-        const auto major = parsed->code >> 16;
-        const auto minor = parsed->code & 0xffff;
-        if (major < 3) {
-            // A pre-3.0 client reads errors in the old format: 'E' and a C string.
-            auto old_style = fmt::format("EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n", major, minor);
-            old_style.push_back('\0');
-            co_await send_to_client(std::move(old_style));
-            co_return false;
-        }
-        if (major != 3) {
-            co_await send_fatal(sqlstate::feature_not_supported, fmt::format("unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
-                                                     major, minor));
-            co_return false;
-        }
-        // pgrail speaks 3.0 and knows no protocol options (`_pq_.*`): like PostgreSQL 15 it says
-        // so with NegotiateProtocolVersion and goes on in 3.0, so the server always sees a 3.0
-        // startup and answers in 3.0 (BackendKeyData and CancelRequest of 3.0's size).
-        StartupParameters parameters;
-        std::vector<std::string> options;
-        for (const auto& parameter : parsed->parameters) {
-            if (parameter.first.starts_with("_pq_.")) {
-                options.push_back(parameter.first);
-            } else {
-                parameters.push_back(parameter);
-            }
-        }
-        if (minor > 0 || !options.empty()) {
-            std::string negotiate;
-            protocol::encode_negotiate_protocol_version(negotiate, protocol::protocol_version_3, options);
-            auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(negotiate), use_tuple);
+        if (!step.reply.empty()) {
+            auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(step.reply), use_tuple);
             if (wec) co_return false;
-            packet.clear();
-            protocol::encode_startup_message(packet, protocol::protocol_version_3, parameters);
         }
-        // A key given twice reaches the policy as it came (evaluate_startup refuses it, audited).
-        context_.user = parsed->parameter("user");
-        context_.database = parsed->parameter("database");
-        if (context_.database.empty()) context_.database = context_.user;
-        context_.application_name = parsed->parameter("application_name");
-        startup_parameters_ = std::move(parameters);
-        startup_bytes_ = std::move(packet);
         co_return true;
     }
 }
 
-awaitable<void> Session::handle_cancel(const protocol::StartupPacket& packet) {
+awaitable<void> Session::handle_cancel(protocol::BackendKey key) {
     // Like PostgreSQL, answer nothing: the client closes after sending its request.
-    const auto upstream_key = shared_.cancel_registry.find({packet.cancel_pid, packet.cancel_secret});
+    const auto upstream_key = shared_.cancel_registry.find(key);
     if (!upstream_key) {
-        spdlog::warn("session {}: cancel request for unknown key pid={} from {}", context_.session_id,
-                     packet.cancel_pid, context_.client_address);
+        spdlog::warn("session {}: cancel request for unknown key pid={} from {}", context_.session_id, key.pid,
+                     context_.client_address);
         co_return;
     }
-    shared_.cancel_registry.abandon({packet.cancel_pid, packet.cancel_secret});  // an in-band command, if one runs
+    shared_.cancel_registry.abandon(key);  // an in-band command, if one runs
     co_await send_cancel(*upstream_key);
 }
 
 awaitable<void> Session::send_cancel(protocol::BackendKey upstream_key) {
-    const auto& config = shared_.config;
-    auto [rec, endpoints] = co_await resolve_upstream();
-    if (rec) co_return;
-    Stream upstream(client_.get_executor());
-    asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
-    auto result = co_await (asio::async_connect(upstream, endpoints, use_tuple) || deadline.async_wait(use_tuple));
-    if (result.index() == 1 || std::get<0>(std::get<0>(result))) co_return;
-    std::string request;
-    protocol::encode_cancel_request(request, upstream_key.pid, upstream_key.secret);
-    co_await asio::async_write(upstream, asio::buffer(request), use_tuple);
-    // PostgreSQL closes the cancel connection once it has acted on it.
-    char ignored[1];
-    co_await (upstream.async_read_some(asio::buffer(ignored), use_tuple) || deadline.async_wait(use_tuple));
+    co_await send_cancel_request(client_.get_executor(), shared_.config, upstream_key);
     spdlog::info("session {}: sent cancel request for backend {}", context_.session_id, upstream_key.pid);
 }
 
-awaitable<std::tuple<error_code, std::vector<Endpoint>>> Session::resolve_upstream() {
-    const auto& config = shared_.config;
-    error_code ec;
-    if (config.upstream_is_socket()) {
-        co_return std::tuple{ec, std::vector<Endpoint>{asio::local::stream_protocol::endpoint(config.upstream_socket_path())}};
-    }
-    // A numeric address needs no resolver (whose lookups run on a thread of their own).
-    const auto address = asio::ip::make_address(config.upstream_host, ec);
-    if (!ec) co_return std::tuple{ec, std::vector<Endpoint>{tcp::endpoint{address, config.upstream_port}}};
-    tcp::resolver resolver(client_.get_executor());
-    auto [resolve_ec, results] =
-        co_await resolver.async_resolve(config.upstream_host, std::to_string(config.upstream_port), use_tuple);
-    std::vector<Endpoint> endpoints;
-    for (const auto& entry : results) endpoints.emplace_back(entry.endpoint());
-    co_return std::tuple{resolve_ec, std::move(endpoints)};
-}
-
 awaitable<bool> Session::connect_upstream() {
-    const auto& config = shared_.config;
-    const auto where = config.upstream_is_socket() ? config.upstream_socket_path()
-                                                   : fmt::format("{}:{}", config.upstream_host, config.upstream_port);
-    asio::steady_timer deadline(client_.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
-    auto resolved = co_await (resolve_upstream() || deadline.async_wait(use_tuple));
-    std::string failure;
-    if (resolved.index() == 1) {
-        metrics().count_timeout(Timeout::upstream_connect);  // metrics
-        failure = "timed out resolving the host";
-    } else if (auto [ec, endpoints] = std::get<0>(resolved); ec) {
-        failure = ec.message();
-    } else {
-        auto connected = co_await (asio::async_connect(server_, endpoints, use_tuple) || deadline.async_wait(use_tuple));
-        if (connected.index() == 1) {
-            metrics().count_timeout(Timeout::upstream_connect);  // metrics
-            failure = fmt::format("timed out after {} ms", config.connect_timeout_ms);
-        } else if (auto connect_ec = std::get<0>(std::get<0>(connected)); connect_ec) {
-            failure = connect_ec.message();
-        }
-    }
+    const auto failure = co_await connect_to_upstream(server_, shared_.config);
     if (shutdown_ != ShutdownMode::none) {
         co_await send_fatal(sqlstate::cannot_connect_now, "the database system is shutting down");
         co_return false;
     }
     if (!failure.empty()) {
+        const auto where = upstream_address(shared_.config);
         metrics().upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
         spdlog::error("session {}: cannot connect to upstream {}: {}", context_.session_id, where, failure);
-        co_await send_fatal(sqlstate::connection_failure, fmt::format("pgrail: could not connect to the database server at {}: {}", where,
-                                                 failure));
+        co_await send_fatal(sqlstate::connection_failure,
+                            fmt::format("pgrail: could not connect to the database server at {}: {}", where, failure));
         co_return false;
     }
     error_code ignored;
-    if (!config.upstream_is_socket()) server_.set_option(tcp::no_delay(true), ignored);
-    server_.non_blocking(true, ignored);
     client_.non_blocking(true, ignored);
     co_return true;
 }
@@ -468,9 +372,7 @@ awaitable<void> Session::watch_login() {
         const bool server_late = now >= server_turn_deadline_;
         if (!server_late && now < login_deadline) continue;  // woken to re-arm
         const auto& config = shared_.config;
-        const auto where = config.upstream_is_socket()
-                               ? config.upstream_socket_path()
-                               : fmt::format("{}:{}", config.upstream_host, config.upstream_port);
+        const auto where = upstream_address(config);
         metrics().count_timeout(server_late ? Timeout::upstream_login : Timeout::login);  // metrics
         if (server_late) {
             spdlog::error("session {}: upstream {} did not answer within {} ms during the login of user={}",
@@ -792,11 +694,11 @@ awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
 awaitable<GateVerdict> Session::check_statement(const ClientStatement& statement) {
     GateVerdict verdict;
     if (shared_.gate->quick(statement.sql)) {
-        verdict = shared_.gate->check_deferred(context_, statement.kind, statement.sql);
+        verdict = shared_.gate->check_deferred(context_, statement.sql);
         if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
     } else {
-        auto analyse = [gate = shared_.gate, context = context_, kind = statement.kind, sql = std::string(statement.sql)] {
-            return gate->check(context, kind, sql);
+        auto analyse = [gate = shared_.gate, context = context_, sql = std::string(statement.sql)] {
+            return gate->check(context, sql);
         };
         verdict = co_await run_on_pool<GateVerdict>(shared_.analysis_pool, analyse);
     }

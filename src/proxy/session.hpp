@@ -25,6 +25,7 @@
 #include "buffer.hpp"
 #include "frame_stream.hpp"
 #include "session_protocol.hpp"
+#include "upstream.hpp"
 #include "session_directory.hpp"  // directory
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/protocol/backend.hpp"
@@ -38,9 +39,6 @@ namespace pgrail::proxy {
 
 using boost::asio::awaitable;
 using boost::asio::ip::tcp;
-// Either leg is TCP, or for the server also a Unix socket (PostgreSQL on the same host).
-using Stream = boost::asio::generic::stream_protocol::socket;
-using Endpoint = boost::asio::generic::stream_protocol::endpoint;
 
 class Session;
 
@@ -120,8 +118,7 @@ private:
     // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
     awaitable<bool> read_startup();
     awaitable<bool> connect_upstream();
-    awaitable<std::tuple<boost::system::error_code, std::vector<Endpoint>>> resolve_upstream();
-    awaitable<void> handle_cancel(const protocol::StartupPacket& packet);
+    awaitable<void> handle_cancel(protocol::BackendKey key);
     awaitable<void> send_cancel(protocol::BackendKey upstream_key);
     awaitable<void> client_to_server();
     awaitable<void> server_to_client();
@@ -177,8 +174,6 @@ private:
     SessionProtocol protocol_;
     SessionContext& context_ = protocol_.context();
     std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
-    std::string startup_bytes_;
-    StartupParameters startup_parameters_;
     std::chrono::steady_clock::time_point started_;
     Inbound from_client_{client_, &shared_.client_buffers};
     Inbound from_server_{server_, nullptr};  // the server's inspected frames are short

@@ -67,6 +67,80 @@ SessionProtocol::~SessionProtocol() {
     if (client_key_) cancel_registry_.remove(*client_key_);
 }
 
+StartupStep SessionProtocol::on_startup_packet(std::string packet) {
+    StartupStep step;
+    const auto refuse = [&step](const char* code, std::string message) {
+        protocol::encode_error_response(step.reply, {"FATAL", code, std::move(message), {}, {}});
+        return step;
+    };
+    const auto parsed = protocol::parse_startup_packet(packet);
+    if (!parsed) {
+        spdlog::warn("session {}: malformed startup packet from {} ({})", context_.session_id, context_.client_address,
+                     protocol::hex_dump(packet));
+        return refuse(sqlstate::protocol_violation, "invalid startup packet layout: expected terminator as last byte");
+    }
+    switch (parsed->kind) {
+        case protocol::StartupKind::ssl_request:
+        case protocol::StartupKind::gssenc_request: {
+            // Each is answered once; a second one is read as a StartupMessage of protocol
+            // 1234.5679 (or .5680) and refused as such, as PostgreSQL does.
+            bool& answered = parsed->kind == protocol::StartupKind::ssl_request ? ssl_answered_ : gss_answered_;
+            if (answered) break;
+            answered = true;
+            // No TLS or GSS encryption yet: 'N' makes clients continue in plain text (or give up,
+            // if they require encryption), as PostgreSQL does.
+            step.kind = StartupStep::Kind::reply;
+            step.reply = "N";
+            return step;
+        }
+        case protocol::StartupKind::cancel_request:
+            step.kind = StartupStep::Kind::cancel;
+            step.cancel_key = {parsed->cancel_pid, parsed->cancel_secret};
+            return step;
+        case protocol::StartupKind::startup:
+            break;
+    }
+    const auto major = parsed->code >> 16;
+    const auto minor = parsed->code & 0xffff;
+    if (major < 3) {
+        // A pre-3.0 client reads errors in the old format: 'E' and a C string.
+        step.reply = fmt::format("EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n", major,
+                                 minor);
+        step.reply.push_back('\0');
+        return step;
+    }
+    if (major != 3) {
+        return refuse(sqlstate::feature_not_supported,
+                      fmt::format("unsupported frontend protocol {}.{}: server supports 3.0 to 3.0", major, minor));
+    }
+    // pgrail speaks 3.0 and knows no protocol options (`_pq_.*`): like PostgreSQL 15 it says so
+    // with NegotiateProtocolVersion and goes on in 3.0, so the server always sees a 3.0 startup
+    // and answers in 3.0 (BackendKeyData and CancelRequest of 3.0's size).
+    StartupParameters parameters;
+    std::vector<std::string> options;
+    for (const auto& parameter : parsed->parameters) {
+        if (parameter.first.starts_with("_pq_.")) {
+            options.push_back(parameter.first);
+        } else {
+            parameters.push_back(parameter);
+        }
+    }
+    step.kind = StartupStep::Kind::accept;
+    if (minor > 0 || !options.empty()) {
+        protocol::encode_negotiate_protocol_version(step.reply, protocol::protocol_version_3, options);
+        packet.clear();
+        protocol::encode_startup_message(packet, protocol::protocol_version_3, parameters);
+    }
+    // A key given twice reaches the policy as it came (evaluate_startup refuses it, audited).
+    context_.user = parsed->parameter("user");
+    context_.database = parsed->parameter("database");
+    if (context_.database.empty()) context_.database = context_.user;
+    context_.application_name = parsed->parameter("application_name");
+    startup_parameters_ = std::move(parameters);
+    startup_bytes_ = std::move(packet);
+    return step;
+}
+
 void SessionProtocol::start() {
     phase_ = Phase::authenticating;
     close_batch();  // the startup packet earns the first ReadyForQuery
@@ -217,7 +291,6 @@ std::optional<ClientStatement> SessionProtocol::statement_of(char tag, std::stri
         end(sqlstate::protocol_violation, "invalid Parse message format");
         return std::nullopt;
     }
-    statement.kind = MessageKind::parse;
     statement.sql = parse->query;
     statement.parse_name = parse->statement_name;
     statement.parse_types = parse->parameter_types;
@@ -333,7 +406,6 @@ void SessionProtocol::refuse_bind(const protocol::ErrorMessage& error, Outbound&
     // the client's is touched): the server skips to the Sync, and answers the refusal.
     ClientStatement stand_in;
     stand_in.tag = front::parse;
-    stand_in.kind = MessageKind::parse;
     stand_in.parse_name = "pgrail_refused_bind";
     stand_in.parse_types = std::string_view("\0\0", 2);
     refuse(error, stand_in, out);

@@ -57,10 +57,22 @@ public:
     virtual void audit_result(ResultEvent event) = 0;  // not awaited (a backstop masking)
 };
 
+// What the shell does with a packet of the startup phase.
+struct StartupStep {
+    enum class Kind : std::uint8_t {
+        reply,   // send `reply` (an encryption request's 'N'), then read the next packet
+        cancel,  // a CancelRequest for `cancel_key`: the client hears nothing
+        refuse,  // send `reply` (an error) and close
+        accept,  // send `reply` if any (NegotiateProtocolVersion), then log in with startup_bytes()
+    };
+    Kind kind = Kind::refuse;
+    std::string reply;
+    protocol::BackendKey cancel_key{};
+};
+
 // The statement a Query or Parse carries, parsed once (views into the frame).
 struct ClientStatement {
     char tag = 0;
-    MessageKind kind = MessageKind::simple_query;
     std::string_view frame;
     std::string_view sql;
     std::string_view parse_name;   // Parse only
@@ -112,6 +124,12 @@ public:
     [[nodiscard]] const SessionContext& context() const { return context_; }
     [[nodiscard]] Phase phase() const { return phase_; }
     [[nodiscard]] bool logged_in() const { return answered_ > 0; }
+    // A whole packet of the startup phase (its length word included), as PostgreSQL 15's
+    // ProcessStartupPacket reads it. Accepted, the context has its user, database and application.
+    [[nodiscard]] StartupStep on_startup_packet(std::string packet);
+    // The StartupMessage for the server (3.0, without `_pq_.` options) and its parameters.
+    [[nodiscard]] const std::string& startup_bytes() const { return startup_bytes_; }
+    [[nodiscard]] const StartupParameters& startup_parameters() const { return startup_parameters_; }
     // The startup packet goes to the server: its ReadyForQuery is the first one owed.
     void start();
     // Ends the session with a FATAL of this SQLSTATE and message; the first reason wins.
@@ -229,6 +247,10 @@ private:
     const std::string refusal_marker_;  // "pgrail_refused_<random>_": names the failing stand-in
     SessionContext context_;
     Phase phase_ = Phase::startup;
+    bool ssl_answered_ = false;  // each encryption request is answered once
+    bool gss_answered_ = false;
+    std::string startup_bytes_;
+    StartupParameters startup_parameters_;
     std::optional<Ending> ending_;
     std::deque<Batch> batches_;
     std::uint64_t answered_ = 0;

@@ -10,6 +10,7 @@
 
 #include "cluster.hpp"
 #include "pgrail_process.hpp"
+#include "scripted_server.hpp"
 #include "seed_database.hpp"
 
 namespace pgrail::test {
@@ -86,6 +87,63 @@ TEST_CASE("http: /healthz, /readyz and /metrics count sessions, decisions and re
     CHECK(eventually([&] { return get(http_port, "/metrics").body.find("pgrail_sessions_open 0\n") != std::string::npos; },
                      std::chrono::seconds(5)));
     CHECK(sessions_total() == sessions_before + 1);
+}
+
+// A figure of /metrics: the value of the line that starts with `series` (name and labels).
+double metric(const std::string& body, const std::string& series) {
+    const auto at = body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(body.substr(at + series.size() + 2));
+}
+
+TEST_CASE("http: /metrics times analyses and audit writes and fsyncs, counts the gate's cache lookups", "[http]") {
+    SeedDatabase db("httpm_");
+    const int http_port = free_port();
+    const auto audit_path = PgrailProcess::make_temp_dir() + "/metrics_audit.jsonl";
+    PgrailProcess pgrail("policy: " + source_dir() + "/policies/default.yaml\naudit: {file: " + audit_path +
+                         ", fsync: always}\nhttp: {port: " + std::to_string(http_port) + "}\n");
+    const auto before = get(http_port, "/metrics").body;
+    auto agent = db.connect_through(pgrail, "agent");
+    // A new text (analysed), the same text again (the worker's cache by text), the same shape with
+    // another value (its cache by shape), a refusal (an audit line, synced).
+    CHECK(scalar(agent.get(), "SELECT count(*) FROM profiles WHERE id > 1") == "3");
+    CHECK(scalar(agent.get(), "SELECT count(*) FROM profiles WHERE id > 1") == "3");
+    CHECK(scalar(agent.get(), "SELECT count(*) FROM profiles WHERE id > 2") == "2");
+    CHECK(run(agent.get(), "DROP TABLE profiles").at(0).sqlstate == "42501");
+    const auto after = get(http_port, "/metrics").body;
+    const auto moved = [&](const std::string& series) {
+        INFO(series);
+        REQUIRE(metric(before, series) >= 0);
+        return metric(after, series) - metric(before, series);
+    };
+    CHECK_THAT(after, Catch::Contains("# TYPE pgrail_analysis_seconds histogram\n"));
+    CHECK(moved("pgrail_analysis_seconds_count") >= 2);
+    CHECK(moved("pgrail_gate_cache_lookups_total{cache=\"thread_text\",result=\"hit\"}") >= 1);
+    CHECK(moved("pgrail_gate_cache_lookups_total{cache=\"thread_text\",result=\"miss\"}") >= 3);
+    CHECK(moved("pgrail_gate_cache_lookups_total{cache=\"thread_shape\",result=\"hit\"}") >= 1);
+    CHECK(moved("pgrail_gate_cache_lookups_total{cache=\"shared_text\",result=\"miss\"}") >= 2);
+    CHECK(moved("pgrail_audit_write_seconds_count") == 1);
+    CHECK(moved("pgrail_audit_fsync_seconds_count") >= 1);
+    CHECK(metric(after, "pgrail_timeouts_total{kind=\"login\"}") == 0);
+}
+
+TEST_CASE("http: /metrics counts the timeouts of a server that never answers the login", "[http]") {
+    // Reads what pgrail sends and never answers.
+    ScriptedServer silent([](int fd) {
+        char buffer[1024];
+        while (::recv(fd, buffer, sizeof buffer, 0) > 0) {
+        }
+    });
+    const int http_port = free_port();
+    PgrailProcess pgrail("http: {port: " + std::to_string(http_port) + "}\n", "127.0.0.1", silent.port(),
+                         ", connect_timeout_ms: 300");
+    const auto timeouts = [&] { return metric(get(http_port, "/metrics").body, "pgrail_timeouts_total{kind=\"upstream_login\"}"); };
+    const double before = timeouts();
+    REQUIRE(before >= 0);
+    RawSocket client(pgrail.port());
+    client.send(startup_packet(0x00030000, {{"user", "agent"}, {"database", "app"}}));
+    (void)client.read_until_close();
+    CHECK(eventually([&] { return timeouts() >= before + 1; }, std::chrono::seconds(5)));
 }
 
 TEST_CASE("http: /readyz says not ready while the server cannot be reached", "[http]") {

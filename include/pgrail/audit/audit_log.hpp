@@ -15,8 +15,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,11 +57,19 @@ private:
     std::unique_ptr<Base> impl_;
 };
 
+// How long the audit log's disk work takes, for the caller's metrics (the audit module knows no
+// metrics of its own). Called on the writing thread (each line's write) and on the sync thread
+// (each fdatasync): must be quick and thread-safe; either may be empty.
+struct AuditTimings {
+    std::function<void(std::chrono::nanoseconds)> on_write;
+    std::function<void(std::chrono::nanoseconds)> on_sync;
+};
+
 class AuditLog {
 public:
     // `path` "-" or empty means stdout (never reopened; synced only if it is a regular file).
     // A new file is created with mode 0640. Throws std::runtime_error if it cannot be opened.
-    AuditLog(const std::string& path, FsyncMode fsync_mode);
+    AuditLog(const std::string& path, FsyncMode fsync_mode, AuditTimings timings = {});
     ~AuditLog();  // waits for the lines written so far to be synced
     AuditLog(const AuditLog&) = delete;
     AuditLog& operator=(const AuditLog&) = delete;
@@ -109,6 +119,7 @@ private:
 
     const std::string path_;
     const FsyncMode fsync_mode_;
+    const AuditTimings timings_;
     const bool is_stdout_;
 
     std::mutex write_mutex_;          // one write() at a time, and the current file

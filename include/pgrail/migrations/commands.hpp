@@ -60,7 +60,4 @@ void append_schema_drift_row(ResultTable& table, const SchemaDrift& schema);
 // pgrail commands before they run. Throws MigrationError 42883 for an unknown function.
 [[nodiscard]] ResultTable command_columns(std::string_view function);
 
-// Whether `function` is one of the commands above (for the policy and the proxy).
-[[nodiscard]] bool is_command(std::string_view function);
-
 }  // namespace pgrail::migrations

@@ -20,11 +20,13 @@ enum class OnParseError { deny, allow };
 enum class DdlMode { migrations_only, deny, allow };
 enum class OptionsMode { deny, allow, allow_list };
 
-// pgrail's in-band commands: SELECT * FROM pgrail.<command>(...).
+// pgrail's in-band commands: SELECT * FROM pgrail.<command>(...). The last three are the admin
+// view (sessions, stats, refusals): read-only, in no rule's default list.
 enum class Command : std::uint8_t {
-    status, plan, migrate_up, migrate_down, verify, propose_migration, approve_migration, reject_migration
+    status, plan, migrate_up, migrate_down, verify, propose_migration, approve_migration, reject_migration,
+    sessions, stats, refusals
 };
-inline constexpr std::size_t command_count = 8;
+inline constexpr std::size_t command_count = 11;
 
 // Who is talking: taken from the startup packet and the socket.
 struct SessionInfo {

@@ -23,12 +23,33 @@ public:
                                                       0.001,   0.0025,   0.005,   0.01,   0.1,     1.0};
     void observe(std::chrono::nanoseconds elapsed);
     void render(std::string& out, std::string_view name, std::string_view help) const;
+    [[nodiscard]] std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t sum_ns() const { return sum_ns_.load(std::memory_order_relaxed); }
 
 private:
     std::array<std::atomic<std::uint64_t>, bounds.size() + 1> buckets_{};  // the last one: +Inf
     std::atomic<std::uint64_t> sum_ns_{0};
     std::atomic<std::uint64_t> count_{0};
 };
+
+// The gate's caches of analyses (proxy/policy_gate.cpp): a text is looked up in its worker's
+// cache by text, then by literal shape, then in the cache all workers share; a miss in the last
+// is analysed.
+enum class GateCache : std::uint8_t { thread_text, thread_shape, shared_text };
+inline constexpr std::size_t gate_cache_count = 3;
+
+// What ended a wait pgrail bounds.
+enum class Timeout : std::uint8_t {
+    startup_packet,    // the client did not send its startup packet in time
+    login,             // the whole login took longer than the startup timeout (57014)
+    upstream_connect,  // the server's address did not accept within upstream.connect_timeout_ms
+    upstream_login,    // the server did not answer a turn of the login within connect_timeout_ms
+    buffered_message,  // a client stopped sending a message held whole (buffered_message_timeout)
+    buffer_wait,       // a message waited too long for max_buffered_size (53200)
+};
+inline constexpr std::size_t timeout_count = 6;
+[[nodiscard]] const char* to_string(GateCache cache);
+[[nodiscard]] const char* to_string(Timeout timeout);
 
 class Metrics {
 public:
@@ -49,6 +70,27 @@ public:
     std::atomic<std::uint64_t> catalog_loads_failed{0};
     // Time the policy gate took per statement text (analysis, cache and decision).
     Histogram gate_seconds;
+    // Time of each fresh analysis (a text no cache held): part of gate_seconds.
+    Histogram analysis_seconds;
+    // The audit log: each line's write(), and each fdatasync round (fsync: always).
+    Histogram audit_write_seconds;
+    Histogram audit_fsync_seconds;
+
+    void count_cache(GateCache cache, bool hit) {
+        (hit ? cache_hits_ : cache_misses_)[static_cast<std::size_t>(cache)].fetch_add(1, std::memory_order_relaxed);
+    }
+    void count_timeout(Timeout timeout) {
+        timeouts_[static_cast<std::size_t>(timeout)].fetch_add(1, std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::uint64_t cache_hits(GateCache cache) const {
+        return cache_hits_[static_cast<std::size_t>(cache)].load(std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::uint64_t cache_misses(GateCache cache) const {
+        return cache_misses_[static_cast<std::size_t>(cache)].load(std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::uint64_t timeouts(Timeout timeout) const {
+        return timeouts_[static_cast<std::size_t>(timeout)].load(std::memory_order_relaxed);
+    }
 
     // A statement text's decision under `rule` (class: the first refused or the text's statement).
     void count_statement(std::string_view rule, std::string_view decision, std::string_view statement_class);
@@ -62,7 +104,19 @@ public:
     // Every metric, in the Prometheus text exposition format (version 0.0.4).
     [[nodiscard]] std::string render() const;
 
+    // The labelled counters summed by one label, for pgrail.stats(): statements by decision,
+    // refusals by guard, migration events by "event outcome" (bounded as the series are).
+    struct Totals {
+        std::map<std::string, std::uint64_t> statements_by_decision;
+        std::map<std::string, std::uint64_t> refusals_by_guard;
+        std::map<std::string, std::uint64_t> migration_events;
+    };
+    [[nodiscard]] Totals totals() const;
+
 private:
+    std::array<std::atomic<std::uint64_t>, gate_cache_count> cache_hits_{};
+    std::array<std::atomic<std::uint64_t>, gate_cache_count> cache_misses_{};
+    std::array<std::atomic<std::uint64_t>, timeout_count> timeouts_{};
     // At most this many distinct label sets per labelled metric; more count under "other".
     static constexpr std::size_t max_series = 1000;
     // Looked up by views (std::less<>): a statement's count allocates nothing once its series exists.

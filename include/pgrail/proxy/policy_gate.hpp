@@ -24,8 +24,8 @@ public:
     PolicyGate(std::shared_ptr<const policy::Policy> policy, std::shared_ptr<audit::AuditLog> audit_log,
                bool redact_literals, std::size_t max_analyzed_size);
 
-    GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) override;
-    GateVerdict check_deferred(const SessionContext& session, MessageKind kind, std::string_view sql) override;
+    GateVerdict check(const SessionContext& session, std::string_view sql) override;
+    GateVerdict check_deferred(const SessionContext& session, std::string_view sql) override;
     // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
     bool quick(std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 
+#include "pgrail/audit/audit_log.hpp"
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/proxy/inband_commands.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
@@ -12,12 +13,15 @@ namespace pgrail::proxy {
 
 class Server {
 public:
-    // `gate` decides on every Query and Parse; `inband` runs pgrail.* commands (may be null);
+    // `gate` decides on every Query and Parse; `inband` runs pgrail.* migration commands (null:
+    // migrations are not configured); the admin view's commands (pgrail.sessions(), stats(),
+    // refusals()) are always there, audited into `audit_log` (null: not audited; only without a
+    // policy, when no command can run);
     // `on_reload` runs on SIGHUP, on a thread of its own (it may read files and the database:
     // the listener and the sessions go on meanwhile; it swaps the policy itself and logs
     // failures; sessions are never dropped). A SIGHUP during a reload runs another after it.
     Server(config::ServeConfig config, std::shared_ptr<StatementGate> gate, std::shared_ptr<InbandCommands> inband,
-           std::function<void()> on_reload = {});
+           std::function<void()> on_reload = {}, std::shared_ptr<audit::AuditLog> audit_log = nullptr);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

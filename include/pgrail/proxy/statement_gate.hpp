@@ -24,8 +24,6 @@ struct SessionContext : policy::SessionInfo {
     std::uint64_t session_id = 0;
 };
 
-enum class MessageKind { simple_query, parse };
-
 using StartupParameters = std::vector<std::pair<std::string, std::string>>;
 
 // One of pgrail's in-band commands that a statement reads (sql::PgrailCall, as the proxy needs it).
@@ -87,12 +85,11 @@ inline void settle_audit(GateVerdict& verdict) {
 class StatementGate {
 public:
     virtual ~StatementGate() = default;
-    [[nodiscard]] virtual GateVerdict check(const SessionContext& session, MessageKind kind, std::string_view sql) = 0;
+    [[nodiscard]] virtual GateVerdict check(const SessionContext& session, std::string_view sql) = 0;
     // check() without writing the audit line: the caller settles it (settle_audit), off an I/O
     // thread when the audit waits for fsync.
-    [[nodiscard]] virtual GateVerdict check_deferred(const SessionContext& session, MessageKind kind,
-                                                     std::string_view sql) {
-        return check(session, kind, sql);
+    [[nodiscard]] virtual GateVerdict check_deferred(const SessionContext& session, std::string_view sql) {
+        return check(session, sql);
     }
     // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
     // while it runs; otherwise the session runs check() on another thread.
@@ -115,7 +112,7 @@ public:
 // Forwards everything: `pgrail serve` without a policy.
 class ForwardAllGate final : public StatementGate {
 public:
-    GateVerdict check(const SessionContext&, MessageKind, std::string_view) override { return {}; }
+    GateVerdict check(const SessionContext&, std::string_view) override { return {}; }
     bool quick(std::string_view) override { return true; }
     GateVerdict check_function_call(const SessionContext&, std::uint32_t) override { return {}; }
     GateVerdict check_startup(const SessionContext&, const StartupParameters&) override { return {}; }

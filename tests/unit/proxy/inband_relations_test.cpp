@@ -93,7 +93,7 @@ TEST_CASE("the gate's verdict carries each call's span and whether it changes so
     proxy::SessionContext session;
     session.user = "agent";
     const std::string sql = "SELECT * FROM pgrail.status() s JOIN pgrail.migrate_up('1') USING (version) WHERE $3 > 0";
-    const auto verdict = gate.check(session, proxy::MessageKind::parse, sql);
+    const auto verdict = gate.check(session, sql);
     REQUIRE(verdict.kind == proxy::GateVerdict::Kind::intercept);
     REQUIRE(verdict.calls.size() == 2);
     CHECK(sql.substr(verdict.calls[0].offset, verdict.calls[0].length) == "pgrail.status()");
@@ -106,9 +106,9 @@ TEST_CASE("the gate's verdict carries each call's span and whether it changes so
 
     // DEALLOCATE and DISCARD ALL make the session forget what it prepared (also through the
     // cache of shapes, which answers the second text).
-    CHECK(gate.check(session, proxy::MessageKind::simple_query, "DEALLOCATE s1").forgets_prepared);
-    CHECK(gate.check(session, proxy::MessageKind::simple_query, "DEALLOCATE s2").forgets_prepared);
-    CHECK(gate.check(session, proxy::MessageKind::simple_query, "DISCARD ALL").forgets_prepared);
-    CHECK_FALSE(gate.check(session, proxy::MessageKind::simple_query, "SELECT 1").forgets_prepared);
+    CHECK(gate.check(session, "DEALLOCATE s1").forgets_prepared);
+    CHECK(gate.check(session, "DEALLOCATE s2").forgets_prepared);
+    CHECK(gate.check(session, "DISCARD ALL").forgets_prepared);
+    CHECK_FALSE(gate.check(session, "SELECT 1").forgets_prepared);
     std::filesystem::remove(audit_path);
 }

@@ -61,19 +61,18 @@ TEST_CASE("a shape allowed for one session is decided afresh for another", "[pro
     using Kind = proxy::GateVerdict::Kind;
 
     // The owner may write the ledger: the shape is now known and its analysis shared.
-    CHECK(fixture.gate.check(owner, proxy::MessageKind::simple_query, "UPDATE ledger SET amount = 1 WHERE id = 1").kind ==
+    CHECK(fixture.gate.check(owner, "UPDATE ledger SET amount = 1 WHERE id = 1").kind ==
           Kind::forward);
-    CHECK(fixture.gate.check(owner, proxy::MessageKind::simple_query, "UPDATE ledger SET amount = 2 WHERE id = 7").kind ==
+    CHECK(fixture.gate.check(owner, "UPDATE ledger SET amount = 2 WHERE id = 7").kind ==
           Kind::forward);
     // The agent may not, whatever the values; each refusal is audited with the agent's own text.
-    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "UPDATE ledger SET amount = 3 WHERE id = 8").kind ==
+    CHECK(fixture.gate.check(agent, "UPDATE ledger SET amount = 3 WHERE id = 8").kind ==
           Kind::refuse);
     const std::string refused = "SELECT 1; UPDATE ledger SET amount = 300 WHERE id = 42";
-    const auto verdict = fixture.gate.check(agent, proxy::MessageKind::simple_query, refused);
+    const auto verdict = fixture.gate.check(agent, refused);
     REQUIRE(verdict.kind == Kind::refuse);
     CHECK(verdict.refused_offset == refused.find("UPDATE"));
-    const auto verdict_again = fixture.gate.check(agent, proxy::MessageKind::simple_query,
-                                                  "SELECT 2; UPDATE ledger SET amount = 5 WHERE id = 4");
+    const auto verdict_again = fixture.gate.check(agent, "SELECT 2; UPDATE ledger SET amount = 5 WHERE id = 4");
     CHECK(verdict_again.kind == Kind::refuse);
     CHECK(verdict_again.refused_offset == std::string("SELECT 2; ").size());
     const auto lines = lines_of(fixture.audit_path);
@@ -83,7 +82,7 @@ TEST_CASE("a shape allowed for one session is decided afresh for another", "[pro
         CHECK(line.find("UPDATE ledger SET amount = $1 WHERE id = $2") != std::string::npos);
     }
     // Reads of other shapes stay allowed for both.
-    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM ledger WHERE id = 9").kind ==
+    CHECK(fixture.gate.check(agent, "SELECT * FROM ledger WHERE id = 9").kind ==
           Kind::forward);
 }
 
@@ -92,13 +91,13 @@ TEST_CASE("statements whose meaning is in a literal never share a shape's analys
     const auto agent = session_of("agent", 3);
     using Kind = proxy::GateVerdict::Kind;
     // set_config names its setting in a literal: the first is fine, the second is refused.
-    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT set_config('work_mem', '8MB', false)").kind ==
+    CHECK(fixture.gate.check(agent, "SELECT set_config('work_mem', '8MB', false)").kind ==
           Kind::forward);
-    CHECK(fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT set_config('role', 'postgres', false)").kind ==
+    CHECK(fixture.gate.check(agent, "SELECT set_config('role', 'postgres', false)").kind ==
           Kind::refuse);
     // A pgrail command's arguments are literals: each call is read from its own text.
-    const auto first = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM pgrail.plan('1')");
-    const auto second = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT * FROM pgrail.plan('2')");
+    const auto first = fixture.gate.check(agent, "SELECT * FROM pgrail.plan('1')");
+    const auto second = fixture.gate.check(agent, "SELECT * FROM pgrail.plan('2')");
     REQUIRE(first.kind == Kind::intercept);
     REQUIRE(second.kind == Kind::intercept);
     REQUIRE(first.calls.size() == 1);
@@ -114,7 +113,7 @@ TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, a
     const std::string in_list = "SELECT * FROM ledger WHERE id IN (1" + std::string(2100, ' ') + ")";
     CHECK(gate.quick(in_list));  // decided on the I/O thread: no analysis to wait for
     const auto misses = gate.cache().misses();
-    const auto verdict = gate.check(agent, proxy::MessageKind::simple_query, in_list);
+    const auto verdict = gate.check(agent, in_list);
     CHECK(gate.cache().misses() == misses);  // and none ran
     REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
     CHECK(verdict.error.sqlstate == "54000");
@@ -126,7 +125,7 @@ TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, a
     // At the limit the text is analysed as usual.
     const std::string at_limit = "SELECT * FROM ledger WHERE id IN (1" + std::string(2048 - 36, ' ') + ")";
     REQUIRE(at_limit.size() == 2048);
-    CHECK(gate.check(agent, proxy::MessageKind::simple_query, at_limit).kind == proxy::GateVerdict::Kind::forward);
+    CHECK(gate.check(agent, at_limit).kind == proxy::GateVerdict::Kind::forward);
 }
 
 TEST_CASE("text that does not parse is refused whole, its audit line names the statement that failed",
@@ -134,7 +133,7 @@ TEST_CASE("text that does not parse is refused whole, its audit line names the s
     Fixture fixture;
     const auto agent = session_of("agent", 5);
     // PostgreSQL parses a whole Query before it runs any of it: nothing of this runs.
-    const auto verdict = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT 1; SELEC 2");
+    const auto verdict = fixture.gate.check(agent, "SELECT 1; SELEC 2");
     REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
     CHECK(verdict.refused_offset == 0);
     CHECK(verdict.error.sqlstate == "42601");
@@ -147,7 +146,7 @@ TEST_CASE("with literals redacted, a parse error's audit line does not quote the
     Fixture fixture;
     const auto agent = session_of("agent", 6);
     // PostgreSQL's message quotes the text from where the scanner failed: here, a literal.
-    const auto verdict = fixture.gate.check(agent, proxy::MessageKind::simple_query, "SELECT 'secret value");
+    const auto verdict = fixture.gate.check(agent, "SELECT 'secret value");
     REQUIRE(verdict.kind == proxy::GateVerdict::Kind::refuse);
     CHECK_THAT(verdict.error.message, Catch::Contains("secret"));  // the client sees its own text
     const auto lines = lines_of(fixture.audit_path);

@@ -438,3 +438,68 @@ TEST_CASE("session core: a transaction block is not at rest") {
     h.server(complete("COMMIT") + ready('I'));
     CHECK(h.core().at_rest());
 }
+
+namespace {
+
+std::string startup_packet(std::uint32_t version, const std::vector<std::pair<std::string, std::string>>& parameters) {
+    std::string body = be32(version);
+    for (const auto& [name, value] : parameters) body += cstr(name) + cstr(value);
+    body += '\0';
+    return be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
+}
+std::string request(std::uint32_t code) { return be32(8) + be32(code); }
+
+}  // namespace
+
+TEST_CASE("session core: the startup phase as PostgreSQL 15 reads it") {
+    Harness h;  // (its start() is irrelevant here: the startup steps are pure)
+    auto& core = h.core();
+    SECTION("an encryption request is answered 'N' once; a second one is an unknown protocol") {
+        auto step = core.on_startup_packet(request(protocol::gssenc_request_code));
+        CHECK(step.kind == StartupStep::Kind::reply);
+        CHECK(step.reply == "N");
+        step = core.on_startup_packet(request(protocol::ssl_request_code));
+        CHECK(step.kind == StartupStep::Kind::reply);
+        CHECK(step.reply == "N");
+        step = core.on_startup_packet(request(protocol::ssl_request_code));
+        CHECK(step.kind == StartupStep::Kind::refuse);
+        CHECK(error_field_of(step.reply, 'C') == "0A000");
+        CHECK(error_field_of(step.reply, 'M') == "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
+    }
+    SECTION("a CancelRequest carries its key; nothing is said") {
+        const auto step = core.on_startup_packet(be32(16) + be32(protocol::cancel_request_code) + be32(42) + be32(7));
+        CHECK(step.kind == StartupStep::Kind::cancel);
+        CHECK(step.cancel_key.pid == 42);
+        CHECK(step.cancel_key.secret == 7);
+        CHECK(step.reply.empty());
+    }
+    SECTION("3.0: accepted as it came; the database defaults to the user") {
+        const auto packet = startup_packet(protocol::protocol_version_3, {{"user", "agent"}, {"application_name", "mcp"}});
+        const auto step = core.on_startup_packet(packet);
+        CHECK(step.kind == StartupStep::Kind::accept);
+        CHECK(step.reply.empty());
+        CHECK(core.startup_bytes() == packet);
+        CHECK(core.context().user == "agent");
+        CHECK(core.context().database == "agent");
+        CHECK(core.context().application_name == "mcp");
+    }
+    SECTION("3.2 and protocol options: NegotiateProtocolVersion, and the server gets 3.0 without them") {
+        const auto step = core.on_startup_packet(
+            startup_packet(protocol::protocol_version_3 + 2, {{"user", "agent"}, {"_pq_.compression", "on"}}));
+        CHECK(step.kind == StartupStep::Kind::accept);
+        REQUIRE_FALSE(step.reply.empty());
+        CHECK(step.reply[0] == 'v');
+        CHECK(step.reply.find("_pq_.compression") != std::string::npos);
+        CHECK(core.startup_bytes() == startup_packet(protocol::protocol_version_3, {{"user", "agent"}}));
+    }
+    SECTION("protocol 2 hears an old-style error; 4.0 a FATAL; a malformed packet 08P01") {
+        auto step = core.on_startup_packet(startup_packet(2u << 16, {{"user", "agent"}}));
+        CHECK(step.kind == StartupStep::Kind::refuse);
+        CHECK(step.reply.starts_with("EFATAL:  unsupported frontend protocol 2.0"));
+        step = core.on_startup_packet(startup_packet(4u << 16, {{"user", "agent"}}));
+        CHECK(error_field_of(step.reply, 'C') == "0A000");
+        step = core.on_startup_packet(be32(12) + be32(protocol::protocol_version_3) + "user");  // no terminator
+        CHECK(step.kind == StartupStep::Kind::refuse);
+        CHECK(error_field_of(step.reply, 'C') == "08P01");
+    }
+}
