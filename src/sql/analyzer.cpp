@@ -2,6 +2,7 @@
 #include "pgrail/sql/analyzer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <exception>
@@ -89,7 +90,13 @@ std::size_t character_count(std::string_view text) {
 constexpr std::size_t operator_run_budget = std::size_t{1} << 24;
 constexpr std::size_t linear_operator_run = 64;
 
-bool is_operator_char(char c) { return std::string_view("~!@#^&|`?+-*/%<>=").find(c) != std::string_view::npos; }
+// A table, not a search of the 17 characters: asked for every byte of every text analysed.
+constexpr auto operator_chars = [] {
+    std::array<bool, 256> table{};
+    for (const char c : std::string_view("~!@#^&|`?+-*/%<>=")) table[static_cast<unsigned char>(c)] = true;
+    return table;
+}();
+bool is_operator_char(char c) { return operator_chars[static_cast<unsigned char>(c)]; }
 
 std::optional<ParseError> check_operator_runs(std::string_view text) {
     std::size_t cost = 0;
@@ -458,6 +465,25 @@ constexpr FieldRole field_roles[] = {
     {"LockStmt", "relations", ObjectRole::read, false, "table"},
     {"CreateStatsStmt", "relations", ObjectRole::read, false, "table"},
 };
+
+// The distinct fields of field_roles (names[0, count)).
+struct RoleFields {
+    std::array<std::string_view, std::size(field_roles)> names{};
+    std::size_t count = 0;
+    [[nodiscard]] constexpr bool holds(std::string_view field) const {
+        for (std::size_t index = 0; index < count; ++index) {
+            if (names[index] == field) return true;
+        }
+        return false;
+    }
+};
+constexpr RoleFields role_fields = [] {
+    RoleFields fields;
+    for (const FieldRole& entry : field_roles) {
+        if (!fields.holds(entry.field)) fields.names[fields.count++] = entry.field;
+    }
+    return fields;
+}();
 
 // Whether a node below `value` is of type `type` (bounded like every walk).
 bool contains_node(const json& value, std::string_view type, std::size_t depth = 0) {
@@ -838,6 +864,9 @@ private:
     }
 
     static Scope field_scope(const Scope& scope, std::string_view field) {
+        // Called for every structured field of every node: most (targetList, args, val ...)
+        // name none of field_roles' fields, which one look at the names of those settles.
+        if (!role_fields.holds(field)) return scope;
         for (const FieldRole& entry : field_roles) {
             if (entry.node != scope.node || entry.field != field) continue;
             Scope inner = scope;
@@ -1724,10 +1753,14 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 // signs; ~1.7 KB per level at most, for NOT chains at 4 bytes a level), against
 // the 3 KB per byte that stack_needed(length) grants. A 60-byte statement needs
 // 0.7 MB, 2 KB of text 6.5 MB: short texts take this path on any ordinary
-// thread; long texts, and threads with small stacks, take the split path.
+// thread; longer ones (up to max_nesting bytes) on a big stack (analyze_text).
+bool has_comment_opener(const std::string& text) {
+    return text.find("--") != std::string::npos || text.find("/*") != std::string::npos;
+}
+
 std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int body_level) {
     if (!detail::whole_text_path_allowed(text.size())) return std::nullopt;
-    if (text.find("--") != std::string::npos || text.find("/*") != std::string::npos) return std::nullopt;
+    if (has_comment_opener(text)) return std::nullopt;
     const ParseHandle parse(pg_query_parse(text.c_str()));
     if (parse->error != nullptr) return std::nullopt;
     PooledTree parsed;
@@ -1779,7 +1812,20 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
     if (auto too_long = check_operator_runs(query)) return fail(std::move(*too_long));
     const std::string text(query);
     std::optional<std::vector<Statement>> whole;
-    if (path == Path::any) whole = analyze_whole(text, body_level);
+    if (path == Path::any) {
+        if (detail::whole_text_path_allowed(text.size())) {
+            whole = analyze_whole(text, body_level);
+        } else if (text.size() <= max_nesting && !has_comment_opener(text)) {
+            // Too long for this thread's stack to parse whole (an 8 MB thread: about 2.5 KB): it
+            // is parsed whole on a big stack (this thread's own, see run_with_stack), where the
+            // split path would cost a scan of the text and a second lexing (a third of the
+            // analysis of a 10 KB text). Only up to max_nesting bytes: the text's length bounds
+            // its nesting, so no text is parsed here that the split path would refuse as too
+            // deep. Without a big stack, the split path below decides.
+            auto parse_whole = [&] { whole = analyze_whole(text, body_level); };
+            if (!run_with_stack(stack_needed(text.size()), Work(parse_whole))) whole.reset();
+        }
+    }
     if (whole) {
         result = std::move(*whole);
     } else {

@@ -4,6 +4,8 @@
 #include "scanner_settings.hpp"
 
 #include <pthread.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 
 #include <condition_variable>
 #include <cstdint>
@@ -111,8 +113,94 @@ private:
     bool stopping_ = false;
 };
 
+// A big stack of this thread's own, switched to in place (ucontext), so that a long text is
+// parsed on the thread that asked for it: a hand-off to a worker costs two thread wake-ups,
+// which on a busy 2-core machine cost more than the parse of a few KB. Mapped on first use with
+// MAP_NORESERVE (memory is taken only as deep as a parse goes), 64 KB of guard pages below it.
+// Not in sanitizer builds: their runtimes do not follow a switch of stacks without annotations
+// (there, the workers serve as before).
+constexpr bool fibers_supported = instrumented_stack_factor == 1;
+constexpr std::size_t fiber_guard_bytes = std::size_t{64} << 10;
+
+class FiberStack {
+public:
+    ~FiberStack() {
+        if (base_ != nullptr) munmap(base_, worker_stack_bytes);
+    }
+    // The usable range, mapped on first call; null when it cannot be.
+    [[nodiscard]] char* base() {
+        if (base_ == nullptr && !failed_) {
+            void* mapped = mmap(nullptr, worker_stack_bytes, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+            if (mapped == MAP_FAILED || mprotect(mapped, fiber_guard_bytes, PROT_NONE) != 0) {
+                if (mapped != MAP_FAILED) munmap(mapped, worker_stack_bytes);
+                failed_ = true;
+                return nullptr;
+            }
+            base_ = static_cast<char*>(mapped);
+        }
+        return base_;
+    }
+
+private:
+    char* base_ = nullptr;
+    bool failed_ = false;
+};
+
+thread_local FiberStack fiber_stack;
+// While work runs on fiber_stack: its lowest usable address (stack_remaining() measures from it).
+thread_local std::uintptr_t fiber_low = 0;
+
+struct FiberCall {
+    const Work* work = nullptr;
+    std::exception_ptr failure;
+    ucontext_t caller{};
+    ucontext_t fiber{};
+};
+thread_local FiberCall* fiber_call = nullptr;
+
+void fiber_main() {
+    FiberCall& call = *fiber_call;
+    try {
+        (*call.work)();
+    } catch (...) {
+        // Nothing unwinds past this frame: the exception crosses back to the caller's stack.
+        call.failure = std::current_exception();
+    }
+    // Returning resumes call.caller (uc_link).
+}
+
+// The context calls in a frame of their own that keeps no local across them (getcontext
+// "returns twice"; it never does here, but the compiler must assume it): everything is read
+// through fiber_call.
+[[gnu::noinline]] int enter_fiber() {
+    if (getcontext(&fiber_call->fiber) != 0) return -1;
+    fiber_call->fiber.uc_stack.ss_sp = reinterpret_cast<void*>(fiber_low);
+    fiber_call->fiber.uc_stack.ss_size = worker_stack_bytes - fiber_guard_bytes;
+    fiber_call->fiber.uc_link = &fiber_call->caller;
+    makecontext(&fiber_call->fiber, &fiber_main, 0);
+    return swapcontext(&fiber_call->caller, &fiber_call->fiber);
+}
+
+// Runs `work` on this thread's fiber stack; false when the stack cannot be had.
+bool run_on_fiber(const Work& work) {
+    char* base = fiber_stack.base();
+    if (base == nullptr) return false;
+    FiberCall call;
+    call.work = &work;
+    fiber_call = &call;
+    fiber_low = reinterpret_cast<std::uintptr_t>(base) + fiber_guard_bytes;
+    const int switched = enter_fiber();
+    fiber_low = 0;
+    fiber_call = nullptr;
+    if (switched != 0) return false;
+    if (call.failure) std::rethrow_exception(call.failure);
+    return true;
+}
+
 // Lowest usable address of this thread's stack, looked up once per thread.
 std::uintptr_t stack_low() {
+    if (fiber_low != 0) return fiber_low;
     thread_local std::uintptr_t low = [] {
         pthread_attr_t attributes;
         void* address = nullptr;
@@ -142,6 +230,8 @@ bool run_with_stack(std::size_t needed_bytes, const Work& work) {
         return true;
     }
     if (on_worker || needed_bytes + worker_reserve_bytes > worker_stack_bytes) return false;
+    // The fiber stack is as big as a worker's; once on it, a further need goes to a worker.
+    if (fibers_supported && fiber_low == 0 && run_on_fiber(work)) return true;
     return WorkerPool::instance().run(work);
 }
 

@@ -1,5 +1,6 @@
-// Runs work on a stack large enough for it: the caller's when it has room,
-// otherwise one of a few long-lived worker threads with big stacks.
+// Runs work on a stack large enough for it: the caller's when it has room, otherwise a big stack
+// of the calling thread's own (switched to in place), or one of a few long-lived worker threads
+// with big stacks (sanitizer builds, and work that already runs on the big stack).
 #pragma once
 
 #include <cstddef>
@@ -40,10 +41,11 @@ private:
 // Bytes of stack left below the caller's frame (large on the main thread too).
 [[nodiscard]] std::size_t stack_remaining();
 
-// Runs `work` with at least `needed_bytes` of stack. Returns false, without
-// running it, when no such stack is available (more than a worker has, or no
-// worker could be started). Exceptions from `work` propagate to the caller.
-// Never waits for a worker when called from a worker, so it cannot deadlock.
+// Runs `work` with at least `needed_bytes` of stack, on the calling thread where it can (its own
+// stack, else its big stack: no thread hand-off). Returns false, without running it, when no
+// such stack is available (more than a worker has, or neither the big stack nor a worker could
+// be had). Exceptions from `work` propagate to the caller. Never waits for a worker when called
+// from a worker, so it cannot deadlock.
 [[nodiscard]] bool run_with_stack(std::size_t needed_bytes, const Work& work);
 
 }  // namespace pgrail::sql::detail

@@ -42,20 +42,22 @@ long long JsonNode::integer() const {
 
 bool JsonTree::read_string(std::string_view text, std::size_t& position, std::string_view& out) {
     // `position` is just past the opening quote.
+    // A plain loop, not memchr: most strings here are a few bytes (keys, node names), shorter
+    // than a library call's set-up.
     const std::size_t start = position;
     bool escaped = false;
+    const char* const data = text.data();
+    const std::size_t size = text.size();
     for (;;) {
-        const std::size_t quote = text.find('"', position);
-        if (quote == std::string_view::npos) return false;
-        // The next backslash is remembered: searching afresh for each string would be quadratic.
-        if (next_backslash_ < position) next_backslash_ = text.find('\\', position);
-        const std::size_t backslash = next_backslash_;
-        if (backslash == std::string_view::npos || backslash > quote) {
-            position = quote;
-            break;
+        if (position >= size) return false;
+        const char c = data[position];
+        if (c == '"') break;
+        if (c == '\\') {
+            escaped = true;
+            position += 2;  // skip the escaped character, which may be a quote
+            continue;
         }
-        escaped = true;
-        position = backslash + 2;  // skip the escaped character, which may be a quote
+        ++position;
     }
     const std::string_view raw = text.substr(start, position - start);
     ++position;
@@ -105,7 +107,6 @@ bool JsonTree::read_string(std::string_view text, std::size_t& position, std::st
 bool JsonTree::parse(std::string_view text) {
     nodes_.clear();
     unescaped_.clear();
-    next_backslash_ = 0;
     if (text.empty()) return false;
     nodes_.reserve(text.size() / 24 + 4);
     std::vector<Open>& open = open_;  // reused: no allocation per parse
@@ -157,13 +158,14 @@ bool JsonTree::parse(std::string_view text) {
         }
         if (nodes_.size() >= none - 1) return false;
         const auto index = static_cast<std::uint32_t>(nodes_.size());
-        Node node;
+        // Built in place: a node is copied into the array not at all (every value of a 10 KB
+        // query's tree is one of about 10,000 nodes).
+        Node& node = nodes_.emplace_back();
         node.key = key;
         const char c = text[position];
         if (c == '{' || c == '[') {
             node.type = c == '{' ? JsonNode::Type::object : JsonNode::Type::array;
             ++position;
-            nodes_.push_back(node);
             attach(index);
             open.push_back(Open{index, none});
             continue;
@@ -191,7 +193,6 @@ bool JsonTree::parse(std::string_view text) {
         } else {
             return false;
         }
-        nodes_.push_back(node);
         attach(index);
         done = open.empty();
     }

@@ -90,7 +90,6 @@ private:
     std::vector<Node> nodes_;
     std::vector<Open> open_;
     std::deque<std::string> unescaped_;  // stable storage for strings that had escapes
-    std::size_t next_backslash_ = 0;     // npos once none is left
 };
 
 // The accessors are inline: the analyzer's tree walks call them for every node.
@@ -108,8 +107,11 @@ inline std::size_t JsonNode::size() const { return tree_ == nullptr ? 0 : tree_-
 
 inline JsonNode JsonNode::find(std::string_view key) const {
     if (!is_object()) return {};
+    // The first byte is compared before the library's memcmp: most keys differ there or in length.
+    const char first = key.empty() ? '\0' : key.front();
     for (JsonNode member : *this) {
-        if (member.key() == key) return member;
+        const std::string_view name = member.key();
+        if (name.size() == key.size() && (key.empty() || name.front() == first) && name == key) return member;
     }
     return {};
 }

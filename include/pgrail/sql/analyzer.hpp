@@ -32,11 +32,12 @@ struct Lexing {
 // Analyses `query` (one simple-Query string or one Parse message's text) as the server lexes it
 // under `lexing`.
 // Never throws for bad SQL and never crashes on hostile input: text nested too
-// deeply to parse safely is refused as a ParseError. Thread-safe. Deeply nested
-// statements run on internal 64 MB-stack worker threads; others on the caller's
-// stack when it has room (about 0.5 MB plus 3 KB per nesting level). Fast path:
-// comment-free text is parsed whole, without scanning it first, when the caller's
-// stack has 0.5 MB plus 3 KB per byte of it (a short statement: well under 1 MB).
+// deeply to parse safely is refused as a ParseError. Thread-safe. Parsing runs on the
+// caller's stack when it has room (about 0.5 MB plus 3 KB per nesting level), else on a
+// 64 MB stack of the calling thread's own (mapped on first need, in pages as used) or, in
+// sanitizer builds, on internal 64 MB-stack worker threads. Fast path: comment-free text of
+// up to 16,000 bytes is parsed whole, without scanning it first, on a stack of 0.5 MB plus
+// 3 KB per byte of it (a short statement: well under 1 MB).
 [[nodiscard]] Analysis analyze(std::string_view query, Lexing lexing = {});
 
 // What stands for the analysis of a text longer than pgrail analyses (its memory grows with

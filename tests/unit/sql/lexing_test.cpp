@@ -50,7 +50,8 @@ TEST_CASE("a backslash before a quote is read as the server's standard_conformin
 }
 
 TEST_CASE("standard_conforming_strings reaches the large-stack workers and DO bodies", "[sql][lexing]") {
-    // Long enough to be split with the scanner (and parsed on a worker when deep).
+    // Long enough to be split with the scanner, and deep enough to be parsed on a big stack (the
+    // thread's own; a worker's in sanitizer builds).
     std::string deep = "SELECT 'a\\'; DROP TABLE t; --', ";
     for (int level = 0; level < 3000; ++level) deep += "(";
     deep += "1";
