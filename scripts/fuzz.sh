@@ -9,7 +9,7 @@
 #   scripts/fuzz.sh --parallel 2             # two targets at a time (CI: one per core)
 #   scripts/fuzz.sh --build-only
 #
-# Targets: frame startup literal_shape policy analyze. A crash, leak, timeout (a single input
+# Targets: frame startup literal_shape policy analyze masking auth. A crash, leak, timeout (a single input
 # running over 10 s) or sanitizer report fails the run; libFuzzer writes the input that did it to
 # BUILD_DIR/artifacts/<target>/ and the script prints it as hex. Reproduce with
 #   build-fuzz/tests/fuzz/<target>_fuzz FILE
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-2}
-all_targets=(frame startup literal_shape policy analyze masking)
+all_targets=(frame startup literal_shape policy analyze masking auth)
 # ccache across checkouts (CI builds a fresh clone in another directory): paths relative to the
 # tree, the build directory not hashed (debug info may then name the checkout that compiled first).
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}

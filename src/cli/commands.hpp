@@ -12,5 +12,6 @@ void add_explain_command(CLI::App& app);
 void add_migrate_command(CLI::App& app);
 void add_backstop_command(CLI::App& app);
 void add_audit_command(CLI::App& app);
+void add_passwd_command(CLI::App& app);
 
 }  // namespace pgrail::cli

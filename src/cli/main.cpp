@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     pgrail::cli::add_migrate_command(app);
     pgrail::cli::add_backstop_command(app);
     pgrail::cli::add_audit_command(app);
+    pgrail::cli::add_passwd_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -174,12 +174,34 @@ def analyze_seeds():
     return seeds
 
 
+def auth_seeds():
+    """Flags byte (bit 0: channel binding, 1: mock, 2: -PLUS chosen; bits 4-5: server, client,
+    verifier, identities), then the first message, a NUL, the second."""
+    verifier = (b"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+                b"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=")
+    final = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+    return [
+        ("server plain", b"\x00n,,n=,r=rOprNGfwEbeRWgbNEkqO\0" + final),
+        ("server y", b"\x00y,,n=user,r=abc,x=ext\0c=eSws,r=abc,p=AAAA"),
+        ("server plus", b"\x05p=tls-server-end-point,,n=,r=abc\0c=cD10bHMtc2VydmVyLWVuZC1wb2ludCws,r=abc,p=x"),
+        ("server mock", b"\x02n,,n=,r=abc\0" + final),
+        ("client", b"\x10r=fuzznonceXYZ,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096\0v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+        ("client error", b"\x11r=fuzznonce1,s=QUJD,i=16\0e=invalid-proof"),
+        ("verifier", b"\x20" + verifier),
+        ("saslprep", b"\x20I\xc2\xadX \xef\xb7\xba \xc2\xa0caf\xc3\xa9 \xd8\xa71 \xff"),
+        ("identities", b"\x30identities:\n  - {name: agent-7, role: agent, verifier: \"" + verifier +
+                       b"\"}\nroles:\n  agent: {password_file: agent.pw}\n"),
+        ("identities env", b"\x30{identities: [], roles: {r: {password_env: X}}}\n"),
+    ]
+
+
 def main():
     write("frame", frame_seeds())
     write("startup", startup_seeds())
     write("literal_shape", literal_shape_seeds())
     write("policy", policy_seeds())
     write("analyze", analyze_seeds())
+    write("auth", auth_seeds())
     for target in sorted(CORPUS.iterdir()):
         print(f"{target.name}: {len(list(target.iterdir()))} seeds")
 
