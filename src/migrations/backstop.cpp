@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "internal.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/quote.hpp"
 
 namespace pgrail::migrations {
@@ -200,20 +201,20 @@ std::pair<std::string, bool> load_or_create_key(const std::filesystem::path& key
     if (std::filesystem::exists(key_file, ec)) return {read_backstop_key(key_file), false};
     std::array<unsigned char, 32> random{};
     if (RAND_bytes(random.data(), static_cast<int>(random.size())) != 1)
-        throw MigrationError("58000", "cannot generate the backstop's key: OpenSSL's RAND_bytes failed");
+        throw MigrationError(sqlstate::system_error, "cannot generate the backstop's key: OpenSSL's RAND_bytes failed");
     const std::string key = hex(random.data(), random.size());
     const int fd = ::open(key_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-        throw MigrationError("58030", fmt::format("cannot create the key file {}: {}", key_file.string(),
-                                                  std::strerror(errno)));
+        throw MigrationError(sqlstate::io_error,
+                             fmt::format("cannot create the key file {}: {}", key_file.string(), std::strerror(errno)));
     const std::string line = key + "\n";
     const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
     const int saved = errno;
     ::close(fd);
     if (!written) {
         std::filesystem::remove(key_file, ec);
-        throw MigrationError("58030", fmt::format("cannot write the key file {}: {}", key_file.string(),
-                                                  std::strerror(saved)));
+        throw MigrationError(sqlstate::io_error,
+                             fmt::format("cannot write the key file {}: {}", key_file.string(), std::strerror(saved)));
     }
     return {key, true};
 }
@@ -231,7 +232,7 @@ std::string ledger_guard_sql(std::string_view table) {
 void authorize_runner(pqxx::transaction_base& tx, const std::string& key_file) {
     const std::string key = read_backstop_key(key_file);
     if (tx.exec_params1("SELECT pgrail_backstop.authorize($1)", key)[0].as<bool>()) return;
-    throw MigrationError("42501", "pgrail's backstop refused the migration runner's key",
+    throw MigrationError(sqlstate::insufficient_privilege, "pgrail's backstop refused the migration runner's key",
                          fmt::format("this database's backstop (schema pgrail_backstop) was installed with another "
                                      "key than the one in {}",
                                      key_file),
@@ -292,23 +293,26 @@ std::optional<std::string> parse_backstop_key(std::string_view text) {
 std::string read_backstop_key(const std::filesystem::path& key_file) {
     std::error_code ec;
     if (!std::filesystem::exists(key_file, ec))
-        throw MigrationError("58P01", fmt::format("the backstop's key file {} does not exist", key_file.string()), "",
+        throw MigrationError(sqlstate::undefined_file,
+                             fmt::format("the backstop's key file {} does not exist", key_file.string()), "",
                              "`pgrail backstop install --key-file FILE` writes it");
     std::ifstream in(key_file, std::ios::binary);
     // A key file is 65 bytes; anything much longer is not one.
     std::array<char, 257> buffer{};
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
     if (in.bad() || (!in && !in.eof()))
-        throw MigrationError("58030", fmt::format("cannot read the backstop's key file {}", key_file.string()));
+        throw MigrationError(sqlstate::io_error,
+                             fmt::format("cannot read the backstop's key file {}", key_file.string()));
     const auto key = parse_backstop_key(std::string_view(buffer.data(), static_cast<std::size_t>(in.gcount())));
     if (!key)
-        throw MigrationError("22023", fmt::format("{} is not a backstop key file: expected 64 hex digits",
-                                                  key_file.string()));
+        throw MigrationError(sqlstate::invalid_parameter_value,
+                             fmt::format("{} is not a backstop key file: expected 64 hex digits", key_file.string()));
     return *key;
 }
 
 BackstopInstallResult install_backstop(const BackstopInstallOptions& options) {
-    if (options.key_file.empty()) throw MigrationError("22023", "install needs a key file (--key-file)");
+    if (options.key_file.empty())
+        throw MigrationError(sqlstate::invalid_parameter_value, "install needs a key file (--key-file)");
     BackstopInstallResult result;
     auto conn = detail::connect(options.conninfo);
     try {
@@ -319,13 +323,14 @@ BackstopInstallResult install_backstop(const BackstopInstallOptions& options) {
         result.owner = who[0].as<std::string>();
         result.database = who[1].as<std::string>();
         if (!who[2].as<bool>())
-            throw MigrationError("42501", fmt::format("pgrail backstop install needs a superuser, and {} is not one",
-                                                      result.owner),
-                                 "event triggers can only be created by a superuser",
-                                 "give --dsn a superuser's connection string (it is used for the install only)");
+            throw MigrationError(
+                sqlstate::insufficient_privilege,
+                fmt::format("pgrail backstop install needs a superuser, and {} is not one", result.owner),
+                "event triggers can only be created by a superuser",
+                "give --dsn a superuser's connection string (it is used for the install only)");
         result.reinstalled = !who[3].is_null();
         if (result.reinstalled && who[3].as<std::string>() != result.owner)
-            throw MigrationError("42P06",
+            throw MigrationError(sqlstate::duplicate_schema,
                                  fmt::format("schema pgrail_backstop exists and belongs to {}, not to {}",
                                              who[3].as<std::string>(), result.owner),
                                  "the backstop's schema must be the installing superuser's own: a schema made by "
@@ -489,7 +494,9 @@ std::string without_backstop(const std::string& dump) {
 }
 
 std::string backstop_refusal_hint(std::string_view sqlstate, std::string_view message) {
-    if (sqlstate != "42501" || message.find(backstop_refusal_message) == std::string_view::npos) return {};
+    if (sqlstate != sqlstate::insufficient_privilege ||
+        message.find(backstop_refusal_message) == std::string_view::npos)
+        return {};
     return "This database has pgrail's backstop, and it did not recognise this runner: configure the key file that "
            "`pgrail backstop install --key-file FILE` wrote (migrations.backstop_key_file in pgrail's configuration, "
            "--backstop-key-file or $PGRAIL_BACKSTOP_KEY_FILE for `pgrail migrate`).";

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "pgrail/migrations/error.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 
 namespace pgrail::migrations {
 
@@ -78,14 +79,16 @@ ResultTable proposal_columns() {
 std::vector<std::string> exact_arguments(std::string_view function, const std::vector<std::string>& arguments,
                                          std::size_t count, std::string_view spelled) {
     if (arguments.size() != count)
-        throw MigrationError("42883", fmt::format("pgrail.{} takes {} argument{}: pgrail.{}({})", function, count,
-                                                  count == 1 ? "" : "s", function, spelled));
+        throw MigrationError(sqlstate::undefined_function,
+                             fmt::format("pgrail.{} takes {} argument{}: pgrail.{}({})", function, count,
+                                         count == 1 ? "" : "s", function, spelled));
     return arguments;
 }
 
 std::optional<std::string> optional_argument(std::string_view function, const std::vector<std::string>& arguments) {
     if (arguments.size() > 1)
-        throw MigrationError("42883", fmt::format("pgrail.{} takes at most one argument (a migration version)", function));
+        throw MigrationError(sqlstate::undefined_function,
+                             fmt::format("pgrail.{} takes at most one argument (a migration version)", function));
     if (arguments.empty()) return std::nullopt;
     return arguments.front();
 }
@@ -193,12 +196,12 @@ ResultTable command_columns(std::string_view function) {
     if (function == "plan") return plan_columns();
     if (function == "migrate_up" || function == "migrate_down") return steps_table({});
     if (function == "verify") return verify_columns();
-    throw MigrationError("42883", fmt::format("function pgrail.{} does not exist", function));
+    throw MigrationError(sqlstate::undefined_function, fmt::format("function pgrail.{} does not exist", function));
 }
 
 ResultTable run_command(Runner& runner, std::string_view function, const std::vector<std::string>& arguments) {
     if (function == "status") {
-        if (!arguments.empty()) throw MigrationError("42883", "pgrail.status takes no arguments");
+        if (!arguments.empty()) throw MigrationError(sqlstate::undefined_function, "pgrail.status takes no arguments");
         return status_table(runner.status_report());
     }
     // In-band, a version means that migration alone (it must be the next pending one).
@@ -217,7 +220,7 @@ ResultTable run_command(Runner& runner, std::string_view function, const std::ve
         const auto args = exact_arguments(function, arguments, 2, "version, reason");
         return proposal_table({runner.reject(args[0], args[1])});
     }
-    throw MigrationError("42883", fmt::format("function pgrail.{} does not exist", function), "",
+    throw MigrationError(sqlstate::undefined_function, fmt::format("function pgrail.{} does not exist", function), "",
                          "pgrail knows status(), plan(), migrate_up([version]), migrate_down([version]), "
                          "verify([version]), propose_migration(name, up_sql, down_sql), "
                          "approve_migration(version), reject_migration(version, reason)");

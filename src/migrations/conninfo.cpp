@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include "pgrail/migrations/error.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 
 namespace pgrail::migrations {
 
@@ -17,7 +18,7 @@ std::vector<ConninfoOption> parse_conninfo(const std::string& conninfo) {
         std::string message = error != nullptr ? error : "out of memory";
         PQfreemem(error);
         while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-        throw MigrationError("22023", fmt::format("invalid connection string: {}", message));
+        throw MigrationError(sqlstate::invalid_parameter_value, fmt::format("invalid connection string: {}", message));
     }
     std::vector<ConninfoOption> out;
     for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option)

@@ -10,6 +10,7 @@
 #include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/runner.hpp"
 #include "pgrail/migrations/schema_diff.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 
 namespace pgrail::migrations {
 
@@ -276,7 +277,8 @@ SchemaDrift Runner::accept_schema() {
         detail::ensure_ledger(*conn);
         accepted = detail::read_schema_drift(*conn);
         if (!accepted.error.empty())
-            throw MigrationError("XX000", "cannot compare the live schema with the ledger", accepted.error);
+            throw MigrationError(sqlstate::internal_error, "cannot compare the live schema with the ledger",
+                                 accepted.error);
         pqxx::work tx(*conn);
         if (actor.empty()) actor = tx.exec1("SELECT session_user::text")[0].as<std::string>();
         const std::string what =

@@ -9,6 +9,7 @@
 
 #include "../sql/pg_query_handle.hpp"
 #include "pgrail/migrations/error.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 #include "lint_internal.hpp"
 
 namespace pgrail::migrations {
@@ -213,7 +214,7 @@ void check_lint_policy(const Migration& migration, const LintPolicy& policy) {
     for (const LintFinding* finding : blocked)
         detail += fmt::format("{}{}:{}: [{}] {}", detail.empty() ? "" : "\n", migration.up.path.filename().string(),
                               finding->line, finding->rule, finding->message);
-    throw MigrationError("55000",
+    throw MigrationError(sqlstate::object_not_in_prerequisite_state,
                          fmt::format("migration {}_{} is blocked by lint rule {} at line {} of {}", migration.version,
                                      migration.name, first.rule, first.line, migration.up.path.filename().string()),
                          std::move(detail),

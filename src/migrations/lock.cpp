@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "pgrail/protocol/sqlstate.hpp"
+
 namespace pgrail::migrations {
 
 LockWait wait_for_lock(const std::function<bool()>& try_lock, const std::function<bool()>& abandoned,
@@ -55,7 +57,7 @@ std::string describe(const LockHolder& holder) {
 MigrationError lock_wait_error(const std::vector<LockHolder>& holders, std::chrono::milliseconds waited) {
     const auto key = fmt::format("advisory lock key {}", advisory_lock_key);
     if (holders.empty())
-        return MigrationError("55P03",
+        return MigrationError(sqlstate::lock_not_available,
                               fmt::format("could not take pgrail's migration lock within {} ms", waited.count()),
                               fmt::format("the {} was taken, but its holder had gone when pgrail looked", key),
                               "retry the command");
@@ -81,7 +83,7 @@ MigrationError lock_wait_error(const std::vector<LockHolder>& holders, std::chro
                            others.size() > 1 ? "s" : "", pids, others.size() > 1 ? "are" : "is",
                            others.size() > 1 ? "their" : "its", others.size() > 1 ? "s" : "", terminate);
     }
-    return MigrationError("55P03",
+    return MigrationError(sqlstate::lock_not_available,
                           fmt::format("could not take pgrail's migration lock within {} ms: it is held by PostgreSQL "
                                       "backend{} pid{} {}",
                                       waited.count(), plural ? "s" : "", plural ? "s" : "", pid_list(holders)),
@@ -97,7 +99,7 @@ MigrationError abandoned_error(std::string_view when, const std::vector<std::str
         for (const auto& step : done) detail += "\n  " + step;
         detail += "\nnothing after that was started";
     }
-    return MigrationError("57014",
+    return MigrationError(sqlstate::query_canceled,
                           fmt::format("migration run abandoned {}: its client cancelled or disconnected", when), detail,
                           "run the command again if it is still wanted; SELECT * FROM pgrail.status() shows "
                           "what is applied");

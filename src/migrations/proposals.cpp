@@ -9,6 +9,7 @@
 
 #include "internal.hpp"
 #include "pgrail/migrations/lint.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::migrations {
@@ -115,7 +116,8 @@ std::string next_proposal_version(std::chrono::system_clock::time_point now, con
 Migration proposal_migration(const std::string& version, const std::string& name, const std::string& up_sql,
                              const std::string& down_sql) {
     if (!valid_proposal_name(name))
-        throw MigrationError("22023", fmt::format("pgrail: invalid migration name \"{}\"", name),
+        throw MigrationError(sqlstate::invalid_parameter_value,
+                             fmt::format("pgrail: invalid migration name \"{}\"", name),
                              "a migration's name is 1 to 63 characters of a-z, 0-9 and _",
                              "e.g. SELECT * FROM pgrail.propose_migration('add_profiles_timezone', up_sql, down_sql)");
     Migration migration;
@@ -125,15 +127,15 @@ Migration proposal_migration(const std::string& version, const std::string& name
         auto parsed = parse_script(file_path(version, name, direction), text);
         const char* which = direction == Direction::up ? "up script" : "rollback (down) script";
         if (parsed.error)
-            throw MigrationError(parsed.error->starts_with("does not parse") ? "42601" : "22023",
+            throw MigrationError(parsed.error->starts_with("does not parse") ? sqlstate::syntax_error
+                                                                             : sqlstate::invalid_parameter_value,
                                  fmt::format("pgrail: the proposal's {} {}", which, *parsed.error), "",
                                  "Both scripts must be SQL that PostgreSQL parses, without BEGIN/COMMIT (the runner "
                                  "runs each migration in a transaction); fix it and propose again.");
         if (parsed.script.statements.empty())
             throw MigrationError(
-                "22023", fmt::format("pgrail: the proposal's {} has no statements", which),
-                direction == Direction::down ? "every migration needs a rollback script that undoes its up script"
-                                             : "",
+                sqlstate::invalid_parameter_value, fmt::format("pgrail: the proposal's {} has no statements", which),
+                direction == Direction::down ? "every migration needs a rollback script that undoes its up script" : "",
                 direction == Direction::down
                     ? "Pass the SQL that undoes the change as the third argument, e.g. ALTER TABLE t DROP COLUMN c "
                       "for ALTER TABLE t ADD COLUMN c ..."
@@ -381,10 +383,11 @@ void audit_proposal(const RunnerOptions& options, const Proposal& proposal, cons
                              {"verification", proposal.verification.substr(0, proposal.verification.find(':'))}};
     if (event == "rejected") record["reason_chars"] = proposal.reason.size();
     if (!options.audit(record))
-        throw MigrationError("58030",
-                             fmt::format("pgrail: proposal {} is recorded ({}), but its audit line could not be written",
-                                         proposal.version, event),
-                             "", "Ask the operator to check pgrail's audit file and disk.");
+        throw MigrationError(
+            sqlstate::io_error,
+            fmt::format("pgrail: proposal {} is recorded ({}), but its audit line could not be written",
+                        proposal.version, event),
+            "", "Ask the operator to check pgrail's audit file and disk.");
 }
 
 // The ledger (with the proposals table) exists: created under the advisory lock when missing.
@@ -513,9 +516,11 @@ namespace {
 Proposal decide(const RunnerOptions& options, const std::string& version_text, bool approve,
                 const std::string& reason) {
     const auto version = canonical_version(version_text);
-    if (!version) throw MigrationError("22023", fmt::format("pgrail: invalid migration version \"{}\"", version_text));
+    if (!version)
+        throw MigrationError(sqlstate::invalid_parameter_value,
+                             fmt::format("pgrail: invalid migration version \"{}\"", version_text));
     if (!approve && reason.empty())
-        throw MigrationError("22023", "pgrail: a rejection needs a reason", "",
+        throw MigrationError(sqlstate::invalid_parameter_value, "pgrail: a rejection needs a reason", "",
                              "e.g. SELECT * FROM pgrail.reject_migration('<version>', 'why')");
     auto conn = detail::connect(options.conninfo, options.backstop_key_file);
     Proposal proposal;
@@ -526,22 +531,25 @@ Proposal decide(const RunnerOptions& options, const std::string& version_text, b
         pqxx::work tx(*conn);
         auto found = find_proposal(tx, *version, true);
         if (!found)
-            throw MigrationError("22023", fmt::format("pgrail: no proposed migration with version {}", *version), "",
+            throw MigrationError(sqlstate::invalid_parameter_value,
+                                 fmt::format("pgrail: no proposed migration with version {}", *version), "",
                                  "pgrail migrate proposals (CLI) lists them.");
         proposal = std::move(*found);
         if (approve && proposal.state != ProposalState::proposed)
-            throw MigrationError("55000", fmt::format("pgrail: proposal {} ({}) is already {}", proposal.version,
-                                                      proposal.name, to_string(proposal.state)));
+            throw MigrationError(sqlstate::object_not_in_prerequisite_state,
+                                 fmt::format("pgrail: proposal {} ({}) is already {}", proposal.version, proposal.name,
+                                             to_string(proposal.state)));
         if (!approve) {
             if (proposal.state == ProposalState::rejected)
-                throw MigrationError("55000", fmt::format("pgrail: proposal {} ({}) is already rejected",
-                                                          proposal.version, proposal.name));
+                throw MigrationError(
+                    sqlstate::object_not_in_prerequisite_state,
+                    fmt::format("pgrail: proposal {} ({}) is already rejected", proposal.version, proposal.name));
             const bool applied =
                 tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pgrail.schema_migrations WHERE version = $1)",
                                 proposal.version)[0]
                     .as<bool>();
             if (applied)
-                throw MigrationError("55000",
+                throw MigrationError(sqlstate::object_not_in_prerequisite_state,
                                      fmt::format("pgrail: migration {} ({}) is applied; roll it back before rejecting "
                                                  "it",
                                                  proposal.version, proposal.name),

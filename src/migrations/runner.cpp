@@ -16,6 +16,7 @@
 #include "fingerprint_internal.hpp"
 #include "internal.hpp"
 #include "pgrail/migrations/lint.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 
 namespace pgrail::migrations {
 
@@ -49,7 +50,7 @@ std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", v
 // libpqxx 6.4 throws insufficient_privilege without its SQLSTATE (the backstop refuses with it).
 std::string sqlstate_of(const pqxx::sql_error& error) {
     if (error.sqlstate().empty() && dynamic_cast<const pqxx::insufficient_privilege*>(&error) != nullptr)
-        return "42501";
+        return sqlstate::insufficient_privilege;
     return error.sqlstate();
 }
 
@@ -63,12 +64,15 @@ std::string sqlstate_of(const pqxx::sql_error& error) {
     } catch (const pqxx::sql_error& error) {
         auto [message, more] = split_pq_message(error.what());
         const auto sqlstate = sqlstate_of(error);
-        throw MigrationError(sqlstate.empty() ? "XX000" : sqlstate, fmt::format("{}: {}", what_we_did, message), more,
+        throw MigrationError(sqlstate.empty() ? sqlstate::internal_error : sqlstate,
+                             fmt::format("{}: {}", what_we_did, message), more,
                              backstop_refusal_hint(sqlstate, message));
     } catch (const pqxx::broken_connection& error) {
-        throw MigrationError("08006", fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
+        throw MigrationError(sqlstate::connection_failure,
+                             fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
     } catch (const std::exception& error) {
-        throw MigrationError("XX000", fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
+        throw MigrationError(sqlstate::internal_error,
+                             fmt::format("{}: {}", what_we_did, split_pq_message(error.what()).first));
     }
 }
 
@@ -317,7 +321,8 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
         }
         return std::nullopt;
     } catch (const Abandoned&) {
-        return ScriptFailure{index, "57014", "the run was abandoned: its client cancelled or disconnected", ""};
+        return ScriptFailure{index, sqlstate::query_canceled,
+                             "the run was abandoned: its client cancelled or disconnected", ""};
     } catch (const pqxx::sql_error& error) {
         auto [message, more] = split_pq_message(error.what());
         if (script.no_transaction) {
@@ -332,22 +337,31 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
         // session too (57P01 after pg_terminate_backend).
         return ScriptFailure{index, sqlstate_of(error), message, more, !conn.is_open(), false, false};
     } catch (const pqxx::broken_connection& error) {
-        return ScriptFailure{index, "08006", split_pq_message(error.what()).first, "", true, true, false};
+        return ScriptFailure{index, sqlstate::connection_failure, split_pq_message(error.what()).first, "", true, true,
+                             false};
     } catch (const pqxx::in_doubt_error& error) {
-        return ScriptFailure{index, "08007", split_pq_message(error.what()).first, "", true, true, true};
+        return ScriptFailure{
+            index, sqlstate::transaction_resolution_unknown, split_pq_message(error.what()).first, "", true, true,
+            true};
     } catch (const pqxx::deadlock_detected& error) {
         auto [message, more] = split_pq_message(error.what());
-        return ScriptFailure{index, "40P01", message, more};
+        return ScriptFailure{index, sqlstate::deadlock_detected, message, more};
     } catch (const pqxx::serialization_failure& error) {
         auto [message, more] = split_pq_message(error.what());
-        return ScriptFailure{index, "40001", message, more};
+        return ScriptFailure{index, sqlstate::serialization_failure, message, more};
     } catch (const pqxx::statement_completion_unknown& error) {
-        return ScriptFailure{index, "40003", split_pq_message(error.what()).first, "", !conn.is_open(), true, false};
+        return ScriptFailure{index,
+                             sqlstate::statement_completion_unknown,
+                             split_pq_message(error.what()).first,
+                             "",
+                             !conn.is_open(),
+                             true,
+                             false};
     } catch (const pqxx::failure& error) {
         auto [message, more] = split_pq_message(error.what());
         // libpqxx reports some lost connections as a plain failure.
         const bool lost = !conn.is_open();
-        return ScriptFailure{index, "XX000", message, more, lost, lost, false};
+        return ScriptFailure{index, sqlstate::internal_error, message, more, lost, lost, false};
     }
 }
 
@@ -428,10 +442,10 @@ MigrationError script_error(const Migration& migration, Direction direction, con
                                   "(pg_index.indisvalid = false) that must be dropped by hand");
     }
     if (!failure.more.empty()) detail += "\n" + failure.more;
-    return MigrationError(failure.sqlstate.empty() ? "XX000" : failure.sqlstate,
-                          fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where,
-                                      failure.message),
-                          detail, backstop_refusal_hint(failure.sqlstate, failure.message));
+    return MigrationError(
+        failure.sqlstate.empty() ? sqlstate::internal_error : failure.sqlstate,
+        fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where, failure.message),
+        detail, backstop_refusal_hint(failure.sqlstate, failure.message));
 }
 
 }  // namespace detail
@@ -451,7 +465,8 @@ MigrationError drift_error(const std::vector<StatusEntry>& status) {
         if (entry.state == State::drifted)
             detail += fmt::format("{}{} {}: {}", detail.empty() ? "" : "\n", entry.version.value_or(""), entry.name,
                                   entry.detail);
-    return MigrationError("55000", "migrations are blocked: applied migrations drifted from their files", detail,
+    return MigrationError(sqlstate::object_not_in_prerequisite_state,
+                          "migrations are blocked: applied migrations drifted from their files", detail,
                           "restore the original files, or have an operator accept the change with "
                           "`pgrail migrate resolve <version>` (see docs/migrations.md)");
 }
@@ -469,7 +484,7 @@ MigrationError detail::partial_error(const std::vector<StatusEntry>& status) {
         detail += fmt::format("{}{} {}: {}", detail.empty() ? "" : "\n", run.version, run.name, entry.detail);
         hint += fmt::format("{}{}", hint.empty() ? "" : "\n", partial_resolution(run));
     }
-    return MigrationError("55000",
+    return MigrationError(sqlstate::object_not_in_prerequisite_state,
                           fmt::format("migrations are blocked: the no-transaction script of {} stopped partway and "
                                       "its statements that ran were not undone; it is not run again",
                                       names),
@@ -485,7 +500,8 @@ namespace {
 std::string canonical_target(const std::string& text) {
     auto version = canonical_version(text);
     if (!version)
-        throw MigrationError("22023", fmt::format("invalid migration version \"{}\": expected decimal digits", text));
+        throw MigrationError(sqlstate::invalid_parameter_value,
+                             fmt::format("invalid migration version \"{}\": expected decimal digits", text));
     return *version;
 }
 
@@ -500,10 +516,11 @@ std::vector<const Migration*> pending_until(const Registry& registry, const std:
         const auto entry = std::find_if(status.begin(), status.end(),
                                         [&](const StatusEntry& e) { return e.version == target; });
         if (entry == status.end())
-            throw MigrationError("22023", fmt::format("no migration with version {} in {}", *target,
-                                                      registry.dir().string()));
+            throw MigrationError(sqlstate::invalid_parameter_value,
+                                 fmt::format("no migration with version {} in {}", *target, registry.dir().string()));
         if (entry->state == State::invalid)
-            throw MigrationError("22023", fmt::format("migration {} is invalid and can never be applied", *target),
+            throw MigrationError(sqlstate::invalid_parameter_value,
+                                 fmt::format("migration {} is invalid and can never be applied", *target),
                                  entry->detail);
     }
     std::vector<const Migration*> out;
@@ -520,7 +537,8 @@ std::vector<const Migration*> next_pending_exactly(const Registry& registry, con
     auto pending = pending_until(registry, status, version_text);
     const auto version = canonical_target(version_text);
     if (pending.empty() || pending.back()->version != version)
-        throw MigrationError("55000", fmt::format("migration {} is already applied", version), "",
+        throw MigrationError(sqlstate::object_not_in_prerequisite_state,
+                             fmt::format("migration {} is already applied", version), "",
                              "SELECT * FROM pgrail.status() lists every migration and its state");
     if (pending.size() == 1) return pending;
     pending.pop_back();
@@ -532,7 +550,7 @@ std::vector<const Migration*> next_pending_exactly(const Registry& registry, con
     }
     if (pending.size() > 10) versions += fmt::format(" and {} more", pending.size() - 10);
     throw MigrationError(
-        "55000",
+        sqlstate::object_not_in_prerequisite_state,
         fmt::format("migration {} is not the next pending migration: {} pending before it: {}", version,
                     pending.size() == 1 ? "1 is" : fmt::format("{} are", pending.size()), versions),
         fmt::format("pending before {}, in the order they apply: {}", version, named),
@@ -568,7 +586,7 @@ void write_audit(const RunnerOptions& options, nlohmann::json record) {
     if (!options.audit) return;
     record["type"] = "migration";
     if (!options.audit(record))
-        throw MigrationError("58030", "the audit record of a migration event could not be written",
+        throw MigrationError(sqlstate::io_error, "the audit record of a migration event could not be written",
                              record.dump(), "check the audit log's disk; the ledger has the event");
 }
 
@@ -743,7 +761,7 @@ std::vector<StepResult> run_steps(pqxx::connection& conn, const RunnerOptions& o
         try {
             results.push_back(run_step(conn, options, actor, *migration, direction));
         } catch (const MigrationError& error) {
-            if (error.sqlstate() != "57014" || !is_abandoned(options.abandoned)) throw;
+            if (error.sqlstate() != sqlstate::query_canceled || !is_abandoned(options.abandoned)) throw;
             // A no-transaction script is never stopped by an abandon: its error is its own.
             if ((direction == Direction::up ? migration->up : migration->down).no_transaction) throw;
             throw abandoned_error(fmt::format("during {} of {} (its transaction was rolled back)",
@@ -806,7 +824,7 @@ std::vector<StepResult> Runner::up(const std::optional<std::string>& target, Tar
         if (options_.require_verified)
             for (const Migration* migration : pending)
                 if (!passing_verify(*session.conn, migration->version, migration->checksum))
-                    throw MigrationError("55000",
+                    throw MigrationError(sqlstate::object_not_in_prerequisite_state,
                                          fmt::format("migration {}_{} has no passing verify of checksum {}",
                                                      migration->version, migration->name, migration->checksum),
                                          "the policy requires a passing rollback proof of the exact text to apply",
@@ -833,7 +851,7 @@ std::vector<const Migration*> rollback_order(const Registry& registry, const Led
         const auto entry = std::find_if(status.begin(), status.end(),
                                         [&](const StatusEntry& e) { return e.version == it->version; });
         if (entry == status.end() || entry->state != State::applied || entry->migration == nullptr)
-            throw MigrationError("55000",
+            throw MigrationError(sqlstate::object_not_in_prerequisite_state,
                                  fmt::format("cannot roll back {} {}: its files drifted", it->version, it->name),
                                  entry == status.end() ? "" : entry->detail,
                                  "restore the original files or resolve the drift first (docs/migrations.md)");
@@ -852,13 +870,14 @@ std::vector<StepResult> Runner::down(const std::optional<std::string>& version_t
     try {
         detail::ensure_ledger(*session.conn);
         const auto ledger = detail::read_ledger(*session.conn);
-        if (ledger.applied.empty()) throw MigrationError("55000", "no applied migration to roll back");
+        if (ledger.applied.empty())
+            throw MigrationError(sqlstate::object_not_in_prerequisite_state, "no applied migration to roll back");
         const AppliedMigration& latest = ledger.applied.back();
         if (version_text) {
             const auto version = canonical_target(*version_text);
             if (version != latest.version)
                 throw MigrationError(
-                    "55000",
+                    sqlstate::object_not_in_prerequisite_state,
                     fmt::format("migration {} is not the latest applied one; the latest is {} ({})", version,
                                 latest.version, latest.name),
                     std::none_of(ledger.applied.begin(), ledger.applied.end(),
@@ -889,8 +908,8 @@ std::vector<StepResult> Runner::down_to(const std::string& target_text) {
         const auto ledger = detail::read_ledger(*session.conn);
         if (target != "0" && std::none_of(ledger.applied.begin(), ledger.applied.end(),
                                           [&](const auto& row) { return row.version == target; }))
-            throw MigrationError("22023", fmt::format("migration {} is not applied", target), "",
-                                 "use --to 0 to roll back everything");
+            throw MigrationError(sqlstate::invalid_parameter_value, fmt::format("migration {} is not applied", target),
+                                 "", "use --to 0 to roll back everything");
         order = rollback_order(*registry_, ledger,
                                [&](const AppliedMigration& row) { return version_less(target, row.version); });
     } catch (...) {
@@ -913,7 +932,7 @@ void Runner::resolve(const std::string& version_text, std::optional<Resolution> 
         if (entry != status.end() && entry->state == State::partial && entry->partial != nullptr) {
             const PartialRun& run = *entry->partial;
             if (!as)
-                throw MigrationError("22023",
+                throw MigrationError(sqlstate::invalid_parameter_value,
                                      fmt::format("migration {} stopped partway: say how you left it, with --as "
                                                  "applied or --as pending",
                                                  version),
@@ -950,14 +969,15 @@ void Runner::resolve(const std::string& version_text, std::optional<Resolution> 
                       {"user", session.actor}, {"outcome", "ok"},    {"detail", action}, {"duration_ms", 0}};
         } else {
             if (as)
-                throw MigrationError("22023",
+                throw MigrationError(sqlstate::invalid_parameter_value,
                                      fmt::format("migration {} did not stop partway: --as is only for a migration "
                                                  "whose status is partial",
                                                  version));
             if (entry == status.end() || entry->state != State::drifted)
-                throw MigrationError("22023", fmt::format("migration {} has not drifted and did not stop partway: "
-                                                          "nothing to resolve",
-                                                          version));
+                throw MigrationError(sqlstate::invalid_parameter_value,
+                                     fmt::format("migration {} has not drifted and did not stop partway: "
+                                                 "nothing to resolve",
+                                                 version));
             pqxx::work tx(*session.conn);
             std::string action;
             if (entry->migration != nullptr) {

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "internal.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/quote.hpp"
 #include "pgrail/migrations/conninfo.hpp"
 #include "pgrail/migrations/schema_diff.hpp"
@@ -67,7 +68,8 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     std::array<int, 2> out_pipe{};
     std::array<int, 2> err_pipe{};
     if (::pipe(out_pipe.data()) != 0 || ::pipe(err_pipe.data()) != 0)
-        throw MigrationError("58000", fmt::format("cannot create a pipe for pg_dump: {}", std::strerror(errno)));
+        throw MigrationError(sqlstate::system_error,
+                             fmt::format("cannot create a pipe for pg_dump: {}", std::strerror(errno)));
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
@@ -81,8 +83,8 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     if (spawned != 0) {
         ::close(out_pipe[0]);
         ::close(err_pipe[0]);
-        throw MigrationError("58000", fmt::format("cannot run {}: {}", program, std::strerror(spawned)), "",
-                             "install the PostgreSQL client tools or set PGRAIL_PG_DUMP");
+        throw MigrationError(sqlstate::system_error, fmt::format("cannot run {}: {}", program, std::strerror(spawned)),
+                             "", "install the PostgreSQL client tools or set PGRAIL_PG_DUMP");
     }
     std::string out;
     std::string err;
@@ -111,7 +113,7 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         while (!err.empty() && err.back() == '\n') err.pop_back();
-        throw MigrationError("58000", fmt::format("pg_dump --schema-only failed: {}", err));
+        throw MigrationError(sqlstate::system_error, fmt::format("pg_dump --schema-only failed: {}", err));
     }
     return out;
 }
@@ -219,7 +221,8 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
     // The target's schema is not what its ledger says: a scratch copy of it proves nothing.
     detail::check_no_partial(status);
     if (has_drift(status))
-        throw MigrationError("55000", "cannot verify: applied migrations drifted from their files", "",
+        throw MigrationError(sqlstate::object_not_in_prerequisite_state,
+                             "cannot verify: applied migrations drifted from their files", "",
                              "resolve the drift first (docs/migrations.md)");
 
     // Bring the scratch copy to the state just before the first migration to verify.
@@ -228,12 +231,15 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
     std::vector<const Migration*> targets;
     if (version_text) {
         const auto version = canonical_version(*version_text);
-        if (!version) throw MigrationError("22023", fmt::format("invalid migration version \"{}\"", *version_text));
+        if (!version)
+            throw MigrationError(sqlstate::invalid_parameter_value,
+                                 fmt::format("invalid migration version \"{}\"", *version_text));
         const auto entry = std::find_if(status.begin(), status.end(), [&](const StatusEntry& e) {
             return e.version == *version && e.migration != nullptr;
         });
         if (entry == status.end())
-            throw MigrationError("22023", fmt::format("no registered migration with version {}", *version));
+            throw MigrationError(sqlstate::invalid_parameter_value,
+                                 fmt::format("no registered migration with version {}", *version));
         targets.push_back(entry->migration);
         if (entry->state == State::pending) {
             for (const auto& e : status)
@@ -340,7 +346,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         if (!result.passed) record["detail"] = result.detail;
         record["measured"] = measurement_json(result);
         if (!options_.audit(record))
-            throw MigrationError("58030", "the audit record of a verify could not be written");
+            throw MigrationError(sqlstate::io_error, "the audit record of a verify could not be written");
     }
     return results;
 }

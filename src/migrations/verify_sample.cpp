@@ -19,6 +19,7 @@
 
 #include "internal.hpp"
 #include "pgrail/migrations/backstop.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/quote.hpp"
 #include "verify_measure.hpp"
 
@@ -48,10 +49,11 @@ std::string trimmed(std::string text) {
 PgConn open(const std::string& conninfo, const char* what) {
     PgConn conn(PQconnectdb(conninfo.c_str()));
     if (!conn)
-        throw MigrationError("08006", fmt::format("cannot connect to {} for the verify sample: out of memory", what));
+        throw MigrationError(sqlstate::connection_failure,
+                             fmt::format("cannot connect to {} for the verify sample: out of memory", what));
     if (PQstatus(conn.get()) != CONNECTION_OK)
-        throw MigrationError("08006", fmt::format("cannot connect to {} for the verify sample: {}", what,
-                                                  trimmed(PQerrorMessage(conn.get()))));
+        throw MigrationError(sqlstate::connection_failure, fmt::format("cannot connect to {} for the verify sample: {}",
+                                                                       what, trimmed(PQerrorMessage(conn.get()))));
     return conn;
 }
 
@@ -60,7 +62,7 @@ void must(PGconn* conn, const std::string& sql) {
     PgResult result(PQexec(conn, sql.c_str()));
     const auto status = PQresultStatus(result.get());
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
-        throw MigrationError("XX000", fmt::format("verify sample: {}", trimmed(PQerrorMessage(conn))));
+        throw MigrationError(sqlstate::internal_error, fmt::format("verify sample: {}", trimmed(PQerrorMessage(conn))));
 }
 
 // Empty when it succeeded; else "<sqlstate> <message>".
@@ -276,7 +278,8 @@ VerifySample copy_sample(const RunnerOptions& options, const std::string& scratc
             if (copied.outcome.ok) {
                 sample.rows += copied.rows;
                 if (copied.rows > 0) ++sample.tables;
-            } else if (!replica && !copied.source_failed && copied.outcome.sqlstate == "23503") {
+            } else if (!replica && !copied.source_failed &&
+                       copied.outcome.sqlstate == sqlstate::foreign_key_violation) {
                 failed.emplace_back(item.table, copied.outcome);
                 retry.push_back(std::move(item));
             } else {

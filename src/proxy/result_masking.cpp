@@ -14,6 +14,7 @@
 
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 
 namespace pgrail::proxy {
 
@@ -455,14 +456,16 @@ void encode_notice(std::string& out, const protocol::ErrorMessage& notice) {
 }
 
 protocol::ErrorMessage truncated_notice(std::string_view rule, std::uint64_t limit, std::uint64_t rows_not_sent) {
-    return {"NOTICE", "01000", fmt::format("pgrail: result cut at {} rows by max_rows of rule {}", limit, rule),
+    return {"NOTICE", sqlstate::warning,
+            fmt::format("pgrail: result cut at {} rows by max_rows of rule {}", limit, rule),
             fmt::format("{} more row{} of this result {} not sent.", rows_not_sent, rows_not_sent == 1 ? "" : "s",
                         rows_not_sent == 1 ? "was" : "were"),
             "Add a LIMIT to the query or narrow its WHERE clause to fetch the rows you need."};
 }
 
 protocol::ErrorMessage refused_error(std::string_view rule, std::uint64_t limit) {
-    return {"ERROR", "54000",
+    return {"ERROR",
+            sqlstate::program_limit_exceeded,
             fmt::format("pgrail: the result has more than {} rows, the limit of max_rows in rule {}", limit, rule),
             {},
             "Add a LIMIT to the query or narrow its WHERE clause: pgrail canceled the statement once its result "
