@@ -11,6 +11,13 @@
 #   PGRAIL_DIRECT=1       start no pgrail; PGRAIL_PORT points at PostgreSQL (to check the tests)
 #   PGRAIL_EXTRA_CONFIG   a YAML file appended to the generated pgrail.yaml (later issues' keys)
 #   PGRAIL_WORKERS, PGRAIL_LOG_LEVEL   pgrail.yaml values (default 0 and info)
+#   PGRAIL_CLUSTER_SSL=1  PostgreSQL with ssl = on: scripts/test-certs.sh makes DIR/tls (its test CA
+#                         ca.crt, server.crt for localhost/127.0.0.1, client.crt, wrong-ca.crt ...;
+#                         DIR/env's PGRAIL_TLS_DIR), the server presents server.crt and trusts ca.crt
+#                         for client certificates, and two more roles: ssluser (password ssluser,
+#                         refused without TLS: hostnossl reject) and certuser (certificate
+#                         authentication only: client.crt). pgrail.yaml is unchanged (add tls: keys
+#                         with PGRAIL_EXTRA_CONFIG; the paths under DIR/tls are known before start).
 set -euo pipefail
 
 die() { echo "test-cluster: $*" >&2; exit 1; }
@@ -83,7 +90,7 @@ stop_cluster() {
 
 start_cluster() {
   local dir=$1 pgrail_bin=${2:-}
-  local direct=${PGRAIL_DIRECT:-0}
+  local direct=${PGRAIL_DIRECT:-0} ssl=${PGRAIL_CLUSTER_SSL:-0}
   [[ -x $PG_BIN/initdb ]] || die "PostgreSQL 15 not found in $PG_BIN (run scripts/install-deps.sh)"
   if [[ $direct != 1 ]]; then
     [[ -n $pgrail_bin ]] || die "usage: $0 start DIR PGRAIL_BIN"
@@ -94,6 +101,11 @@ start_cluster() {
   dir=$(realpath "$dir")
   stop_cluster "$dir"   # leftovers of an earlier run
   rm -f "$dir/pgrail.log" "$dir/postgres.log"
+  local tls_dir=''
+  if [[ $ssl == 1 ]]; then
+    tls_dir=$dir/tls
+    "$(dirname "$(realpath "$0")")/test-certs.sh" "$tls_dir" >/dev/null || die "test-certs.sh failed"
+  fi
 
   # The data directory must be writable by postgres; DIR may live under /root.
   local tmp
@@ -119,12 +131,38 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 EOF
+  if [[ $ssl == 1 ]]; then
+    # PostgreSQL refuses a key file others can read, and one it does not own (unless root's, 0640):
+    # copies in the data directory, owned by the server's user. Relative names are read there.
+    local name
+    for name in server.crt server.key ca.crt; do
+      if [[ $(id -u) -eq 0 ]]; then
+        install -m 0600 -o postgres -g postgres "$tls_dir/$name" "$data/$name"
+      else
+        install -m 0600 "$tls_dir/$name" "$data/$name"
+      fi
+    done
+    as_postgres tee -a "$data/postgresql.conf" >/dev/null <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = 'ca.crt'
+EOF
+  fi
+  # PGRAIL_CLUSTER_SSL: ssluser only over TLS, certuser by its client certificate (CN=certuser).
+  local ssl_hba=''
+  if [[ $ssl == 1 ]]; then
+    ssl_hba="hostnossl all ssluser  $HOST/32 reject
+hostssl   all ssluser  $HOST/32 scram-sha-256
+hostssl   all certuser $HOST/32 cert"
+  fi
   # First match wins: the per-role methods come before the scram-sha-256 catch-all.
   as_postgres tee "$data/pg_hba.conf" >/dev/null <<EOF
 local all postgres             trust
 local all all                  scram-sha-256
 host  all md5user   $HOST/32 md5
 host  all plainuser $HOST/32 password
+$ssl_hba
 host  all all       $HOST/32 scram-sha-256
 EOF
   as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$tmp/postgres.log" -w -t 60 start >/dev/null \
@@ -143,6 +181,12 @@ CREATE DATABASE app OWNER app_owner;
 \connect app
 GRANT USAGE, CREATE ON SCHEMA public TO migrator;
 EOF
+  if [[ $ssl == 1 ]]; then
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp" -p "$pg_port" -U postgres -d postgres <<'EOF'
+CREATE ROLE ssluser LOGIN PASSWORD 'ssluser';
+CREATE ROLE certuser LOGIN;
+EOF
+  fi
 
   local pgrail_port=$pg_port pgrail_pid='' config=$dir/pgrail.yaml log=$dir/pgrail.log
   if [[ $direct != 1 ]]; then
@@ -166,6 +210,8 @@ PGRAIL_PID=$pgrail_pid
 PGRAIL_CONFIG=$config
 PGRAIL_LOG=$log
 PGRAIL_DIRECT=$direct
+PGRAIL_CLUSTER_SSL=$ssl
+PGRAIL_TLS_DIR=$tls_dir
 EOF
   if [[ $direct != 1 ]] && ! wait_ready "$pgrail_port" "$pgrail_pid"; then
     cat "$log" >&2 || true

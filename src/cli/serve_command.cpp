@@ -68,6 +68,9 @@ void serve(const std::string& config_path) {
         }
     }
     proxy::configure_logging(config.log_level, config.log_format);
+    // pgrail's own connections to the server (migrations, catalog) get the server leg's TLS.
+    config.migrator_conninfo = proxy::conninfo_with_server_tls(config.migrator_conninfo, config.tls.server);
+    config.catalog_conninfo = proxy::conninfo_with_server_tls(config.catalog_conninfo, config.tls.server);
 
     if (!policy) {
         spdlog::warn("no policy configured: every statement is forwarded (set `policy:` to enforce one)");

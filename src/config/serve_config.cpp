@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "pgrail/config/yaml_reader.hpp"
+#include "tls_reader.hpp"
 
 namespace pgrail::config {
 
@@ -69,7 +70,7 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     reader.expect_map(root,
                       {"listen", "upstream", "workers", "max_message_size", "max_analyzed_size", "max_buffered_size",
                        "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations", "http",
-                       "catalog"},
+                       "catalog", "tls", "auth"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
         reader.expect_map(listen, {"host", "port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group"},
@@ -187,6 +188,20 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         if (catalog["timeout"]) config.catalog_timeout_ms = duration(reader, catalog["timeout"], "catalog.timeout");
     }
     if (config.catalog_conninfo.empty()) config.catalog_conninfo = config.migrator_conninfo;
+    if (root["tls"]) config.tls = read_tls_config(reader, root["tls"], base_dir);
+    if (const auto auth = root["auth"]) {
+        reader.expect_map(auth, {"mode", "identities_file"}, "auth");
+        if (auth["mode"] && reader.as_choice(auth["mode"], "auth.mode", {"passthrough", "pgrail"}) == "pgrail")
+            config.auth_mode = ServeConfig::AuthMode::pgrail;
+        if (auth["identities_file"]) {
+            config.identities_file = resolve(reader.as_string(auth["identities_file"], "auth.identities_file"), base_dir);
+            if (config.identities_file.empty())
+                reader.fail(auth["identities_file"], "'auth.identities_file' must name a file (`pgrail passwd` writes it)");
+        }
+        if (config.auth_mode == ServeConfig::AuthMode::pgrail && config.identities_file.empty())
+            reader.fail(auth, "auth.mode pgrail needs auth.identities_file: the identities pgrail authenticates "
+                              "clients against (`pgrail passwd NAME --role ROLE` writes it)");
+    }
     return config;
 }
 

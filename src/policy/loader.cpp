@@ -240,8 +240,9 @@ private:
     SessionMatch load_match(const YAML::Node& node) const {
         SessionMatch match;
         if (node.IsNull()) return match;
-        reader_.expect_map(node, {"users", "databases", "application_names", "clients"}, "match");
+        reader_.expect_map(node, {"users", "identities", "databases", "application_names", "clients"}, "match");
         if (const auto& users = node["users"]) match.users = one_or_more(users, "users");
+        if (const auto& identities = node["identities"]) match.identities = one_or_more(identities, "identities");
         if (const auto& databases = node["databases"]) match.databases = one_or_more(databases, "databases");
         if (const auto& apps = node["application_names"]) match.application_names = one_or_more(apps, "application_names");
         if (const auto& clients = node["clients"]) {
@@ -619,6 +620,7 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
 std::string describe_match(const SessionMatch& match) {
     std::vector<std::string> parts;
     if (!match.users.empty()) parts.push_back("users " + join(match.users));
+    if (!match.identities.empty()) parts.push_back("identities " + join(match.identities));
     if (!match.databases.empty()) parts.push_back("databases " + join(match.databases));
     if (!match.application_names.empty()) parts.push_back("application_names " + join(match.application_names));
     if (!match.clients.empty()) {

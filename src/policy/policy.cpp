@@ -25,7 +25,7 @@ bool SessionMatch::matches_everything() const {
     const auto all_strings = [](const std::vector<std::string>& list) { return list.empty() || has_star(list); };
     bool all_clients = clients.empty();
     for (const auto& cidr : clients) all_clients = all_clients || cidr.matches_everything();
-    return all_strings(users) && all_strings(databases) && all_strings(application_names) && all_clients;
+    return all_strings(users) && all_strings(identities) && all_strings(databases) && all_strings(application_names) && all_clients;
 }
 
 const Rule& Policy::rule_for(const SessionInfo& session) const {
@@ -35,6 +35,9 @@ const Rule& Policy::rule_for(const SessionInfo& session) const {
     for (const auto& rule : rules) {
         const auto& match = rule.match;
         if (!match.users.empty() && !any_glob(match.users, session.user)) continue;
+        if (!match.identities.empty() &&
+            !any_glob(match.identities, session.identity.empty() ? session.user : session.identity))
+            continue;
         if (!match.databases.empty() && !any_glob(match.databases, session.database)) continue;
         if (!match.application_names.empty() && !any_glob(match.application_names, session.application_name))
             continue;

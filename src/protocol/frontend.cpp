@@ -177,6 +177,10 @@ void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secr
     MessageWriter(out, '\0').i32(static_cast<std::int32_t>(cancel_request_code)).i32(pid).i32(secret).finish();
 }
 
+void encode_ssl_request(std::string& out) {
+    MessageWriter(out, '\0').i32(static_cast<std::int32_t>(ssl_request_code)).finish();
+}
+
 void encode_terminate(std::string& out) { MessageWriter(out, frontend_tag::terminate).finish(); }
 
 void encode_startup_message(std::string& out, std::uint32_t version,

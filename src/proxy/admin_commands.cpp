@@ -105,7 +105,7 @@ ResultTable AdminCommands::sessions_table() const {
     ResultTable table = sessions_columns();
     for (const auto& row : directory_->rows()) {
         table.rows.push_back({std::to_string(row.session_id), nonempty(row.client_address), row.user, row.database,
-                              nonempty(row.application_name), row.user, std::string(to_string(row.state)),
+                              nonempty(row.application_name), row.identity, std::string(to_string(row.state)),
                               nonempty(row.statement_fingerprint), std::to_string(row.bytes_from_client),
                               std::to_string(row.bytes_from_server), timestamp(row.started_at),
                               timestamp(row.state_since)});
@@ -199,6 +199,7 @@ InbandOutcome AdminCommands::run(const SessionContext& session, const std::strin
                             {"session_id", session.session_id},
                             {"client_address", session.client_address},
                             {"user", session.user},
+                            {"identity", session.identity.empty() ? session.user : session.identity},
                             {"database", session.database},
                             {"application_name", session.application_name},
                             {"command", "pgrail." + command},

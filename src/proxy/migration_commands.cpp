@@ -12,6 +12,7 @@
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/runner.hpp"
 #include "pgrail/migrations/snapshot.hpp"
+#include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/proxy/metrics.hpp"
 
 namespace pgrail::proxy {
@@ -118,6 +119,7 @@ void MigrationCommands::record_migrator_commit(const SessionContext& session,
                                   {"event", "external_run_not_recorded"},
                                   {"session_id", session.session_id},
                                   {"user", session.user},
+                                  {"identity", session.identity.empty() ? session.user : session.identity},
                                   {"application_name", session.application_name},
                                   {"outcome", "failed"},
                                   {"error", e.what()}});
@@ -185,7 +187,7 @@ std::optional<protocol::ErrorMessage> MigrationCommands::follow_proposals() {
     std::string detail;
     for (const auto& conflict : conflicts) detail += (detail.empty() ? "" : "; ") + conflict;
     return protocol::ErrorMessage{
-        "ERROR", "55000", "pgrail: " + conflicts.front(), detail,
+        "ERROR", sqlstate::object_not_in_prerequisite_state, "pgrail: " + conflicts.front(), detail,
         "A migration's version names one pair of scripts: remove or restore the file (an exported proposal has the "
         "same checksum), or reject the proposal (pgrail migrate reject VERSION --reason ...)."};
 }
@@ -226,7 +228,7 @@ std::optional<protocol::ErrorMessage> MigrationCommands::follow_directory() {
         } catch (const std::exception& e) {
             spdlog::warn("migrations: {}; the registry read before stays in use", e.what());
             return protocol::ErrorMessage{
-                "ERROR", "58030", fmt::format("pgrail: cannot read the migrations directory: {}", e.what()),
+                "ERROR", sqlstate::io_error, fmt::format("pgrail: cannot read the migrations directory: {}", e.what()),
                 "pgrail reads the migrations directory before every pgrail.* command; the registry read before "
                 "stays in use for migrator statements",
                 "An operator must make the directory readable by pgrail again."};
@@ -259,7 +261,7 @@ std::optional<protocol::ErrorMessage> MigrationCommands::follow_directory() {
                 }
             const bool reported = directory_error_.has_value();
             directory_error_ = protocol::ErrorMessage{
-                "ERROR", "55000",
+                "ERROR", sqlstate::object_not_in_prerequisite_state,
                 fmt::format("pgrail: migration file {} in the migrations directory is not valid ({}); fix or remove "
                             "it, until then pgrail keeps the migrations it read before",
                             named->path.filename().string(), named->reason),
@@ -343,6 +345,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
                             {"session_id", session.session_id},
                             {"client_address", session.client_address},
                             {"user", session.user},
+                            {"identity", session.identity.empty() ? session.user : session.identity},
                             {"database", session.database},
                             {"application_name", session.application_name},
                             {"command", "pgrail." + command},
@@ -350,7 +353,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
     if (directory_error) {
         outcome.error = *directory_error;
     } else if (config_.migrator_conninfo.empty()) {
-        outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands need a migrator connection", {},
+        outcome.error = {"ERROR",
+                         sqlstate::object_not_in_prerequisite_state,
+                         "pgrail: in-band migration commands need a migrator connection",
+                         {},
                          "Set migrations.migrator (a libpq connection string) in pgrail's configuration."};
     } else {
         // No lock of pgrail's own here: status and plan read the ledger with a plain query and
@@ -384,7 +390,8 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         } catch (const migrations::MigrationError& e) {
             outcome.error = {"ERROR", e.sqlstate(), e.message(), e.detail(), e.hint()};
         } catch (const std::exception& e) {
-            outcome.error = {"ERROR", "58000", fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
+            outcome.error = {
+                "ERROR", sqlstate::system_error, fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
         }
         if (command == "migrate_up" || command == "migrate_down") {
             if (gate_) gate_->catalog_changed();  // new views or columns: sensitive_columns re-resolve
@@ -424,6 +431,24 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         }
     }
     return outcome;
+}
+
+std::string conninfo_with_server_tls(const std::string& conninfo, const config::ServerTlsConfig& tls) {
+    if (conninfo.empty() || !tls.enabled()) return conninfo;
+    std::vector<migrations::ConninfoOption> options;
+    try {
+        options = migrations::parse_conninfo(conninfo);
+    } catch (const std::exception&) {
+        return conninfo;
+    }
+    if (migrations::sets(options, "sslmode")) return conninfo;  // the operator's own choice
+    options.push_back({"sslmode", std::string(config::to_string(tls.sslmode)), {}});
+    if (!tls.ca_file.empty() && tls.ca_file != "system" && !migrations::sets(options, "sslrootcert"))
+        options.push_back({"sslrootcert", tls.ca_file, {}});
+    if (!tls.cert_file.empty() && !migrations::sets(options, "sslcert"))
+        options.push_back({"sslcert", tls.cert_file, {}});
+    if (!tls.key_file.empty() && !migrations::sets(options, "sslkey")) options.push_back({"sslkey", tls.key_file, {}});
+    return migrations::conninfo_text(options);
 }
 
 }  // namespace pgrail::proxy

@@ -28,6 +28,7 @@ nlohmann::json session_fields(const SessionContext& session) {
     return {{"session_id", session.session_id},
             {"client_address", session.client_address},
             {"user", session.user},
+            {"identity", session.identity.empty() ? session.user : session.identity},
             {"database", session.database},
             {"application_name", session.application_name}};
 }
@@ -427,6 +428,14 @@ bool PolicyGate::audit_result_event(const SessionContext& session, const ResultE
         event["rows_sent"] = result.rows_sent;
         event["limit"] = result.limit;
     }
+    return writer(session, std::move(event))();
+}
+
+bool PolicyGate::audit_auth_event(const SessionContext& session, std::string_view kind, std::string_view reason) {
+    auto event = session_fields(session);
+    event["event"] = std::string(kind);
+    event["decision"] = "deny";
+    event["message"] = std::string(reason);
     return writer(session, std::move(event))();
 }
 

@@ -58,6 +58,8 @@ struct Server::Impl {
         reload_busy = true;
         asio::post(reload_pool, [this] {
             try {
+                reload_tls();
+                reload_identities();
                 if (on_reload) on_reload();
             } catch (const std::exception& e) {
                 spdlog::error("reload failed: {}", e.what());
@@ -72,6 +74,33 @@ struct Server::Impl {
                 start_reload();
             });
         });
+    }
+
+    // The certificates and keys read again (rotated files): new sessions use them; sessions that
+    // began before keep theirs. A file that no longer loads keeps the current ones.
+    void reload_tls() {
+        if (!shared.tls) return;
+        const auto error = shared.tls->reload(shared.config.tls, shared.config.upstream_host);
+        if (error.empty()) {
+            spdlog::info("TLS certificates reloaded");
+        } else {
+            spdlog::error("TLS reload refused, the current certificates stay in force: {}", error);
+        }
+    }
+
+    // auth.mode pgrail: the identities file read again. New logins meet it at once; live sessions
+    // whose identity is gone (or whose verifier or role changed) are ended. A file that no longer
+    // loads keeps the identities in force.
+    void reload_identities() {
+        if (!shared.identities) return;
+        const auto error = shared.identities->reload();
+        if (!error.empty()) {
+            spdlog::error("identities reload refused, the current identities stay in force: {}", error);
+            return;
+        }
+        const auto current = shared.identities->current();
+        spdlog::info("identities reloaded from {} ({} identities)", shared.identities->path(), current->identities.size());
+        shared.recheck_identities(current);
     }
 
     asio::io_context& pick_worker() {
@@ -124,6 +153,15 @@ Server::Server(config::ServeConfig config, std::shared_ptr<StatementGate> gate, 
     auto admin = std::make_shared<AdminCommands>(impl_->shared.directory, std::move(audit_log), recent_refusals());
     impl_->shared.inband = std::make_shared<InbandDispatch>(std::move(admin), std::move(inband));
     impl_->shared.refusal_marker = random_marker();
+    const auto& tls = impl_->shared.config.tls;
+    if (tls.client.enabled() || tls.server.enabled()) {
+        auto built = build_tls_contexts(tls, impl_->shared.config.upstream_host);
+        if (!built.contexts) throw std::runtime_error(built.error);
+        impl_->shared.tls = std::make_shared<TlsContexts>(std::move(built.contexts));
+    }
+    // A bad identities file fails the start with its file:line:column (config::ConfigError).
+    if (impl_->shared.config.auth_mode == config::ServeConfig::AuthMode::pgrail)
+        impl_->shared.identities = std::make_shared<IdentityStore>(impl_->shared.config.identities_file);
     impl_->on_reload = std::move(on_reload);
 }
 

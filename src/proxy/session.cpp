@@ -126,12 +126,15 @@ void ServerShared::shut_down_sessions(ShutdownMode mode) {
 }
 
 Session::Session(Stream client, ServerShared& shared)
-    : shared_(shared), client_(std::move(client)), server_(client_.get_executor()),
+    : shared_(shared), client_(std::move(client)), server_(Stream(client_.get_executor())),
       protocol_(*this, shared.gate, shared.cancel_registry, shared.refusal_marker), started_(std::chrono::steady_clock::now()),
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
       ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
-    context_.client_address = endpoint_text(client_);
+    context_.client_address = endpoint_text(client_.socket());
+    if (shared_.tls) tls_ = shared_.tls->current();
+    if (tls_ && tls_->client_leg)
+        protocol_.offer_tls(tls_->settings.client.mode == config::ClientTlsMode::require);
     ++shared_.active_sessions;
     metrics().sessions_open.fetch_add(1, std::memory_order_relaxed);
     metrics().sessions_total.fetch_add(1, std::memory_order_relaxed);
@@ -156,13 +159,19 @@ awaitable<void> Session::run() {
     }
     if (shutdown_mode != ShutdownMode::none) request_shutdown(shutdown_mode);
     error_code ignored;
-    client_.set_option(tcp::no_delay(true), ignored);
+    client_.socket().set_option(tcp::no_delay(true), ignored);
     if (!co_await read_startup()) co_return;
     if (shutdown_ != ShutdownMode::none) {
         // Accepted just before the listener closed: answered as PostgreSQL answers a login
         // during its shutdown.
         co_await send_fatal(sqlstate::cannot_connect_now, "the database system is shutting down");
         co_return;
+    }
+    // auth.mode pgrail: the client proves who it is to pgrail before the server is reached, and the
+    // policy then sees the identity's role as user (and the identity).
+    if (shared_.identities) {
+        const bool authenticated = co_await client_login();
+        if (!authenticated) co_return;
     }
     // A refusal's audit line may wait for an fsync: written on the audit pool (as a statement's).
     GateVerdict admission = shared_.gate->check_startup(context_, protocol_.startup_parameters());
@@ -180,8 +189,9 @@ awaitable<void> Session::run() {
     directory_entry_ = shared_.directory->add(context_);  // directory
     if (!co_await connect_upstream()) co_return;
 
-    spdlog::info("session {} start: user={} database={} application_name={} client={}", context_.session_id,
-                 context_.user, context_.database, context_.application_name, context_.client_address);
+    spdlog::info("session {} start: user={} identity={} database={} application_name={} client={}",
+                 context_.session_id, context_.user, context_.identity.empty() ? context_.user : context_.identity,
+                 context_.database, context_.application_name, context_.client_address);
 
     // The startup packet goes upstream as the client sent it (as 3.0 without `_pq_.` options).
     Outbound startup;
@@ -191,14 +201,22 @@ awaitable<void> Session::run() {
     protocol_.start();
     login_turn(true);
     asio::co_spawn(client_.get_executor(), watch_login(), asio::detached);
-    if (auto ec = co_await write_out(server_, startup); !ec) {
+    // auth.mode pgrail: pgrail logs in as the role itself; passthrough: the client's exchange.
+    bool sent = false;
+    if (login_verifier_) {
+        sent = co_await server_login();
+    } else {
+        const auto ec = co_await write_out(server_, startup);
+        sent = !ec;
+    }
+    if (sent) {
         auto ended = co_await (client_to_server() || server_to_client());
         server_ended = ended.index() == 1;
     }
     pumping_ = false;
     login_watch_done_ = true;
     login_timer_.cancel();
-    server_.close(ignored);
+    server_.socket().close(ignored);
     from_client_.buffer.release();  // its budget and place in line, before the farewell's seconds
     // An error of pgrail's own only between frames: inside a half-sent one it would be garbage.
     const bool between_frames = from_server_.passthrough_remaining == 0 && !client_write_cut_;
@@ -210,11 +228,12 @@ awaitable<void> Session::run() {
         // The server went away without saying why: tell the client instead of a bare EOF.
         co_await send_fatal(sqlstate::connection_failure, "pgrail: the database server closed the connection unexpectedly");
     }
-    client_.close(ignored);
+    client_.socket().close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    spdlog::info("session {} end: user={} database={} application_name={} client={} duration={:.3f}s "
+    spdlog::info("session {} end: user={} identity={} database={} application_name={} client={} duration={:.3f}s "
                  "bytes_from_client={} bytes_from_server={}",
-                 context_.session_id, context_.user, context_.database, context_.application_name,
+                 context_.session_id, context_.user, context_.identity.empty() ? context_.user : context_.identity,
+                 context_.database, context_.application_name,
                  context_.client_address, elapsed, from_client_.bytes, from_server_.bytes);
 }
 
@@ -264,8 +283,24 @@ awaitable<bool> Session::read_startup() {
         switch (step.kind) {
             case StartupStep::Kind::reply: {
                 answered = true;
-                auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(step.reply), use_tuple);
+                auto [wec, wn] = co_await client_.async_write(asio::buffer(step.reply), use_tuple);
                 if (wec) co_return false;
+                continue;
+            }
+            case StartupStep::Kind::start_tls: {
+                answered = true;
+                auto [wec, wn] = co_await client_.async_write(asio::buffer(step.reply), use_tuple);
+                if (wec) co_return false;
+                SSL* ssl = client_.begin_tls(tls_->client_leg);
+                auto shaken = co_await (client_.handshake(asio::ssl::stream_base::server) || deadline.async_wait(use_tuple));
+                if (shaken.index() == 1) co_return false;  // timed out: as a silent client
+                if (const auto handshake_ec = std::get<0>(shaken)) {
+                    // As PostgreSQL: logged, the connection closed (the client hears TLS's alert).
+                    spdlog::warn("session {}: could not accept a TLS connection from {}: {}", context_.session_id,
+                                 context_.client_address, describe_tls_error(handshake_ec, ssl));
+                    co_return false;
+                }
+                protocol_.tls_started();
                 continue;
             }
             case StartupStep::Kind::cancel:
@@ -278,7 +313,7 @@ awaitable<bool> Session::read_startup() {
                 break;
         }
         if (!step.reply.empty()) {
-            auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(step.reply), use_tuple);
+            auto [wec, wn] = co_await client_.async_write(asio::buffer(step.reply), use_tuple);
             if (wec) co_return false;
         }
         co_return true;
@@ -298,12 +333,13 @@ awaitable<void> Session::handle_cancel(protocol::BackendKey key) {
 }
 
 awaitable<void> Session::send_cancel(protocol::BackendKey upstream_key) {
-    co_await send_cancel_request(client_.get_executor(), shared_.config, upstream_key);
+    co_await send_cancel_request(client_.get_executor(), shared_.config, tls_, upstream_key);
     spdlog::info("session {}: sent cancel request for backend {}", context_.session_id, upstream_key.pid);
 }
 
 awaitable<bool> Session::connect_upstream() {
-    const auto failure = co_await connect_to_upstream(server_, shared_.config);
+    auto failure = co_await connect_to_upstream(server_.socket(), shared_.config);
+    if (failure.empty()) failure = co_await start_server_tls(server_, tls_.get(), shared_.config);
     if (shutdown_ != ShutdownMode::none) {
         co_await send_fatal(sqlstate::cannot_connect_now, "the database system is shutting down");
         co_return false;
@@ -317,7 +353,7 @@ awaitable<bool> Session::connect_upstream() {
         co_return false;
     }
     error_code ignored;
-    client_.non_blocking(true, ignored);
+    client_.socket().non_blocking(true, ignored);
     co_return true;
 }
 
@@ -400,7 +436,7 @@ bool Session::at_rest() {
         return false;
     // Nor has the client sent something pgrail has yet to read (a next query is served first).
     char next = 0;
-    return ::recv(client_.native_handle(), &next, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+    return client_.tls_pending() == 0 && ::recv(client_.socket().native_handle(), &next, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
 }
 
 void Session::request_shutdown(ShutdownMode mode) {
@@ -412,8 +448,8 @@ void Session::request_shutdown(ShutdownMode mode) {
         // pumps: only the farewell is left, which an immediate shutdown does not wait for.
         if (mode == ShutdownMode::immediate) {
             error_code ignored;
-            client_.cancel(ignored);
-            server_.cancel(ignored);
+            client_.socket().cancel(ignored);
+            server_.socket().cancel(ignored);
         }
         return;
     }
@@ -452,7 +488,7 @@ void Session::end_for_shutdown() {
         std::string terminate;
         protocol::encode_terminate(terminate);
         error_code ignored;
-        server_.write_some(asio::buffer(terminate), ignored);  // a few bytes on a non-blocking socket
+        server_.try_write(asio::buffer(terminate), ignored);  // a few bytes on a non-blocking socket (TLS: none)
     }
     // A backend busy with a statement would not notice its closed connection until the
     // statement ends: cancel it (its transaction then rolls back as the connection is gone).
@@ -463,9 +499,9 @@ void Session::end_for_shutdown() {
 void Session::close_server_and_wake_pumps() {
     server_closed_by_pgrail_ = true;
     error_code ignored;
-    server_.shutdown(Stream::shutdown_both, ignored);
-    server_.cancel(ignored);
-    client_.cancel(ignored);
+    server_.socket().shutdown(Stream::shutdown_both, ignored);
+    server_.socket().cancel(ignored);
+    client_.socket().cancel(ignored);
     first_ready_signal_.cancel();
     ready_signal_.cancel();
 }
@@ -548,12 +584,12 @@ awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     co_return true;
 }
 
-awaitable<error_code> Session::write_out(Stream& socket, Outbound& out) {
+awaitable<error_code> Session::write_out(Leg& socket, Outbound& out) {
     if (out.empty()) co_return error_code{};
     // Most writes fit in the socket buffer: try once without suspending, and only
     // wait for the rest when the peer reads slower than we write (backpressure).
     error_code ec;
-    auto written = socket.write_some(out.pieces(), ec);
+    auto written = socket.try_write(out.pieces(), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec.clear();
         written = 0;
@@ -570,7 +606,7 @@ awaitable<error_code> Session::write_out(Stream& socket, Outbound& out) {
         }
         const bool to_server = &socket == &server_;
         if (to_server) server_write_pending_ = true;
-        auto [write_ec, n] = co_await asio::async_write(socket, rest, use_tuple);
+        auto [write_ec, n] = co_await socket.async_write(rest, use_tuple);
         if (to_server) server_write_pending_ = false;
         ec = write_ec;
     }
@@ -583,7 +619,7 @@ awaitable<void> Session::send_to_client(std::string bytes) {
     // pgrail's own last words: a client that does not read them within this time goes
     // without them (its session must not stay open on its account).
     asio::steady_timer deadline(client_.get_executor(), farewell_timeout);
-    co_await (asio::async_write(client_, asio::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
+    co_await (client_.async_write(asio::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
 }
 
 awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {
@@ -610,7 +646,7 @@ awaitable<void> Session::client_to_server() {
                 if (in.passthrough_remaining == 0) {
                     std::string terminate;
                     protocol::encode_terminate(terminate);
-                    co_await asio::async_write(server_, asio::buffer(terminate), use_tuple);
+                    co_await server_.async_write(asio::buffer(terminate), use_tuple);
                 }
             }
             co_return;
@@ -669,7 +705,9 @@ awaitable<void> Session::client_to_server() {
 awaitable<bool> Session::hold_until_authenticated(Inbound& in) {
     const auto header = protocol::read_header(in.buffer.pending(), shared_.config.max_message_size);
     if (header.status != protocol::FrameStatus::complete) co_return true;  // next_frame's to judge
-    if (!allowed_before_authentication(header.header.tag)) {
+    // (auth.mode pgrail: the client's exchange was with pgrail, and is over.)
+    if (!allowed_before_authentication(header.header.tag) ||
+        (login_verifier_ && header.header.tag != protocol::frontend_tag::terminate)) {
         if (co_await write_out(server_, to_server_)) co_return false;
         // (The ReadyForQuery may have come while that write was under way.)
         if (!protocol_.logged_in()) co_await first_ready_signal_.async_wait(use_tuple);
@@ -712,11 +750,7 @@ awaitable<GateVerdict> Session::check_statement(const ClientStatement& statement
 awaitable<void> Session::run_intercept(const GateVerdict& verdict, const ClientStatement& statement,
                                        Outbound& out) {
     std::optional<protocol::ErrorMessage> error;
-    if (!shared_.inband) {
-        error = protocol::ErrorMessage{"ERROR", sqlstate::object_not_in_prerequisite_state,
-                                       "pgrail: in-band migration commands are not configured on this pgrail", {},
-                                       "Set migrations.dir and migrations.migrator in pgrail's configuration."};
-    } else if (statement.tag == protocol::frontend_tag::parse) {
+    if (statement.tag == protocol::frontend_tag::parse) {
         error = protocol_.defer(verdict, statement, out);
     } else {
         // A Query: its own ReadyForQuery is counted already; the server's answers to everything
@@ -731,11 +765,6 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, const ClientS
 
 awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std::vector<InbandCall>& calls,
                                                                        std::vector<migrations::ResultTable>& answers) {
-    if (!shared_.inband) {
-        co_return protocol::ErrorMessage{"ERROR", sqlstate::object_not_in_prerequisite_state,
-                                         "pgrail: in-band migration commands are not configured on this pgrail", {},
-                                         "Set migrations.dir and migrations.migrator in pgrail's configuration."};
-    }
     // If the client leaves while the commands run, a migration it asked for must not apply
     // afterwards: a watcher raises the flag when the client's socket reads as closed.
     auto abandoned = std::make_shared<std::atomic<bool>>(false);
@@ -873,10 +902,10 @@ awaitable<void> Session::on_bind(const ClientStep& step, Outbound& out) {
 awaitable<void> Session::watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
                                              std::shared_ptr<std::atomic<bool>> finished) {
     auto self = shared_from_this();
-    auto [ec] = co_await client_.async_wait(Stream::wait_read, use_tuple);
+    auto [ec] = co_await client_.socket().async_wait(Stream::wait_read, use_tuple);
     if (ec || finished->load()) co_return;
     std::array<char, 5> head{};
-    const auto peeked = ::recv(client_.native_handle(), head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
+    const auto peeked = ::recv(client_.socket().native_handle(), head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
     constexpr std::array<char, 5> terminate = {'X', 0, 0, 0, 4};
     const bool terminating = peeked == static_cast<ssize_t>(head.size()) && head == terminate;
     if (peeked == 0 || terminating || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -943,7 +972,6 @@ awaitable<void> Session::server_to_client() {
 
 awaitable<void> Session::record_migrator_runs() {
     auto committed = protocol_.migrator_runs().take_committed();
-    if (!shared_.inband) co_return;
     // Blocking (the ledger, under the migration lock): on the pool, as in-band commands run.
     auto work = [inband = shared_.inband, context = context_, committed = std::move(committed),
                  progress = &migrator_progress_]() mutable {

@@ -25,8 +25,11 @@
 #include "buffer.hpp"
 #include "frame_stream.hpp"
 #include "session_protocol.hpp"
+#include "leg.hpp"
 #include "upstream.hpp"
 #include "session_directory.hpp"  // directory
+#include "identity_store.hpp"
+#include "pgrail/auth/scram.hpp"
 #include "pgrail/config/serve_config.hpp"
 #include "pgrail/protocol/backend.hpp"
 #include "pgrail/protocol/frame.hpp"
@@ -51,7 +54,9 @@ struct ServerShared {
         : config(std::move(serve_config)), client_buffers(config.max_buffered_size) {}
     config::ServeConfig config;
     std::shared_ptr<StatementGate> gate;
-    std::shared_ptr<InbandCommands> inband;  // null: in-band commands are not configured
+    std::shared_ptr<InbandCommands> inband;  // pgrail.* commands (InbandDispatch: never null)
+    std::shared_ptr<TlsContexts> tls;         // null: no TLS on either leg
+    std::shared_ptr<IdentityStore> identities;  // auth.mode pgrail (null: passthrough)
     std::shared_ptr<SessionDirectory> directory = std::make_shared<SessionDirectory>();  // directory
     boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
     boost::asio::thread_pool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts)
@@ -70,12 +75,15 @@ struct ServerShared {
     // Tells every live session (on its own thread) that the server shuts down in this mode;
     // sessions that start later learn it when they register.
     void shut_down_sessions(ShutdownMode mode);
+    // After a reload of the identities file: every live session checks, on its own thread, that
+    // its identity still exists with the verifier it logged in with (else it is ended).
+    void recheck_identities(const std::shared_ptr<const auth::Identities>& identities);
 };
 
 // One direction's read side: the socket and its frame reader, and what the pump knows of it.
 struct Inbound : FrameReader {
-    Inbound(Stream& s, BufferBudget* budget) : FrameReader(budget), socket(s) {}
-    Stream& socket;
+    Inbound(Leg& s, BufferBudget* budget) : FrameReader(budget), socket(s) {}
+    Leg& socket;
     std::uint64_t bytes = 0;
     bool last_read_filled = false;          // more is probably waiting in the socket (COPY, big results)
     // An idle connection waits with a read into this small buffer instead of a pooled one:
@@ -94,6 +102,9 @@ public:
     // On the session's thread: graceful ends the session once it is at rest (at once if it is),
     // immediate ends it now (after a running in-band command, which it abandons).
     void request_shutdown(ShutdownMode mode);
+    // On the session's thread, after a reload of the identities file (auth.mode pgrail): a session
+    // whose identity was removed, or whose verifier or role changed, is ended (FATAL 28000).
+    void recheck_identity(const std::shared_ptr<const auth::Identities>& identities);
 
 private:
     // SessionEvents: what the protocol core asks besides bytes.
@@ -118,6 +129,18 @@ private:
     // Startup phase: returns false when the connection ends here (cancel, refusal, EOF).
     awaitable<bool> read_startup();
     awaitable<bool> connect_upstream();
+    // auth.mode pgrail (session_login.cpp). client_login: pgrail authenticates the client with
+    // SCRAM-SHA-256(-PLUS) against the identities file, before any server connection; false when
+    // the connection ends (refused: FATAL 28P01, audited). server_login: sends the startup packet
+    // (as the identity's role) and answers the server's authentication itself with the role's
+    // credentials, up to AuthenticationOk (consumed: the client had pgrail's); false when the
+    // login failed (the server's ErrorResponse forwarded, or the ending set).
+    awaitable<bool> client_login();
+    awaitable<bool> server_login();
+    // One tagged frame from `leg`, whole, at most `max_length` (its length word): nullopt on EOF,
+    // cancellation or a bad length (`error` then says which, empty for EOF).
+    awaitable<std::optional<std::string>> read_login_frame(Leg& leg, std::uint32_t max_length, std::string& error);
+    awaitable<void> refuse_login(std::string sqlstate, std::string message, std::string reason);
     awaitable<void> handle_cancel(protocol::BackendKey key);
     awaitable<void> send_cancel(protocol::BackendKey upstream_key);
     awaitable<void> client_to_server();
@@ -133,7 +156,7 @@ private:
     [[nodiscard]] std::chrono::milliseconds buffered_message_timeout() const {
         return std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
     }
-    awaitable<boost::system::error_code> write_out(Stream& socket, Outbound& out);
+    awaitable<boost::system::error_code> write_out(Leg& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
@@ -169,10 +192,11 @@ private:
                                         std::shared_ptr<std::atomic<bool>> finished);
 
     ServerShared& shared_;
-    Stream client_;
-    Stream server_;
+    Leg client_;
+    Leg server_;
     SessionProtocol protocol_;
     SessionContext& context_ = protocol_.context();
+    std::shared_ptr<const TlsContextSet> tls_;  // the generation current when the session began (null: none)
     std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
     std::chrono::steady_clock::time_point started_;
     Inbound from_client_{client_, &shared_.client_buffers};
@@ -199,6 +223,11 @@ private:
     boost::asio::steady_timer login_timer_;
     std::chrono::steady_clock::time_point server_turn_deadline_ = std::chrono::steady_clock::time_point::max();
     bool login_watch_done_ = false;
+    // auth.mode pgrail: the verifier and role the client logged in with (nullopt: passthrough, or
+    // not logged in yet): a reload that changes either ends the session.
+    std::optional<auth::ScramVerifier> login_verifier_;
+    std::string login_role_;
+    bool revoked_ = false;
 };
 
 }  // namespace pgrail::proxy

@@ -56,6 +56,7 @@ SessionRow SessionDirectory::Entry::row() const {
     row.session_id = context_.session_id;
     row.client_address = context_.client_address;
     row.user = context_.user;
+    row.identity = context_.identity.empty() ? context_.user : context_.identity;
     row.database = context_.database;
     row.application_name = context_.application_name;
     row.state = state_.load(std::memory_order_relaxed);

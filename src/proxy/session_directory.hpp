@@ -25,6 +25,7 @@ struct SessionRow {
     std::uint64_t session_id = 0;
     std::string client_address;
     std::string user;
+    std::string identity;  // who logged in (auth.mode pgrail: the identity's name; else user)
     std::string database;
     std::string application_name;
     SessionState state = SessionState::starting;

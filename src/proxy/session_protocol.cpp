@@ -87,8 +87,13 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
             bool& answered = parsed->kind == protocol::StartupKind::ssl_request ? ssl_answered_ : gss_answered_;
             if (answered) break;
             answered = true;
-            // No TLS or GSS encryption yet: 'N' makes clients continue in plain text (or give up,
-            // if they require encryption), as PostgreSQL does.
+            if (parsed->kind == protocol::StartupKind::ssl_request && tls_offered_) {
+                step.kind = StartupStep::Kind::start_tls;
+                step.reply = "S";
+                return step;
+            }
+            // No TLS here, no GSS encryption ever: 'N' makes clients continue in plain text (or
+            // give up, if they require encryption), as PostgreSQL does.
             step.kind = StartupStep::Kind::reply;
             step.reply = "N";
             return step;
@@ -125,6 +130,16 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
             parameters.push_back(parameter);
         }
     }
+    if (tls_required_ && !tls_in_use_) {
+        // PostgreSQL's words for a client that reaches only `hostssl` lines without TLS.
+        const auto user = parsed->parameter("user");
+        const auto database = parsed->parameter("database");
+        spdlog::warn("session {}: refused a connection from {} without TLS (tls.client.mode require)", context_.session_id,
+                     context_.client_address);
+        return refuse(sqlstate::invalid_authorization_specification,
+                      fmt::format("no pg_hba.conf entry for host \"{}\", user \"{}\", database \"{}\", no encryption",
+                                  context_.client_address, user, database.empty() ? user : database));
+    }
     step.kind = StartupStep::Kind::accept;
     if (minor > 0 || !options.empty()) {
         protocol::encode_negotiate_protocol_version(step.reply, protocol::protocol_version_3, options);
@@ -139,6 +154,19 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
     startup_parameters_ = std::move(parameters);
     startup_bytes_ = std::move(packet);
     return step;
+}
+
+void SessionProtocol::log_in_as(const std::string& identity, const std::string& role) {
+    bool has_database = false;
+    for (auto& [name, value] : startup_parameters_) {
+        if (name == "user") value = role;
+        if (name == "database" && !value.empty()) has_database = true;
+    }
+    startup_bytes_.clear();
+    protocol::encode_startup_message(startup_bytes_, protocol::protocol_version_3, startup_parameters_);
+    context_.identity = identity;
+    context_.user = role;
+    if (!has_database) context_.database = role;
 }
 
 void SessionProtocol::start() {
@@ -520,7 +548,7 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
     // The batch is answered: what it still expected (answers an error made the server skip,
     // refusals) can no longer come.
     if (batches_.size() > 1) {
-        batches_.pop_front();
+        batches_.erase(batches_.begin());
     } else {
         batches_.front() = Batch{};  // not owed (a server's own ReadyForQuery): nothing to forget
     }

@@ -11,7 +11,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +60,7 @@ public:
 struct StartupStep {
     enum class Kind : std::uint8_t {
         reply,   // send `reply` (an encryption request's 'N'), then read the next packet
+        start_tls,  // send `reply` ('S'), make the TLS handshake, tls_started(), read the next packet
         cancel,  // a CancelRequest for `cancel_key`: the client hears nothing
         refuse,  // send `reply` (an error) and close
         accept,  // send `reply` if any (NegotiateProtocolVersion), then log in with startup_bytes()
@@ -127,9 +127,21 @@ public:
     // A whole packet of the startup phase (its length word included), as PostgreSQL 15's
     // ProcessStartupPacket reads it. Accepted, the context has its user, database and application.
     [[nodiscard]] StartupStep on_startup_packet(std::string packet);
+    // TLS on the client's leg (tls.client.mode): an SSLRequest is answered 'S'; `required` also
+    // refuses a StartupMessage that came without it, as PostgreSQL does for a hostssl-only server.
+    void offer_tls(bool required) {
+        tls_offered_ = true;
+        tls_required_ = required;
+    }
+    void tls_started() { tls_in_use_ = true; }
+    [[nodiscard]] bool tls_in_use() const { return tls_in_use_; }
     // The StartupMessage for the server (3.0, without `_pq_.` options) and its parameters.
     [[nodiscard]] const std::string& startup_bytes() const { return startup_bytes_; }
     [[nodiscard]] const StartupParameters& startup_parameters() const { return startup_parameters_; }
+    // auth.mode pgrail, after pgrail authenticated the client as `identity`: the server is asked
+    // for `role` instead (the startup packet's user replaced; a database left out defaults to the
+    // role, as the server would default it), and the context says both.
+    void log_in_as(const std::string& identity, const std::string& role);
     // The startup packet goes to the server: its ReadyForQuery is the first one owed.
     void start();
     // Ends the session with a FATAL of this SQLSTATE and message; the first reason wins.
@@ -214,7 +226,16 @@ private:
     struct Batch {
         bool extended = false;  // extended-protocol messages (awaiting a Sync)
         bool executed = false;  // an Execute among them (a pipeline, for PostgreSQL)
-        std::deque<DescribeAnswer> describes;
+        // (A vector read from `head`: an empty std::deque allocates, and a batch begins with each
+        // Query or Sync.)
+        struct Describes {
+            std::vector<DescribeAnswer> answers;
+            std::size_t head = 0;
+            [[nodiscard]] bool empty() const { return head == answers.size(); }
+            [[nodiscard]] const DescribeAnswer& front() const { return answers[head]; }
+            void pop_front() { ++head; }
+            void push_back(const DescribeAnswer& answer) { answers.push_back(answer); }
+        } describes;
         std::vector<PendingRefusal> refusals;
     };
     [[nodiscard]] Batch& open_batch() { return batches_.back(); }
@@ -248,11 +269,14 @@ private:
     SessionContext context_;
     Phase phase_ = Phase::startup;
     bool ssl_answered_ = false;  // each encryption request is answered once
+    bool tls_offered_ = false;
+    bool tls_required_ = false;
+    bool tls_in_use_ = false;
     bool gss_answered_ = false;
     std::string startup_bytes_;
     StartupParameters startup_parameters_;
     std::optional<Ending> ending_;
-    std::deque<Batch> batches_;
+    std::vector<Batch> batches_;  // a queue of one or two, mostly: popped by erasing its front
     std::uint64_t answered_ = 0;
     std::uint64_t next_refusal_id_ = 1;
     char transaction_status_ = 'I';

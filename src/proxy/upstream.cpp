@@ -1,6 +1,8 @@
 // The database server's end of a session (upstream.hpp).
 #include "upstream.hpp"
 
+#include "leg.hpp"
+
 #include <chrono>
 #include <tuple>
 #include <vector>
@@ -12,6 +14,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -73,17 +76,50 @@ asio::awaitable<std::string> connect_to_upstream(Stream& socket, const config::S
     co_return std::string();
 }
 
+asio::awaitable<std::string> start_server_tls(Leg& leg, const TlsContextSet* tls, const config::ServeConfig& config) {
+    using config::ServerSslMode;
+    if (tls == nullptr || !tls->server_leg || config.upstream_is_socket()) co_return std::string();
+    const auto mode = tls->settings.server.sslmode;
+    if (mode == ServerSslMode::disable || mode == ServerSslMode::allow) co_return std::string();
+    asio::steady_timer deadline(leg.get_executor(), std::chrono::milliseconds(config.connect_timeout_ms));
+    std::string request;
+    protocol::encode_ssl_request(request);
+    char answer = 0;
+    auto exchange = [&]() -> asio::awaitable<error_code> {
+        auto [write_ec, written] = co_await leg.async_write(asio::buffer(request), use_tuple);
+        if (write_ec) co_return write_ec;
+        auto [read_ec, read] = co_await asio::async_read(leg.socket(), asio::buffer(&answer, 1), use_tuple);
+        co_return read_ec;
+    };
+    auto asked = co_await (exchange() || deadline.async_wait(use_tuple));
+    if (asked.index() == 1) co_return fmt::format("timed out after {} ms asking for TLS", config.connect_timeout_ms);
+    if (const auto ec = std::get<0>(asked)) co_return ec.message();
+    if (answer != 'S') {
+        // 'N' (or an old server's error): the server does not do TLS.
+        if (mode == ServerSslMode::prefer) co_return std::string();
+        co_return fmt::format("the server does not support SSL, but tls.server.sslmode is {}", config::to_string(mode));
+    }
+    SSL* ssl = leg.begin_tls(tls->server_leg);
+    if (!prepare_server_leg(ssl, *tls)) co_return fmt::format("cannot send {} as the TLS server name", tls->server_name);
+    auto shaken = co_await (leg.handshake(asio::ssl::stream_base::client) || deadline.async_wait(use_tuple));
+    if (shaken.index() == 1) co_return fmt::format("the TLS handshake timed out after {} ms", config.connect_timeout_ms);
+    if (const auto ec = std::get<0>(shaken)) co_return "TLS: " + describe_tls_error(ec, ssl);
+    co_return std::string();
+}
+
 asio::awaitable<void> send_cancel_request(Stream::executor_type executor, const config::ServeConfig& config,
-                                          protocol::BackendKey key) {
-    Stream upstream(executor);
-    if (const auto failure = co_await connect_to_upstream(upstream, config); !failure.empty()) {
+                                          std::shared_ptr<const TlsContextSet> tls, protocol::BackendKey key) {
+    Leg upstream{Stream(executor)};
+    auto failure = co_await connect_to_upstream(upstream.socket(), config);
+    if (failure.empty()) failure = co_await start_server_tls(upstream, tls.get(), config);
+    if (!failure.empty()) {
         spdlog::warn("cannot send a cancel request for backend {} to {}: {}", key.pid, upstream_address(config),
                      failure);
         co_return;
     }
     std::string request;
     protocol::encode_cancel_request(request, key.pid, key.secret);
-    co_await asio::async_write(upstream, asio::buffer(request), use_tuple);
+    co_await upstream.async_write(asio::buffer(request), use_tuple);
     // PostgreSQL closes the cancel connection once it has acted on it.
     asio::steady_timer deadline(executor, std::chrono::milliseconds(config.connect_timeout_ms));
     char ignored[1];

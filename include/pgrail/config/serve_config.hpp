@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "pgrail/config/tls_config.hpp"
+
 namespace pgrail::config {
 
 struct ServeConfig {
@@ -64,6 +66,16 @@ struct ServeConfig {
     std::string catalog_conninfo;
     std::uint32_t catalog_refresh_ms = 60000;
     std::uint32_t catalog_timeout_ms = 10000;
+
+    // tls: the client leg (clients -> pgrail) and the server leg (pgrail -> PostgreSQL), docs/security.md.
+    TlsConfig tls;
+
+    // auth: who authenticates clients (docs/security.md). passthrough: the server, as if pgrail were
+    // not there. pgrail: pgrail itself, against identities_file's SCRAM verifiers, and pgrail then
+    // logs into the server as the identity's role with credentials only it holds.
+    enum class AuthMode : std::uint8_t { passthrough, pgrail };
+    AuthMode auth_mode = AuthMode::passthrough;
+    std::string identities_file;  // required (and only read) in pgrail mode
 
     [[nodiscard]] std::string unix_socket_path() const {
         return unix_socket_dir + "/.s.PGSQL." + std::to_string(listen_port);

@@ -30,7 +30,7 @@ inline constexpr std::size_t command_count = 11;
 
 // Who is talking: taken from the startup packet and the socket.
 struct SessionInfo {
-    std::string user;
+    std::string user;      // the role the server sees
     std::string database;
     std::string application_name;
     std::string client_address;  // textual IPv4 or IPv6; empty (or a path) for a Unix socket
@@ -38,6 +38,10 @@ struct SessionInfo {
     // and client_only_encoding from then on once ever reported): pgrail analyses alike, and
     // refuses a change of standard_conforming_strings away from this value.
     sql::Lexing lexing;
+    // Who logged in: the identity's name under auth.mode pgrail (its role is `user`); empty in
+    // passthrough mode, where the server authenticates the role and the identity is `user`.
+    // (Last: the fields above are aggregate-initialised by position.)
+    std::string identity;
 };
 
 // The answer for one statement (or one startup packet).
@@ -114,6 +118,9 @@ struct Guards {
 // across keys, OR within a key); an absent list matches everything.
 struct SessionMatch {
     std::vector<std::string> users;              // globs
+    // globs on the identity (auth.mode pgrail: the name the agent logged in to pgrail with; in
+    // passthrough mode the identity is the user)
+    std::vector<std::string> identities;
     std::vector<std::string> databases;          // globs
     std::vector<std::string> application_names;  // globs
     std::vector<Cidr> clients;

@@ -9,6 +9,7 @@
 
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/config/serve_config.hpp"
+#include "pgrail/config/tls_config.hpp"
 #include "pgrail/migrations/commands.hpp"
 #include "pgrail/migrations/directory_watch.hpp"
 #include "pgrail/migrations/proposals.hpp"
@@ -82,5 +83,12 @@ private:
 // statement_timeout (added to its `options`). Unparseable text is returned as it is.
 [[nodiscard]] std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_timeout_ms,
                                            std::uint32_t statement_timeout_ms);
+
+// `conninfo` (pgrail's own libpq connections: the migration runner, the catalog reads) with the
+// server leg's TLS (tls.server: sslmode, sslrootcert, sslcert, sslkey) where it names none of its
+// own, so that every connection pgrail makes to the server is as protected as its sessions. An
+// unparseable conninfo is returned as it is (libpq reports it). ca_file "system" is not passed
+// (libpq 15 has no sslrootcert=system: name the bundle's file).
+[[nodiscard]] std::string conninfo_with_server_tls(const std::string& conninfo, const config::ServerTlsConfig& tls);
 
 }  // namespace pgrail::proxy

@@ -33,6 +33,7 @@ public:
 
     std::shared_ptr<const ResultGuard> result_guard(const SessionContext& session) override;
     bool audit_result_event(const SessionContext& session, const ResultEvent& event) override;
+    bool audit_auth_event(const SessionContext& session, std::string_view event, std::string_view reason) override;
     // Where sensitive_columns are resolved: each database's catalog (null: none configured, and a
     // rule with sensitive_columns refuses what reads a relation).
     void set_sensitive_catalogs(std::shared_ptr<SensitiveCatalogs> catalogs);

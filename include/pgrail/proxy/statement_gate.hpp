@@ -107,6 +107,14 @@ public:
     // Writes the audit line of a result the session cut, refused or masked by the backstop;
     // false when it could not be written. May wait for an fsync: call it off the I/O thread.
     [[nodiscard]] virtual bool audit_result_event(const SessionContext&, const ResultEvent&) { return true; }
+    // Writes the audit line of an authentication event of pgrail's own (auth.mode pgrail):
+    // "login_refused" (a wrong password, an unknown identity) or "identity_revoked" (a reload
+    // removed the session's identity); `reason` is for the audit and the log, never for the client.
+    // May wait for an fsync: call it off the I/O thread.
+    [[nodiscard]] virtual bool audit_auth_event(const SessionContext&, std::string_view /*event*/,
+                                                std::string_view /*reason*/) {
+        return true;
+    }
 };
 
 // Forwards everything: `pgrail serve` without a policy.

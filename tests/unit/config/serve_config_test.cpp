@@ -87,6 +87,26 @@ TEST_CASE("bad configurations name file:line:column") {
                Catch::StartsWith("bad.yaml:2:9: upstream.host: the socket path"));
 }
 
+TEST_CASE("auth: passthrough by default; pgrail needs an identities file") {
+    CHECK(parse_serve_config("", "a.yaml").auth_mode == pgrail::config::ServeConfig::AuthMode::passthrough);
+    const auto config = parse_serve_config("auth: {mode: pgrail, identities_file: /etc/pgrail/identities.yaml}\n", "a.yaml");
+    CHECK(config.auth_mode == pgrail::config::ServeConfig::AuthMode::pgrail);
+    CHECK(config.identities_file == "/etc/pgrail/identities.yaml");
+    auto error_of = [](const std::string& yaml) {
+        try {
+            (void)parse_serve_config(yaml, "bad.yaml");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK_THAT(error_of("auth: {mode: pgrail}\n"),
+               Catch::StartsWith("bad.yaml:1:7: auth.mode pgrail needs auth.identities_file"));
+    CHECK_THAT(error_of("auth: {mode: scram}\n"), Catch::StartsWith("bad.yaml:1:14: 'auth.mode' must be one of"));
+    CHECK_THAT(error_of("auth:\n  mode: pgrail\n  identity_file: x\n"),
+               Catch::StartsWith("bad.yaml:3:3: unknown key 'identity_file' in auth"));
+}
+
 TEST_CASE("an upstream host that is a directory means PostgreSQL's Unix socket in it, as in libpq") {
     const auto config = parse_serve_config("upstream: {host: /var/run/postgresql, port: 5433}\n", "unix.yaml");
     CHECK(config.upstream_is_socket());

@@ -396,6 +396,29 @@ rules:
     CHECK(rule({"agent_1", "reports", "metabase", "10.0.0.1"}) == "office");  // file order
 }
 
+TEST_CASE("rules match on the identity (auth.mode pgrail), which is the user in passthrough mode",
+          "[policy][rules]") {
+    auto policy = load_policy_string(R"(version: 1
+rules:
+  - name: seven
+    match: {identities: [agent-7, "bot-*"]}
+  - name: role
+    match: {users: agent, identities: "*"}
+  - name: rest
+)", "p");
+    auto rule = [&](std::string user, std::string identity) {
+        SessionInfo session{user, "app", "", "10.0.0.1"};
+        session.identity = std::move(identity);
+        return policy->rule_for(session).name;
+    };
+    CHECK(rule("agent", "agent-7") == "seven");
+    CHECK(rule("agent", "bot-42") == "seven");
+    CHECK(rule("agent", "agent-8") == "role");
+    CHECK(rule("bob", "agent-8") == "rest");
+    CHECK(rule("agent-7", "") == "seven");  // passthrough: the identity is the user
+    CHECK(rule("bob", "") == "rest");
+}
+
 TEST_CASE("startup guards: replication, options, protected startup settings", "[policy][startup]") {
     using Params = std::vector<std::pair<std::string, std::string>>;
     const auto& policy = *default_policy();

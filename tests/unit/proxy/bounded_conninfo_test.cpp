@@ -52,3 +52,19 @@ TEST_CASE("bounded_conninfo keeps what the conninfo says itself, URIs included")
 TEST_CASE("bounded_conninfo leaves text libpq cannot parse as it is, for libpq to report") {
     CHECK(bounded_conninfo("host='unterminated", 5000, 1000) == "host='unterminated");
 }
+
+TEST_CASE("pgrail's own connections take the server leg's TLS unless they name their own") {
+    pgrail::config::ServerTlsConfig tls;
+    CHECK(pgrail::proxy::conninfo_with_server_tls("host=db user=migrator", tls) == "host=db user=migrator");  // disable
+    tls.sslmode = pgrail::config::ServerSslMode::verify_full;
+    tls.ca_file = "/etc/pgrail/root.crt";
+    const auto with = parsed(pgrail::proxy::conninfo_with_server_tls("host=db user=migrator", tls));
+    CHECK(with.at("sslmode") == "verify-full");
+    CHECK(with.at("sslrootcert") == "/etc/pgrail/root.crt");
+    CHECK(with.at("host") == "db");
+    // The operator's own sslmode stands; an empty conninfo stays empty.
+    CHECK(pgrail::proxy::conninfo_with_server_tls("host=db sslmode=require", tls) == "host=db sslmode=require");
+    CHECK(pgrail::proxy::conninfo_with_server_tls("", tls).empty());
+    tls.ca_file = "system";
+    CHECK(parsed(pgrail::proxy::conninfo_with_server_tls("postgresql://migrator@db/app", tls)).count("sslrootcert") == 0);
+}

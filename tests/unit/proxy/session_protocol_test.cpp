@@ -483,6 +483,25 @@ TEST_CASE("session core: the startup phase as PostgreSQL 15 reads it") {
         CHECK(core.context().database == "agent");
         CHECK(core.context().application_name == "mcp");
     }
+    SECTION("auth.mode pgrail: the server is asked for the identity's role, the context names both") {
+        REQUIRE(core.on_startup_packet(startup_packet(protocol::protocol_version_3,
+                                                      {{"user", "agent-7"}, {"database", "app"}, {"application_name", "mcp"}}))
+                    .kind == StartupStep::Kind::accept);
+        core.log_in_as("agent-7", "agent");
+        CHECK(core.startup_bytes() == startup_packet(protocol::protocol_version_3,
+                                                     {{"user", "agent"}, {"database", "app"}, {"application_name", "mcp"}}));
+        CHECK(core.context().user == "agent");
+        CHECK(core.context().identity == "agent-7");
+        CHECK(core.context().database == "app");
+    }
+    SECTION("auth.mode pgrail without a database: it defaults to the role, as the server defaults it") {
+        REQUIRE(core.on_startup_packet(startup_packet(protocol::protocol_version_3, {{"user", "agent-7"}})).kind ==
+                StartupStep::Kind::accept);
+        CHECK(core.context().database == "agent-7");
+        core.log_in_as("agent-7", "agent");
+        CHECK(core.startup_bytes() == startup_packet(protocol::protocol_version_3, {{"user", "agent"}}));
+        CHECK(core.context().database == "agent");
+    }
     SECTION("3.2 and protocol options: NegotiateProtocolVersion, and the server gets 3.0 without them") {
         const auto step = core.on_startup_packet(
             startup_packet(protocol::protocol_version_3 + 2, {{"user", "agent"}, {"_pq_.compression", "on"}}));

@@ -1,0 +1,305 @@
+// auth.mode pgrail against the real PostgreSQL 15: agents log in to pgrail with their own
+// identities (SCRAM-SHA-256 against the identities file's verifiers, never a database password),
+// pgrail logs into the server as the role each maps to (SCRAM, md5 or cleartext, with credentials
+// only pgrail holds), every audit line names the identity, and a reload that removes an identity
+// refuses its new logins and ends its live sessions while the others keep working.
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+std::vector<nlohmann::json> audit_lines(const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);)
+        if (nlohmann::json::accept(line)) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+}
+
+bool audited(const std::string& path, const std::string& event, const std::string& identity) {
+    for (const auto& line : audit_lines(path))
+        if (line.value("event", "") == event && line.value("identity", "") == identity) return true;
+    return false;
+}
+
+void write_secret(const std::string& path, const std::string& text) {
+    write_file(path, text);
+    REQUIRE(::chmod(path.c_str(), 0600) == 0);
+}
+
+// `pgrail passwd NAME --role ROLE` with the password on standard input.
+void add_identity(const std::string& dir, const std::string& identities, const std::string& name,
+                  const std::string& role, const std::string& password) {
+    const auto input = dir + "/input-" + name;
+    write_secret(input, password + "\n");
+    const auto [status, output] = pgrail_cli("passwd " + name + " --role " + role + " --identities " + identities +
+                                             " --iterations 4096 < " + input);
+    INFO(output);
+    REQUIRE(status == 0);
+}
+
+// A directory with the roles' password files (the cluster's passwords: each role's name) and
+// identities agent-7 and agent-8 (role agent), m1 (md5user) and p1 (plainuser).
+struct AuthSetup {
+    std::string dir = PgrailProcess::make_temp_dir() + "/auth_mode_" + std::to_string(::getpid()) + "_" +
+                      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    std::string identities = dir + "/identities.yaml";
+    std::string audit = dir + "/audit.jsonl";
+
+    AuthSetup() {
+        REQUIRE(shell("mkdir -p " + dir).first == 0);
+        for (const char* role : {"agent", "md5user", "plainuser"})
+            write_secret(dir + "/" + role + ".pw", std::string(role) + "\n");
+        write_secret(identities, "roles:\n  agent: {password_file: agent.pw}\n  md5user: {password_file: md5user.pw}\n"
+                                 "  plainuser: {password_file: plainuser.pw}\nidentities: []\n");
+        add_identity(dir, identities, "agent-7", "agent", "seven secret");
+        add_identity(dir, identities, "agent-8", "agent", "eight secret");
+        add_identity(dir, identities, "m1", "md5user", "m1 secret");
+        add_identity(dir, identities, "p1", "plainuser", "p1 secret");
+        // agent-8 may read the admin view (a rule matched by identity, not by role).
+        write_file(dir + "/policy.yaml", "version: 1\nmode: enforce\ndefaults:\n  allow_classes: [read, write, "
+                                         "transaction, session]\n  migrations: [status]\nrules:\n"
+                                         "  - name: eights\n    match: {identities: [\"agent-8*\"]}\n"
+                                         "    migrations: [status, sessions]\n  - name: everyone\n");
+    }
+    [[nodiscard]] std::string yaml(const std::string& extra = "") const {
+        return "auth: {mode: pgrail, identities_file: " + identities + "}\npolicy: " + dir +
+               "/policy.yaml\naudit: {file: " + audit + "}\n" + extra;
+    }
+};
+
+std::string conninfo(const PgrailProcess& proxy, const std::string& user, const std::string& password) {
+    return "host=127.0.0.1 port=" + std::to_string(proxy.port()) + " dbname=" + Cluster::get().database +
+           " user=" + user + " password='" + password + "' connect_timeout=10";
+}
+
+}  // namespace
+
+TEST_CASE("auth mode pgrail: two identities of one role log in with their own passwords, each audited by its "
+          "own name",
+          "[auth_mode]") {
+    AuthSetup setup;
+    PgrailProcess proxy(setup.yaml());
+
+    auto seven = try_connect(conninfo(proxy, "agent-7", "seven secret"));
+    INFO(PQerrorMessage(seven.get()));
+    REQUIRE(PQstatus(seven.get()) == CONNECTION_OK);
+    auto eight = try_connect(conninfo(proxy, "agent-8", "eight secret"));
+    INFO(PQerrorMessage(eight.get()));
+    REQUIRE(PQstatus(eight.get()) == CONNECTION_OK);
+    // The server sees the role; pgrail's key, not the server's, reaches the client (cancel works
+    // through pgrail as ever).
+    CHECK(scalar(seven.get(), "SELECT current_user") == "agent");
+    CHECK(scalar(eight.get(), "SELECT current_user") == "agent");
+
+    // pgrail.sessions(): the rule matched by identity lets agent-8 read it, not agent-7.
+    const auto rows = run(eight.get(), "SELECT identity, user_name FROM pgrail.sessions() ORDER BY identity");
+    REQUIRE(rows.size() == 1);
+    INFO(rows[0].message);
+    REQUIRE(rows[0].status == "PGRES_TUPLES_OK");
+    REQUIRE(rows[0].rows.size() == 2);
+    CHECK(rows[0].rows[0][0].value_or("") == "agent-7");
+    CHECK(rows[0].rows[0][1].value_or("") == "agent");
+    CHECK(rows[0].rows[1][0].value_or("") == "agent-8");
+    const auto refused = run(seven.get(), "SELECT * FROM pgrail.sessions()");
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].status == "PGRES_FATAL_ERROR");
+    // A refused DDL statement: each is audited under its own identity, with the role as user.
+    CHECK(run(seven.get(), "CREATE TABLE auth_mode_seven (id int)").at(0).status == "PGRES_FATAL_ERROR");
+    CHECK(run(eight.get(), "CREATE TABLE auth_mode_eight (id int)").at(0).status == "PGRES_FATAL_ERROR");
+    bool seven_line = false;
+    bool eight_command = false;
+    for (const auto& line : audit_lines(setup.audit)) {
+        if (line.value("identity", "") == "agent-7" && line.value("event", "") == "statement_refused") {
+            seven_line = true;
+            CHECK(line.value("user", "") == "agent");
+        }
+        if (line.value("identity", "") == "agent-8" && line.value("event", "") == "command") eight_command = true;
+    }
+    CHECK(seven_line);
+    CHECK(eight_command);
+    CHECK(audited(setup.audit, "statement_refused", "agent-8"));
+
+    // psql, as a person would use it.
+    const auto [status, output] = shell("PGPASSWORD=\"eight secret\" psql 'host=127.0.0.1 port=" +
+                                        std::to_string(proxy.port()) + " dbname=" + Cluster::get().database +
+                                        " user=agent-8' -XAtc 'SELECT current_user' 2>&1");
+    CHECK(status == 0);
+    CHECK(output == "agent\n");
+}
+
+TEST_CASE("auth mode pgrail: a wrong password and an unknown identity hear the same 28P01, both audited",
+          "[auth_mode]") {
+    AuthSetup setup;
+    PgrailProcess proxy(setup.yaml());
+    for (const auto& [user, password] : std::vector<std::pair<std::string, std::string>>{
+             {"agent-7", "eight secret"}, {"nobody", "seven secret"}, {"agent", "agent"}}) {
+        auto conn = try_connect(conninfo(proxy, user, password));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_BAD);
+        const std::string message = PQerrorMessage(conn.get());
+        INFO(message);
+        CHECK(message.find("FATAL:  password authentication failed for user \"" + user + "\"") != std::string::npos);
+        CHECK(audited(setup.audit, "login_refused", user));
+    }
+    // The reason is in pgrail's log only.
+    CHECK(proxy.log().find("no such identity") != std::string::npos);
+    CHECK(proxy.log().find("the SCRAM proof is wrong") != std::string::npos);
+}
+
+TEST_CASE("auth mode pgrail: pgrail logs into md5 and cleartext roles as well as SCRAM ones", "[auth_mode]") {
+    AuthSetup setup;
+    PgrailProcess proxy(setup.yaml());
+    auto md5 = try_connect(conninfo(proxy, "m1", "m1 secret"));
+    INFO(PQerrorMessage(md5.get()));
+    REQUIRE(PQstatus(md5.get()) == CONNECTION_OK);
+    CHECK(scalar(md5.get(), "SELECT current_user") == "md5user");
+    auto plain = try_connect(conninfo(proxy, "p1", "p1 secret"));
+    INFO(PQerrorMessage(plain.get()));
+    REQUIRE(PQstatus(plain.get()) == CONNECTION_OK);
+    CHECK(scalar(plain.get(), "SELECT current_user") == "plainuser");
+}
+
+TEST_CASE("auth mode pgrail: the server's refusal of pgrail's own login reaches the client as it came",
+          "[auth_mode]") {
+    AuthSetup setup;
+    write_secret(setup.dir + "/agent.pw", "not agent's password\n");
+    PgrailProcess proxy(setup.yaml());
+    auto conn = try_connect(conninfo(proxy, "agent-7", "seven secret"));
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_BAD);
+    const std::string message = PQerrorMessage(conn.get());
+    INFO(message);
+    CHECK(message.find("password authentication failed for user \"agent\"") != std::string::npos);
+}
+
+TEST_CASE("auth mode pgrail: removing an identity by reload ends its access and its live session; the other "
+          "keeps working",
+          "[auth_mode]") {
+    AuthSetup setup;
+    PgrailProcess proxy(setup.yaml());
+    auto seven = try_connect(conninfo(proxy, "agent-7", "seven secret"));
+    REQUIRE(PQstatus(seven.get()) == CONNECTION_OK);
+    auto eight = try_connect(conninfo(proxy, "agent-8", "eight secret"));
+    REQUIRE(PQstatus(eight.get()) == CONNECTION_OK);
+    CHECK(scalar(seven.get(), "SELECT 1") == "1");
+
+    // agent-7's line out of the file, and a reload.
+    std::string text = read_file(setup.identities);
+    const auto start = text.find("  - {name: agent-7");
+    REQUIRE(start != std::string::npos);
+    text.erase(start, text.find('\n', start) + 1 - start);
+    write_secret(setup.identities, text);
+    proxy.reload();
+    REQUIRE(eventually([&] { return proxy.log().find("identities reloaded") != std::string::npos; },
+                       std::chrono::seconds(10)));
+
+    // Its live session is ended with 28000; its new logins fail as an unknown identity's.
+    REQUIRE(eventually([&] { return audited(setup.audit, "identity_revoked", "agent-7"); }, std::chrono::seconds(10)));
+    const auto after = run(seven.get(), "SELECT 1");
+    REQUIRE(!after.empty());
+    CHECK(after.back().status == "PGRES_FATAL_ERROR");
+    // libpq reports the FATAL (28000) with the connection's loss, in the result or the connection.
+    const std::string said = after.back().message + PQerrorMessage(seven.get());
+    INFO(said);
+    CHECK((said.find("no longer authorized") != std::string::npos ||
+           said.find("server closed the connection") != std::string::npos));
+    CHECK(PQstatus(seven.get()) == CONNECTION_BAD);
+    auto again = try_connect(conninfo(proxy, "agent-7", "seven secret"));
+    CHECK(PQstatus(again.get()) == CONNECTION_BAD);
+    CHECK(std::string(PQerrorMessage(again.get())).find("password authentication failed for user \"agent-7\"") !=
+          std::string::npos);
+
+    // agent-8 keeps its session and can log in again.
+    CHECK(scalar(eight.get(), "SELECT 2") == "2");
+    auto eight_again = try_connect(conninfo(proxy, "agent-8", "eight secret"));
+    CHECK(PQstatus(eight_again.get()) == CONNECTION_OK);
+}
+
+TEST_CASE("auth mode pgrail: SCRAM-SHA-256-PLUS over the client leg's TLS", "[auth_mode]") {
+    AuthSetup setup;
+    const auto certs = setup.dir + "/certs";
+    REQUIRE(shell(source_dir() + "/scripts/test-certs.sh " + certs + " >/dev/null 2>&1").first == 0);
+    PgrailProcess proxy(setup.yaml("tls:\n  client:\n    mode: require\n    cert_file: " + certs +
+                                   "/server.crt\n    key_file: " + certs + "/server.key\n"));
+    auto conn = try_connect(conninfo(proxy, "agent-7", "seven secret") + " sslmode=require channel_binding=require");
+    INFO(PQerrorMessage(conn.get()));
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+    CHECK(PQsslInUse(conn.get()) == 1);
+    CHECK(scalar(conn.get(), "SELECT current_user") == "agent");
+    auto wrong = try_connect(conninfo(proxy, "agent-7", "wrong") + " sslmode=require channel_binding=require");
+    CHECK(PQstatus(wrong.get()) == CONNECTION_BAD);
+}
+
+TEST_CASE("auth mode pgrail: a bad identities file fails the start with its file:line:column, and a bad reload "
+          "keeps the identities in force",
+          "[auth_mode]") {
+    AuthSetup setup;
+    SECTION("at start") {
+        const auto bad = setup.dir + "/bad-identities.yaml";
+        write_secret(bad, "roles:\n  agent: {password_file: agent.pw}\nidentities:\n"
+                          "  - {name: agent-7, role: agent, verifier: not-a-verifier}\n");
+        write_file(setup.dir + "/bad.yaml", "listen: {host: 127.0.0.1, port: 1}\nauth: {mode: pgrail, identities_file: " +
+                                                bad + "}\n");
+        const auto [status, output] = pgrail_cli("serve --config " + setup.dir + "/bad.yaml");
+        INFO(output);
+        CHECK(status != 0);
+        CHECK(output.find(bad + ":4:") != std::string::npos);
+    }
+    SECTION("at reload") {
+        PgrailProcess proxy(setup.yaml());
+        write_secret(setup.identities, "identities: [\n");
+        proxy.reload();
+        REQUIRE(eventually([&] { return proxy.log().find("identities reload refused") != std::string::npos; },
+                           std::chrono::seconds(10)));
+        CHECK(proxy.log().find(setup.identities + ":") != std::string::npos);
+        auto conn = try_connect(conninfo(proxy, "agent-7", "seven secret"));
+        CHECK(PQstatus(conn.get()) == CONNECTION_OK);
+    }
+}
+
+TEST_CASE("auth mode pgrail: SCRAM-SHA-256-PLUS on the server leg's TLS, bound to the server's certificate",
+          "[auth_mode]") {
+    // Needs the fixture's cluster with ssl = on (PGRAIL_CLUSTER_SSL=1, scripts/test-cluster.sh).
+    const char* cluster_dir = std::getenv("PGRAIL_CLUSTER_DIR");
+    std::string tls_dir;
+    if (cluster_dir != nullptr) {
+        std::ifstream env(std::string(cluster_dir) + "/env");
+        bool ssl = false;
+        for (std::string line; std::getline(env, line);) {
+            if (line == "PGRAIL_CLUSTER_SSL=1") ssl = true;
+            if (line.starts_with("PGRAIL_TLS_DIR=")) tls_dir = line.substr(15);
+        }
+        if (!ssl) tls_dir.clear();
+    }
+    if (tls_dir.empty()) {
+        WARN("the cluster runs without ssl = on (PGRAIL_CLUSTER_SSL=1): server-leg -PLUS not tested here");
+        return;
+    }
+    AuthSetup setup;
+    write_secret(setup.dir + "/ssluser.pw", "ssluser\n");
+    std::string text = read_file(setup.identities);
+    const auto roles = text.find("roles:\n");
+    REQUIRE(roles != std::string::npos);
+    text.insert(roles + 7, "  ssluser: {password_file: ssluser.pw}\n");
+    write_secret(setup.identities, text);
+    add_identity(setup.dir, setup.identities, "s1", "ssluser", "s1 secret");
+    PgrailProcess proxy(setup.yaml("tls:\n  server: {sslmode: verify-full, ca_file: " + tls_dir + "/ca.crt}\n"));
+    auto conn = try_connect(conninfo(proxy, "s1", "s1 secret"));
+    INFO(PQerrorMessage(conn.get()));
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+    CHECK(scalar(conn.get(), "SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") ==
+          "ssluser true");
+    CHECK(proxy.log().find("as role ssluser for identity s1 (SCRAM-SHA-256-PLUS)") != std::string::npos);
+}
