@@ -6,6 +6,8 @@
 #   REPEATS=3 DURATION=10 SHORT=5 COPY_ROWS=3000000 COPY_REPEATS=3 IDLE=500 bench/run.sh
 #   UPSTREAM=unix bench/run.sh         # both proxies reach PostgreSQL through its Unix socket
 #   PGRAIL_WORKERS=1 bench/run.sh      # pgrail's I/O threads (default: one per core)
+#   TLS=1 bench/run.sh                 # TLS on the client leg of both proxies (pgbench sslmode=require;
+#                                      # direct stays plain TCP; no floor relay: it speaks no TLS)
 # With build/bench/relay_floor_bench built (cmake --build build --target relay_floor_bench), a
 # relay that forwards bytes and parses nothing joins the -c 8, -c 1 and churn runs: the floor any
 # proxy stands on, so each bar can be read against what forwarding alone costs in the same run.
@@ -22,6 +24,7 @@ COPY_ROWS=${COPY_ROWS:-3000000}
 COPY_REPEATS=${COPY_REPEATS:-3}   # COPYs per target and round
 IDLE=${IDLE:-500}
 UPSTREAM=${UPSTREAM:-tcp}
+TLS=${TLS:-0}
 [[ $UPSTREAM == tcp || $UPSTREAM == unix ]] || { echo "bench: UPSTREAM must be tcp or unix" >&2; exit 1; }
 [[ -x $pgrail_bin ]] || { echo "bench: no pgrail binary at $pgrail_bin" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { echo "bench: pgbouncer not installed (scripts/install-deps.sh)" >&2; exit 1; }
@@ -40,9 +43,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# TLS=1: the test CA's server certificate for both proxies' client leg (scripts/test-certs.sh).
+tls_extra=''
+if [[ $TLS == 1 ]]; then
+  "$repo/scripts/test-certs.sh" "$work/certs" >/dev/null
+  tls_extra=$work/tls.yaml
+  printf 'tls:\n  client: {mode: require, cert_file: %s, key_file: %s}\n' "$work/certs/server.crt" \
+    "$work/certs/server.key" >"$tls_extra"
+fi
+# The proxies' clients ask for TLS under TLS=1; direct connections never do.
+sslmode_for() { [[ $TLS == 1 && $1 != direct ]] && echo require || echo disable; }
+
 echo "bench: starting PostgreSQL 15 and pgrail ($pgrail_bin)"
 PG_MAX_CONNECTIONS=$((IDLE + 100)) PGRAIL_LOG_LEVEL=${PGRAIL_LOG_LEVEL:-info} PGRAIL_UPSTREAM=$UPSTREAM \
-  "$repo/scripts/test-cluster.sh" start "$work/cluster" "$pgrail_bin" >/dev/null
+  PGRAIL_EXTRA_CONFIG=$tls_extra "$repo/scripts/test-cluster.sh" start "$work/cluster" "$pgrail_bin" >/dev/null
 # shellcheck disable=SC1091
 source "$work/cluster/env"
 export PGHOST=$PG_HOST PGDATABASE=$PG_DATABASE PGUSER=app_owner PGPASSWORD=app_owner
@@ -72,6 +86,11 @@ log_connections = 0
 log_disconnections = 0
 EOF
 echo '"app_owner" "app_owner"' >"$bouncer_dir/userlist.txt"
+if [[ $TLS == 1 ]]; then
+  cp "$work/certs/server.crt" "$work/certs/server.key" "$bouncer_dir/"
+  printf 'client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n' \
+    "$bouncer_dir/server.crt" "$bouncer_dir/server.key" >>"$bouncer_dir/pgbouncer.ini"
+fi
 if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$bouncer_dir"; run_bouncer=(runuser -u postgres --); else run_bouncer=(); fi
 "${run_bouncer[@]}" pgbouncer -d "$bouncer_dir/pgbouncer.ini"
 for _ in $(seq 50); do [[ -s $bouncer_dir/pgbouncer.pid ]] && break; sleep 0.1; done
@@ -90,7 +109,7 @@ floor_targets=()
 
 # The floor relay (bench/relay_floor_bench.cpp), over TCP only, with one loop per core like pgrail.
 floor_bin=${FLOOR_BIN:-$repo/build/bench/relay_floor_bench}
-if [[ -x $floor_bin && $UPSTREAM == tcp ]]; then
+if [[ -x $floor_bin && $UPSTREAM == tcp && $TLS != 1 ]]; then
   floor_port=$(free_port)
   setsid "$floor_bin" "$floor_port" "$PG_HOST" "$PG_PORT" "$(nproc)" &
   floor_pid=$!
@@ -118,7 +137,8 @@ run_pgbench() {
   local name=$1 target=$2; shift 2
   local before=0 after output tps latency txns
   [[ -n ${pid_of[$target]:-} ]] && before=$(cpu_ticks "${pid_of[$target]}")
-  output=$("$pgbench" -n -S -p "${port[$target]}" "$@" 2>&1) || { echo "$output" >&2; return 1; }
+  output=$(PGSSLMODE=$(sslmode_for "$target") "$pgbench" -n -S -p "${port[$target]}" "$@" 2>&1) ||
+    { echo "$output" >&2; return 1; }
   [[ -n ${pid_of[$target]:-} ]] && after=$(cpu_ticks "${pid_of[$target]}")
   tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$output" | head -1)
   latency=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' <<<"$output")
@@ -136,7 +156,7 @@ run_pgbench() {
 run_copy() {
   local target=$1 start end
   start=$(date +%s%N)
-  "$psql" -X -q -p "${port[$target]}" -c "COPY copy_source TO STDOUT" >/dev/null
+  PGSSLMODE=$(sslmode_for "$target") "$psql" -X -q -p "${port[$target]}" -c "COPY copy_source TO STDOUT" >/dev/null
   end=$(date +%s%N)
   local seconds; seconds=$(awk -v ns=$((end - start)) 'BEGIN{printf "%.3f", ns / 1e9}')
   echo "copy_out seconds $target $seconds" >>"$results"
@@ -176,7 +196,8 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 for target in pgrail pgbouncer; do
   pid=${pid_of[$target]}
   before=$(rss_kib "$pid")
-  "$pgbench" -n -p "${port[$target]}" -f "$work/idle.sql" -c "$IDLE" -j 2 -t 1 >/dev/null 2>&1 &
+  PGSSLMODE=$(sslmode_for "$target") "$pgbench" -n -p "${port[$target]}" -f "$work/idle.sql" -c "$IDLE" -j 2 -t 1 \
+    >/dev/null 2>&1 &
   idle_pid=$!
   sleep 8
   during=$(rss_kib "$pid")
@@ -195,6 +216,7 @@ value() { awk -v n="$1" -v m="$2" -v t="$3" '$1 == n && $2 == m && $3 == t {prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b}'; }
 
 echo
+[[ $TLS == 1 ]] && echo "Client leg TLS: pgbench and psql to pgrail and to PgBouncer with sslmode=require (TLS 1.3, the test CA's P-256 certificate); direct in plain TCP."
 echo "Medians of $REPEATS interleaved rounds (COPY: $((REPEATS * COPY_REPEATS)) runs each), proxies reach PostgreSQL over $UPSTREAM, pgrail workers: ${PGRAIL_WORKERS:-one per core} ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-28s %11s %11s %11s %14s %16s\n' benchmark direct pgrail pgbouncer pgrail/direct pgrail/pgbouncer
 for name in c8_simple c8_extended c8_prepared c1_simple churn_C; do
