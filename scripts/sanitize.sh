@@ -29,7 +29,7 @@ TSAN_BUILD_DIR=${TSAN_BUILD_DIR:-build-tsan}
 # reloads and the chaos test ([inband]), the audit writer shared by 20 sessions and analysis off
 # the I/O thread ([policy]), concurrent migration runs ([migrations]) and server-side failures
 # ([upstream]).
-TSAN_TAGS=${TSAN_TAGS:-[session],[protocol],[inband],[policy],[upstream],[migrations],[admin_view],[tls]}
+TSAN_TAGS=${TSAN_TAGS:-[session],[protocol],[inband],[policy],[upstream],[migrations]}
 JOBS=${JOBS:-2}
 SANITIZE_CXX_FLAGS=${SANITIZE_CXX_FLAGS:--O1 -g1}
 SUPPRESSIONS=$ROOT/scripts/sanitizers

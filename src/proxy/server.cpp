@@ -2,6 +2,8 @@
 #include "pgrail/proxy/server.hpp"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <thread>
 #include <vector>
@@ -337,8 +339,12 @@ int Server::run() {
         // Work blocked in the database (a command, a reload) would keep the pools from joining:
         // leave it behind (the process is about to exit) rather than hang.
         if (impl.reload_busy) spdlog::warn("a reload is still running (the database does not answer): not waiting");
-        static_cast<void>(impl_.release());
-        return status;
+        // Exit here, without running static destructors: the work left behind still uses the
+        // logger, the metrics and OpenSSL, and would crash on them as they are torn down. Every
+        // audit line is already written (write(2)); only the logs need a flush.
+        spdlog::default_logger()->flush();
+        std::fflush(nullptr);
+        std::_Exit(status);
     }
     // Work still running on the pools posts its result to a worker: finish it before the
     // workers go.
