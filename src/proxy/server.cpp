@@ -350,6 +350,7 @@ int Server::run() {
     // workers go.
     impl.shared.analysis_pool.join();
     impl.shared.blocking_pool.join();
+    impl.shared.audit_pool.join();  // its work guards name the workers' io_contexts
     return status;
 }
 
