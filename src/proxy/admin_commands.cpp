@@ -9,6 +9,7 @@
 
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/proxy/metrics.hpp"
+#include "pgrail/proxy/policy_gate.hpp"
 
 namespace pgrail::proxy {
 
@@ -195,16 +196,11 @@ InbandOutcome AdminCommands::run(const SessionContext& session, const std::strin
     if (!audit_log_) return outcome;
     // On record before the answer, as every pgrail command is; it only reads, so a line that
     // cannot be written fails it (fail closed, as a refusal would).
-    nlohmann::json event = {{"event", "command"},
-                            {"session_id", session.session_id},
-                            {"client_address", session.client_address},
-                            {"user", session.user},
-                            {"identity", session.identity.empty() ? session.user : session.identity},
-                            {"database", session.database},
-                            {"application_name", session.application_name},
-                            {"command", "pgrail." + command},
-                            {"arguments", audited_arguments(command, arguments)},
-                            {"outcome", outcome.ok ? "ok" : "error"}};
+    nlohmann::json event = session_fields(session);
+    event["event"] = "command";
+    event["command"] = "pgrail." + command;
+    event["arguments"] = audited_arguments(command, arguments);
+    event["outcome"] = outcome.ok ? "ok" : "error";
     if (outcome.ok) {
         event["rows"] = outcome.table.rows.size();
     } else {

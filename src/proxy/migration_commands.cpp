@@ -14,6 +14,7 @@
 #include "pgrail/migrations/snapshot.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/proxy/metrics.hpp"
+#include "pgrail/proxy/policy_gate.hpp"
 
 namespace pgrail::proxy {
 
@@ -341,15 +342,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         auto proposals_error = follow_proposals();
         if (proposals_error && command != "reject_migration") directory_error = std::move(proposals_error);
     }
-    nlohmann::json event = {{"event", "command"},
-                            {"session_id", session.session_id},
-                            {"client_address", session.client_address},
-                            {"user", session.user},
-                            {"identity", session.identity.empty() ? session.user : session.identity},
-                            {"database", session.database},
-                            {"application_name", session.application_name},
-                            {"command", "pgrail." + command},
-                            {"arguments", audited_arguments(*registry(), arguments)}};
+    nlohmann::json event = session_fields(session);
+    event["event"] = "command";
+    event["command"] = "pgrail." + command;
+    event["arguments"] = audited_arguments(*registry(), arguments);
     if (directory_error) {
         outcome.error = *directory_error;
     } else if (config_.migrator_conninfo.empty()) {

@@ -24,15 +24,6 @@ protocol::ErrorMessage error_of(const policy::Decision& decision) {
 }
 
 
-nlohmann::json session_fields(const SessionContext& session) {
-    return {{"session_id", session.session_id},
-            {"client_address", session.client_address},
-            {"user", session.user},
-            {"identity", session.identity.empty() ? session.user : session.identity},
-            {"database", session.database},
-            {"application_name", session.application_name}};
-}
-
 // What every refusal's audit line says of the decision.
 void add_decision_fields(nlohmann::json& event, const policy::Decision& decision) {
     event["rule"] = decision.rule;
@@ -135,6 +126,15 @@ constexpr std::size_t shape_cache_slots = 512;
 constexpr std::size_t quick_text_max = 1024;
 
 }  // namespace
+
+nlohmann::json session_fields(const SessionContext& session) {
+    return {{"session_id", session.session_id},
+            {"client_address", session.client_address},
+            {"user", session.user},
+            {"identity", session.identity.empty() ? session.user : session.identity},
+            {"database", session.database},
+            {"application_name", session.application_name}};
+}
 
 struct PolicyGate::ThreadState {
     const PolicyGate* owner = nullptr;

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/policy/evaluator.hpp"
 #include "pgrail/policy/policy.hpp"
@@ -102,5 +104,8 @@ private:
     };
     std::map<std::pair<std::string, std::string>, ResolvedEntry, ByNames> resolved_;
 };
+
+// Who a session is, as every audit line about it says it (the gate's, the commands', the login's).
+[[nodiscard]] nlohmann::json session_fields(const SessionContext& session);
 
 }  // namespace pgrail::proxy
