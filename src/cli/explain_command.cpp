@@ -31,7 +31,7 @@ std::string verdict(const policy::Decision& decision) {
     switch (decision.action) {
         case Action::allow: return fmt::format("allow (rule \"{}\")", decision.rule);
         case Action::intercept:
-            return fmt::format("intercept: pgrail runs pgrail.{} (rule \"{}\")", policy::to_string(decision.command),
+            return fmt::format("intercept: pgrail runs pgrail.{} (rule \"{}\")", sql::name_of(decision.command),
                                decision.rule);
         case Action::deny:
             return fmt::format("{} (rule \"{}\", guard {})", decision.enforced ? "deny" : "would deny (audit_only)",

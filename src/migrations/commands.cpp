@@ -189,41 +189,60 @@ ResultTable proposal_table(const std::vector<Proposal>& proposals) {
     return table;
 }
 
-ResultTable command_columns(std::string_view function) {
-    if (function == "propose_migration" || function == "approve_migration" || function == "reject_migration")
-        return proposal_columns();
-    if (function == "status") return inband_status_columns();
-    if (function == "plan") return plan_columns();
-    if (function == "migrate_up" || function == "migrate_down") return steps_table({});
-    if (function == "verify") return verify_columns();
-    throw MigrationError(sqlstate::undefined_function, fmt::format("function pgrail.{} does not exist", function));
+ResultTable command_columns(sql::PgrailCommand command) {
+    using enum sql::PgrailCommand;
+    switch (command) {
+        case propose_migration:
+        case approve_migration:
+        case reject_migration:
+            return proposal_columns();
+        case status:
+            return inband_status_columns();
+        case plan:
+            return plan_columns();
+        case migrate_up:
+        case migrate_down:
+            return steps_table({});
+        case verify:
+            return verify_columns();
+        default:
+            break;
+    }
+    throw MigrationError(sqlstate::undefined_function,
+                         fmt::format("pgrail.{} is no migrations command", sql::name_of(command)));
 }
 
-ResultTable run_command(Runner& runner, std::string_view function, const std::vector<std::string>& arguments) {
-    if (function == "status") {
-        if (!arguments.empty()) throw MigrationError(sqlstate::undefined_function, "pgrail.status takes no arguments");
-        return status_table(runner.status_report());
-    }
+ResultTable run_command(Runner& runner, sql::PgrailCommand command, const std::vector<std::string>& arguments) {
+    using enum sql::PgrailCommand;
+    const std::string_view function = sql::name_of(command);
     // In-band, a version means that migration alone (it must be the next pending one).
-    if (function == "plan") return plan_table(runner, optional_argument(function, arguments), TargetMode::exactly);
-    if (function == "migrate_up")
-        return migrate_up_table(runner, optional_argument(function, arguments), TargetMode::exactly);
-    if (function == "migrate_down") return migrate_down_table(runner, optional_argument(function, arguments));
-    if (function == "verify") return verify_table(runner, optional_argument(function, arguments));
-    if (function == "propose_migration") {
-        const auto args = exact_arguments(function, arguments, 3, "name, up_sql, down_sql");
-        return proposal_table({runner.propose(args[0], args[1], args[2])});
+    switch (command) {
+        case status:
+            if (!arguments.empty())
+                throw MigrationError(sqlstate::undefined_function, "pgrail.status takes no arguments");
+            return status_table(runner.status_report());
+        case plan:
+            return plan_table(runner, optional_argument(function, arguments), TargetMode::exactly);
+        case migrate_up:
+            return migrate_up_table(runner, optional_argument(function, arguments), TargetMode::exactly);
+        case migrate_down:
+            return migrate_down_table(runner, optional_argument(function, arguments));
+        case verify:
+            return verify_table(runner, optional_argument(function, arguments));
+        case propose_migration: {
+            const auto args = exact_arguments(function, arguments, 3, "name, up_sql, down_sql");
+            return proposal_table({runner.propose(args[0], args[1], args[2])});
+        }
+        case approve_migration:
+            return proposal_table({runner.approve(exact_arguments(function, arguments, 1, "version")[0])});
+        case reject_migration: {
+            const auto args = exact_arguments(function, arguments, 2, "version, reason");
+            return proposal_table({runner.reject(args[0], args[1])});
+        }
+        default:
+            break;
     }
-    if (function == "approve_migration")
-        return proposal_table({runner.approve(exact_arguments(function, arguments, 1, "version")[0])});
-    if (function == "reject_migration") {
-        const auto args = exact_arguments(function, arguments, 2, "version, reason");
-        return proposal_table({runner.reject(args[0], args[1])});
-    }
-    throw MigrationError(sqlstate::undefined_function, fmt::format("function pgrail.{} does not exist", function), "",
-                         "pgrail knows status(), plan(), migrate_up([version]), migrate_down([version]), "
-                         "verify([version]), propose_migration(name, up_sql, down_sql), "
-                         "approve_migration(version), reject_migration(version, reason)");
+    throw MigrationError(sqlstate::undefined_function, fmt::format("pgrail.{} is no migrations command", function));
 }
 
 }  // namespace pgrail::migrations

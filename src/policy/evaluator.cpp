@@ -22,20 +22,6 @@ using sql::ObjectRole;
 using sql::Statement;
 using sql::StatementClass;
 
-constexpr std::array<std::pair<std::string_view, Command>, command_count> commands = {{
-    {"status", Command::status},
-    {"plan", Command::plan},
-    {"migrate_up", Command::migrate_up},
-    {"migrate_down", Command::migrate_down},
-    {"verify", Command::verify},
-    {"propose_migration", Command::propose_migration},
-    {"approve_migration", Command::approve_migration},
-    {"reject_migration", Command::reject_migration},
-    {"sessions", Command::sessions},
-    {"stats", Command::stats},
-    {"refusals", Command::refusals},
-}};
-
 struct Context {
     const Policy& policy;
     const Rule& rule;
@@ -123,8 +109,9 @@ Decision allow(const Context& context) {
 
 std::string list_commands(const Guards& guards) {
     std::string out;
-    for (const auto& [name, command] : commands)
-        if (guards.allows_command(command)) out += fmt::format("{}pgrail.{}", out.empty() ? "" : ", ", name);
+    for (const Command command : sql::all_pgrail_commands)
+        if (guards.allows_command(command))
+            out += fmt::format("{}pgrail.{}", out.empty() ? "" : ", ", sql::name_of(command));
     return out;
 }
 
@@ -177,10 +164,8 @@ Decision parse_error(const Context& context, const Statement* statement, const s
 
 // One pgrail command the statement reads (each call is checked on its own).
 Decision command_decision(const Context& context, const Statement& statement, const sql::PgrailCall& call) {
-    const auto found = std::find_if(commands.begin(), commands.end(),
-                                    [&](const auto& entry) { return entry.first == call.function; });
     const auto allowed = list_commands(context.rule.guards);
-    if (found == commands.end())
+    if (!call.command)
         return refuse(context, &statement, "migrations", "migrations",
                       fmt::format("pgrail: unknown command pgrail.{}; see SELECT * FROM pgrail.status(), "
                                   "pgrail.plan(), pgrail.migrate_up(), pgrail.migrate_down(), pgrail.verify()",
@@ -191,7 +176,7 @@ Decision command_decision(const Context& context, const Statement& statement, co
                       "pgrail.propose_migration(name, up_sql, down_sql), pgrail.approve_migration(version), "
                       "pgrail.reject_migration(version, reason) and the admin view pgrail.sessions(), "
                       "pgrail.stats(), pgrail.refusals([limit]).");
-    if (!context.rule.guards.allows_command(found->second))
+    if (!context.rule.guards.allows_command(*call.command))
         return refuse(context, &statement, "migrations", "migrations",
                       fmt::format("pgrail: pgrail.{} is not allowed for this session; ask an operator to run it",
                                   call.function),
@@ -200,8 +185,7 @@ Decision command_decision(const Context& context, const Statement& statement, co
                                                     context.rule.name)
                                       : fmt::format("Rule \"{}\" may call {}; ask an operator for the rest.",
                                                     context.rule.name, allowed));
-    const bool changes = found->second == Command::migrate_up || found->second == Command::migrate_down;
-    if (changes && context.rule.guards.require_version && call.arguments.empty())
+    if (sql::runs_migration(*call.command) && context.rule.guards.require_version && call.arguments.empty())
         return refuse(context, &statement, "migrations", "migrations: require_version",
                       fmt::format("pgrail: pgrail.{0}() without a version is not allowed for this session; name the "
                                   "migration: SELECT * FROM pgrail.{0}('<version>')",
@@ -212,7 +196,7 @@ Decision command_decision(const Context& context, const Statement& statement, co
                                   context.rule.name));
     Decision decision = allow(context);
     decision.action = Decision::Action::intercept;
-    decision.command = found->second;
+    decision.command = *call.command;
     return decision;
 }
 
@@ -453,8 +437,9 @@ std::optional<Decision> check_commands(const Context& context, const Statement& 
                       fmt::format(" calling pgrail.{} in a statement that changes data", first.function),
                       "pgrail's commands are relations in the FROM clause of a SELECT (joins, WHERE, ORDER BY, CTEs "
                       "that are SELECTs); a statement that also writes must not read them.");
-    const auto changing = std::count_if(statement.pgrail_calls.begin(), statement.pgrail_calls.end(),
-                                        [](const sql::PgrailCall& call) { return command_changes(call.function); });
+    const auto changing =
+        std::count_if(statement.pgrail_calls.begin(), statement.pgrail_calls.end(),
+                      [](const sql::PgrailCall& call) { return call.command && sql::runs_migration(*call.command); });
     if (changing > 1)
         return refuse(context, &statement, "migrations", "migrations",
                       "pgrail: one statement may run one pgrail command that changes the schema; send each "
@@ -467,7 +452,7 @@ std::optional<Decision> check_commands(const Context& context, const Statement& 
         auto decision = command_decision(context, statement, call);
         if (decision.action != Decision::Action::intercept) return decision;
         // The decision names the command that changes something, if one does.
-        if (!intercept || command_changes(call.function)) intercept = std::move(decision);
+        if (!intercept || sql::runs_migration(*call.command)) intercept = std::move(decision);
     }
     if (auto refusal = check(context, statement, nested, true)) return refusal;
     return intercept;
@@ -746,8 +731,6 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
 }  // namespace
 
 bool changes_schema(const Statement& statement) { return is_ddl(statement) && !only_temporary_changes(statement); }
-
-bool command_changes(std::string_view function) { return function == "migrate_up" || function == "migrate_down"; }
 
 std::string migrations_hint(const Policy& policy) {
     return fmt::format("Schema changes reach the database only as registered migrations, each with a rollback "

@@ -56,20 +56,6 @@ constexpr std::array<std::pair<std::string_view, StatementClass>, 7> class_names
     {"copy", StatementClass::copy},
 }};
 
-constexpr std::array<std::pair<std::string_view, Command>, command_count> command_names = {{
-    {"status", Command::status},
-    {"plan", Command::plan},
-    {"migrate_up", Command::migrate_up},
-    {"migrate_down", Command::migrate_down},
-    {"verify", Command::verify},
-    {"propose_migration", Command::propose_migration},
-    {"approve_migration", Command::approve_migration},
-    {"reject_migration", Command::reject_migration},
-    {"sessions", Command::sessions},
-    {"stats", Command::stats},
-    {"refusals", Command::refusals},
-}};
-
 std::uint32_t bit(auto value) { return 1U << static_cast<unsigned>(value); }
 
 std::string lower(std::string text) {
@@ -373,15 +359,14 @@ private:
         if (const auto node = pick_migrations(rule, "commands")) {
             const auto names = reader_.as_string_list(node, "migrations");
             for (std::size_t index = 0; index < names.size(); ++index) {
-                const auto found = std::find_if(command_names.begin(), command_names.end(),
-                                                [&](const auto& entry) { return entry.first == names[index]; });
-                if (found == command_names.end())
+                const auto command = sql::pgrail_command_named(names[index]);
+                if (!command)
                     reader_.fail(node[index], fmt::format("unknown pgrail command '{}' (expected one of: status, plan, "
                                                           "migrate_up, migrate_down, verify, propose_migration, "
                                                           "approve_migration, reject_migration, sessions, stats, "
                                                           "refusals)",
                                                           names[index]));
-                guards.commands |= bit(found->second);
+                guards.commands |= bit(*command);
             }
         } else {
             guards.commands = bit(Command::status) | bit(Command::plan);
@@ -657,8 +642,8 @@ std::string summarize(const Policy& policy) {
         for (const auto& [name, statement_class] : class_names)
             if (guards.allows_class(statement_class)) classes.emplace_back(name);
         std::vector<std::string> commands;
-        for (const auto& [name, command] : command_names)
-            if (guards.allows_command(command)) commands.push_back("pgrail." + std::string(name));
+        for (const Command command : sql::all_pgrail_commands)
+            if (guards.allows_command(command)) commands.push_back("pgrail." + std::string(sql::name_of(command)));
         std::vector<std::string> read_only;
         for (const auto& table : guards.read_only_tables)
             read_only.push_back(table.schema.empty() ? table.table : table.schema + "." + table.table);

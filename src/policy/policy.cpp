@@ -90,23 +90,6 @@ const char* to_string(OptionsMode options) {
     return "?";
 }
 
-const char* to_string(Command command) {
-    switch (command) {
-        case Command::status: return "status";
-        case Command::plan: return "plan";
-        case Command::migrate_up: return "migrate_up";
-        case Command::migrate_down: return "migrate_down";
-        case Command::verify: return "verify";
-        case Command::propose_migration: return "propose_migration";
-        case Command::approve_migration: return "approve_migration";
-        case Command::reject_migration: return "reject_migration";
-        case Command::sessions: return "sessions";
-        case Command::stats: return "stats";
-        case Command::refusals: return "refusals";
-    }
-    return "?";
-}
-
 const char* to_string(Decision::Action action) {
     switch (action) {
         case Decision::Action::allow: return "allow";

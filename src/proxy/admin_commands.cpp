@@ -72,10 +72,10 @@ std::optional<std::size_t> refusals_limit(const std::vector<std::string>& argume
 
 // A command's arguments as the audit shows them: a valid limit as it is, anything else redacted
 // to its placeholder (like a statement's literals).
-nlohmann::json audited_arguments(const std::string& command, const std::vector<std::string>& arguments) {
+nlohmann::json audited_arguments(policy::Command command, const std::vector<std::string>& arguments) {
     nlohmann::json out = nlohmann::json::array();
     protocol::ErrorMessage ignored;
-    const bool valid_limit = command == "refusals" && refusals_limit(arguments, ignored).has_value();
+    const bool valid_limit = command == policy::Command::refusals && refusals_limit(arguments, ignored).has_value();
     for (std::size_t index = 0; index < arguments.size(); ++index)
         out.push_back(valid_limit ? nlohmann::json(arguments[index]) : nlohmann::json("$" + std::to_string(index + 1)));
     return out;
@@ -83,19 +83,17 @@ nlohmann::json audited_arguments(const std::string& command, const std::vector<s
 
 }  // namespace
 
-bool is_admin_command(std::string_view command) {
-    return command == "sessions" || command == "stats" || command == "refusals";
-}
-
-ResultTable admin_command_columns(std::string_view command) {
-    if (command == "sessions") return sessions_columns();
-    if (command == "stats") return stats_columns();
-    if (command == "refusals") return refusals_columns();
-    throw migrations::MigrationError("42883", fmt::format("function pgrail.{} does not exist", command));
-}
-
-ResultTable inband_command_columns(std::string_view command) {
-    return is_admin_command(command) ? admin_command_columns(command) : migrations::command_columns(command);
+ResultTable inband_command_columns(policy::Command command) {
+    switch (command) {
+        case policy::Command::sessions:
+            return sessions_columns();
+        case policy::Command::stats:
+            return stats_columns();
+        case policy::Command::refusals:
+            return refusals_columns();
+        default:
+            return migrations::command_columns(command);
+    }
 }
 
 AdminCommands::AdminCommands(std::shared_ptr<const SessionDirectory> directory,
@@ -176,21 +174,25 @@ ResultTable AdminCommands::refusals_table(std::size_t limit) const {
     return table;
 }
 
-InbandOutcome AdminCommands::run(const SessionContext& session, const std::string& command,
+InbandOutcome AdminCommands::run(const SessionContext& session, policy::Command command,
                                  const std::vector<std::string>& arguments, AbandonedFlag) {
     InbandOutcome outcome;
-    if (command == "refusals") {
+    const std::string_view name = sql::name_of(command);
+    if (command == policy::Command::refusals) {
         if (const auto limit = refusals_limit(arguments, outcome.error)) {
             outcome.table = refusals_table(*limit);
             outcome.ok = true;
         }
-    } else if (!is_admin_command(command)) {
-        outcome.error = {"ERROR", "42883", fmt::format("pgrail: function pgrail.{} does not exist", command), {}, {}};
+    } else if (!sql::is_admin_command(command)) {
+        outcome.error = {"ERROR", "42883", fmt::format("pgrail: pgrail.{} is no admin command", name), {}, {}};
     } else if (!arguments.empty()) {
-        outcome.error = {"ERROR", "42883", fmt::format("pgrail: pgrail.{} takes no arguments", command), {},
-                         fmt::format("SELECT * FROM pgrail.{}()", command)};
+        outcome.error = {"ERROR",
+                         "42883",
+                         fmt::format("pgrail: pgrail.{} takes no arguments", name),
+                         {},
+                         fmt::format("SELECT * FROM pgrail.{}()", name)};
     } else {
-        outcome.table = command == "sessions" ? sessions_table() : stats_table();
+        outcome.table = command == policy::Command::sessions ? sessions_table() : stats_table();
         outcome.ok = true;
     }
     if (!audit_log_) return outcome;
@@ -198,7 +200,7 @@ InbandOutcome AdminCommands::run(const SessionContext& session, const std::strin
     // cannot be written fails it (fail closed, as a refusal would).
     nlohmann::json event = session_fields(session);
     event["event"] = "command";
-    event["command"] = "pgrail." + command;
+    event["command"] = fmt::format("pgrail.{}", name);
     event["arguments"] = audited_arguments(command, arguments);
     event["outcome"] = outcome.ok ? "ok" : "error";
     if (outcome.ok) {
@@ -212,7 +214,7 @@ InbandOutcome AdminCommands::run(const SessionContext& session, const std::strin
         return outcome;
     }
     metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("session {}: audit log write failed for pgrail.{}", session.session_id, command);
+    spdlog::error("session {}: audit log write failed for pgrail.{}", session.session_id, name);
     InbandOutcome failed;
     failed.error = audit_unavailable_error();
     return failed;
@@ -221,9 +223,9 @@ InbandOutcome AdminCommands::run(const SessionContext& session, const std::strin
 InbandDispatch::InbandDispatch(std::shared_ptr<InbandCommands> admin, std::shared_ptr<InbandCommands> migrations)
     : admin_(std::move(admin)), migrations_(std::move(migrations)) {}
 
-InbandOutcome InbandDispatch::run(const SessionContext& session, const std::string& command,
+InbandOutcome InbandDispatch::run(const SessionContext& session, policy::Command command,
                                   const std::vector<std::string>& arguments, AbandonedFlag abandoned) {
-    if (is_admin_command(command)) return admin_->run(session, command, arguments, std::move(abandoned));
+    if (sql::is_admin_command(command)) return admin_->run(session, command, arguments, std::move(abandoned));
     if (migrations_) return migrations_->run(session, command, arguments, std::move(abandoned));
     InbandOutcome outcome;
     outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail", {},

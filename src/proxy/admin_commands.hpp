@@ -15,13 +15,9 @@
 
 namespace pgrail::proxy {
 
-// Whether `command` is one of the admin view's (sessions, stats, refusals).
-[[nodiscard]] bool is_admin_command(std::string_view command);
-// Its columns (no rows), for a statement described before it runs; throws MigrationError 42883
-// for another name.
-[[nodiscard]] migrations::ResultTable admin_command_columns(std::string_view command);
-// The columns of any in-band command: the admin view's or the migrations module's.
-[[nodiscard]] migrations::ResultTable inband_command_columns(std::string_view command);
+// The columns (no rows) of any in-band command, the admin view's or the migrations module's, for
+// a statement described before it runs.
+[[nodiscard]] migrations::ResultTable inband_command_columns(policy::Command command);
 
 // pgrail.refusals() without an argument shows this many; an argument must lie in 1..max.
 inline constexpr std::size_t default_refusals_limit = 20;
@@ -36,8 +32,8 @@ public:
 
     // Answers from memory, never the database; each call is audited before its answer is given
     // (an audit line that cannot be written fails the call, 58030, as a refusal's would).
-    InbandOutcome run(const SessionContext& session, const std::string& command,
-                      const std::vector<std::string>& arguments, AbandonedFlag abandoned = nullptr) override;
+    InbandOutcome run(const SessionContext& session, policy::Command command, const std::vector<std::string>& arguments,
+                      AbandonedFlag abandoned = nullptr) override;
 
     [[nodiscard]] migrations::ResultTable sessions_table() const;
     [[nodiscard]] migrations::ResultTable stats_table() const;
@@ -55,8 +51,8 @@ private:
 class InbandDispatch final : public InbandCommands {
 public:
     InbandDispatch(std::shared_ptr<InbandCommands> admin, std::shared_ptr<InbandCommands> migrations);
-    InbandOutcome run(const SessionContext& session, const std::string& command,
-                      const std::vector<std::string>& arguments, AbandonedFlag abandoned = nullptr) override;
+    InbandOutcome run(const SessionContext& session, policy::Command command, const std::vector<std::string>& arguments,
+                      AbandonedFlag abandoned = nullptr) override;
     void record_migrator_commit(const SessionContext& session,
                                 const std::vector<migrations::CommittedStatement>& committed,
                                 migrations::ExternalProgress& progress) override;

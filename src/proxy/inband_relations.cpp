@@ -60,7 +60,7 @@ std::string replace_calls(std::string_view sql, const std::vector<InbandCall>& c
             out += '(';
             out += relation(index);
             out += ')';
-            if (!call.aliased) out += " AS " + quote_identifier(call.command);
+            if (!call.aliased) out += " AS " + quote_identifier(std::string(sql::name_of(call.command)));
         }
         at = end;
     }

@@ -32,6 +32,26 @@ bool record_migration_event(audit::AuditLog& log, const nlohmann::json& record) 
     return written;
 }
 
+// Who a session's migration work is recorded as (the ledger's applied_by, proposed_by, decided_by
+// and its events' actor): the identity under auth.mode pgrail, since many identities share one role
+// and the ledger must tell them apart; the role otherwise.
+const std::string& ledger_actor(const SessionContext& session) {
+    return session.identity.empty() ? session.user : session.identity;
+}
+
+// The runner's audit records name their actor as `user`. A session's other audit lines name the
+// role as `user` and who logged in as `identity` (session_fields): the runner's lines for the
+// session say it the same way, so `pgrail audit --user/--identity` find them with the rest.
+migrations::AuditSink session_audit_sink(std::shared_ptr<audit::AuditLog> log, const SessionContext& session) {
+    return [log = std::move(log), role = session.user, identity = ledger_actor(session)](const nlohmann::json& record) {
+        if (!record.is_object() || record.contains("identity")) return record_migration_event(*log, record);
+        nlohmann::json named = record;
+        if (named.value("user", "") == identity) named["user"] = role;
+        named["identity"] = identity;
+        return record_migration_event(*log, named);
+    };
+}
+
 }  // namespace
 
 std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_timeout_ms,
@@ -93,14 +113,14 @@ void MigrationCommands::record_migrator_commit(const SessionContext& session,
     options.lock_timeout = std::chrono::milliseconds(config_.lock_timeout_ms);
     options.statement_timeout = std::chrono::milliseconds(config_.statement_timeout_ms);
     options.lock_wait = std::chrono::milliseconds(config_.lock_wait_ms);
-    options.actor = session.user;
+    options.actor = ledger_actor(session);
     options.backstop_key_file = config_.backstop_key_file;
     options.bookkeeping_tables = bookkeeping_tables();
-    options.audit = [log = audit_log_](const nlohmann::json& record) { return record_migration_event(*log, record); };
+    options.audit = session_audit_sink(audit_log_, session);
     try {
         migrations::Runner runner(registry(), options);
         const auto runs = migrations::record_external_runs(
-            runner, committed, progress, {session.user, session.application_name, session.session_id});
+            runner, committed, progress, {ledger_actor(session), session.application_name, session.session_id});
         bool changed = false;
         for (const auto& run : runs) {
             spdlog::info("session {}: {} {} {}_{} by {} ({}){}", session.session_id,
@@ -332,7 +352,7 @@ nlohmann::json audited_arguments(const migrations::Registry& registry, const std
 
 }  // namespace
 
-InbandOutcome MigrationCommands::run(const SessionContext& session, const std::string& command,
+InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Command command,
                                      const std::vector<std::string>& arguments, AbandonedFlag abandoned) {
     InbandOutcome outcome;
     // The directory first: the command (and the audited arguments) see the registry as it is now.
@@ -340,11 +360,12 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
     // Then the approved proposals: an approved proposal is a registered migration.
     if (!directory_error && !config_.migrator_conninfo.empty()) {
         auto proposals_error = follow_proposals();
-        if (proposals_error && command != "reject_migration") directory_error = std::move(proposals_error);
+        if (proposals_error && command != policy::Command::reject_migration)
+            directory_error = std::move(proposals_error);
     }
     nlohmann::json event = session_fields(session);
     event["event"] = "command";
-    event["command"] = "pgrail." + command;
+    event["command"] = fmt::format("pgrail.{}", sql::name_of(command));
     event["arguments"] = audited_arguments(*registry(), arguments);
     if (directory_error) {
         outcome.error = *directory_error;
@@ -365,13 +386,13 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         options.statement_timeout = std::chrono::milliseconds(config_.statement_timeout_ms);
         options.lock_wait = std::chrono::milliseconds(config_.lock_wait_ms);
         options.abandoned = std::move(abandoned);
-        options.actor = session.user;
+        options.actor = ledger_actor(session);
         options.require_verified = config_.require_verified;
         options.verify_sample_rows = config_.verify_sample_rows;
         options.verify_exclude_columns = config_.verify_exclude_columns;
         options.backstop_key_file = config_.backstop_key_file;
         options.bookkeeping_tables = bookkeeping_tables();
-        options.audit = [log = audit_log_](const nlohmann::json& record) { return record_migration_event(*log, record); };
+        options.audit = session_audit_sink(audit_log_, session);
         // auto_approve and the lint levels (docs/lint.md) are the calling session's rule's.
         if (gate_) {
             const auto policy = gate_->current_policy();
@@ -386,16 +407,20 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
         } catch (const migrations::MigrationError& e) {
             outcome.error = {"ERROR", e.sqlstate(), e.message(), e.detail(), e.hint()};
         } catch (const std::exception& e) {
-            outcome.error = {
-                "ERROR", sqlstate::system_error, fmt::format("pgrail: {} failed: {}", command, e.what()), {}, {}};
+            outcome.error = {"ERROR",
+                             sqlstate::system_error,
+                             fmt::format("pgrail: {} failed: {}", sql::name_of(command), e.what()),
+                             {},
+                             {}};
         }
-        if (command == "migrate_up" || command == "migrate_down") {
+        if (sql::runs_migration(command)) {
             if (gate_) gate_->catalog_changed();  // new views or columns: sensitive_columns re-resolve
             refresh_snapshot();
         }
         // An approval (or a rejection) changes the registry at once, for migrator matching too.
-        if (outcome.ok && (command == "propose_migration" || command == "approve_migration" ||
-                           command == "reject_migration"))
+        if (outcome.ok &&
+            (command == policy::Command::propose_migration || command == policy::Command::approve_migration ||
+             command == policy::Command::reject_migration))
             (void)follow_proposals();
     }
     event["outcome"] = outcome.ok ? "ok" : "error";
@@ -414,11 +439,11 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, const std::s
     }
     if (!audit_log_->record(std::move(event)) && outcome.ok) {
         // Every command but status and plan writes the ledger (an apply, a proposal, a verify).
-        const bool only_read = command == "status" || command == "plan";
+        const bool only_read = command == policy::Command::status || command == policy::Command::plan;
         if (!only_read) {
             // It committed (the ledger and its intent line record it): the client hears the truth.
             spdlog::error("session {}: audit log write failed for pgrail.{} after it committed", session.session_id,
-                          command);
+                          sql::name_of(command));
         } else {
             // Nothing happened yet that the client has seen: fail closed, as a refusal does.
             outcome.ok = false;

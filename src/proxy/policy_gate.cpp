@@ -294,10 +294,10 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     if (decision.action == policy::Decision::Action::intercept) {
         const auto& statement = analysis.statements.at(decision.statement_index);
         verdict.kind = GateVerdict::Kind::intercept;
-        for (const auto& call : statement.pgrail_calls) {
-            verdict.calls.push_back(InbandCall{call.function, call.arguments, call.offset, call.length, call.aliased,
-                                               call.whole_statement, policy::command_changes(call.function)});
-        }
+        // Every call names a command: the evaluator refuses a statement with an unknown one.
+        for (const auto& call : statement.pgrail_calls)
+            verdict.calls.push_back(InbandCall{call.command.value(), call.arguments, call.offset, call.length,
+                                               call.aliased, call.whole_statement});
         verdict.highest_parameter = statement.highest_parameter;
         return verdict;
     }

@@ -777,9 +777,9 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     // read fails, nothing has changed.
     std::vector<std::size_t> order;
     for (std::size_t index = 0; index < calls.size(); ++index)
-        if (!calls[index].changes) order.push_back(index);
+        if (!sql::runs_migration(calls[index].command)) order.push_back(index);
     for (std::size_t index = 0; index < calls.size(); ++index)
-        if (calls[index].changes) order.push_back(index);
+        if (sql::runs_migration(calls[index].command)) order.push_back(index);
     struct Answers {
         std::vector<migrations::ResultTable> tables;
         std::optional<protocol::ErrorMessage> error;
@@ -813,9 +813,10 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
 
 awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(const std::vector<InbandCall>& calls,
                                                                                 std::uint64_t answered) {
-    const auto changing = std::find_if(calls.begin(), calls.end(), [](const InbandCall& call) { return call.changes; });
+    const auto changing = std::find_if(calls.begin(), calls.end(),
+                                       [](const InbandCall& call) { return sql::runs_migration(call.command); });
     if (changing == calls.end()) co_return std::nullopt;
-    const std::string name = "pgrail." + changing->command;
+    const std::string name = fmt::format("pgrail.{}", sql::name_of(changing->command));
     const auto refused = [&](std::string message) {
         return protocol::ErrorMessage{
             "ERROR", sqlstate::active_sql_transaction, std::move(message),
@@ -871,8 +872,8 @@ awaitable<void> Session::on_bind(const ClientStep& step, Outbound& out) {
     if (!error) {
         // The Bind's Sync is not counted yet: everything before it is.
         error = co_await refuse_in_transaction(calls, protocol_.requested());
-        const bool changes =
-            std::any_of(calls.begin(), calls.end(), [](const InbandCall& call) { return call.changes; });
+        const bool changes = std::any_of(calls.begin(), calls.end(),
+                                         [](const InbandCall& call) { return sql::runs_migration(call.command); });
         // A command that changes something runs only for a statement the server holds, with
         // nothing before it in the batch failed (a Parse the server refused, a statement
         // DEALLOCATEd): otherwise the server skips this Bind, and the command must not run.

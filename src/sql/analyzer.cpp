@@ -751,6 +751,7 @@ std::optional<PgrailCall> pgrail_function_call(const json& call) {
     if (names.size() != 2 || names[0] != "pgrail") return std::nullopt;
     PgrailCall result;
     result.function = std::string(names[1]);
+    result.command = pgrail_command_named(result.function);
     for (const json argument : child(call, "args")) {
         const auto constant = node_of(argument);
         if (!constant || constant->first != "A_Const" || constant->second.contains("isnull")) return std::nullopt;

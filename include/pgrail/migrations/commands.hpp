@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pgrail/migrations/runner.hpp"
+#include "pgrail/sql/pgrail_command.hpp"
 #include "pgrail/migrations/snapshot.hpp"
 
 namespace pgrail::migrations {
@@ -52,12 +53,12 @@ void append_schema_drift_row(ResultTable& table, const SchemaDrift& schema);
 // verify. A version given to migrate_up or plan names that migration alone (TargetMode::exactly);
 // migrate_down's must be the latest applied one. Throws MigrationError (42883 unknown function or wrong arguments, others as the
 // operation fails). Blocking: run it off the I/O thread.
-[[nodiscard]] ResultTable run_command(Runner& runner, std::string_view function,
+[[nodiscard]] ResultTable run_command(Runner& runner, sql::PgrailCommand command,
                                       const std::vector<std::string>& arguments);
 
 // The columns (names and types, no rows) of the in-band answer of `function`, as run_command()
 // gives them, without running anything: the extended protocol describes a statement reading
 // pgrail commands before they run. Throws MigrationError 42883 for an unknown function.
-[[nodiscard]] ResultTable command_columns(std::string_view function);
+[[nodiscard]] ResultTable command_columns(sql::PgrailCommand command);
 
 }  // namespace pgrail::migrations

@@ -63,12 +63,6 @@ struct SensitiveContext {
                                     const MigrationMatcher* is_registered_migration_statement = nullptr,
                                     const SensitiveContext* sensitive = nullptr);
 
-// Whether a pgrail command changes what a ROLLBACK of the client's transaction would not undo
-// (the schema and the ledger): migrate_up, migrate_down. pgrail runs such a command only outside
-// a transaction block (SQLSTATE 25001 otherwise). status, plan and verify read (verify records
-// that a test ran, which stays true whatever the client's transaction does).
-[[nodiscard]] bool command_changes(std::string_view function);
-
 // Whether a statement that passed changes the schema (DDL, SELECT INTO, dynamic EXECUTE ...) beyond
 // the session's own temporary relations: such statements are audited when they are allowed too.
 [[nodiscard]] bool changes_schema(const sql::Statement& statement);

@@ -20,13 +20,9 @@ enum class OnParseError { deny, allow };
 enum class DdlMode { migrations_only, deny, allow };
 enum class OptionsMode { deny, allow, allow_list };
 
-// pgrail's in-band commands: SELECT * FROM pgrail.<command>(...). The last three are the admin
-// view (sessions, stats, refusals): read-only, in no rule's default list.
-enum class Command : std::uint8_t {
-    status, plan, migrate_up, migrate_down, verify, propose_migration, approve_migration, reject_migration,
-    sessions, stats, refusals
-};
-inline constexpr std::size_t command_count = 11;
+// pgrail's in-band commands: SELECT * FROM pgrail.<command>(...). The admin view's (sessions,
+// stats, refusals) are read-only and in no rule's default list.
+using Command = sql::PgrailCommand;
 
 // Who is talking: taken from the startup packet and the socket.
 struct SessionInfo {
@@ -173,7 +169,6 @@ const char* to_string(Mode mode);
 const char* to_string(OnParseError on_parse_error);
 const char* to_string(DdlMode ddl);
 const char* to_string(OptionsMode options);
-const char* to_string(Command command);
 const char* to_string(Decision::Action action);
 const char* class_name(sql::StatementClass statement_class);  // the policy file's spelling
 

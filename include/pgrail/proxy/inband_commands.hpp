@@ -30,7 +30,7 @@ public:
     // Blocking (it talks to the database): the proxy calls it off its I/O threads. status and
     // plan only read the ledger: they never wait for the migration lock or for another
     // session's command. `abandoned` may be null (never abandoned).
-    [[nodiscard]] virtual InbandOutcome run(const SessionContext& session, const std::string& command,
+    [[nodiscard]] virtual InbandOutcome run(const SessionContext& session, policy::Command command,
                                             const std::vector<std::string>& arguments,
                                             AbandonedFlag abandoned = nullptr) = 0;
     // Statements of registered migrations a session committed (the migrator route): records each

@@ -36,8 +36,7 @@ inline constexpr std::uint32_t oid_json = 114;
 
 // `sql` with the i-th call replaced by `(SELECT * FROM json_to_recordset($<first_parameter + i>::json)
 // AS pgrail_result(<column definitions>))` (and the alias as above): the columns are the command's
-// (inband_command_columns: admin_commands.hpp), its rows come with the Bind. Throws MigrationError for an unknown
-// command.
+// (inband_command_columns: admin_commands.hpp), its rows come with the Bind.
 [[nodiscard]] std::string text_with_parameters(std::string_view sql, const std::vector<InbandCall>& calls,
                                                std::size_t first_parameter);
 

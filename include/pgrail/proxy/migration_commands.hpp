@@ -28,8 +28,8 @@ public:
     // No process-wide serialisation: status and plan read the ledger with a plain query;
     // migrate_up/down wait at most migrations.lock_wait for the advisory lock. Each command first
     // follows the migrations directory (follow_directory()).
-    InbandOutcome run(const SessionContext& session, const std::string& command,
-                      const std::vector<std::string>& arguments, AbandonedFlag abandoned = nullptr) override;
+    InbandOutcome run(const SessionContext& session, policy::Command command, const std::vector<std::string>& arguments,
+                      AbandonedFlag abandoned = nullptr) override;
     void record_migrator_commit(const SessionContext& session,
                                 const std::vector<migrations::CommittedStatement>& committed,
                                 migrations::ExternalProgress& progress) override;

@@ -28,13 +28,12 @@ using StartupParameters = std::vector<std::pair<std::string, std::string>>;
 
 // One of pgrail's in-band commands that a statement reads (sql::PgrailCall, as the proxy needs it).
 struct InbandCall {
-    std::string command;             // "status", "migrate_up", ...
+    policy::Command command = policy::Command::status;
     std::vector<std::string> arguments;
     std::size_t offset = 0;          // the call's bytes in the statement text
     std::size_t length = 0;
     bool aliased = false;            // the text names the relation itself (`AS s`)
     bool whole_statement = false;    // `SELECT pgrail.f(...)`: the call is the statement
-    bool changes = false;            // policy::command_changes: never inside a transaction block
 };
 
 struct GateVerdict {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "pgrail/sql/pgrail_command.hpp"
+
 namespace pgrail::sql {
 
 enum class StatementClass {
@@ -80,8 +82,9 @@ struct SettingChange {
 // the statement (Statement::functions does not list it): the rest reads as a plain read. A
 // pgrail.* function anywhere else stays a function reference (and the policy refuses it).
 struct PgrailCall {
-    std::string function;                   // "status", "plan", "migrate_up", "migrate_down", ...
+    std::string function;                   // the name after `pgrail.`, as written
     std::vector<std::string> arguments;     // constant arguments as text (string or number literals)
+    std::optional<PgrailCommand> command;   // the command it names; none: no pgrail command (refused)
     // The bytes of the call in the query text, from the first byte of its name to its closing
     // parenthesis (found with the scanner's tokens); the statement's range for the whole form.
     std::size_t offset = 0;

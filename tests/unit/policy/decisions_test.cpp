@@ -127,8 +127,9 @@ private:
         const auto decision = decide(expected.sql);
         std::string got = to_string(decision.action);
         if (decision.action == Decision::Action::deny && !decision.enforced) got = "would-deny";
-        const std::string got_guard = decision.action == Decision::Action::intercept ? to_string(decision.command)
-                                                                                      : decision.guard;
+        const std::string got_guard = decision.action == Decision::Action::intercept
+                                          ? std::string(pgrail::sql::name_of(decision.command))
+                                          : decision.guard;
         INFO("policy_decisions.txt:" << expected.line << ": " << expected.sql);
         INFO("got: " << got << " " << decision.rule << " " << got_guard << "\n  message: " << decision.message
                      << "\n  detail: " << decision.detail << "\n  hint: " << decision.hint);

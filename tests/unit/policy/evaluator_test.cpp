@@ -106,7 +106,7 @@ rules:
 )", "p");
     auto call = [](std::string function, std::vector<std::string> arguments) {
         auto s = statement(StatementClass::read, "SELECT");
-        s.pgrail_calls.push_back(sql::PgrailCall{std::move(function), std::move(arguments)});
+        s.pgrail_calls.push_back(sql::PgrailCall{function, std::move(arguments), sql::pgrail_command_named(function)});
         return s;
     };
     const SessionInfo deployer{"deployer", "app", "deploy", "10.1.2.3"};
@@ -156,7 +156,7 @@ TEST_CASE("dynamic EXECUTE in DO counts as DDL", "[policy][evaluate]") {
 TEST_CASE("pgrail commands: intercept when allowed, refuse otherwise", "[policy][evaluate]") {
     auto call = [](std::string function) {
         auto s = statement(StatementClass::read, "SELECT");
-        s.pgrail_calls.push_back(sql::PgrailCall{std::move(function), {}});
+        s.pgrail_calls.push_back(sql::PgrailCall{function, {}, sql::pgrail_command_named(function)});
         return s;
     };
     auto up = evaluate(*default_policy(), agent, call("migrate_up"));

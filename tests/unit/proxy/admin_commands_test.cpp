@@ -19,16 +19,19 @@ const std::optional<std::string>* find_stat(const pgrail::migrations::ResultTabl
 }  // namespace
 
 TEST_CASE("admin commands: columns without running, the migrations' commands still theirs", "[admin]") {
-    CHECK(is_admin_command("sessions"));
-    CHECK(is_admin_command("stats"));
-    CHECK(is_admin_command("refusals"));
-    CHECK_FALSE(is_admin_command("status"));
-    const auto sessions = inband_command_columns("sessions");
+    using pgrail::sql::PgrailCommand;
+    CHECK(pgrail::sql::is_admin_command(PgrailCommand::sessions));
+    CHECK(pgrail::sql::is_admin_command(PgrailCommand::stats));
+    CHECK(pgrail::sql::is_admin_command(PgrailCommand::refusals));
+    CHECK_FALSE(pgrail::sql::is_admin_command(PgrailCommand::status));
+    const auto sessions = inband_command_columns(PgrailCommand::sessions);
     CHECK(sessions.columns.front() == "session_id");
     CHECK(std::find(sessions.columns.begin(), sessions.columns.end(), "statement_fingerprint") != sessions.columns.end());
     CHECK(sessions.columns.size() == sessions.types.size());
-    CHECK(inband_command_columns("status").columns.front() == "version");
-    CHECK_THROWS_AS(inband_command_columns("nothing"), pgrail::migrations::MigrationError);
+    CHECK(inband_command_columns(PgrailCommand::status).columns.front() == "version");
+    // Every command has its columns.
+    for (const auto command : pgrail::sql::all_pgrail_commands)
+        CHECK_FALSE(inband_command_columns(command).columns.empty());
 }
 
 TEST_CASE("admin commands: sessions, stats and refusals from memory", "[admin]") {
@@ -41,7 +44,7 @@ TEST_CASE("admin commands: sessions, stats and refusals from memory", "[admin]")
     auto entry = directory->add(caller);
     entry->on_statement("SELECT * FROM pgrail.sessions()", {});
 
-    auto outcome = admin.run(caller, "sessions", {});
+    auto outcome = admin.run(caller, pgrail::sql::PgrailCommand::sessions, {});
     REQUIRE(outcome.ok);
     REQUIRE(outcome.table.rows.size() == 1);
     CHECK(outcome.table.rows[0][0] == "5");
@@ -49,7 +52,7 @@ TEST_CASE("admin commands: sessions, stats and refusals from memory", "[admin]")
     CHECK(outcome.table.rows[0][5] == "app_owner");  // identity: the user until issue #19
     CHECK(outcome.table.rows[0][6] == "active");
 
-    outcome = admin.run(caller, "stats", {});
+    outcome = admin.run(caller, pgrail::sql::PgrailCommand::stats, {});
     REQUIRE(outcome.ok);
     CHECK(find_stat(outcome.table, "sessions_open") != nullptr);
     CHECK(find_stat(outcome.table, "statements_deny") != nullptr);
@@ -62,10 +65,10 @@ TEST_CASE("admin commands: sessions, stats and refusals from memory", "[admin]")
         record.session_id = static_cast<std::uint64_t>(n);
         ring.add(record);
     }
-    outcome = admin.run(caller, "refusals", {});
+    outcome = admin.run(caller, pgrail::sql::PgrailCommand::refusals, {});
     REQUIRE(outcome.ok);
     CHECK(outcome.table.rows.size() == 10);  // the ring holds 10; the default limit is 20
-    outcome = admin.run(caller, "refusals", {"3"});
+    outcome = admin.run(caller, pgrail::sql::PgrailCommand::refusals, {"3"});
     REQUIRE(outcome.ok);
     REQUIRE(outcome.table.rows.size() == 3);
     CHECK(outcome.table.rows[0][1] == "29");
@@ -77,14 +80,14 @@ TEST_CASE("admin commands: bad arguments are refused with a clear error", "[admi
     AdminCommands admin(directory, nullptr, ring);
     const SessionContext caller;
     for (const std::string bad : {"0", "1001", "-1", "ten", "5.5", ""}) {
-        const auto outcome = admin.run(caller, "refusals", {bad});
+        const auto outcome = admin.run(caller, pgrail::sql::PgrailCommand::refusals, {bad});
         CHECK_FALSE(outcome.ok);
         CHECK(outcome.error.sqlstate == "22023");
     }
-    CHECK(admin.run(caller, "refusals", {"1000"}).ok);
-    CHECK(admin.run(caller, "refusals", {"1", "2"}).error.sqlstate == "22023");
-    CHECK(admin.run(caller, "sessions", {"x"}).error.sqlstate == "42883");
-    CHECK(admin.run(caller, "stats", {"x"}).error.sqlstate == "42883");
+    CHECK(admin.run(caller, pgrail::sql::PgrailCommand::refusals, {"1000"}).ok);
+    CHECK(admin.run(caller, pgrail::sql::PgrailCommand::refusals, {"1", "2"}).error.sqlstate == "22023");
+    CHECK(admin.run(caller, pgrail::sql::PgrailCommand::sessions, {"x"}).error.sqlstate == "42883");
+    CHECK(admin.run(caller, pgrail::sql::PgrailCommand::stats, {"x"}).error.sqlstate == "42883");
 }
 
 TEST_CASE("admin commands: the dispatcher routes, migrations not configured answer 55000", "[admin]") {
@@ -92,8 +95,8 @@ TEST_CASE("admin commands: the dispatcher routes, migrations not configured answ
     RefusalRing ring;
     InbandDispatch dispatch(std::make_shared<AdminCommands>(directory, nullptr, ring), nullptr);
     const SessionContext caller;
-    CHECK(dispatch.run(caller, "stats", {}).ok);
-    const auto status = dispatch.run(caller, "status", {});
+    CHECK(dispatch.run(caller, pgrail::sql::PgrailCommand::stats, {}).ok);
+    const auto status = dispatch.run(caller, pgrail::sql::PgrailCommand::status, {});
     CHECK_FALSE(status.ok);
     CHECK(status.error.sqlstate == "55000");
 }

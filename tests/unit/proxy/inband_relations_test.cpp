@@ -16,7 +16,7 @@ using namespace pgrail;
 
 namespace {
 
-proxy::InbandCall call_at(const std::string& sql, const std::string& text, const std::string& command,
+proxy::InbandCall call_at(const std::string& sql, const std::string& text, sql::PgrailCommand command,
                           bool aliased = false) {
     proxy::InbandCall call;
     call.command = command;
@@ -35,36 +35,40 @@ migrations::ResultTable small_table() {
 
 TEST_CASE("a call becomes a VALUES relation, aliased by its command unless the client named it", "[proxy][relations]") {
     const std::string sql = "SELECT version FROM pgrail.status() WHERE ok -- pgrail.status()";
-    const auto text = proxy::text_with_answers(sql, {call_at(sql, "pgrail.status()", "status")}, {small_table()});
+    const auto text =
+        proxy::text_with_answers(sql, {call_at(sql, "pgrail.status()", sql::PgrailCommand::status)}, {small_table()});
     CHECK(text == "SELECT version FROM (SELECT * FROM (VALUES (E'1'::text, E't'::boolean), (E'it''s'::text, "
                   "NULL::boolean)) AS pgrail_result(\"version\", \"ok\")) AS \"status\" WHERE ok -- pgrail.status()");
 
     const std::string aliased = "SELECT * FROM pgrail.plan() p, pgrail.status()";
-    const auto two = proxy::text_with_answers(
-        aliased, {call_at(aliased, "pgrail.plan()", "plan", true), call_at(aliased, "pgrail.status()", "status")},
-        {migrations::ResultTable{{"step"}, {migrations::oid_int8}, {}}, small_table()});
+    const auto two =
+        proxy::text_with_answers(aliased,
+                                 {call_at(aliased, "pgrail.plan()", sql::PgrailCommand::plan, true),
+                                  call_at(aliased, "pgrail.status()", sql::PgrailCommand::status)},
+                                 {migrations::ResultTable{{"step"}, {migrations::oid_int8}, {}}, small_table()});
     CHECK(two.starts_with("SELECT * FROM (SELECT * FROM (VALUES (NULL::bigint)) AS pgrail_result(\"step\") WHERE false) p, "
                           "(SELECT * FROM (VALUES "));
     CHECK(two.ends_with(") AS \"status\""));
 
     // The whole-statement form becomes the bare query.
     const std::string whole = "SELECT pgrail.status()";
-    proxy::InbandCall call = call_at(whole, whole, "status");
+    proxy::InbandCall call = call_at(whole, whole, sql::PgrailCommand::status);
     call.whole_statement = true;
     CHECK(proxy::text_with_answers(whole, {call}, {small_table()}).starts_with("SELECT * FROM (VALUES (E'1'::text"));
 }
 
 TEST_CASE("for the extended protocol a call reads its rows from an added json parameter", "[proxy][relations]") {
     const std::string sql = "SELECT state FROM pgrail.status() WHERE version = $1";
-    const auto text = proxy::text_with_parameters(sql, {call_at(sql, "pgrail.status()", "status")}, 2);
+    const auto text =
+        proxy::text_with_parameters(sql, {call_at(sql, "pgrail.status()", sql::PgrailCommand::status)}, 2);
     CHECK(text == "SELECT state FROM (SELECT * FROM json_to_recordset($2::json) AS pgrail_result(\"version\" text, "
                   "\"name\" text, \"state\" text, \"checksum\" text, \"applied_at\" timestamptz, \"has_rollback\" "
                   "boolean, \"lint_findings\" text, \"detail\" text, \"backstop\" text)) AS \"status\" WHERE version = $1");
     const std::string up = "SELECT * FROM pgrail.migrate_up('7') u";
-    CHECK(proxy::text_with_parameters(up, {call_at(up, "pgrail.migrate_up('7')", "migrate_up", true)}, 1) ==
+    CHECK(proxy::text_with_parameters(up, {call_at(up, "pgrail.migrate_up('7')", sql::PgrailCommand::migrate_up, true)},
+                                      1) ==
           "SELECT * FROM (SELECT * FROM json_to_recordset($1::json) AS pgrail_result(\"version\" text, \"name\" text, "
           "\"checksum\" text, \"action\" text, \"duration_ms\" bigint)) u");
-    CHECK_THROWS(proxy::text_with_parameters(up, {call_at(up, "pgrail.migrate_up('7')", "drop_all")}, 1));
 }
 
 TEST_CASE("answers as JSON rows: text values, nulls, ASCII only", "[proxy][relations]") {
@@ -98,10 +102,10 @@ TEST_CASE("the gate's verdict carries each call's span and whether it changes so
     REQUIRE(verdict.calls.size() == 2);
     CHECK(sql.substr(verdict.calls[0].offset, verdict.calls[0].length) == "pgrail.status()");
     CHECK(verdict.calls[0].aliased);
-    CHECK_FALSE(verdict.calls[0].changes);
+    CHECK(verdict.calls[0].command == sql::PgrailCommand::status);
     CHECK(sql.substr(verdict.calls[1].offset, verdict.calls[1].length) == "pgrail.migrate_up('1')");
     CHECK_FALSE(verdict.calls[1].aliased);
-    CHECK(verdict.calls[1].changes);
+    CHECK(verdict.calls[1].command == sql::PgrailCommand::migrate_up);
     CHECK(verdict.highest_parameter == 3);
 
     // DEALLOCATE and DISCARD ALL make the session forget what it prepared (also through the

@@ -386,7 +386,7 @@ TEST_CASE("session core: a statement that reads pgrail commands hides its parame
     GateVerdict verdict;
     verdict.kind = GateVerdict::Kind::intercept;
     InbandCall call;
-    call.command = "status";
+    call.command = pgrail::sql::PgrailCommand::status;
     call.offset = std::string_view("SELECT * FROM ").size();
     call.length = std::string_view("pgrail.status()").size();
     verdict.calls.push_back(call);

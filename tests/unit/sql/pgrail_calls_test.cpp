@@ -35,6 +35,7 @@ TEST_CASE("a pgrail command in FROM is a relation with its exact span", "[sql][p
     const auto calls = calls_of(sql);
     REQUIRE(calls.size() == 1);
     CHECK(calls[0].function == "status");
+    CHECK(calls[0].command == PgrailCommand::status);
     CHECK(calls[0].arguments.empty());
     CHECK(text_of(sql, calls[0]) == "pgrail.status()");
     CHECK_FALSE(calls[0].aliased);
@@ -53,6 +54,7 @@ TEST_CASE("spans hold comments, odd spacing, quoted names and strings with paren
         const auto calls = calls_of(sql);
         REQUIRE(calls.size() == 1);
         CHECK(calls[0].function == "migrate_up");
+        CHECK(calls[0].command == PgrailCommand::migrate_up);
         CHECK(calls[0].arguments == std::vector<std::string>{"2026"});
         CHECK(text_of(sql, calls[0]) == call);
         CHECK(calls[0].aliased);
@@ -68,6 +70,7 @@ TEST_CASE("spans hold comments, odd spacing, quoted names and strings with paren
         const auto upper = calls_of(R"(SELECT * FROM "pgrail"."Status"())");
         REQUIRE(upper.size() == 1);
         CHECK(upper[0].function == "Status");
+        CHECK_FALSE(upper[0].command.has_value());
         CHECK(calls_of(R"(SELECT * FROM "PGRAIL".status())").empty());
     }
     SECTION("string arguments holding parentheses and quotes") {
