@@ -362,8 +362,8 @@ std::optional<std::string> parse_time_bound(std::string_view text, std::chrono::
 }
 
 bool Filter::matches(const Record& record) const {
-    if (!listed(users, record, "user") || !listed(rules, record, "rule") || !listed(decisions, record, "decision") ||
-        !listed(events, record, "event") || !listed(classes, record, "class"))
+    if (!listed(users, record, "user") || !listed(identities, record, "identity") || !listed(rules, record, "rule") ||
+        !listed(decisions, record, "decision") || !listed(events, record, "event") || !listed(classes, record, "class"))
         return false;
     if (since || until) {
         const auto time = field(record, "time");
@@ -381,8 +381,8 @@ bool Filter::may_match(std::string_view line) const {
             return line.find(needle) != std::string_view::npos;
         });
     };
-    return any_present(users, "user") && any_present(rules, "rule") && any_present(decisions, "decision") &&
-           any_present(events, "event") && any_present(classes, "class");
+    return any_present(users, "user") && any_present(identities, "identity") && any_present(rules, "rule") &&
+           any_present(decisions, "decision") && any_present(events, "event") && any_present(classes, "class");
 }
 
 std::string format_record(const Record& record) {
@@ -396,6 +396,10 @@ std::string format_record(const Record& record) {
         out += "  " + user;
         if (record.has("database")) out += "@" + field(record, "database");
     }
+    // auth.mode pgrail: who logged in, besides the role the session ran as (in passthrough mode the
+    // identity is the user, said once).
+    if (const auto identity = field(record, "identity"); !identity.empty() && identity != user)
+        out += " (identity " + identity + ")";
     if (record.has("version")) out += "  " + field(record, "version") + " " + field(record, "name");
     for (const char* name : {"message", "statement", "command", "detail"}) {
         if (!record.has(name)) continue;

@@ -140,6 +140,8 @@ void add_audit_command(CLI::App& app) {
                       "Also read each file's rotated predecessors (FILE.N, FILE.N.gz), oldest first");
     command->add_flag("-f,--follow", options->follow, "Keep reading new lines as they are written, across rotations");
     command->add_option("--user", options->filter.users, "Only records of this user (repeatable)");
+    command->add_option("--identity", options->filter.identities,
+                        "Only records of this identity (auth.mode pgrail; repeatable)");
     command->add_option("--rule", options->filter.rules, "Only records of this policy rule (repeatable)");
     command->add_option("--decision", options->filter.decisions, "Only this decision: deny or allow (repeatable)");
     command->add_option("--event", options->filter.events, "Only this event, e.g. statement_refused (repeatable)");

@@ -5,6 +5,7 @@
 // refuses its new logins and ends its live sessions while the others keep working.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +17,7 @@
 
 #include "cluster.hpp"
 #include "pgrail_process.hpp"
+#include "seed_database.hpp"
 
 using namespace pgrail::test;
 
@@ -132,6 +134,24 @@ TEST_CASE("auth mode pgrail: two identities of one role log in with their own pa
     CHECK(seven_line);
     CHECK(eight_command);
     CHECK(audited(setup.audit, "statement_refused", "agent-8"));
+    // `pgrail audit --identity`: one identity's records, though both ran as the same role.
+    {
+        const auto [status, text] = pgrail_cli("audit " + setup.audit + " --identity agent-7 --event statement_refused");
+        INFO(text);
+        CHECK(status == 0);
+        CHECK_THAT(text, Catch::Contains("agent@" + Cluster::get().database + " (identity agent-7)") &&
+                             Catch::Contains("auth_mode_seven"));
+        CHECK(text.find("agent-8") == std::string::npos);
+        CHECK(text.find("auth_mode_eight") == std::string::npos);
+        const auto [json_status, json] = pgrail_cli("audit " + setup.audit + " --identity agent-8 --json");
+        CHECK(json_status == 0);
+        std::size_t records = 0;
+        for (std::size_t at = 0, end; (end = json.find('\n', at)) != std::string::npos; at = end + 1, ++records) {
+            const auto line = nlohmann::json::parse(json.substr(at, end - at));
+            CHECK(line.value("identity", "") == "agent-8");
+        }
+        CHECK(records >= 2);  // its refused statement and its pgrail.sessions() command at least
+    }
 
     // psql, as a person would use it.
     const auto [status, output] = shell("PGPASSWORD=\"eight secret\" psql 'host=127.0.0.1 port=" +
@@ -302,4 +322,103 @@ TEST_CASE("auth mode pgrail: SCRAM-SHA-256-PLUS on the server leg's TLS, bound t
     CHECK(scalar(conn.get(), "SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") ==
           "ssluser true");
     CHECK(proxy.log().find("as role ssluser for identity s1 (SCRAM-SHA-256-PLUS)") != std::string::npos);
+}
+
+TEST_CASE("auth mode pgrail: the ledger names the identity that applied, rolled back or proposed a migration over "
+          "SQL; its audit lines name the role as user and the identity",
+          "[auth_mode]") {
+    AuthSetup setup;
+    // propose_migration verifies on a scratch database created by the migrator connection's role.
+    (void)run(admin().get(), "ALTER ROLE app_owner CREATEDB");
+    struct NoCreatedb {
+        ~NoCreatedb() { (void)run(admin().get(), "ALTER ROLE app_owner NOCREATEDB"); }
+    } no_createdb;
+    SeedDatabase db{"auth_actor_"};
+    const auto migrations = setup.dir + "/migrations";
+    REQUIRE(shell("mkdir -p " + migrations).first == 0);
+    write_file(migrations + "/1_create_actor_t.up.sql", "CREATE TABLE auth_actor_t (id int);\n");
+    write_file(migrations + "/1_create_actor_t.down.sql", "DROP TABLE auth_actor_t;\n");
+    // owner-1 (role app_owner), a migrator: runs the registered DDL itself, as a migration tool does.
+    write_secret(setup.dir + "/app_owner.pw", "app_owner\n");
+    std::string identities = read_file(setup.identities);
+    REQUIRE(identities.find("roles:\n") != std::string::npos);
+    identities.replace(identities.find("roles:\n"), 7, "roles:\n  app_owner: {password_file: app_owner.pw}\n");
+    write_secret(setup.identities, identities);
+    add_identity(setup.dir, setup.identities, "owner-1", "app_owner", "owner secret");
+    // agent-7 (role agent) may run migrations; agent-8 (the same role) may not.
+    write_file(setup.dir + "/policy.yaml",
+               "version: 1\nmode: enforce\ndefaults:\n  allow_classes: [read, write, transaction, session]\n"
+               "  migrations: [status]\nrules:\n  - name: sevens\n    match: {identities: [agent-7]}\n"
+               "    migrations: [status, plan, migrate_up, migrate_down, propose_migration]\n"
+               "  - name: owners\n    match: {identities: [owner-1]}\n    migrator: true\n  - name: everyone\n");
+    PgrailProcess proxy(setup.yaml("migrations: {dir: " + migrations + ", migrator: \"" + db.conninfo_for("app_owner") +
+                                   "\"}\n"));
+    const auto login = [&](const std::string& identity, const std::string& password) {
+        auto conn = try_connect("host=127.0.0.1 port=" + std::to_string(proxy.port()) + " dbname=" + db.name +
+                                " user=" + identity + " password='" + password + "' connect_timeout=10");
+        INFO(PQerrorMessage(conn.get()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    };
+    auto seven = login("agent-7", "seven secret");
+    auto eight = login("agent-8", "eight secret");
+    Conn owner(PQconnectdb(db.conninfo_for("app_owner").c_str()));
+    REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+
+    const auto up = run(seven.get(), "SELECT * FROM pgrail.migrate_up('1')");
+    REQUIRE(up.size() == 1);
+    INFO(up[0].message);
+    REQUIRE(up[0].status == "PGRES_TUPLES_OK");
+    CHECK(scalar(owner.get(), "SELECT applied_by FROM pgrail.schema_migrations WHERE version = '1'") == "agent-7");
+    CHECK(scalar(owner.get(), "SELECT by FROM pgrail.migration_events WHERE version = '1' AND event = 'applied'") ==
+          "agent-7");
+    // The other identity of the same role is refused by the rule that matches identities.
+    CHECK(run(eight.get(), "SELECT * FROM pgrail.migrate_down('1')").at(0).sqlstate == "42501");
+
+    const auto down = run(seven.get(), "SELECT * FROM pgrail.migrate_down('1')");
+    REQUIRE(down.size() == 1);
+    INFO(down[0].message);
+    REQUIRE(down[0].status == "PGRES_TUPLES_OK");
+    CHECK(scalar(owner.get(), "SELECT by FROM pgrail.migration_events WHERE version = '1' AND event = "
+                              "'rolled_back'") == "agent-7");
+
+    const auto proposed = run(seven.get(), "SELECT * FROM pgrail.propose_migration('create_actor_b', 'CREATE TABLE "
+                                           "auth_actor_b (id int)', 'DROP TABLE auth_actor_b')");
+    REQUIRE(proposed.size() == 1);
+    INFO(proposed[0].message);
+    REQUIRE(proposed[0].status == "PGRES_TUPLES_OK");
+    CHECK(scalar(owner.get(), "SELECT string_agg(proposed_by, ',') FROM pgrail.migration_proposals WHERE name = "
+                              "'create_actor_b'") == "agent-7");
+    CHECK(scalar(owner.get(), "SELECT string_agg(by, ',') FROM pgrail.migration_events WHERE name = "
+                              "'create_actor_b' AND event = 'proposed'") == "agent-7");
+
+    // The migrator's own run of the registered DDL, followed on the wire, is recorded as owner-1's.
+    auto migrator = login("owner-1", "owner secret");
+    const auto ddl = run(migrator.get(), "CREATE TABLE auth_actor_t (id int)");
+    REQUIRE(ddl.size() == 1);
+    INFO(ddl[0].message);
+    REQUIRE(ddl[0].status == "PGRES_COMMAND_OK");
+    CHECK(scalar(owner.get(), "SELECT applied_by FROM pgrail.schema_migrations WHERE version = '1'") == "owner-1");
+    CHECK(scalar(owner.get(), "SELECT by FROM pgrail.migration_events WHERE version = '1' AND event = 'applied' "
+                              "ORDER BY id DESC LIMIT 1") == "owner-1");
+
+    // The runner's audit lines: the role as user, the identity beside it.
+    std::vector<std::string> events;
+    bool external = false;
+    for (const auto& line : audit_lines(setup.audit)) {
+        if (line.value("type", "") != "migration") continue;
+        INFO(line.dump());
+        if (line.value("external", false)) {
+            external = true;
+            CHECK(line.value("user", "") == "app_owner");
+            CHECK(line.value("identity", "") == "owner-1");
+            continue;
+        }
+        events.push_back(line.value("event", ""));
+        CHECK(line.value("user", "") == "agent");
+        CHECK(line.value("identity", "") == "agent-7");
+    }
+    for (const char* event : {"applied", "rolled_back", "proposed"})
+        CHECK(std::find(events.begin(), events.end(), event) != events.end());
+    CHECK(external);
 }

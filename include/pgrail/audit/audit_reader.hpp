@@ -88,6 +88,9 @@ private:
 
 struct Filter {
     std::vector<std::string> users;
+    // The records' `identity`: who logged in (auth.mode pgrail's identity; the user in passthrough
+    // mode, where the two are one). Records without one never match.
+    std::vector<std::string> identities;
     std::vector<std::string> rules;
     std::vector<std::string> decisions;  // deny, allow
     std::vector<std::string> events;

@@ -175,6 +175,34 @@ TEST_CASE("a record prints as one line of text", "[audit][reader]") {
                   "refused");
 }
 
+TEST_CASE("the identity filter (auth.mode pgrail) matches a record's identity, never a record without one",
+          "[audit][reader]") {
+    const auto with_identity = [](const std::string& identity) {
+        auto line = nlohmann::json::parse(record("2026-12-04T12:00:00.000000Z", "agent", "deny"));
+        if (!identity.empty()) line["identity"] = identity;
+        return line.dump();
+    };
+    const auto matches = [](const Filter& f, const std::string& line) {
+        const auto parsed = pgrail::audit::Record::parse(line);
+        REQUIRE(parsed);
+        return f.matches(*parsed);
+    };
+    Filter filter;
+    filter.identities = {"agent-7", "agent-9"};
+    CHECK(matches(filter, with_identity("agent-7")));
+    CHECK(matches(filter, with_identity("agent-9")));
+    CHECK_FALSE(matches(filter, with_identity("agent-8")));
+    CHECK_FALSE(matches(filter, with_identity("")));  // a line without one (the CLI runner's, older lines)
+    CHECK(filter.may_match(with_identity("agent-7")));
+    CHECK_FALSE(filter.may_match(with_identity("agent-8")));
+    CHECK_FALSE(filter.may_match(with_identity("")));
+    // The identity is printed beside the role it ran as.
+    CHECK_THAT(pgrail::audit::format_record(*pgrail::audit::Record::parse(with_identity("agent-7"))),
+               Catch::Contains("agent (identity agent-7): DROP TABLE t"));
+    CHECK_THAT(pgrail::audit::format_record(*pgrail::audit::Record::parse(with_identity("agent"))),
+               Catch::Contains("  agent: DROP TABLE t"));
+}
+
 TEST_CASE("a record reads a line's top-level members as nlohmann's parser would", "[audit][reader]") {
     const nlohmann::json source = {{"s", "plain"},
                                    {"e", "quote \" backslash \\ newline \n tab \t \x01 é \xf0\x9f\x98\x80"},
