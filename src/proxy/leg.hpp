@@ -1,16 +1,28 @@
 // One leg of a session (client to pgrail, or pgrail to the server): its socket, and TLS over that
 // socket once a handshake made it so. The pumps read and write through it the same either way.
+//
+// TLS is OpenSSL on the socket's own descriptor (non-blocking), not Asio's ssl::stream: that
+// stream copies every record through memory BIOs and buffers of its own (34 KiB a connection),
+// and finishes each write through a handler of the reactor, so a write could never complete
+// without suspending. Here SSL_read and SSL_write call the kernel directly; the leg waits on the
+// socket only when OpenSSL says it must (SSL_ERROR_WANT_READ / WANT_WRITE), and OpenSSL's
+// buffers go back while a connection idles (SSL_MODE_RELEASE_BUFFERS).
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/ssl/stream_base.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include "upstream.hpp"
@@ -19,48 +31,70 @@ namespace pgrail::proxy {
 
 class Leg {
 public:
-    using executor_type = Stream::executor_type;  // an AsyncReadStream, for asio::async_read
+    // What every read and write of a leg completes with (Asio's as_tuple(use_awaitable) shape).
+    using Transfer = boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>>;
+    using Token = boost::asio::as_tuple_t<boost::asio::use_awaitable_t<>>;
+
     explicit Leg(Stream socket) : socket_(std::move(socket)) {}
+    ~Leg();
     Leg(const Leg&) = delete;
     Leg& operator=(const Leg&) = delete;
 
     // The socket underneath (TCP or Unix): options, shutdown, cancel, close, readiness.
     [[nodiscard]] Stream& socket() { return socket_; }
     [[nodiscard]] Stream::executor_type get_executor() { return socket_.get_executor(); }
-    [[nodiscard]] bool tls() const { return tls_ != nullptr; }
+    [[nodiscard]] bool tls() const { return ssl_ != nullptr; }
+    // The peer's address as PostgreSQL's log_connections says it: "[local]" for a Unix socket.
+    [[nodiscard]] std::string peer_address() const;
     // Decrypted bytes TLS holds that no read has taken yet (they are not in the socket).
     [[nodiscard]] std::size_t tls_pending() const;
 
     // TLS from here on, over `context` (kept alive with the leg: a reload makes new ones for new
-    // sessions): the stream, to be prepared (SNI) before handshake() runs.
+    // sessions): the connection, to be prepared (SNI) before handshake() runs. Null when OpenSSL
+    // cannot make one (out of memory).
     SSL* begin_tls(std::shared_ptr<boost::asio::ssl::context> context);
     // The handshake, as the server (the client's leg) or as the client (the server's leg).
     boost::asio::awaitable<boost::system::error_code> handshake(boost::asio::ssl::stream_base::handshake_type type);
-    [[nodiscard]] SSL* native_tls() { return tls_ ? tls_->native_handle() : nullptr; }
+    [[nodiscard]] SSL* native_tls() { return ssl_; }
 
-    template <class Buffers, class Token>
-    auto async_read_some(const Buffers& buffers, Token&& token) {
-        if (tls_) return tls_->async_read_some(buffers, std::forward<Token>(token));
-        return socket_.async_read_some(buffers, std::forward<Token>(token));
+    // Some bytes (at least one), or an error (eof: the peer closed).
+    Transfer async_read_some(boost::asio::mutable_buffer into, Token token) {
+        if (!ssl_) return socket_.async_read_some(into, token);
+        return tls_read_some(into);
     }
-    // All of `buffers`.
-    template <class Buffers, class Token>
-    auto async_write(const Buffers& buffers, Token&& token) {
-        if (tls_) return boost::asio::async_write(*tls_, buffers, std::forward<Token>(token));
-        return boost::asio::async_write(socket_, buffers, std::forward<Token>(token));
+    // All of `into`.
+    Transfer read_exactly(boost::asio::mutable_buffer into);
+    // All of `bytes`.
+    Transfer async_write(std::span<const boost::asio::const_buffer> bytes, Token token) {
+        if (!ssl_) return boost::asio::async_write(socket_, bytes, token);
+        return tls_write({bytes.begin(), bytes.end()});
     }
-    // What a write that never waits takes now (the socket is non-blocking): on TLS nothing, as
-    // OpenSSL cannot take back a record half-written to a full socket; the caller then waits.
-    template <class Buffers>
-    std::size_t try_write(const Buffers& buffers, boost::system::error_code& ec) {
-        if (tls_) return 0;
-        return socket_.write_some(buffers, ec);
+    Transfer async_write(boost::asio::const_buffer bytes, Token token) {
+        if (!ssl_) return boost::asio::async_write(socket_, bytes, token);
+        return tls_write({bytes});
+    }
+    // What a write that never waits takes now (the socket is non-blocking): 0 and would_block
+    // when it takes nothing. On TLS a record OpenSSL could not finish stays with it, and the
+    // next write must begin with the bytes that were not taken (as write_out's does).
+    std::size_t try_write(std::span<const boost::asio::const_buffer> bytes, boost::system::error_code& ec);
+    std::size_t try_write(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
+        return try_write(std::span<const boost::asio::const_buffer>(&bytes, 1), ec);
     }
 
 private:
+    enum class Wait { none, read, write };
+    Transfer tls_read_some(boost::asio::mutable_buffer into);
+    // (The pieces' list is the coroutine's own: the caller's may be gone once it suspends.)
+    Transfer tls_write(std::vector<boost::asio::const_buffer> pieces);
+    // OpenSSL's answer to a call that returned `result`: nothing to wait for (and `ec` set when
+    // the call failed for good), or the socket's readiness to wait for before calling again.
+    Wait tls_outcome(int result, boost::system::error_code& ec);
+    boost::asio::awaitable<boost::system::error_code> wait_for(Wait wait);
+
     Stream socket_;
     std::shared_ptr<boost::asio::ssl::context> context_;
-    std::unique_ptr<boost::asio::ssl::stream<Stream&>> tls_;
+    SSL* ssl_ = nullptr;
+    std::string gathered_;  // a TLS write's pieces as one record's worth of bytes
 };
 
 }  // namespace pgrail::proxy

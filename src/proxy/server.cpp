@@ -41,6 +41,23 @@ std::string random_marker() {
 
 }  // namespace
 
+void ServerShared::shut_down_sessions(ShutdownMode mode) {
+    std::vector<std::shared_ptr<Session>> live;
+    {
+        std::lock_guard lock(sessions_mutex);
+        if (mode <= shutdown_mode) return;
+        shutdown_mode = mode;
+        for (const auto& weak : sessions)
+            if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+    // Each session's state belongs to its thread: the request is handed to it there (and the
+    // reference with it, so a session never ends on this thread).
+    for (auto& session : live) {
+        auto executor = session->executor();
+        asio::post(executor, [session = std::move(session), mode] { session->request_shutdown(mode); });
+    }
+}
+
 struct Server::Impl {
     explicit Impl(config::ServeConfig config) : shared(std::move(config)) {}
     ServerShared shared;

@@ -5,17 +5,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <tuple>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -29,6 +25,7 @@
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/proxy/metrics.hpp"
 #include "pgrail/sql/analyzer.hpp"
+#include "run_on_pool.hpp"
 #include "upstream.hpp"
 
 namespace pgrail::proxy {
@@ -45,21 +42,6 @@ namespace {
 constexpr auto startup_timeout = std::chrono::seconds(60);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
 
-std::string endpoint_text(const Stream& socket) {
-    error_code ec;
-    const Endpoint endpoint = socket.remote_endpoint(ec);
-    if (ec) return "unknown";
-    const int family = endpoint.protocol().family();
-    // A Unix-socket client has no address: "[local]", as PostgreSQL's log_connections says it
-    // (policy rules match it only with `clients: ::/0`).
-    if (family == AF_UNIX) return "[local]";
-    if ((family != AF_INET && family != AF_INET6) || endpoint.size() > tcp::endpoint().capacity()) return "local";
-    tcp::endpoint address;
-    std::memcpy(address.data(), endpoint.data(), endpoint.size());
-    address.resize(endpoint.size());
-    return address.address().to_string();
-}
-
 // Before the server has authenticated the client, only the authentication exchange passes,
 // one frame at a time, each no longer than PostgreSQL reads one (PG_MAX_AUTH_TOKEN_LENGTH: the
 // length word, which counts itself, at most 65535).
@@ -74,56 +56,7 @@ std::string invalid_length(const protocol::FrameHeader& header) {
 
 const char* const administrator_command = "terminating connection due to administrator command";
 
-// Runs `work` (which owns what it uses) on `pool` and resumes the calling coroutine on its own
-// executor with the result, or with the exception it threw. Not co_spawn onto the pool: a
-// session that ends while the work runs cancels its coroutines, and Asio 1.81 then throws from
-// the spawned coroutine's hand-back on the pool's thread, where nothing catches it and the whole
-// process terminates. Here the cancellation is not forwarded: the work finishes, its result
-// returns to the session's executor (kept running by a work guard), and the session ends normally.
-// `work` is taken from a named variable of the caller: GCC 12 destroys temporaries of a co_await
-// expression twice (its bug 100611), which corrupted a lambda's captures here.
-template <class Result, class Work>
-awaitable<Result> run_on_pool(asio::thread_pool& pool, Work& work) {
-    auto initiate = [&pool](auto handler, Work owned) {
-        auto home = asio::get_associated_executor(handler);
-        asio::post(pool, [work = std::move(owned), handler = std::move(handler),
-                          guard = asio::make_work_guard(home)]() mutable {
-            Result result{};
-            std::exception_ptr failure;
-            try {
-                result = work();
-            } catch (...) {
-                failure = std::current_exception();
-            }
-            auto executor = guard.get_executor();
-            asio::post(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
-                std::move(handler)(failure, std::move(result));
-            });
-            guard.reset();
-        });
-    };
-    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
-        initiate, asio::use_awaitable, std::move(work));
-}
-
 }  // namespace
-
-void ServerShared::shut_down_sessions(ShutdownMode mode) {
-    std::vector<std::shared_ptr<Session>> live;
-    {
-        std::lock_guard lock(sessions_mutex);
-        if (mode <= shutdown_mode) return;
-        shutdown_mode = mode;
-        for (const auto& weak : sessions)
-            if (auto session = weak.lock()) live.push_back(std::move(session));
-    }
-    // Each session's state belongs to its thread: the request is handed to it there (and the
-    // reference with it, so a session never ends on this thread).
-    for (auto& session : live) {
-        auto executor = session->executor();
-        asio::post(executor, [session = std::move(session), mode] { session->request_shutdown(mode); });
-    }
-}
 
 Session::Session(Stream client, ServerShared& shared)
     : shared_(shared), client_(std::move(client)), server_(Stream(client_.get_executor())),
@@ -131,7 +64,7 @@ Session::Session(Stream client, ServerShared& shared)
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
       ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
-    context_.client_address = endpoint_text(client_.socket());
+    context_.client_address = client_.peer_address();
     if (shared_.tls) tls_ = shared_.tls->current();
     if (tls_ && tls_->client_leg)
         protocol_.offer_tls(tls_->settings.client.mode == config::ClientTlsMode::require);
@@ -242,7 +175,7 @@ awaitable<bool> Session::read_startup() {
     bool answered = false;  // an encryption request was answered
     while (true) {
         char length_bytes[4];
-        auto read_length = asio::async_read(client_, asio::buffer(length_bytes), use_tuple);
+        auto read_length = client_.read_exactly(asio::buffer(length_bytes));
         auto result = co_await (std::move(read_length) || deadline.async_wait(use_tuple));
         if (result.index() == 1) metrics().count_timeout(Timeout::startup_packet);  // metrics
         if (result.index() == 1) co_return false;  // timed out
@@ -267,7 +200,7 @@ awaitable<bool> Session::read_startup() {
         }
         std::string packet(length_bytes, 4);
         packet.resize(header.length);
-        auto read_body = asio::async_read(client_, asio::buffer(packet.data() + 4, packet.size() - 4), use_tuple);
+        auto read_body = client_.read_exactly(asio::buffer(packet.data() + 4, packet.size() - 4));
         auto body_result = co_await (std::move(read_body) || deadline.async_wait(use_tuple));
         if (body_result.index() == 1) metrics().count_timeout(Timeout::startup_packet);  // metrics
         if (body_result.index() == 1) co_return false;  // timed out
@@ -280,43 +213,31 @@ awaitable<bool> Session::read_startup() {
         from_client_.bytes += packet.size();
 
         auto step = protocol_.on_startup_packet(std::move(packet));
-        switch (step.kind) {
-            case StartupStep::Kind::reply: {
-                answered = true;
-                auto [wec, wn] = co_await client_.async_write(asio::buffer(step.reply), use_tuple);
-                if (wec) co_return false;
-                continue;
-            }
-            case StartupStep::Kind::start_tls: {
-                answered = true;
-                auto [wec, wn] = co_await client_.async_write(asio::buffer(step.reply), use_tuple);
-                if (wec) co_return false;
-                SSL* ssl = client_.begin_tls(tls_->client_leg);
-                auto shaken = co_await (client_.handshake(asio::ssl::stream_base::server) || deadline.async_wait(use_tuple));
-                if (shaken.index() == 1) co_return false;  // timed out: as a silent client
-                if (const auto handshake_ec = std::get<0>(shaken)) {
-                    // As PostgreSQL: logged, the connection closed (the client hears TLS's alert).
-                    spdlog::warn("session {}: could not accept a TLS connection from {}: {}", context_.session_id,
-                                 context_.client_address, describe_tls_error(handshake_ec, ssl));
-                    co_return false;
-                }
-                protocol_.tls_started();
-                continue;
-            }
-            case StartupStep::Kind::cancel:
-                co_await handle_cancel(step.cancel_key);
-                co_return false;
-            case StartupStep::Kind::refuse:
-                co_await send_to_client(std::move(step.reply));
-                co_return false;
-            case StartupStep::Kind::accept:
-                break;
+        if (step.kind == StartupStep::Kind::cancel) {
+            co_await handle_cancel(step.cancel_key);
+            co_return false;
+        }
+        if (step.kind == StartupStep::Kind::refuse) {
+            co_await send_to_client(std::move(step.reply));
+            co_return false;
         }
         if (!step.reply.empty()) {
             auto [wec, wn] = co_await client_.async_write(asio::buffer(step.reply), use_tuple);
             if (wec) co_return false;
         }
-        co_return true;
+        if (step.kind == StartupStep::Kind::accept) co_return true;
+        answered = true;  // an 'N' or 'S': the client goes on with a startup packet
+        if (step.kind != StartupStep::Kind::start_tls) continue;
+        SSL* ssl = client_.begin_tls(tls_->client_leg);
+        auto shaken = co_await (client_.handshake(asio::ssl::stream_base::server) || deadline.async_wait(use_tuple));
+        if (shaken.index() == 1) co_return false;  // timed out: as a silent client
+        if (const auto handshake_ec = std::get<0>(shaken)) {
+            // As PostgreSQL: logged, the connection closed (the client hears TLS's alert).
+            spdlog::warn("session {}: could not accept a TLS connection from {}: {}", context_.session_id,
+                         context_.client_address, describe_tls_error(handshake_ec, ssl));
+            co_return false;
+        }
+        protocol_.tls_started();
     }
 }
 
@@ -894,8 +815,6 @@ awaitable<void> Session::on_bind(const ClientStep& step, Outbound& out) {
     protocol_.refuse_bind(*error, out);
 }
 
-
-
 // Waits while an in-band command runs: the client's socket becoming readable with nothing to
 // read (it closed or reset), or with a Terminate (libpq's PQfinish) means the command's answer
 // is no longer wanted. Other pipelined data ends the watch (it stays unread for the pump; a
@@ -979,9 +898,7 @@ awaitable<void> Session::record_migrator_runs() {
         inband->record_migrator_commit(context, committed, *progress);
         return true;
     };
-    const bool done = co_await run_on_pool<bool>(shared_.blocking_pool, work);
-    (void)done;
+    (void)co_await run_on_pool<bool>(shared_.blocking_pool, work);
 }
-
 
 }  // namespace pgrail::proxy

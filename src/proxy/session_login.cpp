@@ -157,7 +157,7 @@ awaitable<std::optional<std::string>> Session::read_login_frame(Leg& leg, std::u
     error.clear();
     asio::steady_timer deadline(client_.get_executor(), started_ + login_timeout);
     std::string frame(protocol::header_size, '\0');
-    auto read_header = asio::async_read(leg, asio::buffer(frame), use_tuple);
+    auto read_header = leg.read_exactly(asio::buffer(frame));
     auto header_result = co_await (std::move(read_header) || deadline.async_wait(use_tuple));
     if (header_result.index() == 1) {
         error = "timeout";
@@ -170,7 +170,7 @@ awaitable<std::optional<std::string>> Session::read_login_frame(Leg& leg, std::u
         co_return std::nullopt;
     }
     frame.resize(1 + std::size_t{length});
-    auto read_body = asio::async_read(leg, asio::buffer(frame.data() + protocol::header_size, length - 4), use_tuple);
+    auto read_body = leg.read_exactly(asio::buffer(frame.data() + protocol::header_size, length - 4));
     auto body_result = co_await (std::move(read_body) || deadline.async_wait(use_tuple));
     if (body_result.index() == 1) {
         error = "timeout";

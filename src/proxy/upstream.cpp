@@ -100,6 +100,7 @@ asio::awaitable<std::string> start_server_tls(Leg& leg, const TlsContextSet* tls
         co_return fmt::format("the server does not support SSL, but tls.server.sslmode is {}", config::to_string(mode));
     }
     SSL* ssl = leg.begin_tls(tls->server_leg);
+    if (ssl == nullptr) co_return "cannot start TLS: out of memory";
     if (!prepare_server_leg(ssl, *tls)) co_return fmt::format("cannot send {} as the TLS server name", tls->server_name);
     auto shaken = co_await (leg.handshake(asio::ssl::stream_base::client) || deadline.async_wait(use_tuple));
     if (shaken.index() == 1) co_return fmt::format("the TLS handshake timed out after {} ms", config.connect_timeout_ms);
