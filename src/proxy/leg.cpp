@@ -24,11 +24,66 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // Pieces are gathered into one SSL_write up to a record's payload: one record, one system call.
 constexpr std::size_t max_record_payload = 16384;
+// What one wait for data takes from the socket at most past the doorbell: 4 records.
+constexpr std::size_t max_record = 16384 + 256;
+constexpr std::size_t max_rounds = 4;
 
 }  // namespace
 
+// The BIO under a leg's TLS: reads come from what the leg received (nothing there: "retry", and
+// the leg receives more), writes go to the socket at once (full: "retry", and the leg waits).
+struct LegBio {
+    static int read(BIO* bio, char* out, std::size_t size, std::size_t* taken) {
+        auto& leg = *static_cast<Leg*>(BIO_get_data(bio));
+        BIO_clear_retry_flags(bio);
+        const std::size_t available = leg.received_.size() - leg.received_head_;
+        if (available == 0) {
+            BIO_set_retry_read(bio);
+            return 0;
+        }
+        *taken = std::min(size, available);
+        std::memcpy(out, leg.received_.data() + leg.received_head_, *taken);
+        leg.received_head_ += *taken;
+        if (leg.received_head_ == leg.received_.size()) {
+            leg.received_head_ = 0;
+            leg.received_.clear();
+            if (leg.received_.capacity() > 4096) leg.received_.shrink_to_fit();  // a burst's room goes back
+        }
+        return 1;
+    }
+    static int write(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
+        auto& leg = *static_cast<Leg*>(BIO_get_data(bio));
+        BIO_clear_retry_flags(bio);
+        const ssize_t sent = ::send(leg.descriptor_, data, size, MSG_NOSIGNAL);
+        if (sent >= 0) {
+            *written = static_cast<std::size_t>(sent);
+            return 1;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_write(bio);
+        return 0;  // else errno tells why (SSL_ERROR_SYSCALL)
+    }
+    static long control(BIO*, int command, long, void*) { return command == BIO_CTRL_FLUSH ? 1 : 0; }
+    static int create(BIO* bio) {
+        BIO_set_init(bio, 1);
+        return 1;
+    }
+    static BIO_METHOD* method() {
+        static BIO_METHOD* const made = [] {
+            BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pgrail leg");
+            BIO_meth_set_read_ex(m, &LegBio::read);
+            BIO_meth_set_write_ex(m, &LegBio::write);
+            BIO_meth_set_ctrl(m, &LegBio::control);
+            BIO_meth_set_create(m, &LegBio::create);
+            return m;
+        }();
+        return made;
+    }
+};
+
+Leg::Leg(Stream socket) : socket_(std::move(socket)) {}
+
 Leg::~Leg() {
-    // The descriptor is the socket's (SSL_set_fd does not own it): only OpenSSL's state goes.
+    // The descriptor is the socket's: only OpenSSL's state goes (its BIO with it).
     if (ssl_) SSL_free(ssl_);
 }
 
@@ -50,20 +105,33 @@ std::string Leg::peer_address() const {
 
 std::size_t Leg::tls_pending() const {
     if (!ssl_) return 0;
+    // Read ahead, bytes of records not yet decrypted count too (SSL_pending would not see them),
+    // and so do bytes received that OpenSSL has yet to read.
+    if (received_head_ < received_.size()) return received_.size() - received_head_;
+    if (SSL_has_pending(ssl_) != 1) return 0;
     const int pending = SSL_pending(ssl_);
-    return pending > 0 ? static_cast<std::size_t>(pending) : 0;
+    return pending > 0 ? static_cast<std::size_t>(pending) : 1;
 }
 
 SSL* Leg::begin_tls(std::shared_ptr<asio::ssl::context> context) {
     context_ = std::move(context);
+    BIO* bio = BIO_new(LegBio::method());
+    if (!bio) return nullptr;
     ssl_ = SSL_new(context_->native_handle());
-    if (!ssl_) return nullptr;
+    if (!ssl_) {
+        BIO_free(bio);
+        return nullptr;
+    }
+    BIO_set_data(bio, this);
+    SSL_set_bio(ssl_, bio, bio);  // (one reference: SSL_free frees it)
     error_code ignored;
-    socket_.non_blocking(true, ignored);  // OpenSSL's reads and writes must never block the thread
-    SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));
+    socket_.non_blocking(true, ignored);  // a write to a full socket must never block the thread
+    descriptor_ = static_cast<int>(socket_.native_handle());
     // Partial writes: SSL_write returns once a record is out (write_out keeps the rest); a retry
     // may come from another address with the same bytes; idle connections give the buffers back.
     SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    // Read what the socket has in one system call, not a record's 5-byte header and then its body.
+    SSL_set_read_ahead(ssl_, 1);
     return ssl_;
 }
 
@@ -96,8 +164,25 @@ Leg::Wait Leg::tls_outcome(int result, error_code& ec) {
 }
 
 asio::awaitable<error_code> Leg::wait_for(Wait wait) {
-    auto [ec] = co_await socket_.async_wait(wait == Wait::read ? Stream::wait_read : Stream::wait_write, use_tuple);
-    co_return ec;
+    if (wait == Wait::write) {
+        auto [ec] = co_await socket_.async_wait(Stream::wait_write, use_tuple);
+        co_return ec;
+    }
+    // Asio's receive tries at once and then waits on the reactor's standing registration.
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(doorbell_), use_tuple);
+    if (ec) co_return ec;
+    received_.append(doorbell_.data(), n);
+    // A full doorbell: more is probably there, taken now without waiting, a few records at most
+    // (the socket's next bytes wait for the next call).
+    for (std::size_t round = 0; n == doorbell_.size() && round < max_rounds; ++round) {
+        const auto before = received_.size();
+        received_.resize(before + max_record);
+        error_code more_ec;  // would_block, or eof (the next receive sees it again)
+        const auto more = socket_.read_some(asio::buffer(received_.data() + before, max_record), more_ec);
+        received_.resize(before + more);
+        if (more < max_record) break;
+    }
+    co_return error_code{};
 }
 
 asio::awaitable<error_code> Leg::handshake(asio::ssl::stream_base::handshake_type type) {
@@ -210,9 +295,9 @@ Leg::Transfer Leg::tls_write(std::vector<asio::const_buffer> pieces) {
         if (pieces.empty()) break;
         if (ec && ec != asio::error::would_block) co_return std::tuple(ec, total);
         if (!ec) continue;
-        // Which readiness OpenSSL waits for (WANT_WRITE, or WANT_READ mid-renegotiation).
-        const Wait wait = SSL_want_read(ssl_) ? Wait::read : Wait::write;
-        if (auto wait_ec = co_await wait_for(wait)) co_return std::tuple(wait_ec, total);
+        // WANT_WRITE. (A write never waits to read: renegotiation is off, and the leg's reader
+        // alone receives, so two receives never share the doorbell.)
+        if (auto wait_ec = co_await wait_for(Wait::write)) co_return std::tuple(wait_ec, total);
     }
     co_return std::tuple(error_code{}, total);
 }

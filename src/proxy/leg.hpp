@@ -1,14 +1,15 @@
 // One leg of a session (client to pgrail, or pgrail to the server): its socket, and TLS over that
 // socket once a handshake made it so. The pumps read and write through it the same either way.
 //
-// TLS is OpenSSL on the socket's own descriptor (non-blocking), not Asio's ssl::stream: that
-// stream copies every record through memory BIOs and buffers of its own (34 KiB a connection),
-// and finishes each write through a handler of the reactor, so a write could never complete
-// without suspending. Here SSL_read and SSL_write call the kernel directly; the leg waits on the
-// socket only when OpenSSL says it must (SSL_ERROR_WANT_READ / WANT_WRITE), and OpenSSL's
-// buffers go back while a connection idles (SSL_MODE_RELEASE_BUFFERS).
+// TLS is OpenSSL over a BIO of the leg's own, not Asio's ssl::stream: that stream keeps 34 KiB
+// of buffers a connection and finishes every write through a handler of the reactor, so a write
+// could never complete without suspending. Here OpenSSL writes to the socket directly (send), so
+// a write that the socket takes completes at once; it reads what the leg read with Asio's own
+// speculative receive (a wait for readiness would cost an epoll_ctl each time), into a 512-byte
+// doorbell while idle. OpenSSL's buffers go back while a connection idles (RELEASE_BUFFERS).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -35,7 +36,7 @@ public:
     using Transfer = boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>>;
     using Token = boost::asio::as_tuple_t<boost::asio::use_awaitable_t<>>;
 
-    explicit Leg(Stream socket) : socket_(std::move(socket)) {}
+    explicit Leg(Stream socket);
     ~Leg();
     Leg(const Leg&) = delete;
     Leg& operator=(const Leg&) = delete;
@@ -46,7 +47,8 @@ public:
     [[nodiscard]] bool tls() const { return ssl_ != nullptr; }
     // The peer's address as PostgreSQL's log_connections says it: "[local]" for a Unix socket.
     [[nodiscard]] std::string peer_address() const;
-    // Decrypted bytes TLS holds that no read has taken yet (they are not in the socket).
+    // Nonzero when TLS holds bytes no read has taken yet (decrypted or read ahead, no longer in
+    // the socket): the next read finds data without waiting.
     [[nodiscard]] std::size_t tls_pending() const;
 
     // TLS from here on, over `context` (kept alive with the leg: a reload makes new ones for new
@@ -87,13 +89,21 @@ private:
     // (The pieces' list is the coroutine's own: the caller's may be gone once it suspends.)
     Transfer tls_write(std::vector<boost::asio::const_buffer> pieces);
     // OpenSSL's answer to a call that returned `result`: nothing to wait for (and `ec` set when
-    // the call failed for good), or the socket's readiness to wait for before calling again.
+    // the call failed for good), or what to wait for before calling again.
     Wait tls_outcome(int result, boost::system::error_code& ec);
+    // Wait::read: the next bytes from the socket for OpenSSL (Asio's receive); Wait::write: the
+    // socket writable again.
     boost::asio::awaitable<boost::system::error_code> wait_for(Wait wait);
+    // The BIO's ends (leg.cpp): what OpenSSL reads from `received_`, what it writes to the socket.
+    friend struct LegBio;
 
     Stream socket_;
+    int descriptor_ = -1;
     std::shared_ptr<boost::asio::ssl::context> context_;
     SSL* ssl_ = nullptr;
+    std::string received_;           // bytes from the socket that OpenSSL has yet to read
+    std::size_t received_head_ = 0;  // how many of them it read
+    std::array<char, 512> doorbell_{};
     std::string gathered_;  // a TLS write's pieces as one record's worth of bytes
 };
 
