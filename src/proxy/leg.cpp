@@ -36,25 +36,25 @@ struct LegBio {
     static int read(BIO* bio, char* out, std::size_t size, std::size_t* taken) {
         auto& leg = *static_cast<Leg*>(BIO_get_data(bio));
         BIO_clear_retry_flags(bio);
-        const std::size_t available = leg.received_.size() - leg.received_head_;
+        const std::size_t available = leg.tls_->received.size() - leg.tls_->received_head;
         if (available == 0) {
             BIO_set_retry_read(bio);
             return 0;
         }
         *taken = std::min(size, available);
-        std::memcpy(out, leg.received_.data() + leg.received_head_, *taken);
-        leg.received_head_ += *taken;
-        if (leg.received_head_ == leg.received_.size()) {
-            leg.received_head_ = 0;
-            leg.received_.clear();
-            if (leg.received_.capacity() > 4096) leg.received_.shrink_to_fit();  // a burst's room goes back
+        std::memcpy(out, leg.tls_->received.data() + leg.tls_->received_head, *taken);
+        leg.tls_->received_head += *taken;
+        if (leg.tls_->received_head == leg.tls_->received.size()) {
+            leg.tls_->received_head = 0;
+            leg.tls_->received.clear();
+            if (leg.tls_->received.capacity() > 4096) leg.tls_->received.shrink_to_fit();  // a burst's room goes back
         }
         return 1;
     }
     static int write(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
         auto& leg = *static_cast<Leg*>(BIO_get_data(bio));
         BIO_clear_retry_flags(bio);
-        const ssize_t sent = ::send(leg.descriptor_, data, size, MSG_NOSIGNAL);
+        const ssize_t sent = ::send(leg.tls_->descriptor, data, size, MSG_NOSIGNAL);
         if (sent >= 0) {
             *written = static_cast<std::size_t>(sent);
             return 1;
@@ -81,10 +81,15 @@ struct LegBio {
 };
 
 Leg::Leg(Stream socket) : socket_(std::move(socket)) {}
+Leg::~Leg() = default;
 
-Leg::~Leg() {
-    // The descriptor is the socket's: only OpenSSL's state goes (its BIO with it).
-    if (ssl_) SSL_free(ssl_);
+// The descriptor is the socket's: only OpenSSL's state goes (its BIO with it).
+Leg::Tls::~Tls() {
+    if (ssl) SSL_free(ssl);
+}
+
+SSL* Leg::native_tls() {
+    return tls_ ? tls_->ssl : nullptr;
 }
 
 std::string Leg::peer_address() const {
@@ -104,39 +109,42 @@ std::string Leg::peer_address() const {
 }
 
 std::size_t Leg::tls_pending() const {
-    if (!ssl_) return 0;
+    if (!tls_) return 0;
     // Read ahead, bytes of records not yet decrypted count too (SSL_pending would not see them),
     // and so do bytes received that OpenSSL has yet to read.
-    if (received_head_ < received_.size()) return received_.size() - received_head_;
-    if (SSL_has_pending(ssl_) != 1) return 0;
-    const int pending = SSL_pending(ssl_);
+    if (tls_->received_head < tls_->received.size()) return tls_->received.size() - tls_->received_head;
+    if (SSL_has_pending(tls_->ssl) != 1) return 0;
+    const int pending = SSL_pending(tls_->ssl);
     return pending > 0 ? static_cast<std::size_t>(pending) : 1;
 }
 
 SSL* Leg::begin_tls(std::shared_ptr<asio::ssl::context> context) {
-    context_ = std::move(context);
+    auto tls = std::make_unique<Tls>();
+    tls->context = std::move(context);
     BIO* bio = BIO_new(LegBio::method());
     if (!bio) return nullptr;
-    ssl_ = SSL_new(context_->native_handle());
-    if (!ssl_) {
+    tls->ssl = SSL_new(tls->context->native_handle());
+    if (!tls->ssl) {
         BIO_free(bio);
         return nullptr;
     }
     BIO_set_data(bio, this);
-    SSL_set_bio(ssl_, bio, bio);  // (one reference: SSL_free frees it)
+    SSL_set_bio(tls->ssl, bio, bio);  // (one reference: SSL_free frees it)
     error_code ignored;
     socket_.non_blocking(true, ignored);  // a write to a full socket must never block the thread
-    descriptor_ = static_cast<int>(socket_.native_handle());
+    tls->descriptor = static_cast<int>(socket_.native_handle());
     // Partial writes: SSL_write returns once a record is out (write_out keeps the rest); a retry
     // may come from another address with the same bytes; idle connections give the buffers back.
-    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-    // Read what the socket has in one system call, not a record's 5-byte header and then its body.
-    SSL_set_read_ahead(ssl_, 1);
-    return ssl_;
+    SSL_set_mode(tls->ssl,
+                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    // OpenSSL takes all the leg received at once, not a record's 5-byte header and then its body.
+    SSL_set_read_ahead(tls->ssl, 1);
+    tls_ = std::move(tls);
+    return tls_->ssl;
 }
 
 Leg::Wait Leg::tls_outcome(int result, error_code& ec) {
-    switch (SSL_get_error(ssl_, result)) {
+    switch (SSL_get_error(tls_->ssl, result)) {
         case SSL_ERROR_NONE:
             return Wait::none;
         case SSL_ERROR_WANT_READ:
@@ -169,32 +177,32 @@ asio::awaitable<error_code> Leg::wait_for(Wait wait) {
         co_return ec;
     }
     // Asio's receive tries at once and then waits on the reactor's standing registration.
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(doorbell_), use_tuple);
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(tls_->doorbell), use_tuple);
     if (ec) co_return ec;
-    received_.append(doorbell_.data(), n);
+    tls_->received.append(tls_->doorbell.data(), n);
     // A full doorbell: more is probably there, taken now without waiting, a few records at most
     // (the socket's next bytes wait for the next call).
-    for (std::size_t round = 0; n == doorbell_.size() && round < max_rounds; ++round) {
-        const auto before = received_.size();
-        received_.resize(before + max_record);
+    for (std::size_t round = 0; n == tls_->doorbell.size() && round < max_rounds; ++round) {
+        const auto before = tls_->received.size();
+        tls_->received.resize(before + max_record);
         error_code more_ec;  // would_block, or eof (the next receive sees it again)
-        const auto more = socket_.read_some(asio::buffer(received_.data() + before, max_record), more_ec);
-        received_.resize(before + more);
+        const auto more = socket_.read_some(asio::buffer(tls_->received.data() + before, max_record), more_ec);
+        tls_->received.resize(before + more);
         if (more < max_record) break;
     }
     co_return error_code{};
 }
 
 asio::awaitable<error_code> Leg::handshake(asio::ssl::stream_base::handshake_type type) {
-    if (!ssl_) co_return error_code(asio::error::no_memory);  // begin_tls could not make one
+    if (!tls_) co_return error_code(asio::error::no_memory);  // begin_tls could not make one
     if (type == asio::ssl::stream_base::server)
-        SSL_set_accept_state(ssl_);
+        SSL_set_accept_state(tls_->ssl);
     else
-        SSL_set_connect_state(ssl_);
+        SSL_set_connect_state(tls_->ssl);
     while (true) {
         ERR_clear_error();
         errno = 0;
-        const int result = SSL_do_handshake(ssl_);
+        const int result = SSL_do_handshake(tls_->ssl);
         if (result == 1) co_return error_code{};
         error_code ec;
         const Wait wait = tls_outcome(result, ec);
@@ -209,7 +217,7 @@ Leg::Transfer Leg::tls_read_some(asio::mutable_buffer into) {
     while (true) {
         ERR_clear_error();
         errno = 0;
-        const int result = SSL_read(ssl_, into.data(), size);
+        const int result = SSL_read(tls_->ssl, into.data(), size);
         if (result > 0) co_return std::tuple(error_code{}, static_cast<std::size_t>(result));
         error_code ec;
         const Wait wait = tls_outcome(result, ec);
@@ -231,7 +239,7 @@ Leg::Transfer Leg::read_exactly(asio::mutable_buffer into) {
 
 std::size_t Leg::try_write(std::span<const asio::const_buffer> bytes, error_code& ec) {
     ec.clear();
-    if (!ssl_) return socket_.write_some(bytes, ec);
+    if (!tls_) return socket_.write_some(bytes, ec);
     std::size_t taken = 0;
     std::size_t piece = 0;
     std::size_t offset = 0;  // into bytes[piece]
@@ -245,17 +253,18 @@ std::size_t Leg::try_write(std::span<const asio::const_buffer> bytes, error_code
         const char* data = static_cast<const char*>(bytes[piece].data()) + offset;
         std::size_t size = bytes[piece].size() - offset;
         if (size < max_record_payload && piece + 1 < bytes.size()) {
-            gathered_.assign(data, size);
-            for (std::size_t next = piece + 1; next < bytes.size() && gathered_.size() < max_record_payload; ++next) {
-                const auto take = std::min(bytes[next].size(), max_record_payload - gathered_.size());
-                gathered_.append(static_cast<const char*>(bytes[next].data()), take);
+            tls_->gathered.assign(data, size);
+            for (std::size_t next = piece + 1; next < bytes.size() && tls_->gathered.size() < max_record_payload;
+                 ++next) {
+                const auto take = std::min(bytes[next].size(), max_record_payload - tls_->gathered.size());
+                tls_->gathered.append(static_cast<const char*>(bytes[next].data()), take);
             }
-            data = gathered_.data();
-            size = gathered_.size();
+            data = tls_->gathered.data();
+            size = tls_->gathered.size();
         }
         ERR_clear_error();
         errno = 0;
-        const int result = SSL_write(ssl_, data, static_cast<int>(std::min<std::size_t>(size, 1u << 30)));
+        const int result = SSL_write(tls_->ssl, data, static_cast<int>(std::min<std::size_t>(size, 1u << 30)));
         if (result <= 0) {
             if (tls_outcome(result, ec) != Wait::none) ec = asio::error::would_block;
             // A few bytes taken are a success; would_block only when nothing was.

@@ -44,7 +44,7 @@ public:
     // The socket underneath (TCP or Unix): options, shutdown, cancel, close, readiness.
     [[nodiscard]] Stream& socket() { return socket_; }
     [[nodiscard]] Stream::executor_type get_executor() { return socket_.get_executor(); }
-    [[nodiscard]] bool tls() const { return ssl_ != nullptr; }
+    [[nodiscard]] bool tls() const { return tls_ != nullptr; }
     // The peer's address as PostgreSQL's log_connections says it: "[local]" for a Unix socket.
     [[nodiscard]] std::string peer_address() const;
     // Nonzero when TLS holds bytes no read has taken yet (decrypted or read ahead, no longer in
@@ -57,22 +57,22 @@ public:
     SSL* begin_tls(std::shared_ptr<boost::asio::ssl::context> context);
     // The handshake, as the server (the client's leg) or as the client (the server's leg).
     boost::asio::awaitable<boost::system::error_code> handshake(boost::asio::ssl::stream_base::handshake_type type);
-    [[nodiscard]] SSL* native_tls() { return ssl_; }
+    [[nodiscard]] SSL* native_tls();
 
     // Some bytes (at least one), or an error (eof: the peer closed).
     Transfer async_read_some(boost::asio::mutable_buffer into, Token token) {
-        if (!ssl_) return socket_.async_read_some(into, token);
+        if (!tls_) return socket_.async_read_some(into, token);
         return tls_read_some(into);
     }
     // All of `into`.
     Transfer read_exactly(boost::asio::mutable_buffer into);
     // All of `bytes`.
     Transfer async_write(std::span<const boost::asio::const_buffer> bytes, Token token) {
-        if (!ssl_) return boost::asio::async_write(socket_, bytes, token);
+        if (!tls_) return boost::asio::async_write(socket_, bytes, token);
         return tls_write({bytes.begin(), bytes.end()});
     }
     Transfer async_write(boost::asio::const_buffer bytes, Token token) {
-        if (!ssl_) return boost::asio::async_write(socket_, bytes, token);
+        if (!tls_) return boost::asio::async_write(socket_, bytes, token);
         return tls_write({bytes});
     }
     // What a write that never waits takes now (the socket is non-blocking): 0 and would_block
@@ -94,17 +94,22 @@ private:
     // Wait::read: the next bytes from the socket for OpenSSL (Asio's receive); Wait::write: the
     // socket writable again.
     boost::asio::awaitable<boost::system::error_code> wait_for(Wait wait);
-    // The BIO's ends (leg.cpp): what OpenSSL reads from `received_`, what it writes to the socket.
+    // The BIO's ends (leg.cpp): what OpenSSL reads from `received`, what it writes to the socket.
     friend struct LegBio;
 
+    // A TLS leg's state, allocated by begin_tls: a plain leg carries one pointer.
+    struct Tls {
+        ~Tls();
+        std::shared_ptr<boost::asio::ssl::context> context;
+        SSL* ssl = nullptr;
+        int descriptor = -1;
+        std::string received;           // bytes from the socket that OpenSSL has yet to read
+        std::size_t received_head = 0;  // how many of them it read
+        std::array<char, 512> doorbell{};
+        std::string gathered;  // a write's pieces as one record's worth of bytes
+    };
     Stream socket_;
-    int descriptor_ = -1;
-    std::shared_ptr<boost::asio::ssl::context> context_;
-    SSL* ssl_ = nullptr;
-    std::string received_;           // bytes from the socket that OpenSSL has yet to read
-    std::size_t received_head_ = 0;  // how many of them it read
-    std::array<char, 512> doorbell_{};
-    std::string gathered_;  // a TLS write's pieces as one record's worth of bytes
+    std::unique_ptr<Tls> tls_;
 };
 
 }  // namespace pgrail::proxy
