@@ -4,12 +4,15 @@
 // how much of a proxy's cost is forwarding itself (the kernel's share), whatever the proxy does.
 //
 //   relay_floor_bench LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT [THREADS]
+// An UPSTREAM_HOST that starts with '/' is a directory holding PostgreSQL's Unix socket
+// (.s.PGSQL.UPSTREAM_PORT), as libpq reads it: bench/run.sh's UPSTREAM=unix.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
@@ -17,6 +20,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -55,14 +60,21 @@ void set_nodelay(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int connect_upstream(const sockaddr_in& address) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+// Where PostgreSQL listens: an IPv4 address or a Unix socket.
+struct Upstream {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+};
+
+int connect_upstream(const Upstream& upstream) {
+    const int family = upstream.address.ss_family;
+    const int fd = socket(family, SOCK_STREAM, 0);
     if (fd < 0) return -1;
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&upstream.address), upstream.length) != 0) {
         close(fd);
         return -1;
     }
-    set_nodelay(fd);
+    if (family == AF_INET) set_nodelay(fd);  // a Unix socket has no Nagle to turn off
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
 }
@@ -96,7 +108,7 @@ bool flush(Leg& leg) {
     return true;
 }
 
-void run_loop(int listen_fd, sockaddr_in upstream) {
+void run_loop(int listen_fd, Upstream upstream) {
     const int epoll_fd = epoll_create1(0);
     epoll_event listen_event{};
     listen_event.events = EPOLLIN | EPOLLEXCLUSIVE;
@@ -171,19 +183,35 @@ void run_loop(int listen_fd, sockaddr_in upstream) {
 
 int main(int argc, char** argv) {
     if (argc < 4) {
-        std::fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT [THREADS]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_HOST|SOCKET_DIR UPSTREAM_PORT [THREADS]\n", argv[0]);
         return 2;
     }
     sockaddr_in listen_address{};
     listen_address.sin_family = AF_INET;
     listen_address.sin_port = htons(static_cast<std::uint16_t>(std::atoi(argv[1])));
     inet_pton(AF_INET, "127.0.0.1", &listen_address.sin_addr);
-    sockaddr_in upstream{};
-    upstream.sin_family = AF_INET;
-    upstream.sin_port = htons(static_cast<std::uint16_t>(std::atoi(argv[3])));
-    if (inet_pton(AF_INET, argv[2], &upstream.sin_addr) != 1) {
-        std::fprintf(stderr, "upstream host must be an IPv4 address\n");
-        return 2;
+    Upstream upstream;
+    if (argv[2][0] == '/') {
+        const std::string path = std::string(argv[2]) + "/.s.PGSQL." + argv[3];
+        sockaddr_un unix_address{};
+        if (path.size() >= sizeof unix_address.sun_path) {
+            std::fprintf(stderr, "upstream socket path longer than %zu bytes\n", sizeof unix_address.sun_path - 1);
+            return 2;
+        }
+        unix_address.sun_family = AF_UNIX;
+        path.copy(unix_address.sun_path, path.size());
+        std::memcpy(&upstream.address, &unix_address, sizeof unix_address);
+        upstream.length = sizeof unix_address;
+    } else {
+        sockaddr_in tcp_address{};
+        tcp_address.sin_family = AF_INET;
+        tcp_address.sin_port = htons(static_cast<std::uint16_t>(std::atoi(argv[3])));
+        if (inet_pton(AF_INET, argv[2], &tcp_address.sin_addr) != 1) {
+            std::fprintf(stderr, "upstream host must be an IPv4 address or a socket directory\n");
+            return 2;
+        }
+        std::memcpy(&upstream.address, &tcp_address, sizeof tcp_address);
+        upstream.length = sizeof tcp_address;
     }
     const int threads = argc > 4 ? std::atoi(argv[4]) : 1;
     const int listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
