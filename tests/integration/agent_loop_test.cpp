@@ -17,6 +17,7 @@
 
 #include "cluster.hpp"
 #include "pgrail/migrations/registry.hpp"
+#include "node_packages.hpp"
 #include "pgrail_process.hpp"
 #include "seed_database.hpp"
 
@@ -299,15 +300,8 @@ const std::string mcp_package = "@modelcontextprotocol/server-postgres@0.6.2";
 const std::string mcp_dir = "/tmp/pgrail-test-mcp-server-postgres-0.6.2";
 const std::string mcp_entry = mcp_dir + "/node_modules/@modelcontextprotocol/server-postgres/dist/index.js";
 
-// Why the MCP server cannot run here, or "" when it is installed.
 std::string mcp_unavailable() {
-    if (std::system("node --version >/dev/null 2>&1") != 0) return "node is not installed (apt-get install nodejs npm)";
-    if (std::filesystem::exists(mcp_entry)) return "";
-    const std::string install =
-        "npm install --prefix " + mcp_dir + " --no-audit --no-fund --silent " + mcp_package + " >/dev/null 2>&1";
-    if (std::system(install.c_str()) != 0 || !std::filesystem::exists(mcp_entry))
-        return "npm could not install " + mcp_package;
-    return "";
+    return node_packages_unavailable(mcp_dir, {mcp_package});
 }
 
 // Each SQL text through the MCP server's `query` tool, as an agent's host calls it; the JSON-RPC

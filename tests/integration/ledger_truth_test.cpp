@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cluster.hpp"
+#include "node_packages.hpp"
 #include "pgrail_process.hpp"
 #include "seed_database.hpp"
 
@@ -175,23 +176,10 @@ TEST_CASE("a schema changed around pgrail shows as schema drift, named, until ac
 namespace {
 
 // node-pg-migrate and knex, pinned, installed once per machine from npm into a folder of their own.
-const std::string tools_packages = "node-pg-migrate@7.9.1 knex@3.1.0 pg@8.13.1";
 const std::string tools_dir = "/tmp/pgrail-test-migration-tools-v1";
 
-// Why the tools cannot run here, or "" when they are installed.
 std::string tools_unavailable() {
-    if (std::system("node --version >/dev/null 2>&1") != 0) return "node is not installed (apt-get install nodejs npm)";
-    const auto installed = [] {
-        return std::filesystem::exists(tools_dir + "/node_modules/node-pg-migrate/package.json") &&
-               std::filesystem::exists(tools_dir + "/node_modules/knex/package.json") &&
-               std::filesystem::exists(tools_dir + "/node_modules/pg/package.json");
-    };
-    if (installed()) return "";
-    if (std::system("npm --version >/dev/null 2>&1") != 0) return "npm is not installed (apt-get install npm)";
-    const std::string install = "npm install --prefix " + tools_dir + " --no-audit --no-fund --silent " +
-                                tools_packages + " >/dev/null 2>&1";
-    if (std::system(install.c_str()) != 0 || !installed()) return "npm could not install " + tools_packages;
-    return "";
+    return node_packages_unavailable(tools_dir, {"node-pg-migrate@7.9.1", "knex@3.1.0", "pg@8.13.1"});
 }
 
 // One step of a tool (tests/integration/migration_tools/run_tool.js): "" when it succeeded, else its error.

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster.hpp"
+#include "node_packages.hpp"
 #include "pgrail_process.hpp"
 #include "seed_database.hpp"
 #include "ssl_cluster.hpp"
@@ -21,22 +22,10 @@ using namespace pgrail::test;
 namespace {
 
 // Pinned, installed once per machine from npm into a folder of their own.
-const std::string drivers_packages = "pg@8.23.1 postgres@3.4.10";
 const std::string drivers_dir = "/tmp/pgrail-test-tls-js-v1";
 
-// Why the drivers cannot run here, or "" when they are installed.
 std::string drivers_unavailable() {
-    if (std::system("node --version >/dev/null 2>&1") != 0) return "node is not installed (apt-get install nodejs npm)";
-    const auto installed = [] {
-        return std::filesystem::exists(drivers_dir + "/node_modules/pg/package.json") &&
-               std::filesystem::exists(drivers_dir + "/node_modules/postgres/package.json");
-    };
-    if (installed()) return "";
-    if (std::system("npm --version >/dev/null 2>&1") != 0) return "npm is not installed (apt-get install npm)";
-    const std::string install = "npm install --prefix " + drivers_dir + " --no-audit --no-fund --silent " +
-                                drivers_packages + " >/dev/null 2>&1";
-    if (std::system(install.c_str()) != 0 || !installed()) return "npm could not install " + drivers_packages;
-    return "";
+    return node_packages_unavailable(drivers_dir, {"pg@8.23.1", "postgres@3.4.10"});
 }
 
 struct Target {
