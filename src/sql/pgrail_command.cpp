@@ -1,34 +1,26 @@
 #include "pgrail/sql/pgrail_command.hpp"
 
+#include <cstddef>
+
 namespace pgrail::sql {
 
-std::string_view name_of(PgrailCommand command) {
-    switch (command) {
-        case PgrailCommand::status:
-            return "status";
-        case PgrailCommand::plan:
-            return "plan";
-        case PgrailCommand::migrate_up:
-            return "migrate_up";
-        case PgrailCommand::migrate_down:
-            return "migrate_down";
-        case PgrailCommand::verify:
-            return "verify";
-        case PgrailCommand::propose_migration:
-            return "propose_migration";
-        case PgrailCommand::approve_migration:
-            return "approve_migration";
-        case PgrailCommand::reject_migration:
-            return "reject_migration";
-        case PgrailCommand::sessions:
-            return "sessions";
-        case PgrailCommand::stats:
-            return "stats";
-        case PgrailCommand::refusals:
-            return "refusals";
-    }
-    return "?";
+namespace {
+
+// In the enum's order: a command's name is names[its value].
+constexpr std::array<std::string_view, all_pgrail_commands.size()> names = {
+    "status",           "plan",     "migrate_up", "migrate_down", "verify", "propose_migration",
+    "approve_migration", "reject_migration", "sessions", "stats",  "refusals"};
+
+constexpr bool listed_in_order() {
+    for (std::size_t index = 0; index < all_pgrail_commands.size(); ++index)
+        if (static_cast<std::size_t>(all_pgrail_commands[index]) != index) return false;
+    return true;
 }
+static_assert(listed_in_order(), "all_pgrail_commands lists the enum in its order");
+
+}  // namespace
+
+std::string_view name_of(PgrailCommand command) { return names.at(static_cast<std::size_t>(command)); }
 
 std::optional<PgrailCommand> pgrail_command_named(std::string_view name) {
     for (const PgrailCommand command : all_pgrail_commands)
