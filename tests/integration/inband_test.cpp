@@ -277,6 +277,29 @@ TEST_CASE("pgrail's lock key held by another session: status and plan answer, mi
     CHECK(column_count(holder.get()) == "1");
 }
 
+// The analysis cache shares an analysis between texts that differ only in literal values; the
+// lock key is a literal value, so a key seen before must not open the way for pgrail's own.
+// (5000000000 is lexed as pgrail's key is, past int4: the same shape.)
+TEST_CASE("pgrail's lock key is refused even right after other keys of the same shape", "[inband][lock]") {
+    MigratingProxy proxy;
+    auto agent = proxy.connect("agent");
+    for (const char* key : {"1", "5000000000"}) {
+        REQUIRE(run(agent.get(), std::string("SELECT pg_advisory_lock(") + key + ")").at(0).status ==
+                "PGRES_TUPLES_OK");
+        REQUIRE(run(agent.get(), std::string("SELECT pg_advisory_unlock(") + key + ")").at(0).rows.at(0)[0] == "t");
+    }
+    for (const std::string function : {"pg_advisory_lock", "pg_try_advisory_lock"}) {
+        INFO(function);
+        const auto refused = run(agent.get(), "SELECT " + function + "(" + lock_key + ")").at(0);
+        CHECK(refused.sqlstate == "42501");
+        CHECK_THAT(refused.message, Catch::Contains("pgrail's migration lock"));
+    }
+    auto observer = admin();
+    CHECK(scalar(observer.get(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = " +
+                                     std::to_string(std::stoull(lock_key) & 0xffffffffULL)) == "0");
+    CHECK(run(agent.get(), "SELECT 1").at(0).status == "PGRES_TUPLES_OK");
+}
+
 TEST_CASE("an in-band migrate_up whose client disconnects while it waits for the lock is never applied",
           "[inband][abandon]") {
     MigratingProxy proxy(", lock_wait: 20s");

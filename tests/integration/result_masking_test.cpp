@@ -311,6 +311,26 @@ TEST_CASE("masking in a pipeline with an error in the middle, and in cursors", "
     }
 }
 
+// Sorting by a masked column orders the rows by its real values. By position the column is a
+// literal (ORDER BY 2): an analysis of ORDER BY 1 must never decide for it (the literal-shape
+// cache is off under sensitive_columns, and such an analysis is not literal-independent).
+TEST_CASE("ORDER BY the position of a masked column is refused right after ORDER BY another position",
+          "[masking]") {
+    MaskDb db;
+    const auto pgrail = db.start(masking_rules());
+    auto agent = db.through(*pgrail, "agent");
+    const auto allowed = run(agent.get(), "SELECT id, secret FROM mt_users ORDER BY 1").at(0);
+    REQUIRE(allowed.status == "PGRES_TUPLES_OK");
+    CHECK(allowed.rows.at(0)[0] == "1");
+    for (const char* sort : {"ORDER BY 2", "GROUP BY 1, 2 ORDER BY 2"}) {
+        INFO(sort);
+        const auto refused = run(agent.get(), std::string("SELECT id, secret FROM mt_users ") + sort).at(0);
+        CHECK(refused.sqlstate == "42501");
+        CHECK_THAT(refused.message, Catch::Contains("masked"));
+    }
+    CHECK(run(agent.get(), "SELECT id, secret FROM mt_users ORDER BY 1").at(0).status == "PGRES_TUPLES_OK");
+}
+
 TEST_CASE("max_rows truncate: rows past the limit are dropped with a notice", "[max_rows]") {
     MaskDb db;
     const auto pgrail = db.start("  - name: capped\n    match: {users: [agent]}\n    max_rows: {limit: 5, action: truncate}\n"

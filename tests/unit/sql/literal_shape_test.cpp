@@ -142,6 +142,9 @@ TEST_CASE("analyses that read literal values are not shared", "[sql][shape]") {
              "SELECT set_config('role', 'x', false)",       // the setting is named by a literal
              "SELECT * FROM pgrail.migrate_up('1')",        // arguments are literals
              "EXPLAIN (ANALYZE 0) DELETE FROM t",           // options are literal values
+             "SELECT pg_advisory_lock(3)",                  // the key the policy reserves is a literal
+             "SELECT 2147483648, 1.5, pg_try_advisory_xact_lock(3)",  // found by literal_shape_fuzz
+             "SELECT a, b FROM t ORDER BY 1", "SELECT a FROM t GROUP BY 1",  // a column by position
              "DO 'BEGIN DROP TABLE t; END'",                // a body in a string literal
              "COPY t FROM '/etc/passwd'", "SET search_path = 'x'", "SELECT 1 INTO t2",
              "CREATE TABLE t (a int DEFAULT 1)", "PREPARE p AS SELECT 1", "SELECT FROM", "",
