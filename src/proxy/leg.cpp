@@ -237,6 +237,37 @@ Leg::Transfer Leg::read_exactly(asio::mutable_buffer into) {
     co_return std::tuple(error_code{}, total);
 }
 
+std::size_t Leg::peek(std::span<char> into, error_code& ec) {
+    ec.clear();
+    if (!tls_) {
+        const ssize_t peeked = ::recv(socket_.native_handle(), into.data(), into.size(), MSG_PEEK | MSG_DONTWAIT);
+        if (peeked > 0) return static_cast<std::size_t>(peeked);
+        if (peeked == 0) ec = asio::error::eof;
+        if (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            ec = error_code(errno, boost::system::system_category());
+        return 0;
+    }
+    // What the socket holds goes to `received` (bounded: a peer sending without end is still
+    // peeked at its first records), where the next read finds it.
+    bool closed = false;
+    for (std::size_t round = 0; round < max_rounds; ++round) {
+        const auto before = tls_->received.size();
+        tls_->received.resize(before + max_record);
+        error_code read_ec;
+        const auto taken = socket_.read_some(asio::buffer(tls_->received.data() + before, max_record), read_ec);
+        tls_->received.resize(before + taken);
+        closed = read_ec && read_ec != asio::error::would_block && read_ec != asio::error::try_again;
+        if (taken < max_record) break;
+    }
+    ERR_clear_error();
+    errno = 0;
+    const int result = SSL_peek(tls_->ssl, into.data(), static_cast<int>(std::min<std::size_t>(into.size(), 1u << 30)));
+    if (result > 0) return static_cast<std::size_t>(result);
+    const Wait wait = tls_outcome(result, ec);
+    if (wait != Wait::none && closed) ec = asio::error::eof;  // part of a record, and no more coming
+    return 0;
+}
+
 std::size_t Leg::try_write(std::span<const asio::const_buffer> bytes, error_code& ec) {
     ec.clear();
     if (!tls_) return socket_.write_some(bytes, ec);

@@ -75,6 +75,11 @@ public:
         if (!tls_) return boost::asio::async_write(socket_, bytes, token);
         return tls_write({bytes});
     }
+    // The first bytes the peer sent that no read has taken, left for the next read (decrypted on
+    // TLS), without waiting: their count; 0 with `ec` eof when the peer closed (on TLS also by
+    // close_notify) or another error; 0 without an error when nothing (whole) is there yet.
+    // Never call it while a read of the leg is pending: on TLS it takes bytes from the socket.
+    std::size_t peek(std::span<char> into, boost::system::error_code& ec);
     // What a write that never waits takes now (the socket is non-blocking): 0 and would_block
     // when it takes nothing. On TLS a record OpenSSL could not finish stays with it, and the
     // next write must begin with the bytes that were not taken (as write_out's does).

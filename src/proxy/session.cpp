@@ -816,19 +816,24 @@ awaitable<void> Session::on_bind(const ClientStep& step, Outbound& out) {
 }
 
 // Waits while an in-band command runs: the client's socket becoming readable with nothing to
-// read (it closed or reset), or with a Terminate (libpq's PQfinish) means the command's answer
-// is no longer wanted. Other pipelined data ends the watch (it stays unread for the pump; a
-// departure behind it goes unseen).
+// read (it closed or reset, or said close_notify over TLS), or with a Terminate (libpq's
+// PQfinish) means the command's answer is no longer wanted. Other pipelined data ends the watch
+// (it stays unread for the pump; a departure behind it goes unseen).
 awaitable<void> Session::watch_for_departure(std::shared_ptr<std::atomic<bool>> abandoned,
                                              std::shared_ptr<std::atomic<bool>> finished) {
     auto self = shared_from_this();
-    auto [ec] = co_await client_.socket().async_wait(Stream::wait_read, use_tuple);
-    if (ec || finished->load()) co_return;
     std::array<char, 5> head{};
-    const auto peeked = ::recv(client_.socket().native_handle(), head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
+    std::size_t peeked = 0;
+    error_code ec;
+    while (!ec && peeked < head.size()) {
+        auto [wait_ec] = co_await client_.socket().async_wait(Stream::wait_read, use_tuple);
+        // Finished: the pump reads again (a peek now could take its bytes from under it).
+        if (wait_ec || finished->load()) co_return;
+        peeked = client_.peek(head, ec);
+        if (peeked > 0 && peeked < head.size()) co_return;  // a message shorter than a header: not Terminate
+    }
     constexpr std::array<char, 5> terminate = {'X', 0, 0, 0, 4};
-    const bool terminating = peeked == static_cast<ssize_t>(head.size()) && head == terminate;
-    if (peeked == 0 || terminating || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+    if (ec || head == terminate) {
         spdlog::info("session {}: the client left while an in-band command ran: abandoning it", context_.session_id);
         abandoned->store(true);
     }

@@ -31,11 +31,12 @@ struct MigratingProxy {
     std::string audit_path = PgrailProcess::make_temp_dir() + "/audit.jsonl";
     PgrailProcess process;
 
-    // `migrations_extra`: more keys of the `migrations` map, e.g. ", lock_wait: 500ms".
-    explicit MigratingProxy(const std::string& migrations_extra = "")
+    // `migrations_extra`: more keys of the `migrations` map, e.g. ", lock_wait: 500ms";
+    // `config_extra`: more of the configuration (e.g. a tls section).
+    explicit MigratingProxy(const std::string& migrations_extra = "", const std::string& config_extra = "")
         : process("policy: " + source_dir() + "/policies/default.yaml\n" + "audit: {file: " + audit_path +
                   ", fsync: always}\n" + "migrations: {dir: " + source_dir() + "/migrations, migrator: \"" +
-                  db.conninfo_for("app_owner") + "\"" + migrations_extra + "}\n") {}
+                  db.conninfo_for("app_owner") + "\"" + migrations_extra + "}\n" + config_extra) {}
 
     [[nodiscard]] Conn connect(const std::string& user) const { return db.connect_through(process, user); }
 };
@@ -302,12 +303,27 @@ TEST_CASE("pgrail's lock key is refused even right after other keys of the same 
 
 TEST_CASE("an in-band migrate_up whose client disconnects while it waits for the lock is never applied",
           "[inband][abandon]") {
-    MigratingProxy proxy(", lock_wait: 20s");
+    // Over TLS the client's Terminate and close_notify are encrypted: pgrail reads them through
+    // the leg's TLS, not from the socket.
+    const bool tls = GENERATE(false, true);
+    INFO("client leg TLS: " << tls);
+    std::string tls_config;
+    if (tls) {
+        const auto certs = PgrailProcess::make_temp_dir() + "/certs";
+        REQUIRE(shell(source_dir() + "/scripts/test-certs.sh " + certs + " 2>&1").first == 0);
+        tls_config = "tls:\n  client:\n    mode: require\n    cert_file: " + certs + "/server.crt\n    key_file: " +
+                     certs + "/server.key\n";
+    }
+    MigratingProxy proxy(", lock_wait: 20s", tls_config);
     Conn holder(PQconnectdb(proxy.db.conninfo_for("postgres").c_str()));
     REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
     REQUIRE(run(holder.get(), "SELECT pg_advisory_lock(" + lock_key + ")").at(0).status == "PGRES_TUPLES_OK");
 
-    auto client = proxy.connect("agent");
+    Conn client(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(proxy.process.port()) + " dbname=" +
+                             proxy.db.name + " user=agent password=agent sslmode=" + (tls ? "require" : "disable"))
+                                .c_str()));
+    REQUIRE(PQstatus(client.get()) == CONNECTION_OK);
+    CHECK(PQsslInUse(client.get()) == (tls ? 1 : 0));
     REQUIRE(PQsendQuery(client.get(), "SELECT * FROM pgrail.migrate_up()") == 1);
     // pgrail's runner is waiting for the lock on a connection of its own.
     REQUIRE(eventually([&] { return runner_connections(holder.get()) == "1"; }, 10s));
