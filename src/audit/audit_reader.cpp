@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <functional>
 #include <ctime>
 #include <stdexcept>
 
@@ -24,6 +25,12 @@ constexpr std::size_t chunk_size = 1u << 20;
 // Distinct refused statements the summary keeps apart; the rest count as one "(other)" entry.
 constexpr std::size_t max_distinct_statements = 100000;
 constexpr std::size_t max_statement_key = 500;
+// Identities the summary keeps apart (a login_refused line's identity is any name a client sent),
+// the roles and events kept apart per identity, and the longest identity kept whole.
+constexpr std::size_t max_distinct_identities = 10000;
+constexpr std::size_t max_roles_per_identity = 16;
+constexpr std::size_t max_events_per_identity = 256;
+constexpr std::size_t max_identity_key = 256;
 
 std::string field(const Record& record, const char* name) { return std::string(record.get(name)); }
 
@@ -411,6 +418,28 @@ std::string format_record(const Record& record) {
     return out;
 }
 
+namespace {
+
+// Counts `key` in `map`, or in its "(other)" entry once `bound` distinct keys are kept.
+template <typename Map>
+void count_bounded(Map& map, std::string_view key, std::size_t bound) {
+    auto it = map.find(key);
+    if (it == map.end() && map.size() >= bound) it = map.try_emplace("(other)", 0).first;
+    if (it == map.end()) it = map.emplace(std::string(key), 0).first;
+    ++it->second;
+}
+
+}  // namespace
+
+std::pair<const std::string, Summary::IdentityCounts>& Summary::identity_entry(std::string_view identity) {
+    identity = identity.substr(0, max_identity_key);
+    auto it = identities_.find(identity);
+    if (it == identities_.end() && identities_.size() >= max_distinct_identities)
+        it = identities_.try_emplace("(other)").first;
+    if (it == identities_.end()) it = identities_.try_emplace(std::string(identity)).first;
+    return *it;
+}
+
 void Summary::add(const Record& record) {
     ++records_;
     const auto time = record.get("time");
@@ -423,9 +452,28 @@ void Summary::add(const Record& record) {
         if (it == map.end()) it = map.emplace(std::string(key), 0).first;
         ++it->second;
     };
-    count(events_, record.get("event"));
-    if (record.get("decision") != "deny") return;
-    ++refusals_[{std::string(record.get("rule")), std::string(record.get("user"))}];
+    const auto event = record.get("event");
+    count(events_, event);
+    const bool refused = record.get("decision") == "deny";
+    // Every record with an identity is counted under it, so an identity named like its role is
+    // not missing from the table; the table is shown only once some identity differs from its
+    // user (auth.mode pgrail), since in passthrough mode it would restate the users.
+    const auto identity = record.get("identity");
+    const auto user = record.get("user");
+    std::string refusal_identity;
+    if (!identity.empty()) {
+        auto& [name, counts] = identity_entry(identity);
+        ++counts.records;
+        if (refused) ++counts.refusals;
+        if (!user.empty()) count_bounded(counts.roles, user, max_roles_per_identity);
+        count_bounded(counts.events, event, max_events_per_identity);
+        if (identity != user) {
+            distinct_identities_ = true;
+            refusal_identity = name;
+        }
+    }
+    if (!refused) return;
+    ++refusals_[{std::string(record.get("rule")), std::string(user), std::move(refusal_identity)}];
     const auto statement = record.get("statement").substr(0, max_statement_key);
     if (statement.empty()) return;
     auto it = statements_.find(statement);
@@ -436,11 +484,14 @@ void Summary::add(const Record& record) {
 
 namespace {
 
-template <typename Map>
-std::vector<typename Map::const_iterator> by_count(const Map& map, std::size_t top) {
+// The map's entries, most counted first (ties in the map's order), at most `top`; `count` reads
+// an entry's count from its value.
+template <typename Map, typename Count = std::identity>
+std::vector<typename Map::const_iterator> by_count(const Map& map, std::size_t top, Count count = {}) {
     std::vector<typename Map::const_iterator> entries;
     for (auto it = map.begin(); it != map.end(); ++it) entries.push_back(it);
-    std::stable_sort(entries.begin(), entries.end(), [](auto a, auto b) { return a->second > b->second; });
+    std::stable_sort(entries.begin(), entries.end(),
+                     [&](auto a, auto b) { return count(a->second) > count(b->second); });
     if (entries.size() > top) entries.resize(top);
     return entries;
 }
@@ -454,14 +505,31 @@ void Summary::print(std::ostream& out, std::size_t top) const {
     for (const auto it : by_count(events_, events_.size())) out << fmt::format("  {:>10}  {}\n", it->second, it->first);
     out << "\nrefusals by rule and user\n";
     if (refusals_.empty()) out << "  (none)\n";
-    for (const auto it : by_count(refusals_, refusals_.size()))
-        out << fmt::format("  {:>10}  rule {}  user {}\n", it->second, it->first.first, it->first.second);
+    for (const auto it : by_count(refusals_, refusals_.size())) {
+        const auto& [rule, user, identity] = it->first;
+        // As format_record says it: the identity beside the role it ran as.
+        out << fmt::format("  {:>10}  rule {}  user {}{}\n", it->second, rule, user,
+                           identity.empty() ? "" : " (identity " + identity + ")");
+    }
     out << fmt::format("\ntop {} refused statements (literals redacted)\n", top);
     if (statements_.empty()) out << "  (none)\n";
     for (const auto it : by_count(statements_, top)) {
         auto text = it->first;
         std::replace(text.begin(), text.end(), '\n', ' ');
         out << fmt::format("  {:>10}  {}\n", it->second, text);
+    }
+    if (!distinct_identities_) return;
+    const auto records_of = [](const IdentityCounts& counts) { return counts.records; };
+    out << "\nrecords by identity and event (auth.mode pgrail: who logged in, the role it ran as)\n";
+    for (const auto it : by_count(identities_, identities_.size(), records_of)) {
+        const auto& counts = it->second;
+        std::string roles;
+        for (const auto& [role, n] : counts.roles) roles += (roles.empty() ? "" : ", ") + role;
+        out << fmt::format("  {:>10}  identity {}{}{}  refusals {}\n", counts.records, it->first,
+                           counts.roles.size() > 1 ? "  roles " : counts.roles.empty() ? "" : "  role ", roles,
+                           counts.refusals);
+        for (const auto event : by_count(counts.events, counts.events.size()))
+            out << fmt::format("  {:>10}    {}\n", event->second, event->first);
     }
 }
 
@@ -470,11 +538,30 @@ nlohmann::json Summary::to_json(std::size_t top) const {
     out["events"] = nlohmann::json::object();
     for (const auto& [event, count] : events_) out["events"][event] = count;
     out["refusals"] = nlohmann::json::array();
-    for (const auto it : by_count(refusals_, refusals_.size()))
-        out["refusals"].push_back({{"rule", it->first.first}, {"user", it->first.second}, {"count", it->second}});
+    for (const auto it : by_count(refusals_, refusals_.size())) {
+        const auto& [rule, user, identity] = it->first;
+        nlohmann::json entry = {{"rule", rule}, {"user", user}};
+        if (!identity.empty()) entry["identity"] = identity;
+        entry["count"] = it->second;
+        out["refusals"].push_back(std::move(entry));
+    }
     out["top_statements"] = nlohmann::json::array();
     for (const auto it : by_count(statements_, top))
         out["top_statements"].push_back({{"statement", it->first}, {"count", it->second}});
+    if (!distinct_identities_) return out;
+    const auto records_of = [](const IdentityCounts& counts) { return counts.records; };
+    out["identities"] = nlohmann::json::array();
+    for (const auto it : by_count(identities_, identities_.size(), records_of)) {
+        const auto& counts = it->second;
+        nlohmann::json entry = {{"identity", it->first},
+                                {"roles", nlohmann::json::array()},
+                                {"records", counts.records},
+                                {"refusals", counts.refusals},
+                                {"events", nlohmann::json::object()}};
+        for (const auto& [role, n] : counts.roles) entry["roles"].push_back(role);
+        for (const auto& [event, n] : counts.events) entry["events"][event] = n;
+        out["identities"].push_back(std::move(entry));
+    }
     return out;
 }
 

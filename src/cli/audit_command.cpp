@@ -148,8 +148,9 @@ void add_audit_command(CLI::App& app) {
     command->add_option("--class", options->filter.classes, "Only this statement class, e.g. ddl (repeatable)");
     command->add_option("--since", options->since, "From this time on: RFC 3339 (or a prefix), or a duration ago (2h)");
     command->add_option("--until", options->until, "Before this time: RFC 3339 (or a prefix), or a duration ago");
-    command->add_flag("--summary", options->summary, "Print counts instead of records: events, refusals per rule and "
-                                                     "user, top refused statements");
+    command->add_flag("--summary", options->summary,
+                      "Print counts instead of records: events, refusals per rule and user, top refused statements; "
+                      "under auth.mode pgrail also per identity");
     command->add_option("--top", options->top, "How many statements the summary lists")->default_str("10");
     command->add_flag("--json", options->json, "Records as their JSON lines; the summary as one JSON object");
     command->callback([options] { run_audit(*options); });

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -151,6 +152,33 @@ TEST_CASE("auth mode pgrail: two identities of one role log in with their own pa
             CHECK(line.value("identity", "") == "agent-8");
         }
         CHECK(records >= 2);  // its refused statement and its pgrail.sessions() command at least
+    }
+    // `pgrail audit --summary`: refusals told apart by identity though both ran as role agent, and
+    // each identity's records by event. agent-7: its refused pgrail.sessions() and CREATE TABLE
+    // (rule everyone); agent-8: its pgrail.sessions() command and its refused CREATE TABLE (rule
+    // eights, matched by identity).
+    {
+        const auto [status, json] = pgrail_cli("audit " + setup.audit + " --summary --json 2>/dev/null");
+        INFO(json);
+        REQUIRE(status == 0);
+        const auto summary = nlohmann::json::parse(json);
+        CHECK(summary["refusals"] == nlohmann::json::parse(R"([
+            {"rule":"everyone","user":"agent","identity":"agent-7","count":2},
+            {"rule":"eights","user":"agent","identity":"agent-8","count":1}])"));
+        REQUIRE(summary.contains("identities"));
+        REQUIRE(summary["identities"].size() == 2);
+        CHECK(summary["identities"][0] == nlohmann::json::parse(R"(
+            {"identity":"agent-7","roles":["agent"],"records":2,"refusals":2,"events":{"statement_refused":2}})"));
+        CHECK(summary["identities"][1] == nlohmann::json::parse(R"(
+            {"identity":"agent-8","roles":["agent"],"records":2,"refusals":1,
+             "events":{"command":1,"statement_refused":1}})"));
+        const auto [text_status, text] = pgrail_cli("audit " + setup.audit + " --summary 2>/dev/null");
+        INFO(text);
+        CHECK(text_status == 0);
+        CHECK_THAT(text, Catch::Contains("2  rule everyone  user agent (identity agent-7)\n") &&
+                             Catch::Contains("1  rule eights  user agent (identity agent-8)\n") &&
+                             Catch::Contains("2  identity agent-7  role agent  refusals 2\n") &&
+                             Catch::Contains("2  identity agent-8  role agent  refusals 1\n"));
     }
 
     // psql, as a person would use it.
@@ -421,4 +449,23 @@ TEST_CASE("auth mode pgrail: the ledger names the identity that applied, rolled 
     for (const char* event : {"applied", "rolled_back", "proposed"})
         CHECK(std::find(events.begin(), events.end(), event) != events.end());
     CHECK(external);
+
+    // `pgrail audit --summary` counts each identity's schema changes: agent-7's over SQL, owner-1's
+    // forwarded DDL and the external run recorded from it.
+    const auto [status, json] = pgrail_cli("audit " + setup.audit + " --summary --json 2>/dev/null");
+    INFO(json);
+    REQUIRE(status == 0);
+    std::map<std::string, nlohmann::json> by_identity;
+    const auto summary = nlohmann::json::parse(json);
+    REQUIRE(summary.contains("identities"));
+    for (const auto& entry : summary["identities"])
+        by_identity[entry["identity"].get<std::string>()] = entry;
+    for (const char* identity : {"agent-7", "agent-8", "owner-1"}) REQUIRE(by_identity.count(identity) == 1);
+    for (const char* event : {"applied", "rolled_back", "proposed"})
+        CHECK(by_identity["agent-7"]["events"].value(event, 0) == 1);
+    CHECK(by_identity["agent-7"]["roles"] == nlohmann::json::array({"agent"}));
+    CHECK(by_identity["owner-1"]["events"].value("schema_change_forwarded", 0) == 1);
+    CHECK(by_identity["owner-1"]["events"].value("applied", 0) == 1);
+    CHECK(by_identity["owner-1"]["roles"] == nlohmann::json::array({"app_owner"}));
+    CHECK(by_identity["agent-8"]["refusals"] == 1);  // its refused migrate_down
 }

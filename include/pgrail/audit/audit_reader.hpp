@@ -12,6 +12,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -108,7 +109,10 @@ struct Filter {
 [[nodiscard]] std::string format_record(const Record& record);
 
 // Counts over the records it is given: per event, refusals per rule and user, and the most
-// frequent (redacted, so already normalised) refused statements.
+// frequent (redacted, so already normalised) refused statements. Under auth.mode pgrail, where
+// many identities share one role, refusals are also told apart by identity, and records are
+// counted per identity and event; records whose identity is their user (passthrough mode) add
+// nothing of the sort, so their summary reads as it did before identities existed.
 class Summary {
 public:
     void add(const Record& record);
@@ -116,12 +120,24 @@ public:
     [[nodiscard]] nlohmann::json to_json(std::size_t top) const;
 
 private:
+    struct IdentityCounts {
+        std::uint64_t records = 0;
+        std::uint64_t refusals = 0;
+        std::map<std::string, std::uint64_t, std::less<>> roles;   // the users it ran as, bounded
+        std::map<std::string, std::uint64_t, std::less<>> events;
+    };
+    // The identity's entry in identities_: "(other)" past the bound on distinct identities.
+    std::pair<const std::string, IdentityCounts>& identity_entry(std::string_view identity);
+
     std::uint64_t records_ = 0;
     std::optional<std::string> first_;
     std::optional<std::string> last_;
     std::map<std::string, std::uint64_t, std::less<>> events_;
-    std::map<std::pair<std::string, std::string>, std::uint64_t> refusals_;  // (rule, user)
+    // (rule, user, identity); the identity is "" when it is the user or absent.
+    std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> refusals_;
     std::map<std::string, std::uint64_t, std::less<>> statements_;  // refused statements, bounded (see add)
+    std::map<std::string, IdentityCounts, std::less<>> identities_;  // every record's identity, bounded
+    bool distinct_identities_ = false;  // some record's identity differs from its user
 };
 
 }  // namespace pgrail::audit

@@ -234,3 +234,116 @@ TEST_CASE("a record reads a line's top-level members as nlohmann's parser would"
         CHECK_FALSE(pgrail::audit::Record::parse(bad));
     CHECK(pgrail::audit::Record::parse("{}"));
 }
+
+namespace {
+
+// Lines as pgrail wrote them under auth.mode pgrail (tests/integration/auth_mode_test.cpp's runs):
+// identities agent-7 and agent-8 both log in as role agent; owner-1 as app_owner.
+const char* const pgrail_mode_lines[] = {
+    R"line({"application_name":"","arguments":[],"client_address":"127.0.0.1","command":"pgrail.sessions","database":"app","event":"command","identity":"agent-8","outcome":"ok","rows":2,"session_id":3,"time":"2026-12-05T11:18:19.994460Z","user":"agent"})line",
+    R"line({"application_name":"","class":"read","client_address":"127.0.0.1","database":"app","decision":"deny","event":"statement_refused","guard":"migrations","identity":"agent-7","message":"pgrail: pgrail.sessions is not allowed for this session; ask an operator to run it","objects":[],"rule":"everyone","session_id":2,"sqlstate":"42501","statement":"SELECT * FROM pgrail.sessions()","tag":"SELECT","time":"2026-12-05T11:18:19.995918Z","user":"agent"})line",
+    R"line({"application_name":"","class":"ddl","client_address":"127.0.0.1","database":"app","decision":"deny","event":"statement_refused","guard":"ddl","identity":"agent-7","message":"pgrail: ad hoc CREATE TABLE refused; propose it as a migration: SELECT * FROM pgrail.propose_migration('create_auth_mode_seven', '<your CREATE TABLE>', 'DROP TABLE auth_mode_seven')","objects":[{"kind":"table","name":"auth_mode_seven","role":"created","schema":""}],"rule":"everyone","session_id":2,"sqlstate":"42501","statement":"CREATE TABLE auth_mode_seven (id int)","tag":"CREATE TABLE","time":"2026-12-05T11:18:19.996535Z","user":"agent"})line",
+    R"line({"application_name":"","class":"ddl","client_address":"127.0.0.1","database":"app","decision":"deny","event":"statement_refused","guard":"ddl","identity":"agent-8","message":"pgrail: ad hoc CREATE TABLE refused; propose it as a migration: SELECT * FROM pgrail.propose_migration('create_auth_mode_eight', '<your CREATE TABLE>', 'DROP TABLE auth_mode_eight')","objects":[{"kind":"table","name":"auth_mode_eight","role":"created","schema":""}],"rule":"eights","session_id":3,"sqlstate":"42501","statement":"CREATE TABLE auth_mode_eight (id int)","tag":"CREATE TABLE","time":"2026-12-05T11:18:19.996885Z","user":"agent"})line",
+    R"line({"checksum":"903079663a71830a5a4c487b899f5cbed9b293f17c3960192c073efd3c9805d4","duration_ms":14,"event":"applied","identity":"agent-7","name":"create_actor_t","outcome":"ok","time":"2026-12-05T11:18:23.733118Z","type":"migration","user":"agent","version":"1"})line",
+    R"line({"application_name":"","client_address":"127.0.0.1","database":"auth_actor_157132773","decision":"allow","event":"schema_change_forwarded","identity":"owner-1","rule":"owners","session_id":4,"statements":[{"class":"ddl","objects":[{"kind":"table","name":"auth_actor_t","role":"created","schema":""}],"statement":"CREATE TABLE auth_actor_t (id int)","tag":"CREATE TABLE"}],"time":"2026-12-05T11:18:24.848864Z","user":"app_owner"})line",
+};
+
+pgrail::audit::Summary summary_of(const std::vector<std::string>& lines) {
+    pgrail::audit::Summary summary;
+    for (const auto& line : lines) {
+        const auto parsed = pgrail::audit::Record::parse(line);
+        REQUIRE(parsed);
+        summary.add(*parsed);
+    }
+    return summary;
+}
+
+}  // namespace
+
+TEST_CASE("the summary counts per identity when identities share a role (auth.mode pgrail)", "[audit][reader]") {
+    const auto summary = summary_of({std::begin(pgrail_mode_lines), std::end(pgrail_mode_lines)});
+    const auto out = summary.to_json(10);
+    CHECK(out["records"] == 6);
+    // Refusals of one rule and role stay apart per identity.
+    CHECK(out["refusals"] == nlohmann::json::parse(R"([
+        {"rule":"everyone","user":"agent","identity":"agent-7","count":2},
+        {"rule":"eights","user":"agent","identity":"agent-8","count":1}])"));
+    // Each identity's records by event: its refusals, commands and schema changes.
+    CHECK(out["identities"] == nlohmann::json::parse(R"([
+        {"identity":"agent-7","roles":["agent"],"records":3,"refusals":2,
+         "events":{"applied":1,"statement_refused":2}},
+        {"identity":"agent-8","roles":["agent"],"records":2,"refusals":1,
+         "events":{"command":1,"statement_refused":1}},
+        {"identity":"owner-1","roles":["app_owner"],"records":1,"refusals":0,
+         "events":{"schema_change_forwarded":1}}])"));
+
+    std::ostringstream text;
+    summary.print(text, 10);
+    CHECK_THAT(text.str(), Catch::EndsWith("\nrefusals by rule and user\n"
+                                           "           2  rule everyone  user agent (identity agent-7)\n"
+                                           "           1  rule eights  user agent (identity agent-8)\n"
+                                           "\ntop 10 refused statements (literals redacted)\n"
+                                           "           1  CREATE TABLE auth_mode_eight (id int)\n"
+                                           "           1  CREATE TABLE auth_mode_seven (id int)\n"
+                                           "           1  SELECT * FROM pgrail.sessions()\n"
+                                           "\nrecords by identity and event (auth.mode pgrail: who logged in, the "
+                                           "role it ran as)\n"
+                                           "           3  identity agent-7  role agent  refusals 2\n"
+                                           "           2    statement_refused\n"
+                                           "           1    applied\n"
+                                           "           2  identity agent-8  role agent  refusals 1\n"
+                                           "           1    command\n"
+                                           "           1    statement_refused\n"
+                                           "           1  identity owner-1  role app_owner  refusals 0\n"
+                                           "           1    schema_change_forwarded\n"));
+}
+
+TEST_CASE("the summary of lines whose identity is their user (passthrough mode) reads as it did before identities",
+          "[audit][reader]") {
+    // The same lines as pgrail writes them in passthrough mode (identity = user), and older lines
+    // without an identity: no identity in the refusals, no per-identity table.
+    std::vector<std::string> lines;
+    for (const char* line : pgrail_mode_lines) {
+        auto json = nlohmann::json::parse(line);
+        json["identity"] = json["user"];
+        lines.push_back(json.dump());
+    }
+    lines.push_back(record("2026-12-04T10:00:00.000000Z", "bot", "deny", "DELETE FROM t"));
+    const auto summary = summary_of(lines);
+    const auto out = summary.to_json(2);
+    CHECK_FALSE(out.contains("identities"));
+    CHECK(out["refusals"] == nlohmann::json::parse(R"([{"rule":"everyone","user":"agent","count":2},
+                                                       {"rule":"agents","user":"bot","count":1},
+                                                       {"rule":"eights","user":"agent","count":1}])"));
+    std::ostringstream text;
+    summary.print(text, 2);
+    CHECK(text.str() == "7 records, 2026-12-04T10:00:00.000000Z .. 2026-12-05T11:18:24.848864Z\n"
+                        "\nevents\n"
+                        "           4  statement_refused\n"
+                        "           1  applied\n"
+                        "           1  command\n"
+                        "           1  schema_change_forwarded\n"
+                        "\nrefusals by rule and user\n"
+                        "           2  rule everyone  user agent\n"
+                        "           1  rule agents  user bot\n"
+                        "           1  rule eights  user agent\n"
+                        "\ntop 2 refused statements (literals redacted)\n"
+                        "           1  CREATE TABLE auth_mode_eight (id int)\n"
+                        "           1  CREATE TABLE auth_mode_seven (id int)\n");
+}
+
+TEST_CASE("the summary keeps at most 10,000 identities apart; the rest count as (other)", "[audit][reader]") {
+    pgrail::audit::Summary summary;
+    for (int i = 0; i <= 10000; ++i) {
+        auto json = nlohmann::json::parse(record("2026-12-04T10:00:00.000000Z", "agent", "deny"));
+        json["identity"] = "agent-" + std::to_string(i);
+        summary.add(*pgrail::audit::Record::parse(json.dump()));
+    }
+    const auto out = summary.to_json(1);
+    CHECK(out["identities"].size() == 10001);
+    CHECK(out["refusals"].size() == 10001);
+    bool other = false;
+    for (const auto& entry : out["identities"])
+        if (entry["identity"] == "(other)") other = entry["records"] == 1;
+    CHECK(other);
+}
