@@ -80,7 +80,7 @@ struct LegBio {
     }
 };
 
-Leg::Leg(Stream socket) : socket_(std::move(socket)) {}
+Leg::Leg(Stream socket) : socket_(std::move(socket)), reactor_(reactor_of(socket_)) {}
 Leg::~Leg() = default;
 
 // The descriptor is the socket's: only OpenSSL's state goes (its BIO with it).
@@ -176,8 +176,8 @@ asio::awaitable<error_code> Leg::wait_for(Wait wait) {
         auto [ec] = co_await socket_.async_wait(Stream::wait_write, use_tuple);
         co_return ec;
     }
-    // Asio's receive tries at once and then waits on the reactor's standing registration.
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(tls_->doorbell), use_tuple);
+    // A receive that waits on the reactor's standing registration (drained_receive.hpp).
+    auto [ec, n] = co_await async_drained_receive(socket_, reactor_, asio::buffer(tls_->doorbell), use_tuple);
     if (ec) co_return ec;
     tls_->received.append(tls_->doorbell.data(), n);
     // A full doorbell: more is probably there, taken now without waiting, a few records at most

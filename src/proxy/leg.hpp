@@ -4,9 +4,10 @@
 // TLS is OpenSSL over a BIO of the leg's own, not Asio's ssl::stream: that stream keeps 34 KiB
 // of buffers a connection and finishes every write through a handler of the reactor, so a write
 // could never complete without suspending. Here OpenSSL writes to the socket directly (send), so
-// a write that the socket takes completes at once; it reads what the leg read with Asio's own
-// speculative receive (a wait for readiness would cost an epoll_ctl each time), into a 512-byte
-// doorbell while idle. OpenSSL's buffers go back while a connection idles (RELEASE_BUFFERS).
+// a write that the socket takes completes at once; it reads what the leg received (a receive
+// that waits on the reactor without a failed recv or an epoll_ctl: drained_receive.hpp), into a
+// 512-byte doorbell while idle. OpenSSL's buffers go back while a connection idles
+// (RELEASE_BUFFERS). Plain legs read with the same receive.
 #pragma once
 
 #include <array>
@@ -26,6 +27,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "drained_receive.hpp"
 #include "upstream.hpp"
 
 namespace pgrail::proxy {
@@ -61,7 +63,7 @@ public:
 
     // Some bytes (at least one), or an error (eof: the peer closed).
     Transfer async_read_some(boost::asio::mutable_buffer into, Token token) {
-        if (!tls_) return socket_.async_read_some(into, token);
+        if (!tls_) return async_drained_receive(socket_, reactor_, into, token);
         return tls_read_some(into);
     }
     // All of `into`.
@@ -114,6 +116,7 @@ private:
         std::string gathered;  // a write's pieces as one record's worth of bytes
     };
     Stream socket_;
+    boost::asio::detail::reactor& reactor_;  // the socket's, for async_drained_receive
     std::unique_ptr<Tls> tls_;
 };
 
