@@ -75,6 +75,12 @@ void encode_error_response(std::string& out, const ErrorMessage& error) {
     writer.u8(0).finish();
 }
 
+void encode_protocol2_error(std::string& out, std::string_view text) {
+    out.push_back(backend_tag::error_response);
+    out.append(text);
+    out.push_back('\0');
+}
+
 void encode_backend_key_data(std::string& out, BackendKey key) {
     MessageWriter(out, backend_tag::backend_key_data).i32(key.pid).i32(key.secret).finish();
 }

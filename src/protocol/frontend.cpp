@@ -47,7 +47,11 @@ std::optional<StartupPacket> parse_startup_packet(std::string_view packet) {
         if (name->empty()) break;
         const auto value = reader.cstring();
         if (!value) return std::nullopt;
-        result.parameters.emplace_back(std::string(*name), std::string(*value));
+        if (name->starts_with("_pq_.")) {
+            result.protocol_options.emplace_back(*name);
+        } else {
+            result.parameters.emplace_back(std::string(*name), std::string(*value));
+        }
     }
     if (!reader.complete()) return std::nullopt;
     return result;
@@ -180,8 +184,6 @@ void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secr
 void encode_ssl_request(std::string& out) {
     MessageWriter(out, '\0').i32(static_cast<std::int32_t>(ssl_request_code)).finish();
 }
-
-void encode_terminate(std::string& out) { MessageWriter(out, frontend_tag::terminate).finish(); }
 
 void encode_startup_message(std::string& out, std::uint32_t version,
                             const std::vector<std::pair<std::string, std::string>>& parameters) {

@@ -22,6 +22,19 @@ void Outbound::inject(std::string bytes) {
     last_is_forward_ = false;
 }
 
+std::vector<boost::asio::const_buffer> Outbound::pieces_after(std::size_t written) const {
+    std::vector<boost::asio::const_buffer> rest;
+    for (const auto& piece : pieces_) {
+        if (written >= piece.size()) {
+            written -= piece.size();
+            continue;
+        }
+        rest.push_back(piece + written);
+        written = 0;
+    }
+    return rest;
+}
+
 void Outbound::clear() {
     pieces_.clear();
     owned_.clear();

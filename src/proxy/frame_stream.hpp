@@ -8,6 +8,7 @@
 #include <deque>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/buffer.hpp>
@@ -23,8 +24,17 @@ class Outbound {
 public:
     void forward(std::string_view bytes);
     void inject(std::string bytes);
+    // A message of pgrail's own, written by a protocol encoder: inject(protocol::encode_query, sql).
+    template <class Encode, class... Args>
+    void inject(Encode encode, const Args&... args) {
+        std::string bytes;
+        encode(bytes, args...);
+        inject(std::move(bytes));
+    }
     [[nodiscard]] bool empty() const { return pieces_.empty(); }
     [[nodiscard]] const std::vector<boost::asio::const_buffer>& pieces() const { return pieces_; }
+    // What is left to write once the first `written` bytes went.
+    [[nodiscard]] std::vector<boost::asio::const_buffer> pieces_after(std::size_t written) const;
     void clear();
 
 private:

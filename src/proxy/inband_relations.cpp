@@ -135,4 +135,22 @@ std::string answer_json(const migrations::ResultTable& table) {
     return rows.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
 }
 
+std::string bind_with_answers(const protocol::BindMessage& bind, const std::vector<migrations::ResultTable>& answers) {
+    const std::size_t given = bind.parameters.size();
+    std::vector<std::string> rows;
+    rows.reserve(answers.size());
+    for (const auto& answer : answers) rows.push_back(answer_json(answer));
+    protocol::BindMessage rewritten = bind;
+    // One format code for all the client's parameters, or one each: pgrail's (text, 0) follow them
+    // only in a list of one each (none, or a text one for all, leaves them text already).
+    if (rewritten.parameter_formats.size() == 1 && rewritten.parameter_formats.front() != 0)
+        rewritten.parameter_formats.assign(given, rewritten.parameter_formats.front());
+    if (rewritten.parameter_formats.size() == given && given > 0)
+        rewritten.parameter_formats.insert(rewritten.parameter_formats.end(), rows.size(), 0);
+    for (const auto& row : rows) rewritten.parameters.emplace_back(row);
+    std::string message;
+    protocol::encode_bind(message, rewritten);
+    return message;
+}
+
 }  // namespace pgrail::proxy

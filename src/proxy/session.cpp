@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <tuple>
 
@@ -15,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -24,7 +22,6 @@
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/proxy/metrics.hpp"
-#include "pgrail/sql/analyzer.hpp"
 #include "run_on_pool.hpp"
 #include "upstream.hpp"
 
@@ -54,13 +51,12 @@ std::string invalid_length(const protocol::FrameHeader& header) {
     return fmt::format("invalid message length {} for message type \"{}\"", header.length, header.tag);
 }
 
-const char* const administrator_command = "terminating connection due to administrator command";
-
 }  // namespace
 
 Session::Session(Stream client, ServerShared& shared)
     : shared_(shared), client_(std::move(client)), server_(Stream(client_.get_executor())),
-      protocol_(*this, shared.gate, shared.cancel_registry, shared.refusal_marker), started_(std::chrono::steady_clock::now()),
+      protocol_(*this, shared.gate, shared.cancel_registry, shared.refusal_marker),
+      started_(std::chrono::steady_clock::now()),
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
       ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
@@ -126,9 +122,6 @@ awaitable<void> Session::run() {
                  context_.session_id, context_.user, context_.identity.empty() ? context_.user : context_.identity,
                  context_.database, context_.application_name, context_.client_address);
 
-    // The startup packet goes upstream as the client sent it (as 3.0 without `_pq_.` options).
-    Outbound startup;
-    startup.forward(protocol_.startup_bytes());
     bool server_ended = false;
     pumping_ = true;
     protocol_.start();
@@ -139,7 +132,9 @@ awaitable<void> Session::run() {
     if (login_verifier_) {
         sent = co_await server_login();
     } else {
-        const auto ec = co_await write_out(server_, startup);
+        // The startup packet goes upstream as the client sent it (as 3.0 without `_pq_.` options).
+        to_server_.forward(protocol_.startup_bytes());
+        const auto ec = co_await write_out(server_, to_server_);
         sent = !ec;
     }
     if (sent) {
@@ -159,7 +154,8 @@ awaitable<void> Session::run() {
         co_await send_fatal(ending->sqlstate, ending->message);
     } else if (server_ended && !protocol_.server_sent_fatal() && !protocol_.client_terminated()) {
         // The server went away without saying why: tell the client instead of a bare EOF.
-        co_await send_fatal(sqlstate::connection_failure, "pgrail: the database server closed the connection unexpectedly");
+        co_await send_fatal(sqlstate::connection_failure,
+                            "pgrail: the database server closed the connection unexpectedly");
     }
     client_.socket().close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
@@ -273,8 +269,7 @@ awaitable<bool> Session::connect_upstream() {
                             fmt::format("pgrail: could not connect to the database server at {}: {}", where, failure));
         co_return false;
     }
-    error_code ignored;
-    client_.socket().non_blocking(true, ignored);
+    prepare_for_drained_receive(client_.socket());
     co_return true;
 }
 
@@ -301,7 +296,8 @@ void Session::logged_in() {
 
 void Session::server_answered() {
     if (waiting_for_server_) ready_signal_.cancel();
-    if (directory_entry_ && !protocol_.statement_running()) directory_entry_->on_ready(protocol_.transaction_status());  // directory
+    if (directory_entry_ && !protocol_.statement_running())
+        directory_entry_->on_ready(protocol_.transaction_status());  // directory
 }
 
 void Session::cancel_statement() {
@@ -334,15 +330,17 @@ awaitable<void> Session::watch_login() {
         if (server_late) {
             spdlog::error("session {}: upstream {} did not answer within {} ms during the login of user={}",
                           context_.session_id, where, config.connect_timeout_ms, context_.user);
-            end_session(sqlstate::connection_failure, fmt::format("pgrail: the database server at {} did not answer the login within {} ms "
-                                             "(upstream.connect_timeout_ms)",
-                                             where, config.connect_timeout_ms));
+            end_session(sqlstate::connection_failure,
+                        fmt::format("pgrail: the database server at {} did not answer the login within {} ms "
+                                    "(upstream.connect_timeout_ms)",
+                                    where, config.connect_timeout_ms));
         } else {
             spdlog::warn("session {}: login of user={} not complete after {} s: ending it", context_.session_id,
                          context_.user, startup_timeout.count());
-            end_session(sqlstate::query_canceled, fmt::format("pgrail: canceling authentication due to timeout (the login did not "
-                                             "complete within {} s)",
-                                             startup_timeout.count()));
+            end_session(sqlstate::query_canceled,
+                        fmt::format("pgrail: canceling authentication due to timeout (the login did not "
+                                    "complete within {} s)",
+                                    startup_timeout.count()));
         }
         if (protocol_.server_sent_fatal()) protocol_.forget_ending();  // the server said why already
         close_server_and_wake_pumps();
@@ -357,7 +355,8 @@ bool Session::at_rest() {
         return false;
     // Nor has the client sent something pgrail has yet to read (a next query is served first).
     char next = 0;
-    return client_.tls_pending() == 0 && ::recv(client_.socket().native_handle(), &next, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+    return client_.tls_pending() == 0 &&
+           ::recv(client_.socket().native_handle(), &next, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
 }
 
 void Session::request_shutdown(ShutdownMode mode) {
@@ -401,23 +400,21 @@ void Session::end_for_shutdown() {
     if (cut_) ++shared_.sessions_cut;
     spdlog::info("session {}: {} for the shutdown", context_.session_id,
                  !logged_in ? "login ended" : cut_ ? "cut inside a transaction or statement" : "ended at rest");
-    end_session(sqlstate::admin_shutdown, administrator_command);
-    const bool statement_running = logged_in && protocol_.statement_running();
-    if (logged_in && !statement_running && !server_write_pending_ && from_client_.passthrough_remaining == 0) {
-        // Between messages: a Terminate ends the backend as a client's would (in a transaction
-        // block, PostgreSQL rolls it back).
-        std::string terminate;
-        protocol::encode_terminate(terminate);
-        error_code ignored;
-        server_.try_write(asio::buffer(terminate), ignored);  // a few bytes on a non-blocking socket (TLS: none)
-    }
-    // A backend busy with a statement would not notice its closed connection until the
-    // statement ends: cancel it (its transaction then rolls back as the connection is gone).
-    if (statement_running) cancel_statement();
+    end_session(sqlstate::admin_shutdown, "terminating connection due to administrator command");
     close_server_and_wake_pumps();
 }
 
 void Session::close_server_and_wake_pumps() {
+    if (protocol_.logged_in() && protocol_.statement_running()) {
+        // A backend busy with a statement would not notice its closed connection until the
+        // statement ends: cancel it (its transaction then rolls back as the connection is gone).
+        cancel_statement();
+    } else if (protocol_.logged_in() && !server_write_pending_ && from_client_.passthrough_remaining == 0) {
+        // Between messages: a Terminate ends the backend as a client's would (in a transaction
+        // block, PostgreSQL rolls it back). A few bytes on a non-blocking socket (TLS: none).
+        error_code ignored;
+        server_.try_write(asio::buffer(protocol::terminate_message), ignored);
+    }
     server_closed_by_pgrail_ = true;
     error_code ignored;
     server_.socket().shutdown(Stream::shutdown_both, ignored);
@@ -427,16 +424,18 @@ void Session::close_server_and_wake_pumps() {
     ready_signal_.cancel();
 }
 
-void Session::count_bytes(const Inbound& in, std::size_t n) const {
+void Session::received(Inbound& in, std::size_t n, bool filled) {
+    in.buffer.commit(n);
+    in.bytes += n;
+    in.last_read_filled = filled;
     auto& counter = &in == &from_client_ ? metrics().bytes_from_clients : metrics().bytes_from_server;
     counter.fetch_add(n, std::memory_order_relaxed);
     if (directory_entry_) directory_entry_->add_bytes(&in == &from_client_, n);  // directory
 }
 
 awaitable<error_code> Session::read_more(Inbound& in) {
-    // Reads, never waits for readiness: Asio re-arms epoll (epoll_ctl) for every wait, while
-    // a read that finds the socket empty costs one failed recv and leaves the socket's
-    // edge-triggered registration as it is.
+    // Reads, never waits for readiness (Asio re-arms epoll with an epoll_ctl for every wait); a
+    // read after one that emptied the socket waits without a failed recv (drained_receive.hpp).
     if (in.buffer.empty() && (!in.last_read_filled || in.buffer.large())) {
         // Probably idle: give the pooled buffer back and wait by reading into the doorbell.
         // (A large buffer, held for one long message, never waits: the budget wants it back.)
@@ -445,10 +444,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         if (ec) co_return ec;
         if (!co_await make_room(in, std::max(in.needed, n))) co_return asio::error::operation_aborted;
         std::memcpy(in.buffer.write_position(), in.doorbell.data(), n);
-        in.buffer.commit(n);
-        in.bytes += n;
-        count_bytes(in, n);
-        in.last_read_filled = n == in.doorbell.size();
+        received(in, n, n == in.doorbell.size());
         co_return ec;
     }
     if (!co_await make_room(in, in.needed)) co_return asio::error::operation_aborted;
@@ -465,17 +461,15 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         auto result = co_await (in.socket.async_read_some(into, use_tuple) || stall.async_wait(use_tuple));
         if (result.index() == 1) {
             metrics().count_timeout(Timeout::buffered_message);  // metrics
-            end_session(sqlstate::protocol_violation, fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
-                                             in.needed, in.buffer.pending().size(), timeout.count()));
+            end_session(sqlstate::protocol_violation,
+                        fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
+                                    in.needed, in.buffer.pending().size(), timeout.count()));
             co_return asio::error::timed_out;
         }
         std::tie(ec, n) = std::get<0>(result);
     }
     if (ec) co_return ec;
-    in.buffer.commit(n);
-    in.bytes += n;
-    count_bytes(in, n);
-    in.last_read_filled = n == space;
+    received(in, n, n == space);
     co_return ec;
 }
 
@@ -494,9 +488,10 @@ awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     while (!in.buffer.prepare(total)) {
         if (std::chrono::steady_clock::now() > deadline) {
             metrics().count_timeout(Timeout::buffer_wait);  // metrics
-            end_session(sqlstate::out_of_memory, fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} ms for "
-                                             "max_buffered_size ({} bytes, all sessions together)",
-                                             total, timeout.count(), budget.limit()));
+            end_session(sqlstate::out_of_memory,
+                        fmt::format("pgrail: out of buffer space: a message of {} bytes waited {} ms for "
+                                    "max_buffered_size ({} bytes, all sessions together)",
+                                    total, timeout.count(), budget.limit()));
             co_return false;
         }
         retry.expires_after(std::chrono::milliseconds(10));
@@ -516,15 +511,7 @@ awaitable<error_code> Session::write_out(Leg& socket, Outbound& out) {
         written = 0;
     }
     if (!ec && written < asio::buffer_size(out.pieces())) {
-        std::vector<asio::const_buffer> rest;
-        for (const auto& piece : out.pieces()) {
-            if (written >= piece.size()) {
-                written -= piece.size();
-                continue;
-            }
-            rest.push_back(piece + written);
-            written = 0;
-        }
+        const auto rest = out.pieces_after(written);
         const bool to_server = &socket == &server_;
         if (to_server) server_write_pending_ = true;
         auto [write_ec, n] = co_await socket.async_write(rest, use_tuple);
@@ -564,11 +551,8 @@ awaitable<void> Session::client_to_server() {
                     co_await send_cancel(*key);
                 // Inside a half-forwarded frame a Terminate would be read as its payload: the
                 // socket's close ends that backend anyway.
-                if (in.passthrough_remaining == 0) {
-                    std::string terminate;
-                    protocol::encode_terminate(terminate);
-                    co_await server_.async_write(asio::buffer(terminate), use_tuple);
-                }
+                if (in.passthrough_remaining == 0)
+                    co_await server_.async_write(asio::buffer(protocol::terminate_message), use_tuple);
             }
             co_return;
         }
@@ -580,7 +564,8 @@ awaitable<void> Session::client_to_server() {
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
-                             context_.client_address, next.header.reason, protocol::hex_dump(in.buffer.pending().substr(0, 5)));
+                             context_.client_address, next.header.reason,
+                             protocol::hex_dump(in.buffer.pending().substr(0, 5)));
                 end_session(sqlstate::protocol_violation, invalid_length(next.header.header));
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
@@ -694,31 +679,10 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     const auto client_key = protocol_.client_key();
     if (client_key) shared_.cancel_registry.set_abandon_flag(*client_key, abandoned);
     inband_abandoned_ = abandoned;  // an immediate shutdown abandons it too
-    // Reads first, then the command that changes something (at most one: the policy's): when a
-    // read fails, nothing has changed.
-    std::vector<std::size_t> order;
-    for (std::size_t index = 0; index < calls.size(); ++index)
-        if (!sql::runs_migration(calls[index].command)) order.push_back(index);
-    for (std::size_t index = 0; index < calls.size(); ++index)
-        if (sql::runs_migration(calls[index].command)) order.push_back(index);
-    struct Answers {
-        std::vector<migrations::ResultTable> tables;
-        std::optional<protocol::ErrorMessage> error;
+    auto work = [inband = shared_.inband, context = context_, calls, abandoned] {
+        return run_calls(*inband, context, calls, abandoned);
     };
-    auto work = [inband = shared_.inband, context = context_, calls, order, abandoned] {
-        Answers result;
-        result.tables.resize(calls.size());
-        for (const std::size_t index : order) {
-            auto outcome = inband->run(context, calls[index].command, calls[index].arguments, abandoned);
-            if (!outcome.ok) {
-                result.error = std::move(outcome.error);
-                break;
-            }
-            result.tables[index] = std::move(outcome.table);
-        }
-        return result;
-    };
-    Answers result = co_await run_on_pool<Answers>(shared_.blocking_pool, work);
+    InbandAnswers result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, work);
     finished->store(true);  // the watcher's wait ends with the client's next message, or its close
     inband_abandoned_.reset();
     // Its answer is complete with this ReadyForQuery (a Parse's or Bind's comes with the next Sync).
@@ -734,28 +698,14 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
 
 awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(const std::vector<InbandCall>& calls,
                                                                                 std::uint64_t answered) {
-    const auto changing = std::find_if(calls.begin(), calls.end(),
-                                       [](const InbandCall& call) { return sql::runs_migration(call.command); });
-    if (changing == calls.end()) co_return std::nullopt;
-    const std::string name = fmt::format("pgrail.{}", sql::name_of(changing->command));
-    const auto refused = [&](std::string message) {
-        return protocol::ErrorMessage{
-            "ERROR", sqlstate::active_sql_transaction, std::move(message),
-            "pgrail runs its commands on a connection of its own, never in the session's transaction: a ROLLBACK "
-            "would not undo it.",
-            fmt::format("Send SELECT * FROM {}(...) outside a transaction block (after COMMIT or ROLLBACK), as a "
-                        "statement of its own (in the extended protocol: followed by Sync).",
-                        name)};
-    };
-    // Like PostgreSQL's CREATE DATABASE: after another Execute of the same pipeline, the server
-    // may roll back what ran before it, but not the command.
-    if (protocol_.executed_since_sync()) co_return refused(fmt::format("pgrail: {} cannot be executed within a pipeline", name));
+    const InbandCall* changing = changing_call(calls);
+    if (!changing) co_return std::nullopt;
+    if (protocol_.executed_since_sync()) co_return outside_transaction_error(*changing, true);
     if (!co_await wait_for_server(answered)) {
-        co_return protocol::ErrorMessage{"ERROR", sqlstate::admin_shutdown, "pgrail: the session ended before the command ran",
-                                         {}, {}};
+        co_return protocol::ErrorMessage{
+            "ERROR", sqlstate::admin_shutdown, "pgrail: the session ended before the command ran", {}, {}};
     }
-    if (protocol_.transaction_status() != 'I')
-        co_return refused(fmt::format("pgrail: {} cannot run inside a transaction block", name));
+    if (protocol_.transaction_status() != 'I') co_return outside_transaction_error(*changing, false);
     co_return std::nullopt;
 }
 
@@ -787,32 +737,26 @@ awaitable<bool> Session::probe_statement(std::string_view name, Outbound& out) {
 }
 
 awaitable<void> Session::on_bind(const ClientStep& step, Outbound& out) {
-    const auto& bind = *step.bind;
     const auto& calls = step.deferred.calls;
-    auto error = SessionProtocol::bind_mismatch(bind, step.deferred);
-    if (!error) {
-        // The Bind's Sync is not counted yet: everything before it is.
-        error = co_await refuse_in_transaction(calls, protocol_.requested());
-        const bool changes = std::any_of(calls.begin(), calls.end(),
-                                         [](const InbandCall& call) { return sql::runs_migration(call.command); });
-        // A command that changes something runs only for a statement the server holds, with
-        // nothing before it in the batch failed (a Parse the server refused, a statement
-        // DEALLOCATEd): otherwise the server skips this Bind, and the command must not run.
-        // (The co_await stands alone: GCC 12 mishandles one inside a larger expression.)
-        bool server_holds_it = true;
-        if (!error && changes) server_holds_it = co_await probe_statement(bind.statement, out);
-        if (!server_holds_it) {
-            out.forward(step.statement.frame);
-            co_return;
-        }
-        std::vector<migrations::ResultTable> answers;
-        if (!error) error = co_await run_commands(calls, answers);
-        if (!error) {
-            protocol_.bind_with_answers(bind, answers, out);
-            co_return;
-        }
+    // The Bind's Sync is not counted yet: everything before it is.
+    auto error = co_await refuse_in_transaction(calls, protocol_.requested());
+    // A command that changes something runs only for a statement the server holds, with
+    // nothing before it in the batch failed (a Parse the server refused, a statement
+    // DEALLOCATEd): otherwise the server skips this Bind, and the command must not run.
+    // (The co_await stands alone: GCC 12 mishandles one inside a larger expression.)
+    bool server_holds_it = true;
+    if (!error && changing_call(calls)) server_holds_it = co_await probe_statement(step.bind->statement, out);
+    if (!server_holds_it) {
+        out.forward(step.statement.frame);
+        co_return;
     }
-    protocol_.refuse_bind(*error, out);
+    std::vector<migrations::ResultTable> answers;
+    if (!error) error = co_await run_commands(calls, answers);
+    if (error) {
+        protocol_.refuse_bind(*error, out);
+    } else {
+        out.inject(bind_with_answers(*step.bind, answers));
+    }
 }
 
 // Waits while an in-band command runs: the client's socket becoming readable with nothing to
@@ -832,8 +776,7 @@ awaitable<void> Session::watch_for_departure(std::shared_ptr<std::atomic<bool>> 
         peeked = client_.peek(head, ec);
         if (peeked > 0 && peeked < head.size()) co_return;  // a message shorter than a header: not Terminate
     }
-    constexpr std::array<char, 5> terminate = {'X', 0, 0, 0, 4};
-    if (ec || head == terminate) {
+    if (ec || std::string_view(head.data(), head.size()) == protocol::terminate_message) {
         spdlog::info("session {}: the client left while an in-band command ran: abandoning it", context_.session_id);
         abandoned->store(true);
     }

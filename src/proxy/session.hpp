@@ -117,11 +117,11 @@ private:
     // Idle between transactions with nothing outstanding in either direction (only while shutting
     // down: it looks into the client's socket).
     [[nodiscard]] bool at_rest();
-    // Ends the session with FATAL 57P01: tells the server (Terminate, or a cancel when a
-    // statement runs), closes its connection and wakes both pumps.
+    // Ends the session with FATAL 57P01 (close_server_and_wake_pumps).
     void end_for_shutdown();
-    // Shuts the server's connection and cancels what both pumps wait for: they end, and run()
-    // sends the client the FATAL of the protocol's ending().
+    // Tells a logged-in server the session ends (a Terminate between messages, a cancel when a
+    // statement runs), shuts its connection and cancels what both pumps wait for: they end, and
+    // run() sends the client the FATAL of the protocol's ending().
     void close_server_and_wake_pumps();
     // Before the first ReadyForQuery: bounds the server's turns of the login by
     // connect_timeout_ms and the whole login by the startup timeout.
@@ -149,7 +149,8 @@ private:
     // end and committed (MigratorRunTracker), before the client sees that ReadyForQuery.
     awaitable<void> record_migrator_runs();
     awaitable<boost::system::error_code> read_more(Inbound& in);
-    void count_bytes(const Inbound& in, std::size_t n) const;  // for /metrics
+    // `n` bytes read into `in`'s buffer (`filled`: all the room the read had), counted for /metrics.
+    void received(Inbound& in, std::size_t n, bool filled);
     awaitable<bool> make_room(Inbound& in, std::size_t total);
     // Stops the pumps at their next check, with a FATAL of this SQLSTATE and message.
     void end_session(std::string sqlstate, std::string message) { protocol_.end(std::move(sqlstate), std::move(message)); }

@@ -141,14 +141,6 @@ void Session::recheck_identity(const std::shared_ptr<const auth::Identities>& id
     end_session(sqlstate::invalid_authorization_specification,
                 fmt::format("pgrail: identity \"{}\" is no longer authorized (revoked by reload)", context_.identity));
     if (!pumping_) return;  // the login's own reads end it
-    if (protocol_.logged_in() && protocol_.statement_running()) {
-        cancel_statement();
-    } else if (protocol_.logged_in() && !server_write_pending_ && from_client_.passthrough_remaining == 0) {
-        std::string terminate;
-        protocol::encode_terminate(terminate);
-        error_code ignored;
-        server_.try_write(asio::buffer(terminate), ignored);
-    }
     close_server_and_wake_pumps();
 }
 

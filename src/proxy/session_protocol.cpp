@@ -24,7 +24,9 @@ namespace back = protocol::backend_tag;
 // a long one (the server quoting a huge value) streams through like a DataRow.
 constexpr std::size_t inspected_error_max = 64 * 1024;
 
-bool is_copy_in_message(char tag) { return tag == front::copy_data || tag == front::copy_done || tag == front::copy_fail; }
+bool is_copy_in_message(char tag) {
+    return tag == front::copy_data || tag == front::copy_done || tag == front::copy_fail;
+}
 
 // Each earns a ReadyForQuery: it closes a batch.
 bool closes_batch(char tag) { return tag == front::query || tag == front::sync || tag == front::function_call; }
@@ -52,6 +54,22 @@ std::string refusal_stand_in(const protocol::ErrorMessage& error, std::string_vi
         reason.push_back(u >= 0x20 && u < 0x7f && c != '\'' && c != '\\' ? c : '?');
     }
     return fmt::format("SELECT 'pgrail: {}; {}{}'::pg_catalog.int4", reason, marker, id);
+}
+
+// A Bind that does not match its statement's parameters: PostgreSQL's error for it.
+std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage& bind,
+                                                    const DeferredStatement& deferred) {
+    const std::size_t given = bind.parameters.size();
+    const std::size_t formats = bind.parameter_formats.size();
+    if (given == deferred.client_parameters && (formats <= 1 || formats == given)) return std::nullopt;
+    // As PostgreSQL answers such a Bind, before anything runs.
+    return protocol::ErrorMessage{
+        "ERROR", sqlstate::protocol_violation,
+        formats > 1 && formats != given
+            ? fmt::format("bind message has {} parameter formats but {} parameters", formats, given)
+            : fmt::format("bind message supplies {} parameters, but prepared statement \"{}\" requires {}", given,
+                          bind.statement, deferred.client_parameters),
+        {}, {}};
 }
 
 }  // namespace
@@ -87,15 +105,11 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
             bool& answered = parsed->kind == protocol::StartupKind::ssl_request ? ssl_answered_ : gss_answered_;
             if (answered) break;
             answered = true;
-            if (parsed->kind == protocol::StartupKind::ssl_request && tls_offered_) {
-                step.kind = StartupStep::Kind::start_tls;
-                step.reply = "S";
-                return step;
-            }
-            // No TLS here, no GSS encryption ever: 'N' makes clients continue in plain text (or
-            // give up, if they require encryption), as PostgreSQL does.
-            step.kind = StartupStep::Kind::reply;
-            step.reply = "N";
+            // 'S': TLS follows. No TLS here, no GSS encryption ever: 'N' makes clients continue in
+            // plain text (or give up, if they require encryption), as PostgreSQL does.
+            const bool tls = parsed->kind == protocol::StartupKind::ssl_request && tls_offered_;
+            step.kind = tls ? StartupStep::Kind::start_tls : StartupStep::Kind::reply;
+            step.reply = tls ? "S" : "N";
             return step;
         }
         case protocol::StartupKind::cancel_request:
@@ -108,50 +122,38 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
     const auto major = parsed->code >> 16;
     const auto minor = parsed->code & 0xffff;
     if (major < 3) {
-        // A pre-3.0 client reads errors in the old format: 'E' and a C string.
-        step.reply = fmt::format("EFATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n", major,
-                                 minor);
-        step.reply.push_back('\0');
+        protocol::encode_protocol2_error(
+            step.reply,
+            fmt::format("FATAL:  unsupported frontend protocol {}.{}: server supports 3.0 to 3.0\n", major, minor));
         return step;
     }
     if (major != 3) {
         return refuse(sqlstate::feature_not_supported,
                       fmt::format("unsupported frontend protocol {}.{}: server supports 3.0 to 3.0", major, minor));
     }
-    // pgrail speaks 3.0 and knows no protocol options (`_pq_.*`): like PostgreSQL 15 it says so
-    // with NegotiateProtocolVersion and goes on in 3.0, so the server always sees a 3.0 startup
-    // and answers in 3.0 (BackendKeyData and CancelRequest of 3.0's size).
-    StartupParameters parameters;
-    std::vector<std::string> options;
-    for (const auto& parameter : parsed->parameters) {
-        if (parameter.first.starts_with("_pq_.")) {
-            options.push_back(parameter.first);
-        } else {
-            parameters.push_back(parameter);
-        }
-    }
-    if (tls_required_ && !tls_in_use_) {
-        // PostgreSQL's words for a client that reaches only `hostssl` lines without TLS.
-        const auto user = parsed->parameter("user");
-        const auto database = parsed->parameter("database");
-        spdlog::warn("session {}: refused a connection from {} without TLS (tls.client.mode require)", context_.session_id,
-                     context_.client_address);
-        return refuse(sqlstate::invalid_authorization_specification,
-                      fmt::format("no pg_hba.conf entry for host \"{}\", user \"{}\", database \"{}\", no encryption",
-                                  context_.client_address, user, database.empty() ? user : database));
-    }
-    step.kind = StartupStep::Kind::accept;
-    if (minor > 0 || !options.empty()) {
-        protocol::encode_negotiate_protocol_version(step.reply, protocol::protocol_version_3, options);
-        packet.clear();
-        protocol::encode_startup_message(packet, protocol::protocol_version_3, parameters);
-    }
     // A key given twice reaches the policy as it came (evaluate_startup refuses it, audited).
     context_.user = parsed->parameter("user");
     context_.database = parsed->parameter("database");
     if (context_.database.empty()) context_.database = context_.user;
     context_.application_name = parsed->parameter("application_name");
-    startup_parameters_ = std::move(parameters);
+    if (tls_required_ && !tls_in_use_) {
+        // PostgreSQL's words for a client that reaches only `hostssl` lines without TLS.
+        spdlog::warn("session {}: refused a connection from {} without TLS (tls.client.mode require)",
+                     context_.session_id, context_.client_address);
+        return refuse(sqlstate::invalid_authorization_specification,
+                      fmt::format("no pg_hba.conf entry for host \"{}\", user \"{}\", database \"{}\", no encryption",
+                                  context_.client_address, context_.user, context_.database));
+    }
+    step.kind = StartupStep::Kind::accept;
+    // pgrail speaks 3.0 and knows no protocol options (`_pq_.*`): like PostgreSQL 15 it says so
+    // with NegotiateProtocolVersion and goes on in 3.0, so the server always sees a 3.0 startup
+    // and answers in 3.0 (BackendKeyData and CancelRequest of 3.0's size).
+    if (minor > 0 || !parsed->protocol_options.empty()) {
+        protocol::encode_negotiate_protocol_version(step.reply, protocol::protocol_version_3, parsed->protocol_options);
+        packet.clear();
+        protocol::encode_startup_message(packet, protocol::protocol_version_3, parsed->parameters);
+    }
+    startup_parameters_ = parsed->parameters;
     startup_bytes_ = std::move(packet);
     return step;
 }
@@ -237,35 +239,43 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         if (tag == front::password) events_.login_turn(true);
         return step;
     }
+    const auto malformed = [this, &step](const char* message) {
+        end(sqlstate::protocol_violation, message);
+        step.kind = ClientStep::Kind::end;
+        return step;
+    };
     switch (tag) {
         case front::query:
-        case front::parse:
-            if (auto statement = statement_of(tag, frame)) {
+            if (const auto query = protocol::parse_query(body)) {
                 step.kind = ClientStep::Kind::check_statement;
-                step.statement = *statement;
-            } else {
-                step.kind = ClientStep::Kind::end;
-            }
-            return step;
-        case front::function_call:
-            if (body.size() < 4) {
-                end(sqlstate::protocol_violation, "invalid FunctionCall message format");
-                step.kind = ClientStep::Kind::end;
+                step.statement.sql = *query;
                 return step;
             }
+            return malformed("invalid Query message: missing terminator");
+        case front::parse:
+            if (const auto parse = protocol::parse_parse(body)) {
+                step.kind = ClientStep::Kind::check_statement;
+                step.statement.sql = parse->query;
+                step.statement.parse_name = parse->statement_name;
+                step.statement.parse_types = parse->parameter_types;
+                return step;
+            }
+            return malformed("invalid Parse message format");
+        case front::function_call:
+            if (body.size() < 4) return malformed("invalid FunctionCall message format");
             step.kind = ClientStep::Kind::check_function_call;
             step.function_oid = protocol::read_u32(body.data());
             return step;
         case front::bind: {
             if (deferred_.empty()) break;
             auto bind = protocol::parse_bind(body);
-            if (!bind) {
-                end(sqlstate::protocol_violation, "invalid Bind message format");
-                step.kind = ClientStep::Kind::end;
-                return step;
-            }
+            if (!bind) return malformed("invalid Bind message format");
             const auto found = deferred_.find(std::string(bind->statement));
             if (found == deferred_.end()) break;
+            if (const auto mismatch = bind_mismatch(*bind, found->second)) {
+                refuse_bind(*mismatch, out);
+                return step;
+            }
             step.kind = ClientStep::Kind::bind_deferred;
             step.bind = std::move(bind);
             step.deferred = found->second;  // a copy: the map may change while commands run
@@ -300,31 +310,6 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
     return step;
 }
 
-std::optional<ClientStatement> SessionProtocol::statement_of(char tag, std::string_view frame) {
-    const auto body = frame.substr(protocol::header_size);
-    ClientStatement statement;
-    statement.tag = tag;
-    statement.frame = frame;
-    if (tag == front::query) {
-        const auto query = protocol::parse_query(body);
-        if (!query) {
-            end(sqlstate::protocol_violation, "invalid Query message: missing terminator");
-            return std::nullopt;
-        }
-        statement.sql = *query;
-        return statement;
-    }
-    const auto parse = protocol::parse_parse(body);
-    if (!parse) {
-        end(sqlstate::protocol_violation, "invalid Parse message format");
-        return std::nullopt;
-    }
-    statement.sql = parse->query;
-    statement.parse_name = parse->statement_name;
-    statement.parse_types = parse->parameter_types;
-    return statement;
-}
-
 void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& statement, Outbound& out) {
     // A Query drops the unnamed prepared statement (as PostgreSQL does).
     if (statement.tag == front::query && !deferred_.empty()) deferred_.erase(std::string());
@@ -350,16 +335,14 @@ void SessionProtocol::refuse(const protocol::ErrorMessage& error, const ClientSt
     const auto id = next_refusal_id_++;
     batch_of(statement.tag).refusals.push_back(PendingRefusal{id, error});
     const auto stand_in = refusal_stand_in(error, refusal_marker_, id);
-    std::string replacement;
     if (statement.tag == front::parse) {
-        protocol::encode_parse(replacement, statement.parse_name, stand_in, statement.parse_types);
+        out.inject(protocol::encode_parse, statement.parse_name, stand_in, statement.parse_types);
     } else {
         // Statements before the refused one run, as they would before a failing statement.
         // A FunctionCall becomes a Query: both are answered by an error and ReadyForQuery.
         const auto prefix = statement.sql.substr(0, std::min(refused_offset, statement.sql.size()));
-        protocol::encode_query(replacement, fmt::format("{};{}", prefix, stand_in));
+        out.inject(protocol::encode_query, fmt::format("{};{}", prefix, stand_in));
     }
-    out.inject(std::move(replacement));
 }
 
 std::optional<protocol::ErrorMessage> SessionProtocol::defer(const GateVerdict& verdict,
@@ -384,49 +367,12 @@ std::optional<protocol::ErrorMessage> SessionProtocol::defer(const GateVerdict& 
     types.resize(client_parameters, 0);
     types.insert(types.end(), verdict.calls.size(), oid_json);
     deferred_[std::string(statement.parse_name)] = DeferredStatement{verdict.calls, client_parameters};
-    std::string replacement;
-    protocol::encode_parse(replacement, statement.parse_name, text, protocol::encode_parameter_types(types));
-    out.inject(std::move(replacement));
+    out.inject(protocol::encode_parse, statement.parse_name, text, protocol::encode_parameter_types(types));
     return std::nullopt;
 }
 
 void SessionProtocol::substitute_query(std::string_view text, Outbound& out) {
-    std::string replacement;
-    protocol::encode_query(replacement, text);
-    out.inject(std::move(replacement));
-}
-
-std::optional<protocol::ErrorMessage> SessionProtocol::bind_mismatch(const protocol::BindMessage& bind,
-                                                                     const DeferredStatement& deferred) {
-    const std::size_t given = bind.parameters.size();
-    const std::size_t formats = bind.parameter_formats.size();
-    if (given == deferred.client_parameters && (formats <= 1 || formats == given)) return std::nullopt;
-    // As PostgreSQL answers such a Bind, before anything runs.
-    return protocol::ErrorMessage{
-        "ERROR", sqlstate::protocol_violation,
-        formats > 1 && formats != given
-            ? fmt::format("bind message has {} parameter formats but {} parameters", formats, given)
-            : fmt::format("bind message supplies {} parameters, but prepared statement \"{}\" requires {}", given,
-                          bind.statement, deferred.client_parameters),
-        {}, {}};
-}
-
-void SessionProtocol::bind_with_answers(const protocol::BindMessage& bind,
-                                        const std::vector<migrations::ResultTable>& answers, Outbound& out) {
-    // The client's Bind with each command's answer as the parameter pgrail added for it.
-    const std::size_t given = bind.parameters.size();
-    std::vector<std::string> rows;
-    rows.reserve(answers.size());
-    for (const auto& answer : answers) rows.push_back(answer_json(answer));
-    protocol::BindMessage rewritten = bind;
-    if (rewritten.parameter_formats.size() == 1 && rewritten.parameter_formats.front() != 0)
-        rewritten.parameter_formats.assign(given, rewritten.parameter_formats.front());
-    if (rewritten.parameter_formats.size() == given && given > 0)
-        rewritten.parameter_formats.insert(rewritten.parameter_formats.end(), rows.size(), 0);
-    for (const auto& row : rows) rewritten.parameters.emplace_back(row);
-    std::string replacement;
-    protocol::encode_bind(replacement, rewritten);
-    out.inject(std::move(replacement));
+    out.inject(protocol::encode_query, text);
 }
 
 void SessionProtocol::refuse_bind(const protocol::ErrorMessage& error, Outbound& out) {
@@ -440,15 +386,10 @@ void SessionProtocol::refuse_bind(const protocol::ErrorMessage& error, Outbound&
 }
 
 void SessionProtocol::send_probe(std::string_view statement_name, Outbound& out) {
-    std::string probe;
-    protocol::encode_describe(probe, 'S', statement_name);
-    protocol::encode_flush(probe);
-    DescribeAnswer answer;
-    answer.statement = true;
-    answer.probe = true;
-    open_batch().describes.push_back(answer);
+    open_batch().describes.push_back(DescribeAnswer{.statement = true, .probe = true});
     probe_ = Probe::waiting;
-    out.inject(std::move(probe));
+    out.inject(protocol::encode_describe, 'S', statement_name);
+    out.inject(protocol::encode_flush);
 }
 
 // ---- the server's frames ----
@@ -521,20 +462,8 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
 ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Outbound& out) {
     if (result_frame_ != ResultFrame::pass) {
         const auto step = on_result_frame(frame, out);
-        const bool refused = result_frame_ == ResultFrame::error && tag == back::error_response &&
-                             error_sqlstate(frame.substr(protocol::header_size)) == sqlstate::query_canceled;
         result_frame_ = ResultFrame::pass;
-        switch (step) {
-            case ResultStep::done:
-                return ServerStep::done;
-            case ResultStep::stop:
-                return ServerStep::stop;
-            case ResultStep::finish:
-                cut_refused_ = refused;
-                return ServerStep::cut;
-            case ResultStep::pass:
-                break;
-        }
+        if (step) return *step;
     }
     if (!rewrite_server_frame(tag, frame, out)) out.forward(frame);
     return ServerStep::done;
@@ -556,10 +485,8 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
         if (phase_ == Phase::authenticating) phase_ = Phase::ready;
         events_.logged_in();
     }
-    if (phase_ == Phase::copy_in || phase_ == Phase::copy_out) {
-        // (copy_in ends with the client's CopyDone or CopyFail, which the server may still read.)
-        if (phase_ == Phase::copy_out) phase_ = Phase::ready;
-    }
+    // (copy_in ends with the client's CopyDone or CopyFail, which the server may still read.)
+    if (phase_ == Phase::copy_out) phase_ = Phase::ready;
     answering_.reset();
     result_ = {};
     batch_failed_ = false;
@@ -593,9 +520,7 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
             auto types = protocol::parse_parameter_description(body);
             if (!types || types->size() < answer.hidden_parameters) return false;
             types->resize(types->size() - answer.hidden_parameters);
-            std::string replacement;
-            protocol::encode_parameter_description(replacement, *types);
-            out.inject(std::move(replacement));
+            out.inject(protocol::encode_parameter_description, *types);
             return true;
         }
         case back::parameter_status: {
@@ -621,9 +546,7 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
             if (client_key_) cancel_registry_.remove(*client_key_);
             upstream_key_ = *key;
             client_key_ = cancel_registry_.add(*key);
-            std::string replacement;
-            protocol::encode_backend_key_data(replacement, *client_key_);
-            out.inject(std::move(replacement));
+            out.inject(protocol::encode_backend_key_data, *client_key_);
             return true;
         }
         case back::authentication: {
@@ -632,13 +555,9 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
             if (!auth || auth->code != protocol::auth_sasl) return false;
             // Channel binding needs one TLS session end to end; the client's and the
             // server's legs never share one through pgrail, so never offer -PLUS.
-            std::vector<std::string_view> mechanisms;
-            for (auto mechanism : auth->sasl_mechanisms)
-                if (mechanism != "SCRAM-SHA-256-PLUS") mechanisms.push_back(mechanism);
-            if (mechanisms.size() == auth->sasl_mechanisms.size()) return false;
-            std::string replacement;
-            protocol::encode_authentication_sasl(replacement, mechanisms);
-            out.inject(std::move(replacement));
+            auto mechanisms = auth->sasl_mechanisms;
+            if (std::erase(mechanisms, std::string_view("SCRAM-SHA-256-PLUS")) == 0) return false;
+            out.inject(protocol::encode_authentication_sasl, mechanisms);
             return true;
         }
         case back::row_description:
@@ -660,10 +579,8 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
             const auto it = std::find_if(refusals.begin(), refusals.end(),
                                          [id](const PendingRefusal& refusal) { return refusal.id == id; });
             if (it == refusals.end()) return false;
-            std::string replacement;
-            protocol::encode_error_response(replacement, it->error);
+            out.inject(protocol::encode_error_response, it->error);
             refusals.erase(it);
-            out.inject(std::move(replacement));
             return true;
         }
         default:

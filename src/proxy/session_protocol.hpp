@@ -92,7 +92,7 @@ struct ClientStep {
         done,                  // handled: its bytes (if any) are in the Outbound
         check_statement,       // ask the gate about `statement`, then apply() the verdict
         check_function_call,   // ask the gate about `function_oid`, then apply() the verdict
-        bind_deferred,         // a Bind of a DeferredStatement: run its commands (or refuse)
+        bind_deferred,         // a matching Bind of a DeferredStatement: run its commands (or refuse)
         end,                   // malformed: ending() says why
     };
     Kind kind = Kind::done;
@@ -167,11 +167,8 @@ public:
                                                               const ClientStatement& statement, Outbound& out);
     // A Query whose commands ran: the server gets `text` (their answers in place) instead.
     void substitute_query(std::string_view text, Outbound& out);
-    // The Bind does not match its statement's parameters: PostgreSQL's error for it.
-    [[nodiscard]] static std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage& bind,
-                                                                             const DeferredStatement& deferred);
-    void bind_with_answers(const protocol::BindMessage& bind, const std::vector<migrations::ResultTable>& answers,
-                           Outbound& out);
+    // A Bind of a DeferredStatement whose commands failed (a Bind that does not match the
+    // statement's parameters is refused in on_client_frame, as PostgreSQL refuses it).
     void refuse_bind(const protocol::ErrorMessage& error, Outbound& out);
     // pgrail's Describe and Flush for the statement (the shell waits for probe() to settle).
     // Only when !batch_failed(): after an error the server would skip it.
@@ -247,16 +244,15 @@ private:
     void on_ready_for_query(std::string_view body);
     // Rewrites or hides a server frame; false: forward it as it came.
     bool rewrite_server_frame(char tag, std::string_view frame, Outbound& out);
-    [[nodiscard]] std::optional<ClientStatement> statement_of(char tag, std::string_view frame);
 
     // Results under the rule's ResultGuard (masked columns, max_rows): session_results.cpp.
     enum class ResultFrame : std::uint8_t { pass, plan, hide_plan, hide, mask, drop, end, error };
-    enum class ResultStep : std::uint8_t { pass, done, finish, stop };
     void refresh_guard();  // at each Query and Execute
     void describe_before_execute(std::string_view frame, Outbound& out);
     void on_result_header(char tag);
     [[nodiscard]] bool result_inspects(std::size_t total_size);
-    ResultStep on_result_frame(std::string_view frame, Outbound& out);
+    // nullopt: the frame is not the result's to change (rewrite_server_frame's, then).
+    std::optional<ServerStep> on_result_frame(std::string_view frame, Outbound& out);
     void begin_result(std::shared_ptr<const ResultGuard> guard, std::optional<ResultPlan> plan, bool copy);
     [[nodiscard]] bool watching_results() const {
         return guarding_ || result_.guard != nullptr || (answering_ && answering_->mine);

@@ -179,7 +179,7 @@ void SessionProtocol::begin_result(std::shared_ptr<const ResultGuard> guard, std
     result_.execute = answering_ && answering_->mine ? answering_->execute : executes_sent_;
 }
 
-SessionProtocol::ResultStep SessionProtocol::on_result_frame(std::string_view frame, Outbound& out) {
+std::optional<ServerStep> SessionProtocol::on_result_frame(std::string_view frame, Outbound& out) {
     switch (result_frame_) {
         case ResultFrame::plan:
         case ResultFrame::hide_plan: {
@@ -188,47 +188,51 @@ SessionProtocol::ResultStep SessionProtocol::on_result_frame(std::string_view fr
             const bool hide = result_frame_ == ResultFrame::hide_plan;
             if (!guard || !guard->active()) {
                 result_ = {};
-                return hide ? ResultStep::done : ResultStep::pass;
+                return hide ? std::optional(ServerStep::done) : std::nullopt;
             }
             auto plan = plan_result(frame.substr(protocol::header_size), *guard);
             if (!plan) {
                 spdlog::error("session {}: malformed RowDescription from the server", context_.session_id);
                 end(sqlstate::protocol_violation,
                     "pgrail: invalid message from the database server: malformed RowDescription");
-                return ResultStep::stop;
+                return ServerStep::stop;
             }
             begin_result(std::move(guard), std::move(plan), false);
-            return hide ? ResultStep::done : ResultStep::pass;
+            return hide ? std::optional(ServerStep::done) : std::nullopt;
         }
         case ResultFrame::hide:
             result_ = {};  // pgrail's Describe found no rows to come (a COPY's start its own result)
-            return ResultStep::done;
+            return ServerStep::done;
         case ResultFrame::mask: {
             // Into the batch (flush_rows), rewritten or as it came.
             if (row_batch_.capacity() < standard_buffer_size) row_batch_.reserve(standard_buffer_size);
             switch (mask_data_row(frame, *result_.plan, row_batch_)) {
                 case RowRewrite::untouched:
                     row_batch_ += frame;
-                    return ResultStep::done;
+                    return ServerStep::done;
                 case RowRewrite::rewritten:
-                    return ResultStep::done;
+                    return ServerStep::done;
                 case RowRewrite::malformed:
                     break;
             }
             flush_rows(out);
             spdlog::error("session {}: malformed DataRow from the server", context_.session_id);
             end(sqlstate::protocol_violation, "pgrail: invalid message from the database server: malformed DataRow");
-            return ResultStep::stop;
+            return ServerStep::stop;
         }
         case ResultFrame::drop:
-            return ResultStep::done;
+            return ServerStep::done;
         case ResultFrame::end:
         case ResultFrame::error:
-            return ResultStep::finish;
+            // Deny whose cancel won the race: the result ends in the server's cancel error.
+            cut_refused_ = result_frame_ == ResultFrame::error &&
+                           frame.front() == protocol::backend_tag::error_response &&
+                           error_sqlstate(frame.substr(protocol::header_size)) == sqlstate::query_canceled;
+            return ServerStep::cut;
         case ResultFrame::pass:
             break;
     }
-    return ResultStep::pass;
+    return std::nullopt;
 }
 
 // The end of a result max_rows cut, once the shell has written its audit line (`audited`). Deny

@@ -70,6 +70,8 @@ struct ErrorMessage {
 };
 
 void encode_error_response(std::string& out, const ErrorMessage& error);
+// An error as a pre-3.0 client reads one: 'E' and the text as a C string.
+void encode_protocol2_error(std::string& out, std::string_view text);
 void encode_backend_key_data(std::string& out, BackendKey key);
 void encode_authentication_sasl(std::string& out, const std::vector<std::string_view>& mechanisms);
 void encode_ready_for_query(std::string& out, char status);

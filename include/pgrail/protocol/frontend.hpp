@@ -33,12 +33,16 @@ inline constexpr char password = 'p';
 inline constexpr char function_call = 'F';
 }  // namespace frontend_tag
 
+// A Terminate, whole: it has no body.
+inline constexpr std::string_view terminate_message{"X\0\0\0\4", 5};
+
 enum class StartupKind { startup, ssl_request, gssenc_request, cancel_request };
 
 struct StartupPacket {
     StartupKind kind = StartupKind::startup;
     std::uint32_t code = 0;  // protocol version or request code
     std::vector<std::pair<std::string, std::string>> parameters;  // StartupMessage only
+    std::vector<std::string> protocol_options;                    // its `_pq_.` names, not parameters
     std::int32_t cancel_pid = 0;     // CancelRequest only
     std::int32_t cancel_secret = 0;  // CancelRequest only
 
@@ -91,7 +95,6 @@ void encode_describe(std::string& out, char kind, std::string_view name);
 void encode_flush(std::string& out);
 void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secret);
 void encode_ssl_request(std::string& out);
-void encode_terminate(std::string& out);
 void encode_startup_message(std::string& out, std::uint32_t version,
                             const std::vector<std::pair<std::string, std::string>>& parameters);
 

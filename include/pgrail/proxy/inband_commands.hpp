@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,26 @@ public:
         (void)progress;
     }
 };
+
+// The call among `calls` that changes something (a migration: at most one, the policy's), or null.
+[[nodiscard]] const InbandCall* changing_call(const std::vector<InbandCall>& calls);
+
+// What one statement's calls answered: `tables[i]` is calls[i]'s; `error` is the first failure's
+// (the calls after it did not run).
+struct InbandAnswers {
+    std::vector<migrations::ResultTable> tables;
+    std::optional<protocol::ErrorMessage> error;
+};
+
+// Runs one statement's calls in the order that leaves nothing changed when one fails: the reads
+// first, then the call that changes something. Blocking, as InbandCommands::run.
+[[nodiscard]] InbandAnswers run_calls(InbandCommands& commands, const SessionContext& session,
+                                      const std::vector<InbandCall>& calls, const AbandonedFlag& abandoned);
+
+// Why `call` (the changing one) may not run where it was sent (SQLSTATE 25001): pgrail runs it on a
+// connection of its own, so, like PostgreSQL's CREATE DATABASE, not inside a transaction block and
+// not after another Execute of the same pipeline (the server may roll back what ran before it, but
+// not the command).
+[[nodiscard]] protocol::ErrorMessage outside_transaction_error(const InbandCall& call, bool in_pipeline);
 
 }  // namespace pgrail::proxy

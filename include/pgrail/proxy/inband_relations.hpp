@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pgrail/migrations/commands.hpp"
+#include "pgrail/protocol/frontend.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
 
 namespace pgrail::proxy {
@@ -43,5 +44,10 @@ inline constexpr std::uint32_t oid_json = 114;
 // A command's answer as the JSON text that json_to_recordset reads as its rows: an array of
 // objects, each column a string (PostgreSQL's text form, which the column's type reads) or null.
 [[nodiscard]] std::string answer_json(const migrations::ResultTable& table);
+
+// The client's Bind of a text_with_parameters statement with each command's answer (answer_json)
+// as the parameter pgrail added for it: the whole Bind message, for the server.
+[[nodiscard]] std::string bind_with_answers(const protocol::BindMessage& bind,
+                                            const std::vector<migrations::ResultTable>& answers);
 
 }  // namespace pgrail::proxy

@@ -27,6 +27,23 @@ TEST_CASE("a StartupMessage's parameters are read") {
     CHECK(parsed->parameter("user") == "agent");
     CHECK(parsed->parameter("database") == "app");
     CHECK(parsed->parameter("options").empty());
+    CHECK(parsed->protocol_options.empty());
+}
+
+TEST_CASE("a StartupMessage's `_pq_.` names are protocol options, not parameters") {
+    const auto parsed = parse_startup_packet(startup(protocol_version_3, "user\0agent\0_pq_.x\0on\0\0"s));
+    REQUIRE(parsed);
+    CHECK(parsed->parameters == std::vector<std::pair<std::string, std::string>>{{"user", "agent"}});
+    CHECK(parsed->protocol_options == std::vector<std::string>{"_pq_.x"});
+}
+
+TEST_CASE("Terminate and a pre-3.0 error are written as their protocols spell them") {
+    std::string terminate;
+    MessageWriter(terminate, frontend_tag::terminate).finish();
+    CHECK(terminate == terminate_message);
+    std::string old_error;
+    encode_protocol2_error(old_error, "FATAL:  no\n");
+    CHECK(old_error == "EFATAL:  no\n\0"s);
 }
 
 TEST_CASE("a StartupMessage without its terminator or with trailing bytes is malformed") {

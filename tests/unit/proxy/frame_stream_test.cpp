@@ -135,3 +135,16 @@ TEST_CASE("a bad length stops the decoder after the frames before it", "[proxy][
         CHECK(decoder.reader.buffer.pending().substr(0, 5) == bad.substr(0, 5));
     }
 }
+
+TEST_CASE("pgrail's own messages are encoded in place, and a write resumes where it stopped", "[proxy][frames]") {
+    const std::string stream = frame('D', "row");
+    Outbound out;
+    out.forward(stream);
+    out.inject([](std::string& bytes, char tag, const std::string& body) { bytes += frame(tag, body); }, 'C', "SELECT");
+    CHECK(written(out) == stream + frame('C', "SELECT"));
+    const auto rest = out.pieces_after(stream.size() + 2);
+    REQUIRE(rest.size() == 1);
+    CHECK(std::string(static_cast<const char*>(rest[0].data()), rest[0].size()) == frame('C', "SELECT").substr(2));
+    CHECK(out.pieces_after(0).size() == 2);
+    CHECK(out.pieces_after(stream.size() + frame('C', "SELECT").size()).empty());
+}

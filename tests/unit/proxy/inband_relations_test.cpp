@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "pgrail/policy/loader.hpp"
+#include "pgrail/protocol/frontend.hpp"
+#include "pgrail/proxy/inband_commands.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/proxy/policy_gate.hpp"
 
@@ -84,6 +86,47 @@ TEST_CASE("answers as JSON rows: text values, nulls, ASCII only", "[proxy][relat
     CHECK(rows[2]["version"] == "caf\xc3\xa9 \"q\" \\");
     CHECK(rows[3]["version"] == "\xef\xbf\xbd");
     CHECK(proxy::answer_json(migrations::ResultTable{{"a"}, {migrations::oid_text}, {}}) == "[]");
+}
+
+TEST_CASE("a Bind gets each command's answer as the text parameter pgrail added for it", "[proxy][relations]") {
+    // The Bind message pgrail sends, and what it reads as (views into the message).
+    const auto rebound = [](const std::string& message) {
+        auto parsed = protocol::parse_bind(std::string_view(message).substr(5));
+        REQUIRE(parsed);
+        return *parsed;
+    };
+    protocol::BindMessage bind;
+    bind.statement = "s";
+    bind.parameters = {std::string_view("\0\0\0\7", 4)};
+    bind.parameter_formats = {1};  // one code for all: binary
+    bind.result_formats = std::string_view("\0\0", 2);
+    const std::string binary_message = proxy::bind_with_answers(bind, {small_table()});
+    const auto binary = rebound(binary_message);
+    CHECK(binary.statement == "s");
+    CHECK(binary.parameter_formats == std::vector<std::int16_t>{1, 0});
+    REQUIRE(binary.parameters.size() == 2);
+    CHECK(binary.parameters[0] == std::string_view("\0\0\0\7", 4));
+    CHECK(binary.parameters[1] == proxy::answer_json(small_table()));
+    bind.parameter_formats = {};  // all text: pgrail's is text too
+    const std::string text_message = proxy::bind_with_answers(bind, {small_table()});
+    const auto text = rebound(text_message);
+    CHECK(text.parameter_formats.empty());
+    CHECK(text.parameters.size() == 2);
+}
+
+TEST_CASE("the call that changes something, and why it may not run in a transaction", "[proxy][relations]") {
+    proxy::InbandCall status;
+    status.command = sql::PgrailCommand::status;
+    proxy::InbandCall up;
+    up.command = sql::PgrailCommand::migrate_up;
+    CHECK(proxy::changing_call({status}) == nullptr);
+    const std::vector<proxy::InbandCall> calls = {status, up};
+    CHECK(proxy::changing_call(calls) == &calls[1]);
+    const auto in_block = proxy::outside_transaction_error(up, false);
+    CHECK(in_block.sqlstate == "25001");
+    CHECK(in_block.message == "pgrail: pgrail.migrate_up cannot run inside a transaction block");
+    CHECK(proxy::outside_transaction_error(up, true).message ==
+          "pgrail: pgrail.migrate_up cannot be executed within a pipeline");
 }
 
 TEST_CASE("the gate's verdict carries each call's span and whether it changes something", "[proxy][relations]") {

@@ -403,7 +403,16 @@ TEST_CASE("session core: a statement that reads pgrail commands hides its parame
     const auto bound = h.core().on_client_frame('B', bind("s"), bind_out);
     CHECK(bound.kind == ClientStep::Kind::bind_deferred);
     CHECK(bound.deferred.calls.size() == 1);
-    CHECK_FALSE(SessionProtocol::bind_mismatch(*bound.bind, bound.deferred));
+    // A Bind that gives a parameter the statement does not take is the core's to refuse, as
+    // PostgreSQL refuses it: nothing runs, and the server fails a stand-in Parse of pgrail's own.
+    h.core().on_client_header('B');
+    const auto extra = frame('B', cstr("") + cstr("s") + be16(0) + be16(1) + be32(1) + "x" + be16(0));
+    const auto refused = h.core().on_client_frame('B', extra, bind_out);
+    CHECK(refused.kind == ClientStep::Kind::done);
+    CHECK_FALSE(h.client(sync_message()).empty());
+    const auto refusal = h.server(stand_in_error(1) + ready());
+    CHECK(error_field_of(refusal, 'C') == "08P01");
+    CHECK(error_field_of(refusal, 'M') == "bind message supplies 1 parameters, but prepared statement \"s\" requires 0");
 }
 
 TEST_CASE("session core: pgrail's probe is answered and hidden, or skipped after an error") {
