@@ -273,6 +273,24 @@ bool only_temporary_changes(const Statement& statement) {
     return any;
 }
 
+// The statement creates a temporary view (allow_temporary_objects lets agents create one). A
+// simple view is auto-updatable: an INSERT, UPDATE or DELETE of pg_temp.v writes the relation it
+// reads, which pgrail sees only as pg_temp.v then. So what such a statement reads counts as
+// written where that matters (protected_schemas, read_only_tables): the view is refused instead.
+bool creates_temporary_view(const Statement& statement) {
+    return std::any_of(statement.objects.begin(), statement.objects.end(), [](const sql::ObjectRef& object) {
+        return object.kind == "view" && object.role == ObjectRole::created && object.temporary;
+    });
+}
+
+// An object the statement writes, or may write later through a temporary view it creates (a
+// relation it reads; not the session's own temporary ones, which it may change anyway).
+bool written_or_viewed(const sql::ObjectRef& object, bool temporary_view) {
+    if (object.role != ObjectRole::read) return true;
+    return temporary_view && !object.temporary && (object.kind == "relation" || object.kind == "table" ||
+                                                   object.kind == "view");
+}
+
 // PostgreSQL's parse_bool: on/off, true/false, yes/no, 1/0 and unique prefixes, any case.
 std::optional<bool> parse_bool(std::string_view text) {
     const auto value = lower(std::string(trim(text)));
@@ -568,17 +586,22 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                           "role was given.");
     }
 
+    const bool temporary_view = creates_temporary_view(statement);
     for (const auto& object : statement.objects) {
-        if (object.role == ObjectRole::read) continue;
+        if (!written_or_viewed(object, temporary_view)) continue;
         const auto schema = schema_of(object);
         if (schema.empty()) continue;
         for (const auto& protected_schema : guards.protected_schemas)
             if (glob_match(protected_schema, schema))
                 return refuse(context, &statement, "protected_schemas",
                               fmt::format("protected_schemas: {}", protected_schema),
-                              fmt::format("pgrail: write to protected schema {} refused; {}", schema,
-                                          schema == "pgrail" ? "pgrail's commands change it"
-                                                             : "it is read-only through pgrail"),
+                              object.role == ObjectRole::read
+                                  ? fmt::format("pgrail: a temporary view of protected schema {} refused; writes "
+                                                "through it would reach the schema",
+                                                schema)
+                                  : fmt::format("pgrail: write to protected schema {} refused; {}", schema,
+                                                schema == "pgrail" ? "pgrail's commands change it"
+                                                                   : "it is read-only through pgrail"),
                               fmt::format(" ({} {})", sql::to_string(object.role), qualified(object)),
                               "Objects in this schema are read-only through pgrail; pgrail's own state changes only "
                               "through pgrail's commands.");
@@ -612,12 +635,17 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     }
     if (!guards.read_only_tables.empty()) {
         for (const auto& object : statement.objects) {
-            if (object.role != ObjectRole::written && object.role != ObjectRole::truncated) continue;
+            const bool writes = object.role == ObjectRole::written || object.role == ObjectRole::truncated;
+            if (!writes && !(object.role == ObjectRole::read && written_or_viewed(object, temporary_view))) continue;
             for (const auto& pattern : guards.read_only_tables)
                 if (table_matches(pattern, object))
                     return refuse(context, &statement, "read_only_tables", "read_only_tables",
-                                  fmt::format("pgrail: write to read-only table {} refused; an operator changes it",
-                                              qualified(object)),
+                                  writes ? fmt::format("pgrail: write to read-only table {} refused; an operator "
+                                                       "changes it",
+                                                       qualified(object))
+                                         : fmt::format("pgrail: a temporary view of read-only table {} refused; "
+                                                       "writes through it would reach the table",
+                                                       qualified(object)),
                                   "",
                                   "This table is read-only through pgrail; an operator changes it.");
         }

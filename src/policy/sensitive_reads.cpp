@@ -20,11 +20,15 @@ using sql::RangeRead;
 
 // Built-ins that read tables a value names (not the statement's text): pgrail cannot see which.
 // cursor_to_xml reads a cursor whose query passed earlier, under mask with its values unmasked.
-constexpr std::array<std::string_view, 11> table_reading_functions = {
+// Logical decoding of an existing slot returns the rows every table's changes wrote (a role with
+// REPLICATION may read a CDC tool's slot), as a replication connection would.
+constexpr std::array<std::string_view, 15> table_reading_functions = {
     "table_to_xml",    "table_to_xmlschema",    "table_to_xml_and_xmlschema",
     "schema_to_xml",   "schema_to_xmlschema",   "schema_to_xml_and_xmlschema",
     "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
     "cursor_to_xml",   "cursor_to_xmlschema",
+    "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes", "pg_logical_slot_peek_binary_changes",
 };
 
 std::string qualified(const SensitiveRelation& relation, std::string_view column) {
@@ -212,7 +216,9 @@ private:
         if (masked_outputs_.empty()) return;
         for (const ColumnRead* masked : masked_outputs_) {
             bool refers = false;
-            if (read.kind == ColumnRead::Kind::position) {
+            if (read.kind == ColumnRead::Kind::position && read.name == "*") {
+                refers = true;  // a plain DISTINCT compares every output column
+            } else if (read.kind == ColumnRead::Kind::position) {
                 const auto position = static_cast<std::uint32_t>(std::strtoul(read.name.c_str(), nullptr, 10));
                 refers = masked->kind == ColumnRead::Kind::star ? position >= masked->output_position
                                                                 : position == masked->output_position;
@@ -220,8 +226,8 @@ private:
                 refers = !masked->output_name.empty() && read.name == masked->output_name;
             }
             if (!refers) continue;
-            out_.refused.push_back({out_.masked.front(), "by ORDER BY, GROUP BY or DISTINCT ON of a masked result column",
-                                    false});
+            out_.refused.push_back({out_.masked.front(),
+                                    "by ORDER BY, GROUP BY, DISTINCT or DISTINCT ON of a masked result column", false});
             return;
         }
     }

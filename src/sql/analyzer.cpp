@@ -404,6 +404,7 @@ void merge_flags(StatementFlags& into, const StatementFlags& from) {
     into.temporary_object |= from.temporary_object;
     into.ddl_capable_dynamic |= from.ddl_capable_dynamic;
     into.alter_system |= from.alter_system;
+    into.runs_query_text |= from.runs_query_text;
 }
 
 // What a walk records for the RangeVars below a field.
@@ -528,13 +529,13 @@ bool upsert_changes_every_row(const json& insert) {
     return !(source->first == "SelectStmt" && source->second.contains("valuesLists"));
 }
 
+// Whether EXPLAIN runs its statement. PostgreSQL 15 takes each ANALYZE option in turn, the last
+// one winning, without refusing repeats: `EXPLAIN (ANALYZE false, ANALYZE) DELETE FROM t` runs
+// the DELETE. So any ANALYZE option that may be true counts (the first alone did, before).
 bool explain_has_analyze(const json& body) {
     const auto options = body.find("options");
     if (!options.is_array()) return false;
-    for (const json option : options) {
-        const auto node = node_of(option);
-        if (!node || node->first != "DefElem" || str(node->second, "defname") != "analyze") continue;
-        const auto arg = node->second.find("arg");
+    const auto analyzes = [](const json& arg) {
         if (!arg.valid()) return true;
         const auto value = node_of(arg);
         if (!value) return true;
@@ -544,6 +545,11 @@ bool explain_has_analyze(const json& body) {
         }
         if (value->first == "Integer") return value->second.find("ival").integer() != 0;
         return true;
+    };
+    for (const json option : options) {
+        const auto node = node_of(option);
+        if (!node || node->first != "DefElem" || str(node->second, "defname") != "analyze") continue;
+        if (analyzes(node->second.find("arg"))) return true;
     }
     return false;
 }
@@ -581,10 +587,26 @@ std::optional<std::string_view> column_of(const json& value, std::string_view qu
     return names.back();
 }
 
+// Whether `name` is spelled as PostgreSQL's settings are (letters, digits, `_`, `.`, `$`), and
+// shorter than NAMEDATALEN: a column of a built-in type that equals such a constant and passes
+// to set_config's text holds that very name (or, a "char" column, its first byte, which names no
+// setting). An unqualified pg_settings may be a CTE of the statement (`WITH pg_settings AS
+// (SELECT 'search_path'::bpchar AS name) ...`) or the session's own temporary view (pg_temp is
+// searched before pg_catalog for relations), and its `name` another type: bpchar's `=` ignores
+// trailing spaces, so `WHERE name = 'search_path '` pinned a name no setting has while the call
+// received search_path; `name` cuts a longer constant at 63 bytes.
+bool plain_setting_name(std::string_view name) {
+    return !name.empty() && name.size() < 64 && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+               c == '$';
+    });
+}
+
 // The setting name a `SELECT set_config(name, ...) FROM pg_settings WHERE name = '<constant>'`
 // passes (pg_dump's form): the WHERE conjunct pins the column to one constant, so the call can
-// only ever receive that name. Anything else (another FROM item, OR, a subquery in between) pins
-// nothing. Unqualified pg_settings and `=` count as pg_catalog's, as unqualified functions do.
+// only ever receive that name. Anything else (another FROM item, OR, a subquery in between, a
+// constant that is no plain setting name) pins nothing. Unqualified pg_settings and `=` count as
+// pg_catalog's, as unqualified functions do (see plain_setting_name for why that is safe).
 std::optional<std::string> pg_settings_pinned_name(const json& select) {
     const json from = child(select, "fromClause");
     if (from.size() != 1) return std::nullopt;
@@ -615,7 +637,7 @@ std::optional<std::string> pg_settings_pinned_name(const json& select) {
             const auto constant_node = node_of(constant);
             if (!constant_node || constant_node->first != "A_Const" || !constant_node->second.contains("sval"))
                 continue;
-            if (auto text = constant_string(constant)) return text;
+            if (auto text = constant_string(constant); text && plain_setting_name(*text)) return text;
         }
     }
     return std::nullopt;
@@ -912,20 +934,44 @@ public:
             if (!value || value->first != "ColumnRef") continue;
             output_columns_.push_back({value->second.find("location").integer(), str(result->second, "name"), position});
         }
+        // (A GROUP BY position may stand inside ROLLUP, CUBE and GROUPING SETS, also in a
+        // parenthesised row of them: `GROUP BY ROLLUP((1, 2))` groups by the first two outputs.)
         const auto positions = [this](const json& list, bool sort) {
-            for (const json item : list) {
-                auto entry = node_of(item);
-                if (entry && sort && entry->first == "SortBy") entry = node_of(child(entry->second, "node"));
-                if (!entry || entry->first != "A_Const" || !entry->second.contains("ival")) continue;
-                ColumnRead read;
-                read.kind = ColumnRead::Kind::position;
-                read.name = std::to_string(child(entry->second, "ival").find("ival").integer());
-                out_.column_reads.push_back(std::move(read));
-            }
+            const auto add = [this](const json& items, bool sort_items, bool in_set, auto& self) -> void {
+                for (const json item : items) {
+                    auto entry = node_of(item);
+                    if (entry && sort_items && entry->first == "SortBy") entry = node_of(child(entry->second, "node"));
+                    if (entry && entry->first == "GroupingSet") {
+                        self(child(entry->second, "content"), false, true, self);
+                        continue;
+                    }
+                    if (entry && in_set && entry->first == "RowExpr" &&
+                        str(entry->second, "row_format") == "COERCE_IMPLICIT_CAST") {
+                        self(child(entry->second, "args"), false, true, self);
+                        continue;
+                    }
+                    if (!entry || entry->first != "A_Const" || !entry->second.contains("ival")) continue;
+                    ColumnRead read;
+                    read.kind = ColumnRead::Kind::position;
+                    read.name = std::to_string(child(entry->second, "ival").find("ival").integer());
+                    out_.column_reads.push_back(std::move(read));
+                }
+            };
+            add(list, sort, false, add);
         };
         positions(child(select, "sortClause"), true);
         positions(child(select, "groupClause"), false);
         positions(child(select, "distinctClause"), false);
+        // Plain DISTINCT (a list of one empty item) compares every output column by its real
+        // value, as GROUP BY of each position would: its rows come one per real value (a count of
+        // them under a constant mask) and, sorted to find duplicates, in their order.
+        const json distinct = child(select, "distinctClause");
+        if (!distinct.empty() && !node_of(distinct.front())) {
+            ColumnRead read;
+            read.kind = ColumnRead::Kind::position;
+            read.name = "*";  // every output position (no literal of the text)
+            out_.column_reads.push_back(std::move(read));
+        }
     }
 
 private:
@@ -1158,6 +1204,7 @@ private:
                 throw Refusal{std::string(function) + "() runs the query its argument holds, and that argument is not a "
                               "constant: pgrail cannot tell what it would run"};
             }
+            out_.flags.runs_query_text = true;
             absorb_statements(*text, std::string(function) + "()");
         }
     }
@@ -1304,6 +1351,7 @@ private:
                 std::optional<std::string> text;
                 if (runs_now && query.valid()) text = constant_expression(str(query.find("PLpgSQL_expr"), "query"));
                 if (text) {
+                    out_.flags.runs_query_text = true;
                     absorb_statements(*text, "EXECUTE");
                 } else {
                     out_.flags.ddl_capable_dynamic = true;

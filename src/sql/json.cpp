@@ -30,6 +30,7 @@ std::vector<std::string> flag_names(const StatementFlags& flags) {
     add(flags.temporary_object, "temporary_object");
     add(flags.ddl_capable_dynamic, "ddl_capable_dynamic");
     add(flags.alter_system, "alter_system");
+    add(flags.runs_query_text, "runs_query_text");
     return names;
 }
 

@@ -137,16 +137,22 @@ char marker_of(LiteralKind kind) {
 
 // What the analyzer reads from a literal's value lands in settings, pgrail calls, inner statements
 // (a query in a string), advisory lock keys, positional column reads (ORDER BY 1) and the flags
-// below; a statement with none of them decides the same for every value.
+// below; a statement with none of them decides the same for every value. (A query in a string
+// that holds no statement, query_to_xml(''), leaves no inner statement: runs_query_text says
+// that the string was read all the same.)
 bool reads_no_literal(const Statement& statement) {
     const auto& flags = statement.flags;
     const bool reads_by_position = std::any_of(statement.column_reads.begin(), statement.column_reads.end(),
-                                               [](const ColumnRead& read) { return read.kind == ColumnRead::Kind::position; });
+                                               [](const ColumnRead& read) {
+                                                   // (A plain DISTINCT's "*" is no literal.)
+                                                   return read.kind == ColumnRead::Kind::position && read.name != "*";
+                                               });
     return (statement.statement_class == StatementClass::read || statement.statement_class == StatementClass::write) &&
            !statement.error && statement.inner.empty() && statement.settings.empty() && statement.pgrail_calls.empty() &&
            statement.advisory_lock_keys.empty() && !reads_by_position &&
            !flags.select_into && !flags.create_table_as && !flags.explain_analyze && !flags.ddl_capable_dynamic &&
-           !flags.alter_system && !flags.copy_program && !flags.copy_file && flags.copy_direction == CopyDirection::none;
+           !flags.alter_system && !flags.runs_query_text && !flags.copy_program && !flags.copy_file &&
+           flags.copy_direction == CopyDirection::none;
 }
 
 }  // namespace

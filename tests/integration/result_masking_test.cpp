@@ -331,6 +331,36 @@ TEST_CASE("ORDER BY the position of a masked column is refused right after ORDER
     CHECK(run(agent.get(), "SELECT id, secret FROM mt_users ORDER BY 1").at(0).status == "PGRES_TUPLES_OK");
 }
 
+// GROUP BY 1 of a masked column is refused; so must be its position inside ROLLUP, CUBE and
+// GROUPING SETS, and DISTINCT, which group by the real values too: under a constant mask they
+// told how many different secrets there are and how many rows share each (found by review).
+TEST_CASE("grouping a masked column by a position inside ROLLUP or CUBE or GROUPING SETS or by DISTINCT is refused",
+          "[masking]") {
+    MaskDb db;
+    const auto pgrail = db.start(masking_rules());
+    auto direct = db.direct("plainuser");
+    REQUIRE(scalar(direct.get(), "SELECT count(DISTINCT secret) FROM mt_users") == "3");
+    for (const char* user : {"plainuser", "agent"}) {
+        auto masked = db.through(*pgrail, user);
+        const auto all = run(masked.get(), "SELECT secret FROM mt_users").at(0);
+        REQUIRE(all.status == "PGRES_TUPLES_OK");
+        REQUIRE(all.rows.size() > 3);
+        for (const char* query : {"SELECT secret, count(*) FROM mt_users GROUP BY ROLLUP(1)",
+                                  "SELECT secret, count(*) FROM mt_users GROUP BY GROUPING SETS ((1))",
+                                  "SELECT count(*), secret FROM mt_users GROUP BY CUBE((2))",
+                                  "SELECT DISTINCT secret FROM mt_users", "SELECT DISTINCT * FROM mt_users"}) {
+            INFO(user << ": " << query);
+            const auto refused = run(masked.get(), query).at(0);
+            CHECK(refused.status == "PGRES_FATAL_ERROR");
+            CHECK(refused.sqlstate == "42501");
+            CHECK_THAT(refused.message, Catch::Contains("masked"));
+        }
+        // Grouping by other columns still passes (the masked one masked where it is a result column).
+        CHECK(run(masked.get(), "SELECT id, count(*) FROM mt_users GROUP BY ROLLUP(1)").at(0).status == "PGRES_TUPLES_OK");
+        CHECK(run(masked.get(), "SELECT DISTINCT ON (1) id, secret FROM mt_users").at(0).status == "PGRES_TUPLES_OK");
+    }
+}
+
 TEST_CASE("max_rows truncate: rows past the limit are dropped with a notice", "[max_rows]") {
     MaskDb db;
     const auto pgrail = db.start("  - name: capped\n    match: {users: [agent]}\n    max_rows: {limit: 5, action: truncate}\n"

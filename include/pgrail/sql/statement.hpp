@@ -59,6 +59,11 @@ struct StatementFlags {
     bool temporary_object = false;        // creates a temporary relation (see ObjectRef::temporary)
     bool ddl_capable_dynamic = false;     // DO body / function with dynamic EXECUTE
     bool alter_system = false;
+    // Runs SQL held in a string constant: a built-in's query argument (query_to_xml('...')),
+    // a constant EXECUTE in a DO block. Its effects are the statement's own (inner); the flag
+    // says that a literal's value decides what the statement does, even when that text holds
+    // no statement at all (query_to_xml(''), which the server refuses as it runs it).
+    bool runs_query_text = false;
     bool operator==(const StatementFlags&) const = default;
 };
 
@@ -138,6 +143,7 @@ struct ColumnRead {
         named,     // a column a clause names: JOIN ... USING (name), ON CONFLICT (name), COPY t (name) TO
         natural,   // NATURAL JOIN: compares every column its two sides share
         position,  // ORDER BY, GROUP BY or DISTINCT ON by output position, in the outermost SELECT
+                   // (`name` the position; "*" for a plain DISTINCT, which compares every one)
     };
     Kind kind = Kind::column;
     std::string qualifier;  // the relation or alias right before the name; empty when none

@@ -134,7 +134,8 @@ TEST_CASE("sensitive reads: under mask only plain result columns pass, and are m
         "DECLARE c CURSOR FOR SELECT * FROM users",
         "PREPARE p AS SELECT password_hash FROM users",
         "SELECT id, password_hash FROM users ORDER BY 1",
-        "SELECT DISTINCT password_hash FROM users",
+        "SELECT DISTINCT ON (1) id, password_hash FROM users",
+        "SELECT id, password_hash FROM users GROUP BY ROLLUP(1), ROW(2)",
     };
     for (const auto& sql : masked) {
         INFO(sql);
@@ -150,6 +151,16 @@ TEST_CASE("sensitive reads: under mask only plain result columns pass, and are m
         "SELECT id, password_hash FROM users ORDER BY 2",
         "SELECT * FROM users ORDER BY 3",
         "SELECT password_hash FROM users GROUP BY 1",
+        // A position inside ROLLUP, CUBE and GROUPING SETS groups by the real values as well.
+        "SELECT password_hash FROM users GROUP BY ROLLUP(1)",
+        "SELECT id, password_hash FROM users GROUP BY CUBE((1, 2))",
+        "SELECT id, password_hash FROM users GROUP BY GROUPING SETS ((1), (2), ())",
+        "SELECT id, password_hash FROM users GROUP BY 1, GROUPING SETS (ROLLUP(2))",
+        // DISTINCT compares the real values: one row per value (counted under a constant mask),
+        // and sorted to find them.
+        "SELECT DISTINCT password_hash FROM users",
+        "SELECT DISTINCT id, password_hash FROM users",
+        "SELECT DISTINCT * FROM users",
         "SELECT * FROM (SELECT * FROM users) s",
         "SELECT password_hash FROM users UNION SELECT 'a'",
         "SELECT row_to_json(u) FROM users u",
@@ -170,6 +181,10 @@ TEST_CASE("sensitive reads: what pgrail cannot follow is refused", "[sensitive]"
               .unresolved);
     CHECK(reads_of("SELECT table_to_xml('users', true, true, '')", SensitiveAction::deny).unresolved);
     CHECK(reads_of("SELECT cursor_to_xml('c', 10, true, true, '')", SensitiveAction::mask).unresolved);
+    // Logical decoding returns what every table's changes wrote.
+    CHECK(reads_of("SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL)", SensitiveAction::deny).unresolved);
+    CHECK(reads_of("SELECT * FROM pg_catalog.pg_logical_slot_get_binary_changes('cdc', NULL, 10)", SensitiveAction::mask)
+              .unresolved);
 }
 
 TEST_CASE("sensitive reads: view definitions that may read whole rows", "[sensitive]") {

@@ -106,6 +106,26 @@ TEST_CASE("statements whose meaning is in a literal never share a shape's analys
     CHECK(second.calls[0].arguments == std::vector<std::string>{"2"});
 }
 
+// A built-in's query string is a literal: one that holds no statement (the server refuses it as it
+// runs it) must not stand for the shape, which also fits a query that takes pgrail's lock or
+// changes a protected setting (found by review: both ran with the lock and the role taken).
+TEST_CASE("an empty query string never shares its shape with a query that runs", "[proxy][gate][shape]") {
+    Fixture fixture;
+    const auto agent = session_of("agent", 4);
+    using Kind = proxy::GateVerdict::Kind;
+    for (const std::string function : {"query_to_xml(", "query_to_xmlschema(", "query_to_xml_and_xmlschema("}) {
+        INFO(function);
+        CHECK(fixture.gate.check(agent, "SELECT " + function + "'', true, true, '')").kind == Kind::forward);
+        CHECK(fixture.gate.check(agent, "SELECT " + function + "'SELECT pg_advisory_lock(8099568217555234151)', true, "
+                                        "true, '')").kind == Kind::refuse);
+        CHECK(fixture.gate.check(agent, "SELECT " + function + "'SELECT set_config(''role'', ''postgres'', false)', "
+                                        "true, true, '')").kind == Kind::refuse);
+    }
+    CHECK(fixture.gate.check(agent, "SELECT ts_stat(' ; ')").kind == Kind::forward);
+    CHECK(fixture.gate.check(agent, "SELECT ts_stat('SELECT set_config(''role'', ''postgres'', false)')").kind ==
+          Kind::refuse);
+}
+
 TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, and audited", "[proxy][gate]") {
     Fixture fixture(2048);
     auto& gate = fixture.gate;

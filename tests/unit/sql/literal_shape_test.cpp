@@ -138,6 +138,7 @@ TEST_CASE("an analysis that reads no literal holds for every text of its shape",
 TEST_CASE("analyses that read literal values are not shared", "[sql][shape]") {
     CHECK(literal_independent(analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 5")));
     CHECK(literal_independent(analyze("UPDATE t SET a = 'x' WHERE id = 1; DELETE FROM u WHERE id = 2")));
+    CHECK(literal_independent(analyze("SELECT DISTINCT a, b FROM t WHERE id = 1")));  // no position in a literal
     for (const char* text : {
              "SELECT set_config('role', 'x', false)",       // the setting is named by a literal
              "SELECT * FROM pgrail.migrate_up('1')",        // arguments are literals
@@ -145,7 +146,12 @@ TEST_CASE("analyses that read literal values are not shared", "[sql][shape]") {
              "SELECT pg_advisory_lock(3)",                  // the key the policy reserves is a literal
              "SELECT 2147483648, 1.5, pg_try_advisory_xact_lock(3)",  // found by literal_shape_fuzz
              "SELECT a, b FROM t ORDER BY 1", "SELECT a FROM t GROUP BY 1",  // a column by position
+             "SELECT a, b FROM t GROUP BY ROLLUP(1)", "SELECT a, b FROM t GROUP BY GROUPING SETS ((2, 1))",
              "DO 'BEGIN DROP TABLE t; END'",                // a body in a string literal
+             // A query string that holds no statement is read all the same: its shape also
+             // stands for query_to_xml('SELECT pg_advisory_lock(...)', ...).
+             "SELECT query_to_xml('', true, true, '')", "SELECT query_to_xml(' ; ', true, true, '')",
+             "SELECT ts_stat('')", "SELECT ts_rewrite('a'::tsquery, '')",
              "COPY t FROM '/etc/passwd'", "SET search_path = 'x'", "SELECT 1 INTO t2",
              "CREATE TABLE t (a int DEFAULT 1)", "PREPARE p AS SELECT 1", "SELECT FROM", "",
          }) {

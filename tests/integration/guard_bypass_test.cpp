@@ -1,0 +1,190 @@
+// Bypasses of pgrail's first promises found by review, each proved against the real server: what
+// the catalog, pg_locks and pg_settings say before and after. Every case here got through a
+// pgrail built before its fix (no schema change, pgrail's lock, a protected setting, a guarded
+// column), so each test fails with that binary.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "cluster.hpp"
+#include "pgrail_process.hpp"
+#include "seed_database.hpp"
+
+using namespace pgrail::test;
+
+namespace {
+
+// A pgrail of the test's own (its per-thread caches empty) with the shipped default policy, on
+// one worker thread: every session shares that thread's caches.
+struct DefaultPolicyProxy {
+    std::string audit_path = PgrailProcess::make_temp_dir() + "/audit.jsonl";
+    PgrailProcess process{"workers: 1\npolicy: " + source_dir() + "/policies/default.yaml\naudit: {file: " +
+                          audit_path + ", fsync: always}\n"};
+
+    [[nodiscard]] Conn connect(const std::string& user = "agent") const {
+        Conn conn(PQconnectdb(process.conninfo(user).c_str()));
+        REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+        return conn;
+    }
+};
+
+// pgrail::migrations::advisory_lock_key, as pg_locks shows the bigint form.
+constexpr const char* lock_key = "8099568217555234151";
+std::string pgrail_lock_holders() {
+    auto observer = admin();
+    return scalar(observer.get(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885827681 "
+                                  "AND objid = 1768713575 AND objsubid = 1");
+}
+
+std::string setting_of(PGconn* conn, const std::string& name) {
+    // (Qualified: a test may shadow pg_settings with a temporary view of its own.)
+    return scalar(conn, "SELECT setting FROM pg_catalog.pg_settings WHERE name = '" + name + "'");
+}
+
+void require_refused(const Outcome& outcome) {
+    INFO(outcome.status << " " << outcome.sqlstate << " " << outcome.message);
+    CHECK(outcome.status == "PGRES_FATAL_ERROR");
+    CHECK(outcome.sqlstate == "42501");
+    CHECK_THAT(outcome.message, Catch::StartsWith("pgrail:"));
+}
+
+}  // namespace
+
+// query_to_xml('') holds no statement: its analysis had no inner statement, so it passed as
+// reading no literal, and the per-thread shape cache let its allowance stand for every
+// query_to_xml(<string>, ...) of the same shape: pgrail's lock and protected settings then ran
+// inside the string (the server runs such a query's SELECT, set_config and lock calls).
+TEST_CASE("an empty query string's shape lets no query through: lock, settings", "[guard_bypass][shape]") {
+    const DefaultPolicyProxy proxy;
+    auto agent = proxy.connect();
+    const std::string empty = "SELECT query_to_xml('', true, true, '')";
+    const auto through_string = [](const std::string& query) {
+        std::string quoted;
+        for (const char c : query) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+        return "SELECT query_to_xml('" + quoted + "', true, true, '')";
+    };
+
+    REQUIRE(pgrail_lock_holders() == "0");
+    const std::string search_path = setting_of(agent.get(), "search_path");
+    REQUIRE(setting_of(agent.get(), "standard_conforming_strings") == "on");
+
+    // Forwarded: the server itself refuses an empty query string.
+    const auto forwarded = run(agent.get(), empty).at(0);
+    CHECK(forwarded.status == "PGRES_FATAL_ERROR");
+    CHECK_THAT(forwarded.message, Catch::Contains("invalid query"));
+
+    for (const std::string& query : {"SELECT pg_advisory_lock(" + std::string(lock_key) + ")",
+                                    std::string("SELECT set_config('search_path', 'pgrail', false)"),
+                                    std::string("SELECT set_config('standard_conforming_strings', 'off', false)")}) {
+        INFO(query);
+        REQUIRE(run(agent.get(), empty).at(0).status == "PGRES_FATAL_ERROR");
+        require_refused(run(agent.get(), through_string(query)).at(0));
+    }
+    CHECK(pgrail_lock_holders() == "0");
+    CHECK(setting_of(agent.get(), "search_path") == search_path);
+    CHECK(setting_of(agent.get(), "standard_conforming_strings") == "on");
+    // A query string that reads passes.
+    CHECK(run(agent.get(), through_string("SELECT 1 AS one")).at(0).status == "PGRES_TUPLES_OK");
+
+    // The cache is the worker thread's: another session (another user) must not open the way either.
+    auto owner = proxy.connect("app_owner");
+    REQUIRE(run(owner.get(), "SELECT query_to_xmlschema('', true, true, '')").at(0).status == "PGRES_FATAL_ERROR");
+    require_refused(run(agent.get(), "SELECT query_to_xmlschema('SELECT pg_try_advisory_lock(" + std::string(lock_key) +
+                                         ")', true, true, '')")
+                        .at(0));
+    CHECK(pgrail_lock_holders() == "0");
+}
+
+// pg_dump's `SELECT set_config(name, ...) FROM pg_settings WHERE name = '<constant>'` is judged as
+// set_config('<constant>', ...). An unqualified pg_settings may be a CTE of the statement or the
+// session's own temporary view (pg_temp is searched first for relations; allow_temporary_objects
+// lets an agent create one), whose `name` column may be bpchar, whose `=` ignores trailing spaces:
+// the constant 'search_path ' named no setting to pgrail while the call received 'search_path'.
+TEST_CASE("a temporary pg_settings cannot pin set_config to a name no setting has", "[guard_bypass][settings]") {
+    const DefaultPolicyProxy proxy;
+    auto agent = proxy.connect();
+    const std::string search_path = setting_of(agent.get(), "search_path");
+    REQUIRE(setting_of(agent.get(), "standard_conforming_strings") == "on");
+    REQUIRE(run(agent.get(), "CREATE TEMP VIEW pg_temp.pg_settings AS SELECT 'search_path'::bpchar AS name UNION ALL "
+                             "SELECT 'standard_conforming_strings' UNION ALL SELECT 'work_mem'")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
+    for (const char* query : {"SELECT set_config(name, 'pgrail', false) FROM pg_settings WHERE name = 'search_path '",
+                              "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'standard_conforming_strings  '",
+                              "SELECT set_config(name, 'off', false) FROM pg_settings WHERE 'standard_conforming_strings '"
+                              " = name AND name IS NOT NULL"}) {
+        INFO(query);
+        require_refused(run(agent.get(), query).at(0));
+    }
+    // No temporary view needed: a CTE of that name shadows pg_settings for the one statement.
+    require_refused(run(agent.get(), "WITH pg_settings AS (SELECT 'search_path'::bpchar AS name) SELECT "
+                                     "set_config(name, 'pgrail', false) FROM pg_settings WHERE name = 'search_path '")
+                        .at(0));
+    CHECK(setting_of(agent.get(), "search_path") == search_path);
+    CHECK(setting_of(agent.get(), "standard_conforming_strings") == "on");
+    // pg_dump's own form still passes (here it reads the temporary view, and sets work_mem).
+    const auto pinned = run(agent.get(), "SELECT set_config(name, '8MB', false) FROM pg_settings WHERE name = 'work_mem'");
+    CHECK(pinned.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(setting_of(agent.get(), "work_mem") == "8192");
+}
+
+// A simple view is auto-updatable: UPDATE pg_temp.v writes the table the view reads, which pgrail
+// saw only as a write to the session's temporary view. allow_temporary_objects let an agent create
+// the view, so read_only_tables (and protected_schemas, for a role the server lets write there)
+// were bypassed. The view is refused now; the table is read as before.
+TEST_CASE("a temporary view does not open a read-only table to writes", "[guard_bypass][temp]") {
+    SeedDatabase db("guard_temp_");
+    auto policy = read_file(source_dir() + "/policies/default.yaml");
+    const std::string from = "read_only_tables: []";
+    const auto at = policy.find(from);
+    REQUIRE(at != std::string::npos);
+    policy.replace(at, from.size(), "read_only_tables: [public.profiles]");
+    const auto dir = PgrailProcess::make_temp_dir();
+    write_file(dir + "/policy.yaml", policy);
+    const PgrailProcess pgrail("policy: " + dir + "/policy.yaml\naudit: {file: " + dir + "/audit.jsonl}\n");
+    auto agent = db.connect_through(pgrail, "agent");
+    Conn owner(PQconnectdb(db.conninfo_for("app_owner").c_str()));
+    REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+    const std::string names = "SELECT string_agg(display_name, ',' ORDER BY id) FROM profiles";
+    const std::string before = scalar(owner.get(), names);
+
+    require_refused(run(agent.get(), "UPDATE profiles SET display_name = 'x' WHERE id = 1").at(0));
+    for (const char* create : {"CREATE TEMP VIEW pv AS SELECT * FROM profiles",
+                               "CREATE VIEW pg_temp.pv AS SELECT id, display_name FROM public.profiles WHERE id > 0"}) {
+        INFO(create);
+        require_refused(run(agent.get(), create).at(0));
+    }
+    // Had the view been created, these would have changed the table.
+    (void)run(agent.get(), "UPDATE pg_temp.pv SET display_name = 'changed through a view' WHERE id = 1");
+    (void)run(agent.get(), "DELETE FROM pg_temp.pv WHERE id = 2");
+    CHECK(scalar(owner.get(), names) == before);
+    CHECK(run(agent.get(), "SELECT count(*) FROM profiles").at(0).rows.at(0)[0] == "4");
+    CHECK(run(agent.get(), "CREATE TEMP TABLE scratch AS SELECT * FROM profiles").at(0).status == "PGRES_COMMAND_OK");
+}
+
+// EXPLAIN's options: PostgreSQL 15 takes repeated ones in turn, the last winning, without an
+// error. pgrail read the first ANALYZE only, so `EXPLAIN (ANALYZE false, ANALYZE) DELETE ...` was
+// a plan to it while the server ran the DELETE: require_where, read_only_tables, allow_classes
+// and protected_schemas were bypassed for every write.
+TEST_CASE("EXPLAIN with a repeated ANALYZE option runs nothing pgrail did not check", "[guard_bypass][explain]") {
+    SeedDatabase db("guard_explain_");
+    const auto dir = PgrailProcess::make_temp_dir();
+    const PgrailProcess pgrail("policy: " + source_dir() + "/policies/default.yaml\naudit: {file: " + dir +
+                               "/audit.jsonl}\n");
+    auto agent = db.connect_through(pgrail, "agent");
+    Conn owner(PQconnectdb(db.conninfo_for("app_owner").c_str()));
+    REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+    REQUIRE(scalar(owner.get(), "SELECT count(*) FROM profiles") == "4");
+
+    for (const char* explain : {"EXPLAIN (ANALYZE false, ANALYZE) DELETE FROM profiles",
+                                "EXPLAIN (ANALYZE off, COSTS off, ANALYZE on) UPDATE profiles SET display_name = 'x'"}) {
+        INFO(explain);
+        require_refused(run(agent.get(), explain).at(0));
+    }
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM profiles") == "4");
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM profiles WHERE display_name = 'x'") == "0");
+    // A plan alone still passes.
+    CHECK(run(agent.get(), "EXPLAIN (ANALYZE false, COSTS false) DELETE FROM profiles").at(0).status ==
+          "PGRES_TUPLES_OK");
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM profiles") == "4");
+}
