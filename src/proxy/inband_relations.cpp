@@ -11,10 +11,21 @@ namespace pgrail::proxy {
 
 namespace {
 
-// E'' quoting is independent of standard_conforming_strings.
+// E'' quoting is independent of standard_conforming_strings, and the quoted text is ASCII: the
+// server reads a client's Query in the client's encoding, in which the bytes of a UTF-8 value
+// could pair with a doubled backslash and end the string early (SJIS, BIG5, GBK), so every byte
+// past ASCII is written as \xNN (it yields the same byte in the server's encoding).
 std::string quote_literal(std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
     std::string out = "E'";
-    for (char c : text) {
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte >= 0x80) {
+            out += "\\x";
+            out.push_back(hex[byte >> 4]);
+            out.push_back(hex[byte & 0xf]);
+            continue;
+        }
         if (c == '\\' || c == '\'') out.push_back(c);
         out.push_back(c);
     }
