@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
+#include <tuple>
 
 #include <sys/socket.h>
 
@@ -79,6 +82,14 @@ struct LegBio {
         return made;
     }
 };
+
+bool Leg::drained_receives() {
+    static const bool on = [] {
+        const char* setting = std::getenv("PGRAIL_DRAINED_RECEIVE");
+        return setting != nullptr && std::string_view(setting) == "1";
+    }();
+    return on;
+}
 
 Leg::Leg(Stream socket) : socket_(std::move(socket)), reactor_(reactor_of(socket_)) {}
 Leg::~Leg() = default;
@@ -176,8 +187,16 @@ asio::awaitable<error_code> Leg::wait_for(Wait wait) {
         auto [ec] = co_await socket_.async_wait(Stream::wait_write, use_tuple);
         co_return ec;
     }
-    // A receive that waits on the reactor's standing registration (drained_receive.hpp).
-    auto [ec, n] = co_await async_drained_receive(socket_, reactor_, asio::buffer(tls_->doorbell), use_tuple);
+    // Asio's receive tries at once and then waits on the reactor's standing registration (or
+    // the drained receive, when switched on: drained_receive.hpp).
+    const auto doorbell = asio::buffer(tls_->doorbell);
+    error_code ec;
+    std::size_t n = 0;
+    if (drained_receives()) {
+        std::tie(ec, n) = co_await async_drained_receive(socket_, reactor_, doorbell, use_tuple);
+    } else {
+        std::tie(ec, n) = co_await socket_.async_read_some(doorbell, use_tuple);
+    }
     if (ec) co_return ec;
     tls_->received.append(tls_->doorbell.data(), n);
     // A full doorbell: more is probably there, taken now without waiting, a few records at most

@@ -11,15 +11,17 @@
 #include <string>
 #include <variant>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "../../../src/proxy/leg.hpp"
+#include "../../../src/proxy/drained_receive.hpp"
 
 using namespace pgrail::proxy;
 namespace asio = boost::asio;
@@ -35,20 +37,19 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 struct Pair {
     asio::io_context io;
     tcp::socket peer{io};
-    std::optional<Leg> leg;
+    std::optional<Stream> stream;
     Pair() {
         tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
         peer.connect(acceptor.local_endpoint());
         tcp::socket accepted = acceptor.accept();
-        Stream stream(io, asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), accepted.release());
-        prepare_for_drained_receive(stream);
-        leg.emplace(std::move(stream));
+        stream.emplace(io, asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), accepted.release());
+        prepare_for_drained_receive(*stream);
     }
     // Reads once, or gives up after `limit`: the bytes, "<eof>", "<timeout>" or the error.
     asio::awaitable<std::string> read_once(std::chrono::milliseconds limit) {
         std::array<char, 512> into{};
         asio::steady_timer timer(io, limit);
-        auto read = leg->async_read_some(asio::buffer(into), use_tuple);
+        auto read = async_drained_receive(*stream, reactor_of(*stream), asio::buffer(into), use_tuple);
         auto result = co_await (std::move(read) || timer.async_wait(use_tuple));
         if (result.index() == 1) co_return "<timeout>";
         auto [ec, n] = std::get<0>(result);
