@@ -63,7 +63,10 @@ public:
 
     DrainedReceiveOp(int descriptor, boost::asio::mutable_buffer into, Handler& handler, const IoExecutor& io_ex)
         : reactor_op(boost::system::error_code(), &DrainedReceiveOp::do_perform, &DrainedReceiveOp::do_complete),
-          descriptor_(descriptor), into_(into), handler_(std::move(handler)), work_(handler_, io_ex) {}
+          descriptor_(descriptor),
+          into_(into),
+          handler_(std::move(handler)),
+          work_(handler_, io_ex) {}
 
     static status do_perform(reactor_op* base) {
         auto* op = static_cast<DrainedReceiveOp*>(base);
@@ -91,14 +94,13 @@ public:
         }
     }
 
-    static void do_complete(void* owner, asio_detail::operation* base, const boost::system::error_code&,
-                            std::size_t) {
+    static void do_complete(void* owner, asio_detail::operation* base, const boost::system::error_code&, std::size_t) {
         auto* op = static_cast<DrainedReceiveOp*>(base);
         ptr p = {std::addressof(op->handler_), op, op};
         asio_detail::handler_work<Handler, IoExecutor> work(std::move(op->work_));
         // The handler leaves the operation's memory before the upcall (it may own that memory).
         asio_detail::binder2<Handler, boost::system::error_code, std::size_t> handler(op->handler_, op->ec_,
-                                                                                    op->bytes_transferred_);
+                                                                                      op->bytes_transferred_);
         p.h = std::addressof(handler.handler_);
         p.reset();
         if (owner) {  // (none: the reactor is being destroyed, the handler goes without a call)
@@ -185,19 +187,18 @@ auto async_drained_receive(Stream& socket, boost::asio::detail::reactor& reactor
         // (As Asio's own receive does: a socket not yet non-blocking is made so, or the receive
         // fails with the reason.)
         using asio_detail::socket_ops::non_blocking;
-        if (buffer.size() == 0 ||
-            ((implementation.state_ & non_blocking) == 0 &&
-             !asio_detail::socket_ops::set_internal_non_blocking(implementation.socket_, implementation.state_, true,
-                                                                 p.p->ec_))) {
+        if (buffer.size() == 0 || ((implementation.state_ & non_blocking) == 0 &&
+                                   !asio_detail::socket_ops::set_internal_non_blocking(
+                                       implementation.socket_, implementation.state_, true, p.p->ec_))) {
             serving->post_immediate_completion(p.p, is_continuation);
         } else {
             serving->start_op(asio_detail::reactor::read_op, implementation.socket_, implementation.reactor_data_, p.p,
-                             is_continuation, true);
+                              is_continuation, true);
         }
         p.v = p.p = nullptr;
     };
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(initiate, token, &socket,
-                                                                                           &reactor, into);
+                                                                                            &reactor, into);
 }
 
 }  // namespace pgrail::proxy

@@ -26,8 +26,8 @@ TEST_CASE("an in-band answer reads back the same in SJIS, and a backslash after 
 
     auto conn = admin();
     const char* const parameters[] = {value.c_str()};
-    Result expected(PQexecParams(conn.get(), "SELECT md5(convert_to($1, 'UTF8'))", 1, nullptr, parameters, nullptr,
-                                 nullptr, 0));
+    Result expected(
+        PQexecParams(conn.get(), "SELECT md5(convert_to($1, 'UTF8'))", 1, nullptr, parameters, nullptr, nullptr, 0));
     REQUIRE(PQresultStatus(expected.get()) == PGRES_TUPLES_OK);
     REQUIRE(run(conn.get(), "SET client_encoding = 'SJIS'").at(0).status == "PGRES_COMMAND_OK");
     const auto answers = run(conn.get(), "SELECT md5(convert_to(statements, 'UTF8')) FROM (" + sql + ") AS answer");

@@ -85,8 +85,7 @@ TEST_CASE("a drained receive sees the end of stream that came with the last byte
     CHECK(reads == std::vector<std::string>{"hello", "<eof>"});
 }
 
-TEST_CASE("a drained receive waits for data that comes later, in order, and for a later end of stream",
-          "[drained]") {
+TEST_CASE("a drained receive waits for data that comes later, in order, and for a later end of stream", "[drained]") {
     Pair pair;
     std::vector<std::string> reads;
     asio::steady_timer later(pair.io);
