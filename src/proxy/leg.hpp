@@ -4,10 +4,9 @@
 // TLS is OpenSSL over a BIO of the leg's own, not Asio's ssl::stream: that stream keeps 34 KiB
 // of buffers a connection and finishes every write through a handler of the reactor, so a write
 // could never complete without suspending. Here OpenSSL writes to the socket directly (send), so
-// a write that the socket takes completes at once; it reads what the leg received (a receive
-// that waits on the reactor without a failed recv or an epoll_ctl: drained_receive.hpp), into a
-// 512-byte doorbell while idle. OpenSSL's buffers go back while a connection idles
-// (RELEASE_BUFFERS). Plain legs read with the same receive.
+// a write that the socket takes completes at once; it reads what the leg received with Asio's
+// receive (or drained_receive.hpp's, when switched on), into a 512-byte doorbell while idle.
+// OpenSSL's buffers go back while a connection idles (RELEASE_BUFFERS).
 #pragma once
 
 #include <array>
