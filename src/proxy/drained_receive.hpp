@@ -147,11 +147,13 @@ private:
 
 }  // namespace drained_detail
 
-// A leg's socket made ready for async_drained_receive: non-blocking, and on TCP each receive
-// told how many bytes are left (TCP_INQ). Without it the receive still works, as Asio's does.
-inline void prepare_for_drained_receive(Stream& socket) {
+// A leg's socket made non-blocking and, when `count_remaining` (the drained receive is in use),
+// on TCP each receive told how many bytes are left (TCP_INQ). Without the count the receive still
+// works, as Asio's does.
+inline void prepare_for_drained_receive(Stream& socket, bool count_remaining) {
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);
+    if (!count_remaining) return;
     const int family = socket.local_endpoint(ignored).protocol().family();
     if (ignored || (family != AF_INET && family != AF_INET6)) return;
     const int on = 1;

@@ -269,7 +269,7 @@ awaitable<bool> Session::connect_upstream() {
                             fmt::format("pgrail: could not connect to the database server at {}: {}", where, failure));
         co_return false;
     }
-    prepare_for_drained_receive(client_.socket());
+    prepare_for_drained_receive(client_.socket(), Leg::drained_receives());
     co_return true;
 }
 

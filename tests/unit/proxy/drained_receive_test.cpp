@@ -43,7 +43,7 @@ struct Pair {
         peer.connect(acceptor.local_endpoint());
         tcp::socket accepted = acceptor.accept();
         stream.emplace(io, asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), accepted.release());
-        prepare_for_drained_receive(*stream);
+        prepare_for_drained_receive(*stream, true);
     }
     // Reads once, or gives up after `limit`: the bytes, "<eof>", "<timeout>" or the error.
     asio::awaitable<std::string> read_once(std::chrono::milliseconds limit) {
