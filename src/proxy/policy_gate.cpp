@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <functional>
 
@@ -77,6 +78,25 @@ bool forgets(const sql::Statement& statement) {
 // forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
 bool forgets_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
+}
+
+bool may_change_encoding(const sql::Statement& statement) {
+    if (statement.tag == "DISCARD ALL") return true;
+    // (set_config's name keeps the case it was written in; the server ignores case.)
+    const auto is_client_encoding = [](std::string_view name) {
+        constexpr std::string_view wanted = "client_encoding";
+        return name.size() == wanted.size() && std::equal(name.begin(), name.end(), wanted.begin(), [](char a, char b) {
+                   return std::tolower(static_cast<unsigned char>(a)) == b;
+               });
+    };
+    for (const auto& setting : statement.settings)
+        if (setting.name == "all" || setting.name == "*" || is_client_encoding(setting.name)) return true;
+    return std::any_of(statement.inner.begin(), statement.inner.end(), may_change_encoding);
+}
+
+// Whether a text may change the session's client_encoding (GateVerdict::changes_encoding).
+bool changes_encoding(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(), may_change_encoding);
 }
 
 // The allowed schema changes that are a registered migration's statements: the session follows
@@ -238,6 +258,7 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::strin
                 count(decision, *shaped->analysis);
                 GateVerdict verdict;
                 verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
+                verdict.changes_encoding = changes_encoding(*shaped->analysis);
                 return verdict;
             }
         }
@@ -270,6 +291,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get(), sensitive_in_use);
     count(decision, analysis);
     GateVerdict verdict;
+    verdict.changes_encoding = changes_encoding(analysis);
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)

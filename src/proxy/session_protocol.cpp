@@ -202,9 +202,11 @@ bool SessionProtocol::client_inspects(char tag, std::size_t) const {
     if (!logged_in() || tag == front::query || tag == front::parse || tag == front::function_call ||
         tag == front::describe)
         return true;
-    // Binds and Closes only while a prepared statement reads pgrail commands; an Execute while a
-    // guard watches results (pgrail's Describe goes before it).
-    return (!deferred_.empty() && (tag == front::bind || tag == front::close)) || (guarding_ && tag == front::execute);
+    // Binds and Closes only while a prepared statement reads pgrail commands (Binds also while one
+    // may change client_encoding); an Execute while a guard watches results (pgrail's Describe
+    // goes before it).
+    return (!deferred_.empty() && (tag == front::bind || tag == front::close)) ||
+           (!encoding_statements_.empty() && tag == front::bind) || (guarding_ && tag == front::execute);
 }
 
 void SessionProtocol::on_client_header(char tag) {
@@ -267,6 +269,12 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             step.function_oid = protocol::read_u32(body.data());
             return step;
         case front::bind: {
+            if (!encoding_statements_.empty()) {
+                const auto bind = protocol::parse_bind(body);
+                if (bind && std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
+                                encoding_statements_.end())
+                    expect_encoding_change(open_batch());
+            }
             if (deferred_.empty()) break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
@@ -316,8 +324,17 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     // A statement prepared again (or refused) under a name no longer reads pgrail commands (until
     // defer() says it does); DEALLOCATE and DISCARD ALL may drop any.
     if (statement.tag == front::parse && !deferred_.empty()) deferred_.erase(std::string(statement.parse_name));
+    if (statement.tag == front::parse && !encoding_statements_.empty())
+        std::erase(encoding_statements_, statement.parse_name);
     if (verdict.kind == GateVerdict::Kind::intercept) return;
     if (verdict.forgets_prepared) deferred_.clear();
+    if (verdict.changes_encoding) {
+        if (statement.tag != front::parse) {
+            expect_encoding_change(batch_of(statement.tag));  // what runs before a refusal, too
+        } else if (verdict.kind == GateVerdict::Kind::forward) {
+            encoding_statements_.emplace_back(statement.parse_name);
+        }
+    }
     if (verdict.kind == GateVerdict::Kind::refuse) {
         refuse(verdict.error, statement, out, verdict.refused_offset);
         return;
@@ -469,13 +486,22 @@ ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Ou
     return ServerStep::done;
 }
 
+void SessionProtocol::expect_encoding_change(Batch& batch) {
+    batch.changes_encoding = true;
+    context_.lexing.encoding_pending = true;
+}
+
 void SessionProtocol::on_ready_for_query(std::string_view body) {
     if (const auto status = protocol::parse_ready_for_query(body)) {
         transaction_status_ = *status;
         migrator_runs_.on_ready(*status);
     }
     // The batch is answered: what it still expected (answers an error made the server skip,
-    // refusals) can no longer come.
+    // refusals) can no longer come. A change of client_encoding in it has been reported
+    // (ParameterStatus) by now.
+    if (batches_.front().changes_encoding)
+        context_.lexing.encoding_pending = std::any_of(batches_.begin() + 1, batches_.end(),
+                                                       [](const Batch& batch) { return batch.changes_encoding; });
     if (batches_.size() > 1) {
         batches_.erase(batches_.begin());
     } else {

@@ -234,6 +234,7 @@ private:
             void push_back(const DescribeAnswer& answer) { answers.push_back(answer); }
         } describes;
         std::vector<PendingRefusal> refusals;
+        bool changes_encoding = false;  // it may change client_encoding (GateVerdict::changes_encoding)
     };
     [[nodiscard]] Batch& open_batch() { return batches_.back(); }
     [[nodiscard]] const Batch& open_batch() const { return batches_.back(); }
@@ -242,6 +243,9 @@ private:
     [[nodiscard]] Batch& batch_of(char tag);
 
     void on_ready_for_query(std::string_view body);
+    // A statement that may change client_encoding runs in the open batch: texts read until its
+    // batch is answered are read as if the encoding were unknown (Lexing::encoding_pending).
+    void expect_encoding_change(Batch& batch);
     // Rewrites or hides a server frame; false: forward it as it came.
     bool rewrite_server_frame(char tag, std::string_view frame, Outbound& out);
 
@@ -289,6 +293,9 @@ private:
     // As the server reports them (ParameterStatus): whether it converts the client's text.
     std::string client_encoding_;
     std::string server_encoding_;
+    // Prepared statements whose text may change client_encoding, by name: each Bind of one
+    // expects the change (stale names only make pgrail more careful).
+    std::vector<std::string> encoding_statements_;
 
     // Results under a ResultGuard.
     std::shared_ptr<const ResultGuard> guard_;  // as of the client's last Query or Execute

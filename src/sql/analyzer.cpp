@@ -1919,14 +1919,20 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
 }
 
 Analysis analyze_query(std::string_view query, Path path, Lexing lexing) {
-    if (lexing.converted || lexing.client_only_encoding) {
+    if (lexing.converted || lexing.client_only_encoding || lexing.encoding_pending) {
         const auto high = std::find_if(query.begin(), query.end(), [](char c) { return (static_cast<unsigned char>(c) & 0x80U) != 0; });
         if (high != query.end()) {
+            const auto at = static_cast<std::size_t>(high - query.begin()) + 1;
+            if (lexing.encoding_pending && !lexing.converted && !lexing.client_only_encoding)
+                return unanalysed(query.size(),
+                                  {"pgrail cannot read non-ASCII text sent before the server has answered a change "
+                                   "of client_encoding: send it after that statement's result",
+                                   at, true});
             return unanalysed(query.size(),
                               {"pgrail cannot read non-ASCII text in this session's client_encoding (the server "
                                "converts it to its own encoding before reading it): set client_encoding to the "
                                "server's encoding (UTF8), or send such text as parameters",
-                               static_cast<std::size_t>(high - query.begin()) + 1, true});
+                               at, true});
         }
     }
     // PostgreSQL's backslash_quote = safe_encoding refuses \' in strings under client-only encodings.

@@ -188,3 +188,57 @@ TEST_CASE("EXPLAIN with a repeated ANALYZE option runs nothing pgrail did not ch
           "PGRES_TUPLES_OK");
     CHECK(scalar(owner.get(), "SELECT count(*) FROM profiles") == "4");
 }
+
+// A text pipelined behind SET client_encoding reaches the server after the change, but pgrail
+// used to read it before the server had reported the change (ParameterStatus): in the old
+// encoding. Until the change is answered, pgrail now reads as if the encoding were unknown: text
+// with a byte >= 0x80 is refused; ASCII text reads the same in every server encoding.
+TEST_CASE("a text pipelined behind SET client_encoding is not read in the old encoding", "[guard_bypass][encoding]") {
+    const DefaultPolicyProxy proxy;
+    auto agent = proxy.connect();
+    REQUIRE(std::string(PQparameterStatus(agent.get(), "client_encoding")) == "UTF8");
+    // In LATIN1 these two bytes are 'Ã©' (four bytes once the server converts them to UTF8); read
+    // as UTF8 they would be 'é'.
+    const std::string non_ascii = "SELECT '\xc3\xa9' AS v";
+    const auto send = [&agent](const std::string& sql) {
+        REQUIRE(PQsendQueryParams(agent.get(), sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    };
+
+    const auto expect_sync = [&agent] {
+        PGresult* sync = PQgetResult(agent.get());
+        REQUIRE(sync != nullptr);
+        CHECK(PQresultStatus(sync) == PGRES_PIPELINE_SYNC);
+        PQclear(sync);
+    };
+
+    // A Sync after the SET: it commits on its own (an error before the Sync would roll it back),
+    // and the texts after it are sent before its answer comes.
+    REQUIRE(PQenterPipelineMode(agent.get()) == 1);
+    send("SET client_encoding TO 'LATIN1'");
+    REQUIRE(PQpipelineSync(agent.get()) == 1);
+    send(non_ascii);
+    send("SELECT 'ascii' AS v");
+    REQUIRE(PQpipelineSync(agent.get()) == 1);
+    const auto set = drain(agent.get());
+    REQUIRE(set.size() == 1);
+    CHECK(set[0].status == "PGRES_COMMAND_OK");
+    expect_sync();
+    const auto refused = drain(agent.get());
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].status == "PGRES_FATAL_ERROR");
+    CHECK_THAT(refused[0].message, Catch::Contains("before the server has answered a change of client_encoding"));
+    // The server skips the rest of the pipeline after the error, to the Sync.
+    const auto skipped = drain(agent.get());
+    REQUIRE(skipped.size() == 1);
+    CHECK(skipped[0].status == "PGRES_PIPELINE_ABORTED");
+    expect_sync();
+    REQUIRE(PQexitPipelineMode(agent.get()) == 1);
+
+    // Answered: the server converts LATIN1, which pgrail does not; ASCII still runs.
+    CHECK(std::string(PQparameterStatus(agent.get(), "client_encoding")) == "LATIN1");
+    CHECK(run(agent.get(), non_ascii).at(0).status == "PGRES_FATAL_ERROR");
+    CHECK(run(agent.get(), "SELECT 'ascii' AS v").at(0).rows.at(0).at(0) == "ascii");
+    // Back in UTF8, after the answer, the same bytes are read as the server reads them.
+    REQUIRE(run(agent.get(), "SET client_encoding TO 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
+}

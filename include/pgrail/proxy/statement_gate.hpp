@@ -50,6 +50,10 @@ struct GateVerdict {
     // forward: the text holds DEALLOCATE or DISCARD ALL, which may drop statements prepared
     // before (the session forgets what it knows of them).
     bool forgets_prepared = false;
+    // forward or refuse: the text (or the part of it that runs) may change client_encoding: SET or
+    // RESET client_encoding (or NAMES), RESET ALL, DISCARD ALL, set_config of it or of a computed
+    // name. How the server reads the texts after it is unknown until it has answered.
+    bool changes_encoding = false;
     // forward: the text's statements that equal a registered migration's (the migrator route), in
     // text order: the session follows them to their commit and the ledger records a script run to
     // its end (MigratorRunTracker).

@@ -22,6 +22,9 @@ struct Lexing {
     // server_encoding), and pgrail does not: a text holding any byte >= 0x80 is refused (a limit
     // error). ASCII text is the same in every encoding PostgreSQL has for a server.
     bool converted = false;
+    // A statement that may change client_encoding is on its way to the server and not yet
+    // answered: until it is, a text holding any byte >= 0x80 is refused as under `converted`.
+    bool encoding_pending = false;
     bool operator==(const Lexing&) const = default;
 };
 

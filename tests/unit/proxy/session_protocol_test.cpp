@@ -76,7 +76,8 @@ std::string error_field_of(const std::string& bytes, char code) {
 }
 
 // A session's core with both legs as byte strings. Statements whose text begins with DROP are
-// refused by the stand-in gate; the rest are forwarded.
+// refused by the stand-in gate; the rest are forwarded; SET client_encoding may change the
+// encoding.
 class Harness : public SessionEvents {
 public:
     Harness() : core_(*this, std::make_shared<ForwardAllGate>(), registry_, marker) { core_.start(); }
@@ -126,6 +127,7 @@ private:
                 const auto step = core_.on_client_frame(next.header.header.tag, next.frame, out);
                 if (step.kind == ClientStep::Kind::check_statement || step.kind == ClientStep::Kind::check_function_call) {
                     GateVerdict verdict;
+                    verdict.changes_encoding = step.statement.sql.starts_with("SET client_encoding");
                     if (step.statement.sql.starts_with("DROP")) {
                         verdict.kind = GateVerdict::Kind::refuse;
                         verdict.error = {"ERROR", "42501", "pgrail: rule agents refused DROP", "no migration", "propose one"};
@@ -240,6 +242,41 @@ TEST_CASE("session core: a pipeline with a refusal in the middle") {
     const auto third = parse_complete() + bind_complete() + data_row("2") + complete("SELECT 1") + ready();
     CHECK(h.server(third) == third);
     CHECK(h.core().at_rest());
+}
+
+TEST_CASE("session core: texts read behind a change of client_encoding, until its answer") {
+    Harness h;
+    h.log_in();
+    const auto pending = [&h] { return h.core().context().lexing.encoding_pending; };
+    SECTION("simple protocol: from the Query to its ReadyForQuery, over a pipelined one") {
+        h.client(query("SET client_encoding TO 'LATIN1'") + query("SELECT 1"));
+        CHECK(pending());
+        h.server(complete("SET") + ready());
+        CHECK_FALSE(pending());
+        h.server(data_row("1") + complete("SELECT 1") + ready());
+        CHECK_FALSE(pending());
+        // Two in flight: the first answer leaves the second's change pending.
+        h.client(query("SET client_encoding TO 'LATIN1'") + query("SET client_encoding TO 'UTF8'"));
+        h.server(complete("SET") + ready());
+        CHECK(pending());
+        h.server(complete("SET") + ready());
+        CHECK_FALSE(pending());
+    }
+    SECTION("extended protocol: the change runs at each Bind of its statement, not at its Parse") {
+        h.client(parse("enc", "SET client_encoding TO 'LATIN1'") + sync_message());
+        CHECK_FALSE(pending());
+        h.server(parse_complete() + ready());
+        h.client(bind("enc") + execute() + sync_message());
+        CHECK(pending());
+        h.server(bind_complete() + complete("SET") + ready());
+        CHECK_FALSE(pending());
+        h.client(bind("other") + execute() + sync_message());
+        CHECK_FALSE(pending());
+        h.server(bind_complete() + complete("SELECT 1") + ready());
+        // Prepared again under the same name as something else: no longer expected.
+        h.client(parse("enc", "SELECT 1") + bind("enc") + execute() + sync_message());
+        CHECK_FALSE(pending());
+    }
 }
 
 TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {

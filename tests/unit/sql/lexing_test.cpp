@@ -84,6 +84,13 @@ TEST_CASE("a client-only encoding: non-ASCII text is refused, ASCII text read as
     // Any conversion (LATIN1 to UTF8): non-ASCII text is refused, ASCII read as always.
     CHECK(refused_as_limit(analyze("SELECT E'\\xc3\xa0'; SHOW work_mem", converted)));
     CHECK(tags(analyze("SELECT E'\\x41'; SHOW work_mem", converted)) == std::vector<std::string>{"SELECT", "SHOW"});
+    // A change of client_encoding on its way, not yet answered: the same, with its own reason.
+    Lexing pending;
+    pending.encoding_pending = true;
+    const auto unanswered = analyze("SELECT 'caf\xc3\xa9'", pending);
+    CHECK(refused_as_limit(unanswered));
+    CHECK_THAT(unanswered.error->message, Catch::Contains("before the server has answered a change of client_encoding"));
+    CHECK(tags(analyze("SELECT 'plain'; SELECT 2", pending)) == std::vector<std::string>{"SELECT", "SELECT"});
 
     for (const char* name : {"SJIS", "sjis", "Shift_JIS", "BIG5", "GBK", "UHC", "GB18030", "JOHAB", "SHIFT_JIS_2004",
                              "WIN936"})
