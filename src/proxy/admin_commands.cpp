@@ -132,8 +132,8 @@ ResultTable AdminCommands::stats_table() const {
     for (const auto& [guard, count] : totals.refusals_by_guard) refusals += count;
     add("refusals_total", refusals);
     for (const auto& [guard, count] : totals.refusals_by_guard) add(fmt::format("refusals_by_guard {}", guard), count);
-    add("bytes_from_clients", m.bytes_from_clients.load(std::memory_order_relaxed));
-    add("bytes_from_server", m.bytes_from_server.load(std::memory_order_relaxed));
+    add("bytes_from_clients", m.bytes_from_clients.load());
+    add("bytes_from_server", m.bytes_from_server.load());
     add("upstream_connect_failures", m.upstream_connect_failures.load(std::memory_order_relaxed));
     add("audit_lines", m.audit_lines.load(std::memory_order_relaxed));
     add("audit_failures", m.audit_failures.load(std::memory_order_relaxed));

@@ -192,7 +192,7 @@ asio::awaitable<error_code> Leg::wait_for(Wait wait) {
     const auto doorbell = asio::buffer(tls_->doorbell);
     error_code ec;
     std::size_t n = 0;
-    if (drained_receives()) {
+    if (drained_) {
         std::tie(ec, n) = co_await async_drained_receive(socket_, reactor_, doorbell, use_tuple);
     } else {
         std::tie(ec, n) = co_await socket_.async_read_some(doorbell, use_tuple);
@@ -234,6 +234,11 @@ Leg::Transfer Leg::tls_read_some(asio::mutable_buffer into) {
     if (into.size() == 0) co_return std::tuple(error_code{}, std::size_t{0});
     const int size = static_cast<int>(std::min<std::size_t>(into.size(), 1u << 30));
     while (true) {
+        // Nothing received and nothing buffered in OpenSSL: SSL_read could only fail (WANT_READ),
+        // at the price of an error-queue round trip; wait for the socket first.
+        if (tls_->received_head == tls_->received.size() && SSL_has_pending(tls_->ssl) != 1) {
+            if (auto wait_ec = co_await wait_for(Wait::read)) co_return std::tuple(wait_ec, std::size_t{0});
+        }
         ERR_clear_error();
         errno = 0;
         const int result = SSL_read(tls_->ssl, into.data(), size);
@@ -287,9 +292,8 @@ std::size_t Leg::peek(std::span<char> into, error_code& ec) {
     return 0;
 }
 
-std::size_t Leg::try_write(std::span<const asio::const_buffer> bytes, error_code& ec) {
+std::size_t Leg::tls_try_write(std::span<const asio::const_buffer> bytes, error_code& ec) {
     ec.clear();
-    if (!tls_) return socket_.write_some(bytes, ec);
     std::size_t taken = 0;
     std::size_t piece = 0;
     std::size_t offset = 0;  // into bytes[piece]
@@ -341,7 +345,7 @@ Leg::Transfer Leg::tls_write(std::vector<asio::const_buffer> pieces) {
     std::size_t total = 0;
     while (!pieces.empty()) {
         error_code ec;
-        auto written = try_write(pieces, ec);
+        auto written = tls_try_write(pieces, ec);
         total += written;
         // Drop what was taken: the retry begins with the first byte OpenSSL did not take.
         auto first = pieces.begin();

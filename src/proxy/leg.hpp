@@ -68,7 +68,7 @@ public:
     // Some bytes (at least one), or an error (eof: the peer closed).
     Transfer async_read_some(boost::asio::mutable_buffer into, Token token) {
         if (!tls_) {
-            if (drained_receives()) return async_drained_receive(socket_, reactor_, into, token);
+            if (drained_) return async_drained_receive(socket_, reactor_, into, token);
             return socket_.async_read_some(into, token);
         }
         return tls_read_some(into);
@@ -92,7 +92,10 @@ public:
     // What a write that never waits takes now (the socket is non-blocking): 0 and would_block
     // when it takes nothing. On TLS a record OpenSSL could not finish stays with it, and the
     // next write must begin with the bytes that were not taken (as write_out's does).
-    std::size_t try_write(std::span<const boost::asio::const_buffer> bytes, boost::system::error_code& ec);
+    std::size_t try_write(std::span<const boost::asio::const_buffer> bytes, boost::system::error_code& ec) {
+        if (!tls_) return socket_.write_some(bytes, ec);
+        return tls_try_write(bytes, ec);
+    }
     std::size_t try_write(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
         return try_write(std::span<const boost::asio::const_buffer>(&bytes, 1), ec);
     }
@@ -100,6 +103,7 @@ public:
 private:
     enum class Wait { none, read, write };
     Transfer tls_read_some(boost::asio::mutable_buffer into);
+    std::size_t tls_try_write(std::span<const boost::asio::const_buffer> bytes, boost::system::error_code& ec);
     // (The pieces' list is the coroutine's own: the caller's may be gone once it suspends.)
     Transfer tls_write(std::vector<boost::asio::const_buffer> pieces);
     // OpenSSL's answer to a call that returned `result`: nothing to wait for (and `ec` set when
@@ -124,6 +128,7 @@ private:
     };
     Stream socket_;
     boost::asio::detail::reactor& reactor_;  // the socket's, for async_drained_receive
+    const bool drained_ = drained_receives();  // read once: asked at every receive
     std::unique_ptr<Tls> tls_;
 };
 

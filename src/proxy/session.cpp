@@ -429,7 +429,7 @@ void Session::received(Inbound& in, std::size_t n, bool filled) {
     in.bytes += n;
     in.last_read_filled = filled;
     auto& counter = &in == &from_client_ ? metrics().bytes_from_clients : metrics().bytes_from_server;
-    counter.fetch_add(n, std::memory_order_relaxed);
+    counter.add(n);
     if (directory_entry_) directory_entry_->add_bytes(&in == &from_client_, n);  // directory
 }
 
@@ -506,7 +506,7 @@ awaitable<error_code> Session::write_out(Leg& socket, Outbound& out) {
     // wait for the rest when the peer reads slower than we write (backpressure).
     error_code ec;
     auto written = socket.try_write(out.pieces(), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    if (ec && (ec == asio::error::would_block || ec == asio::error::try_again)) {
         ec.clear();
         written = 0;
     }
@@ -586,7 +586,15 @@ awaitable<void> Session::client_to_server() {
                     co_await on_bind(step, to_server_);
                     break;
                 case ClientStep::Kind::check_statement: {
-                    GateVerdict verdict = co_await check_statement(step.statement);
+                    // Most texts are decided here, without a coroutine of their own.
+                    GateVerdict verdict;
+                    if (shared_.gate->quick(step.statement.sql)) {
+                        verdict = shared_.gate->check_deferred(context_, step.statement.sql);
+                    } else {
+                        verdict = co_await analyse_elsewhere(step.statement);
+                    }
+                    if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
+                    if (directory_entry_) directory_entry_->on_statement(step.statement.sql, context_.lexing);
                     protocol_.apply(verdict, step.statement, to_server_);
                     if (verdict.kind != GateVerdict::Kind::intercept) break;
                     // What came before goes first, so the answer keeps its place in the stream.
@@ -633,21 +641,14 @@ awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
     settle_audit(verdict, written);
 }
 
-// Most texts are checked on this thread; a long new one on the analysis pool, so this thread's
-// other sessions keep moving. An audit line may wait for an fsync: written on the audit pool.
-awaitable<GateVerdict> Session::check_statement(const ClientStatement& statement) {
-    GateVerdict verdict;
-    if (shared_.gate->quick(statement.sql)) {
-        verdict = shared_.gate->check_deferred(context_, statement.sql);
-        if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
-    } else {
-        auto analyse = [gate = shared_.gate, context = context_, sql = std::string(statement.sql)] {
-            return gate->check(context, sql);
-        };
-        verdict = co_await run_on_pool<GateVerdict>(shared_.analysis_pool, analyse);
-    }
-    if (directory_entry_) directory_entry_->on_statement(statement.sql, context_.lexing);  // directory
-    co_return verdict;
+// Most texts are checked on the session's thread (client_to_server); a long new one on the
+// analysis pool, so this thread's other sessions keep moving, its audit line written there too.
+// An audit line may wait for an fsync: written on the audit pool (settle_audit_elsewhere).
+awaitable<GateVerdict> Session::analyse_elsewhere(const ClientStatement& statement) {
+    auto analyse = [gate = shared_.gate, context = context_, sql = std::string(statement.sql)] {
+        return gate->check(context, sql);
+    };
+    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, analyse);
 }
 
 // In-band commands run on the blocking pool; their answers reach the client through the server,

@@ -163,8 +163,9 @@ private:
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
     awaitable<bool> hold_until_authenticated(Inbound& in);
 
-    // The gate's verdict on a statement, its audit line written (settle_audit).
-    awaitable<GateVerdict> check_statement(const ClientStatement& statement);
+    // The gate's verdict on a statement the gate cannot decide quickly (StatementGate::quick),
+    // from the analysis pool, its audit line written (settle_audit).
+    awaitable<GateVerdict> analyse_elsewhere(const ClientStatement& statement);
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
     // A statement that reads pgrail commands: a Query runs them and sends the text with their

@@ -3,15 +3,20 @@
 
 #include <algorithm>
 
+#include <time.h>
+
 #include "pgrail/sql/normalize.hpp"
 
 namespace pgrail::proxy {
 
 namespace {
 
+// The wall clock at the kernel's tick (a few ms): read at every change of state, twice a
+// transaction, where a precise clock read cost about 0.2 us on a virtual machine.
 std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
 }  // namespace
@@ -28,7 +33,11 @@ const char* to_string(SessionState state) {
 }
 
 SessionDirectory::Entry::Entry(const SessionContext& context)
-    : context_(context), started_at_(std::chrono::system_clock::now()), state_since_ns_(now_ns()) {}
+    : context_(context),
+      started_at_(std::chrono::system_clock::time_point(
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(now_ns())))),
+      state_since_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(started_at_.time_since_epoch()).count()) {
+}
 
 void SessionDirectory::Entry::set_state(SessionState state) {
     if (state_.exchange(state, std::memory_order_relaxed) != state)

@@ -51,7 +51,9 @@ public:
     public:
         explicit Entry(const SessionContext& context);
         void add_bytes(bool from_client, std::uint64_t n) {
-            (from_client ? bytes_from_client_ : bytes_from_server_).fetch_add(n, std::memory_order_relaxed);
+            // One writer (the session's thread): a load and a store, no locked read-modify-write.
+            auto& counter = from_client ? bytes_from_client_ : bytes_from_server_;
+            counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
         }
         // A Query or Parse the gate decided on: the session is active with this text. Copies at
         // most max_statement_bytes; normalisation waits for a snapshot (the hot path never pays it).
@@ -63,11 +65,11 @@ public:
     private:
         void set_state(SessionState state);
         const SessionContext context_;
-        const std::chrono::system_clock::time_point started_at_;
+        const std::chrono::system_clock::time_point started_at_;  // read as state_since_ns_ is
         std::atomic<std::uint64_t> bytes_from_client_{0};
         std::atomic<std::uint64_t> bytes_from_server_{0};
         std::atomic<SessionState> state_{SessionState::starting};
-        std::atomic<std::int64_t> state_since_ns_;  // system_clock, since the epoch
+        std::atomic<std::int64_t> state_since_ns_;  // CLOCK_REALTIME_COARSE, since the epoch
         mutable std::mutex statement_mutex_;
         std::string statement_;        // under statement_mutex_: the text's first bytes
         bool statement_cut_ = false;   // under statement_mutex_
