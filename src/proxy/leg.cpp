@@ -187,17 +187,20 @@ asio::awaitable<error_code> Leg::wait_for(Wait wait) {
         auto [ec] = co_await socket_.async_wait(Stream::wait_write, use_tuple);
         co_return ec;
     }
+    auto [ec, n] = co_await receive_for_tls();
+    if (!ec) take_received(n);
+    co_return ec;
+}
+
+Leg::Transfer Leg::receive_for_tls() {
     // Asio's receive tries at once and then waits on the reactor's standing registration (or
     // the drained receive, when switched on: drained_receive.hpp).
     const auto doorbell = asio::buffer(tls_->doorbell);
-    error_code ec;
-    std::size_t n = 0;
-    if (drained_) {
-        std::tie(ec, n) = co_await async_drained_receive(socket_, reactor_, doorbell, use_tuple);
-    } else {
-        std::tie(ec, n) = co_await socket_.async_read_some(doorbell, use_tuple);
-    }
-    if (ec) co_return ec;
+    if (drained_) return async_drained_receive(socket_, reactor_, doorbell, use_tuple);
+    return socket_.async_read_some(doorbell, use_tuple);
+}
+
+void Leg::take_received(std::size_t n) {
     tls_->received.append(tls_->doorbell.data(), n);
     // A full doorbell: more is probably there, taken now without waiting, a few records at most
     // (the socket's next bytes wait for the next call).
@@ -209,7 +212,6 @@ asio::awaitable<error_code> Leg::wait_for(Wait wait) {
         tls_->received.resize(before + more);
         if (more < max_record) break;
     }
-    co_return error_code{};
 }
 
 asio::awaitable<error_code> Leg::handshake(asio::ssl::stream_base::handshake_type type) {
@@ -233,11 +235,15 @@ asio::awaitable<error_code> Leg::handshake(asio::ssl::stream_base::handshake_typ
 Leg::Transfer Leg::tls_read_some(asio::mutable_buffer into) {
     if (into.size() == 0) co_return std::tuple(error_code{}, std::size_t{0});
     const int size = static_cast<int>(std::min<std::size_t>(into.size(), 1u << 30));
+    // Nothing received and nothing buffered in OpenSSL: SSL_read could only fail (WANT_READ), at
+    // the price of an error-queue round trip; receive first. (Here rather than through wait_for:
+    // this is every read's path, and a coroutine less.)
+    bool receive = tls_->received_head == tls_->received.size() && SSL_has_pending(tls_->ssl) != 1;
     while (true) {
-        // Nothing received and nothing buffered in OpenSSL: SSL_read could only fail (WANT_READ),
-        // at the price of an error-queue round trip; wait for the socket first.
-        if (tls_->received_head == tls_->received.size() && SSL_has_pending(tls_->ssl) != 1) {
-            if (auto wait_ec = co_await wait_for(Wait::read)) co_return std::tuple(wait_ec, std::size_t{0});
+        if (receive) {
+            auto [ec, n] = co_await receive_for_tls();
+            if (ec) co_return std::tuple(ec, std::size_t{0});
+            take_received(n);
         }
         ERR_clear_error();
         errno = 0;
@@ -246,8 +252,11 @@ Leg::Transfer Leg::tls_read_some(asio::mutable_buffer into) {
         error_code ec;
         const Wait wait = tls_outcome(result, ec);
         if (wait == Wait::none) co_return std::tuple(ec ? ec : error_code(asio::error::eof), std::size_t{0});
-        // WANT_READ: the socket was empty just now (its next data wakes the reactor's wait).
-        if (auto wait_ec = co_await wait_for(wait)) co_return std::tuple(wait_ec, std::size_t{0});
+        // WANT_READ: all received is taken, and a record is not whole yet.
+        receive = wait == Wait::read;
+        if (wait == Wait::write) {
+            if (auto wait_ec = co_await wait_for(wait)) co_return std::tuple(wait_ec, std::size_t{0});
+        }
     }
 }
 

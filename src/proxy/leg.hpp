@@ -112,6 +112,11 @@ private:
     // Wait::read: the next bytes from the socket for OpenSSL (Asio's receive); Wait::write: the
     // socket writable again.
     boost::asio::awaitable<boost::system::error_code> wait_for(Wait wait);
+    // The next receive into the doorbell (the operation itself: no coroutine of its own).
+    Transfer receive_for_tls();
+    // After a receive of `n` bytes into the doorbell: they go to `received`, with what more the
+    // socket holds now (a full doorbell), a few records at most.
+    void take_received(std::size_t n);
     // The BIO's ends (leg.cpp): what OpenSSL reads from `received`, what it writes to the socket.
     friend struct LegBio;
 
