@@ -503,9 +503,12 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
         context_.lexing.encoding_pending = std::any_of(batches_.begin() + 1, batches_.end(),
                                                        [](const Batch& batch) { return batch.changes_encoding; });
     if (batches_.size() > 1) {
+        Batch answered = std::move(batches_.front());
         batches_.erase(batches_.begin());
+        answered.clear();
+        if (spare_batches_.size() < 4) spare_batches_.push_back(std::move(answered));  // (a long pipeline's: freed)
     } else {
-        batches_.front() = Batch{};  // not owed (a server's own ReadyForQuery): nothing to forget
+        batches_.front().clear();  // not owed (a server's own ReadyForQuery): nothing to forget
     }
     if (++answered_ == 1) {
         if (phase_ == Phase::authenticating) phase_ = Phase::ready;

@@ -235,10 +235,28 @@ private:
         } describes;
         std::vector<PendingRefusal> refusals;
         bool changes_encoding = false;  // it may change client_encoding (GateVerdict::changes_encoding)
+        // Empty again for reuse, keeping a small queue's memory (a batch begins with each Query or
+        // Sync: no allocation per transaction).
+        void clear() {
+            extended = executed = changes_encoding = false;
+            constexpr std::size_t kept = 64;
+            if (describes.answers.capacity() > kept) describes.answers = {};
+            describes.answers.clear();
+            describes.head = 0;
+            if (refusals.capacity() > kept) refusals = {};
+            refusals.clear();
+        }
     };
     [[nodiscard]] Batch& open_batch() { return batches_.back(); }
     [[nodiscard]] const Batch& open_batch() const { return batches_.back(); }
-    void close_batch() { batches_.emplace_back(); }
+    void close_batch() {
+        if (spare_batches_.empty()) {
+            batches_.emplace_back();
+        } else {
+            batches_.push_back(std::move(spare_batches_.back()));
+            spare_batches_.pop_back();
+        }
+    }
     // The batch a Query's or FunctionCall's refusal belongs to: the one its own message closed.
     [[nodiscard]] Batch& batch_of(char tag);
 
@@ -277,6 +295,7 @@ private:
     StartupParameters startup_parameters_;
     std::optional<Ending> ending_;
     std::vector<Batch> batches_;  // a queue of one or two, mostly: popped by erasing its front
+    std::vector<Batch> spare_batches_;  // answered batches, cleared, for close_batch to reuse
     std::uint64_t answered_ = 0;
     std::uint64_t next_refusal_id_ = 1;
     char transaction_status_ = 'I';
