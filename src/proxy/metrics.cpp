@@ -117,10 +117,8 @@ std::string Metrics::render() const {
     counter("pgrail_sessions_total", "Client sessions accepted since start.",
             sessions_total.load(std::memory_order_relaxed));
     header(out, "pgrail_bytes_total", "counter", "Bytes received, by direction.");
-    out += fmt::format("pgrail_bytes_total{{direction=\"from_client\"}} {}\n",
-                       bytes_from_clients.load());
-    out += fmt::format("pgrail_bytes_total{{direction=\"from_server\"}} {}\n",
-                       bytes_from_server.load());
+    out += fmt::format("pgrail_bytes_total{{direction=\"from_client\"}} {}\n", bytes_from_clients.load());
+    out += fmt::format("pgrail_bytes_total{{direction=\"from_server\"}} {}\n", bytes_from_server.load());
     counter("pgrail_upstream_connect_failures_total", "Connections to the server that failed or timed out.",
             upstream_connect_failures.load(std::memory_order_relaxed));
     counter("pgrail_audit_lines_total", "Audit lines written.", audit_lines.load(std::memory_order_relaxed));

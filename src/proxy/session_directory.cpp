@@ -36,8 +36,7 @@ SessionDirectory::Entry::Entry(const SessionContext& context)
     : context_(context),
       started_at_(std::chrono::system_clock::time_point(
           std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(now_ns())))),
-      state_since_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(started_at_.time_since_epoch()).count()) {
-}
+      state_since_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(started_at_.time_since_epoch()).count()) {}
 
 void SessionDirectory::Entry::set_state(SessionState state) {
     if (state_.exchange(state, std::memory_order_relaxed) != state)

@@ -3,8 +3,8 @@
 // policy on what parsed (replication, options, settings as startup parameters).
 // Properties: a packet parses only when its length field is its size; a parsed StartupMessage of
 // protocol 3 without `_pq_.` options re-encodes to the same bytes, and any parses again to the
-// same parameters, duplicate keys kept in order; parameter() answers the first value of a key; the policy decides without
-// throwing, and a refusal carries a message and a rule.
+// same parameters, duplicate keys kept in order; parameter() answers the first value of a key;
+// the policy decides without throwing, and a refusal carries a message and a rule.
 #include <cstdint>
 #include <string>
 #include <string_view>

@@ -89,7 +89,8 @@ TEST_CASE("a client-only encoding: non-ASCII text is refused, ASCII text read as
     pending.encoding_pending = true;
     const auto unanswered = analyze("SELECT 'caf\xc3\xa9'", pending);
     CHECK(refused_as_limit(unanswered));
-    CHECK_THAT(unanswered.error->message, Catch::Contains("before the server has answered a change of client_encoding"));
+    CHECK_THAT(unanswered.error->message,
+               Catch::Contains("before the server has answered a change of client_encoding"));
     CHECK(tags(analyze("SELECT 'plain'; SELECT 2", pending)) == std::vector<std::string>{"SELECT", "SELECT"});
 
     for (const char* name : {"SJIS", "sjis", "Shift_JIS", "BIG5", "GBK", "UHC", "GB18030", "JOHAB", "SHIFT_JIS_2004",
