@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <chrono>
 #include <functional>
 
@@ -80,17 +79,12 @@ bool forgets_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
 }
 
+// (The analyzer names settings in lower case, set_config's constant names too; SET NAMES is
+// client_encoding in PostgreSQL's grammar.)
 bool may_change_encoding(const sql::Statement& statement) {
     if (statement.tag == "DISCARD ALL") return true;
-    // (set_config's name keeps the case it was written in; the server ignores case.)
-    const auto is_client_encoding = [](std::string_view name) {
-        constexpr std::string_view wanted = "client_encoding";
-        return name.size() == wanted.size() && std::equal(name.begin(), name.end(), wanted.begin(), [](char a, char b) {
-                   return std::tolower(static_cast<unsigned char>(a)) == b;
-               });
-    };
     for (const auto& setting : statement.settings)
-        if (setting.name == "all" || setting.name == "*" || is_client_encoding(setting.name)) return true;
+        if (setting.name == "all" || setting.name == "*" || setting.name == "client_encoding") return true;
     return std::any_of(statement.inner.begin(), statement.inner.end(), may_change_encoding);
 }
 

@@ -174,3 +174,30 @@ TEST_CASE("with literals redacted, a parse error's audit line does not quote the
     CHECK(lines[0].find("secret") == std::string::npos);
     CHECK(lines[0].find("\"parse_error\":\"unterminated quoted string\"") != std::string::npos);
 }
+
+// Every spelling that changes client_encoding marks its verdict, so that the session reads the
+// texts behind it as if the encoding were unknown until the server answers (GateVerdict::
+// changes_encoding); allowed or refused, as what runs before a refusal runs.
+TEST_CASE("every way to change client_encoding marks the verdict", "[proxy][gate][encoding]") {
+    Fixture fixture;
+    const auto owner = session_of("app_owner", 1);
+    for (const char* sql : {"SET client_encoding TO 'LATIN1'", "SET NAMES 'LATIN1'", "set Client_Encoding = latin1",
+                            "SET SESSION client_encoding TO 'LATIN1'", "SET LOCAL client_encoding TO 'LATIN1'",
+                            "RESET client_encoding", "SET client_encoding TO DEFAULT", "RESET ALL", "DISCARD ALL",
+                            "SELECT set_config('CLIENT_ENCODING', 'LATIN1', false)",
+                            "SELECT pg_catalog.set_config('client_encoding', 'LATIN1', true)",
+                            "SELECT set_config(current_setting('application_name'), 'LATIN1', false)",
+                            "SELECT 1; SET client_encoding TO 'LATIN1'",
+                            "DO $$BEGIN SET client_encoding TO 'LATIN1'; END$$",
+                            "DO $$BEGIN PERFORM set_config('client_encoding', 'LATIN1', false); END$$",
+                            "EXPLAIN ANALYZE SELECT set_config('client_encoding', 'LATIN1', false)"}) {
+        INFO(sql);
+        CHECK(fixture.gate.check(owner, sql).changes_encoding);
+    }
+    for (const char* sql : {"SELECT 1", "SET search_path TO public", "SHOW client_encoding",
+                            "SELECT current_setting('client_encoding')", "DISCARD PLANS",
+                            "SELECT 'SET client_encoding TO LATIN1'"}) {
+        INFO(sql);
+        CHECK_FALSE(fixture.gate.check(owner, sql).changes_encoding);
+    }
+}
