@@ -202,11 +202,10 @@ bool SessionProtocol::client_inspects(char tag, std::size_t) const {
     if (!logged_in() || tag == front::query || tag == front::parse || tag == front::function_call ||
         tag == front::describe)
         return true;
-    // Binds and Closes only while a prepared statement reads pgrail commands (Binds also while one
-    // may change client_encoding); an Execute while a guard watches results (pgrail's Describe
-    // goes before it).
-    return (!deferred_.empty() && (tag == front::bind || tag == front::close)) ||
-           (!encoding_statements_.empty() && tag == front::bind) || (guarding_ && tag == front::execute);
+    // Binds and Closes only while a prepared statement reads pgrail commands or may change
+    // client_encoding; an Execute while a guard watches results (pgrail's Describe goes before it).
+    return ((!deferred_.empty() || following_encoding_statements()) && (tag == front::bind || tag == front::close)) ||
+           (guarding_ && tag == front::execute);
 }
 
 void SessionProtocol::on_client_header(char tag) {
@@ -269,15 +268,14 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             step.function_oid = protocol::read_u32(body.data());
             return step;
         case front::bind: {
-            if (!encoding_statements_.empty()) {
-                const auto bind = protocol::parse_bind(body);
-                if (bind && std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
-                                encoding_statements_.end())
-                    expect_encoding_change(open_batch());
-            }
-            if (deferred_.empty()) break;
+            if (deferred_.empty() && !following_encoding_statements()) break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
+            if (every_bind_may_change_encoding_ ||
+                std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
+                    encoding_statements_.end())
+                expect_encoding_change(open_batch());
+            if (deferred_.empty()) break;
             const auto found = deferred_.find(std::string(bind->statement));
             if (found == deferred_.end()) break;
             if (const auto mismatch = bind_mismatch(*bind, found->second)) {
@@ -308,8 +306,10 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             }
             break;
         case front::close:
-            if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S')
+            if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S') {
                 deferred_.erase(std::string(target->name));
+                std::erase(encoding_statements_, target->name);
+            }
             break;
         default:
             break;
@@ -324,15 +324,20 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     // A statement prepared again (or refused) under a name no longer reads pgrail commands (until
     // defer() says it does); DEALLOCATE and DISCARD ALL may drop any.
     if (statement.tag == front::parse && !deferred_.empty()) deferred_.erase(std::string(statement.parse_name));
-    if (statement.tag == front::parse && !encoding_statements_.empty())
-        std::erase(encoding_statements_, statement.parse_name);
+    if (statement.tag == front::parse) std::erase(encoding_statements_, statement.parse_name);
     if (verdict.kind == GateVerdict::Kind::intercept) return;
     if (verdict.forgets_prepared) deferred_.clear();
     if (verdict.changes_encoding) {
         if (statement.tag != front::parse) {
             expect_encoding_change(batch_of(statement.tag));  // what runs before a refusal, too
         } else if (verdict.kind == GateVerdict::Kind::forward) {
-            encoding_statements_.emplace_back(statement.parse_name);
+            // Too many to follow by name (each Bind looks them up): every Bind counts from now on.
+            constexpr std::size_t max_followed = 64;
+            if (encoding_statements_.size() < max_followed) {
+                encoding_statements_.emplace_back(statement.parse_name);
+            } else {
+                every_bind_may_change_encoding_ = true;
+            }
         }
     }
     if (verdict.kind == GateVerdict::Kind::refuse) {
@@ -484,11 +489,6 @@ ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Ou
     }
     if (!rewrite_server_frame(tag, frame, out)) out.forward(frame);
     return ServerStep::done;
-}
-
-void SessionProtocol::expect_encoding_change(Batch& batch) {
-    batch.changes_encoding = true;
-    context_.lexing.encoding_pending = true;
 }
 
 void SessionProtocol::on_ready_for_query(std::string_view body) {

@@ -263,7 +263,10 @@ private:
     void on_ready_for_query(std::string_view body);
     // A statement that may change client_encoding runs in the open batch: texts read until its
     // batch is answered are read as if the encoding were unknown (Lexing::encoding_pending).
-    void expect_encoding_change(Batch& batch);
+    void expect_encoding_change(Batch& batch) {
+        batch.changes_encoding = true;
+        context_.lexing.encoding_pending = true;
+    }
     // Rewrites or hides a server frame; false: forward it as it came.
     bool rewrite_server_frame(char tag, std::string_view frame, Outbound& out);
 
@@ -313,8 +316,13 @@ private:
     std::string client_encoding_;
     std::string server_encoding_;
     // Prepared statements whose text may change client_encoding, by name: each Bind of one
-    // expects the change (stale names only make pgrail more careful).
+    // expects the change (stale names only make pgrail more careful; DEALLOCATE does not drop
+    // them, Close does). Past a bound, every Bind does.
     std::vector<std::string> encoding_statements_;
+    bool every_bind_may_change_encoding_ = false;
+    [[nodiscard]] bool following_encoding_statements() const {
+        return every_bind_may_change_encoding_ || !encoding_statements_.empty();
+    }
 
     // Results under a ResultGuard.
     std::shared_ptr<const ResultGuard> guard_;  // as of the client's last Query or Execute

@@ -276,6 +276,18 @@ TEST_CASE("session core: texts read behind a change of client_encoding, until it
         // Prepared again under the same name as something else: no longer expected.
         h.client(parse("enc", "SELECT 1") + bind("enc") + execute() + sync_message());
         CHECK_FALSE(pending());
+        h.server(parse_complete() + bind_complete() + complete("SELECT 1") + ready());
+    }
+    SECTION("a Close forgets the statement; past 64 followed names, every Bind expects a change") {
+        const std::string close_statement = frame('C', "S" + cstr("enc"));
+        h.client(parse("enc", "SET client_encoding TO 'LATIN1'") + close_statement + sync_message());
+        h.server(parse_complete() + frame('3') + ready());
+        for (int i = 0; i < 64; ++i) h.client(parse("s" + std::to_string(i), "SET client_encoding TO 'UTF8'"));
+        h.client(bind("enc") + execute() + sync_message());  // (the server: no such statement)
+        CHECK_FALSE(pending());
+        h.server(error("ERROR", "26000", "prepared statement \"enc\" does not exist") + ready());
+        h.client(parse("s64", "SET client_encoding TO 'UTF8'") + bind("enc") + execute() + sync_message());
+        CHECK(pending());
     }
 }
 
