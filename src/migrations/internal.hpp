@@ -39,6 +39,11 @@ void insert_event(pqxx::transaction_base& tx, const std::string& version, const 
                   const std::string& checksum, const std::string& event, bool ok, const std::string& by,
                   std::int64_t duration_ms, const std::string& detail);
 
+// A scratch copy about to run an agent's scripts (scratch_guard.hpp): what in it would carry them
+// beyond the database (a foreign server, dblink, a function outside pg_catalog named like one they
+// call unqualified), said in a sentence; nothing when there is none.
+std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vector<std::string>& functions);
+
 // Granted locks on advisory_lock_key in the connection's database, with their backends.
 std::vector<LockHolder> lock_holders(pqxx::connection& conn);
 

@@ -9,6 +9,7 @@
 
 #include "internal.hpp"
 #include "pgrail/migrations/lint.hpp"
+#include "pgrail/migrations/scratch_guard.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
@@ -451,9 +452,18 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
     for (auto& finding : proposal_lint_findings(migration)) findings.push_back(std::move(finding));
     proposal.findings = findings_json(findings);
 
-    // The rollback proof, as `verify` gives it: the proposal after every registered migration.
-    {
+    // The rollback proof, as `verify` gives it: the proposal after every registered migration,
+    // and only when nothing of its scripts can reach beyond the scratch copy (they run as the
+    // migrator before anyone has read them).
+    const ScratchConfinement confinement = scratch_confinement(migration);
+    if (confinement.refusal) {
+        proposal.verification = fmt::format(
+            "skipped: pgrail does not run these scripts before a person approves them: {}; an operator "
+            "verifies it (pgrail migrate verify VERSION)",
+            *confinement.refusal);
+    } else {
         RunnerOptions verify_options = options_;
+        verify_options.scratch_builtins_only = confinement.unqualified_functions;
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);
         try {

@@ -277,6 +277,18 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         auto conn = detail::connect(scratch.conninfo());
         for (const Migration* migration : prepare_down) run_in_scratch(*conn, options_, *migration, Direction::down);
         for (const Migration* migration : prepare_up) run_in_scratch(*conn, options_, *migration, Direction::up);
+        if (options_.scratch_builtins_only) {
+            std::optional<std::string> escape;
+            try {
+                escape = detail::scratch_escape(*conn, *options_.scratch_builtins_only);
+            } catch (...) {
+                detail::rethrow_database_error("cannot read the scratch database's catalog");
+            }
+            if (escape)
+                throw MigrationError(sqlstate::insufficient_privilege,
+                                     fmt::format("pgrail does not run these scripts before a person approves them: {}",
+                                                 *escape));
+        }
         for (const Migration* migration : targets) {
             const auto started = std::chrono::steady_clock::now();
             VerifyResult result{migration->version, migration->name, migration->checksum, false, "", 0, {}, sample};

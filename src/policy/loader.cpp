@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "pgrail/sql/outside_functions.hpp"
+
 namespace pgrail::policy {
 
 namespace {
@@ -27,18 +29,6 @@ using sql::StatementClass;
 // Always protected, whatever the file says: pgrail's ledger and the system catalogs.
 constexpr std::array<std::string_view, 4> builtin_protected_schemas = {"pgrail", "pg_catalog", "pg_toast",
                                                                        "information_schema"};
-
-// Functions that read or write server files, reach other servers, signal backends or change the
-// server's state. A rule may lift one with allowed_functions.
-constexpr std::array<std::string_view, 34> builtin_denied_functions = {
-    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
-    "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
-    "pg_ls_replslotdir", "lo_import", "lo_export", "dblink*", "pg_terminate_backend", "pg_cancel_backend",
-    "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_switch_wal", "pg_create_restore_point",
-    "pg_backup_start", "pg_backup_stop", "pg_create_physical_replication_slot",
-    "pg_create_logical_replication_slot", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
-    "pg_copy_logical_replication_slot", "pg_replication_slot_advance", "pg_logical_emit_message",
-    "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync"};
 
 // Settings that would lift the database's own protections: trigger and FK enforcement
 // (session_replication_role), the identity (role, session_authorization) and read-only mode.
@@ -431,7 +421,7 @@ private:
         if (const auto node = pick(rule, "sensitive_columns")) guards.sensitive = read_sensitive(node);
         if (const auto node = pick(rule, "max_rows")) guards.max_rows = read_max_rows(node);
 
-        guards.denied_functions = name_set(rule, builtin_denied_functions, "denied_functions", "allowed_functions",
+        guards.denied_functions = name_set(rule, sql::functions_reaching_outside, "denied_functions", "allowed_functions",
                                            function_key, "a denied function");
         guards.protected_settings = name_set(rule, builtin_protected_settings, "protected_settings",
                                              "allowed_settings", setting_key, "a protected setting");

@@ -213,6 +213,87 @@ TEST_CASE("the seed scenario over SQL alone: refused, proposed, approved at once
     CHECK(proposals == 3);
 }
 
+namespace {
+
+// What an agent's script could change outside the scratch copy, read as the superuser: the two
+// databases' owners, privileges, limits, comments and settings, and the roles' settings.
+std::string shared_state(const std::string& db, const std::string& victim) {
+    auto conn = admin();
+    const std::string names = "('" + db + "', '" + victim + "')";
+    return scalar(conn.get(),
+                  "SELECT concat_ws(' | ', (SELECT string_agg(datname || ':' || datdba::regrole || ':' || "
+                  "coalesce(datacl::text, '-') || ':' || datconnlimit, ',' ORDER BY datname) FROM pg_database "
+                  "WHERE datname IN " + names + "), (SELECT string_agg(coalesce(d.description, '-'), ',') FROM "
+                  "pg_database b LEFT JOIN pg_shdescription d ON d.objoid = b.oid WHERE b.datname IN " + names +
+                  "), (SELECT coalesce(string_agg(coalesce(s.setdatabase::text, '-') || '/' || s.setrole::regrole || "
+                  "'=' || s.setconfig::text, ','), '-') FROM pg_db_role_setting s WHERE s.setrole IN "
+                  "('app_owner'::regrole, 'agent'::regrole) OR s.setdatabase IN (SELECT oid FROM pg_database WHERE "
+                  "datname IN " + names + ")))");
+}
+
+}  // namespace
+
+TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalogs, other databases, functions",
+          "[agent_loop][scratch]") {
+    AgentLoop loop(true);
+    auto agent = loop.connect("agent");
+    auto direct = loop.direct();
+    const std::string db = loop.db.name;
+    const std::string victim = db + "_victim";
+    REQUIRE(run(admin().get(), "CREATE DATABASE " + victim + " OWNER app_owner").at(0).status == "PGRES_COMMAND_OK");
+    const std::string before = shared_state(db, victim);
+    REQUIRE_THAT(before, Catch::Contains(victim));
+
+    // A clean additive change still gets its rollback proof (pg_catalog's functions run).
+    const auto clean = row_of(run(agent.get(), propose_sql("add_note", "ALTER TABLE profiles ADD COLUMN note text "
+                                                                       "DEFAULT lower('X')",
+                                                           "ALTER TABLE profiles DROP COLUMN note"))
+                                  .at(0));
+    CHECK(clean.at("verification") == "passed");
+
+    // The ways out the review found (the migrator has CREATEDB and owns both databases), in the up
+    // script and behind a harmless up in the down script: none runs, none is approved.
+    const std::vector<std::pair<std::string, std::string>> escapes = {
+        {"COMMENT ON DATABASE " + db + " IS 'pwned-by-agent'", "SELECT 1"},
+        {"CREATE TABLE t_ok (a int)", "DROP TABLE t_ok; COMMENT ON DATABASE " + db + " IS 'via-down'"},
+        {"ALTER DATABASE " + db + " SET search_path = pgrail, public; GRANT ALL ON DATABASE " + db +
+             " TO PUBLIC; ALTER ROLE app_owner SET statement_timeout = 1",
+         "SELECT 1"},
+        {"-- pgrail:no-transaction\nDROP DATABASE " + victim + " WITH (FORCE)", "SELECT 1"},
+        {"CREATE TABLE t_ok (a int); ALTER DATABASE " + victim + " RENAME TO " + victim + "_moved", "DROP TABLE t_ok"},
+    };
+    int n = 0;
+    for (const auto& [up, down] : escapes) {
+        INFO(up << " / " << down);
+        const auto row = row_of(run(agent.get(), propose_sql("escape_" + std::to_string(++n), up, down)).at(0));
+        CHECK_THAT(row.at("verification"), Catch::StartsWith("skipped: pgrail does not run these scripts before a "
+                                                             "person approves them"));
+        CHECK(row.at("state") == "proposed");
+        CHECK(shared_state(db, victim) == before);
+    }
+
+    // A function of the application's named like a built-in: the scratch copy's catalog is read
+    // before anything runs, and this one would comment on the database as the migrator.
+    {
+        Conn owner(PQconnectdb(loop.db.conninfo_for("app_owner").c_str()));
+        REQUIRE(run(owner.get(), "CREATE FUNCTION public.lower(x int) RETURNS int LANGUAGE sql AS $$ COMMENT ON "
+                                 "DATABASE " + db + " IS 'via-function'; SELECT 1 $$")
+                    .at(0)
+                    .status == "PGRES_COMMAND_OK");
+    }
+    const auto shadowed = row_of(run(agent.get(), propose_sql("add_rank", "ALTER TABLE profiles ADD COLUMN rank int; "
+                                                                          "SELECT lower(1)",
+                                                              "ALTER TABLE profiles DROP COLUMN rank"))
+                                     .at(0));
+    CHECK_THAT(shadowed.at("verification"), Catch::Contains("public.lower"));
+    CHECK_THAT(shadowed.at("verification"), Catch::StartsWith("skipped: "));
+    CHECK(shared_state(db, victim) == before);
+    // No scratch database was left behind, the victim is still there, and the real settings hold.
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pg_database WHERE datname = '" + victim + "'") == "1");
+    CHECK(scalar(direct.get(), "SHOW search_path") == "\"$user\", public");
+    (void)run(admin().get(), "DROP DATABASE IF EXISTS " + victim + " WITH (FORCE)");
+}
+
 TEST_CASE("under the default policy a proposal waits for the owner: in-band, on the CLI, reject, export",
           "[agent_loop]") {
     AgentLoop loop(false);

@@ -50,6 +50,11 @@ struct RunnerOptions {
     // columns of a policy will be): left NULL or at their default in the copy; a table with such
     // a column NOT NULL without a default gets no rows (said in the result).
     std::vector<std::string> verify_exclude_columns;
+    // verify of an agent's proposal (propose(), scratch_guard.hpp): before the verified migration's
+    // scripts run, the scratch copy must pass detail::scratch_escape with these unqualified function
+    // names, or verify throws MigrationError (42501) and runs nothing of them. nullopt: scripts an
+    // operator registered or approved.
+    std::optional<std::vector<std::string>> scratch_builtins_only;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
     std::string backstop_key_file;

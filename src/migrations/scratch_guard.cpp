@@ -1,0 +1,142 @@
+// Which proposals pgrail verifies in a scratch copy before a person has read them
+// (scratch_guard.hpp): a positive list over the analyzer's reading, never over the spelling.
+#include "pgrail/migrations/scratch_guard.hpp"
+
+#include <algorithm>
+#include <array>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "internal.hpp"
+#include "pgrail/sql/analyzer.hpp"
+#include "pgrail/sql/outside_functions.hpp"
+
+namespace pgrail::migrations {
+
+namespace {
+
+// Statements whose effects stay in the database they run in (their objects checked below).
+constexpr std::array<std::string_view, 49> local_tags = {
+    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE TABLE", "LOCK TABLE",
+    "REFRESH MATERIALIZED VIEW", "SET", "RESET", "COMMENT", "GRANT", "REVOKE",
+    "CREATE TABLE", "CREATE TABLE AS", "CREATE VIEW", "CREATE MATERIALIZED VIEW", "CREATE INDEX",
+    "CREATE SEQUENCE", "CREATE SCHEMA", "CREATE DOMAIN", "CREATE TYPE", "CREATE POLICY", "CREATE STATISTICS",
+    "ALTER TABLE", "ALTER INDEX", "ALTER VIEW", "ALTER MATERIALIZED VIEW", "ALTER SEQUENCE", "ALTER SCHEMA",
+    "ALTER DOMAIN", "ALTER TYPE", "ALTER POLICY", "ALTER STATISTICS",
+    "DROP TABLE", "DROP INDEX", "DROP VIEW", "DROP MATERIALIZED VIEW", "DROP SEQUENCE", "DROP SCHEMA",
+    "DROP DOMAIN", "DROP TYPE", "DROP POLICY", "DROP STATISTICS", "DROP TRIGGER", "DROP RULE", "DROP FUNCTION",
+    "DROP PROCEDURE", "DROP ROUTINE"};
+
+// Kinds of object that live in one database (the analyzer's ObjectRef::kind).
+constexpr std::array<std::string_view, 17> local_kinds = {
+    "relation", "table", "view", "materialized view", "sequence", "index", "schema", "type", "domain",
+    "policy", "statistics", "trigger", "rule", "function", "procedure", "routine", "aggregate"};
+
+// Settings a migration sets for itself; any other (search_path, role, ...) changes what names
+// resolve to or who runs the rest.
+constexpr std::array<std::string_view, 6> local_settings = {"lock_timeout", "statement_timeout",
+                                                            "idle_in_transaction_session_timeout",
+                                                            "maintenance_work_mem", "work_mem", "client_min_messages"};
+
+// Built-ins beyond sql::functions_reaching_outside that a scratch copy must not run: other
+// sessions' activity (their statements' text), server-wide statistics and replication state.
+constexpr std::array<std::string_view, 6> scratch_denied_functions = {
+    "pg_stat_get_*", "pg_stat_reset*", "pg_replication_origin*", "pg_log_backend_memory_contexts",
+    "pg_wal_replay_*", "pg_ls_*"};
+
+template <std::size_t N>
+bool listed(const std::array<std::string_view, N>& list, std::string_view name) {
+    return std::any_of(list.begin(), list.end(), [&](std::string_view entry) {
+        return entry.ends_with('*') ? name.starts_with(entry.substr(0, entry.size() - 1)) : name == entry;
+    });
+}
+
+bool system_schema(std::string_view schema) {
+    return schema == "pg_catalog" || schema == "information_schema" || schema.starts_with("pg_");
+}
+
+// Why `statement` may reach beyond its database; `functions` collects its unqualified calls.
+std::optional<std::string> escape_of(const sql::Statement& statement, std::vector<std::string>& functions) {
+    if (statement.statement_class == sql::StatementClass::unknown || statement.error)
+        return "pgrail cannot read it";
+    if (!listed(local_tags, statement.tag)) return fmt::format("{} is not run before a person approves it", statement.tag);
+    if (!statement.pgrail_calls.empty()) return "it calls pgrail's commands";
+    const auto& flags = statement.flags;
+    if (flags.copy_program || flags.copy_file || flags.alter_system) return "it reaches the server's files or settings";
+    if (flags.ddl_capable_dynamic || flags.runs_query_text) return "it runs SQL from a string";
+    const bool on_objects = statement.tag == "COMMENT" || statement.tag == "GRANT" || statement.tag == "REVOKE";
+    if (on_objects && statement.objects.empty()) return "pgrail cannot tell what it applies to";
+    if (statement.tag == "CREATE SCHEMA" && statement.objects.size() != 1) return "it creates objects inside CREATE SCHEMA";
+    for (const auto& object : statement.objects) {
+        if (!listed(local_kinds, object.kind))
+            return fmt::format("{} {} is not an object of the database alone", object.kind, object.name);
+        if (system_schema(object.schema) || (object.schema.empty() && object.name.starts_with("pg_")))
+            return fmt::format("it reaches the system catalog ({}{}{})", object.schema, object.schema.empty() ? "" : ".",
+                               object.name);
+    }
+    for (const auto& setting : statement.settings)
+        if (!listed(local_settings, setting.name)) return fmt::format("it sets {}", setting.name);
+    for (const auto& function : statement.functions) {
+        const auto dot = function.rfind('.');
+        const std::string_view name = dot == std::string::npos ? std::string_view(function)
+                                                               : std::string_view(function).substr(dot + 1);
+        if (dot != std::string::npos && std::string_view(function).substr(0, dot) != "pg_catalog")
+            return fmt::format("it calls {}, not one of PostgreSQL's built-in functions", function);
+        if (listed(sql::functions_reaching_outside, name) || listed(scratch_denied_functions, name))
+            return fmt::format("it calls {}, which reaches beyond the database", function);
+        if (dot == std::string::npos && std::find(functions.begin(), functions.end(), name) == functions.end())
+            functions.emplace_back(name);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+ScratchConfinement scratch_confinement(const Migration& migration) {
+    ScratchConfinement out;
+    for (const Script* script : {&migration.up, &migration.down}) {
+        const char* which = script == &migration.up ? "up script" : "down script";
+        for (const auto& statement : script->statements) {
+            const auto analysis = sql::analyze(statement.text);
+            if (analysis.error || analysis.statements.empty()) {
+                out.refusal = fmt::format("{} ({}, line {}): pgrail cannot read it", statement.tag, which, statement.line);
+                return out;
+            }
+            for (const auto& analysed : analysis.statements) {
+                if (auto why = escape_of(analysed, out.unqualified_functions)) {
+                    out.refusal = fmt::format("{} ({}, line {}): {}", analysed.tag, which, statement.line, *why);
+                    return out;
+                }
+            }
+        }
+    }
+    return out;
+}
+
+namespace detail {
+
+std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vector<std::string>& functions) {
+    pqxx::read_transaction tx(conn);
+    // Through a foreign server or dblink, a write in the scratch copy is a write somewhere else.
+    const auto outside = tx.exec(
+        "SELECT 'foreign server ' || quote_ident(srvname) FROM pg_foreign_server "
+        "UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname = 'dblink' LIMIT 1");
+    if (!outside.empty())
+        return fmt::format("the schema has {}, through which the scripts could reach another database",
+                           outside[0][0].as<std::string>());
+    for (const auto& name : functions) {
+        const auto other = tx.exec_params(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) FROM pg_proc p JOIN pg_namespace n ON "
+            "n.oid = p.pronamespace WHERE p.proname = $1 AND n.nspname <> 'pg_catalog' LIMIT 1",
+            name);
+        if (!other.empty())
+            return fmt::format("{} may call {}, which is not one of PostgreSQL's built-in functions", name,
+                               other[0][0].as<std::string>());
+    }
+    return std::nullopt;
+}
+
+}  // namespace detail
+
+}  // namespace pgrail::migrations
