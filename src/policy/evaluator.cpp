@@ -13,6 +13,7 @@
 #include "sensitive_reads.hpp"
 #include "pgrail/migrations/lock.hpp"
 #include "pgrail/sql/analyzer.hpp"
+#include "pgrail/sql/quote.hpp"
 
 namespace pgrail::policy {
 
@@ -303,46 +304,6 @@ std::optional<bool> parse_bool(std::string_view text) {
     return std::nullopt;
 }
 
-// A list setting's value split as PostgreSQL's SplitIdentifierString splits search_path:
-// commas separate, double quotes keep case (and "" is a quote), unquoted names are down-cased.
-std::optional<std::vector<std::string>> split_identifiers(std::string_view text) {
-    std::vector<std::string> names;
-    std::size_t at = 0;
-    const auto skip_space = [&] {
-        while (at < text.size() && std::isspace(static_cast<unsigned char>(text[at]))) ++at;
-    };
-    skip_space();
-    if (at == text.size()) return names;
-    while (true) {
-        std::string name;
-        if (at < text.size() && text[at] == '"') {
-            for (++at;; ++at) {
-                if (at >= text.size()) return std::nullopt;
-                if (text[at] == '"') {
-                    if (at + 1 < text.size() && text[at + 1] == '"') {
-                        name += '"';
-                        ++at;
-                        continue;
-                    }
-                    ++at;
-                    break;
-                }
-                name += text[at];
-            }
-        } else {
-            while (at < text.size() && text[at] != ',' && !std::isspace(static_cast<unsigned char>(text[at])))
-                name += static_cast<char>(std::tolower(static_cast<unsigned char>(text[at++])));
-            if (name.empty()) return std::nullopt;
-        }
-        names.push_back(std::move(name));
-        skip_space();
-        if (at == text.size()) return names;
-        if (text[at] != ',') return std::nullopt;
-        ++at;
-        skip_space();
-    }
-}
-
 // Values of settings that change how pgrail must read the session's texts or resolve its
 // names: wherever they are set (SET, set_config, startup parameters and options), a value pgrail
 // cannot follow is refused. `where` ends the DETAIL (" calling set_config", " with options ...").
@@ -371,7 +332,7 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
                                   "pgrail reads every text as the server will; in SJIS, BIG5, GBK, UHC, GB18030 and "
                                   "JOHAB a character may hold a backslash or a quote byte. Use UTF8.");
     } else if (name == "search_path") {
-        const auto schemas = value == "*" ? std::nullopt : split_identifiers(value);
+        const auto schemas = value == "*" ? std::nullopt : sql::split_identifiers(value, ',');
         if (!schemas)
             return refuse_setting("protected_schemas",
                                   "pgrail: a search_path pgrail cannot read refused; give it as a constant list of "
@@ -554,6 +515,14 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                           " calling set_config",
                           "Pass the setting name as a constant, e.g. set_config('search_path', ..., false).");
     }
+    // nextval()/setval() of a sequence given by OID or expression: it may be one of pgrail's
+    // ledger (or another protected schema's), and pgrail cannot tell which.
+    if (statement.flags.sequence_unnamed && !guards.protected_schemas.empty())
+        return refuse(context, &statement, "protected_schemas", "protected_schemas",
+                      "pgrail: nextval or setval of a sequence pgrail cannot name refused; name the sequence as a "
+                      "constant",
+                      " (a sequence given by OID or expression)",
+                      "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
     for (const auto& key : statement.advisory_lock_keys) {
         // pgrail's runner serialises migrations with this lock: another holder would stall them.
         if (key != "*" && integer_differs(key, migrations::advisory_lock_key)) continue;

@@ -18,6 +18,7 @@
 #include "json_tree.hpp"
 #include "nesting.hpp"
 #include "pg_query_handle.hpp"
+#include "pgrail/sql/quote.hpp"
 #include "scanner_settings.hpp"
 #include "structural_form.hpp"
 
@@ -405,6 +406,8 @@ void merge_flags(StatementFlags& into, const StatementFlags& from) {
     into.ddl_capable_dynamic |= from.ddl_capable_dynamic;
     into.alter_system |= from.alter_system;
     into.runs_query_text |= from.runs_query_text;
+    into.writes_sequence |= from.writes_sequence;
+    into.sequence_unnamed |= from.sequence_unnamed;
 }
 
 // What a walk records for the RangeVars below a field.
@@ -574,6 +577,27 @@ std::optional<std::string> constant_string(const json& argument) {
     std::string text = constant_text(node->second, ok);
     if (!ok) return std::nullopt;
     return text;
+}
+
+// The sequence a nextval()/setval() argument names, as regclass's input reads it: a string
+// constant (possibly cast to regclass) holding a name, split and down-cased as the server splits
+// it; nothing for anything else, and for digits alone, which regclass reads as an OID.
+std::optional<std::vector<std::string>> regclass_constant(const json& argument) {
+    const auto node = node_of(argument);
+    if (!node) return std::nullopt;
+    if (node->first == "TypeCast") {
+        const auto type = names_of(child(child(node->second, "typeName"), "names"));
+        if (type.empty() || type.back() != "regclass") return std::nullopt;
+        return regclass_constant(child(node->second, "arg"));
+    }
+    if (node->first != "A_Const") return std::nullopt;
+    const json value = node->second.find("sval");
+    if (!value.valid()) return std::nullopt;
+    const std::string_view text = str(value, "sval");
+    if (text.find_first_not_of("0123456789") == std::string_view::npos) return std::nullopt;
+    auto names = split_identifiers(text, '.');
+    if (!names || names->empty() || names->size() > 3) return std::nullopt;
+    return names;
 }
 
 // The column a ColumnRef names, when it is `column` or `<qualifier>.column` (nothing else).
@@ -1198,6 +1222,14 @@ private:
             add_setting(out_, std::move(change));
         } else if (is_advisory_lock(function) && args.size() == 1) {
             out_.advisory_lock_keys.push_back(constant_string(args.front()).value_or("*"));
+        } else if ((function == "nextval" || function == "setval") && !args.empty()) {
+            out_.flags.writes_sequence = true;
+            if (const auto sequence = regclass_constant(args.front())) {
+                add_named(out_, std::vector<std::string_view>(sequence->begin(), sequence->end()), "sequence",
+                          ObjectRole::written);
+            } else {
+                out_.flags.sequence_unnamed = true;
+            }
         } else if (const int index = query_text_argument(function, args.size()); index >= 0) {
             const auto text = constant_string(element(args, static_cast<std::size_t>(index)));
             if (!text) {

@@ -31,6 +31,8 @@ std::vector<std::string> flag_names(const StatementFlags& flags) {
     add(flags.ddl_capable_dynamic, "ddl_capable_dynamic");
     add(flags.alter_system, "alter_system");
     add(flags.runs_query_text, "runs_query_text");
+    add(flags.writes_sequence, "writes_sequence");
+    add(flags.sequence_unnamed, "sequence_unnamed");
     return names;
 }
 

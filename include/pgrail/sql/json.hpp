@@ -15,7 +15,8 @@ namespace pgrail::sql {
 // Names of the flags that are set, in declaration order: "update_or_delete_without_where",
 // "data_modifying_cte", "select_into", "create_table_as", "copy_from" / "copy_to",
 // "copy_program", "copy_file", "explain_analyze", "locking_clause", "temporary_object",
-// "ddl_capable_dynamic", "alter_system", "runs_query_text".
+// "ddl_capable_dynamic", "alter_system", "runs_query_text",
+// "writes_sequence", "sequence_unnamed".
 [[nodiscard]] std::vector<std::string> flag_names(const StatementFlags& flags);
 
 // {"class", "tag", "offset", "length", "objects": [{"schema","name","kind","role"}],

@@ -64,6 +64,11 @@ struct StatementFlags {
     // says that a literal's value decides what the statement does, even when that text holds
     // no statement at all (query_to_xml(''), which the server refuses as it runs it).
     bool runs_query_text = false;
+    // nextval() or setval(): they write the sequence they name. A string constant naming it (as
+    // regclass reads it) puts it among the objects (kind "sequence", role written); anything else
+    // (an OID, an expression) names a sequence pgrail cannot see: sequence_unnamed.
+    bool writes_sequence = false;
+    bool sequence_unnamed = false;
     bool operator==(const StatementFlags&) const = default;
 };
 
