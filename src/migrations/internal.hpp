@@ -40,8 +40,10 @@ void insert_event(pqxx::transaction_base& tx, const std::string& version, const 
                   std::int64_t duration_ms, const std::string& detail);
 
 // A scratch copy about to run an agent's scripts (scratch_guard.hpp): what in it would carry them
-// beyond the database (a foreign server, dblink, a function outside pg_catalog named like one they
-// call unqualified), said in a sentence; nothing when there is none.
+// beyond the database or run the application's code as the migrator (a foreign server, dblink, a
+// function of the application's that a trigger, operator, cast, default, constraint, index, view,
+// rule, policy or type uses, or one named like a function they call unqualified), said in a
+// sentence; nothing when there is none. Extensions' functions count as the server's own.
 std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vector<std::string>& functions);
 
 // Granted locks on advisory_lock_key in the connection's database, with their backends.

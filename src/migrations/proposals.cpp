@@ -464,6 +464,9 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
     } else {
         RunnerOptions verify_options = options_;
         verify_options.scratch_builtins_only = confinement.unqualified_functions;
+        // Never the live rows: the scripts run with the migrator's rights, and a failure's message
+        // (the agent's answer) may quote what they read.
+        verify_options.verify_sample_rows = 0;
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);
         try {

@@ -17,8 +17,8 @@ namespace pgrail::migrations {
 namespace {
 
 // Statements whose effects stay in the database they run in (their objects checked below).
-constexpr std::array<std::string_view, 49> local_tags = {
-    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE TABLE", "LOCK TABLE",
+constexpr std::array<std::string_view, 50> local_tags = {
+    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE TABLE", "LOCK TABLE", "ANALYZE",
     "REFRESH MATERIALIZED VIEW", "SET", "RESET", "COMMENT", "GRANT", "REVOKE",
     "CREATE TABLE", "CREATE TABLE AS", "CREATE VIEW", "CREATE MATERIALIZED VIEW", "CREATE INDEX",
     "CREATE SEQUENCE", "CREATE SCHEMA", "CREATE DOMAIN", "CREATE TYPE", "CREATE POLICY", "CREATE STATISTICS",
@@ -33,17 +33,19 @@ constexpr std::array<std::string_view, 17> local_kinds = {
     "relation", "table", "view", "materialized view", "sequence", "index", "schema", "type", "domain",
     "policy", "statistics", "trigger", "rule", "function", "procedure", "routine", "aggregate"};
 
-// Settings a migration sets for itself; any other (search_path, role, ...) changes what names
-// resolve to or who runs the rest.
-constexpr std::array<std::string_view, 6> local_settings = {"lock_timeout", "statement_timeout",
-                                                            "idle_in_transaction_session_timeout",
-                                                            "maintenance_work_mem", "work_mem", "client_min_messages"};
+// Settings a migration sets for itself; any other changes what names resolve to (search_path),
+// who runs the rest (role), or lifts the runner's bounds (statement_timeout = 0, work_mem).
+// lock_timeout: the runner's statement_timeout still bounds every statement.
+constexpr std::array<std::string_view, 2> local_settings = {"lock_timeout", "client_min_messages"};
 
 // Built-ins beyond sql::functions_reaching_outside that a scratch copy must not run: other
-// sessions' activity (their statements' text), server-wide statistics and replication state.
-constexpr std::array<std::string_view, 6> scratch_denied_functions = {
-    "pg_stat_get_*", "pg_stat_reset*", "pg_replication_origin*", "pg_log_backend_memory_contexts",
-    "pg_wal_replay_*", "pg_ls_*"};
+// sessions' activity (their statements' text), server-wide statistics and replication state, and
+// the XML dumps that read a relation, a schema or the database named in a string
+// (table_to_xml('pg_stat_activity', ...)), which no object of the statement shows.
+constexpr std::array<std::string_view, 10> scratch_denied_functions = {
+    "pg_stat_get_*",   "pg_stat_reset*", "pg_replication_origin*", "pg_log_backend_memory_contexts",
+    "pg_wal_replay_*", "pg_ls_*",        "table_to_xml*",          "schema_to_xml*",
+    "database_to_xml*", "cursor_to_xml*"};
 
 template <std::size_t N>
 bool listed(const std::array<std::string_view, N>& list, std::string_view name) {
@@ -125,10 +127,36 @@ std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vec
     if (!outside.empty())
         return fmt::format("the schema has {}, through which the scripts could reach another database",
                            outside[0][0].as<std::string>());
+    // The application's own code (not an extension's, which comes from the server's files) runs
+    // as the migrator wherever it is reached: named by a call, or without a name, through a
+    // trigger, an operator, a cast, a default, a constraint, an index, a view or rule, a policy or
+    // a type that uses it. Named calls are checked by name; code reached without a name is refused
+    // wherever it is, since what a statement reaches that way is the catalog's to say.
+    constexpr const char* function_name =
+        "quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || "
+        "pg_get_function_identity_arguments(p.oid) || ')'";
+    constexpr const char* not_extension =
+        "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND "
+        "e.deptype = 'e')";
+    const auto implicit = tx.exec(fmt::format(
+        "SELECT {}, CASE d.classid WHEN 'pg_trigger'::regclass THEN 'a trigger' WHEN "
+        "'pg_operator'::regclass THEN 'an operator' WHEN 'pg_cast'::regclass THEN 'a cast' WHEN "
+        "'pg_attrdef'::regclass THEN 'a column default' WHEN 'pg_constraint'::regclass THEN 'a constraint' WHEN "
+        "'pg_rewrite'::regclass THEN 'a view or rule' WHEN 'pg_policy'::regclass THEN 'a row policy' WHEN "
+        "'pg_type'::regclass THEN 'a type' WHEN 'pg_class'::regclass THEN 'an index' ELSE d.classid::regclass::text "
+        "END FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE d.refclassid = 'pg_proc'::regclass AND d.classid <> 'pg_proc'::regclass AND n.nspname NOT IN "
+        "('pg_catalog', 'information_schema') AND {} ORDER BY 1 LIMIT 1",
+        function_name, not_extension));
+    if (!implicit.empty())
+        return fmt::format("the schema runs the application's function {} through {}, without a call naming it, "
+                           "with the migrator's rights",
+                           implicit[0][0].as<std::string>(), implicit[0][1].as<std::string>());
     for (const auto& name : functions) {
         const auto other = tx.exec_params(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) FROM pg_proc p JOIN pg_namespace n ON "
-            "n.oid = p.pronamespace WHERE p.proname = $1 AND n.nspname <> 'pg_catalog' LIMIT 1",
+            fmt::format("SELECT {} FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = "
+                        "$1 AND n.nspname <> 'pg_catalog' AND {} ORDER BY 1 LIMIT 1",
+                        function_name, not_extension),
             name);
         if (!other.empty())
             return fmt::format("{} may call {}, which is not one of PostgreSQL's built-in functions", name,

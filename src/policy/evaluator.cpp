@@ -284,12 +284,19 @@ bool creates_temporary_view(const Statement& statement) {
     });
 }
 
-// An object the statement writes, or may write later through a temporary view it creates (a
-// relation it reads; not the session's own temporary ones, which it may change anyway).
-bool written_or_viewed(const sql::ObjectRef& object, bool temporary_view) {
+// A statement that may write later the relations it reads: a temporary view it creates (writes
+// through the view reach them), a table it creates LIKE one (INCLUDING DEFAULTS copies defaults
+// such as nextval('pgrail.migration_events_id_seq'): inserts into the copy write that sequence).
+bool reaches_read_relations_later(const Statement& statement) {
+    return statement.tag == "CREATE TABLE" || creates_temporary_view(statement);
+}
+
+// An object the statement writes, or may write later (reaches_later: a relation it reads; not
+// the session's own temporary ones, which it may change anyway).
+bool written_or_viewed(const sql::ObjectRef& object, bool reaches_later) {
     if (object.role != ObjectRole::read) return true;
-    return temporary_view && !object.temporary && (object.kind == "relation" || object.kind == "table" ||
-                                                   object.kind == "view");
+    return reaches_later && !object.temporary && (object.kind == "relation" || object.kind == "table" ||
+                                                  object.kind == "view");
 }
 
 // PostgreSQL's parse_bool: on/off, true/false, yes/no, 1/0 and unique prefixes, any case.
@@ -555,9 +562,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                           "role was given.");
     }
 
-    const bool temporary_view = creates_temporary_view(statement);
+    const bool reaches_later = reaches_read_relations_later(statement);
     for (const auto& object : statement.objects) {
-        if (!written_or_viewed(object, temporary_view)) continue;
+        if (!written_or_viewed(object, reaches_later)) continue;
         const auto schema = schema_of(object);
         if (schema.empty()) continue;
         for (const auto& protected_schema : guards.protected_schemas)
@@ -565,9 +572,14 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                 return refuse(context, &statement, "protected_schemas",
                               fmt::format("protected_schemas: {}", protected_schema),
                               object.role == ObjectRole::read
-                                  ? fmt::format("pgrail: a temporary view of protected schema {} refused; writes "
-                                                "through it would reach the schema",
-                                                schema)
+                                  ? (statement.tag == "CREATE TABLE"
+                                         ? fmt::format("pgrail: a table like a relation of protected schema {} "
+                                                       "refused; its copied defaults would write the schema's "
+                                                       "sequences",
+                                                       schema)
+                                         : fmt::format("pgrail: a temporary view of protected schema {} refused; "
+                                                       "writes through it would reach the schema",
+                                                       schema))
                                   : fmt::format("pgrail: write to protected schema {} refused; {}", schema,
                                                 schema == "pgrail" ? "pgrail's commands change it"
                                                                    : "it is read-only through pgrail"),
@@ -605,7 +617,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     if (!guards.read_only_tables.empty()) {
         for (const auto& object : statement.objects) {
             const bool writes = object.role == ObjectRole::written || object.role == ObjectRole::truncated;
-            if (!writes && !(object.role == ObjectRole::read && written_or_viewed(object, temporary_view))) continue;
+            if (!writes && !(object.role == ObjectRole::read && written_or_viewed(object, reaches_later))) continue;
             for (const auto& pattern : guards.read_only_tables)
                 if (table_matches(pattern, object))
                     return refuse(context, &statement, "read_only_tables", "read_only_tables",

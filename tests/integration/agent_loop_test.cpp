@@ -274,19 +274,42 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
 
     // A function of the application's named like a built-in: the scratch copy's catalog is read
     // before anything runs, and this one would comment on the database as the migrator.
-    {
-        Conn owner(PQconnectdb(loop.db.conninfo_for("app_owner").c_str()));
-        REQUIRE(run(owner.get(), "CREATE FUNCTION public.lower(x int) RETURNS int LANGUAGE sql AS $$ COMMENT ON "
-                                 "DATABASE " + db + " IS 'via-function'; SELECT 1 $$")
-                    .at(0)
-                    .status == "PGRES_COMMAND_OK");
-    }
+    Conn owner(PQconnectdb(loop.db.conninfo_for("app_owner").c_str()));
+    REQUIRE(run(owner.get(), "CREATE FUNCTION public.lower(x int) RETURNS int LANGUAGE sql AS $$ COMMENT ON DATABASE " +
+                                 db + " IS 'via-function'; SELECT 1 $$")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
     const auto shadowed = row_of(run(agent.get(), propose_sql("add_rank", "ALTER TABLE profiles ADD COLUMN rank int; "
                                                                           "SELECT lower(1)",
                                                               "ALTER TABLE profiles DROP COLUMN rank"))
                                      .at(0));
     CHECK_THAT(shadowed.at("verification"), Catch::Contains("public.lower"));
     CHECK_THAT(shadowed.at("verification"), Catch::StartsWith("skipped: "));
+    CHECK(shared_state(db, victim) == before);
+
+    // An extension's functions are the server's: citext's max(citext) does not stop max(id).
+    REQUIRE(run(owner.get(), "CREATE EXTENSION citext").at(0).status == "PGRES_COMMAND_OK");
+    const auto with_extension = row_of(run(agent.get(), propose_sql("add_handle", "ALTER TABLE profiles ADD COLUMN "
+                                                                                  "handle citext; SELECT max(id) FROM "
+                                                                                  "profiles",
+                                                                    "ALTER TABLE profiles DROP COLUMN handle"))
+                                           .at(0));
+    CHECK(with_extension.at("verification") == "passed");
+    // The application's code that runs without a call naming it (here a trigger, as the migrator,
+    // on any INSERT into profiles): no proposal of this schema runs unread.
+    REQUIRE(run(owner.get(), "CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE "
+                             "format('COMMENT ON DATABASE " + db + " IS %L', NEW.display_name); RETURN NEW; END $$; "
+                             "CREATE TRIGGER stamp BEFORE INSERT ON profiles FOR EACH ROW EXECUTE FUNCTION stamp()")
+                .back()
+                .status == "PGRES_COMMAND_OK");
+    const auto triggered =
+        row_of(run(agent.get(), propose_sql("add_badge", "ALTER TABLE profiles ADD COLUMN badge text; INSERT INTO "
+                                                         "profiles (email, display_name) VALUES ('t@example.com', "
+                                                         "'via-trigger')",
+                                            "ALTER TABLE profiles DROP COLUMN badge"))
+                   .at(0));
+    CHECK_THAT(triggered.at("verification"), Catch::StartsWith("skipped: "));
+    CHECK_THAT(triggered.at("verification"), Catch::Contains("public.stamp() through a trigger"));
     CHECK(shared_state(db, victim) == before);
     // No scratch database was left behind, the victim is still there, and the real settings hold.
     CHECK(scalar(direct.get(), "SELECT count(*) FROM pg_database WHERE datname = '" + victim + "'") == "1");

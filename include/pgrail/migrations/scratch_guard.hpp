@@ -24,9 +24,10 @@ struct ScratchConfinement {
 };
 
 // A positive list, read from the analyzer's reading of each statement: data reads and writes,
-// and DDL of relations, types, schemas, policies, statistics, comments and privileges on them;
-// SET of a few timeouts and memory settings; functions of pg_catalog only, never one that reaches
-// beyond the database (sql/outside_functions.hpp) or reads other sessions' activity. Not: shared
+// ANALYZE, and DDL of relations, types, schemas, policies, statistics, comments and privileges on
+// them; SET of lock_timeout and client_min_messages; functions of pg_catalog only, never one that
+// reaches beyond the database (sql/outside_functions.hpp), reads other sessions' activity or
+// reads a relation named in a string (table_to_xml and its family). Not: shared
 // objects (databases, roles, tablespaces, parameters, subscriptions), code that runs later or
 // elsewhere (functions, procedures, DO, CALL, triggers, rules, event triggers, extensions,
 // foreign servers and tables), COPY, ALTER SYSTEM, dynamic SQL, the system catalogs, pgrail's

@@ -25,7 +25,7 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
                "DROP TABLE t"));
     CHECK(runs("CREATE INDEX i ON p (lower(email))", "DROP INDEX i"));
     CHECK(runs("CREATE TYPE mood AS ENUM ('a', 'b'); CREATE VIEW v AS SELECT 1 AS one", "DROP VIEW v; DROP TYPE mood"));
-    CHECK(runs("SET lock_timeout = '2s'; UPDATE p SET c = upper(c) WHERE c IS NOT NULL", "SELECT 1"));
+    CHECK(runs("SET lock_timeout = '2s'; UPDATE p SET c = upper(c) WHERE c IS NOT NULL; ANALYZE p", "SELECT 1"));
     CHECK(runs("CREATE SCHEMA reports; GRANT USAGE ON SCHEMA reports TO agent; COMMENT ON TABLE p IS 'x'",
                "DROP SCHEMA reports"));
     CHECK(runs("ALTER TABLE p ALTER COLUMN n TYPE bigint USING pg_catalog.int8(n)", "SELECT 1"));
@@ -74,6 +74,12 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
                            "SELECT query_to_xml('ALTER DATABASE app OWNER TO agent', true, true, '')",
                            "SELECT set_config('search_path', 'pgrail', false)", "SET search_path = pgrail, public",
                            "SET ROLE postgres", "RESET ALL", "SELECT * FROM pgrail.status()",
-                           "SELECT * FROM information_schema.tables"})
+                           "SELECT * FROM information_schema.tables",
+                           "SELECT table_to_xml('pg_stat_activity', true, false, '')",
+                           "SELECT pg_catalog.schema_to_xml('public', true, false, '')",
+                           "SELECT database_to_xml(true, false, '')",
+                           // The runner's bounds: its statement_timeout, memory.
+                           "SET statement_timeout = 0; SELECT pg_sleep(70)", "SET work_mem = '64GB'",
+                           "SELECT set_config('statement_timeout', '0', false)"})
         CHECK_FALSE(runs(up));
 }
