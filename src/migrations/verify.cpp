@@ -181,6 +181,18 @@ void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const 
     if (failure) throw detail::script_error(migration, direction, script, *failure);
 }
 
+// A failure's text as the ledger stores it and a proposal answers it: a script's error can be
+// megabytes (RAISE of a long value), a schema diff long; cut at a character's first byte.
+std::string bounded_detail(std::string text) {
+    constexpr std::size_t max_detail_bytes = 16 * 1024;
+    if (text.size() <= max_detail_bytes) return text;
+    std::size_t cut = max_detail_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    const std::size_t dropped = text.size() - cut;
+    text.resize(cut);
+    return text + fmt::format(" ... ({} bytes more)", dropped);
+}
+
 struct MeasuredUp {
     std::int64_t ms = 0;
     bool locks_measured = false;
@@ -326,6 +338,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                     result.detail = error.message();
                 }
             }
+            result.detail = bounded_detail(std::move(result.detail));
             result.duration_ms = elapsed_ms(started);
             results.push_back(result);
             if (!result.passed) break;  // later migrations would start from an unknown state

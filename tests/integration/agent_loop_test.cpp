@@ -287,6 +287,15 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
     CHECK_THAT(shadowed.at("verification"), Catch::StartsWith("skipped: "));
     CHECK(shared_state(db, victim) == before);
 
+    // A script's error can be as long as the server lets it be: the answer (and the ledger) keeps 16 KB.
+    const auto long_error = row_of(run(agent.get(), propose_sql("add_long", "ALTER TABLE profiles ADD COLUMN z text; "
+                                                                            "SELECT repeat('x', 200000)::int",
+                                                                "ALTER TABLE profiles DROP COLUMN z"))
+                                       .at(0));
+    CHECK_THAT(long_error.at("verification"), Catch::StartsWith("failed: "));
+    CHECK_THAT(long_error.at("verification"), Catch::Contains("bytes more)"));
+    CHECK(long_error.at("verification").size() < 17 * 1024);
+
     // An extension's functions are the server's: citext's max(citext) does not stop max(id).
     REQUIRE(run(owner.get(), "CREATE EXTENSION citext").at(0).status == "PGRES_COMMAND_OK");
     const auto with_extension = row_of(run(agent.get(), propose_sql("add_handle", "ALTER TABLE profiles ADD COLUMN "
