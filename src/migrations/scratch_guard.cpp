@@ -16,6 +16,7 @@ namespace pgrail::migrations {
 
 namespace {
 
+// clang-format off
 // Statements whose effects stay in the database they run in (their objects checked below).
 constexpr std::array<std::string_view, 50> local_tags = {
     "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE TABLE", "LOCK TABLE", "ANALYZE",
@@ -43,9 +44,9 @@ constexpr std::array<std::string_view, 2> local_settings = {"lock_timeout", "cli
 // the XML dumps that read a relation, a schema or the database named in a string
 // (table_to_xml('pg_stat_activity', ...)), which no object of the statement shows.
 constexpr std::array<std::string_view, 10> scratch_denied_functions = {
-    "pg_stat_get_*",   "pg_stat_reset*", "pg_replication_origin*", "pg_log_backend_memory_contexts",
-    "pg_wal_replay_*", "pg_ls_*",        "table_to_xml*",          "schema_to_xml*",
-    "database_to_xml*", "cursor_to_xml*"};
+    "pg_stat_get_*", "pg_stat_reset*", "pg_replication_origin*", "pg_log_backend_memory_contexts",
+    "pg_wal_replay_*", "pg_ls_*", "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*"};
+// clang-format on
 
 template <std::size_t N>
 bool listed(const std::array<std::string_view, N>& list, std::string_view name) {
@@ -60,29 +61,30 @@ bool system_schema(std::string_view schema) {
 
 // Why `statement` may reach beyond its database; `functions` collects its unqualified calls.
 std::optional<std::string> escape_of(const sql::Statement& statement, std::vector<std::string>& functions) {
-    if (statement.statement_class == sql::StatementClass::unknown || statement.error)
-        return "pgrail cannot read it";
-    if (!listed(local_tags, statement.tag)) return fmt::format("{} is not run before a person approves it", statement.tag);
+    if (statement.statement_class == sql::StatementClass::unknown || statement.error) return "pgrail cannot read it";
+    if (!listed(local_tags, statement.tag))
+        return fmt::format("{} is not run before a person approves it", statement.tag);
     if (!statement.pgrail_calls.empty()) return "it calls pgrail's commands";
     const auto& flags = statement.flags;
     if (flags.copy_program || flags.copy_file || flags.alter_system) return "it reaches the server's files or settings";
     if (flags.ddl_capable_dynamic || flags.runs_query_text) return "it runs SQL from a string";
     const bool on_objects = statement.tag == "COMMENT" || statement.tag == "GRANT" || statement.tag == "REVOKE";
     if (on_objects && statement.objects.empty()) return "pgrail cannot tell what it applies to";
-    if (statement.tag == "CREATE SCHEMA" && statement.objects.size() != 1) return "it creates objects inside CREATE SCHEMA";
+    if (statement.tag == "CREATE SCHEMA" && statement.objects.size() != 1)
+        return "it creates objects inside CREATE SCHEMA";
     for (const auto& object : statement.objects) {
         if (!listed(local_kinds, object.kind))
             return fmt::format("{} {} is not an object of the database alone", object.kind, object.name);
         if (system_schema(object.schema) || (object.schema.empty() && object.name.starts_with("pg_")))
-            return fmt::format("it reaches the system catalog ({}{}{})", object.schema, object.schema.empty() ? "" : ".",
-                               object.name);
+            return fmt::format("it reaches the system catalog ({}{}{})", object.schema,
+                               object.schema.empty() ? "" : ".", object.name);
     }
     for (const auto& setting : statement.settings)
         if (!listed(local_settings, setting.name)) return fmt::format("it sets {}", setting.name);
     for (const auto& function : statement.functions) {
         const auto dot = function.rfind('.');
-        const std::string_view name = dot == std::string::npos ? std::string_view(function)
-                                                               : std::string_view(function).substr(dot + 1);
+        const std::string_view name =
+            dot == std::string::npos ? std::string_view(function) : std::string_view(function).substr(dot + 1);
         if (dot != std::string::npos && std::string_view(function).substr(0, dot) != "pg_catalog")
             return fmt::format("it calls {}, not one of PostgreSQL's built-in functions", function);
         if (listed(sql::functions_reaching_outside, name) || listed(scratch_denied_functions, name))
@@ -102,7 +104,8 @@ ScratchConfinement scratch_confinement(const Migration& migration) {
         for (const auto& statement : script->statements) {
             const auto analysis = sql::analyze(statement.text);
             if (analysis.error || analysis.statements.empty()) {
-                out.refusal = fmt::format("{} ({}, line {}): pgrail cannot read it", statement.tag, which, statement.line);
+                out.refusal =
+                    fmt::format("{} ({}, line {}): pgrail cannot read it", statement.tag, which, statement.line);
                 return out;
             }
             for (const auto& analysed : analysis.statements) {
@@ -149,9 +152,10 @@ std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vec
         "('pg_catalog', 'information_schema') AND {} ORDER BY 1 LIMIT 1",
         function_name, not_extension));
     if (!implicit.empty())
-        return fmt::format("the schema runs the application's function {} through {}, without a call naming it, "
-                           "with the migrator's rights",
-                           implicit[0][0].as<std::string>(), implicit[0][1].as<std::string>());
+        return fmt::format(
+            "the schema runs the application's function {} through {}, without a call naming it, "
+            "with the migrator's rights",
+            implicit[0][0].as<std::string>(), implicit[0][1].as<std::string>());
     for (const auto& name : functions) {
         const auto other = tx.exec_params(
             fmt::format("SELECT {} FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = "

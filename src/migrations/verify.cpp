@@ -297,9 +297,9 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                 detail::rethrow_database_error("cannot read the scratch database's catalog");
             }
             if (escape)
-                throw MigrationError(sqlstate::insufficient_privilege,
-                                     fmt::format("pgrail does not run these scripts before a person approves them: {}",
-                                                 *escape));
+                throw MigrationError(
+                    sqlstate::insufficient_privilege,
+                    fmt::format("pgrail does not run these scripts before a person approves them: {}", *escape));
         }
         for (const Migration* migration : targets) {
             const auto started = std::chrono::steady_clock::now();

@@ -295,8 +295,8 @@ bool reaches_read_relations_later(const Statement& statement) {
 // the session's own temporary ones, which it may change anyway).
 bool written_or_viewed(const sql::ObjectRef& object, bool reaches_later) {
     if (object.role != ObjectRole::read) return true;
-    return reaches_later && !object.temporary && (object.kind == "relation" || object.kind == "table" ||
-                                                  object.kind == "view");
+    return reaches_later && !object.temporary &&
+           (object.kind == "relation" || object.kind == "table" || object.kind == "view");
 }
 
 // PostgreSQL's parse_bool: on/off, true/false, yes/no, 1/0 and unique prefixes, any case.

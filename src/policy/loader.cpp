@@ -421,8 +421,8 @@ private:
         if (const auto node = pick(rule, "sensitive_columns")) guards.sensitive = read_sensitive(node);
         if (const auto node = pick(rule, "max_rows")) guards.max_rows = read_max_rows(node);
 
-        guards.denied_functions = name_set(rule, sql::functions_reaching_outside, "denied_functions", "allowed_functions",
-                                           function_key, "a denied function");
+        guards.denied_functions = name_set(rule, sql::functions_reaching_outside, "denied_functions",
+                                           "allowed_functions", function_key, "a denied function");
         guards.protected_settings = name_set(rule, builtin_protected_settings, "protected_settings",
                                              "allowed_settings", setting_key, "a protected setting");
 

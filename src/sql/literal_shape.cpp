@@ -148,12 +148,11 @@ bool reads_no_literal(const Statement& statement) {
                                                    return read.kind == ColumnRead::Kind::position && read.name != "*";
                                                });
     return (statement.statement_class == StatementClass::read || statement.statement_class == StatementClass::write) &&
-           !statement.error && statement.inner.empty() && statement.settings.empty() && statement.pgrail_calls.empty() &&
-           statement.advisory_lock_keys.empty() && !reads_by_position &&
+           !statement.error && statement.inner.empty() && statement.settings.empty() &&
+           statement.pgrail_calls.empty() && statement.advisory_lock_keys.empty() && !reads_by_position &&
            !flags.select_into && !flags.create_table_as && !flags.explain_analyze && !flags.ddl_capable_dynamic &&
            !flags.alter_system && !flags.runs_query_text && !flags.writes_sequence && !flags.copy_program &&
-           !flags.copy_file &&
-           flags.copy_direction == CopyDirection::none;
+           !flags.copy_file && flags.copy_direction == CopyDirection::none;
 }
 
 }  // namespace

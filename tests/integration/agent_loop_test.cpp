@@ -220,15 +220,20 @@ namespace {
 std::string shared_state(const std::string& db, const std::string& victim) {
     auto conn = admin();
     const std::string names = "('" + db + "', '" + victim + "')";
-    return scalar(conn.get(),
-                  "SELECT concat_ws(' | ', (SELECT string_agg(datname || ':' || datdba::regrole || ':' || "
-                  "coalesce(datacl::text, '-') || ':' || datconnlimit, ',' ORDER BY datname) FROM pg_database "
-                  "WHERE datname IN " + names + "), (SELECT string_agg(coalesce(d.description, '-'), ',') FROM "
-                  "pg_database b LEFT JOIN pg_shdescription d ON d.objoid = b.oid WHERE b.datname IN " + names +
-                  "), (SELECT coalesce(string_agg(coalesce(s.setdatabase::text, '-') || '/' || s.setrole::regrole || "
-                  "'=' || s.setconfig::text, ','), '-') FROM pg_db_role_setting s WHERE s.setrole IN "
-                  "('app_owner'::regrole, 'agent'::regrole) OR s.setdatabase IN (SELECT oid FROM pg_database WHERE "
-                  "datname IN " + names + ")))");
+    return scalar(
+        conn.get(),
+        "SELECT concat_ws(' | ', (SELECT string_agg(datname || ':' || datdba::regrole || ':' || "
+        "coalesce(datacl::text, '-') || ':' || datconnlimit, ',' ORDER BY datname) FROM pg_database "
+        "WHERE datname IN " +
+            names +
+            "), (SELECT string_agg(coalesce(d.description, '-'), ',') FROM "
+            "pg_database b LEFT JOIN pg_shdescription d ON d.objoid = b.oid WHERE b.datname IN " +
+            names +
+            "), (SELECT coalesce(string_agg(coalesce(s.setdatabase::text, '-') || '/' || s.setrole::regrole || "
+            "'=' || s.setconfig::text, ','), '-') FROM pg_db_role_setting s WHERE s.setrole IN "
+            "('app_owner'::regrole, 'agent'::regrole) OR s.setdatabase IN (SELECT oid FROM pg_database WHERE "
+            "datname IN " +
+            names + ")))");
 }
 
 }  // namespace
@@ -245,8 +250,9 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
     REQUIRE_THAT(before, Catch::Contains(victim));
 
     // A clean additive change still gets its rollback proof (pg_catalog's functions run).
-    const auto clean = row_of(run(agent.get(), propose_sql("add_note", "ALTER TABLE profiles ADD COLUMN note text "
-                                                                       "DEFAULT lower('X')",
+    const auto clean = row_of(run(agent.get(), propose_sql("add_note",
+                                                           "ALTER TABLE profiles ADD COLUMN note text "
+                                                           "DEFAULT lower('X')",
                                                            "ALTER TABLE profiles DROP COLUMN note"))
                                   .at(0));
     CHECK(clean.at("verification") == "passed");
@@ -279,8 +285,9 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
                                  db + " IS 'via-function'; SELECT 1 $$")
                 .at(0)
                 .status == "PGRES_COMMAND_OK");
-    const auto shadowed = row_of(run(agent.get(), propose_sql("add_rank", "ALTER TABLE profiles ADD COLUMN rank int; "
-                                                                          "SELECT lower(1)",
+    const auto shadowed = row_of(run(agent.get(), propose_sql("add_rank",
+                                                              "ALTER TABLE profiles ADD COLUMN rank int; "
+                                                              "SELECT lower(1)",
                                                               "ALTER TABLE profiles DROP COLUMN rank"))
                                      .at(0));
     CHECK_THAT(shadowed.at("verification"), Catch::Contains("public.lower"));
@@ -288,8 +295,9 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
     CHECK(shared_state(db, victim) == before);
 
     // A script's error can be as long as the server lets it be: the answer (and the ledger) keeps 16 KB.
-    const auto long_error = row_of(run(agent.get(), propose_sql("add_long", "ALTER TABLE profiles ADD COLUMN z text; "
-                                                                            "SELECT repeat('x', 200000)::int",
+    const auto long_error = row_of(run(agent.get(), propose_sql("add_long",
+                                                                "ALTER TABLE profiles ADD COLUMN z text; "
+                                                                "SELECT repeat('x', 200000)::int",
                                                                 "ALTER TABLE profiles DROP COLUMN z"))
                                        .at(0));
     CHECK_THAT(long_error.at("verification"), Catch::StartsWith("failed: "));
@@ -298,23 +306,28 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
 
     // An extension's functions are the server's: citext's max(citext) does not stop max(id).
     REQUIRE(run(owner.get(), "CREATE EXTENSION citext").at(0).status == "PGRES_COMMAND_OK");
-    const auto with_extension = row_of(run(agent.get(), propose_sql("add_handle", "ALTER TABLE profiles ADD COLUMN "
-                                                                                  "handle citext; SELECT max(id) FROM "
-                                                                                  "profiles",
+    const auto with_extension = row_of(run(agent.get(), propose_sql("add_handle",
+                                                                    "ALTER TABLE profiles ADD COLUMN "
+                                                                    "handle citext; SELECT max(id) FROM "
+                                                                    "profiles",
                                                                     "ALTER TABLE profiles DROP COLUMN handle"))
                                            .at(0));
     CHECK(with_extension.at("verification") == "passed");
     // The application's code that runs without a call naming it (here a trigger, as the migrator,
     // on any INSERT into profiles): no proposal of this schema runs unread.
-    REQUIRE(run(owner.get(), "CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE "
-                             "format('COMMENT ON DATABASE " + db + " IS %L', NEW.display_name); RETURN NEW; END $$; "
-                             "CREATE TRIGGER stamp BEFORE INSERT ON profiles FOR EACH ROW EXECUTE FUNCTION stamp()")
+    REQUIRE(run(owner.get(),
+                "CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE "
+                "format('COMMENT ON DATABASE " +
+                    db +
+                    " IS %L', NEW.display_name); RETURN NEW; END $$; "
+                    "CREATE TRIGGER stamp BEFORE INSERT ON profiles FOR EACH ROW EXECUTE FUNCTION stamp()")
                 .back()
                 .status == "PGRES_COMMAND_OK");
     const auto triggered =
-        row_of(run(agent.get(), propose_sql("add_badge", "ALTER TABLE profiles ADD COLUMN badge text; INSERT INTO "
-                                                         "profiles (email, display_name) VALUES ('t@example.com', "
-                                                         "'via-trigger')",
+        row_of(run(agent.get(), propose_sql("add_badge",
+                                            "ALTER TABLE profiles ADD COLUMN badge text; INSERT INTO "
+                                            "profiles (email, display_name) VALUES ('t@example.com', "
+                                            "'via-trigger')",
                                             "ALTER TABLE profiles DROP COLUMN badge"))
                    .at(0));
     CHECK_THAT(triggered.at("verification"), Catch::StartsWith("skipped: "));

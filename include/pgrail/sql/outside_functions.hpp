@@ -10,6 +10,7 @@ namespace pgrail::sql {
 // state (configuration, WAL, replication). The policy denies them to every rule unless a rule
 // lifts one (denied_functions); pgrail never runs them in a scratch copy on an agent's word
 // (migrations/scratch_guard.hpp). A trailing * matches any name with that prefix.
+// clang-format off
 inline constexpr std::array<std::string_view, 34> functions_reaching_outside = {
     "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
     "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
@@ -19,5 +20,6 @@ inline constexpr std::array<std::string_view, 34> functions_reaching_outside = {
     "pg_create_logical_replication_slot", "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
     "pg_copy_logical_replication_slot", "pg_replication_slot_advance", "pg_logical_emit_message",
     "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync"};
+// clang-format on
 
 }  // namespace pgrail::sql

@@ -14,7 +14,9 @@ ScratchConfinement confine(const std::string& up, const std::string& down = "SEL
     return scratch_confinement(proposal_migration("1", "x", up, down));
 }
 
-bool runs(const std::string& up, const std::string& down = "SELECT 1") { return !confine(up, down).refusal; }
+bool runs(const std::string& up, const std::string& down = "SELECT 1") {
+    return !confine(up, down).refusal;
+}
 
 }  // namespace
 
@@ -34,16 +36,29 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
 
     // The shared catalogs: databases, roles, tablespaces, parameters (the helper's reproductions
     // first, then other syntax for the same effect).
-    for (const char* up : {"COMMENT ON DATABASE app IS 'pwned'", "ALTER DATABASE app SET search_path = pgrail, public",
-                           "GRANT ALL ON DATABASE app TO PUBLIC", "ALTER ROLE app_owner SET statement_timeout = 1",
-                           "ALTER USER app_owner SET statement_timeout = 1", "ALTER ROLE ALL SET work_mem = '1MB'",
-                           "ALTER ROLE agent IN DATABASE app SET role = 'app_owner'", "ALTER DATABASE app OWNER TO agent",
-                           "ALTER DATABASE app RENAME TO app2", "ALTER DATABASE app WITH CONNECTION LIMIT 0",
-                           "REVOKE CONNECT ON DATABASE app FROM PUBLIC", "COMMENT ON ROLE agent IS 'x'",
-                           "COMMENT ON TABLESPACE pg_default IS 'x'", "GRANT SET ON PARAMETER work_mem TO agent",
-                           "GRANT app_owner TO agent", "CREATE ROLE intruder LOGIN PASSWORD 'x'", "DROP ROLE agent",
-                           "CREATE DATABASE other", "CREATE TABLESPACE t LOCATION '/tmp'", "REASSIGN OWNED BY a TO b",
-                           "DROP OWNED BY agent", "SECURITY LABEL ON DATABASE app IS 'x'", "ALTER SYSTEM SET fsync = off",
+    for (const char* up : {"COMMENT ON DATABASE app IS 'pwned'",
+                           "ALTER DATABASE app SET search_path = pgrail, public",
+                           "GRANT ALL ON DATABASE app TO PUBLIC",
+                           "ALTER ROLE app_owner SET statement_timeout = 1",
+                           "ALTER USER app_owner SET statement_timeout = 1",
+                           "ALTER ROLE ALL SET work_mem = '1MB'",
+                           "ALTER ROLE agent IN DATABASE app SET role = 'app_owner'",
+                           "ALTER DATABASE app OWNER TO agent",
+                           "ALTER DATABASE app RENAME TO app2",
+                           "ALTER DATABASE app WITH CONNECTION LIMIT 0",
+                           "REVOKE CONNECT ON DATABASE app FROM PUBLIC",
+                           "COMMENT ON ROLE agent IS 'x'",
+                           "COMMENT ON TABLESPACE pg_default IS 'x'",
+                           "GRANT SET ON PARAMETER work_mem TO agent",
+                           "GRANT app_owner TO agent",
+                           "CREATE ROLE intruder LOGIN PASSWORD 'x'",
+                           "DROP ROLE agent",
+                           "CREATE DATABASE other",
+                           "CREATE TABLESPACE t LOCATION '/tmp'",
+                           "REASSIGN OWNED BY a TO b",
+                           "DROP OWNED BY agent",
+                           "SECURITY LABEL ON DATABASE app IS 'x'",
+                           "ALTER SYSTEM SET fsync = off",
                            "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO agent"})
         CHECK_FALSE(runs(std::string("CREATE TABLE ok (a int); ") + up));
     CHECK_FALSE(runs("-- pgrail:no-transaction\nDROP DATABASE victim WITH (FORCE)"));
@@ -53,33 +68,33 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
     CHECK(down.refusal->find("down script, line 1") != std::string::npos);
 
     // Code that runs later, elsewhere or with other rights.
-    for (const char* up : {"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-                           "CREATE PROCEDURE p() LANGUAGE sql AS 'SELECT 1'", "DO $$ BEGIN NULL; END $$", "CALL p()",
-                           "CREATE TRIGGER tr AFTER INSERT ON t EXECUTE FUNCTION f()",
-                           "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
-                           "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()",
-                           "CREATE EXTENSION dblink", "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw",
-                           "CREATE FOREIGN TABLE ft (a int) SERVER s", "IMPORT FOREIGN SCHEMA public FROM SERVER s INTO x",
-                           "CREATE SCHEMA s CREATE TABLE t (a int) CREATE TRIGGER tr AFTER INSERT ON t EXECUTE FUNCTION f()",
-                           "COPY t FROM PROGRAM 'id'", "COPY t TO '/tmp/x'", "PREPARE q AS SELECT 1",
-                           "EXPLAIN ANALYZE SELECT 1", "VACUUM t"})
+    for (const char* up :
+         {"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+          "CREATE PROCEDURE p() LANGUAGE sql AS 'SELECT 1'", "DO $$ BEGIN NULL; END $$", "CALL p()",
+          "CREATE TRIGGER tr AFTER INSERT ON t EXECUTE FUNCTION f()",
+          "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
+          "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()", "CREATE EXTENSION dblink",
+          "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw", "CREATE FOREIGN TABLE ft (a int) SERVER s",
+          "IMPORT FOREIGN SCHEMA public FROM SERVER s INTO x",
+          "CREATE SCHEMA s CREATE TABLE t (a int) CREATE TRIGGER tr AFTER INSERT ON t EXECUTE FUNCTION f()",
+          "COPY t FROM PROGRAM 'id'", "COPY t TO '/tmp/x'", "PREPARE q AS SELECT 1", "EXPLAIN ANALYZE SELECT 1",
+          "VACUUM t"})
         CHECK_FALSE(runs(up));
 
     // Functions: none but pg_catalog's, none that reaches beyond the database, no dynamic SQL.
-    for (const char* up : {"SELECT dblink_exec('dbname=app', 'DROP TABLE p')", "SELECT public.f()",
-                           "CREATE TABLE t (a int DEFAULT app.next_id())", "SELECT pg_terminate_backend(1)",
-                           "SELECT pg_catalog.pg_reload_conf()", "SELECT lo_export(1, '/tmp/x')",
-                           "SELECT pg_read_file('/etc/passwd')", "SELECT query::int FROM pg_catalog.pg_stat_activity",
-                           "SELECT pg_stat_get_backend_activity(1)", "SELECT pg_stat_reset_shared('bgwriter')",
-                           "SELECT query_to_xml('ALTER DATABASE app OWNER TO agent', true, true, '')",
-                           "SELECT set_config('search_path', 'pgrail', false)", "SET search_path = pgrail, public",
-                           "SET ROLE postgres", "RESET ALL", "SELECT * FROM pgrail.status()",
-                           "SELECT * FROM information_schema.tables",
-                           "SELECT table_to_xml('pg_stat_activity', true, false, '')",
-                           "SELECT pg_catalog.schema_to_xml('public', true, false, '')",
-                           "SELECT database_to_xml(true, false, '')",
-                           // The runner's bounds: its statement_timeout, memory.
-                           "SET statement_timeout = 0; SELECT pg_sleep(70)", "SET work_mem = '64GB'",
-                           "SELECT set_config('statement_timeout', '0', false)"})
+    for (const char* up :
+         {"SELECT dblink_exec('dbname=app', 'DROP TABLE p')", "SELECT public.f()",
+          "CREATE TABLE t (a int DEFAULT app.next_id())", "SELECT pg_terminate_backend(1)",
+          "SELECT pg_catalog.pg_reload_conf()", "SELECT lo_export(1, '/tmp/x')", "SELECT pg_read_file('/etc/passwd')",
+          "SELECT query::int FROM pg_catalog.pg_stat_activity", "SELECT pg_stat_get_backend_activity(1)",
+          "SELECT pg_stat_reset_shared('bgwriter')",
+          "SELECT query_to_xml('ALTER DATABASE app OWNER TO agent', true, true, '')",
+          "SELECT set_config('search_path', 'pgrail', false)", "SET search_path = pgrail, public", "SET ROLE postgres",
+          "RESET ALL", "SELECT * FROM pgrail.status()", "SELECT * FROM information_schema.tables",
+          "SELECT table_to_xml('pg_stat_activity', true, false, '')",
+          "SELECT pg_catalog.schema_to_xml('public', true, false, '')", "SELECT database_to_xml(true, false, '')",
+          // The runner's bounds: its statement_timeout, memory.
+          "SET statement_timeout = 0; SELECT pg_sleep(70)", "SET work_mem = '64GB'",
+          "SELECT set_config('statement_timeout', '0', false)"})
         CHECK_FALSE(runs(up));
 }
