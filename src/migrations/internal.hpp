@@ -39,11 +39,16 @@ void insert_event(pqxx::transaction_base& tx, const std::string& version, const 
                   const std::string& checksum, const std::string& event, bool ok, const std::string& by,
                   std::int64_t duration_ms, const std::string& detail);
 
+// A failure's text as the ledger stores it and a proposal answers it: a script's error can be
+// megabytes (RAISE of a long value), a schema diff long. At most 16 KB, cut at a character's first
+// byte (at most 3 bytes back: invalid UTF-8 is cut where it is).
+std::string bounded_detail(std::string text);
+
 // A scratch copy about to run an agent's scripts (scratch_guard.hpp): what in it would carry them
 // beyond the database or run the application's code as the migrator (a foreign server, dblink, a
 // function of the application's that a trigger, operator, cast, default, constraint, index, view,
 // rule, policy or type uses, or one named like a function they call unqualified), said in a
-// sentence; nothing when there is none. Extensions' functions count as the server's own.
+// sentence; nothing when there is none. Only a few contrib extensions' functions count as built-ins.
 std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vector<std::string>& functions);
 
 // Granted locks on advisory_lock_key in the connection's database, with their backends.

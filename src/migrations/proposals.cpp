@@ -463,7 +463,7 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
             *confinement.refusal);
     } else {
         RunnerOptions verify_options = options_;
-        verify_options.scratch_builtins_only = confinement.unqualified_functions;
+        verify_options.scratch_call_names = confinement.call_names;
         // Never the live rows: the scripts run with the migrator's rights, and a failure's message
         // (the agent's answer) may quote what they read.
         verify_options.verify_sample_rows = 0;
@@ -478,10 +478,10 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
             } else if (result->passed) {
                 proposal.verification = "passed";
             } else {
-                proposal.verification = "failed: " + result->detail;
+                proposal.verification = detail::bounded_detail("failed: " + result->detail);
             }
         } catch (const MigrationError& error) {
-            proposal.verification = "skipped: " + error.message();
+            proposal.verification = detail::bounded_detail("skipped: " + error.message());
         }
     }
     const bool auto_approved =

@@ -39,13 +39,22 @@ constexpr std::array<std::string_view, 17> local_kinds = {
 // lock_timeout: the runner's statement_timeout still bounds every statement.
 constexpr std::array<std::string_view, 2> local_settings = {"lock_timeout", "client_min_messages"};
 
-// Built-ins beyond sql::functions_reaching_outside that a scratch copy must not run: other
-// sessions' activity (their statements' text), server-wide statistics and replication state, and
-// the XML dumps that read a relation, a schema or the database named in a string
-// (table_to_xml('pg_stat_activity', ...)), which no object of the statement shows.
-constexpr std::array<std::string_view, 10> scratch_denied_functions = {
-    "pg_stat_get_*", "pg_stat_reset*", "pg_replication_origin*", "pg_log_backend_memory_contexts",
-    "pg_wal_replay_*", "pg_ls_*", "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*"};
+// Built-ins beyond sql::functions_reaching_outside that a scratch copy must not run, since the
+// migrator may read what the agent may not and a failure's message is the agent's answer: other
+// sessions' activity and locks, statistics, replication state, the server's settings and
+// configuration files, and the XML dumps that read a relation, a schema or the database named in
+// a string (table_to_xml('pg_stat_activity', ...)), which no object of the statement shows.
+constexpr std::array<std::string_view, 18> scratch_denied_functions = {
+    "pg_stat_*", "pg_replication_origin*", "pg_log_backend_memory_contexts", "pg_wal_replay_*", "pg_ls_*",
+    "pg_lock_status", "pg_get_replication_slots", "pg_current_logfile", "pg_show_all_file_settings",
+    "pg_show_all_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_config", "current_setting",
+    "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*"};
+
+// Extensions whose functions count as built-ins (contrib modules that reach nothing outside the
+// database): their members may share a name with a call (citext's max) or back an operator.
+constexpr std::array<std::string_view, 17> plain_extensions = {
+    "citext", "pgcrypto", "uuid-ossp", "hstore", "pg_trgm", "btree_gin", "btree_gist", "intarray", "ltree",
+    "cube", "earthdistance", "fuzzystrmatch", "unaccent", "isn", "seg", "tablefunc", "tsm_system_rows"};
 // clang-format on
 
 template <std::size_t N>
@@ -59,8 +68,15 @@ bool system_schema(std::string_view schema) {
     return schema == "pg_catalog" || schema == "information_schema" || schema.starts_with("pg_");
 }
 
-// Why `statement` may reach beyond its database; `functions` collects its unqualified calls.
-std::optional<std::string> escape_of(const sql::Statement& statement, std::vector<std::string>& functions) {
+// A name the scratch copy's catalog must show as pg_catalog's alone (a call resolved there).
+void check_in_catalog(std::vector<std::string>& functions, std::string_view name) {
+    if (std::find(functions.begin(), functions.end(), name) == functions.end()) functions.emplace_back(name);
+}
+
+// Why `statement` may reach beyond its database; `functions` collects the names its calls
+// resolve by (scratch_escape checks them).
+std::optional<std::string> escape_of(const sql::Statement& statement, const ScriptStatement& script_statement,
+                                     std::vector<std::string>& functions) {
     if (statement.statement_class == sql::StatementClass::unknown || statement.error) return "pgrail cannot read it";
     if (!listed(local_tags, statement.tag))
         return fmt::format("{} is not run before a person approves it", statement.tag);
@@ -70,8 +86,15 @@ std::optional<std::string> escape_of(const sql::Statement& statement, std::vecto
     if (flags.ddl_capable_dynamic || flags.runs_query_text) return "it runs SQL from a string";
     const bool on_objects = statement.tag == "COMMENT" || statement.tag == "GRANT" || statement.tag == "REVOKE";
     if (on_objects && statement.objects.empty()) return "pgrail cannot tell what it applies to";
-    if (statement.tag == "CREATE SCHEMA" && statement.objects.size() != 1)
-        return "it creates objects inside CREATE SCHEMA";
+    // Forms the analyzer's objects do not show, read from the parse tree's canonical form (a match
+    // inside a constant only refuses more): schema elements (a trigger among them), range types
+    // and base types (their functions are named in options), ALTER TYPE ... SET (...).
+    const std::string& form = script_statement.structural_form;
+    const bool typed = statement.tag == "CREATE SCHEMA" || statement.tag == "CREATE TYPE" || statement.tag == "ALTER TYPE";
+    if (typed && (form.empty() || form.find("10:schemaElts") != std::string::npos ||
+                  form.find("15:CreateRangeStmt") != std::string::npos || form.find("10:DefineStmt") != std::string::npos ||
+                  form.find("13:AlterTypeStmt") != std::string::npos))
+        return "it names code or objects pgrail does not follow (schema elements, a range or base type)";
     for (const auto& object : statement.objects) {
         if (!listed(local_kinds, object.kind))
             return fmt::format("{} {} is not an object of the database alone", object.kind, object.name);
@@ -87,10 +110,21 @@ std::optional<std::string> escape_of(const sql::Statement& statement, std::vecto
             dot == std::string::npos ? std::string_view(function) : std::string_view(function).substr(dot + 1);
         if (dot != std::string::npos && std::string_view(function).substr(0, dot) != "pg_catalog")
             return fmt::format("it calls {}, not one of PostgreSQL's built-in functions", function);
-        if (listed(sql::functions_reaching_outside, name) || listed(scratch_denied_functions, name))
+        if (listed(sql::functions_reaching_outside, name))
             return fmt::format("it calls {}, which reaches beyond the database", function);
-        if (dot == std::string::npos && std::find(functions.begin(), functions.end(), name) == functions.end())
-            functions.emplace_back(name);
+        if (listed(scratch_denied_functions, name))
+            return fmt::format("it calls {}, which reads what the agent may not", function);
+        // A qualified name is also checked whole: `"pg_catalog.f"()` is a function of that name.
+        check_in_catalog(functions, dot == std::string::npos ? name : std::string_view(function));
+    }
+    // Attribute notation calls one-argument functions the list above does not show: `(x).f`,
+    // `t.f` (sql::may_call_by_attribute).
+    for (const auto& read : statement.column_reads) {
+        if (!sql::may_call_by_attribute(read)) continue;
+        if (listed(sql::functions_reaching_outside, read.name) || listed(scratch_denied_functions, read.name) ||
+            read.name == "nextval" || read.name == "setval")
+            return fmt::format("it may call {} in attribute notation", read.name);
+        check_in_catalog(functions, read.name);
     }
     return std::nullopt;
 }
@@ -109,7 +143,7 @@ ScratchConfinement scratch_confinement(const Migration& migration) {
                 return out;
             }
             for (const auto& analysed : analysis.statements) {
-                if (auto why = escape_of(analysed, out.unqualified_functions)) {
+                if (auto why = escape_of(analysed, statement, out.call_names)) {
                     out.refusal = fmt::format("{} ({}, line {}): {}", analysed.tag, which, statement.line, *why);
                     return out;
                 }
@@ -130,23 +164,26 @@ std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vec
     if (!outside.empty())
         return fmt::format("the schema has {}, through which the scripts could reach another database",
                            outside[0][0].as<std::string>());
-    // The application's own code (not an extension's, which comes from the server's files) runs
-    // as the migrator wherever it is reached: named by a call, or without a name, through a
+    // Any function but pg_catalog's and plain_extensions' (the application's, or an extension's
+    // that may reach out, such as pgsql-http's) runs as the migrator wherever it is reached: named by a call, or without a name, through a
     // trigger, an operator, a cast, a default, a constraint, an index, a view or rule, a policy or
     // a type that uses it. Named calls are checked by name; code reached without a name is refused
     // wherever it is, since what a statement reaches that way is the catalog's to say.
     constexpr const char* function_name =
         "quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || "
         "pg_get_function_identity_arguments(p.oid) || ')'";
-    constexpr const char* not_extension =
-        "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND "
-        "e.deptype = 'e')";
+    std::string extensions;
+    for (const auto name : plain_extensions) extensions += fmt::format("{}'{}'", extensions.empty() ? "" : ", ", name);
+    const std::string not_extension = fmt::format(
+        "NOT EXISTS (SELECT 1 FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid WHERE e.classid = "
+        "'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e' AND x.extname IN ({}))",
+        extensions);
     const auto implicit = tx.exec(fmt::format(
         "SELECT {}, CASE d.classid WHEN 'pg_trigger'::regclass THEN 'a trigger' WHEN "
         "'pg_operator'::regclass THEN 'an operator' WHEN 'pg_cast'::regclass THEN 'a cast' WHEN "
         "'pg_attrdef'::regclass THEN 'a column default' WHEN 'pg_constraint'::regclass THEN 'a constraint' WHEN "
         "'pg_rewrite'::regclass THEN 'a view or rule' WHEN 'pg_policy'::regclass THEN 'a row policy' WHEN "
-        "'pg_type'::regclass THEN 'a type' WHEN 'pg_class'::regclass THEN 'an index' ELSE d.classid::regclass::text "
+        "'pg_type'::regclass THEN 'a type' WHEN 'pg_class'::regclass THEN 'an index or partition key' ELSE d.classid::regclass::text "
         "END FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE d.refclassid = 'pg_proc'::regclass AND d.classid <> 'pg_proc'::regclass AND n.nspname NOT IN "
         "('pg_catalog', 'information_schema') AND {} ORDER BY 1 LIMIT 1",

@@ -25,6 +25,20 @@ extern char** environ;
 
 namespace pgrail::migrations {
 
+namespace detail {
+
+std::string bounded_detail(std::string text) {
+    constexpr std::size_t max_detail_bytes = 16 * 1024;
+    if (text.size() <= max_detail_bytes) return text;
+    std::size_t cut = max_detail_bytes;
+    for (int back = 0; back < 3 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80; ++back) --cut;
+    const std::size_t dropped = text.size() - cut;
+    text.resize(cut);
+    return text + fmt::format(" ... ({} bytes more)", dropped);
+}
+
+}  // namespace detail
+
 namespace {
 
 using detail::elapsed_ms;
@@ -181,18 +195,6 @@ void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const 
     if (failure) throw detail::script_error(migration, direction, script, *failure);
 }
 
-// A failure's text as the ledger stores it and a proposal answers it: a script's error can be
-// megabytes (RAISE of a long value), a schema diff long; cut at a character's first byte.
-std::string bounded_detail(std::string text) {
-    constexpr std::size_t max_detail_bytes = 16 * 1024;
-    if (text.size() <= max_detail_bytes) return text;
-    std::size_t cut = max_detail_bytes;
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-    const std::size_t dropped = text.size() - cut;
-    text.resize(cut);
-    return text + fmt::format(" ... ({} bytes more)", dropped);
-}
-
 struct MeasuredUp {
     std::int64_t ms = 0;
     bool locks_measured = false;
@@ -289,10 +291,10 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         auto conn = detail::connect(scratch.conninfo());
         for (const Migration* migration : prepare_down) run_in_scratch(*conn, options_, *migration, Direction::down);
         for (const Migration* migration : prepare_up) run_in_scratch(*conn, options_, *migration, Direction::up);
-        if (options_.scratch_builtins_only) {
+        if (options_.scratch_call_names) {
             std::optional<std::string> escape;
             try {
-                escape = detail::scratch_escape(*conn, *options_.scratch_builtins_only);
+                escape = detail::scratch_escape(*conn, *options_.scratch_call_names);
             } catch (...) {
                 detail::rethrow_database_error("cannot read the scratch database's catalog");
             }
@@ -338,7 +340,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                     result.detail = error.message();
                 }
             }
-            result.detail = bounded_detail(std::move(result.detail));
+            result.detail = detail::bounded_detail(std::move(result.detail));
             result.duration_ms = elapsed_ms(started);
             results.push_back(result);
             if (!result.passed) break;  // later migrations would start from an unknown state

@@ -291,8 +291,9 @@ bool reaches_read_relations_later(const Statement& statement) {
     return statement.tag == "CREATE TABLE" || creates_temporary_view(statement);
 }
 
-// An object the statement writes, or may write later (reaches_later: a relation it reads; not
-// the session's own temporary ones, which it may change anyway).
+// An object the statement writes, or may write later (reaches_later: a relation it reads, through
+// a view or the copied defaults of a table it creates; not the session's own temporary ones,
+// which it may change anyway).
 bool written_or_viewed(const sql::ObjectRef& object, bool reaches_later) {
     if (object.role != ObjectRole::read) return true;
     return reaches_later && !object.temporary &&
@@ -508,6 +509,26 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         }
         computed_set_config = computed_set_config || is_function(function, "set_config");
     }
+    // Attribute notation calls a one-argument function: `(x).f` and `t.f` are f(x) and f(t)
+    // wherever no column f exists, so a field or qualified column may be a call pgrail's function
+    // list does not show (`('/etc/passwd'::text).pg_read_file`, `(seq::regclass).nextval`).
+    for (const auto& read : statement.column_reads) {
+        if (!sql::may_call_by_attribute(read)) continue;
+        if (const std::string* denied = guards.denied_functions.find(read.name))
+            return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", *denied),
+                          fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you "
+                                      "need it",
+                                      read.name),
+                          fmt::format(" calling {} in attribute notation", read.name),
+                          "This function reaches outside the database or controls the server; an operator can lift "
+                          "it for a rule with allowed_functions.");
+        if ((read.name == "nextval" || read.name == "setval") && !guards.protected_schemas.empty())
+            return refuse(context, &statement, "protected_schemas", "protected_schemas",
+                          "pgrail: nextval or setval of a sequence pgrail cannot name refused; name the sequence as a "
+                          "constant",
+                          " (nextval in attribute notation)",
+                          "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
+    }
     if (computed_set_config) {
         // The analyzer reports a non-constant name as "*"; no named entry at all means the same.
         const bool named = std::any_of(statement.settings.begin(), statement.settings.end(), [](const auto& setting) {
@@ -615,9 +636,11 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         }
     }
     if (!guards.read_only_tables.empty()) {
+        // A table LIKE a read-only one copies its defaults, which write its sequences, not it.
+        const bool viewed = creates_temporary_view(statement);
         for (const auto& object : statement.objects) {
             const bool writes = object.role == ObjectRole::written || object.role == ObjectRole::truncated;
-            if (!writes && !(object.role == ObjectRole::read && written_or_viewed(object, reaches_later))) continue;
+            if (!writes && !(object.role == ObjectRole::read && written_or_viewed(object, viewed))) continue;
             for (const auto& pattern : guards.read_only_tables)
                 if (table_matches(pattern, object))
                     return refuse(context, &statement, "read_only_tables", "read_only_tables",

@@ -597,6 +597,8 @@ std::optional<std::vector<std::string>> regclass_constant(const json& argument) 
     if (text.find_first_not_of("0123456789") == std::string_view::npos) return std::nullopt;
     auto names = split_identifiers(text, '.');
     if (!names || names->empty() || names->size() > 3) return std::nullopt;
+    if (std::any_of(names->begin(), names->end(), [](const std::string& name) { return name.empty(); }))
+        return std::nullopt;
     return names;
 }
 

@@ -51,10 +51,10 @@ struct RunnerOptions {
     // a column NOT NULL without a default gets no rows (said in the result).
     std::vector<std::string> verify_exclude_columns;
     // verify of an agent's proposal (propose(), scratch_guard.hpp): before the verified migration's
-    // scripts run, the scratch copy must pass detail::scratch_escape with these unqualified function
-    // names, or verify throws MigrationError (42501) and runs nothing of them. nullopt: scripts an
+    // scripts run, the scratch copy must pass detail::scratch_escape with these names of calls
+    // (ScratchConfinement::call_names), or verify throws MigrationError (42501) and runs nothing of them. nullopt: scripts an
     // operator registered or approved.
-    std::optional<std::vector<std::string>> scratch_builtins_only;
+    std::optional<std::vector<std::string>> scratch_call_names;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
     std::string backstop_key_file;

@@ -15,19 +15,21 @@ namespace pgrail::migrations {
 struct ScratchConfinement {
     // Why the scripts may not run in a scratch copy ("ALTER DATABASE (down script, line 2): ..."):
     // the first statement that could reach beyond it. Empty: they may, once the scratch copy has
-    // passed scratch_escape() with `unqualified_functions`.
+    // passed scratch_escape() with `call_names`.
     std::optional<std::string> refusal;
-    // The unqualified names of the functions the scripts call: each must name nothing but
-    // pg_catalog's functions in the scratch copy (what an unqualified name resolves to depends
-    // on the catalog and search_path, so it is checked there).
-    std::vector<std::string> unqualified_functions;
+    // The names the scripts' calls resolve by (unqualified calls, qualified ones whole, fields and
+    // qualified columns, which attribute notation may make calls): each must name nothing but
+    // pg_catalog's functions in the scratch copy (what a name resolves to depends on the catalog
+    // and search_path, so it is checked there).
+    std::vector<std::string> call_names;
 };
 
 // A positive list, read from the analyzer's reading of each statement: data reads and writes,
 // ANALYZE, and DDL of relations, types, schemas, policies, statistics, comments and privileges on
-// them; SET of lock_timeout and client_min_messages; functions of pg_catalog only, never one that
-// reaches beyond the database (sql/outside_functions.hpp), reads other sessions' activity or
-// reads a relation named in a string (table_to_xml and its family). Not: shared
+// them; SET of lock_timeout and client_min_messages; functions of pg_catalog (and a few contrib
+// extensions) only, never one that reaches beyond the database (sql/outside_functions.hpp), reads
+// other sessions' activity or the server's settings, or reads a relation named in a string
+// (table_to_xml and its family); a deny-list within pg_catalog, not a positive one. Not: shared
 // objects (databases, roles, tablespaces, parameters, subscriptions), code that runs later or
 // elsewhere (functions, procedures, DO, CALL, triggers, rules, event triggers, extensions,
 // foreign servers and tables), COPY, ALTER SYSTEM, dynamic SQL, the system catalogs, pgrail's

@@ -163,6 +163,13 @@ struct ColumnRead {
     bool operator==(const ColumnRead&) const = default;
 };
 
+// Whether a column read may be a function call in attribute notation: PostgreSQL reads `(x).f`
+// and `t.f` as f(x) and f(t) when the value has no column f (any one-argument function).
+inline bool may_call_by_attribute(const ColumnRead& read) {
+    return read.kind == ColumnRead::Kind::field ||
+           (read.kind == ColumnRead::Kind::column && !read.qualifier.empty() && !read.name.empty());
+}
+
 // A relation or function that a query of the statement reads rows from (FROM, JOIN, the target of
 // INSERT, UPDATE, DELETE, MERGE, COPY), as written.
 struct RangeRead {

@@ -31,8 +31,13 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
     CHECK(runs("CREATE SCHEMA reports; GRANT USAGE ON SCHEMA reports TO agent; COMMENT ON TABLE p IS 'x'",
                "DROP SCHEMA reports"));
     CHECK(runs("ALTER TABLE p ALTER COLUMN n TYPE bigint USING pg_catalog.int8(n)", "SELECT 1"));
-    CHECK(confine("CREATE INDEX i ON p (lower(a), upper(b), lower(c))").unqualified_functions ==
-          std::vector<std::string>{"lower", "upper"});
+    CHECK(confine("CREATE INDEX i ON p (lower(a), upper(b), pg_catalog.lower(c))").call_names ==
+          std::vector<std::string>{"lower", "upper", "pg_catalog.lower"});
+    // A field or qualified column may be a call (attribute notation): its name is checked too.
+    CHECK(confine("UPDATE p SET n = q.total FROM q WHERE q.id = p.id").call_names ==
+          std::vector<std::string>{"total", "id"});
+    CHECK(runs("CREATE TYPE mood2 AS ENUM ('x'); CREATE TYPE pair AS (a int, b text); CREATE SCHEMA reports2",
+               "DROP TYPE pair; DROP TYPE mood2; DROP SCHEMA reports2"));
 
     // The shared catalogs: databases, roles, tablespaces, parameters (the helper's reproductions
     // first, then other syntax for the same effect).
@@ -95,6 +100,17 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
           "SELECT pg_catalog.schema_to_xml('public', true, false, '')", "SELECT database_to_xml(true, false, '')",
           // The runner's bounds: its statement_timeout, memory.
           "SET statement_timeout = 0; SELECT pg_sleep(70)", "SET work_mem = '64GB'",
-          "SELECT set_config('statement_timeout', '0', false)"})
+          "SELECT set_config('statement_timeout', '0', false)",
+          // Calls the function list does not show: attribute notation.
+          "SELECT ('/etc/passwd'::text).pg_read_file", "SELECT t.pg_terminate_backend FROM (SELECT 1 AS x) t",
+          "SELECT ('pgrail.migration_events_id_seq'::regclass).nextval",
+          // Code named in options, schema elements that hide objects.
+          "CREATE TYPE r AS RANGE (subtype = float8, subtype_diff = public.f)",
+          "CREATE SCHEMA AUTHORIZATION CURRENT_USER CREATE TABLE t (a int) CREATE TRIGGER tr AFTER INSERT ON t FOR "
+          "EACH ROW EXECUTE FUNCTION public.app_fn()",
+          "CREATE SCHEMA s CREATE TABLE s (a int)",
+          // The server's settings and files, other sessions' locks.
+          "SELECT setting::int FROM pg_show_all_file_settings()", "SELECT pg_hba_file_rules()",
+          "SELECT current_setting('primary_conninfo')::int", "SELECT pg_lock_status()"})
         CHECK_FALSE(runs(up));
 }
