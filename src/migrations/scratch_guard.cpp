@@ -90,10 +90,12 @@ std::optional<std::string> escape_of(const sql::Statement& statement, const Scri
     // inside a constant only refuses more): schema elements (a trigger among them), range types
     // and base types (their functions are named in options), ALTER TYPE ... SET (...).
     const std::string& form = script_statement.structural_form;
-    const bool typed = statement.tag == "CREATE SCHEMA" || statement.tag == "CREATE TYPE" || statement.tag == "ALTER TYPE";
-    if (typed && (form.empty() || form.find("10:schemaElts") != std::string::npos ||
-                  form.find("15:CreateRangeStmt") != std::string::npos || form.find("10:DefineStmt") != std::string::npos ||
-                  form.find("13:AlterTypeStmt") != std::string::npos))
+    const bool typed =
+        statement.tag == "CREATE SCHEMA" || statement.tag == "CREATE TYPE" || statement.tag == "ALTER TYPE";
+    if (typed &&
+        (form.empty() || form.find("10:schemaElts") != std::string::npos ||
+         form.find("15:CreateRangeStmt") != std::string::npos || form.find("10:DefineStmt") != std::string::npos ||
+         form.find("13:AlterTypeStmt") != std::string::npos))
         return "it names code or objects pgrail does not follow (schema elements, a range or base type)";
     for (const auto& object : statement.objects) {
         if (!listed(local_kinds, object.kind))
@@ -165,10 +167,11 @@ std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vec
         return fmt::format("the schema has {}, through which the scripts could reach another database",
                            outside[0][0].as<std::string>());
     // Any function but pg_catalog's and plain_extensions' (the application's, or an extension's
-    // that may reach out, such as pgsql-http's) runs as the migrator wherever it is reached: named by a call, or without a name, through a
-    // trigger, an operator, a cast, a default, a constraint, an index, a view or rule, a policy or
-    // a type that uses it. Named calls are checked by name; code reached without a name is refused
-    // wherever it is, since what a statement reaches that way is the catalog's to say.
+    // that may reach out, such as pgsql-http's) runs as the migrator wherever it is reached:
+    // named by a call, or without a name, through a trigger, an operator, a cast, a default, a
+    // constraint, an index, a view or rule, a policy or a type that uses it. Named calls are
+    // checked by name; code reached without a name is refused wherever it is, since what a
+    // statement reaches that way is the catalog's to say.
     constexpr const char* function_name =
         "quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || "
         "pg_get_function_identity_arguments(p.oid) || ')'";
@@ -183,7 +186,8 @@ std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vec
         "'pg_operator'::regclass THEN 'an operator' WHEN 'pg_cast'::regclass THEN 'a cast' WHEN "
         "'pg_attrdef'::regclass THEN 'a column default' WHEN 'pg_constraint'::regclass THEN 'a constraint' WHEN "
         "'pg_rewrite'::regclass THEN 'a view or rule' WHEN 'pg_policy'::regclass THEN 'a row policy' WHEN "
-        "'pg_type'::regclass THEN 'a type' WHEN 'pg_class'::regclass THEN 'an index or partition key' ELSE d.classid::regclass::text "
+        "'pg_type'::regclass THEN 'a type' WHEN 'pg_class'::regclass THEN 'an index or partition key' ELSE "
+        "d.classid::regclass::text "
         "END FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE d.refclassid = 'pg_proc'::regclass AND d.classid <> 'pg_proc'::regclass AND n.nspname NOT IN "
         "('pg_catalog', 'information_schema') AND {} ORDER BY 1 LIMIT 1",

@@ -52,8 +52,8 @@ struct RunnerOptions {
     std::vector<std::string> verify_exclude_columns;
     // verify of an agent's proposal (propose(), scratch_guard.hpp): before the verified migration's
     // scripts run, the scratch copy must pass detail::scratch_escape with these names of calls
-    // (ScratchConfinement::call_names), or verify throws MigrationError (42501) and runs nothing of them. nullopt: scripts an
-    // operator registered or approved.
+    // (ScratchConfinement::call_names), or verify throws MigrationError (42501) and runs nothing
+    // of them. nullopt: scripts an operator registered or approved.
     std::optional<std::vector<std::string>> scratch_call_names;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
