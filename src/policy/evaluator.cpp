@@ -488,6 +488,14 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                       "",
                       "Use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy).");
 
+    const auto refuse_call = [&](const std::string& member, std::string_view bare, std::string detail) {
+        return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", member),
+                      fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you need it",
+                                  bare),
+                      std::move(detail),
+                      "This function reaches outside the database or controls the server; an operator can lift it "
+                      "for a rule with allowed_functions.");
+    };
     bool computed_set_config = false;
     for (const auto& function : statement.functions) {
         // A qualified entry ("myschema.fn") matches as written; a bare entry matches in any schema,
@@ -497,37 +505,20 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         const auto dot = name.rfind('.');
         const std::string* denied = guards.denied_functions.find(name);
         if (!denied && dot != std::string_view::npos) denied = guards.denied_functions.find(name.substr(dot + 1));
-        if (denied) {
-            const auto bare = dot == std::string_view::npos ? name : name.substr(dot + 1);
-            return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", *denied),
-                          fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you "
-                                      "need it",
-                                      bare),
-                          fmt::format(" calling {}", function),
-                          "This function reaches outside the database or controls the server; an operator can lift "
-                          "it for a rule with allowed_functions.");
-        }
+        if (denied)
+            return refuse_call(*denied, dot == std::string_view::npos ? name : name.substr(dot + 1),
+                               fmt::format(" calling {}", function));
         computed_set_config = computed_set_config || is_function(function, "set_config");
     }
     // Attribute notation calls a one-argument function: `(x).f` and `t.f` are f(x) and f(t)
     // wherever no column f exists, so a field or qualified column may be a call pgrail's function
     // list does not show (`('/etc/passwd'::text).pg_read_file`, `(seq::regclass).nextval`).
+    bool sequence_by_attribute = false;
     for (const auto& read : statement.column_reads) {
         if (!sql::may_call_by_attribute(read)) continue;
         if (const std::string* denied = guards.denied_functions.find(read.name))
-            return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", *denied),
-                          fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you "
-                                      "need it",
-                                      read.name),
-                          fmt::format(" calling {} in attribute notation", read.name),
-                          "This function reaches outside the database or controls the server; an operator can lift "
-                          "it for a rule with allowed_functions.");
-        if ((read.name == "nextval" || read.name == "setval") && !guards.protected_schemas.empty())
-            return refuse(context, &statement, "protected_schemas", "protected_schemas",
-                          "pgrail: nextval or setval of a sequence pgrail cannot name refused; name the sequence as a "
-                          "constant",
-                          " (nextval in attribute notation)",
-                          "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
+            return refuse_call(*denied, read.name, fmt::format(" calling {} in attribute notation", read.name));
+        sequence_by_attribute = sequence_by_attribute || read.name == "nextval" || read.name == "setval";
     }
     if (computed_set_config) {
         // The analyzer reports a non-constant name as "*"; no named entry at all means the same.
@@ -543,13 +534,14 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                           " calling set_config",
                           "Pass the setting name as a constant, e.g. set_config('search_path', ..., false).");
     }
-    // nextval()/setval() of a sequence given by OID or expression: it may be one of pgrail's
-    // ledger (or another protected schema's), and pgrail cannot tell which.
-    if (statement.flags.sequence_unnamed && !guards.protected_schemas.empty())
+    // nextval()/setval() of a sequence given by OID or expression, or called in attribute
+    // notation: it may be one of pgrail's ledger (or another protected schema's), and pgrail
+    // cannot tell which.
+    if ((statement.flags.sequence_unnamed || sequence_by_attribute) && !guards.protected_schemas.empty())
         return refuse(context, &statement, "protected_schemas", "protected_schemas",
                       "pgrail: nextval or setval of a sequence pgrail cannot name refused; name the sequence as a "
                       "constant",
-                      " (a sequence given by OID or expression)",
+                      " (a sequence given by OID, expression or attribute notation)",
                       "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
     for (const auto& key : statement.advisory_lock_keys) {
         // pgrail's runner serialises migrations with this lock: another holder would stall them.
