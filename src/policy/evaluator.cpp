@@ -489,12 +489,12 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                       "Use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy).");
 
     const auto refuse_call = [&](const std::string& member, std::string_view bare, std::string detail) {
-        return refuse(context, &statement, "denied_functions", fmt::format("denied_functions: {}", member),
-                      fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you need it",
-                                  bare),
-                      std::move(detail),
-                      "This function reaches outside the database or controls the server; an operator can lift it "
-                      "for a rule with allowed_functions.");
+        return refuse(
+            context, &statement, "denied_functions", fmt::format("denied_functions: {}", member),
+            fmt::format("pgrail: function {} is not allowed for this session; ask an operator if you need it", bare),
+            std::move(detail),
+            "This function reaches outside the database or controls the server; an operator can lift it "
+            "for a rule with allowed_functions.");
     };
     bool computed_set_config = false;
     for (const auto& function : statement.functions) {

@@ -335,7 +335,9 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
     CHECK(shared_state(db, victim) == before);
     // No scratch database was left behind, the victim is still there, and the real settings hold.
     CHECK(scalar(direct.get(), "SELECT count(*) FROM pg_database WHERE datname = '" + victim + "'") == "1");
-    CHECK(scalar(direct.get(), "SHOW search_path") == "\"$user\", public");
+    // A database or role setting reaches sessions that start after it: a new one reads them.
+    CHECK(scalar(loop.direct().get(), "SHOW search_path") == "\"$user\", public");
+    CHECK(scalar(loop.direct().get(), "SHOW statement_timeout") == "0");
     (void)run(admin().get(), "DROP DATABASE IF EXISTS " + victim + " WITH (FORCE)");
 }
 
