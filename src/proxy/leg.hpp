@@ -60,11 +60,19 @@ public:
     boost::asio::awaitable<boost::system::error_code> handshake(boost::asio::ssl::stream_base::handshake_type type);
     [[nodiscard]] SSL* native_tls();
 
-    // Whether legs read with async_drained_receive (PGRAIL_DRAINED_RECEIVE=1 in pgrail's
-    // environment) instead of Asio's receive. Off by default: with it, a session hung now and then
-    // in the chaos test (PostgreSQL restarted under load) and the cause is not found yet
-    // (bench/RESULTS.md, "Where pgrail's extra system calls come from").
+    // Whether legs read with async_drained_receive instead of Asio's receive: only with
+    // PGRAIL_DRAINED_RECEIVE=1 in pgrail's environment. It saves two system calls a transaction but,
+    // measured again after the per-message cuts, no CPU, and 2-5% of TPS went with it
+    // (bench/RESULTS.md, "The drained receive, measured again").
     static bool drained_receives();
+    // Shuts the socket down both ways while its reads may go on: they then end with eof. (Later
+    // receives try the socket first, as Asio's do: a local shutdown is not in TCP's count of bytes
+    // left, so a drained receive would otherwise rely on the wake-up the shutdown causes.)
+    void shutdown() {
+        boost::system::error_code ignored;
+        socket_.shutdown(Stream::shutdown_both, ignored);
+        drained_ = false;
+    }
     // Some bytes (at least one), or an error (eof: the peer closed).
     Transfer async_read_some(boost::asio::mutable_buffer into, Token token) {
         if (!tls_) {
@@ -133,7 +141,7 @@ private:
     };
     Stream socket_;
     boost::asio::detail::reactor& reactor_;  // the socket's, for async_drained_receive
-    const bool drained_ = drained_receives();  // read once: asked at every receive
+    bool drained_ = drained_receives();  // read once: asked at every receive
     std::unique_ptr<Tls> tls_;
 };
 

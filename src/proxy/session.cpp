@@ -417,7 +417,7 @@ void Session::close_server_and_wake_pumps() {
     }
     server_closed_by_pgrail_ = true;
     error_code ignored;
-    server_.socket().shutdown(Stream::shutdown_both, ignored);
+    server_.shutdown();
     server_.socket().cancel(ignored);
     client_.socket().cancel(ignored);
     first_ready_signal_.cancel();
