@@ -43,12 +43,13 @@ constexpr std::array<std::string_view, 2> local_settings = {"lock_timeout", "cli
 // migrator may read what the agent may not and a failure's message is the agent's answer: other
 // sessions' activity and locks, statistics, replication state, the server's settings and
 // configuration files, and the XML dumps that read a relation, a schema or the database named in
-// a string (table_to_xml('pg_stat_activity', ...)), which no object of the statement shows.
-constexpr std::array<std::string_view, 18> scratch_denied_functions = {
+// a string (table_to_xml('pg_stat_activity', ...), tablefunc's connectby), which no object of the
+// statement shows.
+constexpr std::array<std::string_view, 19> scratch_denied_functions = {
     "pg_stat_*", "pg_replication_origin*", "pg_log_backend_memory_contexts", "pg_wal_replay_*", "pg_ls_*",
     "pg_lock_status", "pg_get_replication_slots", "pg_current_logfile", "pg_show_all_file_settings",
     "pg_show_all_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_config", "current_setting",
-    "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*"};
+    "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*", "connectby"};
 
 // Extensions whose functions count as built-ins (contrib modules that reach nothing outside the
 // database): their members may share a name with a call (citext's max) or back an operator.

@@ -21,7 +21,8 @@ using sql::RangeRead;
 // Built-ins that read tables a value names (not the statement's text): pgrail cannot see which.
 // cursor_to_xml reads a cursor whose query passed earlier, under mask with its values unmasked.
 // Logical decoding of an existing slot returns the rows every table's changes wrote (a role with
-// REPLICATION may read a CDC tool's slot), as a replication connection would.
+// REPLICATION may read a CDC tool's slot), as a replication connection would. And, in whatever
+// schema tablefunc was installed, its connectby(relname, ...).
 constexpr std::array<std::string_view, 15> table_reading_functions = {
     "table_to_xml",    "table_to_xmlschema",    "table_to_xml_and_xmlschema",
     "schema_to_xml",   "schema_to_xmlschema",   "schema_to_xml_and_xmlschema",
@@ -111,9 +112,10 @@ private:
             const auto split = split_function(function);
             const std::string_view schema = split.first;
             const std::string_view name = split.second;
-            if ((schema.empty() || schema == "pg_catalog") &&
-                std::find(table_reading_functions.begin(), table_reading_functions.end(), name) !=
-                    table_reading_functions.end()) {
+            if (((schema.empty() || schema == "pg_catalog") &&
+                 std::find(table_reading_functions.begin(), table_reading_functions.end(), name) !=
+                     table_reading_functions.end()) ||
+                name == "connectby") {
                 out_.unresolved = std::string(name) + "() reads tables that a value names";
                 return;
             }

@@ -690,6 +690,17 @@ int query_text_argument(std::string_view function, std::size_t argument_count) {
     return -1;
 }
 
+// Functions of a contrib extension that execute SQL text given as arguments, wherever the
+// extension was installed (a function of such a name in any schema is read as running its text):
+// tablefunc's crosstab(source_sql [, category_sql]) and crosstab2/3/4(source_sql). How many of
+// the first arguments are SQL text.
+std::size_t extension_query_text_arguments(std::string_view function, std::size_t argument_count) {
+    if (function == "crosstab") return std::min<std::size_t>(argument_count, 2);
+    if (function == "crosstab2" || function == "crosstab3" || function == "crosstab4")
+        return std::min<std::size_t>(argument_count, 1);
+    return 0;
+}
+
 // The value of a PL/pgSQL expression that is a single string constant ('CREATE TABLE t ()'),
 // read by the grammar, or nothing.
 std::optional<std::string> constant_expression(std::string_view expression) {
@@ -1205,10 +1216,12 @@ private:
         if (std::find(out_.functions.begin(), out_.functions.end(), name) == out_.functions.end()) {
             out_.functions.push_back(std::move(name));
         }
-        // Unqualified names resolve to pg_catalog's built-ins first: count them as those.
-        if (names.size() == 2 && names[0] != "pg_catalog") return;
         const std::string_view function = names.back();
         const json& args = child(call, "args");
+        for (std::size_t index = 0; index < extension_query_text_arguments(function, args.size()); ++index)
+            absorb_query_text(function, element(args, index));
+        // Unqualified names resolve to pg_catalog's built-ins first: count them as those.
+        if (names.size() == 2 && names[0] != "pg_catalog") return;
         if (function == "set_config") {
             // A name that is not a constant could be any setting: "*".
             SettingChange change{"*", true, "*"};
@@ -1233,14 +1246,19 @@ private:
                 out_.flags.sequence_unnamed = true;
             }
         } else if (const int index = query_text_argument(function, args.size()); index >= 0) {
-            const auto text = constant_string(element(args, static_cast<std::size_t>(index)));
-            if (!text) {
-                throw Refusal{std::string(function) + "() runs the query its argument holds, and that argument is not a "
-                              "constant: pgrail cannot tell what it would run"};
-            }
-            out_.flags.runs_query_text = true;
-            absorb_statements(*text, std::string(function) + "()");
+            absorb_query_text(function, element(args, static_cast<std::size_t>(index)));
         }
+    }
+
+    // A function's argument that is SQL text it runs: its statements are the statement's too.
+    void absorb_query_text(std::string_view function, const json& argument) {
+        const auto text = constant_string(argument);
+        if (!text) {
+            throw Refusal{std::string(function) + "() runs the query its argument holds, and that argument is not a "
+                          "constant: pgrail cannot tell what it would run"};
+        }
+        out_.flags.runs_query_text = true;
+        absorb_statements(*text, std::string(function) + "()");
     }
 
     // SQL text that a statement runs (a built-in's query argument, a constant EXECUTE in a DO

@@ -98,6 +98,9 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
           "RESET ALL", "SELECT * FROM pgrail.status()", "SELECT * FROM information_schema.tables",
           "SELECT table_to_xml('pg_stat_activity', true, false, '')",
           "SELECT pg_catalog.schema_to_xml('public', true, false, '')", "SELECT database_to_xml(true, false, '')",
+          // tablefunc: crosstab runs its text, connectby reads the relation it names.
+          "SELECT * FROM crosstab('SELECT 1, 2, 3') AS t(a int, b int)",
+          "SELECT * FROM connectby('pg_stat_activity', 'pid', 'leader_pid', '1', 0) AS t(a int, b int, c int)",
           // The runner's bounds: its statement_timeout, memory.
           "SET statement_timeout = 0; SELECT pg_sleep(70)", "SET work_mem = '64GB'",
           "SELECT set_config('statement_timeout', '0', false)",

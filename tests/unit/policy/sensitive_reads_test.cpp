@@ -180,6 +180,17 @@ TEST_CASE("sensitive reads: what pgrail cannot follow is refused", "[sensitive]"
     CHECK(reads_of("DO $$ BEGIN EXECUTE 'SELECT ' || 'password_hash FROM users'; END $$", SensitiveAction::deny)
               .unresolved);
     CHECK(reads_of("SELECT table_to_xml('users', true, true, '')", SensitiveAction::deny).unresolved);
+    // tablefunc's connectby reads the relation its first argument names, in whatever schema.
+    CHECK(reads_of("SELECT * FROM connectby('users', 'id', 'parent', '1', 0) AS t(id int, parent int, level int)",
+                   SensitiveAction::deny)
+              .unresolved);
+    CHECK(reads_of("SELECT * FROM ext.connectby('users', 'id', 'parent', '1', 0) AS t(id int, parent int, level int)",
+                   SensitiveAction::mask)
+              .unresolved);
+    // Its sibling crosstab runs its query text, which is read: a guarded column in it is seen.
+    CHECK(reads_of("SELECT * FROM crosstab('SELECT id, 1, password_hash FROM users') AS t(id int, a text)",
+                   SensitiveAction::deny)
+              .refuses());
     CHECK(reads_of("SELECT cursor_to_xml('c', 10, true, true, '')", SensitiveAction::mask).unresolved);
     // Logical decoding returns what every table's changes wrote.
     CHECK(reads_of("SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL)", SensitiveAction::deny).unresolved);

@@ -139,4 +139,12 @@ TEST_CASE("an analysis is complete or a refusal inside bodies and query strings"
     REQUIRE(wrapped.statements[0].inner.size() == 1);
     CHECK(wrapped.statements[0].inner[0].tag == "CREATE TABLE");
     CHECK(analyze("SELECT ts_stat(format('SELECT %s', 1))").error.has_value());
+
+    // tablefunc's crosstab (an extension: in any schema) runs its one or two query strings.
+    const Analysis crosstab = analyze("SELECT * FROM public.crosstab('SELECT 1, 2, 3', 'DELETE FROM t') AS c(a int)");
+    REQUIRE(crosstab.statements.size() == 1);
+    CHECK(crosstab.statements[0].flags.runs_query_text);
+    REQUIRE(crosstab.statements[0].inner.size() == 2);
+    CHECK(crosstab.statements[0].inner[1].tag == "DELETE");
+    CHECK(analyze("SELECT * FROM crosstab2('SELECT ' || 1)").error.has_value());
 }
