@@ -26,9 +26,12 @@ TablePattern table_pattern(const std::string& text) {
 using config::YamlReader;
 using sql::StatementClass;
 
-// Always protected, whatever the file says: pgrail's ledger and the system catalogs.
-constexpr std::array<std::string_view, 4> builtin_protected_schemas = {"pgrail", "pg_catalog", "pg_toast",
-                                                                       "information_schema"};
+// Always protected, whatever the file says: pgrail's ledger, the system catalogs, and pg_cron's
+// jobs (a row of cron.job is SQL that runs later outside any session pgrail reads; protected,
+// the schema can be neither written nor put on a search_path, where it would let an unqualified
+// schedule(...) reach cron.schedule).
+constexpr std::array<std::string_view, 5> builtin_protected_schemas = {"pgrail", "pg_catalog", "pg_toast",
+                                                                       "information_schema", "cron"};
 
 // Settings that would lift the database's own protections: trigger and FK enforcement
 // (session_replication_role), the identity (role, session_authorization) and read-only mode.

@@ -10,6 +10,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "analyzer_internal.hpp"
@@ -185,8 +187,18 @@ std::string kind_of(std::string_view object_type) {
     return noun.empty() ? "object" : lower(noun);
 }
 
+// The lists a walk fills (objects, functions, settings) hold each entry once. While short they are
+// searched at every addition; once long they are appended to and made unique when the statement
+// is built (finish_lists): searching them would cost the square of their length, and a text of a
+// few MB can name hundreds of thousands of relations or functions.
+constexpr std::size_t searched_list_max = 32;
+
 void add_object(Statement& out, ObjectRef ref) {
     if (ref.name.empty()) return;
+    if (out.objects.size() >= searched_list_max) {
+        out.objects.push_back(std::move(ref));
+        return;
+    }
     for (ObjectRef& existing : out.objects) {
         if (existing.schema == ref.schema && existing.name == ref.name) {
             // A table both read and written is reported once, with its strongest role.
@@ -195,6 +207,52 @@ void add_object(Statement& out, ObjectRef ref) {
         }
     }
     out.objects.push_back(std::move(ref));
+}
+
+// What add_object, add_function and Walker::add_setting leave to the end: each object once, with
+// the strongest role it was named with (add_object's rule: a read is replaced by the first other
+// role), each function and setting once, in the order first named.
+void finish_lists(Statement& out) {
+    if (out.objects.size() > searched_list_max) {
+        std::unordered_map<std::string, std::size_t> kept_at;
+        std::vector<ObjectRef> kept;
+        kept.reserve(out.objects.size());
+        for (ObjectRef& ref : out.objects) {
+            std::string key = ref.schema;
+            key += '\0';  // (never in an identifier)
+            key += ref.name;
+            const auto [at, added] = kept_at.try_emplace(std::move(key), kept.size());
+            if (added) {
+                kept.push_back(std::move(ref));
+            } else if (kept[at->second].role == ObjectRole::read && ref.role != ObjectRole::read) {
+                kept[at->second] = std::move(ref);
+            }
+        }
+        out.objects = std::move(kept);
+    }
+    if (out.functions.size() > searched_list_max) {
+        std::unordered_set<std::string> seen;
+        std::erase_if(out.functions, [&seen](const std::string& function) { return !seen.insert(function).second; });
+    }
+    if (out.settings.size() > searched_list_max) {
+        std::unordered_map<std::string, std::vector<std::size_t>> kept_by_name;
+        std::vector<SettingChange> kept;
+        for (SettingChange& change : out.settings) {
+            auto& same_name = kept_by_name[change.name];
+            if (std::any_of(same_name.begin(), same_name.end(), [&](std::size_t at) { return kept[at] == change; }))
+                continue;
+            same_name.push_back(kept.size());
+            kept.push_back(std::move(change));
+        }
+        out.settings = std::move(kept);
+    }
+}
+
+void add_function(Statement& out, std::string name) {
+    if (out.functions.size() < searched_list_max &&
+        std::find(out.functions.begin(), out.functions.end(), name) != out.functions.end())
+        return;
+    out.functions.push_back(std::move(name));
 }
 
 // Relations PostgreSQL can create in the session's temporary schema: named pg_temp.x, they are
@@ -971,6 +1029,9 @@ public:
             if (!value || value->first != "ColumnRef") continue;
             output_columns_.push_back({value->second.find("location").integer(), str(result->second, "name"), position});
         }
+        // (Looked up by location for every column reference: sorted, once.)
+        std::sort(output_columns_.begin(), output_columns_.end(),
+                  [](const OutputColumn& a, const OutputColumn& b) { return a.location < b.location; });
         // (A GROUP BY position may stand inside ROLLUP, CUBE and GROUPING SETS, also in a
         // parenthesised row of them: `GROUP BY ROLLUP((1, 2))` groups by the first two outputs.)
         const auto positions = [this](const json& list, bool sort) {
@@ -1034,8 +1095,12 @@ private:
         // EXCLUDED in ON CONFLICT is the row the statement itself proposes, not a stored one.
         if (scope.on_conflict && read.qualifier == "excluded") return;
         const long long location = ref.find("location").integer();
-        for (const OutputColumn& output : output_columns_) {
-            if (output.location != location) continue;
+        const auto first = std::lower_bound(
+            output_columns_.begin(), output_columns_.end(), location,
+            [](const OutputColumn& output, long long at) { return output.location < at; });
+        for (auto output_at = first; output_at != output_columns_.end() && output_at->location == location;
+             ++output_at) {
+            const OutputColumn& output = *output_at;
             read.output = true;
             read.output_position = output.position;
             if (!output.name.empty() && output.name != read.name) read.output_name = std::string(output.name);
@@ -1212,10 +1277,7 @@ private:
         // database.schema.function: PostgreSQL accepts only the current database there, so it
         // is the function schema.function, and is judged as that.
         if (names.size() > 2) names.erase(names.begin(), names.end() - 2);
-        std::string name = joined(names);
-        if (std::find(out_.functions.begin(), out_.functions.end(), name) == out_.functions.end()) {
-            out_.functions.push_back(std::move(name));
-        }
+        add_function(out_, joined(names));
         const std::string_view function = names.back();
         const json& args = child(call, "args");
         for (std::size_t index = 0; index < extension_query_text_arguments(function, args.size()); ++index)
@@ -1290,11 +1352,7 @@ private:
                 if (read.kind != ColumnRead::Kind::position) out_.column_reads.push_back(std::move(read));
             }
             levels_ += deepest;
-            for (const std::string& function : statement.functions) {
-                if (std::find(out_.functions.begin(), out_.functions.end(), function) == out_.functions.end()) {
-                    out_.functions.push_back(function);
-                }
-            }
+            for (const std::string& function : statement.functions) add_function(out_, function);
             for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
             for (const ObjectRef& object : statement.objects) add_object(out_, object);
             for (const std::string& key : statement.advisory_lock_keys) out_.advisory_lock_keys.push_back(key);
@@ -1305,9 +1363,10 @@ private:
 
 public:
     static void add_setting(Statement& out, SettingChange change) {
-        if (std::find(out.settings.begin(), out.settings.end(), change) == out.settings.end()) {
-            out.settings.push_back(std::move(change));
-        }
+        if (out.settings.size() < searched_list_max &&
+            std::find(out.settings.begin(), out.settings.end(), change) != out.settings.end())
+            return;
+        out.settings.push_back(std::move(change));
     }
 
 private:
@@ -1718,10 +1777,11 @@ Statement build_statement(std::string_view type, const json& body, const json& n
         if (const json select = output_select(type, body); select.valid()) walker.set_output(select);
     }
     walker.visit_node(type, body, top, 0);
-    const std::vector<std::string>& ctes = walker.cte_names();
+    finish_lists(out);
+    const std::vector<std::string>& cte_list = walker.cte_names();
+    const std::unordered_set<std::string_view> ctes(cte_list.begin(), cte_list.end());
     std::erase_if(out.objects, [&ctes](const ObjectRef& object) {
-        return object.role == ObjectRole::read && object.schema.empty() &&
-               std::find(ctes.begin(), ctes.end(), object.name) != ctes.end();
+        return object.role == ObjectRole::read && object.schema.empty() && ctes.contains(object.name);
     });
 
     if (type == "VariableSetStmt") {
@@ -1768,6 +1828,7 @@ Statement build_statement(std::string_view type, const json& body, const json& n
             only_planned(out.inner.front());
         }
     }
+    finish_lists(out);  // (again: the settings added after the walk)
     if (may_change_schema(out)) {
         out.structural_form = structural_form(node, max_json_depth);
         out.change = schema_change_of(type, body);

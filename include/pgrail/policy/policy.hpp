@@ -83,7 +83,7 @@ struct Guards {
     bool require_where = true;
     bool allow_truncate = false;
     bool allow_temporary_objects = true;
-    std::vector<std::string> protected_schemas;   // always holds pgrail, pg_catalog, pg_toast, information_schema
+    std::vector<std::string> protected_schemas;   // always holds pgrail, pg_catalog, pg_toast, information_schema, cron
     std::vector<TablePattern> read_only_tables;
     // A migrator rule's `bookkeeping_tables`: the tables a migration tool keeps its own state in
     // (pgmigrations, knex_migrations, knex_migrations_lock). DDL that touches only these tables, and
