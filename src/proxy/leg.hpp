@@ -141,7 +141,7 @@ private:
     };
     Stream socket_;
     boost::asio::detail::reactor& reactor_;  // the socket's, for async_drained_receive
-    bool drained_ = drained_receives();  // read once: asked at every receive
+    bool drained_ = drained_receives();      // read once: asked at every receive
     std::unique_ptr<Tls> tls_;
 };
 

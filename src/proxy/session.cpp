@@ -455,15 +455,32 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     if (!in.buffer.holds_budget()) {
         std::tie(ec, n) = co_await in.socket.async_read_some(into, use_tuple);
     } else {
-        // Budget that others may wait for is held for this message: its client must keep sending.
+        // Budget that others may wait for is held for this message: its client must keep sending,
+        // and at a pace: no read waits longer than buffered_message_timeout, and the whole message
+        // may take that long and a second per MiB begun more (a byte every few seconds would
+        // otherwise hold the budget for ever, and a few such clients all of it).
+        const auto now = std::chrono::steady_clock::now();
+        const std::uint64_t message_start = in.bytes - in.buffer.pending().size();
+        if (message_start != in.held_message_start) {
+            in.held_message_start = message_start;
+            in.held_since = now;
+        }
         const auto timeout = buffered_message_timeout();
-        asio::steady_timer stall(client_.get_executor(), timeout);
+        const auto whole_deadline = in.held_since + timeout + std::chrono::seconds((in.needed >> 20) + 1);
+        const auto stall_after = std::min<std::chrono::steady_clock::duration>(timeout, whole_deadline - now);
+        asio::steady_timer stall(client_.get_executor(), stall_after);
         auto result = co_await (in.socket.async_read_some(into, use_tuple) || stall.async_wait(use_tuple));
         if (result.index() == 1) {
             metrics().count_timeout(Timeout::buffered_message);  // metrics
+            const auto received = in.buffer.pending().size();
+            const auto taken =
+                std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - in.held_since);
             end_session(sqlstate::protocol_violation,
-                        fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
-                                    in.needed, in.buffer.pending().size(), timeout.count()));
+                        stall_after < timeout
+                            ? fmt::format("pgrail: a message of {} bytes came too slowly: {} bytes received in {} ms",
+                                          in.needed, received, taken.count())
+                            : fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
+                                          in.needed, received, timeout.count()));
             co_return asio::error::timed_out;
         }
         std::tie(ec, n) = std::get<0>(result);

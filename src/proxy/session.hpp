@@ -86,6 +86,9 @@ struct Inbound : FrameReader {
     Leg& socket;
     std::uint64_t bytes = 0;
     bool last_read_filled = false;          // more is probably waiting in the socket (COPY, big results)
+    // The message holding budget now: where it starts in `bytes`, and since when it is read.
+    std::uint64_t held_message_start = ~std::uint64_t{0};
+    std::chrono::steady_clock::time_point held_since{};
     // An idle connection waits with a read into this small buffer instead of a pooled one:
     // it keeps no 64 KiB buffer while idle, yet waits by reading (see Session::read_more).
     std::array<char, 512> doorbell{};

@@ -245,6 +245,19 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         step.kind = ClientStep::Kind::end;
         return step;
     };
+    // A batch that failed (a refusal's stand-in, or the server's own error) skips every message
+    // until Sync and answers none: what pgrail owes such a batch would grow for as long as its
+    // client sends without a Sync. Past these bounds the session ends, as on a limit.
+    constexpr std::size_t max_refusals_per_batch = 1024;           // each holds its error (~1 KB)
+    constexpr std::size_t max_owed_describes_per_batch = 1 << 16;  // 40 bytes each
+    if (const Batch& batch = open_batch();
+        batch.refusals.size() >= max_refusals_per_batch || batch.describes.owed() >= max_owed_describes_per_batch) {
+        end(sqlstate::program_limit_exceeded,
+            fmt::format("pgrail: more than {} refused statements or {} unanswered Describes without a Sync",
+                        max_refusals_per_batch, max_owed_describes_per_batch));
+        step.kind = ClientStep::Kind::end;
+        return step;
+    }
     switch (tag) {
         case front::query:
             if (const auto query = protocol::parse_query(body)) {

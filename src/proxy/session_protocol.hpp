@@ -230,7 +230,14 @@ private:
             std::size_t head = 0;
             [[nodiscard]] bool empty() const { return head == answers.size(); }
             [[nodiscard]] const DescribeAnswer& front() const { return answers[head]; }
-            void pop_front() { ++head; }
+            void pop_front() {
+                // All answered: the queue starts over, so that a long pipeline does not keep them.
+                if (++head == answers.size()) {
+                    answers.clear();
+                    head = 0;
+                }
+            }
+            [[nodiscard]] std::size_t owed() const { return answers.size() - head; }
             void push_back(const DescribeAnswer& answer) { answers.push_back(answer); }
         } describes;
         std::vector<PendingRefusal> refusals;

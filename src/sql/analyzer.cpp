@@ -1095,9 +1095,9 @@ private:
         // EXCLUDED in ON CONFLICT is the row the statement itself proposes, not a stored one.
         if (scope.on_conflict && read.qualifier == "excluded") return;
         const long long location = ref.find("location").integer();
-        const auto first = std::lower_bound(
-            output_columns_.begin(), output_columns_.end(), location,
-            [](const OutputColumn& output, long long at) { return output.location < at; });
+        const auto first =
+            std::lower_bound(output_columns_.begin(), output_columns_.end(), location,
+                             [](const OutputColumn& output, long long at) { return output.location < at; });
         for (auto output_at = first; output_at != output_columns_.end() && output_at->location == location;
              ++output_at) {
             const OutputColumn& output = *output_at;
@@ -1316,7 +1316,8 @@ private:
     void absorb_query_text(std::string_view function, const json& argument) {
         const auto text = constant_string(argument);
         if (!text) {
-            throw Refusal{std::string(function) + "() runs the query its argument holds, and that argument is not a "
+            throw Refusal{std::string(function) +
+                          "() runs the query its argument holds, and that argument is not a "
                           "constant: pgrail cannot tell what it would run"};
         }
         out_.flags.runs_query_text = true;

@@ -297,7 +297,12 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
                                 "buffered_message_timeout: 2s\n");
     const auto holder_query = query_message(length_query(900000, 'h'));
     {
-        // The holder keeps sending, slowly: a second long message waits 2 s, then gives up.
+        // The holder keeps sending, slowly but within its own bound (2 s and a second per MiB
+        // begun: 6 s for 3.9 MB): a second long message waits 2 s, then gives up.
+        const PgrailProcess process(
+            "max_message_size: 4194304\nmax_buffered_size: 4194305\n"
+            "buffered_message_timeout: 2s\n");
+        const auto holder_query = query_message(length_query(3900000, 'h'));
         RawSocket holder(process.port());
         log_in_as_plainuser(holder, "budget_trickle");
         holder.send(holder_query.substr(0, 90000));
@@ -337,7 +342,28 @@ TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buf
         CHECK(error_fields(farewell[0].body).at('C') == "53200");
         CHECK_THAT(error_fields(farewell[0].body).at('M'), Catch::Contains("out of buffer space"));
         holder.send(holder_query.substr(sent));
-        CHECK(only_value(read_until_ready(holder)) == "900000");
+        CHECK(only_value(read_until_ready(holder)) == "3900000");
+    }
+    {
+        // A holder that keeps sending, but too slowly to finish within 2 s and a second (per MiB begun),
+        // is disconnected: a trickle must not hold the budget for ever.
+        RawSocket holder(process.port());
+        log_in_as_plainuser(holder, "budget_slow");
+        holder.send(holder_query.substr(0, 90000));
+        const auto since = std::chrono::steady_clock::now();
+        auto reading =
+            std::async(std::launch::async, [&] { return holder.read_until_close(std::chrono::seconds(30)); });
+        for (std::size_t sent = 90000;
+             reading.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready && sent < 180000;
+             sent += 1000)
+            holder.send(holder_query.substr(sent, 1000));
+        REQUIRE(reading.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+        CHECK(std::chrono::steady_clock::now() - since < std::chrono::seconds(10));
+        const auto farewell = split_messages(reading.get());
+        REQUIRE(farewell.size() == 1);
+        const auto fields = error_fields(farewell[0].body);
+        CHECK(fields.at('C') == "08P01");
+        CHECK_THAT(fields.at('M'), Catch::Contains("came too slowly"));
     }
     {
         // A holder that stops sending in the middle of its message is disconnected.

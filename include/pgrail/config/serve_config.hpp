@@ -29,7 +29,7 @@ struct ServeConfig {
     std::uint32_t connect_timeout_ms = 5000;
     unsigned workers = 0;                           // 0: one per core
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
-    std::uint32_t max_analyzed_size = 4u << 20;     // bytes of statement text a policy analyses
+    std::uint32_t max_analyzed_size = 512u << 10;   // bytes of statement text a policy analyses
     std::uint64_t max_buffered_size = 256u << 20;   // bytes of whole client messages, all sessions together
     std::uint32_t buffered_message_timeout_ms = 60000;  // longest wait for, or stall holding, that space
     // SIGTERM: how long sessions may take to finish their transaction before they are ended.

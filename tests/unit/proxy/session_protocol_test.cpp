@@ -580,3 +580,56 @@ TEST_CASE("session core: the startup phase as PostgreSQL 15 reads it") {
         CHECK(error_field_of(step.reply, 'C') == "08P01");
     }
 }
+
+TEST_CASE("session core: a batch owes a bounded number of refusals and Describes before its Sync") {
+    // After its first error a batch answers nothing until the Sync (the server skips to it), so
+    // what pgrail keeps for it must be bounded: past 1,024 refusals or 65,536 unanswered
+    // Describes the session ends, as on a limit.
+    {
+        Harness h;
+        h.log_in();
+        std::string refused;
+        for (int index = 0; index < 1024; ++index) refused += parse("", "DROP TABLE users");
+        (void)h.client(refused);
+        CHECK_FALSE(h.core().ending());
+        (void)h.client(parse("", "DROP TABLE users"));
+        REQUIRE(h.core().ending());
+        CHECK(h.core().ending()->sqlstate == "54000");
+    }
+    {
+        Harness h;
+        h.log_in();
+        // A Sync starts the count again.
+        std::string refused;
+        for (int index = 0; index < 1000; ++index) refused += parse("", "DROP TABLE users");
+        (void)h.client(refused + sync_message() + refused);
+        CHECK_FALSE(h.core().ending());
+    }
+    {
+        Harness h;
+        h.log_in();
+        std::string describes;
+        for (int index = 0; index < 65536; ++index) describes += describe('S', "nosuch");
+        (void)h.client(describes);
+        CHECK_FALSE(h.core().ending());
+        (void)h.client(describe('S', "nosuch"));
+        REQUIRE(h.core().ending());
+        CHECK(h.core().ending()->sqlstate == "54000");
+    }
+    {
+        // Answered Describes are not owed: a long pipeline that the server answers goes on.
+        Harness h;
+        h.log_in();
+        std::string describes;
+        std::string answers;
+        for (int index = 0; index < 20000; ++index) {
+            describes += describe('S', "a");
+            answers += parameter_description({}) + no_data();
+        }
+        for (int round = 0; round < 4; ++round) {
+            (void)h.client(describes);
+            CHECK(h.server(answers) == answers);
+        }
+        CHECK_FALSE(h.core().ending());
+    }
+}
