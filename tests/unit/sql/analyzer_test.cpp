@@ -172,3 +172,38 @@ TEST_CASE("analysis is thread-safe", "[sql][analyzer]") {
     for (std::thread& thread : threads) thread.join();
     CHECK(failures == 0);
 }
+
+TEST_CASE("long lists of names: each object, function and setting once, as with short ones", "[sql][analyzer]") {
+    // Past 32 entries the lists are appended to and made unique at the end (linear, not
+    // quadratic): the outcome must be the one entry-by-entry search gives.
+    std::string from;
+    for (int index = 0; index < 40; ++index) from += (index ? ", t" : "t") + std::to_string(index);
+    const std::string text = "WITH d AS (DELETE FROM t5 WHERE id = 1 RETURNING id) SELECT f1(), f2(), " +
+                             [] {
+                                 std::string calls;
+                                 for (int index = 0; index < 40; ++index) calls += "g" + std::to_string(index) + "(), ";
+                                 return calls;
+                             }() +
+                             "f1(), set_config('a.x', '1', false), set_config('a.x', '1', false) FROM " + from +
+                             ", t5, public.t5, t7 JOIN d ON true";
+    const Analysis analysis = analyze(text);
+    REQUIRE_FALSE(analysis.error);
+    REQUIRE(analysis.statements.size() == 1);
+    const Statement& statement = analysis.statements[0];
+    // t0..t39 and public.t5, each once; t5 once, written (the DELETE), where it was first named.
+    CHECK(statement.objects.size() == 41);
+    std::size_t t5 = 0;
+    for (const ObjectRef& object : statement.objects) {
+        if (object.name != "t5" || !object.schema.empty()) continue;
+        ++t5;
+        CHECK(object.role == ObjectRole::written);
+    }
+    CHECK(t5 == 1);
+    // f1, f2, g0..g39, set_config: each once, in the order first named.
+    REQUIRE(statement.functions.size() == 43);
+    CHECK(statement.functions[0] == "f1");
+    CHECK(statement.functions[2] == "g0");
+    CHECK(statement.functions.back() == "set_config");
+    REQUIRE(statement.settings.size() == 1);
+    CHECK(statement.settings[0].name == "a.x");
+}
