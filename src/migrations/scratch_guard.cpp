@@ -39,17 +39,23 @@ constexpr std::array<std::string_view, 17> local_kinds = {
 // lock_timeout: the runner's statement_timeout still bounds every statement.
 constexpr std::array<std::string_view, 2> local_settings = {"lock_timeout", "client_min_messages"};
 
-// Built-ins beyond sql::functions_reaching_outside that a scratch copy must not run, since the
-// migrator may read what the agent may not and a failure's message is the agent's answer: other
-// sessions' activity and locks, statistics, replication state, the server's settings and
-// configuration files, and the XML dumps that read a relation, a schema or the database named in
-// a string (table_to_xml('pg_stat_activity', ...), tablefunc's connectby), which no object of the
-// statement shows.
-constexpr std::array<std::string_view, 19> scratch_denied_functions = {
-    "pg_stat_*", "pg_replication_origin*", "pg_log_backend_memory_contexts", "pg_wal_replay_*", "pg_ls_*",
-    "pg_lock_status", "pg_get_replication_slots", "pg_current_logfile", "pg_show_all_file_settings",
-    "pg_show_all_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_config", "current_setting",
-    "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*", "connectby"};
+// PostgreSQL's pg_ functions are its administration: other sessions' activity and locks,
+// statistics, replication, WAL, the server's settings, files and control data. A scratch copy
+// runs only these of them, which read the copy's own objects or nothing: sizes, definitions,
+// types, the session's own pid and transaction, this database's advisory locks, a bounded sleep.
+constexpr std::array<std::string_view, 20> scratch_pg_functions = {
+    "pg_typeof", "pg_column_size", "pg_column_compression", "pg_size_pretty", "pg_size_bytes",
+    "pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_get_serial_sequence",
+    "pg_get_indexdef", "pg_get_constraintdef", "pg_get_viewdef", "pg_get_expr", "pg_backend_pid",
+    "pg_current_xact_id", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+    "pg_sleep"};
+
+// Other built-ins that a scratch copy must not run, since the migrator may read what the agent
+// may not and a failure's message is the agent's answer: a setting's value, and the XML dumps that
+// read a relation, a schema or the database named in a string (table_to_xml('pg_stat_activity',
+// ...), tablefunc's connectby), which no object of the statement shows.
+constexpr std::array<std::string_view, 6> scratch_denied_functions = {
+    "current_setting", "table_to_xml*", "schema_to_xml*", "database_to_xml*", "cursor_to_xml*", "connectby"};
 
 // Extensions whose functions count as built-ins (contrib modules that reach nothing outside the
 // database): their members may share a name with a call (citext's max) or back an operator.
@@ -63,6 +69,15 @@ bool listed(const std::array<std::string_view, N>& list, std::string_view name) 
     return std::any_of(list.begin(), list.end(), [&](std::string_view entry) {
         return entry.ends_with('*') ? name.starts_with(entry.substr(0, entry.size() - 1)) : name == entry;
     });
+}
+
+// Why a built-in named `name` may not run in a scratch copy, or nothing.
+std::optional<std::string> denied_builtin(std::string_view name) {
+    if (listed(sql::functions_reaching_outside, name)) return "reaches beyond the database";
+    if (listed(scratch_denied_functions, name)) return "reads what the agent may not";
+    if (name.starts_with("pg_") && !listed(scratch_pg_functions, name))
+        return "is one of PostgreSQL's administrative functions, which pgrail does not run unread";
+    return std::nullopt;
 }
 
 bool system_schema(std::string_view schema) {
@@ -113,10 +128,7 @@ std::optional<std::string> escape_of(const sql::Statement& statement, const Scri
             dot == std::string::npos ? std::string_view(function) : std::string_view(function).substr(dot + 1);
         if (dot != std::string::npos && std::string_view(function).substr(0, dot) != "pg_catalog")
             return fmt::format("it calls {}, not one of PostgreSQL's built-in functions", function);
-        if (listed(sql::functions_reaching_outside, name))
-            return fmt::format("it calls {}, which reaches beyond the database", function);
-        if (listed(scratch_denied_functions, name))
-            return fmt::format("it calls {}, which reads what the agent may not", function);
+        if (const auto why = denied_builtin(name)) return fmt::format("it calls {}, which {}", function, *why);
         // A qualified name is also checked whole: `"pg_catalog.f"()` is a function of that name.
         check_in_catalog(functions, dot == std::string::npos ? name : std::string_view(function));
     }
@@ -124,8 +136,7 @@ std::optional<std::string> escape_of(const sql::Statement& statement, const Scri
     // `t.f` (sql::may_call_by_attribute).
     for (const auto& read : statement.column_reads) {
         if (!sql::may_call_by_attribute(read)) continue;
-        if (listed(sql::functions_reaching_outside, read.name) || listed(scratch_denied_functions, read.name) ||
-            read.name == "nextval" || read.name == "setval")
+        if (denied_builtin(read.name) || read.name == "nextval" || read.name == "setval")
             return fmt::format("it may call {} in attribute notation", read.name);
         check_in_catalog(functions, read.name);
     }

@@ -27,9 +27,10 @@ struct ScratchConfinement {
 // A positive list, read from the analyzer's reading of each statement: data reads and writes,
 // ANALYZE, and DDL of relations, types, schemas, policies, statistics, comments and privileges on
 // them; SET of lock_timeout and client_min_messages; functions of pg_catalog (and a few contrib
-// extensions) only, never one that reaches beyond the database (sql/outside_functions.hpp), reads
-// other sessions' activity or the server's settings, or reads a relation named in a string
-// (table_to_xml and its family); a deny-list within pg_catalog, not a positive one. Not: shared
+// extensions) only, never one that reaches beyond the database (sql/outside_functions.hpp) or
+// reads a setting or a relation named in a string (table_to_xml and its family), and of the
+// administrative pg_ functions a positive list (sizes, definitions, types, this session's pid and
+// transaction, this database's advisory locks, pg_sleep). Not: shared
 // objects (databases, roles, tablespaces, parameters, subscriptions), code that runs later or
 // elsewhere (functions, procedures, DO, CALL, triggers, rules, event triggers, extensions,
 // foreign servers and tables), COPY, ALTER SYSTEM, dynamic SQL, the system catalogs, pgrail's

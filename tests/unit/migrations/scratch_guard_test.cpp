@@ -114,6 +114,17 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
           "CREATE SCHEMA s CREATE TABLE s (a int)",
           // The server's settings and files, other sessions' locks.
           "SELECT setting::int FROM pg_show_all_file_settings()", "SELECT pg_hba_file_rules()",
-          "SELECT current_setting('primary_conninfo')::int", "SELECT pg_lock_status()"})
+          "SELECT current_setting('primary_conninfo')::int", "SELECT pg_lock_status()",
+          // PostgreSQL's administration: a positive list of pg_ functions, not a deny-list.
+          "SELECT pg_notify('jobs', 'x')", "SELECT pg_postmaster_start_time()", "SELECT pg_blocking_pids(1)",
+          "SELECT pg_catalog.pg_control_system()", "SELECT pg_tablespace_location(1663)",
+          "SELECT pg_database_size('app')", "SELECT pg_import_system_collations('public')",
+          "SELECT ((1)::regclass).pg_relation_filepath", "SELECT pg_advisory_lock(1)"}) {
+        INFO(up);
         CHECK_FALSE(runs(up));
+    }
+    // The pg_ functions it does run: the copy's own objects, or nothing.
+    CHECK(runs("SELECT setval(pg_get_serial_sequence('p', 'id'), 1); SELECT pg_typeof(1), "
+               "pg_size_pretty(pg_total_relation_size('p')), pg_get_indexdef('i'::regclass)"));
+    CHECK(runs("SELECT pg_advisory_xact_lock(42); SELECT pg_sleep(0.1)"));
 }
