@@ -157,7 +157,14 @@ public:
         auto conn = detail::connect(server_conninfo_);
         try {
             pqxx::nontransaction tx(*conn);
-            tx.exec0(fmt::format("CREATE DATABASE {} TEMPLATE template0", sql::quote_identifier(name_)));
+            // Only its owner (the migrator) may connect: a new database lets PUBLIC connect, and
+            // another role's session there, even one connected before a REVOKE, could plant code
+            // that the scripts then run as the migrator. Created closed to everyone, closed to
+            // PUBLIC, then opened.
+            const auto name = sql::quote_identifier(name_);
+            tx.exec0(fmt::format("CREATE DATABASE {} TEMPLATE template0 ALLOW_CONNECTIONS false", name));
+            tx.exec0(fmt::format("REVOKE ALL ON DATABASE {} FROM PUBLIC", name));
+            tx.exec0(fmt::format("ALTER DATABASE {} ALLOW_CONNECTIONS true", name));
         } catch (...) {
             detail::rethrow_database_error("cannot create the scratch database for verify");
         }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <random>
 #include <sstream>
@@ -256,6 +257,27 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
                                                            "ALTER TABLE profiles DROP COLUMN note"))
                                   .at(0));
     CHECK(clean.at("verification") == "passed");
+
+    // While the scripts run, nobody but the migrator may connect to the scratch copy: an agent
+    // connected there could plant a function that a later statement runs as the migrator.
+    auto slow = std::async(std::launch::async, [&] {
+        auto proposer = loop.connect("agent");
+        return row_of(run(proposer.get(), propose_sql("add_waited",
+                                                      "ALTER TABLE profiles ADD COLUMN waited int; "
+                                                      "SELECT pg_sleep(2)",
+                                                      "ALTER TABLE profiles DROP COLUMN waited"))
+                          .at(0));
+    });
+    std::string scratch;
+    REQUIRE(eventually([&] {
+        scratch = scalar(admin().get(), "SELECT coalesce(max(datname), '') FROM pg_database WHERE datname LIKE "
+                                        "'pgrail_verify_%' AND datallowconn");
+        return !scratch.empty();
+    }, std::chrono::seconds(20)));
+    Conn intruder(PQconnectdb((loop.db.conninfo_for("agent") + " dbname=" + scratch).c_str()));
+    CHECK(PQstatus(intruder.get()) == CONNECTION_BAD);
+    CHECK_THAT(PQerrorMessage(intruder.get()), Catch::Contains("permission denied for database"));
+    CHECK(slow.get().at("verification") == "passed");
 
     // The ways out the review found (the migrator has CREATEDB and owns both databases), in the up
     // script and behind a harmless up in the down script: none runs, none is approved.
