@@ -32,12 +32,13 @@ ScramServer ScramServer::for_verifier(ScramVerifier verifier, std::string channe
 
 std::string new_mock_secret() { return detail::random_bytes(32); }
 
-ScramServer ScramServer::mock(std::string_view user, std::string_view mock_secret, std::string channel_binding) {
+ScramServer ScramServer::mock(std::string_view user, std::string_view mock_secret, std::string channel_binding,
+                              int iterations) {
     assert(mock_secret.size() >= 16 && "ScramServer::mock needs a secret from new_mock_secret()");
     // The salt an unknown name gets must not change between attempts (a changing salt would tell an
     // attacker the name is unknown) and must not be guessable without the secret.
     ScramVerifier verifier;
-    verifier.iterations = default_scram_iterations;
+    verifier.iterations = iterations;
     const auto salt = detail::hmac_sha256(mock_secret, user);
     verifier.salt.assign(reinterpret_cast<const char*>(salt.data()), scram_salt_length);
     const auto keys = detail::random_bytes(64);

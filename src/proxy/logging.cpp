@@ -1,7 +1,9 @@
-// Log set-up: JSON lines escape the message, so any text a client sent stays one line.
+// Log set-up: both formats escape the message, so any text a client sent (a user name, an
+// application_name) stays one line and cannot forge another.
 #include "pgrail/proxy/logging.hpp"
 
 #include <memory>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
@@ -22,6 +24,27 @@ public:
     std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
 };
 
+// The text format's message with control characters escaped (\n, \x1b).
+class TextMessageFlag final : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+        static constexpr char hex[] = "0123456789abcdef";
+        for (const char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+            const auto byte = static_cast<unsigned char>(c);
+            if (c == '\n') {
+                static constexpr std::string_view newline = "\\n";
+                dest.append(newline.data(), newline.data() + newline.size());
+            } else if (byte < 0x20 || byte == 0x7f) {
+                const char escaped[] = {'\\', 'x', hex[byte >> 4], hex[byte & 0xf]};
+                dest.append(escaped, escaped + sizeof escaped);
+            } else {
+                dest.push_back(c);
+            }
+        }
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<TextMessageFlag>(); }
+};
+
 }  // namespace
 
 void configure_logging(const std::string& level, const std::string& format) {
@@ -32,7 +55,9 @@ void configure_logging(const std::string& level, const std::string& format) {
             R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","thread":%t,"message":%*})");
         logger->set_formatter(std::move(formatter));
     } else {
-        logger->set_pattern("%Y-%m-%d %H:%M:%S.%f %^%l%$ %v");
+        auto formatter = std::make_unique<spdlog::pattern_formatter>();
+        formatter->add_flag<TextMessageFlag>('*').set_pattern("%Y-%m-%d %H:%M:%S.%f %^%l%$ %*");
+        logger->set_formatter(std::move(formatter));
     }
     logger->set_level(spdlog::level::from_str(level));
     logger->flush_on(spdlog::level::info);

@@ -2,6 +2,7 @@
 // leg's TLS) against the identities file, then logs into the server as the identity's role with
 // credentials only pgrail holds. The I/O of both exchanges; their protocol logic is src/auth's.
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include <boost/asio/as_tuple.hpp>
@@ -184,6 +185,26 @@ awaitable<void> Session::refuse_login(std::string code, std::string message, std
     co_await send_fatal(std::move(code), std::move(message));
 }
 
+namespace {
+
+// The iteration count most identities' verifiers have (the larger on a tie; PostgreSQL's default
+// without identities): what an unknown name is offered.
+int usual_iterations(const auth::Identities& identities) {
+    std::map<int, std::size_t> counts;
+    for (const auto& identity : identities.identities) ++counts[identity.verifier.iterations];
+    int usual = auth::default_scram_iterations;
+    std::size_t most = 0;
+    for (const auto& [iterations, count] : counts) {
+        if (count >= most) {
+            most = count;
+            usual = iterations;
+        }
+    }
+    return usual;
+}
+
+}  // namespace
+
 awaitable<bool> Session::client_login() {
     const auto identities = shared_.identities->current();
     const std::string name = context_.user;  // the identity's name, as the client sent it as user
@@ -192,10 +213,11 @@ awaitable<bool> Session::client_login() {
     std::string channel_binding;
     if (protocol_.tls_in_use() && tls_) channel_binding.assign(tls_->end_point.begin(), tls_->end_point.end());
     const auto* identity = name.size() <= auth::max_identity_name_length ? identities->find(name) : nullptr;
-    auto server = identity != nullptr
-                      ? auth::ScramServer::for_verifier(identity->verifier, channel_binding)
-                      : auth::ScramServer::mock(name.substr(0, auth::max_identity_name_length),
-                                                shared_.identities->mock_secret(), channel_binding);
+    // An unknown name gets a salt of its own (from the whole name: a salt shared with its 63-byte
+    // prefix would tell whether that prefix is an identity) and the identities' usual count.
+    auto server = identity != nullptr ? auth::ScramServer::for_verifier(identity->verifier, channel_binding)
+                                      : auth::ScramServer::mock(name, shared_.identities->mock_secret(),
+                                                                channel_binding, usual_iterations(*identities));
     std::string request;
     protocol::encode_authentication_sasl(request, server.mechanisms());
     if (auto [ec, n] = co_await client_.async_write(asio::buffer(request), use_tuple); ec) co_return false;

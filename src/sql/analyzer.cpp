@@ -759,6 +759,13 @@ std::size_t extension_query_text_arguments(std::string_view function, std::size_
     return 0;
 }
 
+// Functions that run the query text of their one argument: attribute notation reaches them
+// (`('SELECT ...'::text).ts_stat` is ts_stat('SELECT ...')), where pgrail does not follow the text.
+bool runs_query_of_one_argument(std::string_view function) {
+    return function == "ts_stat" || function == "crosstab" || function == "crosstab2" || function == "crosstab3" ||
+           function == "crosstab4";
+}
+
 // The value of a PL/pgSQL expression that is a single string constant ('CREATE TABLE t ()'),
 // read by the grammar, or nothing.
 std::optional<std::string> constant_expression(std::string_view expression) {
@@ -1779,6 +1786,13 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     }
     walker.visit_node(type, body, top, 0);
     finish_lists(out);
+    for (const ColumnRead& read : out.column_reads) {
+        if (may_call_by_attribute(read) && runs_query_of_one_argument(read.name))
+            throw Refusal{read.name +
+                          " in attribute notation runs the query its argument holds, which pgrail does not "
+                          "follow there: call " +
+                          read.name + "(...) instead"};
+    }
     const std::vector<std::string>& cte_list = walker.cte_names();
     const std::unordered_set<std::string_view> ctes(cte_list.begin(), cte_list.end());
     std::erase_if(out.objects, [&ctes](const ObjectRef& object) {

@@ -45,11 +45,11 @@ void write_secret(const std::string& path, const std::string& text) {
 
 // `pgrail passwd NAME --role ROLE` with the password on standard input.
 void add_identity(const std::string& dir, const std::string& identities, const std::string& name,
-                  const std::string& role, const std::string& password) {
+                  const std::string& role, const std::string& password, int iterations = 4096) {
     const auto input = dir + "/input-" + name;
     write_secret(input, password + "\n");
     const auto [status, output] = pgrail_cli("passwd " + name + " --role " + role + " --identities " + identities +
-                                             " --iterations 4096 < " + input);
+                                             " --iterations " + std::to_string(iterations) + " < " + input);
     INFO(output);
     REQUIRE(status == 0);
 }
@@ -205,6 +205,63 @@ TEST_CASE("auth mode pgrail: a wrong password and an unknown identity hear the s
     // The reason is in pgrail's log only.
     CHECK(proxy.log().find("no such identity") != std::string::npos);
     CHECK(proxy.log().find("the SCRAM proof is wrong") != std::string::npos);
+}
+
+// The server-first message pgrail answers a SCRAM client-first for `user` with (s=, i=, r=).
+std::string server_first_for(const PgrailProcess& proxy, const std::string& user) {
+    RawSocket raw(proxy.port());
+    raw.send(startup_packet(196608, {{"user", user}, {"database", Cluster::get().database}}));
+    const auto request = read_message(raw);
+    REQUIRE(request.type == 'R');
+    REQUIRE(from_be32(request.body) == 10);  // AuthenticationSASL
+    const std::string first = "n,,n=,r=abcdefghijklmnop";
+    raw.send(
+        message('p', std::string("SCRAM-SHA-256") + '\0' + be32(static_cast<std::uint32_t>(first.size())) + first));
+    const auto answer = read_message(raw);
+    REQUIRE(answer.type == 'R');
+    REQUIRE(from_be32(answer.body) == 11);  // AuthenticationSASLContinue
+    return answer.body.substr(4);
+}
+
+std::string scram_attribute(const std::string& server_first, char name) {
+    const auto at = server_first.find(std::string(",") + name + "=");
+    REQUIRE(at != std::string::npos);
+    const auto end = server_first.find(',', at + 3);
+    return server_first.substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
+}
+
+TEST_CASE("auth mode pgrail: an unknown identity's exchange tells nothing about which names exist", "[auth_mode]") {
+    AuthSetup setup;
+    // Most verifiers have 5000 iterations: an unknown name is offered that count, not 4096.
+    const std::string long_name = "agent-" + std::string(57, 'x');  // 63 bytes, the longest
+    for (const char* name : {"five-1", "five-2", "five-3", "five-4", "five-5"})
+        add_identity(setup.dir, setup.identities, name, "agent", "five secret", 5000);
+    add_identity(setup.dir, setup.identities, long_name, "agent", "long secret", 5000);
+    PgrailProcess proxy(setup.yaml());
+    CHECK(scram_attribute(server_first_for(proxy, "ghost"), 'i') == "5000");
+    // An unknown name's salt is its own and stays the same; a 63-byte prefix that is an identity
+    // and one that is not look alike from a longer name (the salt once came from the prefix).
+    const auto ghost_salt = scram_attribute(server_first_for(proxy, "ghost"), 's');
+    CHECK(scram_attribute(server_first_for(proxy, "ghost"), 's') == ghost_salt);
+    const std::string unknown_long = "ghost-" + std::string(57, 'y');
+    CHECK(scram_attribute(server_first_for(proxy, unknown_long), 's') !=
+          scram_attribute(server_first_for(proxy, unknown_long + "y"), 's'));
+    CHECK(scram_attribute(server_first_for(proxy, long_name), 's') !=
+          scram_attribute(server_first_for(proxy, long_name + "x"), 's'));
+    // A name is the client's text: in pgrail's log it cannot start a line of its own.
+    const std::string port = std::to_string(proxy.port());
+    const char* keys[] = {"host", "port", "dbname", "user", "password", nullptr};
+    const char* values[] = {"127.0.0.1",
+                            port.c_str(),
+                            Cluster::get().database.c_str(),
+                            "ghost\n2026-01-01 00:00:00.000000 info forged-line",
+                            "x",
+                            nullptr};
+    Conn forged(PQconnectdbParams(keys, values, 0));
+    CHECK(PQstatus(forged.get()) == CONNECTION_BAD);
+    CHECK(eventually([&] { return proxy.log().find("ghost\\n2026-01-01") != std::string::npos; },
+                     std::chrono::seconds(5)));
+    CHECK(proxy.log().find("\n2026-01-01 00:00:00.000000 info forged-line") == std::string::npos);
 }
 
 TEST_CASE("auth mode pgrail: pgrail logs into md5 and cleartext roles as well as SCRAM ones", "[auth_mode]") {

@@ -49,9 +49,10 @@ public:
     // For an unknown identity: the same messages as a real exchange (a salt derived from the name and
     // `mock_secret`, so it is stable across attempts, like PostgreSQL's scram_mock_salt) and always
     // authentication_failed at the end. `mock_secret`: at least 16 random bytes made once per
-    // process (new_mock_secret()).
+    // process (new_mock_secret()). `iterations`: what real identities offer (a count no identity has
+    // would tell the name is unknown).
     [[nodiscard]] static ScramServer mock(std::string_view user, std::string_view mock_secret,
-                                          std::string channel_binding = {});
+                                          std::string channel_binding = {}, int iterations = default_scram_iterations);
 
     // The mechanism names for AuthenticationSASL, in PostgreSQL's order.
     [[nodiscard]] static std::vector<std::string_view> mechanisms(bool channel_binding);

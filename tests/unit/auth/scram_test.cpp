@@ -232,6 +232,9 @@ TEST_CASE("an unknown identity gets a mock exchange that looks real and always f
         return message.substr(s, message.find(",i=") - s);
     };
     CHECK(salt_of(first.message) == salt_of(first_again.message));
+    // It offers the iteration count it is given (what the real identities have).
+    auto counted = ScramServer::mock("nobody", secret, {}, 10000);
+    CHECK_THAT(counted.client_first("SCRAM-SHA-256", "n,,n=,r=abc").message, Catch::Contains(",i=10000"));
     auto other = ScramServer::mock("somebody", secret);
     CHECK(salt_of(other.client_first("SCRAM-SHA-256", "n,,n=,r=abc").message) != salt_of(first.message));
     const auto final_message = client.server_first(first.message);
