@@ -269,11 +269,14 @@ TEST_CASE("an agent's proposal never runs beyond the scratch copy: shared catalo
                           .at(0));
     });
     std::string scratch;
-    REQUIRE(eventually([&] {
-        scratch = scalar(admin().get(), "SELECT coalesce(max(datname), '') FROM pg_database WHERE datname LIKE "
-                                        "'pgrail_verify_%' AND datallowconn");
-        return !scratch.empty();
-    }, std::chrono::seconds(20)));
+    REQUIRE(eventually(
+        [&] {
+            scratch = scalar(admin().get(),
+                             "SELECT coalesce(max(datname), '') FROM pg_database WHERE datname LIKE "
+                             "'pgrail_verify_%' AND datallowconn");
+            return !scratch.empty();
+        },
+        std::chrono::seconds(20)));
     Conn intruder(PQconnectdb((loop.db.conninfo_for("agent") + " dbname=" + scratch).c_str()));
     CHECK(PQstatus(intruder.get()) == CONNECTION_BAD);
     CHECK_THAT(PQerrorMessage(intruder.get()), Catch::Contains("permission denied for database"));

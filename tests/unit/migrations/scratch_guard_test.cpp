@@ -124,7 +124,8 @@ TEST_CASE("a proposal runs in a scratch copy only when it stays in that database
         CHECK_FALSE(runs(up));
     }
     // The pg_ functions it does run: the copy's own objects, or nothing.
-    CHECK(runs("SELECT setval(pg_get_serial_sequence('p', 'id'), 1); SELECT pg_typeof(1), "
-               "pg_size_pretty(pg_total_relation_size('p')), pg_get_indexdef('i'::regclass)"));
+    CHECK(
+        runs("SELECT setval(pg_get_serial_sequence('p', 'id'), 1); SELECT pg_typeof(1), "
+             "pg_size_pretty(pg_total_relation_size('p')), pg_get_indexdef('i'::regclass)"));
     CHECK(runs("SELECT pg_advisory_xact_lock(42); SELECT pg_sleep(0.1)"));
 }
