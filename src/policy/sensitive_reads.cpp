@@ -4,6 +4,8 @@
 #include "sensitive_reads.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <array>
 #include <string_view>
 #include <unordered_map>
@@ -31,6 +33,12 @@ constexpr std::array<std::string_view, 15> table_reading_functions = {
     "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes",
     "pg_logical_slot_get_binary_changes", "pg_logical_slot_peek_binary_changes",
 };
+
+bool runs_prepared_inside(const sql::Statement& statement) {
+    return std::any_of(statement.inner.begin(), statement.inner.end(), [](const sql::Statement& inner) {
+        return inner.tag == "EXECUTE" || runs_prepared_inside(inner);
+    });
+}
 
 std::string qualified(const SensitiveRelation& relation, std::string_view column) {
     return relation.schema + "." + relation.name + "." + std::string(column);
@@ -107,6 +115,12 @@ private:
             out_.unresolved = "it runs SQL that pgrail cannot read (dynamic EXECUTE, or a body in another language)";
             return;
         }
+        // A prepared statement's rows are masked on their way to the client: run inside another
+        // statement (CREATE TABLE ... AS EXECUTE, a DO block's EXECUTE 'EXECUTE p'), they are not.
+        if (runs_prepared_inside(statement_)) {
+            out_.unresolved = "it runs a prepared statement inside another, where its rows are not masked";
+            return;
+        }
         for (const std::string& function : statement_.functions) {
             // (Not a structured binding: clang does not capture those in a lambda.)
             const auto split = split_function(function);
@@ -170,6 +184,17 @@ private:
                         for (const Present* present : it->second)
                             for (const auto& column : present->relation->columns)
                                 refuse(*present, column, "as part of a whole row (" + read.name + ")");
+                } else if (const auto it = rows_.find(read.qualifier); it != rows_.end()) {
+                    // `u.f` where u has no column f is f(u): a function of the whole row
+                    // (`u.to_jsonb`, `u.text`), in attribute notation.
+                    for (const Present* present : it->second) {
+                        const auto& all = present->relation->all_columns;
+                        if (all.empty() || std::find(all.begin(), all.end(), read.name) != all.end()) continue;
+                        for (const auto& column : present->relation->columns)
+                            refuse(*present, column,
+                                   "as part of a whole row (" + read.qualifier + "." + read.name + " is " + read.name +
+                                       "(" + read.qualifier + "))");
+                    }
                 }
                 break;
             }
@@ -216,14 +241,25 @@ private:
     // name sort or group by the real values: refused.
     void on_reference_to_output(const ColumnRead& read) {
         if (masked_outputs_.empty()) return;
+        // A star in the result before a column makes that column's real position unknown: `x.*`
+        // may stand for any number of columns (none, for a table without columns).
+        std::uint32_t first_star = std::numeric_limits<std::uint32_t>::max();
+        for (const ColumnRead& output : statement_.column_reads)
+            if (output.output && output.kind == ColumnRead::Kind::star)
+                first_star = std::min(first_star, output.output_position);
         for (const ColumnRead* masked : masked_outputs_) {
             bool refers = false;
             if (read.kind == ColumnRead::Kind::position && read.name == "*") {
                 refers = true;  // a plain DISTINCT compares every output column
             } else if (read.kind == ColumnRead::Kind::position) {
                 const auto position = static_cast<std::uint32_t>(std::strtoul(read.name.c_str(), nullptr, 10));
-                refers = masked->kind == ColumnRead::Kind::star ? position >= masked->output_position
-                                                                : position == masked->output_position;
+                if (masked->kind == ColumnRead::Kind::star) {
+                    refers = position >= masked->output_position;
+                } else if (first_star < masked->output_position) {
+                    refers = position + 1 >= masked->output_position;
+                } else {
+                    refers = position == masked->output_position;
+                }
             } else if (read.kind == ColumnRead::Kind::column && !read.output && read.qualifier.empty()) {
                 refers = !masked->output_name.empty() && read.name == masked->output_name;
             }

@@ -296,6 +296,7 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
         out.origin = guard->origin;
         out.always_deny = guard->always_deny;
         for (const auto& column : relation->columns) {
+            out.all_columns.push_back(column.name);
             if (!guard->numbers.contains(column.number)) continue;
             out.columns.push_back(column.name);
             out.numbers.push_back(column.number);

@@ -482,6 +482,7 @@ struct Scope {
     bool relation_calls = false;
     std::uint32_t level = 0;      // the query (SELECT, INSERT ...) being walked: RangeRead::level
     bool on_conflict = false;     // inside ON CONFLICT, where EXCLUDED is the row being inserted
+    std::uint32_t on_conflict_level = 0;  // the INSERT's query: a subquery there may name its own `excluded`
 };
 
 struct FieldRole {
@@ -981,6 +982,7 @@ private:
                 Scope inner = field_scope(scope, key);
                 if (key == "onConflictClause") {
                     inner.on_conflict = true;
+                    inner.on_conflict_level = inner.level;
                     on_conflict_target(field, inner);
                 }
                 walk(field, inner, depth + 1);
@@ -1100,7 +1102,8 @@ private:
         }
         if (before && before->first == "String") read.qualifier = std::string(str(before->second, "sval"));
         // EXCLUDED in ON CONFLICT is the row the statement itself proposes, not a stored one.
-        if (scope.on_conflict && read.qualifier == "excluded") return;
+        // (In a subquery there, `excluded` is whatever that subquery names so: `FROM users excluded`.)
+        if (scope.on_conflict && scope.level == scope.on_conflict_level && read.qualifier == "excluded") return;
         const long long location = ref.find("location").integer();
         const auto first =
             std::lower_bound(output_columns_.begin(), output_columns_.end(), location,

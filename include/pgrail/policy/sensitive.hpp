@@ -73,6 +73,9 @@ struct SensitiveRelation {
     std::string origin;
     // Always refused, even where the rule masks (pg_stats' sample values: masking them is moot).
     bool always_deny = false;
+    // Every column's name (guarded or not): `t.f` where t has no column f is f(t), a call on the
+    // whole row (attribute notation). Empty: not known.
+    std::vector<std::string> all_columns;
 };
 
 // A function whose result is (or is a set of) a guarded table's row type.

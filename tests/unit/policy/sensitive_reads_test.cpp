@@ -18,9 +18,11 @@ namespace {
 
 policy::SensitiveSet guarded_set() {
     policy::SensitiveSet set;
-    set.relations.push_back({1001, "public", "users", 'r', {"password_hash"}, {3}, "public.users", false});
+    set.relations.push_back({1001, "public", "users", 'r', {"password_hash"}, {3}, "public.users", false,
+                             {"id", "name", "email", "password_hash"}});
     set.relations.push_back({1002, "public", "users_leaky", 'v', {"id", "ph"}, {1, 2}, "public.users (through view public.users_leaky)", false});
-    set.relations.push_back({11, "pg_catalog", "pg_stats", 'v', {"most_common_vals"}, {9}, "pg_catalog.pg_stats", true});
+    set.relations.push_back({11, "pg_catalog", "pg_stats", 'v', {"most_common_vals"}, {9}, "pg_catalog.pg_stats", true,
+                             {"schemaname", "tablename", "attname", "most_common_vals"}});
     set.row_functions.push_back({"public", "all_users", "public.users"});
     set.keys[{1001, 3}] = 0;
     return set;
@@ -219,4 +221,35 @@ rules:
     CHECK(decision.action == policy::Decision::Action::deny);
     CHECK(decision.guard == "sensitive_columns");
     CHECK(policy::evaluate_startup(*policy, session, {{"replication", "false"}}).allowed());
+}
+
+TEST_CASE("sensitive reads: the ways around found by review 6", "[sensitive]") {
+    for (const auto action : {SensitiveAction::deny, SensitiveAction::mask}) {
+        // Attribute notation: `u.to_jsonb` is to_jsonb(u), a function of the whole row.
+        CHECK(reads_of("SELECT u.row_to_json FROM users u", action).refuses());
+        CHECK(reads_of("SELECT u.to_jsonb FROM users u WHERE u.id = 1", action).refuses());
+        CHECK(reads_of("SELECT id FROM users u WHERE u.text LIKE '%x%'", action).refuses());
+        CHECK(reads_of("SELECT s.to_jsonb FROM pg_stats s", action).refuses());
+        // ... while a column of the relation stays a column.
+        CHECK_FALSE(reads_of("SELECT u.id, u.email FROM users u WHERE u.email <> ''", action).refuses());
+        CHECK_FALSE(reads_of("SELECT s.tablename FROM pg_stats s", action).refuses());
+        // EXCLUDED in ON CONFLICT is the proposed row only at the INSERT's own level: a subquery
+        // there names its own.
+        CHECK(reads_of("INSERT INTO sink VALUES (1, '') ON CONFLICT (id) DO UPDATE SET v = (SELECT "
+                       "string_agg(excluded.password_hash, ';') FROM users excluded)",
+                       action)
+                  .refuses());
+        // A prepared statement run inside another is not masked on the wire.
+        CHECK(reads_of("CREATE TEMP TABLE leak AS EXECUTE p", action).unresolved);
+        CHECK(reads_of("DO $$ DECLARE v text; BEGIN EXECUTE 'EXECUTE p' INTO v; RAISE NOTICE '%', v; END $$", action)
+                  .unresolved);
+    }
+    // A star before a masked column: its real position is unknown, so a sort by any position
+    // from it on may sort by the masked values.
+    CHECK(reads_of("SELECT x.*, id, password_hash FROM users, (SELECT 1 a, 2 b) x ORDER BY 4", SensitiveAction::mask)
+              .refuses());
+    CHECK(reads_of("SELECT x.*, id, password_hash FROM users, (SELECT 1 a, 2 b) x GROUP BY x.a, x.b, 3",
+                   SensitiveAction::mask)
+              .refuses());
+    CHECK_FALSE(reads_of("SELECT id, password_hash FROM users ORDER BY 1", SensitiveAction::mask).refuses());
 }
