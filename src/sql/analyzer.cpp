@@ -1004,6 +1004,48 @@ private:
         return scope;
     }
 
+    // The relations and functions a join side holds (not those of its subqueries, which are
+    // read on their own), as ranges under the join's alias.
+    void add_join_alias_ranges(const json& side, const std::string& alias, bool renamed, const Scope& scope,
+                               std::size_t depth) {
+        const auto node = node_of(side);
+        if (!node || depth > max_json_depth) return;
+        const auto& [type, body] = *node;
+        RangeRead range;
+        if (type == "RangeVar") {
+            range.schema = std::string(str(body, "schemaname"));
+            range.name = std::string(str(body, "relname"));
+        } else if (type == "RangeFunction") {
+            for (const json item : child(body, "functions")) {
+                const auto list = node_of(item);
+                if (!list || list->first != "List") continue;
+                const auto call = node_of(child(list->second, "items").front());
+                if (!call || call->first != "FuncCall") continue;
+                const std::vector<std::string_view> names = names_of(child(call->second, "funcname"));
+                if (names.empty()) continue;
+                RangeRead function;
+                function.function = true;
+                function.name = std::string(names.back());
+                if (names.size() >= 2) function.schema = std::string(names[names.size() - 2]);
+                function.level = scope.level;
+                function.alias = alias;
+                function.renamed = renamed;
+                out_.ranges.push_back(std::move(function));
+            }
+            return;
+        } else if (type == "JoinExpr") {
+            for (const json inner : {child(body, "larg"), child(body, "rarg")})
+                add_join_alias_ranges(inner, alias, renamed, scope, depth + 1);
+            return;
+        } else {
+            return;
+        }
+        range.level = scope.level;
+        range.alias = alias;
+        range.renamed = renamed;
+        out_.ranges.push_back(std::move(range));
+    }
+
     void add_relation(const json& range_var, const Scope& scope) {
         ObjectRef ref;
         ref.schema = std::string(str(range_var, "schemaname"));
@@ -1160,6 +1202,14 @@ private:
         } else if (type == "JoinExpr") {
             if (boolean(body, "isNatural")) out_.column_reads.push_back(read_of(ColumnRead::Kind::natural, "", scope));
             add_named_reads(child(body, "usingClause"), scope);
+            // `(a JOIN b) AS j`: j names the rows of every relation the join holds (`to_jsonb(j)`,
+            // `j.*`), each read again under that alias.
+            if (const json alias = child(body, "alias"); alias.valid()) {
+                const std::string name(str(alias, "aliasname"));
+                const bool renamed = !child(alias, "colnames").empty();
+                for (const json side : {child(body, "larg"), child(body, "rarg")})
+                    add_join_alias_ranges(side, name, renamed, scope, 0);
+            }
         } else if (type == "RangeFunction") {
             const json alias = child(body, "alias");
             for (const json item : child(body, "functions")) {

@@ -252,4 +252,15 @@ TEST_CASE("sensitive reads: the ways around found by review 6", "[sensitive]") {
                    SensitiveAction::mask)
               .refuses());
     CHECK_FALSE(reads_of("SELECT id, password_hash FROM users ORDER BY 1", SensitiveAction::mask).refuses());
+    // The alias of a join names the rows of every relation it holds.
+    for (const auto action : {SensitiveAction::deny, SensitiveAction::mask}) {
+        CHECK(reads_of("SELECT to_jsonb(j) FROM (users CROSS JOIN (SELECT 1 AS one) o) AS j", action).refuses());
+        CHECK(reads_of("SELECT 1 FROM ((users u JOIN orders o ON true) JOIN teams t ON true) AS j WHERE j IS NOT NULL",
+                       action)
+                  .refuses());
+        // A column of the join's other relation through the alias: pgrail knows only the guarded
+        // relation's columns, so `j.total` may be total(j): refused, a false refusal by design.
+        CHECK(reads_of("SELECT j.total FROM (users u JOIN orders o ON o.user_id = u.id) AS j", action).refuses());
+        CHECK_FALSE(reads_of("SELECT o.total FROM users u JOIN orders o ON o.user_id = u.id", action).refuses());
+    }
 }
