@@ -1004,6 +1004,26 @@ private:
         return scope;
     }
 
+    // The functions a RangeFunction reads rows from (`FROM f() AS g`), as ranges under `alias`.
+    void add_function_ranges(const json& range_function, const std::string& alias, bool renamed, const Scope& scope) {
+        for (const json item : child(range_function, "functions")) {
+            const auto list = node_of(item);
+            if (!list || list->first != "List") continue;
+            const auto call = node_of(child(list->second, "items").front());
+            if (!call || call->first != "FuncCall") continue;
+            const std::vector<std::string_view> names = names_of(child(call->second, "funcname"));
+            if (names.empty()) continue;
+            RangeRead range;
+            range.function = true;
+            range.name = std::string(names.back());
+            if (names.size() >= 2) range.schema = std::string(names[names.size() - 2]);
+            range.level = scope.level;
+            range.alias = alias;
+            range.renamed = renamed;
+            out_.ranges.push_back(std::move(range));
+        }
+    }
+
     // The relations and functions a join side holds (not those of its subqueries, which are
     // read on their own), as ranges under the join's alias.
     void add_join_alias_ranges(const json& side, const std::string& alias, bool renamed, const Scope& scope,
@@ -1016,22 +1036,7 @@ private:
             range.schema = std::string(str(body, "schemaname"));
             range.name = std::string(str(body, "relname"));
         } else if (type == "RangeFunction") {
-            for (const json item : child(body, "functions")) {
-                const auto list = node_of(item);
-                if (!list || list->first != "List") continue;
-                const auto call = node_of(child(list->second, "items").front());
-                if (!call || call->first != "FuncCall") continue;
-                const std::vector<std::string_view> names = names_of(child(call->second, "funcname"));
-                if (names.empty()) continue;
-                RangeRead function;
-                function.function = true;
-                function.name = std::string(names.back());
-                if (names.size() >= 2) function.schema = std::string(names[names.size() - 2]);
-                function.level = scope.level;
-                function.alias = alias;
-                function.renamed = renamed;
-                out_.ranges.push_back(std::move(function));
-            }
+            add_function_ranges(body, alias, renamed, scope);
             return;
         } else if (type == "JoinExpr") {
             for (const json inner : {child(body, "larg"), child(body, "rarg")})
@@ -1212,24 +1217,8 @@ private:
             }
         } else if (type == "RangeFunction") {
             const json alias = child(body, "alias");
-            for (const json item : child(body, "functions")) {
-                const auto list = node_of(item);
-                if (!list || list->first != "List") continue;
-                const auto call = node_of(child(list->second, "items").front());
-                if (!call || call->first != "FuncCall") continue;
-                std::vector<std::string_view> names = names_of(child(call->second, "funcname"));
-                if (names.empty()) continue;
-                RangeRead range;
-                range.function = true;
-                range.name = std::string(names.back());
-                if (names.size() >= 2) range.schema = std::string(names[names.size() - 2]);
-                range.level = scope.level;
-                if (alias.valid()) {
-                    range.alias = std::string(str(alias, "aliasname"));
-                    range.renamed = !child(alias, "colnames").empty();
-                }
-                out_.ranges.push_back(std::move(range));
-            }
+            add_function_ranges(body, alias.valid() ? std::string(str(alias, "aliasname")) : std::string(),
+                                alias.valid() && !child(alias, "colnames").empty(), scope);
         } else if (type == "CopyStmt" && !boolean(body, "is_from") && !body.contains("query")) {
             const json relation = child(body, "relation");
             const json columns = child(body, "attlist");
