@@ -186,7 +186,7 @@ private:
                                 refuse(*present, column, "as part of a whole row (" + read.name + ")");
                 } else if (const auto it = rows_.find(read.qualifier); it != rows_.end()) {
                     // `u.f` where u has no column f is f(u): a function of the whole row
-                    // (`u.to_jsonb`, `u.text`), in attribute notation.
+                    // (`u.to_jsonb`, `u.row_to_json`), in attribute notation.
                     for (const Present* present : it->second) {
                         const auto& all = present->relation->all_columns;
                         if (all.empty() || std::find(all.begin(), all.end(), read.name) != all.end()) continue;
