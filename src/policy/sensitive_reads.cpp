@@ -60,7 +60,11 @@ public:
         collect_ranges();
         collect_calls();
         if (out_.unresolved || (present_.empty() && out_.refused.empty())) return std::move(out_);
-        for (const ColumnRead& read : statement_.column_reads) on_read(read);
+        for (const ColumnRead& read : statement_.column_reads) {
+            on_read(read);
+            if (read.output && read.kind == ColumnRead::Kind::star)
+                first_star_ = std::min(first_star_, read.output_position);
+        }
         for (const ColumnRead& read : statement_.column_reads) on_reference_to_output(read);
         for (const Present& present : present_) {
             if (present.range->whole) refuse_all(*present.relation, "by COPY of every column");
@@ -241,12 +245,6 @@ private:
     // name sort or group by the real values: refused.
     void on_reference_to_output(const ColumnRead& read) {
         if (masked_outputs_.empty()) return;
-        // A star in the result before a column makes that column's real position unknown: `x.*`
-        // may stand for any number of columns (none, for a table without columns).
-        std::uint32_t first_star = std::numeric_limits<std::uint32_t>::max();
-        for (const ColumnRead& output : statement_.column_reads)
-            if (output.output && output.kind == ColumnRead::Kind::star)
-                first_star = std::min(first_star, output.output_position);
         for (const ColumnRead* masked : masked_outputs_) {
             bool refers = false;
             if (read.kind == ColumnRead::Kind::position && read.name == "*") {
@@ -255,7 +253,7 @@ private:
                 const auto position = static_cast<std::uint32_t>(std::strtoul(read.name.c_str(), nullptr, 10));
                 if (masked->kind == ColumnRead::Kind::star) {
                     refers = position >= masked->output_position;
-                } else if (first_star < masked->output_position) {
+                } else if (first_star_ < masked->output_position) {
                     refers = position + 1 >= masked->output_position;
                 } else {
                     refers = position == masked->output_position;
@@ -277,6 +275,9 @@ private:
     std::unordered_map<std::string, std::vector<const Present*>> names_;  // guarded column name -> where
     std::unordered_map<std::string, std::vector<const Present*>> rows_;   // relation name or alias -> which
     std::vector<const ColumnRead*> masked_outputs_;
+    // The first star of the result: a column after it stands at an unknown position (`x.*` may
+    // stand for any number of columns, none for a table without columns).
+    std::uint32_t first_star_ = std::numeric_limits<std::uint32_t>::max();
     SensitiveReads out_;
 };
 
