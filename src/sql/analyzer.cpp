@@ -760,11 +760,11 @@ std::size_t extension_query_text_arguments(std::string_view function, std::size_
     return 0;
 }
 
-// Functions that run the query text of their one argument: attribute notation reaches them
-// (`('SELECT ...'::text).ts_stat` is ts_stat('SELECT ...')), where pgrail does not follow the text.
+// Functions that run the query text of their one argument (the two lists above, called with one):
+// attribute notation reaches them (`('SELECT ...'::text).ts_stat` is ts_stat('SELECT ...')), where
+// pgrail does not follow the text.
 bool runs_query_of_one_argument(std::string_view function) {
-    return function == "ts_stat" || function == "crosstab" || function == "crosstab2" || function == "crosstab3" ||
-           function == "crosstab4";
+    return query_text_argument(function, 1) == 0 || extension_query_text_arguments(function, 1) > 0;
 }
 
 // The value of a PL/pgSQL expression that is a single string constant ('CREATE TABLE t ()'),
