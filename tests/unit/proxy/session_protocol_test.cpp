@@ -585,17 +585,19 @@ TEST_CASE("session core: a batch owes a bounded number of refusals and Describes
     // After its first error a batch answers nothing until the Sync (the server skips to it), so
     // what pgrail keeps for it must be bounded: past 1,024 refusals or 65,536 unanswered
     // Describes the session ends, as on a limit.
-    {
+    // `allowed` copies of `frame` without a Sync pass; one more ends the session as on a limit.
+    const auto ends_after = [](const std::string& frame, int allowed) {
         Harness h;
         h.log_in();
-        std::string refused;
-        for (int index = 0; index < 1024; ++index) refused += parse("", "DROP TABLE users");
-        (void)h.client(refused);
+        std::string frames;
+        for (int index = 0; index < allowed; ++index) frames += frame;
+        (void)h.client(frames);
         CHECK_FALSE(h.core().ending());
-        (void)h.client(parse("", "DROP TABLE users"));
+        (void)h.client(frame);
         REQUIRE(h.core().ending());
         CHECK(h.core().ending()->sqlstate == "54000");
-    }
+    };
+    ends_after(parse("", "DROP TABLE users"), 1024);
     {
         Harness h;
         h.log_in();
@@ -605,17 +607,7 @@ TEST_CASE("session core: a batch owes a bounded number of refusals and Describes
         (void)h.client(refused + sync_message() + refused);
         CHECK_FALSE(h.core().ending());
     }
-    {
-        Harness h;
-        h.log_in();
-        std::string describes;
-        for (int index = 0; index < 65536; ++index) describes += describe('S', "nosuch");
-        (void)h.client(describes);
-        CHECK_FALSE(h.core().ending());
-        (void)h.client(describe('S', "nosuch"));
-        REQUIRE(h.core().ending());
-        CHECK(h.core().ending()->sqlstate == "54000");
-    }
+    ends_after(describe('S', "nosuch"), 65536);
     {
         // Answered Describes are not owed: a long pipeline that the server answers goes on.
         Harness h;
