@@ -2,6 +2,8 @@
 #pragma once
 
 #include <exception>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include <boost/asio/async_result.hpp>
@@ -10,6 +12,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include "fair_pool.hpp"
 
 namespace pgrail::proxy {
 
@@ -21,12 +25,13 @@ namespace pgrail::proxy {
 // returns to the session's executor (kept running by a work guard), and the session ends normally.
 // `work` is taken from a named variable of the caller: GCC 12 destroys temporaries of a co_await
 // expression twice (its bug 100611), which corrupted a lambda's captures here.
-template <class Result, class Work>
-boost::asio::awaitable<Result> run_on_pool(boost::asio::thread_pool& pool, Work& work) {
-    auto initiate = [&pool](auto handler, Work owned) {
+// `submit(task)` hands the move-only `task` to whatever runs it.
+template <class Result, class Submit, class Work>
+boost::asio::awaitable<Result> run_submitted(Submit submit, Work& work) {
+    auto initiate = [submit = std::move(submit)](auto handler, Work owned) {
         auto home = boost::asio::get_associated_executor(handler);
-        boost::asio::post(pool, [work = std::move(owned), handler = std::move(handler),
-                                 guard = boost::asio::make_work_guard(home)]() mutable {
+        submit([work = std::move(owned), handler = std::move(handler),
+                guard = boost::asio::make_work_guard(home)]() mutable {
             Result result{};
             std::exception_ptr failure;
             try {
@@ -43,6 +48,22 @@ boost::asio::awaitable<Result> run_on_pool(boost::asio::thread_pool& pool, Work&
     };
     return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr, Result)>(
         initiate, boost::asio::use_awaitable, std::move(work));
+}
+
+template <class Result, class Work>
+boost::asio::awaitable<Result> run_on_pool(boost::asio::thread_pool& pool, Work& work) {
+    return run_submitted<Result>([&pool](auto task) { boost::asio::post(pool, std::move(task)); }, work);
+}
+
+// The same on a FairPool, in `owner`'s turn.
+template <class Result, class Work>
+boost::asio::awaitable<Result> run_on_pool(FairPool& pool, const std::string& owner, Work& work) {
+    auto submit = [&pool, owner](auto task) {
+        // std::function wants a copyable callable; the task (its handler) moves only.
+        auto shared = std::make_shared<decltype(task)>(std::move(task));
+        pool.post(owner, [shared] { (*shared)(); });
+    };
+    return run_submitted<Result>(submit, work);
 }
 
 }  // namespace pgrail::proxy

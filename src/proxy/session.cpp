@@ -665,7 +665,10 @@ awaitable<GateVerdict> Session::analyse_elsewhere(const ClientStatement& stateme
     auto analyse = [gate = shared_.gate, context = context_, sql = std::string(statement.sql)] {
         return gate->check(context, sql);
     };
-    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, analyse);
+    // Each login (identity, else role) takes its turn: one agent's many connections cannot queue
+    // the pool's threads away from everyone else.
+    const std::string owner = context_.identity.empty() ? "role " + context_.user : "identity " + context_.identity;
+    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, owner, analyse);
 }
 
 // In-band commands run on the blocking pool; their answers reach the client through the server,

@@ -23,6 +23,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "buffer.hpp"
+#include "fair_pool.hpp"
 #include "frame_stream.hpp"
 #include "session_protocol.hpp"
 #include "leg.hpp"
@@ -59,7 +60,7 @@ struct ServerShared {
     std::shared_ptr<IdentityStore> identities;  // auth.mode pgrail (null: passthrough)
     std::shared_ptr<SessionDirectory> directory = std::make_shared<SessionDirectory>();  // directory
     boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
-    boost::asio::thread_pool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts)
+    FairPool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts), each role in turn
     boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
     CancelRegistry cancel_registry;
     BufferBudget client_buffers;  // whole client messages held for inspection, by all sessions
