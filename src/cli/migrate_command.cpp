@@ -239,7 +239,24 @@ int run(const std::string& action, const MigrateOptions& options) {
         }
         if (action == "approve") print_table(mig::proposal_table({runner.approve(options.version)}));
         if (action == "reject") print_table(mig::proposal_table({runner.reject(options.version, options.reason)}));
-        if (action == "proposals") print_table(mig::proposal_table(mig::read_proposals(options.dsn)));
+        if (action == "proposals") {
+            auto proposals = mig::read_proposals(options.dsn);
+            if (!options.versions.empty()) {
+                // Named ones: with both scripts, as migrate_up and migrate_down would run them.
+                std::erase_if(proposals, [&](const mig::Proposal& p) {
+                    return std::find(options.versions.begin(), options.versions.end(), p.version) == options.versions.end();
+                });
+                if (proposals.size() != options.versions.size())
+                    throw std::invalid_argument("no proposal has some of the versions given");
+            }
+            print_table(mig::proposal_table(proposals));
+            if (!options.versions.empty())
+                for (const auto& proposal : proposals)
+                    std::printf("\n-- %s_%s: up script (migrate_up runs it)\n%s\n-- %s_%s: down script "
+                                "(migrate_down runs it)\n%s\n",
+                                proposal.version.c_str(), proposal.name.c_str(), proposal.up_sql.c_str(),
+                                proposal.version.c_str(), proposal.name.c_str(), proposal.down_sql.c_str());
+        }
         if (action == "resolve" && options.accept_schema) {
             if (!options.version.empty() || !options.as.empty())
                 throw std::invalid_argument("--accept-schema takes no version and no --as");
@@ -343,7 +360,8 @@ void add_migrate_command(CLI::App& app) {
     CLI::App* reject = add("reject", "Reject a proposed migration, with a reason");
     reject->add_option("version", options->version, "The proposal's version")->required();
     reject->add_option("--reason", options->reason, "Why (recorded in the ledger)")->required();
-    add("proposals", "List the proposed migrations and their states");
+    add("proposals", "List the proposed migrations and their states; with versions, also their up and down scripts")
+        ->add_option("versions", options->versions, "Show these proposals with both scripts (read them before approving)");
     CLI::App* exporter = add("export", "Write approved proposals as <version>_<name>.up.sql/.down.sql files (for "
                                        "review in git); the files have the proposals' checksums");
     exporter->add_option("versions", options->versions, "Only these proposals (default: all)");

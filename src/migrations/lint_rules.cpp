@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "lint_internal.hpp"
+#include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::migrations::lint_detail {
 namespace {
@@ -635,6 +636,27 @@ void prefer_if_exists(LintContext& ctx, const Stmt& stmt) {
 
 }  // namespace
 
+// PL/pgSQL runs a DO block's statements and EXECUTE strings; the rules here read only the
+// script's own trees. The analyzer reads inside (a constant EXECUTE, a plain statement) and says
+// when the block changes the schema or builds SQL it cannot read.
+void dynamic_schema_change(LintContext& ctx, const Stmt& stmt) {
+    const bool do_block = stmt.type == "DoStmt";
+    if (!do_block && stmt.source->statement_class != sql::StatementClass::ddl) return;
+    const sql::Analysis analysis = sql::analyze(stmt.source->text);
+    for (const auto& analysed : analysis.statements) {
+        const bool runs_text = do_block || analysed.flags.runs_query_text;
+        if (!runs_text) continue;
+        if (analysed.flags.ddl_capable_dynamic)
+            ctx.report("dynamic-schema-change", stmt,
+                       fmt::format("{} runs SQL it builds at run time (EXECUTE of a non-constant)", analysed.tag));
+        else if (analysed.statement_class == sql::StatementClass::ddl)
+            ctx.report("dynamic-schema-change", stmt,
+                       fmt::format("{} changes the schema from inside (its statements go unchecked)", analysed.tag));
+    }
+    if (analysis.error && do_block)
+        ctx.report("dynamic-schema-change", stmt, "DO block that pgrail cannot read");
+}
+
 const std::vector<RuleCheck>& rule_checks() {
     static const std::vector<RuleCheck> checks{
         {"volatile-default", volatile_default, nullptr},
@@ -662,6 +684,7 @@ const std::vector<RuleCheck>& rule_checks() {
         {"not-null-without-default", not_null_without_default, nullptr},
         {"unbatched-update", unbatched_update, nullptr},
         {"alter-enum", alter_enum, nullptr},
+        {"dynamic-schema-change", dynamic_schema_change, nullptr},
         {"concurrently-in-transaction", concurrently_in_transaction, nullptr},
         {"no-transaction-multiple-statements", nullptr, no_transaction_multiple},
         {"prefer-bigint-key", prefer_bigint_key, nullptr},

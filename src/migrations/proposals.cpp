@@ -4,6 +4,11 @@
 
 #include <algorithm>
 #include <ctime>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -87,10 +92,6 @@ std::vector<Proposal> query_proposals(const std::string& conninfo, const std::st
         detail::rethrow_database_error("cannot read the proposed migrations");
     }
     return out;
-}
-
-bool tag_is(const ScriptStatement& statement, std::initializer_list<std::string_view> tags) {
-    return std::find(tags.begin(), tags.end(), statement.tag) != tags.end();
 }
 
 }  // namespace
@@ -190,6 +191,64 @@ std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction
     return std::nullopt;
 }
 
+// What an up script makes: the rollback may drop exactly these (names as written, unqualified).
+struct Made {
+    std::set<std::string> tables;                           // CREATE TABLE
+    std::set<std::pair<std::string, std::string>> columns;  // ADD COLUMN: (table, column)
+};
+
+Made made_by(const std::vector<sql::Analysis>& analyses) {
+    Made made;
+    const std::function<void(const sql::Statement&)> add = [&](const sql::Statement& analysed) {
+        for (const auto& object : analysed.objects)  // CREATE TABLE, CREATE TABLE AS, SELECT INTO
+            if (object.role == sql::ObjectRole::created && (object.kind == "table" || object.kind == "relation"))
+                made.tables.insert(object.name);
+        if (analysed.change.kind == sql::ChangeKind::add_column)
+            for (const auto& column : analysed.change.columns) made.columns.emplace(analysed.change.table, column);
+        for (const auto& inner : analysed.inner) add(inner);
+    };
+    for (const auto& analysis : analyses)
+        for (const auto& analysed : analysis.statements) add(analysed);
+    return made;
+}
+
+bool cascades(const sql::Statement& statement) {
+    return statement.structural_form.find("8:behaviors12:DROP_CASCADE") != std::string::npos;
+}
+
+// What a statement destroys that no script brings back, or nothing: a DROP, TRUNCATE, DELETE or
+// UPDATE of data, a column's type changed, also inside a DO block or a query string it runs
+// (read again from its inner statements), and in a rollback (`made_by_up`), a DROP of what the up
+// script did not make or one that CASCADEs to what depends on it.
+std::optional<std::string> destroys(const sql::Statement& analysed, const Made* made_by_up) {
+    const auto kind = analysed.change.kind;
+    if (made_by_up != nullptr && cascades(analysed)) return analysed.tag + " ... CASCADE";
+    if (kind == sql::ChangeKind::drop_column) {
+        for (const auto& column : analysed.change.columns)
+            if (made_by_up == nullptr || !made_by_up->columns.contains({analysed.change.table, column}))
+                return fmt::format("DROP COLUMN {}", column);
+    }
+    // (A rollback's type change undoes the up script's; lint's type-narrowing judges it.)
+    if (made_by_up == nullptr && analysed.tag == "ALTER TABLE" &&
+        analysed.structural_form.find("7:subtypes18:AT_AlterColumnType") != std::string::npos)
+        return "ALTER COLUMN TYPE";
+    if (analysed.statement_class == sql::StatementClass::write && (analysed.tag == "DELETE" || analysed.tag == "UPDATE"))
+        return analysed.tag;
+    if (analysed.tag == "DROP SCHEMA" || analysed.tag == "DROP MATERIALIZED VIEW") return analysed.tag;
+    for (const auto& object : analysed.objects) {
+        if (object.temporary) continue;
+        if (object.role == sql::ObjectRole::truncated) return fmt::format("TRUNCATE {}", object.name);
+        const bool holds_data = object.kind == "table" || object.kind == "relation";
+        if (object.role == sql::ObjectRole::dropped && holds_data &&
+            (made_by_up == nullptr || !made_by_up->tables.contains(object.name)))
+            return fmt::format("DROP TABLE {}", object.name);
+    }
+    for (const auto& inner : analysed.inner)
+        if (auto destroyed = destroys(inner, made_by_up)) return destroyed;
+    if (analysed.flags.ddl_capable_dynamic) return analysed.tag + " running SQL built at run time (EXECUTE)";
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
@@ -214,23 +273,10 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     for (std::size_t index = 0; index < migration.up.statements.size(); ++index) {
         const ScriptStatement& statement = migration.up.statements[index];
         for (const auto& analysed : up_analyses[index].statements) {
-            std::string destructive;
-            if (tag_is(statement, {"DROP TABLE", "DROP SCHEMA", "DROP MATERIALIZED VIEW"}))
-                destructive = statement.tag;
-            else if (statement.tag == "TRUNCATE TABLE")
-                destructive = "TRUNCATE";
-            else if (analysed.change.kind == sql::ChangeKind::drop_column)
-                destructive = "DROP COLUMN";
-            else if (statement.tag == "ALTER TABLE" &&
-                     statement.structural_form.find("7:subtypes18:AT_AlterColumnType") != std::string::npos)
-                destructive = "ALTER COLUMN TYPE";
-            else if (analysed.statement_class == sql::StatementClass::write &&
-                     (analysed.tag == "DELETE" || analysed.tag == "UPDATE"))
-                destructive = analysed.tag;
-            if (!destructive.empty())
+            if (const auto destroyed = destroys(analysed, nullptr))
                 out.push_back({"destructive", "up",
                                fmt::format("{} (line {}) loses or rewrites data that the rollback cannot bring back",
-                                           destructive, statement.line)});
+                                           *destroyed, statement.line)});
             const bool concurrently =
                 analysed.change.concurrently ||
                 statement.structural_form.find("10:concurrent") != std::string::npos;
@@ -240,6 +286,17 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
                                            "script with the line -- pgrail:no-transaction",
                                            statement.tag, statement.line)});
         }
+    }
+    // A rollback undoes its up script: dropping anything else loses data that nothing brings back
+    // (the operator who approves sees it here; the scratch proof may be skipped).
+    const Made made = made_by(up_analyses);
+    for (std::size_t index = 0; index < migration.down.statements.size(); ++index) {
+        const ScriptStatement& statement = migration.down.statements[index];
+        for (const auto& analysed : down_analyses[index].statements)
+            if (const auto destroyed = destroys(analysed, &made))
+                out.push_back({"destructive", "down",
+                               fmt::format("{} (line {}) loses data the up script did not add", *destroyed,
+                                           statement.line)});
     }
     for (const Script* script : {&migration.up, &migration.down})
         if (script->no_transaction && script->statements.size() > 1)
@@ -271,11 +328,15 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
 std::vector<ProposalFinding> proposal_lint_findings(const Migration& migration) {
     std::vector<ProposalFinding> out;
     // The two transaction rules repeat structure checks of proposal_findings() and are left out.
+    // A finding the script waives (-- pgrail:allow) stays listed, with its severity: the proposer
+    // wrote that waiver, so it is the reviewer's to accept, and it never makes a proposal clean.
     for (const auto& finding : lint_migration(migration)) {
-        if (finding.waived || finding.rule == "concurrently-in-transaction" ||
-            finding.rule == "no-transaction-multiple-statements")
+        if (finding.rule == "concurrently-in-transaction" || finding.rule == "no-transaction-multiple-statements")
             continue;
-        out.push_back({finding.rule, "up", fmt::format("{} (line {})", finding.message, finding.line),
+        out.push_back({finding.rule, "up",
+                       finding.waived ? fmt::format("{} (line {}; waived by the proposal: {})", finding.message,
+                                                    finding.line, finding.waiver_reason)
+                                      : fmt::format("{} (line {})", finding.message, finding.line),
                        to_string(finding.severity)});
     }
     return out;
@@ -315,6 +376,7 @@ MergedRegistry merge_proposals(const Registry& directory, const std::vector<Prop
         }
         try {
             extra.push_back(proposal_migration(proposal.version, proposal.name, proposal.up_sql, proposal.down_sql));
+            extra.back().proposed = true;
         } catch (const MigrationError& error) {
             merged.conflicts.push_back(
                 fmt::format("approved proposal {} ({}) no longer parses: {}", proposal.version, proposal.name,

@@ -609,8 +609,30 @@ bool passing_verify(pqxx::connection& conn, const std::string& version, const st
 }
 
 // Runs one script and records the outcome; throws the script's error after recording it.
+// A proposal's migration is applied only while the proposal is approved with this checksum: the
+// approved set is read before the run waits for the lock, and a rejection may land meanwhile.
+// In the step's own transaction the proposal's row is held FOR SHARE until the commit, so a
+// rejection (FOR UPDATE) either came first and is seen here, or waits and then finds it applied.
+void check_still_approved(pqxx::transaction_base& tx, const Migration& migration) {
+    if (!migration.proposed) return;
+    const auto rows = tx.exec_params(
+        "SELECT state, checksum FROM pgrail.migration_proposals WHERE version = $1 FOR SHARE", migration.version);
+    const std::string state = rows.empty() ? "gone" : rows[0][0].as<std::string>();
+    if (state == "approved" && rows[0][1].as<std::string>() == migration.checksum) return;
+    throw MigrationError(sqlstate::object_not_in_prerequisite_state,
+                         fmt::format("pgrail: proposal {} ({}) is no longer approved: it is {}", migration.version,
+                                     migration.name, state == "approved" ? "changed" : state),
+                         "it was decided on while this run waited; nothing of it was applied",
+                         "SELECT * FROM pgrail.status() shows what is pending.");
+}
+
 StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const std::string& actor,
                     const Migration& migration, Direction direction) {
+    if (direction == Direction::up && migration.proposed) {
+        pqxx::work tx(conn);  // before anything runs (a no-transaction script commits as it goes)
+        check_still_approved(tx, migration);
+        tx.commit();
+    }
     const Script& script = direction == Direction::up ? migration.up : migration.down;
     const std::string event = direction == Direction::up ? "applied" : "rolled_back";
     // The intent is on record before the schema changes: a migration whose audit line cannot
@@ -624,6 +646,7 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
         conn, script, {options.lock_timeout, options.statement_timeout},
         [&](pqxx::transaction_base& tx) {
             const auto duration = elapsed_ms(started);
+            if (direction == Direction::up) check_still_approved(tx, migration);
             if (direction == Direction::up)
                 tx.exec_params0("INSERT INTO pgrail.schema_migrations (version, name, checksum, applied_by, "
                                 "execution_ms) VALUES ($1, $2, $3, $4, $5)",

@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -444,6 +445,69 @@ TEST_CASE("under the default policy a proposal waits for the owner: in-band, on 
     const auto conflict = run(agent.get(), "SELECT * FROM pgrail.status()");
     CHECK(conflict.at(0).sqlstate == "55000");
     CHECK_THAT(conflict.at(0).message, Catch::Contains(second_version));
+}
+
+TEST_CASE("a rejection that lands while migrate_up waits for the lock wins: nothing of it is applied",
+          "[agent_loop]") {
+    AgentLoop loop(false);
+    auto agent = loop.connect("agent");
+    auto owner = loop.connect("app_owner");
+    const auto proposed = row_of(run(agent.get(), propose_sql("add_profiles_timezone", add_timezone, drop_timezone)).at(0));
+    const std::string version = proposed.at("version");
+    REQUIRE(row_of(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0)).at("state") ==
+            "approved");
+
+    // Someone else holds the migration lock: the agent's migrate_up reads the approved set, then waits.
+    Conn holder(PQconnectdb(loop.db.conninfo_for("postgres").c_str()));
+    REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
+    const std::string key = "8099568217555234151";
+    REQUIRE(scalar(holder.get(), "SELECT pg_try_advisory_lock(" + key + ")") == "t");
+    auto applying = std::async(std::launch::async, [&] {
+        return run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')").at(0);
+    });
+    // The runner's connection tries the lock in a loop: wait until it has tried once.
+    for (int i = 0; i < 600; ++i) {
+        if (scalar(holder.get(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_owner' AND query LIKE "
+                                 "'%pg_try_advisory_lock(" + key + ")%' AND pid <> pg_backend_pid()") != "0")
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const auto rejected =
+        run(owner.get(), "SELECT * FROM pgrail.reject_migration('" + version + "', 'not now')").at(0);
+    CHECK(row_of(rejected).at("state") == "rejected");
+    REQUIRE(scalar(holder.get(), "SELECT pg_advisory_unlock(" + key + ")") == "t");
+
+    const Outcome applied = applying.get();
+    INFO(applied.message);
+    CHECK(applied.sqlstate == "55000");
+    CHECK_THAT(applied.message, Catch::Contains("no longer approved: it is rejected"));
+    CHECK(loop.db.timezone_columns() == "0");
+    auto direct = loop.direct();
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.schema_migrations WHERE version = '" + version + "'") == "0");
+    CHECK(scalar(direct.get(), "SELECT state FROM pgrail.migration_proposals WHERE version = '" + version + "'") ==
+          "rejected");
+}
+
+TEST_CASE("the audit keeps no value of a proposal's script: parse errors, failed verifications", "[agent_loop]") {
+    AgentLoop loop(false);
+    auto agent = loop.connect("agent");
+    // Does not parse: libpg_query quotes the token near the error.
+    CHECK(run(agent.get(), propose_sql("p1", "ALTER TABLE profiles ADD COLUMN x text DEFAULT 'a' 'SECRETtok1'",
+                                       "ALTER TABLE profiles DROP COLUMN x"))
+              .at(0)
+              .sqlstate == "42601");
+    // Parses, fails in the scratch copy: the server quotes the input, and its DETAIL the row.
+    const auto failed = row_of(run(agent.get(), propose_sql("p6", "ALTER TABLE profiles ADD COLUMN y int DEFAULT 'SECRETnum6'",
+                                                            "ALTER TABLE profiles DROP COLUMN y"))
+                                   .at(0));
+    CHECK_THAT(failed.at("verification"), Catch::StartsWith("failed"));
+    const auto detail = row_of(run(agent.get(), propose_sql("p7", "CREATE TABLE t7 (a int CHECK (a <> 0)); INSERT INTO t7 VALUES (0) /* SECRET7 */",
+                                                            "DROP TABLE t7"))
+                                   .at(0));
+    CHECK_THAT(detail.at("verification"), Catch::StartsWith("failed"));
+    const std::string audit = read_file(loop.audit_path);
+    CHECK(audit.find("verified") != std::string::npos);
+    CHECK(audit.find("SECRET") == std::string::npos);
 }
 
 namespace {

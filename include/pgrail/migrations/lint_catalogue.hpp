@@ -111,6 +111,11 @@ inline constexpr std::array lint_catalogue{
     LintRuleInfo{"alter-enum", LintSeverity::warning,
                  "ALTER TYPE ... ADD/RENAME VALUE cannot be undone by a down script and breaks old readers",
                  "add enum values in a migration of their own; use a lookup table when values change often"},
+    LintRuleInfo{"dynamic-schema-change", LintSeverity::error,
+                 "a DO block (or a query string run by a function) changes the schema or builds SQL at run time: "
+                 "these rules read only the script's own statements, so what it runs goes unchecked",
+                 "write each change as a statement of the script; waive with `-- pgrail:allow dynamic-schema-change "
+                 "<reason>` only after reading every statement it runs"},
     // Transactions.
     LintRuleInfo{"concurrently-in-transaction", LintSeverity::error,
                  "CONCURRENTLY cannot run inside a transaction: without `-- pgrail:no-transaction` it fails (25001)",

@@ -60,6 +60,9 @@ struct Migration {
     std::string checksum;  // lower-case hex, see migration_checksum()
     Script up;
     Script down;
+    // From an approved proposal (pgrail.migration_proposals), not a file: it is applied only while
+    // the proposal is still approved with this checksum (runner.cpp, check_still_approved).
+    bool proposed = false;
 };
 
 // A file in the directory that is not part of a registered migration, and why.

@@ -88,6 +88,58 @@ TEST_CASE("structure findings of a proposal", "[proposals]") {
           std::vector<std::string>{"up:no_schema_change", "up:destructive"});
 }
 
+TEST_CASE("a rollback that drops what its up script did not make is destructive", "[proposals]") {
+    const auto findings = [](const std::string& up, const std::string& down) {
+        return rules(proposal_migration("1", "x", up, down));
+    };
+    const std::vector<std::string> down_destructive{"down:destructive"};
+    CHECK(findings("ALTER TABLE p ADD COLUMN a text", "ALTER TABLE p DROP COLUMN a").empty());
+    CHECK(findings("ALTER TABLE p ADD COLUMN a text", "ALTER TABLE p DROP COLUMN a; DROP TABLE important") ==
+          down_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN a text", "ALTER TABLE p DROP COLUMN b") == down_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN a text", "ALTER TABLE q DROP COLUMN a") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t CASCADE") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t; TRUNCATE p") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t; DELETE FROM p WHERE a = 1") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t, p") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DO $$BEGIN EXECUTE 'DROP TABLE t'; EXECUTE 'DROP TABLE p'; END$$") ==
+          down_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN a text",
+                   "DO $$BEGIN ALTER TABLE p DROP COLUMN a; ALTER TABLE p DROP COLUMN b; END$$") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DO $$BEGIN EXECUTE 'DROP TABLE t'; END$$").empty());
+}
+
+TEST_CASE("what a DO block or a query string runs is read for destruction as a statement is", "[proposals]") {
+    const auto findings = [](const std::string& up, const std::string& down) {
+        return rules(proposal_migration("1", "x", up, down));
+    };
+    const std::string add_back = "ALTER TABLE p ADD COLUMN a text";
+    const std::vector<std::string> up_destructive{"up:destructive"};
+    CHECK(findings("DO $$BEGIN EXECUTE 'ALTER TABLE p DROP COLUMN a'; END$$", add_back) == up_destructive);
+    CHECK(findings("DO $$BEGIN ALTER TABLE p DROP COLUMN a; END$$", add_back) == up_destructive);
+    CHECK(findings("DO $$BEGIN EXECUTE 'ALTER TABLE p ALTER COLUMN a TYPE int USING 0'; END$$", add_back) ==
+          up_destructive);
+    CHECK(findings("DO $$BEGIN EXECUTE 'TRUNCATE p'; END$$", add_back) ==
+          std::vector<std::string>{"up:no_schema_change", "up:destructive"});
+    CHECK(findings("DO $$DECLARE q text := 'x'; BEGIN EXECUTE q; END$$", add_back) ==
+          std::vector<std::string>{"up:no_schema_change", "up:destructive"});
+    CHECK(findings("DO $$BEGIN EXECUTE 'ALTER TABLE p ADD COLUMN b text'; END$$", "ALTER TABLE p DROP COLUMN b")
+              .empty());
+}
+
+TEST_CASE("a waiver in a proposal's own script keeps its finding listed, and the proposal unclean", "[proposals]") {
+    const auto migration =
+        proposal_migration("1", "x", "-- pgrail:allow volatile-default it is fine\nALTER TABLE p ADD COLUMN s bigserial",
+                           "ALTER TABLE p DROP COLUMN s");
+    const auto findings = proposal_lint_findings(migration);
+    const auto waived = std::find_if(findings.begin(), findings.end(),
+                                     [](const ProposalFinding& f) { return f.rule == "volatile-default"; });
+    REQUIRE(waived != findings.end());
+    CHECK(waived->severity == "warning");
+    CHECK_THAT(waived->message, Catch::Contains("waived by the proposal: it is fine"));
+    CHECK_FALSE(proposal_is_clean(findings_json(findings), "passed"));
+}
+
 TEST_CASE("only additive changes and their reversal can be approved without a person", "[proposals]") {
     const auto review = [](const std::string& up, const std::string& down) {
         return rules(proposal_migration("1", "x", up, down), true);
