@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 
 #include "fingerprint_internal.hpp"
+#include "pgrail/audit/redact_message.hpp"
+#include "pgrail/sql/normalize.hpp"
 #include "internal.hpp"
 #include "pgrail/migrations/lint.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
@@ -405,7 +407,7 @@ MigrationError script_error(const Migration& migration, Direction direction, con
         const auto& statement = script.statements[failure.index];
         where = fmt::format("statement {} of {} (line {}, byte {}: {})", failure.index + 1,
                             script.path.filename().string(), statement.line, statement.offset,
-                            first_line(std::string_view(script.text).substr(statement.offset)));
+                            first_line(sql::normalize(statement.text)));
         std::string upper = statement.text;
         std::transform(upper.begin(), upper.end(), upper.begin(),
                        [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
@@ -740,12 +742,12 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
         const MigrationError error(script_failure.sqlstate(), script_failure.message(), detail, hint);
         auto record = audit_record("failed", migration, actor, duration, false);
         record["direction"] = to_string(direction);
-        record["error"] = error.message();
+        record["error"] = audit::redact_message(error.message());
         record["sqlstate"] = error.sqlstate();
         if (done > 0) {
             record["statements_ran"] = done;
             record["statements_total"] = total;
-            record["detail"] = event_detail;
+            record["detail"] = audit::redact_message(event_detail);
         }
         write_audit(options, record);
         throw error;

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "internal.hpp"
+#include "pgrail/audit/redact_message.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/quote.hpp"
 #include "pgrail/migrations/conninfo.hpp"
@@ -377,7 +378,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                                  {"version", result.version},    {"name", result.name},
                                  {"checksum", result.checksum},  {"duration_ms", result.duration_ms},
                                  {"user", actor},                {"outcome", result.passed ? "ok" : "failed"}};
-        if (!result.passed) record["detail"] = result.detail;
+        if (!result.passed) record["detail"] = audit::redact_message(result.detail);
         record["measured"] = measurement_json(result);
         if (!options_.audit(record))
             throw MigrationError(sqlstate::io_error, "the audit record of a verify could not be written");

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "pgrail/audit/redact_message.hpp"
 #include "pgrail/migrations/conninfo.hpp"
 #include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/runner.hpp"
@@ -143,7 +144,7 @@ void MigrationCommands::record_migrator_commit(const SessionContext& session,
                                   {"identity", session.identity.empty() ? session.user : session.identity},
                                   {"application_name", session.application_name},
                                   {"outcome", "failed"},
-                                  {"error", e.what()}});
+                                  {"error", audit::redact_message(e.what())}});
     }
 }
 
@@ -435,7 +436,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
                  at = message.find(arguments[index], at))
                 message.replace(at, arguments[index].size(), shown[index].get<std::string>());
         }
-        event["message"] = std::move(message);
+        event["message"] = audit::redact_message(message);
     }
     if (!audit_log_->record(std::move(event)) && outcome.ok) {
         // Every command but status and plan writes the ledger (an apply, a proposal, a verify).

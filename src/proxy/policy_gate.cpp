@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "pgrail/proxy/metrics.hpp"
@@ -14,6 +15,7 @@
 #include "pgrail/sql/json.hpp"
 #include "pgrail/sql/literal_shape.hpp"
 #include "pgrail/sql/normalize.hpp"
+#include "pgrail/sql/pgrail_command.hpp"
 
 namespace pgrail::proxy {
 
@@ -38,6 +40,33 @@ void add_decision_fields(nlohmann::json& event, const policy::Decision& decision
 // at or near "'secret`): with literals redacted, the audit keeps such messages without it.
 std::string without_quoted_text(std::string_view message) {
     return std::string(message.substr(0, message.find(" at or near \"")));
+}
+
+// A refusal's line costs a bounded number of bytes whatever the statement's size: an agent that
+// repeats refusals must not fill the audit volume (a full one stops every session's refusals).
+constexpr std::size_t audit_statement_bytes = 4096;
+constexpr std::size_t audit_message_bytes = 1024;
+constexpr std::size_t audit_objects = 32;
+
+// `text` cut to at most `max` bytes on a UTF-8 character's start, "..." marking the cut.
+std::string clipped(std::string text, std::size_t max) {
+    if (text.size() <= max) return text;
+    std::size_t end = max;
+    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+    text.resize(end);
+    return text + "...";
+}
+
+void clip_refusal(nlohmann::json& event, std::size_t statement_size) {
+    if (auto& objects = event["objects"]; objects.is_array() && objects.size() > audit_objects) {
+        event["objects_omitted"] = objects.size() - audit_objects;
+        objects.erase(objects.begin() + static_cast<std::ptrdiff_t>(audit_objects), objects.end());
+    }
+    if (auto& statement = event["statement"]; statement.is_string() && statement.get_ref<const std::string&>().size() > audit_statement_bytes) {
+        statement = clipped(statement.get<std::string>(), audit_statement_bytes);
+        event["statement_bytes"] = statement_size;
+    }
+    if (auto& message = event["message"]; message.is_string()) message = clipped(message.get<std::string>(), audit_message_bytes);
 }
 
 // Times one statement text's way through the gate, for /metrics.
@@ -141,13 +170,24 @@ constexpr std::size_t quick_text_max = 1024;
 
 }  // namespace
 
+// A client's application_name as PostgreSQL shows it (pg_stat_activity keeps 63 bytes): the audit
+// line of a refusal costs no more than the client's few bytes of it. (user and database are cut
+// to 63 bytes when the startup packet is read, as the server cuts them.)
+std::string_view shown_application_name(std::string_view name) {
+    constexpr std::size_t kept = 63;
+    if (name.size() <= kept) return name;
+    std::size_t end = kept;
+    while (end > 0 && (static_cast<unsigned char>(name[end]) & 0xC0) == 0x80) --end;  // whole UTF-8 characters
+    return name.substr(0, end);
+}
+
 nlohmann::json session_fields(const SessionContext& session) {
     return {{"session_id", session.session_id},
             {"client_address", session.client_address},
             {"user", session.user},
             {"identity", session.identity.empty() ? session.user : session.identity},
             {"database", session.database},
-            {"application_name", session.application_name}};
+            {"application_name", std::string(shown_application_name(session.application_name))}};
 }
 
 struct PolicyGate::ThreadState {
@@ -355,7 +395,17 @@ GateVerdict PolicyGate::check_startup(const SessionContext& session, const Start
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";
     add_decision_fields(event, decision);
-    verdict.write_audit = writer(session, std::move(event));
+    // In passthrough mode the server has not authenticated the client yet: its user is only a
+    // claim, and anyone who can connect causes these lines (bounded, see audit_budget.hpp).
+    // Under auth.mode pgrail the identity logged in first.
+    const bool authenticated = !session.identity.empty();
+    event["authenticated"] = authenticated;
+    if (authenticated) {
+        verdict.write_audit = writer(session, std::move(event));
+    } else if (const auto left_out = unauthenticated_audit_.take()) {
+        if (*left_out > 0) event["unaudited_before"] = *left_out;
+        verdict.write_audit = writer(session, std::move(event));
+    }
     if (!decision.enforced) return verdict;
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = error_of(decision);
@@ -452,6 +502,26 @@ bool PolicyGate::audit_auth_event(const SessionContext& session, std::string_vie
     event["event"] = std::string(kind);
     event["decision"] = "deny";
     event["message"] = std::string(reason);
+    if (kind == "login_refused") {  // before authentication: bounded as a refused startup packet
+        event["authenticated"] = false;
+        const auto left_out = unauthenticated_audit_.take();
+        if (!left_out) return true;  // counted, and carried by the next line written
+        if (*left_out > 0) event["unaudited_before"] = *left_out;
+    }
+    return writer(session, std::move(event))();
+}
+
+bool PolicyGate::audit_command_refused(const SessionContext& session, const InbandCall& call,
+                                       const protocol::ErrorMessage& error) {
+    auto event = session_fields(session);
+    event["event"] = "command";
+    event["command"] = fmt::format("pgrail.{}", sql::name_of(call.command));
+    nlohmann::json arguments = nlohmann::json::array();  // redacted: nothing was looked up
+    for (std::size_t index = 0; index < call.arguments.size(); ++index) arguments.push_back(fmt::format("${}", index + 1));
+    event["arguments"] = std::move(arguments);
+    event["outcome"] = "error";
+    event["sqlstate"] = error.sqlstate;
+    event["message"] = error.message;
     return writer(session, std::move(event))();
 }
 
@@ -497,6 +567,7 @@ nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const po
                                          const sql::Analysis& analysis, std::string_view sql) const {
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
+    std::size_t statement_size = sql.size();
     if (decision.statement_index < analysis.statements.size()) {
         const auto& statement = analysis.statements[decision.statement_index];
         auto rendered = sql::to_json(statement);
@@ -504,6 +575,7 @@ nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const po
         event["class"] = sql::to_string(statement.statement_class);
         event["objects"] = std::move(rendered["objects"]);
         const std::string_view text = sql.substr(statement.offset, statement.length);
+        statement_size = text.size();
         // Normalised only here, on a refusal: the allow path never pays for it. Text that did
         // not parse cannot be normalised: its size stands for it.
         if (statement.error && (redact_literals_ || statement.error->limit)) {
@@ -528,6 +600,7 @@ nlohmann::json PolicyGate::refusal_event(const SessionContext& session, const po
         event["parse_error"] = redact_literals_ ? without_quoted_text(message) : message;
         if (redact_literals_) event["message"] = without_quoted_text(decision.message);
     }
+    clip_refusal(event, statement_size);
     return event;
 }
 

@@ -721,13 +721,24 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(
                                                                                 std::uint64_t answered) {
     const InbandCall* changing = changing_call(calls);
     if (!changing) co_return std::nullopt;
-    if (protocol_.executed_since_sync()) co_return outside_transaction_error(*changing, true);
-    if (!co_await wait_for_server(answered)) {
+    std::optional<protocol::ErrorMessage> refusal;
+    if (protocol_.executed_since_sync()) {
+        refusal = outside_transaction_error(*changing, true);
+    } else if (!co_await wait_for_server(answered)) {
         co_return protocol::ErrorMessage{
             "ERROR", sqlstate::admin_shutdown, "pgrail: the session ended before the command ran", {}, {}};
+    } else if (protocol_.transaction_status() != 'I') {
+        refusal = outside_transaction_error(*changing, false);
     }
-    if (protocol_.transaction_status() != 'I') co_return outside_transaction_error(*changing, false);
-    co_return std::nullopt;
+    if (!refusal) co_return std::nullopt;
+    // On record before the client hears it, as every refusal.
+    GateVerdict audit;
+    audit.write_audit = [gate = shared_.gate, context = context_, call = *changing, error = *refusal] {
+        return gate->audit_command_refused(context, call, error);
+    };
+    co_await settle_audit_elsewhere(audit);
+    if (audit.kind == GateVerdict::Kind::refuse) co_return std::move(audit.error);  // the audit failed: 58030
+    co_return refusal;
 }
 
 awaitable<bool> Session::wait_for_server(std::uint64_t count, bool probe) {

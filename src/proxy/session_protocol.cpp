@@ -135,6 +135,11 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
     context_.user = parsed->parameter("user");
     context_.database = parsed->parameter("database");
     if (context_.database.empty()) context_.database = context_.user;
+    // PostgreSQL cuts both names to NAMEDATALEN - 1 bytes before it looks them up (postmaster.c,
+    // ProcessStartupPacket): the policy decides on the role and database the server will use.
+    constexpr std::size_t max_name_bytes = 63;
+    if (context_.user.size() > max_name_bytes) context_.user.resize(max_name_bytes);
+    if (context_.database.size() > max_name_bytes) context_.database.resize(max_name_bytes);
     context_.application_name = parsed->parameter("application_name");
     if (tls_required_ && !tls_in_use_) {
         // PostgreSQL's words for a client that reaches only `hostssl` lines without TLS.

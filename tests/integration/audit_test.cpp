@@ -326,3 +326,74 @@ TEST_CASE("pgrail audit reads a rotated, compressed set back: filters, summary, 
     CHECK(eventually([&] { return count_occurrences(read_file(followed), "agent@") == 3; }, 10s));
     (void)shell("kill $(cat " + dir + "/follow.pid)");
 }
+
+TEST_CASE("what a client can make pgrail write is bounded: unauthenticated refusals, long refusals, 25001",
+          "[audit][audit_bounds]") {
+    const std::string dir = PgrailProcess::make_temp_dir();
+    AuditedProxy proxy(dir + "/audit.jsonl");
+    const auto count_of = [&](const std::string& event) {
+        std::size_t n = 0;
+        for (const auto& line : audit_lines(proxy.audit_path))
+            if (line.value("event", "") == event) ++n;
+        return n;
+    };
+
+    SECTION("a flood of refused startup packets, nobody authenticated: a burst, then counted") {
+        // replication=database is refused by the default policy before the server is reached:
+        // no password is checked, so the user is only a claim.
+        const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(proxy.process.port()) +
+                                     " dbname=" + proxy.db.name + " user=postgres password=wrong replication=database";
+        for (int i = 0; i < 400; ++i) {
+            Conn conn(PQconnectdb(conninfo.c_str()));
+            REQUIRE(PQstatus(conn.get()) == CONNECTION_BAD);
+        }
+        const std::size_t written = count_of("connection_refused");
+        INFO(written);
+        CHECK(written >= 100);  // the burst
+        CHECK(written < 400);   // and then 10 a second: 400 connections take far less than 30 s
+        // A quiet moment gives back a line; it carries how many were left out before it.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        Conn one_more(PQconnectdb(conninfo.c_str()));
+        REQUIRE(PQstatus(one_more.get()) == CONNECTION_BAD);
+        const auto lines = audit_lines(proxy.audit_path);
+        REQUIRE_FALSE(lines.empty());
+        const auto& last = lines.back();
+        CHECK(last.value("event", "") == "connection_refused");
+        CHECK(last.value("authenticated", true) == false);
+        CHECK(last.value("unaudited_before", 0) > 0);
+        // Every refusal is a line or counted in the next line's unaudited_before.
+        std::size_t accounted = 0;
+        for (const auto& line : lines)
+            if (line.value("event", "") == "connection_refused") accounted += 1 + line.value("unaudited_before", 0);
+        CHECK(accounted == 401);
+    }
+
+    SECTION("a refusal of a long statement costs a bounded line") {
+        auto agent = proxy.connect("agent");
+        std::string names;
+        for (int i = 0; i < 4000; ++i) names += (i ? ", " : "") + std::string("\"t") + std::to_string(i) + std::string(50, 'x') + "\"";
+        REQUIRE(sqlstate_of(agent.get(), "DROP TABLE " + names) == "42501");
+        const auto lines = audit_lines(proxy.audit_path);
+        REQUIRE_FALSE(lines.empty());
+        const auto& refusal = lines.back();
+        CHECK(refusal.value("event", "") == "statement_refused");
+        CHECK(refusal["objects"].size() == 32);
+        CHECK(refusal.value("objects_omitted", 0) == 4000 - 32);
+        CHECK(refusal.value("statement_bytes", 0) > 200000);
+        CHECK(refusal.dump().size() < 16 * 1024);
+    }
+
+    SECTION("migrate_up refused inside a transaction block is on record before the client hears it") {
+        auto agent = proxy.connect("agent");
+        REQUIRE(run(agent.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+        const auto refused = run(agent.get(), "SELECT * FROM pgrail.migrate_up()").at(0);
+        CHECK(refused.sqlstate == "25001");
+        const auto lines = audit_lines(proxy.audit_path);
+        REQUIRE_FALSE(lines.empty());
+        const auto& line = lines.back();
+        CHECK(line.value("event", "") == "command");
+        CHECK(line.value("command", "") == "pgrail.migrate_up");
+        CHECK(line.value("outcome", "") == "error");
+        CHECK(line.value("sqlstate", "") == "25001");
+    }
+}

@@ -13,6 +13,7 @@
 
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/policy/evaluator.hpp"
+#include "pgrail/proxy/audit_budget.hpp"
 #include "pgrail/policy/policy.hpp"
 #include "pgrail/proxy/sensitive_catalog.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
@@ -36,6 +37,8 @@ public:
     std::shared_ptr<const ResultGuard> result_guard(const SessionContext& session) override;
     bool audit_result_event(const SessionContext& session, const ResultEvent& event) override;
     bool audit_auth_event(const SessionContext& session, std::string_view event, std::string_view reason) override;
+    bool audit_command_refused(const SessionContext& session, const InbandCall& call,
+                               const protocol::ErrorMessage& error) override;
     // Where sensitive_columns are resolved: each database's catalog (null: none configured, and a
     // rule with sensitive_columns refuses what reads a relation).
     void set_sensitive_catalogs(std::shared_ptr<SensitiveCatalogs> catalogs);
@@ -83,6 +86,8 @@ private:
     // path takes no lock shared between threads.
     std::atomic<std::uint64_t> generation_{1};
     std::shared_ptr<audit::AuditLog> audit_log_;
+    // Lines of clients not authenticated yet: 10 a second after a burst of 100 (audit_budget.hpp).
+    mutable AuditBudget unauthenticated_audit_{10.0, 100.0};
     bool redact_literals_;
     std::size_t max_analyzed_size_;
     sql::AnalysisCache cache_;

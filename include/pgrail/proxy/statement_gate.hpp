@@ -118,6 +118,13 @@ public:
                                                 std::string_view /*reason*/) {
         return true;
     }
+    // Writes the audit line of an in-band command refused before it ran (25001: inside a
+    // transaction block or after another Execute of its pipeline), as its `command` line would be
+    // had it run. May wait for an fsync: call it off the I/O thread.
+    [[nodiscard]] virtual bool audit_command_refused(const SessionContext&, const InbandCall&,
+                                                     const protocol::ErrorMessage&) {
+        return true;
+    }
 };
 
 // Forwards everything: `pgrail serve` without a policy.

@@ -541,6 +541,15 @@ TEST_CASE("session core: the startup phase as PostgreSQL 15 reads it") {
         CHECK(core.context().database == "agent");
         CHECK(core.context().application_name == "mcp");
     }
+    SECTION("user and database are cut to 63 bytes, as the server cuts them before it looks them up") {
+        // A policy that names a 63-byte role must see that role when the client sends a longer name.
+        const std::string role(63, 'r');
+        const auto packet = startup_packet(protocol::protocol_version_3, {{"user", role + "-and-more"}});
+        REQUIRE(core.on_startup_packet(packet).kind == StartupStep::Kind::accept);
+        CHECK(core.startup_bytes() == packet);  // the server gets the bytes as sent, and cuts them itself
+        CHECK(core.context().user == role);
+        CHECK(core.context().database == role);  // defaulted from the whole user name, then cut
+    }
     SECTION("auth.mode pgrail: the server is asked for the identity's role, the context names both") {
         REQUIRE(core.on_startup_packet(startup_packet(protocol::protocol_version_3,
                                                       {{"user", "agent-7"}, {"database", "app"}, {"application_name", "mcp"}}))
