@@ -5,7 +5,8 @@
 
 namespace pgrail::proxy {
 
-FairPool::FairPool(std::size_t threads) {
+FairPool::FairPool(std::size_t threads, std::size_t max_running_per_owner)
+    : max_running_per_owner_(max_running_per_owner) {
     threads_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
 }
@@ -45,17 +46,20 @@ std::size_t FairPool::queued() const {
 void FairPool::work() {
     std::unique_lock lock(mutex_);
     for (;;) {
-        wake_.wait(lock, [this] { return stopping_ || owners_waiting_ > 0; });
-        if (owners_waiting_ == 0) return;  // stopping, and nothing left to run
-        // Few owners wait at once (one per role or identity with a long text under way): a scan
+        // Few owners wait at once (one per role or identity with a long job under way): a scan
         // is cheaper than keeping an order.
-        auto rank = [](const Owner& o) { return std::tuple(o.running, o.last_served, o.arrived); };
+        const auto rank = [](const Owner& o) { return std::tuple(o.running, o.last_served, o.arrived); };
+        const auto may_run = [this](const Owner& o) {
+            return !o.jobs.empty() && (max_running_per_owner_ == 0 || o.running < max_running_per_owner_);
+        };
         auto next = owners_.end();
-        for (auto it = owners_.begin(); it != owners_.end(); ++it) {
-            if (!it->second.jobs.empty() && (next == owners_.end() || rank(it->second) < rank(next->second))) {
-                next = it;
-            }
-        }
+        wake_.wait(lock, [&] {
+            next = owners_.end();
+            for (auto it = owners_.begin(); it != owners_.end(); ++it)
+                if (may_run(it->second) && (next == owners_.end() || rank(it->second) < rank(next->second))) next = it;
+            return next != owners_.end() || (stopping_ && owners_waiting_ == 0);
+        });
+        if (next == owners_.end()) return;  // stopping, and nothing left to run
         Owner& owner = next->second;
         auto job = std::move(owner.jobs.front());
         owner.jobs.pop_front();
@@ -68,6 +72,7 @@ void FairPool::work() {
         lock.lock();
         // std::map keeps `next` valid while other owners come and go.
         if (--owner.running == 0 && owner.jobs.empty()) owners_.erase(next);
+        if (max_running_per_owner_ != 0) wake_.notify_all();  // an owner at its bound may run again
     }
 }
 

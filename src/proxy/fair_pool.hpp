@@ -17,7 +17,9 @@ namespace pgrail::proxy {
 
 class FairPool {
 public:
-    explicit FairPool(std::size_t threads);
+    // `max_running_per_owner`: no owner holds more of the threads at once (0: no bound), so the
+    // others always find one free for their next job.
+    explicit FairPool(std::size_t threads, std::size_t max_running_per_owner = 0);
     ~FairPool();
     FairPool(const FairPool&) = delete;
     FairPool& operator=(const FairPool&) = delete;
@@ -45,6 +47,7 @@ private:
     std::condition_variable wake_;
     std::map<std::string, Owner, std::less<>> owners_;  // those with jobs queued or running
     std::size_t owners_waiting_ = 0;                    // those with jobs queued
+    std::size_t max_running_per_owner_;
     std::uint64_t clock_ = 0;                           // orders arrivals and turns
     std::size_t queued_ = 0;
     bool stopping_ = false;

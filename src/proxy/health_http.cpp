@@ -1,6 +1,8 @@
 // The operator's HTTP listener: /metrics, /healthz, /readyz (Boost.Beast, one request per connection).
 #include "health_http.hpp"
 
+#include <optional>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -70,6 +72,24 @@ struct HealthHttp::Impl {
         co_return "";
     }
 
+    // Each probe is a connection, and for PostgreSQL a fork of a backend: probes answer from one
+    // taken less than a second ago, and while one is under way others answer from the last.
+    // (Everything here runs on the main context's one thread.)
+    std::chrono::steady_clock::time_point probed_at{};
+    std::optional<std::string> last_probe;
+    bool probing = false;
+
+    asio::awaitable<std::string> cached_upstream_state() {
+        const auto now = std::chrono::steady_clock::now();
+        if (last_probe && (probing || now - probed_at < std::chrono::seconds(1))) co_return *last_probe;
+        probing = true;
+        std::string state = co_await upstream_state();
+        probing = false;
+        probed_at = std::chrono::steady_clock::now();
+        last_probe = state;
+        co_return state;
+    }
+
     asio::awaitable<void> answer(tcp::socket socket) {
         beast::tcp_stream stream(std::move(socket));
         stream.expires_after(request_timeout);
@@ -101,7 +121,7 @@ struct HealthHttp::Impl {
             response.body() = "ok\n";
         } else if (path == "/readyz") {
             std::string why = policy_state ? policy_state() : std::string();
-            if (why.empty()) why = co_await upstream_state();
+            if (why.empty()) why = co_await cached_upstream_state();
             response.result(why.empty() ? http::status::ok : http::status::service_unavailable);
             response.body() = why.empty() ? "ready\n" : "not ready: " + why + "\n";
         } else {

@@ -414,7 +414,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
                              {},
                              {}};
         }
-        if (sql::runs_migration(command)) {
+        // Only a run that changed something (or failed, perhaps partway) makes the catalogs be read
+        // again: an agent's migrate_up() with nothing pending must not make every session with
+        // sensitive_columns wait for a fresh read.
+        if (sql::runs_migration(command) && (!outcome.ok || !outcome.table.rows.empty())) {
             if (gate_) gate_->catalog_changed();  // new views or columns: sensitive_columns re-resolve
             refresh_snapshot();
         }

@@ -108,13 +108,17 @@ CatalogSnapshot load_catalog(const std::string& conninfo, const std::string& dat
     snapshot.database = database;
     try {
         pqxx::connection conn(connection_string);
+        // pg_get_viewdef locks what a view reads (AcquireRewriteLocks): a temporary view, which any
+        // session may make and keep locked in an open transaction, would hold every load up to
+        // the timeout. Its definition is left out, and it counts as reading whole rows (every
+        // column of it guarded once it reads a guarded relation): a false refusal at worst.
         // One consistent view of the catalog for every query below.
         pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(conn);
         tx.exec0(fmt::format("SET LOCAL statement_timeout = {}", timeout.count()));
         tx.exec0(fmt::format("SET LOCAL lock_timeout = {}", timeout.count()));
         for (const auto& row : tx.exec(fmt::format(
                  "SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltype, "
-                 "CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END "
+                 "CASE WHEN c.relkind IN ('v', 'm') AND c.relpersistence <> 't' THEN pg_get_viewdef(c.oid) END "
                  "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {} ORDER BY c.oid",
                  relation_filter))) {
             CatalogRelation relation;
@@ -349,6 +353,16 @@ std::shared_ptr<SensitiveCatalogs::Entry> SensitiveCatalogs::entry_locked(const 
         }
     }
     return entries_.emplace(database, std::make_shared<Entry>()).first->second;
+}
+
+bool SensitiveCatalogs::ready(const std::string& database) {
+    std::lock_guard lock(mutex_);
+    const auto at = entries_.find(database);
+    if (at == entries_.end()) return false;
+    const Entry& entry = *at->second;
+    if (entry.snapshot != nullptr && entry.generation == generation_) return true;
+    return entry.failed && entry.failed_generation == generation_ &&
+           std::chrono::steady_clock::now() - entry.last_attempt < std::chrono::seconds(1);
 }
 
 std::shared_ptr<const CatalogSnapshot> SensitiveCatalogs::snapshot(const std::string& database, std::string* error) {

@@ -1,6 +1,13 @@
 // The listener and the worker threads: one io_context per thread, sessions handed out in turn.
 #include "pgrail/proxy/server.hpp"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +19,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -23,6 +33,9 @@
 #include <spdlog/spdlog.h>
 
 #include "admin_commands.hpp"
+#include "pgrail/protocol/backend.hpp"
+#include "pgrail/protocol/bytes.hpp"
+#include "pgrail/protocol/frontend.hpp"
 #include "health_http.hpp"
 #include "session.hpp"
 #include "unix_socket_file.hpp"
@@ -30,8 +43,33 @@
 namespace pgrail::proxy {
 
 namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
+
+// What a client over max_client_connections hears, before it has said anything (PostgreSQL's
+// words when max_connections is reached). libpq reads it as the answer to its first message.
+std::string too_many_clients() {
+    std::string bytes;
+    protocol::encode_error_response(
+        bytes, protocol::ErrorMessage{"FATAL", "53300", "sorry, too many clients already",
+                                      "pgrail serves at most max_client_connections clients at once", {}});
+    return bytes;
+}
+
+// The open-file limit raised to its hard value; the connections it leaves room for (a client
+// and a server descriptor each, 64 kept for listeners, logs, pools and catalog connections).
+std::uint32_t connections_the_fd_limit_allows() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1000;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    const rlim_t usable = limit.rlim_cur > 64 + 2 ? (limit.rlim_cur - 64) / 2 : 1;
+    return static_cast<std::uint32_t>(std::min<rlim_t>(usable, 1000000));
+}
 
 std::string random_marker() {
     std::random_device device;
@@ -128,6 +166,71 @@ struct Server::Impl {
         return worker;
     }
 
+    std::uint32_t max_clients = 1000;  // run() sets it
+    std::chrono::steady_clock::time_point last_accept_error_log{};
+    int spare_fd = -1;                 // given up to answer one client when descriptors run out
+    std::chrono::steady_clock::time_point last_refusal_log{};
+    std::uint64_t refused_since_log = 0;
+
+    // Counts a refused client; a flood logs a line a second. (On the accept loop's thread.)
+    void note_refusal(const char* why) {
+        ++refused_since_log;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_refusal_log >= std::chrono::seconds(1)) {
+            spdlog::warn("refused {} client connection(s): {}", refused_since_log, why);
+            refused_since_log = 0;
+            last_refusal_log = now;
+        }
+    }
+
+    // A client pgrail will not serve, told so at once (best effort, never waited for) and closed.
+    void refuse_client(int fd, const char* why) {
+        static const std::string answer = too_many_clients();
+        (void)::send(fd, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        ::close(fd);
+        if (why != nullptr) note_refusal(why);
+    }
+
+    // As PostgreSQL refuses a client over max_connections: after its startup packet, an SSLRequest
+    // or GSSENCRequest before it answered 'N', so that libpq shows the message. At most
+    // `max_refusing` at once, each for at most two seconds.
+    static constexpr int max_refusing = 64;
+    std::atomic<int> refusing{0};
+
+    asio::awaitable<void> refuse_after_startup(Stream socket) {
+        ++refusing;
+        struct Done {
+            std::atomic<int>& count;
+            ~Done() { --count; }
+        } done{refusing};
+        asio::steady_timer deadline(co_await asio::this_coro::executor, std::chrono::seconds(2));
+        std::array<char, 8> head{};
+        for (int turn = 0; turn < 2; ++turn) {
+            auto read = co_await (asio::async_read(socket, asio::buffer(head), asio::as_tuple(asio::use_awaitable)) ||
+                                  deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+            if (read.index() == 1 || std::get<0>(std::get<0>(read))) co_return;
+            const auto code = protocol::read_u32(head.data() + 4);
+            if (code != protocol::ssl_request_code && code != protocol::gssenc_request_code) break;
+            auto [ec, written] = co_await asio::async_write(socket, asio::buffer("N", 1), asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
+        }
+        static const std::string answer = too_many_clients();
+        (void)co_await (asio::async_write(socket, asio::buffer(answer), asio::as_tuple(asio::use_awaitable)) ||
+                        deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+    }
+
+    // Out of descriptors: the spare one makes room to accept a waiting client and refuse it, so
+    // clients hear 53300 instead of waiting unanswered in the listen backlog.
+    template <class Acceptor>
+    void refuse_with_spare(Acceptor& acceptor) {
+        if (spare_fd < 0) return;
+        ::close(spare_fd);
+        spare_fd = -1;
+        const int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) refuse_client(fd, "out of file descriptors");
+        spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+
     // A TCP or a Unix-socket acceptor: either accepts into the stream type both legs share.
     template <class Acceptor>
     asio::awaitable<void> accept_loop(Acceptor& acceptor) {
@@ -137,10 +240,25 @@ struct Server::Impl {
             auto [ec] = co_await acceptor.async_accept(socket, asio::as_tuple(asio::use_awaitable));
             if (ec) {
                 if (ec == asio::error::operation_aborted) co_return;
-                // Out of file descriptors and the like: log, breathe, go on serving.
-                spdlog::error("accept failed: {}", ec.message());
+                if (ec == asio::error::no_descriptors || ec.value() == ENFILE) refuse_with_spare(acceptor);
+                // Out of file descriptors and the like: log (at most a line a second), breathe, go on serving.
+                const auto now = std::chrono::steady_clock::now();
+                if (now - last_accept_error_log >= std::chrono::seconds(1)) {
+                    spdlog::error("accept failed: {}", ec.message());
+                    last_accept_error_log = now;
+                }
                 asio::steady_timer pause(main_context, std::chrono::milliseconds(50));
                 co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+                continue;
+            }
+            if (shared.active_sessions.load() >= max_clients) {
+                note_refusal("max_client_connections reached");
+                if (refusing.load() >= max_refusing) {
+                    refuse_client(socket.release(), nullptr);  // a flood: told at once, unread
+                } else {
+                    auto executor = socket.get_executor();
+                    asio::co_spawn(executor, refuse_after_startup(std::move(socket)), asio::detached);
+                }
                 continue;
             }
             std::shared_ptr<Session> session;
@@ -191,6 +309,14 @@ int Server::run() {
     const auto& config = impl.shared.config;
     auto worker_count = config.workers != 0 ? config.workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < worker_count; ++i) impl.workers.push_back(std::make_unique<asio::io_context>(1));
+    const auto fd_room = connections_the_fd_limit_allows();
+    impl.max_clients = config.max_client_connections != 0 ? config.max_client_connections : fd_room;
+    if (impl.max_clients > fd_room)
+        spdlog::warn("max_client_connections {} is more than the open-file limit leaves room for ({})",
+                     impl.max_clients, fd_room);
+    impl.spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    spdlog::info("serving at most {} client connections at once (max_client_connections{})", impl.max_clients,
+                 config.max_client_connections != 0 ? "" : ": from the open-file limit");
 
     tcp::resolver resolver(impl.main_context);
     const auto endpoints = resolver.resolve(config.listen_host, std::to_string(config.listen_port));

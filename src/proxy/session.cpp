@@ -605,7 +605,7 @@ awaitable<void> Session::client_to_server() {
                 case ClientStep::Kind::check_statement: {
                     // Most texts are decided here, without a coroutine of their own.
                     GateVerdict verdict;
-                    if (shared_.gate->quick(step.statement.sql)) {
+                    if (shared_.gate->quick(context_, step.statement.sql)) {
                         verdict = shared_.gate->check_deferred(context_, step.statement.sql);
                     } else {
                         verdict = co_await analyse_elsewhere(step.statement);
@@ -658,6 +658,11 @@ awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
     settle_audit(verdict, written);
 }
 
+// Whose turn a job of this session takes on a shared pool (FairPool): its login's.
+std::string Session::pool_owner() const {
+    return context_.identity.empty() ? "role " + context_.user : "identity " + context_.identity;
+}
+
 // Most texts are checked on the session's thread (client_to_server); a long new one on the
 // analysis pool, so this thread's other sessions keep moving, its audit line written there too.
 // An audit line may wait for an fsync: written on the audit pool (settle_audit_elsewhere).
@@ -667,8 +672,7 @@ awaitable<GateVerdict> Session::analyse_elsewhere(const ClientStatement& stateme
     };
     // Each login (identity, else role) takes its turn: one agent's many connections cannot queue
     // the pool's threads away from everyone else.
-    const std::string owner = context_.identity.empty() ? "role " + context_.user : "identity " + context_.identity;
-    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, owner, analyse);
+    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, pool_owner(), analyse);
 }
 
 // In-band commands run on the blocking pool; their answers reach the client through the server,
@@ -703,7 +707,7 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     auto work = [inband = shared_.inband, context = context_, calls, abandoned] {
         return run_calls(*inband, context, calls, abandoned);
     };
-    InbandAnswers result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, work);
+    InbandAnswers result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, pool_owner(), work);
     finished->store(true);  // the watcher's wait ends with the client's next message, or its close
     inband_abandoned_.reset();
     // Its answer is complete with this ReadyForQuery (a Parse's or Bind's comes with the next Sync).
@@ -878,7 +882,7 @@ awaitable<void> Session::record_migrator_runs() {
         inband->record_migrator_commit(context, committed, *progress);
         return true;
     };
-    (void)co_await run_on_pool<bool>(shared_.blocking_pool, work);
+    (void)co_await run_on_pool<bool>(shared_.blocking_pool, pool_owner(), work);
 }
 
 }  // namespace pgrail::proxy

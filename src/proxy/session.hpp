@@ -59,7 +59,9 @@ struct ServerShared {
     std::shared_ptr<TlsContexts> tls;         // null: no TLS on either leg
     std::shared_ptr<IdentityStore> identities;  // auth.mode pgrail (null: passthrough)
     std::shared_ptr<SessionDirectory> directory = std::make_shared<SessionDirectory>();  // directory
-    boost::asio::thread_pool blocking_pool{2};  // database work of in-band commands
+    // Database work of in-band commands (a proposal's proof may run for minutes): each login in
+    // turn, and none on more than two of the four threads, so others always find one.
+    FairPool blocking_pool{4, 2};
     FairPool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts), each role in turn
     boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
     CancelRegistry cancel_registry;
@@ -172,6 +174,7 @@ private:
     awaitable<GateVerdict> analyse_elsewhere(const ClientStatement& statement);
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
+    [[nodiscard]] std::string pool_owner() const;
     // A statement that reads pgrail commands: a Query runs them and sends the text with their
     // answers; a Parse sends a text that takes them as parameters, and they run at its Bind.
     awaitable<void> run_intercept(const GateVerdict& verdict, const ClientStatement& statement, Outbound& out);

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <filesystem>
 #include <utility>
 
 #include <boost/asio/ssl/error.hpp>
@@ -53,6 +54,13 @@ std::string load_identity(ssl::context& context, const std::string& cert_file, c
     boost::system::error_code error;
     context.use_certificate_chain_file(cert_file, error);
     if (error) return file_error(fmt::format("tls.{}.cert_file", leg), cert_file, error);
+    // Checked again here, not only when the configuration is read: a reload (SIGHUP) reads the
+    // same paths, and a key made readable to others since must not be taken.
+    std::error_code stat_error;
+    const auto permissions = std::filesystem::status(key_file, stat_error).permissions();
+    if (!stat_error && (permissions & std::filesystem::perms::others_all) != std::filesystem::perms::none)
+        return fmt::format("tls.{}.key_file {}: is accessible to other users (chmod o-rwx, e.g. 0600 or 0640)", leg,
+                           key_file);
     context.use_private_key_file(key_file, ssl::context::pem, error);
     const bool mismatch =
         error && ERR_GET_REASON(static_cast<unsigned long>(error.value())) == X509_R_KEY_VALUES_MISMATCH;

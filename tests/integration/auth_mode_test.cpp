@@ -239,14 +239,16 @@ TEST_CASE("auth mode pgrail: an unknown identity's exchange tells nothing about 
     add_identity(setup.dir, setup.identities, long_name, "agent", "long secret", 5000);
     PgrailProcess proxy(setup.yaml());
     CHECK(scram_attribute(server_first_for(proxy, "ghost"), 'i') == "5000");
-    // An unknown name's salt is its own and stays the same; a 63-byte prefix that is an identity
-    // and one that is not look alike from a longer name (the salt once came from the prefix).
+    // An unknown name's salt is its own and stays the same. A longer name is read as its first
+    // 63 bytes, as PostgreSQL reads a role's name: for a 63-byte identity and for a 63-byte name
+    // that is none alike, so the two still look the same from a longer name.
     const auto ghost_salt = scram_attribute(server_first_for(proxy, "ghost"), 's');
     CHECK(scram_attribute(server_first_for(proxy, "ghost"), 's') == ghost_salt);
+    CHECK(scram_attribute(server_first_for(proxy, "ghost-other"), 's') != ghost_salt);
     const std::string unknown_long = "ghost-" + std::string(57, 'y');
-    CHECK(scram_attribute(server_first_for(proxy, unknown_long), 's') !=
+    CHECK(scram_attribute(server_first_for(proxy, unknown_long), 's') ==
           scram_attribute(server_first_for(proxy, unknown_long + "y"), 's'));
-    CHECK(scram_attribute(server_first_for(proxy, long_name), 's') !=
+    CHECK(scram_attribute(server_first_for(proxy, long_name), 's') ==
           scram_attribute(server_first_for(proxy, long_name + "x"), 's'));
     // A name is the client's text: in pgrail's log it cannot start a line of its own.
     const std::string port = std::to_string(proxy.port());

@@ -229,6 +229,25 @@ TEST_CASE("the login timeout leaves a real server's login alone", "[lifecycle]")
     }
 }
 
+TEST_CASE("max_client_connections: one more client hears 53300 at once, and a freed place is taken again",
+          "[lifecycle]") {
+    PgrailProcess pgrail("max_client_connections: 3\n");
+    std::vector<Conn> held;
+    for (int i = 0; i < 3; ++i) {
+        held.emplace_back(PQconnectdb(pgrail.conninfo().c_str()));
+        REQUIRE(PQstatus(held.back().get()) == CONNECTION_OK);
+    }
+    Conn refused(PQconnectdb(pgrail.conninfo().c_str()));
+    CHECK(PQstatus(refused.get()) == CONNECTION_BAD);
+    CHECK_THAT(PQerrorMessage(refused.get()), Catch::Contains("sorry, too many clients already"));
+    CHECK_THAT(pgrail.log(), Catch::Contains("refused 1 client connection(s): max_client_connections reached"));
+    held.pop_back();  // its session ends; the place is free once pgrail has seen it go
+    REQUIRE(eventually([&] {
+        Conn again(PQconnectdb(pgrail.conninfo().c_str()));
+        return PQstatus(again.get()) == CONNECTION_OK;
+    }, 10s));
+}
+
 // --- SIGHUP -------------------------------------------------------------------------------
 
 TEST_CASE("SIGHUP while the migrator's database does not answer: the listener and the sessions go on",

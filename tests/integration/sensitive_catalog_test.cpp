@@ -334,6 +334,31 @@ TEST_CASE("SensitiveCatalogs: one snapshot per database, fresh after invalidate,
         CHECK(std::any_of(second->relations.begin(), second->relations.end(),
                           [](const auto& relation) { return relation.name == "later"; }));
     }
+    SECTION("ready(): whether a snapshot would answer without a read on the caller's thread") {
+        SensitiveCatalogs catalogs(fixture.admin_conninfo, std::chrono::hours(1), timeout);
+        CHECK_FALSE(catalogs.ready(fixture.database.name));
+        REQUIRE(catalogs.snapshot(fixture.database.name, nullptr) != nullptr);
+        CHECK(catalogs.ready(fixture.database.name));
+        catalogs.invalidate();
+        CHECK_FALSE(catalogs.ready(fixture.database.name));
+    }
+    SECTION("a temporary view another session keeps locked does not hold the read up") {
+        // pg_get_viewdef locks what it reads: a session's own temporary view, replaced in a
+        // transaction left open, once made every read wait for the lock timeout and fail.
+        Conn holder(PQconnectdb(fixture.admin_conninfo.c_str()));
+        REQUIRE(run(holder.get(), "CREATE TEMP VIEW held AS SELECT 1 AS a").at(0).sqlstate == "");
+        REQUIRE(run(holder.get(), "BEGIN").at(0).sqlstate == "");
+        REQUIRE(run(holder.get(), "CREATE OR REPLACE TEMP VIEW held AS SELECT 2 AS a").at(0).sqlstate == "");
+        SensitiveCatalogs catalogs(fixture.admin_conninfo, std::chrono::hours(1), std::chrono::milliseconds(3000));
+        std::string error;
+        const auto snapshot = catalogs.snapshot(fixture.database.name, &error);
+        CHECK(error.empty());
+        REQUIRE(snapshot != nullptr);
+        const auto held = std::find_if(snapshot->relations.begin(), snapshot->relations.end(),
+                                       [](const auto& relation) { return relation.name == "held"; });
+        REQUIRE(held != snapshot->relations.end());
+        CHECK(held->definition.empty());  // read as reading whole rows
+    }
     SECTION("a stale snapshot is served and replaced in the background") {
         SensitiveCatalogs catalogs(fixture.admin_conninfo, std::chrono::milliseconds(1), timeout);
         const auto first = catalogs.snapshot(fixture.database.name, nullptr);

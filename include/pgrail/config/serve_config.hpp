@@ -28,6 +28,9 @@ struct ServeConfig {
     // are not counted: the whole login is bounded by 60 s (PostgreSQL's authentication_timeout).
     std::uint32_t connect_timeout_ms = 5000;
     unsigned workers = 0;                           // 0: one per core
+    // Client connections at once; more are answered FATAL 53300 (0: as many as the open-file
+    // limit allows, two descriptors each, the limit raised to its hard value at start).
+    std::uint32_t max_client_connections = 0;
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
     std::uint32_t max_analyzed_size = 512u << 10;   // bytes of statement text a policy analyses
     std::uint64_t max_buffered_size = 256u << 20;   // bytes of whole client messages, all sessions together

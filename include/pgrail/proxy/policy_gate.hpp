@@ -30,7 +30,9 @@ public:
     GateVerdict check(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_deferred(const SessionContext& session, std::string_view sql) override;
     // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
-    bool quick(std::string_view sql) override;
+    // Not while the session's database's catalog must be read first (sensitive_columns): that
+    // read may take up to catalog.timeout, on a thread other sessions do not wait for.
+    bool quick(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
     GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
 

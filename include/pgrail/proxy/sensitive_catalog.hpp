@@ -107,6 +107,9 @@ public:
     // Every snapshot is out of date (a migration applied, SIGHUP): the next snapshot() of each
     // database loads it afresh.
     void invalidate();
+    // snapshot(database) would answer now, without a load on the caller's thread (one that may
+    // wait up to the timeout): callers on an I/O thread go elsewhere when it is false.
+    [[nodiscard]] bool ready(const std::string& database);
 
     // At most this many databases are followed (a client names its database before the server
     // authenticates it): beyond it, databases without a snapshot are forgotten first.

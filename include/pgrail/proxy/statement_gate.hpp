@@ -96,7 +96,7 @@ public:
     }
     // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
     // while it runs; otherwise the session runs check() on another thread.
-    [[nodiscard]] virtual bool quick(std::string_view sql) = 0;
+    [[nodiscard]] virtual bool quick(const SessionContext& session, std::string_view sql) = 0;
     // A FunctionCall message (libpq's PQfn): it names its function by OID only. Like
     // check_deferred, the verdict may carry its audit line unwritten (settle_audit).
     [[nodiscard]] virtual GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) = 0;
@@ -131,7 +131,7 @@ public:
 class ForwardAllGate final : public StatementGate {
 public:
     GateVerdict check(const SessionContext&, std::string_view) override { return {}; }
-    bool quick(std::string_view) override { return true; }
+    bool quick(const SessionContext&, std::string_view) override { return true; }
     GateVerdict check_function_call(const SessionContext&, std::uint32_t) override { return {}; }
     GateVerdict check_startup(const SessionContext&, const StartupParameters&) override { return {}; }
 };

@@ -111,3 +111,27 @@ TEST_CASE("join runs what is queued", "[fair_pool]") {
     }
     CHECK(ran == 100);
 }
+
+TEST_CASE("an owner at its bound of threads leaves the others free for everyone else", "[fair_pool]") {
+    // Four threads, at most two per owner: the agent's third job waits although two threads are
+    // free, and the operator's job runs at once.
+    Recorder recorder;
+    FairPool pool(4, 2);
+    pool.post("agent", recorder.job("a1"));
+    pool.post("agent", recorder.job("a2"));
+    pool.post("agent", recorder.job("a3"));
+    recorder.wait_started(2);
+    pool.post("operator", recorder.job("op"));
+    recorder.wait_started(3);  // op started beside a1 and a2; a3 still waits
+    {
+        const std::lock_guard lock(recorder.mutex);
+        CHECK(recorder.started == 3);
+    }
+    CHECK(pool.queued() == 1);
+    recorder.release("op");
+    recorder.wait_ended(1);
+    recorder.release();
+    pool.join();
+    CHECK(recorder.order.size() == 4);
+    CHECK(recorder.order.front() == "op");
+}

@@ -299,6 +299,23 @@ TEST_CASE("tls contexts: a reload swaps the generation, a failed one keeps it, s
     CHECK(handshake(*second, *verifier).client_error);
 }
 
+TEST_CASE("tls contexts: a reload refuses a key made readable to other users since the start") {
+    // A copy of the key, 0600 at the start, 0644 at the reload: the old generation stays.
+    const auto dir = std::filesystem::temp_directory_path() / ("pgrail-tls-perm-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto key = dir / "server.key";
+    std::filesystem::copy_file(cert("server.key"), key, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(key, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    auto settings = both_legs();
+    settings.client.key_file = key.string();
+    TlsContexts holder(build(settings));
+    const auto first = holder.current();
+    std::filesystem::permissions(key, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+    CHECK_THAT(holder.reload(settings, "localhost"), Catch::Contains("is accessible to other users"));
+    CHECK(holder.current() == first);
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("tls-server-end-point: the DER certificate's SHA-256 for an ecdsa-with-SHA256 certificate") {
     const auto contexts = build(both_legs());
     const auto expected = run("openssl x509 -in '" + cert("server.crt") + "' -outform DER | sha256sum | cut -c1-64");
