@@ -610,7 +610,6 @@ bool passing_verify(pqxx::connection& conn, const std::string& version, const st
         .as<bool>();
 }
 
-// Runs one script and records the outcome; throws the script's error after recording it.
 // A proposal's migration is applied only while the proposal is approved with this checksum: the
 // approved set is read before the run waits for the lock, and a rejection may land meanwhile.
 // In the step's own transaction the proposal's row is held FOR SHARE until the commit, so a
@@ -628,6 +627,7 @@ void check_still_approved(pqxx::transaction_base& tx, const Migration& migration
                          "SELECT * FROM pgrail.status() shows what is pending.");
 }
 
+// Runs one script and records the outcome; throws the script's error after recording it.
 StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const std::string& actor,
                     const Migration& migration, Direction direction) {
     if (direction == Direction::up && migration.proposed) {
@@ -648,7 +648,8 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
         conn, script, {options.lock_timeout, options.statement_timeout},
         [&](pqxx::transaction_base& tx) {
             const auto duration = elapsed_ms(started);
-            if (direction == Direction::up) check_still_approved(tx, migration);
+            // (A no-transaction script's statements are committed by now: what ran is recorded.)
+            if (direction == Direction::up && !script.no_transaction) check_still_approved(tx, migration);
             if (direction == Direction::up)
                 tx.exec_params0("INSERT INTO pgrail.schema_migrations (version, name, checksum, applied_by, "
                                 "execution_ms) VALUES ($1, $2, $3, $4, $5)",

@@ -108,14 +108,14 @@ CatalogSnapshot load_catalog(const std::string& conninfo, const std::string& dat
     snapshot.database = database;
     try {
         pqxx::connection conn(connection_string);
-        // pg_get_viewdef locks what a view reads (AcquireRewriteLocks): a temporary view, which any
-        // session may make and keep locked in an open transaction, would hold every load up to
-        // the timeout. Its definition is left out, and it counts as reading whole rows (every
-        // column of it guarded once it reads a guarded relation): a false refusal at worst.
         // One consistent view of the catalog for every query below.
         pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(conn);
         tx.exec0(fmt::format("SET LOCAL statement_timeout = {}", timeout.count()));
         tx.exec0(fmt::format("SET LOCAL lock_timeout = {}", timeout.count()));
+        // pg_get_viewdef locks what a view reads (AcquireRewriteLocks): a temporary view, which any
+        // session may make and keep locked in an open transaction, would hold every load up to
+        // the timeout. Its definition is left out, and it counts as reading whole rows (every
+        // column of it guarded once it reads a guarded relation): a false refusal at worst.
         for (const auto& row : tx.exec(fmt::format(
                  "SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltype, "
                  "CASE WHEN c.relkind IN ('v', 'm') AND c.relpersistence <> 't' THEN pg_get_viewdef(c.oid) END "

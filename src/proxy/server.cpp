@@ -47,8 +47,8 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-// What a client over max_client_connections hears, before it has said anything (PostgreSQL's
-// words when max_connections is reached). libpq reads it as the answer to its first message.
+// What a client over max_client_connections hears (PostgreSQL's words when max_connections is
+// reached): after its startup packet, or at once when pgrail cannot wait for it.
 std::string too_many_clients() {
     std::string bytes;
     protocol::encode_error_response(
@@ -211,8 +211,9 @@ struct Server::Impl {
             if (read.index() == 1 || std::get<0>(std::get<0>(read))) co_return;
             const auto code = protocol::read_u32(head.data() + 4);
             if (code != protocol::ssl_request_code && code != protocol::gssenc_request_code) break;
-            auto [ec, written] = co_await asio::async_write(socket, asio::buffer("N", 1), asio::as_tuple(asio::use_awaitable));
-            if (ec) co_return;
+            const auto [ec, written] =
+                co_await asio::async_write(socket, asio::buffer("N", 1), asio::as_tuple(asio::use_awaitable));
+            if (ec || written != 1) co_return;
         }
         static const std::string answer = too_many_clients();
         (void)co_await (asio::async_write(socket, asio::buffer(answer), asio::as_tuple(asio::use_awaitable)) ||

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -20,6 +22,7 @@
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
+#include "run_on_pool.hpp"
 #include "session.hpp"
 #include "tls_context.hpp"
 
@@ -405,7 +408,22 @@ awaitable<bool> Session::server_login() {
                     co_return false;
                 }
                 const auto data = body.substr(4);
-                const auto step = *code == auth_sasl_continue ? scram->server_first(data) : scram->server_final(data);
+                auth::ScramClientStep step;
+                if (*code == auth_sasl_continue) {
+                    // PBKDF2 with the server's iteration count (a hostile server, or one in the middle
+                    // below verify-ca, may ask for millions): off the I/O thread, whose other sessions
+                    // would wait for it. The exchange's state goes there and comes back with the step.
+                    using Derived = std::pair<std::optional<auth::ScramClient>, auth::ScramClientStep>;
+                    auto derive = [client = *scram, message = std::string(data)]() mutable {
+                        auto next = client.server_first(message);
+                        return Derived{std::move(client), std::move(next)};
+                    };
+                    auto derived = co_await run_on_pool<Derived>(shared_.blocking_pool, pool_owner(), derive);
+                    scram = std::move(derived.first);
+                    step = std::move(derived.second);
+                } else {
+                    step = scram->server_final(data);
+                }
                 if (!step.ok) {
                     fail(step.error);
                     co_return false;
