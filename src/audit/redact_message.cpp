@@ -27,15 +27,11 @@ std::string redact_message(std::string_view message) {
         out.push_back(c);
         ++at;
         if (c != '"' && (c != '\'' || !opens_single_quote(message, at - 1))) continue;
-        // Skip to the matching quote; a doubled one ('' or "") stays inside, as SQL writes it.
-        std::size_t end = at;
-        for (;;) {
-            end = message.find(c, end);
-            if (end == std::string_view::npos || end + 1 >= message.size() || message[end + 1] != c) break;
-            end += 2;
-        }
+        // PostgreSQL does not escape a quote inside the value it quotes ("a" x "b" may be one
+        // value): everything up to the line's last quote of this kind is hidden.
+        const std::size_t end = message.rfind(c);
         out.push_back('?');
-        if (end == std::string_view::npos) break;
+        if (end < at) break;  // a quote left open hides the rest of the line
         out.push_back(c);
         at = end + 1;
     }

@@ -657,6 +657,33 @@ void dynamic_schema_change(LintContext& ctx, const Stmt& stmt) {
         ctx.report("dynamic-schema-change", stmt, "DO block that pgrail cannot read");
 }
 
+// A CALL, or a call of a function the script itself creates, runs statements these rules never
+// read (a CREATE FUNCTION's body is not a statement of the script): DDL inside goes unchecked.
+void dynamic_schema_calls(LintContext& ctx, const std::vector<Stmt>& statements) {
+    std::set<std::string> created;  // functions and procedures the script created so far
+    for (const auto& stmt : statements) {
+        if (stmt.type == "CallStmt") {
+            ctx.report("dynamic-schema-change", stmt, "CALL runs a procedure whose statements go unchecked");
+            continue;
+        }
+        if (stmt.type == "CreateFunctionStmt") {
+            created.insert(last_name(stmt.body.find("funcname")));
+            continue;
+        }
+        if (created.empty()) continue;
+        const sql::Analysis analysis = sql::analyze(stmt.source->text);
+        for (const auto& analysed : analysis.statements)
+            for (const auto& function : analysed.functions) {
+                const auto dot = function.rfind('.');
+                const std::string name = dot == std::string::npos ? function : function.substr(dot + 1);
+                if (!created.contains(name)) continue;
+                ctx.report("dynamic-schema-change", stmt,
+                           fmt::format("calls {}, which this script creates: what it runs goes unchecked", function));
+                return;  // once is enough to block
+            }
+    }
+}
+
 const std::vector<RuleCheck>& rule_checks() {
     static const std::vector<RuleCheck> checks{
         {"volatile-default", volatile_default, nullptr},
@@ -684,7 +711,7 @@ const std::vector<RuleCheck>& rule_checks() {
         {"not-null-without-default", not_null_without_default, nullptr},
         {"unbatched-update", unbatched_update, nullptr},
         {"alter-enum", alter_enum, nullptr},
-        {"dynamic-schema-change", dynamic_schema_change, nullptr},
+        {"dynamic-schema-change", dynamic_schema_change, dynamic_schema_calls},
         {"concurrently-in-transaction", concurrently_in_transaction, nullptr},
         {"no-transaction-multiple-statements", nullptr, no_transaction_multiple},
         {"prefer-bigint-key", prefer_bigint_key, nullptr},

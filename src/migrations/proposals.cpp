@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -174,6 +175,20 @@ std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction
         return direction == Direction::up ? "only CREATE TABLE, ADD COLUMN and CREATE INDEX are approved automatically"
                                           : "only DROP TABLE, DROP COLUMN and DROP INDEX are approved automatically";
     if (!analysed.functions.empty()) return fmt::format("it calls {}", analysed.functions.front());
+    // What evaluates the table's existing rows when applied: an error then quotes their values
+    // (an index expression that fails on a row, a unique index's duplicate key, a CHECK's failing
+    // row), to whoever applies it. (Strings in the form are tagged with their key, so a constant
+    // spelling these words only makes it wait for a person.)
+    const auto& form = analysed.structural_form;
+    if (analysed.tag == "CREATE INDEX" && (form.find("6:unique") != std::string::npos ||
+                                           form.find("4:expr") != std::string::npos ||
+                                           form.find("11:whereClause") != std::string::npos))
+        return "a unique, partial or expression index reads every existing row (a failure would quote one)";
+    if (analysed.tag == "ALTER TABLE" &&  // (a table the statement creates has no rows)
+        (form.find("CONSTR_CHECK") != std::string::npos || form.find("CONSTR_GENERATED") != std::string::npos ||
+         form.find("CONSTR_UNIQUE") != std::string::npos || form.find("CONSTR_PRIMARY") != std::string::npos ||
+         form.find("CONSTR_EXCLUSION") != std::string::npos))
+        return "a CHECK, UNIQUE, PRIMARY KEY, EXCLUDE or generated column is evaluated over existing rows";
     if (analysed.change.not_null_without_default) return "a NOT NULL column without a default fails on a table with rows";
     // Objects that exist before the statement: none for a table it creates or objects it drops,
     // the one table a column or an index is added to.
@@ -191,60 +206,104 @@ std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction
     return std::nullopt;
 }
 
-// What an up script makes: the rollback may drop exactly these (names as written, unqualified).
+// What an up script makes: the rollback may drop exactly these. Names as written, the schema
+// too ("" when unqualified): a drop names the same object only when it is written alike.
 struct Made {
-    std::set<std::string> tables;                           // CREATE TABLE
-    std::set<std::pair<std::string, std::string>> columns;  // ADD COLUMN: (table, column)
+    std::set<std::pair<std::string, std::string>> tables;  // CREATE TABLE: (schema, table)
+    std::set<std::tuple<std::string, std::string, std::string>> columns;  // ADD COLUMN: (schema, table, column)
 };
+
+// CREATE TABLE IF NOT EXISTS, ADD COLUMN IF NOT EXISTS: made only if it was not there, so never
+// the up script's to drop (the rollback would take what was there before).
+bool only_if_missing(const sql::Statement& statement) {
+    return statement.structural_form.find("13:if_not_exists") != std::string::npos ||
+           statement.structural_form.find("10:missing_ok") != std::string::npos;
+}
 
 Made made_by(const std::vector<sql::Analysis>& analyses) {
     Made made;
     const std::function<void(const sql::Statement&)> add = [&](const sql::Statement& analysed) {
+        for (const auto& inner : analysed.inner) add(inner);
+        if (only_if_missing(analysed)) return;
         for (const auto& object : analysed.objects)  // CREATE TABLE, CREATE TABLE AS, SELECT INTO
             if (object.role == sql::ObjectRole::created && (object.kind == "table" || object.kind == "relation"))
-                made.tables.insert(object.name);
+                made.tables.emplace(object.schema, object.name);
         if (analysed.change.kind == sql::ChangeKind::add_column)
-            for (const auto& column : analysed.change.columns) made.columns.emplace(analysed.change.table, column);
-        for (const auto& inner : analysed.inner) add(inner);
+            for (const auto& column : analysed.change.columns)
+                made.columns.emplace(analysed.change.schema, analysed.change.table, column);
     };
     for (const auto& analysis : analyses)
         for (const auto& analysed : analysis.statements) add(analysed);
     return made;
 }
 
+// The functions and procedures a script creates: a call of one runs statements no check reads.
+std::set<std::string> routines_made_by(const std::vector<sql::Analysis>& analyses) {
+    std::set<std::string> names;
+    for (const auto& analysis : analyses)
+        for (const auto& analysed : analysis.statements)
+            for (const auto& object : analysed.objects)
+                if (object.role == sql::ObjectRole::created && (object.kind == "function" || object.kind == "procedure"))
+                    names.insert(object.name);
+    return names;
+}
+
+// The name without its schema ("s.f" -> "f").
+std::string_view unqualified(std::string_view name) {
+    const auto dot = name.rfind('.');
+    return dot == std::string_view::npos ? name : name.substr(dot + 1);
+}
+
 bool cascades(const sql::Statement& statement) {
     return statement.structural_form.find("8:behaviors12:DROP_CASCADE") != std::string::npos;
+}
+
+// A DELETE, UPDATE or MERGE (whose actions may delete), or a data-modifying WITH (which may hide
+// either under any top-level statement).
+bool rewrites_rows(const sql::Statement& statement) {
+    return statement.flags.data_modifying_cte ||
+           (statement.statement_class == sql::StatementClass::write &&
+            (statement.tag == "DELETE" || statement.tag == "UPDATE" || statement.tag == "MERGE"));
 }
 
 // What a statement destroys that no script brings back, or nothing: a DROP, TRUNCATE, DELETE or
 // UPDATE of data, a column's type changed, also inside a DO block or a query string it runs
 // (read again from its inner statements), and in a rollback (`made_by_up`), a DROP of what the up
 // script did not make or one that CASCADEs to what depends on it.
-std::optional<std::string> destroys(const sql::Statement& analysed, const Made* made_by_up) {
+std::optional<std::string> destroys(const sql::Statement& analysed, const Made* made_by_up,
+                                    const std::set<std::string>& routines) {
     const auto kind = analysed.change.kind;
-    if (made_by_up != nullptr && cascades(analysed)) return analysed.tag + " ... CASCADE";
+    if (cascades(analysed)) return analysed.tag + " ... CASCADE";
+    if (analysed.tag == "CALL") return "CALL (what the procedure runs goes unread)";
+    for (const auto& function : analysed.functions)
+        if (routines.contains(std::string(unqualified(function))))
+            return fmt::format("a call of {}, which the scripts create (what it runs goes unread)", function);
+    if (analysed.tag == "DROP OWNED") return analysed.tag;
     if (kind == sql::ChangeKind::drop_column) {
         for (const auto& column : analysed.change.columns)
-            if (made_by_up == nullptr || !made_by_up->columns.contains({analysed.change.table, column}))
+            if (made_by_up == nullptr ||
+                !made_by_up->columns.contains({analysed.change.schema, analysed.change.table, column}))
                 return fmt::format("DROP COLUMN {}", column);
     }
-    // (A rollback's type change undoes the up script's; lint's type-narrowing judges it.)
-    if (made_by_up == nullptr && analysed.tag == "ALTER TABLE" &&
-        analysed.structural_form.find("7:subtypes18:AT_AlterColumnType") != std::string::npos)
+    // (A rollback's type change undoes the up script's, and lint's type-narrowing judges it; one
+    // that computes the values anew, USING, may throw them away.)
+    if (analysed.tag == "ALTER TABLE" &&
+        analysed.structural_form.find("7:subtypes18:AT_AlterColumnType") != std::string::npos &&
+        (made_by_up == nullptr || analysed.structural_form.find("11:raw_default") != std::string::npos))
         return "ALTER COLUMN TYPE";
-    if (analysed.statement_class == sql::StatementClass::write && (analysed.tag == "DELETE" || analysed.tag == "UPDATE"))
-        return analysed.tag;
+    if (rewrites_rows(analysed))
+        return analysed.flags.data_modifying_cte ? analysed.tag + " with a data-modifying WITH" : analysed.tag;
     if (analysed.tag == "DROP SCHEMA" || analysed.tag == "DROP MATERIALIZED VIEW") return analysed.tag;
     for (const auto& object : analysed.objects) {
         if (object.temporary) continue;
         if (object.role == sql::ObjectRole::truncated) return fmt::format("TRUNCATE {}", object.name);
-        const bool holds_data = object.kind == "table" || object.kind == "relation";
+        const bool holds_data = object.kind == "table" || object.kind == "relation" || object.kind == "sequence";
         if (object.role == sql::ObjectRole::dropped && holds_data &&
-            (made_by_up == nullptr || !made_by_up->tables.contains(object.name)))
-            return fmt::format("DROP TABLE {}", object.name);
+            (made_by_up == nullptr || !made_by_up->tables.contains({object.schema, object.name})))
+            return fmt::format("DROP {} {}", object.kind == "sequence" ? "SEQUENCE" : "TABLE", object.name);
     }
     for (const auto& inner : analysed.inner)
-        if (auto destroyed = destroys(inner, made_by_up)) return destroyed;
+        if (auto destroyed = destroys(inner, made_by_up, routines)) return destroyed;
     if (analysed.flags.ddl_capable_dynamic) return analysed.tag + " running SQL built at run time (EXECUTE)";
     return std::nullopt;
 }
@@ -270,10 +329,12 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     };
     const std::vector<sql::Analysis> up_analyses = analyse(migration.up);
     const std::vector<sql::Analysis> down_analyses = analyse(migration.down);
+    std::set<std::string> routines = routines_made_by(up_analyses);
+    routines.merge(routines_made_by(down_analyses));
     for (std::size_t index = 0; index < migration.up.statements.size(); ++index) {
         const ScriptStatement& statement = migration.up.statements[index];
         for (const auto& analysed : up_analyses[index].statements) {
-            if (const auto destroyed = destroys(analysed, nullptr))
+            if (const auto destroyed = destroys(analysed, nullptr, routines))
                 out.push_back({"destructive", "up",
                                fmt::format("{} (line {}) loses or rewrites data that the rollback cannot bring back",
                                            *destroyed, statement.line)});
@@ -293,7 +354,7 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
     for (std::size_t index = 0; index < migration.down.statements.size(); ++index) {
         const ScriptStatement& statement = migration.down.statements[index];
         for (const auto& analysed : down_analyses[index].statements)
-            if (const auto destroyed = destroys(analysed, &made))
+            if (const auto destroyed = destroys(analysed, &made, routines))
                 out.push_back({"destructive", "down",
                                fmt::format("{} (line {}) loses data the up script did not add", *destroyed,
                                            statement.line)});
@@ -598,6 +659,11 @@ Proposal decide(const RunnerOptions& options, const std::string& version_text, b
         throw MigrationError(sqlstate::invalid_parameter_value, "pgrail: a rejection needs a reason", "",
                              "e.g. SELECT * FROM pgrail.reject_migration('<version>', 'why')");
     auto conn = detail::connect(options.conninfo, options.backstop_key_file);
+    // A rejection waits for a run under way (at most lock_wait): a no-transaction script's
+    // statements commit as they run, so a rejection may not land between them; after the run it
+    // finds the migration applied, and says so.
+    std::optional<detail::AdvisoryLock> lock;
+    if (!approve) lock.emplace(*conn, options.lock_wait, options.abandoned);
     Proposal proposal;
     std::string actor;
     try {

@@ -298,9 +298,13 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
         if (script.no_transaction) {
             {
                 pqxx::nontransaction tx(conn);
+                CancelWhenAbandoned watcher(conn, abandoned);  // declared after tx: stops before it ends
                 tx.exec0("SET lock_timeout = " + ms(timeouts.lock_timeout));
                 tx.exec0("SET statement_timeout = " + ms(timeouts.statement_timeout));
-                for (; index < script.statements.size(); ++index) tx.exec(script.statements[index].text);
+                for (; index < script.statements.size(); ++index) {
+                    if (is_abandoned(abandoned)) throw Abandoned{};  // what ran stays done: the ledger says so
+                    tx.exec(script.statements[index].text);
+                }
                 tx.exec0("RESET lock_timeout");
                 tx.exec0("RESET statement_timeout");
             }
@@ -680,8 +684,10 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
                      : fmt::format("{}: {}", to_string(direction), script_failure.message());
         const auto record_event = [&](pqxx::connection& on) {
             pqxx::work tx(on);
+            // The ledger may be read by roles that may not read the data: the server's words, which
+            // quote values (a failing row, a duplicate key), are kept without them.
             detail::insert_event(tx, migration.version, migration.name, migration.checksum, "failed", false, actor,
-                                 duration, event_detail);
+                                 duration, audit::redact_message(event_detail));
             // Statements that stayed done changed the schema: the ledger's fingerprint says how
             // (the partial state explains them; they are no schema drift).
             if (done > 0)

@@ -427,6 +427,14 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
              command == policy::Command::reject_migration))
             (void)follow_proposals();
     }
+    // A run over the live data fails with the server's words, which may quote a row the client
+    // may not read (a failing row, a duplicate key, a value an expression could not cast): the
+    // client gets them without their quoted values and DETAIL (the operator's CLI, not the ledger,
+    // shows them whole).
+    if (!outcome.ok && (sql::runs_migration(command) || command == policy::Command::verify)) {
+        outcome.error.message = audit::redact_message(outcome.error.message);
+        outcome.error.detail = audit::redact_message(outcome.error.detail);
+    }
     event["outcome"] = outcome.ok ? "ok" : "error";
     if (!outcome.ok) {
         event["sqlstate"] = outcome.error.sqlstate;
@@ -435,9 +443,11 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
         const auto& shown = event["arguments"];
         for (std::size_t index = 0; index < arguments.size(); ++index) {
             if (arguments[index].empty() || shown[index] == arguments[index]) continue;
+            const auto& replacement = shown[index].get_ref<const std::string&>();
+            // The search goes on after what was put in: "$1" holds the "1" it replaced.
             for (auto at = message.find(arguments[index]); at != std::string::npos;
-                 at = message.find(arguments[index], at))
-                message.replace(at, arguments[index].size(), shown[index].get<std::string>());
+                 at = message.find(arguments[index], at + replacement.size()))
+                message.replace(at, arguments[index].size(), replacement);
         }
         event["message"] = audit::redact_message(message);
     }

@@ -246,7 +246,9 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
 }
 
 bool PolicyGate::quick(const SessionContext& session, std::string_view sql) {
-    if (catalogs_ && thread_state().policy->has_result_guards && !catalogs_->ready(session.database)) return false;
+    if (catalogs_ && thread_state().policy->has_result_guards && !catalogs_->ready(session.database) &&
+        !thread_state().policy->rule_for(session).guards.sensitive.empty())
+        return false;
     if (sql.size() <= quick_text_max || sql.size() > max_analyzed_size_) return true;
     if (sql.size() <= front_cache_max_text) {
         const auto& slot = thread_state().slots[std::hash<std::string_view>{}(sql) % front_cache_slots];

@@ -20,6 +20,7 @@
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
+#include "pgrail/proxy/audit_budget.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/proxy/metrics.hpp"
 #include "run_on_pool.hpp"
@@ -108,8 +109,14 @@ awaitable<void> Session::run() {
     if (admission.kind == GateVerdict::Kind::refuse) {
         auto refusal = std::move(admission.error);
         refusal.severity = "FATAL";
-        spdlog::warn("session {}: connection refused for user={} database={}: {}", context_.session_id, context_.user,
-                     context_.database, refusal.message);
+        // Anyone who reaches the port can cause these: the log takes them as the audit does (a
+        // burst, then 10 a second, the count of those left out said with the next line).
+        static AuditBudget log_budget(10.0, 100.0);
+        if (const auto left_out = log_budget.take())
+            spdlog::warn("session {}: connection refused for user={} database={}: {}{}", context_.session_id,
+                         context_.user, context_.database, refusal.message,
+                         *left_out > 0 ? fmt::format(" ({} more refused connections not logged before it)", *left_out)
+                                       : std::string());
         std::string bytes;
         protocol::encode_error_response(bytes, refusal);
         co_await send_to_client(std::move(bytes));

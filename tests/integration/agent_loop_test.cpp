@@ -447,7 +447,7 @@ TEST_CASE("under the default policy a proposal waits for the owner: in-band, on 
     CHECK_THAT(conflict.at(0).message, Catch::Contains(second_version));
 }
 
-TEST_CASE("a rejection that lands while migrate_up waits for the lock wins: nothing of it is applied",
+TEST_CASE("a rejection and a waiting migrate_up take turns: the ledger and the proposal never disagree",
           "[agent_loop]") {
     AgentLoop loop(false);
     auto agent = loop.connect("agent");
@@ -457,35 +457,56 @@ TEST_CASE("a rejection that lands while migrate_up waits for the lock wins: noth
     REQUIRE(row_of(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0)).at("state") ==
             "approved");
 
-    // Someone else holds the migration lock: the agent's migrate_up reads the approved set, then waits.
+    // Someone else holds the migration lock: the agent's migrate_up reads the approved set, then
+    // waits; the owner's rejection waits for the lock too. (Once the rejection came before the
+    // lock and the apply went on regardless: applied in the ledger, rejected in the proposals.)
     Conn holder(PQconnectdb(loop.db.conninfo_for("postgres").c_str()));
     REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
     const std::string key = "8099568217555234151";
     REQUIRE(scalar(holder.get(), "SELECT pg_try_advisory_lock(" + key + ")") == "t");
+    const auto waiting_for_lock = [&](int sessions) {
+        for (int i = 0; i < 600; ++i) {
+            if (std::stoi(scalar(holder.get(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_owner' AND "
+                                               "query LIKE '%pg_try_advisory_lock(" + key + ")%' AND pid <> "
+                                               "pg_backend_pid()")) >= sessions)
+                return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    };
     auto applying = std::async(std::launch::async, [&] {
         return run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')").at(0);
     });
-    // The runner's connection tries the lock in a loop: wait until it has tried once.
-    for (int i = 0; i < 600; ++i) {
-        if (scalar(holder.get(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_owner' AND query LIKE "
-                                 "'%pg_try_advisory_lock(" + key + ")%' AND pid <> pg_backend_pid()") != "0")
-            break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    const auto rejected =
-        run(owner.get(), "SELECT * FROM pgrail.reject_migration('" + version + "', 'not now')").at(0);
-    CHECK(row_of(rejected).at("state") == "rejected");
+    waiting_for_lock(1);
+    auto rejecting = std::async(std::launch::async, [&] {
+        return run(owner.get(), "SELECT * FROM pgrail.reject_migration('" + version + "', 'not now')").at(0);
+    });
+    waiting_for_lock(2);
     REQUIRE(scalar(holder.get(), "SELECT pg_advisory_unlock(" + key + ")") == "t");
 
     const Outcome applied = applying.get();
-    INFO(applied.message);
-    CHECK(applied.sqlstate == "55000");
-    CHECK_THAT(applied.message, Catch::Contains("no longer approved: it is rejected"));
-    CHECK(loop.db.timezone_columns() == "0");
+    const Outcome rejected = rejecting.get();
+    INFO(applied.message << " / " << rejected.message);
     auto direct = loop.direct();
-    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.schema_migrations WHERE version = '" + version + "'") == "0");
-    CHECK(scalar(direct.get(), "SELECT state FROM pgrail.migration_proposals WHERE version = '" + version + "'") ==
-          "rejected");
+    const std::string ledger =
+        scalar(direct.get(), "SELECT count(*) FROM pgrail.schema_migrations WHERE version = '" + version + "'");
+    const std::string state =
+        scalar(direct.get(), "SELECT state FROM pgrail.migration_proposals WHERE version = '" + version + "'");
+    if (applied.sqlstate.empty()) {
+        // The apply took the lock first: the rejection then found it applied.
+        CHECK(rejected.sqlstate == "55000");
+        CHECK_THAT(rejected.message, Catch::Contains("is applied"));
+        CHECK(ledger == "1");
+        CHECK(state == "approved");
+        CHECK(loop.db.timezone_columns() == "1");
+    } else {
+        // The rejection took it first: the apply found it no longer approved, and did nothing.
+        CHECK(rejected.sqlstate.empty());
+        CHECK(applied.sqlstate == "55000");
+        CHECK_THAT(applied.message, Catch::Contains("no longer approved: it is rejected"));
+        CHECK(ledger == "0");
+        CHECK(state == "rejected");
+        CHECK(loop.db.timezone_columns() == "0");
+    }
 }
 
 TEST_CASE("the audit keeps no value of a proposal's script: parse errors, failed verifications", "[agent_loop]") {
@@ -508,6 +529,33 @@ TEST_CASE("the audit keeps no value of a proposal's script: parse errors, failed
     const std::string audit = read_file(loop.audit_path);
     CHECK(audit.find("verified") != std::string::npos);
     CHECK(audit.find("SECRET") == std::string::npos);
+}
+
+TEST_CASE("a failed apply does not show the agent the rows it failed on", "[agent_loop]") {
+    // Review 9: a proposal whose expression fails on a row made the server quote that row's value
+    // (an email the agent may not read) in migrate_up's error, and in the ledger.
+    AgentLoop loop(false);
+    auto agent = loop.connect("agent");
+    auto owner = loop.connect("app_owner");
+    auto direct = loop.direct();
+    const std::string email = scalar(direct.get(), "SELECT email FROM profiles ORDER BY id LIMIT 1");
+    REQUIRE_FALSE(email.empty());
+    const auto proposed = row_of(run(agent.get(), propose_sql("profiles_email_number",
+                                                              "ALTER TABLE profiles ADD COLUMN n int; "
+                                                              "UPDATE profiles SET n = email::int",
+                                                              "ALTER TABLE profiles DROP COLUMN n"))
+                                     .at(0));
+    const std::string version = proposed.at("version");
+    CHECK_THAT(proposed.at("findings"), Catch::Contains("destructive"));
+    REQUIRE(row_of(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0)).at("state") ==
+            "approved");
+    const auto failed = run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + version + "')").at(0);
+    CHECK(failed.sqlstate == "22P02");
+    CHECK_THAT(failed.message, Catch::Contains("invalid input syntax for type integer"));
+    CHECK(failed.message.find(email) == std::string::npos);
+    CHECK(scalar(direct.get(), "SELECT count(*) FROM pgrail.migration_events WHERE event = 'failed' AND detail LIKE '%' || "
+                               "(SELECT email FROM profiles ORDER BY id LIMIT 1) || '%'") == "0");
+    CHECK(read_file(loop.audit_path).find(email) == std::string::npos);
 }
 
 namespace {

@@ -383,6 +383,20 @@ TEST_CASE("what a client can make pgrail write is bounded: unauthenticated refus
         CHECK(refusal.dump().size() < 16 * 1024);
     }
 
+    SECTION("a command's error that quotes its argument is answered, the argument redacted once") {
+        // The redaction once searched again where it had put "$1" and found the "1" in it, for ever.
+        auto agent = proxy.connect("agent");
+        for (const char* argument : {"1", "$"}) {
+            const auto answer = run(agent.get(), std::string("SELECT * FROM pgrail.plan('") + argument + "')").at(0);
+            CHECK_FALSE(answer.sqlstate.empty());
+            const auto lines = audit_lines(proxy.audit_path);
+            REQUIRE_FALSE(lines.empty());
+            CHECK(lines.back().value("command", "") == "pgrail.plan");
+            CHECK(lines.back().value("outcome", "") == "error");
+            CHECK(lines.back()["arguments"] == nlohmann::json::array({"$1"}));
+        }
+    }
+
     SECTION("migrate_up refused inside a transaction block is on record before the client hears it") {
         auto agent = proxy.connect("agent");
         REQUIRE(run(agent.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");

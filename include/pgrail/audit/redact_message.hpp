@@ -10,7 +10,8 @@
 namespace pgrail::audit {
 
 // The first line of `message` (PostgreSQL's DETAIL, HINT and CONTEXT lines repeat values: a
-// failing row, a key), with the text inside every "..." and '...' replaced by `?`. A quote left
+// failing row, a key), with what stands between a quote ("..." or '...') and the line's last
+// quote of that kind replaced by `?` (a quoted value may itself hold that quote). A quote left
 // open hides the rest of the line.
 [[nodiscard]] std::string redact_message(std::string_view message);
 

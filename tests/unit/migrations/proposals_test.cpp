@@ -107,6 +107,15 @@ TEST_CASE("a rollback that drops what its up script did not make is destructive"
     CHECK(findings("ALTER TABLE p ADD COLUMN a text",
                    "DO $$BEGIN ALTER TABLE p DROP COLUMN a; ALTER TABLE p DROP COLUMN b; END$$") == down_destructive);
     CHECK(findings("CREATE TABLE t (a int)", "DO $$BEGIN EXECUTE 'DROP TABLE t'; END$$").empty());
+    // Review 9: what the up script did not make, however it is spelled.
+    CHECK(findings("CREATE TABLE IF NOT EXISTS payroll (id int)", "DROP TABLE payroll") == down_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN IF NOT EXISTS a text", "ALTER TABLE p DROP COLUMN a") == down_destructive);
+    CHECK(findings("CREATE TABLE attic.important (id int)", "DROP TABLE public.important") == down_destructive);
+    CHECK(findings("CREATE TABLE public.t (a int)", "DROP TABLE public.t").empty());
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t; DROP SEQUENCE s") == down_destructive);
+    CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t; DROP OWNED BY app_owner") == down_destructive);
+    CHECK(findings("ALTER TABLE p ALTER COLUMN a TYPE bigint", "ALTER TABLE p ALTER COLUMN a TYPE int USING NULL") ==
+          std::vector<std::string>{"up:destructive", "down:destructive"});
 }
 
 TEST_CASE("what a DO block or a query string runs is read for destruction as a statement is", "[proposals]") {
@@ -125,6 +134,17 @@ TEST_CASE("what a DO block or a query string runs is read for destruction as a s
           std::vector<std::string>{"up:no_schema_change", "up:destructive"});
     CHECK(findings("DO $$BEGIN EXECUTE 'ALTER TABLE p ADD COLUMN b text'; END$$", "ALTER TABLE p DROP COLUMN b")
               .empty());
+    // Review 9: functions the scripts create and call, procedures, CASCADE, rows rewritten in a CTE or MERGE.
+    const std::string zap =
+        "CREATE FUNCTION zap4() RETURNS void LANGUAGE plpgsql AS 'BEGIN ALTER TABLE important DROP COLUMN p; END'; "
+        "SELECT zap4(); DROP FUNCTION zap4()";
+    CHECK(findings(zap, add_back) == up_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN b text; CALL public.tidy()", "ALTER TABLE p DROP COLUMN b") == up_destructive);
+    CHECK(findings("DROP TYPE mood CASCADE", "CREATE TYPE mood AS ENUM ('a')") == up_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN b text; WITH gone AS (DELETE FROM p RETURNING id) SELECT count(*) FROM gone",
+                   "ALTER TABLE p DROP COLUMN b") == up_destructive);
+    CHECK(findings("ALTER TABLE p ADD COLUMN b text; MERGE INTO p USING q ON p.id = q.id WHEN MATCHED THEN DELETE",
+                   "ALTER TABLE p DROP COLUMN b") == up_destructive);
 }
 
 TEST_CASE("a waiver in a proposal's own script keeps its finding listed, and the proposal unclean", "[proposals]") {
@@ -167,6 +187,17 @@ TEST_CASE("only additive changes and their reversal can be approved without a pe
     CHECK(review("CREATE TABLE c (LIKE secrets)", "DROP TABLE c") == up_review);
     CHECK(review("ALTER TABLE p ADD COLUMN s int REFERENCES secrets (id)", "ALTER TABLE p DROP COLUMN s") ==
           up_review);
+    // Review 9: what evaluates existing rows (a failure would quote their values to the agent).
+    CHECK(review("-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS leak ON p ((email::int))",
+                 "DROP INDEX leak") == up_review);
+    CHECK(review("CREATE UNIQUE INDEX i ON p (email)", "DROP INDEX i") == up_review);
+    CHECK(review("CREATE INDEX i ON p (a) WHERE email <> ''", "DROP INDEX i") == up_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN c int CHECK (length(email) > 0)", "ALTER TABLE p DROP COLUMN c") ==
+          up_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN c int CHECK (c > 0)", "ALTER TABLE p DROP COLUMN c") == up_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN c bigint GENERATED ALWAYS AS (id * 2) STORED", "ALTER TABLE p DROP COLUMN c") ==
+          up_review);
+    CHECK(review("CREATE TABLE t (id bigint PRIMARY KEY, code text UNIQUE CHECK (code <> ''))", "DROP TABLE t").empty());
     // A down script that does more than drop what up made.
     CHECK(review("CREATE TABLE t (a int)", "DROP TABLE t; GRANT ALL ON p TO agent") ==
           std::vector<std::string>{"down:needs_review"});
