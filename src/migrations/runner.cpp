@@ -449,9 +449,10 @@ MigrationError script_error(const Migration& migration, Direction direction, con
     }
     if (!failure.more.empty()) detail += "\n" + failure.more;
     return MigrationError(
-        failure.sqlstate.empty() ? sqlstate::internal_error : failure.sqlstate,
-        fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where, failure.message),
-        detail, backstop_refusal_hint(failure.sqlstate, failure.message));
+               failure.sqlstate.empty() ? sqlstate::internal_error : failure.sqlstate,
+               fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where, failure.message),
+               detail, backstop_refusal_hint(failure.sqlstate, failure.message))
+        .quoting_server();
 }
 
 }  // namespace detail
@@ -746,7 +747,8 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
             hint = fmt::format("check by hand whether statement 1 of {} took effect, and undo it before a retry",
                                script.path.filename().string());
         }
-        const MigrationError error(script_failure.sqlstate(), script_failure.message(), detail, hint);
+        MigrationError error(script_failure.sqlstate(), script_failure.message(), detail, hint);
+        error.quoting_server();
         auto record = audit_record("failed", migration, actor, duration, false);
         record["direction"] = to_string(direction);
         record["error"] = audit::redact_message(error.message());

@@ -364,6 +364,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
         if (proposals_error && command != policy::Command::reject_migration)
             directory_error = std::move(proposals_error);
     }
+    bool quotes_server = false;  // the error quotes the server's answer to a script (MigrationError)
     nlohmann::json event = session_fields(session);
     event["event"] = "command";
     event["command"] = fmt::format("pgrail.{}", sql::name_of(command));
@@ -407,6 +408,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
             outcome.ok = true;
         } catch (const migrations::MigrationError& e) {
             outcome.error = {"ERROR", e.sqlstate(), e.message(), e.detail(), e.hint()};
+            quotes_server = e.quotes_server();
         } catch (const std::exception& e) {
             outcome.error = {"ERROR",
                              sqlstate::system_error,
@@ -431,7 +433,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
     // may not read (a failing row, a duplicate key, a value an expression could not cast): the
     // client gets them without their quoted values and DETAIL (the operator's CLI, not the ledger,
     // shows them whole).
-    if (!outcome.ok && (sql::runs_migration(command) || command == policy::Command::verify)) {
+    if (!outcome.ok && quotes_server) {
         outcome.error.message = audit::redact_message(outcome.error.message);
         outcome.error.detail = audit::redact_message(outcome.error.detail);
     }

@@ -192,8 +192,10 @@ struct Server::Impl {
     }
 
     // As PostgreSQL refuses a client over max_connections: after its startup packet, an SSLRequest
-    // or GSSENCRequest before it answered 'N', so that libpq shows the message. At most
-    // `max_refusing` at once, each for at most two seconds.
+    // or GSSENCRequest before it answered 'N', so that libpq shows the message. A CancelRequest is
+    // still carried out, as PostgreSQL serves cancels when full (a client stopping a runaway query
+    // must not be turned away by the load it causes). At most `max_refusing` at once, each for at
+    // most two seconds.
     static constexpr int max_refusing = 64;
     std::atomic<int> refusing{0};
 
@@ -210,6 +212,24 @@ struct Server::Impl {
                                   deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
             if (read.index() == 1 || std::get<0>(std::get<0>(read))) co_return;
             const auto code = protocol::read_u32(head.data() + 4);
+            if (code == protocol::cancel_request_code && protocol::read_u32(head.data()) == 16) {
+                std::array<char, 8> key_bytes{};
+                auto key_read = co_await (
+                    asio::async_read(socket, asio::buffer(key_bytes), asio::as_tuple(asio::use_awaitable)) ||
+                    deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+                if (key_read.index() == 1 || std::get<0>(std::get<0>(key_read))) co_return;
+                const protocol::BackendKey key{static_cast<std::int32_t>(protocol::read_u32(key_bytes.data())),
+                                               static_cast<std::int32_t>(protocol::read_u32(key_bytes.data() + 4))};
+                const auto upstream_key = shared.cancel_registry.find(key);
+                if (!upstream_key) co_return;  // answered with nothing, as PostgreSQL does
+                shared.cancel_registry.abandon(key);  // an in-band command, if one runs
+                // (Named first: GCC 12 mishandles a conditional inside a co_await expression.)
+                std::shared_ptr<const TlsContextSet> tls;
+                if (shared.tls) tls = shared.tls->current();
+                const auto executor = socket.get_executor();
+                co_await send_cancel_request(executor, shared.config, tls, *upstream_key);
+                co_return;
+            }
             if (code != protocol::ssl_request_code && code != protocol::gssenc_request_code) break;
             const auto [ec, written] =
                 co_await asio::async_write(socket, asio::buffer("N", 1), asio::as_tuple(asio::use_awaitable));

@@ -679,7 +679,8 @@ awaitable<GateVerdict> Session::analyse_elsewhere(const ClientStatement& stateme
     };
     // Each login (identity, else role) takes its turn: one agent's many connections cannot queue
     // the pool's threads away from everyone else.
-    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, pool_owner(), analyse);
+    const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
+    co_return co_await run_on_pool<GateVerdict>(shared_.analysis_pool, owner, analyse);
 }
 
 // In-band commands run on the blocking pool; their answers reach the client through the server,
@@ -714,7 +715,8 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     auto work = [inband = shared_.inband, context = context_, calls, abandoned] {
         return run_calls(*inband, context, calls, abandoned);
     };
-    InbandAnswers result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, pool_owner(), work);
+    const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
+    InbandAnswers result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, owner, work);
     finished->store(true);  // the watcher's wait ends with the client's next message, or its close
     inband_abandoned_.reset();
     // Its answer is complete with this ReadyForQuery (a Parse's or Bind's comes with the next Sync).
@@ -889,7 +891,8 @@ awaitable<void> Session::record_migrator_runs() {
         inband->record_migrator_commit(context, committed, *progress);
         return true;
     };
-    (void)co_await run_on_pool<bool>(shared_.blocking_pool, pool_owner(), work);
+    const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
+    (void)co_await run_on_pool<bool>(shared_.blocking_pool, owner, work);
 }
 
 }  // namespace pgrail::proxy

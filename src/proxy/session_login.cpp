@@ -418,7 +418,8 @@ awaitable<bool> Session::server_login() {
                         auto next = client.server_first(message);
                         return Derived{std::move(client), std::move(next)};
                     };
-                    auto derived = co_await run_on_pool<Derived>(shared_.blocking_pool, pool_owner(), derive);
+                    const std::string owner = pool_owner();  // named: GCC 12 bug 100611, as above
+                    auto derived = co_await run_on_pool<Derived>(shared_.blocking_pool, owner, derive);
                     scram = std::move(derived.first);
                     step = std::move(derived.second);
                 } else {

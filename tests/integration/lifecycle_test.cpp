@@ -241,6 +241,17 @@ TEST_CASE("max_client_connections: one more client hears 53300 at once, and a fr
     CHECK(PQstatus(refused.get()) == CONNECTION_BAD);
     CHECK_THAT(PQerrorMessage(refused.get()), Catch::Contains("sorry, too many clients already"));
     CHECK_THAT(pgrail.log(), Catch::Contains("refused 1 client connection(s): max_client_connections reached"));
+    // A cancel still gets through when full, as PostgreSQL serves one (review 9).
+    REQUIRE(PQsendQuery(held.front().get(), "SELECT pg_sleep(60)") == 1);
+    std::this_thread::sleep_for(200ms);  // (the query under way: a cancel before it would be lost either way)
+    PGcancel* cancel = PQgetCancel(held.front().get());
+    REQUIRE(cancel != nullptr);
+    char error[256];
+    CHECK(PQcancel(cancel, error, sizeof error) == 1);
+    PQfreeCancel(cancel);
+    const auto cancelled = drain(held.front().get());
+    REQUIRE_FALSE(cancelled.empty());
+    CHECK(cancelled.front().sqlstate == "57014");
     held.pop_back();  // its session ends; the place is free once pgrail has seen it go
     REQUIRE(eventually([&] {
         Conn again(PQconnectdb(pgrail.conninfo().c_str()));

@@ -721,7 +721,9 @@ TEST_CASE("a no-transaction migration that fails halfway is partial: reported, n
                                Catch::Contains("ran:\n  1 (line 2): CREATE INDEX CONCURRENTLY t_a ON t (id)") &&
                                Catch::Contains("failed or did not run:\n  2 (line 3)") &&
                                Catch::Contains("3 (line 4): CREATE INDEX CONCURRENTLY t_c") &&
-                               Catch::Contains("column \"missing\" does not exist"));
+                               // The ledger keeps the server's words without what they quote (a value
+                               // of a row, as readily as a name): the CLI's error shows them whole.
+                               Catch::Contains("column \"?\" does not exist"));
     const auto table = status_table(*snapshot);
     REQUIRE(table.rows.size() == 2);
     CHECK(table.rows[1][2] == "partial");

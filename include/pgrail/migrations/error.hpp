@@ -20,8 +20,17 @@ public:
     [[nodiscard]] std::string message() const { return what(); }
     [[nodiscard]] const std::string& detail() const { return detail_; }
     [[nodiscard]] const std::string& hint() const { return hint_; }
+    // The message and detail quote the server's answer to a script run over the live data, whose
+    // words may hold row values (a failing row, a duplicate key): a client that is not the
+    // operator gets them redacted.
+    [[nodiscard]] bool quotes_server() const { return quotes_server_; }
+    MigrationError& quoting_server() {
+        quotes_server_ = true;
+        return *this;
+    }
 
 private:
+    bool quotes_server_ = false;
     std::string sqlstate_;
     std::string detail_;
     std::string hint_;
