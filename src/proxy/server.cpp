@@ -99,6 +99,10 @@ void ServerShared::shut_down_sessions(ShutdownMode mode) {
 struct Server::Impl {
     explicit Impl(config::ServeConfig config) : shared(std::move(config)) {}
     ServerShared shared;
+    // Refusals of clients over max_client_connections under way (refuse_after_startup). Declared
+    // before the workers: a refusal's coroutine still pending when their io_contexts are
+    // destroyed counts itself out on the way.
+    std::atomic<int> refusing{0};
     std::function<void()> on_reload;
     // Each worker runs its own single-threaded io_context: a session never changes
     // thread, so it needs no strand and no locks on its own state.
@@ -197,7 +201,6 @@ struct Server::Impl {
     // must not be turned away by the load it causes). At most `max_refusing` at once, each for at
     // most two seconds.
     static constexpr int max_refusing = 64;
-    std::atomic<int> refusing{0};
 
     asio::awaitable<void> refuse_after_startup(Stream socket) {
         ++refusing;
