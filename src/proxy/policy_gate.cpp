@@ -48,13 +48,18 @@ constexpr std::size_t audit_statement_bytes = 4096;
 constexpr std::size_t audit_message_bytes = 1024;
 constexpr std::size_t audit_objects = 32;
 
-// `text` cut to at most `max` bytes on a UTF-8 character's start, "..." marking the cut.
-std::string clipped(std::string text, std::size_t max) {
+// The longest prefix of `text` of at most `max` bytes that ends between UTF-8 characters.
+std::string_view whole_characters(std::string_view text, std::size_t max) {
     if (text.size() <= max) return text;
     std::size_t end = max;
     while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-    text.resize(end);
-    return text + "...";
+    return text.substr(0, end);
+}
+
+// `text` cut to at most `max` bytes of whole characters, "..." marking the cut.
+std::string clipped(const std::string& text, std::size_t max) {
+    if (text.size() <= max) return text;
+    return std::string(whole_characters(text, max)) + "...";
 }
 
 void clip_refusal(nlohmann::json& event, std::size_t statement_size) {
@@ -173,13 +178,7 @@ constexpr std::size_t quick_text_max = 1024;
 // A client's application_name as PostgreSQL shows it (pg_stat_activity keeps 63 bytes): the audit
 // line of a refusal costs no more than the client's few bytes of it. (user and database are cut
 // to 63 bytes when the startup packet is read, as the server cuts them.)
-std::string_view shown_application_name(std::string_view name) {
-    constexpr std::size_t kept = 63;
-    if (name.size() <= kept) return name;
-    std::size_t end = kept;
-    while (end > 0 && (static_cast<unsigned char>(name[end]) & 0xC0) == 0x80) --end;  // whole UTF-8 characters
-    return name.substr(0, end);
-}
+std::string_view shown_application_name(std::string_view name) { return whole_characters(name, 63); }
 
 nlohmann::json session_fields(const SessionContext& session) {
     return {{"session_id", session.session_id},
@@ -246,8 +245,10 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
 }
 
 bool PolicyGate::quick(const SessionContext& session, std::string_view sql) {
-    if (catalogs_ && thread_state().policy->has_result_guards && !catalogs_->ready(session.database) &&
-        !thread_state().policy->rule_for(session).guards.sensitive.empty())
+    // (The rule first: sessions of rules without sensitive columns take no lock here.)
+    if (const auto& policy = *thread_state().policy; catalogs_ && policy.has_result_guards &&
+                                                     !policy.rule_for(session).guards.sensitive.empty() &&
+                                                     !catalogs_->ready(session.database))
         return false;
     if (sql.size() <= quick_text_max || sql.size() > max_analyzed_size_) return true;
     if (sql.size() <= front_cache_max_text) {
