@@ -18,6 +18,11 @@ std::vector<std::string> rules(const Migration& migration, bool with_review = fa
     return out;
 }
 
+// The findings (without `needs_review`) of a proposal of these two scripts.
+std::vector<std::string> findings(const std::string& up, const std::string& down) {
+    return rules(proposal_migration("1", "x", up, down));
+}
+
 }  // namespace
 
 TEST_CASE("proposal names", "[proposals]") {
@@ -66,9 +71,6 @@ TEST_CASE("a proposal's scripts parse as migration files do", "[proposals]") {
 }
 
 TEST_CASE("structure findings of a proposal", "[proposals]") {
-    const auto findings = [](const std::string& up, const std::string& down) {
-        return rules(proposal_migration("1", "x", up, down));
-    };
     CHECK(findings("ALTER TABLE p ADD COLUMN tz text", "ALTER TABLE p DROP COLUMN tz").empty());
     CHECK(findings("CREATE TABLE t (a int)", "DROP TABLE t").empty());
     CHECK(findings("ALTER TABLE p DROP COLUMN tz", "ALTER TABLE p ADD COLUMN tz text") ==
@@ -89,9 +91,6 @@ TEST_CASE("structure findings of a proposal", "[proposals]") {
 }
 
 TEST_CASE("a rollback that drops what its up script did not make is destructive", "[proposals]") {
-    const auto findings = [](const std::string& up, const std::string& down) {
-        return rules(proposal_migration("1", "x", up, down));
-    };
     const std::vector<std::string> down_destructive{"down:destructive"};
     CHECK(findings("ALTER TABLE p ADD COLUMN a text", "ALTER TABLE p DROP COLUMN a").empty());
     CHECK(findings("ALTER TABLE p ADD COLUMN a text", "ALTER TABLE p DROP COLUMN a; DROP TABLE important") ==
@@ -119,9 +118,6 @@ TEST_CASE("a rollback that drops what its up script did not make is destructive"
 }
 
 TEST_CASE("what a DO block or a query string runs is read for destruction as a statement is", "[proposals]") {
-    const auto findings = [](const std::string& up, const std::string& down) {
-        return rules(proposal_migration("1", "x", up, down));
-    };
     const std::string add_back = "ALTER TABLE p ADD COLUMN a text";
     const std::vector<std::string> up_destructive{"up:destructive"};
     CHECK(findings("DO $$BEGIN EXECUTE 'ALTER TABLE p DROP COLUMN a'; END$$", add_back) == up_destructive);
@@ -151,13 +147,13 @@ TEST_CASE("a waiver in a proposal's own script keeps its finding listed, and the
     const auto migration =
         proposal_migration("1", "x", "-- pgrail:allow volatile-default it is fine\nALTER TABLE p ADD COLUMN s bigserial",
                            "ALTER TABLE p DROP COLUMN s");
-    const auto findings = proposal_lint_findings(migration);
-    const auto waived = std::find_if(findings.begin(), findings.end(),
-                                     [](const ProposalFinding& f) { return f.rule == "volatile-default"; });
-    REQUIRE(waived != findings.end());
+    const auto lint = proposal_lint_findings(migration);
+    const auto waived =
+        std::find_if(lint.begin(), lint.end(), [](const ProposalFinding& f) { return f.rule == "volatile-default"; });
+    REQUIRE(waived != lint.end());
     CHECK(waived->severity == "warning");
     CHECK_THAT(waived->message, Catch::Contains("waived by the proposal: it is fine"));
-    CHECK_FALSE(proposal_is_clean(findings_json(findings), "passed"));
+    CHECK_FALSE(proposal_is_clean(findings_json(lint), "passed"));
 }
 
 TEST_CASE("only additive changes and their reversal can be approved without a person", "[proposals]") {
