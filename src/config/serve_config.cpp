@@ -137,10 +137,17 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     }
     if (root["policy"]) config.policy_file = resolve(reader.as_string(root["policy"], "policy"), base_dir);
     if (const auto audit = root["audit"]) {
-        reader.expect_map(audit, {"file", "fsync", "redact_literals"}, "audit");
+        reader.expect_map(audit, {"file", "fsync", "redact_literals", "refusal_bytes_per_second", "refusal_burst_bytes"}, "audit");
         if (audit["file"]) config.audit_file = resolve(reader.as_string(audit["file"], "audit.file"), base_dir);
         if (audit["fsync"]) config.audit_fsync = reader.as_choice(audit["fsync"], "audit.fsync", {"always", "never"}) == "always";
         if (audit["redact_literals"]) config.audit_redact_literals = reader.as_bool(audit["redact_literals"], "audit.redact_literals");
+        if (audit["refusal_bytes_per_second"])
+            config.audit_refusal_bytes_per_second = static_cast<std::uint32_t>(
+                reader.as_int(audit["refusal_bytes_per_second"], "audit.refusal_bytes_per_second", 0, 1 << 30));
+        // At least one long refusal's line (~9 KB), so none waits for a budget it can never fill.
+        if (audit["refusal_burst_bytes"])
+            config.audit_refusal_burst_bytes = static_cast<std::uint32_t>(
+                reader.as_int(audit["refusal_burst_bytes"], "audit.refusal_burst_bytes", 16384, 1 << 30));
     }
     if (const auto migrations = root["migrations"]) {
         reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "lock_wait",

@@ -17,6 +17,17 @@ const InbandCall* changing_call(const std::vector<InbandCall>& calls) {
     return found == calls.end() ? nullptr : &*found;
 }
 
+const InbandCall* recording_call(const std::vector<InbandCall>& calls) {
+    const auto found = std::find_if(calls.begin(), calls.end(),
+                                    [](const InbandCall& call) { return sql::leaves_a_record(call.command); });
+    return found == calls.end() ? nullptr : &*found;
+}
+
+protocol::ErrorMessage failed_transaction_error() {
+    return {"ERROR", sqlstate::in_failed_sql_transaction,
+            "current transaction is aborted, commands ignored until end of transaction block", {}, {}};
+}
+
 InbandAnswers run_calls(InbandCommands& commands, const SessionContext& session, const std::vector<InbandCall>& calls,
                         const AbandonedFlag& abandoned) {
     std::vector<std::size_t> order(calls.size());

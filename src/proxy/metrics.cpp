@@ -124,6 +124,9 @@ std::string Metrics::render() const {
     counter("pgrail_audit_lines_total", "Audit lines written.", audit_lines.load(std::memory_order_relaxed));
     counter("pgrail_audit_failures_total", "Audit lines that could not be written (the statement failed closed).",
             audit_failures.load(std::memory_order_relaxed));
+    counter("pgrail_refusals_paced_total",
+            "Refusals answered late because their login's refusal lines passed audit.refusal_bytes_per_second.",
+            refusals_paced.load(std::memory_order_relaxed));
     header(out, "pgrail_reloads_total", "counter", "SIGHUP reloads, by outcome.");
     out += fmt::format("pgrail_reloads_total{{outcome=\"ok\"}} {}\n", reloads_ok.load(std::memory_order_relaxed));
     out += fmt::format("pgrail_reloads_total{{outcome=\"refused\"}} {}\n",

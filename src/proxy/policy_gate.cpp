@@ -127,6 +127,43 @@ bool changes_encoding(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), may_change_encoding);
 }
 
+// The names of the temporary relations a text makes (GateVerdict::temporary_relations).
+void add_temporary_relations(const sql::Statement& statement, std::vector<std::string>& names) {
+    for (const auto& object : statement.objects)
+        if (object.temporary && std::find(names.begin(), names.end(), object.name) == names.end())
+            names.push_back(object.name);
+    for (const auto& inner : statement.inner) add_temporary_relations(inner, names);
+}
+
+std::vector<std::string> temporary_relations_of(const sql::Analysis& analysis) {
+    std::vector<std::string> names;
+    for (const auto& statement : analysis.statements) add_temporary_relations(statement, names);
+    return names;
+}
+
+// A registered migration's statement that names, unqualified, a relation the session made
+// temporary: the server would resolve the name to the temporary one (pg_temp comes first), and
+// the ledger would record a migration applied to a relation that vanishes with the session.
+// Its index, and the name; nothing when none does.
+std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(const policy::MigrationMatcher* matcher,
+                                                                                const sql::Analysis& analysis,
+                                                                                const SessionContext& session) {
+    if (matcher == nullptr || !*matcher) return std::nullopt;
+    if (session.temporary_relations.empty() && !session.many_temporary_relations) return std::nullopt;
+    const auto& temporary = session.temporary_relations;
+    for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
+        const auto& statement = analysis.statements[index];
+        if (!policy::changes_schema(statement) || !(*matcher)(statement)) continue;
+        for (const auto& object : statement.objects) {
+            if (!object.schema.empty() || object.temporary) continue;
+            if (session.many_temporary_relations ||
+                std::find(temporary.begin(), temporary.end(), object.name) != temporary.end())
+                return std::pair{index, object.name};
+        }
+    }
+    return std::nullopt;
+}
+
 // The allowed schema changes that are a registered migration's statements: the session follows
 // them to their commit, and the ledger records a script run to its end (docs/migrations.md).
 std::vector<MigratorStatement> migrator_statements(const policy::MigrationMatcher* matcher,
@@ -165,6 +202,9 @@ sql::Analysis timed_analysis(std::string_view sql, sql::Lexing lexing) {
     metrics().analysis_seconds.observe(std::chrono::steady_clock::now() - started);
     return analysis;
 }
+
+// The size of an event's audit line (a refusal's, which its login pays for: refusal_pacer.hpp).
+std::size_t line_bytes(const nlohmann::json& event) { return event.dump().size() + 1; }
 
 // Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
 constexpr std::size_t front_cache_max_text = 4096;
@@ -296,6 +336,7 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::strin
                 count(decision, *shaped->analysis);
                 GateVerdict verdict;
                 verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
+                verdict.temporary_relations = temporary_relations_of(*shaped->analysis);
                 verdict.changes_encoding = changes_encoding(*shaped->analysis);
                 return verdict;
             }
@@ -326,12 +367,29 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
             sensitive_in_use = &sensitive;
         }
     }
-    const auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get(), sensitive_in_use);
+    auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get(), sensitive_in_use);
+    if (decision.action == policy::Decision::Action::allow) {
+        if (const auto shadowed = shadowed_migrator_statement(state.matcher.get(), analysis, session)) {
+            decision.action = policy::Decision::Action::deny;
+            decision.guard = "migrator_temporary_shadow";
+            decision.sqlstate = "55000";
+            decision.statement_index = shadowed->first;
+            decision.message = fmt::format(
+                "pgrail: this session made a temporary relation named \"{}\", which a registered migration's "
+                "unqualified name would reach first",
+                shadowed->second);
+            decision.detail = "The ledger would record the migration as applied while the schema's own relation "
+                              "stays unchanged.";
+            decision.hint = "Run the migration in a session without temporary relations of those names (a new "
+                            "connection), or with pgrail migrate up.";
+        }
+    }
     count(decision, analysis);
     GateVerdict verdict;
     verdict.changes_encoding = changes_encoding(analysis);
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
+        verdict.temporary_relations = temporary_relations_of(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run. So is a read
         // whose results pgrail masks.
@@ -362,7 +420,9 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
         return verdict;
     }
 
-    verdict.write_audit = writer(session, refusal_event(session, decision, analysis, sql));
+    auto event = refusal_event(session, decision, analysis, sql);
+    verdict.audit_bytes = decision.enforced ? line_bytes(event) : 0;
+    verdict.write_audit = writer(session, std::move(event));
     if (!decision.enforced) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = error_of(decision);
@@ -383,6 +443,7 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
     event["function_oid"] = function_oid;
     add_decision_fields(event, decision);
     GateVerdict verdict;
+    verdict.audit_bytes = decision.enforced ? line_bytes(event) : 0;
     verdict.write_audit = writer(session, std::move(event));
     if (!decision.enforced) return verdict;  // audit_only: forwarded, but on record
     verdict.kind = GateVerdict::Kind::refuse;
@@ -406,7 +467,7 @@ GateVerdict PolicyGate::check_startup(const SessionContext& session, const Start
     event["authenticated"] = authenticated;
     if (authenticated) {
         verdict.write_audit = writer(session, std::move(event));
-    } else if (const auto left_out = unauthenticated_audit_.take()) {
+    } else if (const auto left_out = unauthenticated_audit_.take(session.client_address)) {
         if (*left_out > 0) event["unaudited_before"] = *left_out;
         verdict.write_audit = writer(session, std::move(event));
     }
@@ -508,7 +569,7 @@ bool PolicyGate::audit_auth_event(const SessionContext& session, std::string_vie
     event["message"] = std::string(reason);
     if (kind == "login_refused") {  // before authentication: bounded as a refused startup packet
         event["authenticated"] = false;
-        const auto left_out = unauthenticated_audit_.take();
+        const auto left_out = unauthenticated_audit_.take(session.client_address);
         if (!left_out) return true;  // counted, and carried by the next line written
         if (*left_out > 0) event["unaudited_before"] = *left_out;
     }

@@ -59,7 +59,8 @@ Session::Session(Stream client, ServerShared& shared)
       protocol_(*this, shared.gate, shared.cancel_registry, shared.refusal_marker),
       started_(std::chrono::steady_clock::now()),
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
-      ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()) {
+      ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()),
+      pace_timer_(client_.get_executor()) {
     context_.session_id = shared_.next_session_id.fetch_add(1);
     context_.client_address = client_.peer_address();
     if (shared_.tls) tls_ = shared_.tls->current();
@@ -369,6 +370,7 @@ bool Session::at_rest() {
 void Session::request_shutdown(ShutdownMode mode) {
     if (mode <= shutdown_) return;
     shutdown_ = mode;
+    pace_timer_.cancel();  // a paced refusal is answered now: pgrail is going
     if (!pumping_) {
         // Before the server heard of the session: a graceful shutdown lets the client finish its
         // startup packet (it then hears 57P03); an immediate one stops waiting for it. After the
@@ -584,6 +586,14 @@ awaitable<void> Session::client_to_server() {
             if (!protocol_.logged_in()) {
                 if (!co_await hold_until_authenticated(in)) co_return;
             }
+            // pgrail keeps a little for each batch the server owes a ReadyForQuery: past this many,
+            // it reads no more of the client until the server has answered some (a client may
+            // pipeline Syncs without end, as PostgreSQL lets it).
+            constexpr std::uint64_t max_unanswered_batches = 4096;
+            if (protocol_.requested() - protocol_.answered() >= max_unanswered_batches) {
+                const std::uint64_t enough = protocol_.requested() - max_unanswered_batches + 1;
+                if (!co_await wait_for_server(enough)) co_return;
+            }
             const auto next = next_frame(in, to_server_, max_size, inspect, on_header);
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
@@ -603,6 +613,7 @@ awaitable<void> Session::client_to_server() {
                 case ClientStep::Kind::check_function_call: {
                     GateVerdict verdict = shared_.gate->check_function_call(context_, step.function_oid);
                     if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
+                    if (verdict.kind == GateVerdict::Kind::refuse) co_await pace_refusal(verdict.audit_bytes);
                     protocol_.apply(verdict, step.statement, to_server_);
                     break;
                 }
@@ -618,6 +629,7 @@ awaitable<void> Session::client_to_server() {
                         verdict = co_await analyse_elsewhere(step.statement);
                     }
                     if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
+                    if (verdict.kind == GateVerdict::Kind::refuse) co_await pace_refusal(verdict.audit_bytes);
                     if (directory_entry_) directory_entry_->on_statement(step.statement.sql, context_.lexing);
                     protocol_.apply(verdict, step.statement, to_server_);
                     if (verdict.kind != GateVerdict::Kind::intercept) break;
@@ -663,6 +675,25 @@ awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
     auto write = [write_audit = std::move(verdict.write_audit)] { return write_audit(); };
     const bool written = co_await run_on_pool<bool>(shared_.audit_pool, write);
     settle_audit(verdict, written);
+}
+
+// A refusal beyond its login's budget is answered later (refusal_pacer.hpp): nothing more of the
+// client's is read meanwhile, so neither this session nor its login's others write the audit
+// faster than the budget's rate, whatever they send.
+awaitable<void> Session::pace_refusal(std::size_t audit_bytes) {
+    if (audit_bytes == 0) co_return;  // no line was written (the audit failed closed)
+    const auto wait = shared_.refusal_pacer.reserve(pool_owner(), audit_bytes);
+    if (wait <= std::chrono::steady_clock::duration::zero()) co_return;
+    metrics().refusals_paced.fetch_add(1, std::memory_order_relaxed);
+    static AuditBudget log_budget(1.0, 10.0);
+    if (const auto left_out = log_budget.take())
+        spdlog::warn("session {}: {} is refused faster than audit.refusal_bytes_per_second: answered after {} ms{}",
+                     context_.session_id, pool_owner(),
+                     std::chrono::duration_cast<std::chrono::milliseconds>(wait).count(),
+                     *left_out > 0 ? fmt::format(" ({} more paced refusals not logged before it)", *left_out)
+                                   : std::string());
+    pace_timer_.expires_after(wait);
+    co_await pace_timer_.async_wait(use_tuple);
 }
 
 // Whose turn a job of this session takes on a shared pool (FairPool): its login's.
@@ -732,16 +763,21 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
 
 awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(const std::vector<InbandCall>& calls,
                                                                                 std::uint64_t answered) {
-    const InbandCall* changing = changing_call(calls);
-    if (!changing) co_return std::nullopt;
+    const InbandCall* recording = recording_call(calls);
+    if (!recording) co_return std::nullopt;
+    const InbandCall* changing = changing_call(calls);  // a migration: outside any transaction block
     std::optional<protocol::ErrorMessage> refusal;
-    if (protocol_.executed_since_sync()) {
+    if (changing && protocol_.executed_since_sync()) {
         refusal = outside_transaction_error(*changing, true);
     } else if (!co_await wait_for_server(answered)) {
         co_return protocol::ErrorMessage{
             "ERROR", sqlstate::admin_shutdown, "pgrail: the session ended before the command ran", {}, {}};
-    } else if (protocol_.transaction_status() != 'I') {
+    } else if (changing && protocol_.transaction_status() != 'I') {
         refusal = outside_transaction_error(*changing, false);
+    } else if (protocol_.transaction_status() == 'E') {
+        // PostgreSQL would run nothing here: neither does pgrail (and says what the server says).
+        refusal = failed_transaction_error();
+        changing = recording;
     }
     if (!refusal) co_return std::nullopt;
     // On record before the client hears it, as every refusal.
@@ -790,7 +826,7 @@ awaitable<void> Session::on_bind(const ClientStep& step, Outbound& out) {
     // DEALLOCATEd): otherwise the server skips this Bind, and the command must not run.
     // (The co_await stands alone: GCC 12 mishandles one inside a larger expression.)
     bool server_holds_it = true;
-    if (!error && changing_call(calls)) server_holds_it = co_await probe_statement(step.bind->statement, out);
+    if (!error && recording_call(calls)) server_holds_it = co_await probe_statement(step.bind->statement, out);
     if (!server_holds_it) {
         out.forward(step.statement.frame);
         co_return;

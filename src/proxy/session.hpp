@@ -37,6 +37,7 @@
 #include "pgrail/protocol/frontend.hpp"
 #include "pgrail/proxy/cancel_registry.hpp"
 #include "pgrail/proxy/inband_commands.hpp"
+#include "pgrail/proxy/refusal_pacer.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
 
 namespace pgrail::proxy {
@@ -52,7 +53,8 @@ enum class ShutdownMode : std::uint8_t { none, graceful, immediate };
 // What every session shares; lives as long as the server.
 struct ServerShared {
     explicit ServerShared(config::ServeConfig serve_config)
-        : config(std::move(serve_config)), client_buffers(config.max_buffered_size) {}
+        : config(std::move(serve_config)), client_buffers(config.max_buffered_size),
+          refusal_pacer(config.audit_refusal_bytes_per_second, config.audit_refusal_burst_bytes) {}
     config::ServeConfig config;
     std::shared_ptr<StatementGate> gate;
     std::shared_ptr<InbandCommands> inband;  // pgrail.* commands (InbandDispatch: never null)
@@ -66,6 +68,7 @@ struct ServerShared {
     boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
     CancelRegistry cancel_registry;
     BufferBudget client_buffers;  // whole client messages held for inspection, by all sessions
+    RefusalPacer refusal_pacer;   // each login's refusals, answered at most so fast (refusal_pacer.hpp)
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
     std::atomic<std::uint64_t> next_session_id{1};
     std::atomic<std::uint64_t> active_sessions{0};
@@ -174,6 +177,7 @@ private:
     awaitable<GateVerdict> analyse_elsewhere(const ClientStatement& statement);
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
+    awaitable<void> pace_refusal(std::size_t audit_bytes);
     [[nodiscard]] std::string pool_owner() const;
     // A statement that reads pgrail commands: a Query runs them and sends the text with their
     // answers; a Parse sends a text that takes them as parameters, and they run at its Bind.
@@ -230,6 +234,7 @@ private:
     boost::asio::steady_timer ready_signal_;  // cancelled when the server answers while someone waits
     std::uint64_t inband_answer_ready_ = 0;  // the ReadyForQuery that completes the last one's answer
     boost::asio::steady_timer login_timer_;
+    boost::asio::steady_timer pace_timer_;  // a refusal answered later (pace_refusal)
     std::chrono::steady_clock::time_point server_turn_deadline_ = std::chrono::steady_clock::time_point::max();
     bool login_watch_done_ = false;
     // auth.mode pgrail: the verifier and role the client logged in with (nullopt: passthrough, or

@@ -22,6 +22,7 @@
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
+#include "pgrail/proxy/audit_budget.hpp"
 #include "run_on_pool.hpp"
 #include "session.hpp"
 #include "tls_context.hpp"
@@ -178,8 +179,14 @@ awaitable<std::optional<std::string>> Session::read_login_frame(Leg& leg, std::u
 }
 
 awaitable<void> Session::refuse_login(std::string code, std::string message, std::string reason) {
-    spdlog::warn("session {}: login of identity \"{}\" from {} refused: {}", context_.session_id, context_.user,
-                 context_.client_address, reason);
+    // Anyone who reaches the port can cause these: logged as a refused startup packet is (a burst,
+    // then 10 a second, the count of those left out said with the next line).
+    static AuditBudget log_budget(10.0, 100.0);
+    if (const auto left_out = log_budget.take())
+        spdlog::warn("session {}: login of identity \"{}\" from {} refused: {}{}", context_.session_id, context_.user,
+                     context_.client_address, reason,
+                     *left_out > 0 ? fmt::format(" ({} more refused logins not logged before it)", *left_out)
+                                   : std::string());
     GateVerdict audit;
     audit.write_audit = [gate = shared_.gate, context = context_, reason] {
         return gate->audit_auth_event(context, "login_refused", reason);

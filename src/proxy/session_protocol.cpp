@@ -219,6 +219,7 @@ void SessionProtocol::on_client_header(char tag) {
         // Copy data right after a Sync: that Sync followed the Execute of COPY FROM STDIN and the
         // server ignores it; only the one after CopyDone earns a ReadyForQuery.
         if (last_client_tag_ == front::sync && batches_.size() > 1 && open_batch().describes.empty()) {
+            if (open_batch().changes_encoding) --batches_changing_encoding_;
             batches_.pop_back();
         }
         if (tag != front::copy_data) phase_ = Phase::ready;
@@ -263,6 +264,13 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         step.kind = ClientStep::Kind::end;
         return step;
     }
+    // After extended-protocol messages without a Sync, PostgreSQL answers a Query or FunctionCall
+    // only when none of them failed (else it skips to the Sync, the Query unanswered): whether it
+    // earns a ReadyForQuery cannot be known when it is sent, and a wrong count would pair the
+    // server's answers with the wrong requests (refusals, masking, max_rows) for the rest of the
+    // session. No driver sends one there (libpq refuses PQsendQuery in pipeline mode).
+    if ((tag == front::query || tag == front::function_call) && batch_of(tag).extended)
+        return malformed("pgrail: a Query or FunctionCall after extended-protocol messages must follow a Sync");
     switch (tag) {
         case front::query:
             if (const auto query = protocol::parse_query(body)) {
@@ -363,6 +371,15 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
         return;
     }
     if (!verdict.migrator_statements.empty()) migrator_runs_.on_forwarded(verdict.migrator_statements);
+    for (const std::string& name : verdict.temporary_relations) {
+        auto& known = context_.temporary_relations;
+        if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        if (known.size() < SessionContext::max_temporary_relations) {
+            known.push_back(name);
+        } else {
+            context_.many_temporary_relations = true;
+        }
+    }
     out.forward(statement.frame);
 }
 
@@ -517,12 +534,12 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
     // The batch is answered: what it still expected (answers an error made the server skip,
     // refusals) can no longer come. A change of client_encoding in it has been reported
     // (ParameterStatus) by now.
-    if (batches_.front().changes_encoding)
-        context_.lexing.encoding_pending = std::any_of(batches_.begin() + 1, batches_.end(),
-                                                       [](const Batch& batch) { return batch.changes_encoding; });
+    if (batches_.front().changes_encoding) {
+        --batches_changing_encoding_;
+        context_.lexing.encoding_pending = batches_changing_encoding_ > 0;
+    }
     if (batches_.size() > 1) {
-        Batch answered = std::move(batches_.front());
-        batches_.erase(batches_.begin());
+        Batch answered = batches_.pop_front();
         answered.clear();
         if (spare_batches_.size() < 4) spare_batches_.push_back(std::move(answered));  // (a long pipeline's: freed)
     } else {

@@ -254,6 +254,31 @@ private:
             refusals.clear();
         }
     };
+    // The batches the server owes a ReadyForQuery, oldest first, the open one last: a vector read
+    // from `head`, its answered front cut off once it is half of it, so that popping the front
+    // costs O(1) amortised (a client may pipeline a million Syncs; erasing the front of a vector
+    // each time was quadratic and held an I/O thread for minutes).
+    struct BatchQueue {
+        std::vector<Batch> items;
+        std::size_t head = 0;
+        [[nodiscard]] std::size_t size() const { return items.size() - head; }
+        [[nodiscard]] Batch& front() { return items[head]; }
+        [[nodiscard]] const Batch& front() const { return items[head]; }
+        [[nodiscard]] Batch& back() { return items.back(); }
+        [[nodiscard]] const Batch& back() const { return items.back(); }
+        [[nodiscard]] Batch& operator[](std::size_t index) { return items[head + index]; }
+        void push_back(Batch&& batch) { items.push_back(std::move(batch)); }
+        void emplace_back() { items.emplace_back(); }
+        void pop_back() { items.pop_back(); }
+        Batch pop_front() {
+            Batch first = std::move(items[head++]);
+            if (head >= 32 && head * 2 >= items.size()) {
+                items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(head));
+                head = 0;
+            }
+            return first;
+        }
+    };
     [[nodiscard]] Batch& open_batch() { return batches_.back(); }
     [[nodiscard]] const Batch& open_batch() const { return batches_.back(); }
     void close_batch() {
@@ -271,6 +296,7 @@ private:
     // A statement that may change client_encoding runs in the open batch: texts read until its
     // batch is answered are read as if the encoding were unknown (Lexing::encoding_pending).
     void expect_encoding_change(Batch& batch) {
+        if (!batch.changes_encoding) ++batches_changing_encoding_;
         batch.changes_encoding = true;
         context_.lexing.encoding_pending = true;
     }
@@ -304,7 +330,8 @@ private:
     std::string startup_bytes_;
     StartupParameters startup_parameters_;
     std::optional<Ending> ending_;
-    std::vector<Batch> batches_;  // a queue of one or two, mostly: popped by erasing its front
+    BatchQueue batches_;  // a queue of one or two, mostly
+    std::size_t batches_changing_encoding_ = 0;  // of batches_, those with changes_encoding
     std::vector<Batch> spare_batches_;  // answered batches, cleared, for close_batch to reuse
     std::uint64_t answered_ = 0;
     std::uint64_t next_refusal_id_ = 1;

@@ -32,6 +32,11 @@ bool runs_migration(PgrailCommand command) {
     return command == PgrailCommand::migrate_up || command == PgrailCommand::migrate_down;
 }
 
+bool leaves_a_record(PgrailCommand command) {
+    return runs_migration(command) || command == PgrailCommand::verify || command == PgrailCommand::propose_migration ||
+           command == PgrailCommand::approve_migration || command == PgrailCommand::reject_migration;
+}
+
 bool is_admin_command(PgrailCommand command) {
     return command == PgrailCommand::sessions || command == PgrailCommand::stats || command == PgrailCommand::refusals;
 }

@@ -656,3 +656,60 @@ TEST_CASE("the loop through a real MCP server from npm: its model sees only MESS
     REQUIRE(status.size() == 1);
     CHECK(status[0]["state"] == "applied");
 }
+
+TEST_CASE("a proposal, approval or rejection runs only where PostgreSQL would run the statement",
+          "[agent_loop][inband]") {
+    // In a failed transaction block and after an error earlier in an extended-protocol batch the
+    // server runs nothing: pgrail's commands that leave a record once ran there anyway, while
+    // their client heard 25P02 or nothing.
+    AgentLoop loop(false);
+    auto agent = loop.connect("agent");
+    auto owner = loop.connect("app_owner");
+    auto direct = loop.direct();
+    const auto proposals = [&] {  // (the table is made with the first proposal)
+        if (scalar(direct.get(), "SELECT to_regclass('pgrail.migration_proposals') IS NULL") == "t") return std::string("0");
+        return scalar(direct.get(), "SELECT count(*) FROM pgrail.migration_proposals");
+    };
+
+    // A failed transaction block: 25P02, as the server answers, and nothing proposed.
+    REQUIRE(run(agent.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(agent.get(), "SELECT 1/0").at(0).sqlstate == "22012");
+    CHECK(run(agent.get(), propose_sql("add_profiles_timezone", add_timezone, drop_timezone)).at(0).sqlstate == "25P02");
+    REQUIRE(run(agent.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(proposals() == "0");
+
+    // A pipeline whose first statement fails: the server skips the proposal, and so does pgrail.
+    REQUIRE(PQenterPipelineMode(agent.get()) == 1);
+    REQUIRE(PQsendQueryParams(agent.get(), "SELECT 1/0", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    const std::string propose = propose_sql("add_profiles_timezone", add_timezone, drop_timezone);
+    REQUIRE(PQsendQueryParams(agent.get(), propose.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(agent.get()) == 1);
+    CHECK(drain(agent.get()).at(0).sqlstate == "22012");
+    CHECK(drain(agent.get()).at(0).status == "PGRES_PIPELINE_ABORTED");
+    Result sync(PQgetResult(agent.get()));
+    CHECK(PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC);
+    REQUIRE(PQexitPipelineMode(agent.get()) == 1);
+    CHECK(proposals() == "0");
+
+    // Outside them it runs, inside a healthy transaction block too (a ROLLBACK does not undo it).
+    const auto proposed = row_of(run(agent.get(), propose).at(0));
+    const std::string version = proposed.at("version");
+    CHECK(proposals() == "1");
+
+    // The owner's approval in a failed block: 25P02, the proposal still waits; then it runs.
+    REQUIRE(run(owner.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(owner.get(), "SELECT 1/0").at(0).sqlstate == "22012");
+    CHECK(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0).sqlstate == "25P02");
+    REQUIRE(run(owner.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(scalar(direct.get(), "SELECT state FROM pgrail.migration_proposals") == "proposed");
+    bool refused_on_record = false;
+    for (const auto& line : loop.audit())
+        if (line.value("command", "") == "pgrail.approve_migration" && line.value("sqlstate", "") == "25P02")
+            refused_on_record = true;
+    CHECK(refused_on_record);
+    REQUIRE(run(owner.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(row_of(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + version + "')").at(0)).at("state") ==
+          "approved");
+    REQUIRE(run(owner.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(scalar(direct.get(), "SELECT state FROM pgrail.migration_proposals") == "approved");
+}

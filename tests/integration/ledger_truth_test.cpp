@@ -62,6 +62,34 @@ std::string schema_detail(PGconn* conn) {
 
 }  // namespace
 
+TEST_CASE("a registered statement that a session's temporary table would catch is refused, not recorded",
+          "[ledger_truth][inband]") {
+    // pg_temp comes first for an unqualified name: the registered ALTER TABLE profiles would alter
+    // the session's temporary profiles, and the ledger would say the migration was applied.
+    LedgerProxy proxy;
+    auto owner = proxy.connect("app_owner", "shadow");
+    for (const char* temporary : {"CREATE TEMP TABLE profiles (id int)",
+                                  "CREATE TEMPORARY TABLE profiles (id int) ON COMMIT DROP",
+                                  "SELECT 1 AS id INTO TEMP profiles"}) {
+        INFO(temporary);
+        REQUIRE(run(owner.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+        REQUIRE(run(owner.get(), temporary).at(0).sqlstate.empty());
+        const auto refused = run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0);
+        CHECK(refused.sqlstate == "55000");
+        CHECK_THAT(refused.message, Catch::Contains("temporary relation named \"profiles\""));
+        REQUIRE(run(owner.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+        CHECK(proxy.db.timezone_columns() == "0");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    }
+    // Only the names a session made temporary are held against it: another name's temporary
+    // table leaves the registered statement to run, and to be recorded.
+    auto fresh = proxy.connect("app_owner", "fresh");
+    REQUIRE(run(fresh.get(), "CREATE TEMP TABLE scratch_notes (id int)").at(0).sqlstate.empty());
+    REQUIRE(run(fresh.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(proxy.db.timezone_columns() == "1");
+    CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
+}
+
 TEST_CASE("the owner's hand-run up and down statements through pgrail are recorded in the ledger",
           "[ledger_truth][inband]") {
     LedgerProxy proxy;

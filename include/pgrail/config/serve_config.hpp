@@ -47,6 +47,10 @@ struct ServeConfig {
     std::string audit_file = "-";                   // "-": stdout
     bool audit_fsync = false;                       // fsync every audit line
     bool audit_redact_literals = true;
+    // Bytes of refusal lines per login (identity, else role) each second after a burst; beyond
+    // it the session waits before it is answered (refusal_pacer.hpp). 0: no pacing.
+    std::uint32_t audit_refusal_bytes_per_second = 256 * 1024;
+    std::uint32_t audit_refusal_burst_bytes = 4 * 1024 * 1024;
 
     std::string migrations_dir;                     // empty: no registry
     std::string migrator_conninfo;                  // libpq conninfo for in-band migrations

@@ -12,6 +12,7 @@ inline constexpr const char* feature_not_supported = "0A000";
 inline constexpr const char* invalid_parameter_value = "22023";
 inline constexpr const char* foreign_key_violation = "23503";
 inline constexpr const char* active_sql_transaction = "25001";
+inline constexpr const char* in_failed_sql_transaction = "25P02";
 inline constexpr const char* invalid_authorization_specification = "28000";
 inline constexpr const char* invalid_password = "28P01";
 inline constexpr const char* serialization_failure = "40001";

@@ -49,6 +49,11 @@ public:
 
 // The call among `calls` that changes something (a migration: at most one, the policy's), or null.
 [[nodiscard]] const InbandCall* changing_call(const std::vector<InbandCall>& calls);
+// The first call among `calls` that leaves a record (sql::leaves_a_record), or null.
+[[nodiscard]] const InbandCall* recording_call(const std::vector<InbandCall>& calls);
+// PostgreSQL's answer to a statement in a failed transaction block (25P02): what a call that
+// leaves a record hears there instead of running.
+[[nodiscard]] protocol::ErrorMessage failed_transaction_error();
 
 // What one statement's calls answered: `tables[i]` is calls[i]'s; `error` is the first failure's
 // (the calls after it did not run).

@@ -87,6 +87,7 @@ public:
     // The audit log.
     std::atomic<std::uint64_t> audit_lines{0};
     std::atomic<std::uint64_t> audit_failures{0};
+    std::atomic<std::uint64_t> refusals_paced{0};  // answered late: the login over audit.refusal_bytes_per_second
     // SIGHUP reloads.
     std::atomic<std::uint64_t> reloads_ok{0};
     std::atomic<std::uint64_t> reloads_failed{0};

@@ -13,7 +13,7 @@
 
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/policy/evaluator.hpp"
-#include "pgrail/proxy/audit_budget.hpp"
+#include "pgrail/proxy/address_budget.hpp"
 #include "pgrail/policy/policy.hpp"
 #include "pgrail/proxy/sensitive_catalog.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
@@ -88,8 +88,9 @@ private:
     // path takes no lock shared between threads.
     std::atomic<std::uint64_t> generation_{1};
     std::shared_ptr<audit::AuditLog> audit_log_;
-    // Lines of clients not authenticated yet: 10 a second after a burst of 100 (audit_budget.hpp).
-    mutable AuditBudget unauthenticated_audit_{10.0, 100.0};
+    // Lines of clients not authenticated yet: per address, 1 a second after a burst of 20; in all,
+    // 10 a second after a burst of 100 (address_budget.hpp).
+    mutable AddressBudget unauthenticated_audit_;
     bool redact_literals_;
     std::size_t max_analyzed_size_;
     sql::AnalysisCache cache_;

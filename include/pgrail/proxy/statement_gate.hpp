@@ -22,6 +22,13 @@ namespace pgrail::proxy {
 // SessionInfo (user, database, application_name, client_address) and pgrail's session id.
 struct SessionContext : policy::SessionInfo {
     std::uint64_t session_id = 0;
+    // The names of the temporary relations the session's texts made (an unqualified name reaches
+    // them before any schema's): a registered migration's statement that names one could change
+    // it instead of the schema's (PolicyGate refuses it). Past max_temporary_relations, every
+    // unqualified name counts as one.
+    static constexpr std::size_t max_temporary_relations = 256;
+    std::vector<std::string> temporary_relations;
+    bool many_temporary_relations = false;
 };
 
 using StartupParameters = std::vector<std::pair<std::string, std::string>>;
@@ -58,10 +65,15 @@ struct GateVerdict {
     // text order: the session follows them to their commit and the ledger records a script run to
     // its end (MigratorRunTracker).
     std::vector<MigratorStatement> migrator_statements;
+    // forward: the temporary relations the text makes (SessionContext::temporary_relations).
+    std::vector<std::string> temporary_relations;
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
     // (settle_audit); when it fails, the statement is refused instead.
     std::function<bool()> write_audit;
+    // refuse: the size of its audit line (0 when it has none), which the session's login pays
+    // for in time beyond its budget (refusal_pacer.hpp).
+    std::size_t audit_bytes = 0;
 };
 
 // The error of a statement whose audit line could not be written: it does not run.
@@ -75,6 +87,7 @@ inline protocol::ErrorMessage audit_unavailable_error() {
 inline void settle_audit(GateVerdict& verdict, bool written) {
     verdict.write_audit = nullptr;
     if (written) return;
+    verdict.audit_bytes = 0;
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = audit_unavailable_error();
     verdict.refused_offset = 0;

@@ -46,6 +46,11 @@ inline constexpr std::array<PgrailCommand, 11> all_pgrail_commands = {PgrailComm
 // otherwise), one a statement. status, plan and verify read (verify records that a test ran, which
 // stays true whatever the client's transaction does).
 [[nodiscard]] bool runs_migration(PgrailCommand command);
+// What leaves a record behind (a migration, a proposal, an approval or rejection, a verification):
+// run only where PostgreSQL would run the statement, never in a failed transaction block nor after
+// an error earlier in its extended-protocol batch (the server skips those; a record made there
+// would be one its client was told did not happen).
+[[nodiscard]] bool leaves_a_record(PgrailCommand command);
 // sessions, stats, refusals: answered from pgrail's memory, never from the migrations module.
 [[nodiscard]] bool is_admin_command(PgrailCommand command);
 

@@ -32,7 +32,7 @@ buffered_message_timeout: 2s
 shutdown_timeout: 5s
 log: {level: debug, format: json}
 policy: p.yaml
-audit: {file: a.jsonl, fsync: always, redact_literals: false}
+audit: {file: a.jsonl, fsync: always, redact_literals: false, refusal_bytes_per_second: 5, refusal_burst_bytes: 20000}
 migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min, lock_wait: 500ms,
              require_verified: true, backstop_key_file: /etc/pgrail/backstop.key}
 )", "full.yaml");
@@ -49,6 +49,8 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.log_format == "json");
     CHECK(config.audit_fsync);
     CHECK_FALSE(config.audit_redact_literals);
+    CHECK(config.audit_refusal_bytes_per_second == 5);
+    CHECK(config.audit_refusal_burst_bytes == 20000);
     CHECK(config.migrator_conninfo == "user=x");
     CHECK(config.lock_timeout_ms == 2000);
     CHECK(config.statement_timeout_ms == 60000);
@@ -71,6 +73,7 @@ TEST_CASE("bad configurations name file:line:column") {
     CHECK_THAT(error_of("workers: many\n"), Catch::StartsWith("bad.yaml:1:10: 'workers' must be an integer"));
     CHECK_THAT(error_of("log: {format: xml}\n"), Catch::StartsWith("bad.yaml:1:15: 'log.format' must be one of"));
     CHECK_THAT(error_of("max_message_size: 10\n"), Catch::StartsWith("bad.yaml:1:19:"));
+    CHECK_THAT(error_of("audit: {refusal_burst_bytes: 100}\n"), Catch::StartsWith("bad.yaml:1:30: 'audit.refusal_burst_bytes' must be between 16384"));
     CHECK_THAT(error_of("migrations: {lock_timeout: soon}\n"), Catch::StartsWith("bad.yaml:1:28:"));
     CHECK_THAT(error_of("migrations: {backstop_key_file: [a]}\n"),
                Catch::StartsWith("bad.yaml:1:33: 'migrations.backstop_key_file' must be a string"));
