@@ -23,6 +23,7 @@
 #include "pgrail/proxy/audit_budget.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/proxy/metrics.hpp"
+#include "pgrail/sql/pgrail_command.hpp"
 #include "run_on_pool.hpp"
 #include "upstream.hpp"
 
@@ -746,8 +747,18 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     auto work = [inband = shared_.inband, context = context_, calls, abandoned] {
         return run_calls(*inband, context, calls, abandoned);
     };
-    const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
-    InbandAnswers result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, owner, work);
+    // The admin view (sessions, stats, refusals) is answered from pgrail's memory: it waits for its
+    // audit line only, as a refusal does, never behind proposals' proofs and migrations that hold
+    // the blocking pool for minutes (the operator's view of a pgrail they load).
+    const bool admin_only = std::all_of(calls.begin(), calls.end(),
+                                        [](const InbandCall& call) { return sql::is_admin_command(call.command); });
+    InbandAnswers result;
+    if (admin_only) {
+        result = co_await run_on_pool<InbandAnswers>(shared_.audit_pool, work);
+    } else {
+        const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
+        result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, owner, work);
+    }
     finished->store(true);  // the watcher's wait ends with the client's next message, or its close
     inband_abandoned_.reset();
     // Its answer is complete with this ReadyForQuery (a Parse's or Bind's comes with the next Sync).

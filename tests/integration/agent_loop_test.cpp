@@ -713,3 +713,29 @@ TEST_CASE("a proposal, approval or rejection runs only where PostgreSQL would ru
     REQUIRE(run(owner.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
     CHECK(scalar(direct.get(), "SELECT state FROM pgrail.migration_proposals") == "approved");
 }
+
+TEST_CASE("the admin view answers while proposals' proofs hold every blocking thread", "[agent_loop][admin_view]") {
+    // Two logins, two proofs each: the four threads of the blocking pool are taken for a minute.
+    // pgrail.sessions() is answered from memory and waited behind them (review 8's 40 s); it now
+    // waits only for its audit line.
+    AgentLoop loop(false);
+    std::vector<Conn> proposers;
+    for (const char* user : {"agent", "agent", "plainuser", "plainuser"}) proposers.push_back(loop.connect(user));
+    for (std::size_t i = 0; i < proposers.size(); ++i) {
+        const std::string table = "slow_" + std::to_string(i);
+        const std::string sql =
+            propose_sql(table, "CREATE TABLE " + table + " (id int);\nSELECT pg_sleep(60);", "DROP TABLE " + table + ";");
+        REQUIRE(PQsendQuery(proposers[i].get(), sql.c_str()) == 1);
+    }
+    auto watcher = admin();
+    const auto sleeping = [&] {
+        return scalar(watcher.get(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' "
+                                     "AND state = 'active' AND pid <> pg_backend_pid()");
+    };
+    REQUIRE(eventually([&] { return sleeping() == "4"; }, std::chrono::seconds(60)));
+    auto owner = loop.connect("app_owner");
+    CHECK(run(owner.get(), "SELECT count(*) FROM pgrail.sessions()").at(0).status == "PGRES_TUPLES_OK");
+    CHECK(sleeping() == "4");  // answered while the four proofs still ran
+    proposers.clear();  // the proposers leave: their proofs stop
+    CHECK(eventually([&] { return sleeping() == "0"; }, std::chrono::seconds(60)));
+}
