@@ -68,7 +68,7 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     const auto& root = reader.root();
     if (root.IsNull()) return config;
     reader.expect_map(root,
-                      {"listen", "upstream", "workers", "max_client_connections", "max_message_size", "max_analyzed_size", "max_buffered_size",
+                      {"listen", "upstream", "workers", "max_client_connections", "max_pending_logins_per_address", "max_message_size", "max_analyzed_size", "max_buffered_size",
                        "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations", "http",
                        "catalog", "tls", "auth"},
                       "the configuration");
@@ -94,6 +94,9 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
                 reader.as_int(upstream["connect_timeout_ms"], "upstream.connect_timeout_ms", 1, 600000));
     }
     if (root["workers"]) config.workers = static_cast<unsigned>(reader.as_int(root["workers"], "workers", 0, 256));
+    if (root["max_pending_logins_per_address"])
+        config.max_pending_logins_per_address = static_cast<std::uint32_t>(reader.as_int(
+            root["max_pending_logins_per_address"], "max_pending_logins_per_address", 0, 1000000));
     if (root["max_client_connections"])
         config.max_client_connections = static_cast<std::uint32_t>(
             reader.as_int(root["max_client_connections"], "max_client_connections", 0, 1000000));

@@ -39,6 +39,8 @@ namespace {
 // A client that opens a socket and never finishes its startup packet is dropped
 // after this long (PostgreSQL's authentication_timeout default).
 constexpr auto startup_timeout = std::chrono::seconds(60);
+// A connection past its address's max_pending_logins_per_address: time enough to send a cancel.
+constexpr auto startup_timeout_past_bound = std::chrono::seconds(2);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
 
 // Before the server has authenticated the client, only the authentication exchange passes,
@@ -92,7 +94,20 @@ awaitable<void> Session::run() {
     if (shutdown_mode != ShutdownMode::none) request_shutdown(shutdown_mode);
     error_code ignored;
     client_.socket().set_option(tcp::no_delay(true), ignored);
+    // Past its address's places, a connection has a short while to say what it is: a cancel is
+    // carried out (as when pgrail is full), a login is refused.
+    pending_place_ = shared_.pending_logins->enter(context_.client_address);
     if (!co_await read_startup()) co_return;
+    if (!pending_place_) {
+        static AuditBudget log_budget(1.0, 10.0);
+        if (const auto left_out = log_budget.take())
+            spdlog::warn("session {}: {} has max_pending_logins_per_address connections logging in already: refused{}",
+                         context_.session_id, context_.client_address,
+                         *left_out > 0 ? fmt::format(" ({} more not logged before it)", *left_out) : std::string());
+        co_await send_fatal(sqlstate::too_many_connections,
+                            "pgrail: too many connections from this address are logging in at once");
+        co_return;
+    }
     if (shutdown_ != ShutdownMode::none) {
         // Accepted just before the listener closed: answered as PostgreSQL answers a login
         // during its shutdown.
@@ -176,7 +191,7 @@ awaitable<void> Session::run() {
 }
 
 awaitable<bool> Session::read_startup() {
-    asio::steady_timer deadline(client_.get_executor(), startup_timeout);
+    asio::steady_timer deadline(client_.get_executor(), pending_place_ ? startup_timeout : startup_timeout_past_bound);
     bool answered = false;  // an encryption request was answered
     while (true) {
         char length_bytes[4];
@@ -299,6 +314,7 @@ void Session::login_turn(bool server) {
 }
 
 void Session::logged_in() {
+    pending_place_.reset();  // its address's place is free for the next login
     first_ready_signal_.cancel();
     login_timer_.cancel();  // the login's watch ends
 }

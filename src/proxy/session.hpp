@@ -29,6 +29,7 @@
 #include "leg.hpp"
 #include "upstream.hpp"
 #include "session_directory.hpp"  // directory
+#include "pending_logins.hpp"
 #include "identity_store.hpp"
 #include "pgrail/auth/scram.hpp"
 #include "pgrail/config/serve_config.hpp"
@@ -69,6 +70,8 @@ struct ServerShared {
     CancelRegistry cancel_registry;
     BufferBudget client_buffers;  // whole client messages held for inspection, by all sessions
     RefusalPacer refusal_pacer;   // each login's refusals, answered at most so fast (refusal_pacer.hpp)
+    std::shared_ptr<PendingLogins> pending_logins =
+        std::make_shared<PendingLogins>(config.max_pending_logins_per_address);
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
     std::atomic<std::uint64_t> next_session_id{1};
     std::atomic<std::uint64_t> active_sessions{0};
@@ -235,6 +238,7 @@ private:
     std::uint64_t inband_answer_ready_ = 0;  // the ReadyForQuery that completes the last one's answer
     boost::asio::steady_timer login_timer_;
     boost::asio::steady_timer pace_timer_;  // a refusal answered later (pace_refusal)
+    std::unique_ptr<PendingLogins::Place> pending_place_;  // held until logged in
     std::chrono::steady_clock::time_point server_turn_deadline_ = std::chrono::steady_clock::time_point::max();
     bool login_watch_done_ = false;
     // auth.mode pgrail: the verifier and role the client logged in with (nullopt: passthrough, or

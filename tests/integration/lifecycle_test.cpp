@@ -473,3 +473,42 @@ TEST_CASE("SIGINT during an in-band migration: it rolls back, its client hears s
     (void)run(migration.locker.get(), "COMMIT");
     CHECK(migration.db.timezone_columns() == "0");
 }
+
+TEST_CASE("max_pending_logins_per_address: silent sockets from one address cannot keep others from logging in",
+          "[lifecycle]") {
+    PgrailProcess pgrail("max_pending_logins_per_address: 3\n");
+    // Three sockets that say nothing hold their address's places for the 60 s a login may take.
+    std::vector<std::unique_ptr<RawSocket>> silent;
+    for (int i = 0; i < 3; ++i) silent.push_back(std::make_unique<RawSocket>(pgrail.port()));
+    // A login from the same address is refused (after its startup packet), not left to wait.
+    REQUIRE(eventually([&] {
+        Conn refused(PQconnectdb(pgrail.conninfo().c_str()));
+        return PQstatus(refused.get()) == CONNECTION_BAD &&
+               std::string(PQerrorMessage(refused.get())).find("too many connections from this address") !=
+                   std::string::npos;
+    }, 10s));
+    // A logged-in session holds no such place, and a cancel still gets through.
+    silent.pop_back();
+    Conn held;
+    REQUIRE(eventually([&] {
+        held = Conn(PQconnectdb(pgrail.conninfo().c_str()));
+        return PQstatus(held.get()) == CONNECTION_OK;
+    }, 10s));
+    silent.push_back(std::make_unique<RawSocket>(pgrail.port()));  // all three places taken again
+    REQUIRE(PQsendQuery(held.get(), "SELECT pg_sleep(60)") == 1);
+    std::this_thread::sleep_for(200ms);  // (the query under way: a cancel before it would be lost either way)
+    PGcancel* cancel = PQgetCancel(held.get());
+    REQUIRE(cancel != nullptr);
+    char error[256];
+    CHECK(PQcancel(cancel, error, sizeof error) == 1);
+    PQfreeCancel(cancel);
+    const auto cancelled = drain(held.get());
+    REQUIRE_FALSE(cancelled.empty());
+    CHECK(cancelled.front().sqlstate == "57014");
+    // The silent ones leave: the address logs in again.
+    silent.clear();
+    CHECK(eventually([&] {
+        Conn again(PQconnectdb(pgrail.conninfo().c_str()));
+        return PQstatus(again.get()) == CONNECTION_OK;
+    }, 10s));
+}

@@ -25,6 +25,7 @@ TEST_CASE("every key is read") {
 listen: {host: 0.0.0.0, port: 7000}
 upstream: {host: db, port: 5433, connect_timeout_ms: 250}
 workers: 3
+max_pending_logins_per_address: 9
 max_message_size: 2048
 max_analyzed_size: 100000
 max_buffered_size: 4097
@@ -41,6 +42,7 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.upstream_host == "db");
     CHECK(config.connect_timeout_ms == 250);
     CHECK(config.workers == 3);
+    CHECK(config.max_pending_logins_per_address == 9);
     CHECK(config.max_message_size == 2048);
     CHECK(config.max_analyzed_size == 100000);
     CHECK(config.max_buffered_size == 4097);
