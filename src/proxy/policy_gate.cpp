@@ -15,6 +15,7 @@
 #include "pgrail/sql/json.hpp"
 #include "pgrail/sql/literal_shape.hpp"
 #include "pgrail/sql/normalize.hpp"
+#include "pgrail/sql/quote.hpp"
 #include "pgrail/sql/pgrail_command.hpp"
 
 namespace pgrail::proxy {
@@ -141,25 +142,66 @@ std::vector<std::string> temporary_relations_of(const sql::Analysis& analysis) {
     return names;
 }
 
-// A registered migration's statement that names, unqualified, a relation the session made
-// temporary: the server would resolve the name to the temporary one (pg_temp comes first), and
-// the ledger would record a migration applied to a relation that vanishes with the session.
-// Its index, and the name; nothing when none does.
+// The search_path a statement sets last, inner statements included ("" for a RESET, "*" when the
+// value or the setting's name is not a constant).
+void find_search_path(const sql::Statement& statement, std::optional<std::string>& path) {
+    for (const auto& setting : statement.settings) {
+        if (setting.name == "search_path") path = setting.value;
+        if (setting.name == "all") path = std::string();
+        if (setting.name == "*") path = std::string("*");
+    }
+    for (const auto& inner : statement.inner) find_search_path(inner, path);
+}
+
+std::optional<std::string> search_path_of(const sql::Analysis& analysis) {
+    std::optional<std::string> path;
+    for (const auto& statement : analysis.statements) find_search_path(statement, path);
+    return path;
+}
+
+// A search_path that resolves unqualified names as a role's usual one does: public, maybe after
+// "$user" (pg_catalog and pg_temp are searched whether named or not).
+bool usual_search_path(const std::string& path) {
+    const auto schemas = sql::split_identifiers(path, ',');
+    if (!schemas) return false;
+    std::vector<std::string> named;
+    for (const auto& schema : *schemas)
+        if (schema != "pg_catalog" && schema != "pg_temp") named.push_back(schema);
+    return named == std::vector<std::string>{"public"} || named == std::vector<std::string>{"$user", "public"};
+}
+
+// A registered migration's statement that names, unqualified, a relation the session (or the
+// text before it) made temporary, or that runs under a search_path other than a role's usual
+// one: the server would resolve the name to another relation than the runner's connection would
+// (pg_temp comes first), and the ledger would record a migration applied that never reached the
+// schema. Its index, and the refusal's message; nothing when none does.
 std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(const policy::MigrationMatcher* matcher,
                                                                                 const sql::Analysis& analysis,
                                                                                 const SessionContext& session) {
     if (matcher == nullptr || !*matcher) return std::nullopt;
-    if (session.temporary_relations.empty() && !session.many_temporary_relations) return std::nullopt;
-    const auto& temporary = session.temporary_relations;
+    // The session's temporary relations, and those the text's earlier statements make.
+    std::vector<std::string> temporary = session.temporary_relations;
+    std::optional<std::string> search_path = session.search_path;
     for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
         const auto& statement = analysis.statements[index];
-        if (!policy::changes_schema(statement) || !(*matcher)(statement)) continue;
-        for (const auto& object : statement.objects) {
-            if (!object.schema.empty() || object.temporary) continue;
-            if (session.many_temporary_relations ||
-                std::find(temporary.begin(), temporary.end(), object.name) != temporary.end())
-                return std::pair{index, object.name};
+        if (policy::changes_schema(statement) && (*matcher)(statement)) {
+            for (const auto& object : statement.objects) {
+                if (!object.schema.empty() || object.temporary) continue;
+                if (search_path && !search_path->empty() && !usual_search_path(*search_path))
+                    return std::pair{index, fmt::format("pgrail: this session's search_path is {}: a registered "
+                                                        "migration's unqualified name \"{}\" may reach another "
+                                                        "schema's relation than the one it was written for",
+                                                        *search_path, object.name)};
+                if (session.many_temporary_relations ||
+                    std::find(temporary.begin(), temporary.end(), object.name) != temporary.end())
+                    return std::pair{index, fmt::format("pgrail: this session made a temporary relation named "
+                                                        "\"{}\", which a registered migration's unqualified name "
+                                                        "would reach first",
+                                                        object.name)};
+            }
         }
+        add_temporary_relations(statement, temporary);
+        find_search_path(statement, search_path);
     }
     return std::nullopt;
 }
@@ -337,6 +379,7 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::strin
                 GateVerdict verdict;
                 verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
                 verdict.temporary_relations = temporary_relations_of(*shaped->analysis);
+                verdict.search_path = search_path_of(*shaped->analysis);
                 verdict.changes_encoding = changes_encoding(*shaped->analysis);
                 return verdict;
             }
@@ -374,22 +417,21 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
             decision.guard = "migrator_temporary_shadow";
             decision.sqlstate = "55000";
             decision.statement_index = shadowed->first;
-            decision.message = fmt::format(
-                "pgrail: this session made a temporary relation named \"{}\", which a registered migration's "
-                "unqualified name would reach first",
-                shadowed->second);
+            decision.message = shadowed->second;
             decision.detail = "The ledger would record the migration as applied while the schema's own relation "
                               "stays unchanged.";
-            decision.hint = "Run the migration in a session without temporary relations of those names (a new "
-                            "connection), or with pgrail migrate up.";
+            decision.hint = "Run the migration in a new connection, without temporary relations of those names and "
+                            "with the role's own search_path, or with pgrail migrate up.";
         }
     }
     count(decision, analysis);
     GateVerdict verdict;
     verdict.changes_encoding = changes_encoding(analysis);
+    // (What a refused text's first statements make or set counts too: they run.)
+    verdict.temporary_relations = temporary_relations_of(analysis);
+    verdict.search_path = search_path_of(analysis);
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
-        verdict.temporary_relations = temporary_relations_of(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run. So is a read
         // whose results pgrail masks.

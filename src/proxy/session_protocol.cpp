@@ -2,6 +2,7 @@
 #include "session_protocol.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -32,9 +33,10 @@ bool is_copy_in_message(char tag) {
 bool closes_batch(char tag) { return tag == front::query || tag == front::sync || tag == front::function_call; }
 
 // Extended-protocol messages: the server owes their outcome until the next Sync's ReadyForQuery.
+// (Not Flush, which cannot fail: a Query after Parse, Flush, Sync, Flush is its own batch.)
 bool awaits_sync(char tag) {
     return tag == front::parse || tag == front::bind || tag == front::execute || tag == front::describe ||
-           tag == front::close || tag == front::flush;
+           tag == front::close;
 }
 
 // An authentication request the client must answer: the login's turn passes to the client.
@@ -159,6 +161,15 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
         protocol::encode_startup_message(packet, protocol::protocol_version_3, parsed->parameters);
     }
     startup_parameters_ = parsed->parameters;
+    // A search_path given at startup, as a parameter or in `options` (-c search_path=...): read as
+    // one pgrail cannot tell apart from any other (SessionContext::search_path).
+    const auto lower = [](std::string text) {
+        for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return text;
+    };
+    for (const auto& [name, value] : startup_parameters_)
+        if (lower(name) == "search_path" || (name == "options" && lower(value).find("search_path") != std::string::npos))
+            context_.search_path = "*";
     startup_bytes_ = std::move(packet);
     return step;
 }
@@ -178,7 +189,7 @@ void SessionProtocol::log_in_as(const std::string& identity, const std::string& 
 
 void SessionProtocol::start() {
     phase_ = Phase::authenticating;
-    close_batch();  // the startup packet earns the first ReadyForQuery
+    close_batch(0);  // the startup packet earns the first ReadyForQuery
 }
 
 void SessionProtocol::end(std::string sqlstate, std::string message) {
@@ -205,7 +216,7 @@ bool SessionProtocol::client_inspects(char tag, std::size_t) const {
     // sees each one's header before anything of it moves. A Describe is a few bytes: each is
     // counted (its answer may hide pgrail's own parameters, or plan a guarded result).
     if (!logged_in() || tag == front::query || tag == front::parse || tag == front::function_call ||
-        tag == front::describe)
+        tag == front::describe || frame_dropped_ || frame_breaks_copy_)
         return true;
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
     // client_encoding; an Execute while a guard watches results (pgrail's Describe goes before it).
@@ -214,16 +225,23 @@ bool SessionProtocol::client_inspects(char tag, std::size_t) const {
 }
 
 void SessionProtocol::on_client_header(char tag) {
-    if (closes_batch(tag)) close_batch();
-    if (is_copy_in_message(tag) && phase_ == Phase::copy_in) {
-        // Copy data right after a Sync: that Sync followed the Execute of COPY FROM STDIN and the
-        // server ignores it; only the one after CopyDone earns a ReadyForQuery.
-        if (last_client_tag_ == front::sync && batches_.size() > 1 && open_batch().describes.empty()) {
-            if (open_batch().changes_encoding) --batches_changing_encoding_;
-            batches_.pop_back();
-        }
-        if (tag != front::copy_data) phase_ = Phase::ready;
+    // During COPY FROM STDIN the server ignores Sync and Flush. pgrail does not pass them on: were
+    // they counted, the count of answers owed would hang on whether the server still copies when it
+    // reads them (an error may have ended the copy meanwhile, and then it answers each Sync).
+    frame_dropped_ = phase_ == Phase::copy_in && (tag == front::sync || tag == front::flush);
+    // Any other message there ends the copy on the server with an error that consumes it; copy
+    // data the server did not ask for while it owes answers may be read by a COPY it has yet to
+    // start. Neither can be counted: the session ends (on_client_frame). libpq sends neither.
+    frame_breaks_copy_ =
+        (phase_ == Phase::copy_in && !frame_dropped_ && !is_copy_in_message(tag) && tag != front::terminate) ||
+        (phase_ == Phase::ready && is_copy_in_message(tag) && requested() > answered_);
+    if (frame_dropped_ || frame_breaks_copy_) return;
+    if (phase_ == Phase::copy_in || phase_ == Phase::copy_in_failed) {
+        if (tag == front::copy_done || tag == front::copy_fail || !is_copy_in_message(tag)) phase_ = Phase::ready;
     }
+    // (Copy messages are the copy's, read by the server inside it.)
+    if (tag != front::sync && !is_copy_in_message(tag)) open_batch().has_messages = true;
+    if (closes_batch(tag)) close_batch(tag);
     if (tag == front::terminate) client_terminated_ = true;
     if (awaits_sync(tag)) open_batch().extended = true;
     if (tag == front::execute) {
@@ -232,7 +250,6 @@ void SessionProtocol::on_client_header(char tag) {
     }
     // What the rule does to results (ResultGuard) is asked per statement: it follows reloads.
     if (tag == front::query || tag == front::execute) refresh_guard();
-    last_client_tag_ = tag;
 }
 
 ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Outbound& out) {
@@ -251,6 +268,10 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         step.kind = ClientStep::Kind::end;
         return step;
     };
+    if (frame_dropped_) return step;  // a Sync or Flush inside COPY data: the server would ignore it
+    if (frame_breaks_copy_)
+        return malformed("pgrail: during COPY FROM STDIN only CopyData, CopyDone and CopyFail may be sent, and only "
+                         "once the server has asked for them");
     // A batch that failed (a refusal's stand-in, or the server's own error) skips every message
     // until Sync and answers none: what pgrail owes such a batch would grow for as long as its
     // client sends without a Sync. Past these bounds the session ends, as on a limit.
@@ -366,11 +387,6 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
             }
         }
     }
-    if (verdict.kind == GateVerdict::Kind::refuse) {
-        refuse(verdict.error, statement, out, verdict.refused_offset);
-        return;
-    }
-    if (!verdict.migrator_statements.empty()) migrator_runs_.on_forwarded(verdict.migrator_statements);
     for (const std::string& name : verdict.temporary_relations) {
         auto& known = context_.temporary_relations;
         if (std::find(known.begin(), known.end(), name) != known.end()) continue;
@@ -380,6 +396,18 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
             context_.many_temporary_relations = true;
         }
     }
+    if (verdict.search_path) {
+        if (verdict.search_path->empty()) {
+            context_.search_path.reset();
+        } else {
+            context_.search_path = verdict.search_path;
+        }
+    }
+    if (verdict.kind == GateVerdict::Kind::refuse) {
+        refuse(verdict.error, statement, out, verdict.refused_offset);
+        return;
+    }
+    if (!verdict.migrator_statements.empty()) migrator_runs_.on_forwarded(verdict.migrator_statements);
     out.forward(statement.frame);
 }
 
@@ -496,9 +524,17 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
                 events_.server_answered();
             }
             if (phase_ == Phase::copy_out) phase_ = Phase::ready;
+            if (phase_ == Phase::copy_in) phase_ = Phase::copy_in_failed;  // the server left the copy
             break;
         case back::copy_in_response:
-            if (phase_ == Phase::ready) phase_ = Phase::copy_in;
+            if (phase_ == Phase::ready) {
+                phase_ = Phase::copy_in;
+                if (!enter_copy_in()) {
+                    end(sqlstate::protocol_violation,
+                        "pgrail: messages pipelined behind COPY FROM STDIN, which the server reads as copy data");
+                    stop_after_frame_ = true;
+                }
+            }
             break;
         case back::copy_out_response:
         case back::copy_both_response:
@@ -523,7 +559,27 @@ ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Ou
         if (step) return *step;
     }
     if (!rewrite_server_frame(tag, frame, out)) out.forward(frame);
+    if (std::exchange(stop_after_frame_, false)) return ServerStep::stop;
     return ServerStep::done;
+}
+
+// The server copies in, from the statement of the batch it answers (the front one). Whatever the
+// client sent after it so far, the server reads during the copy: Syncs it ignores, which pgrail
+// counted and now forgets (libpq sends Parse, Bind, Execute and Sync at once, before it learns of
+// the copy); anything else would end the copy in an error pgrail cannot count: false.
+bool SessionProtocol::enter_copy_in() {
+    for (std::size_t index = 1; index < batches_.size(); ++index) {
+        const Batch& batch = batches_[index];
+        const bool open = index + 1 == batches_.size();
+        if (batch.has_messages || (!open && !batch.closed_by_sync)) return false;
+    }
+    const bool reopen = batches_.front().closed_by_sync;  // that Sync, too, is read during the copy
+    while (batches_.size() > 1) {
+        if (batches_.back().changes_encoding) --batches_changing_encoding_;
+        batches_.pop_back();
+    }
+    if (!reopen) close_batch(front::query);  // a Query's own answer follows the copy
+    return true;
 }
 
 void SessionProtocol::on_ready_for_query(std::string_view body) {

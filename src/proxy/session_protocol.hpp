@@ -35,6 +35,7 @@ enum class Phase : std::uint8_t {
     authenticating,  // until the first ReadyForQuery: only the login's messages pass
     ready,           // logged in
     copy_in,         // the server sent CopyInResponse; the client's CopyDone or CopyFail ends it
+    copy_in_failed,  // an error ended it on the server: the client's stragglers pass until its CopyDone or CopyFail
     copy_out,        // the server sent CopyOutResponse; its CopyDone (or an error) ends it
     ending,          // pgrail ends the session: ending() says why
 };
@@ -242,10 +243,12 @@ private:
         } describes;
         std::vector<PendingRefusal> refusals;
         bool changes_encoding = false;  // it may change client_encoding (GateVerdict::changes_encoding)
+        bool has_messages = false;      // the client sent it more than the Sync that closes it
+        bool closed_by_sync = false;    // (not a Query or FunctionCall, whose answer is its own)
         // Empty again for reuse, keeping a small queue's memory (a batch begins with each Query or
         // Sync: no allocation per transaction).
         void clear() {
-            extended = executed = changes_encoding = false;
+            extended = executed = changes_encoding = has_messages = closed_by_sync = false;
             constexpr std::size_t kept = 64;
             if (describes.answers.capacity() > kept) describes.answers = {};
             describes.answers.clear();
@@ -281,7 +284,8 @@ private:
     };
     [[nodiscard]] Batch& open_batch() { return batches_.back(); }
     [[nodiscard]] const Batch& open_batch() const { return batches_.back(); }
-    void close_batch() {
+    void close_batch(char tag) {
+        open_batch().closed_by_sync = tag == protocol::frontend_tag::sync;
         if (spare_batches_.empty()) {
             batches_.emplace_back();
         } else {
@@ -293,6 +297,8 @@ private:
     [[nodiscard]] Batch& batch_of(char tag);
 
     void on_ready_for_query(std::string_view body);
+    [[nodiscard]] bool enter_copy_in();
+    bool stop_after_frame_ = false;  // the server's frame ended the session (ServerStep::stop)
     // A statement that may change client_encoding runs in the open batch: texts read until its
     // batch is answered are read as if the encoding were unknown (Lexing::encoding_pending).
     void expect_encoding_change(Batch& batch) {
@@ -331,12 +337,15 @@ private:
     StartupParameters startup_parameters_;
     std::optional<Ending> ending_;
     BatchQueue batches_;  // a queue of one or two, mostly
+    // The client's frame whose header was read last: a Sync or Flush during COPY FROM STDIN, which
+    // pgrail does not pass on; a message that would break the count of answers owed (the session ends).
+    bool frame_dropped_ = false;
+    bool frame_breaks_copy_ = false;
     std::size_t batches_changing_encoding_ = 0;  // of batches_, those with changes_encoding
     std::vector<Batch> spare_batches_;  // answered batches, cleared, for close_batch to reuse
     std::uint64_t answered_ = 0;
     std::uint64_t next_refusal_id_ = 1;
     char transaction_status_ = 'I';
-    char last_client_tag_ = 0;
     bool client_terminated_ = false;
     bool server_sent_fatal_ = false;
     bool batch_failed_ = false;  // an ErrorResponse since the last ReadyForQuery

@@ -81,10 +81,40 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
         CHECK(proxy.db.timezone_columns() == "0");
         CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
     }
+    // In the same text as the registered statement, or before a refused statement in a text whose
+    // first statements run: the same.
+    for (const char* text : {"CREATE TEMP TABLE profiles (id int); ALTER TABLE profiles ADD COLUMN timezone text",
+                             "BEGIN; CREATE TEMP TABLE profiles (id int); ALTER TABLE profiles ADD COLUMN timezone text"}) {
+        INFO(text);
+        const auto outcomes = run(owner.get(), text);
+        CHECK(outcomes.back().sqlstate == "55000");
+        (void)run(owner.get(), "ROLLBACK");
+        CHECK(proxy.db.timezone_columns() == "0");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    }
+    // Another search_path may resolve the name in another schema's relation: refused too, unless it
+    // is a role's usual one.
+    for (const char* path : {"SET search_path = staging, public", "SELECT set_config('search_path', 'staging', false)"}) {
+        INFO(path);
+        auto setter = proxy.connect("app_owner", "path");
+        REQUIRE(run(setter.get(), path).at(0).sqlstate.empty());
+        const auto refused = run(setter.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0);
+        CHECK(refused.sqlstate == "55000");
+        CHECK_THAT(refused.message, Catch::Contains("search_path"));
+        CHECK(proxy.db.timezone_columns() == "0");
+    }
+    {
+        Conn by_option(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(proxy.process.port()) + " dbname=" +
+                                    proxy.db.name + " user=app_owner password=app_owner options='-c search_path=staging'")
+                                       .c_str()));
+        REQUIRE(PQstatus(by_option.get()) == CONNECTION_OK);
+        CHECK(run(by_option.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).sqlstate == "55000");
+    }
     // Only the names a session made temporary are held against it: another name's temporary
     // table leaves the registered statement to run, and to be recorded.
     auto fresh = proxy.connect("app_owner", "fresh");
     REQUIRE(run(fresh.get(), "CREATE TEMP TABLE scratch_notes (id int)").at(0).sqlstate.empty());
+    REQUIRE(run(fresh.get(), "SET search_path = \"$user\", public").at(0).sqlstate.empty());
     REQUIRE(run(fresh.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
     CHECK(proxy.db.timezone_columns() == "1");
     CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");

@@ -437,3 +437,15 @@ TEST_CASE("a Query after extended-protocol messages without a Sync ends the sess
     CHECK_THAT(answered[1].body, Catch::Contains("42"));
     require_still_serving();
 }
+
+TEST_CASE("a Flush alone, then a Query: answered as PostgreSQL answers it", "[protocol]") {
+    for (const Route route : both_routes) {
+        INFO(route_name(route));
+        RawSocket raw(route);
+        log_in_as_plainuser(raw);
+        raw.send(message('H', "") + query_message("SELECT 'after a flush'"));
+        const auto answer = read_until_ready(raw);
+        REQUIRE(answer.size() == 4);
+        CHECK_THAT(answer[1].body, Catch::Contains("after a flush"));
+    }
+}

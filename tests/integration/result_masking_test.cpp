@@ -537,3 +537,85 @@ TEST_CASE("a 1 GB result streams through masking in bounded memory", "[masking][
     // About 3 s on a 2-core machine; scale it with stream_large_result's argument.
     stream_large_result(1000);
 }
+
+TEST_CASE("Syncs and Flushes among COPY data, and a COPY that fails, leave masking in step", "[masking][copy]") {
+    // The server ignores Sync and Flush during COPY FROM STDIN, but answers each Sync once an error
+    // has ended the copy: pgrail once counted them either way, and from then on paired answers
+    // with the wrong requests (its own Describe's answer reached the client, masked columns came
+    // in clear).
+    MaskDb db;
+    const auto pgrail = db.start(masking_rules());
+    const std::string none("\0", 1);
+    const auto log_in = [&](RawSocket& raw) {
+        raw.send(startup_packet(0x00030000, {{"user", "plainuser"}, {"database", db.name}}));
+        REQUIRE(read_message(raw).type == 'R');
+        raw.send(password_message("plainuser"));
+        REQUIRE(read_until_ready(raw).back().type == 'Z');
+        raw.send(query_message("CREATE TEMP TABLE copied (x int)"));
+        REQUIRE(read_until_ready(raw).back().type == 'Z');
+    };
+    const std::string select = "SELECT secret FROM mt_users WHERE id = 1";
+    const std::string parse_bind = message('P', none + select + none + std::string(2, '\0')) +
+                                   message('B', none + none + std::string(6, '\0'));
+    // The masked read, extended (one RowDescription for its Describe) and simple.
+    const auto read_masked = [&](RawSocket& raw) {
+        raw.send(parse_bind + message('D', "P" + none) + message('E', none + std::string(4, '\0')) +
+                 message('S', "") + query_message(select));
+        // (What comes before the extended run's ParseComplete answers what was sent before it.)
+        for (auto next = read_message(raw); next.type != '1'; next = read_message(raw)) REQUIRE(next.type != 'D');
+        for (int run = 0; run < 2; ++run) {
+            std::vector<std::string> rows;
+            int descriptions = 0;
+            for (auto next = read_message(raw); next.type != 'Z'; next = read_message(raw)) {
+                if (next.type == 'T') ++descriptions;
+                if (next.type == 'D') rows.push_back(next.body);
+            }
+            INFO((run == 0 ? "extended" : "simple"));
+            CHECK(descriptions == 1);
+            REQUIRE(rows.size() == 1);
+            CHECK_THAT(rows[0], Catch::Contains("[hidden]"));
+            CHECK_THAT(rows[0], !Catch::Contains("pw1"));
+        }
+    };
+    RawSocket raw(pgrail->port());
+    log_in(raw);
+    read_masked(raw);
+
+    // A simple COPY with Syncs and a Flush before and among its data: answered once, as by PostgreSQL.
+    raw.send(query_message("COPY copied FROM STDIN"));
+    REQUIRE(read_message(raw).type == 'G');
+    raw.send(message('S', "") + message('S', "") + message('d', "1\n") + message('H', "") + message('S', "") +
+             message('d', "2\n") + message('c', ""));
+    const auto copied = read_until_ready(raw);
+    REQUIRE(copied.size() == 2);
+    CHECK_THAT(copied[0].body, Catch::Contains("COPY 2"));
+    read_masked(raw);
+
+    // An extended COPY, its Sync sent at once (as libpq does), whose first row fails, with Syncs and
+    // rows behind it: however many of those Syncs the server answers (those it reads after the
+    // error), the next reads are masked.
+    raw.send(message('P', none + "COPY copied FROM STDIN" + none + std::string(2, '\0')) +
+             message('B', none + none + std::string(6, '\0')) + message('E', none + std::string(4, '\0')) +
+             message('S', ""));
+    for (auto next = read_message(raw); next.type != 'G'; next = read_message(raw)) REQUIRE(next.type != 'E');
+    std::string stragglers = message('d', "not a number\n");
+    for (int i = 0; i < 3; ++i) stragglers += message('S', "") + message('d', "3\n");
+    raw.send(stragglers + message('c', "") + message('S', ""));
+    read_masked(raw);
+    raw.send(query_message("SELECT count(*) FROM copied"));
+    const auto counted = read_until_ready(raw);
+    REQUIRE(counted.size() == 4);
+    CHECK_THAT(counted[1].body, Catch::Contains("2"));
+
+    // Copy data sent before the server asked for it (whether it will is unknown while it owes
+    // answers): the session ends, as PostgreSQL ends one that sends a Query into a copy.
+    RawSocket eager(pgrail->port());
+    log_in(eager);
+    eager.send(message('P', none + "COPY copied FROM STDIN" + none + std::string(2, '\0')) +
+               message('B', none + none + std::string(6, '\0')) + message('E', none + std::string(4, '\0')) +
+               message('S', "") + message('d', "1\n") + message('c', "") + message('S', ""));
+    const auto messages = split_messages(eager.read_until_close());
+    REQUIRE_FALSE(messages.empty());
+    REQUIRE(messages.back().type == 'E');
+    CHECK(error_fields(messages.back().body).at('C') == "08P01");
+}
