@@ -179,6 +179,10 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
                                                                                 const sql::Analysis& analysis,
                                                                                 const SessionContext& session) {
     if (matcher == nullptr || !*matcher) return std::nullopt;
+    const auto& statements = analysis.statements;
+    if (std::none_of(statements.begin(), statements.end(),
+                     [](const sql::Statement& statement) { return policy::changes_schema(statement); }))
+        return std::nullopt;  // (every read: nothing to match)
     // The session's temporary relations, and those the text's earlier statements make.
     std::vector<std::string> temporary = session.temporary_relations;
     std::optional<std::string> search_path = session.search_path;
@@ -414,7 +418,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     if (decision.action == policy::Decision::Action::allow) {
         if (const auto shadowed = shadowed_migrator_statement(state.matcher.get(), analysis, session)) {
             decision.action = policy::Decision::Action::deny;
-            decision.guard = "migrator_temporary_shadow";
+            decision.guard = "migrator_name_resolution";
             decision.sqlstate = "55000";
             decision.statement_index = shadowed->first;
             decision.message = shadowed->second;
