@@ -142,23 +142,6 @@ std::vector<std::string> temporary_relations_of(const sql::Analysis& analysis) {
     return names;
 }
 
-// The search_path a statement sets last, inner statements included ("" for a RESET, "*" when the
-// value or the setting's name is not a constant).
-void find_search_path(const sql::Statement& statement, std::optional<std::string>& path) {
-    for (const auto& setting : statement.settings) {
-        if (setting.name == "search_path") path = setting.value;
-        if (setting.name == "all") path = std::string();
-        if (setting.name == "*") path = std::string("*");
-    }
-    for (const auto& inner : statement.inner) find_search_path(inner, path);
-}
-
-std::optional<std::string> search_path_of(const sql::Analysis& analysis) {
-    std::optional<std::string> path;
-    for (const auto& statement : analysis.statements) find_search_path(statement, path);
-    return path;
-}
-
 // A search_path that resolves unqualified names as a role's usual one does: public, maybe after
 // "$user" (pg_catalog and pg_temp are searched whether named or not).
 bool usual_search_path(const std::string& path) {
@@ -168,6 +151,22 @@ bool usual_search_path(const std::string& path) {
     for (const auto& schema : *schemas)
         if (schema != "pg_catalog" && schema != "pg_temp") named.push_back(schema);
     return named == std::vector<std::string>{"public"} || named == std::vector<std::string>{"$user", "public"};
+}
+
+// Whether a statement (or one inside it) sets a search_path other than a usual one, or one that
+// is not a constant, or a setting whose name is not a constant (SessionContext::search_path_elsewhere).
+// (A RESET returns to the session's startup value, which is judged when the session starts.)
+bool sets_search_path_elsewhere(const sql::Statement& statement) {
+    for (const auto& setting : statement.settings) {
+        if (setting.name == "*") return true;
+        if (setting.name == "search_path" && !setting.value.empty() && !usual_search_path(setting.value)) return true;
+    }
+    return std::any_of(statement.inner.begin(), statement.inner.end(), sets_search_path_elsewhere);
+}
+
+bool sets_search_path_elsewhere(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(),
+                       [](const sql::Statement& statement) { return sets_search_path_elsewhere(statement); });
 }
 
 // A registered migration's statement that names, unqualified, a relation the session (or the
@@ -185,17 +184,17 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
         return std::nullopt;  // (every read: nothing to match)
     // The session's temporary relations, and those the text's earlier statements make.
     std::vector<std::string> temporary = session.temporary_relations;
-    std::optional<std::string> search_path = session.search_path;
+    bool elsewhere = session.search_path_elsewhere;
     for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
         const auto& statement = analysis.statements[index];
         if (policy::changes_schema(statement) && (*matcher)(statement)) {
             for (const auto& object : statement.objects) {
                 if (!object.schema.empty() || object.temporary) continue;
-                if (search_path && !search_path->empty() && !usual_search_path(*search_path))
-                    return std::pair{index, fmt::format("pgrail: this session's search_path is {}: a registered "
-                                                        "migration's unqualified name \"{}\" may reach another "
-                                                        "schema's relation than the one it was written for",
-                                                        *search_path, object.name)};
+                if (elsewhere)
+                    return std::pair{index, fmt::format("pgrail: this session set a search_path other than public: a "
+                                                        "registered migration's unqualified name \"{}\" may reach "
+                                                        "another schema's relation than the one it was written for",
+                                                        object.name)};
                 if (session.many_temporary_relations ||
                     std::find(temporary.begin(), temporary.end(), object.name) != temporary.end())
                     return std::pair{index, fmt::format("pgrail: this session made a temporary relation named "
@@ -205,7 +204,7 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
             }
         }
         add_temporary_relations(statement, temporary);
-        find_search_path(statement, search_path);
+        elsewhere = elsewhere || sets_search_path_elsewhere(statement);
     }
     return std::nullopt;
 }
@@ -383,7 +382,7 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::strin
                 GateVerdict verdict;
                 verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
                 verdict.temporary_relations = temporary_relations_of(*shaped->analysis);
-                verdict.search_path = search_path_of(*shaped->analysis);
+                verdict.sets_search_path_elsewhere = sets_search_path_elsewhere(*shaped->analysis);
                 verdict.changes_encoding = changes_encoding(*shaped->analysis);
                 return verdict;
             }
@@ -433,7 +432,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     verdict.changes_encoding = changes_encoding(analysis);
     // (What a refused text's first statements make or set counts too: they run.)
     verdict.temporary_relations = temporary_relations_of(analysis);
-    verdict.search_path = search_path_of(analysis);
+    verdict.sets_search_path_elsewhere = sets_search_path_elsewhere(analysis);
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)

@@ -1,6 +1,7 @@
 // One client connection: startup, upstream connect, and the two pumps.
 #include "session.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -586,17 +587,7 @@ awaitable<void> Session::client_to_server() {
     const auto on_header = [this](char tag) { protocol_.on_client_header(tag); };
     while (true) {
         if (auto ec = co_await read_more(in)) {
-            // The client went away without Terminate. A backend busy with a query would not
-            // notice a closed socket until the query ends: cancel it first, then end it.
-            // (Not when pgrail itself closed the server's connection: it did that already.)
-            if (!protocol_.client_terminated() && !server_closed_by_pgrail_) {
-                if (const auto key = protocol_.upstream_key(); key && protocol_.statement_running())
-                    co_await send_cancel(*key);
-                // Inside a half-forwarded frame a Terminate would be read as its payload: the
-                // socket's close ends that backend anyway.
-                if (in.passthrough_remaining == 0)
-                    co_await server_.async_write(asio::buffer(protocol::terminate_message), use_tuple);
-            }
+            co_await client_gone(in);
             co_return;
         }
         while (true) {
@@ -609,7 +600,10 @@ awaitable<void> Session::client_to_server() {
             constexpr std::uint64_t max_unanswered_batches = 4096;
             if (protocol_.requested() - protocol_.answered() >= max_unanswered_batches) {
                 const std::uint64_t enough = protocol_.requested() - max_unanswered_batches + 1;
-                if (!co_await wait_for_server(enough)) co_return;
+                if (!co_await wait_for_server(enough)) {
+                    if (client_hung_up()) co_await client_gone(in);
+                    co_return;
+                }
             }
             const auto next = next_frame(in, to_server_, max_size, inspect, on_header);
             if (next.kind == NextFrame::Kind::need_more) break;
@@ -664,6 +658,24 @@ awaitable<void> Session::client_to_server() {
         }
         if (auto ec = co_await write_out(server_, to_server_)) co_return;
     }
+}
+
+// The client went away without Terminate. A backend busy with a query would not notice a closed
+// socket until the query ends: cancel it first, then end it. (Not when pgrail itself closed the
+// server's connection: it did that already.)
+awaitable<void> Session::client_gone(Inbound& in) {
+    if (protocol_.client_terminated() || server_closed_by_pgrail_) co_return;
+    if (const auto key = protocol_.upstream_key(); key && protocol_.statement_running()) co_await send_cancel(*key);
+    // Inside a half-forwarded frame a Terminate would be read as its payload: the socket's close
+    // ends that backend anyway.
+    if (in.passthrough_remaining == 0) co_await server_.async_write(asio::buffer(protocol::terminate_message), use_tuple);
+}
+
+// The client closed its side (or reset): gone even with messages of its own still unread, which
+// a read would have to take first (POLLRDHUP).
+bool Session::client_hung_up() {
+    pollfd peer{client_.socket().native_handle(), POLLRDHUP, 0};
+    return ::poll(&peer, 1, 0) > 0 && (peer.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 // pgrail reads no SQL from a client the server has not authenticated yet: a frame other than
@@ -822,10 +834,11 @@ awaitable<bool> Session::wait_for_server(std::uint64_t count, bool probe) {
     if (done()) co_return true;
     // What came before must reach the server for it to answer.
     if (co_await write_out(server_, to_server_)) co_return false;
+    // The client is not read meanwhile: its departure is looked for each second instead.
     while (!done()) {
-        if (protocol_.ending() || server_closed_by_pgrail_) co_return false;
+        if (protocol_.ending() || server_closed_by_pgrail_ || client_hung_up()) co_return false;
         waiting_for_server_ = true;
-        ready_signal_.expires_at(asio::steady_timer::time_point::max());
+        ready_signal_.expires_after(std::chrono::seconds(1));
         (void)co_await ready_signal_.async_wait(use_tuple);
         waiting_for_server_ = false;
         const auto state = co_await asio::this_coro::cancellation_state;

@@ -181,6 +181,8 @@ private:
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
     awaitable<void> pace_refusal(std::size_t audit_bytes);
+    awaitable<void> client_gone(Inbound& in);
+    [[nodiscard]] bool client_hung_up();
     [[nodiscard]] std::string pool_owner() const;
     // A statement that reads pgrail commands: a Query runs them and sends the text with their
     // answers; a Parse sends a text that takes them as parameters, and they run at its Bind.

@@ -161,15 +161,18 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
         protocol::encode_startup_message(packet, protocol::protocol_version_3, parsed->parameters);
     }
     startup_parameters_ = parsed->parameters;
-    // A search_path given at startup, as a parameter or in `options` (-c search_path=...): read as
-    // one pgrail cannot tell apart from any other (SessionContext::search_path).
-    const auto lower = [](std::string text) {
-        for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        return text;
+    // A search_path given at startup, as a parameter or in `options` in any of the server's
+    // spellings (-c search_path=..., --search-path=..., escaped): one pgrail does not read
+    // (SessionContext::search_path_elsewhere).
+    const auto squeezed = [](std::string_view text) {
+        std::string out;
+        for (const char c : text)
+            if (c != '\\' && c != '-' && c != '_') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return out;
     };
     for (const auto& [name, value] : startup_parameters_)
-        if (lower(name) == "search_path" || (name == "options" && lower(value).find("search_path") != std::string::npos))
-            context_.search_path = "*";
+        if (squeezed(name) == "searchpath" || (name == "options" && squeezed(value).find("searchpath") != std::string::npos))
+            context_.search_path_elsewhere = true;
     startup_bytes_ = std::move(packet);
     return step;
 }
@@ -396,13 +399,7 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
             context_.many_temporary_relations = true;
         }
     }
-    if (verdict.search_path) {
-        if (verdict.search_path->empty()) {
-            context_.search_path.reset();
-        } else {
-            context_.search_path = verdict.search_path;
-        }
-    }
+    if (verdict.sets_search_path_elsewhere) context_.search_path_elsewhere = true;
     if (verdict.kind == GateVerdict::Kind::refuse) {
         refuse(verdict.error, statement, out, verdict.refused_offset);
         return;
@@ -568,6 +565,7 @@ ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Ou
 // counted and now forgets (libpq sends Parse, Bind, Execute and Sync at once, before it learns of
 // the copy); anything else would end the copy in an error pgrail cannot count: false.
 bool SessionProtocol::enter_copy_in() {
+    if (batches_.size() == 1) return true;  // no Sync behind the COPY yet: its batch is still open
     for (std::size_t index = 1; index < batches_.size(); ++index) {
         const Batch& batch = batches_[index];
         const bool open = index + 1 == batches_.size();

@@ -94,20 +94,25 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
     }
     // Another search_path may resolve the name in another schema's relation: refused too, unless it
     // is a role's usual one.
-    for (const char* path : {"SET search_path = staging, public", "SELECT set_config('search_path', 'staging', false)"}) {
+    // Once set, it counts for the session: a ROLLBACK, an error or a RESET may or may not undo it.
+    for (const char* path : {"SET search_path = staging, public", "SELECT set_config('search_path', 'staging', false)",
+                             "BEGIN; SET search_path = staging; ROLLBACK",
+                             "SET search_path = staging; SET search_path = public; RESET search_path"}) {
         INFO(path);
         auto setter = proxy.connect("app_owner", "path");
-        REQUIRE(run(setter.get(), path).at(0).sqlstate.empty());
+        REQUIRE(run(setter.get(), path).back().sqlstate.empty());
         const auto refused = run(setter.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0);
         CHECK(refused.sqlstate == "55000");
         CHECK_THAT(refused.message, Catch::Contains("search_path"));
         CHECK(proxy.db.timezone_columns() == "0");
     }
-    {
+    for (const char* options : {"-c search_path=staging", "--search-path=staging", "-c search\\\\_path=staging"}) {
+        INFO(options);
         Conn by_option(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(proxy.process.port()) + " dbname=" +
-                                    proxy.db.name + " user=app_owner password=app_owner options='-c search_path=staging'")
+                                    proxy.db.name + " user=app_owner password=app_owner options='" + options + "'")
                                        .c_str()));
         REQUIRE(PQstatus(by_option.get()) == CONNECTION_OK);
+        REQUIRE(run(by_option.get(), "RESET search_path").at(0).sqlstate.empty());  // back to staging
         CHECK(run(by_option.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).sqlstate == "55000");
     }
     // Only the names a session made temporary are held against it: another name's temporary

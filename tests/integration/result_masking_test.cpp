@@ -607,6 +607,16 @@ TEST_CASE("Syncs and Flushes among COPY data, and a COPY that fails, leave maski
     REQUIRE(counted.size() == 4);
     CHECK_THAT(counted[1].body, Catch::Contains("2"));
 
+    // An extended COPY with no Sync behind its Execute: the client waits for the server's
+    // CopyInResponse, sends its data, then CopyDone and Sync: one answer, as by PostgreSQL.
+    raw.send(message('P', none + "COPY copied FROM STDIN" + none + std::string(2, '\0')) +
+             message('B', none + none + std::string(6, '\0')) + message('E', none + std::string(4, '\0')));
+    for (auto next = read_message(raw); next.type != 'G'; next = read_message(raw)) REQUIRE(next.type != 'E');
+    raw.send(message('d', "4\n") + message('c', "") + message('S', ""));
+    const auto unsynced = read_until_ready(raw);
+    CHECK(unsynced.front().type != 'E');
+    read_masked(raw);
+
     // Copy data sent before the server asked for it (whether it will is unknown while it owes
     // answers): the session ends, as PostgreSQL ends one that sends a Query into a copy.
     RawSocket eager(pgrail->port());

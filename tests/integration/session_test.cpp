@@ -403,3 +403,22 @@ TEST_CASE("pipelined long messages are each held alone, and their budget is give
     CHECK(scalar(after.get(), length_query(1000000, 'a')) == "1000000");
     CHECK(process.log().find("waits for buffer space") == std::string::npos);
 }
+
+TEST_CASE("a client that leaves while pgrail holds back its pipeline has its statement cancelled",
+          "[session][disconnect]") {
+    // Past 4,096 answers owed pgrail reads no more of the client; it still sees it leave (the
+    // peer's FIN, with its own messages unread), and cancels what the server runs for it.
+    if (!Cluster::get().proxied()) return;
+    auto admin_conn = admin();
+    std::optional<RawSocket> raw;
+    raw.emplace(Route::pgrail);
+    log_in_as_plainuser(*raw, "gone_while_held");
+    std::string pipeline = query_message("SELECT pg_sleep(60)");
+    // More than pgrail reads ahead (its buffer), so that the close comes behind unread bytes.
+    for (int i = 0; i < 60000; ++i) pipeline += message('S', "");
+    raw->send(pipeline);
+    const std::string where = "application_name = 'gone_while_held'";
+    REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), where, "active"); }, std::chrono::seconds(5)));
+    raw.reset();  // close, the Syncs beyond the first 4,096 unread by pgrail
+    CHECK(eventually([&] { return !backend_in_state(admin_conn.get(), where, ""); }, std::chrono::seconds(10)));
+}

@@ -29,10 +29,12 @@ struct SessionContext : policy::SessionInfo {
     static constexpr std::size_t max_temporary_relations = 256;
     std::vector<std::string> temporary_relations;
     bool many_temporary_relations = false;
-    // The search_path the session's texts (or its startup packet) set, as the analyzer reads it
-    // ("*": not a constant); nothing while it is the role's own. Another path may resolve a
-    // registered statement's unqualified names elsewhere than the runner's connection would.
-    std::optional<std::string> search_path;
+    // The session's texts (or its startup packet) set a search_path other than a role's usual
+    // one (public, "$user", public), or one pgrail cannot read: a registered statement's
+    // unqualified names may resolve elsewhere than on the runner's connection. Never cleared: a
+    // SET that was rolled back, failed or never executed may or may not have taken effect, and
+    // RESET returns to the startup packet's value.
+    bool search_path_elsewhere = false;
 };
 
 using StartupParameters = std::vector<std::pair<std::string, std::string>>;
@@ -69,10 +71,10 @@ struct GateVerdict {
     // text order: the session follows them to their commit and the ledger records a script run to
     // its end (MigratorRunTracker).
     std::vector<MigratorStatement> migrator_statements;
-    // The temporary relations the text makes (SessionContext::temporary_relations), and the
-    // search_path it sets last ("" for a RESET): of a refused text too, whose first statements run.
+    // The temporary relations the text makes (SessionContext::temporary_relations), and whether
+    // it sets a search_path elsewhere: of a refused text too, whose first statements run.
     std::vector<std::string> temporary_relations;
-    std::optional<std::string> search_path;
+    bool sets_search_path_elsewhere = false;
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
     // (settle_audit); when it fails, the statement is refused instead.
