@@ -128,11 +128,15 @@ bool changes_encoding(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), may_change_encoding);
 }
 
-// The names of the temporary relations a text makes (GateVerdict::temporary_relations).
+// The names of the temporary relations a text makes (GateVerdict::temporary_relations). A
+// temporary relation altered (renamed: `ALTER TABLE pg_temp.x RENAME TO profiles`) may take any
+// name: "*", every unqualified name counts from then on.
 void add_temporary_relations(const sql::Statement& statement, std::vector<std::string>& names) {
-    for (const auto& object : statement.objects)
-        if (object.temporary && std::find(names.begin(), names.end(), object.name) == names.end())
-            names.push_back(object.name);
+    for (const auto& object : statement.objects) {
+        if (!object.temporary) continue;
+        const std::string name = object.role == sql::ObjectRole::altered ? "*" : object.name;
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    }
     for (const auto& inner : statement.inner) add_temporary_relations(inner, names);
 }
 
@@ -196,7 +200,8 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
                                                         "another schema's relation than the one it was written for",
                                                         object.name)};
                 if (session.many_temporary_relations ||
-                    std::find(temporary.begin(), temporary.end(), object.name) != temporary.end())
+                    std::find(temporary.begin(), temporary.end(), object.name) != temporary.end() ||
+                    std::find(temporary.begin(), temporary.end(), "*") != temporary.end())
                     return std::pair{index, fmt::format("pgrail: this session made a temporary relation named "
                                                         "\"{}\", which a registered migration's unqualified name "
                                                         "would reach first",

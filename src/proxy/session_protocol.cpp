@@ -393,7 +393,7 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     for (const std::string& name : verdict.temporary_relations) {
         auto& known = context_.temporary_relations;
         if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-        if (known.size() < SessionContext::max_temporary_relations) {
+        if (name != "*" && known.size() < SessionContext::max_temporary_relations) {
             known.push_back(name);
         } else {
             context_.many_temporary_relations = true;

@@ -115,6 +115,14 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
         REQUIRE(run(by_option.get(), "RESET search_path").at(0).sqlstate.empty());  // back to staging
         CHECK(run(by_option.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).sqlstate == "55000");
     }
+    // A temporary relation renamed may take the name: from then on every unqualified name counts.
+    {
+        auto renamer = proxy.connect("app_owner", "renamer");
+        REQUIRE(run(renamer.get(), "CREATE TEMP TABLE dummy (id int)").at(0).sqlstate.empty());
+        REQUIRE(run(renamer.get(), "ALTER TABLE pg_temp.dummy RENAME TO profiles").at(0).sqlstate.empty());
+        CHECK(run(renamer.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).sqlstate == "55000");
+        CHECK(proxy.db.timezone_columns() == "0");
+    }
     // Only the names a session made temporary are held against it: another name's temporary
     // table leaves the registered statement to run, and to be recorded.
     auto fresh = proxy.connect("app_owner", "fresh");

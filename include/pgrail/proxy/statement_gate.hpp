@@ -24,8 +24,8 @@ struct SessionContext : policy::SessionInfo {
     std::uint64_t session_id = 0;
     // The names of the temporary relations the session's texts made (an unqualified name reaches
     // them before any schema's): a registered migration's statement that names one could change
-    // it instead of the schema's (PolicyGate refuses it). Past max_temporary_relations, every
-    // unqualified name counts as one.
+    // it instead of the schema's (PolicyGate refuses it). Past max_temporary_relations, or once a
+    // temporary relation was altered (renamed), every unqualified name counts as one.
     static constexpr std::size_t max_temporary_relations = 256;
     std::vector<std::string> temporary_relations;
     bool many_temporary_relations = false;
