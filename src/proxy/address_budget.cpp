@@ -23,17 +23,6 @@ std::string AddressBudget::key_of(std::string_view address) {
     return boost::asio::ip::address_v6(bytes).to_string() + "/64";
 }
 
-bool AddressBudget::take_from(Bucket& bucket, double rate, double burst, Clock::time_point now) {
-    if (bucket.last != Clock::time_point{}) {
-        const double seconds = std::chrono::duration<double>(now - bucket.last).count();
-        bucket.tokens = std::min(burst, bucket.tokens + std::max(0.0, seconds) * rate);
-    }
-    bucket.last = now;
-    if (bucket.tokens < 1.0) return false;
-    bucket.tokens -= 1.0;
-    return true;
-}
-
 // Addresses whose budget has filled up again are as good as new: dropped from the map.
 void AddressBudget::forget_idle(Clock::time_point now) {
     std::erase_if(addresses_, [&](const auto& entry) {
@@ -45,20 +34,20 @@ void AddressBudget::forget_idle(Clock::time_point now) {
 std::optional<std::uint64_t> AddressBudget::take(std::string_view address, Clock::time_point now) {
     const std::string key = key_of(address);
     const std::lock_guard lock(mutex_);
-    Bucket* bucket = nullptr;
+    TokenBucket* bucket = nullptr;
     if (const auto found = addresses_.find(key); found != addresses_.end()) {
         bucket = &found->second;
     } else {
         if (addresses_.size() >= rates_.max_addresses) forget_idle(now);
         if (addresses_.size() < rates_.max_addresses) {
-            bucket = &addresses_.emplace(key, Bucket{rates_.per_address_burst, now}).first->second;
+            bucket = &addresses_.emplace(key, TokenBucket{rates_.per_address_burst, now}).first->second;
         } else {
             bucket = &overflow_;
         }
     }
     // The address's own budget first: a flooding address spends none of the total.
-    if (!take_from(*bucket, rates_.per_address_per_second, rates_.per_address_burst, now) ||
-        !take_from(total_, rates_.total_per_second, rates_.total_burst, now)) {
+    if (!bucket->take_one(rates_.per_address_per_second, rates_.per_address_burst, now) ||
+        !total_.take_one(rates_.total_per_second, rates_.total_burst, now)) {
         ++left_out_;
         ++left_out_total_;
         return std::nullopt;

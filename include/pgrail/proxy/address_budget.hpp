@@ -39,18 +39,13 @@ public:
     [[nodiscard]] std::uint64_t left_out_total() const;
 
 private:
-    struct Bucket {
-        double tokens = 0;
-        Clock::time_point last{};
-    };
-    bool take_from(Bucket& bucket, double rate, double burst, Clock::time_point now);
     void forget_idle(Clock::time_point now);
 
     Rates rates_;
     mutable std::mutex mutex_;
-    std::unordered_map<std::string, Bucket> addresses_;
-    Bucket overflow_;  // the addresses beyond max_addresses, together
-    Bucket total_;
+    std::unordered_map<std::string, TokenBucket> addresses_;
+    TokenBucket overflow_;  // the addresses beyond max_addresses, together
+    TokenBucket total_;
     std::uint64_t left_out_ = 0;
     std::uint64_t left_out_total_ = 0;
 };

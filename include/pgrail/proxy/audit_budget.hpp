@@ -4,35 +4,29 @@
 // refusals and schema changes (they fail closed when their line cannot be written).
 #pragma once
 
-#include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <utility>
 
+#include "pgrail/proxy/token_bucket.hpp"
+
 namespace pgrail::proxy {
 
 class AuditBudget {
 public:
-    using Clock = std::chrono::steady_clock;
-    AuditBudget(double lines_per_second, double burst) : rate_(lines_per_second), burst_(burst), tokens_(burst) {}
+    using Clock = TokenBucket::Clock;
+    AuditBudget(double lines_per_second, double burst) : rate_(lines_per_second), burst_(burst), bucket_{burst} {}
 
     // A line may be written now: the number of lines left out since the last one written (for
     // that line to carry); nullopt: leave this one out (it is counted).
     std::optional<std::uint64_t> take(Clock::time_point now = Clock::now()) {
         const std::lock_guard lock(mutex_);
-        if (last_ != Clock::time_point{}) {
-            const double seconds = std::chrono::duration<double>(now - last_).count();
-            tokens_ = std::min(burst_, tokens_ + std::max(0.0, seconds) * rate_);
-        }
-        last_ = now;
-        if (tokens_ < 1.0) {
+        if (!bucket_.take_one(rate_, burst_, now)) {
             ++left_out_;
             ++left_out_total_;
             return std::nullopt;
         }
-        tokens_ -= 1.0;
         return std::exchange(left_out_, 0);
     }
 
@@ -45,8 +39,7 @@ private:
     mutable std::mutex mutex_;
     double rate_;
     double burst_;
-    double tokens_;
-    Clock::time_point last_{};
+    TokenBucket bucket_;
     std::uint64_t left_out_ = 0;        // since the last line written
     std::uint64_t left_out_total_ = 0;  // since the start
 };

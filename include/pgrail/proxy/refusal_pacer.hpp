@@ -16,11 +16,13 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "pgrail/proxy/token_bucket.hpp"
+
 namespace pgrail::proxy {
 
 class RefusalPacer {
 public:
-    using Clock = std::chrono::steady_clock;
+    using Clock = TokenBucket::Clock;
     // bytes_per_second 0: no pacing.
     RefusalPacer(double bytes_per_second, double burst_bytes) : per_second_(bytes_per_second), burst_(burst_bytes) {}
 
@@ -29,16 +31,12 @@ public:
     Clock::duration reserve(std::string_view login, std::size_t bytes, Clock::time_point now = Clock::now());
 
 private:
-    struct Bucket {
-        double tokens = 0;  // bytes; below zero: lines reserved ahead of the rate
-        Clock::time_point last{};
-    };
     static constexpr std::size_t forget_above = 1024;  // logins tracked before full buckets are dropped
 
     double per_second_;
     double burst_;
     std::mutex mutex_;
-    std::unordered_map<std::string, Bucket> logins_;
+    std::unordered_map<std::string, TokenBucket> logins_;  // bytes; below zero: lines reserved ahead
 };
 
 }  // namespace pgrail::proxy
