@@ -215,6 +215,11 @@ RawSocket::~RawSocket() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+bool RawSocket::closed_by_peer() const {
+    pollfd watched{fd_, POLLRDHUP, 0};
+    return ::poll(&watched, 1, 0) == 1 && (watched.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 void RawSocket::send(std::string_view bytes) { (void)write_fd(fd_, bytes); }
 
 bool write_fd(int fd, std::string_view bytes) {

@@ -97,6 +97,8 @@ public:
     // Reads exactly n bytes (or fewer at EOF/timeout).
     [[nodiscard]] std::string read_exactly(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(5));
     [[nodiscard]] bool eof() const { return eof_; }
+    // Whether the peer has closed (or reset) the connection, without waiting or reading.
+    [[nodiscard]] bool closed_by_peer() const;
 
 private:
     int fd_ = -1;

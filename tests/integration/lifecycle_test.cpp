@@ -474,17 +474,21 @@ TEST_CASE("SIGINT during an in-band migration: it rolls back, its client hears s
     CHECK(migration.db.timezone_columns() == "0");
 }
 
-// Hidden ([.]): it failed in two fresh-clone CI runs (logins not refused) and passes locally;
-// the option is off by default until it is understood. Run: integration_tests "[pending_logins]".
 TEST_CASE("max_pending_logins_per_address: silent sockets from one address cannot keep others from logging in",
-          "[.][lifecycle][pending_logins]") {
+          "[lifecycle][pending_logins]") {
     PgrailProcess pgrail("max_pending_logins_per_address: 3\n");
     // Three sockets that say nothing hold their address's places for the 60 s a login may take.
+    // (PgrailProcess's own probe connection may still hold a place when they arrive: one of them
+    // is then past the bound and closed by pgrail 2 s later, and is replaced until three hold.)
     std::vector<std::unique_ptr<RawSocket>> silent;
-    for (int i = 0; i < 3; ++i) silent.push_back(std::make_unique<RawSocket>(pgrail.port()));
+    const auto top_up = [&] {
+        std::erase_if(silent, [](const auto& socket) { return socket->closed_by_peer(); });
+        while (silent.size() < 3) silent.push_back(std::make_unique<RawSocket>(pgrail.port()));
+    };
     // A login from the same address is refused (after its startup packet), not left to wait.
     std::string last_answer;
     const bool refused = eventually([&] {
+        top_up();
         Conn attempt(PQconnectdb(pgrail.conninfo().c_str()));
         last_answer = PQstatus(attempt.get()) == CONNECTION_OK ? "logged in" : PQerrorMessage(attempt.get());
         return last_answer.find("too many connections from this address") != std::string::npos;

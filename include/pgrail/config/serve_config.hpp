@@ -31,9 +31,8 @@ struct ServeConfig {
     // Client connections at once; more are answered FATAL 53300 (0: as many as the open-file
     // limit allows, two descriptors each, the limit raised to its hard value at start).
     std::uint32_t max_client_connections = 0;
-    // Connections from one address (an IPv6 /64) still logging in, at most; 0: no bound. Off by
-    // default until its test passes in CI (it failed there twice, cause not found).
-    std::uint32_t max_pending_logins_per_address = 0;
+    // Connections from one address (an IPv6 /64) still logging in, at most; 0: no bound.
+    std::uint32_t max_pending_logins_per_address = 128;
     std::uint32_t max_message_size = 64u << 20;     // bytes, for one protocol message
     std::uint32_t max_analyzed_size = 512u << 10;   // bytes of statement text a policy analyses
     std::uint64_t max_buffered_size = 256u << 20;   // bytes of whole client messages, all sessions together
