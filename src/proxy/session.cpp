@@ -623,8 +623,11 @@ awaitable<void> Session::client_to_server() {
                     break;
                 case ClientStep::Kind::check_function_call: {
                     GateVerdict verdict = shared_.gate->check_function_call(context_, step.function_oid);
-                    if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
-                    if (verdict.kind == GateVerdict::Kind::refuse) co_await pace_refusal(verdict.audit_bytes);
+                    const bool client_stays = co_await settle_verdict(verdict);
+                    if (!client_stays) {
+                        co_await client_gone(in);
+                        co_return;
+                    }
                     protocol_.apply(verdict, step.statement, to_server_);
                     break;
                 }
@@ -639,8 +642,11 @@ awaitable<void> Session::client_to_server() {
                     } else {
                         verdict = co_await analyse_elsewhere(step.statement);
                     }
-                    if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
-                    if (verdict.kind == GateVerdict::Kind::refuse) co_await pace_refusal(verdict.audit_bytes);
+                    const bool client_stays = co_await settle_verdict(verdict);
+                    if (!client_stays) {
+                        co_await client_gone(in);
+                        co_return;
+                    }
                     if (directory_entry_) directory_entry_->on_statement(step.statement.sql, context_.lexing);
                     protocol_.apply(verdict, step.statement, to_server_);
                     if (verdict.kind != GateVerdict::Kind::intercept) break;
@@ -706,13 +712,21 @@ awaitable<void> Session::settle_audit_elsewhere(GateVerdict& verdict) {
     settle_audit(verdict, written);
 }
 
+// A verdict's audit line written, and a refusal paced; false when the client left meanwhile.
+awaitable<bool> Session::settle_verdict(GateVerdict& verdict) {
+    if (verdict.write_audit) co_await settle_audit_elsewhere(verdict);
+    if (verdict.kind != GateVerdict::Kind::refuse) co_return true;
+    co_return co_await pace_refusal(verdict.audit_bytes);
+}
+
 // A refusal beyond its login's budget is answered later (refusal_pacer.hpp): nothing more of the
 // client's is read meanwhile, so neither this session nor its login's others write the audit
-// faster than the budget's rate, whatever they send.
-awaitable<void> Session::pace_refusal(std::size_t audit_bytes) {
-    if (audit_bytes == 0) co_return;  // no line was written (the audit failed closed)
+// faster than the budget's rate, whatever they send. The client is not read while it waits: its
+// departure is looked for each second instead (false: it left).
+awaitable<bool> Session::pace_refusal(std::size_t audit_bytes) {
+    if (audit_bytes == 0) co_return true;  // no line was written (the audit failed closed)
     const auto wait = shared_.refusal_pacer.reserve(pool_owner(), audit_bytes);
-    if (wait <= std::chrono::steady_clock::duration::zero()) co_return;
+    if (wait <= std::chrono::steady_clock::duration::zero()) co_return true;
     metrics().refusals_paced.fetch_add(1, std::memory_order_relaxed);
     static AuditBudget log_budget(1.0, 10.0);
     if (const auto left_out = log_budget.take())
@@ -721,8 +735,13 @@ awaitable<void> Session::pace_refusal(std::size_t audit_bytes) {
                      std::chrono::duration_cast<std::chrono::milliseconds>(wait).count(),
                      *left_out > 0 ? fmt::format(" ({} more paced refusals not logged before it)", *left_out)
                                    : std::string());
-    pace_timer_.expires_after(wait);
-    co_await pace_timer_.async_wait(use_tuple);
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (shutdown_ == ShutdownMode::none && std::chrono::steady_clock::now() < until) {
+        pace_timer_.expires_at(std::min(until, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
+        co_await pace_timer_.async_wait(use_tuple);
+        if (client_hung_up()) co_return false;
+    }
+    co_return true;
 }
 
 // Whose turn a job of this session takes on a shared pool (FairPool): its login's.

@@ -180,7 +180,8 @@ private:
     awaitable<GateVerdict> analyse_elsewhere(const ClientStatement& statement);
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
-    awaitable<void> pace_refusal(std::size_t audit_bytes);
+    awaitable<bool> settle_verdict(GateVerdict& verdict);   // false: the client left meanwhile
+    awaitable<bool> pace_refusal(std::size_t audit_bytes);  // false: the client left meanwhile
     awaitable<void> client_gone(Inbound& in);
     [[nodiscard]] bool client_hung_up();
     [[nodiscard]] std::string pool_owner() const;

@@ -477,3 +477,32 @@ TEST_CASE("a login refused in a loop is answered later, every refusal on record,
     // The session is usable as after any refusal.
     CHECK(sqlstate_of(agent.get(), "SELECT 1").empty());
 }
+
+TEST_CASE("a client that leaves while its refusal is paced ends its session at once, not after the pace",
+          "[audit][audit_bounds]") {
+    const std::string dir = PgrailProcess::make_temp_dir();
+    // About 30 refusal lines (~0.6 KB each) spend the burst; past it, each is owed ~6 s at 100 bytes/s.
+    AuditedProxy proxy(dir + "/audit.jsonl", {}, ", refusal_bytes_per_second: 100, refusal_burst_bytes: 16384");
+    auto agent = proxy.connect("agent");
+    const std::string pid = scalar(agent.get(), "SELECT pg_backend_pid()");
+    const auto in_burst = [&] { return count_occurrences(proxy.process.log(), "role agent is refused faster") == 0; };
+    int refused = 0;
+    while (in_burst() && refused < 100) {
+        REQUIRE(sqlstate_of(agent.get(), refused_statement) == "42501");
+        ++refused;
+    }
+    REQUIRE_FALSE(in_burst());  // the last of those was paced (by up to 6 s)
+    // 20 more, pipelined (each its own batch): two minutes of pace owed.
+    REQUIRE(PQenterPipelineMode(agent.get()) == 1);
+    for (int i = 0; i < 20; ++i) {
+        REQUIRE(PQsendQueryParams(agent.get(), refused_statement.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+        REQUIRE(PQpipelineSync(agent.get()) == 1);
+    }
+    REQUIRE(PQflush(agent.get()) == 0);
+    REQUIRE(eventually([&] { return refusals_in(proxy.audit_path) == refused + 1; }, 10s));
+    agent.reset();  // Terminate and close, unread behind the paced refusal
+    auto observer = admin();
+    CHECK(eventually([&] { return scalar(observer.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " + pid) == "0"; },
+                     20s));
+    CHECK(refusals_in(proxy.audit_path) == refused + 1);  // the paced one is on record all the same
+}
