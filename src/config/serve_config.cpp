@@ -63,13 +63,28 @@ void read_unix_socket(const YamlReader& reader, const YAML::Node& listen, const 
     }
 }
 
+// tcp_keepalive: `off`, or a map of idle, interval (durations) and count (probes), each optional.
+void read_tcp_keepalive(const YamlReader& reader, const YAML::Node& keepalive, ServeConfig& config) {
+    if (keepalive.IsScalar()) {
+        if (reader.as_choice(keepalive, "tcp_keepalive", {"off"}) == "off") config.tcp_keepalive_idle_ms = 0;
+        return;
+    }
+    reader.expect_map(keepalive, {"idle", "interval", "count"}, "tcp_keepalive");
+    if (keepalive["idle"]) config.tcp_keepalive_idle_ms = duration(reader, keepalive["idle"], "tcp_keepalive.idle");
+    if (keepalive["interval"])
+        config.tcp_keepalive_interval_ms = duration(reader, keepalive["interval"], "tcp_keepalive.interval");
+    if (keepalive["count"])
+        config.tcp_keepalive_count =
+            static_cast<std::uint32_t>(reader.as_int(keepalive["count"], "tcp_keepalive.count", 1, 127));
+}
+
 ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     ServeConfig config;
     const auto& root = reader.root();
     if (root.IsNull()) return config;
     reader.expect_map(root,
                       {"listen", "upstream", "workers", "max_client_connections", "max_pending_logins_per_address", "max_message_size", "max_analyzed_size", "max_buffered_size",
-                       "buffered_message_timeout", "shutdown_timeout", "log", "policy", "audit", "migrations", "http",
+                       "buffered_message_timeout", "shutdown_timeout", "tcp_keepalive", "log", "policy", "audit", "migrations", "http",
                        "catalog", "tls", "auth"},
                       "the configuration");
     if (const auto listen = root["listen"]) {
@@ -115,6 +130,7 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
             duration(reader, root["buffered_message_timeout"], "buffered_message_timeout");
     if (root["shutdown_timeout"])
         config.shutdown_timeout_ms = duration(reader, root["shutdown_timeout"], "shutdown_timeout");
+    if (const auto keepalive = root["tcp_keepalive"]) read_tcp_keepalive(reader, keepalive, config);
     // The longest message (its length word plus the type byte) must always fit, or its session
     // could never be served.
     if (config.max_buffered_size <= config.max_message_size) {

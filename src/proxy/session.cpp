@@ -26,6 +26,7 @@
 #include "pgrail/proxy/metrics.hpp"
 #include "pgrail/sql/pgrail_command.hpp"
 #include "run_on_pool.hpp"
+#include "tcp_keepalive.hpp"
 #include "upstream.hpp"
 
 namespace pgrail::proxy {
@@ -95,6 +96,7 @@ awaitable<void> Session::run() {
     if (shutdown_mode != ShutdownMode::none) request_shutdown(shutdown_mode);
     error_code ignored;
     client_.socket().set_option(tcp::no_delay(true), ignored);
+    set_tcp_keepalive(client_.socket().native_handle(), shared_.config);
     // Past its address's places, a connection has a short while to say what it is: a cancel is
     // carried out (as when pgrail is full), a login is refused.
     pending_place_ = shared_.pending_logins->enter(context_.client_address);

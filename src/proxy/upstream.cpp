@@ -4,6 +4,7 @@
 #include "drained_receive.hpp"
 
 #include "leg.hpp"
+#include "tcp_keepalive.hpp"
 
 #include <chrono>
 #include <tuple>
@@ -74,6 +75,7 @@ asio::awaitable<std::string> connect_to_upstream(Stream& socket, const config::S
     if (auto connect_ec = std::get<0>(std::get<0>(connected)); connect_ec) co_return connect_ec.message();
     error_code ignored;
     if (!config.upstream_is_socket()) socket.set_option(tcp::no_delay(true), ignored);
+    set_tcp_keepalive(socket.native_handle(), config);
     prepare_for_drained_receive(socket, Leg::drained_receives());
     co_return std::string();
 }

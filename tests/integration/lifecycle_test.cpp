@@ -1,6 +1,7 @@
 // pgrail's lifecycle under an operator's hand and a server's silence: the login's timeouts
 // (upstream.connect_timeout_ms), SIGHUP that never stops the listener, and the shutdown
 // (SIGTERM: sessions finish their transaction, then FATAL 57P01; SIGINT: at once; the exit status).
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,8 +12,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -519,4 +523,57 @@ TEST_CASE("max_pending_logins_per_address: silent sockets from one address canno
         Conn again(PQconnectdb(pgrail.conninfo().c_str()));
         return PQstatus(again.get()) == CONNECTION_OK;
     }, 10s));
+}
+
+namespace {
+
+// The timer /proc/net/tcp shows for the IPv4 connection from local port `local` to remote port
+// `remote` ("tr": 0 none, 1 retransmit, 2 keepalive, ...), and when it fires (seconds); nullopt:
+// no such connection.
+std::optional<std::pair<int, double>> tcp_timer(int local, int remote) {
+    std::ifstream table("/proc/net/tcp");
+    std::string line;
+    std::getline(table, line);  // the header
+    while (std::getline(table, line)) {
+        std::istringstream fields(line);
+        std::string slot, local_address, remote_address, state, queues, timer;
+        fields >> slot >> local_address >> remote_address >> state >> queues >> timer;
+        const auto port_of = [](const std::string& address) {
+            return std::stoi(address.substr(address.find(':') + 1), nullptr, 16);
+        };
+        if (port_of(local_address) != local || port_of(remote_address) != remote) continue;
+        const auto colon = timer.find(':');
+        return std::pair{std::stoi(timer.substr(0, colon), nullptr, 16),
+                         static_cast<double>(std::stol(timer.substr(colon + 1), nullptr, 16)) / 100.0};
+    }
+    return std::nullopt;
+}
+
+int local_port_of(int fd) {
+    sockaddr_in address{};
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    return ntohs(address.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("both legs' TCP connections carry keepalive probes (tcp_keepalive), and none when it is off",
+          "[lifecycle][keepalive]") {
+    const bool on = GENERATE(true, false);
+    PgrailProcess pgrail(on ? "tcp_keepalive: {idle: 45s, interval: 5s, count: 3}\n" : "tcp_keepalive: off\n");
+    Conn conn(PQconnectdb(pgrail.conninfo().c_str()));
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+    // The client leg: pgrail's end, from its listening port to this client's port. The server
+    // leg: pgrail's end, from the port the backend sees as its client's to PostgreSQL's port.
+    const int client_port = local_port_of(PQsocket(conn.get()));
+    const int server_leg_port = std::stoi(scalar(conn.get(), "SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()"));
+    for (const auto& [local, remote] : {std::pair{pgrail.port(), client_port}, std::pair{server_leg_port, Cluster::get().pg_port}}) {
+        INFO("pgrail's connection from port " << local << " to " << remote);
+        REQUIRE(tcp_timer(local, remote).has_value());
+        // Once the last answer is acknowledged (until then, the retransmission timer shows).
+        const int expected = on ? 2 : 0;  // keepalive, or no timer
+        CHECK(eventually([&] { return tcp_timer(local, remote).value_or(std::pair{-1, 0.0}).first == expected; }, 5s));
+        if (on) CHECK(tcp_timer(local, remote).value_or(std::pair{-1, 99.0}).second <= 45.0);  // due within the idle time
+    }
 }

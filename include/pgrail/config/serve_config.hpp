@@ -39,6 +39,11 @@ struct ServeConfig {
     std::uint32_t buffered_message_timeout_ms = 60000;  // longest wait for, or stall holding, that space
     // SIGTERM: how long sessions may take to finish their transaction before they are ended.
     std::uint32_t shutdown_timeout_ms = 30000;
+    // TCP keepalive on both legs (src/proxy/tcp_keepalive.hpp): a peer gone without a word is
+    // seen after idle + interval x count (2 min by default); idle 0: off (`tcp_keepalive: off`).
+    std::uint32_t tcp_keepalive_idle_ms = 60000;
+    std::uint32_t tcp_keepalive_interval_ms = 10000;
+    std::uint32_t tcp_keepalive_count = 6;
     // http: the operator's listener for /metrics, /healthz and /readyz (port 0: off).
     std::string http_host = "127.0.0.1";
     std::uint16_t http_port = 0;

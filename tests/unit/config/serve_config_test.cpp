@@ -18,6 +18,9 @@ TEST_CASE("an empty configuration gives the documented defaults") {
     CHECK(config.lock_wait_ms == 10000);
     CHECK(config.connect_timeout_ms == 5000);
     CHECK(config.shutdown_timeout_ms == 30000);
+    CHECK(config.tcp_keepalive_idle_ms == 60000);
+    CHECK(config.tcp_keepalive_interval_ms == 10000);
+    CHECK(config.tcp_keepalive_count == 6);
 }
 
 TEST_CASE("every key is read") {
@@ -31,6 +34,7 @@ max_analyzed_size: 100000
 max_buffered_size: 4097
 buffered_message_timeout: 2s
 shutdown_timeout: 5s
+tcp_keepalive: {idle: 30s, interval: 2s, count: 3}
 log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false, refusal_bytes_per_second: 5, refusal_burst_bytes: 20000}
@@ -48,6 +52,10 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.max_buffered_size == 4097);
     CHECK(config.buffered_message_timeout_ms == 2000);
     CHECK(config.shutdown_timeout_ms == 5000);
+    CHECK(config.tcp_keepalive_idle_ms == 30000);
+    CHECK(config.tcp_keepalive_interval_ms == 2000);
+    CHECK(config.tcp_keepalive_count == 3);
+    CHECK(parse_serve_config("tcp_keepalive: off\n", "off.yaml").tcp_keepalive_idle_ms == 0);
     CHECK(config.log_format == "json");
     CHECK(config.audit_fsync);
     CHECK_FALSE(config.audit_redact_literals);
@@ -88,6 +96,11 @@ TEST_CASE("bad configurations name file:line:column") {
                Catch::StartsWith("bad.yaml:2:20: max_buffered_size (4096) must be larger than max_message_size (4096)"));
     CHECK_THAT(error_of("max_message_size: 536870912\n"), Catch::StartsWith("bad.yaml:1:19: max_buffered_size"));
     CHECK_THAT(error_of("listen: [1, 2\n"), Catch::StartsWith("bad.yaml:"));
+    CHECK_THAT(error_of("tcp_keepalive: on\n"), Catch::StartsWith("bad.yaml:1:16: 'tcp_keepalive' must be one of"));
+    CHECK_THAT(error_of("tcp_keepalive: {idle: 0s}\n"),
+               Catch::StartsWith("bad.yaml:1:23: 'tcp_keepalive.idle' must be a positive duration"));
+    CHECK_THAT(error_of("tcp_keepalive: {count: 0}\n"),
+               Catch::StartsWith("bad.yaml:1:24: 'tcp_keepalive.count' must be between 1 and 127"));
     CHECK_THAT(error_of("upstream:\n  host: /" + std::string(100, 'd') + "\n"),
                Catch::StartsWith("bad.yaml:2:9: upstream.host: the socket path"));
 }
