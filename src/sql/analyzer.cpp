@@ -932,6 +932,29 @@ std::optional<PgrailCall> pgrail_range_call(const json& range) {
 
 std::vector<Statement> analyze_text(std::string_view query, int body_level, std::optional<ParseError>* error);
 
+// The SELECTs a SelectStmt body holds: itself and, for a set operation, each arm (the parse tree
+// holds arms as SelectStmt bodies without a node name, so the walk does not meet them as nodes).
+template <class Visit>
+void for_each_select_arm(const json& select, Visit&& visit) {
+    std::vector<json> pending{select};
+    while (!pending.empty()) {
+        const json next = pending.back();
+        pending.pop_back();
+        visit(next);
+        for (const json arm : {child(next, "larg"), child(next, "rarg")})
+            if (arm.valid()) pending.push_back(arm);
+    }
+}
+
+// Whether a SELECT writes its rows into a new table: its own INTO, or an arm's
+// (`SELECT ... INTO t UNION SELECT ...`: PostgreSQL takes the leftmost arm's INTO for the whole
+// set operation, and runs it as CREATE TABLE AS).
+bool selects_into(const json& select) {
+    bool into = false;
+    for_each_select_arm(select, [&into](const json& arm) { into = into || arm.contains("intoClause"); });
+    return into;
+}
+
 // Walks one statement's parse tree once, collecting objects, functions, settings and flags.
 class Walker {
 public:
@@ -1249,8 +1272,8 @@ private:
             const auto query = node_of(child(body, "ctequery"));
             if (scope.effects && query && query->first != "SelectStmt") out_.flags.data_modifying_cte = true;
         } else if (type == "SelectStmt") {
-            if (scope.effects && body.contains("intoClause")) out_.flags.select_into = true;
-            pin_setting_names(body);
+            if (scope.effects && selects_into(body)) out_.flags.select_into = true;
+            for_each_select_arm(body, [this](const json& arm) { pin_setting_names(arm); });
         } else if (type == "DefElem" && str(body, "defname") == "sequence_name") {
             // An identity column's own sequence, named by the statement: created where it says
             // (a protected schema too), so it is an object of the statement.
@@ -1581,7 +1604,7 @@ json output_select(std::string_view type, const json& body) {
         const auto query = node_of(child(body, "query"));
         if (query && query->first == "SelectStmt") select = query->second;
     }
-    if (!select.valid() || select.contains("intoClause")) return {};
+    if (!select.valid() || selects_into(select)) return {};
     const std::string_view op = str(select, "op");
     if (!op.empty() && op != "SETOP_NONE") return {};
     return select;
@@ -1819,7 +1842,7 @@ Statement build_statement(std::string_view type, const json& body, const json& n
 
     // pgrail's commands are relations of a plain SELECT sent as a statement of its own (not in a
     // DO body or a built-in's query string, nor wrapped, nor SELECT INTO).
-    const bool commands = outermost && body_level == 0 && type == "SelectStmt" && !body.contains("intoClause");
+    const bool commands = outermost && body_level == 0 && type == "SelectStmt" && !selects_into(body);
     Scope top;
     top.relation_calls = commands;
     Walker walker(out, body_level, text);
