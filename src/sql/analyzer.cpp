@@ -1001,6 +1001,9 @@ private:
             const std::string_view key = field.key();
             if (!key.empty() && key[0] >= 'A' && key[0] <= 'Z' && field.is_object()) {
                 visit_node(key, field, scope, depth + 1);
+            } else if (key == "funccall" && scope.node == "CallStmt") {
+                // CALL's procedure: a FuncCall the parse tree holds without its node name.
+                visit_node("FuncCall", field, scope, depth + 1);
             } else if (field.is_structured()) {
                 Scope inner = field_scope(scope, key);
                 if (key == "onConflictClause") {
