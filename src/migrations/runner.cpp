@@ -99,6 +99,7 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std
 
 LedgerState read_ledger(pqxx::connection& conn, std::optional<std::chrono::milliseconds> lock_timeout) {
     LedgerState state;
+    state.database = conn.dbname();
     pqxx::read_transaction tx(conn);
     if (lock_timeout) tx.exec0("SET LOCAL lock_timeout = " + ms(*lock_timeout));
     state.exists = !tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL")[0].as<bool>();

@@ -53,6 +53,17 @@ migrations::AuditSink session_audit_sink(std::shared_ptr<audit::AuditLog> log, c
     };
 }
 
+// The database `conninfo` names (empty when it names none, or cannot be read): libpq would then
+// take the user's name, which only the connection tells for sure.
+std::string conninfo_dbname(const std::string& conninfo) {
+    try {
+        for (const auto& option : migrations::parse_conninfo(conninfo))
+            if (option.keyword == "dbname") return option.value;
+    } catch (const migrations::MigrationError&) {
+    }
+    return {};
+}
+
 }  // namespace
 
 std::string bounded_conninfo(const std::string& conninfo, std::uint32_t connect_timeout_ms,
@@ -326,7 +337,10 @@ void MigrationCommands::refresh_snapshot() {
     std::lock_guard lock(mutex_);
     if (ticket < refresh_published_) return;
     refresh_published_ = ticket;
-    gate_->set_migration_matcher(std::make_shared<const policy::MigrationMatcher>(
+    // (A ledger that could not be read keeps the database known before, or the conninfo's dbname.)
+    if (!snapshot->ledger().database.empty()) migrations_database_ = snapshot->ledger().database;
+    if (migrations_database_.empty()) migrations_database_ = conninfo_dbname(config_.migrator_conninfo);
+    gate_->set_migration_matcher(migrations_database_, std::make_shared<const policy::MigrationMatcher>(
         [snapshot](const sql::Statement& statement) -> std::optional<policy::RegisteredStatement> {
             auto found = snapshot->match(statement);
             if (!found) return std::nullopt;

@@ -284,6 +284,7 @@ struct PolicyGate::ThreadState {
     std::uint64_t generation = 0;
     std::shared_ptr<const policy::Policy> policy;
     std::shared_ptr<const policy::MigrationMatcher> matcher;
+    std::string migrations_database;
     struct Slot {
         std::string text;
         std::shared_ptr<const sql::Analysis> analysis;
@@ -307,6 +308,7 @@ PolicyGate::ThreadState& PolicyGate::thread_state() {
         std::lock_guard lock(policy_mutex_);
         state.policy = policy_;
         state.matcher = matcher_;
+        state.migrations_database = migrations_database_;
         state.generation = generation_.load(std::memory_order_relaxed);
     }
     return state;
@@ -323,9 +325,11 @@ void PolicyGate::replace_policy(std::shared_ptr<const policy::Policy> policy) {
     generation_.fetch_add(1, std::memory_order_release);
 }
 
-void PolicyGate::set_migration_matcher(std::shared_ptr<const policy::MigrationMatcher> matcher) {
+void PolicyGate::set_migration_matcher(std::string database,
+                                       std::shared_ptr<const policy::MigrationMatcher> matcher) {
     std::lock_guard lock(policy_mutex_);
     matcher_ = std::move(matcher);
+    migrations_database_ = std::move(database);
     generation_.fetch_add(1, std::memory_order_release);
 }
 
@@ -418,9 +422,14 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
             sensitive_in_use = &sensitive;
         }
     }
-    auto decision = policy::evaluate_all(*state.policy, session, analysis, state.matcher.get(), sensitive_in_use);
+    // The migrator route is the ledger's database's: elsewhere a registered statement is ad hoc DDL.
+    const policy::MigrationMatcher* matcher =
+        state.matcher && !state.migrations_database.empty() && session.database == state.migrations_database
+            ? state.matcher.get()
+            : nullptr;
+    auto decision = policy::evaluate_all(*state.policy, session, analysis, matcher, sensitive_in_use);
     if (decision.action == policy::Decision::Action::allow) {
-        if (const auto shadowed = shadowed_migrator_statement(state.matcher.get(), analysis, session)) {
+        if (const auto shadowed = shadowed_migrator_statement(matcher, analysis, session)) {
             decision.action = policy::Decision::Action::deny;
             decision.guard = "migrator_name_resolution";
             decision.sqlstate = "55000";
@@ -446,7 +455,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
         std::vector<std::function<bool()>> writers;
         if (changes_schema(analysis)) {
             writers.push_back(writer(session, schema_change_event(session, decision, analysis, sql)));
-            verdict.migrator_statements = migrator_statements(state.matcher.get(), analysis);
+            verdict.migrator_statements = migrator_statements(matcher, analysis);
         }
         if (!decision.columns.empty()) writers.push_back(writer(session, masking_event(session, decision, analysis, sql)));
         if (writers.size() == 1) {

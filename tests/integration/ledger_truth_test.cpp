@@ -359,3 +359,25 @@ TEST_CASE("node-pg-migrate and knex from npm run up, down and up again through p
     CHECK(run(owner.get(), "UPDATE profiles SET display_name = 'x'").at(0).sqlstate == "42501");
     CHECK(run(owner.get(), "CREATE TABLE pgmigrations_extra (id int)").at(0).sqlstate == "42501");
 }
+
+TEST_CASE("a registered statement run in another database is ad hoc DDL there, and the ledger stays as it was",
+          "[ledger_truth][inband]") {
+    // A staging copy on the same server: the migration's statement would change its table, and
+    // the ledger (in the migrations' database) would say the migration was applied.
+    LedgerProxy proxy;
+    SeedDatabase staging("staging_");
+    Conn owner(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(proxy.process.port()) + " dbname=" + staging.name +
+                            " user=app_owner password=app_owner application_name=elsewhere")
+                               .c_str()));
+    REQUIRE(PQstatus(owner.get()) == CONNECTION_OK);
+    const auto refused = run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0);
+    CHECK(refused.sqlstate == "42501");
+    CHECK_THAT(refused.message, Catch::Contains("ad hoc ALTER TABLE refused"));
+    CHECK(staging.timezone_columns() == "0");
+    // In the migrations' database the same statement is the migration, recorded as applied.
+    auto here = proxy.connect("app_owner", "here");
+    CHECK(state_of(here.get(), "add_profiles_timezone") == "pending");
+    REQUIRE(run(here.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).sqlstate.empty());
+    CHECK(state_of(here.get(), "add_profiles_timezone") == "applied");
+    CHECK(proxy.db.timezone_columns() == "1");
+}

@@ -39,6 +39,7 @@ struct PartialRun {
 
 // The ledger as read from the target database.
 struct LedgerState {
+    std::string database;                   // the database it was read from (the migrations' database)
     bool exists = false;                    // false before the first apply created it
     std::vector<AppliedMigration> applied;  // in the order they were applied
     std::vector<PartialRun> partial;        // stopped partway, not resolved since

@@ -76,6 +76,9 @@ private:
     // Snapshot refreshes run concurrently; the one that started reading last wins.
     std::atomic<std::uint64_t> refresh_started_{0};
     std::uint64_t refresh_published_ = 0;  // under mutex_
+    // The database the ledger was last read from (under mutex_): only sessions on it take the
+    // migrator route (a registered statement run elsewhere is not the migration applied).
+    std::string migrations_database_;
 };
 
 // `conninfo` (key=value or URI) with bounds for a short read of pgrail's own: connect_timeout

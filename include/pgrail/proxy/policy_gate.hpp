@@ -50,8 +50,9 @@ public:
 
     // Swaps the policy for statements checked from now on (SIGHUP).
     void replace_policy(std::shared_ptr<const policy::Policy> policy);
-    // Lets migrator sessions run DDL that equals a registered migration's statement.
-    void set_migration_matcher(std::shared_ptr<const policy::MigrationMatcher> matcher);
+    // Lets migrator sessions on `database` (the ledger's: a registered statement run in another
+    // database is not the migration applied) run DDL that equals a registered migration's statement.
+    void set_migration_matcher(std::string database, std::shared_ptr<const policy::MigrationMatcher> matcher);
     [[nodiscard]] std::shared_ptr<const policy::Policy> current_policy() const;
     [[nodiscard]] sql::AnalysisCache& cache() { return cache_; }
 
@@ -84,6 +85,7 @@ private:
     mutable std::mutex policy_mutex_;  // guards the two pointers below; held only to copy them
     std::shared_ptr<const policy::Policy> policy_;
     std::shared_ptr<const policy::MigrationMatcher> matcher_;
+    std::string migrations_database_;  // the matcher's database (empty: none matches)
     // Bumped on every swap: worker threads copy the pointers only when it moved, so the hot
     // path takes no lock shared between threads.
     std::atomic<std::uint64_t> generation_{1};
