@@ -99,10 +99,11 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std
 
 LedgerState read_ledger(pqxx::connection& conn, std::optional<std::chrono::milliseconds> lock_timeout) {
     LedgerState state;
-    state.database = conn.dbname();
     pqxx::read_transaction tx(conn);
     if (lock_timeout) tx.exec0("SET LOCAL lock_timeout = " + ms(*lock_timeout));
-    state.exists = !tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL")[0].as<bool>();
+    const auto found = tx.exec1("SELECT to_regclass('pgrail.schema_migrations') IS NULL, current_database()");
+    state.exists = !found[0].as<bool>();
+    state.database = found[1].as<std::string>();  // as the server names it (a long name truncated)
     if (!state.exists) return state;
     for (const auto& row : tx.exec("SELECT version, name, checksum, applied_at::text, applied_by, execution_ms "
                                    "FROM pgrail.schema_migrations ORDER BY applied_at, length(version), version")) {
