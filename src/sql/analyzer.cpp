@@ -936,6 +936,10 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
 // holds arms as SelectStmt bodies without a node name, so the walk does not meet them as nodes).
 template <class Visit>
 void for_each_select_arm(const json& select, Visit&& visit) {
+    if (!select.contains("larg")) {  // most SELECTs: no set operation
+        visit(select);
+        return;
+    }
     std::vector<json> pending{select};
     while (!pending.empty()) {
         const json next = pending.back();
