@@ -1564,7 +1564,11 @@ private:
         std::string text(query);
         if (assignment) {
             const std::size_t assign = text.find(":=");
-            if (assign != std::string::npos) text = "SELECT " + text.substr(assign + 2);
+            if (assign != std::string::npos) {
+                // `a[f()] := v`: the target's subscripts run too (read as an expression of their own).
+                on_plpgsql_assignment_target(text.substr(0, assign));
+                text = "SELECT " + text.substr(assign + 2);
+            }
         }
         std::optional<ParseError> error;
         std::vector<Statement> statements = analyze_text(text, body_level_ + 1, &error);
@@ -1579,6 +1583,17 @@ private:
             }
             for (Statement& statement : statements) statement.tag.clear();
         }
+        merge_statements(std::move(statements));
+    }
+
+    void on_plpgsql_assignment_target(const std::string& target) {
+        std::optional<ParseError> error;
+        std::vector<Statement> statements = analyze_text("SELECT " + target, body_level_ + 1, &error);
+        if (error) {
+            throw Refusal{error->limit ? error->message
+                                       : "a PL/pgSQL assignment target pgrail cannot read: " + error->message};
+        }
+        for (Statement& statement : statements) statement.tag.clear();
         merge_statements(std::move(statements));
     }
 
