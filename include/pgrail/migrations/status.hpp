@@ -39,10 +39,10 @@ struct PartialRun {
 
 // The ledger as read from the target database.
 struct LedgerState {
-    std::string database;                   // the database it was read from (the migrations' database)
     bool exists = false;                    // false before the first apply created it
     std::vector<AppliedMigration> applied;  // in the order they were applied
     std::vector<PartialRun> partial;        // stopped partway, not resolved since
+    std::string database;                   // the database it was read from (the migrations' database)
 };
 
 // "up, no-transaction: statements 1..2 of 3 ran and were not undone": how a `failed` event's
