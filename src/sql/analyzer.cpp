@@ -1565,33 +1565,30 @@ private:
         if (assignment) {
             const std::size_t assign = text.find(":=");
             if (assign != std::string::npos) {
-                // `a[f()] := v`: the target's subscripts run too (read as an expression of their own).
-                on_plpgsql_assignment_target(text.substr(0, assign));
+                // `a[f()] := v`: the target's subscripts run too.
+                merge_expression(text.substr(0, assign), "assignment target");
                 text = "SELECT " + text.substr(assign + 2);
             }
         }
         std::optional<ParseError> error;
         std::vector<Statement> statements = analyze_text(text, body_level_ + 1, &error);
         if (error && error->limit) throw Refusal{error->message};
-        if (error) {
-            // Not a statement: an expression such as `x > 1`.
-            error.reset();
-            statements = analyze_text("SELECT " + std::string(query), body_level_ + 1, &error);
-            if (error) {
-                throw Refusal{error->limit ? error->message
-                                           : "a PL/pgSQL expression pgrail cannot read: " + error->message};
-            }
-            for (Statement& statement : statements) statement.tag.clear();
+        if (!error) {
+            merge_statements(std::move(statements));
+            return;
         }
-        merge_statements(std::move(statements));
+        // Not a statement: an expression such as `x > 1` (or `a[f()] = v`, an assignment's
+        // other spelling, read whole as a comparison).
+        merge_expression(query, "expression");
     }
 
-    void on_plpgsql_assignment_target(const std::string& target) {
+    // A PL/pgSQL expression, read as `SELECT expression`; one pgrail cannot read is a refusal.
+    void merge_expression(std::string_view expression, std::string_view what) {
         std::optional<ParseError> error;
-        std::vector<Statement> statements = analyze_text("SELECT " + target, body_level_ + 1, &error);
+        std::vector<Statement> statements = analyze_text("SELECT " + std::string(expression), body_level_ + 1, &error);
         if (error) {
             throw Refusal{error->limit ? error->message
-                                       : "a PL/pgSQL assignment target pgrail cannot read: " + error->message};
+                                       : "a PL/pgSQL " + std::string(what) + " pgrail cannot read: " + error->message};
         }
         for (Statement& statement : statements) statement.tag.clear();
         merge_statements(std::move(statements));
