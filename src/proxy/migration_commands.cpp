@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -53,13 +54,22 @@ migrations::AuditSink session_audit_sink(std::shared_ptr<audit::AuditLog> log, c
     };
 }
 
-// The database `conninfo` names (empty when it names none, or cannot be read): libpq would then
-// take the user's name, which only the connection tells for sure.
+// The database a connection with `conninfo` would open, as libpq chooses it: its dbname, else
+// PGDATABASE, else the user's name (its user, else PGUSER); empty when none says (the ledger's
+// read then tells). Only until the ledger was read once: the server's name is the one used.
 std::string conninfo_dbname(const std::string& conninfo) {
+    std::vector<migrations::ConninfoOption> options;
     try {
-        for (const auto& option : migrations::parse_conninfo(conninfo))
-            if (option.keyword == "dbname") return option.value;
+        options = migrations::parse_conninfo(conninfo);
     } catch (const migrations::MigrationError&) {
+        return {};
+    }
+    for (const char* keyword : {"dbname", "user"}) {
+        const auto found = std::find_if(options.begin(), options.end(),
+                                        [keyword](const auto& option) { return option.keyword == keyword; });
+        if (found != options.end() && !found->value.empty()) return found->value;
+        const char* from_environment = std::getenv(std::string_view(keyword) == "dbname" ? "PGDATABASE" : "PGUSER");
+        if (from_environment != nullptr && *from_environment != '\0') return from_environment;
     }
     return {};
 }
