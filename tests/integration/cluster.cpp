@@ -4,7 +4,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -218,6 +220,17 @@ RawSocket::~RawSocket() {
 bool RawSocket::closed_by_peer() const {
     pollfd watched{fd_, POLLRDHUP, 0};
     return ::poll(&watched, 1, 0) == 1 && (watched.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+bool RawSocket::all_sent(std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        int unsent = 0;
+        if (::ioctl(fd_, SIOCOUTQ, &unsent) != 0) return false;
+        if (unsent == 0) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
 }
 
 void RawSocket::send(std::string_view bytes) { (void)write_fd(fd_, bytes); }

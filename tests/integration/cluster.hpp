@@ -99,6 +99,9 @@ public:
     [[nodiscard]] bool eof() const { return eof_; }
     // Whether the peer has closed (or reset) the connection, without waiting or reading.
     [[nodiscard]] bool closed_by_peer() const;
+    // Waits until everything sent has reached the peer's kernel (acknowledged), at most `timeout`;
+    // false when some is still unsent (the peer's receive window is full).
+    [[nodiscard]] bool all_sent(std::chrono::milliseconds timeout) const;
 
 private:
     int fd_ = -1;

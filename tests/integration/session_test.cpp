@@ -414,11 +414,15 @@ TEST_CASE("a client that leaves while pgrail holds back its pipeline has its sta
     raw.emplace(Route::pgrail);
     log_in_as_plainuser(*raw, "gone_while_held");
     std::string pipeline = query_message("SELECT pg_sleep(60)");
-    // More than pgrail reads ahead (its buffer), so that the close comes behind unread bytes.
-    for (int i = 0; i < 60000; ++i) pipeline += message('S', "");
+    // 100 KB of Syncs: more than pgrail reads ahead (its 64 KiB buffer), so that the close comes
+    // behind bytes pgrail has not read; few enough for its kernel's first receive window to take
+    // them all, so that the close reaches it (a close queued behind bytes never sent is not seen:
+    // docs/security.md).
+    for (int i = 0; i < 20000; ++i) pipeline += message('S', "");
     raw->send(pipeline);
     const std::string where = "application_name = 'gone_while_held'";
     REQUIRE(eventually([&] { return backend_in_state(admin_conn.get(), where, "active"); }, std::chrono::seconds(5)));
+    REQUIRE(raw->all_sent(std::chrono::seconds(5)));
     raw.reset();  // close, the Syncs beyond the first 4,096 unread by pgrail
     CHECK(eventually([&] { return !backend_in_state(admin_conn.get(), where, ""); }, std::chrono::seconds(10)));
 }
