@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-system1.81-dev libssl-dev zlib1g-dev libpg-query-dev
+  postgresql-server-dev-15   # PostgreSQL 15's node headers: src/sql/parse_tree_reader.cpp
   libyaml-cpp-dev libspdlog-dev libfmt-dev libpqxx-dev libpq-dev libicu-dev
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2

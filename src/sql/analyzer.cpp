@@ -19,6 +19,7 @@
 #include "deep_stack.hpp"
 #include "json_tree.hpp"
 #include "nesting.hpp"
+#include "parse_tree_reader.hpp"
 #include "pg_query_handle.hpp"
 #include "pgrail/sql/quote.hpp"
 #include "scanner_settings.hpp"
@@ -771,10 +772,9 @@ bool runs_query_of_one_argument(std::string_view function) {
 // read by the grammar, or nothing.
 std::optional<std::string> constant_expression(std::string_view expression) {
     const std::string text = "SELECT " + std::string(expression);
-    const ParseHandle parse(pg_query_parse(text.c_str()));
-    if (parse->error != nullptr) return std::nullopt;
     PooledTree parsed;
-    if (!parsed->parse(parse->parse_tree)) return std::nullopt;
+    const ParsedText parse(text.c_str(), *parsed);
+    if (!parse.ok()) return std::nullopt;
     const json statements = child(parsed->root(), "stmts");
     if (statements.size() != 1) return std::nullopt;
     const auto select = node_of(child(statements.front(), "stmt"));
@@ -1974,19 +1974,19 @@ Statement refused(std::string_view text, std::size_t offset, std::size_t length,
 void analyze_piece(const std::string& text, std::size_t offset, std::size_t length, int body_level,
                    std::vector<Statement>& out) {
     const std::string piece = text.substr(offset, length);
-    const ParseHandle parse(pg_query_parse(piece.c_str()));
-    if (parse->error != nullptr) {
+    PooledTree parsed;
+    const ParsedText parse(piece.c_str(), *parsed);
+    if (parse.error()) {
         Statement statement;
         statement.offset = offset;
         statement.length = length;
-        const std::size_t cursor = static_cast<std::size_t>(std::max(parse->error->cursorpos, 0));
-        statement.error = ParseError{parse->error->message != nullptr ? parse->error->message : "syntax error",
+        const std::size_t cursor = static_cast<std::size_t>(std::max(parse.error_cursor(), 0));
+        statement.error = ParseError{*parse.error(),
                                      cursor == 0 ? 0 : character_count(std::string_view(text).substr(0, offset)) + cursor};
         out.push_back(std::move(statement));
         return;
     }
-    PooledTree parsed;
-    if (!parsed->parse(parse->parse_tree)) throw std::runtime_error("unreadable parse tree");
+    if (!parse.ok()) throw std::runtime_error("unreadable parse tree");
     for (const json raw : child(parsed->root(), "stmts")) {
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
@@ -2022,10 +2022,9 @@ bool has_comment_opener(const std::string& text) {
 std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int body_level) {
     if (!detail::whole_text_path_allowed(text.size())) return std::nullopt;
     if (has_comment_opener(text)) return std::nullopt;
-    const ParseHandle parse(pg_query_parse(text.c_str()));
-    if (parse->error != nullptr) return std::nullopt;
     PooledTree parsed;
-    if (!parsed->parse(parse->parse_tree)) return std::nullopt;
+    const ParsedText parse(text.c_str(), *parsed);
+    if (!parse.ok()) return std::nullopt;
     std::vector<Statement> result;
     for (const json raw : child(parsed->root(), "stmts")) {
         const long long location = raw.find("stmt_location").integer();

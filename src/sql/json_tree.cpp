@@ -1,10 +1,15 @@
 // Iterative JSON parsing into a flat, read-only tree.
 #include "json_tree.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <stdexcept>
 
 namespace pgrail::sql::detail {
 namespace {
+
+constexpr std::size_t text_chunk = 16 * 1024;
 
 void append_utf8(std::string& out, std::uint32_t code) {
     if (code < 0x80) {
@@ -102,6 +107,56 @@ bool JsonTree::read_string(std::string_view text, std::size_t& position, std::st
     }
     out = value;
     return true;
+}
+
+void JsonTree::clear() {
+    nodes_.clear();
+    open_.clear();
+    unescaped_.clear();
+    if (chunks_.size() > 1) chunks_.resize(1);  // the first chunk is reused
+    chunk_left_ = chunks_.empty() ? 0 : text_chunk;
+    chunk_next_ = chunks_.empty() ? nullptr : chunks_.front().get();
+}
+
+std::uint32_t JsonTree::append(std::string_view key, JsonNode::Type type) {
+    if (nodes_.size() >= none - 1) throw std::length_error("parse tree too large");
+    const auto index = static_cast<std::uint32_t>(nodes_.size());
+    Node& node = nodes_.emplace_back();
+    node.key = key;
+    node.type = type;
+    if (!open_.empty()) {
+        Open& parent = open_.back();
+        if (parent.last_child == none) nodes_[parent.node].first_child = index;
+        else nodes_[parent.last_child].next_sibling = index;
+        parent.last_child = index;
+        ++nodes_[parent.node].size;
+    }
+    return index;
+}
+
+void JsonTree::open(std::string_view key, JsonNode::Type type) {
+    const std::uint32_t index = append(key, type);
+    open_.push_back(Open{index, none});
+}
+
+void JsonTree::add(std::string_view key, JsonNode::Type type, std::string_view text, bool kept) {
+    const std::uint32_t index = append(key, type);
+    nodes_[index].text = kept ? text : keep(text);
+}
+
+std::string_view JsonTree::keep(std::string_view text) {
+    if (text.empty()) return {};
+    if (text.size() > chunk_left_) {
+        const std::size_t size = std::max(text.size(), text_chunk);
+        chunks_.push_back(std::make_unique<char[]>(size));
+        chunk_next_ = chunks_.back().get();
+        chunk_left_ = size;
+    }
+    char* const copy = chunk_next_;
+    std::memcpy(copy, text.data(), text.size());
+    chunk_next_ += text.size();
+    chunk_left_ -= text.size();
+    return {copy, text.size()};
 }
 
 bool JsonTree::parse(std::string_view text) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,15 @@ public:
     [[nodiscard]] JsonNode root() const { return nodes_.empty() ? JsonNode() : JsonNode(this, 0); }
     [[nodiscard]] std::size_t capacity() const { return nodes_.capacity(); }
 
+    // Building a tree in document order instead of parsing one (parse_tree_reader.cpp writes
+    // libpg_query's node tree straight into it): clear(), then open and close arrays and objects
+    // and add leaves. Keys must outlive the tree (string literals); texts are copied into it
+    // unless `kept` says they outlive it too.
+    void clear();
+    void open(std::string_view key, JsonNode::Type type);
+    void close() { open_.pop_back(); }
+    void add(std::string_view key, JsonNode::Type type, std::string_view text, bool kept = false);
+
 private:
     friend class JsonNode;
     static constexpr std::uint32_t none = 0xffffffffU;
@@ -81,6 +91,8 @@ private:
         JsonNode::Type type = JsonNode::Type::null;
     };
     bool read_string(std::string_view text, std::size_t& position, std::string_view& out);
+    std::uint32_t append(std::string_view key, JsonNode::Type type);  // attached to the open container
+    std::string_view keep(std::string_view text);
 
     struct Open {  // an array or object being read
         std::uint32_t node;
@@ -90,6 +102,10 @@ private:
     std::vector<Node> nodes_;
     std::vector<Open> open_;
     std::deque<std::string> unescaped_;  // stable storage for strings that had escapes
+    // Stable storage for the texts of a built tree: chunks that are never moved.
+    std::vector<std::unique_ptr<char[]>> chunks_;
+    std::size_t chunk_left_ = 0;
+    char* chunk_next_ = nullptr;
 };
 
 // The accessors are inline: the analyzer's tree walks call them for every node.

@@ -1,0 +1,263 @@
+// Reads libpg_query's C parse tree into a JsonTree, field by field as its JSON output writes it
+// (libpg_query 15-4.0.0's rules: a field is left out when it is NULL, false or zero, except enums,
+// which are always written; a node is {"Type": {fields}}, a node-typed field of a named struct
+// type only {fields}; a NULL list element {}; value nodes and A_Const have rules of their own). The fields of each node type come from PostgreSQL's
+// headers (gen_parse_tree_reader.py); value nodes, A_Const and lists are written here.
+#include "parse_tree_reader.hpp"
+
+#include <charconv>
+#include <cstdlib>
+#include <memory>
+#include <string_view>
+
+// libpg_query's version (pg_query.h), before PostgreSQL's pg_config.h gives the headers' own.
+constexpr long long pg_query_version = PG_VERSION_NUM;
+
+// PostgreSQL's headers last: they define macros (printf, foreach ...) that std headers must not see.
+extern "C" {
+#include "postgres.h"
+#include "nodes/parsenodes.h"
+#include "nodes/pg_list.h"
+#include "nodes/value.h"
+#include <pg_query/pg_query_internal.h>
+}
+
+namespace pgrail::sql::detail {
+namespace {
+
+using Type = JsonNode::Type;
+
+class TreeWriter {
+public:
+    explicit TreeWriter(JsonTree& tree) : tree_(tree) {}
+
+    [[nodiscard]] bool failed() const { return failed_; }
+    void fail() { failed_ = true; }
+
+    void open_object(std::string_view key) { tree_.open(key, Type::object); }
+    void open_array(std::string_view key) { tree_.open(key, Type::array); }
+    void close() { tree_.close(); }
+
+    // A field holding any node: {"Type": {...}}.
+    void node(std::string_view key, const Node* value) {
+        if (value == nullptr) return;
+        open_object(key);
+        write_node(value);
+        close();
+    }
+    void list(std::string_view key, const List* value) {
+        if (value == nullptr) return;
+        open_array(key);
+        elements(value);
+        close();
+    }
+    void string(std::string_view key, const char* value) {
+        if (value != nullptr) tree_.add(key, Type::string, value);
+    }
+    void string_or_null(std::string_view key, const char* value) {  // a value node's one field
+        if (value != nullptr) tree_.add(key, Type::string, value);
+        else tree_.add(key, Type::null, {}, true);
+    }
+    void character(std::string_view key, char value) {
+        if (value != 0) tree_.add(key, Type::string, std::string_view(&value, 1));
+    }
+    void boolean(std::string_view key, bool value) {
+        if (value) tree_.add(key, Type::boolean, "true", true);
+    }
+    void integer(std::string_view key, long long value) {
+        if (value != 0) number(key, value);
+    }
+    void number(std::string_view key, long long value) {  // written even when 0
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+        tree_.add(key, Type::number, std::string_view(digits, static_cast<std::size_t>(end - digits)));
+    }
+    // No parse node has a floating-point field; one would need libpg_query's "%f" formatting.
+    void real(std::string_view, double) { fail(); }
+    void enumeration(std::string_view key, const char* name) {
+        if (name == nullptr) {
+            fail();  // a value the header did not declare
+            return;
+        }
+        tree_.add(key, Type::string, name, true);
+    }
+
+    void write_node(const Node* value);
+
+private:
+    void elements(const List* value) {
+        if (!IsA(value, List)) {
+            fail();  // integer and OID lists: not in raw parse trees
+            return;
+        }
+        for (int index = 0; index < list_length(value); ++index) {
+            const auto* element = static_cast<const Node*>(list_nth(value, index));
+            open_object({});
+            if (element != nullptr) write_node(element);
+            close();
+        }
+    }
+    void write_a_const(const A_Const* constant);
+
+    JsonTree& tree_;
+    bool failed_ = false;
+};
+
+#include "parse_tree_reader_nodes.inc"
+
+// libpg_query writes an Integer's value only when it is positive (0 and negative values alike as
+// {}): the analyzer has always seen that, and sees it still.
+void write_integer_fields(TreeWriter& out, const Integer* value) {
+    if (value->ival > 0) out.integer("ival", value->ival);
+}
+
+void TreeWriter::write_a_const(const A_Const* constant) {
+    if (!constant->isnull) {
+        const Node* value = &constant->val.node;
+        switch (nodeTag(value)) {
+        case T_Integer:
+            open_object("ival");
+            write_integer_fields(*this, &constant->val.ival);
+            close();
+            break;
+        case T_Float:
+            open_object("fval");
+            string("fval", constant->val.fval.fval);
+            close();
+            break;
+        case T_Boolean:
+            open_object("boolval");
+            boolean("boolval", constant->val.boolval.boolval);
+            close();
+            break;
+        case T_String:
+            open_object("sval");
+            string("sval", constant->val.sval.sval);
+            close();
+            break;
+        case T_BitString:
+            open_object("bsval");
+            string("bsval", constant->val.bsval.bsval);
+            close();
+            break;
+        default:
+            fail();
+        }
+    }
+    boolean("isnull", constant->isnull);
+    number("location", constant->location);  // A_Const's, unlike any other location, even when 0
+}
+
+void TreeWriter::write_node(const Node* value) {
+    switch (nodeTag(value)) {
+    case T_List:
+        open_object("List");
+        list("items", reinterpret_cast<const List*>(value));
+        close();
+        return;
+    case T_Integer:
+        open_object("Integer");
+        write_integer_fields(*this, reinterpret_cast<const Integer*>(value));
+        close();
+        return;
+    // The other value nodes write their one field always (a Boolean's even when false).
+    case T_Float:
+        open_object("Float");
+        string_or_null("fval", reinterpret_cast<const Float*>(value)->fval);
+        close();
+        return;
+    case T_Boolean:
+        open_object("Boolean");
+        tree_.add("boolval", Type::boolean, reinterpret_cast<const Boolean*>(value)->boolval ? "true" : "false", true);
+        close();
+        return;
+    case T_String:
+        open_object("String");
+        string_or_null("sval", reinterpret_cast<const String*>(value)->sval);
+        close();
+        return;
+    case T_BitString:
+        open_object("BitString");
+        string_or_null("bsval", reinterpret_cast<const BitString*>(value)->bsval);
+        close();
+        return;
+    case T_A_Const:
+        open_object("A_Const");
+        write_a_const(reinterpret_cast<const A_Const*>(value));
+        close();
+        return;
+    default:
+        if (!write_generated(*this, value)) fail();
+    }
+}
+
+// libpg_query's raw parse in a memory context of its own, deleted with this.
+class RawParse {
+public:
+    explicit RawParse(const char* sql) : context_(pg_query_enter_memory_context()) {
+        result_ = pg_query_raw_parse(sql);
+    }
+    ~RawParse() {
+        if (result_.error != nullptr) pg_query_free_error(result_.error);
+        std::free(result_.stderr_buffer);
+        pg_query_exit_memory_context(context_);
+    }
+    RawParse(const RawParse&) = delete;
+    RawParse& operator=(const RawParse&) = delete;
+    [[nodiscard]] const PgQueryInternalParsetreeAndError& result() const { return result_; }
+
+private:
+    MemoryContext context_;
+    PgQueryInternalParsetreeAndError result_{};
+};
+
+// {"version": ..., "stmts": [{"stmt": ..., "stmt_location": ..., "stmt_len": ...}, ...]}
+bool write_statements(const List* statements, JsonTree& tree) {
+    tree.clear();
+    TreeWriter out(tree);
+    out.open_object({});
+    out.integer("version", pg_query_version);
+    out.open_array("stmts");
+    for (int index = 0; index < list_length(statements); ++index) {
+        const auto* raw = static_cast<const RawStmt*>(list_nth(statements, index));
+        out.open_object({});
+        out.node("stmt", raw->stmt);
+        out.integer("stmt_location", raw->stmt_location);
+        out.integer("stmt_len", raw->stmt_len);
+        out.close();
+    }
+    out.close();
+    out.close();
+    return !out.failed();
+}
+
+}  // namespace
+
+bool read_parse_tree(const char* sql, JsonTree& tree) {
+    const RawParse parse(sql);
+    return parse.result().error == nullptr && write_statements(parse.result().tree, tree);
+}
+
+ParsedText::ParsedText(const char* sql, JsonTree& tree) {
+    {
+        const RawParse parse(sql);
+        if (const PgQueryError* error = parse.result().error; error != nullptr) {
+            error_ = error->message != nullptr ? error->message : "syntax error";
+            error_cursor_ = error->cursorpos;
+            return;
+        }
+        if (write_statements(parse.result().tree, tree)) {
+            ok_ = true;
+            return;
+        }
+    }
+    json_.emplace(pg_query_parse(sql));
+    if (const PgQueryError* error = (*json_)->error; error != nullptr) {
+        error_ = error->message != nullptr ? error->message : "syntax error";
+        error_cursor_ = error->cursorpos;
+        return;
+    }
+    ok_ = tree.parse((*json_)->parse_tree);
+}
+
+}  // namespace pgrail::sql::detail

@@ -1,0 +1,173 @@
+// The parse tree read from libpg_query's C nodes (parse_tree_reader.cpp) is the tree its JSON
+// output gives, node for node, key for key and text for text, over every text of the corpora:
+// the analyzer reads the one where it read the other, and decides the same.
+#include <catch2/catch.hpp>
+
+#include <pg_query.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../../../src/sql/json_tree.hpp"
+#include "../../../src/sql/parse_tree_reader.hpp"
+#include "corpus_reader.hpp"
+
+using namespace pgrail::sql;
+using pgrail::sql::detail::JsonNode;
+using pgrail::sql::detail::JsonTree;
+
+namespace {
+
+// Where two trees first differ ("" when they are the same).
+std::string difference(JsonNode expected, JsonNode actual, const std::string& path) {
+    const std::string here = path + "/" + std::string(expected.key());
+    if (expected.key() != actual.key()) return here + ": key " + std::string(actual.key());
+    if (expected.type() != actual.type()) return here + ": type";
+    if (expected.text() != actual.text()) {
+        return here + ": '" + std::string(expected.text()) + "' read as '" + std::string(actual.text()) + "'";
+    }
+    if (expected.size() != actual.size()) {
+        std::string keys;
+        for (const JsonNode child : actual) keys += " " + std::string(child.key());
+        return here + ": " + std::to_string(expected.size()) + " children read as " + std::to_string(actual.size()) +
+               " (" + keys + " )";
+    }
+    auto other = actual.begin();
+    for (const JsonNode child : expected) {
+        if (std::string found = difference(child, *other, here); !found.empty()) return found;
+        ++other;
+    }
+    return {};
+}
+
+struct Outcome {
+    std::size_t same = 0;
+    std::size_t syntax_errors = 0;
+    std::vector<std::string> differences;  // text, then where
+    std::vector<std::string> unreadable;
+};
+
+void compare(const std::string& sql, Outcome& outcome) {
+    PgQueryParseResult parse = pg_query_parse(sql.c_str());
+    if (parse.error != nullptr) {
+        ++outcome.syntax_errors;
+        JsonTree tree;
+        const pgrail::sql::detail::ParsedText parsed(sql.c_str(), tree);
+        // The same error, from the same parse.
+        if (!parsed.error() || *parsed.error() != parse.error->message || parsed.error_cursor() != parse.error->cursorpos) {
+            outcome.differences.push_back(sql + "\n    a syntax error read otherwise");
+        }
+        pg_query_free_parse_result(parse);
+        return;
+    }
+    JsonTree expected;
+    REQUIRE(expected.parse(parse.parse_tree));
+    JsonTree actual;
+    if (!pgrail::sql::detail::read_parse_tree(sql.c_str(), actual)) {
+        outcome.unreadable.push_back(sql);
+    } else if (std::string found = difference(expected.root(), actual.root(), ""); !found.empty()) {
+        outcome.differences.push_back(sql + "\n    " + found);
+    } else {
+        ++outcome.same;
+    }
+    pg_query_free_parse_result(parse);
+}
+
+std::vector<std::string> corpus_texts() {
+    std::vector<std::string> texts;
+    for (const auto& entry : test::read_corpus()) texts.push_back(entry.sql);
+    // The adversarial corpus: each statement of a case, and the whole case as one text.
+    std::ifstream bypass(PGRAIL_TEST_DATA "/bypass_corpus.txt");
+    REQUIRE(bypass.good());
+    for (std::string line; std::getline(bypass, line);) {
+        if (line.empty() || line.starts_with("#")) continue;
+        std::size_t bar = 0;
+        for (int field = 0; field < 4 && bar != std::string::npos; ++field) bar = line.find('|', bar + 1);
+        if (bar == std::string::npos) continue;
+        std::string text = line.substr(bar + 1);
+        if (const auto undo = text.find("<UNDO>"); undo != std::string::npos) text.resize(undo);
+        std::size_t start = 0;
+        for (std::size_t next; (next = text.find("<NEXT>", start)) != std::string::npos; start = next + 6) {
+            texts.push_back(text.substr(start, next - start));
+        }
+        texts.push_back(text.substr(start));
+    }
+    // Statements generated from PostgreSQL 15's grammar (every object type and statement form).
+    std::ifstream grammar(PGRAIL_TEST_DATA "/grammar_corpus.jsonl");
+    REQUIRE(grammar.good());
+    for (std::string line; std::getline(grammar, line);) texts.push_back(nlohmann::json::parse(line).at("sql"));
+    // The analyzer fuzzer's seeds.
+    for (const auto& file : std::filesystem::directory_iterator(PGRAIL_TEST_DATA "/../fuzz/corpus/analyze")) {
+        std::ifstream in(file.path(), std::ios::binary);
+        std::stringstream content;
+        content << in.rdbuf();
+        const std::string text = content.str();
+        if (text.find('\0') == std::string::npos) texts.push_back(text);
+    }
+    // More, for a wider check by hand: every statement of the *.sql files in
+    // PGRAIL_PARSE_TREE_EXTRA (e.g. PostgreSQL's regression tests), split with the scanner.
+    if (const char* extra = std::getenv("PGRAIL_PARSE_TREE_EXTRA"); extra != nullptr) {
+        for (const auto& file : std::filesystem::directory_iterator(extra)) {
+            if (file.path().extension() != ".sql") continue;
+            std::ifstream in(file.path(), std::ios::binary);
+            std::stringstream content;
+            content << in.rdbuf();
+            const std::string text = content.str();
+            PgQuerySplitResult split = pg_query_split_with_scanner(text.c_str());
+            for (int index = 0; split.error == nullptr && index < split.n_stmts; ++index) {
+                texts.push_back(text.substr(static_cast<std::size_t>(split.stmts[index]->stmt_location),
+                                            static_cast<std::size_t>(split.stmts[index]->stmt_len)));
+            }
+            pg_query_free_split_result(split);
+        }
+    }
+    return texts;
+}
+
+}  // namespace
+
+TEST_CASE("the tree read from the C nodes is libpg_query's JSON tree, over every corpus", "[sql][parse_tree_reader]") {
+    Outcome outcome;
+    const std::vector<std::string> texts = corpus_texts();
+    for (const std::string& sql : texts) compare(sql, outcome);
+    for (const std::string& found : outcome.differences) UNSCOPED_INFO(found);
+    for (const std::string& text : outcome.unreadable) UNSCOPED_INFO("unreadable: " << text);
+    INFO(texts.size() << " texts: " << outcome.same << " the same, " << outcome.syntax_errors << " syntax errors");
+    CHECK(outcome.differences.empty());
+    CHECK(outcome.unreadable.empty());
+    CHECK(outcome.same > 3000);
+}
+
+TEST_CASE("values the JSON shows in its own way are read as it shows them", "[sql][parse_tree_reader]") {
+    Outcome outcome;
+    for (const char* sql : {
+             // Integers: libpg_query writes only positive values (0 and -5 both as {}).
+             "SELECT 0, -5, 5, 2147483648, -2147483648, 1.5, -1.5, true, false, NULL, B'101', X'1F'",
+             "SELECT E'a\\nb\"c\\\\d\\x01', '', U&'\\0441', 'é'",
+             "CREATE SEQUENCE s INCREMENT BY -1 MINVALUE -10 START -1",
+             "SELECT a[-1:2] FROM t LIMIT -3 OFFSET 0",
+             "CREATE TABLE t (a varchar(3), b numeric(10, -2), c int[3][], d char)",
+             "ALTER FUNCTION f() DEPENDS ON EXTENSION e",
+             "SELECT 1; SELECT 2;;  SELECT 3",
+             "",
+             ";",
+             "CREATE TEXT SEARCH CONFIGURATION c (COPY = english); "
+             "ALTER TEXT SEARCH CONFIGURATION c ALTER MAPPING FOR word WITH simple, english",
+             "SELECT * FROM t FOR UPDATE OF t SKIP LOCKED; SELECT xmlelement(name a, xmlattributes(1 AS b))",
+             "MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN UPDATE SET b = 1 WHEN NOT MATCHED THEN INSERT VALUES (1)",
+             "CREATE TABLE p (a int) PARTITION BY RANGE (a); CREATE TABLE c PARTITION OF p FOR VALUES FROM (MINVALUE) TO (10)",
+             "SELECT 1 +", "SELEC 1",  // syntax errors: the same message and cursor
+         }) {
+        compare(sql, outcome);
+    }
+    for (const std::string& found : outcome.differences) UNSCOPED_INFO(found);
+    for (const std::string& text : outcome.unreadable) UNSCOPED_INFO("unreadable: " << text);
+    CHECK(outcome.differences.empty());
+    CHECK(outcome.unreadable.empty());
+    CHECK(outcome.syntax_errors == 2);
+}
