@@ -530,22 +530,33 @@ constexpr FieldRole field_roles[] = {
     {"CreateStatsStmt", "relations", ObjectRole::read, false, "table"},
 };
 
-// The distinct fields of field_roles (names[0, count)).
+// The distinct fields of field_roles (names[0, count)). Asked about every structured field of
+// every node, most of which it does not hold: a table of the names' hashes answers most at once.
 struct RoleFields {
     std::array<std::string_view, std::size(field_roles)> names{};
     std::size_t count = 0;
+    std::array<bool, 256> hashed{};  // hashed[hash(name)] for each name held
+
+    [[nodiscard]] static constexpr std::size_t hash(std::string_view field) {
+        return field.empty() ? 0 : (field.size() * 37 + static_cast<unsigned char>(field.front()) * 7 +
+                                    static_cast<unsigned char>(field.back())) % 256;
+    }
     [[nodiscard]] constexpr bool holds(std::string_view field) const {
+        if (!hashed[hash(field)]) return false;
         for (std::size_t index = 0; index < count; ++index) {
             if (names[index] == field) return true;
         }
         return false;
     }
+    constexpr void add(std::string_view field) {
+        if (holds(field)) return;
+        names[count++] = field;
+        hashed[hash(field)] = true;
+    }
 };
 constexpr RoleFields role_fields = [] {
     RoleFields fields;
-    for (const FieldRole& entry : field_roles) {
-        if (!fields.holds(entry.field)) fields.names[fields.count++] = entry.field;
-    }
+    for (const FieldRole& entry : field_roles) fields.add(entry.field);
     return fields;
 }();
 
