@@ -970,6 +970,13 @@ bool selects_into(const json& select) {
     return into;
 }
 
+// Whether a node's type is `name`, for the walk's per-node decisions: inline, with the library's
+// memcmp out of the way (the literal's length is known, so the compiler compares a few words).
+template <std::size_t N>
+[[gnu::always_inline]] inline bool is(std::string_view type, const char (&name)[N]) {
+    return type.size() == N - 1 && __builtin_memcmp(type.data(), name, N - 1) == 0;
+}
+
 // Walks one statement's parse tree once, collecting objects, functions, settings and flags.
 class Walker {
 public:
@@ -984,9 +991,9 @@ public:
             scope.level = ++levels_;
             scope.role = ObjectRole::read;
             scope.kind = "relation";
-            if (type != "SelectStmt") scope.relation_calls = false;
+            if (!is(type, "SelectStmt")) scope.relation_calls = false;
         }
-        if (scope.relation_calls && type == "RangeFunction") {
+        if (scope.relation_calls && is(type, "RangeFunction")) {
             // One of pgrail's commands read as a relation: pgrail runs it and the server reads
             // a constant relation in its place; the call is not a function of the statement.
             if (auto call = pgrail_range_call(body)) {
@@ -1016,12 +1023,12 @@ private:
             const std::string_view key = field.key();
             if (!key.empty() && key[0] >= 'A' && key[0] <= 'Z' && field.is_object()) {
                 visit_node(key, field, scope, depth + 1);
-            } else if (key == "funccall" && scope.node == "CallStmt") {
+            } else if (is(key, "funccall") && is(scope.node, "CallStmt")) {
                 // CALL's procedure: a FuncCall the parse tree holds without its node name.
                 visit_node("FuncCall", field, scope, depth + 1);
             } else if (field.is_structured()) {
                 Scope inner = field_scope(scope, key);
-                if (key == "onConflictClause") {
+                if (is(key, "onConflictClause")) {
                     inner.on_conflict = true;
                     inner.on_conflict_level = inner.level;
                     on_conflict_target(field, inner);
@@ -1237,15 +1244,15 @@ private:
         // Called for every node: most types start with none of these letters.
         const char first = type.empty() ? '\0' : type[0];
         if (first != 'C' && first != 'A' && first != 'J' && first != 'R') return;
-        if (type == "ColumnRef") {
+        if (is(type, "ColumnRef")) {
             on_column_ref(body, scope);
-        } else if (type == "A_Indirection") {
+        } else if (is(type, "A_Indirection")) {
             for (const json item : child(body, "indirection")) {
                 const auto field = node_of(item);
                 if (field && field->first == "String")
                     out_.column_reads.push_back(read_of(ColumnRead::Kind::field, str(field->second, "sval"), scope));
             }
-        } else if (type == "JoinExpr") {
+        } else if (is(type, "JoinExpr")) {
             if (boolean(body, "isNatural")) out_.column_reads.push_back(read_of(ColumnRead::Kind::natural, "", scope));
             add_named_reads(child(body, "usingClause"), scope);
             // `(a JOIN b) AS j`: j names the rows of every relation the join holds (`to_jsonb(j)`,
@@ -1256,11 +1263,11 @@ private:
                 for (const json side : {child(body, "larg"), child(body, "rarg")})
                     add_join_alias_ranges(side, name, renamed, scope, 0);
             }
-        } else if (type == "RangeFunction") {
+        } else if (is(type, "RangeFunction")) {
             const json alias = child(body, "alias");
             add_function_ranges(body, alias.valid() ? std::string(str(alias, "aliasname")) : std::string(),
                                 alias.valid() && !child(alias, "colnames").empty(), scope);
-        } else if (type == "CopyStmt" && !boolean(body, "is_from") && !body.contains("query")) {
+        } else if (is(type, "CopyStmt") && !boolean(body, "is_from") && !body.contains("query")) {
             const json relation = child(body, "relation");
             const json columns = child(body, "attlist");
             if (columns.empty() && relation.valid()) {
@@ -1277,46 +1284,46 @@ private:
 
     void on_node(std::string_view type, const json& body, Scope& scope) {
         on_column_source(type, body, scope);
-        if (type == "FuncCall") {
+        if (is(type, "FuncCall")) {
             on_function(body);
-        } else if (type == "UpdateStmt" || type == "DeleteStmt") {
+        } else if (is(type, "UpdateStmt") || is(type, "DeleteStmt")) {
             if (scope.effects && !body.contains("whereClause")) out_.flags.update_or_delete_without_where = true;
-        } else if (type == "MergeStmt") {
+        } else if (is(type, "MergeStmt")) {
             if (scope.effects && merge_changes_every_row(body)) out_.flags.update_or_delete_without_where = true;
-        } else if (type == "InsertStmt") {
+        } else if (is(type, "InsertStmt")) {
             if (scope.effects && upsert_changes_every_row(body)) out_.flags.update_or_delete_without_where = true;
-        } else if (type == "CommonTableExpr") {
+        } else if (is(type, "CommonTableExpr")) {
             cte_names_.emplace_back(str(body, "ctename"));
             const auto query = node_of(child(body, "ctequery"));
             if (scope.effects && query && query->first != "SelectStmt") out_.flags.data_modifying_cte = true;
-        } else if (type == "SelectStmt") {
+        } else if (is(type, "SelectStmt")) {
             if (scope.effects && selects_into(body)) out_.flags.select_into = true;
             for_each_select_arm(body, [this](const json& arm) { pin_setting_names(arm); });
-        } else if (type == "DefElem" && str(body, "defname") == "sequence_name") {
+        } else if (is(type, "DefElem") && str(body, "defname") == "sequence_name") {
             // An identity column's own sequence, named by the statement: created where it says
             // (a protected schema too), so it is an object of the statement.
             const auto list = node_of(child(body, "arg"));
             if (list && list->first == "List") add_named(out_, names_of(child(list->second, "items")), "sequence",
                                                          ObjectRole::created);
-        } else if (type == "LockingClause") {
+        } else if (is(type, "LockingClause")) {
             out_.flags.locking_clause = true;
-        } else if (type == "ExplainStmt") {
+        } else if (is(type, "ExplainStmt")) {
             const bool analyze = explain_has_analyze(body);
             if (analyze && scope.effects) out_.flags.explain_analyze = true;
             scope.effects = scope.effects && analyze;
-        } else if (type == "CopyStmt") {
+        } else if (is(type, "CopyStmt")) {
             const bool from = boolean(body, "is_from");
             scope.target_role = from ? ObjectRole::written : ObjectRole::read;
             out_.flags.copy_direction = from ? CopyDirection::from : CopyDirection::to;
             if (boolean(body, "is_program")) out_.flags.copy_program = true;
             else if (body.contains("filename")) out_.flags.copy_file = true;
-        } else if (type == "CreateTableAsStmt") {
+        } else if (is(type, "CreateTableAsStmt")) {
             const std::string_view object_type = str(body, "objtype");
             scope.target_kind = object_type == "OBJECT_MATVIEW" ? "materialized view" : "table";
             if (object_type != "OBJECT_MATVIEW") out_.flags.create_table_as = true;
-        } else if (type == "AlterTableStmt" || type == "GrantStmt") {
+        } else if (is(type, "AlterTableStmt") || is(type, "GrantStmt")) {
             scope.target_kind = keep(kind_of(str(body, "objtype")));
-        } else if (type == "RenameStmt") {
+        } else if (is(type, "RenameStmt")) {
             // Columns, constraints, triggers, rules and policies are renamed on their relation.
             const std::string_view rename = str(body, "renameType");
             const std::string_view relation = str(body, "relationType");
@@ -1325,15 +1332,15 @@ private:
             scope.target_kind = keep(!on_relation ? kind_of(rename)
                                      : (relation.empty() || relation == "OBJECT_ACCESS_METHOD") ? "table"
                                                                                                 : kind_of(relation));
-        } else if (type == "AlterObjectSchemaStmt" || type == "AlterOwnerStmt" || type == "AlterObjectDependsStmt") {
+        } else if (is(type, "AlterObjectSchemaStmt") || is(type, "AlterOwnerStmt") || is(type, "AlterObjectDependsStmt")) {
             scope.target_kind = keep(kind_of(str(body, "objectType")));
-        } else if (type == "ReindexStmt") {
+        } else if (is(type, "ReindexStmt")) {
             scope.target_kind = str(body, "kind") == "REINDEX_OBJECT_INDEX" ? "index" : "table";
-        } else if (type == "AlterSystemStmt") {
+        } else if (is(type, "AlterSystemStmt")) {
             out_.flags.alter_system = true;
-        } else if (type == "DoStmt") {
+        } else if (is(type, "DoStmt")) {
             on_do(body);
-        } else if (type == "CreateFunctionStmt") {
+        } else if (is(type, "CreateFunctionStmt")) {
             on_create_function(body);
         }
     }
