@@ -1015,9 +1015,11 @@ private:
             return;
         }
         if (!value.is_object()) return;
-        if (value.contains("relname")) {
-            add_relation(value, scope);
-            return;
+        for (const json field : value) {  // an object that names a relation is a relation read (RangeVar)
+            if (is(field.key(), "relname")) {
+                add_relation(value, scope);
+                return;
+            }
         }
         for (const json field : value) {
             const std::string_view key = field.key();
