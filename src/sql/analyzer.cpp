@@ -1334,7 +1334,8 @@ private:
             scope.target_kind = keep(!on_relation ? kind_of(rename)
                                      : (relation.empty() || relation == "OBJECT_ACCESS_METHOD") ? "table"
                                                                                                 : kind_of(relation));
-        } else if (is(type, "AlterObjectSchemaStmt") || is(type, "AlterOwnerStmt") || is(type, "AlterObjectDependsStmt")) {
+        } else if (is(type, "AlterObjectSchemaStmt") || is(type, "AlterOwnerStmt") ||
+                   is(type, "AlterObjectDependsStmt")) {
             scope.target_kind = keep(kind_of(str(body, "objectType")));
         } else if (is(type, "ReindexStmt")) {
             scope.target_kind = str(body, "kind") == "REINDEX_OBJECT_INDEX" ? "index" : "table";

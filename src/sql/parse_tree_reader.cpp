@@ -1,8 +1,9 @@
 // Reads libpg_query's C parse tree into a JsonTree, field by field as its JSON output writes it
 // (libpg_query 15-4.0.0's rules: a field is left out when it is NULL, false or zero, except enums,
 // which are always written; a node is {"Type": {fields}}, a node-typed field of a named struct
-// type only {fields}; a NULL list element {}; value nodes and A_Const have rules of their own). The fields of each node type come from PostgreSQL's
-// headers (gen_parse_tree_reader.py); value nodes, A_Const and lists are written here.
+// type only {fields}; a NULL list element {}; value nodes and A_Const have rules of their own).
+// The fields of each node type come from PostgreSQL's headers (gen_parse_tree_reader.py); value
+// nodes, A_Const and lists are written here.
 #include "parse_tree_reader.hpp"
 
 #include <charconv>

@@ -59,7 +59,8 @@ void compare(const std::string& sql, Outcome& outcome) {
         JsonTree tree;
         const pgrail::sql::detail::ParsedText parsed(sql.c_str(), tree);
         // The same error, from the same parse.
-        if (!parsed.error() || *parsed.error() != parse.error->message || parsed.error_cursor() != parse.error->cursorpos) {
+        if (!parsed.error() || *parsed.error() != parse.error->message ||
+            parsed.error_cursor() != parse.error->cursorpos) {
             outcome.differences.push_back(sql + "\n    a syntax error read otherwise");
         }
         pg_query_free_parse_result(parse);
@@ -159,8 +160,18 @@ TEST_CASE("values the JSON shows in its own way are read as it shows them", "[sq
              "CREATE TEXT SEARCH CONFIGURATION c (COPY = english); "
              "ALTER TEXT SEARCH CONFIGURATION c ALTER MAPPING FOR word WITH simple, english",
              "SELECT * FROM t FOR UPDATE OF t SKIP LOCKED; SELECT xmlelement(name a, xmlattributes(1 AS b))",
-             "MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN UPDATE SET b = 1 WHEN NOT MATCHED THEN INSERT VALUES (1)",
-             "CREATE TABLE p (a int) PARTITION BY RANGE (a); CREATE TABLE c PARTITION OF p FOR VALUES FROM (MINVALUE) TO (10)",
+             "MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN UPDATE SET b = 1 "
+             "WHEN NOT MATCHED THEN INSERT VALUES (1)",
+             "CREATE TABLE p (a int) PARTITION BY RANGE (a); "
+             "CREATE TABLE c PARTITION OF p FOR VALUES FROM (MINVALUE) TO (10)",
+             // libpg_query's own enum order (LimitOption), an A_Const at location -1, a whole
+             // CreateStmt inside another node, a long, a field PostgreSQL's header adds (owner),
+             // NULL list elements.
+             "SELECT * FROM t FETCH FIRST ROW ONLY; SELECT * FROM t ORDER BY a FETCH FIRST 2 ROWS WITH TIES",
+             "CREATE FOREIGN TABLE f (a int NOT NULL) SERVER s OPTIONS (x 'y')",
+             "FETCH ALL FROM c; MOVE FORWARD 5 IN c",
+             "CREATE STATISTICS st (dependencies) ON a, b FROM t",
+             "DROP OPERATOR - (NONE, int); CREATE AGGREGATE a(*) (sfunc = f, stype = int)",
              "SELECT 1 +", "SELEC 1",  // syntax errors: the same message and cursor
          }) {
         compare(sql, outcome);
