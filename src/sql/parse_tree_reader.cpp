@@ -9,7 +9,9 @@
 #include <charconv>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 // libpg_query's version (pg_query.h), before PostgreSQL's pg_config.h gives the headers' own.
 constexpr long long pg_query_version = PG_VERSION_NUM;
@@ -98,6 +100,7 @@ private:
             close();
         }
     }
+    void value_fields(const Node* value, bool in_constant);
     void write_a_const(const A_Const* constant);
 
     JsonTree& tree_;
@@ -106,42 +109,44 @@ private:
 
 #include "parse_tree_reader_nodes.inc"
 
-// libpg_query writes an Integer's value only when it is positive (0 and negative values alike as
-// {}): the analyzer has always seen that, and sees it still.
-void write_integer_fields(TreeWriter& out, const Integer* value) {
-    if (value->ival > 0) out.integer("ival", value->ival);
+// A value node's name as a node, and its key inside an A_Const; nothing for any other node.
+std::optional<std::pair<std::string_view, std::string_view>> value_names(const Node* value) {
+    switch (nodeTag(value)) {
+    case T_Integer: return std::pair{"Integer", "ival"};
+    case T_Float: return std::pair{"Float", "fval"};
+    case T_Boolean: return std::pair{"Boolean", "boolval"};
+    case T_String: return std::pair{"String", "sval"};
+    case T_BitString: return std::pair{"BitString", "bsval"};
+    default: return std::nullopt;
+    }
+}
+
+// The one field of a value node, as libpg_query writes it: an Integer's value only when it is
+// positive (0 and negative values alike as {}: the analyzer has always seen that, and sees it
+// still); a Boolean's even when false, except inside an A_Const.
+void TreeWriter::value_fields(const Node* value, bool in_constant) {
+    switch (nodeTag(value)) {
+    case T_Integer:
+        if (const int number = reinterpret_cast<const Integer*>(value)->ival; number > 0) integer("ival", number);
+        return;
+    case T_Float: string_or_null("fval", reinterpret_cast<const Float*>(value)->fval); return;
+    case T_Boolean:
+        if (const bool truth = reinterpret_cast<const Boolean*>(value)->boolval; truth || !in_constant)
+            tree_.add("boolval", Type::boolean, truth ? "true" : "false", true);
+        return;
+    case T_String: string_or_null("sval", reinterpret_cast<const String*>(value)->sval); return;
+    case T_BitString: string_or_null("bsval", reinterpret_cast<const BitString*>(value)->bsval); return;
+    default: fail();
+    }
 }
 
 void TreeWriter::write_a_const(const A_Const* constant) {
     if (!constant->isnull) {
-        const Node* value = &constant->val.node;
-        switch (nodeTag(value)) {
-        case T_Integer:
-            open_object("ival");
-            write_integer_fields(*this, &constant->val.ival);
+        if (const auto names = value_names(&constant->val.node)) {
+            open_object(names->second);
+            value_fields(&constant->val.node, true);
             close();
-            break;
-        case T_Float:
-            open_object("fval");
-            string("fval", constant->val.fval.fval);
-            close();
-            break;
-        case T_Boolean:
-            open_object("boolval");
-            boolean("boolval", constant->val.boolval.boolval);
-            close();
-            break;
-        case T_String:
-            open_object("sval");
-            string("sval", constant->val.sval.sval);
-            close();
-            break;
-        case T_BitString:
-            open_object("bsval");
-            string("bsval", constant->val.bsval.bsval);
-            close();
-            break;
-        default:
+        } else {
             fail();
         }
     }
@@ -150,36 +155,16 @@ void TreeWriter::write_a_const(const A_Const* constant) {
 }
 
 void TreeWriter::write_node(const Node* value) {
+    if (const auto names = value_names(value)) {
+        open_object(names->first);
+        value_fields(value, false);
+        close();
+        return;
+    }
     switch (nodeTag(value)) {
     case T_List:
         open_object("List");
         list("items", reinterpret_cast<const List*>(value));
-        close();
-        return;
-    case T_Integer:
-        open_object("Integer");
-        write_integer_fields(*this, reinterpret_cast<const Integer*>(value));
-        close();
-        return;
-    // The other value nodes write their one field always (a Boolean's even when false).
-    case T_Float:
-        open_object("Float");
-        string_or_null("fval", reinterpret_cast<const Float*>(value)->fval);
-        close();
-        return;
-    case T_Boolean:
-        open_object("Boolean");
-        tree_.add("boolval", Type::boolean, reinterpret_cast<const Boolean*>(value)->boolval ? "true" : "false", true);
-        close();
-        return;
-    case T_String:
-        open_object("String");
-        string_or_null("sval", reinterpret_cast<const String*>(value)->sval);
-        close();
-        return;
-    case T_BitString:
-        open_object("BitString");
-        string_or_null("bsval", reinterpret_cast<const BitString*>(value)->bsval);
         close();
         return;
     case T_A_Const:
