@@ -132,15 +132,25 @@ std::string lower(std::string_view text) {
     return result;
 }
 
-std::string_view str(const json& body, const char* name) {
+// A node's string field ("" when absent), boolean field, and any field (an absent field is an
+// empty null), named by literals: looked up with the tree's inline comparison.
+template <std::size_t N>
+std::string_view str(const json& body, const char (&name)[N]) {
     const json value = body.find(name);
     return value.is_string() ? value.text() : std::string_view();
 }
 
-bool boolean(const json& body, const char* name) { return body.find(name).boolean(); }
+// (A name known only at run time.)
+std::string_view str(const json& body, std::string_view name) {
+    const json value = body.find(name);
+    return value.is_string() ? value.text() : std::string_view();
+}
 
-// A field of a node; an absent field is an empty null.
-json child(const json& body, const char* name) { return body.find(name); }
+template <std::size_t N>
+bool boolean(const json& body, const char (&name)[N]) { return body.find(name).boolean(); }
+
+template <std::size_t N>
+json child(const json& body, const char (&name)[N]) { return body.find(name); }
 
 // A parse-tree node {"NodeType": {fields}}: its type name and fields.
 struct NodeRef {
@@ -970,13 +980,6 @@ bool selects_into(const json& select) {
     return into;
 }
 
-// Whether a node's type is `name`, for the walk's per-node decisions: inline, with the library's
-// memcmp out of the way (the literal's length is known, so the compiler compares a few words).
-template <std::size_t N>
-[[gnu::always_inline]] inline bool is(std::string_view type, const char (&name)[N]) {
-    return type.size() == N - 1 && __builtin_memcmp(type.data(), name, N - 1) == 0;
-}
-
 // Walks one statement's parse tree once, collecting objects, functions, settings and flags.
 class Walker {
 public:
@@ -1015,11 +1018,9 @@ private:
             return;
         }
         if (!value.is_object()) return;
-        for (const json field : value) {  // an object that names a relation is a relation read (RangeVar)
-            if (is(field.key(), "relname")) {
-                add_relation(value, scope);
-                return;
-            }
+        if (value.contains("relname")) {
+            add_relation(value, scope);
+            return;
         }
         for (const json field : value) {
             const std::string_view key = field.key();

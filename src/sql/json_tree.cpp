@@ -164,8 +164,7 @@ bool JsonTree::parse(std::string_view text) {
     unescaped_.clear();
     if (text.empty()) return false;
     nodes_.reserve(text.size() / 24 + 4);
-    std::vector<Open>& open = open_;  // reused: no allocation per parse
-    open.clear();
+    open_.clear();  // reused: no allocation per parse
     std::size_t position = 0;
     const auto skip_space = [&] {
         while (position < text.size() &&
@@ -173,26 +172,18 @@ bool JsonTree::parse(std::string_view text) {
             ++position;
         }
     };
-    const auto attach = [&](std::uint32_t index) {
-        if (open.empty()) return;
-        Open& parent = open.back();
-        if (parent.last_child == none) nodes_[parent.node].first_child = index;
-        else nodes_[parent.last_child].next_sibling = index;
-        parent.last_child = index;
-        ++nodes_[parent.node].size;
-    };
     bool done = false;
     while (!done) {
         skip_space();
         if (position >= text.size()) return false;
         std::string_view key;
-        if (!open.empty()) {
-            const Node& parent = nodes_[open.back().node];
+        if (!open_.empty()) {
+            const Node& parent = nodes_[open_.back().node];
             const char closing = parent.type == JsonNode::Type::object ? '}' : ']';
             if (text[position] == closing) {
                 ++position;
-                open.pop_back();
-                done = open.empty();
+                open_.pop_back();
+                done = open_.empty();
                 continue;
             }
             if (parent.size > 0) {
@@ -212,19 +203,15 @@ bool JsonTree::parse(std::string_view text) {
             }
         }
         if (nodes_.size() >= none - 1) return false;
-        const auto index = static_cast<std::uint32_t>(nodes_.size());
-        // Built in place: a node is copied into the array not at all (every value of a 10 KB
-        // query's tree is one of about 10,000 nodes).
-        Node& node = nodes_.emplace_back();
-        node.key = key;
         const char c = text[position];
         if (c == '{' || c == '[') {
-            node.type = c == '{' ? JsonNode::Type::object : JsonNode::Type::array;
             ++position;
-            attach(index);
-            open.push_back(Open{index, none});
+            open(key, c == '{' ? JsonNode::Type::object : JsonNode::Type::array);
             continue;
         }
+        // Built in place: a node is copied into the array not at all (every value of a 10 KB
+        // query's tree is one of about 10,000 nodes).
+        Node& node = nodes_[append(key, JsonNode::Type::null)];
         if (c == '"') {
             ++position;
             node.type = JsonNode::Type::string;
@@ -248,8 +235,7 @@ bool JsonTree::parse(std::string_view text) {
         } else {
             return false;
         }
-        attach(index);
-        done = open.empty();
+        done = open_.empty();
     }
     skip_space();
     return position == text.size();

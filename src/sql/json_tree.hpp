@@ -15,6 +15,13 @@ namespace pgrail::sql::detail {
 
 class JsonTree;
 
+// Whether `text` is the literal `name`: inline, the literal's length known at compile time, with
+// no call of the library's comparison (the analyzer asks this of every node and field it walks).
+template <std::size_t N>
+[[gnu::always_inline]] inline bool is(std::string_view text, const char (&name)[N]) {
+    return text.size() == N - 1 && __builtin_memcmp(text.data(), name, N - 1) == 0;
+}
+
 // A handle to one value; a default (or missing) handle behaves as an empty null.
 class JsonNode {
 public:
@@ -39,6 +46,18 @@ public:
     [[nodiscard]] bool empty() const { return size() == 0; }
     [[nodiscard]] JsonNode find(std::string_view key) const;  // invalid when absent
     [[nodiscard]] bool contains(std::string_view key) const { return find(key).valid(); }
+    // The same for a literal key (most callers'): compared inline.
+    template <std::size_t N>
+    [[nodiscard]] JsonNode find(const char (&key)[N]) const {
+        if (!is_object()) return {};
+        for (JsonNode member : *this)
+            if (is(member.key(), key)) return member;
+        return {};
+    }
+    template <std::size_t N>
+    [[nodiscard]] bool contains(const char (&key)[N]) const {
+        return find(key).valid();
+    }
     [[nodiscard]] JsonNode front() const;         // first child, invalid when none
 
     class Iterator {
