@@ -75,8 +75,6 @@ public:
         const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
         tree_.add(key, Type::number, std::string_view(digits, static_cast<std::size_t>(end - digits)));
     }
-    // No parse node has a floating-point field; one would need libpg_query's "%f" formatting.
-    void real(std::string_view, double) { fail(); }
     void enumeration(std::string_view key, const char* name) {
         if (name == nullptr) {
             fail();  // a value the header did not declare
@@ -224,12 +222,16 @@ bool read_parse_tree(const char* sql, JsonTree& tree) {
     return parse.result().error == nullptr && write_statements(parse.result().tree, tree);
 }
 
+void ParsedText::take_error(const PgQueryError& error) {
+    error_ = error.message != nullptr ? error.message : "syntax error";
+    error_cursor_ = error.cursorpos;
+}
+
 ParsedText::ParsedText(const char* sql, JsonTree& tree) {
     {
         const RawParse parse(sql);
-        if (const PgQueryError* error = parse.result().error; error != nullptr) {
-            error_ = error->message != nullptr ? error->message : "syntax error";
-            error_cursor_ = error->cursorpos;
+        if (parse.result().error != nullptr) {
+            take_error(*parse.result().error);
             return;
         }
         if (write_statements(parse.result().tree, tree)) {
@@ -238,9 +240,8 @@ ParsedText::ParsedText(const char* sql, JsonTree& tree) {
         }
     }
     json_.emplace(pg_query_parse(sql));
-    if (const PgQueryError* error = (*json_)->error; error != nullptr) {
-        error_ = error->message != nullptr ? error->message : "syntax error";
-        error_cursor_ = error->cursorpos;
+    if ((*json_)->error != nullptr) {
+        take_error(*(*json_)->error);
         return;
     }
     ok_ = tree.parse((*json_)->parse_tree);

@@ -22,9 +22,10 @@ public:
     // A syntax error: libpg_query's message and 1-based cursor (0 when none).
     [[nodiscard]] const std::optional<std::string>& error() const { return error_; }
     [[nodiscard]] int error_cursor() const { return error_cursor_; }
-    [[nodiscard]] bool read_from_json() const { return json_.has_value(); }
 
 private:
+    void take_error(const PgQueryError& error);
+
     std::optional<ParseHandle> json_;  // the fallback's JSON text, which the tree views
     std::optional<std::string> error_;
     int error_cursor_ = 0;
