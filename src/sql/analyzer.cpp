@@ -2032,9 +2032,10 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 // tree takes at least one token of its own, so at least one byte (`SELECT
 // -+-+-+1`: `-+` lexes as two operators, one level per byte), so the text's
 // length bounds the tree's depth. Measured (stack_safety_test.cpp, every deep
-// shape parsed whole): at most ~1.33 KB of stack per byte of text (alternating
-// signs; ~1.7 KB per level at most, for NOT chains at 4 bytes a level), against
-// the 3 KB per byte that stack_needed(length) grants. A 60-byte statement needs
+// shape parsed whole, the parse tree reader's writing included): at most ~1.8 KB of
+// stack per byte of text (alternating signs; ~2.35 KB per level at most, for NOT
+// chains at 4 bytes a level), against the 3 KB per byte that stack_needed(length)
+// grants. A 60-byte statement needs
 // 0.7 MB, 2 KB of text 6.5 MB: short texts take this path on any ordinary
 // thread; longer ones (up to max_nesting bytes) on a big stack (analyze_text).
 bool has_comment_opener(const std::string& text) {
