@@ -103,6 +103,8 @@ int main() {
                            "VALUES (7, 1, 48213, -4321, CURRENT_TIMESTAMP);"},
         {"40-line migration", migration()},
         {"5 KB analytical query", analytical_query()},
+        // The same with an agent's comment line first: comments take the scanner's split path.
+        {"the same, a comment", "-- weekly revenue by region, last 90 days\n" + analytical_query()},
     };
     std::printf("CPU time per call\n%-24s %8s %8s %14s %12s %10s\n", "input", "bytes", "stmts", "uncached (us)",
                 "cached (us)", "shape (us)");

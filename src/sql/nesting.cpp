@@ -3,81 +3,26 @@
 
 #include <algorithm>
 
-#include "pg_query_handle.hpp"
+#include "raw_scanner.h"
 
 namespace pgrail::sql::detail {
 namespace {
 
-// Minimal protobuf reader for ScanResult { repeated ScanToken tokens = 2; }:
-// libpg_query ships no protobuf-c headers, and these two messages are tiny.
-class ProtoReader {
+// What PostgreSQL 15's scanner skips between tokens (scan.l's {space}, its scanner_isspace()).
+bool is_scanner_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+
+// A scan's result, freed with it.
+class RawScan {
 public:
-    ProtoReader(const std::uint8_t* data, std::size_t size) : pos_(data), end_(data + size) {}
-    bool done() const { return pos_ >= end_; }
-    bool varint(std::uint64_t& value) {
-        value = 0;
-        for (int shift = 0; shift < 64 && pos_ < end_; shift += 7) {
-            const std::uint8_t byte = *pos_++;
-            value |= static_cast<std::uint64_t>(byte & 0x7fU) << shift;
-            if ((byte & 0x80U) == 0) return true;
-        }
-        return false;
-    }
-    // Reads a field header; on success `payload` spans a length-delimited field.
-    bool field(std::uint32_t& number, std::uint64_t& value, ProtoReader& payload) {
-        std::uint64_t key = 0;
-        if (!varint(key)) return false;
-        number = static_cast<std::uint32_t>(key >> 3);
-        switch (key & 7U) {
-        case 0: return varint(value);
-        case 1: return skip(8);
-        case 5: return skip(4);
-        case 2: {
-            std::uint64_t length = 0;
-            if (!varint(length) || length > static_cast<std::uint64_t>(end_ - pos_)) return false;
-            payload = ProtoReader(pos_, static_cast<std::size_t>(length));
-            pos_ += length;
-            return true;
-        }
-        default: return false;
-        }
-    }
+    explicit RawScan(const char* text) { pgrail_raw_scan(text, &scan_); }
+    ~RawScan() { pgrail_raw_scan_free(&scan_); }
+    RawScan(const RawScan&) = delete;
+    RawScan& operator=(const RawScan&) = delete;
+    const PgrailRawScan* operator->() const { return &scan_; }
 
 private:
-    bool skip(std::size_t bytes) {
-        if (static_cast<std::size_t>(end_ - pos_) < bytes) return false;
-        pos_ += bytes;
-        return true;
-    }
-    const std::uint8_t* pos_;
-    const std::uint8_t* end_;
+    PgrailRawScan scan_{};
 };
-
-bool decode_token(ProtoReader reader, Token& token) {
-    while (!reader.done()) {
-        std::uint32_t number = 0;
-        std::uint64_t value = 0;
-        ProtoReader unused(nullptr, 0);
-        if (!reader.field(number, value, unused)) return false;
-        if (number == 1) token.start = static_cast<std::uint32_t>(value);
-        if (number == 2) token.end = static_cast<std::uint32_t>(value);
-        if (number == 4) token.kind = static_cast<std::int32_t>(value);
-    }
-    return true;
-}
-
-// ScanToken's keyword_kind (field 5).
-int keyword_kind_of(ProtoReader reader) {
-    int kind = 0;
-    while (!reader.done()) {
-        std::uint32_t number = 0;
-        std::uint64_t value = 0;
-        ProtoReader unused(nullptr, 0);
-        if (!reader.field(number, value, unused)) return 0;
-        if (number == 5) kind = static_cast<int>(value);
-    }
-    return kind;
-}
 
 bool is_leaf(std::int32_t kind) {
     switch (kind) {
@@ -114,59 +59,35 @@ struct Frame {
 
 int keyword_category(std::string_view word) {
     const std::string text(word);
-    const ScanHandle result(pg_query_scan(text.c_str()));
-    if (result->error != nullptr) return 0;
-    ProtoReader reader(reinterpret_cast<const std::uint8_t*>(result->pbuf.data), result->pbuf.len);
-    int kind = 0;
-    int tokens = 0;
-    while (!reader.done()) {
-        std::uint32_t number = 0;
-        std::uint64_t value = 0;
-        ProtoReader payload(nullptr, 0);
-        if (!reader.field(number, value, payload)) return 0;
-        if (number != 2) continue;
-        ++tokens;
-        kind = keyword_kind_of(payload);
-    }
-    return tokens == 1 ? kind : 0;
+    const RawScan scanned(text.c_str());
+    return !scanned->failed && scanned->count == 1 ? pgrail_keyword_kind(scanned->tokens[0].kind) : 0;
 }
 
 ScanOutcome scan(const char* text) {
     ScanOutcome outcome;
-    const ScanHandle result(pg_query_scan(text));
-    if (result->error != nullptr) {
-        outcome.error = result->error->message != nullptr ? result->error->message : "scan error";
-        outcome.cursor = static_cast<std::size_t>(std::max(result->error->cursorpos, 0));
+    const RawScan scanned(text);
+    if (scanned->failed) {
+        outcome.error = scanned->error != nullptr ? scanned->error : "out of memory";
+        outcome.cursor = static_cast<std::size_t>(std::max(scanned->cursor, 0));
         return outcome;
     }
-    ProtoReader reader(reinterpret_cast<const std::uint8_t*>(result->pbuf.data), result->pbuf.len);
-    while (!reader.done()) {
-        std::uint32_t number = 0;
-        std::uint64_t value = 0;
-        ProtoReader payload(nullptr, 0);
-        if (!reader.field(number, value, payload)) {
-            outcome.error = "unreadable scanner output";
-            return outcome;
-        }
-        if (number != 2) continue;
-        Token token;
-        if (!decode_token(payload, token)) {
-            outcome.error = "unreadable scanner output";
-            return outcome;
-        }
-        outcome.tokens.push_back(token);
-    }
-    // libpg_query reports U&'...' with no length and U&"..." with one byte: such a
-    // token runs to the next one (comments are tokens too, so only whitespace,
-    // which the quote-ended token cannot end with, lies between). Otherwise a
-    // statement ending in one would be cut short and the literal never normalised.
+    // The scanner gives where a token starts. Between two tokens lies only what it skips, its
+    // whitespace (comments are tokens), so a token ends where that run before the next token (or
+    // the text's end) begins; a -- comment, which may end in spaces of its own, at its line's end.
     const std::string_view all(text);
-    for (std::size_t index = 0; index < outcome.tokens.size(); ++index) {
+    const auto count = static_cast<std::size_t>(scanned->count);
+    outcome.tokens.resize(count);
+    for (std::size_t index = 0; index < count; ++index) {
         Token& token = outcome.tokens[index];
-        if (token.kind != tok_usconst && token.kind != tok_uident) continue;
-        std::size_t end = index + 1 < outcome.tokens.size() ? outcome.tokens[index + 1].start : all.size();
-        while (end > token.start && std::string_view(" \t\n\r\f\v").find(all[end - 1]) != std::string_view::npos) --end;
-        token.end = static_cast<std::uint32_t>(std::max<std::size_t>(end, token.end));
+        token.start = static_cast<std::uint32_t>(scanned->tokens[index].start);
+        token.kind = scanned->tokens[index].kind;
+        std::size_t end = index + 1 < count ? static_cast<std::size_t>(scanned->tokens[index + 1].start) : all.size();
+        if (token.kind == tok_sql_comment) {
+            end = std::min(end, all.find_first_of("\n\r", token.start));
+        } else {
+            while (end > token.start && is_scanner_space(all[end - 1])) --end;
+        }
+        token.end = static_cast<std::uint32_t>(end);
     }
     return outcome;
 }

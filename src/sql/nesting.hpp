@@ -38,7 +38,8 @@ struct ScanOutcome {
     std::size_t cursor = 0;
 };
 
-// Tokens of `text` (NUL-terminated) from libpg_query's scanner, which is not recursive.
+// Tokens of `text` (NUL-terminated) from PostgreSQL's scanner (libpg_query's copy, raw_scanner.h),
+// which is not recursive.
 [[nodiscard]] ScanOutcome scan(const char* text);
 
 // The keyword category of `word` as PostgreSQL's scanner reads it (pg_query.proto KeywordKind):

@@ -21,7 +21,6 @@ private:
 };
 
 using ParseHandle = PgQueryHandle<PgQueryParseResult, pg_query_free_parse_result>;
-using ScanHandle = PgQueryHandle<PgQueryScanResult, pg_query_free_scan_result>;
 using PlpgsqlHandle = PgQueryHandle<PgQueryPlpgsqlParseResult, pg_query_free_plpgsql_parse_result>;
 
 }  // namespace pgrail::sql::detail
