@@ -8,8 +8,11 @@
 #include <exception>
 #include <forward_list>
 #include <memory>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -2022,11 +2025,12 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
 // Whitespace as PostgreSQL's scanner skips it between tokens.
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-// Fast path: the whole text parsed at once, each statement's byte range taken
-// from the parse tree (RawStmt stmt_location/stmt_len, trimmed of whitespace),
-// so the scanner is not needed. Nothing (the split path decides) when the text
-// does not parse (the split path finds the bad statement and reports it as
-// before) or holds comments (its ranges then need the scanner to trim them).
+// Fast path: the whole text parsed at once, each statement's byte range taken from the parse tree
+// (RawStmt stmt_location/stmt_len: from after the previous semicolon to the next) and trimmed to
+// its first and last token: of whitespace, or, in a text that may hold comments, of everything the
+// scanner does not count as the statement's (comments and whitespace), as the split path's pieces
+// are. Nothing (the split path decides) when the text does not parse: the split path finds the bad
+// statement and reports it as before.
 //
 // Stack safety without the scanner's nesting bound: every level of the parse
 // tree takes at least one token of its own, so at least one byte (`SELECT
@@ -2042,9 +2046,30 @@ bool has_comment_opener(const std::string& text) {
     return text.find("--") != std::string::npos || text.find("/*") != std::string::npos;
 }
 
-std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int body_level) {
+// The statement inside [begin, end): from its first token to the end of its last, comments left
+// out; nothing when no token is there.
+std::optional<std::pair<std::size_t, std::size_t>> statement_tokens(std::span<const Token> tokens,
+                                                                    std::size_t begin, std::size_t end) {
+    auto at = std::lower_bound(tokens.begin(), tokens.end(), begin,
+                               [](const Token& token, std::size_t offset) { return token.start < offset; });
+    std::optional<std::pair<std::size_t, std::size_t>> range;
+    for (; at != tokens.end() && at->end <= end; ++at) {
+        if (at->kind == tok_sql_comment || at->kind == tok_c_comment) continue;
+        if (!range) range.emplace(at->start, at->end);
+        range->second = at->end;
+    }
+    return range;
+}
+
+// `scanned`: the text's tokens, scanned here when it may hold comments (and then kept for the
+// split path, should the text not parse whole).
+std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int body_level,
+                                                    std::optional<ScanOutcome>& scanned) {
     if (!detail::whole_text_path_allowed(text.size())) return std::nullopt;
-    if (has_comment_opener(text)) return std::nullopt;
+    if (has_comment_opener(text)) {
+        if (!scanned) scanned = scan(text.c_str());
+        if (scanned->error) return std::nullopt;
+    }
     PooledTree parsed;
     const ParsedText parse(text.c_str(), *parsed);
     if (!parse.ok()) return std::nullopt;
@@ -2057,8 +2082,14 @@ std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int
         }
         std::size_t begin = static_cast<std::size_t>(location);
         std::size_t end = length == 0 ? text.size() : begin + static_cast<std::size_t>(length);  // 0: to the end
-        while (begin < end && is_space(text[begin])) ++begin;
-        while (end > begin && is_space(text[end - 1])) --end;
+        if (scanned) {
+            const auto tokens = statement_tokens(scanned->tokens, begin, end);
+            if (!tokens) return std::nullopt;  // a statement of no token: not what the grammar gives
+            std::tie(begin, end) = *tokens;
+        } else {
+            while (begin < end && is_space(text[begin])) ++begin;
+            while (end > begin && is_space(text[end - 1])) --end;
+        }
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
         if (!entry) continue;
@@ -2095,30 +2126,31 @@ std::vector<Statement> analyze_text(std::string_view query, int body_level, std:
     if (auto too_long = check_operator_runs(query)) return fail(std::move(*too_long));
     const std::string text(query);
     std::optional<std::vector<Statement>> whole;
+    std::optional<ScanOutcome> scanned;
     if (path == Path::any) {
         if (detail::whole_text_path_allowed(text.size())) {
-            whole = analyze_whole(text, body_level);
-        } else if (text.size() <= max_nesting && !has_comment_opener(text)) {
+            whole = analyze_whole(text, body_level, scanned);
+        } else if (text.size() <= max_nesting) {
             // Too long for this thread's stack to parse whole (an 8 MB thread: about 2.5 KB): it
             // is parsed whole on a big stack (this thread's own, see run_with_stack), where the
-            // split path would cost a scan of the text and a second lexing (a third of the
-            // analysis of a 10 KB text). Only up to max_nesting bytes: the text's length bounds
-            // its nesting, so no text is parsed here that the split path would refuse as too
-            // deep. Without a big stack, the split path below decides.
-            auto parse_whole = [&] { whole = analyze_whole(text, body_level); };
+            // split path would cost a scan of the text and a parse per statement. Only up to
+            // max_nesting bytes: the text's length bounds its nesting, so no text is parsed here
+            // that the split path would refuse as too deep. Without a big stack, the split path
+            // below decides.
+            auto parse_whole = [&] { whole = analyze_whole(text, body_level, scanned); };
             if (!run_with_stack(stack_needed(text.size()), Work(parse_whole))) whole.reset();
         }
     }
     if (whole) {
         result = std::move(*whole);
     } else {
-        const ScanOutcome scanned = scan(text.c_str());
-        if (scanned.error) return fail({*scanned.error, scanned.cursor});
-        for (const Piece& piece : split(scanned.tokens)) {
+        if (!scanned) scanned = scan(text.c_str());
+        if (scanned->error) return fail({*scanned->error, scanned->cursor});
+        for (const Piece& piece : split(scanned->tokens)) {
             const std::size_t offset = piece.offset;
             const std::size_t length = piece.length;
             const std::span<const Token> tokens =
-                std::span(scanned.tokens).subspan(piece.first, piece.last - piece.first);
+                std::span(scanned->tokens).subspan(piece.first, piece.last - piece.first);
             const std::size_t bound = nesting_bound(text, tokens, false);
             const std::size_t first_new = result.size();
             auto work = [&] {

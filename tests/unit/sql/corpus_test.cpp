@@ -10,6 +10,7 @@
 
 #include "../../../src/sql/analyzer_internal.hpp"
 #include "corpus_reader.hpp"
+#include "every_corpus_text.hpp"
 #include "pgrail/sql/analysis_cache.hpp"
 #include "pgrail/sql/analyzer.hpp"
 #include "pgrail/sql/json.hpp"
@@ -145,20 +146,33 @@ TEST_CASE("cached and uncached analyses agree over the whole corpus", "[sql][cor
 }
 
 TEST_CASE("the whole-text fast path and the scanner split agree over the corpus", "[sql][corpus]") {
-    // analyze() parses comment-free text whole and takes statement ranges from the
-    // parse tree; analyze_split() is the path for everything else. Same results.
-    std::vector<std::string> texts;
-    for (const Case& entry : read_corpus()) texts.push_back(entry.sql);
+    // analyze() parses a text whole and takes statement ranges from the parse tree (trimmed of
+    // comments with the scanner's tokens when the text may hold some); analyze_split() splits
+    // with the scanner and parses each statement. Same results, over every corpus, and again with
+    // comments before, after and between the statements.
+    std::vector<std::string> texts = test::every_corpus_text();
     for (const char* extra : {"  SELECT 1 ;\n\t ; UPDATE t SET a = 1\r\n", "SELECT 1;;;SELECT 2;", " ; ;", "",
                               "SELECT U&'d\\0061t'", "SELECT U&\"d\\0061t\" FROM t", "SELECT 1; SELEC 2",
                               "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN "
                               "true THEN 1 END; END; SELECT 2",
                               "SELECT $$a;b$$; DO $$BEGIN DROP TABLE t; END$$; SELECT 'x'';y'",
-                              "SELECT 1\f;\vSELECT 2", "INSERT INTO t VALUES (1, 'a'), (2, 'b') RETURNING *; COMMIT"}) {
+                              "SELECT 1\f;\vSELECT 2", "INSERT INTO t VALUES (1, 'a'), (2, 'b') RETURNING *; COMMIT",
+                              "-- only a comment", "/* only */ /* comments */ ;", "SELECT 1 -- no newline",
+                              "SELECT '--', '/*' /* a ; b */; /* c */ SELECT 2 -- d ; e\n; -- f",
+                              "/* a /* nested */ one */ SELECT 1 /* x */ + /* y */ 2 /* z */",
+                              "SELECT 'a' -- continued\n'b'; SELECT U&'x' /* c */ UESCAPE '!'"}) {
         texts.emplace_back(extra);
     }
+    std::size_t compared = 0;
     for (const std::string& text : texts) {
-        INFO(text);
-        CHECK(analyze(text) == detail::analyze_split(text));
+        if (text.find('\0') != std::string::npos) continue;
+        std::string between;
+        for (const char c : text) between += c == ';' ? std::string("; -- next\n") : std::string(1, c);
+        for (const std::string& variant : {text, "/* lead */ " + text + " -- tail", between}) {
+            INFO(variant);
+            CHECK(analyze(variant) == detail::analyze_split(variant));
+            ++compared;
+        }
     }
+    CHECK(compared > 10000);
 }
