@@ -147,13 +147,23 @@ std::vector<std::string> temporary_relations_of(const sql::Analysis& analysis) {
 }
 
 // A search_path that resolves unqualified names as a role's usual one does: public, maybe after
-// "$user" (pg_catalog and pg_temp are searched whether named or not).
+// "$user". pg_catalog and pg_temp are searched whether named or not, and may be named where they
+// change nothing: pg_catalog before the others (after public, public's functions and types would
+// shadow the catalog's), pg_temp after public (before it, an unqualified CREATE makes a temporary
+// object: `SET search_path = pg_temp, public; CREATE TABLE t ...` makes pg_temp_N.t).
 bool usual_search_path(const std::string& path) {
     const auto schemas = sql::split_identifiers(path, ',');
     if (!schemas) return false;
     std::vector<std::string> named;
-    for (const auto& schema : *schemas)
-        if (schema != "pg_catalog" && schema != "pg_temp") named.push_back(schema);
+    for (const auto& schema : *schemas) {
+        if (schema == "pg_catalog") {
+            if (!named.empty()) return false;
+        } else if (schema == "pg_temp") {
+            if (named.empty() || named.back() != "public") return false;
+        } else {
+            named.push_back(schema);
+        }
+    }
     return named == std::vector<std::string>{"public"} || named == std::vector<std::string>{"$user", "public"};
 }
 

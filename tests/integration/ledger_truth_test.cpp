@@ -95,9 +95,13 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
     // Another search_path may resolve the name in another schema's relation: refused too, unless it
     // is a role's usual one.
     // Once set, it counts for the session: a ROLLBACK, an error or a RESET may or may not undo it.
+    // pg_temp named before public makes an unqualified CREATE a temporary one; pg_catalog named
+    // after public lets public's functions and types shadow the catalog's.
     for (const char* path : {"SET search_path = staging, public", "SELECT set_config('search_path', 'staging', false)",
                              "BEGIN; SET search_path = staging; ROLLBACK",
-                             "SET search_path = staging; SET search_path = public; RESET search_path"}) {
+                             "SET search_path = staging; SET search_path = public; RESET search_path",
+                             "SET search_path = pg_temp, public", "SET search_path = \"$user\", pg_temp, public",
+                             "SET search_path = public, pg_catalog"}) {
         INFO(path);
         auto setter = proxy.connect("app_owner", "path");
         REQUIRE(run(setter.get(), path).back().sqlstate.empty());
@@ -127,7 +131,7 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
     // table leaves the registered statement to run, and to be recorded.
     auto fresh = proxy.connect("app_owner", "fresh");
     REQUIRE(run(fresh.get(), "CREATE TEMP TABLE scratch_notes (id int)").at(0).sqlstate.empty());
-    REQUIRE(run(fresh.get(), "SET search_path = \"$user\", public").at(0).sqlstate.empty());
+    REQUIRE(run(fresh.get(), "SET search_path = pg_catalog, \"$user\", public, pg_temp").at(0).sqlstate.empty());
     REQUIRE(run(fresh.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
     CHECK(proxy.db.timezone_columns() == "1");
     CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
