@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "cluster.hpp"
@@ -135,6 +137,48 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
     REQUIRE(run(fresh.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
     CHECK(proxy.db.timezone_columns() == "1");
     CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
+}
+
+TEST_CASE("a registered statement that code in the database redirected runs, and is not recorded",
+          "[ledger_truth][inband]") {
+    // A search_path that a function sets, or a temporary table that one makes, is not in the
+    // session's texts: the registered ALTER TABLE profiles reaches another relation. Before the
+    // ledger says applied, pgrail confirms on its own connection that the change is where its
+    // runner would have made it.
+    LedgerProxy proxy;
+    auto direct = proxy.direct("app_owner");
+    REQUIRE(run(direct.get(), "CREATE SCHEMA staging; CREATE TABLE staging.profiles (id int); "
+                              "CREATE FUNCTION make_temp_profiles() RETURNS void LANGUAGE plpgsql AS "
+                              "$$BEGIN CREATE TEMP TABLE profiles (id int); END$$; "
+                              "CREATE FUNCTION to_staging() RETURNS text LANGUAGE sql AS "
+                              "$$SELECT set_config('search_path', 'staging, public', false)$$")
+                .back()
+                .sqlstate.empty());
+    const auto public_timezone = [&] {
+        return scalar(direct.get(), "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
+                                    "AND table_name = 'profiles' AND column_name = 'timezone'");
+    };
+    for (const char* redirect : {"SELECT make_temp_profiles()", "SELECT to_staging()"}) {
+        INFO(redirect);
+        auto owner = proxy.connect("app_owner", "redirected");
+        REQUIRE(run(owner.get(), redirect).at(0).sqlstate.empty());
+        const auto outcome = run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0);
+        CHECK(outcome.status == "PGRES_COMMAND_OK");  // the server ran it, on the other relation
+        CHECK(public_timezone() == "0");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    }
+    std::ifstream audit(proxy.audit_path);
+    std::stringstream lines;
+    lines << audit.rdbuf();
+    CHECK_THAT(lines.str(), Catch::Contains("external_run_not_recorded") &&
+                                Catch::Contains("not recorded: a temporary relation named profiles exists") &&
+                                Catch::Contains("column timezone was not added to profiles where pgrail's runner "
+                                                "resolves it"));
+    // The same statement in a session of the usual path: applied, and recorded.
+    auto plain = proxy.connect("app_owner", "plain");
+    REQUIRE(run(plain.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(public_timezone() == "1");
+    CHECK(state_of(plain.get(), "add_profiles_timezone") == "applied");
 }
 
 TEST_CASE("the owner's hand-run up and down statements through pgrail are recorded in the ledger",

@@ -54,7 +54,10 @@ struct ExternalRun {
 // script makes the migration applied (a schema_migrations row, an `applied` event), a down script
 // rolls it back (row removed, a `rolled_back` event), unless the ledger already says so; the
 // event's detail is `external: <application_name> (session <id>)`, `by` the user. A schema
-// fingerprint is recorded with them. Audited like the runner's steps. Throws MigrationError.
+// fingerprint is recorded with them. Audited like the runner's steps. First it confirms, on its
+// own connection, that the scripts' relations and columns are where its runner would have made
+// them (the session's names may have resolved elsewhere: docs/migrations.md): when not, nothing is
+// written and it throws MigrationError (55000) with the reason. Throws MigrationError.
 std::vector<ExternalRun> record_external_runs(const Runner& runner, const std::vector<CommittedStatement>& committed,
                                               ExternalProgress& progress, const ExternalActor& actor);
 
