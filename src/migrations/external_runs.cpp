@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -22,64 +24,123 @@ bool is_relation_kind(const std::string& kind) {
            kind == "foreign table" || kind == "relation";
 }
 
+// One name as format('%I') writes it, at `at` (moved past it); nothing when there is none.
+std::optional<std::string> read_identifier(std::string_view line, std::size_t& at) {
+    std::string name;
+    if (at < line.size() && line[at] == '"') {
+        for (++at; at < line.size(); ++at) {
+            if (line[at] != '"') {
+                name += line[at];
+            } else if (at + 1 < line.size() && line[at + 1] == '"') {
+                name += '"';
+                ++at;
+            } else {
+                ++at;
+                return name;
+            }
+        }
+        return std::nullopt;  // unterminated
+    }
+    while (at < line.size() && line[at] != '.' && line[at] != ' ' && line[at] != ':' && line[at] != '(') name += line[at++];
+    if (name.empty()) return std::nullopt;
+    return name;
+}
+
+// What a schema fingerprint line is about: the schema and the object (for a column, constraint,
+// trigger or policy: its relation), from "kind schema.name...".
+std::optional<std::pair<std::string, std::string>> subject_of(std::string_view line) {
+    std::size_t at = line.find(' ');
+    if (at == std::string_view::npos) return std::nullopt;
+    ++at;
+    auto schema = read_identifier(line, at);
+    if (!schema || at >= line.size() || line[at] != '.') return std::nullopt;
+    ++at;
+    auto name = read_identifier(line, at);
+    if (!name) return std::nullopt;
+    return std::pair{std::move(*schema), std::move(*name)};
+}
+
 // Where a migrator session's run landed. The session resolved the scripts' unqualified names
 // under its own search_path, which code in the database may have set (a function, a trigger)
-// where pgrail does not read; the ledger must not say applied unless the change is where pgrail's
-// runner puts it: under this connection's search_path (the runner's role, the runner's path).
-// So, after the session's commit: no session may hold a temporary relation of such a name (the
-// session's name may have reached it first), each relation the scripts create (drop) must (not)
-// resolve here, each column they add (drop) must (not) be on the table the name resolves to here.
-// Why not, or nothing when confirmed. (An ALTER of another kind is checked by the first rule
-// only; a CREATE ... IF NOT EXISTS of a relation that was already here, by the first only too.)
-// Names are written as quote_ident() writes them: the audit's copy of the message hides what is
-// in double quotes, and names are no literal values.
+// where pgrail does not read, and may have met a temporary relation of the name first; the ledger
+// must not say applied unless the change is where pgrail's runner makes it: under this
+// connection's search_path (the runner's role and path). Read from the catalog after the
+// session's commit, as evidence, not as a model of each statement (renames, swaps and cascades
+// stay legitimate):
+// - no change since the baseline fingerprint to an object of such a name outside the runner's
+//   schemas (the run reached another schema's relation);
+// - when none within them either (the run shows nowhere: it may have reached temporary
+//   relations, which fingerprints leave out), no session may hold a temporary relation of such a
+//   name, and a relation the scripts drop must no longer resolve here;
+// - without a baseline (none recorded yet), no relation of such a name may exist outside the
+//   runner's schemas (a false "not recorded" where one does legitimately: resolve it by hand).
+// Why not, or nothing when confirmed. Names are written as quote_ident() writes them: the audit's
+// copy of the message hides what is in double quotes, and names are no literal values.
 std::optional<std::string> unconfirmed_effect(pqxx::work& tx,
                                               const std::vector<std::pair<const Migration*, Direction>>& complete) {
     std::set<std::string> names;
-    std::map<std::string, bool> relation_exists;                        // name -> exists after the run
-    std::map<std::pair<std::string, std::string>, bool> column_exists;  // (table, column) -> exists after
+    std::map<std::string, bool> dropped;  // name -> the scripts' last word on it was DROP
     for (const auto& [migration, direction] : complete) {
         const Script& script = direction == Direction::up ? migration->up : migration->down;
-        for (const ScriptStatement& registered : script.statements) {
-            for (const sql::Statement& statement : sql::analyze(registered.text).statements) {
+        for (const ScriptStatement& registered : script.statements)
+            for (const sql::Statement& statement : sql::analyze(registered.text).statements)
                 for (const sql::ObjectRef& object : statement.objects) {
                     if (!object.schema.empty() || object.temporary || !is_relation_kind(object.kind)) continue;
                     names.insert(object.name);
-                    if (object.role == sql::ObjectRole::created) relation_exists[object.name] = true;
-                    if (object.role == sql::ObjectRole::dropped) relation_exists[object.name] = false;
+                    if (object.role == sql::ObjectRole::created || object.role == sql::ObjectRole::dropped)
+                        dropped[object.name] = object.role == sql::ObjectRole::dropped;
                 }
-                const sql::SchemaChange& change = statement.change;
-                if (!change.schema.empty() ||
-                    (change.kind != sql::ChangeKind::add_column && change.kind != sql::ChangeKind::drop_column))
-                    continue;
-                for (const std::string& column : change.columns)
-                    column_exists[{change.table, column}] = change.kind == sql::ChangeKind::add_column;
-            }
+    }
+    if (names.empty()) return std::nullopt;
+
+    std::set<std::string> runner_schemas;
+    for (const auto& row : tx.exec("SELECT unnest(pg_catalog.current_schemas(false))::text"))
+        runner_schemas.insert(row[0].as<std::string>());
+    const auto baseline =
+        tx.exec("SELECT excluded, description FROM pgrail.schema_fingerprints ORDER BY id DESC LIMIT 1");
+    if (!baseline.empty()) {
+        const std::string recorded = baseline[0][1].as<std::string>();
+        const std::string live = detail::live_schema_description(tx, baseline[0][0].as<std::string>());
+        auto changed = lines_missing_from(live, recorded);
+        for (auto& line : lines_missing_from(recorded, live)) changed.push_back(std::move(line));
+        bool shows_here = false;
+        for (const std::string& line : changed) {
+            const auto subject = subject_of(line);
+            if (!subject || names.count(subject->second) == 0) continue;
+            if (runner_schemas.count(subject->first) == 0)
+                return fmt::format("the run changed {}.{}, outside the schemas where pgrail's runner resolves {}",
+                                   sql::quote_identifier(subject->first), sql::quote_identifier(subject->second),
+                                   sql::quote_identifier(subject->second));
+            shows_here = true;
         }
+        if (shows_here) return std::nullopt;
     }
     for (const std::string& name : names) {  // (a few names: one query each)
         if (!tx.exec_params("SELECT 1 FROM pg_catalog.pg_class WHERE relpersistence = 't' AND relname = $1", name)
                  .empty())
             return fmt::format("a temporary relation named {} exists, which the session's unqualified name may "
-                               "have reached instead",
+                               "have reached, and the run's change shows nowhere in the schema",
+                               sql::quote_identifier(name));
+        if (!baseline.empty()) continue;
+        // No fingerprint yet to tell where the change went: a relation of the name outside the
+        // runner's schemas may be what the session's name reached.
+        const auto elsewhere = tx.exec_params(
+            "SELECT n.nspname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE c.relname = $1 AND c.relpersistence <> 't' AND n.nspname <> ALL "
+            "(pg_catalog.current_schemas(false)) AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
+            "n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1 LIMIT 1",
+            name);
+        if (!elsewhere.empty())
+            return fmt::format("no schema fingerprint yet tells where the run's change went, and {}.{} exists outside "
+                               "the schemas where pgrail's runner resolves {}",
+                               sql::quote_identifier(elsewhere[0][0].as<std::string>()), sql::quote_identifier(name),
                                sql::quote_identifier(name));
     }
-    for (const auto& [name, exists] : relation_exists) {
-        const bool found = tx.exec_params1("SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1)) IS NOT NULL", name)[0]
-                               .as<bool>();
-        if (found != exists)
-            return fmt::format("{} {} where pgrail's runner resolves it", sql::quote_identifier(name),
-                               exists ? "was not created" : "still exists");
-    }
-    for (const auto& [column, exists] : column_exists) {
-        const bool found =
-            tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = "
-                            "pg_catalog.to_regclass(pg_catalog.quote_ident($1)) AND attname = $2 AND NOT attisdropped)",
-                            column.first, column.second)[0]
-                .as<bool>();
-        if (found != exists)
-            return fmt::format("column {} {} {} where pgrail's runner resolves it", sql::quote_identifier(column.second),
-                               exists ? "was not added to" : "is still on", sql::quote_identifier(column.first));
+    for (const auto& [name, is_dropped] : dropped) {
+        if (is_dropped &&
+            tx.exec_params1("SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1)) IS NOT NULL", name)[0].as<bool>())
+            return fmt::format("{} was dropped by the run but still exists where pgrail's runner resolves it",
+                               sql::quote_identifier(name));
     }
     return std::nullopt;
 }
@@ -130,7 +191,8 @@ std::vector<ExternalRun> record_external_runs(const Runner& runner, const std::v
         pqxx::work tx(*conn);
         if (const auto why = unconfirmed_effect(tx, complete))
             throw MigrationError(sqlstate::object_not_in_prerequisite_state,
-                                 "not recorded: " + *why + "; the schema shows the change as drift");
+                                 "not recorded: " + *why +
+                                     " (once checked by hand, `pgrail migrate resolve VERSION --as applied` records it)");
         for (const auto& [migration, direction] : complete) {
             const bool applied =
                 !tx.exec_params("SELECT 1 FROM pgrail.schema_migrations WHERE version = $1", migration->version)

@@ -147,18 +147,18 @@ std::vector<std::string> temporary_relations_of(const sql::Analysis& analysis) {
 }
 
 // A search_path that resolves unqualified names as a role's usual one does: public, maybe after
-// "$user". pg_catalog and pg_temp are searched whether named or not, and may be named where they
-// change nothing: pg_catalog before the others (after public, public's functions and types would
-// shadow the catalog's), pg_temp after public (before it, an unqualified CREATE makes a temporary
-// object: `SET search_path = pg_temp, public; CREATE TABLE t ...` makes pg_temp_N.t).
+// "$user", maybe followed by pg_temp, where naming it changes nothing. Named anywhere else, the
+// implicit schemas change where names go: pg_temp before public makes an unqualified CREATE a
+// temporary object (`SET search_path = pg_temp, public; CREATE TABLE t ...` makes pg_temp_N.t),
+// and pg_catalog named at all moves it there when first, or lets public's functions and types
+// shadow the catalog's when after (checked with PostgreSQL 15).
 bool usual_search_path(const std::string& path) {
     const auto schemas = sql::split_identifiers(path, ',');
     if (!schemas) return false;
     std::vector<std::string> named;
     for (const auto& schema : *schemas) {
-        if (schema == "pg_catalog") {
-            if (!named.empty()) return false;
-        } else if (schema == "pg_temp") {
+        if (schema == "pg_catalog") return false;
+        if (schema == "pg_temp") {
             if (named.empty() || named.back() != "public") return false;
         } else {
             named.push_back(schema);

@@ -2,6 +2,7 @@
 #include "nesting.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "raw_scanner.h"
 
@@ -107,9 +108,11 @@ std::vector<Piece> split(std::span<const Token> tokens) {
         }
         first.reset();
     };
+    std::int32_t previous = 0;  // the kind of the token before, comments not counted
     for (std::size_t index = 0; index < tokens.size(); ++index) {
         const std::int32_t kind = tokens[index].kind;
         if (kind == tok_sql_comment || kind == tok_c_comment) continue;
+        const std::int32_t before = std::exchange(previous, kind);
         if (kind == tok_semicolon && parentheses == 0 && !atomic) {
             finish(index);
             continue;
@@ -118,7 +121,7 @@ std::vector<Piece> split(std::span<const Token> tokens) {
         last_meaningful = index;
         if (kind == tok_paren_open) ++parentheses;
         if (kind == tok_paren_close && parentheses > 0) --parentheses;
-        if (kind == tok_atomic && index > 0 && tokens[index - 1].kind == tok_begin) atomic = true;
+        if (kind == tok_atomic && before == tok_begin) atomic = true;  // BEGIN /* ... */ ATOMIC too
         if (atomic && kind == tok_case) ++case_depth;
         if (atomic && kind == tok_end) {
             if (case_depth > 0) --case_depth;

@@ -98,12 +98,12 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
     // is a role's usual one.
     // Once set, it counts for the session: a ROLLBACK, an error or a RESET may or may not undo it.
     // pg_temp named before public makes an unqualified CREATE a temporary one; pg_catalog named
-    // after public lets public's functions and types shadow the catalog's.
+    // first makes it a catalog object, after public lets public's functions shadow the catalog's.
     for (const char* path : {"SET search_path = staging, public", "SELECT set_config('search_path', 'staging', false)",
                              "BEGIN; SET search_path = staging; ROLLBACK",
                              "SET search_path = staging; SET search_path = public; RESET search_path",
                              "SET search_path = pg_temp, public", "SET search_path = \"$user\", pg_temp, public",
-                             "SET search_path = public, pg_catalog"}) {
+                             "SET search_path = public, pg_catalog", "SET search_path = pg_catalog, public"}) {
         INFO(path);
         auto setter = proxy.connect("app_owner", "path");
         REQUIRE(run(setter.get(), path).back().sqlstate.empty());
@@ -133,7 +133,7 @@ TEST_CASE("a registered statement that a session's temporary table would catch i
     // table leaves the registered statement to run, and to be recorded.
     auto fresh = proxy.connect("app_owner", "fresh");
     REQUIRE(run(fresh.get(), "CREATE TEMP TABLE scratch_notes (id int)").at(0).sqlstate.empty());
-    REQUIRE(run(fresh.get(), "SET search_path = pg_catalog, \"$user\", public, pg_temp").at(0).sqlstate.empty());
+    REQUIRE(run(fresh.get(), "SET search_path = \"$user\", public, pg_temp").at(0).sqlstate.empty());
     REQUIRE(run(fresh.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
     CHECK(proxy.db.timezone_columns() == "1");
     CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
@@ -154,30 +154,56 @@ TEST_CASE("a registered statement that code in the database redirected runs, and
                               "$$SELECT set_config('search_path', 'staging, public', false)$$")
                 .back()
                 .sqlstate.empty());
-    const auto public_timezone = [&] {
-        return scalar(direct.get(), "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
-                                    "AND table_name = 'profiles' AND column_name = 'timezone'");
+    const auto timezone_in = [&](const std::string& schema) {
+        return scalar(direct.get(), "SELECT count(*) FROM information_schema.columns WHERE table_schema = '" + schema +
+                                        "' AND table_name = 'profiles' AND column_name = 'timezone'");
     };
-    for (const char* redirect : {"SELECT make_temp_profiles()", "SELECT to_staging()"}) {
+    const auto redirected = [&](const char* redirect) {
         INFO(redirect);
         auto owner = proxy.connect("app_owner", "redirected");
         REQUIRE(run(owner.get(), redirect).at(0).sqlstate.empty());
         const auto outcome = run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0);
         CHECK(outcome.status == "PGRES_COMMAND_OK");  // the server ran it, on the other relation
-        CHECK(public_timezone() == "0");
+        CHECK(timezone_in("public") == "0");
         CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
-    }
-    std::ifstream audit(proxy.audit_path);
-    std::stringstream lines;
-    lines << audit.rdbuf();
-    CHECK_THAT(lines.str(), Catch::Contains("external_run_not_recorded") &&
-                                Catch::Contains("not recorded: a temporary relation named profiles exists") &&
-                                Catch::Contains("column timezone was not added to profiles where pgrail's runner "
-                                                "resolves it"));
+    };
+    const auto audit = [&] {
+        std::ifstream file(proxy.audit_path);
+        std::stringstream lines;
+        lines << file.rdbuf();
+        return lines.str();
+    };
+    const auto undo_staging = [&] {
+        REQUIRE(timezone_in("staging") == "1");
+        REQUIRE(run(direct.get(), "ALTER TABLE staging.profiles DROP COLUMN timezone").at(0).sqlstate.empty());
+    };
+
+    // No schema fingerprint yet: a relation of the name outside the runner's schemas is enough.
+    redirected("SELECT to_staging()");
+    CHECK_THAT(audit(), Catch::Contains("external_run_not_recorded") &&
+                            Catch::Contains("not recorded: no schema fingerprint yet tells where the run's change "
+                                            "went, and staging.profiles exists outside the schemas where pgrail's "
+                                            "runner resolves profiles"));
+    undo_staging();
+
+    // With one (the live schema accepted as the baseline): what changed, and where.
+    const auto dsn = "--dsn \"" + proxy.db.conninfo_for("app_owner") + "\" --dir " + source_dir() + "/migrations";
+    REQUIRE(pgrail_cli("migrate resolve --accept-schema " + dsn).first == 0);
+    redirected("SELECT make_temp_profiles()");
+    CHECK_THAT(audit(), Catch::Contains("not recorded: a temporary relation named profiles exists"));
+    // (A closed session's temporary table lasts until its backend has gone.)
+    CHECK(eventually([&] { return scalar(direct.get(), "SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
+                                                       "AND relname = 'profiles'") == "0"; },
+                     std::chrono::seconds(10)));
+    redirected("SELECT to_staging()");
+    CHECK_THAT(audit(), Catch::Contains("not recorded: the run changed staging.profiles, outside the schemas where "
+                                        "pgrail's runner resolves profiles"));
+    undo_staging();
+
     // The same statement in a session of the usual path: applied, and recorded.
     auto plain = proxy.connect("app_owner", "plain");
     REQUIRE(run(plain.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
-    CHECK(public_timezone() == "1");
+    CHECK(timezone_in("public") == "1");
     CHECK(state_of(plain.get(), "add_profiles_timezone") == "applied");
 }
 

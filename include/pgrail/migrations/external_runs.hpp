@@ -55,8 +55,9 @@ struct ExternalRun {
 // rolls it back (row removed, a `rolled_back` event), unless the ledger already says so; the
 // event's detail is `external: <application_name> (session <id>)`, `by` the user. A schema
 // fingerprint is recorded with them. Audited like the runner's steps. First it confirms, on its
-// own connection, that the scripts' relations and columns are where its runner would have made
-// them (the session's names may have resolved elsewhere: docs/migrations.md): when not, nothing is
+// own connection, that the change is where its runner would have made it (the session's names
+// may have resolved elsewhere; the evidence: what changed since the baseline fingerprint, and
+// where, and temporary relations of the scripts' names: docs/migrations.md): when not, nothing is
 // written and it throws MigrationError (55000) with the reason. Throws MigrationError.
 std::vector<ExternalRun> record_external_runs(const Runner& runner, const std::vector<CommittedStatement>& committed,
                                               ExternalProgress& progress, const ExternalActor& actor);

@@ -160,7 +160,9 @@ TEST_CASE("the whole-text fast path and the scanner split agree over the corpus"
                               "-- only a comment", "/* only */ /* comments */ ;", "SELECT 1 -- no newline",
                               "SELECT '--', '/*' /* a ; b */; /* c */ SELECT 2 -- d ; e\n; -- f",
                               "/* a /* nested */ one */ SELECT 1 /* x */ + /* y */ 2 /* z */",
-                              "SELECT 'a' -- continued\n'b'; SELECT U&'x' /* c */ UESCAPE '!'"}) {
+                              "SELECT 'a' -- continued\n'b'; SELECT U&'x' /* c */ UESCAPE '!'",
+                              "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN /* c */ ATOMIC SELECT 1; SELECT 2; "
+                              "END; SELECT 3"}) {
         texts.emplace_back(extra);
     }
     std::size_t compared = 0;
