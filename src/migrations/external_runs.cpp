@@ -2,7 +2,6 @@
 #include "pgrail/migrations/external_runs.hpp"
 
 #include <algorithm>
-#include <map>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -71,7 +70,7 @@ std::optional<std::pair<std::string, std::string>> subject_of(std::string_view l
 //   schemas (the run reached another schema's relation);
 // - when none within them either (the run shows nowhere: it may have reached temporary
 //   relations, which fingerprints leave out), no session may hold a temporary relation of such a
-//   name, and a relation the scripts drop must no longer resolve here;
+//   name (a DROP that reached one leaves none: not seen; a table swap looks the same);
 // - without a baseline (none recorded yet), no relation of such a name may exist outside the
 //   runner's schemas (a false "not recorded" where one does legitimately: resolve it by hand).
 // Why not, or nothing when confirmed. Names are written as quote_ident() writes them: the audit's
@@ -79,17 +78,13 @@ std::optional<std::pair<std::string, std::string>> subject_of(std::string_view l
 std::optional<std::string> unconfirmed_effect(pqxx::work& tx,
                                               const std::vector<std::pair<const Migration*, Direction>>& complete) {
     std::set<std::string> names;
-    std::map<std::string, bool> dropped;  // name -> the scripts' last word on it was DROP
     for (const auto& [migration, direction] : complete) {
         const Script& script = direction == Direction::up ? migration->up : migration->down;
         for (const ScriptStatement& registered : script.statements)
             for (const sql::Statement& statement : sql::analyze(registered.text).statements)
-                for (const sql::ObjectRef& object : statement.objects) {
-                    if (!object.schema.empty() || object.temporary || !is_relation_kind(object.kind)) continue;
-                    names.insert(object.name);
-                    if (object.role == sql::ObjectRole::created || object.role == sql::ObjectRole::dropped)
-                        dropped[object.name] = object.role == sql::ObjectRole::dropped;
-                }
+                for (const sql::ObjectRef& object : statement.objects)
+                    if (object.schema.empty() && !object.temporary && is_relation_kind(object.kind))
+                        names.insert(object.name);
     }
     if (names.empty()) return std::nullopt;
 
@@ -134,12 +129,6 @@ std::optional<std::string> unconfirmed_effect(pqxx::work& tx,
             return fmt::format("no schema fingerprint yet tells where the run's change went, and {}.{} exists outside "
                                "the schemas where pgrail's runner resolves {}",
                                sql::quote_identifier(elsewhere[0][0].as<std::string>()), sql::quote_identifier(name),
-                               sql::quote_identifier(name));
-    }
-    for (const auto& [name, is_dropped] : dropped) {
-        if (is_dropped &&
-            tx.exec_params1("SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1)) IS NOT NULL", name)[0].as<bool>())
-            return fmt::format("{} was dropped by the run but still exists where pgrail's runner resolves it",
                                sql::quote_identifier(name));
     }
     return std::nullopt;

@@ -207,6 +207,50 @@ TEST_CASE("a registered statement that code in the database redirected runs, and
     CHECK(state_of(plain.get(), "add_profiles_timezone") == "applied");
 }
 
+TEST_CASE("a table swap and an index rebuild run by hand are recorded: what is confirmed is where they landed",
+          "[ledger_truth][inband]") {
+    // Renames, drops of what was just made, and cascades: the evidence (what changed, and where)
+    // holds, with and without a baseline fingerprint.
+    const auto registry = PgrailProcess::make_temp_dir() + "/swap-registry";
+    std::filesystem::remove_all(registry);
+    std::filesystem::create_directories(registry);
+    write_file(registry + "/1_swap_profiles.up.sql",
+               "CREATE TABLE profiles_new (LIKE profiles INCLUDING ALL);\n"
+               "DROP TABLE profiles;\n"
+               "ALTER TABLE profiles_new RENAME TO profiles;\n");
+    write_file(registry + "/1_swap_profiles.down.sql", "COMMENT ON TABLE profiles IS NULL;\n");
+    write_file(registry + "/2_rebuild_index.up.sql",
+               "CREATE INDEX profiles_name_new ON profiles (display_name);\n"
+               "DROP INDEX IF EXISTS profiles_name;\n"
+               "ALTER INDEX profiles_name_new RENAME TO profiles_name;\n");
+    write_file(registry + "/2_rebuild_index.down.sql", "DROP INDEX profiles_name;\n");
+    SeedDatabase db{"swap_"};
+    PgrailProcess proxy("policy: " + source_dir() + "/policies/default.yaml\n" + "migrations: {dir: " + registry +
+                        ", migrator: \"" + db.conninfo_for("app_owner") + "\"}\n");
+    auto owner = db.connect_through(proxy, "app_owner");
+    for (const char* script : {"BEGIN; CREATE TABLE profiles_new (LIKE profiles INCLUDING ALL); DROP TABLE profiles; "
+                               "ALTER TABLE profiles_new RENAME TO profiles; COMMIT",
+                               "BEGIN; CREATE INDEX profiles_name_new ON profiles (display_name); "
+                               "DROP INDEX IF EXISTS profiles_name; ALTER INDEX profiles_name_new RENAME TO "
+                               "profiles_name; COMMIT"}) {
+        INFO(script);
+        for (const auto& outcome : run(owner.get(), script)) {
+            INFO(outcome.message);
+            CHECK(outcome.sqlstate.empty());
+        }
+    }
+    CHECK(state_of(owner.get(), "swap_profiles") == "applied");
+    CHECK(state_of(owner.get(), "rebuild_index") == "applied");
+    // Again with the baseline that the first recording wrote: down, then the rebuild once more.
+    REQUIRE(run(owner.get(), "DROP INDEX profiles_name").at(0).sqlstate.empty());
+    CHECK(state_of(owner.get(), "rebuild_index") == "pending");
+    for (const auto& outcome : run(owner.get(), "BEGIN; CREATE INDEX profiles_name_new ON profiles (display_name); "
+                                                "DROP INDEX IF EXISTS profiles_name; ALTER INDEX profiles_name_new "
+                                                "RENAME TO profiles_name; COMMIT"))
+        CHECK(outcome.sqlstate.empty());
+    CHECK(state_of(owner.get(), "rebuild_index") == "applied");
+}
+
 TEST_CASE("the owner's hand-run up and down statements through pgrail are recorded in the ledger",
           "[ledger_truth][inband]") {
     LedgerProxy proxy;
