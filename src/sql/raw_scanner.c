@@ -1,9 +1,6 @@
 /* PostgreSQL's scanner called directly: see raw_scanner.h. */
 #include "raw_scanner.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 /* libpg_query makes PostgreSQL's error and memory-context globals thread-local; the server's
  * headers declare them as plain globals. Their declarations are renamed away while the headers
  * are read, and declared again below as libpg_query defines them (PG_TRY's expansion uses the
@@ -16,6 +13,10 @@
 #undef PG_exception_stack
 #undef error_context_stack
 #undef CurrentMemoryContext
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern __thread sigjmp_buf* PG_exception_stack;
 extern __thread ErrorContextCallback* error_context_stack;
@@ -41,6 +42,7 @@ static char* copy_of(const char* text) {
 /* Appends a token; 0 when memory ran out. */
 static int add_token(PgrailRawScan* out, int* capacity, int start, int kind) {
     if (out->count == *capacity) {
+        if (*capacity > INT_MAX / 2) return 0;
         const int grown = *capacity == 0 ? 256 : *capacity * 2;
         PgrailRawToken* tokens = realloc(out->tokens, (size_t)grown * sizeof(PgrailRawToken));
         if (tokens == NULL) return 0;
