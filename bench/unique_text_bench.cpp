@@ -5,9 +5,9 @@
 //   unique_text_bench analysis   SIZE KIND [POLICY_FILE]    -> "us_per_text us_per_kb"   (CPU, no I/O)
 //   unique_text_bench sample     SIZE KIND                  -> one generated text
 //
-// KIND is read (SELECT with a long IN list, a CASE, a three-way join) or write (multi-row INSERT,
-// and UPDATE ... SET v = CASE ... WHERE id IN (...), alternately), both allowed by
-// policies/default.yaml. SIZE is the text's length in bytes (within a few bytes). Every text holds
+// KIND is read (SELECT with a long IN list, a CASE, a three-way join), commented (the same read
+// with a comment line first, as agents often write it), or write (multi-row INSERT, and UPDATE ...
+// SET v = CASE ... WHERE id IN (...), alternately), all allowed by policies/default.yaml. SIZE is the text's length in bytes (within a few bytes). Every text holds
 // a fresh number in its identifiers (column aliases, CASE labels), so neither pgrail's text cache
 // nor its shape cache (which ignores literals, not names) can answer it: each one is analysed.
 #include <libpq-fe.h>
@@ -124,6 +124,10 @@ std::string write_text(std::size_t size, std::uint64_t seed, bool insert, std::u
 std::string text_of(const std::string& kind, std::size_t size, std::uint64_t index, std::uint64_t client = 0) {
     const std::uint64_t seed = mix(index ^ base_serial() ^ (client << 48));
     if (kind == "read") return read_text(size, seed);
+    if (kind == "commented") {
+        const std::string comment = "-- asked by the agent: which labels changed this week?\n";
+        return comment + read_text(size > comment.size() ? size - comment.size() : 0, seed);
+    }
     return write_text(size, seed, index % 2 == 0, client % 16);
 }
 
@@ -255,7 +259,7 @@ int usage() {
                  "       unique_text_bench throughput CONNINFO SIZE KIND CLIENTS SECONDS\n"
                  "       unique_text_bench analysis SIZE KIND [POLICY_FILE]\n"
                  "       unique_text_bench sample SIZE KIND\n"
-                 "KIND: read | write; SIZE in bytes (64 to 1048576)\n");
+                 "KIND: read | commented | write; SIZE in bytes (64 to 1048576)\n");
     return 2;
 }
 
@@ -270,7 +274,9 @@ std::size_t size_arg(const char* text) {
 int main(int argc, char** argv) {
     if (argc < 2) return usage();
     const std::string mode = argv[1];
-    const auto kind_ok = [](const std::string& kind) { return kind == "read" || kind == "write"; };
+    const auto kind_ok = [](const std::string& kind) {
+        return kind == "read" || kind == "commented" || kind == "write";
+    };
     if (mode == "latency" && argc == 6 && kind_ok(argv[4])) {
         return latency(argv[2], size_arg(argv[3]), argv[4], std::max(1, std::atoi(argv[5])));
     }

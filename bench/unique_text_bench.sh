@@ -13,6 +13,7 @@
 #
 #   bench/unique_text_bench.sh [PGRAIL_BIN]
 #   ROUNDS=5 SIZES="100 1024 2048 5120 10240" KINDS="read write" COUNT=100 CLIENTS=8 SECONDS_PER_RUN=3
+#   (KINDS may also name `commented`: the read with a comment line first, as agents write it)
 #   THROUGHPUT_SIZES="2048 10240"   # sizes measured at CLIENTS clients ("" for none)
 # Needs build/bench/unique_text_bench (cmake --build build --target unique_text_bench).
 set -euo pipefail
@@ -68,7 +69,7 @@ done
 declare -A results
 echo "unique_text_bench: $ROUNDS rounds; sizes $SIZES; $COUNT statements per latency run; $CLIENTS clients x ${SECONDS_PER_RUN}s per throughput run"
 echo "machine: $(nproc) cores, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1), $(uname -r)"
-printf '%-5s %-6s %-6s %-9s %10s %10s %12s\n' round size kind target median_us p90_us stmts_per_s
+printf '%-5s %-6s %-9s %-9s %10s %10s %12s\n' round size kind target median_us p90_us stmts_per_s
 for round in $(seq "$ROUNDS"); do
   # Rotate the order of the targets from round to round.
   order=("${targets[@]:$((round % 3))}" "${targets[@]:0:$((round % 3))}")
@@ -83,7 +84,7 @@ for round in $(seq "$ROUNDS"); do
           tput=$("$driver" throughput "$(conninfo "$target")" "$size" "$kind" "$CLIENTS" "$SECONDS_PER_RUN")
           results[tps,$size,$kind,$target]+="$tput "
         fi
-        printf '%-5s %-6s %-6s %-9s %10s %10s %12s\n' "$round" "$size" "$kind" "$target" "$med" "$p90" "$tput"
+        printf '%-5s %-6s %-9s %-9s %10s %10s %12s\n' "$round" "$size" "$kind" "$target" "$med" "$p90" "$tput"
       done
     done
   done
@@ -95,7 +96,7 @@ med_of() { printf '%s\n' ${results[$1]:-} | median; }
 
 echo
 echo "medians over $ROUNDS rounds (latency at 1 client in us; throughput at $CLIENTS clients in statements/s)"
-printf '%-6s %-6s %10s %10s %10s %8s %8s %10s %10s %10s %8s\n' size kind direct nopolicy policy \
+printf '%-6s %-9s %10s %10s %10s %8s %8s %10s %10s %10s %8s\n' size kind direct nopolicy policy \
   nopol/dir pol/dir tps_direct tps_nopol tps_policy tps_p/d
 verdict=PASS
 for size in $SIZES; do
@@ -103,18 +104,18 @@ for size in $SIZES; do
     d=$(med_of "med,$size,$kind,direct"); n=$(med_of "med,$size,$kind,nopolicy"); p=$(med_of "med,$size,$kind,policy")
     td=$(med_of "tps,$size,$kind,direct"); tn=$(med_of "tps,$size,$kind,nopolicy"); tp=$(med_of "tps,$size,$kind,policy")
     awk -v s="$size" -v k="$kind" -v d="$d" -v n="$n" -v p="$p" -v td="$td" -v tn="$tn" -v tp="$tp" 'BEGIN {
-      printf "%-6s %-6s %10.0f %10.0f %10.0f %8.3f %8.3f %10s %10s %10s %8s\n", s, k, d, n, p, n / d, p / d,
+      printf "%-6s %-9s %10.0f %10.0f %10.0f %8.3f %8.3f %10s %10s %10s %8s\n", s, k, d, n, p, n / d, p / d,
         td == "" ? "-" : td, tn == "" ? "-" : tn, tp == "" ? "-" : tp, td == "" ? "-" : sprintf("%.3f", tp / td) }'
   done
 done
 
 echo
 echo "pgrail's analysis per new text (CPU, sql::analyze + the default policy's decision, one thread)"
-printf '%-6s %-6s %12s %12s\n' size kind us_per_text us_per_kb
+printf '%-6s %-9s %12s %12s\n' size kind us_per_text us_per_kb
 for size in $SIZES; do
   for kind in $KINDS; do
     read -r per_text per_kb < <("$driver" analysis "$size" "$kind" "$repo/policies/default.yaml")
-    printf '%-6s %-6s %12s %12s\n' "$size" "$kind" "$per_text" "$per_kb"
+    printf '%-6s %-9s %12s %12s\n' "$size" "$kind" "$per_text" "$per_kb"
   done
 done
 
