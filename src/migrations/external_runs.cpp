@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <optional>
 #include <set>
-#include <string_view>
 
 #include <fmt/format.h>
 
@@ -21,42 +20,6 @@ namespace {
 bool is_relation_kind(const std::string& kind) {
     return kind == "table" || kind == "index" || kind == "view" || kind == "sequence" || kind == "materialized view" ||
            kind == "foreign table" || kind == "relation";
-}
-
-// One name as format('%I') writes it, at `at` (moved past it); nothing when there is none.
-std::optional<std::string> read_identifier(std::string_view line, std::size_t& at) {
-    std::string name;
-    if (at < line.size() && line[at] == '"') {
-        for (++at; at < line.size(); ++at) {
-            if (line[at] != '"') {
-                name += line[at];
-            } else if (at + 1 < line.size() && line[at + 1] == '"') {
-                name += '"';
-                ++at;
-            } else {
-                ++at;
-                return name;
-            }
-        }
-        return std::nullopt;  // unterminated
-    }
-    while (at < line.size() && line[at] != '.' && line[at] != ' ' && line[at] != ':' && line[at] != '(') name += line[at++];
-    if (name.empty()) return std::nullopt;
-    return name;
-}
-
-// What a schema fingerprint line is about: the schema and the object (for a column, constraint,
-// trigger or policy: its relation), from "kind schema.name...".
-std::optional<std::pair<std::string, std::string>> subject_of(std::string_view line) {
-    std::size_t at = line.find(' ');
-    if (at == std::string_view::npos) return std::nullopt;
-    ++at;
-    auto schema = read_identifier(line, at);
-    if (!schema || at >= line.size() || line[at] != '.') return std::nullopt;
-    ++at;
-    auto name = read_identifier(line, at);
-    if (!name) return std::nullopt;
-    return std::pair{std::move(*schema), std::move(*name)};
 }
 
 // Where a migrator session's run landed. The session resolved the scripts' unqualified names
@@ -100,7 +63,7 @@ std::optional<std::string> unconfirmed_effect(pqxx::work& tx,
         for (auto& line : lines_missing_from(recorded, live)) changed.push_back(std::move(line));
         bool shows_here = false;
         for (const std::string& line : changed) {
-            const auto subject = subject_of(line);
+            const auto subject = fingerprint_subject(line);
             if (!subject || names.count(subject->second) == 0) continue;
             if (runner_schemas.count(subject->first) == 0)
                 return fmt::format("the run changed {}.{}, outside the schemas where pgrail's runner resolves {}",

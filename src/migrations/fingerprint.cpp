@@ -47,6 +47,28 @@ std::string object_of(std::string_view line) {
     return std::string(head.substr(0, second));
 }
 
+// One name as format('%I') writes it, at `at` (moved past it); nothing when there is none.
+std::optional<std::string> read_identifier(std::string_view line, std::size_t& at) {
+    std::string name;
+    if (at < line.size() && line[at] == '"') {
+        for (++at; at < line.size(); ++at) {
+            if (line[at] != '"') {
+                name += line[at];
+            } else if (at + 1 < line.size() && line[at + 1] == '"') {
+                name += '"';
+                ++at;
+            } else {
+                ++at;
+                return name;
+            }
+        }
+        return std::nullopt;  // unterminated
+    }
+    while (at < line.size() && line[at] != '.' && line[at] != ' ' && line[at] != ':' && line[at] != '(') name += line[at++];
+    if (name.empty()) return std::nullopt;
+    return name;
+}
+
 std::string objects_text(const std::vector<std::string>& lines, std::size_t max = 8) {
     std::vector<std::string> objects;
     for (const auto& line : lines) {
@@ -154,6 +176,18 @@ std::string excluded_list(const std::vector<std::string>& tables) {
     std::string out;
     for (const auto& name : names) out += fmt::format("{}{}", out.empty() ? "" : ",", name);
     return out;
+}
+
+std::optional<std::pair<std::string, std::string>> fingerprint_subject(std::string_view line) {
+    std::size_t at = line.find(' ');
+    if (at == std::string_view::npos) return std::nullopt;
+    ++at;
+    auto schema = read_identifier(line, at);
+    if (!schema || at >= line.size() || line[at] != '.') return std::nullopt;
+    ++at;
+    auto name = read_identifier(line, at);
+    if (!name) return std::nullopt;
+    return std::pair{std::move(*schema), std::move(*name)};
 }
 
 std::vector<std::string> lines_missing_from(std::string_view description, std::string_view other) {

@@ -3,8 +3,10 @@
 // with the live schema by status (docs/migrations.md "Schema drift").
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgrail::migrations {
@@ -36,6 +38,10 @@ struct SchemaDrift {
 // out of the fingerprint; names are `table` (any schema) or `schema.table`, [A-Za-z0-9_.$] only.
 // Returns the comma-joined list stored with a fingerprint (invalid names are dropped).
 [[nodiscard]] std::string excluded_list(const std::vector<std::string>& tables);
+
+// What a description's line is about: its schema and object (for a column, constraint, trigger
+// or policy: the relation), names as format('%I') wrote them, unquoted; nothing for a schema's line.
+[[nodiscard]] std::optional<std::pair<std::string, std::string>> fingerprint_subject(std::string_view line);
 
 // The lines of a description that are not in `other` (both sorted as the catalog query sorts them).
 [[nodiscard]] std::vector<std::string> lines_missing_from(std::string_view description, std::string_view other);

@@ -43,6 +43,22 @@ TEST_CASE("a script counts once all its statements committed, in order", "[exter
     CHECK(advance_external_progress(registry, {{"99", Direction::up, "x"}}, progress).empty());
 }
 
+TEST_CASE("fingerprint helpers: what a line is about, names as format('%I') writes them", "[fingerprint]") {
+    using Subject = std::optional<std::pair<std::string, std::string>>;
+    CHECK(fingerprint_subject("column public.profiles.timezone text null") == Subject{{"public", "profiles"}});
+    CHECK(fingerprint_subject("table staging.profiles") == Subject{{"staging", "profiles"}});
+    CHECK(fingerprint_subject("index public.profiles_pkey: CREATE UNIQUE INDEX ...") ==
+          Subject{{"public", "profiles_pkey"}});
+    CHECK(fingerprint_subject("function public.f(a integer) returns integer kind f body md5 x") ==
+          Subject{{"public", "f"}});
+    // Quoted: dots, spaces, colons and doubled quotes inside a name.
+    CHECK(fingerprint_subject("column \"My Schema\".\"a.b: \"\"c\"\"\".x integer null") ==
+          Subject{{"My Schema", "a.b: \"c\""}});
+    CHECK(fingerprint_subject("schema staging") == std::nullopt);
+    CHECK(fingerprint_subject("table \"unterminated.x") == std::nullopt);
+    CHECK(fingerprint_subject("") == std::nullopt);
+}
+
 TEST_CASE("fingerprint helpers: the lines one description has and the other not; excluded names", "[fingerprint]") {
     const std::string before = "column public.t.a integer null\ntable public.t";
     const std::string after = "column public.t.a integer null\ncolumn public.t.b text null\ntable public.t";
