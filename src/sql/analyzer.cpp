@@ -2022,8 +2022,6 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
     }
 }
 
-// Whitespace as PostgreSQL's scanner skips it between tokens.
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 // Fast path: the whole text parsed at once, each statement's byte range taken from the parse tree
 // (RawStmt stmt_location/stmt_len: from after the previous semicolon to the next) and trimmed to
@@ -2087,8 +2085,8 @@ std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int
             if (!tokens) return std::nullopt;  // a statement of no token: not what the grammar gives
             std::tie(begin, end) = *tokens;
         } else {
-            while (begin < end && is_space(text[begin])) ++begin;
-            while (end > begin && is_space(text[end - 1])) --end;
+            while (begin < end && is_scanner_space(text[begin])) ++begin;
+            while (end > begin && is_scanner_space(text[end - 1])) --end;
         }
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);

@@ -9,9 +9,6 @@
 namespace pgrail::sql::detail {
 namespace {
 
-// What PostgreSQL 15's scanner skips between tokens (scan.l's {space}, its scanner_isspace()).
-bool is_scanner_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
-
 // A scan's result, freed with it.
 class RawScan {
 public:

@@ -26,6 +26,12 @@ enum : std::int32_t {
            kind == tok_xconst || kind == tok_iconst;
 }
 
+// What PostgreSQL 15's scanner skips between tokens (scan.l's {space}, its scanner_isspace():
+// not \v, which it reads as a character of its own).
+[[nodiscard]] constexpr bool is_scanner_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
 struct Token {
     std::uint32_t start = 0;  // byte offsets in the scanned text
     std::uint32_t end = 0;
