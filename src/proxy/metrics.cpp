@@ -127,6 +127,9 @@ std::string Metrics::render() const {
     counter("pgrail_refusals_paced_total",
             "Refusals answered late because their login's refusal lines passed audit.refusal_bytes_per_second.",
             refusals_paced.load(std::memory_order_relaxed));
+    counter("pgrail_analysis_pool_checks_total",
+            "Statement texts checked on the analysis pool rather than on their session's I/O thread.",
+            pool_checks.load(std::memory_order_relaxed));
     header(out, "pgrail_reloads_total", "counter", "SIGHUP reloads, by outcome.");
     out += fmt::format("pgrail_reloads_total{{outcome=\"ok\"}} {}\n", reloads_ok.load(std::memory_order_relaxed));
     out += fmt::format("pgrail_reloads_total{{outcome=\"refused\"}} {}\n",

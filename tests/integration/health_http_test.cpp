@@ -127,6 +127,32 @@ TEST_CASE("http: /metrics times analyses and audit writes and fsyncs, counts the
     CHECK(metric(after, "pgrail_timeouts_total{kind=\"login\"}") == 0);
 }
 
+TEST_CASE("http: a new text of a few KB is checked on the session's thread, a longer one on the analysis pool",
+          "[http]") {
+    SeedDatabase db("httpp_");
+    const int http_port = free_port();
+    PgrailProcess pgrail("policy: " + source_dir() + "/policies/default.yaml\nhttp: {port: " +
+                         std::to_string(http_port) + "}\n");
+    auto agent = db.connect_through(pgrail, "agent");
+    // A read of `bytes` or a little more, new to every cache (its list of ids is its own).
+    const auto read_of = [](std::size_t bytes, int first_id) {
+        std::string sql = "SELECT count(*) FROM profiles WHERE id IN (0";
+        for (int id = first_id; sql.size() < bytes; ++id) sql += ", " + std::to_string(id);
+        return sql + ")";
+    };
+    const auto pool_checks = [&] { return metric(get(http_port, "/metrics").body, "pgrail_analysis_pool_checks_total"); };
+    const double before = pool_checks();
+    REQUIRE(before >= 0);
+    // 3 KB: within inline_text_max, and a fresh thread's budget holds its analysis.
+    CHECK(scalar(agent.get(), read_of(3000, 1)) == "4");
+    CHECK(pool_checks() == before);
+    // 6 KB: past inline_text_max, always the pool's (and the verdict is the same).
+    CHECK(scalar(agent.get(), read_of(6000, 1)) == "4");
+    CHECK(pool_checks() == before + 1);
+    CHECK(run(agent.get(), read_of(6000, 2) + "; DROP TABLE profiles").back().sqlstate == "42501");
+    CHECK(pool_checks() == before + 2);
+}
+
 TEST_CASE("http: /metrics counts the timeouts of a server that never answers the login", "[http]") {
     // Reads what pgrail sends and never answers.
     ScriptedServer silent([](int fd) {

@@ -88,6 +88,8 @@ public:
     std::atomic<std::uint64_t> audit_lines{0};
     std::atomic<std::uint64_t> audit_failures{0};
     std::atomic<std::uint64_t> refusals_paced{0};  // answered late: the login over audit.refusal_bytes_per_second
+    // Statement texts checked on the analysis pool (the rest on the session's own I/O thread).
+    std::atomic<std::uint64_t> pool_checks{0};
     // SIGHUP reloads.
     std::atomic<std::uint64_t> reloads_ok{0};
     std::atomic<std::uint64_t> reloads_failed{0};
