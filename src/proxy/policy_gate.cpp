@@ -288,7 +288,7 @@ constexpr std::size_t front_cache_slots = 512;
 constexpr std::size_t shape_cache_slots = 512;
 // Uncached analysis of a text up to this size takes tens of microseconds: fine on an I/O thread.
 constexpr std::size_t quick_text_max = 1024;
-// Texts up to this size are analysed on the I/O thread while its InlineBudget lasts (the
+// New texts up to this size are analysed on the I/O thread while its inline budget lasts (the
 // analysis of 4 KB: about 100-200 us, what its other sessions may wait at most).
 constexpr std::size_t inline_text_max = 4096;
 

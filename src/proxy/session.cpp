@@ -807,7 +807,6 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
         result = co_await run_on_pool<InbandAnswers>(shared_.audit_pool, work);
     } else {
         const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
-    metrics().pool_checks.fetch_add(1, std::memory_order_relaxed);
         result = co_await run_on_pool<InbandAnswers>(shared_.blocking_pool, owner, work);
     }
     finished->store(true);  // the watcher's wait ends with the client's next message, or its close
@@ -991,7 +990,6 @@ awaitable<void> Session::record_migrator_runs() {
         return true;
     };
     const std::string owner = pool_owner();  // named: GCC 12 destroys a co_await expression's temporaries twice
-    metrics().pool_checks.fetch_add(1, std::memory_order_relaxed);
     (void)co_await run_on_pool<bool>(shared_.blocking_pool, owner, work);
 }
 
