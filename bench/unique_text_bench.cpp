@@ -222,7 +222,7 @@ int analysis(std::size_t size, const std::string& kind, const char* policy_file)
         texts.push_back(text_of(kind, size, static_cast<std::uint64_t>(index)));
         bytes += texts.back().size();
     }
-    // Analysed on a thread with the analysis pool's stack (8 MB, the default), as in pgrail.
+    // Analysed on a thread with an 8 MB stack (the default), as pgrail's I/O threads and analysis pool have.
     // sql::analyze() keeps no cache: the texts are analysed again until 0.5 s of CPU have passed.
     const auto analyse_all = [&] {
         for (const std::string& text : texts) {

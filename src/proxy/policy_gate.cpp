@@ -85,8 +85,9 @@ void clip_refusal(nlohmann::json& event, std::size_t statement_size) {
 constexpr double inline_share = 0.25;
 constexpr double inline_burst_seconds = 0.002;
 
-// Times a check for /metrics and charges it to the thread's inline budget (which may go into
-// debt by one check).
+// Times a check for /metrics and charges it to the thread's inline budget, refilled first, so
+// that what the thread earned is counted up to each check and never past the burst. (The budget
+// may go into debt: texts up to quick_text_max are checked on the thread whatever it holds.)
 struct GateTimer {
     explicit GateTimer(TokenBucket& thread_budget) : budget(thread_budget) {}
     GateTimer(const GateTimer&) = delete;
@@ -94,6 +95,7 @@ struct GateTimer {
     ~GateTimer() {
         const auto spent = std::chrono::steady_clock::now() - started;
         metrics().gate_seconds.observe(spent);
+        budget.refill(inline_share, inline_burst_seconds, started);
         budget.tokens -= std::chrono::duration<double>(spent).count();
     }
     TokenBucket& budget;
@@ -289,8 +291,9 @@ constexpr std::size_t shape_cache_slots = 512;
 // Uncached analysis of a text up to this size takes tens of microseconds: fine on an I/O thread.
 constexpr std::size_t quick_text_max = 1024;
 // New texts up to this size are analysed on the I/O thread while its inline budget lasts (the
-// analysis of 4 KB: about 100-200 us, what its other sessions may wait at most).
+// analysis of 4 KB: about 100-200 us, what its other sessions wait for one).
 constexpr std::size_t inline_text_max = 4096;
+static_assert(inline_text_max <= front_cache_max_text, "a text analysed on the thread lands in its cache");
 
 }  // namespace
 
@@ -376,11 +379,15 @@ bool PolicyGate::quick(const SessionContext& session, std::string_view sql) {
         return false;
     if (sql.size() <= quick_text_max || sql.size() > max_analyzed_size_) return true;
     auto& state = thread_state();
-    if (sql.size() <= front_cache_max_text) {
-        const auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
-        if (slot.analysis && slot.text == sql) return true;
+    // A session lexed otherwise is analysed past the caches (check_deferred): what they hold
+    // says nothing of what its check costs.
+    if (session.lexing == sql::Lexing{}) {
+        if (sql.size() <= front_cache_max_text) {
+            const auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
+            if (slot.analysis && slot.text == sql) return true;
+        }
+        if (cache_.find(sql) != nullptr) return true;
     }
-    if (cache_.find(sql) != nullptr) return true;
     if (sql.size() > inline_text_max) return false;
     state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
     return state.inline_budget.tokens > 0;

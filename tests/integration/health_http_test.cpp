@@ -143,14 +143,24 @@ TEST_CASE("http: a new text of a few KB is checked on the session's thread, a lo
     const auto pool_checks = [&] { return metric(get(http_port, "/metrics").body, "pgrail_analysis_pool_checks_total"); };
     const double before = pool_checks();
     REQUIRE(before >= 0);
-    // 3 KB: within inline_text_max, and a fresh thread's budget holds its analysis.
+    // 3 KB: within inline_text_max, and a fresh thread's budget holds tokens.
     CHECK(scalar(agent.get(), read_of(3000, 1)) == "4");
     CHECK(pool_checks() == before);
-    // 6 KB: past inline_text_max, always the pool's (and the verdict is the same).
+    // 6 KB: past inline_text_max, always the pool's (an allow and a refusal alike).
     CHECK(scalar(agent.get(), read_of(6000, 1)) == "4");
     CHECK(pool_checks() == before + 1);
     CHECK(run(agent.get(), read_of(6000, 2) + "; DROP TABLE profiles").back().sqlstate == "42501");
     CHECK(pool_checks() == before + 2);
+    // Once a cache holds a long text, it is checked on the thread; but a session lexed otherwise
+    // (here: its text converted from another client_encoding) is analysed past the caches, at
+    // the text's full cost: the pool's again.
+    const auto cached = read_of(6000, 1) + " AND true";
+    CHECK(scalar(agent.get(), cached) == "4");
+    CHECK(scalar(agent.get(), cached) == "4");
+    CHECK(pool_checks() == before + 3);
+    REQUIRE(run(agent.get(), "SET client_encoding = 'LATIN1'").at(0).sqlstate.empty());
+    CHECK(scalar(agent.get(), cached) == "4");
+    CHECK(pool_checks() == before + 4);
 }
 
 TEST_CASE("http: /metrics counts the timeouts of a server that never answers the login", "[http]") {

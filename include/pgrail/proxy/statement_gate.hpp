@@ -116,7 +116,8 @@ public:
         return check(session, sql);
     }
     // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
-    // while it runs; otherwise the session runs check() on another thread.
+    // while it runs (the answer may depend on what the calling thread's checks took so far: ask
+    // right before checking there); otherwise the session runs check() on another thread.
     [[nodiscard]] virtual bool quick(const SessionContext& session, std::string_view sql) = 0;
     // A FunctionCall message (libpq's PQfn): it names its function by OID only. Like
     // check_deferred, the verdict may carry its audit line unwritten (settle_audit).

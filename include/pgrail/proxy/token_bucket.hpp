@@ -1,5 +1,6 @@
-// A token bucket: `rate` tokens a second, held up to `burst`. Its owners lock around it. The
-// audit budgets take whole lines from one; the refusal pacer takes bytes and lets it go into debt.
+// A token bucket: `rate` tokens a second, held up to `burst`. Its owners lock around it, or keep
+// it to one thread. The audit budgets take whole lines from one; the refusal pacer takes bytes and
+// lets it go into debt; the policy gate's I/O threads, seconds of checks (policy_gate.cpp).
 #pragma once
 
 #include <algorithm>
