@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <functional>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -328,6 +329,12 @@ struct PolicyGate::ThreadState {
     };
     std::array<ShapeSlot, shape_cache_slots> shape_slots;
     TokenBucket inline_budget{inline_burst_seconds};  // seconds of checks (inline_share)
+    // What quick() found in the shared cache for the text it said yes to, for check_deferred,
+    // called next on this thread: an eviction by another thread in between must not leave a
+    // long text to be analysed here. (The text is known by its address and size: the same view.)
+    std::shared_ptr<const sql::Analysis> found_by_quick;
+    const char* found_for = nullptr;
+    std::size_t found_size = 0;
 };
 
 PolicyGate::ThreadState& PolicyGate::thread_state() {
@@ -372,13 +379,14 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
 }
 
 bool PolicyGate::quick(const SessionContext& session, std::string_view sql) {
+    auto& state = thread_state();
+    state.found_by_quick = nullptr;  // (a yes is for the check that follows it, and only that one)
     // (The rule first: sessions of rules without sensitive columns take no lock here.)
-    if (const auto& policy = *thread_state().policy; catalogs_ && policy.has_result_guards &&
-                                                     !policy.rule_for(session).guards.sensitive.empty() &&
-                                                     !catalogs_->ready(session.database))
+    if (const auto& policy = *state.policy; catalogs_ && policy.has_result_guards &&
+                                            !policy.rule_for(session).guards.sensitive.empty() &&
+                                            !catalogs_->ready(session.database))
         return false;
     if (sql.size() <= quick_text_max || sql.size() > max_analyzed_size_) return true;
-    auto& state = thread_state();
     // A session lexed otherwise is analysed past the caches (check_deferred): what they hold
     // says nothing of what its check costs.
     if (session.lexing == sql::Lexing{}) {
@@ -386,7 +394,12 @@ bool PolicyGate::quick(const SessionContext& session, std::string_view sql) {
             const auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
             if (slot.analysis && slot.text == sql) return true;
         }
-        if (cache_.find(sql) != nullptr) return true;
+        if (auto found = cache_.find(sql)) {
+            state.found_by_quick = std::move(found);
+            state.found_for = sql.data();
+            state.found_size = sql.size();
+            return true;
+        }
     }
     if (sql.size() > inline_text_max) return false;
     state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
@@ -402,13 +415,16 @@ GateVerdict PolicyGate::check(const SessionContext& session, std::string_view sq
 GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::string_view sql) {
     auto& state = thread_state();
     const GateTimer timer(state.inline_budget);
+    const auto found_by_quick = std::exchange(state.found_by_quick, nullptr);
+    const bool found_here = found_by_quick && state.found_for == sql.data() && state.found_size == sql.size();
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
     // A session the server lexes otherwise (standard_conforming_strings off, a client-only
     // encoding) is analysed as the server reads it, past the caches, which hold analyses under
     // the default lexing. Such sessions are rare.
     if (session.lexing != sql::Lexing{}) return decide(session, state, timed_analysis(sql, session.lexing), sql);
-    if (sql.size() > front_cache_max_text) return decide(session, state, *shared_analysis(cache_, sql), sql);
+    if (sql.size() > front_cache_max_text)
+        return decide(session, state, found_here ? *found_by_quick : *shared_analysis(cache_, sql), sql);
     auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
     if (slot.analysis && slot.text == sql) {
         metrics().count_cache(GateCache::thread_text, true);
