@@ -5,7 +5,7 @@
 #include <array>
 #include <chrono>
 #include <functional>
-#include <utility>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -78,7 +78,7 @@ void clip_refusal(nlohmann::json& event, std::size_t statement_size) {
 }
 
 // How much of its time an I/O thread may spend on checks while it still analyses new texts of
-// up to inline_text_max itself (PolicyGate::quick): a hand-off to the analysis pool costs two
+// up to inline_text_max itself (PolicyGate::check_here): a hand-off to the analysis pool costs two
 // thread wake-ups, which on a 2-core machine cost a 2 KB text more latency (100-150 us) than its
 // analysis (50-90 us); but while a thread analyses, its other sessions wait. So the thread keeps a
 // budget of check time, `inline_share` of its time with `inline_burst_seconds` in hand; every
@@ -261,12 +261,15 @@ std::vector<MigratorStatement> migrator_statements(const policy::MigrationMatche
 }
 
 // The shared cache's analysis of `sql`, counted for /metrics: a hit, or a miss and the fresh
-// analysis's time. (A miss looks twice: it costs tens of microseconds anyway.)
-std::shared_ptr<const sql::Analysis> shared_analysis(sql::AnalysisCache& cache, std::string_view sql) {
+// analysis's time. (A miss looks twice: it costs tens of microseconds anyway.) Where no analysis
+// may run, a miss is null, and counted where the text is analysed.
+std::shared_ptr<const sql::Analysis> shared_analysis(sql::AnalysisCache& cache, std::string_view sql,
+                                                     bool may_analyse = true) {
     if (auto found = cache.find(sql)) {
         metrics().count_cache(GateCache::shared_text, true);
         return found;
     }
+    if (!may_analyse) return nullptr;
     metrics().count_cache(GateCache::shared_text, false);
     const auto started = std::chrono::steady_clock::now();
     auto analysis = cache.analyze(sql);
@@ -329,12 +332,6 @@ struct PolicyGate::ThreadState {
     };
     std::array<ShapeSlot, shape_cache_slots> shape_slots;
     TokenBucket inline_budget{inline_burst_seconds};  // seconds of checks (inline_share)
-    // What quick() found in the shared cache for the text it said yes to, for check_deferred,
-    // called next on this thread: an eviction by another thread in between must not leave a
-    // long text to be analysed here. (The text is known by its address and size: the same view.)
-    std::shared_ptr<const sql::Analysis> found_by_quick;
-    const char* found_for = nullptr;
-    std::size_t found_size = 0;
 };
 
 PolicyGate::ThreadState& PolicyGate::thread_state() {
@@ -378,32 +375,19 @@ std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {
     return policy_;
 }
 
-bool PolicyGate::quick(const SessionContext& session, std::string_view sql) {
+std::optional<GateVerdict> PolicyGate::check_here(const SessionContext& session, std::string_view sql) {
     auto& state = thread_state();
-    state.found_by_quick = nullptr;  // (a yes is for the check that follows it, and only that one)
     // (The rule first: sessions of rules without sensitive columns take no lock here.)
     if (const auto& policy = *state.policy; catalogs_ && policy.has_result_guards &&
                                             !policy.rule_for(session).guards.sensitive.empty() &&
                                             !catalogs_->ready(session.database))
-        return false;
-    if (sql.size() <= quick_text_max || sql.size() > max_analyzed_size_) return true;
-    // A session lexed otherwise is analysed past the caches (check_deferred): what they hold
-    // says nothing of what its check costs.
-    if (session.lexing == sql::Lexing{}) {
-        if (sql.size() <= front_cache_max_text) {
-            const auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
-            if (slot.analysis && slot.text == sql) return true;
-        }
-        if (auto found = cache_.find(sql)) {
-            state.found_by_quick = std::move(found);
-            state.found_for = sql.data();
-            state.found_size = sql.size();
-            return true;
-        }
+        return std::nullopt;
+    bool may_analyse = sql.size() <= quick_text_max;
+    if (!may_analyse && sql.size() <= inline_text_max) {
+        state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
+        may_analyse = state.inline_budget.tokens > 0;
     }
-    if (sql.size() > inline_text_max) return false;
-    state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
-    return state.inline_budget.tokens > 0;
+    return checked(session, state, sql, may_analyse);
 }
 
 GateVerdict PolicyGate::check(const SessionContext& session, std::string_view sql) {
@@ -413,30 +397,43 @@ GateVerdict PolicyGate::check(const SessionContext& session, std::string_view sq
 }
 
 GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::string_view sql) {
-    auto& state = thread_state();
+    return *checked(session, thread_state(), sql, true);
+}
+
+std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, ThreadState& state,
+                                               std::string_view sql, bool may_analyse) {
     const GateTimer timer(state.inline_budget);
-    const auto found_by_quick = std::exchange(state.found_by_quick, nullptr);
-    const bool found_here = found_by_quick && state.found_for == sql.data() && state.found_size == sql.size();
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
     // A session the server lexes otherwise (standard_conforming_strings off, a client-only
     // encoding) is analysed as the server reads it, past the caches, which hold analyses under
     // the default lexing. Such sessions are rare.
-    if (session.lexing != sql::Lexing{}) return decide(session, state, timed_analysis(sql, session.lexing), sql);
-    if (sql.size() > front_cache_max_text)
-        return decide(session, state, found_here ? *found_by_quick : *shared_analysis(cache_, sql), sql);
+    if (session.lexing != sql::Lexing{}) {
+        if (!may_analyse) return std::nullopt;
+        return decide(session, state, timed_analysis(sql, session.lexing), sql);
+    }
+    if (sql.size() > front_cache_max_text) {
+        const auto analysis = shared_analysis(cache_, sql, may_analyse);
+        if (!analysis) return std::nullopt;
+        return decide(session, state, *analysis, sql);
+    }
     auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
     if (slot.analysis && slot.text == sql) {
         metrics().count_cache(GateCache::thread_text, true);
         return decide(session, state, *slot.analysis, sql);
     }
-    metrics().count_cache(GateCache::thread_text, false);
 
     // A new text may be a known statement with other values (clients that inline them send
     // a new text every time): an analysis that reads no literal decides for the whole shape.
     // It may only allow: a refusal or a command needs the exact text's offsets and values.
-    auto shape = sql::literal_shape(sql);
+    // (Where no analysis may run, the shared cache alone is asked: the thread that analyses the
+    // text tries its shape.)
+    std::optional<std::string> shape;
     ThreadState::ShapeSlot* shaped = nullptr;
+    if (may_analyse) {
+        metrics().count_cache(GateCache::thread_text, false);
+        shape = sql::literal_shape(sql);
+    }
     if (shape) {
         shaped = &state.shape_slots[std::hash<std::string>{}(*shape) % shape_cache_slots];
         // (Not under sensitive_columns: an allow there may mask, and a masking is audited.)
@@ -455,7 +452,9 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::strin
         }
     }
     if (shape) metrics().count_cache(GateCache::thread_shape, false);
-    auto analysis = shared_analysis(cache_, sql);
+    auto analysis = shared_analysis(cache_, sql, may_analyse);
+    if (!analysis) return std::nullopt;
+    if (!may_analyse) metrics().count_cache(GateCache::thread_text, false);
     slot.text.assign(sql);
     slot.analysis = analysis;
     if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis)) {

@@ -639,8 +639,8 @@ awaitable<void> Session::client_to_server() {
                 case ClientStep::Kind::check_statement: {
                     // Most texts are decided here, without a coroutine of their own.
                     GateVerdict verdict;
-                    if (shared_.gate->quick(context_, step.statement.sql)) {
-                        verdict = shared_.gate->check_deferred(context_, step.statement.sql);
+                    if (auto here = shared_.gate->check_here(context_, step.statement.sql)) {
+                        verdict = std::move(*here);
                     } else {
                         verdict = co_await analyse_elsewhere(step.statement);
                     }

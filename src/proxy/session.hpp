@@ -175,7 +175,7 @@ private:
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
     awaitable<bool> hold_until_authenticated(Inbound& in);
 
-    // The gate's verdict on a statement the gate cannot decide quickly (StatementGate::quick),
+    // The gate's verdict on a statement the gate does not decide on this thread (StatementGate::check_here),
     // from the analysis pool, its audit line written (settle_audit).
     awaitable<GateVerdict> analyse_elsewhere(const ClientStatement& statement);
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).

@@ -6,6 +6,7 @@
 #include <memory>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,10 +30,11 @@ public:
 
     GateVerdict check(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_deferred(const SessionContext& session, std::string_view sql) override;
-    // Short texts and texts analysed before: an uncached 2 KB statement takes hundreds of microseconds.
-    // Not while the session's database's catalog must be read first (sensitive_columns): that
-    // read may take up to catalog.timeout, on a thread other sessions do not wait for.
-    bool quick(const SessionContext& session, std::string_view sql) override;
+    // Short texts, texts analysed before, and new texts up to 4 KB while the calling thread's
+    // budget of check time lasts (policy_gate.cpp). Not while the session's database's catalog
+    // must be read first (sensitive_columns): that read may take up to catalog.timeout, on a
+    // thread other sessions do not wait for.
+    std::optional<GateVerdict> check_here(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
     GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
 
@@ -68,6 +70,10 @@ private:
     // The calling worker thread's copies of the policy and matcher (refreshed when the
     // generation moves) and its small lock-free caches of analyses, by text and by shape.
     ThreadState& thread_state();
+    // The check on `state`'s thread; nothing when the text is new there and no analysis may run
+    // (`may_analyse` false): then another thread checks it.
+    std::optional<GateVerdict> checked(const SessionContext& session, ThreadState& state, std::string_view sql,
+                                       bool may_analyse);
     GateVerdict decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
                        std::string_view sql);
 

@@ -115,10 +115,10 @@ public:
     [[nodiscard]] virtual GateVerdict check_deferred(const SessionContext& session, std::string_view sql) {
         return check(session, sql);
     }
-    // True when check() of `sql` is cheap enough for an I/O thread, whose other sessions wait
-    // while it runs (the answer may depend on what the calling thread's checks took so far: ask
-    // right before checking there); otherwise the session runs check() on another thread.
-    [[nodiscard]] virtual bool quick(const SessionContext& session, std::string_view sql) = 0;
+    // check_deferred()'s verdict when it is cheap enough to reach on an I/O thread, whose other
+    // sessions wait while it runs; nothing: the session runs check() on another thread.
+    [[nodiscard]] virtual std::optional<GateVerdict> check_here(const SessionContext& session,
+                                                                std::string_view sql) = 0;
     // A FunctionCall message (libpq's PQfn): it names its function by OID only. Like
     // check_deferred, the verdict may carry its audit line unwritten (settle_audit).
     [[nodiscard]] virtual GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) = 0;
@@ -153,7 +153,7 @@ public:
 class ForwardAllGate final : public StatementGate {
 public:
     GateVerdict check(const SessionContext&, std::string_view) override { return {}; }
-    bool quick(const SessionContext&, std::string_view) override { return true; }
+    std::optional<GateVerdict> check_here(const SessionContext&, std::string_view) override { return GateVerdict{}; }
     GateVerdict check_function_call(const SessionContext&, std::uint32_t) override { return {}; }
     GateVerdict check_startup(const SessionContext&, const StartupParameters&) override { return {}; }
 };

@@ -131,7 +131,7 @@ TEST_CASE("a text longer than max_analyzed_size is refused unread, as a limit, a
     auto& gate = fixture.gate;
     const auto agent = session_of("agent", 4);
     const std::string in_list = "SELECT * FROM ledger WHERE id IN (1" + std::string(2100, ' ') + ")";
-    CHECK(gate.quick(agent, in_list));  // decided on the I/O thread: no analysis to wait for
+    CHECK(gate.check_here(agent, in_list).has_value());  // decided on the I/O thread: no analysis to wait for
     const auto misses = gate.cache().misses();
     const auto verdict = gate.check(agent, in_list);
     CHECK(gate.cache().misses() == misses);  // and none ran
