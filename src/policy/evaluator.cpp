@@ -2,6 +2,7 @@
 #include "pgrail/policy/evaluator.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <optional>
@@ -312,6 +313,17 @@ std::optional<bool> parse_bool(std::string_view text) {
     return std::nullopt;
 }
 
+// Whether a statement runs the expressions it holds as it executes. Any other (PREPARE, DECLARE
+// CURSOR, a view, a default, a rule, an index ...) keeps them to run later, in a statement whose
+// text does not show them: a change of client_encoding there would reach texts pipelined behind
+// that statement before pgrail knew of it.
+bool runs_its_expressions_now(const Statement& statement) {
+    static constexpr std::array<std::string_view, 12> tags = {
+        "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "CALL", "DO", "SET", "RESET", "EXPLAIN", "COPY",
+        "CREATE TABLE AS"};
+    return std::find(tags.begin(), tags.end(), statement.tag) != tags.end();
+}
+
 // Values of settings that change how pgrail must read the session's texts or resolve its
 // names: wherever they are set (SET, set_config, startup parameters and options), a value pgrail
 // cannot follow is refused. `where` ends the DETAIL (" calling set_config", " with options ...").
@@ -339,6 +351,15 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
                                   fmt::format("pgrail: client_encoding {} refused; use UTF8", value),
                                   "pgrail reads every text as the server will; in SJIS, BIG5, GBK, UHC, GB18030 and "
                                   "JOHAB a character may hold a backslash or a quote byte. Use UTF8.");
+        if (statement != nullptr && !runs_its_expressions_now(*statement))
+            return refuse_setting(
+                "protected_settings",
+                fmt::format("pgrail: a change of client_encoding kept for later ({}) refused; set it with a "
+                            "statement of its own",
+                            statement->tag),
+                "pgrail reads the texts sent after a change of client_encoding as unknown until the server has "
+                "answered the statement that makes it; code kept to run later (PREPARE, a cursor, a view, a default, "
+                "a rule) would change it where pgrail cannot see. Use SET client_encoding = '...' instead.");
     } else if (name == "search_path") {
         const auto schemas = value == "*" ? std::nullopt : sql::split_identifiers(value, ',');
         if (!schemas)

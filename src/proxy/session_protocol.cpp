@@ -222,9 +222,10 @@ bool SessionProtocol::client_inspects(char tag, std::size_t) const {
         tag == front::describe || frame_dropped_ || frame_breaks_copy_)
         return true;
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
-    // client_encoding; an Execute while a guard watches results (pgrail's Describe goes before it).
+    // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
+    // while a guard watches results (pgrail's Describe goes before it).
     return ((!deferred_.empty() || following_encoding_statements()) && (tag == front::bind || tag == front::close)) ||
-           (guarding_ && tag == front::execute);
+           (tag == front::execute && (guarding_ || following_encoding_statements()));
 }
 
 void SessionProtocol::on_client_header(char tag) {
@@ -323,8 +324,12 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             if (!bind) return malformed("invalid Bind message format");
             if (every_bind_may_change_encoding_ ||
                 std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
-                    encoding_statements_.end())
+                    encoding_statements_.end()) {
                 expect_encoding_change(open_batch());
+                follow_encoding_portal(bind->portal);
+            } else {
+                std::erase(encoding_portals_, bind->portal);
+            }
             if (deferred_.empty()) break;
             const auto found = deferred_.find(std::string(bind->statement));
             if (found == deferred_.end()) break;
@@ -350,6 +355,12 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             }
             break;
         case front::execute:
+            // A portal of a statement that may change client_encoding can run on in a later batch
+            // (in a transaction, Execute with a row limit): it changes it there, where no Bind is.
+            if (every_execute_may_change_encoding_ ||
+                std::find(encoding_portals_.begin(), encoding_portals_.end(), body.substr(0, body.find('\0'))) !=
+                    encoding_portals_.end())
+                expect_encoding_change(open_batch());
             if (guarding_) {
                 describe_before_execute(frame, out);
                 return step;
@@ -359,6 +370,8 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S') {
                 deferred_.erase(std::string(target->name));
                 std::erase(encoding_statements_, target->name);
+            } else if (target) {
+                std::erase(encoding_portals_, target->name);
             }
             break;
         default:
@@ -382,8 +395,7 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
             expect_encoding_change(batch_of(statement.tag));  // what runs before a refusal, too
         } else if (verdict.kind == GateVerdict::Kind::forward) {
             // Too many to follow by name (each Bind looks them up): every Bind counts from now on.
-            constexpr std::size_t max_followed = 64;
-            if (encoding_statements_.size() < max_followed) {
+            if (encoding_statements_.size() < max_followed_names) {
                 encoding_statements_.emplace_back(statement.parse_name);
             } else {
                 every_bind_may_change_encoding_ = true;

@@ -9,6 +9,7 @@
 // tests/unit/proxy/session_protocol_test.cpp.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -363,8 +364,22 @@ private:
     // them, Close does). Past a bound, every Bind does.
     std::vector<std::string> encoding_statements_;
     bool every_bind_may_change_encoding_ = false;
+    // The portals bound from them: an Execute of one in a later batch (a row limit, in a
+    // transaction) runs on and may change client_encoding there.
+    std::vector<std::string> encoding_portals_;
+    bool every_execute_may_change_encoding_ = false;
+    static constexpr std::size_t max_followed_names = 64;  // each Bind or Execute looks them up
+    void follow_encoding_portal(std::string_view portal) {
+        if (std::find(encoding_portals_.begin(), encoding_portals_.end(), portal) != encoding_portals_.end()) return;
+        if (encoding_portals_.size() < max_followed_names) {
+            encoding_portals_.emplace_back(portal);
+        } else {
+            every_execute_may_change_encoding_ = true;
+        }
+    }
     [[nodiscard]] bool following_encoding_statements() const {
-        return every_bind_may_change_encoding_ || !encoding_statements_.empty();
+        return every_bind_may_change_encoding_ || !encoding_statements_.empty() || !encoding_portals_.empty() ||
+               every_execute_may_change_encoding_;
     }
 
     // Results under a ResultGuard.

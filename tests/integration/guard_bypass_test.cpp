@@ -246,3 +246,82 @@ TEST_CASE("a text pipelined behind SET client_encoding is not read in the old en
     REQUIRE(run(agent.get(), "SET client_encoding TO 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
     CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
 }
+
+// Found by review: a change of client_encoding made by code kept for later (a temporary view,
+// PREPARE, a cursor, a default, a rule) ran in a text that does not show it (SELECT * FROM v,
+// EXECUTE p), so a text pipelined behind that one was read as UTF8 while the server converted it
+// from LATIN1. Such code is refused where it is made now.
+TEST_CASE("a change of client_encoding kept for later is refused where it is made", "[guard_bypass][encoding]") {
+    const DefaultPolicyProxy proxy;
+    for (const std::string user : {"agent", "app_owner"}) {
+        auto conn = proxy.connect(user);
+        for (const char* stored : {
+                 "CREATE TEMP VIEW enc_v AS SELECT set_config('client_encoding', 'LATIN1', false) AS x",
+                 "PREPARE enc_p AS SELECT set_config('client_encoding', 'LATIN1', false)",
+                 "DECLARE enc_c CURSOR WITH HOLD FOR SELECT set_config('client_encoding', 'LATIN1', false)",
+                 "CREATE TEMP TABLE enc_t (a text DEFAULT set_config('client_encoding', 'LATIN1', false))",
+                 "CREATE TEMP TABLE enc_c (a text CHECK (set_config('client_encoding', 'LATIN1', false) <> ''))",
+                 "DO $$BEGIN EXECUTE 'PREPARE enc_q AS SELECT set_config(''client_encoding'', ''LATIN1'', false)'; "
+                 "END$$"}) {
+            INFO(user << ": " << stored);
+            const auto result = run(conn.get(), stored).at(0);
+            CHECK(result.status == "PGRES_FATAL_ERROR");
+            CHECK_THAT(result.message, Catch::Contains("change of client_encoding kept for later"));
+        }
+        REQUIRE(run(conn.get(), "CREATE TEMP TABLE enc_r (a int)").at(0).status == "PGRES_COMMAND_OK");
+        const auto rule = run(conn.get(), "CREATE RULE enc_rule AS ON INSERT TO enc_r DO ALSO SELECT "
+                                          "set_config('client_encoding', 'LATIN1', false)")
+                              .at(0);
+        CHECK(rule.status == "PGRES_FATAL_ERROR");
+        CHECK(scalar(conn.get(), "SELECT count(*) FROM pg_prepared_statements") == "0");
+        CHECK(scalar(conn.get(), "SELECT count(*) FROM pg_cursors") == "0");
+        CHECK(scalar(conn.get(), "SELECT count(*) FROM pg_rules WHERE rulename = 'enc_rule'") == "0");
+        CHECK(scalar(conn.get(), "SELECT count(*) FROM pg_class WHERE relname IN ('enc_v', 'enc_t', 'enc_c')") ==
+              "0");
+        // Run at once, it is followed (the test above) and passes.
+        CHECK(run(conn.get(), "SELECT set_config('client_encoding', 'LATIN1', false)").at(0).status ==
+              "PGRES_TUPLES_OK");
+        CHECK(std::string(PQparameterStatus(conn.get(), "client_encoding")) == "LATIN1");
+    }
+}
+
+// A portal of a prepared statement that changes client_encoding runs on in a later batch when
+// it is executed with a row limit inside a transaction: no Bind in that batch shows it, so the
+// Execute does. Raw protocol: libpq never executes with a row limit.
+TEST_CASE("a portal that changes client_encoding on a later Execute is followed there", "[guard_bypass][encoding]") {
+    const DefaultPolicyProxy proxy;
+    RawSocket raw(proxy.process.port());
+    log_in_as_plainuser(raw);
+    const auto cstr = [](std::string_view text) { return std::string(text) + '\0'; };
+    const auto execute = [&](std::string_view portal, std::uint32_t rows) {
+        return message('E', cstr(portal) + be32(rows));
+    };
+    const auto types_of = [](const std::vector<BackendMessage>& messages) {
+        std::string types;
+        for (const auto& m : messages) types += m.type;
+        return types;
+    };
+    raw.send(query_message("BEGIN"));
+    REQUIRE(types_of(read_until_ready(raw)) == "CZ");
+    // Row 1 changes nothing; row 2 sets LATIN1.
+    raw.send(message('P', cstr("enc") +
+                              cstr("SELECT CASE WHEN g = 2 THEN set_config('client_encoding', 'LATIN1', false) END "
+                                   "FROM generate_series(1, 2) AS g") +
+                              std::string(2, '\0')) +
+             message('B', cstr("p") + cstr("enc") + std::string(2, '\0') + std::string(2, '\0') +
+                              std::string(2, '\0')) +
+             execute("p", 1) + message('S', ""));
+    REQUIRE(types_of(read_until_ready(raw)) == "12DsZ");
+    // The second row in this batch, then a text holding a byte over 0x7f behind it ('é' in UTF8,
+    // 'Ã©' in LATIN1).
+    raw.send(execute("p", 1) + message('P', cstr("") + cstr("SELECT '\xc3\xa9' AS v") + std::string(2, '\0')) +
+             message('B', cstr("") + cstr("") + std::string(6, '\0')) + execute("", 0) + message('S', ""));
+    const auto answer = read_until_ready(raw);
+    INFO("answer: " << types_of(answer));
+    REQUIRE(types_of(answer).starts_with("DsE"));
+    const auto fields = error_fields(answer[2].body);
+    CHECK(fields.at('C') == "54000");
+    CHECK_THAT(fields.at('M'), Catch::Contains("before the server has answered a change of client_encoding"));
+    raw.send(query_message("ROLLBACK"));
+    (void)read_until_ready(raw);
+}

@@ -289,6 +289,38 @@ TEST_CASE("session core: texts read behind a change of client_encoding, until it
         h.client(parse("s64", "SET client_encoding TO 'UTF8'") + bind("enc") + execute() + sync_message());
         CHECK(pending());
     }
+    SECTION("a portal of such a statement expects a change at each Execute, in later batches too") {
+        const auto bind_portal = [](std::string_view portal, std::string_view statement) {
+            return frame('B', cstr(portal) + cstr(statement) + be16(0) + be16(0) + be16(0));
+        };
+        const auto execute_portal = [](std::string_view portal) { return frame('E', cstr(portal) + be32(1)); };
+        h.client(query("BEGIN"));
+        h.server(complete("BEGIN") + ready('T'));
+        // (The harness's gate takes texts starting "SET client_encoding" to change it; the server's
+        // answers are those of a SELECT set_config(...) FROM generate_series(1, 2).)
+        h.client(parse("enc", "SET client_encoding TO 'LATIN1'") +
+                 bind_portal("p", "enc") + execute_portal("p") + sync_message());
+        CHECK(pending());
+        h.server(parse_complete() + bind_complete() + data_row("UTF8") + frame('s') + ready('T'));
+        CHECK_FALSE(pending());
+        // The portal runs on: its next row may change the encoding.
+        h.client(execute_portal("p") + sync_message());
+        CHECK(pending());
+        h.server(data_row("LATIN1") + frame('s') + ready('T'));
+        CHECK_FALSE(pending());
+        // Another portal does not; nor does "p" once bound again from another statement, or closed.
+        h.client(parse("plain", "SELECT 1") + bind_portal("q", "plain") + execute_portal("q") + sync_message());
+        CHECK_FALSE(pending());
+        h.server(parse_complete() + bind_complete() + data_row("1") + frame('s') + ready('T'));
+        h.client(bind_portal("p", "plain") + execute_portal("p") + sync_message());
+        CHECK_FALSE(pending());
+        h.server(bind_complete() + data_row("1") + frame('s') + ready('T'));
+        h.client(bind_portal("r", "enc") + sync_message());
+        CHECK(pending());
+        h.server(bind_complete() + ready('T'));
+        h.client(frame('C', "P" + cstr("r")) + execute_portal("r") + sync_message());
+        CHECK_FALSE(pending());
+    }
 }
 
 TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
