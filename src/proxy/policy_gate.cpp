@@ -82,13 +82,13 @@ void clip_refusal(nlohmann::json& event, std::size_t statement_size) {
 // thread wake-ups, which on a 2-core machine cost a 2 KB text more latency (100-150 us) than its
 // analysis (50-90 us); but while a thread analyses, its other sessions wait. So the thread keeps a
 // budget of check time, `inline_share` of its time with `inline_burst_seconds` in hand; every
-// check is charged to it, and once it is spent longer new texts go to the pool again.
+// check is charged to it, and while it is spent new texts go to the pool.
 constexpr double inline_share = 0.25;
 constexpr double inline_burst_seconds = 0.002;
 
 // Times a check for /metrics and charges it to the thread's inline budget, refilled first, so
-// that what the thread earned is counted up to each check and never past the burst. (The budget
-// may go into debt: texts up to quick_text_max are checked on the thread whatever it holds.)
+// that what the thread earned is counted up to each check and never past the burst. The debt is
+// bounded by the burst: a thread recovers within burst / share (8 ms) whatever its past.
 struct GateTimer {
     explicit GateTimer(TokenBucket& thread_budget) : budget(thread_budget) {}
     GateTimer(const GateTimer&) = delete;
@@ -97,7 +97,7 @@ struct GateTimer {
         const auto spent = std::chrono::steady_clock::now() - started;
         metrics().gate_seconds.observe(spent);
         budget.refill(inline_share, inline_burst_seconds, started);
-        budget.tokens -= std::chrono::duration<double>(spent).count();
+        budget.tokens = std::max(-inline_burst_seconds, budget.tokens - std::chrono::duration<double>(spent).count());
     }
     TokenBucket& budget;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -262,14 +262,15 @@ std::vector<MigratorStatement> migrator_statements(const policy::MigrationMatche
 
 // The shared cache's analysis of `sql`, counted for /metrics: a hit, or a miss and the fresh
 // analysis's time. (A miss looks twice: it costs tens of microseconds anyway.) Where no analysis
-// may run, a miss is null, and counted where the text is analysed.
+// may run (`may_analyse()`, asked on a miss), a miss is null, and counted where the text is analysed.
+template <class MayAnalyse>
 std::shared_ptr<const sql::Analysis> shared_analysis(sql::AnalysisCache& cache, std::string_view sql,
-                                                     bool may_analyse = true) {
+                                                     MayAnalyse&& may_analyse) {
     if (auto found = cache.find(sql)) {
         metrics().count_cache(GateCache::shared_text, true);
         return found;
     }
-    if (!may_analyse) return nullptr;
+    if (!may_analyse()) return nullptr;
     metrics().count_cache(GateCache::shared_text, false);
     const auto started = std::chrono::steady_clock::now();
     auto analysis = cache.analyze(sql);
@@ -292,10 +293,9 @@ std::size_t line_bytes(const nlohmann::json& event) { return event.dump().size()
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
 constexpr std::size_t shape_cache_slots = 512;
-// Uncached analysis of a text up to this size takes tens of microseconds: fine on an I/O thread.
-constexpr std::size_t quick_text_max = 1024;
-// New texts up to this size are analysed on the I/O thread while its inline budget lasts (the
-// analysis of 4 KB: about 100-200 us, what its other sessions wait for one).
+// New texts up to this size are analysed on the I/O thread while its inline budget lasts and
+// PostgreSQL's scanner reads them in linear time (sql::scans_in_linear_time): the analysis of 4 KB
+// takes about 100-200 us, what the thread's other sessions wait for one.
 constexpr std::size_t inline_text_max = 4096;
 static_assert(inline_text_max <= front_cache_max_text, "a text analysed on the thread lands in its cache");
 
@@ -382,12 +382,7 @@ std::optional<GateVerdict> PolicyGate::check_here(const SessionContext& session,
                                             !policy.rule_for(session).guards.sensitive.empty() &&
                                             !catalogs_->ready(session.database))
         return std::nullopt;
-    bool may_analyse = sql.size() <= quick_text_max;
-    if (!may_analyse && sql.size() <= inline_text_max) {
-        state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
-        may_analyse = state.inline_budget.tokens > 0;
-    }
-    return checked(session, state, sql, may_analyse);
+    return checked(session, state, sql, sql.size() <= inline_text_max ? MayAnalyse::if_cheap : MayAnalyse::no);
 }
 
 GateVerdict PolicyGate::check(const SessionContext& session, std::string_view sql) {
@@ -397,19 +392,25 @@ GateVerdict PolicyGate::check(const SessionContext& session, std::string_view sq
 }
 
 GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::string_view sql) {
-    return *checked(session, thread_state(), sql, true);
+    return *checked(session, thread_state(), sql, MayAnalyse::yes);
 }
 
 std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, ThreadState& state,
-                                               std::string_view sql, bool may_analyse) {
+                                               std::string_view sql, MayAnalyse may) {
     const GateTimer timer(state.inline_budget);
+    // Asked only when the caches miss: whether the text may be analysed on this thread now.
+    const auto may_analyse = [&] {
+        if (may != MayAnalyse::if_cheap) return may == MayAnalyse::yes;
+        state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
+        return state.inline_budget.tokens > 0 && sql::scans_in_linear_time(sql);
+    };
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
     // A session the server lexes otherwise (standard_conforming_strings off, a client-only
     // encoding) is analysed as the server reads it, past the caches, which hold analyses under
     // the default lexing. Such sessions are rare.
     if (session.lexing != sql::Lexing{}) {
-        if (!may_analyse) return std::nullopt;
+        if (!may_analyse()) return std::nullopt;
         return decide(session, state, timed_analysis(sql, session.lexing), sql);
     }
     if (sql.size() > front_cache_max_text) {
@@ -428,9 +429,10 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
     // It may only allow: a refusal or a command needs the exact text's offsets and values.
     // (Where no analysis may run, the shared cache alone is asked: the thread that analyses the
     // text tries its shape.)
+    const bool analyse = may_analyse();
     std::optional<std::string> shape;
     ThreadState::ShapeSlot* shaped = nullptr;
-    if (may_analyse) {
+    if (analyse) {
         metrics().count_cache(GateCache::thread_text, false);
         shape = sql::literal_shape(sql);
     }
@@ -452,9 +454,9 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
         }
     }
     if (shape) metrics().count_cache(GateCache::thread_shape, false);
-    auto analysis = shared_analysis(cache_, sql, may_analyse);
+    auto analysis = shared_analysis(cache_, sql, [analyse] { return analyse; });
     if (!analysis) return std::nullopt;
-    if (!may_analyse) metrics().count_cache(GateCache::thread_text, false);
+    if (!analyse) metrics().count_cache(GateCache::thread_text, false);
     slot.text.assign(sql);
     slot.analysis = analysis;
     if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis)) {

@@ -30,8 +30,9 @@ public:
 
     GateVerdict check(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_deferred(const SessionContext& session, std::string_view sql) override;
-    // Short texts, texts analysed before, and new texts up to 4 KB while the calling thread's
-    // budget of check time lasts (policy_gate.cpp). Not while the session's database's catalog
+    // Texts analysed before (or over max_analyzed_size: refused unread), and new texts up to 4 KB
+    // that PostgreSQL's scanner reads in linear time, while the calling thread's budget of check
+    // time lasts (policy_gate.cpp). Not while the session's database's catalog
     // must be read first (sensitive_columns): that read may take up to catalog.timeout, on a
     // thread other sessions do not wait for.
     std::optional<GateVerdict> check_here(const SessionContext& session, std::string_view sql) override;
@@ -70,10 +71,13 @@ private:
     // The calling worker thread's copies of the policy and matcher (refreshed when the
     // generation moves) and its small lock-free caches of analyses, by text and by shape.
     ThreadState& thread_state();
+    // Where a text the caches miss may be analysed: not on this thread; on an I/O thread while
+    // its budget lasts and the text scans in linear time; on the analysis pool, always.
+    enum class MayAnalyse : std::uint8_t { no, if_cheap, yes };
     // The check on `state`'s thread; nothing when the text is new there and no analysis may run
-    // (`may_analyse` false): then another thread checks it.
+    // there: then another thread checks it.
     std::optional<GateVerdict> checked(const SessionContext& session, ThreadState& state, std::string_view sql,
-                                       bool may_analyse);
+                                       MayAnalyse may);
     GateVerdict decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
                        std::string_view sql);
 

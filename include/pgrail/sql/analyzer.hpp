@@ -43,6 +43,11 @@ struct Lexing {
 // 3 KB per byte of it (a short statement: well under 1 MB).
 [[nodiscard]] Analysis analyze(std::string_view query, Lexing lexing = {});
 
+// Whether PostgreSQL's scanner reads `text` in time about linear in its length: false when its
+// runs of operator characters, which the scanner reads again for each operator it keeps from a
+// run ("+-+-..."), add up to more than a few tens of microseconds of scanning. Linear in the text.
+[[nodiscard]] bool scans_in_linear_time(std::string_view text);
+
 // What stands for the analysis of a text longer than pgrail analyses (its memory grows with
 // the text: about 75 times its size for a long IN list): one unknown statement over all of
 // it, with a limit error.

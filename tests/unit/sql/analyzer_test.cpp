@@ -114,6 +114,23 @@ TEST_CASE("long runs of operator characters are refused before PostgreSQL's scan
     }
 }
 
+TEST_CASE("a text whose runs of operator characters scan in quadratic time is told apart", "[sql][analyzer]") {
+    // What decides whether an I/O thread may analyse a new text (policy_gate.cpp): ordinary
+    // operators, banner comments of a line's width and texts without operators scan in linear time.
+    for (const std::string& text : std::vector<std::string>{
+             "SELECT 1", "SELECT a->>'k', b @> c, d <= e, f || g FROM t WHERE h <> -1 AND i !~~* 'x'",
+          "-- " + std::string(78, '-') + "\nSELECT 1 -- " + std::string(78, '=') + "\n", std::string(4096, 'x')})
+        CHECK(scans_in_linear_time(text));
+    // A chain of signs (each kept alone, the rest of the run scanned again), a long run anywhere
+    // (in a comment or a literal too: counted in the raw text), many runs of a few dozen.
+    std::string signs = "SELECT 1 ";
+    for (int i = 0; i < 100; ++i) signs += "+-";
+    std::string many = "SELECT 1";
+    for (int i = 0; i < 8; ++i) many += " -- " + std::string(60, '-') + "\n";
+    for (const std::string& text : std::vector<std::string>{signs + "1", "SELECT '" + std::string(200, '*') + "'", many})
+        CHECK_FALSE(scans_in_linear_time(text));
+}
+
 TEST_CASE("pgrail calls are recognised only in their exact form", "[sql][analyzer]") {
     const auto call_of = [](const std::string& sql) -> std::optional<PgrailCall> {
         const Analysis analysis = analyze(sql);
