@@ -289,10 +289,13 @@ sql::Analysis timed_analysis(std::string_view sql, sql::Lexing lexing) {
 // The size of an event's audit line (a refusal's, which its login pays for: refusal_pacer.hpp).
 std::size_t line_bytes(const nlohmann::json& event) { return event.dump().size() + 1; }
 
-// Statements longer than this skip the per-thread cache (bounds its memory to ~2 MB a thread).
+// Statements longer than this skip the per-thread caches; what their slots hold in all (texts
+// and analyses, which outlive the shared cache's eviction) is bounded per thread, by text and by
+// shape each: an agent's texts can make analyses of tens of times their size.
 constexpr std::size_t front_cache_max_text = 4096;
 constexpr std::size_t front_cache_slots = 512;
 constexpr std::size_t shape_cache_slots = 512;
+constexpr std::size_t front_cache_max_bytes = std::size_t{4} << 20;
 // New texts up to this size are analysed on the I/O thread while its inline budget lasts and
 // PostgreSQL's scanner reads them in linear time (sql::scans_in_linear_time): the analysis of 4 KB
 // takes about 100-200 us, what the thread's other sessions wait for one.
@@ -324,13 +327,17 @@ struct PolicyGate::ThreadState {
     struct Slot {
         std::string text;
         std::shared_ptr<const sql::Analysis> analysis;
+        std::size_t bytes = 0;  // sql::footprint() of the text and analysis
     };
     std::array<Slot, front_cache_slots> slots;
+    std::size_t slots_bytes = 0;
     struct ShapeSlot {
         std::string shape;  // sql::literal_shape() of the text analysed
         std::shared_ptr<const sql::Analysis> analysis;
+        std::size_t bytes = 0;
     };
     std::array<ShapeSlot, shape_cache_slots> shape_slots;
+    std::size_t shape_slots_bytes = 0;
     TokenBucket inline_budget{inline_burst_seconds};  // seconds of checks (inline_share)
 };
 
@@ -457,11 +464,20 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
     auto analysis = shared_analysis(cache_, sql, [analyse] { return analyse; });
     if (!analysis) return std::nullopt;
     if (!analyse) metrics().count_cache(GateCache::thread_text, false);
-    slot.text.assign(sql);
-    slot.analysis = analysis;
-    if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis)) {
+    // Kept while the thread's slots stay within their bound (the slot's old entry leaves).
+    const std::size_t bytes = sql::footprint(sql, *analysis);
+    if (state.slots_bytes - slot.bytes + bytes <= front_cache_max_bytes) {
+        state.slots_bytes = state.slots_bytes - slot.bytes + bytes;
+        slot.text.assign(sql);
+        slot.analysis = analysis;
+        slot.bytes = bytes;
+    }
+    if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis) &&
+        state.shape_slots_bytes - shaped->bytes + bytes <= front_cache_max_bytes) {
+        state.shape_slots_bytes = state.shape_slots_bytes - shaped->bytes + bytes;
         shaped->shape = std::move(*shape);
         shaped->analysis = analysis;
+        shaped->bytes = bytes;
     }
     return decide(session, state, *analysis, sql);
 }

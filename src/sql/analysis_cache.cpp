@@ -5,8 +5,10 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "pgrail/sql/analyzer.hpp"
 
@@ -16,30 +18,47 @@ namespace {
 constexpr std::size_t shard_count = 16;  // a power of two: the shard is picked by the hash's low bits
 constexpr std::size_t entry_overhead = 160;  // list node, map node, control block
 
-std::size_t footprint(const Statement& statement) {
-    std::size_t bytes = sizeof(Statement) + statement.tag.size();
-    for (const ObjectRef& object : statement.objects) {
-        bytes += sizeof(ObjectRef) + object.schema.size() + object.name.size() + object.kind.size();
-    }
-    for (const std::string& function : statement.functions) bytes += sizeof(std::string) + function.size();
-    for (const SettingChange& setting : statement.settings) bytes += sizeof(SettingChange) + setting.name.size();
-    if (statement.error) bytes += statement.error->message.size();
-    for (const PgrailCall& call : statement.pgrail_calls) {
-        bytes += sizeof(PgrailCall) + call.function.size();
-        for (const std::string& argument : call.arguments) bytes += sizeof(std::string) + argument.size();
-    }
-    bytes += statement.change.schema.size() + statement.change.table.size() + statement.change.name.size();
-    for (const std::string& column : statement.change.columns) bytes += sizeof(std::string) + column.size();
-    for (const Statement& inner : statement.inner) bytes += footprint(inner);
+// The heap bytes of a value, beyond its own size (counted where it is held): every string and
+// vector by its capacity, so that no part of an analysis an agent can make large goes uncounted.
+std::size_t heap(const std::string& text) { return text.capacity() > std::string().capacity() ? text.capacity() + 1 : 0; }
+std::size_t heap(const ParseError& error) { return heap(error.message); }
+std::size_t heap(const ObjectRef& object) { return heap(object.schema) + heap(object.name) + heap(object.kind); }
+std::size_t heap(const SettingChange& setting) { return heap(setting.name) + heap(setting.value); }
+std::size_t heap(const ColumnRead& read) { return heap(read.qualifier) + heap(read.name) + heap(read.output_name); }
+std::size_t heap(const RangeRead& range) { return heap(range.schema) + heap(range.name) + heap(range.alias); }
+std::size_t heap(const PgrailCall& call);
+std::size_t heap(const Statement& statement);
+
+template <class T>
+std::size_t heap(const std::vector<T>& values) {
+    std::size_t bytes = values.capacity() * sizeof(T);
+    for (const T& value : values) bytes += heap(value);
     return bytes;
+}
+template <class T>
+std::size_t heap(const std::optional<T>& value) {
+    return value ? heap(*value) : 0;
 }
 
-std::size_t footprint(std::string_view query, const Analysis& analysis) {
-    std::size_t bytes = entry_overhead + sizeof(Analysis) + query.size();
-    for (const Statement& statement : analysis.statements) bytes += footprint(statement);
-    if (analysis.error) bytes += analysis.error->message.size();
-    return bytes;
+std::size_t heap(const PgrailCall& call) { return heap(call.function) + heap(call.arguments); }
+std::size_t heap(const SchemaChange& change) {
+    return heap(change.schema) + heap(change.table) + heap(change.name) + heap(change.columns);
 }
+
+std::size_t heap(const Statement& statement) {
+    return heap(statement.tag) + heap(statement.objects) + heap(statement.functions) + heap(statement.settings) +
+           heap(statement.structural_form) + heap(statement.advisory_lock_keys) + heap(statement.error) +
+           heap(statement.pgrail_calls) + heap(statement.ranges) + heap(statement.column_reads) +
+           heap(statement.change) + heap(statement.inner);
+}
+
+}  // namespace
+
+std::size_t footprint(std::string_view query, const Analysis& analysis) {
+    return entry_overhead + sizeof(Analysis) + query.size() + heap(analysis.statements) + heap(analysis.error);
+}
+
+namespace {
 
 // The text's hash is computed once per lookup and reused by the map.
 struct Key {

@@ -10,6 +10,10 @@
 
 namespace pgrail::sql {
 
+// The bytes an analysis of `query` holds with its text and a cache entry's own: what
+// AnalysisCache counts against its bound (every string and vector of it, by capacity).
+[[nodiscard]] std::size_t footprint(std::string_view query, const Analysis& analysis);
+
 class AnalysisCache {
 public:
     explicit AnalysisCache(std::size_t max_bytes = 64 * 1024 * 1024);

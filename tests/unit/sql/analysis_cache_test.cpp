@@ -1,4 +1,6 @@
 // The analysis cache: hits, misses, the memory bound and concurrent use.
+#include <malloc.h>
+
 #include <atomic>
 #include <string>
 #include <thread>
@@ -62,4 +64,28 @@ TEST_CASE("the cache is safe with several threads", "[sql][cache]") {
     CHECK(wrong == 0);
     CHECK(cache.hits() + cache.misses() == 8000);
     CHECK(cache.hits() > 0);
+}
+
+// What the cache counts is what an analysis holds: texts an agent shapes to make large analyses
+// (a column read per name, the reads of a DO body's statements counted again in the DO) are
+// bounded by what they allocate, not by their length. Measured with glibc's own count of the
+// bytes in use, around a copy of each analysis.
+TEST_CASE("an analysis's footprint counts what it allocates", "[sql][cache]") {
+    std::string columns = "SELECT a";
+    while (columns.size() < 1000) columns += ", a";
+    const std::string wrapped = "DO $$BEGIN PERFORM " + columns.substr(7) + " FROM t; END$$";
+    const std::string nested =
+        "DO $d$BEGIN EXECUTE 'DO $$BEGIN PERFORM " + columns.substr(7) + " FROM t; END$$'; END$d$";
+    for (const std::string& text : {columns + " FROM t", wrapped, nested, std::string("SELECT 1")}) {
+        INFO(text.substr(0, 40));
+        const Analysis analysis = analyze(text);
+        const auto before = mallinfo2().uordblks;
+        const Analysis copy = analysis;
+        const auto allocated = mallinfo2().uordblks - before;
+        const std::size_t counted = footprint(text, copy);
+        INFO("allocated " << allocated << " bytes, counted " << counted);
+        // Each allocation's header (8-16 bytes) is glibc's, not counted; the rest is.
+        CHECK(counted >= allocated * 3 / 4);
+        CHECK(counted <= allocated * 2 + 4096);
+    }
 }
