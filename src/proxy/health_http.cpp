@@ -32,6 +32,9 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto request_timeout = std::chrono::seconds(5);
 constexpr std::uint64_t max_request_bytes = 8192;
+// Answered at once: a probe or scrape is one short request. More waiting at a time (each up to
+// request_timeout) are closed unanswered, so that no caller can take the process's descriptors.
+constexpr std::size_t max_open_connections = 64;
 
 }  // namespace
 
@@ -40,6 +43,7 @@ struct HealthHttp::Impl {
     const config::ServeConfig& config;
     std::function<std::string()> policy_state;
     tcp::acceptor acceptor;
+    std::size_t open_connections = 0;  // (main_context runs on one thread)
 
     Impl(asio::io_context& io, const config::ServeConfig& serve, std::function<std::string()> state)
         : context(io), config(serve), policy_state(std::move(state)), acceptor(io) {}
@@ -91,6 +95,13 @@ struct HealthHttp::Impl {
     }
 
     asio::awaitable<void> answer(tcp::socket socket) {
+        struct Counted {  // counted in by accept_loop, out here
+            std::size_t& open;
+            explicit Counted(std::size_t& count) : open(count) {}
+            Counted(const Counted&) = delete;
+            Counted& operator=(const Counted&) = delete;
+            ~Counted() { --open; }
+        } counted(open_connections);
         beast::tcp_stream stream(std::move(socket));
         stream.expires_after(request_timeout);
         beast::flat_buffer buffer(max_request_bytes);
@@ -150,6 +161,12 @@ struct HealthHttp::Impl {
                 co_await pause.async_wait(use_tuple);
                 continue;
             }
+            if (open_connections >= max_open_connections) {
+                boost::system::error_code ignored;
+                socket.close(ignored);
+                continue;
+            }
+            ++open_connections;
             asio::co_spawn(context, answer(std::move(socket)), asio::detached);
         }
     }

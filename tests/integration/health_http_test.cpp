@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -199,6 +202,22 @@ TEST_CASE("http: /readyz says not ready while the server cannot be reached", "[h
     const auto ready = get(http_port, "/readyz");
     CHECK(ready.status == 503);
     CHECK_THAT(ready.body, Catch::StartsWith("not ready: cannot connect to the server"));
+}
+
+TEST_CASE("http: callers that send nothing are held 64 at a time, the rest closed at once", "[http]") {
+    const int http_port = free_port();
+    PgrailProcess pgrail("http: {port: " + std::to_string(http_port) + "}\n");
+    // 100 connections that never send a request: each open one waits for its 5 s timeout.
+    std::vector<std::unique_ptr<RawSocket>> idle;
+    for (int i = 0; i < 100; ++i) idle.push_back(std::make_unique<RawSocket>(http_port));
+    const auto closed = [&] {
+        return std::count_if(idle.begin(), idle.end(), [](const auto& raw) { return raw->closed_by_peer(); });
+    };
+    CHECK(eventually([&] { return closed() >= 36; }, std::chrono::seconds(3)));
+    CHECK(closed() == 36);
+    // Once they are gone, the next request is answered.
+    idle.clear();
+    CHECK(eventually([&] { return get(http_port, "/healthz").status == 200; }, std::chrono::seconds(3)));
 }
 
 }  // namespace pgrail::test
