@@ -33,12 +33,14 @@ std::string quote_literal(std::string_view text) {
     return out;
 }
 
+// The catalog's types, whatever the session made: pg_temp is searched first for type names
+// (CREATE TYPE pg_temp.text ...), so names that are not keywords are qualified.
 std::string_view type_name(std::uint32_t oid) {
     switch (oid) {
         case migrations::oid_bool: return "boolean";
         case migrations::oid_int8: return "bigint";
-        case migrations::oid_timestamptz: return "timestamptz";
-        default: return "text";
+        case migrations::oid_timestamptz: return "pg_catalog.timestamptz";
+        default: return "pg_catalog.text";
     }
 }
 
@@ -126,8 +128,8 @@ std::string text_with_parameters(std::string_view sql, const std::vector<InbandC
             definitions += ' ';
             definitions += type_name(column < columns.types.size() ? columns.types[column] : migrations::oid_text);
         }
-        return fmt::format("SELECT * FROM json_to_recordset(${}::json) AS pgrail_result({})", first_parameter + index,
-                           definitions);
+        return fmt::format("SELECT * FROM pg_catalog.json_to_recordset(${}::pg_catalog.json) AS pgrail_result({})",
+                           first_parameter + index, definitions);
     });
 }
 

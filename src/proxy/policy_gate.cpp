@@ -165,6 +165,23 @@ std::vector<std::string> temporary_relations_of(const sql::Analysis& analysis) {
     return names;
 }
 
+// Whether a statement (or one inside it) makes a temporary object other than a relation: a
+// type or a domain, which pg_temp being searched first lets shadow the catalog's types.
+bool makes_temporary_types(const sql::Statement& statement) {
+    const bool makes = std::any_of(statement.objects.begin(), statement.objects.end(), [](const sql::ObjectRef& object) {
+        return object.temporary && object.role != sql::ObjectRole::read && object.kind != "table" &&
+               object.kind != "index" && object.kind != "view" && object.kind != "sequence" &&
+               object.kind != "relation" && object.kind != "materialized view";
+    });
+    return makes || std::any_of(statement.inner.begin(), statement.inner.end(),
+                                [](const sql::Statement& inner) { return makes_temporary_types(inner); });
+}
+
+bool makes_temporary_types(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(),
+                       [](const sql::Statement& statement) { return makes_temporary_types(statement); });
+}
+
 // A search_path that resolves unqualified names as a role's usual one does: public, maybe after
 // "$user", maybe followed by pg_temp, where naming it changes nothing. Named anywhere else, the
 // implicit schemas change where names go: pg_temp before public makes an unqualified CREATE a
@@ -218,9 +235,13 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
     // The session's temporary relations, and those the text's earlier statements make.
     std::vector<std::string> temporary = session.temporary_relations;
     bool elsewhere = session.search_path_elsewhere;
+    bool types = session.temporary_types;
     for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
         const auto& statement = analysis.statements[index];
         if (policy::changes_schema(statement) && (*matcher)(statement)) {
+            if (types)
+                return std::pair{index, std::string("pgrail: this session made a temporary type, which a registered "
+                                                    "migration's type names would reach before the catalog's")};
             for (const auto& object : statement.objects) {
                 if (!object.schema.empty() || object.temporary) continue;
                 if (elsewhere)
@@ -239,6 +260,7 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
         }
         add_temporary_relations(statement, temporary);
         elsewhere = elsewhere || sets_search_path_elsewhere(statement);
+        types = types || makes_temporary_types(statement);
     }
     return std::nullopt;
 }
@@ -249,11 +271,12 @@ std::vector<MigratorStatement> migrator_statements(const policy::MigrationMatche
                                                    const sql::Analysis& analysis) {
     std::vector<MigratorStatement> out;
     if (matcher == nullptr || !*matcher) return out;
-    for (const auto& statement : analysis.statements) {
+    for (std::size_t index = 0; index < analysis.statements.size(); ++index) {
+        const auto& statement = analysis.statements[index];
         if (!policy::changes_schema(statement)) continue;
         auto found = (*matcher)(statement);
         if (!found) continue;
-        out.push_back({std::move(found->version),
+        out.push_back({index, std::move(found->version),
                        found->rollback ? migrations::Direction::down : migrations::Direction::up,
                        statement.structural_form, statement.tag});
     }
@@ -510,9 +533,9 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
             decision.statement_index = shadowed->first;
             decision.message = shadowed->second;
             decision.detail = "The ledger would record the migration as applied while the schema's own relation "
-                              "stays unchanged.";
-            decision.hint = "Run the migration in a new connection, without temporary relations of those names and "
-                            "with the role's own search_path, or with pgrail migrate up.";
+                              "stays unchanged, or takes a temporary object that ends with the session.";
+            decision.hint = "Run the migration in a new connection, without temporary relations of those names or "
+                            "temporary types and with the role's own search_path, or with pgrail migrate up.";
         }
     }
     count(decision, analysis);
@@ -521,6 +544,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     // (What a refused text's first statements make or set counts too: they run.)
     verdict.temporary_relations = temporary_relations_of(analysis);
     verdict.sets_search_path_elsewhere = sets_search_path_elsewhere(analysis);
+    verdict.makes_temporary_types = makes_temporary_types(analysis);
     if (decision.action == policy::Decision::Action::allow) {
         verdict.forgets_prepared = forgets_prepared(analysis);
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)

@@ -224,8 +224,9 @@ bool SessionProtocol::client_inspects(char tag, std::size_t) const {
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
     // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
     // while a guard watches results (pgrail's Describe goes before it).
-    return ((!deferred_.empty() || following_encoding_statements()) && (tag == front::bind || tag == front::close)) ||
-           (tag == front::execute && (guarding_ || following_encoding_statements()));
+    return ((!deferred_.empty() || following_encoding_statements() || following_registered()) &&
+            (tag == front::bind || tag == front::close)) ||
+           (tag == front::execute && (guarding_ || following_encoding_statements() || !registered_portals_.empty()));
 }
 
 void SessionProtocol::on_client_header(char tag) {
@@ -250,6 +251,7 @@ void SessionProtocol::on_client_header(char tag) {
     if (awaits_sync(tag)) open_batch().extended = true;
     if (tag == front::execute) {
         open_batch().executed = true;
+        ++open_batch().executes_sent;
         ++executes_sent_;
     }
     // What the rule does to results (ResultGuard) is asked per statement: it follows reloads.
@@ -319,9 +321,10 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             step.function_oid = protocol::read_u32(body.data());
             return step;
         case front::bind: {
-            if (deferred_.empty() && !following_encoding_statements()) break;
+            if (deferred_.empty() && !following_encoding_statements() && !following_registered()) break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
+            if (following_registered() && !bind_registered(*bind, out)) return step;
             if (every_bind_may_change_encoding_ ||
                 std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
                     encoding_statements_.end()) {
@@ -361,6 +364,25 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 std::find(encoding_portals_.begin(), encoding_portals_.end(), body.substr(0, body.find('\0'))) !=
                     encoding_portals_.end())
                 expect_encoding_change(open_batch());
+            if (!registered_portals_.empty()) {
+                const auto portal = body.substr(0, body.find('\0'));
+                const auto found = std::find_if(registered_portals_.begin(), registered_portals_.end(),
+                                                [&](const RegisteredPrepared& entry) { return entry.name == portal; });
+                if (found != registered_portals_.end()) {
+                    if (found->batch != batch_serial_) {
+                        end(sqlstate::feature_not_supported,
+                            "pgrail: a registered migration's statement runs in the batch it was bound in (before "
+                            "its Sync); this portal was bound in an earlier one");
+                        step.kind = ClientStep::Kind::end;
+                        return step;
+                    }
+                    // Its completion is the batch's next; a portal runs a statement once.
+                    MigratorStatement statement = std::move(found->statement);
+                    statement.index = open_batch().executes_sent - 1;
+                    open_batch().registered.push_back(std::move(statement));
+                    registered_portals_.erase(found);
+                }
+            }
             if (guarding_) {
                 describe_before_execute(frame, out);
                 return step;
@@ -370,8 +392,12 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S') {
                 deferred_.erase(std::string(target->name));
                 std::erase(encoding_statements_, target->name);
+                std::erase_if(registered_statements_,
+                              [&](const RegisteredPrepared& entry) { return entry.name == target->name; });
             } else if (target) {
                 std::erase(encoding_portals_, target->name);
+                std::erase_if(registered_portals_,
+                              [&](const RegisteredPrepared& entry) { return entry.name == target->name; });
             }
             break;
         default:
@@ -384,6 +410,18 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
 void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& statement, Outbound& out) {
     // A Query drops the unnamed prepared statement (as PostgreSQL does).
     if (statement.tag == front::query && !deferred_.empty()) deferred_.erase(std::string());
+    // ... and the unnamed portal; a Parse replaces a statement of its name.
+    if (following_registered()) {
+        const auto named = [](std::string_view name) {
+            return [name](const RegisteredPrepared& entry) { return entry.name == name; };
+        };
+        if (statement.tag == front::query) {
+            std::erase_if(registered_statements_, named(""));
+            std::erase_if(registered_portals_, named(""));
+        } else if (statement.tag == front::parse) {
+            std::erase_if(registered_statements_, named(statement.parse_name));
+        }
+    }
     // A statement prepared again (or refused) under a name no longer reads pgrail commands (until
     // defer() says it does); DEALLOCATE and DISCARD ALL may drop any.
     if (statement.tag == front::parse && !deferred_.empty()) deferred_.erase(std::string(statement.parse_name));
@@ -402,22 +440,75 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
             }
         }
     }
+    // Where the session's names resolve: what changes it ends the registered statements
+    // prepared before (bind_registered).
     for (const std::string& name : verdict.temporary_relations) {
         auto& known = context_.temporary_relations;
         if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        ++resolution_epoch_;
         if (name != "*" && known.size() < SessionContext::max_temporary_relations) {
             known.push_back(name);
         } else {
             context_.many_temporary_relations = true;
         }
     }
-    if (verdict.sets_search_path_elsewhere) context_.search_path_elsewhere = true;
+    if (verdict.sets_search_path_elsewhere && !std::exchange(context_.search_path_elsewhere, true)) ++resolution_epoch_;
+    if (verdict.makes_temporary_types && !std::exchange(context_.temporary_types, true)) ++resolution_epoch_;
     if (verdict.kind == GateVerdict::Kind::refuse) {
         refuse(verdict.error, statement, out, verdict.refused_offset);
         return;
     }
-    if (!verdict.migrator_statements.empty()) migrator_runs_.on_forwarded(verdict.migrator_statements);
+    if (!verdict.migrator_statements.empty()) {
+        if (statement.tag == front::parse) {
+            // (One statement: a Parse holds no more.) Past the bound, refused rather than unfollowed.
+            if (registered_statements_.size() >= max_followed_names) {
+                refuse({"ERROR", sqlstate::program_limit_exceeded,
+                        fmt::format("pgrail: more than {} prepared statements of registered migrations at once",
+                                    max_followed_names),
+                        {}, "Close or run the ones prepared before, or send the statements as queries."},
+                       statement, out);
+                return;
+            }
+            registered_statements_.push_back(
+                {std::string(statement.parse_name), verdict.migrator_statements.front(), batch_serial_, resolution_epoch_});
+        } else {
+            // A Query's statements complete in their order, in the batch the Query makes.
+            auto& registered = batch_of(statement.tag).registered;
+            registered.insert(registered.end(), verdict.migrator_statements.begin(), verdict.migrator_statements.end());
+        }
+    }
     out.forward(statement.frame);
+}
+
+bool SessionProtocol::bind_registered(const protocol::BindMessage& bind, Outbound& out) {
+    const auto named = [](std::string_view name) {
+        return [name](const RegisteredPrepared& entry) { return entry.name == name; };
+    };
+    std::erase_if(registered_portals_, named(bind.portal));
+    const auto found = std::find_if(registered_statements_.begin(), registered_statements_.end(), named(bind.statement));
+    if (found == registered_statements_.end()) return true;
+    if (found->batch != batch_serial_ || found->epoch != resolution_epoch_) {
+        refuse_bind({"ERROR", "55000",
+                     found->batch != batch_serial_
+                         ? "pgrail: a registered migration's statement runs in the batch it was prepared in (before "
+                           "its Sync)"
+                         : "pgrail: since this registered migration's statement was prepared, the session made a "
+                           "temporary relation or type, or set a search_path: its names may resolve elsewhere now",
+                     {},
+                     "Prepare it again and run it in the same batch (Parse, Bind, Execute, Sync), or send it as a "
+                     "query; in a new connection if the session made temporary relations or types."},
+                    out);
+        return false;
+    }
+    if (registered_portals_.size() >= max_followed_names) {
+        refuse_bind({"ERROR", sqlstate::program_limit_exceeded,
+                     fmt::format("pgrail: more than {} portals of registered migrations at once", max_followed_names),
+                     {}, "Execute or close the portals bound before."},
+                    out);
+        return false;
+    }
+    registered_portals_.push_back({std::string(bind.portal), found->statement, batch_serial_, resolution_epoch_});
+    return true;
 }
 
 // The refused statement is replaced by one that fails in the server's parse analysis (a text
@@ -500,7 +591,7 @@ bool SessionProtocol::server_inspects(char tag, std::size_t total_size) {
         case back::parameter_description:
             return true;
         case back::command_complete:
-            if (migrator_runs_.watching()) return true;
+            if (migrator_runs_.watching() || !batches_.front().registered.empty()) return true;
             break;
         default:
             break;
@@ -551,6 +642,11 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
             break;
         case back::copy_done:
             if (phase_ == Phase::copy_out) phase_ = Phase::ready;
+            break;
+        case back::command_complete:
+        case back::empty_query_response:
+        case back::portal_suspended:
+            ++batches_.front().completions_seen;
             break;
         default:
             break;
@@ -630,11 +726,18 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
         case back::ready_for_query:
             on_ready_for_query(body);
             return false;
-        case back::command_complete:
-            // Read whole only while registered migrations' statements are on their way.
-            if (migrator_runs_.watching() && !body.empty())
-                migrator_runs_.on_command_complete(std::string_view(body.data(), body.size() - 1));
+        case back::command_complete: {
+            // Read whole only while registered migrations' statements are on their way: the one
+            // this completion answers (by its place in the batch) ran, if it says so.
+            if (body.empty()) return false;
+            const std::string_view complete(body.data(), body.size() - 1);
+            const Batch& batch = batches_.front();
+            for (const auto& registered : batch.registered)
+                if (registered.index + 1 == batch.completions_seen && completes_as(complete, registered.tag))
+                    migrator_runs_.on_completed(registered);
+            if (migrator_runs_.watching()) migrator_runs_.on_command_complete(complete);
             return false;
+        }
         case back::parameter_description: {
             // The answer to the oldest Describe of a statement: hide pgrail's own parameters.
             auto& describes = batches_.front().describes;

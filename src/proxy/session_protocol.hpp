@@ -246,10 +246,19 @@ private:
         bool changes_encoding = false;  // it may change client_encoding (GateVerdict::changes_encoding)
         bool has_messages = false;      // the client sent it more than the Sync that closes it
         bool closed_by_sync = false;    // (not a Query or FunctionCall, whose answer is its own)
+        // The migrator route: each statement of a Query, and each Execute, ends in one completion
+        // (CommandComplete, EmptyQueryResponse or PortalSuspended) or an error that ends the
+        // batch. The registered statements it runs, by the completion that answers them
+        // (MigratorStatement::index: the statement's place in the Query, or the Execute's).
+        std::uint32_t executes_sent = 0;
+        std::uint32_t completions_seen = 0;
+        std::vector<MigratorStatement> registered;
         // Empty again for reuse, keeping a small queue's memory (a batch begins with each Query or
         // Sync: no allocation per transaction).
         void clear() {
             extended = executed = changes_encoding = has_messages = closed_by_sync = false;
+            executes_sent = completions_seen = 0;
+            registered.clear();
             constexpr std::size_t kept = 64;
             if (describes.answers.capacity() > kept) describes.answers = {};
             describes.answers.clear();
@@ -287,6 +296,7 @@ private:
     [[nodiscard]] const Batch& open_batch() const { return batches_.back(); }
     void close_batch(char tag) {
         open_batch().closed_by_sync = tag == protocol::frontend_tag::sync;
+        ++batch_serial_;
         if (spare_batches_.empty()) {
             batches_.emplace_back();
         } else {
@@ -368,6 +378,26 @@ private:
     // transaction) runs on and may change client_encoding there.
     std::vector<std::string> encoding_portals_;
     bool every_execute_may_change_encoding_ = false;
+    // The migrator route's prepared statements and portals that hold a registered migration's
+    // statement. One runs only in the batch it was prepared in, and only while nothing has
+    // changed where the session's names resolve since its Parse (resolution_epoch_: a temporary
+    // relation or type made, a search_path set), as the gate checked it: a later Bind is refused,
+    // a later Execute ends the session. Bounded like the names above.
+    struct RegisteredPrepared {
+        std::string name;
+        MigratorStatement statement;
+        std::uint64_t batch = 0;  // batch_serial_ of its Parse (of its Bind, for a portal)
+        std::uint64_t epoch = 0;
+    };
+    std::vector<RegisteredPrepared> registered_statements_;
+    std::vector<RegisteredPrepared> registered_portals_;
+    std::uint64_t batch_serial_ = 0;       // the open batch's
+    std::uint64_t resolution_epoch_ = 0;
+    [[nodiscard]] bool following_registered() const {
+        return !registered_statements_.empty() || !registered_portals_.empty();
+    }
+    // A Bind of a registered statement: its portal followed, or the Bind refused (false).
+    bool bind_registered(const protocol::BindMessage& bind, Outbound& out);
     static constexpr std::size_t max_followed_names = 64;  // each Bind or Execute looks them up
     void follow_encoding_portal(std::string_view portal) {
         if (std::find(encoding_portals_.begin(), encoding_portals_.end(), portal) != encoding_portals_.end()) return;

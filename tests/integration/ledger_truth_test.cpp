@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "cluster.hpp"
 #include "node_packages.hpp"
@@ -62,7 +64,102 @@ std::string schema_detail(PGconn* conn) {
     return status[0].rows[0].at(0).value_or("<null>");
 }
 
+// Sends each step in libpq's pipeline mode, then one Sync; each step's first result.
+std::vector<Outcome> pipelined(PGconn* conn, const std::vector<std::function<int(PGconn*)>>& steps) {
+    REQUIRE(PQenterPipelineMode(conn) == 1);
+    for (const auto& step : steps) REQUIRE(step(conn) == 1);
+    REQUIRE(PQpipelineSync(conn) == 1);
+    std::vector<Outcome> firsts;
+    for (std::size_t index = 0; index < steps.size(); ++index) {
+        const auto results = drain(conn);
+        REQUIRE_FALSE(results.empty());
+        firsts.push_back(results.front());
+    }
+    PGresult* sync = PQgetResult(conn);
+    REQUIRE(sync != nullptr);
+    CHECK(PQresultStatus(sync) == PGRES_PIPELINE_SYNC);
+    PQclear(sync);
+    REQUIRE(PQgetResult(conn) == nullptr);
+    REQUIRE(PQexitPipelineMode(conn) == 1);
+    return firsts;
+}
+
+std::function<int(PGconn*)> send_query(std::string sql) {
+    return [sql](PGconn* conn) { return PQsendQueryParams(conn, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0); };
+}
+std::function<int(PGconn*)> send_prepare(std::string name, std::string sql) {
+    return [name, sql](PGconn* conn) { return PQsendPrepare(conn, name.c_str(), sql.c_str(), 0, nullptr); };
+}
+std::function<int(PGconn*)> send_execute(std::string name) {
+    return [name](PGconn* conn) { return PQsendQueryPrepared(conn, name.c_str(), 0, nullptr, nullptr, nullptr, 0); };
+}
+
 }  // namespace
+
+// Found by review: a registered statement prepared and never executed was recorded as applied
+// when another statement of its batch completed with the same tag (and its down script then
+// passed); one prepared before the session set a search_path or made a temporary relation ran
+// under them; a temporary type named like the catalog's took the new column's type, which then
+// went with the session. Now a completion counts for the statement it answers, a prepared
+// registered statement runs only in its batch and as it was checked, and a temporary type ends
+// the session's registered statements.
+TEST_CASE("a registered statement is recorded only when it ran, and runs only as it was checked", "[ledger_truth]") {
+    LedgerProxy proxy;
+    const std::string registered = "ALTER TABLE profiles ADD COLUMN timezone text";
+    {
+        auto owner = proxy.connect("app_owner", "prepared");
+        const auto unexecuted = pipelined(owner.get(), {send_prepare("s1", registered),
+                                                        send_query("CREATE TEMP TABLE zz (a int)"),
+                                                        send_query("ALTER TABLE pg_temp.zz ADD COLUMN timezone text")});
+        for (const auto& outcome : unexecuted) CHECK(outcome.sqlstate.empty());
+        CHECK(proxy.db.timezone_columns() == "0");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+        // Its Bind in a later batch is refused.
+        const auto later = pipelined(owner.get(), {send_execute("s1")});
+        CHECK(later.at(0).sqlstate == "55000");
+        CHECK_THAT(later.at(0).message, Catch::Contains("the batch it was prepared in"));
+        CHECK(proxy.db.timezone_columns() == "0");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    }
+    {
+        // So is one after a temporary relation made in its batch (in a new session: the one above
+        // altered a temporary relation, after which its registered statements are refused whole).
+        auto owner = proxy.connect("app_owner", "temporary");
+        const auto after_temporary = pipelined(owner.get(), {send_prepare("s2", registered),
+                                                             send_query("CREATE TEMP TABLE yy (a int)"),
+                                                             send_execute("s2")});
+        CHECK(after_temporary.at(0).sqlstate.empty());
+        CHECK(after_temporary.at(2).sqlstate == "55000");
+        CHECK_THAT(after_temporary.at(2).message, Catch::Contains("temporary relation or type"));
+        CHECK(proxy.db.timezone_columns() == "0");
+    }
+    {
+        auto owner = proxy.connect("app_owner", "path");
+        const auto outcomes = pipelined(owner.get(), {send_prepare("s1", registered),
+                                                      send_query("SET search_path = staging, public"),
+                                                      send_execute("s1")});
+        CHECK(outcomes.at(2).sqlstate == "55000");
+        CHECK_THAT(outcomes.at(2).message, Catch::Contains("search_path"));
+        CHECK(proxy.db.timezone_columns() == "0");
+    }
+    {
+        auto owner = proxy.connect("app_owner", "type");
+        REQUIRE(run(owner.get(), "CREATE TYPE pg_temp.text AS (a int)").at(0).sqlstate.empty());
+        const auto refused = run(owner.get(), registered).at(0);
+        CHECK(refused.sqlstate == "55000");
+        CHECK_THAT(refused.message, Catch::Contains("temporary type"));
+        CHECK(proxy.db.timezone_columns() == "0");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
+    }
+    {
+        // Prepared and executed in its batch, as drivers do: it runs and is recorded.
+        auto owner = proxy.connect("app_owner", "driver");
+        const auto outcomes = pipelined(owner.get(), {send_prepare("s1", registered), send_execute("s1")});
+        CHECK(outcomes.at(1).sqlstate.empty());
+        CHECK(proxy.db.timezone_columns() == "1");
+        CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
+    }
+}
 
 TEST_CASE("a registered statement that a session's temporary table would catch is refused, not recorded",
           "[ledger_truth][inband]") {

@@ -13,23 +13,28 @@ namespace pgrail::proxy {
 
 // An allowed statement equal to a registered migration's (policy::MigrationMatcher found it).
 struct MigratorStatement {
+    std::size_t index = 0;  // its place among its text's statements (a Query's k-th completes k-th)
     std::string version;
     migrations::Direction direction = migrations::Direction::up;
     std::string structural_form;
     std::string tag;  // PostgreSQL's command tag: its CommandComplete says it ran
 };
 
-// A statement counts once the server completed it (a CommandComplete with its tag) and its
-// transaction committed (the next ReadyForQuery says idle, no ROLLBACK or error in between).
-// Conservative on purpose: what it cannot be sure of is not counted (it then shows as schema
-// drift): an error or a ROLLBACK (also ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION) drops
-// everything not yet committed; a statement prepared in one Sync and executed after a later one
-// is not followed.
+// Whether a CommandComplete's tag is what the statement's execution answers: its own tag
+// ("ALTER TABLE"), with a row count after it for some; CREATE TABLE AS, CREATE MATERIALIZED VIEW
+// and SELECT INTO answer "SELECT n" (their own tag WITH NO DATA).
+[[nodiscard]] bool completes_as(std::string_view complete, std::string_view statement_tag);
+
+// A statement counts once the server completed it (SessionProtocol matches each completion to
+// the statement or Execute it answers, by its place in its batch) and its transaction committed
+// (the next ReadyForQuery says idle, no ROLLBACK or error in between). Conservative on purpose:
+// what it cannot be sure of is not counted (it then shows as schema drift): an error or a
+// ROLLBACK (also ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION) drops everything not yet committed.
 class MigratorRunTracker {
 public:
-    // Statements the gate allowed, in the order the client sent them.
-    void on_forwarded(const std::vector<MigratorStatement>& statements);
-    // Whether CommandCompletes must be read (something is on its way).
+    // A registered statement the server completed.
+    void on_completed(const MigratorStatement& statement);
+    // Whether CommandCompletes must be read (a completed statement waits for its commit).
     [[nodiscard]] bool watching() const { return !pending_.empty(); }
     void on_command_complete(std::string_view tag);
     void on_error();
@@ -38,11 +43,7 @@ public:
     [[nodiscard]] std::vector<migrations::CommittedStatement> take_committed();
 
 private:
-    struct Pending {
-        MigratorStatement statement;
-        bool completed = false;
-    };
-    std::vector<Pending> pending_;
+    std::vector<MigratorStatement> pending_;  // completed, not yet committed
     std::vector<migrations::CommittedStatement> committed_;
 };
 

@@ -35,6 +35,10 @@ struct SessionContext : policy::SessionInfo {
     // SET that was rolled back, failed or never executed may or may not have taken effect, and
     // RESET returns to the startup packet's value.
     bool search_path_elsewhere = false;
+    // The session's texts made a temporary object other than a relation (a type, a domain):
+    // pg_temp is searched first for types, so a registered statement's type names (`text` in
+    // ADD COLUMN x text) may reach it (PolicyGate refuses registered statements then). Never cleared.
+    bool temporary_types = false;
 };
 
 using StartupParameters = std::vector<std::pair<std::string, std::string>>;
@@ -75,6 +79,7 @@ struct GateVerdict {
     // it sets a search_path elsewhere: of a refused text too, whose first statements run.
     std::vector<std::string> temporary_relations;
     bool sets_search_path_elsewhere = false;
+    bool makes_temporary_types = false;  // (SessionContext::temporary_types)
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
     // (settle_audit); when it fails, the statement is refused instead.

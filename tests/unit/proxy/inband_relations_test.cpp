@@ -39,7 +39,7 @@ TEST_CASE("a call becomes a VALUES relation, aliased by its command unless the c
     const std::string sql = "SELECT version FROM pgrail.status() WHERE ok -- pgrail.status()";
     const auto text =
         proxy::text_with_answers(sql, {call_at(sql, "pgrail.status()", sql::PgrailCommand::status)}, {small_table()});
-    CHECK(text == "SELECT version FROM (SELECT * FROM (VALUES (E'1'::text, E't'::boolean), (E'it''s'::text, "
+    CHECK(text == "SELECT version FROM (SELECT * FROM (VALUES (E'1'::pg_catalog.text, E't'::boolean), (E'it''s'::pg_catalog.text, "
                   "NULL::boolean)) AS pgrail_result(\"version\", \"ok\")) AS \"status\" WHERE ok -- pgrail.status()");
 
     const std::string aliased = "SELECT * FROM pgrail.plan() p, pgrail.status()";
@@ -56,21 +56,21 @@ TEST_CASE("a call becomes a VALUES relation, aliased by its command unless the c
     const std::string whole = "SELECT pgrail.status()";
     proxy::InbandCall call = call_at(whole, whole, sql::PgrailCommand::status);
     call.whole_statement = true;
-    CHECK(proxy::text_with_answers(whole, {call}, {small_table()}).starts_with("SELECT * FROM (VALUES (E'1'::text"));
+    CHECK(proxy::text_with_answers(whole, {call}, {small_table()}).starts_with("SELECT * FROM (VALUES (E'1'::pg_catalog.text"));
 }
 
 TEST_CASE("for the extended protocol a call reads its rows from an added json parameter", "[proxy][relations]") {
     const std::string sql = "SELECT state FROM pgrail.status() WHERE version = $1";
     const auto text =
         proxy::text_with_parameters(sql, {call_at(sql, "pgrail.status()", sql::PgrailCommand::status)}, 2);
-    CHECK(text == "SELECT state FROM (SELECT * FROM json_to_recordset($2::json) AS pgrail_result(\"version\" text, "
-                  "\"name\" text, \"state\" text, \"checksum\" text, \"applied_at\" timestamptz, \"has_rollback\" "
-                  "boolean, \"lint_findings\" text, \"detail\" text, \"backstop\" text)) AS \"status\" WHERE version = $1");
+    CHECK(text == "SELECT state FROM (SELECT * FROM pg_catalog.json_to_recordset($2::pg_catalog.json) AS pgrail_result(\"version\" pg_catalog.text, "
+                  "\"name\" pg_catalog.text, \"state\" pg_catalog.text, \"checksum\" pg_catalog.text, \"applied_at\" pg_catalog.timestamptz, \"has_rollback\" "
+                  "boolean, \"lint_findings\" pg_catalog.text, \"detail\" pg_catalog.text, \"backstop\" pg_catalog.text)) AS \"status\" WHERE version = $1");
     const std::string up = "SELECT * FROM pgrail.migrate_up('7') u";
     CHECK(proxy::text_with_parameters(up, {call_at(up, "pgrail.migrate_up('7')", sql::PgrailCommand::migrate_up, true)},
                                       1) ==
-          "SELECT * FROM (SELECT * FROM json_to_recordset($1::json) AS pgrail_result(\"version\" text, \"name\" text, "
-          "\"checksum\" text, \"action\" text, \"duration_ms\" bigint)) u");
+          "SELECT * FROM (SELECT * FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS pgrail_result(\"version\" pg_catalog.text, \"name\" pg_catalog.text, "
+          "\"checksum\" pg_catalog.text, \"action\" pg_catalog.text, \"duration_ms\" bigint)) u");
 }
 
 TEST_CASE("answers as JSON rows: text values, nulls, ASCII only", "[proxy][relations]") {

@@ -128,6 +128,17 @@ private:
                 if (step.kind == ClientStep::Kind::check_statement || step.kind == ClientStep::Kind::check_function_call) {
                     GateVerdict verdict;
                     verdict.changes_encoding = step.statement.sql.starts_with("SET client_encoding");
+                    // The migrator route: a statement "ALTER TABLE registered..." is a registered
+                    // migration's; "CREATE TEMP TABLE x" makes a temporary relation.
+                    std::size_t index = 0;
+                    for (std::string_view rest = step.statement.sql; !rest.empty(); ++index) {
+                        const auto end = std::min(rest.find("; "), rest.size());
+                        if (rest.substr(0, end).starts_with("ALTER TABLE registered"))
+                            verdict.migrator_statements.push_back(
+                                {index, "7", migrations::Direction::up, std::string(rest.substr(0, end)), "ALTER TABLE"});
+                        if (rest.substr(0, end).starts_with("CREATE TEMP TABLE x")) verdict.temporary_relations = {"x"};
+                        rest.remove_prefix(std::min(end + 2, rest.size()));
+                    }
                     if (step.statement.sql.starts_with("DROP")) {
                         verdict.kind = GateVerdict::Kind::refuse;
                         verdict.error = {"ERROR", "42501", "pgrail: rule agents refused DROP", "no migration", "propose one"};
@@ -664,5 +675,70 @@ TEST_CASE("session core: a batch owes a bounded number of refusals and Describes
             CHECK(h.server(answers) == answers);
         }
         CHECK_FALSE(h.core().ending());
+    }
+}
+
+// The migrator route: a registered migration's statement counts as run only by the completion
+// that answers it (its place in its batch), and only as the gate checked it.
+TEST_CASE("session core: a registered statement counts by the completion that answers it") {
+    Harness h;
+    h.log_in();
+    const auto committed = [&h] { return h.core().migrator_runs().take_committed().size(); };
+    const auto bind_portal = [](std::string_view portal, std::string_view statement) {
+        return frame('B', cstr(portal) + cstr(statement) + be16(0) + be16(0) + be16(0));
+    };
+    const auto execute_portal = [](std::string_view portal) { return frame('E', cstr(portal) + be32(0)); };
+    SECTION("prepared but never executed: another statement's completion of the same tag does not count") {
+        h.client(parse("s1", "ALTER TABLE registered ADD c int") + parse("", "ALTER TABLE other ADD c int") +
+                 bind("") + execute() + sync_message());
+        h.server(parse_complete() + parse_complete() + bind_complete() + complete("ALTER TABLE") + ready());
+        CHECK(committed() == 0);
+    }
+    SECTION("executed in its batch, after another Execute: the second completion is its own") {
+        h.client(parse("", "ALTER TABLE other ADD c int") + bind("") + execute() +
+                 parse("s1", "ALTER TABLE registered ADD c int") + bind("s1") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + complete("ALTER TABLE") + parse_complete() + bind_complete() +
+                 complete("ALTER TABLE") + ready());
+        CHECK(committed() == 1);
+        // The same, failing: nothing.
+        h.client(parse("", "ALTER TABLE other ADD c int") + bind("") + execute() +
+                 parse("s1", "ALTER TABLE registered ADD c int") + bind("s1") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + complete("ALTER TABLE") +
+                 error("ERROR", "42701", "column \"c\" already exists") + ready());
+        CHECK(committed() == 0);
+    }
+    SECTION("a Query's statements complete in their order") {
+        h.client(query("SELECT 1; ALTER TABLE registered ADD c int"));
+        h.server(data_row("1") + complete("SELECT 1") + complete("ALTER TABLE") + ready());
+        CHECK(committed() == 1);
+        h.client(query("ALTER TABLE other ADD c int; ALTER TABLE registered ADD c int"));
+        h.server(complete("ALTER TABLE") + error("ERROR", "42701", "column \"c\" already exists") + ready());
+        CHECK(committed() == 0);
+    }
+    SECTION("a Bind in a later batch than the Parse is refused; so is one after a temporary relation") {
+        h.client(parse("s1", "ALTER TABLE registered ADD c int") + sync_message());
+        h.server(parse_complete() + ready());
+        auto sent = h.client(bind("s1") + execute() + sync_message());
+        CHECK(sent.find(marker) != std::string::npos);  // a stand-in fails in its place
+        CHECK(sent.find(bind("s1")) == std::string::npos);
+        auto answer = h.server(stand_in_error(1) + ready());
+        CHECK(error_field_of(answer, 'C') == "55000");
+        CHECK(committed() == 0);
+        sent = h.client(parse("s1", "ALTER TABLE registered ADD c int") + parse("t", "CREATE TEMP TABLE x (a int)") +
+                        bind("t") + execute() + bind("s1") + execute() + sync_message());
+        CHECK(sent.find(bind("s1")) == std::string::npos);
+        answer = h.server(parse_complete() + parse_complete() + bind_complete() + complete("CREATE TABLE") +
+                          stand_in_error(2) + ready());
+        CHECK_THAT(answer, Catch::Contains("temporary relation or type"));
+        CHECK(committed() == 0);
+    }
+    SECTION("a portal executed in a later batch than its Bind ends the session") {
+        h.client(query("BEGIN"));
+        h.server(complete("BEGIN") + ready('T'));
+        h.client(parse("s1", "ALTER TABLE registered ADD c int") + bind_portal("p", "s1") + sync_message());
+        h.server(parse_complete() + bind_complete() + ready('T'));
+        h.client(execute_portal("p") + sync_message());
+        REQUIRE(h.core().ending().has_value());
+        CHECK(h.core().ending()->sqlstate == "0A000");
     }
 }
