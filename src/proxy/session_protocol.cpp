@@ -33,7 +33,8 @@ bool is_copy_in_message(char tag) {
 bool closes_batch(char tag) { return tag == front::query || tag == front::sync || tag == front::function_call; }
 
 // Extended-protocol messages: the server owes their outcome until the next Sync's ReadyForQuery.
-// (Not Flush, which cannot fail: a Query after Parse, Flush, Sync, Flush is its own batch.)
+// (Not Flush, which cannot fail when well formed: a Query after Parse, Flush, Sync, Flush is its
+// own batch. One with a body fails, and the server would then skip to a Sync: refused.)
 bool awaits_sync(char tag) {
     return tag == front::parse || tag == front::bind || tag == front::execute || tag == front::describe ||
            tag == front::close;
@@ -214,12 +215,13 @@ SessionProtocol::Batch& SessionProtocol::batch_of(char tag) {
 
 // ---- the client's frames ----
 
-bool SessionProtocol::client_inspects(char tag, std::size_t) const {
+bool SessionProtocol::client_inspects(char tag, std::size_t total_size) const {
     // Until the server has authenticated the client every frame is read whole, so that the shell
     // sees each one's header before anything of it moves. A Describe is a few bytes: each is
     // counted (its answer may hide pgrail's own parameters, or plan a guarded result).
     if (!logged_in() || tag == front::query || tag == front::parse || tag == front::function_call ||
-        tag == front::describe || frame_dropped_ || frame_breaks_copy_)
+        tag == front::describe || frame_dropped_ || frame_breaks_copy_ ||
+        (tag == front::flush && total_size != protocol::header_size))
         return true;
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
     // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
@@ -315,6 +317,11 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 return step;
             }
             return malformed("invalid Parse message format");
+        case front::flush:
+            // PostgreSQL fails a Flush with a body ("invalid message format") and then skips every
+            // message to the next Sync, a Query's too: a count of answers pgrail cannot keep.
+            if (!body.empty()) return malformed("invalid Flush message format");
+            break;
         case front::function_call:
             if (body.size() < 4) return malformed("invalid FunctionCall message format");
             step.kind = ClientStep::Kind::check_function_call;
@@ -625,6 +632,17 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
             }
             if (phase_ == Phase::copy_out) phase_ = Phase::ready;
             if (phase_ == Phase::copy_in) phase_ = Phase::copy_in_failed;  // the server left the copy
+            // Syncs sent behind the COPY were taken to be read (and ignored) in the copy; if it
+            // failed before reading anything (COPY ... (FREEZE) of a table not made in this
+            // transaction), the server answers each of them after all. Which it was cannot be
+            // told (the client's CopyDone may be on its way already): the session ends rather than
+            // pair answers with the wrong batches.
+            if (copy_took_syncs_) {
+                end(sqlstate::protocol_violation,
+                    "pgrail: a COPY FROM STDIN failed with a Sync sent behind it, which the server may or may not "
+                    "have read: the session cannot be kept in step");
+                stop_after_frame_ = true;
+            }
             break;
         case back::copy_in_response:
             if (phase_ == Phase::ready) {
@@ -680,6 +698,7 @@ bool SessionProtocol::enter_copy_in() {
         if (batch.has_messages || (!open && !batch.closed_by_sync)) return false;
     }
     const bool reopen = batches_.front().closed_by_sync;  // that Sync, too, is read during the copy
+    copy_took_syncs_ = reopen || batches_.size() > 2;
     while (batches_.size() > 1) {
         if (batches_.back().changes_encoding) --batches_changing_encoding_;
         batches_.pop_back();
@@ -689,6 +708,7 @@ bool SessionProtocol::enter_copy_in() {
 }
 
 void SessionProtocol::on_ready_for_query(std::string_view body) {
+    copy_took_syncs_ = false;
     if (const auto status = protocol::parse_ready_for_query(body)) {
         transaction_status_ = *status;
         migrator_runs_.on_ready(*status);

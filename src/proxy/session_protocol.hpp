@@ -391,6 +391,7 @@ private:
     };
     std::vector<RegisteredPrepared> registered_statements_;
     std::vector<RegisteredPrepared> registered_portals_;
+    bool copy_took_syncs_ = false;  // enter_copy_in() took Syncs sent behind a COPY FROM STDIN
     std::uint64_t batch_serial_ = 0;       // the open batch's
     std::uint64_t resolution_epoch_ = 0;
     [[nodiscard]] bool following_registered() const {

@@ -315,6 +315,52 @@ TEST_CASE("a message with a bad length after login gets FATAL 08P01 and ends the
     require_still_serving();
 }
 
+// Found by review: PostgreSQL fails a Flush with a body and then skips every message to the next
+// Sync, the Query behind it too, which pgrail counted as owed an answer: one batch behind for
+// the rest of the session, results paired with the wrong statements (masking, max_rows). pgrail
+// ends such a session (PostgreSQL answers an error and goes on).
+TEST_CASE("a Flush with a body ends the session", "[protocol][malformed]") {
+    if (!Cluster::get().proxied()) return;
+    auto admin_conn = admin();
+    const auto message = require_session_ended_by(
+        "H" + be32(5) + "x" + "Q" + be32(13) + std::string("SELECT 1\0", 9) + "S" + be32(4), admin_conn.get());
+    CHECK_THAT(message, Catch::Contains("invalid Flush message format"));
+    require_still_serving();
+}
+
+// Found by review: Syncs sent behind a COPY FROM STDIN are read and ignored by the server in the
+// copy, so pgrail counts no answer for them; a COPY that fails before it reads anything (FREEZE of
+// a table not made in the transaction) leaves them to be answered after all, and the surplus
+// ReadyForQuery messages paired later answers with the wrong batches. Such a failure now ends the
+// session; with nothing behind the COPY, or a success, it goes on as before.
+TEST_CASE("a COPY FROM STDIN that fails with a Sync behind it ends the session", "[protocol][copy]") {
+    if (!Cluster::get().proxied()) return;
+    auto conn = connect(Route::pgrail);
+    REQUIRE(run(conn.get(), "CREATE TEMP TABLE frozen (v int)").at(0).sqlstate.empty());
+    const auto cstring = [](std::string_view text) { return std::string(text) + '\0'; };
+    const auto frame = [](char type, const std::string& body) { return type + be32(4 + body.size()) + body; };
+    const std::string copy = frame('P', cstring("") + cstring("COPY frozen FROM STDIN (FREEZE)") + std::string(2, '\0')) +
+                             frame('B', cstring("") + cstring("") + std::string(6, '\0')) +
+                             frame('E', cstring("") + be32(0)) + frame('S', "") + frame('S', "");
+    REQUIRE(write_fd(PQsocket(conn.get()), copy));
+    bool closed = false;
+    const auto answer = read_fd_until_close(PQsocket(conn.get()), std::chrono::seconds(5), &closed);
+    CHECK(closed);
+    const auto messages = split_messages(answer);
+    REQUIRE_FALSE(messages.empty());
+    const auto fatal = error_fields(messages.back().body);
+    CHECK(messages.back().type == 'E');
+    CHECK(fatal.at('S') == "FATAL");
+    CHECK(fatal.at('C') == "08P01");
+    CHECK_THAT(fatal.at('M'), Catch::Contains("COPY FROM STDIN failed with a Sync sent behind it"));
+    // Before it, the server's own error (55000: FREEZE refused), as it came.
+    const bool freeze_refused = std::any_of(messages.begin(), messages.end(), [](const BackendMessage& m) {
+        return m.type == 'E' && error_fields(m.body).at('C') == "55000";
+    });
+    CHECK(freeze_refused);
+    require_still_serving();
+}
+
 TEST_CASE("random bytes after login end the session with FATAL 08P01", "[protocol][malformed]") {
     if (!Cluster::get().proxied()) return;
     auto admin_conn = admin();
