@@ -709,6 +709,14 @@ bool SessionProtocol::enter_copy_in() {
 
 void SessionProtocol::on_ready_for_query(std::string_view body) {
     copy_took_syncs_ = false;
+    // Every Describe of an answered batch was answered, unless an error made the server skip the
+    // rest. A ReadyForQuery before that means the server counts the client's batches otherwise
+    // than pgrail does (a message it read differently): the session ends rather than pair answers
+    // (masking, max_rows, pgrail's own Describes) with the wrong requests.
+    if (!batch_failed_ && batches_.size() > 1 && batches_.front().describes.owed() > 0) {
+        end(sqlstate::protocol_violation, "pgrail: lost count of the server's answers: the session cannot be kept in step");
+        stop_after_frame_ = true;
+    }
     if (const auto status = protocol::parse_ready_for_query(body)) {
         transaction_status_ = *status;
         migrator_runs_.on_ready(*status);

@@ -422,6 +422,26 @@ TEST_CASE("session core: a Flush with a body ends the session") {
     CHECK_FALSE(plain.core().ending().has_value());
 }
 
+// Defence in depth: whatever message the server reads otherwise than pgrail, a batch answered
+// while a Describe of it is still unanswered (and no error skipped it) means the counts differ.
+TEST_CASE("session core: a batch answered before its Describes ends the session") {
+    Harness h;
+    h.log_in();
+    h.client(parse("s", "SELECT 1") + describe('S', "s") + sync_message());
+    h.server(parse_complete() + ready());
+    CHECK(h.stopped);
+    REQUIRE(h.core().ending().has_value());
+    CHECK(h.core().ending()->sqlstate == "08P01");
+    // An error that made the server skip the Describe: in step.
+    Harness failed;
+    failed.log_in();
+    failed.client(parse("s", "SELECT nothing") + describe('S', "s") + sync_message());
+    failed.server(error("ERROR", "42703", "column \"nothing\" does not exist") + ready());
+    CHECK_FALSE(failed.stopped);
+    CHECK_FALSE(failed.core().ending().has_value());
+    CHECK(failed.core().at_rest());
+}
+
 TEST_CASE("session core: a server FATAL in every phase goes to the client as it came") {
     const auto fatal = error("FATAL", "57P01", "terminating connection due to administrator command");
     SECTION("authenticating") {
