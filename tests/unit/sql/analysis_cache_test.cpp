@@ -83,6 +83,10 @@ TEST_CASE("an analysis's footprint counts what it allocates", "[sql][cache]") {
         const Analysis copy = analysis;
         const auto allocated = mallinfo2().uordblks - before;
         const std::size_t counted = footprint(text, copy);
+        if (allocated == 0) {  // a sanitizer's allocator, which glibc does not count
+            WARN("glibc's malloc is not the one in use: not measured");
+            continue;
+        }
         INFO("allocated " << allocated << " bytes, counted " << counted);
         // Each allocation's header (8-16 bytes) is glibc's, not counted; the rest is.
         CHECK(counted >= allocated * 3 / 4);
