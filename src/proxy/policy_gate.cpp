@@ -88,7 +88,8 @@ constexpr double inline_burst_seconds = 0.002;
 
 // Times a check for /metrics and charges it to the thread's inline budget, refilled first, so
 // that what the thread earned is counted up to each check and never past the burst. The debt is
-// bounded by the burst: a thread recovers within burst / share (8 ms) whatever its past.
+// bounded by the burst, or by one check's cost when longer: a thread recovers within burst /
+// share (8 ms) of many checks, and pays a long one in full.
 struct GateTimer {
     explicit GateTimer(TokenBucket& thread_budget) : budget(thread_budget) {}
     GateTimer(const GateTimer&) = delete;
@@ -97,7 +98,8 @@ struct GateTimer {
         const auto spent = std::chrono::steady_clock::now() - started;
         metrics().gate_seconds.observe(spent);
         budget.refill(inline_share, inline_burst_seconds, started);
-        budget.tokens = std::max(-inline_burst_seconds, budget.tokens - std::chrono::duration<double>(spent).count());
+        const double seconds = std::chrono::duration<double>(spent).count();
+        budget.tokens = std::max(-std::max(inline_burst_seconds, seconds), budget.tokens - seconds);
     }
     TokenBucket& budget;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -224,9 +226,29 @@ bool sets_search_path_elsewhere(const sql::Analysis& analysis) {
 // one: the server would resolve the name to another relation than the runner's connection would
 // (pg_temp comes first), and the ledger would record a migration applied that never reached the
 // schema. Its index, and the refusal's message; nothing when none does.
+// Whether `text` holds `name` as a word (letters, digits, _ and $ around it are not), in any
+// case: a conservative reading of where a name appears (in a literal or a comment too).
+bool holds_word(std::string_view text, std::string_view name) {
+    const auto word_byte = [](char c) {
+        const auto byte = static_cast<unsigned char>(c);
+        return std::isalnum(byte) != 0 || c == '_' || c == '$' || byte >= 0x80;
+    };
+    if (name.empty() || name.size() > text.size()) return false;
+    for (std::size_t at = 0; at + name.size() <= text.size(); ++at) {
+        if (at > 0 && word_byte(text[at - 1])) continue;
+        if (at + name.size() < text.size() && word_byte(text[at + name.size()])) continue;
+        bool equal = true;
+        for (std::size_t i = 0; i < name.size() && equal; ++i)
+            equal = std::tolower(static_cast<unsigned char>(text[at + i])) == std::tolower(static_cast<unsigned char>(name[i]));
+        if (equal) return true;
+    }
+    return false;
+}
+
 std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(const policy::MigrationMatcher* matcher,
                                                                                 const sql::Analysis& analysis,
-                                                                                const SessionContext& session) {
+                                                                                const SessionContext& session,
+                                                                                std::string_view sql) {
     if (matcher == nullptr || !*matcher) return std::nullopt;
     const auto& statements = analysis.statements;
     if (std::none_of(statements.begin(), statements.end(),
@@ -242,6 +264,19 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
             if (types)
                 return std::pair{index, std::string("pgrail: this session made a temporary type, which a registered "
                                                     "migration's type names would reach before the catalog's")};
+            // A temporary relation's row type is a type of its name, and pg_temp is searched first
+            // for types too: a registered statement that names it anywhere (a column's type) may
+            // reach it. Past the names known, any may.
+            const auto text = sql.substr(std::min(statement.offset, sql.size()), statement.length);
+            for (const auto& name : temporary)
+                if (name != "*" && holds_word(text, name))
+                    return std::pair{index, fmt::format("pgrail: this session made a temporary relation named "
+                                                        "\"{}\", which a registered migration's name (of a relation "
+                                                        "or of a type) would reach first",
+                                                        name)};
+            if (session.many_temporary_relations || std::find(temporary.begin(), temporary.end(), "*") != temporary.end())
+                return std::pair{index, std::string("pgrail: this session altered a temporary relation or made many, "
+                                                    "which a registered migration's names may reach first")};
             for (const auto& object : statement.objects) {
                 if (!object.schema.empty() || object.temporary) continue;
                 if (elsewhere)
@@ -526,7 +561,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
             : nullptr;
     auto decision = policy::evaluate_all(*state.policy, session, analysis, matcher, sensitive_in_use);
     if (decision.action == policy::Decision::Action::allow) {
-        if (const auto shadowed = shadowed_migrator_statement(matcher, analysis, session)) {
+        if (const auto shadowed = shadowed_migrator_statement(matcher, analysis, session, sql)) {
             decision.action = policy::Decision::Action::deny;
             decision.guard = "migrator_name_resolution";
             decision.sqlstate = "55000";

@@ -383,6 +383,22 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                         step.kind = ClientStep::Kind::end;
                         return step;
                     }
+                    // A utility statement resolves its names when executed: what changed them since
+                    // the Bind refuses it here, in the Execute's place (the server skips to the Sync).
+                    if (found->epoch != resolution_epoch_) {
+                        registered_portals_.erase(found);
+                        refuse_bind(names_moved_error(), out);
+                        return step;
+                    }
+                    // A batch keeps each registered statement it runs until its answer: bounded.
+                    constexpr std::size_t max_registered_per_batch = 1024;
+                    if (open_batch().registered.size() >= max_registered_per_batch) {
+                        end(sqlstate::program_limit_exceeded,
+                            fmt::format("pgrail: more than {} registered migration statements executed without a Sync",
+                                        max_registered_per_batch));
+                        step.kind = ClientStep::Kind::end;
+                        return step;
+                    }
                     // Its completion is the batch's next; a portal runs a statement once.
                     MigratorStatement statement = std::move(found->statement);
                     statement.index = open_batch().executes_sent - 1;
@@ -487,6 +503,15 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     out.forward(statement.frame);
 }
 
+protocol::ErrorMessage SessionProtocol::names_moved_error() {
+    return {"ERROR", "55000",
+            "pgrail: since this registered migration's statement was prepared, the session made a temporary relation "
+            "or type, or set a search_path: its names may resolve elsewhere now",
+            {},
+            "Run it in a new connection, without temporary relations or types and with the role's own search_path, "
+            "or with pgrail migrate up."};
+}
+
 bool SessionProtocol::bind_registered(const protocol::BindMessage& bind, Outbound& out) {
     const auto named = [](std::string_view name) {
         return [name](const RegisteredPrepared& entry) { return entry.name == name; };
@@ -494,17 +519,18 @@ bool SessionProtocol::bind_registered(const protocol::BindMessage& bind, Outboun
     std::erase_if(registered_portals_, named(bind.portal));
     const auto found = std::find_if(registered_statements_.begin(), registered_statements_.end(), named(bind.statement));
     if (found == registered_statements_.end()) return true;
-    if (found->batch != batch_serial_ || found->epoch != resolution_epoch_) {
+    if (found->batch != batch_serial_) {
         refuse_bind({"ERROR", "55000",
-                     found->batch != batch_serial_
-                         ? "pgrail: a registered migration's statement runs in the batch it was prepared in (before "
-                           "its Sync)"
-                         : "pgrail: since this registered migration's statement was prepared, the session made a "
-                           "temporary relation or type, or set a search_path: its names may resolve elsewhere now",
+                     "pgrail: a registered migration's statement runs in the batch it was prepared in (before its "
+                     "Sync)",
                      {},
                      "Prepare it again and run it in the same batch (Parse, Bind, Execute, Sync), or send it as a "
-                     "query; in a new connection if the session made temporary relations or types."},
+                     "query."},
                     out);
+        return false;
+    }
+    if (found->epoch != resolution_epoch_) {
+        refuse_bind(names_moved_error(), out);
         return false;
     }
     if (registered_portals_.size() >= max_followed_names) {
@@ -662,6 +688,10 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
             if (phase_ == Phase::copy_out) phase_ = Phase::ready;
             break;
         case back::command_complete:
+            // A COPY that completed read all that was sent before its end, the Syncs behind it too.
+            copy_took_syncs_ = false;
+            ++batches_.front().completions_seen;
+            break;
         case back::empty_query_response:
         case back::portal_suspended:
             ++batches_.front().completions_seen;

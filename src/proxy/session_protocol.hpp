@@ -399,6 +399,7 @@ private:
     }
     // A Bind of a registered statement: its portal followed, or the Bind refused (false).
     bool bind_registered(const protocol::BindMessage& bind, Outbound& out);
+    [[nodiscard]] static protocol::ErrorMessage names_moved_error();
     static constexpr std::size_t max_followed_names = 64;  // each Bind or Execute looks them up
     void follow_encoding_portal(std::string_view portal) {
         if (std::find(encoding_portals_.begin(), encoding_portals_.end(), portal) != encoding_portals_.end()) return;

@@ -132,6 +132,7 @@ std::optional<ParseError> check_operator_runs(std::string_view text) {
 // one costs 1). A 1 KB text of one "+-" run costs about 4 ms to analyse (4 ns per unit); this
 // many units, about 70 us; ordinary SQL's two- and three-character operators, a few each.
 constexpr std::size_t linear_scan_units = 16384;
+constexpr std::ptrdiff_t max_linear_escapes = 64;
 
 std::string lower(std::string_view text) {
     std::string result(text);
@@ -2258,6 +2259,15 @@ std::size_t max_nesting_bound(std::string_view query, bool plpgsql) {
 }  // namespace detail
 
 bool scans_in_linear_time(std::string_view text) {
+    // What the analyzer decodes and scans again (a DO body or a query string in E'' or U&''
+    // with escapes) may hold runs the raw text does not show: many escapes, or an escape
+    // character of the text's own choosing (UESCAPE), count as not linear.
+    if (std::count(text.begin(), text.end(), '\\') > max_linear_escapes) return false;
+    constexpr std::string_view uescape = "uescape";
+    const auto found = std::search(text.begin(), text.end(), uescape.begin(), uescape.end(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) == b;
+    });
+    if (found != text.end()) return false;
     std::size_t units = 0;
     for (std::size_t start = 0; start < text.size();) {
         if (!is_operator_char(text[start])) {

@@ -152,6 +152,15 @@ TEST_CASE("a registered statement is recorded only when it ran, and runs only as
         CHECK(state_of(owner.get(), "add_profiles_timezone") == "pending");
     }
     {
+        // A temporary table's row type is a type of its name: text, here.
+        auto owner = proxy.connect("app_owner", "rowtype");
+        REQUIRE(run(owner.get(), "CREATE TEMP TABLE text (a int)").at(0).sqlstate.empty());
+        const auto refused = run(owner.get(), registered).at(0);
+        CHECK(refused.sqlstate == "55000");
+        CHECK_THAT(refused.message, Catch::Contains("temporary relation named \"text\""));
+        CHECK(proxy.db.timezone_columns() == "0");
+    }
+    {
         // Prepared and executed in its batch, as drivers do: it runs and is recorded.
         auto owner = proxy.connect("app_owner", "driver");
         const auto outcomes = pipelined(owner.get(), {send_prepare("s1", registered), send_execute("s1")});

@@ -786,6 +786,18 @@ TEST_CASE("session core: a registered statement counts by the completion that an
         CHECK_THAT(answer, Catch::Contains("temporary relation or type"));
         CHECK(committed() == 0);
     }
+    SECTION("a portal executed after a temporary relation made since its Bind is refused there") {
+        // A utility statement resolves its names when executed: the Execute is refused in place.
+        const auto sent = h.client(parse("s1", "ALTER TABLE registered ADD c int") + bind_portal("p", "s1") +
+                                   parse("t", "CREATE TEMP TABLE x (a int)") + bind("t") + execute() +
+                                   execute_portal("p") + sync_message());
+        CHECK(sent.find(execute_portal("p")) == std::string::npos);
+        CHECK(sent.find(marker) != std::string::npos);
+        const auto answer = h.server(parse_complete() + bind_complete() + parse_complete() + bind_complete() +
+                                     complete("CREATE TABLE") + stand_in_error(1) + ready());
+        CHECK_THAT(answer, Catch::Contains("temporary relation or type"));
+        CHECK(committed() == 0);
+    }
     SECTION("a portal executed in a later batch than its Bind ends the session") {
         h.client(query("BEGIN"));
         h.server(complete("BEGIN") + ready('T'));

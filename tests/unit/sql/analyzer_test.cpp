@@ -127,8 +127,15 @@ TEST_CASE("a text whose runs of operator characters scan in quadratic time is to
     for (int i = 0; i < 100; ++i) signs += "+-";
     std::string many = "SELECT 1";
     for (int i = 0; i < 8; ++i) many += " -- " + std::string(60, '-') + "\n";
-    for (const std::string& text : std::vector<std::string>{signs + "1", "SELECT '" + std::string(200, '*') + "'", many})
+    // What the analyzer decodes and scans again: a DO body's escapes, a Unicode escape of its own.
+    std::string escaped = "DO E'BEGIN PERFORM 1 ";
+    for (int i = 0; i < 100; ++i) escaped += "\\053\\055";
+    escaped += "1; END'";
+    const std::string uescape = "DO U&'BEGIN PERFORM 1 !002B!002D!002B!002D 1; END' UESCAPE '!'";
+    for (const std::string& text :
+         std::vector<std::string>{signs + "1", "SELECT '" + std::string(200, '*') + "'", many, escaped, uescape})
         CHECK_FALSE(scans_in_linear_time(text));
+    CHECK(scans_in_linear_time("SELECT E'a\\tb', U&'d\\0061t\\+000061'"));
 }
 
 TEST_CASE("pgrail calls are recognised only in their exact form", "[sql][analyzer]") {
