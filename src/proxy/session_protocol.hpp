@@ -196,7 +196,7 @@ public:
     [[nodiscard]] std::uint64_t requested() const;                        // ReadyForQuery owed, in all
     [[nodiscard]] bool statement_running() const { return requested() > answered_; }
     [[nodiscard]] bool unsynced() const { return open_batch().extended; }
-    // An Execute of a COPY waits for the server to start a copy in, refuse it, or complete it.
+    // An Execute of a COPY FROM STDIN waits for the server's start (or refusal) of the copy.
     [[nodiscard]] bool awaiting_copy_start() const { return copy_wait_.has_value(); }
     [[nodiscard]] bool executed_since_sync() const { return open_batch().executed; }
     [[nodiscard]] char transaction_status() const { return transaction_status_; }
@@ -383,8 +383,8 @@ private:
     // The migrator route's prepared statements and portals that hold a registered migration's
     // statement. One runs only in the batch it was prepared in, and only while nothing has
     // changed where the session's names resolve since its Parse (resolution_epoch_: a temporary
-    // relation or type made, a search_path set), as the gate checked it: else its Bind or Execute
-    // is refused (an Execute after a later Sync ends the session). Bounded like the names above.
+    // relation or type made, a search_path set), as the gate checked it: a later Bind is refused,
+    // a later Execute ends the session. Bounded like the names above.
     struct RegisteredPrepared {
         std::string name;
         MigratorStatement statement;
@@ -394,11 +394,10 @@ private:
     std::vector<RegisteredPrepared> registered_statements_;
     std::vector<RegisteredPrepared> registered_portals_;
     bool copy_took_syncs_ = false;  // enter_copy_in() took Syncs sent behind a COPY FROM STDIN
-    // Prepared statements and portals whose text begins with COPY (what may copy in). After an
-    // Execute of one (and a Flush of pgrail's) the session reads no more of the client until the
-    // server has started a copy in (the Syncs behind are then the copy's, which the server
-    // ignores) or not (they are answered): without the wait, a copy that fails before it reads
-    // anything answered Syncs pgrail took to be ignored.
+    // Prepared statements and portals that copy in (COPY ... FROM STDIN). At an Execute of one the
+    // session reads no more of the client until the server has started the copy (its Syncs behind
+    // are then the copy's, which the server ignores) or not (they are answered): without the wait,
+    // a copy that fails before it reads anything answers Syncs pgrail took to be ignored.
     std::vector<std::string> copy_in_statements_;
     std::vector<std::string> copy_in_portals_;
     bool every_execute_may_copy_in_ = false;
