@@ -413,19 +413,18 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 open_batch().describes.push_back(answer);
             }
             break;
-        case front::execute: {
+        case front::execute:
             // A portal of a statement that may change client_encoding can run on in a later batch
             // (in a transaction, Execute with a row limit): it changes it there, where no Bind is.
             if (every_execute_may_change_encoding_ ||
                 std::find(encoding_portals_.begin(), encoding_portals_.end(), body.substr(0, body.find('\0'))) !=
                     encoding_portals_.end())
                 expect_encoding_change(open_batch());
-            // (Not in a batch that failed already: the server skips the Execute, and answers nothing.)
-            const bool copy_waits = (every_execute_may_copy_in_ ||
-                                     std::find(copy_in_portals_.begin(), copy_in_portals_.end(),
-                                               body.substr(0, body.find('\0'))) != copy_in_portals_.end()) &&
-                                    !(batches_.size() == 1 && batch_failed_);
-            if (copy_waits) copy_wait_ = CopyWait{answered_ + batches_.size() - 1, open_batch().executes_sent - 1};
+            if (every_execute_may_copy_in_ ||
+                std::find(copy_in_portals_.begin(), copy_in_portals_.end(), body.substr(0, body.find('\0'))) !=
+                    copy_in_portals_.end())
+                if (!(batches_.size() == 1 && batch_failed_))  // (a failed batch skips it: no answer comes)
+                    copy_wait_ = CopyWait{answered_ + batches_.size() - 1, open_batch().executes_sent - 1};
             if (!registered_portals_.empty()) {
                 const auto portal = body.substr(0, body.find('\0'));
                 const auto found = std::find_if(registered_portals_.begin(), registered_portals_.end(),
@@ -463,13 +462,9 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             }
             if (guarding_) {
                 describe_before_execute(frame, out);
-            } else {
-                out.forward(frame);
+                return step;
             }
-            // The server holds its answers until a Sync or Flush: the one pgrail waits for too.
-            if (copy_waits) out.inject(protocol::encode_flush);
-            return step;
-        }
+            break;
         case front::close:
             if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S') {
                 deferred_.erase(std::string(target->name));
