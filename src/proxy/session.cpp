@@ -663,15 +663,6 @@ awaitable<void> Session::client_to_server() {
                 co_return;
             }
             in.consume_frame(next.frame.size());
-            // An Execute of a COPY FROM STDIN: nothing more of the client until the server has
-            // started the copy or not (SessionProtocol::awaiting_copy_start).
-            if (protocol_.awaiting_copy_start()) {
-                const bool started = co_await wait_until([this] { return !protocol_.awaiting_copy_start(); });
-                if (!started) {
-                    if (client_hung_up()) co_await client_gone(in);
-                    co_return;
-                }
-            }
         }
         if (auto ec = co_await write_out(server_, to_server_)) co_return;
     }
@@ -861,12 +852,7 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(
 }
 
 awaitable<bool> Session::wait_for_server(std::uint64_t count, bool probe) {
-    const bool waited = co_await wait_until(
-        [&] { return protocol_.answered() >= count && (!probe || protocol_.probe() != Probe::waiting); });
-    co_return waited;
-}
-
-awaitable<bool> Session::wait_until(std::function<bool()> done) {
+    const auto done = [&] { return protocol_.answered() >= count && (!probe || protocol_.probe() != Probe::waiting); };
     if (done()) co_return true;
     // What came before must reach the server for it to answer.
     if (co_await write_out(server_, to_server_)) co_return false;

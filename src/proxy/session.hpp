@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <deque>
 #include <list>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -203,9 +202,6 @@ private:
     // Waits until the server has answered `count` ReadyForQuery-earning messages and, with
     // `probe`, answered or skipped the probe (false: the session ends first).
     awaitable<bool> wait_for_server(std::uint64_t count, bool probe = false);
-    // Until `done` holds (asked at each answer of the server, and each second): false when the
-    // session must end meanwhile (the client or the server gone, or cancelled).
-    awaitable<bool> wait_until(std::function<bool()> done);
     // Before a command that changes something runs at a Bind: whether the server holds the
     // statement, with everything before the Bind in its batch done (a Describe and a Flush of
     // pgrail's own, their answers hidden from the client). False: an error made the server skip

@@ -40,42 +40,6 @@ bool awaits_sync(char tag) {
            tag == front::close;
 }
 
-// Whether a statement's text begins with COPY, after whitespace and comments: what may copy in,
-// read without a policy's analysis (pgrail without one forwards unread). Any COPY counts; one that
-// copies out or from a file ends the wait at its completion.
-bool starts_with_copy(std::string_view sql) {
-    std::size_t at = 0;
-    while (at < sql.size()) {
-        if (std::isspace(static_cast<unsigned char>(sql[at])) != 0) {
-            ++at;
-        } else if (sql.substr(at, 2) == "--") {
-            at = sql.find('\n', at);
-            if (at == std::string_view::npos) return false;
-        } else if (sql.substr(at, 2) == "/*") {
-            int depth = 0;  // PostgreSQL's comments nest
-            while (at < sql.size()) {
-                if (sql.substr(at, 2) == "/*") {
-                    ++depth;
-                    at += 2;
-                } else if (sql.substr(at, 2) == "*/") {
-                    at += 2;
-                    if (--depth == 0) break;
-                } else {
-                    ++at;
-                }
-            }
-        } else {
-            break;
-        }
-    }
-    if (sql.size() - std::min(at, sql.size()) < 4) return false;
-    for (std::size_t i = 0; i < 4; ++i)
-        if (std::tolower(static_cast<unsigned char>(sql[at + i])) != "copy"[i]) return false;
-    if (at + 4 == sql.size()) return true;
-    const auto next = static_cast<unsigned char>(sql[at + 4]);
-    return std::isalnum(next) == 0 && next != '_' && next != '$' && next < 0x80;
-}
-
 // An authentication request the client must answer: the login's turn passes to the client.
 // (0 AuthenticationOk and 12 SASLFinal leave the turn with the server.)
 bool asks_the_client(std::int32_t code) { return code != 0 && code != 12; }
@@ -262,11 +226,9 @@ bool SessionProtocol::client_inspects(char tag, std::size_t total_size) const {
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
     // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
     // while a guard watches results (pgrail's Describe goes before it).
-    const bool copies_in = every_execute_may_copy_in_ || !copy_in_statements_.empty() || !copy_in_portals_.empty();
-    return ((!deferred_.empty() || following_encoding_statements() || following_registered() || copies_in) &&
+    return ((!deferred_.empty() || following_encoding_statements() || following_registered()) &&
             (tag == front::bind || tag == front::close)) ||
-           (tag == front::execute && (guarding_ || following_encoding_statements() || !registered_portals_.empty() ||
-                                      every_execute_may_copy_in_ || !copy_in_portals_.empty()));
+           (tag == front::execute && (guarding_ || following_encoding_statements() || !registered_portals_.empty()));
 }
 
 void SessionProtocol::on_client_header(char tag) {
@@ -366,20 +328,9 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             step.function_oid = protocol::read_u32(body.data());
             return step;
         case front::bind: {
-            if (deferred_.empty() && !following_encoding_statements() && !following_registered() &&
-                copy_in_statements_.empty() && copy_in_portals_.empty())
-                break;
+            if (deferred_.empty() && !following_encoding_statements() && !following_registered()) break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
-            std::erase(copy_in_portals_, bind->portal);
-            if (std::find(copy_in_statements_.begin(), copy_in_statements_.end(), bind->statement) !=
-                copy_in_statements_.end()) {
-                if (copy_in_portals_.size() < max_followed_names) {
-                    copy_in_portals_.emplace_back(bind->portal);
-                } else {
-                    every_execute_may_copy_in_ = true;
-                }
-            }
             if (following_registered() && !bind_registered(*bind, out)) return step;
             if (every_bind_may_change_encoding_ ||
                 std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
@@ -420,11 +371,6 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 std::find(encoding_portals_.begin(), encoding_portals_.end(), body.substr(0, body.find('\0'))) !=
                     encoding_portals_.end())
                 expect_encoding_change(open_batch());
-            if (every_execute_may_copy_in_ ||
-                std::find(copy_in_portals_.begin(), copy_in_portals_.end(), body.substr(0, body.find('\0'))) !=
-                    copy_in_portals_.end())
-                if (!(batches_.size() == 1 && batch_failed_))  // (a failed batch skips it: no answer comes)
-                    copy_wait_ = CopyWait{answered_ + batches_.size() - 1, open_batch().executes_sent - 1};
             if (!registered_portals_.empty()) {
                 const auto portal = body.substr(0, body.find('\0'));
                 const auto found = std::find_if(registered_portals_.begin(), registered_portals_.end(),
@@ -471,10 +417,8 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 std::erase(encoding_statements_, target->name);
                 std::erase_if(registered_statements_,
                               [&](const RegisteredPrepared& entry) { return entry.name == target->name; });
-                std::erase(copy_in_statements_, target->name);
             } else if (target) {
                 std::erase(encoding_portals_, target->name);
-                std::erase(copy_in_portals_, target->name);
                 std::erase_if(registered_portals_,
                               [&](const RegisteredPrepared& entry) { return entry.name == target->name; });
             }
@@ -490,12 +434,6 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     // A Query drops the unnamed prepared statement (as PostgreSQL does).
     if (statement.tag == front::query && !deferred_.empty()) deferred_.erase(std::string());
     // ... and the unnamed portal; a Parse replaces a statement of its name.
-    if (statement.tag == front::query) {
-        std::erase(copy_in_statements_, std::string_view());
-        std::erase(copy_in_portals_, std::string_view());
-    } else if (statement.tag == front::parse) {
-        std::erase(copy_in_statements_, statement.parse_name);
-    }
     if (following_registered()) {
         const auto named = [](std::string_view name) {
             return [name](const RegisteredPrepared& entry) { return entry.name == name; };
@@ -542,13 +480,6 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     if (verdict.kind == GateVerdict::Kind::refuse) {
         refuse(verdict.error, statement, out, verdict.refused_offset);
         return;
-    }
-    if (statement.tag == front::parse && verdict.kind == GateVerdict::Kind::forward && starts_with_copy(statement.sql)) {
-        if (copy_in_statements_.size() < max_followed_names) {
-            copy_in_statements_.emplace_back(statement.parse_name);
-        } else {
-            every_execute_may_copy_in_ = true;
-        }
     }
     if (!verdict.migrator_statements.empty()) {
         if (statement.tag == front::parse) {
@@ -719,7 +650,6 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
         }
         case back::error_response:
             // The server skips the rest of this batch, a probe of pgrail's included.
-            if (copy_wait_ && answered_ == copy_wait_->front_at) end_copy_wait();  // no copy
             batch_failed_ = true;
             migrator_runs_.on_error();
             if (probe_ == Probe::waiting) {
@@ -741,7 +671,6 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
             }
             break;
         case back::copy_in_response:
-            if (copy_wait_) end_copy_wait();
             if (phase_ == Phase::ready) {
                 phase_ = Phase::copy_in;
                 if (!enter_copy_in()) {
@@ -761,13 +690,11 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
         case back::command_complete:
             // A COPY that completed read all that was sent before its end, the Syncs behind it too.
             copy_took_syncs_ = false;
-            [[fallthrough]];
+            ++batches_.front().completions_seen;
+            break;
         case back::empty_query_response:
         case back::portal_suspended:
-            // The copy's Execute completed without copying (not a COPY FROM STDIN after all).
-            if (++batches_.front().completions_seen > (copy_wait_ ? copy_wait_->completions : 0) && copy_wait_ &&
-                answered_ == copy_wait_->front_at)
-                end_copy_wait();
+            ++batches_.front().completions_seen;
             break;
         default:
             break;
@@ -842,7 +769,6 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
         if (phase_ == Phase::authenticating) phase_ = Phase::ready;
         events_.logged_in();
     }
-    if (copy_wait_ && answered_ > copy_wait_->front_at) end_copy_wait();  // its batch is answered
     // (copy_in ends with the client's CopyDone or CopyFail, which the server may still read.)
     if (phase_ == Phase::copy_out) phase_ = Phase::ready;
     answering_.reset();

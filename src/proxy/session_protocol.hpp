@@ -196,8 +196,6 @@ public:
     [[nodiscard]] std::uint64_t requested() const;                        // ReadyForQuery owed, in all
     [[nodiscard]] bool statement_running() const { return requested() > answered_; }
     [[nodiscard]] bool unsynced() const { return open_batch().extended; }
-    // An Execute of a COPY FROM STDIN waits for the server's start (or refusal) of the copy.
-    [[nodiscard]] bool awaiting_copy_start() const { return copy_wait_.has_value(); }
     [[nodiscard]] bool executed_since_sync() const { return open_batch().executed; }
     [[nodiscard]] char transaction_status() const { return transaction_status_; }
     // Logged in, idle outside a transaction, nothing owed or half-sent in the protocol.
@@ -394,22 +392,6 @@ private:
     std::vector<RegisteredPrepared> registered_statements_;
     std::vector<RegisteredPrepared> registered_portals_;
     bool copy_took_syncs_ = false;  // enter_copy_in() took Syncs sent behind a COPY FROM STDIN
-    // Prepared statements and portals that copy in (COPY ... FROM STDIN). At an Execute of one the
-    // session reads no more of the client until the server has started the copy (its Syncs behind
-    // are then the copy's, which the server ignores) or not (they are answered): without the wait,
-    // a copy that fails before it reads anything answers Syncs pgrail took to be ignored.
-    std::vector<std::string> copy_in_statements_;
-    std::vector<std::string> copy_in_portals_;
-    bool every_execute_may_copy_in_ = false;
-    struct CopyWait {
-        std::uint64_t front_at = 0;    // answered_ once the copy's batch is the one answered
-        std::uint32_t completions = 0;  // its batch's completions before the copy's Execute
-    };
-    std::optional<CopyWait> copy_wait_;
-    void end_copy_wait() {
-        copy_wait_.reset();
-        events_.server_answered();
-    }
     std::uint64_t batch_serial_ = 0;       // the open batch's
     std::uint64_t resolution_epoch_ = 0;
     [[nodiscard]] bool following_registered() const {
