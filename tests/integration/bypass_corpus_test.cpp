@@ -52,7 +52,7 @@ constexpr std::string_view undo_marker = "<UNDO>";
 constexpr std::string_view param_marker = "<PARAM>";
 
 // SQLSTATEs pgrail refuses with (the message must also begin "pgrail").
-const std::set<std::string> refusal_states = {"42501", "54000", "42601", "08P01", "28000", "0A000", "22021"};
+const std::set<std::string> refusal_states = {"42501", "54000", "42601", "08P01", "28000", "0A000", "22021", "55000"};
 
 // ---------------------------------------------------------------------------------------------
 // The data file
