@@ -2,6 +2,8 @@
 #include "pgrail/migrations/external_runs.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <iterator>
 #include <optional>
 #include <set>
 
@@ -9,6 +11,7 @@
 
 #include "fingerprint_internal.hpp"
 #include "internal.hpp"
+#include "lint_internal.hpp"
 #include "pgrail/migrations/runner.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/analyzer.hpp"
@@ -97,6 +100,65 @@ std::optional<std::string> unconfirmed_effect(pqxx::work& tx,
     return std::nullopt;
 }
 
+// Every name the completed scripts hold: each string of their parse trees (relations, new names
+// of renames, columns, indexes, constraints, types, functions, schemas, constants) and each word
+// in one (a DO block's or a function's body), folded to lower case as unquoted names are.
+std::set<std::string> names_mentioned(const std::vector<std::pair<const Migration*, Direction>>& complete) {
+    std::set<std::string> names;
+    const auto add_words = [&](std::string_view text) {
+        names.emplace(text);
+        std::string word;
+        for (const char c : text) {
+            const auto byte = static_cast<unsigned char>(c);
+            if (std::isalnum(byte) || c == '_' || c == '$' || byte >= 0x80) {
+                word += static_cast<char>(std::tolower(byte));
+            } else if (!word.empty()) {
+                names.insert(word);
+                word.clear();
+            }
+        }
+        if (!word.empty()) names.insert(word);
+    };
+    for (const auto& [migration, direction] : complete) {
+        const lint_detail::ParsedScript parsed(direction == Direction::up ? migration->up : migration->down);
+        for (const lint_detail::Stmt& statement : parsed.statements()) {
+            std::vector<lint_detail::Node> pending{statement.body};
+            while (!pending.empty()) {
+                const lint_detail::Node node = pending.back();
+                pending.pop_back();
+                if (node.is_string()) add_words(node.text());
+                else if (node.is_structured())
+                    for (const lint_detail::Node child : node) pending.push_back(child);
+            }
+        }
+    }
+    return names;
+}
+
+// What the run changed: the lines that differ between the baseline and the live schema and are
+// about a name its scripts mention (names_of_line). The rest changed around pgrail, or in a
+// script that did not run to its end, and stays schema drift: recording the live schema whole
+// would accept it unseen. Nothing when the baseline cannot be moved line by line (none yet, or
+// read with other exclusions): the live schema is recorded then.
+std::optional<SchemaChange> run_change(pqxx::work& tx,
+                                       const std::vector<std::pair<const Migration*, Direction>>& complete,
+                                       const std::vector<std::string>& bookkeeping_tables) {
+    const std::string exclusions = detail::fingerprint_exclusions(tx, bookkeeping_tables);
+    const auto baseline =
+        tx.exec("SELECT excluded, description FROM pgrail.schema_fingerprints ORDER BY id DESC LIMIT 1");
+    if (baseline.empty() || baseline[0][0].as<std::string>() != exclusions) return std::nullopt;
+    const auto all = change_between(baseline[0][1].as<std::string>(), detail::live_schema_description(tx, exclusions));
+    const auto names = names_mentioned(complete);
+    const auto mentioned = [&](const std::string& line) {
+        const auto about = names_of_line(line);
+        return std::any_of(about.begin(), about.end(), [&](const std::string& name) { return names.count(name) > 0; });
+    };
+    SchemaChange change;
+    std::copy_if(all.added.begin(), all.added.end(), std::back_inserter(change.added), mentioned);
+    std::copy_if(all.removed.begin(), all.removed.end(), std::back_inserter(change.removed), mentioned);
+    return change;
+}
+
 }  // namespace
 
 std::vector<std::pair<const Migration*, Direction>> advance_external_progress(
@@ -183,7 +245,8 @@ std::vector<ExternalRun> record_external_runs(const Runner& runner, const std::v
             detail::record_fingerprint(tx,
                                        fmt::format("{} {}_{} ({})", last.second == Direction::up ? "applied" : "rolled_back",
                                                    last.first->version, last.first->name, detail),
-                                       last.first->version, by, options.bookkeeping_tables);
+                                       last.first->version, by, options.bookkeeping_tables,
+                                       run_change(tx, complete, options.bookkeeping_tables));
         }
         tx.commit();
     } catch (...) {

@@ -207,6 +207,63 @@ std::vector<std::string> lines_missing_from(std::string_view description, std::s
     return out;
 }
 
+SchemaChange change_between(std::string_view before, std::string_view after) {
+    return {lines_missing_from(after, before), lines_missing_from(before, after)};
+}
+
+std::string moved_description(std::string_view baseline, const SchemaChange& change) {
+    // Every input is sorted bytewise (std::string's order is unsigned bytes, as COLLATE "C").
+    std::vector<std::string_view> removed(change.removed.begin(), change.removed.end());
+    std::vector<std::string_view> added(change.added.begin(), change.added.end());
+    std::sort(removed.begin(), removed.end());
+    std::sort(added.begin(), added.end());
+    const auto lines = lines_of(baseline);
+    std::vector<std::string_view> kept;
+    std::set_difference(lines.begin(), lines.end(), removed.begin(), removed.end(), std::back_inserter(kept));
+    std::vector<std::string_view> moved;
+    std::set_union(kept.begin(), kept.end(), added.begin(), added.end(), std::back_inserter(moved));
+    std::string out;
+    for (const auto line : moved) {
+        if (!out.empty()) out += '\n';
+        out += line;
+    }
+    return out;
+}
+
+std::vector<std::string> names_of_line(std::string_view line) {
+    std::vector<std::string> names;
+    if (line.starts_with("schema ")) {
+        std::size_t at = 7;
+        if (auto name = read_identifier(line, at)) names.push_back(std::move(*name));
+        return names;
+    }
+    auto subject = fingerprint_subject(line);
+    if (!subject) return names;
+    names.push_back(subject->second);
+    if (line.starts_with("index ")) {
+        // "index s.i: CREATE [UNIQUE] INDEX i ON [ONLY] s.t USING ...": the table is named too.
+        std::size_t at = line.find(" INDEX ");
+        if (at != std::string_view::npos) {
+            at += 7;
+            if (line.substr(at).starts_with("CONCURRENTLY ")) at += 13;
+            if (read_identifier(line, at) && line.substr(at).starts_with(" ON ")) {
+                at += 4;
+                if (line.substr(at).starts_with("ONLY ")) at += 5;
+                if (read_identifier(line, at) && at < line.size() && line[at] == '.') {
+                    ++at;
+                    if (auto table = read_identifier(line, at)) names.push_back(std::move(*table));
+                }
+            }
+        }
+    } else if (line.starts_with("sequence ") && subject->second.ends_with("_seq")) {
+        // An implicit sequence is named table_column_seq: each prefix before an underscore may be the table.
+        const std::string& name = subject->second;
+        for (std::size_t at = name.find('_'); at != std::string::npos; at = name.find('_', at + 1))
+            if (at > 0) names.push_back(name.substr(0, at));
+    }
+    return names;
+}
+
 std::string SchemaDrift::detail() const {
     if (!error.empty()) return fmt::format("the live schema could not be compared with the ledger: {}", error);
     if (!drifted) return {};
@@ -246,14 +303,29 @@ std::string live_schema_description(pqxx::transaction_base& tx, const std::strin
     return tx.exec_params1(description_sql, excluded)[0].as<std::string>();
 }
 
-void record_fingerprint(pqxx::transaction_base& tx, const std::string& reason, const std::string& version,
-                        const std::string& by, const std::vector<std::string>& tables) {
+std::string fingerprint_exclusions(pqxx::transaction_base& tx, const std::vector<std::string>& tables) {
     std::string excluded = excluded_list(tables);
     if (excluded.empty()) {
         const auto previous = tx.exec("SELECT excluded FROM pgrail.schema_fingerprints ORDER BY id DESC LIMIT 1");
         if (!previous.empty()) excluded = previous[0][0].as<std::string>();
     }
-    const std::string description = live_schema_description(tx, excluded);
+    return excluded;
+}
+
+void record_fingerprint(pqxx::transaction_base& tx, const std::string& reason, const std::string& version,
+                        const std::string& by, const std::vector<std::string>& tables,
+                        const std::optional<SchemaChange>& change) {
+    const std::string excluded = fingerprint_exclusions(tx, tables);
+    std::optional<std::string> moved;
+    if (change) {
+        // The previous baseline moved by the change alone (read with the same exclusions: else
+        // it cannot be moved line by line, and the live schema is recorded).
+        const auto previous =
+            tx.exec("SELECT excluded, description FROM pgrail.schema_fingerprints ORDER BY id DESC LIMIT 1");
+        if (!previous.empty() && previous[0][0].as<std::string>() == excluded)
+            moved = moved_description(previous[0][1].as<std::string>(), *change);
+    }
+    const std::string description = moved ? std::move(*moved) : live_schema_description(tx, excluded);
     tx.exec_params0("INSERT INTO pgrail.schema_fingerprints (by, reason, version, excluded, sha256, description) "
                     "VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6)",
                     by, reason, version, excluded, sha256_hex(description), description);

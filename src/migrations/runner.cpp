@@ -650,6 +650,19 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
     intent["direction"] = to_string(direction);
     intent.erase("outcome");
     write_audit(options, intent);
+    // The schema before the step: the baseline is then moved by what the step changed alone, and
+    // a change made around pgrail before it stays schema drift (recording the live schema whole
+    // would accept it unseen). Changes by others while the step runs count as the step's.
+    std::string exclusions;
+    std::string before;
+    {
+        pqxx::read_transaction tx(conn);
+        exclusions = detail::fingerprint_exclusions(tx, options.bookkeeping_tables);
+        before = detail::live_schema_description(tx, exclusions);
+    }
+    const auto change_since_before = [&](pqxx::transaction_base& tx) {
+        return change_between(before, detail::live_schema_description(tx, exclusions));
+    };
     const auto started = std::chrono::steady_clock::now();
     const auto failure = detail::run_script(
         conn, script, {options.lock_timeout, options.statement_timeout},
@@ -667,7 +680,8 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
                                  duration, "");
             // The schema as this step left it: status compares the live schema with it (schema drift).
             detail::record_fingerprint(tx, fmt::format("{} {}_{}", event, migration.version, migration.name),
-                                       migration.version, actor, options.bookkeeping_tables);
+                                       migration.version, actor, options.bookkeeping_tables,
+                                       change_since_before(tx));
         },
         options.abandoned);
     const auto duration = elapsed_ms(started);
@@ -695,7 +709,8 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
             // (the partial state explains them; they are no schema drift).
             if (done > 0)
                 detail::record_fingerprint(tx, fmt::format("failed {}_{} partway", migration.version, migration.name),
-                                           migration.version, actor, options.bookkeeping_tables);
+                                           migration.version, actor, options.bookkeeping_tables,
+                                           change_since_before(tx));
             tx.commit();
         };
         bool recorded = false;

@@ -413,6 +413,57 @@ TEST_CASE("the owner's hand-run up and down statements through pgrail are record
     CHECK(audit.find("\"external\":true") != std::string::npos);
 }
 
+TEST_CASE("a run through pgrail records its own change only: what changed around pgrail before it stays drift",
+          "[ledger_truth][drift]") {
+    LedgerProxy proxy;
+    auto agent = proxy.connect("agent", "agent");
+    auto owner = proxy.connect("app_owner", "handwork");
+    // A first baseline, then a superuser changes the schema straight at PostgreSQL.
+    REQUIRE(run(agent.get(), "SELECT * FROM pgrail.migrate_up()").at(0).status == "PGRES_TUPLES_OK");
+    REQUIRE(run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + seed_version + "')").at(0).status ==
+            "PGRES_TUPLES_OK");
+    CHECK(state_of(agent.get(), "(schema)") == "<none>");
+    Conn around(PQconnectdb(proxy.db.conninfo_for("postgres").c_str()));
+    REQUIRE(PQstatus(around.get()) == CONNECTION_OK);
+    REQUIRE(run(around.get(), "CREATE TABLE public.notes (id serial PRIMARY KEY, body text)").at(0).status ==
+            "PGRES_COMMAND_OK");
+    REQUIRE(run(around.get(), "ALTER TABLE profiles ADD COLUMN nickname text").at(0).status == "PGRES_COMMAND_OK");
+    const auto drift_names_only_what_changed_around = [&] {
+        const auto detail = schema_detail(agent.get());
+        INFO(detail);
+        CHECK(state_of(agent.get(), "(schema)") == "drifted");
+        CHECK_THAT(detail, Catch::Contains("table public.notes") && Catch::Contains("public.notes_pkey") &&
+                               Catch::Contains("public.notes_id_seq") &&
+                               Catch::Contains("column public.profiles.nickname"));
+        CHECK_THAT(detail, !Catch::Contains("column public.profiles.timezone"));
+    };
+    drift_names_only_what_changed_around();
+
+    // pgrail's runner (in band): applied and rolled back, the drift stays as it was.
+    REQUIRE(run(agent.get(), "SELECT * FROM pgrail.migrate_up()").at(0).status == "PGRES_TUPLES_OK");
+    CHECK(proxy.db.timezone_columns() == "1");
+    CHECK(state_of(agent.get(), "add_profiles_timezone") == "applied");
+    drift_names_only_what_changed_around();
+    REQUIRE(run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + seed_version + "')").at(0).status ==
+            "PGRES_TUPLES_OK");
+    drift_names_only_what_changed_around();
+
+    // A migrator session's run (the owner by hand): recorded, and the drift stays too. (The run
+    // names profiles, so a change around pgrail to profiles made before it counts as the run's:
+    // only the unrelated table is left to see.)
+    REQUIRE(run(owner.get(), "ALTER TABLE profiles ADD COLUMN timezone text").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(state_of(owner.get(), "add_profiles_timezone") == "applied");
+    const auto detail = schema_detail(agent.get());
+    INFO(detail);
+    CHECK(state_of(agent.get(), "(schema)") == "drifted");
+    CHECK_THAT(detail, Catch::Contains("table public.notes") && !Catch::Contains("column public.profiles.timezone") &&
+                           !Catch::Contains("column public.profiles.nickname"));
+
+    // Undone around pgrail, the drift is gone: the baseline never took it in.
+    REQUIRE(run(around.get(), "DROP TABLE public.notes").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(state_of(agent.get(), "(schema)") == "<none>");
+}
+
 TEST_CASE("a schema changed around pgrail shows as schema drift, named, until accepted", "[ledger_truth][drift]") {
     LedgerProxy proxy;
     auto agent = proxy.connect("agent", "agent");

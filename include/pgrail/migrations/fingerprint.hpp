@@ -46,4 +46,20 @@ struct SchemaDrift {
 // The lines of a description that are not in `other` (both sorted as the catalog query sorts them).
 [[nodiscard]] std::vector<std::string> lines_missing_from(std::string_view description, std::string_view other);
 
+// What one step changed, as lines of the description.
+struct SchemaChange {
+    std::vector<std::string> added;
+    std::vector<std::string> removed;
+};
+[[nodiscard]] SchemaChange change_between(std::string_view before, std::string_view after);
+
+// `baseline` moved by `change`: its removed lines taken out, its added lines put in, sorted. A
+// baseline moved by what a step changed keeps showing what changed around it as drift.
+[[nodiscard]] std::string moved_description(std::string_view baseline, const SchemaChange& change);
+
+// The names a line is about, to tell whether a run that names them made it: the object's (a
+// column's, constraint's, trigger's or policy's table), an index's table too, and for a
+// sequence named like an implicit one (table_column_seq) each name before an underscore.
+[[nodiscard]] std::vector<std::string> names_of_line(std::string_view line);
+
 }  // namespace pgrail::migrations

@@ -77,3 +77,43 @@ TEST_CASE("fingerprint helpers: the lines one description has and the other not;
                            Catch::Contains("changed or gone since: index public.t_a") &&
                            Catch::Contains("--accept-schema") && Catch::EndsWith("+column public.t.b text null\n"));
 }
+
+TEST_CASE("fingerprint helpers: a baseline moved by one step's change keeps what changed around it",
+          "[fingerprint]") {
+    // Around pgrail, before the step: a table `notes` appeared. The step adds profiles.tz.
+    const std::string baseline = "column public.profiles.id integer not null\ntable public.profiles";
+    const std::string before = "column public.notes.a text null\ncolumn public.profiles.id integer not null\n"
+                               "table public.notes\ntable public.profiles";
+    const std::string after = "column public.notes.a text null\ncolumn public.profiles.id integer not null\n"
+                              "column public.profiles.tz text null\ntable public.notes\ntable public.profiles";
+    const auto change = change_between(before, after);
+    CHECK(change.added == std::vector<std::string>{"column public.profiles.tz text null"});
+    CHECK(change.removed.empty());
+    const auto moved = moved_description(baseline, change);
+    CHECK(moved == "column public.profiles.id integer not null\ncolumn public.profiles.tz text null\n"
+                   "table public.profiles");
+    // `notes` is still drift against the moved baseline.
+    CHECK(lines_missing_from(after, moved) ==
+          std::vector<std::string>{"column public.notes.a text null", "table public.notes"});
+    // A removal and a change of type: out, and in with the new line.
+    const auto back = moved_description(moved, change_between(after, before));
+    CHECK(back == baseline);
+    CHECK(moved_description("", {{"table public.t"}, {}}) == "table public.t");
+    CHECK(moved_description("table public.t", {{}, {"table public.t"}}).empty());
+}
+
+TEST_CASE("fingerprint helpers: the names a line is about", "[fingerprint]") {
+    using Names = std::vector<std::string>;
+    CHECK(names_of_line("column public.profiles.timezone text null") == Names{"profiles"});
+    CHECK(names_of_line("schema staging") == Names{"staging"});
+    CHECK(names_of_line("schema \"My Schema\"") == Names{"My Schema"});
+    CHECK(names_of_line("index public.profiles_pkey: CREATE UNIQUE INDEX profiles_pkey ON public.profiles USING "
+                        "btree (id)") == Names{"profiles_pkey", "profiles"});
+    CHECK(names_of_line("index s.\"i ON x\": CREATE INDEX \"i ON x\" ON ONLY \"S\".\"T t\" USING btree (a)") ==
+          Names{"i ON x", "T t"});
+    CHECK(names_of_line("sequence public.user_accounts_id_seq: bigint increment 1") ==
+          Names{"user_accounts_id_seq", "user", "user_accounts", "user_accounts_id"});
+    CHECK(names_of_line("sequence public.counter: bigint increment 1") == Names{"counter"});
+    CHECK(names_of_line("function public.f(a integer) returns integer kind f body md5 x") == Names{"f"});
+    CHECK(names_of_line("").empty());
+}
