@@ -1,6 +1,7 @@
 // The operator's HTTP listener: /metrics, /healthz, /readyz (Boost.Beast, one request per connection).
 #include "health_http.hpp"
 
+#include <list>
 #include <optional>
 
 #include <boost/asio/as_tuple.hpp>
@@ -32,8 +33,10 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto request_timeout = std::chrono::seconds(5);
 constexpr std::uint64_t max_request_bytes = 8192;
-// Answered at once: a probe or scrape is one short request. More waiting at a time (each up to
-// request_timeout) are closed unanswered, so that no caller can take the process's descriptors.
+// Answered at once: a probe or scrape is one short request. At most this many are open at a time
+// (each up to request_timeout), so that no caller can take the process's descriptors; past it, the
+// connection that has waited longest for its request is closed to make room, so that callers who
+// send nothing cannot keep the orchestrator's probes out.
 constexpr std::size_t max_open_connections = 64;
 
 }  // namespace
@@ -44,6 +47,8 @@ struct HealthHttp::Impl {
     std::function<std::string()> policy_state;
     tcp::acceptor acceptor;
     std::size_t open_connections = 0;  // (main_context runs on one thread)
+    // Connections still reading their request, oldest first; an evicted one's flag turns false.
+    std::list<std::pair<beast::tcp_stream*, bool*>> reading;
 
     Impl(asio::io_context& io, const config::ServeConfig& serve, std::function<std::string()> state)
         : context(io), config(serve), policy_state(std::move(state)), acceptor(io) {}
@@ -108,8 +113,11 @@ struct HealthHttp::Impl {
         http::request_parser<http::empty_body> parser;
         parser.header_limit(max_request_bytes);
         parser.body_limit(0);
+        bool listed = true;
+        const auto place = reading.insert(reading.end(), {&stream, &listed});
         auto [read_ec, read_bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
         (void)read_bytes;
+        if (listed) reading.erase(place);
         if (read_ec) co_return;
         const auto& request = parser.get();
         http::response<http::string_body> response;
@@ -162,9 +170,16 @@ struct HealthHttp::Impl {
                 continue;
             }
             if (open_connections >= max_open_connections) {
-                boost::system::error_code ignored;
-                socket.close(ignored);
-                continue;
+                if (reading.empty()) {  // all are being answered (each within request_timeout)
+                    boost::system::error_code ignored;
+                    socket.close(ignored);
+                    continue;
+                }
+                // The oldest caller still sending nothing makes room (its read ends at once).
+                auto [stream, listed] = reading.front();
+                reading.pop_front();
+                *listed = false;
+                stream->close();
             }
             ++open_connections;
             asio::co_spawn(context, answer(std::move(socket)), asio::detached);
