@@ -670,7 +670,7 @@ void PolicyGate::catalog_changed() {
 }
 
 PolicyGate::Resolved PolicyGate::resolve(const std::shared_ptr<const policy::Policy>& policy, const policy::Rule& rule,
-                                         const std::string& database) {
+                                         const std::string& database, bool after_check) {
     const auto& guards = rule.guards;
     std::shared_ptr<const CatalogSnapshot> snapshot;
     std::string error;
@@ -678,7 +678,11 @@ PolicyGate::Resolved PolicyGate::resolve(const std::shared_ptr<const policy::Pol
         if (!catalogs_) {
             error = "no catalog connection is configured (catalog.conninfo, or migrations.migrator)";
         } else {
-            snapshot = catalogs_->snapshot(database, &error);  // may load it: the first time only
+            // The check before a result read this snapshot or an older one, so the newest one
+            // held serves its guard; a load there would stall an I/O thread (one that an
+            // invalidate() between the two would otherwise cause).
+            if (after_check) snapshot = catalogs_->loaded_snapshot(database);
+            if (!snapshot) snapshot = catalogs_->snapshot(database, &error);  // may load it
         }
     }
     const std::uint64_t version = snapshot ? snapshot->version : 0;
@@ -727,7 +731,7 @@ std::shared_ptr<const ResultGuard> PolicyGate::result_guard(const SessionContext
     if (!state.policy->has_result_guards) return nullptr;
     const auto& rule = state.policy->rule_for(session);
     if (rule.guards.sensitive.empty() && rule.guards.max_rows.limit == 0) return nullptr;
-    return resolve(state.policy, rule, session.database).guard;
+    return resolve(state.policy, rule, session.database, true).guard;
 }
 
 bool PolicyGate::audit_result_event(const SessionContext& session, const ResultEvent& result) {

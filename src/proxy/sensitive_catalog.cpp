@@ -365,6 +365,12 @@ bool SensitiveCatalogs::ready(const std::string& database) {
            std::chrono::steady_clock::now() - entry.last_attempt < std::chrono::seconds(1);
 }
 
+std::shared_ptr<const CatalogSnapshot> SensitiveCatalogs::loaded_snapshot(const std::string& database) {
+    std::lock_guard lock(mutex_);
+    const auto at = entries_.find(database);
+    return at == entries_.end() ? nullptr : at->second->snapshot;
+}
+
 std::shared_ptr<const CatalogSnapshot> SensitiveCatalogs::snapshot(const std::string& database, std::string* error) {
     using clock = std::chrono::steady_clock;
     std::shared_ptr<Entry> entry;

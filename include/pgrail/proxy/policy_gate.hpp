@@ -87,8 +87,10 @@ private:
         std::shared_ptr<const ResultGuard> guard;         // null: results pass untouched
         std::string error;
     };
+    // `after_check`: for a statement the check has passed (on an I/O thread): the newest catalog
+    // loaded serves, without loading one unless none is held.
     Resolved resolve(const std::shared_ptr<const policy::Policy>& policy, const policy::Rule& rule,
-                     const std::string& database);
+                     const std::string& database, bool after_check = false);
     nlohmann::json masking_event(const SessionContext& session, const policy::Decision& decision,
                                  const sql::Analysis& analysis, std::string_view sql) const;
 

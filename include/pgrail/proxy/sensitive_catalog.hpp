@@ -104,6 +104,10 @@ public:
     // one is returned and reloaded in the background. Null when it cannot be had: `error` (if
     // given) says why; a failed load is tried again at most once a second.
     [[nodiscard]] std::shared_ptr<const CatalogSnapshot> snapshot(const std::string& database, std::string* error);
+    // The newest snapshot loaded of `database`, whatever its generation, never loading one: for
+    // an I/O thread that needs the catalog a check it follows has read (that check read this
+    // one or an older one). Null when none was ever loaded.
+    [[nodiscard]] std::shared_ptr<const CatalogSnapshot> loaded_snapshot(const std::string& database);
     // Every snapshot is out of date (a migration applied, SIGHUP): the next snapshot() of each
     // database loads it afresh.
     void invalidate();
