@@ -61,7 +61,10 @@ std::string invalid_length(const protocol::FrameHeader& header) {
 
 Session::Session(Stream client, ServerShared& shared)
     : shared_(shared), client_(std::move(client)), server_(Stream(client_.get_executor())),
-      protocol_(*this, shared.gate, shared.cancel_registry, shared.refusal_marker),
+      // A row held whole comes out of max_buffered_size (with the client's long messages): one
+      // that could never fit it ends the session at once rather than after a wait.
+      protocol_(*this, shared.gate, shared.cancel_registry, shared.refusal_marker,
+                std::min<std::size_t>(SessionProtocol::default_max_result_row, shared.config.max_buffered_size / 2)),
       started_(std::chrono::steady_clock::now()),
       first_ready_signal_(client_.get_executor(), asio::steady_timer::time_point::max()),
       ready_signal_(client_.get_executor()), login_timer_(client_.get_executor()),
@@ -525,7 +528,7 @@ awaitable<error_code> Session::read_more(Inbound& in) {
 // ends with out_of_memory, as no wait may last forever. False when the session must end.
 awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     if (in.buffer.prepare(total)) co_return true;
-    const auto& budget = shared_.client_buffers;
+    const auto& budget = shared_.held_messages;
     spdlog::warn("session {}: a message of {} bytes waits for buffer space ({} of max_buffered_size {} bytes held)",
                  context_.session_id, total, budget.used(), budget.limit());
     const auto timeout = buffered_message_timeout();

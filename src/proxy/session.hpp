@@ -54,7 +54,7 @@ enum class ShutdownMode : std::uint8_t { none, graceful, immediate };
 // What every session shares; lives as long as the server.
 struct ServerShared {
     explicit ServerShared(config::ServeConfig serve_config)
-        : config(std::move(serve_config)), client_buffers(config.max_buffered_size),
+        : config(std::move(serve_config)), held_messages(config.max_buffered_size),
           refusal_pacer(config.audit_refusal_bytes_per_second, config.audit_refusal_burst_bytes) {}
     config::ServeConfig config;
     std::shared_ptr<StatementGate> gate;
@@ -68,7 +68,7 @@ struct ServerShared {
     FairPool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts), each role in turn
     boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
     CancelRegistry cancel_registry;
-    BufferBudget client_buffers;  // whole client messages held for inspection, by all sessions
+    BufferBudget held_messages;  // whole messages held for inspection (a client's, a result row), by all sessions
     RefusalPacer refusal_pacer;   // each login's refusals, answered at most so fast (refusal_pacer.hpp)
     std::shared_ptr<PendingLogins> pending_logins =
         std::make_shared<PendingLogins>(config.max_pending_logins_per_address);
@@ -218,8 +218,10 @@ private:
     std::shared_ptr<const TlsContextSet> tls_;  // the generation current when the session began (null: none)
     std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
     std::chrono::steady_clock::time_point started_;
-    Inbound from_client_{client_, &shared_.client_buffers};
-    Inbound from_server_{server_, nullptr};  // the server's inspected frames are short
+    Inbound from_client_{client_, &shared_.held_messages};
+    // The server's frames held whole (a masked or limited result's rows, up to 64 MiB) come out
+    // of the same budget as the client's long messages.
+    Inbound from_server_{server_, &shared_.held_messages};
     Outbound to_server_;
     Outbound to_client_;
 

@@ -78,9 +78,10 @@ std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage&
 }  // namespace
 
 SessionProtocol::SessionProtocol(SessionEvents& events, std::shared_ptr<StatementGate> gate,
-                                 CancelRegistry& cancel_registry, std::string refusal_marker)
+                                 CancelRegistry& cancel_registry, std::string refusal_marker,
+                                 std::size_t max_result_row)
     : events_(events), gate_(std::move(gate)), cancel_registry_(cancel_registry),
-      refusal_marker_(std::move(refusal_marker)) {
+      refusal_marker_(std::move(refusal_marker)), max_result_row_(max_result_row) {
     batches_.emplace_back();
 }
 

@@ -116,8 +116,10 @@ enum class Probe : std::uint8_t { none, waiting, answered, skipped };
 
 class SessionProtocol {
 public:
+    // `max_result_row`: the longest row of a masked or limited result pgrail holds whole.
     SessionProtocol(SessionEvents& events, std::shared_ptr<StatementGate> gate, CancelRegistry& cancel_registry,
-                    std::string refusal_marker);
+                    std::string refusal_marker, std::size_t max_result_row = default_max_result_row);
+    static constexpr std::size_t default_max_result_row = 64u << 20;  // 64 MiB
     ~SessionProtocol();
     SessionProtocol(const SessionProtocol&) = delete;
     SessionProtocol& operator=(const SessionProtocol&) = delete;
@@ -337,6 +339,7 @@ private:
     std::shared_ptr<StatementGate> gate_;
     CancelRegistry& cancel_registry_;
     const std::string refusal_marker_;  // "pgrail_refused_<random>_": names the failing stand-in
+    const std::size_t max_result_row_;
     SessionContext context_;
     Phase phase_ = Phase::startup;
     bool ssl_answered_ = false;  // each encryption request is answered once

@@ -24,7 +24,6 @@ namespace pgrail::proxy {
 
 namespace {
 
-constexpr std::size_t max_result_row = 64u << 20;     // 64 MiB
 constexpr std::size_t max_inspected_end = 64 * 1024;  // an ErrorResponse pgrail reads whole
 
 }  // namespace
@@ -132,15 +131,15 @@ bool SessionProtocol::result_inspects(std::size_t total_size) {
             return false;
         case ResultFrame::mask:
         case ResultFrame::drop:
-            if (total_size > max_result_row && !result_row_too_long_) {
+            if (total_size > max_result_row_ && !result_row_too_long_) {
                 result_row_too_long_ = true;
                 spdlog::error("session {}: a row of {} bytes in a result under rule {} is longer than pgrail holds "
                               "({} bytes): ending the session",
-                              context_.session_id, total_size, result_.guard->rule, max_result_row);
+                              context_.session_id, total_size, result_.guard->rule, max_result_row_);
                 end(sqlstate::program_limit_exceeded,
                     fmt::format("pgrail: a row of {} bytes in a masked or limited result is longer than pgrail holds "
-                                "in memory ({} MiB)",
-                                total_size, max_result_row >> 20));
+                                "in memory ({} bytes)",
+                                total_size, max_result_row_));
             }
             return true;
         case ResultFrame::end:

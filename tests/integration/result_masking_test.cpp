@@ -3,6 +3,9 @@
 // COPY, and a large result streamed through masking in bounded memory.
 #include <arpa/inet.h>
 
+#include <atomic>
+#include <thread>
+
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -62,13 +65,13 @@ struct MaskDb {
         return conn;
     }
     // pgrail with `rules` (YAML list items), the masking key, the catalog and an audit file.
-    [[nodiscard]] std::unique_ptr<PgrailProcess> start(const std::string& rules) const {
+    [[nodiscard]] std::unique_ptr<PgrailProcess> start(const std::string& rules, const std::string& more = "") const {
         write_file(dir + "/policy.yaml", "version: 1\nmasking: {key_file: " + dir + "/mask.key}\nrules:\n" + rules +
                                              "  - name: rest\n");
         return std::make_unique<PgrailProcess>(
             "policy: " + dir + "/policy.yaml\naudit: {file: " + dir +
             "/audit.jsonl}\ncatalog: {conninfo: \"host=127.0.0.1 port=" + std::to_string(Cluster::get().pg_port) +
-            " user=app_owner password=app_owner\"}\n");
+            " user=app_owner password=app_owner\"}\n" + more);
     }
     [[nodiscard]] std::string audit() const { return read_file(dir + "/audit.jsonl"); }
 };
@@ -527,9 +530,45 @@ TEST_CASE("a masked row longer than 64 MiB ends the session with FATAL 54000", "
     // libpq reports the FATAL, then the closed connection, in one message.
     CHECK_THAT(std::string(PQerrorMessage(agent.get())),
                Catch::Contains("FATAL:  pgrail: a row of 70000017 bytes in a masked or limited result is longer "
-                               "than pgrail holds in memory (64 MiB)"));
+                               "than pgrail holds in memory (67108864 bytes)"));
     CHECK(PQstatus(agent.get()) == CONNECTION_BAD);
     CHECK(vm_hwm_kib(pgrail->pid()) < hwm_bound_kib);
+}
+
+TEST_CASE("masked rows held whole take their bytes from max_buffered_size", "[masking]") {
+    MaskDb db;
+    auto owner = db.direct("app_owner");
+    REQUIRE(run(owner.get(), "INSERT INTO mt_big VALUES (-2, 'three', repeat('M', 3000000)), "
+                             "(-3, 'five', repeat('N', 6000000))")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
+    // 10 MiB for all sessions' long messages and rows: a row held whole is at most half of it.
+    const auto pgrail = db.start(masking_rules(), "max_message_size: 1048576\nmax_buffered_size: 10485760\n");
+    auto agent = db.through(*pgrail, "agent");
+    // 3 MB fits: masked whole, within the budget.
+    const auto fits = run(agent.get(), "SELECT secret, payload FROM mt_big WHERE id = -2").at(0);
+    REQUIRE(fits.rows.size() == 1);
+    CHECK(fits.rows[0][0]->size() == 34);
+    CHECK(fits.rows[0][1]->size() == 3000000);
+    // 6 MB would take more than half the budget: the session ends, as for a row past 64 MiB.
+    const auto ended = run(agent.get(), "SELECT secret, payload FROM mt_big WHERE id = -3");
+    REQUIRE_FALSE(ended.empty());
+    CHECK(ended.back().status == "PGRES_FATAL_ERROR");
+    CHECK_THAT(std::string(PQerrorMessage(agent.get())),
+               Catch::Contains("than pgrail holds in memory (5242880 bytes)"));
+    // Four sessions reading 3 MB masked rows at once share the 10 MiB: each is answered in turn.
+    std::vector<std::thread> readers;
+    std::atomic<int> answered{0};
+    for (int i = 0; i < 4; ++i)
+        readers.emplace_back([&] {
+            auto reader = db.through(*pgrail, "agent");
+            for (int round = 0; round < 5; ++round) {
+                const auto result = run(reader.get(), "SELECT secret, payload FROM mt_big WHERE id = -2");
+                if (!result.empty() && result[0].rows.size() == 1 && result[0].rows[0][0]->size() == 34) ++answered;
+            }
+        });
+    for (auto& reader : readers) reader.join();
+    CHECK(answered == 20);
 }
 
 
