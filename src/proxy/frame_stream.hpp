@@ -59,16 +59,18 @@ struct FrameReader {
 
 // What next_frame() found at the front of a FrameReader's buffer.
 struct NextFrame {
-    enum class Kind { need_more, invalid, frame };
+    enum class Kind { need_more, invalid, frame, held };
     Kind kind = Kind::need_more;
     protocol::HeaderResult header;
     std::string_view frame;  // Kind::frame: the whole frame, tag included
 };
 
 // The next frame pgrail must read whole. Frames before it that need no inspection are
-// forwarded as they stream in, even partially; `on_header` sees each frame's tag once.
-template <class Inspect, class OnHeader>
-NextFrame next_frame(FrameReader& in, Outbound& out, std::uint32_t max_size, Inspect inspect, OnHeader on_header) {
+// forwarded as they stream in, even partially; `on_header` sees each frame's tag once. Between
+// two frames, `hold()` true stops it (Kind::held) before the next frame's header is read.
+template <class Inspect, class OnHeader, class Hold = bool (*)()>
+NextFrame next_frame(FrameReader& in, Outbound& out, std::uint32_t max_size, Inspect inspect, OnHeader on_header,
+                     Hold hold = [] { return false; }) {
     in.needed = 0;
     while (true) {
         const auto pending = in.buffer.pending();
@@ -81,6 +83,10 @@ NextFrame next_frame(FrameReader& in, Outbound& out, std::uint32_t max_size, Ins
             continue;
         }
         NextFrame next;
+        if (!in.header_seen && hold()) {
+            next.kind = NextFrame::Kind::held;
+            return next;
+        }
         next.header = protocol::read_header(pending, max_size);
         if (next.header.status == protocol::FrameStatus::need_more) return next;
         if (next.header.status == protocol::FrameStatus::invalid) {

@@ -590,6 +590,7 @@ awaitable<void> Session::client_to_server() {
     const auto max_size = shared_.config.max_message_size;
     const auto inspect = [this](char tag, std::size_t size) { return protocol_.client_inspects(tag, size); };
     const auto on_header = [this](char tag) { protocol_.on_client_header(tag); };
+    const auto hold = [this] { return protocol_.holding_client(); };
     while (true) {
         if (auto ec = co_await read_more(in)) {
             co_await client_gone(in);
@@ -610,7 +611,14 @@ awaitable<void> Session::client_to_server() {
                     co_return;
                 }
             }
-            const auto next = next_frame(in, to_server_, max_size, inspect, on_header);
+            const auto next = next_frame(in, to_server_, max_size, inspect, on_header, hold);
+            if (next.kind == NextFrame::Kind::held) {
+                if (!co_await settle_copy()) {
+                    if (client_hung_up()) co_await client_gone(in);
+                    co_return;
+                }
+                continue;
+            }
             if (next.kind == NextFrame::Kind::need_more) break;
             if (next.kind == NextFrame::Kind::invalid) {
                 spdlog::warn("session {}: refused message from {}: {} (header {})", context_.session_id,
@@ -855,7 +863,24 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::refuse_in_transaction(
 }
 
 awaitable<bool> Session::wait_for_server(std::uint64_t count, bool probe) {
-    const auto done = [&] { return protocol_.answered() >= count && (!probe || protocol_.probe() != Probe::waiting); };
+    std::function<bool()> done = [this, count, probe] {
+        return protocol_.answered() >= count && (!probe || protocol_.probe() != Probe::waiting);
+    };
+    const bool waited = co_await wait_until(std::move(done));  // (alone: GCC 12 and temporaries in co_await)
+    co_return waited;
+}
+
+awaitable<bool> Session::settle_copy() {
+    while (protocol_.holding_client()) {
+        if (protocol_.settle_marker_due()) protocol_.send_settle_marker(to_server_);
+        std::function<bool()> settled = [this] { return !protocol_.holding_client() || protocol_.settle_marker_due(); };
+        const bool waited = co_await wait_until(std::move(settled));
+        if (!waited) co_return false;
+    }
+    co_return true;
+}
+
+awaitable<bool> Session::wait_until(std::function<bool()> done) {
     if (done()) co_return true;
     // What came before must reach the server for it to answer.
     if (co_await write_out(server_, to_server_)) co_return false;

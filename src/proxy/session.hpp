@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -202,6 +203,12 @@ private:
     // Waits until the server has answered `count` ReadyForQuery-earning messages and, with
     // `probe`, answered or skipped the probe (false: the session ends first).
     awaitable<bool> wait_for_server(std::uint64_t count, bool probe = false);
+    // Until `done` holds (asked at each answer of the server, and each second): false when the
+    // session must end meanwhile (the client or the server gone, or cancelled).
+    awaitable<bool> wait_until(std::function<bool()> done);
+    // While the protocol core holds the client (a COPY's Syncs being settled): its marker sent
+    // when due, until it lets go. False when the session must end meanwhile.
+    awaitable<bool> settle_copy();
     // Before a command that changes something runs at a Bind: whether the server holds the
     // statement, with everything before the Bind in its batch done (a Describe and a Flush of
     // pgrail's own, their answers hidden from the client). False: an error made the server skip

@@ -222,7 +222,8 @@ bool SessionProtocol::client_inspects(char tag, std::size_t total_size) const {
     // counted (its answer may hide pgrail's own parameters, or plan a guarded result).
     if (!logged_in() || tag == front::query || tag == front::parse || tag == front::function_call ||
         tag == front::describe || frame_dropped_ || frame_breaks_copy_ ||
-        (tag == front::flush && total_size != protocol::header_size))
+        (tag == front::flush && total_size != protocol::header_size) ||
+        (copy_settle_ == CopySettle::outcome_pending && (tag == front::copy_done || tag == front::copy_fail)))
         return true;
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
     // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
@@ -245,7 +246,11 @@ void SessionProtocol::on_client_header(char tag) {
         (phase_ == Phase::ready && is_copy_in_message(tag) && requested() > answered_);
     if (frame_dropped_ || frame_breaks_copy_) return;
     if (phase_ == Phase::copy_in || phase_ == Phase::copy_in_failed) {
-        if (tag == front::copy_done || tag == front::copy_fail || !is_copy_in_message(tag)) phase_ = Phase::ready;
+        const bool copy_end = tag == front::copy_done || tag == front::copy_fail;
+        // How the copy ends decides what the Syncs sent behind it earn (holding_client).
+        if (copy_end && phase_ == Phase::copy_in && copy_took_syncs_ && copy_settles_)
+            copy_settle_ = CopySettle::outcome_pending;
+        if (copy_end || !is_copy_in_message(tag)) phase_ = Phase::ready;
     }
     // (Copy messages are the copy's, read by the server inside it.)
     if (tag != front::sync && !is_copy_in_message(tag)) open_batch().has_messages = true;
@@ -278,6 +283,11 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         return step;
     };
     if (frame_dropped_) return step;  // a Sync or Flush inside COPY data: the server would ignore it
+    if (copy_settle_ == CopySettle::outcome_pending && (tag == front::copy_done || tag == front::copy_fail)) {
+        out.forward(frame);
+        out.inject(protocol::encode_flush);  // the server sends the copy's outcome at once
+        return step;
+    }
     if (frame_breaks_copy_)
         return malformed("pgrail: during COPY FROM STDIN only CopyData, CopyDone and CopyFail may be sent, and only "
                          "once the server has asked for them");
@@ -636,6 +646,12 @@ bool SessionProtocol::server_inspects(char tag, std::size_t total_size) {
 
 void SessionProtocol::on_server_header(char tag, Outbound& out) {
     hide_frame_ = false;
+    if ((copy_settle_ == CopySettle::marker_due || copy_settle_ == CopySettle::marker_sent ||
+         copy_settle_ == CopySettle::marker_answered) &&
+        (tag == back::ready_for_query || (tag == back::empty_query_response && copy_settle_ == CopySettle::marker_sent))) {
+        hide_frame_ = true;  // settle_copy_frame() decides
+        return;
+    }
     switch (tag) {
         case back::row_description:
         case back::no_data: {
@@ -661,14 +677,20 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
             if (phase_ == Phase::copy_in) phase_ = Phase::copy_in_failed;  // the server left the copy
             // Syncs sent behind the COPY were taken to be read (and ignored) in the copy; if it
             // failed before reading anything (COPY ... (FREEZE) of a table not made in this
-            // transaction), the server answers each of them after all. Which it was cannot be
-            // told (the client's CopyDone may be on its way already): the session ends rather than
-            // pair answers with the wrong batches.
-            if (copy_took_syncs_) {
-                end(sqlstate::protocol_violation,
-                    "pgrail: a COPY FROM STDIN failed with a Sync sent behind it, which the server may or may not "
-                    "have read: the session cannot be kept in step");
-                stop_after_frame_ = true;
+            // transaction), the server answers each of them after all. Behind an Execute, pgrail
+            // asks the server which (holding_client); behind a Query (which no client sends) the
+            // session ends rather than pair answers with the wrong batches.
+            if (std::exchange(copy_took_syncs_, false)) {
+                if (copy_settles_) {
+                    copy_settle_ = CopySettle::marker_due;
+                    settle_answers_.clear();
+                    events_.server_answered();  // (wakes a client loop waiting for the outcome)
+                } else {
+                    end(sqlstate::protocol_violation,
+                        "pgrail: a COPY FROM STDIN failed with a Sync sent behind its Query, which the server may or "
+                        "may not have read: the session cannot be kept in step");
+                    stop_after_frame_ = true;
+                }
             }
             break;
         case back::copy_in_response:
@@ -691,6 +713,10 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
         case back::command_complete:
             // A COPY that completed read all that was sent before its end, the Syncs behind it too.
             copy_took_syncs_ = false;
+            if (copy_settle_ == CopySettle::outcome_pending) {
+                copy_settle_ = CopySettle::none;
+                events_.server_answered();
+            }
             ++batches_.front().completions_seen;
             break;
         case back::empty_query_response:
@@ -707,6 +733,11 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
 }
 
 ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Outbound& out) {
+    if (hide_frame_ && (tag == back::ready_for_query || tag == back::empty_query_response) &&
+        copy_settle_ != CopySettle::none && copy_settle_ != CopySettle::outcome_pending) {
+        settle_copy_frame(tag, frame, out);
+        return std::exchange(stop_after_frame_, false) ? ServerStep::stop : ServerStep::done;
+    }
     if (result_frame_ != ResultFrame::pass) {
         const auto step = on_result_frame(frame, out);
         result_frame_ = ResultFrame::pass;
@@ -715,6 +746,42 @@ ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Ou
     if (!rewrite_server_frame(tag, frame, out)) out.forward(frame);
     if (std::exchange(stop_after_frame_, false)) return ServerStep::stop;
     return ServerStep::done;
+}
+
+void SessionProtocol::send_settle_marker(Outbound& out) {
+    // In both cases the Sync ends the failed batch (the server skips to a Sync after an error in
+    // the extended protocol) or earns an answer of its own; the empty Query's EmptyQueryResponse
+    // then marks the end of what the server answered before it.
+    out.inject(protocol::encode_sync);
+    out.inject(protocol::encode_query, "");
+    copy_settle_ = CopySettle::marker_sent;
+}
+
+// A ReadyForQuery, or the marker's EmptyQueryResponse, while a failed COPY's Syncs are settled:
+// those before the marker's answer are the client's Syncs that the copy did not read, and pgrail's
+// Sync's last.
+void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbound& out) {
+    const auto lost_count = [this] {
+        end(sqlstate::protocol_violation, "pgrail: lost count of the server's answers: the session cannot be kept in step");
+        stop_after_frame_ = true;
+    };
+    if (tag == back::empty_query_response) {
+        copy_settle_ = CopySettle::marker_answered;
+        return;
+    }
+    if (copy_settle_ != CopySettle::marker_answered) {
+        if (settle_answers_.size() > syncs_taken_) return lost_count();  // (the taken Syncs' and pgrail's: no more)
+        settle_answers_.emplace_back(frame);
+        return;
+    }
+    if (settle_answers_.empty()) return lost_count();  // pgrail's Sync earned one
+    settle_answers_.pop_back();
+    for (auto& answer : settle_answers_) out.inject(std::move(answer));
+    settle_answers_.clear();
+    if (const auto status = protocol::parse_ready_for_query(frame.substr(protocol::header_size)))
+        transaction_status_ = *status;
+    copy_settle_ = CopySettle::none;
+    events_.server_answered();
 }
 
 // The server copies in, from the statement of the batch it answers (the front one). Whatever the
@@ -730,6 +797,8 @@ bool SessionProtocol::enter_copy_in() {
     }
     const bool reopen = batches_.front().closed_by_sync;  // that Sync, too, is read during the copy
     copy_took_syncs_ = reopen || batches_.size() > 2;
+    copy_settles_ = reopen;  // (an Execute's batch: a failure leaves the server skipping to a Sync)
+    syncs_taken_ = (reopen ? 1 : 0) + (batches_.size() - 2);
     while (batches_.size() > 1) {
         if (batches_.back().changes_encoding) --batches_changing_encoding_;
         batches_.pop_back();

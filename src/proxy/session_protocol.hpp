@@ -193,6 +193,18 @@ public:
     void flush_rows(Outbound& out);
     [[nodiscard]] bool row_too_long() const { return result_row_too_long_; }
 
+    // An extended-protocol COPY FROM STDIN with Syncs sent behind its Execute (libpq's
+    // PQexecParams sends them at once): the server reads them in the copy and ignores them, unless
+    // the copy fails before it reads anything (COPY ... (FREEZE), a BEFORE trigger, a cancel), and
+    // then it answers them after all. So that pgrail knows which, it reads no more of the client
+    // while `holding_client()`: from the client's CopyDone or CopyFail (followed by a Flush of
+    // pgrail's) until the copy's CommandComplete or error; after an error, until the server has
+    // answered a Sync and an empty Query of pgrail's (`send_settle_marker()`, when due): the
+    // ReadyForQuery messages before them answer the client's Syncs, and go on to the client.
+    [[nodiscard]] bool holding_client() const { return copy_settle_ != CopySettle::none; }
+    [[nodiscard]] bool settle_marker_due() const { return copy_settle_ == CopySettle::marker_due; }
+    void send_settle_marker(Outbound& out);
+
     // What the shell's waits and the shutdown read.
     [[nodiscard]] std::uint64_t answered() const { return answered_; }    // ReadyForQuery received
     [[nodiscard]] std::uint64_t requested() const;                        // ReadyForQuery owed, in all
@@ -395,6 +407,12 @@ private:
     std::vector<RegisteredPrepared> registered_statements_;
     std::vector<RegisteredPrepared> registered_portals_;
     bool copy_took_syncs_ = false;  // enter_copy_in() took Syncs sent behind a COPY FROM STDIN
+    bool copy_settles_ = false;     // ... behind an Execute: a failure is settled (holding_client)
+    std::size_t syncs_taken_ = 0;   // how many
+    enum class CopySettle : std::uint8_t { none, outcome_pending, marker_due, marker_sent, marker_answered };
+    CopySettle copy_settle_ = CopySettle::none;
+    std::vector<std::string> settle_answers_;  // ReadyForQuery messages while settling, in order
+    void settle_copy_frame(char tag, std::string_view frame, Outbound& out);
     std::uint64_t batch_serial_ = 0;       // the open batch's
     std::uint64_t resolution_epoch_ = 0;
     [[nodiscard]] bool following_registered() const {

@@ -116,7 +116,13 @@ private:
             if (from_client) {
                 next = next_frame(
                     in, out, 1u << 20, [this](char tag, std::size_t size) { return core_.client_inspects(tag, size); },
-                    [this](char tag) { core_.on_client_header(tag); });
+                    [this](char tag) { core_.on_client_header(tag); }, [this] { return core_.holding_client(); });
+                // As the shell: a held client waits (the rest stays buffered) once the marker is sent.
+                if (next.kind == NextFrame::Kind::held) {
+                    if (!core_.settle_marker_due()) break;
+                    core_.send_settle_marker(out);
+                    continue;
+                }
             } else {
                 next = next_frame(
                     in, out, 1u << 20, [this](char tag, std::size_t size) { return core_.server_inspects(tag, size); },
@@ -349,14 +355,29 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         CHECK(h.core().requested() == 1);  // that Sync earns nothing
         h.client(copy_done() + sync_message());
         CHECK(h.core().phase() == Phase::ready);
+        CHECK(h.core().requested() == 1);  // the Sync behind CopyDone waits for the copy's outcome
+        h.server(complete("COPY 2"));
+        h.client("");
         CHECK(h.core().requested() == 2);
-        h.server(complete("COPY 2") + ready());
+        h.server(ready());
         CHECK(h.core().answered() == 2);
         CHECK(h.core().at_rest());
     }
-    SECTION("extended protocol: an error during the copy, with the Sync behind it, ends the session") {
-        // Whether the server read that Sync (in the copy, ignoring it) or not (COPY ... (FREEZE)
-        // fails before reading anything, and the server then answers it) cannot be told.
+    SECTION("extended protocol: the copy's outcome comes before the Sync behind its CopyDone") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        // CopyDone goes with a Flush of pgrail's; the Sync behind waits for the outcome.
+        CHECK(h.client(copy_data("1\n") + copy_done() + sync_message()) == copy_data("1\n") + copy_done() + frame('H'));
+        CHECK(h.core().holding_client());
+        CHECK(h.server(complete("COPY 1")) == complete("COPY 1"));
+        CHECK_FALSE(h.core().holding_client());
+        CHECK(h.client("") == sync_message());
+        h.server(ready());
+        CHECK(h.core().at_rest());
+    }
+    SECTION("extended protocol: a copy that failed after reading the Sync behind it: the server skips to the next") {
         Harness h;
         h.log_in();
         h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
@@ -364,6 +385,47 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         h.client(copy_data("x\n"));
         const auto failure = error("ERROR", "22P02", "invalid input syntax for type integer: \"x\"");
         CHECK(h.server(failure) == failure);
+        CHECK_FALSE(h.stopped);
+        CHECK(h.core().settle_marker_due());
+        // The client's next frames wait behind pgrail's Sync and empty Query.
+        CHECK(h.client(copy_data("2\n") + copy_done() + sync_message()) == sync_message() + query(""));
+        // The server skipped to pgrail's Sync: its answer and the marker's are the client's to miss.
+        CHECK(h.server(ready('I') + frame('I') + ready('I')).empty());
+        CHECK_FALSE(h.core().holding_client());
+        // The stragglers go on (the server ignores them), and the client's Sync earns its answer.
+        CHECK(h.client("") == copy_data("2\n") + copy_done() + sync_message());
+        CHECK(h.server(ready('I')) == ready('I'));
+        CHECK(h.core().at_rest());
+    }
+    SECTION("extended protocol: a copy that failed before reading anything (FREEZE): the Sync behind is answered") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN (FREEZE)") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        const auto failure = error("ERROR", "55000", "cannot perform COPY FREEZE");
+        CHECK(h.server(failure) == failure);
+        // The server answers the client's Sync at once: held until pgrail knows it is the client's.
+        CHECK(h.server(ready('I')).empty());
+        CHECK(h.client(copy_data("1\n") + copy_done() + sync_message()) == sync_message() + query(""));
+        CHECK(h.server(ready('I') + frame('I') + ready('I')) == ready('I'));
+        CHECK(h.client("") == copy_data("1\n") + copy_done() + sync_message());
+        CHECK(h.server(ready('I')) == ready('I'));
+        CHECK(h.core().at_rest());
+        // A statement after it is answered as its own.
+        h.client(query("SELECT 1"));
+        h.server(complete("SELECT 1") + ready('I'));
+        CHECK(h.core().at_rest());
+    }
+    SECTION("extended protocol: more answers than Syncs while settling: the session ends") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        h.server(error("ERROR", "57014", "canceling statement due to user request"));
+        h.client(copy_done());
+        h.server(ready('I') + ready('I'));
+        CHECK_FALSE(h.stopped);
+        h.server(ready('I'));
         CHECK(h.stopped);
         REQUIRE(h.core().ending().has_value());
         CHECK(h.core().ending()->sqlstate == "08P01");
