@@ -189,6 +189,20 @@ TEST_CASE("COPY errors and client-side aborts are relayed", "[copy]") {
         REQUIRE(PQputCopyData(conn.get(), "9\tz\n", 4) == 1);
         REQUIRE(PQputCopyEnd(conn.get(), "client changed its mind") == 1);
         for (auto& o : drain(conn.get())) all.push_back(o);
+        // The same through the extended protocol (libpq sends the Sync behind the Execute at
+        // once): a bad row, a CopyFail and FREEZE refused before reading, each answered and the
+        // session going on.
+        const std::pair<const char*, const char*> extended_copies[] = {
+            {"COPY c FROM STDIN", nullptr}, {"COPY c FROM STDIN", "gave up"}, {"COPY c FROM STDIN (FREEZE)", nullptr}};
+        for (const auto& [copy, give_up] : extended_copies) {
+            REQUIRE(PQsendQueryParams(conn.get(), copy, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+            Result extended(PQgetResult(conn.get()));
+            REQUIRE(PQresultStatus(extended.get()) == PGRES_COPY_IN);
+            REQUIRE(PQputCopyData(conn.get(), rows.data(), static_cast<int>(rows.size())) == 1);
+            REQUIRE(PQputCopyEnd(conn.get(), give_up) == 1);
+            for (auto& o : drain(conn.get())) all.push_back(o);
+            for (auto& o : run(conn.get(), "SELECT 1")) all.push_back(o);
+        }
         for (auto& o : run(conn.get(), "SELECT count(*) FROM c; COPY c TO STDOUT")) all.push_back(o);
     }
     CHECK(per_route[1] == per_route[0]);
