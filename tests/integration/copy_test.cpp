@@ -190,10 +190,12 @@ TEST_CASE("COPY errors and client-side aborts are relayed", "[copy]") {
         REQUIRE(PQputCopyEnd(conn.get(), "client changed its mind") == 1);
         for (auto& o : drain(conn.get())) all.push_back(o);
         // The same through the extended protocol (libpq sends the Sync behind the Execute at
-        // once): a bad row, a CopyFail and FREEZE refused before reading, each answered and the
-        // session going on.
-        const std::pair<const char*, const char*> extended_copies[] = {
-            {"COPY c FROM STDIN", nullptr}, {"COPY c FROM STDIN", "gave up"}, {"COPY c FROM STDIN (FREEZE)", nullptr}};
+        // once): a bad row and a CopyFail, each answered and the session going on. (Not FREEZE:
+        // refused before the copy reads that Sync, PostgreSQL answers it too, and libpq, not
+        // expecting it, takes it for the end of what it sends next, directly as through pgrail;
+        // protocol_test compares those bytes.)
+        const std::pair<const char*, const char*> extended_copies[] = {{"COPY c FROM STDIN", nullptr},
+                                                                       {"COPY c FROM STDIN", "gave up"}};
         for (const auto& [copy, give_up] : extended_copies) {
             REQUIRE(PQsendQueryParams(conn.get(), copy, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
             Result extended(PQgetResult(conn.get()));
