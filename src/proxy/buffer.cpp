@@ -14,30 +14,53 @@ std::vector<std::unique_ptr<char[]>>& thread_pool() {
 
 }  // namespace
 
-bool BufferBudget::try_reserve(std::size_t bytes, std::uint64_t& ticket) {
+bool BufferBudget::over_share(const std::string& login, std::size_t bytes, std::size_t held) const {
+    // (A login whose other messages hold nothing may take any size: one message of max_message_size.)
+    const auto used = used_by_.find(login);
+    return used != used_by_.end() && used->second > held && used->second + bytes > limit_ / 2;
+}
+
+bool BufferBudget::try_reserve(std::size_t bytes, std::uint64_t& ticket, const std::string& login,
+                               std::size_t held) {
     std::lock_guard lock(mutex_);
-    const bool first_in_line = waiting_.empty() ? ticket == 0 : waiting_.front() == ticket;
-    if (first_in_line && bytes <= limit_ - used_) {
+    // First in line among the requests that are not over their login's share (those wait for
+    // their own login's messages, not for the line).
+    auto place = waiting_.begin();
+    for (; place != waiting_.end() && place->ticket != ticket; ++place)
+        if (!over_share(place->login, place->bytes, place->held)) break;
+    const bool first_in_line = ticket == 0 ? place == waiting_.end() : place != waiting_.end() && place->ticket == ticket;
+    if (first_in_line && bytes <= limit_ - used_ && !over_share(login, bytes, held)) {
         used_ += bytes;
-        if (ticket != 0) waiting_.pop_front();
+        used_by_[login] += bytes;
+        if (ticket != 0) waiting_.erase(place);
         ticket = 0;
         return true;
     }
     if (ticket == 0) {
         ticket = next_ticket_++;
-        waiting_.push_back(ticket);
+        waiting_.push_back({ticket, bytes, login, held});
     }
     return false;
 }
 
-void BufferBudget::release(std::size_t bytes) {
+void BufferBudget::release(std::size_t bytes, const std::string& login) {
     std::lock_guard lock(mutex_);
     used_ -= bytes;
+    const auto held = used_by_.find(login);
+    if (held == used_by_.end()) return;
+    held->second -= std::min(held->second, bytes);
+    if (held->second == 0) used_by_.erase(held);
 }
 
 void BufferBudget::abandon(std::uint64_t ticket) {
     std::lock_guard lock(mutex_);
-    std::erase(waiting_, ticket);
+    std::erase_if(waiting_, [ticket](const Waiting& waiting) { return waiting.ticket == ticket; });
+}
+
+std::size_t BufferBudget::used_by(const std::string& login) const {
+    std::lock_guard lock(mutex_);
+    const auto held = used_by_.find(login);
+    return held == used_by_.end() ? 0 : held->second;
 }
 
 std::size_t BufferBudget::used() const {
@@ -58,7 +81,8 @@ bool Buffer::prepare(std::size_t total) {
     }
     // A larger buffer replaces the one held: only the difference is new to the budget.
     const bool budgeted = budget_ != nullptr && total > standard_buffer_size;
-    if (budgeted && !budget_->try_reserve(total - reserved_, ticket_)) return false;
+    if (budgeted && reserved_ == 0) reserved_for_ = login_;
+    if (budgeted && !budget_->try_reserve(total - reserved_, ticket_, reserved_for_, reserved_)) return false;
     std::unique_ptr<char[]> fresh;
     auto& pool = thread_pool();
     if (total == standard_buffer_size && !pool.empty()) {
@@ -68,7 +92,7 @@ bool Buffer::prepare(std::size_t total) {
         try {
             fresh.reset(new char[total]);
         } catch (...) {
-            if (budgeted) budget_->release(total - reserved_);
+            if (budgeted) budget_->release(total - reserved_, reserved_for_);
             throw;
         }
     }
@@ -85,7 +109,7 @@ bool Buffer::prepare(std::size_t total) {
 void Buffer::release() {
     begin_ = end_ = 0;
     release_memory_keep_pending();
-    if (reserved_ > 0) budget_->release(reserved_);
+    if (reserved_ > 0) budget_->release(reserved_, reserved_for_);
     reserved_ = 0;
     if (ticket_ != 0) budget_->abandon(ticket_);
     ticket_ = 0;

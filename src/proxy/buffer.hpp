@@ -7,7 +7,9 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace pgrail::proxy {
@@ -21,22 +23,35 @@ inline constexpr std::size_t standard_buffer_size = 64 * 1024;
 // request is granted whole or not at all (no session holds part of what it needs while it
 // waits for the rest: a session's large buffer holds one message and is given back once that
 // message is forwarded), and in the order requests were first refused (short messages do not
-// starve a long one).
+// starve a long one). One login (a role, or an identity under auth.mode pgrail; "" before the
+// login) holds at most half of it, unless it holds nothing: its requests past that wait for its
+// own messages to go, and do not hold up other logins' in the line.
 class BufferBudget {
 public:
     explicit BufferBudget(std::size_t limit) : limit_(limit) {}
     // `ticket` is 0 for a request not yet refused; a refused request gets one and keeps it
     // until it is granted or abandoned.
-    [[nodiscard]] bool try_reserve(std::size_t bytes, std::uint64_t& ticket);
-    void release(std::size_t bytes);
+    // `held`: what the requesting buffer holds already (a message growing: it counts as one).
+    [[nodiscard]] bool try_reserve(std::size_t bytes, std::uint64_t& ticket, const std::string& login = {},
+                                   std::size_t held = 0);
+    void release(std::size_t bytes, const std::string& login = {});
     void abandon(std::uint64_t ticket);
     [[nodiscard]] std::size_t used() const;
+    [[nodiscard]] std::size_t used_by(const std::string& login) const;
     [[nodiscard]] std::size_t limit() const { return limit_; }
 
 private:
+    struct Waiting {
+        std::uint64_t ticket;
+        std::size_t bytes;
+        std::string login;
+        std::size_t held;
+    };
+    [[nodiscard]] bool over_share(const std::string& login, std::size_t bytes, std::size_t held) const;
     mutable std::mutex mutex_;
     std::size_t used_ = 0;
-    std::deque<std::uint64_t> waiting_;  // tickets of refused requests, oldest first
+    std::unordered_map<std::string, std::size_t> used_by_;  // logins holding any
+    std::deque<Waiting> waiting_;  // refused requests, oldest first
     std::uint64_t next_ticket_ = 1;
     const std::size_t limit_;
 };
@@ -71,10 +86,14 @@ public:
 
     // Returns the memory to the thread's pool; only valid when nothing is pending.
     void release();
+    // Whose bytes a larger buffer holds from now on (the budget's share per login).
+    void set_login(std::string login) { login_ = std::move(login); }
 
 private:
     void release_memory_keep_pending();
     BufferBudget* budget_;
+    std::string login_;
+    std::string reserved_for_;  // the login `reserved_` is counted for
     std::size_t reserved_ = 0;  // of budget_, for the current large buffer
     std::uint64_t ticket_ = 0;  // of budget_, while a larger buffer waits for it
     std::unique_ptr<char[]> data_;

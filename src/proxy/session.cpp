@@ -321,6 +321,10 @@ void Session::login_turn(bool server) {
 
 void Session::logged_in() {
     pending_place_.reset();  // its address's place is free for the next login
+    // max_buffered_size is shared per login: whose messages and rows this session's hold.
+    const auto login = context_.identity.empty() ? "role " + context_.user : "identity " + context_.identity;
+    from_client_.buffer.set_login(login);
+    from_server_.buffer.set_login(login);
     first_ready_signal_.cancel();
     login_timer_.cancel();  // the login's watch ends
 }

@@ -291,6 +291,30 @@ TEST_CASE("long messages of several sessions share max_buffered_size: one waits,
     CHECK(waiter_answer.get() == "800000");
 }
 
+TEST_CASE("one login holds at most half of max_buffered_size: another login's long message goes first",
+          "[session][budget]") {
+    // 3 MiB for all: plainuser's first long message (1 MB) is granted, its second waits (it would
+    // hold more than half), and app_owner's, sent after both, is answered while they wait.
+    const PgrailProcess process("max_message_size: 1048576\nmax_buffered_size: 3145728\n");
+    const auto long_query = query_message(length_query(1000000, 'h'));
+    std::vector<std::unique_ptr<RawSocket>> holders;
+    for (int i = 0; i < 2; ++i) {
+        holders.push_back(std::make_unique<RawSocket>(process.port()));
+        log_in_as_plainuser(*holders.back(), "budget_share");
+        holders.back()->send(long_query.substr(0, 100000));
+    }
+    CHECK(eventually([&] { return process.log().find("waits for buffer space") != std::string::npos; },
+                     std::chrono::seconds(10)));
+    const Conn other(PQconnectdb(process.conninfo("app_owner").c_str()));
+    REQUIRE(PQstatus(other.get()) == CONNECTION_OK);
+    const Result result(PQexec(other.get(), length_query(1000000, 'o').c_str()));
+    REQUIRE(PQresultStatus(result.get()) == PGRES_TUPLES_OK);
+    CHECK(std::string(PQgetvalue(result.get(), 0, 0)) == "1000000");
+    // The holders finish: both answered (the second once the first is done).
+    for (auto& holder : holders) holder->send(long_query.substr(100000));
+    for (auto& holder : holders) CHECK(only_value(read_until_ready(*holder)) == "1000000");
+}
+
 TEST_CASE("no message waits for buffer space, or holds it unfinished, beyond buffered_message_timeout",
           "[session][budget]") {
     const PgrailProcess process("max_message_size: 1048576\nmax_buffered_size: 1048577\n"

@@ -38,6 +38,9 @@ struct Line {
     Buffer first{&budget};
     Buffer second{&budget};
     Line() {
+        holder.set_login("role a");
+        first.set_login("role b");
+        second.set_login("role c");
         REQUIRE(holder.prepare(large));
         CHECK_FALSE(first.prepare(large));  // 3 + 3 > 5 standard buffers: refused, in line
     }
@@ -59,4 +62,31 @@ TEST_CASE("a request that gives up leaves the line", "[proxy][buffer]") {
     Line line;
     line.first.release();  // its session ended
     REQUIRE(line.second.prepare(standard_buffer_size + 1));
+}
+
+TEST_CASE("one login holds at most half of the budget, and waits for its own past that", "[proxy][buffer]") {
+    BufferBudget budget(8 * standard_buffer_size);
+    Buffer a1(&budget), a2(&budget), b1(&budget), a3(&budget);
+    for (Buffer* buffer : {&a1, &a2, &a3}) buffer->set_login("role agent");
+    b1.set_login("identity other");
+    // Holding nothing, a login may take more than half at once (a message of max_message_size).
+    REQUIRE(a1.prepare(5 * standard_buffer_size));
+    CHECK(budget.used_by("role agent") == 5 * standard_buffer_size);
+    a1.release();
+    REQUIRE(a1.prepare(large));
+    // Past half (4 standard buffers) it waits, though the budget has room ...
+    CHECK_FALSE(a2.prepare(large));
+    // ... and another login's request behind it in the line goes first.
+    REQUIRE(b1.prepare(large));
+    CHECK(budget.used_by("identity other") == large);
+    // Once its own message is gone, its waiting request is granted; its next one waits again.
+    a1.release();
+    REQUIRE(a2.prepare(large));
+    CHECK_FALSE(a3.prepare(large));
+    CHECK(budget.used() == 2 * large);
+    a2.release();
+    b1.release();
+    REQUIRE(a3.prepare(large));
+    CHECK(budget.used() == large);
+    CHECK(budget.used_by("identity other") == 0);
 }
