@@ -176,6 +176,7 @@ awaitable<void> Session::run() {
     login_timer_.cancel();
     server_.socket().close(ignored);
     from_client_.buffer.release();  // its budget and place in line, before the farewell's seconds
+    from_server_.buffer.release();
     // An error of pgrail's own only between frames: inside a half-sent one it would be garbage.
     const bool between_frames = from_server_.passthrough_remaining == 0 && !client_write_cut_;
     if (!between_frames) {
@@ -511,11 +512,12 @@ awaitable<error_code> Session::read_more(Inbound& in) {
             const auto received = in.buffer.pending().size();
             const auto taken =
                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - in.held_since);
+            const char* whose = &in == &from_server_ ? "the server's message" : "a message";
             end_session(sqlstate::protocol_violation,
                         stall_after < timeout
-                            ? fmt::format("pgrail: a message of {} bytes came too slowly: {} bytes received in {} ms",
+                            ? fmt::format("pgrail: {} of {} bytes came too slowly: {} bytes received in {} ms", whose,
                                           in.needed, received, taken.count())
-                            : fmt::format("pgrail: a message of {} bytes stalled: {} bytes received, none for {} ms",
+                            : fmt::format("pgrail: {} of {} bytes stalled: {} bytes received, none for {} ms", whose,
                                           in.needed, received, timeout.count()));
             co_return asio::error::timed_out;
         }
@@ -596,7 +598,10 @@ awaitable<void> Session::client_to_server() {
     const auto on_header = [this](char tag) { protocol_.on_client_header(tag); };
     const auto hold = [this] { return protocol_.holding_client(); };
     while (true) {
-        if (auto ec = co_await read_more(in)) {
+        client_reading_ = true;  // (parked between messages, or inside one)
+        const auto read_ec = co_await read_more(in);
+        client_reading_ = false;
+        if (read_ec) {
             co_await client_gone(in);
             co_return;
         }
@@ -878,19 +883,33 @@ awaitable<bool> Session::settle_copy() {
     while (protocol_.holding_client()) {
         if (protocol_.settle_marker_due()) protocol_.send_settle_marker(to_server_);
         std::function<bool()> settled = [this] { return !protocol_.holding_client() || protocol_.settle_marker_due(); };
-        const bool waited = co_await wait_until(std::move(settled));
+        // A client that sent CopyDone, Sync and Terminate and closed is not gone yet: what it sent
+        // waits only for the server's answer (without the Sync, its copy would not commit).
+        const bool waited = co_await wait_until(std::move(settled), false);
         if (!waited) co_return false;
     }
     co_return true;
 }
 
-awaitable<bool> Session::wait_until(std::function<bool()> done) {
+awaitable<void> Session::send_settle_marker_now() {
+    // The client's pump sends it before the client's next message; one parked between messages (a
+    // client that waits for the answers PostgreSQL would have sent at once) would wait for ever.
+    const auto& in = from_client_;
+    if (!protocol_.settle_marker_due() || !client_reading_ || server_write_pending_ || !to_server_.empty() ||
+        in.passthrough_remaining != 0 || in.header_seen)
+        co_return;
+    Outbound marker;  // (the client's pump, held by the protocol core from now on, writes nothing meanwhile)
+    protocol_.send_settle_marker(marker);
+    (void)co_await write_out(server_, marker);
+}
+
+awaitable<bool> Session::wait_until(std::function<bool()> done, bool notice_client_gone) {
     if (done()) co_return true;
     // What came before must reach the server for it to answer.
     if (co_await write_out(server_, to_server_)) co_return false;
     // The client is not read meanwhile: its departure is looked for each second instead.
     while (!done()) {
-        if (protocol_.ending() || server_closed_by_pgrail_ || client_hung_up()) co_return false;
+        if (protocol_.ending() || server_closed_by_pgrail_ || (notice_client_gone && client_hung_up())) co_return false;
         waiting_for_server_ = true;
         ready_signal_.expires_after(std::chrono::seconds(1));
         (void)co_await ready_signal_.async_wait(use_tuple);
@@ -1002,7 +1021,26 @@ awaitable<void> Session::server_to_client() {
             if (protocol_.migrator_runs().has_committed()) co_await record_migrator_runs();
         }
         protocol_.flush_rows(to_client_);
-        if (auto ec = co_await write_out(client_, to_client_)) co_return;
+        if (protocol_.settle_marker_due()) co_await send_settle_marker_now();
+        if (from_server_.buffer.holds_budget()) {
+            // A row held whole holds budget that others may wait for: its client must take it
+            // within buffered_message_timeout.
+            asio::steady_timer deadline(client_.get_executor(), buffered_message_timeout());
+            auto written = co_await (write_out(client_, to_client_) || deadline.async_wait(use_tuple));
+            if (written.index() == 1) {
+                spdlog::warn("session {}: the client did not read a result row held whole within {} ms: ending the "
+                             "session",
+                             context_.session_id, buffered_message_timeout().count());
+                client_write_cut_ = true;  // (inside a frame: no farewell after it)
+                end_session(sqlstate::out_of_memory,
+                            fmt::format("pgrail: a result row held whole was not read within {} ms",
+                                        buffered_message_timeout().count()));
+                co_return;
+            }
+            if (std::get<0>(written)) co_return;
+        } else if (auto ec = co_await write_out(client_, to_client_)) {
+            co_return;
+        }
         // Shutting down: the session ends once what it was doing is done and answered.
         if (shutdown_ != ShutdownMode::none && !ended_for_shutdown_ && protocol_.logged_in() &&
             (at_rest() || (shutdown_ == ShutdownMode::immediate && !inband_abandoned_ &&

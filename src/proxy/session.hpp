@@ -205,10 +205,12 @@ private:
     awaitable<bool> wait_for_server(std::uint64_t count, bool probe = false);
     // Until `done` holds (asked at each answer of the server, and each second): false when the
     // session must end meanwhile (the client or the server gone, or cancelled).
-    awaitable<bool> wait_until(std::function<bool()> done);
+    awaitable<bool> wait_until(std::function<bool()> done, bool notice_client_gone = true);
     // While the protocol core holds the client (a COPY's Syncs being settled): its marker sent
     // when due, until it lets go. False when the session must end meanwhile.
     awaitable<bool> settle_copy();
+    // The settle marker sent from the server's pump, when the client's is parked in a read.
+    awaitable<void> send_settle_marker_now();
     // Before a command that changes something runs at a Bind: whether the server holds the
     // statement, with everything before the Bind in its batch done (a Describe and a Flush of
     // pgrail's own, their answers hidden from the client). False: an error made the server skip
@@ -244,6 +246,7 @@ private:
     bool cut_ = false;                   // the shutdown ended it inside a transaction or statement
     bool server_closed_by_pgrail_ = false;
     bool server_write_pending_ = false;  // a write to the server is under way
+    bool client_reading_ = false;        // the client's pump waits in read_more()
     std::shared_ptr<std::atomic<bool>> inband_abandoned_;  // set while an in-band command runs
     bool waiting_for_server_ = false;   // wait_for_server() waits on ready_signal_
     boost::asio::steady_timer ready_signal_;  // cancelled when the server answers while someone waits

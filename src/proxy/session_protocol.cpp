@@ -238,6 +238,15 @@ void SessionProtocol::on_client_header(char tag) {
     // they counted, the count of answers owed would hang on whether the server still copies when it
     // reads them (an error may have ended the copy meanwhile, and then it answers each Sync).
     frame_dropped_ = phase_ == Phase::copy_in && (tag == front::sync || tag == front::flush);
+    if (skip_to_sync_) {
+        if (tag == front::sync) {
+            skip_to_sync_ = false;  // it ends the failed copy's batch, as on the server
+        } else if (tag != front::terminate) {
+            frame_dropped_ = true;
+            frame_breaks_copy_ = false;
+            return;
+        }
+    }
     // Any other message there ends the copy on the server with an error that consumes it; copy
     // data the server did not ask for while it owes answers may be read by a COPY it has yet to
     // start. Neither can be counted: the session ends (on_client_frame). libpq sends neither.
@@ -253,7 +262,10 @@ void SessionProtocol::on_client_header(char tag) {
         if (copy_end || !is_copy_in_message(tag)) phase_ = Phase::ready;
     }
     // (Copy messages are the copy's, read by the server inside it.)
-    if (tag != front::sync && !is_copy_in_message(tag)) open_batch().has_messages = true;
+    if (tag != front::sync && !is_copy_in_message(tag)) {
+        open_batch().has_messages = true;
+        if (tag != front::flush) open_batch().last_message = tag;
+    }
     if (closes_batch(tag)) close_batch(tag);
     if (tag == front::terminate) client_terminated_ = true;
     if (awaits_sync(tag)) open_batch().extended = true;
@@ -648,7 +660,8 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
     hide_frame_ = false;
     if ((copy_settle_ == CopySettle::marker_due || copy_settle_ == CopySettle::marker_sent ||
          copy_settle_ == CopySettle::marker_answered) &&
-        (tag == back::ready_for_query || (tag == back::empty_query_response && copy_settle_ == CopySettle::marker_sent))) {
+        (tag == back::ready_for_query ||
+         ((tag == back::empty_query_response || tag == back::error_response) && copy_settle_ == CopySettle::marker_sent))) {
         hide_frame_ = true;  // settle_copy_frame() decides
         return;
     }
@@ -733,7 +746,8 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
 }
 
 ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Outbound& out) {
-    if (hide_frame_ && (tag == back::ready_for_query || tag == back::empty_query_response) &&
+    if (hide_frame_ &&
+        (tag == back::ready_for_query || tag == back::empty_query_response || tag == back::error_response) &&
         copy_settle_ != CopySettle::none && copy_settle_ != CopySettle::outcome_pending) {
         settle_copy_frame(tag, frame, out);
         return std::exchange(stop_after_frame_, false) ? ServerStep::stop : ServerStep::done;
@@ -765,8 +779,8 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
         end(sqlstate::protocol_violation, "pgrail: lost count of the server's answers: the session cannot be kept in step");
         stop_after_frame_ = true;
     };
-    if (tag == back::empty_query_response) {
-        copy_settle_ = CopySettle::marker_answered;
+    if (tag == back::empty_query_response || tag == back::error_response) {
+        copy_settle_ = CopySettle::marker_answered;  // (an error: a cancel that came late, say)
         return;
     }
     if (copy_settle_ != CopySettle::marker_answered) {
@@ -776,7 +790,18 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
     }
     if (settle_answers_.empty()) return lost_count();  // pgrail's Sync earned one
     settle_answers_.pop_back();
-    for (auto& answer : settle_answers_) out.inject(std::move(answer));
+    if (settle_answers_.empty()) {
+        // The copy read the client's Syncs: PostgreSQL would skip to the client's next Sync.
+        skip_to_sync_ = true;
+    } else {
+        // The first of them ended the copy's batch on the server: what the client sends from now
+        // on is a batch of its own (the copy's is open again, and empty).
+        for (auto& answer : settle_answers_) out.inject(std::move(answer));
+        batches_.front().clear();
+        batch_failed_ = false;
+        answering_.reset();
+        result_ = {};
+    }
     settle_answers_.clear();
     if (const auto status = protocol::parse_ready_for_query(frame.substr(protocol::header_size)))
         transaction_status_ = *status;
@@ -790,6 +815,12 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
 // the copy); anything else would end the copy in an error pgrail cannot count: false.
 bool SessionProtocol::enter_copy_in() {
     if (batches_.size() == 1) return true;  // no Sync behind the COPY yet: its batch is still open
+    // Nothing but Syncs behind the COPY's Execute (the one being answered) in its own batch either:
+    // the server reads anything else as copy data, and the copy fails on it.
+    const Batch& copying = batches_.front();
+    if (copying.last_message != front::query &&
+        (copying.last_message != front::execute || copying.executes_sent != copying.completions_seen + 1))
+        return false;
     for (std::size_t index = 1; index < batches_.size(); ++index) {
         const Batch& batch = batches_[index];
         const bool open = index + 1 == batches_.size();

@@ -260,6 +260,7 @@ private:
         bool changes_encoding = false;  // it may change client_encoding (GateVerdict::changes_encoding)
         bool has_messages = false;      // the client sent it more than the Sync that closes it
         bool closed_by_sync = false;    // (not a Query or FunctionCall, whose answer is its own)
+        char last_message = 0;          // the tag of its last message but Syncs, Flushes and copy data
         // The migrator route: each statement of a Query, and each Execute, ends in one completion
         // (CommandComplete, EmptyQueryResponse or PortalSuspended) or an error that ends the
         // batch. The registered statements it runs, by the completion that answers them
@@ -271,6 +272,7 @@ private:
         // Sync: no allocation per transaction).
         void clear() {
             extended = executed = changes_encoding = has_messages = closed_by_sync = false;
+            last_message = 0;
             executes_sent = completions_seen = 0;
             registered.clear();
             constexpr std::size_t kept = 64;
@@ -411,6 +413,10 @@ private:
     std::size_t syncs_taken_ = 0;   // how many
     enum class CopySettle : std::uint8_t { none, outcome_pending, marker_due, marker_sent, marker_answered };
     CopySettle copy_settle_ = CopySettle::none;
+    // After a settled copy whose Syncs the server all read in the copy: it skipped to pgrail's
+    // Sync where PostgreSQL would skip to the client's next, so pgrail drops what the client sends
+    // until then (the server would have skipped it, and answered none of it).
+    bool skip_to_sync_ = false;
     std::vector<std::string> settle_answers_;  // ReadyForQuery messages while settling, in order
     void settle_copy_frame(char tag, std::string_view frame, Outbound& out);
     std::uint64_t batch_serial_ = 0;       // the open batch's

@@ -392,8 +392,44 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         // The server skipped to pgrail's Sync: its answer and the marker's are the client's to miss.
         CHECK(h.server(ready('I') + frame('I') + ready('I')).empty());
         CHECK_FALSE(h.core().holding_client());
-        // The stragglers go on (the server ignores them), and the client's Sync earns its answer.
-        CHECK(h.client("") == copy_data("2\n") + copy_done() + sync_message());
+        // PostgreSQL would skip to the client's next Sync, pgrail's ended the skip: what the
+        // client sends until its Sync is dropped (the server would have skipped it), the Sync
+        // goes on and earns its answer.
+        CHECK(h.client("") == sync_message());
+        CHECK(h.server(ready('I')) == ready('I'));
+        CHECK(h.core().at_rest());
+        // A statement sent between CopyDone and Sync is skipped, as PostgreSQL skips it.
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        h.server(error("ERROR", "22P02", "invalid input syntax"));
+        CHECK(h.client(copy_done() + parse("", "UPDATE t SET v = 1") + bind("") + execute() + sync_message()) ==
+              sync_message() + query(""));
+        CHECK(h.server(ready('I') + frame('I') + ready('I')).empty());
+        CHECK(h.client("") == sync_message());
+        CHECK(h.server(ready('I')) == ready('I'));
+        CHECK(h.core().at_rest());
+    }
+    SECTION("extended protocol: nothing but Syncs may follow the COPY's Execute when the copy starts") {
+        Harness h;
+        h.log_in();
+        // The server reads the Describe as copy data (the copy then fails): pgrail could not
+        // pair its answer; the session ends.
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + frame('D', "P" + cstr("")) + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        REQUIRE(h.core().ending().has_value());
+        CHECK(h.core().ending()->sqlstate == "08P01");
+    }
+    SECTION("extended protocol: the marker's empty Query answered by an error settles too") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        h.server(error("ERROR", "57014", "canceling statement due to user request"));
+        CHECK(h.client(copy_done() + sync_message()) == sync_message() + query(""));
+        CHECK(h.server(ready('I') + error("ERROR", "57014", "canceling statement due to user request") + ready('I'))
+                  .empty());
+        CHECK_FALSE(h.core().holding_client());
+        CHECK(h.client("") == sync_message());
         CHECK(h.server(ready('I')) == ready('I'));
         CHECK(h.core().at_rest());
     }
@@ -408,6 +444,8 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         CHECK(h.server(ready('I')).empty());
         CHECK(h.client(copy_data("1\n") + copy_done() + sync_message()) == sync_message() + query(""));
         CHECK(h.server(ready('I') + frame('I') + ready('I')) == ready('I'));
+        // The server ended the copy's batch at that Sync: what follows is a batch of its own (the
+        // server ignores the stragglers, and runs what comes before the client's next Sync).
         CHECK(h.client("") == copy_data("1\n") + copy_done() + sync_message());
         CHECK(h.server(ready('I')) == ready('I'));
         CHECK(h.core().at_rest());
