@@ -618,10 +618,11 @@ void SessionProtocol::substitute_query(std::string_view text, Outbound& out) {
 
 void SessionProtocol::refuse_bind(const protocol::ErrorMessage& error, Outbound& out) {
     // Refused like a failing Parse (of a statement of pgrail's own name, so that no statement of
-    // the client's is touched): the server skips to the Sync, and answers the refusal.
+    // the client's is touched: the refusal marker, which no client knows): the server skips to
+    // the Sync, and answers the refusal.
     ClientStatement stand_in;
     stand_in.tag = front::parse;
-    stand_in.parse_name = "pgrail_refused_bind";
+    stand_in.parse_name = refusal_marker_;
     stand_in.parse_types = std::string_view("\0\0", 2);
     refuse(error, stand_in, out);
 }
