@@ -168,6 +168,10 @@ void encode_describe(std::string& out, char kind, std::string_view name) {
 
 void encode_flush(std::string& out) { MessageWriter(out, frontend_tag::flush).finish(); }
 
+void encode_close(std::string& out, char kind, std::string_view name) {
+    MessageWriter(out, frontend_tag::close).u8(static_cast<std::uint8_t>(kind)).cstring(name).finish();
+}
+
 void encode_sync(std::string& out) { MessageWriter(out, frontend_tag::sync).finish(); }
 
 void encode_query(std::string& out, std::string_view sql) {

@@ -24,10 +24,11 @@ bool BufferBudget::try_reserve(std::size_t bytes, std::uint64_t& ticket, const s
                                std::size_t held) {
     std::lock_guard lock(mutex_);
     // First in line among the requests that are not over their login's share (those wait for
-    // their own login's messages, not for the line).
+    // their own login's messages, not for the line), and behind every earlier one of its own
+    // login's (a long message is not overtaken by the login's shorter ones).
     auto place = waiting_.begin();
     for (; place != waiting_.end() && place->ticket != ticket; ++place)
-        if (!over_share(place->login, place->bytes, place->held)) break;
+        if (place->login == login || !over_share(place->login, place->bytes, place->held)) break;
     const bool first_in_line = ticket == 0 ? place == waiting_.end() : place != waiting_.end() && place->ticket == ticket;
     if (first_in_line && bytes <= limit_ - used_ && !over_share(login, bytes, held)) {
         used_ += bytes;

@@ -322,10 +322,12 @@ void Session::login_turn(bool server) {
 
 void Session::logged_in() {
     pending_place_.reset();  // its address's place is free for the next login
-    // max_buffered_size is shared per login: whose messages and rows this session's hold.
-    const auto login = context_.identity.empty() ? "role " + context_.user : "identity " + context_.identity;
-    from_client_.buffer.set_login(login);
-    from_server_.buffer.set_login(login);
+    // max_buffered_size is shared per login: whose messages this session's hold. (Its result
+    // rows count for the session alone: a row waiting for the login's own message, which waits
+    // for a server that waits for that row to be read, would hold both until a timeout.)
+    from_client_.buffer.set_login(context_.identity.empty() ? "role " + context_.user
+                                                            : "identity " + context_.identity);
+    from_server_.buffer.set_login(fmt::format("session {}", context_.session_id));
     first_ready_signal_.cancel();
     login_timer_.cancel();  // the login's watch ends
 }
@@ -598,6 +600,12 @@ awaitable<void> Session::client_to_server() {
     const auto on_header = [this](char tag) { protocol_.on_client_header(tag); };
     const auto hold = [this] { return protocol_.holding_client(); };
     while (true) {
+        // A settle marker that came due while this pump wrote (the server's could not send it)
+        // goes before it waits for the client, who may wait for its answers.
+        if (protocol_.settle_marker_due() && in.passthrough_remaining == 0 && !in.header_seen) {
+            protocol_.send_settle_marker(to_server_);
+            if (co_await write_out(server_, to_server_)) co_return;
+        }
         client_reading_ = true;  // (parked between messages, or inside one)
         const auto read_ec = co_await read_more(in);
         client_reading_ = false;
@@ -1024,17 +1032,20 @@ awaitable<void> Session::server_to_client() {
         if (protocol_.settle_marker_due()) co_await send_settle_marker_now();
         if (from_server_.buffer.holds_budget()) {
             // A row held whole holds budget that others may wait for: its client must take it
-            // within buffered_message_timeout.
-            asio::steady_timer deadline(client_.get_executor(), buffered_message_timeout());
+            // within buffered_message_timeout and a second per MiB begun (as a message's sender).
+            const auto allowed = buffered_message_timeout() +
+                                 std::chrono::seconds((asio::buffer_size(to_client_.pieces()) >> 20) + 1);
+            asio::steady_timer deadline(client_.get_executor(), allowed);
             auto written = co_await (write_out(client_, to_client_) || deadline.async_wait(use_tuple));
             if (written.index() == 1) {
+                metrics().count_timeout(Timeout::buffered_message);  // metrics
+                const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(allowed).count();
                 spdlog::warn("session {}: the client did not read a result row held whole within {} ms: ending the "
                              "session",
-                             context_.session_id, buffered_message_timeout().count());
+                             context_.session_id, waited);
                 client_write_cut_ = true;  // (inside a frame: no farewell after it)
                 end_session(sqlstate::out_of_memory,
-                            fmt::format("pgrail: a result row held whole was not read within {} ms",
-                                        buffered_message_timeout().count()));
+                            fmt::format("pgrail: a result row held whole was not read within {} ms", waited));
                 co_return;
             }
             if (std::get<0>(written)) co_return;

@@ -662,7 +662,7 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
     if ((copy_settle_ == CopySettle::marker_due || copy_settle_ == CopySettle::marker_sent ||
          copy_settle_ == CopySettle::marker_answered) &&
         (tag == back::ready_for_query ||
-         ((tag == back::empty_query_response || tag == back::error_response) && copy_settle_ == CopySettle::marker_sent))) {
+         ((tag == back::close_complete || tag == back::error_response) && copy_settle_ == CopySettle::marker_sent))) {
         hide_frame_ = true;  // settle_copy_frame() decides
         return;
     }
@@ -748,7 +748,7 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
 
 ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Outbound& out) {
     if (hide_frame_ &&
-        (tag == back::ready_for_query || tag == back::empty_query_response || tag == back::error_response) &&
+        (tag == back::ready_for_query || tag == back::close_complete || tag == back::error_response) &&
         copy_settle_ != CopySettle::none && copy_settle_ != CopySettle::outcome_pending) {
         settle_copy_frame(tag, frame, out);
         return std::exchange(stop_after_frame_, false) ? ServerStep::stop : ServerStep::done;
@@ -764,23 +764,33 @@ ServerStep SessionProtocol::on_server_frame(char tag, std::string_view frame, Ou
 }
 
 void SessionProtocol::send_settle_marker(Outbound& out) {
-    // In both cases the Sync ends the failed batch (the server skips to a Sync after an error in
-    // the extended protocol) or earns an answer of its own; the empty Query's EmptyQueryResponse
-    // then marks the end of what the server answered before it.
+    // The first Sync ends the failed batch (the server skips to a Sync after an error in the
+    // extended protocol) or earns an answer of its own; the CloseComplete of a Close then marks
+    // the end of what the server answered before it. (A Close of a statement no one has changes
+    // nothing and fails not; an empty Query would drop the client's unnamed statement.)
     out.inject(protocol::encode_sync);
-    out.inject(protocol::encode_query, "");
+    out.inject(protocol::encode_close, 'S', refusal_marker_);
+    out.inject(protocol::encode_sync);
     copy_settle_ = CopySettle::marker_sent;
 }
 
-// A ReadyForQuery, or the marker's EmptyQueryResponse, while a failed COPY's Syncs are settled:
-// those before the marker's answer are the client's Syncs that the copy did not read, and pgrail's
+// A ReadyForQuery, or the marker's CloseComplete, while a failed COPY's Syncs are settled: those
+// before the marker's answer are the client's Syncs that the copy did not read, and pgrail's
 // Sync's last.
 void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbound& out) {
     const auto lost_count = [this] {
         end(sqlstate::protocol_violation, "pgrail: lost count of the server's answers: the session cannot be kept in step");
         stop_after_frame_ = true;
     };
-    if (tag == back::empty_query_response || tag == back::error_response) {
+    if (tag == back::error_response) {
+        const auto fields = protocol::parse_error_fields(frame.substr(protocol::header_size));
+        if (fields && (protocol::error_field(*fields, 'V') == "FATAL" || protocol::error_field(*fields, 'V') == "PANIC")) {
+            server_sent_fatal_ = true;  // the session's end, in the server's words
+            out.forward(frame);
+            return;
+        }
+    }
+    if (tag == back::close_complete || tag == back::error_response) {
         copy_settle_ = CopySettle::marker_answered;  // (an error: a cancel that came late, say)
         return;
     }
@@ -798,6 +808,10 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
         // The first of them ended the copy's batch on the server: what the client sends from now
         // on is a batch of its own (the copy's is open again, and empty).
         for (auto& answer : settle_answers_) out.inject(std::move(answer));
+        if (batches_.front().changes_encoding) {
+            --batches_changing_encoding_;
+            context_.lexing.encoding_pending = batches_changing_encoding_ > 0;
+        }
         batches_.front().clear();
         batch_failed_ = false;
         answering_.reset();

@@ -198,9 +198,12 @@ public:
     // the copy fails before it reads anything (COPY ... (FREEZE), a BEFORE trigger, a cancel), and
     // then it answers them after all. So that pgrail knows which, it reads no more of the client
     // while `holding_client()`: from the client's CopyDone or CopyFail (followed by a Flush of
-    // pgrail's) until the copy's CommandComplete or error; after an error, until the server has
-    // answered a Sync and an empty Query of pgrail's (`send_settle_marker()`, when due): the
-    // ReadyForQuery messages before them answer the client's Syncs, and go on to the client.
+    // pgrail's) until the copy's CommandComplete or error, and from an error until the server has
+    // answered pgrail's marker (`send_settle_marker()`, when due: a Sync, a Close of a statement
+    // no one has, a Sync): the ReadyForQuery messages before the Close's answer but the last (its
+    // Sync's) answer the client's Syncs, and go on to the client. None: the server had read them,
+    // and skipped to pgrail's Sync where it would have skipped to the client's next: pgrail then
+    // drops what the client sends until that Sync (skip_to_sync_).
     [[nodiscard]] bool holding_client() const { return copy_settle_ != CopySettle::none; }
     [[nodiscard]] bool settle_marker_due() const { return copy_settle_ == CopySettle::marker_due; }
     void send_settle_marker(Outbound& out);

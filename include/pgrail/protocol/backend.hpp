@@ -30,6 +30,7 @@ inline constexpr char copy_data = 'd';
 inline constexpr char copy_done = 'c';
 inline constexpr char portal_suspended = 's';
 inline constexpr char empty_query_response = 'I';
+inline constexpr char close_complete = '3';
 }  // namespace backend_tag
 
 inline constexpr std::int32_t auth_sasl = 10;

@@ -93,6 +93,7 @@ void encode_parse(std::string& out, std::string_view statement_name, std::string
 void encode_bind(std::string& out, const BindMessage& bind);
 void encode_describe(std::string& out, char kind, std::string_view name);
 void encode_flush(std::string& out);
+void encode_close(std::string& out, char kind, std::string_view name);
 void encode_sync(std::string& out);
 void encode_cancel_request(std::string& out, std::int32_t pid, std::int32_t secret);
 void encode_ssl_request(std::string& out);

@@ -76,6 +76,11 @@ TEST_CASE("one login holds at most half of the budget, and waits for its own pas
     REQUIRE(a1.prepare(large));
     // Past half (4 standard buffers) it waits, though the budget has room ...
     CHECK_FALSE(a2.prepare(large));
+    // (and a shorter one of the same login, which would fit its share, waits behind it) ...
+    Buffer a4(&budget);
+    a4.set_login("role agent");
+    CHECK_FALSE(a4.prepare(standard_buffer_size + 1));
+    a4.release();
     // ... and another login's request behind it in the line goes first.
     REQUIRE(b1.prepare(large));
     CHECK(budget.used_by("identity other") == large);
