@@ -322,12 +322,12 @@ void Session::login_turn(bool server) {
 
 void Session::logged_in() {
     pending_place_.reset();  // its address's place is free for the next login
-    // max_buffered_size is shared per login: whose messages this session's hold. (Its result
-    // rows count for the session alone: a row waiting for the login's own message, which waits
-    // for a server that waits for that row to be read, would hold both until a timeout.)
-    from_client_.buffer.set_login(context_.identity.empty() ? "role " + context_.user
-                                                            : "identity " + context_.identity);
-    from_server_.buffer.set_login(fmt::format("session {}", context_.session_id));
+    // max_buffered_size is shared per login: whose messages and result rows this session's hold.
+    // (A client that pipelines a long message behind a statement whose masked rows wait for that
+    // message's share holds both until buffered_message_timeout: its own session's doing.)
+    const auto login = context_.identity.empty() ? "role " + context_.user : "identity " + context_.identity;
+    from_client_.buffer.set_login(login);
+    from_server_.buffer.set_login(login);
     first_ready_signal_.cancel();
     login_timer_.cancel();  // the login's watch ends
 }

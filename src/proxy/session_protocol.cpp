@@ -784,14 +784,19 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
     };
     if (tag == back::error_response) {
         const auto fields = protocol::parse_error_fields(frame.substr(protocol::header_size));
-        if (fields && (protocol::error_field(*fields, 'V') == "FATAL" || protocol::error_field(*fields, 'V') == "PANIC")) {
+        const auto severity = [&](std::string_view level) {
+            return protocol::error_field(*fields, 'V') == level || protocol::error_field(*fields, 'S') == level;
+        };
+        if (fields && (severity("FATAL") || severity("PANIC"))) {
             server_sent_fatal_ = true;  // the session's end, in the server's words
             out.forward(frame);
             return;
         }
     }
     if (tag == back::close_complete || tag == back::error_response) {
-        copy_settle_ = CopySettle::marker_answered;  // (an error: a cancel that came late, say)
+        // (An error: a cancel that came late, say.) Only after the first Sync's answer at least.
+        if (copy_settle_ != CopySettle::marker_sent || settle_answers_.empty()) return lost_count();
+        copy_settle_ = CopySettle::marker_answered;
         return;
     }
     if (copy_settle_ != CopySettle::marker_answered) {

@@ -458,6 +458,42 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         h.server(complete("SELECT 1") + ready('I'));
         CHECK(h.core().at_rest());
     }
+    SECTION("extended protocol: a FATAL while settling reaches the client") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        h.server(error("ERROR", "22P02", "invalid input syntax"));
+        CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+        const auto fatal = error("FATAL", "57P01", "terminating connection due to administrator command");
+        CHECK(h.server(ready('I') + fatal) == fatal);
+        CHECK(h.core().server_sent_fatal());
+    }
+    SECTION("extended protocol: a settled batch that changed client_encoding is forgotten") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "SET client_encoding = 'UTF8'") + bind("") + execute() +
+                 parse("", "COPY t FROM STDIN (FREEZE)") + bind("") + execute() + sync_message());
+        CHECK(h.core().context().lexing.encoding_pending);
+        h.server(parse_complete() + bind_complete() + complete("SET") + parse_complete() + bind_complete() +
+                 copy_in_response());
+        h.server(error("ERROR", "55000", "cannot perform COPY FREEZE") + ready('I'));
+        CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+        CHECK(h.server(ready('I') + frame('3') + ready('I')) == ready('I'));
+        CHECK_FALSE(h.core().context().lexing.encoding_pending);
+    }
+    SECTION("extended protocol: the marker's answer before its Sync's: the session ends") {
+        Harness h;
+        h.log_in();
+        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
+        h.server(parse_complete() + bind_complete() + copy_in_response());
+        h.server(error("ERROR", "22P02", "invalid input syntax"));
+        CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+        h.server(frame('3'));
+        CHECK(h.stopped);
+        REQUIRE(h.core().ending().has_value());
+        CHECK(h.core().ending()->sqlstate == "08P01");
+    }
     SECTION("extended protocol: more answers than Syncs while settling: the session ends") {
         Harness h;
         h.log_in();
