@@ -23,6 +23,7 @@
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/proxy/audit_budget.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
+#include "log_budget.hpp"
 #include "pgrail/proxy/metrics.hpp"
 #include "pgrail/sql/pgrail_command.hpp"
 #include "run_on_pool.hpp"
@@ -211,18 +212,20 @@ awaitable<bool> Session::read_startup() {
             // Gone before saying anything (a port probe, a client that refused our 'N'): nothing
             // to log, as PostgreSQL. Part of a length word: logged, nothing said to the client.
             if (n > 0 && !answered)
-                spdlog::warn("session {}: incomplete startup packet from {} ({} of 4 length bytes, then {})",
-                             context_.session_id, context_.client_address, n, ec.message());
+                if (const auto more = unauthenticated_log_budget().take())
+                    spdlog::warn("session {}: incomplete startup packet from {} ({} of 4 length bytes, then {}){}",
+                                 context_.session_id, context_.client_address, n, ec.message(), *more);
             co_return false;
         }
         const auto header = protocol::read_startup_header({length_bytes, 4});
         if (header.status != protocol::FrameStatus::complete) {
             // PostgreSQL logs this (COMMERROR) and closes without a word to the client: a client
             // that sends Terminate before its startup packet, or garbage, hears nothing back.
-            spdlog::warn("session {}: invalid length of startup packet from {}: {} (header {}); closing without "
-                         "a message, as PostgreSQL does",
-                         context_.session_id, context_.client_address, header.reason,
-                         protocol::hex_dump({length_bytes, 4}));
+            if (const auto more = unauthenticated_log_budget().take())
+                spdlog::warn("session {}: invalid length of startup packet from {}: {} (header {}); closing without "
+                             "a message, as PostgreSQL does{}",
+                             context_.session_id, context_.client_address, header.reason,
+                             protocol::hex_dump({length_bytes, 4}), *more);
             co_return false;
         }
         std::string packet(length_bytes, 4);
@@ -232,9 +235,10 @@ awaitable<bool> Session::read_startup() {
         if (body_result.index() == 1) metrics().count_timeout(Timeout::startup_packet);  // metrics
         if (body_result.index() == 1) co_return false;  // timed out
         if (const auto body_ec = std::get<0>(std::get<0>(body_result)); body_ec) {
-            spdlog::warn("session {}: incomplete startup packet from {} (length {}, then {}); closing without a "
-                         "message, as PostgreSQL does",
-                         context_.session_id, context_.client_address, header.length, body_ec.message());
+            if (const auto more = unauthenticated_log_budget().take())
+                spdlog::warn("session {}: incomplete startup packet from {} (length {}, then {}); closing without a "
+                             "message, as PostgreSQL does{}",
+                             context_.session_id, context_.client_address, header.length, body_ec.message(), *more);
             co_return false;
         }
         from_client_.bytes += packet.size();
@@ -260,8 +264,9 @@ awaitable<bool> Session::read_startup() {
         if (shaken.index() == 1) co_return false;  // timed out: as a silent client
         if (const auto handshake_ec = std::get<0>(shaken)) {
             // As PostgreSQL: logged, the connection closed (the client hears TLS's alert).
-            spdlog::warn("session {}: could not accept a TLS connection from {}: {}", context_.session_id,
-                         context_.client_address, describe_tls_error(handshake_ec, ssl));
+            if (const auto more = unauthenticated_log_budget().take())
+                spdlog::warn("session {}: could not accept a TLS connection from {}: {}{}", context_.session_id,
+                             context_.client_address, describe_tls_error(handshake_ec, ssl), *more);
             co_return false;
         }
         protocol_.tls_started();
@@ -272,8 +277,9 @@ awaitable<void> Session::handle_cancel(protocol::BackendKey key) {
     // Like PostgreSQL, answer nothing: the client closes after sending its request.
     const auto upstream_key = shared_.cancel_registry.find(key);
     if (!upstream_key) {
-        spdlog::warn("session {}: cancel request for unknown key pid={} from {}", context_.session_id, key.pid,
-                     context_.client_address);
+        if (const auto more = unauthenticated_log_budget().take())
+            spdlog::warn("session {}: cancel request for unknown key pid={} from {}{}", context_.session_id, key.pid,
+                         context_.client_address, *more);
         co_return;
     }
     shared_.cancel_registry.abandon(key);  // an in-band command, if one runs
