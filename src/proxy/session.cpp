@@ -708,9 +708,11 @@ awaitable<void> Session::client_to_server() {
 awaitable<void> Session::client_gone(Inbound& in) {
     if (protocol_.client_terminated() || server_closed_by_pgrail_) co_return;
     if (const auto key = protocol_.upstream_key(); key && protocol_.statement_running()) co_await send_cancel(*key);
-    // Inside a half-forwarded frame a Terminate would be read as its payload: the socket's close
-    // ends that backend anyway.
-    if (in.passthrough_remaining == 0) co_await server_.async_write(asio::buffer(protocol::terminate_message), use_tuple);
+    // Inside a half-forwarded frame a Terminate would be read as its payload, and beside a write
+    // of the server's pump (a settle marker) it could interleave with it: the socket's close ends
+    // that backend anyway.
+    if (in.passthrough_remaining == 0 && !server_write_pending_)
+        co_await server_.async_write(asio::buffer(protocol::terminate_message), use_tuple);
 }
 
 // The client closed its side (or reset): gone even with messages of its own still unread, which
