@@ -347,6 +347,13 @@ TEST_CASE("session core: texts read behind a change of client_encoding, until it
     }
 }
 
+// An extended-protocol COPY FROM STDIN sent as libpq's PQexecParams sends it (Parse, Bind, Execute
+// and Sync at once), and the server's start of the copy.
+static void start_copy(Harness& h, std::string_view sql = "COPY t FROM STDIN") {
+    h.client(parse("", sql) + bind("") + execute() + sync_message());
+    h.server(parse_complete() + bind_complete() + copy_in_response());
+}
+
 TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: the Sync before the data is ignored by the server") {
         Harness h;
@@ -370,8 +377,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: the copy's outcome comes before the Sync behind its CopyDone") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         // CopyDone goes with a Flush of pgrail's; the Sync behind waits for the outcome.
         CHECK(h.client(copy_data("1\n") + copy_done() + sync_message()) == copy_data("1\n") + copy_done() + frame('H'));
         CHECK(h.core().holding_client());
@@ -384,8 +390,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: a copy that failed after reading the Sync behind it: the server skips to the next") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         h.client(copy_data("x\n"));
         const auto failure = error("ERROR", "22P02", "invalid input syntax for type integer: \"x\"");
         CHECK(h.server(failure) == failure);
@@ -403,8 +408,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         CHECK(h.server(ready('I')) == ready('I'));
         CHECK(h.core().at_rest());
         // A statement sent between CopyDone and Sync is skipped, as PostgreSQL skips it.
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         h.server(error("ERROR", "22P02", "invalid input syntax"));
         CHECK(h.client(copy_done() + parse("", "UPDATE t SET v = 1") + bind("") + execute() + sync_message()) ==
               settle_marker());
@@ -426,8 +430,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: the marker's empty Query answered by an error settles too") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         h.server(error("ERROR", "57014", "canceling statement due to user request"));
         CHECK(h.client(copy_done() + sync_message()) == settle_marker());
         CHECK(h.server(ready('I') + error("ERROR", "57014", "canceling statement due to user request") + ready('I'))
@@ -440,8 +443,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: a copy that failed before reading anything (FREEZE): the Sync behind is answered") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN (FREEZE)") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h, "COPY t FROM STDIN (FREEZE)");
         const auto failure = error("ERROR", "55000", "cannot perform COPY FREEZE");
         CHECK(h.server(failure) == failure);
         // The server answers the client's Sync at once: held until pgrail knows it is the client's.
@@ -461,8 +463,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: a FATAL while settling reaches the client") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         h.server(error("ERROR", "22P02", "invalid input syntax"));
         CHECK(h.client(copy_done() + sync_message()) == settle_marker());
         const auto fatal = error("FATAL", "57P01", "terminating connection due to administrator command");
@@ -485,8 +486,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: the marker's answer before its Sync's: the session ends") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         h.server(error("ERROR", "22P02", "invalid input syntax"));
         CHECK(h.client(copy_done() + sync_message()) == settle_marker());
         h.server(frame('3'));
@@ -497,8 +497,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: more answers than Syncs while settling: the session ends") {
         Harness h;
         h.log_in();
-        h.client(parse("", "COPY t FROM STDIN") + bind("") + execute() + sync_message());
-        h.server(parse_complete() + bind_complete() + copy_in_response());
+        start_copy(h);
         h.server(error("ERROR", "57014", "canceling statement due to user request"));
         h.client(copy_done());
         h.server(ready('I') + ready('I'));
