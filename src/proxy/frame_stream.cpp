@@ -22,17 +22,16 @@ void Outbound::inject(std::string bytes) {
     last_is_forward_ = false;
 }
 
-std::vector<boost::asio::const_buffer> Outbound::pieces_after(std::size_t written) const {
-    std::vector<boost::asio::const_buffer> rest;
-    for (const auto& piece : pieces_) {
-        if (written >= piece.size()) {
-            written -= piece.size();
-            continue;
-        }
-        rest.push_back(piece + written);
-        written = 0;
+void Outbound::drop_front(std::size_t written) {
+    auto first = pieces_.begin();
+    while (first != pieces_.end() && written >= first->size()) {
+        written -= first->size();
+        ++first;
     }
-    return rest;
+    pieces_.erase(pieces_.begin(), first);
+    if (pieces_.empty()) last_is_forward_ = false;
+    else pieces_.front() += written;
+    // (owned_ keeps the strings of dropped pieces until clear(): the rest may point into them.)
 }
 
 void Outbound::clear() {

@@ -33,8 +33,8 @@ public:
     }
     [[nodiscard]] bool empty() const { return pieces_.empty(); }
     [[nodiscard]] const std::vector<boost::asio::const_buffer>& pieces() const { return pieces_; }
-    // What is left to write once the first `written` bytes went.
-    [[nodiscard]] std::vector<boost::asio::const_buffer> pieces_after(std::size_t written) const;
+    // The first `written` bytes went: only the rest is left to write.
+    void drop_front(std::size_t written);
     void clear();
 
 private:

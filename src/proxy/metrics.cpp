@@ -1,6 +1,8 @@
 // Process-wide counters and histograms in the Prometheus text format.
 #include "pgrail/proxy/metrics.hpp"
 
+#include <array>
+
 #include <fmt/format.h>
 
 namespace pgrail::proxy {
@@ -84,13 +86,42 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
 }
 
 void Metrics::count_statement(std::string_view rule, std::string_view decision, std::string_view statement_class) {
+    // This runs per statement on every I/O thread: each thread keeps the series it counted last
+    // (a series is never removed), so a statement takes no lock shared between threads.
+    struct Seen {
+        const Metrics* owner = nullptr;
+        std::string rule;
+        std::string_view decision, statement_class;  // (views of the series' own labels)
+        std::atomic<std::uint64_t>* count = nullptr;
+    };
+    thread_local std::array<Seen, 8> seen;
+    thread_local std::size_t next_seen = 0;
+    for (auto& entry : seen) {
+        if (entry.owner == this && entry.decision == decision && entry.statement_class == statement_class &&
+            entry.rule == rule) {
+            entry.count->fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+    }
     std::lock_guard lock(mutex_);
-    bump(statements_, std::tuple{rule, decision, statement_class}, max_series, Labels3{"other", "other", "other"});
+    static const Labels3 other{"other", "other", "other"};
+    auto it = statements_.find(std::tuple{rule, decision, statement_class});
+    if (it == statements_.end()) {
+        it = statements_.size() >= max_series
+                 ? statements_.try_emplace(other).first
+                 : statements_.try_emplace(Labels3{rule, decision, statement_class}).first;
+    }
+    it->second.fetch_add(1, std::memory_order_relaxed);
+    const auto& [kept_rule, kept_decision, kept_class] = it->first;
+    if (kept_rule != rule || kept_decision != decision || kept_class != statement_class) return;  // ("other")
+    seen[next_seen] = Seen{this, kept_rule, kept_decision, kept_class, &it->second};
+    next_seen = (next_seen + 1) % seen.size();
 }
 
 void Metrics::count_refusal(std::string_view rule, std::string_view guard) {
     std::lock_guard lock(mutex_);
-    bump(refusals_, std::tuple{rule, guard}, max_series, Labels2{"other", "other"});
+    static const Labels2 other{"other", "other"};
+    bump(refusals_, std::tuple{rule, guard}, max_series, other);
 }
 
 void Metrics::count_session_rule(std::string_view rule) {
@@ -169,7 +200,8 @@ std::string Metrics::render() const {
     header(out, "pgrail_statements_total", "counter", "Statement texts the gate decided, by rule, decision and class.");
     for (const auto& [key, count] : statements_)
         out += fmt::format("pgrail_statements_total{{rule=\"{}\",decision=\"{}\",class=\"{}\"}} {}\n",
-                           label(std::get<0>(key)), label(std::get<1>(key)), label(std::get<2>(key)), count);
+                           label(std::get<0>(key)), label(std::get<1>(key)), label(std::get<2>(key)),
+                           count.load(std::memory_order_relaxed));
     header(out, "pgrail_refusals_total", "counter", "Refusals, by rule and guard.");
     for (const auto& [key, count] : refusals_)
         out += fmt::format("pgrail_refusals_total{{rule=\"{}\",guard=\"{}\"}} {}\n", label(std::get<0>(key)),
@@ -184,7 +216,8 @@ std::string Metrics::render() const {
 Metrics::Totals Metrics::totals() const {
     Totals out;
     std::lock_guard lock(mutex_);
-    for (const auto& [key, count] : statements_) out.statements_by_decision[std::get<1>(key)] += count;
+    for (const auto& [key, count] : statements_)
+        out.statements_by_decision[std::get<1>(key)] += count.load(std::memory_order_relaxed);
     for (const auto& [key, count] : refusals_) out.refusals_by_guard[std::get<1>(key)] += count;
     for (const auto& [key, count] : migrations_)
         out.migration_events[std::get<0>(key) + " " + std::get<1>(key)] += count;

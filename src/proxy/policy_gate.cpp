@@ -221,6 +221,28 @@ bool sets_search_path_elsewhere(const sql::Analysis& analysis) {
                        [](const sql::Statement& statement) { return sets_search_path_elsewhere(statement); });
 }
 
+}  // namespace
+
+// What a verdict takes from an analysis besides the policy's decision: the same for every
+// session, so the thread's slots keep it beside their analysis (decide() runs per statement).
+struct PolicyGate::AnalysisFacts {
+    explicit AnalysisFacts(const sql::Analysis& analysis)
+        : changes_schema(proxy::changes_schema(analysis)),
+          forgets_prepared(proxy::forgets_prepared(analysis)),
+          changes_encoding(proxy::changes_encoding(analysis)),
+          sets_search_path_elsewhere(proxy::sets_search_path_elsewhere(analysis)),
+          makes_temporary_types(proxy::makes_temporary_types(analysis)),
+          temporary_relations(temporary_relations_of(analysis)) {}
+    bool changes_schema;
+    bool forgets_prepared;
+    bool changes_encoding;
+    bool sets_search_path_elsewhere;
+    bool makes_temporary_types;
+    std::vector<std::string> temporary_relations;
+};
+
+namespace {
+
 // A registered migration's statement that names, unqualified, a relation the session (or the
 // text before it) made temporary, or that runs under a search_path other than a role's usual
 // one: the server would resolve the name to another relation than the runner's connection would
@@ -379,6 +401,7 @@ struct PolicyGate::ThreadState {
     struct Slot {
         std::string text;
         std::shared_ptr<const sql::Analysis> analysis;
+        std::optional<AnalysisFacts> facts;  // (of `analysis`)
         std::size_t bytes = 0;  // sql::footprint() of the text and analysis
     };
     std::array<Slot, front_cache_slots> slots;
@@ -386,6 +409,7 @@ struct PolicyGate::ThreadState {
     struct ShapeSlot {
         std::string shape;  // sql::literal_shape() of the text analysed
         std::shared_ptr<const sql::Analysis> analysis;
+        std::optional<AnalysisFacts> facts;
         std::size_t bytes = 0;
     };
     std::array<ShapeSlot, shape_cache_slots> shape_slots;
@@ -457,11 +481,15 @@ GateVerdict PolicyGate::check_deferred(const SessionContext& session, std::strin
 std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, ThreadState& state,
                                                std::string_view sql, MayAnalyse may) {
     const GateTimer timer(state.inline_budget);
-    // Asked only when the caches miss: whether the text may be analysed on this thread now.
-    const auto may_analyse = [&] {
+    // Asked only when the caches miss: whether this thread may work on the text now (its budget),
+    // and whether it may analyse it (also: the text scans in linear time).
+    const auto within_budget = [&] {
         if (may != MayAnalyse::if_cheap) return may == MayAnalyse::yes;
         state.inline_budget.refill(inline_share, inline_burst_seconds, std::chrono::steady_clock::now());
-        return state.inline_budget.tokens > 0 && sql::scans_in_linear_time(sql);
+        return state.inline_budget.tokens > 0;
+    };
+    const auto may_analyse = [&] {
+        return within_budget() && (may != MayAnalyse::if_cheap || sql::scans_in_linear_time(sql));
     };
     if (sql.size() > max_analyzed_size_)
         return decide(session, state, sql::too_long_to_analyse(sql.size(), max_analyzed_size_), sql);
@@ -480,7 +508,7 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
     auto& slot = state.slots[std::hash<std::string_view>{}(sql) % front_cache_slots];
     if (slot.analysis && slot.text == sql) {
         metrics().count_cache(GateCache::thread_text, true);
-        return decide(session, state, *slot.analysis, sql);
+        return decide(session, state, *slot.analysis, sql, &*slot.facts);
     }
 
     // A new text may be a known statement with other values (clients that inline them send
@@ -488,10 +516,12 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
     // It may only allow: a refusal or a command needs the exact text's offsets and values.
     // (Where no analysis may run, the shared cache alone is asked: the thread that analyses the
     // text tries its shape.)
-    const bool analyse = may_analyse();
+    // (literal_shape is pgrail's own scanner, linear in any text: the shape is looked up before
+    // the text is asked whether PostgreSQL's scanner reads it in linear time.)
+    const bool budget = within_budget();
     std::optional<std::string> shape;
     ThreadState::ShapeSlot* shaped = nullptr;
-    if (analyse) {
+    if (budget) {
         metrics().count_cache(GateCache::thread_text, false);
         shape = sql::literal_shape(sql);
     }
@@ -503,39 +533,47 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
             if (decision.action == policy::Decision::Action::allow) {
                 metrics().count_cache(GateCache::thread_shape, true);
                 count(decision, *shaped->analysis);
-                GateVerdict verdict;
-                verdict.forgets_prepared = forgets_prepared(*shaped->analysis);
-                verdict.temporary_relations = temporary_relations_of(*shaped->analysis);
-                verdict.sets_search_path_elsewhere = sets_search_path_elsewhere(*shaped->analysis);
-                verdict.changes_encoding = changes_encoding(*shaped->analysis);
+                const AnalysisFacts& facts = *shaped->facts;
+                std::optional<GateVerdict> verdict(std::in_place);
+                verdict->forgets_prepared = facts.forgets_prepared;
+                verdict->temporary_relations = facts.temporary_relations;
+                verdict->sets_search_path_elsewhere = facts.sets_search_path_elsewhere;
+                verdict->changes_encoding = facts.changes_encoding;
                 return verdict;
             }
         }
     }
     if (shape) metrics().count_cache(GateCache::thread_shape, false);
+    const bool analyse = budget && (may != MayAnalyse::if_cheap || sql::scans_in_linear_time(sql));
     auto analysis = shared_analysis(cache_, sql, [analyse] { return analyse; });
     if (!analysis) return std::nullopt;
-    if (!analyse) metrics().count_cache(GateCache::thread_text, false);
+    if (!budget) metrics().count_cache(GateCache::thread_text, false);
     // Kept while the thread's slots stay within their bound (the slot's old entry leaves).
     const std::size_t bytes = sql::footprint(sql, *analysis);
+    const AnalysisFacts facts(*analysis);
     if (state.slots_bytes - slot.bytes + bytes <= front_cache_max_bytes) {
         state.slots_bytes = state.slots_bytes - slot.bytes + bytes;
         slot.text.assign(sql);
         slot.analysis = analysis;
+        slot.facts = facts;
         slot.bytes = bytes;
     }
-    if (shaped && sql::literal_independent(*analysis) && !changes_schema(*analysis) &&
+    if (shaped && sql::literal_independent(*analysis) && !facts.changes_schema &&
         state.shape_slots_bytes - shaped->bytes + bytes <= front_cache_max_bytes) {
         state.shape_slots_bytes = state.shape_slots_bytes - shaped->bytes + bytes;
         shaped->shape = std::move(*shape);
         shaped->analysis = analysis;
+        shaped->facts = facts;
         shaped->bytes = bytes;
     }
-    return decide(session, state, *analysis, sql);
+    return decide(session, state, *analysis, sql, &facts);
 }
 
 GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
-                               std::string_view sql) {
+                               std::string_view sql, const AnalysisFacts* known_facts) {
+    const std::optional<AnalysisFacts> fresh_facts =
+        known_facts ? std::nullopt : std::optional<AnalysisFacts>(std::in_place, analysis);
+    const AnalysisFacts& facts = known_facts ? *known_facts : *fresh_facts;
     policy::SensitiveContext sensitive;
     const policy::SensitiveContext* sensitive_in_use = nullptr;
     if (state.policy->has_sensitive_columns) {
@@ -569,18 +607,18 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     }
     count(decision, analysis);
     GateVerdict verdict;
-    verdict.changes_encoding = changes_encoding(analysis);
+    verdict.changes_encoding = facts.changes_encoding;
     // (What a refused text's first statements make or set counts too: they run.)
-    verdict.temporary_relations = temporary_relations_of(analysis);
-    verdict.sets_search_path_elsewhere = sets_search_path_elsewhere(analysis);
-    verdict.makes_temporary_types = makes_temporary_types(analysis);
+    verdict.temporary_relations = facts.temporary_relations;
+    verdict.sets_search_path_elsewhere = facts.sets_search_path_elsewhere;
+    verdict.makes_temporary_types = facts.makes_temporary_types;
     if (decision.action == policy::Decision::Action::allow) {
-        verdict.forgets_prepared = forgets_prepared(analysis);
+        verdict.forgets_prepared = facts.forgets_prepared;
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run. So is a read
         // whose results pgrail masks.
         std::vector<std::function<bool()>> writers;
-        if (changes_schema(analysis)) {
+        if (facts.changes_schema) {
             writers.push_back(writer(session, schema_change_event(session, decision, analysis, sql)));
             verdict.migrator_statements = migrator_statements(matcher, analysis);
         }

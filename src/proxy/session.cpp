@@ -487,12 +487,19 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         in.buffer.release();
         auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.doorbell), use_tuple);
         if (ec) co_return ec;
-        if (!co_await make_room(in, std::max(in.needed, n))) co_return asio::error::operation_aborted;
+        const std::size_t total = std::max(in.needed, n);
+        if (!in.buffer.prepare(total)) {
+            const bool room = co_await make_room(in, total);
+            if (!room) co_return asio::error::operation_aborted;
+        }
         std::memcpy(in.buffer.write_position(), in.doorbell.data(), n);
         received(in, n, n == in.doorbell.size());
         co_return ec;
     }
-    if (!co_await make_room(in, in.needed)) co_return asio::error::operation_aborted;
+    if (!in.buffer.prepare(in.needed)) {
+        const bool room = co_await make_room(in, in.needed);
+        if (!room) co_return asio::error::operation_aborted;
+    }
     const auto space = in.buffer.write_space();
     const auto into = asio::buffer(in.buffer.write_position(), space);
     error_code ec;
@@ -563,24 +570,38 @@ awaitable<bool> Session::make_room(Inbound& in, std::size_t total) {
     co_return true;
 }
 
-awaitable<error_code> Session::write_out(Leg& socket, Outbound& out) {
-    if (out.empty()) co_return error_code{};
-    // Most writes fit in the socket buffer: try once without suspending, and only
-    // wait for the rest when the peer reads slower than we write (backpressure).
-    error_code ec;
-    auto written = socket.try_write(out.pieces(), ec);
-    if (ec && (ec == asio::error::would_block || ec == asio::error::try_again)) {
+bool Session::write_now(Leg& socket, Outbound& out, error_code& ec) {
+    if (out.empty()) return true;
+    // Most writes fit in the socket buffer: tried once without suspending; the rest waits for
+    // the peer to read (backpressure, write_out).
+    const auto written = socket.try_write(out.pieces(), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec.clear();
-        written = 0;
+        return false;
     }
     if (!ec && written < asio::buffer_size(out.pieces())) {
-        const auto rest = out.pieces_after(written);
-        const bool to_server = &socket == &server_;
-        if (to_server) server_write_pending_ = true;
-        auto [write_ec, n] = co_await socket.async_write(rest, use_tuple);
-        if (to_server) server_write_pending_ = false;
-        ec = write_ec;
+        out.drop_front(written);
+        return false;
     }
+    if (ec && &socket == &client_) client_write_cut_ = true;
+    out.clear();
+    return true;
+}
+
+awaitable<error_code> Session::write_out(Leg& socket, Outbound& out) {
+    error_code ec;
+    if (write_now(socket, out, ec)) co_return ec;
+    ec = co_await write_rest(socket, out);
+    co_return ec;
+}
+
+awaitable<error_code> Session::write_rest(Leg& socket, Outbound& out) {
+    error_code ec;
+    const bool to_server = &socket == &server_;
+    if (to_server) server_write_pending_ = true;
+    const std::vector<asio::const_buffer> rest = out.pieces();  // (the write's own: it outlives a suspension)
+    std::tie(ec, std::ignore) = co_await socket.async_write(rest, use_tuple);
+    if (to_server) server_write_pending_ = false;
     if (ec && &socket == &client_) client_write_cut_ = true;
     out.clear();
     co_return ec;
@@ -659,7 +680,8 @@ awaitable<void> Session::client_to_server() {
                     break;
                 case ClientStep::Kind::check_function_call: {
                     GateVerdict verdict = shared_.gate->check_function_call(context_, step.function_oid);
-                    const bool client_stays = co_await settle_verdict(verdict);
+                    bool client_stays = true;
+                    if (needs_settling(verdict)) client_stays = co_await settle_verdict(verdict);
                     if (!client_stays) {
                         co_await client_gone(in);
                         co_return;
@@ -672,13 +694,14 @@ awaitable<void> Session::client_to_server() {
                     break;
                 case ClientStep::Kind::check_statement: {
                     // Most texts are decided here, without a coroutine of their own.
-                    GateVerdict verdict;
-                    if (auto here = shared_.gate->check_here(context_, step.statement.sql)) {
-                        verdict = std::move(*here);
-                    } else {
-                        verdict = co_await analyse_elsewhere(step.statement);
+                    auto decided = shared_.gate->check_here(context_, step.statement.sql);
+                    if (!decided) {
+                        GateVerdict elsewhere = co_await analyse_elsewhere(step.statement);
+                        decided.emplace(std::move(elsewhere));
                     }
-                    const bool client_stays = co_await settle_verdict(verdict);
+                    GateVerdict& verdict = *decided;
+                    bool client_stays = true;
+                    if (needs_settling(verdict)) client_stays = co_await settle_verdict(verdict);
                     if (!client_stays) {
                         co_await client_gone(in);
                         co_return;
@@ -698,7 +721,9 @@ awaitable<void> Session::client_to_server() {
             }
             in.consume_frame(next.frame.size());
         }
-        if (auto ec = co_await write_out(server_, to_server_)) co_return;
+        error_code write_ec;
+        if (!write_now(server_, to_server_, write_ec)) write_ec = co_await write_rest(server_, to_server_);
+        if (write_ec) co_return;
     }
 }
 
@@ -1057,8 +1082,10 @@ awaitable<void> Session::server_to_client() {
                 co_return;
             }
             if (std::get<0>(written)) co_return;
-        } else if (auto ec = co_await write_out(client_, to_client_)) {
-            co_return;
+        } else {
+            error_code write_ec;
+            if (!write_now(client_, to_client_, write_ec)) write_ec = co_await write_rest(client_, to_client_);
+            if (write_ec) co_return;
         }
         // Shutting down: the session ends once what it was doing is done and answered.
         if (shutdown_ != ShutdownMode::none && !ended_for_shutdown_ && protocol_.logged_in() &&

@@ -170,7 +170,12 @@ private:
     [[nodiscard]] std::chrono::milliseconds buffered_message_timeout() const {
         return std::chrono::milliseconds(shared_.config.buffered_message_timeout_ms);
     }
+    // Writes `out` to `socket`, waiting while the peer does not read. In two steps where it counts
+    // (the pumps): write_now writes what the socket takes at once, true when that was all (or it
+    // failed: `ec`); when it was not, write_rest waits to write the rest.
     awaitable<boost::system::error_code> write_out(Leg& socket, Outbound& out);
+    bool write_now(Leg& socket, Outbound& out, boost::system::error_code& ec);
+    awaitable<boost::system::error_code> write_rest(Leg& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
     awaitable<void> send_fatal(std::string sqlstate, std::string message);
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
@@ -182,6 +187,9 @@ private:
     // Writes a verdict's audit line on the audit pool and settles the verdict (settle_audit).
     awaitable<void> settle_audit_elsewhere(GateVerdict& verdict);
     awaitable<bool> settle_verdict(GateVerdict& verdict);   // false: the client left meanwhile
+    static bool needs_settling(const GateVerdict& verdict) {  // (most do not: no coroutine for them)
+        return verdict.write_audit || verdict.kind == GateVerdict::Kind::refuse;
+    }
     awaitable<bool> pace_refusal(std::size_t audit_bytes);  // false: the client left meanwhile
     awaitable<void> client_gone(Inbound& in);
     [[nodiscard]] bool client_hung_up();

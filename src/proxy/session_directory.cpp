@@ -44,10 +44,14 @@ void SessionDirectory::Entry::set_state(SessionState state) {
 }
 
 void SessionDirectory::Entry::on_statement(std::string_view sql, sql::Lexing lexing) {
-    {
+    const auto kept = sql.substr(0, max_statement_bytes);
+    const bool cut = sql.size() > max_statement_bytes;
+    // (Only the session's thread writes these, so it reads them without the lock; a client that
+    // sends one text again and again, prepared or not, takes no lock.)
+    if (kept != statement_ || cut != statement_cut_ || lexing != lexing_) {
         std::lock_guard lock(statement_mutex_);
-        statement_cut_ = sql.size() > max_statement_bytes;
-        statement_.assign(sql.substr(0, max_statement_bytes));
+        statement_cut_ = cut;
+        statement_.assign(kept);
         lexing_ = lexing;
     }
     set_state(SessionState::active);

@@ -2261,16 +2261,22 @@ std::size_t max_nesting_bound(std::string_view query, bool plpgsql) {
 bool scans_in_linear_time(std::string_view text) {
     // What the analyzer decodes and scans again (a DO body or a query string in E'' or U&''
     // with escapes) may hold runs the raw text does not show: many escapes, or an escape
-    // character of the text's own choosing (UESCAPE), count as not linear.
-    if (std::count(text.begin(), text.end(), '\\') > max_linear_escapes) return false;
+    // character of the text's own choosing (UESCAPE), count as not linear. One pass: this is
+    // asked of every new text an I/O thread may analyse.
     constexpr std::string_view uescape = "uescape";
-    const auto found = std::search(text.begin(), text.end(), uescape.begin(), uescape.end(), [](char a, char b) {
-        return std::tolower(static_cast<unsigned char>(a)) == b;
-    });
-    if (found != text.end()) return false;
+    const auto is_uescape = [&](std::size_t at) {
+        if (text.size() - at < uescape.size()) return false;
+        for (std::size_t i = 0; i < uescape.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(text[at + i])) != uescape[i]) return false;
+        return true;
+    };
+    std::ptrdiff_t escapes = 0;
     std::size_t units = 0;
     for (std::size_t start = 0; start < text.size();) {
-        if (!is_operator_char(text[start])) {
+        const char c = text[start];
+        if (!is_operator_char(c)) {
+            if (c == '\\' && ++escapes > max_linear_escapes) return false;
+            if ((c == 'u' || c == 'U') && is_uescape(start)) return false;
             ++start;
             continue;
         }

@@ -151,7 +151,8 @@ private:
     using Labels2 = std::tuple<std::string, std::string>;
     using Labels3 = std::tuple<std::string, std::string, std::string>;
     mutable std::mutex mutex_;
-    std::map<Labels3, std::uint64_t, std::less<>> statements_;   // rule, decision, class
+    // rule, decision, class (counted without the lock once a thread has seen the series)
+    std::map<Labels3, std::atomic<std::uint64_t>, std::less<>> statements_;
     std::map<Labels2, std::uint64_t, std::less<>> refusals_;     // rule, guard
     std::map<std::tuple<std::string>, std::uint64_t, std::less<>> session_rules_;  // rule
     std::map<Labels2, std::uint64_t, std::less<>> migrations_;   // event, outcome

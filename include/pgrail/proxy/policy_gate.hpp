@@ -78,8 +78,10 @@ private:
     // there: then another thread checks it.
     std::optional<GateVerdict> checked(const SessionContext& session, ThreadState& state, std::string_view sql,
                                        MayAnalyse may);
+    struct AnalysisFacts;
+    // `facts`: of `analysis`, when a slot keeps them (else worked out here).
     GateVerdict decide(const SessionContext& session, ThreadState& state, const sql::Analysis& analysis,
-                       std::string_view sql);
+                       std::string_view sql, const AnalysisFacts* facts = nullptr);
 
     // A rule's sensitive_columns and max_rows in one database, resolved against its catalog.
     struct Resolved {

@@ -158,7 +158,9 @@ public:
 class ForwardAllGate final : public StatementGate {
 public:
     GateVerdict check(const SessionContext&, std::string_view) override { return {}; }
-    std::optional<GateVerdict> check_here(const SessionContext&, std::string_view) override { return GateVerdict{}; }
+    std::optional<GateVerdict> check_here(const SessionContext&, std::string_view) override {
+        return std::optional<GateVerdict>(std::in_place);
+    }
     GateVerdict check_function_call(const SessionContext&, std::uint32_t) override { return {}; }
     GateVerdict check_startup(const SessionContext&, const StartupParameters&) override { return {}; }
 };
