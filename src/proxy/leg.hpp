@@ -73,6 +73,9 @@ public:
         socket_.shutdown(Stream::shutdown_both, ignored);
         drained_ = false;
     }
+    // Whether async_read_some is Asio's receive on the socket as it is (no TLS, no drained
+    // receive): the pumps then await that receive directly.
+    [[nodiscard]] bool receives_plainly() const { return !tls_ && !drained_; }
     // Some bytes (at least one), or an error (eof: the peer closed).
     Transfer async_read_some(boost::asio::mutable_buffer into, Token token) {
         if (!tls_) {

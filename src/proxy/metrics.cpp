@@ -89,7 +89,7 @@ void Metrics::count_statement(std::string_view rule, std::string_view decision, 
     // This runs per statement on every I/O thread: each thread keeps the series it counted last
     // (a series is never removed), so a statement takes no lock shared between threads.
     struct Seen {
-        const Metrics* owner = nullptr;
+        std::uint64_t owner = 0;  // Metrics::id_
         std::string rule;
         std::string_view decision, statement_class;  // (views of the series' own labels)
         std::atomic<std::uint64_t>* count = nullptr;
@@ -97,7 +97,7 @@ void Metrics::count_statement(std::string_view rule, std::string_view decision, 
     thread_local std::array<Seen, 8> seen;
     thread_local std::size_t next_seen = 0;
     for (auto& entry : seen) {
-        if (entry.owner == this && entry.decision == decision && entry.statement_class == statement_class &&
+        if (entry.owner == id_ && entry.decision == decision && entry.statement_class == statement_class &&
             entry.rule == rule) {
             entry.count->fetch_add(1, std::memory_order_relaxed);
             return;
@@ -114,7 +114,7 @@ void Metrics::count_statement(std::string_view rule, std::string_view decision, 
     it->second.fetch_add(1, std::memory_order_relaxed);
     const auto& [kept_rule, kept_decision, kept_class] = it->first;
     if (kept_rule != rule || kept_decision != decision || kept_class != statement_class) return;  // ("other")
-    seen[next_seen] = Seen{this, kept_rule, kept_decision, kept_class, &it->second};
+    seen[next_seen] = Seen{id_, kept_rule, kept_decision, kept_class, &it->second};
     next_seen = (next_seen + 1) % seen.size();
 }
 

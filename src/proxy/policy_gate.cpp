@@ -521,16 +521,14 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
     const bool budget = within_budget();
     std::optional<std::string> shape;
     ThreadState::ShapeSlot* shaped = nullptr;
-    if (budget) {
-        metrics().count_cache(GateCache::thread_text, false);
-        shape = sql::literal_shape(sql);
-    }
+    if (budget) shape = sql::literal_shape(sql);
     if (shape) {
         shaped = &state.shape_slots[std::hash<std::string>{}(*shape) % shape_cache_slots];
         // (Not under sensitive_columns: an allow there may mask, and a masking is audited.)
         if (shaped->analysis && shaped->shape == *shape && !state.policy->has_sensitive_columns) {
             const auto decision = policy::evaluate_all(*state.policy, session, *shaped->analysis, nullptr);
             if (decision.action == policy::Decision::Action::allow) {
+                metrics().count_cache(GateCache::thread_text, false);
                 metrics().count_cache(GateCache::thread_shape, true);
                 count(decision, *shaped->analysis);
                 const AnalysisFacts& facts = *shaped->facts;
@@ -543,11 +541,11 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
             }
         }
     }
-    if (shape) metrics().count_cache(GateCache::thread_shape, false);
     const bool analyse = budget && (may != MayAnalyse::if_cheap || sql::scans_in_linear_time(sql));
     auto analysis = shared_analysis(cache_, sql, [analyse] { return analyse; });
-    if (!analysis) return std::nullopt;
-    if (!budget) metrics().count_cache(GateCache::thread_text, false);
+    if (!analysis) return std::nullopt;  // (counted where it is analysed)
+    metrics().count_cache(GateCache::thread_text, false);
+    if (shape) metrics().count_cache(GateCache::thread_shape, false);
     // Kept while the thread's slots stay within their bound (the slot's old entry leaves).
     const std::size_t bytes = sql::footprint(sql, *analysis);
     const AnalysisFacts facts(*analysis);

@@ -10,6 +10,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -36,6 +37,8 @@ namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 using boost::system::error_code;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// An operation awaited as it is (no coroutine frame of its own, unlike use_awaitable's).
+constexpr auto deferred_tuple = asio::as_tuple(asio::deferred);
 
 namespace {
 
@@ -485,7 +488,14 @@ awaitable<error_code> Session::read_more(Inbound& in) {
         // Probably idle: give the pooled buffer back and wait by reading into the doorbell.
         // (A large buffer, held for one long message, never waits: the budget wants it back.)
         in.buffer.release();
-        auto [ec, n] = co_await in.socket.async_read_some(asio::buffer(in.doorbell), use_tuple);
+        error_code ec;
+        std::size_t n = 0;
+        if (in.socket.receives_plainly()) {  // (awaited without a coroutine frame of its own)
+            auto receive = in.socket.socket().async_read_some(asio::buffer(in.doorbell), deferred_tuple);
+            std::tie(ec, n) = co_await std::move(receive);
+        } else {
+            std::tie(ec, n) = co_await in.socket.async_read_some(asio::buffer(in.doorbell), use_tuple);
+        }
         if (ec) co_return ec;
         const std::size_t total = std::max(in.needed, n);
         if (!in.buffer.prepare(total)) {
@@ -504,7 +514,10 @@ awaitable<error_code> Session::read_more(Inbound& in) {
     const auto into = asio::buffer(in.buffer.write_position(), space);
     error_code ec;
     std::size_t n = 0;
-    if (!in.buffer.holds_budget()) {
+    if (!in.buffer.holds_budget() && in.socket.receives_plainly()) {
+        auto receive = in.socket.socket().async_read_some(into, deferred_tuple);
+        std::tie(ec, n) = co_await std::move(receive);
+    } else if (!in.buffer.holds_budget()) {
         std::tie(ec, n) = co_await in.socket.async_read_some(into, use_tuple);
     } else {
         // Budget that others may wait for is held for this message: its client must keep sending,

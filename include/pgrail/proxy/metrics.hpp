@@ -150,6 +150,10 @@ private:
     // Looked up by views (std::less<>): a statement's count allocates nothing once its series exists.
     using Labels2 = std::tuple<std::string, std::string>;
     using Labels3 = std::tuple<std::string, std::string, std::string>;
+    // Names this object for the threads' caches of its series (count_statement): an address may
+    // be another Metrics' later (tests make and destroy them).
+    const std::uint64_t id_ = next_id_.fetch_add(1, std::memory_order_relaxed);
+    static inline std::atomic<std::uint64_t> next_id_{1};
     mutable std::mutex mutex_;
     // rule, decision, class (counted without the lock once a thread has seen the series)
     std::map<Labels3, std::atomic<std::uint64_t>, std::less<>> statements_;
