@@ -155,9 +155,10 @@ namespace {
 
 // Why a statement of a proposal needs a person's approval, or nothing when pgrail may approve it
 // on its own: up scripts may only create tables, add columns and create indexes; down scripts
-// may only drop tables, columns and indexes; no script may call a function (a default or an
-// index expression runs with the runner's privileges), reach a table beyond the one it changes
-// (REFERENCES, INHERITS, PARTITION OF, LIKE read or bind another table with the runner's rights),
+// may only drop tables, columns and indexes (an ALTER TABLE nothing else); no script may call a
+// function (a default or an index expression runs with the runner's privileges), add a foreign
+// key to a table that has rows, reach a table beyond the one it changes (REFERENCES, INHERITS,
+// PARTITION OF, LIKE read or bind another table with the runner's rights),
 // touch a system or pgrail schema, or add a NOT NULL column without a default (the scratch copy
 // has no rows to refuse it).
 std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction direction) {
@@ -171,7 +172,7 @@ std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction
                   (analysed.tag == "CREATE INDEX" && kind == sql::ChangeKind::create_index)
             : (analysed.tag == "DROP TABLE" && kind == sql::ChangeKind::drop_table) ||
                   (analysed.tag == "ALTER TABLE" && kind == sql::ChangeKind::drop_column) || analysed.tag == "DROP INDEX";
-    if (!allowed)
+    if (!allowed || analysed.change.other_clauses)
         return direction == Direction::up ? "only CREATE TABLE, ADD COLUMN and CREATE INDEX are approved automatically"
                                           : "only DROP TABLE, DROP COLUMN and DROP INDEX are approved automatically";
     if (!analysed.functions.empty()) return fmt::format("it calls {}", analysed.functions.front());
@@ -190,6 +191,11 @@ std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction
          form.find("CONSTR_EXCLUSION") != std::string::npos))
         return "a CHECK, UNIQUE, PRIMARY KEY, EXCLUDE or generated column is evaluated over existing rows";
     if (analysed.change.not_null_without_default) return "a NOT NULL column without a default fails on a table with rows";
+    // A foreign key on a table that has rows changes what the application's deletes and updates
+    // of the rows it references do (cascade, set null, or fail), even when it references its own
+    // table (which the count of tables below does not see).
+    if (analysed.tag == "ALTER TABLE" && form.find("CONSTR_FOREIGN") != std::string::npos)
+        return "a foreign key changes what deletes and updates of the rows it references do";
     // Objects that exist before the statement: none for a table it creates or objects it drops,
     // the one table a column or an index is added to.
     const auto existing = std::count_if(analysed.objects.begin(), analysed.objects.end(), [](const sql::ObjectRef& o) {

@@ -338,9 +338,9 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
         if (!wanted || *wanted != context.session.lexing.standard_conforming_strings)
             return refuse_setting(
                 "protected_settings",
-                fmt::format("pgrail: changing standard_conforming_strings to {} refused; use E'...' strings for "
-                            "escapes",
-                            value),
+                // (The value as pgrail read it, never as written: a literal is not repeated back.)
+                fmt::format("pgrail: changing standard_conforming_strings{} refused; use E'...' strings for escapes",
+                            !wanted ? "" : *wanted ? " to on" : " to off"),
                 fmt::format("This session reads backslashes in strings with standard_conforming_strings = {}; pgrail "
                             "reads every text as the server lexes it and does not follow a change within a session. "
                             "Use E'...' strings for escapes.",

@@ -1778,7 +1778,9 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
         bool any_drop = false;
         std::vector<std::string> added;
         std::vector<std::string> dropped;
+        std::size_t clauses = 0;
         for (const json item : child(body, "cmds")) {
+            ++clauses;
             const auto command = node_of(item);
             if (!command || command->first != "AlterTableCmd") return {};
             const std::string_view subtype = str(command->second, "subtype");
@@ -1797,6 +1799,7 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
         }
         if (any_drop) {
             change.kind = ChangeKind::drop_column;
+            change.other_clauses = dropped.size() != clauses;
             change.columns = std::move(dropped);
             change.not_null_without_default = false;
         } else if (all_add && !added.empty()) {

@@ -130,6 +130,8 @@ struct SchemaChange {
     // generation expression: PostgreSQL refuses it on a table that has rows.
     bool not_null_without_default = false;
     bool concurrently = false;         // create_index: CREATE INDEX CONCURRENTLY
+    // drop_column: the ALTER TABLE does more than drop columns (its other clauses are not `kind`).
+    bool other_clauses = false;
     // create_table: a permanent table of built-in scalar columns with PRIMARY KEY, UNIQUE, NOT
     // NULL, NULL and constant (or now()) defaults, and no other clause: what a migration tool
     // creates for its own state (the bookkeeping_tables exemption takes only this form).

@@ -197,6 +197,19 @@ TEST_CASE("only additive changes and their reversal can be approved without a pe
     // A down script that does more than drop what up made.
     CHECK(review("CREATE TABLE t (a int)", "DROP TABLE t; GRANT ALL ON p TO agent") ==
           std::vector<std::string>{"down:needs_review"});
+    // Review 62: an ALTER TABLE's other clauses beside the drop; a foreign key to the table itself
+    // (deletes of a root row would then cascade to every row pointed at it).
+    const std::vector<std::string> down_review{"down:needs_review"};
+    CHECK(review("ALTER TABLE p ADD COLUMN d int", "ALTER TABLE p DROP COLUMN d, DISABLE TRIGGER USER") == down_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN d int", "ALTER TABLE p DROP COLUMN d, OWNER TO agent") == down_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN d int, ADD COLUMN e int", "ALTER TABLE p DROP COLUMN d, DROP COLUMN e")
+              .empty());
+    CHECK(review("ALTER TABLE p ADD COLUMN q bigint REFERENCES p (id) ON DELETE CASCADE", "ALTER TABLE p DROP COLUMN q") ==
+          up_review);
+    CHECK(review("ALTER TABLE p ADD COLUMN q bigint REFERENCES p (id)", "ALTER TABLE p DROP COLUMN q") == up_review);
+    // (Up does more than add columns, so down's drop is not up's reversal either: destructive.)
+    CHECK(review("ALTER TABLE p ADD COLUMN q bigint, ADD FOREIGN KEY (q) REFERENCES p (id)",
+                 "ALTER TABLE p DROP COLUMN q") == std::vector<std::string>{"down:destructive", "up:needs_review"});
 }
 
 TEST_CASE("clean proposals and the merge into the registry", "[proposals]") {
