@@ -170,8 +170,22 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     }
     if (const auto migrations = root["migrations"]) {
         reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "lock_wait",
-                                       "require_verified", "backstop_key_file", "verify"},
+                                       "require_verified", "backstop_key_file", "verify", "proposal_proof_timeout",
+                                       "proposal_statement_timeout", "proposal_max_scratch_size", "proposal_proofs_at_once"},
                           "migrations");
+        // An agent's proposal is proven before anyone reads it: bounded as a whole (RunnerOptions).
+        if (migrations["proposal_proof_timeout"])
+            config.proposal_proof_timeout_ms =
+                duration(reader, migrations["proposal_proof_timeout"], "migrations.proposal_proof_timeout");
+        if (migrations["proposal_statement_timeout"])
+            config.proposal_statement_timeout_ms =
+                duration(reader, migrations["proposal_statement_timeout"], "migrations.proposal_statement_timeout");
+        if (migrations["proposal_proofs_at_once"])
+            config.proposal_proofs_at_once = static_cast<std::uint32_t>(
+                reader.as_int(migrations["proposal_proofs_at_once"], "migrations.proposal_proofs_at_once", 1, 64));
+        if (migrations["proposal_max_scratch_size"])
+            config.proposal_max_scratch_bytes = static_cast<std::uint64_t>(reader.as_int(
+                migrations["proposal_max_scratch_size"], "migrations.proposal_max_scratch_size", 0, std::int64_t{1} << 40));
         if (const auto verify = migrations["verify"]) {
             reader.expect_map(verify, {"sample_rows", "exclude_columns"}, "migrations.verify");
             // The sample is copied per verify run, table by table: bounded like the rest.

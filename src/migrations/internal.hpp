@@ -71,6 +71,11 @@ private:
 struct Timeouts {
     std::chrono::milliseconds lock_timeout;
     std::chrono::milliseconds statement_timeout;
+    // A proposal's proof (RunnerOptions::proof_timeout, proof_max_scratch_bytes): no statement
+    // starts after the deadline or runs past it, and the database may hold at most this much
+    // after each statement (0: no bound).
+    std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt;
+    std::uint64_t max_database_bytes = 0;
 };
 
 struct ScriptFailure {

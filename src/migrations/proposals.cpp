@@ -540,6 +540,49 @@ std::optional<Proposal> find_proposal(pqxx::transaction_base& tx, const std::str
 
 }  // namespace
 
+namespace {
+
+// At most `turns` proposals' proofs at a time on the migration database's server, among all
+// pgrail processes (a session advisory lock of the proposer's connection for each turn, given back
+// when the proof ends or the connection does): an agent cannot multiply scratch databases by
+// proposing from many sessions.
+class ProofTurn {
+public:
+    ProofTurn(pqxx::connection& conn, std::uint32_t turns) : conn_(conn) {
+        try {
+            pqxx::nontransaction tx(conn_);
+            for (std::uint32_t turn = 0; turn < turns && !key_; ++turn)
+                if (tx.exec1(fmt::format("SELECT pg_try_advisory_lock({})", first_key + turn))[0].as<bool>())
+                    key_ = first_key + turn;
+        } catch (...) {
+            detail::rethrow_database_error("cannot take a turn for the proof");
+        }
+        if (!key_)
+            throw MigrationError(sqlstate::lock_not_available,
+                                 fmt::format("pgrail: other proposals' proofs are running: pgrail proves {} at a time",
+                                             turns),
+                                 "", "Propose it again in a few seconds.");
+    }
+    ~ProofTurn() {
+        try {
+            pqxx::nontransaction tx(conn_);
+            tx.exec(fmt::format("SELECT pg_advisory_unlock({})", *key_));
+        } catch (...) {
+            // The connection ends with the proposal: the lock goes with it.
+        }
+    }
+    ProofTurn(const ProofTurn&) = delete;
+    ProofTurn& operator=(const ProofTurn&) = delete;
+
+private:
+    // (advisory_lock_key + 1 and on: the migrations' own lock is another.)
+    static constexpr std::int64_t first_key = 8099568217555234152;
+    pqxx::connection& conn_;
+    std::optional<std::int64_t> key_;
+};
+
+}  // namespace
+
 Proposal Runner::propose(const std::string& name, const std::string& up_sql, const std::string& down_sql) {
     // Parse and check first: a script that does not parse is refused before anything is stored.
     Migration checked = proposal_migration("0", name, up_sql, down_sql);
@@ -596,8 +639,15 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
         // Never the live rows: the scripts run with the migrator's rights, and a failure's message
         // (the agent's answer) may quote what they read.
         verify_options.verify_sample_rows = 0;
+        // Bounded as a whole (RunnerOptions::proof_timeout): no one has read these scripts yet.
+        if (options_.proof_statement_timeout.count() > 0)
+            verify_options.statement_timeout = std::min(verify_options.statement_timeout, options_.proof_statement_timeout);
+        if (options_.proof_timeout.count() > 0)
+            verify_options.scratch_deadline = std::chrono::steady_clock::now() + options_.proof_timeout;
+        verify_options.scratch_max_bytes = options_.proof_max_scratch_bytes;
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);
+        const ProofTurn turn(*conn, std::max<std::uint32_t>(1, options_.proof_turns));
         try {
             const auto results = verifier.verify(proposal.version);
             const auto result = std::find_if(results.begin(), results.end(),

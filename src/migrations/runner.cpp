@@ -292,6 +292,45 @@ private:
 
 }  // namespace
 
+namespace {
+
+// A proposal's proof past one of its bounds (Timeouts::deadline, max_database_bytes).
+struct OutOfBounds {
+    const char* sqlstate;
+    std::string message;
+};
+
+// One statement of a script, within the proof's bounds when it has them.
+void run_statement(pqxx::transaction_base& tx, const Script& script, std::size_t index, const Timeouts& timeouts) {
+    const OutOfBounds out_of_time{sqlstate::query_canceled,
+                                  "pgrail: the proof of a proposal ran out of time (migrations.proposal_proof_timeout)"};
+    bool cut_by_deadline = false;  // this statement's timeout is what is left of the proof's time
+    if (timeouts.deadline) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(*timeouts.deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) throw out_of_time;
+        if (left < timeouts.statement_timeout) {
+            tx.exec0(std::string(script.no_transaction ? "SET" : "SET LOCAL") + " statement_timeout = " + ms(left));
+            cut_by_deadline = true;
+        }
+    }
+    try {
+        tx.exec(script.statements[index].text);
+    } catch (const pqxx::sql_error& error) {
+        if (cut_by_deadline && error.sqlstate() == sqlstate::query_canceled) throw out_of_time;
+        throw;
+    }
+    if (timeouts.max_database_bytes == 0) return;
+    const auto bytes = tx.exec1("SELECT pg_database_size(current_database())")[0].as<std::uint64_t>();
+    if (bytes > timeouts.max_database_bytes)
+        throw OutOfBounds{sqlstate::program_limit_exceeded,
+                          fmt::format("pgrail: the proof's scratch database grew to {} MiB, past {} MiB "
+                                      "(migrations.proposal_max_scratch_size)",
+                                      bytes >> 20, timeouts.max_database_bytes >> 20)};
+}
+
+}  // namespace
+
 std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& script, const Timeouts& timeouts,
                                         const std::function<void(pqxx::transaction_base&)>& record,
                                         const AbandonFlag& abandoned) {
@@ -305,7 +344,7 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
                 tx.exec0("SET statement_timeout = " + ms(timeouts.statement_timeout));
                 for (; index < script.statements.size(); ++index) {
                     if (is_abandoned(abandoned)) throw Abandoned{};  // what ran stays done: the ledger says so
-                    tx.exec(script.statements[index].text);
+                    run_statement(tx, script, index, timeouts);
                 }
                 tx.exec0("RESET lock_timeout");
                 tx.exec0("RESET statement_timeout");
@@ -320,7 +359,7 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
             tx.exec0("SET LOCAL statement_timeout = " + ms(timeouts.statement_timeout));
             for (; index < script.statements.size(); ++index) {
                 if (is_abandoned(abandoned)) throw Abandoned{};
-                tx.exec(script.statements[index].text);
+                run_statement(tx, script, index, timeouts);
             }
             if (is_abandoned(abandoned)) throw Abandoned{};
             record(tx);
@@ -331,6 +370,8 @@ std::optional<ScriptFailure> run_script(pqxx::connection& conn, const Script& sc
     } catch (const Abandoned&) {
         return ScriptFailure{index, sqlstate::query_canceled,
                              "the run was abandoned: its client cancelled or disconnected", ""};
+    } catch (const OutOfBounds& bound) {
+        return ScriptFailure{index, bound.sqlstate, bound.message, ""};
     } catch (const pqxx::sql_error& error) {
         auto [message, more] = split_pq_message(error.what());
         if (script.no_transaction) {

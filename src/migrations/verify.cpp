@@ -199,7 +199,10 @@ void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const 
                         [](pqxx::transaction_base&) {}) {
     const Script& script = direction == Direction::up ? migration.up : migration.down;
     const auto failure =
-        detail::run_script(conn, script, {options.lock_timeout, options.statement_timeout}, before_commit,
+        detail::run_script(conn, script,
+                           {options.lock_timeout, options.statement_timeout, options.scratch_deadline,
+                            options.scratch_max_bytes},
+                           before_commit,
                            options.abandoned);  // a proposer that left stops its proof
     if (failure) throw detail::script_error(migration, direction, script, *failure);
 }

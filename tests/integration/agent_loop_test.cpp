@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -64,10 +65,11 @@ struct AgentLoop {
     std::string audit_path = dir + "/audit.jsonl";
     PgrailProcess process;
 
-    explicit AgentLoop(bool auto_approve)
-        : process(made(migrations) + "policy: " +
-                  policy_file(dir, auto_approve) + "\naudit: {file: " + audit_path + ", fsync: always}\n" +
-                  "migrations: {dir: " + migrations + ", migrator: \"" + db.conninfo_for("app_owner") + "\"}\n") {}
+    // `migrations_extra`: more of the migrations section (", key: value ...").
+    explicit AgentLoop(bool auto_approve, const std::string& migrations_extra = "")
+        : process(made(migrations) + "policy: " + policy_file(dir, auto_approve) + "\naudit: {file: " + audit_path +
+                  ", fsync: always}\n" + "migrations: {dir: " + migrations + ", migrator: \"" +
+                  db.conninfo_for("app_owner") + "\"" + migrations_extra + "}\n") {}
 
     [[nodiscard]] Conn connect(const std::string& user) const { return db.connect_through(process, user); }
     [[nodiscard]] Conn direct() const {
@@ -531,6 +533,41 @@ TEST_CASE("the audit keeps no value of a proposal's script: parse errors, failed
     CHECK(audit.find("SECRET") == std::string::npos);
 }
 
+TEST_CASE("a proposal's proof is bounded: its time, each statement, the scratch's size, one at a time",
+          "[agent_loop][proof_bounds]") {
+    // Review 62: a proposal's scripts run before anyone reads them, on the production server.
+    AgentLoop loop(false, ", proposal_proof_timeout: 3s, proposal_statement_timeout: 2s, proposal_max_scratch_size: "
+                          "41943040");
+    auto agent = loop.connect("agent");
+    const auto started = std::chrono::steady_clock::now();
+    const auto slow = row_of(run(agent.get(), propose_sql("slow", "CREATE TABLE s1 (a int); SELECT pg_sleep(1.5); "
+                                                                  "SELECT pg_sleep(1.5); SELECT pg_sleep(1.5)",
+                                                          "DROP TABLE s1"))
+                                 .at(0));
+    CHECK_THAT(slow.at("verification"), Catch::StartsWith("failed") && Catch::Contains("ran out of time"));
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(8));
+    const auto one = row_of(run(agent.get(), propose_sql("one", "CREATE TABLE s2 (a int); SELECT pg_sleep(3)",
+                                                         "DROP TABLE s2"))
+                                .at(0));
+    CHECK_THAT(one.at("verification"), Catch::StartsWith("failed") && Catch::Contains("statement timeout"));
+    // 40 MiB: an empty database is about 8; this table grows past it.
+    const auto big = row_of(run(agent.get(), propose_sql("big", "CREATE TABLE s3 AS SELECT repeat('x', 2000) AS v "
+                                                                "FROM generate_series(1, 30000)",
+                                                         "DROP TABLE s3"))
+                                .at(0));
+    CHECK_THAT(big.at("verification"), Catch::StartsWith("failed") && Catch::Contains("scratch database grew"));
+    // Another proof under way (its lock held elsewhere): refused at once, nothing recorded.
+    auto holder = loop.direct();
+    REQUIRE(scalar(holder.get(), "SELECT pg_try_advisory_lock(8099568217555234152)") == "t");
+    const auto busy = run(agent.get(), propose_sql("busy", "CREATE TABLE s4 (a int)", "DROP TABLE s4")).at(0);
+    CHECK(busy.sqlstate == "55P03");
+    CHECK_THAT(busy.message, Catch::Contains("proves 1 at a time"));
+    (void)run(holder.get(), "SELECT pg_advisory_unlock(8099568217555234152)");
+    const auto after = row_of(run(agent.get(), propose_sql("after", "CREATE TABLE s5 (a int)", "DROP TABLE s5")).at(0));
+    CHECK(after.at("verification") == "passed");
+    CHECK(scalar(loop.direct().get(), "SELECT count(*) FROM pgrail.migration_proposals WHERE name = 'busy'") == "0");
+}
+
 TEST_CASE("a failed apply does not show the agent the rows it failed on", "[agent_loop]") {
     // Review 9: a proposal whose expression fails on a row made the server quote that row's value
     // (an email the agent may not read) in migrate_up's error, and in the ledger.
@@ -717,8 +754,8 @@ TEST_CASE("a proposal, approval or rejection runs only where PostgreSQL would ru
 TEST_CASE("the admin view answers while proposals' proofs hold every blocking thread", "[agent_loop][admin_view]") {
     // Two logins, two proofs each: the four threads of the blocking pool are taken for a minute.
     // pgrail.sessions() is answered from memory and waited behind them (review 8's 40 s); it now
-    // waits only for its audit line.
-    AgentLoop loop(false);
+    // waits only for its audit line. (Proofs bounded loosely enough here for four of a minute.)
+    AgentLoop loop(false, ", proposal_proofs_at_once: 4, proposal_statement_timeout: 120s, proposal_proof_timeout: 120s");
     std::vector<Conn> proposers;
     for (const char* user : {"agent", "agent", "plainuser", "plainuser"}) proposers.push_back(loop.connect(user));
     for (std::size_t i = 0; i < proposers.size(); ++i) {

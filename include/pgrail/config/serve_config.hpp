@@ -65,6 +65,12 @@ struct ServeConfig {
     std::uint32_t statement_timeout_ms = 60000;     // SET LOCAL statement_timeout for each migration
     std::uint32_t lock_wait_ms = 10000;             // in-band up/down: wait for the advisory lock, then 55P03
     bool require_verified = false;                  // apply only checksums with a passing `verify`
+    // An agent's proposal's proof (its scripts run before anyone has read them): all of it, each
+    // statement, and the scratch database's size in bytes (0: unbounded), one proof at a time.
+    std::uint32_t proposal_proof_timeout_ms = 30000;
+    std::uint32_t proposal_statement_timeout_ms = 5000;
+    std::uint64_t proposal_max_scratch_bytes = 256ULL << 20;
+    std::uint32_t proposal_proofs_at_once = 1;
     // migrations.verify: rows copied per table into verify's scratch copy (0: schema only), and
     // columns never copied ("schema.table.column").
     std::int64_t verify_sample_rows = 0;

@@ -55,6 +55,19 @@ struct RunnerOptions {
     // (ScratchConfinement::call_names), or verify throws MigrationError (42501) and runs nothing
     // of them. nullopt: scripts an operator registered or approved.
     std::optional<std::vector<std::string>> scratch_call_names;
+    // The proof of an agent's proposal (propose()) runs scripts no one has read, on the migration
+    // database's server: it is bounded as a whole. Each statement at most proof_statement_timeout
+    // (the scratch copy has no rows: real DDL takes milliseconds), all its scripts together at most
+    // proof_timeout, the scratch database at most proof_max_scratch_bytes (asked after each
+    // statement), and proof_turns proofs at a time on the database's server among all pgrail
+    // processes (one more meanwhile: 55P03). Zero: no bound (turns: one).
+    std::chrono::milliseconds proof_timeout{30000};
+    std::uint32_t proof_turns = 1;
+    std::chrono::milliseconds proof_statement_timeout{5000};
+    std::uint64_t proof_max_scratch_bytes = 256ULL << 20;
+    // verify: set by propose() from the bounds above (none for an operator's verify).
+    std::optional<std::chrono::steady_clock::time_point> scratch_deadline;
+    std::uint64_t scratch_max_bytes = 0;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
     std::string backstop_key_file;

@@ -16,6 +16,10 @@ TEST_CASE("an empty configuration gives the documented defaults") {
     CHECK(config.workers == 0);
     CHECK(config.policy_file.empty());
     CHECK(config.lock_wait_ms == 10000);
+    CHECK(config.proposal_proof_timeout_ms == 30000);
+    CHECK(config.proposal_statement_timeout_ms == 5000);
+    CHECK(config.proposal_max_scratch_bytes == 256u << 20);
+    CHECK(config.proposal_proofs_at_once == 1);
     CHECK(config.connect_timeout_ms == 5000);
     CHECK(config.shutdown_timeout_ms == 30000);
     CHECK(config.tcp_keepalive_idle_ms == 60000);
@@ -39,7 +43,8 @@ log: {level: debug, format: json}
 policy: p.yaml
 audit: {file: a.jsonl, fsync: always, redact_literals: false, refusal_bytes_per_second: 5, refusal_burst_bytes: 20000}
 migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1min, lock_wait: 500ms,
-             require_verified: true, backstop_key_file: /etc/pgrail/backstop.key}
+             require_verified: true, backstop_key_file: /etc/pgrail/backstop.key, proposal_proof_timeout: 10s,
+             proposal_statement_timeout: 2s, proposal_max_scratch_size: 1048576, proposal_proofs_at_once: 3}
 )", "full.yaml");
     CHECK(config.listen_host == "0.0.0.0");
     CHECK(config.listen_port == 7000);
@@ -67,6 +72,10 @@ migrations: {dir: m, migrator: "user=x", lock_timeout: 2s, statement_timeout: 1m
     CHECK(config.lock_wait_ms == 500);
     CHECK(config.require_verified);
     CHECK(config.backstop_key_file == "/etc/pgrail/backstop.key");
+    CHECK(config.proposal_proof_timeout_ms == 10000);
+    CHECK(config.proposal_statement_timeout_ms == 2000);
+    CHECK(config.proposal_max_scratch_bytes == 1048576);
+    CHECK(config.proposal_proofs_at_once == 3);
 }
 
 TEST_CASE("bad configurations name file:line:column") {
@@ -91,6 +100,8 @@ TEST_CASE("bad configurations name file:line:column") {
                Catch::StartsWith("bad.yaml:2:22: 'migrations.backstop_key_file' must name a file"));
     CHECK_THAT(error_of("migrations: {lock_wait: 0s}\n"),
                Catch::StartsWith("bad.yaml:1:25: 'migrations.lock_wait' must be a positive duration"));
+    CHECK_THAT(error_of("migrations: {proposal_proofs_at_once: 0}\n"),
+               Catch::StartsWith("bad.yaml:1:39: 'migrations.proposal_proofs_at_once' must be between 1 and 64"));
     // The budget for whole messages must hold the longest one.
     CHECK_THAT(error_of("max_message_size: 4096\nmax_buffered_size: 4096\n"),
                Catch::StartsWith("bad.yaml:2:20: max_buffered_size (4096) must be larger than max_message_size (4096)"));
