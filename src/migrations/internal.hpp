@@ -76,6 +76,9 @@ struct Timeouts {
     // after each statement (0: no bound).
     std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt;
     std::uint64_t max_database_bytes = 0;
+    // A proof's statements that return rows run under EXPLAIN ANALYZE: executed alike, their rows
+    // never sent (a SELECT of gigabytes would be held whole in pgrail's memory).
+    bool discard_rows = false;
 };
 
 struct ScriptFailure {

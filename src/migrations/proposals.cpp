@@ -15,6 +15,7 @@
 
 #include "internal.hpp"
 #include "pgrail/migrations/lint.hpp"
+#include "pgrail/migrations/lock.hpp"
 #include "pgrail/migrations/scratch_guard.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/analyzer.hpp"
@@ -575,8 +576,7 @@ public:
     ProofTurn& operator=(const ProofTurn&) = delete;
 
 private:
-    // (advisory_lock_key + 1 and on: the migrations' own lock is another.)
-    static constexpr std::int64_t first_key = 8099568217555234152;
+    static constexpr std::int64_t first_key = proof_lock_first_key;  // (lock.hpp: no session may take them)
     pqxx::connection& conn_;
     std::optional<std::int64_t> key_;
 };
@@ -640,11 +640,9 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
         // (the agent's answer) may quote what they read.
         verify_options.verify_sample_rows = 0;
         // Bounded as a whole (RunnerOptions::proof_timeout): no one has read these scripts yet.
-        if (options_.proof_statement_timeout.count() > 0)
-            verify_options.statement_timeout = std::min(verify_options.statement_timeout, options_.proof_statement_timeout);
-        if (options_.proof_timeout.count() > 0)
-            verify_options.scratch_deadline = std::chrono::steady_clock::now() + options_.proof_timeout;
-        verify_options.scratch_max_bytes = options_.proof_max_scratch_bytes;
+        verify_options.proof_bounds =
+            RunnerOptions::ProofBounds{options_.proof_statement_timeout, options_.proof_timeout,
+                                       options_.proof_max_scratch_bytes};
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);
         const ProofTurn turn(*conn, std::max<std::uint32_t>(1, options_.proof_turns));

@@ -314,8 +314,14 @@ void run_statement(pqxx::transaction_base& tx, const Script& script, std::size_t
             cut_by_deadline = true;
         }
     }
+    const auto& statement = script.statements[index];
+    const bool returns_rows = statement.tag == "SELECT" || statement.tag == "INSERT" || statement.tag == "UPDATE" ||
+                              statement.tag == "DELETE" || statement.tag == "MERGE" || statement.tag == "VALUES";
     try {
-        tx.exec(script.statements[index].text);
+        if (timeouts.discard_rows && returns_rows)
+            tx.exec("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + statement.text);
+        else
+            tx.exec(statement.text);
     } catch (const pqxx::sql_error& error) {
         if (cut_by_deadline && error.sqlstate() == sqlstate::query_canceled) throw out_of_time;
         throw;
@@ -324,9 +330,9 @@ void run_statement(pqxx::transaction_base& tx, const Script& script, std::size_t
     const auto bytes = tx.exec1("SELECT pg_database_size(current_database())")[0].as<std::uint64_t>();
     if (bytes > timeouts.max_database_bytes)
         throw OutOfBounds{sqlstate::program_limit_exceeded,
-                          fmt::format("pgrail: the proof's scratch database grew to {} MiB, past {} MiB "
-                                      "(migrations.proposal_max_scratch_size)",
-                                      bytes >> 20, timeouts.max_database_bytes >> 20)};
+                          fmt::format("pgrail: the proof's scratch database grew to {} bytes, past {} "
+                                      "(its size before the proposal's scripts and migrations.proposal_max_scratch_size)",
+                                      bytes, timeouts.max_database_bytes)};
 }
 
 }  // namespace

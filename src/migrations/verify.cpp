@@ -74,8 +74,11 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     const std::string program = pg_dump_path(options);
     // The backstop is pgrail's, not the application's (and its key table is not the runner's to
     // read): never part of a dump compared or loaded.
-    std::array<std::string, 5> args = {program, "--schema-only", "--no-password", "--quote-all-identifiers",
-                                       "--exclude-schema=" + std::string(backstop_schema)};
+    std::vector<std::string> args = {program, "--schema-only", "--no-password", "--quote-all-identifiers",
+                                     "--exclude-schema=" + std::string(backstop_schema)};
+    // A proposal's proof holds a turn: a table locked exclusively by someone makes it fail, never wait.
+    if (options.proof_bounds && options.proof_bounds->total.count() > 0)
+        args.push_back(fmt::format("--lock-wait-timeout={}", options.proof_bounds->total.count()));
     std::vector<char*> argv;
     for (auto& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -193,17 +196,13 @@ private:
 
 // `before_commit` runs inside a transactional script's transaction after its last statement
 // (after a no-transaction script, in a transaction of its own).
-void run_in_scratch(pqxx::connection& conn, const RunnerOptions& options, const Migration& migration,
-                    Direction direction,
+void run_in_scratch(pqxx::connection& conn, const detail::Timeouts& timeouts, const AbandonFlag& abandoned,
+                    const Migration& migration, Direction direction,
                     const std::function<void(pqxx::transaction_base&)>& before_commit =
                         [](pqxx::transaction_base&) {}) {
     const Script& script = direction == Direction::up ? migration.up : migration.down;
-    const auto failure =
-        detail::run_script(conn, script,
-                           {options.lock_timeout, options.statement_timeout, options.scratch_deadline,
-                            options.scratch_max_bytes},
-                           before_commit,
-                           options.abandoned);  // a proposer that left stops its proof
+    const auto failure = detail::run_script(conn, script, timeouts, before_commit,
+                                            abandoned);  // a proposer that left stops its proof
     if (failure) throw detail::script_error(migration, direction, script, *failure);
 }
 
@@ -215,11 +214,11 @@ struct MeasuredUp {
 
 // Runs up with what verify measures: its time, and the locks it holds on the tables of `before`
 // just before it commits (a transactional script; a no-transaction one has no such moment).
-MeasuredUp measured_up(pqxx::connection& conn, const RunnerOptions& options, const Migration& migration,
-                       const detail::TableFiles& before) {
+MeasuredUp measured_up(pqxx::connection& conn, const detail::Timeouts& timeouts, const AbandonFlag& abandoned,
+                       const Migration& migration, const detail::TableFiles& before) {
     MeasuredUp out;
     const auto started = std::chrono::steady_clock::now();
-    run_in_scratch(conn, options, migration, Direction::up, [&](pqxx::transaction_base& tx) {
+    run_in_scratch(conn, timeouts, abandoned, migration, Direction::up, [&](pqxx::transaction_base& tx) {
         if (!migration.up.no_transaction) out.locks = detail::held_locks(tx, before);
     });
     out.ms = elapsed_ms(started);
@@ -301,8 +300,11 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         // migration is brought forward or back below).
         sample = detail::copy_sample(options_, scratch.conninfo());
         auto conn = detail::connect(scratch.conninfo());
-        for (const Migration* migration : prepare_down) run_in_scratch(*conn, options_, *migration, Direction::down);
-        for (const Migration* migration : prepare_up) run_in_scratch(*conn, options_, *migration, Direction::up);
+        const detail::Timeouts runner_timeouts{options_.lock_timeout, options_.statement_timeout};
+        for (const Migration* migration : prepare_down)
+            run_in_scratch(*conn, runner_timeouts, options_.abandoned, *migration, Direction::down);
+        for (const Migration* migration : prepare_up)
+            run_in_scratch(*conn, runner_timeouts, options_.abandoned, *migration, Direction::up);
         if (options_.scratch_call_names) {
             std::optional<std::string> escape;
             try {
@@ -315,6 +317,24 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                     sqlstate::insufficient_privilege,
                     fmt::format("pgrail does not run these scripts before a person approves them: {}", *escape));
         }
+        // A verified migration's scripts run under the runner's timeouts; an agent's proposal's
+        // under the proof's bounds too (its size growth counted from here, its time from now).
+        const auto script_timeouts = [&](pqxx::connection& scratch_conn) {
+            detail::Timeouts timeouts{options_.lock_timeout, options_.statement_timeout};
+            if (!options_.proof_bounds) return timeouts;
+            const auto& bounds = *options_.proof_bounds;
+            if (bounds.statement_timeout.count() > 0)
+                timeouts.statement_timeout = std::min(timeouts.statement_timeout, bounds.statement_timeout);
+            if (bounds.total.count() > 0) timeouts.deadline = std::chrono::steady_clock::now() + bounds.total;
+            if (bounds.max_growth_bytes > 0) {
+                pqxx::nontransaction tx(scratch_conn);
+                timeouts.max_database_bytes =
+                    tx.exec1("SELECT pg_database_size(current_database())")[0].as<std::uint64_t>() +
+                    bounds.max_growth_bytes;
+            }
+            timeouts.discard_rows = true;
+            return timeouts;
+        };
         for (const Migration* migration : targets) {
             const auto started = std::chrono::steady_clock::now();
             VerifyResult result{migration->version, migration->name, migration->checksum, false, "", 0, {}, sample};
@@ -323,7 +343,8 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                 const auto dump = [&] { return normalize_dump(schema_dump(options_, scratch.conninfo())); };
                 const std::string before = dump();
                 const auto files_before = detail::table_files(*conn);
-                auto up = measured_up(*conn, options_, *migration, files_before);
+                const detail::Timeouts timeouts = script_timeouts(*conn);
+                auto up = measured_up(*conn, timeouts, options_.abandoned, *migration, files_before);
                 measurement.up_ms = up.ms;
                 measurement.locks_measured = up.locks_measured;
                 measurement.locks = std::move(up.locks);
@@ -331,13 +352,13 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                 measurement.rewrites = detail::rewritten(files_before, files_after_up);
                 const std::string after_up = dump();
                 const auto down_started = std::chrono::steady_clock::now();
-                run_in_scratch(*conn, options_, *migration, Direction::down);
+                run_in_scratch(*conn, timeouts, options_.abandoned, *migration, Direction::down);
                 measurement.down_ms = elapsed_ms(down_started);
                 measurement.down_rewrites = detail::rewritten(files_after_up, detail::table_files(*conn));
                 const std::string after_down = dump();
                 std::string diff = unified_diff(before, after_down, "schema before up", "schema after up + down");
                 if (diff.empty()) {
-                    measurement.reup_ms = measured_up(*conn, options_, *migration, {}).ms;
+                    measurement.reup_ms = measured_up(*conn, timeouts, options_.abandoned, *migration, {}).ms;
                     diff = unified_diff(after_up, dump(), "schema after up", "schema after up + down + up");
                 }
                 result.passed = diff.empty();

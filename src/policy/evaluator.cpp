@@ -63,14 +63,15 @@ std::string_view trim(std::string_view text) {
 
 // Whether `text` is an integer constant other than `value`; false when it is `value` or not a
 // plain integer (fail closed).
-bool integer_differs(std::string_view text, std::int64_t value) {
+// Whether `text` is an integer outside [low, high] (not an integer: false, as if inside).
+bool integer_outside(std::string_view text, std::int64_t low, std::int64_t high) {
     text = trim(text);
     if (text.starts_with('+')) text.remove_prefix(1);
     std::int64_t parsed = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), parsed);
     if (error == std::errc::result_out_of_range) return true;  // beyond bigint: never pgrail's key
     if (error != std::errc() || end != text.data() + text.size()) return false;
-    return parsed != value;
+    return parsed < low || parsed > high;
 }
 
 std::string tag_of(const Statement& statement) { return statement.tag.empty() ? "a statement" : statement.tag; }
@@ -348,7 +349,9 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
     } else if (name == "client_encoding") {
         if (value == "*" || sql::is_client_only_encoding(value))
             return refuse_setting("protected_settings",
-                                  fmt::format("pgrail: client_encoding {} refused; use UTF8", value),
+                                  value == "*" ? std::string("pgrail: a client_encoding pgrail cannot read refused; use UTF8")
+                                               : std::string("pgrail: a client-only client_encoding (SJIS, BIG5, GBK, UHC, "
+                                                             "GB18030, JOHAB) refused; use UTF8"),
                                   "pgrail reads every text as the server will; in SJIS, BIG5, GBK, UHC, GB18030 and "
                                   "JOHAB a character may hold a backslash or a quote byte. Use UTF8.");
         if (statement != nullptr && !runs_its_expressions_now(*statement))
@@ -374,9 +377,10 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
                 if (glob_match(protected_schema, schema))
                     return refuse_setting(
                         "protected_schemas",
+                        // (The policy's name for it, not the text's: a literal is not repeated back.)
                         fmt::format("pgrail: search_path naming protected schema {} refused; qualify names "
                                     "instead",
-                                    schema),
+                                    protected_schema),
                         "Unqualified names would resolve into a protected schema; qualify names instead.");
         }
     }
@@ -565,8 +569,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                       " (a sequence given by OID, expression or attribute notation)",
                       "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
     for (const auto& key : statement.advisory_lock_keys) {
-        // pgrail's runner serialises migrations with this lock: another holder would stall them.
-        if (key != "*" && integer_differs(key, migrations::advisory_lock_key)) continue;
+        // pgrail's runner serialises migrations with this lock, and proposals' proofs take turns
+        // with the keys after it: another holder would stall them.
+        if (key != "*" && integer_outside(key, migrations::advisory_lock_key, migrations::proof_lock_last_key)) continue;
         return refuse(context, &statement, "migrations", "migrations",
                       key == "*" ? std::string("pgrail: an advisory lock with a computed key refused; pass the key "
                                                "as a constant")
@@ -733,10 +738,28 @@ std::optional<Decision> check_connection_setting(const Context& context, const s
     return std::nullopt;
 }
 
+// The options as a refusal shows them: each setting's name, never its value (a literal: it may be
+// a secret); a token that is no option by its spelling is not shown at all.
+std::string shown_options(std::string_view options) {
+    std::vector<std::string> shown;
+    for (const auto& token : split_options(options)) {
+        const auto equals = token.find('=');
+        if (equals != std::string::npos) {
+            shown.push_back(token.substr(0, std::min<std::size_t>(equals, 64)) + "=...");
+        } else if (token.starts_with('-') && token.size() <= 64) {
+            shown.push_back(token);
+        } else {
+            shown.push_back("...");
+        }
+    }
+    auto joined = fmt::format("{}", fmt::join(shown, " "));
+    return joined.size() > 200 ? joined.substr(0, 200) + "..." : joined;
+}
+
 std::optional<Decision> check_options(const Context& context, std::string_view options) {
     const auto& guards = context.rule.guards;
     if (trim(options).empty()) return std::nullopt;
-    const auto shown = options.size() > 200 ? std::string(options.substr(0, 200)) + "..." : std::string(options);
+    const auto shown = shown_options(options);
     const auto options_hint = [&] {
         return guards.options == OptionsMode::allow_list
                    ? fmt::format("Rule \"{}\" allows options to set only: {}.", context.rule.name,
@@ -760,7 +783,7 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
         if (assignment.empty()) {
             if (guards.options == OptionsMode::allow) continue;
             return refuse(context, nullptr, "options", "options",
-                          fmt::format("pgrail: startup option {} refused; connect without it", token),
+                          fmt::format("pgrail: startup option {} refused; connect without it", shown_options(token)),
                           fmt::format(" with options \"{}\"", shown), options_hint());
         }
         const auto equals = assignment.find('=');

@@ -556,6 +556,12 @@ TEST_CASE("a proposal's proof is bounded: its time, each statement, the scratch'
                                                          "DROP TABLE s3"))
                                 .at(0));
     CHECK_THAT(big.at("verification"), Catch::StartsWith("failed") && Catch::Contains("scratch database grew"));
+    // A SELECT of 200 MB runs in the proof (under EXPLAIN ANALYZE): its rows never reach pgrail.
+    const auto rows = row_of(run(agent.get(), propose_sql("rows", "CREATE TABLE s6 (a int); SELECT repeat('x', "
+                                                                  "10000000) FROM generate_series(1, 20)",
+                                                          "DROP TABLE s6"))
+                                 .at(0));
+    CHECK(rows.at("verification") == "passed");
     // Another proof under way (its lock held elsewhere): refused at once, nothing recorded.
     auto holder = loop.direct();
     REQUIRE(scalar(holder.get(), "SELECT pg_try_advisory_lock(8099568217555234152)") == "t");

@@ -19,6 +19,9 @@ namespace pgrail::migrations {
 // Session-level advisory lock key taken by every pgrail runner: "pgrailmg" in ASCII,
 // 8099568217555234151 (the bigint form, pg_advisory_lock(bigint)).
 inline constexpr std::int64_t advisory_lock_key = 0x7067726169'6c6d67;
+// The turns of proposals' proofs (RunnerOptions::proof_turns, at most 64): the keys after it.
+inline constexpr std::int64_t proof_lock_first_key = advisory_lock_key + 1;
+inline constexpr std::int64_t proof_lock_last_key = advisory_lock_key + 64;
 // How pg_locks shows it: locktype 'advisory', classid = the high 32 bits, objid = the low
 // 32 bits, objsubid = 1 (the two-int4 form pg_advisory_lock(int4, int4) has objsubid 2 and
 // is a different lock).

@@ -65,9 +65,14 @@ struct RunnerOptions {
     std::uint32_t proof_turns = 1;
     std::chrono::milliseconds proof_statement_timeout{5000};
     std::uint64_t proof_max_scratch_bytes = 256ULL << 20;
-    // verify: set by propose() from the bounds above (none for an operator's verify).
-    std::optional<std::chrono::steady_clock::time_point> scratch_deadline;
-    std::uint64_t scratch_max_bytes = 0;
+    // verify: set by propose() from the bounds above, for the proposal's own scripts (not for an
+    // operator's verify, nor the registered migrations verify runs first).
+    struct ProofBounds {
+        std::chrono::milliseconds statement_timeout{0};  // 0: the runner's
+        std::chrono::milliseconds total{0};              // 0: none
+        std::uint64_t max_growth_bytes = 0;              // over the scratch copy's size before; 0: none
+    };
+    std::optional<ProofBounds> proof_bounds;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
     std::string backstop_key_file;
