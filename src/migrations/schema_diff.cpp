@@ -72,13 +72,21 @@ std::vector<Edit> edits(const std::vector<std::string_view>& a, const std::vecto
 }  // namespace
 
 std::string normalize_dump(std::string_view dump) {
+    // pg_dump's \restrict line (its first but comments and blank lines) and \unrestrict line (its
+    // last such) carry a random key per dump: the only lines that differ between two dumps of one
+    // unchanged database. Every other line stays, comments and blank ones too, and a line of a
+    // string constant (a function's body, a comment, a default) that merely starts like them.
+    const auto lines = lines_of(dump);
+    const auto is_filler = [](std::string_view line) { return line.empty() || line.starts_with("--"); };
+    std::size_t first = 0;
+    while (first < lines.size() && is_filler(lines[first])) ++first;
+    std::size_t last = lines.size();
+    while (last > 0 && is_filler(lines[last - 1])) --last;
     std::string out;
-    for (const auto line : lines_of(dump)) {
-        // pg_dump's \restrict / \unrestrict lines carry a random key per dump: the only lines that
-        // differ between two dumps of one unchanged database. Comments and blank lines stay: one may
-        // be a line of a string constant (a function's body, a comment, a default), where a change
-        // must show.
-        if (line.starts_with("\\restrict ") || line.starts_with("\\unrestrict ")) continue;
+    for (std::size_t index = 0; index < lines.size(); ++index) {
+        const auto line = lines[index];
+        if (index == first && line.starts_with("\\restrict ")) continue;
+        if (last > 0 && index == last - 1 && line.starts_with("\\unrestrict ")) continue;
         out.append(line);
         out.push_back('\n');
     }

@@ -16,6 +16,10 @@ TEST_CASE("normalize_dump drops only the per-dump keys") {
                                                                   "SELECT 1$$ LANGUAGE sql;\n"),
                              "a", "b")
                      .empty());
+    // A body's line that starts like the key's is content.
+    const std::string keyed = "\\restrict k1\nCREATE FUNCTION f() RETURNS text AS $$SELECT '\n\\restrict x\n'$$ "
+                              "LANGUAGE sql;\n\\unrestrict k1\n\n";
+    CHECK(normalize_dump(keyed) == "CREATE FUNCTION f() RETURNS text AS $$SELECT '\n\\restrict x\n'$$ LANGUAGE sql;\n\n");
     // pg_dump 15.14+ brackets its output with a random key per dump.
     CHECK(normalize_dump("\\restrict abc123\nCREATE TABLE a ();\n\\unrestrict abc123\n") == "CREATE TABLE a ();\n");
 }
