@@ -233,6 +233,15 @@ struct PolicyGate::AnalysisFacts {
           sets_search_path_elsewhere(proxy::sets_search_path_elsewhere(analysis)),
           makes_temporary_types(proxy::makes_temporary_types(analysis)),
           temporary_relations(temporary_relations_of(analysis)) {}
+    // What the verdict on a text that runs (in part, if refused) says of it.
+    void describe(GateVerdict& verdict, bool allowed) const {
+        verdict.changes_encoding = changes_encoding;
+        // (What a refused text's first statements make or set counts too: they run.)
+        verdict.temporary_relations = temporary_relations;
+        verdict.sets_search_path_elsewhere = sets_search_path_elsewhere;
+        verdict.makes_temporary_types = makes_temporary_types;
+        if (allowed) verdict.forgets_prepared = forgets_prepared;
+    }
     bool changes_schema;
     bool forgets_prepared;
     bool changes_encoding;
@@ -531,12 +540,8 @@ std::optional<GateVerdict> PolicyGate::checked(const SessionContext& session, Th
                 metrics().count_cache(GateCache::thread_text, false);
                 metrics().count_cache(GateCache::thread_shape, true);
                 count(decision, *shaped->analysis);
-                const AnalysisFacts& facts = *shaped->facts;
                 std::optional<GateVerdict> verdict(std::in_place);
-                verdict->forgets_prepared = facts.forgets_prepared;
-                verdict->temporary_relations = facts.temporary_relations;
-                verdict->sets_search_path_elsewhere = facts.sets_search_path_elsewhere;
-                verdict->changes_encoding = facts.changes_encoding;
+                shaped->facts->describe(*verdict, true);
                 return verdict;
             }
         }
@@ -605,13 +610,8 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     }
     count(decision, analysis);
     GateVerdict verdict;
-    verdict.changes_encoding = facts.changes_encoding;
-    // (What a refused text's first statements make or set counts too: they run.)
-    verdict.temporary_relations = facts.temporary_relations;
-    verdict.sets_search_path_elsewhere = facts.sets_search_path_elsewhere;
-    verdict.makes_temporary_types = facts.makes_temporary_types;
+    facts.describe(verdict, decision.action == policy::Decision::Action::allow);
     if (decision.action == policy::Decision::Action::allow) {
-        verdict.forgets_prepared = facts.forgets_prepared;
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run. So is a read
         // whose results pgrail masks.
