@@ -354,6 +354,14 @@ static void start_copy(Harness& h, std::string_view sql = "COPY t FROM STDIN") {
     h.server(parse_complete() + bind_complete() + copy_in_response());
 }
 
+// A started copy that fails on the server (`failure`), and the client's CopyDone and Sync: held,
+// and the settle marker sent in their place.
+static void fail_copy_and_settle(Harness& h, const std::string& failure) {
+    start_copy(h);
+    h.server(failure);
+    CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+}
+
 TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: the Sync before the data is ignored by the server") {
         Harness h;
@@ -427,12 +435,10 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
         REQUIRE(h.core().ending().has_value());
         CHECK(h.core().ending()->sqlstate == "08P01");
     }
-    SECTION("extended protocol: the marker's empty Query answered by an error settles too") {
+    SECTION("extended protocol: the marker's Close answered by an error settles too") {
         Harness h;
         h.log_in();
-        start_copy(h);
-        h.server(error("ERROR", "57014", "canceling statement due to user request"));
-        CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+        fail_copy_and_settle(h, error("ERROR", "57014", "canceling statement due to user request"));
         CHECK(h.server(ready('I') + error("ERROR", "57014", "canceling statement due to user request") + ready('I'))
                   .empty());
         CHECK_FALSE(h.core().holding_client());
@@ -463,9 +469,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: a FATAL while settling reaches the client") {
         Harness h;
         h.log_in();
-        start_copy(h);
-        h.server(error("ERROR", "22P02", "invalid input syntax"));
-        CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+        fail_copy_and_settle(h, error("ERROR", "22P02", "invalid input syntax"));
         const auto fatal = error("FATAL", "57P01", "terminating connection due to administrator command");
         CHECK(h.server(ready('I') + fatal) == fatal);
         CHECK(h.core().server_sent_fatal());
@@ -486,9 +490,7 @@ TEST_CASE("session core: COPY FROM STDIN and the Syncs around it") {
     SECTION("extended protocol: the marker's answer before its Sync's: the session ends") {
         Harness h;
         h.log_in();
-        start_copy(h);
-        h.server(error("ERROR", "22P02", "invalid input syntax"));
-        CHECK(h.client(copy_done() + sync_message()) == settle_marker());
+        fail_copy_and_settle(h, error("ERROR", "22P02", "invalid input syntax"));
         h.server(frame('3'));
         CHECK(h.stopped);
         REQUIRE(h.core().ending().has_value());
