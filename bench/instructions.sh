@@ -96,21 +96,8 @@ run_target policy "$port" root "$pgrail_bin" serve --config "$work/policy.yaml"
 
 echo "bench: PgBouncer"
 bouncer_dir=$work/pgbouncer
-mkdir -p "$bouncer_dir"
 bouncer_port=$(free_port)
-cat >"$bouncer_dir/pgbouncer.ini" <<EOF
-[databases]
-$PG_DATABASE = host=$PG_HOST port=$PG_PORT dbname=$PG_DATABASE
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $bouncer_dir/userlist.txt
-pool_mode = session
-logfile = $bouncer_dir/pgbouncer.log
-EOF
-echo '"app_owner" "app_owner"' >"$bouncer_dir/userlist.txt"
+write_bouncer_config "$bouncer_dir" "$bouncer_port" "$PG_HOST"
 owner=root
 if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$bouncer_dir"; owner=postgres; fi
 run_target pgbouncer "$bouncer_port" "$owner" pgbouncer "$bouncer_dir/pgbouncer.ini"

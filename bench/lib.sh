@@ -36,6 +36,27 @@ start_policy_pgrail() {
   policy_pid=$beside_pid
 }
 
+# write_bouncer_config DIR PORT UPSTREAM_HOST: PgBouncer in session mode for app_owner (SCRAM, its
+# password in DIR/userlist.txt) on 127.0.0.1:PORT, in front of $PG_DATABASE at UPSTREAM_HOST (a
+# host or a socket directory) and $PG_PORT; DIR/pgbouncer.ini, which callers may extend.
+write_bouncer_config() {
+  local dir=$1 port=$2 host=$3
+  mkdir -p "$dir"
+  cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+$PG_DATABASE = host=$host port=$PG_PORT dbname=$PG_DATABASE
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = session
+logfile = $dir/pgbouncer.log
+EOF
+  echo '"app_owner" "app_owner"' >"$dir/userlist.txt"
+}
+
 # The TPS pgbench printed into FILE.
 tps() { sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$1" | head -1; }
 

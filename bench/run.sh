@@ -101,26 +101,15 @@ psql=$PG_BIN/psql
 # PgBouncer must not run as root: its files live in the postgres-owned temporary directory.
 bouncer_dir=$PG_TMP/pgbouncer
 bouncer_port=$(free_port)
-mkdir -p "$bouncer_dir"
-cat >"$bouncer_dir/pgbouncer.ini" <<EOF
-[databases]
-$PG_DATABASE = host=$([[ $UPSTREAM == unix ]] && echo "$PG_SOCKET_DIR" || echo "$PG_HOST") port=$PG_PORT dbname=$PG_DATABASE
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $bouncer_dir/userlist.txt
-pool_mode = session
+write_bouncer_config "$bouncer_dir" "$bouncer_port" "$([[ $UPSTREAM == unix ]] && echo "$PG_SOCKET_DIR" || echo "$PG_HOST")"
+cat >>"$bouncer_dir/pgbouncer.ini" <<EOF
 max_client_conn = $((IDLE + 100))
 default_pool_size = $((IDLE + 20))
 max_db_connections = $((IDLE + 20))
-logfile = $bouncer_dir/pgbouncer.log
 pidfile = $bouncer_dir/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 EOF
-echo '"app_owner" "app_owner"' >"$bouncer_dir/userlist.txt"
 if [[ $TLS == 1 ]]; then
   cp "$work/certs/server.crt" "$work/certs/server.key" "$bouncer_dir/"
   printf 'client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n' \
