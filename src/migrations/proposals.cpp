@@ -161,7 +161,8 @@ namespace {
 // key to a table that has rows, reach a table beyond the one it changes (REFERENCES, INHERITS,
 // PARTITION OF, LIKE read or bind another table with the runner's rights),
 // touch a system or pgrail schema, or add a NOT NULL column without a default (the scratch copy
-// has no rows to refuse it).
+// has no rows to refuse it). (The new columns' types are the catalog's to tell:
+// column_type_findings.)
 std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction direction) {
     if (analysis.error || analysis.statements.size() != 1) return "pgrail cannot read it as one statement";
     const sql::Statement& analysed = analysis.statements.front();
@@ -581,6 +582,53 @@ private:
     std::optional<std::int64_t> key_;
 };
 
+// What the syntax cannot tell, from the catalog: the types of the columns an up script adds or
+// creates. Adding a column of a domain runs the domain's default (any function, with the runner's
+// rights), NOT NULL and CHECK over every existing row, which the scratch copy has none of; a
+// column of a row type binds its table to another table's (or type's) shape. Neither is approved
+// without a person, nor a type the catalog does not know (the lookup's search_path is the
+// runner's: the same connection settings).
+std::vector<ProposalFinding> column_type_findings(pqxx::connection& conn, const Migration& migration) {
+    std::vector<ProposalFinding> out;
+    pqxx::nontransaction tx(conn);
+    const auto kind_of = [&](const std::string& type) -> std::string {
+        if (type.empty()) return {};
+        try {
+            // The worse of the type and its element (an array named as `_d`): 'c' or 'd' first.
+            const auto row = tx.exec_params(
+                "SELECT CASE WHEN 'c' IN (t.typtype, e.typtype) THEN 'c' WHEN 'd' IN (t.typtype, e.typtype) THEN 'd' "
+                "WHEN 'p' IN (t.typtype, e.typtype) THEN 'p' ELSE t.typtype::text END FROM pg_type t "
+                "LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = to_regtype($1)",
+                type);
+            return row.empty() ? std::string() : row[0][0].as<std::string>();
+        } catch (const pqxx::sql_error&) {
+            return {};
+        }
+    };
+    for (const auto& statement : migration.up.statements) {
+        const sql::Analysis analysis = sql::analyze(statement.text);
+        if (analysis.error || analysis.statements.size() != 1) continue;  // (needs_review has it)
+        const sql::SchemaChange& change = analysis.statements.front().change;
+        const bool adds = change.kind == sql::ChangeKind::add_column;
+        if (!adds && change.kind != sql::ChangeKind::create_table) continue;
+        for (const auto& type : change.column_types) {
+            const std::string kind = kind_of(type);
+            std::string why;
+            if (kind.empty())
+                why = fmt::format("the catalog has no type {}", type.empty() ? "pgrail can name" : type);
+            else if (kind == "c")
+                why = fmt::format("{} is a row type: a column of it binds the table to another table's shape", type);
+            else if (kind == "p")
+                why = fmt::format("{} is a pseudo-type", type);
+            else if (kind == "d" && adds)
+                why = fmt::format("{} is a domain: its default, NOT NULL and CHECK run over every existing row", type);
+            if (!why.empty())
+                out.push_back({"needs_review", "up", fmt::format("{} (line {}): {}", statement.tag, statement.line, why)});
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 Proposal Runner::propose(const std::string& name, const std::string& up_sql, const std::string& down_sql) {
@@ -622,6 +670,11 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
     // makes the proposal unclean, so auto_approve: clean leaves it to a person.
     auto findings = proposal_findings(migration);
     for (auto& finding : proposal_lint_findings(migration)) findings.push_back(std::move(finding));
+    try {
+        for (auto& finding : column_type_findings(*conn, migration)) findings.push_back(std::move(finding));
+    } catch (...) {
+        detail::rethrow_database_error("cannot look up the proposal's column types");
+    }
     proposal.findings = findings_json(findings);
 
     // The rollback proof, as `verify` gives it: the proposal after every registered migration,
