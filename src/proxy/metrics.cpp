@@ -29,15 +29,17 @@ void header(std::string& out, std::string_view name, std::string_view type, std:
 }
 
 // Counts one under `key` (views), creating the series on first use; past max_series new label
-// sets count under `other`.
+// sets count under `other`. Returns the series counted.
 template <typename Map, typename View>
-void bump(Map& series, const View& key, std::size_t max_series, const typename Map::key_type& other) {
+typename Map::iterator bump(Map& series, const View& key, std::size_t max_series,
+                            const typename Map::key_type& other) {
     auto it = series.find(key);
     if (it == series.end()) {
         it = series.size() >= max_series ? series.try_emplace(other).first
                                          : series.emplace(std::make_from_tuple<typename Map::key_type>(key), 0).first;
     }
     ++it->second;
+    return it;
 }
 
 }  // namespace
@@ -105,13 +107,7 @@ void Metrics::count_statement(std::string_view rule, std::string_view decision, 
     }
     std::lock_guard lock(mutex_);
     static const Labels3 other{"other", "other", "other"};
-    auto it = statements_.find(std::tuple{rule, decision, statement_class});
-    if (it == statements_.end()) {
-        it = statements_.size() >= max_series
-                 ? statements_.try_emplace(other).first
-                 : statements_.try_emplace(Labels3{rule, decision, statement_class}).first;
-    }
-    it->second.fetch_add(1, std::memory_order_relaxed);
+    const auto it = bump(statements_, std::tuple{rule, decision, statement_class}, max_series, other);
     const auto& [kept_rule, kept_decision, kept_class] = it->first;
     if (kept_rule != rule || kept_decision != decision || kept_class != statement_class) return;  // ("other")
     seen[next_seen] = Seen{id_, kept_rule, kept_decision, kept_class, &it->second};
