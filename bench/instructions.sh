@@ -5,6 +5,9 @@
 #
 #   bench/instructions.sh [PGRAIL_BIN]    # default build/pgrail; about 3 minutes
 #   COUNT=2000 bench/instructions.sh      # transactions per measurement (default 1000)
+#   TLS=1 bench/instructions.sh           # TLS on the client leg of both proxies (pgbench
+#                                         # sslmode=require; the test CA's certificate)
+#   PROFILES=DIR bench/instructions.sh    # keep callgrind's profiles (callgrind_annotate reads them)
 #
 # Why: on a shared 2-core machine the TPS and CPU time of bench/run.sh move by 20-50% between
 # rounds (how the scheduler pairs pgbench's, the proxies' and PostgreSQL's threads), far more than
@@ -21,6 +24,8 @@ source "$repo/bench/lib.sh"
 pgrail_bin=$(realpath "${1:-${PGRAIL_BIN:-$repo/build/pgrail}}")
 COUNT=${COUNT:-1000}
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || { echo "bench: COUNT must be a positive number" >&2; exit 1; }
+TLS=${TLS:-0}
+[[ $TLS == 0 || $TLS == 1 ]] || { echo "bench: TLS must be 0 or 1" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "bench: valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { echo "bench: pgbouncer not installed (scripts/install-deps.sh)" >&2; exit 1; }
 
@@ -31,6 +36,7 @@ target_pid=''
 cleanup() {
   if [[ -n $target_pid ]]; then kill "$target_pid" 2>/dev/null || true; fi
   "$repo/scripts/test-cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true
+  if [[ -n ${PROFILES:-} ]]; then mkdir -p "$PROFILES" && cp "$work"/callgrind/*.out.* "$PROFILES/" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -41,7 +47,13 @@ echo "bench: starting PostgreSQL 15"
 source "$work/cluster/env"
 kill "$PGRAIL_PID" 2>/dev/null || true  # the cluster's own pgrail: each target runs under callgrind below
 export PGDATABASE=$PG_DATABASE PGUSER=app_owner PGPASSWORD=app_owner
-"$PG_BIN/pgbench" -h "$PG_HOST" -p "$PG_PORT" -i -s 1 -q >/dev/null 2>&1
+PGSSLMODE=disable "$PG_BIN/pgbench" -h "$PG_HOST" -p "$PG_PORT" -i -s 1 -q >/dev/null 2>&1
+if [[ $TLS == 1 ]]; then
+  "$repo/scripts/test-certs.sh" "$work/certs" >/dev/null
+  export PGSSLMODE=require
+else
+  export PGSSLMODE=disable
+fi
 
 # run_target NAME PORT COMMAND...: the command under callgrind (as OWNER, default root), then
 # instructions per transaction in each protocol.
@@ -84,6 +96,10 @@ pgrail_config() {  # NAME [POLICY]: the cluster's pgrail config on a port of its
   sed -E "s/^listen: .*/listen: {host: 127.0.0.1, port: $port}/; s/^workers: .*/workers: 1/" "$PGRAIL_CONFIG" \
     >"$work/$1.yaml"
   if [[ -n ${2:-} ]]; then printf 'policy: %s\naudit: {file: %s}\n' "$2" "$work/$1-audit.jsonl" >>"$work/$1.yaml"; fi
+  if [[ $TLS == 1 ]]; then
+    printf 'tls:\n  client: {mode: require, cert_file: %s, key_file: %s}\n' "$work/certs/server.crt" \
+      "$work/certs/server.key" >>"$work/$1.yaml"
+  fi
   echo "$port"
 }
 
@@ -98,12 +114,18 @@ echo "bench: PgBouncer"
 bouncer_dir=$work/pgbouncer
 bouncer_port=$(free_port)
 write_bouncer_config "$bouncer_dir" "$bouncer_port" "$PG_HOST"
+if [[ $TLS == 1 ]]; then  # (a copy: PgBouncer runs as postgres, and the key is root's own)
+  cp "$work/certs/server.crt" "$work/certs/server.key" "$bouncer_dir/"
+  printf 'client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n' \
+    "$bouncer_dir/server.crt" "$bouncer_dir/server.key" >>"$bouncer_dir/pgbouncer.ini"
+fi
 owner=root
 if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$bouncer_dir"; owner=postgres; fi
 run_target pgbouncer "$bouncer_port" "$owner" pgbouncer "$bouncer_dir/pgbouncer.ini"
 
 echo
-echo "instructions per transaction (user space, pgbench -S -c 1, $COUNT and $((3 * COUNT)) transactions)"
+echo "instructions per transaction (user space, pgbench -S -c 1, $COUNT and $((3 * COUNT)) transactions$(
+  [[ $TLS == 1 ]] && echo ', TLS on the client leg'))"
 printf '%-10s %10s %10s %10s %16s %16s\n' protocol pgrail policy pgbouncer pgrail/bouncer policy/bouncer
 for mode in simple extended prepared; do
   p=${result[pgrail,$mode]} q=${result[policy,$mode]} b=${result[pgbouncer,$mode]}
