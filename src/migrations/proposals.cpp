@@ -19,6 +19,7 @@
 #include "pgrail/migrations/scratch_guard.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/sql/analyzer.hpp"
+#include "pgrail/sql/quote.hpp"
 
 namespace pgrail::migrations {
 
@@ -161,8 +162,8 @@ namespace {
 // key to a table that has rows, reach a table beyond the one it changes (REFERENCES, INHERITS,
 // PARTITION OF, LIKE read or bind another table with the runner's rights),
 // touch a system or pgrail schema, or add a NOT NULL column without a default (the scratch copy
-// has no rows to refuse it). (The new columns' types are the catalog's to tell:
-// column_type_findings.)
+// has no rows to refuse it), or make a temporary table. (The new columns' types are the
+// catalog's to tell: made_column_findings.)
 std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction direction) {
     if (analysis.error || analysis.statements.size() != 1) return "pgrail cannot read it as one statement";
     const sql::Statement& analysed = analysis.statements.front();
@@ -178,6 +179,10 @@ std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction
         return direction == Direction::up ? "only CREATE TABLE, ADD COLUMN and CREATE INDEX are approved automatically"
                                           : "only DROP TABLE, DROP COLUMN and DROP INDEX are approved automatically";
     if (!analysed.functions.empty()) return fmt::format("it calls {}", analysed.functions.front());
+    // Gone when the runner's session ends, with what depends on it (a column of its row type
+    // too: the ledger would then say applied what is not there); and its row type shadows a
+    // type of the same name for the rest of the session.
+    if (analysed.flags.temporary_object) return "a temporary table vanishes with the runner's session";
     // What evaluates the table's existing rows when applied: an error then quotes their values
     // (an index expression that fails on a row, a unique index's duplicate key, a CHECK's failing
     // row), to whoever applies it. (Strings in the form are tagged with their key, so a constant
@@ -582,28 +587,28 @@ private:
     std::optional<std::int64_t> key_;
 };
 
-// What the syntax cannot tell, from the catalog: the types of the columns an up script adds or
-// creates. Adding a column of a domain runs the domain's default (any function, with the runner's
-// rights), NOT NULL and CHECK over every existing row, which the scratch copy has none of; a
-// column of a row type binds its table to another table's (or type's) shape. Neither is approved
-// without a person, nor a type the catalog does not know (the lookup's search_path is the
-// runner's: the same connection settings).
-std::vector<ProposalFinding> column_type_findings(pqxx::connection& conn, const Migration& migration) {
+// What the syntax cannot tell, read in the scratch copy's catalog right after the proposal's up
+// script ran (before its transaction commits): the types of the columns it added or created, as
+// PostgreSQL resolved them there (after the pending migrations, with the runner's search_path).
+// Adding a column of a domain runs the domain's default (any function, with the runner's rights),
+// NOT NULL and CHECK over every existing row, which the scratch copy has none of; a column of a
+// row type, or a typed table, binds its table to another table's (or type's) shape. Followed
+// through domains' base types, array elements and ranges: neither is approved without a person.
+// (pg_catalog spelled out: the script ran in this session.)
+std::vector<ProposalFinding> made_column_findings(pqxx::transaction_base& tx, const Migration& migration) {
+    static constexpr const char* query = R"(
+WITH RECURSIVE chain(oid, kind, depth) AS (
+    SELECT t.oid, t.typtype, 0 FROM pg_catalog.pg_type t WHERE t.oid = $1::pg_catalog.oid
+  UNION ALL
+    SELECT n.oid, n.typtype, c.depth + 1 FROM chain c JOIN pg_catalog.pg_type t ON t.oid = c.oid
+      JOIN pg_catalog.pg_type n ON n.oid IN (t.typbasetype, t.typelem,
+        (SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid),
+        (SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = t.oid))
+    WHERE c.depth < 16)
+SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalog.bool_or(kind = 'd') FROM chain)";
     std::vector<ProposalFinding> out;
-    pqxx::nontransaction tx(conn);
-    const auto kind_of = [&](const std::string& type) -> std::string {
-        if (type.empty()) return {};
-        try {
-            // The worse of the type and its element (an array named as `_d`): 'c' or 'd' first.
-            const auto row = tx.exec_params(
-                "SELECT CASE WHEN 'c' IN (t.typtype, e.typtype) THEN 'c' WHEN 'd' IN (t.typtype, e.typtype) THEN 'd' "
-                "WHEN 'p' IN (t.typtype, e.typtype) THEN 'p' ELSE t.typtype::text END FROM pg_type t "
-                "LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = to_regtype($1)",
-                type);
-            return row.empty() ? std::string() : row[0][0].as<std::string>();
-        } catch (const pqxx::sql_error&) {
-            return {};
-        }
+    const auto review = [&](const ScriptStatement& statement, const std::string& why) {
+        out.push_back({"needs_review", "up", fmt::format("{} (line {}): {}", statement.tag, statement.line, why)});
     };
     for (const auto& statement : migration.up.statements) {
         const sql::Analysis analysis = sql::analyze(statement.text);
@@ -611,20 +616,40 @@ std::vector<ProposalFinding> column_type_findings(pqxx::connection& conn, const 
         const sql::SchemaChange& change = analysis.statements.front().change;
         const bool adds = change.kind == sql::ChangeKind::add_column;
         if (!adds && change.kind != sql::ChangeKind::create_table) continue;
-        for (const auto& type : change.column_types) {
-            const std::string kind = kind_of(type);
-            std::string why;
-            if (kind.empty())
-                why = fmt::format("the catalog has no type {}", type.empty() ? "pgrail can name" : type);
-            else if (kind == "c")
-                why = fmt::format("{} is a row type: a column of it binds the table to another table's shape", type);
-            else if (kind == "p")
-                why = fmt::format("{} is a pseudo-type", type);
-            else if (kind == "d" && adds)
-                why = fmt::format("{} is a domain: its default, NOT NULL and CHECK run over every existing row", type);
-            if (!why.empty())
-                out.push_back({"needs_review", "up", fmt::format("{} (line {}): {}", statement.tag, statement.line, why)});
+        const std::string table = sql::quote_qualified(change.schema, change.table);
+        const auto typed = tx.exec_params(
+            "SELECT pg_catalog.format_type(c.reloftype, NULL) FROM pg_catalog.pg_class c "
+            "WHERE c.oid = pg_catalog.to_regclass($1::pg_catalog.text) AND c.reloftype <> 0",
+            table);
+        if (!adds && !typed.empty()) {
+            review(statement, fmt::format("{} is a typed table (OF {}): bound to that row type", table,
+                                          typed[0][0].as<std::string>()));
+            continue;
         }
+        const auto columns = tx.exec_params(
+            "SELECT a.attname::pg_catalog.text, a.atttypid::pg_catalog.int8, "
+            "pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a "
+            "WHERE a.attrelid = pg_catalog.to_regclass($1::pg_catalog.text) AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY a.attnum",
+            table);
+        std::size_t seen = 0;
+        for (const auto& column : columns) {
+            const auto name = column[0].as<std::string>();
+            if (adds && std::find(change.columns.begin(), change.columns.end(), name) == change.columns.end()) continue;
+            ++seen;
+            const auto type = column[2].as<std::string>();
+            const auto kinds = tx.exec_params1(query, column[1].as<std::int64_t>());
+            if (!kinds[0].is_null() && kinds[0].as<bool>())
+                review(statement, fmt::format("column {} is of a row type ({}): it binds the table to another "
+                                              "table's or type's shape", name, type));
+            else if (!kinds[1].is_null() && kinds[1].as<bool>())
+                review(statement, fmt::format("column {} is of a pseudo-type ({})", name, type));
+            else if (adds && !kinds[2].is_null() && kinds[2].as<bool>())
+                review(statement, fmt::format("column {} is of a domain ({}): its default, NOT NULL and CHECK "
+                                              "run over every existing row", name, type));
+        }
+        if (adds && seen != change.columns.size())
+            review(statement, fmt::format("pgrail could not find its new columns in {} after the up script", table));
     }
     return out;
 }
@@ -670,12 +695,6 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
     // makes the proposal unclean, so auto_approve: clean leaves it to a person.
     auto findings = proposal_findings(migration);
     for (auto& finding : proposal_lint_findings(migration)) findings.push_back(std::move(finding));
-    try {
-        for (auto& finding : column_type_findings(*conn, migration)) findings.push_back(std::move(finding));
-    } catch (...) {
-        detail::rethrow_database_error("cannot look up the proposal's column types");
-    }
-    proposal.findings = findings_json(findings);
 
     // The rollback proof, as `verify` gives it: the proposal after every registered migration,
     // and only when nothing of its scripts can reach beyond the scratch copy (they run as the
@@ -696,6 +715,10 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
         verify_options.proof_bounds =
             RunnerOptions::ProofBounds{options_.proof_statement_timeout, options_.proof_timeout,
                                        options_.proof_max_scratch_bytes};
+        verify_options.inspect_up = [&](pqxx::transaction_base& tx, const Migration& verified) {
+            if (verified.version != proposal.version) return;
+            for (auto& finding : made_column_findings(tx, verified)) findings.push_back(std::move(finding));
+        };
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);
         const ProofTurn turn(*conn, std::max<std::uint32_t>(1, options_.proof_turns));
@@ -714,6 +737,7 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
             proposal.verification = detail::bounded_detail("skipped: " + error.message());
         }
     }
+    proposal.findings = findings_json(findings);
     const bool auto_approved =
         options_.auto_approve == AutoApprove::clean && proposal_is_clean(proposal.findings, proposal.verification);
     proposal.state = auto_approved ? ProposalState::approved : ProposalState::proposed;

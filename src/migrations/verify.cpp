@@ -213,13 +213,16 @@ struct MeasuredUp {
 };
 
 // Runs up with what verify measures: its time, and the locks it holds on the tables of `before`
-// just before it commits (a transactional script; a no-transaction one has no such moment).
+// just before it commits (a transactional script; a no-transaction one has no such moment); then
+// `inspect` (RunnerOptions::inspect_up), when given.
 MeasuredUp measured_up(pqxx::connection& conn, const detail::Timeouts& timeouts, const AbandonFlag& abandoned,
-                       const Migration& migration, const detail::TableFiles& before) {
+                       const Migration& migration, const detail::TableFiles& before,
+                       const std::function<void(pqxx::transaction_base&, const Migration&)>& inspect = {}) {
     MeasuredUp out;
     const auto started = std::chrono::steady_clock::now();
     run_in_scratch(conn, timeouts, abandoned, migration, Direction::up, [&](pqxx::transaction_base& tx) {
         if (!migration.up.no_transaction) out.locks = detail::held_locks(tx, before);
+        if (inspect) inspect(tx, migration);
     });
     out.ms = elapsed_ms(started);
     out.locks_measured = !migration.up.no_transaction;
@@ -344,7 +347,8 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
                 const std::string before = dump();
                 const auto files_before = detail::table_files(*conn);
                 const detail::Timeouts timeouts = script_timeouts(*conn);
-                auto up = measured_up(*conn, timeouts, options_.abandoned, *migration, files_before);
+                auto up = measured_up(*conn, timeouts, options_.abandoned, *migration, files_before,
+                                      options_.inspect_up);
                 measurement.up_ms = up.ms;
                 measurement.locks_measured = up.locks_measured;
                 measurement.locks = std::move(up.locks);

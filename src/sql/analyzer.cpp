@@ -1691,27 +1691,6 @@ bool not_null_without_default(const json& column) {
     return not_null && !filled;
 }
 
-// A column's type as regtype's input reads it (quoted names, no modifiers, an array's element
-// type); the serial pseudo-types as the integer types they make. "" when it is not a plain name.
-std::string column_type_name(const json& type_name) {
-    const auto names = names_of(child(type_name, "names"));
-    if (names.empty() || names.size() > 3 || boolean(type_name, "setof") || boolean(type_name, "pct_type"))
-        return {};
-    if (names.size() == 1) {
-        static constexpr std::pair<std::string_view, std::string_view> serials[] = {
-            {"smallserial", "int2"}, {"serial2", "int2"}, {"serial", "int4"},
-            {"serial4", "int4"},     {"bigserial", "int8"}, {"serial8", "int8"}};
-        for (const auto& [serial, integer] : serials)
-            if (names.front() == serial) return std::string("pg_catalog.") + std::string(integer);
-    }
-    std::string text;
-    for (const auto name : names) {
-        if (!text.empty()) text += '.';
-        text += quote_identifier(name);
-    }
-    return text;
-}
-
 // What a schema change does, for a refusal's advice: read from the tree, identifiers only.
 // A column type of pg_catalog's built-in scalars (unqualified names resolve there first).
 bool builtin_scalar_type(const json& type_name) {
@@ -1793,11 +1772,6 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
         change.kind = ChangeKind::create_table;
         on_relation(child(body, "relation"));
         change.plain_table = plain_create_table(body);
-        if (body.contains("ofTypename")) change.column_types.push_back(column_type_name(child(body, "ofTypename")));
-        for (const json element : child(body, "tableElts"))
-            if (const auto column = node_of(element);  // (a typed table's column options name no type)
-                column && column->first == "ColumnDef" && column->second.contains("typeName"))
-                change.column_types.push_back(column_type_name(child(column->second, "typeName")));
     } else if (type == "AlterTableStmt" && str(body, "objtype") == "OBJECT_TABLE") {
         on_relation(child(body, "relation"));
         bool all_add = true;
@@ -1814,7 +1788,6 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
                 const auto column = node_of(child(command->second, "def"));
                 if (!column || column->first != "ColumnDef") return {};
                 added.emplace_back(str(column->second, "colname"));
-                change.column_types.push_back(column_type_name(child(column->second, "typeName")));
                 if (not_null_without_default(column->second)) change.not_null_without_default = true;
             } else if (subtype == "AT_DropColumn") {
                 any_drop = true;
@@ -1829,7 +1802,6 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
             change.other_clauses = dropped.size() != clauses;
             change.columns = std::move(dropped);
             change.not_null_without_default = false;
-            change.column_types.clear();
         } else if (all_add && !added.empty()) {
             change.kind = ChangeKind::add_column;
             change.columns = std::move(added);

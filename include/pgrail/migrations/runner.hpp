@@ -21,6 +21,10 @@
 #include "pgrail/migrations/snapshot.hpp"
 #include "pgrail/migrations/status.hpp"
 
+namespace pqxx {
+class transaction_base;
+}
+
 namespace pgrail::migrations {
 
 // Writes one audit record; returns false when it could not be written (the runner then fails).
@@ -73,6 +77,11 @@ struct RunnerOptions {
         std::uint64_t max_growth_bytes = 0;              // over the scratch copy's size before; 0: none
     };
     std::optional<ProofBounds> proof_bounds;
+    // verify: called on the scratch copy after each verified migration's up script, before its
+    // transaction commits (a no-transaction script: in a transaction of its own after it), once
+    // (not for the up again after the down). propose() reads there what its up script made; an
+    // exception fails the verification.
+    std::function<void(pqxx::transaction_base&, const Migration&)> inspect_up;
     // The key `pgrail backstop install` wrote: where the database has the backstop, every
     // connection that changes the schema or writes the ledger authorizes itself with it.
     std::string backstop_key_file;

@@ -129,10 +129,6 @@ struct SchemaChange {
     // add_column: some column is NOT NULL (or PRIMARY KEY) without DEFAULT, identity or
     // generation expression: PostgreSQL refuses it on a table that has rows.
     bool not_null_without_default = false;
-    // add_column, create_table: each column's type as the server's regtype input reads it (the
-    // element type of an array; `OF type` too), for a look-up in the catalog: the syntax cannot
-    // tell a domain or a row type from a scalar. "" for a type pgrail cannot name.
-    std::vector<std::string> column_types;
     bool concurrently = false;         // create_index: CREATE INDEX CONCURRENTLY
     // drop_column: the ALTER TABLE does more than drop columns (its other clauses are not `kind`).
     bool other_clauses = false;
