@@ -327,7 +327,8 @@ void run_statement(pqxx::transaction_base& tx, const Script& script, std::size_t
         throw;
     }
     if (timeouts.max_database_bytes == 0) return;
-    const auto bytes = tx.exec1("SELECT pg_database_size(current_database())")[0].as<std::uint64_t>();
+    const auto bytes = tx.exec1("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())")[0]
+                           .as<std::uint64_t>();  // (pg_catalog spelled out: the script ran here)
     if (bytes > timeouts.max_database_bytes)
         throw OutOfBounds{sqlstate::program_limit_exceeded,
                           fmt::format("pgrail: the proof's scratch database grew to {} bytes, past {} "

@@ -48,10 +48,12 @@ std::string sql_lock_mode(std::string_view mode) {
 TableFiles table_files(pqxx::connection& conn) {
     TableFiles out;
     pqxx::nontransaction tx(conn);
+    // (Here and below pg_catalog is spelled out: the scripts measured ran in this session, and a
+    // temporary table of theirs named pg_class or pg_locks comes first in an unqualified name.)
     const auto rows = tx.exec(
-        "SELECT c.oid::bigint, CASE WHEN n.nspname = 'public' THEN c.relname::text "
-        "ELSE n.nspname || '.' || c.relname END, pg_relation_filenode(c.oid)::bigint "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "SELECT c.oid::bigint, CASE WHEN n.nspname = 'public' THEN c.relname::pg_catalog.text "
+        "ELSE n.nspname || '.' || c.relname END, pg_catalog.pg_relation_filenode(c.oid)::bigint "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'm') AND " +
         application_schemas_condition());
     for (const auto& row : rows)
@@ -71,8 +73,9 @@ std::vector<std::string> rewritten(const TableFiles& before, const TableFiles& a
 
 std::vector<TableLock> held_locks(pqxx::transaction_base& tx, const TableFiles& existing) {
     const auto rows = tx.exec(
-        "SELECT relation::bigint, mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation' "
-        "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+        "SELECT relation::bigint, mode FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() "
+        "AND locktype = 'relation' AND granted AND database = (SELECT oid FROM pg_catalog.pg_database "
+        "WHERE datname = pg_catalog.current_database())");
     std::map<std::string, std::string> strongest;
     for (const auto& row : rows) {
         const auto it = existing.find(row[0].as<std::int64_t>());
