@@ -791,6 +791,95 @@ std::size_t extension_query_text_arguments(std::string_view function, std::size_
     return 0;
 }
 
+bool only_keys(const json& body, std::initializer_list<std::string_view> allowed) {
+    for (const json member : body) {
+        const std::string_view key = member.key();
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) return false;
+    }
+    return true;
+}
+
+// A string constant, possibly cast to text, as a function receives it (a cast to another type may
+// change the text: varchar(4) cuts it), or nothing.
+std::optional<std::string> text_constant(const json& argument) {
+    const auto node = node_of(argument);
+    if (!node) return std::nullopt;
+    if (node->first == "TypeCast") {
+        const json type = child(node->second, "typeName");
+        const auto names = names_of(child(type, "names"));
+        if (!only_keys(type, {"names", "typemod", "location"}) || names.empty() || names.back() != "text" ||
+            (names.size() == 2 && names[0] != "pg_catalog") || names.size() > 2)
+            return std::nullopt;
+        return text_constant(child(node->second, "arg"));
+    }
+    if (node->first != "A_Const" || !node->second.contains("sval")) return std::nullopt;
+    return constant_string(argument);
+}
+
+// A relation or column name as SQL text: unquoted identifiers, dot-separated (nothing that can
+// open a string, a quoted name or a comment, end a statement or add a clause).
+bool plain_name(std::string_view text) {
+    std::size_t parts = 0;
+    for (std::size_t at = 0;;) {
+        if (at >= text.size() || !(std::isalpha(static_cast<unsigned char>(text[at])) || text[at] == '_')) return false;
+        while (at < text.size() && (std::isalnum(static_cast<unsigned char>(text[at])) || text[at] == '_' ||
+                                    text[at] == '$'))
+            ++at;
+        if (++parts > 3) return false;
+        if (at == text.size()) return true;
+        if (text[at++] != '.') return false;
+    }
+}
+
+bool integer_constant(const json& argument) {
+    const auto node = node_of(argument);
+    return node && node->first == "A_Const" && node->second.contains("ival");
+}
+
+// Functions of a contrib extension that splice their arguments into the SQL they run, wherever
+// the extension was installed; the text they run, or nothing when pgrail cannot know it. Neither
+// quotes what it splices: an argument may close the template's clause and run anything.
+// - tablefunc's connectby(relname, keyid_fld, parent_keyid_fld, [orderby_fld,] start_with,
+//   max_depth [, branch_delim]) runs "SELECT keyid_fld, parent_keyid_fld FROM relname WHERE
+//   parent_keyid_fld = <start_with, quoted> AND keyid_fld IS NOT NULL AND keyid_fld <>
+//   parent_keyid_fld [ORDER BY orderby_fld]", again for each row found with that row's key as the
+//   literal: the names must be plain names (so that no literal, the table's data among them, can
+//   end a comment or string they open), and the text is read with an empty literal. With six
+//   arguments the fourth is orderby_fld unless the fifth is an integer constant (max_depth).
+// - xml2's xpath_table(key, document, relname, xpaths, criteria) runs "SELECT key, document FROM
+//   relname WHERE criteria" (all four constant text, read as the server splices them).
+struct SplicedQuery {
+    std::optional<std::string> text;  // nullopt: not constant or not plain: refused
+    bool applies = false;             // the function is one of these
+};
+SplicedQuery spliced_query(std::string_view function, const json& args) {
+    const std::size_t count = args.size();
+    if (function == "connectby" && count >= 5 && count <= 7) {
+        const bool ordered = count == 7 || (count == 6 && !integer_constant(element(args, 4)));
+        std::vector<std::string> names;
+        for (std::size_t index = 0; index < (ordered ? 4U : 3U); ++index) {
+            auto name = text_constant(element(args, index));
+            if (!name || !plain_name(*name)) return {std::nullopt, true};
+            names.push_back(std::move(*name));
+        }
+        const std::string& key = names[1];
+        const std::string& parent = names[2];
+        return {"SELECT " + key + ", " + parent + " FROM " + names[0] + " WHERE " + parent + " = '' AND " + key +
+                    " IS NOT NULL AND " + key + " <> " + parent + (ordered ? " ORDER BY " + names[3] : ""),
+                true};
+    }
+    if (function == "xpath_table" && count == 5) {
+        std::vector<std::string> parts;
+        for (const std::size_t index : {0U, 1U, 2U, 4U}) {
+            auto part = text_constant(element(args, index));
+            if (!part) return {std::nullopt, true};
+            parts.push_back(std::move(*part));
+        }
+        return {"SELECT " + parts[0] + ", " + parts[1] + " FROM " + parts[2] + " WHERE " + parts[3], true};
+    }
+    return {};
+}
+
 // Functions that run the query text of their one argument (the two lists above, called with one):
 // attribute notation reaches them (`('SELECT ...'::text).ts_stat` is ts_stat('SELECT ...')), where
 // pgrail does not follow the text.
@@ -886,14 +975,6 @@ std::vector<SettingChange> settings_of_set(const json& set) {
     if (kind == "VAR_SET_VALUE" || kind == "VAR_SET_MULTI") change.value = setting_value(child(set, "args"));
     if (kind == "VAR_SET_CURRENT") change.value = "*";
     return {change};
-}
-
-bool only_keys(const json& body, std::initializer_list<std::string_view> allowed) {
-    for (const json member : body) {
-        const std::string_view key = member.key();
-        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) return false;
-    }
-    return true;
 }
 
 // The function and constant arguments of a FuncCall `pgrail.<function>(constant, ...)`, or nothing
@@ -1392,6 +1473,14 @@ private:
         const json& args = child(call, "args");
         for (std::size_t index = 0; index < extension_query_text_arguments(function, args.size()); ++index)
             absorb_query_text(function, element(args, index));
+        if (const auto spliced = spliced_query(function, args); spliced.applies) {
+            if (!spliced.text)
+                throw Refusal{std::string(function) +
+                              "() puts its arguments into the query it runs, unquoted, and they are not constant "
+                              "plain names: pgrail cannot tell what it would run"};
+            out_.flags.runs_query_text = true;
+            absorb_statements(*spliced.text, std::string(function) + "()");
+        }
         // Unqualified names resolve to pg_catalog's built-ins first: count them as those.
         if (names.size() == 2 && names[0] != "pg_catalog") return;
         if (function == "set_config") {

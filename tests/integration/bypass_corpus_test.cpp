@@ -723,6 +723,8 @@ private:
             "CREATE TABLE public.corpus_target (id int PRIMARY KEY, v text);\n"
             "INSERT INTO public.corpus_target VALUES (1, 'target');\n"
             "ALTER TABLE public.corpus_target OWNER TO corpus_owners;\n"
+            "CREATE EXTENSION tablefunc;\n"
+            "CREATE EXTENSION xml2;\n"
             "CREATE FUNCTION public.corpus_exec(q text) RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE q; END$f$;\n"
             "CREATE PROCEDURE public.corpus_noop() LANGUAGE sql AS $f$SELECT 1$f$;\n"
             "CREATE PROCEDURE public.corpus_take(t text) LANGUAGE plpgsql AS $f$BEGIN NULL; END$f$;\n"

@@ -147,4 +147,44 @@ TEST_CASE("an analysis is complete or a refusal inside bodies and query strings"
     REQUIRE(crosstab.statements[0].inner.size() == 2);
     CHECK(crosstab.statements[0].inner[1].tag == "DELETE");
     CHECK(analyze("SELECT * FROM crosstab2('SELECT ' || 1)").error.has_value());
+
+    // tablefunc's connectby and xml2's xpath_table splice their arguments, unquoted, into the SQL
+    // they run (helper 66: connectby ran lo_create, set_config and dblink_exec past the policy).
+    const auto inner_of = [](const char* text) {
+        const Analysis analysis = analyze(text);
+        REQUIRE(analysis.statements.size() == 1);
+        CHECK(analysis.statements[0].flags.runs_query_text);
+        return analysis.statements[0].inner;
+    };
+    const auto by = inner_of("SELECT * FROM connectby('app.tree', 'id', 'parent_id', '1', 0) AS c(k int, p int, l int)");
+    REQUIRE(by.size() == 1);
+    CHECK(by[0].tag == "SELECT");
+    REQUIRE(by[0].objects.size() == 1);
+    CHECK(by[0].objects[0].schema == "app");
+    CHECK(by[0].objects[0].name == "tree");
+    // Six arguments: the fourth is orderby_fld unless the fifth is max_depth (an integer).
+    CHECK(inner_of("SELECT * FROM ext.connectby('tree', 'id', 'parent_id', 'pos', $1, 2) AS c(k int, p int, l int, "
+                   "s int)")
+              .size() == 1);
+    CHECK(inner_of("SELECT * FROM connectby('tree', 'id', 'parent_id', $1, 2, '~') AS c(k int, p int, l int, b text)")
+              .size() == 1);
+    for (const char* spliced : {
+             "SELECT * FROM connectby('(SELECT lo_create(0)::text AS a, ''z''::text AS b) s', 'a', 'b', '1', 0) "
+             "AS c(k text, p text, l int)",
+             "SELECT * FROM connectby('tree', 'id /*', 'parent_id', '*/ 1', 0) AS c(k int, p int, l int)",
+             "SELECT * FROM connectby('tree', 'id', 'parent_id', 'pos; DROP TABLE tree', '1', 0) AS c(k int, p int, "
+             "l int, s int)",
+             "SELECT * FROM connectby('tree', 'id', 'parent_id', $1, '1', 0) AS c(k int, p int, l int, s int)",
+             "SELECT * FROM connectby($1, 'id', 'parent_id', '1', 0) AS c(k int, p int, l int)",
+             "SELECT * FROM connectby('tree'::varchar(2), 'id', 'parent_id', '1', 0) AS c(k int, p int, l int)",
+             "SELECT * FROM connectby('\"Tree\"', 'id', 'parent_id', '1', 0) AS c(k int, p int, l int)",
+             "SELECT * FROM xpath_table('id', 'doc', 'docs', '/a', $1) AS x(id int, a text)",
+         }) {
+        INFO(spliced);
+        CHECK(refused_as_limit(analyze(spliced)));
+    }
+    const auto xpath = inner_of("SELECT * FROM xpath_table('id', 'doc', 'docs', '/a', 'true; DROP TABLE docs') "
+                                "AS x(id int, a text)");
+    REQUIRE(xpath.size() == 2);
+    CHECK(xpath[1].tag == "DROP TABLE");
 }
