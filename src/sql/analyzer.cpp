@@ -1471,8 +1471,10 @@ private:
         add_function(out_, joined(names));
         const std::string_view function = names.back();
         const json& args = child(call, "args");
-        for (std::size_t index = 0; index < extension_query_text_arguments(function, args.size()); ++index)
-            absorb_query_text(function, element(args, index));
+        std::size_t query_texts = extension_query_text_arguments(function, args.size());
+        if (function == "crosstab" && args.size() == 2 && integer_constant(element(args, 1)))
+            query_texts = 1;  // crosstab(source_sql, N), the older form: a number of columns, no query
+        for (std::size_t index = 0; index < query_texts; ++index) absorb_query_text(function, element(args, index));
         if (const auto spliced = spliced_query(function, args); spliced.applies) {
             if (!spliced.text)
                 throw Refusal{std::string(function) +
@@ -1994,11 +1996,14 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     walker.visit_node(type, body, top, 0);
     finish_lists(out);
     for (const ColumnRead& read : out.column_reads) {
-        if (may_call_by_attribute(read) && runs_query_of_one_argument(read.name))
+        if (!may_call_by_attribute(read)) continue;
+        if (runs_query_of_one_argument(read.name))
             throw Refusal{read.name +
                           " in attribute notation runs the query its argument holds, which pgrail does not "
                           "follow there: call " +
                           read.name + "(...) instead"};
+        // `(key).pg_advisory_lock` takes the lock of a key pgrail does not read there: a computed key.
+        if (is_advisory_lock(read.name)) out.advisory_lock_keys.push_back("*");
     }
     const std::vector<std::string>& cte_list = walker.cte_names();
     const std::unordered_set<std::string_view> ctes(cte_list.begin(), cte_list.end());
