@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -29,7 +30,9 @@ public:
     std::shared_ptr<const Identities> load() {
         const auto& root = reader_.root();
         if (!root.IsDefined() || root.IsNull())
-            reader_.fail(root, "the identities file is empty (expected a mapping with identities and roles)");
+            throw config::ConfigError(fmt::format("{}:1:1: the identities file is empty (expected a mapping with "
+                                                  "identities and roles)",
+                                                  reader_.file()));
         reject_duplicate_keys(root);
         reader_.expect_map(root, {"identities", "roles"}, "the identities file");
         auto result = std::make_shared<Identities>();
@@ -70,6 +73,15 @@ public:
             identity.verifier = *std::move(parsed.verifier);
             result->by_name.emplace(identity.name, result->identities.size());
             result->identities.push_back(std::move(identity));
+        }
+        std::map<int, std::size_t> counts;
+        for (const auto& identity : result->identities) ++counts[identity.verifier.iterations];
+        std::size_t most = 0;
+        for (const auto& [iterations, count] : counts) {
+            if (count >= most) {
+                most = count;
+                result->usual_iterations = iterations;
+            }
         }
         return result;
     }
@@ -198,6 +210,12 @@ const RoleCredentials* Identities::credentials(std::string_view role) const {
 
 std::shared_ptr<const Identities> load_identities_file(const std::string& path, const IdentitiesLoadOptions& options) {
     const auto reader = YamlReader::from_file(path);
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0 && (info.st_mode & S_IRWXO) != 0)
+        throw config::ConfigError(fmt::format("{}:1:1: the identities file is accessible to other users (mode {:04o}): "
+                                              "whoever can write it adds an identity, whoever can read it can guess "
+                                              "at its verifiers; chmod o-rwx it (0600 or 0640)",
+                                              path, info.st_mode & 07777));
     return Loader(reader, options).load();
 }
 

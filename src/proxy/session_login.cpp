@@ -2,7 +2,6 @@
 // leg's TLS) against the identities file, then logs into the server as the identity's role with
 // credentials only pgrail holds. The I/O of both exchanges; their protocol logic is src/auth's.
 #include <cstring>
-#include <map>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -141,6 +140,9 @@ void Session::recheck_identity(const std::shared_ptr<const auth::Identities>& id
         if (!gate->audit_auth_event(context, "identity_revoked", why))
             spdlog::error("session {}: the audit line of a revoked identity could not be written", context.session_id);
     });
+    // A running pgrail.* command (a migration) stops and rolls back, as when its client leaves:
+    // the identity that asked for it no longer may.
+    if (inband_abandoned_) inband_abandoned_->store(true);
     // 28000, not 57P01: 57P01 tells pools and drivers the server restarts and to reconnect, which
     // would only meet 28P01; the authorization itself is gone.
     end_session(sqlstate::invalid_authorization_specification,
@@ -195,25 +197,6 @@ awaitable<void> Session::refuse_login(std::string code, std::string message, std
     co_await send_fatal(std::move(code), std::move(message));
 }
 
-namespace {
-
-// The iteration count most identities' verifiers have (the larger on a tie; PostgreSQL's default
-// without identities): what an unknown name is offered.
-int usual_iterations(const auth::Identities& identities) {
-    std::map<int, std::size_t> counts;
-    for (const auto& identity : identities.identities) ++counts[identity.verifier.iterations];
-    int usual = auth::default_scram_iterations;
-    std::size_t most = 0;
-    for (const auto& [iterations, count] : counts) {
-        if (count >= most) {
-            most = count;
-            usual = iterations;
-        }
-    }
-    return usual;
-}
-
-}  // namespace
 
 awaitable<bool> Session::client_login() {
     const auto identities = shared_.identities->current();
@@ -227,7 +210,7 @@ awaitable<bool> Session::client_login() {
     // prefix would tell whether that prefix is an identity) and the identities' usual count.
     auto server = identity != nullptr ? auth::ScramServer::for_verifier(identity->verifier, channel_binding)
                                       : auth::ScramServer::mock(name, shared_.identities->mock_secret(),
-                                                                channel_binding, usual_iterations(*identities));
+                                                                channel_binding, identities->usual_iterations);
     std::string request;
     protocol::encode_authentication_sasl(request, server.mechanisms());
     if (auto [ec, n] = co_await client_.async_write(asio::buffer(request), use_tuple); ec) co_return false;

@@ -527,4 +527,29 @@ TEST_CASE("auth mode pgrail: the ledger names the identity that applied, rolled 
     CHECK(by_identity["owner-1"]["events"].value("applied", 0) == 1);
     CHECK(by_identity["owner-1"]["roles"] == nlohmann::json::array({"app_owner"}));
     CHECK(by_identity["agent-8"]["refusals"] == 1);  // its refused migrate_down
+
+    // Helper 68: revoked by reload while its migration runs, the identity's migration stops and
+    // rolls back (as when its client leaves), instead of committing after the revocation.
+    write_file(migrations + "/2_slow.up.sql", "SELECT pg_sleep(5);\nCREATE TABLE auth_revoked_t (id int);\n");
+    write_file(migrations + "/2_slow.down.sql", "DROP TABLE auth_revoked_t;\n");
+    REQUIRE(PQsendQuery(seven.get(), "SELECT * FROM pgrail.migrate_up('2')") == 1);
+    REQUIRE(eventually(
+        [&] {
+            return scalar(owner.get(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%'") ==
+                   "1";
+        },
+        std::chrono::seconds(10)));
+    std::string text = read_file(setup.identities);
+    const auto start = text.find("  - {name: agent-7");
+    REQUIRE(start != std::string::npos);
+    text.erase(start, text.find('\n', start) + 1 - start);
+    write_secret(setup.identities, text);
+    proxy.reload();
+    REQUIRE(eventually([&] { return audited(setup.audit, "identity_revoked", "agent-7"); }, std::chrono::seconds(10)));
+    while (PGresult* result = PQgetResult(seven.get())) PQclear(result);  // (its end: FATAL 28000 or a closed socket)
+    REQUIRE(eventually([&] { return scalar(owner.get(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                                        "'SELECT pg_sleep(5)%'") == "0"; },
+                       std::chrono::seconds(10)));
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM pg_class WHERE relname = 'auth_revoked_t'") == "0");
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM pgrail.schema_migrations WHERE version = '2'") == "0");
 }

@@ -36,6 +36,10 @@ struct Identities {
     std::vector<Identity> identities;                              // in file order
     std::map<std::string, RoleCredentials, std::less<>> roles;     // by role name
     std::map<std::string, std::size_t, std::less<>> by_name;       // identity name -> index in identities
+    // The iteration count most verifiers have (the larger on a tie; PostgreSQL's default without
+    // identities): what an unknown name is offered. Worked out at load, not per login (a login's
+    // time must not depend on whether its name is known).
+    int usual_iterations = default_scram_iterations;
 
     [[nodiscard]] const Identity* find(std::string_view name) const;
     [[nodiscard]] const RoleCredentials* credentials(std::string_view role) const;
@@ -48,6 +52,8 @@ struct IdentitiesLoadOptions {
 };
 
 // Load and check; every error is a config::ConfigError "file:line:column: message". Reload = load again.
+// The file must not be accessible to other users (as the roles' password files): whoever can write
+// it adds an identity, whoever can read it can guess at its verifiers offline.
 [[nodiscard]] std::shared_ptr<const Identities> load_identities_file(const std::string& path,
                                                                      const IdentitiesLoadOptions& options = {});
 [[nodiscard]] std::shared_ptr<const Identities> load_identities_string(const std::string& text, const std::string& name,

@@ -142,6 +142,40 @@ TEST_CASE("a missing identities file is a clear error", "[auth][identities]") {
     CHECK_THROWS_WITH(load_identities_file("/nonexistent/identities.yaml"), "/nonexistent/identities.yaml: cannot read file");
 }
 
+TEST_CASE("an identities file others can read or write is refused at load (helper 68)", "[auth][identities]") {
+    const std::string dir = std::filesystem::temp_directory_path() / ("pgrail_identities_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string path = dir + "/identities.yaml";
+    {
+        std::ofstream out(path);
+        out << "roles:\n  agent: {password_env: PGRAIL_TEST_ROLE_PW}\nidentities:\n"
+            << "  - {name: agent-7, role: agent, verifier: \"" << verifier_a << "\"}\n";
+    }
+    ::setenv("PGRAIL_TEST_ROLE_PW", "role-password", 1);
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                           std::filesystem::perms::others_read);
+    CHECK_THROWS_WITH(load_identities_file(path), Catch::StartsWith(path + ":1:1: the identities file is accessible "
+                                                                           "to other users (mode 0604)"));
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                           std::filesystem::perms::group_read);
+    CHECK(load_identities_file(path)->identities.size() == 1);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("an unknown name is offered the iteration count most verifiers have, worked out at load",
+          "[auth][identities]") {
+    ::setenv("PGRAIL_TEST_ROLE_PW", "role-password", 1);
+    const std::string roles = "roles:\n  agent: {password_env: PGRAIL_TEST_ROLE_PW}\n";
+    CHECK(load_identities_string(roles + "identities: []\n", "none")->usual_iterations == default_scram_iterations);
+    const auto v8192 = make_scram_verifier("x", 8192).to_string();
+    const auto v4096 = make_scram_verifier("y", 4096).to_string();
+    const auto loaded = load_identities_string(roles + "identities:\n  - {name: a, role: agent, verifier: \"" + v8192 +
+                                                   "\"}\n  - {name: b, role: agent, verifier: \"" + v8192 +
+                                                   "\"}\n  - {name: c, role: agent, verifier: \"" + v4096 + "\"}\n",
+                                               "three");
+    CHECK(loaded->usual_iterations == 8192);
+}
+
 TEST_CASE("bad identities files give file:line:column errors (identities_errors.txt)", "[auth][identities]") {
     const auto cases = read_error_cases(PGRAIL_TEST_DATA "/identities_errors.txt");
     CHECK(cases.size() >= 25);
