@@ -316,6 +316,7 @@ awaitable<bool> Session::server_login() {
         }
     }
     std::optional<auth::ScramClient> scram;
+    bool server_signed = false;  // the SCRAM exchange's SASLFinal was read and its signature checked
     std::string method;  // what pgrail answered, for the log
     std::string error;
     while (true) {
@@ -349,6 +350,14 @@ awaitable<bool> Session::server_login() {
         std::string reply;
         switch (*code) {
             case auth_ok:
+                // Once SCRAM has begun, only its end (SASLFinal, the server's signature checked)
+                // may precede AuthenticationOk: a server that skips it has not shown that it
+                // knows the role's verifier (helper 68).
+                if (scram && !server_signed) {
+                    fail("the server ended the SCRAM exchange without its signature (AuthenticationOk before "
+                         "SASLFinal)");
+                    co_return false;
+                }
                 spdlog::info("session {}: pgrail logged into the server as role {} for identity {} ({})",
                              context_.session_id, login_role_, context_.identity, method.empty() ? "trust" : method);
                 co_return true;
@@ -419,7 +428,10 @@ awaitable<bool> Session::server_login() {
                     fail(step.error);
                     co_return false;
                 }
-                if (*code == auth_sasl_final) continue;  // AuthenticationOk follows
+                if (*code == auth_sasl_final) {
+                    server_signed = true;
+                    continue;  // AuthenticationOk follows
+                }
                 reply = sasl_response(step.message);
                 break;
             }

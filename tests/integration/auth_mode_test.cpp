@@ -18,6 +18,7 @@
 
 #include "cluster.hpp"
 #include "pgrail_process.hpp"
+#include "scripted_server.hpp"
 #include "seed_database.hpp"
 
 using namespace pgrail::test;
@@ -332,6 +333,33 @@ TEST_CASE("auth mode pgrail: removing an identity by reload ends its access and 
     CHECK(scalar(eight.get(), "SELECT 2") == "2");
     auto eight_again = try_connect(conninfo(proxy, "agent-8", "eight secret"));
     CHECK(PQstatus(eight_again.get()) == CONNECTION_OK);
+}
+
+TEST_CASE("auth mode pgrail: a server that says AuthenticationOk before SASLFinal has not logged pgrail in",
+          "[auth_mode]") {
+    // Helper 68: a server (or a man in the middle below verify-full) that skips the SCRAM
+    // exchange's end has not shown that it knows the role's verifier.
+    AuthSetup setup;
+    ScriptedServer server([](int fd) {
+        const auto send = [fd](const std::string& bytes) { (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL); };
+        const auto receive_message = [fd] {
+            auto bytes = receive_n(fd, 5);
+            return bytes + receive_n(fd, from_be32(bytes.substr(1)) - 4);
+        };
+        const auto head = receive_n(fd, 4);
+        (void)receive_n(fd, from_be32(head) - 4);  // the startup packet
+        send(message('R', be32(10) + std::string("SCRAM-SHA-256") + '\0' + '\0'));
+        const auto first = receive_message();  // SASLInitialResponse: ... n,,n=,r=<nonce>
+        const auto nonce = first.substr(first.rfind("r=") + 2);
+        send(message('R', be32(11) + "r=" + nonce + "server,s=c2FsdHNhbHRzYWx0c2FsdA==,i=4096"));
+        (void)receive_message();  // SASLResponse with the proof
+        send(message('R', be32(0)) + message('K', be32(1) + be32(2)) + message('Z', "I"));
+        (void)receive_n(fd, 1);  // until pgrail leaves
+    });
+    PgrailProcess proxy(setup.yaml(), "127.0.0.1", server.port());
+    auto seven = try_connect(conninfo(proxy, "agent-7", "seven secret"));
+    CHECK(PQstatus(seven.get()) == CONNECTION_BAD);
+    CHECK_THAT(PQerrorMessage(seven.get()), Catch::Contains("without its signature"));
 }
 
 TEST_CASE("auth mode pgrail: SCRAM-SHA-256-PLUS over the client leg's TLS", "[auth_mode]") {
