@@ -6,6 +6,8 @@
 #include <cctype>
 #include <charconv>
 #include <optional>
+#include <string>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -38,15 +40,17 @@ std::string qualified(const sql::ObjectRef& object) {
 
 // " on a, b" for the DETAIL: the statement's objects, each once, at most five.
 std::string objects_text(const Statement& statement) {
-    std::vector<std::string> names;
+    std::vector<std::string> names;  // the first five, in order
+    std::unordered_set<std::string> seen;  // (a DROP of thousands of names: linear)
     for (const auto& object : statement.objects) {
         auto name = qualified(object);
-        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+        if (!seen.insert(name).second) continue;
+        if (names.size() < 5) names.push_back(std::move(name));
     }
     if (names.empty()) return {};
     std::string out = " on ";
-    for (std::size_t index = 0; index < names.size() && index < 5; ++index) out += (index ? ", " : "") + names[index];
-    if (names.size() > 5) out += fmt::format(" and {} more", names.size() - 5);
+    for (std::size_t index = 0; index < names.size(); ++index) out += (index ? ", " : "") + names[index];
+    if (seen.size() > 5) out += fmt::format(" and {} more", seen.size() - 5);
     return out;
 }
 
@@ -428,6 +432,8 @@ std::optional<Decision> check_ddl(const Context& context, const Statement& state
                   std::move(why), std::move(text.hint));
 }
 
+constexpr std::size_t max_pgrail_calls_per_statement = 16;
+
 // A statement that reads pgrail commands as relations: each command as the rule allows it, then the
 // rest of the statement as any statement (the calls are no function references of it: it reads
 // as the plain read it is). Intercepted when all of it passes.
@@ -449,6 +455,14 @@ std::optional<Decision> check_commands(const Context& context, const Statement& 
                       fmt::format(" calling pgrail.{} in a statement that changes data", first.function),
                       "pgrail's commands are relations in the FROM clause of a SELECT (joins, WHERE, ORDER BY, CTEs "
                       "that are SELECTs); a statement that also writes must not read them.");
+    // Each call is a connection and a query of pgrail's own (status() reads the ledger): a bound,
+    // so that one text cannot queue thousands of them.
+    if (statement.pgrail_calls.size() > max_pgrail_calls_per_statement)
+        return refuse(context, &statement, "migrations", "migrations",
+                      fmt::format("pgrail: one statement may read at most {} pgrail commands; this one reads {}",
+                                  max_pgrail_calls_per_statement, statement.pgrail_calls.size()),
+                      fmt::format(" calling {} pgrail commands", statement.pgrail_calls.size()),
+                      "Read the commands you need in a few statements, each with a handful of them.");
     const auto changing =
         std::count_if(statement.pgrail_calls.begin(), statement.pgrail_calls.end(),
                       [](const sql::PgrailCall& call) { return call.command && sql::runs_migration(*call.command); });

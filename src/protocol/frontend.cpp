@@ -70,7 +70,7 @@ std::optional<ParseMessage> parse_parse(std::string_view body) {
     const auto name = reader.cstring();
     const auto query = reader.cstring();
     if (!name || !query) return std::nullopt;
-    message.statement_name = *name;
+    message.statement_name = server_object_name(*name);
     message.query = *query;
     const auto rest = body.substr(body.size() - reader.remaining());
     const auto count = reader.u16();
@@ -112,8 +112,8 @@ std::optional<BindMessage> parse_bind(std::string_view body) {
     const auto statement = reader.cstring();
     const auto format_count = reader.u16();
     if (!portal || !statement || !format_count) return std::nullopt;
-    message.portal = *portal;
-    message.statement = *statement;
+    message.portal = server_object_name(*portal);
+    message.statement = server_object_name(*statement);
     for (std::uint16_t index = 0; index < *format_count; ++index) {
         const auto format = reader.u16();
         if (!format) return std::nullopt;
@@ -143,7 +143,7 @@ std::optional<DescribeTarget> parse_describe_target(std::string_view body) {
     const auto kind = reader.u8();
     const auto name = reader.cstring();
     if (!kind || !name || !reader.complete() || (*kind != 'S' && *kind != 'P')) return std::nullopt;
-    return DescribeTarget{static_cast<char>(*kind), *name};
+    return DescribeTarget{static_cast<char>(*kind), server_object_name(*name)};
 }
 
 void encode_bind(std::string& out, const BindMessage& bind) {

@@ -37,6 +37,13 @@ InbandAnswers run_calls(InbandCommands& commands, const SessionContext& session,
     InbandAnswers answers;
     answers.tables.resize(calls.size());
     for (const std::size_t index : order) {
+        // A client that left wants none of the rest (a command already running stops on the flag).
+        if (abandoned && abandoned->load()) {
+            answers.error = protocol::ErrorMessage{"ERROR", sqlstate::query_canceled,
+                                                   "pgrail: the client left; the remaining pgrail commands were not run",
+                                                   {}, {}};
+            break;
+        }
         auto outcome = commands.run(session, calls[index].command, calls[index].arguments, abandoned);
         if (!outcome.ok) {
             answers.error = std::move(outcome.error);

@@ -391,11 +391,12 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             // A portal of a statement that may change client_encoding can run on in a later batch
             // (in a transaction, Execute with a row limit): it changes it there, where no Bind is.
             if (every_execute_may_change_encoding_ ||
-                std::find(encoding_portals_.begin(), encoding_portals_.end(), body.substr(0, body.find('\0'))) !=
+                std::find(encoding_portals_.begin(), encoding_portals_.end(),
+                          protocol::server_object_name(body.substr(0, body.find('\0')))) !=
                     encoding_portals_.end())
                 expect_encoding_change(open_batch());
             if (!registered_portals_.empty()) {
-                const auto portal = body.substr(0, body.find('\0'));
+                const auto portal = protocol::server_object_name(body.substr(0, body.find('\0')));
                 const auto found = std::find_if(registered_portals_.begin(), registered_portals_.end(),
                                                 [&](const RegisteredPrepared& entry) { return entry.name == portal; });
                 if (found != registered_portals_.end()) {
@@ -605,6 +606,15 @@ std::optional<protocol::ErrorMessage> SessionProtocol::defer(const GateVerdict& 
         return protocol::ErrorMessage{"ERROR", sqlstate::undefined_function, fmt::format("pgrail: {}", e.what()), {},
                                       {}};
     }
+    // Held here until they are closed, as PostgreSQL holds prepared statements: bounded like the
+    // other names pgrail follows (each text is at most max_analyzed_size, each name 63 bytes).
+    if (deferred_.size() >= max_followed_names && !deferred_.contains(std::string(statement.parse_name)))
+        return protocol::ErrorMessage{"ERROR", sqlstate::program_limit_exceeded,
+                                      fmt::format("pgrail: more than {} prepared statements that read pgrail commands "
+                                                  "at once",
+                                                  max_followed_names),
+                                      {}, "Close the ones prepared before (Close, DEALLOCATE), or send the commands "
+                                          "as queries."};
     types.resize(client_parameters, 0);
     types.insert(types.end(), verdict.calls.size(), oid_json);
     deferred_[std::string(statement.parse_name)] = DeferredStatement{verdict.calls, client_parameters};

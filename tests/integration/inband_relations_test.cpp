@@ -303,6 +303,32 @@ TEST_CASE("extended protocol: Parse runs nothing; each execution runs the comman
     CHECK(verify_columns.at(6) == "rewrites:25:0");
 }
 
+TEST_CASE("prepared statements that read pgrail commands are bounded per session, names as the server keys them",
+          "[inband]") {
+    // Helper 69: pgrail holds these itself (the server holds a rewritten text); 250 of them with
+    // 4 MB names took 1.2 GB of pgrail's memory in one session.
+    RelationsProxy proxy;
+    auto agent = proxy.connect("agent");
+    const std::string tail(100, 'x');  // past the 63 bytes the server (and pgrail) key a name by
+    for (int index = 0; index < 64; ++index) {
+        const std::string name = "status_" + std::to_string(index) + "_" + tail;
+        Result prepared(PQprepare(agent.get(), name.c_str(), "SELECT version FROM pgrail.status()", 0, nullptr));
+        REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+    }
+    Result one_more(PQprepare(agent.get(), "one_more", "SELECT version FROM pgrail.status()", 0, nullptr));
+    CHECK(std::string(PQresultErrorField(one_more.get(), PG_DIAG_SQLSTATE)) == "54000");
+    CHECK_THAT(PQresultErrorField(one_more.get(), PG_DIAG_MESSAGE_PRIMARY),
+               Catch::Contains("more than 64 prepared statements that read pgrail commands"));
+    // A name the server reads as one already held is that statement (its first 63 bytes).
+    const std::string alias = "status_7_" + tail.substr(0, 54) + "anything after the 63rd byte";
+    CHECK(rows_of(exec_prepared(agent.get(), alias, {})) == std::vector<std::string>{seed_version});
+    // Closing them makes room (DEALLOCATE forgets them all: pgrail cannot tell which it names).
+    CHECK(one(agent.get(), "DEALLOCATE ALL").status == "PGRES_COMMAND_OK");
+    Result again(PQprepare(agent.get(), "one_more", "SELECT version FROM pgrail.status()", 0, nullptr));
+    CHECK(PQresultStatus(again.get()) == PGRES_COMMAND_OK);
+    CHECK(rows_of(exec_prepared(agent.get(), "one_more", {})) == std::vector<std::string>{seed_version});
+}
+
 TEST_CASE("pipeline mode: reads pipeline; migrate_up after another statement of the pipeline is refused",
           "[inband]") {
     RelationsProxy proxy;

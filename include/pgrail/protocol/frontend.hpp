@@ -57,6 +57,15 @@ struct StartupPacket {
 // Query body: the SQL text.
 [[nodiscard]] std::optional<std::string_view> parse_query(std::string_view body);
 
+// PostgreSQL keys prepared statements and portals by their first NAMEDATALEN - 1 bytes (its hash
+// tables' keys): two names alike in those are one statement, or one portal, to the server. The
+// parsers below give names so cut, so that pgrail follows what the server will run (and holds no
+// more of a name than it does); the bytes forwarded are the client's, whole.
+inline constexpr std::size_t max_object_name_bytes = 63;
+[[nodiscard]] constexpr std::string_view server_object_name(std::string_view name) {
+    return name.substr(0, max_object_name_bytes);
+}
+
 struct ParseMessage {
     std::string_view statement_name;
     std::string_view query;

@@ -40,6 +40,32 @@ TEST_CASE("Bind parses and encodes back byte for byte", "[protocol][bind]") {
     CHECK_FALSE(parse_bind(std::string(frame.substr(5)) + "x").has_value());
 }
 
+TEST_CASE("statement and portal names as PostgreSQL keys them: their first 63 bytes", "[protocol][bind]") {
+    // (helper 69: 64 names of 30 MB each held 3.8 GB of pgrail's memory; the server keeps 63 bytes.)
+    const std::string long_name = std::string(63, 'n') + std::string(30000, 'x');
+    std::string frame;
+    encode_parse(frame, long_name, "SELECT 1", std::string("\0\0", 2));
+    const auto parse = parse_parse(std::string_view(frame).substr(5));
+    REQUIRE(parse.has_value());
+    CHECK(parse->statement_name == std::string(63, 'n'));
+    CHECK(parse->query == "SELECT 1");
+    BindMessage bind;
+    bind.portal = long_name;
+    const std::string other_tail = std::string(63, 'n') + "y";
+    bind.statement = other_tail;
+    const std::string no_result_formats("\0\0", 2);
+    bind.result_formats = no_result_formats;
+    frame.clear();
+    encode_bind(frame, bind);
+    const auto bound = parse_bind(std::string_view(frame).substr(5));
+    REQUIRE(bound.has_value());
+    CHECK(bound->portal == std::string(63, 'n'));
+    CHECK(bound->statement == parse->statement_name);  // one statement to the server
+    const std::string target = "P" + long_name + '\0';
+    CHECK(parse_describe_target(target)->name == std::string(63, 'n'));
+    CHECK(server_object_name("short") == "short");
+}
+
 TEST_CASE("Describe and Close targets, parameter types and descriptions", "[protocol][bind]") {
     const auto statement = parse_describe_target(std::string_view("Sname\0", 6));
     REQUIRE(statement.has_value());
