@@ -914,7 +914,26 @@ std::optional<Decision> check_sensitive(const Context& context, const Statement&
         decision.sqlstate = "55000";
         return decision;
     }
+    // The server converts a result to the client's encoding before pgrail masks it: a masked
+    // value's character without an equivalent there fails its row with the character's bytes in
+    // the message (helper 70). A session that masks keeps the encoding it started with, and reads
+    // masked columns only while the server does not convert.
+    if (masks)
+        for (const auto& setting : statement.settings)
+            if (setting.name == "client_encoding" && !setting.value.empty())
+                return refuse(context, &statement, "sensitive_columns", label,
+                              "pgrail: client_encoding may not change in this session: it masks columns, whose real "
+                              "values the server converts to the client's encoding before pgrail masks them",
+                              setting.via_function ? " calling set_config" : "",
+                              "Keep the encoding the session started with (UTF8, as the server's).");
     const SensitiveReads reads = find_sensitive_reads(statement, guarded, *set);
+    if (!reads.masked.empty() && (context.session.lexing.converted || context.session.lexing.encoding_pending))
+        return refuse(context, &statement, "sensitive_columns", label,
+                      fmt::format("pgrail: column {} is masked in this session and may be read only while the server "
+                                  "does not convert the session's encoding",
+                                  reads.masked.front()),
+                      " (client_encoding differs from server_encoding)",
+                      "Connect with client_encoding set to the server's encoding (UTF8) to read masked columns.");
     if (reads.unresolved)
         return refuse(context, &statement, "sensitive_columns", label,
                       fmt::format("pgrail: this session may not run statements whose reads pgrail cannot follow: {}",

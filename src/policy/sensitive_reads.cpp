@@ -34,9 +34,11 @@ constexpr std::array<std::string_view, 15> table_reading_functions = {
     "pg_logical_slot_get_binary_changes", "pg_logical_slot_peek_binary_changes",
 };
 
+// A prepared statement run, or a cursor fetched, inside another statement (a DO block's EXECUTE
+// 'FETCH ALL c'): its rows go to that statement, never through the masking on the wire.
 bool runs_prepared_inside(const sql::Statement& statement) {
     return std::any_of(statement.inner.begin(), statement.inner.end(), [](const sql::Statement& inner) {
-        return inner.tag == "EXECUTE" || runs_prepared_inside(inner);
+        return inner.tag == "EXECUTE" || inner.tag == "FETCH" || inner.tag == "MOVE" || runs_prepared_inside(inner);
     });
 }
 
@@ -122,7 +124,8 @@ private:
         // A prepared statement's rows are masked on their way to the client: run inside another
         // statement (CREATE TABLE ... AS EXECUTE, a DO block's EXECUTE 'EXECUTE p'), they are not.
         if (runs_prepared_inside(statement_)) {
-            out_.unresolved = "it runs a prepared statement inside another, where its rows are not masked";
+            out_.unresolved = "it runs a prepared statement or fetches a cursor inside another, where its rows are "
+                              "not masked";
             return;
         }
         for (const std::string& function : statement_.functions) {
@@ -137,15 +140,22 @@ private:
                 out_.unresolved = std::string(name) + "() reads tables that a value names";
                 return;
             }
-            const SensitiveRowFunction* row_function = set_.find_function(schema, name);
-            if (!row_function) continue;
-            const bool in_from = std::any_of(statement_.ranges.begin(), statement_.ranges.end(), [&](const RangeRead& range) {
-                return range.function && range.name == name && range.schema == schema;
-            });
-            if (in_from) continue;
-            // Called as a value, it returns whole rows.
-            out_.refused.push_back({row_function->origin + ".*",
-                                    "as whole rows that " + std::string(name) + "() returns", false});
+        }
+        // Called as a value (not only as the rows of a FROM item, whose columns are read as a
+        // table's), a row-type function returns whole rows.
+        for (const std::string& function : statement_.value_functions) {
+            const auto split = split_function(function);
+            if (const SensitiveRowFunction* row_function = set_.find_function(split.first, split.second))
+                out_.refused.push_back({row_function->origin + ".*",
+                                        "as whole rows that " + std::string(split.second) + "() returns", false});
+        }
+        // ... and so in attribute notation: `(1).f` and `t.f` are f(1) and f(t) where no column f is.
+        for (const ColumnRead& read : statement_.column_reads) {
+            if (!sql::may_call_by_attribute(read)) continue;
+            if (const SensitiveRowFunction* row_function = set_.find_function({}, read.name))
+                out_.refused.push_back({row_function->origin + ".*",
+                                        "as whole rows that " + read.name + "() returns, in attribute notation",
+                                        false});
         }
     }
 
@@ -234,7 +244,10 @@ private:
                 for (const Present& present : present_)
                     if (present.range->level == read.level)
                         for (const auto& column : present.relation->columns)
-                            refuse(present, column, "compared by NATURAL JOIN");
+                            refuse(present, column,
+                                   read.name.empty() ? "compared by NATURAL JOIN"
+                                                     : "compared by ON CONFLICT ON CONSTRAINT (name the columns "
+                                                       "instead)");
                 break;
             case ColumnRead::Kind::position:
                 break;  // on_reference_to_output

@@ -1154,6 +1154,7 @@ private:
             if (!call || call->first != "FuncCall") continue;
             const std::vector<std::string_view> names = names_of(child(call->second, "funcname"));
             if (names.empty()) continue;
+            from_calls_.insert(call->second.find("location").integer());
             RangeRead range;
             range.function = true;
             range.name = std::string(names.back());
@@ -1324,6 +1325,10 @@ private:
 
     // ON CONFLICT (columns): which rows conflict depends on the stored values of those columns.
     void on_conflict_target(const json& clause, const Scope& scope) {
+        // ON CONFLICT ON CONSTRAINT name: the constraint's columns, which pgrail cannot name, are
+        // compared (read as NATURAL JOIN's comparison of every column, named for the message).
+        if (child(clause, "infer").contains("conname"))
+            out_.column_reads.push_back(read_of(ColumnRead::Kind::natural, "ON CONSTRAINT", scope));
         for (const json item : child(child(clause, "infer"), "indexElems")) {
             const auto element = node_of(item);
             if (element && element->first == "IndexElem" && element->second.contains("name"))
@@ -1469,6 +1474,8 @@ private:
         // is the function schema.function, and is judged as that.
         if (names.size() > 2) names.erase(names.begin(), names.end() - 2);
         add_function(out_, joined(names));
+        // Called for its value, not as a FROM item's rows (add_function_ranges ran first).
+        if (!from_calls_.contains(call.find("location").integer())) out_.value_functions.push_back(joined(names));
         const std::string_view function = names.back();
         const json& args = child(call, "args");
         std::size_t query_texts = extension_query_text_arguments(function, args.size());
@@ -1555,6 +1562,7 @@ private:
             }
             levels_ += deepest;
             for (const std::string& function : statement.functions) add_function(out_, function);
+            for (std::string& function : statement.value_functions) out_.value_functions.push_back(std::move(function));
             for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
             for (const ObjectRef& object : statement.objects) add_object(out_, object);
             for (const std::string& key : statement.advisory_lock_keys) out_.advisory_lock_keys.push_back(key);
@@ -1724,6 +1732,7 @@ private:
     std::string_view statement_text_;
     std::vector<std::string> cte_names_;
     std::vector<std::pair<long long, std::string>> pinned_setting_names_;
+    std::unordered_set<long long> from_calls_;  // locations of the FuncCalls that are FROM items
     std::uint32_t levels_ = 0;  // queries numbered so far (RangeRead::level)
     // The output SELECT's targets that are just a column: the ColumnRef's location, its AS name.
     struct OutputColumn {

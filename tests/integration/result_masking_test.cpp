@@ -334,6 +334,43 @@ TEST_CASE("ORDER BY the position of a masked column is refused right after ORDER
     CHECK(run(agent.get(), "SELECT id, secret FROM mt_users ORDER BY 1").at(0).status == "PGRES_TUPLES_OK");
 }
 
+TEST_CASE("a session that masks keeps its encoding: the server converts the real values before pgrail masks them",
+          "[masking]") {
+    // Helper 70: under client_encoding LATIN1 a masked value's character without an equivalent
+    // failed its row with the character's bytes in the message (0xe2 0x82 0xac: the euro sign).
+    MaskDb db;
+    auto owner = db.direct("app_owner");
+    REQUIRE(run(owner.get(), "INSERT INTO mt_users (id, email, secret) VALUES (200, 'e@example.com', 'pw\u20ac')")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
+    auto direct = db.direct("agent");
+    (void)run(direct.get(), "SET client_encoding TO 'LATIN1'");
+    const auto leak = run(direct.get(), "SELECT id, secret FROM mt_users WHERE id = 200").at(0);
+    CHECK(leak.sqlstate == "22P05");  // what PostgreSQL says straight: the value's bytes
+    CHECK_THAT(leak.message, Catch::Contains("0xe2 0x82 0xac"));
+
+    const auto pgrail = db.start(masking_rules());
+    auto agent = db.through(*pgrail, "agent");
+    for (const char* change : {"SET client_encoding TO 'LATIN1'", "SET NAMES 'LATIN1'",
+                               "SELECT set_config('client_encoding', 'LATIN1', false)"}) {
+        INFO(change);
+        const auto refused = run(agent.get(), change).at(0);
+        CHECK(refused.sqlstate == "42501");
+        CHECK_THAT(refused.message, Catch::Contains("client_encoding may not change"));
+    }
+    CHECK(run(agent.get(), "SELECT secret FROM mt_users WHERE id = 200").at(0).status == "PGRES_TUPLES_OK");
+    // A session that starts converted reads unmasked columns, never masked ones.
+    Conn latin1(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(pgrail->port()) + " dbname=" + db.name +
+                             " user=agent password=agent client_encoding=LATIN1")
+                                .c_str()));
+    REQUIRE(PQstatus(latin1.get()) == CONNECTION_OK);
+    CHECK(run(latin1.get(), "SELECT email FROM mt_users WHERE id = 200").at(0).status == "PGRES_TUPLES_OK");
+    const auto masked = run(latin1.get(), "SELECT id, secret FROM mt_users WHERE id = 200").at(0);
+    CHECK(masked.sqlstate == "42501");
+    CHECK_THAT(masked.message, Catch::Contains("does not convert"));
+    CHECK(masked.message.find("0xe2") == std::string::npos);
+}
+
 // GROUP BY 1 of a masked column is refused; so must be its position inside ROLLUP, CUBE and
 // GROUPING SETS, and DISTINCT, which group by the real values too: under a constant mask they
 // told how many different secrets there are and how many rows share each (found by review).
