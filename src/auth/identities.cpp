@@ -211,10 +211,10 @@ const RoleCredentials* Identities::credentials(std::string_view role) const {
 std::shared_ptr<const Identities> load_identities_file(const std::string& path, const IdentitiesLoadOptions& options) {
     const auto reader = YamlReader::from_file(path);
     struct stat info {};
-    if (::stat(path.c_str(), &info) == 0 && (info.st_mode & S_IRWXO) != 0)
-        throw config::ConfigError(fmt::format("{}:1:1: the identities file is accessible to other users (mode {:04o}): "
-                                              "whoever can write it adds an identity, whoever can read it can guess "
-                                              "at its verifiers; chmod o-rwx it (0600 or 0640)",
+    if (::stat(path.c_str(), &info) == 0 && (info.st_mode & (S_IRWXO | S_IWGRP)) != 0)
+        throw config::ConfigError(fmt::format("{}:1:1: the identities file is accessible to other users or writable "
+                                              "by its group (mode {:04o}): whoever can write it adds an identity, "
+                                              "whoever can read it can guess at its verifiers; make it 0600 or 0640",
                                               path, info.st_mode & 07777));
     return Loader(reader, options).load();
 }

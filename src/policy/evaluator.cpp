@@ -891,6 +891,18 @@ Decision evaluate_function_call(const Policy& policy, const SessionInfo& session
 
 namespace {
 
+// A client_encoding value that keeps a session that does not convert as it is: RESET or DEFAULT
+// (back to the start), or UTF8 in any spelling PostgreSQL takes (libpq's PQsetClientEncoding and
+// Rails send `'unicode'`), on a server whose encoding is UTF8 (then `converted` stays false).
+bool keeps_utf8(std::string_view value, const sql::Lexing& lexing) {
+    if (value.empty()) return true;
+    if (lexing.converted || lexing.encoding_pending) return false;
+    std::string name;  // as pg_char_to_encoding compares names: letters and digits, any case
+    for (const char c : value)
+        if (std::isalnum(static_cast<unsigned char>(c))) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return name == "utf8" || name == "unicode";
+}
+
 // sensitive_columns: a statement that reads a guarded column where the rule does not allow it
 // (deny: anywhere; mask: anywhere but as a plain column of the result) is refused. `masked`
 // collects the columns it returns masked.
@@ -920,7 +932,8 @@ std::optional<Decision> check_sensitive(const Context& context, const Statement&
     // masked columns only while the server does not convert.
     if (masks)
         for (const auto& setting : statement.settings)
-            if (setting.name == "client_encoding" && !setting.value.empty())
+            if ((setting.name == "client_encoding" && !keeps_utf8(setting.value, context.session.lexing)) ||
+                setting.name == "*")  // (set_config with a computed name: it may be client_encoding)
                 return refuse(context, &statement, "sensitive_columns", label,
                               "pgrail: client_encoding may not change in this session: it masks columns, whose real "
                               "values the server converts to the client's encoding before pgrail masks them",

@@ -46,7 +46,7 @@ std::size_t heap(const SchemaChange& change) {
 }
 
 std::size_t heap(const Statement& statement) {
-    return heap(statement.tag) + heap(statement.objects) + heap(statement.functions) + heap(statement.settings) +
+    return heap(statement.tag) + heap(statement.objects) + heap(statement.functions) + heap(statement.value_functions) + heap(statement.settings) +
            heap(statement.structural_form) + heap(statement.advisory_lock_keys) + heap(statement.error) +
            heap(statement.pgrail_calls) + heap(statement.ranges) + heap(statement.column_reads) +
            heap(statement.change) + heap(statement.inner);

@@ -250,9 +250,10 @@ void finish_lists(Statement& out) {
         }
         out.objects = std::move(kept);
     }
-    if (out.functions.size() > searched_list_max) {
+    for (auto* list : {&out.functions, &out.value_functions}) {
+        if (list->size() <= searched_list_max) continue;
         std::unordered_set<std::string> seen;
-        std::erase_if(out.functions, [&seen](const std::string& function) { return !seen.insert(function).second; });
+        std::erase_if(*list, [&seen](const std::string& function) { return !seen.insert(function).second; });
     }
     if (out.settings.size() > searched_list_max) {
         std::unordered_map<std::string, std::vector<std::size_t>> kept_by_name;
@@ -268,12 +269,12 @@ void finish_lists(Statement& out) {
     }
 }
 
-void add_function(Statement& out, std::string name) {
-    if (out.functions.size() < searched_list_max &&
-        std::find(out.functions.begin(), out.functions.end(), name) != out.functions.end())
-        return;
-    out.functions.push_back(std::move(name));
+void add_to_list(std::vector<std::string>& list, std::string name) {
+    if (list.size() < searched_list_max && std::find(list.begin(), list.end(), name) != list.end()) return;
+    list.push_back(std::move(name));
 }
+
+void add_function(Statement& out, std::string name) { add_to_list(out.functions, std::move(name)); }
 
 // Relations PostgreSQL can create in the session's temporary schema: named pg_temp.x, they are
 // that session's own (pg_temp always means the session's temporary schema).
@@ -1475,7 +1476,7 @@ private:
         if (names.size() > 2) names.erase(names.begin(), names.end() - 2);
         add_function(out_, joined(names));
         // Called for its value, not as a FROM item's rows (add_function_ranges ran first).
-        if (!from_calls_.contains(call.find("location").integer())) out_.value_functions.push_back(joined(names));
+        if (!from_calls_.contains(call.find("location").integer())) add_to_list(out_.value_functions, joined(names));
         const std::string_view function = names.back();
         const json& args = child(call, "args");
         std::size_t query_texts = extension_query_text_arguments(function, args.size());
@@ -1562,7 +1563,7 @@ private:
             }
             levels_ += deepest;
             for (const std::string& function : statement.functions) add_function(out_, function);
-            for (std::string& function : statement.value_functions) out_.value_functions.push_back(std::move(function));
+            for (const std::string& function : statement.value_functions) add_to_list(out_.value_functions, function);
             for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
             for (const ObjectRef& object : statement.objects) add_object(out_, object);
             for (const std::string& key : statement.advisory_lock_keys) out_.advisory_lock_keys.push_back(key);

@@ -359,6 +359,11 @@ TEST_CASE("a session that masks keeps its encoding: the server converts the real
         CHECK_THAT(refused.message, Catch::Contains("client_encoding may not change"));
     }
     CHECK(run(agent.get(), "SELECT secret FROM mt_users WHERE id = 200").at(0).status == "PGRES_TUPLES_OK");
+    // UTF8 again, as libpq's PQsetClientEncoding spells it (Rails on every connect), and RESET: kept.
+    for (const char* same : {"SET client_encoding TO 'unicode'", "SET client_encoding TO 'UTF-8'", "RESET client_encoding"})
+        CHECK(run(agent.get(), same).at(0).status == "PGRES_COMMAND_OK");
+    // A computed setting name may be client_encoding.
+    CHECK(run(agent.get(), "SELECT set_config(lower('CLIENT_ENCODING'), 'LATIN1', false)").at(0).sqlstate == "42501");
     // A session that starts converted reads unmasked columns, never masked ones.
     Conn latin1(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(pgrail->port()) + " dbname=" + db.name +
                              " user=agent password=agent client_encoding=LATIN1")

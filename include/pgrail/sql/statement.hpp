@@ -197,7 +197,7 @@ struct Statement {
     std::vector<ObjectRef> objects;
     std::vector<std::string> functions;      // called functions, qualified as written ("pg_catalog.now", "lower")
     // Of those, the ones called for a value anywhere (not only as the rows of a FROM item,
-    // `FROM f() AS g`); as written, possibly repeated.
+    // `FROM f() AS g`), each once.
     std::vector<std::string> value_functions;
     std::vector<SettingChange> settings;     // SET / RESET / set_config of named settings
     StatementFlags flags;

@@ -154,8 +154,12 @@ TEST_CASE("an identities file others can read or write is refused at load (helpe
     ::setenv("PGRAIL_TEST_ROLE_PW", "role-password", 1);
     std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
                                            std::filesystem::perms::others_read);
-    CHECK_THROWS_WITH(load_identities_file(path), Catch::StartsWith(path + ":1:1: the identities file is accessible "
-                                                                           "to other users (mode 0604)"));
+    CHECK_THROWS_WITH(load_identities_file(path),
+                      Catch::StartsWith(path + ":1:1: the identities file is accessible to other users or writable by "
+                                               "its group (mode 0604)"));
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                           std::filesystem::perms::group_write);
+    CHECK_THROWS_WITH(load_identities_file(path), Catch::Contains("(mode 0620)"));
     std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
                                            std::filesystem::perms::group_read);
     CHECK(load_identities_file(path)->identities.size() == 1);
