@@ -785,21 +785,42 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
                       "pgrail: startup options refused; set what you need with SET after connecting",
                       fmt::format(" with options \"{}\"", shown), options_hint());
     const auto tokens = split_options(options);
+    const auto refuse_token = [&](const std::string& token) {
+        return refuse(context, nullptr, "options", "options",
+                      fmt::format("pgrail: startup option {} refused; connect without it", shown_options(token)),
+                      fmt::format(" with options \"{}\"", shown), options_hint());
+    };
+    // Read as the server's getopt reads them (PostgreSQL's backend switches, "B:bc:C:D:d:EeFf:h:ijk:
+    // lN:nOPp:r:S:sTt:v:W:-:"): switches may run together (`-ec name=value` is -e, then -c with
+    // the next word), and a switch that takes a value takes the rest of its word or the next
+    // word. Settings come from -c and -- (helper 72: `-ec search_path=pgrail` passed under allow).
+    static constexpr std::string_view takes_value = "BcCDdfhkNprStvW-";
+    static constexpr std::string_view flags = "bEeFijlnOPsT";
+    std::vector<std::string> assignments;
     for (std::size_t index = 0; index < tokens.size(); ++index) {
         const auto& token = tokens[index];
-        std::string assignment;
-        if (token == "-c" && index + 1 < tokens.size())
-            assignment = tokens[++index];
-        else if (token.starts_with("--"))
-            assignment = token.substr(2);
-        else if (token.starts_with("-c") && token.size() > 2)
-            assignment = token.substr(2);
-        if (assignment.empty()) {
-            if (guards.options == OptionsMode::allow) continue;
-            return refuse(context, nullptr, "options", "options",
-                          fmt::format("pgrail: startup option {} refused; connect without it", shown_options(token)),
-                          fmt::format(" with options \"{}\"", shown), options_hint());
+        if (token.size() < 2 || token[0] != '-') return refuse_token(token);  // no switch: the server refuses it
+        for (std::size_t at = 1; at < token.size(); ++at) {
+            const char option = token[at];
+            if (flags.find(option) != std::string_view::npos) {
+                if (guards.options != OptionsMode::allow) return refuse_token(token);
+                continue;
+            }
+            if (takes_value.find(option) == std::string_view::npos) return refuse_token(token);
+            std::string value = token.substr(at + 1);
+            if (value.empty()) {
+                if (index + 1 >= tokens.size()) return refuse_token(token);  // (the server refuses it too)
+                value = tokens[++index];
+            }
+            if (option == 'c' || option == '-') {
+                assignments.push_back(std::move(value));
+            } else if (guards.options != OptionsMode::allow) {
+                return refuse_token(token);
+            }
+            break;  // the value ends the word
         }
+    }
+    for (const std::string& assignment : assignments) {
         const auto equals = assignment.find('=');
         const auto value = equals == std::string::npos ? std::string_view() : std::string_view(assignment).substr(equals + 1);
         if (auto refusal = check_connection_setting(context, setting_name(assignment), value,

@@ -451,6 +451,19 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
     auto allow = load_policy_string("version: 1\ndefaults: {options: allow}\nrules:\n  - name: all\n", "p");
     CHECK(evaluate_startup(*allow, agent, Params{{"options", "-c work_mem=1GB -B 10"}}).allowed());
     CHECK(evaluate_startup(*allow, agent, Params{{"options", "-crole=postgres"}}).guard == "protected_settings");
+    // Switches run together, as the server's getopt reads them (helper 72: `-ec search_path=pgrail`
+    // set a protected search_path under allow): every -c and -- is a setting, wherever it stands.
+    for (const char* together : {"-ec search_path=pgrail", "-ec role=postgres", "-Fec role=postgres", "-e -crole=postgres",
+                                 "-e-role=postgres", "-e --role=postgres", "-B 10 -c role=postgres"}) {
+        INFO(together);
+        CHECK_FALSE(evaluate_startup(*allow, agent, Params{{"options", together}}).allowed());
+    }
+    CHECK(evaluate_startup(*allow, agent, Params{{"options", "-ec work_mem=1GB"}}).allowed());
+    CHECK(evaluate_startup(*allow, agent, Params{{"options", "-B10 --work-mem=1GB"}}).allowed());
+    // Under the allow list, only settings it names: other switches, and words that are none, are refused.
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-ec search_path=app"}}).guard == "options");
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "search_path=app"}}).guard == "options");
+    CHECK(evaluate_startup(policy, agent, Params{{"options", "-csearch_path=app --lock-timeout=1s"}}).allowed());
 }
 
 TEST_CASE("a fast-path function call is refused under every rule, in the policy's words if it has them",
