@@ -55,6 +55,15 @@ void add_identity(const std::string& dir, const std::string& identities, const s
     REQUIRE(status == 0);
 }
 
+// The identity's line out of the identities file (as passwd writes it: one line each).
+void remove_identity(const std::string& identities, const std::string& name) {
+    std::string text = read_file(identities);
+    const auto start = text.find("  - {name: " + name + ",");
+    REQUIRE(start != std::string::npos);
+    text.erase(start, text.find('\n', start) + 1 - start);
+    write_secret(identities, text);
+}
+
 // A directory with the roles' password files (the cluster's passwords: each role's name) and
 // identities agent-7 and agent-8 (role agent), m1 (md5user) and p1 (plainuser).
 struct AuthSetup {
@@ -304,11 +313,7 @@ TEST_CASE("auth mode pgrail: removing an identity by reload ends its access and 
     CHECK(scalar(seven.get(), "SELECT 1") == "1");
 
     // agent-7's line out of the file, and a reload.
-    std::string text = read_file(setup.identities);
-    const auto start = text.find("  - {name: agent-7");
-    REQUIRE(start != std::string::npos);
-    text.erase(start, text.find('\n', start) + 1 - start);
-    write_secret(setup.identities, text);
+    remove_identity(setup.identities, "agent-7");
     proxy.reload();
     REQUIRE(eventually([&] { return proxy.log().find("identities reloaded") != std::string::npos; },
                        std::chrono::seconds(10)));
@@ -567,11 +572,7 @@ TEST_CASE("auth mode pgrail: the ledger names the identity that applied, rolled 
                    "1";
         },
         std::chrono::seconds(10)));
-    std::string text = read_file(setup.identities);
-    const auto start = text.find("  - {name: agent-7");
-    REQUIRE(start != std::string::npos);
-    text.erase(start, text.find('\n', start) + 1 - start);
-    write_secret(setup.identities, text);
+    remove_identity(setup.identities, "agent-7");
     proxy.reload();
     REQUIRE(eventually([&] { return audited(setup.audit, "identity_revoked", "agent-7"); }, std::chrono::seconds(10)));
     while (PGresult* result = PQgetResult(seven.get())) PQclear(result);  // (its end: FATAL 28000 or a closed socket)
