@@ -229,9 +229,31 @@ std::string ledger_guard_sql(std::string_view table) {
                        table);
 }
 
+namespace {
+
+// The key travels as a bound parameter. An error while it is bound (a read-only default, a
+// statement_timeout, a lock) would quote it back ("unnamed portal with parameters: $1 = '...'")
+// wherever the session's log_parameter_max_length_on_error allows, and any role's or database's
+// defaults may set that: it is set to 0 first, and a failure is told by its first line alone,
+// never its DETAIL or CONTEXT.
+bool send_key(pqxx::transaction_base& tx, const std::string& key) {
+    try {
+        tx.exec0("SET log_parameter_max_length_on_error = 0");
+        return tx.exec_params1("SELECT pgrail_backstop.authorize($1)", key)[0].as<bool>();
+    } catch (const pqxx::sql_error& error) {
+        std::string message = error.what();
+        if (message.starts_with("ERROR:  ")) message.erase(0, 8);
+        message = message.substr(0, message.find('\n'));
+        throw MigrationError(error.sqlstate().empty() ? std::string(sqlstate::internal_error) : error.sqlstate(),
+                             "pgrail's backstop could not authorize the migration runner: " + message);
+    }
+}
+
+}  // namespace
+
 void authorize_runner(pqxx::transaction_base& tx, const std::string& key_file) {
     const std::string key = read_backstop_key(key_file);
-    if (tx.exec_params1("SELECT pgrail_backstop.authorize($1)", key)[0].as<bool>()) return;
+    if (send_key(tx, key)) return;
     throw MigrationError(sqlstate::insufficient_privilege, "pgrail's backstop refused the migration runner's key",
                          fmt::format("this database's backstop (schema pgrail_backstop) was installed with another "
                                      "key than the one in {}",
@@ -256,7 +278,7 @@ BackstopStatus read_backstop_status(pqxx::connection& conn, const std::optional<
             status.installed_version = row[0].as<std::string>();
             status.allows_temporary = row[1].as<bool>();
             // authorize() records this backend; the rollback takes that back.
-            if (key) status.key_matches = tx.exec_params1("SELECT pgrail_backstop.authorize($1)", *key)[0].as<bool>();
+            if (key) status.key_matches = send_key(tx, *key);
         }
         tx.abort();
     } catch (const std::exception& error) {

@@ -642,6 +642,38 @@ TEST_CASE("pgrail migrate up|down|status|verify on the command line with the bac
     CHECK(scalar(su.get(), "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgrail_verify_%'") == "0");
 }
 
+TEST_CASE("the runner's key is never quoted back, whatever the role's defaults", "[backstop]") {
+    // A role's or database's defaults (ALTER ROLE ... SET, which the event triggers do not see)
+    // can make authorize() fail while the key is bound, and log_parameter_max_length_on_error
+    // would then quote the bound key in the error's CONTEXT (helper 74: it reached in-band
+    // callers of migrate_up, agents included).
+    BackstopDatabase db;
+    auto su = db.superuser();
+    const auto defaults = "ALTER ROLE app_owner IN DATABASE " + db.name() + " SET ";
+    REQUIRE(ask(su.get(), defaults + "log_parameter_max_length_on_error = -1").ok);
+    REQUIRE(ask(su.get(), defaults + "default_transaction_read_only = on").ok);
+    const auto keyed = "migrate --dir " + source_dir() + "/migrations --dsn '" + db.conninfo_for("app_owner") +
+                       "' --backstop-key-file " + db.key_file() + " ";
+    const auto [refused, refused_out] = pgrail_cli(keyed + "up");
+    INFO(refused_out);
+    CHECK(refused == 1);
+    CHECK_THAT(refused_out, Catch::Contains("read-only transaction"));
+    CHECK(refused_out.find(db.key()) == std::string::npos);
+    CHECK(refused_out.find("parameters") == std::string::npos);
+    CHECK(db.seed().timezone_columns() == "0");
+    const auto [status, status_out] =
+        pgrail_cli("backstop --dsn '" + db.conninfo_for("app_owner") + "' status --key-file " + db.key_file());
+    INFO(status_out);
+    CHECK(status_out.find(db.key()) == std::string::npos);
+
+    REQUIRE(ask(su.get(), "ALTER ROLE app_owner IN DATABASE " + db.name() + " RESET default_transaction_read_only").ok);
+    const auto [up, up_out] = pgrail_cli(keyed + "up");
+    INFO(up_out);
+    CHECK(up == 0);
+    CHECK(db.seed().timezone_columns() == "1");
+    REQUIRE(ask(su.get(), "ALTER ROLE app_owner IN DATABASE " + db.name() + " RESET ALL").ok);
+}
+
 TEST_CASE("pgrail backstop install|status|uninstall; uninstall leaves nothing behind", "[backstop]") {
     BackstopDatabase db(false);
     const auto su = "--dsn '" + db.superuser_conninfo() + "' ";
