@@ -163,7 +163,7 @@ namespace {
 // PARTITION OF, LIKE read or bind another table with the runner's rights),
 // touch a system or pgrail schema, or add a NOT NULL column without a default (the scratch copy
 // has no rows to refuse it), or make a temporary table. (The new columns' types are the
-// catalog's to tell: made_column_findings.)
+// catalog's to tell: catalog_findings.)
 std::optional<std::string> needs_review(const sql::Analysis& analysis, Direction direction) {
     if (analysis.error || analysis.statements.size() != 1) return "pgrail cannot read it as one statement";
     const sql::Statement& analysed = analysis.statements.front();
@@ -378,6 +378,14 @@ std::vector<ProposalFinding> proposal_findings(const Migration& migration) {
                            fmt::format("a -- pgrail:no-transaction script runs statement by statement, each committed "
                                        "on its own: {} statements can leave it partial; keep it to one",
                                        script->statements.size())});
+    // A failure on the live database (a lock timeout on a busy table) leaves such a script half
+    // done, e.g. an INVALID index from CREATE INDEX CONCURRENTLY that blocks every later run:
+    // the proof on an idle scratch copy cannot show it, and a person cleans it up.
+    for (const Script* script : {&migration.up, &migration.down})
+        if (script->no_transaction)
+            out.push_back({"needs_review", script == &migration.up ? "up" : "down",
+                           "a -- pgrail:no-transaction script commits as it goes: a failure on the live database "
+                           "leaves it half done (an INVALID index) for a person to clean up"});
     // Only additive changes and their reversal can be approved without a person: the runner
     // holds the schema owner's privileges, so anything else an agent proposes (GRANT, functions,
     // CREATE TABLE AS copying data it may not read, the ledger's tables, ...) waits for review.
@@ -588,14 +596,23 @@ private:
 };
 
 // What the syntax cannot tell, read in the scratch copy's catalog right after the proposal's up
-// script ran (before its transaction commits): the types of the columns it added or created, as
-// PostgreSQL resolved them there (after the pending migrations, with the runner's search_path).
-// Adding a column of a domain runs the domain's default (any function, with the runner's rights),
-// NOT NULL and CHECK over every existing row, which the scratch copy has none of; a column of a
-// row type, or a typed table, binds its table to another table's (or type's) shape. Followed
-// through domains' base types, array elements and ranges: neither is approved without a person.
-// (pg_catalog spelled out: the script ran in this session.)
-std::vector<ProposalFinding> made_column_findings(pqxx::transaction_base& tx, const Migration& migration) {
+// script ran (before its transaction commits), as PostgreSQL resolved it there (after the pending
+// migrations, with the runner's search_path). (pg_catalog spelled out: the script ran in this
+// session.)
+//
+// - The types of the columns it added or created. Adding a column of a domain runs the domain's
+//   default (any function, with the runner's rights), NOT NULL and CHECK over every existing row,
+//   which the scratch copy has none of; a column of a row type, or a typed table, binds its table
+//   to another table's (or type's) shape. Followed through domains' base types, array elements
+//   and ranges.
+// - A new column named like a function that takes the table's row: `t.name` called that function
+//   (attribute notation) in every query, view body read anew and function that wrote it so, and
+//   now reads the column instead, whatever the function decided (an access check, say).
+// - A new table or index named like a relation or type of another schema: on a search_path that
+//   finds the new one first, every name that meant the other now means it.
+//
+// None of them is approved without a person.
+std::vector<ProposalFinding> catalog_findings(pqxx::transaction_base& tx, const Migration& migration) {
     static constexpr const char* query = R"(
 WITH RECURSIVE chain(oid, kind, depth) AS (
     SELECT t.oid, t.typtype, 0 FROM pg_catalog.pg_type t WHERE t.oid = $1::pg_catalog.oid
@@ -614,7 +631,45 @@ SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalo
         const sql::Analysis analysis = sql::analyze(statement.text);
         if (analysis.error || analysis.statements.size() != 1) continue;  // (needs_review has it)
         const sql::SchemaChange& change = analysis.statements.front().change;
+        for (const auto& object : analysis.statements.front().objects) {
+            if (object.role != sql::ObjectRole::created || (object.kind != "table" && object.kind != "index")) continue;
+            // The new object's own entries: a table's relation and row type, an index's relation.
+            const auto others = tx.exec_params1(
+                "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname = $1::pg_catalog.name) + "
+                "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_type WHERE typname = $1::pg_catalog.name) - $2",
+                object.name, object.kind == "table" ? 2 : 1)[0].as<std::int64_t>();
+            if (others > 0)
+                review(statement, fmt::format("{} is also the name of a relation or type in another schema: where a "
+                                              "search_path finds this one first, names that meant that one mean this "
+                                              "one", object.name));
+        }
         const bool adds = change.kind == sql::ChangeKind::add_column;
+        if (adds) {
+            const std::string altered = sql::quote_qualified(change.schema, change.table);
+            for (const auto& column : change.columns) {
+                // Outside the system schemas (a column named count is no capture of count(*));
+                // one argument, after defaults, that the row can be: its row type, another
+                // composite, or a pseudo-type taking any (record, anyelement, ...).
+                const auto captured = tx.exec_params(
+                    "SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text FROM pg_catalog.pg_proc p "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+                    "JOIN pg_catalog.pg_type a ON a.oid = p.proargtypes[0] "
+                    "WHERE p.proname = $1::pg_catalog.name AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 "
+                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND (a.oid = (SELECT c.reltype FROM pg_catalog.pg_class c "
+                    "              WHERE c.oid = pg_catalog.to_regclass($2::pg_catalog.text)) "
+                    "     OR a.typtype = 'c' OR a.oid IN ('pg_catalog.record'::pg_catalog.regtype, "
+                    "'pg_catalog.anyelement'::pg_catalog.regtype, 'pg_catalog.anynonarray'::pg_catalog.regtype, "
+                    "'pg_catalog.anycompatible'::pg_catalog.regtype, "
+                    "'pg_catalog.anycompatiblenonarray'::pg_catalog.regtype, '\"any\"'::pg_catalog.regtype)) "
+                    "ORDER BY 1 LIMIT 1",
+                    column, altered);
+                if (!captured.empty())
+                    review(statement, fmt::format("column {} takes the name of function {}: {}.{} called it (attribute "
+                                                  "notation) and would read the column instead",
+                                                  column, captured[0][0].as<std::string>(), change.table, column));
+            }
+        }
         if (!adds && change.kind != sql::ChangeKind::create_table) continue;
         const std::string table = sql::quote_qualified(change.schema, change.table);
         const auto typed = tx.exec_params(
@@ -717,7 +772,7 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
                                        options_.proof_max_scratch_bytes};
         verify_options.inspect_up = [&](pqxx::transaction_base& tx, const Migration& verified) {
             if (verified.version != proposal.version) return;
-            for (auto& finding : made_column_findings(tx, verified)) findings.push_back(std::move(finding));
+            for (auto& finding : catalog_findings(tx, verified)) findings.push_back(std::move(finding));
         };
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);

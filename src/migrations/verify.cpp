@@ -194,6 +194,20 @@ private:
     std::string conninfo_;
 };
 
+// The scripts resolve unqualified names in the scratch copy as the runner's sessions do on the
+// target: a search_path the target's database or role defaults give (ALTER DATABASE ... SET
+// search_path) is not in the schema dump, and without it a name could mean another object there.
+void copy_search_path(pqxx::connection& target, pqxx::connection& scratch) {
+    try {
+        pqxx::nontransaction read(target);
+        const auto path = read.exec1("SELECT pg_catalog.current_setting('search_path')")[0].as<std::string>();
+        pqxx::nontransaction write(scratch);
+        (void)write.exec_params1("SELECT pg_catalog.set_config('search_path', $1, false)", path);
+    } catch (...) {
+        detail::rethrow_database_error("cannot give the scratch database the target's search_path");
+    }
+}
+
 // `before_commit` runs inside a transactional script's transaction after its last statement
 // (after a no-transaction script, in a transaction of its own).
 void run_in_scratch(pqxx::connection& conn, const detail::Timeouts& timeouts, const AbandonFlag& abandoned,
@@ -303,6 +317,7 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
         // migration is brought forward or back below).
         sample = detail::copy_sample(options_, scratch.conninfo());
         auto conn = detail::connect(scratch.conninfo());
+        copy_search_path(*target_conn, *conn);
         const detail::Timeouts runner_timeouts{options_.lock_timeout, options_.statement_timeout};
         for (const Migration* migration : prepare_down)
             run_in_scratch(*conn, runner_timeouts, options_.abandoned, *migration, Direction::down);

@@ -589,7 +589,11 @@ TEST_CASE("auto_approve reads the new columns' types where the proof made them: 
          {"CREATE DOMAIN strict_text AS text NOT NULL", "CREATE TYPE mood AS ENUM ('calm', 'busy')",
           "CREATE TYPE pair AS (a int, b int)", "CREATE SCHEMA extra",
           "CREATE DOMAIN extra.\"Shouting\" AS int CHECK (VALUE > 0)", "CREATE DOMAIN row_domain AS profiles",
-          "CREATE DOMAIN over_domain AS strict_text"})
+          "CREATE DOMAIN over_domain AS strict_text",
+          // Helper 75: a computed field (attribute notation) and names of another schema.
+          "CREATE FUNCTION is_admin(p profiles) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT false'",
+          "CREATE TABLE extra.ledger_lines (id int)", "CREATE TYPE extra.shade AS ENUM ('dark')",
+          "CREATE TABLE extra.trail (id int)"})
         REQUIRE(run(direct.get(), made).at(0).status == "PGRES_COMMAND_OK");
     // What PostgreSQL does with the first on a table that has rows (and what the proof cannot see).
     const auto on_rows = run(direct.get(), "BEGIN; ALTER TABLE profiles ADD COLUMN s strict_text; ROLLBACK");
@@ -621,6 +625,17 @@ TEST_CASE("auto_approve reads the new columns' types where the proof made them: 
          "ALTER TABLE profiles DROP COLUMN m; DROP TABLE mood", "a temporary table vanishes"},
         {"unknown_type", "ALTER TABLE profiles ADD COLUMN u no_such_type", "ALTER TABLE profiles DROP COLUMN u",
          "failed: "},
+        // profiles.is_admin called is_admin(profiles); the column would answer instead.
+        {"captures_function", "ALTER TABLE profiles ADD COLUMN is_admin boolean DEFAULT true",
+         "ALTER TABLE profiles DROP COLUMN is_admin", "takes the name of function is_admin(profiles)"},
+        {"shadows_table", "CREATE TABLE ledger_lines (id int)", "DROP TABLE ledger_lines",
+         "ledger_lines is also the name of a relation or type in another schema"},
+        {"shadows_type", "CREATE TABLE shade (id int)", "DROP TABLE shade", "shade is also the name"},
+        {"index_shadows", "CREATE INDEX ledger_lines ON profiles (display_name)", "DROP INDEX ledger_lines",
+         "ledger_lines is also the name"},
+        // It commits as it goes: a lock timeout on the live table leaves an INVALID index.
+        {"no_transaction", "-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY profiles_name ON profiles (display_name)",
+         "-- pgrail:no-transaction\nDROP INDEX CONCURRENTLY profiles_name", "pgrail:no-transaction script commits"},
         // What stays approved at once: enums, ranges, arrays of scalars, serials, a domain in a
         // new (empty) table. (A range type of the application's own blocks every proof: its
         // multirange's constructor is a function the scratch copy would run.)
@@ -629,6 +644,9 @@ TEST_CASE("auto_approve reads the new columns' types where the proof made them: 
          "ALTER TABLE profiles DROP COLUMN tags, DROP COLUMN seen, DROP r", ""},
         {"new_table", "CREATE TABLE notes (id bigserial PRIMARY KEY, body strict_text, kind mood)", "DROP TABLE notes",
          ""},
+        // A column named like a built-in aggregate or function captures nothing of the application's.
+        {"builtin_names", "ALTER TABLE profiles ADD COLUMN count int, ADD COLUMN to_json text",
+         "ALTER TABLE profiles DROP COLUMN count, DROP COLUMN to_json", ""},
     };
     for (const auto& c : cases) {
         INFO(c.name);
@@ -650,6 +668,15 @@ TEST_CASE("auto_approve reads the new columns' types where the proof made them: 
     CHECK(pending.at("verification") == "passed");
     CHECK(pending.at("state") == "proposed");
     CHECK_THAT(pending.at("findings"), Catch::Contains("column b is of a row type (badges)"));
+
+    // The proof resolves names under the target's search_path, which a database default gives
+    // and the schema dump does not hold (helper 75: the table was not found in the scratch copy).
+    REQUIRE(run(direct.get(), "ALTER DATABASE " + loop.db.name + " SET search_path = extra, public").at(0).status ==
+            "PGRES_COMMAND_OK");
+    const auto elsewhere = row_of(run(agent.get(), propose_sql("extra_column", "ALTER TABLE trail ADD note text",
+                                                               "ALTER TABLE trail DROP note")).at(0));
+    CHECK(elsewhere.at("verification") == "passed");
+    CHECK(elsewhere.at("state") == "approved");
 }
 
 TEST_CASE("a failed apply does not show the agent the rows it failed on", "[agent_loop]") {

@@ -184,8 +184,12 @@ TEST_CASE("only additive changes and their reversal can be approved without a pe
     CHECK(review("ALTER TABLE p ADD COLUMN s int REFERENCES secrets (id)", "ALTER TABLE p DROP COLUMN s") ==
           up_review);
     // Review 9: what evaluates existing rows (a failure would quote their values to the agent).
-    CHECK(review("-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS leak ON p ((email::int))",
-                 "DROP INDEX leak") == up_review);
+    CHECK(review("CREATE INDEX IF NOT EXISTS leak ON p ((email::int))", "DROP INDEX leak") == up_review);
+    // Helper 75: a no-transaction script, however plain, commits as it goes (a lock timeout on the
+    // live table leaves an INVALID index behind).
+    CHECK(review("-- pgrail:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON p (a)",
+                 "-- pgrail:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS i") ==
+          std::vector<std::string>{"up:needs_review", "down:needs_review"});
     CHECK(review("CREATE UNIQUE INDEX i ON p (email)", "DROP INDEX i") == up_review);
     CHECK(review("CREATE INDEX i ON p (a) WHERE email <> ''", "DROP INDEX i") == up_review);
     CHECK(review("ALTER TABLE p ADD COLUMN c int CHECK (length(email) > 0)", "ALTER TABLE p DROP COLUMN c") ==
