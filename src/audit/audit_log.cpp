@@ -98,6 +98,17 @@ std::shared_ptr<AuditLog::OpenFile> AuditLog::open_path() {
     file->dev = st.st_dev;
     file->ino = st.st_ino;
     file->regular = S_ISREG(st.st_mode);
+    // A file that ends in part of a line (a process killed mid-write, a crash before the write
+    // completed): the next line starts on a line of its own rather than merged into it.
+    if (file->regular && st.st_size > 0) {
+        const int reader = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+        char last = '\n';
+        if (reader >= 0) {
+            if (::pread(reader, &last, 1, st.st_size - 1) != 1) last = '\n';
+            ::close(reader);
+        }
+        file->broken_tail = last != '\n';
+    }
     if (fsync_mode_ == FsyncMode::always) {
         // The file may be new: its directory entry must be on disk too, or a crash loses it whole.
         auto directory = std::filesystem::path(path_).parent_path();

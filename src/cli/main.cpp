@@ -1,4 +1,5 @@
 // pgrail: a PostgreSQL wire-protocol proxy that keeps AI agents from ad hoc schema changes.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -7,6 +8,9 @@
 #include "commands.hpp"
 
 int main(int argc, char** argv) {
+    // A file size limit (ulimit -f) makes a write past it fail with EFBIG, which the audit log
+    // handles (the line cut back, the statement refused with 58030), instead of killing pgrail.
+    std::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{"pgrail: a PostgreSQL proxy that lets the schema change only through registered migrations"};
     app.set_version_flag("--version", "pgrail " PGRAIL_VERSION);
     app.require_subcommand(1);

@@ -185,7 +185,7 @@ ResultTable proposal_table(const std::vector<Proposal>& proposals) {
     ResultTable table = proposal_columns();
     for (const auto& proposal : proposals)
         table.rows.push_back({proposal.version, proposal.name, std::string(to_string(proposal.state)),
-                              proposal.checksum, proposal.findings.dump(), proposal.verification, next_step(proposal)});
+                              proposal.checksum, proposal.findings.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), proposal.verification, next_step(proposal)});
     return table;
 }
 

@@ -815,7 +815,7 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
             "CASE WHEN $11 = '' THEN NULL ELSE clock_timestamp() END) RETURNING proposed_at::text, "
             "coalesce(decided_at::text, '')",
             proposal.version, proposal.name, proposal.up_sql, proposal.down_sql, proposal.no_transaction,
-            proposal.checksum, proposal.findings.dump(), proposal.verification, std::string(to_string(proposal.state)),
+            proposal.checksum, proposal.findings.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), proposal.verification, std::string(to_string(proposal.state)),
             proposal.proposed_by, proposal.decided_by);
         proposal.proposed_at = row[0].as<std::string>();
         proposal.decided_at = row[1].as<std::string>();

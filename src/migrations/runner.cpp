@@ -644,7 +644,7 @@ void write_audit(const RunnerOptions& options, nlohmann::json record) {
     record["type"] = "migration";
     if (!options.audit(record))
         throw MigrationError(sqlstate::io_error, "the audit record of a migration event could not be written",
-                             record.dump(), "check the audit log's disk; the ledger has the event");
+                             record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "check the audit log's disk; the ledger has the event");
 }
 
 nlohmann::json audit_record(const std::string& event, const Migration& migration, const std::string& actor,

@@ -214,7 +214,8 @@ InbandOutcome AdminCommands::run(const SessionContext& session, policy::Command 
         return outcome;
     }
     metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("session {}: audit log write failed for pgrail.{}", session.session_id, name);
+    spdlog::error("session {}: audit log write failed for pgrail.{}: {}", session.session_id, name,
+                  audit_log_->last_error());
     InbandOutcome failed;
     failed.error = audit_unavailable_error();
     return failed;

@@ -12,6 +12,7 @@
 #include "pgrail/audit/redact_message.hpp"
 #include "pgrail/migrations/conninfo.hpp"
 #include "pgrail/migrations/error.hpp"
+#include "pgrail/migrations/registry.hpp"
 #include "pgrail/migrations/runner.hpp"
 #include "pgrail/migrations/snapshot.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
@@ -468,33 +469,45 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
     event["outcome"] = outcome.ok ? "ok" : "error";
     if (!outcome.ok) {
         event["sqlstate"] = outcome.error.sqlstate;
-        // The message may quote an argument (an unknown version): redacted as the arguments are.
+        // The message may quote an argument (an unknown version), as written or as read (a
+        // version without its leading zeros): redacted as the arguments are.
         std::string message = outcome.error.message;
         const auto& shown = event["arguments"];
         for (std::size_t index = 0; index < arguments.size(); ++index) {
             if (arguments[index].empty() || shown[index] == arguments[index]) continue;
             const auto& replacement = shown[index].get_ref<const std::string&>();
-            // The search goes on after what was put in: "$1" holds the "1" it replaced.
-            for (auto at = message.find(arguments[index]); at != std::string::npos;
-                 at = message.find(arguments[index], at + replacement.size()))
-                message.replace(at, arguments[index].size(), replacement);
+            std::vector<std::string> spellings{arguments[index]};
+            if (auto version = migrations::canonical_version(arguments[index]); version && *version != arguments[index])
+                spellings.push_back(std::move(*version));
+            for (const auto& spelling : spellings)
+                // The search goes on after what was put in: "$1" holds the "1" it replaced.
+                for (auto at = message.find(spelling); at != std::string::npos;
+                     at = message.find(spelling, at + replacement.size()))
+                    message.replace(at, spelling.size(), replacement);
         }
         event["message"] = audit::redact_message(message);
     }
-    if (!audit_log_->record(std::move(event)) && outcome.ok) {
-        // Every command but status and plan writes the ledger (an apply, a proposal, a verify).
-        const bool only_read = command == policy::Command::status || command == policy::Command::plan;
-        if (!only_read) {
-            // It committed (the ledger and its intent line record it): the client hears the truth.
-            spdlog::error("session {}: audit log write failed for pgrail.{} after it committed", session.session_id,
-                          sql::name_of(command));
-        } else {
-            // Nothing happened yet that the client has seen: fail closed, as a refusal does.
-            outcome.ok = false;
-            outcome.table = {};
-            outcome.error = audit_unavailable_error();
-        }
+    if (audit_log_->record(std::move(event))) {
+        metrics().audit_lines.fetch_add(1, std::memory_order_relaxed);
+        return outcome;
     }
+    metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);
+    // Every command but status and plan writes the ledger (an apply, a proposal, a verify).
+    const bool only_read = command == policy::Command::status || command == policy::Command::plan;
+    if (outcome.ok && !only_read) {
+        // It committed (the ledger and its intent line record it): the client hears the truth.
+        spdlog::error("session {}: audit log write failed for pgrail.{} after it committed: {}", session.session_id,
+                      sql::name_of(command), audit_log_->last_error());
+        return outcome;
+    }
+    // Nothing the client has seen happened yet, or the command failed (a refused proposal, an
+    // unknown version): fail closed, as a refusal does; the command's own error goes to the log.
+    spdlog::error("session {}: audit log write failed for pgrail.{}: {}; answered 58030{}", session.session_id,
+                  sql::name_of(command), audit_log_->last_error(),
+                  outcome.ok ? std::string() : fmt::format(" instead of its error [{}]", outcome.error.sqlstate));
+    outcome.ok = false;
+    outcome.table = {};
+    outcome.error = audit_unavailable_error();
     return outcome;
 }
 

@@ -370,7 +370,11 @@ sql::Analysis timed_analysis(std::string_view sql, sql::Lexing lexing) {
 }
 
 // The size of an event's audit line (a refusal's, which its login pays for: refusal_pacer.hpp).
-std::size_t line_bytes(const nlohmann::json& event) { return event.dump().size() + 1; }
+// (Measured as the audit writes it: a name or an application_name with invalid UTF-8 in it is
+// replaced there, and a strict dump would throw.)
+std::size_t line_bytes(const nlohmann::json& event) {
+    return event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size() + 1;
+}
 
 // Statements longer than this skip the per-thread caches; what their slots hold in all (texts
 // and analyses, which outlive the shared cache's eviction) is bounded per thread, by text and by
@@ -905,7 +909,7 @@ std::function<bool()> PolicyGate::writer(const SessionContext& session, nlohmann
             return true;
         }
         metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);
-        spdlog::error("session {}: audit log write failed", session_id);
+        spdlog::error("session {}: audit log write failed: {}", session_id, log->last_error());
         return false;
     };
 }

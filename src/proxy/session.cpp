@@ -172,7 +172,9 @@ awaitable<void> Session::run() {
         sent = !ec;
     }
     if (sent) {
-        auto ended = co_await (client_to_server() || server_to_client());
+        auto client_pump = ending_on_exception(client_to_server(), "reading the client");
+        auto server_pump = ending_on_exception(server_to_client(), "reading the server");
+        auto ended = co_await (std::move(client_pump) || std::move(server_pump));
         server_ended = ended.index() == 1;
     }
     pumping_ = false;
@@ -199,6 +201,15 @@ awaitable<void> Session::run() {
                  context_.session_id, context_.user, context_.identity.empty() ? context_.user : context_.identity,
                  context_.database, context_.application_name,
                  context_.client_address, elapsed, from_client_.bytes, from_server_.bytes);
+}
+
+awaitable<void> Session::ending_on_exception(awaitable<void> pump, const char* name) {
+    try {
+        co_await std::move(pump);
+    } catch (const std::exception& error) {
+        spdlog::error("session {}: {} failed: {}; the session ends", context_.session_id, name, error.what());
+        protocol_.end(sqlstate::internal_error, "pgrail: internal error; the session ends");
+    }
 }
 
 awaitable<bool> Session::read_startup() {

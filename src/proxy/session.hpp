@@ -158,6 +158,10 @@ private:
     awaitable<void> send_cancel(protocol::BackendKey upstream_key);
     awaitable<void> client_to_server();
     awaitable<void> server_to_client();
+    // `pump` (one of the two above), ending the session when it throws as when it returns: `||`
+    // completes on the first operand that finishes without an exception, so a pump that threw
+    // would leave the other running for good (its client unanswered, its backend held open).
+    awaitable<void> ending_on_exception(awaitable<void> pump, const char* name);
     // Records in the ledger the registered migrations' scripts this session has now run to their
     // end and committed (MigratorRunTracker), before the client sees that ReadyForQuery.
     awaitable<void> record_migrator_runs();

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -233,8 +234,10 @@ TEST_CASE("a full disk: refusals and reads fail closed, no migration runs unreco
     disk.fill(proxy.audit_path);
     // The refusal is still a refusal, with 58030 saying why it cannot be recorded.
     CHECK(sqlstate_of(agent.get(), refused_statement) == "58030");
-    // A read command is not answered without its line.
+    // A read command is not answered without its line; nor is a command that fails (helper 73:
+    // its error was answered without a line).
     CHECK(sqlstate_of(agent.get(), "SELECT * FROM pgrail.status()") == "58030");
+    CHECK(sqlstate_of(agent.get(), "SELECT * FROM pgrail.plan('20991231000000')") == "58030");
     // The migration does not run: its intent cannot be written first.
     CHECK(sqlstate_of(agent.get(), "SELECT * FROM pgrail.migrate_up()") == "58030");
     CHECK(proxy.db.timezone_columns() == "0");
@@ -262,6 +265,55 @@ TEST_CASE("a full disk: refusals and reads fail closed, no migration runs unreco
     }
     CHECK(started == 1);
     CHECK(applied_lines == 1);
+}
+
+TEST_CASE("invalid UTF-8 in a name or an application_name: the refusal is answered and on record", "[audit]") {
+    // Helper 73: the size of the refusal's line was measured with a strict JSON dump, which threw;
+    // the client's pump died unanswered and the server's kept its backend open for good.
+    const auto dir = PgrailProcess::make_temp_dir();
+    AuditedProxy proxy(dir + "/audit.jsonl");
+    Conn agent(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(proxy.process.port()) + " dbname=" +
+                            proxy.db.name + " user=agent password=agent application_name='\xff" "bot'")
+                               .c_str()));
+    REQUIRE(PQstatus(agent.get()) == CONNECTION_OK);
+    CHECK(sqlstate_of(agent.get(), refused_statement) == "42501");
+    auto plain = proxy.connect("agent");
+    CHECK(sqlstate_of(plain.get(), "DROP TABLE \"\xed\xa0\x80x\"") == "42501");
+    CHECK(scalar(plain.get(), "SELECT 1") == "1");
+    CHECK(refusals_in(proxy.audit_path) == 2);
+}
+
+TEST_CASE("a file size limit: the line is cut back and refused with 58030, pgrail stays up", "[audit]") {
+    // Helper 73: SIGXFSZ killed pgrail mid-line; the next pgrail then appended to the half line.
+    const auto dir = PgrailProcess::make_temp_dir();
+    const auto path = dir + "/audit.jsonl";
+    {
+        std::ofstream fragment(path, std::ios::binary);
+        fragment << "{\"event\":\"statement_refused\",\"stat";  // what a killed writer leaves
+    }
+    AuditedProxy proxy(path);
+    auto agent = proxy.connect("agent");
+    proxy.refuse(agent.get(), 1);
+    const auto size = fs::file_size(path);
+    const rlimit limit{static_cast<rlim_t>(size + 100), RLIM_INFINITY};
+    REQUIRE(::prlimit(proxy.process.pid(), RLIMIT_FSIZE, &limit, nullptr) == 0);
+    CHECK(sqlstate_of(agent.get(), refused_statement) == "58030");
+    CHECK(fs::file_size(path) == size);  // nothing of the line is left
+    CHECK(scalar(agent.get(), "SELECT 1") == "1");
+    const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+    REQUIRE(::prlimit(proxy.process.pid(), RLIMIT_FSIZE, &unlimited, nullptr) == 0);
+    proxy.refuse(agent.get(), 1);
+    // The fragment stands on a line of its own; every other line is whole.
+    std::ifstream in(path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    REQUIRE(lines.size() == 3);
+    CHECK_FALSE(nlohmann::json::accept(lines[0]));
+    for (std::size_t i = 1; i < lines.size(); ++i) {
+        INFO(lines[i]);
+        REQUIRE(nlohmann::json::accept(lines[i]));
+        CHECK(nlohmann::json::parse(lines[i]).value("event", "") == "statement_refused");
+    }
 }
 
 TEST_CASE("fsync: always on a slow disk: a session that refuses waits for its sync, nobody else does",
