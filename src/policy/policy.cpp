@@ -28,6 +28,11 @@ bool SessionMatch::matches_everything() const {
     return all_strings(users) && all_strings(identities) && all_strings(databases) && all_strings(application_names) && all_clients;
 }
 
+bool Policy::decides_alike(const Policy& other, const SessionInfo& session) const {
+    return mode == other.mode && on_parse_error == other.on_parse_error && masking_key == other.masking_key &&
+           rule_for(session).guards == other.rule_for(session).guards;
+}
+
 const Rule& Policy::rule_for(const SessionInfo& session) const {
     assert(!rules.empty());
     std::optional<std::array<std::uint8_t, 16>> address;

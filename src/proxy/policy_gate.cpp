@@ -131,6 +131,17 @@ bool forgets(const sql::Statement& statement) {
 
 // Whether a text may drop prepared statements (DEALLOCATE, DISCARD ALL): the session then
 // forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
+// A PREPARE or DECLARE CURSOR, at any depth (a DO block's EXECUTE of one prepares for the
+// session): work the session runs later without its text (GateVerdict::keeps_for_later).
+bool keeps(const sql::Statement& statement) {
+    return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" ||
+           std::any_of(statement.inner.begin(), statement.inner.end(), keeps);
+}
+
+bool keeps_for_later(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(), keeps);
+}
+
 bool forgets_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
 }
@@ -232,6 +243,7 @@ struct PolicyGate::AnalysisFacts {
           changes_encoding(proxy::changes_encoding(analysis)),
           sets_search_path_elsewhere(proxy::sets_search_path_elsewhere(analysis)),
           makes_temporary_types(proxy::makes_temporary_types(analysis)),
+          keeps_for_later(proxy::keeps_for_later(analysis)),
           temporary_relations(temporary_relations_of(analysis)) {}
     // What the verdict on a text that runs (in part, if refused) says of it.
     void describe(GateVerdict& verdict, bool allowed) const {
@@ -240,6 +252,7 @@ struct PolicyGate::AnalysisFacts {
         verdict.temporary_relations = temporary_relations;
         verdict.sets_search_path_elsewhere = sets_search_path_elsewhere;
         verdict.makes_temporary_types = makes_temporary_types;
+        verdict.keeps_for_later = keeps_for_later;
         if (allowed) verdict.forgets_prepared = forgets_prepared;
     }
     bool changes_schema;
@@ -247,6 +260,7 @@ struct PolicyGate::AnalysisFacts {
     bool changes_encoding;
     bool sets_search_path_elsewhere;
     bool makes_temporary_types;
+    bool keeps_for_later;
     std::vector<std::string> temporary_relations;
 };
 
@@ -464,6 +478,18 @@ void PolicyGate::set_migration_matcher(std::string database,
     matcher_ = std::move(matcher);
     migrations_database_ = std::move(database);
     generation_.fetch_add(1, std::memory_order_release);
+}
+
+bool PolicyGate::rule_changed(const SessionContext& session, PolicyHold& held) {
+    const auto generation = generation_.load(std::memory_order_acquire);
+    if (generation == held.generation) return false;  // the hot path: one load
+    auto policy = current_policy();
+    if (session.holds_checked_work && held.policy && policy != held.policy &&
+        !held.policy->decides_alike(*policy, session))
+        return true;
+    held.generation = generation;
+    held.policy = std::move(policy);
+    return false;
 }
 
 std::shared_ptr<const policy::Policy> PolicyGate::current_policy() const {

@@ -130,6 +130,7 @@ awaitable<void> Session::run() {
         const bool authenticated = co_await client_login();
         if (!authenticated) co_return;
     }
+    (void)shared_.gate->rule_changed(context_, policy_hold_);  // records the policy deciding it
     // A refusal's audit line may wait for an fsync: written on the audit pool (as a statement's).
     GateVerdict admission = shared_.gate->check_startup(context_, protocol_.startup_parameters());
     if (admission.write_audit) co_await settle_audit_elsewhere(admission);
@@ -207,6 +208,10 @@ awaitable<void> Session::ending_on_exception(awaitable<void> pump, const char* n
     try {
         co_await std::move(pump);
     } catch (const std::exception& error) {
+        // Cancelled because the other pump ended first (`||` cancels it): that is no failure.
+        if (const auto* system = dynamic_cast<const boost::system::system_error*>(&error);
+            system != nullptr && system->code() == asio::error::operation_aborted)
+            throw;
         spdlog::error("session {}: {} failed: {}; the session ends", context_.session_id, name, error.what());
         protocol_.end(sqlstate::internal_error, "pgrail: internal error; the session ends");
     }
@@ -695,6 +700,19 @@ awaitable<void> Session::client_to_server() {
                 end_session(sqlstate::protocol_violation, invalid_length(next.header.header));
                 // Nothing of the bad frame is forwarded; what came before it still is.
                 co_await write_out(server_, to_server_);
+                co_return;
+            }
+            // A reload that changed how this session is decided ends it if it holds what was
+            // checked under the old rule (a statement, a portal, a cursor, a deferred pgrail
+            // command, a temporary object), whose Bind, Execute, EXECUTE or FETCH is not checked again.
+            if (protocol_.logged_in() && shared_.gate->rule_changed(context_, policy_hold_)) [[unlikely]] {
+                spdlog::info("session {}: the reloaded policy decides this session's statements otherwise: the "
+                             "session ends",
+                             context_.session_id);
+                end_session(sqlstate::admin_shutdown,
+                            "pgrail: the policy was reloaded and decides this session's statements otherwise now; "
+                            "connect again to continue under it");
+                co_await write_out(server_, to_server_);  // what came before this frame
                 co_return;
             }
             const auto step = protocol_.on_client_frame(next.header.header.tag, next.frame, to_server_);

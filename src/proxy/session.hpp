@@ -253,6 +253,7 @@ private:
     std::list<std::weak_ptr<Session>>::iterator registration_;
     bool registered_ = false;
     bool pumping_ = false;               // the pumps run (the startup packet went to the server)
+    PolicyHold policy_hold_;             // the policy this session's statements were decided under
     ShutdownMode shutdown_ = ShutdownMode::none;
     bool ended_for_shutdown_ = false;
     bool cut_ = false;                   // the shutdown ended it inside a transaction or statement

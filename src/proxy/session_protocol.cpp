@@ -473,6 +473,9 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     // defer() says it does); DEALLOCATE and DISCARD ALL may drop any.
     if (statement.tag == front::parse && !deferred_.empty()) deferred_.erase(std::string(statement.parse_name));
     if (statement.tag == front::parse) std::erase(encoding_statements_, statement.parse_name);
+    if (statement.tag == front::parse || verdict.keeps_for_later || !verdict.temporary_relations.empty() ||
+        verdict.makes_temporary_types)
+        context_.holds_checked_work = true;
     if (verdict.kind == GateVerdict::Kind::intercept) return;
     if (verdict.forgets_prepared) deferred_.clear();
     if (verdict.changes_encoding) {

@@ -293,6 +293,58 @@ TEST_CASE("SIGHUP swaps the policy for new statements without dropping sessions"
     CHECK(scalar(conn.get(), "SELECT 1") == "1");
 }
 
+TEST_CASE("a reload that changes a session's rule ends it if it holds what the old rule checked",
+          "[policy][reload]") {
+    // Helper 77: a statement prepared (PREPARE, or Parse) or a cursor declared under the old rule
+    // ran after a reload that refused it: EXECUTE, FETCH and Bind are not checked again.
+    reset_table();
+    const auto dir = PgrailProcess::make_temp_dir();
+    const auto policy_path = dir + "/policy.yaml";
+    const auto loose = read_file(source_dir() + "/policies/default.yaml");
+    write_file(policy_path, loose);
+    EnforcingProxy proxy(policy_path);
+    auto prepared = proxy.connect();        // PREPARE
+    auto parsed = proxy.connect();          // Parse of a named statement
+    auto cursor = proxy.connect();          // a cursor WITH HOLD
+    auto plain = proxy.connect();           // simple queries only: kept
+    auto owner = proxy.connect("app_owner");  // another rule, unchanged: kept, prepared or not
+    REQUIRE(run(prepared.get(), "INSERT INTO enforce_items VALUES (1, 'a'), (2, 'b'); "
+                                "PREPARE wipe AS DELETE FROM enforce_items WHERE id > 0")
+                .at(1).command == "PREPARE");
+    Result parse(PQprepare(parsed.get(), "wipe", "DELETE FROM enforce_items WHERE id > 0", 0, nullptr));
+    REQUIRE(PQresultStatus(parse.get()) == PGRES_COMMAND_OK);
+    REQUIRE(run(cursor.get(), "DECLARE c CURSOR WITH HOLD FOR SELECT id FROM enforce_items").at(0).command ==
+            "DECLARE CURSOR");
+    REQUIRE(run(owner.get(), "PREPARE look AS SELECT count(*) FROM enforce_items").at(0).command == "PREPARE");
+
+    // The agents' rule now keeps enforce_items read-only; the owner's is as it was.
+    auto strict = loose;
+    const std::string agents = "  - name: agents\n";
+    REQUIRE(strict.find(agents) != std::string::npos);
+    strict.insert(strict.find(agents) + agents.size(), "    read_only_tables: [enforce_items]\n");
+    write_file(policy_path, strict);
+    proxy.process.reload();
+    REQUIRE(eventually([&] { return count_occurrences(proxy.process.log(), "reloaded") >= 1; },
+                       std::chrono::seconds(5)));
+
+    for (auto* conn : {prepared.get(), cursor.get()}) {
+        const auto ended = run(conn, conn == prepared.get() ? "EXECUTE wipe" : "FETCH ALL c").at(0);
+        CHECK(ended.sqlstate == "57P01");
+        CHECK_THAT(ended.message, Catch::Contains("policy was reloaded"));
+        CHECK(PQstatus(conn) == CONNECTION_BAD);
+    }
+    Result executed(PQexecPrepared(parsed.get(), "wipe", 0, nullptr, nullptr, nullptr, 0));
+    CHECK(PQresultStatus(executed.get()) == PGRES_FATAL_ERROR);
+    CHECK(PQstatus(parsed.get()) == CONNECTION_BAD);
+    CHECK(row_count(owner.get()) == "2");  // nothing of the old rule's ran
+
+    // A session that holds nothing the old rule checked follows the new one at once.
+    CHECK(run(plain.get(), "DELETE FROM enforce_items WHERE id > 0").at(0).sqlstate == "42501");
+    CHECK(PQstatus(plain.get()) == CONNECTION_OK);
+    CHECK(scalar(owner.get(), "EXECUTE look") == "2");
+    CHECK(PQstatus(owner.get()) == CONNECTION_OK);
+}
+
 TEST_CASE("a burst of 10,000 refusals from 20 sessions gives exactly 10,000 audit lines", "[policy][audit]") {
     reset_table();
     EnforcingProxy proxy;

@@ -29,6 +29,7 @@ public:
     [[nodiscard]] const std::string* find(std::string_view name) const;
     [[nodiscard]] std::vector<std::string> sorted() const;
     [[nodiscard]] bool empty() const { return exact_.empty() && globs_.empty(); }
+    bool operator==(const NameSet&) const = default;
 
 private:
     struct Hash {

@@ -64,6 +64,7 @@ struct Decision {
 struct TablePattern {
     std::string schema;  // empty: any schema
     std::string table;
+    bool operator==(const TablePattern&) const = default;
 };
 
 // The guards one rule applies. Sets are precomputed at load: evaluate() only looks up.
@@ -108,6 +109,7 @@ struct Guards {
     [[nodiscard]] bool allows_command(Command command) const {
         return (commands >> static_cast<unsigned>(command)) & 1U;
     }
+    bool operator==(const Guards&) const = default;
 };
 
 // Which sessions a rule applies to. Each present list must have a matching entry (logical AND
@@ -162,6 +164,9 @@ public:
 
     // The first rule, in file order, whose match accepts the session (the last rule always does).
     [[nodiscard]] const Rule& rule_for(const SessionInfo& session) const;
+    // Whether `other` decides this session's statements as this policy does: the same mode,
+    // on_parse_error and masking key, and the same guards in the rule each matches for it.
+    [[nodiscard]] bool decides_alike(const Policy& other, const SessionInfo& session) const;
     [[nodiscard]] const MessageOverride& message_for(std::string_view guard) const;
 };
 

@@ -19,6 +19,7 @@ struct ColumnPattern {
     std::string table;
     std::string column;
     [[nodiscard]] std::string to_string() const;
+    bool operator==(const ColumnPattern&) const = default;
 };
 
 enum class SensitiveAction : std::uint8_t { deny, mask };
@@ -34,6 +35,7 @@ struct SensitiveColumns {
     MaskMethod method = MaskMethod::hash;
     std::string constant = "********";  // MaskMethod::constant
     [[nodiscard]] bool empty() const { return patterns.empty(); }
+    bool operator==(const SensitiveColumns&) const = default;
 };
 
 enum class MaxRowsAction : std::uint8_t { truncate, deny };
@@ -43,6 +45,7 @@ enum class MaxRowsAction : std::uint8_t { truncate, deny };
 struct MaxRows {
     std::uint64_t limit = 0;  // 0: no limit
     MaxRowsAction action = MaxRowsAction::truncate;
+    bool operator==(const MaxRows&) const = default;
 };
 
 // A column in a result, as RowDescription names it: the table's OID and the column's number.

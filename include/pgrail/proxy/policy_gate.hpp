@@ -40,6 +40,7 @@ public:
     GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
 
     std::shared_ptr<const ResultGuard> result_guard(const SessionContext& session) override;
+    bool rule_changed(const SessionContext& session, PolicyHold& held) override;
     bool audit_result_event(const SessionContext& session, const ResultEvent& event) override;
     bool audit_auth_event(const SessionContext& session, std::string_view event, std::string_view reason) override;
     bool audit_command_refused(const SessionContext& session, const InbandCall& call,

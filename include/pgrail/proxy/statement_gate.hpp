@@ -20,6 +20,12 @@ namespace pgrail::proxy {
 
 // Who is on the other end, as the startup packet and the socket tell it: the policy's
 // SessionInfo (user, database, application_name, client_address) and pgrail's session id.
+// The policy a session's statements were last decided under (StatementGate::rule_changed).
+struct PolicyHold {
+    std::uint64_t generation = 0;
+    std::shared_ptr<const policy::Policy> policy;
+};
+
 struct SessionContext : policy::SessionInfo {
     std::uint64_t session_id = 0;
     // The names of the temporary relations the session's texts made (an unqualified name reaches
@@ -39,6 +45,11 @@ struct SessionContext : policy::SessionInfo {
     // pg_temp is searched first for types, so a registered statement's type names (`text` in
     // ADD COLUMN x text) may reach it (PolicyGate refuses registered statements then). Never cleared.
     bool temporary_types = false;
+    // The session holds work checked under the rule of its time and run later unchecked: a
+    // statement prepared by Parse or PREPARE (its portals too), a cursor, a temporary relation or
+    // type (their defaults, checks and rules). A reload that changes its rule then ends it
+    // (StatementGate::rule_changed); one that holds none follows the new rule from its next text.
+    bool holds_checked_work = false;
 };
 
 using StartupParameters = std::vector<std::pair<std::string, std::string>>;
@@ -80,6 +91,8 @@ struct GateVerdict {
     std::vector<std::string> temporary_relations;
     bool sets_search_path_elsewhere = false;
     bool makes_temporary_types = false;  // (SessionContext::temporary_types)
+    // The text prepares a statement or declares a cursor (SessionContext::holds_checked_work).
+    bool keeps_for_later = false;
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
     // (settle_audit); when it fails, the statement is refused instead.
@@ -133,6 +146,11 @@ public:
                                                     const StartupParameters& parameters) = 0;
     // What the session does to its results (masked columns, max_rows); null: nothing. Asked
     // again for each result: it follows reloads and catalog refreshes. Cheap (cached).
+    // Whether a reload has changed how this session's statements are decided since `held` (the
+    // policy it was decided under, which a first call records) while the session holds work
+    // checked under the old rule (SessionContext::holds_checked_work): it must then end rather than
+    // run that work under the new rule. Otherwise `held` follows the reload.
+    [[nodiscard]] virtual bool rule_changed(const SessionContext&, PolicyHold&) { return false; }
     [[nodiscard]] virtual std::shared_ptr<const ResultGuard> result_guard(const SessionContext&) { return nullptr; }
     // Writes the audit line of a result the session cut, refused or masked by the backstop;
     // false when it could not be written. May wait for an fsync: call it off the I/O thread.
