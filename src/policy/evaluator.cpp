@@ -222,14 +222,26 @@ std::string_view schema_of(const sql::ObjectRef& object) {
     return object.schema;
 }
 
+// A policy's name (a read-only table's, a protected schema's) against a name as the parser folded
+// it, in any case: `Ledger` in the policy guards `ledger` (what an unquoted Ledger folds to) as
+// well as a quoted "Ledger" (refusing more rather than guarding nothing).
+bool matches_any_case(std::string_view pattern, std::string_view name) {
+    const auto lower = [](std::string_view text) {
+        std::string out(text);
+        for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return out;
+    };
+    return glob_match(lower(pattern), lower(name));
+}
+
 bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
-    if (!glob_match(pattern.table, object.name)) return false;
+    if (!matches_any_case(pattern.table, object.name)) return false;
     if (pattern.schema.empty()) return true;
     // An unqualified name may resolve to the table through search_path, which pgrail cannot see:
     // `public.ledger` also guards a plain `ledger`. A whole-schema pattern (`archive.*`) guards
     // qualified names only, or it would guard every unqualified table.
     if (object.schema.empty()) return pattern.table != "*";
-    return glob_match(pattern.schema, object.schema);
+    return matches_any_case(pattern.schema, object.schema);
 }
 
 // One of a migrator rule's bookkeeping tables, named exactly: a qualified entry matches that
@@ -378,7 +390,7 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
             // pg_catalog is searched first whether named or not: naming it changes nothing.
             if (schema == "pg_catalog") continue;
             for (const auto& protected_schema : context.rule.guards.protected_schemas)
-                if (glob_match(protected_schema, schema))
+                if (matches_any_case(protected_schema, schema))
                     return refuse_setting(
                         "protected_schemas",
                         // (The policy's name for it, not the text's: a literal is not repeated back.)
@@ -621,7 +633,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         const auto schema = schema_of(object);
         if (schema.empty()) continue;
         for (const auto& protected_schema : guards.protected_schemas)
-            if (glob_match(protected_schema, schema))
+            if (matches_any_case(protected_schema, schema))
                 return refuse(context, &statement, "protected_schemas",
                               fmt::format("protected_schemas: {}", protected_schema),
                               object.role == ObjectRole::read
@@ -668,6 +680,17 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         }
     }
     if (!guards.read_only_tables.empty()) {
+        // TRUNCATE ... CASCADE empties every table that references the ones named, through
+        // foreign keys the text does not show: a read-only one among them, for all pgrail knows.
+        const bool truncates_cascading =
+            statement.structural_form.find("DROP_CASCADE") != std::string::npos &&
+            std::any_of(statement.objects.begin(), statement.objects.end(),
+                        [](const auto& object) { return object.role == ObjectRole::truncated; });
+        if (truncates_cascading)
+            return refuse(context, &statement, "read_only_tables", "read_only_tables",
+                          "pgrail: TRUNCATE ... CASCADE refused while tables are read-only; it empties the tables "
+                          "that reference these, which may include one",
+                          "", "Truncate the tables by name, without CASCADE.");
         // A table LIKE a read-only one copies its defaults, which write its sequences, not it.
         const bool viewed = creates_temporary_view(statement);
         for (const auto& object : statement.objects) {

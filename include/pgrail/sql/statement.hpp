@@ -204,8 +204,8 @@ struct Statement {
     // The parse tree without locations, serialised canonically and injectively (constants and
     // names count; whitespace, comments and keyword case do not): two statements have the same
     // form exactly when their trees are equal. Compared whole, never hashed, where a match grants
-    // a migrator power. Computed for statements that may change the schema (is_ddl_like);
-    // empty for the rest and when unparsed.
+    // a migrator power. Computed for statements that may change the schema (is_ddl_like) and
+    // for TRUNCATE (the policy reads its CASCADE); empty for the rest and when unparsed.
     std::string structural_form;
     // The key of every single-key advisory-lock call (pg_advisory_lock(key) and its family):
     // the constant as text, or "*" when the key is not a constant.
