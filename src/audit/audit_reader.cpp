@@ -392,6 +392,29 @@ bool Filter::may_match(std::string_view line) const {
            any_present(decisions, "decision") && any_present(events, "event") && any_present(classes, "class");
 }
 
+namespace {
+
+// A field as a terminal may show it: a line break as a space, other control bytes (a carriage
+// return, ESC and the escape sequences it starts) as \xHH, so that no name or statement a client
+// chose can forge a line of its own or rewrite what the operator sees.
+std::string printable(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '\n') {
+            out.push_back(' ');
+        } else if (byte < 0x20 || byte == 0x7f) {
+            out += fmt::format("\\x{:02x}", byte);
+        } else {
+            out.push_back(c);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 std::string format_record(const Record& record) {
     std::string out = field(record, "time");
     out += "  " + field(record, "event");
@@ -410,12 +433,10 @@ std::string format_record(const Record& record) {
     if (record.has("version")) out += "  " + field(record, "version") + " " + field(record, "name");
     for (const char* name : {"message", "statement", "command", "detail"}) {
         if (!record.has(name)) continue;
-        auto text = field(record, name);
-        std::replace(text.begin(), text.end(), '\n', ' ');
-        out += ": " + text;
+        out += ": " + field(record, name);
         break;
     }
-    return out;
+    return printable(out);
 }
 
 namespace {
@@ -502,21 +523,20 @@ void Summary::print(std::ostream& out, std::size_t top) const {
     out << fmt::format("{} records", records_);
     if (first_) out << fmt::format(", {} .. {}", *first_, *last_);
     out << "\n\nevents\n";
-    for (const auto it : by_count(events_, events_.size())) out << fmt::format("  {:>10}  {}\n", it->second, it->first);
+    for (const auto it : by_count(events_, events_.size()))
+        out << fmt::format("  {:>10}  {}\n", it->second, printable(it->first));
     out << "\nrefusals by rule and user\n";
     if (refusals_.empty()) out << "  (none)\n";
     for (const auto it : by_count(refusals_, refusals_.size())) {
         const auto& [rule, user, identity] = it->first;
         // As format_record says it: the identity beside the role it ran as.
-        out << fmt::format("  {:>10}  rule {}  user {}{}\n", it->second, rule, user,
-                           identity.empty() ? "" : " (identity " + identity + ")");
+        out << fmt::format("  {:>10}  rule {}  user {}{}\n", it->second, printable(rule), printable(user),
+                           identity.empty() ? "" : " (identity " + printable(identity) + ")");
     }
     out << fmt::format("\ntop {} refused statements (literals redacted)\n", top);
     if (statements_.empty()) out << "  (none)\n";
     for (const auto it : by_count(statements_, top)) {
-        auto text = it->first;
-        std::replace(text.begin(), text.end(), '\n', ' ');
-        out << fmt::format("  {:>10}  {}\n", it->second, text);
+        out << fmt::format("  {:>10}  {}\n", it->second, printable(it->first));
     }
     if (!distinct_identities_) return;
     const auto records_of = [](const IdentityCounts& counts) { return counts.records; };
@@ -525,11 +545,11 @@ void Summary::print(std::ostream& out, std::size_t top) const {
         const auto& counts = it->second;
         std::string roles;
         for (const auto& [role, n] : counts.roles) roles += (roles.empty() ? "" : ", ") + role;
-        out << fmt::format("  {:>10}  identity {}{}{}  refusals {}\n", counts.records, it->first,
-                           counts.roles.size() > 1 ? "  roles " : counts.roles.empty() ? "" : "  role ", roles,
+        out << fmt::format("  {:>10}  identity {}{}{}  refusals {}\n", counts.records, printable(it->first),
+                           counts.roles.size() > 1 ? "  roles " : counts.roles.empty() ? "" : "  role ", printable(roles),
                            counts.refusals);
         for (const auto event : by_count(counts.events, counts.events.size()))
-            out << fmt::format("  {:>10}    {}\n", event->second, event->first);
+            out << fmt::format("  {:>10}    {}\n", event->second, printable(event->first));
     }
 }
 

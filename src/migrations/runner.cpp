@@ -498,11 +498,11 @@ MigrationError script_error(const Migration& migration, Direction direction, con
                                   "(pg_index.indisvalid = false) that must be dropped by hand");
     }
     if (!failure.more.empty()) detail += "\n" + failure.more;
-    return MigrationError(
-               failure.sqlstate.empty() ? sqlstate::internal_error : failure.sqlstate,
-               fmt::format("{} {}_{} failed at {}: {}", what, migration.version, migration.name, where, failure.message),
-               detail, backstop_refusal_hint(failure.sqlstate, failure.message))
-        .quoting_server();
+    const std::string own = fmt::format("{} {}_{} failed at {}: ", what, migration.version, migration.name, where);
+    return MigrationError(failure.sqlstate.empty() ? sqlstate::internal_error : failure.sqlstate,
+                          own + failure.message, detail, backstop_refusal_hint(failure.sqlstate, failure.message))
+        .quoting_server()
+        .server_words_from(own.size());
 }
 
 }  // namespace detail
@@ -813,10 +813,10 @@ StepResult run_step(pqxx::connection& conn, const RunnerOptions& options, const 
                                script.path.filename().string());
         }
         MigrationError error(script_failure.sqlstate(), script_failure.message(), detail, hint);
-        error.quoting_server();
+        error.quoting_server().server_words_from(script_failure.server_words_at());
         auto record = audit_record("failed", migration, actor, duration, false);
         record["direction"] = to_string(direction);
-        record["error"] = audit::redact_message(error.message());
+        record["error"] = audit::redact_message(script_failure.own_words());
         record["sqlstate"] = error.sqlstate();
         if (done > 0) {
             record["statements_ran"] = done;

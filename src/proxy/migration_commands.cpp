@@ -390,6 +390,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
             directory_error = std::move(proposals_error);
     }
     bool quotes_server = false;  // the error quotes the server's answer to a script (MigrationError)
+    std::string audit_message;   // what the audit keeps of such an error (MigrationError::own_words)
     nlohmann::json event = session_fields(session);
     event["event"] = "command";
     event["command"] = fmt::format("pgrail.{}", sql::name_of(command));
@@ -438,6 +439,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
         } catch (const migrations::MigrationError& e) {
             outcome.error = {"ERROR", e.sqlstate(), e.message(), e.detail(), e.hint()};
             quotes_server = e.quotes_server();
+            audit_message = e.own_words();
         } catch (const std::exception& e) {
             outcome.error = {"ERROR",
                              sqlstate::system_error,
@@ -470,8 +472,9 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
     if (!outcome.ok) {
         event["sqlstate"] = outcome.error.sqlstate;
         // The message may quote an argument (an unknown version), as written or as read (a
-        // version without its leading zeros): redacted as the arguments are.
-        std::string message = outcome.error.message;
+        // version without its leading zeros): redacted as the arguments are. Of a script's failure
+        // it keeps pgrail's words only (MigrationError::own_words).
+        std::string message = audit_message.empty() ? outcome.error.message : audit_message;
         const auto& shown = event["arguments"];
         for (std::size_t index = 0; index < arguments.size(); ++index) {
             if (arguments[index].empty() || shown[index] == arguments[index]) continue;

@@ -408,7 +408,14 @@ static_assert(inline_text_max <= front_cache_max_text, "a text analysed on the t
 // A client's application_name as PostgreSQL shows it (pg_stat_activity keeps 63 bytes): the audit
 // line of a refusal costs no more than the client's few bytes of it. (user and database are cut
 // to 63 bytes when the startup packet is read, as the server cuts them.)
-std::string_view shown_application_name(std::string_view name) { return whole_characters(name, 63); }
+std::string shown_application_name(std::string_view name) {
+    // As pg_stat_activity shows it: each byte outside printable ASCII a '?' (PostgreSQL's
+    // pg_clean_ascii), at most 63 bytes.
+    std::string shown(name.substr(0, 63));
+    for (char& c : shown)
+        if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) > 126) c = '?';
+    return shown;
+}
 
 nlohmann::json session_fields(const SessionContext& session) {
     return {{"session_id", session.session_id},
@@ -416,7 +423,7 @@ nlohmann::json session_fields(const SessionContext& session) {
             {"user", session.user},
             {"identity", session.identity.empty() ? session.user : session.identity},
             {"database", session.database},
-            {"application_name", std::string(shown_application_name(session.application_name))}};
+            {"application_name", shown_application_name(session.application_name)}};
 }
 
 struct PolicyGate::ThreadState {

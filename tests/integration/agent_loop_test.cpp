@@ -528,9 +528,24 @@ TEST_CASE("the audit keeps no value of a proposal's script: parse errors, failed
                                                             "DROP TABLE t7"))
                                    .at(0));
     CHECK_THAT(detail.at("verification"), Catch::StartsWith("failed"));
+    // Approved, applied to the live rows, failing there with a value the server's message does not
+    // quote (helper 73: a RAISE of a row's value or an unquoted number reached the audit).
+    const auto live = row_of(run(agent.get(), propose_sql("p8",
+                                                          "CREATE TABLE t8 (c text); INSERT INTO t8 SELECT CASE WHEN "
+                                                          "count(*) > 0 THEN chr(31337000 + count(*)::int) END FROM profiles",
+                                                          "DROP TABLE t8"))
+                                 .at(0));
+    REQUIRE(live.at("verification") == "passed");
+    auto owner = loop.connect("app_owner");
+    REQUIRE(run(owner.get(), "SELECT * FROM pgrail.approve_migration('" + live.at("version") + "')").at(0).status ==
+            "PGRES_TUPLES_OK");
+    const auto applied = run(agent.get(), "SELECT * FROM pgrail.migrate_up('" + live.at("version") + "')").at(0);
+    CHECK(applied.status == "PGRES_FATAL_ERROR");
     const std::string audit = read_file(loop.audit_path);
     CHECK(audit.find("verified") != std::string::npos);
     CHECK(audit.find("SECRET") == std::string::npos);
+    CHECK(audit.find("\"failed\"") != std::string::npos);
+    CHECK(audit.find("31337004") == std::string::npos);  // profiles has 4 rows
 }
 
 TEST_CASE("a proposal's proof is bounded: its time, each statement, the scratch's size, one at a time",

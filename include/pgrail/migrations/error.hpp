@@ -28,9 +28,24 @@ public:
         quotes_server_ = true;
         return *this;
     }
+    // The message ends in the server's own words from byte `at` on (a script's failure: "... failed
+    // at statement 2 of f.up.sql (...): <the server's message>").
+    MigrationError& server_words_from(std::size_t at) {
+        server_words_at_ = at;
+        return *this;
+    }
+    [[nodiscard]] std::size_t server_words_at() const { return server_words_at_; }
+    // What the audit keeps of the message: pgrail's words, without the server's (a RAISE of a
+    // row's value, an unquoted number in a built-in message: no redaction can tell a value there).
+    [[nodiscard]] std::string own_words() const {
+        const std::string text = what();
+        if (server_words_at_ >= text.size()) return text;
+        return text.substr(0, server_words_at_) + "[the server's message, not kept here: it may quote data]";
+    }
 
 private:
     bool quotes_server_ = false;
+    std::size_t server_words_at_ = std::string::npos;
     std::string sqlstate_;
     std::string detail_;
     std::string hint_;

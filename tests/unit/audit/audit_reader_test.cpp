@@ -175,6 +175,30 @@ TEST_CASE("a record prints as one line of text", "[audit][reader]") {
                   "refused");
 }
 
+TEST_CASE("a name or statement a client chose cannot forge a line or rewrite the terminal", "[audit][reader]") {
+    // Helper 73: a user name with a line break printed a forged second line; a carriage return
+    // and ESC [2K in a statement hid the refusal on a terminal.
+    nlohmann::json line = {{"time", "2026-12-04T10:00:00.000000Z"},
+                           {"event", "statement_refused"},
+                           {"decision", "deny"},
+                           {"rule", "agents"},
+                           {"user", "nobody@app: x\n2026-12-07T12:03:57.000000Z  schema_change_forwarded allow"},
+                           {"database", "app"},
+                           {"message", "drop table \"a\r2026 command ok \x1b[2K\""}};
+    const auto text = pgrail::audit::format_record(*pgrail::audit::Record::parse(line.dump()));
+    CHECK(text.find('\n') == std::string::npos);
+    CHECK(text.find('\r') == std::string::npos);
+    CHECK(text.find('\x1b') == std::string::npos);
+    CHECK_THAT(text, Catch::Contains("\\x0d2026 command ok \\x1b[2K"));
+    pgrail::audit::Summary summary;
+    summary.add(*pgrail::audit::Record::parse(line.dump()));
+    std::ostringstream printed;
+    summary.print(printed, 5);
+    CHECK(printed.str().find('\r') == std::string::npos);
+    CHECK(printed.str().find("\nx\n") == std::string::npos);
+    CHECK_THAT(printed.str(), Catch::Contains("user nobody@app: x 2026-12-07"));
+}
+
 TEST_CASE("the identity filter (auth.mode pgrail) matches a record's identity, never a record without one",
           "[audit][reader]") {
     const auto with_identity = [](const std::string& identity) {
