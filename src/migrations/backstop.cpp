@@ -244,7 +244,8 @@ bool send_key(pqxx::transaction_base& tx, const std::string& key) {
         std::string message = error.what();
         if (message.starts_with("ERROR:  ")) message.erase(0, 8);
         message = message.substr(0, message.find('\n'));
-        throw MigrationError(error.sqlstate().empty() ? std::string(sqlstate::internal_error) : error.sqlstate(),
+        const auto state = sqlstate_of(error);
+        throw MigrationError(state.empty() ? std::string(sqlstate::internal_error) : state,
                              "pgrail's backstop could not authorize the migration runner: " + message);
     }
 }

@@ -21,6 +21,10 @@ namespace pgrail::migrations::detail {
 // the connection is authorized with that key: one round trip more, once per connection.
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& backstop_key_file = {});
 
+// An error's SQLSTATE: libpqxx 6.4 throws insufficient_privilege without it (the backstop
+// refuses with it).
+std::string sqlstate_of(const pqxx::sql_error& error);
+
 // Backstop (backstop.cpp). Sends the key as a bound parameter; throws MigrationError (42501)
 // when the backstop refuses it, or when the key file cannot be read.
 void authorize_runner(pqxx::transaction_base& tx, const std::string& key_file);

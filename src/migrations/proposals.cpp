@@ -615,14 +615,16 @@ private:
 std::vector<ProposalFinding> catalog_findings(pqxx::transaction_base& tx, const Migration& migration) {
     static constexpr const char* query = R"(
 WITH RECURSIVE chain(oid, kind, depth) AS (
-    SELECT t.oid, t.typtype, 0 FROM pg_catalog.pg_type t WHERE t.oid = $1::pg_catalog.oid
+    SELECT t.oid, t.typtype, 0 FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
   UNION ALL
-    SELECT n.oid, n.typtype, c.depth + 1 FROM chain c JOIN pg_catalog.pg_type t ON t.oid = c.oid
-      JOIN pg_catalog.pg_type n ON n.oid IN (t.typbasetype, t.typelem,
-        (SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid),
-        (SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = t.oid))
-    WHERE c.depth < 16)
-SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalog.bool_or(kind = 'd') FROM chain)";
+    SELECT n.oid, n.typtype, c.depth OPERATOR(pg_catalog.+) 1 FROM chain c
+      JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) c.oid
+      JOIN pg_catalog.pg_type n ON n.oid OPERATOR(pg_catalog.=) ANY (ARRAY[t.typbasetype, t.typelem,
+        (SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid OPERATOR(pg_catalog.=) t.oid),
+        (SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid OPERATOR(pg_catalog.=) t.oid)])
+    WHERE c.depth OPERATOR(pg_catalog.<) 16)
+SELECT pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'c'), pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'p'),
+       pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'd') FROM chain)";
     std::vector<ProposalFinding> out;
     const auto review = [&](const ScriptStatement& statement, const std::string& why) {
         out.push_back({"needs_review", "up", fmt::format("{} (line {}): {}", statement.tag, statement.line, why)});
@@ -633,11 +635,22 @@ SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalo
         const sql::SchemaChange& change = analysis.statements.front().change;
         for (const auto& object : analysis.statements.front().objects) {
             if (object.role != sql::ObjectRole::created || (object.kind != "table" && object.kind != "index")) continue;
-            // The new object's own entries: a table's relation and row type, an index's relation.
-            const auto others = tx.exec_params1(
-                "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname = $1::pg_catalog.name) + "
-                "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_type WHERE typname = $1::pg_catalog.name) - $2",
-                object.name, object.kind == "table" ? 2 : 1)[0].as<std::int64_t>();
+            // Beside the new object's own entries (a table's relation and row type, an index's
+            // relation), outside the system schemas: pg_catalog is searched first unless a path
+            // names it later, information_schema is on no usual path. (Operators spelled out: the
+            // proposal's script ran in this session, under the target's search_path.)
+            const auto counted = tx.exec_params1(
+                "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "        ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+                "        WHERE c.relname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+                "          AND n.nspname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[])), "
+                "       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n "
+                "        ON n.oid OPERATOR(pg_catalog.=) t.typnamespace "
+                "        WHERE t.typname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+                "          AND n.nspname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[]))",
+                object.name, "{pg_catalog,information_schema,pg_toast}");
+            const auto others = counted[0].as<std::int64_t>() + counted[1].as<std::int64_t>() -
+                                (object.kind == "table" ? 2 : 1);
             if (others > 0)
                 review(statement, fmt::format("{} is also the name of a relation or type in another schema: where a "
                                               "search_path finds this one first, names that meant that one mean this "
@@ -645,25 +658,24 @@ SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalo
         }
         const bool adds = change.kind == sql::ChangeKind::add_column;
         if (adds) {
-            const std::string altered = sql::quote_qualified(change.schema, change.table);
             for (const auto& column : change.columns) {
                 // Outside the system schemas (a column named count is no capture of count(*));
-                // one argument, after defaults, that the row can be: its row type, another
-                // composite, or a pseudo-type taking any (record, anyelement, ...).
+                // callable with one argument (after defaults, or a VARIADIC one) that the row can
+                // be: a composite (its own row type among them), a domain (over one), or a
+                // pseudo-type (record, anyelement, a variadic "any" or anyarray ...): broader than
+                // what PostgreSQL would pick, never narrower. (Operators spelled out: see above.)
                 const auto captured = tx.exec_params(
                     "SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text FROM pg_catalog.pg_proc p "
-                    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-                    "JOIN pg_catalog.pg_type a ON a.oid = p.proargtypes[0] "
-                    "WHERE p.proname = $1::pg_catalog.name AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 "
-                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                    "AND (a.oid = (SELECT c.reltype FROM pg_catalog.pg_class c "
-                    "              WHERE c.oid = pg_catalog.to_regclass($2::pg_catalog.text)) "
-                    "     OR a.typtype = 'c' OR a.oid IN ('pg_catalog.record'::pg_catalog.regtype, "
-                    "'pg_catalog.anyelement'::pg_catalog.regtype, 'pg_catalog.anynonarray'::pg_catalog.regtype, "
-                    "'pg_catalog.anycompatible'::pg_catalog.regtype, "
-                    "'pg_catalog.anycompatiblenonarray'::pg_catalog.regtype, '\"any\"'::pg_catalog.regtype)) "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace "
+                    "JOIN pg_catalog.pg_type a ON a.oid OPERATOR(pg_catalog.=) p.proargtypes[0] "
+                    "WHERE p.proname OPERATOR(pg_catalog.=) $1::pg_catalog.name "
+                    "AND p.pronargs OPERATOR(pg_catalog.>=) 1 "
+                    "AND (p.pronargs OPERATOR(pg_catalog.-) p.pronargdefaults OPERATOR(pg_catalog.<=) 1 "
+                    "     OR p.provariadic OPERATOR(pg_catalog.<>) 0) "
+                    "AND n.nspname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[]) "
+                    "AND a.typtype OPERATOR(pg_catalog.=) ANY ('{c,d,p}'::pg_catalog.\"char\"[]) "
                     "ORDER BY 1 LIMIT 1",
-                    column, altered);
+                    column, "{pg_catalog,information_schema}");
                 if (!captured.empty())
                     review(statement, fmt::format("column {} takes the name of function {}: {}.{} called it (attribute "
                                                   "notation) and would read the column instead",
@@ -674,7 +686,8 @@ SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalo
         const std::string table = sql::quote_qualified(change.schema, change.table);
         const auto typed = tx.exec_params(
             "SELECT pg_catalog.format_type(c.reloftype, NULL) FROM pg_catalog.pg_class c "
-            "WHERE c.oid = pg_catalog.to_regclass($1::pg_catalog.text) AND c.reloftype <> 0",
+            "WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text) "
+            "AND c.reloftype OPERATOR(pg_catalog.<>) 0",
             table);
         if (!adds && !typed.empty()) {
             review(statement, fmt::format("{} is a typed table (OF {}): bound to that row type", table,
@@ -684,7 +697,8 @@ SELECT pg_catalog.bool_or(kind = 'c'), pg_catalog.bool_or(kind = 'p'), pg_catalo
         const auto columns = tx.exec_params(
             "SELECT a.attname::pg_catalog.text, a.atttypid::pg_catalog.int8, "
             "pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a "
-            "WHERE a.attrelid = pg_catalog.to_regclass($1::pg_catalog.text) AND a.attnum > 0 "
+            "WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text) "
+            "AND a.attnum OPERATOR(pg_catalog.>) 0 "
             "AND NOT a.attisdropped ORDER BY a.attnum",
             table);
         std::size_t seen = 0;

@@ -49,14 +49,13 @@ std::string first_line(std::string_view text, std::size_t max = 80) {
 
 std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", value.count()); }
 
-// libpqxx 6.4 throws insufficient_privilege without its SQLSTATE (the backstop refuses with it).
+}  // namespace
+
 std::string sqlstate_of(const pqxx::sql_error& error) {
     if (error.sqlstate().empty() && dynamic_cast<const pqxx::insufficient_privilege*>(&error) != nullptr)
         return sqlstate::insufficient_privilege;
     return error.sqlstate();
 }
-
-}  // namespace
 
 [[noreturn]] void rethrow_database_error(const std::string& what_we_did) {
     try {

@@ -171,6 +171,8 @@ namespace detail {
 
 std::optional<std::string> scratch_escape(pqxx::connection& conn, const std::vector<std::string>& functions) {
     pqxx::read_transaction tx(conn);
+    // The session may have the target's search_path (verify.cpp): these names are pg_catalog's.
+    tx.exec0("SET LOCAL search_path = pg_catalog, pg_temp");
     // Through a foreign server or dblink, a write in the scratch copy is a write somewhere else.
     const auto outside = tx.exec(
         "SELECT 'foreign server ' || quote_ident(srvname) FROM pg_foreign_server "

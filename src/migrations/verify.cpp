@@ -197,10 +197,16 @@ private:
 // The scripts resolve unqualified names in the scratch copy as the runner's sessions do on the
 // target: a search_path the target's database or role defaults give (ALTER DATABASE ... SET
 // search_path) is not in the schema dump, and without it a name could mean another object there.
+// The schemas as the target resolved them ("$user" is the runner's there, whoever the scratch
+// copy's role is). pgrail's own queries on the scratch copy name pg_catalog (scratch_escape).
 void copy_search_path(pqxx::connection& target, pqxx::connection& scratch) {
     try {
         pqxx::nontransaction read(target);
-        const auto path = read.exec1("SELECT pg_catalog.current_setting('search_path')")[0].as<std::string>();
+        const auto path = read.exec1("SELECT pg_catalog.array_to_string(pg_catalog.array_agg("
+                                     "pg_catalog.quote_ident(s.name) ORDER BY s.n), ', ') "
+                                     "FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY "
+                                     "AS s(name, n)")[0]
+                              .as<std::string>("");
         pqxx::nontransaction write(scratch);
         (void)write.exec_params1("SELECT pg_catalog.set_config('search_path', $1, false)", path);
     } catch (...) {
@@ -347,7 +353,8 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
             if (bounds.max_growth_bytes > 0) {
                 pqxx::nontransaction tx(scratch_conn);
                 timeouts.max_database_bytes =
-                    tx.exec1("SELECT pg_database_size(current_database())")[0].as<std::uint64_t>() +
+                    tx.exec1("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())")[0]
+                        .as<std::uint64_t>() +
                     bounds.max_growth_bytes;
             }
             timeouts.discard_rows = true;

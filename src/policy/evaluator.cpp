@@ -225,14 +225,7 @@ std::string_view schema_of(const sql::ObjectRef& object) {
 // A policy's name (a read-only table's, a protected schema's) against a name as the parser folded
 // it, in any case: `Ledger` in the policy guards `ledger` (what an unquoted Ledger folds to) as
 // well as a quoted "Ledger" (refusing more rather than guarding nothing).
-bool matches_any_case(std::string_view pattern, std::string_view name) {
-    const auto lower = [](std::string_view text) {
-        std::string out(text);
-        for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        return out;
-    };
-    return glob_match(lower(pattern), lower(name));
-}
+bool matches_any_case(std::string_view pattern, std::string_view name) { return glob_match_any_case(pattern, name); }
 
 bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
     if (!matches_any_case(pattern.table, object.name)) return false;
@@ -683,7 +676,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         // TRUNCATE ... CASCADE empties every table that references the ones named, through
         // foreign keys the text does not show: a read-only one among them, for all pgrail knows.
         const bool truncates_cascading =
-            statement.structural_form.find("DROP_CASCADE") != std::string::npos &&
+            statement.structural_form.find("8:behaviors12:DROP_CASCADE") != std::string::npos &&
             std::any_of(statement.objects.begin(), statement.objects.end(),
                         [](const auto& object) { return object.role == ObjectRole::truncated; });
         if (truncates_cascading)

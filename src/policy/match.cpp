@@ -10,11 +10,17 @@
 
 namespace pgrail::policy {
 
-bool glob_match(std::string_view pattern, std::string_view text) {
-    // Iterative matcher with one backtrack point: linear for the patterns policies use.
+namespace {
+
+char fold(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Iterative matcher with one backtrack point: linear for the patterns policies use.
+template <bool any_case>
+bool glob(std::string_view pattern, std::string_view text) {
     std::size_t p = 0, t = 0, star = std::string_view::npos, star_text = 0;
     while (t < text.size()) {
-        if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+        if (p < pattern.size() &&
+            (pattern[p] == '?' || (any_case ? fold(pattern[p]) == fold(text[t]) : pattern[p] == text[t]))) {
             ++p;
             ++t;
         } else if (p < pattern.size() && pattern[p] == '*') {
@@ -30,6 +36,12 @@ bool glob_match(std::string_view pattern, std::string_view text) {
     while (p < pattern.size() && pattern[p] == '*') ++p;
     return p == pattern.size();
 }
+
+}  // namespace
+
+bool glob_match(std::string_view pattern, std::string_view text) { return glob<false>(pattern, text); }
+
+bool glob_match_any_case(std::string_view pattern, std::string_view text) { return glob<true>(pattern, text); }
 
 void NameSet::insert(std::string name) {
     if (has_glob(name)) {

@@ -23,6 +23,27 @@ namespace pgrail::proxy {
 
 namespace {
 
+// `message` with each `argument` in it replaced; with `whole_number`, only where no digit or `$`
+// stands beside it (a version read as a number is not a part of another number or of "$1").
+std::string replace_argument(std::string_view message, std::string_view argument, std::string_view replacement,
+                             bool whole_number = false) {
+    const auto digit_or_dollar = [](char c) { return (c >= '0' && c <= '9') || c == '$'; };
+    std::string out;
+    std::size_t from = 0;
+    for (auto at = message.find(argument); at != std::string_view::npos; at = message.find(argument, at + 1)) {
+        if (at < from) continue;
+        const std::size_t end = at + argument.size();
+        if (whole_number && ((at > 0 && digit_or_dollar(message[at - 1])) ||
+                             (end < message.size() && digit_or_dollar(message[end]))))
+            continue;
+        out.append(message.substr(from, at - from));
+        out.append(replacement);
+        from = end;
+    }
+    out.append(message.substr(from));
+    return out;
+}
+
 // A runner's audit record, counted for /metrics (migration events by event and outcome).
 bool record_migration_event(audit::AuditLog& log, const nlohmann::json& record) {
     const bool written = log.record(record);
@@ -479,14 +500,10 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
         for (std::size_t index = 0; index < arguments.size(); ++index) {
             if (arguments[index].empty() || shown[index] == arguments[index]) continue;
             const auto& replacement = shown[index].get_ref<const std::string&>();
-            std::vector<std::string> spellings{arguments[index]};
+            message = replace_argument(message, arguments[index], replacement);
+            // A version as read ("0042" said as "42"): a whole number only, not a digit of another.
             if (auto version = migrations::canonical_version(arguments[index]); version && *version != arguments[index])
-                spellings.push_back(std::move(*version));
-            for (const auto& spelling : spellings)
-                // The search goes on after what was put in: "$1" holds the "1" it replaced.
-                for (auto at = message.find(spelling); at != std::string::npos;
-                     at = message.find(spelling, at + replacement.size()))
-                    message.replace(at, spelling.size(), replacement);
+                message = replace_argument(message, *version, replacement, true);
         }
         event["message"] = audit::redact_message(message);
     }
@@ -495,11 +512,13 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
         return outcome;
     }
     metrics().audit_failures.fetch_add(1, std::memory_order_relaxed);
-    // Every command but status and plan writes the ledger (an apply, a proposal, a verify).
+    // Every command but status and plan writes the ledger (an apply, a proposal, a verify). A run
+    // that failed may have applied migrations before the one that failed (the runner's own lines
+    // record each): its client hears the truth too.
     const bool only_read = command == policy::Command::status || command == policy::Command::plan;
-    if (outcome.ok && !only_read) {
+    if ((outcome.ok && !only_read) || (!outcome.ok && sql::runs_migration(command))) {
         // It committed (the ledger and its intent line record it): the client hears the truth.
-        spdlog::error("session {}: audit log write failed for pgrail.{} after it committed: {}", session.session_id,
+        spdlog::error("session {}: audit log write failed for pgrail.{} after it ran: {}", session.session_id,
                       sql::name_of(command), audit_log_->last_error());
         return outcome;
     }

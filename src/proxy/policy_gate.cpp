@@ -131,10 +131,12 @@ bool forgets(const sql::Statement& statement) {
 
 // Whether a text may drop prepared statements (DEALLOCATE, DISCARD ALL): the session then
 // forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
-// A PREPARE or DECLARE CURSOR, at any depth (a DO block's EXECUTE of one prepares for the
-// session): work the session runs later without its text (GateVerdict::keeps_for_later).
+// A PREPARE or DECLARE CURSOR, or a setting changed (SET, RESET, set_config: a search_path into
+// a schema a reload protects, a setting it protects), at any depth (a DO block's EXECUTE of one
+// acts for the session): what the session keeps and later texts rely on unchecked
+// (GateVerdict::keeps_for_later).
 bool keeps(const sql::Statement& statement) {
-    return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" ||
+    return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" || !statement.settings.empty() ||
            std::any_of(statement.inner.begin(), statement.inner.end(), keeps);
 }
 

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <cstring>
 #include <tuple>
 
@@ -56,6 +58,18 @@ bool allowed_before_authentication(char tag) {
     return tag == protocol::frontend_tag::password || tag == protocol::frontend_tag::terminate;
 }
 constexpr std::uint32_t max_authentication_length = 65535;
+
+// A startup parameter that sets nothing a policy guards (who, where, how to print): the ones
+// libpq, JDBC and drivers send. Any other (options, search_path, ...) sets a setting for the
+// session's life (SessionContext::holds_checked_work).
+bool plain_startup_parameter(std::string_view name) {
+    static constexpr std::array<std::string_view, 9> plain{
+        "user", "database", "application_name", "client_encoding", "datestyle", "timezone", "extra_float_digits",
+        "intervalstyle", "fallback_application_name"};
+    std::string lower(name);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return std::find(plain.begin(), plain.end(), lower) != plain.end();
+}
 
 std::string invalid_length(const protocol::FrameHeader& header) {
     return fmt::format("invalid message length {} for message type \"{}\"", header.length, header.tag);
@@ -131,6 +145,9 @@ awaitable<void> Session::run() {
         if (!authenticated) co_return;
     }
     (void)shared_.gate->rule_changed(context_, policy_hold_);  // records the policy deciding it
+    // Settings of the startup packet (options, a search_path) stay for the session, as a SET's do.
+    for (const auto& [name, value] : protocol_.startup_parameters())
+        if (!plain_startup_parameter(name)) context_.holds_checked_work = true;
     // A refusal's audit line may wait for an fsync: written on the audit pool (as a statement's).
     GateVerdict admission = shared_.gate->check_startup(context_, protocol_.startup_parameters());
     if (admission.write_audit) co_await settle_audit_elsewhere(admission);

@@ -306,6 +306,7 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     auto prepared = proxy.connect();        // PREPARE
     auto parsed = proxy.connect();          // Parse of a named statement
     auto cursor = proxy.connect();          // a cursor WITH HOLD
+    auto pathed = proxy.connect();          // a search_path set (helper 78: it outlived the reload)
     auto plain = proxy.connect();           // simple queries only: kept
     auto owner = proxy.connect("app_owner");  // another rule, unchanged: kept, prepared or not
     REQUIRE(run(prepared.get(), "INSERT INTO enforce_items VALUES (1, 'a'), (2, 'b'); "
@@ -316,6 +317,7 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     REQUIRE(run(cursor.get(), "DECLARE c CURSOR WITH HOLD FOR SELECT id FROM enforce_items").at(0).command ==
             "DECLARE CURSOR");
     REQUIRE(run(owner.get(), "PREPARE look AS SELECT count(*) FROM enforce_items").at(0).command == "PREPARE");
+    REQUIRE(run(pathed.get(), "SET search_path = public").at(0).command == "SET");
 
     // The agents' rule now keeps enforce_items read-only; the owner's is as it was.
     auto strict = loose;
@@ -327,8 +329,9 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     REQUIRE(eventually([&] { return count_occurrences(proxy.process.log(), "reloaded") >= 1; },
                        std::chrono::seconds(5)));
 
-    for (auto* conn : {prepared.get(), cursor.get()}) {
-        const auto ended = run(conn, conn == prepared.get() ? "EXECUTE wipe" : "FETCH ALL c").at(0);
+    for (auto* conn : {prepared.get(), cursor.get(), pathed.get()}) {
+        const auto ended =
+            run(conn, conn == prepared.get() ? "EXECUTE wipe" : conn == cursor.get() ? "FETCH ALL c" : "SELECT 1").at(0);
         CHECK(ended.sqlstate == "57P01");
         CHECK_THAT(ended.message, Catch::Contains("policy was reloaded"));
         CHECK(PQstatus(conn) == CONNECTION_BAD);

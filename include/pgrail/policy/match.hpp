@@ -14,6 +14,8 @@ namespace pgrail::policy {
 
 // `*` matches any run of characters, `?` one character; everything else matches itself.
 [[nodiscard]] bool glob_match(std::string_view pattern, std::string_view text);
+// The same with ASCII letters compared in any case.
+[[nodiscard]] bool glob_match_any_case(std::string_view pattern, std::string_view text);
 
 [[nodiscard]] inline bool has_glob(std::string_view pattern) {
     return pattern.find_first_of("*?") != std::string_view::npos;

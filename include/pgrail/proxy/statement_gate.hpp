@@ -47,7 +47,8 @@ struct SessionContext : policy::SessionInfo {
     bool temporary_types = false;
     // The session holds work checked under the rule of its time and run later unchecked: a
     // statement prepared by Parse or PREPARE (its portals too), a cursor, a temporary relation or
-    // type (their defaults, checks and rules). A reload that changes its rule then ends it
+    // type (their defaults, checks and rules), a setting it changed (a search_path, by SET or at
+    // startup). A reload that changes its rule then ends it
     // (StatementGate::rule_changed); one that holds none follows the new rule from its next text.
     bool holds_checked_work = false;
 };
@@ -91,7 +92,8 @@ struct GateVerdict {
     std::vector<std::string> temporary_relations;
     bool sets_search_path_elsewhere = false;
     bool makes_temporary_types = false;  // (SessionContext::temporary_types)
-    // The text prepares a statement or declares a cursor (SessionContext::holds_checked_work).
+    // The text prepares a statement, declares a cursor or changes a setting
+    // (SessionContext::holds_checked_work).
     bool keeps_for_later = false;
     // Set when the verdict stands only once its audit line is on disk (a refusal, an allowed
     // schema change). It may wait for an fsync, so a session runs it off its I/O thread
