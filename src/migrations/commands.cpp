@@ -168,6 +168,11 @@ std::string next_step(const Proposal& proposal) {
                                proposal.reason.empty() ? "" : ": " + proposal.reason);
         case ProposalState::proposed: break;
     }
+    if (proposal.verification.starts_with("failed"))
+        return fmt::format("Its verification failed (the verification column says why): fix the scripts and propose "
+                           "them again. Only an operator may still approve version {} as it is (pgrail migrate "
+                           "approve {} or SELECT * FROM pgrail.approve_migration('{}'))",
+                           proposal.version, proposal.version, proposal.version);
     std::string why;
     if (!proposal.verification.starts_with("passed"))
         why = "its verification did not pass";

@@ -122,7 +122,9 @@ Migration proposal_migration(const std::string& version, const std::string& name
                              const std::string& down_sql) {
     if (!valid_proposal_name(name))
         throw MigrationError(sqlstate::invalid_parameter_value,
-                             fmt::format("pgrail: invalid migration name \"{}\"", name),
+                             fmt::format("pgrail: invalid migration name \"{}\": use 1 to 63 characters of a-z, 0-9 "
+                                         "and _, e.g. 'add_profiles_timezone'",
+                                         name),
                              "a migration's name is 1 to 63 characters of a-z, 0-9 and _",
                              "e.g. SELECT * FROM pgrail.propose_migration('add_profiles_timezone', up_sql, down_sql)");
     Migration migration;

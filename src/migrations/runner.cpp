@@ -573,7 +573,11 @@ std::vector<const Migration*> pending_until(const Registry& registry, const std:
                                         [&](const StatusEntry& e) { return e.version == target; });
         if (entry == status.end())
             throw MigrationError(sqlstate::invalid_parameter_value,
-                                 fmt::format("no migration with version {} in {}", *target, registry.dir().string()));
+                                 fmt::format("pgrail: no registered migration with version {}; a proposal is applied "
+                                             "only once an operator approved it (proposing the same scripts again "
+                                             "shows its state), and SELECT * FROM pgrail.status() lists the migrations",
+                                             *target),
+                                 fmt::format("the migrations directory is {}", registry.dir().string()));
         if (entry->state == State::invalid)
             throw MigrationError(sqlstate::invalid_parameter_value,
                                  fmt::format("migration {} is invalid and can never be applied", *target),
@@ -607,8 +611,10 @@ std::vector<const Migration*> next_pending_exactly(const Registry& registry, con
     if (pending.size() > 10) versions += fmt::format(" and {} more", pending.size() - 10);
     throw MigrationError(
         sqlstate::object_not_in_prerequisite_state,
-        fmt::format("migration {} is not the next pending migration: {} pending before it: {}", version,
-                    pending.size() == 1 ? "1 is" : fmt::format("{} are", pending.size()), versions),
+        fmt::format("migration {} is not the next pending migration: {} pending before it: {}; apply it first: "
+                    "SELECT * FROM pgrail.migrate_up('{}') (or every pending one: SELECT * FROM pgrail.migrate_up())",
+                    version, pending.size() == 1 ? "1 is" : fmt::format("{} are", pending.size()), versions,
+                    pending.front()->version),
         fmt::format("pending before {}, in the order they apply: {}", version, named),
         fmt::format("apply them first, one at a time in version order (next: SELECT * FROM pgrail.migrate_up('{}')), "
                     "or every pending migration with SELECT * FROM pgrail.migrate_up()",

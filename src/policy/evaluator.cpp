@@ -509,7 +509,8 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         if (!function.starts_with("pgrail.")) continue;
         return refuse(context, &statement, "migrations", "migrations",
                       fmt::format("pgrail: pgrail commands are read as relations in FROM with constant arguments: "
-                                  "SELECT ... FROM {}(...); not in a target list, WHERE, a function argument or a "
+                                  "SELECT ... FROM {}(...) with plain string literals (not $1 parameters, casts, "
+                                  "NULL or name => notation); not in a target list, WHERE, a function argument or a "
                                   "statement that changes data",
                                   function),
                       fmt::format(" calling {}", function),
@@ -883,8 +884,8 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
             const bool replication = !(flag == "false" || flag == "off" || flag == "no" || flag == "0");
             if (replication && !context.rule.guards.allow_replication)
                 return refuse(context, nullptr, "replication", "replication: deny",
-                              "pgrail: replication connections are refused; connect replication clients to the "
-                              "server directly",
+                              "pgrail: replication connections are refused through pgrail; an operator sets up "
+                              "replication",
                               fmt::format(" with replication={}", value),
                               "Connect replication clients to the server directly, not through pgrail.");
             // A replication stream carries every table's rows, guarded columns included.
@@ -998,7 +999,8 @@ std::optional<Decision> check_sensitive(const Context& context, const Statement&
         Decision decision;
         if (!masks || first.always_deny)
             decision = refuse(context, &statement, "sensitive_columns", label,
-                          fmt::format("pgrail: column {} is sensitive and may not be read in this session (read {})",
+                          fmt::format("pgrail: column {} is sensitive and may not be read in this session (read {}); "
+                                      "name the columns you need instead of * and leave it out",
                                       first.column, first.how),
                           fmt::format(" reading {}", listed),
                           "Select the columns you need by name and leave out the sensitive ones (SELECT * and whole "

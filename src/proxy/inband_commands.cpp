@@ -58,8 +58,13 @@ protocol::ErrorMessage outside_transaction_error(const InbandCall& call, bool in
     const std::string name = fmt::format("pgrail.{}", sql::name_of(call.command));
     return protocol::ErrorMessage{
         "ERROR", sqlstate::active_sql_transaction,
-        in_pipeline ? fmt::format("pgrail: {} cannot be executed within a pipeline", name)
-                    : fmt::format("pgrail: {} cannot run inside a transaction block", name),
+        in_pipeline ? fmt::format("pgrail: {} cannot be executed within a pipeline; send it on its own, outside the "
+                                  "pipeline",
+                                  name)
+                    : fmt::format("pgrail: {} cannot run inside a transaction block; send it on its own after COMMIT "
+                                  "or ROLLBACK (a tool that wraps every query in a transaction cannot: ask an "
+                                  "operator to run it)",
+                                  name),
         "pgrail runs its commands on a connection of its own, never in the session's transaction: a ROLLBACK "
         "would not undo it.",
         fmt::format("Send SELECT * FROM {}(...) outside a transaction block (after COMMIT or ROLLBACK), as a "

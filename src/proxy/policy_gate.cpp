@@ -135,13 +135,18 @@ bool forgets(const sql::Statement& statement) {
 // a schema a reload protects, a setting it protects), at any depth (a DO block's EXECUTE of one
 // acts for the session): what the session keeps and later texts rely on unchecked
 // (GateVerdict::keeps_for_later).
+// Any DDL forwarded counts too (a rule that allowed it may make temporary functions, procedures
+// or domains that later texts call unchecked).
 bool keeps(const sql::Statement& statement) {
     return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" || !statement.settings.empty() ||
+           statement.statement_class == sql::StatementClass::ddl || statement.error.has_value() ||
            std::any_of(statement.inner.begin(), statement.inner.end(), keeps);
 }
 
+// A text pgrail could not read whole (forwarded under audit_only or on_parse_error: allow) may
+// have done any of it.
 bool keeps_for_later(const sql::Analysis& analysis) {
-    return std::any_of(analysis.statements.begin(), analysis.statements.end(), keeps);
+    return analysis.error.has_value() || std::any_of(analysis.statements.begin(), analysis.statements.end(), keeps);
 }
 
 bool forgets_prepared(const sql::Analysis& analysis) {

@@ -701,6 +701,21 @@ awaitable<void> Session::client_to_server() {
                     co_return;
                 }
             }
+            // A reload that changed how this session is decided ends it if it holds what was
+            // checked under the old rule (a statement, a portal, a cursor, a deferred pgrail
+            // command, a setting, a temporary object, a copy under way), whose Bind, Execute,
+            // EXECUTE, FETCH or CopyData is not checked again. (Before the frame is read: CopyData
+            // streams through unread.)
+            if (protocol_.logged_in() && shared_.gate->rule_changed(context_, policy_hold_)) [[unlikely]] {
+                spdlog::info("session {}: the reloaded policy decides this session's statements otherwise: the "
+                             "session ends",
+                             context_.session_id);
+                end_session(sqlstate::admin_shutdown,
+                            "pgrail: the policy was reloaded and decides this session's statements otherwise now; "
+                            "connect again to continue under it (an open transaction was rolled back)");
+                co_await write_out(server_, to_server_);  // what came before this frame
+                co_return;
+            }
             const auto next = next_frame(in, to_server_, max_size, inspect, on_header, hold);
             if (next.kind == NextFrame::Kind::held) {
                 if (!co_await settle_copy()) {
@@ -719,19 +734,6 @@ awaitable<void> Session::client_to_server() {
                 co_await write_out(server_, to_server_);
                 co_return;
             }
-            // A reload that changed how this session is decided ends it if it holds what was
-            // checked under the old rule (a statement, a portal, a cursor, a deferred pgrail
-            // command, a temporary object), whose Bind, Execute, EXECUTE or FETCH is not checked again.
-            if (protocol_.logged_in() && shared_.gate->rule_changed(context_, policy_hold_)) [[unlikely]] {
-                spdlog::info("session {}: the reloaded policy decides this session's statements otherwise: the "
-                             "session ends",
-                             context_.session_id);
-                end_session(sqlstate::admin_shutdown,
-                            "pgrail: the policy was reloaded and decides this session's statements otherwise now; "
-                            "connect again to continue under it");
-                co_await write_out(server_, to_server_);  // what came before this frame
-                co_return;
-            }
             const auto step = protocol_.on_client_frame(next.header.header.tag, next.frame, to_server_);
             switch (step.kind) {
                 case ClientStep::Kind::done:
@@ -739,6 +741,8 @@ awaitable<void> Session::client_to_server() {
                     break;
                 case ClientStep::Kind::check_function_call: {
                     GateVerdict verdict = shared_.gate->check_function_call(context_, step.function_oid);
+                    // (Forwarded, under audit_only: a function's effect, a setting among them, unread.)
+                    if (verdict.kind == GateVerdict::Kind::forward) context_.holds_checked_work = true;
                     bool client_stays = true;
                     if (needs_settling(verdict)) client_stays = co_await settle_verdict(verdict);
                     if (!client_stays) {

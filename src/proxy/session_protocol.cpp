@@ -723,6 +723,8 @@ void SessionProtocol::on_server_header(char tag, Outbound& out) {
         case back::copy_in_response:
             if (phase_ == Phase::ready) {
                 phase_ = Phase::copy_in;
+                // Its rows arrive later, into a statement checked now (a reload between them).
+                context_.holds_checked_work = true;
                 if (!enter_copy_in()) {
                     end(sqlstate::protocol_violation,
                         "pgrail: messages pipelined behind COPY FROM STDIN, which the server reads as copy data");

@@ -307,6 +307,7 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     auto parsed = proxy.connect();          // Parse of a named statement
     auto cursor = proxy.connect();          // a cursor WITH HOLD
     auto pathed = proxy.connect();          // a search_path set (helper 78: it outlived the reload)
+    auto copying = proxy.connect();         // a COPY FROM STDIN under way (helper 79)
     auto plain = proxy.connect();           // simple queries only: kept
     auto owner = proxy.connect("app_owner");  // another rule, unchanged: kept, prepared or not
     REQUIRE(run(prepared.get(), "INSERT INTO enforce_items VALUES (1, 'a'), (2, 'b'); "
@@ -318,6 +319,10 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
             "DECLARE CURSOR");
     REQUIRE(run(owner.get(), "PREPARE look AS SELECT count(*) FROM enforce_items").at(0).command == "PREPARE");
     REQUIRE(run(pathed.get(), "SET search_path = public").at(0).command == "SET");
+    Result copy(PQexec(copying.get(), "COPY enforce_items (id, v) FROM STDIN"));
+    REQUIRE(PQresultStatus(copy.get()) == PGRES_COPY_IN);
+    REQUIRE(PQputCopyData(copying.get(), "7\tbefore\n", 9) == 1);
+    REQUIRE(PQflush(copying.get()) == 0);
 
     // The agents' rule now keeps enforce_items read-only; the owner's is as it was.
     auto strict = loose;
@@ -336,6 +341,10 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
         CHECK_THAT(ended.message, Catch::Contains("policy was reloaded"));
         CHECK(PQstatus(conn) == CONNECTION_BAD);
     }
+    REQUIRE(PQputCopyData(copying.get(), "8\tafter\n", 8) == 1);
+    REQUIRE(PQputCopyEnd(copying.get(), nullptr) == 1);
+    Result copied(PQgetResult(copying.get()));
+    CHECK(PQresultStatus(copied.get()) == PGRES_FATAL_ERROR);
     Result executed(PQexecPrepared(parsed.get(), "wipe", 0, nullptr, nullptr, nullptr, 0));
     CHECK(PQresultStatus(executed.get()) == PGRES_FATAL_ERROR);
     CHECK(PQstatus(parsed.get()) == CONNECTION_BAD);

@@ -106,7 +106,10 @@ struct GateVerdict {
 
 // The error of a statement whose audit line could not be written: it does not run.
 inline protocol::ErrorMessage audit_unavailable_error() {
-    return {"ERROR", "58030", "pgrail: the audit log cannot be written, so the statement was not run", {},
+    return {"ERROR", "58030",
+            "pgrail: the audit log cannot be written, so the statement was not run; ask an operator to fix pgrail's "
+            "audit log (retrying fails until then)",
+            {},
             "Ask the operator to check pgrail's audit file and disk."};
 }
 

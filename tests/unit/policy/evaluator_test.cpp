@@ -426,7 +426,7 @@ TEST_CASE("startup guards: replication, options, protected startup settings", "[
     auto replication = evaluate_startup(policy, agent, Params{{"replication", "database"}});
     CHECK(replication.guard == "replication");
     CHECK(replication.message ==
-          "pgrail: replication connections are refused; connect replication clients to the server directly");
+          "pgrail: replication connections are refused through pgrail; an operator sets up replication");
     CHECK(evaluate_startup(policy, agent, Params{{"replication", "false"}}).allowed());
     CHECK(evaluate_startup(policy, agent, Params{{"options", "-c search_path=app,public"}}).allowed());
     CHECK(evaluate_startup(policy, agent, Params{{"options", "--statement-timeout=5s -c lock_timeout=1s"}}).allowed());

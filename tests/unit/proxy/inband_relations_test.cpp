@@ -124,9 +124,9 @@ TEST_CASE("the call that changes something, and why it may not run in a transact
     CHECK(proxy::changing_call(calls) == &calls[1]);
     const auto in_block = proxy::outside_transaction_error(up, false);
     CHECK(in_block.sqlstate == "25001");
-    CHECK(in_block.message == "pgrail: pgrail.migrate_up cannot run inside a transaction block");
+    CHECK_THAT(in_block.message, Catch::StartsWith("pgrail: pgrail.migrate_up cannot run inside a transaction block; "));
     CHECK(proxy::outside_transaction_error(up, true).message ==
-          "pgrail: pgrail.migrate_up cannot be executed within a pipeline");
+          "pgrail: pgrail.migrate_up cannot be executed within a pipeline; send it on its own, outside the pipeline");
 }
 
 TEST_CASE("the gate's verdict carries each call's span and whether it changes something", "[proxy][relations]") {
