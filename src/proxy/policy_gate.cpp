@@ -129,14 +129,12 @@ bool forgets(const sql::Statement& statement) {
     return std::any_of(statement.inner.begin(), statement.inner.end(), forgets);
 }
 
-// Whether a text may drop prepared statements (DEALLOCATE, DISCARD ALL): the session then
-// forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
-// A PREPARE or DECLARE CURSOR, or a setting changed (SET, RESET, set_config: a search_path into
-// a schema a reload protects, a setting it protects), at any depth (a DO block's EXECUTE of one
-// acts for the session): what the session keeps and later texts rely on unchecked
-// (GateVerdict::keeps_for_later).
-// Any DDL forwarded counts too (a rule that allowed it may make temporary functions, procedures
-// or domains that later texts call unchecked).
+// What a statement leaves the session that later texts rely on without its being read again
+// (GateVerdict::keeps_for_later), at any depth (a DO block's EXECUTE acts for the session): a
+// PREPARE, a DECLARE CURSOR, a setting changed (SET, RESET, set_config: a search_path into a
+// schema a reload protects), any DDL (a rule that allowed it may have made temporary functions,
+// procedures or domains), a statement pgrail could not read. Counted for a refused text too (its
+// first statements run).
 bool keeps(const sql::Statement& statement) {
     return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" || !statement.settings.empty() ||
            statement.statement_class == sql::StatementClass::ddl || statement.error.has_value() ||
@@ -149,6 +147,8 @@ bool keeps_for_later(const sql::Analysis& analysis) {
     return analysis.error.has_value() || std::any_of(analysis.statements.begin(), analysis.statements.end(), keeps);
 }
 
+// Whether a text may drop prepared statements (DEALLOCATE, DISCARD ALL): the session then
+// forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
 bool forgets_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
 }
