@@ -168,7 +168,11 @@ std::string next_step(const Proposal& proposal) {
                                proposal.reason.empty() ? "" : ": " + proposal.reason);
         case ProposalState::proposed: break;
     }
-    if (proposal.verification.starts_with("failed"))
+    // The scripts' own fault (a statement of theirs failed, or the rollback does not restore the
+    // schema): the agent fixes them. A proof that could not finish otherwise waits for a person.
+    if (proposal.verification.starts_with("failed") &&
+        (proposal.verification.find(" failed at ") != std::string::npos ||
+         proposal.verification.find("the rollback does not restore the schema") != std::string::npos))
         return fmt::format("Its verification failed (the verification column says why): fix the scripts and propose "
                            "them again. Only an operator may still approve version {} as it is (pgrail migrate "
                            "approve {} or SELECT * FROM pgrail.approve_migration('{}'))",

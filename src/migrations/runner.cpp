@@ -611,10 +611,10 @@ std::vector<const Migration*> next_pending_exactly(const Registry& registry, con
     if (pending.size() > 10) versions += fmt::format(" and {} more", pending.size() - 10);
     throw MigrationError(
         sqlstate::object_not_in_prerequisite_state,
-        fmt::format("migration {} is not the next pending migration: {} pending before it: {}; apply it first: "
+        fmt::format("migration {} is not the next pending migration: {} pending before it: {}; apply {} first: "
                     "SELECT * FROM pgrail.migrate_up('{}') (or every pending one: SELECT * FROM pgrail.migrate_up())",
                     version, pending.size() == 1 ? "1 is" : fmt::format("{} are", pending.size()), versions,
-                    pending.front()->version),
+                    pending.front()->version, pending.front()->version),
         fmt::format("pending before {}, in the order they apply: {}", version, named),
         fmt::format("apply them first, one at a time in version order (next: SELECT * FROM pgrail.migrate_up('{}')), "
                     "or every pending migration with SELECT * FROM pgrail.migrate_up()",

@@ -1000,7 +1000,7 @@ std::optional<Decision> check_sensitive(const Context& context, const Statement&
         if (!masks || first.always_deny)
             decision = refuse(context, &statement, "sensitive_columns", label,
                           fmt::format("pgrail: column {} is sensitive and may not be read in this session (read {}); "
-                                      "name the columns you need instead of * and leave it out",
+                                      "leave it out of the statement (name the columns you need instead of *)",
                                       first.column, first.how),
                           fmt::format(" reading {}", listed),
                           "Select the columns you need by name and leave out the sensitive ones (SELECT * and whole "

@@ -133,12 +133,14 @@ bool forgets(const sql::Statement& statement) {
 // (GateVerdict::keeps_for_later), at any depth (a DO block's EXECUTE acts for the session): a
 // PREPARE, a DECLARE CURSOR, a setting changed (SET, RESET, set_config: a search_path into a
 // schema a reload protects), any DDL (a rule that allowed it may have made temporary functions,
-// procedures or domains), a statement pgrail could not read. Counted for a refused text too (its
-// first statements run).
+// procedures or domains; a DO block's dynamic SQL too), a COPY (its rows come later), a statement
+// pgrail could not read or does not know. For a refused text, only the statements before the
+// refused one count (they run; the rest does not).
 bool keeps(const sql::Statement& statement) {
-    return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" || !statement.settings.empty() ||
-           statement.statement_class == sql::StatementClass::ddl || statement.error.has_value() ||
-           std::any_of(statement.inner.begin(), statement.inner.end(), keeps);
+    return statement.tag == "PREPARE" || statement.tag == "DECLARE CURSOR" || statement.tag == "COPY" ||
+           !statement.settings.empty() || statement.statement_class == sql::StatementClass::ddl ||
+           statement.statement_class == sql::StatementClass::unknown || statement.flags.ddl_capable_dynamic ||
+           statement.error.has_value() || std::any_of(statement.inner.begin(), statement.inner.end(), keeps);
 }
 
 // A text pgrail could not read whole (forwarded under audit_only or on_parse_error: allow) may
@@ -655,6 +657,15 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     count(decision, analysis);
     GateVerdict verdict;
     facts.describe(verdict, decision.action == policy::Decision::Action::allow);
+    // An enforced refusal runs only the statements before the refused one (none of a text that
+    // does not parse): only those leave the session anything.
+    if (decision.action == policy::Decision::Action::deny && decision.enforced)
+        verdict.keeps_for_later =
+            !analysis.error && std::any_of(analysis.statements.begin(),
+                                           analysis.statements.begin() +
+                                               static_cast<std::ptrdiff_t>(std::min(decision.statement_index,
+                                                                                    analysis.statements.size())),
+                                           keeps);
     if (decision.action == policy::Decision::Action::allow) {
         // A schema change that passes (a migrator's registered statement, a rule with ddl: allow)
         // is on record before the server runs it; if it cannot be, it does not run. So is a read

@@ -466,9 +466,9 @@ protocol::ErrorMessage truncated_notice(std::string_view rule, std::uint64_t lim
 protocol::ErrorMessage refused_error(std::string_view rule, std::uint64_t limit) {
     return {"ERROR",
             sqlstate::program_limit_exceeded,
-            fmt::format("pgrail: the result has more than {} rows, the limit of max_rows in rule {}; add LIMIT {} or a "
-                        "narrower WHERE and run it again",
-                        limit, rule, limit),
+            fmt::format("pgrail: the result has more than {} rows, the limit of max_rows in rule {}; fetch fewer rows "
+                        "(LIMIT {}, FETCH {} or a narrower WHERE; after ROLLBACK inside a transaction block)",
+                        limit, rule, limit, limit),
             {},
             "Add a LIMIT to the query or narrow its WHERE clause: pgrail canceled the statement once its result "
             "passed the limit."};

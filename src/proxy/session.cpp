@@ -712,7 +712,8 @@ awaitable<void> Session::client_to_server() {
                              context_.session_id);
                 end_session(sqlstate::admin_shutdown,
                             "pgrail: the policy was reloaded and decides this session's statements otherwise now; "
-                            "connect again to continue under it (an open transaction was rolled back)");
+                            "connect again to continue under it (a transaction still open is rolled back; "
+                            "statements whose answers did not arrive may have run)");
                 co_await write_out(server_, to_server_);  // what came before this frame
                 co_return;
             }

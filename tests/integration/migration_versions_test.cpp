@@ -64,7 +64,7 @@ TEST_CASE("migrate_up('V') applies V alone and only as the next pending migratio
     // B while A is pending before it: refused, naming A; nothing applied.
     const auto skipped = run(owner.get(), "SELECT * FROM pgrail.migrate_up('2')");
     CHECK(skipped.at(0).sqlstate == "55000");
-    CHECK(skipped[0].message == "migration 2 is not the next pending migration: 1 is pending before it: 1; apply it "
+    CHECK(skipped[0].message == "migration 2 is not the next pending migration: 1 is pending before it: 1; apply 1 "
                                 "first: SELECT * FROM pgrail.migrate_up('1') (or every pending one: SELECT * FROM "
                                 "pgrail.migrate_up())");
     CHECK_FALSE(proxy.has_table("a_t"));

@@ -319,6 +319,9 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
             "DECLARE CURSOR");
     REQUIRE(run(owner.get(), "PREPARE look AS SELECT count(*) FROM enforce_items").at(0).command == "PREPARE");
     REQUIRE(run(pathed.get(), "SET search_path = public").at(0).command == "SET");
+    // Refused texts ran nothing (helper 81: they marked the session): it stays.
+    REQUIRE(run(plain.get(), "ALTER TABLE enforce_items ADD COLUMN z int").at(0).sqlstate == "42501");
+    REQUIRE(run(plain.get(), "SELEC 1").at(0).sqlstate == "42601");
     Result copy(PQexec(copying.get(), "COPY enforce_items (id, v) FROM STDIN"));
     REQUIRE(PQresultStatus(copy.get()) == PGRES_COPY_IN);
     REQUIRE(PQputCopyData(copying.get(), "7\tbefore\n", 9) == 1);

@@ -462,8 +462,9 @@ TEST_CASE("max_rows deny: the statement is canceled and refused with 54000", "[m
     const auto refused = run(agent.get(), big).at(0);
     CHECK(refused.status == "PGRES_FATAL_ERROR");
     CHECK(refused.sqlstate == "54000");
-    CHECK(refused.message == "pgrail: the result has more than 5 rows, the limit of max_rows in rule strict; add "
-                             "LIMIT 5 or a narrower WHERE and run it again");
+    CHECK(refused.message == "pgrail: the result has more than 5 rows, the limit of max_rows in rule strict; fetch "
+                             "fewer rows (LIMIT 5, FETCH 5 or a narrower WHERE; after ROLLBACK inside a transaction "
+                             "block)");
     CHECK(run(agent.get(), "SELECT 1").at(0).rows.at(0)[0] == std::optional<std::string>("1"));
 
     // In a transaction block: the block fails and ROLLBACK ends it.

@@ -293,8 +293,9 @@ TEST_CASE("max_rows messages and small parsers", "[proxy][masking]") {
     CHECK(notice.find("5 more rows") != std::string::npos);
     const auto error = refused_error("agents", 10);
     CHECK(error.sqlstate == "54000");
-    CHECK(error.message == "pgrail: the result has more than 10 rows, the limit of max_rows in rule agents; add "
-                           "LIMIT 10 or a narrower WHERE and run it again");
+    CHECK(error.message == "pgrail: the result has more than 10 rows, the limit of max_rows in rule agents; fetch "
+                           "fewer rows (LIMIT 10, FETCH 10 or a narrower WHERE; after ROLLBACK inside a transaction "
+                           "block)");
 
     CHECK(execute_portal(std::string("p1\0\0\0\0\0", 7)) == std::optional<std::string_view>("p1"));
     CHECK(execute_portal(std::string("\0\0\0\0\x0a", 5)) == std::optional<std::string_view>(""));
