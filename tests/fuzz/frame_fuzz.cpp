@@ -44,7 +44,16 @@ void decode_client(char tag, std::string_view frame) {
     } else if (tag == protocol::frontend_tag::parse) {
         if (const auto parse = protocol::parse_parse(body)) {
             protocol::encode_parse(encoded, parse->statement_name, parse->query, parse->parameter_types);
-            PGRAIL_FUZZ_CHECK(encoded == frame);
+            // A statement name is read as the server keys it, by its first 63 bytes
+            // (server_object_name): a longer one re-encodes cut, the rest alike; any other, byte
+            // for byte.
+            if (body.find('\0') <= 63) {
+                PGRAIL_FUZZ_CHECK(encoded == frame);
+            } else {
+                const auto again = protocol::parse_parse(std::string_view(encoded).substr(protocol::header_size));
+                PGRAIL_FUZZ_CHECK(again && again->statement_name == parse->statement_name &&
+                                  again->query == parse->query && again->parameter_types == parse->parameter_types);
+            }
         }
     }
 }
