@@ -241,12 +241,10 @@ bool send_key(pqxx::transaction_base& tx, const std::string& key) {
         tx.exec0("SET log_parameter_max_length_on_error = 0");
         return tx.exec_params1("SELECT pgrail_backstop.authorize($1)", key)[0].as<bool>();
     } catch (const pqxx::sql_error& error) {
-        std::string message = error.what();
-        if (message.starts_with("ERROR:  ")) message.erase(0, 8);
-        message = message.substr(0, message.find('\n'));
         const auto state = sqlstate_of(error);
         throw MigrationError(state.empty() ? std::string(sqlstate::internal_error) : state,
-                             "pgrail's backstop could not authorize the migration runner: " + message);
+                             "pgrail's backstop could not authorize the migration runner: " +
+                                 split_pq_message(error.what()).first);
     }
 }
 

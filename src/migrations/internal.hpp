@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -20,6 +21,9 @@ namespace pgrail::migrations::detail {
 // `backstop_key_file` (a runner that changes the schema), and when the database has the backstop,
 // the connection is authorized with that key: one round trip more, once per connection.
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& backstop_key_file = {});
+
+// libpq's "ERROR:  message\nLINE 1: ...": the primary message and the rest.
+std::pair<std::string, std::string> split_pq_message(std::string text);
 
 // An error's SQLSTATE: libpqxx 6.4 throws insufficient_privilege without it (the backstop
 // refuses with it).

@@ -30,16 +30,6 @@ std::int64_t elapsed_ms(std::chrono::steady_clock::time_point since) {
 
 namespace {
 
-// libpq's "ERROR:  message\nLINE 1: ...": the primary message and the rest.
-std::pair<std::string, std::string> split_pq_message(std::string text) {
-    for (const char* prefix : {"ERROR:  ", "FATAL:  "})
-        if (text.starts_with(prefix)) text.erase(0, std::char_traits<char>::length(prefix));
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    const auto eol = text.find('\n');
-    if (eol == std::string::npos) return {text, {}};
-    return {text.substr(0, eol), text.substr(eol + 1)};
-}
-
 std::string first_line(std::string_view text, std::size_t max = 80) {
     const auto eol = text.find('\n');
     std::string line(text.substr(0, eol));
@@ -50,6 +40,15 @@ std::string first_line(std::string_view text, std::size_t max = 80) {
 std::string ms(std::chrono::milliseconds value) { return fmt::format("'{}ms'", value.count()); }
 
 }  // namespace
+
+std::pair<std::string, std::string> split_pq_message(std::string text) {
+    for (const char* prefix : {"ERROR:  ", "FATAL:  "})
+        if (text.starts_with(prefix)) text.erase(0, std::char_traits<char>::length(prefix));
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    const auto eol = text.find('\n');
+    if (eol == std::string::npos) return {text, {}};
+    return {text.substr(0, eol), text.substr(eol + 1)};
+}
 
 std::string sqlstate_of(const pqxx::sql_error& error) {
     if (error.sqlstate().empty() && dynamic_cast<const pqxx::insufficient_privilege*>(&error) != nullptr)
