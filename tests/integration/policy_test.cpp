@@ -49,6 +49,21 @@ std::string default_policy_with(std::string_view from, std::string_view to) {
     return path;
 }
 
+// A pgrail enforcing a copy of the shipped default policy that the test rewrites and reloads.
+struct ReloadableProxy {
+    std::string path = PgrailProcess::make_temp_dir() + "/policy.yaml";
+    std::string shipped = read_file(source_dir() + "/policies/default.yaml");
+    EnforcingProxy proxy{(write_file(path, shipped), path)};
+
+    // Writes `policy` and sends SIGHUP; waits until the log says the reload was `outcome`.
+    void reload(const std::string& policy, const std::string& outcome, std::size_t times = 1) {
+        write_file(path, policy);
+        proxy.process.reload();
+        REQUIRE(eventually([&] { return count_occurrences(proxy.process.log(), outcome) >= times; },
+                           std::chrono::seconds(5)));
+    }
+};
+
 void reset_table() {
     auto conn = admin();
     (void)run(conn.get(), "DROP TABLE IF EXISTS enforce_items; CREATE TABLE enforce_items (id int, v text);"
@@ -264,30 +279,21 @@ TEST_CASE("audit_only forwards everything and records what would have been refus
 
 TEST_CASE("SIGHUP swaps the policy for new statements without dropping sessions", "[policy][reload]") {
     reset_table();
-    const auto dir = PgrailProcess::make_temp_dir();
-    const auto policy_path = dir + "/policy.yaml";
-    const auto strict = read_file(source_dir() + "/policies/default.yaml");
-    write_file(policy_path, strict);
-    EnforcingProxy proxy(policy_path);
-    auto conn = proxy.connect();
+    ReloadableProxy reloadable;
+    const auto& strict = reloadable.shipped;
+    auto conn = reloadable.proxy.connect();
     CHECK(run(conn.get(), "TRUNCATE enforce_items").at(0).sqlstate == "42501");
 
     // A broken policy is refused with file:line:column; the old one stays in force.
-    write_file(policy_path, strict + "\nbogus_key: 1\n");
-    proxy.process.reload();
-    REQUIRE(eventually([&] { return proxy.process.log().find("policy reload refused") != std::string::npos; },
-                       std::chrono::seconds(5)));
-    CHECK_THAT(proxy.process.log(), Catch::Contains(policy_path + ":") && Catch::Contains("bogus_key"));
+    reloadable.reload(strict + "\nbogus_key: 1\n", "policy reload refused");
+    CHECK_THAT(reloadable.proxy.process.log(), Catch::Contains(reloadable.path + ":") && Catch::Contains("bogus_key"));
     CHECK(run(conn.get(), "TRUNCATE enforce_items").at(0).sqlstate == "42501");
 
     // A valid new policy takes effect for the next statement on the same session.
     auto relaxed = strict;
     relaxed.replace(relaxed.find("allow_truncate: false"), std::string("allow_truncate: false").size(),
                     "allow_truncate: true");
-    write_file(policy_path, relaxed);
-    proxy.process.reload();
-    REQUIRE(eventually([&] { return proxy.process.log().find("reloaded") != std::string::npos; },
-                       std::chrono::seconds(5)));
+    reloadable.reload(relaxed, "reloaded");
     CHECK(PQstatus(conn.get()) == CONNECTION_OK);
     CHECK(run(conn.get(), "TRUNCATE enforce_items").at(0).command == "TRUNCATE TABLE");
     CHECK(scalar(conn.get(), "SELECT 1") == "1");
@@ -298,11 +304,8 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     // Helper 77: a statement prepared (PREPARE, or Parse) or a cursor declared under the old rule
     // ran after a reload that refused it: EXECUTE, FETCH and Bind are not checked again.
     reset_table();
-    const auto dir = PgrailProcess::make_temp_dir();
-    const auto policy_path = dir + "/policy.yaml";
-    const auto loose = read_file(source_dir() + "/policies/default.yaml");
-    write_file(policy_path, loose);
-    EnforcingProxy proxy(policy_path);
+    ReloadableProxy reloadable;
+    auto& proxy = reloadable.proxy;
     auto prepared = proxy.connect();        // PREPARE
     auto parsed = proxy.connect();          // Parse of a named statement
     auto cursor = proxy.connect();          // a cursor WITH HOLD
@@ -328,14 +331,11 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     REQUIRE(PQflush(copying.get()) == 0);
 
     // The agents' rule now keeps enforce_items read-only; the owner's is as it was.
-    auto strict = loose;
+    auto strict = reloadable.shipped;
     const std::string agents = "  - name: agents\n";
     REQUIRE(strict.find(agents) != std::string::npos);
     strict.insert(strict.find(agents) + agents.size(), "    read_only_tables: [enforce_items]\n");
-    write_file(policy_path, strict);
-    proxy.process.reload();
-    REQUIRE(eventually([&] { return count_occurrences(proxy.process.log(), "reloaded") >= 1; },
-                       std::chrono::seconds(5)));
+    reloadable.reload(strict, "reloaded");
 
     for (auto* conn : {prepared.get(), cursor.get(), pathed.get()}) {
         const auto ended =
