@@ -657,12 +657,41 @@ std::string constant_text(const json& a_const, bool& ok) {
     return {};
 }
 
-// A constant argument as text: a string, number or boolean literal, possibly cast
-// ('SELECT 1'::text, 42::bigint); nothing for any other expression.
+bool only_keys(const json& body, std::initializer_list<std::string_view> allowed) {
+    for (const json member : body) {
+        const std::string_view key = member.key();
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) return false;
+    }
+    return true;
+}
+
+// Whether a cast hands on its constant as written: a string to text or to varchar without a
+// length, an integer to an integer type or to numeric without a scale. Any other cast may change
+// it: varchar(4) and char(4) cut a string, char pads and trims it, name cuts it at 63 bytes, a
+// string read as a number loses its spelling ('007'::int), a fraction cast to bigint is rounded.
+bool cast_keeps_constant(const json& type_name, const json& constant) {
+    const auto names = names_of(child(type_name, "names"));
+    const auto literal = node_of(constant);
+    if (!literal || literal->first != "A_Const" || !only_keys(type_name, {"names", "typemod", "location"}) ||
+        names.empty() || names.size() > 2 || (names.size() == 2 && names[0] != "pg_catalog"))
+        return false;
+    const std::string_view type = names.back();
+    if (literal->second.contains("sval")) return type == "text" || type == "varchar";
+    if (literal->second.contains("ival"))
+        return type == "int2" || type == "int4" || type == "int8" || type == "numeric";
+    return false;
+}
+
+// A constant argument as text: a string, number or boolean literal, possibly cast where the cast
+// keeps it ('SELECT 1'::text, 42::bigint); nothing for any other expression.
 std::optional<std::string> constant_string(const json& argument) {
     const auto node = node_of(argument);
     if (!node) return std::nullopt;
-    if (node->first == "TypeCast") return constant_string(child(node->second, "arg"));
+    if (node->first == "TypeCast") {
+        const json arg = child(node->second, "arg");
+        if (!cast_keeps_constant(child(node->second, "typeName"), arg)) return std::nullopt;
+        return constant_string(arg);
+    }
     if (node->first != "A_Const" || node->second.contains("isnull")) return std::nullopt;
     bool ok = true;
     std::string text = constant_text(node->second, ok);
@@ -792,14 +821,6 @@ std::size_t extension_query_text_arguments(std::string_view function, std::size_
     return 0;
 }
 
-bool only_keys(const json& body, std::initializer_list<std::string_view> allowed) {
-    for (const json member : body) {
-        const std::string_view key = member.key();
-        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) return false;
-    }
-    return true;
-}
-
 // A string constant, possibly cast to text, as a function receives it (a cast to another type may
 // change the text: varchar(4) cuts it), or nothing.
 std::optional<std::string> text_constant(const json& argument) {
@@ -909,10 +930,10 @@ std::optional<std::string> constant_expression(std::string_view expression) {
     if (!target || target->first != "ResTarget" || target->second.contains("name")) return std::nullopt;
     const auto value = node_of(child(target->second, "val"));
     if (!value) return std::nullopt;
-    const json constant = value->first == "TypeCast" ? child(value->second, "arg") : child(target->second, "val");
-    const auto literal = node_of(constant);
+    const auto literal = node_of(value->first == "TypeCast" ? child(value->second, "arg") : child(target->second, "val"));
     if (!literal || literal->first != "A_Const" || !literal->second.contains("sval")) return std::nullopt;
-    return std::string(str(literal->second.find("sval"), "sval"));
+    // EXECUTE hands the string on through a cast to text; varchar(n) or char(n) would cut it.
+    return constant_string(child(target->second, "val"));
 }
 
 // A setting's value as the parser gives it (identifiers down-cased, strings as written); a
