@@ -3,9 +3,16 @@
 // message). Not pgrail: bench/run.sh runs it beside pgrail and PgBouncer when it is built, to tell
 // how much of a proxy's cost is forwarding itself (the kernel's share), whatever the proxy does.
 //
-//   relay_floor_bench LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT [THREADS]
+//   relay_floor_bench LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT [THREADS] [epoll|uring]
 // An UPSTREAM_HOST that starts with '/' is a directory holding PostgreSQL's Unix socket
 // (.s.PGSQL.UPSTREAM_PORT), as libpq reads it: bench/run.sh's UPSTREAM=unix.
+//
+// `uring` (built when liburing is found) runs the same relay on one io_uring per thread instead,
+// the fewest system calls a relay can make: multishot accepts and receives into a ring of
+// provided buffers, each buffer sent as it is and handed back when its send completes, and one
+// io_uring_enter per loop turn that submits every send the turn produced and waits for the next
+// completions (DEFER_TASKRUN: the kernel's completion work runs in that call, not by interrupt).
+// Issue 21 asks whether such a loop spends less CPU per message than an epoll one.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,6 +21,12 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#ifdef PGRAIL_BENCH_URING
+#include <liburing.h>
+
+#include <deque>
+#endif
 
 #include <array>
 #include <cerrno>
@@ -179,11 +192,256 @@ void run_loop(int listen_fd, Upstream upstream) {
     }
 }
 
+
+#ifdef PGRAIL_BENCH_URING
+// The io_uring loop. Every operation's user_data is its pair's address with the operation in the
+// low bits (a Pair is 8-aligned); the listening socket's accepts carry no pair.
+namespace uring {
+
+enum Op : std::uint64_t { accept_op = 0, recv_client = 1, recv_server = 2, send_to_server = 3, send_to_client = 4, ignored = 5 };
+constexpr std::uint64_t op_mask = 7;
+constexpr unsigned buffer_count = 1024;  // a power of two, as a buffer ring must be
+constexpr unsigned buffer_size = 16384;
+constexpr int group = 0;
+
+// A received buffer waiting for (or in) its send: bytes [offset, length) of buffer `id`.
+struct Chunk {
+    unsigned id;
+    unsigned offset;
+    unsigned length;
+};
+
+// One direction's sends, one at a time so that bytes stay in order.
+struct Direction {
+    std::deque<Chunk> chunks;
+    bool sending = false;
+};
+
+struct Pair {
+    int client = -1;
+    int server = -1;
+    Direction up;    // to the server
+    Direction down;  // to the client
+    int in_flight = 0;  // operations whose last completion has not arrived: the pair lives until 0
+    bool closing = false;
+};
+
+class Loop {
+public:
+    Loop(int listen_fd, Upstream upstream) : listen_fd_(listen_fd), upstream_(upstream) {
+        io_uring_params params{};
+        params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+        if (io_uring_queue_init_params(4096, &ring_, &params) != 0) {
+            std::perror("io_uring_queue_init_params");
+            std::exit(1);
+        }
+        void* memory = nullptr;
+        if (posix_memalign(&memory, 4096, buffer_count * sizeof(io_uring_buf)) != 0) std::exit(1);
+        buffers_ring_ = static_cast<io_uring_buf_ring*>(memory);
+        io_uring_buf_ring_init(buffers_ring_);
+        io_uring_buf_reg registration{};
+        registration.ring_addr = reinterpret_cast<std::uint64_t>(buffers_ring_);
+        registration.ring_entries = buffer_count;
+        registration.bgid = group;
+        if (io_uring_register_buf_ring(&ring_, &registration, 0) != 0) {
+            std::fprintf(stderr, "io_uring_register_buf_ring failed\n");
+            std::exit(1);
+        }
+        storage_.resize(static_cast<std::size_t>(buffer_count) * buffer_size);
+        for (unsigned id = 0; id < buffer_count; ++id) give_back(id);
+        arm_accept();
+    }
+
+    void run() {
+        while (true) {
+            io_uring_submit_and_wait(&ring_, 1);
+            io_uring_cqe* cqe = nullptr;
+            unsigned head = 0;
+            unsigned seen = 0;
+            io_uring_for_each_cqe(&ring_, head, cqe) {
+                handle(*cqe);
+                ++seen;
+            }
+            io_uring_cq_advance(&ring_, seen);
+        }
+    }
+
+private:
+    io_uring_sqe* sqe() {
+        io_uring_sqe* entry = io_uring_get_sqe(&ring_);
+        while (entry == nullptr) {
+            io_uring_submit(&ring_);
+            entry = io_uring_get_sqe(&ring_);
+        }
+        return entry;
+    }
+
+    static std::uint64_t tag(Pair* pair, Op op) { return reinterpret_cast<std::uint64_t>(pair) | op; }
+
+    char* buffer(unsigned id) { return storage_.data() + static_cast<std::size_t>(id) * buffer_size; }
+
+    void give_back(unsigned id) {
+        io_uring_buf_ring_add(buffers_ring_, buffer(id), buffer_size, static_cast<unsigned short>(id),
+                              io_uring_buf_ring_mask(buffer_count), 0);
+        io_uring_buf_ring_advance(buffers_ring_, 1);
+        ++free_buffers_;
+    }
+
+    void arm_accept() {
+        io_uring_sqe* entry = sqe();
+        io_uring_prep_multishot_accept(entry, listen_fd_, nullptr, nullptr, SOCK_NONBLOCK);
+        io_uring_sqe_set_data64(entry, tag(nullptr, accept_op));
+    }
+
+    void arm_receive(Pair* pair, bool from_client) {
+        io_uring_sqe* entry = sqe();
+        io_uring_prep_recv_multishot(entry, from_client ? pair->client : pair->server, nullptr, 0, 0);
+        entry->flags |= IOSQE_BUFFER_SELECT;
+        entry->buf_group = group;
+        io_uring_sqe_set_data64(entry, tag(pair, from_client ? recv_client : recv_server));
+        ++pair->in_flight;
+    }
+
+    void send_next(Pair* pair, bool to_server) {
+        Direction& direction = to_server ? pair->up : pair->down;
+        if (direction.sending || direction.chunks.empty()) return;
+        const Chunk& chunk = direction.chunks.front();
+        io_uring_sqe* entry = sqe();
+        io_uring_prep_send(entry, to_server ? pair->server : pair->client, buffer(chunk.id) + chunk.offset,
+                           chunk.length - chunk.offset, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(entry, tag(pair, to_server ? send_to_server : send_to_client));
+        direction.sending = true;
+        ++pair->in_flight;
+    }
+
+    void accepted(int client) {
+        const int server = connect_upstream(upstream_);
+        if (server < 0) {
+            close(client);
+            return;
+        }
+        set_nodelay(client);
+        auto* pair = new Pair;
+        pair->client = client;
+        pair->server = server;
+        arm_receive(pair, true);
+        arm_receive(pair, false);
+    }
+
+    // Cancels what is queued on both sockets; the pair is freed when its last completion arrives.
+    void close_pair(Pair* pair) {
+        if (pair->closing) return;
+        pair->closing = true;
+        for (const int fd : {pair->client, pair->server}) {
+            io_uring_sqe* entry = sqe();
+            io_uring_prep_cancel_fd(entry, fd, IORING_ASYNC_CANCEL_ALL);
+            io_uring_sqe_set_data64(entry, tag(nullptr, ignored));
+            shutdown(fd, SHUT_RDWR);  // a send the peer never drains must end too
+        }
+    }
+
+    void finished(Pair* pair) {
+        if (--pair->in_flight > 0 || !pair->closing) return;
+        for (Direction* direction : {&pair->up, &pair->down}) {
+            for (const Chunk& chunk : direction->chunks) give_back(chunk.id);
+        }
+        close(pair->client);
+        close(pair->server);
+        delete pair;
+    }
+
+    void rearm_starved() {
+        for (auto it = starved_.begin(); it != starved_.end() && free_buffers_ > 0;) {
+            auto [pair, from_client] = *it;
+            it = starved_.erase(it);
+            if (!pair->closing) arm_receive(pair, from_client);
+            finished(pair);  // the starved receive's count, which held the pair open until now
+        }
+    }
+
+    void handle(const io_uring_cqe& cqe) {
+        const Op op = static_cast<Op>(cqe.user_data & op_mask);
+        auto* pair = reinterpret_cast<Pair*>(cqe.user_data & ~op_mask);
+        const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+        switch (op) {
+        case ignored:
+            return;
+        case accept_op:
+            if (cqe.res >= 0) accepted(cqe.res);
+            if (!more) arm_accept();
+            return;
+        case recv_client:
+        case recv_server: {
+            const bool from_client = op == recv_client;
+            if ((cqe.flags & IORING_CQE_F_BUFFER) != 0) {
+                const unsigned id = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+                --free_buffers_;
+                if (cqe.res > 0 && !pair->closing) {
+                    Direction& direction = from_client ? pair->up : pair->down;
+                    direction.chunks.push_back(Chunk{id, 0, static_cast<unsigned>(cqe.res)});
+                    send_next(pair, from_client);
+                } else {
+                    give_back(id);
+                }
+            }
+            if (more) return;
+            if (cqe.res == -ENOBUFS && !pair->closing) {
+                starved_.emplace_back(pair, from_client);  // keeps its in_flight count until re-armed
+                return;
+            }
+            if (cqe.res > 0 && !pair->closing) {
+                --pair->in_flight;
+                arm_receive(pair, from_client);
+                return;
+            }
+            close_pair(pair);  // end of file, an error, or cancelled
+            finished(pair);
+            return;
+        }
+        case send_to_server:
+        case send_to_client: {
+            const bool to_server = op == send_to_server;
+            Direction& direction = to_server ? pair->up : pair->down;
+            direction.sending = false;
+            Chunk& chunk = direction.chunks.front();
+            if (cqe.res <= 0 || pair->closing) {
+                close_pair(pair);
+                finished(pair);
+                return;
+            }
+            chunk.offset += static_cast<unsigned>(cqe.res);
+            if (chunk.offset == chunk.length) {
+                give_back(chunk.id);
+                direction.chunks.pop_front();
+                rearm_starved();
+            }
+            send_next(pair, to_server);
+            finished(pair);
+            return;
+        }
+        }
+    }
+
+    int listen_fd_;
+    Upstream upstream_;
+    io_uring ring_{};
+    io_uring_buf_ring* buffers_ring_ = nullptr;
+    std::vector<char> storage_;
+    unsigned free_buffers_ = 0;
+    std::deque<std::pair<Pair*, bool>> starved_;
+};
+
+}  // namespace uring
+
+void run_uring_loop(int listen_fd, Upstream upstream) { uring::Loop(listen_fd, upstream).run(); }
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc < 4) {
-        std::fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_HOST|SOCKET_DIR UPSTREAM_PORT [THREADS]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_HOST|SOCKET_DIR UPSTREAM_PORT [THREADS] [epoll|uring]\n",
+                     argv[0]);
         return 2;
     }
     sockaddr_in listen_address{};
@@ -214,6 +472,15 @@ int main(int argc, char** argv) {
         upstream.length = sizeof tcp_address;
     }
     const int threads = argc > 4 ? std::atoi(argv[4]) : 1;
+    const std::string io = argc > 5 ? argv[5] : "epoll";
+    auto loop = run_loop;
+#ifdef PGRAIL_BENCH_URING
+    if (io == "uring") loop = run_uring_loop;
+#endif
+    if (io != "epoll" && loop == run_loop) {
+        std::fprintf(stderr, "%s: no io_uring loop in this build (liburing-dev not found)\n", argv[0]);
+        return 2;
+    }
     const int listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -223,6 +490,6 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::vector<std::thread> loops;
-    for (int i = 1; i < threads; ++i) loops.emplace_back(run_loop, listen_fd, upstream);
-    run_loop(listen_fd, upstream);
+    for (int i = 1; i < threads; ++i) loops.emplace_back(loop, listen_fd, upstream);
+    loop(listen_fd, upstream);
 }

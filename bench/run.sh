@@ -21,6 +21,9 @@
 # The floor relay (bench/relay_floor_bench.cpp; cmake --build build --target relay_floor_bench)
 # forwards bytes and parses nothing: what any proxy stands on, so each bar can be read against
 # what forwarding alone costs in the same run. Without it (not built, or TLS=1) it is left out.
+# Built with liburing-dev, it also runs as floor_uring: the same relay on io_uring (multishot
+# receives into provided buffers, one io_uring_enter per loop turn), the fewest system calls a
+# relay can make, to tell what an io_uring loop would save pgrail (issue 21).
 #
 # Every benchmark runs every target: pgbench -S -c 8 -j 2 in the simple, extended and prepared
 # protocols (DURATION s each), -c 1 and -C churn (SHORT s), COPY TO STDOUT (COPY_REPEATS per
@@ -66,11 +69,12 @@ work=$(mktemp -d /tmp/pgrail-bench.XXXXXX)
 bouncer_pid=''
 policy_pid=''
 floor_pid=''
+floor_uring_pid=''
 alt_pid=''
 syscall_perf_pid=''
 cleanup() {
   local pid
-  for pid in "$syscall_perf_pid" "$bouncer_pid" "$policy_pid" "$floor_pid" "$alt_pid"; do
+  for pid in "$syscall_perf_pid" "$bouncer_pid" "$policy_pid" "$floor_pid" "$floor_uring_pid" "$alt_pid"; do
     if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
   done
   "$repo/scripts/test-cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true
@@ -132,18 +136,28 @@ targets=(direct pgrail policy pgbouncer)
 # The floor relay (bench/relay_floor_bench.cpp), with one loop per core like pgrail, reaching
 # PostgreSQL the way the proxies do (UPSTREAM).
 floor_bin=${FLOOR_BIN:-$repo/build/bench/relay_floor_bench}
-if [[ -x $floor_bin && $TLS != 1 ]]; then
-  floor_port=$(free_port)
-  setsid "$floor_bin" "$floor_port" "$([[ $UPSTREAM == unix ]] && echo "$PG_SOCKET_DIR" || echo "$PG_HOST")" \
-    "$PG_PORT" "$(nproc)" &
-  floor_pid=$!
+# start_floor TARGET IO: the relay with IO's loop (epoll or uring) as TARGET; sets floor_started_pid.
+start_floor() {
+  local relay_port ready=''
+  relay_port=$(free_port)
+  setsid "$floor_bin" "$relay_port" "$([[ $UPSTREAM == unix ]] && echo "$PG_SOCKET_DIR" || echo "$PG_HOST")" \
+    "$PG_PORT" "$(nproc)" "$2" 2>"$work/$1.err" &
+  floor_started_pid=$!
   # pg_isready tries once: a relay still starting would refuse it.
-  floor_ready=''
-  for _ in $(seq 50); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$floor_port" -t 2 && { floor_ready=1; break; }; sleep 0.1; done
-  [[ -n $floor_ready ]] || { echo "bench: the floor relay did not start" >&2; exit 1; }
-  port[floor]=$floor_port
-  pid_of[floor]=$floor_pid
-  targets+=(floor)
+  for _ in $(seq 50); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$relay_port" -t 2 && { ready=1; break; }; sleep 0.1; done
+  [[ -n $ready ]] || return 1
+  port[$1]=$relay_port
+  pid_of[$1]=$floor_started_pid
+  targets+=("$1")
+}
+if [[ -x $floor_bin && $TLS != 1 ]]; then
+  start_floor floor epoll || { echo "bench: the floor relay did not start" >&2; exit 1; }
+  floor_pid=$floor_started_pid
+  if start_floor floor_uring uring; then
+    floor_uring_pid=$floor_started_pid
+  else
+    echo "bench: no io_uring floor relay ($(cat "$work/floor_uring.err")): floor_uring left out" >&2
+  fi
 elif [[ $TLS != 1 ]]; then
   echo "bench: no floor relay at $floor_bin (cmake --build build --target relay_floor_bench): its bars print n/a" >&2
 fi
@@ -275,7 +289,7 @@ echo "bench: $IDLE idle connections"
 printf '\\sleep 12 s\n' >"$work/idle.sql"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 for target in "${targets[@]}"; do
-  [[ $target == direct || $target == floor ]] && continue   # no process of its own / fixed buffers
+  [[ $target == direct || $target == floor* ]] && continue   # no process of its own / fixed buffers
   pid=${pid_of[$target]}
   before=$(rss_kib "$pid")
   PGSSLMODE=$(sslmode_for "$target") "$pgbench" -n -p "${port[$target]}" -f "$work/idle.sql" -c "$IDLE" -j 2 -t 1 \
@@ -306,7 +320,7 @@ fmt() { if [[ -z $2 || $2 == - ]]; then echo -; else printf "$1" "$2"; fi; }
 echo
 [[ $TLS == 1 ]] && echo "Client leg TLS: pgbench and psql to the proxies with sslmode=require (TLS 1.3, the test CA's P-256 certificate); direct in plain TCP."
 echo "$REPEATS interleaved rounds (COPY: $COPY_REPEATS runs per round, the round's median shown), proxies reach PostgreSQL over $UPSTREAM, pgrail workers: ${PGRAIL_WORKERS:-one per core} ($(nproc) cores, $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
-echo "policy: pgrail enforcing policies/default.yaml${alt_bin:+; pgrail_alt: $alt_bin}; floor: the byte relay; CPU, cs (context switches) and syscalls: the proxy process's, per transaction (COPY: per 1000 rows)"
+echo "policy: pgrail enforcing policies/default.yaml${alt_bin:+; pgrail_alt: $alt_bin}; floor: the byte relay (floor_uring: on io_uring); CPU, cs (context switches) and syscalls: the proxy process's, per transaction (COPY: per 1000 rows)"
 [[ $SYSCALLS == 1 ]] || echo "system calls not counted (SYSCALLS=0 or no usable perf)"
 
 # Per round: one table per benchmark, a row per metric and target, a column per round.
@@ -361,6 +375,14 @@ done
 for mode in simple extended prepared; do
   q=$(value "c8_$mode" cpu_us_per_txn policy); b=$(value "c8_$mode" cpu_us_per_txn pgbouncer)
   bar "c8 $mode CPU/txn: policy <= 0.85x PgBouncer" "$q vs $b us: $(ratio "$q" "$b")" "$(at_most "$q" 0.85 "$b")"
+done
+# Not bars: what forwarding alone costs against the same reference, on epoll and on io_uring.
+for mode in simple extended prepared; do
+  b=$(value "c8_$mode" cpu_us_per_txn pgbouncer)
+  for target in floor floor_uring; do
+    f=$(value "c8_$mode" cpu_us_per_txn "$target")
+    [[ -n $f ]] && printf '  (c8 %s CPU/txn: %s %s vs PgBouncer %s us: %s)\n' "$mode" "$target" "$f" "$b" "$(ratio "$f" "$b")"
+  done
 done
 d=$(value c1_simple latency_us direct); f=$(value c1_simple latency_us floor)
 added() { awk -v a="$1" -v d="$d" 'BEGIN{if (a == "" || d == "") print ""; else printf "%.1f", a - d}'; }

@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev catch2
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2
   valgrind   # bench/instructions.sh: callgrind counts the proxies' instructions per transaction
+  liburing-dev   # bench/relay_floor_bench: its io_uring loop (floor_uring in bench/run.sh)
   clang libclang-rt-14-dev llvm   # scripts/fuzz.sh: libFuzzer, clang's sanitizer runtimes, llvm-symbolizer
   # scripts/package_test.sh: cpack's dependency scan (dpkg-shlibdeps, file), the maintainer
   # scripts (adduser), systemd-analyze, curl, and scripts/check_kubernetes.py (PyYAML)
