@@ -21,6 +21,19 @@ namespace pgrail::cli {
 
 namespace {
 
+// auth.mode passthrough relays the client's password exchange; with TLS on the server leg two
+// things follow from the server seeing pgrail's connection, not the client's (docs/security.md).
+void warn_of_passthrough_tls(const config::ServeConfig& config) {
+    if (config.auth_mode != config::ServeConfig::AuthMode::passthrough || !config.tls.server.enabled()) return;
+    if (config.tls.client.enabled())
+        spdlog::warn("auth.mode passthrough with TLS on both legs: SCRAM channel binding cannot pass through pgrail, "
+                     "so SCRAM clients over TLS must connect with channel_binding=disable (libpq's default, prefer, "
+                     "is refused by pgrail with that advice); auth.mode pgrail binds each leg itself");
+    if (!config.tls.server.cert_file.empty())
+        spdlog::warn("tls.server.cert_file with auth.mode passthrough: PostgreSQL sees pgrail's certificate for every "
+                     "client, so a role it authenticates by certificate alone is open to anyone who reaches pgrail");
+}
+
 policy::LoadOptions policy_options(const config::ServeConfig& config) {
     policy::LoadOptions options;
     if (!config.migrations_dir.empty()) options.migrations_dir = config.migrations_dir;
@@ -68,6 +81,7 @@ void serve(const std::string& config_path) {
         }
     }
     proxy::configure_logging(config.log_level, config.log_format);
+    warn_of_passthrough_tls(config);
     // pgrail's own connections to the server (migrations, catalog) get the server leg's TLS.
     config.migrator_conninfo = proxy::conninfo_with_server_tls(config.migrator_conninfo, config.tls.server);
     config.catalog_conninfo = proxy::conninfo_with_server_tls(config.catalog_conninfo, config.tls.server);

@@ -878,6 +878,17 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
         decision.sqlstate = "08P01";  // a protocol violation, as PostgreSQL calls a malformed packet
         return decision;
     }
+    // With the server's db_user_namespace on, "name@" logs in as role "name": the rule matched
+    // on "name@" would not be the role's.
+    if (session.user.ends_with('@')) {
+        auto decision = refuse(context, nullptr, "options", "startup packet",
+                               "pgrail: a user name that ends in @ is refused; connect with the role's own name",
+                               " with a user name that ends in @",
+                               "Under db_user_namespace the server reads \"name@\" as role name; pgrail matches its "
+                               "rules on the role the server will use.");
+        decision.sqlstate = "28000";
+        return decision;
+    }
     for (const auto& [key, value] : startup_params) {
         if (key == "replication") {
             const auto flag = setting_name(value);

@@ -138,6 +138,11 @@ awaitable<void> Session::run() {
         co_await send_fatal(sqlstate::cannot_connect_now, "the database system is shutting down");
         co_return;
     }
+    if (context_.user.empty()) {  // PostgreSQL's answer, before any password is asked for
+        co_await send_fatal(sqlstate::invalid_authorization_specification,
+                            "no PostgreSQL user name specified in startup packet");
+        co_return;
+    }
     // auth.mode pgrail: the client proves who it is to pgrail before the server is reached, and the
     // policy then sees the identity's role as user (and the identity).
     if (shared_.identities) {
@@ -154,6 +159,13 @@ awaitable<void> Session::run() {
     if (admission.kind == GateVerdict::Kind::refuse) {
         auto refusal = std::move(admission.error);
         refusal.severity = "FATAL";
+        if (!shared_.identities) {
+            // Passthrough: the server has not authenticated this client yet. The rule and its
+            // lists are for the audit log, not for anyone who reaches the port.
+            refusal.detail = "pgrail checks the startup packet before the server authenticates the client; the "
+                             "audit log names the rule that refused it.";
+            refusal.hint = "Connect without it, and SET what you need after connecting.";
+        }
         // Anyone who reaches the port can cause these: the log takes them as the audit does (a
         // burst, then 10 a second, the count of those left out said with the next line).
         static AuditBudget log_budget(10.0, 100.0);

@@ -75,6 +75,15 @@ std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage&
         {}, {}};
 }
 
+// Whether a SASLInitialResponse's SCRAM client-first message starts with the GS2 flag "y": the
+// client supports channel binding and believes the server does not (RFC 5802, 6).
+bool expects_channel_binding(std::string_view body) {
+    const auto end_of_mechanism = body.find('\0');
+    if (end_of_mechanism == std::string_view::npos) return false;
+    const auto data = body.substr(end_of_mechanism + 1);
+    return data.size() > 4 + 1 && data[4] == 'y' && data[5] == ',';
+}
+
 }  // namespace
 
 SessionProtocol::SessionProtocol(SessionEvents& events, std::shared_ptr<StatementGate> gate,
@@ -112,6 +121,7 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
             // 'S': TLS follows. No TLS here, no GSS encryption ever: 'N' makes clients continue in
             // plain text (or give up, if they require encryption), as PostgreSQL does.
             const bool tls = parsed->kind == protocol::StartupKind::ssl_request && tls_offered_;
+            if (tls) gss_answered_ = true;  // PostgreSQL takes no GSSENCRequest inside TLS
             step.kind = tls ? StartupStep::Kind::start_tls : StartupStep::Kind::reply;
             step.reply = tls ? "S" : "N";
             return step;
@@ -284,6 +294,21 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
     step.statement.frame = frame;
     const auto body = frame.substr(protocol::header_size);
     if (!logged_in()) {
+        if (tag == front::password && std::exchange(channel_binding_withheld_, false) &&
+            expects_channel_binding(body)) {
+            // The client is on TLS and, not offered -PLUS, says it could bind ("y"): the server,
+            // on TLS too, would refuse that as a downgrade in words that name neither pgrail nor a
+            // way out (and libpq's sslmode=prefer then logs in again without TLS).
+            spdlog::warn("session {}: a SCRAM login from {} expects channel binding, which cannot pass through "
+                         "pgrail (auth.mode passthrough, TLS on both legs)",
+                         context_.session_id, context_.client_address);
+            end(sqlstate::protocol_violation,
+                "pgrail: SCRAM channel binding cannot pass through pgrail, which holds one TLS session with the "
+                "client and another with the server; connect with channel_binding=disable, or ask the operator "
+                "for auth.mode: pgrail (pgrail then checks the password and binds each leg itself)");
+            step.kind = ClientStep::Kind::end;
+            return step;
+        }
         // Read whole only while authentication holds frames: the login's own go on.
         out.forward(frame);
         if (tag == front::password) events_.login_turn(true);
@@ -984,6 +1009,7 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
             // server's legs never share one through pgrail, so never offer -PLUS.
             auto mechanisms = auth->sasl_mechanisms;
             if (std::erase(mechanisms, std::string_view("SCRAM-SHA-256-PLUS")) == 0) return false;
+            channel_binding_withheld_ = true;
             out.inject(protocol::encode_authentication_sasl, mechanisms);
             return true;
         }

@@ -379,6 +379,8 @@ private:
     char transaction_status_ = 'I';
     bool client_terminated_ = false;
     bool server_sent_fatal_ = false;
+    // SCRAM-SHA-256-PLUS was taken out of the server's offer: its SASLInitialResponse is next.
+    bool channel_binding_withheld_ = false;
     bool batch_failed_ = false;  // an ErrorResponse since the last ReadyForQuery
     Probe probe_ = Probe::none;
     std::optional<DescribeAnswer> answering_;  // the Describe the current RowDescription/NoData answers

@@ -189,3 +189,30 @@ TEST_CASE("tls server leg: require against a server without TLS is refused, not 
     INFO(message);
     CHECK(message.find("the server does not support SSL, but tls.server.sslmode is require") != std::string::npos);
 }
+
+TEST_CASE("tls on both legs, auth.mode passthrough: a SCRAM client that would bind the channel hears how to log "
+          "in; with channel_binding=disable it logs in over TLS",
+          "[tls]") {
+    const auto& cluster = SslCluster::get();
+    const auto certs = cluster.tls.string();
+    PgrailProcess proxy(client_tls_yaml(certs, "require") + "  server:\n    sslmode: verify-full\n    ca_file: " + certs +
+                            "/ca.crt\n    server_name: localhost\n",
+                        cluster.host, cluster.port);
+    CHECK(proxy.log().find("SCRAM clients over TLS must connect with channel_binding=disable") != std::string::npos);
+    const auto client = proxy.conninfo("agent") + verify_full(certs + "/ca.crt") + " host=localhost";
+
+    // libpq's default (channel_binding=prefer), not offered SCRAM-SHA-256-PLUS, answers "y": the
+    // server, on TLS too, would call that a downgrade. pgrail says what to do instead.
+    auto refused = try_connect(client);
+    REQUIRE(PQstatus(refused.get()) == CONNECTION_BAD);
+    const std::string message = PQerrorMessage(refused.get());
+    INFO(message);
+    CHECK(message.find("pgrail: SCRAM channel binding cannot pass through pgrail") != std::string::npos);
+    CHECK(message.find("channel_binding=disable") != std::string::npos);
+
+    auto conn = try_connect(client + " channel_binding=disable");
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+    CHECK(PQsslInUse(conn.get()) == 1);
+    CHECK(scalar(conn.get(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t");
+    CHECK(scalar(conn.get(), "SELECT current_user") == "agent");
+}

@@ -205,6 +205,31 @@ TEST_CASE("session core: the SASL mechanisms without -PLUS, and untouched when t
     CHECK(h.server(plain) == plain);
 }
 
+TEST_CASE("session core: a client that would bind the channel, not offered -PLUS, hears how to log in") {
+    const auto initial_response = [](const std::string& client_first) {
+        return frame('p', cstr("SCRAM-SHA-256") + be32(static_cast<std::uint32_t>(client_first.size())) + client_first);
+    };
+    SECTION("-PLUS taken out of the offer, then \"y\": the session ends with pgrail's advice, nothing forwarded") {
+        Harness h;
+        (void)h.server(auth_sasl({"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}));
+        CHECK(h.client(initial_response("y,,n=,r=abcdef")).empty());
+        REQUIRE(h.core().ending());
+        CHECK(h.core().ending()->sqlstate == "08P01");
+        CHECK(h.core().ending()->message.find("channel_binding=disable") != std::string::npos);
+    }
+    SECTION("\"n\" (no binding), or \"y\" when the server offered no -PLUS (no TLS there): forwarded") {
+        for (const char* flag : {"n", "y"}) {
+            Harness h;
+            const bool plus_offered = std::string(flag) == "n";
+            (void)h.server(auth_sasl(plus_offered ? std::vector<std::string>{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}
+                                                  : std::vector<std::string>{"SCRAM-SHA-256"}));
+            const auto message = initial_response(std::string(flag) + ",,n=,r=abcdef");
+            CHECK(h.client(message) == message);
+            CHECK_FALSE(h.core().ending());
+        }
+    }
+}
+
 TEST_CASE("session core: backend keys are pgrail's own, and route cancels to the server's") {
     Harness h;
     const auto key_of = [](const std::string& sent) {
@@ -761,6 +786,14 @@ TEST_CASE("session core: the startup phase as PostgreSQL 15 reads it") {
         CHECK(step.kind == StartupStep::Kind::refuse);
         CHECK(error_field_of(step.reply, 'C') == "0A000");
         CHECK(error_field_of(step.reply, 'M') == "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
+    }
+    SECTION("inside TLS a GSSENCRequest is an unknown protocol, as PostgreSQL reads it") {
+        core.offer_tls(false);
+        auto step = core.on_startup_packet(request(protocol::ssl_request_code));
+        CHECK(step.kind == StartupStep::Kind::start_tls);
+        step = core.on_startup_packet(request(protocol::gssenc_request_code));
+        CHECK(step.kind == StartupStep::Kind::refuse);
+        CHECK(error_field_of(step.reply, 'M') == "unsupported frontend protocol 1234.5680: server supports 3.0 to 3.0");
     }
     SECTION("a CancelRequest carries its key; nothing is said") {
         const auto step = core.on_startup_packet(be32(16) + be32(protocol::cancel_request_code) + be32(42) + be32(7));
