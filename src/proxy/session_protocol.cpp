@@ -853,10 +853,8 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
         // The first of them ended the copy's batch on the server: what the client sends from now
         // on is a batch of its own (the copy's is open again, and empty).
         for (auto& answer : settle_answers_) out.inject(std::move(answer));
-        if (batches_.front().changes_encoding) {
-            --batches_changing_encoding_;
-            context_.lexing.encoding_pending = batches_changing_encoding_ > 0;
-        }
+        // (Whether that batch left a transaction open is not read here: unsettled until an idle one.)
+        encoding_change_answered(batches_.front().changes_encoding, false);
         batches_.front().clear();
         batch_failed_ = false;
         answering_.reset();
@@ -914,11 +912,8 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
     }
     // The batch is answered: what it still expected (answers an error made the server skip,
     // refusals) can no longer come. A change of client_encoding in it has been reported
-    // (ParameterStatus) by now.
-    if (batches_.front().changes_encoding) {
-        --batches_changing_encoding_;
-        context_.lexing.encoding_pending = batches_changing_encoding_ > 0;
-    }
+    // (ParameterStatus) by now, and is final once no transaction block is open.
+    encoding_change_answered(batches_.front().changes_encoding, transaction_status_ == 'I');
     if (batches_.size() > 1) {
         Batch answered = batches_.pop_front();
         answered.clear();

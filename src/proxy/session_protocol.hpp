@@ -336,6 +336,18 @@ private:
         batch.changes_encoding = true;
         context_.lexing.encoding_pending = true;
     }
+    // A batch that may have changed client_encoding is answered; `settled` when the session is
+    // outside a transaction block. Inside one the change is not final: COMMIT (of SET LOCAL),
+    // ROLLBACK, ROLLBACK TO and any error there put the old value back, which the server reports
+    // only at that later batch's ReadyForQuery, after pgrail may have read texts sent behind it.
+    void encoding_change_answered(bool changed, bool settled) {
+        if (changed) {
+            --batches_changing_encoding_;
+            if (!settled) encoding_change_in_transaction_ = true;
+        }
+        if (settled) encoding_change_in_transaction_ = false;
+        context_.lexing.encoding_pending = batches_changing_encoding_ > 0 || encoding_change_in_transaction_;
+    }
     // Rewrites or hides a server frame; false: forward it as it came.
     bool rewrite_server_frame(char tag, std::string_view frame, Outbound& out);
 
@@ -373,6 +385,7 @@ private:
     bool frame_dropped_ = false;
     bool frame_breaks_copy_ = false;
     std::size_t batches_changing_encoding_ = 0;  // of batches_, those with changes_encoding
+    bool encoding_change_in_transaction_ = false;  // answered inside the transaction block still open
     std::vector<Batch> spare_batches_;  // answered batches, cleared, for close_batch to reuse
     std::uint64_t answered_ = 0;
     std::uint64_t next_refusal_id_ = 1;

@@ -2326,8 +2326,9 @@ Analysis analyze_query(std::string_view query, Path path, Lexing lexing) {
             const auto at = static_cast<std::size_t>(high - query.begin()) + 1;
             if (lexing.encoding_pending && !lexing.converted && !lexing.client_only_encoding)
                 return unanalysed(query.size(),
-                                  {"pgrail cannot read non-ASCII text sent before the server has answered a change "
-                                   "of client_encoding: send it after that statement's result",
+                                  {"pgrail cannot read non-ASCII text sent before a change of client_encoding is "
+                                   "final: send it after that statement's result, and after the end of the "
+                                   "transaction block that made the change (its end or an error may undo it)",
                                    at, true});
             return unanalysed(query.size(),
                               {"pgrail cannot read non-ASCII text in this session's client_encoding (the server "

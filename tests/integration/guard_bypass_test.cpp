@@ -21,8 +21,8 @@ struct DefaultPolicyProxy {
     PgrailProcess process{"workers: 1\npolicy: " + source_dir() + "/policies/default.yaml\naudit: {file: " +
                           audit_path + ", fsync: always}\n"};
 
-    [[nodiscard]] Conn connect(const std::string& user = "agent") const {
-        Conn conn(PQconnectdb(process.conninfo(user).c_str()));
+    [[nodiscard]] Conn connect(const std::string& user = "agent", const std::string& more = "") const {
+        Conn conn(PQconnectdb((process.conninfo(user) + more).c_str()));
         REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
         return conn;
     }
@@ -229,7 +229,7 @@ TEST_CASE("a text pipelined behind SET client_encoding is not read in the old en
     // Refused either way, whichever this run's timing gave: read before the server's answer (the
     // encoding unknown), or after it (non-ASCII text the server converts from LATIN1, which
     // pgrail does not read).
-    CHECK_THAT(refused[0].message, Catch::Contains("before the server has answered a change of client_encoding") ||
+    CHECK_THAT(refused[0].message, Catch::Contains("sent before a change of client_encoding is final") ||
                                        Catch::Contains("cannot read non-ASCII text in this session's client_encoding"));
     // The server skips the rest of the pipeline after the error, to the Sync.
     const auto skipped = drain(agent.get());
@@ -244,6 +244,41 @@ TEST_CASE("a text pipelined behind SET client_encoding is not read in the old en
     CHECK(run(agent.get(), "SELECT 'ascii' AS v").at(0).rows.at(0).at(0) == "ascii");
     // Back in UTF8, after the answer, the same bytes are read as the server reads them.
     REQUIRE(run(agent.get(), "SET client_encoding TO 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
+}
+
+// Found by review 85: a change of client_encoding answered inside a transaction block is not
+// final. COMMIT (of SET LOCAL), ROLLBACK (TO) and any error there put the old value back, which
+// the server reports only at that later statement's ReadyForQuery, so a text pipelined behind the
+// COMMIT was read in the encoding just undone (a non-ASCII table name read as another table's).
+// Until the block ends, text with a byte >= 0x80 is refused as while a change is on its way.
+TEST_CASE("a change of client_encoding inside a transaction block is final only when the block ends",
+          "[guard_bypass][encoding]") {
+    const DefaultPolicyProxy proxy;
+    auto agent = proxy.connect("agent", " client_encoding=LATIN1");
+    const std::string non_ascii = "SELECT '\xc3\xa9' AS v";
+    const auto refused_because = [&agent, &non_ascii] {
+        const auto result = run(agent.get(), non_ascii).at(0);
+        CHECK(result.status == "PGRES_FATAL_ERROR");
+        return result.message;
+    };
+    CHECK_THAT(refused_because(), Catch::Contains("cannot read non-ASCII text in this session's client_encoding"));
+
+    REQUIRE(run(agent.get(), "BEGIN; SET LOCAL client_encoding = 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
+    REQUIRE(std::string(PQparameterStatus(agent.get(), "client_encoding")) == "UTF8");
+    CHECK_THAT(refused_because(), Catch::Contains("sent before a change of client_encoding is final"));
+    REQUIRE(run(agent.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(std::string(PQparameterStatus(agent.get(), "client_encoding")) == "LATIN1");
+    CHECK_THAT(refused_because(), Catch::Contains("cannot read non-ASCII text in this session's client_encoding"));
+
+    // Outside a block the change is final at its answer.
+    REQUIRE(run(agent.get(), "SET client_encoding = 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
+    // A change in a block that commits is final at the COMMIT's answer.
+    REQUIRE(run(agent.get(), "BEGIN; SET client_encoding = 'LATIN1'; SET client_encoding = 'UTF8'").at(0).status ==
+            "PGRES_COMMAND_OK");
+    CHECK_THAT(refused_because(), Catch::Contains("sent before a change of client_encoding is final"));
+    REQUIRE(run(agent.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
     CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
 }
 
@@ -321,7 +356,7 @@ TEST_CASE("a portal that changes client_encoding on a later Execute is followed 
     REQUIRE(types_of(answer).starts_with("DsE"));
     const auto fields = error_fields(answer[2].body);
     CHECK(fields.at('C') == "54000");
-    CHECK_THAT(fields.at('M'), Catch::Contains("before the server has answered a change of client_encoding"));
+    CHECK_THAT(fields.at('M'), Catch::Contains("sent before a change of client_encoding is final"));
     raw.send(query_message("ROLLBACK"));
     (void)read_until_ready(raw);
 }

@@ -23,7 +23,9 @@ struct Lexing {
     // error). ASCII text is the same in every encoding PostgreSQL has for a server.
     bool converted = false;
     // A statement that may change client_encoding is on its way to the server and not yet
-    // answered: until it is, a text holding any byte >= 0x80 is refused as under `converted`.
+    // answered, or was answered inside a transaction block still open (whose end or an error may
+    // put the old value back): until then, a text holding any byte >= 0x80 is refused as under
+    // `converted`.
     bool encoding_pending = false;
     bool operator==(const Lexing&) const = default;
 };

@@ -90,7 +90,7 @@ TEST_CASE("a client-only encoding: non-ASCII text is refused, ASCII text read as
     const auto unanswered = analyze("SELECT 'caf\xc3\xa9'", pending);
     CHECK(refused_as_limit(unanswered));
     CHECK_THAT(unanswered.error->message,
-               Catch::Contains("before the server has answered a change of client_encoding"));
+               Catch::Contains("sent before a change of client_encoding is final"));
     CHECK(tags(analyze("SELECT 'plain'; SELECT 2", pending)) == std::vector<std::string>{"SELECT", "SELECT"});
 
     for (const char* name : {"SJIS", "sjis", "Shift_JIS", "BIG5", "GBK", "UHC", "GB18030", "JOHAB", "SHIFT_JIS_2004",
