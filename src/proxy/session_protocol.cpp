@@ -846,6 +846,7 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
     }
     if (settle_answers_.empty()) return lost_count();  // pgrail's Sync earned one
     settle_answers_.pop_back();
+    bool changed_encoding = false;
     if (settle_answers_.empty()) {
         // The copy read the client's Syncs: PostgreSQL would skip to the client's next Sync.
         skip_to_sync_ = true;
@@ -853,8 +854,7 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
         // The first of them ended the copy's batch on the server: what the client sends from now
         // on is a batch of its own (the copy's is open again, and empty).
         for (auto& answer : settle_answers_) out.inject(std::move(answer));
-        // (Whether that batch left a transaction open is not read here: unsettled until an idle one.)
-        encoding_change_answered(batches_.front().changes_encoding, false);
+        changed_encoding = batches_.front().changes_encoding;
         batches_.front().clear();
         batch_failed_ = false;
         answering_.reset();
@@ -863,6 +863,7 @@ void SessionProtocol::settle_copy_frame(char tag, std::string_view frame, Outbou
     settle_answers_.clear();
     if (const auto status = protocol::parse_ready_for_query(frame.substr(protocol::header_size)))
         transaction_status_ = *status;
+    encoding_change_answered(changed_encoding, transaction_status_ == 'I');  // (pgrail's Sync's: the latest)
     copy_settle_ = CopySettle::none;
     events_.server_answered();
 }

@@ -348,6 +348,12 @@ private:
         if (settled) encoding_change_in_transaction_ = false;
         context_.lexing.encoding_pending = batches_changing_encoding_ > 0 || encoding_change_in_transaction_;
     }
+public:
+    // A batch that may change client_encoding is still unanswered (beside a change answered in
+    // the open transaction block, the other half of Lexing::encoding_pending).
+    [[nodiscard]] bool encoding_change_on_its_way() const { return batches_changing_encoding_ > 0; }
+
+private:
     // Rewrites or hides a server frame; false: forward it as it came.
     bool rewrite_server_frame(char tag, std::string_view frame, Outbound& out);
 
