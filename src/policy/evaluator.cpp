@@ -413,8 +413,26 @@ bool is_ddl(const Statement& statement) {
 std::optional<Decision> check(const Context& context, const Statement& statement, bool nested,
                               bool calls_checked = false);
 
+// Types whose casts pgrail reads through, by unqualified name (sql::cast_keeps_constant's, and
+// regclass): the session's temporary schema is searched before pg_catalog for type names, so a
+// temporary type or relation (whose row type it is) named so would change what `'...'::text` is.
+bool names_trusted_type(const sql::ObjectRef& object) {
+    if (!(object.temporary || object.schema == "pg_temp") || object.role != ObjectRole::created) return false;
+    static constexpr std::string_view trusted[] = {"text", "varchar", "int2", "int4", "int8", "numeric", "regclass"};
+    return std::find(std::begin(trusted), std::end(trusted), object.name) != std::end(trusted);
+}
+
 std::optional<Decision> check_ddl(const Context& context, const Statement& statement) {
     const auto& guards = context.rule.guards;
+    for (const auto& object : statement.objects) {
+        if (!names_trusted_type(object)) continue;
+        return refuse(context, &statement, "ddl", "ddl",
+                      fmt::format("pgrail: a temporary {} named {} refused; it would hide the built-in type {} "
+                                  "in this session, choose another name",
+                                  object.kind, object.name, object.name),
+                      fmt::format(" (temporary {} {})", object.kind, object.name),
+                      "The session's temporary schema is searched before pg_catalog for type names.");
+    }
     // A temporary relation dies with the session: it is not a schema change.
     if (guards.allow_temporary_objects && only_temporary_changes(statement)) return std::nullopt;
     if (guards.ddl == DdlMode::allow) return std::nullopt;
@@ -741,6 +759,10 @@ std::string setting_name(std::string_view assignment) {
 constexpr std::string_view client_settings[] = {"application_name", "client_encoding", "datestyle",
                                                 "timezone", "extra_float_digits", "intervalstyle"};
 
+// The startup packet is checked before the server authenticates the client in auth.mode
+// passthrough (no identity yet): a hint then names no rule and no list, for anyone can read it.
+bool authenticated(const SessionInfo& session) { return !session.identity.empty(); }
+
 // One setting given at connection time (a startup parameter, or an assignment in `options`):
 // the guards of SET, then the rule's options list (under options: deny, for startup parameters,
 // the client settings above).
@@ -792,7 +814,7 @@ std::optional<Decision> check_options(const Context& context, std::string_view o
     if (trim(options).empty()) return std::nullopt;
     const auto shown = shown_options(options);
     const auto options_hint = [&] {
-        return guards.options == OptionsMode::allow_list
+        return guards.options == OptionsMode::allow_list && authenticated(context.session)
                    ? fmt::format("Rule \"{}\" allows options to set only: {}.", context.rule.name,
                                  fmt::join(guards.allowed_options.sorted(), ", "))
                    : std::string("Set what you need with SET after connecting.");
@@ -881,7 +903,7 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
     // With the server's db_user_namespace on, "name@" logs in as role "name": the rule matched
     // on "name@" would not be the role's.
     if (session.user.ends_with('@')) {
-        auto decision = refuse(context, nullptr, "options", "startup packet",
+        auto decision = refuse(context, nullptr, "user_name", "user name",
                                "pgrail: a user name that ends in @ is refused; connect with the role's own name",
                                " with a user name that ends in @",
                                "Under db_user_namespace the server reads \"name@\" as role name; pgrail matches its "
@@ -913,7 +935,7 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
             // same guards as `options` (an allow list) and SET.
             const auto& guards = context.rule.guards;
             const auto hint = [&] {
-                return guards.options == OptionsMode::allow_list
+                return guards.options == OptionsMode::allow_list && authenticated(context.session)
                            ? fmt::format("Rule \"{}\" allows connection settings only for: {}.", context.rule.name,
                                          fmt::join(guards.allowed_options.sorted(), ", "))
                            : std::string("Set what you need with SET after connecting.");

@@ -160,11 +160,10 @@ awaitable<void> Session::run() {
         auto refusal = std::move(admission.error);
         refusal.severity = "FATAL";
         if (!shared_.identities) {
-            // Passthrough: the server has not authenticated this client yet. The rule and its
-            // lists are for the audit log, not for anyone who reaches the port.
+            // Passthrough: the server has not authenticated this client yet. The rule is for the
+            // audit log, not for anyone who reaches the port (the hints name none then).
             refusal.detail = "pgrail checks the startup packet before the server authenticates the client; the "
                              "audit log names the rule that refused it.";
-            refusal.hint = "Connect without it, and SET what you need after connecting.";
         }
         // Anyone who reaches the port can cause these: the log takes them as the audit does (a
         // burst, then 10 a second, the count of those left out said with the next line).

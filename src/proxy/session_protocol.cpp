@@ -11,6 +11,7 @@
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
+#include "pgrail/proxy/audit_budget.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
@@ -79,7 +80,7 @@ std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage&
 // client supports channel binding and believes the server does not (RFC 5802, 6).
 bool expects_channel_binding(std::string_view body) {
     const auto end_of_mechanism = body.find('\0');
-    if (end_of_mechanism == std::string_view::npos) return false;
+    if (end_of_mechanism == std::string_view::npos || body.substr(0, end_of_mechanism) != "SCRAM-SHA-256") return false;
     const auto data = body.substr(end_of_mechanism + 1);
     return data.size() > 4 + 1 && data[4] == 'y' && data[5] == ',';
 }
@@ -299,9 +300,13 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             // The client is on TLS and, not offered -PLUS, says it could bind ("y"): the server,
             // on TLS too, would refuse that as a downgrade in words that name neither pgrail nor a
             // way out (and libpq's sslmode=prefer then logs in again without TLS).
-            spdlog::warn("session {}: a SCRAM login from {} expects channel binding, which cannot pass through "
-                         "pgrail (auth.mode passthrough, TLS on both legs)",
-                         context_.session_id, context_.client_address);
+            // (Anyone who reaches the port can cause it: a burst, then 10 a second.)
+            static AuditBudget log_budget(10.0, 100.0);
+            if (const auto left_out = log_budget.take())
+                spdlog::warn("session {}: a SCRAM login from {} expects channel binding, which cannot pass through "
+                             "pgrail (auth.mode passthrough, TLS on both legs){}",
+                             context_.session_id, context_.client_address,
+                             *left_out > 0 ? fmt::format(" ({} more not logged before it)", *left_out) : std::string());
             end(sqlstate::protocol_violation,
                 "pgrail: SCRAM channel binding cannot pass through pgrail, which holds one TLS session with the "
                 "client and another with the server; connect with channel_binding=disable, or ask the operator "

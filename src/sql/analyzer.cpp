@@ -368,6 +368,13 @@ void add_named_objects(std::string_view type, const json& body, Statement& out) 
         // A schema's new name is a schema that comes into being (a protected name too). A
         // relation's new name stays in the relation's schema, which is already an object's.
         if (type == "RenameStmt" && object_type == "OBJECT_SCHEMA") add_string(out, body, "newname", "schema", R::created);
+        // A temporary relation's new name: named like a built-in type, it would hide that type
+        // (pg_temp is searched first for type names).
+        if (type == "RenameStmt" && str(child(body, "relation"), "schemaname") == "pg_temp" && body.contains("newname") &&
+            (object_type == "OBJECT_TABLE" || object_type == "OBJECT_VIEW" || object_type == "OBJECT_SEQUENCE" ||
+             object_type == "OBJECT_MATVIEW" || object_type == "OBJECT_FOREIGN_TABLE" || object_type == "OBJECT_TYPE")) {
+            add_named(out, {"pg_temp", str(body, "newname")}, kind_of(object_type), R::created);
+        }
     } else if (type == "AlterFunctionStmt") {
         add_object_list(out, body, "func", str(body, "objtype"), R::altered);
     } else if (type == "CreateFunctionStmt") {
@@ -666,9 +673,11 @@ bool only_keys(const json& body, std::initializer_list<std::string_view> allowed
 }
 
 // Whether a cast hands on its constant as written: a string to text or to varchar without a
-// length, an integer to an integer type or to numeric without a scale. Any other cast may change
-// it: varchar(4) and char(4) cut a string, char pads and trims it, name cuts it at 63 bytes, a
-// string read as a number loses its spelling ('007'::int), a fraction cast to bigint is rounded.
+// length, an integer to an integer type or to numeric without a scale, a string to an integer
+// type (read as a number by whoever reads it: '007' is 7). Any other cast may change it:
+// varchar(4) and char(4) cut a string, char pads and trims it, name cuts it at 63 bytes, a
+// fraction cast to bigint is rounded. (Unqualified type names are trusted to be pg_catalog's: a
+// temporary type named text would come first, and pgrail refuses temporary types named so.)
 bool cast_keeps_constant(const json& type_name, const json& constant) {
     const auto names = names_of(child(type_name, "names"));
     const auto literal = node_of(constant);
@@ -676,9 +685,16 @@ bool cast_keeps_constant(const json& type_name, const json& constant) {
         names.empty() || names.size() > 2 || (names.size() == 2 && names[0] != "pg_catalog"))
         return false;
     const std::string_view type = names.back();
-    if (literal->second.contains("sval")) return type == "text" || type == "varchar";
-    if (literal->second.contains("ival"))
-        return type == "int2" || type == "int4" || type == "int8" || type == "numeric";
+    const bool integer_type = type == "int2" || type == "int4" || type == "int8";
+    // A string cast to an integer type: its reader (advisory lock keys) reads it as int8in does.
+    if (literal->second.contains("sval")) return type == "text" || type == "varchar" || integer_type;
+    if (literal->second.contains("ival")) return integer_type || type == "numeric";
+    // An integer too long for int4 is a Float node: kept when it is digits alone.
+    if (const json fval = literal->second.find("fval"); fval.valid()) {
+        const std::string_view digits = str(fval, "fval");
+        return (type == "int8" || type == "numeric") && !digits.empty() &&
+               digits.find_first_not_of("0123456789", digits.front() == '-' ? 1 : 0) == std::string_view::npos;
+    }
     return false;
 }
 
@@ -707,7 +723,8 @@ std::optional<std::vector<std::string>> regclass_constant(const json& argument) 
     if (!node) return std::nullopt;
     if (node->first == "TypeCast") {
         const auto type = names_of(child(child(node->second, "typeName"), "names"));
-        if (type.empty() || type.back() != "regclass") return std::nullopt;
+        if (type.empty() || type.back() != "regclass" || type.size() > 2 || (type.size() == 2 && type[0] != "pg_catalog"))
+            return std::nullopt;
         return regclass_constant(child(node->second, "arg"));
     }
     if (node->first != "A_Const") return std::nullopt;

@@ -119,13 +119,14 @@ std::optional<std::pair<std::string_view, std::string_view>> value_names(const N
     }
 }
 
-// The one field of a value node, as libpg_query writes it: an Integer's value only when it is
-// positive (0 and negative values alike as {}: the analyzer has always seen that, and sees it
-// still); a Boolean's even when false, except inside an A_Const.
+// The one field of a value node, as libpg_query writes it: an Integer's value unless it is 0
+// (then {}: read as 0); a Boolean's even when false, except inside an A_Const. (Negative values
+// were once written as {} too, and read as 0: SET search_path = -1 as "0", pg_advisory_lock(-5)
+// as key 0, where the server reads -1 and -5.)
 void TreeWriter::value_fields(const Node* value, bool in_constant) {
     switch (nodeTag(value)) {
     case T_Integer:
-        if (const int number = reinterpret_cast<const Integer*>(value)->ival; number > 0) integer("ival", number);
+        if (const int number = reinterpret_cast<const Integer*>(value)->ival; number != 0) integer("ival", number);
         return;
     case T_Float: string_or_null("fval", reinterpret_cast<const Float*>(value)->fval); return;
     case T_Boolean:

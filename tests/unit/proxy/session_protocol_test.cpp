@@ -217,6 +217,25 @@ TEST_CASE("session core: a client that would bind the channel, not offered -PLUS
         CHECK(h.core().ending()->sqlstate == "08P01");
         CHECK(h.core().ending()->message.find("channel_binding=disable") != std::string::npos);
     }
+    SECTION("\"y\" with an authzid is refused alike; \"p=\", -PLUS itself, or no data at all: forwarded") {
+        {
+            Harness h;
+            (void)h.server(auth_sasl({"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}));
+            CHECK(h.client(initial_response("y,a=agent,n=,r=abcdef")).empty());
+            CHECK(h.core().ending());
+        }
+        const std::vector<std::string> forwarded = {
+            frame('p', cstr("SCRAM-SHA-256-PLUS") + be32(35) + "p=tls-server-end-point,,n=,r=abcdef"),
+            frame('p', cstr("SCRAM-SHA-256-PLUS") + be32(14) + "y,,n=,r=abcdef"),
+            frame('p', cstr("SCRAM-SHA-256") + be32(0xffffffffU)),
+            frame('p', std::string("SCRAM-SHA-256"))};
+        for (const auto& message : forwarded) {
+            Harness h;
+            (void)h.server(auth_sasl({"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}));
+            CHECK(h.client(message) == message);
+            CHECK_FALSE(h.core().ending());
+        }
+    }
     SECTION("\"n\" (no binding), or \"y\" when the server offered no -PLUS (no TLS there): forwarded") {
         for (const char* flag : {"n", "y"}) {
             Harness h;

@@ -1,6 +1,7 @@
 // The parse tree read from libpg_query's C nodes (parse_tree_reader.cpp) is the tree its JSON
 // output gives, node for node, key for key and text for text, over every text of the corpora:
-// the analyzer reads the one where it read the other, and decides the same.
+// the analyzer reads the one where it read the other, and decides the same. (But for negative
+// integers, which the JSON loses: see negative_integer_kept.)
 #include <catch2/catch.hpp>
 
 #include <pg_query.h>
@@ -18,9 +19,20 @@ using pgrail::sql::detail::JsonTree;
 
 namespace {
 
+// An Integer's value that libpg_query's JSON leaves out and the reader keeps: a negative one
+// (the JSON writes {} for every value <= 0; the reader writes {} for 0 alone, so that -5 is not
+// read as 0).
+bool negative_integer_kept(JsonNode expected, JsonNode actual) {
+    if ((expected.key() != "ival" && expected.key() != "Integer") || expected.size() != 0 || actual.size() != 1)
+        return false;
+    const JsonNode value = *actual.begin();
+    return value.key() == "ival" && value.text().starts_with('-');
+}
+
 // Where two trees first differ ("" when they are the same).
 std::string difference(JsonNode expected, JsonNode actual, const std::string& path) {
     const std::string here = path + "/" + std::string(expected.key());
+    if (negative_integer_kept(expected, actual)) return {};
     if (expected.key() != actual.key()) return here + ": key " + std::string(actual.key());
     if (expected.type() != actual.type()) return here + ": type";
     if (expected.text() != actual.text()) {
