@@ -8,10 +8,12 @@
 // (.s.PGSQL.UPSTREAM_PORT), as libpq reads it: bench/run.sh's UPSTREAM=unix.
 //
 // `uring` (built when liburing is found) runs the same relay on one io_uring per thread instead,
-// the fewest system calls a relay can make: multishot accepts and receives into a ring of
-// provided buffers, each buffer sent as it is and handed back when its send completes, and one
-// io_uring_enter per loop turn that submits every send the turn produced and waits for the next
-// completions (DEFER_TASKRUN: the kernel's completion work runs in that call, not by interrupt).
+// the fewest system calls a relay can make: multishot accepts, receives into a ring of provided
+// buffers (at most 4 waiting per direction: backpressure, as the epoll loop's one buffer), each
+// buffer sent as it is and handed back when its send completes, an end of file passed on once
+// all before it is sent, and one io_uring_enter per loop turn that submits every receive and send
+// the turn produced and waits for the next completions (DEFER_TASKRUN: the kernel's completion
+// work runs in that call, not by interrupt).
 // Issue 21 asks whether such a loop spends less CPU per message than an epoll one.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -198,10 +200,11 @@ void run_loop(int listen_fd, Upstream upstream) {
 // low bits (a Pair is 8-aligned); the listening socket's accepts carry no pair.
 namespace uring {
 
-enum Op : std::uint64_t { accept_op = 0, recv_client = 1, recv_server = 2, send_to_server = 3, send_to_client = 4, ignored = 5 };
-constexpr std::uint64_t op_mask = 7;
+enum Op : std::uint64_t { accept_op = 0, receive = 1, send = 2, ignored = 3 };
+constexpr std::uint64_t op_mask = 7;  // the low bits of a Side's address (8-aligned) hold the Op
 constexpr unsigned buffer_count = 1024;  // a power of two, as a buffer ring must be
 constexpr unsigned buffer_size = 16384;
+constexpr std::size_t max_queued = 4;  // chunks one direction may hold before its source waits
 constexpr int group = 0;
 
 // A received buffer waiting for (or in) its send: bytes [offset, length) of buffer `id`.
@@ -211,18 +214,25 @@ struct Chunk {
     unsigned length;
 };
 
-// One direction's sends, one at a time so that bytes stay in order.
-struct Direction {
-    std::deque<Chunk> chunks;
-    bool sending = false;
+struct Pair;
+
+// One socket of a pair: what it received, queued for its peer, sent one send at a time (bytes
+// stay in order), and its one receive at a time (re-armed while its peer's queue is short).
+struct Side {
+    Pair* pair = nullptr;
+    Side* peer = nullptr;
+    int fd = -1;
+    std::deque<Chunk> queue;  // received here, to send to peer
+    bool receiving = false;
+    bool sending = false;       // a send of peer->queue's front to this socket
+    bool ended = false;         // end of file received here
+    bool shut = false;          // this socket shut for writing (its peer ended and was drained)
 };
 
 struct Pair {
-    int client = -1;
-    int server = -1;
-    Direction up;    // to the server
-    Direction down;  // to the client
-    int in_flight = 0;  // operations whose last completion has not arrived: the pair lives until 0
+    Side client;
+    Side server;
+    int in_flight = 0;  // operations whose completion has not arrived (a starved receive counts)
     bool closing = false;
 };
 
@@ -276,7 +286,7 @@ private:
         return entry;
     }
 
-    static std::uint64_t tag(Pair* pair, Op op) { return reinterpret_cast<std::uint64_t>(pair) | op; }
+    static std::uint64_t tag(Side* side, Op op) { return reinterpret_cast<std::uint64_t>(side) | op; }
 
     char* buffer(unsigned id) { return storage_.data() + static_cast<std::size_t>(id) * buffer_size; }
 
@@ -284,7 +294,6 @@ private:
         io_uring_buf_ring_add(buffers_ring_, buffer(id), buffer_size, static_cast<unsigned short>(id),
                               io_uring_buf_ring_mask(buffer_count), 0);
         io_uring_buf_ring_advance(buffers_ring_, 1);
-        ++free_buffers_;
     }
 
     void arm_accept() {
@@ -293,25 +302,37 @@ private:
         io_uring_sqe_set_data64(entry, tag(nullptr, accept_op));
     }
 
-    void arm_receive(Pair* pair, bool from_client) {
+    // One receive into a provided buffer, unless one is under way, the side ended, or its peer
+    // has not taken what came before (backpressure: the kernel's socket buffer holds the rest).
+    void arm_receive(Side& side) {
+        if (side.receiving || side.ended || side.pair->closing || side.queue.size() >= max_queued) return;
         io_uring_sqe* entry = sqe();
-        io_uring_prep_recv_multishot(entry, from_client ? pair->client : pair->server, nullptr, 0, 0);
+        io_uring_prep_recv(entry, side.fd, nullptr, 0, 0);
         entry->flags |= IOSQE_BUFFER_SELECT;
         entry->buf_group = group;
-        io_uring_sqe_set_data64(entry, tag(pair, from_client ? recv_client : recv_server));
-        ++pair->in_flight;
+        io_uring_sqe_set_data64(entry, tag(&side, receive));
+        side.receiving = true;
+        ++side.pair->in_flight;
     }
 
-    void send_next(Pair* pair, bool to_server) {
-        Direction& direction = to_server ? pair->up : pair->down;
-        if (direction.sending || direction.chunks.empty()) return;
-        const Chunk& chunk = direction.chunks.front();
+    // Sends the front of what `from` received to its peer; once `from` ended and all is sent,
+    // the peer is shut for writing (the end of file passed on).
+    void send_next(Side& from) {
+        Side& to = *from.peer;
+        if (to.sending || from.pair->closing) return;
+        if (from.queue.empty()) {
+            if (from.ended && !to.shut) {
+                to.shut = true;
+                shutdown(to.fd, SHUT_WR);
+            }
+            return;
+        }
+        const Chunk& chunk = from.queue.front();
         io_uring_sqe* entry = sqe();
-        io_uring_prep_send(entry, to_server ? pair->server : pair->client, buffer(chunk.id) + chunk.offset,
-                           chunk.length - chunk.offset, MSG_NOSIGNAL);
-        io_uring_sqe_set_data64(entry, tag(pair, to_server ? send_to_server : send_to_client));
-        direction.sending = true;
-        ++pair->in_flight;
+        io_uring_prep_send(entry, to.fd, buffer(chunk.id) + chunk.offset, chunk.length - chunk.offset, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(entry, tag(&to, send));
+        to.sending = true;
+        ++from.pair->in_flight;
     }
 
     void accepted(int client) {
@@ -322,101 +343,106 @@ private:
         }
         set_nodelay(client);
         auto* pair = new Pair;
-        pair->client = client;
-        pair->server = server;
-        arm_receive(pair, true);
-        arm_receive(pair, false);
+        pair->client.pair = pair->server.pair = pair;
+        pair->client.peer = &pair->server;
+        pair->server.peer = &pair->client;
+        pair->client.fd = client;
+        pair->server.fd = server;
+        arm_receive(pair->client);
+        arm_receive(pair->server);
     }
 
-    // Cancels what is queued on both sockets; the pair is freed when its last completion arrives.
-    void close_pair(Pair* pair) {
-        if (pair->closing) return;
-        pair->closing = true;
-        for (const int fd : {pair->client, pair->server}) {
+    // On an error: cancels what is queued on both sockets; freed when the last completion arrives.
+    void close_pair(Pair& pair) {
+        if (pair.closing) return;
+        pair.closing = true;
+        for (const Side* side : {&pair.client, &pair.server}) {
             io_uring_sqe* entry = sqe();
-            io_uring_prep_cancel_fd(entry, fd, IORING_ASYNC_CANCEL_ALL);
+            io_uring_prep_cancel_fd(entry, side->fd, IORING_ASYNC_CANCEL_ALL);
             io_uring_sqe_set_data64(entry, tag(nullptr, ignored));
-            shutdown(fd, SHUT_RDWR);  // a send the peer never drains must end too
+            shutdown(side->fd, SHUT_RDWR);  // a send the peer never drains must end too
         }
     }
 
-    void finished(Pair* pair) {
-        if (--pair->in_flight > 0 || !pair->closing) return;
-        for (Direction* direction : {&pair->up, &pair->down}) {
-            for (const Chunk& chunk : direction->chunks) give_back(chunk.id);
+    // One completion of the pair's has arrived: the pair ends once both directions ended and
+    // were passed on, or it is closing, and nothing of it is under way.
+    void settle(Pair& pair) {
+        --pair.in_flight;
+        const bool done = pair.client.ended && pair.server.ended && pair.client.queue.empty() &&
+                          pair.server.queue.empty() && pair.client.shut && pair.server.shut;
+        if (done) pair.closing = true;
+        if (!pair.closing || pair.in_flight > 0) return;
+        for (Side* side : {&pair.client, &pair.server}) {
+            for (const Chunk& chunk : side->queue) give_back(chunk.id);
+            side->queue.clear();
+            close(side->fd);
         }
-        close(pair->client);
-        close(pair->server);
-        delete pair;
+        delete &pair;
+        rearm_starved();
     }
 
+    // Receives that found no free buffer wait here (their in_flight count held) until sends free one.
     void rearm_starved() {
-        for (auto it = starved_.begin(); it != starved_.end() && free_buffers_ > 0;) {
-            auto [pair, from_client] = *it;
-            it = starved_.erase(it);
-            if (!pair->closing) arm_receive(pair, from_client);
-            finished(pair);  // the starved receive's count, which held the pair open until now
+        std::deque<Side*> waiting;
+        waiting.swap(starved_);
+        for (Side* side : waiting) {
+            side->receiving = false;
+            arm_receive(*side);
+            settle(*side->pair);
         }
     }
 
     void handle(const io_uring_cqe& cqe) {
         const Op op = static_cast<Op>(cqe.user_data & op_mask);
-        auto* pair = reinterpret_cast<Pair*>(cqe.user_data & ~op_mask);
-        const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+        auto* side = reinterpret_cast<Side*>(cqe.user_data & ~op_mask);
         switch (op) {
         case ignored:
             return;
         case accept_op:
             if (cqe.res >= 0) accepted(cqe.res);
-            if (!more) arm_accept();
+            if ((cqe.flags & IORING_CQE_F_MORE) == 0) arm_accept();
             return;
-        case recv_client:
-        case recv_server: {
-            const bool from_client = op == recv_client;
+        case receive: {
+            Pair& pair = *side->pair;
+            if (cqe.res == -ENOBUFS && !pair.closing) {
+                starved_.push_back(side);  // still receiving, its count held
+                return;
+            }
+            side->receiving = false;
             if ((cqe.flags & IORING_CQE_F_BUFFER) != 0) {
                 const unsigned id = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
-                --free_buffers_;
-                if (cqe.res > 0 && !pair->closing) {
-                    Direction& direction = from_client ? pair->up : pair->down;
-                    direction.chunks.push_back(Chunk{id, 0, static_cast<unsigned>(cqe.res)});
-                    send_next(pair, from_client);
+                if (cqe.res > 0 && !pair.closing) {
+                    side->queue.push_back(Chunk{id, 0, static_cast<unsigned>(cqe.res)});
                 } else {
                     give_back(id);
                 }
             }
-            if (more) return;
-            if (cqe.res == -ENOBUFS && !pair->closing) {
-                starved_.emplace_back(pair, from_client);  // keeps its in_flight count until re-armed
-                return;
-            }
-            if (cqe.res > 0 && !pair->closing) {
-                --pair->in_flight;
-                arm_receive(pair, from_client);
-                return;
-            }
-            close_pair(pair);  // end of file, an error, or cancelled
-            finished(pair);
+            if (cqe.res == 0) side->ended = true;
+            if (cqe.res < 0) close_pair(pair);
+            send_next(*side);
+            arm_receive(*side);
+            settle(pair);
             return;
         }
-        case send_to_server:
-        case send_to_client: {
-            const bool to_server = op == send_to_server;
-            Direction& direction = to_server ? pair->up : pair->down;
-            direction.sending = false;
-            Chunk& chunk = direction.chunks.front();
-            if (cqe.res <= 0 || pair->closing) {
+        case send: {
+            Side& from = *side->peer;
+            Pair& pair = *side->pair;
+            side->sending = false;
+            if (cqe.res <= 0 || pair.closing) {
                 close_pair(pair);
-                finished(pair);
+                settle(pair);
                 return;
             }
+            Chunk& chunk = from.queue.front();
             chunk.offset += static_cast<unsigned>(cqe.res);
             if (chunk.offset == chunk.length) {
                 give_back(chunk.id);
-                direction.chunks.pop_front();
-                rearm_starved();
+                from.queue.pop_front();
+                arm_receive(from);
             }
-            send_next(pair, to_server);
-            finished(pair);
+            send_next(from);
+            settle(pair);
+            if (!starved_.empty()) rearm_starved();
             return;
         }
         }
@@ -427,8 +453,7 @@ private:
     io_uring ring_{};
     io_uring_buf_ring* buffers_ring_ = nullptr;
     std::vector<char> storage_;
-    unsigned free_buffers_ = 0;
-    std::deque<std::pair<Pair*, bool>> starved_;
+    std::deque<Side*> starved_;
 };
 
 }  // namespace uring
@@ -477,7 +502,11 @@ int main(int argc, char** argv) {
 #ifdef PGRAIL_BENCH_URING
     if (io == "uring") loop = run_uring_loop;
 #endif
-    if (io != "epoll" && loop == run_loop) {
+    if (io != "epoll" && io != "uring") {
+        std::fprintf(stderr, "%s: unknown loop %s (epoll or uring)\n", argv[0], io.c_str());
+        return 2;
+    }
+    if (io == "uring" && loop == run_loop) {
         std::fprintf(stderr, "%s: no io_uring loop in this build (liburing-dev not found)\n", argv[0]);
         return 2;
     }

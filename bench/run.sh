@@ -145,7 +145,7 @@ start_floor() {
   floor_started_pid=$!
   # pg_isready tries once: a relay still starting would refuse it.
   for _ in $(seq 50); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$relay_port" -t 2 && { ready=1; break; }; sleep 0.1; done
-  [[ -n $ready ]] || return 1
+  [[ -n $ready ]] || { kill "$floor_started_pid" 2>/dev/null; return 1; }
   port[$1]=$relay_port
   pid_of[$1]=$floor_started_pid
   targets+=("$1")
