@@ -949,6 +949,20 @@ Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
     return allow(context);
 }
 
+Decision evaluate_connection_limit(const Policy& policy, const SessionInfo& session) {
+    const Context context{policy, policy.rule_for(session), nullptr, session};
+    const auto limit = context.rule.guards.max_connections;
+    auto decision = refuse(context, nullptr, "max_connections", fmt::format("max_connections: {}", limit),
+                           fmt::format("pgrail: too many connections for this login's rule ({} at once); close "
+                                       "sessions you do not use, or try again later",
+                                       limit),
+                           "",
+                           "Reuse one connection for several statements; each session holds one of the database "
+                           "server's connections.");
+    decision.sqlstate = "53300";
+    return decision;
+}
+
 Decision evaluate_function_call(const Policy& policy, const SessionInfo& session, std::uint32_t function_oid) {
     const Context context{policy, policy.rule_for(session), nullptr, session};
     auto decision = refuse(context, nullptr, "function_call", "function_call",

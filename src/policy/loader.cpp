@@ -83,7 +83,7 @@ YAML::Node child(const YAML::Node& node, const char* key) {
     "allow_classes", "ddl", "migrator", "migrations", "require_where", "allow_truncate",                          \
         "allow_temporary_objects", "protected_schemas", "read_only_tables", "denied_functions", "allowed_functions", \
         "copy", "alter_system", "protected_settings", "allowed_settings", "replication", "options",                 \
-        "bookkeeping_tables", "sensitive_columns", "max_rows"
+        "bookkeeping_tables", "sensitive_columns", "max_rows", "max_connections"
 
 class Loader {
 public:
@@ -423,6 +423,8 @@ private:
 
         if (const auto node = pick(rule, "sensitive_columns")) guards.sensitive = read_sensitive(node);
         if (const auto node = pick(rule, "max_rows")) guards.max_rows = read_max_rows(node);
+        if (const auto node = pick(rule, "max_connections"))
+            guards.max_connections = static_cast<std::uint32_t>(reader_.as_int(node, "max_connections", 1, 1000000));
 
         guards.denied_functions = name_set(rule, sql::functions_reaching_outside, "denied_functions",
                                            "allowed_functions", function_key, "a denied function");
@@ -683,6 +685,8 @@ std::string summarize(const Policy& policy) {
             out += fmt::format("     max rows: {} ({})\n", guards.max_rows.limit,
                                guards.max_rows.action == MaxRowsAction::deny ? "longer results refused"
                                                                              : "longer results cut");
+        if (guards.max_connections > 0)
+            out += fmt::format("     max connections: {} sessions at once\n", guards.max_connections);
         out += fmt::format("     startup: replication {}; options {}\n",
                            guards.allow_replication ? "allowed" : "denied", options);
     }

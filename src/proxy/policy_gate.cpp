@@ -730,10 +730,16 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
 
 GateVerdict PolicyGate::check_startup(const SessionContext& session, const StartupParameters& parameters) {
     const auto policy = current_policy();
-    const auto decision = policy::evaluate_startup(*policy, session, parameters);
+    auto decision = policy::evaluate_startup(*policy, session, parameters);
     metrics().count_session_rule(decision.rule);
     GateVerdict verdict;
-    if (decision.allowed()) return verdict;
+    if (decision.allowed()) {
+        const auto limit = policy->rule_for(session).guards.max_connections;
+        if (limit == 0) return verdict;
+        verdict.session_place = rule_sessions_->take(decision.rule, limit);
+        if (verdict.session_place) return verdict;
+        decision = policy::evaluate_connection_limit(*policy, session);
+    }
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";
     add_decision_fields(event, decision);

@@ -178,6 +178,7 @@ awaitable<void> Session::run() {
         co_await send_to_client(std::move(bytes));
         co_return;
     }
+    session_place_ = std::move(admission.session_place);  // (its rule's max_connections)
     directory_entry_ = shared_.directory->add(context_);  // directory
     if (!co_await connect_upstream()) co_return;
 

@@ -238,6 +238,7 @@ private:
     SessionContext& context_ = protocol_.context();
     std::shared_ptr<const TlsContextSet> tls_;  // the generation current when the session began (null: none)
     std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
+    std::shared_ptr<void> session_place_;  // among its rule's max_connections, while the session lives
     std::chrono::steady_clock::time_point started_;
     Inbound from_client_{client_, &shared_.held_messages};
     // The server's frames held whole (a masked or limited result's rows, up to 64 MiB) come out

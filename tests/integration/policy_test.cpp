@@ -395,6 +395,40 @@ TEST_CASE("replication connections are refused at startup", "[policy]") {
     CHECK(lines[0]["event"] == "connection_refused");
 }
 
+// Found by review 84: with no bound, one agent opened connections until the server had none
+// left (53300 "remaining connection slots are reserved"), and the owner could not log in at all.
+TEST_CASE("a rule's max_connections bounds its sessions at once; other rules still get in", "[policy]") {
+    EnforcingProxy proxy(default_policy_with("    max_connections: 50\n", "    max_connections: 2\n"));
+    auto first = proxy.connect();
+    auto second = proxy.connect();
+    {
+        Conn third(PQconnectdb(proxy.process.conninfo("agent").c_str()));
+        REQUIRE(PQstatus(third.get()) == CONNECTION_BAD);
+        const std::string message = PQerrorMessage(third.get());
+        INFO(message);
+        CHECK(message.find("pgrail: too many connections for this login's rule (2 at once)") != std::string::npos);
+    }
+    // Another rule's login is not counted with the agents'.
+    auto owner = proxy.connect("app_owner");
+    CHECK(scalar(owner.get(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'agent'") == "2");
+    const auto lines = proxy.audit_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["event"] == "connection_refused");
+    CHECK(lines[0]["guard"] == "max_connections");
+    CHECK(lines[0]["sqlstate"] == "53300");
+    // A session that ends gives its place back.
+    second.reset();
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        Conn again(PQconnectdb(proxy.process.conninfo("agent").c_str()));
+        if (PQstatus(again.get()) == CONNECTION_OK) {
+            CHECK(scalar(again.get(), "SELECT 1") == "1");
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL("the place of the session that ended was not given back");
+}
+
 TEST_CASE("a startup packet that names a key twice is refused, in pgrail's words, and audited", "[policy]") {
     // PostgreSQL would take the last user, pgrail's rule the first: the packet is refused instead.
     EnforcingProxy proxy;

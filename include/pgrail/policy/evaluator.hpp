@@ -33,6 +33,10 @@ using MigrationMatcher = std::function<std::optional<RegisteredStatement>(const 
 [[nodiscard]] Decision evaluate_startup(const Policy& policy, const SessionInfo& session,
                                         const std::vector<std::pair<std::string, std::string>>& startup_params);
 
+// The session's rule has max_connections sessions already (the proxy counts them): the refusal,
+// SQLSTATE 53300 as PostgreSQL's "too many connections".
+[[nodiscard]] Decision evaluate_connection_limit(const Policy& policy, const SessionInfo& session);
+
 // A fast-path FunctionCall message (libpq's PQfn and its client-side large-object calls). It names
 // its function by OID only, so no guard can judge it: refused under every rule.
 [[nodiscard]] Decision evaluate_function_call(const Policy& policy, const SessionInfo& session,

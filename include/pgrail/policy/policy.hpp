@@ -102,6 +102,9 @@ struct Guards {
     // Data that must never reach this rule's clients (docs/policy.md, docs/security.md).
     SensitiveColumns sensitive;
     MaxRows max_rows;
+    // Sessions of this rule at once, per pgrail process (0: no bound): one agent cannot take every
+    // connection the server has and lock the other roles, and pgrail's own connections, out.
+    std::uint32_t max_connections = 0;
 
     [[nodiscard]] bool allows_class(sql::StatementClass statement_class) const {
         return (allowed_classes >> static_cast<unsigned>(statement_class)) & 1U;
@@ -140,11 +143,11 @@ struct MessageOverride {
 };
 
 // The guard names that `messages:` may override, in documentation order.
-inline constexpr std::array<const char*, 17> guard_names = {
+inline constexpr std::array<const char*, 18> guard_names = {
     "on_parse_error",     "allow_classes",     "ddl",          "migrations",   "require_where",
     "truncate",           "protected_schemas", "read_only_tables", "denied_functions", "copy_program",
     "copy_server_files",  "alter_system",      "protected_settings", "replication",  "options",
-    "function_call",      "sensitive_columns",
+    "function_call",      "sensitive_columns", "max_connections",
 };
 
 // A loaded policy. Immutable: the proxy shares it as shared_ptr<const Policy> and swaps it on SIGHUP.

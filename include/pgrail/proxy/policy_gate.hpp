@@ -15,6 +15,7 @@
 #include "pgrail/audit/audit_log.hpp"
 #include "pgrail/policy/evaluator.hpp"
 #include "pgrail/proxy/address_budget.hpp"
+#include "pgrail/proxy/rule_sessions.hpp"
 #include "pgrail/policy/policy.hpp"
 #include "pgrail/proxy/sensitive_catalog.hpp"
 #include "pgrail/proxy/statement_gate.hpp"
@@ -108,6 +109,7 @@ private:
     // Lines of clients not authenticated yet: per address, 1 a second after a burst of 20; in all,
     // 10 a second after a burst of 100 (address_budget.hpp).
     mutable AddressBudget unauthenticated_audit_;
+    std::shared_ptr<RuleSessions> rule_sessions_ = std::make_shared<RuleSessions>();
     bool redact_literals_;
     std::size_t max_analyzed_size_;
     sql::AnalysisCache cache_;

@@ -102,6 +102,9 @@ struct GateVerdict {
     // refuse: the size of its audit line (0 when it has none), which the session's login pays
     // for in time beyond its budget (refusal_pacer.hpp).
     std::size_t audit_bytes = 0;
+    // check_startup, admitted: the session's place among its rule's max_connections, held while
+    // the session lives (null: the rule has no bound).
+    std::shared_ptr<void> session_place;
 };
 
 // The error of a statement whose audit line could not be written: it does not run.
