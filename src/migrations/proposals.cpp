@@ -3,13 +3,17 @@
 #include "pgrail/migrations/proposals.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -597,6 +601,71 @@ private:
     std::optional<std::int64_t> key_;
 };
 
+// Turns among the logins of this process: a login refused because the turns were taken is served
+// before one that asks again right after its own proof (one agent proposing in a loop from two
+// sessions took every turn for minutes, and the owner's proposals were all refused). A waiter that
+// has not asked again within `window` is forgotten.
+class ProofWaiters {
+public:
+    using Clock = std::chrono::steady_clock;
+    static constexpr auto window = std::chrono::seconds(30);
+
+    // Whether `login` may try for a turn now: no other login waits, or it has waited longest.
+    bool may_try(const std::string& login, Clock::time_point now) {
+        const std::lock_guard lock(mutex_);
+        std::erase_if(waiting_, [&](const Waiter& waiter) { return now - waiter.last_refused > window; });
+        return waiting_.empty() || waiting_.front().login == login;
+    }
+    void refused(const std::string& login, Clock::time_point now) {
+        const std::lock_guard lock(mutex_);
+        const auto found = std::find_if(waiting_.begin(), waiting_.end(),
+                                        [&](const Waiter& waiter) { return waiter.login == login; });
+        if (found != waiting_.end()) {
+            found->last_refused = now;
+        } else if (waiting_.size() < 1024) {
+            waiting_.push_back({login, now});
+        }
+    }
+    void served(const std::string& login) {
+        const std::lock_guard lock(mutex_);
+        std::erase_if(waiting_, [&](const Waiter& waiter) { return waiter.login == login; });
+    }
+
+private:
+    struct Waiter {
+        std::string login;
+        Clock::time_point last_refused;
+    };
+    std::mutex mutex_;
+    std::vector<Waiter> waiting_;  // in the order they were first refused
+};
+
+ProofWaiters& proof_waiters() {
+    static ProofWaiters waiters;
+    return waiters;
+}
+
+// A turn for `login`'s proof, after the logins that wait for one (ProofWaiters).
+std::unique_ptr<ProofTurn> take_proof_turn(pqxx::connection& conn, std::uint32_t turns, const std::string& login) {
+    auto& waiters = proof_waiters();
+    const auto now = ProofWaiters::Clock::now();
+    if (!waiters.may_try(login, now)) {
+        waiters.refused(login, now);
+        throw MigrationError(sqlstate::lock_not_available,
+                             "pgrail: another login's proposal waits for its turn to be proved; propose again in a "
+                             "few seconds",
+                             "", "Proposals are proved a few at a time, in turn among the logins that propose.");
+    }
+    try {
+        auto turn = std::make_unique<ProofTurn>(conn, turns);
+        waiters.served(login);
+        return turn;
+    } catch (const MigrationError& error) {
+        if (error.sqlstate() == sqlstate::lock_not_available) waiters.refused(login, now);
+        throw;
+    }
+}
+
 // What the syntax cannot tell, read in the scratch copy's catalog right after the proposal's up
 // script ran (before its transaction commits), as PostgreSQL resolved it there (after the pending
 // migrations, with the runner's search_path). (pg_catalog spelled out: the script ran in this
@@ -792,7 +861,7 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
         };
         auto with_proposal = std::make_shared<const Registry>(registry_->with_migrations({migration}));
         Runner verifier(with_proposal, verify_options);
-        const ProofTurn turn(*conn, std::max<std::uint32_t>(1, options_.proof_turns));
+        const auto turn = take_proof_turn(*conn, std::max<std::uint32_t>(1, options_.proof_turns), actor);
         try {
             const auto results = verifier.verify(proposal.version);
             const auto result = std::find_if(results.begin(), results.end(),

@@ -590,6 +590,34 @@ TEST_CASE("a proposal's proof is bounded: its time, each statement, the scratch'
     CHECK(scalar(loop.direct().get(), "SELECT count(*) FROM pgrail.migration_proposals WHERE name = 'busy'") == "0");
 }
 
+// Review 84: an agent proposing in a loop from two sessions took every turn for the proof, and
+// every proposal of the owner's was refused for minutes. A login refused for want of a turn is
+// served before one that asks again after its own proof.
+TEST_CASE("proofs take turns among logins: one that waited goes before one that was just served",
+          "[agent_loop][proof_bounds]") {
+    AgentLoop loop(false);
+    auto agent = loop.connect("agent");
+    auto owner = loop.connect("app_owner");
+    const auto propose = [](const Conn& conn, const std::string& name) {
+        return run(conn.get(), propose_sql(name, "CREATE TABLE " + name + " (a int)", "DROP TABLE " + name)).at(0);
+    };
+    auto holder = loop.direct();  // another process's proof under way
+    REQUIRE(scalar(holder.get(), "SELECT pg_try_advisory_lock(8099568217555234152)") == "t");
+    CHECK(propose(agent, "t_agent_1").sqlstate == "55P03");  // the agent waits first
+    const auto behind = propose(owner, "t_owner_1");
+    CHECK(behind.sqlstate == "55P03");
+    CHECK_THAT(behind.message, Catch::Contains("another login's proposal waits for its turn"));
+    (void)run(holder.get(), "SELECT pg_advisory_unlock(8099568217555234152)");
+    CHECK(propose(owner, "t_owner_2").sqlstate == "55P03");  // the agent waited longer
+    CHECK(row_of(propose(agent, "t_agent_2")).at("verification") == "passed");
+    // The agent asks again at once: the owner, refused meanwhile, goes first.
+    const auto again = propose(agent, "t_agent_3");
+    CHECK(again.sqlstate == "55P03");
+    CHECK_THAT(again.message, Catch::Contains("another login's proposal waits for its turn"));
+    CHECK(row_of(propose(owner, "t_owner_3")).at("verification") == "passed");
+    CHECK(row_of(propose(agent, "t_agent_4")).at("verification") == "passed");
+}
+
 TEST_CASE("auto_approve reads the new columns' types where the proof made them: domains and row types wait",
           "[agent_loop][column_types]") {
     // Review 64 and helper 65: the syntax cannot tell `text` from a domain over it. A domain's
