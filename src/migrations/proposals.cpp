@@ -604,17 +604,23 @@ private:
 // Turns among the logins of this process: a login refused because the turns were taken is served
 // before one that asks again right after its own proof (one agent proposing in a loop from two
 // sessions took every turn for minutes, and the owner's proposals were all refused). A waiter that
-// has not asked again within `window` is forgotten.
+// has not asked again within `window` (it gave up, or its session ended) is forgotten, so that it
+// holds the turns back no longer than that. (A login: the identity under auth.mode pgrail, else the
+// role.)
 class ProofWaiters {
 public:
     using Clock = std::chrono::steady_clock;
-    static constexpr auto window = std::chrono::seconds(30);
+    static constexpr auto window = std::chrono::seconds(10);
 
-    // Whether `login` may try for a turn now: no other login waits, or it has waited longest.
-    bool may_try(const std::string& login, Clock::time_point now) {
+    // Whether `login` may try for one of `turns` turns now: it is among the `turns` logins that
+    // have waited longest, or fewer wait.
+    bool may_try(const std::string& login, std::uint32_t turns, Clock::time_point now) {
         const std::lock_guard lock(mutex_);
         std::erase_if(waiting_, [&](const Waiter& waiter) { return now - waiter.last_refused > window; });
-        return waiting_.empty() || waiting_.front().login == login;
+        const auto ahead = std::min<std::size_t>(turns, waiting_.size());
+        return waiting_.size() < turns ||
+               std::any_of(waiting_.begin(), waiting_.begin() + static_cast<std::ptrdiff_t>(ahead),
+                           [&](const Waiter& waiter) { return waiter.login == login; });
     }
     void refused(const std::string& login, Clock::time_point now) {
         const std::lock_guard lock(mutex_);
@@ -649,7 +655,7 @@ ProofWaiters& proof_waiters() {
 std::unique_ptr<ProofTurn> take_proof_turn(pqxx::connection& conn, std::uint32_t turns, const std::string& login) {
     auto& waiters = proof_waiters();
     const auto now = ProofWaiters::Clock::now();
-    if (!waiters.may_try(login, now)) {
+    if (!waiters.may_try(login, turns, now)) {
         waiters.refused(login, now);
         throw MigrationError(sqlstate::lock_not_available,
                              "pgrail: another login's proposal waits for its turn to be proved; propose again in a "

@@ -654,6 +654,23 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
                             "temporary types and with the role's own search_path, or with pgrail migrate up.";
         }
     }
+    // pgrail answers a statement that reads its commands in the server's place, and the session
+    // follows none of what such a statement changes besides: client_encoding (how pgrail reads the
+    // texts after it), search_path, temporary objects, prepared statements. It must change nothing.
+    if (decision.action == policy::Decision::Action::intercept &&
+        (facts.changes_encoding || facts.sets_search_path_elsewhere || facts.makes_temporary_types ||
+         !facts.temporary_relations.empty() || facts.forgets_prepared || facts.keeps_for_later)) {
+        decision.action = policy::Decision::Action::deny;
+        decision.guard = "migrations";
+        decision.sqlstate = "0A000";
+        decision.message = "pgrail: a statement that reads pgrail's commands cannot also change the session (a "
+                           "setting, a temporary object, a prepared statement or cursor); send the change as a "
+                           "statement of its own";
+        decision.detail = fmt::format("rule \"{}\" (migrations) refused a pgrail command combined with a change of "
+                                      "the session",
+                                      decision.rule);
+        decision.hint = "Call the pgrail command alone, e.g. SELECT * FROM pgrail.status().";
+    }
     count(decision, analysis);
     GateVerdict verdict;
     facts.describe(verdict, decision.action == policy::Decision::Action::allow);
@@ -730,23 +747,33 @@ GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::
 
 GateVerdict PolicyGate::check_startup(const SessionContext& session, const StartupParameters& parameters) {
     const auto policy = current_policy();
-    auto decision = policy::evaluate_startup(*policy, session, parameters);
+    const auto decision = policy::evaluate_startup(*policy, session, parameters);
     metrics().count_session_rule(decision.rule);
+    if (!decision.allowed()) return connection_refusal(session, decision, !session.identity.empty());
+    // A place among max_connections for a client pgrail authenticated; in passthrough mode only
+    // once the server has (admit_session): else anyone naming a user of the rule holds one.
+    if (session.identity.empty()) return {};
+    return admit_session(session);
+}
+
+GateVerdict PolicyGate::admit_session(const SessionContext& session) {
+    const auto policy = current_policy();
+    const auto& rule = policy->rule_for(session);
     GateVerdict verdict;
-    if (decision.allowed()) {
-        const auto limit = policy->rule_for(session).guards.max_connections;
-        if (limit == 0) return verdict;
-        verdict.session_place = rule_sessions_->take(decision.rule, limit);
-        if (verdict.session_place) return verdict;
-        decision = policy::evaluate_connection_limit(*policy, session);
-    }
+    if (rule.guards.max_connections == 0) return verdict;
+    verdict.session_place = rule_sessions_->take(rule.name, rule.guards.max_connections);
+    if (verdict.session_place) return verdict;
+    return connection_refusal(session, policy::evaluate_connection_limit(*policy, session), true);
+}
+
+GateVerdict PolicyGate::connection_refusal(const SessionContext& session, const policy::Decision& decision,
+                                           bool authenticated) {
+    GateVerdict verdict;
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "connection_refused" : "connection_would_be_refused";
     add_decision_fields(event, decision);
-    // In passthrough mode the server has not authenticated the client yet: its user is only a
-    // claim, and anyone who can connect causes these lines (bounded, see audit_budget.hpp).
-    // Under auth.mode pgrail the identity logged in first.
-    const bool authenticated = !session.identity.empty();
+    // Before authentication (a startup packet in passthrough mode) the user is only a claim, and
+    // anyone who can connect causes these lines (bounded, see audit_budget.hpp).
     event["authenticated"] = authenticated;
     if (authenticated) {
         verdict.write_audit = writer(session, std::move(event));

@@ -218,6 +218,7 @@ awaitable<void> Session::run() {
     if (!between_frames) {
         spdlog::info("session {}: closing the client mid-message", context_.session_id);
     } else if (const auto& ending = protocol_.ending()) {
+        if (login_admission_.write_audit) co_await settle_audit_elsewhere(login_admission_);
         co_await send_fatal(ending->sqlstate, ending->message);
     } else if (server_ended && !protocol_.server_sent_fatal() && !protocol_.client_terminated()) {
         // The server went away without saying why: tell the client instead of a bare EOF.
@@ -374,8 +375,22 @@ void Session::login_turn(bool server) {
     login_timer_.cancel();  // the watch re-arms for the nearer deadline
 }
 
-void Session::logged_in() {
+bool Session::logged_in() {
     pending_place_.reset();  // its address's place is free for the next login
+    if (!shared_.identities) {
+        // Passthrough: the server has authenticated the client; now it takes a place among its
+        // rule's max_connections (PostgreSQL checks a role's CONNECTION LIMIT here too).
+        login_admission_ = shared_.gate->admit_session(context_);
+        session_place_ = std::move(login_admission_.session_place);
+        if (login_admission_.kind == GateVerdict::Kind::refuse) {
+            protocol_.end(login_admission_.error.sqlstate, login_admission_.error.message);
+            return false;  // its audit line is written before the FATAL (run)
+        }
+        if (login_admission_.write_audit)  // audit_only: the session goes on, the line is written beside it
+            asio::co_spawn(client_.get_executor(),
+                           [self = shared_from_this()] { return self->settle_audit_elsewhere(self->login_admission_); },
+                           asio::detached);
+    }
     // max_buffered_size is shared per login: whose messages and result rows this session's hold.
     // (A client that pipelines a long message behind a statement whose masked rows wait for that
     // message's share holds both until buffered_message_timeout: its own session's doing.)
@@ -384,6 +399,7 @@ void Session::logged_in() {
     from_server_.buffer.set_login(login);
     first_ready_signal_.cancel();
     login_timer_.cancel();  // the login's watch ends
+    return true;
 }
 
 void Session::server_answered() {

@@ -121,7 +121,7 @@ public:
 
 private:
     // SessionEvents: what the protocol core asks besides bytes.
-    void logged_in() override;
+    bool logged_in() override;
     void server_answered() override;
     void login_turn(bool server) override;
     void cancel_statement() override;
@@ -239,6 +239,7 @@ private:
     std::shared_ptr<const TlsContextSet> tls_;  // the generation current when the session began (null: none)
     std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
     std::shared_ptr<void> session_place_;  // among its rule's max_connections, while the session lives
+    GateVerdict login_admission_;  // passthrough: the place asked for once the server authenticated the client
     std::chrono::steady_clock::time_point started_;
     Inbound from_client_{client_, &shared_.held_messages};
     // The server's frames held whole (a masked or limited result's rows, up to 64 MiB) come out

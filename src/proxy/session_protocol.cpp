@@ -902,7 +902,7 @@ bool SessionProtocol::enter_copy_in() {
     return true;
 }
 
-void SessionProtocol::on_ready_for_query(std::string_view body) {
+bool SessionProtocol::on_ready_for_query(std::string_view body) {
     copy_took_syncs_ = false;
     // Every Describe of an answered batch was answered, unless an error made the server skip the
     // rest. A ReadyForQuery before that means the server counts the client's batches otherwise
@@ -929,7 +929,10 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
     }
     if (++answered_ == 1) {
         if (phase_ == Phase::authenticating) phase_ = Phase::ready;
-        events_.logged_in();
+        if (!events_.logged_in()) {
+            stop_after_frame_ = true;
+            return false;
+        }
     }
     // (copy_in ends with the client's CopyDone or CopyFail, which the server may still read.)
     if (phase_ == Phase::copy_out) phase_ = Phase::ready;
@@ -938,14 +941,14 @@ void SessionProtocol::on_ready_for_query(std::string_view body) {
     batch_failed_ = false;
     if (probe_ == Probe::waiting) probe_ = Probe::skipped;
     events_.server_answered();
+    return true;
 }
 
 bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Outbound& out) {
     const auto body = frame.substr(protocol::header_size);
     switch (tag) {
         case back::ready_for_query:
-            on_ready_for_query(body);
-            return false;
+            return !on_ready_for_query(body);  // (a login refused at its end: the client hears why instead)
         case back::command_complete: {
             // Read whole only while registered migrations' statements are on their way: the one
             // this completion answers (by its place in the batch) ran, if it says so.

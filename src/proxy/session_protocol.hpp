@@ -51,7 +51,8 @@ struct Ending {
 class SessionEvents {
 public:
     virtual ~SessionEvents() = default;
-    virtual void logged_in() = 0;          // the first ReadyForQuery
+    // The first ReadyForQuery; false: the session may not go on (the shell called end() with why).
+    virtual bool logged_in() = 0;
     virtual void server_answered() = 0;    // a ReadyForQuery, or the probe's fate: wake who waits
     virtual void login_turn(bool server) = 0;  // the login's turn passes to the server or the client
     virtual void cancel_statement() = 0;   // max_rows deny: cancel what the server runs now
@@ -326,7 +327,8 @@ private:
     // The batch a Query's or FunctionCall's refusal belongs to: the one its own message closed.
     [[nodiscard]] Batch& batch_of(char tag);
 
-    void on_ready_for_query(std::string_view body);
+    // false: the login was refused at its end (SessionEvents::logged_in): the frame is not forwarded.
+    [[nodiscard]] bool on_ready_for_query(std::string_view body);
     [[nodiscard]] bool enter_copy_in();
     bool stop_after_frame_ = false;  // the server's frame ended the session (ServerStep::stop)
     // A statement that may change client_encoding runs in the open batch: texts read until its

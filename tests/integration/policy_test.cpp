@@ -408,16 +408,31 @@ TEST_CASE("a rule's max_connections bounds its sessions at once; other rules sti
         INFO(message);
         CHECK(message.find("pgrail: too many connections for this login's rule (2 at once)") != std::string::npos);
     }
-    // Another rule's login is not counted with the agents'.
+    // Another rule's login is not counted with the agents'. The third's backend, refused once the
+    // server had authenticated it (as PostgreSQL's CONNECTION LIMIT), ends with its connection.
     auto owner = proxy.connect("app_owner");
-    CHECK(scalar(owner.get(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'agent'") == "2");
+    std::string agents;
+    for (int attempt = 0; attempt < 100 && (agents = scalar(owner.get(), "SELECT count(*) FROM pg_stat_activity "
+                                                                          "WHERE usename = 'agent'")) != "2";
+         ++attempt)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(agents == "2");
+
     const auto lines = proxy.audit_lines();
     REQUIRE(lines.size() == 1);
     CHECK(lines[0]["event"] == "connection_refused");
     CHECK(lines[0]["guard"] == "max_connections");
     CHECK(lines[0]["sqlstate"] == "53300");
-    // A session that ends gives its place back.
+    CHECK(lines[0]["authenticated"] == true);
+    // A session that ends gives its place back, and clients that claim the rule's user but never
+    // log in take none (review 87: a place taken at the startup packet let anyone lock a rule out).
     second.reset();
+    std::vector<std::unique_ptr<RawSocket>> unauthenticated;
+    for (int i = 0; i < 3; ++i) {
+        unauthenticated.push_back(std::make_unique<RawSocket>(proxy.process.port()));
+        unauthenticated.back()->send(startup_packet(0x00030000, {{"user", "agent"}, {"database", Cluster::get().database}}));
+        CHECK(unauthenticated.back()->read_exactly(1) == "R");  // asked for a password, which never comes
+    }
     for (int attempt = 0; attempt < 100; ++attempt) {
         Conn again(PQconnectdb(proxy.process.conninfo("agent").c_str()));
         if (PQstatus(again.get()) == CONNECTION_OK) {

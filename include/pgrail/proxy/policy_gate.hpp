@@ -39,6 +39,7 @@ public:
     std::optional<GateVerdict> check_here(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
     GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
+    GateVerdict admit_session(const SessionContext& session) override;
 
     std::shared_ptr<const ResultGuard> result_guard(const SessionContext& session) override;
     bool rule_changed(const SessionContext& session, PolicyHold& held) override;
@@ -109,6 +110,9 @@ private:
     // Lines of clients not authenticated yet: per address, 1 a second after a burst of 20; in all,
     // 10 a second after a burst of 100 (address_budget.hpp).
     mutable AddressBudget unauthenticated_audit_;
+    // A refused connection's verdict: its audit line (bounded for clients nobody authenticated).
+    GateVerdict connection_refusal(const SessionContext& session, const policy::Decision& decision,
+                                   bool authenticated);
     std::shared_ptr<RuleSessions> rule_sessions_ = std::make_shared<RuleSessions>();
     bool redact_literals_;
     std::size_t max_analyzed_size_;

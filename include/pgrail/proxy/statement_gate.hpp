@@ -152,6 +152,10 @@ public:
     // the caller (settle_audit, then the error's severity is FATAL).
     [[nodiscard]] virtual GateVerdict check_startup(const SessionContext& session,
                                                     const StartupParameters& parameters) = 0;
+    // A place among the session's rule's max_connections (GateVerdict::session_place), or a
+    // refusal (its audit line too, as check_startup's). check_startup takes it for a client pgrail
+    // authenticated itself; the shell asks here once the server has authenticated one.
+    [[nodiscard]] virtual GateVerdict admit_session(const SessionContext& /*session*/) { return {}; }
     // What the session does to its results (masked columns, max_rows); null: nothing. Asked
     // again for each result: it follows reloads and catalog refreshes. Cheap (cached).
     // Whether a reload has changed how this session's statements are decided since `held` (the

@@ -100,7 +100,10 @@ public:
     std::vector<bool> login_turns;
 
 private:
-    void logged_in() override { ++logins; }
+    bool logged_in() override {
+        ++logins;
+        return true;
+    }
     void server_answered() override {}
     void login_turn(bool server) override { login_turns.push_back(server); }
     void cancel_statement() override { ++cancels; }
