@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -59,6 +61,9 @@ std::string pg_dump_path(const RunnerOptions& options) {
     return "pg_dump";
 }
 
+// The most of a schema dump pgrail holds (several are compared per proof).
+constexpr std::size_t max_dump_bytes = std::size_t{256} << 20;
+
 // Runs pg_dump --schema-only against `conninfo`, passing the connection through libpq's
 // environment variables so that no password appears on a command line.
 std::string schema_dump(const RunnerOptions& options, const std::string& conninfo) {
@@ -109,9 +114,28 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     std::array<pollfd, 2> fds{pollfd{out_pipe[0], POLLIN, 0}, pollfd{err_pipe[0], POLLIN, 0}};
     std::array<char, 65536> buffer{};
     int open_fds = 2;
-    while (open_fds > 0) {
-        if (::poll(fds.data(), fds.size(), -1) < 0) {
+    // Bounded like the proof it serves (a proposal's: its time; any: max_dump_bytes held), so that
+    // no schema, however an unread script made it, holds pgrail's memory or a proof's turn.
+    const bool timed = options.proof_bounds && options.proof_bounds->total.count() > 0;
+    const auto deadline = std::chrono::steady_clock::now() + (timed ? options.proof_bounds->total : std::chrono::milliseconds(0));
+    std::string too_much;
+    while (open_fds > 0 && too_much.empty()) {
+        int wait_ms = -1;
+        if (timed) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) {
+                too_much = fmt::format("ran longer than the proof's {} ms", options.proof_bounds->total.count());
+                break;
+            }
+            wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 60000));
+        }
+        const int ready = ::poll(fds.data(), fds.size(), wait_ms);
+        if (ready < 0) {
             if (errno == EINTR) continue;
+            break;
+        }
+        if (out.size() + err.size() > max_dump_bytes) {
+            too_much = fmt::format("wrote more than {} bytes", max_dump_bytes);
             break;
         }
         for (std::size_t k = 0; k < fds.size(); ++k) {
@@ -126,9 +150,16 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
             }
         }
     }
+    if (!too_much.empty()) {
+        ::kill(pid, SIGKILL);
+        for (auto& fd : fds)
+            if (fd.fd >= 0) ::close(fd.fd);
+    }
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    if (!too_much.empty())
+        throw MigrationError(sqlstate::program_limit_exceeded, fmt::format("pg_dump --schema-only {}: stopped", too_much));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         while (!err.empty() && err.back() == '\n') err.pop_back();
         throw MigrationError(sqlstate::system_error, fmt::format("pg_dump --schema-only failed: {}", err));

@@ -147,8 +147,10 @@ Decision parse_error(const Context& context, const Statement* statement, const s
                       " (a statement kind pgrail does not know)",
                       "pgrail refuses statements it cannot classify; an operator can set on_parse_error: allow.");
     }
-    auto decision =
-        refuse(context, nullptr, "on_parse_error", "on_parse_error: deny", "pgrail: " + error->message, "", "");
+    // (A limit's own words may begin with "pgrail cannot ...": not "pgrail: pgrail cannot ...".)
+    const std::string_view words = error->message;
+    auto decision = refuse(context, nullptr, "on_parse_error", "on_parse_error: deny",
+                           "pgrail: " + std::string(words.starts_with("pgrail ") ? words.substr(7) : words), "", "");
     const char* default_hint = nullptr;
     if (error->limit) {
         // Not a syntax error: text beyond what pgrail analyses safely (program_limit_exceeded).
@@ -1025,13 +1027,21 @@ std::optional<Decision> check_sensitive(const Context& context, const Statement&
                               setting.via_function ? " calling set_config" : "",
                               "Keep the encoding the session started with (UTF8, as the server's).");
     const SensitiveReads reads = find_sensitive_reads(statement, guarded, *set);
-    if (!reads.masked.empty() && (context.session.lexing.converted || context.session.lexing.encoding_pending))
+    if (!reads.masked.empty() && context.session.lexing.converted)
         return refuse(context, &statement, "sensitive_columns", label,
                       fmt::format("pgrail: column {} is masked in this session and may be read only while the server "
                                   "does not convert the session's encoding",
                                   reads.masked.front()),
                       " (client_encoding differs from server_encoding)",
                       "Connect with client_encoding set to the server's encoding (UTF8) to read masked columns.");
+    if (!reads.masked.empty() && context.session.lexing.encoding_pending)
+        return refuse(context, &statement, "sensitive_columns", label,
+                      fmt::format("pgrail: column {} is masked in this session and may be read only once the change of "
+                                  "client_encoding is final: after its result, and after the transaction block that "
+                                  "made it ends",
+                                  reads.masked.front()),
+                      " (a change of client_encoding not final yet)",
+                      "End the transaction block (COMMIT or ROLLBACK), then read the column again.");
     if (reads.unresolved)
         return refuse(context, &statement, "sensitive_columns", label,
                       fmt::format("pgrail: this session may not run statements whose reads pgrail cannot follow: {}",

@@ -451,3 +451,27 @@ TEST_CASE("in-band pgrail.verify() samples rows as pgrail's configuration says, 
     CHECK(row[3] == "3 rows in 1 table (at most 3 per table); profiles: excluded column created_at left NULL or at "
                     "the default");
 }
+
+// Review 84: pg_dump's output was read without a bound of time or size. A proof's dumps stop at
+// the proof's time (and at 256 MiB of output), and the proof fails with why.
+TEST_CASE("a proof's schema dump is bounded by the proof's time", "[migrations][verify]") {
+    const SeededDatabase db;
+    const auto dir = pgrail::test::PgrailProcess::make_temp_dir();
+    const std::string stalled = dir + "/pg_dump";
+    pgrail::test::write_file(stalled, "#!/bin/sh\nexec sleep 30\n");
+    std::filesystem::permissions(stalled, std::filesystem::perms::owner_all);
+    auto options = options_for(db);
+    options.pg_dump = stalled;
+    options.proof_bounds = RunnerOptions::ProofBounds{std::chrono::milliseconds(0), std::chrono::milliseconds(500), 0};
+    const auto registry =
+        registry_of({{seed_version + "_add_profiles_timezone.up.sql", "ALTER TABLE profiles ADD COLUMN timezone text;"},
+                     {seed_version + "_add_profiles_timezone.down.sql", "ALTER TABLE profiles DROP COLUMN timezone;"}});
+    std::string message;
+    try {
+        (void)verify_one(registry, seed_version, options);
+    } catch (const MigrationError& error) {
+        message = error.what();
+    }
+    CHECK_THAT(message, Catch::Contains("pg_dump --schema-only ran longer than the proof's 500 ms"));
+    CHECK(scratch_databases(db) == "0");
+}
