@@ -224,18 +224,27 @@ std::string_view schema_of(const sql::ObjectRef& object) {
     return object.schema;
 }
 
+// Objects that live in a schema (an unqualified name of one resolves through search_path).
+bool in_a_schema(std::string_view kind) {
+    static constexpr std::string_view kinds[] = {"table",    "relation",  "view",      "materialized view",
+                                                 "sequence", "index",     "type",      "domain",
+                                                 "function", "procedure", "aggregate", "foreign table"};
+    return std::find(std::begin(kinds), std::end(kinds), kind) != std::end(kinds);
+}
+
 // A policy's name (a read-only table's, a protected schema's) against a name as the parser folded
 // it, in any case: `Ledger` in the policy guards `ledger` (what an unquoted Ledger folds to) as
 // well as a quoted "Ledger" (refusing more rather than guarding nothing).
 bool matches_any_case(std::string_view pattern, std::string_view name) { return glob_match_any_case(pattern, name); }
 
-bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object) {
+bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object, std::string_view user) {
     if (!matches_any_case(pattern.table, object.name)) return false;
     if (pattern.schema.empty()) return true;
     // An unqualified name may resolve to the table through search_path, which pgrail cannot see:
     // `public.ledger` also guards a plain `ledger`. A whole-schema pattern (`archive.*`) guards
-    // qualified names only, or it would guard every unqualified table.
-    if (object.schema.empty()) return pattern.table != "*";
+    // qualified names only, or it would guard every unqualified table; but for the role that
+    // schema is named like, whose default search_path ("$user" first) leads into it, every one.
+    if (object.schema.empty()) return pattern.table != "*" || (!object.temporary && matches_any_case(pattern.schema, user));
     return matches_any_case(pattern.schema, object.schema);
 }
 
@@ -381,9 +390,11 @@ std::optional<Decision> check_setting_value(const Context& context, const Statem
                                   "pgrail: a search_path pgrail cannot read refused; give it as a constant list of "
                                   "schema names",
                                   "Give search_path as a constant list of schema names.");
-        for (const auto& schema : *schemas) {
+        for (const auto& named : *schemas) {
             // pg_catalog is searched first whether named or not: naming it changes nothing.
-            if (schema == "pg_catalog") continue;
+            if (named == "pg_catalog") continue;
+            // "$user" is the schema named like the session's role, where one exists.
+            const std::string_view schema = named == "$user" ? std::string_view(context.session.user) : named;
             for (const auto& protected_schema : context.rule.guards.protected_schemas)
                 if (matches_any_case(protected_schema, schema))
                     return refuse_setting(
@@ -570,6 +581,8 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         const auto dot = name.rfind('.');
         const std::string* denied = guards.denied_functions.find(name);
         if (!denied && dot != std::string_view::npos) denied = guards.denied_functions.find(name.substr(dot + 1));
+        // Unqualified, it may resolve through search_path to a qualified entry's schema.
+        if (!denied && dot == std::string_view::npos) denied = guards.denied_functions.find_qualified(name);
         if (denied)
             return refuse_call(*denied, dot == std::string_view::npos ? name : name.substr(dot + 1),
                                fmt::format(" calling {}", function));
@@ -581,8 +594,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     bool sequence_by_attribute = false;
     for (const auto& read : statement.column_reads) {
         if (!sql::may_call_by_attribute(read)) continue;
-        if (const std::string* denied = guards.denied_functions.find(read.name))
-            return refuse_call(*denied, read.name, fmt::format(" calling {} in attribute notation", read.name));
+        const std::string* denied = guards.denied_functions.find(read.name);
+        if (!denied) denied = guards.denied_functions.find_qualified(read.name);
+        if (denied) return refuse_call(*denied, read.name, fmt::format(" calling {} in attribute notation", read.name));
         sequence_by_attribute = sequence_by_attribute || read.name == "nextval" || read.name == "setval";
     }
     if (computed_set_config) {
@@ -645,6 +659,21 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     for (const auto& object : statement.objects) {
         if (!written_or_viewed(object, reaches_later)) continue;
         const auto schema = schema_of(object);
+        if (schema.empty() && !object.temporary && in_a_schema(object.kind)) {
+            // The default search_path begins with "$user": an unqualified name resolves into the
+            // schema named like the session's role first, where one exists. Protected, it takes
+            // every unqualified write, unless the name is qualified.
+            for (const auto& protected_schema : guards.protected_schemas)
+                if (matches_any_case(protected_schema, context.session.user))
+                    return refuse(context, &statement, "protected_schemas",
+                                  fmt::format("protected_schemas: {}", protected_schema),
+                                  fmt::format("pgrail: write to {} refused; unqualified, it may resolve into protected "
+                                              "schema {} (search_path's \"$user\"), qualify it (e.g. public.{})",
+                                              object.name, context.session.user, object.name),
+                                  fmt::format(" ({} {})", sql::to_string(object.role), qualified(object)),
+                                  "A schema named like the session's role comes first in the default search_path.");
+            continue;
+        }
         if (schema.empty()) continue;
         for (const auto& protected_schema : guards.protected_schemas)
             if (matches_any_case(protected_schema, schema))
@@ -711,7 +740,7 @@ std::optional<Decision> check(const Context& context, const Statement& statement
             const bool writes = object.role == ObjectRole::written || object.role == ObjectRole::truncated;
             if (!writes && !(object.role == ObjectRole::read && written_or_viewed(object, viewed))) continue;
             for (const auto& pattern : guards.read_only_tables)
-                if (table_matches(pattern, object))
+                if (table_matches(pattern, object, context.session.user))
                     return refuse(context, &statement, "read_only_tables", "read_only_tables",
                                   writes ? fmt::format("pgrail: write to read-only table {} refused; an operator "
                                                        "changes it",

@@ -44,6 +44,8 @@ bool glob_match(std::string_view pattern, std::string_view text) { return glob<f
 bool glob_match_any_case(std::string_view pattern, std::string_view text) { return glob<true>(pattern, text); }
 
 void NameSet::insert(std::string name) {
+    if (name.find('.') != std::string::npos && std::find(qualified_.begin(), qualified_.end(), name) == qualified_.end())
+        qualified_.push_back(name);
     if (has_glob(name)) {
         if (std::find(globs_.begin(), globs_.end(), name) == globs_.end()) globs_.push_back(std::move(name));
     } else {
@@ -54,12 +56,21 @@ void NameSet::insert(std::string name) {
 void NameSet::erase(std::string_view name) {
     if (auto it = exact_.find(name); it != exact_.end()) exact_.erase(it);
     std::erase(globs_, name);
+    std::erase(qualified_, name);
 }
 
 const std::string* NameSet::find(std::string_view name) const {
     if (auto it = exact_.find(name); it != exact_.end()) return &*it;
     for (const auto& glob : globs_)
         if (glob_match(glob, name)) return &glob;
+    return nullptr;
+}
+
+const std::string* NameSet::find_qualified(std::string_view name) const {
+    for (const auto& member : qualified_) {
+        const std::string_view part = std::string_view(member).substr(member.rfind('.') + 1);
+        if (has_glob(part) ? glob_match(part, name) : part == name) return &member;
+    }
     return nullptr;
 }
 

@@ -1027,17 +1027,20 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
                 server_sent_fatal_ = true;
             auto& refusals = batches_.front().refusals;
             if (refusals.empty()) return false;
+            // The stand-in's own failure: the cast's error (22P02; its words in the server's
+            // language) quoting the marker and the id of the batch's first refusal (the server
+            // skips what follows an error). An agent that read the marker (pg_stat_activity shows
+            // the stand-in) can make no other error of its own pass for that refusal's.
+            if (protocol::error_field(*fields, 'C') != "22P02") return false;
             const auto message = protocol::error_field(*fields, 'M');
-            const auto marker = message.find(refusal_marker_);
-            if (marker == std::string_view::npos) return false;
-            const auto digits = message.substr(marker + refusal_marker_.size());
-            std::uint64_t id = 0;
-            std::from_chars(digits.data(), digits.data() + digits.size(), id);
-            const auto it = std::find_if(refusals.begin(), refusals.end(),
-                                         [id](const PendingRefusal& refusal) { return refusal.id == id; });
-            if (it == refusals.end()) return false;
-            out.inject(protocol::encode_error_response, it->error);
-            refusals.erase(it);
+            const auto expected = fmt::format("{}{}", refusal_marker_, refusals.front().id);
+            const auto at = message.rfind(expected);
+            const auto after = at == std::string_view::npos ? at : at + expected.size();
+            if (at == std::string_view::npos ||
+                (after < message.size() && std::isdigit(static_cast<unsigned char>(message[after])) != 0))
+                return false;
+            out.inject(protocol::encode_error_response, refusals.front().error);
+            refusals.erase(refusals.begin());
             return true;
         }
         default:

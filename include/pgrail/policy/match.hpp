@@ -29,6 +29,9 @@ public:
     [[nodiscard]] bool contains(std::string_view name) const;
     // The member (exact name or glob) that matches `name`, or nullptr.
     [[nodiscard]] const std::string* find(std::string_view name) const;
+    // A qualified member ("schema.fn", globs allowed) whose name part matches the unqualified
+    // `name`: the server reaches that schema's object through search_path. nullptr: none.
+    [[nodiscard]] const std::string* find_qualified(std::string_view name) const;
     [[nodiscard]] std::vector<std::string> sorted() const;
     [[nodiscard]] bool empty() const { return exact_.empty() && globs_.empty(); }
     bool operator==(const NameSet&) const = default;
@@ -40,6 +43,7 @@ private:
     };
     std::unordered_set<std::string, Hash, std::equal_to<>> exact_;
     std::vector<std::string> globs_;
+    std::vector<std::string> qualified_;  // the members with a schema, exact or globs
 };
 
 // An IPv4 or IPv6 network. IPv4 is held as IPv4-mapped IPv6 so that `::ffff:10.1.2.3` matches 10.0.0.0/8.

@@ -7,6 +7,7 @@
 
 #include "pgrail/policy/evaluator.hpp"
 #include "pgrail/policy/loader.hpp"
+#include "pgrail/sql/analyzer.hpp"
 
 using namespace pgrail;
 using namespace pgrail::policy;
@@ -499,4 +500,48 @@ rules:
     CHECK(decision.detail == "rule \"all\" refused a FunctionCall message (function OID 2078)");
     CHECK_FALSE(decision.message.empty());
     CHECK(decision.message.find("PQfn is not for") == std::string::npos);
+}
+
+// Review 89: the default search_path begins with "$user", so for role agent an unqualified name
+// resolves into a schema named agent first; and an unqualified call reaches a qualified denied
+// function's schema through search_path.
+TEST_CASE("names resolve as the server resolves them: \"$user\" and qualified denied functions", "[policy][evaluate]") {
+    const auto policy = load_policy_string("version: 1\nrules:\n  - name: agents\n    protected_schemas: [agent]\n"
+                                           "    read_only_tables: [\"ledgers.*\"]\n"
+                                           "    denied_functions: [\"public.export_*\"]\n",
+                                           "p");
+    const auto decide = [&](const SessionInfo& session, const std::string& sql) {
+        return evaluate_all(*policy, session, sql::analyze(sql));
+    };
+    const SessionInfo ledgers{"ledgers", "app", "psql", "10.1.2.3"};
+    for (const char* write : {"INSERT INTO secret VALUES (1)", "UPDATE secret SET a = 1 WHERE id = 1",
+                              "SELECT nextval('aseq')", "CREATE TEMP VIEW v AS SELECT * FROM secret"}) {
+        INFO(write);
+        const auto refused = decide(agent, write);
+        CHECK(refused.action == Action::deny);
+        CHECK(refused.guard == "protected_schemas");
+        CHECK_THAT(refused.message, Catch::Contains("may resolve into protected schema agent"));
+        // Qualified elsewhere, or another role (no schema of its name is protected): allowed.
+        CHECK(decide(SessionInfo{"app", "app", "psql", "10.1.2.3"}, write).action == Action::allow);
+    }
+    CHECK(decide(agent, "INSERT INTO public.secret VALUES (1)").action == Action::allow);
+    CHECK(decide(agent, "INSERT INTO pg_temp.scratch VALUES (1)").action == Action::allow);
+    CHECK(decide(agent, "SELECT * FROM secret").action == Action::allow);  // reads are not guarded
+    for (const char* path : {"SET search_path = \"$user\", public", "SET search_path = '$user'",
+                             "SELECT set_config('search_path', '\"$user\"', false)"}) {
+        INFO(path);
+        CHECK(decide(agent, path).guard == "protected_schemas");
+        CHECK(decide(SessionInfo{"app", "app", "psql", "10.1.2.3"}, path).action == Action::allow);
+    }
+    // A whole-schema read-only pattern guards the unqualified names of the role it is named like.
+    CHECK(decide(ledgers, "UPDATE entries SET a = 1 WHERE id = 1").guard == "read_only_tables");
+    CHECK(decide(SessionInfo{"app", "app", "psql", "10.1.2.3"}, "UPDATE entries SET a = 1 WHERE id = 1").action ==
+          Action::allow);
+    // "public.export_*" reaches an unqualified export_all(), in attribute notation too.
+    for (const char* call : {"SELECT export_all()", "SELECT public.export_all()", "SELECT * FROM export_all()",
+                             "SELECT t.export_rows FROM t"}) {
+        INFO(call);
+        CHECK(decide(agent, call).guard == "denied_functions");
+    }
+    CHECK(decide(agent, "SELECT other.export_all()").action == Action::allow);
 }
