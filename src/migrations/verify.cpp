@@ -1,5 +1,6 @@
 // The rollback proof: up, down, compare schema dumps, up again, in a scratch database.
 #include <libpq-fe.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
@@ -65,8 +67,10 @@ std::string pg_dump_path(const RunnerOptions& options) {
 constexpr std::size_t max_dump_bytes = std::size_t{256} << 20;
 
 // Runs pg_dump --schema-only against `conninfo`, passing the connection through libpq's
-// environment variables so that no password appears on a command line.
-std::string schema_dump(const RunnerOptions& options, const std::string& conninfo) {
+// environment variables so that no password appears on a command line. `deadline`: a proposal's
+// proof's end, which its every dump shares (`what` names this one in the error).
+std::string schema_dump(const RunnerOptions& options, const std::string& conninfo,
+                        std::optional<std::chrono::steady_clock::time_point> deadline, std::string_view what) {
     std::vector<std::string> env;
     for (char** entry = environ; *entry != nullptr; ++entry)
         if (std::strncmp(*entry, "PG", 2) != 0) env.emplace_back(*entry);
@@ -90,7 +94,8 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
 
     std::array<int, 2> out_pipe{};
     std::array<int, 2> err_pipe{};
-    if (::pipe(out_pipe.data()) != 0 || ::pipe(err_pipe.data()) != 0)
+    // Close-on-exec: a dump spawned meanwhile by another thread must not hold this one's pipes open.
+    if (::pipe2(out_pipe.data(), O_CLOEXEC) != 0 || ::pipe2(err_pipe.data(), O_CLOEXEC) != 0)
         throw MigrationError(sqlstate::system_error,
                              fmt::format("cannot create a pipe for pg_dump: {}", std::strerror(errno)));
     posix_spawn_file_actions_t actions;
@@ -98,8 +103,14 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
     for (const int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) posix_spawn_file_actions_addclose(&actions, fd);
+    // A process group of its own: a wrapper's children end with it when a bound stops the dump.
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
     pid_t pid = 0;
-    const int spawned = ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+    const int spawned = ::posix_spawnp(&pid, program.c_str(), &actions, &attributes, argv.data(), envp.data());
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     ::close(out_pipe[1]);
     ::close(err_pipe[1]);
@@ -116,15 +127,14 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     int open_fds = 2;
     // Bounded like the proof it serves (a proposal's: its time; any: max_dump_bytes held), so that
     // no schema, however an unread script made it, holds pgrail's memory or a proof's turn.
-    const bool timed = options.proof_bounds && options.proof_bounds->total.count() > 0;
-    const auto deadline = std::chrono::steady_clock::now() + (timed ? options.proof_bounds->total : std::chrono::milliseconds(0));
     std::string too_much;
     while (open_fds > 0 && too_much.empty()) {
         int wait_ms = -1;
-        if (timed) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (deadline) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0) {
-                too_much = fmt::format("ran longer than the proof's {} ms", options.proof_bounds->total.count());
+                too_much = "did not end within the proof's time";
                 break;
             }
             wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 60000));
@@ -132,6 +142,7 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
         const int ready = ::poll(fds.data(), fds.size(), wait_ms);
         if (ready < 0) {
             if (errno == EINTR) continue;
+            too_much = fmt::format("could not be read ({})", std::strerror(errno));
             break;
         }
         if (out.size() + err.size() > max_dump_bytes) {
@@ -151,7 +162,7 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
         }
     }
     if (!too_much.empty()) {
-        ::kill(pid, SIGKILL);
+        ::kill(-pid, SIGKILL);
         for (auto& fd : fds)
             if (fd.fd >= 0) ::close(fd.fd);
     }
@@ -159,7 +170,8 @@ std::string schema_dump(const RunnerOptions& options, const std::string& conninf
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (!too_much.empty())
-        throw MigrationError(sqlstate::program_limit_exceeded, fmt::format("pg_dump --schema-only {}: stopped", too_much));
+        throw MigrationError(sqlstate::program_limit_exceeded,
+                             fmt::format("pg_dump --schema-only of {} {}: stopped", what, too_much));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         while (!err.empty() && err.back() == '\n') err.pop_back();
         throw MigrationError(sqlstate::system_error, fmt::format("pg_dump --schema-only failed: {}", err));
@@ -336,9 +348,13 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
     if (targets.empty()) return {};
 
     std::vector<VerifyResult> results;
+    // A proposal's proof: its dumps, like its scripts, end by the proof's time.
+    std::optional<std::chrono::steady_clock::time_point> proof_deadline;
+    if (options_.proof_bounds && options_.proof_bounds->total.count() > 0)
+        proof_deadline = std::chrono::steady_clock::now() + options_.proof_bounds->total;
     {
         ScratchDatabase scratch(options_.scratch_conninfo.empty() ? options_.conninfo : options_.scratch_conninfo);
-        const std::string original = schema_dump(options_, options_.conninfo);
+        const std::string original = schema_dump(options_, options_.conninfo, proof_deadline, "the live schema");
         VerifySample sample;
         {
             // Its own connection: the dump's set_config('search_path', '', false) must not stay.
@@ -396,7 +412,9 @@ std::vector<VerifyResult> Runner::verify(const std::optional<std::string>& versi
             VerifyResult result{migration->version, migration->name, migration->checksum, false, "", 0, {}, sample};
             auto& measurement = result.measurement;
             try {
-                const auto dump = [&] { return normalize_dump(schema_dump(options_, scratch.conninfo())); };
+                const auto dump = [&] {
+                    return normalize_dump(schema_dump(options_, scratch.conninfo(), proof_deadline, "the scratch copy"));
+                };
                 const std::string before = dump();
                 const auto files_before = detail::table_files(*conn);
                 const detail::Timeouts timeouts = script_timeouts(*conn);

@@ -224,18 +224,33 @@ std::string_view schema_of(const sql::ObjectRef& object) {
     return object.schema;
 }
 
-// Objects that live in a schema (an unqualified name of one resolves through search_path).
+// Objects that live in a schema (an unqualified name of one resolves through search_path):
+// every kind but those named outside any schema, and those named on their table (a trigger, a
+// rule, a policy: their table is the statement's object too). Unknown kinds count as in one.
 bool in_a_schema(std::string_view kind) {
-    static constexpr std::string_view kinds[] = {"table",    "relation",  "view",      "materialized view",
-                                                 "sequence", "index",     "type",      "domain",
-                                                 "function", "procedure", "aggregate", "foreign table"};
-    return std::find(std::begin(kinds), std::end(kinds), kind) != std::end(kinds);
+    static constexpr std::string_view outside[] = {
+        "schema",      "extension", "database",     "role",         "tablespace",  "server",
+        "foreign data wrapper",     "publication",  "subscription", "event trigger", "language",
+        "access method", "cast",    "large object", "transform",    "trigger",     "rule",
+        "policy"};
+    return std::find(std::begin(outside), std::end(outside), kind) == std::end(outside);
 }
+
 
 // A policy's name (a read-only table's, a protected schema's) against a name as the parser folded
 // it, in any case: `Ledger` in the policy guards `ledger` (what an unquoted Ledger folds to) as
 // well as a quoted "Ledger" (refusing more rather than guarding nothing).
 bool matches_any_case(std::string_view pattern, std::string_view name) { return glob_match_any_case(pattern, name); }
+
+// The protected schema named like the session's role, where its default search_path ("$user"
+// first) leads unqualified names; empty when none is. Only entries without globs count: a glob
+// would name every role it matches, whether or not a schema of that name exists.
+std::string_view protected_user_schema(const Context& context) {
+    for (const auto& protected_schema : context.rule.guards.protected_schemas)
+        if (!has_glob(protected_schema) && matches_any_case(protected_schema, context.session.user))
+            return protected_schema;
+    return {};
+}
 
 bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object, std::string_view user) {
     if (!matches_any_case(pattern.table, object.name)) return false;
@@ -244,7 +259,9 @@ bool table_matches(const TablePattern& pattern, const sql::ObjectRef& object, st
     // `public.ledger` also guards a plain `ledger`. A whole-schema pattern (`archive.*`) guards
     // qualified names only, or it would guard every unqualified table; but for the role that
     // schema is named like, whose default search_path ("$user" first) leads into it, every one.
-    if (object.schema.empty()) return pattern.table != "*" || (!object.temporary && matches_any_case(pattern.schema, user));
+    if (object.schema.empty())
+        return pattern.table != "*" ||
+               (!object.temporary && !has_glob(pattern.schema) && matches_any_case(pattern.schema, user));
     return matches_any_case(pattern.schema, object.schema);
 }
 
@@ -581,8 +598,13 @@ std::optional<Decision> check(const Context& context, const Statement& statement
         const auto dot = name.rfind('.');
         const std::string* denied = guards.denied_functions.find(name);
         if (!denied && dot != std::string_view::npos) denied = guards.denied_functions.find(name.substr(dot + 1));
-        // Unqualified, it may resolve through search_path to a qualified entry's schema.
-        if (!denied && dot == std::string_view::npos) denied = guards.denied_functions.find_qualified(name);
+        // Unqualified, it may resolve through search_path to a qualified entry's schema (not to a
+        // protected one's, such as cron's: no search_path may name it).
+        if (!denied && dot == std::string_view::npos)
+            denied = guards.denied_functions.find_qualified(name, [&](std::string_view schema) {
+                return std::none_of(guards.protected_schemas.begin(), guards.protected_schemas.end(),
+                                    [&](const std::string& entry) { return matches_any_case(entry, schema); });
+            });
         if (denied)
             return refuse_call(*denied, dot == std::string_view::npos ? name : name.substr(dot + 1),
                                fmt::format(" calling {}", function));
@@ -594,9 +616,8 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     bool sequence_by_attribute = false;
     for (const auto& read : statement.column_reads) {
         if (!sql::may_call_by_attribute(read)) continue;
-        const std::string* denied = guards.denied_functions.find(read.name);
-        if (!denied) denied = guards.denied_functions.find_qualified(read.name);
-        if (denied) return refuse_call(*denied, read.name, fmt::format(" calling {} in attribute notation", read.name));
+        if (const std::string* denied = guards.denied_functions.find(read.name))
+            return refuse_call(*denied, read.name, fmt::format(" calling {} in attribute notation", read.name));
         sequence_by_attribute = sequence_by_attribute || read.name == "nextval" || read.name == "setval";
     }
     if (computed_set_config) {
@@ -656,24 +677,21 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     }
 
     const bool reaches_later = reaches_read_relations_later(statement);
+    const std::string_view user_schema = protected_user_schema(context);
     for (const auto& object : statement.objects) {
         if (!written_or_viewed(object, reaches_later)) continue;
         const auto schema = schema_of(object);
-        if (schema.empty() && !object.temporary && in_a_schema(object.kind)) {
+        if (schema.empty() && !user_schema.empty() && !object.temporary && in_a_schema(object.kind))
             // The default search_path begins with "$user": an unqualified name resolves into the
             // schema named like the session's role first, where one exists. Protected, it takes
             // every unqualified write, unless the name is qualified.
-            for (const auto& protected_schema : guards.protected_schemas)
-                if (matches_any_case(protected_schema, context.session.user))
-                    return refuse(context, &statement, "protected_schemas",
-                                  fmt::format("protected_schemas: {}", protected_schema),
-                                  fmt::format("pgrail: write to {} refused; unqualified, it may resolve into protected "
-                                              "schema {} (search_path's \"$user\"), qualify it (e.g. public.{})",
-                                              object.name, context.session.user, object.name),
-                                  fmt::format(" ({} {})", sql::to_string(object.role), qualified(object)),
-                                  "A schema named like the session's role comes first in the default search_path.");
-            continue;
-        }
+            return refuse(context, &statement, "protected_schemas", fmt::format("protected_schemas: {}", user_schema),
+                          fmt::format("pgrail: write to {} refused; unqualified, it may resolve into protected schema "
+                                      "{} (search_path's \"$user\"): qualify the name with its schema",
+                                      object.name, context.session.user),
+                          fmt::format(" ({} {})", sql::to_string(object.role), qualified(object)),
+                          "A schema named like the session's role comes first in the default search_path; name "
+                          "the schema you mean (public.t), or pg_temp for a temporary one.");
         if (schema.empty()) continue;
         for (const auto& protected_schema : guards.protected_schemas)
             if (matches_any_case(protected_schema, schema))

@@ -66,14 +66,6 @@ const std::string* NameSet::find(std::string_view name) const {
     return nullptr;
 }
 
-const std::string* NameSet::find_qualified(std::string_view name) const {
-    for (const auto& member : qualified_) {
-        const std::string_view part = std::string_view(member).substr(member.rfind('.') + 1);
-        if (has_glob(part) ? glob_match(part, name) : part == name) return &member;
-    }
-    return nullptr;
-}
-
 bool NameSet::contains(std::string_view name) const { return find(name) != nullptr; }
 
 std::vector<std::string> NameSet::sorted() const {

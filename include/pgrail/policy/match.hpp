@@ -29,9 +29,19 @@ public:
     [[nodiscard]] bool contains(std::string_view name) const;
     // The member (exact name or glob) that matches `name`, or nullptr.
     [[nodiscard]] const std::string* find(std::string_view name) const;
-    // A qualified member ("schema.fn", globs allowed) whose name part matches the unqualified
-    // `name`: the server reaches that schema's object through search_path. nullptr: none.
-    [[nodiscard]] const std::string* find_qualified(std::string_view name) const;
+    // A qualified member ("schema.fn", globs allowed; not a whole schema, "schema.*") whose name
+    // part matches the unqualified `name` and whose schema `reachable(schema)` says a search_path
+    // may lead to: the server may reach that object by the bare name. nullptr: none.
+    template <class Reachable>
+    [[nodiscard]] const std::string* find_qualified(std::string_view name, Reachable reachable) const {
+        for (const auto& member : qualified_) {
+            const auto dot = member.rfind('.');
+            const std::string_view part = std::string_view(member).substr(dot + 1);
+            if (part == "*" || !(has_glob(part) ? glob_match(part, name) : part == name)) continue;
+            if (reachable(std::string_view(member).substr(0, dot))) return &member;
+        }
+        return nullptr;
+    }
     [[nodiscard]] std::vector<std::string> sorted() const;
     [[nodiscard]] bool empty() const { return exact_.empty() && globs_.empty(); }
     bool operator==(const NameSet&) const = default;
