@@ -171,7 +171,8 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
     if (const auto migrations = root["migrations"]) {
         reader.expect_map(migrations, {"dir", "migrator", "lock_timeout", "statement_timeout", "lock_wait",
                                        "require_verified", "backstop_key_file", "verify", "proposal_proof_timeout",
-                                       "proposal_statement_timeout", "proposal_max_scratch_size", "proposal_proofs_at_once"},
+                                       "proposal_statement_timeout", "proposal_max_scratch_size", "proposal_proofs_at_once",
+                                       "proposals_waiting_per_proposer"},
                           "migrations");
         // An agent's proposal is proven before anyone reads it: bounded as a whole (RunnerOptions).
         if (migrations["proposal_proof_timeout"])
@@ -183,6 +184,9 @@ ServeConfig read(const YamlReader& reader, const std::string& base_dir) {
         if (migrations["proposal_proofs_at_once"])
             config.proposal_proofs_at_once = static_cast<std::uint32_t>(
                 reader.as_int(migrations["proposal_proofs_at_once"], "migrations.proposal_proofs_at_once", 1, 64));
+        if (migrations["proposals_waiting_per_proposer"])
+            config.proposals_waiting_per_proposer = static_cast<std::uint32_t>(reader.as_int(
+                migrations["proposals_waiting_per_proposer"], "migrations.proposals_waiting_per_proposer", 1, 100000));
         if (migrations["proposal_max_scratch_size"])
             config.proposal_max_scratch_bytes = static_cast<std::uint64_t>(reader.as_int(
                 migrations["proposal_max_scratch_size"], "migrations.proposal_max_scratch_size", 0, std::int64_t{1} << 40));

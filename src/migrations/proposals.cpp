@@ -809,6 +809,7 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
     std::string actor;
     LedgerState ledger;
     std::vector<std::string> taken;
+    std::int64_t waiting = 0;
     try {
         actor = actor_of(*conn, options_);
         ensure_proposals_table(*conn, options_);
@@ -821,9 +822,20 @@ Proposal Runner::propose(const std::string& name, const std::string& up_sql, con
         if (!existing.empty()) return proposal_from(existing[0]);
         for (const auto& row : tx.exec("SELECT version FROM pgrail.migration_proposals"))
             taken.push_back(row[0].as<std::string>());
+        waiting = tx.exec_params1("SELECT count(*) FROM pgrail.migration_proposals WHERE proposed_by = $1 AND "
+                                  "state = 'proposed'",
+                                  actor)[0]
+                      .as<std::int64_t>();
     } catch (...) {
         detail::rethrow_database_error("cannot read the proposed migrations");
     }
+    // Every proposal is stored with its scripts: a proposer in a loop would grow the ledger for good.
+    if (options_.proposals_waiting > 0 && waiting >= options_.proposals_waiting)
+        throw MigrationError(sqlstate::program_limit_exceeded,
+                             fmt::format("pgrail: {} proposals of yours wait for a decision already; ask an operator to "
+                                         "approve or reject them before proposing more",
+                                         waiting),
+                             "", "An operator decides with pgrail migrate approve VERSION or reject VERSION.");
     for (const auto& migration : registry_->migrations()) taken.push_back(migration.version);
     for (const auto& file : registry_->invalid_files())
         if (file.version) taken.push_back(*file.version);

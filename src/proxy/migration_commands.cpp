@@ -441,6 +441,7 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
         options.proof_statement_timeout = std::chrono::milliseconds(config_.proposal_statement_timeout_ms);
         options.proof_max_scratch_bytes = config_.proposal_max_scratch_bytes;
         options.proof_turns = config_.proposal_proofs_at_once;
+        options.proposals_waiting = config_.proposals_waiting_per_proposer;
         options.verify_sample_rows = config_.verify_sample_rows;
         options.verify_exclude_columns = config_.verify_exclude_columns;
         options.backstop_key_file = config_.backstop_key_file;

@@ -2,6 +2,7 @@
 #include "pgrail/proxy/policy_gate.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <chrono>
 #include <functional>
@@ -167,6 +168,37 @@ bool may_change_encoding(const sql::Statement& statement) {
 // Whether a text may change the session's client_encoding (GateVerdict::changes_encoding).
 bool changes_encoding(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), may_change_encoding);
+}
+
+// An encoding's name as PostgreSQL compares them (lower case, letters and digits only; UNICODE is
+// UTF8's other name).
+std::string encoding_key(std::string_view name) {
+    std::string key;
+    for (const char c : name)
+        if (std::isalnum(static_cast<unsigned char>(c)) != 0) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key == "unicode" ? "utf8" : key;
+}
+
+// Whether every change of client_encoding a statement may make sets `current`, the one in force
+// (pg_restore's and drivers' SET client_encoding = 'UTF8'): no reset, no computed name or value.
+bool sets_only(const sql::Statement& statement, const std::string& current) {
+    if (statement.tag == "DISCARD ALL") return false;
+    for (const auto& setting : statement.settings) {
+        if (setting.name == "all" || setting.name == "*") return false;
+        if (setting.name == "client_encoding" && (setting.value == "*" || encoding_key(setting.value) != current))
+            return false;
+    }
+    return std::all_of(statement.inner.begin(), statement.inner.end(),
+                       [&](const sql::Statement& inner) { return sets_only(inner, current); });
+}
+
+// A text that may change client_encoding, but sets only the one in force while no change is on
+// its way: nothing for the session to follow.
+bool keeps_encoding(const sql::Analysis& analysis, const SessionContext& session) {
+    if (session.lexing.encoding_pending || session.client_encoding.empty()) return false;
+    const std::string current = encoding_key(session.client_encoding);
+    return std::all_of(analysis.statements.begin(), analysis.statements.end(),
+                       [&](const sql::Statement& statement) { return sets_only(statement, current); });
 }
 
 // The names of the temporary relations a text makes (GateVerdict::temporary_relations). A
@@ -674,6 +706,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     count(decision, analysis);
     GateVerdict verdict;
     facts.describe(verdict, decision.action == policy::Decision::Action::allow);
+    verdict.keeps_encoding = verdict.changes_encoding && keeps_encoding(analysis, session);
     // An enforced refusal runs only the statements before the refused one (none of a text that
     // does not parse): only those leave the session anything.
     if (decision.action == policy::Decision::Action::deny && decision.enforced)

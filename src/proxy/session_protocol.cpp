@@ -510,7 +510,8 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     if (verdict.forgets_prepared) deferred_.clear();
     if (verdict.changes_encoding) {
         if (statement.tag != front::parse) {
-            expect_encoding_change(batch_of(statement.tag));  // what runs before a refusal, too
+            // (A SET of the encoding in force changes nothing: pg_restore's, drivers' resets.)
+            if (!verdict.keeps_encoding) expect_encoding_change(batch_of(statement.tag));  // a refused text's too
         } else if (verdict.kind == GateVerdict::Kind::forward) {
             // Too many to follow by name (each Bind looks them up): every Bind counts from now on.
             if (encoding_statements_.size() < max_followed_names) {
@@ -989,6 +990,7 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
                 context_.lexing.standard_conforming_strings = status->value == "on";
             } else if (status->name == "client_encoding" || status->name == "server_encoding") {
                 (status->name == "client_encoding" ? client_encoding_ : server_encoding_) = status->value;
+                context_.client_encoding = client_encoding_;
                 if (sql::is_client_only_encoding(client_encoding_)) context_.lexing.client_only_encoding = true;
                 // The server converts between different encodings (SQL_ASCII on either side: not).
                 context_.lexing.converted = client_encoding_ != server_encoding_ && client_encoding_ != "SQL_ASCII" &&

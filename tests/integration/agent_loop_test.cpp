@@ -618,6 +618,27 @@ TEST_CASE("proofs take turns among logins: one that waited goes before one that 
     CHECK(row_of(propose(agent, "t_agent_4")).at("verification") == "passed");
 }
 
+// Review 84: every proposal is stored with its scripts, and an agent proposing in a loop grew the
+// ledger by 46 proposals of 400 KB in 40 s. A proposer's waiting proposals are bounded.
+TEST_CASE("a proposer's proposals waiting for a decision are bounded", "[agent_loop][proof_bounds]") {
+    AgentLoop loop(false, ", proposals_waiting_per_proposer: 2");
+    auto agent = loop.connect("agent");
+    auto owner = loop.connect("app_owner");
+    const auto propose = [](const Conn& conn, const std::string& name) {
+        return run(conn.get(), propose_sql(name, "CREATE TABLE " + name + " (a int)", "DROP TABLE " + name)).at(0);
+    };
+    REQUIRE(propose(agent, "w_one").status == "PGRES_TUPLES_OK");
+    const auto two = row_of(propose(agent, "w_two"));
+    const auto third = propose(agent, "w_three");
+    CHECK(third.sqlstate == "54000");
+    CHECK_THAT(third.message, Catch::Contains("2 proposals of yours wait for a decision already"));
+    // Another proposer is not counted with the agent; a decision makes room.
+    CHECK(propose(owner, "w_owner").status == "PGRES_TUPLES_OK");
+    REQUIRE(run(owner.get(), "SELECT * FROM pgrail.reject_migration('" + two.at("version") + "', 'not now')").at(0).status ==
+            "PGRES_TUPLES_OK");
+    CHECK(propose(agent, "w_three").status == "PGRES_TUPLES_OK");
+}
+
 TEST_CASE("auto_approve reads the new columns' types where the proof made them: domains and row types wait",
           "[agent_loop][column_types]") {
     // Review 64 and helper 65: the syntax cannot tell `text` from a domain over it. A domain's

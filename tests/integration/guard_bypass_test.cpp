@@ -274,12 +274,22 @@ TEST_CASE("a change of client_encoding inside a transaction block is final only 
     // Outside a block the change is final at its answer.
     REQUIRE(run(agent.get(), "SET client_encoding = 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
     CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
-    // A change in a block that commits is final at the COMMIT's answer.
-    REQUIRE(run(agent.get(), "BEGIN; SET client_encoding = 'LATIN1'; SET client_encoding = 'UTF8'").at(0).status ==
-            "PGRES_COMMAND_OK");
+    // A block that passed through another encoding may end in it (ROLLBACK TO a savepoint made
+    // there), whatever it reports now: not final until it ends.
+    REQUIRE(run(agent.get(), "BEGIN; SET client_encoding = 'LATIN1'; SAVEPOINT s; SET client_encoding = 'UTF8'")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
     CHECK_THAT(refused_because(), Catch::Contains("sent before a change of client_encoding is final"));
     REQUIRE(run(agent.get(), "ROLLBACK").at(0).status == "PGRES_COMMAND_OK");
     CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
+    // Review 91: a block that only sets the encoding it began with (pg_restore -1, psql -1 -f of a
+    // dump, drivers' resets) changes nothing any end could undo: non-ASCII text passes.
+    REQUIRE(run(agent.get(), "BEGIN").at(0).status == "PGRES_COMMAND_OK");
+    REQUIRE(run(agent.get(), "SET client_encoding = 'UTF8'").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
+    REQUIRE(run(agent.get(), "SELECT set_config('client_encoding', 'UTF8', true)").at(0).status == "PGRES_TUPLES_OK");
+    CHECK(run(agent.get(), non_ascii).at(0).rows.at(0).at(0) == "\xc3\xa9");
+    REQUIRE(run(agent.get(), "COMMIT").at(0).status == "PGRES_COMMAND_OK");
 }
 
 // Found by review: a change of client_encoding made by code kept for later (a temporary view,

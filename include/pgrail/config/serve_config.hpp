@@ -71,6 +71,9 @@ struct ServeConfig {
     std::uint32_t proposal_statement_timeout_ms = 5000;
     std::uint64_t proposal_max_scratch_bytes = 256ULL << 20;
     std::uint32_t proposal_proofs_at_once = 1;
+    // Proposals of one proposer that wait for a decision at once: each is stored with its scripts,
+    // so a proposer in a loop cannot grow the ledger without bound.
+    std::uint32_t proposals_waiting_per_proposer = 100;
     // migrations.verify: rows copied per table into verify's scratch copy (0: schema only), and
     // columns never copied ("schema.table.column").
     std::int64_t verify_sample_rows = 0;

@@ -67,6 +67,8 @@ struct RunnerOptions {
     // processes (one more meanwhile: 55P03). Zero: no bound (turns: one).
     std::chrono::milliseconds proof_timeout{30000};
     std::uint32_t proof_turns = 1;
+    // propose(): a proposer's proposals waiting for a decision at most (0: no bound).
+    std::uint32_t proposals_waiting = 0;
     std::chrono::milliseconds proof_statement_timeout{5000};
     std::uint64_t proof_max_scratch_bytes = 256ULL << 20;
     // verify: set by propose() from the bounds above, for the proposal's own scripts (not for an

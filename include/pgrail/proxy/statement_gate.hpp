@@ -28,6 +28,9 @@ struct PolicyHold {
 
 struct SessionContext : policy::SessionInfo {
     std::uint64_t session_id = 0;
+    // client_encoding as the server last reported it (ParameterStatus): a SET of that same value
+    // changes nothing (read with lexing.encoding_pending, which says whether a change is on its way).
+    std::string client_encoding;
     // The names of the temporary relations the session's texts made (an unqualified name reaches
     // them before any schema's): a registered migration's statement that names one could change
     // it instead of the schema's (PolicyGate refuses it). Past max_temporary_relations, or once a
@@ -83,6 +86,9 @@ struct GateVerdict {
     // RESET client_encoding (or NAMES), RESET ALL, DISCARD ALL, set_config of it or of a computed
     // name. How the server reads the texts after it is unknown until it has answered.
     bool changes_encoding = false;
+    // ... but every change sets the encoding in force, with no other change on its way (when the
+    // text runs now: a Parse's statement runs later, under whatever encoding is in force then).
+    bool keeps_encoding = false;
     // forward: the text's statements that equal a registered migration's (the migrator route), in
     // text order: the session follows them to their commit and the ledger records a script run to
     // its end (MigratorRunTracker).
