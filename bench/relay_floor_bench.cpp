@@ -94,6 +94,17 @@ int connect_upstream(const Upstream& upstream) {
     return fd;
 }
 
+// The server side of an accepted client: its descriptor, or -1 with the client closed.
+int pair_with_upstream(int client, const Upstream& upstream) {
+    const int server = connect_upstream(upstream);
+    if (server < 0) {
+        close(client);
+        return -1;
+    }
+    set_nodelay(client);
+    return server;
+}
+
 void watch(int epoll_fd, Endpoint& endpoint, std::uint32_t events, int op = EPOLL_CTL_MOD) {
     endpoint.events = events;
     epoll_event event{};
@@ -141,12 +152,8 @@ void run_loop(int listen_fd, Upstream upstream) {
             if (endpoint == nullptr) {
                 const int client = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK);
                 if (client < 0) continue;
-                const int server = connect_upstream(upstream);
-                if (server < 0) {
-                    close(client);
-                    continue;
-                }
-                set_nodelay(client);
+                const int server = pair_with_upstream(client, upstream);
+                if (server < 0) continue;
                 auto* pair = new Pair;
                 pair->up.from = pair->down.to = client;
                 pair->up.to = pair->down.from = server;
@@ -336,12 +343,8 @@ private:
     }
 
     void accepted(int client) {
-        const int server = connect_upstream(upstream_);
-        if (server < 0) {
-            close(client);
-            return;
-        }
-        set_nodelay(client);
+        const int server = pair_with_upstream(client, upstream_);
+        if (server < 0) return;
         auto* pair = new Pair;
         pair->client.pair = pair->server.pair = pair;
         pair->client.peer = &pair->server;
