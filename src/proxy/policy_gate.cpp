@@ -2,8 +2,8 @@
 #include "pgrail/proxy/policy_gate.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <functional>
 #include <optional>

@@ -989,11 +989,11 @@ bool SessionProtocol::rewrite_server_frame(char tag, std::string_view frame, Out
             if (status->name == "standard_conforming_strings") {
                 context_.lexing.standard_conforming_strings = status->value == "on";
             } else if (status->name == "client_encoding" || status->name == "server_encoding") {
-                (status->name == "client_encoding" ? client_encoding_ : server_encoding_) = status->value;
-                context_.client_encoding = client_encoding_;
-                if (sql::is_client_only_encoding(client_encoding_)) context_.lexing.client_only_encoding = true;
+                (status->name == "client_encoding" ? context_.client_encoding : server_encoding_) = status->value;
+                const std::string& client_encoding = context_.client_encoding;
+                if (sql::is_client_only_encoding(client_encoding)) context_.lexing.client_only_encoding = true;
                 // The server converts between different encodings (SQL_ASCII on either side: not).
-                context_.lexing.converted = client_encoding_ != server_encoding_ && client_encoding_ != "SQL_ASCII" &&
+                context_.lexing.converted = client_encoding != server_encoding_ && client_encoding != "SQL_ASCII" &&
                                             server_encoding_ != "SQL_ASCII" && !server_encoding_.empty();
             }
             return false;

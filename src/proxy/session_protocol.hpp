@@ -410,7 +410,6 @@ private:
     std::optional<protocol::BackendKey> client_key_;  // in the cancel registry while set
     MigratorRunTracker migrator_runs_;  // registered migrations' statements, to their commit
     // As the server reports them (ParameterStatus): whether it converts the client's text.
-    std::string client_encoding_;
     std::string server_encoding_;
     // Prepared statements whose text may change client_encoding, by name: each Bind of one
     // expects the change (stale names only make pgrail more careful; DEALLOCATE does not drop
