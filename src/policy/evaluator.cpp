@@ -443,13 +443,12 @@ bool is_ddl(const Statement& statement) {
 std::optional<Decision> check(const Context& context, const Statement& statement, bool nested,
                               bool calls_checked = false);
 
-// Types whose casts pgrail reads through, by unqualified name (sql::cast_keeps_constant's, and
-// regclass): the session's temporary schema is searched before pg_catalog for type names, so a
-// temporary type or relation (whose row type it is) named so would change what `'...'::text` is.
+// A temporary type or relation (whose row type it is) named like a type whose casts the analyzer
+// reads through (sql::types_read_through_casts): it would change what `'...'::text` is.
 bool names_trusted_type(const sql::ObjectRef& object) {
     if (!(object.temporary || object.schema == "pg_temp") || object.role != ObjectRole::created) return false;
-    static constexpr std::string_view trusted[] = {"text", "varchar", "int2", "int4", "int8", "numeric", "regclass"};
-    return std::find(std::begin(trusted), std::end(trusted), object.name) != std::end(trusted);
+    const auto& trusted = sql::types_read_through_casts;
+    return std::find(trusted.begin(), trusted.end(), object.name) != trusted.end();
 }
 
 std::optional<Decision> check_ddl(const Context& context, const Statement& statement) {
@@ -677,15 +676,20 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     }
 
     const bool reaches_later = reaches_read_relations_later(statement);
-    const std::string_view user_schema = protected_user_schema(context);
+    // protected_user_schema, asked at the statement's first unqualified write only (not per statement).
+    std::optional<std::string_view> user_schema;
+    const auto protected_user_schema_once = [&] {
+        if (!user_schema) user_schema = protected_user_schema(context);
+        return *user_schema;
+    };
     for (const auto& object : statement.objects) {
         if (!written_or_viewed(object, reaches_later)) continue;
         const auto schema = schema_of(object);
-        if (schema.empty() && !user_schema.empty() && !object.temporary && in_a_schema(object.kind))
+        if (schema.empty() && !object.temporary && in_a_schema(object.kind) && !protected_user_schema_once().empty())
             // The default search_path begins with "$user": an unqualified name resolves into the
             // schema named like the session's role first, where one exists. Protected, it takes
             // every unqualified write, unless the name is qualified.
-            return refuse(context, &statement, "protected_schemas", fmt::format("protected_schemas: {}", user_schema),
+            return refuse(context, &statement, "protected_schemas", fmt::format("protected_schemas: {}", *user_schema),
                           fmt::format("pgrail: write to {} refused; unqualified, it may resolve into protected schema "
                                       "{} (search_path's \"$user\"): qualify the name with its schema",
                                       object.name, context.session.user),

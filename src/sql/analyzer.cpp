@@ -676,8 +676,8 @@ bool only_keys(const json& body, std::initializer_list<std::string_view> allowed
 // length, an integer to an integer type or to numeric without a scale, a string to an integer
 // type (read as a number by whoever reads it: '007' is 7). Any other cast may change it:
 // varchar(4) and char(4) cut a string, char pads and trims it, name cuts it at 63 bytes, a
-// fraction cast to bigint is rounded. (Unqualified type names are trusted to be pg_catalog's: a
-// temporary type named text would come first, and pgrail refuses temporary types named so.)
+// fraction cast to bigint is rounded. (Unqualified type names are trusted to be pg_catalog's:
+// types_read_through_casts, whose temporary namesakes the policy refuses.)
 bool cast_keeps_constant(const json& type_name, const json& constant) {
     const auto names = names_of(child(type_name, "names"));
     const auto literal = node_of(constant);

@@ -1,6 +1,7 @@
 // Analyse query text with libpg_query: split, parse, classify.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string_view>
 
@@ -10,6 +11,14 @@ namespace pgrail::sql {
 
 // How the server will lex a text: the session settings that change where literals, comments
 // and statements end (the server reports both in ParameterStatus).
+// The types whose casts the analyzer reads through by their unqualified names, taking them to be
+// pg_catalog's (a constant cast to text, varchar, an integer type or numeric; a sequence name cast
+// to regclass). pg_temp is searched before pg_catalog for type names: a temporary type, or a
+// temporary relation's row type, of one of these names would change what such a cast is, so the
+// policy refuses one.
+inline constexpr std::array<std::string_view, 7> types_read_through_casts = {"text", "varchar", "int2", "int4",
+                                                                              "int8", "numeric", "regclass"};
+
 struct Lexing {
     // standard_conforming_strings: off makes a backslash in '...' an escape (`'a\' ; DROP ...'`
     // is one literal on, a literal and a DROP off).
