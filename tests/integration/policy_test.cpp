@@ -444,6 +444,37 @@ TEST_CASE("a rule's max_connections bounds its sessions at once; other rules sti
     FAIL("the place of the session that ended was not given back");
 }
 
+// Review 89: the server's default search_path begins with "$user": for role agent, an unqualified
+// name resolves into a schema named agent first. Protected, that schema took an agent's plain
+// INSERT with no setting at all. Checked against the server's own resolution and the table.
+TEST_CASE("a protected schema named like the role takes none of its unqualified writes", "[policy]") {
+    auto admin_conn = admin();
+    run(admin_conn.get(), "DROP SCHEMA IF EXISTS agent CASCADE; CREATE SCHEMA agent; CREATE TABLE agent.notes (n int); "
+                          "CREATE TABLE public.notes (n int); GRANT USAGE ON SCHEMA agent TO agent; "
+                          "GRANT ALL ON agent.notes, public.notes TO agent");
+    struct DropAfter {
+        ~DropAfter() {
+            auto conn = admin();
+            run(conn.get(), "DROP SCHEMA IF EXISTS agent CASCADE; DROP TABLE IF EXISTS public.notes");
+        }
+    } drop_after;
+    EnforcingProxy proxy(default_policy_with("    max_connections: 50\n",
+                                             "    max_connections: 50\n    protected_schemas: [agent]\n"));
+    auto agent = proxy.connect();
+    // The server would write agent.notes: the name resolves there.
+    CHECK(scalar(agent.get(), "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = 'notes'::regclass") ==
+          "agent");
+    for (const char* write : {"INSERT INTO notes VALUES (1)", "SET search_path = \"$user\", public"}) {
+        INFO(write);
+        const auto refused = run(agent.get(), write).at(0);
+        CHECK(refused.sqlstate == "42501");
+        CHECK_THAT(refused.message, Catch::Contains("protected schema agent"));
+    }
+    CHECK(run(agent.get(), "INSERT INTO public.notes VALUES (2)").at(0).status == "PGRES_COMMAND_OK");
+    CHECK(scalar(admin_conn.get(), "SELECT count(*) FROM agent.notes") == "0");
+    CHECK(scalar(admin_conn.get(), "SELECT count(*) FROM public.notes") == "1");
+}
+
 TEST_CASE("a startup packet that names a key twice is refused, in pgrail's words, and audited", "[policy]") {
     // PostgreSQL would take the last user, pgrail's rule the first: the packet is refused instead.
     EnforcingProxy proxy;
