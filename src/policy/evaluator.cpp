@@ -78,6 +78,14 @@ bool integer_outside(std::string_view text, std::int64_t low, std::int64_t high)
     return parsed < low || parsed > high;
 }
 
+// pgrail's runner serialises migrations with its advisory lock, and proposals' proofs take turns
+// with the keys after it: another holder would stall them. A key pgrail cannot read ("*", or not
+// an integer) counts as one of them.
+bool is_pgrail_lock_key(std::string_view key) {
+    if (key == "int4") return false;  // below 2^31, pgrail's are above 2^62
+    return key == "*" || !integer_outside(key, migrations::advisory_lock_key, migrations::proof_lock_last_key);
+}
+
 std::string tag_of(const Statement& statement) { return statement.tag.empty() ? "a statement" : statement.tag; }
 
 void replace_all(std::string& text, std::string_view from, std::string_view to) {
@@ -106,6 +114,17 @@ Decision refuse(const Context& context, const Statement* statement, std::string_
         replace_all(*text, "{migrations_dir}", context.policy.migrations_dir);
     }
     return decision;
+}
+
+Decision lock_key_refusal(const Context& context, const Statement* statement, std::string_view key) {
+    return refuse(context, statement, "migrations", "migrations",
+                  key == "*" ? std::string("pgrail: an advisory lock with a computed key refused; pass the key as a "
+                                           "constant or a parameter")
+                             : std::string("pgrail: pgrail's migration lock is taken only by pgrail; use another "
+                                           "advisory lock key"),
+                  fmt::format(" (advisory lock key {})", key),
+                  "Pass the advisory lock key as a constant or a parameter; pgrail's own key serialises its "
+                  "migrations.");
 }
 
 Decision allow(const Context& context) {
@@ -643,16 +662,9 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                       " (a sequence given by OID, expression or attribute notation)",
                       "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
     for (const auto& key : statement.advisory_lock_keys) {
-        // pgrail's runner serialises migrations with this lock, and proposals' proofs take turns
-        // with the keys after it: another holder would stall them.
-        if (key != "*" && integer_outside(key, migrations::advisory_lock_key, migrations::proof_lock_last_key)) continue;
-        return refuse(context, &statement, "migrations", "migrations",
-                      key == "*" ? std::string("pgrail: an advisory lock with a computed key refused; pass the key "
-                                               "as a constant")
-                                 : std::string("pgrail: pgrail's migration lock is taken only by pgrail; use another "
-                                               "advisory lock key"),
-                      " (advisory lock key " + key + ")",
-                      "Pass the advisory lock key as a constant; pgrail's own key serialises its migrations.");
+        // A parameter's key is read in each Bind (GateVerdict::bound_lock_keys).
+        if (key.starts_with('$') || !is_pgrail_lock_key(key)) continue;
+        return lock_key_refusal(context, &statement, key);
     }
     for (const auto& setting : statement.settings) {
         if (setting.name == "all" || setting.name == "*") continue;  // RESET ALL returns to the role's defaults
@@ -1013,6 +1025,15 @@ Decision evaluate_connection_limit(const Policy& policy, const SessionInfo& sess
                            "Reuse one connection for several statements; each session holds one of the database "
                            "server's connections.");
     decision.sqlstate = "53300";
+    return decision;
+}
+
+Decision evaluate_bound_lock_key(const Policy& policy, const SessionInfo& session, std::string_view key) {
+    const Context context{policy, policy.rule_for(session), nullptr, session};
+    if (!is_pgrail_lock_key(key)) return allow(context);
+    auto decision = lock_key_refusal(context, nullptr, key);
+    decision.detail = fmt::format("rule \"{}\" (migrations) refused a Bind (advisory lock key {})", context.rule.name,
+                                  key);
     return decision;
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -150,6 +151,27 @@ bool keeps_for_later(const sql::Analysis& analysis) {
     return analysis.error.has_value() || std::any_of(analysis.statements.begin(), analysis.statements.end(), keeps);
 }
 
+// The parameters whose values are advisory lock keys ("$n": GateVerdict::bound_lock_keys), at any
+// depth. (A $n past the protocol's 65535 parameters is bound by no Bind: the server refuses it.)
+void add_bound_lock_keys(const sql::Statement& statement, std::vector<std::uint16_t>& numbers) {
+    for (const std::string& key : statement.advisory_lock_keys) {
+        unsigned number = 0;
+        if (!key.starts_with('$') ||
+            std::from_chars(key.data() + 1, key.data() + key.size(), number).ec != std::errc() || number == 0 ||
+            number > 65535)
+            continue;
+        if (std::find(numbers.begin(), numbers.end(), number) == numbers.end())
+            numbers.push_back(static_cast<std::uint16_t>(number));
+    }
+    for (const auto& inner : statement.inner) add_bound_lock_keys(inner, numbers);
+}
+
+std::vector<std::uint16_t> bound_lock_keys_of(const sql::Analysis& analysis) {
+    std::vector<std::uint16_t> numbers;
+    for (const auto& statement : analysis.statements) add_bound_lock_keys(statement, numbers);
+    return numbers;
+}
+
 // Whether a text may drop prepared statements (DEALLOCATE, DISCARD ALL): the session then
 // forgets the statements it knows to read pgrail commands, whose names may be gone or reused.
 bool forgets_prepared(const sql::Analysis& analysis) {
@@ -285,7 +307,8 @@ struct PolicyGate::AnalysisFacts {
           sets_search_path_elsewhere(proxy::sets_search_path_elsewhere(analysis)),
           makes_temporary_types(proxy::makes_temporary_types(analysis)),
           keeps_for_later(proxy::keeps_for_later(analysis)),
-          temporary_relations(temporary_relations_of(analysis)) {}
+          temporary_relations(temporary_relations_of(analysis)),
+          bound_lock_keys(bound_lock_keys_of(analysis)) {}
     // What the verdict on a text that runs (in part, if refused) says of it.
     void describe(GateVerdict& verdict, bool allowed) const {
         verdict.changes_encoding = changes_encoding;
@@ -294,7 +317,10 @@ struct PolicyGate::AnalysisFacts {
         verdict.sets_search_path_elsewhere = sets_search_path_elsewhere;
         verdict.makes_temporary_types = makes_temporary_types;
         verdict.keeps_for_later = keeps_for_later;
-        if (allowed) verdict.forgets_prepared = forgets_prepared;
+        if (allowed) {
+            verdict.forgets_prepared = forgets_prepared;
+            verdict.bound_lock_keys = bound_lock_keys;
+        }
     }
     bool changes_schema;
     bool forgets_prepared;
@@ -303,6 +329,7 @@ struct PolicyGate::AnalysisFacts {
     bool makes_temporary_types;
     bool keeps_for_later;
     std::vector<std::string> temporary_relations;
+    std::vector<std::uint16_t> bound_lock_keys;
 };
 
 namespace {
@@ -757,6 +784,24 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     verdict.refused_offset = !analysis.error && decision.statement_index < analysis.statements.size()
                                  ? analysis.statements[decision.statement_index].offset
                                  : 0;
+    return verdict;
+}
+
+GateVerdict PolicyGate::check_bound_lock_key(const SessionContext& session, std::string_view key) {
+    const auto decision = policy::evaluate_bound_lock_key(*thread_state().policy, session, key);
+    GateVerdict verdict;
+    if (decision.allowed()) return verdict;
+    auto event = session_fields(session);
+    event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
+    event["tag"] = "Bind";
+    event["class"] = "unknown";
+    event["advisory_lock_key"] = key;  // one of pgrail's own keys, or "*": no value of the client's
+    add_decision_fields(event, decision);
+    verdict.audit_bytes = decision.enforced ? line_bytes(event) : 0;
+    verdict.write_audit = writer(session, std::move(event));
+    if (!decision.enforced) return verdict;  // audit_only: bound, but on record
+    verdict.kind = GateVerdict::Kind::refuse;
+    verdict.error = error_of(decision);
     return verdict;
 }
 

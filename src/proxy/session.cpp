@@ -219,7 +219,7 @@ awaitable<void> Session::run() {
         spdlog::info("session {}: closing the client mid-message", context_.session_id);
     } else if (const auto& ending = protocol_.ending()) {
         if (login_admission_.write_audit) co_await settle_audit_elsewhere(login_admission_);
-        co_await send_fatal(ending->sqlstate, ending->message);
+        co_await send_fatal(ending->sqlstate, ending->message, ending->detail, ending->hint);
     } else if (server_ended && !protocol_.server_sent_fatal() && !protocol_.client_terminated()) {
         // The server went away without saying why: tell the client instead of a bare EOF.
         co_await send_fatal(sqlstate::connection_failure,
@@ -383,7 +383,8 @@ bool Session::logged_in() {
         login_admission_ = shared_.gate->admit_session(context_);
         session_place_ = std::move(login_admission_.session_place);
         if (login_admission_.kind == GateVerdict::Kind::refuse) {
-            protocol_.end(login_admission_.error.sqlstate, login_admission_.error.message);
+            const auto& error = login_admission_.error;
+            protocol_.end(error.sqlstate, error.message, error.detail, error.hint);
             return false;  // its audit line is written before the FATAL (run)
         }
         if (login_admission_.write_audit)  // audit_only: the session goes on, the line is written beside it
@@ -688,9 +689,10 @@ awaitable<void> Session::send_to_client(std::string bytes) {
     co_await (client_.async_write(asio::buffer(bytes), use_tuple) || deadline.async_wait(use_tuple));
 }
 
-awaitable<void> Session::send_fatal(std::string sqlstate, std::string message) {
+awaitable<void> Session::send_fatal(std::string sqlstate, std::string message, std::string detail, std::string hint) {
     std::string bytes;
-    protocol::encode_error_response(bytes, {"FATAL", std::move(sqlstate), std::move(message), {}, {}});
+    protocol::encode_error_response(bytes,
+                                    {"FATAL", std::move(sqlstate), std::move(message), std::move(detail), std::move(hint)});
     co_await send_to_client(std::move(bytes));
 }
 
@@ -779,6 +781,29 @@ awaitable<void> Session::client_to_server() {
                         co_return;
                     }
                     protocol_.apply(verdict, step.statement, to_server_);
+                    break;
+                }
+                case ClientStep::Kind::check_lock_keys: {
+                    bool refused = false;
+                    for (const std::string& key : step.lock_keys) {
+                        GateVerdict verdict = shared_.gate->check_bound_lock_key(context_, key);
+                        bool client_stays = true;
+                        if (needs_settling(verdict)) client_stays = co_await settle_verdict(verdict);
+                        if (!client_stays) {
+                            co_await client_gone(in);
+                            co_return;
+                        }
+                        if (verdict.kind != GateVerdict::Kind::refuse) continue;
+                        protocol_.refuse_bind(verdict.error, to_server_);
+                        refused = true;
+                        break;
+                    }
+                    if (refused) break;
+                    if (step.deferred.calls.empty()) {  // (a DeferredStatement has a call at least)
+                        to_server_.forward(step.statement.frame);
+                        break;
+                    }
+                    co_await on_bind(step, to_server_);
                     break;
                 }
                 case ClientStep::Kind::bind_deferred:

@@ -181,7 +181,8 @@ private:
     bool write_now(Leg& socket, Outbound& out, boost::system::error_code& ec);
     awaitable<boost::system::error_code> write_rest(Leg& socket, Outbound& out);
     awaitable<void> send_to_client(std::string bytes);
-    awaitable<void> send_fatal(std::string sqlstate, std::string message);
+    awaitable<void> send_fatal(std::string sqlstate, std::string message, std::string detail = {},
+                               std::string hint = {});
     // Before the first ReadyForQuery: holds a client frame that is not part of the login.
     awaitable<bool> hold_until_authenticated(Inbound& in);
 

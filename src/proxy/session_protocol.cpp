@@ -60,6 +60,36 @@ std::string refusal_stand_in(const protocol::ErrorMessage& error, std::string_vi
     return fmt::format("SELECT 'pgrail: {}; {}{}'::pg_catalog.int4", reason, marker, id);
 }
 
+// A Bind's value of an advisory lock key as the server reads it: a text as int8in does (spaces
+// around, a sign, digits; normalised here), a binary bigint's eight bytes. Empty when it takes no
+// lock pgrail could own: NULL (a strict function), an int2 or int4's (or oid's) bytes, digits
+// beyond bigint or a format the server refuses; "*" for what pgrail cannot read.
+std::string bound_lock_key(const std::optional<std::string_view>& value, std::int16_t format) {
+    if (!value) return {};
+    if (format == 1) {
+        if (value->size() == 2 || value->size() == 4) return {};
+        if (value->size() != 8) return "*";
+        std::uint64_t bits = 0;
+        for (const char byte : *value) bits = bits << 8 | static_cast<unsigned char>(byte);
+        return std::to_string(static_cast<std::int64_t>(bits));
+    }
+    if (format != 0) return {};
+    std::string_view text = *value;
+    const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+    while (!text.empty() && space(text.front())) text.remove_prefix(1);
+    while (!text.empty() && space(text.back())) text.remove_suffix(1);
+    std::string key;
+    if (!text.empty() && (text.front() == '-' || text.front() == '+')) {
+        if (text.front() == '-') key = "-";
+        text.remove_prefix(1);
+    }
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) return "*";
+    while (text.size() > 1 && text.front() == '0') text.remove_prefix(1);
+    if (text.size() > 19) return {};  // beyond bigint: the server refuses it
+    key += text;
+    return key;
+}
+
 // A Bind that does not match its statement's parameters: PostgreSQL's error for it.
 std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage& bind,
                                                     const DeferredStatement& deferred) {
@@ -208,8 +238,8 @@ void SessionProtocol::start() {
     close_batch(0);  // the startup packet earns the first ReadyForQuery
 }
 
-void SessionProtocol::end(std::string sqlstate, std::string message) {
-    if (!ending_) ending_ = Ending{std::move(sqlstate), std::move(message)};
+void SessionProtocol::end(std::string sqlstate, std::string message, std::string detail, std::string hint) {
+    if (!ending_) ending_ = Ending{std::move(sqlstate), std::move(message), std::move(detail), std::move(hint)};
     phase_ = Phase::ending;
 }
 
@@ -239,7 +269,8 @@ bool SessionProtocol::client_inspects(char tag, std::size_t total_size) const {
     // Binds and Closes only while a prepared statement reads pgrail commands or may change
     // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
     // while a guard watches results (pgrail's Describe goes before it).
-    return ((!deferred_.empty() || following_encoding_statements() || following_registered()) &&
+    return ((!deferred_.empty() || following_encoding_statements() || following_registered() ||
+             !lock_key_statements_.empty()) &&
             (tag == front::bind || tag == front::close)) ||
            (tag == front::execute && (guarding_ || following_encoding_statements() || !registered_portals_.empty()));
 }
@@ -381,7 +412,9 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             step.function_oid = protocol::read_u32(body.data());
             return step;
         case front::bind: {
-            if (deferred_.empty() && !following_encoding_statements() && !following_registered()) break;
+            if (deferred_.empty() && !following_encoding_statements() && !following_registered() &&
+                lock_key_statements_.empty())
+                break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
             if (following_registered() && !bind_registered(*bind, out)) return step;
@@ -393,16 +426,19 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             } else {
                 std::erase(encoding_portals_, bind->portal);
             }
-            if (deferred_.empty()) break;
-            const auto found = deferred_.find(std::string(bind->statement));
-            if (found == deferred_.end()) break;
-            if (const auto mismatch = bind_mismatch(*bind, found->second)) {
-                refuse_bind(*mismatch, out);
-                return step;
+            step.lock_keys = bound_lock_keys(*bind);
+            const auto found = deferred_.empty() ? deferred_.end() : deferred_.find(std::string(bind->statement));
+            if (found != deferred_.end()) {
+                if (const auto mismatch = bind_mismatch(*bind, found->second)) {
+                    refuse_bind(*mismatch, out);
+                    return step;
+                }
+                step.deferred = found->second;  // a copy: the map may change while commands run
+            } else if (step.lock_keys.empty()) {
+                break;
             }
-            step.kind = ClientStep::Kind::bind_deferred;
+            step.kind = step.lock_keys.empty() ? ClientStep::Kind::bind_deferred : ClientStep::Kind::check_lock_keys;
             step.bind = std::move(bind);
-            step.deferred = found->second;  // a copy: the map may change while commands run
             return step;
         }
         case front::describe:
@@ -539,6 +575,15 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
         refuse(verdict.error, statement, out, verdict.refused_offset);
         return;
     }
+    if (statement.tag == front::parse && !verdict.bound_lock_keys.empty() &&
+        !follow_lock_keys(statement.parse_name, verdict.bound_lock_keys)) {
+        refuse({"ERROR", sqlstate::program_limit_exceeded,
+                fmt::format("pgrail: more than {} prepared statements that take advisory locks by parameter",
+                            max_followed_names),
+                {}, "Prepare such statements under fewer names (the unnamed statement serves), or connect again."},
+               statement, out);
+        return;
+    }
     if (!verdict.migrator_statements.empty()) {
         if (statement.tag == front::parse) {
             // (One statement: a Parse holds no more.) Past the bound, refused rather than unfollowed.
@@ -559,6 +604,36 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
         }
     }
     out.forward(statement.frame);
+}
+
+bool SessionProtocol::follow_lock_keys(std::string_view name, const std::vector<std::uint16_t>& parameters) {
+    auto found = std::find_if(lock_key_statements_.begin(), lock_key_statements_.end(),
+                              [&](const LockKeyStatement& entry) { return entry.name == name; });
+    if (found == lock_key_statements_.end()) {
+        if (lock_key_statements_.size() >= max_followed_names) return false;
+        found = lock_key_statements_.insert(lock_key_statements_.end(), LockKeyStatement{std::string(name), {}});
+    }
+    for (const std::uint16_t parameter : parameters)
+        if (std::find(found->parameters.begin(), found->parameters.end(), parameter) == found->parameters.end())
+            found->parameters.push_back(parameter);
+    return true;
+}
+
+std::vector<std::string> SessionProtocol::bound_lock_keys(const protocol::BindMessage& bind) const {
+    std::vector<std::string> keys;
+    const auto found = std::find_if(lock_key_statements_.begin(), lock_key_statements_.end(),
+                                    [&](const LockKeyStatement& entry) { return entry.name == bind.statement; });
+    if (found == lock_key_statements_.end()) return keys;
+    for (const std::uint16_t parameter : found->parameters) {
+        const std::size_t index = parameter - 1u;
+        // Too few values or formats: the server refuses the Bind.
+        if (index >= bind.parameters.size()) continue;
+        const auto& formats = bind.parameter_formats;
+        if (formats.size() > 1 && index >= formats.size()) continue;
+        const std::int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats.front() : formats[index];
+        if (auto key = bound_lock_key(bind.parameters[index], format); !key.empty()) keys.push_back(std::move(key));
+    }
+    return keys;
 }
 
 protocol::ErrorMessage SessionProtocol::names_moved_error() {

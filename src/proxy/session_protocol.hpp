@@ -45,6 +45,8 @@ enum class Phase : std::uint8_t {
 struct Ending {
     std::string sqlstate;
     std::string message;
+    std::string detail;  // (a policy's refusal: its rule, and what to do instead)
+    std::string hint;
 };
 
 // What the core asks of the shell besides bytes (as Envoy's decoder callbacks).
@@ -96,6 +98,8 @@ struct ClientStep {
         check_statement,       // ask the gate about `statement`, then apply() the verdict
         check_function_call,   // ask the gate about `function_oid`, then apply() the verdict
         bind_deferred,         // a matching Bind of a DeferredStatement: run its commands (or refuse)
+        check_lock_keys,       // a Bind that gives advisory lock keys: ask the gate about each of
+                               // `lock_keys`, then as bind_deferred if `deferred` has calls, else forward
         end,                   // malformed: ending() says why
     };
     Kind kind = Kind::done;
@@ -103,6 +107,7 @@ struct ClientStep {
     std::uint32_t function_oid = 0;
     std::optional<protocol::BindMessage> bind;
     DeferredStatement deferred;
+    std::vector<std::string> lock_keys;  // check_lock_keys: as the server reads them (bound_lock_key)
 };
 
 // What the shell does after a server frame.
@@ -150,7 +155,7 @@ public:
     // The startup packet goes to the server: its ReadyForQuery is the first one owed.
     void start();
     // Ends the session with a FATAL of this SQLSTATE and message; the first reason wins.
-    void end(std::string sqlstate, std::string message);
+    void end(std::string sqlstate, std::string message, std::string detail = {}, std::string hint = {});
     [[nodiscard]] const std::optional<Ending>& ending() const { return ending_; }
     void forget_ending() { ending_.reset(); }  // the server said why already
 
@@ -433,6 +438,18 @@ private:
     };
     std::vector<RegisteredPrepared> registered_statements_;
     std::vector<RegisteredPrepared> registered_portals_;
+    // Prepared statements that take advisory locks by parameter (GateVerdict::bound_lock_keys), by
+    // name: each Bind of one has those parameters read as keys. Never forgotten: a Parse or Close
+    // of the name that the server skipped (an error earlier in its pipeline) or refused (a named
+    // statement that exists) leaves the statement there, so a name prepared again adds its keys
+    // to the old ones. Bounded: past max_followed_names names, the Parse is refused.
+    struct LockKeyStatement {
+        std::string name;
+        std::vector<std::uint16_t> parameters;
+    };
+    std::vector<LockKeyStatement> lock_key_statements_;
+    [[nodiscard]] bool follow_lock_keys(std::string_view name, const std::vector<std::uint16_t>& parameters);
+    [[nodiscard]] std::vector<std::string> bound_lock_keys(const protocol::BindMessage& bind) const;
     bool copy_took_syncs_ = false;  // enter_copy_in() took Syncs sent behind a COPY FROM STDIN
     bool copy_settles_ = false;     // ... behind an Execute: a failure is settled (holding_client)
     std::size_t syncs_taken_ = 0;   // how many

@@ -715,6 +715,46 @@ std::optional<std::string> constant_string(const json& argument) {
     return text;
 }
 
+// Whether an expression's value is an int2 or int4 whatever it computes: a cast to one, or
+// hashtext() and its kin (`pg_advisory_xact_lock(hashtext('jobs'))`), which return int4. As a
+// lock key it is below 2^31: never one of pgrail's (unqualified names are pg_catalog's, as in
+// cast_keeps_constant).
+bool is_int4_by_construction(const json& expression) {
+    const auto node = node_of(expression);
+    if (!node) return false;
+    if (node->first == "TypeCast") {
+        const json type_name = child(node->second, "typeName");
+        const auto names = names_of(child(type_name, "names"));
+        return only_keys(type_name, {"names", "typemod", "location"}) && !names.empty() && names.size() <= 2 &&
+               (names.size() == 1 || names[0] == "pg_catalog") && (names.back() == "int2" || names.back() == "int4");
+    }
+    if (node->first != "FuncCall") return false;
+    const auto names = names_of(child(node->second, "funcname"));
+    if (names.empty() || names.size() > 2 || (names.size() == 2 && names[0] != "pg_catalog")) return false;
+    const std::string_view function = names.back();
+    return function == "hashtext" || function == "hashint2" || function == "hashint4" || function == "hashint8";
+}
+
+// The number of the parameter an argument is ($n), possibly cast to an integer type (which
+// keeps a key's value or fails); nothing for anything else.
+std::optional<long long> bound_parameter(const json& argument) {
+    const auto node = node_of(argument);
+    if (!node) return std::nullopt;
+    if (node->first == "TypeCast") {
+        const json type_name = child(node->second, "typeName");
+        const auto names = names_of(child(type_name, "names"));
+        if (!only_keys(type_name, {"names", "typemod", "location"}) || names.empty() || names.size() > 2 ||
+            (names.size() == 2 && names[0] != "pg_catalog") ||
+            (names.back() != "int2" && names.back() != "int4" && names.back() != "int8"))
+            return std::nullopt;
+        return bound_parameter(child(node->second, "arg"));
+    }
+    if (node->first != "ParamRef") return std::nullopt;
+    const long long number = node->second.find("number").integer();
+    if (number < 1) return std::nullopt;
+    return number;
+}
+
 // The sequence a nextval()/setval() argument names, as regclass's input reads it: a string
 // constant (possibly cast to regclass) holding a name, split and down-cased as the server splits
 // it; nothing for anything else, and for digits alone, which regclass reads as an OID.
@@ -1253,6 +1293,10 @@ private:
     }
 
 public:
+    // Whether the statement's $n are the parameters its client binds (a statement of its own text,
+    // or one EXPLAIN or DECLARE CURSOR wraps), not PREPARE's or a function body's.
+    void set_binds_parameters(bool binds) { binds_parameters_ = binds; }
+
     // The statement's outermost plain SELECT (see ColumnRead::output): its targets that are just a
     // column (or star) reach the client as they are, and its ORDER BY, GROUP BY and DISTINCT ON
     // positions refer to them.
@@ -1545,7 +1589,7 @@ private:
             }
             add_setting(out_, std::move(change));
         } else if (is_advisory_lock(function) && args.size() == 1) {
-            out_.advisory_lock_keys.push_back(constant_string(args.front()).value_or("*"));
+            out_.advisory_lock_keys.push_back(lock_key(args.front()));
         } else if ((function == "nextval" || function == "setval") && !args.empty()) {
             out_.flags.writes_sequence = true;
             if (const auto sequence = regclass_constant(args.front())) {
@@ -1604,7 +1648,9 @@ private:
             for (const std::string& function : statement.value_functions) add_to_list(out_.value_functions, function);
             for (const SettingChange& setting : statement.settings) add_setting(out_, setting);
             for (const ObjectRef& object : statement.objects) add_object(out_, object);
-            for (const std::string& key : statement.advisory_lock_keys) out_.advisory_lock_keys.push_back(key);
+            // (A nested text's $n are bound by nobody pgrail sees: computed keys.)
+            for (const std::string& key : statement.advisory_lock_keys)
+                out_.advisory_lock_keys.push_back(key.starts_with('$') ? std::string("*") : key);
             if (statement.statement_class == StatementClass::ddl) out_.statement_class = StatementClass::ddl;
             if (!statement.tag.empty()) out_.inner.push_back(std::move(statement));
         }
@@ -1766,8 +1812,21 @@ private:
     // Stores a kind computed from the tree for the walk's Scopes to view.
     std::string_view keep(std::string kind) { return kinds_.emplace_front(std::move(kind)); }
 
+    // An advisory lock's key as Statement::advisory_lock_keys holds it: a constant, "int4" for an
+    // int4 by construction, "$n" for a parameter the client binds (the proxy reads its value in
+    // the Bind), "*" for anything else.
+    std::string lock_key(const json& argument) const {
+        if (auto constant = constant_string(argument)) return std::move(*constant);
+        if (is_int4_by_construction(argument)) return "int4";
+        if (binds_parameters_) {
+            if (const auto number = bound_parameter(argument)) return "$" + std::to_string(*number);
+        }
+        return "*";
+    }
+
     Statement& out_;
     int body_level_;
+    bool binds_parameters_ = false;  // set_binds_parameters
     std::string_view statement_text_;
     std::vector<std::string> cte_names_;
     std::vector<std::pair<long long, std::string>> pinned_setting_names_;
@@ -2025,7 +2084,7 @@ void resolve_call_spans(Statement& out, std::string_view text, std::size_t base)
 // `outermost`: the statement itself, not one that PREPARE, EXPLAIN ... wrap. `base`: how many
 // bytes of the parsed text precede `text` (the parse tree's locations count from the parsed text).
 Statement build_statement(std::string_view type, const json& body, const json& node, int body_level,
-                          std::string_view text, std::size_t base, bool outermost) {
+                          std::string_view text, std::size_t base, bool outermost, bool binds_parameters) {
     Statement out;
     const Classification classification = classify(type, body);
     out.statement_class = classification.statement_class;
@@ -2038,6 +2097,12 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     Scope top;
     top.relation_calls = commands;
     Walker walker(out, body_level, text);
+    // $n of a plain statement are its client's parameters (PREPARE's and a function body's are not).
+    binds_parameters = binds_parameters && body_level == 0 &&
+                       (type == "SelectStmt" || type == "InsertStmt" || type == "UpdateStmt" || type == "DeleteStmt" ||
+                        type == "MergeStmt" || type == "CallStmt" || type == "ExplainStmt" ||
+                        type == "DeclareCursorStmt");
+    walker.set_binds_parameters(binds_parameters);
     if (outermost && body_level == 0) {
         if (const json select = output_select(type, body); select.valid()) walker.set_output(select);
     }
@@ -2087,7 +2152,8 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     if (wrapped_field != nullptr) {
         if (const json query = body.find(wrapped_field); query.valid()) {
             if (const auto inner = node_of(query); inner) {
-                out.inner.push_back(build_statement(inner->first, inner->second, query, body_level, text, base, false));
+                out.inner.push_back(
+                    build_statement(inner->first, inner->second, query, body_level, text, base, false, binds_parameters));
             }
         }
     }
@@ -2170,7 +2236,7 @@ void analyze_piece(const std::string& text, std::size_t offset, std::size_t leng
         const json& node = child(raw, "stmt");
         const auto entry = node_of(node);
         if (!entry) continue;
-        Statement statement = build_statement(entry->first, entry->second, node, body_level, piece, 0, true);
+        Statement statement = build_statement(entry->first, entry->second, node, body_level, piece, 0, true, true);
         set_range(statement, offset, length);
         out.push_back(std::move(statement));
     }
@@ -2247,7 +2313,7 @@ std::optional<std::vector<Statement>> analyze_whole(const std::string& text, int
         if (!entry) continue;
         try {
             Statement statement = build_statement(entry->first, entry->second, node, body_level,
-                                                  std::string_view(text).substr(begin, end - begin), begin, true);
+                                                  std::string_view(text).substr(begin, end - begin), begin, true, true);
             set_range(statement, begin, end - begin);
             result.push_back(std::move(statement));
         } catch (const Refusal& refusal) {

@@ -95,6 +95,81 @@ TEST_CASE("an empty query string's shape lets no query through: lock, settings",
     CHECK(pgrail_lock_holders() == "0");
 }
 
+// golang-migrate's, sqlx's and goose's `SELECT pg_advisory_lock($1)`: a key given as a parameter
+// was refused as a computed one. It is read in each Bind now, as the server reads it (a text as
+// int8in does, a bigint's eight bytes): pgrail's own keys are refused there, any other locks.
+TEST_CASE("an advisory lock key given as a parameter is read in its Bind", "[guard_bypass][lock]") {
+    const DefaultPolicyProxy proxy;
+    auto agent = proxy.connect();
+    const auto exec = [&](const char* name_or_sql, const std::string& value, int format, bool prepared = false) {
+        std::string bytes = value;
+        if (format == 1) {
+            const auto number = static_cast<std::uint64_t>(std::stoll(value));
+            bytes.clear();
+            for (int shift = 56; shift >= 0; shift -= 8) bytes += static_cast<char>((number >> shift) & 0xff);
+        }
+        const char* values[] = {bytes.data()};
+        const int lengths[] = {static_cast<int>(bytes.size())};
+        const int formats[] = {format};
+        Result result(prepared ? PQexecPrepared(agent.get(), name_or_sql, 1, values, lengths, formats, 0)
+                               : PQexecParams(agent.get(), name_or_sql, 1, nullptr, values, lengths, formats, 0));
+        return capture(result.get());
+    };
+    const auto holders_of = [](const std::string& key) {
+        auto observer = admin();
+        return scalar(observer.get(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND "
+                                      "((classid::bigint << 32) | objid::bigint) = " + key);
+    };
+
+    // Any other key locks, in text and in binary.
+    for (const int format : {0, 1}) {
+        const auto locked = exec("SELECT pg_advisory_lock($1)", "42", format);
+        REQUIRE(locked.status == "PGRES_TUPLES_OK");
+        CHECK(holders_of("42") == "1");
+        CHECK(exec("SELECT pg_advisory_unlock($1::bigint)", "42", format).rows.at(0).at(0) == "t");
+    }
+    // pgrail's keys, in every spelling int8in reads as them, and in binary: refused, none held.
+    for (const std::string& key : {std::string(lock_key), std::string(" +0008099568217555234151\n"),
+                                   std::string("8099568217555234215")}) {
+        INFO("[" << key << "]");
+        require_refused(exec("SELECT pg_advisory_lock($1)", key, 0));
+        require_refused(exec("SELECT pg_try_advisory_xact_lock($1::int8) FROM (SELECT 1) s", key, 0));
+    }
+    require_refused(exec("SELECT pg_advisory_lock($1)", lock_key, 1));
+    require_refused(exec("SELECT pg_advisory_lock($1)", "not a key", 0));  // unreadable: refused too
+    CHECK(pgrail_lock_holders() == "0");
+    CHECK(scalar(agent.get(), "SELECT 1") == "1");  // an ordinary error: the session goes on
+
+    // A named statement: each Bind is read.
+    Result prepared(PQprepare(agent.get(), "take", "SELECT pg_try_advisory_lock($1)", 1, nullptr));
+    REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+    CHECK(exec("take", "7", 0, true).rows.at(0).at(0) == "t");
+    require_refused(exec("take", lock_key, 0, true));
+    // A Parse of its name that the server skips (an error before it in the pipeline) leaves the
+    // statement as it was: pgrail still reads its Binds.
+    REQUIRE(PQenterPipelineMode(agent.get()) == 1);
+    REQUIRE(PQsendQueryParams(agent.get(), "SELECT 1/0", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQsendPrepare(agent.get(), "take", "SELECT $1::bigint", 1, nullptr) == 1);
+    REQUIRE(PQpipelineSync(agent.get()) == 1);
+    const auto failed = drain(agent.get());
+    REQUIRE(!failed.empty());
+    CHECK(failed.at(0).sqlstate == "22012");
+    const auto skipped = drain(agent.get());
+    REQUIRE(!skipped.empty());
+    CHECK(skipped.at(0).status == "PGRES_PIPELINE_ABORTED");
+    Result sync(PQgetResult(agent.get()));
+    CHECK(PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC);
+    REQUIRE(PQexitPipelineMode(agent.get()) == 1);
+    CHECK(exec("take", "8", 0, true).rows.at(0).at(0) == "t");  // the lock statement, not the new text
+    require_refused(exec("take", lock_key, 0, true));
+    CHECK(pgrail_lock_holders() == "0");
+
+    // Each refusal is on record as a Bind's.
+    const auto audit = read_file(proxy.audit_path);
+    CHECK(audit.find("\"tag\":\"Bind\"") != std::string::npos);
+    CHECK(audit.find("\"advisory_lock_key\":\"8099568217555234151\"") != std::string::npos);
+}
+
 // pg_dump's `SELECT set_config(name, ...) FROM pg_settings WHERE name = '<constant>'` is judged as
 // set_config('<constant>', ...). An unqualified pg_settings may be a CTE of the statement or the
 // session's own temporary view (pg_temp is searched first for relations; allow_temporary_objects

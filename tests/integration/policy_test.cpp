@@ -407,6 +407,9 @@ TEST_CASE("a rule's max_connections bounds its sessions at once; other rules sti
         const std::string message = PQerrorMessage(third.get());
         INFO(message);
         CHECK(message.find("pgrail: too many connections for this login's rule (2 at once)") != std::string::npos);
+        // With the rule and the way on, as every refusal (a FATAL has its DETAIL and HINT too).
+        CHECK(message.find("DETAIL:  rule \"agents\" (max_connections: 2)") != std::string::npos);
+        CHECK(message.find("HINT:  Reuse one connection") != std::string::npos);
     }
     // Another rule's login is not counted with the agents'. The third's backend, refused once the
     // server had authenticated it (as PostgreSQL's CONNECTION LIMIT), ends with its connection.

@@ -37,6 +37,11 @@ using MigrationMatcher = std::function<std::optional<RegisteredStatement>(const 
 // SQLSTATE 53300 as PostgreSQL's "too many connections".
 [[nodiscard]] Decision evaluate_connection_limit(const Policy& policy, const SessionInfo& session);
 
+// A Bind's value of an advisory lock's key that is a parameter (sql::Statement::advisory_lock_keys
+// "$n"), read as the server reads it ("*" when it cannot be): refused when it is one of pgrail's
+// own keys, as a constant key is.
+[[nodiscard]] Decision evaluate_bound_lock_key(const Policy& policy, const SessionInfo& session, std::string_view key);
+
 // A fast-path FunctionCall message (libpq's PQfn and its client-side large-object calls). It names
 // its function by OID only, so no guard can judge it: refused under every rule.
 [[nodiscard]] Decision evaluate_function_call(const Policy& policy, const SessionInfo& session,

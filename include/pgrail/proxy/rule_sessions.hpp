@@ -35,8 +35,8 @@ public:
 private:
     // A session's place: given back when the last handle goes.
     struct Place {
-        Place(std::shared_ptr<RuleSessions> sessions, std::string rule)
-            : sessions(std::move(sessions)), rule(std::move(rule)) {}
+        Place(std::shared_ptr<RuleSessions> owner, std::string rule_name)
+            : sessions(std::move(owner)), rule(std::move(rule_name)) {}
         Place(const Place&) = delete;
         Place& operator=(const Place&) = delete;
         ~Place() { sessions->give_back(rule); }

@@ -93,6 +93,9 @@ struct GateVerdict {
     // text order: the session follows them to their commit and the ledger records a script run to
     // its end (MigratorRunTracker).
     std::vector<MigratorStatement> migrator_statements;
+    // forward, of a Parse: the parameters ($n) whose values are advisory lock keys, which each Bind
+    // of the statement gives (check_bound_lock_key judges them there).
+    std::vector<std::uint16_t> bound_lock_keys;
     // The temporary relations the text makes (SessionContext::temporary_relations), and whether
     // it sets a search_path elsewhere: of a refused text too, whose first statements run.
     std::vector<std::string> temporary_relations;
@@ -154,6 +157,13 @@ public:
     // A FunctionCall message (libpq's PQfn): it names its function by OID only. Like
     // check_deferred, the verdict may carry its audit line unwritten (settle_audit).
     [[nodiscard]] virtual GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) = 0;
+    // A Bind's value of an advisory lock key (GateVerdict::bound_lock_keys) as the server reads it
+    // ("*": one pgrail cannot read). Like check_function_call, the verdict may carry its audit line
+    // unwritten (settle_audit).
+    [[nodiscard]] virtual GateVerdict check_bound_lock_key(const SessionContext& /*session*/,
+                                                           std::string_view /*key*/) {
+        return {};
+    }
     // The startup packet: forward, or refuse with a FATAL error; its audit line, too, is left to
     // the caller (settle_audit, then the error's severity is FATAL).
     [[nodiscard]] virtual GateVerdict check_startup(const SessionContext& session,

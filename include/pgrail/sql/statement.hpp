@@ -208,7 +208,9 @@ struct Statement {
     // for TRUNCATE (the policy reads its CASCADE); empty for the rest and when unparsed.
     std::string structural_form;
     // The key of every single-key advisory-lock call (pg_advisory_lock(key) and its family):
-    // the constant as text, or "*" when the key is not a constant.
+    // the constant as text, "$n" when it is the client's parameter n (a Bind gives its value; not
+    // PREPARE's, nor one of a nested text's), "int4" when it is an int2 or int4 whatever its value
+    // (a cast to one, hashtext()), or "*" when the key is anything else.
     std::vector<std::string> advisory_lock_keys;
     std::optional<ParseError> error;         // set when class is unknown because it did not parse
     // pgrail's commands the statement reads, in text order (see PgrailCall).

@@ -757,6 +757,73 @@ TEST_CASE("session core: a statement that reads pgrail commands hides its parame
     CHECK(error_field_of(refusal, 'M') == "bind message supplies 1 parameters, but prepared statement \"s\" requires 0");
 }
 
+// A Bind of one parameter, `value` (nullopt: NULL) in `format`.
+std::string bind_value(std::string_view statement, std::optional<std::string_view> value, std::int16_t format) {
+    std::string body = cstr("") + cstr(statement) + be16(1) + be16(static_cast<std::uint16_t>(format)) + be16(1);
+    body += value ? be32(static_cast<std::uint32_t>(value->size())) + std::string(*value) : be32(0xffffffffu);
+    return frame('B', body + be16(0));
+}
+
+TEST_CASE("session core: a statement that takes an advisory lock by parameter has its key read in each Bind") {
+    Harness h;
+    h.log_in();
+    Outbound out;
+    const auto prepare = [&](std::string_view name, std::vector<std::uint16_t> keys) {
+        const auto parse_frame = parse(name, "SELECT pg_advisory_lock($1)");
+        h.core().on_client_header('P');
+        const auto step = h.core().on_client_frame('P', parse_frame, out);
+        REQUIRE(step.kind == ClientStep::Kind::check_statement);
+        GateVerdict verdict;
+        verdict.bound_lock_keys = std::move(keys);
+        h.core().apply(verdict, step.statement, out);
+    };
+    const auto keys_of = [&](const std::string& bind_frame) {
+        h.core().on_client_header('B');
+        const auto step = h.core().on_client_frame('B', bind_frame, out);
+        return step.kind == ClientStep::Kind::check_lock_keys ? step.lock_keys : std::vector<std::string>{};
+    };
+    // Nothing followed yet: a Bind is not even read.
+    CHECK_FALSE(h.core().client_inspects('B', 20));
+    prepare("take", {1});
+    CHECK(h.core().client_inspects('B', 20));
+    using Keys = std::vector<std::string>;
+    // Text as int8in reads it: spaces around, a sign, leading zeros.
+    CHECK(keys_of(bind_value("take", "8099568217555234151", 0)) == Keys{"8099568217555234151"});
+    CHECK(keys_of(bind_value("take", " \t+0008099568217555234151\n", 0)) == Keys{"8099568217555234151"});
+    CHECK(keys_of(bind_value("take", "-000", 0)) == Keys{"-0"});
+    CHECK(keys_of(bind_value("take", "12 34", 0)) == Keys{"*"});  // the server refuses it: so does pgrail
+    CHECK(keys_of(bind_value("take", "0x10", 0)) == Keys{"*"});
+    CHECK(keys_of(bind_value("take", "99999999999999999999", 0)).empty());  // beyond bigint: the server refuses it
+    // Binary: a bigint's eight bytes; an int4's four cannot be pgrail's.
+    const std::string key_bytes("\x70\x67\x72\x61\x69\x6c\x6d\x67", 8);
+    CHECK(keys_of(bind_value("take", key_bytes, 1)) == Keys{"8099568217555234151"});
+    CHECK(keys_of(bind_value("take", std::string(8, '\xff'), 1)) == Keys{"-1"});
+    CHECK(keys_of(bind_value("take", std::string(4, '\x7f'), 1)).empty());
+    CHECK(keys_of(bind_value("take", std::string(3, '\x7f'), 1)) == Keys{"*"});
+    CHECK(keys_of(bind_value("take", std::nullopt, 0)).empty());  // NULL: a strict function takes no lock
+    // Another statement's Binds give no keys; one that gives too few values is the server's to refuse.
+    CHECK(keys_of(bind_value("other", "8099568217555234151", 0)).empty());
+    CHECK(keys_of(bind("take")).empty());
+    // The name prepared again (the server may have skipped that Parse): its keys add to the old.
+    prepare("take", {2});
+    const std::string two = frame('B', cstr("") + cstr("take") + be16(0) + be16(2) + be32(1) + "1" + be32(1) + "2" +
+                                           be16(0));
+    CHECK(keys_of(two) == Keys{"1", "2"});
+    // Bounded: past 64 names, the Parse is refused (by a stand-in the server fails).
+    for (int i = 0; i < 63; ++i) prepare("s" + std::to_string(i), {1});
+    Outbound refused_out;
+    const auto parse_frame = parse("one_too_many", "SELECT pg_advisory_lock($1)");
+    h.core().on_client_header('P');
+    const auto step = h.core().on_client_frame('P', parse_frame, refused_out);
+    GateVerdict verdict;
+    verdict.bound_lock_keys = {1};
+    h.core().apply(verdict, step.statement, refused_out);
+    std::string sent;
+    for (const auto& piece : refused_out.pieces()) sent.append(static_cast<const char*>(piece.data()), piece.size());
+    CHECK(sent.find("pgrail: more than 64 prepared statements") != std::string::npos);
+    CHECK(sent.find("SELECT pg_advisory_lock") == std::string::npos);
+}
+
 TEST_CASE("session core: pgrail's probe is answered and hidden, or skipped after an error") {
     SECTION("answered") {
         Harness h;
