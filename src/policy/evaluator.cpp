@@ -568,6 +568,15 @@ std::optional<Decision> check(const Context& context, const Statement& statement
     // (DELETE, not the EXPLAIN ANALYZE around it).
     for (const auto& inner : statement.inner)
         if (auto refusal = check(context, inner, true)) return refusal;
+    // A SQL EXECUTE hands a prepared statement values pgrail reads nowhere: to one whose advisory
+    // lock key is a parameter (read in each Bind of it), any key.
+    if (flags.executes_prepared && context.session.prepared_lock_keys)
+        return refuse(context, &statement, "migrations", "migrations",
+                      "pgrail: EXECUTE refused in a session that prepared an advisory lock by parameter; bind the "
+                      "prepared statement instead (the extended protocol), or EXECUTE in another session",
+                      " (the session prepared an advisory lock whose key is a parameter)",
+                      "Run the prepared statement with Bind (PQexecPrepared, a driver's prepared statement): pgrail "
+                      "reads the lock key there.");
     if (!statement.pgrail_calls.empty() && !calls_checked) return check_commands(context, statement, nested);
     // pgrail.* exists only as pgrail's own commands, read as relations: any other use would reach
     // the server as an unknown function; say how to call it instead.

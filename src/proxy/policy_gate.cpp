@@ -178,18 +178,18 @@ bool forgets_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), forgets);
 }
 
-// (The analyzer names settings in lower case, set_config's constant names too; SET NAMES is
-// client_encoding in PostgreSQL's grammar.)
-bool may_change_encoding(const sql::Statement& statement) {
-    if (statement.tag == "DISCARD ALL") return true;
-    for (const auto& setting : statement.settings)
-        if (setting.name == "all" || setting.name == "*" || setting.name == "client_encoding") return true;
-    return std::any_of(statement.inner.begin(), statement.inner.end(), may_change_encoding);
-}
-
 // Whether a text may change the session's client_encoding (GateVerdict::changes_encoding).
 bool changes_encoding(const sql::Analysis& analysis) {
-    return std::any_of(analysis.statements.begin(), analysis.statements.end(), may_change_encoding);
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(), sql::may_change_client_encoding);
+}
+
+bool runs_prepared(const sql::Statement& statement) {
+    return statement.flags.executes_prepared || std::any_of(statement.inner.begin(), statement.inner.end(), runs_prepared);
+}
+
+// Whether a text runs a prepared statement by SQL EXECUTE (GateVerdict::executes_prepared).
+bool executes_prepared(const sql::Analysis& analysis) {
+    return std::any_of(analysis.statements.begin(), analysis.statements.end(), runs_prepared);
 }
 
 // An encoding's name as PostgreSQL compares them (lower case, letters and digits only; UNICODE is
@@ -304,6 +304,7 @@ struct PolicyGate::AnalysisFacts {
         : changes_schema(proxy::changes_schema(analysis)),
           forgets_prepared(proxy::forgets_prepared(analysis)),
           changes_encoding(proxy::changes_encoding(analysis)),
+          executes_prepared(proxy::executes_prepared(analysis)),
           sets_search_path_elsewhere(proxy::sets_search_path_elsewhere(analysis)),
           makes_temporary_types(proxy::makes_temporary_types(analysis)),
           keeps_for_later(proxy::keeps_for_later(analysis)),
@@ -312,6 +313,7 @@ struct PolicyGate::AnalysisFacts {
     // What the verdict on a text that runs (in part, if refused) says of it.
     void describe(GateVerdict& verdict, bool allowed) const {
         verdict.changes_encoding = changes_encoding;
+        verdict.executes_prepared = executes_prepared;
         // (What a refused text's first statements make or set counts too: they run.)
         verdict.temporary_relations = temporary_relations;
         verdict.sets_search_path_elsewhere = sets_search_path_elsewhere;
@@ -325,6 +327,7 @@ struct PolicyGate::AnalysisFacts {
     bool changes_schema;
     bool forgets_prepared;
     bool changes_encoding;
+    bool executes_prepared;
     bool sets_search_path_elsewhere;
     bool makes_temporary_types;
     bool keeps_for_later;

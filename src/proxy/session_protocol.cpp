@@ -90,6 +90,21 @@ std::string bound_lock_key(const std::optional<std::string_view>& value, std::in
     return key;
 }
 
+// Names of prepared statements and portals are converted from client_encoding, then cut at 63
+// bytes, by the server; pgrail cuts them as they come. In ASCII the two agree in every encoding
+// (and a name with a byte above 0x7f before its 63rd names nothing ASCII): the names pgrail
+// follows are ASCII, and a Parse or followed Bind of another is refused (review 92: under LATIN1
+// two names pgrail told apart were one statement to the server).
+bool ascii(std::string_view name) {
+    return std::all_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+protocol::ErrorMessage non_ascii_name_error() {
+    return {"ERROR", sqlstate::feature_not_supported,
+            "pgrail: prepared statement and portal names must be ASCII through pgrail", {},
+            "Name prepared statements and portals in ASCII (drivers' generated names are)."};
+}
+
 // A Bind that does not match its statement's parameters: PostgreSQL's error for it.
 std::optional<protocol::ErrorMessage> bind_mismatch(const protocol::BindMessage& bind,
                                                     const DeferredStatement& deferred) {
@@ -394,6 +409,10 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             return malformed("invalid Query message: missing terminator");
         case front::parse:
             if (const auto parse = protocol::parse_parse(body)) {
+                if (!ascii(parse->statement_name)) {
+                    refuse_bind(non_ascii_name_error(), out);
+                    return step;
+                }
                 step.kind = ClientStep::Kind::check_statement;
                 step.statement.sql = parse->query;
                 step.statement.parse_name = parse->statement_name;
@@ -417,6 +436,10 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
+            if (!ascii(bind->portal)) {  // (the portals pgrail follows are named in ASCII)
+                refuse_bind(non_ascii_name_error(), out);
+                return step;
+            }
             if (following_registered() && !bind_registered(*bind, out)) return step;
             if (every_bind_may_change_encoding_ ||
                 std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
@@ -504,7 +527,6 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         case front::close:
             if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S') {
                 deferred_.erase(std::string(target->name));
-                std::erase(encoding_statements_, target->name);
                 std::erase_if(registered_statements_,
                               [&](const RegisteredPrepared& entry) { return entry.name == target->name; });
             } else if (target) {
@@ -538,13 +560,13 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     // A statement prepared again (or refused) under a name no longer reads pgrail commands (until
     // defer() says it does); DEALLOCATE and DISCARD ALL may drop any.
     if (statement.tag == front::parse && !deferred_.empty()) deferred_.erase(std::string(statement.parse_name));
-    if (statement.tag == front::parse) std::erase(encoding_statements_, statement.parse_name);
     if (statement.tag == front::parse || verdict.keeps_for_later || !verdict.temporary_relations.empty() ||
         verdict.makes_temporary_types)
         context_.holds_checked_work = true;
     if (verdict.kind == GateVerdict::Kind::intercept) return;
     if (verdict.forgets_prepared) deferred_.clear();
-    if (verdict.changes_encoding) {
+    // A SQL EXECUTE may run a statement the session prepared to change client_encoding.
+    if (verdict.changes_encoding || (verdict.executes_prepared && following_encoding_statements())) {
         if (statement.tag != front::parse) {
             // (A SET of the encoding in force changes nothing: pg_restore's, drivers' resets.)
             if (!verdict.keeps_encoding) expect_encoding_change(batch_of(statement.tag));  // a refused text's too
@@ -616,6 +638,7 @@ bool SessionProtocol::follow_lock_keys(std::string_view name, const std::vector<
     for (const std::uint16_t parameter : parameters)
         if (std::find(found->parameters.begin(), found->parameters.end(), parameter) == found->parameters.end())
             found->parameters.push_back(parameter);
+    context_.prepared_lock_keys = true;  // a SQL EXECUTE would give it keys no Bind carries
     return true;
 }
 

@@ -417,8 +417,9 @@ private:
     // As the server reports them (ParameterStatus): whether it converts the client's text.
     std::string server_encoding_;
     // Prepared statements whose text may change client_encoding, by name: each Bind of one
-    // expects the change (stale names only make pgrail more careful; DEALLOCATE does not drop
-    // them, Close does). Past a bound, every Bind does.
+    // expects the change, and so does every SQL EXECUTE. Never forgotten, as lock_key_statements_
+    // (a Parse or Close the server skipped or refused leaves the statement there; stale names only
+    // make pgrail more careful). Past a bound, every Bind does.
     std::vector<std::string> encoding_statements_;
     bool every_bind_may_change_encoding_ = false;
     // The portals bound from them: an Execute of one in a later batch (a row limit, in a

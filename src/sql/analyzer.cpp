@@ -494,6 +494,7 @@ void merge_flags(StatementFlags& into, const StatementFlags& from) {
     into.runs_query_text |= from.runs_query_text;
     into.writes_sequence |= from.writes_sequence;
     into.sequence_unnamed |= from.sequence_unnamed;
+    into.executes_prepared |= from.executes_prepared;
 }
 
 // What a walk records for the RangeVars below a field.
@@ -2090,6 +2091,7 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     out.statement_class = classification.statement_class;
     out.tag = classification.tag;
     add_named_objects(type, body, out);
+    out.flags.executes_prepared = type == "ExecuteStmt";
 
     // pgrail's commands are relations of a plain SELECT sent as a statement of its own (not in a
     // DO body or a built-in's query string, nor wrapped, nor SELECT INTO).
@@ -2141,7 +2143,13 @@ Statement build_statement(std::string_view type, const json& body, const json& n
                 out.pgrail_calls.push_back(std::move(*call));
             }
         }
-        if (!out.pgrail_calls.empty()) resolve_call_spans(out, text, base);
+        if (!out.pgrail_calls.empty()) {
+            resolve_call_spans(out, text, base);
+            // Prepared, it runs at a Bind that pgrail rewrites with the commands' answers, where no
+            // lock key is read: a parameter's key counts as computed.
+            for (std::string& key : out.advisory_lock_keys)
+                if (key.starts_with('$')) key = "*";
+        }
         if (out.flags.select_into) out.statement_class = StatementClass::ddl;
     }
 

@@ -3,6 +3,17 @@
 
 namespace pgrail::sql {
 
+// (The analyzer names settings in lower case, set_config's constant names too; SET NAMES is
+// client_encoding in PostgreSQL's grammar.)
+bool may_change_client_encoding(const Statement& statement) {
+    if (statement.tag == "DISCARD ALL") return true;
+    for (const auto& setting : statement.settings)
+        if (setting.name == "all" || setting.name == "*" || setting.name == "client_encoding") return true;
+    for (const auto& inner : statement.inner)
+        if (may_change_client_encoding(inner)) return true;
+    return false;
+}
+
 const char* to_string(StatementClass statement_class) {
     switch (statement_class) {
     case StatementClass::read: return "read";

@@ -145,6 +145,15 @@ TEST_CASE("an advisory lock key given as a parameter is read in its Bind", "[gua
     REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
     CHECK(exec("take", "7", 0, true).rows.at(0).at(0) == "t");
     require_refused(exec("take", lock_key, 0, true));
+    // SQL EXECUTE would hand it a key no Bind carries (review 92): refused however wrapped.
+    for (const std::string& execute : {"EXECUTE take(" + std::string(lock_key) + ")",
+                                       "EXPLAIN ANALYZE EXECUTE take(" + std::string(lock_key) + ")",
+                                       "DO $$BEGIN EXECUTE 'EXECUTE take(" + std::string(lock_key) + ")'; END$$"}) {
+        INFO(execute);
+        require_refused(run(agent.get(), execute).at(0));
+    }
+    // ... as is a statement that also reads a pgrail command, whose Binds pgrail rewrites.
+    require_refused(exec("SELECT pg_try_advisory_lock($1), (SELECT count(*) FROM pgrail.status())", lock_key, 0));
     // A Parse of its name that the server skips (an error before it in the pipeline) leaves the
     // statement as it was: pgrail still reads its Binds.
     REQUIRE(PQenterPipelineMode(agent.get()) == 1);
@@ -444,4 +453,81 @@ TEST_CASE("a portal that changes client_encoding on a later Execute is followed 
     CHECK_THAT(fields.at('M'), Catch::Contains("sent before a change of client_encoding is final"));
     raw.send(query_message("ROLLBACK"));
     (void)read_until_ready(raw);
+}
+
+// Review 92: pgrail stopped expecting the client_encoding change of a prepared statement `s` when
+// the client closed it or prepared its name again, while the server still held it (a Close or
+// Parse skipped after an error before it in the pipeline, a Parse refused), or when SQL EXECUTE ran
+// it: the LATIN1 bytes of an INSERT into a read-only table with a non-ASCII name were read as
+// UTF8, another name, and the row went in. Such names are never forgotten now, and EXECUTE counts.
+TEST_CASE("a prepared change of client_encoding is followed whatever the client did with its name",
+          "[guard_bypass][encoding]") {
+    auto admin_conn = admin();
+    run(admin_conn.get(), "DROP TABLE IF EXISTS public.\"donn\xc3\xa9" "es_ro\"; CREATE TABLE public.\"donn\xc3\xa9"
+                          "es_ro\" (v int); GRANT ALL ON public.\"donn\xc3\xa9" "es_ro\" TO plainuser");
+    struct DropAfter {
+        ~DropAfter() {
+            auto conn = admin();
+            run(conn.get(), "DROP TABLE IF EXISTS public.\"donn\xc3\xa9" "es_ro\"");
+        }
+    } drop_after;
+    auto policy = read_file(source_dir() + "/policies/default.yaml");
+    const std::string from = "read_only_tables: []";
+    const auto at = policy.find(from);
+    REQUIRE(at != std::string::npos);
+    policy.replace(at, from.size(), "read_only_tables: [\"public.donn\xc3\xa9" "es_ro\"]");
+    const auto dir = PgrailProcess::make_temp_dir();
+    write_file(dir + "/policy.yaml", policy);
+    const PgrailProcess pgrail("policy: " + dir + "/policy.yaml\naudit: {file: " + dir + "/audit.jsonl}\n");
+
+    const auto cstr = [](std::string_view text) { return std::string(text) + '\0'; };
+    const auto parse = [&](std::string_view name, std::string_view sql) {
+        return message('P', cstr(name) + cstr(sql) + std::string(2, '\0'));
+    };
+    const auto bind = [&](std::string_view statement) {
+        return message('B', cstr("") + cstr(statement) + std::string(6, '\0'));
+    };
+    const std::string execute = message('E', cstr("") + be32(0));
+    const std::string sync = message('S', "");
+    const std::string close_s = message('C', "S" + cstr("s"));
+    const std::string latin1_insert = "INSERT INTO \"donn\xe9" "es_ro\" VALUES (42)";  // LATIN1's é
+    const auto types_of = [](const std::vector<BackendMessage>& messages) {
+        std::string types;
+        for (const auto& m : messages) types += m.type;
+        return types;
+    };
+    for (const std::string variant : {"closed, the Close skipped", "prepared again, the Parse skipped",
+                                      "prepared again, the Parse refused", "run by EXECUTE"}) {
+        INFO(variant);
+        RawSocket raw(pgrail.port());
+        log_in_as_plainuser(raw);
+        raw.send(parse("s", "SET client_encoding TO 'LATIN1'") + sync);
+        REQUIRE(types_of(read_until_ready(raw)) == "1Z");
+        if (variant == "closed, the Close skipped") {
+            raw.send(parse("", "SELECT 1/0") + bind("") + execute + close_s + sync);
+            CHECK(types_of(read_until_ready(raw)) == "1EZ");  // (1/0 fails as its Bind plans it)
+        } else if (variant == "prepared again, the Parse skipped") {
+            raw.send(parse("", "SELECT 1/0") + bind("") + execute + parse("s", "SELECT 1") + sync);
+            CHECK(types_of(read_until_ready(raw)) == "1EZ");  // (1/0 fails as its Bind plans it)
+        } else if (variant == "prepared again, the Parse refused") {
+            raw.send(parse("s", "DROP TABLE \"donn\xc3\xa9" "es_ro\"") + sync);
+            CHECK(types_of(read_until_ready(raw)) == "EZ");
+        }
+        if (variant == "run by EXECUTE") {
+            raw.send(query_message("EXECUTE s") + parse("", latin1_insert) + bind("") + execute + sync);
+            CHECK(types_of(read_until_ready(raw)).starts_with("C"));
+        } else {
+            raw.send(bind("s") + execute + parse("", latin1_insert) + bind("") + execute + sync);
+        }
+        const auto answer = read_until_ready(raw);
+        INFO(types_of(answer));
+        const auto refusal = std::find_if(answer.begin(), answer.end(), [](const auto& m) { return m.type == 'E'; });
+        REQUIRE(refusal != answer.end());
+        const auto fields = error_fields(refusal->body);
+        CHECK(fields.at('C') == "54000");
+        // Read before the server's answer (the encoding unknown), or after it (LATIN1, converted).
+        CHECK_THAT(fields.at('M'), Catch::Contains("sent before a change of client_encoding is final") ||
+                                       Catch::Contains("cannot read non-ASCII text in this session's client_encoding"));
+    }
+    CHECK(scalar(admin_conn.get(), "SELECT count(*) FROM public.\"donn\xc3\xa9" "es_ro\"") == "0");
 }

@@ -38,6 +38,10 @@ struct SessionInfo {
     // passthrough mode, where the server authenticates the role and the identity is `user`.
     // (Last: the fields above are aggregate-initialised by position.)
     std::string identity;
+    // The session prepared, over the protocol, a statement that takes an advisory lock by
+    // parameter (its key is read in each Bind): a SQL EXECUTE, which hands a prepared statement
+    // values read nowhere, is refused from then on.
+    bool prepared_lock_keys = false;
 };
 
 // The answer for one statement (or one startup packet).

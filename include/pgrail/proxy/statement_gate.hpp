@@ -86,6 +86,9 @@ struct GateVerdict {
     // RESET client_encoding (or NAMES), RESET ALL, DISCARD ALL, set_config of it or of a computed
     // name. How the server reads the texts after it is unknown until it has answered.
     bool changes_encoding = false;
+    // forward or refuse: the text (or the part of it that runs) runs a prepared statement by SQL
+    // EXECUTE, which may be one the session prepared to change client_encoding.
+    bool executes_prepared = false;
     // ... but every change sets the encoding in force, with no other change on its way (when the
     // text runs now: a Parse's statement runs later, under whatever encoding is in force then).
     bool keeps_encoding = false;

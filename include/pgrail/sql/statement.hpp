@@ -69,6 +69,9 @@ struct StatementFlags {
     // (an OID, an expression) names a sequence pgrail cannot see: sequence_unnamed.
     bool writes_sequence = false;
     bool sequence_unnamed = false;
+    // SQL EXECUTE of a prepared statement (also wrapped: EXPLAIN, CREATE TABLE AS; or in a DO
+    // block's text): it runs a statement checked when it was prepared, with values read nowhere.
+    bool executes_prepared = false;
     bool operator==(const StatementFlags&) const = default;
 };
 
@@ -239,6 +242,10 @@ struct Analysis {
     std::optional<ParseError> error;
     bool operator==(const Analysis&) const = default;
 };
+
+// Whether a statement (or one inside it) may change client_encoding: SET or RESET client_encoding
+// (or NAMES), RESET ALL, DISCARD ALL, set_config of it or of a computed name.
+bool may_change_client_encoding(const Statement& statement);
 
 const char* to_string(StatementClass statement_class);
 const char* to_string(ObjectRole role);
