@@ -696,6 +696,24 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                           "role was given.");
     }
 
+    // A row lock (FOR UPDATE, FOR KEY SHARE ...) or LOCK TABLE, held in an open transaction, stalls
+    // the writes of whoever owns the schema (review 93: a ledger row locked failed migrate_down).
+    if (statement.flags.locking_clause || statement.tag == "LOCK TABLE") {
+        for (const auto& object : statement.objects) {
+            const auto schema = schema_of(object);
+            if (object.role != ObjectRole::read || schema.empty()) continue;
+            for (const auto& protected_schema : guards.protected_schemas)
+                if (matches_any_case(protected_schema, schema))
+                    return refuse(context, &statement, "protected_schemas",
+                                  fmt::format("protected_schemas: {}", protected_schema),
+                                  fmt::format("pgrail: a lock on protected schema {} refused; read it without FOR "
+                                              "UPDATE / FOR SHARE or LOCK TABLE",
+                                              schema),
+                                  fmt::format(" (locked {})", qualified(object)),
+                                  "A lock held on this schema's rows or tables stalls the writes of their owner "
+                                  "(pgrail's own, for schema pgrail); read them without a lock.");
+        }
+    }
     const bool reaches_later = reaches_read_relations_later(statement);
     // protected_user_schema, asked at the statement's first unqualified write only (not per statement).
     std::optional<std::string_view> user_schema;

@@ -837,6 +837,16 @@ GateVerdict PolicyGate::check_startup(const SessionContext& session, const Start
     return admit_session(session);
 }
 
+GateVerdict PolicyGate::take_login_place(const SessionContext& session, std::function<void()> evict) {
+    const auto policy = current_policy();
+    const auto& rule = policy->rule_for(session);
+    GateVerdict verdict;
+    if (rule.guards.max_connections == 0) return verdict;
+    verdict.session_place = rule_sessions_->take(rule.name, rule.guards.max_connections, std::move(evict));
+    if (verdict.session_place) return verdict;
+    return connection_refusal(session, policy::evaluate_connection_limit(*policy, session), false);
+}
+
 GateVerdict PolicyGate::admit_session(const SessionContext& session) {
     const auto policy = current_policy();
     const auto& rule = policy->rule_for(session);

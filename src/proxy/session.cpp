@@ -51,6 +51,9 @@ constexpr auto startup_timeout = std::chrono::seconds(60);
 constexpr auto startup_timeout_past_bound = std::chrono::seconds(2);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
 
+// A name for the log as the server reads it: at most 63 bytes (a client may send kilobytes).
+std::string_view shown(std::string_view name) { return name.substr(0, 63); }
+
 // Before the server has authenticated the client, only the authentication exchange passes,
 // one frame at a time, each no longer than PostgreSQL reads one (PG_MAX_AUTH_TOKEN_LENGTH: the
 // length word, which counts itself, at most 65535).
@@ -156,6 +159,19 @@ awaitable<void> Session::run() {
     // A refusal's audit line may wait for an fsync: written on the audit pool (as a statement's).
     GateVerdict admission = shared_.gate->check_startup(context_, protocol_.startup_parameters());
     if (admission.write_audit) co_await settle_audit_elsewhere(admission);
+    if (admission.kind != GateVerdict::Kind::refuse && !shared_.identities) {
+        // Passthrough: the server connection this login holds while the server authenticates it
+        // counts among its rule's places (review 93: 100 logins that never finished took every
+        // server connection, the owner's too). A later login may take it over (evict_login).
+        auto evict = [weak = weak_from_this(), executor = executor()] {
+            asio::post(executor, [weak] {
+                if (const auto self = weak.lock()) self->evict_login();
+            });
+        };
+        admission = shared_.gate->take_login_place(context_, std::move(evict));
+        if (admission.write_audit) co_await settle_audit_elsewhere(admission);
+        login_place_ = std::move(admission.session_place);
+    }
     if (admission.kind == GateVerdict::Kind::refuse) {
         auto refusal = std::move(admission.error);
         refusal.severity = "FATAL";
@@ -170,7 +186,7 @@ awaitable<void> Session::run() {
         static AuditBudget log_budget(10.0, 100.0);
         if (const auto left_out = log_budget.take())
             spdlog::warn("session {}: connection refused for user={} database={}: {}{}", context_.session_id,
-                         context_.user, context_.database, refusal.message,
+                         shown(context_.user), shown(context_.database), refusal.message,
                          *left_out > 0 ? fmt::format(" ({} more refused connections not logged before it)", *left_out)
                                        : std::string());
         std::string bytes;
@@ -181,10 +197,10 @@ awaitable<void> Session::run() {
     session_place_ = std::move(admission.session_place);  // (its rule's max_connections)
     directory_entry_ = shared_.directory->add(context_);  // directory
     if (!co_await connect_upstream()) co_return;
-
-    spdlog::info("session {} start: user={} identity={} database={} application_name={} client={}",
-                 context_.session_id, context_.user, context_.identity.empty() ? context_.user : context_.identity,
-                 context_.database, context_.application_name, context_.client_address);
+    if (const auto& ending = protocol_.ending(); ending && !pumping_) {  // evicted meanwhile
+        co_await send_fatal(ending->sqlstate, ending->message);
+        co_return;
+    }
 
     bool server_ended = false;
     pumping_ = true;
@@ -227,11 +243,17 @@ awaitable<void> Session::run() {
     }
     client_.socket().close(ignored);
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    spdlog::info("session {} end: user={} identity={} database={} application_name={} client={} duration={:.3f}s "
-                 "bytes_from_client={} bytes_from_server={}",
-                 context_.session_id, context_.user, context_.identity.empty() ? context_.user : context_.identity,
-                 context_.database, context_.application_name,
-                 context_.client_address, elapsed, from_client_.bytes, from_server_.bytes);
+    // One that never logged in is anyone who reached the port: its line is budgeted (review 93: a
+    // loop of unfinished logins wrote a megabyte a second).
+    const bool logged_in = protocol_.logged_in();
+    const auto budgeted = logged_in ? std::optional<std::string>(std::string()) : unauthenticated_log_budget().take();
+    if (budgeted)
+        spdlog::info("session {} end{}: user={} identity={} database={} application_name={} client={} "
+                     "duration={:.3f}s bytes_from_client={} bytes_from_server={}{}",
+                     context_.session_id, logged_in ? "" : " before logging in", shown(context_.user),
+                     shown(context_.identity.empty() ? context_.user : context_.identity), shown(context_.database),
+                     shown(context_.application_name), context_.client_address, elapsed, from_client_.bytes,
+                     from_server_.bytes, *budgeted);
 }
 
 awaitable<void> Session::ending_on_exception(awaitable<void> pump, const char* name) {
@@ -377,6 +399,11 @@ void Session::login_turn(bool server) {
 
 bool Session::logged_in() {
     pending_place_.reset();  // its address's place is free for the next login
+    login_place_.reset();    // ... and its rule's: admit_session takes one of a session
+    spdlog::info("session {} start: user={} identity={} database={} application_name={} client={}",
+                 context_.session_id, shown(context_.user),
+                 shown(context_.identity.empty() ? context_.user : context_.identity), shown(context_.database),
+                 shown(context_.application_name), context_.client_address);
     if (!shared_.identities) {
         // Passthrough: the server has authenticated the client; now it takes a place among its
         // rule's max_connections (PostgreSQL checks a role's CONNECTION LIMIT here too).
@@ -401,6 +428,18 @@ bool Session::logged_in() {
     first_ready_signal_.cancel();
     login_timer_.cancel();  // the login's watch ends
     return true;
+}
+
+void Session::evict_login() {
+    if (protocol_.logged_in() || protocol_.ending()) return;
+    if (const auto more = unauthenticated_log_budget().take())
+        spdlog::info("session {}: login from {} ended: its rule's max_connections are taken and it waited longest "
+                     "to log in{}",
+                     context_.session_id, context_.client_address, *more);
+    end_session(sqlstate::too_many_connections,
+                "pgrail: too many connections for this login's rule are logging in at once; this one waited "
+                "longest (try again)");
+    if (pumping_) close_server_and_wake_pumps();
 }
 
 void Session::server_answered() {

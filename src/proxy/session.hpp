@@ -118,6 +118,9 @@ public:
     // On the session's thread, after a reload of the identities file (auth.mode pgrail): a session
     // whose identity was removed, or whose verifier or role changed, is ended (FATAL 28000).
     void recheck_identity(const std::shared_ptr<const auth::Identities>& identities);
+    // A later login took over this login's place among its rule's (RuleSessions): unless the
+    // server has authenticated it meanwhile, it ends (53300).
+    void evict_login();
 
 private:
     // SessionEvents: what the protocol core asks besides bytes.
@@ -240,6 +243,7 @@ private:
     std::shared_ptr<const TlsContextSet> tls_;  // the generation current when the session began (null: none)
     std::shared_ptr<SessionDirectory::Entry> directory_entry_;  // directory
     std::shared_ptr<void> session_place_;  // among its rule's max_connections, while the session lives
+    std::shared_ptr<void> login_place_;    // ... while the server authenticates it (passthrough)
     GateVerdict login_admission_;  // passthrough: the place asked for once the server authenticated the client
     std::chrono::steady_clock::time_point started_;
     Inbound from_client_{client_, &shared_.held_messages};

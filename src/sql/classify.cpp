@@ -79,7 +79,12 @@ const std::unordered_map<std::string_view, Rule>& rules() {
         {"ClosePortalStmt",   [](const json& b) { return Classification{C::session, b.contains("portalname") ? "CLOSE CURSOR" : "CLOSE CURSOR ALL"}; }},
         {"CopyStmt",          [](const json&) { return Classification{C::copy, "COPY"}; }},
         // transactions
-        {"TransactionStmt",   [](const json& b) { return Classification{C::transaction, transaction_tag(field(b, "kind"))}; }},
+        // Two-phase commit leaves a transaction, its locks and its xmin behind the session (past a
+        // restart too), or ends another's: a utility, not the session's own transaction control.
+        {"TransactionStmt",   [](const json& b) {
+            const std::string tag = transaction_tag(field(b, "kind"));
+            const bool two_phase = tag == "PREPARE TRANSACTION" || tag == "COMMIT PREPARED" || tag == "ROLLBACK PREPARED";
+            return Classification{two_phase ? C::utility : C::transaction, tag}; }},
         {"ConstraintsSetStmt",[](const json&) { return Classification{C::transaction, "SET CONSTRAINTS"}; }},
         // session
         {"VariableSetStmt",   [](const json& b) {

@@ -175,6 +175,15 @@ public:
     // refusal (its audit line too, as check_startup's). check_startup takes it for a client pgrail
     // authenticated itself; the shell asks here once the server has authenticated one.
     [[nodiscard]] virtual GateVerdict admit_session(const SessionContext& /*session*/) { return {}; }
+    // In passthrough mode, a place among the rule's max_connections for the login in progress,
+    // whose server connection counts as a session's (GateVerdict::session_place, held until the
+    // server has authenticated the client and admit_session took its place): `evict` is called
+    // (on any thread) when a later login takes it over, the rule being full. A refusal when the
+    // rule's places are all authenticated sessions'.
+    [[nodiscard]] virtual GateVerdict take_login_place(const SessionContext& /*session*/,
+                                                       std::function<void()> /*evict*/) {
+        return {};
+    }
     // What the session does to its results (masked columns, max_rows); null: nothing. Asked
     // again for each result: it follows reloads and catalog refreshes. Cheap (cached).
     // Whether a reload has changed how this session's statements are decided since `held` (the
