@@ -671,7 +671,15 @@ std::optional<Decision> check(const Context& context, const Statement& statement
                       " (a sequence given by OID, expression or attribute notation)",
                       "Name the sequence as a string constant, e.g. nextval('orders_id_seq').");
     for (const auto& key : statement.advisory_lock_keys) {
-        // A parameter's key is read in each Bind (GateVerdict::bound_lock_keys).
+        // A parameter's key is read in each Bind (GateVerdict::bound_lock_keys), unless the session
+        // prepared an EXECUTE, which would hand this statement a key of its own text.
+        if (key.starts_with('$') && context.session.prepared_executes)
+            return refuse(context, &statement, "migrations", "migrations",
+                          "pgrail: an advisory lock by parameter refused in a session that prepared an EXECUTE; "
+                          "prepare it in another session",
+                          fmt::format(" (advisory lock key {}; the session prepared an EXECUTE)", key),
+                          "A prepared EXECUTE hands a statement values no Bind carries: take the lock in a session "
+                          "without one, or with a constant key.");
         if (key.starts_with('$') || !is_pgrail_lock_key(key)) continue;
         return lock_key_refusal(context, &statement, key);
     }

@@ -954,6 +954,11 @@ awaitable<bool> Session::pace_refusal(std::size_t audit_bytes) {
                      std::chrono::duration_cast<std::chrono::milliseconds>(wait).count(),
                      *left_out > 0 ? fmt::format(" ({} more paced refusals not logged before it)", *left_out)
                                    : std::string());
+    co_return co_await wait_paced(wait);
+}
+
+// Waits `wait` (a pacer's), looking for the client's departure each second: false when it left.
+awaitable<bool> Session::wait_paced(std::chrono::steady_clock::duration wait) {
     const auto until = std::chrono::steady_clock::now() + wait;
     while (shutdown_ == ShutdownMode::none && std::chrono::steady_clock::now() < until) {
         pace_timer_.expires_at(std::min(until, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
@@ -1019,6 +1024,12 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     // the blocking pool for minutes (the operator's view of a pgrail they load).
     const bool admin_only = std::all_of(calls.begin(), calls.end(),
                                         [](const InbandCall& call) { return sql::is_admin_command(call.command); });
+    if (!admin_only) {
+        const auto wait = shared_.command_pacer.reserve(pool_owner(), calls.size());
+        bool stays = true;
+        if (wait > std::chrono::steady_clock::duration::zero()) stays = co_await wait_paced(wait);
+        if (!stays) abandoned->store(true);  // the client left while it waited: nothing runs
+    }
     InbandAnswers result;
     if (admin_only) {
         result = co_await run_on_pool<InbandAnswers>(shared_.audit_pool, work);

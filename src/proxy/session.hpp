@@ -71,6 +71,10 @@ struct ServerShared {
     CancelRegistry cancel_registry;
     BufferBudget held_messages;  // whole messages held for inspection (a client's, a result row), by all sessions
     RefusalPacer refusal_pacer;   // each login's refusals, answered at most so fast (refusal_pacer.hpp)
+    // Each login's in-band commands that reach the database (each makes a server connection or
+    // two): run at most 10 a second after a burst of 30, later beyond (review 93: one agent's
+    // loop of pgrail.status() made 170 server logins a second). The admin view is pgrail's memory.
+    RefusalPacer command_pacer{10.0, 30.0};
     std::shared_ptr<PendingLogins> pending_logins =
         std::make_shared<PendingLogins>(config.max_pending_logins_per_address);
     std::string refusal_marker;  // "pgrail_refused_<random>_": names the failing stand-in statement
@@ -199,6 +203,7 @@ private:
         return verdict.write_audit || verdict.kind == GateVerdict::Kind::refuse;
     }
     awaitable<bool> pace_refusal(std::size_t audit_bytes);  // false: the client left meanwhile
+    awaitable<bool> wait_paced(std::chrono::steady_clock::duration wait);  // (false: the client left)
     awaitable<void> client_gone(Inbound& in);
     [[nodiscard]] bool client_hung_up();
     [[nodiscard]] std::string pool_owner() const;

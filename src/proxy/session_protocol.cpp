@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "pgrail/migrations/lock.hpp"
 #include "pgrail/protocol/bytes.hpp"
 #include "pgrail/protocol/frame.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
@@ -60,15 +61,19 @@ std::string refusal_stand_in(const protocol::ErrorMessage& error, std::string_vi
     return fmt::format("SELECT 'pgrail: {}; {}{}'::pg_catalog.int4", reason, marker, id);
 }
 
-// A Bind's value of an advisory lock key as the server reads it: a text as int8in does (spaces
-// around, a sign, digits; normalised here), a binary bigint's eight bytes. Empty when it takes no
-// lock pgrail could own: NULL (a strict function), an int2 or int4's (or oid's) bytes, digits
-// beyond bigint or a format the server refuses; "*" for what pgrail cannot read.
+constexpr std::size_t pgrail_key_digits = 19;
+static_assert(migrations::advisory_lock_key >= 1'000'000'000'000'000'000 &&
+              migrations::proof_lock_last_key > migrations::advisory_lock_key);  // (below 2^63: 19 digits)
+
+// A Bind's value as an advisory lock key, as the server reads one: a text as int8in does (spaces
+// around, a sign, digits; normalised here), a binary bigint's eight bytes. Empty when it can be no
+// key pgrail owns: NULL (a strict function takes no lock), an int2's or int4's (or oid's) bytes,
+// digits beyond bigint, and anything int8in, int4in, oidin or int8recv refuse (the server fails
+// such a Bind of a lock's key, and takes no lock).
 std::string bound_lock_key(const std::optional<std::string_view>& value, std::int16_t format) {
     if (!value) return {};
     if (format == 1) {
-        if (value->size() == 2 || value->size() == 4) return {};
-        if (value->size() != 8) return "*";
+        if (value->size() != 8) return {};
         std::uint64_t bits = 0;
         for (const char byte : *value) bits = bits << 8 | static_cast<unsigned char>(byte);
         return std::to_string(static_cast<std::int64_t>(bits));
@@ -83,7 +88,7 @@ std::string bound_lock_key(const std::optional<std::string_view>& value, std::in
         if (text.front() == '-') key = "-";
         text.remove_prefix(1);
     }
-    if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) return "*";
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) return {};
     while (text.size() > 1 && text.front() == '0') text.remove_prefix(1);
     if (text.size() > 19) return {};  // beyond bigint: the server refuses it
     key += text;
@@ -285,7 +290,7 @@ bool SessionProtocol::client_inspects(char tag, std::size_t total_size) const {
     // client_encoding (and Executes then too: a portal runs on in later batches); an Execute
     // while a guard watches results (pgrail's Describe goes before it).
     return ((!deferred_.empty() || following_encoding_statements() || following_registered() ||
-             !lock_key_statements_.empty()) &&
+             context_.prepared_lock_keys) &&
             (tag == front::bind || tag == front::close)) ||
            (tag == front::execute && (guarding_ || following_encoding_statements() || !registered_portals_.empty()));
 }
@@ -432,7 +437,7 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
             return step;
         case front::bind: {
             if (deferred_.empty() && !following_encoding_statements() && !following_registered() &&
-                lock_key_statements_.empty())
+                !context_.prepared_lock_keys)
                 break;
             auto bind = protocol::parse_bind(body);
             if (!bind) return malformed("invalid Bind message format");
@@ -441,9 +446,7 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
                 return step;
             }
             if (following_registered() && !bind_registered(*bind, out)) return step;
-            if (every_bind_may_change_encoding_ ||
-                std::find(encoding_statements_.begin(), encoding_statements_.end(), bind->statement) !=
-                    encoding_statements_.end()) {
+            if (every_bind_may_change_encoding_ || binds_encoding_statement(bind->statement)) {
                 expect_encoding_change(open_batch());
                 follow_encoding_portal(bind->portal);
             } else {
@@ -527,6 +530,7 @@ ClientStep SessionProtocol::on_client_frame(char tag, std::string_view frame, Ou
         case front::close:
             if (const auto target = protocol::parse_describe_target(body); target && target->kind == 'S') {
                 deferred_.erase(std::string(target->name));
+                forget_encoding_statement_after(target->name, open_batch());
                 std::erase_if(registered_statements_,
                               [&](const RegisteredPrepared& entry) { return entry.name == target->name; });
             } else if (target) {
@@ -566,18 +570,27 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     if (verdict.kind == GateVerdict::Kind::intercept) return;
     if (verdict.forgets_prepared) deferred_.clear();
     // A SQL EXECUTE may run a statement the session prepared to change client_encoding.
-    if (verdict.changes_encoding || (verdict.executes_prepared && following_encoding_statements())) {
-        if (statement.tag != front::parse) {
-            // (A SET of the encoding in force changes nothing: pg_restore's, drivers' resets.)
-            if (!verdict.keeps_encoding) expect_encoding_change(batch_of(statement.tag));  // a refused text's too
-        } else if (verdict.kind == GateVerdict::Kind::forward) {
-            // Too many to follow by name (each Bind looks them up): every Bind counts from now on.
-            if (encoding_statements_.size() < max_followed_names) {
-                encoding_statements_.emplace_back(statement.parse_name);
-            } else {
-                every_bind_may_change_encoding_ = true;
-            }
+    const bool changes_encoding =
+        verdict.changes_encoding || (verdict.executes_prepared && following_encoding_statements());
+    if (changes_encoding && statement.tag != front::parse) {
+        // (A SET of the encoding in force changes nothing: pg_restore's, drivers' resets.)
+        if (!verdict.keeps_encoding) expect_encoding_change(batch_of(statement.tag));  // a refused text's too
+    }
+    if (statement.tag == front::parse && verdict.kind == GateVerdict::Kind::forward) {
+        if (changes_encoding) {
+            follow_encoding_statement(statement.parse_name);
+            // A statement prepared before may EXECUTE this one, at any Bind or Execute (review 94).
+            if (context_.prepared_executes) every_bind_may_change_encoding_ = every_execute_may_change_encoding_ = true;
+        } else {
+            forget_encoding_statement_after(statement.parse_name, open_batch());
         }
+        // Sticky: an EXECUTE prepared now may run, at any later Bind, a statement prepared later
+        // (the policy refuses advisory locks by parameter from then on), and a Bind's values are
+        // read as lock keys from the first statement that takes one by parameter.
+        if (verdict.executes_prepared) context_.prepared_executes = true;
+        if (!verdict.bound_lock_keys.empty()) context_.prepared_lock_keys = true;
+    } else if (statement.tag == front::query) {
+        forget_encoding_statement_after("", batch_of(statement.tag));  // a Query drops the unnamed statement
     }
     // Where the session's names resolve: what changes it ends the registered statements
     // prepared before (bind_registered).
@@ -595,15 +608,6 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     if (verdict.makes_temporary_types && !std::exchange(context_.temporary_types, true)) ++resolution_epoch_;
     if (verdict.kind == GateVerdict::Kind::refuse) {
         refuse(verdict.error, statement, out, verdict.refused_offset);
-        return;
-    }
-    if (statement.tag == front::parse && !verdict.bound_lock_keys.empty() &&
-        !follow_lock_keys(statement.parse_name, verdict.bound_lock_keys)) {
-        refuse({"ERROR", sqlstate::program_limit_exceeded,
-                fmt::format("pgrail: more than {} prepared statements that take advisory locks by parameter",
-                            max_followed_names),
-                {}, "Prepare such statements under fewer names (the unnamed statement serves), or connect again."},
-               statement, out);
         return;
     }
     if (!verdict.migrator_statements.empty()) {
@@ -628,35 +632,48 @@ void SessionProtocol::apply(const GateVerdict& verdict, const ClientStatement& s
     out.forward(statement.frame);
 }
 
-bool SessionProtocol::follow_lock_keys(std::string_view name, const std::vector<std::uint16_t>& parameters) {
-    auto found = std::find_if(lock_key_statements_.begin(), lock_key_statements_.end(),
-                              [&](const LockKeyStatement& entry) { return entry.name == name; });
-    if (found == lock_key_statements_.end()) {
-        if (lock_key_statements_.size() >= max_followed_names) return false;
-        found = lock_key_statements_.insert(lock_key_statements_.end(), LockKeyStatement{std::string(name), {}});
-    }
-    for (const std::uint16_t parameter : parameters)
-        if (std::find(found->parameters.begin(), found->parameters.end(), parameter) == found->parameters.end())
-            found->parameters.push_back(parameter);
-    context_.prepared_lock_keys = true;  // a SQL EXECUTE would give it keys no Bind carries
-    return true;
-}
-
 std::vector<std::string> SessionProtocol::bound_lock_keys(const protocol::BindMessage& bind) const {
     std::vector<std::string> keys;
-    const auto found = std::find_if(lock_key_statements_.begin(), lock_key_statements_.end(),
-                                    [&](const LockKeyStatement& entry) { return entry.name == bind.statement; });
-    if (found == lock_key_statements_.end()) return keys;
-    for (const std::uint16_t parameter : found->parameters) {
-        const std::size_t index = parameter - 1u;
-        // Too few values or formats: the server refuses the Bind.
-        if (index >= bind.parameters.size()) continue;
-        const auto& formats = bind.parameter_formats;
-        if (formats.size() > 1 && index >= formats.size()) continue;
+    if (!context_.prepared_lock_keys) return keys;
+    const auto& formats = bind.parameter_formats;
+    // (Formats that do not match the values: the server refuses the Bind.)
+    if (formats.size() > 1 && formats.size() != bind.parameters.size()) return keys;
+    for (std::size_t index = 0; index < bind.parameters.size(); ++index) {
         const std::int16_t format = formats.empty() ? 0 : formats.size() == 1 ? formats.front() : formats[index];
-        if (auto key = bound_lock_key(bind.parameters[index], format); !key.empty()) keys.push_back(std::move(key));
+        // (Only what could be one of pgrail's keys goes to the gate: they all have 19 digits.)
+        if (auto key = bound_lock_key(bind.parameters[index], format); key.size() == pgrail_key_digits)
+            keys.push_back(std::move(key));
     }
     return keys;
+}
+
+bool SessionProtocol::binds_encoding_statement(std::string_view name) const {
+    const auto& replaced = open_batch().replaced_encoding_statements;
+    return std::any_of(encoding_statements_.begin(), encoding_statements_.end(),
+                       [&](const EncodingStatement& entry) { return entry.name == name; }) &&
+           std::find(replaced.begin(), replaced.end(), name) == replaced.end();
+}
+
+void SessionProtocol::follow_encoding_statement(std::string_view name) {
+    std::erase(open_batch().replaced_encoding_statements, name);
+    for (auto& entry : encoding_statements_)
+        if (entry.name == name) {
+            entry.batch = batch_serial_;
+            return;
+        }
+    // Too many to follow by name (each Bind looks them up): every Bind counts from now on.
+    if (encoding_statements_.size() >= max_followed_names) {
+        every_bind_may_change_encoding_ = true;
+        return;
+    }
+    encoding_statements_.push_back({std::string(name), batch_serial_});
+}
+
+void SessionProtocol::forget_encoding_statement_after(std::string_view name, Batch& batch) {
+    const bool followed = std::any_of(encoding_statements_.begin(), encoding_statements_.end(),
+                                      [&](const EncodingStatement& entry) { return entry.name == name; });
+    auto& replaced = batch.replaced_encoding_statements;
+    if (followed && std::find(replaced.begin(), replaced.end(), name) == replaced.end()) replaced.emplace_back(name);
 }
 
 protocol::ErrorMessage SessionProtocol::names_moved_error() {
@@ -1019,6 +1036,15 @@ bool SessionProtocol::on_ready_for_query(std::string_view body) {
     // refusals) can no longer come. A change of client_encoding in it has been reported
     // (ParameterStatus) by now, and is final once no transaction block is open.
     encoding_change_answered(batches_.front().changes_encoding, transaction_status_ == 'I');
+    if (!batch_failed_) {
+        // Prepared again as another text, or closed, and the server did all of it: forgotten
+        // (unless prepared again as such a statement in a batch after it).
+        const Batch& answered = batches_.front();
+        for (const std::string& name : answered.replaced_encoding_statements)
+            std::erase_if(encoding_statements_, [&](const EncodingStatement& entry) {
+                return entry.name == name && entry.batch <= answered.serial;
+            });
+    }
     if (batches_.size() > 1) {
         Batch answered = batches_.pop_front();
         answered.clear();

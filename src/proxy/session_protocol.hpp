@@ -277,6 +277,10 @@ private:
         std::uint32_t executes_sent = 0;
         std::uint32_t completions_seen = 0;
         std::vector<MigratorStatement> registered;
+        std::uint64_t serial = 0;  // batch_serial_ while it was open
+        // Names of encoding_statements_ this batch prepared again as another text or closed:
+        // forgotten when it is answered without an error.
+        std::vector<std::string> replaced_encoding_statements;
         // Empty again for reuse, keeping a small queue's memory (a batch begins with each Query or
         // Sync: no allocation per transaction).
         void clear() {
@@ -284,6 +288,7 @@ private:
             last_message = 0;
             executes_sent = completions_seen = 0;
             registered.clear();
+            replaced_encoding_statements.clear();
             constexpr std::size_t kept = 64;
             if (describes.answers.capacity() > kept) describes.answers = {};
             describes.answers.clear();
@@ -328,6 +333,7 @@ private:
             batches_.push_back(std::move(spare_batches_.back()));
             spare_batches_.pop_back();
         }
+        open_batch().serial = batch_serial_;
     }
     // The batch a Query's or FunctionCall's refusal belongs to: the one its own message closed.
     [[nodiscard]] Batch& batch_of(char tag);
@@ -417,10 +423,19 @@ private:
     // As the server reports them (ParameterStatus): whether it converts the client's text.
     std::string server_encoding_;
     // Prepared statements whose text may change client_encoding, by name: each Bind of one
-    // expects the change, and so does every SQL EXECUTE. Never forgotten, as lock_key_statements_
-    // (a Parse or Close the server skipped or refused leaves the statement there; stale names only
-    // make pgrail more careful). Past a bound, every Bind does.
-    std::vector<std::string> encoding_statements_;
+    // expects the change, and so does every SQL EXECUTE. A name prepared again as another text,
+    // closed, or (the unnamed one) dropped by a Query is forgotten only once the batch that did it
+    // was answered without an error (review 92: a Parse or Close the server skipped after an
+    // error, or refused, leaves the statement there); in that batch, its later Binds are the new
+    // statement's. Past a bound, every Bind expects the change.
+    struct EncodingStatement {
+        std::string name;
+        std::uint64_t batch = 0;  // the serial of the batch of its Parse
+    };
+    std::vector<EncodingStatement> encoding_statements_;
+    [[nodiscard]] bool binds_encoding_statement(std::string_view name) const;
+    void follow_encoding_statement(std::string_view name);
+    void forget_encoding_statement_after(std::string_view name, Batch& batch);  // (once it is answered)
     bool every_bind_may_change_encoding_ = false;
     // The portals bound from them: an Execute of one in a later batch (a row limit, in a
     // transaction) runs on and may change client_encoding there.
@@ -439,17 +454,11 @@ private:
     };
     std::vector<RegisteredPrepared> registered_statements_;
     std::vector<RegisteredPrepared> registered_portals_;
-    // Prepared statements that take advisory locks by parameter (GateVerdict::bound_lock_keys), by
-    // name: each Bind of one has those parameters read as keys. Never forgotten: a Parse or Close
-    // of the name that the server skipped (an error earlier in its pipeline) or refused (a named
-    // statement that exists) leaves the statement there, so a name prepared again adds its keys
-    // to the old ones. Bounded: past max_followed_names names, the Parse is refused.
-    struct LockKeyStatement {
-        std::string name;
-        std::vector<std::uint16_t> parameters;
-    };
-    std::vector<LockKeyStatement> lock_key_statements_;
-    [[nodiscard]] bool follow_lock_keys(std::string_view name, const std::vector<std::uint16_t>& parameters);
+    // Once the session prepared a statement that takes an advisory lock by parameter
+    // (SessionContext::prepared_lock_keys), every Bind's values are read as keys: by name, pgrail
+    // could not know which statement the server holds (a Parse or Close it skipped after an
+    // error, or refused, leaves the old one). Only pgrail's own keys are refused: no other value
+    // is one, whatever it is a parameter of.
     [[nodiscard]] std::vector<std::string> bound_lock_keys(const protocol::BindMessage& bind) const;
     bool copy_took_syncs_ = false;  // enter_copy_in() took Syncs sent behind a COPY FROM STDIN
     bool copy_settles_ = false;     // ... behind an Execute: a failure is settled (holding_client)

@@ -2,6 +2,8 @@
 // the catalog, pg_locks and pg_settings say before and after. Every case here got through a
 // pgrail built before its fix (no schema change, pgrail's lock, a protected setting, a guarded
 // column), so each test fails with that binary.
+#include <array>
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -136,7 +138,8 @@ TEST_CASE("an advisory lock key given as a parameter is read in its Bind", "[gua
         require_refused(exec("SELECT pg_try_advisory_xact_lock($1::int8) FROM (SELECT 1) s", key, 0));
     }
     require_refused(exec("SELECT pg_advisory_lock($1)", lock_key, 1));
-    require_refused(exec("SELECT pg_advisory_lock($1)", "not a key", 0));  // unreadable: refused too
+    // What int8in refuses takes no lock: the server's error.
+    CHECK(exec("SELECT pg_advisory_lock($1)", "8099568217555234151x", 0).sqlstate == "22P02");
     CHECK(pgrail_lock_holders() == "0");
     CHECK(scalar(agent.get(), "SELECT 1") == "1");  // an ordinary error: the session goes on
 
@@ -172,6 +175,31 @@ TEST_CASE("an advisory lock key given as a parameter is read in its Bind", "[gua
     CHECK(exec("take", "8", 0, true).rows.at(0).at(0) == "t");  // the lock statement, not the new text
     require_refused(exec("take", lock_key, 0, true));
     CHECK(pgrail_lock_holders() == "0");
+
+    // golang-migrate's next statements, on the unnamed statement the lock was prepared as: their
+    // values are read too, and pass (review 94: every later unnamed Bind was refused).
+    Result upper(PQexecParams(agent.get(), "SELECT upper($1)", 1, nullptr, std::array<const char*, 1>{"hello"}.data(),
+                              nullptr, nullptr, 0));
+    CHECK(capture(upper.get()).rows.at(0).at(0) == "HELLO");
+    Result tables(PQexecParams(agent.get(),
+                               "SELECT count(1) FROM information_schema.tables WHERE table_schema = $1 AND "
+                               "table_name = $2 LIMIT 1",
+                               2, nullptr, std::array<const char*, 2>{"public", "schema_migrations"}.data(), nullptr,
+                               nullptr, 0));
+    CHECK(PQresultStatus(tables.get()) == PGRES_TUPLES_OK);
+    // A statement prepared as EXECUTE before the lock statement would hand it a key of its own
+    // text at its Bind (review 94): a lock by parameter is refused in such a session.
+    {
+        auto other = proxy.connect();
+        Result execute_prepared(PQprepare(other.get(), "e", ("EXECUTE s(" + std::string(lock_key) + ")").c_str(), 0,
+                                          nullptr));
+        REQUIRE(PQresultStatus(execute_prepared.get()) == PGRES_COMMAND_OK);
+        Result lock_prepared(PQprepare(other.get(), "s", "SELECT pg_try_advisory_lock($1)", 1, nullptr));
+        require_refused(capture(lock_prepared.get()));
+        Result run_it(PQexecPrepared(other.get(), "e", 0, nullptr, nullptr, nullptr, 0));
+        CHECK(capture(run_it.get()).sqlstate == "26000");  // no statement s
+        CHECK(pgrail_lock_holders() == "0");
+    }
 
     // Each refusal is on record as a Bind's.
     const auto audit = read_file(proxy.audit_path);
@@ -497,10 +525,15 @@ TEST_CASE("a prepared change of client_encoding is followed whatever the client 
         return types;
     };
     for (const std::string variant : {"closed, the Close skipped", "prepared again, the Parse skipped",
-                                      "prepared again, the Parse refused", "run by EXECUTE"}) {
+                                      "prepared again, the Parse refused", "run by EXECUTE",
+                                      "run by an EXECUTE prepared before it"}) {
         INFO(variant);
         RawSocket raw(pgrail.port());
         log_in_as_plainuser(raw);
+        if (variant == "run by an EXECUTE prepared before it") {  // (review 94)
+            raw.send(parse("e", "EXECUTE s") + sync);
+            REQUIRE(types_of(read_until_ready(raw)) == "1Z");
+        }
         raw.send(parse("s", "SET client_encoding TO 'LATIN1'") + sync);
         REQUIRE(types_of(read_until_ready(raw)) == "1Z");
         if (variant == "closed, the Close skipped") {
@@ -517,7 +550,8 @@ TEST_CASE("a prepared change of client_encoding is followed whatever the client 
             raw.send(query_message("EXECUTE s") + parse("", latin1_insert) + bind("") + execute + sync);
             CHECK(types_of(read_until_ready(raw)).starts_with("C"));
         } else {
-            raw.send(bind("s") + execute + parse("", latin1_insert) + bind("") + execute + sync);
+            raw.send(bind(variant == "run by an EXECUTE prepared before it" ? "e" : "s") + execute +
+                     parse("", latin1_insert) + bind("") + execute + sync);
         }
         const auto answer = read_until_ready(raw);
         INFO(types_of(answer));

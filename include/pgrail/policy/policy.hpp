@@ -42,6 +42,9 @@ struct SessionInfo {
     // parameter (its key is read in each Bind): a SQL EXECUTE, which hands a prepared statement
     // values read nowhere, is refused from then on.
     bool prepared_lock_keys = false;
+    // ... or a text that runs a prepared statement by SQL EXECUTE: at a later Bind it may run one
+    // prepared after it, so advisory locks by parameter are refused from then on (review 94).
+    bool prepared_executes = false;
 };
 
 // The answer for one statement (or one startup packet).

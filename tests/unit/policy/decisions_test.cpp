@@ -63,6 +63,7 @@ public:
                     else if (key == "client") session_.client_address = value;
                     else if (key == "standard_conforming_strings") session_.lexing.standard_conforming_strings = value == "on";
                     else if (key == "prepared_lock_keys") session_.prepared_lock_keys = value == "on";
+                    else if (key == "prepared_executes") session_.prepared_executes = value == "on";
                     else FAIL("unknown session field " << key << " at line " << number);
                 }
             } else if (text.starts_with("registered ")) {
