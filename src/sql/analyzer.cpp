@@ -780,6 +780,22 @@ std::optional<std::vector<std::string>> regclass_constant(const json& argument) 
     return names;
 }
 
+// The table `pg_get_serial_sequence('<table>', ...)` names (Django's sequence reset:
+// setval(pg_get_serial_sequence('"app_model"', 'id'), ...)), split as the function splits it; the
+// sequence it returns is the one a column of that table owns, made beside it by SERIAL or
+// IDENTITY (moving it elsewhere is DDL). Nothing for any other expression.
+std::optional<std::vector<std::string>> serial_sequence_table(const json& argument) {
+    const auto node = node_of(argument);
+    if (!node || node->first != "FuncCall") return std::nullopt;
+    const auto names = names_of(child(node->second, "funcname"));
+    const json args = child(node->second, "args");
+    if (names.empty() || names.back() != "pg_get_serial_sequence" || names.size() > 2 ||
+        (names.size() == 2 && names[0] != "pg_catalog") || args.size() != 2 ||
+        !only_keys(node->second, {"funcname", "args", "funcformat", "location"}))
+        return std::nullopt;
+    return regclass_constant(element(args, 0));
+}
+
 // The column a ColumnRef names, when it is `column` or `<qualifier>.column` (nothing else).
 std::optional<std::string_view> column_of(const json& value, std::string_view qualifier) {
     const auto node = node_of(value);
@@ -1595,6 +1611,10 @@ private:
             out_.flags.writes_sequence = true;
             if (const auto sequence = regclass_constant(args.front())) {
                 add_named(out_, std::vector<std::string_view>(sequence->begin(), sequence->end()), "sequence",
+                          ObjectRole::written);
+            } else if (const auto table = serial_sequence_table(args.front())) {
+                // Named by its table (in that table's schema): the guards judge it there.
+                add_named(out_, std::vector<std::string_view>(table->begin(), table->end()), "sequence",
                           ObjectRole::written);
             } else {
                 out_.flags.sequence_unnamed = true;

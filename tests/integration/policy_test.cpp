@@ -680,3 +680,34 @@ TEST_CASE("a fast-path FunctionCall is refused like a failing call, and audited"
     CHECK(lines[0]["guard"] == "function_call");
     CHECK(lines[0]["function_oid"] == oid);
 }
+
+// Review 91: Django's sequence reset (loaddata, sqlsequencereset) names the sequence by
+// pg_get_serial_sequence('"table"', 'id'), which pgrail refused as a sequence it cannot name.
+// It is the sequence that table's column owns, judged in the table's schema: checked against
+// the server (the sequence moves) and against pgrail's ledger (refused, unmoved).
+TEST_CASE("Django's sequence reset passes; a protected schema's sequence is refused", "[policy]") {
+    auto admin_conn = admin();
+    run(admin_conn.get(), "DROP TABLE IF EXISTS public.django_items; DROP SCHEMA IF EXISTS vault CASCADE; "
+                          "CREATE TABLE public.django_items (id serial PRIMARY KEY, v text); "
+                          "GRANT ALL ON public.django_items, public.django_items_id_seq TO agent; "
+                          "INSERT INTO public.django_items (id, v) VALUES (41, 'loaded'); CREATE SCHEMA vault; "
+                          "CREATE TABLE vault.items (id serial); GRANT USAGE ON SCHEMA vault TO agent; "
+                          "GRANT ALL ON ALL SEQUENCES IN SCHEMA vault TO agent");
+    struct DropAfter {
+        ~DropAfter() {
+            auto conn = admin();
+            run(conn.get(), "DROP TABLE IF EXISTS public.django_items; DROP SCHEMA IF EXISTS vault CASCADE");
+        }
+    } drop_after;
+    EnforcingProxy proxy(default_policy_with("protected_schemas: []", "protected_schemas: [vault]"));
+    auto agent = proxy.connect();
+    const auto reset = run(agent.get(), "SELECT setval(pg_get_serial_sequence('\"django_items\"','id'), "
+                                        "coalesce(max(\"id\"), 1), max(\"id\") IS NOT null) FROM \"django_items\"");
+    REQUIRE(reset.at(0).status == "PGRES_TUPLES_OK");
+    CHECK(reset.at(0).rows.at(0).at(0) == "41");
+    CHECK(scalar(agent.get(), "INSERT INTO django_items (v) VALUES ('next') RETURNING id") == "42");
+    // The sequence a protected schema's table owns is that schema's (the server would move it).
+    const auto refused = run(agent.get(), "SELECT setval(pg_get_serial_sequence('vault.items', 'id'), 100000)");
+    CHECK(refused.at(0).sqlstate == "42501");
+    CHECK(scalar(admin_conn.get(), "SELECT last_value FROM vault.items_id_seq") == "1");
+}
