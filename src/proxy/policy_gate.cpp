@@ -790,13 +790,14 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
     return verdict;
 }
 
-GateVerdict PolicyGate::check_bound_lock_key(const SessionContext& session, std::string_view key) {
+GateVerdict PolicyGate::check_bound_lock_key(const SessionContext& session, std::string_view key,
+                                             std::string_view message) {
     const auto decision = policy::evaluate_bound_lock_key(*thread_state().policy, session, key);
     GateVerdict verdict;
     if (decision.allowed()) return verdict;
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
-    event["tag"] = "Bind";
+    event["tag"] = message;
     event["class"] = "unknown";
     event["advisory_lock_key"] = key;  // one of pgrail's own keys, or "*": no value of the client's
     add_decision_fields(event, decision);
@@ -842,7 +843,8 @@ GateVerdict PolicyGate::take_login_place(const SessionContext& session, std::fun
     const auto& rule = policy->rule_for(session);
     GateVerdict verdict;
     if (rule.guards.max_connections == 0) return verdict;
-    verdict.session_place = rule_sessions_->take(rule.name, rule.guards.max_connections, std::move(evict));
+    verdict.session_place = rule_sessions_->take(rule.name, rule.guards.max_connections, std::move(evict),
+                                                 AddressBudget::key_of(session.client_address));
     if (verdict.session_place) return verdict;
     return connection_refusal(session, policy::evaluate_connection_limit(*policy, session), false);
 }

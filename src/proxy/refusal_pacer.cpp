@@ -6,6 +6,12 @@
 namespace pgrail::proxy {
 
 RefusalPacer::Clock::duration RefusalPacer::reserve(std::string_view login, std::size_t bytes, Clock::time_point now) {
+    return *reserve_within(login, bytes, Clock::duration::max(), now);
+}
+
+std::optional<RefusalPacer::Clock::duration> RefusalPacer::reserve_within(std::string_view login, std::size_t bytes,
+                                                                          Clock::duration longest,
+                                                                          Clock::time_point now) {
     if (per_second_ <= 0) return Clock::duration::zero();
     const std::lock_guard lock(mutex_);
     auto found = logins_.find(std::string(login));
@@ -22,9 +28,15 @@ RefusalPacer::Clock::duration RefusalPacer::reserve(std::string_view login, std:
     }
     TokenBucket& bucket = found->second;
     bucket.refill(per_second_, burst_, now);
-    bucket.tokens -= static_cast<double>(bytes);
-    if (bucket.tokens >= 0) return Clock::duration::zero();
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-bucket.tokens / per_second_));
+    const double left = bucket.tokens - static_cast<double>(bytes);
+    if (left >= 0) {
+        bucket.tokens = left;
+        return Clock::duration::zero();
+    }
+    const std::chrono::duration<double> wait(-left / per_second_);
+    if (longest != Clock::duration::max() && wait > longest) return std::nullopt;
+    bucket.tokens = left;
+    return std::chrono::duration_cast<Clock::duration>(wait);
 }
 
 }  // namespace pgrail::proxy

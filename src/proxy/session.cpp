@@ -51,6 +51,17 @@ constexpr auto startup_timeout = std::chrono::seconds(60);
 constexpr auto startup_timeout_past_bound = std::chrono::seconds(2);
 constexpr auto farewell_timeout = std::chrono::seconds(5);
 
+// Whether a Parse declares each of these parameters an integer (int2, int4, int8) or leaves its
+// type to the server (0: a lone lock key's is int8).
+bool integer_parameters(std::string_view parse_types, const std::vector<std::uint16_t>& numbers) {
+    const auto types = protocol::parse_parameter_types(parse_types).value_or(std::vector<std::uint32_t>{});
+    return std::all_of(numbers.begin(), numbers.end(), [&](std::uint16_t number) {
+        if (number > types.size()) return true;
+        const std::uint32_t type = types[number - 1u];
+        return type == 0 || type == 20 || type == 21 || type == 23;
+    });
+}
+
 // A name for the log as the server reads it: at most 63 bytes (a client may send kilobytes).
 std::string_view shown(std::string_view name) { return name.substr(0, 63); }
 
@@ -856,6 +867,13 @@ awaitable<void> Session::client_to_server() {
                         decided.emplace(std::move(elsewhere));
                     }
                     GateVerdict& verdict = *decided;
+                    if (!verdict.bound_lock_keys.empty() &&
+                        !integer_parameters(step.statement.parse_types, verdict.bound_lock_keys)) {
+                        // The server would read the key from a value of another type (numeric,
+                        // text, bit): pgrail reads Binds as int8in and int8recv do (review 95).
+                        GateVerdict typed = shared_.gate->check_bound_lock_key(context_, "*", "Parse");
+                        if (typed.kind == GateVerdict::Kind::refuse) verdict = std::move(typed);
+                    }
                     bool client_stays = true;
                     if (needs_settling(verdict)) client_stays = co_await settle_verdict(verdict);
                     if (!client_stays) {
@@ -1008,6 +1026,28 @@ awaitable<void> Session::run_intercept(const GateVerdict& verdict, const ClientS
 
 awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std::vector<InbandCall>& calls,
                                                                        std::vector<migrations::ResultTable>& answers) {
+    // The admin view (sessions, stats, refusals) is answered from pgrail's memory: it waits for its
+    // audit line only, as a refusal does, never behind proposals' proofs and migrations that hold
+    // the blocking pool for minutes (the operator's view of a pgrail they load).
+    const bool admin_only = std::all_of(calls.begin(), calls.end(),
+                                        [](const InbandCall& call) { return sql::is_admin_command(call.command); });
+    if (!admin_only) {
+        // Paced (ServerShared::command_pacer); a wait of more than 5 s is refused instead, taking
+        // nothing, so that a login's sessions that leave while they wait pile no debt on the others.
+        const auto wait = shared_.command_pacer.reserve_within(pool_owner(), calls.size(), std::chrono::seconds(5));
+        if (!wait)
+            co_return protocol::ErrorMessage{"ERROR", sqlstate::configuration_limit_exceeded,
+                                             "pgrail: this login runs pgrail commands faster than 10 a second; try "
+                                             "again in a few seconds",
+                                             {},
+                                             "Each pgrail command that reads the database opens a server connection: "
+                                             "poll pgrail.status() and the like a few times a minute, not in a loop."};
+        bool stays = true;
+        if (*wait > std::chrono::steady_clock::duration::zero()) stays = co_await wait_paced(*wait);
+        if (!stays)
+            co_return protocol::ErrorMessage{"ERROR", sqlstate::query_canceled,
+                                             "pgrail: the client left; the pgrail commands were not run", {}, {}};
+    }
     // If the client leaves while the commands run, a migration it asked for must not apply
     // afterwards: a watcher raises the flag when the client's socket reads as closed.
     auto abandoned = std::make_shared<std::atomic<bool>>(false);
@@ -1019,17 +1059,6 @@ awaitable<std::optional<protocol::ErrorMessage>> Session::run_commands(const std
     auto work = [inband = shared_.inband, context = context_, calls, abandoned] {
         return run_calls(*inband, context, calls, abandoned);
     };
-    // The admin view (sessions, stats, refusals) is answered from pgrail's memory: it waits for its
-    // audit line only, as a refusal does, never behind proposals' proofs and migrations that hold
-    // the blocking pool for minutes (the operator's view of a pgrail they load).
-    const bool admin_only = std::all_of(calls.begin(), calls.end(),
-                                        [](const InbandCall& call) { return sql::is_admin_command(call.command); });
-    if (!admin_only) {
-        const auto wait = shared_.command_pacer.reserve(pool_owner(), calls.size());
-        bool stays = true;
-        if (wait > std::chrono::steady_clock::duration::zero()) stays = co_await wait_paced(wait);
-        if (!stays) abandoned->store(true);  // the client left while it waited: nothing runs
-    }
     InbandAnswers result;
     if (admin_only) {
         result = co_await run_on_pool<InbandAnswers>(shared_.audit_pool, work);

@@ -1313,6 +1313,10 @@ public:
     // Whether the statement's $n are the parameters its client binds (a statement of its own text,
     // or one EXPLAIN or DECLARE CURSOR wraps), not PREPARE's or a function body's.
     void set_binds_parameters(bool binds) { binds_parameters_ = binds; }
+    [[nodiscard]] int parameter_uses(long long number) const {
+        const auto found = parameter_uses_.find(number);
+        return found == parameter_uses_.end() ? 0 : found->second;
+    }
 
     // The statement's outermost plain SELECT (see ColumnRead::output): its targets that are just a
     // column (or star) reach the client as they are, and its ORDER BY, GROUP BY and DISTINCT ON
@@ -1482,6 +1486,7 @@ private:
 
     void on_node(std::string_view type, const json& body, Scope& scope) {
         on_column_source(type, body, scope);
+        if (is(type, "ParamRef")) ++parameter_uses_[body.find("number").integer()];
         if (is(type, "FuncCall")) {
             on_function(body);
         } else if (is(type, "UpdateStmt") || is(type, "DeleteStmt")) {
@@ -1848,6 +1853,7 @@ private:
     Statement& out_;
     int body_level_;
     bool binds_parameters_ = false;  // set_binds_parameters
+    std::unordered_map<long long, int> parameter_uses_;  // $n: how often the statement names it
     std::string_view statement_text_;
     std::vector<std::string> cte_names_;
     std::vector<std::pair<long long, std::string>> pinned_setting_names_;
@@ -2130,6 +2136,11 @@ Statement build_statement(std::string_view type, const json& body, const json& n
     }
     walker.visit_node(type, body, top, 0);
     finish_lists(out);
+    // A parameter the statement names elsewhere too may take its type from there (`$1::numeric,
+    // pg_advisory_lock($1::int8)`), and the server then reads the key from a value that is no
+    // int8's (review 95): such a key counts as computed.
+    for (std::string& key : out.advisory_lock_keys)
+        if (key.starts_with('$') && walker.parameter_uses(std::stoll(key.substr(1))) != 1) key = "*";
     for (const ColumnRead& read : out.column_reads) {
         if (!may_call_by_attribute(read)) continue;
         if (runs_query_of_one_argument(read.name))

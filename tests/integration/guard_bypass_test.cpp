@@ -140,6 +140,16 @@ TEST_CASE("an advisory lock key given as a parameter is read in its Bind", "[gua
     require_refused(exec("SELECT pg_advisory_lock($1)", lock_key, 1));
     // What int8in refuses takes no lock: the server's error.
     CHECK(exec("SELECT pg_advisory_lock($1)", "8099568217555234151x", 0).sqlstate == "22P02");
+    // A parameter whose type is not int8's: the server casts the value, pgrail would read another
+    // (review 95): refused at its Parse, declared or inferred.
+    require_refused(exec("SELECT $1::numeric AS n, pg_advisory_lock($1::int8)", lock_key + std::string(".0"), 0));
+    {
+        const char* values[] = {lock_key};
+        const Oid types[] = {25};  // text
+        Result declared(PQexecParams(agent.get(), "SELECT pg_advisory_lock($1::int8)", 1, types, values, nullptr,
+                                     nullptr, 0));
+        require_refused(capture(declared.get()));
+    }
     CHECK(pgrail_lock_holders() == "0");
     CHECK(scalar(agent.get(), "SELECT 1") == "1");  // an ordinary error: the session goes on
 

@@ -24,6 +24,7 @@ inline constexpr const char* undefined_function = "42883";
 inline constexpr const char* duplicate_schema = "42P06";
 inline constexpr const char* out_of_memory = "53200";
 inline constexpr const char* too_many_connections = "53300";
+inline constexpr const char* configuration_limit_exceeded = "53400";
 inline constexpr const char* program_limit_exceeded = "54000";
 inline constexpr const char* object_not_in_prerequisite_state = "55000";
 inline constexpr const char* lock_not_available = "55P03";

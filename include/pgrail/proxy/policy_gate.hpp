@@ -38,7 +38,8 @@ public:
     // thread other sessions do not wait for.
     std::optional<GateVerdict> check_here(const SessionContext& session, std::string_view sql) override;
     GateVerdict check_function_call(const SessionContext& session, std::uint32_t function_oid) override;
-    GateVerdict check_bound_lock_key(const SessionContext& session, std::string_view key) override;
+    GateVerdict check_bound_lock_key(const SessionContext& session, std::string_view key,
+                                     std::string_view message = "Bind") override;
     GateVerdict take_login_place(const SessionContext& session, std::function<void()> evict) override;
     GateVerdict check_startup(const SessionContext& session, const StartupParameters& parameters) override;
     GateVerdict admit_session(const SessionContext& session) override;

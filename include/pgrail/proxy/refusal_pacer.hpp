@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,6 +30,9 @@ public:
     // How long the session waits before it answers this refusal of `login`, whose audit line took
     // `bytes` (zero within budget).
     Clock::duration reserve(std::string_view login, std::size_t bytes, Clock::time_point now = Clock::now());
+    // As reserve(), but nothing is taken when the wait would pass `longest`: nullopt then.
+    std::optional<Clock::duration> reserve_within(std::string_view login, std::size_t units, Clock::duration longest,
+                                                  Clock::time_point now = Clock::now());
 
 private:
     static constexpr std::size_t forget_above = 1024;  // logins tracked before full buckets are dropped

@@ -163,8 +163,10 @@ public:
     // A Bind's value of an advisory lock key (GateVerdict::bound_lock_keys) as the server reads it
     // ("*": one pgrail cannot read). Like check_function_call, the verdict may carry its audit line
     // unwritten (settle_audit).
-    [[nodiscard]] virtual GateVerdict check_bound_lock_key(const SessionContext& /*session*/,
-                                                           std::string_view /*key*/) {
+    // `message`: the one that gives it ("Bind"; "Parse" for a parameter whose declared type is no
+    // integer's, key "*").
+    [[nodiscard]] virtual GateVerdict check_bound_lock_key(const SessionContext& /*session*/, std::string_view /*key*/,
+                                                           std::string_view /*message*/ = "Bind") {
         return {};
     }
     // The startup packet: forward, or refuse with a FATAL error; its audit line, too, is left to

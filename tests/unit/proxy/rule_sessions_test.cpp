@@ -43,3 +43,20 @@ TEST_CASE("a rule's places: sessions are kept, the oldest login in progress give
     logged_in.reset();
     CHECK(sessions->count("agents") == 0);
 }
+
+TEST_CASE("a flood of logins from one address ends its own logins first", "[rule_sessions]") {
+    const auto sessions = std::make_shared<RuleSessions>();
+    int flood_evicted = 0;
+    int real_evicted = 0;
+    std::vector<std::shared_ptr<void>> held;
+    held.push_back(sessions->take("agents", 3, [&] { ++real_evicted; }, "198.51.100.7"));  // a real client
+    for (int i = 0; i < 20; ++i) held.push_back(sessions->take("agents", 3, [&] { ++flood_evicted; }, "203.0.113.9"));
+    // The flood's address always had the most logins in progress: it gave way to itself.
+    CHECK(real_evicted == 0);
+    CHECK(flood_evicted == 18);
+    CHECK(sessions->count("agents") == 3);
+    // The real client, authenticated, takes a session's place: a flood login gives way again.
+    auto session = sessions->take("agents", 3);
+    CHECK(real_evicted == 0);
+    CHECK(flood_evicted == 19);
+}
