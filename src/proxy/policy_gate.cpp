@@ -793,17 +793,23 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
 GateVerdict PolicyGate::check_bound_lock_key(const SessionContext& session, std::string_view key,
                                              std::string_view message) {
     const auto decision = policy::evaluate_bound_lock_key(*thread_state().policy, session, key);
-    GateVerdict verdict;
-    if (decision.allowed()) return verdict;
+    if (decision.allowed()) return {};
+    // (One of pgrail's own keys, or "*": no value of the client's.)
+    return message_refusal(session, decision, message, {{"advisory_lock_key", key}});
+}
+
+GateVerdict PolicyGate::message_refusal(const SessionContext& session, const policy::Decision& decision,
+                                        std::string_view tag, const nlohmann::json& fields) const {
     auto event = session_fields(session);
     event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
-    event["tag"] = message;
+    event["tag"] = tag;
     event["class"] = "unknown";
-    event["advisory_lock_key"] = key;  // one of pgrail's own keys, or "*": no value of the client's
+    event.update(fields);
     add_decision_fields(event, decision);
+    GateVerdict verdict;
     verdict.audit_bytes = decision.enforced ? line_bytes(event) : 0;
     verdict.write_audit = writer(session, std::move(event));
-    if (!decision.enforced) return verdict;  // audit_only: bound, but on record
+    if (!decision.enforced) return verdict;  // audit_only: passed on, but on record
     verdict.kind = GateVerdict::Kind::refuse;
     verdict.error = error_of(decision);
     return verdict;
@@ -812,19 +818,7 @@ GateVerdict PolicyGate::check_bound_lock_key(const SessionContext& session, std:
 GateVerdict PolicyGate::check_function_call(const SessionContext& session, std::uint32_t function_oid) {
     // The worker's own copy of the policy, as for statements: no lock shared between threads.
     const auto decision = policy::evaluate_function_call(*thread_state().policy, session, function_oid);
-    auto event = session_fields(session);
-    event["event"] = decision.enforced ? "statement_refused" : "statement_would_be_refused";
-    event["tag"] = "FunctionCall";
-    event["class"] = "unknown";
-    event["function_oid"] = function_oid;
-    add_decision_fields(event, decision);
-    GateVerdict verdict;
-    verdict.audit_bytes = decision.enforced ? line_bytes(event) : 0;
-    verdict.write_audit = writer(session, std::move(event));
-    if (!decision.enforced) return verdict;  // audit_only: forwarded, but on record
-    verdict.kind = GateVerdict::Kind::refuse;
-    verdict.error = error_of(decision);
-    return verdict;
+    return message_refusal(session, decision, "FunctionCall", {{"function_oid", function_oid}});
 }
 
 GateVerdict PolicyGate::check_startup(const SessionContext& session, const StartupParameters& parameters) {

@@ -114,6 +114,10 @@ private:
     // 10 a second after a burst of 100 (address_budget.hpp).
     mutable AddressBudget unauthenticated_audit_;
     // A refused connection's verdict: its audit line (bounded for clients nobody authenticated).
+    // The refusal of a protocol message that is no statement (a FunctionCall, a Bind's lock key),
+    // its audit line naming the message (`tag`) and what it carried (`fields`).
+    GateVerdict message_refusal(const SessionContext& session, const policy::Decision& decision, std::string_view tag,
+                                const nlohmann::json& fields) const;
     GateVerdict connection_refusal(const SessionContext& session, const policy::Decision& decision,
                                    bool authenticated);
     std::shared_ptr<RuleSessions> rule_sessions_ = std::make_shared<RuleSessions>();
