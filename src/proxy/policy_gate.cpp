@@ -152,7 +152,7 @@ bool keeps_for_later(const sql::Analysis& analysis) {
 }
 
 // The parameters whose values are advisory lock keys ("$n": GateVerdict::bound_lock_keys), at any
-// depth. (A $n past the protocol's 65535 parameters is bound by no Bind: the server refuses it.)
+// depth. (The analyzer counts a $n past the 65535 values a Bind carries as computed.)
 void add_bound_lock_keys(const sql::Statement& statement, std::vector<std::uint16_t>& numbers) {
     for (const std::string& key : statement.advisory_lock_keys) {
         unsigned number = 0;

@@ -752,7 +752,8 @@ std::optional<long long> bound_parameter(const json& argument) {
     }
     if (node->first != "ParamRef") return std::nullopt;
     const long long number = node->second.find("number").integer();
-    if (number < 1) return std::nullopt;
+    // Past the 65535 values a Bind can carry, only SQL EXECUTE gives it one (review 96).
+    if (number < 1 || number > 65535) return std::nullopt;
     return number;
 }
 
