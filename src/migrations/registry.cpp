@@ -229,6 +229,27 @@ ScriptParse parse_script(const fs::path& path, std::string text) {
             }
         }
     }
+    if (!result.error) {
+        // pgrail splits and reads a script as the runner's connection lexes it (standard_conforming_strings
+        // on, UTF8: detail::connect pins both). A statement that changes either makes the server
+        // read the statements after it otherwise: review 97 hid an ALTER TABLE ... DROP
+        // CONSTRAINT in a string literal behind `SET standard_conforming_strings = off`.
+        for (const sql::Statement& statement : analysis.statements) {
+            const bool lexing = sql::may_change_client_encoding(statement) ||
+                                std::any_of(statement.settings.begin(), statement.settings.end(),
+                                            [](const sql::SettingChange& setting) {
+                                                return setting.name == "standard_conforming_strings";
+                                            });
+            if (!lexing) continue;
+            result.error = fmt::format(
+                "line {}: a migration may not change how its text is read (standard_conforming_strings, "
+                "client_encoding, RESET ALL, DISCARD ALL, set_config of a computed name): pgrail reads it with "
+                "standard_conforming_strings on, in UTF8, as the runner's connection does",
+                line_of(text, skip_leading_comments(text, statement.offset, std::min(text.size(),
+                                                                                    statement.offset + statement.length))));
+            break;
+        }
+    }
     script.text = std::move(text);
     return result;
 }

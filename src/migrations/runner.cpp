@@ -16,6 +16,7 @@
 #include "fingerprint_internal.hpp"
 #include "pgrail/audit/redact_message.hpp"
 #include "pgrail/sql/normalize.hpp"
+#include "pgrail/sql/quote.hpp"
 #include "internal.hpp"
 #include "pgrail/migrations/lint.hpp"
 #include "pgrail/protocol/sqlstate.hpp"
@@ -76,6 +77,26 @@ std::string sqlstate_of(const pqxx::sql_error& error) {
     }
 }
 
+// The runner's text is read as pgrail read it, whatever defaults the database or role were given
+// (ALTER DATABASE ... SET, which no event trigger sees; review 97): standard_conforming_strings on
+// and UTF8 (off hid a statement in a string literal), and no search_path that names pg_temp before
+// another schema (`pg_temp, public` made a registered CREATE TABLE a temporary table, recorded as
+// applied).
+static void pin_reading(pqxx::nontransaction& tx) {
+    tx.exec0("SET standard_conforming_strings = on");
+    tx.exec0("SET client_encoding = 'UTF8'");
+    const auto path = tx.exec1("SELECT current_setting('search_path')")[0].as<std::string>();
+    const auto schemas = sql::split_identifiers(path, ',');
+    const auto temporary = [](const std::string& schema) { return schema.starts_with("pg_temp"); };
+    if (!schemas || (std::find_if(schemas->begin(), schemas->end(), temporary) < schemas->end() - 1))
+        throw MigrationError(sqlstate::insufficient_privilege,
+                             fmt::format("the search_path of pgrail's migration connection ({}) names pg_temp before "
+                                         "another schema, where unqualified names would be created as temporary "
+                                         "objects: reset it (ALTER DATABASE ... RESET search_path, ALTER ROLE ... "
+                                         "RESET search_path)",
+                                         path));
+}
+
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& backstop_key_file) {
     try {
         auto conn = std::make_unique<pqxx::connection>(conninfo);
@@ -86,6 +107,7 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std
         const auto row = tx.exec1("SELECT current_setting('application_name') = '', "
                                   "to_regprocedure('pgrail_backstop.authorize(text)') IS NOT NULL");
         if (row[0].as<bool>()) tx.exec0(fmt::format("SET application_name = '{}'", runner_application_name));
+        pin_reading(tx);
         // Without a key the backstop refuses this runner's DDL itself (42501, with
         // backstop_refusal_hint saying what to configure).
         if (row[1].as<bool>() && !backstop_key_file.empty()) authorize_runner(tx, backstop_key_file);

@@ -989,3 +989,43 @@ TEST_CASE("a migration runs only once its intent is on record, and a committed o
         CHECK(audit.intents[0]["version"] == "1");
     }
 }
+
+// Review 97: the runner's connection took the database's defaults, which no event trigger sees
+// (ALTER DATABASE ... SET): with standard_conforming_strings off a string literal hid a second
+// statement from pgrail's reading of the script, and with search_path = pg_temp, public a
+// registered CREATE TABLE made a temporary table, recorded as applied. The runner reads as
+// pgrail does now, and refuses a search_path that puts pg_temp first.
+TEST_CASE("the runner reads its script as pgrail does, whatever the database's defaults", "[migrations]") {
+    TestDatabase db;
+    db.exec("CREATE TABLE profiles (id int PRIMARY KEY, email text)");
+    const std::string database = db.query("SELECT current_database()");
+    // In pgrail's reading: one ALTER TABLE whose DEFAULT is two adjacent string constants. With
+    // standard_conforming_strings off, the server would end the string at the second line's quote
+    // and drop the primary key.
+    auto registry = registry_of({{"1_nick.up.sql", "ALTER TABLE profiles ADD COLUMN nickname text DEFAULT 'anon\\'\n"
+                                                   "', DROP CONSTRAINT profiles_pkey -- ';\n"},
+                                 {"1_nick.down.sql", "ALTER TABLE profiles DROP COLUMN nickname;"},
+                                 {"2_notes.up.sql", "CREATE TABLE notes (id int);"},
+                                 {"2_notes.down.sql", "DROP TABLE notes;"}});
+    REQUIRE(registry->migrations().size() == 2);
+    db.exec("ALTER DATABASE " + database + " SET standard_conforming_strings = off");
+    Runner runner = runner_for(db, registry);
+    (void)runner.up(std::string("1"));
+    CHECK(db.query("SELECT count(*) FROM pg_constraint WHERE conname = 'profiles_pkey'") == "1");
+    db.exec("ALTER DATABASE " + database + " RESET standard_conforming_strings");
+    // (Read back with standard_conforming_strings on again: the constant as pgrail read it.)
+    CHECK(db.query("SELECT column_default FROM information_schema.columns WHERE table_name = 'profiles' AND "
+                   "column_name = 'nickname'") == "'anon\\, DROP CONSTRAINT profiles_pkey -- '::text");
+    // A search_path that creates unqualified tables in pg_temp: refused, nothing recorded.
+    db.exec("ALTER DATABASE " + database + " SET search_path = pg_temp, public");
+    Runner again = runner_for(db, registry);
+    try {
+        (void)again.up(std::nullopt);
+        FAIL("expected the runner to refuse its search_path");
+    } catch (const MigrationError& error) {
+        CHECK_THAT(error.what(), Catch::Contains("names pg_temp before another schema"));
+    }
+    db.exec("ALTER DATABASE " + database + " RESET search_path");
+    CHECK(db.query("SELECT string_agg(version, ',') FROM pgrail.schema_migrations") == "1");
+    CHECK(db.query("SELECT to_regclass('public.notes')") == "<null>");
+}

@@ -166,6 +166,30 @@ TEST_CASE("transaction control: a BEGIN/COMMIT wrapper is accepted, anything els
     CHECK_THAT(reason_for(registry, "2_commit.up.sql"), Catch::Contains("line 2") && Catch::Contains("transaction control"));
 }
 
+// Review 97: `SET standard_conforming_strings = off` made the server read the rest of the script
+// otherwise than pgrail split it (an ALTER TABLE ... DROP CONSTRAINT hidden in a string).
+TEST_CASE("a script may not change how its text is read") {
+    const auto registry = registry_of({
+        {"1_scs.up.sql", "SET standard_conforming_strings = off;\nCOMMENT ON TABLE t IS 'x\\'\n'; DROP TABLE t; -- ';"},
+        {"1_scs.down.sql", down_sql},
+        {"2_encoding.up.sql", "CREATE TABLE t2 (id int);\nSELECT set_config('client_encoding', 'SJIS', true);"},
+        {"2_encoding.down.sql", down_sql},
+        {"3_reset.up.sql", "RESET ALL;\nCREATE TABLE t3 (id int);"},
+        {"3_reset.down.sql", down_sql},
+        {"4_nested.up.sql", "DO $$BEGIN EXECUTE 'SET LOCAL standard_conforming_strings TO off'; END$$;"},
+        {"4_nested.down.sql", down_sql},
+        {"5_fine.up.sql", "SET LOCAL lock_timeout = '5s';\nCREATE TABLE t5 (id int);"},
+        {"5_fine.down.sql", "DROP TABLE t5;"},
+    });
+    REQUIRE(registry.migrations().size() == 1);
+    CHECK(registry.migrations()[0].name == "fine");
+    for (const char* file : {"1_scs.up.sql", "2_encoding.up.sql", "3_reset.up.sql", "4_nested.up.sql"}) {
+        INFO(file);
+        CHECK_THAT(reason_for(registry, file), Catch::Contains("may not change how its text is read"));
+    }
+    CHECK_THAT(reason_for(registry, "2_encoding.up.sql"), Catch::Contains("line 2"));
+}
+
 TEST_CASE("load reads a directory; the shipped example is valid") {
     const auto dir = std::filesystem::temp_directory_path() / "pgrail_registry_test";
     std::filesystem::remove_all(dir);

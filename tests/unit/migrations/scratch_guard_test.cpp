@@ -3,6 +3,7 @@
 // as the migrator, who may create databases and owns the schema).
 #include <catch2/catch.hpp>
 
+#include "pgrail/migrations/error.hpp"
 #include "pgrail/migrations/proposals.hpp"
 #include "pgrail/migrations/scratch_guard.hpp"
 
@@ -14,8 +15,13 @@ ScratchConfinement confine(const std::string& up, const std::string& down = "SEL
     return scratch_confinement(proposal_migration("1", "x", up, down));
 }
 
+// (A script pgrail refuses to register at all runs nowhere either.)
 bool runs(const std::string& up, const std::string& down = "SELECT 1") {
-    return !confine(up, down).refusal;
+    try {
+        return !confine(up, down).refusal;
+    } catch (const MigrationError&) {
+        return false;
+    }
 }
 
 }  // namespace
