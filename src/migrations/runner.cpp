@@ -88,7 +88,9 @@ static void pin_reading(pqxx::nontransaction& tx) {
     const auto path = tx.exec1("SELECT current_setting('search_path')")[0].as<std::string>();
     const auto schemas = sql::split_identifiers(path, ',');
     const auto temporary = [](const std::string& schema) { return schema.starts_with("pg_temp"); };
-    if (!schemas || (std::find_if(schemas->begin(), schemas->end(), temporary) < schemas->end() - 1))
+    const auto first_temporary =
+        schemas ? std::find_if(schemas->begin(), schemas->end(), temporary) : std::vector<std::string>::iterator();
+    if (!schemas || (first_temporary != schemas->end() && first_temporary + 1 != schemas->end()))
         throw MigrationError(sqlstate::insufficient_privilege,
                              fmt::format("the search_path of pgrail's migration connection ({}) names pg_temp before "
                                          "another schema, where unqualified names would be created as temporary "
