@@ -78,25 +78,44 @@ std::string sqlstate_of(const pqxx::sql_error& error) {
 }
 
 // The runner's text is read as pgrail read it, whatever defaults the database or role were given
-// (ALTER DATABASE ... SET, which no event trigger sees; review 97): standard_conforming_strings on
-// and UTF8 (off hid a statement in a string literal), and no search_path that names pg_temp before
-// another schema (`pg_temp, public` made a registered CREATE TABLE a temporary table, recorded as
-// applied).
+// (ALTER DATABASE ... SET, which no event trigger sees; review 97), and whatever the script's
+// statements did since (a function, a trigger, UPDATE pg_settings: review 98): standard_conforming_strings
+// on and UTF8 (off hid a statement in a string literal), transform_null_equals off (it rewrites
+// `x = NULL` as the statement is parsed), and unqualified names created in no temporary schema
+// (`pg_temp, public`, or a path whose schemas before pg_temp do not exist, made a registered
+// CREATE TABLE a temporary table, recorded as applied). Throws when the reading is another.
+void check_reading(pqxx::transaction_base& tx, std::string_view when) {
+    const auto row = tx.exec1(
+        "SELECT pg_catalog.current_setting('standard_conforming_strings'), "
+        "pg_catalog.current_setting('client_encoding'), pg_catalog.current_setting('transform_null_equals'), "
+        "pg_catalog.current_setting('search_path'), (pg_catalog.current_schemas(false))[1]");
+    const auto path = row[3].as<std::string>();
+    const auto schemas = sql::split_identifiers(path, ',');
+    const auto temporary = [](std::string_view schema) { return schema.starts_with("pg_temp"); };
+    const auto first_temporary =
+        schemas ? std::find_if(schemas->begin(), schemas->end(), temporary) : std::vector<std::string>::iterator();
+    // (A pg_temp named first is not in current_schemas until the session has made a temporary object.)
+    const bool temporary_first = !schemas || (first_temporary != schemas->end() && first_temporary + 1 != schemas->end()) ||
+                                 row[4].is_null() || temporary(row[4].as<std::string>());
+    if (row[0].as<std::string>() == "on" && row[1].as<std::string>() == "UTF8" && row[2].as<std::string>() == "off" &&
+        !temporary_first)
+        return;
+    throw MigrationError(
+        sqlstate::insufficient_privilege,
+        fmt::format("{}, pgrail's migration connection reads text otherwise than pgrail read the script "
+                    "(standard_conforming_strings {}, client_encoding {}, transform_null_equals {}), or creates "
+                    "unqualified names in a temporary schema (search_path {}): nothing more of it runs",
+                    when, row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), path),
+        {},
+        "Reset the database's or role's defaults (ALTER DATABASE ... RESET, ALTER ROLE ... RESET), and keep "
+        "settings that change how text is read out of migrations and the code they call.");
+}
+
 static void pin_reading(pqxx::nontransaction& tx) {
     tx.exec0("SET standard_conforming_strings = on");
     tx.exec0("SET client_encoding = 'UTF8'");
-    const auto path = tx.exec1("SELECT current_setting('search_path')")[0].as<std::string>();
-    const auto schemas = sql::split_identifiers(path, ',');
-    const auto temporary = [](const std::string& schema) { return schema.starts_with("pg_temp"); };
-    const auto first_temporary =
-        schemas ? std::find_if(schemas->begin(), schemas->end(), temporary) : std::vector<std::string>::iterator();
-    if (!schemas || (first_temporary != schemas->end() && first_temporary + 1 != schemas->end()))
-        throw MigrationError(sqlstate::insufficient_privilege,
-                             fmt::format("the search_path of pgrail's migration connection ({}) names pg_temp before "
-                                         "another schema, where unqualified names would be created as temporary "
-                                         "objects: reset it (ALTER DATABASE ... RESET search_path, ALTER ROLE ... "
-                                         "RESET search_path)",
-                                         path));
+    tx.exec0("SET transform_null_equals = off");
+    check_reading(tx, "at connect");
 }
 
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo, const std::string& backstop_key_file) {
@@ -348,6 +367,8 @@ void run_statement(pqxx::transaction_base& tx, const Script& script, std::size_t
         if (cut_by_deadline && error.sqlstate() == sqlstate::query_canceled) throw out_of_time;
         throw;
     }
+    if (index + 1 < script.statements.size())
+        check_reading(tx, fmt::format("after statement {} of {}", index + 1, script.path.filename().string()));
     if (timeouts.max_database_bytes == 0) return;
     const auto bytes = tx.exec1("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())")[0]
                            .as<std::uint64_t>();  // (pg_catalog spelled out: the script ran here)

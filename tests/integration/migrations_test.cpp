@@ -1016,16 +1016,44 @@ TEST_CASE("the runner reads its script as pgrail does, whatever the database's d
     // (Read back with standard_conforming_strings on again: the constant as pgrail read it.)
     CHECK(db.query("SELECT column_default FROM information_schema.columns WHERE table_name = 'profiles' AND "
                    "column_name = 'nickname'") == "'anon\\, DROP CONSTRAINT profiles_pkey -- '::text");
-    // A search_path that creates unqualified tables in pg_temp: refused, nothing recorded.
-    db.exec("ALTER DATABASE " + database + " SET search_path = pg_temp, public");
-    Runner again = runner_for(db, registry);
-    try {
-        (void)again.up(std::nullopt);
-        FAIL("expected the runner to refuse its search_path");
-    } catch (const MigrationError& error) {
-        CHECK_THAT(error.what(), Catch::Contains("names pg_temp before another schema"));
+    // A search_path that creates unqualified tables in pg_temp: refused, nothing recorded (also
+    // where the schemas before pg_temp do not exist: review 98).
+    for (const char* path : {"pg_temp, public", "pg_temp", "\"$user\", pg_temp", "nosuch, pg_temp"}) {
+        INFO(path);
+        db.exec("ALTER DATABASE " + database + " SET search_path = " + path);
+        Runner again = runner_for(db, registry);
+        try {
+            (void)again.up(std::nullopt);
+            FAIL("expected the runner to refuse its search_path");
+        } catch (const MigrationError& error) {
+            CHECK_THAT(error.what(), Catch::Contains("creates unqualified names in a temporary schema"));
+        }
     }
     db.exec("ALTER DATABASE " + database + " RESET search_path");
     CHECK(db.query("SELECT string_agg(version, ',') FROM pgrail.schema_migrations") == "1");
     CHECK(db.query("SELECT to_regclass('public.notes')") == "<null>");
+}
+
+// Review 98: a statement of the script may change how the server reads the next one where no
+// analysis of the text sees it (UPDATE pg_settings calls set_config; so may a function or a
+// trigger). The runner checks its reading before each next statement: the run stops, rolled back.
+TEST_CASE("a script that changes the reading under the runner is stopped before its next statement", "[migrations]") {
+    TestDatabase db;
+    db.exec("CREATE TABLE victim (id int); CREATE TABLE profiles (id int)");
+    auto registry = registry_of(
+        {{"1_note.up.sql", "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings';\n"
+                           "ALTER TABLE profiles ADD COLUMN note text DEFAULT 'x\\' || '; DROP TABLE victim; --';\n"},
+         {"1_note.down.sql", "ALTER TABLE profiles DROP COLUMN note;"}});
+    REQUIRE(registry->migrations().size() == 1);
+    Runner runner = runner_for(db, registry);
+    try {
+        (void)runner.up(std::nullopt);
+        FAIL("expected the run to stop");
+    } catch (const MigrationError& error) {
+        CHECK_THAT(error.what(), Catch::Contains("after statement 1 of 1_note.up.sql") &&
+                                     Catch::Contains("standard_conforming_strings off"));
+    }
+    CHECK(db.query("SELECT to_regclass('victim')") == "victim");
+    CHECK(db.query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'") == "0");
+    CHECK(db.query("SELECT count(*) FROM pgrail.schema_migrations") == "0");
 }
