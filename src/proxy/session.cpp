@@ -444,12 +444,12 @@ bool Session::logged_in() {
 void Session::evict_login() {
     if (protocol_.logged_in() || protocol_.ending()) return;
     if (const auto more = unauthenticated_log_budget().take())
-        spdlog::info("session {}: login from {} ended: its rule's max_connections are taken and it waited longest "
-                     "to log in{}",
+        spdlog::info("session {}: login from {} ended: its rule's max_connections are taken, and its address had "
+                     "the most logins in progress{}",
                      context_.session_id, context_.client_address, *more);
     end_session(sqlstate::too_many_connections,
-                "pgrail: too many connections for this login's rule are logging in at once; this one waited "
-                "longest (try again)");
+                "pgrail: too many connections for this login's rule are logging in at once; this one gave way "
+                "(try again)");
     if (pumping_) close_server_and_wake_pumps();
 }
 
