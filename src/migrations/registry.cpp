@@ -237,14 +237,12 @@ ScriptParse parse_script(const fs::path& path, std::string text) {
         // CONSTRAINT in a string literal behind `SET standard_conforming_strings = off`.
         // (The values the runner pins pass: pg_dump's header sets both, and so do the structure
         // dumps and baselines made from it; review 98.)
+        // (The analyzer gives constants in lower case.)
         const auto changes_reading = [](const sql::SettingChange& setting) {
-            std::string key;  // as PostgreSQL compares encoding names: letters and digits, any case
-            for (const char c : setting.value)
-                if (std::isalnum(static_cast<unsigned char>(c)) != 0)
-                    key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            const std::string_view value = setting.value;
             if (setting.name == "standard_conforming_strings")
-                return key != "on" && key != "true" && key != "yes" && key != "1";
-            if (setting.name == "client_encoding") return key != "utf8" && key != "unicode";
+                return value != "on" && value != "true" && value != "yes" && value != "1";
+            if (setting.name == "client_encoding") return sql::encoding_key(value) != "utf8";
             return setting.name == "all" || setting.name == "*" || setting.name == "transform_null_equals";
         };
         for (const sql::Statement& statement : analysis.statements) {

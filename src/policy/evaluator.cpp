@@ -1091,10 +1091,7 @@ namespace {
 bool keeps_utf8(std::string_view value, const sql::Lexing& lexing) {
     if (value.empty()) return true;
     if (lexing.converted || lexing.encoding_pending) return false;
-    std::string name;  // as pg_char_to_encoding compares names: letters and digits, any case
-    for (const char c : value)
-        if (std::isalnum(static_cast<unsigned char>(c))) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return name == "utf8" || name == "unicode";
+    return sql::encoding_key(value) == "utf8";
 }
 
 // sensitive_columns: a statement that reads a guarded column where the rule does not allow it

@@ -192,14 +192,6 @@ bool executes_prepared(const sql::Analysis& analysis) {
     return std::any_of(analysis.statements.begin(), analysis.statements.end(), runs_prepared);
 }
 
-// An encoding's name as PostgreSQL compares them (lower case, letters and digits only; UNICODE is
-// UTF8's other name).
-std::string encoding_key(std::string_view name) {
-    std::string key;
-    for (const char c : name)
-        if (std::isalnum(static_cast<unsigned char>(c)) != 0) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return key == "unicode" ? "utf8" : key;
-}
 
 // Whether every change of client_encoding a statement may make sets `current`, the one in force
 // (pg_restore's and drivers' SET client_encoding = 'UTF8'): no reset, no computed name or value.
@@ -207,7 +199,7 @@ bool sets_only(const sql::Statement& statement, const std::string& current) {
     if (statement.tag == "DISCARD ALL") return false;
     for (const auto& setting : statement.settings) {
         if (setting.name == "all" || setting.name == "*") return false;
-        if (setting.name == "client_encoding" && (setting.value == "*" || encoding_key(setting.value) != current))
+        if (setting.name == "client_encoding" && (setting.value == "*" || sql::encoding_key(setting.value) != current))
             return false;
     }
     return std::all_of(statement.inner.begin(), statement.inner.end(),
@@ -218,7 +210,7 @@ bool sets_only(const sql::Statement& statement, const std::string& current) {
 // its way: nothing for the session to follow.
 bool keeps_encoding(const sql::Analysis& analysis, const SessionContext& session) {
     if (session.lexing.encoding_pending || session.client_encoding.empty()) return false;
-    const std::string current = encoding_key(session.client_encoding);
+    const std::string current = sql::encoding_key(session.client_encoding);
     return std::all_of(analysis.statements.begin(), analysis.statements.end(),
                        [&](const sql::Statement& statement) { return sets_only(statement, current); });
 }

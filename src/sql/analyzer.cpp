@@ -2477,12 +2477,16 @@ Analysis analyze_query(std::string_view query, Path path, Lexing lexing) {
 
 Analysis analyze(std::string_view query, Lexing lexing) { return analyze_query(query, Path::any, lexing); }
 
+std::string encoding_key(std::string_view name) {
+    std::string key;
+    for (const char c : name)
+        if (std::isalnum(static_cast<unsigned char>(c)) != 0) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key == "unicode" ? "utf8" : key;
+}
+
 bool is_client_only_encoding(std::string_view name) {
     // PostgreSQL's names and aliases (pg_char_to_encoding ignores case and punctuation).
-    std::string key;
-    for (const char c : name) {
-        if (std::isalnum(static_cast<unsigned char>(c))) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
+    const std::string key = encoding_key(name);
     static constexpr std::string_view client_only[] = {
         "sjis", "shiftjis", "mskanji", "windows932", "win932", "shiftjis2004", "big5", "windows950", "win950",
         "gbk", "windows936", "win936", "uhc", "windows949", "win949", "gb18030", "johab",

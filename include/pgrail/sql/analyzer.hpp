@@ -42,6 +42,9 @@ struct Lexing {
 // Whether PostgreSQL's encoding `name` (as client_encoding reports it, any case) is one of the
 // client-only encodings of Lexing::client_only_encoding.
 [[nodiscard]] bool is_client_only_encoding(std::string_view name);
+// An encoding's name as PostgreSQL compares them (pg_char_to_encoding: letters and digits, any
+// case), with UNICODE as UTF8's other name: "utf8" for every spelling of UTF8.
+[[nodiscard]] std::string encoding_key(std::string_view name);
 
 // Analyses `query` (one simple-Query string or one Parse message's text) as the server lexes it
 // under `lexing`.
