@@ -84,7 +84,7 @@ std::string sqlstate_of(const pqxx::sql_error& error) {
 // `x = NULL` as the statement is parsed), and unqualified names created in no temporary schema
 // (`pg_temp, public`, or a path whose schemas before pg_temp do not exist, made a registered
 // CREATE TABLE a temporary table, recorded as applied). Throws when the reading is another.
-void check_reading(pqxx::transaction_base& tx, std::string_view when) {
+static void check_reading(pqxx::transaction_base& tx, std::string_view when) {
     const auto row = tx.exec1(
         "SELECT pg_catalog.current_setting('standard_conforming_strings'), "
         "pg_catalog.current_setting('client_encoding'), pg_catalog.current_setting('transform_null_equals'), "
