@@ -79,6 +79,22 @@ struct Outcome {
 // Runs a query expected to succeed with one value.
 [[nodiscard]] std::string scalar(PGconn* conn, const std::string& sql);
 
+// Runs `sql` as the superuser when the scope ends, a test's failure included: a test's clean-up
+// of the objects it made in the shared cluster.
+class AdminAtExit {
+public:
+    explicit AdminAtExit(std::string sql) : sql_(std::move(sql)) {}
+    AdminAtExit(const AdminAtExit&) = delete;
+    AdminAtExit& operator=(const AdminAtExit&) = delete;
+    ~AdminAtExit() {
+        auto conn = admin();
+        (void)run(conn.get(), sql_);
+    }
+
+private:
+    std::string sql_;
+};
+
 // pgrail's resident memory in KiB (VmRSS), 0 when there is no pgrail process.
 [[nodiscard]] long pgrail_rss_kib();
 

@@ -497,18 +497,14 @@ TEST_CASE("a portal that changes client_encoding on a later Execute is followed 
 // the client closed it or prepared its name again, while the server still held it (a Close or
 // Parse skipped after an error before it in the pipeline, a Parse refused), or when SQL EXECUTE ran
 // it: the LATIN1 bytes of an INSERT into a read-only table with a non-ASCII name were read as
-// UTF8, another name, and the row went in. Such names are never forgotten now, and EXECUTE counts.
+// UTF8, another name, and the row went in. Such a name is forgotten now only once the batch that
+// replaced or closed it was answered without an error, and EXECUTE counts (a prepared one too).
 TEST_CASE("a prepared change of client_encoding is followed whatever the client did with its name",
           "[guard_bypass][encoding]") {
     auto admin_conn = admin();
     run(admin_conn.get(), "DROP TABLE IF EXISTS public.\"donn\xc3\xa9" "es_ro\"; CREATE TABLE public.\"donn\xc3\xa9"
                           "es_ro\" (v int); GRANT ALL ON public.\"donn\xc3\xa9" "es_ro\" TO plainuser");
-    struct DropAfter {
-        ~DropAfter() {
-            auto conn = admin();
-            run(conn.get(), "DROP TABLE IF EXISTS public.\"donn\xc3\xa9" "es_ro\"");
-        }
-    } drop_after;
+    const AdminAtExit drop_after("DROP TABLE IF EXISTS public.\"donn\xc3\xa9" "es_ro\"");
     auto policy = read_file(source_dir() + "/policies/default.yaml");
     const std::string from = "read_only_tables: []";
     const auto at = policy.find(from);

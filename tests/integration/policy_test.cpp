@@ -478,12 +478,7 @@ TEST_CASE("a protected schema named like the role takes none of its unqualified 
     run(admin_conn.get(), "DROP SCHEMA IF EXISTS agent CASCADE; CREATE SCHEMA agent; CREATE TABLE agent.notes (n int); "
                           "CREATE TABLE public.notes (n int); GRANT USAGE ON SCHEMA agent TO agent; "
                           "GRANT ALL ON agent.notes, public.notes TO agent");
-    struct DropAfter {
-        ~DropAfter() {
-            auto conn = admin();
-            run(conn.get(), "DROP SCHEMA IF EXISTS agent CASCADE; DROP TABLE IF EXISTS public.notes");
-        }
-    } drop_after;
+    const AdminAtExit drop_after("DROP SCHEMA IF EXISTS agent CASCADE; DROP TABLE IF EXISTS public.notes");
     EnforcingProxy proxy(default_policy_with("    max_connections: 50\n",
                                              "    max_connections: 50\n    protected_schemas: [agent]\n"));
     auto agent = proxy.connect();
@@ -693,12 +688,7 @@ TEST_CASE("Django's sequence reset passes; a protected schema's sequence is refu
                           "INSERT INTO public.django_items (id, v) VALUES (41, 'loaded'); CREATE SCHEMA vault; "
                           "CREATE TABLE vault.items (id serial); GRANT USAGE ON SCHEMA vault TO agent; "
                           "GRANT ALL ON ALL SEQUENCES IN SCHEMA vault TO agent");
-    struct DropAfter {
-        ~DropAfter() {
-            auto conn = admin();
-            run(conn.get(), "DROP TABLE IF EXISTS public.django_items; DROP SCHEMA IF EXISTS vault CASCADE");
-        }
-    } drop_after;
+    const AdminAtExit drop_after("DROP TABLE IF EXISTS public.django_items; DROP SCHEMA IF EXISTS vault CASCADE");
     EnforcingProxy proxy(default_policy_with("protected_schemas: []", "protected_schemas: [vault]"));
     auto agent = proxy.connect();
     const auto reset = run(agent.get(), "SELECT setval(pg_get_serial_sequence('\"django_items\"','id'), "

@@ -33,3 +33,19 @@ TEST_CASE("a rate of 0 paces nothing", "[refusal_pacer]") {
     const auto start = RefusalPacer::Clock::now();
     for (int i = 0; i < 1000; ++i) REQUIRE(pacer.reserve("role agent", 9000, start) == RefusalPacer::Clock::duration::zero());
 }
+
+// The in-band commands' pace (ServerShared::command_pacer): a wait past the bound takes nothing,
+// so sessions that ask and leave pile no debt on the login's others (review 95: 58 s).
+TEST_CASE("reserve_within takes nothing when the wait would pass its bound", "[refusal_pacer]") {
+    RefusalPacer pacer(10.0, 30.0);  // commands a second, burst
+    const auto start = RefusalPacer::Clock::now();
+    for (int i = 0; i < 30; ++i) REQUIRE(pacer.reserve_within("role agent", 1, 5s, start) == RefusalPacer::Clock::duration::zero());
+    // 49 more at once: the k-th waits k / 10 s, up to 4.9 s.
+    for (int k = 1; k <= 49; ++k) REQUIRE(pacer.reserve_within("role agent", 1, 5s, start).has_value());
+    // The 50th would wait 5.0 s and more: refused, and any number of refusals leave the debt as it was.
+    for (int i = 0; i < 1000; ++i) CHECK_FALSE(pacer.reserve_within("role agent", 2, 5s, start).has_value());
+    const auto next = pacer.reserve_within("role agent", 1, 5s, start);
+    REQUIRE(next.has_value());
+    CHECK(*next >= 4999ms);
+    CHECK(*next <= 5001ms);
+}
