@@ -10,6 +10,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "pgrail/proxy/metrics.hpp"
@@ -329,11 +330,6 @@ struct PolicyGate::AnalysisFacts {
 
 namespace {
 
-// A registered migration's statement that names, unqualified, a relation the session (or the
-// text before it) made temporary, or that runs under a search_path other than a role's usual
-// one: the server would resolve the name to another relation than the runner's connection would
-// (pg_temp comes first), and the ledger would record a migration applied that never reached the
-// schema. Its index, and the refusal's message; nothing when none does.
 // Whether `text` holds `name` as a word (letters, digits, _ and $ around it are not), in any
 // case: a conservative reading of where a name appears (in a literal or a comment too).
 bool holds_word(std::string_view text, std::string_view name) {
@@ -353,6 +349,11 @@ bool holds_word(std::string_view text, std::string_view name) {
     return false;
 }
 
+// A registered migration's statement that names, unqualified, a relation the session (or the
+// text before it) made temporary, or that runs under a search_path other than a role's usual
+// one: the server would resolve the name to another relation than the runner's connection would
+// (pg_temp comes first), and the ledger would record a migration applied that never reached the
+// schema. Its index, and the refusal's message; nothing when none does.
 std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(const policy::MigrationMatcher* matcher,
                                                                                 const sql::Analysis& analysis,
                                                                                 const SessionContext& session,
@@ -400,6 +401,33 @@ std::optional<std::pair<std::size_t, std::string>> shadowed_migrator_statement(c
         types = types || makes_temporary_types(statement);
     }
     return std::nullopt;
+}
+
+// An unqualified DROP of relations this session (or the text before it) made temporary stays
+// refused: the temporary relation may be gone (a rollback, DISCARD TEMP, a drop by a function),
+// and the name then reaches the schema's relation. But the agent is told the certain way, the
+// name qualified with pg_temp, instead of being sent to propose a migration for a scratch table.
+void advise_temporary_drop(policy::Decision& decision, const sql::Analysis& analysis, const SessionContext& session) {
+    if (decision.guard != "ddl" || decision.statement_index >= analysis.statements.size()) return;
+    const auto& statement = analysis.statements[decision.statement_index];
+    std::vector<std::string> temporary = session.temporary_relations;
+    for (std::size_t index = 0; index < decision.statement_index; ++index)
+        add_temporary_relations(analysis.statements[index], temporary);
+    std::vector<std::string> qualified;
+    for (const auto& object : statement.objects) {
+        if (object.role != sql::ObjectRole::dropped) continue;
+        if (!object.schema.empty() || std::find(temporary.begin(), temporary.end(), object.name) == temporary.end())
+            return;
+        qualified.push_back(sql::quote_qualified("pg_temp", object.name));
+    }
+    if (qualified.empty()) return;
+    const auto names = fmt::format("{}", fmt::join(qualified, ", "));
+    decision.message = fmt::format("pgrail: {} refused: an unqualified name may reach a permanent relation; to drop the "
+                                   "temporary one this session made, name it {}",
+                                   statement.tag, names);
+    decision.hint = fmt::format("Send {} {}. pgrail cannot tell whether the temporary relation still exists (a "
+                                "rollback or DISCARD TEMP ends it, and the unqualified name then reaches the schema's).",
+                                statement.tag, names);
 }
 
 // The allowed schema changes that are a registered migration's statements: the session follows
@@ -725,6 +753,7 @@ GateVerdict PolicyGate::decide(const SessionContext& session, ThreadState& state
                                       decision.rule);
         decision.hint = "Call the pgrail command alone, e.g. SELECT * FROM pgrail.status().";
     }
+    if (decision.action == policy::Decision::Action::deny) advise_temporary_drop(decision, analysis, session);
     count(decision, analysis);
     GateVerdict verdict;
     facts.describe(verdict, decision.action == policy::Decision::Action::allow);

@@ -701,3 +701,28 @@ TEST_CASE("Django's sequence reset passes; a protected schema's sequence is refu
     CHECK(refused.at(0).sqlstate == "42501");
     CHECK(scalar(admin_conn.get(), "SELECT last_value FROM vault.items_id_seq") == "1");
 }
+
+TEST_CASE("an unqualified DROP of a session's temporary table is refused with the qualified name to send",
+          "[policy]") {
+    auto admin_conn = admin();
+    run(admin_conn.get(), "DROP TABLE IF EXISTS public.scratch_totals; CREATE TABLE public.scratch_totals (a int); "
+                          "INSERT INTO public.scratch_totals VALUES (7); GRANT ALL ON public.scratch_totals TO agent");
+    const AdminAtExit drop_after("DROP TABLE IF EXISTS public.scratch_totals");
+    EnforcingProxy proxy;
+    auto agent = proxy.connect();
+    REQUIRE(run(agent.get(), "CREATE TEMP TABLE scratch_totals AS SELECT 1 AS a").at(0).status == "PGRES_COMMAND_OK");
+    // The temporary table may be gone while pgrail still knows its name (a rollback, DISCARD TEMP),
+    // and the unqualified name then reaches the permanent table: refused, with the certain way.
+    Result refused(PQexec(agent.get(), "DROP TABLE IF EXISTS scratch_totals"));
+    REQUIRE(std::string(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE)) == "42501");
+    CHECK_THAT(PQresultErrorField(refused.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::Contains("pg_temp.scratch_totals"));
+    CHECK_THAT(PQresultErrorField(refused.get(), PG_DIAG_MESSAGE_HINT),
+               Catch::StartsWith("Send DROP TABLE pg_temp.scratch_totals."));
+    CHECK(run(agent.get(), "DROP TABLE pg_temp.scratch_totals").at(0).status == "PGRES_COMMAND_OK");
+    // Now the name reaches only the permanent table, which the same text would drop.
+    CHECK(run(agent.get(), "DROP TABLE scratch_totals").at(0).sqlstate == "42501");
+    CHECK(scalar(admin_conn.get(), "SELECT count(*) FROM public.scratch_totals") == "1");
+    // A name the session never made temporary is sent to a migration, as before.
+    Result other(PQexec(agent.get(), "DROP TABLE IF EXISTS scratch_totals, enforce_items"));
+    CHECK_THAT(PQresultErrorField(other.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::Contains("propose"));
+}
