@@ -162,7 +162,10 @@ lines AS (
          || pg_get_constraintdef(co.oid)
   FROM pg_constraint co JOIN pg_type t ON t.oid = co.contypid JOIN ns n ON n.oid = t.typnamespace
 )
-SELECT coalesce(string_agg(line, E'\n' ORDER BY line COLLATE "C"), '') FROM lines
+-- A line is one object: a newline inside one (a default 'a' || E'\n', a CHECK's constant) is
+-- written \n, or it would split the line and leave the pieces out of order.
+SELECT coalesce(string_agg(one, E'\n' ORDER BY one COLLATE "C"), '')
+FROM (SELECT replace(line, E'\n', E'\\n') AS one FROM lines) AS escaped
 )SQL";
 
 }  // namespace

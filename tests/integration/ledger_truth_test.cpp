@@ -523,6 +523,36 @@ TEST_CASE("a schema changed around pgrail shows as schema drift, named, until ac
     (void)superuser;
 }
 
+TEST_CASE("a newline inside an object's description is one line of it: accepted drift is gone for good",
+          "[ledger_truth][drift]") {
+    LedgerProxy proxy;
+    auto agent = proxy.connect("agent", "agent");
+    REQUIRE(run(agent.get(), "SELECT * FROM pgrail.migrate_up()").at(0).status == "PGRES_TUPLES_OK");
+    Conn around(PQconnectdb(proxy.db.conninfo_for("postgres").c_str()));
+    REQUIRE(PQstatus(around.get()) == CONNECTION_OK);
+    // A default and a CHECK whose constants hold newlines (review 97: each split its line, and the
+    // pieces, out of order, were drift again after every accept).
+    REQUIRE(run(around.get(), "ALTER TABLE profiles ADD COLUMN banner text DEFAULT 'hello' || E'\\nworld' "
+                              "CHECK (banner <> E'a\\nz\\n')")
+                .at(0)
+                .status == "PGRES_COMMAND_OK");
+    const auto detail = schema_detail(agent.get());
+    INFO(detail);
+    CHECK(state_of(agent.get(), "(schema)") == "drifted");
+    CHECK_THAT(detail, Catch::Contains("+column public.profiles.banner text null default ('hello'::text || '\\nworld'"));
+    const auto dsn = "--dsn \"" + proxy.db.conninfo_for("app_owner") + "\" --dir " + source_dir() + "/migrations";
+    const auto [accept_code, accept_out] = pgrail_cli("migrate resolve --accept-schema " + dsn);
+    INFO(accept_out);
+    REQUIRE(accept_code == 0);
+    CHECK(state_of(agent.get(), "(schema)") == "<none>");
+    CHECK(pgrail_cli("migrate status " + dsn).first == 0);
+    // And a run through pgrail records its change beside it without drift.
+    auto owner = proxy.connect("app_owner", "handwork");
+    REQUIRE(run(owner.get(), "SELECT * FROM pgrail.migrate_down('" + seed_version + "')").at(0).status ==
+            "PGRES_TUPLES_OK");
+    CHECK(state_of(agent.get(), "(schema)") == "<none>");
+}
+
 namespace {
 
 // node-pg-migrate and knex, pinned, installed once per machine from npm into a folder of their own.
