@@ -1,6 +1,8 @@
 // The advice of a refusal: what was refused and the next step, decided on the parsed statement.
 #include "advice.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cctype>
 
 #include <fmt/format.h>
@@ -119,6 +121,28 @@ std::string migration_name(const Statement& statement) {
     return name.empty() ? "<name>" : name;
 }
 
+// The DROP that undoes a ChangeKind::create_object statement: of the object it creates (a
+// trigger on the table it is made on).
+std::string drop_of_created(const Statement& statement) {
+    static constexpr std::array<std::string_view, 9> droppable = {
+        "view", "materialized view", "sequence", "schema", "type", "domain", "function", "procedure", "trigger"};
+    const sql::ObjectRef* created = nullptr;
+    const sql::ObjectRef* table = nullptr;
+    for (const auto& object : statement.objects) {
+        if (object.role == ObjectRole::created && created == nullptr) created = &object;
+        if (object.role == ObjectRole::altered && object.kind == "table" && table == nullptr) table = &object;
+    }
+    if (created == nullptr || created->name.empty() ||
+        std::find(droppable.begin(), droppable.end(), created->kind) == droppable.end())
+        return "<SQL that undoes it>";
+    std::string kind = created->kind;
+    std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return std::toupper(c); });
+    if (created->kind != "trigger") return "DROP " + kind + " " + sql::quote_qualified(created->schema, created->name);
+    if (table == nullptr) return "<SQL that undoes it>";
+    return "DROP TRIGGER " + sql::quote_identifier(created->name) + " ON " +
+           sql::quote_qualified(table->schema, table->name);
+}
+
 std::string down_script(const Statement& statement) {
     const auto& change = statement.change;
     switch (change.kind) {
@@ -143,6 +167,7 @@ std::string down_script(const Statement& statement) {
                 return fmt::format("<CREATE TABLE {} ...>", sql::quote_qualified(object.schema, object.name));
         return "<CREATE TABLE ...>";
     }
+    case ChangeKind::create_object: return drop_of_created(statement);
     default: return "<SQL that undoes it>";
     }
 }

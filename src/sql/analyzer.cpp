@@ -1988,6 +1988,17 @@ bool plain_create_table(const json& body) {
     return true;
 }
 
+// A CREATE whose DROP undoes it exactly (ChangeKind::create_object): it replaces no object that
+// was there before, and makes no other object besides.
+bool creates_one_object(std::string_view type, const json& body) {
+    if (type == "ViewStmt" || type == "CreateFunctionStmt" || type == "CreateTrigStmt") return !boolean(body, "replace");
+    if (type == "CreateTableAsStmt") return str(body, "objtype") == "OBJECT_MATVIEW" && !boolean(body, "if_not_exists");
+    if (type == "CreateSeqStmt") return !boolean(body, "if_not_exists");
+    if (type == "CreateSchemaStmt") return !boolean(body, "if_not_exists") && !body.contains("schemaElts");
+    return type == "CreateEnumStmt" || type == "CreateRangeStmt" || type == "CreateDomainStmt" ||
+           type == "CompositeTypeStmt";
+}
+
 SchemaChange schema_change_of(std::string_view type, const json& body) {
     SchemaChange change;
     const auto on_relation = [&](const json& relation) {
@@ -2048,6 +2059,8 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
     } else if (type == "CreateExtensionStmt") {
         change.kind = ChangeKind::create_extension;
         change.name = std::string(str(body, "extname"));
+    } else if (creates_one_object(type, body)) {
+        change.kind = ChangeKind::create_object;
     }
     return change;
 }

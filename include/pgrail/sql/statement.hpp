@@ -121,6 +121,10 @@ enum class ChangeKind : std::uint8_t {
     grant,             // GRANT
     revoke,            // REVOKE
     create_extension,  // CREATE EXTENSION name
+    // CREATE of one named view, materialized view, sequence, schema, type, domain, function,
+    // procedure or trigger that replaces nothing (no OR REPLACE, IF NOT EXISTS, schema elements):
+    // DROP of that object undoes it (the statement's created object).
+    create_object,
 };
 
 struct SchemaChange {

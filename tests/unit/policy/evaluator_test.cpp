@@ -558,3 +558,30 @@ TEST_CASE("names resolve as the server resolves them: \"$user\" and qualified de
     CHECK(evaluate_all(*whole_schema, owner, sql::analyze("SELECT ext.f()")).guard == "denied_functions");
     CHECK(evaluate_all(*whole_schema, owner, sql::analyze("INSERT INTO t VALUES (1)")).action == Action::allow);
 }
+
+TEST_CASE("a refused CREATE of one object proposes the DROP that undoes it, not what replaces", "[policy][evaluate]") {
+    const auto down_of = [](const std::string& sql) {
+        const auto decision = evaluate_all(*default_policy(), agent, sql::analyze(sql));
+        REQUIRE(decision.guard == "ddl");
+        const auto comma = decision.message.rfind("', '");
+        REQUIRE(comma != std::string::npos);
+        return decision.message.substr(comma + 4, decision.message.size() - comma - 4 - 2);
+    };
+    CHECK(down_of("CREATE VIEW reporting.\"Totals\" AS SELECT 1") == "DROP VIEW reporting.\"Totals\"");
+    CHECK(down_of("CREATE MATERIALIZED VIEW mv AS SELECT 1") == "DROP MATERIALIZED VIEW mv");
+    CHECK(down_of("CREATE SEQUENCE order_numbers") == "DROP SEQUENCE order_numbers");
+    CHECK(down_of("CREATE SCHEMA scratch") == "DROP SCHEMA scratch");
+    CHECK(down_of("CREATE TYPE mood AS ENUM ('sad', 'ok')") == "DROP TYPE mood");
+    CHECK(down_of("CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%')") == "DROP DOMAIN email");
+    CHECK(down_of("CREATE FUNCTION app.total(a int) RETURNS int LANGUAGE sql AS 'SELECT a'") ==
+          "DROP FUNCTION app.total");
+    CHECK(down_of("CREATE PROCEDURE tidy() LANGUAGE sql AS 'SELECT 1'") == "DROP PROCEDURE tidy");
+    CHECK(down_of("CREATE TRIGGER stamp BEFORE UPDATE ON app.items FOR EACH ROW EXECUTE FUNCTION f()") ==
+          "DROP TRIGGER stamp ON app.items");
+    // What was there before (OR REPLACE, IF NOT EXISTS) a DROP would not bring back.
+    CHECK(down_of("CREATE OR REPLACE VIEW v AS SELECT 1") == "<SQL that undoes it>");
+    CHECK(down_of("CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'") == "<SQL that undoes it>");
+    CHECK(down_of("CREATE SEQUENCE IF NOT EXISTS s") == "<SQL that undoes it>");
+    CHECK(down_of("CREATE SCHEMA IF NOT EXISTS s") == "<SQL that undoes it>");
+    CHECK(down_of("CREATE SCHEMA s CREATE TABLE t (a int)") == "<SQL that undoes it>");
+}

@@ -74,6 +74,10 @@ TEST_CASE("the schema change a statement makes, from its parse tree", "[sql][sch
     CHECK(change_of("CREATE TABLE notes (id int)").kind == ChangeKind::create_table);
     CHECK(change_of("DROP TABLE IF EXISTS a, b CASCADE").kind == ChangeKind::drop_table);
     CHECK(change_of("DROP VIEW v").kind == ChangeKind::none);
+    CHECK(change_of("CREATE VIEW v AS SELECT 1").kind == ChangeKind::create_object);
+    CHECK(change_of("CREATE OR REPLACE VIEW v AS SELECT 1").kind == ChangeKind::none);
+    CHECK(change_of("CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT 1").kind == ChangeKind::none);
+    CHECK(change_of("CREATE TABLE t AS SELECT 1").kind == ChangeKind::none);
     CHECK(change_of("GRANT SELECT ON profiles TO reporting").kind == ChangeKind::grant);
     CHECK(change_of("REVOKE SELECT ON profiles FROM reporting").kind == ChangeKind::revoke);
     CHECK(change_of("GRANT app_owner TO agent").kind == ChangeKind::grant);
