@@ -268,14 +268,17 @@ Text schema_change(const Policy& policy, const Rule& rule, const Statement& stat
 
 Text without_where(const Statement& statement) {
     Text text;
-    if (statement.tag == "UPDATE" || statement.tag == "DELETE") {
+    // The command that changes every row, which may be a CTE's (not the statement's tag: review 99).
+    const std::string_view command =
+        statement.flags.every_row_command.empty() ? std::string_view(statement.tag) : statement.flags.every_row_command;
+    if (command == "UPDATE" || command == "DELETE") {
         text.message = fmt::format("pgrail: {} without WHERE refused; add a WHERE clause that selects the rows "
                                    "(WHERE true if you mean every row)",
-                                   statement.tag);
-    } else if (statement.tag == "MERGE") {
-        text.message = "pgrail: MERGE that matches every row refused; join ON a column, or add AND <condition> to "
-                       "WHEN MATCHED (AND true if you mean every row)";
-    } else if (statement.tag == "INSERT") {
+                                   command);
+    } else if (command == "MERGE") {
+        text.message = "pgrail: MERGE that matches every row refused; join ON a column of the target named with "
+                       "its name or alias, or add AND <condition> to WHEN MATCHED (AND true if you mean every row)";
+    } else if (command == "INSERT") {
         text.message = "pgrail: INSERT ... ON CONFLICT DO UPDATE without WHERE refused; add WHERE to DO UPDATE "
                        "(WHERE true if you mean every conflicting row)";
     } else {

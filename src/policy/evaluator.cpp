@@ -899,8 +899,11 @@ std::string shown_options(std::string_view options) {
         const auto equals = token.find('=');
         if (equals != std::string::npos) {
             shown.push_back(token.substr(0, std::min<std::size_t>(equals, 64)) + "=...");
-        } else if (token.starts_with('-') && token.size() <= 64) {
-            shown.push_back(token);
+        } else if (token.starts_with("--") && token.size() <= 64) {
+            shown.push_back(token);  // a long option's name (its value is the next word)
+        } else if (token.starts_with('-')) {
+            // A switch runs into its value (`-Svalue` is -S value): the switch alone (review 100).
+            shown.push_back(token.substr(0, 2) + (token.size() > 2 ? "..." : ""));
         } else {
             shown.push_back("...");
         }
@@ -1158,7 +1161,16 @@ std::optional<Decision> check_sensitive(const Context& context, const Statement&
             if (std::find(columns.begin(), columns.end(), read.column) == columns.end()) columns.push_back(read.column);
         const std::string listed = fmt::format("{}", fmt::join(columns, ", "));
         Decision decision;
-        if (!masks || first.always_deny)
+        if (first.written)
+            decision = refuse(context, &statement, "sensitive_columns", label,
+                              fmt::format("pgrail: column {} is sensitive and may not be written in this session: a "
+                                          "value stored beside the real ones reveals them (in the order an index "
+                                          "returns rows, or as an equal mask); leave it out of the statement",
+                                          first.column),
+                              fmt::format(" writing {}", listed),
+                              "Insert or update the other columns by name (an INSERT without a column list writes "
+                              "every one); the column takes its default. Ask an operator to set sensitive values.");
+        else if (!masks || first.always_deny)
             decision = refuse(context, &statement, "sensitive_columns", label,
                           fmt::format("pgrail: column {} is sensitive and may not be read in this session (read {}); "
                                       "leave it out of the statement (name the columns you need instead of *)",

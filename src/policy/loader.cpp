@@ -375,11 +375,15 @@ private:
             guards.allow_temporary_objects = reader_.as_bool(node, "allow_temporary_objects");
 
         for (auto schema : builtin_protected_schemas) guards.protected_schemas.emplace_back(schema);
-        if (const auto node = pick(rule, "protected_schemas"))
-            for (auto& schema : reader_.as_string_list(node, "protected_schemas"))
-                if (std::find(guards.protected_schemas.begin(), guards.protected_schemas.end(), schema) ==
+        if (const auto node = pick(rule, "protected_schemas")) {
+            auto schemas = reader_.as_string_list(node, "protected_schemas");
+            for (std::size_t index = 0; index < schemas.size(); ++index) {
+                check_name_lengths(node[index], schemas[index]);
+                if (std::find(guards.protected_schemas.begin(), guards.protected_schemas.end(), schemas[index]) ==
                     guards.protected_schemas.end())
-                    guards.protected_schemas.push_back(std::move(schema));
+                    guards.protected_schemas.push_back(std::move(schemas[index]));
+            }
+        }
 
         // A migration tool's own tables: a rule's own key (never inherited from defaults), and only
         // for a migrator rule: it widens what that rule may do, by name.
@@ -417,6 +421,7 @@ private:
                     reader_.fail(node[index], fmt::format("'{}' is not a table name ('table' or 'schema.table', globs "
                                                           "allowed)",
                                                           text));
+                check_name_lengths(node[index], text);
                 guards.read_only_tables.push_back(std::move(pattern));
             }
         }
@@ -456,14 +461,34 @@ private:
         return guards;
     }
 
+    // PostgreSQL cuts an identifier to 63 bytes: a longer name in the policy would never equal the
+    // database's (review 99: a read-only table named in 70 characters took writes). Globs aside.
+    void check_name_lengths(const YAML::Node& node, const std::string& text) const {
+        std::size_t start = 0;
+        while (start <= text.size()) {
+            const auto dot = std::min(text.find('.', start), text.size());
+            const std::string_view part = std::string_view(text).substr(start, dot - start);
+            if (part.size() > 63 && part.find_first_of("*?[") == std::string_view::npos)
+                reader_.fail(node, fmt::format("'{}' names an identifier of {} bytes: PostgreSQL cuts identifiers to "
+                                               "63 bytes, so the database's name is '{}'; write that",
+                                               text, part.size(), part.substr(0, 63)));
+            start = dot + 1;
+        }
+    }
+
     // The built-in names plus `add_key`'s, minus `lift_key`'s (which must name a member).
     template <std::size_t N>
     NameSet name_set(const YAML::Node& rule, const std::array<std::string_view, N>& builtin, const char* add_key,
                      const char* lift_key, std::string (*normalize)(std::string), std::string_view what) const {
         NameSet set;
         for (auto name : builtin) set.insert(std::string(name));
-        if (const auto node = pick(rule, add_key))
-            for (auto& name : reader_.as_string_list(node, add_key)) set.insert(normalize(std::move(name)));
+        if (const auto node = pick(rule, add_key)) {
+            auto names = reader_.as_string_list(node, add_key);
+            for (std::size_t index = 0; index < names.size(); ++index) {
+                if (std::string_view(add_key) == "denied_functions") check_name_lengths(node[index], names[index]);
+                set.insert(normalize(std::move(names[index])));
+            }
+        }
         if (const auto node = pick(rule, lift_key)) {
             const auto names = reader_.as_string_list(node, lift_key);
             for (std::size_t index = 0; index < names.size(); ++index) {
@@ -555,6 +580,7 @@ private:
                 reader_.fail(columns[index], fmt::format("'{}' is not a column ('table.column' or "
                                                          "'schema.table.column', globs allowed)",
                                                          text));
+            check_name_lengths(columns[index], text);
             ColumnPattern pattern;
             if (parts.size() == 3) pattern.schema = parts[0];
             pattern.table = parts[parts.size() - 2];

@@ -15,11 +15,14 @@ struct SensitiveRead {
     std::string column;  // "public.users.password_hash"
     std::string how;     // "in WHERE, an expression or a clause", "as a whole row", ...
     bool always_deny = false;
+    bool written = false;  // a value stored in the column (ColumnRead::Kind::written), not read
 };
 
 struct SensitiveReads {
     // Reads the rule's action does not allow (deny: every read; mask: all but plain output
-    // columns). The statement is refused; the first one names the refusal.
+    // columns), and writes (under either action: a value of the session's choosing stored beside
+    // the real ones reveals them, in the order an index returns rows or as an equal mask). The
+    // statement is refused; the first one names the refusal.
     std::vector<SensitiveRead> refused;
     // mask: guarded columns the statement returns as plain output columns (masked on the wire).
     std::vector<std::string> masked;

@@ -516,11 +516,16 @@ InbandOutcome MigrationCommands::run(const SessionContext& session, policy::Comm
     // Every command but status and plan writes the ledger (an apply, a proposal, a verify). A run
     // that failed may have applied migrations before the one that failed (the runner's own lines
     // record each): its client hears the truth too.
+    // A command that failed on its own audit line (58030: a proposal, approval or rejection is
+    // recorded, its line is not; a run's intent line, nothing done) already says what happened.
     const bool only_read = command == policy::Command::status || command == policy::Command::plan;
-    if ((outcome.ok && !only_read) || (!outcome.ok && sql::runs_migration(command))) {
-        // It committed (the ledger and its intent line record it): the client hears the truth.
-        spdlog::error("session {}: audit log write failed for pgrail.{} after it ran: {}", session.session_id,
-                      sql::name_of(command), audit_log_->last_error());
+    if ((outcome.ok && !only_read) ||
+        (!outcome.ok && (sql::runs_migration(command) || outcome.error.sqlstate == sqlstate::io_error))) {
+        // The client hears the truth: what committed (the ledger records it), or why nothing did.
+        spdlog::error("session {}: audit log write failed for pgrail.{} ({}): {}", session.session_id,
+                      sql::name_of(command),
+                      outcome.ok ? "it ran" : fmt::format("answered its own error [{}]", outcome.error.sqlstate),
+                      audit_log_->last_error());
         return outcome;
     }
     // Nothing the client has seen happened yet, or the command failed (a refused proposal, an

@@ -164,6 +164,13 @@ CatalogSnapshot load_catalog(const std::string& conninfo, const std::string& dat
                  relation_filter)))
             snapshot.row_functions.push_back(
                 {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::uint32_t>()});
+        // Arrays, domains and composite types (CREATE TYPE ... AS) over the types of user relations.
+        for (const auto& row : tx.exec(
+                 "SELECT t.oid, t.typelem FROM pg_type t WHERE t.typelem <> 0 AND t.typsubscript <> 0 "
+                 "UNION ALL SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.typtype = 'd' "
+                 "UNION ALL SELECT c.reltype, a.atttypid FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+                 "WHERE c.relkind = 'c' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2"))
+            snapshot.type_links.push_back({row[0].as<std::uint32_t>(), row[1].as<std::uint32_t>()});
         tx.commit();
     } catch (const std::exception& error) {
         throw std::runtime_error(
@@ -242,44 +249,80 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
         }
         return changed;
     };
+    const auto propagate = [&] {
+        for (bool changed = true; changed;) {
+            changed = false;
+            for (const auto& edge : catalog.inheritance) {
+                const auto* parent = catalog.relation(edge.parent);
+                const auto* child = catalog.relation(edge.child);
+                if (parent == nullptr || child == nullptr) continue;
+                // Down: a partition or child holds the parent's rows. Up: reading the parent reads
+                // its partitions' and children's rows too.
+                if (guarded.contains(parent->oid))
+                    changed = guard_same_names(*parent, *child, parent->kind == 'p' ? "partition" : "inheritance child") ||
+                              changed;
+                if (guarded.contains(child->oid))
+                    changed = guard_same_names(*child, *parent, parent->kind == 'p' ? "partitioned table" : "inheritance parent") ||
+                              changed;
+            }
+            for (const auto& dependency : catalog.view_dependencies) {
+                const auto* view = catalog.relation(dependency.view);
+                // pg_catalog's views (pg_stats on pg_statistic) are guarded by name, column by column.
+                if (view == nullptr || view->schema == "pg_catalog") continue;
+                if (const auto at = guarded.find(view->oid); at != guarded.end() && at->second.whole) continue;
+                const auto source_at = guarded.find(dependency.relation);
+                if (source_at == guarded.end() || source_at->second.numbers.empty()) continue;
+                // PostgreSQL records a whole-relation dependency only for a relation none of whose
+                // columns the view names: `SELECT u.id, row_to_json(u) FROM users u` depends on id
+                // alone. So any dependency on a guarded relation asks whether the view reads whole rows.
+                const bool reads = (dependency.column != 0 && (source_at->second.whole ||
+                                                               source_at->second.numbers.contains(dependency.column))) ||
+                                   reads_whole_rows(*view);
+                if (!reads) continue;
+                const Guard source = source_at->second;
+                auto& guard = guarded[view->oid];
+                guard.root = source.root;
+                guard.origin = fmt::format("{} (through {} {})", source.root, kind_word(view->kind), qualified(*view));
+                guard.always_deny = guard.always_deny || source.always_deny;
+                guard.whole = true;
+                for (const auto& column : view->columns) guard.numbers.insert(column.number);
+                changed = true;
+            }
+        }
+    };
+    propagate();
+
+    // 6. Columns that hold a guarded relation's whole rows: of its row type, or of a type that
+    // holds that (an array, a domain, a composite type's attribute), to a fixed point with 2-3:
+    // `CREATE TABLE users_history (old users)` reads as users (review 99).
     for (bool changed = true; changed;) {
         changed = false;
-        for (const auto& edge : catalog.inheritance) {
-            const auto* parent = catalog.relation(edge.parent);
-            const auto* child = catalog.relation(edge.child);
-            if (parent == nullptr || child == nullptr) continue;
-            // Down: a partition or child holds the parent's rows. Up: reading the parent reads
-            // its partitions' and children's rows too.
-            if (guarded.contains(parent->oid))
-                changed = guard_same_names(*parent, *child, parent->kind == 'p' ? "partition" : "inheritance child") ||
-                          changed;
-            if (guarded.contains(child->oid))
-                changed = guard_same_names(*child, *parent, parent->kind == 'p' ? "partitioned table" : "inheritance parent") ||
-                          changed;
+        std::unordered_map<std::uint32_t, const CatalogRelation*> held;  // type -> the guarded relation
+        for (const auto& [oid, guard] : guarded)
+            if (const auto* relation = catalog.relation(oid); relation != nullptr && !guard.numbers.empty())
+                held.emplace(relation->row_type, relation);
+        for (bool grew = true; grew;) {
+            grew = false;
+            for (const auto& link : catalog.type_links)
+                if (const auto at = held.find(link.holds); at != held.end() && !held.contains(link.type))
+                    grew = held.emplace(link.type, at->second).second || grew;
         }
-        for (const auto& dependency : catalog.view_dependencies) {
-            const auto* view = catalog.relation(dependency.view);
-            // pg_catalog's views (pg_stats on pg_statistic) are guarded by name, column by column.
-            if (view == nullptr || view->schema == "pg_catalog") continue;
-            if (const auto at = guarded.find(view->oid); at != guarded.end() && at->second.whole) continue;
-            const auto source_at = guarded.find(dependency.relation);
-            if (source_at == guarded.end() || source_at->second.numbers.empty()) continue;
-            // PostgreSQL records a whole-relation dependency only for a relation none of whose
-            // columns the view names: `SELECT u.id, row_to_json(u) FROM users u` depends on id
-            // alone. So any dependency on a guarded relation asks whether the view reads whole rows.
-            const bool reads = (dependency.column != 0 && (source_at->second.whole ||
-                                                           source_at->second.numbers.contains(dependency.column))) ||
-                               reads_whole_rows(*view);
-            if (!reads) continue;
-            const Guard source = source_at->second;
-            auto& guard = guarded[view->oid];
-            guard.root = source.root;
-            guard.origin = fmt::format("{} (through {} {})", source.root, kind_word(view->kind), qualified(*view));
-            guard.always_deny = guard.always_deny || source.always_deny;
-            guard.whole = true;
-            for (const auto& column : view->columns) guard.numbers.insert(column.number);
-            changed = true;
+        for (const auto& relation : catalog.relations) {
+            for (const auto& column : relation.columns) {
+                const auto at = held.find(column.type_oid);
+                if (at == held.end()) continue;
+                auto& guard = guarded[relation.oid];
+                if (guard.root.empty()) {
+                    const Guard& source = guarded.at(at->second->oid);
+                    guard.root = source.root;
+                    guard.origin = fmt::format("{} (through column {}.{} of its row type)", source.root,
+                                               qualified(relation), column.name);
+                    guard.always_deny = source.always_deny;
+                }
+                changed = guard.numbers.insert(column.number).second || changed;
+            }
         }
+        if (changed) propagate();
     }
 
     // The set, in a stable order (schema, name).

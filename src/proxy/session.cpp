@@ -331,6 +331,13 @@ awaitable<bool> Session::read_startup() {
             co_return false;
         }
         if (step.kind == StartupStep::Kind::refuse) {
+            if (!step.audit_reason.empty()) {
+                GateVerdict audit;
+                audit.write_audit = [gate = shared_.gate, context = context_, reason = step.audit_reason] {
+                    return gate->audit_auth_event(context, "login_refused", reason);
+                };
+                co_await settle_audit_elsewhere(audit);
+            }
             co_await send_to_client(std::move(step.reply));
             co_return false;
         }

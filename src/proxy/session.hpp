@@ -66,7 +66,9 @@ struct ServerShared {
     // Database work of in-band commands (a proposal's proof may run for minutes): each login in
     // turn, and none on more than two of the four threads, so others always find one.
     FairPool blocking_pool{4, 2};
-    FairPool analysis_pool{2};  // analyses too slow for an I/O thread (long new texts), each role in turn
+    // Analyses too slow for an I/O thread (long new texts), each role in turn and on one thread at
+    // most: another role always finds the other free (review 101: one login held both for minutes).
+    FairPool analysis_pool{2, 1};
     boost::asio::thread_pool audit_pool{4};     // audit lines that wait for fsync (group commit batches them)
     CancelRegistry cancel_registry;
     BufferBudget held_messages;  // whole messages held for inspection (a client's, a result row), by all sessions

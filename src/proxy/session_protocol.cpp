@@ -14,6 +14,7 @@
 #include "pgrail/protocol/sqlstate.hpp"
 #include "pgrail/proxy/audit_budget.hpp"
 #include "pgrail/proxy/inband_relations.hpp"
+#include "log_budget.hpp"
 #include "pgrail/sql/analyzer.hpp"
 
 namespace pgrail::proxy {
@@ -157,8 +158,10 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
     };
     const auto parsed = protocol::parse_startup_packet(packet);
     if (!parsed) {
-        spdlog::warn("session {}: malformed startup packet from {} ({})", context_.session_id, context_.client_address,
-                     protocol::hex_dump(packet));
+        // Anyone who reaches the port sends this: budgeted (review 100: 3.5 MB in 3 s from a loop).
+        if (const auto more = unauthenticated_log_budget().take())
+            spdlog::warn("session {}: malformed startup packet from {} ({}){}", context_.session_id,
+                         context_.client_address, protocol::hex_dump(packet), *more);
         return refuse(sqlstate::protocol_violation, "invalid startup packet layout: expected terminator as last byte");
     }
     switch (parsed->kind) {
@@ -208,8 +211,10 @@ StartupStep SessionProtocol::on_startup_packet(std::string packet) {
     context_.application_name = parsed->parameter("application_name");
     if (tls_required_ && !tls_in_use_) {
         // PostgreSQL's words for a client that reaches only `hostssl` lines without TLS.
-        spdlog::warn("session {}: refused a connection from {} without TLS (tls.client.mode require)",
-                     context_.session_id, context_.client_address);
+        if (const auto more = unauthenticated_log_budget().take())
+            spdlog::warn("session {}: refused a connection from {} without TLS (tls.client.mode require){}",
+                         context_.session_id, context_.client_address, *more);
+        step.audit_reason = "a connection without TLS (tls.client.mode require)";
         return refuse(sqlstate::invalid_authorization_specification,
                       fmt::format("no pg_hba.conf entry for host \"{}\", user \"{}\", database \"{}\", no encryption",
                                   context_.client_address, context_.user, context_.database));

@@ -73,6 +73,9 @@ struct StartupStep {
     Kind kind = Kind::refuse;
     std::string reply;
     protocol::BackendKey cancel_key{};
+    // refuse: the policy's reason, audited as a refused login before the reply goes out (empty:
+    // a malformed packet, which is no login).
+    std::string audit_reason;
 };
 
 // The statement a Query or Parse carries, parsed once (views into the frame).

@@ -604,11 +604,36 @@ bool contains_node(const json& value, std::string_view type, std::size_t depth =
     return false;
 }
 
-// MERGE ... ON <constant> WHEN MATCHED THEN UPDATE / DELETE, the action without AND <condition>:
-// every row of the target is matched, as by an UPDATE or DELETE without WHERE. (The ON condition
-// is MERGE's WHERE: one that reads any column selects rows, as any WHERE does for UPDATE.)
+// Whether `value` holds a column reference qualified with `target` (`t.id`, `s.t.id`).
+bool names_target_column(const json& value, std::string_view target, std::size_t depth = 0) {
+    if (depth > max_json_depth) return false;  // too deep to tell: as naming none
+    if (value.is_array()) {
+        for (const json item : value)
+            if (names_target_column(item, target, depth + 1)) return true;
+        return false;
+    }
+    if (!value.is_object()) return false;
+    for (const json field : value) {
+        if (field.key() == "ColumnRef") {
+            const auto names = names_of(child(field, "fields"));
+            if (names.size() >= 2 && names[names.size() - 2] == target) return true;
+        } else if (field.is_structured() && names_target_column(field, target, depth + 1)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// MERGE ... ON <condition on no column of the target> WHEN MATCHED THEN UPDATE / DELETE, the
+// action without AND <condition>: every row of the target is matched, as by an UPDATE or DELETE
+// without WHERE. The ON condition is MERGE's WHERE when it reads a column of the target, named
+// with the target's name or alias (`ON s.k = 1` reads the source's only, review 99; an unqualified
+// name may be either's).
 bool merge_changes_every_row(const json& merge) {
-    if (contains_node(child(merge, "joinCondition"), "ColumnRef")) return false;
+    const json target = child(merge, "relation");
+    const json alias = child(target, "alias");
+    const std::string_view name = alias.valid() ? str(alias, "aliasname") : str(target, "relname");
+    if (names_target_column(child(merge, "joinCondition"), name)) return false;
     for (const json clause : child(merge, "mergeWhenClauses")) {
         const auto node = node_of(clause);
         if (!node || node->first != "MergeWhenClause" || !boolean(node->second, "matched")) continue;
@@ -618,9 +643,45 @@ bool merge_changes_every_row(const json& merge) {
     return false;
 }
 
+// Functions of one value per call that upserts' VALUES lists call (ORMs' timestamps, keys and
+// JSON): any other call may return a set (unnest, generate_series, a function of the database's),
+// and PostgreSQL makes a row of each of its elements.
+constexpr std::array<std::string_view, 22> single_value_functions = {
+    "now",         "clock_timestamp", "statement_timestamp", "transaction_timestamp", "timezone",
+    "gen_random_uuid", "uuid_generate_v4", "nextval",       "currval",               "lower",
+    "upper",       "btrim",           "concat",              "md5",                   "to_jsonb",
+    "to_json",     "jsonb_build_object", "json_build_object", "jsonb_build_array",    "json_build_array",
+    "to_timestamp", "random",
+};
+
+// Whether an expression of a VALUES list may return more than one row: a call of a function not
+// known to return one value, outside a subquery (a scalar subquery is one value or an error).
+bool may_return_rows(const json& value, std::size_t depth = 0) {
+    if (depth > max_json_depth) return true;  // too deep to tell: assume it may
+    if (value.is_array()) {
+        for (const json item : value)
+            if (may_return_rows(item, depth + 1)) return true;
+        return false;
+    }
+    if (!value.is_object()) return false;
+    for (const json field : value) {
+        if (field.key() == "SubLink") continue;
+        if (field.key() == "FuncCall") {
+            const auto names = names_of(child(field, "funcname"));
+            const bool known = !names.empty() && (names.size() == 1 || names.front() == "pg_catalog") &&
+                               std::find(single_value_functions.begin(), single_value_functions.end(),
+                                         names.back()) != single_value_functions.end();
+            if (!known) return true;
+        }
+        if (field.is_structured() && may_return_rows(field, depth + 1)) return true;
+    }
+    return false;
+}
+
 // INSERT ... SELECT ... ON CONFLICT DO UPDATE without WHERE updates every existing row the
 // query's rows collide with, which may be all of them (INSERT INTO t SELECT * FROM t ...); a
-// VALUES list bounds the rows it can touch to its own rows, as a WHERE on a key would.
+// VALUES list bounds the rows it can touch to its own rows, as a WHERE on a key would, unless a
+// value of it is a set (`VALUES (unnest(ARRAY(SELECT id FROM t)), ...)`, review 99).
 bool upsert_changes_every_row(const json& insert) {
     const json conflict = insert.find("onConflictClause");
     if (!conflict.valid() || str(conflict, "action") != "ONCONFLICT_UPDATE" || conflict.contains("whereClause")) {
@@ -628,7 +689,8 @@ bool upsert_changes_every_row(const json& insert) {
     }
     const auto source = node_of(child(insert, "selectStmt"));
     if (!source) return false;  // DEFAULT VALUES: one row
-    return !(source->first == "SelectStmt" && source->second.contains("valuesLists"));
+    if (source->first != "SelectStmt" || !source->second.contains("valuesLists")) return true;
+    return may_return_rows(child(source->second, "valuesLists"));
 }
 
 // Whether EXPLAIN runs its statement. PostgreSQL 15 takes each ANALYZE option in turn, the last
@@ -1428,6 +1490,51 @@ private:
         }
     }
 
+    void changes_every_row(std::string_view command) {
+        if (!out_.flags.update_or_delete_without_where) out_.flags.every_row_command = command;
+        out_.flags.update_or_delete_without_where = true;
+    }
+
+    // The columns a target list stores values in (INSERT's column list, UPDATE's and DO UPDATE's
+    // SET, MERGE's actions); every column when an INSERT names none.
+    void add_written_columns(const json& targets, const Scope& scope, bool every_when_none) {
+        bool any = false;
+        for (const json item : targets) {
+            const auto target = node_of(item);
+            if (!target || target->first != "ResTarget") continue;
+            out_.column_reads.push_back(read_of(ColumnRead::Kind::written, str(target->second, "name"), scope));
+            any = true;
+        }
+        if (!any && every_when_none) out_.column_reads.push_back(read_of(ColumnRead::Kind::written, "*", scope));
+    }
+
+    void on_written_columns(std::string_view type, const json& body, const Scope& scope) {
+        if (is(type, "InsertStmt")) {
+            add_written_columns(child(body, "cols"), scope, true);
+            add_written_columns(child(child(body, "onConflictClause"), "targetList"), scope, false);
+        } else if (is(type, "UpdateStmt")) {
+            add_written_columns(child(body, "targetList"), scope, false);
+        } else if (is(type, "MergeStmt")) {
+            for (const json item : child(body, "mergeWhenClauses")) {
+                const auto clause = node_of(item);
+                if (!clause || clause->first != "MergeWhenClause") continue;
+                const std::string_view command = str(clause->second, "commandType");
+                // (INSERT DEFAULT VALUES stores the defaults: no value of the statement's.)
+                if (command == "CMD_UPDATE" || command == "CMD_INSERT")
+                    add_written_columns(child(clause->second, "targetList"), scope,
+                                        command == "CMD_INSERT" && !child(clause->second, "values").empty());
+            }
+        } else if (is(type, "CopyStmt") && boolean(body, "is_from")) {
+            const json columns = child(body, "attlist");
+            for (const json item : columns) {
+                const auto name = node_of(item);
+                if (name && name->first == "String")
+                    out_.column_reads.push_back(read_of(ColumnRead::Kind::written, str(name->second, "sval"), scope));
+            }
+            if (columns.empty()) out_.column_reads.push_back(read_of(ColumnRead::Kind::written, "*", scope));
+        }
+    }
+
     // ON CONFLICT (columns): which rows conflict depends on the stored values of those columns.
     void on_conflict_target(const json& clause, const Scope& scope) {
         // ON CONFLICT ON CONSTRAINT name: the constraint's columns, which pgrail cannot name, are
@@ -1487,15 +1594,17 @@ private:
 
     void on_node(std::string_view type, const json& body, Scope& scope) {
         on_column_source(type, body, scope);
+        if (type.ends_with("Stmt")) on_written_columns(type, body, scope);
         if (is(type, "ParamRef")) ++parameter_uses_[body.find("number").integer()];
         if (is(type, "FuncCall")) {
             on_function(body);
         } else if (is(type, "UpdateStmt") || is(type, "DeleteStmt")) {
-            if (scope.effects && !body.contains("whereClause")) out_.flags.update_or_delete_without_where = true;
+            if (scope.effects && !body.contains("whereClause"))
+                changes_every_row(is(type, "UpdateStmt") ? "UPDATE" : "DELETE");
         } else if (is(type, "MergeStmt")) {
-            if (scope.effects && merge_changes_every_row(body)) out_.flags.update_or_delete_without_where = true;
+            if (scope.effects && merge_changes_every_row(body)) changes_every_row("MERGE");
         } else if (is(type, "InsertStmt")) {
-            if (scope.effects && upsert_changes_every_row(body)) out_.flags.update_or_delete_without_where = true;
+            if (scope.effects && upsert_changes_every_row(body)) changes_every_row("INSERT");
         } else if (is(type, "CommonTableExpr")) {
             cte_names_.emplace_back(str(body, "ctename"));
             const auto query = node_of(child(body, "ctequery"));

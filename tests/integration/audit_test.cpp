@@ -246,6 +246,20 @@ TEST_CASE("a full disk: refusals and reads fail closed, no migration runs unreco
         if (scalar(owner.get(), "SELECT to_regclass('pgrail.schema_migrations') IS NOT NULL") == "t")
             CHECK(scalar(owner.get(), "SELECT count(*) FROM pgrail.schema_migrations") == "0");
     }
+    // A proposal is recorded before its audit line: the client hears that it is, not that nothing
+    // ran (review 100: answered 58030 "not run" while the ledger held it, later approved and applied).
+    {
+        (void)run(admin().get(), "ALTER ROLE app_owner CREATEDB");
+        const AdminAtExit no_createdb("ALTER ROLE app_owner NOCREATEDB");
+        Result proposed(PQexec(agent.get(), "SELECT * FROM pgrail.propose_migration('full_disk_note', "
+                                            "'CREATE TABLE full_disk_notes (id int)', 'DROP TABLE full_disk_notes')"));
+        REQUIRE(PQresultStatus(proposed.get()) == PGRES_FATAL_ERROR);
+        CHECK(std::string(PQresultErrorField(proposed.get(), PG_DIAG_SQLSTATE)) == "58030");
+        CHECK_THAT(PQresultErrorField(proposed.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::Contains("is recorded"));
+        Conn owner(PQconnectdb(proxy.db.conninfo_for("app_owner").c_str()));
+        CHECK(scalar(owner.get(), "SELECT count(*) FROM pgrail.migration_proposals WHERE name = 'full_disk_note'") ==
+              "1");
+    }
     // The session goes on: what needs no audit line still runs.
     CHECK(scalar(agent.get(), "SELECT count(*) FROM profiles") == "4");
 

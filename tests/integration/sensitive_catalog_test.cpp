@@ -51,6 +51,12 @@ CREATE FUNCTION public.all_users() RETURNS SETOF public.users LANGUAGE sql AS 'S
 CREATE FUNCTION public.one_token() RETURNS public.api_tokens LANGUAGE sql AS 'SELECT * FROM public.api_tokens LIMIT 1';
 CREATE FUNCTION public.user_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM public.users';
 ALTER TABLE public.people DROP COLUMN id;
+-- Columns that hold users' whole rows (review 99: SELECT (old).password_hash read them).
+CREATE TABLE public.users_history (changed_at timestamptz, old public.users);
+CREATE DOMAIN public.user_row AS public.users;
+CREATE TYPE public.wrapped AS (who public.users, note text);
+CREATE TABLE public.user_batches (id int, rows public.users[], one public.user_row, w public.wrapped[]);
+CREATE VIEW public.v_history AS SELECT changed_at, (old).id AS user_id FROM public.users_history;
 )sql";
 
 struct Fixture {
@@ -234,6 +240,13 @@ TEST_CASE("resolve_sensitive: tables, partitions, inheritance, views, matviews, 
         CHECK(relation_named(set, "public", "mv_hashes")->kind == 'm');
         CHECK_FALSE(by_name.contains("public.v_safe"));
         CHECK_FALSE(by_name.contains("public.v_on_safe"));
+        // Columns of users' row type, an array of it, a domain over it, a composite type holding it.
+        CHECK(by_name.at("public.users_history") == names{"old"});
+        CHECK(relation_named(set, "public", "users_history")->origin ==
+              "public.users (through column public.users_history.old of its row type)");
+        CHECK(by_name.at("public.user_batches") == names{"rows", "one", "w"});
+        // ... and a view that reads such a column.
+        CHECK(by_name.at("public.v_history") == names{"changed_at", "user_id"});
         // The pg_catalog sample values: always refused; a view reading them too.
         CHECK(by_name.at("pg_catalog.pg_stats") == names{"most_common_vals", "histogram_bounds", "most_common_elems"});
         CHECK(by_name.at("pg_catalog.pg_stats_ext") == names{"most_common_vals"});

@@ -57,6 +57,13 @@ struct CatalogRowFunction {
     std::uint32_t row_type = 0;
 };
 
+// A type that holds values of another whole: an array of its elements, a domain over its base
+// type, a composite type's attribute (a column of type `users` holds users' rows).
+struct CatalogTypeLink {
+    std::uint32_t type = 0;
+    std::uint32_t holds = 0;
+};
+
 // One database's catalog as pgrail reads it. Plain data, immutable once loaded.
 struct CatalogSnapshot {
     std::string database;
@@ -66,6 +73,7 @@ struct CatalogSnapshot {
     std::vector<CatalogInheritance> inheritance;
     std::vector<CatalogViewDependency> view_dependencies;
     std::vector<CatalogRowFunction> row_functions;
+    std::vector<CatalogTypeLink> type_links;
     std::uint64_t version = 0;  // process-wide increasing: a later load has a larger version
     std::chrono::system_clock::time_point loaded_at;
 
@@ -83,7 +91,8 @@ struct CatalogSnapshot {
 // name), every view and materialized view that reads a guarded column, or reads anything of a
 // guarded relation where policy::may_read_whole_rows says its definition may read whole rows
 // (all of such a view's columns are guarded, to a fixed point: views on views), the functions
-// that return a guarded relation's row type, and (whenever `patterns` is not empty) the sample
+// that return a guarded relation's row type, every column whose type holds such a row type (a
+// column of type `users`, `users[]` or a domain over it: review 99), and (whenever `patterns` is not empty) the sample
 // values of pg_stats, pg_stats_ext, pg_stats_ext_exprs, pg_statistic and pg_statistic_ext_data
 // (always_deny). Empty patterns: an empty set.
 [[nodiscard]] policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog,

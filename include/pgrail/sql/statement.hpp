@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pgrail/sql/pgrail_command.hpp"
@@ -48,6 +49,9 @@ enum class CopyDirection { none, from, to };
 
 struct StatementFlags {
     bool update_or_delete_without_where = false;  // anywhere: CTEs, PREPARE, EXPLAIN ANALYZE
+    // The first such change's own command (it may be a CTE's): "UPDATE", "DELETE", "MERGE" or
+    // "INSERT" (ON CONFLICT DO UPDATE); empty when none.
+    std::string_view every_row_command;
     bool data_modifying_cte = false;
     bool select_into = false;             // SELECT ... INTO creates a table
     bool create_table_as = false;
@@ -158,6 +162,8 @@ struct ColumnRead {
         natural,   // NATURAL JOIN: compares every column its two sides share
         position,  // ORDER BY, GROUP BY or DISTINCT ON by output position, in the outermost SELECT
                    // (`name` the position; "*" for a plain DISTINCT, which compares every one)
+        written,   // a column INSERT, UPDATE, ON CONFLICT DO UPDATE, MERGE or COPY FROM stores a value
+                   // in ("*": every column of the query's target, for a statement without a column list)
     };
     Kind kind = Kind::column;
     std::string qualifier;  // the relation or alias right before the name; empty when none
