@@ -797,6 +797,14 @@ awaitable<void> Session::client_to_server() {
                 spdlog::info("session {}: the reloaded policy decides this session's statements otherwise: the "
                              "session ends",
                              context_.session_id);
+                // Its next message is not run: audited as a refusal is, before the client hears it.
+                GateVerdict audit;
+                audit.write_audit = [gate = shared_.gate, context = context_] {
+                    return gate->audit_auth_event(context, "session_ended",
+                                                  "the policy was reloaded and decides this session's statements "
+                                                  "otherwise");
+                };
+                co_await settle_audit_elsewhere(audit);
                 end_session(sqlstate::admin_shutdown,
                             "pgrail: the policy was reloaded and decides this session's statements otherwise now; "
                             "connect again to continue under it (a transaction still open is rolled back; "

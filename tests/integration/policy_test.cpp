@@ -358,6 +358,10 @@ TEST_CASE("a reload that changes a session's rule ends it if it holds what the o
     CHECK(PQstatus(plain.get()) == CONNECTION_OK);
     CHECK(scalar(owner.get(), "EXECUTE look") == "2");
     CHECK(PQstatus(owner.get()) == CONNECTION_OK);
+    // Each session the reload ended is on record (review 100: in pgrail's log only).
+    std::size_t ended = 0;
+    for (const auto& line : proxy.audit_lines()) ended += line.value("event", "") == "session_ended";
+    CHECK(ended == 5);
 }
 
 TEST_CASE("a burst of 10,000 refusals from 20 sessions gives exactly 10,000 audit lines", "[policy][audit]") {
