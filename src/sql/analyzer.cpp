@@ -588,40 +588,37 @@ constexpr RoleFields role_fields = [] {
     return fields;
 }();
 
-// Whether a node below `value` is of type `type` (bounded like every walk).
-bool contains_node(const json& value, std::string_view type, std::size_t depth = 0) {
-    if (depth > max_json_depth) return true;  // too deep to tell: assume it does
+// What a search below a node makes of one field: found, not it (look inside), or not inside.
+enum class NodeMatch : std::uint8_t { found, descend, skip };
+
+// Whether `match(key, field)` finds a field below `value` (bounded like every walk: deeper than
+// max_json_depth, the answer is `too_deep`).
+template <typename Match>
+bool any_node(const json& value, const Match& match, bool too_deep, std::size_t depth = 0) {
+    if (depth > max_json_depth) return too_deep;
     if (value.is_array()) {
         for (const json item : value)
-            if (contains_node(item, type, depth + 1)) return true;
+            if (any_node(item, match, too_deep, depth + 1)) return true;
         return false;
     }
     if (!value.is_object()) return false;
     for (const json field : value) {
-        if (field.key() == type) return true;
-        if (field.is_structured() && contains_node(field, type, depth + 1)) return true;
+        const NodeMatch verdict = match(field.key(), field);
+        if (verdict == NodeMatch::found) return true;
+        if (verdict == NodeMatch::descend && field.is_structured() && any_node(field, match, too_deep, depth + 1))
+            return true;
     }
     return false;
 }
 
-// Whether `value` holds a column reference qualified with `target` (`t.id`, `s.t.id`).
-bool names_target_column(const json& value, std::string_view target, std::size_t depth = 0) {
-    if (depth > max_json_depth) return false;  // too deep to tell: as naming none
-    if (value.is_array()) {
-        for (const json item : value)
-            if (names_target_column(item, target, depth + 1)) return true;
-        return false;
-    }
-    if (!value.is_object()) return false;
-    for (const json field : value) {
-        if (field.key() == "ColumnRef") {
-            const auto names = names_of(child(field, "fields"));
-            if (names.size() >= 2 && names[names.size() - 2] == target) return true;
-        } else if (field.is_structured() && names_target_column(field, target, depth + 1)) {
-            return true;
-        }
-    }
-    return false;
+// Whether `value` holds a column reference qualified with `target` (`t.id`, `s.t.id`; too deep
+// to tell: as naming none).
+bool names_target_column(const json& value, std::string_view target) {
+    return any_node(value, [target](std::string_view key, const json& field) {
+        if (key != "ColumnRef") return NodeMatch::descend;
+        const auto names = names_of(child(field, "fields"));
+        return names.size() >= 2 && names[names.size() - 2] == target ? NodeMatch::found : NodeMatch::skip;
+    }, false);
 }
 
 // MERGE ... ON <condition on no column of the target> WHEN MATCHED THEN UPDATE / DELETE, the
@@ -655,27 +652,18 @@ constexpr std::array<std::string_view, 22> single_value_functions = {
 };
 
 // Whether an expression of a VALUES list may return more than one row: a call of a function not
-// known to return one value, outside a subquery (a scalar subquery is one value or an error).
-bool may_return_rows(const json& value, std::size_t depth = 0) {
-    if (depth > max_json_depth) return true;  // too deep to tell: assume it may
-    if (value.is_array()) {
-        for (const json item : value)
-            if (may_return_rows(item, depth + 1)) return true;
-        return false;
-    }
-    if (!value.is_object()) return false;
-    for (const json field : value) {
-        if (field.key() == "SubLink") continue;
-        if (field.key() == "FuncCall") {
-            const auto names = names_of(child(field, "funcname"));
-            const bool known = !names.empty() && (names.size() == 1 || names.front() == "pg_catalog") &&
-                               std::find(single_value_functions.begin(), single_value_functions.end(),
-                                         names.back()) != single_value_functions.end();
-            if (!known) return true;
-        }
-        if (field.is_structured() && may_return_rows(field, depth + 1)) return true;
-    }
-    return false;
+// known to return one value, outside a subquery (a scalar subquery is one value or an error; too
+// deep to tell: assume it may).
+bool may_return_rows(const json& value) {
+    return any_node(value, [](std::string_view key, const json& field) {
+        if (key == "SubLink") return NodeMatch::skip;
+        if (key != "FuncCall") return NodeMatch::descend;
+        const auto names = names_of(child(field, "funcname"));
+        const bool known = !names.empty() && (names.size() == 1 || names.front() == "pg_catalog") &&
+                           std::find(single_value_functions.begin(), single_value_functions.end(), names.back()) !=
+                               single_value_functions.end();
+        return known ? NodeMatch::descend : NodeMatch::found;  // (a known call's arguments may be sets)
+    }, true);
 }
 
 // INSERT ... SELECT ... ON CONFLICT DO UPDATE without WHERE updates every existing row the
