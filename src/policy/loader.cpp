@@ -223,6 +223,11 @@ private:
         if (const auto& users = node["users"]) match.users = one_or_more(users, "users");
         if (const auto& identities = node["identities"]) match.identities = one_or_more(identities, "identities");
         if (const auto& databases = node["databases"]) match.databases = one_or_more(databases, "databases");
+        for (const char* key : {"users", "databases"}) {
+            const auto& names = std::string_view(key) == "users" ? match.users : match.databases;
+            for (std::size_t index = 0; index < names.size(); ++index)
+                check_name_lengths(node[key].IsScalar() ? node[key] : node[key][index], names[index], false);
+        }
         if (const auto& apps = node["application_names"]) match.application_names = one_or_more(apps, "application_names");
         if (const auto& clients = node["clients"]) {
             const auto texts = one_or_more(clients, "clients");
@@ -461,17 +466,22 @@ private:
         return guards;
     }
 
-    // PostgreSQL cuts an identifier to 63 bytes: a longer name in the policy would never equal the
-    // database's (review 99: a read-only table named in 70 characters took writes). Globs aside.
-    void check_name_lengths(const YAML::Node& node, const std::string& text) const {
+    // PostgreSQL cuts an identifier to 63 bytes (at a character's start): a longer name in the
+    // policy would never equal the database's (review 99: a read-only table named in 70 characters
+    // took writes; review 102: a rule's 70-byte user never matched). Globs aside. `qualified`:
+    // each dot-separated part is an identifier (a role's or database's name is one whole).
+    void check_name_lengths(const YAML::Node& node, const std::string& text, bool qualified = true) const {
         std::size_t start = 0;
         while (start <= text.size()) {
-            const auto dot = std::min(text.find('.', start), text.size());
+            const auto dot = qualified ? std::min(text.find('.', start), text.size()) : text.size();
             const std::string_view part = std::string_view(text).substr(start, dot - start);
-            if (part.size() > 63 && part.find_first_of("*?[") == std::string_view::npos)
+            if (part.size() > 63 && part.find_first_of("*?[") == std::string_view::npos) {
+                std::size_t kept = 63;
+                while (kept > 0 && (static_cast<unsigned char>(part[kept]) & 0xC0) == 0x80) --kept;
                 reader_.fail(node, fmt::format("'{}' names an identifier of {} bytes: PostgreSQL cuts identifiers to "
                                                "63 bytes, so the database's name is '{}'; write that",
-                                               text, part.size(), part.substr(0, 63)));
+                                               text, part.size(), part.substr(0, kept)));
+            }
             start = dot + 1;
         }
     }

@@ -276,9 +276,11 @@ private:
             case ColumnRead::Kind::position:
                 break;  // on_reference_to_output
             case ColumnRead::Kind::written:
-                if (read.name == "*") {
+                if (read.name == "*") {  // every column of the target the qualifier names
                     for (const Present& present : present_)
-                        if (!present.through_function && present.range->level == read.level)
+                        if (!present.through_function && present.range->level == read.level &&
+                            (read.qualifier.empty() || read.qualifier == present.range->name ||
+                             read.qualifier == present.range->alias))
                             for (const auto& column : present.relation->columns) refuse_write(present, column);
                 } else if (const auto it = names_.find(read.name); it != names_.end()) {
                     for (const Present* present : it->second) refuse_write(*present, read.name);

@@ -413,10 +413,13 @@ void advise_temporary_drop(policy::Decision& decision, const sql::Analysis& anal
     std::vector<std::string> temporary = session.temporary_relations;
     for (std::size_t index = 0; index < decision.statement_index; ++index)
         add_temporary_relations(analysis.statements[index], temporary);
+    static constexpr std::array<std::string_view, 5> relation_kinds = {"table", "view", "materialized view",
+                                                                         "sequence", "index"};
     std::vector<std::string> qualified;
     for (const auto& object : statement.objects) {
         if (object.role != sql::ObjectRole::dropped) continue;
-        if (!object.schema.empty() || std::find(temporary.begin(), temporary.end(), object.name) == temporary.end())
+        if (!object.schema.empty() || std::find(temporary.begin(), temporary.end(), object.name) == temporary.end() ||
+            std::find(relation_kinds.begin(), relation_kinds.end(), object.kind) == relation_kinds.end())
             return;
         qualified.push_back(sql::quote_qualified("pg_temp", object.name));
     }
@@ -426,7 +429,9 @@ void advise_temporary_drop(policy::Decision& decision, const sql::Analysis& anal
                                    "temporary one this session made, name it {}",
                                    statement.tag, names);
     decision.hint = fmt::format("Send {} {}. pgrail cannot tell whether the temporary relation still exists (a "
-                                "rollback or DISCARD TEMP ends it, and the unqualified name then reaches the schema's).",
+                                "rollback, DISCARD TEMP or a drop ends it, and the unqualified name then reaches the "
+                                "schema's). A permanent relation is dropped only through a migration: "
+                                "pgrail.propose_migration(name, up_sql, down_sql).",
                                 statement.tag, names);
 }
 

@@ -164,10 +164,12 @@ CatalogSnapshot load_catalog(const std::string& conninfo, const std::string& dat
                  relation_filter)))
             snapshot.row_functions.push_back(
                 {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::uint32_t>()});
-        // Arrays, domains and composite types (CREATE TYPE ... AS) over the types of user relations.
+        // Arrays, domains, ranges, multiranges and composite types (CREATE TYPE ... AS) over other types.
         for (const auto& row : tx.exec(
                  "SELECT t.oid, t.typelem FROM pg_type t WHERE t.typelem <> 0 AND t.typsubscript <> 0 "
                  "UNION ALL SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.typtype = 'd' "
+                 "UNION ALL SELECT r.rngtypid, r.rngsubtype FROM pg_range r "
+                 "UNION ALL SELECT r.rngmultitypid, r.rngtypid FROM pg_range r "
                  "UNION ALL SELECT c.reltype, a.atttypid FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
                  "WHERE c.relkind = 'c' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2"))
             snapshot.type_links.push_back({row[0].as<std::uint32_t>(), row[1].as<std::uint32_t>()});

@@ -643,20 +643,32 @@ bool merge_changes_every_row(const json& merge) {
 // Functions of one value per call that upserts' VALUES lists call (ORMs' timestamps, keys and
 // JSON): any other call may return a set (unnest, generate_series, a function of the database's),
 // and PostgreSQL makes a row of each of its elements.
-constexpr std::array<std::string_view, 22> single_value_functions = {
-    "now",         "clock_timestamp", "statement_timestamp", "transaction_timestamp", "timezone",
-    "gen_random_uuid", "uuid_generate_v4", "nextval",       "currval",               "lower",
-    "upper",       "btrim",           "concat",              "md5",                   "to_jsonb",
-    "to_json",     "jsonb_build_object", "json_build_object", "jsonb_build_array",    "json_build_array",
-    "to_timestamp", "random",
+constexpr std::array<std::string_view, 60> single_value_functions = {
+    "now", "clock_timestamp", "statement_timestamp", "transaction_timestamp", "timezone", "date_trunc",
+    "date_part", "extract", "make_interval", "make_date", "make_timestamp", "make_timestamptz", "age",
+    "to_timestamp", "to_date", "to_char", "to_number", "gen_random_uuid", "uuid_generate_v4", "nextval",
+    "currval", "setval", "random", "lower", "upper", "btrim", "ltrim", "rtrim", "trim", "concat",
+    "concat_ws", "length", "char_length", "substring", "substr", "replace", "left", "right", "lpad",
+    "rpad", "format", "md5", "encode", "decode", "to_tsvector", "to_jsonb", "to_json", "jsonb_build_object",
+    "json_build_object", "jsonb_build_array", "json_build_array", "jsonb_set", "array_to_string",
+    "string_to_array", "array_append", "array_length", "abs", "round", "floor", "ceil",
 };
 
 // Whether an expression of a VALUES list may return more than one row: a call of a function not
-// known to return one value, outside a subquery (a scalar subquery is one value or an error; too
-// deep to tell: assume it may).
+// known to return one value (by name: an overload of the database's with another signature may
+// return a set, docs/policy.md), in attribute notation too, outside a subquery (a scalar subquery
+// is one value or an error; too deep to tell: assume it may).
 bool may_return_rows(const json& value) {
     return any_node(value, [](std::string_view key, const json& field) {
         if (key == "SubLink") return NodeMatch::skip;
+        // `(x).f` is f(x) where x has no field f: `(ARRAY[...]).unnest` is a set (review 102).
+        if (key == "A_Indirection") {
+            for (const json item : child(field, "indirection")) {
+                const auto selected = node_of(item);
+                if (selected && selected->first == "String") return NodeMatch::found;
+            }
+            return NodeMatch::descend;
+        }
         if (key != "FuncCall") return NodeMatch::descend;
         const auto names = names_of(child(field, "funcname"));
         const bool known = !names.empty() && (names.size() == 1 || names.front() == "pg_catalog") &&
@@ -1485,7 +1497,8 @@ private:
 
     // The columns a target list stores values in (INSERT's column list, UPDATE's and DO UPDATE's
     // SET, MERGE's actions); every column when an INSERT names none.
-    void add_written_columns(const json& targets, const Scope& scope, bool every_when_none) {
+    // `relation`: the statement's target (RangeVar), whose name or alias qualifies "*".
+    void add_written_columns(const json& targets, const Scope& scope, bool every_when_none, const json& relation) {
         bool any = false;
         for (const json item : targets) {
             const auto target = node_of(item);
@@ -1493,24 +1506,29 @@ private:
             out_.column_reads.push_back(read_of(ColumnRead::Kind::written, str(target->second, "name"), scope));
             any = true;
         }
-        if (!any && every_when_none) out_.column_reads.push_back(read_of(ColumnRead::Kind::written, "*", scope));
+        if (any || !every_when_none) return;
+        ColumnRead every = read_of(ColumnRead::Kind::written, "*", scope);
+        const json alias = child(relation, "alias");
+        every.qualifier = std::string(alias.valid() ? str(alias, "aliasname") : str(relation, "relname"));
+        out_.column_reads.push_back(std::move(every));
     }
 
     void on_written_columns(std::string_view type, const json& body, const Scope& scope) {
+        const json relation = child(body, "relation");
         if (is(type, "InsertStmt")) {
-            add_written_columns(child(body, "cols"), scope, true);
-            add_written_columns(child(child(body, "onConflictClause"), "targetList"), scope, false);
+            // (DEFAULT VALUES stores the defaults: no value of the statement's.)
+            add_written_columns(child(body, "cols"), scope, body.contains("selectStmt"), relation);
+            add_written_columns(child(child(body, "onConflictClause"), "targetList"), scope, false, relation);
         } else if (is(type, "UpdateStmt")) {
-            add_written_columns(child(body, "targetList"), scope, false);
+            add_written_columns(child(body, "targetList"), scope, false, relation);
         } else if (is(type, "MergeStmt")) {
             for (const json item : child(body, "mergeWhenClauses")) {
                 const auto clause = node_of(item);
                 if (!clause || clause->first != "MergeWhenClause") continue;
                 const std::string_view command = str(clause->second, "commandType");
-                // (INSERT DEFAULT VALUES stores the defaults: no value of the statement's.)
                 if (command == "CMD_UPDATE" || command == "CMD_INSERT")
                     add_written_columns(child(clause->second, "targetList"), scope,
-                                        command == "CMD_INSERT" && !child(clause->second, "values").empty());
+                                        command == "CMD_INSERT" && !child(clause->second, "values").empty(), relation);
             }
         } else if (is(type, "CopyStmt") && boolean(body, "is_from")) {
             const json columns = child(body, "attlist");
@@ -1519,7 +1537,7 @@ private:
                 if (name && name->first == "String")
                     out_.column_reads.push_back(read_of(ColumnRead::Kind::written, str(name->second, "sval"), scope));
             }
-            if (columns.empty()) out_.column_reads.push_back(read_of(ColumnRead::Kind::written, "*", scope));
+            if (columns.empty()) add_written_columns(columns, scope, true, relation);
         }
     }
 

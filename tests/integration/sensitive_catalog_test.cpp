@@ -55,7 +55,9 @@ ALTER TABLE public.people DROP COLUMN id;
 CREATE TABLE public.users_history (changed_at timestamptz, old public.users);
 CREATE DOMAIN public.user_row AS public.users;
 CREATE TYPE public.wrapped AS (who public.users, note text);
-CREATE TABLE public.user_batches (id int, rows public.users[], one public.user_row, w public.wrapped[]);
+CREATE TYPE public.user_span AS RANGE (subtype = public.users);
+CREATE TABLE public.user_batches (id int, rows public.users[], one public.user_row, w public.wrapped[],
+                                  span public.user_span);
 CREATE VIEW public.v_history AS SELECT changed_at, (old).id AS user_id FROM public.users_history;
 )sql";
 
@@ -244,7 +246,7 @@ TEST_CASE("resolve_sensitive: tables, partitions, inheritance, views, matviews, 
         CHECK(by_name.at("public.users_history") == names{"old"});
         CHECK(relation_named(set, "public", "users_history")->origin ==
               "public.users (through column public.users_history.old of its row type)");
-        CHECK(by_name.at("public.user_batches") == names{"rows", "one", "w"});
+        CHECK(by_name.at("public.user_batches") == names{"rows", "one", "w", "span"});
         // ... and a view that reads such a column.
         CHECK(by_name.at("public.v_history") == names{"changed_at", "user_id"});
         // The pg_catalog sample values: always refused; a view reading them too.

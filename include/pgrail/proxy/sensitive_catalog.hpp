@@ -58,7 +58,8 @@ struct CatalogRowFunction {
 };
 
 // A type that holds values of another whole: an array of its elements, a domain over its base
-// type, a composite type's attribute (a column of type `users` holds users' rows).
+// type, a range over its subtype (a multirange over its range), a composite type's attribute (a
+// column of type `users` holds users' rows).
 struct CatalogTypeLink {
     std::uint32_t type = 0;
     std::uint32_t holds = 0;

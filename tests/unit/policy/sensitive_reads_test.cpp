@@ -127,6 +127,9 @@ TEST_CASE("sensitive reads: shapes that do not reach a guarded column pass", "[s
         "COPY users (id, name) TO STDOUT",
         "COPY users (id, name) FROM STDIN",
         "MERGE INTO users u USING orders o ON u.id = o.user_id WHEN NOT MATCHED THEN INSERT DEFAULT VALUES",
+        // Defaults only; a guarded relation that is the source, not the target (review 102).
+        "INSERT INTO users DEFAULT VALUES",
+        "MERGE INTO orders o USING users u ON o.user_id = u.id WHEN NOT MATCHED THEN INSERT VALUES (u.id)",
         "INSERT INTO orders VALUES (1, 'x')",
         "SELECT id FROM all_users()",
         "SELECT attname FROM pg_stats",
