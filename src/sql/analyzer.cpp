@@ -678,10 +678,53 @@ bool may_return_rows(const json& value) {
     }, true);
 }
 
+bool only_keys(const json& body, std::initializer_list<std::string_view> allowed);
+
+// A value the statement gives itself: a parameter or a constant, cast or not, or an array of them.
+bool given_value(const json& value, std::size_t depth = 0) {
+    const auto node = node_of(value);
+    if (!node || depth > max_json_depth) return false;
+    if (node->first == "ParamRef" || node->first == "A_Const") return true;
+    if (node->first == "TypeCast") return given_value(child(node->second, "arg"), depth + 1);
+    if (node->first != "A_ArrayExpr") return false;
+    for (const json element : child(node->second, "elements"))
+        if (!given_value(element, depth + 1)) return false;
+    return true;
+}
+
+// `SELECT * FROM unnest($1::text[], $2::int[])`: rows the statement lists itself, as a VALUES list
+// lists them (Django's bulk_create(update_conflicts=True) since 5.2; review 102).
+bool unnests_given_arrays(const json& select) {
+    if (!only_keys(select, {"targetList", "fromClause", "limitOption", "op"})) return false;
+    for (const json item : child(select, "targetList")) {
+        const auto target = node_of(item);
+        if (!target || target->first != "ResTarget") return false;
+        const auto value = node_of(child(target->second, "val"));
+        if (!value || value->first != "ColumnRef") return false;
+    }
+    const json from = child(select, "fromClause");
+    if (from.size() != 1) return false;
+    const auto range = node_of(from.front());
+    if (!range || range->first != "RangeFunction" || child(range->second, "functions").size() != 1) return false;
+    const auto list = node_of(child(range->second, "functions").front());
+    if (!list || list->first != "List") return false;
+    const auto call = node_of(child(list->second, "items").front());
+    if (!call || call->first != "FuncCall" || !only_keys(call->second, {"funcname", "args", "funcformat", "location"}))
+        return false;
+    const auto names = names_of(child(call->second, "funcname"));
+    if (names.empty() || names.back() != "unnest" || (names.size() == 2 && names.front() != "pg_catalog") ||
+        names.size() > 2)
+        return false;
+    for (const json argument : child(call->second, "args"))
+        if (!given_value(argument)) return false;
+    return true;
+}
+
 // INSERT ... SELECT ... ON CONFLICT DO UPDATE without WHERE updates every existing row the
 // query's rows collide with, which may be all of them (INSERT INTO t SELECT * FROM t ...); a
 // VALUES list bounds the rows it can touch to its own rows, as a WHERE on a key would, unless a
-// value of it is a set (`VALUES (unnest(ARRAY(SELECT id FROM t)), ...)`, review 99).
+// value of it is a set (`VALUES (unnest(ARRAY(SELECT id FROM t)), ...)`, review 99), and so does
+// unnest() of arrays the statement gives itself.
 bool upsert_changes_every_row(const json& insert) {
     const json conflict = insert.find("onConflictClause");
     if (!conflict.valid() || str(conflict, "action") != "ONCONFLICT_UPDATE" || conflict.contains("whereClause")) {
@@ -689,7 +732,9 @@ bool upsert_changes_every_row(const json& insert) {
     }
     const auto source = node_of(child(insert, "selectStmt"));
     if (!source) return false;  // DEFAULT VALUES: one row
-    if (source->first != "SelectStmt" || !source->second.contains("valuesLists")) return true;
+    if (source->first != "SelectStmt") return true;
+    if (unnests_given_arrays(source->second)) return false;
+    if (!source->second.contains("valuesLists")) return true;
     return may_return_rows(child(source->second, "valuesLists"));
 }
 
