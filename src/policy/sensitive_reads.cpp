@@ -100,6 +100,11 @@ private:
             if (range.function) {
                 const SensitiveRowFunction* function = set_.find_function(range.schema, range.name);
                 if (!function) continue;
+                if (function->inside) {
+                    for (const SensitiveRelation* relation : origin_of(*function))
+                        refuse_all(*relation, "as whole rows that " + range.name + "() returns inside another type");
+                    continue;
+                }
                 for (const SensitiveRelation* relation : origin_of(*function)) present_.push_back({&range, relation, true});
                 continue;
             }

@@ -156,14 +156,29 @@ CatalogSnapshot load_catalog(const std::string& conninfo, const std::string& dat
                  relation_filter)))
             snapshot.view_dependencies.push_back(
                 {row[0].as<std::uint32_t>(), row[1].as<std::uint32_t>(), row[2].as<std::int16_t>()});
+        // Functions that may return a relation's rows: as their row type, or inside another type
+        // (a composite, domain, range or array type, or OUT / TABLE columns: resolve_sensitive
+        // decides which hold a guarded relation's).
         for (const auto& row : tx.exec(fmt::format(
-                 "SELECT pn.nspname, p.proname, p.prorettype FROM pg_proc p "
-                 "JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE p.prorettype IN "
-                 "(SELECT c.reltype FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {}) "
+                 "SELECT pn.nspname, p.proname, p.prorettype, "
+                 "array_to_string(ARRAY(SELECT a.t FROM unnest(p.proallargtypes, p.proargmodes) AS a(t, m) "
+                 "WHERE a.m IN ('o', 'b', 't')), ',') FROM pg_proc p "
+                 "JOIN pg_namespace pn ON pn.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype "
+                 "WHERE p.prorettype IN (SELECT c.reltype FROM pg_class c JOIN pg_namespace n ON "
+                 "n.oid = c.relnamespace WHERE {}) OR (pn.nspname NOT IN ('pg_catalog', 'information_schema') "
+                 "AND (rt.typtype IN ('c', 'd', 'r', 'm') OR rt.typelem <> 0 OR p.proallargtypes IS NOT NULL)) "
                  "ORDER BY 1, 2",
-                 relation_filter)))
-            snapshot.row_functions.push_back(
-                {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::uint32_t>()});
+                 relation_filter))) {
+            CatalogRowFunction function{row[0].as<std::string>(), row[1].as<std::string>(),
+                                        row[2].as<std::uint32_t>(), {}};
+            const auto types = row[3].as<std::string>("");
+            for (std::size_t start = 0; start < types.size();) {
+                const auto comma = std::min(types.find(',', start), types.size());
+                function.out_types.push_back(static_cast<std::uint32_t>(std::stoul(types.substr(start, comma - start))));
+                start = comma + 1;
+            }
+            snapshot.row_functions.push_back(std::move(function));
+        }
         // Arrays, domains, ranges, multiranges and composite types (CREATE TYPE ... AS) over other types.
         for (const auto& row : tx.exec(
                  "SELECT t.oid, t.typelem FROM pg_type t WHERE t.typelem <> 0 AND t.typsubscript <> 0 "
@@ -297,9 +312,9 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
     // 6. Columns that hold a guarded relation's whole rows: of its row type, or of a type that
     // holds that (an array, a domain, a composite type's attribute), to a fixed point with 2-3:
     // `CREATE TABLE users_history (old users)` reads as users (review 99).
-    for (bool changed = true; changed;) {
-        changed = false;
-        std::unordered_map<std::uint32_t, const CatalogRelation*> held;  // type -> the guarded relation
+    // Each type that holds a guarded relation's rows -> that relation.
+    const auto holding_types = [&] {
+        std::unordered_map<std::uint32_t, const CatalogRelation*> held;
         for (const auto& [oid, guard] : guarded)
             if (const auto* relation = catalog.relation(oid); relation != nullptr && !guard.numbers.empty())
                 held.emplace(relation->row_type, relation);
@@ -309,6 +324,11 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
                 if (const auto at = held.find(link.holds); at != held.end() && !held.contains(link.type))
                     grew = held.emplace(link.type, at->second).second || grew;
         }
+        return held;
+    };
+    for (bool changed = true; changed;) {
+        changed = false;
+        const auto held = holding_types();
         for (const auto& relation : catalog.relations) {
             for (const auto& column : relation.columns) {
                 const auto at = held.find(column.type_oid);
@@ -358,11 +378,28 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
     std::unordered_map<std::uint32_t, const policy::SensitiveRelation*> by_row_type;
     for (const auto& relation : set.relations)
         if (const auto* source = catalog.relation(relation.oid)) by_row_type.emplace(source->row_type, &relation);
+    // ... or its rows inside another type (RETURNS users[], a domain or composite over it, OUT or
+    // TABLE columns of it: review 102): whatever reads those reads whole rows.
+    const auto held = holding_types();
+    const auto in_set = [&](const CatalogRelation* relation) -> const policy::SensitiveRelation* {
+        for (const auto& candidate : set.relations)
+            if (candidate.oid == relation->oid) return &candidate;
+        return nullptr;
+    };
     for (const auto& function : catalog.row_functions) {
-        const auto at = by_row_type.find(function.row_type);
-        if (at == by_row_type.end()) continue;
-        // The relation itself ("schema.name"): what a read of the function's rows is matched as.
-        set.row_functions.push_back({function.schema, function.name, at->second->schema + "." + at->second->name});
+        if (const auto at = by_row_type.find(function.row_type); at != by_row_type.end()) {
+            // The relation itself ("schema.name"): what a read of the function's rows is matched as.
+            set.row_functions.push_back({function.schema, function.name, at->second->schema + "." + at->second->name});
+            continue;
+        }
+        const CatalogRelation* holds = nullptr;
+        for (const std::uint32_t type : function.out_types)
+            if (const auto at = held.find(type); at != held.end() && holds == nullptr) holds = at->second;
+        if (const auto at = held.find(function.row_type); at != held.end()) holds = at->second;
+        const auto* relation = holds ? in_set(holds) : nullptr;
+        if (relation != nullptr)
+            set.row_functions.push_back(
+                {function.schema, function.name, relation->schema + "." + relation->name, true});
     }
     return set;
 }

@@ -59,6 +59,12 @@ CREATE TYPE public.user_span AS RANGE (subtype = public.users);
 CREATE TABLE public.user_batches (id int, rows public.users[], one public.user_row, w public.wrapped[],
                                   span public.user_span);
 CREATE VIEW public.v_history AS SELECT changed_at, (old).id AS user_id FROM public.users_history;
+-- Functions that return users' rows inside another type (review 102).
+CREATE FUNCTION public.team_array() RETURNS public.users[] LANGUAGE sql AS 'SELECT ARRAY(SELECT u FROM public.users u)';
+CREATE FUNCTION public.team_rec() RETURNS TABLE (id int, u public.users) LANGUAGE sql AS 'SELECT u.id, u FROM public.users u';
+CREATE FUNCTION public.team_dom() RETURNS SETOF public.user_row LANGUAGE sql AS 'SELECT u::public.user_row FROM public.users u';
+CREATE FUNCTION public.team_out(OUT n int, OUT w public.wrapped) LANGUAGE sql AS 'SELECT 1, ROW(NULL, NULL)::public.wrapped';
+CREATE FUNCTION public.plain_array() RETURNS int[] LANGUAGE sql AS 'SELECT ARRAY[1]';
 )sql";
 
 struct Fixture {
@@ -249,6 +255,18 @@ TEST_CASE("resolve_sensitive: tables, partitions, inheritance, views, matviews, 
         CHECK(by_name.at("public.user_batches") == names{"rows", "one", "w", "span"});
         // ... and a view that reads such a column.
         CHECK(by_name.at("public.v_history") == names{"changed_at", "user_id"});
+        // Functions that return its rows inside another type: every use refused (`inside`).
+        std::map<std::string, bool> functions;
+        for (const auto& function : set.row_functions)
+            if (function.origin == "public.users") functions[function.name] = function.inside;
+        // (The range type's constructors too: user_span(users, users) returns users inside it.)
+        CHECK(functions == std::map<std::string, bool>{{"all_users", false},
+                                                       {"team_array", true},
+                                                       {"team_dom", true},
+                                                       {"team_out", true},
+                                                       {"team_rec", true},
+                                                       {"user_span", true},
+                                                       {"user_span_multirange", true}});
         // The pg_catalog sample values: always refused; a view reading them too.
         CHECK(by_name.at("pg_catalog.pg_stats") == names{"most_common_vals", "histogram_bounds", "most_common_elems"});
         CHECK(by_name.at("pg_catalog.pg_stats_ext") == names{"most_common_vals"});

@@ -47,6 +47,8 @@ CREATE VIEW user_rows_on AS SELECT j FROM user_rows;
 CREATE MATERIALIZED VIEW user_hash_mv AS SELECT id, password_hash FROM users;
 CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql STABLE AS 'SELECT * FROM users ORDER BY id';
 CREATE FUNCTION user_by_id(int) RETURNS users LANGUAGE sql STABLE AS 'SELECT * FROM users WHERE id = $1';
+CREATE FUNCTION user_pairs() RETURNS TABLE (id int, u users) LANGUAGE sql STABLE AS 'SELECT u.id, u FROM users u';
+CREATE FUNCTION user_list() RETURNS users[] LANGUAGE sql STABLE AS 'SELECT ARRAY(SELECT u FROM users u ORDER BY id)';
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO agent;
 ANALYZE users, admins, people, events, orders;
 )sql";

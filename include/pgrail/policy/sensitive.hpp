@@ -86,6 +86,9 @@ struct SensitiveRowFunction {
     std::string schema;
     std::string name;
     std::string origin;  // the relation whose rows it returns: "public.users"
+    // It returns them inside another type (an array, a domain or composite over the row type, an
+    // OUT column of it): no column of its result is one of the relation's, every use is refused.
+    bool inside = false;
 };
 
 // What one rule's sensitive_columns mean in one database: the evaluator matches statements'

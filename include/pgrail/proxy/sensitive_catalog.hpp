@@ -50,11 +50,13 @@ struct CatalogViewDependency {
     std::int16_t column = 0;
 };
 
-// A function whose result type is a relation's row type (RETURNS users, RETURNS SETOF users).
+// A function whose result type is a relation's row type (RETURNS users, RETURNS SETOF users), or
+// may hold one (a composite, domain, range or array type; OUT or TABLE columns).
 struct CatalogRowFunction {
     std::string schema;
     std::string name;
-    std::uint32_t row_type = 0;
+    std::uint32_t row_type = 0;            // pg_proc.prorettype
+    std::vector<std::uint32_t> out_types;  // the types of its OUT, INOUT and TABLE columns
 };
 
 // A type that holds values of another whole: an array of its elements, a domain over its base

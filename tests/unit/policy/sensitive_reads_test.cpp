@@ -24,6 +24,7 @@ policy::SensitiveSet guarded_set() {
     set.relations.push_back({11, "pg_catalog", "pg_stats", 'v', {"most_common_vals"}, {9}, "pg_catalog.pg_stats", true,
                              {"schemaname", "tablename", "attname", "most_common_vals"}});
     set.row_functions.push_back({"public", "all_users", "public.users"});
+    set.row_functions.push_back({"public", "team_rows", "public.users", true});  // RETURNS TABLE (id int, u users)
     set.keys[{1001, 3}] = 0;
     return set;
 }
@@ -92,6 +93,11 @@ TEST_CASE("sensitive reads: shapes that reach a guarded column are refused under
         "SELECT most_common_vals FROM pg_stats",
         "SELECT * FROM users AS u (a, b, c)",
         "INSERT INTO users (id) VALUES (1) ON CONFLICT (password_hash) DO NOTHING",
+        // A function returning users' rows inside another type (review 102).
+        "SELECT * FROM team_rows()",
+        "SELECT t.id FROM team_rows() AS t",
+        "SELECT (u).password_hash FROM team_rows()",
+        "SELECT (team_rows()).u",
         // Writes (review 99): a value stored beside the real ones reveals them.
         "UPDATE users SET password_hash = 'new' WHERE id = 1",
         "UPDATE users u SET (name, password_hash) = ('n', 'p') WHERE id = 1",
