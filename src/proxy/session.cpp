@@ -875,6 +875,9 @@ awaitable<void> Session::client_to_server() {
                     co_await on_bind(step, to_server_);
                     break;
                 case ClientStep::Kind::check_statement: {
+                    // Active from here: a text waiting for an analysis thread is this session's
+                    // work too (review 101: pgrail.sessions() showed such sessions idle).
+                    if (directory_entry_) directory_entry_->on_statement(step.statement.sql, context_.lexing);
                     // Most texts are decided here, without a coroutine of their own.
                     auto decided = shared_.gate->check_here(context_, step.statement.sql);
                     if (!decided) {
@@ -895,7 +898,6 @@ awaitable<void> Session::client_to_server() {
                         co_await client_gone(in);
                         co_return;
                     }
-                    if (directory_entry_) directory_entry_->on_statement(step.statement.sql, context_.lexing);
                     protocol_.apply(verdict, step.statement, to_server_);
                     if (verdict.kind != GateVerdict::Kind::intercept) break;
                     // What came before goes first, so the answer keeps its place in the stream.
