@@ -184,7 +184,9 @@ InbandOutcome AdminCommands::run(const SessionContext& session, policy::Command 
             outcome.ok = true;
         }
     } else if (!sql::is_admin_command(command)) {
-        outcome.error = {"ERROR", "42883", fmt::format("pgrail: pgrail.{} is no admin command", name), {}, {}};
+        // (InbandDispatch sends a migrations command here only when migrations are not configured.)
+        outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail", {},
+                         "Set migrations.dir and migrations.migrator in pgrail's configuration."};
     } else if (!arguments.empty()) {
         outcome.error = {"ERROR",
                          "42883",
@@ -226,12 +228,11 @@ InbandDispatch::InbandDispatch(std::shared_ptr<InbandCommands> admin, std::share
 
 InbandOutcome InbandDispatch::run(const SessionContext& session, policy::Command command,
                                   const std::vector<std::string>& arguments, AbandonedFlag abandoned) {
-    if (sql::is_admin_command(command)) return admin_->run(session, command, arguments, std::move(abandoned));
-    if (migrations_) return migrations_->run(session, command, arguments, std::move(abandoned));
-    InbandOutcome outcome;
-    outcome.error = {"ERROR", "55000", "pgrail: in-band migration commands are not configured on this pgrail", {},
-                     "Set migrations.dir and migrations.migrator in pgrail's configuration."};
-    return outcome;
+    // Without migrations, the admin view answers (and audits) their commands' refusal (review 100:
+    // it went unaudited).
+    if (sql::is_admin_command(command) || !migrations_)
+        return admin_->run(session, command, arguments, std::move(abandoned));
+    return migrations_->run(session, command, arguments, std::move(abandoned));
 }
 
 void InbandDispatch::record_migrator_commit(const SessionContext& session,

@@ -47,7 +47,7 @@ private:
 };
 
 // Routes each in-band command: the admin view's to `admin`, the rest to `migrations`, which is
-// null when migrations are not configured (then they fail with 55000, as before).
+// null when migrations are not configured (then `admin` refuses them, 55000, audited).
 class InbandDispatch final : public InbandCommands {
 public:
     InbandDispatch(std::shared_ptr<InbandCommands> admin, std::shared_ptr<InbandCommands> migrations);

@@ -730,3 +730,20 @@ TEST_CASE("an unqualified DROP of a session's temporary table is refused with th
     Result other(PQexec(agent.get(), "DROP TABLE IF EXISTS scratch_totals, enforce_items"));
     CHECK_THAT(PQresultErrorField(other.get(), PG_DIAG_MESSAGE_PRIMARY), Catch::Contains("propose"));
 }
+
+TEST_CASE("a pgrail command on a pgrail without migrations is refused, and on record", "[policy][audit]") {
+    EnforcingProxy proxy;  // (a policy and an audit file; no migrations section)
+    auto agent = proxy.connect();
+    Result refused(PQexec(agent.get(), "SELECT * FROM pgrail.propose_migration('n', 'CREATE TABLE n (a int)', "
+                                       "'DROP TABLE n')"));
+    REQUIRE(std::string(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE)) == "55000");
+    // Review 100: this refusal was the one pgrail command not audited; its arguments stay redacted.
+    const auto lines = proxy.audit_lines();
+    REQUIRE_FALSE(lines.empty());
+    const auto& line = lines.back();
+    CHECK(line.value("event", "") == "command");
+    CHECK(line.value("command", "") == "pgrail.propose_migration");
+    CHECK(line.value("sqlstate", "") == "55000");
+    CHECK(line["arguments"] == nlohmann::json::array({"$1", "$2", "$3"}));
+    CHECK(scalar(agent.get(), "SELECT 1") == "1");
+}
