@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "pgrail/sql/quote.hpp"
 
@@ -137,6 +138,9 @@ std::string drop_of_created(const Statement& statement) {
         return "<SQL that undoes it>";
     std::string kind = created->kind;
     std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return std::toupper(c); });
+    if (created->kind == "function" || created->kind == "procedure")  // with its arguments: overloads
+        return fmt::format("DROP {} {}({})", kind, sql::quote_qualified(created->schema, created->name),
+                           fmt::join(statement.change.argument_types, ", "));
     if (created->kind != "trigger") return "DROP " + kind + " " + sql::quote_qualified(created->schema, created->name);
     if (table == nullptr) return "<SQL that undoes it>";
     return "DROP TRIGGER " + sql::quote_identifier(created->name) + " ON " +

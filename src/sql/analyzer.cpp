@@ -680,21 +680,24 @@ bool may_return_rows(const json& value) {
 
 bool only_keys(const json& body, std::initializer_list<std::string_view> allowed);
 
-// A value the statement gives itself: a parameter or a constant, cast or not, or an array of them.
-bool given_value(const json& value, std::size_t depth = 0) {
+// A value the statement gives itself: a constant, or a parameter its client binds (`binds`: not
+// PREPARE's, whose EXECUTE may compute it from the table, review 103), cast or not, or an array of
+// them.
+bool given_value(const json& value, bool binds, std::size_t depth = 0) {
     const auto node = node_of(value);
     if (!node || depth > max_json_depth) return false;
-    if (node->first == "ParamRef" || node->first == "A_Const") return true;
-    if (node->first == "TypeCast") return given_value(child(node->second, "arg"), depth + 1);
+    if (node->first == "A_Const") return true;
+    if (node->first == "ParamRef") return binds;
+    if (node->first == "TypeCast") return given_value(child(node->second, "arg"), binds, depth + 1);
     if (node->first != "A_ArrayExpr") return false;
     for (const json element : child(node->second, "elements"))
-        if (!given_value(element, depth + 1)) return false;
+        if (!given_value(element, binds, depth + 1)) return false;
     return true;
 }
 
 // `SELECT * FROM unnest($1::text[], $2::int[])`: rows the statement lists itself, as a VALUES list
 // lists them (Django's bulk_create(update_conflicts=True) since 5.2; review 102).
-bool unnests_given_arrays(const json& select) {
+bool unnests_given_arrays(const json& select, bool binds) {
     if (!only_keys(select, {"targetList", "fromClause", "limitOption", "op"})) return false;
     for (const json item : child(select, "targetList")) {
         const auto target = node_of(item);
@@ -716,7 +719,7 @@ bool unnests_given_arrays(const json& select) {
         names.size() > 2)
         return false;
     for (const json argument : child(call->second, "args"))
-        if (!given_value(argument)) return false;
+        if (!given_value(argument, binds)) return false;
     return true;
 }
 
@@ -725,7 +728,8 @@ bool unnests_given_arrays(const json& select) {
 // VALUES list bounds the rows it can touch to its own rows, as a WHERE on a key would, unless a
 // value of it is a set (`VALUES (unnest(ARRAY(SELECT id FROM t)), ...)`, review 99), and so does
 // unnest() of arrays the statement gives itself.
-bool upsert_changes_every_row(const json& insert) {
+// `binds`: the statement's $n are its client's (Walker::set_binds_parameters).
+bool upsert_changes_every_row(const json& insert, bool binds) {
     const json conflict = insert.find("onConflictClause");
     if (!conflict.valid() || str(conflict, "action") != "ONCONFLICT_UPDATE" || conflict.contains("whereClause")) {
         return false;
@@ -733,7 +737,7 @@ bool upsert_changes_every_row(const json& insert) {
     const auto source = node_of(child(insert, "selectStmt"));
     if (!source) return false;  // DEFAULT VALUES: one row
     if (source->first != "SelectStmt") return true;
-    if (unnests_given_arrays(source->second)) return false;
+    if (unnests_given_arrays(source->second, binds)) return false;
     if (!source->second.contains("valuesLists")) return true;
     return may_return_rows(child(source->second, "valuesLists"));
 }
@@ -1655,7 +1659,7 @@ private:
         } else if (is(type, "MergeStmt")) {
             if (scope.effects && merge_changes_every_row(body)) changes_every_row("MERGE");
         } else if (is(type, "InsertStmt")) {
-            if (scope.effects && upsert_changes_every_row(body)) changes_every_row("INSERT");
+            if (scope.effects && upsert_changes_every_row(body, binds_parameters_)) changes_every_row("INSERT");
         } else if (is(type, "CommonTableExpr")) {
             cte_names_.emplace_back(str(body, "ctename"));
             const auto query = node_of(child(body, "ctequery"));
@@ -2148,6 +2152,28 @@ bool plain_create_table(const json& body) {
     return true;
 }
 
+// The types a CREATE FUNCTION's signature is made of, as written (a qualified name quoted part by
+// part, `%TYPE`, `[]`): its IN, INOUT and VARIADIC arguments, not OUT or TABLE columns.
+std::vector<std::string> argument_types(const json& create_function) {
+    std::vector<std::string> types;
+    for (const json item : child(create_function, "parameters")) {
+        const auto parameter = node_of(item);
+        if (!parameter || parameter->first != "FunctionParameter") continue;
+        const std::string_view mode = str(parameter->second, "mode");
+        if (mode == "FUNC_PARAM_OUT" || mode == "FUNC_PARAM_TABLE") continue;
+        const json type = child(parameter->second, "argType");
+        std::string text;
+        for (const std::string_view name : names_of(child(type, "names"))) {
+            if (!text.empty()) text += '.';
+            text += quote_identifier(name);
+        }
+        if (boolean(type, "pct_type")) text += "%TYPE";
+        for (std::size_t bound = 0; bound < child(type, "arrayBounds").size(); ++bound) text += "[]";
+        types.push_back(std::move(text));
+    }
+    return types;
+}
+
 // A CREATE whose DROP undoes it exactly (ChangeKind::create_object): it replaces no object that
 // was there before, and makes no other object besides.
 bool creates_one_object(std::string_view type, const json& body) {
@@ -2221,6 +2247,7 @@ SchemaChange schema_change_of(std::string_view type, const json& body) {
         change.name = std::string(str(body, "extname"));
     } else if (creates_one_object(type, body)) {
         change.kind = ChangeKind::create_object;
+        if (type == "CreateFunctionStmt") change.argument_types = argument_types(body);
     }
     return change;
 }

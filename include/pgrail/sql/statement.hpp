@@ -147,6 +147,9 @@ struct SchemaChange {
     // NULL, NULL and constant (or now()) defaults, and no other clause: what a migration tool
     // creates for its own state (the bookkeeping_tables exemption takes only this form).
     bool plain_table = false;
+    // create_object of a function or procedure: the types of its arguments as DROP FUNCTION names
+    // them (IN, INOUT and VARIADIC ones, quoted), so that an overload is not ambiguous.
+    std::vector<std::string> argument_types;
     bool operator==(const SchemaChange&) const = default;
 };
 

@@ -573,9 +573,12 @@ TEST_CASE("a refused CREATE of one object proposes the DROP that undoes it, not 
     CHECK(down_of("CREATE SCHEMA scratch") == "DROP SCHEMA scratch");
     CHECK(down_of("CREATE TYPE mood AS ENUM ('sad', 'ok')") == "DROP TYPE mood");
     CHECK(down_of("CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%')") == "DROP DOMAIN email");
+    // With its arguments' types (review 102: `DROP FUNCTION f` fails where an overload exists).
     CHECK(down_of("CREATE FUNCTION app.total(a int) RETURNS int LANGUAGE sql AS 'SELECT a'") ==
-          "DROP FUNCTION app.total");
-    CHECK(down_of("CREATE PROCEDURE tidy() LANGUAGE sql AS 'SELECT 1'") == "DROP PROCEDURE tidy");
+          "DROP FUNCTION app.total(pg_catalog.int4)");
+    CHECK(down_of("CREATE FUNCTION f(a text, OUT b int, VARIADIC c \"My Type\"[], d users.id%TYPE) LANGUAGE sql "
+                  "AS 'SELECT 1'") == "DROP FUNCTION f(text, \"My Type\"[], users.id%TYPE)");
+    CHECK(down_of("CREATE PROCEDURE tidy() LANGUAGE sql AS 'SELECT 1'") == "DROP PROCEDURE tidy()");
     CHECK(down_of("CREATE TRIGGER stamp BEFORE UPDATE ON app.items FOR EACH ROW EXECUTE FUNCTION f()") ==
           "DROP TRIGGER stamp ON app.items");
     // What was there before (OR REPLACE, IF NOT EXISTS) a DROP would not bring back.
