@@ -381,10 +381,12 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
     // ... or its rows inside another type (RETURNS users[], a domain or composite over it, OUT or
     // TABLE columns of it: review 102): whatever reads those reads whole rows.
     const auto held = holding_types();
-    const auto in_set = [&](const CatalogRelation* relation) -> const policy::SensitiveRelation* {
-        for (const auto& candidate : set.relations)
-            if (candidate.oid == relation->oid) return &candidate;
-        return nullptr;
+    // The guarded relation (in the set) whose rows `type` holds, if any.
+    const auto holder_of = [&](std::uint32_t type) -> const policy::SensitiveRelation* {
+        const auto at = held.find(type);
+        if (at == held.end()) return nullptr;
+        const auto relation = by_row_type.find(at->second->row_type);
+        return relation == by_row_type.end() ? nullptr : relation->second;
     };
     for (const auto& function : catalog.row_functions) {
         if (const auto at = by_row_type.find(function.row_type); at != by_row_type.end()) {
@@ -392,14 +394,11 @@ policy::SensitiveSet resolve_sensitive(const CatalogSnapshot& catalog, const pol
             set.row_functions.push_back({function.schema, function.name, at->second->schema + "." + at->second->name});
             continue;
         }
-        const CatalogRelation* holds = nullptr;
+        const policy::SensitiveRelation* relation = holder_of(function.row_type);
         for (const std::uint32_t type : function.out_types)
-            if (const auto at = held.find(type); at != held.end() && holds == nullptr) holds = at->second;
-        if (const auto at = held.find(function.row_type); at != held.end()) holds = at->second;
-        const auto* relation = holds ? in_set(holds) : nullptr;
+            if (relation == nullptr) relation = holder_of(type);
         if (relation != nullptr)
-            set.row_functions.push_back(
-                {function.schema, function.name, relation->schema + "." + relation->name, true});
+            set.row_functions.push_back({function.schema, function.name, relation->schema + "." + relation->name, true});
     }
     return set;
 }
